@@ -1,0 +1,85 @@
+//! How the CLI prints: readable lines, or with `--json` one JSON object per line.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Result;
+use serde_json::json;
+use vellum_client::{ChatRow, LocalStore, Member, MessageRow};
+
+pub struct Output {
+    json: bool,
+}
+
+pub fn rfc3339_millis(unix_millis: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(unix_millis.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+impl Output {
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    pub fn message(&self, store: &LocalStore, m: &MessageRow) -> Result<()> {
+        let title = store.chat(&m.group_id)?.and_then(|c| c.title);
+        if self.json {
+            let line = json!({
+                "id": m.id,
+                "chat": m.group_id,
+                "chat_title": title,
+                "sender": m.sender_user,
+                "sender_device": m.sender_device,
+                "sent_at": rfc3339_millis(m.sent_at),
+                "received_at": rfc3339_millis(m.received_at),
+                "seq": m.seq,
+                "text": m.text,
+            });
+            println!("{line}");
+        } else {
+            let chat = title.unwrap_or_else(|| m.group_id.clone());
+            println!(
+                "[{}] {} <{}> {}",
+                rfc3339_millis(m.sent_at),
+                chat,
+                m.sender_user,
+                m.text
+            );
+        }
+        Ok(())
+    }
+
+    pub fn chats(&self, chats: &[ChatRow]) -> Result<()> {
+        for c in chats {
+            if self.json {
+                println!(
+                    "{}",
+                    json!({ "id": c.group_id, "title": c.title, "removed": c.removed })
+                );
+            } else {
+                let removed = if c.removed {
+                    "  (you were removed)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{}  {}{}",
+                    c.group_id,
+                    c.title.as_deref().unwrap_or("(untitled)"),
+                    removed
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn members(&self, members: &[Member]) -> Result<()> {
+        for m in members {
+            if self.json {
+                println!("{}", json!({ "user": m.user, "device": m.device_id }));
+            } else {
+                println!("{}  {}", m.user, m.device_id);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,127 @@
+//! Signed HTTP calls to the delivery server.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use vellum_mls::DeviceKey;
+use vellum_wire::{request_signing_bytes, ApiError, AuthHeaders};
+
+use crate::Error;
+
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// The identity a request is signed with.
+pub struct Signer<'a> {
+    pub device_id: &'a str,
+    pub key: &'a DeviceKey,
+}
+
+fn random_nonce() -> String {
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).expect("operating system RNG");
+    hex::encode(raw)
+}
+
+impl Signer<'_> {
+    /// The authentication headers for one request.
+    pub fn headers(&self, method: &str, path: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let nonce = random_nonce();
+        let signed = request_signing_bytes(method, path, self.device_id, timestamp, &nonce, body);
+        vec![
+            (AuthHeaders::DEVICE, self.device_id.to_owned()),
+            (AuthHeaders::TIMESTAMP, timestamp.to_string()),
+            (AuthHeaders::NONCE, nonce),
+            (
+                AuthHeaders::SIGNATURE,
+                STANDARD.encode(self.key.sign(&signed)),
+            ),
+        ]
+    }
+}
+
+impl Api {
+    pub fn new(base: &str) -> Result<Self, Error> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::Invalid(format!(
+                "server URL must start with http:// or https://, got {base:?}"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Network(e.to_string()))?;
+        Ok(Self { base, http })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// One request. `signer` adds device authentication; `bearer` admin authentication.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+        signer: Option<&Signer<'_>>,
+        bearer: Option<&str>,
+    ) -> Result<T, Error> {
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b).map_err(|e| Error::Invalid(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base, path));
+        if let Some(signer) = signer {
+            for (name, value) in signer.headers(method.as_str(), path, &bytes) {
+                request = request.header(name, value);
+            }
+        }
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if body.is_some() {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Error::Network(e.without_url().to_string()))?;
+        let status = response.status();
+        let text = response
+            .bytes()
+            .await
+            .map_err(|e| Error::Network(e.without_url().to_string()))?;
+        if !status.is_success() {
+            let body: ApiError = serde_json::from_slice(&text).unwrap_or_else(|_| ApiError {
+                code: "http_error".into(),
+                message: format!("HTTP {status}"),
+            });
+            return Err(Error::Api {
+                status: status.as_u16(),
+                code: body.code,
+                message: body.message,
+            });
+        }
+        if status == StatusCode::NO_CONTENT || text.is_empty() {
+            return serde_json::from_slice(b"null")
+                .map_err(|e| Error::Invalid(format!("unexpected empty response: {e}")));
+        }
+        serde_json::from_slice(&text)
+            .map_err(|e| Error::Invalid(format!("unexpected response from server: {e}")))
+    }
+}

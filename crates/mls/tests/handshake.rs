@@ -1,0 +1,203 @@
+//! End-to-end MLS flows between devices and the server's tracker, all in memory.
+
+use mls_rs::storage_provider::in_memory::{InMemoryGroupStateStorage, InMemoryKeyPackageStorage};
+use mls_rs::{ExtensionList, MlsMessage};
+use vellum_mls::{
+    device_client, last_resort_extensions, DeviceClient, DeviceKey, Error, GroupTracker,
+    OrgIdentityProvider, OrgSigner,
+};
+
+type Device = DeviceClient<InMemoryGroupStateStorage, InMemoryKeyPackageStorage>;
+
+fn device(org: &OrgSigner, user: &str, device_id: &str) -> Device {
+    let key = DeviceKey::generate();
+    let cert = org.issue(user, device_id, &key.public_key());
+    device_client(
+        &cert,
+        &key,
+        OrgIdentityProvider::new(org.public_key()),
+        InMemoryGroupStateStorage::default(),
+        InMemoryKeyPackageStorage::default(),
+    )
+}
+
+fn key_package(d: &Device) -> MlsMessage {
+    d.generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+        .unwrap()
+}
+
+#[test]
+fn server_follows_membership_and_members_exchange_messages() {
+    let org = OrgSigner::generate();
+    let tracker = GroupTracker::new(OrgIdentityProvider::new(org.public_key()));
+    let alice = device(&org, "alice", "a1");
+    let bob = device(&org, "bob", "b1");
+    let carol = device(&org, "carol", "c1");
+
+    let mut group = alice
+        .create_group(ExtensionList::new(), Default::default(), None)
+        .unwrap();
+    let info = group.group_info_message(true).unwrap().to_bytes().unwrap();
+    let mut tracked = tracker.observe(&info, "a1").unwrap();
+    assert_eq!(tracked.epoch(), 0);
+    // Only the creator's device may register a group.
+    assert!(tracker.observe(&info, "b1").is_err());
+
+    let commit = group
+        .commit_builder()
+        .add_member(key_package(&bob))
+        .unwrap()
+        .add_member(key_package(&carol))
+        .unwrap()
+        .build()
+        .unwrap();
+    // Bob is not the committer: the server refuses to attribute the commit to him.
+    let mut wrong = tracker.load(&tracked.state().unwrap()).unwrap();
+    assert!(matches!(
+        wrong.apply_commit(commit.commit_message.clone(), "b1"),
+        Err(Error::SenderMismatch { .. })
+    ));
+    let outcome = tracked
+        .apply_commit(commit.commit_message.clone(), "a1")
+        .unwrap();
+    assert_eq!(outcome.added, vec!["b1".to_string(), "c1".to_string()]);
+    assert!(outcome.removed.is_empty());
+    group.apply_pending_commit().unwrap();
+
+    let (mut bob_group, _) = bob
+        .join_group(None, &commit.welcome_messages[0], None)
+        .unwrap();
+    let (mut carol_group, _) = carol
+        .join_group(None, &commit.welcome_messages[0], None)
+        .unwrap();
+
+    // The same commit again is now for a past epoch.
+    assert!(matches!(
+        tracked.apply_commit(commit.commit_message, "a1"),
+        Err(Error::WrongEpoch { current: 1, got: 0 })
+    ));
+
+    let secret = group
+        .encrypt_application_message(b"hello bob", vec![])
+        .unwrap();
+    tracked.check_epoch(&secret).unwrap();
+    let received = bob_group.process_incoming_message(secret.clone()).unwrap();
+    match received {
+        mls_rs::group::ReceivedMessage::ApplicationMessage(m) => assert_eq!(m.data(), b"hello bob"),
+        other => panic!("expected an application message, got {other:?}"),
+    }
+    // Replaying the same ciphertext to a member fails: each generation key is used once.
+    assert!(bob_group.process_incoming_message(secret).is_err());
+
+    // Remove carol; the server sees her leave, and she cannot read what follows.
+    let carol_index = carol_group.current_member_index();
+    let removal = group
+        .commit_builder()
+        .remove_member(carol_index)
+        .unwrap()
+        .build()
+        .unwrap();
+    let outcome = tracked
+        .apply_commit(removal.commit_message.clone(), "a1")
+        .unwrap();
+    assert_eq!(outcome.removed, vec!["c1".to_string()]);
+    group.apply_pending_commit().unwrap();
+    bob_group
+        .process_incoming_message(removal.commit_message.clone())
+        .unwrap();
+    carol_group
+        .process_incoming_message(removal.commit_message)
+        .unwrap();
+    let after = group
+        .encrypt_application_message(b"carol must not see", vec![])
+        .unwrap();
+    assert!(carol_group.process_incoming_message(after.clone()).is_err());
+    assert!(bob_group.process_incoming_message(after).is_ok());
+}
+
+#[test]
+fn tracker_rejects_garbage_and_foreign_credentials() {
+    let org = OrgSigner::generate();
+    let tracker = GroupTracker::new(OrgIdentityProvider::new(org.public_key()));
+    assert!(matches!(
+        tracker.observe(b"", "a1"),
+        Err(Error::Malformed(_))
+    ));
+    assert!(matches!(
+        tracker.observe(&[0xff; 64], "a1"),
+        Err(Error::Malformed(_))
+    ));
+    assert!(tracker.load(b"not a snapshot").is_err());
+
+    // A device certified by another org cannot even register a group here.
+    let rogue_org = OrgSigner::generate();
+    let mallory = device(&rogue_org, "mallory", "m1");
+    let group = mallory
+        .create_group(ExtensionList::new(), Default::default(), None)
+        .unwrap();
+    let info = group.group_info_message(true).unwrap().to_bytes().unwrap();
+    assert!(tracker.observe(&info, "m1").is_err());
+
+    // Truncated GroupInfo is malformed, not a panic.
+    let alice = device(&org, "alice", "a1");
+    let group = alice
+        .create_group(ExtensionList::new(), Default::default(), None)
+        .unwrap();
+    let info = group.group_info_message(true).unwrap().to_bytes().unwrap();
+    for cut in [1, info.len() / 2, info.len() - 1] {
+        assert!(tracker.observe(&info[..cut], "a1").is_err());
+    }
+}
+
+#[test]
+fn last_resort_key_package_can_be_used_twice() {
+    let org = OrgSigner::generate();
+    let alice = device(&org, "alice", "a1");
+    let bob = device(&org, "bob", "b1");
+    let last_resort = bob
+        .generate_key_package_message(last_resort_extensions(), ExtensionList::new(), None)
+        .unwrap();
+    for _ in 0..2 {
+        let mut group = alice
+            .create_group(ExtensionList::new(), Default::default(), None)
+            .unwrap();
+        let out = group
+            .commit_builder()
+            .add_member(last_resort.clone())
+            .unwrap()
+            .build()
+            .unwrap();
+        let (mut joined, _) = bob
+            .join_group(None, &out.welcome_messages[0], None)
+            .unwrap();
+        joined.write_to_storage().unwrap();
+    }
+    // An ordinary key package is single-use.
+    let once = key_package(&bob);
+    let mut g1 = alice
+        .create_group(ExtensionList::new(), Default::default(), None)
+        .unwrap();
+    let out = g1
+        .commit_builder()
+        .add_member(once.clone())
+        .unwrap()
+        .build()
+        .unwrap();
+    bob.join_group(None, &out.welcome_messages[0], None)
+        .unwrap()
+        .0
+        .write_to_storage()
+        .unwrap();
+    let mut g2 = alice
+        .create_group(ExtensionList::new(), Default::default(), None)
+        .unwrap();
+    let out = g2
+        .commit_builder()
+        .add_member(once)
+        .unwrap()
+        .build()
+        .unwrap();
+    assert!(bob
+        .join_group(None, &out.welcome_messages[0], None)
+        .is_err());
+}

@@ -1,0 +1,133 @@
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::{engine::general_purpose::STANDARD, Engine};
+use sha2::{Digest, Sha256};
+use vellum_wire::{codes, request_signing_bytes, AuthHeaders, MAX_CLOCK_SKEW_SECS};
+
+use crate::state::{now_secs, AppState};
+use crate::ApiError;
+
+/// The device a request was signed by; set by [`device_auth`].
+#[derive(Debug, Clone)]
+pub struct AuthedDevice {
+    pub device_id: String,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::unauthenticated(format!("missing or invalid {name} header")))
+}
+
+/// Verifies the device signature over method, path, timestamp, nonce and body; refuses
+/// stale timestamps and reused nonces (replays); then applies the device's rate limit.
+pub async fn device_auth(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match authenticate(&state, request).await {
+        Ok(request) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn authenticate(state: &AppState, request: Request) -> Result<Request, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let device_id = header(&parts.headers, AuthHeaders::DEVICE)?.to_owned();
+    let timestamp: i64 = header(&parts.headers, AuthHeaders::TIMESTAMP)?
+        .parse()
+        .map_err(|_| ApiError::unauthenticated("timestamp is not an integer"))?;
+    let nonce = header(&parts.headers, AuthHeaders::NONCE)?.to_owned();
+    if nonce.is_empty() || nonce.len() > 64 {
+        return Err(ApiError::unauthenticated(
+            "nonce must be 1 to 64 characters",
+        ));
+    }
+    let signature = STANDARD
+        .decode(header(&parts.headers, AuthHeaders::SIGNATURE)?)
+        .map_err(|_| ApiError::unauthenticated("signature is not base64"))?;
+    let now = now_secs();
+    if (now - timestamp).abs() > MAX_CLOCK_SKEW_SECS {
+        return Err(ApiError::unauthenticated(
+            "request timestamp is outside the allowed window",
+        ));
+    }
+    let body = to_bytes(body, state.config.max_body_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::TOO_LARGE,
+                "request body too large",
+            )
+        })?;
+    let device = state
+        .store
+        .device(&device_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("unknown device"))?;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let signed = request_signing_bytes(
+        parts.method.as_str(),
+        path,
+        &device_id,
+        timestamp,
+        &nonce,
+        &body,
+    );
+    if !vellum_mls::verify_device_signature(&device.signature_key, &signed, &signature) {
+        return Err(ApiError::unauthenticated("bad request signature"));
+    }
+    // Only after the signature checks out, so strangers cannot fill the nonce table.
+    let nonce_key = hex::encode(Sha256::digest(nonce.as_bytes()));
+    let fresh = state
+        .store
+        .remember_nonce(&device_id, &nonce_key, now, now - 2 * MAX_CLOCK_SKEW_SECS)
+        .await?;
+    if !fresh {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::REPLAYED,
+            "this request was already received",
+        ));
+    }
+    if !state.limiter.allow(&device_id) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            codes::RATE_LIMITED,
+            "too many requests; slow down",
+        ));
+    }
+    parts.extensions.insert(AuthedDevice { device_id });
+    Ok(Request::from_parts(parts, Body::from(body)))
+}
+
+/// Checks `Authorization: Bearer <admin token>` against the stored hash.
+pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthenticated("admin token required"))?;
+    let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+    // Comparing hashes keeps the comparison from leaking the token through timing.
+    if hash != state.admin_token_hash {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::FORBIDDEN,
+            "invalid admin token",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use vellum_mls::OrgSigner;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Largest request body (commits carry the Welcome and ratchet tree of large groups).
+    pub max_body_bytes: usize,
+    /// Largest application message ciphertext.
+    pub max_message_bytes: usize,
+    /// Per-device request rate: sustained requests per second and burst.
+    pub rate_per_sec: f64,
+    pub rate_burst: f64,
+    pub enrollment_code_ttl: Duration,
+    pub request_timeout: Duration,
+    /// Most log entries one sync returns.
+    pub sync_limit: usize,
+}
+
+impl ServerConfig {
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            max_body_bytes: 8 * 1024 * 1024,
+            max_message_bytes: 64 * 1024,
+            rate_per_sec: 200.0,
+            rate_burst: 1000.0,
+            enrollment_code_ttl: Duration::from_secs(7 * 24 * 3600),
+            request_timeout: Duration::from_secs(30),
+            sync_limit: 500,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} is corrupt")]
+    Corrupt(PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
+    move |source| DataDirError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes a new secret file readable by the owner only; refuses to overwrite.
+fn write_secret(path: &Path, contents: &[u8]) -> Result<(), DataDirError> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    file.write_all(contents).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
+}
+
+/// What the data directory holds for the server: the org signing key and the hash of the
+/// admin token. Both are created on first start (`org.key`, `admin-token`, mode 0600).
+pub struct DataDir {
+    pub org: OrgSigner,
+    pub admin_token_hash: [u8; 32],
+}
+
+pub fn init_data_dir(dir: &Path) -> Result<DataDir, DataDirError> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    let key_path = dir.join("org.key");
+    let org = if key_path.exists() {
+        let seed = fs::read(&key_path).map_err(io(&key_path))?;
+        OrgSigner::from_seed(&seed).map_err(|_| DataDirError::Corrupt(key_path.clone()))?
+    } else {
+        let org = OrgSigner::generate();
+        write_secret(&key_path, &org.seed())?;
+        org
+    };
+    let token_path = dir.join("admin-token");
+    let token = if token_path.exists() {
+        fs::read_to_string(&token_path).map_err(io(&token_path))?
+    } else {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).expect("operating system RNG");
+        let token = hex::encode(raw);
+        write_secret(&token_path, format!("{token}\n").as_bytes())?;
+        token
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(DataDirError::Corrupt(token_path));
+    }
+    Ok(DataDir {
+        org,
+        admin_token_hash: Sha256::digest(token.as_bytes()).into(),
+    })
+}

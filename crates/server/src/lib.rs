@@ -1,0 +1,121 @@
+//! The Vellum delivery server: accounts, device enrollment (the org is the MLS
+//! authentication service), the KeyPackage directory, strict per-group ordering of the MLS
+//! handshake, and durable per-device delivery of ciphertext.
+//!
+//! It never holds plaintext or any group secret: it sees PublicMessage commits (the public
+//! handshake), opaque PrivateMessages and Welcomes, and the public keys of devices.
+
+mod auth;
+mod config;
+mod error;
+mod limits;
+mod notify;
+mod routes;
+mod state;
+mod ws;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use config::{init_data_dir, ServerConfig};
+pub use error::ApiError;
+pub use state::AppState;
+
+/// Every route of the API, as listed in `openapi.json` (a test keeps the two in step).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/openapi.json"),
+    ("post", "/v1/admin/users"),
+    ("post", "/v1/admin/users/{name}/devices"),
+    ("post", "/v1/enroll"),
+    ("post", "/v1/key-packages"),
+    ("get", "/v1/key-packages/count"),
+    ("post", "/v1/key-packages/claim"),
+    ("post", "/v1/groups"),
+    ("post", "/v1/groups/{group_id}/commits"),
+    ("post", "/v1/groups/{group_id}/messages"),
+    ("get", "/v1/sync"),
+    ("post", "/v1/ack"),
+    ("get", "/v1/ws"),
+];
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The whole HTTP API over `state`; tests drive it with `tower::ServiceExt::oneshot`.
+pub fn app(state: AppState) -> Router {
+    let state = Arc::new(state);
+    let device_routes = Router::new()
+        .route("/v1/key-packages", post(routes::upload_key_packages))
+        .route("/v1/key-packages/count", get(routes::key_package_count))
+        .route("/v1/key-packages/claim", post(routes::claim_key_packages))
+        .route("/v1/groups", post(routes::create_group))
+        .route("/v1/groups/{group_id}/commits", post(routes::post_commit))
+        .route("/v1/groups/{group_id}/messages", post(routes::post_message))
+        .route("/v1/sync", get(routes::sync))
+        .route("/v1/ack", post(routes::ack))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            state.config.request_timeout,
+        ))
+        .route("/v1/ws", get(ws::connect))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::device_auth,
+        ));
+    let open_routes = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.json", get(routes::openapi))
+        .route("/v1/admin/users", post(routes::admin_create_user))
+        .route(
+            "/v1/admin/users/{name}/devices",
+            post(routes::admin_add_device),
+        )
+        .route("/v1/enroll", post(routes::enroll));
+    Router::new()
+        .merge(device_routes)
+        .merge(open_routes)
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                vellum_wire::codes::NOT_FOUND,
+                "no such route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Binds `config.listen` and serves until the process is stopped.
+pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
+    let state = AppState::open(config.clone())?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(ServeError::Bind)?;
+    let local = listener.local_addr().map_err(ServeError::Bind)?;
+    tracing::info!(%local, data = %config.data_dir.display(), "vellum server listening");
+    println!("vellum server listening on http://{local}");
+    run(listener, state).await.map_err(ServeError::Serve)
+}
+
+/// Serves the API on an already bound listener (the demo and tests bind port 0).
+pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot prepare data directory: {0}")]
+    DataDir(#[from] config::DataDirError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] vellum_store::Error),
+    #[error("cannot listen: {0}")]
+    Bind(std::io::Error),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}

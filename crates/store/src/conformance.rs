@@ -1,0 +1,433 @@
+//! The behaviour every [`Store`] backend must show. Backends run it with
+//! [`store_conformance_tests!`](crate::store_conformance_tests).
+
+use crate::*;
+
+/// Generates one `#[tokio::test]` per conformance check for a backend.
+/// `$make` is an async expression producing `(store, guard)`: a fresh, empty store and
+/// whatever must live as long as it (a temporary directory, say).
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@tests $make;
+            users_codes_and_devices,
+            nonces_detect_replays,
+            key_packages_single_use_then_last_resort,
+            commits_are_ordered_first_wins,
+            messages_are_idempotent_and_members_only,
+            delivery_respects_join_removal_and_acks,
+            pending_is_paged,
+        );
+    };
+    (@tests $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (store, _guard) = $make.await;
+                $crate::conformance::$name(&store).await;
+            }
+        )*
+    };
+}
+
+fn device(id: &str, user: &str) -> Device {
+    Device {
+        device_id: id.into(),
+        user: user.into(),
+        signature_key: format!("key-{id}").into_bytes(),
+    }
+}
+
+async fn enroll(store: &impl Store, id: &str, user: &str) {
+    if !store.user_exists(user).await.unwrap() {
+        store.create_user(user, 0).await.unwrap();
+    }
+    let hash = {
+        let mut h = [0u8; 32];
+        h[..id.len()].copy_from_slice(id.as_bytes());
+        h
+    };
+    store.add_enrollment_code(user, hash, 1_000).await.unwrap();
+    store
+        .enroll_device(hash, 10, device(id, user))
+        .await
+        .unwrap();
+}
+
+async fn group_of(store: &impl Store, group: &str, creator: &str) {
+    store
+        .create_group(NewGroup {
+            group_id: group.into(),
+            epoch: 0,
+            state: b"state-0".to_vec(),
+            creator_device: creator.into(),
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+}
+
+fn commit(
+    group: &str,
+    epoch: u64,
+    sender: &str,
+    payload: &[u8],
+    added: &[&str],
+    removed: &[&str],
+) -> CommitAppend {
+    CommitAppend {
+        group_id: group.into(),
+        expected_epoch: epoch,
+        new_epoch: epoch + 1,
+        state: format!("state-{}", epoch + 1).into_bytes(),
+        sender_device: sender.into(),
+        payload: payload.to_vec(),
+        received_at: 0,
+        added: added.iter().map(|s| s.to_string()).collect(),
+        removed: removed.iter().map(|s| s.to_string()).collect(),
+        welcome: Some(b"welcome".to_vec()),
+    }
+}
+
+fn message(group: &str, epoch: u64, sender: &str, id: &str) -> MessageAppend {
+    MessageAppend {
+        group_id: group.into(),
+        epoch,
+        sender_device: sender.into(),
+        client_msg_id: id.into(),
+        payload: format!("ct-{id}").into_bytes(),
+        received_at: 0,
+    }
+}
+
+fn seqs(p: &Pending, group: &str) -> Vec<u64> {
+    p.groups
+        .iter()
+        .filter(|(g, _)| g == group)
+        .flat_map(|(_, e)| e.iter().map(|e| e.seq))
+        .collect()
+}
+
+pub async fn users_codes_and_devices(store: &impl Store) {
+    store.create_user("alice", 1).await.unwrap();
+    assert!(matches!(
+        store.create_user("alice", 2).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(store.user_exists("alice").await.unwrap());
+    assert!(!store.user_exists("bob").await.unwrap());
+
+    let code = [7u8; 32];
+    store.add_enrollment_code("alice", code, 100).await.unwrap();
+    assert_eq!(store.enrollment_code_user(code, 50).await.unwrap(), "alice");
+    assert!(matches!(
+        store.enrollment_code_user(code, 100).await,
+        Err(Error::InvalidCode)
+    ));
+    assert!(matches!(
+        store.enrollment_code_user([8u8; 32], 50).await,
+        Err(Error::InvalidCode)
+    ));
+
+    // A code for alice cannot enroll a device for someone else.
+    assert!(matches!(
+        store.enroll_device(code, 50, device("x", "mallory")).await,
+        Err(Error::InvalidCode)
+    ));
+    store
+        .enroll_device(code, 50, device("d1", "alice"))
+        .await
+        .unwrap();
+    // Used once, never again, and nothing changes on the second try.
+    assert!(matches!(
+        store.enroll_device(code, 51, device("d2", "alice")).await,
+        Err(Error::InvalidCode)
+    ));
+    assert_eq!(
+        store.device("d1").await.unwrap(),
+        Some(device("d1", "alice"))
+    );
+    assert_eq!(store.device("d2").await.unwrap(), None);
+    assert_eq!(
+        store.user_devices("alice").await.unwrap(),
+        vec![device("d1", "alice")]
+    );
+
+    // An expired code enrolls nothing.
+    let late = [9u8; 32];
+    store.add_enrollment_code("alice", late, 60).await.unwrap();
+    assert!(matches!(
+        store.enroll_device(late, 60, device("d3", "alice")).await,
+        Err(Error::InvalidCode)
+    ));
+    assert_eq!(store.device("d3").await.unwrap(), None);
+}
+
+pub async fn nonces_detect_replays(store: &impl Store) {
+    assert!(store.remember_nonce("d1", "n1", 100, 0).await.unwrap());
+    assert!(!store.remember_nonce("d1", "n1", 101, 0).await.unwrap());
+    assert!(store.remember_nonce("d2", "n1", 101, 0).await.unwrap());
+    // Old nonces are forgotten only once they are outside the window.
+    assert!(store.remember_nonce("d1", "n2", 500, 101).await.unwrap());
+    assert!(store.remember_nonce("d1", "n1", 500, 101).await.unwrap());
+}
+
+pub async fn key_packages_single_use_then_last_resort(store: &impl Store) {
+    enroll(store, "d1", "alice").await;
+    assert_eq!(store.claim_key_package("d1").await.unwrap(), None);
+    store
+        .add_key_packages(
+            "d1",
+            vec![b"kp1".to_vec(), b"kp2".to_vec()],
+            Some(b"last".to_vec()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.key_package_count("d1").await.unwrap(), (2, true));
+    assert_eq!(
+        store.claim_key_package("d1").await.unwrap(),
+        Some(b"kp1".to_vec())
+    );
+    assert_eq!(
+        store.claim_key_package("d1").await.unwrap(),
+        Some(b"kp2".to_vec())
+    );
+    assert_eq!(
+        store.claim_key_package("d1").await.unwrap(),
+        Some(b"last".to_vec())
+    );
+    assert_eq!(
+        store.claim_key_package("d1").await.unwrap(),
+        Some(b"last".to_vec())
+    );
+    assert_eq!(store.key_package_count("d1").await.unwrap(), (0, true));
+    // A new last-resort key package replaces the old one.
+    store
+        .add_key_packages("d1", vec![], Some(b"last2".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_key_package("d1").await.unwrap(),
+        Some(b"last2".to_vec())
+    );
+}
+
+pub async fn commits_are_ordered_first_wins(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    enroll(store, "b1", "bob").await;
+    group_of(store, "g", "a1").await;
+    assert!(matches!(
+        store
+            .create_group(NewGroup {
+                group_id: "g".into(),
+                epoch: 0,
+                state: vec![],
+                creator_device: "b1".into(),
+                created_at: 0,
+            })
+            .await,
+        Err(Error::Conflict(_))
+    ));
+
+    // A non-member cannot commit.
+    assert!(matches!(
+        store
+            .append_commit(commit("g", 0, "b1", b"c0", &[], &[]))
+            .await,
+        Err(Error::NotMember)
+    ));
+    let first = store
+        .append_commit(commit("g", 0, "a1", b"c0", &["b1"], &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        Appended {
+            seq: 1,
+            epoch: 1,
+            duplicate: false
+        }
+    );
+    // A competing commit for the same epoch loses, and changes nothing.
+    assert!(matches!(
+        store
+            .append_commit(commit("g", 0, "b1", b"other", &[], &[]))
+            .await,
+        Err(Error::StaleEpoch { current: 1 })
+    ));
+    assert!(matches!(
+        store
+            .append_commit(commit("g", 0, "a1", b"c0", &["b1"], &[]))
+            .await,
+        Err(Error::StaleEpoch { current: 1 })
+    ));
+    // The winner's retry is found, a different or someone else's commit is not.
+    assert_eq!(
+        store.find_commit("g", 0, "a1", b"c0").await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(store.find_commit("g", 0, "a1", b"c1").await.unwrap(), None);
+    assert_eq!(store.find_commit("g", 0, "b1", b"c0").await.unwrap(), None);
+    assert_eq!(store.find_commit("g", 1, "a1", b"c0").await.unwrap(), None);
+    let g = store.group("g").await.unwrap().unwrap();
+    assert_eq!((g.epoch, g.state), (1, b"state-1".to_vec()));
+    assert_eq!(
+        store.group_members("g").await.unwrap(),
+        vec!["a1".to_string(), "b1".to_string()]
+    );
+    assert!(store.group("nope").await.unwrap().is_none());
+    assert!(matches!(
+        store
+            .append_commit(commit("nope", 0, "a1", b"x", &[], &[]))
+            .await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+pub async fn messages_are_idempotent_and_members_only(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    enroll(store, "b1", "bob").await;
+    group_of(store, "g", "a1").await;
+    let m = store
+        .append_message(message("g", 0, "a1", "m1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        m,
+        Appended {
+            seq: 1,
+            epoch: 0,
+            duplicate: false
+        }
+    );
+    let retry = store
+        .append_message(message("g", 0, "a1", "m1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        retry,
+        Appended {
+            seq: 1,
+            epoch: 0,
+            duplicate: true
+        }
+    );
+    assert!(matches!(
+        store.append_message(message("g", 0, "b1", "m2")).await,
+        Err(Error::NotMember)
+    ));
+    assert!(matches!(
+        store.append_message(message("g", 3, "a1", "m3")).await,
+        Err(Error::StaleEpoch { current: 0 })
+    ));
+    store
+        .append_commit(commit("g", 0, "a1", b"c", &[], &[]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.append_message(message("g", 0, "a1", "m4")).await,
+        Err(Error::StaleEpoch { current: 1 })
+    ));
+    let p = store.pending("a1", 100).await.unwrap();
+    assert_eq!(seqs(&p, "g"), vec![1, 2]);
+}
+
+pub async fn delivery_respects_join_removal_and_acks(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    enroll(store, "b1", "bob").await;
+    enroll(store, "c1", "carol").await;
+    group_of(store, "g", "a1").await;
+    store
+        .append_message(message("g", 0, "a1", "before-bob"))
+        .await
+        .unwrap(); // seq 1
+    store
+        .append_commit(commit("g", 0, "a1", b"add", &["b1", "c1"], &[]))
+        .await
+        .unwrap(); // seq 2
+    store
+        .append_message(message("g", 1, "a1", "hello"))
+        .await
+        .unwrap(); // seq 3
+    store
+        .append_commit(commit("g", 1, "a1", b"remove-c", &[], &["c1"]))
+        .await
+        .unwrap(); // seq 4
+    store
+        .append_message(message("g", 2, "a1", "secret"))
+        .await
+        .unwrap(); // seq 5
+
+    let bob = store.pending("b1", 100).await.unwrap();
+    assert_eq!(bob.welcomes.len(), 1);
+    assert_eq!(bob.welcomes[0].payload, b"welcome".to_vec());
+    assert_eq!(
+        seqs(&bob, "g"),
+        vec![3, 4, 5],
+        "joiners start after their own add"
+    );
+    let carol = store.pending("c1", 100).await.unwrap();
+    assert_eq!(
+        seqs(&carol, "g"),
+        vec![3, 4],
+        "removed devices get up to their removal, nothing after"
+    );
+    assert!(!store.is_member("g", "c1").await.unwrap());
+    assert!(matches!(
+        store.append_message(message("g", 2, "c1", "x")).await,
+        Err(Error::NotMember)
+    ));
+
+    // Acks move the cursor forward only, and only within the log.
+    store
+        .ack("b1", &[bob.welcomes[0].id], &[("g".into(), 4)])
+        .await
+        .unwrap();
+    store.ack("b1", &[], &[("g".into(), 3)]).await.unwrap();
+    let bob = store.pending("b1", 100).await.unwrap();
+    assert!(bob.welcomes.is_empty());
+    assert_eq!(seqs(&bob, "g"), vec![5]);
+    assert!(matches!(
+        store.ack("b1", &[], &[("g".into(), 99)]).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store.ack("b1", &[], &[("other".into(), 1)]).await,
+        Err(Error::NotMember)
+    ));
+    assert_eq!(seqs(&store.pending("b1", 100).await.unwrap(), "g"), vec![5]);
+
+    // Once carol acks her removal, nothing more is pending for her.
+    store.ack("c1", &[], &[("g".into(), 4)]).await.unwrap();
+    let carol = store.pending("c1", 100).await.unwrap();
+    assert!(carol.groups.is_empty());
+    // Someone else's welcome id cannot be acked away.
+    let a = store.pending("c1", 100).await.unwrap();
+    store
+        .ack(
+            "a1",
+            &a.welcomes.iter().map(|w| w.id).collect::<Vec<_>>(),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.pending("c1", 100).await.unwrap().welcomes, a.welcomes);
+}
+
+pub async fn pending_is_paged(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    group_of(store, "g", "a1").await;
+    for i in 0..7 {
+        store
+            .append_message(message("g", 0, "a1", &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let page = store.pending("a1", 5).await.unwrap();
+    assert!(page.more);
+    assert_eq!(seqs(&page, "g"), vec![1, 2, 3, 4, 5]);
+    store.ack("a1", &[], &[("g".into(), 5)]).await.unwrap();
+    let rest = store.pending("a1", 5).await.unwrap();
+    assert!(!rest.more);
+    assert_eq!(seqs(&rest, "g"), vec![6, 7]);
+}

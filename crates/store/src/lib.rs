@@ -1,0 +1,179 @@
+//! Durable state of the delivery server behind one [`Store`] trait.
+//!
+//! Every backend runs the same conformance suite ([`store_conformance_tests!`]); SQLite is
+//! the embedded default. The store holds only ciphertext, public MLS state and metadata:
+//! it never sees a plaintext message or a private key.
+
+use async_trait::async_trait;
+use vellum_wire::EntryKind;
+
+pub mod conformance;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("enrollment code is unknown, expired or already used")]
+    InvalidCode,
+    #[error("group is at epoch {current}")]
+    StaleEpoch { current: u64 },
+    #[error("device is not a member of this group")]
+    NotMember,
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub device_id: String,
+    pub user: String,
+    pub signature_key: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub group_id: String,
+    pub epoch: u64,
+    pub state: Vec<u8>,
+    pub creator_device: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupState {
+    pub group_id: String,
+    pub epoch: u64,
+    /// The tracker's serialised public state.
+    pub state: Vec<u8>,
+}
+
+/// An accepted commit, appended atomically with its membership changes and Welcomes.
+#[derive(Debug, Clone)]
+pub struct CommitAppend {
+    pub group_id: String,
+    pub expected_epoch: u64,
+    pub new_epoch: u64,
+    pub state: Vec<u8>,
+    pub sender_device: String,
+    pub payload: Vec<u8>,
+    pub received_at: i64,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub welcome: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageAppend {
+    pub group_id: String,
+    pub epoch: u64,
+    pub sender_device: String,
+    /// Idempotency key chosen by the sender: a retry returns the first append.
+    pub client_msg_id: String,
+    pub payload: Vec<u8>,
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    pub epoch: u64,
+    /// True when this exact entry was already in the log (a retried request).
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub seq: u64,
+    pub epoch: u64,
+    pub kind: EntryKind,
+    pub sender_device: String,
+    pub received_at: i64,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredWelcome {
+    pub id: u64,
+    pub group_id: String,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pending {
+    pub welcomes: Vec<StoredWelcome>,
+    pub groups: Vec<(String, Vec<StoredEntry>)>,
+    pub more: bool,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn create_user(&self, name: &str, now: i64) -> Result<()>;
+    async fn user_exists(&self, name: &str) -> Result<bool>;
+    /// Stores the hash of a single-use enrollment code for `user`.
+    async fn add_enrollment_code(
+        &self,
+        user: &str,
+        code_hash: [u8; 32],
+        expires_at: i64,
+    ) -> Result<()>;
+    /// The user a live (unused, unexpired) code belongs to.
+    async fn enrollment_code_user(&self, code_hash: [u8; 32], now: i64) -> Result<String>;
+    /// Consumes the code and registers the device, atomically: a code enrolls one device.
+    async fn enroll_device(&self, code_hash: [u8; 32], now: i64, device: Device) -> Result<()>;
+    async fn device(&self, device_id: &str) -> Result<Option<Device>>;
+    async fn user_devices(&self, user: &str) -> Result<Vec<Device>>;
+    /// Records a request nonce; false if this device used it before (a replay).
+    /// Nonces older than `forget_before` may be dropped.
+    async fn remember_nonce(
+        &self,
+        device_id: &str,
+        nonce: &str,
+        now: i64,
+        forget_before: i64,
+    ) -> Result<bool>;
+
+    async fn add_key_packages(
+        &self,
+        device_id: &str,
+        single_use: Vec<Vec<u8>>,
+        last_resort: Option<Vec<u8>>,
+    ) -> Result<()>;
+    /// (single-use key packages left, whether a last-resort one is on file)
+    async fn key_package_count(&self, device_id: &str) -> Result<(u64, bool)>;
+    /// Takes one single-use key package, or else returns (and keeps) the last-resort one.
+    async fn claim_key_package(&self, device_id: &str) -> Result<Option<Vec<u8>>>;
+
+    async fn create_group(&self, group: NewGroup) -> Result<()>;
+    async fn group(&self, group_id: &str) -> Result<Option<GroupState>>;
+    /// Current member devices.
+    async fn group_members(&self, group_id: &str) -> Result<Vec<String>>;
+    async fn is_member(&self, group_id: &str, device_id: &str) -> Result<bool>;
+    /// Appends a commit if the group is still at `expected_epoch` (first commit wins).
+    async fn append_commit(&self, commit: CommitAppend) -> Result<Appended>;
+    /// The seq of the commit `sender` made at `epoch`, if it is exactly `payload`: lets a
+    /// retried commit be acknowledged again instead of failing as stale.
+    async fn find_commit(
+        &self,
+        group_id: &str,
+        epoch: u64,
+        sender_device: &str,
+        payload: &[u8],
+    ) -> Result<Option<u64>>;
+    /// Appends an application message from a current member at the current epoch.
+    async fn append_message(&self, message: MessageAppend) -> Result<Appended>;
+    /// What the device has not acknowledged yet, oldest first, at most `limit` entries.
+    async fn pending(&self, device_id: &str, limit: usize) -> Result<Pending>;
+    async fn ack(
+        &self,
+        device_id: &str,
+        welcome_ids: &[u64],
+        cursors: &[(String, u64)],
+    ) -> Result<()>;
+}

@@ -1,0 +1,206 @@
+//! The Vellum wire format: every type that crosses the network between a device, the
+//! delivery server and an administrator, and the one canonical way requests are signed.
+//!
+//! Nothing else in the workspace defines what goes over the wire. Binary MLS messages are
+//! carried as standard base64 inside JSON ([`B64`]).
+
+use serde::{Deserialize, Serialize};
+
+mod auth;
+mod b64;
+mod payload;
+
+pub use auth::{request_signing_bytes, AuthHeaders, MAX_CLOCK_SKEW_SECS};
+pub use b64::B64;
+pub use payload::{AppPayload, PayloadError, MAX_TEXT_BYTES};
+
+/// Prefix of every versioned API route.
+pub const API_V1: &str = "/v1";
+
+/// The body of every error response: a stable machine-readable `code` and a human `message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+}
+
+/// Stable error codes; clients branch on these, never on messages.
+pub mod codes {
+    pub const BAD_REQUEST: &str = "bad_request";
+    pub const MALFORMED_MLS: &str = "malformed_mls";
+    pub const INVALID_MLS: &str = "invalid_mls";
+    pub const STALE_EPOCH: &str = "stale_epoch";
+    pub const NOT_MEMBER: &str = "not_member";
+    pub const UNAUTHENTICATED: &str = "unauthenticated";
+    pub const REPLAYED: &str = "replayed_request";
+    pub const FORBIDDEN: &str = "forbidden";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const UNKNOWN_USER: &str = "unknown_user";
+    pub const UNKNOWN_CHAT: &str = "unknown_chat";
+    pub const CONFLICT: &str = "conflict";
+    pub const INVALID_CODE: &str = "invalid_enrollment_code";
+    pub const TOO_LARGE: &str = "payload_too_large";
+    pub const RATE_LIMITED: &str = "rate_limited";
+    pub const NO_KEY_PACKAGE: &str = "no_key_package";
+    pub const INTERNAL: &str = "internal";
+}
+
+/// `POST /v1/admin/users` and `POST /v1/admin/users/{name}/devices`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateUserRequest {
+    pub name: String,
+}
+
+/// A single-use enrollment code for one new device of `user`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollmentCode {
+    pub user: String,
+    pub code: String,
+    /// Unix seconds after which the code no longer works.
+    pub expires_at: i64,
+}
+
+/// `POST /v1/enroll`: a new device presents its code and its MLS signature public key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    pub user: String,
+    pub code: String,
+    pub signature_key: B64,
+}
+
+/// The org (the authentication service) answers with a signed device credential.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub device_id: String,
+    /// The encoded, org-signed device certificate to put in the MLS BasicCredential.
+    pub credential: B64,
+    /// The org's Ed25519 public key, pinned by the client from now on.
+    pub org_key: B64,
+}
+
+/// `POST /v1/key-packages`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UploadKeyPackages {
+    pub key_packages: Vec<B64>,
+    /// Replaces the device's last-resort key package, handed out when the others run out.
+    pub last_resort: Option<B64>,
+}
+
+/// `GET /v1/key-packages/count`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyPackageCount {
+    pub single_use: u64,
+    pub has_last_resort: bool,
+}
+
+/// `POST /v1/key-packages/claim`: one key package for every device of each user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimKeyPackages {
+    pub users: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimedKeyPackage {
+    pub user: String,
+    pub device_id: String,
+    pub key_package: B64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimedKeyPackages {
+    pub key_packages: Vec<ClaimedKeyPackage>,
+}
+
+/// `POST /v1/groups`: the creator registers a new group by its epoch-0 GroupInfo.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateGroup {
+    pub group_info: B64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupCreated {
+    pub group_id: String,
+    pub epoch: u64,
+}
+
+/// `POST /v1/groups/{id}/commits`: a PublicMessage commit, with the Welcome for added devices.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostCommit {
+    pub commit: B64,
+    pub welcome: Option<B64>,
+}
+
+/// `POST /v1/groups/{id}/messages`: a PrivateMessage. `client_msg_id` makes retries idempotent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostMessage {
+    pub client_msg_id: String,
+    pub message: B64,
+}
+
+/// The server's acknowledgement: the entry is durably stored at `seq` in the group log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub seq: u64,
+    pub epoch: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Commit,
+    Application,
+}
+
+/// One entry of a group's ordered log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub seq: u64,
+    pub epoch: u64,
+    pub kind: EntryKind,
+    pub sender_device: String,
+    /// Server receive time, Unix milliseconds.
+    pub received_at: i64,
+    pub payload: B64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupEntries {
+    pub group_id: String,
+    pub entries: Vec<LogEntry>,
+}
+
+/// A Welcome waiting in this device's queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueuedWelcome {
+    pub id: u64,
+    pub group_id: String,
+    pub welcome: B64,
+}
+
+/// `GET /v1/sync`: everything pending for the calling device, oldest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyncResponse {
+    pub welcomes: Vec<QueuedWelcome>,
+    pub groups: Vec<GroupEntries>,
+    /// True when a limit cut the answer short; sync again after acking.
+    pub more: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupCursor {
+    pub group_id: String,
+    pub seq: u64,
+}
+
+/// `POST /v1/ack`: the device has durably processed these.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AckRequest {
+    pub welcomes: Vec<u64>,
+    pub cursors: Vec<GroupCursor>,
+}
+
+/// A WebSocket frame from the server: something new is waiting; call `/v1/sync`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Wake {
+    pub pending: bool,
+}
