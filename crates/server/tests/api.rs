@@ -1,0 +1,993 @@
+//! The HTTP API driven in-process with `oneshot`: every endpoint with good and bad input.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tower::ServiceExt;
+use vellum_mls::mls_rs::storage_provider::in_memory::{
+    InMemoryGroupStateStorage, InMemoryKeyPackageStorage,
+};
+use vellum_mls::mls_rs::{ExtensionList, MlsMessage};
+use vellum_mls::{
+    device_client, DeviceCertificate, DeviceClient, DeviceKey, OrgIdentityProvider, OrgSigner,
+};
+use vellum_server::{app, AppState, ServerConfig};
+use vellum_store::{SqliteStore, Store};
+use vellum_wire::{request_signing_bytes, AuthHeaders};
+
+const ADMIN_TOKEN: &str = "test-admin-token";
+
+struct Harness {
+    app: Router,
+    store: Arc<SqliteStore>,
+}
+
+type Mls = DeviceClient<InMemoryGroupStateStorage, InMemoryKeyPackageStorage>;
+
+struct TestDevice {
+    id: String,
+    key: DeviceKey,
+    mls: Mls,
+}
+
+fn harness_with(config: impl FnOnce(&mut ServerConfig)) -> Harness {
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), std::env::temp_dir());
+    config(&mut cfg);
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let token_hash: [u8; 32] = Sha256::digest(ADMIN_TOKEN.as_bytes()).into();
+    let state = AppState::new(cfg, store.clone(), OrgSigner::generate(), token_hash);
+    Harness {
+        app: app(state),
+        store,
+    }
+}
+
+fn harness() -> Harness {
+    harness_with(|_| {})
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, body)
+}
+
+fn admin(method: &str, path: &str, body: Value) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn signed_headers(
+    device: &TestDevice,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timestamp: i64,
+    nonce: &str,
+) -> Vec<(&'static str, String)> {
+    let to_sign = request_signing_bytes(method, path, &device.id, timestamp, nonce, body);
+    vec![
+        (AuthHeaders::DEVICE, device.id.clone()),
+        (AuthHeaders::TIMESTAMP, timestamp.to_string()),
+        (AuthHeaders::NONCE, nonce.to_string()),
+        (AuthHeaders::SIGNATURE, b64(&device.key.sign(&to_sign))),
+    ]
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn fresh_nonce() -> String {
+    let mut raw = [0u8; 12];
+    getrandom::fill(&mut raw).unwrap();
+    hex::encode(raw)
+}
+
+fn signed(device: &TestDevice, method: &str, path: &str, body: Option<Value>) -> Request<Body> {
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
+    for (name, value) in signed_headers(device, method, path, &bytes, now(), &fresh_nonce()) {
+        builder = builder.header(name, value);
+    }
+    builder.body(Body::from(bytes)).unwrap()
+}
+
+impl Harness {
+    async fn code_for(&self, user: &str) -> String {
+        let (status, body) = send(
+            &self.app,
+            admin("POST", "/v1/admin/users", json!({ "name": user })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["code"].as_str().unwrap().to_owned()
+    }
+
+    async fn enroll(&self, user: &str) -> TestDevice {
+        let code = self.code_for(user).await;
+        self.enroll_with(user, &code).await
+    }
+
+    async fn enroll_with(&self, user: &str, code: &str) -> TestDevice {
+        let key = DeviceKey::generate();
+        let request =
+            json!({ "user": user, "code": code, "signature_key": b64(&key.public_key()) });
+        let (status, body) = send(
+            &self.app,
+            Request::post("/v1/enroll")
+                .header("content-type", "application/json")
+                .body(Body::from(request.to_string()))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        use base64::Engine;
+        let decode = |v: &Value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap()
+        };
+        let identity = OrgIdentityProvider::from_bytes(&decode(&body["org_key"])).unwrap();
+        let cert =
+            DeviceCertificate::verify(&decode(&body["credential"]), identity.org_key()).unwrap();
+        let mls = device_client(
+            &cert,
+            &key,
+            identity,
+            InMemoryGroupStateStorage::default(),
+            InMemoryKeyPackageStorage::default(),
+        );
+        TestDevice {
+            id: body["device_id"].as_str().unwrap().to_owned(),
+            key,
+            mls,
+        }
+    }
+
+    async fn upload_key_packages(&self, device: &TestDevice, n: usize) {
+        let kps: Vec<String> = (0..n)
+            .map(|_| {
+                b64(&device
+                    .mls
+                    .generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+                    .unwrap()
+                    .to_bytes()
+                    .unwrap())
+            })
+            .collect();
+        let (status, body) = send(
+            &self.app,
+            signed(
+                device,
+                "POST",
+                "/v1/key-packages",
+                Some(json!({ "key_packages": kps })),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+
+    /// alice creates a group and adds `others`; returns alice's group and the group id.
+    async fn group(
+        &self,
+        alice: &TestDevice,
+        others: &[&TestDevice],
+    ) -> (
+        vellum_mls::mls_rs::group::Group<impl vellum_mls::mls_rs::client_builder::MlsConfig>,
+        String,
+    ) {
+        let mut group = alice
+            .mls
+            .create_group(ExtensionList::new(), Default::default(), None)
+            .unwrap();
+        let info = group.group_info_message(true).unwrap().to_bytes().unwrap();
+        let (status, body) = send(
+            &self.app,
+            signed(
+                alice,
+                "POST",
+                "/v1/groups",
+                Some(json!({ "group_info": b64(&info) })),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let group_id = body["group_id"].as_str().unwrap().to_owned();
+        if !others.is_empty() {
+            let mut builder = group.commit_builder();
+            for other in others {
+                let kp = other
+                    .mls
+                    .generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+                    .unwrap();
+                builder = builder.add_member(kp).unwrap();
+            }
+            let out = builder.build().unwrap();
+            let request = json!({ "commit": b64(&out.commit_message.to_bytes().unwrap()), "welcome": b64(&out.welcome_messages[0].to_bytes().unwrap()) });
+            let (status, body) = send(
+                &self.app,
+                signed(
+                    alice,
+                    "POST",
+                    &format!("/v1/groups/{group_id}/commits"),
+                    Some(request),
+                ),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            group.apply_pending_commit().unwrap();
+        }
+        (group, group_id)
+    }
+}
+
+fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["code"], want_code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn healthz_and_openapi_document_every_route() {
+    let h = harness();
+    let (status, body) = send(
+        &h.app,
+        Request::get("/healthz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, Value::String("ok".into())));
+    let (status, doc) = send(
+        &h.app,
+        Request::get("/openapi.json").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    for (method, path) in vellum_server::ROUTES {
+        assert!(
+            paths.get(*path).and_then(|p| p.get(*method)).is_some(),
+            "{method} {path} missing from openapi.json"
+        );
+    }
+    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(
+        documented,
+        vellum_server::ROUTES.len(),
+        "openapi.json documents routes the server does not have"
+    );
+    let (status, body) = send(&h.app, Request::get("/debug").body(Body::empty()).unwrap()).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn admin_endpoints_need_the_token() {
+    let h = harness();
+    let unauthenticated = Request::post("/v1/admin/users")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"name":"alice"}"#))
+        .unwrap();
+    let (status, body) = send(&h.app, unauthenticated).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let wrong = Request::post("/v1/admin/users")
+        .header("authorization", "Bearer nope")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"name":"alice"}"#))
+        .unwrap();
+    let (status, body) = send(&h.app, wrong).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    assert!(
+        !h.store.user_exists("alice").await.unwrap(),
+        "a refused request changed nothing"
+    );
+
+    h.code_for("alice").await;
+    let (status, body) = send(
+        &h.app,
+        admin("POST", "/v1/admin/users", json!({ "name": "alice" })),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    for bad in ["", "Alice", "a/b", "x".repeat(65).as_str(), "al ice"] {
+        let (status, body) = send(
+            &h.app,
+            admin("POST", "/v1/admin/users", json!({ "name": bad })),
+        )
+        .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let (status, body) = send(
+        &h.app,
+        admin("POST", "/v1/admin/users", json!({ "nom": "x" })),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = send(
+        &h.app,
+        admin("POST", "/v1/admin/users/nobody/devices", json!({})),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_user");
+}
+
+#[tokio::test]
+async fn enrollment_code_works_once_for_its_user_only() {
+    let h = harness();
+    let code = h.code_for("alice").await;
+    h.code_for("bob").await;
+    let attempt = |user: &str, code: &str, key: Vec<u8>| {
+        Request::post("/v1/enroll")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({ "user": user, "code": code, "signature_key": b64(&key) }).to_string(),
+            ))
+            .unwrap()
+    };
+    let key = DeviceKey::generate().public_key().to_vec();
+    let (status, body) = send(&h.app, attempt("bob", &code, key.clone())).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::FORBIDDEN,
+        "invalid_enrollment_code",
+    );
+    let (status, body) = send(&h.app, attempt("alice", &code, vec![1, 2, 3])).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = send(&h.app, attempt("alice", "0000", key.clone())).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::FORBIDDEN,
+        "invalid_enrollment_code",
+    );
+
+    h.enroll_with("alice", &code).await;
+    let (status, body) = send(
+        &h.app,
+        attempt("alice", &code, DeviceKey::generate().public_key().to_vec()),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::FORBIDDEN,
+        "invalid_enrollment_code",
+    );
+    assert_eq!(
+        h.store.user_devices("alice").await.unwrap().len(),
+        1,
+        "the second use enrolled nothing"
+    );
+    assert!(h.store.user_devices("bob").await.unwrap().is_empty());
+
+    let truncated = Request::post("/v1/enroll")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"user":"alice","code":"#))
+        .unwrap();
+    let (status, body) = send(&h.app, truncated).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn device_requests_must_be_signed_fresh_and_unique() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let path = "/v1/key-packages/count";
+
+    let (status, body) = send(&h.app, Request::get(path).body(Body::empty()).unwrap()).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+
+    // Signed by bob's key but claiming to be alice.
+    let mut forged = Request::get(path);
+    let ts = now();
+    let to_sign = request_signing_bytes("GET", path, &alice.id, ts, "n1", b"");
+    for (name, value) in [
+        (AuthHeaders::DEVICE, alice.id.clone()),
+        (AuthHeaders::TIMESTAMP, ts.to_string()),
+        (AuthHeaders::NONCE, "n1".into()),
+        (AuthHeaders::SIGNATURE, b64(&bob.key.sign(&to_sign))),
+    ] {
+        forged = forged.header(name, value);
+    }
+    let (status, body) = send(&h.app, forged.body(Body::empty()).unwrap()).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+
+    // A stale timestamp, validly signed.
+    let mut stale = Request::get(path);
+    for (name, value) in signed_headers(&alice, "GET", path, b"", now() - 3600, "n2") {
+        stale = stale.header(name, value);
+    }
+    let (status, body) = send(&h.app, stale.body(Body::empty()).unwrap()).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+
+    // The signature covers the body: the same headers with another body fail.
+    let headers = signed_headers(
+        &alice,
+        "POST",
+        "/v1/ack",
+        br#"{"welcomes":[],"cursors":[]}"#,
+        now(),
+        "n3",
+    );
+    let mut tampered = Request::post("/v1/ack").header("content-type", "application/json");
+    for (name, value) in &headers {
+        tampered = tampered.header(*name, value);
+    }
+    let (status, body) = send(
+        &h.app,
+        tampered
+            .body(Body::from(r#"{"welcomes":[1],"cursors":[]}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+
+    // A replay of a request that succeeded.
+    let headers = signed_headers(&alice, "GET", path, b"", now(), "n4");
+    let build = || {
+        let mut r = Request::get(path);
+        for (name, value) in &headers {
+            r = r.header(*name, value);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let (status, _) = send(&h.app, build()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = send(&h.app, build()).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "replayed_request");
+
+    // An unknown device.
+    let ghost = TestDevice {
+        id: "ghost".into(),
+        key: DeviceKey::generate(),
+        mls: alice.mls,
+    };
+    let (status, body) = send(&h.app, signed(&ghost, "GET", path, None)).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_messages_are_refused() {
+    let h = harness_with(|c| {
+        c.max_body_bytes = 4096;
+        c.max_message_bytes = 512;
+    });
+    let alice = h.enroll("alice").await;
+    let huge = json!({ "key_packages": ["A".repeat(8192)] });
+    let (status, body) = send(
+        &h.app,
+        signed(&alice, "POST", "/v1/key-packages", Some(huge)),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+
+    let (mut group, group_id) = h.group(&alice, &[]).await;
+    let big = group
+        .encrypt_application_message(&[7u8; 1024], vec![])
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let request = json!({ "client_msg_id": "m1", "message": b64(&big) });
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &alice,
+            "POST",
+            &format!("/v1/groups/{group_id}/messages"),
+            Some(request),
+        ),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    assert!(
+        h.store
+            .pending(&alice.id, 10)
+            .await
+            .unwrap()
+            .groups
+            .is_empty(),
+        "nothing was stored"
+    );
+}
+
+#[tokio::test]
+async fn key_packages_are_checked_and_claimed_once() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+
+    // Bob cannot upload a key package of alice's, nor garbage.
+    let alices = b64(&alice
+        .mls
+        .generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+        .unwrap()
+        .to_bytes()
+        .unwrap());
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &bob,
+            "POST",
+            "/v1/key-packages",
+            Some(json!({ "key_packages": [alices] })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &bob,
+            "POST",
+            "/v1/key-packages",
+            Some(json!({ "key_packages": [b64(b"garbage")] })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_mls");
+    assert_eq!(
+        h.store.key_package_count(&bob.id).await.unwrap(),
+        (0, false)
+    );
+
+    let claim = |users: Value| {
+        signed(
+            &alice,
+            "POST",
+            "/v1/key-packages/claim",
+            Some(json!({ "users": users })),
+        )
+    };
+    let (status, body) = send(&h.app, claim(json!(["bob"]))).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "no_key_package");
+    let (status, body) = send(&h.app, claim(json!(["nobody"]))).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_user");
+
+    h.upload_key_packages(&bob, 1).await;
+    let (status, body) = send(&h.app, claim(json!(["bob", "nobody"]))).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_user");
+    assert_eq!(
+        h.store.key_package_count(&bob.id).await.unwrap(),
+        (1, false),
+        "a failed claim consumed nothing"
+    );
+    let (status, body) = send(&h.app, claim(json!(["bob"]))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["key_packages"][0]["device_id"], bob.id.as_str());
+    let (status, body) = send(&h.app, claim(json!(["bob"]))).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "no_key_package");
+}
+
+#[tokio::test]
+async fn commits_are_ordered_and_bad_ones_change_nothing() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let carol = h.enroll("carol").await;
+    let (mut group, group_id) = h.group(&alice, &[&bob]).await;
+    let commits = format!("/v1/groups/{group_id}/commits");
+
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &alice,
+            "POST",
+            "/v1/groups",
+            Some(json!({ "group_info": b64(b"\x00\x01junk") })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_mls");
+
+    let kp = carol
+        .mls
+        .generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+        .unwrap();
+    let out = group
+        .commit_builder()
+        .add_member(kp)
+        .unwrap()
+        .build()
+        .unwrap();
+    let commit = out.commit_message.to_bytes().unwrap();
+    let welcome = b64(&out.welcome_messages[0].to_bytes().unwrap());
+
+    // Truncated, garbage, and missing-Welcome commits are refused.
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &alice,
+            "POST",
+            &commits,
+            Some(json!({ "commit": b64(&commit[..commit.len() / 2]), "welcome": welcome })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_mls");
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &alice,
+            "POST",
+            &commits,
+            Some(json!({ "commit": b64(&commit) })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    // Bob is a member but did not sign this commit.
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &bob,
+            "POST",
+            &commits,
+            Some(json!({ "commit": b64(&commit), "welcome": welcome })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    // Carol is not a member at all.
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &carol,
+            "POST",
+            &commits,
+            Some(json!({ "commit": b64(&commit), "welcome": welcome })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "not_member");
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &alice,
+            "POST",
+            "/v1/groups/00ff/commits",
+            Some(json!({ "commit": b64(&commit), "welcome": welcome })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_chat");
+    assert_eq!(
+        h.store.group(&group_id).await.unwrap().unwrap().epoch,
+        1,
+        "nothing changed"
+    );
+
+    let request = json!({ "commit": b64(&commit), "welcome": welcome });
+    let (status, first) = send(
+        &h.app,
+        signed(&alice, "POST", &commits, Some(request.clone())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    // The same commit again (a retry) is acknowledged with the same seq, not appended twice.
+    let (status, again) = send(&h.app, signed(&alice, "POST", &commits, Some(request))).await;
+    assert_eq!((status, &again), (StatusCode::OK, &first));
+    group.apply_pending_commit().unwrap();
+
+    // Bob, still at the old epoch, loses the race with a clear stale-epoch error.
+    let welcome = h.store.pending(&bob.id, 10).await.unwrap().welcomes[0]
+        .payload
+        .clone();
+    let (mut bob_group, _) = bob
+        .mls
+        .join_group(None, &MlsMessage::from_bytes(&welcome).unwrap(), None)
+        .unwrap();
+    let stale = bob_group.commit_builder().build().unwrap();
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &bob,
+            "POST",
+            &commits,
+            Some(json!({ "commit": b64(&stale.commit_message.to_bytes().unwrap()) })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "stale_epoch");
+    assert_eq!(h.store.group(&group_id).await.unwrap().unwrap().epoch, 2);
+}
+
+#[tokio::test]
+async fn messages_need_membership_current_epoch_and_are_idempotent() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let (mut group, group_id) = h.group(&alice, &[]).await;
+    let (mut other, other_id) = h.group(&bob, &[]).await;
+    let messages = format!("/v1/groups/{group_id}/messages");
+
+    let ct = b64(&group
+        .encrypt_application_message(b"hello", vec![])
+        .unwrap()
+        .to_bytes()
+        .unwrap());
+    let request = json!({ "client_msg_id": "m1", "message": ct });
+    let (status, first) = send(
+        &h.app,
+        signed(&alice, "POST", &messages, Some(request.clone())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (status, again) = send(&h.app, signed(&alice, "POST", &messages, Some(request))).await;
+    assert_eq!(
+        (status, &again),
+        (StatusCode::OK, &first),
+        "a retried send is acknowledged once"
+    );
+    assert_eq!(
+        h.store.pending(&alice.id, 10).await.unwrap().groups[0]
+            .1
+            .len(),
+        1
+    );
+
+    // Bob is not a member of alice's group.
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &bob,
+            "POST",
+            &messages,
+            Some(json!({ "client_msg_id": "b1", "message": ct })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "not_member");
+    // A message of another group posted here.
+    let foreign = b64(&other
+        .encrypt_application_message(b"x", vec![])
+        .unwrap()
+        .to_bytes()
+        .unwrap());
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &alice,
+            "POST",
+            &messages,
+            Some(json!({ "client_msg_id": "m2", "message": foreign })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    // A commit is not an application message.
+    let commit = b64(&group
+        .commit_builder()
+        .build()
+        .unwrap()
+        .commit_message
+        .to_bytes()
+        .unwrap());
+    group.clear_pending_commit();
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &alice,
+            "POST",
+            &messages,
+            Some(json!({ "client_msg_id": "m3", "message": commit })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    // Garbage and bad ids.
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &alice,
+            "POST",
+            &messages,
+            Some(json!({ "client_msg_id": "m4", "message": b64(b"junk") })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_mls");
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &alice,
+            "POST",
+            &messages,
+            Some(json!({ "client_msg_id": "", "message": ct })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &alice,
+            "POST",
+            &format!("/v1/groups/{other_id}/messages"),
+            Some(json!({ "client_msg_id": "m5", "message": foreign })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "not_member");
+
+    // After a commit, a message encrypted at the old epoch is stale.
+    let old = b64(&group
+        .encrypt_application_message(b"old", vec![])
+        .unwrap()
+        .to_bytes()
+        .unwrap());
+    let out = group.commit_builder().build().unwrap();
+    let (status, _) = send(
+        &h.app,
+        signed(
+            &alice,
+            "POST",
+            &format!("/v1/groups/{group_id}/commits"),
+            Some(json!({ "commit": b64(&out.commit_message.to_bytes().unwrap()) })),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &alice,
+            "POST",
+            &messages,
+            Some(json!({ "client_msg_id": "m6", "message": old })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "stale_epoch");
+    assert_eq!(
+        h.store.pending(&alice.id, 10).await.unwrap().groups[0]
+            .1
+            .len(),
+        2,
+        "only the first message and the commit"
+    );
+}
+
+#[tokio::test]
+async fn sync_and_ack_deliver_in_order_and_reject_bad_cursors() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let (mut group, group_id) = h.group(&alice, &[&bob]).await;
+    for i in 0..3 {
+        let ct = b64(&group
+            .encrypt_application_message(format!("m{i}").as_bytes(), vec![])
+            .unwrap()
+            .to_bytes()
+            .unwrap());
+        let (status, _) = send(
+            &h.app,
+            signed(
+                &alice,
+                "POST",
+                &format!("/v1/groups/{group_id}/messages"),
+                Some(json!({ "client_msg_id": format!("m{i}"), "message": ct })),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, sync) = send(&h.app, signed(&bob, "GET", "/v1/sync?limit=2", None)).await;
+    assert_eq!(status, StatusCode::OK, "{sync}");
+    assert_eq!(sync["welcomes"].as_array().unwrap().len(), 1);
+    assert_eq!(sync["more"], true);
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &bob,
+            "POST",
+            "/v1/ack",
+            Some(json!({ "welcomes": [], "cursors": [{ "group_id": group_id, "seq": 99 }] })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = send(
+        &h.app,
+        signed(
+            &bob,
+            "POST",
+            "/v1/ack",
+            Some(json!({ "welcomes": [], "cursors": [{ "group_id": "nope", "seq": 1 }] })),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "not_member");
+    let (status, body) = send(
+        &h.app,
+        signed(&bob, "POST", "/v1/ack", Some(json!({ "welcomes": "all" }))),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+
+    let welcome_id = sync["welcomes"][0]["id"].clone();
+    let (status, _) = send(&h.app, signed(&bob, "POST", "/v1/ack", Some(json!({ "welcomes": [welcome_id], "cursors": [{ "group_id": group_id, "seq": 3 }] })))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, sync) = send(&h.app, signed(&bob, "GET", "/v1/sync", None)).await;
+    let seqs: Vec<u64> = sync["groups"][0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![4]);
+    assert!(sync["welcomes"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn each_device_is_rate_limited() {
+    let h = harness_with(|c| {
+        c.rate_per_sec = 0.0;
+        c.rate_burst = 3.0;
+    });
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    for _ in 0..3 {
+        let (status, _) = send(
+            &h.app,
+            signed(&alice, "GET", "/v1/key-packages/count", None),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, body) = send(
+        &h.app,
+        signed(&alice, "GET", "/v1/key-packages/count", None),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let (status, _) = send(&h.app, signed(&bob, "GET", "/v1/key-packages/count", None)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "another device is not limited by alice's traffic"
+    );
+}
