@@ -5,6 +5,7 @@
 //! Every state change of an MLS group is persisted before its effect leaves the device.
 
 mod api;
+mod lock;
 mod store;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use vellum_mls::{
 use vellum_wire::*;
 
 pub use api::{Api, Signer};
+use lock::ProfileLock;
 pub use store::{ChatRow, LocalStore, MessageRow};
 use store::{MlsGroupStorage, MlsKeyPackageStorage};
 
@@ -103,6 +105,7 @@ pub struct Member {
 /// An enrolled device with its profile directory open.
 pub struct Client {
     store: LocalStore,
+    lock: ProfileLock,
     api: Api,
     user: String,
     device_id: String,
@@ -125,6 +128,7 @@ impl Client {
     pub async fn enroll(home: &Path, server: &str, user: &str, code: &str) -> Result<Self, Error> {
         let api = Api::new(server)?;
         let store = LocalStore::open(home)?;
+        let _held = ProfileLock::open(home)?.hold()?;
         if store.profile_get(profile_keys::DEVICE_ID)?.is_some() {
             return Err(Error::AlreadyEnrolled(home.to_owned()));
         }
@@ -175,6 +179,7 @@ impl Client {
             return Err(Error::NotEnrolled(home.to_owned()));
         }
         let store = LocalStore::open(home)?;
+        let lock = ProfileLock::open(home)?;
         use profile_keys::*;
         let get = |k: &str| {
             store
@@ -199,6 +204,7 @@ impl Client {
         );
         Ok(Self {
             store,
+            lock,
             api,
             user,
             device_id,
@@ -317,9 +323,14 @@ impl Client {
 
     /// Creates a chat titled `title` with every device of `with` (and this user's other devices).
     pub async fn create_chat(&mut self, title: &str, with: &[String]) -> Result<String, Error> {
+        let _held = self.lock.hold()?;
         if title.is_empty() || title.len() > 200 {
             return Err(Error::Invalid("a chat title is 1 to 200 bytes".into()));
         }
+        // Claim first: an unknown user or a missing key package must leave no chat behind.
+        let mut users = with.to_vec();
+        users.push(self.user.clone());
+        let key_packages = self.claim(users).await?;
         let mut group = self
             .mls
             .create_group(ExtensionList::new(), Default::default(), None)?;
@@ -340,9 +351,7 @@ impl Client {
             .map_err(Error::from)
             .and_then(|_| self.store.add_chat(&group_id, Some(title), now_millis()));
         self.finish_tx(saved)?;
-        let mut users: Vec<String> = with.to_vec();
-        users.push(self.user.clone());
-        self.add_members_to(&group_id, &users).await?;
+        self.add_key_packages(&group_id, key_packages).await?;
         self.send_payload(
             &group_id,
             AppPayload::ChatInfo {
@@ -369,8 +378,10 @@ impl Client {
 
     /// Adds every device of `users` that is not in the chat yet.
     pub async fn add_members(&mut self, chat: &str, users: &[String]) -> Result<(), Error> {
+        let _held = self.lock.hold()?;
         let group_id = self.resolve_chat(chat)?;
-        self.add_members_to(&group_id, users).await?;
+        let key_packages = self.claim(users.to_vec()).await?;
+        self.add_key_packages(&group_id, key_packages).await?;
         if let Some(title) = self.store.chat(&group_id)?.and_then(|c| c.title) {
             // Newcomers learn the title from the members, never from the server.
             self.send_payload(&group_id, AppPayload::ChatInfo { title }, None)
@@ -379,24 +390,32 @@ impl Client {
         Ok(())
     }
 
-    async fn add_members_to(&mut self, group_id: &str, users: &[String]) -> Result<(), Error> {
-        let mut users = users.to_vec();
+    /// One key package for every device of `users` (but this one).
+    async fn claim(&self, mut users: Vec<String>) -> Result<Vec<(String, MlsMessage)>, Error> {
         users.sort();
         users.dedup();
+        let request = ClaimKeyPackages { users };
         let claimed: ClaimedKeyPackages = self
-            .call(
-                Method::POST,
-                "/v1/key-packages/claim",
-                Some(&ClaimKeyPackages { users }),
-            )
+            .call(Method::POST, "/v1/key-packages/claim", Some(&request))
             .await?;
-        let mut key_packages = Vec::new();
-        for kp in claimed.key_packages {
-            key_packages.push((
-                kp.device_id,
-                vellum_mls::mls_rs::MlsMessage::from_bytes(&kp.key_package)?,
-            ));
-        }
+        claimed
+            .key_packages
+            .into_iter()
+            .map(|kp| {
+                Ok((
+                    kp.device_id,
+                    vellum_mls::key_package_message(&kp.key_package)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Adds the devices of `key_packages` that are not in the chat yet.
+    async fn add_key_packages(
+        &mut self,
+        group_id: &str,
+        key_packages: Vec<(String, MlsMessage)>,
+    ) -> Result<(), Error> {
         let identity = self.identity.clone();
         self.commit_with_rebase(group_id, move |group| {
             let present: Vec<String> = roster(group, &identity)?
@@ -418,6 +437,7 @@ impl Client {
 
     /// Removes every device of `users` from the chat.
     pub async fn remove_members(&mut self, chat: &str, users: &[String]) -> Result<(), Error> {
+        let _held = self.lock.hold()?;
         let group_id = self.resolve_chat(chat)?;
         let identity = self.identity.clone();
         let me = self.device_id.clone();
@@ -526,6 +546,7 @@ impl Client {
 
     /// Sends a text message; returns it once the server has durably accepted it.
     pub async fn send(&mut self, chat: &str, text: &str) -> Result<MessageRow, Error> {
+        let _held = self.lock.hold()?;
         if text.is_empty() {
             return Err(Error::Invalid("message text is empty".into()));
         }
@@ -616,6 +637,7 @@ impl Client {
     /// Fetches and processes everything pending, acknowledging only what is durably stored.
     /// Returns the new messages from others, oldest first.
     pub async fn sync(&mut self) -> Result<Vec<MessageRow>, Error> {
+        let _held = self.lock.hold()?;
         let mut new_messages = Vec::new();
         let mut joined_any = false;
         loop {

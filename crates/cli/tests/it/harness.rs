@@ -1,0 +1,273 @@
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn vellum() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vellum"));
+    cmd.env_remove("VELLUM_HOME").env("RUST_LOG", "warn");
+    cmd
+}
+
+/// A `vellum server` process on a free loopback port, with its own data directory.
+/// Its stdout and stderr go to files in `logs`, so tests can scan them too.
+pub struct Server {
+    pub url: String,
+    pub listen: String,
+    pub data: PathBuf,
+    pub logs: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    pub fn start(root: &Path) -> Self {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut server = Self {
+            url: format!("http://{listen}"),
+            listen,
+            data: root.join("server-data"),
+            logs: root.join("server-logs"),
+            child: None,
+            starts: 0,
+        };
+        std::fs::create_dir_all(&server.logs).unwrap();
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let stdout =
+            std::fs::File::create(self.logs.join(format!("stdout-{}", self.starts))).unwrap();
+        let stderr =
+            std::fs::File::create(self.logs.join(format!("stderr-{}", self.starts))).unwrap();
+        let child = vellum()
+            .args(["server", "--listen", &self.listen, "--data"])
+            .arg(&self.data)
+            // The most verbose level: even debug logs must not carry plaintext.
+            .env("RUST_LOG", "debug")
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&self.listen).is_err() {
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no shutdown handler runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn token_file(&self) -> PathBuf {
+        self.data.join("admin-token")
+    }
+
+    /// `admin user add NAME`: the enrollment code (last stdout line).
+    pub fn add_user(&self, name: &str) -> String {
+        let out = run_ok(
+            vellum()
+                .args(["admin", "--server", &self.url, "--token-file"])
+                .arg(self.token_file())
+                .args(["user", "add", name]),
+        );
+        last_line(&out)
+    }
+
+    pub fn add_device(&self, user: &str) -> String {
+        let out = run_ok(
+            vellum()
+                .args(["admin", "--server", &self.url, "--token-file"])
+                .arg(self.token_file())
+                .args(["device", "add", user]),
+        );
+        last_line(&out)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A device profile directory driven through the CLI.
+pub struct Device {
+    pub home: PathBuf,
+}
+
+impl Device {
+    pub fn enroll(server: &Server, root: &Path, dir: &str, user: &str, code: &str) -> Self {
+        let home = root.join(dir);
+        run_ok(vellum().arg("--home").arg(&home).args([
+            "enroll",
+            "--server",
+            &server.url,
+            "--user",
+            user,
+            "--code",
+            code,
+        ]));
+        Self { home }
+    }
+
+    pub fn new_user(server: &Server, root: &Path, user: &str) -> Self {
+        let code = server.add_user(user);
+        Self::enroll(server, root, user, user, &code)
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut cmd = vellum();
+        cmd.arg("--home").arg(&self.home);
+        cmd
+    }
+
+    pub fn ok(&self, args: &[&str]) -> Output {
+        run_ok(self.cmd().args(args))
+    }
+
+    pub fn fails(&self, args: &[&str]) -> String {
+        run_fails(self.cmd().args(args))
+    }
+
+    /// Runs a `--json` command and parses each stdout line.
+    pub fn json(&self, args: &[&str]) -> Vec<Value> {
+        let out = self.ok(args);
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+            .collect()
+    }
+
+    pub fn texts(&self, chat: &str) -> Vec<String> {
+        self.json(&["history", chat, "--json"])
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    pub fn members(&self, chat: &str) -> Vec<String> {
+        let mut users: Vec<String> = self
+            .json(&["chat", "members", chat, "--json"])
+            .iter()
+            .map(|m| m["user"].as_str().unwrap().to_owned())
+            .collect();
+        users.sort();
+        users.dedup();
+        users
+    }
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
+}
+
+/// Runs a command that must fail with one clear line on stderr; returns that line.
+pub fn run_fails(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        !out.status.success(),
+        "{cmd:?} unexpectedly succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got {stderr:?}");
+    assert!(lines[0].starts_with("error: "), "{stderr:?}");
+    lines[0].to_owned()
+}
+
+pub fn last_line(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Reads lines from a child's stdout until `want` matches one, or the deadline passes.
+pub fn wait_for_line(
+    reader: &mut BufReader<std::process::ChildStdout>,
+    want: impl Fn(&str) -> bool,
+    timeout: Duration,
+) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    let mut line = String::new();
+    while Instant::now() < deadline {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        if want(line.trim()) {
+            return Some(line.trim().to_owned());
+        }
+    }
+    None
+}
+
+pub fn spawn_piped(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// A marker that appears nowhere by chance.
+pub fn marker(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("MARKER-{tag}-{nanos:x}-{}", std::process::id())
+}

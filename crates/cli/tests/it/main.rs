@@ -1,0 +1,8 @@
+//! The one integration-test entry: the real `vellum` binary, a real server process,
+//! real profile directories. Regression tests are named after the issue they cover.
+
+mod harness;
+
+mod chat;
+mod crash;
+mod secrets;
