@@ -252,23 +252,10 @@ impl Client {
         if !force && count.single_use >= KEY_PACKAGE_TARGET / 2 && count.has_last_resort {
             return Ok(());
         }
-        let mut upload = UploadKeyPackages::default();
-        for _ in count.single_use..KEY_PACKAGE_TARGET {
-            let kp = self.mls.generate_key_package_message(
-                ExtensionList::new(),
-                ExtensionList::new(),
-                None,
-            )?;
-            upload.key_packages.push(kp.to_bytes()?.into());
-        }
-        if !count.has_last_resort {
-            let kp = self.mls.generate_key_package_message(
-                last_resort_extensions(),
-                ExtensionList::new(),
-                None,
-            )?;
-            upload.last_resort = Some(kp.to_bytes()?.into());
-        }
+        // Private keys are stored in one transaction: one fsync, not one per key package.
+        self.store.begin()?;
+        let generated = self.generate_key_packages(count.single_use, count.has_last_resort);
+        let upload = self.finish_tx(generated)?;
         if upload.key_packages.is_empty() && upload.last_resort.is_none() {
             return Ok(());
         }
@@ -276,6 +263,31 @@ impl Client {
             .call(Method::POST, "/v1/key-packages", Some(&upload))
             .await?;
         Ok(())
+    }
+
+    fn generate_key_packages(
+        &self,
+        have: u64,
+        have_last_resort: bool,
+    ) -> Result<UploadKeyPackages, Error> {
+        let mut upload = UploadKeyPackages::default();
+        for _ in have..KEY_PACKAGE_TARGET {
+            let kp = self.mls.generate_key_package_message(
+                ExtensionList::new(),
+                ExtensionList::new(),
+                None,
+            )?;
+            upload.key_packages.push(kp.to_bytes()?.into());
+        }
+        if !have_last_resort {
+            let kp = self.mls.generate_key_package_message(
+                last_resort_extensions(),
+                ExtensionList::new(),
+                None,
+            )?;
+            upload.last_resort = Some(kp.to_bytes()?.into());
+        }
+        Ok(upload)
     }
 
     fn load_group(&self, group_id: &str) -> Result<Group, Error> {

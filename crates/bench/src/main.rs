@@ -1,0 +1,202 @@
+//! `cargo run --release -p vellum-bench`: loopback figures for BENCHMARKS.md.
+//!
+//! Everything is real: an in-process delivery server on 127.0.0.1 with its SQLite file on
+//! disk (synchronous=FULL), clients with their own SQLite profiles, MLS via mls-rs.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use reqwest::Method;
+use vellum_client::{Api, Client, Signer};
+use vellum_mls::mls_rs::storage_provider::in_memory::{
+    InMemoryGroupStateStorage, InMemoryKeyPackageStorage,
+};
+use vellum_mls::mls_rs::ExtensionList;
+use vellum_mls::{device_client, DeviceCertificate, DeviceKey, OrgIdentityProvider};
+use vellum_wire::{
+    CreateUserRequest, EnrollRequest, EnrollResponse, EnrollmentCode, UploadKeyPackages,
+};
+
+struct Org {
+    url: String,
+    api: Api,
+    token: String,
+    root: tempfile::TempDir,
+}
+
+impl Org {
+    async fn start() -> Result<Self> {
+        let root = tempfile::tempdir()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let mut config = vellum_server::ServerConfig::new(addr, root.path().join("server"));
+        config.rate_per_sec = 1e9;
+        config.rate_burst = 1e9;
+        let state = vellum_server::AppState::open(config)?;
+        tokio::spawn(vellum_server::run(listener, state));
+        let token = std::fs::read_to_string(root.path().join("server/admin-token"))?;
+        let url = format!("http://{addr}");
+        Ok(Self { api: Api::new(&url)?, url, token: token.trim().into(), root })
+    }
+
+    async fn code(&self, name: &str) -> Result<String> {
+        let code: EnrollmentCode = self
+            .api
+            .call(Method::POST, "/v1/admin/users", Some(&CreateUserRequest { name: name.into() }), None, Some(&self.token))
+            .await?;
+        Ok(code.code)
+    }
+
+    /// A full client with its own SQLite profile.
+    async fn client(&self, name: &str) -> Result<Client> {
+        let code = self.code(name).await?;
+        Ok(Client::enroll(&self.root.path().join(name), &self.url, name, &code).await?)
+    }
+
+    /// A member that only needs to be addable: enrolled, with one key package on the server.
+    async fn light_member(&self, name: &str) -> Result<()> {
+        let code = self.code(name).await?;
+        let key = DeviceKey::generate();
+        let request = EnrollRequest { user: name.into(), code, signature_key: key.public_key().to_vec().into() };
+        let enrolled: EnrollResponse = self.api.call(Method::POST, "/v1/enroll", Some(&request), None, None).await?;
+        let identity = OrgIdentityProvider::from_bytes(&enrolled.org_key)?;
+        let cert = DeviceCertificate::verify(&enrolled.credential, identity.org_key())?;
+        let mls = device_client(&cert, &key, identity, InMemoryGroupStateStorage::default(), InMemoryKeyPackageStorage::default());
+        let kp = mls.generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)?;
+        let upload = UploadKeyPackages { key_packages: vec![kp.to_bytes()?.into()], last_resort: None };
+        let signer = Signer { device_id: &enrolled.device_id, key: &key };
+        let _: () = self.api.call(Method::POST, "/v1/key-packages", Some(&upload), Some(&signer), None).await?;
+        Ok(())
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1e3)
+}
+
+async fn chat_figures(members: usize, samples: usize, burst: usize) -> Result<()> {
+    let org = Org::start().await?;
+    let mut alice = org.client("alice").await?;
+    let mut others = Vec::new();
+    for i in 1..members {
+        others.push(org.client(&format!("m{i}")).await?);
+    }
+    let names: Vec<String> = (1..members).map(|i| format!("m{i}")).collect();
+    let chat = alice.create_chat("bench", &names).await?;
+    for c in &mut others {
+        c.sync().await?;
+    }
+    let receiver = &mut others[0];
+    for i in 0..5 {
+        alice.send(&chat, &format!("warm-up {i}")).await?;
+        receiver.sync().await?;
+    }
+
+    // Latency: from the call to send until the receiver has it decrypted and stored.
+    let mut latencies = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let text = format!("latency {i}");
+        let start = Instant::now();
+        alice.send(&chat, &text).await?;
+        loop {
+            if receiver.sync().await?.iter().any(|m| m.text == text) {
+                break;
+            }
+        }
+        latencies.push(start.elapsed());
+    }
+    latencies.sort();
+
+    // Throughput: one sender back to back (each acknowledged durably), then every receiver
+    // syncing concurrently. Receivers first catch up on the latency round.
+    for c in &mut others {
+        c.sync().await?;
+    }
+    let start = Instant::now();
+    for i in 0..burst {
+        alice.send(&chat, &format!("burst {i}")).await?;
+    }
+    let send_rate = burst as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut c in others {
+        tasks.push(tokio::spawn(async move {
+            let mut got = 0;
+            while got < burst {
+                got += c.sync().await?.len();
+            }
+            anyhow::Ok(got)
+        }));
+    }
+    let mut delivered = 0;
+    for t in tasks {
+        delivered += t.await??;
+    }
+    let deliver_rate = delivered as f64 / start.elapsed().as_secs_f64();
+    ensure!(delivered == burst * (members - 1), "every receiver got every message");
+    println!(
+        "| {members} | {} | {} | {send_rate:.0} | {deliver_rate:.0} |",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+    );
+    Ok(())
+}
+
+async fn add_member_figures(members: usize) -> Result<()> {
+    let org = Org::start().await?;
+    let mut alice = org.client("alice").await?;
+    let mut bob = org.client("bob").await?;
+    let mut names = vec!["bob".to_string()];
+    for i in 2..members {
+        let name = format!("m{i}");
+        org.light_member(&name).await?;
+        names.push(name);
+    }
+    org.light_member("newcomer").await?;
+    let start = Instant::now();
+    let chat = alice.create_chat("big", &names).await?;
+    let create = start.elapsed();
+    bob.sync().await?;
+    ensure!(alice.members(&chat)?.len() == members);
+
+    let start = Instant::now();
+    alice.add_members(&chat, &["newcomer".into()]).await?;
+    let add = start.elapsed();
+    let start = Instant::now();
+    bob.sync().await?;
+    let process = start.elapsed();
+    ensure!(bob.members(&chat)?.len() == members + 1);
+    println!("| {members} | {} | {} | {} |", ms(create), ms(add), ms(process));
+    Ok(())
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cores} cores, {cpu}")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    println!("machine: {}", machine());
+    println!("\nsend-to-receive on loopback (latency: send call until one receiver has it decrypted and stored, by sync)");
+    println!("| members | p50 ms | p99 ms | sent msg/s (durably acked) | delivered msg/s (all receivers) |");
+    println!("|---|---|---|---|---|");
+    chat_figures(2, 200, 300).await?;
+    chat_figures(10, 200, 300).await?;
+    chat_figures(100, 100, 100).await?;
+    println!("\nadding one member (full clients: the committer alice and one member bob; the rest enrolled with key packages)");
+    println!("| members | create the chat in one commit ms | add one member ms (claim, commit, server, apply, title) | one member processes it ms |");
+    println!("|---|---|---|---|");
+    add_member_figures(100).await?;
+    add_member_figures(1000).await?;
+    Ok(())
+}
