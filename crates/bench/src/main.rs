@@ -36,13 +36,24 @@ impl Org {
         tokio::spawn(vellum_server::run(listener, state));
         let token = std::fs::read_to_string(root.path().join("server/admin-token"))?;
         let url = format!("http://{addr}");
-        Ok(Self { api: Api::new(&url)?, url, token: token.trim().into(), root })
+        Ok(Self {
+            api: Api::new(&url)?,
+            url,
+            token: token.trim().into(),
+            root,
+        })
     }
 
     async fn code(&self, name: &str) -> Result<String> {
         let code: EnrollmentCode = self
             .api
-            .call(Method::POST, "/v1/admin/users", Some(&CreateUserRequest { name: name.into() }), None, Some(&self.token))
+            .call(
+                Method::POST,
+                "/v1/admin/users",
+                Some(&CreateUserRequest { name: name.into() }),
+                None,
+                Some(&self.token),
+            )
             .await?;
         Ok(code.code)
     }
@@ -57,15 +68,44 @@ impl Org {
     async fn light_member(&self, name: &str) -> Result<()> {
         let code = self.code(name).await?;
         let key = DeviceKey::generate();
-        let request = EnrollRequest { user: name.into(), code, signature_key: key.public_key().to_vec().into() };
-        let enrolled: EnrollResponse = self.api.call(Method::POST, "/v1/enroll", Some(&request), None, None).await?;
+        let request = EnrollRequest {
+            user: name.into(),
+            code,
+            signature_key: key.public_key().to_vec().into(),
+        };
+        let enrolled: EnrollResponse = self
+            .api
+            .call(Method::POST, "/v1/enroll", Some(&request), None, None)
+            .await?;
         let identity = OrgIdentityProvider::from_bytes(&enrolled.org_key)?;
         let cert = DeviceCertificate::verify(&enrolled.credential, identity.org_key())?;
-        let mls = device_client(&cert, &key, identity, InMemoryGroupStateStorage::default(), InMemoryKeyPackageStorage::default());
-        let kp = mls.generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)?;
-        let upload = UploadKeyPackages { key_packages: vec![kp.to_bytes()?.into()], last_resort: None };
-        let signer = Signer { device_id: &enrolled.device_id, key: &key };
-        let _: () = self.api.call(Method::POST, "/v1/key-packages", Some(&upload), Some(&signer), None).await?;
+        let mls = device_client(
+            &cert,
+            &key,
+            identity,
+            InMemoryGroupStateStorage::default(),
+            InMemoryKeyPackageStorage::default(),
+        );
+        let kp =
+            mls.generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)?;
+        let upload = UploadKeyPackages {
+            key_packages: vec![kp.to_bytes()?.into()],
+            last_resort: None,
+        };
+        let signer = Signer {
+            device_id: &enrolled.device_id,
+            key: &key,
+        };
+        let _: () = self
+            .api
+            .call(
+                Method::POST,
+                "/v1/key-packages",
+                Some(&upload),
+                Some(&signer),
+                None,
+            )
+            .await?;
         Ok(())
     }
 }
@@ -138,7 +178,10 @@ async fn chat_figures(members: usize, samples: usize, burst: usize) -> Result<()
         delivered += t.await??;
     }
     let deliver_rate = delivered as f64 / start.elapsed().as_secs_f64();
-    ensure!(delivered == burst * (members - 1), "every receiver got every message");
+    ensure!(
+        delivered == burst * (members - 1),
+        "every receiver got every message"
+    );
     println!(
         "| {members} | {} | {} | {send_rate:.0} | {deliver_rate:.0} |",
         ms(percentile(&latencies, 0.5)),
@@ -171,15 +214,26 @@ async fn add_member_figures(members: usize) -> Result<()> {
     bob.sync().await?;
     let process = start.elapsed();
     ensure!(bob.members(&chat)?.len() == members + 1);
-    println!("| {members} | {} | {} | {} |", ms(create), ms(add), ms(process));
+    println!(
+        "| {members} | {} | {} | {} |",
+        ms(create),
+        ms(add),
+        ms(process)
+    );
     Ok(())
 }
 
 fn machine() -> String {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{cores} cores, {cpu}")
 }

@@ -100,7 +100,28 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let local = listener.local_addr().map_err(ServeError::Bind)?;
     tracing::info!(%local, data = %config.data_dir.display(), "vellum server listening");
     println!("vellum server listening on http://{local}");
-    run(listener, state).await.map_err(ServeError::Serve)
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(ServeError::Serve)
+}
+
+/// SIGINT or SIGTERM: stop accepting, finish requests in flight. (Durability never depends
+/// on this: every acknowledged write is already committed.)
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
 }
 
 /// Serves the API on an already bound listener (the demo and tests bind port 0).
