@@ -7,6 +7,15 @@ use reqwest::Method;
 use vellum_client::{Api, Client};
 use vellum_wire::{CreateUserRequest, EnrollmentCode};
 
+fn member_names(client: &Client, chat: &str) -> Result<String> {
+    let members = client.members(chat)?;
+    Ok(members
+        .iter()
+        .map(|m| m.user.as_str())
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
 fn heading(text: &str) {
     println!("\n== {text}");
 }
@@ -66,15 +75,7 @@ pub async fn run() -> Result<()> {
     bob.sync().await?;
     carol.sync().await?;
     println!("  chat id {chat}");
-    println!(
-        "  members: {}",
-        alice
-            .members(&chat)?
-            .iter()
-            .map(|m| m.user.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    println!("  members: {}", member_names(&alice, &chat)?);
 
     heading("they talk");
     alice.send(&chat, "Crossing at 0600, north gate.").await?;
@@ -108,15 +109,7 @@ pub async fn run() -> Result<()> {
             .any(|m| m.text == after_removal),
         "carol read a message after removal"
     );
-    println!(
-        "  members now: {}",
-        alice
-            .members(&chat)?
-            .iter()
-            .map(|m| m.user.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    println!("  members now: {}", member_names(&alice, &chat)?);
 
     heading(
         "what the server stored for this chat (its whole log: ciphertext and public handshake)",

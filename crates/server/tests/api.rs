@@ -123,6 +123,17 @@ fn signed(device: &TestDevice, method: &str, path: &str, body: Option<Value>) ->
 }
 
 impl Harness {
+    /// One signed request from `device`.
+    async fn call(
+        &self,
+        device: &TestDevice,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        send(&self.app, signed(device, method, path, body)).await
+    }
+
     async fn code_for(&self, user: &str) -> String {
         let (status, body) = send(
             &self.app,
@@ -476,7 +487,7 @@ async fn device_requests_must_be_signed_fresh_and_unique() {
         key: DeviceKey::generate(),
         mls: alice.mls,
     };
-    let (status, body) = send(&h.app, signed(&ghost, "GET", path, None)).await;
+    let (status, body) = h.call(&ghost, "GET", path, None).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
 }
 
@@ -488,11 +499,7 @@ async fn oversized_bodies_and_messages_are_refused() {
     });
     let alice = h.enroll("alice").await;
     let huge = json!({ "key_packages": ["A".repeat(8192)] });
-    let (status, body) = send(
-        &h.app,
-        signed(&alice, "POST", "/v1/key-packages", Some(huge)),
-    )
-    .await;
+    let (status, body) = h.call(&alice, "POST", "/v1/key-packages", Some(huge)).await;
     assert_error(
         status,
         &body,
@@ -507,16 +514,14 @@ async fn oversized_bodies_and_messages_are_refused() {
         .to_bytes()
         .unwrap();
     let request = json!({ "client_msg_id": "m1", "message": b64(&big) });
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &alice,
             "POST",
             &format!("/v1/groups/{group_id}/messages"),
             Some(request),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(
         status,
         &body,
@@ -547,27 +552,23 @@ async fn key_packages_are_checked_and_claimed_once() {
         .unwrap()
         .to_bytes()
         .unwrap());
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &bob,
             "POST",
             "/v1/key-packages",
             Some(json!({ "key_packages": [alices] })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &bob,
             "POST",
             "/v1/key-packages",
             Some(json!({ "key_packages": [b64(b"garbage")] })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_mls");
     assert_eq!(
         h.store.key_package_count(&bob.id).await.unwrap(),
@@ -611,16 +612,14 @@ async fn commits_are_ordered_and_bad_ones_change_nothing() {
     let (mut group, group_id) = h.group(&alice, &[&bob]).await;
     let commits = format!("/v1/groups/{group_id}/commits");
 
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &alice,
             "POST",
             "/v1/groups",
             Some(json!({ "group_info": b64(b"\x00\x01junk") })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_mls");
 
     let kp = carol
@@ -637,62 +636,52 @@ async fn commits_are_ordered_and_bad_ones_change_nothing() {
     let welcome = b64(&out.welcome_messages[0].to_bytes().unwrap());
 
     // Truncated, garbage, and missing-Welcome commits are refused.
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &alice,
             "POST",
             &commits,
             Some(json!({ "commit": b64(&commit[..commit.len() / 2]), "welcome": welcome })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_mls");
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &alice,
             "POST",
             &commits,
             Some(json!({ "commit": b64(&commit) })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     // Bob is a member but did not sign this commit.
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &bob,
             "POST",
             &commits,
             Some(json!({ "commit": b64(&commit), "welcome": welcome })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
     // Carol is not a member at all.
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &carol,
             "POST",
             &commits,
             Some(json!({ "commit": b64(&commit), "welcome": welcome })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "not_member");
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &alice,
             "POST",
             "/v1/groups/00ff/commits",
             Some(json!({ "commit": b64(&commit), "welcome": welcome })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_chat");
     assert_eq!(
         h.store.group(&group_id).await.unwrap().unwrap().epoch,
@@ -701,14 +690,12 @@ async fn commits_are_ordered_and_bad_ones_change_nothing() {
     );
 
     let request = json!({ "commit": b64(&commit), "welcome": welcome });
-    let (status, first) = send(
-        &h.app,
-        signed(&alice, "POST", &commits, Some(request.clone())),
-    )
-    .await;
+    let (status, first) = h
+        .call(&alice, "POST", &commits, Some(request.clone()))
+        .await;
     assert_eq!(status, StatusCode::OK, "{first}");
     // The same commit again (a retry) is acknowledged with the same seq, not appended twice.
-    let (status, again) = send(&h.app, signed(&alice, "POST", &commits, Some(request))).await;
+    let (status, again) = h.call(&alice, "POST", &commits, Some(request)).await;
     assert_eq!((status, &again), (StatusCode::OK, &first));
     group.apply_pending_commit().unwrap();
 
@@ -721,16 +708,14 @@ async fn commits_are_ordered_and_bad_ones_change_nothing() {
         .join_group(None, &MlsMessage::from_bytes(&welcome).unwrap(), None)
         .unwrap();
     let stale = bob_group.commit_builder().build().unwrap();
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &bob,
             "POST",
             &commits,
             Some(json!({ "commit": b64(&stale.commit_message.to_bytes().unwrap()) })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::CONFLICT, "stale_epoch");
     assert_eq!(h.store.group(&group_id).await.unwrap().unwrap().epoch, 2);
 }
@@ -750,13 +735,11 @@ async fn messages_need_membership_current_epoch_and_are_idempotent() {
         .to_bytes()
         .unwrap());
     let request = json!({ "client_msg_id": "m1", "message": ct });
-    let (status, first) = send(
-        &h.app,
-        signed(&alice, "POST", &messages, Some(request.clone())),
-    )
-    .await;
+    let (status, first) = h
+        .call(&alice, "POST", &messages, Some(request.clone()))
+        .await;
     assert_eq!(status, StatusCode::OK, "{first}");
-    let (status, again) = send(&h.app, signed(&alice, "POST", &messages, Some(request))).await;
+    let (status, again) = h.call(&alice, "POST", &messages, Some(request)).await;
     assert_eq!(
         (status, &again),
         (StatusCode::OK, &first),
@@ -770,16 +753,14 @@ async fn messages_need_membership_current_epoch_and_are_idempotent() {
     );
 
     // Bob is not a member of alice's group.
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &bob,
             "POST",
             &messages,
             Some(json!({ "client_msg_id": "b1", "message": ct })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "not_member");
     // A message of another group posted here.
     let foreign = b64(&other
@@ -787,16 +768,14 @@ async fn messages_need_membership_current_epoch_and_are_idempotent() {
         .unwrap()
         .to_bytes()
         .unwrap());
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &alice,
             "POST",
             &messages,
             Some(json!({ "client_msg_id": "m2", "message": foreign })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     // A commit is not an application message.
     let commit = b64(&group
@@ -807,50 +786,42 @@ async fn messages_need_membership_current_epoch_and_are_idempotent() {
         .to_bytes()
         .unwrap());
     group.clear_pending_commit();
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &alice,
             "POST",
             &messages,
             Some(json!({ "client_msg_id": "m3", "message": commit })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     // Garbage and bad ids.
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &alice,
             "POST",
             &messages,
             Some(json!({ "client_msg_id": "m4", "message": b64(b"junk") })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_mls");
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &alice,
             "POST",
             &messages,
             Some(json!({ "client_msg_id": "", "message": ct })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &alice,
             "POST",
             &format!("/v1/groups/{other_id}/messages"),
             Some(json!({ "client_msg_id": "m5", "message": foreign })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "not_member");
 
     // After a commit, a message encrypted at the old epoch is stale.
@@ -860,27 +831,23 @@ async fn messages_need_membership_current_epoch_and_are_idempotent() {
         .to_bytes()
         .unwrap());
     let out = group.commit_builder().build().unwrap();
-    let (status, _) = send(
-        &h.app,
-        signed(
+    let (status, _) = h
+        .call(
             &alice,
             "POST",
             &format!("/v1/groups/{group_id}/commits"),
             Some(json!({ "commit": b64(&out.commit_message.to_bytes().unwrap()) })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &alice,
             "POST",
             &messages,
             Some(json!({ "client_msg_id": "m6", "message": old })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::CONFLICT, "stale_epoch");
     assert_eq!(
         h.store.pending(&alice.id, 10).await.unwrap().groups[0]
@@ -903,55 +870,47 @@ async fn sync_and_ack_deliver_in_order_and_reject_bad_cursors() {
             .unwrap()
             .to_bytes()
             .unwrap());
-        let (status, _) = send(
-            &h.app,
-            signed(
+        let (status, _) = h
+            .call(
                 &alice,
                 "POST",
                 &format!("/v1/groups/{group_id}/messages"),
                 Some(json!({ "client_msg_id": format!("m{i}"), "message": ct })),
-            ),
-        )
-        .await;
+            )
+            .await;
         assert_eq!(status, StatusCode::OK);
     }
-    let (status, sync) = send(&h.app, signed(&bob, "GET", "/v1/sync?limit=2", None)).await;
+    let (status, sync) = h.call(&bob, "GET", "/v1/sync?limit=2", None).await;
     assert_eq!(status, StatusCode::OK, "{sync}");
     assert_eq!(sync["welcomes"].as_array().unwrap().len(), 1);
     assert_eq!(sync["more"], true);
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &bob,
             "POST",
             "/v1/ack",
             Some(json!({ "welcomes": [], "cursors": [{ "group_id": group_id, "seq": 99 }] })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
-    let (status, body) = send(
-        &h.app,
-        signed(
+    let (status, body) = h
+        .call(
             &bob,
             "POST",
             "/v1/ack",
             Some(json!({ "welcomes": [], "cursors": [{ "group_id": "nope", "seq": 1 }] })),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "not_member");
-    let (status, body) = send(
-        &h.app,
-        signed(&bob, "POST", "/v1/ack", Some(json!({ "welcomes": "all" }))),
-    )
-    .await;
+    let (status, body) = h
+        .call(&bob, "POST", "/v1/ack", Some(json!({ "welcomes": "all" })))
+        .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
 
     let welcome_id = sync["welcomes"][0]["id"].clone();
-    let (status, _) = send(&h.app, signed(&bob, "POST", "/v1/ack", Some(json!({ "welcomes": [welcome_id], "cursors": [{ "group_id": group_id, "seq": 3 }] })))).await;
+    let (status, _) = h.call(&bob, "POST", "/v1/ack", Some(json!({ "welcomes": [welcome_id], "cursors": [{ "group_id": group_id, "seq": 3 }] }))).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (_, sync) = send(&h.app, signed(&bob, "GET", "/v1/sync", None)).await;
+    let (_, sync) = h.call(&bob, "GET", "/v1/sync", None).await;
     let seqs: Vec<u64> = sync["groups"][0]["entries"]
         .as_array()
         .unwrap()
@@ -971,20 +930,12 @@ async fn each_device_is_rate_limited() {
     let alice = h.enroll("alice").await;
     let bob = h.enroll("bob").await;
     for _ in 0..3 {
-        let (status, _) = send(
-            &h.app,
-            signed(&alice, "GET", "/v1/key-packages/count", None),
-        )
-        .await;
+        let (status, _) = h.call(&alice, "GET", "/v1/key-packages/count", None).await;
         assert_eq!(status, StatusCode::OK);
     }
-    let (status, body) = send(
-        &h.app,
-        signed(&alice, "GET", "/v1/key-packages/count", None),
-    )
-    .await;
+    let (status, body) = h.call(&alice, "GET", "/v1/key-packages/count", None).await;
     assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
-    let (status, _) = send(&h.app, signed(&bob, "GET", "/v1/key-packages/count", None)).await;
+    let (status, _) = h.call(&bob, "GET", "/v1/key-packages/count", None).await;
     assert_eq!(
         status,
         StatusCode::OK,
