@@ -41,6 +41,7 @@ where
         .group_state_storage(groups)
         .crypto_provider(RustCryptoProvider::default())
         .identity_provider(identity)
+        .extension_type(crate::CHAT_POLICY_EXTENSION)
         .signing_identity(
             certificate.signing_identity(),
             key.mls_secret(),

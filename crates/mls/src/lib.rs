@@ -5,9 +5,11 @@
 //! This crate performs no network or file I/O; storage is injected through mls-rs's
 //! `GroupStateStorage` and `KeyPackageStorage` traits.
 
+pub mod at_rest;
 mod device;
 mod error;
 mod identity;
+mod policy;
 mod tracker;
 
 pub use device::{
@@ -18,6 +20,7 @@ pub use error::Error;
 pub use identity::{
     verify_device_signature, DeviceCertificate, DeviceKey, OrgIdentityProvider, OrgSigner,
 };
+pub use policy::{ChatPolicy, PolicyViolation, CHAT_POLICY_EXTENSION};
 pub use tracker::{CommitOutcome, GroupTracker, TrackedGroup};
 
 pub use mls_rs;

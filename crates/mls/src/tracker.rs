@@ -44,6 +44,7 @@ impl GroupTracker {
         let client = ExternalClient::builder()
             .identity_provider(identity.clone())
             .crypto_provider(RustCryptoProvider::default())
+            .extension_type(crate::CHAT_POLICY_EXTENSION)
             .build();
         Self { client, identity }
     }
@@ -98,6 +99,11 @@ impl TrackedGroup {
 
     pub fn epoch(&self) -> u64 {
         self.group.group_context().epoch
+    }
+
+    /// The chat policy every member agreed to in the current GroupContext.
+    pub fn policy(&self) -> Result<crate::ChatPolicy, Error> {
+        crate::ChatPolicy::from_extensions(&self.group.group_context().extensions)
     }
 
     /// Serialised public state (context and ratchet tree, no secrets) for the store.

@@ -201,3 +201,69 @@ fn last_resort_key_package_can_be_used_twice() {
         .join_group(None, &out.welcome_messages[0], None)
         .is_err());
 }
+
+#[test]
+fn chat_policy_travels_in_the_group_context_and_the_server_sees_changes() {
+    use vellum_mls::ChatPolicy;
+    let org = OrgSigner::generate();
+    let tracker = GroupTracker::new(OrgIdentityProvider::new(org.public_key()));
+    let alice = device(&org, "alice", "a1");
+    let bob = device(&org, "bob", "b1");
+    let day = ChatPolicy {
+        expire_secs: Some(86_400),
+        burn_secs: None,
+    };
+    let mut group = alice
+        .create_group(
+            day.to_extensions(ExtensionList::new()),
+            Default::default(),
+            None,
+        )
+        .unwrap();
+    let info = group.group_info_message(true).unwrap().to_bytes().unwrap();
+    let mut tracked = tracker.observe(&info, "a1").unwrap();
+    assert_eq!(tracked.policy().unwrap(), day);
+
+    let add = group
+        .commit_builder()
+        .add_member(key_package(&bob))
+        .unwrap()
+        .build()
+        .unwrap();
+    tracked.apply_commit(add.commit_message, "a1").unwrap();
+    group.apply_pending_commit().unwrap();
+    let (mut bob_group, _) = bob
+        .join_group(None, &add.welcome_messages[0], None)
+        .unwrap();
+    assert_eq!(
+        ChatPolicy::from_extensions(&bob_group.context().extensions).unwrap(),
+        day
+    );
+
+    let hour = ChatPolicy {
+        expire_secs: Some(3600),
+        burn_secs: Some(60),
+    };
+    let extensions = hour.to_extensions(group.context().extensions.clone());
+    let change = group
+        .commit_builder()
+        .set_group_context_ext(extensions)
+        .unwrap()
+        .build()
+        .unwrap();
+    tracked
+        .apply_commit(change.commit_message.clone(), "a1")
+        .unwrap();
+    assert_eq!(
+        tracked.policy().unwrap(),
+        hour,
+        "the server reads the new policy from the public commit"
+    );
+    bob_group
+        .process_incoming_message(change.commit_message)
+        .unwrap();
+    assert_eq!(
+        ChatPolicy::from_extensions(&bob_group.context().extensions).unwrap(),
+        hour
+    );
+}

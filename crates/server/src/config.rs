@@ -23,6 +23,10 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Most log entries one sync returns.
     pub sync_limit: usize,
+    /// Undelivered ciphertext is purged after this long, whatever its timer.
+    pub max_undelivered: Duration,
+    /// How often expired ciphertext is purged.
+    pub purge_interval: Duration,
 }
 
 impl ServerConfig {
@@ -37,6 +41,8 @@ impl ServerConfig {
             enrollment_code_ttl: Duration::from_secs(7 * 24 * 3600),
             request_timeout: Duration::from_secs(30),
             sync_limit: 500,
+            max_undelivered: Duration::from_secs(30 * 24 * 3600),
+            purge_interval: Duration::from_millis(500),
         }
     }
 }

@@ -69,6 +69,7 @@ impl From<vellum_store::Error> for ApiError {
                 format!("the group has moved on to epoch {current}; sync and retry"),
             ),
             E::NotMember => Self::new(StatusCode::FORBIDDEN, codes::NOT_MEMBER, e.to_string()),
+            E::Forbidden(message) => Self::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, message),
             E::Backend(detail) => {
                 tracing::error!(%detail, "storage failure");
                 Self::internal()
@@ -112,5 +113,15 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
             );
         }
         Self::bad_request(rejection.body_text())
+    }
+}
+
+impl From<vellum_mls::PolicyViolation> for ApiError {
+    fn from(e: vellum_mls::PolicyViolation) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            codes::POLICY_VIOLATION,
+            e.0,
+        )
     }
 }

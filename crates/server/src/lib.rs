@@ -17,7 +17,7 @@ mod ws;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{middleware, Router};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -39,6 +39,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/groups"),
     ("post", "/v1/groups/{group_id}/commits"),
     ("post", "/v1/groups/{group_id}/messages"),
+    ("delete", "/v1/groups/{group_id}/messages/{seq}"),
+    ("get", "/v1/policy"),
+    ("put", "/v1/admin/policy"),
     ("get", "/v1/sync"),
     ("post", "/v1/ack"),
     ("get", "/v1/ws"),
@@ -47,8 +50,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// The whole HTTP API over `state`; tests drive it with `tower::ServiceExt::oneshot`.
-pub fn app(state: AppState) -> Router {
-    let state = Arc::new(state);
+pub fn app(state: impl Into<Arc<AppState>>) -> Router {
+    let state = state.into();
     let device_routes = Router::new()
         .route("/v1/key-packages", post(routes::upload_key_packages))
         .route("/v1/key-packages/count", get(routes::key_package_count))
@@ -56,6 +59,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/groups", post(routes::create_group))
         .route("/v1/groups/{group_id}/commits", post(routes::post_commit))
         .route("/v1/groups/{group_id}/messages", post(routes::post_message))
+        .route(
+            "/v1/groups/{group_id}/messages/{seq}",
+            delete(routes::delete_message),
+        )
+        .route("/v1/policy", get(routes::get_policy))
         .route("/v1/sync", get(routes::sync))
         .route("/v1/ack", post(routes::ack))
         .layer(TimeoutLayer::with_status_code(
@@ -75,6 +83,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/admin/users/{name}/devices",
             post(routes::admin_add_device),
         )
+        .route("/v1/admin/policy", put(routes::admin_set_policy))
         .route("/v1/enroll", post(routes::enroll));
     Router::new()
         .merge(device_routes)
@@ -100,10 +109,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let local = listener.local_addr().map_err(ServeError::Bind)?;
     tracing::info!(%local, data = %config.data_dir.display(), "vellum server listening");
     println!("vellum server listening on http://{local}");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(ServeError::Serve)
+    run(listener, state).await.map_err(ServeError::Serve)
 }
 
 /// SIGINT or SIGTERM: stop accepting, finish requests in flight. (Durability never depends
@@ -124,9 +130,36 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Serves the API on an already bound listener (the demo and tests bind port 0).
+/// Serves the API on an already bound listener (the demo and tests bind port 0), with the
+/// background purge of expired ciphertext, until SIGINT or SIGTERM.
 pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).await
+    let state = Arc::new(state);
+    let purger = tokio::spawn(purge_loop(state.clone()));
+    let served = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    purger.abort();
+    served
+}
+
+/// Purges ciphertext whose timer ran out or that waited undelivered too long, delivered or not.
+pub async fn purge_expired(state: &AppState) -> Result<u64, vellum_store::Error> {
+    let now = state::now_millis();
+    let oldest = now - state.config.max_undelivered.as_millis() as i64;
+    state.store.purge_expired(now, oldest).await
+}
+
+async fn purge_loop(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(state.config.purge_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match purge_expired(&state).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "purged expired ciphertext"),
+            Err(e) => tracing::error!(error = %e, "purge failed"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use vellum_store::{CommitAppend, Device, MessageAppend, NewGroup};
+use vellum_store::{ChatTimers, CommitAppend, Device, MessageAppend, NewGroup};
 use vellum_wire::*;
 
 use crate::auth::{require_admin, AuthedDevice};
@@ -244,6 +244,8 @@ pub async fn create_group(
 ) -> Result<impl IntoResponse, ApiError> {
     let req = body(req)?;
     let tracked = state.tracker.observe(&req.group_info, &me.device_id)?;
+    let policy = tracked.policy()?;
+    policy.check(&state.store.org_policy().await?)?;
     let group_id = vellum_mls::group_id_hex(tracked.group_id());
     let epoch = tracked.epoch();
     state
@@ -252,11 +254,19 @@ pub async fn create_group(
             group_id: group_id.clone(),
             epoch,
             state: tracked.state()?,
+            timers: timers(policy),
             creator_device: me.device_id,
             created_at: now_secs(),
         })
         .await?;
     Ok((StatusCode::CREATED, Json(GroupCreated { group_id, epoch })))
+}
+
+fn timers(policy: vellum_mls::ChatPolicy) -> ChatTimers {
+    ChatTimers {
+        expire_secs: policy.expire_secs,
+        burn_secs: policy.burn_secs,
+    }
 }
 
 fn unknown_chat() -> ApiError {
@@ -313,7 +323,12 @@ pub async fn post_commit(
         }
     }
     let mut tracked = state.tracker.load(&group.state)?;
+    let policy_before = tracked.policy()?;
     let outcome = tracked.apply_commit(commit, &me.device_id)?;
+    let policy = tracked.policy()?;
+    if policy != policy_before {
+        policy.check(&state.store.org_policy().await?)?;
+    }
     if !outcome.added.is_empty() && req.welcome.is_none() {
         return Err(ApiError::bad_request(
             "a commit that adds members needs their Welcome",
@@ -326,6 +341,7 @@ pub async fn post_commit(
             expected_epoch: group.epoch,
             new_epoch: outcome.new_epoch,
             state: tracked.state()?,
+            timers: timers(policy),
             sender_device: me.device_id.clone(),
             payload: req.commit.0,
             received_at,
@@ -378,11 +394,30 @@ pub async fn post_message(
     let epoch = message
         .epoch()
         .ok_or_else(|| ApiError::bad_request("not a group message"))?;
-    state
+    let group = state
         .store
         .group(&group_id)
         .await?
         .ok_or_else(unknown_chat)?;
+    if req.expires_at.is_some_and(|t| t <= 0) {
+        return Err(ApiError::bad_request(
+            "expires_at must be a positive Unix time in milliseconds",
+        ));
+    }
+    // The server only ever shortens a message's life: to the chat's timer and the org's maximum.
+    let received_at = now_millis();
+    let limit = |secs: Option<u64>| {
+        secs.map(|s| received_at.saturating_add((s as i64).saturating_mul(1000)))
+    };
+    let org = state.store.org_policy().await?;
+    let expires_at = [
+        req.expires_at,
+        limit(group.timers.expire_secs),
+        limit(org.max_expire_secs),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
     let appended = state
         .store
         .append_message(MessageAppend {
@@ -391,7 +426,8 @@ pub async fn post_message(
             sender_device: me.device_id,
             client_msg_id: req.client_msg_id,
             payload: req.message.0,
-            received_at: now_millis(),
+            received_at,
+            expires_at,
         })
         .await
         .map_err(|e| match e {
@@ -472,4 +508,52 @@ pub async fn ack(
         .ack(&me.device_id, &req.welcomes, &cursors)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete_message(
+    State(state): St,
+    Extension(me): Extension<AuthedDevice>,
+    Path((group_id, seq)): Path<(String, u64)>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .group(&group_id)
+        .await?
+        .ok_or_else(unknown_chat)?;
+    state
+        .store
+        .delete_message(&group_id, seq, &me.device_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn get_policy(State(state): St) -> Result<Json<OrgPolicy>, ApiError> {
+    Ok(Json(state.store.org_policy().await?))
+}
+
+pub async fn admin_set_policy(
+    State(state): St,
+    headers: HeaderMap,
+    req: JsonBody<OrgPolicyUpdate>,
+) -> Result<Json<OrgPolicy>, ApiError> {
+    require_admin(&state, &headers)?;
+    let req = body(req)?;
+    let too_long = |v: Option<u64>| v.is_some_and(|s| s > vellum_wire::timer::MAX_TIMER_SECS);
+    if too_long(req.max_expire_secs) || too_long(req.max_burn_secs) {
+        return Err(ApiError::bad_request("timer bounds are at most 10 years"));
+    }
+    let mut policy = state.store.org_policy().await?;
+    // 0 clears a maximum; absent leaves it as it is.
+    let apply = |current: Option<u64>, update: Option<u64>| match update {
+        Some(0) => None,
+        Some(secs) => Some(secs),
+        None => current,
+    };
+    policy.max_expire_secs = apply(policy.max_expire_secs, req.max_expire_secs);
+    policy.max_burn_secs = apply(policy.max_burn_secs, req.max_burn_secs);
+    if let Some(allow) = req.allow_no_expiry {
+        policy.allow_no_expiry = allow;
+    }
+    state.store.set_org_policy(policy).await?;
+    Ok(Json(policy))
 }

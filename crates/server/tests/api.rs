@@ -13,7 +13,8 @@ use vellum_mls::mls_rs::storage_provider::in_memory::{
 };
 use vellum_mls::mls_rs::{ExtensionList, MlsMessage};
 use vellum_mls::{
-    device_client, DeviceCertificate, DeviceClient, DeviceKey, OrgIdentityProvider, OrgSigner,
+    device_client, ChatPolicy, DeviceCertificate, DeviceClient, DeviceKey, OrgIdentityProvider,
+    OrgSigner,
 };
 use vellum_server::{app, AppState, ServerConfig};
 use vellum_store::{SqliteStore, Store};
@@ -23,6 +24,7 @@ const ADMIN_TOKEN: &str = "test-admin-token";
 
 struct Harness {
     app: Router,
+    state: Arc<AppState>,
     store: Arc<SqliteStore>,
 }
 
@@ -39,9 +41,15 @@ fn harness_with(config: impl FnOnce(&mut ServerConfig)) -> Harness {
     config(&mut cfg);
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     let token_hash: [u8; 32] = Sha256::digest(ADMIN_TOKEN.as_bytes()).into();
-    let state = AppState::new(cfg, store.clone(), OrgSigner::generate(), token_hash);
+    let state = Arc::new(AppState::new(
+        cfg,
+        store.clone(),
+        OrgSigner::generate(),
+        token_hash,
+    ));
     Harness {
-        app: app(state),
+        app: app(state.clone()),
+        state,
         store,
     }
 }
@@ -218,9 +226,25 @@ impl Harness {
         vellum_mls::mls_rs::group::Group<impl vellum_mls::mls_rs::client_builder::MlsConfig>,
         String,
     ) {
+        self.group_with(alice, others, ChatPolicy::default()).await
+    }
+
+    async fn group_with(
+        &self,
+        alice: &TestDevice,
+        others: &[&TestDevice],
+        policy: ChatPolicy,
+    ) -> (
+        vellum_mls::mls_rs::group::Group<impl vellum_mls::mls_rs::client_builder::MlsConfig>,
+        String,
+    ) {
         let mut group = alice
             .mls
-            .create_group(ExtensionList::new(), Default::default(), None)
+            .create_group(
+                policy.to_extensions(ExtensionList::new()),
+                Default::default(),
+                None,
+            )
             .unwrap();
         let info = group.group_info_message(true).unwrap().to_bytes().unwrap();
         let (status, body) = send(
@@ -941,4 +965,289 @@ async fn each_device_is_rate_limited() {
         StatusCode::OK,
         "another device is not limited by alice's traffic"
     );
+}
+
+fn admin_put(body: &str) -> Request<Body> {
+    Request::put("/v1/admin/policy")
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn issue_3_org_timer_bounds_are_enforced_on_the_public_handshake() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let unauthenticated = Request::put("/v1/admin/policy")
+        .header("content-type", "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (status, body) = send(&h.app, unauthenticated).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    for bad in [
+        r#"{"max_expire_secs": -1}"#,
+        r#"{"max_expire": 5}"#,
+        r#"{"max_expire_secs": 315360001}"#,
+        "nope",
+    ] {
+        let (status, body) = send(&h.app, admin_put(bad)).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    assert_eq!(
+        h.store.org_policy().await.unwrap(),
+        vellum_wire::OrgPolicy::default(),
+        "refusals changed nothing"
+    );
+    let (status, policy) = send(
+        &h.app,
+        admin_put(r#"{"max_expire_secs": 3600, "max_burn_secs": 60, "allow_no_expiry": false}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{policy}");
+    let (status, seen) = h.call(&alice, "GET", "/v1/policy", None).await;
+    assert_eq!((status, &seen), (StatusCode::OK, &policy));
+    assert_eq!(seen["max_expire_secs"], 3600);
+
+    // A chat without a timer, or with one above the maximum, is refused at creation.
+    for policy in [
+        ChatPolicy::default(),
+        ChatPolicy {
+            expire_secs: Some(7200),
+            burn_secs: None,
+        },
+        ChatPolicy {
+            expire_secs: Some(600),
+            burn_secs: Some(61),
+        },
+    ] {
+        let group = alice
+            .mls
+            .create_group(
+                policy.to_extensions(ExtensionList::new()),
+                Default::default(),
+                None,
+            )
+            .unwrap();
+        let info = b64(&group.group_info_message(true).unwrap().to_bytes().unwrap());
+        let (status, body) = h
+            .call(
+                &alice,
+                "POST",
+                "/v1/groups",
+                Some(json!({ "group_info": info })),
+            )
+            .await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "policy_violation",
+        );
+    }
+    let ten_minutes = ChatPolicy {
+        expire_secs: Some(600),
+        burn_secs: Some(30),
+    };
+    let (mut group, group_id) = h.group_with(&alice, &[], ten_minutes).await;
+    assert_eq!(
+        h.store
+            .group(&group_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .timers
+            .expire_secs,
+        Some(600)
+    );
+
+    // Changing the timers by commit: beyond the bounds is refused, within them accepted.
+    let commits = format!("/v1/groups/{group_id}/commits");
+    let too_long = ChatPolicy {
+        expire_secs: Some(7200),
+        burn_secs: None,
+    }
+    .to_extensions(group.context().extensions.clone());
+    let out = group
+        .commit_builder()
+        .set_group_context_ext(too_long)
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h
+        .call(
+            &alice,
+            "POST",
+            &commits,
+            Some(json!({ "commit": b64(&out.commit_message.to_bytes().unwrap()) })),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "policy_violation",
+    );
+    group.clear_pending_commit();
+    assert_eq!(
+        h.store.group(&group_id).await.unwrap().unwrap().epoch,
+        0,
+        "nothing changed"
+    );
+    let shorter = ChatPolicy {
+        expire_secs: Some(300),
+        burn_secs: None,
+    }
+    .to_extensions(group.context().extensions.clone());
+    let out = group
+        .commit_builder()
+        .set_group_context_ext(shorter)
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h
+        .call(
+            &alice,
+            "POST",
+            &commits,
+            Some(json!({ "commit": b64(&out.commit_message.to_bytes().unwrap()) })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        h.store
+            .group(&group_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .timers
+            .expire_secs,
+        Some(300)
+    );
+}
+
+#[tokio::test]
+async fn issue_3_expired_ciphertext_is_purged_undelivered_and_only_senders_delete_for_everyone() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let minute = ChatPolicy {
+        expire_secs: Some(60),
+        burn_secs: None,
+    };
+    let (mut group, group_id) = h.group_with(&alice, &[&bob], minute).await;
+    let messages = format!("/v1/groups/{group_id}/messages");
+    let post =
+        |id: &str, expires_at: Option<i64>, group: &mut vellum_mls::mls_rs::group::Group<_>| {
+            let ct = b64(&group
+                .encrypt_application_message(id.as_bytes(), vec![])
+                .unwrap()
+                .to_bytes()
+                .unwrap());
+            json!({ "client_msg_id": id, "message": ct, "expires_at": expires_at })
+        };
+    let (status, body) = h
+        .call(
+            &alice,
+            "POST",
+            &messages,
+            Some(post("neg", Some(-5), &mut group)),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Asks for an hour; the chat allows a minute: the server keeps it a minute at most.
+    let (status, long) = h
+        .call(
+            &alice,
+            "POST",
+            &messages,
+            Some(post("long", Some(now + 3_600_000), &mut group)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{long}");
+    // Already expired when it arrives: purged by the next sweep, never delivered.
+    let (status, _) = h
+        .call(
+            &alice,
+            "POST",
+            &messages,
+            Some(post("gone", Some(now - 1), &mut group)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(vellum_server::purge_expired(&h.state).await.unwrap(), 1);
+    let pending = h.store.pending(&bob.id, 100).await.unwrap();
+    assert_eq!(
+        pending.groups[0].1.len(),
+        1,
+        "only the live message is left for bob"
+    );
+    assert_eq!(h.store.purge_expired(now + 59_000, 0).await.unwrap(), 0);
+    assert_eq!(
+        h.store
+            .purge_expired(now + 61_000 + 5_000, 0)
+            .await
+            .unwrap(),
+        1,
+        "clamped to the chat's minute"
+    );
+
+    // Delete for everyone.
+    let (_, kept) = h
+        .call(
+            &alice,
+            "POST",
+            &messages,
+            Some(post("kept", None, &mut group)),
+        )
+        .await;
+    let seq = kept["seq"].as_u64().unwrap();
+    let (status, body) = h
+        .call(&bob, "DELETE", &format!("{messages}/{seq}"), None)
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = h
+        .call(&alice, "DELETE", &format!("{messages}/1"), None)
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = h
+        .call(
+            &alice,
+            "DELETE",
+            &format!("/v1/groups/00ff/messages/{seq}"),
+            None,
+        )
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_chat");
+    let (status, body) = h
+        .call(&alice, "DELETE", &format!("{messages}/not-a-number"), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        h.store.pending(&bob.id, 100).await.unwrap().groups[0]
+            .1
+            .len(),
+        1,
+        "refusals changed nothing"
+    );
+    let (status, _) = h
+        .call(&alice, "DELETE", &format!("{messages}/{seq}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(h
+        .store
+        .pending(&bob.id, 100)
+        .await
+        .unwrap()
+        .groups
+        .is_empty());
+    let (status, body) = h
+        .call(&alice, "DELETE", &format!("{messages}/{seq}"), None)
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
 }

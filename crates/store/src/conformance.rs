@@ -17,6 +17,9 @@ macro_rules! store_conformance_tests {
             messages_are_idempotent_and_members_only,
             delivery_respects_join_removal_and_acks,
             pending_is_paged,
+            org_policy_defaults_and_updates,
+            purge_drops_expired_and_stale_messages_only,
+            delete_for_everyone_is_for_senders_only,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -60,6 +63,7 @@ async fn group_of(store: &impl Store, group: &str, creator: &str) {
             group_id: group.into(),
             epoch: 0,
             state: b"state-0".to_vec(),
+            timers: ChatTimers::default(),
             creator_device: creator.into(),
             created_at: 0,
         })
@@ -80,6 +84,10 @@ fn commit(
         expected_epoch: epoch,
         new_epoch: epoch + 1,
         state: format!("state-{}", epoch + 1).into_bytes(),
+        timers: ChatTimers {
+            expire_secs: Some(60),
+            burn_secs: None,
+        },
         sender_device: sender.into(),
         payload: payload.to_vec(),
         received_at: 0,
@@ -97,6 +105,7 @@ fn message(group: &str, epoch: u64, sender: &str, id: &str) -> MessageAppend {
         client_msg_id: id.into(),
         payload: format!("ct-{id}").into_bytes(),
         received_at: 0,
+        expires_at: None,
     }
 }
 
@@ -222,6 +231,7 @@ pub async fn commits_are_ordered_first_wins(store: &impl Store) {
                 group_id: "g".into(),
                 epoch: 0,
                 state: vec![],
+                timers: ChatTimers::default(),
                 creator_device: "b1".into(),
                 created_at: 0,
             })
@@ -271,6 +281,14 @@ pub async fn commits_are_ordered_first_wins(store: &impl Store) {
     assert_eq!(store.find_commit("g", 1, "a1", b"c0").await.unwrap(), None);
     let g = store.group("g").await.unwrap().unwrap();
     assert_eq!((g.epoch, g.state), (1, b"state-1".to_vec()));
+    assert_eq!(
+        g.timers,
+        ChatTimers {
+            expire_secs: Some(60),
+            burn_secs: None
+        },
+        "the commit's timers are the chat's now"
+    );
     assert_eq!(
         store.group_members("g").await.unwrap(),
         vec!["a1".to_string(), "b1".to_string()]
@@ -430,4 +448,123 @@ pub async fn pending_is_paged(store: &impl Store) {
     let rest = store.pending("a1", 5).await.unwrap();
     assert!(!rest.more);
     assert_eq!(seqs(&rest, "g"), vec![6, 7]);
+}
+
+pub async fn org_policy_defaults_and_updates(store: &impl Store) {
+    assert_eq!(
+        store.org_policy().await.unwrap(),
+        vellum_wire::OrgPolicy::default()
+    );
+    let strict = vellum_wire::OrgPolicy {
+        max_expire_secs: Some(86_400),
+        max_burn_secs: Some(60),
+        allow_no_expiry: false,
+    };
+    store.set_org_policy(strict).await.unwrap();
+    assert_eq!(store.org_policy().await.unwrap(), strict);
+    store
+        .set_org_policy(vellum_wire::OrgPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.org_policy().await.unwrap(),
+        vellum_wire::OrgPolicy::default()
+    );
+}
+
+pub async fn purge_drops_expired_and_stale_messages_only(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    group_of(store, "g", "a1").await;
+    let at = |id: &str, received_at: i64, expires_at: Option<i64>| MessageAppend {
+        received_at,
+        expires_at,
+        ..message("g", 0, "a1", id)
+    };
+    store
+        .append_message(at("expires-soon", 1_000, Some(5_000)))
+        .await
+        .unwrap(); // seq 1
+    store
+        .append_message(at("expires-later", 1_000, Some(50_000)))
+        .await
+        .unwrap(); // seq 2
+    store
+        .append_message(at("never", 1_000, None))
+        .await
+        .unwrap(); // seq 3
+    store
+        .append_message(at("old-undelivered", 10, None))
+        .await
+        .unwrap(); // seq 4
+    let mut c = commit("g", 0, "a1", b"c", &[], &[]);
+    c.received_at = 0;
+    store.append_commit(c).await.unwrap(); // seq 5: commits are never purged
+
+    assert_eq!(store.purge_expired(4_999, 0).await.unwrap(), 0);
+    assert_eq!(
+        store.purge_expired(5_000, 100).await.unwrap(),
+        2,
+        "the expired one and the one past retention"
+    );
+    assert_eq!(
+        seqs(&store.pending("a1", 100).await.unwrap(), "g"),
+        vec![2, 3, 5]
+    );
+    assert_eq!(
+        store.purge_expired(5_000, 100).await.unwrap(),
+        0,
+        "purging twice changes nothing"
+    );
+    assert_eq!(store.purge_expired(60_000, 100).await.unwrap(), 1);
+    assert_eq!(
+        seqs(&store.pending("a1", 100).await.unwrap(), "g"),
+        vec![3, 5]
+    );
+}
+
+pub async fn delete_for_everyone_is_for_senders_only(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    enroll(store, "a2", "alice").await;
+    enroll(store, "b1", "bob").await;
+    group_of(store, "g", "a1").await;
+    store
+        .append_commit(commit("g", 0, "a1", b"add", &["b1", "a2"], &[]))
+        .await
+        .unwrap(); // seq 1
+    store
+        .append_message(message("g", 1, "a1", "m"))
+        .await
+        .unwrap(); // seq 2
+    store
+        .append_message(message("g", 1, "b1", "n"))
+        .await
+        .unwrap(); // seq 3
+
+    assert!(matches!(
+        store.delete_message("g", 2, "b1").await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(
+        matches!(
+            store.delete_message("g", 1, "a1").await,
+            Err(Error::Forbidden(_))
+        ),
+        "commits stay"
+    );
+    assert!(matches!(
+        store.delete_message("g", 9, "a1").await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        seqs(&store.pending("b1", 100).await.unwrap(), "g"),
+        vec![2, 3],
+        "refusals changed nothing"
+    );
+    // Another device of the same user may delete it.
+    store.delete_message("g", 2, "a2").await.unwrap();
+    assert_eq!(seqs(&store.pending("b1", 100).await.unwrap(), "g"), vec![3]);
+    assert!(matches!(
+        store.delete_message("g", 2, "a1").await,
+        Err(Error::NotFound(_))
+    ));
 }

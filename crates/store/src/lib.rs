@@ -5,7 +5,7 @@
 //! it never sees a plaintext message or a private key.
 
 use async_trait::async_trait;
-use vellum_wire::EntryKind;
+use vellum_wire::{EntryKind, OrgPolicy};
 
 pub mod conformance;
 mod sqlite;
@@ -24,6 +24,8 @@ pub enum Error {
     StaleEpoch { current: u64 },
     #[error("device is not a member of this group")]
     NotMember,
+    #[error("{0}")]
+    Forbidden(String),
     #[error("storage backend: {0}")]
     Backend(String),
 }
@@ -37,11 +39,19 @@ pub struct Device {
     pub signature_key: Vec<u8>,
 }
 
+/// The timers of a chat's current policy, as far as the server enforces them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChatTimers {
+    pub expire_secs: Option<u64>,
+    pub burn_secs: Option<u64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewGroup {
     pub group_id: String,
     pub epoch: u64,
     pub state: Vec<u8>,
+    pub timers: ChatTimers,
     pub creator_device: String,
     pub created_at: i64,
 }
@@ -50,6 +60,7 @@ pub struct NewGroup {
 pub struct GroupState {
     pub group_id: String,
     pub epoch: u64,
+    pub timers: ChatTimers,
     /// The tracker's serialised public state.
     pub state: Vec<u8>,
 }
@@ -61,6 +72,7 @@ pub struct CommitAppend {
     pub expected_epoch: u64,
     pub new_epoch: u64,
     pub state: Vec<u8>,
+    pub timers: ChatTimers,
     pub sender_device: String,
     pub payload: Vec<u8>,
     pub received_at: i64,
@@ -78,6 +90,8 @@ pub struct MessageAppend {
     pub client_msg_id: String,
     pub payload: Vec<u8>,
     pub received_at: i64,
+    /// Unix ms at which the ciphertext is purged, delivered or not.
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,4 +190,13 @@ pub trait Store: Send + Sync + 'static {
         welcome_ids: &[u64],
         cursors: &[(String, u64)],
     ) -> Result<()>;
+
+    async fn org_policy(&self) -> Result<OrgPolicy>;
+    async fn set_org_policy(&self, policy: OrgPolicy) -> Result<()>;
+    /// Removes application messages that expired at or before `now`, or were received before
+    /// `received_before` (the undelivered-retention limit). Commits are kept. Returns how many.
+    async fn purge_expired(&self, now: i64, received_before: i64) -> Result<u64>;
+    /// Delete for everyone: drops the ciphertext at `seq` if a device of `requester`'s user
+    /// sent it.
+    async fn delete_message(&self, group_id: &str, seq: u64, requester_device: &str) -> Result<()>;
 }

@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS groups (
     group_id TEXT PRIMARY KEY,
     epoch INTEGER NOT NULL,
     state BLOB NOT NULL,
+    expire_secs INTEGER,
+    burn_secs INTEGER,
     last_seq INTEGER NOT NULL,
     created_at INTEGER NOT NULL
 );
@@ -61,6 +63,7 @@ CREATE TABLE IF NOT EXISTS group_log (
     client_msg_id TEXT,
     payload BLOB NOT NULL,
     received_at INTEGER NOT NULL,
+    expires_at INTEGER,
     PRIMARY KEY (group_id, seq),
     UNIQUE (group_id, sender_device, client_msg_id)
 );
@@ -80,7 +83,23 @@ CREATE TABLE IF NOT EXISTS welcome_queue (
     payload BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS welcome_queue_by_device ON welcome_queue(device_id, id);
+CREATE INDEX IF NOT EXISTS group_log_expiry ON group_log(expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS group_log_received ON group_log(received_at);
+CREATE TABLE IF NOT EXISTS org_policy (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    max_expire_secs INTEGER,
+    max_burn_secs INTEGER,
+    allow_no_expiry INTEGER NOT NULL
+);
 "#;
+
+fn opt_i64(v: Option<u64>) -> Option<i64> {
+    v.map(|v| v as i64)
+}
+
+fn opt_u64(v: Option<i64>) -> Option<u64> {
+    v.map(|v| v as u64)
+}
 
 fn backend(e: rusqlite::Error) -> Error {
     Error::Backend(e.to_string())
@@ -390,8 +409,15 @@ impl Store for SqliteStore {
         self.run(move |c| {
             let tx = c.transaction().map_err(backend)?;
             tx.execute(
-                "INSERT INTO groups (group_id, epoch, state, last_seq, created_at) VALUES (?1, ?2, ?3, 0, ?4)",
-                params![group.group_id, group.epoch as i64, group.state, group.created_at],
+                "INSERT INTO groups (group_id, epoch, state, last_seq, created_at, expire_secs, burn_secs) VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6)",
+                params![
+                    group.group_id,
+                    group.epoch as i64,
+                    group.state,
+                    group.created_at,
+                    opt_i64(group.timers.expire_secs),
+                    opt_i64(group.timers.burn_secs)
+                ],
             )
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -414,13 +440,17 @@ impl Store for SqliteStore {
         let group_id = group_id.to_owned();
         self.run(move |c| {
             c.query_row(
-                "SELECT group_id, epoch, state FROM groups WHERE group_id = ?1",
+                "SELECT group_id, epoch, state, expire_secs, burn_secs FROM groups WHERE group_id = ?1",
                 [group_id],
                 |r| {
                     Ok(GroupState {
                         group_id: r.get(0)?,
                         epoch: r.get::<_, i64>(1)? as u64,
                         state: r.get(2)?,
+                        timers: ChatTimers {
+                            expire_secs: opt_u64(r.get(3)?),
+                            burn_secs: opt_u64(r.get(4)?),
+                        },
                     })
                 },
             )
@@ -465,8 +495,15 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
             tx.execute(
-                "UPDATE groups SET epoch = ?2, state = ?3, last_seq = ?4 WHERE group_id = ?1",
-                params![commit.group_id, commit.new_epoch as i64, commit.state, seq as i64],
+                "UPDATE groups SET epoch = ?2, state = ?3, last_seq = ?4, expire_secs = ?5, burn_secs = ?6 WHERE group_id = ?1",
+                params![
+                    commit.group_id,
+                    commit.new_epoch as i64,
+                    commit.state,
+                    seq as i64,
+                    opt_i64(commit.timers.expire_secs),
+                    opt_i64(commit.timers.burn_secs)
+                ],
             )
             .map_err(backend)?;
             for device in &commit.removed {
@@ -546,8 +583,8 @@ impl Store for SqliteStore {
             }
             let seq = last_seq + 1;
             tx.execute(
-                "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, client_msg_id, payload, received_at) VALUES (?1, ?2, ?3, 'application', ?4, ?5, ?6, ?7)",
-                params![m.group_id, seq as i64, epoch as i64, m.sender_device, m.client_msg_id, m.payload, m.received_at],
+                "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, client_msg_id, payload, received_at, expires_at) VALUES (?1, ?2, ?3, 'application', ?4, ?5, ?6, ?7, ?8)",
+                params![m.group_id, seq as i64, epoch as i64, m.sender_device, m.client_msg_id, m.payload, m.received_at, m.expires_at],
             )
             .map_err(backend)?;
             tx.execute("UPDATE groups SET last_seq = ?2 WHERE group_id = ?1", params![m.group_id, seq as i64])
@@ -670,6 +707,102 @@ impl Store for SqliteStore {
                 tx.execute("DELETE FROM welcome_queue WHERE id = ?1 AND device_id = ?2", params![*id as i64, device_id])
                     .map_err(backend)?;
             }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn org_policy(&self) -> Result<OrgPolicy> {
+        self.run(|c| {
+            Ok(c.query_row(
+                "SELECT max_expire_secs, max_burn_secs, allow_no_expiry FROM org_policy WHERE id = 1",
+                [],
+                |r| {
+                    Ok(OrgPolicy {
+                        max_expire_secs: opt_u64(r.get(0)?),
+                        max_burn_secs: opt_u64(r.get(1)?),
+                        allow_no_expiry: r.get::<_, i64>(2)? == 1,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)?
+            .unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn set_org_policy(&self, policy: OrgPolicy) -> Result<()> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO org_policy (id, max_expire_secs, max_burn_secs, allow_no_expiry) VALUES (1, ?1, ?2, ?3)",
+                params![opt_i64(policy.max_expire_secs), opt_i64(policy.max_burn_secs), policy.allow_no_expiry as i64],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: i64, received_before: i64) -> Result<u64> {
+        self.run(move |c| {
+            let purged = c
+                .execute(
+                    "DELETE FROM group_log WHERE kind = 'application'
+                     AND ((expires_at IS NOT NULL AND expires_at <= ?1) OR received_at < ?2)",
+                    params![now, received_before],
+                )
+                .map_err(backend)?;
+            if purged > 0 {
+                // secure_delete zeroed the pages in the database; empty the WAL of their old images too.
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .map_err(backend)?;
+            }
+            Ok(purged as u64)
+        })
+        .await
+    }
+
+    async fn delete_message(&self, group_id: &str, seq: u64, requester_device: &str) -> Result<()> {
+        let (group_id, requester_device) = (group_id.to_owned(), requester_device.to_owned());
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let owner: Option<(String, String, String)> = tx
+                .query_row(
+                    "SELECT l.kind, d.user, r.user FROM group_log l
+                     JOIN devices d ON d.device_id = l.sender_device
+                     JOIN devices r ON r.device_id = ?3
+                     WHERE l.group_id = ?1 AND l.seq = ?2",
+                    params![group_id, seq as i64, requester_device],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            match owner {
+                None => {
+                    return Err(Error::NotFound(format!(
+                        "message {seq} of group {group_id}"
+                    )))
+                }
+                Some((kind, _, _)) if kind != "application" => {
+                    return Err(Error::Forbidden(
+                        "only messages can be deleted, not membership changes".into(),
+                    ))
+                }
+                Some((_, sender, requester)) if sender != requester => {
+                    return Err(Error::Forbidden(
+                        "only the sender can delete a message for everyone".into(),
+                    ))
+                }
+                Some(_) => {}
+            }
+            tx.execute(
+                "DELETE FROM group_log WHERE group_id = ?1 AND seq = ?2",
+                params![group_id, seq as i64],
+            )
+            .map_err(backend)?;
             tx.commit().map_err(backend)
         })
         .await

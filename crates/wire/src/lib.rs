@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 mod auth;
 mod b64;
 mod payload;
+pub mod timer;
 
 pub use auth::{request_signing_bytes, AuthHeaders, MAX_CLOCK_SKEW_SECS};
 pub use b64::B64;
@@ -42,6 +43,7 @@ pub mod codes {
     pub const TOO_LARGE: &str = "payload_too_large";
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const NO_KEY_PACKAGE: &str = "no_key_package";
+    pub const POLICY_VIOLATION: &str = "policy_violation";
     pub const INTERNAL: &str = "internal";
 }
 
@@ -135,6 +137,41 @@ pub struct PostCommit {
 pub struct PostMessage {
     pub client_msg_id: String,
     pub message: B64,
+    /// When the server must purge this ciphertext (Unix ms), delivered or not. The server
+    /// shortens it to the chat's and the org's limits; it never lengthens it.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
+/// The org's bounds on disappearing-message timers. `GET /v1/policy` for devices;
+/// `PUT /v1/admin/policy` (fields left out are unchanged) for the admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgPolicy {
+    /// Longest allowed expiration timer, seconds; `None`: no limit.
+    pub max_expire_secs: Option<u64>,
+    /// Longest allowed burn-on-read timer, seconds; `None`: no limit.
+    pub max_burn_secs: Option<u64>,
+    /// Whether a chat may have no expiration timer at all.
+    pub allow_no_expiry: bool,
+}
+
+impl Default for OrgPolicy {
+    fn default() -> Self {
+        Self {
+            max_expire_secs: None,
+            max_burn_secs: None,
+            allow_no_expiry: true,
+        }
+    }
+}
+
+/// `PUT /v1/admin/policy`. A field that is absent is left as it is; `0` clears a maximum.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgPolicyUpdate {
+    pub max_expire_secs: Option<u64>,
+    pub max_burn_secs: Option<u64>,
+    pub allow_no_expiry: Option<bool>,
 }
 
 /// The server's acknowledgement: the entry is durably stored at `seq` in the group log.

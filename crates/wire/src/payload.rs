@@ -13,7 +13,15 @@ pub enum AppPayload {
         text: String,
         /// Sender's clock, Unix milliseconds.
         sent_at: i64,
+        /// Expiration timer of this message, seconds from sending (never longer than the chat's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expire_secs: Option<u64>,
+        /// Burn-on-read timer, seconds from when a device first displays it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        burn_secs: Option<u64>,
     },
+    /// Delete for everyone: the sender withdraws its own message `id`.
+    Delete { id: String },
     /// Sent by whoever creates a chat or adds members, so that newcomers learn its title.
     ChatInfo { title: String },
 }
@@ -55,7 +63,18 @@ mod tests {
             id: "m1".into(),
             text: "hi".into(),
             sent_at: 5,
+            expire_secs: Some(60),
+            burn_secs: None,
         };
+        // A payload from an older sender, without timers, still decodes.
+        let old = br#"{"kind":"text","id":"m0","text":"hi","sent_at":1}"#;
+        assert!(matches!(
+            AppPayload::decode(old),
+            Ok(AppPayload::Text {
+                expire_secs: None,
+                ..
+            })
+        ));
         assert_eq!(AppPayload::decode(&p.encode()).unwrap(), p);
         assert!(AppPayload::decode(b"\xff\x00").is_err());
         assert!(AppPayload::decode(br#"{"kind":"nope"}"#).is_err());
@@ -63,6 +82,8 @@ mod tests {
             id: "m".into(),
             text: "x".repeat(MAX_TEXT_BYTES + 1),
             sent_at: 0,
+            expire_secs: None,
+            burn_secs: None,
         };
         assert!(matches!(
             AppPayload::decode(&long.encode()),

@@ -1,0 +1,213 @@
+//! The chat policy: a GroupContext extension every member has agreed to, and that the
+//! server can read from the public handshake to enforce the org's bounds.
+
+use mls_rs::extension::{ExtensionType, MlsCodecExtension};
+use mls_rs::ExtensionList;
+use mls_rs_codec::{MlsDecode, MlsEncode, MlsSize};
+use vellum_wire::timer::describe;
+use vellum_wire::OrgPolicy;
+
+use crate::Error;
+
+/// Private-use extension type (RFC 9420 §17.3: 0xF000-0xFFFF).
+pub const CHAT_POLICY_EXTENSION: ExtensionType = ExtensionType::new(0xF0A1);
+
+/// Default timers of a chat. They apply to messages sent after they are set; a message may
+/// carry shorter timers, never longer ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, MlsSize, MlsEncode, MlsDecode)]
+pub struct ChatPolicy {
+    pub expire_secs: Option<u64>,
+    pub burn_secs: Option<u64>,
+}
+
+impl MlsCodecExtension for ChatPolicy {
+    fn extension_type() -> ExtensionType {
+        CHAT_POLICY_EXTENSION
+    }
+}
+
+/// Timers outside the org's bounds, or a message timer longer than its chat's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyViolation(pub String);
+
+impl ChatPolicy {
+    /// The policy in a GroupContext's extensions; a chat without one has no timers.
+    pub fn from_extensions(extensions: &ExtensionList) -> Result<Self, Error> {
+        extensions
+            .get_as::<ChatPolicy>()
+            .map(Option::unwrap_or_default)
+            .map_err(|e| Error::Rejected(format!("undecodable chat policy: {e}")))
+    }
+
+    pub fn to_extensions(self, mut extensions: ExtensionList) -> ExtensionList {
+        extensions.set_from(self).expect("chat policy encodes");
+        extensions
+    }
+
+    /// Checks the chat's timers against the org's bounds.
+    pub fn check(&self, org: &OrgPolicy) -> Result<(), PolicyViolation> {
+        match (self.expire_secs, org.max_expire_secs) {
+            (None, _) if !org.allow_no_expiry => {
+                return Err(PolicyViolation(
+                    "this organisation requires an expiration timer on every chat".into(),
+                ))
+            }
+            (Some(e), Some(max)) if e > max => {
+                return Err(PolicyViolation(format!(
+                    "expiration after {} is longer than this organisation allows ({})",
+                    describe(e),
+                    describe(max)
+                )))
+            }
+            _ => {}
+        }
+        if let (Some(b), Some(max)) = (self.burn_secs, org.max_burn_secs) {
+            if b > max {
+                return Err(PolicyViolation(format!(
+                    "burn-on-read after {} is longer than this organisation allows ({})",
+                    describe(b),
+                    describe(max)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The timers of one message: the chat's defaults, or shorter overrides.
+    pub fn message_timers(
+        &self,
+        expire: Option<u64>,
+        burn: Option<u64>,
+    ) -> Result<ChatPolicy, PolicyViolation> {
+        let pick = |what: &str, chat: Option<u64>, wanted: Option<u64>| match (chat, wanted) {
+            (Some(c), Some(w)) if w > c => Err(PolicyViolation(format!(
+                "a message's {what} timer ({}) cannot be longer than the chat's ({})",
+                describe(w),
+                describe(c)
+            ))),
+            (c, None) => Ok(c),
+            (_, w) => Ok(w),
+        };
+        Ok(ChatPolicy {
+            expire_secs: pick("expiration", self.expire_secs, expire)?,
+            burn_secs: pick("burn-on-read", self.burn_secs, burn)?,
+        })
+    }
+
+    /// "messages disappear after 1 day and burn 5 minutes after reading", for system events.
+    pub fn describe(&self) -> String {
+        let expire = match self.expire_secs {
+            Some(e) => format!("messages disappear after {}", describe(e)),
+            None => "messages do not expire".to_string(),
+        };
+        match self.burn_secs {
+            Some(b) => format!("{expire} and burn {} after reading", describe(b)),
+            None => expire,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 86_400;
+
+    #[test]
+    fn round_trips_through_group_context_extensions() {
+        let policy = ChatPolicy {
+            expire_secs: Some(DAY),
+            burn_secs: Some(60),
+        };
+        let list = policy.to_extensions(ExtensionList::new());
+        assert_eq!(ChatPolicy::from_extensions(&list).unwrap(), policy);
+        assert_eq!(
+            ChatPolicy::from_extensions(&ExtensionList::new()).unwrap(),
+            ChatPolicy::default()
+        );
+    }
+
+    #[test]
+    fn org_bounds_are_enforced() {
+        let org = OrgPolicy {
+            max_expire_secs: Some(7 * DAY),
+            max_burn_secs: Some(3600),
+            allow_no_expiry: false,
+        };
+        assert!(ChatPolicy {
+            expire_secs: Some(DAY),
+            burn_secs: Some(60)
+        }
+        .check(&org)
+        .is_ok());
+        assert!(ChatPolicy {
+            expire_secs: Some(7 * DAY),
+            burn_secs: None
+        }
+        .check(&org)
+        .is_ok());
+        assert!(ChatPolicy {
+            expire_secs: Some(8 * DAY),
+            burn_secs: None
+        }
+        .check(&org)
+        .is_err());
+        assert!(ChatPolicy {
+            expire_secs: Some(DAY),
+            burn_secs: Some(3601)
+        }
+        .check(&org)
+        .is_err());
+        assert!(ChatPolicy {
+            expire_secs: None,
+            burn_secs: None
+        }
+        .check(&org)
+        .is_err());
+        assert!(ChatPolicy::default().check(&OrgPolicy::default()).is_ok());
+    }
+
+    #[test]
+    fn messages_may_only_shorten_timers() {
+        let chat = ChatPolicy {
+            expire_secs: Some(DAY),
+            burn_secs: None,
+        };
+        assert_eq!(chat.message_timers(None, None).unwrap(), chat);
+        assert_eq!(
+            chat.message_timers(Some(60), Some(30)).unwrap(),
+            ChatPolicy {
+                expire_secs: Some(60),
+                burn_secs: Some(30)
+            }
+        );
+        assert!(chat.message_timers(Some(2 * DAY), None).is_err());
+        let open = ChatPolicy::default();
+        assert_eq!(
+            open.message_timers(Some(60), None).unwrap().expire_secs,
+            Some(60)
+        );
+    }
+
+    #[test]
+    fn describes_itself_for_system_events() {
+        assert_eq!(
+            ChatPolicy {
+                expire_secs: Some(DAY),
+                burn_secs: None
+            }
+            .describe(),
+            "messages disappear after 1 day"
+        );
+        assert_eq!(
+            ChatPolicy {
+                expire_secs: Some(3600),
+                burn_secs: Some(300)
+            }
+            .describe(),
+            "messages disappear after 1 hour and burn 5 minutes after reading"
+        );
+        assert_eq!(ChatPolicy::default().describe(), "messages do not expire");
+    }
+}
