@@ -127,7 +127,9 @@ async fn chat_figures(members: usize, samples: usize, burst: usize) -> Result<()
         others.push(org.client(&format!("m{i}")).await?);
     }
     let names: Vec<String> = (1..members).map(|i| format!("m{i}")).collect();
-    let chat = alice.create_chat("bench", &names).await?;
+    let chat = alice
+        .create_chat("bench", &names, Default::default())
+        .await?;
     for c in &mut others {
         c.sync().await?;
     }
@@ -202,7 +204,7 @@ async fn add_member_figures(members: usize) -> Result<()> {
     }
     org.light_member("newcomer").await?;
     let start = Instant::now();
-    let chat = alice.create_chat("big", &names).await?;
+    let chat = alice.create_chat("big", &names, Default::default()).await?;
     let create = start.elapsed();
     bob.sync().await?;
     ensure!(alice.members(&chat)?.len() == members);

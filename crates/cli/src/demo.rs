@@ -70,7 +70,11 @@ pub async fn run() -> Result<()> {
         "alice creates the chat \"field-ops\" with bob and carol (one MLS commit, one Welcome)",
     );
     let chat = alice
-        .create_chat("field-ops", &["bob".into(), "carol".into()])
+        .create_chat(
+            "field-ops",
+            &["bob".into(), "carol".into()],
+            Default::default(),
+        )
         .await?;
     bob.sync().await?;
     carol.sync().await?;

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use reqwest::Method;
-use vellum_client::{Api, Client};
-use vellum_wire::{CreateUserRequest, EnrollmentCode};
+use vellum_client::{Api, Client, MessageTimers};
+use vellum_mls::ChatPolicy;
+use vellum_wire::{timer, CreateUserRequest, EnrollmentCode, OrgPolicy, OrgPolicyUpdate};
 
 use output::Output;
 
@@ -52,7 +53,29 @@ enum Command {
     #[command(subcommand)]
     Chat(ChatCommand),
     /// Send a text message.
-    Send { chat: String, text: String },
+    Send {
+        chat: String,
+        text: String,
+        /// Expire this message sooner than the chat's default (30s, 10m, 12h, 7d).
+        #[arg(long, value_name = "DUR")]
+        expire: Option<String>,
+        /// Burn this message sooner after reading than the chat's default.
+        #[arg(long = "burn-on-read", value_name = "DUR")]
+        burn_on_read: Option<String>,
+    },
+    /// Display unread messages of a chat; starts their burn-on-read timers.
+    Read {
+        chat: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete one of your own messages for everyone.
+    Delete { chat: String, message_id: String },
+    /// Run the shredder now and report what it removed.
+    Shred {
+        #[arg(long)]
+        json: bool,
+    },
     /// Fetch and process everything pending; print new messages.
     Sync {
         #[arg(long)]
@@ -90,6 +113,24 @@ enum AdminCommand {
     User(UserCommand),
     #[command(subcommand)]
     Device(DeviceCommand),
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Set the org's bounds on message timers.
+    Set {
+        /// Longest expiration timer a chat or message may have, or `off` for no limit.
+        #[arg(long = "max-expire", value_name = "DUR|off")]
+        max_expire: Option<String>,
+        /// Longest burn-on-read timer, or `off` for no limit.
+        #[arg(long = "max-burn-on-read", value_name = "DUR|off")]
+        max_burn_on_read: Option<String>,
+        /// Whether chats may have no expiration timer.
+        #[arg(long = "allow-no-expiry", value_name = "true|false")]
+        allow_no_expiry: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -112,6 +153,20 @@ enum ChatCommand {
         /// Users to add, comma-separated.
         #[arg(long, value_delimiter = ',')]
         with: Vec<String>,
+        /// Messages disappear this long after sending (30s, 10m, 12h, 7d).
+        #[arg(long, value_name = "DUR")]
+        expire: Option<String>,
+        /// Messages burn this long after each device first displays them.
+        #[arg(long = "burn-on-read", value_name = "DUR")]
+        burn_on_read: Option<String>,
+    },
+    /// Change the chat's default timers; they apply to messages sent afterwards.
+    Set {
+        chat: String,
+        #[arg(long, value_name = "DUR|off")]
+        expire: Option<String>,
+        #[arg(long = "burn-on-read", value_name = "DUR|off")]
+        burn_on_read: Option<String>,
     },
     /// Add every device of the given users.
     Add {
@@ -137,7 +192,20 @@ enum ChatCommand {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // Usage errors too are one line: the first line of clap's message.
+            let rendered = e.to_string();
+            let line = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error: invalid arguments");
+            eprintln!("{line}");
+            std::process::exit(2);
+        }
+    };
     let server_mode = matches!(cli.command, Command::Server { .. });
     let default_level = if server_mode { "info" } else { "warn" };
     tracing_subscriber::fmt()
@@ -178,11 +246,37 @@ async fn run(cli: Cli) -> Result<()> {
             let mut client = Client::open(&home(&cli.home)?)?;
             chat(&mut client, command).await?;
         }
-        Command::Send { chat, text } => {
+        Command::Send {
+            chat,
+            text,
+            expire,
+            burn_on_read,
+        } => {
+            let overrides = MessageTimers {
+                expire_secs: duration(expire.as_deref())?,
+                burn_secs: duration(burn_on_read.as_deref())?,
+            };
             let mut client = Client::open(&home(&cli.home)?)?;
             client.sync().await?;
-            let sent = client.send(&chat, &text).await?;
+            let sent = client.send_with(&chat, &text, overrides).await?;
             println!("sent {}", sent.id);
+        }
+        Command::Read { chat, json } => {
+            let client = Client::open(&home(&cli.home)?)?;
+            let out = Output::new(json);
+            for m in client.read(&chat)? {
+                out.message(client.store(), &m)?;
+            }
+        }
+        Command::Delete { chat, message_id } => {
+            let mut client = Client::open(&home(&cli.home)?)?;
+            client.sync().await?;
+            client.delete(&chat, &message_id).await?;
+            println!("deleted {message_id} for everyone");
+        }
+        Command::Shred { json } => {
+            let client = Client::open(&home(&cli.home)?)?;
+            Output::new(json).shredded(&client.shred()?)?;
         }
         Command::Sync { json } => {
             let mut client = Client::open(&home(&cli.home)?)?;
@@ -207,30 +301,80 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// A `DUR` option: 30s, 10m, 12h, 7d, 2w.
+fn duration(value: Option<&str>) -> Result<Option<u64>> {
+    value
+        .map(timer::parse_duration)
+        .transpose()
+        .map_err(Into::into)
+}
+
+/// A `DUR|off` option: `None` leaves the setting alone, `Some(None)` switches it off.
+fn timer_setting(value: Option<&str>) -> Result<Option<Option<u64>>> {
+    value
+        .map(timer::parse_timer)
+        .transpose()
+        .map_err(Into::into)
+}
+
+fn boolean(value: Option<&str>) -> Result<Option<bool>> {
+    value
+        .map(|v| match v {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => bail!("expected true or false, got {other:?}"),
+        })
+        .transpose()
+}
+
 async fn admin(args: AdminArgs) -> Result<()> {
     let token = std::fs::read_to_string(&args.token_file)
         .with_context(|| format!("cannot read token file {}", args.token_file.display()))?;
+    let token = Some(token.trim());
     let api = Api::new(&args.server)?;
     let code: EnrollmentCode = match args.command {
         AdminCommand::User(UserCommand::Add { name }) => {
-            api.call(
-                Method::POST,
-                "/v1/admin/users",
-                Some(&CreateUserRequest { name }),
-                None,
-                Some(token.trim()),
-            )
-            .await?
+            let request = CreateUserRequest { name };
+            api.call(Method::POST, "/v1/admin/users", Some(&request), None, token)
+                .await?
         }
         AdminCommand::Device(DeviceCommand::Add { user }) => {
-            api.call(
-                Method::POST,
-                &format!("/v1/admin/users/{user}/devices"),
-                None::<&()>,
-                None,
-                Some(token.trim()),
-            )
-            .await?
+            let path = format!("/v1/admin/users/{user}/devices");
+            api.call(Method::POST, &path, None::<&()>, None, token)
+                .await?
+        }
+        AdminCommand::Policy(PolicyCommand::Set {
+            max_expire,
+            max_burn_on_read,
+            allow_no_expiry,
+        }) => {
+            // `off` clears a maximum, which the API spells 0.
+            let update = OrgPolicyUpdate {
+                max_expire_secs: timer_setting(max_expire.as_deref())?.map(|v| v.unwrap_or(0)),
+                max_burn_secs: timer_setting(max_burn_on_read.as_deref())?.map(|v| v.unwrap_or(0)),
+                allow_no_expiry: boolean(allow_no_expiry.as_deref())?,
+            };
+            if update.max_expire_secs.is_none()
+                && update.max_burn_secs.is_none()
+                && update.allow_no_expiry.is_none()
+            {
+                bail!("nothing to set: give --max-expire, --max-burn-on-read or --allow-no-expiry");
+            }
+            let policy: OrgPolicy = api
+                .call(Method::PUT, "/v1/admin/policy", Some(&update), None, token)
+                .await?;
+            let show = |v: Option<u64>| v.map_or("none".to_string(), timer::describe);
+            println!(
+                "max expiration: {}; max burn-on-read: {}; chats without expiry: {}",
+                show(policy.max_expire_secs),
+                show(policy.max_burn_secs),
+                if policy.allow_no_expiry {
+                    "allowed"
+                } else {
+                    "not allowed"
+                }
+            );
+            return Ok(());
         }
     };
     println!(
@@ -243,9 +387,18 @@ async fn admin(args: AdminArgs) -> Result<()> {
 
 async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
     match command {
-        ChatCommand::Create { title, with } => {
+        ChatCommand::Create {
+            title,
+            with,
+            expire,
+            burn_on_read,
+        } => {
+            let timers = ChatPolicy {
+                expire_secs: timer_setting(expire.as_deref())?.flatten(),
+                burn_secs: timer_setting(burn_on_read.as_deref())?.flatten(),
+            };
             client.sync().await?;
-            let id = client.create_chat(&title, &with).await?;
+            let id = client.create_chat(&title, &with, timers).await?;
             println!("created chat {title:?}");
             println!("{id}");
         }
@@ -258,6 +411,17 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
             client.sync().await?;
             client.remove_members(&chat, &users).await?;
             println!("removed {}", users.join(", "));
+        }
+        ChatCommand::Set {
+            chat,
+            expire,
+            burn_on_read,
+        } => {
+            let expire = timer_setting(expire.as_deref())?;
+            let burn = timer_setting(burn_on_read.as_deref())?;
+            client.sync().await?;
+            let policy = client.set_timers(&chat, expire, burn).await?;
+            println!("set {}", policy.describe());
         }
         ChatCommand::List { json } => Output::new(json).chats(&client.chats()?)?,
         ChatCommand::Members { chat, json } => {

@@ -4,7 +4,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Result;
 use serde_json::json;
-use vellum_client::{ChatRow, LocalStore, Member, MessageRow};
+use vellum_client::{ChatRow, LocalStore, Member, MessageKind, MessageRow, Shredded};
 
 pub struct Output {
     json: bool,
@@ -25,6 +25,7 @@ impl Output {
         if self.json {
             let line = json!({
                 "id": m.id,
+                "kind": m.kind.as_str(),
                 "chat": m.group_id,
                 "chat_title": title,
                 "sender": m.sender_user,
@@ -33,17 +34,19 @@ impl Output {
                 "received_at": rfc3339_millis(m.received_at),
                 "seq": m.seq,
                 "text": m.text,
+                "expires_at": m.expires_at.map(rfc3339_millis),
+                "burn_at": m.burn_at.map(rfc3339_millis),
             });
             println!("{line}");
         } else {
             let chat = title.unwrap_or_else(|| m.group_id.clone());
-            println!(
-                "[{}] {} <{}> {}",
-                rfc3339_millis(m.sent_at),
-                chat,
-                m.sender_user,
-                m.text
-            );
+            let when = rfc3339_millis(m.sent_at);
+            match m.kind {
+                MessageKind::Text => {
+                    println!("[{when}] {chat} <{}> {}  ({})", m.sender_user, m.text, m.id)
+                }
+                MessageKind::Event => println!("[{when}] {chat} * {}", m.text),
+            }
         }
         Ok(())
     }
@@ -67,6 +70,23 @@ impl Output {
                     c.title.as_deref().unwrap_or("(untitled)"),
                     removed
                 );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn shredded(&self, removed: &[Shredded]) -> Result<()> {
+        if self.json {
+            for s in removed {
+                println!(
+                    "{}",
+                    json!({ "chat": s.group_id, "id": s.id, "reason": s.reason.as_str() })
+                );
+            }
+        } else {
+            println!("shredded {} message(s)", removed.len());
+            for s in removed {
+                println!("  {} {} ({})", s.group_id, s.id, s.reason.as_str());
             }
         }
         Ok(())

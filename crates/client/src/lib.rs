@@ -5,25 +5,27 @@
 //! Every state change of an MLS group is persisted before its effect leaves the device.
 
 mod api;
+mod chats;
 mod lock;
+mod messages;
 mod store;
+mod sync;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::Method;
-use vellum_mls::mls_rs::group::{CommitEffect, ReceivedMessage};
-use vellum_mls::mls_rs::{ExtensionList, MlsMessage};
+use vellum_mls::mls_rs::ExtensionList;
 use vellum_mls::{
-    device_client, last_resort_extensions, roster, DeviceCertificate, DeviceClient, DeviceKey,
+    device_client, last_resort_extensions, DeviceCertificate, DeviceClient, DeviceKey,
     DeviceMlsConfig, OrgIdentityProvider,
 };
 use vellum_wire::*;
 
 pub use api::{Api, Signer};
 use lock::ProfileLock;
-pub use store::{ChatRow, LocalStore, MessageRow};
+pub use messages::MessageTimers;
+pub use store::{ChatRow, LocalStore, MessageKind, MessageRow, ShredReason, Shredded};
 use store::{MlsGroupStorage, MlsKeyPackageStorage};
 
 type Config = DeviceMlsConfig<MlsGroupStorage, MlsKeyPackageStorage>;
@@ -128,7 +130,8 @@ impl Client {
     pub async fn enroll(home: &Path, server: &str, user: &str, code: &str) -> Result<Self, Error> {
         let api = Api::new(server)?;
         let store = LocalStore::open(home)?;
-        let _held = ProfileLock::open(home)?.hold()?;
+        let lock = ProfileLock::open(home)?;
+        let _held = lock.hold()?;
         if store.profile_get(profile_keys::DEVICE_ID)?.is_some() {
             return Err(Error::AlreadyEnrolled(home.to_owned()));
         }
@@ -168,7 +171,7 @@ impl Client {
                 return Err(e);
             }
         }
-        let mut client = Self::open(home)?;
+        let mut client = Self::open_with(home, lock.clone())?;
         client.replenish_key_packages(true).await?;
         Ok(client)
     }
@@ -178,8 +181,13 @@ impl Client {
         if !home.join("vellum.db").exists() {
             return Err(Error::NotEnrolled(home.to_owned()));
         }
+        Self::open_with(home, ProfileLock::open(home)?)
+    }
+
+    /// Opens with `lock`, which this process may already hold (flock is per open file, so a
+    /// second lock on the same profile in one process would wait for ever).
+    fn open_with(home: &Path, lock: ProfileLock) -> Result<Self, Error> {
         let store = LocalStore::open(home)?;
-        let lock = ProfileLock::open(home)?;
         use profile_keys::*;
         let get = |k: &str| {
             store
@@ -202,7 +210,7 @@ impl Client {
             store.mls_groups(),
             store.mls_key_packages(),
         );
-        Ok(Self {
+        let client = Self {
             store,
             lock,
             api,
@@ -211,7 +219,13 @@ impl Client {
             key,
             identity,
             mls,
-        })
+        };
+        // Whatever expired while the device was off goes before anything can show it.
+        {
+            let _held = client.lock.hold()?;
+            client.shred()?;
+        }
+        Ok(client)
     }
 
     pub fn user(&self) -> &str {
@@ -309,72 +323,6 @@ impl Client {
         }
     }
 
-    pub fn chats(&self) -> Result<Vec<ChatRow>, Error> {
-        self.store.chats()
-    }
-
-    /// The chat's members from this device's verified MLS roster (not from the server).
-    pub fn members(&self, chat: &str) -> Result<Vec<Member>, Error> {
-        let group_id = self.resolve_chat(chat)?;
-        if self.store.chat(&group_id)?.is_some_and(|c| c.removed) {
-            return Err(Error::RemovedFromChat);
-        }
-        let group = self.load_group(&group_id)?;
-        Ok(roster(&group, &self.identity)?
-            .into_iter()
-            .map(|(_, cert)| Member {
-                user: cert.user,
-                device_id: cert.device_id,
-            })
-            .collect())
-    }
-
-    pub fn history(&self, chat: &str) -> Result<Vec<MessageRow>, Error> {
-        self.store.history(&self.resolve_chat(chat)?)
-    }
-
-    /// Creates a chat titled `title` with every device of `with` (and this user's other devices).
-    pub async fn create_chat(&mut self, title: &str, with: &[String]) -> Result<String, Error> {
-        let _held = self.lock.hold()?;
-        if title.is_empty() || title.len() > 200 {
-            return Err(Error::Invalid("a chat title is 1 to 200 bytes".into()));
-        }
-        // Claim first: an unknown user or a missing key package must leave no chat behind.
-        let mut users = with.to_vec();
-        users.push(self.user.clone());
-        let key_packages = self.claim(users).await?;
-        let mut group = self
-            .mls
-            .create_group(ExtensionList::new(), Default::default(), None)?;
-        let info = group.group_info_message(true)?.to_bytes()?;
-        let created: GroupCreated = self
-            .call(
-                Method::POST,
-                "/v1/groups",
-                Some(&CreateGroup {
-                    group_info: info.into(),
-                }),
-            )
-            .await?;
-        let group_id = created.group_id;
-        self.store.begin()?;
-        let saved = group
-            .write_to_storage()
-            .map_err(Error::from)
-            .and_then(|_| self.store.add_chat(&group_id, Some(title), now_millis()));
-        self.finish_tx(saved)?;
-        self.add_key_packages(&group_id, key_packages).await?;
-        self.send_payload(
-            &group_id,
-            AppPayload::ChatInfo {
-                title: title.to_owned(),
-            },
-            None,
-        )
-        .await?;
-        Ok(group_id)
-    }
-
     fn finish_tx<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
         match result {
             Ok(v) => {
@@ -386,98 +334,6 @@ impl Client {
                 Err(e)
             }
         }
-    }
-
-    /// Adds every device of `users` that is not in the chat yet.
-    pub async fn add_members(&mut self, chat: &str, users: &[String]) -> Result<(), Error> {
-        let _held = self.lock.hold()?;
-        let group_id = self.resolve_chat(chat)?;
-        let key_packages = self.claim(users.to_vec()).await?;
-        self.add_key_packages(&group_id, key_packages).await?;
-        if let Some(title) = self.store.chat(&group_id)?.and_then(|c| c.title) {
-            // Newcomers learn the title from the members, never from the server.
-            self.send_payload(&group_id, AppPayload::ChatInfo { title }, None)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// One key package for every device of `users` (but this one).
-    async fn claim(&self, mut users: Vec<String>) -> Result<Vec<(String, MlsMessage)>, Error> {
-        users.sort();
-        users.dedup();
-        let request = ClaimKeyPackages { users };
-        let claimed: ClaimedKeyPackages = self
-            .call(Method::POST, "/v1/key-packages/claim", Some(&request))
-            .await?;
-        claimed
-            .key_packages
-            .into_iter()
-            .map(|kp| {
-                Ok((
-                    kp.device_id,
-                    vellum_mls::key_package_message(&kp.key_package)?,
-                ))
-            })
-            .collect()
-    }
-
-    /// Adds the devices of `key_packages` that are not in the chat yet.
-    async fn add_key_packages(
-        &mut self,
-        group_id: &str,
-        key_packages: Vec<(String, MlsMessage)>,
-    ) -> Result<(), Error> {
-        let identity = self.identity.clone();
-        self.commit_with_rebase(group_id, move |group| {
-            let present: Vec<String> = roster(group, &identity)?
-                .into_iter()
-                .map(|(_, c)| c.device_id)
-                .collect();
-            let mut builder = group.commit_builder();
-            let mut any = false;
-            for (device_id, kp) in &key_packages {
-                if !present.contains(device_id) {
-                    builder = builder.add_member(kp.clone())?;
-                    any = true;
-                }
-            }
-            Ok(if any { Some(builder.build()?) } else { None })
-        })
-        .await
-    }
-
-    /// Removes every device of `users` from the chat.
-    pub async fn remove_members(&mut self, chat: &str, users: &[String]) -> Result<(), Error> {
-        let _held = self.lock.hold()?;
-        let group_id = self.resolve_chat(chat)?;
-        let identity = self.identity.clone();
-        let me = self.device_id.clone();
-        let users = users.to_vec();
-        {
-            let group = self.load_group(&group_id)?;
-            let members = roster(&group, &identity)?;
-            for user in &users {
-                if !members.iter().any(|(_, c)| &c.user == user) {
-                    return Err(Error::Invalid(format!(
-                        "{user} is not a member of this chat"
-                    )));
-                }
-            }
-        }
-        self.commit_with_rebase(&group_id, move |group| {
-            let members = roster(group, &identity)?;
-            let mut builder = group.commit_builder();
-            let mut any = false;
-            for (index, cert) in members {
-                if users.contains(&cert.user) && cert.device_id != me {
-                    builder = builder.remove_member(index)?;
-                    any = true;
-                }
-            }
-            Ok(if any { Some(builder.build()?) } else { None })
-        })
-        .await
     }
 
     /// Builds a commit with `build` at the latest epoch and submits it; when another commit
@@ -556,45 +412,6 @@ impl Client {
         }
     }
 
-    /// Sends a text message; returns it once the server has durably accepted it.
-    pub async fn send(&mut self, chat: &str, text: &str) -> Result<MessageRow, Error> {
-        let _held = self.lock.hold()?;
-        if text.is_empty() {
-            return Err(Error::Invalid("message text is empty".into()));
-        }
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(Error::Invalid(format!(
-                "message text is {} bytes; the limit is {MAX_TEXT_BYTES}",
-                text.len()
-            )));
-        }
-        let group_id = self.resolve_chat(chat)?;
-        if self.store.chat(&group_id)?.is_some_and(|c| c.removed) {
-            return Err(Error::RemovedFromChat);
-        }
-        let id = random_id();
-        let row = MessageRow {
-            group_id: group_id.clone(),
-            id: id.clone(),
-            sender_user: self.user.clone(),
-            sender_device: self.device_id.clone(),
-            sent_at: now_millis(),
-            received_at: now_millis(),
-            seq: None,
-            text: text.to_owned(),
-        };
-        let payload = AppPayload::Text {
-            id: id.clone(),
-            text: text.to_owned(),
-            sent_at: row.sent_at,
-        };
-        let seq = self.send_payload(&group_id, payload, Some(&row)).await?;
-        Ok(MessageRow {
-            seq: Some(seq),
-            ..row
-        })
-    }
-
     /// Encrypts and submits one payload, re-encrypting at the new epoch if the group moved.
     /// A text message is recorded locally in the same transaction as the ratchet advance.
     async fn send_payload(
@@ -602,6 +419,7 @@ impl Client {
         group_id: &str,
         payload: AppPayload,
         row: Option<&MessageRow>,
+        expires_at: Option<i64>,
     ) -> Result<u64, Error> {
         let client_msg_id = random_id();
         let path = format!("/v1/groups/{group_id}/messages");
@@ -620,6 +438,7 @@ impl Client {
             let request = PostMessage {
                 client_msg_id: client_msg_id.clone(),
                 message: ciphertext.to_bytes()?.into(),
+                expires_at,
             };
             match self.post_with_retry::<_, Accepted>(&path, &request).await {
                 Ok(accepted) => {
@@ -635,7 +454,7 @@ impl Client {
                 Err(e @ Error::Network(_)) => return Err(e),
                 Err(e) => {
                     if let Some(row) = row {
-                        self.store.delete_message(group_id, &row.id)?;
+                        self.store.shred(group_id, &row.id)?;
                     }
                     return Err(e);
                 }
@@ -644,199 +463,5 @@ impl Client {
         Err(Error::Invalid(
             "the chat is changing too fast; try again".into(),
         ))
-    }
-
-    /// Fetches and processes everything pending, acknowledging only what is durably stored.
-    /// Returns the new messages from others, oldest first.
-    pub async fn sync(&mut self) -> Result<Vec<MessageRow>, Error> {
-        let _held = self.lock.hold()?;
-        let mut new_messages = Vec::new();
-        let mut joined_any = false;
-        loop {
-            let batch: SyncResponse = self.call(Method::GET, "/v1/sync", None::<&()>).await?;
-            let mut ack = AckRequest::default();
-            for welcome in &batch.welcomes {
-                self.join(welcome)?;
-                joined_any = true;
-                ack.welcomes.push(welcome.id);
-            }
-            let mut groups: HashMap<String, Group> = HashMap::new();
-            for entries in &batch.groups {
-                let mut last = None;
-                for entry in &entries.entries {
-                    if let Some(m) = self.process_entry(&entries.group_id, entry, &mut groups)? {
-                        new_messages.push(m);
-                    }
-                    last = Some(entry.seq);
-                }
-                if let Some(seq) = last {
-                    ack.cursors.push(GroupCursor {
-                        group_id: entries.group_id.clone(),
-                        seq,
-                    });
-                }
-            }
-            if !ack.welcomes.is_empty() || !ack.cursors.is_empty() {
-                let _: () = self.post_with_retry("/v1/ack", &ack).await?;
-            }
-            if !batch.more {
-                break;
-            }
-        }
-        if joined_any {
-            self.replenish_key_packages(false).await?;
-        }
-        Ok(new_messages)
-    }
-
-    fn join(&mut self, welcome: &QueuedWelcome) -> Result<(), Error> {
-        if self
-            .store
-            .chat(&welcome.group_id)?
-            .is_some_and(|c| !c.removed)
-        {
-            return Ok(()); // joined before; the ack was lost
-        }
-        let message = MlsMessage::from_bytes(&welcome.welcome)?;
-        let (mut group, _) = match self.mls.join_group(None, &message, None) {
-            Ok(joined) => joined,
-            Err(e) => {
-                // An unusable Welcome cannot become usable later: report it and move on.
-                tracing::warn!(group = %welcome.group_id, error = %e, "ignoring a Welcome this device cannot use");
-                return Ok(());
-            }
-        };
-        if vellum_mls::group_id_hex(group.group_id()) != welcome.group_id {
-            tracing::warn!(group = %welcome.group_id, "ignoring a Welcome for a different group than announced");
-            return Ok(());
-        }
-        self.store.begin()?;
-        let saved = group
-            .write_to_storage()
-            .map_err(Error::from)
-            .and_then(|_| self.store.add_chat(&welcome.group_id, None, now_millis()));
-        self.finish_tx(saved)
-    }
-
-    /// Processes one log entry in one local transaction (MLS state, history, cursor).
-    fn process_entry(
-        &mut self,
-        group_id: &str,
-        entry: &LogEntry,
-        groups: &mut HashMap<String, Group>,
-    ) -> Result<Option<MessageRow>, Error> {
-        let Some(chat) = self.store.chat(group_id)? else {
-            return Ok(None); // not joined (an unusable Welcome); nothing to do
-        };
-        if entry.seq <= chat.last_seq || chat.removed {
-            return Ok(None);
-        }
-        if !groups.contains_key(group_id) {
-            groups.insert(group_id.to_owned(), self.load_group(group_id)?);
-        }
-        let group = groups.get_mut(group_id).expect("inserted above");
-        let own = entry.sender_device == self.device_id;
-        let already_applied =
-            entry.kind == EntryKind::Commit && entry.epoch < group.current_epoch();
-        self.store.begin()?;
-        let result = (|| -> Result<Option<MessageRow>, Error> {
-            let mut shown = None;
-            if !(already_applied || (own && entry.kind == EntryKind::Application)) {
-                let message = MlsMessage::from_bytes(&entry.payload);
-                match message
-                    .map_err(Error::from)
-                    .and_then(|m| group.process_incoming_message(m).map_err(Error::from))
-                {
-                    Ok(ReceivedMessage::ApplicationMessage(app)) => {
-                        let sender = group
-                            .member_at_index(app.sender_index)
-                            .map(|m| self.identity.certificate(&m.signing_identity))
-                            .transpose()?;
-                        match (AppPayload::decode(app.data()), sender) {
-                            (Ok(AppPayload::Text { id, text, sent_at }), Some(sender)) => {
-                                let row = MessageRow {
-                                    group_id: group_id.to_owned(),
-                                    id,
-                                    sender_user: sender.user,
-                                    sender_device: sender.device_id,
-                                    sent_at,
-                                    received_at: entry.received_at,
-                                    seq: Some(entry.seq),
-                                    text,
-                                };
-                                if self.store.add_message(&row)? {
-                                    shown = Some(row);
-                                }
-                            }
-                            (Ok(AppPayload::ChatInfo { title }), Some(_)) => {
-                                self.store.set_title(group_id, &title)?
-                            }
-                            (Err(e), _) => {
-                                tracing::warn!(group = group_id, seq = entry.seq, error = %e, "dropping an undecodable message")
-                            }
-                            (_, None) => tracing::warn!(
-                                group = group_id,
-                                seq = entry.seq,
-                                "dropping a message from an unknown leaf"
-                            ),
-                        }
-                    }
-                    Ok(ReceivedMessage::Commit(commit)) => {
-                        if matches!(commit.effect, CommitEffect::Removed { .. }) {
-                            self.store.set_removed(group_id)?;
-                        }
-                    }
-                    Ok(_) => {}
-                    // A member's malformed or undecryptable entry must not block the chat forever.
-                    Err(e) => {
-                        tracing::warn!(group = group_id, seq = entry.seq, error = %e, "skipping an entry this device cannot process")
-                    }
-                }
-                group.write_to_storage()?;
-            }
-            self.store.set_last_seq(group_id, entry.seq)?;
-            Ok(shown)
-        })();
-        if result.is_err() {
-            groups.remove(group_id); // in-memory state may be ahead of the rolled-back store
-        }
-        self.finish_tx(result)
-    }
-
-    /// Opens the server's WebSocket and calls `on_messages` with each batch of new messages
-    /// until the connection fails (the caller reconnects).
-    pub async fn watch_once<F: FnMut(&[MessageRow])>(
-        &mut self,
-        on_messages: &mut F,
-    ) -> Result<(), Error> {
-        use futures_util::StreamExt;
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url = format!("{}/v1/ws", self.api.base().replacen("http", "ws", 1));
-        let mut request = url
-            .into_client_request()
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        for (name, value) in self.signer().headers("GET", "/v1/ws", b"") {
-            request.headers_mut().insert(
-                name,
-                value
-                    .parse()
-                    .map_err(|_| Error::Invalid("bad header".into()))?,
-            );
-        }
-        let (mut socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .map_err(|e| Error::Network(e.to_string()))?;
-        while let Some(frame) = socket.next().await {
-            let frame = frame.map_err(|e| Error::Network(e.to_string()))?;
-            if frame.is_text() {
-                let batch = self.sync().await?;
-                if !batch.is_empty() {
-                    on_messages(&batch);
-                }
-            } else if frame.is_close() {
-                break;
-            }
-        }
-        Err(Error::Network("the server closed the connection".into()))
     }
 }

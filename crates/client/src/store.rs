@@ -33,15 +33,30 @@ CREATE TABLE IF NOT EXISTS chats (
 CREATE TABLE IF NOT EXISTS messages (
     group_id TEXT NOT NULL REFERENCES chats(group_id),
     id TEXT NOT NULL,
+    kind TEXT NOT NULL,
     sender_user TEXT NOT NULL,
     sender_device TEXT NOT NULL,
     sent_at INTEGER NOT NULL,
     received_at INTEGER NOT NULL,
     seq INTEGER,
-    text TEXT NOT NULL,
+    -- the text, sealed under this message's own key in message_keys
+    body BLOB NOT NULL,
+    expires_at INTEGER,
+    burn_secs INTEGER,
+    read_at INTEGER,
+    burn_at INTEGER,
     PRIMARY KEY (group_id, id)
 );
 CREATE INDEX IF NOT EXISTS messages_in_order ON messages(group_id, sent_at, seq);
+CREATE INDEX IF NOT EXISTS messages_expiry ON messages(expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_burn ON messages(burn_at) WHERE burn_at IS NOT NULL;
+-- Destroying a row here destroys its message (crypto-shredding), wherever a copy lingers.
+CREATE TABLE IF NOT EXISTS message_keys (
+    group_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    key BLOB NOT NULL,
+    PRIMARY KEY (group_id, id)
+);
 "#;
 
 #[derive(Clone)]
@@ -62,17 +77,112 @@ pub struct ChatRow {
     pub removed: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// Something a member wrote.
+    Text,
+    /// Something that happened: a timer change, a deletion.
+    Event,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::Event => "event",
+        }
+    }
+}
+
 /// One message of the local, decrypted history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRow {
     pub group_id: String,
     pub id: String,
+    pub kind: MessageKind,
     pub sender_user: String,
     pub sender_device: String,
     pub sent_at: i64,
     pub received_at: i64,
     pub seq: Option<u64>,
     pub text: String,
+    /// Unix ms when it is shredded on every device, whether read or not.
+    pub expires_at: Option<i64>,
+    /// Burn-on-read timer: counted on each device from when it is first displayed there.
+    pub burn_secs: Option<u64>,
+    pub read_at: Option<i64>,
+    /// Unix ms when it is shredded on this device: first display plus the burn timer, never
+    /// later than `expires_at`.
+    pub burn_at: Option<i64>,
+}
+
+/// What the shredder removed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shredded {
+    pub group_id: String,
+    pub id: String,
+    pub reason: ShredReason,
+    /// When it was due (Unix ms), to measure the shredder's lag.
+    pub due_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShredReason {
+    Expired,
+    Burned,
+    Deleted,
+}
+
+impl ShredReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShredReason::Expired => "expired",
+            ShredReason::Burned => "burned",
+            ShredReason::Deleted => "deleted",
+        }
+    }
+}
+
+fn aad(group_id: &str, id: &str) -> Vec<u8> {
+    format!("vellum-message-v1/{group_id}/{id}").into_bytes()
+}
+
+const MESSAGE_COLUMNS: &str = "m.group_id, m.id, m.kind, m.sender_user, m.sender_device, m.sent_at, m.received_at, m.seq, m.body, m.expires_at, m.burn_secs, m.read_at, m.burn_at, k.key";
+
+/// Reads a row of MESSAGE_COLUMNS and opens its body; `None` if its key is gone.
+fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
+    let group_id: String = r.get(0)?;
+    let id: String = r.get(1)?;
+    let body: Vec<u8> = r.get(8)?;
+    let Some(key) = r
+        .get::<_, Option<Vec<u8>>>(13)?
+        .map(zeroize::Zeroizing::new)
+    else {
+        return Ok(None);
+    };
+    let Ok(text) = vellum_mls::at_rest::open(&key, &aad(&group_id, &id), &body) else {
+        return Ok(None);
+    };
+    let kind = if r.get::<_, String>(2)? == "event" {
+        MessageKind::Event
+    } else {
+        MessageKind::Text
+    };
+    Ok(Some(MessageRow {
+        group_id,
+        id,
+        kind,
+        sender_user: r.get(3)?,
+        sender_device: r.get(4)?,
+        sent_at: r.get(5)?,
+        received_at: r.get(6)?,
+        seq: r.get::<_, Option<i64>>(7)?.map(|s| s as u64),
+        text: String::from_utf8_lossy(&text).into_owned(),
+        expires_at: r.get(9)?,
+        burn_secs: r.get::<_, Option<i64>>(10)?.map(|s| s as u64),
+        read_at: r.get(11)?,
+        burn_at: r.get(12)?,
+    }))
 }
 
 impl LocalStore {
@@ -96,6 +206,7 @@ impl LocalStore {
              PRAGMA foreign_keys = ON;
              PRAGMA secure_delete = ON;
              PRAGMA journal_size_limit = 0;
+             PRAGMA temp_store = MEMORY;
              PRAGMA busy_timeout = 5000;",
         )
         .map_err(db)?;
@@ -207,16 +318,45 @@ impl LocalStore {
         Ok(self.chats()?.into_iter().find(|c| c.group_id == group_id))
     }
 
-    /// Inserts a message once; a second insert of the same id is ignored (exactly-once).
+    /// Inserts a message once, sealed under a fresh key of its own; a second insert of the
+    /// same id is ignored (exactly-once).
     pub fn add_message(&self, m: &MessageRow) -> Result<bool, Error> {
-        self.lock()
+        let key = vellum_mls::at_rest::new_message_key();
+        let body = vellum_mls::at_rest::seal(&key, &aad(&m.group_id, &m.id), m.text.as_bytes())
+            .map_err(|e| Error::Store(e.to_string()))?;
+        let mut conn = self.lock();
+        let sp = conn.savepoint().map_err(db)?;
+        let inserted = sp
             .execute(
-                "INSERT OR IGNORE INTO messages (group_id, id, sender_user, sender_device, sent_at, received_at, seq, text)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![m.group_id, m.id, m.sender_user, m.sender_device, m.sent_at, m.received_at, m.seq.map(|s| s as i64), m.text],
+                "INSERT OR IGNORE INTO messages (group_id, id, kind, sender_user, sender_device, sent_at, received_at, seq, body, expires_at, burn_secs, read_at, burn_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    m.group_id,
+                    m.id,
+                    m.kind.as_str(),
+                    m.sender_user,
+                    m.sender_device,
+                    m.sent_at,
+                    m.received_at,
+                    m.seq.map(|s| s as i64),
+                    body,
+                    m.expires_at,
+                    m.burn_secs.map(|s| s as i64),
+                    m.read_at,
+                    m.burn_at
+                ],
             )
-            .map(|n| n == 1)
-            .map_err(db)
+            .map_err(db)?
+            == 1;
+        if inserted {
+            sp.execute(
+                "INSERT OR REPLACE INTO message_keys (group_id, id, key) VALUES (?1, ?2, ?3)",
+                params![m.group_id, m.id, key.as_slice()],
+            )
+            .map_err(db)?;
+        }
+        sp.commit().map_err(db)?;
+        Ok(inserted)
     }
 
     pub fn set_message_seq(&self, group_id: &str, id: &str, seq: u64) -> Result<(), Error> {
@@ -229,39 +369,167 @@ impl LocalStore {
             .map_err(db)
     }
 
-    pub fn delete_message(&self, group_id: &str, id: &str) -> Result<(), Error> {
+    pub fn message(&self, group_id: &str, id: &str) -> Result<Option<MessageRow>, Error> {
+        let conn = self.lock();
+        let row = conn
+            .query_row(
+                &format!("SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN message_keys k USING (group_id, id) WHERE m.group_id = ?1 AND m.id = ?2"),
+                params![group_id, id],
+                read_message,
+            )
+            .optional()
+            .map_err(db)?;
+        Ok(row.flatten())
+    }
+
+    /// The chat's history, oldest first, as far as it is not shredded.
+    pub fn history(&self, group_id: &str) -> Result<Vec<MessageRow>, Error> {
+        self.query_messages("m.group_id = ?1", group_id)
+    }
+
+    /// Text messages of the chat not displayed on this device yet.
+    pub fn unread(&self, group_id: &str) -> Result<Vec<MessageRow>, Error> {
+        self.query_messages(
+            "m.group_id = ?1 AND m.kind = 'text' AND m.read_at IS NULL",
+            group_id,
+        )
+    }
+
+    fn query_messages(&self, condition: &str, group_id: &str) -> Result<Vec<MessageRow>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN message_keys k USING (group_id, id)
+                 WHERE {condition} ORDER BY COALESCE(m.seq, 9223372036854775807), m.sent_at, m.id"
+            ))
+            .map_err(db)?;
+        let rows = stmt.query_map([group_id], read_message).map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(m) = row.map_err(db)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks the chat's unread text messages displayed at `now`, starting their burn timers.
+    pub fn mark_read(&self, group_id: &str, now: i64) -> Result<(), Error> {
         self.lock()
             .execute(
-                "DELETE FROM messages WHERE group_id = ?1 AND id = ?2",
-                params![group_id, id],
+                "UPDATE messages SET read_at = ?2,
+                     burn_at = CASE WHEN burn_secs IS NULL THEN NULL
+                                    ELSE MIN(?2 + burn_secs * 1000, COALESCE(expires_at, 9223372036854775807)) END
+                 WHERE group_id = ?1 AND kind = 'text' AND read_at IS NULL",
+                params![group_id, now],
             )
             .map(|_| ())
             .map_err(db)
     }
 
-    pub fn history(&self, group_id: &str) -> Result<Vec<MessageRow>, Error> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT group_id, id, sender_user, sender_device, sent_at, received_at, seq, text FROM messages
-                 WHERE group_id = ?1 ORDER BY COALESCE(seq, 9223372036854775807), sent_at, id",
+    /// The next time the shredder has work, if any.
+    pub fn next_due(&self) -> Result<Option<i64>, Error> {
+        self.lock()
+            .query_row(
+                "SELECT MIN(t) FROM (SELECT MIN(expires_at) AS t FROM messages UNION ALL SELECT MIN(burn_at) FROM messages)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db)
+    }
+
+    /// Shreds every message whose expiration or burn time has come.
+    pub fn shred_due(&self, now: i64) -> Result<Vec<Shredded>, Error> {
+        let due: Vec<Shredded> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT group_id, id, expires_at, burn_at FROM messages
+                     WHERE expires_at <= ?1 OR burn_at <= ?1",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([now], |r| {
+                    let expires_at: Option<i64> = r.get(2)?;
+                    let burn_at: Option<i64> = r.get(3)?;
+                    let expired = expires_at.filter(|t| *t <= now);
+                    let burned = burn_at.filter(|t| *t <= now);
+                    let (reason, due_at) = match (expired, burned) {
+                        (Some(e), Some(b)) if b < e => (ShredReason::Burned, b),
+                        (Some(e), _) => (ShredReason::Expired, e),
+                        (None, Some(b)) => (ShredReason::Burned, b),
+                        (None, None) => (ShredReason::Expired, now),
+                    };
+                    Ok(Shredded {
+                        group_id: r.get(0)?,
+                        id: r.get(1)?,
+                        reason,
+                        due_at,
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db)?
+        };
+        if !due.is_empty() {
+            self.shred_rows(&due)?;
+        }
+        Ok(due)
+    }
+
+    /// Shreds one message now (delete for everyone). False if it was not here.
+    pub fn shred(&self, group_id: &str, id: &str) -> Result<bool, Error> {
+        let exists = self
+            .lock()
+            .query_row(
+                "SELECT 1 FROM messages WHERE group_id = ?1 AND id = ?2",
+                params![group_id, id],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(db)?
+            .is_some();
+        if exists {
+            self.shred_rows(&[Shredded {
+                group_id: group_id.into(),
+                id: id.into(),
+                reason: ShredReason::Deleted,
+                due_at: 0,
+            }])?;
+        }
+        Ok(exists)
+    }
+
+    /// Destroys keys first, then rows; secure_delete zeroes their pages, and the WAL, which
+    /// may hold older page images, is checkpointed and truncated to nothing.
+    fn shred_rows(&self, rows: &[Shredded]) -> Result<(), Error> {
+        let mut conn = self.lock();
+        let sp = conn.savepoint().map_err(db)?;
+        for r in rows {
+            sp.execute(
+                "DELETE FROM message_keys WHERE group_id = ?1 AND id = ?2",
+                params![r.group_id, r.id],
             )
             .map_err(db)?;
-        let rows = stmt
-            .query_map([group_id], |r| {
-                Ok(MessageRow {
-                    group_id: r.get(0)?,
-                    id: r.get(1)?,
-                    sender_user: r.get(2)?,
-                    sender_device: r.get(3)?,
-                    sent_at: r.get(4)?,
-                    received_at: r.get(5)?,
-                    seq: r.get::<_, Option<i64>>(6)?.map(|s| s as u64),
-                    text: r.get(7)?,
-                })
-            })
+            sp.execute(
+                "DELETE FROM messages WHERE group_id = ?1 AND id = ?2",
+                params![r.group_id, r.id],
+            )
             .map_err(db)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db)
+        }
+        sp.commit().map_err(db)?;
+        if conn.is_autocommit() {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// Checkpoints and truncates the WAL: after a transaction that shredded, call this once
+    /// it has committed.
+    pub fn truncate_wal(&self) -> Result<(), Error> {
+        self.lock()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(db)
     }
 
     /// mls-rs's group state storage on this database.
@@ -487,12 +755,17 @@ mod tests {
         let m = MessageRow {
             group_id: "g".into(),
             id: "m1".into(),
+            kind: MessageKind::Text,
             sender_user: "alice".into(),
             sender_device: "d".into(),
             sent_at: 1,
             received_at: 2,
             seq: Some(3),
             text: "hi".into(),
+            expires_at: None,
+            burn_secs: None,
+            read_at: None,
+            burn_at: None,
         };
         assert!(store.add_message(&m).unwrap());
         assert!(
@@ -507,5 +780,146 @@ mod tests {
             5,
             "the cursor never moves back"
         );
+    }
+}
+
+#[cfg(test)]
+mod shredding {
+    use super::*;
+
+    fn message(
+        id: &str,
+        text: &str,
+        expires_at: Option<i64>,
+        burn_secs: Option<u64>,
+    ) -> MessageRow {
+        MessageRow {
+            group_id: "g".into(),
+            id: id.into(),
+            kind: MessageKind::Text,
+            sender_user: "alice".into(),
+            sender_device: "d".into(),
+            sent_at: 0,
+            received_at: 0,
+            seq: None,
+            text: text.into(),
+            expires_at,
+            burn_secs,
+            read_at: None,
+            burn_at: None,
+        }
+    }
+
+    fn file_contains(dir: &Path, needle: &[u8]) -> bool {
+        std::fs::read_dir(dir).unwrap().any(|e| {
+            let bytes = std::fs::read(e.unwrap().path()).unwrap_or_default();
+            bytes.windows(needle.len()).any(|w| w == needle)
+        })
+    }
+
+    #[test]
+    fn text_is_sealed_at_rest_and_shredding_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store.add_chat("g", None, 0).unwrap();
+        store
+            .add_message(&message("m1", "MARKER-sealed-at-rest", Some(1_000), None))
+            .unwrap();
+        store
+            .add_message(&message("m2", "MARKER-still-alive", Some(9_000), None))
+            .unwrap();
+        assert!(
+            !file_contains(dir.path(), b"MARKER-sealed-at-rest"),
+            "no plaintext in any file"
+        );
+        assert_eq!(store.history("g").unwrap().len(), 2);
+
+        assert!(store.shred_due(999).unwrap().is_empty());
+        let shredded = store.shred_due(1_000).unwrap();
+        assert_eq!(shredded.len(), 1);
+        assert_eq!(
+            (
+                shredded[0].id.as_str(),
+                shredded[0].reason,
+                shredded[0].due_at
+            ),
+            ("m1", ShredReason::Expired, 1_000)
+        );
+        let left: Vec<String> = store
+            .history("g")
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(left, vec!["MARKER-still-alive"]);
+        let keys: i64 = store
+            .lock()
+            .query_row("SELECT COUNT(*) FROM message_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(keys, 1, "the shredded message's key is gone");
+        assert_eq!(
+            std::fs::metadata(dir.path().join("vellum.db-wal"))
+                .unwrap()
+                .len(),
+            0,
+            "the WAL was truncated"
+        );
+    }
+
+    #[test]
+    fn burn_starts_on_first_display_and_never_outlives_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store.add_chat("g", None, 0).unwrap();
+        store
+            .add_message(&message("short", "a", Some(100_000), Some(10)))
+            .unwrap();
+        store
+            .add_message(&message("capped", "b", Some(5_000), Some(60)))
+            .unwrap();
+        store
+            .add_message(&message("no-burn", "c", None, None))
+            .unwrap();
+        assert_eq!(store.next_due().unwrap(), Some(5_000));
+        assert_eq!(store.unread("g").unwrap().len(), 3);
+        store.mark_read("g", 1_000).unwrap();
+        assert!(store.unread("g").unwrap().is_empty());
+        let by_id = |id: &str| store.message("g", id).unwrap().unwrap();
+        assert_eq!(by_id("short").burn_at, Some(11_000));
+        assert_eq!(
+            by_id("capped").burn_at,
+            Some(5_000),
+            "burn never extends past expiry"
+        );
+        assert_eq!(by_id("no-burn").burn_at, None);
+        // A second display does not restart the timer.
+        store.mark_read("g", 4_000).unwrap();
+        assert_eq!(by_id("short").burn_at, Some(11_000));
+        let burned = store.shred_due(11_000).unwrap();
+        let reasons: Vec<(String, ShredReason)> =
+            burned.into_iter().map(|s| (s.id, s.reason)).collect();
+        assert!(reasons.contains(&("short".into(), ShredReason::Burned)));
+        assert!(reasons.contains(&("capped".into(), ShredReason::Expired)));
+        assert_eq!(store.history("g").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_message_whose_key_is_gone_cannot_be_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store.add_chat("g", None, 0).unwrap();
+        store
+            .add_message(&message("m", "MARKER-keyless", None, None))
+            .unwrap();
+        store
+            .lock()
+            .execute("DELETE FROM message_keys", [])
+            .unwrap();
+        assert!(
+            store.history("g").unwrap().is_empty(),
+            "without its key the body is noise"
+        );
+        assert!(store.shred("g", "m").unwrap());
+        assert!(!store.shred("g", "m").unwrap());
     }
 }

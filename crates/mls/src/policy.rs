@@ -95,15 +95,17 @@ impl ChatPolicy {
         })
     }
 
-    /// "messages disappear after 1 day and burn 5 minutes after reading", for system events.
+    /// "messages to disappear after 1 day", for system events ("alice set ...").
     pub fn describe(&self) -> String {
-        let expire = match self.expire_secs {
-            Some(e) => format!("messages disappear after {}", describe(e)),
-            None => "messages do not expire".to_string(),
-        };
-        match self.burn_secs {
-            Some(b) => format!("{expire} and burn {} after reading", describe(b)),
-            None => expire,
+        match (self.expire_secs, self.burn_secs) {
+            (None, None) => "messages not to disappear".into(),
+            (Some(e), None) => format!("messages to disappear after {}", describe(e)),
+            (None, Some(b)) => format!("messages to burn {} after reading", describe(b)),
+            (Some(e), Some(b)) => format!(
+                "messages to disappear after {} and to burn {} after reading",
+                describe(e),
+                describe(b)
+            ),
         }
     }
 }
@@ -192,22 +194,27 @@ mod tests {
 
     #[test]
     fn describes_itself_for_system_events() {
+        let day = ChatPolicy {
+            expire_secs: Some(DAY),
+            burn_secs: None,
+        };
+        assert_eq!(day.describe(), "messages to disappear after 1 day");
+        let both = ChatPolicy {
+            expire_secs: Some(3600),
+            burn_secs: Some(300),
+        };
         assert_eq!(
-            ChatPolicy {
-                expire_secs: Some(DAY),
-                burn_secs: None
-            }
-            .describe(),
-            "messages disappear after 1 day"
+            both.describe(),
+            "messages to disappear after 1 hour and to burn 5 minutes after reading"
         );
+        let burn = ChatPolicy {
+            expire_secs: None,
+            burn_secs: Some(60),
+        };
+        assert_eq!(burn.describe(), "messages to burn 1 minute after reading");
         assert_eq!(
-            ChatPolicy {
-                expire_secs: Some(3600),
-                burn_secs: Some(300)
-            }
-            .describe(),
-            "messages disappear after 1 hour and burn 5 minutes after reading"
+            ChatPolicy::default().describe(),
+            "messages not to disappear"
         );
-        assert_eq!(ChatPolicy::default().describe(), "messages do not expire");
     }
 }

@@ -1,0 +1,273 @@
+//! Chats: creating them, their members, and their timers (the chat policy).
+
+use reqwest::Method;
+use vellum_mls::mls_rs::{ExtensionList, MlsMessage};
+use vellum_mls::{roster, ChatPolicy};
+use vellum_wire::*;
+
+use crate::{now_millis, random_id, ChatRow, Client, Error, Member, MessageKind, MessageRow};
+
+impl Client {
+    pub fn chats(&self) -> Result<Vec<ChatRow>, Error> {
+        self.store.chats()
+    }
+
+    /// The chat's members from this device's verified MLS roster (not from the server).
+    pub fn members(&self, chat: &str) -> Result<Vec<Member>, Error> {
+        let group_id = self.resolve_chat(chat)?;
+        if self.store.chat(&group_id)?.is_some_and(|c| c.removed) {
+            return Err(Error::RemovedFromChat);
+        }
+        let group = self.load_group(&group_id)?;
+        Ok(roster(&group, &self.identity)?
+            .into_iter()
+            .map(|(_, cert)| Member {
+                user: cert.user,
+                device_id: cert.device_id,
+            })
+            .collect())
+    }
+
+    /// Creates a chat titled `title` with every device of `with` (and this user's other
+    /// devices), with default timers `timers`. Where the org requires an expiration timer and
+    /// none is given, the org's maximum is the chat's default.
+    pub async fn create_chat(
+        &mut self,
+        title: &str,
+        with: &[String],
+        timers: ChatPolicy,
+    ) -> Result<String, Error> {
+        let _held = self.lock.hold()?;
+        if title.is_empty() || title.len() > 200 {
+            return Err(Error::Invalid("a chat title is 1 to 200 bytes".into()));
+        }
+        let org = self.org_policy().await?;
+        let mut policy = timers;
+        if policy.expire_secs.is_none() && !org.allow_no_expiry {
+            policy.expire_secs = org.max_expire_secs;
+        }
+        policy.check(&org).map_err(|e| Error::Invalid(e.0))?;
+        // Claim first: an unknown user or a missing key package must leave no chat behind.
+        let mut users = with.to_vec();
+        users.push(self.user.clone());
+        let key_packages = self.claim(users).await?;
+        let mut group = self.mls.create_group(
+            policy.to_extensions(ExtensionList::new()),
+            Default::default(),
+            None,
+        )?;
+        let info = group.group_info_message(true)?.to_bytes()?;
+        let created: GroupCreated = self
+            .call(
+                Method::POST,
+                "/v1/groups",
+                Some(&CreateGroup {
+                    group_info: info.into(),
+                }),
+            )
+            .await?;
+        let group_id = created.group_id;
+        self.store.begin()?;
+        let saved = group
+            .write_to_storage()
+            .map_err(Error::from)
+            .and_then(|_| self.store.add_chat(&group_id, Some(title), now_millis()))
+            .and_then(|_| {
+                self.record_policy_event(
+                    &group_id,
+                    &self.user.clone(),
+                    policy,
+                    ChatPolicy::default(),
+                )
+            });
+        self.finish_tx(saved)?;
+        self.add_key_packages(&group_id, key_packages).await?;
+        self.send_payload(
+            &group_id,
+            AppPayload::ChatInfo {
+                title: title.to_owned(),
+            },
+            None,
+            None,
+        )
+        .await?;
+        Ok(group_id)
+    }
+
+    /// Adds every device of `users` that is not in the chat yet.
+    pub async fn add_members(&mut self, chat: &str, users: &[String]) -> Result<(), Error> {
+        let _held = self.lock.hold()?;
+        let group_id = self.resolve_chat(chat)?;
+        let key_packages = self.claim(users.to_vec()).await?;
+        self.add_key_packages(&group_id, key_packages).await?;
+        if let Some(title) = self.store.chat(&group_id)?.and_then(|c| c.title) {
+            // Newcomers learn the title from the members, never from the server.
+            self.send_payload(&group_id, AppPayload::ChatInfo { title }, None, None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One key package for every device of `users` (but this one).
+    async fn claim(&self, mut users: Vec<String>) -> Result<Vec<(String, MlsMessage)>, Error> {
+        users.sort();
+        users.dedup();
+        let request = ClaimKeyPackages { users };
+        let claimed: ClaimedKeyPackages = self
+            .call(Method::POST, "/v1/key-packages/claim", Some(&request))
+            .await?;
+        claimed
+            .key_packages
+            .into_iter()
+            .map(|kp| {
+                Ok((
+                    kp.device_id,
+                    vellum_mls::key_package_message(&kp.key_package)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Adds the devices of `key_packages` that are not in the chat yet.
+    async fn add_key_packages(
+        &mut self,
+        group_id: &str,
+        key_packages: Vec<(String, MlsMessage)>,
+    ) -> Result<(), Error> {
+        let identity = self.identity.clone();
+        self.commit_with_rebase(group_id, move |group| {
+            let present: Vec<String> = roster(group, &identity)?
+                .into_iter()
+                .map(|(_, c)| c.device_id)
+                .collect();
+            let mut builder = group.commit_builder();
+            let mut any = false;
+            for (device_id, kp) in &key_packages {
+                if !present.contains(device_id) {
+                    builder = builder.add_member(kp.clone())?;
+                    any = true;
+                }
+            }
+            Ok(if any { Some(builder.build()?) } else { None })
+        })
+        .await
+    }
+
+    /// Removes every device of `users` from the chat.
+    pub async fn remove_members(&mut self, chat: &str, users: &[String]) -> Result<(), Error> {
+        let _held = self.lock.hold()?;
+        let group_id = self.resolve_chat(chat)?;
+        let identity = self.identity.clone();
+        let me = self.device_id.clone();
+        let users = users.to_vec();
+        {
+            let group = self.load_group(&group_id)?;
+            let members = roster(&group, &identity)?;
+            for user in &users {
+                if !members.iter().any(|(_, c)| &c.user == user) {
+                    return Err(Error::Invalid(format!(
+                        "{user} is not a member of this chat"
+                    )));
+                }
+            }
+        }
+        self.commit_with_rebase(&group_id, move |group| {
+            let members = roster(group, &identity)?;
+            let mut builder = group.commit_builder();
+            let mut any = false;
+            for (index, cert) in members {
+                if users.contains(&cert.user) && cert.device_id != me {
+                    builder = builder.remove_member(index)?;
+                    any = true;
+                }
+            }
+            Ok(if any { Some(builder.build()?) } else { None })
+        })
+        .await
+    }
+
+    /// The org's bounds on timers, as the server enforces them.
+    pub async fn org_policy(&self) -> Result<OrgPolicy, Error> {
+        self.call(Method::GET, "/v1/policy", None::<&()>).await
+    }
+
+    /// The chat's current default timers, from this device's MLS GroupContext.
+    pub fn chat_policy(&self, chat: &str) -> Result<ChatPolicy, Error> {
+        let group = self.load_group(&self.resolve_chat(chat)?)?;
+        Ok(ChatPolicy::from_extensions(&group.context().extensions)?)
+    }
+
+    /// Changes the chat's default timers (`None` leaves one as it is; `Some(None)` switches it
+    /// off). Every member agrees to it through the commit; the server checks the org's bounds.
+    pub async fn set_timers(
+        &mut self,
+        chat: &str,
+        expire: Option<Option<u64>>,
+        burn: Option<Option<u64>>,
+    ) -> Result<ChatPolicy, Error> {
+        let _held = self.lock.hold()?;
+        if expire.is_none() && burn.is_none() {
+            return Err(Error::Invalid(
+                "say which timer to set: --expire or --burn-on-read".into(),
+            ));
+        }
+        let group_id = self.resolve_chat(chat)?;
+        let org = self.org_policy().await?;
+        let before = self.chat_policy(&group_id)?;
+        let wanted = ChatPolicy {
+            expire_secs: expire.unwrap_or(before.expire_secs),
+            burn_secs: burn.unwrap_or(before.burn_secs),
+        };
+        wanted.check(&org).map_err(|e| Error::Invalid(e.0))?;
+        self.commit_with_rebase(&group_id, move |group| {
+            if ChatPolicy::from_extensions(&group.context().extensions)? == wanted {
+                return Ok(None);
+            }
+            let extensions = wanted.to_extensions(group.context().extensions.clone());
+            Ok(Some(
+                group
+                    .commit_builder()
+                    .set_group_context_ext(extensions)?
+                    .build()?,
+            ))
+        })
+        .await?;
+        self.record_policy_event(&group_id, &self.user.clone(), wanted, before)?;
+        Ok(wanted)
+    }
+
+    /// "alice set messages to disappear after 1 day", in the chat's history.
+    pub(crate) fn record_policy_event(
+        &self,
+        group_id: &str,
+        who: &str,
+        policy: ChatPolicy,
+        before: ChatPolicy,
+    ) -> Result<(), Error> {
+        if policy == before {
+            return Ok(());
+        }
+        self.record_event(group_id, who, &format!("{who} set {}", policy.describe()))
+    }
+
+    pub(crate) fn record_event(&self, group_id: &str, who: &str, text: &str) -> Result<(), Error> {
+        let now = now_millis();
+        self.store
+            .add_message(&MessageRow {
+                group_id: group_id.to_owned(),
+                id: random_id(),
+                kind: MessageKind::Event,
+                sender_user: who.to_owned(),
+                sender_device: String::new(),
+                sent_at: now,
+                received_at: now,
+                seq: None,
+                text: text.to_owned(),
+                expires_at: None,
+                burn_secs: None,
+                read_at: Some(now),
+                burn_at: None,
+            })
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,190 @@
+//! Messages: sending with timers, reading (which starts burn-on-read), delete for everyone,
+//! and the shredder.
+
+use reqwest::Method;
+use vellum_mls::ChatPolicy;
+use vellum_wire::*;
+
+use crate::store::Shredded;
+use crate::{now_millis, random_id, Client, Error, MessageKind, MessageRow};
+
+/// When a message expires: `expire_secs` after the earlier of the sender's clock and the
+/// server's receipt, so that a sender's clock cannot stretch a message's life.
+pub(crate) fn expiry(sent_at: i64, received_at: i64, expire_secs: Option<u64>) -> Option<i64> {
+    expire_secs.map(|s| {
+        sent_at
+            .min(received_at)
+            .saturating_add((s as i64).saturating_mul(1000))
+    })
+}
+
+/// The burn time of a message first displayed at `read_at`: never after its expiry.
+pub(crate) fn burn_time(
+    read_at: i64,
+    burn_secs: Option<u64>,
+    expires_at: Option<i64>,
+) -> Option<i64> {
+    burn_secs.map(|b| {
+        let burn = read_at.saturating_add((b as i64).saturating_mul(1000));
+        expires_at.map_or(burn, |e| burn.min(e))
+    })
+}
+
+/// Per-message timer overrides; each may only shorten the chat's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessageTimers {
+    pub expire_secs: Option<u64>,
+    pub burn_secs: Option<u64>,
+}
+
+impl Client {
+    /// Sends a text message; returns it once the server has durably accepted it.
+    pub async fn send(&mut self, chat: &str, text: &str) -> Result<MessageRow, Error> {
+        self.send_with(chat, text, MessageTimers::default()).await
+    }
+
+    /// Sends with timers shorter than the chat's defaults.
+    pub async fn send_with(
+        &mut self,
+        chat: &str,
+        text: &str,
+        overrides: MessageTimers,
+    ) -> Result<MessageRow, Error> {
+        let _held = self.lock.hold()?;
+        if text.is_empty() {
+            return Err(Error::Invalid("message text is empty".into()));
+        }
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(Error::Invalid(format!(
+                "message text is {} bytes; the limit is {MAX_TEXT_BYTES}",
+                text.len()
+            )));
+        }
+        let group_id = self.resolve_chat(chat)?;
+        if self.store.chat(&group_id)?.is_some_and(|c| c.removed) {
+            return Err(Error::RemovedFromChat);
+        }
+        let chat_policy = self.chat_policy(&group_id)?;
+        let timers = chat_policy
+            .message_timers(overrides.expire_secs, overrides.burn_secs)
+            .map_err(|e| Error::Invalid(e.0))?;
+        if overrides.expire_secs.is_some() || overrides.burn_secs.is_some() {
+            // Overrides shorter than the chat's are within the org's bounds already; on a chat
+            // without a timer they must be checked against the org's maximum here.
+            let org = self.org_policy().await?;
+            let relaxed = OrgPolicy {
+                allow_no_expiry: true,
+                ..org
+            };
+            ChatPolicy {
+                expire_secs: timers.expire_secs,
+                burn_secs: timers.burn_secs,
+            }
+            .check(&relaxed)
+            .map_err(|e| Error::Invalid(e.0))?;
+        }
+        let now = now_millis();
+        let expires_at = expiry(now, now, timers.expire_secs);
+        let row = MessageRow {
+            group_id: group_id.clone(),
+            id: random_id(),
+            kind: MessageKind::Text,
+            sender_user: self.user.clone(),
+            sender_device: self.device_id.clone(),
+            sent_at: now,
+            received_at: now,
+            seq: None,
+            text: text.to_owned(),
+            expires_at,
+            burn_secs: timers.burn_secs,
+            // The sender has seen what it wrote: its own copy burns from now.
+            read_at: Some(now),
+            burn_at: burn_time(now, timers.burn_secs, expires_at),
+        };
+        let payload = AppPayload::Text {
+            id: row.id.clone(),
+            text: text.to_owned(),
+            sent_at: now,
+            expire_secs: timers.expire_secs,
+            burn_secs: timers.burn_secs,
+        };
+        let seq = self
+            .send_payload(&group_id, payload, Some(&row), expires_at)
+            .await?;
+        Ok(MessageRow {
+            seq: Some(seq),
+            ..row
+        })
+    }
+
+    /// The chat's whole local history. Displaying it starts the burn-on-read timers of what
+    /// had not been displayed yet.
+    pub fn history(&self, chat: &str) -> Result<Vec<MessageRow>, Error> {
+        let _held = self.lock.hold()?;
+        let group_id = self.resolve_chat(chat)?;
+        self.shred()?;
+        self.store.mark_read(&group_id, now_millis())?;
+        self.store.history(&group_id)
+    }
+
+    /// The chat's messages not displayed on this device before; starts their burn timers.
+    pub fn read(&self, chat: &str) -> Result<Vec<MessageRow>, Error> {
+        let _held = self.lock.hold()?;
+        let group_id = self.resolve_chat(chat)?;
+        self.shred()?;
+        let unread = self.store.unread(&group_id)?;
+        let now = now_millis();
+        self.store.mark_read(&group_id, now)?;
+        Ok(unread
+            .into_iter()
+            .map(|m| MessageRow {
+                read_at: Some(now),
+                burn_at: burn_time(now, m.burn_secs, m.expires_at),
+                ..m
+            })
+            .collect())
+    }
+
+    /// Deletes one of this user's own messages from every member's device and the server.
+    pub async fn delete(&mut self, chat: &str, message_id: &str) -> Result<(), Error> {
+        let _held = self.lock.hold()?;
+        let group_id = self.resolve_chat(chat)?;
+        let message = self
+            .store
+            .message(&group_id, message_id)?
+            .ok_or_else(|| Error::Invalid(format!("no message {message_id} in this chat")))?;
+        if message.kind != MessageKind::Text || message.sender_user != self.user {
+            return Err(Error::Invalid(
+                "you can only delete your own messages".into(),
+            ));
+        }
+        // Drop the ciphertext first, so that devices that have not fetched it never will.
+        if let Some(seq) = message.seq {
+            let path = format!("/v1/groups/{group_id}/messages/{seq}");
+            match self.call::<()>(Method::DELETE, &path, None::<&()>).await {
+                Ok(()) => {}
+                // Already purged (expired): nothing left on the server to drop.
+                Err(Error::Api { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let payload = AppPayload::Delete {
+            id: message_id.to_owned(),
+        };
+        self.send_payload(&group_id, payload, None, message.expires_at)
+            .await?;
+        self.store.shred(&group_id, message_id)?;
+        self.store.truncate_wal()?;
+        self.record_event(
+            &group_id,
+            &self.user.clone(),
+            &format!("{} deleted a message", self.user),
+        )?;
+        Ok(())
+    }
+
+    /// Runs the shredder now: removes every message whose expiration or burn time has come.
+    pub fn shred(&self) -> Result<Vec<Shredded>, Error> {
+        self.store.shred_due(now_millis())
+    }
+}
