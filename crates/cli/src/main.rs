@@ -57,10 +57,10 @@ enum Command {
         chat: String,
         text: String,
         /// Expire this message sooner than the chat's default (30s, 10m, 12h, 7d).
-        #[arg(long, value_name = "DUR")]
+        #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
         expire: Option<String>,
         /// Burn this message sooner after reading than the chat's default.
-        #[arg(long = "burn-on-read", value_name = "DUR")]
+        #[arg(long = "burn-on-read", value_name = "DUR", allow_hyphen_values = true)]
         burn_on_read: Option<String>,
     },
     /// Display unread messages of a chat; starts their burn-on-read timers.
@@ -122,10 +122,18 @@ enum PolicyCommand {
     /// Set the org's bounds on message timers.
     Set {
         /// Longest expiration timer a chat or message may have, or `off` for no limit.
-        #[arg(long = "max-expire", value_name = "DUR|off")]
+        #[arg(
+            long = "max-expire",
+            value_name = "DUR|off",
+            allow_hyphen_values = true
+        )]
         max_expire: Option<String>,
         /// Longest burn-on-read timer, or `off` for no limit.
-        #[arg(long = "max-burn-on-read", value_name = "DUR|off")]
+        #[arg(
+            long = "max-burn-on-read",
+            value_name = "DUR|off",
+            allow_hyphen_values = true
+        )]
         max_burn_on_read: Option<String>,
         /// Whether chats may have no expiration timer.
         #[arg(long = "allow-no-expiry", value_name = "true|false")]
@@ -154,18 +162,22 @@ enum ChatCommand {
         #[arg(long, value_delimiter = ',')]
         with: Vec<String>,
         /// Messages disappear this long after sending (30s, 10m, 12h, 7d).
-        #[arg(long, value_name = "DUR")]
+        #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
         expire: Option<String>,
         /// Messages burn this long after each device first displays them.
-        #[arg(long = "burn-on-read", value_name = "DUR")]
+        #[arg(long = "burn-on-read", value_name = "DUR", allow_hyphen_values = true)]
         burn_on_read: Option<String>,
     },
     /// Change the chat's default timers; they apply to messages sent afterwards.
     Set {
         chat: String,
-        #[arg(long, value_name = "DUR|off")]
+        #[arg(long, value_name = "DUR|off", allow_hyphen_values = true)]
         expire: Option<String>,
-        #[arg(long = "burn-on-read", value_name = "DUR|off")]
+        #[arg(
+            long = "burn-on-read",
+            value_name = "DUR|off",
+            allow_hyphen_values = true
+        )]
         burn_on_read: Option<String>,
     },
     /// Add every device of the given users.

@@ -65,7 +65,7 @@ pub fn describe(secs: u64) -> String {
     ];
     let (size, name) = units
         .iter()
-        .find(|(size, _)| secs % size == 0 && secs >= *size)
+        .find(|(size, _)| secs.is_multiple_of(*size) && secs >= *size)
         .copied()
         .unwrap_or((1, "second"));
     let n = secs / size;

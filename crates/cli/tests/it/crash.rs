@@ -19,11 +19,7 @@ fn issue_2_sigkill_loses_no_acknowledged_message_and_duplicates_none() {
             server.kill();
             // While the server is down, a send fails cleanly: not acknowledged.
             let text = format!("while down {i}");
-            let out = alice
-                .cmd()
-                .args(["send", "durable", &text])
-                .output()
-                .unwrap();
+            let out = output(alice.cmd().args(["send", "durable", &text]));
             assert!(
                 !out.status.success(),
                 "a send cannot be acknowledged by a dead server"

@@ -164,9 +164,19 @@ impl Device {
             .collect()
     }
 
+    /// The texts members wrote (not events) in the chat's history.
     pub fn texts(&self, chat: &str) -> Vec<String> {
         self.json(&["history", chat, "--json"])
             .iter()
+            .filter(|m| m["kind"] == "text")
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    pub fn events(&self, chat: &str) -> Vec<String> {
+        self.json(&["history", chat, "--json"])
+            .iter()
+            .filter(|m| m["kind"] == "event")
             .map(|m| m["text"].as_str().unwrap().to_owned())
             .collect()
     }
@@ -183,8 +193,46 @@ impl Device {
     }
 }
 
+/// Runs a command to completion, killing it (and failing the test) after a minute, so a
+/// hang is a clear failure rather than a stuck CI run.
+pub fn output(cmd: &mut Command) -> Output {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).unwrap();
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{cmd:?} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
+    let out = output(cmd);
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -196,7 +244,7 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 
 /// Runs a command that must fail with one clear line on stderr; returns that line.
 pub fn run_fails(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
+    let out = output(cmd);
     assert!(
         !out.status.success(),
         "{cmd:?} unexpectedly succeeded: {}",

@@ -6,3 +6,4 @@ mod harness;
 mod chat;
 mod crash;
 mod secrets;
+mod timers;
