@@ -25,6 +25,7 @@ use vellum_wire::*;
 pub use api::{Api, Signer};
 use lock::ProfileLock;
 pub use messages::MessageTimers;
+pub use sync::SHRED_TICK;
 pub use store::{ChatRow, LocalStore, MessageKind, MessageRow, ShredReason, Shredded};
 use store::{MlsGroupStorage, MlsKeyPackageStorage};
 

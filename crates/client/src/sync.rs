@@ -22,7 +22,7 @@ fn shorter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 }
 
 /// How often a running client looks for messages to shred: expiry lands within this.
-const SHRED_TICK: Duration = Duration::from_millis(200);
+pub const SHRED_TICK: Duration = Duration::from_millis(200);
 
 impl Client {
     /// Fetches and processes everything pending, acknowledging only what is durably stored.
