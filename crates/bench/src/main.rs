@@ -244,7 +244,10 @@ fn stored_message(i: usize, expires_at: i64) -> MessageRow {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// Shredding throughput on a device holding 100,000 messages.
@@ -256,7 +259,11 @@ fn shred_throughput() -> Result<()> {
     store.begin()?;
     for i in 0..total {
         // Every tenth message is due first; the rest much later.
-        let expires_at = if i % 10 == 0 { 1_000 } else { 1_000_000 + i as i64 };
+        let expires_at = if i % 10 == 0 {
+            1_000
+        } else {
+            1_000_000 + i as i64
+        };
         store.add_message(&stored_message(i, expires_at))?;
     }
     store.commit()?;
@@ -267,8 +274,16 @@ fn shred_throughput() -> Result<()> {
     let rest = store.shred_due(i64::MAX)?.len();
     let all = start.elapsed();
     ensure!(tenth == total / 10 && rest == total - tenth);
-    println!("| 10% due ({tenth} of {total}) | {} | {:.0} |", ms(partial), tenth as f64 / partial.as_secs_f64());
-    println!("| the other 90% ({rest}) | {} | {:.0} |", ms(all), rest as f64 / all.as_secs_f64());
+    println!(
+        "| 10% due ({tenth} of {total}) | {} | {:.0} |",
+        ms(partial),
+        tenth as f64 / partial.as_secs_f64()
+    );
+    println!(
+        "| the other 90% ({rest}) | {} | {:.0} |",
+        ms(all),
+        rest as f64 / all.as_secs_f64()
+    );
     Ok(())
 }
 
@@ -335,7 +350,10 @@ async fn main() -> Result<()> {
     println!("| shredded | ms | messages/s |");
     println!("|---|---|---|");
     shred_throughput()?;
-    println!("\nexpiry lag of a running client (tick {} ms)", vellum_client::SHRED_TICK.as_millis());
+    println!(
+        "\nexpiry lag of a running client (tick {} ms)",
+        vellum_client::SHRED_TICK.as_millis()
+    );
     println!("| messages | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|");
     expiry_lag()?;

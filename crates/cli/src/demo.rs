@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
 use reqwest::Method;
-use vellum_client::{Api, Client};
+use vellum_client::{Api, Client, MessageKind};
 use vellum_wire::{CreateUserRequest, EnrollmentCode};
 
 fn member_names(client: &Client, chat: &str) -> Result<String> {
@@ -24,7 +24,10 @@ fn show(who: &str, client: &Client, chat: &str) -> Result<()> {
     let history = client.history(chat)?;
     println!("  {who} sees {} message(s):", history.len());
     for m in history {
-        println!("    <{}> {}", m.sender_user, m.text);
+        match m.kind {
+            MessageKind::Text => println!("    <{}> {}", m.sender_user, m.text),
+            MessageKind::Event => println!("    * {}", m.text),
+        }
     }
     Ok(())
 }
@@ -147,12 +150,37 @@ pub async fn run() -> Result<()> {
         println!("  {seq:>4} {epoch:>6} {kind:<12} {len:>8}");
     }
 
+    heading("alice makes messages disappear after 2 seconds; every member agreed through MLS");
+    alice.set_timers(&chat, Some(Some(2)), None).await?;
+    let fleeting = "Burn this: the gate code is 4417.";
+    alice.send(&chat, fleeting).await?;
+    bob.sync().await?;
+    show("bob", &bob, &chat)?;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    println!("  ...2.5 seconds later:");
+    show("bob", &bob, &chat)?;
+    ensure!(
+        !bob.history(&chat)?.iter().any(|m| m.text == fleeting),
+        "the message outlived its timer"
+    );
+    let db = rusqlite::Connection::open_with_flags(
+        data.join("server.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    let left: i64 = db.query_row(
+        "SELECT COUNT(*) FROM group_log WHERE group_id = ?1 AND expires_at IS NOT NULL",
+        [&chat],
+        |r| r.get(0),
+    )?;
+    println!("  the server purged its ciphertext as well ({left} timed entries left in its log)");
+
     heading("searching every server file (database, -wal, -shm) for the plaintexts");
     let texts: Vec<String> = bob
         .history(&chat)?
         .into_iter()
+        .filter(|m| m.kind == MessageKind::Text)
         .map(|m| m.text)
-        .chain(["field-ops".to_string()])
+        .chain(["field-ops".to_string(), fleeting.to_string()])
         .collect();
     let mut hits = 0;
     for entry in std::fs::read_dir(&data)? {

@@ -75,6 +75,7 @@ impl Client {
             .and_then(|_| {
                 self.record_policy_event(
                     &group_id,
+                    Some(0),
                     &self.user.clone(),
                     policy,
                     ChatPolicy::default(),
@@ -151,6 +152,7 @@ impl Client {
             Ok(if any { Some(builder.build()?) } else { None })
         })
         .await
+        .map(|_| ())
     }
 
     /// Removes every device of `users` from the chat.
@@ -184,6 +186,7 @@ impl Client {
             Ok(if any { Some(builder.build()?) } else { None })
         })
         .await
+        .map(|_| ())
     }
 
     /// The org's bounds on timers, as the server enforces them.
@@ -219,20 +222,23 @@ impl Client {
             burn_secs: burn.unwrap_or(before.burn_secs),
         };
         wanted.check(&org).map_err(|e| Error::Invalid(e.0))?;
-        self.commit_with_rebase(&group_id, move |group| {
-            if ChatPolicy::from_extensions(&group.context().extensions)? == wanted {
-                return Ok(None);
-            }
-            let extensions = wanted.to_extensions(group.context().extensions.clone());
-            Ok(Some(
-                group
-                    .commit_builder()
-                    .set_group_context_ext(extensions)?
-                    .build()?,
-            ))
-        })
-        .await?;
-        self.record_policy_event(&group_id, &self.user.clone(), wanted, before)?;
+        let seq = self
+            .commit_with_rebase(&group_id, move |group| {
+                if ChatPolicy::from_extensions(&group.context().extensions)? == wanted {
+                    return Ok(None);
+                }
+                let extensions = wanted.to_extensions(group.context().extensions.clone());
+                Ok(Some(
+                    group
+                        .commit_builder()
+                        .set_group_context_ext(extensions)?
+                        .build()?,
+                ))
+            })
+            .await?;
+        if let Some(seq) = seq {
+            self.record_policy_event(&group_id, Some(seq), &self.user.clone(), wanted, before)?;
+        }
         Ok(wanted)
     }
 
@@ -240,6 +246,7 @@ impl Client {
     pub(crate) fn record_policy_event(
         &self,
         group_id: &str,
+        seq: Option<u64>,
         who: &str,
         policy: ChatPolicy,
         before: ChatPolicy,
@@ -247,10 +254,22 @@ impl Client {
         if policy == before {
             return Ok(());
         }
-        self.record_event(group_id, who, &format!("{who} set {}", policy.describe()))
+        self.record_event(
+            group_id,
+            seq,
+            who,
+            &format!("{who} set {}", policy.describe()),
+        )
     }
 
-    pub(crate) fn record_event(&self, group_id: &str, who: &str, text: &str) -> Result<(), Error> {
+    /// An event at `seq`, the log position of what caused it, so history shows it in order.
+    pub(crate) fn record_event(
+        &self,
+        group_id: &str,
+        seq: Option<u64>,
+        who: &str,
+        text: &str,
+    ) -> Result<(), Error> {
         let now = now_millis();
         self.store
             .add_message(&MessageRow {
@@ -261,7 +280,7 @@ impl Client {
                 sender_device: String::new(),
                 sent_at: now,
                 received_at: now,
-                seq: None,
+                seq,
                 text: text.to_owned(),
                 expires_at: None,
                 burn_secs: None,

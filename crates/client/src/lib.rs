@@ -25,9 +25,9 @@ use vellum_wire::*;
 pub use api::{Api, Signer};
 use lock::ProfileLock;
 pub use messages::MessageTimers;
-pub use sync::SHRED_TICK;
 pub use store::{ChatRow, LocalStore, MessageKind, MessageRow, ShredReason, Shredded};
 use store::{MlsGroupStorage, MlsKeyPackageStorage};
+pub use sync::SHRED_TICK;
 
 type Config = DeviceMlsConfig<MlsGroupStorage, MlsKeyPackageStorage>;
 type Group = vellum_mls::mls_rs::group::Group<Config>;
@@ -340,7 +340,12 @@ impl Client {
     /// Builds a commit with `build` at the latest epoch and submits it; when another commit
     /// won the epoch, catches up and builds again. The pending commit is persisted before it
     /// is sent, so a crash in between is recovered when the commit comes back in the log.
-    async fn commit_with_rebase<F>(&mut self, group_id: &str, mut build: F) -> Result<(), Error>
+    /// Returns the commit's seq in the log, or `None` when `build` found nothing to do.
+    async fn commit_with_rebase<F>(
+        &mut self,
+        group_id: &str,
+        mut build: F,
+    ) -> Result<Option<u64>, Error>
     where
         F: FnMut(&mut Group) -> Result<Option<vellum_mls::mls_rs::group::CommitOutput>, Error>,
     {
@@ -351,7 +356,7 @@ impl Client {
             }
             let mut group = self.load_group(group_id)?;
             let Some(output) = build(&mut group)? else {
-                return Ok(());
+                return Ok(None);
             };
             group.write_to_storage()?;
             let request = PostCommit {
@@ -372,7 +377,7 @@ impl Client {
                         .map_err(Error::from)
                         .and_then(|_| group.write_to_storage().map_err(Error::from))
                         .and_then(|_| self.store.set_last_seq(group_id, accepted.seq));
-                    return self.finish_tx(applied);
+                    return self.finish_tx(applied).map(|_| Some(accepted.seq));
                 }
                 Err(e) if e.is_code(codes::STALE_EPOCH) => {
                     group.clear_pending_commit();

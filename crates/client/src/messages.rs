@@ -171,12 +171,14 @@ impl Client {
         let payload = AppPayload::Delete {
             id: message_id.to_owned(),
         };
-        self.send_payload(&group_id, payload, None, message.expires_at)
+        let seq = self
+            .send_payload(&group_id, payload, None, message.expires_at)
             .await?;
         self.store.shred(&group_id, message_id)?;
         self.store.truncate_wal()?;
         self.record_event(
             &group_id,
+            Some(seq),
             &self.user.clone(),
             &format!("{} deleted a message", self.user),
         )?;

@@ -100,6 +100,7 @@ impl Client {
                 true => Ok(()),
                 false => self.record_event(
                     &welcome.group_id,
+                    Some(0),
                     "",
                     &format!("This chat is set for {}", policy.describe()),
                 ),
@@ -191,6 +192,7 @@ impl Client {
                                         self.store.shred(group_id, &id)?;
                                         self.record_event(
                                             group_id,
+                                            Some(entry.seq),
                                             &sender.user,
                                             &format!("{} deleted a message", sender.user),
                                         )?;
@@ -227,7 +229,13 @@ impl Client {
                                 .transpose()?
                                 .map(|c| c.user)
                                 .unwrap_or_else(|| "someone".into());
-                            self.record_policy_event(group_id, &committer, policy, policy_before)?;
+                            self.record_policy_event(
+                                group_id,
+                                Some(entry.seq),
+                                &committer,
+                                policy,
+                                policy_before,
+                            )?;
                         }
                     }
                     Ok(_) => {}
