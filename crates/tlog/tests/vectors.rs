@@ -234,7 +234,7 @@ fn c2sp_spec_example_verifies_and_tampering_does_not() {
     // A note signed only by unknown keys is not trusted.
     let other = NoteSigner::new("other.example/log", &[9; 32]).unwrap();
     assert_eq!(
-        NoteVerifier::open(&other.sign("hello\n").unwrap(), &[verifier.clone()]),
+        NoteVerifier::open(&other.sign("hello\n").unwrap(), std::slice::from_ref(&verifier)),
         Err(Error::Unverified)
     );
     for bad in [
@@ -245,7 +245,7 @@ fn c2sp_spec_example_verifies_and_tampering_does_not() {
         "text\n\n\u{2014} example.com/foo AAA=\n",
     ] {
         assert!(
-            NoteVerifier::open(bad, &[verifier.clone()]).is_err(),
+            NoteVerifier::open(bad, std::slice::from_ref(&verifier)).is_err(),
             "{bad:?}"
         );
     }
