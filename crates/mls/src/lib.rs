@@ -25,6 +25,7 @@ pub use tracker::{CommitOutcome, GroupTracker, TrackedGroup};
 
 pub use mls_rs;
 pub use mls_rs_core;
+pub use mls_rs_crypto_rustcrypto;
 
 /// MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519 (0x0001), the RFC 9420 mandatory suite.
 pub const CIPHER_SUITE: mls_rs::CipherSuite = mls_rs::CipherSuite::CURVE25519_AES128;

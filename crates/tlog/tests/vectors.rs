@@ -234,7 +234,10 @@ fn c2sp_spec_example_verifies_and_tampering_does_not() {
     // A note signed only by unknown keys is not trusted.
     let other = NoteSigner::new("other.example/log", &[9; 32]).unwrap();
     assert_eq!(
-        NoteVerifier::open(&other.sign("hello\n").unwrap(), std::slice::from_ref(&verifier)),
+        NoteVerifier::open(
+            &other.sign("hello\n").unwrap(),
+            std::slice::from_ref(&verifier)
+        ),
         Err(Error::Unverified)
     );
     for bad in [
