@@ -12,7 +12,7 @@ mod note;
 pub use checkpoint::Checkpoint;
 pub use merkle::{
     consistency_proof, empty_root, inclusion_proof, leaf_hash, node_hash, root, verify_consistency,
-    verify_inclusion, Hash,
+    verify_inclusion, Hash, RootBuilder,
 };
 pub use note::{NoteSigner, NoteVerifier};
 

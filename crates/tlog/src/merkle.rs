@@ -215,3 +215,44 @@ pub fn verify_consistency(
         Err(Error::BadProof)
     }
 }
+
+/// Roots of every prefix of a growing log in O(log n) each: the stack of perfect subtree
+/// roots (a compact range from 0), as used to verify a log against many checkpoints.
+#[derive(Debug, Clone, Default)]
+pub struct RootBuilder {
+    size: u64,
+    /// Roots of perfect subtrees, largest first; their sizes are the set bits of `size`.
+    stack: Vec<Hash>,
+}
+
+impl RootBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn push(&mut self, leaf: Hash) {
+        let mut node = leaf;
+        let mut size = self.size;
+        // Merge with equal-sized subtrees: one per trailing set bit of the old size.
+        while size & 1 == 1 {
+            let left = self.stack.pop().expect("a subtree per set bit");
+            node = node_hash(&left, &node);
+            size >>= 1;
+        }
+        self.stack.push(node);
+        self.size += 1;
+    }
+
+    /// MTH of the leaves pushed so far.
+    pub fn root(&self) -> Hash {
+        let mut nodes = self.stack.iter().rev();
+        match nodes.next() {
+            None => empty_root(),
+            Some(first) => nodes.fold(*first, |right, left| node_hash(left, &right)),
+        }
+    }
+}

@@ -300,3 +300,20 @@ fn checkpoints_round_trip_and_reject_malformed_text() {
     }
     assert!(Checkpoint::parse("origin\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n").is_ok());
 }
+
+#[test]
+fn incremental_roots_equal_recursive_roots() {
+    let leaves: Vec<Hash> = (0u32..70).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+    let mut builder = RootBuilder::new();
+    assert_eq!(builder.root(), empty_root());
+    for (n, leaf) in leaves.iter().enumerate() {
+        builder.push(*leaf);
+        assert_eq!(builder.size(), n as u64 + 1);
+        assert_eq!(builder.root(), root(&leaves[..=n]), "size {}", n + 1);
+    }
+    let mut ct = RootBuilder::new();
+    for leaf in ct_leaves() {
+        ct.push(leaf);
+    }
+    assert_eq!(ct.root(), h(ROOTS[8]));
+}

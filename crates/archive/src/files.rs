@@ -1,0 +1,435 @@
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use sha2::{Digest, Sha256};
+use vellum_records::{SealedRecord, SEALED_KEY_LEN};
+use vellum_tlog::{leaf_hash, Checkpoint, Hash, NoteSigner, NoteVerifier, RootBuilder};
+
+use crate::{Error, Leaf};
+
+pub(crate) const SLOT_LEN: usize = 8 + SEALED_KEY_LEN;
+pub(crate) const ENTRY_HEADER: usize = 4 + 32;
+/// No single leaf may be larger than this (a record is at most a message and its metadata).
+pub(crate) const MAX_LEAF_BYTES: usize = 1 << 20;
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// One parsed entry of log.bin.
+pub(crate) struct Entry {
+    pub offset: u64,
+    pub stored_hash: Hash,
+    pub bytes: Vec<u8>,
+}
+
+/// Splits log.bin into entries; the second value is the offset of an incomplete tail, if any.
+pub(crate) fn parse_log(data: &[u8]) -> (Vec<Entry>, Option<u64>) {
+    let mut entries = Vec::new();
+    let mut at = 0usize;
+    while at < data.len() {
+        if data.len() - at < ENTRY_HEADER {
+            return (entries, Some(at as u64));
+        }
+        let len = u32::from_be_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
+        if len > MAX_LEAF_BYTES || data.len() - at - ENTRY_HEADER < len {
+            return (entries, Some(at as u64));
+        }
+        let stored_hash: Hash = data[at + 4..at + ENTRY_HEADER]
+            .try_into()
+            .expect("32 bytes");
+        let bytes = data[at + ENTRY_HEADER..at + ENTRY_HEADER + len].to_vec();
+        entries.push(Entry {
+            offset: at as u64,
+            stored_hash,
+            bytes,
+        });
+        at += ENTRY_HEADER + len;
+    }
+    (entries, None)
+}
+
+pub(crate) fn checkpoint_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
+    let mut out = Vec::new();
+    let cps = dir.join("checkpoints");
+    if !cps.exists() {
+        return Ok(out);
+    }
+    for entry in fs::read_dir(&cps).map_err(io(&cps))? {
+        let entry = entry.map_err(io(&cps))?;
+        out.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            entry.path(),
+        ));
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub(crate) fn latest_checkpoint(dir: &Path) -> Result<Option<(u64, String)>, Error> {
+    let Some((name, path)) = checkpoint_files(dir)?.pop() else {
+        return Ok(None);
+    };
+    let size = name
+        .parse()
+        .map_err(|_| Error::Damaged(format!("checkpoint file {name}")))?;
+    Ok(Some((size, fs::read_to_string(&path).map_err(io(&path))?)))
+}
+
+/// Opens keys.bin, checks that its slots belong to `record_leaves` in order, and trims a slot
+/// written for a leaf that a crash cut off.
+fn load_keys(dir: &Path, record_leaves: &[u64], size: u64) -> Result<File, Error> {
+    let path = dir.join("keys.bin");
+    let mut keys = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io(&path))?;
+    let mut data = Vec::new();
+    keys.read_to_end(&mut data).map_err(io(&path))?;
+    let mut kept = 0;
+    for (slot, chunk) in data.chunks_exact(SLOT_LEN).enumerate() {
+        let index = u64::from_be_bytes(chunk[..8].try_into().expect("8 bytes"));
+        if slot >= record_leaves.len() && index >= size {
+            break;
+        }
+        if record_leaves.get(slot) != Some(&index) {
+            return Err(Error::Damaged(format!(
+                "keys.bin slot {slot} belongs to leaf {index}"
+            )));
+        }
+        kept += 1;
+    }
+    if kept != record_leaves.len() {
+        return Err(Error::Damaged(format!(
+            "keys.bin holds {kept} keys for {} records",
+            record_leaves.len()
+        )));
+    }
+    let keep_len = (kept * SLOT_LEN) as u64;
+    if keep_len != data.len() as u64 {
+        keys.set_len(keep_len).map_err(io(&path))?;
+        keys.sync_all().map_err(io(&path))?;
+    }
+    keys.seek(SeekFrom::End(0)).map_err(io(&path))?;
+    Ok(keys)
+}
+
+pub struct Archive {
+    dir: PathBuf,
+    log: File,
+    keys: File,
+    signer: NoteSigner,
+    leaf_hashes: Vec<Hash>,
+    offsets: Vec<u64>,
+    log_len: u64,
+    /// Leaf index of each key slot, in slot order.
+    record_slots: Vec<u64>,
+    slot_of: HashMap<u64, u64>,
+    references: HashMap<String, u64>,
+    disposed: HashSet<u64>,
+    checkpointed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub index: u64,
+    /// False when the record was already in the log (a re-delivered event).
+    pub new: bool,
+}
+
+impl Archive {
+    /// Opens (creating) the archive in `dir`, signing checkpoints with `signer`. Refuses a log
+    /// that an existing checkpoint contradicts; trims only an unacknowledged tail.
+    pub fn open(dir: &Path, signer: NoteSigner) -> Result<Self, Error> {
+        fs::create_dir_all(dir.join("checkpoints")).map_err(io(dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        let vkey_path = dir.join("log.vkey");
+        let vkey = signer.verifier_key();
+        match fs::read_to_string(&vkey_path) {
+            Ok(existing) if existing == format!("{vkey}\n") => {}
+            Ok(_) => {
+                return Err(Error::Invalid(
+                    "this archive was signed by another log key".into(),
+                ))
+            }
+            Err(_) => fs::write(&vkey_path, format!("{vkey}\n")).map_err(io(&vkey_path))?,
+        }
+        let log_path = dir.join("log.bin");
+        let mut log = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&log_path)
+            .map_err(io(&log_path))?;
+        let mut data = Vec::new();
+        log.read_to_end(&mut data).map_err(io(&log_path))?;
+        let (entries, partial) = parse_log(&data);
+        let mut leaf_hashes = Vec::with_capacity(entries.len());
+        let mut offsets = Vec::with_capacity(entries.len());
+        let mut references = HashMap::new();
+        let mut disposed = HashSet::new();
+        for (index, entry) in entries.iter().enumerate() {
+            let hash = leaf_hash(&entry.bytes);
+            if hash != entry.stored_hash {
+                return Err(Error::Damaged(format!("leaf {index} was altered")));
+            }
+            let leaf = Leaf::from_bytes(&entry.bytes)
+                .map_err(|e| Error::Damaged(format!("leaf {index}: {e}")))?;
+            match leaf {
+                Leaf::Record { reference, .. } => {
+                    references.insert(reference, index as u64);
+                }
+                Leaf::Disposition { record, .. } => {
+                    disposed.insert(record);
+                }
+                _ => {}
+            }
+            leaf_hashes.push(hash);
+            offsets.push(entry.offset);
+        }
+        let mut log_len = data.len() as u64;
+        if let Some(tail) = partial {
+            // An entry cut short by a crash was never acknowledged: drop it.
+            log.set_len(tail).map_err(io(&log_path))?;
+            log.sync_all().map_err(io(&log_path))?;
+            log_len = tail;
+        }
+        let size = leaf_hashes.len() as u64;
+        let checkpointed = match latest_checkpoint(dir)? {
+            Some((cp, _)) if cp > size => {
+                return Err(Error::Damaged(format!(
+                    "checkpoint {cp} attests more leaves than the log holds ({size})"
+                )))
+            }
+            Some((cp, _)) => cp,
+            None => 0,
+        };
+        let mut record_slots: Vec<u64> = references.values().copied().collect();
+        record_slots.sort_unstable();
+        let keys = load_keys(dir, &record_slots, size)?;
+        let slot_of = record_slots
+            .iter()
+            .enumerate()
+            .map(|(slot, index)| (*index, slot as u64))
+            .collect();
+        Ok(Self {
+            dir: dir.to_owned(),
+            log,
+            keys,
+            signer,
+            leaf_hashes,
+            offsets,
+            log_len,
+            record_slots,
+            slot_of,
+            references,
+            disposed,
+            checkpointed,
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.leaf_hashes.len() as u64
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn verifier(&self) -> NoteVerifier {
+        self.signer.verifier()
+    }
+
+    fn write_entry(&mut self, leaf: &Leaf) -> Result<u64, Error> {
+        let bytes = leaf.to_bytes();
+        let hash = leaf_hash(&bytes);
+        let mut entry = Vec::with_capacity(ENTRY_HEADER + bytes.len());
+        entry.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        entry.extend_from_slice(&hash);
+        entry.extend_from_slice(&bytes);
+        let path = self.dir.join("log.bin");
+        self.log.write_all(&entry).map_err(io(&path))?;
+        self.log.sync_data().map_err(io(&path))?;
+        let index = self.size();
+        self.offsets.push(self.log_len);
+        self.log_len += entry.len() as u64;
+        self.leaf_hashes.push(hash);
+        Ok(index)
+    }
+
+    /// Appends a sealed record once per `reference`; durable when this returns.
+    pub fn append_record(
+        &mut self,
+        reference: &str,
+        time: i64,
+        record: &SealedRecord,
+    ) -> Result<Appended, Error> {
+        if let Some(&index) = self.references.get(reference) {
+            return Ok(Appended { index, new: false });
+        }
+        if record.sealed_key.len() != SEALED_KEY_LEN {
+            return Err(Error::Invalid("sealed key has the wrong length".into()));
+        }
+        let index = self.size();
+        let path = self.dir.join("keys.bin");
+        let mut slot = index.to_be_bytes().to_vec();
+        slot.extend_from_slice(&record.sealed_key);
+        self.keys.write_all(&slot).map_err(io(&path))?;
+        self.keys.sync_data().map_err(io(&path))?;
+        let leaf = Leaf::Record {
+            time,
+            reference: reference.to_owned(),
+            key_hash: hex::encode(Sha256::digest(&record.sealed_key)),
+            body: STANDARD.encode(&record.body),
+        };
+        let written = self.write_entry(&leaf)?;
+        debug_assert_eq!(written, index);
+        self.slot_of.insert(index, self.record_slots.len() as u64);
+        self.record_slots.push(index);
+        self.references.insert(reference.to_owned(), index);
+        Ok(Appended { index, new: true })
+    }
+
+    /// Appends a hold, release or access leaf.
+    pub fn append(&mut self, leaf: Leaf) -> Result<u64, Error> {
+        match leaf {
+            Leaf::Record { .. } | Leaf::Disposition { .. } => Err(Error::Invalid(
+                "records and dispositions have their own calls".into(),
+            )),
+            leaf => self.write_entry(&leaf),
+        }
+    }
+
+    pub fn leaf(&self, index: u64) -> Result<Leaf, Error> {
+        let offset = *self
+            .offsets
+            .get(index as usize)
+            .ok_or_else(|| Error::Invalid(format!("no leaf {index}")))?;
+        let path = self.dir.join("log.bin");
+        let mut header = [0u8; ENTRY_HEADER];
+        self.log
+            .read_exact_at(&mut header, offset)
+            .map_err(io(&path))?;
+        let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let mut bytes = vec![0u8; len];
+        self.log
+            .read_exact_at(&mut bytes, offset + ENTRY_HEADER as u64)
+            .map_err(io(&path))?;
+        Leaf::from_bytes(&bytes).map_err(Error::Damaged)
+    }
+
+    /// The sealed record of leaf `index`, or `None` once disposed.
+    pub fn record(&self, index: u64) -> Result<Option<SealedRecord>, Error> {
+        let Leaf::Record { body, .. } = self.leaf(index)? else {
+            return Err(Error::Invalid(format!("leaf {index} is not a record")));
+        };
+        if self.disposed.contains(&index) {
+            return Ok(None);
+        }
+        let slot = self.slot_of[&index];
+        let mut key = vec![0u8; SEALED_KEY_LEN];
+        let path = self.dir.join("keys.bin");
+        self.keys
+            .read_exact_at(&mut key, slot * SLOT_LEN as u64 + 8)
+            .map_err(io(&path))?;
+        let body = STANDARD
+            .decode(body)
+            .map_err(|_| Error::Damaged(format!("leaf {index} body")))?;
+        Ok(Some(SealedRecord {
+            sealed_key: key,
+            body,
+        }))
+    }
+
+    /// Record leaves, oldest first, with whether each is disposed.
+    pub fn records(&self) -> impl Iterator<Item = (u64, bool)> + '_ {
+        self.record_slots
+            .iter()
+            .map(|i| (*i, self.disposed.contains(i)))
+    }
+
+    /// Destroys record `index`'s content key in place and logs the disposition.
+    pub fn dispose(&mut self, index: u64, schedule: &str, time: i64) -> Result<u64, Error> {
+        let slot = *self
+            .slot_of
+            .get(&index)
+            .ok_or_else(|| Error::Invalid(format!("leaf {index} is not a record")))?;
+        if self.disposed.contains(&index) {
+            return Err(Error::Invalid(format!(
+                "record {index} is already disposed"
+            )));
+        }
+        let path = self.dir.join("keys.bin");
+        self.keys
+            .write_all_at(&[0u8; SEALED_KEY_LEN], slot * SLOT_LEN as u64 + 8)
+            .map_err(io(&path))?;
+        self.keys.sync_data().map_err(io(&path))?;
+        self.disposed.insert(index);
+        self.write_entry(&Leaf::Disposition {
+            time,
+            record: index,
+            schedule: schedule.to_owned(),
+        })
+    }
+
+    /// Signs and stores a checkpoint of the current size (if it grew); returns the latest note.
+    pub fn checkpoint(&mut self) -> Result<String, Error> {
+        if self.size() > self.checkpointed || self.latest_checkpoint()?.is_none() {
+            let mut builder = RootBuilder::new();
+            for hash in &self.leaf_hashes {
+                builder.push(*hash);
+            }
+            let text = Checkpoint {
+                origin: self.signer.name().to_owned(),
+                size: self.size(),
+                root: builder.root(),
+                extensions: vec![],
+            }
+            .to_text();
+            let note = self.signer.sign(&text)?;
+            let path = self
+                .dir
+                .join("checkpoints")
+                .join(format!("{:020}", self.size()));
+            let mut file = File::create(&path).map_err(io(&path))?;
+            file.write_all(note.as_bytes()).map_err(io(&path))?;
+            file.sync_all().map_err(io(&path))?;
+            self.checkpointed = self.size();
+        }
+        Ok(self
+            .latest_checkpoint()?
+            .map(|(_, note)| note)
+            .expect("written above"))
+    }
+
+    /// The newest checkpoint on disk: (size, signed note).
+    pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, Error> {
+        latest_checkpoint(&self.dir)
+    }
+
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, Error> {
+        Ok(vellum_tlog::inclusion_proof(
+            &self.leaf_hashes,
+            index,
+            size,
+        )?)
+    }
+
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, Error> {
+        Ok(vellum_tlog::consistency_proof(&self.leaf_hashes, old, new)?)
+    }
+
+    pub fn leaf_hash(&self, index: u64) -> Option<Hash> {
+        self.leaf_hashes.get(index as usize).copied()
+    }
+}

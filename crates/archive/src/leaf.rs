@@ -1,0 +1,50 @@
+use serde::{Deserialize, Serialize};
+
+/// One entry of the log. Records carry only ciphertext; the other kinds are the public
+/// trail of what was done to the archive and when (Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Leaf {
+    /// A sealed record. `reference` identifies its source (chat and log position) so that a
+    /// re-delivered event is archived once; `key_hash` commits to its sealed content key.
+    Record {
+        time: i64,
+        reference: String,
+        key_hash: String,
+        body: String,
+    },
+    Hold {
+        time: i64,
+        name: String,
+        custodian: Option<String>,
+        chat: Option<String>,
+        from: Option<i64>,
+        to: Option<i64>,
+    },
+    Release {
+        time: i64,
+        name: String,
+    },
+    /// The content key of record leaf `record` was destroyed at the end of `schedule`.
+    Disposition {
+        time: i64,
+        record: u64,
+        schedule: String,
+    },
+    /// Unseal, seal, search, view, export: who looked, and at what.
+    Access {
+        time: i64,
+        action: String,
+        detail: String,
+    },
+}
+
+impl Leaf {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("leaves serialise")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,34 @@
+//! The archive directory: an append-only, tamper-evident log of sealed records and of every
+//! hold, disposition and archive access, with signed checkpoints.
+//!
+//! Files (every byte is covered by a hash, a checkpoint signature or both):
+//! - `log.bin`: entries `[u32 length][32-byte leaf hash][leaf JSON]`, in log order.
+//! - `keys.bin`: one 72-byte slot per record leaf, `[u64 leaf index][64-byte sealed key]`;
+//!   disposition overwrites the key with zeros in place (and appends a disposition leaf).
+//! - `checkpoints/<size>`: C2SP signed-note checkpoints; `log.vkey`: their verifier key.
+//!
+//! Appends are durable (fsync) before they are acknowledged. The sealed key is written
+//! before its leaf, so a crash leaves at worst an orphan key slot, which is trimmed at open.
+
+mod files;
+mod leaf;
+mod verify;
+
+pub use files::{Appended, Archive};
+pub use leaf::Leaf;
+pub use verify::{verify, VerifyReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the archive is damaged: {0}; run `vellum archive verify` for details")]
+    Damaged(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Log(#[from] vellum_tlog::Error),
+}

@@ -1,0 +1,217 @@
+//! Offline verification of an archive directory, as an auditor runs it on a copy: needs no
+//! key, names every leaf or file that is wrong.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use vellum_tlog::{leaf_hash, Checkpoint, Hash, NoteVerifier, RootBuilder};
+
+use crate::files::{checkpoint_files, parse_log, SLOT_LEN};
+use crate::Leaf;
+
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub leaves: u64,
+    pub records: u64,
+    pub disposed: u64,
+    pub checkpoints: usize,
+    /// The newest verified checkpoint's size.
+    pub attested: u64,
+    /// Everything that is wrong, one sentence each. Empty: the archive is intact.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Verifies `dir`. `trusted` is a checkpoint the auditor kept from earlier (signed note); the
+/// log must still contain exactly what it attested.
+pub fn verify(dir: &Path, trusted: Option<&str>) -> VerifyReport {
+    let mut report = VerifyReport::default();
+    let mut problem = |p: String| report_problem(&mut report.problems, p);
+    let vkey = fs::read_to_string(dir.join("log.vkey"))
+        .map_err(|e| e.to_string())
+        .and_then(|k| {
+            // Exactly one key and one newline: every byte of the file is significant.
+            let key = k.strip_suffix('\n').ok_or("must end with one newline")?;
+            NoteVerifier::parse(key).map_err(|e| e.to_string())
+        });
+    let verifier = match vkey {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problem(format!("log.vkey: {e}"));
+            None
+        }
+    };
+
+    // log.bin: every entry's stored hash must be its leaf's hash.
+    let data = fs::read(dir.join("log.bin")).unwrap_or_else(|e| {
+        problem(format!("log.bin: {e}"));
+        Vec::new()
+    });
+    let (entries, partial) = parse_log(&data);
+    if let Some(at) = partial {
+        problem(format!(
+            "log.bin: incomplete entry at byte {at}: the log was truncated or overwritten"
+        ));
+    }
+    let mut hashes: Vec<Hash> = Vec::with_capacity(entries.len());
+    let mut records: BTreeMap<u64, String> = BTreeMap::new();
+    let mut disposed: HashSet<u64> = HashSet::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let hash = leaf_hash(&entry.bytes);
+        if hash != entry.stored_hash {
+            problem(format!(
+                "log.bin: leaf {index} (byte {}) was altered",
+                entry.offset
+            ));
+        }
+        match Leaf::from_bytes(&entry.bytes) {
+            Ok(Leaf::Record { key_hash, .. }) => {
+                records.insert(index as u64, key_hash);
+            }
+            Ok(Leaf::Disposition { record, .. }) => {
+                disposed.insert(record);
+            }
+            Ok(_) => {}
+            Err(e) => problem(format!("log.bin: leaf {index} is not a valid leaf ({e})")),
+        }
+        hashes.push(hash);
+    }
+    report.leaves = hashes.len() as u64;
+    report.records = records.len() as u64;
+    report.disposed = disposed.len() as u64;
+    for d in &disposed {
+        if !records.contains_key(d) {
+            problem(format!(
+                "log.bin: a disposition names leaf {d}, which is not a record"
+            ));
+        }
+    }
+
+    // keys.bin: one slot per record, in order; a destroyed key only with its disposition.
+    match fs::read(dir.join("keys.bin")) {
+        Err(e) => problem(format!("keys.bin: {e}")),
+        Ok(keys) => {
+            if keys.len() % SLOT_LEN != 0 {
+                problem(format!(
+                    "keys.bin: {} bytes is not a whole number of key slots",
+                    keys.len()
+                ));
+            }
+            let slots: Vec<&[u8]> = keys.chunks_exact(SLOT_LEN).collect();
+            if slots.len() != records.len() {
+                problem(format!(
+                    "keys.bin: {} keys for {} records in the log",
+                    slots.len(),
+                    records.len()
+                ));
+            }
+            for (slot, ((index, key_hash), bytes)) in records.iter().zip(&slots).enumerate() {
+                let owner = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
+                let key = &bytes[8..];
+                if owner != *index {
+                    problem(format!("keys.bin: slot {slot} belongs to leaf {owner}, the log's record there is leaf {index} (a record was removed or reordered)"));
+                } else if key.iter().all(|b| *b == 0) {
+                    if !disposed.contains(index) {
+                        problem(format!("keys.bin: the key of record leaf {index} was destroyed without a disposition"));
+                    }
+                } else if disposed.contains(index) {
+                    problem(format!(
+                        "keys.bin: record leaf {index} was disposed but its key still exists"
+                    ));
+                } else if hex::encode(Sha256::digest(key)) != *key_hash {
+                    problem(format!(
+                        "keys.bin: the key of record leaf {index} (slot {slot}) was altered"
+                    ));
+                }
+            }
+        }
+    }
+
+    // Checkpoints: each must verify, fit the log, and match the recomputed root at its size.
+    let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
+    let mut sizes = Vec::new();
+    let mut notes: Vec<(String, String)> = match checkpoint_files(dir) {
+        Ok(files) => files
+            .into_iter()
+            .filter_map(|(name, path)| match fs::read_to_string(&path) {
+                Ok(note) => Some((format!("checkpoints/{name}"), note)),
+                Err(e) => {
+                    problem(format!("checkpoints/{name}: {e}"));
+                    None
+                }
+            })
+            .collect(),
+        Err(e) => {
+            problem(format!("checkpoints: {e}"));
+            Vec::new()
+        }
+    };
+    if let Some(note) = trusted {
+        notes.push(("the trusted checkpoint".into(), note.to_owned()));
+    }
+    let mut checked = Vec::new();
+    for (name, note) in &notes {
+        let Some(verifier) = &verifier else { break };
+        let checkpoint = match NoteVerifier::open(note, std::slice::from_ref(verifier))
+            .map_err(|e| e.to_string())
+            .and_then(|text| Checkpoint::parse(text).map_err(|e| e.to_string()))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                problem(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        if name.starts_with("checkpoints/")
+            && *name != format!("checkpoints/{:020}", checkpoint.size)
+        {
+            problem(format!(
+                "{name}: holds the checkpoint of size {}",
+                checkpoint.size
+            ));
+        }
+        if checkpoint.size > report.leaves {
+            problem(format!("{name}: attests {} leaves, the log holds {}: the log was truncated or leaves removed", checkpoint.size, report.leaves));
+            continue;
+        }
+        sizes.push(checkpoint.size);
+        checked.push((name.clone(), checkpoint));
+    }
+    sizes.sort_unstable();
+    let mut builder = RootBuilder::new();
+    let mut wanted = sizes.iter().peekable();
+    while let Some(&&size) = wanted.peek() {
+        if builder.size() == size {
+            roots.insert(size, builder.root());
+            wanted.next();
+        } else {
+            builder.push(hashes[builder.size() as usize]);
+        }
+    }
+    for (name, checkpoint) in &checked {
+        if roots[&checkpoint.size] != checkpoint.root {
+            problem(format!("{name}: the log's first {} leaves no longer hash to its root: a leaf was altered, removed or reordered", checkpoint.size));
+        } else {
+            report.attested = report.attested.max(checkpoint.size);
+        }
+    }
+    report.checkpoints = checked.len();
+    if checked.is_empty() && report.leaves > 0 {
+        problem("no valid checkpoint attests this log".into());
+    }
+    report
+}
+
+fn report_problem(problems: &mut Vec<String>, problem: String) {
+    // Bound the report: one damaged byte can make every later leaf look wrong.
+    if problems.len() < 1000 {
+        problems.push(problem);
+    }
+}
