@@ -118,7 +118,8 @@ fn records_survive_reopening_open_after_unseal_and_prove_inclusion() {
             .trim(),
     )
     .unwrap();
-    let cp = Checkpoint::parse(NoteVerifier::open(&note, std::slice::from_ref(&verifier)).unwrap()).unwrap();
+    let cp = Checkpoint::parse(NoteVerifier::open(&note, std::slice::from_ref(&verifier)).unwrap())
+        .unwrap();
     for index in 0..cp.size {
         let proof = archive.inclusion_proof(index, cp.size).unwrap();
         verify_inclusion(

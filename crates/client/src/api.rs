@@ -106,6 +106,13 @@ impl Api {
             .bytes()
             .await
             .map_err(|e| Error::Network(e.without_url().to_string()))?;
+        // A timeout or server error says nothing about whether the request took effect:
+        // callers treat it like a lost connection and retry (every write is idempotent).
+        if status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
+            return Err(Error::Network(format!(
+                "the server did not confirm the request (HTTP {status})"
+            )));
+        }
         if !status.is_success() {
             let body: ApiError = serde_json::from_slice(&text).unwrap_or_else(|_| ApiError {
                 code: "http_error".into(),
@@ -122,6 +129,6 @@ impl Api {
                 .map_err(|e| Error::Invalid(format!("unexpected empty response: {e}")));
         }
         serde_json::from_slice(&text)
-            .map_err(|e| Error::Invalid(format!("unexpected response from server: {e}")))
+            .map_err(|e| Error::Network(format!("unexpected response from the server: {e}")))
     }
 }

@@ -222,23 +222,20 @@ impl Client {
             burn_secs: burn.unwrap_or(before.burn_secs),
         };
         wanted.check(&org).map_err(|e| Error::Invalid(e.0))?;
-        let seq = self
-            .commit_with_rebase(&group_id, move |group| {
-                if ChatPolicy::from_extensions(&group.context().extensions)? == wanted {
-                    return Ok(None);
-                }
-                let extensions = wanted.to_extensions(group.context().extensions.clone());
-                Ok(Some(
-                    group
-                        .commit_builder()
-                        .set_group_context_ext(extensions)?
-                        .build()?,
-                ))
-            })
-            .await?;
-        if let Some(seq) = seq {
-            self.record_policy_event(&group_id, Some(seq), &self.user.clone(), wanted, before)?;
-        }
+        // The change shows as an event once the commit comes back through sync.
+        self.commit_with_rebase(&group_id, move |group| {
+            if ChatPolicy::from_extensions(&group.context().extensions)? == wanted {
+                return Ok(None);
+            }
+            let extensions = wanted.to_extensions(group.context().extensions.clone());
+            Ok(Some(
+                group
+                    .commit_builder()
+                    .set_group_context_ext(extensions)?
+                    .build()?,
+            ))
+        })
+        .await?;
         Ok(wanted)
     }
 

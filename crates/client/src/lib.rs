@@ -265,19 +265,19 @@ impl Client {
             .call(Method::GET, "/v1/key-packages/count", None::<&()>)
             .await?;
         if !force && count.single_use >= KEY_PACKAGE_TARGET / 2 && count.has_last_resort {
-            return Ok(());
+            return self.store.profile_set(sync::KEY_PACKAGES_READY, b"1");
         }
         // Private keys are stored in one transaction: one fsync, not one per key package.
         self.store.begin()?;
         let generated = self.generate_key_packages(count.single_use, count.has_last_resort);
         let upload = self.finish_tx(generated)?;
         if upload.key_packages.is_empty() && upload.last_resort.is_none() {
-            return Ok(());
+            return self.store.profile_set(sync::KEY_PACKAGES_READY, b"1");
         }
         let _: () = self
             .call(Method::POST, "/v1/key-packages", Some(&upload))
             .await?;
-        Ok(())
+        self.store.profile_set(sync::KEY_PACKAGES_READY, b"1")
     }
 
     fn generate_key_packages(
@@ -338,8 +338,13 @@ impl Client {
     }
 
     /// Builds a commit with `build` at the latest epoch and submits it; when another commit
-    /// won the epoch, catches up and builds again. The pending commit is persisted before it
-    /// is sent, so a crash in between is recovered when the commit comes back in the log.
+    /// won the epoch, catches up and builds again.
+    ///
+    /// The pending commit and the request carrying it are persisted before the request is
+    /// sent. The commit is applied by syncing up to it, so that whatever the log holds before
+    /// it (messages at the old epoch) is processed first. A commit whose fate is unknown (lost
+    /// connection, crash) is sent again before anything new; the server acknowledges a
+    /// repeated commit once.
     /// Returns the commit's seq in the log, or `None` when `build` found nothing to do.
     async fn commit_with_rebase<F>(
         &mut self,
@@ -349,16 +354,42 @@ impl Client {
     where
         F: FnMut(&mut Group) -> Result<Option<vellum_mls::mls_rs::group::CommitOutput>, Error>,
     {
+        let stored_request = format!("pending_commit:{group_id}");
+        let path = format!("/v1/groups/{group_id}/commits");
         for _ in 0..MAX_REBASES {
             self.sync().await?;
             if self.store.chat(group_id)?.is_some_and(|c| c.removed) {
                 return Err(Error::RemovedFromChat);
             }
             let mut group = self.load_group(group_id)?;
+            if group.has_pending_commit() {
+                let earlier = self.store.profile_get(&stored_request)?;
+                let resent = match earlier.as_deref().map(serde_json::from_slice::<PostCommit>) {
+                    Some(Ok(request)) => self
+                        .post_with_retry::<_, Accepted>(&path, &request)
+                        .await
+                        .map(Some),
+                    _ => Ok(None),
+                };
+                match resent {
+                    // Accepted after all: the next sync applies it.
+                    Ok(Some(_)) => continue,
+                    Err(e @ Error::Network(_)) => return Err(e),
+                    // Refused, stale, or nothing to resend: it never happened.
+                    Ok(None) | Err(_) => {
+                        group.clear_pending_commit();
+                        self.store.begin()?;
+                        let cleared = group
+                            .write_to_storage()
+                            .map_err(Error::from)
+                            .and_then(|_| self.store.profile_delete(&stored_request));
+                        self.finish_tx(cleared)?;
+                    }
+                }
+            }
             let Some(output) = build(&mut group)? else {
                 return Ok(None);
             };
-            group.write_to_storage()?;
             let request = PostCommit {
                 commit: output.commit_message.to_bytes()?.into(),
                 welcome: output
@@ -368,26 +399,39 @@ impl Client {
                     .transpose()?
                     .map(B64::from),
             };
-            let path = format!("/v1/groups/{group_id}/commits");
+            let request_bytes =
+                serde_json::to_vec(&request).map_err(|e| Error::Invalid(e.to_string()))?;
+            self.store.begin()?;
+            let saved = group
+                .write_to_storage()
+                .map_err(Error::from)
+                .and_then(|_| self.store.profile_set(&stored_request, &request_bytes));
+            self.finish_tx(saved)?;
             match self.post_with_retry::<_, Accepted>(&path, &request).await {
                 Ok(accepted) => {
-                    self.store.begin()?;
-                    let applied = group
-                        .apply_pending_commit()
-                        .map_err(Error::from)
-                        .and_then(|_| group.write_to_storage().map_err(Error::from))
-                        .and_then(|_| self.store.set_last_seq(group_id, accepted.seq));
-                    return self.finish_tx(applied).map(|_| Some(accepted.seq));
-                }
-                Err(e) if e.is_code(codes::STALE_EPOCH) => {
-                    group.clear_pending_commit();
-                    group.write_to_storage()?;
+                    self.sync().await?;
+                    if self
+                        .store
+                        .chat(group_id)?
+                        .is_some_and(|c| c.last_seq < accepted.seq)
+                    {
+                        return Err(Error::Invalid("the server accepted the change but has not delivered it yet; sync again".into()));
+                    }
+                    self.store.profile_delete(&stored_request)?;
+                    return Ok(Some(accepted.seq));
                 }
                 Err(e @ Error::Network(_)) => return Err(e),
                 Err(e) => {
                     group.clear_pending_commit();
-                    group.write_to_storage()?;
-                    return Err(e);
+                    self.store.begin()?;
+                    let cleared = group
+                        .write_to_storage()
+                        .map_err(Error::from)
+                        .and_then(|_| self.store.profile_delete(&stored_request));
+                    self.finish_tx(cleared)?;
+                    if !e.is_code(codes::STALE_EPOCH) {
+                        return Err(e);
+                    }
                 }
             }
         }

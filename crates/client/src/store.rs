@@ -253,6 +253,13 @@ impl LocalStore {
             .map_err(db)
     }
 
+    pub fn profile_delete(&self, key: &str) -> Result<(), Error> {
+        self.lock()
+            .execute("DELETE FROM profile WHERE key = ?1", [key])
+            .map(|_| ())
+            .map_err(db)
+    }
+
     pub fn add_chat(&self, group_id: &str, title: Option<&str>, now: i64) -> Result<(), Error> {
         self.lock()
             .execute(

@@ -21,6 +21,16 @@ fn shorter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
+/// What one log entry did to this device.
+enum Processed {
+    Nothing,
+    Shown(Box<MessageRow>),
+    Shredded,
+}
+
+/// Set once this device has key packages on the server.
+pub(crate) const KEY_PACKAGES_READY: &str = "key_packages_ready";
+
 /// How often a running client looks for messages to shred: expiry lands within this.
 pub const SHRED_TICK: Duration = Duration::from_millis(200);
 
@@ -31,6 +41,7 @@ impl Client {
         let _held = self.lock.hold()?;
         let mut new_messages = Vec::new();
         let mut joined_any = false;
+        let mut shredded = false;
         loop {
             let batch: SyncResponse = self.call(Method::GET, "/v1/sync", None::<&()>).await?;
             let mut ack = AckRequest::default();
@@ -43,8 +54,10 @@ impl Client {
             for entries in &batch.groups {
                 let mut last = None;
                 for entry in &entries.entries {
-                    if let Some(m) = self.process_entry(&entries.group_id, entry, &mut groups)? {
-                        new_messages.push(m);
+                    match self.process_entry(&entries.group_id, entry, &mut groups)? {
+                        Processed::Shown(m) => new_messages.push(*m),
+                        Processed::Shredded => shredded = true,
+                        Processed::Nothing => {}
                     }
                     last = Some(entry.seq);
                 }
@@ -62,35 +75,59 @@ impl Client {
                 break;
             }
         }
-        if joined_any {
+        // After a join a key package was used; after a failed first upload none are on file.
+        if joined_any || self.store.profile_get(KEY_PACKAGES_READY)?.is_none() {
             self.replenish_key_packages(false).await?;
         }
-        self.shred()?;
+        if !self.shred()?.is_empty() || shredded {
+            // Deletes shred inside their entry's transaction: empty the WAL once it is done.
+            self.store.truncate_wal()?;
+        }
         Ok(new_messages)
     }
 
+    /// Joins the group of a Welcome. Whatever is wrong with a Welcome (someone else's
+    /// bytes) is reported and skipped: it never stops this device from syncing.
     fn join(&mut self, welcome: &QueuedWelcome) -> Result<(), Error> {
+        let skip = |why: &dyn std::fmt::Display| {
+            tracing::warn!(group = %welcome.group_id, error = %why, "ignoring a Welcome this device cannot use");
+            Ok(())
+        };
+        let message = match MlsMessage::from_bytes(&welcome.welcome) {
+            Ok(m) => m,
+            Err(e) => return skip(&e),
+        };
         if self
             .store
             .chat(&welcome.group_id)?
             .is_some_and(|c| !c.removed)
         {
-            return Ok(()); // joined before; the ack was lost
-        }
-        let message = MlsMessage::from_bytes(&welcome.welcome)?;
-        let (mut group, _) = match self.mls.join_group(None, &message, None) {
-            Ok(joined) => joined,
-            Err(e) => {
-                // An unusable Welcome cannot become usable later: report it and move on.
-                tracing::warn!(group = %welcome.group_id, error = %e, "ignoring a Welcome this device cannot use");
+            // Joined before and the ack was lost, unless this Welcome is for a later epoch:
+            // removed and added again while this device was away.
+            let local = self
+                .load_group(&welcome.group_id)
+                .map(|g| g.current_epoch())
+                .ok();
+            let offered = self
+                .mls
+                .examine_welcome_message(&message)
+                .ok()
+                .map(|info| info.group_context().epoch);
+            if !matches!((local, offered), (Some(l), Some(w)) if w > l) {
                 return Ok(());
             }
+        }
+        let (mut group, _) = match self.mls.join_group(None, &message, None) {
+            Ok(joined) => joined,
+            Err(e) => return skip(&e),
         };
         if vellum_mls::group_id_hex(group.group_id()) != welcome.group_id {
-            tracing::warn!(group = %welcome.group_id, "ignoring a Welcome for a different group than announced");
-            return Ok(());
+            return skip(&"the Welcome is for another group than announced");
         }
-        let policy = ChatPolicy::from_extensions(&group.context().extensions)?;
+        let policy = match ChatPolicy::from_extensions(&group.context().extensions) {
+            Ok(p) => p,
+            Err(e) => return skip(&e),
+        };
         self.store.begin()?;
         let saved = group
             .write_to_storage()
@@ -109,17 +146,19 @@ impl Client {
     }
 
     /// Processes one log entry in one local transaction (MLS state, history, cursor).
+    /// Only local failures are errors: a member's malformed, undecryptable or misfiled entry
+    /// is reported, skipped and never applied, so it cannot stop the chat.
     fn process_entry(
         &mut self,
         group_id: &str,
         entry: &LogEntry,
         groups: &mut HashMap<String, Group>,
-    ) -> Result<Option<MessageRow>, Error> {
+    ) -> Result<Processed, Error> {
         let Some(chat) = self.store.chat(group_id)? else {
-            return Ok(None); // not joined (an unusable Welcome); nothing to do
+            return Ok(Processed::Nothing); // not joined (an unusable Welcome)
         };
         if entry.seq <= chat.last_seq || chat.removed {
-            return Ok(None);
+            return Ok(Processed::Nothing);
         }
         if !groups.contains_key(group_id) {
             groups.insert(group_id.to_owned(), self.load_group(group_id)?);
@@ -128,131 +167,163 @@ impl Client {
         let own = entry.sender_device == self.device_id;
         let already_applied =
             entry.kind == EntryKind::Commit && entry.epoch < group.current_epoch();
+        let mut discard_state = false;
         self.store.begin()?;
-        let result = (|| -> Result<Option<MessageRow>, Error> {
-            let mut shown = None;
-            if !(already_applied || (own && entry.kind == EntryKind::Application)) {
-                let policy_before = ChatPolicy::from_extensions(&group.context().extensions)?;
-                let message = MlsMessage::from_bytes(&entry.payload);
-                match message
-                    .map_err(Error::from)
-                    .and_then(|m| group.process_incoming_message(m).map_err(Error::from))
-                {
-                    Ok(ReceivedMessage::ApplicationMessage(app)) => {
-                        let sender = group
-                            .member_at_index(app.sender_index)
-                            .map(|m| self.identity.certificate(&m.signing_identity))
-                            .transpose()?;
-                        match (AppPayload::decode(app.data()), sender) {
-                            (
-                                Ok(AppPayload::Text {
-                                    id,
-                                    text,
-                                    sent_at,
-                                    expire_secs,
-                                    burn_secs,
-                                }),
-                                Some(sender),
-                            ) => {
-                                // A message may shorten its chat's timers, never lengthen them.
-                                let chat =
-                                    ChatPolicy::from_extensions(&group.context().extensions)?;
-                                let expire_secs = shorter(expire_secs, chat.expire_secs);
-                                let burn_secs = shorter(burn_secs, chat.burn_secs);
-                                let expires_at = expiry(sent_at, entry.received_at, expire_secs);
-                                if expires_at.is_some_and(|t| t <= now_millis()) {
-                                    // Expired before it arrived: never shown, never stored.
-                                } else {
-                                    let row = MessageRow {
-                                        group_id: group_id.to_owned(),
-                                        id,
-                                        kind: MessageKind::Text,
-                                        sender_user: sender.user,
-                                        sender_device: sender.device_id,
-                                        sent_at,
-                                        received_at: entry.received_at,
-                                        seq: Some(entry.seq),
-                                        text,
-                                        expires_at,
-                                        burn_secs,
-                                        read_at: None,
-                                        burn_at: None,
-                                    };
-                                    if self.store.add_message(&row)? {
-                                        shown = Some(row);
-                                    }
-                                }
-                            }
-                            (Ok(AppPayload::Delete { id }), Some(sender)) => {
-                                match self.store.message(group_id, &id)? {
-                                    Some(original)
-                                        if original.kind == MessageKind::Text
-                                            && original.sender_user == sender.user =>
-                                    {
-                                        self.store.shred(group_id, &id)?;
-                                        self.record_event(
-                                            group_id,
-                                            Some(entry.seq),
-                                            &sender.user,
-                                            &format!("{} deleted a message", sender.user),
-                                        )?;
-                                    }
-                                    Some(_) => tracing::warn!(
-                                        group = group_id,
-                                        seq = entry.seq,
-                                        "ignoring a delete of someone else's message"
-                                    ),
-                                    None => {} // never arrived here, or already gone
-                                }
-                            }
-                            (Ok(AppPayload::ChatInfo { title }), Some(_)) => {
-                                self.store.set_title(group_id, &title)?
-                            }
-                            (Err(e), _) => {
-                                tracing::warn!(group = group_id, seq = entry.seq, error = %e, "dropping an undecodable message")
-                            }
-                            (_, None) => tracing::warn!(
-                                group = group_id,
-                                seq = entry.seq,
-                                "dropping a message from an unknown leaf"
-                            ),
-                        }
-                    }
-                    Ok(ReceivedMessage::Commit(commit)) => {
-                        if matches!(commit.effect, CommitEffect::Removed { .. }) {
-                            self.store.set_removed(group_id)?;
-                        } else {
-                            let policy = ChatPolicy::from_extensions(&group.context().extensions)?;
-                            let committer = group
-                                .member_at_index(commit.committer)
-                                .map(|m| self.identity.certificate(&m.signing_identity))
-                                .transpose()?
-                                .map(|c| c.user)
-                                .unwrap_or_else(|| "someone".into());
-                            self.record_policy_event(
-                                group_id,
-                                Some(entry.seq),
-                                &committer,
-                                policy,
-                                policy_before,
-                            )?;
-                        }
-                    }
-                    Ok(_) => {}
-                    // A member's malformed or undecryptable entry must not block the chat forever.
-                    Err(e) => {
-                        tracing::warn!(group = group_id, seq = entry.seq, error = %e, "skipping an entry this device cannot process")
-                    }
+        let result = (|| -> Result<Processed, Error> {
+            let mut processed = Processed::Nothing;
+            if already_applied || (own && entry.kind == EntryKind::Application) {
+                self.store.set_last_seq(group_id, entry.seq)?;
+                return Ok(processed);
+            }
+            let skip = |why: &dyn std::fmt::Display| {
+                tracing::warn!(group = group_id, seq = entry.seq, error = %why, "skipping an entry this device cannot process");
+            };
+            let policy_before =
+                ChatPolicy::from_extensions(&group.context().extensions).unwrap_or_default();
+            let received = MlsMessage::from_bytes(&entry.payload)
+                .map_err(Error::from)
+                .and_then(|m| group.process_incoming_message(m).map_err(Error::from));
+            match (entry.kind, received) {
+                (EntryKind::Application, Ok(ReceivedMessage::ApplicationMessage(app))) => {
+                    let sender = group
+                        .member_at_index(app.sender_index)
+                        .and_then(|m| self.identity.certificate(&m.signing_identity).ok());
+                    let chat_policy = ChatPolicy::from_extensions(&group.context().extensions)
+                        .unwrap_or_default();
+                    processed =
+                        self.apply_payload(group_id, entry, app.data(), sender, chat_policy)?;
+                    group.write_to_storage()?;
                 }
-                group.write_to_storage()?;
+                (EntryKind::Commit, Ok(ReceivedMessage::Commit(commit))) => {
+                    if matches!(commit.effect, CommitEffect::Removed { .. }) {
+                        self.store.set_removed(group_id)?;
+                    } else {
+                        let policy = ChatPolicy::from_extensions(&group.context().extensions)
+                            .unwrap_or_default();
+                        let committer = group
+                            .member_at_index(commit.committer)
+                            .and_then(|m| self.identity.certificate(&m.signing_identity).ok())
+                            .map(|c| c.user)
+                            .unwrap_or_else(|| "someone".into());
+                        self.record_policy_event(
+                            group_id,
+                            Some(entry.seq),
+                            &committer,
+                            policy,
+                            policy_before,
+                        )?;
+                    }
+                    group.write_to_storage()?;
+                }
+                // A handshake message filed as an application message (or the reverse) would
+                // move this device where the server and the other members are not.
+                (kind, Ok(_)) => {
+                    skip(&format!(
+                        "a {kind:?} entry held another kind of MLS message"
+                    ));
+                    discard_state = true;
+                }
+                (_, Err(e)) => {
+                    skip(&e);
+                    discard_state = true;
+                }
             }
             self.store.set_last_seq(group_id, entry.seq)?;
-            Ok(shown)
+            Ok(processed)
         })();
-        if result.is_err() {
-            groups.remove(group_id); // in-memory state may be ahead of the rolled-back store
+        if result.is_err() || discard_state {
+            // The in-memory group may be ahead of what was stored: reload it from the store.
+            groups.remove(group_id);
         }
         self.finish_tx(result)
+    }
+
+    /// Applies one decrypted application payload to the local history.
+    fn apply_payload(
+        &mut self,
+        group_id: &str,
+        entry: &LogEntry,
+        data: &[u8],
+        sender: Option<vellum_mls::DeviceCertificate>,
+        chat: ChatPolicy,
+    ) -> Result<Processed, Error> {
+        let Some(sender) = sender else {
+            tracing::warn!(
+                group = group_id,
+                seq = entry.seq,
+                "dropping a message from an unknown leaf"
+            );
+            return Ok(Processed::Nothing);
+        };
+        match AppPayload::decode(data) {
+            Ok(AppPayload::Text {
+                id,
+                text,
+                sent_at,
+                expire_secs,
+                burn_secs,
+            }) => {
+                // A message may shorten its chat's timers, never lengthen them.
+                let expire_secs = shorter(expire_secs, chat.expire_secs);
+                let burn_secs = shorter(burn_secs, chat.burn_secs);
+                let expires_at = expiry(sent_at, entry.received_at, expire_secs);
+                if expires_at.is_some_and(|t| t <= now_millis()) {
+                    return Ok(Processed::Nothing); // expired before it arrived: never stored
+                }
+                let row = MessageRow {
+                    group_id: group_id.to_owned(),
+                    id,
+                    kind: MessageKind::Text,
+                    sender_user: sender.user,
+                    sender_device: sender.device_id,
+                    sent_at,
+                    received_at: entry.received_at,
+                    seq: Some(entry.seq),
+                    text,
+                    expires_at,
+                    burn_secs,
+                    read_at: None,
+                    burn_at: None,
+                };
+                Ok(if self.store.add_message(&row)? {
+                    Processed::Shown(Box::new(row))
+                } else {
+                    Processed::Nothing
+                })
+            }
+            Ok(AppPayload::Delete { id }) => match self.store.message(group_id, &id)? {
+                Some(original)
+                    if original.kind == MessageKind::Text
+                        && original.sender_user == sender.user =>
+                {
+                    self.store.shred(group_id, &id)?;
+                    self.record_event(
+                        group_id,
+                        Some(entry.seq),
+                        &sender.user,
+                        &format!("{} deleted a message", sender.user),
+                    )?;
+                    Ok(Processed::Shredded)
+                }
+                Some(_) => {
+                    tracing::warn!(
+                        group = group_id,
+                        seq = entry.seq,
+                        "ignoring a delete of someone else's message"
+                    );
+                    Ok(Processed::Nothing)
+                }
+                None => Ok(Processed::Nothing), // never arrived here, or already gone
+            },
+            Ok(AppPayload::ChatInfo { title }) => {
+                self.store.set_title(group_id, &title)?;
+                Ok(Processed::Nothing)
+            }
+            Err(e) => {
+                tracing::warn!(group = group_id, seq = entry.seq, error = %e, "dropping an undecodable message");
+                Ok(Processed::Nothing)
+            }
+        }
     }
 
     /// Opens the server's WebSocket and calls `on_messages` with each batch of new messages

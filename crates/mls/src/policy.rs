@@ -34,10 +34,21 @@ pub struct PolicyViolation(pub String);
 impl ChatPolicy {
     /// The policy in a GroupContext's extensions; a chat without one has no timers.
     pub fn from_extensions(extensions: &ExtensionList) -> Result<Self, Error> {
-        extensions
+        let policy = extensions
             .get_as::<ChatPolicy>()
             .map(Option::unwrap_or_default)
-            .map_err(|e| Error::Rejected(format!("undecodable chat policy: {e}")))
+            .map_err(|e| Error::Rejected(format!("undecodable chat policy: {e}")))?;
+        let max = vellum_wire::timer::MAX_TIMER_SECS;
+        if [policy.expire_secs, policy.burn_secs]
+            .into_iter()
+            .flatten()
+            .any(|s| s > max)
+        {
+            return Err(Error::Rejected(
+                "chat timers beyond the 10-year maximum".into(),
+            ));
+        }
+        Ok(policy)
     }
 
     pub fn to_extensions(self, mut extensions: ExtensionList) -> ExtensionList {

@@ -54,7 +54,7 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Api
         .decode(header(&parts.headers, AuthHeaders::SIGNATURE)?)
         .map_err(|_| ApiError::unauthenticated("signature is not base64"))?;
     let now = now_secs();
-    if (now - timestamp).abs() > MAX_CLOCK_SKEW_SECS {
+    if now.abs_diff(timestamp) > MAX_CLOCK_SKEW_SECS as u64 {
         return Err(ApiError::unauthenticated(
             "request timestamp is outside the allowed window",
         ));

@@ -295,6 +295,12 @@ pub async fn post_commit(
             return Err(ApiError::bad_request("welcome is not an MLS Welcome"));
         }
     }
+    // Only existing groups get a lock: unknown ids must not grow the lock table.
+    state
+        .store
+        .group(&group_id)
+        .await?
+        .ok_or_else(unknown_chat)?;
     let lock = state.group_lock(&group_id);
     let _ordered = lock.lock().await;
     let group = state

@@ -461,6 +461,14 @@ async fn device_requests_must_be_signed_fresh_and_unique() {
     let (status, body) = send(&h.app, forged.body(Body::empty()).unwrap()).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
 
+    // An absurd timestamp is refused, not a panic.
+    let mut absurd = Request::get(path);
+    for (name, value) in signed_headers(&alice, "GET", path, b"", i64::MIN, "n0") {
+        absurd = absurd.header(name, value);
+    }
+    let (status, body) = send(&h.app, absurd.body(Body::empty()).unwrap()).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+
     // A stale timestamp, validly signed.
     let mut stale = Request::get(path);
     for (name, value) in signed_headers(&alice, "GET", path, b"", now() - 3600, "n2") {

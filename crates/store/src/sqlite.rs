@@ -803,7 +803,10 @@ impl Store for SqliteStore {
                 params![group_id, seq as i64],
             )
             .map_err(backend)?;
-            tx.commit().map_err(backend)
+            tx.commit().map_err(backend)?;
+            // Its ciphertext may still sit in the WAL's older page images.
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(backend)
         })
         .await
     }

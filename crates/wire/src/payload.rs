@@ -32,6 +32,8 @@ pub enum PayloadError {
     Malformed(#[from] serde_json::Error),
     #[error("message text is {0} bytes; the limit is {MAX_TEXT_BYTES}")]
     TooLong(usize),
+    #[error("a message timer of {0} seconds is beyond the 10-year maximum")]
+    TimerTooLong(u64),
 }
 
 impl AppPayload {
@@ -47,6 +49,20 @@ impl AppPayload {
             }
             AppPayload::ChatInfo { title } if title.len() > MAX_TEXT_BYTES => {
                 Err(PayloadError::TooLong(title.len()))
+            }
+            AppPayload::Text {
+                expire_secs,
+                burn_secs,
+                ..
+            } => {
+                match [*expire_secs, *burn_secs]
+                    .into_iter()
+                    .flatten()
+                    .find(|s| *s > crate::timer::MAX_TIMER_SECS)
+                {
+                    Some(secs) => Err(PayloadError::TimerTooLong(secs)),
+                    None => Ok(payload),
+                }
             }
             _ => Ok(payload),
         }
@@ -88,6 +104,16 @@ mod tests {
         assert!(matches!(
             AppPayload::decode(&long.encode()),
             Err(PayloadError::TooLong(_))
+        ));
+        // Timers a member's client could never set are refused, not stored (they would
+        // overflow every later computation of when to shred).
+        let huge = format!(
+            r#"{{"kind":"text","id":"m","text":"x","sent_at":0,"burn_secs":{}}}"#,
+            u64::MAX
+        );
+        assert!(matches!(
+            AppPayload::decode(huge.as_bytes()),
+            Err(PayloadError::TimerTooLong(_))
         ));
     }
 }

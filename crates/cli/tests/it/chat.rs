@@ -274,3 +274,49 @@ fn issue_2_watch_streams_new_messages() {
     assert_eq!(first["sender"], "alice");
     assert!(second.is_some(), "watch printed the second message");
 }
+
+/// Regression (review of issue 2): a member that commits while others send must not skip the
+/// messages the log holds before its commit.
+#[test]
+fn issue_2_committer_keeps_messages_sent_during_its_commits() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "busy", "--with", "bob"]);
+    bob.ok(&["sync"]);
+    // Bob sends as fast as the library allows, so that his messages land between alice's
+    // catch-up and her commits.
+    let bob_home = bob.home.clone();
+    let sending = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let still_sending = sending.clone();
+    let sender = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let mut bob = vellum_client::Client::open(&bob_home).unwrap();
+            let mut sent = 0;
+            while still_sending.load(std::sync::atomic::Ordering::Relaxed) || sent < 20 {
+                match bob.send("busy", &format!("from bob {sent}")).await {
+                    Ok(_) => sent += 1,
+                    Err(vellum_client::Error::Invalid(_)) => {} // too busy: try again
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            sent
+        })
+    });
+    for i in 0..10 {
+        let timer = if i % 2 == 0 { "1d" } else { "2d" };
+        alice.ok(&["chat", "set", "busy", "--expire", timer]);
+    }
+    sending.store(false, std::sync::atomic::Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    alice.ok(&["sync"]);
+    let texts = alice.texts("busy");
+    for i in 0..sent {
+        assert!(
+            texts.contains(&format!("from bob {i}")),
+            "alice lost bob's message {i} of {sent}"
+        );
+    }
+}
