@@ -128,7 +128,7 @@ async fn chat_figures(members: usize, samples: usize, burst: usize) -> Result<()
     }
     let names: Vec<String> = (1..members).map(|i| format!("m{i}")).collect();
     let chat = alice
-        .create_chat("bench", &names, Default::default())
+        .create_chat("bench", &names, Default::default(), None)
         .await?;
     for c in &mut others {
         c.sync().await?;
@@ -204,7 +204,9 @@ async fn add_member_figures(members: usize) -> Result<()> {
     }
     org.light_member("newcomer").await?;
     let start = Instant::now();
-    let chat = alice.create_chat("big", &names, Default::default()).await?;
+    let chat = alice
+        .create_chat("big", &names, Default::default(), None)
+        .await?;
     let create = start.elapsed();
     bob.sync().await?;
     ensure!(alice.members(&chat)?.len() == members);

@@ -77,6 +77,7 @@ pub async fn run() -> Result<()> {
             "field-ops",
             &["bob".into(), "carol".into()],
             Default::default(),
+            None,
         )
         .await?;
     bob.sync().await?;

@@ -2,6 +2,7 @@
 
 mod demo;
 mod output;
+mod records;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use reqwest::Method;
-use vellum_client::{Api, Client, MessageTimers};
+use vellum_client::{Api, ChatClass, Client, MessageTimers};
 use vellum_mls::ChatPolicy;
 use vellum_wire::{timer, CreateUserRequest, EnrollmentCode, OrgPolicy, OrgPolicyUpdate};
 
@@ -94,6 +95,36 @@ enum Command {
     },
     /// A self-contained walkthrough: server, three users, a group chat, a removal.
     Demo,
+    /// Run the org's archiver: the records member of every record chat.
+    Archiver {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        data: PathBuf,
+        /// `records.pub` from `records init`.
+        #[arg(long = "records-key")]
+        records_key: PathBuf,
+        /// The archiver's enrollment code (first start only).
+        #[arg(long)]
+        code: Option<String>,
+        #[arg(long, default_value = "127.0.0.1:7481")]
+        listen: SocketAddr,
+        /// Seal again after this long without records-office activity.
+        #[arg(long = "idle-seal", default_value = "15m", value_name = "DUR")]
+        idle_seal: String,
+    },
+    /// The records office's API on the archiver.
+    Records {
+        #[arg(long)]
+        archiver: String,
+        #[arg(long)]
+        token_file: PathBuf,
+        #[command(subcommand)]
+        command: records::RecordsCommand,
+    },
+    /// Offline checks of an archive directory, for auditors.
+    #[command(subcommand)]
+    Archive(records::ArchiveCommand),
 }
 
 #[derive(Args)]
@@ -115,6 +146,22 @@ enum AdminCommand {
     Device(DeviceCommand),
     #[command(subcommand)]
     Policy(PolicyCommand),
+    #[command(subcommand)]
+    Records(RecordsAdminCommand),
+}
+
+#[derive(Subcommand)]
+enum RecordsAdminCommand {
+    /// Generate the records key on this machine, split it among custodians, register the
+    /// public half; prints the archiver's enrollment code on the last line.
+    Init {
+        #[arg(long)]
+        custodians: u8,
+        #[arg(long)]
+        threshold: u8,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,6 +185,12 @@ enum PolicyCommand {
         /// Whether chats may have no expiration timer.
         #[arg(long = "allow-no-expiry", value_name = "true|false")]
         allow_no_expiry: Option<String>,
+        /// The class of new chats when their creator does not say.
+        #[arg(long = "default-class", value_name = "record|transitory")]
+        default_class: Option<String>,
+        /// Whether chats may be transitory once records are configured.
+        #[arg(long = "allow-transitory", value_name = "true|false")]
+        allow_transitory: Option<String>,
     },
 }
 
@@ -167,6 +220,9 @@ enum ChatCommand {
         /// Messages burn this long after each device first displays them.
         #[arg(long = "burn-on-read", value_name = "DUR", allow_hyphen_values = true)]
         burn_on_read: Option<String>,
+        /// `record` (kept by the org's archiver) or `transitory`; default: the org's.
+        #[arg(long, value_name = "record|transitory")]
+        class: Option<String>,
     },
     /// Change the chat's default timers; they apply to messages sent afterwards.
     Set {
@@ -309,6 +365,31 @@ async fn run(cli: Cli) -> Result<()> {
             watch(&mut client, Output::new(json)).await?;
         }
         Command::Demo => demo::run().await?,
+        Command::Archiver {
+            server,
+            data,
+            records_key,
+            code,
+            listen,
+            idle_seal,
+        } => {
+            let idle_seal = std::time::Duration::from_secs(timer::parse_duration(&idle_seal)?);
+            let config = vellum_archiver::ArchiverConfig {
+                server,
+                data,
+                records_key,
+                code,
+                listen,
+                idle_seal,
+            };
+            vellum_archiver::run(config).await?;
+        }
+        Command::Records {
+            archiver,
+            token_file,
+            command,
+        } => records::records(&archiver, &token_file, command).await?,
+        Command::Archive(command) => records::archive(command)?,
     }
     Ok(())
 }
@@ -327,6 +408,16 @@ fn timer_setting(value: Option<&str>) -> Result<Option<Option<u64>>> {
         .map(timer::parse_timer)
         .transpose()
         .map_err(Into::into)
+}
+
+fn class(value: Option<&str>) -> Result<Option<ChatClass>> {
+    value
+        .map(|v| match v {
+            "record" => Ok(ChatClass::Record),
+            "transitory" => Ok(ChatClass::Transitory),
+            other => bail!("a chat class is record or transitory, not {other:?}"),
+        })
+        .transpose()
 }
 
 fn boolean(value: Option<&str>) -> Result<Option<bool>> {
@@ -355,22 +446,35 @@ async fn admin(args: AdminArgs) -> Result<()> {
             api.call(Method::POST, &path, None::<&()>, None, token)
                 .await?
         }
+        AdminCommand::Records(RecordsAdminCommand::Init {
+            custodians,
+            threshold,
+            out,
+        }) => {
+            return records::init(&api, token, custodians, threshold, &out).await;
+        }
         AdminCommand::Policy(PolicyCommand::Set {
             max_expire,
             max_burn_on_read,
             allow_no_expiry,
+            default_class,
+            allow_transitory,
         }) => {
             // `off` clears a maximum, which the API spells 0.
             let update = OrgPolicyUpdate {
                 max_expire_secs: timer_setting(max_expire.as_deref())?.map(|v| v.unwrap_or(0)),
                 max_burn_secs: timer_setting(max_burn_on_read.as_deref())?.map(|v| v.unwrap_or(0)),
                 allow_no_expiry: boolean(allow_no_expiry.as_deref())?,
+                default_record: class(default_class.as_deref())?.map(|c| c == ChatClass::Record),
+                allow_transitory: boolean(allow_transitory.as_deref())?,
             };
             if update.max_expire_secs.is_none()
                 && update.max_burn_secs.is_none()
                 && update.allow_no_expiry.is_none()
+                && update.default_record.is_none()
+                && update.allow_transitory.is_none()
             {
-                bail!("nothing to set: give --max-expire, --max-burn-on-read or --allow-no-expiry");
+                bail!("nothing to set: give --max-expire, --max-burn-on-read, --allow-no-expiry, --default-class or --allow-transitory");
             }
             let policy: OrgPolicy = api
                 .call(Method::PUT, "/v1/admin/policy", Some(&update), None, token)
@@ -404,13 +508,17 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
             with,
             expire,
             burn_on_read,
+            class: chat_class,
         } => {
             let timers = ChatPolicy {
                 expire_secs: timer_setting(expire.as_deref())?.flatten(),
                 burn_secs: timer_setting(burn_on_read.as_deref())?.flatten(),
             };
+            let chat_class = class(chat_class.as_deref())?;
             client.sync().await?;
-            let id = client.create_chat(&title, &with, timers).await?;
+            let id = client
+                .create_chat(&title, &with, timers, chat_class)
+                .await?;
             println!("created chat {title:?}");
             println!("{id}");
         }
@@ -435,7 +543,19 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
             let policy = client.set_timers(&chat, expire, burn).await?;
             println!("set {}", policy.describe());
         }
-        ChatCommand::List { json } => Output::new(json).chats(&client.chats()?)?,
+        ChatCommand::List { json } => {
+            let chats = client.chats()?;
+            let classes: Vec<&str> = chats
+                .iter()
+                .map(|c| {
+                    client
+                        .chat_class(&c.group_id)
+                        .map(ChatClass::as_str)
+                        .unwrap_or("unknown")
+                })
+                .collect();
+            Output::new(json).chats(&chats, &classes)?
+        }
         ChatCommand::Members { chat, json } => {
             Output::new(json).members(&client.members(&chat)?)?
         }

@@ -51,25 +51,19 @@ impl Output {
         Ok(())
     }
 
-    pub fn chats(&self, chats: &[ChatRow]) -> Result<()> {
-        for c in chats {
+    pub fn chats(&self, chats: &[ChatRow], classes: &[&str]) -> Result<()> {
+        for (c, class) in chats.iter().zip(classes) {
+            let title = c.title.as_deref().unwrap_or("(untitled)");
             if self.json {
-                println!(
-                    "{}",
-                    json!({ "id": c.group_id, "title": c.title, "removed": c.removed })
-                );
+                let line = json!({ "id": c.group_id, "title": c.title, "removed": c.removed, "class": class });
+                println!("{line}");
             } else {
                 let removed = if c.removed {
                     "  (you were removed)"
                 } else {
                     ""
                 };
-                println!(
-                    "{}  {}{}",
-                    c.group_id,
-                    c.title.as_deref().unwrap_or("(untitled)"),
-                    removed
-                );
+                println!("{}  {title}  [{class}]{removed}", c.group_id);
             }
         }
         Ok(())

@@ -2,10 +2,35 @@
 
 use reqwest::Method;
 use vellum_mls::mls_rs::{ExtensionList, MlsMessage};
-use vellum_mls::{roster, ChatPolicy};
+use vellum_mls::{roster, ChatPolicy, RecordChat};
 use vellum_wire::*;
 
 use crate::{now_millis, random_id, ChatRow, Client, Error, Member, MessageKind, MessageRow};
+
+/// Whether a chat's messages are kept as records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatClass {
+    Record,
+    Transitory,
+}
+
+impl ChatClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatClass::Record => "record",
+            ChatClass::Transitory => "transitory",
+        }
+    }
+}
+
+/// What every member's history says about the chat's class.
+pub(crate) fn class_notice(record: bool) -> &'static str {
+    if record {
+        "Messages in this chat are kept as records by the organisation"
+    } else {
+        "This chat is transitory: its messages are not kept as records"
+    }
+}
 
 impl Client {
     pub fn chats(&self) -> Result<Vec<ChatRow>, Error> {
@@ -31,11 +56,14 @@ impl Client {
     /// Creates a chat titled `title` with every device of `with` (and this user's other
     /// devices), with default timers `timers`. Where the org requires an expiration timer and
     /// none is given, the org's maximum is the chat's default.
+    /// A record chat gets the org's archiver as a member in its first commit; `class` `None`
+    /// takes the org's default.
     pub async fn create_chat(
         &mut self,
         title: &str,
         with: &[String],
         timers: ChatPolicy,
+        class: Option<ChatClass>,
     ) -> Result<String, Error> {
         let _held = self.lock.hold()?;
         if title.is_empty() || title.len() > 200 {
@@ -47,15 +75,34 @@ impl Client {
             policy.expire_secs = org.max_expire_secs;
         }
         policy.check(&org).map_err(|e| Error::Invalid(e.0))?;
+        let archiver = match (class, &org.archiver_device) {
+            (Some(ChatClass::Record), None) => return Err(Error::Invalid(
+                "records are not configured for this organisation (the admin runs `records init`)"
+                    .into(),
+            )),
+            (Some(ChatClass::Transitory), Some(_)) if !org.allow_transitory => {
+                return Err(Error::Invalid(
+                    "this organisation keeps every chat as records".into(),
+                ))
+            }
+            (Some(ChatClass::Record), Some(archiver)) => Some(archiver.clone()),
+            (None, Some(archiver)) if org.default_record || !org.allow_transitory => {
+                Some(archiver.clone())
+            }
+            _ => None,
+        };
         // Claim first: an unknown user or a missing key package must leave no chat behind.
         let mut users = with.to_vec();
         users.push(self.user.clone());
+        let mut extensions = policy.to_extensions(ExtensionList::new());
+        if let Some(archiver) = &archiver {
+            users.push(RECORDS_USER.to_owned());
+            extensions = RecordChat::new(archiver).add_to(extensions);
+        }
         let key_packages = self.claim(users).await?;
-        let mut group = self.mls.create_group(
-            policy.to_extensions(ExtensionList::new()),
-            Default::default(),
-            None,
-        )?;
+        let mut group = self
+            .mls
+            .create_group(extensions, Default::default(), None)?;
         let info = group.group_info_message(true)?.to_bytes()?;
         let created: GroupCreated = self
             .call(
@@ -72,6 +119,9 @@ impl Client {
             .write_to_storage()
             .map_err(Error::from)
             .and_then(|_| self.store.add_chat(&group_id, Some(title), now_millis()))
+            .and_then(|_| {
+                self.record_event(&group_id, Some(0), "", class_notice(archiver.is_some()))
+            })
             .and_then(|_| {
                 self.record_policy_event(
                     &group_id,
@@ -187,6 +237,15 @@ impl Client {
         })
         .await
         .map(|_| ())
+    }
+
+    /// Whether the chat is kept as records, from its GroupContext.
+    pub fn chat_class(&self, chat: &str) -> Result<ChatClass, Error> {
+        let group = self.load_group(&self.resolve_chat(chat)?)?;
+        Ok(match RecordChat::archiver(&group.context().extensions)? {
+            Some(_) => ChatClass::Record,
+            None => ChatClass::Transitory,
+        })
     }
 
     /// The org's bounds on timers, as the server enforces them.

@@ -23,6 +23,7 @@ use vellum_mls::{
 use vellum_wire::*;
 
 pub use api::{Api, Signer};
+pub use chats::ChatClass;
 use lock::ProfileLock;
 pub use messages::MessageTimers;
 pub use store::{ChatRow, LocalStore, MessageKind, MessageRow, ShredReason, Shredded};
@@ -30,7 +31,7 @@ use store::{MlsGroupStorage, MlsKeyPackageStorage};
 pub use sync::SHRED_TICK;
 
 type Config = DeviceMlsConfig<MlsGroupStorage, MlsKeyPackageStorage>;
-type Group = vellum_mls::mls_rs::group::Group<Config>;
+pub(crate) type Group = vellum_mls::mls_rs::group::Group<Config>;
 
 /// Single-use key packages kept on the server; replenished below half.
 const KEY_PACKAGE_TARGET: u64 = 20;
@@ -99,7 +100,7 @@ fn random_id() -> String {
 }
 
 /// A member device of a chat, from the verified MLS roster.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     pub user: String,
     pub device_id: String,
@@ -115,6 +116,37 @@ pub struct Client {
     key: DeviceKey,
     identity: OrgIdentityProvider,
     mls: DeviceClient<MlsGroupStorage, MlsKeyPackageStorage>,
+    /// Where chat events go instead of the local history (the org's archiver).
+    sink: Option<Box<dyn RecordSink>>,
+}
+
+/// One event of a chat as a member saw it: what the archiver keeps as a record
+/// (36 CFR 1236.22: sender, recipients, times, chat identity and title).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChatEvent {
+    pub chat_id: String,
+    pub chat_title: Option<String>,
+    /// The event's position in the chat's log: with `chat_id`, what makes it unique.
+    pub seq: u64,
+    /// `message`, `delete`, `membership`, `timers` or `title`.
+    pub kind: String,
+    pub message_id: Option<String>,
+    pub sender_user: String,
+    pub sender_device: String,
+    /// Every other member device at that moment.
+    pub recipients: Vec<Member>,
+    /// Sender's clock and server receipt, Unix ms.
+    pub sent_at: i64,
+    pub received_at: i64,
+    pub text: Option<String>,
+    pub expire_secs: Option<u64>,
+    pub burn_secs: Option<u64>,
+}
+
+/// Receives chat events instead of the local history. `record` must be durable when it
+/// returns: the entry is acknowledged to the server right after.
+pub trait RecordSink: Send + Sync {
+    fn record(&mut self, event: ChatEvent) -> Result<(), String>;
 }
 
 mod profile_keys {
@@ -220,6 +252,7 @@ impl Client {
             key,
             identity,
             mls,
+            sink: None,
         };
         // Whatever expired while the device was off goes before anything can show it.
         {
@@ -227,6 +260,12 @@ impl Client {
             client.shred()?;
         }
         Ok(client)
+    }
+
+    /// Sends every chat event to `sink` instead of keeping a local history: the archiver's
+    /// mode. Nothing a member says is then stored on this device.
+    pub fn set_sink(&mut self, sink: Box<dyn RecordSink>) {
+        self.sink = Some(sink);
     }
 
     pub fn user(&self) -> &str {

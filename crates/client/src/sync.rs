@@ -11,7 +11,21 @@ use vellum_mls::ChatPolicy;
 use vellum_wire::*;
 
 use crate::messages::expiry;
-use crate::{now_millis, Client, Error, Group, MessageKind, MessageRow};
+use crate::{now_millis, ChatEvent, Client, Error, Group, Member, MessageKind, MessageRow};
+
+/// The verified members of a group (only for the archiver: it verifies every credential).
+fn members(group: &Group, identity: &vellum_mls::OrgIdentityProvider) -> Vec<Member> {
+    vellum_mls::roster(group, identity)
+        .map(|r| {
+            r.into_iter()
+                .map(|(_, c)| Member {
+                    user: c.user,
+                    device_id: c.device_id,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// The shorter of two optional timers.
 fn shorter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -128,11 +142,23 @@ impl Client {
             Ok(p) => p,
             Err(e) => return skip(&e),
         };
+        let record = match vellum_mls::RecordChat::archiver(&group.context().extensions) {
+            Ok(archiver) => archiver.is_some(),
+            Err(e) => return skip(&e),
+        };
         self.store.begin()?;
         let saved = group
             .write_to_storage()
             .map_err(Error::from)
             .and_then(|_| self.store.add_chat(&welcome.group_id, None, now_millis()))
+            .and_then(|_| {
+                self.record_event(
+                    &welcome.group_id,
+                    Some(0),
+                    "",
+                    crate::chats::class_notice(record),
+                )
+            })
             .and_then(|_| match policy == ChatPolicy::default() {
                 true => Ok(()),
                 false => self.record_event(
@@ -141,6 +167,33 @@ impl Client {
                     "",
                     &format!("This chat is set for {}", policy.describe()),
                 ),
+            })
+            .and_then(|_| match self.sink {
+                // The archiver records who was in the chat when it joined.
+                Some(_) => {
+                    let members = members(&group, &self.identity);
+                    let names: Vec<String> = members
+                        .iter()
+                        .map(|m| format!("{} ({})", m.user, m.device_id))
+                        .collect();
+                    let now = now_millis();
+                    self.emit(ChatEvent {
+                        chat_id: welcome.group_id.clone(),
+                        chat_title: None,
+                        seq: 0,
+                        kind: "membership".into(),
+                        message_id: None,
+                        sender_user: self.user.clone(),
+                        sender_device: self.device_id.clone(),
+                        recipients: members,
+                        sent_at: now,
+                        received_at: now,
+                        text: Some(format!("archiving began; members: {}", names.join(", "))),
+                        expire_secs: policy.expire_secs,
+                        burn_secs: policy.burn_secs,
+                    })
+                }
+                None => Ok(()),
             });
         self.finish_tx(saved)
     }
@@ -180,6 +233,11 @@ impl Client {
             };
             let policy_before =
                 ChatPolicy::from_extensions(&group.context().extensions).unwrap_or_default();
+            // The archiver records who was in the chat when each event happened.
+            let members_before = match self.sink {
+                Some(_) => members(group, &self.identity),
+                None => Vec::new(),
+            };
             let received = MlsMessage::from_bytes(&entry.payload)
                 .map_err(Error::from)
                 .and_then(|m| group.process_incoming_message(m).map_err(Error::from));
@@ -190,8 +248,18 @@ impl Client {
                         .and_then(|m| self.identity.certificate(&m.signing_identity).ok());
                     let chat_policy = ChatPolicy::from_extensions(&group.context().extensions)
                         .unwrap_or_default();
-                    processed =
-                        self.apply_payload(group_id, entry, app.data(), sender, chat_policy)?;
+                    processed = match self.sink {
+                        Some(_) => self.archive_payload(
+                            group_id,
+                            entry,
+                            app.data(),
+                            sender,
+                            members_before,
+                        )?,
+                        None => {
+                            self.apply_payload(group_id, entry, app.data(), sender, chat_policy)?
+                        }
+                    };
                     group.write_to_storage()?;
                 }
                 (EntryKind::Commit, Ok(ReceivedMessage::Commit(commit))) => {
@@ -212,6 +280,22 @@ impl Client {
                             policy,
                             policy_before,
                         )?;
+                        if self.sink.is_some() {
+                            let after = members(group, &self.identity);
+                            let committer_device = group
+                                .member_at_index(commit.committer)
+                                .and_then(|m| self.identity.certificate(&m.signing_identity).ok())
+                                .map(|c| c.device_id)
+                                .unwrap_or_default();
+                            self.archive_commit(
+                                group_id,
+                                entry,
+                                (&committer, &committer_device),
+                                &members_before,
+                                &after,
+                                (policy_before, policy),
+                            )?;
+                        }
                     }
                     group.write_to_storage()?;
                 }
@@ -236,6 +320,143 @@ impl Client {
             groups.remove(group_id);
         }
         self.finish_tx(result)
+    }
+
+    fn emit(&mut self, event: ChatEvent) -> Result<(), Error> {
+        let sink = self.sink.as_mut().expect("archiving only with a sink");
+        sink.record(event)
+            .map_err(|e| Error::Store(format!("archiving failed: {e}")))
+    }
+
+    fn event(
+        &self,
+        group_id: &str,
+        entry: &LogEntry,
+        kind: &str,
+        sender: (&str, &str),
+        members: &[Member],
+    ) -> Result<ChatEvent, Error> {
+        Ok(ChatEvent {
+            chat_id: group_id.to_owned(),
+            chat_title: self.store.chat(group_id)?.and_then(|c| c.title),
+            seq: entry.seq,
+            kind: kind.to_owned(),
+            message_id: None,
+            sender_user: sender.0.to_owned(),
+            sender_device: sender.1.to_owned(),
+            recipients: members
+                .iter()
+                .filter(|m| m.device_id != sender.1)
+                .cloned()
+                .collect(),
+            sent_at: entry.received_at,
+            received_at: entry.received_at,
+            text: None,
+            expire_secs: None,
+            burn_secs: None,
+        })
+    }
+
+    /// The archiver's path: every event goes to the sink, expired or not, and nothing into
+    /// the local history.
+    fn archive_payload(
+        &mut self,
+        group_id: &str,
+        entry: &LogEntry,
+        data: &[u8],
+        sender: Option<vellum_mls::DeviceCertificate>,
+        members: Vec<Member>,
+    ) -> Result<Processed, Error> {
+        let Some(sender) = sender else {
+            tracing::warn!(
+                group = group_id,
+                seq = entry.seq,
+                "not archiving a message from an unknown leaf"
+            );
+            return Ok(Processed::Nothing);
+        };
+        let who = (sender.user.as_str(), sender.device_id.as_str());
+        let event = match AppPayload::decode(data) {
+            Ok(AppPayload::Text {
+                id,
+                text,
+                sent_at,
+                expire_secs,
+                burn_secs,
+            }) => ChatEvent {
+                message_id: Some(id),
+                text: Some(text),
+                sent_at,
+                expire_secs,
+                burn_secs,
+                ..self.event(group_id, entry, "message", who, &members)?
+            },
+            Ok(AppPayload::Delete { id }) => ChatEvent {
+                message_id: Some(id),
+                ..self.event(group_id, entry, "delete", who, &members)?
+            },
+            Ok(AppPayload::ChatInfo { title }) => {
+                self.store.set_title(group_id, &title)?;
+                ChatEvent {
+                    text: Some(title),
+                    ..self.event(group_id, entry, "title", who, &members)?
+                }
+            }
+            Err(e) => {
+                tracing::warn!(group = group_id, seq = entry.seq, error = %e, "not archiving an undecodable message");
+                return Ok(Processed::Nothing);
+            }
+        };
+        self.emit(event)?;
+        Ok(Processed::Nothing)
+    }
+
+    fn archive_commit(
+        &mut self,
+        group_id: &str,
+        entry: &LogEntry,
+        committer: (&str, &str),
+        before: &[Member],
+        after: &[Member],
+        (policy_before, policy): (ChatPolicy, ChatPolicy),
+    ) -> Result<(), Error> {
+        let name = |m: &Member| format!("{} ({})", m.user, m.device_id);
+        let added: Vec<String> = after
+            .iter()
+            .filter(|m| !before.contains(m))
+            .map(name)
+            .collect();
+        let removed: Vec<String> = before
+            .iter()
+            .filter(|m| !after.contains(m))
+            .map(name)
+            .collect();
+        let mut parts = Vec::new();
+        if !added.is_empty() {
+            parts.push(format!("added {}", added.join(", ")));
+        }
+        if !removed.is_empty() {
+            parts.push(format!("removed {}", removed.join(", ")));
+        }
+        let kind = if parts.is_empty() {
+            "timers"
+        } else {
+            "membership"
+        };
+        if policy != policy_before {
+            parts.push(format!("set {}", policy.describe()));
+        }
+        if parts.is_empty() {
+            parts.push("updated its keys".into());
+        }
+        let text = format!("{} {}", committer.0, parts.join("; "));
+        let event = ChatEvent {
+            text: Some(text),
+            expire_secs: policy.expire_secs,
+            burn_secs: policy.burn_secs,
+            ..self.event(group_id, entry, kind, committer, after)?
+        };
+        self.emit(event)
     }
 
     /// Applies one decrypted application payload to the local history.

@@ -42,6 +42,7 @@ where
         .crypto_provider(RustCryptoProvider::default())
         .identity_provider(identity)
         .extension_type(crate::CHAT_POLICY_EXTENSION)
+        .extension_type(crate::RECORD_CHAT_EXTENSION)
         .signing_identity(
             certificate.signing_identity(),
             key.mls_secret(),

@@ -20,7 +20,9 @@ pub use error::Error;
 pub use identity::{
     verify_device_signature, DeviceCertificate, DeviceKey, OrgIdentityProvider, OrgSigner,
 };
-pub use policy::{ChatPolicy, PolicyViolation, CHAT_POLICY_EXTENSION};
+pub use policy::{
+    ChatPolicy, PolicyViolation, RecordChat, CHAT_POLICY_EXTENSION, RECORD_CHAT_EXTENSION,
+};
 pub use tracker::{CommitOutcome, GroupTracker, TrackedGroup};
 
 pub use mls_rs;

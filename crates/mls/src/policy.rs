@@ -26,6 +26,50 @@ impl MlsCodecExtension for ChatPolicy {
     }
 }
 
+/// Private-use extension type marking a record chat.
+pub const RECORD_CHAT_EXTENSION: ExtensionType = ExtensionType::new(0xF0A2);
+
+/// Present in the GroupContext of a record chat: every member agreed that the org's
+/// archiver device is a member and keeps what is said as records.
+#[derive(Debug, Clone, PartialEq, Eq, MlsSize, MlsEncode, MlsDecode)]
+pub struct RecordChat {
+    pub archiver_device: Vec<u8>,
+}
+
+impl MlsCodecExtension for RecordChat {
+    fn extension_type() -> ExtensionType {
+        RECORD_CHAT_EXTENSION
+    }
+}
+
+impl RecordChat {
+    pub fn new(archiver_device: &str) -> Self {
+        Self {
+            archiver_device: archiver_device.as_bytes().to_vec(),
+        }
+    }
+
+    /// The archiver of a record chat; `None` for a transitory chat.
+    pub fn archiver(extensions: &ExtensionList) -> Result<Option<String>, Error> {
+        let record = extensions
+            .get_as::<RecordChat>()
+            .map_err(|e| Error::Rejected(format!("undecodable record-chat extension: {e}")))?;
+        record
+            .map(|r| {
+                String::from_utf8(r.archiver_device)
+                    .map_err(|_| Error::Rejected("archiver id is not UTF-8".into()))
+            })
+            .transpose()
+    }
+
+    pub fn add_to(self, mut extensions: ExtensionList) -> ExtensionList {
+        extensions
+            .set_from(self)
+            .expect("record-chat extension encodes");
+        extensions
+    }
+}
+
 /// Timers outside the org's bounds, or a message timer longer than its chat's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -147,6 +191,7 @@ mod tests {
             max_expire_secs: Some(7 * DAY),
             max_burn_secs: Some(3600),
             allow_no_expiry: false,
+            ..OrgPolicy::default()
         };
         assert!(ChatPolicy {
             expire_secs: Some(DAY),

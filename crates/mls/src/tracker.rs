@@ -45,6 +45,7 @@ impl GroupTracker {
             .identity_provider(identity.clone())
             .crypto_provider(RustCryptoProvider::default())
             .extension_type(crate::CHAT_POLICY_EXTENSION)
+            .extension_type(crate::RECORD_CHAT_EXTENSION)
             .build();
         Self { client, identity }
     }
@@ -106,6 +107,11 @@ impl TrackedGroup {
         crate::ChatPolicy::from_extensions(&self.group.group_context().extensions)
     }
 
+    /// The archiver device of a record chat, `None` for a transitory one.
+    pub fn archiver(&self) -> Result<Option<String>, Error> {
+        crate::RecordChat::archiver(&self.group.group_context().extensions)
+    }
+
     /// Serialised public state (context and ratchet tree, no secrets) for the store.
     pub fn state(&self) -> Result<Vec<u8>, Error> {
         Ok(self.group.snapshot().to_bytes()?)
@@ -119,7 +125,7 @@ impl TrackedGroup {
             .collect()
     }
 
-    fn member_devices(&self) -> Result<BTreeSet<String>, Error> {
+    pub fn member_devices(&self) -> Result<BTreeSet<String>, Error> {
         Ok(self.members()?.into_iter().map(|c| c.device_id).collect())
     }
 

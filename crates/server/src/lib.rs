@@ -42,6 +42,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/groups/{group_id}/messages/{seq}"),
     ("get", "/v1/policy"),
     ("put", "/v1/admin/policy"),
+    ("post", "/v1/admin/records"),
     ("get", "/v1/sync"),
     ("post", "/v1/ack"),
     ("get", "/v1/ws"),
@@ -84,6 +85,7 @@ pub fn app(state: impl Into<Arc<AppState>>) -> Router {
             post(routes::admin_add_device),
         )
         .route("/v1/admin/policy", put(routes::admin_set_policy))
+        .route("/v1/admin/records", post(routes::admin_records_init))
         .route("/v1/enroll", post(routes::enroll));
     Router::new()
         .merge(device_routes)

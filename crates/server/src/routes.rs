@@ -245,7 +245,9 @@ pub async fn create_group(
     let req = body(req)?;
     let tracked = state.tracker.observe(&req.group_info, &me.device_id)?;
     let policy = tracked.policy()?;
-    policy.check(&state.store.org_policy().await?)?;
+    let org = state.store.org_policy().await?;
+    policy.check(&org)?;
+    check_class(&org, None, tracked.archiver()?.as_deref())?;
     let group_id = vellum_mls::group_id_hex(tracked.group_id());
     let epoch = tracked.epoch();
     state
@@ -260,6 +262,26 @@ pub async fn create_group(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(GroupCreated { group_id, epoch })))
+}
+
+/// The rules on chat classes: a record chat names the org's archiver; a chat may be (or
+/// become) transitory only where the org allows it once records are configured.
+fn check_class(
+    org: &OrgPolicy,
+    before: Option<Option<&str>>,
+    after: Option<&str>,
+) -> Result<(), ApiError> {
+    let violation = |m: &str| Err(ApiError::from(vellum_mls::PolicyViolation(m.into())));
+    match (after, org.archiver_device.as_deref()) {
+        (Some(_), None) => violation("records are not configured for this organisation"),
+        (Some(named), Some(archiver)) if named != archiver => {
+            violation("a record chat must name the org's archiver")
+        }
+        (None, Some(_)) if !org.allow_transitory && before != Some(None) => {
+            violation("this organisation keeps every chat as records")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn timers(policy: vellum_mls::ChatPolicy) -> ChatTimers {
@@ -330,10 +352,22 @@ pub async fn post_commit(
     }
     let mut tracked = state.tracker.load(&group.state)?;
     let policy_before = tracked.policy()?;
+    let archiver_before = tracked.archiver()?;
     let outcome = tracked.apply_commit(commit, &me.device_id)?;
     let policy = tracked.policy()?;
+    let org = state.store.org_policy().await?;
     if policy != policy_before {
-        policy.check(&state.store.org_policy().await?)?;
+        policy.check(&org)?;
+    }
+    let archiver = tracked.archiver()?;
+    check_class(&org, Some(archiver_before.as_deref()), archiver.as_deref())?;
+    // A record chat always contains the archiver, from its first commit on.
+    if let Some(archiver) = &archiver {
+        if !tracked.member_devices()?.contains(archiver) {
+            return Err(ApiError::from(vellum_mls::PolicyViolation(
+                "a record chat must keep the org's archiver as a member".into(),
+            )));
+        }
     }
     if !outcome.added.is_empty() && req.welcome.is_none() {
         return Err(ApiError::bad_request(
@@ -560,6 +594,37 @@ pub async fn admin_set_policy(
     if let Some(allow) = req.allow_no_expiry {
         policy.allow_no_expiry = allow;
     }
-    state.store.set_org_policy(policy).await?;
-    Ok(Json(policy))
+    if let Some(record) = req.default_record {
+        policy.default_record = record;
+    }
+    if let Some(allow) = req.allow_transitory {
+        policy.allow_transitory = allow;
+    }
+    state.store.set_org_policy(policy.clone()).await?;
+    Ok(Json(state.store.org_policy().await?))
+}
+
+/// `POST /v1/admin/records`: registers `records.pub` and issues the archiver's enrollment code.
+pub async fn admin_records_init(
+    State(state): St,
+    headers: HeaderMap,
+    req: JsonBody<RecordsInit>,
+) -> Result<impl IntoResponse, ApiError> {
+    require_admin(&state, &headers)?;
+    let req = body(req)?;
+    vellum_records::RecordsPublic::parse(&req.records_public)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if state.store.records_public().await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            codes::CONFLICT,
+            "records are already initialised",
+        ));
+    }
+    if !state.store.user_exists(RECORDS_USER).await? {
+        state.store.create_user(RECORDS_USER, now_secs()).await?;
+    }
+    let code = issue_code(&state, RECORDS_USER).await?;
+    state.store.set_records_public(&req.records_public).await?;
+    Ok((StatusCode::CREATED, Json(code)))
 }

@@ -20,6 +20,7 @@ macro_rules! store_conformance_tests {
             org_policy_defaults_and_updates,
             purge_drops_expired_and_stale_messages_only,
             delete_for_everyone_is_for_senders_only,
+            purge_waits_for_the_archiver,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -459,8 +460,11 @@ pub async fn org_policy_defaults_and_updates(store: &impl Store) {
         max_expire_secs: Some(86_400),
         max_burn_secs: Some(60),
         allow_no_expiry: false,
+        default_record: true,
+        allow_transitory: false,
+        archiver_device: None,
     };
-    store.set_org_policy(strict).await.unwrap();
+    store.set_org_policy(strict.clone()).await.unwrap();
     assert_eq!(store.org_policy().await.unwrap(), strict);
     store
         .set_org_policy(vellum_wire::OrgPolicy::default())
@@ -567,4 +571,36 @@ pub async fn delete_for_everyone_is_for_senders_only(store: &impl Store) {
         store.delete_message("g", 2, "a1").await,
         Err(Error::NotFound(_))
     ));
+}
+
+pub async fn purge_waits_for_the_archiver(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    enroll(store, "r1", vellum_wire::RECORDS_USER).await;
+    assert_eq!(
+        store.org_policy().await.unwrap().archiver_device.as_deref(),
+        Some("r1")
+    );
+    group_of(store, "g", "a1").await;
+    store
+        .append_commit(commit("g", 0, "a1", b"add", &["r1"], &[]))
+        .await
+        .unwrap(); // seq 1
+    let expiring = MessageAppend {
+        expires_at: Some(10),
+        ..message("g", 1, "a1", "m")
+    };
+    store.append_message(expiring).await.unwrap(); // seq 2
+    assert_eq!(
+        store.purge_expired(100, 0).await.unwrap(),
+        0,
+        "kept until the archiver has it"
+    );
+    store.ack("r1", &[], &[("g".into(), 2)]).await.unwrap();
+    assert_eq!(store.purge_expired(100, 0).await.unwrap(), 1);
+    assert!(store.records_public().await.unwrap().is_none());
+    store.set_records_public("{\"v\":1}").await.unwrap();
+    assert_eq!(
+        store.records_public().await.unwrap().as_deref(),
+        Some("{\"v\":1}")
+    );
 }

@@ -193,8 +193,13 @@ pub trait Store: Send + Sync + 'static {
 
     async fn org_policy(&self) -> Result<OrgPolicy>;
     async fn set_org_policy(&self, policy: OrgPolicy) -> Result<()>;
+    /// The records public key file registered by `records init`.
+    async fn records_public(&self) -> Result<Option<String>>;
+    async fn set_records_public(&self, records_public: &str) -> Result<()>;
     /// Removes application messages that expired at or before `now`, or were received before
-    /// `received_before` (the undelivered-retention limit). Commits are kept. Returns how many.
+    /// `received_before` (the undelivered-retention limit). Commits are kept, and so is any
+    /// message of a record chat that the org's archiver has not acknowledged yet: an archiver
+    /// outage never costs a record. Returns how many.
     async fn purge_expired(&self, now: i64, received_before: i64) -> Result<u64>;
     /// Delete for everyone: drops the ciphertext at `seq` if a device of `requester`'s user
     /// sent it.

@@ -89,7 +89,13 @@ CREATE TABLE IF NOT EXISTS org_policy (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     max_expire_secs INTEGER,
     max_burn_secs INTEGER,
-    allow_no_expiry INTEGER NOT NULL
+    allow_no_expiry INTEGER NOT NULL,
+    default_record INTEGER NOT NULL DEFAULT 0,
+    allow_transitory INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS records_config (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    records_public TEXT NOT NULL
 );
 "#;
 
@@ -714,20 +720,33 @@ impl Store for SqliteStore {
 
     async fn org_policy(&self) -> Result<OrgPolicy> {
         self.run(|c| {
-            Ok(c.query_row(
-                "SELECT max_expire_secs, max_burn_secs, allow_no_expiry FROM org_policy WHERE id = 1",
-                [],
-                |r| {
-                    Ok(OrgPolicy {
-                        max_expire_secs: opt_u64(r.get(0)?),
-                        max_burn_secs: opt_u64(r.get(1)?),
-                        allow_no_expiry: r.get::<_, i64>(2)? == 1,
-                    })
-                },
-            )
-            .optional()
-            .map_err(backend)?
-            .unwrap_or_default())
+            let mut policy = c
+                .query_row(
+                    "SELECT max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory FROM org_policy WHERE id = 1",
+                    [],
+                    |r| {
+                        Ok(OrgPolicy {
+                            max_expire_secs: opt_u64(r.get(0)?),
+                            max_burn_secs: opt_u64(r.get(1)?),
+                            allow_no_expiry: r.get::<_, i64>(2)? == 1,
+                            default_record: r.get::<_, i64>(3)? == 1,
+                            allow_transitory: r.get::<_, i64>(4)? == 1,
+                            archiver_device: None,
+                        })
+                    },
+                )
+                .optional()
+                .map_err(backend)?
+                .unwrap_or_default();
+            policy.archiver_device = c
+                .query_row(
+                    "SELECT device_id FROM devices WHERE user = ?1 ORDER BY enrolled_at, device_id LIMIT 1",
+                    [vellum_wire::RECORDS_USER],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            Ok(policy)
         })
         .await
     }
@@ -735,8 +754,40 @@ impl Store for SqliteStore {
     async fn set_org_policy(&self, policy: OrgPolicy) -> Result<()> {
         self.run(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO org_policy (id, max_expire_secs, max_burn_secs, allow_no_expiry) VALUES (1, ?1, ?2, ?3)",
-                params![opt_i64(policy.max_expire_secs), opt_i64(policy.max_burn_secs), policy.allow_no_expiry as i64],
+                "INSERT OR REPLACE INTO org_policy (id, max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory) VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+                params![
+                    opt_i64(policy.max_expire_secs),
+                    opt_i64(policy.max_burn_secs),
+                    policy.allow_no_expiry as i64,
+                    policy.default_record as i64,
+                    policy.allow_transitory as i64
+                ],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn records_public(&self) -> Result<Option<String>> {
+        self.run(|c| {
+            c.query_row(
+                "SELECT records_public FROM records_config WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn set_records_public(&self, records_public: &str) -> Result<()> {
+        let records_public = records_public.to_owned();
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO records_config (id, records_public) VALUES (1, ?1)",
+                [records_public],
             )
             .map(|_| ())
             .map_err(backend)
@@ -749,8 +800,13 @@ impl Store for SqliteStore {
             let purged = c
                 .execute(
                     "DELETE FROM group_log WHERE kind = 'application'
-                     AND ((expires_at IS NOT NULL AND expires_at <= ?1) OR received_at < ?2)",
-                    params![now, received_before],
+                     AND ((expires_at IS NOT NULL AND expires_at <= ?1) OR received_at < ?2)
+                     AND NOT EXISTS (
+                         SELECT 1 FROM memberships m JOIN devices d USING (device_id)
+                         WHERE m.group_id = group_log.group_id AND d.user = ?3
+                           AND m.removed_seq IS NULL AND m.acked_seq < group_log.seq
+                           AND m.joined_seq < group_log.seq)",
+                    params![now, received_before, vellum_wire::RECORDS_USER],
                 )
                 .map_err(backend)?;
             if purged > 0 {

@@ -44,6 +44,7 @@ pub mod codes {
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const NO_KEY_PACKAGE: &str = "no_key_package";
     pub const POLICY_VIOLATION: &str = "policy_violation";
+    pub const RECORDS_NOT_CONFIGURED: &str = "records_not_configured";
     pub const INTERNAL: &str = "internal";
 }
 
@@ -143,9 +144,9 @@ pub struct PostMessage {
     pub expires_at: Option<i64>,
 }
 
-/// The org's bounds on disappearing-message timers. `GET /v1/policy` for devices;
-/// `PUT /v1/admin/policy` (fields left out are unchanged) for the admin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The org's policy: bounds on disappearing-message timers and chat classes. `GET /v1/policy`
+/// for devices; `PUT /v1/admin/policy` (fields left out are unchanged) for the admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrgPolicy {
     /// Longest allowed expiration timer, seconds; `None`: no limit.
     pub max_expire_secs: Option<u64>,
@@ -153,6 +154,20 @@ pub struct OrgPolicy {
     pub max_burn_secs: Option<u64>,
     /// Whether a chat may have no expiration timer at all.
     pub allow_no_expiry: bool,
+    /// Whether new chats are record chats unless their creator says otherwise.
+    #[serde(default)]
+    pub default_record: bool,
+    /// Whether chats may be transitory (not kept as records) once records are configured.
+    #[serde(default = "yes")]
+    pub allow_transitory: bool,
+    /// The org's archiver device, once `records init` has run and the archiver enrolled.
+    /// Before that every chat is transitory. Filled in by the server, never set directly.
+    #[serde(default)]
+    pub archiver_device: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for OrgPolicy {
@@ -161,6 +176,9 @@ impl Default for OrgPolicy {
             max_expire_secs: None,
             max_burn_secs: None,
             allow_no_expiry: true,
+            default_record: false,
+            allow_transitory: true,
+            archiver_device: None,
         }
     }
 }
@@ -172,7 +190,22 @@ pub struct OrgPolicyUpdate {
     pub max_expire_secs: Option<u64>,
     pub max_burn_secs: Option<u64>,
     pub allow_no_expiry: Option<bool>,
+    #[serde(default)]
+    pub default_record: Option<bool>,
+    #[serde(default)]
+    pub allow_transitory: Option<bool>,
 }
+
+/// `POST /v1/admin/records`: registers the records public key (from `records init`) and
+/// issues the enrollment code of the org's archiver device (user `records`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordsInit {
+    /// The contents of `records.pub`.
+    pub records_public: String,
+}
+
+/// The user name of the org's archiver device.
+pub const RECORDS_USER: &str = "records";
 
 /// The server's acknowledgement: the entry is durably stored at `seq` in the group log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,5 +5,6 @@ mod harness;
 
 mod chat;
 mod crash;
+mod records;
 mod secrets;
 mod timers;

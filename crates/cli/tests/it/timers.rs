@@ -190,7 +190,10 @@ fn issue_3_timer_rules_bounds_defaults_and_overrides() {
     alice.ok(&["chat", "create", "team", "--with", "bob"]);
     assert_eq!(
         alice.events("team"),
-        vec!["alice set messages to disappear after 1 day"]
+        vec![
+            "This chat is transitory: its messages are not kept as records",
+            "alice set messages to disappear after 1 day"
+        ]
     );
     alice.ok(&["send", "team", "before the change"]);
     let line = alice.fails(&["chat", "set", "team", "--expire", "off"]);

@@ -1,0 +1,295 @@
+//! The records office's API, on loopback, behind the records-officer token. Every access is
+//! itself a leaf of the tamper-evident log.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use vellum_archive::Leaf;
+use vellum_client::ChatEvent;
+use vellum_records::UnsealProgress;
+
+use crate::sink::reference;
+use crate::ArchiverState;
+
+type St = State<Arc<ArchiverState>>;
+
+struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            Json(vellum_wire::ApiError {
+                code: self.1.into(),
+                message: self.2,
+            }),
+        )
+            .into_response()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn log_access(state: &ArchiverState, action: &str, detail: &str) {
+    let mut archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
+    let leaf = Leaf::Access {
+        time: now_ms(),
+        action: action.into(),
+        detail: detail.into(),
+    };
+    if let Err(e) = archive.append(leaf) {
+        tracing::error!(error = %e, "cannot log an archive access");
+    }
+}
+
+fn authorize(state: &ArchiverState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "records-officer token required".into(),
+            )
+        })?;
+    let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+    if hash != state.token_hash {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "invalid records-officer token".into(),
+        ));
+    }
+    *state
+        .last_activity
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    Ok(())
+}
+
+pub fn app(state: Arc<ArchiverState>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/unseal", post(unseal))
+        .route("/v1/seal", post(seal))
+        .route("/v1/search", get(search))
+        .route("/v1/checkpoint", get(checkpoint))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub sealed: bool,
+    pub shares_received: usize,
+    pub shares_needed: usize,
+    pub log_size: u64,
+    pub records: u64,
+    pub checkpoint_size: Option<u64>,
+}
+
+fn current_status(state: &ArchiverState) -> Status {
+    let sealed = state
+        .secret
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_none();
+    let unsealer = state.unsealer.lock().unwrap_or_else(|p| p.into_inner());
+    let archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
+    Status {
+        sealed,
+        shares_received: if sealed {
+            unsealer.have()
+        } else {
+            unsealer.need()
+        },
+        shares_needed: unsealer.need(),
+        log_size: archive.size(),
+        records: archive.records().count() as u64,
+        checkpoint_size: archive
+            .latest_checkpoint()
+            .ok()
+            .flatten()
+            .map(|(size, _)| size),
+    }
+}
+
+async fn status(State(state): St, headers: HeaderMap) -> Result<Json<Status>, ApiError> {
+    authorize(&state, &headers)?;
+    Ok(Json(current_status(&state)))
+}
+
+#[derive(Deserialize)]
+struct UnsealRequest {
+    share: String,
+}
+
+async fn unseal(
+    State(state): St,
+    headers: HeaderMap,
+    req: Result<Json<UnsealRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Status>, ApiError> {
+    authorize(&state, &headers)?;
+    let Json(req) =
+        req.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    if state
+        .secret
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some()
+    {
+        return Ok(Json(current_status(&state)));
+    }
+    let progress = state
+        .unsealer
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .add(&req.share);
+    match progress {
+        Ok(UnsealProgress::Unsealed(secret)) => {
+            *state.secret.lock().unwrap_or_else(|p| p.into_inner()) = Some(secret);
+            log_access(&state, "unseal", "the records key was reassembled");
+        }
+        Ok(UnsealProgress::NeedMore { .. }) => {}
+        Err(e) => {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_share",
+                e.to_string(),
+            ))
+        }
+    }
+    Ok(Json(current_status(&state)))
+}
+
+async fn seal(State(state): St, headers: HeaderMap) -> Result<Json<Status>, ApiError> {
+    authorize(&state, &headers)?;
+    if state
+        .secret
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .is_some()
+    {
+        log_access(&state, "seal", "sealed by the records office");
+    }
+    Ok(Json(current_status(&state)))
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SearchQuery {
+    #[serde(default)]
+    pub q: String,
+    pub chat: Option<String>,
+    pub participant: Option<String>,
+    /// Unix ms, inclusive.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Hit {
+    pub leaf: u64,
+    pub event: ChatEvent,
+}
+
+impl SearchQuery {
+    fn matches(&self, e: &ChatEvent) -> bool {
+        let text_hit = self.q.is_empty()
+            || e.text
+                .as_deref()
+                .is_some_and(|t| t.to_lowercase().contains(&self.q.to_lowercase()));
+        let chat_hit = self
+            .chat
+            .as_deref()
+            .is_none_or(|c| c == e.chat_id || e.chat_title.as_deref() == Some(c));
+        let who_hit = self
+            .participant
+            .as_deref()
+            .is_none_or(|u| e.sender_user == u || e.recipients.iter().any(|r| r.user == u));
+        let when = e.sent_at.min(e.received_at);
+        text_hit
+            && chat_hit
+            && who_hit
+            && self.from.is_none_or(|f| when >= f)
+            && self.to.is_none_or(|t| when <= t)
+    }
+}
+
+async fn search(
+    State(state): St,
+    headers: HeaderMap,
+    Query(query): Query<SearchQuery>,
+) -> Result<Json<Vec<Hit>>, ApiError> {
+    authorize(&state, &headers)?;
+    let hits = {
+        let secret = state.secret.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(secret) = secret.as_ref() else {
+            return Err(ApiError(
+                StatusCode::LOCKED,
+                "sealed",
+                "the archive is sealed: k custodians must unseal it first".into(),
+            ));
+        };
+        let archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
+        let mut hits = Vec::new();
+        for (leaf, disposed) in archive.records() {
+            if disposed {
+                continue;
+            }
+            let Ok(Some(record)) = archive.record(leaf) else {
+                continue;
+            };
+            let Ok(Leaf::Record { reference: r, .. }) = archive.leaf(leaf) else {
+                continue;
+            };
+            let Ok(plain) = vellum_records::open(secret, r.as_bytes(), &record) else {
+                tracing::error!(leaf, "a record does not open under the records key");
+                continue;
+            };
+            let Ok(event) = serde_json::from_slice::<ChatEvent>(&plain) else {
+                continue;
+            };
+            debug_assert_eq!(reference(&event.chat_id, event.seq), r);
+            if query.matches(&event) {
+                hits.push(Hit { leaf, event });
+            }
+        }
+        hits
+    };
+    // The log is public to auditors: it names the filters, and only a digest of the words
+    // searched for, which may themselves be sensitive.
+    let digest = hex::encode(&Sha256::digest(query.q.as_bytes())[..8]);
+    let detail = format!(
+        "text sha256:{digest} chat={:?} participant={:?} from={:?} to={:?} -> {} records",
+        query.chat,
+        query.participant,
+        query.from,
+        query.to,
+        hits.len()
+    );
+    log_access(&state, "search", &detail);
+    Ok(Json(hits))
+}
+
+async fn checkpoint(State(state): St, headers: HeaderMap) -> Result<String, ApiError> {
+    authorize(&state, &headers)?;
+    let mut archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
+    archive
+        .checkpoint()
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}

@@ -1,0 +1,284 @@
+//! The records office's commands: `records init` (admin), `archiver`, `records ...` and
+//! the offline `archive verify` / `archive checkpoint`.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::json;
+use vellum_client::Api;
+use vellum_wire::{EnrollmentCode, RecordsInit};
+
+use crate::output::rfc3339_millis;
+
+#[derive(Subcommand)]
+pub enum RecordsCommand {
+    /// Give one custodian's share; the archive unseals once the threshold is met.
+    Unseal {
+        #[arg(long)]
+        share: PathBuf,
+    },
+    /// Forget the records key now (it also happens after an idle timeout).
+    Seal,
+    /// Sealed or not, shares received, log size.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search the unsealed archive.
+    Search {
+        query: String,
+        #[arg(long)]
+        chat: Option<String>,
+        #[arg(long)]
+        participant: Option<String>,
+        /// RFC 3339 time, inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ArchiveCommand {
+    /// Check an archive directory offline (no key needed): every leaf, key and checkpoint.
+    Verify {
+        #[arg(long)]
+        data: PathBuf,
+        /// A checkpoint kept from earlier: the archive must still contain what it attested.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Print the latest signed checkpoint.
+    Checkpoint {
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+fn write_new(path: &Path, contents: &str, mode: u32) -> Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// `admin records init`: the key pair is made here, split at once; only the public half and
+/// the archiver's code cross the network.
+pub async fn init(
+    api: &Api,
+    token: Option<&str>,
+    custodians: u8,
+    threshold: u8,
+    out: &Path,
+) -> Result<()> {
+    let generated = vellum_records::generate(custodians, threshold)?;
+    fs::create_dir_all(out)?;
+    let public = generated.public.to_json();
+    write_new(&out.join("records.pub"), &public, 0o644)?;
+    for (i, share) in generated.shares.iter().enumerate() {
+        write_new(&out.join(format!("share-{}", i + 1)), share, 0o600)?;
+    }
+    let request = RecordsInit {
+        records_public: public,
+    };
+    let code: EnrollmentCode = api
+        .call(
+            Method::POST,
+            "/v1/admin/records",
+            Some(&request),
+            None,
+            token,
+        )
+        .await?;
+    println!("wrote {}/records.pub and share-1 … share-{custodians} (any {threshold} unseal the archive)", out.display());
+    println!("give each share to a different custodian; no copy of the whole key exists");
+    println!("archiver enrollment code (single use):");
+    println!("{}", code.code);
+    Ok(())
+}
+
+fn unix_ms(rfc3339: Option<&str>) -> Result<Option<i64>> {
+    rfc3339
+        .map(|t| {
+            let time = humantime::parse_rfc3339_weak(t).with_context(|| {
+                format!("invalid time {t:?}: use RFC 3339, like 2026-11-26T10:00:00Z")
+            })?;
+            Ok(time
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0))
+        })
+        .transpose()
+}
+
+pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand) -> Result<()> {
+    let token = fs::read_to_string(token_file)
+        .with_context(|| format!("cannot read token file {}", token_file.display()))?;
+    let token = Some(token.trim());
+    let api = Api::new(archiver)?;
+    let show_status = |status: &vellum_archiver::api_types::Status, as_json: bool| {
+        if as_json {
+            println!(
+                "{}",
+                serde_json::to_string(status).expect("status serialises")
+            );
+        } else {
+            let state = if status.sealed {
+                format!(
+                    "sealed ({} of {} shares given)",
+                    status.shares_received, status.shares_needed
+                )
+            } else {
+                "unsealed".into()
+            };
+            println!(
+                "{state}; {} records in a log of {} leaves; last checkpoint at {}",
+                status.records,
+                status.log_size,
+                status
+                    .checkpoint_size
+                    .map_or("none".into(), |s| s.to_string())
+            );
+        }
+    };
+    match command {
+        RecordsCommand::Unseal { share } => {
+            let share = fs::read_to_string(&share)
+                .with_context(|| format!("cannot read share {}", share.display()))?;
+            let status: vellum_archiver::api_types::Status = api
+                .call(
+                    Method::POST,
+                    "/v1/unseal",
+                    Some(&json!({ "share": share })),
+                    None,
+                    token,
+                )
+                .await?;
+            show_status(&status, false);
+        }
+        RecordsCommand::Seal => {
+            let status = api
+                .call(Method::POST, "/v1/seal", None::<&()>, None, token)
+                .await?;
+            show_status(&status, false);
+        }
+        RecordsCommand::Status { json } => {
+            let status = api
+                .call(Method::GET, "/v1/status", None::<&()>, None, token)
+                .await?;
+            show_status(&status, json);
+        }
+        RecordsCommand::Search {
+            query,
+            chat,
+            participant,
+            from,
+            to,
+            json,
+        } => {
+            let mut params = vec![("q", query)];
+            params.extend(chat.map(|c| ("chat", c)));
+            params.extend(participant.map(|p| ("participant", p)));
+            if let Some(from) = unix_ms(from.as_deref())? {
+                params.push(("from", from.to_string()));
+            }
+            if let Some(to) = unix_ms(to.as_deref())? {
+                params.push(("to", to.to_string()));
+            }
+            let query: String = params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", urlencode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let hits: Vec<vellum_archiver::api_types::Hit> = api
+                .call(
+                    Method::GET,
+                    &format!("/v1/search?{query}"),
+                    None::<&()>,
+                    None,
+                    token,
+                )
+                .await?;
+            for hit in hits {
+                let e = &hit.event;
+                if json {
+                    println!(
+                        "{}",
+                        json!({ "leaf": hit.leaf, "chat": e.chat_id, "chat_title": e.chat_title, "seq": e.seq, "kind": e.kind, "id": e.message_id, "sender": e.sender_user, "sender_device": e.sender_device, "recipients": e.recipients, "sent_at": rfc3339_millis(e.sent_at), "received_at": rfc3339_millis(e.received_at), "text": e.text })
+                    );
+                } else {
+                    println!(
+                        "[{}] {} <{}> {} (leaf {})",
+                        rfc3339_millis(e.sent_at),
+                        e.chat_title.as_deref().unwrap_or(&e.chat_id),
+                        e.sender_user,
+                        e.text.as_deref().unwrap_or(&e.kind),
+                        hit.leaf
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn archive(command: ArchiveCommand) -> Result<()> {
+    match command {
+        ArchiveCommand::Verify { data, checkpoint } => {
+            let trusted = checkpoint
+                .map(|p| {
+                    fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
+                })
+                .transpose()?;
+            let report = vellum_archive::verify(&data.join("archive"), trusted.as_deref());
+            for problem in &report.problems {
+                println!("PROBLEM: {problem}");
+            }
+            if !report.ok() {
+                bail!(
+                    "the archive failed verification: {} problem(s)",
+                    report.problems.len()
+                );
+            }
+            println!(
+                "archive intact: {} leaves ({} records, {} disposed), {} checkpoints, attested up to {}",
+                report.leaves, report.records, report.disposed, report.checkpoints, report.attested
+            );
+        }
+        ArchiveCommand::Checkpoint { data } => {
+            let checkpoints = data.join("archive").join("checkpoints");
+            let latest = fs::read_dir(&checkpoints)
+                .with_context(|| format!("no archive in {}", data.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .max()
+                .context("the archive has no checkpoint yet")?;
+            print!("{}", fs::read_to_string(latest)?);
+        }
+    }
+    Ok(())
+}

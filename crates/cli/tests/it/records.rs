@@ -1,0 +1,328 @@
+//! Issue 4: the archiver, sealed records, unsealing by custodians, and offline verification.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+struct Archiver {
+    url: String,
+    listen: String,
+    data: PathBuf,
+    child: Option<Child>,
+    records_pub: PathBuf,
+    server_url: String,
+}
+
+impl Archiver {
+    fn start(server: &Server, root: &Path, records_pub: &Path, code: &str) -> Self {
+        let listen = format!(
+            "127.0.0.1:{}",
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        );
+        let mut archiver = Self {
+            url: format!("http://{listen}"),
+            listen,
+            data: root.join("archiver"),
+            child: None,
+            records_pub: records_pub.to_owned(),
+            server_url: server.url.clone(),
+        };
+        archiver.spawn(Some(code));
+        archiver
+    }
+
+    fn spawn(&mut self, code: Option<&str>) {
+        let mut cmd = vellum();
+        cmd.args(["archiver", "--server", &self.server_url, "--data"])
+            .arg(&self.data)
+            .arg("--records-key")
+            .arg(&self.records_pub)
+            .args(["--listen", &self.listen]);
+        if let Some(code) = code {
+            cmd.args(["--code", code]);
+        }
+        self.child = Some(
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&self.listen).is_err() {
+            assert!(Instant::now() < deadline, "archiver did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn records(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = vellum();
+        cmd.args(["records", "--archiver", &self.url, "--token-file"])
+            .arg(self.data.join("records-token"))
+            .args(args);
+        cmd
+    }
+
+    fn search(&self, query: &str) -> Vec<serde_json::Value> {
+        let out = run_ok(&mut self.records(&["search", query, "--json"]));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Archiver {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The org with records configured: shares in `root/keys`, the archiver running.
+fn records_org(server: &Server, root: &Path) -> Archiver {
+    let out = run_ok(
+        vellum()
+            .args(["admin", "--server", &server.url, "--token-file"])
+            .arg(server.token_file())
+            .args([
+                "records",
+                "init",
+                "--custodians",
+                "3",
+                "--threshold",
+                "2",
+                "--out",
+            ])
+            .arg(root.join("keys")),
+    );
+    let code = last_line(&out);
+    let archiver = Archiver::start(server, root, &root.join("keys/records.pub"), &code);
+    run_ok(
+        vellum()
+            .args(["admin", "--server", &server.url, "--token-file"])
+            .arg(server.token_file())
+            .args(["policy", "set", "--default-class", "record"]),
+    );
+    archiver
+}
+
+fn wait_for_records(archiver: &Archiver, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = run_ok(&mut archiver.records(&["status", "--json"]));
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if status["records"].as_u64().unwrap() >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "archiver has {status}, wanted {at_least} records"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn issue_4_record_chats_are_archived_sealed_and_readable_only_after_k_shares() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    // Before records are configured, every chat is transitory.
+    alice.ok(&["chat", "create", "early", "--with", "bob"]);
+    let line = alice.fails(&["chat", "create", "nope", "--class", "record"]);
+    assert!(line.contains("records are not configured"), "{line}");
+
+    let archiver = records_org(&server, root.path());
+    for share in 1..=3 {
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            fs::metadata(root.path().join(format!("keys/share-{share}")))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode, 0o600);
+    }
+    alice.ok(&["chat", "create", "ops", "--with", "bob", "--expire", "2s"]);
+    let chats = alice.json(&["chat", "list", "--json"]);
+    let class_of =
+        |title: &str| chats.iter().find(|c| c["title"] == title).unwrap()["class"].clone();
+    assert_eq!(
+        (class_of("early"), class_of("ops")),
+        ("transitory".into(), "record".into())
+    );
+    assert!(alice
+        .events("ops")
+        .contains(&"Messages in this chat are kept as records by the organisation".to_string()));
+    let marker_a = marker("record-a");
+    let marker_b = marker("record-b");
+    alice.ok(&["send", "ops", &marker_a]);
+    bob.ok(&["sync"]);
+    bob.ok(&["send", "ops", &marker_b]);
+    assert!(bob
+        .events("ops")
+        .contains(&"Messages in this chat are kept as records by the organisation".to_string()));
+    // the archiver joining (with the roster), the title, two messages
+    wait_for_records(&archiver, 4);
+
+    // Sealed: search refuses; one share is not enough; a corrupted share is named.
+    let line = run_fails(&mut archiver.records(&["search", &marker_a]));
+    assert!(line.contains("sealed"), "{line}");
+    run_ok(
+        archiver
+            .records(&["unseal", "--share"])
+            .arg(root.path().join("keys/share-1")),
+    );
+    let corrupted = root.path().join("corrupted");
+    let mut share = fs::read_to_string(root.path().join("keys/share-2"))
+        .unwrap()
+        .into_bytes();
+    let at = share.len() - 6;
+    share[at] = if share[at] == b'A' { b'B' } else { b'A' };
+    fs::write(&corrupted, share).unwrap();
+    let line = run_fails(archiver.records(&["unseal", "--share"]).arg(&corrupted));
+    assert!(
+        line.contains("corrupted") || line.contains("share"),
+        "{line}"
+    );
+    assert!(run_fails(&mut archiver.records(&["search", &marker_a])).contains("sealed"));
+    run_ok(
+        archiver
+            .records(&["unseal", "--share"])
+            .arg(root.path().join("keys/share-3")),
+    );
+
+    // Unsealed: the records carry sender, recipients, times and chat identity.
+    let hits = archiver.search(&marker_a);
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let hit = &hits[0];
+    assert_eq!(
+        (hit["sender"].as_str(), hit["chat_title"].as_str()),
+        (Some("alice"), Some("ops"))
+    );
+    let recipients: Vec<&str> = hit["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["user"].as_str().unwrap())
+        .collect();
+    assert!(
+        recipients.contains(&"bob") && recipients.contains(&"records"),
+        "{recipients:?}"
+    );
+    assert_eq!(archiver.search(&marker_b)[0]["sender"], "bob");
+
+    // The messages expired on every device, but the records remain.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(alice.texts("ops").is_empty() && bob.texts("ops").is_empty());
+    assert_eq!(archiver.search(&marker_a).len(), 1);
+    run_ok(&mut archiver.records(&["seal"]));
+    assert!(run_fails(&mut archiver.records(&["search", &marker_a])).contains("sealed"));
+
+    // No plaintext in any file of the archive or the server.
+    for dir in [&archiver.data, &server.data] {
+        for file in files_under(dir) {
+            let bytes = fs::read(&file).unwrap();
+            for m in [&marker_a, &marker_b] {
+                assert!(
+                    !bytes.windows(m.len()).any(|w| w == m.as_bytes()),
+                    "{m} in {}",
+                    file.display()
+                );
+            }
+        }
+    }
+
+    // The auditor's offline check passes, and catches a flipped byte, naming the leaf.
+    run_ok(&mut archiver.records(&["status"]));
+    std::thread::sleep(Duration::from_millis(1200)); // the next checkpoint covers the accesses
+    let out = run_ok(
+        vellum()
+            .args(["archive", "verify", "--data"])
+            .arg(&archiver.data),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("archive intact"));
+    let checkpoint = run_ok(
+        vellum()
+            .args(["archive", "checkpoint", "--data"])
+            .arg(&archiver.data),
+    );
+    assert!(String::from_utf8_lossy(&checkpoint.stdout).starts_with("vellum.records/"));
+    let copy = root.path().join("audit-copy");
+    fs::create_dir_all(copy.join("archive/checkpoints")).unwrap();
+    for file in files_under(&archiver.data.join("archive")) {
+        let relative = file.strip_prefix(&archiver.data).unwrap();
+        fs::copy(&file, copy.join(relative)).unwrap();
+    }
+    let log = copy.join("archive/log.bin");
+    let mut bytes = fs::read(&log).unwrap();
+    bytes[60] ^= 0x20;
+    fs::write(&log, bytes).unwrap();
+    let out = output(vellum().args(["archive", "verify", "--data"]).arg(&copy));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("leaf 0"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn issue_4_an_archiver_outage_costs_no_record_and_duplicates_none() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    let mut archiver = records_org(&server, root.path());
+    alice.ok(&[
+        "chat", "create", "outage", "--with", "bob", "--expire", "1s",
+    ]);
+    bob.ok(&["sync"]);
+    wait_for_records(&archiver, 2); // joined, title
+
+    archiver.kill(); // SIGKILL
+    for i in 0..5 {
+        alice.ok(&["send", "outage", &format!("while the archiver is down {i}")]);
+    }
+    // Past their expiry: gone from devices, kept by the server for the archiver.
+    std::thread::sleep(Duration::from_millis(1600));
+    bob.ok(&["sync"]);
+    assert!(bob.texts("outage").is_empty());
+    archiver.spawn(None);
+    wait_for_records(&archiver, 7);
+    archiver.kill();
+    archiver.spawn(None);
+    for share in ["share-1", "share-2"] {
+        run_ok(
+            archiver
+                .records(&["unseal", "--share"])
+                .arg(root.path().join("keys").join(share)),
+        );
+    }
+    let hits = archiver.search("while the archiver is down");
+    let mut texts: Vec<String> = hits
+        .iter()
+        .map(|h| h["text"].as_str().unwrap().to_owned())
+        .collect();
+    texts.sort();
+    let want: Vec<String> = (0..5)
+        .map(|i| format!("while the archiver is down {i}"))
+        .collect();
+    assert_eq!(texts, want, "every message archived exactly once");
+}
