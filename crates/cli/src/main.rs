@@ -148,6 +148,11 @@ enum AdminCommand {
     Policy(PolicyCommand),
     #[command(subcommand)]
     Records(RecordsAdminCommand),
+    /// Records configuration, archiver lag and warnings.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -445,6 +450,33 @@ async fn admin(args: AdminArgs) -> Result<()> {
             let path = format!("/v1/admin/users/{user}/devices");
             api.call(Method::POST, &path, None::<&()>, None, token)
                 .await?
+        }
+        AdminCommand::Status { json } => {
+            let status: vellum_wire::AdminStatus = api
+                .call(Method::GET, "/v1/admin/status", None::<&()>, None, token)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string(&status)?);
+            } else {
+                println!(
+                    "records: {}; archiver: {}; backlog: {} entries{}",
+                    if status.records_configured {
+                        "configured"
+                    } else {
+                        "NOT configured"
+                    },
+                    status.archiver_device.as_deref().unwrap_or("none"),
+                    status.archiver_backlog,
+                    status
+                        .archiver_lag_ms
+                        .map(|ms| format!(", oldest {} s old", ms / 1000))
+                        .unwrap_or_default()
+                );
+                for warning in &status.warnings {
+                    println!("WARNING: {warning}");
+                }
+            }
+            return Ok(());
         }
         AdminCommand::Records(RecordsAdminCommand::Init {
             custodians,

@@ -43,6 +43,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/policy"),
     ("put", "/v1/admin/policy"),
     ("post", "/v1/admin/records"),
+    ("get", "/v1/admin/status"),
+    ("get", "/v1/admin/metrics"),
     ("get", "/v1/sync"),
     ("post", "/v1/ack"),
     ("get", "/v1/ws"),
@@ -86,6 +88,8 @@ pub fn app(state: impl Into<Arc<AppState>>) -> Router {
         )
         .route("/v1/admin/policy", put(routes::admin_set_policy))
         .route("/v1/admin/records", post(routes::admin_records_init))
+        .route("/v1/admin/status", get(routes::admin_status))
+        .route("/v1/admin/metrics", get(routes::admin_metrics))
         .route("/v1/enroll", post(routes::enroll));
     Router::new()
         .merge(device_routes)

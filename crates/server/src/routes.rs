@@ -628,3 +628,61 @@ pub async fn admin_records_init(
     state.store.set_records_public(&req.records_public).await?;
     Ok((StatusCode::CREATED, Json(code)))
 }
+
+/// `GET /v1/admin/status`.
+pub async fn admin_status(
+    State(state): St,
+    headers: HeaderMap,
+) -> Result<Json<AdminStatus>, ApiError> {
+    require_admin(&state, &headers)?;
+    Ok(Json(status_of(&state).await?))
+}
+
+async fn status_of(state: &AppState) -> Result<AdminStatus, ApiError> {
+    let org = state.store.org_policy().await?;
+    let records_configured = state.store.records_public().await?.is_some();
+    let (archiver_backlog, oldest) = state.store.archiver_backlog().await?;
+    let archiver_lag_ms = oldest.map(|t| (now_millis() - t).max(0));
+    let mut warnings = Vec::new();
+    if !records_configured {
+        warnings.push("records are not configured: every chat is transitory and nothing is archived (run `records init`)".into());
+    } else if org.archiver_device.is_none() {
+        warnings.push("records are configured but the archiver has not enrolled yet".into());
+    }
+    if archiver_lag_ms.is_some_and(|lag| lag > 60_000) {
+        warnings.push(format!(
+            "the archiver is behind by {archiver_backlog} entries"
+        ));
+    }
+    Ok(AdminStatus {
+        records_configured,
+        archiver_device: org.archiver_device,
+        archiver_backlog,
+        archiver_lag_ms,
+        warnings,
+    })
+}
+
+/// `GET /v1/admin/metrics`: Prometheus text, behind the admin token like every admin call.
+pub async fn admin_metrics(
+    State(state): St,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    require_admin(&state, &headers)?;
+    let status = status_of(&state).await?;
+    let body = format!(
+        "# HELP vellum_archiver_backlog Record-chat entries not yet acknowledged by the archiver.\n\
+         # TYPE vellum_archiver_backlog gauge\n\
+         vellum_archiver_backlog {}\n\
+         # HELP vellum_archiver_lag_seconds Age of the oldest entry the archiver has not acknowledged.\n\
+         # TYPE vellum_archiver_lag_seconds gauge\n\
+         vellum_archiver_lag_seconds {}\n\
+         # HELP vellum_records_configured Whether records init has run.\n\
+         # TYPE vellum_records_configured gauge\n\
+         vellum_records_configured {}\n",
+        status.archiver_backlog,
+        status.archiver_lag_ms.unwrap_or(0) as f64 / 1000.0,
+        status.records_configured as u8
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
+}

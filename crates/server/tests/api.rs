@@ -1259,3 +1259,80 @@ async fn issue_3_expired_ciphertext_is_purged_undelivered_and_only_senders_delet
         .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
 }
+
+#[tokio::test]
+async fn issue_4_admin_status_and_metrics_report_records_configuration() {
+    let h = harness();
+    let (status, body) = send(
+        &h.app,
+        Request::get("/v1/admin/status")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (status, body) = send(
+        &h.app,
+        Request::get("/v1/admin/metrics")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let get = |path: &str| {
+        Request::get(path)
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, body) = send(&h.app, get("/v1/admin/status")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["records_configured"], false);
+    assert!(body["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("not configured"));
+    let (status, body) = send(&h.app, get("/v1/admin/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.as_str().unwrap().contains("vellum_archiver_backlog 0"),
+        "{body}"
+    );
+    // records init refuses a malformed records.pub, and changes nothing.
+    let (status, body) = send(
+        &h.app,
+        admin(
+            "POST",
+            "/v1/admin/records",
+            json!({ "records_public": "{}" }),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert!(!h
+        .store
+        .user_exists(vellum_wire::RECORDS_USER)
+        .await
+        .unwrap());
+    let public = vellum_records::generate(3, 2).unwrap().public.to_json();
+    let (status, body) = send(
+        &h.app,
+        admin(
+            "POST",
+            "/v1/admin/records",
+            json!({ "records_public": public }),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = send(
+        &h.app,
+        admin(
+            "POST",
+            "/v1/admin/records",
+            json!({ "records_public": public }),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+}

@@ -196,6 +196,9 @@ pub trait Store: Send + Sync + 'static {
     /// The records public key file registered by `records init`.
     async fn records_public(&self) -> Result<Option<String>>;
     async fn set_records_public(&self, records_public: &str) -> Result<()>;
+    /// Entries of record chats the archiver has not acknowledged, and the oldest one's
+    /// receipt time (Unix ms): the archiver's lag.
+    async fn archiver_backlog(&self) -> Result<(u64, Option<i64>)>;
     /// Removes application messages that expired at or before `now`, or were received before
     /// `received_before` (the undelivered-retention limit). Commits are kept, and so is any
     /// message of a record chat that the org's archiver has not acknowledged yet: an archiver

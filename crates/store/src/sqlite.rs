@@ -795,6 +795,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn archiver_backlog(&self) -> Result<(u64, Option<i64>)> {
+        self.run(|c| {
+            c.query_row(
+                "SELECT COUNT(*), MIN(l.received_at) FROM group_log l
+                 JOIN memberships m ON m.group_id = l.group_id
+                 JOIN devices d ON d.device_id = m.device_id
+                 WHERE d.user = ?1 AND m.removed_seq IS NULL
+                   AND l.seq > m.acked_seq AND l.seq > m.joined_seq",
+                [vellum_wire::RECORDS_USER],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn purge_expired(&self, now: i64, received_before: i64) -> Result<u64> {
         self.run(move |c| {
             let purged = c

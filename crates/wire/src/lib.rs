@@ -204,6 +204,18 @@ pub struct RecordsInit {
     pub records_public: String,
 }
 
+/// `GET /v1/admin/status`: what an administrator should know at a glance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminStatus {
+    pub records_configured: bool,
+    pub archiver_device: Option<String>,
+    /// Record-chat entries the archiver has not acknowledged yet.
+    pub archiver_backlog: u64,
+    /// Age of the oldest of them, milliseconds.
+    pub archiver_lag_ms: Option<i64>,
+    pub warnings: Vec<String>,
+}
+
 /// The user name of the org's archiver device.
 pub const RECORDS_USER: &str = "records";
 

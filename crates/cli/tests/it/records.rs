@@ -147,7 +147,23 @@ fn issue_4_record_chats_are_archived_sealed_and_readable_only_after_k_shares() {
     let line = alice.fails(&["chat", "create", "nope", "--class", "record"]);
     assert!(line.contains("records are not configured"), "{line}");
 
+    let admin_status = || {
+        let out = run_ok(
+            vellum()
+                .args(["admin", "--server", &server.url, "--token-file"])
+                .arg(server.token_file())
+                .args(["status", "--json"]),
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let before = admin_status();
+    assert_eq!(before["records_configured"], false);
+    assert!(before["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("not configured"));
     let archiver = records_org(&server, root.path());
+    assert!(admin_status()["warnings"].as_array().unwrap().is_empty());
     for share in 1..=3 {
         let mode = {
             use std::os::unix::fs::PermissionsExt;
@@ -180,6 +196,7 @@ fn issue_4_record_chats_are_archived_sealed_and_readable_only_after_k_shares() {
         .contains(&"Messages in this chat are kept as records by the organisation".to_string()));
     // the archiver joining (with the roster), the title, two messages
     wait_for_records(&archiver, 4);
+    assert_eq!(admin_status()["archiver_backlog"], 0);
 
     // Sealed: search refuses; one share is not enough; a corrupted share is named.
     let line = run_fails(&mut archiver.records(&["search", &marker_a]));
