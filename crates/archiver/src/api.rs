@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,6 +15,7 @@ use vellum_archive::Leaf;
 use vellum_client::ChatEvent;
 use vellum_records::UnsealProgress;
 
+use crate::retention::{active_holds, Hold};
 use crate::sink::reference;
 use crate::ArchiverState;
 
@@ -88,6 +89,9 @@ pub fn app(state: Arc<ArchiverState>) -> Router {
         .route("/v1/seal", post(seal))
         .route("/v1/search", get(search))
         .route("/v1/checkpoint", get(checkpoint))
+        .route("/v1/holds", get(list_holds).post(create_hold))
+        .route("/v1/holds/{name}", axum::routing::delete(release_hold))
+        .route("/v1/dispose", post(dispose))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
@@ -292,4 +296,181 @@ async fn checkpoint(State(state): St, headers: HeaderMap) -> Result<String, ApiE
     archive
         .checkpoint()
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, "bad_request", message.into())
+}
+
+async fn list_holds(State(state): St, headers: HeaderMap) -> Result<Json<Vec<Hold>>, ApiError> {
+    authorize(&state, &headers)?;
+    let archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(Json(active_holds(&archive)))
+}
+
+async fn create_hold(
+    State(state): St,
+    headers: HeaderMap,
+    req: Result<Json<Hold>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Hold>), ApiError> {
+    authorize(&state, &headers)?;
+    let Json(hold) = req.map_err(|e| bad_request(e.body_text()))?;
+    if hold.name.is_empty() || hold.name.len() > 100 || hold.name.contains('/') {
+        return Err(bad_request(
+            "a hold name is 1 to 100 characters, without '/'",
+        ));
+    }
+    if hold.from.zip(hold.to).is_some_and(|(f, t)| f > t) {
+        return Err(bad_request("the hold's range ends before it begins"));
+    }
+    let mut archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
+    if active_holds(&archive).iter().any(|h| h.name == hold.name) {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("a hold named {:?} is already in force", hold.name),
+        ));
+    }
+    let leaf = Leaf::Hold {
+        time: now_ms(),
+        name: hold.name.clone(),
+        custodian: hold.custodian.clone(),
+        chat: hold.chat.clone(),
+        from: hold.from,
+        to: hold.to,
+    };
+    archive
+        .append(leaf)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok((StatusCode::CREATED, Json(hold)))
+}
+
+async fn release_hold(
+    State(state): St,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&state, &headers)?;
+    let mut archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
+    if !active_holds(&archive).iter().any(|h| h.name == name) {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no hold named {name:?} is in force"),
+        ));
+    }
+    archive
+        .append(Leaf::Release {
+            time: now_ms(),
+            name,
+        })
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DisposeRequest {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// A record past its retention period: disposed, or kept by a hold.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Disposal {
+    pub leaf: u64,
+    pub chat_id: String,
+    pub chat_title: Option<String>,
+    pub schedule: String,
+    pub held_by: Option<String>,
+    pub disposed: bool,
+}
+
+async fn dispose(
+    State(state): St,
+    headers: HeaderMap,
+    req: Result<Json<DisposeRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Vec<Disposal>>, ApiError> {
+    authorize(&state, &headers)?;
+    let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
+    let now = now_ms();
+    let secret = state.secret.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(secret) = secret.as_ref() else {
+        return Err(ApiError(
+            StatusCode::LOCKED,
+            "sealed",
+            "disposition reads each record's metadata: unseal first".into(),
+        ));
+    };
+    let mut archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
+    let holds = active_holds(&archive);
+    let mut out = Vec::new();
+    let candidates: Vec<u64> = archive
+        .records()
+        .filter(|(_, disposed)| !disposed)
+        .map(|(leaf, _)| leaf)
+        .collect();
+    let mut events = Vec::with_capacity(candidates.len());
+    for leaf in candidates {
+        let (Ok(Some(record)), Ok(Leaf::Record { reference, .. })) =
+            (archive.record(leaf), archive.leaf(leaf))
+        else {
+            continue;
+        };
+        match vellum_records::open(secret, reference.as_bytes(), &record)
+            .map_err(|e| e.to_string())
+            .and_then(|p| serde_json::from_slice::<ChatEvent>(&p).map_err(|e| e.to_string()))
+        {
+            Ok(event) => events.push((leaf, event)),
+            Err(e) => {
+                tracing::error!(leaf, error = %e, "a record does not open under the records key")
+            }
+        }
+    }
+    // A chat's schedule follows its title, which its first records (joining) may predate.
+    let titles: std::collections::HashMap<String, String> = events
+        .iter()
+        .filter_map(|(_, e)| e.chat_title.clone().map(|t| (e.chat_id.clone(), t)))
+        .collect();
+    for (leaf, mut event) in events {
+        if event.chat_title.is_none() {
+            event.chat_title = titles.get(&event.chat_id).cloned();
+        }
+        let (schedule, retention) = state.schedules.for_event(&event);
+        let Some(retention) = retention else { continue };
+        if event.received_at.saturating_add(retention) > now {
+            continue;
+        }
+        let held_by = holds
+            .iter()
+            .find(|h| h.covers(&event))
+            .map(|h| h.name.clone());
+        let disposed = held_by.is_none() && !req.dry_run;
+        if disposed {
+            archive.dispose(leaf, &schedule, now).map_err(|e| {
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })?;
+        }
+        out.push(Disposal {
+            leaf,
+            chat_id: event.chat_id,
+            chat_title: event.chat_title,
+            schedule,
+            held_by,
+            disposed,
+        });
+    }
+    drop(archive);
+    let done = out.iter().filter(|d| d.disposed).count();
+    let held = out.iter().filter(|d| d.held_by.is_some()).count();
+    let action = if req.dry_run {
+        "dispose (dry run)"
+    } else {
+        "dispose"
+    };
+    log_access(
+        &state,
+        action,
+        &format!("{done} disposed, {held} kept by holds"),
+    );
+    Ok(Json(out))
 }

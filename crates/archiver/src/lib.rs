@@ -5,6 +5,7 @@
 //! reassemble, and it lives in memory only while unsealed.
 
 mod api;
+mod retention;
 mod sink;
 
 use std::fs;
@@ -25,7 +26,8 @@ pub use api::app;
 
 /// The records API's request and response types, for its clients.
 pub mod api_types {
-    pub use crate::api::{Hit, SearchQuery, Status};
+    pub use crate::api::{Disposal, Hit, SearchQuery, Status};
+    pub use crate::retention::{Hold, Schedules};
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,7 @@ pub struct ArchiverState {
     pub secret: Mutex<Option<RecordsSecret>>,
     pub token_hash: [u8; 32],
     pub last_activity: Mutex<Instant>,
+    pub schedules: retention::Schedules,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -113,6 +116,8 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
     let token_hash: [u8; 32] =
         Sha256::digest(String::from_utf8_lossy(&token).trim().as_bytes()).into();
     let archive = Archive::open(&config.data.join("archive"), signer)?;
+    let schedules =
+        retention::Schedules::load(&config.data.join("schedules.json")).map_err(Error::Setup)?;
     let state = Arc::new(ArchiverState {
         archive: Mutex::new(archive),
         unsealer: Mutex::new(Unsealer::new(public.clone())),
@@ -120,6 +125,7 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
         secret: Mutex::new(None),
         token_hash,
         last_activity: Mutex::new(Instant::now()),
+        schedules,
     });
     client.set_sink(Box::new(sink::ArchiveSink::new(state.clone())?));
     Ok((client, state))

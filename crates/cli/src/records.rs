@@ -30,6 +30,18 @@ pub enum RecordsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Legal holds.
+    Hold {
+        #[command(subcommand)]
+        command: HoldCommand,
+    },
+    /// Shred the content keys of records past their retention, except those under hold.
+    Dispose {
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Search the unsealed archive.
     Search {
         query: String,
@@ -45,6 +57,30 @@ pub enum RecordsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum HoldCommand {
+    /// Put a legal hold on every record matching all the criteria given.
+    Create {
+        name: String,
+        #[arg(long)]
+        custodian: Option<String>,
+        #[arg(long)]
+        chat: Option<String>,
+        /// RFC 3339 time, inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// The holds in force.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a hold; its records fall under their schedules again.
+    Release { name: String },
 }
 
 #[derive(Subcommand)]
@@ -181,6 +217,99 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
                 .call(Method::GET, "/v1/status", None::<&()>, None, token)
                 .await?;
             show_status(&status, json);
+        }
+        RecordsCommand::Hold {
+            command:
+                HoldCommand::Create {
+                    name,
+                    custodian,
+                    chat,
+                    from,
+                    to,
+                },
+        } => {
+            let hold = vellum_archiver::api_types::Hold {
+                name,
+                custodian,
+                chat,
+                from: unix_ms(from.as_deref())?,
+                to: unix_ms(to.as_deref())?,
+            };
+            let created: vellum_archiver::api_types::Hold = api
+                .call(Method::POST, "/v1/holds", Some(&hold), None, token)
+                .await?;
+            println!("hold {:?} in force", created.name);
+        }
+        RecordsCommand::Hold {
+            command: HoldCommand::List { json },
+        } => {
+            let holds: Vec<vellum_archiver::api_types::Hold> = api
+                .call(Method::GET, "/v1/holds", None::<&()>, None, token)
+                .await?;
+            for h in holds {
+                if json {
+                    println!("{}", serde_json::to_string(&h)?);
+                } else {
+                    let when =
+                        |t: Option<i64>| t.map(rfc3339_millis).unwrap_or_else(|| "any time".into());
+                    println!(
+                        "{}: custodian {}, chat {}, from {} to {}",
+                        h.name,
+                        h.custodian.as_deref().unwrap_or("any"),
+                        h.chat.as_deref().unwrap_or("any"),
+                        when(h.from),
+                        when(h.to)
+                    );
+                }
+            }
+        }
+        RecordsCommand::Hold {
+            command: HoldCommand::Release { name },
+        } => {
+            let _: () = api
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/holds/{}", urlencode(&name)),
+                    None::<&()>,
+                    None,
+                    token,
+                )
+                .await?;
+            println!("hold {name:?} released");
+        }
+        RecordsCommand::Dispose { dry_run, json } => {
+            let disposals: Vec<vellum_archiver::api_types::Disposal> = api
+                .call(
+                    Method::POST,
+                    "/v1/dispose",
+                    Some(&json!({ "dry_run": dry_run })),
+                    None,
+                    token,
+                )
+                .await?;
+            for d in &disposals {
+                if json {
+                    println!(
+                        "{}",
+                        json!({ "leaf": d.leaf, "chat": d.chat_id, "chat_title": d.chat_title, "schedule": d.schedule, "held_by": d.held_by, "disposed": d.disposed })
+                    );
+                } else {
+                    let what = match (&d.held_by, d.disposed) {
+                        (Some(h), _) => format!("kept by hold {h:?}"),
+                        (None, true) => "disposed".into(),
+                        (None, false) => "would be disposed".into(),
+                    };
+                    println!(
+                        "leaf {} ({}, schedule {}): {what}",
+                        d.leaf,
+                        d.chat_title.as_deref().unwrap_or(&d.chat_id),
+                        d.schedule
+                    );
+                }
+            }
+            if !json {
+                println!("{} record(s) past retention", disposals.len());
+            }
         }
         RecordsCommand::Search {
             query,

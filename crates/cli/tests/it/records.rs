@@ -343,3 +343,106 @@ fn issue_4_an_archiver_outage_costs_no_record_and_duplicates_none() {
         .collect();
     assert_eq!(texts, want, "every message archived exactly once");
 }
+
+#[test]
+fn issue_4_a_held_record_survives_disposition_and_every_step_is_logged() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    let mut archiver = records_org(&server, root.path());
+    // A one-second schedule for the chat "brief"; the archiver reads schedules at start.
+    let schedules = r#"{"schedules":{"short":"1s","default":"2555d"},"default_schedule":"default","users":{},"chats":{"brief":"short"}}"#;
+    fs::write(archiver.data.join("schedules.json"), schedules).unwrap();
+    archiver.kill();
+    archiver.spawn(None);
+
+    alice.ok(&["chat", "create", "brief", "--with", "bob"]);
+    alice.ok(&["send", "brief", "to be disposed"]);
+    wait_for_records(&archiver, 3);
+    std::thread::sleep(Duration::from_millis(50));
+    let hold_from = rfc3339_now();
+    bob.ok(&["sync"]);
+    bob.ok(&["send", "brief", "kept by hold"]);
+    wait_for_records(&archiver, 4);
+    run_ok(&mut archiver.records(&[
+        "hold",
+        "create",
+        "litigation",
+        "--chat",
+        "brief",
+        "--from",
+        &hold_from,
+    ]));
+    let line = run_fails(&mut archiver.records(&["hold", "create", "litigation"]));
+    assert!(line.contains("already in force"), "{line}");
+    let line = run_fails(&mut archiver.records(&["hold", "release", "no-such-hold"]));
+    assert!(line.contains("no hold"), "{line}");
+    let line = run_fails(&mut archiver.records(&["dispose"]));
+    assert!(line.contains("unseal"), "{line}");
+
+    std::thread::sleep(Duration::from_millis(1200));
+    for share in ["share-1", "share-3"] {
+        run_ok(
+            archiver
+                .records(&["unseal", "--share"])
+                .arg(root.path().join("keys").join(share)),
+        );
+    }
+    let dispose = |dry: bool| -> Vec<serde_json::Value> {
+        let mut args = vec!["dispose", "--json"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let out = run_ok(&mut archiver.records(&args));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let dry = dispose(true);
+    assert_eq!(dry.len(), 4, "join, title, two messages: {dry:?}");
+    assert!(dry.iter().all(|d| d["disposed"] == false));
+    assert_eq!(
+        dry.iter().filter(|d| d["held_by"] == "litigation").count(),
+        1
+    );
+    assert_eq!(
+        archiver.search("to be disposed").len(),
+        1,
+        "a dry run changes nothing"
+    );
+
+    let done = dispose(false);
+    assert_eq!(done.iter().filter(|d| d["disposed"] == true).count(), 3);
+    assert!(
+        archiver.search("to be disposed").is_empty(),
+        "its key is shredded"
+    );
+    assert_eq!(
+        archiver.search("kept by hold").len(),
+        1,
+        "the held record survives"
+    );
+
+    run_ok(&mut archiver.records(&["hold", "release", "litigation"]));
+    let after = dispose(false);
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0]["disposed"], true);
+    assert!(archiver.search("kept by hold").is_empty());
+
+    // The log still holds every record leaf, plus the holds, dispositions and accesses.
+    std::thread::sleep(Duration::from_millis(1200));
+    let out = run_ok(
+        vellum()
+            .args(["archive", "verify", "--data"])
+            .arg(&archiver.data),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("4 disposed"), "{text}");
+}
+
+fn rfc3339_now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}

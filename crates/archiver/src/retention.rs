@@ -1,0 +1,161 @@
+//! Retention schedules, legal holds and disposition.
+//!
+//! `DATA/schedules.json` names schedules (a duration, or `null` for permanent) and assigns
+//! them per chat (id or title) and per user (a user's role); everything else takes the
+//! default. Holds are leaves of the log (`hold` / `release`), so their whole history is
+//! public to auditors; a record under any active hold is never disposed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use vellum_archive::{Archive, Leaf};
+use vellum_client::ChatEvent;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Schedules {
+    /// Name → retention (30d, 7w; `null`: permanent).
+    pub schedules: BTreeMap<String, Option<String>>,
+    pub default_schedule: String,
+    /// User (role) → schedule.
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+    /// Chat id or title → schedule; wins over the user's.
+    #[serde(default)]
+    pub chats: BTreeMap<String, String>,
+}
+
+impl Default for Schedules {
+    fn default() -> Self {
+        let schedules = [
+            ("capstone", None),
+            ("default", Some("2555d")),
+            ("transitory", Some("180d")),
+        ]
+        .into_iter()
+        .map(|(n, d)| (n.to_owned(), d.map(str::to_owned)))
+        .collect();
+        Self {
+            schedules,
+            default_schedule: "default".into(),
+            users: BTreeMap::new(),
+            chats: BTreeMap::new(),
+        }
+    }
+}
+
+impl Schedules {
+    /// Reads `path`, writing the defaults there first if it does not exist.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        if !path.exists() {
+            let defaults = Self::default();
+            let text = serde_json::to_string_pretty(&defaults).expect("schedules serialise");
+            std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+            return Ok(defaults);
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let schedules: Self =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        schedules
+            .validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(schedules)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (name, retention) in &self.schedules {
+            if let Some(r) = retention {
+                vellum_wire::timer::parse_duration(r)
+                    .map_err(|e| format!("schedule {name}: {e}"))?;
+            }
+        }
+        for name in [&self.default_schedule]
+            .into_iter()
+            .chain(self.users.values())
+            .chain(self.chats.values())
+        {
+            if !self.schedules.contains_key(name) {
+                return Err(format!("no schedule named {name:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The schedule a record falls under, and its retention in ms (`None`: permanent).
+    pub fn for_event(&self, e: &ChatEvent) -> (String, Option<i64>) {
+        let name = e
+            .chat_title
+            .as_ref()
+            .and_then(|t| self.chats.get(t))
+            .or_else(|| self.chats.get(&e.chat_id))
+            .or_else(|| self.users.get(&e.sender_user))
+            .unwrap_or(&self.default_schedule)
+            .clone();
+        let retention = self
+            .schedules
+            .get(&name)
+            .cloned()
+            .flatten()
+            .and_then(|r| vellum_wire::timer::parse_duration(&r).ok())
+            .map(|secs| secs as i64 * 1000);
+        (name, retention)
+    }
+}
+
+/// A legal hold: every record matching all of its criteria is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub name: String,
+    pub custodian: Option<String>,
+    pub chat: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl Hold {
+    pub fn covers(&self, e: &ChatEvent) -> bool {
+        let when = e.sent_at.min(e.received_at);
+        self.custodian
+            .as_deref()
+            .is_none_or(|u| e.sender_user == u || e.recipients.iter().any(|r| r.user == u))
+            && self
+                .chat
+                .as_deref()
+                .is_none_or(|c| c == e.chat_id || e.chat_title.as_deref() == Some(c))
+            && self.from.is_none_or(|f| when >= f)
+            && self.to.is_none_or(|t| when <= t)
+    }
+}
+
+/// The holds in force: every `hold` leaf not followed by a `release` of its name.
+pub fn active_holds(archive: &Archive) -> Vec<Hold> {
+    let mut holds: BTreeMap<String, Hold> = BTreeMap::new();
+    for index in 0..archive.size() {
+        match archive.leaf(index) {
+            Ok(Leaf::Hold {
+                name,
+                custodian,
+                chat,
+                from,
+                to,
+                ..
+            }) => {
+                holds.insert(
+                    name.clone(),
+                    Hold {
+                        name,
+                        custodian,
+                        chat,
+                        from,
+                        to,
+                    },
+                );
+            }
+            Ok(Leaf::Release { name, .. }) => {
+                holds.remove(&name);
+            }
+            _ => {}
+        }
+    }
+    holds.into_values().collect()
+}
