@@ -250,6 +250,11 @@ impl Archive {
         self.signer.verifier()
     }
 
+    /// The verifier key string of this archive's checkpoints.
+    pub fn verifier_key(&self) -> String {
+        self.signer.verifier_key()
+    }
+
     fn write_entry(&mut self, leaf: &Leaf) -> Result<u64, Error> {
         let bytes = leaf.to_bytes();
         let hash = leaf_hash(&bytes);

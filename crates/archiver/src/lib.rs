@@ -63,6 +63,8 @@ pub struct ArchiverState {
     pub token_hash: [u8; 32],
     pub last_activity: Mutex<Instant>,
     pub schedules: retention::Schedules,
+    /// Archived messages whose senders still await a receipt.
+    pub pending_receipts: Mutex<Vec<sink::PendingReceipt>>,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -126,8 +128,22 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
         token_hash,
         last_activity: Mutex::new(Instant::now()),
         schedules,
+        pending_receipts: Mutex::new(Vec::new()),
     });
     client.set_sink(Box::new(sink::ArchiveSink::new(state.clone())?));
+    // Senders' devices check receipts against this key.
+    let verifier_key = state
+        .archive
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .verifier_key();
+    let _: () = client
+        .request(
+            vellum_client::Method::PUT,
+            "/v1/records/log-key",
+            Some(&vellum_wire::LogKey { verifier_key }),
+        )
+        .await?;
     Ok((client, state))
 }
 
@@ -154,23 +170,77 @@ pub async fn run(config: ArchiverConfig) -> Result<(), Error> {
     ingest(&mut client, &state).await
 }
 
-/// Follows the server: every wake-up syncs, which archives through the sink.
+/// How often the archiver asks the server for new events.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Follows the server: each sync archives through the sink; then the log is checkpointed
+/// and the senders get their receipts.
 async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), Error> {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = POLL;
     loop {
-        client.sync().await.ok();
-        checkpoint(state);
-        let mut after_batch = |_: &[vellum_client::MessageRow]| {};
-        match client.watch_once(&mut after_batch).await {
+        match client.sync().await {
+            Ok(_) => backoff = POLL,
             Err(vellum_client::Error::Network(e)) => {
-                tracing::warn!(error = %e, "lost the server; reconnecting");
-                tokio::time::sleep(backoff).await;
+                tracing::warn!(error = %e, "cannot reach the server; retrying");
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             Err(e) => return Err(e.into()),
-            Ok(()) => backoff = Duration::from_millis(200),
         }
+        checkpoint(state);
+        if let Err(e) = send_receipts(client, state).await {
+            tracing::warn!(error = %e, "receipts not delivered yet; retrying");
+        }
+        tokio::time::sleep(backoff).await;
     }
+}
+
+/// Receipts for every archived message covered by the latest checkpoint.
+async fn send_receipts(client: &Client, state: &ArchiverState) -> Result<(), Error> {
+    let (batch, sent) = {
+        let pending = state
+            .pending_receipts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((size, note)) = archive.latest_checkpoint()? else {
+            return Ok(());
+        };
+        let mut batch = vellum_wire::PostReceipts::default();
+        let mut sent = Vec::new();
+        for p in pending.iter().filter(|p| p.leaf < size).take(1000) {
+            let proof = archive.inclusion_proof(p.leaf, size)?;
+            let receipt = vellum_wire::Receipt {
+                chat_id: p.chat_id.clone(),
+                seq: p.seq,
+                message_id: p.message_id.clone(),
+                leaf_index: p.leaf,
+                leaf: archive.leaf(p.leaf)?.to_bytes().into(),
+                proof: proof.iter().map(hex::encode).collect(),
+                checkpoint: note.clone(),
+            };
+            batch.receipts.push(vellum_wire::ReceiptFor {
+                device_id: p.sender_device.clone(),
+                receipt: serde_json::to_string(&receipt).expect("receipts serialise"),
+            });
+            sent.push(p.leaf);
+        }
+        (batch, sent)
+    };
+    if batch.receipts.is_empty() {
+        return Ok(());
+    }
+    let _: () = client
+        .request(vellum_client::Method::POST, "/v1/receipts", Some(&batch))
+        .await?;
+    state
+        .pending_receipts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|p| !sent.contains(&p.leaf));
+    Ok(())
 }
 
 fn checkpoint(state: &ArchiverState) {

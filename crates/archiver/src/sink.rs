@@ -21,6 +21,15 @@ impl ArchiveSink {
     }
 }
 
+/// An archived message whose sender is owed a receipt.
+pub struct PendingReceipt {
+    pub leaf: u64,
+    pub sender_device: String,
+    pub chat_id: String,
+    pub seq: u64,
+    pub message_id: Option<String>,
+}
+
 /// The record's identity, also its AEAD associated data: a body cannot move to another leaf.
 pub fn reference(chat_id: &str, seq: u64) -> String {
     format!("{chat_id}/{seq}")
@@ -32,10 +41,26 @@ impl RecordSink for ArchiveSink {
         let plaintext = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
         let sealed = vellum_records::seal(&self.public_key, reference.as_bytes(), &plaintext)
             .map_err(|e| e.to_string())?;
-        let mut archive = self.state.archive.lock().unwrap_or_else(|p| p.into_inner());
-        archive
-            .append_record(&reference, event.received_at, &sealed)
-            .map_err(|e| e.to_string())?;
+        let appended = {
+            let mut archive = self.state.archive.lock().unwrap_or_else(|p| p.into_inner());
+            archive
+                .append_record(&reference, event.received_at, &sealed)
+                .map_err(|e| e.to_string())?
+        };
+        if appended.new && event.kind == "message" {
+            let receipt = PendingReceipt {
+                leaf: appended.index,
+                sender_device: event.sender_device,
+                chat_id: event.chat_id,
+                seq: event.seq,
+                message_id: event.message_id,
+            };
+            self.state
+                .pending_receipts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(receipt);
+        }
         Ok(())
     }
 }

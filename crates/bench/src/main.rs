@@ -242,6 +242,7 @@ fn stored_message(i: usize, expires_at: i64) -> MessageRow {
         burn_secs: None,
         read_at: None,
         burn_at: None,
+        archived_leaf: None,
     }
 }
 

@@ -36,6 +36,8 @@ impl Output {
                 "text": m.text,
                 "expires_at": m.expires_at.map(rfc3339_millis),
                 "burn_at": m.burn_at.map(rfc3339_millis),
+                "archived": m.archived_leaf.is_some(),
+                "archive_leaf": m.archived_leaf,
             });
             println!("{line}");
         } else {

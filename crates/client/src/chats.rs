@@ -342,6 +342,7 @@ impl Client {
                 burn_secs: None,
                 read_at: Some(now),
                 burn_at: None,
+                archived_leaf: None,
             })
             .map(|_| ())
     }

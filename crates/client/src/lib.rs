@@ -14,7 +14,6 @@ mod sync;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reqwest::Method;
 use vellum_mls::mls_rs::ExtensionList;
 use vellum_mls::{
     device_client, last_resort_extensions, DeviceCertificate, DeviceClient, DeviceKey,
@@ -26,6 +25,7 @@ pub use api::{Api, Signer};
 pub use chats::ChatClass;
 use lock::ProfileLock;
 pub use messages::MessageTimers;
+pub use reqwest::Method;
 pub use store::{ChatRow, LocalStore, MessageKind, MessageRow, ShredReason, Shredded};
 use store::{MlsGroupStorage, MlsKeyPackageStorage};
 pub use sync::SHRED_TICK;
@@ -266,6 +266,16 @@ impl Client {
     /// mode. Nothing a member says is then stored on this device.
     pub fn set_sink(&mut self, sink: Box<dyn RecordSink>) {
         self.sink = Some(sink);
+    }
+
+    /// A request to the delivery server signed as this device (the archiver posts receipts).
+    pub async fn request<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl serde::Serialize>,
+    ) -> Result<T, Error> {
+        self.call(method, path, body).await
     }
 
     pub fn user(&self) -> &str {

@@ -100,6 +100,7 @@ impl Client {
             // The sender has seen what it wrote: its own copy burns from now.
             read_at: Some(now),
             burn_at: burn_time(now, timers.burn_secs, expires_at),
+            archived_leaf: None,
         };
         let payload = AppPayload::Text {
             id: row.id.clone(),

@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS messages (
     burn_secs INTEGER,
     read_at INTEGER,
     burn_at INTEGER,
+    -- the archive leaf of this message, once a verified receipt came back
+    archived_leaf INTEGER,
     PRIMARY KEY (group_id, id)
 );
 CREATE INDEX IF NOT EXISTS messages_in_order ON messages(group_id, sent_at, seq);
@@ -114,6 +116,8 @@ pub struct MessageRow {
     /// Unix ms when it is shredded on this device: first display plus the burn timer, never
     /// later than `expires_at`.
     pub burn_at: Option<i64>,
+    /// The archive leaf holding this message, once a verified receipt said so.
+    pub archived_leaf: Option<u64>,
 }
 
 /// What the shredder removed, and why.
@@ -147,7 +151,7 @@ fn aad(group_id: &str, id: &str) -> Vec<u8> {
     format!("vellum-message-v1/{group_id}/{id}").into_bytes()
 }
 
-const MESSAGE_COLUMNS: &str = "m.group_id, m.id, m.kind, m.sender_user, m.sender_device, m.sent_at, m.received_at, m.seq, m.body, m.expires_at, m.burn_secs, m.read_at, m.burn_at, k.key";
+const MESSAGE_COLUMNS: &str = "m.group_id, m.id, m.kind, m.sender_user, m.sender_device, m.sent_at, m.received_at, m.seq, m.body, m.expires_at, m.burn_secs, m.read_at, m.burn_at, k.key, m.archived_leaf";
 
 /// Reads a row of MESSAGE_COLUMNS and opens its body; `None` if its key is gone.
 fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
@@ -182,6 +186,7 @@ fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
         burn_secs: r.get::<_, Option<i64>>(10)?.map(|s| s as u64),
         read_at: r.get(11)?,
         burn_at: r.get(12)?,
+        archived_leaf: r.get::<_, Option<i64>>(14)?.map(|l| l as u64),
     }))
 }
 
@@ -431,6 +436,25 @@ impl LocalStore {
                 params![group_id, now],
             )
             .map(|_| ())
+            .map_err(db)
+    }
+
+    /// Marks this device's own message at `seq` of the chat as archived at `leaf`; false if
+    /// there is no such message (any more).
+    pub fn set_archived(
+        &self,
+        group_id: &str,
+        seq: u64,
+        message_id: Option<&str>,
+        leaf: u64,
+    ) -> Result<bool, Error> {
+        self.lock()
+            .execute(
+                "UPDATE messages SET archived_leaf = ?3 WHERE group_id = ?1 AND seq = ?2 AND kind = 'text'
+                 AND (?4 IS NULL OR id = ?4)",
+                params![group_id, seq as i64, leaf as i64, message_id],
+            )
+            .map(|n| n == 1)
             .map_err(db)
     }
 
@@ -773,6 +797,7 @@ mod tests {
             burn_secs: None,
             read_at: None,
             burn_at: None,
+            archived_leaf: None,
         };
         assert!(store.add_message(&m).unwrap());
         assert!(
@@ -814,6 +839,7 @@ mod shredding {
             burn_secs,
             read_at: None,
             burn_at: None,
+            archived_leaf: None,
         }
     }
 

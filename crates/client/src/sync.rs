@@ -27,6 +27,41 @@ fn members(group: &Group, identity: &vellum_mls::OrgIdentityProvider) -> Vec<Mem
         .unwrap_or_default()
 }
 
+/// Checks a receipt: the checkpoint is signed by the org's log key, the leaf is included in
+/// it, and the leaf is the record of exactly this chat and log position.
+fn verify_receipt(receipt: &str, log_key: Option<&str>) -> Result<Receipt, String> {
+    use vellum_tlog::{leaf_hash, verify_inclusion, Checkpoint, NoteVerifier};
+    let r: Receipt = serde_json::from_str(receipt).map_err(|e| e.to_string())?;
+    let key = log_key.ok_or("the org has published no log key")?;
+    let verifier = NoteVerifier::parse(key).map_err(|e| e.to_string())?;
+    let text = NoteVerifier::open(&r.checkpoint, &[verifier]).map_err(|e| e.to_string())?;
+    let checkpoint = Checkpoint::parse(text).map_err(|e| e.to_string())?;
+    let proof = r
+        .proof
+        .iter()
+        .map(|h| {
+            hex::decode(h)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or("malformed proof")?;
+    verify_inclusion(
+        &leaf_hash(&r.leaf),
+        r.leaf_index,
+        checkpoint.size,
+        &proof,
+        &checkpoint.root,
+    )
+    .map_err(|e| e.to_string())?;
+    let leaf: serde_json::Value = serde_json::from_slice(&r.leaf).map_err(|e| e.to_string())?;
+    let expected = format!("{}/{}", r.chat_id, r.seq);
+    if leaf["kind"] != "record" || leaf["reference"] != expected.as_str() {
+        return Err("the leaf is not the record of this message".into());
+    }
+    Ok(r)
+}
+
 /// The shorter of two optional timers.
 fn shorter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
@@ -64,6 +99,13 @@ impl Client {
                 joined_any = true;
                 ack.welcomes.push(welcome.id);
             }
+            if !batch.receipts.is_empty() {
+                let log_key = self.org_policy().await?.records_log_key;
+                for receipt in &batch.receipts {
+                    self.apply_receipt(&receipt.receipt, log_key.as_deref())?;
+                    ack.receipts.push(receipt.id);
+                }
+            }
             let mut groups: HashMap<String, Group> = HashMap::new();
             for entries in &batch.groups {
                 let mut last = None;
@@ -82,7 +124,7 @@ impl Client {
                     });
                 }
             }
-            if !ack.welcomes.is_empty() || !ack.cursors.is_empty() {
+            if !ack.welcomes.is_empty() || !ack.cursors.is_empty() || !ack.receipts.is_empty() {
                 let _: () = self.post_with_retry("/v1/ack", &ack).await?;
             }
             if !batch.more {
@@ -98,6 +140,27 @@ impl Client {
             self.store.truncate_wal()?;
         }
         Ok(new_messages)
+    }
+
+    /// Verifies an archive receipt against the org's log key and marks the message archived.
+    /// A receipt that does not verify is reported and dropped: it proves nothing.
+    fn apply_receipt(&mut self, receipt: &str, log_key: Option<&str>) -> Result<(), Error> {
+        match verify_receipt(receipt, log_key) {
+            Ok(r) => {
+                if !self.store.set_archived(
+                    &r.chat_id,
+                    r.seq,
+                    r.message_id.as_deref(),
+                    r.leaf_index,
+                )? {
+                    tracing::debug!(chat = %r.chat_id, seq = r.seq, "receipt for a message no longer here");
+                }
+            }
+            Err(why) => {
+                tracing::warn!(error = %why, "dropping an archive receipt that does not verify")
+            }
+        }
+        Ok(())
     }
 
     /// Joins the group of a Welcome. Whatever is wrong with a Welcome (someone else's
@@ -505,6 +568,7 @@ impl Client {
                     burn_secs,
                     read_at: None,
                     burn_at: None,
+                    archived_leaf: None,
                 };
                 Ok(if self.store.add_message(&row)? {
                     Processed::Shown(Box::new(row))

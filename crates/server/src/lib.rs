@@ -41,6 +41,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/groups/{group_id}/messages"),
     ("delete", "/v1/groups/{group_id}/messages/{seq}"),
     ("get", "/v1/policy"),
+    ("post", "/v1/receipts"),
+    ("put", "/v1/records/log-key"),
     ("put", "/v1/admin/policy"),
     ("post", "/v1/admin/records"),
     ("get", "/v1/admin/status"),
@@ -67,6 +69,8 @@ pub fn app(state: impl Into<Arc<AppState>>) -> Router {
             delete(routes::delete_message),
         )
         .route("/v1/policy", get(routes::get_policy))
+        .route("/v1/receipts", post(routes::post_receipts))
+        .route("/v1/records/log-key", put(routes::put_log_key))
         .route("/v1/sync", get(routes::sync))
         .route("/v1/ack", post(routes::ack))
         .layer(TimeoutLayer::with_status_code(

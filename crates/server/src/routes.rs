@@ -500,7 +500,12 @@ pub async fn sync(
         .unwrap_or(state.config.sync_limit)
         .clamp(1, state.config.sync_limit);
     let pending = state.store.pending(&me.device_id, limit).await?;
+    let receipts = state.store.pending_receipts(&me.device_id, limit).await?;
     Ok(Json(SyncResponse {
+        receipts: receipts
+            .into_iter()
+            .map(|(id, receipt)| QueuedReceipt { id, receipt })
+            .collect(),
         welcomes: pending
             .welcomes
             .into_iter()
@@ -547,6 +552,72 @@ pub async fn ack(
         .store
         .ack(&me.device_id, &req.welcomes, &cursors)
         .await?;
+    state
+        .store
+        .ack_receipts(&me.device_id, &req.receipts)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn require_archiver(state: &AppState, me: &AuthedDevice) -> Result<(), ApiError> {
+    let device = state.store.device(&me.device_id).await?;
+    if device.is_none_or(|d| d.user != RECORDS_USER) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::FORBIDDEN,
+            "only the org's archiver may do this",
+        ));
+    }
+    Ok(())
+}
+
+const MAX_RECEIPTS_PER_POST: usize = 1000;
+const MAX_RECEIPT_BYTES: usize = 64 * 1024;
+
+/// `POST /v1/receipts`: the archiver hands out receipts for the senders' devices.
+pub async fn post_receipts(
+    State(state): St,
+    Extension(me): Extension<AuthedDevice>,
+    req: JsonBody<PostReceipts>,
+) -> Result<StatusCode, ApiError> {
+    require_archiver(&state, &me).await?;
+    let req = body(req)?;
+    if req.receipts.len() > MAX_RECEIPTS_PER_POST
+        || req
+            .receipts
+            .iter()
+            .any(|r| r.receipt.len() > MAX_RECEIPT_BYTES)
+    {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::TOO_LARGE,
+            "too many or too large receipts",
+        ));
+    }
+    let mut queued = Vec::with_capacity(req.receipts.len());
+    for r in req.receipts {
+        if state.store.device(&r.device_id).await?.is_none() {
+            return Err(ApiError::bad_request(format!("no device {}", r.device_id)));
+        }
+        queued.push((r.device_id, r.receipt));
+    }
+    let devices: Vec<String> = queued.iter().map(|(d, _)| d.clone()).collect();
+    state.store.queue_receipts(queued).await?;
+    state.notifier.wake(&devices);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /v1/records/log-key`: the archiver publishes its checkpoint key for receipts.
+pub async fn put_log_key(
+    State(state): St,
+    Extension(me): Extension<AuthedDevice>,
+    req: JsonBody<LogKey>,
+) -> Result<StatusCode, ApiError> {
+    require_archiver(&state, &me).await?;
+    let req = body(req)?;
+    vellum_tlog::NoteVerifier::parse(&req.verifier_key)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    state.store.set_records_log_key(&req.verifier_key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

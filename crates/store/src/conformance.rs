@@ -21,6 +21,7 @@ macro_rules! store_conformance_tests {
             purge_drops_expired_and_stale_messages_only,
             delete_for_everyone_is_for_senders_only,
             purge_waits_for_the_archiver,
+            receipts_are_queued_per_device,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -463,6 +464,7 @@ pub async fn org_policy_defaults_and_updates(store: &impl Store) {
         default_record: true,
         allow_transitory: false,
         archiver_device: None,
+        records_log_key: None,
     };
     store.set_org_policy(strict.clone()).await.unwrap();
     assert_eq!(store.org_policy().await.unwrap(), strict);
@@ -603,4 +605,39 @@ pub async fn purge_waits_for_the_archiver(store: &impl Store) {
         store.records_public().await.unwrap().as_deref(),
         Some("{\"v\":1}")
     );
+}
+
+pub async fn receipts_are_queued_per_device(store: &impl Store) {
+    assert!(
+        matches!(
+            store.set_records_log_key("k").await,
+            Err(Error::NotFound(_))
+        ),
+        "no records configuration yet"
+    );
+    store.set_records_public("{}").await.unwrap();
+    store.set_records_log_key("log+key").await.unwrap();
+    assert_eq!(
+        store.org_policy().await.unwrap().records_log_key.as_deref(),
+        Some("log+key")
+    );
+    store
+        .queue_receipts(vec![
+            ("a1".into(), "r1".into()),
+            ("b1".into(), "r2".into()),
+            ("a1".into(), "r3".into()),
+        ])
+        .await
+        .unwrap();
+    let a = store.pending_receipts("a1", 10).await.unwrap();
+    assert_eq!(
+        a.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>(),
+        vec!["r1", "r3"]
+    );
+    // Another device cannot ack them away.
+    store.ack_receipts("b1", &[a[0].0]).await.unwrap();
+    assert_eq!(store.pending_receipts("a1", 10).await.unwrap().len(), 2);
+    store.ack_receipts("a1", &[a[0].0]).await.unwrap();
+    assert_eq!(store.pending_receipts("a1", 10).await.unwrap().len(), 1);
+    assert_eq!(store.pending_receipts("b1", 10).await.unwrap().len(), 1);
 }

@@ -196,6 +196,11 @@ pub trait Store: Send + Sync + 'static {
     /// The records public key file registered by `records init`.
     async fn records_public(&self) -> Result<Option<String>>;
     async fn set_records_public(&self, records_public: &str) -> Result<()>;
+    async fn set_records_log_key(&self, verifier_key: &str) -> Result<()>;
+    /// Queues archive receipts for devices (device id, receipt).
+    async fn queue_receipts(&self, receipts: Vec<(String, String)>) -> Result<()>;
+    async fn pending_receipts(&self, device_id: &str, limit: usize) -> Result<Vec<(u64, String)>>;
+    async fn ack_receipts(&self, device_id: &str, ids: &[u64]) -> Result<()>;
     /// Entries of record chats the archiver has not acknowledged, and the oldest one's
     /// receipt time (Unix ms): the archiver's lag.
     async fn archiver_backlog(&self) -> Result<(u64, Option<i64>)>;

@@ -95,8 +95,15 @@ CREATE TABLE IF NOT EXISTS org_policy (
 );
 CREATE TABLE IF NOT EXISTS records_config (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    records_public TEXT NOT NULL
+    records_public TEXT NOT NULL,
+    log_key TEXT
 );
+CREATE TABLE IF NOT EXISTS receipt_queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL,
+    receipt TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS receipt_queue_by_device ON receipt_queue(device_id, id);
 "#;
 
 fn opt_i64(v: Option<u64>) -> Option<i64> {
@@ -732,12 +739,18 @@ impl Store for SqliteStore {
                             default_record: r.get::<_, i64>(3)? == 1,
                             allow_transitory: r.get::<_, i64>(4)? == 1,
                             archiver_device: None,
+                            records_log_key: None,
                         })
                     },
                 )
                 .optional()
                 .map_err(backend)?
                 .unwrap_or_default();
+            policy.records_log_key = c
+                .query_row("SELECT log_key FROM records_config WHERE id = 1", [], |r| r.get(0))
+                .optional()
+                .map_err(backend)?
+                .flatten();
             policy.archiver_device = c
                 .query_row(
                     "SELECT device_id FROM devices WHERE user = ?1 ORDER BY enrolled_at, device_id LIMIT 1",
@@ -791,6 +804,65 @@ impl Store for SqliteStore {
             )
             .map(|_| ())
             .map_err(backend)
+        })
+        .await
+    }
+
+    async fn set_records_log_key(&self, verifier_key: &str) -> Result<()> {
+        let key = verifier_key.to_owned();
+        self.run(move |c| {
+            let changed = c
+                .execute("UPDATE records_config SET log_key = ?1 WHERE id = 1", [key])
+                .map_err(backend)?;
+            if changed == 0 {
+                return Err(Error::NotFound("records configuration".into()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn queue_receipts(&self, receipts: Vec<(String, String)>) -> Result<()> {
+        self.run(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            for (device, receipt) in receipts {
+                tx.execute(
+                    "INSERT INTO receipt_queue (device_id, receipt) VALUES (?1, ?2)",
+                    params![device, receipt],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn pending_receipts(&self, device_id: &str, limit: usize) -> Result<Vec<(u64, String)>> {
+        let device_id = device_id.to_owned();
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare("SELECT id, receipt FROM receipt_queue WHERE device_id = ?1 ORDER BY id LIMIT ?2")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![device_id, limit as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn ack_receipts(&self, device_id: &str, ids: &[u64]) -> Result<()> {
+        let (device_id, ids) = (device_id.to_owned(), ids.to_vec());
+        self.run(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            for id in ids {
+                tx.execute(
+                    "DELETE FROM receipt_queue WHERE id = ?1 AND device_id = ?2",
+                    params![id as i64, device_id],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
         })
         .await
     }

@@ -164,6 +164,9 @@ pub struct OrgPolicy {
     /// Before that every chat is transitory. Filled in by the server, never set directly.
     #[serde(default)]
     pub archiver_device: Option<String>,
+    /// The verifier key of the archive's checkpoints (C2SP signed note), for receipts.
+    #[serde(default)]
+    pub records_log_key: Option<String>,
 }
 
 fn yes() -> bool {
@@ -179,6 +182,7 @@ impl Default for OrgPolicy {
             default_record: false,
             allow_transitory: true,
             archiver_device: None,
+            records_log_key: None,
         }
     }
 }
@@ -264,6 +268,9 @@ pub struct QueuedWelcome {
 pub struct SyncResponse {
     pub welcomes: Vec<QueuedWelcome>,
     pub groups: Vec<GroupEntries>,
+    /// Archive receipts for messages this device sent.
+    #[serde(default)]
+    pub receipts: Vec<QueuedReceipt>,
     /// True when a limit cut the answer short; sync again after acking.
     pub more: bool,
 }
@@ -279,6 +286,49 @@ pub struct GroupCursor {
 pub struct AckRequest {
     pub welcomes: Vec<u64>,
     pub cursors: Vec<GroupCursor>,
+    #[serde(default)]
+    pub receipts: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueuedReceipt {
+    pub id: u64,
+    /// A [`Receipt`], as JSON.
+    pub receipt: String,
+}
+
+/// Proof that the archive holds a message: its leaf, an inclusion proof, and the signed
+/// checkpoint the proof is against. The sender's device verifies it with the org's log key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub chat_id: String,
+    pub seq: u64,
+    pub message_id: Option<String>,
+    pub leaf_index: u64,
+    /// The leaf's bytes, base64 (its record body is sealed: it reveals nothing).
+    pub leaf: B64,
+    /// Hex hashes, RFC 6962 inclusion proof.
+    pub proof: Vec<String>,
+    /// C2SP signed-note checkpoint.
+    pub checkpoint: String,
+}
+
+/// `POST /v1/receipts`, by the org's archiver device only.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PostReceipts {
+    pub receipts: Vec<ReceiptFor>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReceiptFor {
+    pub device_id: String,
+    pub receipt: String,
+}
+
+/// `PUT /v1/records/log-key`, by the org's archiver device: the verifier key of its log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogKey {
+    pub verifier_key: String,
 }
 
 /// A WebSocket frame from the server: something new is waiting; call `/v1/sync`.

@@ -198,6 +198,32 @@ fn issue_4_record_chats_are_archived_sealed_and_readable_only_after_k_shares() {
     wait_for_records(&archiver, 4);
     assert_eq!(admin_status()["archiver_backlog"], 0);
 
+    // The senders get receipts: leaf, inclusion proof and signed checkpoint, verified.
+    alice.ok(&["chat", "create", "kept", "--with", "bob"]);
+    alice.ok(&["send", "kept", "receipt for alice"]);
+    bob.ok(&["sync"]);
+    bob.ok(&["send", "kept", "receipt for bob"]);
+    let archived = |device: &Device, text: &str| {
+        device
+            .json(&["history", "kept", "--json"])
+            .iter()
+            .any(|m| m["text"] == text && m["archived"] == true)
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        alice.ok(&["sync"]);
+        bob.ok(&["sync"]);
+        if archived(&alice, "receipt for alice") && archived(&bob, "receipt for bob") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no verified receipt arrived");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !archived(&bob, "receipt for alice"),
+        "a receipt goes to the sender only"
+    );
+
     // Sealed: search refuses; one share is not enough; a corrupted share is named.
     let line = run_fails(&mut archiver.records(&["search", &marker_a]));
     assert!(line.contains("sealed"), "{line}");
