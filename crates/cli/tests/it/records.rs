@@ -329,7 +329,7 @@ fn issue_4_record_chats_are_archived_sealed_and_readable_only_after_k_shares() {
 #[test]
 fn issue_4_an_archiver_outage_costs_no_record_and_duplicates_none() {
     let root = tempfile::tempdir().unwrap();
-    let server = Server::start(root.path());
+    let mut server = Server::start(root.path());
     let alice = Device::new_user(&server, root.path(), "alice");
     let bob = Device::new_user(&server, root.path(), "bob");
     let mut archiver = records_org(&server, root.path());
@@ -341,6 +341,9 @@ fn issue_4_an_archiver_outage_costs_no_record_and_duplicates_none() {
 
     archiver.kill(); // SIGKILL
     for i in 0..5 {
+        if i == 3 {
+            server.restart(); // SIGKILL the delivery server too, mid-way
+        }
         alice.ok(&["send", "outage", &format!("while the archiver is down {i}")]);
     }
     // Past their expiry: gone from devices, kept by the server for the archiver.
