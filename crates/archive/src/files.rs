@@ -30,17 +30,30 @@ pub(crate) struct Entry {
     pub bytes: Vec<u8>,
 }
 
-/// Splits log.bin into entries; the second value is the offset of an incomplete tail, if any.
-pub(crate) fn parse_log(data: &[u8]) -> (Vec<Entry>, Option<u64>) {
+/// How log.bin ends after its last whole entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tail {
+    Clean,
+    /// An entry cut short at the end of the file: what a crash mid-append leaves.
+    Incomplete(u64),
+    /// A length no entry can have: damage, never a crash.
+    Invalid(u64),
+}
+
+/// Splits log.bin into entries and says how it ends.
+pub(crate) fn parse_log(data: &[u8]) -> (Vec<Entry>, Tail) {
     let mut entries = Vec::new();
     let mut at = 0usize;
     while at < data.len() {
         if data.len() - at < ENTRY_HEADER {
-            return (entries, Some(at as u64));
+            return (entries, Tail::Incomplete(at as u64));
         }
         let len = u32::from_be_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
-        if len > MAX_LEAF_BYTES || data.len() - at - ENTRY_HEADER < len {
-            return (entries, Some(at as u64));
+        if len > MAX_LEAF_BYTES {
+            return (entries, Tail::Invalid(at as u64));
+        }
+        if data.len() - at - ENTRY_HEADER < len {
+            return (entries, Tail::Incomplete(at as u64));
         }
         let stored_hash: Hash = data[at + 4..at + ENTRY_HEADER]
             .try_into()
@@ -53,7 +66,7 @@ pub(crate) fn parse_log(data: &[u8]) -> (Vec<Entry>, Option<u64>) {
         });
         at += ENTRY_HEADER + len;
     }
-    (entries, None)
+    (entries, Tail::Clean)
 }
 
 pub(crate) fn checkpoint_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
@@ -197,13 +210,6 @@ impl Archive {
             leaf_hashes.push(hash);
             offsets.push(entry.offset);
         }
-        let mut log_len = data.len() as u64;
-        if let Some(tail) = partial {
-            // An entry cut short by a crash was never acknowledged: drop it.
-            log.set_len(tail).map_err(io(&log_path))?;
-            log.sync_all().map_err(io(&log_path))?;
-            log_len = tail;
-        }
         let size = leaf_hashes.len() as u64;
         let checkpointed = match latest_checkpoint(dir)? {
             Some((cp, _)) if cp > size => {
@@ -214,14 +220,52 @@ impl Archive {
             Some((cp, _)) => cp,
             None => 0,
         };
+        let mut log_len = data.len() as u64;
+        match partial {
+            Tail::Clean => {}
+            Tail::Invalid(at) => {
+                return Err(Error::Damaged(format!(
+                    "log.bin: impossible entry length at byte {at}"
+                )))
+            }
+            // An entry cut short after every attested leaf is what a crash mid-append
+            // leaves; it was never acknowledged. (Damage inside attested leaves was refused
+            // above, before any file changed.)
+            Tail::Incomplete(at) => {
+                log.set_len(at).map_err(io(&log_path))?;
+                log.sync_all().map_err(io(&log_path))?;
+                log_len = at;
+            }
+        }
         let mut record_slots: Vec<u64> = references.values().copied().collect();
         record_slots.sort_unstable();
         let keys = load_keys(dir, &record_slots, size)?;
-        let slot_of = record_slots
+        let slot_of: HashMap<u64, u64> = record_slots
             .iter()
             .enumerate()
             .map(|(slot, index)| (*index, slot as u64))
             .collect();
+        // Finish a disposition a crash interrupted: its leaf is written before the key goes.
+        let keys_path = dir.join("keys.bin");
+        for index in &disposed {
+            let slot = *slot_of.get(index).ok_or_else(|| {
+                Error::Damaged(format!("a disposition names leaf {index}, not a record"))
+            })?;
+            let mut key = vec![0u8; SEALED_KEY_LEN];
+            keys.read_exact_at(&mut key, slot * SLOT_LEN as u64 + 8)
+                .map_err(io(&keys_path))?;
+            if key.iter().any(|b| *b != 0) {
+                keys.write_all_at(&[0u8; SEALED_KEY_LEN], slot * SLOT_LEN as u64 + 8)
+                    .map_err(io(&keys_path))?;
+                keys.sync_data().map_err(io(&keys_path))?;
+            }
+        }
+        // The archiver never signs over what it cannot vouch for: every leaf, key and
+        // checkpoint must verify before it appends anything.
+        let report = crate::verify(dir, None);
+        if let Some(problem) = report.problems.first() {
+            return Err(Error::Damaged(problem.clone()));
+        }
         Ok(Self {
             dir: dir.to_owned(),
             log,
@@ -257,14 +301,27 @@ impl Archive {
 
     fn write_entry(&mut self, leaf: &Leaf) -> Result<u64, Error> {
         let bytes = leaf.to_bytes();
+        if bytes.len() > MAX_LEAF_BYTES {
+            return Err(Error::Invalid(format!(
+                "a leaf of {} bytes is over the {MAX_LEAF_BYTES}-byte limit",
+                bytes.len()
+            )));
+        }
         let hash = leaf_hash(&bytes);
         let mut entry = Vec::with_capacity(ENTRY_HEADER + bytes.len());
         entry.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
         entry.extend_from_slice(&hash);
         entry.extend_from_slice(&bytes);
         let path = self.dir.join("log.bin");
-        self.log.write_all(&entry).map_err(io(&path))?;
-        self.log.sync_data().map_err(io(&path))?;
+        if let Err(e) = self
+            .log
+            .write_all(&entry)
+            .and_then(|_| self.log.sync_data())
+        {
+            // A partial entry must not stay in front of the next one.
+            let _ = self.log.set_len(self.log_len);
+            return Err(io(&path)(e));
+        }
         let index = self.size();
         self.offsets.push(self.log_len);
         self.log_len += entry.len() as u64;
@@ -285,20 +342,32 @@ impl Archive {
         if record.sealed_key.len() != SEALED_KEY_LEN {
             return Err(Error::Invalid("sealed key has the wrong length".into()));
         }
-        let index = self.size();
-        let path = self.dir.join("keys.bin");
-        let mut slot = index.to_be_bytes().to_vec();
-        slot.extend_from_slice(&record.sealed_key);
-        self.keys.write_all(&slot).map_err(io(&path))?;
-        self.keys.sync_data().map_err(io(&path))?;
         let leaf = Leaf::Record {
             time,
             reference: reference.to_owned(),
             key_hash: hex::encode(Sha256::digest(&record.sealed_key)),
             body: STANDARD.encode(&record.body),
         };
-        let written = self.write_entry(&leaf)?;
-        debug_assert_eq!(written, index);
+        let index = self.size();
+        let path = self.dir.join("keys.bin");
+        let keys_len = (self.record_slots.len() * SLOT_LEN) as u64;
+        let mut slot = index.to_be_bytes().to_vec();
+        slot.extend_from_slice(&record.sealed_key);
+        let written = self
+            .keys
+            .write_all(&slot)
+            .and_then(|_| self.keys.sync_data())
+            .map_err(io(&path))
+            .and_then(|_| self.write_entry(&leaf));
+        if let Err(e) = written {
+            // Leave both files as they were: a slot without its leaf would misalign every
+            // later record's key.
+            let _ = self
+                .keys
+                .set_len(keys_len)
+                .and_then(|_| self.keys.seek(SeekFrom::End(0)).map(|_| ()));
+            return Err(e);
+        }
         self.slot_of.insert(index, self.record_slots.len() as u64);
         self.record_slots.push(index);
         self.references.insert(reference.to_owned(), index);
@@ -363,7 +432,8 @@ impl Archive {
             .map(|i| (*i, self.disposed.contains(i)))
     }
 
-    /// Destroys record `index`'s content key in place and logs the disposition.
+    /// Logs the disposition of record `index`, then destroys its content key in place. A
+    /// crash in between is finished at the next open (the leaf names the key to destroy).
     pub fn dispose(&mut self, index: u64, schedule: &str, time: i64) -> Result<u64, Error> {
         let slot = *self
             .slot_of
@@ -374,17 +444,18 @@ impl Archive {
                 "record {index} is already disposed"
             )));
         }
+        let leaf = self.write_entry(&Leaf::Disposition {
+            time,
+            record: index,
+            schedule: schedule.to_owned(),
+        })?;
+        self.disposed.insert(index);
         let path = self.dir.join("keys.bin");
         self.keys
             .write_all_at(&[0u8; SEALED_KEY_LEN], slot * SLOT_LEN as u64 + 8)
             .map_err(io(&path))?;
         self.keys.sync_data().map_err(io(&path))?;
-        self.disposed.insert(index);
-        self.write_entry(&Leaf::Disposition {
-            time,
-            record: index,
-            schedule: schedule.to_owned(),
-        })
+        Ok(leaf)
     }
 
     /// Signs and stores a checkpoint of the current size (if it grew); returns the latest note.

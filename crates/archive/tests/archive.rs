@@ -139,6 +139,17 @@ fn records_survive_reopening_open_after_unseal_and_prove_inclusion() {
     );
 }
 
+fn log_entries(log: &[u8]) -> Vec<Vec<u8>> {
+    let mut entries = Vec::new();
+    let mut at = 0;
+    while at < log.len() {
+        let len = u32::from_be_bytes(log[at..at + 4].try_into().unwrap()) as usize;
+        entries.push(log[at..at + 36 + len].to_vec());
+        at += 36 + len;
+    }
+    entries
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to.join("checkpoints")).unwrap();
     for sub in ["", "checkpoints"] {
@@ -207,13 +218,7 @@ fn truncation_and_removed_records_are_named() {
     // A record removed cleanly: its entry and its key slot, every stored hash consistent.
     let copy = tempfile::tempdir().unwrap();
     copy_dir(dir.path(), copy.path());
-    let mut entries = Vec::new();
-    let mut at = 0;
-    while at < log.len() {
-        let len = u32::from_be_bytes(log[at..at + 4].try_into().unwrap()) as usize;
-        entries.push(log[at..at + 36 + len].to_vec());
-        at += 36 + len;
-    }
+    let mut entries = log_entries(&log);
     entries.remove(2);
     fs::write(copy.path().join("log.bin"), entries.concat()).unwrap();
     let keys = fs::read(dir.path().join("keys.bin")).unwrap();
@@ -236,6 +241,36 @@ fn truncation_and_removed_records_are_named() {
         Archive::open(copy.path(), signer()).is_err(),
         "the archiver refuses to run on it"
     );
+
+    // A leaf rewritten with its stored hash fixed up: the archiver refuses to open it, so it
+    // never signs over the change.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    let mut edited = Vec::new();
+    for (i, entry) in log_entries(&log).into_iter().enumerate() {
+        if i == 3 {
+            let leaf = Leaf::Hold {
+                time: 1,
+                name: "forged".into(),
+                custodian: None,
+                chat: None,
+                from: None,
+                to: None,
+            }
+            .to_bytes();
+            edited.extend_from_slice(&(leaf.len() as u32).to_be_bytes());
+            edited.extend_from_slice(&leaf_hash(&leaf));
+            edited.extend_from_slice(&leaf);
+        } else {
+            edited.extend_from_slice(&entry);
+        }
+    }
+    fs::write(copy.path().join("log.bin"), edited).unwrap();
+    assert!(matches!(
+        Archive::open(copy.path(), signer()),
+        Err(vellum_archive::Error::Damaged(_))
+    ));
+    assert!(!verify(copy.path(), None).ok());
 
     // Destroying a key without a disposition.
     let copy = tempfile::tempdir().unwrap();

@@ -68,7 +68,7 @@ fn authorize(state: &ArchiverState, headers: &HeaderMap) -> Result<(), ApiError>
             )
         })?;
     let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-    if hash != state.token_hash {
+    if token.trim().is_empty() || hash != state.token_hash {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -275,17 +275,12 @@ async fn search(
         }
         hits
     };
-    // The log is public to auditors: it names the filters, and only a digest of the words
-    // searched for, which may themselves be sensitive.
-    let digest = hex::encode(&Sha256::digest(query.q.as_bytes())[..8]);
-    let detail = format!(
-        "text sha256:{digest} chat={:?} participant={:?} from={:?} to={:?} -> {} records",
-        query.chat,
-        query.participant,
-        query.from,
-        query.to,
-        hits.len()
-    );
+    // The log is public to auditors: it shows that a search ran, when, and how much it
+    // found, and only a digest of its terms (words, chat, custodian, dates), which may
+    // themselves be sensitive. The records office keeps its own case file of queries.
+    let terms = serde_json::to_vec(&query).unwrap_or_default();
+    let digest = hex::encode(&Sha256::digest(&terms)[..16]);
+    let detail = format!("query sha256:{digest} -> {} records", hits.len());
     log_access(&state, "search", &detail);
     Ok(Json(hits))
 }
@@ -298,6 +293,10 @@ async fn checkpoint(State(state): St, headers: HeaderMap) -> Result<String, ApiE
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
 }
 
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
 fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, "bad_request", message.into())
 }
@@ -305,7 +304,7 @@ fn bad_request(message: impl Into<String>) -> ApiError {
 async fn list_holds(State(state): St, headers: HeaderMap) -> Result<Json<Vec<Hold>>, ApiError> {
     authorize(&state, &headers)?;
     let archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
-    Ok(Json(active_holds(&archive)))
+    Ok(Json(active_holds(&archive).map_err(internal)?))
 }
 
 async fn create_hold(
@@ -324,7 +323,11 @@ async fn create_hold(
         return Err(bad_request("the hold's range ends before it begins"));
     }
     let mut archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
-    if active_holds(&archive).iter().any(|h| h.name == hold.name) {
+    if active_holds(&archive)
+        .map_err(internal)?
+        .iter()
+        .any(|h| h.name == hold.name)
+    {
         return Err(ApiError(
             StatusCode::CONFLICT,
             "conflict",
@@ -352,7 +355,11 @@ async fn release_hold(
 ) -> Result<StatusCode, ApiError> {
     authorize(&state, &headers)?;
     let mut archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
-    if !active_holds(&archive).iter().any(|h| h.name == name) {
+    if !active_holds(&archive)
+        .map_err(internal)?
+        .iter()
+        .any(|h| h.name == name)
+    {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -402,7 +409,7 @@ async fn dispose(
         ));
     };
     let mut archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
-    let holds = active_holds(&archive);
+    let holds = active_holds(&archive).map_err(internal)?;
     let mut out = Vec::new();
     let candidates: Vec<u64> = archive
         .records()

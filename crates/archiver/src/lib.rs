@@ -210,7 +210,7 @@ async fn send_receipts(client: &Client, state: &ArchiverState) -> Result<(), Err
         };
         let mut batch = vellum_wire::PostReceipts::default();
         let mut sent = Vec::new();
-        for p in pending.iter().filter(|p| p.leaf < size).take(1000) {
+        for p in pending.iter().filter(|p| p.leaf < size).take(100) {
             let proof = archive.inclusion_proof(p.leaf, size)?;
             let receipt = vellum_wire::Receipt {
                 chat_id: p.chat_id.clone(),

@@ -83,11 +83,11 @@ impl Schedules {
 
     /// The schedule a record falls under, and its retention in ms (`None`: permanent).
     pub fn for_event(&self, e: &ChatEvent) -> (String, Option<i64>) {
-        let name = e
-            .chat_title
-            .as_ref()
-            .and_then(|t| self.chats.get(t))
-            .or_else(|| self.chats.get(&e.chat_id))
+        // The chat id first: a title is whatever a member last set.
+        let name = self
+            .chats
+            .get(&e.chat_id)
+            .or_else(|| e.chat_title.as_ref().and_then(|t| self.chats.get(t)))
             .or_else(|| self.users.get(&e.sender_user))
             .unwrap_or(&self.default_schedule)
             .clone();
@@ -114,7 +114,10 @@ pub struct Hold {
 
 impl Hold {
     pub fn covers(&self, e: &ChatEvent) -> bool {
-        let when = e.sent_at.min(e.received_at);
+        // Either clock in range puts a record under the hold: the sender's clock is the
+        // sender's to set, and a hold errs on the side of keeping.
+        let in_range =
+            |when: i64| self.from.is_none_or(|f| when >= f) && self.to.is_none_or(|t| when <= t);
         self.custodian
             .as_deref()
             .is_none_or(|u| e.sender_user == u || e.recipients.iter().any(|r| r.user == u))
@@ -122,24 +125,24 @@ impl Hold {
                 .chat
                 .as_deref()
                 .is_none_or(|c| c == e.chat_id || e.chat_title.as_deref() == Some(c))
-            && self.from.is_none_or(|f| when >= f)
-            && self.to.is_none_or(|t| when <= t)
+            && (in_range(e.sent_at) || in_range(e.received_at))
     }
 }
 
-/// The holds in force: every `hold` leaf not followed by a `release` of its name.
-pub fn active_holds(archive: &Archive) -> Vec<Hold> {
+/// The holds in force: every `hold` leaf not followed by a `release` of its name. Any leaf
+/// that cannot be read is an error: a hold must never be missed.
+pub fn active_holds(archive: &Archive) -> Result<Vec<Hold>, vellum_archive::Error> {
     let mut holds: BTreeMap<String, Hold> = BTreeMap::new();
     for index in 0..archive.size() {
-        match archive.leaf(index) {
-            Ok(Leaf::Hold {
+        match archive.leaf(index)? {
+            Leaf::Hold {
                 name,
                 custodian,
                 chat,
                 from,
                 to,
                 ..
-            }) => {
+            } => {
                 holds.insert(
                     name.clone(),
                     Hold {
@@ -151,11 +154,11 @@ pub fn active_holds(archive: &Archive) -> Vec<Hold> {
                     },
                 );
             }
-            Ok(Leaf::Release { name, .. }) => {
+            Leaf::Release { name, .. } => {
                 holds.remove(&name);
             }
             _ => {}
         }
     }
-    holds.into_values().collect()
+    Ok(holds.into_values().collect())
 }

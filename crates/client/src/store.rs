@@ -412,7 +412,7 @@ impl LocalStore {
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN message_keys k USING (group_id, id)
-                 WHERE {condition} ORDER BY COALESCE(m.seq, 9223372036854775807), m.sent_at, m.id"
+                 WHERE {condition} ORDER BY COALESCE(m.seq, 9223372036854775807), m.sent_at, m.rowid"
             ))
             .map_err(db)?;
         let rows = stmt.query_map([group_id], read_message).map_err(db)?;

@@ -49,7 +49,11 @@ impl RecordsPublic {
                 "inconsistent threshold, custodians or hashes".into(),
             ));
         }
-        public.key_bytes()?;
+        if public.key_bytes()?.len() != 32 {
+            return Err(Error::MalformedPublic(
+                "public_key must be a 32-byte X25519 key".into(),
+            ));
+        }
         Ok(public)
     }
 

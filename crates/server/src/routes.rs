@@ -272,6 +272,10 @@ fn check_class(
     after: Option<&str>,
 ) -> Result<(), ApiError> {
     let violation = |m: &str| Err(ApiError::from(vellum_mls::PolicyViolation(m.into())));
+    if matches!(before, Some(Some(_))) && after.is_none() {
+        // Otherwise the same commit could drop the archiver: a record chat stays one.
+        return violation("a record chat cannot become transitory");
+    }
     match (after, org.archiver_device.as_deref()) {
         (Some(_), None) => violation("records are not configured for this organisation"),
         (Some(named), Some(archiver)) if named != archiver => {
@@ -560,8 +564,8 @@ pub async fn ack(
 }
 
 async fn require_archiver(state: &AppState, me: &AuthedDevice) -> Result<(), ApiError> {
-    let device = state.store.device(&me.device_id).await?;
-    if device.is_none_or(|d| d.user != RECORDS_USER) {
+    let archiver = state.store.org_policy().await?.archiver_device;
+    if archiver.as_deref() != Some(me.device_id.as_str()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             codes::FORBIDDEN,
@@ -582,22 +586,21 @@ pub async fn post_receipts(
 ) -> Result<StatusCode, ApiError> {
     require_archiver(&state, &me).await?;
     let req = body(req)?;
-    if req.receipts.len() > MAX_RECEIPTS_PER_POST
-        || req
-            .receipts
-            .iter()
-            .any(|r| r.receipt.len() > MAX_RECEIPT_BYTES)
-    {
+    if req.receipts.len() > MAX_RECEIPTS_PER_POST {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             codes::TOO_LARGE,
-            "too many or too large receipts",
+            "too many receipts in one request",
         ));
     }
+    // One receipt that cannot be delivered (too large, or for a device that is gone) must
+    // not hold back the others: it is dropped, and the rest are queued.
     let mut queued = Vec::with_capacity(req.receipts.len());
     for r in req.receipts {
-        if state.store.device(&r.device_id).await?.is_none() {
-            return Err(ApiError::bad_request(format!("no device {}", r.device_id)));
+        if r.receipt.len() > MAX_RECEIPT_BYTES || state.store.device(&r.device_id).await?.is_none()
+        {
+            tracing::warn!(device = %r.device_id, "dropping an undeliverable receipt");
+            continue;
         }
         queued.push((r.device_id, r.receipt));
     }

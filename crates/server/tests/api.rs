@@ -1336,3 +1336,132 @@ async fn issue_4_admin_status_and_metrics_report_records_configuration() {
     .await;
     assert_error(status, &body, StatusCode::CONFLICT, "conflict");
 }
+
+#[tokio::test]
+async fn issue_4_a_record_chat_always_keeps_the_archiver() {
+    use vellum_mls::RecordChat;
+    let h = harness();
+    let public = vellum_records::generate(3, 2).unwrap().public.to_json();
+    let (status, code) = send(
+        &h.app,
+        admin(
+            "POST",
+            "/v1/admin/records",
+            json!({ "records_public": public }),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let archiver = h
+        .enroll_with(vellum_wire::RECORDS_USER, code["code"].as_str().unwrap())
+        .await;
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+
+    // A record chat naming the archiver, which joins in the first commit.
+    let extensions = RecordChat::new(&archiver.id).add_to(ExtensionList::new());
+    let mut group = alice
+        .mls
+        .create_group(extensions, Default::default(), None)
+        .unwrap();
+    let info = b64(&group.group_info_message(true).unwrap().to_bytes().unwrap());
+    let (status, body) = h
+        .call(
+            &alice,
+            "POST",
+            "/v1/groups",
+            Some(json!({ "group_info": info })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let group_id = body["group_id"].as_str().unwrap().to_owned();
+    let commits = format!("/v1/groups/{group_id}/commits");
+    let post = |out: &vellum_mls::mls_rs::group::CommitOutput| {
+        let mut request = json!({ "commit": b64(&out.commit_message.to_bytes().unwrap()) });
+        if let Some(w) = out.welcome_messages.first() {
+            request["welcome"] = json!(b64(&w.to_bytes().unwrap()));
+        }
+        request
+    };
+
+    // Adding bob without the archiver: refused.
+    let kp = |d: &TestDevice| {
+        d.mls
+            .generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+            .unwrap()
+    };
+    let out = group
+        .commit_builder()
+        .add_member(kp(&bob))
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h.call(&alice, "POST", &commits, Some(post(&out))).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "policy_violation",
+    );
+    group.clear_pending_commit();
+    let out = group
+        .commit_builder()
+        .add_member(kp(&bob))
+        .unwrap()
+        .add_member(kp(&archiver))
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h.call(&alice, "POST", &commits, Some(post(&out))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    group.apply_pending_commit().unwrap();
+
+    let org_key = h.state.org.public_key();
+    let archiver_index = group
+        .roster()
+        .members_iter()
+        .find(|m| {
+            vellum_mls::DeviceCertificate::from_signing_identity(&m.signing_identity, &org_key)
+                .is_ok_and(|c| c.device_id == archiver.id)
+        })
+        .expect("the archiver is a member")
+        .index;
+    // Removing the archiver, or turning the chat transitory to do so: both refused.
+    let out = group
+        .commit_builder()
+        .remove_member(archiver_index)
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h.call(&alice, "POST", &commits, Some(post(&out))).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "policy_violation",
+    );
+    group.clear_pending_commit();
+    let mut transitory = group.context().extensions.clone();
+    transitory.remove(vellum_mls::RECORD_CHAT_EXTENSION);
+    let out = group
+        .commit_builder()
+        .set_group_context_ext(transitory)
+        .unwrap()
+        .remove_member(archiver_index)
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h.call(&alice, "POST", &commits, Some(post(&out))).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "policy_violation",
+    );
+    group.clear_pending_commit();
+    assert_eq!(
+        h.store.group(&group_id).await.unwrap().unwrap().epoch,
+        1,
+        "nothing changed"
+    );
+}

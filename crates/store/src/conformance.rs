@@ -599,6 +599,22 @@ pub async fn purge_waits_for_the_archiver(store: &impl Store) {
     );
     store.ack("r1", &[], &[("g".into(), 2)]).await.unwrap();
     assert_eq!(store.purge_expired(100, 0).await.unwrap(), 1);
+
+    // Deleted for everyone before the archiver has it: hidden from members, kept for the
+    // archiver, purged once it acknowledges.
+    store
+        .append_message(message("g", 1, "a1", "regret"))
+        .await
+        .unwrap(); // seq 3
+    store.delete_message("g", 3, "a1").await.unwrap();
+    assert!(seqs(&store.pending("a1", 100).await.unwrap(), "g")
+        .iter()
+        .all(|s| *s != 3));
+    assert_eq!(seqs(&store.pending("r1", 100).await.unwrap(), "g"), vec![3]);
+    assert_eq!(store.purge_expired(100, 0).await.unwrap(), 0);
+    store.ack("r1", &[], &[("g".into(), 3)]).await.unwrap();
+    assert_eq!(store.purge_expired(100, 0).await.unwrap(), 1);
+    assert!(store.pending("r1", 100).await.unwrap().groups.is_empty());
     assert!(store.records_public().await.unwrap().is_none());
     store.set_records_public("{\"v\":1}").await.unwrap();
     assert_eq!(

@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS group_log (
     payload BLOB NOT NULL,
     received_at INTEGER NOT NULL,
     expires_at INTEGER,
+    -- deleted for everyone, kept only until the archiver has it
+    deleted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (group_id, seq),
     UNIQUE (group_id, sender_device, client_msg_id)
 );
@@ -105,6 +107,13 @@ CREATE TABLE IF NOT EXISTS receipt_queue (
 );
 CREATE INDEX IF NOT EXISTS receipt_queue_by_device ON receipt_queue(device_id, id);
 "#;
+
+/// True for a log entry the org's archiver (a member then) has not acknowledged yet.
+const ARCHIVER_PENDING: &str = "EXISTS (
+    SELECT 1 FROM memberships m JOIN devices d USING (device_id)
+    WHERE m.group_id = group_log.group_id AND d.user = 'records'
+      AND (m.removed_seq IS NULL OR group_log.seq <= m.removed_seq)
+      AND m.acked_seq < group_log.seq AND m.joined_seq < group_log.seq)";
 
 fn opt_i64(v: Option<u64>) -> Option<i64> {
     v.map(|v| v as i64)
@@ -643,16 +652,23 @@ impl Store for SqliteStore {
                     .map_err(backend)?;
                 rows.collect::<rusqlite::Result<_>>().map_err(backend)?
             };
+            // Messages deleted for everyone still reach the archiver, and only the archiver.
+            let is_archiver = tx
+                .query_row("SELECT user FROM devices WHERE device_id = ?1", [&device_id], |r| r.get::<_, String>(0))
+                .optional()
+                .map_err(backend)?
+                .is_some_and(|user| user == vellum_wire::RECORDS_USER);
             let mut stmt = tx
                 .prepare(
                     "SELECT seq, epoch, kind, sender_device, received_at, payload FROM group_log
-                     WHERE group_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+                     WHERE group_id = ?1 AND seq > ?2 AND seq <= ?3 AND (deleted = 0 OR ?5)
+                     ORDER BY seq LIMIT ?4",
                 )
                 .map_err(backend)?;
             for (group_id, after, removed) in memberships {
                 let upto = removed.unwrap_or(i64::MAX);
                 let rows = stmt
-                    .query_map(params![group_id, after, upto, budget as i64 + 1], |r| {
+                    .query_map(params![group_id, after, upto, budget as i64 + 1, is_archiver], |r| {
                         Ok((
                             r.get::<_, i64>(0)? as u64,
                             r.get::<_, i64>(1)? as u64,
@@ -887,14 +903,12 @@ impl Store for SqliteStore {
         self.run(move |c| {
             let purged = c
                 .execute(
-                    "DELETE FROM group_log WHERE kind = 'application'
-                     AND ((expires_at IS NOT NULL AND expires_at <= ?1) OR received_at < ?2)
-                     AND NOT EXISTS (
-                         SELECT 1 FROM memberships m JOIN devices d USING (device_id)
-                         WHERE m.group_id = group_log.group_id AND d.user = ?3
-                           AND m.removed_seq IS NULL AND m.acked_seq < group_log.seq
-                           AND m.joined_seq < group_log.seq)",
-                    params![now, received_before, vellum_wire::RECORDS_USER],
+                    &format!(
+                        "DELETE FROM group_log WHERE kind = 'application'
+                         AND ((expires_at IS NOT NULL AND expires_at <= ?1) OR received_at < ?2 OR deleted = 1)
+                         AND NOT {ARCHIVER_PENDING}"
+                    ),
+                    params![now, received_before],
                 )
                 .map_err(backend)?;
             if purged > 0 {
@@ -942,8 +956,17 @@ impl Store for SqliteStore {
                 }
                 Some(_) => {}
             }
+            // A record the archiver has not received yet is hidden from everyone else now and
+            // purged once the archiver acknowledges it.
             tx.execute(
-                "DELETE FROM group_log WHERE group_id = ?1 AND seq = ?2",
+                &format!(
+                    "UPDATE group_log SET deleted = 1 WHERE group_id = ?1 AND seq = ?2 AND {ARCHIVER_PENDING}"
+                ),
+                params![group_id, seq as i64],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "DELETE FROM group_log WHERE group_id = ?1 AND seq = ?2 AND deleted = 0",
                 params![group_id, seq as i64],
             )
             .map_err(backend)?;
