@@ -425,15 +425,7 @@ impl Client {
                     Ok(Some(_)) => continue,
                     Err(e @ Error::Network(_)) => return Err(e),
                     // Refused, stale, or nothing to resend: it never happened.
-                    Ok(None) | Err(_) => {
-                        group.clear_pending_commit();
-                        self.store.begin()?;
-                        let cleared = group
-                            .write_to_storage()
-                            .map_err(Error::from)
-                            .and_then(|_| self.store.profile_delete(&stored_request));
-                        self.finish_tx(cleared)?;
-                    }
+                    Ok(None) | Err(_) => self.abandon_commit(&mut group, &stored_request)?,
                 }
             }
             let Some(output) = build(&mut group)? else {
@@ -471,13 +463,7 @@ impl Client {
                 }
                 Err(e @ Error::Network(_)) => return Err(e),
                 Err(e) => {
-                    group.clear_pending_commit();
-                    self.store.begin()?;
-                    let cleared = group
-                        .write_to_storage()
-                        .map_err(Error::from)
-                        .and_then(|_| self.store.profile_delete(&stored_request));
-                    self.finish_tx(cleared)?;
+                    self.abandon_commit(&mut group, &stored_request)?;
                     if !e.is_code(codes::STALE_EPOCH) {
                         return Err(e);
                     }
@@ -487,6 +473,17 @@ impl Client {
         Err(Error::Invalid(
             "the chat is changing too fast; try again".into(),
         ))
+    }
+
+    /// Forgets a pending commit the server definitely did not take, with its stored request.
+    fn abandon_commit(&self, group: &mut Group, stored_request: &str) -> Result<(), Error> {
+        group.clear_pending_commit();
+        self.store.begin()?;
+        let cleared = group
+            .write_to_storage()
+            .map_err(Error::from)
+            .and_then(|_| self.store.profile_delete(stored_request));
+        self.finish_tx(cleared)
     }
 
     /// POSTs with a few retries on network failure; the server's idempotency (client message
