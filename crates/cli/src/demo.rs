@@ -199,6 +199,203 @@ pub async fn run() -> Result<()> {
         "  {} plaintexts (and the chat title) searched: none found",
         texts.len()
     );
+    records(&api, token.trim(), &url, dir.path(), &mut alice, &mut bob).await?;
     println!("\ndemo complete");
+    Ok(())
+}
+
+/// Every file under `dir` that holds `text`.
+fn files_holding(dir: &Path, text: &str) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)?
+                .windows(text.len())
+                .any(|w| w == text.as_bytes())
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The records office: a sealed archive no single person can read, kept by an MLS member.
+async fn records(
+    api: &Api,
+    token: &str,
+    url: &str,
+    dir: &Path,
+    alice: &mut Client,
+    bob: &mut Client,
+) -> Result<()> {
+    heading("the records office splits a new records key among 3 custodians (any 2 unseal)");
+    let generated = vellum_records::generate(3, 2)?;
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys)?;
+    std::fs::write(keys.join("records.pub"), generated.public.to_json())?;
+    let request = vellum_wire::RecordsInit {
+        records_public: generated.public.to_json(),
+    };
+    let code: EnrollmentCode = api
+        .call(
+            Method::POST,
+            "/v1/admin/records",
+            Some(&request),
+            None,
+            Some(token),
+        )
+        .await?;
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let config = vellum_archiver::ArchiverConfig {
+        server: url.to_owned(),
+        data: dir.join("archiver"),
+        records_key: keys.join("records.pub"),
+        code: Some(code.code),
+        listen,
+        idle_seal: std::time::Duration::from_secs(900),
+    };
+    let archive_dir = config.data.clone();
+    tokio::spawn(async move {
+        if let Err(e) = vellum_archiver::run(config).await {
+            eprintln!("archiver: {e}");
+        }
+    });
+    let update = vellum_wire::OrgPolicyUpdate {
+        default_record: Some(true),
+        ..Default::default()
+    };
+    let _: vellum_wire::OrgPolicy = api
+        .call(
+            Method::PUT,
+            "/v1/admin/policy",
+            Some(&update),
+            None,
+            Some(token),
+        )
+        .await?;
+    let records_api = Api::new(&format!("http://{listen}"))?;
+    // The archiver writes the records officer's credential on its first start.
+    let officer = loop {
+        match std::fs::read_to_string(archive_dir.join("records-token")) {
+            Ok(t) if !t.trim().is_empty() => break t,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    };
+    let officer = Some(officer.trim().to_owned());
+    // The archiver has enrolled once its log key is published.
+    while alice.org_policy().await?.records_log_key.is_none() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    heading("alice opens a record chat: the archiver is a member from the first commit");
+    let chat = alice
+        .create_chat("case-1234", &["bob".into()], Default::default(), None)
+        .await?;
+    bob.sync().await?;
+    alice.send(&chat, "Permit 88 is approved.").await?;
+    bob.sync().await?;
+    bob.send(&chat, "Noted, filing it today.").await?;
+    show("bob", bob, &chat)?;
+    let status = loop {
+        let status: vellum_archiver::api_types::Status = records_api
+            .call(
+                Method::GET,
+                "/v1/status",
+                None::<&()>,
+                None,
+                officer.as_deref(),
+            )
+            .await?;
+        if status.records >= 4 {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    println!(
+        "  the archive holds {} sealed records in a log of {} leaves",
+        status.records, status.log_size
+    );
+    let leaked = [
+        files_holding(&archive_dir, "Permit 88")?,
+        files_holding(&dir.join("server"), "Permit 88")?,
+    ]
+    .concat();
+    ensure!(leaked.is_empty(), "plaintext in {leaked:?}");
+    println!("  no archive or server file holds the text");
+    let sealed = records_api
+        .call::<Vec<vellum_archiver::api_types::Hit>>(
+            Method::GET,
+            "/v1/search?q=permit",
+            None::<&()>,
+            None,
+            officer.as_deref(),
+        )
+        .await;
+    println!(
+        "  search while sealed: {}",
+        sealed
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "answered?!".into())
+    );
+
+    heading("two custodians unseal; the records office searches");
+    for share in &generated.shares[..2] {
+        let body = serde_json::json!({ "share": share.as_str() });
+        let _: vellum_archiver::api_types::Status = records_api
+            .call(
+                Method::POST,
+                "/v1/unseal",
+                Some(&body),
+                None,
+                officer.as_deref(),
+            )
+            .await?;
+    }
+    let hits: Vec<vellum_archiver::api_types::Hit> = records_api
+        .call(
+            Method::GET,
+            "/v1/search?q=permit",
+            None::<&()>,
+            None,
+            officer.as_deref(),
+        )
+        .await?;
+    for hit in &hits {
+        let e = &hit.event;
+        let to: Vec<&str> = e.recipients.iter().map(|r| r.user.as_str()).collect();
+        println!(
+            "  leaf {}: <{}> to {} in {:?}: {}",
+            hit.leaf,
+            e.sender_user,
+            to.join(", "),
+            e.chat_title.as_deref().unwrap_or("?"),
+            e.text.as_deref().unwrap_or("")
+        );
+    }
+    ensure!(hits.len() == 1, "the record was not found");
+    let _: vellum_archiver::api_types::Status = records_api
+        .call(
+            Method::POST,
+            "/v1/seal",
+            None::<&()>,
+            None,
+            officer.as_deref(),
+        )
+        .await?;
+
+    heading("an auditor checks the archive offline, with no key");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // the next checkpoint
+    let report = vellum_archive::verify(&archive_dir.join("archive"), None);
+    ensure!(report.ok(), "verification failed: {:?}", report.problems);
+    println!(
+        "  intact: {} leaves ({} records), {} signed checkpoints, every leaf hash, key and signature checked",
+        report.leaves, report.records, report.checkpoints
+    );
     Ok(())
 }
