@@ -164,6 +164,18 @@ fn issue_4_record_chats_are_archived_sealed_and_readable_only_after_k_shares() {
         .contains("not configured"));
     let archiver = records_org(&server, root.path());
     assert!(admin_status()["warnings"].as_array().unwrap().is_empty());
+    for secret in [
+        archiver.data.join("records-token"),
+        archiver.data.join("log.key"),
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            secret.display()
+        );
+    }
     for share in 1..=3 {
         let mode = {
             use std::os::unix::fs::PermissionsExt;
