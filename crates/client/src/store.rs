@@ -52,6 +52,13 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_in_order ON messages(group_id, sent_at, seq);
 CREATE INDEX IF NOT EXISTS messages_expiry ON messages(expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_burn ON messages(burn_at) WHERE burn_at IS NOT NULL;
+-- Messages deleted for everyone before they arrived here: a later copy is never shown.
+CREATE TABLE IF NOT EXISTS tombstones (
+    group_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    sender_user TEXT NOT NULL,
+    PRIMARY KEY (group_id, id)
+);
 -- Destroying a row here destroys its message (crypto-shredding), wherever a copy lingers.
 CREATE TABLE IF NOT EXISTS message_keys (
     group_id TEXT NOT NULL,
@@ -436,6 +443,34 @@ impl LocalStore {
                 params![group_id, now],
             )
             .map(|_| ())
+            .map_err(db)
+    }
+
+    /// Remembers that `sender_user` deleted message `id` before it arrived here.
+    pub fn add_tombstone(&self, group_id: &str, id: &str, sender_user: &str) -> Result<(), Error> {
+        self.lock()
+            .execute(
+                "INSERT OR IGNORE INTO tombstones (group_id, id, sender_user) VALUES (?1, ?2, ?3)",
+                params![group_id, id, sender_user],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    pub fn is_tombstoned(
+        &self,
+        group_id: &str,
+        id: &str,
+        sender_user: &str,
+    ) -> Result<bool, Error> {
+        self.lock()
+            .query_row(
+                "SELECT 1 FROM tombstones WHERE group_id = ?1 AND id = ?2 AND sender_user = ?3",
+                params![group_id, id, sender_user],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
             .map_err(db)
     }
 
@@ -934,6 +969,20 @@ mod shredding {
         assert!(reasons.contains(&("short".into(), ShredReason::Burned)));
         assert!(reasons.contains(&("capped".into(), ShredReason::Expired)));
         assert_eq!(store.history("g").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn tombstones_are_per_chat_message_and_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store.add_tombstone("g", "m1", "alice").unwrap();
+        assert!(store.is_tombstoned("g", "m1", "alice").unwrap());
+        assert!(
+            !store.is_tombstoned("g", "m1", "bob").unwrap(),
+            "only the sender's delete counts"
+        );
+        assert!(!store.is_tombstoned("h", "m1", "alice").unwrap());
+        assert!(!store.is_tombstoned("g", "m2", "alice").unwrap());
     }
 
     #[test]

@@ -554,6 +554,9 @@ impl Client {
                 if expires_at.is_some_and(|t| t <= now_millis()) {
                     return Ok(Processed::Nothing); // expired before it arrived: never stored
                 }
+                if self.store.is_tombstoned(group_id, &id, &sender.user)? {
+                    return Ok(Processed::Nothing); // its sender deleted it for everyone
+                }
                 let row = MessageRow {
                     group_id: group_id.to_owned(),
                     id,
@@ -598,7 +601,12 @@ impl Client {
                     );
                     Ok(Processed::Nothing)
                 }
-                None => Ok(Processed::Nothing), // never arrived here, or already gone
+                None => {
+                    // Never arrived here (or already gone): should a copy turn up later, say
+                    // replayed by a member, it is not shown.
+                    self.store.add_tombstone(group_id, &id, &sender.user)?;
+                    Ok(Processed::Nothing)
+                }
             },
             Ok(AppPayload::ChatInfo { title }) => {
                 self.store.set_title(group_id, &title)?;
