@@ -118,6 +118,9 @@ pub struct Client {
     mls: DeviceClient<MlsGroupStorage, MlsKeyPackageStorage>,
     /// Where chat events go instead of the local history (the org's archiver).
     sink: Option<Box<dyn RecordSink>>,
+    /// Set while unconfirmed sends are being retried, so that the retry's own catch-up sync
+    /// does not start another.
+    flushing: bool,
 }
 
 /// One event of a chat as a member saw it: what the archiver keeps as a record
@@ -253,6 +256,7 @@ impl Client {
             identity,
             mls,
             sink: None,
+            flushing: false,
         };
         // Whatever expired while the device was off goes before anything can show it.
         {
@@ -517,7 +521,8 @@ impl Client {
         row: Option<&MessageRow>,
         expires_at: Option<i64>,
     ) -> Result<u64, Error> {
-        let client_msg_id = random_id();
+        // A text message's own id makes every retry of it idempotent, across restarts too.
+        let client_msg_id = row.map(|r| r.id.clone()).unwrap_or_else(random_id);
         let path = format!("/v1/groups/{group_id}/messages");
         for _ in 0..MAX_REBASES {
             let mut group = self.load_group(group_id)?;

@@ -406,6 +406,26 @@ impl LocalStore {
         self.query_messages("m.group_id = ?1", group_id)
     }
 
+    /// This device's text messages the server has not acknowledged (a send cut off by a lost
+    /// connection or a crash), oldest first.
+    pub fn unconfirmed(&self, device_id: &str) -> Result<Vec<MessageRow>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN message_keys k USING (group_id, id)
+                 WHERE m.kind = 'text' AND m.seq IS NULL AND m.sender_device = ?1 ORDER BY m.sent_at, m.rowid"
+            ))
+            .map_err(db)?;
+        let rows = stmt.query_map([device_id], read_message).map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(m) = row.map_err(db)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
     /// Text messages of the chat not displayed on this device yet.
     pub fn unread(&self, group_id: &str) -> Result<Vec<MessageRow>, Error> {
         self.query_messages(

@@ -135,11 +135,56 @@ impl Client {
         if joined_any || self.store.profile_get(KEY_PACKAGES_READY)?.is_none() {
             self.replenish_key_packages(false).await?;
         }
+        // Boxed: retrying a send may sync, which may retry sends (the `flushing` flag stops it).
+        Box::pin(self.flush_outbox()).await?;
         if !self.shred()?.is_empty() || shredded {
             // Deletes shred inside their entry's transaction: empty the WAL once it is done.
             self.store.truncate_wal()?;
         }
         Ok(new_messages)
+    }
+
+    /// Sends again what this device sent but the server never confirmed. Each carries its
+    /// message id as the idempotency key, so one the server did store is acknowledged, not
+    /// stored twice.
+    async fn flush_outbox(&mut self) -> Result<(), Error> {
+        if self.flushing {
+            return Ok(());
+        }
+        let unconfirmed = self.store.unconfirmed(&self.device_id)?;
+        if unconfirmed.is_empty() {
+            return Ok(());
+        }
+        self.flushing = true;
+        let mut result = Ok(());
+        for row in unconfirmed {
+            if self.store.chat(&row.group_id)?.is_none_or(|c| c.removed) {
+                continue;
+            }
+            let payload = AppPayload::Text {
+                id: row.id.clone(),
+                text: row.text.clone(),
+                sent_at: row.sent_at,
+                expire_secs: row
+                    .expires_at
+                    .map(|e| ((e - row.sent_at).max(0) / 1000) as u64),
+                burn_secs: row.burn_secs,
+            };
+            match self
+                .send_payload(&row.group_id, payload, Some(&row), row.expires_at)
+                .await
+            {
+                Ok(_) => {}
+                // Still unreachable: leave the rest for the next sync.
+                Err(Error::Network(_)) => break,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.flushing = false;
+        result
     }
 
     /// Verifies an archive receipt against the org's log key and marks the message archived.
