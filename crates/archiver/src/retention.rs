@@ -162,3 +162,106 @@ pub fn active_holds(archive: &Archive) -> Result<Vec<Hold>, vellum_archive::Erro
     }
     Ok(holds.into_values().collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vellum_client::Member;
+
+    fn event(
+        chat_id: &str,
+        title: Option<&str>,
+        sender: &str,
+        sent_at: i64,
+        received_at: i64,
+    ) -> ChatEvent {
+        ChatEvent {
+            chat_id: chat_id.into(),
+            chat_title: title.map(Into::into),
+            seq: 1,
+            kind: "message".into(),
+            message_id: None,
+            sender_user: sender.into(),
+            sender_device: "d".into(),
+            recipients: vec![Member {
+                user: "bob".into(),
+                device_id: "b1".into(),
+            }],
+            sent_at,
+            received_at,
+            text: None,
+            expire_secs: None,
+            burn_secs: None,
+        }
+    }
+
+    #[test]
+    fn defaults_are_written_and_bad_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schedules.json");
+        let defaults = Schedules::load(&path).unwrap();
+        assert_eq!(defaults.schedules["capstone"], None);
+        assert_eq!(
+            Schedules::load(&path).unwrap().default_schedule,
+            "default",
+            "written once, read back"
+        );
+        for bad in [
+            "not json",
+            r#"{"schedules":{"a":"10x"},"default_schedule":"a"}"#,
+            r#"{"schedules":{"a":"1d"},"default_schedule":"b"}"#,
+            r#"{"schedules":{"a":"1d"},"default_schedule":"a","users":{"alice":"nope"}}"#,
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(Schedules::load(&path).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn chat_id_wins_then_title_then_user_then_default() {
+        let mut s = Schedules::default();
+        s.chats.insert("id-1".into(), "capstone".into());
+        s.chats.insert("ops".into(), "transitory".into());
+        s.users.insert("alice".into(), "capstone".into());
+        assert_eq!(
+            s.for_event(&event("id-1", Some("ops"), "carol", 0, 0)),
+            ("capstone".into(), None)
+        );
+        assert_eq!(
+            s.for_event(&event("id-2", Some("ops"), "alice", 0, 0)).0,
+            "transitory"
+        );
+        assert_eq!(
+            s.for_event(&event("id-2", None, "alice", 0, 0)).0,
+            "capstone"
+        );
+        assert_eq!(
+            s.for_event(&event("id-2", None, "carol", 0, 0)),
+            ("default".into(), Some(2555 * 86_400_000))
+        );
+    }
+
+    #[test]
+    fn holds_match_custodian_chat_and_either_clock() {
+        let hold = Hold {
+            name: "h".into(),
+            custodian: Some("bob".into()),
+            chat: Some("ops".into()),
+            from: Some(100),
+            to: Some(200),
+        };
+        assert!(
+            hold.covers(&event("id", Some("ops"), "alice", 150, 150)),
+            "bob is a recipient"
+        );
+        assert!(
+            hold.covers(&event("id", Some("ops"), "alice", 0, 150)),
+            "a sender's false clock does not escape"
+        );
+        assert!(!hold.covers(&event("id", Some("ops"), "alice", 0, 300)));
+        assert!(!hold.covers(&event("id", Some("other"), "alice", 150, 150)));
+        let mut nobody = event("id", Some("ops"), "alice", 150, 150);
+        nobody.recipients.clear();
+        assert!(!hold.covers(&nobody), "not the custodian's communication");
+    }
+}

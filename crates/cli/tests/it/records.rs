@@ -236,6 +236,29 @@ fn issue_4_record_chats_are_archived_sealed_and_readable_only_after_k_shares() {
         "a receipt goes to the sender only"
     );
 
+    // The records API answers only the records officer.
+    let wrong = root.path().join("wrong-token");
+    fs::write(&wrong, "not-the-token\n").unwrap();
+    let line = run_fails(
+        vellum()
+            .args(["records", "--archiver", &archiver.url, "--token-file"])
+            .arg(&wrong)
+            .args(["status"]),
+    );
+    assert!(line.contains("records-officer token"), "{line}");
+    let line = run_fails(&mut archiver.records(&[
+        "hold",
+        "create",
+        "backwards",
+        "--from",
+        "2026-02-01T00:00:00Z",
+        "--to",
+        "2026-01-01T00:00:00Z",
+    ]));
+    assert!(line.contains("ends before it begins"), "{line}");
+    let line = run_fails(&mut archiver.records(&["search", "x", "--from", "yesterday"]));
+    assert!(line.contains("RFC 3339"), "{line}");
+
     // Sealed: search refuses; one share is not enough; a corrupted share is named.
     let line = run_fails(&mut archiver.records(&["search", &marker_a]));
     assert!(line.contains("sealed"), "{line}");
