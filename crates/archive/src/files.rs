@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use sha2::{Digest, Sha256};
 use vellum_records::{SealedRecord, SEALED_KEY_LEN};
-use vellum_tlog::{leaf_hash, Checkpoint, Hash, NoteSigner, NoteVerifier, RootBuilder};
+use vellum_tlog::{leaf_hash, Checkpoint, Hash, NoteSigner, RootBuilder};
 
 use crate::{Error, Leaf};
 
@@ -288,10 +288,6 @@ impl Archive {
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    pub fn verifier(&self) -> NoteVerifier {
-        self.signer.verifier()
     }
 
     /// The verifier key string of this archive's checkpoints.

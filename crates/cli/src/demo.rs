@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use reqwest::Method;
 use vellum_client::{Api, Client, MessageKind};
 use vellum_wire::{CreateUserRequest, EnrollmentCode};
@@ -184,14 +184,10 @@ pub async fn run() -> Result<()> {
         .chain(["field-ops".to_string(), fleeting.to_string()])
         .collect();
     let mut hits = 0;
-    for entry in std::fs::read_dir(&data)? {
-        let path = entry?.path();
-        let bytes = std::fs::read(&path).with_context(|| path.display().to_string())?;
-        for text in &texts {
-            if bytes.windows(text.len()).any(|w| w == text.as_bytes()) {
-                println!("  FOUND {text:?} in {}", path.display());
-                hits += 1;
-            }
+    for text in &texts {
+        for file in files_holding(&data, text)? {
+            println!("  FOUND {text:?} in {file}");
+            hits += 1;
         }
     }
     ensure!(hits == 0, "plaintext found in server files");
@@ -234,28 +230,14 @@ async fn records(
     bob: &mut Client,
 ) -> Result<()> {
     heading("the records office splits a new records key among 3 custodians (any 2 unseal)");
-    let generated = vellum_records::generate(3, 2)?;
     let keys = dir.join("keys");
-    std::fs::create_dir_all(&keys)?;
-    std::fs::write(keys.join("records.pub"), generated.public.to_json())?;
-    let request = vellum_wire::RecordsInit {
-        records_public: generated.public.to_json(),
-    };
-    let code: EnrollmentCode = api
-        .call(
-            Method::POST,
-            "/v1/admin/records",
-            Some(&request),
-            None,
-            Some(token),
-        )
-        .await?;
+    let code = crate::records::init(api, Some(token), 3, 2, &keys).await?;
     let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let config = vellum_archiver::ArchiverConfig {
         server: url.to_owned(),
         data: dir.join("archiver"),
         records_key: keys.join("records.pub"),
-        code: Some(code.code),
+        code: Some(code),
         listen,
         idle_seal: std::time::Duration::from_secs(900),
     };
@@ -345,8 +327,8 @@ async fn records(
     );
 
     heading("two custodians unseal; the records office searches");
-    for share in &generated.shares[..2] {
-        let body = serde_json::json!({ "share": share.as_str() });
+    for share in ["share-1", "share-2"] {
+        let body = serde_json::json!({ "share": std::fs::read_to_string(keys.join(share))? });
         let _: vellum_archiver::api_types::Status = records_api
             .call(
                 Method::POST,

@@ -483,7 +483,9 @@ async fn admin(args: AdminArgs) -> Result<()> {
             threshold,
             out,
         }) => {
-            return records::init(&api, token, custodians, threshold, &out).await;
+            return records::init(&api, token, custodians, threshold, &out)
+                .await
+                .map(|_| ());
         }
         AdminCommand::Policy(PolicyCommand::Set {
             max_expire,

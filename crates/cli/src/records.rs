@@ -120,7 +120,7 @@ pub async fn init(
     custodians: u8,
     threshold: u8,
     out: &Path,
-) -> Result<()> {
+) -> Result<String> {
     let generated = vellum_records::generate(custodians, threshold)?;
     fs::create_dir_all(out)?;
     let public = generated.public.to_json();
@@ -144,7 +144,7 @@ pub async fn init(
     println!("give each share to a different custodian; no copy of the whole key exists");
     println!("archiver enrollment code (single use):");
     println!("{}", code.code);
-    Ok(())
+    Ok(code.code)
 }
 
 fn unix_ms(rfc3339: Option<&str>) -> Result<Option<i64>> {

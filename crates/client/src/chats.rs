@@ -2,10 +2,12 @@
 
 use reqwest::Method;
 use vellum_mls::mls_rs::{ExtensionList, MlsMessage};
-use vellum_mls::{roster, ChatPolicy, RecordChat};
+use vellum_mls::{roster, ChatPolicy, OrgIdentityProvider, RecordChat};
 use vellum_wire::*;
 
-use crate::{now_millis, random_id, ChatRow, Client, Error, Member, MessageKind, MessageRow};
+use crate::{
+    now_millis, random_id, ChatRow, Client, Error, Group, Member, MessageKind, MessageRow,
+};
 
 /// Whether a chat's messages are kept as records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,17 @@ pub(crate) fn class_notice(record: bool) -> &'static str {
     }
 }
 
+/// The members of a group, each credential verified against the pinned org key.
+pub(crate) fn members(group: &Group, identity: &OrgIdentityProvider) -> Result<Vec<Member>, Error> {
+    Ok(roster(group, identity)?
+        .into_iter()
+        .map(|(_, cert)| Member {
+            user: cert.user,
+            device_id: cert.device_id,
+        })
+        .collect())
+}
+
 impl Client {
     pub fn chats(&self) -> Result<Vec<ChatRow>, Error> {
         self.store.chats()
@@ -43,14 +56,7 @@ impl Client {
         if self.store.chat(&group_id)?.is_some_and(|c| c.removed) {
             return Err(Error::RemovedFromChat);
         }
-        let group = self.load_group(&group_id)?;
-        Ok(roster(&group, &self.identity)?
-            .into_iter()
-            .map(|(_, cert)| Member {
-                user: cert.user,
-                device_id: cert.device_id,
-            })
-            .collect())
+        members(&self.load_group(&group_id)?, &self.identity)
     }
 
     /// Creates a chat titled `title` with every device of `with` (and this user's other
@@ -105,7 +111,7 @@ impl Client {
             .create_group(extensions, Default::default(), None)?;
         let info = group.group_info_message(true)?.to_bytes()?;
         let created: GroupCreated = self
-            .call(
+            .request(
                 Method::POST,
                 "/v1/groups",
                 Some(&CreateGroup {
@@ -165,7 +171,7 @@ impl Client {
         users.dedup();
         let request = ClaimKeyPackages { users };
         let claimed: ClaimedKeyPackages = self
-            .call(Method::POST, "/v1/key-packages/claim", Some(&request))
+            .request(Method::POST, "/v1/key-packages/claim", Some(&request))
             .await?;
         claimed
             .key_packages
@@ -202,7 +208,6 @@ impl Client {
             Ok(if any { Some(builder.build()?) } else { None })
         })
         .await
-        .map(|_| ())
     }
 
     /// Removes every device of `users` from the chat.
@@ -236,7 +241,6 @@ impl Client {
             Ok(if any { Some(builder.build()?) } else { None })
         })
         .await
-        .map(|_| ())
     }
 
     /// Whether the chat is kept as records, from its GroupContext.
@@ -250,7 +254,7 @@ impl Client {
 
     /// The org's bounds on timers, as the server enforces them.
     pub async fn org_policy(&self) -> Result<OrgPolicy, Error> {
-        self.call(Method::GET, "/v1/policy", None::<&()>).await
+        self.request(Method::GET, "/v1/policy", None::<&()>).await
     }
 
     /// The chat's current default timers, from this device's MLS GroupContext.

@@ -272,16 +272,6 @@ impl Client {
         self.sink = Some(sink);
     }
 
-    /// A request to the delivery server signed as this device (the archiver posts receipts).
-    pub async fn request<T: serde::de::DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&impl serde::Serialize>,
-    ) -> Result<T, Error> {
-        self.call(method, path, body).await
-    }
-
     pub fn user(&self) -> &str {
         &self.user
     }
@@ -301,7 +291,9 @@ impl Client {
         }
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(
+    /// A request to the delivery server signed as this device (the archiver posts receipts
+    /// with it too).
+    pub async fn request<T: serde::de::DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -315,7 +307,7 @@ impl Client {
     /// Keeps enough single-use key packages (and a last-resort one) on the server.
     async fn replenish_key_packages(&mut self, force: bool) -> Result<(), Error> {
         let count: KeyPackageCount = self
-            .call(Method::GET, "/v1/key-packages/count", None::<&()>)
+            .request(Method::GET, "/v1/key-packages/count", None::<&()>)
             .await?;
         if !force && count.single_use >= KEY_PACKAGE_TARGET / 2 && count.has_last_resort {
             return self.store.profile_set(sync::KEY_PACKAGES_READY, b"1");
@@ -328,7 +320,7 @@ impl Client {
             return self.store.profile_set(sync::KEY_PACKAGES_READY, b"1");
         }
         let _: () = self
-            .call(Method::POST, "/v1/key-packages", Some(&upload))
+            .request(Method::POST, "/v1/key-packages", Some(&upload))
             .await?;
         self.store.profile_set(sync::KEY_PACKAGES_READY, b"1")
     }
@@ -398,12 +390,8 @@ impl Client {
     /// it (messages at the old epoch) is processed first. A commit whose fate is unknown (lost
     /// connection, crash) is sent again before anything new; the server acknowledges a
     /// repeated commit once.
-    /// Returns the commit's seq in the log, or `None` when `build` found nothing to do.
-    async fn commit_with_rebase<F>(
-        &mut self,
-        group_id: &str,
-        mut build: F,
-    ) -> Result<Option<u64>, Error>
+    /// Does nothing when `build` finds nothing to do.
+    async fn commit_with_rebase<F>(&mut self, group_id: &str, mut build: F) -> Result<(), Error>
     where
         F: FnMut(&mut Group) -> Result<Option<vellum_mls::mls_rs::group::CommitOutput>, Error>,
     {
@@ -433,7 +421,7 @@ impl Client {
                 }
             }
             let Some(output) = build(&mut group)? else {
-                return Ok(None);
+                return Ok(());
             };
             let request = PostCommit {
                 commit: output.commit_message.to_bytes()?.into(),
@@ -462,8 +450,7 @@ impl Client {
                     {
                         return Err(Error::Invalid("the server accepted the change but has not delivered it yet; sync again".into()));
                     }
-                    self.store.profile_delete(&stored_request)?;
-                    return Ok(Some(accepted.seq));
+                    return self.store.profile_delete(&stored_request);
                 }
                 Err(e @ Error::Network(_)) => return Err(e),
                 Err(e) => {
@@ -500,7 +487,7 @@ impl Client {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
-            match self.call(Method::POST, path, Some(body)).await {
+            match self.request(Method::POST, path, Some(body)).await {
                 Err(Error::Network(e)) if attempt < 6 => {
                     tracing::debug!(%e, "retrying");
                     tokio::time::sleep(delay).await;

@@ -162,7 +162,7 @@ impl Client {
         // Drop the ciphertext first, so that devices that have not fetched it never will.
         if let Some(seq) = message.seq {
             let path = format!("/v1/groups/{group_id}/messages/{seq}");
-            match self.call::<()>(Method::DELETE, &path, None::<&()>).await {
+            match self.request::<()>(Method::DELETE, &path, None::<&()>).await {
                 Ok(()) => {}
                 // Already purged (expired): nothing left on the server to drop.
                 Err(Error::Api { status: 404, .. }) => {}

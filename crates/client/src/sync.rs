@@ -13,20 +13,6 @@ use vellum_wire::*;
 use crate::messages::expiry;
 use crate::{now_millis, ChatEvent, Client, Error, Group, Member, MessageKind, MessageRow};
 
-/// The verified members of a group (only for the archiver: it verifies every credential).
-fn members(group: &Group, identity: &vellum_mls::OrgIdentityProvider) -> Vec<Member> {
-    vellum_mls::roster(group, identity)
-        .map(|r| {
-            r.into_iter()
-                .map(|(_, c)| Member {
-                    user: c.user,
-                    device_id: c.device_id,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Checks a receipt: the checkpoint is signed by the org's log key, the leaf is included in
 /// it, and the leaf is the record of exactly this chat and log position.
 fn verify_receipt(receipt: &str, log_key: Option<&str>) -> Result<Receipt, String> {
@@ -92,7 +78,7 @@ impl Client {
         let mut joined_any = false;
         let mut shredded = false;
         loop {
-            let batch: SyncResponse = self.call(Method::GET, "/v1/sync", None::<&()>).await?;
+            let batch: SyncResponse = self.request(Method::GET, "/v1/sync", None::<&()>).await?;
             let mut ack = AckRequest::default();
             for welcome in &batch.welcomes {
                 self.join(welcome)?;
@@ -279,7 +265,7 @@ impl Client {
             .and_then(|_| match self.sink {
                 // The archiver records who was in the chat when it joined.
                 Some(_) => {
-                    let members = members(&group, &self.identity);
+                    let members = crate::chats::members(&group, &self.identity).unwrap_or_default();
                     let names: Vec<String> = members
                         .iter()
                         .map(|m| format!("{} ({})", m.user, m.device_id))
@@ -343,7 +329,7 @@ impl Client {
                 ChatPolicy::from_extensions(&group.context().extensions).unwrap_or_default();
             // The archiver records who was in the chat when each event happened.
             let members_before = match self.sink {
-                Some(_) => members(group, &self.identity),
+                Some(_) => crate::chats::members(group, &self.identity).unwrap_or_default(),
                 None => Vec::new(),
             };
             let received = MlsMessage::from_bytes(&entry.payload)
@@ -356,15 +342,19 @@ impl Client {
                         .and_then(|m| self.identity.certificate(&m.signing_identity).ok());
                     let chat_policy = ChatPolicy::from_extensions(&group.context().extensions)
                         .unwrap_or_default();
-                    processed = match self.sink {
-                        Some(_) => self.archive_payload(
+                    processed = match (sender, &self.sink) {
+                        (None, _) => {
+                            skip(&"a message from a leaf without a valid credential");
+                            Processed::Nothing
+                        }
+                        (Some(sender), Some(_)) => self.archive_payload(
                             group_id,
                             entry,
                             app.data(),
                             sender,
                             members_before,
                         )?,
-                        None => {
+                        (Some(sender), None) => {
                             self.apply_payload(group_id, entry, app.data(), sender, chat_policy)?
                         }
                     };
@@ -389,7 +379,8 @@ impl Client {
                             policy_before,
                         )?;
                         if self.sink.is_some() {
-                            let after = members(group, &self.identity);
+                            let after =
+                                crate::chats::members(group, &self.identity).unwrap_or_default();
                             let committer_device = group
                                 .member_at_index(commit.committer)
                                 .and_then(|m| self.identity.certificate(&m.signing_identity).ok())
@@ -472,17 +463,9 @@ impl Client {
         group_id: &str,
         entry: &LogEntry,
         data: &[u8],
-        sender: Option<vellum_mls::DeviceCertificate>,
+        sender: vellum_mls::DeviceCertificate,
         members: Vec<Member>,
     ) -> Result<Processed, Error> {
-        let Some(sender) = sender else {
-            tracing::warn!(
-                group = group_id,
-                seq = entry.seq,
-                "not archiving a message from an unknown leaf"
-            );
-            return Ok(Processed::Nothing);
-        };
         let who = (sender.user.as_str(), sender.device_id.as_str());
         let event = match AppPayload::decode(data) {
             Ok(AppPayload::Text {
@@ -573,17 +556,9 @@ impl Client {
         group_id: &str,
         entry: &LogEntry,
         data: &[u8],
-        sender: Option<vellum_mls::DeviceCertificate>,
+        sender: vellum_mls::DeviceCertificate,
         chat: ChatPolicy,
     ) -> Result<Processed, Error> {
-        let Some(sender) = sender else {
-            tracing::warn!(
-                group = group_id,
-                seq = entry.seq,
-                "dropping a message from an unknown leaf"
-            );
-            return Ok(Processed::Nothing);
-        };
         match AppPayload::decode(data) {
             Ok(AppPayload::Text {
                 id,

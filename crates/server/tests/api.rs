@@ -269,7 +269,7 @@ impl Harness {
                 builder = builder.add_member(kp).unwrap();
             }
             let out = builder.build().unwrap();
-            let request = json!({ "commit": b64(&out.commit_message.to_bytes().unwrap()), "welcome": b64(&out.welcome_messages[0].to_bytes().unwrap()) });
+            let request = commit_json(&out);
             let (status, body) = send(
                 &self.app,
                 signed(
@@ -285,6 +285,15 @@ impl Harness {
         }
         (group, group_id)
     }
+}
+
+/// The body of `POST /v1/groups/{id}/commits` for a commit built here.
+fn commit_json(out: &vellum_mls::mls_rs::group::CommitOutput) -> Value {
+    let mut request = json!({ "commit": b64(&out.commit_message.to_bytes().unwrap()) });
+    if let Some(welcome) = out.welcome_messages.first() {
+        request["welcome"] = json!(b64(&welcome.to_bytes().unwrap()));
+    }
+    request
 }
 
 fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want_code: &str) {
@@ -741,12 +750,7 @@ async fn commits_are_ordered_and_bad_ones_change_nothing() {
         .unwrap();
     let stale = bob_group.commit_builder().build().unwrap();
     let (status, body) = h
-        .call(
-            &bob,
-            "POST",
-            &commits,
-            Some(json!({ "commit": b64(&stale.commit_message.to_bytes().unwrap()) })),
-        )
+        .call(&bob, "POST", &commits, Some(commit_json(&stale)))
         .await;
     assert_error(status, &body, StatusCode::CONFLICT, "stale_epoch");
     assert_eq!(h.store.group(&group_id).await.unwrap().unwrap().epoch, 2);
@@ -868,7 +872,7 @@ async fn messages_need_membership_current_epoch_and_are_idempotent() {
             &alice,
             "POST",
             &format!("/v1/groups/{group_id}/commits"),
-            Some(json!({ "commit": b64(&out.commit_message.to_bytes().unwrap()) })),
+            Some(commit_json(&out)),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -1083,12 +1087,7 @@ async fn issue_3_org_timer_bounds_are_enforced_on_the_public_handshake() {
         .build()
         .unwrap();
     let (status, body) = h
-        .call(
-            &alice,
-            "POST",
-            &commits,
-            Some(json!({ "commit": b64(&out.commit_message.to_bytes().unwrap()) })),
-        )
+        .call(&alice, "POST", &commits, Some(commit_json(&out)))
         .await;
     assert_error(
         status,
@@ -1114,12 +1113,7 @@ async fn issue_3_org_timer_bounds_are_enforced_on_the_public_handshake() {
         .build()
         .unwrap();
     let (status, body) = h
-        .call(
-            &alice,
-            "POST",
-            &commits,
-            Some(json!({ "commit": b64(&out.commit_message.to_bytes().unwrap()) })),
-        )
+        .call(&alice, "POST", &commits, Some(commit_json(&out)))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
@@ -1376,13 +1370,6 @@ async fn issue_4_a_record_chat_always_keeps_the_archiver() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let group_id = body["group_id"].as_str().unwrap().to_owned();
     let commits = format!("/v1/groups/{group_id}/commits");
-    let post = |out: &vellum_mls::mls_rs::group::CommitOutput| {
-        let mut request = json!({ "commit": b64(&out.commit_message.to_bytes().unwrap()) });
-        if let Some(w) = out.welcome_messages.first() {
-            request["welcome"] = json!(b64(&w.to_bytes().unwrap()));
-        }
-        request
-    };
 
     // Adding bob without the archiver: refused.
     let kp = |d: &TestDevice| {
@@ -1396,7 +1383,9 @@ async fn issue_4_a_record_chat_always_keeps_the_archiver() {
         .unwrap()
         .build()
         .unwrap();
-    let (status, body) = h.call(&alice, "POST", &commits, Some(post(&out))).await;
+    let (status, body) = h
+        .call(&alice, "POST", &commits, Some(commit_json(&out)))
+        .await;
     assert_error(
         status,
         &body,
@@ -1412,7 +1401,9 @@ async fn issue_4_a_record_chat_always_keeps_the_archiver() {
         .unwrap()
         .build()
         .unwrap();
-    let (status, body) = h.call(&alice, "POST", &commits, Some(post(&out))).await;
+    let (status, body) = h
+        .call(&alice, "POST", &commits, Some(commit_json(&out)))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     group.apply_pending_commit().unwrap();
 
@@ -1433,7 +1424,9 @@ async fn issue_4_a_record_chat_always_keeps_the_archiver() {
         .unwrap()
         .build()
         .unwrap();
-    let (status, body) = h.call(&alice, "POST", &commits, Some(post(&out))).await;
+    let (status, body) = h
+        .call(&alice, "POST", &commits, Some(commit_json(&out)))
+        .await;
     assert_error(
         status,
         &body,
@@ -1451,7 +1444,9 @@ async fn issue_4_a_record_chat_always_keeps_the_archiver() {
         .unwrap()
         .build()
         .unwrap();
-    let (status, body) = h.call(&alice, "POST", &commits, Some(post(&out))).await;
+    let (status, body) = h
+        .call(&alice, "POST", &commits, Some(commit_json(&out)))
+        .await;
     assert_error(
         status,
         &body,
