@@ -3,6 +3,9 @@
 //! Everything is real: an in-process delivery server on 127.0.0.1 with its SQLite file on
 //! disk (synchronous=FULL), clients with their own SQLite profiles, MLS via mls-rs.
 
+mod load;
+
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
@@ -21,7 +24,9 @@ struct Org {
     url: String,
     api: Api,
     token: String,
-    root: tempfile::TempDir,
+    /// Where client profiles go.
+    root: PathBuf,
+    _owned: Option<tempfile::TempDir>,
 }
 
 impl Org {
@@ -35,12 +40,19 @@ impl Org {
         let state = vellum_server::AppState::open(config)?;
         tokio::spawn(vellum_server::run(listener, state));
         let token = std::fs::read_to_string(root.path().join("server/admin-token"))?;
-        let url = format!("http://{addr}");
+        let mut org = Self::connect(&format!("http://{addr}"), token.trim(), root.path()).await?;
+        org._owned = Some(root);
+        Ok(org)
+    }
+
+    /// An org on a server someone else started; client profiles go under `root`.
+    async fn connect(url: &str, token: &str, root: &Path) -> Result<Self> {
         Ok(Self {
-            api: Api::new(&url)?,
-            url,
-            token: token.trim().into(),
-            root,
+            api: Api::new(url)?,
+            url: url.to_owned(),
+            token: token.to_owned(),
+            root: root.to_owned(),
+            _owned: None,
         })
     }
 
@@ -61,11 +73,12 @@ impl Org {
     /// A full client with its own SQLite profile.
     async fn client(&self, name: &str) -> Result<Client> {
         let code = self.code(name).await?;
-        Ok(Client::enroll(&self.root.path().join(name), &self.url, name, &code).await?)
+        Ok(Client::enroll(&self.root.join(name), &self.url, name, &code).await?)
     }
 
     /// A member that only needs to be addable: enrolled, with one key package on the server.
-    async fn light_member(&self, name: &str) -> Result<()> {
+    /// Returns its device id and key, to sign requests with.
+    async fn light_device(&self, name: &str) -> Result<(String, DeviceKey)> {
         let code = self.code(name).await?;
         let key = DeviceKey::generate();
         let request = EnrollRequest {
@@ -106,7 +119,7 @@ impl Org {
                 None,
             )
             .await?;
-        Ok(())
+        Ok((enrolled.device_id, key))
     }
 }
 
@@ -199,10 +212,10 @@ async fn add_member_figures(members: usize) -> Result<()> {
     let mut names = vec!["bob".to_string()];
     for i in 2..members {
         let name = format!("m{i}");
-        org.light_member(&name).await?;
+        org.light_device(&name).await?;
         names.push(name);
     }
-    org.light_member("newcomer").await?;
+    org.light_device("newcomer").await?;
     let start = Instant::now();
     let chat = alice
         .create_chat("big", &names, Default::default(), None)
@@ -399,9 +412,66 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}")
 }
 
+const USAGE: &str = "usage: vellum-bench [quick|load|soak|all]
+  quick  in-process figures: delivery, adding a member, shredding, archive (the default)
+  load   a `vellum server` process: 50 chats of 10 members at 200, 500 and 1,000 msg/s for
+         60 s each, idle WebSocket memory, adding a member next to raw mls-rs
+  soak   the same server at 200 msg/s for 10 minutes, one row per minute
+  all    quick, then load (load and soak need `cargo build --release -p vellum`)";
+
 #[tokio::main]
 async fn main() -> Result<()> {
+    let scenario = std::env::args().nth(1).unwrap_or_else(|| "quick".into());
     println!("machine: {}", machine());
+    match scenario.as_str() {
+        "quick" => quick().await,
+        "load" => load_figures().await,
+        "soak" => soak().await,
+        "all" => {
+            quick().await?;
+            load_figures().await
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn load_figures() -> Result<()> {
+    println!("\nmany senders: 50 chats of 10 full clients, one sender per chat, 60 s at a fixed total rate; receivers run the watch loop (WebSocket wake, sync, decrypt, store, ack)");
+    println!("| offered msg/s | sent msg/s | deliveries/s | send-to-deliver p50 ms | p99 ms | server CPU µs per delivery | delivered/expected |");
+    println!("|---|---|---|---|---|---|---|");
+    for rate in [200.0, 500.0, 1000.0] {
+        load::many_senders(50, 10, rate, Duration::from_secs(60), None).await?;
+    }
+    println!("\nidle authenticated WebSockets: server resident memory");
+    println!("| connections | server RSS MiB | KiB per connection |");
+    println!("|---|---|---|");
+    load::idle_websockets(&[1_000, 10_000]).await?;
+    println!("\nadding one member: raw mls-rs in memory (commit without path, committer applies, server view, one member processes) next to Vellum end to end (add_members, then one member's sync); median of 3");
+    println!("| members | raw mls-rs ms | Vellum ms | ratio |");
+    println!("|---|---|---|---|");
+    load::add_member_against_raw(100).await?;
+    load::add_member_against_raw(1000).await?;
+    Ok(())
+}
+
+async fn soak() -> Result<()> {
+    println!("\nsoak: 50 chats of 10 members at 200 msg/s for 10 minutes, one row per minute");
+    println!("| elapsed | sent msg/s | deliveries/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|");
+    load::many_senders(
+        50,
+        10,
+        200.0,
+        Duration::from_secs(600),
+        Some(Duration::from_secs(60)),
+    )
+    .await
+}
+
+async fn quick() -> Result<()> {
     println!("\nsend-to-receive on loopback (latency: send call until one receiver has it decrypted and stored, by sync)");
     println!("| members | p50 ms | p99 ms | sent msg/s (durably acked) | delivered msg/s (all receivers) |");
     println!("|---|---|---|---|---|");

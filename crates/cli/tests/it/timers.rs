@@ -25,9 +25,24 @@ fn millis(rfc3339: &Value) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
+/// Waits for a moment on the wall clock (a timer's due time), not for an arbitrary delay.
 fn wait_until(deadline: Instant) {
     if let Some(left) = deadline.checked_duration_since(Instant::now()) {
         std::thread::sleep(left);
+    }
+}
+
+/// Polls `condition` until it holds or `within` has passed; true if it held.
+fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -84,7 +99,9 @@ fn issue_3_seized_device_yields_nothing_once_messages_expire_or_burn() {
     assert!(millis(&burnt["burn_at"]) <= millis(&burnt["expires_at"]));
 
     // After the burn, before the expiry: only the burnt one is gone.
-    std::thread::sleep(Duration::from_millis(1300));
+    assert!(eventually(Duration::from_secs(5), || !bob
+        .texts("ops")
+        .contains(&burning)));
     let texts = bob.texts("ops");
     assert!(
         texts.contains(&expiring) && !texts.contains(&burning),
@@ -276,8 +293,10 @@ fn issue_3_burn_on_read_is_per_device_and_sync_does_not_start_it() {
         phone.json(&["read", "pair", "--json"]).is_empty(),
         "read shows only unread messages"
     );
-    std::thread::sleep(Duration::from_millis(1300));
-    assert!(phone.texts("pair").is_empty(), "burnt on the phone");
+    assert!(
+        eventually(Duration::from_secs(5), || phone.texts("pair").is_empty()),
+        "burnt on the phone"
+    );
     // The laptop never displayed it: it is still there, and only now starts burning.
     let on_laptop = laptop.json(&["history", "pair", "--json"]);
     let m = on_laptop
@@ -285,8 +304,9 @@ fn issue_3_burn_on_read_is_per_device_and_sync_does_not_start_it() {
         .find(|m| m["text"] == secret.as_str())
         .expect("still on the laptop");
     assert!(!m["burn_at"].is_null());
-    std::thread::sleep(Duration::from_millis(1300));
-    assert!(laptop.texts("pair").is_empty());
+    assert!(eventually(Duration::from_secs(5), || laptop
+        .texts("pair")
+        .is_empty()));
     assert_eq!(
         files_holding(&[phone.home.as_path(), laptop.home.as_path()], &secret),
         Vec::<String>::new()
@@ -314,8 +334,9 @@ fn issue_3_expiry_is_enforced_offline_at_start_up_and_by_a_running_client() {
 
     // Bob's watch is running; carol's device is off.
     let mut watcher = spawn_piped(bob.cmd().args(["watch", "--json"]));
+    // No wait for the connection: the server wakes a new watcher at once, so it also
+    // fetches what was sent before it connected.
     let mut reader = std::io::BufReader::new(watcher.stdout.take().unwrap());
-    std::thread::sleep(Duration::from_millis(300));
     let fleeting = marker("fleeting");
     let sent = Instant::now();
     alice.ok(&["send", "brief", &fleeting]);
@@ -364,8 +385,10 @@ fn issue_3_expiry_is_enforced_offline_at_start_up_and_by_a_running_client() {
     // A message stored before the device went off is shredded when it starts again.
     let stale = marker("stale");
     alice.ok(&["send", "brief", &stale]);
-    carol.ok(&["sync"]);
-    std::thread::sleep(Duration::from_millis(2200));
+    let synced = carol.json(&["sync", "--json"]);
+    let stored = synced.iter().find(|m| m["text"] == stale.as_str()).unwrap();
+    let due = Duration::from_millis(millis(&stored["expires_at"]) as u64 + 50);
+    wait_until(Instant::now() + due.saturating_sub(std::time::UNIX_EPOCH.elapsed().unwrap()));
     assert!(
         carol.texts("brief").is_empty(),
         "shown nothing after start-up"
