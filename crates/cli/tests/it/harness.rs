@@ -1,5 +1,4 @@
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -23,20 +22,12 @@ pub struct Server {
     starts: u32,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Server {
+    /// Starts on a port the server picks itself (`--listen 127.0.0.1:0`); restarts reuse it.
     pub fn start(root: &Path) -> Self {
-        let listen = format!("127.0.0.1:{}", free_port());
         let mut server = Self {
-            url: format!("http://{listen}"),
-            listen,
+            url: String::new(),
+            listen: "127.0.0.1:0".into(),
             data: root.join("server-data"),
             logs: root.join("server-logs"),
             child: None,
@@ -49,8 +40,8 @@ impl Server {
 
     fn spawn(&mut self) {
         self.starts += 1;
-        let stdout =
-            std::fs::File::create(self.logs.join(format!("stdout-{}", self.starts))).unwrap();
+        let stdout_path = self.logs.join(format!("stdout-{}", self.starts));
+        let stdout = std::fs::File::create(&stdout_path).unwrap();
         let stderr =
             std::fs::File::create(self.logs.join(format!("stderr-{}", self.starts))).unwrap();
         let child = vellum()
@@ -63,11 +54,22 @@ impl Server {
             .spawn()
             .unwrap();
         self.child = Some(child);
+        // The first line of stdout names the bound address once the listener is up.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&self.listen).is_err() {
+        let url = loop {
+            let printed = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+            if let Some(line) = printed.lines().next().filter(|_| printed.contains('\n')) {
+                let url = line
+                    .split_whitespace()
+                    .find(|w| w.starts_with("http://"))
+                    .unwrap_or_else(|| panic!("no address on the first line: {line:?}"));
+                break url.to_owned();
+            }
             assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.listen = url.trim_start_matches("http://").to_owned();
+        self.url = url;
     }
 
     /// SIGKILL: no shutdown handler runs.
