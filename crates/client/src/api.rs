@@ -1,5 +1,6 @@
 //! Signed HTTP calls to the delivery server.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::{engine::general_purpose::STANDARD, Engine};
@@ -7,13 +8,23 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use vellum_mls::DeviceKey;
-use vellum_wire::{request_signing_bytes, ApiError, AuthHeaders};
+use vellum_wire::{codes, request_signing_bytes, ApiError, AuthHeaders};
 
 use crate::Error;
 
 pub struct Api {
     base: String,
     http: reqwest::Client,
+    /// The server's start (Unix seconds) once it refused a timestamp from before it:
+    /// requests are signed no earlier, whatever this device's clock says.
+    not_before: AtomicI64,
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// The identity a request is signed with.
@@ -31,10 +42,17 @@ fn random_nonce() -> String {
 impl Signer<'_> {
     /// The authentication headers for one request.
     pub fn headers(&self, method: &str, path: &str, body: &[u8]) -> Vec<(&'static str, String)> {
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        self.headers_at(method, path, body, now_secs())
+    }
+
+    /// The authentication headers for one request signed at `timestamp`.
+    pub fn headers_at(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        timestamp: i64,
+    ) -> Vec<(&'static str, String)> {
         let nonce = random_nonce();
         let signed = request_signing_bytes(method, path, self.device_id, timestamp, &nonce, body);
         vec![
@@ -61,7 +79,11 @@ impl Api {
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .map_err(|e| Error::Network(e.to_string()))?;
-        Ok(Self { base, http })
+        Ok(Self {
+            base,
+            http,
+            not_before: AtomicI64::new(0),
+        })
     }
 
     pub fn base(&self) -> &str {
@@ -81,31 +103,54 @@ impl Api {
             Some(b) => serde_json::to_vec(b).map_err(|e| Error::Invalid(e.to_string()))?,
             None => Vec::new(),
         };
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{}", self.base, path));
-        if let Some(signer) = signer {
-            for (name, value) in signer.headers(method.as_str(), path, &bytes) {
-                request = request.header(name, value);
+        // A server that restarted forgot the nonces it saw and refuses timestamps from before
+        // its start: such a request is signed again (fresh nonce) from the start it reports.
+        // Signing at that second needs no wait: it is no later than the server's clock and no
+        // earlier than this device's timestamp, which the server found inside its window.
+        let mut retried = false;
+        let (status, text) = loop {
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{}", self.base, path));
+            if let Some(signer) = signer {
+                let timestamp = now_secs().max(self.not_before.load(Ordering::Relaxed));
+                for (name, value) in signer.headers_at(method.as_str(), path, &bytes, timestamp) {
+                    request = request.header(name, value);
+                }
             }
-        }
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        if body.is_some() {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(bytes);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Error::Network(e.without_url().to_string()))?;
-        let status = response.status();
-        let text = response
-            .bytes()
-            .await
-            .map_err(|e| Error::Network(e.without_url().to_string()))?;
+            if let Some(token) = bearer {
+                request = request.bearer_auth(token);
+            }
+            if body.is_some() {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(bytes.clone());
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| Error::Network(e.without_url().to_string()))?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let text = response
+                .bytes()
+                .await
+                .map_err(|e| Error::Network(e.without_url().to_string()))?;
+            let started = headers
+                .get(AuthHeaders::SERVER_START)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i64>().ok());
+            let refused_as_early = status == StatusCode::UNAUTHORIZED
+                && serde_json::from_slice::<ApiError>(&text)
+                    .is_ok_and(|e| e.code == codes::BEFORE_SERVER_START);
+            match started {
+                Some(started) if refused_as_early && signer.is_some() && !retried => {
+                    self.not_before.fetch_max(started, Ordering::Relaxed);
+                    retried = true;
+                }
+                _ => break (status, text),
+            }
+        };
         // A timeout or server error says nothing about whether the request took effect:
         // callers treat it like a lost connection and retry (every write is idempotent).
         if status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
