@@ -27,8 +27,9 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
         .ok_or_else(|| ApiError::unauthenticated(format!("missing or invalid {name} header")))
 }
 
-/// Verifies the device signature over method, path, timestamp, nonce and body; refuses
-/// stale timestamps and reused nonces (replays); then applies the device's rate limit.
+/// Verifies the device signature over method, path, timestamp, nonce and body and refuses
+/// stale timestamps; applies the device's rate limit; then refuses reused nonces (replays)
+/// and timestamps from before the server started. Nothing here writes to disk.
 pub async fn device_auth(
     State(state): State<Arc<AppState>>,
     request: Request,
