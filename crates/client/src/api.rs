@@ -177,3 +177,106 @@ impl Api {
             .map_err(|e| Error::Network(format!("unexpected response from the server: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A loopback HTTP server answering each request with the next of `responses` (status,
+    /// extra headers, body); returns the `x-vellum-timestamp` of each request it got.
+    async fn serve(
+        responses: Vec<(u16, Vec<(&'static str, String)>, String)>,
+    ) -> (String, tokio::task::JoinHandle<Vec<i64>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut timestamps = Vec::new();
+            for (status, headers, body) in responses {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                while !request.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    socket.read_exact(&mut byte).await.unwrap();
+                    request.push(byte[0]);
+                }
+                let request = String::from_utf8(request).unwrap();
+                let timestamp = request
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{}: ", AuthHeaders::TIMESTAMP)))
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                timestamps.push(timestamp);
+                let mut response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n",
+                    body.len()
+                );
+                for (name, value) in headers {
+                    response.push_str(&format!("{name}: {value}\r\n"));
+                }
+                response.push_str("\r\n");
+                response.push_str(&body);
+                socket.write_all(response.as_bytes()).await.unwrap();
+                socket.shutdown().await.unwrap();
+            }
+            timestamps
+        });
+        (base, task)
+    }
+
+    fn early(started: i64) -> (u16, Vec<(&'static str, String)>, String) {
+        (
+            401,
+            vec![(AuthHeaders::SERVER_START, started.to_string())],
+            format!(
+                r#"{{"code":"{}","message":"m"}}"#,
+                codes::BEFORE_SERVER_START
+            ),
+        )
+    }
+
+    /// A server that restarted after this device signed (or whose clock is ahead) refuses
+    /// the timestamp; the request is signed again, once, from the start it reports, and
+    /// later requests are signed no earlier either.
+    #[tokio::test]
+    async fn a_request_from_before_a_server_restart_is_signed_again_from_its_start() {
+        let started = now_secs() + 100;
+        let ok = (200, vec![], "{}".to_string());
+        let (base, server) = serve(vec![early(started), ok.clone(), ok]).await;
+        let api = Api::new(&base).unwrap();
+        let key = DeviceKey::generate();
+        let signer = Signer {
+            device_id: "d",
+            key: &key,
+        };
+        for _ in 0..2 {
+            let _: serde_json::Value = api
+                .call(Method::GET, "/v1/sync", None::<&()>, Some(&signer), None)
+                .await
+                .unwrap();
+        }
+        let timestamps = server.await.unwrap();
+        assert!(timestamps[0] < started);
+        assert_eq!(&timestamps[1..], &[started, started]);
+    }
+
+    #[tokio::test]
+    async fn a_second_refusal_is_an_error_not_a_loop() {
+        let started = now_secs() + 100;
+        let (base, server) = serve(vec![early(started), early(started + 1)]).await;
+        let api = Api::new(&base).unwrap();
+        let key = DeviceKey::generate();
+        let signer = Signer {
+            device_id: "d",
+            key: &key,
+        };
+        let err = api
+            .call::<serde_json::Value>(Method::GET, "/v1/sync", None::<&()>, Some(&signer), None)
+            .await
+            .unwrap_err();
+        assert!(err.is_code(codes::BEFORE_SERVER_START), "{err}");
+        assert_eq!(server.await.unwrap().len(), 2);
+    }
+}

@@ -131,3 +131,122 @@ impl Client {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use vellum_wire::{log_hash_start, EntryKind, LogEntry, LogHead};
+
+    use super::*;
+
+    const OPS: &str = "12517faf72c1d1108cd30103e90aab1a312c22357b46cec2635bea4302dda3db";
+
+    /// Alice's 0.1.0 profile (tests/fixtures), whose `ops` chat is at seq 4, with a known
+    /// position at seq 4 on server database `i1`. Opened offline: nothing here talks to a
+    /// server.
+    fn alice() -> (tempfile::TempDir, Client, [u8; 32]) {
+        let home = tempfile::tempdir().unwrap();
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/v0.1.0/alice/vellum.db");
+        std::fs::copy(fixture, home.path().join("vellum.db")).unwrap();
+        let client = Client::open(home.path()).unwrap();
+        let h4 = log_hash_start("anything");
+        client
+            .store
+            .set_log_position(
+                OPS,
+                Some(&LogPosition {
+                    seq: 4,
+                    log_hash: h4,
+                    instance_id: Some("i1".into()),
+                }),
+            )
+            .unwrap();
+        (home, client, h4)
+    }
+
+    fn entry(seq: u64, prev: &[u8; 32]) -> LogEntry {
+        let payload = format!("entry {seq}").into_bytes();
+        let hash = log_hash_next(prev, seq, 1, EntryKind::Application, "dev", &payload);
+        LogEntry {
+            seq,
+            epoch: 1,
+            kind: EntryKind::Application,
+            sender_device: "dev".into(),
+            received_at: 0,
+            payload: payload.into(),
+            log_hash: Some(hex::encode(hash)),
+        }
+    }
+
+    fn group(entries: Vec<LogEntry>, instance: &str) -> GroupEntries {
+        let last = entries.last().unwrap();
+        GroupEntries {
+            group_id: OPS.into(),
+            head: Some(LogHead {
+                instance_id: instance.into(),
+                seq: last.seq,
+                log_hash: last.log_hash.clone().unwrap(),
+            }),
+            entries,
+        }
+    }
+
+    fn warned(client: &mut Client, g: &GroupEntries) -> Option<String> {
+        let warning = client.check_log(g).unwrap()?;
+        let history = client.store.history(OPS).unwrap();
+        assert!(history.contains(&warning), "recorded in the chat");
+        assert!(warning.text.starts_with(HISTORY_CHANGED));
+        Some(warning.text)
+    }
+
+    #[test]
+    fn entries_that_follow_from_the_known_position_pass() {
+        let (_home, mut client, h4) = alice();
+        let e5 = entry(5, &h4);
+        let e6 = entry(6, &parse_hash(e5.log_hash.as_deref()).unwrap());
+        assert_eq!(warned(&mut client, &group(vec![e5, e6], "i1")), None);
+        assert_eq!(client.store.chat(OPS).unwrap().unwrap().last_seq, 4);
+    }
+
+    #[test]
+    fn a_hash_that_does_not_follow_from_the_entries_is_noticed() {
+        let (_home, mut client, _) = alice();
+        let forged = entry(5, &[7; 32]);
+        let why = warned(&mut client, &group(vec![forged], "i1")).unwrap();
+        assert!(why.contains("entry 5 does not follow"), "{why}");
+    }
+
+    #[test]
+    fn another_history_at_a_known_position_is_noticed() {
+        let (_home, mut client, _) = alice();
+        let other4 = entry(4, &[1; 32]);
+        let e5 = entry(5, &parse_hash(other4.log_hash.as_deref()).unwrap());
+        let why = warned(&mut client, &group(vec![other4, e5], "i1")).unwrap();
+        assert!(why.contains("entry 4 is not the one"), "{why}");
+        assert_eq!(
+            client.store.chat(OPS).unwrap().unwrap().last_seq,
+            3,
+            "entry 4 of the new history is processed, not skipped"
+        );
+        assert_eq!(client.store.log_position(OPS).unwrap(), None);
+    }
+
+    #[test]
+    fn a_log_that_ends_before_this_device_is_noticed() {
+        let (_home, mut client, _) = alice();
+        let e3 = entry(3, &[2; 32]);
+        let why = warned(&mut client, &group(vec![e3], "i1")).unwrap();
+        assert!(
+            why.contains("ends at 3 but this device had seen 4"),
+            "{why}"
+        );
+        assert_eq!(client.store.chat(OPS).unwrap().unwrap().last_seq, 2);
+    }
+
+    #[test]
+    fn another_server_database_is_noticed() {
+        let (_home, mut client, h4) = alice();
+        let why = warned(&mut client, &group(vec![entry(5, &h4)], "i2")).unwrap();
+        assert!(why.contains("another one"), "{why}");
+    }
+}
