@@ -184,11 +184,12 @@ mod tests {
 
     use super::*;
 
+    /// Status, extra headers and body of one canned response.
+    type Canned = (u16, Vec<(&'static str, String)>, String);
+
     /// A loopback HTTP server answering each request with the next of `responses` (status,
     /// extra headers, body); returns the `x-vellum-timestamp` of each request it got.
-    async fn serve(
-        responses: Vec<(u16, Vec<(&'static str, String)>, String)>,
-    ) -> (String, tokio::task::JoinHandle<Vec<i64>>) {
+    async fn serve(responses: Vec<Canned>) -> (String, tokio::task::JoinHandle<Vec<i64>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
@@ -226,7 +227,7 @@ mod tests {
         (base, task)
     }
 
-    fn early(started: i64) -> (u16, Vec<(&'static str, String)>, String) {
+    fn early(started: i64) -> Canned {
         (
             401,
             vec![(AuthHeaders::SERVER_START, started.to_string())],
