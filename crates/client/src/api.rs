@@ -90,6 +90,12 @@ impl Api {
         &self.base
     }
 
+    /// The timestamp to sign a request with now: this device's clock, but never before the
+    /// start of a server that refused an earlier one.
+    pub fn timestamp(&self) -> i64 {
+        now_secs().max(self.not_before.load(Ordering::Relaxed))
+    }
+
     /// One request. `signer` adds device authentication; `bearer` admin authentication.
     pub async fn call<T: DeserializeOwned>(
         &self,
@@ -113,8 +119,9 @@ impl Api {
                 .http
                 .request(method.clone(), format!("{}{}", self.base, path));
             if let Some(signer) = signer {
-                let timestamp = now_secs().max(self.not_before.load(Ordering::Relaxed));
-                for (name, value) in signer.headers_at(method.as_str(), path, &bytes, timestamp) {
+                for (name, value) in
+                    signer.headers_at(method.as_str(), path, &bytes, self.timestamp())
+                {
                     request = request.header(name, value);
                 }
             }

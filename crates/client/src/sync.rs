@@ -655,7 +655,8 @@ impl Client {
         let mut request = url
             .into_client_request()
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        for (name, value) in self.signer().headers("GET", "/v1/ws", b"") {
+        let timestamp = self.api.timestamp();
+        for (name, value) in self.signer().headers_at("GET", "/v1/ws", b"", timestamp) {
             request.headers_mut().insert(
                 name,
                 value
