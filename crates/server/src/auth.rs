@@ -126,40 +126,37 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
     }
     // Remembered in memory (no disk write); a nonce is kept while its timestamp is inside
     // the window, and timestamps before the server started are refused.
-    let nonce_key = hex::encode(Sha256::digest(nonce.as_bytes()));
-    match state
+    let checked = state
         .store
-        .remember_nonce(&device_id, &nonce_key, timestamp, now - MAX_CLOCK_SKEW_SECS)
-        .await?
-    {
-        NonceCheck::Fresh => {}
-        NonceCheck::Replayed => {
-            return Err(ApiError::new(
+        .remember_nonce(&device_id, &nonce, timestamp, now - MAX_CLOCK_SKEW_SECS)
+        .await?;
+    let (error, started_at) = match checked {
+        NonceCheck::Fresh => {
+            parts.extensions.insert(AuthedDevice { device_id });
+            return Ok(Request::from_parts(parts, Body::from(body)));
+        }
+        NonceCheck::Replayed => (
+            ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 codes::REPLAYED,
                 "this request was already received",
-            ).into())
-        }
-        NonceCheck::Expired => {
-            return Err(ApiError::unauthenticated(
-                "request timestamp is outside the allowed window",
-            ).into())
-        }
-        NonceCheck::BeforeStart { started_at } => {
-            return Err(Refused {
-                error: ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    codes::BEFORE_SERVER_START,
-                    format!(
-                        "the request is timestamped before the server started (at {started_at}); sign it again"
-                    ),
-                ),
-                started_at: Some(started_at),
-            })
-        }
-    }
-    parts.extensions.insert(AuthedDevice { device_id });
-    Ok(Request::from_parts(parts, Body::from(body)))
+            ),
+            None,
+        ),
+        NonceCheck::Expired => (
+            ApiError::unauthenticated("request timestamp is outside the allowed window"),
+            None,
+        ),
+        NonceCheck::BeforeStart { started_at } => (
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                codes::BEFORE_SERVER_START,
+                format!("the request is timestamped before the server started (at {started_at}); sign it again"),
+            ),
+            Some(started_at),
+        ),
+    };
+    Err(Refused { error, started_at })
 }
 
 /// Checks `Authorization: Bearer <admin token>` against the stored hash.
