@@ -3,6 +3,10 @@
 //! Every backend runs the same conformance suite ([`store_conformance_tests!`]); SQLite is
 //! the embedded default. The store holds only ciphertext, public MLS state and metadata:
 //! it never sees a plaintext message or a private key.
+//!
+//! Schemas change only through the numbered SQL files in `migrations/` ([`schema`], also
+//! used for device profiles); an applied migration is never edited, only followed by a new
+//! one.
 
 use async_trait::async_trait;
 use vellum_wire::{EntryKind, OrgPolicy};
