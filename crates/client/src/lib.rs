@@ -8,6 +8,7 @@ mod api;
 mod chats;
 mod lock;
 mod messages;
+mod rewind;
 mod store;
 mod sync;
 
@@ -26,7 +27,7 @@ pub use chats::ChatClass;
 use lock::ProfileLock;
 pub use messages::MessageTimers;
 pub use reqwest::Method;
-pub use store::{ChatRow, LocalStore, MessageKind, MessageRow, ShredReason, Shredded};
+pub use store::{ChatRow, LocalStore, LogPosition, MessageKind, MessageRow, ShredReason, Shredded};
 use store::{MlsGroupStorage, MlsKeyPackageStorage};
 pub use sync::SHRED_TICK;
 

@@ -15,58 +15,9 @@ use vellum_mls::mls_rs_core::key_package::KeyPackageData;
 
 use crate::Error;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS profile (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS mls_groups (group_id BLOB PRIMARY KEY, state BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS mls_epochs (
-    group_id BLOB NOT NULL, epoch_id INTEGER NOT NULL, data BLOB NOT NULL,
-    PRIMARY KEY (group_id, epoch_id)
-);
-CREATE TABLE IF NOT EXISTS mls_key_packages (id BLOB PRIMARY KEY, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS chats (
-    group_id TEXT PRIMARY KEY,
-    title TEXT,
-    last_seq INTEGER NOT NULL DEFAULT 0,
-    removed INTEGER NOT NULL DEFAULT 0,
-    joined_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS messages (
-    group_id TEXT NOT NULL REFERENCES chats(group_id),
-    id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    sender_user TEXT NOT NULL,
-    sender_device TEXT NOT NULL,
-    sent_at INTEGER NOT NULL,
-    received_at INTEGER NOT NULL,
-    seq INTEGER,
-    -- the text, sealed under this message's own key in message_keys
-    body BLOB NOT NULL,
-    expires_at INTEGER,
-    burn_secs INTEGER,
-    read_at INTEGER,
-    burn_at INTEGER,
-    -- the archive leaf of this message, once a verified receipt came back
-    archived_leaf INTEGER,
-    PRIMARY KEY (group_id, id)
-);
-CREATE INDEX IF NOT EXISTS messages_in_order ON messages(group_id, sent_at, seq);
-CREATE INDEX IF NOT EXISTS messages_expiry ON messages(expires_at) WHERE expires_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS messages_burn ON messages(burn_at) WHERE burn_at IS NOT NULL;
--- Messages deleted for everyone before they arrived here: a later copy is never shown.
-CREATE TABLE IF NOT EXISTS tombstones (
-    group_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    sender_user TEXT NOT NULL,
-    PRIMARY KEY (group_id, id)
-);
--- Destroying a row here destroys its message (crypto-shredding), wherever a copy lingers.
-CREATE TABLE IF NOT EXISTS message_keys (
-    group_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    key BLOB NOT NULL,
-    PRIMARY KEY (group_id, id)
-);
-"#;
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
 
 #[derive(Clone)]
 pub struct LocalStore {
@@ -84,6 +35,15 @@ pub struct ChatRow {
     pub title: Option<String>,
     pub last_seq: u64,
     pub removed: bool,
+}
+
+/// Where this device last saw a chat's log on the server: a seq, the running log hash after
+/// it, and the id of the server database that said so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPosition {
+    pub seq: u64,
+    pub log_hash: [u8; 32],
+    pub instance_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,7 +171,10 @@ impl LocalStore {
             .mode(0o600)
             .open(&path)
             .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-        let conn = Connection::open(&path).map_err(db)?;
+        let mut conn = Connection::open(&path).map_err(db)?;
+        let schema =
+            |e: vellum_store::SchemaError| Error::Store(format!("{}: {e}", path.display()));
+        vellum_store::schema::quick_check(&conn).map_err(schema)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
@@ -222,7 +185,7 @@ impl LocalStore {
              PRAGMA busy_timeout = 5000;",
         )
         .map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
+        vellum_store::schema::migrate(&mut conn, embedded::migrations::runner()).map_err(schema)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -308,6 +271,59 @@ impl LocalStore {
             .execute(
                 "UPDATE chats SET last_seq = MAX(last_seq, ?2) WHERE group_id = ?1",
                 params![group_id, seq as i64],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    /// Moves the chat's cursor back to `seq`: after the server went back in time, the
+    /// entries it now has at positions this device passed are processed, not skipped.
+    pub fn rewind_last_seq(&self, group_id: &str, seq: u64) -> Result<(), Error> {
+        self.lock()
+            .execute(
+                "UPDATE chats SET last_seq = MIN(last_seq, ?2) WHERE group_id = ?1",
+                params![group_id, seq as i64],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    /// The last log position of the chat whose running hash this device holds.
+    pub fn log_position(&self, group_id: &str) -> Result<Option<LogPosition>, Error> {
+        let row: Option<(i64, Vec<u8>, Option<String>)> = self
+            .lock()
+            .query_row(
+                "SELECT log_seq, log_hash, log_instance FROM chats
+                 WHERE group_id = ?1 AND log_seq IS NOT NULL AND log_hash IS NOT NULL",
+                [group_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(db)?;
+        Ok(row.and_then(|(seq, hash, instance_id)| {
+            Some(LogPosition {
+                seq: seq as u64,
+                log_hash: hash.try_into().ok()?,
+                instance_id,
+            })
+        }))
+    }
+
+    /// Records (or, with `None`, forgets) the chat's last hashed log position.
+    pub fn set_log_position(
+        &self,
+        group_id: &str,
+        position: Option<&LogPosition>,
+    ) -> Result<(), Error> {
+        self.lock()
+            .execute(
+                "UPDATE chats SET log_seq = ?2, log_hash = ?3, log_instance = ?4 WHERE group_id = ?1",
+                params![
+                    group_id,
+                    position.map(|p| p.seq as i64),
+                    position.map(|p| p.log_hash.to_vec()),
+                    position.and_then(|p| p.instance_id.clone())
+                ],
             )
             .map(|_| ())
             .map_err(db)

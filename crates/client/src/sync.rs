@@ -94,6 +94,9 @@ impl Client {
             }
             let mut groups: HashMap<String, Group> = HashMap::new();
             for entries in &batch.groups {
+                if let Some(warning) = self.check_log(entries)? {
+                    new_messages.push(warning);
+                }
                 let mut last = None;
                 for entry in &entries.entries {
                     match self.process_entry(&entries.group_id, entry, &mut groups)? {
@@ -103,6 +106,7 @@ impl Client {
                     }
                     last = Some(entry.seq);
                 }
+                self.note_log_position(entries)?;
                 if let Some(seq) = last {
                     ack.cursors.push(GroupCursor {
                         group_id: entries.group_id.clone(),
@@ -651,7 +655,8 @@ impl Client {
         let mut request = url
             .into_client_request()
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        for (name, value) in self.signer().headers("GET", "/v1/ws", b"") {
+        let timestamp = self.api.timestamp();
+        for (name, value) in self.signer().headers_at("GET", "/v1/ws", b"", timestamp) {
             request.headers_mut().insert(
                 name,
                 value

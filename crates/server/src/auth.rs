@@ -9,6 +9,8 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use sha2::{Digest, Sha256};
 use vellum_wire::{codes, request_signing_bytes, AuthHeaders, MAX_CLOCK_SKEW_SECS};
 
+use vellum_store::NonceCheck;
+
 use crate::state::{now_secs, AppState};
 use crate::ApiError;
 
@@ -25,8 +27,9 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
         .ok_or_else(|| ApiError::unauthenticated(format!("missing or invalid {name} header")))
 }
 
-/// Verifies the device signature over method, path, timestamp, nonce and body; refuses
-/// stale timestamps and reused nonces (replays); then applies the device's rate limit.
+/// Verifies the device signature over method, path, timestamp, nonce and body and refuses
+/// stale timestamps; applies the device's rate limit; then refuses reused nonces (replays)
+/// and timestamps from before the server started. Nothing here writes to disk.
 pub async fn device_auth(
     State(state): State<Arc<AppState>>,
     request: Request,
@@ -34,11 +37,35 @@ pub async fn device_auth(
 ) -> Response {
     match authenticate(&state, request).await {
         Ok(request) => next.run(request).await,
-        Err(e) => e.into_response(),
+        Err(Refused { error, started_at }) => {
+            let mut response = error.into_response();
+            if let Some(started_at) = started_at {
+                // Tells the client from which second on to sign its retry.
+                response
+                    .headers_mut()
+                    .insert(AuthHeaders::SERVER_START, started_at.into());
+            }
+            response
+        }
     }
 }
 
-async fn authenticate(state: &AppState, request: Request) -> Result<Request, ApiError> {
+/// Why a request was refused, and the server's start when its timestamp was before it.
+struct Refused {
+    error: ApiError,
+    started_at: Option<i64>,
+}
+
+impl<E: Into<ApiError>> From<E> for Refused {
+    fn from(e: E) -> Self {
+        Self {
+            error: e.into(),
+            started_at: None,
+        }
+    }
+}
+
+async fn authenticate(state: &AppState, request: Request) -> Result<Request, Refused> {
     let (mut parts, body) = request.into_parts();
     let device_id = header(&parts.headers, AuthHeaders::DEVICE)?.to_owned();
     let timestamp: i64 = header(&parts.headers, AuthHeaders::TIMESTAMP)?
@@ -46,18 +73,16 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Api
         .map_err(|_| ApiError::unauthenticated("timestamp is not an integer"))?;
     let nonce = header(&parts.headers, AuthHeaders::NONCE)?.to_owned();
     if nonce.is_empty() || nonce.len() > 64 {
-        return Err(ApiError::unauthenticated(
-            "nonce must be 1 to 64 characters",
-        ));
+        return Err(ApiError::unauthenticated("nonce must be 1 to 64 characters").into());
     }
     let signature = STANDARD
         .decode(header(&parts.headers, AuthHeaders::SIGNATURE)?)
         .map_err(|_| ApiError::unauthenticated("signature is not base64"))?;
     let now = now_secs();
     if now.abs_diff(timestamp) > MAX_CLOCK_SKEW_SECS as u64 {
-        return Err(ApiError::unauthenticated(
-            "request timestamp is outside the allowed window",
-        ));
+        return Err(
+            ApiError::unauthenticated("request timestamp is outside the allowed window").into(),
+        );
     }
     let body = to_bytes(body, state.config.max_body_bytes)
         .await
@@ -87,30 +112,51 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Api
         &body,
     );
     if !vellum_mls::verify_device_signature(&device.signature_key, &signed, &signature) {
-        return Err(ApiError::unauthenticated("bad request signature"));
+        return Err(ApiError::unauthenticated("bad request signature").into());
     }
-    // Only after the signature checks out, so strangers cannot fill the nonce table.
-    let nonce_key = hex::encode(Sha256::digest(nonce.as_bytes()));
-    let fresh = state
-        .store
-        .remember_nonce(&device_id, &nonce_key, now, now - 2 * MAX_CLOCK_SKEW_SECS)
-        .await?;
-    if !fresh {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            codes::REPLAYED,
-            "this request was already received",
-        ));
-    }
+    // The rate limit comes after the signature (a stranger cannot spend a device's tokens)
+    // and before the nonce is remembered, so a device over its limit costs no state at all.
     if !state.limiter.allow(&device_id) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             codes::RATE_LIMITED,
             "too many requests; slow down",
-        ));
+        )
+        .into());
     }
-    parts.extensions.insert(AuthedDevice { device_id });
-    Ok(Request::from_parts(parts, Body::from(body)))
+    // Remembered in memory (no disk write); a nonce is kept while its timestamp is inside
+    // the window, and timestamps before the server started are refused.
+    let checked = state
+        .store
+        .remember_nonce(&device_id, &nonce, timestamp, now - MAX_CLOCK_SKEW_SECS)
+        .await?;
+    let (error, started_at) = match checked {
+        NonceCheck::Fresh => {
+            parts.extensions.insert(AuthedDevice { device_id });
+            return Ok(Request::from_parts(parts, Body::from(body)));
+        }
+        NonceCheck::Replayed => (
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                codes::REPLAYED,
+                "this request was already received",
+            ),
+            None,
+        ),
+        NonceCheck::Expired => (
+            ApiError::unauthenticated("request timestamp is outside the allowed window"),
+            None,
+        ),
+        NonceCheck::BeforeStart { started_at } => (
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                codes::BEFORE_SERVER_START,
+                format!("the request is timestamped before the server started (at {started_at}); sign it again"),
+            ),
+            Some(started_at),
+        ),
+    };
+    Err(Refused { error, started_at })
 }
 
 /// Checks `Authorization: Bearer <admin token>` against the stored hash.

@@ -74,6 +74,10 @@ impl From<vellum_store::Error> for ApiError {
                 tracing::error!(%detail, "storage failure");
                 Self::internal()
             }
+            E::Schema(detail) => {
+                tracing::error!(%detail, "storage failure");
+                Self::internal()
+            }
         }
     }
 }

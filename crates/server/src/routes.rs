@@ -505,6 +505,8 @@ pub async fn sync(
         .clamp(1, state.config.sync_limit);
     let pending = state.store.pending(&me.device_id, limit).await?;
     let receipts = state.store.pending_receipts(&me.device_id, limit).await?;
+    let instance_id = state.store.instance_id().await?;
+    let heads: std::collections::HashMap<_, _> = pending.heads.into_iter().collect();
     Ok(Json(SyncResponse {
         receipts: receipts
             .into_iter()
@@ -523,6 +525,11 @@ pub async fn sync(
             .groups
             .into_iter()
             .map(|(group_id, entries)| GroupEntries {
+                head: heads.get(&group_id).map(|h| LogHead {
+                    instance_id: instance_id.clone(),
+                    seq: h.seq,
+                    log_hash: hex::encode(h.log_hash),
+                }),
                 group_id,
                 entries: entries
                     .into_iter()
@@ -533,6 +540,7 @@ pub async fn sync(
                         sender_device: e.sender_device,
                         received_at: e.received_at,
                         payload: e.payload.into(),
+                        log_hash: Some(hex::encode(e.log_hash)),
                     })
                     .collect(),
             })

@@ -532,6 +532,43 @@ async fn device_requests_must_be_signed_fresh_and_unique() {
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
 }
 
+/// Nonces live in memory, so a restart forgets them: requests timestamped before the server
+/// started are refused with a code of their own and the start second, for the client to
+/// sign again; the start second itself is accepted.
+#[tokio::test]
+async fn issue_7_requests_from_before_the_server_started_are_signed_again() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let path = "/v1/key-packages/count";
+    let request = |ts: i64| {
+        let mut r = Request::get(path);
+        for (name, value) in signed_headers(&alice, "GET", path, b"", ts, &fresh_nonce()) {
+            r = r.header(name, value);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    // Well inside the clock-skew window, but before this server's store was opened.
+    let response = h.app.clone().oneshot(request(now() - 120)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let started: i64 = response.headers()[AuthHeaders::SERVER_START]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(started > now() - 120 && started <= now());
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["code"], vellum_wire::codes::BEFORE_SERVER_START);
+    let (status, _) = send(&h.app, request(started)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the start second itself is accepted"
+    );
+}
+
 #[tokio::test]
 async fn oversized_bodies_and_messages_are_refused() {
     let h = harness_with(|c| {

@@ -12,6 +12,7 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@tests $make;
             users_codes_and_devices,
             nonces_detect_replays,
+            log_entries_carry_a_running_hash,
             key_packages_single_use_then_last_resort,
             commits_are_ordered_first_wins,
             messages_are_idempotent_and_members_only,
@@ -175,12 +176,136 @@ pub async fn users_codes_and_devices(store: &impl Store) {
 }
 
 pub async fn nonces_detect_replays(store: &impl Store) {
-    assert!(store.remember_nonce("d1", "n1", 100, 0).await.unwrap());
-    assert!(!store.remember_nonce("d1", "n1", 101, 0).await.unwrap());
-    assert!(store.remember_nonce("d2", "n1", 101, 0).await.unwrap());
-    // Old nonces are forgotten only once they are outside the window.
-    assert!(store.remember_nonce("d1", "n2", 500, 101).await.unwrap());
-    assert!(store.remember_nonce("d1", "n1", 500, 101).await.unwrap());
+    use NonceCheck::*;
+    // Timestamps from before the store started are refused: their nonces may be forgotten.
+    let NonceCheck::BeforeStart { started_at } =
+        store.remember_nonce("d1", "n0", 0, -600).await.unwrap()
+    else {
+        panic!("a timestamp from 1970 is from before the store started");
+    };
+    assert!(started_at > 0);
+    assert_eq!(
+        store
+            .remember_nonce("d1", "n0", started_at - 1, 0)
+            .await
+            .unwrap(),
+        BeforeStart { started_at },
+        "strictly before the start second is refused"
+    );
+    let t = started_at;
+    // The start second itself is fine: a client is not refused for a restart within a second.
+    assert_eq!(
+        store.remember_nonce("d1", "n1", t, t - 600).await.unwrap(),
+        Fresh
+    );
+    assert_eq!(
+        store.remember_nonce("d1", "n1", t, t - 599).await.unwrap(),
+        Replayed
+    );
+    // Distinct nonces, devices or timestamps (a new signature) are distinct requests.
+    assert_eq!(
+        store.remember_nonce("d1", "n2", t, t - 599).await.unwrap(),
+        Fresh
+    );
+    assert_eq!(
+        store.remember_nonce("d2", "n1", t, t - 599).await.unwrap(),
+        Fresh
+    );
+    assert_eq!(
+        store
+            .remember_nonce("d1", "n1", t + 1, t - 599)
+            .await
+            .unwrap(),
+        Fresh
+    );
+    assert_eq!(
+        store
+            .remember_nonce("d1", "n1", t + 1, t - 598)
+            .await
+            .unwrap(),
+        Replayed
+    );
+    // Once the window has passed a timestamp, it is refused whatever its nonce: forgetting
+    // old nonces can never let a replay in.
+    assert_eq!(
+        store.remember_nonce("d1", "n1", t, t + 1).await.unwrap(),
+        Expired
+    );
+    assert_eq!(
+        store.remember_nonce("d1", "n9", t, t + 1).await.unwrap(),
+        Expired
+    );
+    assert_eq!(
+        store
+            .remember_nonce("d1", "n1", t + 700, t + 100)
+            .await
+            .unwrap(),
+        Fresh
+    );
+    assert_eq!(
+        store
+            .remember_nonce("d1", "n1", t + 700, t + 100)
+            .await
+            .unwrap(),
+        Replayed
+    );
+}
+
+/// Every entry carries the running log hash, the same one a device recomputes from the
+/// entries it receives; the head names the group's last seq and hash.
+pub async fn log_entries_carry_a_running_hash(store: &impl Store) {
+    use vellum_wire::{log_hash_next, log_hash_start};
+    enroll(store, "a1", "alice").await;
+    enroll(store, "b1", "bob").await;
+    group_of(store, "g", "a1").await;
+    store
+        .append_commit(commit("g", 0, "a1", b"add", &["b1"], &[]))
+        .await
+        .unwrap(); // seq 1
+    store
+        .append_message(message("g", 1, "a1", "m1"))
+        .await
+        .unwrap(); // seq 2
+    store
+        .append_message(message("g", 1, "b1", "m2"))
+        .await
+        .unwrap(); // seq 3
+    let p = store.pending("a1", 100).await.unwrap();
+    let entries = &p.groups.iter().find(|(g, _)| g == "g").unwrap().1;
+    let mut hash = log_hash_start("g");
+    for e in entries {
+        hash = log_hash_next(&hash, e.seq, e.epoch, e.kind, &e.sender_device, &e.payload);
+        assert_eq!(e.log_hash, hash, "entry {}", e.seq);
+    }
+    assert_eq!(entries.len(), 3);
+    let head = p.heads.iter().find(|(g, _)| g == "g").unwrap().1;
+    assert_eq!(
+        head,
+        LogHead {
+            seq: 3,
+            log_hash: hash
+        }
+    );
+
+    // A purged entry leaves the chain (and the head) as it was.
+    let mut expiring = message("g", 1, "a1", "m3");
+    expiring.expires_at = Some(10);
+    store.append_message(expiring).await.unwrap(); // seq 4
+    store
+        .append_message(message("g", 1, "a1", "m4"))
+        .await
+        .unwrap(); // seq 5
+    assert_eq!(store.purge_expired(100, 0).await.unwrap(), 1);
+    store.ack("a1", &[], &[("g".into(), 3)]).await.unwrap();
+    let p = store.pending("a1", 100).await.unwrap();
+    assert_eq!(seqs(&p, "g"), vec![5]);
+    let head = p.heads.iter().find(|(g, _)| g == "g").unwrap().1;
+    assert_eq!(head.seq, 5);
+    assert_eq!(head.log_hash, p.groups[0].1[0].log_hash);
+
+    let id = store.instance_id().await.unwrap();
+    assert_eq!(id.len(), 32, "128 random bits, hex");
+    assert_eq!(store.instance_id().await.unwrap(), id, "stable");
 }
 
 pub async fn key_packages_single_use_then_last_resort(store: &impl Store) {

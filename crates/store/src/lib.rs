@@ -3,13 +3,19 @@
 //! Every backend runs the same conformance suite ([`store_conformance_tests!`]); SQLite is
 //! the embedded default. The store holds only ciphertext, public MLS state and metadata:
 //! it never sees a plaintext message or a private key.
+//!
+//! Schemas change only through the numbered SQL files in `migrations/` ([`schema`], also
+//! used for device profiles); an applied migration is never edited, only followed by a new
+//! one.
 
 use async_trait::async_trait;
 use vellum_wire::{EntryKind, OrgPolicy};
 
 pub mod conformance;
+pub mod schema;
 mod sqlite;
 
+pub use schema::SchemaError;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +34,10 @@ pub enum Error {
     Forbidden(String),
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The database cannot be opened: damaged, written by a newer version, or a migration
+    /// failed.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -110,6 +120,29 @@ pub struct StoredEntry {
     pub sender_device: String,
     pub received_at: i64,
     pub payload: Vec<u8>,
+    /// The group's running log hash after this entry (`vellum_wire::log_hash_next`).
+    pub log_hash: [u8; 32],
+}
+
+/// Where a group's log ends: its last seq and the running hash after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogHead {
+    pub seq: u64,
+    pub log_hash: [u8; 32],
+}
+
+/// What remembering a request nonce found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceCheck {
+    /// First time: the request may proceed.
+    Fresh,
+    /// This device sent this nonce with this timestamp before: a replay.
+    Replayed,
+    /// The timestamp is older than the window: its nonce may already be forgotten.
+    Expired,
+    /// The timestamp is from before this store started (Unix seconds): nonces seen then
+    /// are forgotten, so a replay could not be told apart. The client signs again.
+    BeforeStart { started_at: i64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +157,8 @@ pub struct Pending {
     pub welcomes: Vec<StoredWelcome>,
     pub groups: Vec<(String, Vec<StoredEntry>)>,
     pub more: bool,
+    /// For each group in `groups`, where its log ends.
+    pub heads: Vec<(String, LogHead)>,
 }
 
 #[async_trait]
@@ -143,15 +178,21 @@ pub trait Store: Send + Sync + 'static {
     async fn enroll_device(&self, code_hash: [u8; 32], now: i64, device: Device) -> Result<()>;
     async fn device(&self, device_id: &str) -> Result<Option<Device>>;
     async fn user_devices(&self, user: &str) -> Result<Vec<Device>>;
-    /// Records a request nonce; false if this device used it before (a replay).
-    /// Nonces older than `forget_before` may be dropped.
+    /// Remembers the nonce of a signed request made at `timestamp` (Unix seconds, signed
+    /// with it, so a replay carries the same one). Timestamps before `forget_before` are
+    /// outside the window and refused, and their nonces may be dropped. Must not write to
+    /// disk: every signed request calls it. Timestamps from before the store started are
+    /// refused too, so a restart cannot reopen the window.
     async fn remember_nonce(
         &self,
         device_id: &str,
         nonce: &str,
-        now: i64,
+        timestamp: i64,
         forget_before: i64,
-    ) -> Result<bool>;
+    ) -> Result<NonceCheck>;
+    /// Random, created with the database and kept in it: a restored backup has the same id,
+    /// a new database another one.
+    async fn instance_id(&self) -> Result<String>;
 
     async fn add_key_packages(
         &self,

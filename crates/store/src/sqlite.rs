@@ -1,112 +1,102 @@
-use std::path::Path;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use vellum_wire::EntryKind;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use sha2::{Digest, Sha256};
+use vellum_wire::{log_hash_next, log_hash_start, EntryKind};
 
 use crate::*;
 
-/// The embedded SQLite backend: one connection, WAL, `synchronous=FULL` so that an
-/// acknowledged write survives a crash, `secure_delete` so purged ciphertext is overwritten.
-#[derive(Clone)]
-pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+mod embedded {
+    refinery::embed_migrations!("migrations");
 }
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS enrollment_codes (
-    code_hash BLOB PRIMARY KEY,
-    user TEXT NOT NULL REFERENCES users(name),
-    expires_at INTEGER NOT NULL,
-    used_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS devices (
-    device_id TEXT PRIMARY KEY,
-    user TEXT NOT NULL REFERENCES users(name),
-    signature_key BLOB NOT NULL UNIQUE,
-    enrolled_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS devices_by_user ON devices(user);
-CREATE TABLE IF NOT EXISTS nonces (
-    device_id TEXT NOT NULL,
-    nonce TEXT NOT NULL,
-    seen_at INTEGER NOT NULL,
-    PRIMARY KEY (device_id, nonce)
-);
-CREATE TABLE IF NOT EXISTS key_packages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id TEXT NOT NULL REFERENCES devices(device_id),
-    data BLOB NOT NULL,
-    last_resort INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS key_packages_by_device ON key_packages(device_id, last_resort);
-CREATE TABLE IF NOT EXISTS groups (
-    group_id TEXT PRIMARY KEY,
-    epoch INTEGER NOT NULL,
-    state BLOB NOT NULL,
-    expire_secs INTEGER,
-    burn_secs INTEGER,
-    last_seq INTEGER NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS group_log (
-    group_id TEXT NOT NULL REFERENCES groups(group_id),
-    seq INTEGER NOT NULL,
-    epoch INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    sender_device TEXT NOT NULL,
-    client_msg_id TEXT,
-    payload BLOB NOT NULL,
-    received_at INTEGER NOT NULL,
-    expires_at INTEGER,
-    -- deleted for everyone, kept only until the archiver has it
-    deleted INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (group_id, seq),
-    UNIQUE (group_id, sender_device, client_msg_id)
-);
-CREATE TABLE IF NOT EXISTS memberships (
-    group_id TEXT NOT NULL REFERENCES groups(group_id),
-    device_id TEXT NOT NULL,
-    joined_seq INTEGER NOT NULL,
-    removed_seq INTEGER,
-    acked_seq INTEGER NOT NULL,
-    PRIMARY KEY (group_id, device_id)
-);
-CREATE INDEX IF NOT EXISTS memberships_by_device ON memberships(device_id);
-CREATE TABLE IF NOT EXISTS welcome_queue (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id TEXT NOT NULL,
-    group_id TEXT NOT NULL,
-    payload BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS welcome_queue_by_device ON welcome_queue(device_id, id);
-CREATE INDEX IF NOT EXISTS group_log_expiry ON group_log(expires_at) WHERE expires_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS group_log_received ON group_log(received_at);
-CREATE TABLE IF NOT EXISTS org_policy (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    max_expire_secs INTEGER,
-    max_burn_secs INTEGER,
-    allow_no_expiry INTEGER NOT NULL,
-    default_record INTEGER NOT NULL DEFAULT 0,
-    allow_transitory INTEGER NOT NULL DEFAULT 1
-);
-CREATE TABLE IF NOT EXISTS records_config (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    records_public TEXT NOT NULL,
-    log_key TEXT
-);
-CREATE TABLE IF NOT EXISTS receipt_queue (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id TEXT NOT NULL,
-    receipt TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS receipt_queue_by_device ON receipt_queue(device_id, id);
-"#;
+/// Read-only connections beside the writer: reads (sync, device lookups, group reads,
+/// counts) never queue behind a write's fsync, and keep working on a full disk.
+const READERS: usize = 4;
+
+/// Nonces are kept in buckets of this many seconds of request timestamps, so forgetting
+/// the ones outside the window drops whole buckets.
+const NONCE_BUCKET_SECS: i64 = 10;
+
+/// The embedded SQLite backend. One writer connection (WAL, `synchronous=FULL` so that an
+/// acknowledged write survives a crash, `secure_delete` so purged ciphertext is overwritten)
+/// and a small pool of read-only connections. Every call runs on tokio's blocking pool.
+/// Request nonces live in memory (see [`Store::remember_nonce`]).
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    /// `None` for an in-memory database, which other connections cannot see: reads go to
+    /// the writer.
+    readers: Option<Readers>,
+    nonces: Mutex<NonceWindow>,
+    /// Unix second this store was opened: earlier request timestamps are refused.
+    started_at: i64,
+    instance_id: String,
+}
+
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    slots: tokio::sync::Semaphore,
+}
+
+/// Nonces seen in the replay window, by request timestamp bucket. Each key is 128 bits of
+/// SHA-256 over (device, timestamp, nonce): a replay repeats all three, since the
+/// signature covers them.
+#[derive(Default)]
+struct NonceWindow {
+    buckets: BTreeMap<i64, HashSet<[u8; 16]>>,
+}
+
+impl NonceWindow {
+    fn remember(
+        &mut self,
+        device_id: &str,
+        nonce: &str,
+        timestamp: i64,
+        forget_before: i64,
+    ) -> bool {
+        // Drop every bucket whose newest timestamp is before the window.
+        let keep_from = forget_before.div_euclid(NONCE_BUCKET_SECS);
+        self.buckets = self.buckets.split_off(&keep_from);
+        let mut h = Sha256::new();
+        for part in [
+            device_id.as_bytes(),
+            &timestamp.to_be_bytes(),
+            nonce.as_bytes(),
+        ] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        let digest = h.finalize();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        self.buckets
+            .entry(timestamp.div_euclid(NONCE_BUCKET_SECS))
+            .or_default()
+            .insert(key)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.buckets.values().map(HashSet::len).sum()
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
 
 /// True for a log entry the org's archiver (a member then) has not acknowledged yet.
 const ARCHIVER_PENDING: &str = "EXISTS (
@@ -142,19 +132,79 @@ fn kind_from(s: &str) -> Result<EntryKind> {
     }
 }
 
+fn hash_from(bytes: Option<Vec<u8>>) -> Result<[u8; 32]> {
+    bytes
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| Error::Backend("a log entry without its log hash".into()))
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(backend)?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000;")
+        .map_err(backend)?;
+    Ok(conn)
+}
+
+/// Hashes the logs of groups from before log hashes (0.1.0), in seq order over the entries
+/// still there: devices of that version kept no hashes, so there is nothing to contradict.
+fn hash_unhashed_logs(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction().map_err(backend)?;
+    let groups: Vec<String> = tx
+        .prepare("SELECT group_id FROM groups WHERE log_hash IS NULL")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(backend)?;
+    for group_id in groups {
+        let mut hash = log_hash_start(&group_id);
+        let entries: Vec<(i64, i64, String, String, Vec<u8>)> = tx
+            .prepare("SELECT seq, epoch, kind, sender_device, payload FROM group_log WHERE group_id = ?1 ORDER BY seq")
+            .and_then(|mut s| {
+                s.query_map([&group_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+                    .collect()
+            })
+            .map_err(backend)?;
+        for (seq, epoch, kind, sender, payload) in entries {
+            hash = log_hash_next(
+                &hash,
+                seq as u64,
+                epoch as u64,
+                kind_from(&kind)?,
+                &sender,
+                &payload,
+            );
+            tx.execute(
+                "UPDATE group_log SET log_hash = ?3 WHERE group_id = ?1 AND seq = ?2",
+                params![group_id, seq, &hash[..]],
+            )
+            .map_err(backend)?;
+        }
+        tx.execute(
+            "UPDATE groups SET log_hash = ?2 WHERE group_id = ?1",
+            params![group_id, &hash[..]],
+        )
+        .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`: refuses a damaged file or one
+    /// written by a newer version, and migrates an older one.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path).map_err(backend)?;
-        Self::init(conn)
+        let writer = Connection::open(path).map_err(backend)?;
+        Self::init(writer, Some(path))
     }
 
     /// A private in-memory database, for tests.
     pub fn in_memory() -> Result<Self> {
-        Self::init(Connection::open_in_memory().map_err(backend)?)
+        Self::init(Connection::open_in_memory().map_err(backend)?, None)
     }
 
-    fn init(conn: Connection) -> Result<Self> {
+    fn init(mut conn: Connection, path: Option<&Path>) -> Result<Self> {
+        schema::quick_check(&conn)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
@@ -164,22 +214,93 @@ impl SqliteStore {
              PRAGMA busy_timeout = 5000;",
         )
         .map_err(backend)?;
-        conn.execute_batch(SCHEMA).map_err(backend)?;
+        schema::migrate(&mut conn, embedded::migrations::runner())?;
+        hash_unhashed_logs(&mut conn)?;
+        let instance_id: String = conn
+            .query_row(
+                "SELECT instance_id FROM server_instance WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        let readers = match path {
+            Some(path) => Some(Readers {
+                path: path.to_owned(),
+                idle: Mutex::new(
+                    (0..READERS)
+                        .map(|_| open_reader(path))
+                        .collect::<Result<_>>()?,
+                ),
+                slots: tokio::sync::Semaphore::new(READERS),
+            }),
+            None => None,
+        };
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            inner: Arc::new(Inner {
+                writer: Mutex::new(conn),
+                readers,
+                nonces: Mutex::default(),
+                started_at: now_secs(),
+                instance_id,
+            }),
         })
     }
 
-    /// Runs blocking SQLite work off the async executor.
+    /// The schema version of this binary's newest migration.
+    pub fn schema_version() -> i64 {
+        embedded::migrations::runner()
+            .get_migrations()
+            .iter()
+            .map(|m| m.version() as i64)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Runs blocking SQLite work on the writer connection, off the async executor.
     async fn run<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut guard = inner
+                .writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             work(&mut guard)
+        })
+        .await
+        .map_err(|e| Error::Backend(format!("storage task failed: {e}")))?
+    }
+
+    /// Runs blocking read-only work on a reader connection, off the async executor.
+    async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let Some(readers) = &self.inner.readers else {
+            return self.run(work).await;
+        };
+        let _slot = readers
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| Error::Backend(format!("reader pool closed: {e}")))?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let readers = inner.readers.as_ref().expect("checked above");
+            let idle = || readers.idle.lock().unwrap_or_else(|p| p.into_inner());
+            // A reader lost to a panicking task is replaced.
+            let popped = idle().pop();
+            let mut conn = match popped {
+                Some(conn) => conn,
+                None => open_reader(&readers.path)?,
+            };
+            let result = work(&mut conn);
+            idle().push(conn);
+            result
         })
         .await
         .map_err(|e| Error::Backend(format!("storage task failed: {e}")))?
@@ -197,15 +318,24 @@ fn live_code_user(conn: &Connection, code_hash: &[u8; 32], now: i64) -> Result<S
     .ok_or(Error::InvalidCode)
 }
 
-fn current_epoch(tx: &Connection, group_id: &str) -> Result<(u64, u64)> {
-    tx.query_row(
-        "SELECT epoch, last_seq FROM groups WHERE group_id = ?1",
-        [group_id],
-        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-    )
-    .optional()
-    .map_err(backend)?
-    .ok_or_else(|| Error::NotFound(format!("group {group_id}")))
+/// The group's epoch, last seq and log hash.
+fn current_epoch(tx: &Connection, group_id: &str) -> Result<(u64, u64, [u8; 32])> {
+    let (epoch, last_seq, hash) = tx
+        .query_row(
+            "SELECT epoch, last_seq, log_hash FROM groups WHERE group_id = ?1",
+            [group_id],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, Option<Vec<u8>>>(2)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(backend)?
+        .ok_or_else(|| Error::NotFound(format!("group {group_id}")))?;
+    Ok((epoch, last_seq, hash_from(hash)?))
 }
 
 fn is_current_member(conn: &Connection, group_id: &str, device_id: &str) -> Result<bool> {
@@ -242,7 +372,7 @@ impl Store for SqliteStore {
 
     async fn user_exists(&self, name: &str) -> Result<bool> {
         let name = name.to_owned();
-        self.run(move |c| {
+        self.read(move |c| {
             c.query_row("SELECT 1 FROM users WHERE name = ?1", [name], |_| Ok(()))
                 .optional()
                 .map(|r| r.is_some())
@@ -270,7 +400,7 @@ impl Store for SqliteStore {
     }
 
     async fn enrollment_code_user(&self, code_hash: [u8; 32], now: i64) -> Result<String> {
-        self.run(move |c| live_code_user(c, &code_hash, now)).await
+        self.read(move |c| live_code_user(c, &code_hash, now)).await
     }
 
     async fn enroll_device(&self, code_hash: [u8; 32], now: i64, device: Device) -> Result<()> {
@@ -303,7 +433,7 @@ impl Store for SqliteStore {
 
     async fn device(&self, device_id: &str) -> Result<Option<Device>> {
         let device_id = device_id.to_owned();
-        self.run(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT device_id, user, signature_key FROM devices WHERE device_id = ?1",
                 [device_id],
@@ -323,7 +453,7 @@ impl Store for SqliteStore {
 
     async fn user_devices(&self, user: &str) -> Result<Vec<Device>> {
         let user = user.to_owned();
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare("SELECT device_id, user, signature_key FROM devices WHERE user = ?1 ORDER BY enrolled_at, device_id")
                 .map_err(backend)?;
@@ -341,22 +471,31 @@ impl Store for SqliteStore {
         &self,
         device_id: &str,
         nonce: &str,
-        now: i64,
+        timestamp: i64,
         forget_before: i64,
-    ) -> Result<bool> {
-        let (device_id, nonce) = (device_id.to_owned(), nonce.to_owned());
-        self.run(move |c| {
-            c.execute("DELETE FROM nonces WHERE seen_at < ?1", [forget_before])
-                .map_err(backend)?;
-            let inserted = c
-                .execute(
-                    "INSERT OR IGNORE INTO nonces (device_id, nonce, seen_at) VALUES (?1, ?2, ?3)",
-                    params![device_id, nonce, now],
-                )
-                .map_err(backend)?;
-            Ok(inserted == 1)
-        })
-        .await
+    ) -> Result<NonceCheck> {
+        // In memory, no disk write: a restart forgets them, which is why timestamps from
+        // before the start are refused. Several nodes sharing one database will need this
+        // state shared too (a table with an expiry index, or the nodes' own bus).
+        if timestamp < self.inner.started_at {
+            return Ok(NonceCheck::BeforeStart {
+                started_at: self.inner.started_at,
+            });
+        }
+        if timestamp < forget_before {
+            return Ok(NonceCheck::Expired);
+        }
+        let mut window = self.inner.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(
+            match window.remember(device_id, nonce, timestamp, forget_before) {
+                true => NonceCheck::Fresh,
+                false => NonceCheck::Replayed,
+            },
+        )
+    }
+
+    async fn instance_id(&self) -> Result<String> {
+        Ok(self.inner.instance_id.clone())
     }
 
     async fn add_key_packages(
@@ -394,7 +533,7 @@ impl Store for SqliteStore {
 
     async fn key_package_count(&self, device_id: &str) -> Result<(u64, bool)> {
         let device_id = device_id.to_owned();
-        self.run(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT COALESCE(SUM(last_resort = 0), 0), COALESCE(MAX(last_resort), 0) FROM key_packages WHERE device_id = ?1",
                 [device_id],
@@ -431,14 +570,15 @@ impl Store for SqliteStore {
         self.run(move |c| {
             let tx = c.transaction().map_err(backend)?;
             tx.execute(
-                "INSERT INTO groups (group_id, epoch, state, last_seq, created_at, expire_secs, burn_secs) VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6)",
+                "INSERT INTO groups (group_id, epoch, state, last_seq, created_at, expire_secs, burn_secs, log_hash) VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7)",
                 params![
                     group.group_id,
                     group.epoch as i64,
                     group.state,
                     group.created_at,
                     opt_i64(group.timers.expire_secs),
-                    opt_i64(group.timers.burn_secs)
+                    opt_i64(group.timers.burn_secs),
+                    &log_hash_start(&group.group_id)[..]
                 ],
             )
             .map_err(|e| {
@@ -460,7 +600,7 @@ impl Store for SqliteStore {
 
     async fn group(&self, group_id: &str) -> Result<Option<GroupState>> {
         let group_id = group_id.to_owned();
-        self.run(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT group_id, epoch, state, expire_secs, burn_secs FROM groups WHERE group_id = ?1",
                 [group_id],
@@ -484,7 +624,7 @@ impl Store for SqliteStore {
 
     async fn group_members(&self, group_id: &str) -> Result<Vec<String>> {
         let group_id = group_id.to_owned();
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare("SELECT device_id FROM memberships WHERE group_id = ?1 AND removed_seq IS NULL ORDER BY device_id")
                 .map_err(backend)?;
@@ -496,14 +636,14 @@ impl Store for SqliteStore {
 
     async fn is_member(&self, group_id: &str, device_id: &str) -> Result<bool> {
         let (group_id, device_id) = (group_id.to_owned(), device_id.to_owned());
-        self.run(move |c| is_current_member(c, &group_id, &device_id))
+        self.read(move |c| is_current_member(c, &group_id, &device_id))
             .await
     }
 
     async fn append_commit(&self, commit: CommitAppend) -> Result<Appended> {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-            let (epoch, last_seq) = current_epoch(&tx, &commit.group_id)?;
+            let (epoch, last_seq, prev_hash) = current_epoch(&tx, &commit.group_id)?;
             if epoch != commit.expected_epoch {
                 return Err(Error::StaleEpoch { current: epoch });
             }
@@ -511,20 +651,22 @@ impl Store for SqliteStore {
                 return Err(Error::NotMember);
             }
             let seq = last_seq + 1;
+            let hash = log_hash_next(&prev_hash, seq, epoch, EntryKind::Commit, &commit.sender_device, &commit.payload);
             tx.execute(
-                "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, payload, received_at) VALUES (?1, ?2, ?3, 'commit', ?4, ?5, ?6)",
-                params![commit.group_id, seq as i64, commit.expected_epoch as i64, commit.sender_device, commit.payload, commit.received_at],
+                "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, payload, received_at, log_hash) VALUES (?1, ?2, ?3, 'commit', ?4, ?5, ?6, ?7)",
+                params![commit.group_id, seq as i64, commit.expected_epoch as i64, commit.sender_device, commit.payload, commit.received_at, &hash[..]],
             )
             .map_err(backend)?;
             tx.execute(
-                "UPDATE groups SET epoch = ?2, state = ?3, last_seq = ?4, expire_secs = ?5, burn_secs = ?6 WHERE group_id = ?1",
+                "UPDATE groups SET epoch = ?2, state = ?3, last_seq = ?4, expire_secs = ?5, burn_secs = ?6, log_hash = ?7 WHERE group_id = ?1",
                 params![
                     commit.group_id,
                     commit.new_epoch as i64,
                     commit.state,
                     seq as i64,
                     opt_i64(commit.timers.expire_secs),
-                    opt_i64(commit.timers.burn_secs)
+                    opt_i64(commit.timers.burn_secs),
+                    &hash[..]
                 ],
             )
             .map_err(backend)?;
@@ -569,7 +711,7 @@ impl Store for SqliteStore {
             sender_device.to_owned(),
             payload.to_vec(),
         );
-        self.run(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT seq FROM group_log WHERE group_id = ?1 AND kind = 'commit' AND epoch = ?2 AND sender_device = ?3 AND payload = ?4",
                 params![group_id, epoch as i64, sender_device, payload],
@@ -585,7 +727,7 @@ impl Store for SqliteStore {
     async fn append_message(&self, m: MessageAppend) -> Result<Appended> {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-            let (epoch, last_seq) = current_epoch(&tx, &m.group_id)?;
+            let (epoch, last_seq, prev_hash) = current_epoch(&tx, &m.group_id)?;
             let earlier: Option<(i64, i64)> = tx
                 .query_row(
                     "SELECT seq, epoch FROM group_log WHERE group_id = ?1 AND sender_device = ?2 AND client_msg_id = ?3",
@@ -604,12 +746,13 @@ impl Store for SqliteStore {
                 return Err(Error::StaleEpoch { current: epoch });
             }
             let seq = last_seq + 1;
+            let hash = log_hash_next(&prev_hash, seq, epoch, EntryKind::Application, &m.sender_device, &m.payload);
             tx.execute(
-                "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, client_msg_id, payload, received_at, expires_at) VALUES (?1, ?2, ?3, 'application', ?4, ?5, ?6, ?7, ?8)",
-                params![m.group_id, seq as i64, epoch as i64, m.sender_device, m.client_msg_id, m.payload, m.received_at, m.expires_at],
+                "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, client_msg_id, payload, received_at, expires_at, log_hash) VALUES (?1, ?2, ?3, 'application', ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![m.group_id, seq as i64, epoch as i64, m.sender_device, m.client_msg_id, m.payload, m.received_at, m.expires_at, &hash[..]],
             )
             .map_err(backend)?;
-            tx.execute("UPDATE groups SET last_seq = ?2 WHERE group_id = ?1", params![m.group_id, seq as i64])
+            tx.execute("UPDATE groups SET last_seq = ?2, log_hash = ?3 WHERE group_id = ?1", params![m.group_id, seq as i64, &hash[..]])
                 .map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(Appended { seq, epoch, duplicate: false })
@@ -619,7 +762,7 @@ impl Store for SqliteStore {
 
     async fn pending(&self, device_id: &str, limit: usize) -> Result<Pending> {
         let device_id = device_id.to_owned();
-        self.run(move |c| {
+        self.read(move |c| {
             let tx = c.transaction().map_err(backend)?;
             let mut pending = Pending::default();
             {
@@ -660,10 +803,13 @@ impl Store for SqliteStore {
                 .is_some_and(|user| user == vellum_wire::RECORDS_USER);
             let mut stmt = tx
                 .prepare(
-                    "SELECT seq, epoch, kind, sender_device, received_at, payload FROM group_log
+                    "SELECT seq, epoch, kind, sender_device, received_at, payload, log_hash FROM group_log
                      WHERE group_id = ?1 AND seq > ?2 AND seq <= ?3 AND (deleted = 0 OR ?5)
                      ORDER BY seq LIMIT ?4",
                 )
+                .map_err(backend)?;
+            let mut head = tx
+                .prepare("SELECT last_seq, log_hash FROM groups WHERE group_id = ?1")
                 .map_err(backend)?;
             for (group_id, after, removed) in memberships {
                 let upto = removed.unwrap_or(i64::MAX);
@@ -676,13 +822,22 @@ impl Store for SqliteStore {
                             r.get::<_, String>(3)?,
                             r.get::<_, i64>(4)?,
                             r.get::<_, Vec<u8>>(5)?,
+                            r.get::<_, Option<Vec<u8>>>(6)?,
                         ))
                     })
                     .map_err(backend)?;
                 let mut entries = Vec::new();
                 for row in rows {
-                    let (seq, epoch, kind, sender_device, received_at, payload) = row.map_err(backend)?;
-                    entries.push(StoredEntry { seq, epoch, kind: kind_from(&kind)?, sender_device, received_at, payload });
+                    let (seq, epoch, kind, sender_device, received_at, payload, hash) = row.map_err(backend)?;
+                    entries.push(StoredEntry {
+                        seq,
+                        epoch,
+                        kind: kind_from(&kind)?,
+                        sender_device,
+                        received_at,
+                        payload,
+                        log_hash: hash_from(hash)?,
+                    });
                 }
                 if entries.len() > budget {
                     entries.truncate(budget);
@@ -690,6 +845,10 @@ impl Store for SqliteStore {
                 }
                 budget -= entries.len();
                 if !entries.is_empty() {
+                    let (seq, hash) = head
+                        .query_row([&group_id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<Vec<u8>>>(1)?)))
+                        .map_err(backend)?;
+                    pending.heads.push((group_id.clone(), LogHead { seq, log_hash: hash_from(hash)? }));
                     pending.groups.push((group_id, entries));
                 }
                 if pending.more || budget == 0 {
@@ -742,7 +901,7 @@ impl Store for SqliteStore {
     }
 
     async fn org_policy(&self) -> Result<OrgPolicy> {
-        self.run(|c| {
+        self.read(|c| {
             let mut policy = c
                 .query_row(
                     "SELECT max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory FROM org_policy WHERE id = 1",
@@ -799,7 +958,7 @@ impl Store for SqliteStore {
     }
 
     async fn records_public(&self) -> Result<Option<String>> {
-        self.run(|c| {
+        self.read(|c| {
             c.query_row(
                 "SELECT records_public FROM records_config WHERE id = 1",
                 [],
@@ -855,7 +1014,7 @@ impl Store for SqliteStore {
 
     async fn pending_receipts(&self, device_id: &str, limit: usize) -> Result<Vec<(u64, String)>> {
         let device_id = device_id.to_owned();
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare("SELECT id, receipt FROM receipt_queue WHERE device_id = ?1 ORDER BY id LIMIT ?2")
                 .map_err(backend)?;
@@ -884,7 +1043,7 @@ impl Store for SqliteStore {
     }
 
     async fn archiver_backlog(&self) -> Result<(u64, Option<i64>)> {
-        self.run(|c| {
+        self.read(|c| {
             c.query_row(
                 "SELECT COUNT(*), MIN(l.received_at) FROM group_log l
                  JOIN memberships m ON m.group_id = l.group_id
@@ -976,5 +1135,56 @@ impl Store for SqliteStore {
                 .map_err(backend)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_outside_the_window_are_forgotten_a_bucket_at_a_time() {
+        let mut window = NonceWindow::default();
+        for t in 1_000..1_100 {
+            assert!(window.remember("d", "n", t, 900));
+        }
+        assert_eq!(window.len(), 100);
+        assert!(!window.remember("d", "n", 1_050, 900), "still remembered");
+        // The window moves past the first half: those buckets go, whole.
+        assert!(window.remember("d", "n", 1_200, 1_050));
+        assert_eq!(window.len(), 51);
+        assert_eq!(window.buckets.keys().next(), Some(&105));
+    }
+
+    /// Reads run on their own connections: a write stuck behind a lock (here another
+    /// process's transaction) holds the writer, and reads still answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_do_not_queue_behind_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.create_user("alice", 0).await.unwrap();
+        let blocker = Connection::open(&path).unwrap();
+        blocker
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO users VALUES ('x', 0);")
+            .unwrap();
+        let writing = tokio::spawn({
+            let store = store.clone();
+            async move { store.create_user("bob", 0).await }
+        });
+        // Wait until the write holds the writer connection.
+        while store.inner.writer.try_lock().is_ok() {
+            tokio::task::yield_now().await;
+        }
+        assert!(store.user_exists("alice").await.unwrap());
+        assert!(
+            !store.user_exists("bob").await.unwrap(),
+            "not committed yet"
+        );
+        assert!(!writing.is_finished());
+        blocker.execute_batch("COMMIT").unwrap();
+        writing.await.unwrap().unwrap();
+        assert!(store.user_exists("bob").await.unwrap());
+        assert!(store.user_exists("x").await.unwrap());
     }
 }

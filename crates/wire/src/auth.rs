@@ -12,6 +12,8 @@ impl AuthHeaders {
     pub const TIMESTAMP: &'static str = "x-vellum-timestamp";
     pub const NONCE: &'static str = "x-vellum-nonce";
     pub const SIGNATURE: &'static str = "x-vellum-signature";
+    /// On a `timestamp_before_server_start` refusal: the Unix second the server started.
+    pub const SERVER_START: &'static str = "x-vellum-server-start";
 }
 
 /// The exact bytes a device signs (Ed25519, its MLS signature key) to authenticate a request.

@@ -8,11 +8,13 @@ use serde::{Deserialize, Serialize};
 
 mod auth;
 mod b64;
+mod log_hash;
 mod payload;
 pub mod timer;
 
 pub use auth::{request_signing_bytes, AuthHeaders, MAX_CLOCK_SKEW_SECS};
 pub use b64::B64;
+pub use log_hash::{log_hash_next, log_hash_start};
 pub use payload::{AppPayload, PayloadError, MAX_TEXT_BYTES};
 
 /// Prefix of every versioned API route.
@@ -46,6 +48,10 @@ pub mod codes {
     pub const POLICY_VIOLATION: &str = "policy_violation";
     pub const RECORDS_NOT_CONFIGURED: &str = "records_not_configured";
     pub const INTERNAL: &str = "internal";
+    /// The request's timestamp is from before the server started: nonces seen before then
+    /// are forgotten, so it cannot be checked for a replay. Sign it again with a timestamp
+    /// at or after the second in the `x-vellum-server-start` response header.
+    pub const BEFORE_SERVER_START: &str = "timestamp_before_server_start";
 }
 
 /// `POST /v1/admin/users` and `POST /v1/admin/users/{name}/devices`.
@@ -247,12 +253,31 @@ pub struct LogEntry {
     /// Server receive time, Unix milliseconds.
     pub received_at: i64,
     pub payload: B64,
+    /// The group's running log hash after this entry ([`log_hash_next`]), hex. Absent from
+    /// servers older than 0.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupEntries {
     pub group_id: String,
     pub entries: Vec<LogEntry>,
+    /// Where the server's log of this group stands; absent from servers older than 0.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<LogHead>,
+}
+
+/// The end of a group's log on the server: a device that has processed further, or holds
+/// another hash for a position it has, is talking to a server that went back in time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogHead {
+    /// Random, created with the server's database: another id is another database.
+    pub instance_id: String,
+    /// The group's last seq (the entry itself may have been purged since).
+    pub seq: u64,
+    /// The running log hash after `seq`, hex.
+    pub log_hash: String,
 }
 
 /// A Welcome waiting in this device's queue.

@@ -6,5 +6,6 @@ mod harness;
 mod chat;
 mod crash;
 mod records;
+mod restore;
 mod secrets;
 mod timers;
