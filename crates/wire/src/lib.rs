@@ -13,7 +13,7 @@ pub mod timer;
 
 pub use auth::{request_signing_bytes, AuthHeaders, MAX_CLOCK_SKEW_SECS};
 pub use b64::B64;
-pub use payload::{AppPayload, PayloadError, MAX_TEXT_BYTES};
+pub use payload::{AppPayload, PayloadError, MAX_TEXT_BYTES, MAX_UNKNOWN_BYTES};
 
 /// Prefix of every versioned API route.
 pub const API_V1: &str = "/v1";
