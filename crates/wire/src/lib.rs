@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 mod auth;
 mod b64;
+pub mod fuzz_bodies;
 mod payload;
 pub mod timer;
 
