@@ -83,3 +83,82 @@ impl ArchiveHandle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vault(dir: &std::path::Path) -> Vault {
+        let signer = vellum_tlog::NoteSigner::new("test.example/log", &[5; 32]).unwrap();
+        let public = vellum_records::generate(3, 2).unwrap().public;
+        Vault {
+            archive: Archive::open(dir, signer).unwrap(),
+            public_key: public.key_bytes().unwrap(),
+            unsealer: Unsealer::new(public),
+            secret: None,
+            last_activity: Instant::now(),
+            pending_receipts: Vec::new(),
+        }
+    }
+
+    fn thread_name() -> Option<String> {
+        std::thread::current().name().map(str::to_owned)
+    }
+
+    #[test]
+    fn work_runs_on_the_actor_in_order_from_async_and_blocking_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = ArchiveHandle::spawn(vault(dir.path())).unwrap();
+        for flavor in ["multi", "current"] {
+            let mut builder = match flavor {
+                "multi" => {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    b.worker_threads(1);
+                    b
+                }
+                _ => tokio::runtime::Builder::new_current_thread(),
+            };
+            let runtime = builder.enable_all().build().unwrap();
+            let handle = handle.clone();
+            runtime.block_on(async move {
+                // The archive's work never runs on the caller's (executor) thread.
+                let name = handle.call(|_| thread_name()).await.unwrap();
+                assert_eq!(name.as_deref(), Some("archive"));
+                let before = handle.call(|v| v.archive.size()).await.unwrap();
+                // The record sink's path: a blocking call from inside the runtime.
+                let blocking = handle.clone();
+                let appended = tokio::spawn(async move {
+                    blocking.call_blocking(|v| {
+                        v.archive.append(vellum_archive::Leaf::Access {
+                            time: 1,
+                            action: "test".into(),
+                            detail: thread_name().unwrap_or_default(),
+                        })
+                    })
+                })
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+                assert_eq!(appended, before);
+                let leaf = handle.call(move |v| v.archive.leaf(appended)).await.unwrap();
+                assert!(
+                    matches!(leaf, Ok(vellum_archive::Leaf::Access { detail, .. }) if detail == "archive")
+                );
+            });
+        }
+    }
+
+    #[test]
+    fn a_stopped_actor_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = ArchiveHandle::spawn(vault(dir.path())).unwrap();
+        // A job that panics ends the actor (fail-stop: nothing is archived half-way).
+        let crashed = handle.call_blocking(|_| -> () { panic!("injected") });
+        assert!(matches!(crashed, Err(Error::Stopped)));
+        assert!(matches!(
+            handle.call_blocking(|v| v.archive.size()),
+            Err(Error::Stopped)
+        ));
+    }
+}
