@@ -40,6 +40,22 @@ pub(crate) enum Tail {
     Invalid(u64),
 }
 
+/// One entry of log.bin: `[u32 big-endian length][32-byte RFC 6962 leaf hash][leaf JSON]`.
+pub fn encode_entry(leaf: &Leaf) -> Result<Vec<u8>, Error> {
+    let bytes = leaf.to_bytes();
+    if bytes.len() > MAX_LEAF_BYTES {
+        return Err(Error::Invalid(format!(
+            "a leaf of {} bytes is over the {MAX_LEAF_BYTES}-byte limit",
+            bytes.len()
+        )));
+    }
+    let mut entry = Vec::with_capacity(ENTRY_HEADER + bytes.len());
+    entry.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    entry.extend_from_slice(&leaf_hash(&bytes));
+    entry.extend_from_slice(&bytes);
+    Ok(entry)
+}
+
 /// Splits log.bin into entries and says how it ends.
 pub(crate) fn parse_log(data: &[u8]) -> (Vec<Entry>, Tail) {
     let mut entries = Vec::new();
@@ -296,18 +312,8 @@ impl Archive {
     }
 
     fn write_entry(&mut self, leaf: &Leaf) -> Result<u64, Error> {
-        let bytes = leaf.to_bytes();
-        if bytes.len() > MAX_LEAF_BYTES {
-            return Err(Error::Invalid(format!(
-                "a leaf of {} bytes is over the {MAX_LEAF_BYTES}-byte limit",
-                bytes.len()
-            )));
-        }
-        let hash = leaf_hash(&bytes);
-        let mut entry = Vec::with_capacity(ENTRY_HEADER + bytes.len());
-        entry.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        entry.extend_from_slice(&hash);
-        entry.extend_from_slice(&bytes);
+        let entry = encode_entry(leaf)?;
+        let hash: Hash = entry[4..ENTRY_HEADER].try_into().expect("32 bytes");
         let path = self.dir.join("log.bin");
         if let Err(e) = self
             .log

@@ -11,10 +11,11 @@
 //! before its leaf, so a crash leaves at worst an orphan key slot, which is trimmed at open.
 
 mod files;
+pub mod fuzz_bodies;
 mod leaf;
 mod verify;
 
-pub use files::{Appended, Archive};
+pub use files::{encode_entry, Appended, Archive};
 pub use leaf::Leaf;
 pub use verify::{verify, VerifyReport};
 

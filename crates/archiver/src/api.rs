@@ -9,14 +9,14 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vellum_archive::Leaf;
-use vellum_client::ChatEvent;
+use vellum_record::api::{Disposal, DisposeRequest, Hit, Hold, SearchQuery, Status, UnsealRequest};
+use vellum_record::Record;
 use vellum_records::UnsealProgress;
 
-use crate::retention::{active_holds, Hold};
-use crate::sink::reference;
+use crate::actor::Vault;
+use crate::retention::active_holds;
 use crate::ArchiverState;
 
 type St = State<Arc<ArchiverState>>;
@@ -43,19 +43,32 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-pub fn log_access(state: &ArchiverState, action: &str, detail: &str) {
-    let mut archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
+/// Appends an access leaf (on the actor, which owns the archive).
+pub fn log_access(vault: &mut Vault, action: &str, detail: &str) {
     let leaf = Leaf::Access {
         time: now_ms(),
         action: action.into(),
         detail: detail.into(),
     };
-    if let Err(e) = archive.append(leaf) {
+    if let Err(e) = vault.archive.append(leaf) {
         tracing::error!(error = %e, "cannot log an archive access");
     }
 }
 
-fn authorize(state: &ArchiverState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// The actor stopped: nothing can be served.
+fn stopped(e: crate::Error) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
+/// Runs `f` on the archive's actor.
+async fn on_vault<R: Send + 'static>(
+    state: &ArchiverState,
+    f: impl FnOnce(&mut Vault) -> Result<R, ApiError> + Send + 'static,
+) -> Result<R, ApiError> {
+    state.vault.call(f).await.map_err(stopped)?
+}
+
+async fn authorize(state: &ArchiverState, headers: &HeaderMap) -> Result<(), ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -75,11 +88,11 @@ fn authorize(state: &ArchiverState, headers: &HeaderMap) -> Result<(), ApiError>
             "invalid records-officer token".into(),
         ));
     }
-    *state
-        .last_activity
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = Instant::now();
-    Ok(())
+    on_vault(state, |v| {
+        v.last_activity = Instant::now();
+        Ok(())
+    })
+    .await
 }
 
 pub fn app(state: Arc<ArchiverState>) -> Router {
@@ -96,35 +109,20 @@ pub fn app(state: Arc<ArchiverState>) -> Router {
         .with_state(state)
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Status {
-    pub sealed: bool,
-    pub shares_received: usize,
-    pub shares_needed: usize,
-    pub log_size: u64,
-    pub records: u64,
-    pub checkpoint_size: Option<u64>,
-}
-
-fn current_status(state: &ArchiverState) -> Status {
-    let sealed = state
-        .secret
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .is_none();
-    let unsealer = state.unsealer.lock().unwrap_or_else(|p| p.into_inner());
-    let archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
+pub fn current_status(vault: &Vault) -> Status {
+    let sealed = vault.secret.is_none();
     Status {
         sealed,
         shares_received: if sealed {
-            unsealer.have()
+            vault.unsealer.have()
         } else {
-            unsealer.need()
+            vault.unsealer.need()
         },
-        shares_needed: unsealer.need(),
-        log_size: archive.size(),
-        records: archive.records().count() as u64,
-        checkpoint_size: archive
+        shares_needed: vault.unsealer.need(),
+        log_size: vault.archive.size(),
+        records: vault.archive.records().count() as u64,
+        checkpoint_size: vault
+            .archive
             .latest_checkpoint()
             .ok()
             .flatten()
@@ -133,13 +131,8 @@ fn current_status(state: &ArchiverState) -> Status {
 }
 
 async fn status(State(state): St, headers: HeaderMap) -> Result<Json<Status>, ApiError> {
-    authorize(&state, &headers)?;
-    Ok(Json(current_status(&state)))
-}
-
-#[derive(Deserialize)]
-struct UnsealRequest {
-    share: String,
+    authorize(&state, &headers).await?;
+    on_vault(&state, |v| Ok(Json(current_status(v)))).await
 }
 
 async fn unseal(
@@ -147,91 +140,76 @@ async fn unseal(
     headers: HeaderMap,
     req: Result<Json<UnsealRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Status>, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers).await?;
     let Json(req) =
         req.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
-    if state
-        .secret
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .is_some()
-    {
-        return Ok(Json(current_status(&state)));
-    }
-    let progress = state
-        .unsealer
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .add(&req.share);
-    match progress {
-        Ok(UnsealProgress::Unsealed(secret)) => {
-            *state.secret.lock().unwrap_or_else(|p| p.into_inner()) = Some(secret);
-            log_access(&state, "unseal", "the records key was reassembled");
+    // Reassembling and checking the key is CPU work: the actor does it.
+    on_vault(&state, move |v| {
+        if v.secret.is_some() {
+            return Ok(Json(current_status(v)));
         }
-        Ok(UnsealProgress::NeedMore { .. }) => {}
-        Err(e) => {
-            return Err(ApiError(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "bad_share",
-                e.to_string(),
-            ))
+        match v.unsealer.add(&req.share) {
+            Ok(UnsealProgress::Unsealed(secret)) => {
+                v.secret = Some(secret);
+                log_access(v, "unseal", "the records key was reassembled");
+            }
+            Ok(UnsealProgress::NeedMore { .. }) => {}
+            Err(e) => {
+                return Err(ApiError(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad_share",
+                    e.to_string(),
+                ))
+            }
         }
-    }
-    Ok(Json(current_status(&state)))
+        Ok(Json(current_status(v)))
+    })
+    .await
 }
 
 async fn seal(State(state): St, headers: HeaderMap) -> Result<Json<Status>, ApiError> {
-    authorize(&state, &headers)?;
-    if state
-        .secret
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-        .is_some()
-    {
-        log_access(&state, "seal", "sealed by the records office");
+    authorize(&state, &headers).await?;
+    on_vault(&state, |v| {
+        if v.secret.take().is_some() {
+            log_access(v, "seal", "sealed by the records office");
+        }
+        Ok(Json(current_status(v)))
+    })
+    .await
+}
+
+fn sealed_error(message: &str) -> ApiError {
+    ApiError(StatusCode::LOCKED, "sealed", message.into())
+}
+
+/// Every record not disposed, decrypted in memory. `None` while sealed.
+fn open_records(vault: &Vault) -> Option<Vec<(u64, Record)>> {
+    let secret = vault.secret.as_ref()?;
+    let archive = &vault.archive;
+    let mut out = Vec::new();
+    for (leaf, disposed) in archive.records() {
+        if disposed {
+            continue;
+        }
+        let (Ok(Some(record)), Ok(Leaf::Record { reference, .. })) =
+            (archive.record(leaf), archive.leaf(leaf))
+        else {
+            continue;
+        };
+        match vellum_records::open(secret, reference.as_bytes(), &record)
+            .map_err(|e| e.to_string())
+            .and_then(|p| Record::decode(&p).map_err(|e| e.to_string()))
+        {
+            Ok(event) => {
+                debug_assert_eq!(event.reference(), reference);
+                out.push((leaf, event))
+            }
+            Err(e) => {
+                tracing::error!(leaf, error = %e, "a record does not open under the records key")
+            }
+        }
     }
-    Ok(Json(current_status(&state)))
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct SearchQuery {
-    #[serde(default)]
-    pub q: String,
-    pub chat: Option<String>,
-    pub participant: Option<String>,
-    /// Unix ms, inclusive.
-    pub from: Option<i64>,
-    pub to: Option<i64>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Hit {
-    pub leaf: u64,
-    pub event: ChatEvent,
-}
-
-impl SearchQuery {
-    fn matches(&self, e: &ChatEvent) -> bool {
-        let text_hit = self.q.is_empty()
-            || e.text
-                .as_deref()
-                .is_some_and(|t| t.to_lowercase().contains(&self.q.to_lowercase()));
-        let chat_hit = self
-            .chat
-            .as_deref()
-            .is_none_or(|c| c == e.chat_id || e.chat_title.as_deref() == Some(c));
-        let who_hit = self
-            .participant
-            .as_deref()
-            .is_none_or(|u| e.sender_user == u || e.recipients.iter().any(|r| r.user == u));
-        let when = e.sent_at.min(e.received_at);
-        text_hit
-            && chat_hit
-            && who_hit
-            && self.from.is_none_or(|f| when >= f)
-            && self.to.is_none_or(|t| when <= t)
-    }
+    Some(out)
 }
 
 async fn search(
@@ -239,58 +217,38 @@ async fn search(
     headers: HeaderMap,
     Query(query): Query<SearchQuery>,
 ) -> Result<Json<Vec<Hit>>, ApiError> {
-    authorize(&state, &headers)?;
-    let hits = {
-        let secret = state.secret.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(secret) = secret.as_ref() else {
-            return Err(ApiError(
-                StatusCode::LOCKED,
-                "sealed",
-                "the archive is sealed: k custodians must unseal it first".into(),
+    authorize(&state, &headers).await?;
+    on_vault(&state, move |v| {
+        let Some(records) = open_records(v) else {
+            return Err(sealed_error(
+                "the archive is sealed: k custodians must unseal it first",
             ));
         };
-        let archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
-        let mut hits = Vec::new();
-        for (leaf, disposed) in archive.records() {
-            if disposed {
-                continue;
-            }
-            let Ok(Some(record)) = archive.record(leaf) else {
-                continue;
-            };
-            let Ok(Leaf::Record { reference: r, .. }) = archive.leaf(leaf) else {
-                continue;
-            };
-            let Ok(plain) = vellum_records::open(secret, r.as_bytes(), &record) else {
-                tracing::error!(leaf, "a record does not open under the records key");
-                continue;
-            };
-            let Ok(event) = serde_json::from_slice::<ChatEvent>(&plain) else {
-                continue;
-            };
-            debug_assert_eq!(reference(&event.chat_id, event.seq), r);
-            if query.matches(&event) {
-                hits.push(Hit { leaf, event });
-            }
-        }
-        hits
-    };
-    // The log is public to auditors: it shows that a search ran, when, and how much it
-    // found, and only a digest of its terms (words, chat, custodian, dates), which may
-    // themselves be sensitive. The records office keeps its own case file of queries.
-    let terms = serde_json::to_vec(&query).unwrap_or_default();
-    let digest = hex::encode(&Sha256::digest(&terms)[..16]);
-    let detail = format!("query sha256:{digest} -> {} records", hits.len());
-    log_access(&state, "search", &detail);
-    Ok(Json(hits))
+        let hits: Vec<Hit> = records
+            .into_iter()
+            .filter(|(_, event)| query.matches(event))
+            .map(|(leaf, event)| Hit { leaf, event })
+            .collect();
+        // The log is public to auditors: it shows that a search ran, when, and how much it
+        // found, and only a digest of its terms (words, chat, custodian, dates), which may
+        // themselves be sensitive. The records office keeps its own case file of queries.
+        let terms = serde_json::to_vec(&query).unwrap_or_default();
+        let digest = hex::encode(&Sha256::digest(&terms)[..16]);
+        let detail = format!("query sha256:{digest} -> {} records", hits.len());
+        log_access(v, "search", &detail);
+        Ok(Json(hits))
+    })
+    .await
 }
 
 async fn checkpoint(State(state): St, headers: HeaderMap) -> Result<String, ApiError> {
-    authorize(&state, &headers)?;
-    let mut archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
-    archive
-        .checkpoint()
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+    authorize(&state, &headers).await?;
+    on_vault(&state, |v| {
+        v.archive
+            .checkpoint()
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+    })
+    .await
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -302,9 +260,11 @@ fn bad_request(message: impl Into<String>) -> ApiError {
 }
 
 async fn list_holds(State(state): St, headers: HeaderMap) -> Result<Json<Vec<Hold>>, ApiError> {
-    authorize(&state, &headers)?;
-    let archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
-    Ok(Json(active_holds(&archive).map_err(internal)?))
+    authorize(&state, &headers).await?;
+    on_vault(&state, |v| {
+        Ok(Json(active_holds(&v.archive).map_err(internal)?))
+    })
+    .await
 }
 
 async fn create_hold(
@@ -312,7 +272,7 @@ async fn create_hold(
     headers: HeaderMap,
     req: Result<Json<Hold>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Hold>), ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers).await?;
     let Json(hold) = req.map_err(|e| bad_request(e.body_text()))?;
     if hold.name.is_empty() || hold.name.len() > 100 || hold.name.contains('/') {
         return Err(bad_request(
@@ -322,30 +282,32 @@ async fn create_hold(
     if hold.from.zip(hold.to).is_some_and(|(f, t)| f > t) {
         return Err(bad_request("the hold's range ends before it begins"));
     }
-    let mut archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
-    if active_holds(&archive)
-        .map_err(internal)?
-        .iter()
-        .any(|h| h.name == hold.name)
-    {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("a hold named {:?} is already in force", hold.name),
-        ));
-    }
-    let leaf = Leaf::Hold {
-        time: now_ms(),
-        name: hold.name.clone(),
-        custodian: hold.custodian.clone(),
-        chat: hold.chat.clone(),
-        from: hold.from,
-        to: hold.to,
-    };
-    archive
-        .append(leaf)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    Ok((StatusCode::CREATED, Json(hold)))
+    on_vault(&state, move |v| {
+        if active_holds(&v.archive)
+            .map_err(internal)?
+            .iter()
+            .any(|h| h.name == hold.name)
+        {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("a hold named {:?} is already in force", hold.name),
+            ));
+        }
+        let leaf = Leaf::Hold {
+            time: now_ms(),
+            name: hold.name.clone(),
+            custodian: hold.custodian.clone(),
+            chat: hold.chat.clone(),
+            from: hold.from,
+            to: hold.to,
+        };
+        v.archive
+            .append(leaf)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        Ok((StatusCode::CREATED, Json(hold)))
+    })
+    .await
 }
 
 async fn release_hold(
@@ -353,43 +315,28 @@ async fn release_hold(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&state, &headers)?;
-    let mut archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
-    if !active_holds(&archive)
-        .map_err(internal)?
-        .iter()
-        .any(|h| h.name == name)
-    {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no hold named {name:?} is in force"),
-        ));
-    }
-    archive
-        .append(Leaf::Release {
-            time: now_ms(),
-            name,
-        })
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct DisposeRequest {
-    #[serde(default)]
-    dry_run: bool,
-}
-
-/// A record past its retention period: disposed, or kept by a hold.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Disposal {
-    pub leaf: u64,
-    pub chat_id: String,
-    pub chat_title: Option<String>,
-    pub schedule: String,
-    pub held_by: Option<String>,
-    pub disposed: bool,
+    authorize(&state, &headers).await?;
+    on_vault(&state, move |v| {
+        if !active_holds(&v.archive)
+            .map_err(internal)?
+            .iter()
+            .any(|h| h.name == name)
+        {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no hold named {name:?} is in force"),
+            ));
+        }
+        v.archive
+            .append(Leaf::Release {
+                time: now_ms(),
+                name,
+            })
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
 }
 
 async fn dispose(
@@ -397,87 +344,60 @@ async fn dispose(
     headers: HeaderMap,
     req: Result<Json<DisposeRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Vec<Disposal>>, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers).await?;
     let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
-    let now = now_ms();
-    let secret = state.secret.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(secret) = secret.as_ref() else {
-        return Err(ApiError(
-            StatusCode::LOCKED,
-            "sealed",
-            "disposition reads each record's metadata: unseal first".into(),
-        ));
-    };
-    let mut archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
-    let holds = active_holds(&archive).map_err(internal)?;
-    let mut out = Vec::new();
-    let candidates: Vec<u64> = archive
-        .records()
-        .filter(|(_, disposed)| !disposed)
-        .map(|(leaf, _)| leaf)
-        .collect();
-    let mut events = Vec::with_capacity(candidates.len());
-    for leaf in candidates {
-        let (Ok(Some(record)), Ok(Leaf::Record { reference, .. })) =
-            (archive.record(leaf), archive.leaf(leaf))
-        else {
-            continue;
+    let schedules = state.clone();
+    on_vault(&state, move |v| {
+        let now = now_ms();
+        let Some(events) = open_records(v) else {
+            return Err(sealed_error(
+                "disposition reads each record's metadata: unseal first",
+            ));
         };
-        match vellum_records::open(secret, reference.as_bytes(), &record)
-            .map_err(|e| e.to_string())
-            .and_then(|p| serde_json::from_slice::<ChatEvent>(&p).map_err(|e| e.to_string()))
-        {
-            Ok(event) => events.push((leaf, event)),
-            Err(e) => {
-                tracing::error!(leaf, error = %e, "a record does not open under the records key")
-            }
-        }
-    }
-    // A chat's schedule follows its title, which its first records (joining) may predate.
-    let titles: std::collections::HashMap<String, String> = events
-        .iter()
-        .filter_map(|(_, e)| e.chat_title.clone().map(|t| (e.chat_id.clone(), t)))
-        .collect();
-    for (leaf, mut event) in events {
-        if event.chat_title.is_none() {
-            event.chat_title = titles.get(&event.chat_id).cloned();
-        }
-        let (schedule, retention) = state.schedules.for_event(&event);
-        let Some(retention) = retention else { continue };
-        if event.received_at.saturating_add(retention) > now {
-            continue;
-        }
-        let held_by = holds
+        let holds = active_holds(&v.archive).map_err(internal)?;
+        let mut out = Vec::new();
+        // A chat's schedule follows its title, which its first records (joining) may predate.
+        let titles: std::collections::HashMap<String, String> = events
             .iter()
-            .find(|h| h.covers(&event))
-            .map(|h| h.name.clone());
-        let disposed = held_by.is_none() && !req.dry_run;
-        if disposed {
-            archive.dispose(leaf, &schedule, now).map_err(|e| {
-                ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            })?;
+            .filter_map(|(_, e)| e.chat_title.clone().map(|t| (e.chat_id.clone(), t)))
+            .collect();
+        for (leaf, mut event) in events {
+            if event.chat_title.is_none() {
+                event.chat_title = titles.get(&event.chat_id).cloned();
+            }
+            let (schedule, retention) = schedules.schedules.for_event(&event);
+            let Some(retention) = retention else { continue };
+            if event.received_at.saturating_add(retention) > now {
+                continue;
+            }
+            let held_by = holds
+                .iter()
+                .find(|h| h.covers(&event))
+                .map(|h| h.name.clone());
+            let disposed = held_by.is_none() && !req.dry_run;
+            if disposed {
+                v.archive.dispose(leaf, &schedule, now).map_err(|e| {
+                    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                })?;
+            }
+            out.push(Disposal {
+                leaf,
+                chat_id: event.chat_id,
+                chat_title: event.chat_title,
+                schedule,
+                held_by,
+                disposed,
+            });
         }
-        out.push(Disposal {
-            leaf,
-            chat_id: event.chat_id,
-            chat_title: event.chat_title,
-            schedule,
-            held_by,
-            disposed,
-        });
-    }
-    drop(archive);
-    let done = out.iter().filter(|d| d.disposed).count();
-    let held = out.iter().filter(|d| d.held_by.is_some()).count();
-    let action = if req.dry_run {
-        "dispose (dry run)"
-    } else {
-        "dispose"
-    };
-    log_access(
-        &state,
-        action,
-        &format!("{done} disposed, {held} kept by holds"),
-    );
-    Ok(Json(out))
+        let done = out.iter().filter(|d| d.disposed).count();
+        let held = out.iter().filter(|d| d.held_by.is_some()).count();
+        let action = if req.dry_run {
+            "dispose (dry run)"
+        } else {
+            "dispose"
+        };
+        log_access(v, action, &format!("{done} disposed, {held} kept by holds"));
+        Ok(Json(out))
+    })
+    .await
 }

@@ -4,6 +4,7 @@
 //! the records office's API on loopback; reading needs the key that only k custodians can
 //! reassemble, and it lives in memory only while unsealed.
 
+mod actor;
 mod api;
 mod retention;
 mod sink;
@@ -13,21 +14,25 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use vellum_archive::Archive;
 use vellum_client::Client;
-use vellum_records::{RecordsPublic, RecordsSecret, Unsealer};
+use vellum_records::{RecordsPublic, Unsealer};
 use vellum_tlog::NoteSigner;
 
+pub use actor::{ArchiveHandle, Vault};
 pub use api::app;
+/// The record format the archive holds.
+pub use vellum_record as record;
 
-/// The records API's request and response types, for its clients.
+/// The records API's request and response types, for its clients (defined in
+/// `vellum-record`, with the record itself).
 pub mod api_types {
-    pub use crate::api::{Disposal, Hit, SearchQuery, Status};
-    pub use crate::retention::{Hold, Schedules};
+    pub use crate::retention::Schedules;
+    pub use vellum_record::api::{Disposal, Hit, Hold, SearchQuery, Status};
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +45,8 @@ pub enum Error {
     Archive(#[from] vellum_archive::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("the archive's task has stopped")]
+    Stopped,
 }
 
 pub struct ArchiverConfig {
@@ -52,19 +59,19 @@ pub struct ArchiverConfig {
     pub listen: SocketAddr,
     /// Seal again after this long without records-office activity.
     pub idle_seal: Duration,
+    /// How often new leaves are covered by a signed checkpoint (and receipts can go out).
+    pub checkpoint_interval: Duration,
 }
 
-/// What the records API and the ingest loop share.
+/// The default of `checkpoint_interval`.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the records API and the ingest loop share: the handle to the archive's actor (which
+/// owns the archive, the records key and the pending receipts) and what never changes.
 pub struct ArchiverState {
-    pub archive: Mutex<Archive>,
-    pub public: RecordsPublic,
-    pub unsealer: Mutex<Unsealer>,
-    pub secret: Mutex<Option<RecordsSecret>>,
+    pub vault: ArchiveHandle,
     pub token_hash: [u8; 32],
-    pub last_activity: Mutex<Instant>,
     pub schedules: retention::Schedules,
-    /// Archived messages whose senders still await a receipt.
-    pub pending_receipts: Mutex<Vec<sink::PendingReceipt>>,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -120,23 +127,25 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
     let archive = Archive::open(&config.data.join("archive"), signer)?;
     let schedules =
         retention::Schedules::load(&config.data.join("schedules.json")).map_err(Error::Setup)?;
-    let state = Arc::new(ArchiverState {
-        archive: Mutex::new(archive),
-        unsealer: Mutex::new(Unsealer::new(public.clone())),
-        public,
-        secret: Mutex::new(None),
-        token_hash,
-        last_activity: Mutex::new(Instant::now()),
-        schedules,
-        pending_receipts: Mutex::new(Vec::new()),
-    });
-    client.set_sink(Box::new(sink::ArchiveSink::new(state.clone())?));
     // Senders' devices check receipts against this key.
-    let verifier_key = state
-        .archive
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .verifier_key();
+    let verifier_key = archive.verifier_key();
+    let public_key = public
+        .key_bytes()
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    let vault = ArchiveHandle::spawn(Vault {
+        archive,
+        public_key,
+        unsealer: Unsealer::new(public),
+        secret: None,
+        last_activity: Instant::now(),
+        pending_receipts: Vec::new(),
+    })?;
+    let state = Arc::new(ArchiverState {
+        vault: vault.clone(),
+        token_hash,
+        schedules,
+    });
+    client.set_sink(Box::new(sink::ArchiveSink::new(vault)));
     let _: () = client
         .request(
             vellum_client::Method::PUT,
@@ -147,19 +156,38 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
     Ok((client, state))
 }
 
-/// Runs the archiver until the process is stopped.
+/// Runs the archiver until the process is stopped. The first line on standard output names
+/// the address the records API listens on (tests start it on port 0 and read it).
 pub async fn run(config: ArchiverConfig) -> Result<(), Error> {
-    let (mut client, state) = prepare(&config).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    println!(
-        "vellum archiver listening on http://{}",
-        listener.local_addr()?
-    );
+    let data = config.data.clone();
+    let (addr, ingest) = start(config).await?;
+    println!("vellum archiver listening on http://{addr}");
     println!(
         "records officer credential: {}",
-        config.data.join("records-token").display()
+        data.join("records-token").display()
     );
-    tokio::spawn(housekeeping(state.clone(), config.idle_seal));
+    ingest.await
+}
+
+/// Opens the archiver, binds the records API and starts serving it; returns the bound
+/// address and the ingest loop, which the caller runs (it ends only on a fatal error).
+pub async fn start(
+    config: ArchiverConfig,
+) -> Result<
+    (
+        SocketAddr,
+        impl std::future::Future<Output = Result<(), Error>> + Send,
+    ),
+    Error,
+> {
+    let (mut client, state) = prepare(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(housekeeping(
+        state.clone(),
+        config.idle_seal,
+        config.checkpoint_interval,
+    ));
     let api_state = state.clone();
     tokio::spawn(async move {
         let app = app(api_state);
@@ -167,14 +195,14 @@ pub async fn run(config: ArchiverConfig) -> Result<(), Error> {
             tracing::error!(error = %e, "records API stopped");
         }
     });
-    ingest(&mut client, &state).await
+    Ok((addr, async move { ingest(&mut client, &state).await }))
 }
 
 /// How often the archiver asks the server for new events.
 const POLL: Duration = Duration::from_millis(250);
 
-/// Follows the server: each sync archives through the sink; then the log is checkpointed
-/// and the senders get their receipts.
+/// Follows the server: each sync archives through the sink; the senders get their receipts
+/// once a checkpoint covers their messages.
 async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), Error> {
     let mut backoff = POLL;
     loop {
@@ -186,7 +214,6 @@ async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), E
             }
             Err(e) => return Err(e.into()),
         }
-        checkpoint(state);
         if let Err(e) = send_receipts(client, state).await {
             tracing::warn!(error = %e, "receipts not delivered yet; retrying");
         }
@@ -196,39 +223,42 @@ async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), E
 
 /// Receipts for every archived message covered by the latest checkpoint.
 async fn send_receipts(client: &Client, state: &ArchiverState) -> Result<(), Error> {
-    let (batch, sent) = {
-        let pending = state
-            .pending_receipts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((size, note)) = archive.latest_checkpoint()? else {
-            return Ok(());
-        };
-        let mut batch = vellum_wire::PostReceipts::default();
-        let mut sent = Vec::new();
-        for p in pending.iter().filter(|p| p.leaf < size).take(100) {
-            let proof = archive.inclusion_proof(p.leaf, size)?;
-            let receipt = vellum_wire::Receipt {
-                chat_id: p.chat_id.clone(),
-                seq: p.seq,
-                message_id: p.message_id.clone(),
-                leaf_index: p.leaf,
-                leaf: archive.leaf(p.leaf)?.to_bytes().into(),
-                proof: proof.iter().map(hex::encode).collect(),
-                checkpoint: note.clone(),
+    let (batch, sent) = state
+        .vault
+        .call(|v| -> Result<_, Error> {
+            let mut batch = vellum_wire::PostReceipts::default();
+            let mut sent = Vec::new();
+            if v.pending_receipts.is_empty() {
+                return Ok((batch, sent));
+            }
+            let Some((size, note)) = v.archive.latest_checkpoint()? else {
+                return Ok((batch, sent));
             };
-            batch.receipts.push(vellum_wire::ReceiptFor {
-                device_id: p.sender_device.clone(),
-                receipt: serde_json::to_string(&receipt).expect("receipts serialise"),
-            });
-            sent.push(p.leaf);
-        }
-        (batch, sent)
-    };
+            for p in v
+                .pending_receipts
+                .iter()
+                .filter(|p| p.leaf < size)
+                .take(100)
+            {
+                let proof = v.archive.inclusion_proof(p.leaf, size)?;
+                let receipt = vellum_wire::Receipt {
+                    chat_id: p.chat_id.clone(),
+                    seq: p.seq,
+                    message_id: p.message_id.clone(),
+                    leaf_index: p.leaf,
+                    leaf: v.archive.leaf(p.leaf)?.to_bytes().into(),
+                    proof: proof.iter().map(hex::encode).collect(),
+                    checkpoint: note.clone(),
+                };
+                batch.receipts.push(vellum_wire::ReceiptFor {
+                    device_id: p.sender_device.clone(),
+                    receipt: serde_json::to_string(&receipt).expect("receipts serialise"),
+                });
+                sent.push(p.leaf);
+            }
+            Ok((batch, sent))
+        })
+        .await??;
     if batch.receipts.is_empty() {
         return Ok(());
     }
@@ -236,36 +266,38 @@ async fn send_receipts(client: &Client, state: &ArchiverState) -> Result<(), Err
         .request(vellum_client::Method::POST, "/v1/receipts", Some(&batch))
         .await?;
     state
-        .pending_receipts
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .retain(|p| !sent.contains(&p.leaf));
-    Ok(())
+        .vault
+        .call(move |v| v.pending_receipts.retain(|p| !sent.contains(&p.leaf)))
+        .await
 }
 
-fn checkpoint(state: &ArchiverState) {
-    let mut archive = state.archive.lock().unwrap_or_else(|p| p.into_inner());
-    if let Err(e) = archive.checkpoint() {
-        tracing::error!(error = %e, "cannot write a checkpoint");
-    }
-}
-
-/// Checkpoints new leaves every second; seals after `idle_seal` without activity.
-async fn housekeeping(state: Arc<ArchiverState>, idle_seal: Duration) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+/// Checkpoints new leaves every `interval`; seals after `idle_seal` without activity
+/// (checked at least every second, however long the checkpoint interval).
+async fn housekeeping(state: Arc<ArchiverState>, idle_seal: Duration, interval: Duration) {
+    let mut tick = tokio::time::interval(interval.min(Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_checkpoint: Option<Instant> = None;
     loop {
         tick.tick().await;
-        checkpoint(&state);
-        let idle = state
-            .last_activity
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed();
-        if idle > idle_seal {
-            let mut secret = state.secret.lock().unwrap_or_else(|p| p.into_inner());
-            if secret.take().is_some() {
-                api::log_access(&state, "seal", "idle timeout");
-            }
+        let due = last_checkpoint.is_none_or(|t| t.elapsed() >= interval);
+        if due {
+            last_checkpoint = Some(Instant::now());
+        }
+        let done = state
+            .vault
+            .call(move |v| {
+                if due {
+                    if let Err(e) = v.archive.checkpoint() {
+                        tracing::error!(error = %e, "cannot write a checkpoint");
+                    }
+                }
+                if v.last_activity.elapsed() > idle_seal && v.secret.take().is_some() {
+                    api::log_access(v, "seal", "idle timeout");
+                }
+            })
+            .await;
+        if done.is_err() {
+            return; // the actor stopped: the process is going down
         }
     }
 }

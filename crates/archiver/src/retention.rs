@@ -10,7 +10,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use vellum_archive::{Archive, Leaf};
-use vellum_client::ChatEvent;
+use vellum_record::api::Hold;
+use vellum_record::Record;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Schedules {
@@ -82,7 +83,7 @@ impl Schedules {
     }
 
     /// The schedule a record falls under, and its retention in ms (`None`: permanent).
-    pub fn for_event(&self, e: &ChatEvent) -> (String, Option<i64>) {
+    pub fn for_event(&self, e: &Record) -> (String, Option<i64>) {
         // The chat id first: a title is whatever a member last set.
         let name = self
             .chats
@@ -99,33 +100,6 @@ impl Schedules {
             .and_then(|r| vellum_wire::timer::parse_duration(&r).ok())
             .map(|secs| secs as i64 * 1000);
         (name, retention)
-    }
-}
-
-/// A legal hold: every record matching all of its criteria is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hold {
-    pub name: String,
-    pub custodian: Option<String>,
-    pub chat: Option<String>,
-    pub from: Option<i64>,
-    pub to: Option<i64>,
-}
-
-impl Hold {
-    pub fn covers(&self, e: &ChatEvent) -> bool {
-        // Either clock in range puts a record under the hold: the sender's clock is the
-        // sender's to set, and a hold errs on the side of keeping.
-        let in_range =
-            |when: i64| self.from.is_none_or(|f| when >= f) && self.to.is_none_or(|t| when <= t);
-        self.custodian
-            .as_deref()
-            .is_none_or(|u| e.sender_user == u || e.recipients.iter().any(|r| r.user == u))
-            && self
-                .chat
-                .as_deref()
-                .is_none_or(|c| c == e.chat_id || e.chat_title.as_deref() == Some(c))
-            && (in_range(e.sent_at) || in_range(e.received_at))
     }
 }
 
@@ -166,7 +140,7 @@ pub fn active_holds(archive: &Archive) -> Result<Vec<Hold>, vellum_archive::Erro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vellum_client::Member;
+    use vellum_record::{Member, RecordKind};
 
     fn event(
         chat_id: &str,
@@ -174,12 +148,13 @@ mod tests {
         sender: &str,
         sent_at: i64,
         received_at: i64,
-    ) -> ChatEvent {
-        ChatEvent {
+    ) -> Record {
+        Record {
+            version: vellum_record::FORMAT_VERSION,
             chat_id: chat_id.into(),
             chat_title: title.map(Into::into),
             seq: 1,
-            kind: "message".into(),
+            kind: RecordKind::Message,
             message_id: None,
             sender_user: sender.into(),
             sender_device: "d".into(),

@@ -232,18 +232,20 @@ async fn records(
     heading("the records office splits a new records key among 3 custodians (any 2 unseal)");
     let keys = dir.join("keys");
     let code = crate::records::init(api, Some(token), 3, 2, &keys).await?;
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let config = vellum_archiver::ArchiverConfig {
         server: url.to_owned(),
         data: dir.join("archiver"),
         records_key: keys.join("records.pub"),
         code: Some(code),
-        listen,
+        // Any free port: `start` says which it bound.
+        listen: ([127, 0, 0, 1], 0).into(),
         idle_seal: std::time::Duration::from_secs(900),
+        checkpoint_interval: vellum_archiver::DEFAULT_CHECKPOINT_INTERVAL,
     };
     let archive_dir = config.data.clone();
+    let (listen, ingest) = vellum_archiver::start(config).await?;
     tokio::spawn(async move {
-        if let Err(e) = vellum_archiver::run(config).await {
+        if let Err(e) = ingest.await {
             eprintln!("archiver: {e}");
         }
     });

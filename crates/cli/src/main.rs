@@ -107,11 +107,17 @@ enum Command {
         /// The archiver's enrollment code (first start only).
         #[arg(long)]
         code: Option<String>,
+        /// Where the records API listens (port 0: any free port). The first line printed
+        /// names the bound address.
         #[arg(long, default_value = "127.0.0.1:7481")]
         listen: SocketAddr,
         /// Seal again after this long without records-office activity.
         #[arg(long = "idle-seal", default_value = "15m", value_name = "DUR")]
         idle_seal: String,
+        /// How often new leaves get a signed checkpoint (and senders their receipts): 1s,
+        /// 250ms, 5m.
+        #[arg(long = "checkpoint-interval", default_value = "1s", value_name = "DUR")]
+        checkpoint_interval: humantime::Duration,
     },
     /// The records office's API on the archiver.
     Records {
@@ -377,8 +383,13 @@ async fn run(cli: Cli) -> Result<()> {
             code,
             listen,
             idle_seal,
+            checkpoint_interval,
         } => {
             let idle_seal = std::time::Duration::from_secs(timer::parse_duration(&idle_seal)?);
+            let checkpoint_interval = *checkpoint_interval;
+            if checkpoint_interval.is_zero() {
+                anyhow::bail!("--checkpoint-interval must be longer than zero");
+            }
             let config = vellum_archiver::ArchiverConfig {
                 server,
                 data,
@@ -386,6 +397,7 @@ async fn run(cli: Cli) -> Result<()> {
                 code,
                 listen,
                 idle_seal,
+                checkpoint_interval,
             };
             vellum_archiver::run(config).await?;
         }

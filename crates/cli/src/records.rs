@@ -355,7 +355,7 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
                         rfc3339_millis(e.sent_at),
                         e.chat_title.as_deref().unwrap_or(&e.chat_id),
                         e.sender_user,
-                        e.text.as_deref().unwrap_or(&e.kind),
+                        e.text.as_deref().unwrap_or(e.kind.as_str()),
                         hit.leaf
                     );
                 }

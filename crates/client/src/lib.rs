@@ -29,7 +29,7 @@ pub use messages::MessageTimers;
 pub use reqwest::Method;
 pub use store::{ChatRow, LocalStore, LogPosition, MessageKind, MessageRow, ShredReason, Shredded};
 use store::{MlsGroupStorage, MlsKeyPackageStorage};
-pub use sync::SHRED_TICK;
+pub use sync::{CANNOT_DISPLAY, SHRED_TICK};
 
 type Config = DeviceMlsConfig<MlsGroupStorage, MlsKeyPackageStorage>;
 pub(crate) type Group = vellum_mls::mls_rs::group::Group<Config>;
@@ -101,11 +101,7 @@ fn random_id() -> String {
 }
 
 /// A member device of a chat, from the verified MLS roster.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Member {
-    pub user: String,
-    pub device_id: String,
-}
+pub use vellum_record::Member;
 
 /// An enrolled device with its profile directory open.
 pub struct Client {
@@ -124,33 +120,12 @@ pub struct Client {
     flushing: bool,
 }
 
-/// One event of a chat as a member saw it: what the archiver keeps as a record
-/// (36 CFR 1236.22: sender, recipients, times, chat identity and title).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ChatEvent {
-    pub chat_id: String,
-    pub chat_title: Option<String>,
-    /// The event's position in the chat's log: with `chat_id`, what makes it unique.
-    pub seq: u64,
-    /// `message`, `delete`, `membership`, `timers` or `title`.
-    pub kind: String,
-    pub message_id: Option<String>,
-    pub sender_user: String,
-    pub sender_device: String,
-    /// Every other member device at that moment.
-    pub recipients: Vec<Member>,
-    /// Sender's clock and server receipt, Unix ms.
-    pub sent_at: i64,
-    pub received_at: i64,
-    pub text: Option<String>,
-    pub expire_secs: Option<u64>,
-    pub burn_secs: Option<u64>,
-}
-
 /// Receives chat events instead of the local history. `record` must be durable when it
 /// returns: the entry is acknowledged to the server right after.
+/// Every event reaches it as a [`vellum_record::Record`], made by the same dispatch that
+/// writes a member's history.
 pub trait RecordSink: Send + Sync {
-    fn record(&mut self, event: ChatEvent) -> Result<(), String>;
+    fn record(&mut self, event: vellum_record::Record) -> Result<(), String>;
 }
 
 mod profile_keys {

@@ -118,6 +118,27 @@ impl Client {
         })
     }
 
+    /// Sends a payload of a kind this version does not interpret, as-is: what a newer client
+    /// sends (an edit, a reaction, an attachment). For tests of forward compatibility and
+    /// for tools; members running this version show it as [`crate::CANNOT_DISPLAY`].
+    pub async fn send_unknown_kind(
+        &mut self,
+        chat: &str,
+        payload: AppPayload,
+    ) -> Result<u64, Error> {
+        let _held = self.lock.hold()?;
+        let AppPayload::Unknown { .. } = &payload else {
+            return Err(Error::Invalid(
+                "only a payload of a kind this version does not know is sent raw".into(),
+            ));
+        };
+        let group_id = self.resolve_chat(chat)?;
+        if self.store.chat(&group_id)?.is_some_and(|c| c.removed) {
+            return Err(Error::RemovedFromChat);
+        }
+        self.send_payload(&group_id, payload, None, None).await
+    }
+
     /// The chat's whole local history. Displaying it starts the burn-on-read timers of what
     /// had not been displayed yet.
     pub fn history(&self, chat: &str) -> Result<Vec<MessageRow>, Error> {

@@ -10,43 +10,13 @@ use vellum_mls::mls_rs::MlsMessage;
 use vellum_mls::ChatPolicy;
 use vellum_wire::*;
 
-use crate::messages::expiry;
-use crate::{now_millis, ChatEvent, Client, Error, Group, Member, MessageKind, MessageRow};
+use vellum_record::{verify_receipt, Record, RecordKind};
 
-/// Checks a receipt: the checkpoint is signed by the org's log key, the leaf is included in
-/// it, and the leaf is the record of exactly this chat and log position.
-fn verify_receipt(receipt: &str, log_key: Option<&str>) -> Result<Receipt, String> {
-    use vellum_tlog::{leaf_hash, verify_inclusion, Checkpoint, NoteVerifier};
-    let r: Receipt = serde_json::from_str(receipt).map_err(|e| e.to_string())?;
-    let key = log_key.ok_or("the org has published no log key")?;
-    let verifier = NoteVerifier::parse(key).map_err(|e| e.to_string())?;
-    let text = NoteVerifier::open(&r.checkpoint, &[verifier]).map_err(|e| e.to_string())?;
-    let checkpoint = Checkpoint::parse(text).map_err(|e| e.to_string())?;
-    let proof = r
-        .proof
-        .iter()
-        .map(|h| {
-            hex::decode(h)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        })
-        .collect::<Option<Vec<_>>>()
-        .ok_or("malformed proof")?;
-    verify_inclusion(
-        &leaf_hash(&r.leaf),
-        r.leaf_index,
-        checkpoint.size,
-        &proof,
-        &checkpoint.root,
-    )
-    .map_err(|e| e.to_string())?;
-    let leaf: serde_json::Value = serde_json::from_slice(&r.leaf).map_err(|e| e.to_string())?;
-    let expected = format!("{}/{}", r.chat_id, r.seq);
-    if leaf["kind"] != "record" || leaf["reference"] != expected.as_str() {
-        return Err("the leaf is not the record of this message".into());
-    }
-    Ok(r)
-}
+use crate::messages::expiry;
+use crate::{now_millis, random_id, Client, Error, Group, Member, MessageKind, MessageRow};
+
+/// What a member sees in place of a payload this version cannot interpret.
+pub const CANNOT_DISPLAY: &str = "a message this version cannot display";
 
 /// The shorter of two optional timers.
 fn shorter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -275,11 +245,12 @@ impl Client {
                         .map(|m| format!("{} ({})", m.user, m.device_id))
                         .collect();
                     let now = now_millis();
-                    self.emit(ChatEvent {
+                    self.emit(Record {
+                        version: vellum_record::FORMAT_VERSION,
                         chat_id: welcome.group_id.clone(),
                         chat_title: None,
                         seq: 0,
-                        kind: "membership".into(),
+                        kind: RecordKind::Membership,
                         message_id: None,
                         sender_user: self.user.clone(),
                         sender_device: self.device_id.clone(),
@@ -346,20 +317,23 @@ impl Client {
                         .and_then(|m| self.identity.certificate(&m.signing_identity).ok());
                     let chat_policy = ChatPolicy::from_extensions(&group.context().extensions)
                         .unwrap_or_default();
-                    processed = match (sender, &self.sink) {
-                        (None, _) => {
+                    processed = match sender {
+                        None => {
                             skip(&"a message from a leaf without a valid credential");
                             Processed::Nothing
                         }
-                        (Some(sender), Some(_)) => self.archive_payload(
-                            group_id,
-                            entry,
-                            app.data(),
-                            sender,
-                            members_before,
-                        )?,
-                        (Some(sender), None) => {
-                            self.apply_payload(group_id, entry, app.data(), sender, chat_policy)?
+                        Some(sender) => {
+                            match self.payload_event(
+                                group_id,
+                                entry,
+                                app.data(),
+                                &sender,
+                                &members_before,
+                            )? {
+                                None => Processed::Nothing,
+                                Some(event) if self.sink.is_some() => self.archive_event(event)?,
+                                Some(event) => self.apply_event(event, chat_policy)?,
+                            }
                         }
                     };
                     group.write_to_storage()?;
@@ -425,7 +399,7 @@ impl Client {
         self.finish_tx(result)
     }
 
-    fn emit(&mut self, event: ChatEvent) -> Result<(), Error> {
+    fn emit(&mut self, event: Record) -> Result<(), Error> {
         let sink = self.sink.as_mut().expect("archiving only with a sink");
         sink.record(event)
             .map_err(|e| Error::Store(format!("archiving failed: {e}")))
@@ -435,15 +409,16 @@ impl Client {
         &self,
         group_id: &str,
         entry: &LogEntry,
-        kind: &str,
+        kind: RecordKind,
         sender: (&str, &str),
         members: &[Member],
-    ) -> Result<ChatEvent, Error> {
-        Ok(ChatEvent {
+    ) -> Result<Record, Error> {
+        Ok(Record {
+            version: vellum_record::FORMAT_VERSION,
             chat_id: group_id.to_owned(),
             chat_title: self.store.chat(group_id)?.and_then(|c| c.title),
             seq: entry.seq,
-            kind: kind.to_owned(),
+            kind,
             message_id: None,
             sender_user: sender.0.to_owned(),
             sender_device: sender.1.to_owned(),
@@ -460,48 +435,59 @@ impl Client {
         })
     }
 
-    /// The archiver's path: every event goes to the sink, expired or not, and nothing into
-    /// the local history.
-    fn archive_payload(
-        &mut self,
+    /// The one interpretation of a decrypted application payload: the event it means, which
+    /// the local history (`apply_event`) and the archive (`archive_event`) both consume.
+    /// `None` (reported) for a payload that is not even an object with a kind.
+    fn payload_event(
+        &self,
         group_id: &str,
         entry: &LogEntry,
         data: &[u8],
-        sender: vellum_mls::DeviceCertificate,
-        members: Vec<Member>,
-    ) -> Result<Processed, Error> {
+        sender: &vellum_mls::DeviceCertificate,
+        members: &[Member],
+    ) -> Result<Option<Record>, Error> {
         let who = (sender.user.as_str(), sender.device_id.as_str());
-        let event = match AppPayload::decode(data) {
-            Ok(AppPayload::Text {
+        let payload = match AppPayload::decode(data) {
+            Ok(payload) => payload,
+            Err(e) => {
+                tracing::warn!(group = group_id, seq = entry.seq, error = %e, "dropping an undecodable message");
+                return Ok(None);
+            }
+        };
+        let base = |kind| self.event(group_id, entry, kind, who, members);
+        Ok(Some(match payload {
+            AppPayload::Text {
                 id,
                 text,
                 sent_at,
                 expire_secs,
                 burn_secs,
-            }) => ChatEvent {
+            } => Record {
                 message_id: Some(id),
                 text: Some(text),
                 sent_at,
                 expire_secs,
                 burn_secs,
-                ..self.event(group_id, entry, "message", who, &members)?
+                ..base(RecordKind::Message)?
             },
-            Ok(AppPayload::Delete { id }) => ChatEvent {
+            AppPayload::Delete { id } => Record {
                 message_id: Some(id),
-                ..self.event(group_id, entry, "delete", who, &members)?
+                ..base(RecordKind::Delete)?
             },
-            Ok(AppPayload::ChatInfo { title }) => {
-                self.store.set_title(group_id, &title)?;
-                ChatEvent {
-                    text: Some(title),
-                    ..self.event(group_id, entry, "title", who, &members)?
-                }
-            }
-            Err(e) => {
-                tracing::warn!(group = group_id, seq = entry.seq, error = %e, "not archiving an undecodable message");
-                return Ok(Processed::Nothing);
-            }
-        };
+            AppPayload::ChatInfo { title } => Record {
+                text: Some(title),
+                ..base(RecordKind::Title)?
+            },
+            AppPayload::Unknown { kind, raw } => base(RecordKind::Unknown { kind, payload: raw })?,
+        }))
+    }
+
+    /// The archiver's path: every event goes to the sink, expired or not, and nothing into
+    /// the local history (but the title, which later records carry).
+    fn archive_event(&mut self, event: Record) -> Result<Processed, Error> {
+        if let (RecordKind::Title, Some(title)) = (&event.kind, &event.text) {
+            self.store.set_title(&event.chat_id, title)?;
+        }
         self.emit(event)?;
         Ok(Processed::Nothing)
     }
@@ -534,9 +520,9 @@ impl Client {
             parts.push(format!("removed {}", removed.join(", ")));
         }
         let kind = if parts.is_empty() {
-            "timers"
+            RecordKind::Timers
         } else {
-            "membership"
+            RecordKind::Membership
         };
         if policy != policy_before {
             parts.push(format!("set {}", policy.describe()));
@@ -545,7 +531,7 @@ impl Client {
             parts.push("updated its keys".into());
         }
         let text = format!("{} {}", committer.0, parts.join("; "));
-        let event = ChatEvent {
+        let event = Record {
             text: Some(text),
             expire_secs: policy.expire_secs,
             burn_secs: policy.burn_secs,
@@ -554,43 +540,36 @@ impl Client {
         self.emit(event)
     }
 
-    /// Applies one decrypted application payload to the local history.
-    fn apply_payload(
-        &mut self,
-        group_id: &str,
-        entry: &LogEntry,
-        data: &[u8],
-        sender: vellum_mls::DeviceCertificate,
-        chat: ChatPolicy,
-    ) -> Result<Processed, Error> {
-        match AppPayload::decode(data) {
-            Ok(AppPayload::Text {
-                id,
-                text,
-                sent_at,
-                expire_secs,
-                burn_secs,
-            }) => {
+    /// A member's path: applies one payload's event to the local history.
+    fn apply_event(&mut self, event: Record, chat: ChatPolicy) -> Result<Processed, Error> {
+        let group_id = event.chat_id.as_str();
+        let seq = event.seq;
+        match event.kind {
+            RecordKind::Message => {
+                let id = event.message_id.unwrap_or_default();
                 // A message may shorten its chat's timers, never lengthen them.
-                let expire_secs = shorter(expire_secs, chat.expire_secs);
-                let burn_secs = shorter(burn_secs, chat.burn_secs);
-                let expires_at = expiry(sent_at, entry.received_at, expire_secs);
+                let expire_secs = shorter(event.expire_secs, chat.expire_secs);
+                let burn_secs = shorter(event.burn_secs, chat.burn_secs);
+                let expires_at = expiry(event.sent_at, event.received_at, expire_secs);
                 if expires_at.is_some_and(|t| t <= now_millis()) {
                     return Ok(Processed::Nothing); // expired before it arrived: never stored
                 }
-                if self.store.is_tombstoned(group_id, &id, &sender.user)? {
+                if self
+                    .store
+                    .is_tombstoned(group_id, &id, &event.sender_user)?
+                {
                     return Ok(Processed::Nothing); // its sender deleted it for everyone
                 }
                 let row = MessageRow {
                     group_id: group_id.to_owned(),
                     id,
                     kind: MessageKind::Text,
-                    sender_user: sender.user,
-                    sender_device: sender.device_id,
-                    sent_at,
-                    received_at: entry.received_at,
-                    seq: Some(entry.seq),
-                    text,
+                    sender_user: event.sender_user,
+                    sender_device: event.sender_device,
+                    sent_at: event.sent_at,
+                    received_at: event.received_at,
+                    seq: Some(seq),
+                    text: event.text.unwrap_or_default(),
                     expires_at,
                     burn_secs,
                     read_at: None,
@@ -603,43 +582,69 @@ impl Client {
                     Processed::Nothing
                 })
             }
-            Ok(AppPayload::Delete { id }) => match self.store.message(group_id, &id)? {
-                Some(original)
-                    if original.kind == MessageKind::Text
-                        && original.sender_user == sender.user =>
-                {
-                    self.store.shred(group_id, &id)?;
-                    self.record_event(
-                        group_id,
-                        Some(entry.seq),
-                        &sender.user,
-                        &format!("{} deleted a message", sender.user),
-                    )?;
-                    Ok(Processed::Shredded)
+            RecordKind::Delete => {
+                let id = event.message_id.unwrap_or_default();
+                let sender = event.sender_user;
+                match self.store.message(group_id, &id)? {
+                    Some(original)
+                        if original.kind == MessageKind::Text && original.sender_user == sender =>
+                    {
+                        self.store.shred(group_id, &id)?;
+                        self.record_event(
+                            group_id,
+                            Some(seq),
+                            &sender,
+                            &format!("{sender} deleted a message"),
+                        )?;
+                        Ok(Processed::Shredded)
+                    }
+                    Some(_) => {
+                        tracing::warn!(
+                            group = group_id,
+                            seq,
+                            "ignoring a delete of someone else's message"
+                        );
+                        Ok(Processed::Nothing)
+                    }
+                    None => {
+                        // Never arrived here (or already gone): should a copy turn up later,
+                        // say replayed by a member, it is not shown.
+                        self.store.add_tombstone(group_id, &id, &sender)?;
+                        Ok(Processed::Nothing)
+                    }
                 }
-                Some(_) => {
-                    tracing::warn!(
-                        group = group_id,
-                        seq = entry.seq,
-                        "ignoring a delete of someone else's message"
-                    );
-                    Ok(Processed::Nothing)
-                }
-                None => {
-                    // Never arrived here (or already gone): should a copy turn up later, say
-                    // replayed by a member, it is not shown.
-                    self.store.add_tombstone(group_id, &id, &sender.user)?;
-                    Ok(Processed::Nothing)
-                }
-            },
-            Ok(AppPayload::ChatInfo { title }) => {
-                self.store.set_title(group_id, &title)?;
+            }
+            RecordKind::Title => {
+                self.store
+                    .set_title(group_id, event.text.as_deref().unwrap_or_default())?;
                 Ok(Processed::Nothing)
             }
-            Err(e) => {
-                tracing::warn!(group = group_id, seq = entry.seq, error = %e, "dropping an undecodable message");
-                Ok(Processed::Nothing)
+            RecordKind::Unknown { kind, .. } => {
+                // Shown once, with its sender and time, so that nobody mistakes silence for
+                // nothing said; its content stays with the archive (and newer clients).
+                tracing::info!(group = group_id, seq, kind = %kind, "a payload kind this version cannot display");
+                let row = MessageRow {
+                    group_id: group_id.to_owned(),
+                    id: random_id(),
+                    kind: MessageKind::Event,
+                    text: format!("{} sent {CANNOT_DISPLAY}", event.sender_user),
+                    sender_user: event.sender_user,
+                    sender_device: event.sender_device,
+                    sent_at: event.sent_at,
+                    received_at: event.received_at,
+                    seq: Some(seq),
+                    // Its own timers are unknown; the chat's still bound it.
+                    expires_at: expiry(event.received_at, event.received_at, chat.expire_secs),
+                    burn_secs: None,
+                    read_at: None,
+                    burn_at: None,
+                    archived_leaf: None,
+                };
+                self.store.add_message(&row)?;
+                Ok(Processed::Shown(Box::new(row)))
             }
+            // Payloads never mean these: they come from commits.
+            RecordKind::Membership | RecordKind::Timers => Ok(Processed::Nothing),
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod at_rest;
 mod device;
 mod error;
+pub mod fuzz_bodies;
 mod identity;
 mod policy;
 mod tracker;

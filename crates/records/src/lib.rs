@@ -8,6 +8,7 @@
 //!   the records public key with HPKE. Destroying the sealed content key (disposition)
 //!   destroys the record, while the log of its ciphertext stays whole.
 
+pub mod fuzz_bodies;
 mod keys;
 mod seal;
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 mod auth;
 mod b64;
+pub mod fuzz_bodies;
 mod log_hash;
 mod payload;
 pub mod timer;
@@ -15,7 +16,7 @@ pub mod timer;
 pub use auth::{request_signing_bytes, AuthHeaders, MAX_CLOCK_SKEW_SECS};
 pub use b64::B64;
 pub use log_hash::{log_hash_next, log_hash_start};
-pub use payload::{AppPayload, PayloadError, MAX_TEXT_BYTES};
+pub use payload::{AppPayload, PayloadError, MAX_TEXT_BYTES, MAX_UNKNOWN_BYTES};
 
 /// Prefix of every versioned API route.
 pub const API_V1: &str = "/v1";

@@ -2,14 +2,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
 struct Archiver {
     url: String,
-    listen: String,
     data: PathBuf,
     child: Option<Child>,
     records_pub: PathBuf,
@@ -18,17 +17,8 @@ struct Archiver {
 
 impl Archiver {
     fn start(server: &Server, root: &Path, records_pub: &Path, code: &str) -> Self {
-        let listen = format!(
-            "127.0.0.1:{}",
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        );
         let mut archiver = Self {
-            url: format!("http://{listen}"),
-            listen,
+            url: String::new(),
             data: root.join("archiver"),
             child: None,
             records_pub: records_pub.to_owned(),
@@ -38,27 +28,59 @@ impl Archiver {
         archiver
     }
 
+    /// Starts the archiver on a free port and reads which from its first line of output.
     fn spawn(&mut self, code: Option<&str>) {
         let mut cmd = vellum();
         cmd.args(["archiver", "--server", &self.server_url, "--data"])
             .arg(&self.data)
             .arg("--records-key")
             .arg(&self.records_pub)
-            .args(["--listen", &self.listen]);
+            .args(["--listen", "127.0.0.1:0"])
+            // Checkpoints (and so receipts and audits) follow quickly: tests wait on them.
+            .args(["--checkpoint-interval", "100ms"]);
         if let Some(code) = code {
             cmd.args(["--code", code]);
         }
-        self.child = Some(
-            cmd.stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
+        let mut child = spawn_piped(&mut cmd);
+        let stdout = child.stdout.take().unwrap();
+        self.child = Some(child);
+        let (first, lines) = std::sync::mpsc::channel();
+        // Keeps reading, so that the archiver's later output never meets a closed pipe.
+        std::thread::spawn(move || {
+            let mut first = Some(first);
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { break };
+                if let Some(first) = first.take() {
+                    let _ = first.send(line);
+                }
+            }
+        });
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("archiver did not start");
+        let addr = line
+            .strip_prefix("vellum archiver listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        assert!(
+            !addr.ends_with(":0"),
+            "the archiver names the port it bound: {line}"
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&self.listen).is_err() {
-            assert!(Instant::now() < deadline, "archiver did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.url = addr.to_owned();
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = run_ok(&mut self.records(&["status", "--json"]));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Waits until a signed checkpoint covers every leaf logged so far.
+    fn wait_for_checkpoint(&self) {
+        let size = self.status()["log_size"].as_u64().unwrap();
+        wait_until("a checkpoint over the whole log", || {
+            self.status()["checkpoint_size"]
+                .as_u64()
+                .is_some_and(|c| c >= size)
+        });
     }
 
     fn kill(&mut self) {
@@ -120,20 +142,19 @@ fn records_org(server: &Server, root: &Path) -> Archiver {
     archiver
 }
 
-fn wait_for_records(archiver: &Archiver, at_least: u64) {
+/// Polls `done` until it holds; fails the test after 20 seconds.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = run_ok(&mut archiver.records(&["status", "--json"]));
-        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        if status["records"].as_u64().unwrap() >= at_least {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "archiver has {status}, wanted {at_least} records"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn wait_for_records(archiver: &Archiver, at_least: u64) {
+    wait_until(&format!("{at_least} records"), || {
+        archiver.status()["records"].as_u64().unwrap() >= at_least
+    });
 }
 
 #[test]
@@ -307,8 +328,9 @@ fn issue_4_record_chats_are_archived_sealed_and_readable_only_after_k_shares() {
     assert_eq!(archiver.search(&marker_b)[0]["sender"], "bob");
 
     // The messages expired on every device, but the records remain.
-    std::thread::sleep(Duration::from_millis(2500));
-    assert!(alice.texts("ops").is_empty() && bob.texts("ops").is_empty());
+    wait_until("the messages to expire on the devices", || {
+        alice.texts("ops").is_empty() && bob.texts("ops").is_empty()
+    });
     assert_eq!(archiver.search(&marker_a).len(), 1);
     run_ok(&mut archiver.records(&["seal"]));
     assert!(run_fails(&mut archiver.records(&["search", &marker_a])).contains("sealed"));
@@ -329,7 +351,7 @@ fn issue_4_record_chats_are_archived_sealed_and_readable_only_after_k_shares() {
 
     // The auditor's offline check passes, and catches a flipped byte, naming the leaf.
     run_ok(&mut archiver.records(&["status"]));
-    std::thread::sleep(Duration::from_millis(1200)); // the next checkpoint covers the accesses
+    archiver.wait_for_checkpoint(); // covering the accesses too
     let out = run_ok(
         vellum()
             .args(["archive", "verify", "--data"])
@@ -381,10 +403,12 @@ fn issue_4_an_archiver_outage_costs_no_record_and_duplicates_none() {
         }
         alice.ok(&["send", "outage", &format!("while the archiver is down {i}")]);
     }
-    // Past their expiry: gone from devices, kept by the server for the archiver.
-    std::thread::sleep(Duration::from_millis(1600));
-    bob.ok(&["sync"]);
-    assert!(bob.texts("outage").is_empty());
+    // Past their expiry: gone from devices (bob's shredder removes them, or they arrive
+    // expired), kept by the server for the archiver.
+    wait_until("the messages to expire on bob's device", || {
+        bob.ok(&["sync"]);
+        bob.texts("outage").is_empty()
+    });
     archiver.spawn(None);
     wait_for_records(&archiver, 7);
     archiver.kill();
@@ -424,7 +448,11 @@ fn issue_4_a_held_record_survives_disposition_and_every_step_is_logged() {
     alice.ok(&["chat", "create", "brief", "--with", "bob"]);
     alice.ok(&["send", "brief", "to be disposed"]);
     wait_for_records(&archiver, 3);
-    std::thread::sleep(Duration::from_millis(50));
+    // The hold starts strictly after the first message's clocks (millisecond resolution).
+    let archived_by = std::time::SystemTime::now();
+    while std::time::SystemTime::now() <= archived_by + Duration::from_millis(2) {
+        std::thread::yield_now();
+    }
     let hold_from = rfc3339_now();
     bob.ok(&["sync"]);
     bob.ok(&["send", "brief", "kept by hold"]);
@@ -445,7 +473,6 @@ fn issue_4_a_held_record_survives_disposition_and_every_step_is_logged() {
     let line = run_fails(&mut archiver.records(&["dispose"]));
     assert!(line.contains("unseal"), "{line}");
 
-    std::thread::sleep(Duration::from_millis(1200));
     for share in ["share-1", "share-3"] {
         run_ok(
             archiver
@@ -465,6 +492,8 @@ fn issue_4_a_held_record_survives_disposition_and_every_step_is_logged() {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };
+    // Once the one-second schedule has run out for all four records:
+    wait_until("the schedule to run out", || dispose(true).len() >= 4);
     let dry = dispose(true);
     assert_eq!(dry.len(), 4, "join, title, two messages: {dry:?}");
     assert!(dry.iter().all(|d| d["disposed"] == false));
@@ -497,7 +526,7 @@ fn issue_4_a_held_record_survives_disposition_and_every_step_is_logged() {
     assert!(archiver.search("kept by hold").is_empty());
 
     // The log still holds every record leaf, plus the holds, dispositions and accesses.
-    std::thread::sleep(Duration::from_millis(1200));
+    archiver.wait_for_checkpoint();
     let out = run_ok(
         vellum()
             .args(["archive", "verify", "--data"])
@@ -509,4 +538,103 @@ fn issue_4_a_held_record_survives_disposition_and_every_step_is_logged() {
 
 fn rfc3339_now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Issue 7: a newer client's payload kind costs no record. Members running this version
+/// show one placeholder event (sender, time); the archiver seals the payload verbatim.
+#[test]
+fn issue_7_an_unknown_payload_kind_is_shown_as_a_placeholder_and_archived_verbatim() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    let archiver = records_org(&server, root.path());
+    alice.ok(&["chat", "create", "future", "--with", "bob"]);
+    bob.ok(&["sync"]);
+    wait_for_records(&archiver, 2); // joined, title
+
+    // What a later version might send: a reaction, with fields this one has never seen.
+    let raw = r#"{"kind":"reaction","to":"m-1","emoji":"\u2705","nested":{"a":[1,2.5,null]}}"#;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let payload = vellum_wire::AppPayload::decode(raw.as_bytes()).unwrap();
+    let seq = runtime.block_on(async {
+        let mut client = vellum_client::Client::open(&alice.home).unwrap();
+        client.send_unknown_kind("future", payload).await.unwrap()
+    });
+
+    // bob sees it once, as a placeholder naming the sender, when syncing and in history.
+    let synced = bob.json(&["sync", "--json"]);
+    let placeholder = format!("alice sent {}", vellum_client::CANNOT_DISPLAY);
+    let shown: Vec<_> = synced.iter().filter(|m| m["text"] == placeholder).collect();
+    assert_eq!(shown.len(), 1, "{synced:?}");
+    assert_eq!(shown[0]["sender"], "alice");
+    assert_eq!(shown[0]["seq"], seq);
+    assert!(shown[0]["sent_at"].as_str().is_some_and(|t| !t.is_empty()));
+    assert_eq!(
+        bob.events("future")
+            .iter()
+            .filter(|e| **e == placeholder)
+            .count(),
+        1
+    );
+    bob.ok(&["sync"]);
+    assert_eq!(
+        bob.events("future")
+            .iter()
+            .filter(|e| **e == placeholder)
+            .count(),
+        1,
+        "shown once, not again on the next sync"
+    );
+
+    // The archive holds it sealed; unsealed, it is the payload byte for byte.
+    wait_for_records(&archiver, 3);
+    for share in ["share-1", "share-2"] {
+        run_ok(
+            archiver
+                .records(&["unseal", "--share"])
+                .arg(root.path().join("keys").join(share)),
+        );
+    }
+    let token = fs::read_to_string(archiver.data.join("records-token")).unwrap();
+    let hits: Vec<vellum_archiver::api_types::Hit> = runtime.block_on(async {
+        vellum_client::Api::new(&archiver.url)
+            .unwrap()
+            .call(
+                vellum_client::Method::GET,
+                "/v1/search?chat=future",
+                None::<&()>,
+                None,
+                Some(token.trim()),
+            )
+            .await
+            .unwrap()
+    });
+    let unknown: Vec<_> = hits
+        .iter()
+        .filter(|h| {
+            matches!(
+                h.event.kind,
+                vellum_archiver::record::RecordKind::Unknown { .. }
+            )
+        })
+        .collect();
+    assert_eq!(unknown.len(), 1, "{hits:?}");
+    let record = &unknown[0].event;
+    assert_eq!(
+        record.kind,
+        vellum_archiver::record::RecordKind::Unknown {
+            kind: "reaction".into(),
+            payload: raw.into()
+        }
+    );
+    assert_eq!((record.sender_user.as_str(), record.seq), ("alice", seq));
+    assert!(record.recipients.iter().any(|r| r.user == "bob"));
+    assert_eq!(record.version, vellum_archiver::record::FORMAT_VERSION);
+    // And the CLI lists it by kind.
+    let listed = run_ok(&mut archiver.records(&["search", "", "--chat", "future", "--json"]));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(r#""kind":"unknown""#));
 }

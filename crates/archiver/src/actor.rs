@@ -1,0 +1,164 @@
+//! The archive and the records key, owned by one thread (an actor). Everything that seals,
+//! decrypts, reads or fsyncs the archive runs there, one command at a time, so that neither
+//! the records API nor the ingest loop ever does that work on an async executor thread, and
+//! no lock is held across it.
+
+use std::sync::mpsc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+use vellum_archive::Archive;
+use vellum_records::{RecordsSecret, Unsealer};
+
+use crate::sink::PendingReceipt;
+use crate::Error;
+
+/// What the actor owns.
+pub struct Vault {
+    pub archive: Archive,
+    /// The records public key (HPKE), which every record is sealed to.
+    pub public_key: Vec<u8>,
+    pub unsealer: Unsealer,
+    /// The records key, only while unsealed.
+    pub secret: Option<RecordsSecret>,
+    /// Last records-office request: the idle seal counts from it.
+    pub last_activity: Instant,
+    /// Archived messages whose senders still await a receipt.
+    pub pending_receipts: Vec<PendingReceipt>,
+}
+
+type Job = Box<dyn FnOnce(&mut Vault) + Send>;
+
+/// A handle to the actor; cloning it is cheap. The actor stops when every handle is gone.
+#[derive(Clone)]
+pub struct ArchiveHandle {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl ArchiveHandle {
+    /// Starts the actor on a thread of its own.
+    pub fn spawn(mut vault: Vault) -> Result<Self, Error> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("archive".into())
+            .spawn(move || {
+                while let Ok(job) = queue.recv() {
+                    job(&mut vault);
+                }
+            })?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` on the actor and awaits its answer without blocking the executor.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Vault) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |vault| {
+                let _ = reply.send(f(vault));
+            }))
+            .map_err(|_| Error::Stopped)?;
+        answer.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Runs `f` on the actor from synchronous code (the record sink, called inside the
+    /// client's sync) and waits for its answer.
+    pub fn call_blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Vault) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.jobs
+            .send(Box::new(move |vault| {
+                let _ = reply.send(f(vault));
+            }))
+            .map_err(|_| Error::Stopped)?;
+        let wait = || answer.recv().map_err(|_| Error::Stopped);
+        // On a multi-threaded runtime, tell it this worker waits, so its other tasks move on.
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+            _ => wait(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vault(dir: &std::path::Path) -> Vault {
+        let signer = vellum_tlog::NoteSigner::new("test.example/log", &[5; 32]).unwrap();
+        let public = vellum_records::generate(3, 2).unwrap().public;
+        Vault {
+            archive: Archive::open(dir, signer).unwrap(),
+            public_key: public.key_bytes().unwrap(),
+            unsealer: Unsealer::new(public),
+            secret: None,
+            last_activity: Instant::now(),
+            pending_receipts: Vec::new(),
+        }
+    }
+
+    fn thread_name() -> Option<String> {
+        std::thread::current().name().map(str::to_owned)
+    }
+
+    #[test]
+    fn work_runs_on_the_actor_in_order_from_async_and_blocking_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = ArchiveHandle::spawn(vault(dir.path())).unwrap();
+        for flavor in ["multi", "current"] {
+            let mut builder = match flavor {
+                "multi" => {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    b.worker_threads(1);
+                    b
+                }
+                _ => tokio::runtime::Builder::new_current_thread(),
+            };
+            let runtime = builder.enable_all().build().unwrap();
+            let handle = handle.clone();
+            runtime.block_on(async move {
+                // The archive's work never runs on the caller's (executor) thread.
+                let name = handle.call(|_| thread_name()).await.unwrap();
+                assert_eq!(name.as_deref(), Some("archive"));
+                let before = handle.call(|v| v.archive.size()).await.unwrap();
+                // The record sink's path: a blocking call from inside the runtime.
+                let blocking = handle.clone();
+                let appended = tokio::spawn(async move {
+                    blocking.call_blocking(|v| {
+                        v.archive.append(vellum_archive::Leaf::Access {
+                            time: 1,
+                            action: "test".into(),
+                            detail: thread_name().unwrap_or_default(),
+                        })
+                    })
+                })
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+                assert_eq!(appended, before);
+                let leaf = handle.call(move |v| v.archive.leaf(appended)).await.unwrap();
+                assert!(
+                    matches!(leaf, Ok(vellum_archive::Leaf::Access { detail, .. }) if detail == "archive")
+                );
+            });
+        }
+    }
+
+    #[test]
+    fn a_stopped_actor_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = ArchiveHandle::spawn(vault(dir.path())).unwrap();
+        // A job that panics ends the actor (fail-stop: nothing is archived half-way).
+        let crashed = handle.call_blocking(|_| -> () { panic!("injected") });
+        assert!(matches!(crashed, Err(Error::Stopped)));
+        assert!(matches!(
+            handle.call_blocking(|v| v.archive.size()),
+            Err(Error::Stopped)
+        ));
+    }
+}

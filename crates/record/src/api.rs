@@ -1,0 +1,110 @@
+//! The records API's request and response types (the archiver serves them on loopback; the
+//! `vellum records` commands and the demo call them).
+
+use serde::{Deserialize, Serialize};
+
+use crate::Record;
+
+/// `GET /v1/status` (also the answer to unseal and seal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub sealed: bool,
+    pub shares_received: usize,
+    pub shares_needed: usize,
+    pub log_size: u64,
+    pub records: u64,
+    pub checkpoint_size: Option<u64>,
+}
+
+/// `POST /v1/unseal`: one custodian's share file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnsealRequest {
+    pub share: String,
+}
+
+/// `GET /v1/search` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SearchQuery {
+    #[serde(default)]
+    pub q: String,
+    pub chat: Option<String>,
+    pub participant: Option<String>,
+    /// Unix ms, inclusive.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl SearchQuery {
+    pub fn matches(&self, e: &Record) -> bool {
+        let text_hit = self.q.is_empty()
+            || e.text
+                .as_deref()
+                .is_some_and(|t| t.to_lowercase().contains(&self.q.to_lowercase()));
+        let chat_hit = self
+            .chat
+            .as_deref()
+            .is_none_or(|c| c == e.chat_id || e.chat_title.as_deref() == Some(c));
+        let who_hit = self
+            .participant
+            .as_deref()
+            .is_none_or(|u| e.sender_user == u || e.recipients.iter().any(|r| r.user == u));
+        let when = e.sent_at.min(e.received_at);
+        text_hit
+            && chat_hit
+            && who_hit
+            && self.from.is_none_or(|f| when >= f)
+            && self.to.is_none_or(|t| when <= t)
+    }
+}
+
+/// One search result: the record and its leaf.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hit {
+    pub leaf: u64,
+    pub event: Record,
+}
+
+/// `POST /v1/dispose`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DisposeRequest {
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A record past its retention period: disposed, or kept by a hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Disposal {
+    pub leaf: u64,
+    pub chat_id: String,
+    pub chat_title: Option<String>,
+    pub schedule: String,
+    pub held_by: Option<String>,
+    pub disposed: bool,
+}
+
+/// A legal hold: every record matching all of its criteria is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub name: String,
+    pub custodian: Option<String>,
+    pub chat: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl Hold {
+    pub fn covers(&self, e: &Record) -> bool {
+        // Either clock in range puts a record under the hold: the sender's clock is the
+        // sender's to set, and a hold errs on the side of keeping.
+        let in_range =
+            |when: i64| self.from.is_none_or(|f| when >= f) && self.to.is_none_or(|t| when <= t);
+        self.custodian
+            .as_deref()
+            .is_none_or(|u| e.sender_user == u || e.recipients.iter().any(|r| r.user == u))
+            && self
+                .chat
+                .as_deref()
+                .is_none_or(|c| c == e.chat_id || e.chat_title.as_deref() == Some(c))
+            && (in_range(e.sent_at) || in_range(e.received_at))
+    }
+}

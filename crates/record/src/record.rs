@@ -1,0 +1,245 @@
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The format version this build writes. Decoding accepts it and every earlier one.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A member device of a chat, from the verified MLS roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub user: String,
+    pub device_id: String,
+}
+
+/// What happened in the chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A text message (`text`, `message_id`, timers).
+    Message,
+    /// Delete for everyone of the sender's message `message_id`.
+    Delete,
+    /// The chat's title was set to `text`.
+    Title,
+    /// Members joined or left (`text` says who).
+    Membership,
+    /// The chat's timers changed, or a member updated its keys.
+    Timers,
+    /// A payload this version cannot interpret (a newer client's kind: an edit, a reaction,
+    /// an attachment...), sealed verbatim so that no record is lost. `kind` is the payload's
+    /// own kind, `payload` its exact JSON text.
+    Unknown { kind: String, payload: String },
+}
+
+impl RecordKind {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RecordKind::Message => "message",
+            RecordKind::Delete => "delete",
+            RecordKind::Title => "title",
+            RecordKind::Membership => "membership",
+            RecordKind::Timers => "timers",
+            RecordKind::Unknown { .. } => "unknown",
+        }
+    }
+}
+
+/// Shown (and searched) as its name; the record's encoding carries an unknown payload too.
+impl Serialize for RecordKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// One event of a chat as a member saw it: what the archiver keeps as a record
+/// (36 CFR 1236.22: sender, recipients, times, chat identity and title).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Wire", into = "Wire")]
+pub struct Record {
+    /// The format version it was sealed in (0: Vellum 0.1.0).
+    pub version: u32,
+    pub chat_id: String,
+    pub chat_title: Option<String>,
+    /// The event's position in the chat's log: with `chat_id`, what makes it unique.
+    pub seq: u64,
+    pub kind: RecordKind,
+    pub message_id: Option<String>,
+    pub sender_user: String,
+    pub sender_device: String,
+    /// Every other member device at that moment.
+    pub recipients: Vec<Member>,
+    /// Sender's clock and server receipt, Unix ms.
+    pub sent_at: i64,
+    pub received_at: i64,
+    pub text: Option<String>,
+    pub expire_secs: Option<u64>,
+    pub burn_secs: Option<u64>,
+}
+
+/// The encoding. Version 0 (0.1.0) had no `version`, `payload_kind` or `payload`, and wrote
+/// every optional field as `null`; all of them default here.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    #[serde(default)]
+    version: u32,
+    chat_id: String,
+    #[serde(default)]
+    chat_title: Option<String>,
+    seq: u64,
+    kind: String,
+    /// For `unknown`: the payload's own kind and its exact JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload_kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+    #[serde(default)]
+    message_id: Option<String>,
+    sender_user: String,
+    sender_device: String,
+    #[serde(default)]
+    recipients: Vec<Member>,
+    sent_at: i64,
+    received_at: i64,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    expire_secs: Option<u64>,
+    #[serde(default)]
+    burn_secs: Option<u64>,
+}
+
+impl TryFrom<Wire> for Record {
+    type Error = Error;
+
+    fn try_from(w: Wire) -> Result<Self, Error> {
+        if w.version > FORMAT_VERSION {
+            return Err(Error::TooNew { found: w.version });
+        }
+        let kind = match (w.kind.as_str(), w.payload_kind, w.payload) {
+            ("message", None, None) => RecordKind::Message,
+            ("delete", None, None) => RecordKind::Delete,
+            ("title", None, None) => RecordKind::Title,
+            ("membership", None, None) => RecordKind::Membership,
+            ("timers", None, None) => RecordKind::Timers,
+            ("unknown", Some(kind), Some(payload)) => RecordKind::Unknown { kind, payload },
+            (kind, _, _) => {
+                return Err(Error::Invalid(format!(
+                    "record kind {kind:?} with these fields is not one this format defines"
+                )))
+            }
+        };
+        Ok(Record {
+            version: w.version,
+            chat_id: w.chat_id,
+            chat_title: w.chat_title,
+            seq: w.seq,
+            kind,
+            message_id: w.message_id,
+            sender_user: w.sender_user,
+            sender_device: w.sender_device,
+            recipients: w.recipients,
+            sent_at: w.sent_at,
+            received_at: w.received_at,
+            text: w.text,
+            expire_secs: w.expire_secs,
+            burn_secs: w.burn_secs,
+        })
+    }
+}
+
+impl From<Record> for Wire {
+    fn from(r: Record) -> Self {
+        let (kind, payload_kind, payload) = match r.kind {
+            RecordKind::Unknown { kind, payload } => {
+                ("unknown".to_owned(), Some(kind), Some(payload))
+            }
+            known => (known.as_str().to_owned(), None, None),
+        };
+        Wire {
+            version: r.version,
+            chat_id: r.chat_id,
+            chat_title: r.chat_title,
+            seq: r.seq,
+            kind,
+            payload_kind,
+            payload,
+            message_id: r.message_id,
+            sender_user: r.sender_user,
+            sender_device: r.sender_device,
+            recipients: r.recipients,
+            sent_at: r.sent_at,
+            received_at: r.received_at,
+            text: r.text,
+            expire_secs: r.expire_secs,
+            burn_secs: r.burn_secs,
+        }
+    }
+}
+
+impl Record {
+    /// The record's plaintext as sealed. It keeps the version it was made with: a record
+    /// decoded from an older version re-encodes in that version's meaning.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("records serialise")
+    }
+
+    /// Decodes any version up to [`FORMAT_VERSION`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let wire: Wire = serde_json::from_slice(bytes)?;
+        Record::try_from(wire)
+    }
+
+    /// The record's leaf reference (see [`crate::reference`]).
+    pub fn reference(&self) -> String {
+        crate::reference(&self.chat_id, self.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_payload_survives_encoding_byte_for_byte() {
+        let payload = r#"{"kind":"reaction","to":"m1","emoji":"\u2603","extra":[1,2]}"#;
+        let record = Record {
+            version: FORMAT_VERSION,
+            chat_id: "c".into(),
+            chat_title: None,
+            seq: 9,
+            kind: RecordKind::Unknown {
+                kind: "reaction".into(),
+                payload: payload.into(),
+            },
+            message_id: None,
+            sender_user: "alice".into(),
+            sender_device: "d1".into(),
+            recipients: vec![],
+            sent_at: 1,
+            received_at: 2,
+            text: None,
+            expire_secs: None,
+            burn_secs: None,
+        };
+        let decoded = Record::decode(&record.encode()).unwrap();
+        assert_eq!(decoded, record);
+        assert!(matches!(&decoded.kind, RecordKind::Unknown { payload: p, .. } if p == payload));
+    }
+
+    #[test]
+    fn newer_versions_and_inconsistent_kinds_are_refused_clearly() {
+        let base = r#""chat_id":"c","seq":1,"sender_user":"a","sender_device":"d","sent_at":0,"received_at":0"#;
+        let newer = format!(r#"{{"version":2,"kind":"message",{base}}}"#);
+        let err = Record::decode(newer.as_bytes()).unwrap_err();
+        assert!(matches!(err, Error::TooNew { found: 2 }), "{err}");
+        for bad in [
+            format!(r#"{{"version":1,"kind":"unknown",{base}}}"#),
+            format!(r#"{{"version":1,"kind":"message","payload":"{{}}",{base}}}"#),
+            format!(r#"{{"version":1,"kind":"reaction",{base}}}"#),
+            r#"{"kind":"message"}"#.to_owned(),
+            "[]".to_owned(),
+        ] {
+            assert!(Record::decode(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+}

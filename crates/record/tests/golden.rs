@@ -1,0 +1,126 @@
+//! Records sealed by every released version must open and decode for as long as they are
+//! retained. The files under `tests/golden` are never regenerated (see its README.md).
+
+use std::path::{Path, PathBuf};
+
+use vellum_record::{Record, RecordKind, FORMAT_VERSION};
+
+fn golden(dir: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(dir)
+}
+
+const KINDS: [(&str, RecordKind); 5] = [
+    ("membership", RecordKind::Membership),
+    ("title", RecordKind::Title),
+    ("message", RecordKind::Message),
+    ("delete", RecordKind::Delete),
+    ("timers", RecordKind::Timers),
+];
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn records_sealed_by_0_1_0_decode_with_typed_kinds() {
+    for (name, kind) in KINDS {
+        let record = Record::decode(&read(&golden("v0").join(format!("{name}.json")))).unwrap();
+        assert_eq!(record.version, 0, "{name}");
+        assert_eq!(record.kind, kind, "{name}");
+        assert_eq!(record.chat_id, "8f14e45fceea167a5a36dedd4bea2543");
+    }
+    let message = Record::decode(&read(&golden("v0").join("message.json"))).unwrap();
+    assert_eq!(message.text.as_deref(), Some("the figures for Q3 are in"));
+    assert_eq!(message.seq, 3);
+    assert_eq!(
+        message.message_id.as_deref(),
+        Some("c4ca4238a0b923820dcc509a6f75849b")
+    );
+    assert_eq!(
+        (message.sent_at, message.received_at),
+        (1_764_000_000_000, 1_764_000_000_250)
+    );
+    assert_eq!(
+        (message.expire_secs, message.burn_secs),
+        (Some(86_400), Some(60))
+    );
+    assert_eq!(message.recipients.len(), 2);
+    assert_eq!(message.recipients[0].user, "bob");
+}
+
+/// The archive holds the sealed bytes, not the JSON: the 0.1.0 ciphertexts open with the
+/// records key reassembled from two shares, and their plaintext decodes.
+#[test]
+fn records_sealed_by_0_1_0_unseal_and_decode() {
+    let dir = golden("v0");
+    let public = std::fs::read_to_string(dir.join("records.pub")).unwrap();
+    let mut unsealer =
+        vellum_records::Unsealer::new(vellum_records::RecordsPublic::parse(&public).unwrap());
+    let mut secret = None;
+    for share in ["share-1", "share-2"] {
+        let share = std::fs::read_to_string(dir.join(share)).unwrap();
+        if let vellum_records::UnsealProgress::Unsealed(s) = unsealer.add(&share).unwrap() {
+            secret = Some(s);
+        }
+    }
+    let secret = secret.expect("two shares unseal");
+    for (name, kind) in KINDS {
+        let sealed: serde_json::Value =
+            serde_json::from_slice(&read(&dir.join(format!("{name}.sealed.json")))).unwrap();
+        let reference = sealed["reference"].as_str().unwrap();
+        let record = vellum_records::SealedRecord {
+            sealed_key: hex::decode(sealed["sealed_key"].as_str().unwrap()).unwrap(),
+            body: hex::decode(sealed["body"].as_str().unwrap()).unwrap(),
+        };
+        let plain = vellum_records::open(&secret, reference.as_bytes(), &record).unwrap();
+        assert_eq!(
+            &plain[..],
+            &read(&dir.join(format!("{name}.json")))[..],
+            "{name}"
+        );
+        let decoded = Record::decode(&plain).unwrap();
+        assert_eq!(decoded.kind, kind);
+        assert_eq!(decoded.reference(), reference, "the reference is the AAD");
+    }
+}
+
+/// Known-answer vectors of the current format: each 0.1.0 record re-made as version 1, and
+/// a record of a payload this version cannot interpret. Encoding must give these exact
+/// bytes, and they must decode to the same record.
+#[test]
+fn the_current_format_matches_its_known_answer_vectors() {
+    let mut expected = Vec::new();
+    for (name, _) in KINDS {
+        let mut record = Record::decode(&read(&golden("v0").join(format!("{name}.json")))).unwrap();
+        record.version = FORMAT_VERSION;
+        expected.push((name.to_owned(), record));
+    }
+    let mut unknown = expected[2].1.clone();
+    unknown.seq = 6;
+    unknown.kind = RecordKind::Unknown {
+        kind: "reaction".into(),
+        payload: r#"{"kind":"reaction","to":"c4ca4238a0b923820dcc509a6f75849b","emoji":"👍"}"#
+            .into(),
+    };
+    unknown.message_id = None;
+    unknown.text = None;
+    expected.push(("unknown".into(), unknown));
+    let dir = golden("v1");
+    if std::env::var_os("VELLUM_BLESS_RECORD_VECTORS").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, record) in &expected {
+            std::fs::write(dir.join(format!("{name}.json")), record.encode()).unwrap();
+        }
+    }
+    for (name, record) in expected {
+        let bytes = read(&dir.join(format!("{name}.json")));
+        assert_eq!(
+            String::from_utf8_lossy(&record.encode()),
+            String::from_utf8_lossy(&bytes),
+            "{name}: the encoding changed; a new encoding needs a new FORMAT_VERSION"
+        );
+        assert_eq!(Record::decode(&bytes).unwrap(), record, "{name}");
+    }
+}

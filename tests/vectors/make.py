@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Writes known-answer vectors from an implementation independent of Vellum's Rust code
+(Python's hashlib and the `cryptography` package), so that a vector test checks the Rust
+encoders against the specification of each format, not against themselves.
+
+Run from the repository root: python3 tests/vectors/make.py
+"""
+import hashlib
+import json
+import os
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives import serialization
+
+RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+
+
+def varint(n):
+    """RFC 9000 variable-length integer, as MLS (RFC 9420 section 2.1.2) uses for lengths."""
+    if n < 1 << 6:
+        return bytes([n])
+    if n < 1 << 14:
+        return (0x4000 | n).to_bytes(2, "big")
+    return (0x80000000 | n).to_bytes(4, "big")
+
+
+def opaque(b):
+    return varint(len(b)) + b
+
+
+def write(path, value):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(value, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
+# Request signing (crates/wire auth.rs): the bytes, and the Ed25519 signature of the device.
+device_seed = bytes([9] * 32)
+device = Ed25519PrivateKey.from_private_bytes(device_seed)
+device_pub = device.public_key().public_bytes(*RAW)
+cases = []
+for method, path, device_id, ts, nonce, body in [
+    ("POST", "/v1/groups/ab12/messages", "dev-alice-1", 1764000000, "6e6f6e6365", b'{"client_msg_id":"m1"}'),
+    ("GET", "/v1/sync?limit=100", "dev-bob-1", 1764000300, "00ff", b""),
+    ("DELETE", "/v1/groups/ab12/messages/7", "d", -1, "n", "ünïcode ✓".encode()),
+]:
+    signed = "vellum-request-v1\n{}\n{}\n{}\n{}\n{}\n{}".format(
+        method, path, device_id, ts, nonce, hashlib.sha256(body).hexdigest()
+    ).encode()
+    cases.append({
+        "method": method, "path_and_query": path, "device_id": device_id,
+        "timestamp": ts, "nonce": nonce, "body_hex": body.hex(),
+        "signing_bytes_hex": signed.hex(),
+        "signature_hex": device.sign(signed).hex(),
+    })
+write("crates/wire/tests/vectors/request_signing.json", {
+    "device_seed_hex": device_seed.hex(), "device_public_key_hex": device_pub.hex(),
+    "cases": cases,
+})
+
+# Device certificate (crates/mls identity.rs): TLS/MLS encoding of
+# struct { opaque user<V>; opaque device_id<V>; opaque signature_key<V>; } body;
+# opaque org_signature<V>; the org signs "vellum-device-certificate-v1" || body.
+org_seed = bytes(range(32))
+org = Ed25519PrivateKey.from_private_bytes(org_seed)
+body = opaque(b"alice") + opaque(b"dev-alice-1") + opaque(device_pub)
+signature = org.sign(b"vellum-device-certificate-v1" + body)
+write("crates/mls/tests/vectors/device_certificate.json", {
+    "org_seed_hex": org_seed.hex(),
+    "org_public_key_hex": org.public_key().public_bytes(*RAW).hex(),
+    "user": "alice", "device_id": "dev-alice-1", "signature_key_hex": device_pub.hex(),
+    "certificate_hex": (body + opaque(signature)).hex(),
+})
+
+# log.bin entries (crates/archive): [u32 BE length][SHA-256(0x00 || leaf)][leaf JSON].
+entries = []
+for leaf in [
+    {"kind": "access", "time": 1764000000000, "action": "search",
+     "detail": "query sha256:00112233445566778899aabbccddeeff -> 2 records"},
+    {"kind": "record", "time": 1764000000250, "reference": "8f14e45fceea167a5a36dedd4bea2543/3",
+     "key_hash": "ab" * 32, "body": "c2VhbGVk"},
+    {"kind": "hold", "time": 1764000001000, "name": "litigation", "custodian": "bob",
+     "chat": None, "from": 1763000000000, "to": None},
+    {"kind": "disposition", "time": 1764000002000, "record": 1, "schedule": "transitory"},
+]:
+    raw = json.dumps(leaf, separators=(",", ":"), ensure_ascii=False).encode()
+    leaf_hash = hashlib.sha256(b"\x00" + raw).digest()
+    entries.append({
+        "leaf_json": raw.decode(), "leaf_hash_hex": leaf_hash.hex(),
+        "entry_hex": (len(raw).to_bytes(4, "big") + leaf_hash + raw).hex(),
+    })
+write("crates/archive/tests/vectors/log_entries.json", {"entries": entries})
+
+# records.pub (crates/records): the share hashes are SHA-256 of each share's bytes (the
+# base64 line of its share file) and the public key is 32 bytes of X25519, base64.
+import base64
+d = "crates/records/tests/vectors"
+public = json.load(open(f"{d}/records.pub"))
+hashes = {}
+for i in (1, 2):
+    lines = open(f"{d}/share-{i}").read().split("\n")
+    assert lines[0] == "vellum-records-share-v1" and lines[1] == str(public["threshold"])
+    hashes[i] = hashlib.sha256(base64.b64decode(lines[2])).hexdigest()
+write(f"{d}/expected.json", {
+    "public_key_hex": base64.b64decode(public["public_key"]).hex(),
+    "threshold": public["threshold"], "custodians": public["custodians"],
+    "share_1_sha256": hashes[1], "share_2_sha256": hashes[2],
+})
