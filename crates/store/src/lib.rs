@@ -28,6 +28,9 @@ pub enum Error {
     Forbidden(String),
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The disk is full: writes fail until space is freed, reads keep working.
+    #[error("the disk is full")]
+    DiskFull,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

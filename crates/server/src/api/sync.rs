@@ -1,0 +1,103 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Extension;
+use serde::Deserialize;
+use vellum_http::{ApiError, Json, Query};
+use vellum_wire::{AckRequest, GroupEntries, LogEntry, QueuedReceipt, QueuedWelcome, SyncResponse};
+
+use super::{ErrorBody, St};
+use crate::auth::AuthedDevice;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SyncQuery {
+    /// Most log entries to return (capped by the server's own limit).
+    #[param(minimum = 0)]
+    limit: Option<usize>,
+}
+
+/// Everything pending for the calling device, oldest first.
+#[utoipa::path(get, path = "/v1/sync", tag = "sync",
+    params(SyncQuery),
+    security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
+    responses(
+        (status = 200, description = "Pending welcomes, log entries and receipts", body = SyncResponse),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
+pub async fn sync(
+    State(state): St,
+    Extension(me): Extension<AuthedDevice>,
+    Query(q): Query<SyncQuery>,
+) -> Result<Json<SyncResponse>, ApiError> {
+    let limit = q
+        .limit
+        .unwrap_or(state.config.sync_limit)
+        .clamp(1, state.config.sync_limit);
+    let pending = state.store.pending(&me.device_id, limit).await?;
+    let receipts = state.store.pending_receipts(&me.device_id, limit).await?;
+    Ok(Json(SyncResponse {
+        receipts: receipts
+            .into_iter()
+            .map(|(id, receipt)| QueuedReceipt { id, receipt })
+            .collect(),
+        welcomes: pending
+            .welcomes
+            .into_iter()
+            .map(|w| QueuedWelcome {
+                id: w.id,
+                group_id: w.group_id,
+                welcome: w.payload.into(),
+            })
+            .collect(),
+        groups: pending
+            .groups
+            .into_iter()
+            .map(|(group_id, entries)| GroupEntries {
+                group_id,
+                entries: entries
+                    .into_iter()
+                    .map(|e| LogEntry {
+                        seq: e.seq,
+                        epoch: e.epoch,
+                        kind: e.kind,
+                        sender_device: e.sender_device,
+                        received_at: e.received_at,
+                        payload: e.payload.into(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        more: pending.more,
+    }))
+}
+
+/// The device has durably processed these welcomes, log entries and receipts.
+#[utoipa::path(post, path = "/v1/ack", tag = "sync",
+    request_body = AckRequest,
+    security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
+    responses(
+        (status = 204, description = "Acknowledged"),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn ack(
+    State(state): St,
+    Extension(me): Extension<AuthedDevice>,
+    Json(req): Json<AckRequest>,
+) -> Result<StatusCode, ApiError> {
+    let cursors: Vec<(String, u64)> = req
+        .cursors
+        .into_iter()
+        .map(|c| (c.group_id, c.seq))
+        .collect();
+    state
+        .store
+        .ack(&me.device_id, &req.welcomes, &cursors)
+        .await?;
+    state
+        .store
+        .ack_receipts(&me.device_id, &req.receipts)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
