@@ -96,7 +96,7 @@ impl ApiError {
                 codes::UNAVAILABLE,
                 "the server is busy; retry later",
             ),
-            s if s.is_server_error() => Self::internal(),
+            s if s.is_server_error() => Self::new(s, codes::INTERNAL, "internal error"),
             s => Self::new(
                 s,
                 codes::BAD_REQUEST,
