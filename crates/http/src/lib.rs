@@ -313,4 +313,20 @@ mod tests {
             assert_eq!((e.status, e.code), (status, code));
         }
     }
+
+    #[cfg(feature = "store")]
+    #[test]
+    fn a_full_disk_is_507_insufficient_storage_and_other_failures_hide_details() {
+        let full = ApiError::from(vellum_store::Error::DiskFull);
+        assert_eq!(
+            (full.status, full.code),
+            (
+                StatusCode::INSUFFICIENT_STORAGE,
+                codes::INSUFFICIENT_STORAGE
+            )
+        );
+        let broken = ApiError::from(vellum_store::Error::Backend("/secret/path".into()));
+        assert_eq!(broken.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!broken.message.contains("secret"));
+    }
 }
