@@ -67,8 +67,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         .await
         .map_err(ServeError::Bind)?;
     let local = listener.local_addr().map_err(ServeError::Bind)?;
-    tracing::info!(%local, data = %config.data_dir.display(), "vellum server listening");
+    // First line of standard output: scripts and tests read the bound address from it.
     println!("vellum server listening on http://{local}");
+    tracing::info!(%local, data = %config.data_dir.display(), "vellum server listening");
     run(listener, state).await.map_err(ServeError::Serve)
 }
 
