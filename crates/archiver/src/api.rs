@@ -6,7 +6,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use sha2::{Digest, Sha256};
@@ -21,20 +20,7 @@ use crate::ArchiverState;
 
 type St = State<Arc<ArchiverState>>;
 
-struct ApiError(StatusCode, &'static str, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.0,
-            Json(vellum_wire::ApiError {
-                code: self.1.into(),
-                message: self.2,
-            }),
-        )
-            .into_response()
-    }
-}
+use vellum_http::{codes, ApiError};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -57,7 +43,11 @@ pub fn log_access(vault: &mut Vault, action: &str, detail: &str) {
 
 /// The actor stopped: nothing can be served.
 fn stopped(e: crate::Error) -> ApiError {
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        codes::INTERNAL,
+        e.to_string(),
+    )
 }
 
 /// Runs `f` on the archive's actor.
@@ -74,18 +64,18 @@ async fn authorize(state: &ArchiverState, headers: &HeaderMap) -> Result<(), Api
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| {
-            ApiError(
+            ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "records-officer token required".into(),
+                codes::UNAUTHENTICATED,
+                "records-officer token required",
             )
         })?;
     let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
     if token.trim().is_empty() || hash != state.token_hash {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
-            "invalid records-officer token".into(),
+            codes::FORBIDDEN,
+            "invalid records-officer token",
         ));
     }
     on_vault(state, |v| {
@@ -105,7 +95,10 @@ pub fn app(state: Arc<ArchiverState>) -> Router {
         .route("/v1/holds", get(list_holds).post(create_hold))
         .route("/v1/holds/{name}", axum::routing::delete(release_hold))
         .route("/v1/dispose", post(dispose))
+        .fallback(vellum_http::not_found)
+        .method_not_allowed_fallback(vellum_http::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn(vellum_http::json_errors))
         .with_state(state)
 }
 
@@ -142,7 +135,7 @@ async fn unseal(
 ) -> Result<Json<Status>, ApiError> {
     authorize(&state, &headers).await?;
     let Json(req) =
-        req.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+        req.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.body_text()))?;
     // Reassembling and checking the key is CPU work: the actor does it.
     on_vault(&state, move |v| {
         if v.secret.is_some() {
@@ -155,9 +148,9 @@ async fn unseal(
             }
             Ok(UnsealProgress::NeedMore { .. }) => {}
             Err(e) => {
-                return Err(ApiError(
+                return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "bad_share",
+                    codes::BAD_SHARE,
                     e.to_string(),
                 ))
             }
@@ -179,7 +172,7 @@ async fn seal(State(state): St, headers: HeaderMap) -> Result<Json<Status>, ApiE
 }
 
 fn sealed_error(message: &str) -> ApiError {
-    ApiError(StatusCode::LOCKED, "sealed", message.into())
+    ApiError::new(StatusCode::LOCKED, codes::SEALED, message)
 }
 
 /// Every record not disposed, decrypted in memory. `None` while sealed.
@@ -244,19 +237,27 @@ async fn search(
 async fn checkpoint(State(state): St, headers: HeaderMap) -> Result<String, ApiError> {
     authorize(&state, &headers).await?;
     on_vault(&state, |v| {
-        v.archive
-            .checkpoint()
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+        v.archive.checkpoint().map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                codes::INTERNAL,
+                e.to_string(),
+            )
+        })
     })
     .await
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        codes::INTERNAL,
+        e.to_string(),
+    )
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, "bad_request", message.into())
+    ApiError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message)
 }
 
 async fn list_holds(State(state): St, headers: HeaderMap) -> Result<Json<Vec<Hold>>, ApiError> {
@@ -288,9 +289,9 @@ async fn create_hold(
             .iter()
             .any(|h| h.name == hold.name)
         {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "conflict",
+                codes::CONFLICT,
                 format!("a hold named {:?} is already in force", hold.name),
             ));
         }
@@ -302,9 +303,13 @@ async fn create_hold(
             from: hold.from,
             to: hold.to,
         };
-        v.archive
-            .append(leaf)
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        v.archive.append(leaf).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                codes::INTERNAL,
+                e.to_string(),
+            )
+        })?;
         Ok((StatusCode::CREATED, Json(hold)))
     })
     .await
@@ -322,9 +327,9 @@ async fn release_hold(
             .iter()
             .any(|h| h.name == name)
         {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                "not_found",
+                codes::NOT_FOUND,
                 format!("no hold named {name:?} is in force"),
             ));
         }
@@ -333,7 +338,13 @@ async fn release_hold(
                 time: now_ms(),
                 name,
             })
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    codes::INTERNAL,
+                    e.to_string(),
+                )
+            })?;
         Ok(StatusCode::NO_CONTENT)
     })
     .await
@@ -377,7 +388,11 @@ async fn dispose(
             let disposed = held_by.is_none() && !req.dry_run;
             if disposed {
                 v.archive.dispose(leaf, &schedule, now).map_err(|e| {
-                    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        codes::INTERNAL,
+                        e.to_string(),
+                    )
                 })?;
             }
             out.push(Disposal {

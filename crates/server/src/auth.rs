@@ -1,7 +1,8 @@
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -11,7 +12,7 @@ use vellum_wire::{codes, request_signing_bytes, AuthHeaders, MAX_CLOCK_SKEW_SECS
 
 use vellum_store::NonceCheck;
 
-use crate::state::{now_secs, AppState};
+use crate::state::AppState;
 use crate::ApiError;
 
 /// The device a request was signed by; set by [`device_auth`].
@@ -78,7 +79,7 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
     let signature = STANDARD
         .decode(header(&parts.headers, AuthHeaders::SIGNATURE)?)
         .map_err(|_| ApiError::unauthenticated("signature is not base64"))?;
-    let now = now_secs();
+    let now = state.now_secs();
     if now.abs_diff(timestamp) > MAX_CLOCK_SKEW_SECS as u64 {
         return Err(
             ApiError::unauthenticated("request timestamp is outside the allowed window").into(),
@@ -86,13 +87,7 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
     }
     let body = to_bytes(body, state.config.max_body_bytes)
         .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                codes::TOO_LARGE,
-                "request body too large",
-            )
-        })?;
+        .map_err(body_error)?;
     let device = state
         .store
         .device(&device_id)
@@ -159,21 +154,48 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
     Err(Refused { error, started_at })
 }
 
-/// Checks `Authorization: Bearer <admin token>` against the stored hash.
-pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::unauthenticated("admin token required"))?;
-    let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-    // Comparing hashes keeps the comparison from leaking the token through timing.
-    if hash != state.admin_token_hash {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            codes::FORBIDDEN,
-            "invalid admin token",
-        ));
+/// A body that could not be read: too long (413), or stalled past the body timeout or cut
+/// off by the client (408).
+fn body_error(e: axum::Error) -> ApiError {
+    let inner = e.into_inner();
+    if inner.is::<http_body_util::LengthLimitError>() {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::TOO_LARGE,
+            "request body too large",
+        )
+    } else {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            codes::TIMEOUT,
+            "the request body did not arrive in time",
+        )
     }
-    Ok(())
+}
+
+/// Proof that a request carries the admin token. The whole admin router checks it with
+/// `route_layer(from_extractor_with_state::<Admin, _>)`, so no admin route can forget it.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl FromRequestParts<Arc<AppState>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::unauthenticated("admin token required"))?;
+        let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        // Comparing hashes keeps the comparison from leaking the token through timing.
+        if hash != state.admin_token_hash {
+            return Err(ApiError::forbidden("invalid admin token"));
+        }
+        Ok(Admin)
+    }
 }

@@ -27,6 +27,18 @@ pub struct ServerConfig {
     pub max_undelivered: Duration,
     /// How often expired ciphertext is purged.
     pub purge_interval: Duration,
+    /// How long a client may take to send a request's headers, and how long an idle
+    /// keep-alive connection stays open waiting for the next request.
+    pub header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_read_timeout: Duration,
+    /// Concurrent connections; `None`: derived from the open-files limit.
+    pub max_connections: Option<usize>,
+    /// How often an idle WebSocket is pinged, and how long without a pong closes it.
+    pub ws_ping_interval: Duration,
+    pub ws_pong_timeout: Duration,
+    /// Groups whose public state is kept in memory.
+    pub cached_groups: usize,
 }
 
 impl ServerConfig {
@@ -43,6 +55,12 @@ impl ServerConfig {
             sync_limit: 500,
             max_undelivered: Duration::from_secs(30 * 24 * 3600),
             purge_interval: Duration::from_millis(500),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: None,
+            ws_ping_interval: Duration::from_secs(30),
+            ws_pong_timeout: Duration::from_secs(90),
+            cached_groups: 1024,
         }
     }
 }

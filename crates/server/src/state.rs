@@ -1,13 +1,16 @@
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use vellum_mls::{GroupTracker, OrgIdentityProvider, OrgSigner};
+use lru::LruCache;
+use vellum_mls::{GroupTracker, OrgIdentityProvider, OrgSigner, TrackedGroup};
 use vellum_store::{SqliteStore, Store};
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{init_data_dir, ServerConfig};
 use crate::limits::RateLimiter;
 use crate::notify::Notifier;
+use crate::ApiError;
 
 pub struct AppState {
     pub config: ServerConfig,
@@ -17,6 +20,11 @@ pub struct AppState {
     pub tracker: GroupTracker,
     pub limiter: RateLimiter,
     pub notifier: Notifier,
+    pub clock: Arc<dyn Clock>,
+    /// Recently used groups' public state, so a commit need not reload the tree from its
+    /// serialised form. Only an optimisation: an entry is used only when its epoch is the one
+    /// the store holds, and the store's epoch check decides which commit wins.
+    groups: Mutex<LruCache<String, (u64, TrackedGroup)>>,
     /// Serialises commits per group on this node; the store's epoch check guards across nodes.
     group_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -40,8 +48,19 @@ impl AppState {
         org: OrgSigner,
         admin_token_hash: [u8; 32],
     ) -> Self {
+        Self::with_clock(config, store, org, admin_token_hash, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        org: OrgSigner,
+        admin_token_hash: [u8; 32],
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let tracker = GroupTracker::new(OrgIdentityProvider::new(org.public_key()));
-        let limiter = RateLimiter::new(config.rate_per_sec, config.rate_burst);
+        let limiter = RateLimiter::new(config.rate_per_sec, config.rate_burst, clock.clone());
+        let cached = NonZeroUsize::new(config.cached_groups).unwrap_or(NonZeroUsize::MIN);
         Self {
             config,
             store,
@@ -50,26 +69,52 @@ impl AppState {
             tracker,
             limiter,
             notifier: Notifier::default(),
+            clock,
+            groups: Mutex::new(LruCache::new(cached)),
             group_locks: Mutex::default(),
         }
+    }
+
+    pub fn now_secs(&self) -> i64 {
+        self.clock.now_secs()
+    }
+
+    pub fn now_millis(&self) -> i64 {
+        self.clock.now_millis()
     }
 
     pub fn group_lock(&self, group_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.group_locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(group_id.to_owned()).or_default().clone()
     }
-}
 
-pub fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+    /// Takes a group's cached public state out of the cache if it is at `epoch`. The caller
+    /// owns it while applying a commit and puts it back only once the store accepted it.
+    pub fn take_cached_group(&self, group_id: &str, epoch: u64) -> Option<TrackedGroup> {
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        match groups.pop(group_id) {
+            Some((cached_epoch, tracked)) if cached_epoch == epoch => Some(tracked),
+            _ => None,
+        }
+    }
 
-pub fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    pub fn cache_group(&self, group_id: String, epoch: u64, tracked: TrackedGroup) {
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        groups.put(group_id, (epoch, tracked));
+    }
+
+    /// Runs MLS work (signature checks, tree hashing) on the blocking pool, off the executor.
+    pub async fn blocking<T, F>(self: &Arc<Self>, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || work(&state))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "MLS work panicked");
+                ApiError::internal()
+            })?
+    }
 }

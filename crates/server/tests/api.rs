@@ -320,19 +320,75 @@ async fn healthz_and_openapi_document_every_route() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
     let paths = doc["paths"].as_object().unwrap();
-    for (method, path) in vellum_server::ROUTES {
-        assert!(
-            paths.get(*path).and_then(|p| p.get(*method)).is_some(),
-            "{method} {path} missing from openapi.json"
-        );
+    assert!(paths.len() >= 20, "{} paths documented", paths.len());
+    for (path, item) in paths {
+        // Concrete values for path parameters: what the router must match, not validate.
+        let concrete = path
+            .replace("{group_id}", "00ff")
+            .replace("{seq}", "1")
+            .replace("{name}", "alice");
+        for method in ["get", "post", "put", "delete", "patch"] {
+            let request = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&concrete)
+                .body(Body::empty())
+                .unwrap();
+            let (status, body) = send(&h.app, request).await;
+            let Some(operation) = item.get(method) else {
+                // Every method the document leaves out is refused as JSON by the router.
+                assert_error(
+                    status,
+                    &body,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                );
+                continue;
+            };
+            // Every documented operation is served: the router matched it (no 404 or 405 of
+            // its own; without credentials the protected ones answer 401).
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(
+                !(status == StatusCode::NOT_FOUND && body["code"] == "not_found"),
+                "{method} {path} is documented but not routed: {body}"
+            );
+            // Every admin route is behind the token, whatever its documentation says.
+            if operation.get("security").is_some() || path.starts_with("/v1/admin/") {
+                assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+            }
+            // Request and response schemas: a success and the JSON error of every operation.
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(
+                responses.keys().any(|s| s.starts_with('2') || s == "101"),
+                "{method} {path} documents no success"
+            );
+            if ["/healthz", "/openapi.json"].contains(&path.as_str()) {
+                continue;
+            }
+            assert_eq!(
+                responses["4XX"]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ApiError",
+                "{method} {path} documents no error body"
+            );
+            if ["post", "put"].contains(&method) && !path.ends_with("/devices") {
+                assert!(
+                    operation["requestBody"]["content"]["application/json"]["schema"].is_object(),
+                    "{method} {path} documents no request body"
+                );
+            }
+        }
     }
-    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-    assert_eq!(
-        documented,
-        vellum_server::ROUTES.len(),
-        "openapi.json documents routes the server does not have"
-    );
+    let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+    for scheme in [
+        "device_id",
+        "device_timestamp",
+        "device_nonce",
+        "device_signature",
+        "admin_token",
+    ] {
+        assert!(schemes.contains_key(scheme), "{scheme} missing");
+    }
     let (status, body) = send(&h.app, Request::get("/debug").body(Body::empty()).unwrap()).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
 }
@@ -1496,4 +1552,241 @@ async fn issue_4_a_record_chat_always_keeps_the_archiver() {
         1,
         "nothing changed"
     );
+}
+
+#[tokio::test]
+async fn issue_7_every_error_is_json_with_a_code() {
+    let h = harness_with(|c| c.max_body_bytes = 1024);
+    let alice = h.enroll("alice").await;
+    // 404: no such route.
+    let (status, body) = send(
+        &h.app,
+        Request::get("/nowhere").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    // 405: a route that exists, with the wrong method.
+    let (status, body) = send(
+        &h.app,
+        Request::delete("/v1/enroll").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    // 415: a JSON route without a JSON content type.
+    let (status, body) = send(
+        &h.app,
+        Request::post("/v1/enroll")
+            .header("content-type", "text/plain")
+            .body(Body::from("{}"))
+            .unwrap(),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    // 413: a body over the limit, on an open route and on an admin route.
+    for path in ["/v1/enroll", "/v1/admin/users"] {
+        let huge =
+            json!({ "name": "a".repeat(4096), "user": "a", "code": "b", "signature_key": "" });
+        let (status, body) = send(&h.app, admin("POST", path, huge)).await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        );
+    }
+    // 400: a JSON body of the wrong shape.
+    let (status, body) = send(
+        &h.app,
+        admin("POST", "/v1/admin/users", json!({ "nom": 1 })),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    // 400: a bad path value and a bad query value, on signed requests.
+    let (status, body) = h
+        .call(
+            &alice,
+            "DELETE",
+            "/v1/groups/00ff/messages/not-a-number",
+            None,
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = h.call(&alice, "GET", "/v1/sync?limit=-3", None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    // 400: a WebSocket route asked without an upgrade.
+    let (status, body) = h.call(&alice, "GET", "/v1/ws", None).await;
+    assert!(status.is_client_error(), "{status}");
+    assert!(body["code"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn issue_7_a_timeout_is_a_json_408() {
+    let h = harness_with(|c| c.request_timeout = std::time::Duration::from_millis(50));
+    // The body never finishes arriving: the request times out, even inside authentication.
+    let (_tx, body) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
+    let stream = tokio_stream_from(body);
+    let request = Request::post("/v1/ack")
+        .header("content-type", "application/json")
+        .header(AuthHeaders::DEVICE, "d")
+        .header(AuthHeaders::TIMESTAMP, now().to_string())
+        .header(AuthHeaders::NONCE, "n")
+        .header(AuthHeaders::SIGNATURE, "AAAA")
+        .body(Body::from_stream(stream))
+        .unwrap();
+    let (status, body) = send(&h.app, request).await;
+    assert_error(status, &body, StatusCode::REQUEST_TIMEOUT, "timeout");
+}
+
+/// A body stream that yields whatever the channel sends and ends when it closes.
+fn tokio_stream_from(
+    rx: tokio::sync::mpsc::Receiver<Result<axum::body::Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, std::io::Error>> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+#[tokio::test]
+async fn issue_7_the_rate_limiter_refills_with_the_injected_clock() {
+    let clock = Arc::new(vellum_server::ManualClock::at_system_time());
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), std::env::temp_dir());
+    cfg.rate_per_sec = 1.0;
+    cfg.rate_burst = 2.0;
+    let token_hash: [u8; 32] = Sha256::digest(ADMIN_TOKEN.as_bytes()).into();
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let state = Arc::new(AppState::with_clock(
+        cfg,
+        store.clone(),
+        OrgSigner::generate(),
+        token_hash,
+        clock.clone(),
+    ));
+    let h = Harness {
+        app: app(state.clone()),
+        state,
+        store,
+    };
+    let alice = h.enroll("alice").await;
+    let count = "/v1/key-packages/count";
+    for _ in 0..2 {
+        assert_eq!(h.call(&alice, "GET", count, None).await.0, StatusCode::OK);
+    }
+    let (status, body) = h.call(&alice, "GET", count, None).await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    clock.advance(1_000);
+    assert_eq!(
+        h.call(&alice, "GET", count, None).await.0,
+        StatusCode::OK,
+        "one second at 1/s gives one request back"
+    );
+    let (status, body) = h.call(&alice, "GET", count, None).await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Enrollment codes expire by the same clock.
+    let code = h.code_for("bob").await;
+    clock.advance(8 * 24 * 3600 * 1000);
+    let key = DeviceKey::generate();
+    let request = json!({ "user": "bob", "code": code, "signature_key": b64(&key.public_key()) });
+    let (status, body) = send(
+        &h.app,
+        Request::post("/v1/enroll")
+            .header("content-type", "application/json")
+            .body(Body::from(request.to_string()))
+            .unwrap(),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::FORBIDDEN,
+        "invalid_enrollment_code",
+    );
+}
+
+/// Two nodes over one database, each with its own cache of groups' public state: two commits
+/// for the same epoch give exactly one winner and one `409 stale_epoch`, and a node whose
+/// cached state is behind the database reloads instead of trusting it.
+#[tokio::test]
+async fn issue_7_one_winner_per_epoch_across_nodes_whatever_the_cache_holds() {
+    let h = harness();
+    let node_b = app(Arc::new(AppState::new(
+        h.state.config.clone(),
+        h.store.clone(),
+        OrgSigner::from_seed(&h.state.org.seed()).unwrap(),
+        h.state.admin_token_hash,
+    )));
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let (mut group, group_id) = h.group(&alice, &[&bob]).await;
+    let commits = format!("/v1/groups/{group_id}/commits");
+    let welcome = h.store.pending(&bob.id, 10).await.unwrap().welcomes[0]
+        .payload
+        .clone();
+    let (mut bob_group, _) = bob
+        .mls
+        .join_group(None, &MlsMessage::from_bytes(&welcome).unwrap(), None)
+        .unwrap();
+
+    // Both commit at epoch 1 at once, one through each node (node A has the group cached).
+    let from_alice = group.commit_builder().build().unwrap();
+    let from_bob = bob_group.commit_builder().build().unwrap();
+    let (a, b) = tokio::join!(
+        send(
+            &h.app,
+            signed(&alice, "POST", &commits, Some(commit_json(&from_alice)))
+        ),
+        send(
+            &node_b,
+            signed(&bob, "POST", &commits, Some(commit_json(&from_bob)))
+        ),
+    );
+    let winners = [&a, &b]
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .count();
+    assert_eq!(winners, 1, "{a:?} {b:?}");
+    let (lost_status, lost_body) = if a.0 == StatusCode::OK { &b } else { &a };
+    assert_error(*lost_status, lost_body, StatusCode::CONFLICT, "stale_epoch");
+    assert_eq!(h.store.group(&group_id).await.unwrap().unwrap().epoch, 2);
+
+    // Whoever won, bring both members to epoch 2.
+    if a.0 == StatusCode::OK {
+        group.apply_pending_commit().unwrap();
+        bob_group.clear_pending_commit();
+        bob_group
+            .process_incoming_message(from_alice.commit_message.clone())
+            .unwrap();
+    } else {
+        bob_group.apply_pending_commit().unwrap();
+        group.clear_pending_commit();
+        group
+            .process_incoming_message(from_bob.commit_message.clone())
+            .unwrap();
+    }
+    // Epoch 2 -> 3 through node B, then 3 -> 4 through node A, whose cache (if any) is behind.
+    let next = bob_group.commit_builder().build().unwrap();
+    let (status, body) = send(
+        &node_b,
+        signed(&bob, "POST", &commits, Some(commit_json(&next))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    bob_group.apply_pending_commit().unwrap();
+    group.process_incoming_message(next.commit_message).unwrap();
+    let last = group.commit_builder().build().unwrap();
+    let (status, body) = h
+        .call(&alice, "POST", &commits, Some(commit_json(&last)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["epoch"], 4);
+    assert_eq!(h.store.group(&group_id).await.unwrap().unwrap().epoch, 4);
 }

@@ -38,6 +38,9 @@ pub enum Error {
     /// failed.
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    /// The disk is full: writes fail until space is freed, reads keep working.
+    #[error("the disk is full")]
+    DiskFull,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -114,6 +114,9 @@ fn opt_u64(v: Option<i64>) -> Option<u64> {
 }
 
 fn backend(e: rusqlite::Error) -> Error {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        return Error::DiskFull;
+    }
     Error::Backend(e.to_string())
 }
 

@@ -47,6 +47,18 @@ impl<'de> Deserialize<'de> for B64 {
     }
 }
 
+/// In the OpenAPI document: a base64 string.
+impl utoipa::PartialSchema for B64 {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .content_encoding("base64")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for B64 {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

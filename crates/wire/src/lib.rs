@@ -22,7 +22,7 @@ pub use payload::{AppPayload, PayloadError, MAX_TEXT_BYTES, MAX_UNKNOWN_BYTES};
 pub const API_V1: &str = "/v1";
 
 /// The body of every error response: a stable machine-readable `code` and a human `message`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiError {
     pub code: String,
     pub message: String,
@@ -53,16 +53,24 @@ pub mod codes {
     /// are forgotten, so it cannot be checked for a replay. Sign it again with a timestamp
     /// at or after the second in the `x-vellum-server-start` response header.
     pub const BEFORE_SERVER_START: &str = "timestamp_before_server_start";
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+    pub const TIMEOUT: &str = "timeout";
+    pub const INSUFFICIENT_STORAGE: &str = "insufficient_storage";
+    pub const UNAVAILABLE: &str = "unavailable";
+    /// The archive is sealed: the records office must unseal it first.
+    pub const SEALED: &str = "sealed";
+    pub const BAD_SHARE: &str = "bad_share";
 }
 
 /// `POST /v1/admin/users` and `POST /v1/admin/users/{name}/devices`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreateUserRequest {
     pub name: String,
 }
 
 /// A single-use enrollment code for one new device of `user`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnrollmentCode {
     pub user: String,
     pub code: String,
@@ -71,7 +79,7 @@ pub struct EnrollmentCode {
 }
 
 /// `POST /v1/enroll`: a new device presents its code and its MLS signature public key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnrollRequest {
     pub user: String,
     pub code: String,
@@ -79,7 +87,7 @@ pub struct EnrollRequest {
 }
 
 /// The org (the authentication service) answers with a signed device credential.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnrollResponse {
     pub device_id: String,
     /// The encoded, org-signed device certificate to put in the MLS BasicCredential.
@@ -89,7 +97,7 @@ pub struct EnrollResponse {
 }
 
 /// `POST /v1/key-packages`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UploadKeyPackages {
     pub key_packages: Vec<B64>,
     /// Replaces the device's last-resort key package, handed out when the others run out.
@@ -97,51 +105,51 @@ pub struct UploadKeyPackages {
 }
 
 /// `GET /v1/key-packages/count`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyPackageCount {
     pub single_use: u64,
     pub has_last_resort: bool,
 }
 
 /// `POST /v1/key-packages/claim`: one key package for every device of each user.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClaimKeyPackages {
     pub users: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClaimedKeyPackage {
     pub user: String,
     pub device_id: String,
     pub key_package: B64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClaimedKeyPackages {
     pub key_packages: Vec<ClaimedKeyPackage>,
 }
 
 /// `POST /v1/groups`: the creator registers a new group by its epoch-0 GroupInfo.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreateGroup {
     pub group_info: B64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupCreated {
     pub group_id: String,
     pub epoch: u64,
 }
 
 /// `POST /v1/groups/{id}/commits`: a PublicMessage commit, with the Welcome for added devices.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PostCommit {
     pub commit: B64,
     pub welcome: Option<B64>,
 }
 
 /// `POST /v1/groups/{id}/messages`: a PrivateMessage. `client_msg_id` makes retries idempotent.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PostMessage {
     pub client_msg_id: String,
     pub message: B64,
@@ -153,7 +161,7 @@ pub struct PostMessage {
 
 /// The org's policy: bounds on disappearing-message timers and chat classes. `GET /v1/policy`
 /// for devices; `PUT /v1/admin/policy` (fields left out are unchanged) for the admin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrgPolicy {
     /// Longest allowed expiration timer, seconds; `None`: no limit.
     pub max_expire_secs: Option<u64>,
@@ -195,7 +203,7 @@ impl Default for OrgPolicy {
 }
 
 /// `PUT /v1/admin/policy`. A field that is absent is left as it is; `0` clears a maximum.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrgPolicyUpdate {
     pub max_expire_secs: Option<u64>,
@@ -209,14 +217,14 @@ pub struct OrgPolicyUpdate {
 
 /// `POST /v1/admin/records`: registers the records public key (from `records init`) and
 /// issues the enrollment code of the org's archiver device (user `records`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordsInit {
     /// The contents of `records.pub`.
     pub records_public: String,
 }
 
 /// `GET /v1/admin/status`: what an administrator should know at a glance.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AdminStatus {
     pub records_configured: bool,
     pub archiver_device: Option<String>,
@@ -231,13 +239,13 @@ pub struct AdminStatus {
 pub const RECORDS_USER: &str = "records";
 
 /// The server's acknowledgement: the entry is durably stored at `seq` in the group log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub seq: u64,
     pub epoch: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     Commit,
@@ -245,7 +253,7 @@ pub enum EntryKind {
 }
 
 /// One entry of a group's ordered log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogEntry {
     pub seq: u64,
     pub epoch: u64,
@@ -260,7 +268,7 @@ pub struct LogEntry {
     pub log_hash: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupEntries {
     pub group_id: String,
     pub entries: Vec<LogEntry>,
@@ -271,7 +279,7 @@ pub struct GroupEntries {
 
 /// The end of a group's log on the server: a device that has processed further, or holds
 /// another hash for a position it has, is talking to a server that went back in time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogHead {
     /// Random, created with the server's database: another id is another database.
     pub instance_id: String,
@@ -282,7 +290,7 @@ pub struct LogHead {
 }
 
 /// A Welcome waiting in this device's queue.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueuedWelcome {
     pub id: u64,
     pub group_id: String,
@@ -290,7 +298,7 @@ pub struct QueuedWelcome {
 }
 
 /// `GET /v1/sync`: everything pending for the calling device, oldest first.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SyncResponse {
     pub welcomes: Vec<QueuedWelcome>,
     pub groups: Vec<GroupEntries>,
@@ -301,14 +309,14 @@ pub struct SyncResponse {
     pub more: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupCursor {
     pub group_id: String,
     pub seq: u64,
 }
 
 /// `POST /v1/ack`: the device has durably processed these.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AckRequest {
     pub welcomes: Vec<u64>,
     pub cursors: Vec<GroupCursor>,
@@ -316,7 +324,7 @@ pub struct AckRequest {
     pub receipts: Vec<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueuedReceipt {
     pub id: u64,
     /// A [`Receipt`], as JSON.
@@ -325,7 +333,7 @@ pub struct QueuedReceipt {
 
 /// Proof that the archive holds a message: its leaf, an inclusion proof, and the signed
 /// checkpoint the proof is against. The sender's device verifies it with the org's log key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Receipt {
     pub chat_id: String,
     pub seq: u64,
@@ -340,25 +348,25 @@ pub struct Receipt {
 }
 
 /// `POST /v1/receipts`, by the org's archiver device only.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PostReceipts {
     pub receipts: Vec<ReceiptFor>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReceiptFor {
     pub device_id: String,
     pub receipt: String,
 }
 
 /// `PUT /v1/records/log-key`, by the org's archiver device: the verifier key of its log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogKey {
     pub verifier_key: String,
 }
 
 /// A WebSocket frame from the server: something new is waiting; call `/v1/sync`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Wake {
     pub pending: bool,
 }

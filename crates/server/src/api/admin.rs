@@ -1,0 +1,233 @@
+//! `/v1/admin/*`: behind the admin token, checked once for the whole router (`api::router`).
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use sha2::{Digest, Sha256};
+use vellum_http::{codes, ApiError, Json, Path};
+use vellum_wire::{
+    AdminStatus, CreateUserRequest, EnrollmentCode, OrgPolicy, OrgPolicyUpdate, RecordsInit,
+    RECORDS_USER,
+};
+
+use super::{ErrorBody, St};
+use crate::state::AppState;
+
+const MAX_NAME: usize = 64;
+
+/// User names: 1-64 of `[a-z0-9._-]`, so they are safe in paths, logs and file names.
+fn valid_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "user names are 1-64 characters of a-z, 0-9, '.', '_' and '-'",
+        ))
+    }
+}
+
+pub(crate) fn code_hash(code: &str) -> [u8; 32] {
+    Sha256::digest(code.trim().as_bytes()).into()
+}
+
+async fn issue_code(state: &AppState, user: &str) -> Result<EnrollmentCode, ApiError> {
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).map_err(|_| ApiError::internal())?;
+    let code = hex::encode(raw);
+    let expires_at = state.now_secs() + state.config.enrollment_code_ttl.as_secs() as i64;
+    state
+        .store
+        .add_enrollment_code(user, code_hash(&code), expires_at)
+        .await?;
+    Ok(EnrollmentCode {
+        user: user.to_owned(),
+        code,
+        expires_at,
+    })
+}
+
+/// Creates a user and issues the enrollment code of its first device.
+#[utoipa::path(post, path = "/v1/admin/users", tag = "admin",
+    request_body = CreateUserRequest,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "Created; the code enrolls one device", body = EnrollmentCode),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn create_user(
+    State(state): St,
+    Json(req): Json<CreateUserRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    valid_name(&req.name)?;
+    state.store.create_user(&req.name, state.now_secs()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(issue_code(&state, &req.name).await?),
+    ))
+}
+
+/// Issues an enrollment code for another device of an existing user.
+#[utoipa::path(post, path = "/v1/admin/users/{name}/devices", tag = "admin",
+    params(("name" = String, Path, description = "The user's name")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "The code enrolls one device", body = EnrollmentCode),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn add_device(
+    State(state): St,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !state.store.user_exists(&name).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            codes::UNKNOWN_USER,
+            "no such user",
+        ));
+    }
+    Ok((StatusCode::CREATED, Json(issue_code(&state, &name).await?)))
+}
+
+/// Changes the org's policy; fields left out are unchanged, `0` clears a maximum.
+#[utoipa::path(put, path = "/v1/admin/policy", tag = "admin",
+    request_body = OrgPolicyUpdate,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The policy now in force", body = OrgPolicy),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn set_policy(
+    State(state): St,
+    Json(req): Json<OrgPolicyUpdate>,
+) -> Result<Json<OrgPolicy>, ApiError> {
+    let too_long = |v: Option<u64>| v.is_some_and(|s| s > vellum_wire::timer::MAX_TIMER_SECS);
+    if too_long(req.max_expire_secs) || too_long(req.max_burn_secs) {
+        return Err(ApiError::bad_request("timer bounds are at most 10 years"));
+    }
+    let mut policy = state.store.org_policy().await?;
+    // 0 clears a maximum; absent leaves it as it is.
+    let apply = |current: Option<u64>, update: Option<u64>| match update {
+        Some(0) => None,
+        Some(secs) => Some(secs),
+        None => current,
+    };
+    policy.max_expire_secs = apply(policy.max_expire_secs, req.max_expire_secs);
+    policy.max_burn_secs = apply(policy.max_burn_secs, req.max_burn_secs);
+    if let Some(allow) = req.allow_no_expiry {
+        policy.allow_no_expiry = allow;
+    }
+    if let Some(record) = req.default_record {
+        policy.default_record = record;
+    }
+    if let Some(allow) = req.allow_transitory {
+        policy.allow_transitory = allow;
+    }
+    state.store.set_org_policy(policy.clone()).await?;
+    Ok(Json(state.store.org_policy().await?))
+}
+
+/// Registers `records.pub` and issues the archiver's enrollment code.
+#[utoipa::path(post, path = "/v1/admin/records", tag = "admin",
+    request_body = RecordsInit,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "The archiver's enrollment code", body = EnrollmentCode),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn records_init(
+    State(state): St,
+    Json(req): Json<RecordsInit>,
+) -> Result<impl IntoResponse, ApiError> {
+    vellum_records::RecordsPublic::parse(&req.records_public)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if state.store.records_public().await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            codes::CONFLICT,
+            "records are already initialised",
+        ));
+    }
+    if !state.store.user_exists(RECORDS_USER).await? {
+        state
+            .store
+            .create_user(RECORDS_USER, state.now_secs())
+            .await?;
+    }
+    let code = issue_code(&state, RECORDS_USER).await?;
+    state.store.set_records_public(&req.records_public).await?;
+    Ok((StatusCode::CREATED, Json(code)))
+}
+
+/// What an administrator should know at a glance.
+#[utoipa::path(get, path = "/v1/admin/status", tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Status", body = AdminStatus),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
+pub async fn status(State(state): St) -> Result<Json<AdminStatus>, ApiError> {
+    Ok(Json(status_of(&state).await?))
+}
+
+async fn status_of(state: &AppState) -> Result<AdminStatus, ApiError> {
+    let org = state.store.org_policy().await?;
+    let records_configured = state.store.records_public().await?.is_some();
+    let (archiver_backlog, oldest) = state.store.archiver_backlog().await?;
+    let archiver_lag_ms = oldest.map(|t| (state.now_millis() - t).max(0));
+    let mut warnings = Vec::new();
+    if !records_configured {
+        warnings.push("records are not configured: every chat is transitory and nothing is archived (run `records init`)".into());
+    } else if org.archiver_device.is_none() {
+        warnings.push("records are configured but the archiver has not enrolled yet".into());
+    }
+    if archiver_lag_ms.is_some_and(|lag| lag > 60_000) {
+        warnings.push(format!(
+            "the archiver is behind by {archiver_backlog} entries"
+        ));
+    }
+    Ok(AdminStatus {
+        records_configured,
+        archiver_device: org.archiver_device,
+        archiver_backlog,
+        archiver_lag_ms,
+        warnings,
+    })
+}
+
+/// Prometheus text.
+#[utoipa::path(get, path = "/v1/admin/metrics", tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Prometheus exposition format", body = String,
+            content_type = "text/plain"),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
+pub async fn metrics(State(state): St) -> Result<impl IntoResponse, ApiError> {
+    let status = status_of(&state).await?;
+    let body = format!(
+        "# HELP vellum_archiver_backlog Record-chat entries not yet acknowledged by the archiver.\n\
+         # TYPE vellum_archiver_backlog gauge\n\
+         vellum_archiver_backlog {}\n\
+         # HELP vellum_archiver_lag_seconds Age of the oldest entry the archiver has not acknowledged.\n\
+         # TYPE vellum_archiver_lag_seconds gauge\n\
+         vellum_archiver_lag_seconds {}\n\
+         # HELP vellum_records_configured Whether records init has run.\n\
+         # TYPE vellum_records_configured gauge\n\
+         vellum_records_configured {}\n",
+        status.archiver_backlog,
+        status.archiver_lag_ms.unwrap_or(0) as f64 / 1000.0,
+        status.records_configured as u8
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
+}

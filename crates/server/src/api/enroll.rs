@@ -1,0 +1,54 @@
+use axum::extract::State;
+use vellum_http::{ApiError, Json};
+use vellum_store::Device;
+use vellum_wire::{EnrollRequest, EnrollResponse};
+
+use super::{ErrorBody, St};
+use crate::api::admin::code_hash;
+
+/// A new device presents its enrollment code and its Ed25519 signature key; the org answers
+/// with a signed device certificate.
+#[utoipa::path(post, path = "/v1/enroll", tag = "enroll",
+    request_body = EnrollRequest,
+    responses(
+        (status = 200, description = "Enrolled", body = EnrollResponse),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn enroll(
+    State(state): St,
+    Json(req): Json<EnrollRequest>,
+) -> Result<Json<EnrollResponse>, ApiError> {
+    if req.signature_key.len() != 32 {
+        return Err(ApiError::bad_request(
+            "signature_key must be a 32-byte Ed25519 public key",
+        ));
+    }
+    let hash = code_hash(&req.code);
+    let now = state.now_secs();
+    let user = state.store.enrollment_code_user(hash, now).await?;
+    if user != req.user {
+        return Err(vellum_store::Error::InvalidCode.into());
+    }
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).map_err(|_| ApiError::internal())?;
+    let device_id = hex::encode(raw);
+    let certificate = state.org.issue(&user, &device_id, &req.signature_key);
+    state
+        .store
+        .enroll_device(
+            hash,
+            now,
+            Device {
+                device_id: device_id.clone(),
+                user,
+                signature_key: req.signature_key.0,
+            },
+        )
+        .await?;
+    Ok(Json(EnrollResponse {
+        device_id,
+        credential: certificate.to_bytes().into(),
+        org_key: state.org.public_key().to_bytes().to_vec().into(),
+    }))
+}

@@ -1,0 +1,369 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Extension;
+use vellum_http::{codes, ApiError, Json, Path};
+use vellum_store::{ChatTimers, CommitAppend, MessageAppend, NewGroup};
+use vellum_wire::{Accepted, CreateGroup, GroupCreated, OrgPolicy, PostCommit, PostMessage, B64};
+
+use super::{ErrorBody, St};
+use crate::auth::AuthedDevice;
+
+/// Registers a new group by its epoch-0 GroupInfo; the creator must be its only member.
+#[utoipa::path(post, path = "/v1/groups", tag = "groups",
+    request_body = CreateGroup,
+    security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
+    responses(
+        (status = 201, description = "Created", body = GroupCreated),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(state): St,
+    Extension(me): Extension<AuthedDevice>,
+    Json(req): Json<CreateGroup>,
+) -> Result<impl IntoResponse, ApiError> {
+    let creator = me.device_id.clone();
+    let (tracked, policy, archiver, snapshot) = state
+        .blocking(move |state| {
+            let tracked = state.tracker.observe(&req.group_info, &creator)?;
+            let policy = tracked.policy()?;
+            let archiver = tracked.archiver()?;
+            let snapshot = tracked.state()?;
+            Ok((tracked, policy, archiver, snapshot))
+        })
+        .await?;
+    let org = state.store.org_policy().await?;
+    policy.check(&org)?;
+    check_class(&org, None, archiver.as_deref())?;
+    let group_id = vellum_mls::group_id_hex(tracked.group_id());
+    let epoch = tracked.epoch();
+    state
+        .store
+        .create_group(NewGroup {
+            group_id: group_id.clone(),
+            epoch,
+            state: snapshot,
+            timers: timers(policy),
+            creator_device: me.device_id,
+            created_at: state.now_secs(),
+        })
+        .await?;
+    state.cache_group(group_id.clone(), epoch, tracked);
+    Ok((StatusCode::CREATED, Json(GroupCreated { group_id, epoch })))
+}
+
+/// The rules on chat classes: a record chat names the org's archiver; a chat may be (or
+/// become) transitory only where the org allows it once records are configured.
+fn check_class(
+    org: &OrgPolicy,
+    before: Option<Option<&str>>,
+    after: Option<&str>,
+) -> Result<(), ApiError> {
+    let violation = |m: &str| Err(ApiError::from(vellum_mls::PolicyViolation(m.into())));
+    if matches!(before, Some(Some(_))) && after.is_none() {
+        // Otherwise the same commit could drop the archiver: a record chat stays one.
+        return violation("a record chat cannot become transitory");
+    }
+    match (after, org.archiver_device.as_deref()) {
+        (Some(_), None) => violation("records are not configured for this organisation"),
+        (Some(named), Some(archiver)) if named != archiver => {
+            violation("a record chat must name the org's archiver")
+        }
+        (None, Some(_)) if !org.allow_transitory && before != Some(None) => {
+            violation("this organisation keeps every chat as records")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn timers(policy: vellum_mls::ChatPolicy) -> ChatTimers {
+    ChatTimers {
+        expire_secs: policy.expire_secs,
+        burn_secs: policy.burn_secs,
+    }
+}
+
+fn unknown_chat() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, codes::UNKNOWN_CHAT, "no such chat")
+}
+
+fn not_member() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        codes::NOT_MEMBER,
+        "device is not a member of this chat",
+    )
+}
+
+/// Posts a PublicMessage commit (with the Welcome for devices it adds). Exactly one commit
+/// wins each epoch; the others get `409 stale_epoch`.
+#[utoipa::path(post, path = "/v1/groups/{group_id}/commits", tag = "groups",
+    params(("group_id" = String, Path, description = "The group id, hex")),
+    request_body = PostCommit,
+    security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
+    responses(
+        (status = 200, description = "Stored in the group's log", body = Accepted),
+        (status = "4XX", description = "Refused (see code; 409 stale_epoch: sync and retry)", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn post_commit(
+    State(state): St,
+    Extension(me): Extension<AuthedDevice>,
+    Path(group_id): Path<String>,
+    Json(req): Json<PostCommit>,
+) -> Result<Json<Accepted>, ApiError> {
+    let commit = vellum_mls::parse_message(&req.commit)?;
+    if let Some(welcome) = &req.welcome {
+        let welcome = vellum_mls::parse_message(welcome)?;
+        if welcome.wire_format() != vellum_mls::mls_rs::WireFormat::Welcome {
+            return Err(ApiError::bad_request("welcome is not an MLS Welcome"));
+        }
+    }
+    // Only existing groups get a lock: unknown ids must not grow the lock table.
+    state
+        .store
+        .group(&group_id)
+        .await?
+        .ok_or_else(unknown_chat)?;
+    let lock = state.group_lock(&group_id);
+    let _ordered = lock.lock().await;
+    let group = state
+        .store
+        .group(&group_id)
+        .await?
+        .ok_or_else(unknown_chat)?;
+    if !state.store.is_member(&group_id, &me.device_id).await? {
+        return Err(not_member());
+    }
+    let received_at = state.now_millis();
+    let commit_epoch = commit
+        .epoch()
+        .ok_or_else(|| ApiError::bad_request("not a group message"))?;
+    if commit_epoch != group.epoch {
+        // A retry of the commit that already won its epoch gets its acknowledgement again.
+        if let Some(seq) = state
+            .store
+            .find_commit(&group_id, commit_epoch, &me.device_id, &req.commit)
+            .await?
+        {
+            return Ok(Json(Accepted {
+                seq,
+                epoch: commit_epoch + 1,
+            }));
+        }
+    }
+    // The cached state is used only at the epoch the store holds; anything else reloads.
+    let cached = state.take_cached_group(&group_id, group.epoch);
+    let device = me.device_id.clone();
+    let stored_state = group.state;
+    let applied = state
+        .blocking(move |state| {
+            let mut tracked = match cached {
+                Some(tracked) => tracked,
+                None => state.tracker.load(&stored_state)?,
+            };
+            let policy_before = tracked.policy()?;
+            let archiver_before = tracked.archiver()?;
+            let outcome = tracked.apply_commit(commit, &device)?;
+            let policy = tracked.policy()?;
+            let archiver = tracked.archiver()?;
+            let members = tracked.member_devices()?;
+            let snapshot = tracked.state()?;
+            Ok(AppliedCommit {
+                tracked,
+                policy_changed: policy != policy_before,
+                policy,
+                archiver_before,
+                archiver,
+                members,
+                outcome,
+                snapshot,
+            })
+        })
+        .await?;
+    let org = state.store.org_policy().await?;
+    if applied.policy_changed {
+        applied.policy.check(&org)?;
+    }
+    check_class(
+        &org,
+        Some(applied.archiver_before.as_deref()),
+        applied.archiver.as_deref(),
+    )?;
+    // A record chat always contains the archiver, from its first commit on.
+    if let Some(archiver) = &applied.archiver {
+        if !applied.members.contains(archiver) {
+            return Err(ApiError::from(vellum_mls::PolicyViolation(
+                "a record chat must keep the org's archiver as a member".into(),
+            )));
+        }
+    }
+    let outcome = applied.outcome;
+    if !outcome.added.is_empty() && req.welcome.is_none() {
+        return Err(ApiError::bad_request(
+            "a commit that adds members needs their Welcome",
+        ));
+    }
+    // The compare-and-set on the epoch inside the store's transaction decides the winner.
+    let appended = state
+        .store
+        .append_commit(CommitAppend {
+            group_id: group_id.clone(),
+            expected_epoch: group.epoch,
+            new_epoch: outcome.new_epoch,
+            state: applied.snapshot,
+            timers: timers(applied.policy),
+            sender_device: me.device_id.clone(),
+            payload: req.commit.0,
+            received_at,
+            added: outcome.added.clone(),
+            removed: outcome.removed.clone(),
+            welcome: req.welcome.map(B64::into_inner),
+        })
+        .await?;
+    state.cache_group(group_id.clone(), appended.epoch, applied.tracked);
+    let mut wake = state.store.group_members(&group_id).await?;
+    wake.extend(outcome.removed);
+    state.notifier.wake(&wake);
+    Ok(Json(Accepted {
+        seq: appended.seq,
+        epoch: appended.epoch,
+    }))
+}
+
+struct AppliedCommit {
+    tracked: vellum_mls::TrackedGroup,
+    policy_changed: bool,
+    policy: vellum_mls::ChatPolicy,
+    archiver_before: Option<String>,
+    archiver: Option<String>,
+    members: std::collections::BTreeSet<String>,
+    outcome: vellum_mls::CommitOutcome,
+    snapshot: Vec<u8>,
+}
+
+/// Posts an application message (an MLS PrivateMessage). Retries with the same
+/// `client_msg_id` are stored once.
+#[utoipa::path(post, path = "/v1/groups/{group_id}/messages", tag = "groups",
+    params(("group_id" = String, Path, description = "The group id, hex")),
+    request_body = PostMessage,
+    security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
+    responses(
+        (status = 200, description = "Stored in the group's log", body = Accepted),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn post_message(
+    State(state): St,
+    Extension(me): Extension<AuthedDevice>,
+    Path(group_id): Path<String>,
+    Json(req): Json<PostMessage>,
+) -> Result<Json<Accepted>, ApiError> {
+    if req.client_msg_id.is_empty() || req.client_msg_id.len() > 64 {
+        return Err(ApiError::bad_request(
+            "client_msg_id must be 1 to 64 characters",
+        ));
+    }
+    if req.message.len() > state.config.max_message_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::TOO_LARGE,
+            format!(
+                "messages are limited to {} bytes",
+                state.config.max_message_bytes
+            ),
+        ));
+    }
+    let message = vellum_mls::parse_message(&req.message)?;
+    if message.wire_format() != vellum_mls::mls_rs::WireFormat::PrivateMessage {
+        return Err(ApiError::bad_request(
+            "application messages must be MLS PrivateMessages",
+        ));
+    }
+    let group_id_bytes = hex::decode(&group_id).map_err(|_| unknown_chat())?;
+    if message.group_id() != Some(group_id_bytes.as_slice()) {
+        return Err(ApiError::bad_request("message belongs to another group"));
+    }
+    let epoch = message
+        .epoch()
+        .ok_or_else(|| ApiError::bad_request("not a group message"))?;
+    let group = state
+        .store
+        .group(&group_id)
+        .await?
+        .ok_or_else(unknown_chat)?;
+    if req.expires_at.is_some_and(|t| t <= 0) {
+        return Err(ApiError::bad_request(
+            "expires_at must be a positive Unix time in milliseconds",
+        ));
+    }
+    // The server only ever shortens a message's life: to the chat's timer and the org's maximum.
+    let received_at = state.now_millis();
+    let limit = |secs: Option<u64>| {
+        secs.map(|s| received_at.saturating_add((s as i64).saturating_mul(1000)))
+    };
+    let org = state.store.org_policy().await?;
+    let expires_at = [
+        req.expires_at,
+        limit(group.timers.expire_secs),
+        limit(org.max_expire_secs),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    let appended = state
+        .store
+        .append_message(MessageAppend {
+            group_id: group_id.clone(),
+            epoch,
+            sender_device: me.device_id,
+            client_msg_id: req.client_msg_id,
+            payload: req.message.0,
+            received_at,
+            expires_at,
+        })
+        .await
+        .map_err(|e| match e {
+            vellum_store::Error::NotMember => not_member(),
+            other => other.into(),
+        })?;
+    if !appended.duplicate {
+        state
+            .notifier
+            .wake(&state.store.group_members(&group_id).await?);
+    }
+    Ok(Json(Accepted {
+        seq: appended.seq,
+        epoch: appended.epoch,
+    }))
+}
+
+/// Deletes one's own message for everyone.
+#[utoipa::path(delete, path = "/v1/groups/{group_id}/messages/{seq}", tag = "groups",
+    params(
+        ("group_id" = String, Path, description = "The group id, hex"),
+        ("seq" = u64, Path, description = "The message's position in the log"),
+    ),
+    security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn delete_message(
+    State(state): St,
+    Extension(me): Extension<AuthedDevice>,
+    Path((group_id, seq)): Path<(String, u64)>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .group(&group_id)
+        .await?
+        .ok_or_else(unknown_chat)?;
+    state
+        .store
+        .delete_message(&group_id, seq, &me.device_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,113 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Extension;
+use serde::Deserialize;
+use vellum_http::{ApiError, Json, Query};
+use vellum_wire::{
+    AckRequest, GroupEntries, LogEntry, LogHead, QueuedReceipt, QueuedWelcome, SyncResponse,
+};
+
+use super::{ErrorBody, St};
+use crate::auth::AuthedDevice;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SyncQuery {
+    /// Most log entries to return (capped by the server's own limit).
+    #[param(minimum = 0)]
+    limit: Option<usize>,
+}
+
+/// Everything pending for the calling device, oldest first.
+#[utoipa::path(get, path = "/v1/sync", tag = "sync",
+    params(SyncQuery),
+    security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
+    responses(
+        (status = 200, description = "Pending welcomes, log entries and receipts", body = SyncResponse),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
+pub async fn sync(
+    State(state): St,
+    Extension(me): Extension<AuthedDevice>,
+    Query(q): Query<SyncQuery>,
+) -> Result<Json<SyncResponse>, ApiError> {
+    let limit = q
+        .limit
+        .unwrap_or(state.config.sync_limit)
+        .clamp(1, state.config.sync_limit);
+    let pending = state.store.pending(&me.device_id, limit).await?;
+    let receipts = state.store.pending_receipts(&me.device_id, limit).await?;
+    let instance_id = state.store.instance_id().await?;
+    let heads: std::collections::HashMap<_, _> = pending.heads.into_iter().collect();
+    Ok(Json(SyncResponse {
+        receipts: receipts
+            .into_iter()
+            .map(|(id, receipt)| QueuedReceipt { id, receipt })
+            .collect(),
+        welcomes: pending
+            .welcomes
+            .into_iter()
+            .map(|w| QueuedWelcome {
+                id: w.id,
+                group_id: w.group_id,
+                welcome: w.payload.into(),
+            })
+            .collect(),
+        groups: pending
+            .groups
+            .into_iter()
+            .map(|(group_id, entries)| GroupEntries {
+                head: heads.get(&group_id).map(|h| LogHead {
+                    instance_id: instance_id.clone(),
+                    seq: h.seq,
+                    log_hash: hex::encode(h.log_hash),
+                }),
+                group_id,
+                entries: entries
+                    .into_iter()
+                    .map(|e| LogEntry {
+                        seq: e.seq,
+                        epoch: e.epoch,
+                        kind: e.kind,
+                        sender_device: e.sender_device,
+                        received_at: e.received_at,
+                        payload: e.payload.into(),
+                        log_hash: Some(hex::encode(e.log_hash)),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        more: pending.more,
+    }))
+}
+
+/// The device has durably processed these welcomes, log entries and receipts.
+#[utoipa::path(post, path = "/v1/ack", tag = "sync",
+    request_body = AckRequest,
+    security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
+    responses(
+        (status = 204, description = "Acknowledged"),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn ack(
+    State(state): St,
+    Extension(me): Extension<AuthedDevice>,
+    Json(req): Json<AckRequest>,
+) -> Result<StatusCode, ApiError> {
+    let cursors: Vec<(String, u64)> = req
+        .cursors
+        .into_iter()
+        .map(|c| (c.group_id, c.seq))
+        .collect();
+    state
+        .store
+        .ack(&me.device_id, &req.welcomes, &cursors)
+        .await?;
+    state
+        .store
+        .ack_receipts(&me.device_id, &req.receipts)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
