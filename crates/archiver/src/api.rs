@@ -134,8 +134,7 @@ async fn unseal(
     req: Result<Json<UnsealRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Status>, ApiError> {
     authorize(&state, &headers).await?;
-    let Json(req) =
-        req.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, e.body_text()))?;
+    let Json(req) = req?;
     // Reassembling and checking the key is CPU work: the actor does it.
     on_vault(&state, move |v| {
         if v.secret.is_some() {
@@ -274,7 +273,7 @@ async fn create_hold(
     req: Result<Json<Hold>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Hold>), ApiError> {
     authorize(&state, &headers).await?;
-    let Json(hold) = req.map_err(|e| bad_request(e.body_text()))?;
+    let Json(hold) = req?;
     if hold.name.is_empty() || hold.name.len() > 100 || hold.name.contains('/') {
         return Err(bad_request(
             "a hold name is 1 to 100 characters, without '/'",
@@ -356,7 +355,7 @@ async fn dispose(
     req: Result<Json<DisposeRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Vec<Disposal>>, ApiError> {
     authorize(&state, &headers).await?;
-    let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
+    let Json(req) = req?;
     let schedules = state.clone();
     on_vault(&state, move |v| {
         let now = now_ms();

@@ -287,11 +287,14 @@ fn main() {
     };
     let server_mode = matches!(cli.command, Command::Server { .. });
     let default_level = if server_mode { "info" } else { "warn" };
+    // Migrations report each step at info; the server says what matters itself.
+    let default_filter = format!("{default_level},refinery_core=warn");
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");

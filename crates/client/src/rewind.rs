@@ -74,7 +74,8 @@ impl Client {
             prev = Some((entry.seq, claimed));
         }
         let Some(why) = why else { return Ok(None) };
-        tracing::error!(chat = %group.group_id, %why, "{HISTORY_CHANGED}");
+        // Shown in the chat itself (sync, watch, history); the log keeps the detail.
+        tracing::info!(chat = %group.group_id, %why, "{HISTORY_CHANGED}");
         let now = now_millis();
         let warning = MessageRow {
             group_id: group.group_id.clone(),

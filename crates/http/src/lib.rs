@@ -118,6 +118,14 @@ impl IntoResponse for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+        // A body that stopped arriving (the body timeout) is not the client's bad syntax.
+        if let JsonRejection::BytesRejection(BytesRejection::FailedToBufferBody(
+            FailedToBufferBody::UnknownBodyError(_),
+        )) = rejection
+        {
+            return Self::timeout();
+        }
         match rejection.status() {
             StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
                 Self::bad_request(rejection.body_text())
@@ -332,5 +340,63 @@ mod tests {
         let broken = ApiError::from(vellum_store::Error::Backend("/secret/path".into()));
         assert_eq!(broken.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!broken.message.contains("secret"));
+    }
+
+    /// What the archiver's handlers do (`Result<axum::Json<T>, JsonRejection>` then `?`)
+    /// and what `Json` does must give the same codes as the server's errors.
+    #[tokio::test]
+    async fn issue_7_body_rejections_keep_their_status_and_code() {
+        use axum::body::Body;
+        use axum::extract::rejection::JsonRejection;
+        use axum::http::Request;
+        use tower::ServiceExt;
+
+        async fn raw(
+            body: Result<axum::Json<serde_json::Value>, JsonRejection>,
+        ) -> Result<&'static str, ApiError> {
+            let axum::Json(_) = body?;
+            Ok("ok")
+        }
+        async fn wrapped(Json(_): Json<serde_json::Value>) -> &'static str {
+            "ok"
+        }
+        let app = axum::Router::new()
+            .route("/raw", axum::routing::post(raw))
+            .route("/wrapped", axum::routing::post(wrapped))
+            .layer(axum::extract::DefaultBodyLimit::max(64));
+        for path in ["/raw", "/wrapped"] {
+            for (content_type, body, status, code) in [
+                (
+                    "text/plain",
+                    "{}".to_string(),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    codes::UNSUPPORTED_MEDIA_TYPE,
+                ),
+                (
+                    "application/json",
+                    format!("[{}]", "1,".repeat(100) + "1"),
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    codes::TOO_LARGE,
+                ),
+                (
+                    "application/json",
+                    "{".to_string(),
+                    StatusCode::BAD_REQUEST,
+                    codes::BAD_REQUEST,
+                ),
+            ] {
+                let request = Request::post(path)
+                    .header("content-type", content_type)
+                    .body(Body::from(body))
+                    .unwrap();
+                let response = app.clone().oneshot(request).await.unwrap();
+                assert_eq!(response.status(), status, "{path} {content_type}");
+                let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(error["code"], code, "{path}: {error}");
+            }
+        }
     }
 }

@@ -157,19 +157,10 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
 /// A body that could not be read: too long (413), or stalled past the body timeout or cut
 /// off by the client (408).
 fn body_error(e: axum::Error) -> ApiError {
-    let inner = e.into_inner();
-    if inner.is::<http_body_util::LengthLimitError>() {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            codes::TOO_LARGE,
-            "request body too large",
-        )
+    if e.into_inner().is::<http_body_util::LengthLimitError>() {
+        ApiError::too_large()
     } else {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            codes::TIMEOUT,
-            "the request body did not arrive in time",
-        )
+        ApiError::timeout()
     }
 }
 

@@ -74,6 +74,13 @@ pub enum DataDirError {
     },
     #[error("{0} is corrupt")]
     Corrupt(PathBuf),
+    #[error(
+        "{0} is missing but the directory holds a server database: every device certificate \
+         was signed with it; restore it from a backup instead of starting a new org"
+    )]
+    MissingOrgKey(PathBuf),
+    #[error("another vellum server is using {0}; one server process per data directory")]
+    InUse(PathBuf),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
@@ -100,15 +107,33 @@ fn write_secret(path: &Path, contents: &[u8]) -> Result<(), DataDirError> {
 pub struct DataDir {
     pub org: OrgSigner,
     pub admin_token_hash: [u8; 32],
+    /// An exclusive lock on `DIR/lock`, held while the server runs: two processes on one
+    /// SQLite file would each keep their own replay nonces and group cache.
+    pub lock: fs::File,
 }
 
 pub fn init_data_dir(dir: &Path) -> Result<DataDir, DataDirError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    let lock_path = dir.join("lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => return Err(DataDirError::InUse(dir.to_owned())),
+        Err(fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+    }
     let key_path = dir.join("org.key");
     let org = if key_path.exists() {
         let seed = fs::read(&key_path).map_err(io(&key_path))?;
         OrgSigner::from_seed(&seed).map_err(|_| DataDirError::Corrupt(key_path.clone()))?
+    } else if dir.join("server.db").exists() {
+        return Err(DataDirError::MissingOrgKey(key_path));
     } else {
         let org = OrgSigner::generate();
         write_secret(&key_path, &org.seed())?;
@@ -131,5 +156,37 @@ pub fn init_data_dir(dir: &Path) -> Result<DataDir, DataDirError> {
     Ok(DataDir {
         org,
         admin_token_hash: Sha256::digest(token.as_bytes()).into(),
+        lock,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_7_one_server_per_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = init_data_dir(dir.path()).unwrap();
+        assert!(matches!(
+            init_data_dir(dir.path()),
+            Err(DataDirError::InUse(_))
+        ));
+        drop(first);
+        init_data_dir(dir.path()).expect("free again once the first server stopped");
+    }
+
+    #[test]
+    fn issue_7_a_lost_org_key_is_not_silently_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let org = init_data_dir(dir.path()).unwrap().org.public_key();
+        fs::write(dir.path().join("server.db"), b"").unwrap();
+        fs::remove_file(dir.path().join("org.key")).unwrap();
+        let err = init_data_dir(dir.path()).err().expect("refused");
+        assert!(matches!(err, DataDirError::MissingOrgKey(_)), "{err}");
+        assert!(!dir.path().join("org.key").exists(), "no new key written");
+        // A fresh directory still gets its key on first start.
+        let fresh = tempfile::tempdir().unwrap();
+        assert_ne!(init_data_dir(fresh.path()).unwrap().org.public_key(), org);
+    }
 }

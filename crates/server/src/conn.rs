@@ -144,17 +144,24 @@ pub async fn serve(
             tokio::spawn(refuse(stream));
             continue;
         };
-        let io = TokioIo::new(Counted {
-            stream,
-            _slot: slot,
-        });
+        let first_bytes = config.header_read_timeout;
         let service = TowerToHyperService::new(app.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(io, service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            // hyper's header timeout starts with the first byte; a client that connects and
+            // says nothing would otherwise hold its slot for ever.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(first_bytes, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let io = TokioIo::new(Counted {
+                stream,
+                _slot: slot,
+            });
+            let connection = builder.serve_connection_with_upgrades(io, service);
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "connection ended");
             }
         });

@@ -132,10 +132,15 @@ async fn purge_loop(state: Arc<AppState>) {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot prepare data directory: {0}")]
+    // The sources' own messages follow in the error chain, so they are not repeated here.
+    #[error("cannot prepare the data directory")]
     DataDir(#[from] config::DataDirError),
-    #[error("cannot open the store: {0}")]
-    Store(#[from] vellum_store::Error),
+    #[error("cannot open {}", path.display())]
+    Store {
+        path: std::path::PathBuf,
+        #[source]
+        source: vellum_store::Error,
+    },
     #[error("cannot listen: {0}")]
     Bind(std::io::Error),
     #[error("server failed: {0}")]

@@ -27,19 +27,20 @@ pub struct AppState {
     groups: Mutex<LruCache<String, (u64, TrackedGroup)>>,
     /// Serialises commits per group on this node; the store's epoch check guards across nodes.
     group_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The data directory's lock, held for as long as this state serves it.
+    _data_dir_lock: Option<std::fs::File>,
 }
 
 impl AppState {
     /// Opens the data directory and the SQLite store in it.
     pub fn open(config: ServerConfig) -> Result<Self, crate::ServeError> {
         let dir = init_data_dir(&config.data_dir)?;
-        let store = SqliteStore::open(&config.data_dir.join("server.db"))?;
-        Ok(Self::new(
-            config,
-            Arc::new(store),
-            dir.org,
-            dir.admin_token_hash,
-        ))
+        let path = config.data_dir.join("server.db");
+        let store =
+            SqliteStore::open(&path).map_err(|source| crate::ServeError::Store { path, source })?;
+        let mut state = Self::new(config, Arc::new(store), dir.org, dir.admin_token_hash);
+        state._data_dir_lock = Some(dir.lock);
+        Ok(state)
     }
 
     pub fn new(
@@ -72,6 +73,7 @@ impl AppState {
             clock,
             groups: Mutex::new(LruCache::new(cached)),
             group_locks: Mutex::default(),
+            _data_dir_lock: None,
         }
     }
 

@@ -106,6 +106,24 @@ async fn a_slow_loris_and_an_idle_connection_are_cut_off() {
 }
 
 #[tokio::test]
+async fn issue_7_a_connection_that_never_speaks_is_closed_and_frees_its_slot() {
+    let (addr, _) = start(|c| {
+        c.header_read_timeout = Duration::from_millis(300);
+        c.max_connections = Some(1);
+    })
+    .await;
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    read_until_closed(&mut silent).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // Its one slot is free again: a real request is served.
+    let deadline = Instant::now() + PATIENCE;
+    while !healthz(addr).await.starts_with("HTTP/1.1 200") {
+        assert!(Instant::now() < deadline, "the slot never came back");
+    }
+}
+
+#[tokio::test]
 async fn connections_over_the_cap_are_refused_clearly_and_slots_come_back() {
     let (addr, _) = start(|c| c.max_connections = Some(2)).await;
     let mut held = Vec::new();

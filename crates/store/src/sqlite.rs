@@ -243,7 +243,10 @@ impl SqliteStore {
                 writer: Mutex::new(conn),
                 readers,
                 nonces: Mutex::default(),
-                started_at: now_secs(),
+                // A file may have had a predecessor process that accepted requests in this
+                // very second before it died: only the next second on is surely unseen.
+                // Nothing can replay into a fresh in-memory store.
+                started_at: now_secs() + i64::from(path.is_some()),
                 instance_id,
             }),
         })
