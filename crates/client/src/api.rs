@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use vellum_mls::DeviceKey;
-use vellum_wire::{codes, request_signing_bytes, ApiError, AuthHeaders};
+use vellum_wire::{codes, request_signing_bytes, ApiError, AuthHeaders, MAX_CLOCK_SKEW_SECS};
 
 use crate::Error;
 
@@ -151,7 +151,14 @@ impl Api {
                 && serde_json::from_slice::<ApiError>(&text)
                     .is_ok_and(|e| e.code == codes::BEFORE_SERVER_START);
             match started {
-                Some(started) if refused_as_early && signer.is_some() && !retried => {
+                // The header is not authenticated: a start further ahead than the window
+                // the server itself accepts is not believed.
+                Some(started)
+                    if refused_as_early
+                        && signer.is_some()
+                        && !retried
+                        && started <= now_secs() + MAX_CLOCK_SKEW_SECS =>
+                {
                     self.not_before.fetch_max(started, Ordering::Relaxed);
                     retried = true;
                 }

@@ -447,14 +447,17 @@ impl Client {
         members: &[Member],
     ) -> Result<Option<Record>, Error> {
         let who = (sender.user.as_str(), sender.device_id.as_str());
+        let base = |kind| self.event(group_id, entry, kind, who, members);
         let payload = match AppPayload::decode(data) {
             Ok(payload) => payload,
             Err(e) => {
-                tracing::warn!(group = group_id, seq = entry.seq, error = %e, "dropping an undecodable message");
-                return Ok(None);
+                // Never dropped: a newer client may extend a known kind or its limits. It is
+                // shown as a message this version cannot display and archived verbatim.
+                tracing::warn!(group = group_id, seq = entry.seq, error = %e, "keeping an undecodable message as unknown");
+                let (kind, payload) = undecodable(data);
+                return Ok(Some(base(RecordKind::Unknown { kind, payload })?));
             }
         };
-        let base = |kind| self.event(group_id, entry, kind, who, members);
         Ok(Some(match payload {
             AppPayload::Text {
                 id,
@@ -695,5 +698,49 @@ impl Client {
             }
         }
         Err(Error::Network("the server closed the connection".into()))
+    }
+}
+
+/// An undecodable payload as an unknown record: its own `kind` when it is JSON that names
+/// one, else `undecodable`; the text verbatim, or `base64:`-prefixed bytes when not UTF-8.
+fn undecodable(data: &[u8]) -> (String, String) {
+    match std::str::from_utf8(data) {
+        Ok(text) => {
+            let kind = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| v.get("kind")?.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "undecodable".to_owned());
+            (kind, text.to_owned())
+        }
+        Err(_) => {
+            use base64::Engine;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+            ("undecodable".to_owned(), format!("base64:{encoded}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod undecodable_tests {
+    use super::undecodable;
+
+    #[test]
+    fn issue_7_undecodable_payloads_are_kept_verbatim() {
+        let malformed_text = br#"{"kind":"text","id":"m","text":{"rich":true},"sent_at":1}"#;
+        assert_eq!(
+            undecodable(malformed_text),
+            (
+                "text".to_owned(),
+                String::from_utf8(malformed_text.to_vec()).unwrap()
+            )
+        );
+        assert_eq!(
+            undecodable(b"[1,2]"),
+            ("undecodable".to_owned(), "[1,2]".to_owned())
+        );
+        assert_eq!(
+            undecodable(&[0xff, 0x00]),
+            ("undecodable".to_owned(), "base64:/wA=".to_owned())
+        );
     }
 }

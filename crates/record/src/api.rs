@@ -24,6 +24,7 @@ pub struct UnsealRequest {
 
 /// `GET /v1/search` query.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)] // a misspelt filter must not silently match everything
 pub struct SearchQuery {
     #[serde(default)]
     pub q: String,

@@ -85,14 +85,16 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
             ApiError::unauthenticated("request timestamp is outside the allowed window").into(),
         );
     }
-    let body = to_bytes(body, state.config.max_body_bytes)
-        .await
-        .map_err(body_error)?;
+    // The device is looked up before the body is read, so a stranger cannot make the
+    // server buffer a body at all.
     let device = state
         .store
         .device(&device_id)
         .await?
         .ok_or_else(|| ApiError::unauthenticated("unknown device"))?;
+    let body = to_bytes(body, state.config.max_body_bytes)
+        .await
+        .map_err(body_error)?;
     let path = parts
         .uri
         .path_and_query()
@@ -121,6 +123,9 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
     }
     // Remembered in memory (no disk write); a nonce is kept while its timestamp is inside
     // the window, and timestamps before the server started are refused.
+    // The clock is read again: the body may have taken a while, and the window is judged
+    // as it stands when the nonce is remembered.
+    let now = state.now_secs();
     let checked = state
         .store
         .remember_nonce(&device_id, &nonce, timestamp, now - MAX_CLOCK_SKEW_SECS)

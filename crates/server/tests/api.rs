@@ -1632,12 +1632,14 @@ async fn issue_7_every_error_is_json_with_a_code() {
 #[tokio::test]
 async fn issue_7_a_timeout_is_a_json_408() {
     let h = harness_with(|c| c.request_timeout = std::time::Duration::from_millis(50));
-    // The body never finishes arriving: the request times out, even inside authentication.
+    let alice = h.enroll("alice").await;
+    // The body never finishes arriving: the request times out, even inside authentication
+    // (the device is known, so the body is read; a stranger's would not be).
     let (_tx, body) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
     let stream = tokio_stream_from(body);
     let request = Request::post("/v1/ack")
         .header("content-type", "application/json")
-        .header(AuthHeaders::DEVICE, "d")
+        .header(AuthHeaders::DEVICE, &alice.id)
         .header(AuthHeaders::TIMESTAMP, now().to_string())
         .header(AuthHeaders::NONCE, "n")
         .header(AuthHeaders::SIGNATURE, "AAAA")

@@ -14,6 +14,7 @@ macro_rules! store_conformance_tests {
             nonces_detect_replays,
             log_entries_carry_a_running_hash,
             key_packages_single_use_then_last_resort,
+            issue_7_a_key_package_is_filed_once,
             commits_are_ordered_first_wins,
             messages_are_idempotent_and_members_only,
             delivery_respects_join_removal_and_acks,
@@ -345,6 +346,32 @@ pub async fn key_packages_single_use_then_last_resort(store: &impl Store) {
     assert_eq!(
         store.claim_key_package("d1").await.unwrap(),
         Some(b"last2".to_vec())
+    );
+}
+
+/// A retried or replayed upload files nothing twice, even once the first copy was claimed.
+pub async fn issue_7_a_key_package_is_filed_once(store: &impl Store) {
+    enroll(store, "d1", "alice").await;
+    let upload = || {
+        store.add_key_packages(
+            "d1",
+            vec![b"kp1".to_vec(), b"kp1".to_vec()],
+            Some(b"last".to_vec()),
+        )
+    };
+    upload().await.unwrap();
+    upload().await.unwrap();
+    assert_eq!(store.key_package_count("d1").await.unwrap(), (1, true));
+    assert_eq!(
+        store.claim_key_package("d1").await.unwrap(),
+        Some(b"kp1".to_vec())
+    );
+    upload().await.unwrap();
+    assert_eq!(store.key_package_count("d1").await.unwrap(), (0, true));
+    assert_eq!(
+        store.claim_key_package("d1").await.unwrap(),
+        Some(b"last".to_vec()),
+        "the claimed one did not come back"
     );
 }
 
