@@ -507,6 +507,7 @@ impl Client {
             match self.post_with_retry::<_, Accepted>(&path, &request).await {
                 Ok(accepted) => {
                     if let Some(row) = row {
+                        self.check_position(group_id, accepted.seq, &row.id, true)?;
                         self.store
                             .set_message_seq(group_id, &row.id, accepted.seq)?;
                     }

@@ -74,25 +74,7 @@ impl Client {
             prev = Some((entry.seq, claimed));
         }
         let Some(why) = why else { return Ok(None) };
-        // Shown in the chat itself (sync, watch, history); the log keeps the detail.
-        tracing::info!(chat = %group.group_id, %why, "{HISTORY_CHANGED}");
-        let now = now_millis();
-        let warning = MessageRow {
-            group_id: group.group_id.clone(),
-            id: random_id(),
-            kind: MessageKind::Event,
-            sender_user: String::new(),
-            sender_device: String::new(),
-            sent_at: now,
-            received_at: now,
-            seq: None,
-            text: format!("{HISTORY_CHANGED} ({why})."),
-            expires_at: None,
-            burn_secs: None,
-            read_at: None,
-            burn_at: None,
-            archived_leaf: None,
-        };
+        let warning = history_changed(&group.group_id, &why);
         self.store.begin()?;
         let saved = self
             .store
@@ -105,6 +87,37 @@ impl Client {
             .and_then(|_| self.store.set_log_position(&group.group_id, None));
         self.finish_tx(saved)?;
         Ok(Some(warning))
+    }
+
+    /// Before a text message is stored at `seq`: a server that forgot entries (a restored
+    /// backup) hands out positions again. If one of this device's own messages sat there,
+    /// the server lost it: it becomes unconfirmed, so the next sync sends it again under its
+    /// id, and the chat gets the loud warning. For a message this device just sent (`newest`:
+    /// `seq` is the end of the server's log), every own message from `seq` on was lost.
+    /// (Other members' messages stay shown; the log check above warns a device whose cursor
+    /// had passed them.)
+    pub(crate) fn check_position(
+        &self,
+        group_id: &str,
+        seq: u64,
+        id: &str,
+        newest: bool,
+    ) -> Result<(), Error> {
+        let lost = self
+            .store
+            .own_messages_at(group_id, &self.device_id, seq, newest, id)?;
+        if lost.is_empty() {
+            return Ok(());
+        }
+        for lost_id in &lost {
+            self.store.unconfirm(group_id, lost_id)?;
+        }
+        let why = format!(
+            "it handed out position {seq} again and no longer holds {} of your messages; they are sent again",
+            lost.len()
+        );
+        self.store.add_message(&history_changed(group_id, &why))?;
+        Ok(())
     }
 
     /// After a group's entries were processed: remembers the last one's position and hash.
@@ -130,6 +143,29 @@ impl Client {
                 instance_id: group.head.as_ref().map(|h| h.instance_id.clone()),
             }),
         )
+    }
+}
+
+/// The loud event a chat gets when its server's history changed under this device.
+fn history_changed(group_id: &str, why: &str) -> MessageRow {
+    // Shown in the chat itself (sync, watch, history); the log keeps the detail.
+    tracing::info!(chat = %group_id, %why, "{HISTORY_CHANGED}");
+    let now = now_millis();
+    MessageRow {
+        group_id: group_id.to_owned(),
+        id: random_id(),
+        kind: MessageKind::Event,
+        sender_user: String::new(),
+        sender_device: String::new(),
+        sent_at: now,
+        received_at: now,
+        seq: None,
+        text: format!("{HISTORY_CHANGED} ({why})."),
+        expires_at: None,
+        burn_secs: None,
+        read_at: None,
+        burn_at: None,
+        archived_leaf: None,
     }
 }
 

@@ -171,9 +171,11 @@ impl LocalStore {
             .mode(0o600)
             .open(&path)
             .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-        let mut conn = Connection::open(&path).map_err(db)?;
         let schema =
             |e: vellum_store::SchemaError| Error::Store(format!("{}: {e}", path.display()));
+        vellum_store::schema::check_existing(&path, &embedded::migrations::runner())
+            .map_err(schema)?;
+        let mut conn = Connection::open(&path).map_err(db)?;
         vellum_store::schema::quick_check(&conn).map_err(schema)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
@@ -399,6 +401,45 @@ impl LocalStore {
             .execute(
                 "UPDATE messages SET seq = ?3 WHERE group_id = ?1 AND id = ?2",
                 params![group_id, id, seq as i64],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    /// Ids of `device`'s text messages the server accepted at `seq` (or, with `and_later`,
+    /// at `seq` or after), but `except`.
+    pub fn own_messages_at(
+        &self,
+        group_id: &str,
+        device: &str,
+        seq: u64,
+        and_later: bool,
+        except: &str,
+    ) -> Result<Vec<String>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id FROM messages WHERE group_id = ?1 AND id != ?3 AND kind = 'text'
+                 AND sender_device = ?4 AND (seq = ?2 OR (?5 AND seq > ?2)) ORDER BY seq",
+            )
+            .map_err(db)?;
+        let ids = stmt
+            .query_map(
+                params![group_id, seq as i64, except, device, and_later],
+                |r| r.get(0),
+            )
+            .map_err(db)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(db)?;
+        Ok(ids)
+    }
+
+    /// Marks a sent message as not accepted by the server, so it is sent again.
+    pub fn unconfirm(&self, group_id: &str, id: &str) -> Result<(), Error> {
+        self.lock()
+            .execute(
+                "UPDATE messages SET seq = NULL WHERE group_id = ?1 AND id = ?2",
+                params![group_id, id],
             )
             .map(|_| ())
             .map_err(db)

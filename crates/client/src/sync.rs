@@ -579,6 +579,7 @@ impl Client {
                     burn_at: None,
                     archived_leaf: None,
                 };
+                self.check_position(group_id, seq, &row.id, false)?;
                 Ok(if self.store.add_message(&row)? {
                     Processed::Shown(Box::new(row))
                 } else {

@@ -43,6 +43,35 @@ pub fn quick_check(conn: &Connection) -> Result<(), SchemaError> {
     }
 }
 
+/// Checks an existing file through a read-only connection before anything opens it for
+/// writing: a damaged file, or one written by a newer version, is refused unchanged (a
+/// read-write open would already set its journal mode or checkpoint its WAL on close).
+pub fn check_existing(path: &std::path::Path, runner: &Runner) -> Result<(), SchemaError> {
+    if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
+        return Ok(()); // nothing there yet: it is created
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| SchemaError::Damaged(e.to_string()))?;
+    quick_check(&conn)?;
+    let supported = supported_version(runner);
+    match schema_version(&conn)? {
+        Some(found) if found > supported => Err(SchemaError::TooNew { found, supported }),
+        _ => Ok(()),
+    }
+}
+
+fn supported_version(runner: &Runner) -> i64 {
+    runner
+        .get_migrations()
+        .iter()
+        .map(|m| m.version() as i64)
+        .max()
+        .unwrap_or(0)
+}
+
 /// The highest migration recorded in the file, if it has a history at all.
 pub fn schema_version(conn: &Connection) -> Result<Option<i64>, SchemaError> {
     if !has_table(conn, HISTORY)? {
@@ -73,12 +102,8 @@ fn has_table(conn: &Connection, name: &str) -> Result<bool, SchemaError> {
 /// running V1 over it only adds what is missing. Files from before 0.1.0 also lack columns
 /// that were added to `CREATE TABLE` in place; those are added first, with their defaults.
 pub fn migrate(conn: &mut Connection, runner: Runner) -> Result<(), SchemaError> {
+    let supported = supported_version(&runner);
     let migrations = runner.get_migrations();
-    let supported = migrations
-        .iter()
-        .map(|m| m.version() as i64)
-        .max()
-        .unwrap_or(0);
     let found = schema_version(conn)?;
     if let Some(found) = found.filter(|v| *v > supported) {
         return Err(SchemaError::TooNew { found, supported });

@@ -255,6 +255,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`: refuses a damaged file or one
     /// written by a newer version, and migrates an older one.
     pub fn open(path: &Path) -> Result<Self> {
+        schema::check_existing(path, &embedded::migrations::runner())?;
         let writer = Connection::open(path).map_err(backend)?;
         Self::init(writer, Some(path))
     }

@@ -230,6 +230,42 @@ fn a_database_from_a_newer_version_is_refused_and_left_alone() {
     assert_eq!(std::fs::read(&path).unwrap(), before, "nothing changed");
 }
 
+/// A copy taken while a newer server ran holds its newest writes in the WAL: refusing it
+/// must not checkpoint that WAL into the file (or touch either).
+#[test]
+fn issue_7_a_newer_database_with_a_wal_is_refused_untouched() {
+    let (dir, path) = copy_of_fixture();
+    let live = SqliteStore::open(&path).unwrap();
+    let newer = SqliteStore::schema_version() + 1;
+    let conn = Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (?1, 'future', '2030-01-01T00:00:00Z', '1')",
+        [newer],
+    )
+    .unwrap();
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for suffix in ["", "-wal"] {
+        let from = format!("{}{suffix}", path.display());
+        std::fs::copy(&from, copy.join(format!("server.db{suffix}"))).unwrap();
+    }
+    drop(conn);
+    drop(live);
+    let files = |dir: &std::path::Path| {
+        ["server.db", "server.db-wal"].map(|f| std::fs::read(dir.join(f)).unwrap())
+    };
+    let before = files(&copy);
+    assert!(!before[1].is_empty(), "the newest writes are in the WAL");
+    let err = SqliteStore::open(&copy.join("server.db"))
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, Error::Schema(SchemaError::TooNew { found, .. }) if found == newer),
+        "{err}"
+    );
+    assert_eq!(files(&copy), before, "neither the file nor its WAL changed");
+}
+
 #[test]
 fn a_damaged_database_is_refused() {
     let (_dir, path) = copy_of_fixture();

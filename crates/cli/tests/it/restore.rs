@@ -60,6 +60,38 @@ fn issue_7_a_server_restored_from_a_backup_makes_clients_warn_and_skip_nothing()
         "the entry at a reused position is shown, not skipped: {:?}",
         bob.texts("restored")
     );
+    // issue 7: the sender notices too. The server gave "after the restore" the position
+    // "lost one" had, so alice's two lost messages are unconfirmed, she is warned, and her
+    // next sync sends them again: the server holds them at new positions, and bob, who had
+    // them, still shows each once.
+    assert!(
+        alice
+            .events("restored")
+            .iter()
+            .any(|e| e.contains("no longer holds 2 of your messages")),
+        "{:?}",
+        alice.events("restored")
+    );
+    alice.ok(&["sync"]);
+    let history = alice.json(&["history", "restored", "--json"]);
+    let seq_of = |text: &str| {
+        history
+            .iter()
+            .find(|m| m["text"] == text)
+            .and_then(|m| m["seq"].as_u64())
+            .unwrap_or_else(|| panic!("{text} has no position: {history:?}"))
+    };
+    let after = seq_of("after the restore");
+    assert!(seq_of("lost one") > after && seq_of("lost two") > seq_of("lost one"));
+    bob.ok(&["sync"]);
+    for text in ["lost one", "lost two"] {
+        assert_eq!(
+            bob.texts("restored").iter().filter(|t| *t == text).count(),
+            1,
+            "{text}"
+        );
+    }
+
     // Once warned, the server's history is the one checked against: no warning per sync.
     alice.ok(&["send", "restored", "and on"]);
     bob.ok(&["sync"]);
