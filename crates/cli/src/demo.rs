@@ -196,11 +196,54 @@ pub async fn run() -> Result<()> {
         texts.len()
     );
     records(&api, token.trim(), &url, dir.path(), &mut alice, &mut bob).await?;
+    foundations(&url).await?;
     println!("\ndemo complete");
     Ok(())
 }
 
 /// Every file under `dir` that holds `text`.
+/// What keeps it all readable across upgrades: versioned schemas and records, and an API
+/// that describes itself.
+async fn foundations(url: &str) -> Result<()> {
+    heading("formats that outlive versions, and an API that describes itself");
+    println!(
+        "  server.db is at schema version {} (numbered migrations; a newer file is refused)",
+        vellum_store::SqliteStore::schema_version()
+    );
+    println!(
+        "  archived records are format version {} (a message kind this version does not know is archived verbatim)",
+        vellum_archiver::record::FORMAT_VERSION
+    );
+    let http = reqwest::Client::new();
+    let document: serde_json::Value = http
+        .get(format!("{url}/openapi.json"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let operations: usize = document["paths"]
+        .as_object()
+        .map(|paths| {
+            paths
+                .values()
+                .filter_map(|p| p.as_object())
+                .map(|p| p.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    println!(
+        "  GET /openapi.json: OpenAPI {}, {operations} operations, generated from the router's own code",
+        document["openapi"].as_str().unwrap_or("?")
+    );
+    let answer = http.get(format!("{url}/v1/no-such-route")).send().await?;
+    println!(
+        "  every error is JSON: GET /v1/no-such-route -> {} {}",
+        answer.status().as_u16(),
+        answer.text().await?
+    );
+    Ok(())
+}
+
 fn files_holding(dir: &Path, text: &str) -> Result<Vec<String>> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_owned()];
