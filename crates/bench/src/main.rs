@@ -417,6 +417,7 @@ const USAGE: &str = "usage: vellum-bench [quick|load|soak|all]
   load   a `vellum server` process: 50 chats of 10 members at 200, 500 and 1,000 msg/s for
          60 s each, idle WebSocket memory, adding a member next to raw mls-rs
   soak   the same server at 200 msg/s for 10 minutes, one row per minute
+  senders RATE SECS   one many-senders row at RATE msg/s for SECS seconds
   all    quick, then load (load and soak need `cargo build --release -p vellum`)";
 
 #[tokio::main]
@@ -427,6 +428,20 @@ async fn main() -> Result<()> {
         "quick" => quick().await,
         "load" => load_figures().await,
         "soak" => soak().await,
+        "senders" => {
+            let arg = |n: usize, default: f64| {
+                std::env::args()
+                    .nth(n)
+                    .map_or(Ok(default), |a| a.parse::<f64>())
+            };
+            let (Ok(rate), Ok(secs)) = (arg(2, 200.0), arg(3, 60.0)) else {
+                eprintln!("{USAGE}");
+                std::process::exit(2);
+            };
+            println!("| offered msg/s | sent msg/s | deliveries/s | send-to-deliver p50 ms | p99 ms | server CPU µs per delivery | delivered/expected |");
+            println!("|---|---|---|---|---|---|---|");
+            load::many_senders(50, 10, rate, Duration::from_secs_f64(secs), None).await
+        }
         "all" => {
             quick().await?;
             load_figures().await

@@ -690,9 +690,26 @@ impl Client {
             let Some(frame) = frame else { break };
             let frame = frame.map_err(|e| Error::Network(e.to_string()))?;
             if frame.is_text() {
+                // Wake-ups that queued up while the last sync ran are all answered by the
+                // next one: one sync, not one per frame.
+                let mut closed = false;
+                while let Some(queued) = futures_util::FutureExt::now_or_never(socket.next()) {
+                    match queued {
+                        Some(Ok(f)) if f.is_close() => closed = true,
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Err(Error::Network(e.to_string())),
+                        None => closed = true,
+                    }
+                    if closed {
+                        break;
+                    }
+                }
                 let batch = self.sync().await?;
                 if !batch.is_empty() {
                     on_messages(&batch);
+                }
+                if closed {
+                    break;
                 }
             } else if frame.is_close() {
                 break;
