@@ -2,6 +2,17 @@
 
 use crate::{AddCheckpoint, Error};
 
+/// The error with its causes: reqwest's own message alone does not say what failed.
+fn network(e: reqwest::Error) -> Error {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    Error::Network(message)
+}
+
 /// What a witness answered to a submission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {
@@ -25,12 +36,9 @@ pub async fn submit(
         .body(request.to_body())
         .send()
         .await
-        .map_err(|e| Error::Network(e.to_string()))?;
+        .map_err(network)?;
     let status = response.status().as_u16();
-    let body = response
-        .text()
-        .await
-        .map_err(|e| Error::Network(e.to_string()))?;
+    let body = response.text().await.map_err(network)?;
     match status {
         200 => Ok(Submitted::Cosigned(body)),
         409 => body

@@ -190,6 +190,10 @@ impl Witness {
     /// logs of `new_logs` (verifier keys), which are remembered from now on. One process
     /// per directory.
     pub fn open(dir: &Path, new_logs: &[String]) -> Result<Self, Error> {
+        // A bad key is refused before anything is created or written.
+        for vkey in new_logs {
+            NoteVerifier::parse(vkey.trim()).map_err(|e| Error::BadLogKey(e.to_string()))?;
+        }
         prepare_dir(dir)?;
         let lock_path = dir.join("lock");
         let lock = OpenOptions::new()

@@ -510,6 +510,26 @@ async fn key_permissions_and_restart() {
     assert_eq!(post(&witness, log.body(7, 9)).await.status, StatusCode::OK);
 }
 
+/// A `--log` that is not a note verifier key is refused before anything is written.
+#[test]
+fn bad_log_keys_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("witness");
+    assert!(matches!(
+        Witness::open(&dir, &["bogus".into()]),
+        Err(vellum_witness::Error::BadLogKey(_))
+    ));
+    assert!(!dir.exists());
+    let log = Log::new(1, 1, "a");
+    let witness = Witness::open(&dir, &[log.signer.verifier_key()]).unwrap();
+    drop(witness);
+    let before = snapshot(&dir);
+    // A cosignature key (type 0x04) is not a log key either.
+    let cosigner = vellum_tlog::cosignature::CosignatureSigner::new(ORIGIN, &[1; 32]).unwrap();
+    assert!(Witness::open(&dir, &[cosigner.verifier_key()]).is_err());
+    assert_eq!(snapshot(&dir), before);
+}
+
 /// A state file the witness's own cosignature does not verify is an error (500), never
 /// taken as "nothing seen", which would let a rolled-back log start again from zero.
 #[tokio::test]
