@@ -9,6 +9,7 @@
 //! - [`submit`]: the client side, for a log that asks for cosignatures.
 
 mod client;
+pub mod fuzz_bodies;
 mod http;
 pub mod protocol;
 mod witness;
