@@ -3,6 +3,7 @@
 mod demo;
 mod output;
 mod records;
+mod witness;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -131,6 +132,9 @@ enum Command {
     /// Offline checks of an archive directory, for auditors.
     #[command(subcommand)]
     Archive(records::ArchiveCommand),
+    /// Run a C2SP tlog witness that cosigns a log's consistent checkpoints (or, with a
+    /// subcommand, print its key or its newest cosigned checkpoint).
+    Witness(witness::WitnessArgs),
 }
 
 #[derive(Args)]
@@ -410,6 +414,7 @@ async fn run(cli: Cli) -> Result<()> {
             command,
         } => records::records(&archiver, &token_file, command).await?,
         Command::Archive(command) => records::archive(command)?,
+        Command::Witness(args) => witness::witness(args).await?,
     }
     Ok(())
 }

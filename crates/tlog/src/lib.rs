@@ -6,6 +6,7 @@
 //! an old checkpoint can check that a newer one extends it without reading any content.
 
 mod checkpoint;
+pub mod cosignature;
 pub mod fuzz_bodies;
 mod merkle;
 mod note;

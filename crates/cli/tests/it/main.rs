@@ -9,3 +9,4 @@ mod records;
 mod restore;
 mod secrets;
 mod timers;
+mod witness;

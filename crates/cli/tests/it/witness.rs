@@ -1,0 +1,190 @@
+//! Issue 8, behaviour 3: `vellum witness` cosigns an archive's checkpoints over the C2SP
+//! tlog-witness protocol; `witness latest` and `witness key` give an auditor what to compare.
+
+use std::io::BufReader;
+use std::path::Path;
+use std::process::{Child, ChildStdout};
+use std::time::Duration;
+
+use vellum_archive::{Archive, Leaf};
+use vellum_tlog::cosignature::CosignatureVerifier;
+use vellum_tlog::NoteSigner;
+use vellum_witness::{AddCheckpoint, Submitted};
+
+use crate::harness::{last_line, run_fails, run_ok, spawn_piped, vellum, wait_for_line};
+
+const ORIGIN: &str = "records.agency.example/vellum";
+
+/// A running `vellum witness`, killed when dropped.
+struct Running {
+    child: Child,
+    url: String,
+    /// Kept open: the witness prints more lines after the address.
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data: &Path, logs: &[&str]) -> Running {
+    let mut cmd = vellum();
+    cmd.args(["witness", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data);
+    for log in logs {
+        cmd.args(["--log", log]);
+    }
+    let mut child = spawn_piped(&mut cmd);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // The first line names the bound address once the listener is up.
+    let line = wait_for_line(&mut stdout, |_| true, Duration::from_secs(20))
+        .expect("the witness printed nothing");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address on the first line: {line:?}"))
+        .to_owned();
+    Running {
+        child,
+        url,
+        _stdout: stdout,
+    }
+}
+
+fn grow(archive: &mut Archive, n: usize) {
+    for i in 0..n {
+        archive
+            .append(Leaf::Access {
+                time: 1_700_000_000_000 + i as i64,
+                action: "search".into(),
+                detail: format!("query {i}"),
+            })
+            .unwrap();
+    }
+}
+
+fn submit(url: &str, request: &AddCheckpoint) -> Submitted {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(vellum_witness::submit(
+            &reqwest::Client::new(),
+            url,
+            request,
+        ))
+        .unwrap()
+}
+
+#[test]
+fn issue_8_witness_cosigns_an_archive_and_auditors_read_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("witness");
+    let mut archive = Archive::open(
+        &tmp.path().join("archive"),
+        NoteSigner::new(ORIGIN, &[9; 32]).unwrap(),
+    )
+    .unwrap();
+    let log_key = archive.verifier_key();
+    grow(&mut archive, 3);
+    let first = archive.checkpoint().unwrap();
+
+    let witness = start(&data, &[&log_key]);
+    let key_out = run_ok(vellum().args(["witness", "key", "--data"]).arg(&data));
+    let vkey = last_line(&key_out);
+    let verifier = CosignatureVerifier::parse(&vkey).unwrap();
+
+    // The first checkpoint: old size 0, no proof.
+    let Submitted::Cosigned(line) = submit(
+        &witness.url,
+        &AddCheckpoint {
+            old_size: 0,
+            proof: vec![],
+            note: first.clone(),
+        },
+    ) else {
+        panic!("not cosigned")
+    };
+    assert_eq!(
+        verifier.verify(&format!("{first}{line}")).unwrap().0.size,
+        3
+    );
+
+    // The archive grows; the witness gets the consistency proof from 3.
+    grow(&mut archive, 4);
+    let second = archive.checkpoint().unwrap();
+    let Submitted::Cosigned(line) = submit(
+        &witness.url,
+        &AddCheckpoint {
+            old_size: 3,
+            proof: archive.consistency_proof(3, 7).unwrap(),
+            note: second.clone(),
+        },
+    ) else {
+        panic!("not cosigned")
+    };
+    // A log that lost its place learns the witness's size.
+    assert_eq!(
+        submit(
+            &witness.url,
+            &AddCheckpoint {
+                old_size: 0,
+                proof: vec![],
+                note: first.clone(),
+            },
+        ),
+        Submitted::Conflict(7)
+    );
+
+    // What an auditor compares against the archive: the archive's note, cosigned.
+    let latest = run_ok(
+        vellum()
+            .args(["witness", "latest", "--origin", ORIGIN, "--data"])
+            .arg(&data),
+    );
+    let latest = String::from_utf8(latest.stdout).unwrap();
+    assert_eq!(latest, format!("{second}{line}"));
+    let (checkpoint, _) = verifier.verify(&latest).unwrap();
+    assert_eq!((checkpoint.origin.as_str(), checkpoint.size), (ORIGIN, 7));
+
+    // One witness per directory; an origin it never cosigned is a clear error.
+    let busy = run_fails(
+        vellum()
+            .args(["witness", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data),
+    );
+    assert!(busy.contains("another witness is running"), "{busy}");
+    let none = run_fails(
+        vellum()
+            .args([
+                "witness",
+                "latest",
+                "--origin",
+                "other.example/log",
+                "--data",
+            ])
+            .arg(&data),
+    );
+    assert!(
+        none.contains("no checkpoint of \"other.example/log\""),
+        "{none}"
+    );
+
+    // A restart without --log remembers the log, the key and the state.
+    drop(witness);
+    let witness = start(&data, &[]);
+    assert_eq!(
+        submit(
+            &witness.url,
+            &AddCheckpoint {
+                old_size: 0,
+                proof: vec![],
+                note: first,
+            },
+        ),
+        Submitted::Conflict(7)
+    );
+    let key_again = run_ok(vellum().args(["witness", "key", "--data"]).arg(&data));
+    assert_eq!(last_line(&key_again), vkey);
+}
