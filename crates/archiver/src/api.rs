@@ -120,6 +120,7 @@ pub fn current_status(vault: &Vault) -> Status {
             .ok()
             .flatten()
             .map(|(size, _)| size),
+        paused: vault.paused.as_ref().map(|why| format!("paused: {why}")),
     }
 }
 

@@ -1,11 +1,17 @@
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 use vellum_client::RecordSink;
 use vellum_record::{Record, RecordKind};
 
-use crate::actor::ArchiveHandle;
+use crate::actor::{ArchiveHandle, Vault};
 
 /// Seals each chat event to the records key and appends it, durably, before the event is
 /// acknowledged. A re-delivered event (same chat and log position) is archived once. The
-/// sealing and the fsyncs run on the archive's actor.
+/// sealing and the fsyncs run on the archive's actor. A failed write pauses the archiver:
+/// the event is refused, so the server keeps it and the next sync retries it.
 pub struct ArchiveSink {
     vault: ArchiveHandle,
 }
@@ -17,6 +23,7 @@ impl ArchiveSink {
 }
 
 /// An archived message whose sender is owed a receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingReceipt {
     pub leaf: u64,
     pub sender_device: String,
@@ -25,29 +32,139 @@ pub struct PendingReceipt {
     pub message_id: Option<String>,
 }
 
+/// The receipts owed to senders, kept in `DATA/owed-receipts.jsonl` so that a crash before
+/// the next checkpoint (and delivery) does not lose them: one JSON line appended and fsynced
+/// per owed receipt, rewritten atomically without the delivered ones.
+pub struct OwedReceipts {
+    path: Option<PathBuf>,
+    pub pending: Vec<PendingReceipt>,
+}
+
+impl OwedReceipts {
+    /// Owed receipts kept in memory only (tests of the actor alone).
+    pub fn in_memory() -> Self {
+        Self {
+            path: None,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Loads what a previous run still owed. A line cut short by a crash is ignored: its
+    /// message was not acknowledged, so its event is delivered again and owed again.
+    pub fn load(path: &Path) -> Result<Self, crate::Error> {
+        let mut pending: Vec<PendingReceipt> = Vec::new();
+        match fs::read_to_string(path) {
+            Ok(text) => {
+                for line in text.lines() {
+                    if let Ok(p) = serde_json::from_str::<PendingReceipt>(line) {
+                        if !pending.iter().any(|q| q.leaf == p.leaf) {
+                            pending.push(p);
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Self {
+            path: Some(path.to_owned()),
+            pending,
+        })
+    }
+
+    /// Owes `receipt`, durably, unless it is owed already.
+    pub fn owe(&mut self, receipt: PendingReceipt) -> Result<(), String> {
+        if self.pending.iter().any(|p| p.leaf == receipt.leaf) {
+            return Ok(());
+        }
+        if let Some(path) = &self.path {
+            let mut line = serde_json::to_vec(&receipt).expect("receipts serialise");
+            line.push(b'\n');
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(&line).and_then(|_| f.sync_data()))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        self.pending.push(receipt);
+        Ok(())
+    }
+
+    /// Forgets the delivered receipts (on disk too).
+    pub fn delivered(&mut self, leaves: &[u64]) -> Result<(), String> {
+        self.pending.retain(|p| !leaves.contains(&p.leaf));
+        if let Some(path) = &self.path {
+            let mut text = Vec::new();
+            for p in &self.pending {
+                text.extend(serde_json::to_vec(p).expect("receipts serialise"));
+                text.push(b'\n');
+            }
+            vellum_archive::write_atomic(path, &text, 0o600).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the archiver pauses after a failed archive write, as `records status` shows it.
+pub fn pause_reason(e: &vellum_archive::Error) -> String {
+    match e {
+        vellum_archive::Error::Io { path, source }
+            if source.kind() == std::io::ErrorKind::StorageFull =>
+        {
+            format!("the archive's disk is full: {path}")
+        }
+        vellum_archive::Error::Io { path, source } => {
+            format!("cannot write the archive: {path}: {source}")
+        }
+        e => e.to_string(),
+    }
+}
+
+/// Archives one event on the actor; sets or clears the pause reason.
+fn archive(v: &mut Vault, event: Record) -> Result<(), String> {
+    let reference = event.reference();
+    let sealed = vellum_records::seal(&v.public_key, reference.as_bytes(), &event.encode())
+        .map_err(|e| e.to_string())?;
+    let appended = match v
+        .archive
+        .append_record(&reference, event.received_at, &sealed)
+    {
+        Ok(appended) => appended,
+        Err(e) => {
+            let reason = pause_reason(&e);
+            if v.paused.is_none() {
+                tracing::error!(reason, "archiver paused; events stay on the server");
+            }
+            v.paused = Some(reason);
+            return Err(e.to_string());
+        }
+    };
+    if event.kind == RecordKind::Message {
+        // Owed again when re-delivered: a crash may have come between the append and this.
+        // A receipt sent twice is harmless; one never sent is not.
+        let owed = v.pending_receipts.owe(PendingReceipt {
+            leaf: appended.index,
+            sender_device: event.sender_device,
+            chat_id: event.chat_id,
+            seq: event.seq,
+            message_id: event.message_id,
+        });
+        if let Err(e) = owed {
+            v.paused = Some(format!("cannot write the owed receipts: {e}"));
+            return Err(e);
+        }
+    }
+    if v.paused.take().is_some() {
+        tracing::info!("archiver resumed");
+    }
+    Ok(())
+}
+
 impl RecordSink for ArchiveSink {
     fn record(&mut self, event: Record) -> Result<(), String> {
         self.vault
-            .call_blocking(move |v| {
-                let reference = event.reference();
-                let sealed =
-                    vellum_records::seal(&v.public_key, reference.as_bytes(), &event.encode())
-                        .map_err(|e| e.to_string())?;
-                let appended = v
-                    .archive
-                    .append_record(&reference, event.received_at, &sealed)
-                    .map_err(|e| e.to_string())?;
-                if appended.new && event.kind == RecordKind::Message {
-                    v.pending_receipts.push(PendingReceipt {
-                        leaf: appended.index,
-                        sender_device: event.sender_device,
-                        chat_id: event.chat_id,
-                        seq: event.seq,
-                        message_id: event.message_id,
-                    });
-                }
-                Ok(())
-            })
+            .call_blocking(move |v| archive(v, event))
             .map_err(|e| e.to_string())?
     }
 }
