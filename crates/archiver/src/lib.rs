@@ -226,45 +226,45 @@ async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), E
     }
 }
 
+/// Up to 100 receipts owed for messages the latest checkpoint covers, and their leaves.
+fn receipt_batch(v: &mut Vault) -> Result<(vellum_wire::PostReceipts, Vec<u64>), Error> {
+    let mut batch = vellum_wire::PostReceipts::default();
+    let mut sent = Vec::new();
+    if v.pending_receipts.pending.is_empty() {
+        return Ok((batch, sent));
+    }
+    let Some((size, note)) = v.archive.latest_checkpoint()? else {
+        return Ok((batch, sent));
+    };
+    for p in v
+        .pending_receipts
+        .pending
+        .iter()
+        .filter(|p| p.leaf < size)
+        .take(100)
+    {
+        let proof = v.archive.inclusion_proof(p.leaf, size)?;
+        let receipt = vellum_wire::Receipt {
+            chat_id: p.chat_id.clone(),
+            seq: p.seq,
+            message_id: p.message_id.clone(),
+            leaf_index: p.leaf,
+            leaf: v.archive.leaf(p.leaf)?.to_bytes().into(),
+            proof: proof.iter().map(hex::encode).collect(),
+            checkpoint: note.clone(),
+        };
+        batch.receipts.push(vellum_wire::ReceiptFor {
+            device_id: p.sender_device.clone(),
+            receipt: serde_json::to_string(&receipt).expect("receipts serialise"),
+        });
+        sent.push(p.leaf);
+    }
+    Ok((batch, sent))
+}
+
 /// Receipts for every archived message covered by the latest checkpoint.
 async fn send_receipts(client: &Client, state: &ArchiverState) -> Result<(), Error> {
-    let (batch, sent) = state
-        .vault
-        .call(|v| -> Result<_, Error> {
-            let mut batch = vellum_wire::PostReceipts::default();
-            let mut sent = Vec::new();
-            if v.pending_receipts.pending.is_empty() {
-                return Ok((batch, sent));
-            }
-            let Some((size, note)) = v.archive.latest_checkpoint()? else {
-                return Ok((batch, sent));
-            };
-            for p in v
-                .pending_receipts
-                .pending
-                .iter()
-                .filter(|p| p.leaf < size)
-                .take(100)
-            {
-                let proof = v.archive.inclusion_proof(p.leaf, size)?;
-                let receipt = vellum_wire::Receipt {
-                    chat_id: p.chat_id.clone(),
-                    seq: p.seq,
-                    message_id: p.message_id.clone(),
-                    leaf_index: p.leaf,
-                    leaf: v.archive.leaf(p.leaf)?.to_bytes().into(),
-                    proof: proof.iter().map(hex::encode).collect(),
-                    checkpoint: note.clone(),
-                };
-                batch.receipts.push(vellum_wire::ReceiptFor {
-                    device_id: p.sender_device.clone(),
-                    receipt: serde_json::to_string(&receipt).expect("receipts serialise"),
-                });
-                sent.push(p.leaf);
-            }
-            Ok((batch, sent))
-        })
-        .await??;
+    let (batch, sent) = state.vault.call(receipt_batch).await??;
     if batch.receipts.is_empty() {
         return Ok(());
     }
@@ -276,6 +276,21 @@ async fn send_receipts(client: &Client, state: &ArchiverState) -> Result<(), Err
         .call(move |v| v.pending_receipts.delivered(&sent))
         .await?
         .map_err(Error::Setup)
+}
+
+/// Checkpoints new leaves; a failure pauses the archiver until a later checkpoint succeeds.
+fn checkpoint(v: &mut Vault) {
+    match v.archive.checkpoint() {
+        Ok(_) => {
+            if v.paused.take().is_some() {
+                tracing::info!("archiver resumed");
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot write a checkpoint");
+            v.paused = Some(sink::pause_reason(&e));
+        }
+    }
 }
 
 /// Checkpoints new leaves every `interval`; seals after `idle_seal` without activity
@@ -294,17 +309,7 @@ async fn housekeeping(state: Arc<ArchiverState>, idle_seal: Duration, interval: 
             .vault
             .call(move |v| {
                 if due {
-                    match v.archive.checkpoint() {
-                        Ok(_) => {
-                            if v.paused.take().is_some() {
-                                tracing::info!("archiver resumed");
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot write a checkpoint");
-                            v.paused = Some(sink::pause_reason(&e));
-                        }
-                    }
+                    checkpoint(v);
                 }
                 if v.last_activity.elapsed() > idle_seal && v.secret.take().is_some() {
                     api::log_access(v, "seal", "idle timeout");

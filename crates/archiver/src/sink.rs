@@ -168,3 +168,168 @@ impl RecordSink for ArchiveSink {
             .map_err(|e| e.to_string())?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use vellum_archive::Archive;
+    use vellum_record::Member;
+    use vellum_records::Unsealer;
+
+    use super::*;
+
+    fn signer() -> vellum_tlog::NoteSigner {
+        vellum_tlog::NoteSigner::new("test.example/log", &[5; 32]).unwrap()
+    }
+
+    /// The archiver's actor on `dir`, as `prepare` starts it.
+    fn start(dir: &Path, public: &vellum_records::RecordsPublic) -> ArchiveHandle {
+        ArchiveHandle::spawn(Vault {
+            archive: Archive::open(&dir.join("archive"), signer()).unwrap(),
+            public_key: public.key_bytes().unwrap(),
+            unsealer: Unsealer::new(public.clone()),
+            secret: None,
+            last_activity: Instant::now(),
+            pending_receipts: OwedReceipts::load(&dir.join("owed-receipts.jsonl")).unwrap(),
+            paused: None,
+        })
+        .unwrap()
+    }
+
+    fn message(seq: u64) -> Record {
+        Record {
+            version: vellum_record::FORMAT_VERSION,
+            chat_id: "chat".into(),
+            chat_title: None,
+            seq,
+            kind: RecordKind::Message,
+            message_id: Some(format!("m{seq}")),
+            sender_user: "alice".into(),
+            sender_device: "alice-1".into(),
+            recipients: vec![Member {
+                user: "bob".into(),
+                device_id: "bob-1".into(),
+            }],
+            sent_at: 1,
+            received_at: 1,
+            text: Some(format!("hello {seq}")),
+            expire_secs: None,
+            burn_secs: None,
+        }
+    }
+
+    fn paused(handle: &ArchiveHandle) -> Option<String> {
+        handle
+            .call_blocking(|v| crate::api::current_status(v).paused)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_full_disk_pauses_and_says_why_then_every_record_lands_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = vellum_records::generate(3, 2).unwrap().public;
+        let handle = start(dir.path(), &public);
+        let mut sink = ArchiveSink::new(handle.clone());
+        sink.record(message(1)).unwrap();
+        let faults = handle.call_blocking(|v| v.archive.faults()).unwrap();
+        faults.fail_next(3);
+        // Each sync's retry fails while the disk is full: refused (so never acknowledged),
+        // and the status says why, naming the file.
+        for _ in 0..3 {
+            assert!(sink.record(message(2)).is_err());
+            let why = paused(&handle).expect("paused");
+            assert!(
+                why.starts_with("paused: the archive's disk is full: ") && why.contains("archive"),
+                "{why}"
+            );
+        }
+        // Room again: the retry lands, the pause clears, and the redelivered first event
+        // (its acknowledgement may have been lost) is not archived twice.
+        sink.record(message(2)).unwrap();
+        sink.record(message(1)).unwrap();
+        assert_eq!(paused(&handle), None);
+        let (records, owed) = handle
+            .call_blocking(|v| {
+                v.archive.checkpoint().unwrap();
+                (
+                    v.archive.records().count(),
+                    v.pending_receipts.pending.len(),
+                )
+            })
+            .unwrap();
+        assert_eq!((records, owed), (2, 2));
+        let report = vellum_archive::verify(&dir.path().join("archive"), None);
+        assert!(report.ok(), "{:?}", report.problems);
+        assert_eq!((report.leaves, report.records), (2, 2));
+
+        // A failed checkpoint pauses too, and the next one resumes.
+        sink.record(message(3)).unwrap();
+        faults.fail_next(1);
+        handle.call_blocking(crate::checkpoint).unwrap();
+        let why = paused(&handle).expect("paused");
+        assert!(why.contains("checkpoints"), "{why}");
+        handle.call_blocking(crate::checkpoint).unwrap();
+        assert_eq!(paused(&handle), None);
+        let report = vellum_archive::verify(&dir.path().join("archive"), None);
+        assert!(report.ok(), "{:?}", report.problems);
+        assert_eq!((report.records, report.attested), (3, 3));
+    }
+
+    #[test]
+    fn owed_receipts_survive_a_stop_before_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = vellum_records::generate(3, 2).unwrap().public;
+        let handle = start(dir.path(), &public);
+        let mut sink = ArchiveSink::new(handle.clone());
+        sink.record(message(1)).unwrap();
+        sink.record(message(2)).unwrap();
+        // A crash between an append and owing its receipt: the event is delivered again.
+        let third = message(3);
+        handle
+            .call_blocking(move |v| {
+                let sealed = vellum_records::seal(
+                    &v.public_key,
+                    third.reference().as_bytes(),
+                    &third.encode(),
+                )
+                .unwrap();
+                v.archive
+                    .append_record(&third.reference(), 1, &sealed)
+                    .unwrap()
+            })
+            .unwrap();
+        // Stopped before any checkpoint or delivery.
+        drop((sink, handle));
+        let handle = start(dir.path(), &public);
+        let mut sink = ArchiveSink::new(handle.clone());
+        sink.record(message(3)).unwrap();
+        let (batch, sent) = handle
+            .call_blocking(|v| {
+                v.archive.checkpoint().unwrap();
+                crate::receipt_batch(v).unwrap()
+            })
+            .unwrap();
+        assert_eq!(sent, vec![0, 1, 2]);
+        let log_key = signer().verifier_key();
+        for (item, seq) in batch.receipts.iter().zip(1..) {
+            assert_eq!(item.device_id, "alice-1");
+            let receipt = vellum_record::verify_receipt(&item.receipt, Some(&log_key)).unwrap();
+            assert_eq!(
+                (receipt.seq, receipt.message_id.as_deref()),
+                (seq, Some(format!("m{seq}").as_str()))
+            );
+        }
+        // Delivered: forgotten on disk too, so a restart does not send them again.
+        handle
+            .call_blocking(move |v| v.pending_receipts.delivered(&sent[..2]))
+            .unwrap()
+            .unwrap();
+        drop((sink, handle));
+        let owed = OwedReceipts::load(&dir.path().join("owed-receipts.jsonl")).unwrap();
+        assert_eq!(
+            owed.pending.iter().map(|p| p.leaf).collect::<Vec<_>>(),
+            vec![2]
+        );
+    }
+}
