@@ -25,8 +25,11 @@ pub struct Vault {
     pub last_activity: Instant,
     /// Archived messages whose senders still await a receipt.
     pub pending_receipts: OwedReceipts,
-    /// Why the archiver is paused (the last archive write failed), until a write succeeds.
+    /// Why ingest is paused (the last archive or device-store write failed), until one
+    /// succeeds.
     pub paused: Option<String>,
+    /// Why the last checkpoint could not be written, until one is.
+    pub checkpoint_failure: Option<String>,
 }
 
 type Job = Box<dyn FnOnce(&mut Vault) + Send>;
@@ -101,6 +104,7 @@ mod tests {
             last_activity: Instant::now(),
             pending_receipts: OwedReceipts::in_memory(),
             paused: None,
+            checkpoint_failure: None,
         }
     }
 

@@ -134,6 +134,7 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
         last_activity: Instant::now(),
         pending_receipts: sink::OwedReceipts::load(&config.data.join("owed-receipts.jsonl"))?,
         paused: None,
+        checkpoint_failure: None,
     })?;
     let state = Arc::new(ArchiverState {
         vault: vault.clone(),
@@ -204,19 +205,37 @@ async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), E
     let mut backoff = POLL;
     loop {
         match client.sync().await {
-            Ok(_) => backoff = POLL,
+            Ok(_) => {
+                backoff = POLL;
+                // Every event was archived and stored: whatever paused ingest has cleared.
+                if state.vault.call(|v| v.paused.take()).await?.is_some() {
+                    tracing::info!("archiver resumed");
+                }
+            }
             Err(vellum_client::Error::Network(e)) => {
                 tracing::warn!(error = %e, "cannot reach the server; retrying");
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             // An archive write failed (a full disk): nothing was acknowledged, the server
             // keeps the events, and the next sync retries them until the write succeeds.
-            Err(e) => match state.vault.call(|v| v.paused.clone()).await? {
-                Some(reason) => {
-                    tracing::warn!(error = %e, reason, "archiver paused; retrying");
+            // The device's own store may be on the same full disk: that pauses too.
+            Err(e) => match state
+                .vault
+                .call(move |v| {
+                    if let vellum_client::Error::Store(why) | vellum_client::Error::Io(why) = &e {
+                        v.paused.get_or_insert_with(|| {
+                            format!("cannot write the archiver's device store: {why}")
+                        });
+                    }
+                    v.paused.clone().ok_or(e)
+                })
+                .await?
+            {
+                Ok(reason) => {
+                    tracing::warn!(reason, "archiver paused; retrying");
                     backoff = (backoff * 2).min(MAX_PAUSE_BACKOFF);
                 }
-                None => return Err(e.into()),
+                Err(e) => return Err(e.into()),
             },
         }
         if let Err(e) = send_receipts(client, state).await {
@@ -282,13 +301,13 @@ async fn send_receipts(client: &Client, state: &ArchiverState) -> Result<(), Err
 fn checkpoint(v: &mut Vault) {
     match v.archive.checkpoint() {
         Ok(_) => {
-            if v.paused.take().is_some() {
-                tracing::info!("archiver resumed");
+            if v.checkpoint_failure.take().is_some() {
+                tracing::info!("checkpoints resumed");
             }
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot write a checkpoint");
-            v.paused = Some(sink::pause_reason(&e));
+            v.checkpoint_failure = Some(sink::pause_reason(&e));
         }
     }
 }

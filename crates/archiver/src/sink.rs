@@ -193,6 +193,7 @@ mod tests {
             last_activity: Instant::now(),
             pending_receipts: OwedReceipts::load(&dir.join("owed-receipts.jsonl")).unwrap(),
             paused: None,
+            checkpoint_failure: None,
         })
         .unwrap()
     }
