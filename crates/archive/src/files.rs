@@ -85,11 +85,12 @@ fn temporary(path: &Path) -> PathBuf {
 /// old file or the new one, never an empty or half-written one. `mode` applies to a new file.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
     let tmp = temporary(path);
+    // A leftover of an interrupted write goes first: created afresh, it gets `mode`.
+    let _ = fs::remove_file(&tmp);
     let written = (|| {
         let mut file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
             .open(&tmp)?;
         file.write_all(contents)?;

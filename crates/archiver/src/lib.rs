@@ -299,6 +299,12 @@ async fn send_receipts(client: &Client, state: &ArchiverState) -> Result<(), Err
 
 /// Checkpoints new leaves; a failure pauses the archiver until a later checkpoint succeeds.
 fn checkpoint(v: &mut Vault) {
+    // The receipts a checkpoint makes deliverable are durable first.
+    if let Err(e) = v.pending_receipts.sync() {
+        tracing::error!(error = %e, "cannot write the owed receipts");
+        v.checkpoint_failure = Some(format!("cannot write the owed receipts: {e}"));
+        return;
+    }
     match v.archive.checkpoint() {
         Ok(_) => {
             if v.checkpoint_failure.take().is_some() {
