@@ -1,8 +1,10 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use sha2::{Digest, Sha256};
@@ -21,6 +23,105 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
         path: path.display().to_string(),
         source,
     }
+}
+
+/// Injected write failures, for tests of the archiver on a full disk. While armed, each
+/// archive write (a key slot, a leaf, a key's destruction, a checkpoint) fails with "no
+/// space left on device" after writing half its bytes, as a disk that fills mid-write does.
+/// Clones share the counters.
+#[derive(Debug, Clone, Default)]
+pub struct Faults(Arc<(AtomicU32, AtomicU32)>);
+
+impl Faults {
+    /// Makes the next `n` archive writes fail.
+    pub fn fail_next(&self, n: u32) {
+        self.fail_after(0, n);
+    }
+
+    /// Lets `skip` writes succeed, then makes `n` fail.
+    pub fn fail_after(&self, skip: u32, n: u32) {
+        self.0 .0.store(skip, Ordering::SeqCst);
+        self.0 .1.store(n, Ordering::SeqCst);
+    }
+
+    /// Whether this write is to fail.
+    fn fire(&self) -> bool {
+        let take = |c: &AtomicU32| {
+            c.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        };
+        if self.0 .1.load(Ordering::SeqCst) == 0 || take(&self.0 .0) {
+            return false;
+        }
+        take(&self.0 .1)
+    }
+
+    fn full() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::StorageFull)
+    }
+
+    /// `file.write_all_at(bytes, offset)`, or half of it and a full disk.
+    fn write_at(&self, file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+        if self.fire() {
+            file.write_all_at(&bytes[..bytes.len() / 2], offset)?;
+            return Err(Self::full());
+        }
+        file.write_all_at(bytes, offset)
+    }
+}
+
+/// The temporary name `write_atomic` uses for `path`: hidden, in the same directory (a
+/// rename is atomic only within one file system).
+fn temporary(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// Replaces `path` with `contents` all at once: written to a temporary file, fsynced,
+/// renamed over `path`, and the directory fsynced. A crash or a full disk leaves either the
+/// old file or the new one, never an empty or half-written one. `mode` applies to a new file.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
+    let tmp = temporary(path);
+    // A leftover of an interrupted write goes first: created afresh, it gets `mode`.
+    let _ = fs::remove_file(&tmp);
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io(path)(e));
+    }
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Makes a rename or a new file in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Removes what an interrupted `write_atomic` left in `dir` (its target is untouched).
+pub fn remove_temporaries(dir: &Path) -> Result<(), Error> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry.map_err(io(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+        }
+    }
+    Ok(())
 }
 
 /// One parsed entry of log.bin.
@@ -93,6 +194,9 @@ pub(crate) fn checkpoint_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, Err
     }
     for entry in fs::read_dir(&cps).map_err(io(&cps))? {
         let entry = entry.map_err(io(&cps))?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue; // a temporary file of an interrupted write, removed at open
+        }
         out.push((
             entry.file_name().to_string_lossy().into_owned(),
             entry.path(),
@@ -100,6 +204,17 @@ pub(crate) fn checkpoint_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, Err
     }
     out.sort();
     Ok(out)
+}
+
+/// Removes empty checkpoint files: what a full disk left under the earlier, non-atomic
+/// writer. An empty file attests nothing (it carries no signature), so nothing is lost.
+fn remove_empty_checkpoints(dir: &Path) -> Result<(), Error> {
+    for (_, path) in checkpoint_files(dir)? {
+        if fs::metadata(&path).map_err(io(&path))?.len() == 0 {
+            fs::remove_file(&path).map_err(io(&path))?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn latest_checkpoint(dir: &Path) -> Result<Option<(u64, String)>, Error> {
@@ -149,7 +264,6 @@ fn load_keys(dir: &Path, record_leaves: &[u64], size: u64) -> Result<File, Error
         keys.set_len(keep_len).map_err(io(&path))?;
         keys.sync_all().map_err(io(&path))?;
     }
-    keys.seek(SeekFrom::End(0)).map_err(io(&path))?;
     Ok(keys)
 }
 
@@ -167,6 +281,9 @@ pub struct Archive {
     references: HashMap<String, u64>,
     disposed: HashSet<u64>,
     checkpointed: u64,
+    faults: Faults,
+    /// A failed append whose rollback (truncation) failed too: finish it before writing.
+    untrimmed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +299,9 @@ impl Archive {
     pub fn open(dir: &Path, signer: NoteSigner) -> Result<Self, Error> {
         fs::create_dir_all(dir.join("checkpoints")).map_err(io(dir))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        remove_temporaries(dir)?;
+        remove_temporaries(&dir.join("checkpoints"))?;
+        remove_empty_checkpoints(dir)?;
         let vkey_path = dir.join("log.vkey");
         let vkey = signer.verifier_key();
         match fs::read_to_string(&vkey_path) {
@@ -191,13 +311,19 @@ impl Archive {
                     "this archive was signed by another log key".into(),
                 ))
             }
-            Err(_) => fs::write(&vkey_path, format!("{vkey}\n")).map_err(io(&vkey_path))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                write_atomic(&vkey_path, format!("{vkey}\n").as_bytes(), 0o644)?
+            }
+            Err(e) => return Err(io(&vkey_path)(e)),
         }
         let log_path = dir.join("log.bin");
+        // Written at explicit offsets (not O_APPEND), so a failed append's leftovers are
+        // overwritten by the next one even if truncating them failed.
         let mut log = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create(true)
+            .truncate(false)
             .open(&log_path)
             .map_err(io(&log_path))?;
         let mut data = Vec::new();
@@ -295,7 +421,14 @@ impl Archive {
             references,
             disposed,
             checkpointed,
+            faults: Faults::default(),
+            untrimmed: false,
         })
+    }
+
+    /// The handle tests use to make this archive's next writes fail (see [`Faults`]).
+    pub fn faults(&self) -> Faults {
+        self.faults.clone()
     }
 
     pub fn size(&self) -> u64 {
@@ -311,27 +444,64 @@ impl Archive {
         self.signer.verifier_key()
     }
 
-    fn write_entry(&mut self, leaf: &Leaf) -> Result<u64, Error> {
-        let entry = encode_entry(leaf)?;
-        let hash: Hash = entry[4..ENTRY_HEADER].try_into().expect("32 bytes");
-        let path = self.dir.join("log.bin");
-        if let Err(e) = self
-            .log
-            .write_all(&entry)
-            .and_then(|_| self.log.sync_data())
-        {
-            // A partial entry must not stay in front of the next one.
-            let _ = self.log.set_len(self.log_len);
-            return Err(io(&path)(e));
+    fn keys_len(&self) -> u64 {
+        (self.record_slots.len() * SLOT_LEN) as u64
+    }
+
+    /// Before a write: the truncation a failed rollback owes.
+    fn ready_to_write(&mut self) -> Result<(), Error> {
+        if self.untrimmed {
+            self.rollback()?;
         }
+        Ok(())
+    }
+
+    /// Cuts log.bin and keys.bin back to their last good lengths after a failed append, so
+    /// that a retry appends once. Remembered if it fails itself (the disk may be that bad).
+    fn rollback(&mut self) -> Result<(), Error> {
+        let keys_len = self.keys_len();
+        let log_path = self.dir.join("log.bin");
+        let keys_path = self.dir.join("keys.bin");
+        let done = self
+            .log
+            .set_len(self.log_len)
+            .map_err(io(&log_path))
+            .and_then(|_| self.keys.set_len(keys_len).map_err(io(&keys_path)));
+        self.untrimmed = done.is_err();
+        done
+    }
+
+    /// Writes `entry` after the last good one and fsyncs it. On failure the file is cut back.
+    fn write_entry_bytes(&mut self, entry: &[u8]) -> Result<(), Error> {
+        let path = self.dir.join("log.bin");
+        self.faults
+            .write_at(&self.log, entry, self.log_len)
+            .and_then(|_| self.log.sync_data())
+            .map_err(io(&path))
+    }
+
+    fn push_leaf(&mut self, entry: &[u8]) -> u64 {
+        let hash: Hash = entry[4..ENTRY_HEADER].try_into().expect("32 bytes");
         let index = self.size();
         self.offsets.push(self.log_len);
         self.log_len += entry.len() as u64;
         self.leaf_hashes.push(hash);
-        Ok(index)
+        index
     }
 
-    /// Appends a sealed record once per `reference`; durable when this returns.
+    fn write_entry(&mut self, leaf: &Leaf) -> Result<u64, Error> {
+        let entry = encode_entry(leaf)?;
+        self.ready_to_write()?;
+        if let Err(e) = self.write_entry_bytes(&entry) {
+            // A partial entry must not stay in front of the next one.
+            let _ = self.rollback();
+            return Err(e);
+        }
+        Ok(self.push_leaf(&entry))
+    }
+
+    /// Appends a sealed record once per `reference`; durable when this returns. On an error
+    /// nothing was appended: both files are as they were, and a retry appends it once.
     pub fn append_record(
         &mut self,
         reference: &str,
@@ -350,26 +520,26 @@ impl Archive {
             key_hash: hex::encode(Sha256::digest(&record.sealed_key)),
             body: STANDARD.encode(&record.body),
         };
+        let entry = encode_entry(&leaf)?;
+        self.ready_to_write()?;
         let index = self.size();
         let path = self.dir.join("keys.bin");
-        let keys_len = (self.record_slots.len() * SLOT_LEN) as u64;
         let mut slot = index.to_be_bytes().to_vec();
         slot.extend_from_slice(&record.sealed_key);
+        // The key first: a crash between the two leaves an orphan slot, trimmed at open.
         let written = self
-            .keys
-            .write_all(&slot)
+            .faults
+            .write_at(&self.keys, &slot, self.keys_len())
             .and_then(|_| self.keys.sync_data())
             .map_err(io(&path))
-            .and_then(|_| self.write_entry(&leaf));
+            .and_then(|_| self.write_entry_bytes(&entry));
         if let Err(e) = written {
             // Leave both files as they were: a slot without its leaf would misalign every
             // later record's key.
-            let _ = self
-                .keys
-                .set_len(keys_len)
-                .and_then(|_| self.keys.seek(SeekFrom::End(0)).map(|_| ()));
+            let _ = self.rollback();
             return Err(e);
         }
+        self.push_leaf(&entry);
         self.slot_of.insert(index, self.record_slots.len() as u64);
         self.record_slots.push(index);
         self.references.insert(reference.to_owned(), index);
@@ -453,8 +623,12 @@ impl Archive {
         })?;
         self.disposed.insert(index);
         let path = self.dir.join("keys.bin");
-        self.keys
-            .write_all_at(&[0u8; SEALED_KEY_LEN], slot * SLOT_LEN as u64 + 8)
+        self.faults
+            .write_at(
+                &self.keys,
+                &[0u8; SEALED_KEY_LEN],
+                slot * SLOT_LEN as u64 + 8,
+            )
             .map_err(io(&path))?;
         self.keys.sync_data().map_err(io(&path))?;
         Ok(leaf)
@@ -479,9 +653,10 @@ impl Archive {
                 .dir
                 .join("checkpoints")
                 .join(format!("{:020}", self.size()));
-            let mut file = File::create(&path).map_err(io(&path))?;
-            file.write_all(note.as_bytes()).map_err(io(&path))?;
-            file.sync_all().map_err(io(&path))?;
+            if self.faults.fire() {
+                return Err(io(&path)(Faults::full()));
+            }
+            write_atomic(&path, note.as_bytes(), 0o644)?;
             self.checkpointed = self.size();
         }
         Ok(self

@@ -9,13 +9,16 @@
 //!
 //! Appends are durable (fsync) before they are acknowledged. The sealed key is written
 //! before its leaf, so a crash leaves at worst an orphan key slot, which is trimmed at open.
+//! A failed append (a full disk) is rolled back, both files cut to their last good length,
+//! so a retry appends once. Whole files (checkpoints, `log.vkey`) are replaced atomically
+//! ([`write_atomic`]); open removes what an interrupted replacement left.
 
 mod files;
 pub mod fuzz_bodies;
 mod leaf;
 mod verify;
 
-pub use files::{encode_entry, Appended, Archive};
+pub use files::{encode_entry, remove_temporaries, write_atomic, Appended, Archive, Faults};
 pub use leaf::Leaf;
 pub use verify::{verify, VerifyReport};
 

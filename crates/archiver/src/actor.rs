@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use vellum_archive::Archive;
 use vellum_records::{RecordsSecret, Unsealer};
 
-use crate::sink::PendingReceipt;
+use crate::sink::OwedReceipts;
 use crate::Error;
 
 /// What the actor owns.
@@ -24,7 +24,12 @@ pub struct Vault {
     /// Last records-office request: the idle seal counts from it.
     pub last_activity: Instant,
     /// Archived messages whose senders still await a receipt.
-    pub pending_receipts: Vec<PendingReceipt>,
+    pub pending_receipts: OwedReceipts,
+    /// Why ingest is paused (the last archive or device-store write failed), until one
+    /// succeeds.
+    pub paused: Option<String>,
+    /// Why the last checkpoint could not be written, until one is.
+    pub checkpoint_failure: Option<String>,
 }
 
 type Job = Box<dyn FnOnce(&mut Vault) + Send>;
@@ -97,7 +102,9 @@ mod tests {
             unsealer: Unsealer::new(public),
             secret: None,
             last_activity: Instant::now(),
-            pending_receipts: Vec::new(),
+            pending_receipts: OwedReceipts::in_memory(),
+            paused: None,
+            checkpoint_failure: None,
         }
     }
 

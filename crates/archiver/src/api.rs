@@ -120,6 +120,11 @@ pub fn current_status(vault: &Vault) -> Status {
             .ok()
             .flatten()
             .map(|(size, _)| size),
+        paused: vault
+            .paused
+            .as_ref()
+            .or(vault.checkpoint_failure.as_ref())
+            .map(|why| format!("paused: {why}")),
     }
 }
 

@@ -10,9 +10,7 @@ mod retention;
 mod sink;
 
 use std::fs;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,25 +78,21 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(raw)
 }
 
-/// Reads a secret file, or creates it (0600) with `make()`.
+/// Reads a secret file, or creates it (0600) with `make()`, atomically: a crash or a full
+/// disk never leaves an empty or partial secret behind.
 fn secret_file(path: &Path, make: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>, Error> {
     if let Ok(existing) = fs::read(path) {
         return Ok(existing);
     }
     let contents = make();
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(&contents)?;
-    file.sync_all()?;
+    vellum_archive::write_atomic(path, &contents, 0o600)?;
     Ok(contents)
 }
 
 /// Opens (on first start: enrolls) the archiver in `config.data`.
 pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverState>), Error> {
     fs::create_dir_all(&config.data)?;
+    vellum_archive::remove_temporaries(&config.data)?;
     let public = fs::read_to_string(&config.records_key)
         .map_err(|e| Error::Setup(format!("{}: {e}", config.records_key.display())))?;
     let public = RecordsPublic::parse(&public).map_err(|e| Error::Setup(e.to_string()))?;
@@ -138,7 +132,9 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
         unsealer: Unsealer::new(public),
         secret: None,
         last_activity: Instant::now(),
-        pending_receipts: Vec::new(),
+        pending_receipts: sink::OwedReceipts::load(&config.data.join("owed-receipts.jsonl"))?,
+        paused: None,
+        checkpoint_failure: None,
     })?;
     let state = Arc::new(ArchiverState {
         vault: vault.clone(),
@@ -200,6 +196,8 @@ pub async fn start(
 
 /// How often the archiver asks the server for new events.
 const POLL: Duration = Duration::from_millis(250);
+/// The longest wait between retries while paused on a failed archive write.
+const MAX_PAUSE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Follows the server: each sync archives through the sink; the senders get their receipts
 /// once a checkpoint covers their messages.
@@ -207,12 +205,38 @@ async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), E
     let mut backoff = POLL;
     loop {
         match client.sync().await {
-            Ok(_) => backoff = POLL,
+            Ok(_) => {
+                backoff = POLL;
+                // Every event was archived and stored: whatever paused ingest has cleared.
+                if state.vault.call(|v| v.paused.take()).await?.is_some() {
+                    tracing::info!("archiver resumed");
+                }
+            }
             Err(vellum_client::Error::Network(e)) => {
                 tracing::warn!(error = %e, "cannot reach the server; retrying");
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
-            Err(e) => return Err(e.into()),
+            // An archive write failed (a full disk): nothing was acknowledged, the server
+            // keeps the events, and the next sync retries them until the write succeeds.
+            // The device's own store may be on the same full disk: that pauses too.
+            Err(e) => match state
+                .vault
+                .call(move |v| {
+                    if let vellum_client::Error::Store(why) | vellum_client::Error::Io(why) = &e {
+                        v.paused.get_or_insert_with(|| {
+                            format!("cannot write the archiver's device store: {why}")
+                        });
+                    }
+                    v.paused.clone().ok_or(e)
+                })
+                .await?
+            {
+                Ok(reason) => {
+                    tracing::warn!(reason, "archiver paused; retrying");
+                    backoff = (backoff * 2).min(MAX_PAUSE_BACKOFF);
+                }
+                Err(e) => return Err(e.into()),
+            },
         }
         if let Err(e) = send_receipts(client, state).await {
             tracing::warn!(error = %e, "receipts not delivered yet; retrying");
@@ -221,44 +245,45 @@ async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), E
     }
 }
 
+/// Up to 100 receipts owed for messages the latest checkpoint covers, and their leaves.
+fn receipt_batch(v: &mut Vault) -> Result<(vellum_wire::PostReceipts, Vec<u64>), Error> {
+    let mut batch = vellum_wire::PostReceipts::default();
+    let mut sent = Vec::new();
+    if v.pending_receipts.pending.is_empty() {
+        return Ok((batch, sent));
+    }
+    let Some((size, note)) = v.archive.latest_checkpoint()? else {
+        return Ok((batch, sent));
+    };
+    for p in v
+        .pending_receipts
+        .pending
+        .iter()
+        .filter(|p| p.leaf < size)
+        .take(100)
+    {
+        let proof = v.archive.inclusion_proof(p.leaf, size)?;
+        let receipt = vellum_wire::Receipt {
+            chat_id: p.chat_id.clone(),
+            seq: p.seq,
+            message_id: p.message_id.clone(),
+            leaf_index: p.leaf,
+            leaf: v.archive.leaf(p.leaf)?.to_bytes().into(),
+            proof: proof.iter().map(hex::encode).collect(),
+            checkpoint: note.clone(),
+        };
+        batch.receipts.push(vellum_wire::ReceiptFor {
+            device_id: p.sender_device.clone(),
+            receipt: serde_json::to_string(&receipt).expect("receipts serialise"),
+        });
+        sent.push(p.leaf);
+    }
+    Ok((batch, sent))
+}
+
 /// Receipts for every archived message covered by the latest checkpoint.
 async fn send_receipts(client: &Client, state: &ArchiverState) -> Result<(), Error> {
-    let (batch, sent) = state
-        .vault
-        .call(|v| -> Result<_, Error> {
-            let mut batch = vellum_wire::PostReceipts::default();
-            let mut sent = Vec::new();
-            if v.pending_receipts.is_empty() {
-                return Ok((batch, sent));
-            }
-            let Some((size, note)) = v.archive.latest_checkpoint()? else {
-                return Ok((batch, sent));
-            };
-            for p in v
-                .pending_receipts
-                .iter()
-                .filter(|p| p.leaf < size)
-                .take(100)
-            {
-                let proof = v.archive.inclusion_proof(p.leaf, size)?;
-                let receipt = vellum_wire::Receipt {
-                    chat_id: p.chat_id.clone(),
-                    seq: p.seq,
-                    message_id: p.message_id.clone(),
-                    leaf_index: p.leaf,
-                    leaf: v.archive.leaf(p.leaf)?.to_bytes().into(),
-                    proof: proof.iter().map(hex::encode).collect(),
-                    checkpoint: note.clone(),
-                };
-                batch.receipts.push(vellum_wire::ReceiptFor {
-                    device_id: p.sender_device.clone(),
-                    receipt: serde_json::to_string(&receipt).expect("receipts serialise"),
-                });
-                sent.push(p.leaf);
-            }
-            Ok((batch, sent))
-        })
-        .await??;
+    let (batch, sent) = state.vault.call(receipt_batch).await??;
     if batch.receipts.is_empty() {
         return Ok(());
     }
@@ -267,8 +292,30 @@ async fn send_receipts(client: &Client, state: &ArchiverState) -> Result<(), Err
         .await?;
     state
         .vault
-        .call(move |v| v.pending_receipts.retain(|p| !sent.contains(&p.leaf)))
-        .await
+        .call(move |v| v.pending_receipts.delivered(&sent))
+        .await?
+        .map_err(Error::Setup)
+}
+
+/// Checkpoints new leaves; a failure pauses the archiver until a later checkpoint succeeds.
+fn checkpoint(v: &mut Vault) {
+    // The receipts a checkpoint makes deliverable are durable first.
+    if let Err(e) = v.pending_receipts.sync() {
+        tracing::error!(error = %e, "cannot write the owed receipts");
+        v.checkpoint_failure = Some(format!("cannot write the owed receipts: {e}"));
+        return;
+    }
+    match v.archive.checkpoint() {
+        Ok(_) => {
+            if v.checkpoint_failure.take().is_some() {
+                tracing::info!("checkpoints resumed");
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot write a checkpoint");
+            v.checkpoint_failure = Some(sink::pause_reason(&e));
+        }
+    }
 }
 
 /// Checkpoints new leaves every `interval`; seals after `idle_seal` without activity
@@ -287,9 +334,7 @@ async fn housekeeping(state: Arc<ArchiverState>, idle_seal: Duration, interval: 
             .vault
             .call(move |v| {
                 if due {
-                    if let Err(e) = v.archive.checkpoint() {
-                        tracing::error!(error = %e, "cannot write a checkpoint");
-                    }
+                    checkpoint(v);
                 }
                 if v.last_activity.elapsed() > idle_seal && v.secret.take().is_some() {
                     api::log_access(v, "seal", "idle timeout");

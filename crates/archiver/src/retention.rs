@@ -51,7 +51,8 @@ impl Schedules {
         if !path.exists() {
             let defaults = Self::default();
             let text = serde_json::to_string_pretty(&defaults).expect("schedules serialise");
-            std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+            vellum_archive::write_atomic(path, (text + "\n").as_bytes(), 0o644)
+                .map_err(|e| e.to_string())?;
             return Ok(defaults);
         }
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -189,6 +189,9 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
                     .checkpoint_size
                     .map_or("none".into(), |s| s.to_string())
             );
+            if let Some(paused) = &status.paused {
+                println!("{paused}");
+            }
         }
     };
     match command {

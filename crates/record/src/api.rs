@@ -14,6 +14,10 @@ pub struct Status {
     pub log_size: u64,
     pub records: u64,
     pub checkpoint_size: Option<u64>,
+    /// Why the archiver is not archiving ("paused: the archive's disk is full: PATH"); absent
+    /// while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
 }
 
 /// `POST /v1/unseal`: one custodian's share file.

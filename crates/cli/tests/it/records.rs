@@ -638,3 +638,112 @@ fn issue_7_an_unknown_payload_kind_is_shown_as_a_placeholder_and_archived_verbat
     let listed = run_ok(&mut archiver.records(&["search", "", "--chat", "future", "--json"]));
     assert!(String::from_utf8_lossy(&listed.stdout).contains(r#""kind":"unknown""#));
 }
+
+/// A small tmpfs mounted on `dir` for one test (CI runs as root); unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> Self {
+        fs::create_dir_all(dir).unwrap();
+        let out = output(
+            std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir),
+        );
+        assert!(
+            out.status.success(),
+            "mounting a small tmpfs needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(dir.to_owned())
+    }
+
+    /// Fills the disk with `filler` until a write fails for lack of space.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut file = fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 4096];
+        loop {
+            match file.write_all(&chunk) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn issue_8_a_full_disk_pauses_the_archiver_and_it_resumes_without_loss() {
+    let root = tempfile::tempdir().unwrap();
+    // The archive alone on the small disk: the archiver's device store stays writable.
+    let disk = SmallDisk::mount(&root.path().join("archiver/archive"), "4m");
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let _bob = Device::new_user(&server, root.path(), "bob");
+    let mut archiver = records_org(&server, root.path());
+    alice.ok(&["chat", "create", "ops", "--with", "bob"]);
+    alice.ok(&["send", "ops", "before the disk filled"]);
+    // The archiver joining (with the roster), the title, one message.
+    wait_for_records(&archiver, 3);
+    let before = archiver.status()["records"].as_u64().unwrap();
+
+    let filler = disk.fill();
+    // Sent until one needs more room than the last partly used pages hold.
+    let mut sent = 0;
+    let reason = loop {
+        sent += 1;
+        assert!(sent <= 20, "the archiver never noticed the full disk");
+        alice.ok(&["send", "ops", &format!("while full {sent}")]);
+        let mut paused = None;
+        wait_until("the message archived or the archiver paused", || {
+            let status = archiver.status();
+            paused = status["paused"].as_str().map(str::to_owned);
+            paused.is_some() || status["records"].as_u64().unwrap() == before + sent
+        });
+        if let Some(reason) = paused {
+            break reason;
+        }
+    };
+    // A record's key or leaf, or a checkpoint: whichever write found the disk full first.
+    assert!(
+        reason.starts_with("paused: the archive's disk is full: ")
+            && reason.contains("/archiver/archive/"),
+        "{reason}"
+    );
+    let shown = run_ok(&mut archiver.records(&["status"]));
+    assert!(String::from_utf8_lossy(&shown.stdout).contains(&reason));
+    assert!(
+        archiver
+            .child
+            .as_mut()
+            .unwrap()
+            .try_wait()
+            .unwrap()
+            .is_none(),
+        "the archiver keeps running"
+    );
+
+    // Room again: the retries archive every message once, and the pause clears.
+    fs::remove_file(filler).unwrap();
+    wait_until("the archiver resumed with every message", || {
+        let status = archiver.status();
+        status["paused"].is_null() && status["records"].as_u64().unwrap() == before + sent
+    });
+    archiver.wait_for_checkpoint();
+    let out = run_ok(
+        vellum()
+            .args(["archive", "verify", "--data"])
+            .arg(&archiver.data),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("archive intact"));
+    archiver.kill();
+}
