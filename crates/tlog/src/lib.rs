@@ -9,6 +9,7 @@ mod checkpoint;
 pub mod fuzz_bodies;
 mod merkle;
 mod note;
+pub mod tiles;
 
 pub use checkpoint::Checkpoint;
 pub use merkle::{
@@ -33,4 +34,6 @@ pub enum Error {
     BadSignature(String),
     #[error("malformed checkpoint: {0}")]
     MalformedCheckpoint(String),
+    #[error("malformed tile: {0}")]
+    MalformedTile(String),
 }
