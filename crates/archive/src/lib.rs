@@ -13,6 +13,7 @@
 mod files;
 pub mod fuzz_bodies;
 mod leaf;
+mod tiles;
 mod verify;
 
 pub use files::{encode_entry, Appended, Archive};
