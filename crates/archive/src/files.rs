@@ -272,7 +272,7 @@ pub struct Archive {
     log: File,
     keys: File,
     signer: NoteSigner,
-    leaf_hashes: Vec<Hash>,
+    pub(crate) leaf_hashes: Vec<Hash>,
     offsets: Vec<u64>,
     log_len: u64,
     /// Leaf index of each key slot, in slot order.
@@ -284,6 +284,8 @@ pub struct Archive {
     faults: Faults,
     /// A failed append whose rollback (truncation) failed too: finish it before writing.
     untrimmed: bool,
+    /// Hashes of levels 1 and up, for tiles and proofs (see tiles.rs); caught up on read.
+    pub(crate) tiles: std::sync::Mutex<vellum_tlog::tiles::TileIndex>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -423,6 +425,7 @@ impl Archive {
             checkpointed,
             faults: Faults::default(),
             untrimmed: false,
+            tiles: Default::default(),
         })
     }
 
@@ -670,16 +673,13 @@ impl Archive {
         latest_checkpoint(&self.dir)
     }
 
+    /// From O(log n) tiles (see tiles.rs), equal to the linear RFC 6962 proof.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, Error> {
-        Ok(vellum_tlog::inclusion_proof(
-            &self.leaf_hashes,
-            index,
-            size,
-        )?)
+        self.tiled_inclusion_proof(index, size)
     }
 
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, Error> {
-        Ok(vellum_tlog::consistency_proof(&self.leaf_hashes, old, new)?)
+        self.tiled_consistency_proof(old, new)
     }
 
     pub fn leaf_hash(&self, index: u64) -> Option<Hash> {

@@ -16,6 +16,7 @@
 mod files;
 pub mod fuzz_bodies;
 mod leaf;
+mod tiles;
 mod verify;
 
 pub use files::{encode_entry, remove_temporaries, write_atomic, Appended, Archive, Faults};

@@ -95,6 +95,8 @@ pub fn app(state: Arc<ArchiverState>) -> Router {
         .route("/v1/holds", get(list_holds).post(create_hold))
         .route("/v1/holds/{name}", axum::routing::delete(release_hold))
         .route("/v1/dispose", post(dispose))
+        .route("/checkpoint", get(public_checkpoint))
+        .route("/tile/{*path}", get(public_tile))
         .fallback(vellum_http::not_found)
         .method_not_allowed_fallback(vellum_http::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
@@ -419,4 +421,67 @@ async fn dispose(
         Ok(Json(out))
     })
     .await
+}
+
+/// C2SP tlog-tiles `<prefix>/checkpoint`: the latest signed checkpoint, for anyone. No token,
+/// and a public read does not count as records-office activity (it never delays the idle
+/// seal). It only reads: signing stays with the checkpoint interval.
+async fn public_checkpoint(State(state): St) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let latest = on_vault(&state, |v| v.archive.latest_checkpoint().map_err(internal)).await?;
+    let Some((_, note)) = latest else {
+        return Err(ApiError::not_found("no checkpoint has been signed yet"));
+    };
+    // Mutable: the spec asks that it not be cached beyond a few seconds.
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        note,
+    )
+        .into_response())
+}
+
+/// C2SP tlog-tiles `<prefix>/tile/<L>/<N>[.p/<W>]`: hash tiles, for anyone, as far as the
+/// latest checkpoint reaches. Entry bundles (`tile/entries/…`) are never served: record
+/// leaves hold sealed bodies, hold leaves name people and chats, access leaves hold search
+/// digests.
+async fn public_tile(
+    State(state): St,
+    Path(path): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    use vellum_tlog::tiles::{encode_tile, Tile};
+    if path == "entries" || path.starts_with("entries/") {
+        return Err(ApiError::not_found(
+            "entry bundles are not served: leaf contents are private",
+        ));
+    }
+    let tile = Tile::parse_path(&format!("tile/{path}")).map_err(|e| bad_request(e.to_string()))?;
+    let hashes = on_vault(&state, move |v| {
+        let size = v
+            .archive
+            .latest_checkpoint()
+            .map_err(internal)?
+            .map_or(0, |(size, _)| size);
+        // Only hashes a signed checkpoint commits to are published.
+        if !tile.is_within(size) {
+            return Err(ApiError::not_found(format!(
+                "{} is not in the tree of the latest checkpoint ({size} leaves)",
+                tile.path()
+            )));
+        }
+        v.archive.tile(tile).map_err(internal)
+    })
+    .await?;
+    // A tile's content never changes (a partial tile is a prefix of the full one).
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        encode_tile(&hashes),
+    )
+        .into_response())
 }

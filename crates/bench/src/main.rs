@@ -397,6 +397,114 @@ fn archive_figures() -> Result<()> {
     Ok(())
 }
 
+/// Proof serving from C2SP tiles at archive scale: `leaves` leaf hashes generated straight
+/// into a tile index (no sealing), proofs timed with their tile reads counted, next to the
+/// linear (whole-tree) proofs at `linear_leaves`.
+fn tile_figures(leaves: u64, linear_leaves: u64) -> Result<()> {
+    use std::cell::Cell;
+    use vellum_tlog::tiles::{self, IndexReader, TileIndex, TileReader};
+    use vellum_tlog::{leaf_hash, verify_consistency, verify_inclusion, Hash};
+    struct Counting<'a>(IndexReader<'a>, Cell<usize>);
+    impl TileReader for Counting<'_> {
+        type Error = vellum_tlog::Error;
+        fn read_tile(&self, level: u8, index: u64, width: u16) -> Result<Vec<Hash>, Self::Error> {
+            self.1.set(self.1.get() + 1);
+            self.0.read_tile(level, index, width)
+        }
+    }
+    let samples = 1_000u64;
+    let hashes: Vec<Hash> = (0..leaves).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    let start = Instant::now();
+    let mut index = TileIndex::new();
+    index.extend(&hashes);
+    let indexing = start.elapsed();
+    let reader = Counting(index.reader(&hashes), Cell::new(0));
+    let root = tiles::tree_root(&reader, leaves)?;
+    let levels = (64 - leaves.leading_zeros()).div_ceil(8) as usize;
+
+    let mut reads = Vec::new();
+    let mut proofs = Vec::new();
+    let start = Instant::now();
+    for s in 0..samples {
+        let i = (s * 7_919 + 13) % leaves;
+        reader.1.set(0);
+        proofs.push((i, tiles::inclusion_proof(&reader, i, leaves)?));
+        reads.push(reader.1.get());
+    }
+    let inclusion = start.elapsed() / samples as u32;
+    for (i, proof) in &proofs {
+        verify_inclusion(&hashes[*i as usize], *i, leaves, proof, &root)?;
+    }
+    let inclusion_reads = reads.clone();
+
+    reads.clear();
+    let mut proofs = Vec::new();
+    let start = Instant::now();
+    for s in 0..samples {
+        let old = (s * 104_729 + 1) % leaves + 1;
+        reader.1.set(0);
+        proofs.push((old, tiles::consistency_proof(&reader, old, leaves)?));
+        reads.push(reader.1.get());
+    }
+    let consistency = start.elapsed() / samples as u32;
+    for (old, proof) in &proofs {
+        let old_root = tiles::tree_root(&reader, *old)?;
+        verify_consistency(*old, leaves, &old_root, &root, proof)?;
+    }
+    let summary = |r: &[usize]| {
+        let max = *r.iter().max().unwrap_or(&0);
+        ensure!(max <= 2 * levels, "a proof read {max} tiles");
+        Ok(format!(
+            "{:.1} / {max}",
+            r.iter().sum::<usize>() as f64 / r.len() as f64
+        ))
+    };
+
+    let linear = &hashes[..linear_leaves.min(leaves) as usize];
+    let n = linear.len() as u64;
+    let linear_samples = 20u32;
+    let start = Instant::now();
+    for s in 0..u64::from(linear_samples) {
+        vellum_tlog::inclusion_proof(linear, (s * 7_919 + 13) % n, n)?;
+    }
+    let linear_inclusion = start.elapsed() / linear_samples;
+    let start = Instant::now();
+    for s in 0..u64::from(linear_samples) {
+        vellum_tlog::consistency_proof(linear, (s * 104_729 + 1) % n + 1, n)?;
+    }
+    let linear_consistency = start.elapsed() / linear_samples;
+    let us = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e6);
+    println!(
+        "| tile index over {leaves} leaf hashes, build (ms) | {} |",
+        ms(indexing)
+    );
+    println!(
+        "| inclusion proof from tiles (µs, {leaves} leaves) | {} |",
+        us(inclusion)
+    );
+    println!(
+        "| tiles read per inclusion proof (mean / max) | {} |",
+        summary(&inclusion_reads)?
+    );
+    println!(
+        "| consistency proof from tiles (µs, {leaves} leaves) | {} |",
+        us(consistency)
+    );
+    println!(
+        "| tiles read per consistency proof (mean / max) | {} |",
+        summary(&reads)?
+    );
+    println!(
+        "| inclusion proof, linear (µs, {n} leaves) | {} |",
+        us(linear_inclusion)
+    );
+    println!(
+        "| consistency proof, linear (µs, {n} leaves) | {} |",
+        us(linear_consistency)
+    );
+    Ok(())
+}
+
 fn machine() -> String {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -513,5 +621,14 @@ async fn quick() -> Result<()> {
     println!("| measure | value |");
     println!("|---|---|");
     archive_figures()?;
+    tile_figures(1_000_000, 65_536)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tile_figures_run_and_their_proofs_verify_at_a_small_size() {
+        super::tile_figures(70_000, 600).unwrap();
+    }
 }

@@ -10,6 +10,7 @@ pub mod cosignature;
 pub mod fuzz_bodies;
 mod merkle;
 mod note;
+pub mod tiles;
 
 pub use checkpoint::Checkpoint;
 pub use merkle::{
@@ -34,4 +35,6 @@ pub enum Error {
     BadSignature(String),
     #[error("malformed checkpoint: {0}")]
     MalformedCheckpoint(String),
+    #[error("malformed tile: {0}")]
+    MalformedTile(String),
 }
