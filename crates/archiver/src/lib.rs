@@ -23,6 +23,7 @@ use vellum_tlog::NoteSigner;
 
 pub use actor::{ArchiveHandle, Vault};
 pub use api::app;
+pub use sink::OwedReceipts;
 /// The record format the archive holds.
 pub use vellum_record as record;
 

@@ -10,7 +10,8 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use tower::ServiceExt;
 use vellum_archive::{Archive, Leaf};
-use vellum_archiver::{app, ArchiveHandle, ArchiverState, Vault};
+
+use vellum_archiver::{app, ArchiveHandle, ArchiverState, OwedReceipts, Vault};
 use vellum_records::Unsealer;
 use vellum_tlog::tiles::{self, Tile, TileReader};
 use vellum_tlog::{
@@ -58,7 +59,9 @@ fn log() -> Log {
         unsealer: Unsealer::new(public),
         secret: None,
         last_activity: Instant::now(),
-        pending_receipts: Vec::new(),
+        pending_receipts: OwedReceipts::in_memory(),
+        paused: None,
+        checkpoint_failure: None,
     })
     .unwrap();
     let state = Arc::new(ArchiverState {
@@ -235,7 +238,9 @@ async fn before_any_checkpoint_there_is_nothing_to_serve() {
             unsealer: Unsealer::new(public),
             secret: None,
             last_activity: Instant::now(),
-            pending_receipts: Vec::new(),
+            pending_receipts: OwedReceipts::in_memory(),
+            paused: None,
+            checkpoint_failure: None,
         })
         .unwrap(),
         token_hash: [0x42; 32],
