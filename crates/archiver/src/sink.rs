@@ -87,7 +87,10 @@ impl OwedReceipts {
             return Ok(());
         }
         if let Some(path) = &self.path {
-            let mut line = serde_json::to_vec(&receipt).expect("receipts serialise");
+            // Each line also starts with a newline: a line torn by a full disk or a crash then
+            // stays a line of its own (skipped at load) instead of swallowing the next one.
+            let mut line = vec![b'\n'];
+            line.extend(serde_json::to_vec(&receipt).expect("receipts serialise"));
             line.push(b'\n');
             OpenOptions::new()
                 .create(true)

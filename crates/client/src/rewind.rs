@@ -80,7 +80,9 @@ impl Client {
             .store
             .add_message(&warning)
             .and_then(|_| match group.entries.first() {
-                Some(first) => self.store.rewind_last_seq(&group.group_id, first.seq - 1),
+                Some(first) => self
+                    .store
+                    .rewind_last_seq(&group.group_id, first.seq.saturating_sub(1)),
                 None => Ok(()),
             })
             // The server's history from here on is the one to check against.

@@ -118,8 +118,15 @@ impl Client {
         self.flushing = true;
         let mut result = Ok(());
         for row in unconfirmed {
-            if self.store.chat(&row.group_id)?.is_none_or(|c| c.removed) {
-                continue;
+            // Not `?`: an error must still reset `flushing`, or the outbox would never be
+            // sent again in this process.
+            match self.store.chat(&row.group_id) {
+                Ok(chat) if chat.as_ref().is_none_or(|c| c.removed) => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
             let payload = AppPayload::Text {
                 id: row.id.clone(),

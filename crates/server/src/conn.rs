@@ -23,6 +23,9 @@ use crate::config::ServerConfig;
 /// logs, and the sockets being refused.
 const RESERVED_FDS: u64 = 64;
 
+/// Connections over the cap answered with a 503 at the same time; later ones are closed.
+const REFUSALS_AT_ONCE: usize = 32;
+
 /// The connection cap derived from the process's open-files limit (the soft limit).
 pub fn connection_cap_from_rlimit() -> usize {
     let soft = rlimit::Resource::NOFILE
@@ -115,6 +118,7 @@ pub async fn serve(
         .unwrap_or_else(connection_cap_from_rlimit);
     tracing::info!(max_connections = cap, "accepting connections");
     let slots = Arc::new(Semaphore::new(cap));
+    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -141,7 +145,14 @@ pub async fn serve(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(max_connections = cap, "refusing a connection over the cap");
-            tokio::spawn(refuse(stream));
+            // Answering takes a socket for up to two seconds; a flood of them must not use up
+            // the descriptors kept in reserve, so past a few at a time the socket just closes.
+            if let Ok(answering) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(answering);
+                });
+            }
             continue;
         };
         let first_bytes = config.header_read_timeout;

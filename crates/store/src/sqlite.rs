@@ -212,6 +212,36 @@ fn open_reader(path: &Path) -> Result<Connection> {
 
 /// Hashes the logs of groups from before log hashes (0.1.0), in seq order over the entries
 /// still there: devices of that version kept no hashes, so there is nothing to contradict.
+/// Key packages on file from before their hashes were kept (V3; SQLite has no SHA-256, so
+/// the migration could not): hashed once, when the hash table is still empty, so a retried
+/// or replayed upload of one of them is not filed a second time either.
+fn hash_unhashed_key_packages(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction().map_err(backend)?;
+    let hashed: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM key_package_hashes)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    if hashed {
+        return Ok(());
+    }
+    let packages: Vec<Vec<u8>> = tx
+        .prepare("SELECT data FROM key_packages")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(backend)?;
+    for data in packages {
+        let hash: [u8; 32] = Sha256::digest(&data).into();
+        tx.execute(
+            "INSERT OR IGNORE INTO key_package_hashes (hash) VALUES (?1)",
+            [&hash[..]],
+        )
+        .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
+}
+
 fn hash_unhashed_logs(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction().map_err(backend)?;
     let groups: Vec<String> = tx
@@ -278,6 +308,7 @@ impl SqliteStore {
         .map_err(backend)?;
         schema::migrate(&mut conn, embedded::migrations::runner())?;
         hash_unhashed_logs(&mut conn)?;
+        hash_unhashed_key_packages(&mut conn)?;
         let instance_id: String = conn
             .query_row(
                 "SELECT instance_id FROM server_instance WHERE id = 1",

@@ -322,3 +322,25 @@ fn a_database_from_before_0_1_0_gets_its_missing_columns() {
     assert!(!policy.allow_no_expiry);
     assert!(policy.allow_transitory, "the added column's default");
 }
+
+/// issue 7: key packages filed before their hashes were kept are hashed at the upgrade, so
+/// a replay of their upload files nothing.
+#[tokio::test]
+async fn key_packages_from_0_1_0_are_filed_once_after_the_upgrade() {
+    let (_dir, path) = copy_of_fixture();
+    let (device, data): (String, Vec<u8>) = Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT device_id, data FROM key_packages WHERE last_resort = 0 LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    let (before, _) = store.key_package_count(&device).await.unwrap();
+    store
+        .add_key_packages(&device, vec![data], None)
+        .await
+        .unwrap();
+    assert_eq!(store.key_package_count(&device).await.unwrap().0, before);
+}
