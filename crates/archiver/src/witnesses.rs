@@ -139,3 +139,125 @@ async fn submit(
         "the witness refused the size it asked for".into(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use vellum_archive::{Archive, Leaf};
+    use vellum_records::Unsealer;
+    use vellum_witness::Witness;
+
+    use super::*;
+    use crate::{ArchiveHandle, OwedReceipts, Vault};
+
+    fn state(dir: &std::path::Path) -> Arc<ArchiverState> {
+        let signer = vellum_tlog::NoteSigner::new("test.example/log", &[5; 32]).unwrap();
+        let public = vellum_records::generate(3, 2).unwrap().public;
+        let vault = ArchiveHandle::spawn(Vault {
+            archive: Archive::open(dir, signer).unwrap(),
+            public_key: public.key_bytes().unwrap(),
+            unsealer: Unsealer::new(public),
+            secret: None,
+            last_activity: Instant::now(),
+            pending_receipts: OwedReceipts::in_memory(),
+            paused: None,
+            checkpoint_failure: None,
+        })
+        .unwrap();
+        Arc::new(ArchiverState {
+            vault,
+            token_hash: [0; 32],
+            schedules: Default::default(),
+        })
+    }
+
+    /// Appends `n` leaves and checkpoints them: (size, note).
+    async fn grow(state: &ArchiverState, n: i64) -> (u64, String) {
+        state
+            .vault
+            .call(move |v| {
+                for i in 0..n {
+                    v.archive
+                        .append(Leaf::Access {
+                            time: i,
+                            action: "test".into(),
+                            detail: format!("{i}"),
+                        })
+                        .unwrap();
+                }
+                (v.archive.size(), v.archive.checkpoint().unwrap())
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn stored(state: &ArchiverState) -> String {
+        let newest = state.vault.call(|v| v.archive.latest_checkpoint());
+        newest.await.unwrap().unwrap().unwrap().1
+    }
+
+    #[tokio::test]
+    async fn cosignatures_are_stored_a_conflict_is_resolved_once_and_a_down_witness_changes_nothing(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir.path().join("archive"));
+        let log_key = state
+            .vault
+            .call(|v| v.archive.verifier_key())
+            .await
+            .unwrap();
+        let witness = Arc::new(Witness::open(&dir.path().join("witness"), &[log_key]).unwrap());
+        let verifier = witness.verifier();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(vellum_witness::serve(
+            listener,
+            witness,
+            std::future::pending(),
+        ));
+        let http = reqwest::Client::new();
+        let mut followed = Followed {
+            target: WitnessTarget {
+                url,
+                verifier: verifier.clone(),
+            },
+            cosigned: 0,
+        };
+
+        let (size, note) = grow(&state, 3).await;
+        submit(&state, &http, &mut followed, size, &note)
+            .await
+            .unwrap();
+        assert_eq!(followed.cosigned, 3);
+        let first = stored(&state).await;
+        assert!(first.starts_with(&note) && first.len() > note.len());
+        assert_eq!(verifier.verify(&first).unwrap().0.size, 3);
+
+        // A restarted archiver starts from 0: the witness's 409 names 3, and the retry
+        // from there with the consistency proof is cosigned.
+        followed.cosigned = 0;
+        let (size, note) = grow(&state, 4).await;
+        submit(&state, &http, &mut followed, size, &note)
+            .await
+            .unwrap();
+        assert_eq!(followed.cosigned, 7);
+        assert_eq!(verifier.verify(&stored(&state).await).unwrap().0.size, 7);
+
+        // A witness that is down: an error for the log line, and the checkpoint untouched.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed_url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let (size, note) = grow(&state, 1).await;
+        let mut down = Followed {
+            target: WitnessTarget {
+                url: closed_url,
+                verifier: verifier.clone(),
+            },
+            cosigned: 7,
+        };
+        assert!(submit(&state, &http, &mut down, size, &note).await.is_err());
+        assert_eq!(down.cosigned, 7);
+        assert_eq!(stored(&state).await, note);
+    }
+}
