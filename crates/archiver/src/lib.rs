@@ -48,6 +48,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("the archive's task has stopped")]
     Stopped,
+    #[error("witness: {0}")]
+    Witness(String),
 }
 
 pub struct ArchiverConfig {

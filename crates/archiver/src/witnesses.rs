@@ -76,7 +76,6 @@ pub(crate) async fn follow(
                 Err(Error::Stopped) => return,
                 Err(e) => tracing::warn!(
                     witness = w.target.verifier.name(),
-                    url = %w.target.url,
                     size,
                     error = %e,
                     "no cosignature; retrying at the next checkpoint"
@@ -128,14 +127,14 @@ async fn submit(
             }
             Ok(Submitted::Conflict(held)) if attempt == 0 && held <= size => old = held,
             Ok(Submitted::Conflict(held)) => {
-                return Err(Error::Setup(format!(
+                return Err(Error::Witness(format!(
                     "the witness holds a checkpoint of size {held}, not consistent with ours of size {size}"
                 )))
             }
-            Err(e) => return Err(Error::Setup(e.to_string())),
+            Err(e) => return Err(Error::Witness(e.to_string())),
         }
     }
-    Err(Error::Setup(
+    Err(Error::Witness(
         "the witness refused the size it asked for".into(),
     ))
 }

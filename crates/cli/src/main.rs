@@ -666,14 +666,19 @@ fn witness_targets(
     let targets = witnesses
         .iter()
         .map(|w| {
+            // A key's base64 (33 bytes) has no padding; a URL may hold '='.
             let (url, vkey) = w
-                .split_once('=')
+                .rsplit_once('=')
                 .with_context(|| format!("--witness {w:?}: expected URL=VKEY"))?;
             let parsed = reqwest::Url::parse(url)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
-            if parsed.is_none() {
+            let Some(parsed) = parsed else {
                 anyhow::bail!("--witness {w:?}: {url:?} is not an http(s) URL");
+            };
+            // The URL shows up in logs and errors: it must not carry credentials.
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                anyhow::bail!("--witness: the URL must not carry a user name or password");
             }
             let verifier = vellum_tlog::cosignature::CosignatureVerifier::parse(vkey)
                 .map_err(|e| anyhow::anyhow!("--witness {w:?}: not a witness key: {e}"))?;

@@ -239,6 +239,10 @@ fn issue_8_the_archiver_keeps_its_witness_cosignatures_and_verify_requires_them(
             "is not an http(s) URL",
         ),
         (
+            vec!["--witness", &format!("http://user:pw@127.0.0.1:1={vkey}")],
+            "must not carry a user name or password",
+        ),
+        (
             vec!["--witness", &format!("{}=junk", witness.url)],
             "not a witness key",
         ),
