@@ -9,7 +9,7 @@ use std::sync::Arc;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use sha2::{Digest, Sha256};
 use vellum_records::{SealedRecord, SEALED_KEY_LEN};
-use vellum_tlog::{leaf_hash, Checkpoint, Hash, NoteSigner};
+use vellum_tlog::{leaf_hash, Checkpoint, Hash, NoteSigner, NoteVerifier};
 
 use crate::{Error, Leaf};
 
@@ -663,6 +663,44 @@ impl Archive {
             .latest_checkpoint()?
             .map(|(_, note)| note)
             .expect("written above"))
+    }
+
+    /// Appends a witness's verified cosignature `lines` to the stored checkpoint of `size`,
+    /// atomically. A signed note may carry signature lines of other keys; every reader of
+    /// checkpoints ignores the keys it does not know. `verifier` must accept the result, so
+    /// nothing unverified is ever stored; a cosignature by the same key is replaced.
+    pub fn add_cosignature(
+        &mut self,
+        size: u64,
+        lines: &str,
+        verifier: &vellum_tlog::cosignature::CosignatureVerifier,
+    ) -> Result<(), Error> {
+        let path = self.dir.join("checkpoints").join(format!("{size:020}"));
+        let note = fs::read_to_string(&path).map_err(io(&path))?;
+        let split = note
+            .rfind("\n\n")
+            .ok_or_else(|| Error::Damaged(format!("checkpoint {size} has no signatures")))?;
+        let mut updated = note[..split + 2].to_owned();
+        for line in note[split + 2..].lines() {
+            let own = vellum_tlog::cosignature::CosignatureLine::parse(line)
+                .is_ok_and(|l| l.name == verifier.name() && l.key_id == verifier.key_id());
+            if !own {
+                updated.push_str(line);
+                updated.push('\n');
+            }
+        }
+        if lines.is_empty() || !lines.ends_with('\n') || lines.contains("\n\n") {
+            return Err(Error::Invalid("malformed cosignature lines".into()));
+        }
+        updated.push_str(lines);
+        verifier.verify(&updated)?;
+        // The log's own signature must still open it (the lines cannot have broken the note).
+        NoteVerifier::parse(&self.signer.verifier_key())
+            .and_then(|v| NoteVerifier::open(&updated, &[v]).map(|_| ()))?;
+        if self.faults.fire() {
+            return Err(io(&path)(Faults::full()));
+        }
+        write_atomic(&path, updated.as_bytes(), 0o644)
     }
 
     /// The newest checkpoint on disk: (size, signed note).

@@ -21,7 +21,7 @@ mod verify;
 
 pub use files::{encode_entry, remove_temporaries, write_atomic, Appended, Archive, Faults};
 pub use leaf::Leaf;
-pub use verify::{verify, VerifyReport};
+pub use verify::{verify, witnessed, VerifyReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -6,6 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
+use vellum_tlog::cosignature::CosignatureVerifier;
 use vellum_tlog::{leaf_hash, Checkpoint, Hash, NoteVerifier, RootBuilder};
 
 use crate::files::{checkpoint_files, parse_log, Tail, SLOT_LEN};
@@ -221,6 +222,37 @@ pub fn verify(dir: &Path, trusted: Option<&str>) -> VerifyReport {
     report.checkpoints = checked.len();
     report.unattested = report.leaves - report.attested.min(report.leaves);
     report
+}
+
+/// The witnesses' check: the newest checkpoint file must carry a valid cosignature from each
+/// of `witnesses`. One sentence per witness that did not cosign it (empty: all did). The
+/// checkpoint's own signature and contents are [`verify`]'s to check.
+pub fn witnessed(dir: &Path, witnesses: &[CosignatureVerifier]) -> Vec<String> {
+    if witnesses.is_empty() {
+        return Vec::new();
+    }
+    let newest = match crate::files::latest_checkpoint(dir) {
+        Ok(Some((size, note))) => (size, note),
+        Ok(None) => {
+            return witnesses
+                .iter()
+                .map(|w| format!("witness {}: there is no checkpoint to cosign", w.name()))
+                .collect()
+        }
+        Err(e) => return vec![format!("checkpoints: {e}")],
+    };
+    let (size, note) = newest;
+    witnesses
+        .iter()
+        .filter_map(|w| match w.verify(&note) {
+            Ok(_) => None,
+            Err(e) => Some(format!(
+                "witness {} (key id {:08x}): the newest checkpoint (size {size}) carries no valid cosignature of its key ({e})",
+                w.name(),
+                w.key_id()
+            )),
+        })
+        .collect()
 }
 
 fn report_problem(problems: &mut Vec<String>, problem: String) {

@@ -8,6 +8,7 @@ mod actor;
 mod api;
 mod retention;
 mod sink;
+mod witnesses;
 
 use std::fs;
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ pub use api::app;
 pub use sink::OwedReceipts;
 /// The record format the archive holds.
 pub use vellum_record as record;
+pub use witnesses::WitnessTarget;
 
 /// The records API's request and response types, for its clients (defined in
 /// `vellum-record`, with the record itself).
@@ -46,6 +48,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("the archive's task has stopped")]
     Stopped,
+    #[error("witness: {0}")]
+    Witness(String),
 }
 
 pub struct ArchiverConfig {
@@ -60,6 +64,10 @@ pub struct ArchiverConfig {
     pub idle_seal: Duration,
     /// How often new leaves are covered by a signed checkpoint (and receipts can go out).
     pub checkpoint_interval: Duration,
+    /// Witnesses each new checkpoint is submitted to; their cosignatures are stored with it.
+    pub witnesses: Vec<WitnessTarget>,
+    /// How many of them must cosign a checkpoint; fewer is logged as a warning.
+    pub witness_quorum: usize,
 }
 
 /// The default of `checkpoint_interval`.
@@ -185,6 +193,14 @@ pub async fn start(
         config.idle_seal,
         config.checkpoint_interval,
     ));
+    if !config.witnesses.is_empty() {
+        tokio::spawn(witnesses::follow(
+            state.clone(),
+            config.witnesses.clone(),
+            config.witness_quorum,
+            config.checkpoint_interval,
+        ));
+    }
     let api_state = state.clone();
     tokio::spawn(async move {
         let app = app(api_state);

@@ -284,6 +284,8 @@ async fn records(
         listen: ([127, 0, 0, 1], 0).into(),
         idle_seal: std::time::Duration::from_secs(900),
         checkpoint_interval: vellum_archiver::DEFAULT_CHECKPOINT_INTERVAL,
+        witnesses: Vec::new(),
+        witness_quorum: 0,
     };
     let archive_dir = config.data.clone();
     let (listen, ingest) = vellum_archiver::start(config).await?;

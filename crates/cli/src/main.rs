@@ -119,6 +119,13 @@ enum Command {
         /// 250ms, 5m.
         #[arg(long = "checkpoint-interval", default_value = "1s", value_name = "DUR")]
         checkpoint_interval: humantime::Duration,
+        /// A witness to submit each checkpoint to: its URL and its cosignature verifier key
+        /// (`vellum witness key`), as URL=VKEY. Repeatable.
+        #[arg(long = "witness", value_name = "URL=VKEY")]
+        witnesses: Vec<String>,
+        /// How many witnesses must cosign each checkpoint (default: all of them).
+        #[arg(long = "witness-quorum", value_name = "K")]
+        witness_quorum: Option<usize>,
     },
     /// The records office's API on the archiver.
     Records {
@@ -391,6 +398,8 @@ async fn run(cli: Cli) -> Result<()> {
             listen,
             idle_seal,
             checkpoint_interval,
+            witnesses,
+            witness_quorum,
         } => {
             let idle_seal = std::time::Duration::from_secs(timer::parse_duration(&idle_seal)?);
             let checkpoint_interval = *checkpoint_interval;
@@ -405,6 +414,8 @@ async fn run(cli: Cli) -> Result<()> {
                 listen,
                 idle_seal,
                 checkpoint_interval,
+                witness_quorum: witness_quorum.unwrap_or(witnesses.len()),
+                witnesses: witness_targets(&witnesses, witness_quorum)?,
             };
             vellum_archiver::run(config).await?;
         }
@@ -644,5 +655,45 @@ async fn watch(client: &mut Client, out: Output) -> Result<()> {
             Err(e) => bail!(e),
             Ok(()) => return Ok(()),
         }
+    }
+}
+
+/// `--witness URL=VKEY`, checked before anything starts.
+fn witness_targets(
+    witnesses: &[String],
+    quorum: Option<usize>,
+) -> Result<Vec<vellum_archiver::WitnessTarget>> {
+    let targets = witnesses
+        .iter()
+        .map(|w| {
+            // A key's base64 (33 bytes) has no padding; a URL may hold '='.
+            let (url, vkey) = w
+                .rsplit_once('=')
+                .with_context(|| format!("--witness {w:?}: expected URL=VKEY"))?;
+            let parsed = reqwest::Url::parse(url)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+            let Some(parsed) = parsed else {
+                anyhow::bail!("--witness {w:?}: {url:?} is not an http(s) URL");
+            };
+            // The URL shows up in logs and errors: it must not carry credentials.
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                anyhow::bail!("--witness: the URL must not carry a user name or password");
+            }
+            let verifier = vellum_tlog::cosignature::CosignatureVerifier::parse(vkey)
+                .map_err(|e| anyhow::anyhow!("--witness {w:?}: not a witness key: {e}"))?;
+            Ok(vellum_archiver::WitnessTarget {
+                url: url.to_owned(),
+                verifier,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    match quorum {
+        Some(k) if k > targets.len() => anyhow::bail!(
+            "--witness-quorum {k} exceeds the number of witnesses ({})",
+            targets.len()
+        ),
+        Some(0) if !targets.is_empty() => anyhow::bail!("--witness-quorum must be at least 1"),
+        _ => Ok(targets),
     }
 }

@@ -92,6 +92,10 @@ pub enum ArchiveCommand {
         /// A checkpoint kept from earlier: the archive must still contain what it attested.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
+        /// A witness's cosignature verifier key: the newest checkpoint must carry its valid
+        /// cosignature. Repeatable.
+        #[arg(long = "witness", value_name = "VKEY")]
+        witnesses: Vec<String>,
     },
     /// Print the latest signed checkpoint.
     Checkpoint {
@@ -381,7 +385,18 @@ fn urlencode(s: &str) -> String {
 
 pub fn archive(command: ArchiveCommand) -> Result<()> {
     match command {
-        ArchiveCommand::Verify { data, checkpoint } => {
+        ArchiveCommand::Verify {
+            data,
+            checkpoint,
+            witnesses,
+        } => {
+            let witnesses = witnesses
+                .iter()
+                .map(|w| {
+                    vellum_tlog::cosignature::CosignatureVerifier::parse(w)
+                        .map_err(|e| anyhow::anyhow!("--witness: not a witness key: {e}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
             let trusted = checkpoint
                 .map(|p| {
                     fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
@@ -397,10 +412,23 @@ pub fn archive(command: ArchiveCommand) -> Result<()> {
                     report.problems.len()
                 );
             }
+            let unwitnessed = vellum_archive::witnessed(&data.join("archive"), &witnesses);
+            for problem in &unwitnessed {
+                println!("PROBLEM: {problem}");
+            }
+            if !unwitnessed.is_empty() {
+                bail!(
+                    "the archive's newest checkpoint is not witnessed: {}",
+                    unwitnessed.join("; ")
+                );
+            }
             println!(
                 "archive intact: {} leaves ({} records, {} disposed), {} checkpoints, attested up to {}",
                 report.leaves, report.records, report.disposed, report.checkpoints, report.attested
             );
+            for w in &witnesses {
+                println!("cosigned by witness {}", w.name());
+            }
         }
         ArchiveCommand::Checkpoint { data } => {
             let checkpoints = data.join("archive").join("checkpoints");

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-struct Archiver {
-    url: String,
-    data: PathBuf,
+pub(crate) struct Archiver {
+    pub(crate) url: String,
+    pub(crate) data: PathBuf,
+    /// More arguments for each start (e.g. witnesses).
+    pub(crate) extra_args: Vec<String>,
     child: Option<Child>,
     records_pub: PathBuf,
     server_url: String,
@@ -20,6 +22,7 @@ impl Archiver {
         let mut archiver = Self {
             url: String::new(),
             data: root.join("archiver"),
+            extra_args: Vec::new(),
             child: None,
             records_pub: records_pub.to_owned(),
             server_url: server.url.clone(),
@@ -29,7 +32,7 @@ impl Archiver {
     }
 
     /// Starts the archiver on a free port and reads which from its first line of output.
-    fn spawn(&mut self, code: Option<&str>) {
+    pub(crate) fn spawn(&mut self, code: Option<&str>) {
         let mut cmd = vellum();
         cmd.args(["archiver", "--server", &self.server_url, "--data"])
             .arg(&self.data)
@@ -37,7 +40,8 @@ impl Archiver {
             .arg(&self.records_pub)
             .args(["--listen", "127.0.0.1:0"])
             // Checkpoints (and so receipts and audits) follow quickly: tests wait on them.
-            .args(["--checkpoint-interval", "100ms"]);
+            .args(["--checkpoint-interval", "100ms"])
+            .args(&self.extra_args);
         if let Some(code) = code {
             cmd.args(["--code", code]);
         }
@@ -68,7 +72,7 @@ impl Archiver {
         self.url = addr.to_owned();
     }
 
-    fn status(&self) -> serde_json::Value {
+    pub(crate) fn status(&self) -> serde_json::Value {
         let out = run_ok(&mut self.records(&["status", "--json"]));
         serde_json::from_slice(&out.stdout).unwrap()
     }
@@ -83,7 +87,7 @@ impl Archiver {
         });
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
             child.wait().unwrap();
@@ -115,7 +119,7 @@ impl Drop for Archiver {
 }
 
 /// The org with records configured: shares in `root/keys`, the archiver running.
-fn records_org(server: &Server, root: &Path) -> Archiver {
+pub(crate) fn records_org(server: &Server, root: &Path) -> Archiver {
     let out = run_ok(
         vellum()
             .args(["admin", "--server", &server.url, "--token-file"])
@@ -143,7 +147,7 @@ fn records_org(server: &Server, root: &Path) -> Archiver {
 }
 
 /// Polls `done` until it holds; fails the test after 20 seconds.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -151,7 +155,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn wait_for_records(archiver: &Archiver, at_least: u64) {
+pub(crate) fn wait_for_records(archiver: &Archiver, at_least: u64) {
     wait_until(&format!("{at_least} records"), || {
         archiver.status()["records"].as_u64().unwrap() >= at_least
     });

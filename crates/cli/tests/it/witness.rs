@@ -11,7 +11,10 @@ use vellum_tlog::cosignature::CosignatureVerifier;
 use vellum_tlog::NoteSigner;
 use vellum_witness::{AddCheckpoint, Submitted};
 
-use crate::harness::{last_line, run_fails, run_ok, spawn_piped, vellum, wait_for_line};
+use crate::harness::{
+    last_line, run_fails, run_ok, spawn_piped, vellum, wait_for_line, Device, Server,
+};
+use crate::records::{records_org, wait_for_records, wait_until};
 
 const ORIGIN: &str = "records.agency.example/vellum";
 
@@ -187,4 +190,128 @@ fn issue_8_witness_cosigns_an_archive_and_auditors_read_it() {
     );
     let key_again = run_ok(vellum().args(["witness", "key", "--data"]).arg(&data));
     assert_eq!(last_line(&key_again), vkey);
+}
+
+/// The note's text: everything before its signature lines.
+fn body(note: &str) -> &str {
+    &note[..note.rfind("\n\n").expect("a signed note") + 1]
+}
+
+/// The newest checkpoint file of the archiver in `data`: (size, note).
+fn newest_checkpoint(data: &Path) -> Option<(u64, String)> {
+    let mut files: Vec<_> = std::fs::read_dir(data.join("archive/checkpoints"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    files.sort_by_key(|e| e.file_name());
+    let newest = files.pop()?;
+    let size = newest.file_name().to_string_lossy().parse().ok()?;
+    Some((size, std::fs::read_to_string(newest.path()).ok()?))
+}
+
+#[test]
+fn issue_8_the_archiver_keeps_its_witness_cosignatures_and_verify_requires_them() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    // First start without witnesses: the log's key exists from then on.
+    let mut archiver = records_org(&server, root.path());
+    let log_vkey = std::fs::read_to_string(archiver.data.join("archive/log.vkey")).unwrap();
+    let log_vkey = log_vkey.trim_end().to_owned();
+    let origin = log_vkey.split('+').next().unwrap().to_owned();
+    archiver.kill();
+
+    let wdata = root.path().join("witness");
+    let witness = start(&wdata, &[&log_vkey]);
+    let vkey = last_line(&run_ok(
+        vellum().args(["witness", "key", "--data"]).arg(&wdata),
+    ));
+    let verifier = CosignatureVerifier::parse(&vkey).unwrap();
+    let witness_arg = format!("{}={vkey}", witness.url);
+
+    // Bad witness flags are refused before anything starts.
+    for (args, why) in [
+        (vec!["--witness", "no-key-here"], "expected URL=VKEY"),
+        (
+            vec!["--witness", &format!("not a url={vkey}")],
+            "is not an http(s) URL",
+        ),
+        (
+            vec!["--witness", &format!("http://user:pw@127.0.0.1:1={vkey}")],
+            "must not carry a user name or password",
+        ),
+        (
+            vec!["--witness", &format!("{}=junk", witness.url)],
+            "not a witness key",
+        ),
+        (
+            vec!["--witness", &witness_arg, "--witness-quorum", "2"],
+            "exceeds the number of witnesses (1)",
+        ),
+    ] {
+        let err = run_fails(
+            vellum()
+                .args(["archiver", "--server", &server.url, "--data"])
+                .arg(&archiver.data)
+                .arg("--records-key")
+                .arg(root.path().join("keys/records.pub"))
+                .args(["--listen", "127.0.0.1:0"])
+                .args(&args),
+        );
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+
+    archiver.extra_args = vec!["--witness".into(), witness_arg];
+    archiver.spawn(None);
+    alice.ok(&["chat", "create", "witnessed", "--with", "bob"]);
+    bob.ok(&["sync"]);
+    alice.ok(&["send", "witnessed", "seen by the inspector"]);
+    wait_for_records(&archiver, 3);
+
+    // The newest checkpoint covers the whole log and carries the witness's cosignature.
+    wait_until("a cosigned checkpoint over the whole log", || {
+        let size = archiver.status()["log_size"].as_u64().unwrap();
+        newest_checkpoint(&archiver.data)
+            .is_some_and(|(cp, note)| cp >= size && verifier.verify(&note).is_ok())
+    });
+    let (size, note) = newest_checkpoint(&archiver.data).unwrap();
+    assert_eq!(verifier.verify(&note).unwrap().0.size, size);
+
+    let verify = |witness: &str| {
+        let mut cmd = vellum();
+        cmd.args(["archive", "verify", "--data"])
+            .arg(&archiver.data)
+            .args(["--witness", witness]);
+        cmd
+    };
+    let out = run_ok(&mut verify(&vkey));
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(out.contains("archive intact"), "{out}");
+    assert!(
+        out.contains(&format!("cosigned by witness {}", verifier.name())),
+        "{out}"
+    );
+
+    // A witness that never saw this log: verify fails and names it.
+    let fresh = root.path().join("fresh-witness");
+    let fresh_key = last_line(&run_ok(
+        vellum().args(["witness", "key", "--data"]).arg(&fresh),
+    ));
+    let fresh_name = fresh_key.split('+').next().unwrap().to_owned();
+    let err = run_fails(&mut verify(&fresh_key));
+    assert!(err.contains(&fresh_name), "{err}");
+    assert!(!err.contains(verifier.name()), "{err}");
+
+    // The witness's own record agrees with the archive's newest checkpoint.
+    archiver.kill();
+    let (_, note) = newest_checkpoint(&archiver.data).unwrap();
+    let latest = run_ok(
+        vellum()
+            .args(["witness", "latest", "--origin", &origin, "--data"])
+            .arg(&wdata),
+    );
+    let latest = String::from_utf8(latest.stdout).unwrap();
+    assert_eq!(body(&latest), body(&note));
 }
