@@ -615,6 +615,8 @@ impl Archive {
             .get(&index)
             .ok_or_else(|| Error::Invalid(format!("leaf {index} is not a record")))?;
         if self.disposed.contains(&index) {
+            // Its disposition leaf is written; if wiping its key failed then, wipe it now.
+            self.wipe_key(slot)?;
             return Err(Error::Invalid(format!(
                 "record {index} is already disposed"
             )));
@@ -625,6 +627,12 @@ impl Archive {
             schedule: schedule.to_owned(),
         })?;
         self.disposed.insert(index);
+        self.wipe_key(slot)?;
+        Ok(leaf)
+    }
+
+    /// Zeroes a record's sealed key in keys.bin and makes that durable (idempotent).
+    fn wipe_key(&mut self, slot: u64) -> Result<(), Error> {
         let path = self.dir.join("keys.bin");
         self.faults
             .write_at(
@@ -633,8 +641,7 @@ impl Archive {
                 slot * SLOT_LEN as u64 + 8,
             )
             .map_err(io(&path))?;
-        self.keys.sync_data().map_err(io(&path))?;
-        Ok(leaf)
+        self.keys.sync_data().map_err(io(&path))
     }
 
     /// Signs and stores a checkpoint of the current size (if it grew); returns the latest note.

@@ -185,3 +185,31 @@ fn a_crash_at_any_byte_of_an_append_reopens_with_the_record_or_without_it() {
         assert_eq!(report.records, 2);
     }
 }
+
+/// A disposition whose key wipe hit a full disk: the record's leaf says disposed, and the
+/// next try wipes the key (it is refused as already disposed, but no key lingers).
+#[test]
+fn a_key_wipe_that_failed_is_finished_by_the_next_try() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = generate(3, 2).unwrap();
+    let mut archive = Archive::open(dir.path(), signer()).unwrap();
+    let index = archive
+        .append_record("chat/1", 1, &record(&g, "chat/1"))
+        .unwrap()
+        .index;
+    // The first slot's sealed key: keys.bin bytes 8..72 (after the slot's leaf index).
+    let key_bytes = || fs::read(dir.path().join("keys.bin")).unwrap()[8..72].to_vec();
+    assert!(key_bytes().iter().any(|b| *b != 0));
+    // The disposition leaf is written; the wipe of the key after it fails.
+    archive.faults().fail_after(1, 1);
+    let err = archive.dispose(index, "transitory", 2).unwrap_err();
+    assert!(is_disk_full(&err), "{err}");
+    assert!(
+        key_bytes().iter().any(|b| *b != 0),
+        "the key is still there"
+    );
+    let again = archive.dispose(index, "transitory", 3).unwrap_err();
+    assert!(matches!(again, Error::Invalid(_)), "{again}");
+    assert!(key_bytes().iter().all(|b| *b == 0), "wiped by the retry");
+    assert!(verify(dir.path(), None).ok());
+}

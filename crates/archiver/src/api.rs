@@ -243,11 +243,11 @@ async fn search(
 async fn checkpoint(State(state): St, headers: HeaderMap) -> Result<String, ApiError> {
     authorize(&state, &headers).await?;
     on_vault(&state, |v| {
-        v.archive.checkpoint().map_err(|e| {
+        crate::checkpoint(v).map_err(|why| {
             ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                codes::INTERNAL,
-                e.to_string(),
+                StatusCode::INSUFFICIENT_STORAGE,
+                codes::INSUFFICIENT_STORAGE,
+                why,
             )
         })
     })

@@ -315,22 +315,29 @@ async fn send_receipts(client: &Client, state: &ArchiverState) -> Result<(), Err
 }
 
 /// Checkpoints new leaves; a failure pauses the archiver until a later checkpoint succeeds.
-fn checkpoint(v: &mut Vault) {
+/// Signs a checkpoint of what is archived and returns the latest note; on failure, why
+/// (also kept for `records status` until a checkpoint succeeds). Every path to a checkpoint
+/// goes through here, so owed receipts are always durable before it.
+fn checkpoint(v: &mut Vault) -> Result<String, String> {
     // The receipts a checkpoint makes deliverable are durable first.
     if let Err(e) = v.pending_receipts.sync() {
         tracing::error!(error = %e, "cannot write the owed receipts");
-        v.checkpoint_failure = Some(format!("cannot write the owed receipts: {e}"));
-        return;
+        let why = format!("cannot write the owed receipts: {e}");
+        v.checkpoint_failure = Some(why.clone());
+        return Err(why);
     }
     match v.archive.checkpoint() {
-        Ok(_) => {
+        Ok(note) => {
             if v.checkpoint_failure.take().is_some() {
                 tracing::info!("checkpoints resumed");
             }
+            Ok(note)
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot write a checkpoint");
-            v.checkpoint_failure = Some(sink::pause_reason(&e));
+            let why = sink::pause_reason(&e);
+            v.checkpoint_failure = Some(why.clone());
+            Err(why)
         }
     }
 }
@@ -351,7 +358,8 @@ async fn housekeeping(state: Arc<ArchiverState>, idle_seal: Duration, interval: 
             .vault
             .call(move |v| {
                 if due {
-                    checkpoint(v);
+                    // A failure is logged and shown by `records status`; the next tick retries.
+                    let _ = checkpoint(v);
                 }
                 if v.last_activity.elapsed() > idle_seal && v.secret.take().is_some() {
                     api::log_access(v, "seal", "idle timeout");

@@ -293,10 +293,16 @@ mod tests {
         // A failed checkpoint pauses too, and the next one resumes.
         sink.record(message(3)).unwrap();
         faults.fail_next(1);
-        handle.call_blocking(crate::checkpoint).unwrap();
+        handle
+            .call_blocking(|v| crate::checkpoint(v).map(|_| ()))
+            .unwrap()
+            .expect_err("the checkpoint write fails");
         let why = paused(&handle).expect("paused");
         assert!(why.contains("checkpoints"), "{why}");
-        handle.call_blocking(crate::checkpoint).unwrap();
+        handle
+            .call_blocking(|v| crate::checkpoint(v).map(|_| ()))
+            .unwrap()
+            .unwrap();
         assert_eq!(paused(&handle), None);
         let report = vellum_archive::verify(&dir.path().join("archive"), None);
         assert!(report.ok(), "{:?}", report.problems);
