@@ -8,8 +8,8 @@
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use sha2::{Digest, Sha256};
 
+use crate::note::{key_id, parse_verifier_key};
 use crate::{Checkpoint, Error};
 
 /// The signed-note signature type of Ed25519 cosignatures.
@@ -19,15 +19,6 @@ const MAX_NOTE_BYTES: usize = 1 << 20;
 const MAX_SIGNATURES: usize = 100;
 /// Key ID, timestamp, Ed25519 signature.
 const BLOB_LEN: usize = 4 + 8 + 64;
-
-fn key_id(name: &str, public: &[u8; 32]) -> u32 {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update([b'\n', COSIGNATURE_V1]);
-    h.update(public);
-    let digest = h.finalize();
-    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
-}
 
 fn check_name(name: &str) -> Result<(), Error> {
     if name.is_empty()
@@ -109,7 +100,11 @@ impl CosignatureSigner {
     }
 
     pub fn key_id(&self) -> u32 {
-        key_id(&self.name, &self.key.verifying_key().to_bytes())
+        key_id(
+            &self.name,
+            COSIGNATURE_V1,
+            &self.key.verifying_key().to_bytes(),
+        )
     }
 
     /// The verifier key `name+hexid+base64(0x04 || public key)` that clients pin.
@@ -162,38 +157,8 @@ pub struct CosignatureVerifier {
 
 impl CosignatureVerifier {
     pub fn parse(vkey: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::MalformedKey(format!("{why}: {vkey:?}"));
-        let mut parts = vkey.splitn(3, '+');
-        let (Some(name), Some(id), Some(typed)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(bad("expected name+id+key"));
-        };
-        check_name(name)?;
-        if id.len() != 8
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        {
-            return Err(bad("key id must be 8 lower-case hex digits"));
-        }
-        let id = u32::from_str_radix(id, 16).map_err(|_| bad("bad key id"))?;
-        let typed = STANDARD
-            .decode(typed)
-            .map_err(|_| bad("key is not base64"))?;
-        let (&[COSIGNATURE_V1], public) = typed.split_at(1.min(typed.len())) else {
-            return Err(bad("not a cosignature/v1 (0x04) key"));
-        };
-        let public: [u8; 32] = public
-            .try_into()
-            .map_err(|_| bad("Ed25519 keys are 32 bytes"))?;
-        let key = VerifyingKey::from_bytes(&public).map_err(|_| bad("not a valid Ed25519 key"))?;
-        if key_id(name, &public) != id {
-            return Err(bad("key id does not match the key"));
-        }
-        Ok(Self {
-            name: name.to_owned(),
-            id,
-            key,
-        })
+        let (name, id, key) = parse_verifier_key(vkey, COSIGNATURE_V1, "a cosignature/v1 (0x04)")?;
+        Ok(Self { name, id, key })
     }
 
     pub fn name(&self) -> &str {

@@ -22,10 +22,12 @@ fn check_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn key_id(name: &str, public: &[u8; 32]) -> u32 {
+/// A key's ID per C2SP signed-note: the first four bytes of SHA-256(name, `\n`, the key
+/// type, the public key). Signature (0x01) and cosignature (0x04) keys share it.
+pub(crate) fn key_id(name: &str, key_type: u8, public: &[u8; 32]) -> u32 {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([b'\n', ED25519]);
+    h.update([b'\n', key_type]);
     h.update(public);
     let digest = h.finalize();
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
@@ -51,7 +53,7 @@ impl NoteSigner {
     }
 
     pub fn key_id(&self) -> u32 {
-        key_id(&self.name, &self.key.verifying_key().to_bytes())
+        key_id(&self.name, ED25519, &self.key.verifying_key().to_bytes())
     }
 
     /// The verifier key string `name+hexid+base64(0x01 || public key)` an auditor pins.
@@ -101,6 +103,46 @@ fn check_text(text: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Parses a verifier key string `name+hexid+base64(type || Ed25519 public key)` of the
+/// given key type (`what` names it in errors), checking the ID against the key.
+pub(crate) fn parse_verifier_key(
+    vkey: &str,
+    key_type: u8,
+    what: &str,
+) -> Result<(String, u32, VerifyingKey), Error> {
+    let bad = |why: &str| Error::MalformedKey(format!("{why}: {vkey:?}"));
+    let mut parts = vkey.splitn(3, '+');
+    let (Some(name), Some(id), Some(typed)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad("expected name+id+key"));
+    };
+    check_name(name)?;
+    if id.len() != 8
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return Err(bad("key id must be 8 lower-case hex digits"));
+    }
+    let id = u32::from_str_radix(id, 16).map_err(|_| bad("bad key id"))?;
+    let typed = STANDARD
+        .decode(typed)
+        .map_err(|_| bad("key is not base64"))?;
+    let (&[found], public) = typed.split_at(1.min(typed.len())) else {
+        return Err(bad(&format!("not {what} key")));
+    };
+    if found != key_type {
+        return Err(bad(&format!("not {what} key")));
+    }
+    let public: [u8; 32] = public
+        .try_into()
+        .map_err(|_| bad("Ed25519 keys are 32 bytes"))?;
+    let key = VerifyingKey::from_bytes(&public).map_err(|_| bad("not a valid Ed25519 key"))?;
+    if key_id(name, key_type, &public) != id {
+        return Err(bad("key id does not match the key"));
+    }
+    Ok((name.to_owned(), id, key))
+}
+
 /// A trusted key, from its verifier key string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoteVerifier {
@@ -111,38 +153,8 @@ pub struct NoteVerifier {
 
 impl NoteVerifier {
     pub fn parse(vkey: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::MalformedKey(format!("{why}: {vkey:?}"));
-        let mut parts = vkey.splitn(3, '+');
-        let (Some(name), Some(id), Some(typed)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(bad("expected name+id+key"));
-        };
-        check_name(name)?;
-        if id.len() != 8
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        {
-            return Err(bad("key id must be 8 lower-case hex digits"));
-        }
-        let id = u32::from_str_radix(id, 16).map_err(|_| bad("bad key id"))?;
-        let typed = STANDARD
-            .decode(typed)
-            .map_err(|_| bad("key is not base64"))?;
-        let (&[ED25519], public) = typed.split_at(1.min(typed.len())) else {
-            return Err(bad("not an Ed25519 key"));
-        };
-        let public: [u8; 32] = public
-            .try_into()
-            .map_err(|_| bad("Ed25519 keys are 32 bytes"))?;
-        let key = VerifyingKey::from_bytes(&public).map_err(|_| bad("not a valid Ed25519 key"))?;
-        if key_id(name, &public) != id {
-            return Err(bad("key id does not match the key"));
-        }
-        Ok(Self {
-            name: name.to_owned(),
-            id,
-            key,
-        })
+        let (name, id, key) = parse_verifier_key(vkey, ED25519, "an Ed25519")?;
+        Ok(Self { name, id, key })
     }
 
     pub fn name(&self) -> &str {
