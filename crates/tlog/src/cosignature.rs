@@ -9,7 +9,7 @@
 use base64::{engine::general_purpose::STANDARD, Engine};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
-use crate::note::{key_id, parse_verifier_key};
+use crate::note::{key_id, parse_verifier_key, verifier_key};
 use crate::{Checkpoint, Error};
 
 /// The signed-note signature type of Ed25519 cosignatures.
@@ -109,13 +109,10 @@ impl CosignatureSigner {
 
     /// The verifier key `name+hexid+base64(0x04 || public key)` that clients pin.
     pub fn verifier_key(&self) -> String {
-        let mut typed = vec![COSIGNATURE_V1];
-        typed.extend_from_slice(&self.key.verifying_key().to_bytes());
-        format!(
-            "{}+{:08x}+{}",
-            self.name,
-            self.key_id(),
-            STANDARD.encode(typed)
+        verifier_key(
+            &self.name,
+            COSIGNATURE_V1,
+            &self.key.verifying_key().to_bytes(),
         )
     }
 

@@ -33,6 +33,17 @@ pub(crate) fn key_id(name: &str, key_type: u8, public: &[u8; 32]) -> u32 {
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
+/// The verifier key string `name+hexid+base64(type || public key)` of a key of `key_type`.
+pub(crate) fn verifier_key(name: &str, key_type: u8, public: &[u8; 32]) -> String {
+    let mut typed = vec![key_type];
+    typed.extend_from_slice(public);
+    format!(
+        "{name}+{:08x}+{}",
+        key_id(name, key_type, public),
+        STANDARD.encode(typed)
+    )
+}
+
 /// Signs notes as `name`.
 pub struct NoteSigner {
     name: String,
@@ -58,14 +69,7 @@ impl NoteSigner {
 
     /// The verifier key string `name+hexid+base64(0x01 || public key)` an auditor pins.
     pub fn verifier_key(&self) -> String {
-        let mut typed = vec![ED25519];
-        typed.extend_from_slice(&self.key.verifying_key().to_bytes());
-        format!(
-            "{}+{:08x}+{}",
-            self.name,
-            self.key_id(),
-            STANDARD.encode(typed)
-        )
+        verifier_key(&self.name, ED25519, &self.key.verifying_key().to_bytes())
     }
 
     pub fn verifier(&self) -> NoteVerifier {
