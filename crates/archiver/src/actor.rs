@@ -32,6 +32,26 @@ pub struct Vault {
     pub checkpoint_failure: Option<String>,
 }
 
+impl Vault {
+    /// A sealed vault over `archive`, sealing records to `public`, owing `pending_receipts`.
+    pub fn sealed(
+        archive: Archive,
+        public: vellum_records::RecordsPublic,
+        pending_receipts: OwedReceipts,
+    ) -> Result<Self, vellum_records::Error> {
+        Ok(Self {
+            archive,
+            public_key: public.key_bytes()?,
+            unsealer: Unsealer::new(public),
+            secret: None,
+            last_activity: Instant::now(),
+            pending_receipts,
+            paused: None,
+            checkpoint_failure: None,
+        })
+    }
+}
+
 type Job = Box<dyn FnOnce(&mut Vault) + Send>;
 
 /// A handle to the actor; cloning it is cheap. The actor stops when every handle is gone.
@@ -96,16 +116,12 @@ mod tests {
     fn vault(dir: &std::path::Path) -> Vault {
         let signer = vellum_tlog::NoteSigner::new("test.example/log", &[5; 32]).unwrap();
         let public = vellum_records::generate(3, 2).unwrap().public;
-        Vault {
-            archive: Archive::open(dir, signer).unwrap(),
-            public_key: public.key_bytes().unwrap(),
-            unsealer: Unsealer::new(public),
-            secret: None,
-            last_activity: Instant::now(),
-            pending_receipts: OwedReceipts::in_memory(),
-            paused: None,
-            checkpoint_failure: None,
-        }
+        Vault::sealed(
+            Archive::open(dir, signer).unwrap(),
+            public,
+            OwedReceipts::in_memory(),
+        )
+        .unwrap()
     }
 
     fn thread_name() -> Option<String> {

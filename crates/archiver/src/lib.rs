@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use vellum_archive::Archive;
 use vellum_client::Client;
-use vellum_records::{RecordsPublic, Unsealer};
+use vellum_records::RecordsPublic;
 use vellum_tlog::NoteSigner;
 
 pub use actor::{ArchiveHandle, Vault};
@@ -132,19 +132,10 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
         retention::Schedules::load(&config.data.join("schedules.json")).map_err(Error::Setup)?;
     // Senders' devices check receipts against this key.
     let verifier_key = archive.verifier_key();
-    let public_key = public
-        .key_bytes()
-        .map_err(|e| Error::Setup(e.to_string()))?;
-    let vault = ArchiveHandle::spawn(Vault {
-        archive,
-        public_key,
-        unsealer: Unsealer::new(public),
-        secret: None,
-        last_activity: Instant::now(),
-        pending_receipts: sink::OwedReceipts::load(&config.data.join("owed-receipts.jsonl"))?,
-        paused: None,
-        checkpoint_failure: None,
-    })?;
+    let owed = sink::OwedReceipts::load(&config.data.join("owed-receipts.jsonl"))?;
+    let vault = ArchiveHandle::spawn(
+        Vault::sealed(archive, public, owed).map_err(|e| Error::Setup(e.to_string()))?,
+    )?;
     let state = Arc::new(ArchiverState {
         vault: vault.clone(),
         token_hash,

@@ -197,11 +197,9 @@ impl RecordSink for ArchiveSink {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
 
     use vellum_archive::Archive;
     use vellum_record::Member;
-    use vellum_records::Unsealer;
 
     use super::*;
 
@@ -211,17 +209,13 @@ mod tests {
 
     /// The archiver's actor on `dir`, as `prepare` starts it.
     fn start(dir: &Path, public: &vellum_records::RecordsPublic) -> ArchiveHandle {
-        ArchiveHandle::spawn(Vault {
-            archive: Archive::open(&dir.join("archive"), signer()).unwrap(),
-            public_key: public.key_bytes().unwrap(),
-            unsealer: Unsealer::new(public.clone()),
-            secret: None,
-            last_activity: Instant::now(),
-            pending_receipts: OwedReceipts::load(&dir.join("owed-receipts.jsonl")).unwrap(),
-            paused: None,
-            checkpoint_failure: None,
-        })
-        .unwrap()
+        let vault = Vault::sealed(
+            Archive::open(&dir.join("archive"), signer()).unwrap(),
+            public.clone(),
+            OwedReceipts::load(&dir.join("owed-receipts.jsonl")).unwrap(),
+        )
+        .unwrap();
+        ArchiveHandle::spawn(vault).unwrap()
     }
 
     fn message(seq: u64) -> Record {

@@ -141,10 +141,8 @@ async fn submit(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
 
     use vellum_archive::{Archive, Leaf};
-    use vellum_records::Unsealer;
     use vellum_witness::Witness;
 
     use super::*;
@@ -153,16 +151,14 @@ mod tests {
     fn state(dir: &std::path::Path) -> Arc<ArchiverState> {
         let signer = vellum_tlog::NoteSigner::new("test.example/log", &[5; 32]).unwrap();
         let public = vellum_records::generate(3, 2).unwrap().public;
-        let vault = ArchiveHandle::spawn(Vault {
-            archive: Archive::open(dir, signer).unwrap(),
-            public_key: public.key_bytes().unwrap(),
-            unsealer: Unsealer::new(public),
-            secret: None,
-            last_activity: Instant::now(),
-            pending_receipts: OwedReceipts::in_memory(),
-            paused: None,
-            checkpoint_failure: None,
-        })
+        let vault = ArchiveHandle::spawn(
+            Vault::sealed(
+                Archive::open(dir, signer).unwrap(),
+                public,
+                OwedReceipts::in_memory(),
+            )
+            .unwrap(),
+        )
         .unwrap();
         Arc::new(ArchiverState {
             vault,

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -12,7 +11,6 @@ use tower::ServiceExt;
 use vellum_archive::{Archive, Leaf};
 
 use vellum_archiver::{app, ArchiveHandle, ArchiverState, OwedReceipts, Vault};
-use vellum_records::Unsealer;
 use vellum_tlog::tiles::{self, Tile, TileReader};
 use vellum_tlog::{
     verify_consistency, verify_inclusion, Checkpoint, Error, Hash, NoteSigner, NoteVerifier,
@@ -52,18 +50,7 @@ fn log() -> Log {
     for i in 300..305 {
         access(&mut archive, i);
     }
-    let public = vellum_records::generate(3, 2).unwrap().public;
-    let vault = ArchiveHandle::spawn(Vault {
-        archive,
-        public_key: public.key_bytes().unwrap(),
-        unsealer: Unsealer::new(public),
-        secret: None,
-        last_activity: Instant::now(),
-        pending_receipts: OwedReceipts::in_memory(),
-        paused: None,
-        checkpoint_failure: None,
-    })
-    .unwrap();
+    let vault = sealed_vault(archive);
     let state = Arc::new(ArchiverState {
         vault,
         token_hash: [0x42; 32],
@@ -230,19 +217,8 @@ async fn before_any_checkpoint_there_is_nothing_to_serve() {
     let signer = NoteSigner::new("records.test/vellum", &[5; 32]).unwrap();
     let mut archive = Archive::open(dir.path(), signer).unwrap();
     access(&mut archive, 0);
-    let public = vellum_records::generate(3, 2).unwrap().public;
     let state = Arc::new(ArchiverState {
-        vault: ArchiveHandle::spawn(Vault {
-            archive,
-            public_key: public.key_bytes().unwrap(),
-            unsealer: Unsealer::new(public),
-            secret: None,
-            last_activity: Instant::now(),
-            pending_receipts: OwedReceipts::in_memory(),
-            paused: None,
-            checkpoint_failure: None,
-        })
-        .unwrap(),
+        vault: sealed_vault(archive),
         token_hash: [0x42; 32],
         schedules: Default::default(),
     });
@@ -253,4 +229,11 @@ async fn before_any_checkpoint_there_is_nothing_to_serve() {
         let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(error["code"], "not_found");
     }
+}
+
+/// The archiver's actor over `archive`, sealed, owing nothing.
+fn sealed_vault(archive: Archive) -> ArchiveHandle {
+    let public = vellum_records::generate(3, 2).unwrap().public;
+    ArchiveHandle::spawn(Vault::sealed(archive, public, OwedReceipts::in_memory()).unwrap())
+        .unwrap()
 }
