@@ -27,48 +27,10 @@ fn copy_of(profile: &str) -> tempfile::TempDir {
     home
 }
 
-/// Every row of every table 0.1.0 wrote, as text, in the columns 0.1.0 had (`reference`,
-/// an untouched copy, says which).
-fn rows(path: &Path, reference: &Path) -> Vec<(String, Vec<String>)> {
-    let reference = Connection::open(reference).unwrap();
-    let conn = Connection::open(path).unwrap();
-    let tables: Vec<String> = reference
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    tables
-        .into_iter()
-        .map(|table| {
-            let columns: Vec<String> = reference
-                .prepare(&format!("PRAGMA table_info({table})"))
-                .unwrap()
-                .query_map([], |r| r.get::<_, String>(1))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            let select = format!(
-                "SELECT {} FROM {table}",
-                columns
-                    .iter()
-                    .map(|c| format!("quote({c})"))
-                    .collect::<Vec<_>>()
-                    .join(" || '|' || ")
-            );
-            let mut values: Vec<String> = conn
-                .prepare(&select)
-                .unwrap()
-                .query_map([], |r| r.get::<_, String>(0))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            values.sort();
-            (table, values)
-        })
-        .collect()
-}
+/// Every row of every table 0.1.0 wrote, as text, in the columns 0.1.0 had.
+#[path = "../../../tests/fixtures/table_rows.rs"]
+mod table_rows;
+use table_rows::rows;
 
 fn chat_id(name: &str) -> String {
     expected()["chats"][name]["id"].as_str().unwrap().to_owned()
@@ -80,7 +42,7 @@ fn migrates_intact(profile: &str, chats: &[&str], with_history: bool) {
     let db = home.path().join("vellum.db");
     let reference = tempfile::NamedTempFile::new().unwrap();
     std::fs::copy(&db, reference.path()).unwrap();
-    let before = rows(&db, reference.path());
+    let before = rows(&db, &Connection::open(reference.path()).unwrap(), &[]);
     assert!(before
         .iter()
         .any(|(t, r)| t == "mls_groups" && r.len() == chats.len()));
@@ -95,7 +57,7 @@ fn migrates_intact(profile: &str, chats: &[&str], with_history: bool) {
 
     let store = LocalStore::open(home.path()).unwrap();
     assert_eq!(
-        rows(&db, reference.path()),
+        rows(&db, &Connection::open(reference.path()).unwrap(), &[]),
         before,
         "{profile}: every row as 0.1.0 wrote it"
     );
