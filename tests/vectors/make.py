@@ -107,3 +107,69 @@ write(f"{d}/expected.json", {
     "threshold": public["threshold"], "custodians": public["custodians"],
     "share_1_sha256": hashes[1], "share_2_sha256": hashes[2],
 })
+
+# records.pub version 2 and the custodians' archiver binding (crates/record trust.rs,
+# crates/records keys.rs). The seed is recovered from shares 1 and 2 by Lagrange
+# interpolation at x = 0 over GF(256) with the polynomial 0x11d (as the Shamir crate
+# splits it); the binding key is HKDF-SHA256(salt "vellum-records-binding", ikm seed,
+# info "ed25519 signing key v1") as an Ed25519 seed; it signs
+# "vellum-archiver-binding-v1\n" || the statement's exact JSON text.
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives import hashes
+
+
+def gf_mul(a, b):
+    p = 0
+    while b:
+        if b & 1:
+            p ^= a
+        a <<= 1
+        if a & 0x100:
+            a ^= 0x11D
+        b >>= 1
+    return p
+
+
+def gf_inv(a):
+    return next(x for x in range(1, 256) if gf_mul(a, x) == 1)
+
+
+shares = []
+for i in (1, 2):
+    raw = base64.b64decode(open(f"{d}/share-{i}").read().split("\n")[2])
+    shares.append((raw[0], raw[1:]))
+(x1, y1), (x2, y2) = shares
+l1 = gf_mul(x2, gf_inv(x1 ^ x2))  # Lagrange basis at 0 (subtraction is XOR)
+l2 = gf_mul(x1, gf_inv(x1 ^ x2))
+seed = bytes(gf_mul(a, l1) ^ gf_mul(b, l2) for a, b in zip(y1, y2))
+binding_seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"vellum-records-binding",
+                    info=b"ed25519 signing key v1").derive(seed)
+binding = Ed25519PrivateKey.from_private_bytes(binding_seed)
+b64 = lambda b: base64.b64encode(b).decode()
+
+
+def vkey(name, key_type, seed_bytes):
+    pub = Ed25519PrivateKey.from_private_bytes(seed_bytes).public_key().public_bytes(*RAW)
+    key_id = hashlib.sha256(name.encode() + b"\n" + bytes([key_type]) + pub).digest()[:4]
+    return f"{name}+{key_id.hex()}+{b64(bytes([key_type]) + pub)}"
+
+
+origin = "records.agency.example/vellum"
+v2 = dict(public, version=2, origin=origin,
+          binding_key=b64(binding.public_key().public_bytes(*RAW)))
+write(f"{d}/records-v2.pub", v2)
+statement = {
+    "version": 1, "serial": 2, "origin": origin, "archiver_device": "dev-records-1",
+    "archiver_identity": b64(device_pub),
+    "log_key": vkey(origin, 0x01, bytes([3] * 32)),
+    "witnesses": [vkey("witness.ig.example", 0x04, bytes([4] * 32))],
+    "witness_quorum": 1, "issued_at": 1764000000000,
+    "previous": {"origin": "vellum.records/0a1b2c3d",
+                 "log_key": vkey("vellum.records/0a1b2c3d", 0x01, bytes([5] * 32)),
+                 "size": 42},
+}
+text = json.dumps(statement, separators=(",", ":"), ensure_ascii=False)
+write(f"{d}/binding.json", {
+    "statement": text,
+    "signature": b64(binding.sign(b"vellum-archiver-binding-v1\n" + text.encode())),
+})

@@ -64,7 +64,7 @@ fn populated(dir: &Path, g: &vellum_records::Generated) -> String {
 #[test]
 fn records_survive_reopening_open_after_unseal_and_prove_inclusion() {
     let dir = tempfile::tempdir().unwrap();
-    let g = generate(3, 2).unwrap();
+    let g = generate(3, 2, "records.test/vellum").unwrap();
     let first = populated(dir.path(), &g);
     let report = verify(dir.path(), Some(&first));
     assert!(report.ok(), "{:?}", report.problems);
@@ -165,7 +165,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn flipping_any_byte_of_any_archive_file_is_caught() {
     let dir = tempfile::tempdir().unwrap();
-    let g = generate(2, 2).unwrap();
+    let g = generate(2, 2, "records.test/vellum").unwrap();
     populated(dir.path(), &g);
     let mut files = vec![
         "log.bin".to_string(),
@@ -198,7 +198,7 @@ fn flipping_any_byte_of_any_archive_file_is_caught() {
 #[test]
 fn truncation_and_removed_records_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let g = generate(2, 2).unwrap();
+    let g = generate(2, 2, "records.test/vellum").unwrap();
     populated(dir.path(), &g);
     let log = fs::read(dir.path().join("log.bin")).unwrap();
 
@@ -292,7 +292,7 @@ fn truncation_and_removed_records_are_named() {
 #[test]
 fn a_checkpoint_kept_by_an_auditor_stays_consistent_and_a_forged_one_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let g = generate(2, 2).unwrap();
+    let g = generate(2, 2, "records.test/vellum").unwrap();
     let first = populated(dir.path(), &g);
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     for i in 0..3 {
@@ -355,7 +355,7 @@ fn a_checkpoint_kept_by_an_auditor_stays_consistent_and_a_forged_one_fails() {
 #[test]
 fn a_crash_between_key_and_leaf_or_mid_leaf_is_recovered() {
     let dir = tempfile::tempdir().unwrap();
-    let g = generate(2, 2).unwrap();
+    let g = generate(2, 2, "records.test/vellum").unwrap();
     populated(dir.path(), &g);
     let log_len = fs::metadata(dir.path().join("log.bin")).unwrap().len();
     // A key slot for leaf 8 with no leaf, and half an entry after the last leaf.

@@ -32,7 +32,7 @@ fn is_disk_full(e: &Error) -> bool {
 #[test]
 fn a_failed_append_rolls_back_and_its_retry_appends_once() {
     let dir = tempfile::tempdir().unwrap();
-    let g = generate(2, 2).unwrap();
+    let g = generate(2, 2, "records.test/vellum").unwrap();
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     archive
         .append_record("chat/0", 0, &record(&g, "chat/0"))
@@ -92,7 +92,7 @@ fn a_failed_append_rolls_back_and_its_retry_appends_once() {
 #[test]
 fn a_failed_checkpoint_leaves_no_file_and_leftovers_are_cleaned_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    let g = generate(2, 2).unwrap();
+    let g = generate(2, 2, "records.test/vellum").unwrap();
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     archive
         .append_record("chat/0", 0, &record(&g, "chat/0"))
@@ -136,7 +136,7 @@ fn a_failed_checkpoint_leaves_no_file_and_leftovers_are_cleaned_at_open() {
 #[test]
 fn a_crash_at_any_byte_of_an_append_reopens_with_the_record_or_without_it() {
     let dir = tempfile::tempdir().unwrap();
-    let g = generate(2, 2).unwrap();
+    let g = generate(2, 2, "records.test/vellum").unwrap();
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     archive
         .append_record("chat/0", 0, &record(&g, "chat/0"))
@@ -191,7 +191,7 @@ fn a_crash_at_any_byte_of_an_append_reopens_with_the_record_or_without_it() {
 #[test]
 fn a_key_wipe_that_failed_is_finished_by_the_next_try() {
     let dir = tempfile::tempdir().unwrap();
-    let g = generate(3, 2).unwrap();
+    let g = generate(3, 2, "records.test/vellum").unwrap();
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     let index = archive
         .append_record("chat/1", 1, &record(&g, "chat/1"))

@@ -115,7 +115,9 @@ mod tests {
 
     fn vault(dir: &std::path::Path) -> Vault {
         let signer = vellum_tlog::NoteSigner::new("test.example/log", &[5; 32]).unwrap();
-        let public = vellum_records::generate(3, 2).unwrap().public;
+        let public = vellum_records::generate(3, 2, "records.test/vellum")
+            .unwrap()
+            .public;
         Vault::sealed(
             Archive::open(dir, signer).unwrap(),
             public,

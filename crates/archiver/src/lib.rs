@@ -119,9 +119,12 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
         .ok()
         .and_then(|s| s.try_into().ok())
         .ok_or_else(|| Error::Setup("log.key is corrupt".into()))?;
-    let key_id = hex::encode(&Sha256::digest(public.public_key.as_bytes())[..4]);
-    let signer = NoteSigner::new(&format!("vellum.records/{key_id}"), &seed)
-        .map_err(|e| Error::Setup(e.to_string()))?;
+    // records.pub version 1 named no origin; its archives used this one.
+    let origin = public.origin.clone().unwrap_or_else(|| {
+        let key_id = hex::encode(&Sha256::digest(public.public_key.as_bytes())[..4]);
+        format!("vellum.records/{key_id}")
+    });
+    let signer = NoteSigner::new(&origin, &seed).map_err(|e| Error::Setup(e.to_string()))?;
     let token = secret_file(&config.data.join("records-token"), || {
         format!("{}\n", random_hex(32)).into_bytes()
     })?;

@@ -249,7 +249,9 @@ mod tests {
     #[test]
     fn a_full_disk_pauses_and_says_why_then_every_record_lands_once() {
         let dir = tempfile::tempdir().unwrap();
-        let public = vellum_records::generate(3, 2).unwrap().public;
+        let public = vellum_records::generate(3, 2, "records.test/vellum")
+            .unwrap()
+            .public;
         let handle = start(dir.path(), &public);
         let mut sink = ArchiveSink::new(handle.clone());
         sink.record(message(1)).unwrap();
@@ -306,7 +308,9 @@ mod tests {
     #[test]
     fn owed_receipts_survive_a_stop_before_delivery() {
         let dir = tempfile::tempdir().unwrap();
-        let public = vellum_records::generate(3, 2).unwrap().public;
+        let public = vellum_records::generate(3, 2, "records.test/vellum")
+            .unwrap()
+            .public;
         let handle = start(dir.path(), &public);
         let mut sink = ArchiveSink::new(handle.clone());
         sink.record(message(1)).unwrap();

@@ -150,7 +150,9 @@ mod tests {
 
     fn state(dir: &std::path::Path) -> Arc<ArchiverState> {
         let signer = vellum_tlog::NoteSigner::new("test.example/log", &[5; 32]).unwrap();
-        let public = vellum_records::generate(3, 2).unwrap().public;
+        let public = vellum_records::generate(3, 2, "records.test/vellum")
+            .unwrap()
+            .public;
         let vault = ArchiveHandle::spawn(
             Vault::sealed(
                 Archive::open(dir, signer).unwrap(),

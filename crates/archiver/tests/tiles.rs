@@ -233,7 +233,9 @@ async fn before_any_checkpoint_there_is_nothing_to_serve() {
 
 /// The archiver's actor over `archive`, sealed, owing nothing.
 fn sealed_vault(archive: Archive) -> ArchiveHandle {
-    let public = vellum_records::generate(3, 2).unwrap().public;
+    let public = vellum_records::generate(3, 2, "records.test/vellum")
+        .unwrap()
+        .public;
     ArchiveHandle::spawn(Vault::sealed(archive, public, OwedReceipts::in_memory()).unwrap())
         .unwrap()
 }

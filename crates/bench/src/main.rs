@@ -338,7 +338,7 @@ fn archive_figures() -> Result<()> {
     use vellum_archive::{verify, Archive};
     use vellum_tlog::{verify_inclusion, Checkpoint, NoteSigner, NoteVerifier};
     let dir = tempfile::tempdir()?;
-    let keys = vellum_records::generate(3, 2)?;
+    let keys = vellum_records::generate(3, 2, "records.test/vellum")?;
     let public = keys.public.key_bytes()?;
     let mut archive = Archive::open(
         dir.path(),

@@ -274,7 +274,8 @@ async fn records(
 ) -> Result<()> {
     heading("the records office splits a new records key among 3 custodians (any 2 unseal)");
     let keys = dir.join("keys");
-    let code = crate::records::init(api, Some(token), 3, 2, &keys).await?;
+    let code =
+        crate::records::init(api, Some(token), 3, 2, &keys, "records.demo.example/vellum").await?;
     let config = vellum_archiver::ArchiverConfig {
         server: url.to_owned(),
         data: dir.join("archiver"),

@@ -183,6 +183,11 @@ enum RecordsAdminCommand {
         threshold: u8,
         #[arg(long)]
         out: PathBuf,
+        /// The log's stable name, in every checkpoint (C2SP origin), for example
+        /// `records.agency.example/vellum`. Default: the server's host followed by
+        /// `/vellum-records`.
+        #[arg(long)]
+        origin: Option<String>,
     },
 }
 
@@ -513,8 +518,13 @@ async fn admin(args: AdminArgs) -> Result<()> {
             custodians,
             threshold,
             out,
+            origin,
         }) => {
-            return records::init(&api, token, custodians, threshold, &out)
+            let origin = match origin {
+                Some(origin) => origin,
+                None => records::default_origin(&args.server)?,
+            };
+            return records::init(&api, token, custodians, threshold, &out, &origin)
                 .await
                 .map(|_| ());
         }

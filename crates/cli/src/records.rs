@@ -124,8 +124,9 @@ pub async fn init(
     custodians: u8,
     threshold: u8,
     out: &Path,
+    origin: &str,
 ) -> Result<String> {
-    let generated = vellum_records::generate(custodians, threshold)?;
+    let generated = vellum_records::generate(custodians, threshold, origin)?;
     fs::create_dir_all(out)?;
     let public = generated.public.to_json();
     write_new(&out.join("records.pub"), &public, 0o644)?;
@@ -146,9 +147,22 @@ pub async fn init(
         .await?;
     println!("wrote {}/records.pub and share-1 … share-{custodians} (any {threshold} unseal the archive)", out.display());
     println!("give each share to a different custodian; no copy of the whole key exists");
+    println!("log origin: {origin}");
     println!("archiver enrollment code (single use):");
     println!("{}", code.code);
     Ok(code.code)
+}
+
+/// `records init`'s origin when none is given: the server's host (and port), then
+/// `/vellum-records`.
+pub fn default_origin(server: &str) -> Result<String> {
+    let url =
+        reqwest::Url::parse(server).with_context(|| format!("invalid server URL {server:?}"))?;
+    let host = url.host_str().context("the server URL has no host")?;
+    Ok(match url.port() {
+        Some(port) => format!("{host}:{port}/vellum-records"),
+        None => format!("{host}/vellum-records"),
+    })
 }
 
 fn unix_ms(rfc3339: Option<&str>) -> Result<Option<i64>> {

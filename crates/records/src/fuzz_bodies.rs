@@ -14,7 +14,9 @@ pub fn records_share(data: &[u8]) {
         let again = RecordsPublic::parse(&public.to_json()).expect("records.pub re-parses");
         assert_eq!(again.to_json(), public.to_json());
     }
-    let public = generate(3, 2).expect("3 of 2 is valid").public;
+    let public = generate(3, 2, "records.test/vellum")
+        .expect("3 of 2 is valid")
+        .public;
     let mut unsealer = Unsealer::new(public);
     assert!(
         unsealer.add(text).is_err(),

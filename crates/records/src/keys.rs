@@ -2,10 +2,10 @@ use std::collections::BTreeMap;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use blahaj::{Share, Sharks};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vellum_mls::mls_rs::crypto::{HpkePublicKey, HpkeSecretKey};
 use vellum_mls::mls_rs::{CipherSuiteProvider, CryptoProvider};
+use vellum_record::{ArchiverBinding, RecordsPublic, SignedBinding, RECORDS_PUBLIC_VERSION};
 use zeroize::Zeroizing;
 
 use crate::Error;
@@ -24,48 +24,24 @@ fn derive(seed: &[u8]) -> (HpkeSecretKey, HpkePublicKey) {
         .expect("X25519 key derivation from 32 bytes")
 }
 
-/// `records.pub`: the public half, and a commitment to every share.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordsPublic {
-    pub version: u32,
-    /// HPKE public key (X25519), base64.
-    pub public_key: String,
-    pub threshold: u8,
-    pub custodians: u8,
-    /// SHA-256 of each share's bytes, hex, by share index (1-based).
-    pub share_hashes: Vec<String>,
+/// The binding key: HKDF-SHA256 of the records seed, kept apart from the HPKE key by its
+/// salt and label, so knowing one key says nothing of the other.
+fn derive_binding(seed: &[u8]) -> ed25519_dalek::SigningKey {
+    let provider = provider();
+    let prk = provider
+        .kdf_extract(b"vellum-records-binding", seed)
+        .expect("HKDF-SHA256 extract");
+    let okm = Zeroizing::new(
+        provider
+            .kdf_expand(&prk, b"ed25519 signing key v1", 32)
+            .expect("HKDF-SHA256 expand to 32 bytes"),
+    );
+    let bytes: [u8; 32] = okm.as_slice().try_into().expect("32 bytes");
+    ed25519_dalek::SigningKey::from_bytes(&bytes)
 }
 
-impl RecordsPublic {
-    pub fn parse(json: &str) -> Result<Self, Error> {
-        let public: Self =
-            serde_json::from_str(json).map_err(|e| Error::MalformedPublic(e.to_string()))?;
-        if public.version != 1
-            || public.threshold < 2
-            || public.threshold > public.custodians
-            || public.share_hashes.len() != public.custodians as usize
-        {
-            return Err(Error::MalformedPublic(
-                "inconsistent threshold, custodians or hashes".into(),
-            ));
-        }
-        if public.key_bytes()?.len() != 32 {
-            return Err(Error::MalformedPublic(
-                "public_key must be a 32-byte X25519 key".into(),
-            ));
-        }
-        Ok(public)
-    }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("records.pub serialises") + "\n"
-    }
-
-    pub fn key_bytes(&self) -> Result<Vec<u8>, Error> {
-        STANDARD
-            .decode(&self.public_key)
-            .map_err(|_| Error::MalformedPublic("public_key is not base64".into()))
-    }
+fn binding_public(seed: &[u8]) -> String {
+    STANDARD.encode(derive_binding(seed).verifying_key().as_bytes())
 }
 
 /// The output of `records init`: the public file and one share file per custodian.
@@ -75,8 +51,10 @@ pub struct Generated {
     pub shares: Vec<Zeroizing<String>>,
 }
 
-/// Generates the records key and splits its seed `threshold`-of-`custodians`.
-pub fn generate(custodians: u8, threshold: u8) -> Result<Generated, Error> {
+/// Generates the records key, with the log's `origin`, and splits its seed
+/// `threshold`-of-`custodians`.
+pub fn generate(custodians: u8, threshold: u8, origin: &str) -> Result<Generated, Error> {
+    vellum_record::check_origin(origin).map_err(Error::InvalidSplit)?;
     if threshold < 2 {
         return Err(Error::InvalidSplit(
             "the threshold must be at least 2: no one custodian may unseal alone".into(),
@@ -105,20 +83,50 @@ pub fn generate(custodians: u8, threshold: u8) -> Result<Generated, Error> {
     }
     Ok(Generated {
         public: RecordsPublic {
-            version: 1,
+            version: RECORDS_PUBLIC_VERSION,
             public_key: STANDARD.encode(public_key.as_ref()),
             threshold,
             custodians,
             share_hashes,
+            origin: Some(origin.to_owned()),
+            binding_key: Some(binding_public(seed.as_ref())),
         },
         shares,
     })
 }
 
-/// The unsealed records key. Lives only in memory.
+/// The unsealed records key and binding key. Live only in memory.
 pub struct RecordsSecret {
     pub(crate) secret: HpkeSecretKey,
     pub(crate) public: HpkePublicKey,
+    /// Boxed: a signing key is large beside the rest of an unseal's progress.
+    binding: Box<ed25519_dalek::SigningKey>,
+}
+
+impl RecordsSecret {
+    /// Signs `statement` with the binding key: the custodians' act, possible only while
+    /// their shares are assembled.
+    pub fn sign_binding(&self, statement: &ArchiverBinding) -> SignedBinding {
+        use ed25519_dalek::Signer;
+        let statement = statement.to_statement();
+        let signature = self.binding.sign(&SignedBinding::signed_bytes(&statement));
+        SignedBinding {
+            statement,
+            signature: STANDARD.encode(signature.to_bytes()),
+        }
+    }
+
+    /// `records.pub` version 2 for a version 1 file of this same key: the same key and
+    /// shares, with `origin` and the binding key, which only the assembled seed yields.
+    pub fn upgrade_public(&self, v1: &RecordsPublic, origin: &str) -> Result<RecordsPublic, Error> {
+        vellum_record::check_origin(origin).map_err(Error::MalformedPublic)?;
+        Ok(RecordsPublic {
+            version: RECORDS_PUBLIC_VERSION,
+            origin: Some(origin.to_owned()),
+            binding_key: Some(STANDARD.encode(self.binding.verifying_key().as_bytes())),
+            ..v1.clone()
+        })
+    }
 }
 
 pub enum UnsealProgress {
@@ -192,10 +200,22 @@ impl Unsealer {
                 .map_err(|_| Error::WrongKey)?,
         );
         let (secret, public) = derive(&seed);
-        if public.as_ref() != self.public.key_bytes()?.as_slice() {
+        let key = self
+            .public
+            .key_bytes()
+            .map_err(|e| Error::MalformedPublic(e.to_string()))?;
+        let binding = derive_binding(&seed);
+        let binding_matches = self.public.binding_key.as_ref().is_none_or(|committed| {
+            *committed == STANDARD.encode(binding.verifying_key().as_bytes())
+        });
+        if public.as_ref() != key.as_slice() || !binding_matches {
             return Err(Error::WrongKey);
         }
         self.shares.clear();
-        Ok(UnsealProgress::Unsealed(RecordsSecret { secret, public }))
+        Ok(UnsealProgress::Unsealed(RecordsSecret {
+            secret,
+            public,
+            binding: Box::new(binding),
+        }))
     }
 }

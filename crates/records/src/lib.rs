@@ -12,8 +12,9 @@ pub mod fuzz_bodies;
 mod keys;
 mod seal;
 
-pub use keys::{generate, Generated, RecordsPublic, RecordsSecret, UnsealProgress, Unsealer};
+pub use keys::{generate, Generated, RecordsSecret, UnsealProgress, Unsealer};
 pub use seal::{open, seal, SealedRecord, SEALED_KEY_LEN};
+pub use vellum_record::{ArchiverBinding, RecordsPublic, SignedBinding};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -31,4 +32,10 @@ pub enum Error {
     MalformedPublic(String),
     #[error("sealed record does not open: {0}")]
     Open(String),
+}
+
+impl From<vellum_record::TrustError> for Error {
+    fn from(e: vellum_record::TrustError) -> Self {
+        Error::MalformedPublic(e.to_string())
+    }
 }

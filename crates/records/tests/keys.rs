@@ -16,7 +16,7 @@ fn unseal(public: &RecordsPublic, shares: &[&str]) -> Result<RecordsSecret, Erro
 
 #[test]
 fn any_k_shares_unseal_and_fewer_do_not() {
-    let g = generate(5, 3).unwrap();
+    let g = generate(5, 3, "records.test/vellum").unwrap();
     let public = RecordsPublic::parse(&g.public.to_json()).unwrap();
     let s: Vec<&str> = g.shares.iter().map(|s| s.as_str()).collect();
     let record = seal(&public.key_bytes().unwrap(), b"chat/1", b"the record").unwrap();
@@ -46,8 +46,8 @@ fn any_k_shares_unseal_and_fewer_do_not() {
 
 #[test]
 fn corrupted_foreign_and_malformed_shares_are_named_and_change_nothing() {
-    let g = generate(3, 2).unwrap();
-    let other = generate(3, 2).unwrap();
+    let g = generate(3, 2, "records.test/vellum").unwrap();
+    let other = generate(3, 2, "records.test/vellum").unwrap();
     let mut unsealer = Unsealer::new(g.public.clone());
     assert!(matches!(
         unsealer.add(&other.shares[0]),
@@ -96,18 +96,18 @@ fn corrupted_foreign_and_malformed_shares_are_named_and_change_nothing() {
 
 #[test]
 fn splits_must_need_more_than_one_custodian() {
-    assert!(generate(3, 1).is_err());
-    assert!(generate(2, 3).is_err());
-    assert!(generate(2, 2).is_ok());
+    assert!(generate(3, 1, "records.test/vellum").is_err());
+    assert!(generate(2, 3, "records.test/vellum").is_err());
+    assert!(generate(2, 2, "records.test/vellum").is_ok());
     assert!(RecordsPublic::parse("{}").is_err());
-    let mut public = generate(3, 2).unwrap().public;
+    let mut public = generate(3, 2, "records.test/vellum").unwrap().public;
     public.threshold = 1;
     assert!(RecordsPublic::parse(&public.to_json()).is_err());
 }
 
 #[test]
 fn sealed_records_hide_their_content() {
-    let g = generate(2, 2).unwrap();
+    let g = generate(2, 2, "records.test/vellum").unwrap();
     let record = seal(
         &g.public.key_bytes().unwrap(),
         b"id",

@@ -1401,7 +1401,10 @@ async fn issue_4_admin_status_and_metrics_report_records_configuration() {
         .user_exists(vellum_wire::RECORDS_USER)
         .await
         .unwrap());
-    let public = vellum_records::generate(3, 2).unwrap().public.to_json();
+    let public = vellum_records::generate(3, 2, "records.test/vellum")
+        .unwrap()
+        .public
+        .to_json();
     let (status, body) = send(
         &h.app,
         admin(
@@ -1428,7 +1431,10 @@ async fn issue_4_admin_status_and_metrics_report_records_configuration() {
 async fn issue_4_a_record_chat_always_keeps_the_archiver() {
     use vellum_mls::RecordChat;
     let h = harness();
-    let public = vellum_records::generate(3, 2).unwrap().public.to_json();
+    let public = vellum_records::generate(3, 2, "records.test/vellum")
+        .unwrap()
+        .public
+        .to_json();
     let (status, code) = send(
         &h.app,
         admin(
