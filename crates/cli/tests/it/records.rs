@@ -367,7 +367,13 @@ fn issue_4_record_chats_are_archived_sealed_and_readable_only_after_k_shares() {
             .args(["archive", "checkpoint", "--data"])
             .arg(&archiver.data),
     );
-    assert!(String::from_utf8_lossy(&checkpoint.stdout).starts_with("vellum.records/"));
+    // `records init` without --origin names the log after the server's host.
+    let records_pub: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(root.path().join("keys/records.pub")).unwrap())
+            .unwrap();
+    let origin = records_pub["origin"].as_str().unwrap();
+    assert!(origin.starts_with("127.0.0.1:") && origin.ends_with("/vellum-records"));
+    assert!(String::from_utf8_lossy(&checkpoint.stdout).starts_with(&format!("{origin}\n")));
     let copy = root.path().join("audit-copy");
     fs::create_dir_all(copy.join("archive/checkpoints")).unwrap();
     for file in files_under(&archiver.data.join("archive")) {
