@@ -204,8 +204,9 @@ pub enum HoldAction {
     /// transitory: nothing is archived.
     #[default]
     SuspendTimers,
-    /// The chat must become a record chat (like `allow_transitory` false): from then on the
-    /// archiver keeps it, for good.
+    /// The chat must also become a record chat (as with `allow_transitory` false) before
+    /// anything else is said in it; its timers are suspended until then, and from then on
+    /// the archiver keeps it, for good.
     Convert,
 }
 
