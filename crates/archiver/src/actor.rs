@@ -30,6 +30,10 @@ pub struct Vault {
     pub paused: Option<String>,
     /// Why the last checkpoint could not be written, until one is.
     pub checkpoint_failure: Option<String>,
+    /// Moves on whenever a hold is placed or released.
+    pub holds_version: u64,
+    /// The `holds_version` whose held users the delivery server has (none at start).
+    pub holds_published: Option<u64>,
 }
 
 impl Vault {
@@ -48,6 +52,8 @@ impl Vault {
             pending_receipts,
             paused: None,
             checkpoint_failure: None,
+            holds_version: 0,
+            holds_published: None,
         })
     }
 }

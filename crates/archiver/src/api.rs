@@ -15,7 +15,7 @@ use vellum_record::Record;
 use vellum_records::UnsealProgress;
 
 use crate::actor::Vault;
-use crate::retention::active_holds;
+use crate::retention::{active_holds, retention_start};
 use crate::ArchiverState;
 
 type St = State<Arc<ArchiverState>>;
@@ -181,8 +181,16 @@ fn sealed_error(message: &str) -> ApiError {
     ApiError::new(StatusCode::LOCKED, codes::SEALED, message)
 }
 
+/// A record opened in memory: its leaf, when the archive took it in (the leaf's time, Unix
+/// ms), and the record.
+struct Opened {
+    leaf: u64,
+    archived_at: i64,
+    event: Record,
+}
+
 /// Every record not disposed, decrypted in memory. `None` while sealed.
-fn open_records(vault: &Vault) -> Option<Vec<(u64, Record)>> {
+fn open_records(vault: &Vault) -> Option<Vec<Opened>> {
     let secret = vault.secret.as_ref()?;
     let archive = &vault.archive;
     let mut out = Vec::new();
@@ -190,8 +198,12 @@ fn open_records(vault: &Vault) -> Option<Vec<(u64, Record)>> {
         if disposed {
             continue;
         }
-        let (Ok(Some(record)), Ok(Leaf::Record { reference, .. })) =
-            (archive.record(leaf), archive.leaf(leaf))
+        let (
+            Ok(Some(record)),
+            Ok(Leaf::Record {
+                reference, time, ..
+            }),
+        ) = (archive.record(leaf), archive.leaf(leaf))
         else {
             continue;
         };
@@ -201,7 +213,11 @@ fn open_records(vault: &Vault) -> Option<Vec<(u64, Record)>> {
         {
             Ok(event) => {
                 debug_assert_eq!(event.reference(), reference);
-                out.push((leaf, event))
+                out.push(Opened {
+                    leaf,
+                    archived_at: time,
+                    event,
+                })
             }
             Err(e) => {
                 tracing::error!(leaf, error = %e, "a record does not open under the records key")
@@ -225,8 +241,11 @@ async fn search(
         };
         let hits: Vec<Hit> = records
             .into_iter()
-            .filter(|(_, event)| query.matches(event))
-            .map(|(leaf, event)| Hit { leaf, event })
+            .filter(|r| query.matches(&r.event))
+            .map(|r| Hit {
+                leaf: r.leaf,
+                event: r.event,
+            })
             .collect();
         // The log is public to auditors: it shows that a search ran, when, and how much it
         // found, and only a digest of its terms (words, chat, custodian, dates), which may
@@ -316,6 +335,8 @@ async fn create_hold(
                 e.to_string(),
             )
         })?;
+        // The delivery server hears of it from the ingest loop.
+        v.holds_version += 1;
         Ok((StatusCode::CREATED, Json(hold)))
     })
     .await
@@ -351,6 +372,7 @@ async fn release_hold(
                     e.to_string(),
                 )
             })?;
+        v.holds_version += 1;
         Ok(StatusCode::NO_CONTENT)
     })
     .await
@@ -376,20 +398,28 @@ async fn dispose(
         // A chat's schedule follows its title, which its first records (joining) may predate.
         let titles: std::collections::HashMap<String, String> = events
             .iter()
-            .filter_map(|(_, e)| e.chat_title.clone().map(|t| (e.chat_id.clone(), t)))
+            .filter_map(|r| {
+                let e = &r.event;
+                e.chat_title.clone().map(|t| (e.chat_id.clone(), t))
+            })
             .collect();
-        for (leaf, mut event) in events {
+        for Opened {
+            leaf,
+            archived_at,
+            mut event,
+        } in events
+        {
             if event.chat_title.is_none() {
                 event.chat_title = titles.get(&event.chat_id).cloned();
             }
             let (schedule, retention) = schedules.schedules.for_event(&event);
             let Some(retention) = retention else { continue };
-            if event.received_at.saturating_add(retention) > now {
+            if retention_start(&event, archived_at).saturating_add(retention) > now {
                 continue;
             }
             let held_by = holds
                 .iter()
-                .find(|h| h.covers(&event))
+                .find(|h| h.covers(&event, archived_at))
                 .map(|h| h.name.clone());
             let disposed = held_by.is_none() && !req.dry_run;
             if disposed {

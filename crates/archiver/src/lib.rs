@@ -252,8 +252,42 @@ async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), E
         if let Err(e) = send_receipts(client, state).await {
             tracing::warn!(error = %e, "receipts not delivered yet; retrying");
         }
+        if let Err(e) = publish_held_users(client, state).await {
+            tracing::warn!(error = %e, "the server has not heard of the latest holds yet; retrying");
+        }
         tokio::time::sleep(backoff).await;
     }
+}
+
+/// Tells the delivery server who is under a legal hold, once at start and whenever a hold
+/// is placed or released, so that the members of those people's transitory chats stop (or
+/// resume) expiring messages there.
+async fn publish_held_users(client: &Client, state: &ArchiverState) -> Result<(), Error> {
+    let due = state
+        .vault
+        .call(|v| {
+            if v.holds_published == Some(v.holds_version) {
+                return Ok(None);
+            }
+            retention::active_holds(&v.archive)
+                .map(|holds| Some((v.holds_version, retention::held_users(&holds))))
+        })
+        .await??;
+    let Some((version, users)) = due else {
+        return Ok(());
+    };
+    let _: () = client
+        .request(
+            vellum_client::Method::PUT,
+            "/v1/records/held-users",
+            Some(&vellum_wire::HeldUsers { users }),
+        )
+        .await?;
+    // A hold placed meanwhile moved the version on: it goes out at the next turn.
+    state
+        .vault
+        .call(move |v| v.holds_published = Some(version))
+        .await
 }
 
 /// Up to 100 receipts owed for messages the latest checkpoint covers, and their leaves.

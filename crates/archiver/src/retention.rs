@@ -104,6 +104,21 @@ impl Schedules {
     }
 }
 
+/// When a record's retention starts counting: the latest of the sender's clock, the
+/// server's receipt and the archive's ingest (`archived_at`), so that no clock, the
+/// sender's least of all, can shorten how long it is kept.
+pub fn retention_start(e: &Record, archived_at: i64) -> i64 {
+    e.sent_at.max(e.received_at).max(archived_at)
+}
+
+/// The users that holds in force name as their custodian, sorted, once each: the delivery
+/// server suspends the timers of (or converts) their transitory chats.
+pub fn held_users(holds: &[Hold]) -> Vec<String> {
+    let users: std::collections::BTreeSet<String> =
+        holds.iter().filter_map(|h| h.custodian.clone()).collect();
+    users.into_iter().collect()
+}
+
 /// The holds in force: every `hold` leaf not followed by a `release` of its name. Any leaf
 /// that cannot be read is an error: a hold must never be missed.
 pub fn active_holds(archive: &Archive) -> Result<Vec<Hold>, vellum_archive::Error> {
@@ -218,6 +233,36 @@ mod tests {
     }
 
     #[test]
+    fn issue8_retention_counts_from_the_latest_clock() {
+        // A sender who backdates, or an archiver that took a message in late, never
+        // shortens how long it is kept.
+        assert_eq!(retention_start(&event("c", None, "a", 10, 20), 30), 30);
+        assert_eq!(retention_start(&event("c", None, "a", 10, 40), 30), 40);
+        assert_eq!(retention_start(&event("c", None, "a", 50, 40), 30), 50);
+    }
+
+    #[test]
+    fn issue8_held_users_are_the_custodians_of_holds_in_force() {
+        let hold = |name: &str, custodian: Option<&str>| Hold {
+            name: name.into(),
+            custodian: custodian.map(Into::into),
+            chat: None,
+            from: None,
+            to: None,
+        };
+        assert_eq!(
+            held_users(&[
+                hold("a", Some("bob")),
+                hold("b", None),
+                hold("c", Some("alice")),
+                hold("d", Some("bob")),
+            ]),
+            vec!["alice".to_string(), "bob".to_string()]
+        );
+        assert!(held_users(&[hold("chat-only", None)]).is_empty());
+    }
+
+    #[test]
     fn holds_match_custodian_chat_and_either_clock() {
         let hold = Hold {
             name: "h".into(),
@@ -227,17 +272,20 @@ mod tests {
             to: Some(200),
         };
         assert!(
-            hold.covers(&event("id", Some("ops"), "alice", 150, 150)),
+            hold.covers(&event("id", Some("ops"), "alice", 150, 150), 150),
             "bob is a recipient"
         );
         assert!(
-            hold.covers(&event("id", Some("ops"), "alice", 0, 150)),
+            hold.covers(&event("id", Some("ops"), "alice", 0, 150), 150),
             "a sender's false clock does not escape"
         );
-        assert!(!hold.covers(&event("id", Some("ops"), "alice", 0, 300)));
-        assert!(!hold.covers(&event("id", Some("other"), "alice", 150, 150)));
+        assert!(!hold.covers(&event("id", Some("ops"), "alice", 0, 300), 300));
+        assert!(!hold.covers(&event("id", Some("other"), "alice", 150, 150), 150));
         let mut nobody = event("id", Some("ops"), "alice", 150, 150);
         nobody.recipients.clear();
-        assert!(!hold.covers(&nobody), "not the custodian's communication");
+        assert!(
+            !hold.covers(&nobody, 150),
+            "not the custodian's communication"
+        );
     }
 }

@@ -195,7 +195,16 @@ pub async fn run() -> Result<()> {
         "  {} plaintexts (and the chat title) searched: none found",
         texts.len()
     );
-    records(&api, token.trim(), &url, dir.path(), &mut alice, &mut bob).await?;
+    records(
+        &api,
+        token.trim(),
+        &url,
+        dir.path(),
+        &mut alice,
+        &mut bob,
+        &chat,
+    )
+    .await?;
     foundations(&url).await?;
     println!("\ndemo complete");
     Ok(())
@@ -271,6 +280,7 @@ async fn records(
     dir: &Path,
     alice: &mut Client,
     bob: &mut Client,
+    transitory: &str,
 ) -> Result<()> {
     heading("the records office splits a new records key among 3 custodians (any 2 unseal)");
     let keys = dir.join("keys");
@@ -418,6 +428,48 @@ async fn records(
             officer.as_deref(),
         )
         .await?;
+
+    heading("the org now keeps every chat as records: the old transitory chat converts");
+    let update = vellum_wire::OrgPolicyUpdate {
+        allow_transitory: Some(false),
+        ..Default::default()
+    };
+    let _: vellum_wire::OrgPolicy = api
+        .call(
+            Method::PUT,
+            "/v1/admin/policy",
+            Some(&update),
+            None,
+            Some(token),
+        )
+        .await?;
+    let status: vellum_wire::AdminStatus = api
+        .call(
+            Method::GET,
+            "/v1/admin/status",
+            None::<&()>,
+            None,
+            Some(token),
+        )
+        .await?;
+    println!(
+        "  admin status: {} chat(s) not compliant yet",
+        status.noncompliant_chat_count
+    );
+    // The server refuses bob's message (record_required); his device converts the chat
+    // (the archiver joins) and sends it again.
+    bob.sync().await?;
+    bob.send(transitory, "Kept from now on.").await?;
+    alice.sync().await?;
+    for m in alice.history(transitory)? {
+        if m.kind == MessageKind::Event && m.text.contains("now kept as a record") {
+            println!("  alice sees: * {}", m.text);
+        }
+    }
+    ensure!(
+        alice.chat_class(transitory)? == vellum_client::ChatClass::Record,
+        "the chat did not convert"
+    );
 
     heading("an auditor checks the archive offline, with no key");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // the next checkpoint

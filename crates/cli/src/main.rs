@@ -13,7 +13,9 @@ use clap::{Args, Parser, Subcommand};
 use reqwest::Method;
 use vellum_client::{Api, ChatClass, Client, MessageTimers};
 use vellum_mls::ChatPolicy;
-use vellum_wire::{timer, CreateUserRequest, EnrollmentCode, OrgPolicy, OrgPolicyUpdate};
+use vellum_wire::{
+    timer, CreateUserRequest, EnrollmentCode, HoldAction, OrgPolicy, OrgPolicyUpdate,
+};
 
 use output::Output;
 
@@ -215,9 +217,15 @@ enum PolicyCommand {
         /// The class of new chats when their creator does not say.
         #[arg(long = "default-class", value_name = "record|transitory")]
         default_class: Option<String>,
-        /// Whether chats may be transitory once records are configured.
+        /// Whether chats may be transitory once records are configured. `false` makes every
+        /// existing transitory chat convert at its next commit; until then it takes no message.
         #[arg(long = "allow-transitory", value_name = "true|false")]
         allow_transitory: Option<String>,
+        /// What a legal hold on a person does to that person's transitory chats:
+        /// `suspend-timers` (the default: nothing there expires or burns until the hold is
+        /// released) or `convert` (they become record chats at their next commit).
+        #[arg(long = "on-hold", value_name = "suspend-timers|convert")]
+        on_hold: Option<String>,
     },
 }
 
@@ -508,6 +516,20 @@ async fn admin(args: AdminArgs) -> Result<()> {
                         .map(|ms| format!(", oldest {} s old", ms / 1000))
                         .unwrap_or_default()
                 );
+                if status.noncompliant_chat_count > 0 {
+                    println!(
+                        "chats not compliant (transitory while every chat must be a record): {}",
+                        status.noncompliant_chat_count
+                    );
+                    for chat in &status.noncompliant_chats {
+                        println!("  {chat}");
+                    }
+                    let unlisted =
+                        status.noncompliant_chat_count as usize - status.noncompliant_chats.len();
+                    if unlisted > 0 {
+                        println!("  … and {unlisted} more");
+                    }
+                }
                 for warning in &status.warnings {
                     println!("WARNING: {warning}");
                 }
@@ -534,6 +556,7 @@ async fn admin(args: AdminArgs) -> Result<()> {
             allow_no_expiry,
             default_class,
             allow_transitory,
+            on_hold,
         }) => {
             // `off` clears a maximum, which the API spells 0.
             let update = OrgPolicyUpdate {
@@ -542,14 +565,23 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 allow_no_expiry: boolean(allow_no_expiry.as_deref())?,
                 default_record: class(default_class.as_deref())?.map(|c| c == ChatClass::Record),
                 allow_transitory: boolean(allow_transitory.as_deref())?,
+                on_hold: on_hold
+                    .as_deref()
+                    .map(|v| match v {
+                        "suspend-timers" => Ok(HoldAction::SuspendTimers),
+                        "convert" => Ok(HoldAction::Convert),
+                        other => bail!("--on-hold is suspend-timers or convert, not {other:?}"),
+                    })
+                    .transpose()?,
             };
             if update.max_expire_secs.is_none()
                 && update.max_burn_secs.is_none()
                 && update.allow_no_expiry.is_none()
                 && update.default_record.is_none()
                 && update.allow_transitory.is_none()
+                && update.on_hold.is_none()
             {
-                bail!("nothing to set: give --max-expire, --max-burn-on-read, --allow-no-expiry, --default-class or --allow-transitory");
+                bail!("nothing to set: give --max-expire, --max-burn-on-read, --allow-no-expiry, --default-class, --allow-transitory or --on-hold");
             }
             let policy: OrgPolicy = api
                 .call(Method::PUT, "/v1/admin/policy", Some(&update), None, token)

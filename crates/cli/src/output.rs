@@ -57,7 +57,7 @@ impl Output {
         for (c, class) in chats.iter().zip(classes) {
             let title = c.title.as_deref().unwrap_or("(untitled)");
             if self.json {
-                let line = json!({ "id": c.group_id, "title": c.title, "removed": c.removed, "class": class });
+                let line = json!({ "id": c.group_id, "title": c.title, "removed": c.removed, "class": class, "held": c.held });
                 println!("{line}");
             } else {
                 let removed = if c.removed {
@@ -65,7 +65,12 @@ impl Output {
                 } else {
                     ""
                 };
-                println!("{}  {title}  [{class}]{removed}", c.group_id);
+                let held = if c.held {
+                    "  (legal hold: timers suspended)"
+                } else {
+                    ""
+                };
+                println!("{}  {title}  [{class}]{held}{removed}", c.group_id);
             }
         }
         Ok(())

@@ -49,7 +49,8 @@ pub enum RecordsCommand {
         chat: Option<String>,
         #[arg(long)]
         participant: Option<String>,
-        /// RFC 3339 time, inclusive.
+        /// RFC 3339 time, inclusive, of the delivery server's receipt (never the sender's
+        /// clock, which the sender sets).
         #[arg(long)]
         from: Option<String>,
         #[arg(long)]
@@ -61,9 +62,13 @@ pub enum RecordsCommand {
 
 #[derive(Subcommand)]
 pub enum HoldCommand {
-    /// Put a legal hold on every record matching all the criteria given.
+    /// Put a legal hold on every record matching all the criteria given. A record is in
+    /// the range if its sender's clock, the server's receipt or the archive's ingest is.
     Create {
         name: String,
+        /// The person whose communications are held. While the hold lasts, the disappearing
+        /// timers of this person's transitory chats are suspended on every member's device
+        /// (or the chats convert to record chats: `admin policy set --on-hold`).
         #[arg(long)]
         custodian: Option<String>,
         #[arg(long)]

@@ -25,6 +25,24 @@ impl ChatClass {
     }
 }
 
+/// What every member's history says when a transitory chat becomes a record chat.
+pub(crate) fn conversion_notice(committer: &str) -> String {
+    format!(
+        "This chat is now kept as a record by the organisation (converted by {committer}); \
+         messages from before the conversion were not archived"
+    )
+}
+
+/// What every member's history says when a legal hold starts or stops keeping the chat (a
+/// hold keeps only transitory chats: one that became a record chat is the archive's now).
+pub(crate) fn hold_notice(held: bool, record: bool) -> &'static str {
+    match (held, record) {
+        (true, _) => "Disappearing timers are suspended by a legal hold: nothing in this chat expires or burns until it is released",
+        (false, false) => "The legal hold was released: disappearing timers run again",
+        (false, true) => "Disappearing timers run again: the organisation's archive keeps this chat now",
+    }
+}
+
 /// What every member's history says about the chat's class.
 pub(crate) fn class_notice(record: bool) -> &'static str {
     if record {
@@ -81,21 +99,19 @@ impl Client {
             policy.expire_secs = org.max_expire_secs;
         }
         policy.check(&org).map_err(|e| Error::Invalid(e.0))?;
-        let archiver = match (class, &org.archiver_device) {
-            (Some(ChatClass::Record), None) => return Err(Error::Invalid(
-                "records are not configured for this organisation (the admin runs `records init`)"
-                    .into(),
-            )),
+        let record = match (class, &org.archiver_device) {
             (Some(ChatClass::Transitory), Some(_)) if !org.allow_transitory => {
                 return Err(Error::Invalid(
                     "this organisation keeps every chat as records".into(),
                 ))
             }
-            (Some(ChatClass::Record), Some(archiver)) => Some(archiver.clone()),
-            (None, Some(archiver)) if org.default_record || !org.allow_transitory => {
-                Some(archiver.clone())
-            }
-            _ => None,
+            (Some(ChatClass::Record), _) => true,
+            (None, Some(_)) => org.default_record || !org.allow_transitory,
+            _ => false,
+        };
+        let archiver = match record {
+            true => Some(self.archiver_for_new_record_chat(&org)?),
+            false => None,
         };
         // Claim first: an unknown user or a missing key package must leave no chat behind.
         let mut users = with.to_vec();
@@ -192,7 +208,7 @@ impl Client {
         key_packages: Vec<(String, MlsMessage)>,
     ) -> Result<(), Error> {
         let identity = self.identity.clone();
-        self.commit_with_rebase(group_id, move |group| {
+        self.commit_with_rebase(group_id, true, move |group| {
             let present: Vec<String> = roster(group, &identity)?
                 .into_iter()
                 .map(|(_, c)| c.device_id)
@@ -228,7 +244,7 @@ impl Client {
                 }
             }
         }
-        self.commit_with_rebase(&group_id, move |group| {
+        self.commit_with_rebase(&group_id, true, move |group| {
             let members = roster(group, &identity)?;
             let mut builder = group.commit_builder();
             let mut any = false;
@@ -241,6 +257,78 @@ impl Client {
             Ok(if any { Some(builder.build()?) } else { None })
         })
         .await
+    }
+
+    /// The device a record chat gets as its archiver, new or converted: the one place that
+    /// decides which device is the org's archiver.
+    fn archiver_for_new_record_chat(&self, org: &OrgPolicy) -> Result<String, Error> {
+        org.archiver_device.clone().ok_or_else(|| {
+            Error::Invalid(
+                "records are not configured for this organisation (the admin runs `records init`)"
+                    .into(),
+            )
+        })
+    }
+
+    /// Makes a transitory chat a record chat, as the server demands (`record_required`)
+    /// once the org keeps every chat as records: one commit sets the record-chat extension
+    /// and adds the org's archiver. Every member sees it as an event before their next
+    /// message goes out; what was said before stays unarchived, and the event says so.
+    /// Nothing to do if another member converted it first.
+    pub(crate) async fn convert_to_record(&mut self, group_id: &str) -> Result<(), Error> {
+        // The catch-up syncs below must not resend this device's unconfirmed messages into
+        // the chat before it is converted: the send that asked for the conversion resends.
+        let flushing = std::mem::replace(&mut self.flushing, true);
+        let converted = self.commit_conversion(group_id).await;
+        self.flushing = flushing;
+        if !converted? {
+            return Ok(());
+        }
+        if let Some(title) = self.store.chat(group_id)?.and_then(|c| c.title) {
+            // The archiver learns the title from the members, as any newcomer does.
+            self.send_payload(group_id, AppPayload::ChatInfo { title }, None, None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The conversion commit; false if the chat was a record chat already.
+    async fn commit_conversion(&mut self, group_id: &str) -> Result<bool, Error> {
+        let org = self.org_policy().await?;
+        let archiver = self.archiver_for_new_record_chat(&org)?;
+        self.sync().await?;
+        if self.chat_class(group_id)? == ChatClass::Record {
+            return Ok(false);
+        }
+        let key_package = self
+            .claim(vec![RECORDS_USER.to_owned()])
+            .await?
+            .into_iter()
+            .find(|(device, _)| *device == archiver)
+            .map(|(_, kp)| kp)
+            .ok_or_else(|| {
+                Error::Invalid("the org's archiver has no key package on the server".into())
+            })?;
+        let identity = self.identity.clone();
+        let mut converted = false;
+        self.commit_with_rebase(group_id, false, |group| {
+            converted = false;
+            if RecordChat::archiver(&group.context().extensions)?.is_some() {
+                return Ok(None); // another member converted it meanwhile
+            }
+            let present = roster(group, &identity)?
+                .into_iter()
+                .any(|(_, c)| c.device_id == archiver);
+            let extensions = RecordChat::new(&archiver).add_to(group.context().extensions.clone());
+            let mut builder = group.commit_builder().set_group_context_ext(extensions)?;
+            if !present {
+                builder = builder.add_member(key_package.clone())?;
+            }
+            converted = true;
+            Ok(Some(builder.build()?))
+        })
+        .await?;
+        Ok(converted)
     }
 
     /// Whether the chat is kept as records, from its GroupContext.
@@ -286,7 +374,7 @@ impl Client {
         };
         wanted.check(&org).map_err(|e| Error::Invalid(e.0))?;
         // The change shows as an event once the commit comes back through sync.
-        self.commit_with_rebase(&group_id, move |group| {
+        self.commit_with_rebase(&group_id, true, move |group| {
             if ChatPolicy::from_extensions(&group.context().extensions)? == wanted {
                 return Ok(None);
             }

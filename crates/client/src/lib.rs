@@ -115,8 +115,8 @@ pub struct Client {
     mls: DeviceClient<MlsGroupStorage, MlsKeyPackageStorage>,
     /// Where chat events go instead of the local history (the org's archiver).
     sink: Option<Box<dyn RecordSink>>,
-    /// Set while unconfirmed sends are being retried, so that the retry's own catch-up sync
-    /// does not start another.
+    /// Set while unconfirmed sends are being retried (or a send converts its chat), so that
+    /// a catch-up sync meanwhile does not send them again from under it.
     flushing: bool,
 }
 
@@ -367,7 +367,14 @@ impl Client {
     /// connection, crash) is sent again before anything new; the server acknowledges a
     /// repeated commit once.
     /// Does nothing when `build` finds nothing to do.
-    async fn commit_with_rebase<F>(&mut self, group_id: &str, mut build: F) -> Result<(), Error>
+    /// With `convert_if_required`, a commit refused because the org now keeps the chat as
+    /// records (`record_required`) is built again after this device converted the chat.
+    async fn commit_with_rebase<F>(
+        &mut self,
+        group_id: &str,
+        mut convert_if_required: bool,
+        mut build: F,
+    ) -> Result<(), Error>
     where
         F: FnMut(&mut Group) -> Result<Option<vellum_mls::mls_rs::group::CommitOutput>, Error>,
     {
@@ -431,7 +438,11 @@ impl Client {
                 Err(e @ Error::Network(_)) => return Err(e),
                 Err(e) => {
                     self.abandon_commit(&mut group, &stored_request)?;
-                    if !e.is_code(codes::STALE_EPOCH) {
+                    if convert_if_required && e.is_code(codes::RECORD_REQUIRED) {
+                        // Once: the conversion's own commit never asks for another.
+                        convert_if_required = false;
+                        Box::pin(self.convert_to_record(group_id)).await?;
+                    } else if !e.is_code(codes::STALE_EPOCH) {
                         return Err(e);
                     }
                 }
@@ -487,6 +498,7 @@ impl Client {
         // A text message's own id makes every retry of it idempotent, across restarts too.
         let client_msg_id = row.map(|r| r.id.clone()).unwrap_or_else(random_id);
         let path = format!("/v1/groups/{group_id}/messages");
+        let mut converted = false;
         for _ in 0..MAX_REBASES {
             let mut group = self.load_group(group_id)?;
             let ciphertext = group.encrypt_application_message(&payload.encode(), Vec::new())?;
@@ -515,6 +527,21 @@ impl Client {
                 }
                 Err(e) if e.is_code(codes::STALE_EPOCH) => {
                     self.sync().await?;
+                }
+                // The org keeps this chat as records now: convert it (once), then encrypt
+                // again at the epoch after the conversion, which every member sees first.
+                Err(e) if e.is_code(codes::RECORD_REQUIRED) && !converted => {
+                    converted = true;
+                    match Box::pin(self.convert_to_record(group_id)).await {
+                        Ok(()) => {}
+                        Err(e @ Error::Network(_)) => return Err(e),
+                        Err(e) => {
+                            if let Some(row) = row {
+                                self.store.shred(group_id, &row.id)?;
+                            }
+                            return Err(e);
+                        }
+                    }
                 }
                 Err(e @ Error::Network(_)) => return Err(e),
                 Err(e) => {

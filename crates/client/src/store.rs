@@ -35,6 +35,8 @@ pub struct ChatRow {
     pub title: Option<String>,
     pub last_seq: u64,
     pub removed: bool,
+    /// A legal hold covers a member: nothing in the chat expires or burns meanwhile.
+    pub held: bool,
 }
 
 /// Where this device last saw a chat's log on the server: a seq, the running log hash after
@@ -113,6 +115,9 @@ impl ShredReason {
         }
     }
 }
+
+/// SQL true for a message of a chat no legal hold keeps.
+const NOT_HELD: &str = "group_id NOT IN (SELECT group_id FROM chats WHERE held = 1)";
 
 fn aad(group_id: &str, id: &str) -> Vec<u8> {
     format!("vellum-message-v1/{group_id}/{id}").into_bytes()
@@ -268,6 +273,16 @@ impl LocalStore {
             .map_err(db)
     }
 
+    pub fn set_held(&self, group_id: &str, held: bool) -> Result<(), Error> {
+        self.lock()
+            .execute(
+                "UPDATE chats SET held = ?2 WHERE group_id = ?1",
+                params![group_id, held],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
     pub fn set_last_seq(&self, group_id: &str, seq: u64) -> Result<(), Error> {
         self.lock()
             .execute(
@@ -335,7 +350,7 @@ impl LocalStore {
         let conn = self.lock();
         let mut stmt = conn
             .prepare(
-                "SELECT group_id, title, last_seq, removed FROM chats ORDER BY joined_at, group_id",
+                "SELECT group_id, title, last_seq, removed, held FROM chats ORDER BY joined_at, group_id",
             )
             .map_err(db)?;
         let rows = stmt
@@ -345,6 +360,7 @@ impl LocalStore {
                     title: r.get(1)?,
                     last_seq: r.get::<_, i64>(2)? as u64,
                     removed: r.get::<_, i64>(3)? == 1,
+                    held: r.get::<_, i64>(4)? == 1,
                 })
             })
             .map_err(db)?;
@@ -574,22 +590,26 @@ impl LocalStore {
     pub fn next_due(&self) -> Result<Option<i64>, Error> {
         self.lock()
             .query_row(
-                "SELECT MIN(t) FROM (SELECT MIN(expires_at) AS t FROM messages UNION ALL SELECT MIN(burn_at) FROM messages)",
+                &format!(
+                    "SELECT MIN(t) FROM (SELECT MIN(expires_at) AS t FROM messages WHERE {NOT_HELD}
+                          UNION ALL SELECT MIN(burn_at) FROM messages WHERE {NOT_HELD})"
+                ),
                 [],
                 |r| r.get(0),
             )
             .map_err(db)
     }
 
-    /// Shreds every message whose expiration or burn time has come.
+    /// Shreds every message whose expiration or burn time has come, but in chats a legal
+    /// hold keeps (they are shredded once it is released).
     pub fn shred_due(&self, now: i64) -> Result<Vec<Shredded>, Error> {
         let due: Vec<Shredded> = {
             let conn = self.lock();
             let mut stmt = conn
-                .prepare(
+                .prepare(&format!(
                     "SELECT group_id, id, expires_at, burn_at FROM messages
-                     WHERE expires_at <= ?1 OR burn_at <= ?1",
-                )
+                     WHERE (expires_at <= ?1 OR burn_at <= ?1) AND {NOT_HELD}"
+                ))
                 .map_err(db)?;
             let rows = stmt
                 .query_map([now], |r| {
@@ -1046,6 +1066,44 @@ mod shredding {
         assert!(reasons.contains(&("short".into(), ShredReason::Burned)));
         assert!(reasons.contains(&("capped".into(), ShredReason::Expired)));
         assert_eq!(store.history("g").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn issue8_a_held_chat_keeps_its_messages_until_the_hold_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store.add_chat("g", None, 0).unwrap();
+        store.add_chat("other", None, 0).unwrap();
+        store
+            .add_message(&message("expiring", "a", Some(5_000), Some(1)))
+            .unwrap();
+        store
+            .add_message(&MessageRow {
+                group_id: "other".into(),
+                ..message("elsewhere", "b", Some(1_000), None)
+            })
+            .unwrap();
+        store.mark_read("g", 0).unwrap();
+        store.set_held("g", true).unwrap();
+        assert!(store.chat("g").unwrap().unwrap().held);
+        assert!(!store.chat("other").unwrap().unwrap().held);
+        let shredded = store.shred_due(50_000).unwrap();
+        assert_eq!(
+            shredded.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            vec!["elsewhere"],
+            "neither expiry nor burn touches the held chat"
+        );
+        assert_eq!(store.next_due().unwrap(), None, "nothing is due while held");
+        assert_eq!(store.history("g").unwrap().len(), 1);
+        store.set_held("g", false).unwrap();
+        assert_eq!(store.next_due().unwrap(), Some(1_000));
+        let shredded = store.shred_due(50_000).unwrap();
+        assert_eq!(
+            (shredded[0].id.as_str(), shredded[0].reason),
+            ("expiring", ShredReason::Burned),
+            "released: the timers run again"
+        );
+        assert!(store.history("g").unwrap().is_empty());
     }
 
     #[test]

@@ -49,6 +49,8 @@ impl Client {
         let mut shredded = false;
         loop {
             let batch: SyncResponse = self.request(Method::GET, "/v1/sync", None::<&()>).await?;
+            // Before any entry: a message arriving in a held chat is kept, expired or not.
+            self.apply_holds(&batch.held_chats)?;
             let mut ack = AckRequest::default();
             for welcome in &batch.welcomes {
                 self.join(welcome)?;
@@ -152,6 +154,29 @@ impl Client {
         }
         self.flushing = false;
         result
+    }
+
+    /// Marks the chats a legal hold keeps (the server's whole list), with an event in each
+    /// chat whose state changed: its shredder stops, and resumes on release.
+    fn apply_holds(&self, held: &[String]) -> Result<(), Error> {
+        for chat in self.store.chats()? {
+            let now_held = held.contains(&chat.group_id);
+            if chat.held == now_held || chat.removed {
+                continue;
+            }
+            let record = self.chat_class(&chat.group_id)? == crate::ChatClass::Record;
+            self.store.begin()?;
+            let saved = self.store.set_held(&chat.group_id, now_held).and_then(|_| {
+                self.record_event(
+                    &chat.group_id,
+                    Some(chat.last_seq),
+                    "",
+                    crate::chats::hold_notice(now_held, record),
+                )
+            });
+            self.finish_tx(saved)?;
+        }
+        Ok(())
     }
 
     /// Verifies an archive receipt against the org's log key and marks the message archived.
@@ -309,6 +334,7 @@ impl Client {
             };
             let policy_before =
                 ChatPolicy::from_extensions(&group.context().extensions).unwrap_or_default();
+            let record_before = is_record(group);
             // The archiver records who was in the chat when each event happened.
             let members_before = match self.sink {
                 Some(_) => crate::chats::members(group, &self.identity).unwrap_or_default(),
@@ -363,6 +389,14 @@ impl Client {
                             policy,
                             policy_before,
                         )?;
+                        if !record_before && is_record(group) {
+                            self.record_event(
+                                group_id,
+                                Some(entry.seq),
+                                &committer,
+                                &crate::chats::conversion_notice(&committer),
+                            )?;
+                        }
                         if self.sink.is_some() {
                             let after =
                                 crate::chats::members(group, &self.identity).unwrap_or_default();
@@ -561,7 +595,8 @@ impl Client {
                 let expire_secs = shorter(event.expire_secs, chat.expire_secs);
                 let burn_secs = shorter(event.burn_secs, chat.burn_secs);
                 let expires_at = expiry(event.sent_at, event.received_at, expire_secs);
-                if expires_at.is_some_and(|t| t <= now_millis()) {
+                let held = self.store.chat(group_id)?.is_some_and(|c| c.held);
+                if expires_at.is_some_and(|t| t <= now_millis()) && !held {
                     return Ok(Processed::Nothing); // expired before it arrived: never stored
                 }
                 if self
@@ -724,6 +759,11 @@ impl Client {
         }
         Err(Error::Network("the server closed the connection".into()))
     }
+}
+
+/// Whether the group's context makes it a record chat (an undecodable extension does not).
+fn is_record(group: &Group) -> bool {
+    vellum_mls::RecordChat::archiver(&group.context().extensions).is_ok_and(|a| a.is_some())
 }
 
 /// An undecodable payload as an unknown record: its own `kind` when it is JSON that names

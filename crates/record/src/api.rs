@@ -34,7 +34,8 @@ pub struct SearchQuery {
     pub q: String,
     pub chat: Option<String>,
     pub participant: Option<String>,
-    /// Unix ms, inclusive.
+    /// Unix ms, inclusive, of the delivery server's receipt time: the sender's clock is the
+    /// sender's to set, so it never decides whether a search finds a record.
     pub from: Option<i64>,
     pub to: Option<i64>,
 }
@@ -53,7 +54,7 @@ impl SearchQuery {
             .participant
             .as_deref()
             .is_none_or(|u| e.sender_user == u || e.recipients.iter().any(|r| r.user == u));
-        let when = e.sent_at.min(e.received_at);
+        let when = e.received_at;
         text_hit
             && chat_hit
             && who_hit
@@ -98,9 +99,12 @@ pub struct Hold {
 }
 
 impl Hold {
-    pub fn covers(&self, e: &Record) -> bool {
-        // Either clock in range puts a record under the hold: the sender's clock is the
-        // sender's to set, and a hold errs on the side of keeping.
+    /// Whether the hold keeps record `e`, which the archive took in at `archived_at` (its
+    /// leaf's time, Unix ms).
+    pub fn covers(&self, e: &Record, archived_at: i64) -> bool {
+        // Any clock in range puts a record under the hold: the sender's (the sender's to
+        // set), the server's receipt and the archive's ingest; a hold errs on the side of
+        // keeping.
         let in_range =
             |when: i64| self.from.is_none_or(|f| when >= f) && self.to.is_none_or(|t| when <= t);
         self.custodian
@@ -110,6 +114,81 @@ impl Hold {
                 .chat
                 .as_deref()
                 .is_none_or(|c| c == e.chat_id || e.chat_title.as_deref() == Some(c))
-            && (in_range(e.sent_at) || in_range(e.received_at))
+            && [e.sent_at, e.received_at, archived_at]
+                .into_iter()
+                .any(in_range)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Member, RecordKind, FORMAT_VERSION};
+
+    fn message(sent_at: i64, received_at: i64) -> Record {
+        Record {
+            version: FORMAT_VERSION,
+            chat_id: "c".into(),
+            chat_title: Some("ops".into()),
+            seq: 3,
+            kind: RecordKind::Message,
+            message_id: Some("m".into()),
+            sender_user: "alice".into(),
+            sender_device: "a1".into(),
+            recipients: vec![Member {
+                user: "bob".into(),
+                device_id: "b1".into(),
+            }],
+            sent_at,
+            received_at,
+            text: Some("the gate code".into()),
+            expire_secs: None,
+            burn_secs: None,
+        }
+    }
+
+    /// Issue 8: search filtered on the earlier of the sender's clock and the server's
+    /// receipt, so a sender who backdated a message hid it from `--from` searches.
+    #[test]
+    fn issue8_backdated_sender_is_still_found_by_a_from_search() {
+        let day = 86_400_000;
+        let received = 100 * day;
+        let backdated = message(received - 30 * day, received);
+        let since_yesterday = SearchQuery {
+            q: "gate".into(),
+            from: Some(received - day),
+            ..SearchQuery::default()
+        };
+        assert!(since_yesterday.matches(&backdated));
+        // And a sender's clock set ahead does not put it into a later window either.
+        let future = message(received + 30 * day, received);
+        let next_week = SearchQuery {
+            from: Some(received + 7 * day),
+            ..SearchQuery::default()
+        };
+        assert!(!next_week.matches(&future));
+        let until_yesterday = SearchQuery {
+            to: Some(received - day),
+            ..SearchQuery::default()
+        };
+        assert!(!until_yesterday.matches(&backdated));
+    }
+
+    #[test]
+    fn issue8_a_hold_matches_any_of_the_three_clocks() {
+        let hold = Hold {
+            name: "h".into(),
+            custodian: Some("bob".into()),
+            chat: None,
+            from: Some(100),
+            to: Some(200),
+        };
+        assert!(hold.covers(&message(150, 900), 900), "the sender's clock");
+        assert!(hold.covers(&message(0, 150), 900), "the server's receipt");
+        assert!(
+            hold.covers(&message(0, 50), 150),
+            "the archive's ingest (an archiver catching up on a backlog)"
+        );
+        assert!(!hold.covers(&message(0, 50), 300), "none in range");
     }
 }

@@ -98,6 +98,9 @@ pub async fn run(
     state: impl Into<Arc<AppState>>,
 ) -> std::io::Result<()> {
     let state = state.into();
+    classify_groups(&state)
+        .await
+        .map_err(std::io::Error::other)?;
     let purger = tokio::spawn(purge_loop(state.clone()));
     let served = conn::serve(
         listener,
@@ -108,6 +111,51 @@ pub async fn run(
     .await;
     purger.abort();
     served
+}
+
+/// Reads each chat's class (record or transitory) from its public state where the store
+/// does not know it yet (a database from before classes were kept), so that the class
+/// checks and `admin status` see every chat. Runs before serving; returns how many.
+pub async fn classify_groups(state: &Arc<AppState>) -> Result<usize, vellum_store::Error> {
+    let unclassified = state.store.unclassified_groups().await?;
+    if unclassified.is_empty() {
+        return Ok(0);
+    }
+    let tracker_state = state.clone();
+    // Loading each group's public state is MLS work: off the executor.
+    let classes = tokio::task::spawn_blocking(move || {
+        unclassified
+            .into_iter()
+            .map(|(group_id, snapshot)| {
+                let class = tracker_state
+                    .tracker
+                    .load(&snapshot)
+                    .and_then(|tracked| tracked.archiver());
+                (group_id, class)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| vellum_store::Error::Backend(format!("classifying chats: {e}")))?;
+    let mut classified = 0;
+    for (group_id, class) in classes {
+        match class {
+            Ok(archiver) => {
+                state
+                    .store
+                    .set_group_class(&group_id, archiver.is_some())
+                    .await?;
+                classified += 1;
+            }
+            // Its commits cannot be checked either; the chat stays as it was.
+            Err(e) => tracing::warn!(group = %group_id, error = %e, "cannot read a chat's class"),
+        }
+    }
+    tracing::info!(
+        classified,
+        "read the class of chats stored before classes were kept"
+    );
+    Ok(classified)
 }
 
 /// Purges ciphertext whose timer ran out or that waited undelivered too long, delivered or not.

@@ -27,4 +27,14 @@ impl Notifier {
         }
         channels.retain(|_, sender| sender.receiver_count() > 0);
     }
+
+    /// Wakes every open WebSocket: for rare org-wide changes (a legal hold placed or
+    /// released), which any chat may show.
+    pub fn wake_all(&self) {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.retain(|_, sender| sender.receiver_count() > 0);
+        for sender in channels.values() {
+            sender.send_modify(|n| *n += 1);
+        }
+    }
 }

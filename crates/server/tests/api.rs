@@ -1798,3 +1798,334 @@ async fn issue_7_one_winner_per_epoch_across_nodes_whatever_the_cache_holds() {
     assert_eq!(body["epoch"], 4);
     assert_eq!(h.store.group(&group_id).await.unwrap().unwrap().epoch, 4);
 }
+
+/// Records configured: `records init` and the archiver's device enrolled.
+async fn records_configured(h: &Harness) -> TestDevice {
+    let public = vellum_records::generate(3, 2).unwrap().public.to_json();
+    let (status, code) = send(
+        &h.app,
+        admin(
+            "POST",
+            "/v1/admin/records",
+            json!({ "records_public": public }),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{code}");
+    h.enroll_with(vellum_wire::RECORDS_USER, code["code"].as_str().unwrap())
+        .await
+}
+
+async fn admin_status(h: &Harness) -> Value {
+    let (status, body) = send(
+        &h.app,
+        Request::get("/v1/admin/status")
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn encrypted(
+    group: &mut vellum_mls::mls_rs::group::Group<
+        impl vellum_mls::mls_rs::client_builder::MlsConfig,
+    >,
+    id: &str,
+) -> Value {
+    let ct = group
+        .encrypt_application_message(id.as_bytes(), vec![])
+        .unwrap();
+    json!({ "client_msg_id": id, "message": b64(&ct.to_bytes().unwrap()) })
+}
+
+/// Issue 8: after `policy set --default-class record --allow-transitory false`, an existing
+/// transitory chat kept taking messages that never reached the archive. Now it takes none
+/// until a member has committed its conversion, and `admin status` lists it until then.
+#[tokio::test]
+async fn issue8_a_transitory_chat_takes_no_message_until_it_is_converted() {
+    use vellum_mls::RecordChat;
+    let h = harness();
+    let archiver = records_configured(&h).await;
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let carol = h.enroll("carol").await;
+    let (mut group, group_id) = h.group(&alice, &[&bob]).await;
+    let messages = format!("/v1/groups/{group_id}/messages");
+    let commits = format!("/v1/groups/{group_id}/commits");
+    let (status, body) = h
+        .call(
+            &alice,
+            "POST",
+            &messages,
+            Some(encrypted(&mut group, "before")),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "allowed while transitory chats are: {body}"
+    );
+    assert_eq!(admin_status(&h).await["noncompliant_chat_count"], 0);
+
+    let (status, _) = send(
+        &h.app,
+        admin_put(r#"{"default_record":true,"allow_transitory":false}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let status_now = admin_status(&h).await;
+    assert_eq!(status_now["noncompliant_chat_count"], 1);
+    assert_eq!(status_now["noncompliant_chats"], json!([group_id]));
+    assert!(
+        status_now["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("still transitory")),
+        "{status_now}"
+    );
+    let (status, metrics) = send(
+        &h.app,
+        Request::get("/v1/admin/metrics")
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(metrics
+        .as_str()
+        .unwrap()
+        .contains("vellum_chats_not_compliant 1"));
+
+    // A message: refused, with the code clients convert on; a stranger learns nothing.
+    let refused = encrypted(&mut group, "after");
+    let (status, body) = h
+        .call(&alice, "POST", &messages, Some(refused.clone()))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "record_required");
+    let (status, body) = h.call(&carol, "POST", &messages, Some(refused)).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "not_member");
+    // Any commit but the conversion: refused too (the next commit converts).
+    let kp = |d: &TestDevice| {
+        d.mls
+            .generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+            .unwrap()
+    };
+    let out = group
+        .commit_builder()
+        .add_member(kp(&carol))
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h
+        .call(&alice, "POST", &commits, Some(commit_json(&out)))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "record_required");
+    group.clear_pending_commit();
+    // A conversion that leaves the archiver out, or names another device: refused.
+    for named in [&archiver.id, &bob.id] {
+        let extensions = RecordChat::new(named).add_to(group.context().extensions.clone());
+        let out = group
+            .commit_builder()
+            .set_group_context_ext(extensions)
+            .unwrap()
+            .build()
+            .unwrap();
+        let (status, body) = h
+            .call(&alice, "POST", &commits, Some(commit_json(&out)))
+            .await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "policy_violation",
+        );
+        group.clear_pending_commit();
+    }
+    assert_eq!(
+        h.store.pending(&alice.id, 10).await.unwrap().groups[0]
+            .1
+            .len(),
+        2,
+        "the add and the first message; every refusal changed nothing"
+    );
+
+    // The conversion: the record-chat extension and the archiver, in one commit.
+    let extensions = RecordChat::new(&archiver.id).add_to(group.context().extensions.clone());
+    let out = group
+        .commit_builder()
+        .set_group_context_ext(extensions)
+        .unwrap()
+        .add_member(kp(&archiver))
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h
+        .call(&alice, "POST", &commits, Some(commit_json(&out)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    group.apply_pending_commit().unwrap();
+    assert!(h.store.group(&group_id).await.unwrap().unwrap().record);
+    let (status, body) = h
+        .call(
+            &alice,
+            "POST",
+            &messages,
+            Some(encrypted(&mut group, "after")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(admin_status(&h).await["noncompliant_chat_count"], 0);
+    assert_eq!(
+        h.store.pending(&archiver.id, 10).await.unwrap().groups[0]
+            .1
+            .iter()
+            .map(|e| e.kind)
+            .collect::<Vec<_>>(),
+        vec![vellum_wire::EntryKind::Application],
+        "the archiver gets what was said from its conversion on, not before"
+    );
+}
+
+/// Issue 8: `PUT /v1/records/held-users` is the archiver's alone and checks its input; the
+/// members of a held person's transitory chats learn it in sync, and the org's policy says
+/// whether the chat's timers stop or the chat must convert.
+#[tokio::test]
+async fn issue8_held_users_come_from_the_archiver_and_reach_the_members() {
+    let h = harness();
+    let archiver = records_configured(&h).await;
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let carol = h.enroll("carol").await;
+    let (mut group, group_id) = h.group(&alice, &[&bob]).await;
+    let (_, other_id) = h.group(&alice, &[&carol]).await;
+    let path = "/v1/records/held-users";
+
+    let unsigned = Request::put(path)
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"users":["bob"]}"#))
+        .unwrap();
+    let (status, body) = send(&h.app, unsigned).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (status, body) = h
+        .call(&alice, "PUT", path, Some(json!({ "users": ["alice"] })))
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    for bad in [
+        json!({ "users": "bob" }),
+        json!({ "users": ["bob"], "chats": [] }),
+        json!({ "users": ["Bob Smith"] }),
+        json!({ "users": [""] }),
+        json!({}),
+    ] {
+        let (status, body) = h.call(&archiver, "PUT", path, Some(bad.clone())).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let many: Vec<String> = (0..10_001).map(|i| format!("u{i}")).collect();
+    let (status, body) = h
+        .call(&archiver, "PUT", path, Some(json!({ "users": many })))
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    assert!(
+        h.store.held_users().await.unwrap().is_empty(),
+        "every refusal changed nothing"
+    );
+
+    let (status, body) = h
+        .call(
+            &archiver,
+            "PUT",
+            path,
+            Some(json!({ "users": ["bob", "bob"] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(h.store.held_users().await.unwrap(), vec!["bob".to_string()]);
+    for device in [&alice, &bob] {
+        let (status, sync) = h.call(device, "GET", "/v1/sync", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(sync["held_chats"], json!([group_id]), "{sync}");
+    }
+    let (_, sync) = h.call(&carol, "GET", "/v1/sync", None).await;
+    assert_eq!(
+        sync["held_chats"],
+        json!([]),
+        "carol's chat with alice is not held"
+    );
+    assert!(!h.store.group(&other_id).await.unwrap().unwrap().held);
+
+    // By default the hold suspends timers: messages still go through.
+    let messages = format!("/v1/groups/{group_id}/messages");
+    let (status, body) = h
+        .call(&alice, "POST", &messages, Some(encrypted(&mut group, "m1")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Where the org's policy converts held chats, this one must convert first; others not.
+    let (status, policy) = send(&h.app, admin_put(r#"{"on_hold":"convert"}"#)).await;
+    assert_eq!(
+        (status, &policy["on_hold"]),
+        (StatusCode::OK, &json!("convert"))
+    );
+    let (status, body) = h
+        .call(&alice, "POST", &messages, Some(encrypted(&mut group, "m2")))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "record_required");
+    let (status, body) = send(&h.app, admin_put(r#"{"on_hold":"nonsense"}"#)).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    // Released: the chat is free again.
+    let (status, _) = h
+        .call(&archiver, "PUT", path, Some(json!({ "users": [] })))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, sync) = h.call(&alice, "GET", "/v1/sync", None).await;
+    assert_eq!(sync["held_chats"], json!([]));
+    let (status, body) = h
+        .call(&alice, "POST", &messages, Some(encrypted(&mut group, "m3")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Issue 8: chats stored before the server kept their class get it from their public
+/// state at start, so that a released 0.1.0 database's transitory chats are seen as such.
+#[tokio::test]
+async fn issue8_chats_of_an_older_database_are_classified_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.db");
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/v0.1.0");
+    std::fs::copy(fixtures.join("server/server.db"), &path).unwrap();
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("expected.json")).unwrap()).unwrap();
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    assert_eq!(store.unclassified_groups().await.unwrap().len(), 2);
+    let state = Arc::new(AppState::new(
+        ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned()),
+        store.clone(),
+        OrgSigner::generate(),
+        [0; 32],
+    ));
+    assert_eq!(vellum_server::classify_groups(&state).await.unwrap(), 2);
+    for (name, chat) in expected["chats"].as_object().unwrap() {
+        let group = store
+            .group(chat["id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(group.record, chat["class"] == "record", "{name}");
+    }
+    assert!(store.unclassified_groups().await.unwrap().is_empty());
+    assert_eq!(
+        vellum_server::classify_groups(&state).await.unwrap(),
+        0,
+        "once"
+    );
+}

@@ -24,6 +24,8 @@ macro_rules! store_conformance_tests {
             delete_for_everyone_is_for_senders_only,
             purge_waits_for_the_archiver,
             receipts_are_queued_per_device,
+            issue8_chat_classes_are_kept_and_transitory_chats_counted,
+            issue8_holds_suspend_purging_in_transitory_chats_of_held_users,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -68,6 +70,7 @@ async fn group_of(store: &impl Store, group: &str, creator: &str) {
             epoch: 0,
             state: b"state-0".to_vec(),
             timers: ChatTimers::default(),
+            record: false,
             creator_device: creator.into(),
             created_at: 0,
         })
@@ -92,6 +95,7 @@ fn commit(
             expire_secs: Some(60),
             burn_secs: None,
         },
+        record: false,
         sender_device: sender.into(),
         payload: payload.to_vec(),
         received_at: 0,
@@ -386,6 +390,7 @@ pub async fn commits_are_ordered_first_wins(store: &impl Store) {
                 epoch: 0,
                 state: vec![],
                 timers: ChatTimers::default(),
+                record: false,
                 creator_device: "b1".into(),
                 created_at: 0,
             })
@@ -617,6 +622,7 @@ pub async fn org_policy_defaults_and_updates(store: &impl Store) {
         allow_transitory: false,
         archiver_device: None,
         records_log_key: None,
+        on_hold: vellum_wire::HoldAction::Convert,
     };
     store.set_org_policy(strict.clone()).await.unwrap();
     assert_eq!(store.org_policy().await.unwrap(), strict);
@@ -808,4 +814,125 @@ pub async fn receipts_are_queued_per_device(store: &impl Store) {
     store.ack_receipts("a1", &[a[0].0]).await.unwrap();
     assert_eq!(store.pending_receipts("a1", 10).await.unwrap().len(), 1);
     assert_eq!(store.pending_receipts("b1", 10).await.unwrap().len(), 1);
+}
+
+pub async fn issue8_chat_classes_are_kept_and_transitory_chats_counted(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    enroll(store, "r1", vellum_wire::RECORDS_USER).await;
+    group_of(store, "t1", "a1").await;
+    group_of(store, "t2", "a1").await;
+    store
+        .create_group(NewGroup {
+            record: true,
+            group_id: "r".into(),
+            epoch: 0,
+            state: vec![],
+            timers: ChatTimers::default(),
+            creator_device: "a1".into(),
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    assert!(store.group("r").await.unwrap().unwrap().record);
+    assert!(!store.group("t1").await.unwrap().unwrap().record);
+    assert_eq!(
+        store.transitory_chats(1).await.unwrap(),
+        (2, vec!["t1".to_string()]),
+        "two in all, one listed"
+    );
+    // A commit carries the class after it: t1 converts.
+    let convert = CommitAppend {
+        record: true,
+        ..commit("t1", 0, "a1", b"convert", &["r1"], &[])
+    };
+    store.append_commit(convert).await.unwrap();
+    assert!(store.group("t1").await.unwrap().unwrap().record);
+    assert_eq!(
+        store.transitory_chats(10).await.unwrap(),
+        (1, vec!["t2".to_string()])
+    );
+    // A chat nobody is in any more is not counted.
+    store
+        .append_commit(commit("t2", 0, "a1", b"leave", &[], &["a1"]))
+        .await
+        .unwrap();
+    assert_eq!(store.transitory_chats(10).await.unwrap(), (0, vec![]));
+    // Every group a backend creates has a class: nothing is left to classify.
+    assert!(store.unclassified_groups().await.unwrap().is_empty());
+    store.set_group_class("t2", true).await.unwrap();
+    assert!(store.group("t2").await.unwrap().unwrap().record);
+    assert!(matches!(
+        store.set_group_class("nope", true).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+pub async fn issue8_holds_suspend_purging_in_transitory_chats_of_held_users(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    enroll(store, "b1", "bob").await;
+    enroll(store, "c1", "carol").await;
+    group_of(store, "ab", "a1").await;
+    store
+        .append_commit(commit("ab", 0, "a1", b"add", &["b1"], &[]))
+        .await
+        .unwrap(); // seq 1
+    group_of(store, "ac", "a1").await;
+    store
+        .append_commit(commit("ac", 0, "a1", b"add", &["c1"], &[]))
+        .await
+        .unwrap(); // seq 1
+    let expiring = |group: &str, id: &str| MessageAppend {
+        expires_at: Some(10),
+        ..message(group, 1, "a1", id)
+    };
+    store.append_message(expiring("ab", "m")).await.unwrap(); // ab seq 2
+    store.append_message(expiring("ac", "n")).await.unwrap(); // ac seq 2
+
+    assert!(store.held_users().await.unwrap().is_empty());
+    store
+        .set_held_users(vec!["bob".into(), "bob".into(), "nobody".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.held_users().await.unwrap(),
+        vec!["bob".to_string(), "nobody".to_string()]
+    );
+    // bob is in "ab": both its members see it held; "ac" is not.
+    for device in ["a1", "b1"] {
+        assert_eq!(
+            store.held_chats(device).await.unwrap(),
+            vec!["ab".to_string()],
+            "{device}"
+        );
+    }
+    assert!(store.held_chats("c1").await.unwrap().is_empty());
+    assert!(store.group("ab").await.unwrap().unwrap().held);
+    assert!(!store.group("ac").await.unwrap().unwrap().held);
+    assert_eq!(
+        store.purge_expired(100, 0).await.unwrap(),
+        1,
+        "only the message of the chat without a held member"
+    );
+    assert_eq!(
+        seqs(&store.pending("b1", 100).await.unwrap(), "ab"),
+        vec![2]
+    );
+
+    // Released (the archiver's list replaced): the timer runs out at once.
+    store.set_held_users(vec![]).await.unwrap();
+    assert!(store.held_chats("a1").await.unwrap().is_empty());
+    assert_eq!(store.purge_expired(100, 0).await.unwrap(), 1);
+    assert!(seqs(&store.pending("b1", 100).await.unwrap(), "ab").is_empty());
+
+    // A record chat is never "held": the archive keeps it anyway.
+    store.set_held_users(vec!["bob".into()]).await.unwrap();
+    store
+        .append_commit(CommitAppend {
+            record: true,
+            ..commit("ab", 1, "a1", b"convert", &[], &[])
+        })
+        .await
+        .unwrap();
+    assert!(store.held_chats("b1").await.unwrap().is_empty());
+    assert!(!store.group("ab").await.unwrap().unwrap().held);
 }

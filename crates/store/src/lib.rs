@@ -65,6 +65,8 @@ pub struct NewGroup {
     pub epoch: u64,
     pub state: Vec<u8>,
     pub timers: ChatTimers,
+    /// A record chat (its GroupContext names the archiver), or transitory.
+    pub record: bool,
     pub creator_device: String,
     pub created_at: i64,
 }
@@ -74,6 +76,11 @@ pub struct GroupState {
     pub group_id: String,
     pub epoch: u64,
     pub timers: ChatTimers,
+    /// A record chat. False too for a group stored before chat classes were kept, until
+    /// [`Store::set_group_class`] is given its class.
+    pub record: bool,
+    /// A transitory chat with a current member under a legal hold: its timers are suspended.
+    pub held: bool,
     /// The tracker's serialised public state.
     pub state: Vec<u8>,
 }
@@ -86,6 +93,8 @@ pub struct CommitAppend {
     pub new_epoch: u64,
     pub state: Vec<u8>,
     pub timers: ChatTimers,
+    /// The group's class after the commit.
+    pub record: bool,
     pub sender_device: String,
     pub payload: Vec<u8>,
     pub received_at: i64,
@@ -210,6 +219,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn create_group(&self, group: NewGroup) -> Result<()>;
     async fn group(&self, group_id: &str) -> Result<Option<GroupState>>;
+    /// Groups whose class is not known (stored before classes were kept), with their
+    /// tracked public state to read it from.
+    async fn unclassified_groups(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    async fn set_group_class(&self, group_id: &str, record: bool) -> Result<()>;
+    /// Transitory chats that still have a member: how many, and the first `limit` ids.
+    async fn transitory_chats(&self, limit: usize) -> Result<(u64, Vec<String>)>;
     /// Current member devices.
     async fn group_members(&self, group_id: &str) -> Result<Vec<String>>;
     async fn is_member(&self, group_id: &str, device_id: &str) -> Result<bool>;
@@ -241,6 +256,12 @@ pub trait Store: Send + Sync + 'static {
     async fn records_public(&self) -> Result<Option<String>>;
     async fn set_records_public(&self, records_public: &str) -> Result<()>;
     async fn set_records_log_key(&self, verifier_key: &str) -> Result<()>;
+    /// Replaces the users under a legal hold (the archiver's list).
+    async fn set_held_users(&self, users: Vec<String>) -> Result<()>;
+    async fn held_users(&self) -> Result<Vec<String>>;
+    /// The transitory chats `device_id` is a current member of that have a current member
+    /// under a legal hold (this device's user included).
+    async fn held_chats(&self, device_id: &str) -> Result<Vec<String>>;
     /// Queues archive receipts for devices (device id, receipt).
     async fn queue_receipts(&self, receipts: Vec<(String, String)>) -> Result<()>;
     async fn pending_receipts(&self, device_id: &str, limit: usize) -> Result<Vec<(u64, String)>>;
@@ -251,7 +272,8 @@ pub trait Store: Send + Sync + 'static {
     /// Removes application messages that expired at or before `now`, or were received before
     /// `received_before` (the undelivered-retention limit). Commits are kept, and so is any
     /// message of a record chat that the org's archiver has not acknowledged yet: an archiver
-    /// outage never costs a record. Returns how many.
+    /// outage never costs a record. Expiry waits while a legal hold covers a member of a
+    /// transitory chat (it resumes when the hold is released). Returns how many.
     async fn purge_expired(&self, now: i64, received_before: i64) -> Result<u64>;
     /// Delete for everyone: drops the ciphertext at `seq` if a device of `requester`'s user
     /// sent it.

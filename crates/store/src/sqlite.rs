@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
-use vellum_wire::{log_hash_next, log_hash_start, EntryKind};
+use vellum_wire::{log_hash_next, log_hash_start, EntryKind, HoldAction};
 
 use crate::*;
 
@@ -121,6 +121,19 @@ const ARCHIVER_PENDING: &str = "EXISTS (
     WHERE m.group_id = group_log.group_id AND d.user = 'records'
       AND (m.removed_seq IS NULL OR group_log.seq <= m.removed_seq)
       AND m.acked_seq < group_log.seq AND m.joined_seq < group_log.seq)";
+
+/// True when the group named by the SQL expression `group_id` is a transitory chat with a
+/// current member under a legal hold. Without any hold (the usual case) it costs one lookup.
+fn held_chat(group_id: &str) -> String {
+    format!(
+        "(EXISTS (SELECT 1 FROM held_users) AND EXISTS (
+    SELECT 1 FROM groups g
+    JOIN memberships m ON m.group_id = g.group_id AND m.removed_seq IS NULL
+    JOIN devices d ON d.device_id = m.device_id
+    JOIN held_users h ON h.user = d.user
+    WHERE g.group_id = {group_id} AND g.record = 0))"
+    )
+}
 
 fn opt_i64(v: Option<u64>) -> Option<i64> {
     v.map(|v| v as i64)
@@ -676,7 +689,7 @@ impl Store for SqliteStore {
         self.run(move |c| {
             let tx = c.transaction().map_err(backend)?;
             tx.execute(
-                "INSERT INTO groups (group_id, epoch, state, last_seq, created_at, expire_secs, burn_secs, log_hash) VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7)",
+                "INSERT INTO groups (group_id, epoch, state, last_seq, created_at, expire_secs, burn_secs, log_hash, record) VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     group.group_id,
                     group.epoch as i64,
@@ -684,7 +697,8 @@ impl Store for SqliteStore {
                     group.created_at,
                     opt_i64(group.timers.expire_secs),
                     opt_i64(group.timers.burn_secs),
-                    &log_hash_start(&group.group_id)[..]
+                    &log_hash_start(&group.group_id)[..],
+                    group.record as i64
                 ],
             )
             .map_err(|e| {
@@ -708,7 +722,11 @@ impl Store for SqliteStore {
         let group_id = group_id.to_owned();
         self.read(move |c| {
             c.query_row(
-                "SELECT group_id, epoch, state, expire_secs, burn_secs FROM groups WHERE group_id = ?1",
+                &format!(
+                    "SELECT group_id, epoch, state, expire_secs, burn_secs, COALESCE(record, 0), {}
+                     FROM groups WHERE group_id = ?1",
+                    held_chat("groups.group_id")
+                ),
                 [group_id],
                 |r| {
                     Ok(GroupState {
@@ -719,11 +737,65 @@ impl Store for SqliteStore {
                             expire_secs: opt_u64(r.get(3)?),
                             burn_secs: opt_u64(r.get(4)?),
                         },
+                        record: r.get::<_, i64>(5)? == 1,
+                        held: r.get(6)?,
                     })
                 },
             )
             .optional()
             .map_err(backend)
+        })
+        .await
+    }
+
+    async fn unclassified_groups(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT group_id, state FROM groups WHERE record IS NULL ORDER BY group_id",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn set_group_class(&self, group_id: &str, record: bool) -> Result<()> {
+        let group_id = group_id.to_owned();
+        self.run(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE groups SET record = ?2 WHERE group_id = ?1",
+                    params![group_id, record as i64],
+                )
+                .map_err(backend)?;
+            if changed == 0 {
+                return Err(Error::NotFound(format!("group {group_id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn transitory_chats(&self, limit: usize) -> Result<(u64, Vec<String>)> {
+        self.read(move |c| {
+            let live = "record = 0 AND EXISTS (SELECT 1 FROM memberships m
+                        WHERE m.group_id = groups.group_id AND m.removed_seq IS NULL)";
+            let count: i64 = c
+                .query_row(&format!("SELECT COUNT(*) FROM groups WHERE {live}"), [], |r| r.get(0))
+                .map_err(backend)?;
+            let mut stmt = c
+                .prepare(&format!("SELECT group_id FROM groups WHERE {live} ORDER BY created_at, group_id LIMIT ?1"))
+                .map_err(backend)?;
+            let ids = stmt
+                .query_map([limit as i64], |r| r.get(0))
+                .map_err(backend)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(backend)?;
+            Ok((count as u64, ids))
         })
         .await
     }
@@ -764,7 +836,7 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
             tx.execute(
-                "UPDATE groups SET epoch = ?2, state = ?3, last_seq = ?4, expire_secs = ?5, burn_secs = ?6, log_hash = ?7 WHERE group_id = ?1",
+                "UPDATE groups SET epoch = ?2, state = ?3, last_seq = ?4, expire_secs = ?5, burn_secs = ?6, log_hash = ?7, record = ?8 WHERE group_id = ?1",
                 params![
                     commit.group_id,
                     commit.new_epoch as i64,
@@ -772,7 +844,8 @@ impl Store for SqliteStore {
                     seq as i64,
                     opt_i64(commit.timers.expire_secs),
                     opt_i64(commit.timers.burn_secs),
-                    &hash[..]
+                    &hash[..],
+                    commit.record as i64
                 ],
             )
             .map_err(backend)?;
@@ -1000,7 +1073,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut policy = c
                 .query_row(
-                    "SELECT max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory FROM org_policy WHERE id = 1",
+                    "SELECT max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts FROM org_policy WHERE id = 1",
                     [],
                     |r| {
                         Ok(OrgPolicy {
@@ -1011,6 +1084,11 @@ impl Store for SqliteStore {
                             allow_transitory: r.get::<_, i64>(4)? == 1,
                             archiver_device: None,
                             records_log_key: None,
+                            on_hold: if r.get::<_, i64>(5)? == 1 {
+                                HoldAction::Convert
+                            } else {
+                                HoldAction::SuspendTimers
+                            },
                         })
                     },
                 )
@@ -1038,13 +1116,14 @@ impl Store for SqliteStore {
     async fn set_org_policy(&self, policy: OrgPolicy) -> Result<()> {
         self.run(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO org_policy (id, max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory) VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR REPLACE INTO org_policy (id, max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     opt_i64(policy.max_expire_secs),
                     opt_i64(policy.max_burn_secs),
                     policy.allow_no_expiry as i64,
                     policy.default_record as i64,
-                    policy.allow_transitory as i64
+                    policy.allow_transitory as i64,
+                    (policy.on_hold == HoldAction::Convert) as i64
                 ],
             )
             .map(|_| ())
@@ -1089,6 +1168,50 @@ impl Store for SqliteStore {
                 return Err(Error::NotFound("records configuration".into()));
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn set_held_users(&self, users: Vec<String>) -> Result<()> {
+        self.run(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            tx.execute("DELETE FROM held_users", []).map_err(backend)?;
+            for user in users {
+                tx.execute(
+                    "INSERT OR IGNORE INTO held_users (user) VALUES (?1)",
+                    [user],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn held_users(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare("SELECT user FROM held_users ORDER BY user")
+                .map_err(backend)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn held_chats(&self, device_id: &str) -> Result<Vec<String>> {
+        let device_id = device_id.to_owned();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT mine.group_id FROM memberships mine
+                     WHERE mine.device_id = ?1 AND mine.removed_seq IS NULL AND {}
+                     ORDER BY mine.group_id",
+                    held_chat("mine.group_id")
+                ))
+                .map_err(backend)?;
+            let rows = stmt.query_map([device_id], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
         })
         .await
     }
@@ -1160,8 +1283,10 @@ impl Store for SqliteStore {
                 .execute(
                     &format!(
                         "DELETE FROM group_log WHERE kind = 'application'
-                         AND ((expires_at IS NOT NULL AND expires_at <= ?1) OR received_at < ?2 OR deleted = 1)
-                         AND NOT {ARCHIVER_PENDING}"
+                         AND ((expires_at IS NOT NULL AND expires_at <= ?1 AND NOT {held})
+                              OR received_at < ?2 OR deleted = 1)
+                         AND NOT {ARCHIVER_PENDING}",
+                        held = held_chat("group_log.group_id")
                     ),
                     params![now, received_before],
                 )

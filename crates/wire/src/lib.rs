@@ -48,6 +48,9 @@ pub mod codes {
     pub const NO_KEY_PACKAGE: &str = "no_key_package";
     pub const POLICY_VIOLATION: &str = "policy_violation";
     pub const RECORDS_NOT_CONFIGURED: &str = "records_not_configured";
+    /// The org keeps this chat as records but it is still transitory: a member commits its
+    /// conversion (the record-chat extension and the org's archiver) before anything else.
+    pub const RECORD_REQUIRED: &str = "record_required";
     pub const INTERNAL: &str = "internal";
     /// The request's timestamp is from before the server started: nonces seen before then
     /// are forgotten, so it cannot be checked for a replay. Sign it again with a timestamp
@@ -182,10 +185,37 @@ pub struct OrgPolicy {
     /// The verifier key of the archive's checkpoints (C2SP signed note), for receipts.
     #[serde(default)]
     pub records_log_key: Option<String>,
+    /// What a legal hold on a person does to that person's transitory chats.
+    #[serde(default)]
+    pub on_hold: HoldAction,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// What a legal hold on a person (`records hold create --custodian USER`) does to the
+/// transitory chats that person is a member of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldAction {
+    /// The default: members' devices (and the server) stop expiring and burning the chat's
+    /// messages while the hold lasts, and resume when it is released. The chat stays
+    /// transitory: nothing is archived.
+    #[default]
+    SuspendTimers,
+    /// The chat must also become a record chat (as with `allow_transitory` false) before
+    /// anything else is said in it; its timers are suspended until then, and from then on
+    /// the archiver keeps it, for good.
+    Convert,
+}
+
+impl OrgPolicy {
+    /// Whether every chat must be a record chat now: records are set up (the archiver has
+    /// enrolled) and transitory chats are not allowed.
+    pub fn requires_records(&self) -> bool {
+        self.archiver_device.is_some() && !self.allow_transitory
+    }
 }
 
 impl Default for OrgPolicy {
@@ -198,6 +228,7 @@ impl Default for OrgPolicy {
             allow_transitory: true,
             archiver_device: None,
             records_log_key: None,
+            on_hold: HoldAction::default(),
         }
     }
 }
@@ -213,6 +244,8 @@ pub struct OrgPolicyUpdate {
     pub default_record: Option<bool>,
     #[serde(default)]
     pub allow_transitory: Option<bool>,
+    #[serde(default)]
+    pub on_hold: Option<HoldAction>,
 }
 
 /// `POST /v1/admin/records`: registers the records public key (from `records init`) and
@@ -232,8 +265,18 @@ pub struct AdminStatus {
     pub archiver_backlog: u64,
     /// Age of the oldest of them, milliseconds.
     pub archiver_lag_ms: Option<i64>,
+    /// Chats that are not compliant: transitory while the org requires records (each
+    /// converts at its next commit). The first [`MAX_LISTED_CHATS`] group ids.
+    #[serde(default)]
+    pub noncompliant_chats: Vec<String>,
+    /// How many chats are not compliant in all.
+    #[serde(default)]
+    pub noncompliant_chat_count: u64,
     pub warnings: Vec<String>,
 }
+
+/// The most group ids a status lists; the count says how many there are.
+pub const MAX_LISTED_CHATS: usize = 100;
 
 /// The user name of the org's archiver device.
 pub const RECORDS_USER: &str = "records";
@@ -305,6 +348,11 @@ pub struct SyncResponse {
     /// Archive receipts for messages this device sent.
     #[serde(default)]
     pub receipts: Vec<QueuedReceipt>,
+    /// This device's transitory chats with a member under a legal hold (all of them, each
+    /// time): their disappearing timers are suspended until the hold is released. Who is
+    /// under hold is not said.
+    #[serde(default)]
+    pub held_chats: Vec<String>,
     /// True when a limit cut the answer short; sync again after acking.
     pub more: bool,
 }
@@ -363,6 +411,14 @@ pub struct ReceiptFor {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogKey {
     pub verifier_key: String,
+}
+
+/// `PUT /v1/records/held-users`, by the org's archiver device: every user a legal hold in
+/// force names as its custodian (replaces the previous list).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeldUsers {
+    pub users: Vec<String>,
 }
 
 /// A WebSocket frame from the server: something new is waiting; call `/v1/sync`.

@@ -5,6 +5,7 @@ mod harness;
 
 mod chat;
 mod crash;
+mod escape;
 mod records;
 mod restore;
 mod secrets;

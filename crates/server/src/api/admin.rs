@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use vellum_http::{codes, ApiError, Json, Path};
 use vellum_wire::{
     AdminStatus, CreateUserRequest, EnrollmentCode, OrgPolicy, OrgPolicyUpdate, RecordsInit,
-    RECORDS_USER,
+    MAX_LISTED_CHATS, RECORDS_USER,
 };
 
 use super::{ErrorBody, St};
@@ -16,7 +16,7 @@ use crate::state::AppState;
 const MAX_NAME: usize = 64;
 
 /// User names: 1-64 of `[a-z0-9._-]`, so they are safe in paths, logs and file names.
-fn valid_name(name: &str) -> Result<(), ApiError> {
+pub(crate) fn valid_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME
         && name
@@ -130,6 +130,9 @@ pub async fn set_policy(
     if let Some(allow) = req.allow_transitory {
         policy.allow_transitory = allow;
     }
+    if let Some(action) = req.on_hold {
+        policy.on_hold = action;
+    }
     state.store.set_org_policy(policy.clone()).await?;
     Ok(Json(state.store.org_policy().await?))
 }
@@ -195,11 +198,25 @@ async fn status_of(state: &AppState) -> Result<AdminStatus, ApiError> {
             "the archiver is behind by {archiver_backlog} entries"
         ));
     }
+    // The store knows each chat's class from the public handshake.
+    let (noncompliant_chat_count, noncompliant_chats) = if org.requires_records() {
+        state.store.transitory_chats(MAX_LISTED_CHATS).await?
+    } else {
+        (0, Vec::new())
+    };
+    if noncompliant_chat_count > 0 {
+        warnings.push(format!(
+            "{noncompliant_chat_count} chats are still transitory although the organisation keeps every chat as records: \
+             each converts at its next commit, and takes no message until then"
+        ));
+    }
     Ok(AdminStatus {
         records_configured,
         archiver_device: org.archiver_device,
         archiver_backlog,
         archiver_lag_ms,
+        noncompliant_chats,
+        noncompliant_chat_count,
         warnings,
     })
 }
@@ -224,10 +241,14 @@ pub async fn metrics(State(state): St) -> Result<impl IntoResponse, ApiError> {
          vellum_archiver_lag_seconds {}\n\
          # HELP vellum_records_configured Whether records init has run.\n\
          # TYPE vellum_records_configured gauge\n\
-         vellum_records_configured {}\n",
+         vellum_records_configured {}\n\
+         # HELP vellum_chats_not_compliant Transitory chats while the org keeps every chat as records.\n\
+         # TYPE vellum_chats_not_compliant gauge\n\
+         vellum_chats_not_compliant {}\n",
         status.archiver_backlog,
         status.archiver_lag_ms.unwrap_or(0) as f64 / 1000.0,
-        status.records_configured as u8
+        status.records_configured as u8,
+        status.noncompliant_chat_count
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }

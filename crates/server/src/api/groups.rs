@@ -4,7 +4,9 @@ use axum::response::IntoResponse;
 use axum::Extension;
 use vellum_http::{codes, ApiError, Json, Path};
 use vellum_store::{ChatTimers, CommitAppend, MessageAppend, NewGroup};
-use vellum_wire::{Accepted, CreateGroup, GroupCreated, OrgPolicy, PostCommit, PostMessage, B64};
+use vellum_wire::{
+    Accepted, CreateGroup, GroupCreated, HoldAction, OrgPolicy, PostCommit, PostMessage, B64,
+};
 
 use super::{ErrorBody, St};
 use crate::auth::AuthedDevice;
@@ -35,7 +37,7 @@ pub async fn create(
         .await?;
     let org = state.store.org_policy().await?;
     policy.check(&org)?;
-    check_class(&org, None, archiver.as_deref())?;
+    check_class(&org, None, archiver.as_deref(), false)?;
     let group_id = vellum_mls::group_id_hex(tracked.group_id());
     let epoch = tracked.epoch();
     state
@@ -45,6 +47,7 @@ pub async fn create(
             epoch,
             state: snapshot,
             timers: timers(policy),
+            record: archiver.is_some(),
             creator_device: me.device_id,
             created_at: state.now_secs(),
         })
@@ -54,11 +57,15 @@ pub async fn create(
 }
 
 /// The rules on chat classes: a record chat names the org's archiver; a chat may be (or
-/// become) transitory only where the org allows it once records are configured.
+/// become) transitory only where the org allows it once records are configured; a
+/// transitory chat becomes a record chat, never the reverse. An existing transitory chat
+/// that `must_convert` (see [`must_convert`]) converts at its next commit: any other commit
+/// is refused with `record_required`.
 fn check_class(
     org: &OrgPolicy,
     before: Option<Option<&str>>,
     after: Option<&str>,
+    must_convert: bool,
 ) -> Result<(), ApiError> {
     let violation = |m: &str| Err(ApiError::from(vellum_mls::PolicyViolation(m.into())));
     if matches!(before, Some(Some(_))) && after.is_none() {
@@ -70,11 +77,29 @@ fn check_class(
         (Some(named), Some(archiver)) if named != archiver => {
             violation("a record chat must name the org's archiver")
         }
+        (None, Some(_)) if before == Some(None) && must_convert => Err(record_required()),
         (None, Some(_)) if !org.allow_transitory && before != Some(None) => {
             violation("this organisation keeps every chat as records")
         }
         _ => Ok(()),
     }
+}
+
+/// Whether an existing transitory chat must become a record chat before anything else
+/// happens in it: the org requires records, or a member is under a legal hold where the
+/// org's policy makes holds convert chats.
+fn must_convert(org: &OrgPolicy, held: bool) -> bool {
+    org.requires_records()
+        || (org.archiver_device.is_some() && held && org.on_hold == HoldAction::Convert)
+}
+
+fn record_required() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        codes::RECORD_REQUIRED,
+        "this organisation keeps this chat as records: a member must first commit its \
+         conversion (the record-chat extension and the org's archiver as a member)",
+    )
 }
 
 fn timers(policy: vellum_mls::ChatPolicy) -> ChatTimers {
@@ -104,7 +129,9 @@ fn not_member() -> ApiError {
     security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
     responses(
         (status = 200, description = "Stored in the group's log", body = Accepted),
-        (status = "4XX", description = "Refused (see code; 409 stale_epoch: sync and retry)", body = ErrorBody),
+        (status = 409, description = "`stale_epoch`: sync and retry; `record_required`: the org \
+            keeps this transitory chat as records, and only the commit converting it is taken", body = ErrorBody),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
         (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
     ))]
 pub async fn post_commit(
@@ -190,6 +217,7 @@ pub async fn post_commit(
         &org,
         Some(applied.archiver_before.as_deref()),
         applied.archiver.as_deref(),
+        must_convert(&org, group.held),
     )?;
     // A record chat always contains the archiver, from its first commit on.
     if let Some(archiver) = &applied.archiver {
@@ -214,6 +242,7 @@ pub async fn post_commit(
             new_epoch: outcome.new_epoch,
             state: applied.snapshot,
             timers: timers(applied.policy),
+            record: applied.archiver.is_some(),
             sender_device: me.device_id.clone(),
             payload: req.commit.0,
             received_at,
@@ -244,13 +273,18 @@ struct AppliedCommit {
 }
 
 /// Posts an application message (an MLS PrivateMessage). Retries with the same
-/// `client_msg_id` are stored once.
+/// `client_msg_id` are stored once. A transitory chat the org now keeps as records takes
+/// no message until a member has committed its conversion.
 #[utoipa::path(post, path = "/v1/groups/{group_id}/messages", tag = "groups",
     params(("group_id" = String, Path, description = "The group id, hex")),
     request_body = PostMessage,
     security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
     responses(
         (status = 200, description = "Stored in the group's log", body = Accepted),
+        (status = 409, description = "`stale_epoch`: sync and encrypt again; `record_required`: \
+            the org keeps this transitory chat as records, so commit its conversion (add the \
+            RecordChat GroupContext extension 0xF0A2 naming the org's archiver, and the archiver \
+            as a member), then send again", body = ErrorBody),
         (status = "4XX", description = "Refused (see code)", body = ErrorBody),
         (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
     ))]
@@ -293,6 +327,14 @@ pub async fn post_message(
         .group(&group_id)
         .await?
         .ok_or_else(unknown_chat)?;
+    let org = state.store.org_policy().await?;
+    if !group.record && must_convert(&org, group.held) {
+        // Nothing said here now would reach the archive.
+        if !state.store.is_member(&group_id, &me.device_id).await? {
+            return Err(not_member());
+        }
+        return Err(record_required());
+    }
     if req.expires_at.is_some_and(|t| t <= 0) {
         return Err(ApiError::bad_request(
             "expires_at must be a positive Unix time in milliseconds",
@@ -303,7 +345,6 @@ pub async fn post_message(
     let limit = |secs: Option<u64>| {
         secs.map(|s| received_at.saturating_add((s as i64).saturating_mul(1000)))
     };
-    let org = state.store.org_policy().await?;
     let expires_at = [
         req.expires_at,
         limit(group.timers.expire_secs),

@@ -117,6 +117,7 @@ pub fn router(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(policy::get_policy))
         .routes(routes!(records::post_receipts))
         .routes(routes!(records::put_log_key))
+        .routes(routes!(records::put_held_users))
         .routes(routes!(sync::sync))
         .routes(routes!(sync::ack))
         .routes(routes!(crate::ws::connect))

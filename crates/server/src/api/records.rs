@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
 use vellum_http::{codes, ApiError, Json};
-use vellum_wire::{LogKey, PostReceipts};
+use vellum_wire::{HeldUsers, LogKey, PostReceipts};
 
 use super::{ErrorBody, St};
 use crate::auth::AuthedDevice;
@@ -78,5 +78,46 @@ pub async fn put_log_key(
     vellum_tlog::NoteVerifier::parse(&req.verifier_key)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     state.store.set_records_log_key(&req.verifier_key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The most users one list of legal holds may name.
+const MAX_HELD_USERS: usize = 10_000;
+
+/// The archiver reports every user a legal hold in force names (the whole list, replacing
+/// the last one). Members of those users' transitory chats learn at their next sync that the
+/// chat's timers are suspended (or, where the org's policy says so, that it must convert).
+#[utoipa::path(put, path = "/v1/records/held-users", tag = "records",
+    request_body = HeldUsers,
+    security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
+    responses(
+        (status = 204, description = "Stored"),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn put_held_users(
+    State(state): St,
+    Extension(me): Extension<AuthedDevice>,
+    Json(req): Json<HeldUsers>,
+) -> Result<StatusCode, ApiError> {
+    require_archiver(&state, &me).await?;
+    if req.users.len() > MAX_HELD_USERS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::TOO_LARGE,
+            format!("at most {MAX_HELD_USERS} users"),
+        ));
+    }
+    for user in &req.users {
+        super::admin::valid_name(user)?;
+    }
+    let mut users = req.users;
+    users.sort();
+    users.dedup();
+    if state.store.held_users().await? != users {
+        state.store.set_held_users(users).await?;
+        // Any chat may now show (or stop showing) a hold: every device syncs once.
+        state.notifier.wake_all();
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -23,7 +23,7 @@ pub struct SyncQuery {
     params(SyncQuery),
     security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
     responses(
-        (status = 200, description = "Pending welcomes, log entries and receipts", body = SyncResponse),
+        (status = 200, description = "Pending welcomes, log entries and receipts, and which of this device's chats a legal hold keeps", body = SyncResponse),
         (status = "4XX", description = "Refused (see code)", body = ErrorBody),
         (status = "5XX", description = "Server error", body = ErrorBody),
     ))]
@@ -39,8 +39,10 @@ pub async fn sync(
     let pending = state.store.pending(&me.device_id, limit).await?;
     let receipts = state.store.pending_receipts(&me.device_id, limit).await?;
     let instance_id = state.store.instance_id().await?;
+    let held_chats = state.store.held_chats(&me.device_id).await?;
     let heads: std::collections::HashMap<_, _> = pending.heads.into_iter().collect();
     Ok(Json(SyncResponse {
+        held_chats,
         receipts: receipts
             .into_iter()
             .map(|(id, receipt)| QueuedReceipt { id, receipt })
