@@ -90,7 +90,23 @@ for leaf in [
         "leaf_json": raw.decode(), "leaf_hash_hex": leaf_hash.hex(),
         "entry_hex": (len(raw).to_bytes(4, "big") + leaf_hash + raw).hex(),
     })
-write("crates/archive/tests/vectors/log_entries.json", {"entries": entries})
+# A record's entry carries its sealed content key (64 bytes) after the leaf hash, said by the
+# top bit of its length word: [u32 BE 0x80000000 | length][leaf hash][sealed key][leaf JSON].
+# The leaf's key_hash is SHA-256 of the key; the leaf hash covers the JSON alone.
+record_entries = []
+sealed_key = bytes(range(64))
+leaf = {"kind": "record", "time": 1764000003000,
+        "reference": "8f14e45fceea167a5a36dedd4bea2543/4",
+        "key_hash": hashlib.sha256(sealed_key).hexdigest(), "body": "c2VhbGVkIGFnYWlu"}
+raw = json.dumps(leaf, separators=(",", ":"), ensure_ascii=False).encode()
+leaf_hash = hashlib.sha256(b"\x00" + raw).digest()
+record_entries.append({
+    "leaf_json": raw.decode(), "sealed_key_hex": sealed_key.hex(),
+    "leaf_hash_hex": leaf_hash.hex(),
+    "entry_hex": ((0x80000000 | len(raw)).to_bytes(4, "big") + leaf_hash + sealed_key + raw).hex(),
+})
+write("crates/archive/tests/vectors/log_entries.json",
+      {"entries": entries, "record_entries": record_entries})
 
 # records.pub (crates/records): the share hashes are SHA-256 of each share's bytes (the
 # base64 line of its share file) and the public key is 32 bytes of X25519, base64.

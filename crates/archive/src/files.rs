@@ -3,7 +3,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
@@ -13,8 +13,16 @@ use vellum_tlog::{leaf_hash, Checkpoint, Hash, NoteSigner, NoteVerifier};
 
 use crate::{Error, Leaf};
 
+/// A keys.bin slot: `[u64 leaf index][sealed key]`.
 pub(crate) const SLOT_LEN: usize = 8 + SEALED_KEY_LEN;
+/// A log.bin entry's length word and leaf hash.
 pub(crate) const ENTRY_HEADER: usize = 4 + 32;
+/// Set in a record entry's length word: its sealed content key follows the leaf hash. No
+/// length can have it (leaves are at most [`MAX_LEAF_BYTES`]), so an older reader refuses
+/// such an entry as damage instead of misreading it.
+const WITH_KEY: u32 = 1 << 31;
+/// Where the sealed key of a keyed entry starts; its leaf follows at `KEYED_HEADER`.
+pub(crate) const KEYED_HEADER: usize = ENTRY_HEADER + SEALED_KEY_LEN;
 /// No single leaf may be larger than this (a record is at most a message and its metadata).
 pub(crate) const MAX_LEAF_BYTES: usize = 1 << 20;
 
@@ -26,11 +34,19 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 }
 
 /// Injected write failures, for tests of the archiver on a full disk. While armed, each
-/// archive write (a key slot, a leaf, a key's destruction, a checkpoint) fails with "no
+/// archive write (a record or other leaf, a key's destruction, a checkpoint) fails with "no
 /// space left on device" after writing half its bytes, as a disk that fills mid-write does.
-/// Clones share the counters.
+/// It also counts the fsyncs of log.bin and keys.bin, so tests can hold an append to its
+/// cost. Clones share the counters.
 #[derive(Debug, Clone, Default)]
-pub struct Faults(Arc<(AtomicU32, AtomicU32)>);
+pub struct Faults(Arc<Counters>);
+
+#[derive(Debug, Default)]
+struct Counters {
+    skip: AtomicU32,
+    fail: AtomicU32,
+    syncs: AtomicU64,
+}
 
 impl Faults {
     /// Makes the next `n` archive writes fail.
@@ -40,8 +56,13 @@ impl Faults {
 
     /// Lets `skip` writes succeed, then makes `n` fail.
     pub fn fail_after(&self, skip: u32, n: u32) {
-        self.0 .0.store(skip, Ordering::SeqCst);
-        self.0 .1.store(n, Ordering::SeqCst);
+        self.0.skip.store(skip, Ordering::SeqCst);
+        self.0.fail.store(n, Ordering::SeqCst);
+    }
+
+    /// How many times the archive has made a write to log.bin or keys.bin durable.
+    pub fn syncs(&self) -> u64 {
+        self.0.syncs.load(Ordering::SeqCst)
     }
 
     /// Whether this write is to fail.
@@ -50,10 +71,17 @@ impl Faults {
             c.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
         };
-        if self.0 .1.load(Ordering::SeqCst) == 0 || take(&self.0 .0) {
+        if self.0.fail.load(Ordering::SeqCst) == 0 || take(&self.0.skip) {
             return false;
         }
-        take(&self.0 .1)
+        take(&self.0.fail)
+    }
+
+    /// `file.sync_data()`, counted.
+    fn sync(&self, file: &File) -> std::io::Result<()> {
+        file.sync_data()?;
+        self.0.syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 
     fn full() -> std::io::Error {
@@ -128,7 +156,21 @@ pub fn remove_temporaries(dir: &Path) -> Result<(), Error> {
 pub(crate) struct Entry {
     pub offset: u64,
     pub stored_hash: Hash,
+    /// The sealed content key a keyed record entry carries (zeros once disposed).
+    pub key: Option<Vec<u8>>,
     pub bytes: Vec<u8>,
+}
+
+impl Entry {
+    /// Its length in log.bin.
+    pub fn len(&self) -> u64 {
+        let header = if self.key.is_some() {
+            KEYED_HEADER
+        } else {
+            ENTRY_HEADER
+        };
+        (header + self.bytes.len()) as u64
+    }
 }
 
 /// How log.bin ends after its last whole entry.
@@ -143,6 +185,24 @@ pub(crate) enum Tail {
 
 /// One entry of log.bin: `[u32 big-endian length][32-byte RFC 6962 leaf hash][leaf JSON]`.
 pub fn encode_entry(leaf: &Leaf) -> Result<Vec<u8>, Error> {
+    encode(leaf, None)
+}
+
+/// A record's entry, which carries its sealed content key so that one write and one fsync
+/// make the record durable: `[u32 big-endian 0x80000000 | length][32-byte leaf hash][64-byte
+/// sealed key][leaf JSON]`. The leaf hash covers the JSON only; the JSON's `key_hash` commits
+/// to the key, which disposition overwrites with zeros in place.
+pub fn encode_record_entry(leaf: &Leaf, sealed_key: &[u8]) -> Result<Vec<u8>, Error> {
+    if !matches!(leaf, Leaf::Record { .. }) {
+        return Err(Error::Invalid("only a record leaf carries a key".into()));
+    }
+    if sealed_key.len() != SEALED_KEY_LEN {
+        return Err(Error::Invalid("sealed key has the wrong length".into()));
+    }
+    encode(leaf, Some(sealed_key))
+}
+
+pub(crate) fn encode(leaf: &Leaf, key: Option<&[u8]>) -> Result<Vec<u8>, Error> {
     let bytes = leaf.to_bytes();
     if bytes.len() > MAX_LEAF_BYTES {
         return Err(Error::Invalid(format!(
@@ -150,11 +210,36 @@ pub fn encode_entry(leaf: &Leaf) -> Result<Vec<u8>, Error> {
             bytes.len()
         )));
     }
-    let mut entry = Vec::with_capacity(ENTRY_HEADER + bytes.len());
-    entry.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    let flag = if key.is_some() { WITH_KEY } else { 0 };
+    let mut entry = Vec::with_capacity(KEYED_HEADER + bytes.len());
+    entry.extend_from_slice(&(flag | bytes.len() as u32).to_be_bytes());
     entry.extend_from_slice(&leaf_hash(&bytes));
+    entry.extend_from_slice(key.unwrap_or_default());
     entry.extend_from_slice(&bytes);
     Ok(entry)
+}
+
+/// An entry's leaf length and header length, from its length word.
+fn layout(word: [u8; 4]) -> (usize, usize) {
+    let word = u32::from_be_bytes(word);
+    match word & WITH_KEY {
+        0 => (word as usize, ENTRY_HEADER),
+        _ => ((word & !WITH_KEY) as usize, KEYED_HEADER),
+    }
+}
+
+/// The file holding the key at `at`, the key's offset in it, and the file's path.
+fn key_file<'a>(
+    dir: &Path,
+    log: &'a File,
+    keys: Option<&'a File>,
+    at: KeyAt,
+) -> Result<(&'a File, u64, PathBuf), Error> {
+    match (at, keys) {
+        (KeyAt::Log(offset), _) => Ok((log, offset, dir.join("log.bin"))),
+        (KeyAt::Keys(offset), Some(keys)) => Ok((keys, offset, dir.join("keys.bin"))),
+        (KeyAt::Keys(_), None) => Err(Error::Damaged("keys.bin is missing".into())),
+    }
 }
 
 /// Splits log.bin into entries and says how it ends.
@@ -162,26 +247,25 @@ pub(crate) fn parse_log(data: &[u8]) -> (Vec<Entry>, Tail) {
     let mut entries = Vec::new();
     let mut at = 0usize;
     while at < data.len() {
-        if data.len() - at < ENTRY_HEADER {
+        let rest = &data[at..];
+        if rest.len() < ENTRY_HEADER {
             return (entries, Tail::Incomplete(at as u64));
         }
-        let len = u32::from_be_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let (len, header) = layout(rest[..4].try_into().expect("4 bytes"));
         if len > MAX_LEAF_BYTES {
             return (entries, Tail::Invalid(at as u64));
         }
-        if data.len() - at - ENTRY_HEADER < len {
+        if rest.len() < header + len {
             return (entries, Tail::Incomplete(at as u64));
         }
-        let stored_hash: Hash = data[at + 4..at + ENTRY_HEADER]
-            .try_into()
-            .expect("32 bytes");
-        let bytes = data[at + ENTRY_HEADER..at + ENTRY_HEADER + len].to_vec();
-        entries.push(Entry {
+        let entry = Entry {
             offset: at as u64,
-            stored_hash,
-            bytes,
-        });
-        at += ENTRY_HEADER + len;
+            stored_hash: rest[4..ENTRY_HEADER].try_into().expect("32 bytes"),
+            key: (header == KEYED_HEADER).then(|| rest[ENTRY_HEADER..header].to_vec()),
+            bytes: rest[header..header + len].to_vec(),
+        };
+        at += entry.len() as usize;
+        entries.push(entry);
     }
     (entries, Tail::Clean)
 }
@@ -227,17 +311,26 @@ pub(crate) fn latest_checkpoint(dir: &Path) -> Result<Option<(u64, String)>, Err
     Ok(Some((size, fs::read_to_string(&path).map_err(io(&path))?)))
 }
 
-/// Opens keys.bin, checks that its slots belong to `record_leaves` in order, and trims a slot
-/// written for a leaf that a crash cut off.
-fn load_keys(dir: &Path, record_leaves: &[u64], size: u64) -> Result<File, Error> {
+/// Opens keys.bin, if the archive has one: archives written before record entries carried
+/// their keys keep the keys of those records there. Checks that its slots belong to
+/// `record_leaves` (the records whose entries carry no key) in order, and trims a slot that
+/// the earlier writer wrote for a leaf a crash cut off.
+fn load_keys(dir: &Path, record_leaves: &[u64], size: u64) -> Result<Option<File>, Error> {
     let path = dir.join("keys.bin");
-    let mut keys = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io(&path))?;
+    let opened = OpenOptions::new().read(true).write(true).open(&path);
+    let mut keys = match opened {
+        Ok(keys) => keys,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && record_leaves.is_empty() => {
+            return Ok(None)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Damaged(format!(
+                "keys.bin is missing; it holds the keys of {} records",
+                record_leaves.len()
+            )))
+        }
+        Err(e) => return Err(io(&path)(e)),
+    };
     let mut data = Vec::new();
     keys.read_to_end(&mut data).map_err(io(&path))?;
     let mut kept = 0;
@@ -264,20 +357,31 @@ fn load_keys(dir: &Path, record_leaves: &[u64], size: u64) -> Result<File, Error
         keys.set_len(keep_len).map_err(io(&path))?;
         keys.sync_all().map_err(io(&path))?;
     }
-    Ok(keys)
+    Ok(Some(keys))
+}
+
+/// Where a record's sealed content key lies: the byte offset of its 64 bytes.
+#[derive(Debug, Clone, Copy)]
+enum KeyAt {
+    /// In the record's own entry in log.bin.
+    Log(u64),
+    /// In its slot in keys.bin (records appended before entries carried their keys).
+    Keys(u64),
 }
 
 pub struct Archive {
     dir: PathBuf,
     log: File,
-    keys: File,
+    /// The keys.bin of an archive begun before record entries carried their keys; appends
+    /// never write to it, dispositions of its records overwrite their keys in it.
+    keys: Option<File>,
     signer: NoteSigner,
     pub(crate) leaf_hashes: Vec<Hash>,
     offsets: Vec<u64>,
     log_len: u64,
-    /// Leaf index of each key slot, in slot order.
-    record_slots: Vec<u64>,
-    slot_of: HashMap<u64, u64>,
+    /// Record leaves, in log order.
+    record_leaves: Vec<u64>,
+    key_at: HashMap<u64, KeyAt>,
     references: HashMap<String, u64>,
     disposed: HashSet<u64>,
     checkpointed: u64,
@@ -335,6 +439,10 @@ impl Archive {
         let mut offsets = Vec::with_capacity(entries.len());
         let mut references = HashMap::new();
         let mut disposed = HashSet::new();
+        let mut record_leaves = Vec::new();
+        let mut key_at = HashMap::new();
+        // Records whose entries carry no key: their keys are in keys.bin, slot by slot.
+        let mut slotted = Vec::new();
         for (index, entry) in entries.iter().enumerate() {
             let hash = leaf_hash(&entry.bytes);
             if hash != entry.stored_hash {
@@ -342,11 +450,27 @@ impl Archive {
             }
             let leaf = Leaf::from_bytes(&entry.bytes)
                 .map_err(|e| Error::Damaged(format!("leaf {index}: {e}")))?;
-            match leaf {
-                Leaf::Record { reference, .. } => {
-                    references.insert(reference, index as u64);
+            let index = index as u64;
+            match (leaf, entry.key.is_some()) {
+                (Leaf::Record { reference, .. }, keyed) => {
+                    references.insert(reference, index);
+                    record_leaves.push(index);
+                    if keyed {
+                        key_at.insert(index, KeyAt::Log(entry.offset + ENTRY_HEADER as u64));
+                    } else {
+                        key_at.insert(
+                            index,
+                            KeyAt::Keys(slotted.len() as u64 * SLOT_LEN as u64 + 8),
+                        );
+                        slotted.push(index);
+                    }
                 }
-                Leaf::Disposition { record, .. } => {
+                (_, true) => {
+                    return Err(Error::Damaged(format!(
+                        "leaf {index} carries a key but is not a record"
+                    )))
+                }
+                (Leaf::Disposition { record, .. }, false) => {
                     disposed.insert(record);
                 }
                 _ => {}
@@ -381,27 +505,19 @@ impl Archive {
                 log_len = at;
             }
         }
-        let mut record_slots: Vec<u64> = references.values().copied().collect();
-        record_slots.sort_unstable();
-        let keys = load_keys(dir, &record_slots, size)?;
-        let slot_of: HashMap<u64, u64> = record_slots
-            .iter()
-            .enumerate()
-            .map(|(slot, index)| (*index, slot as u64))
-            .collect();
+        let keys = load_keys(dir, &slotted, size)?;
         // Finish a disposition a crash interrupted: its leaf is written before the key goes.
-        let keys_path = dir.join("keys.bin");
         for index in &disposed {
-            let slot = *slot_of.get(index).ok_or_else(|| {
+            let at = *key_at.get(index).ok_or_else(|| {
                 Error::Damaged(format!("a disposition names leaf {index}, not a record"))
             })?;
+            let (file, offset, path) = key_file(dir, &log, keys.as_ref(), at)?;
             let mut key = vec![0u8; SEALED_KEY_LEN];
-            keys.read_exact_at(&mut key, slot * SLOT_LEN as u64 + 8)
-                .map_err(io(&keys_path))?;
+            file.read_exact_at(&mut key, offset).map_err(io(&path))?;
             if key.iter().any(|b| *b != 0) {
-                keys.write_all_at(&[0u8; SEALED_KEY_LEN], slot * SLOT_LEN as u64 + 8)
-                    .map_err(io(&keys_path))?;
-                keys.sync_data().map_err(io(&keys_path))?;
+                file.write_all_at(&[0u8; SEALED_KEY_LEN], offset)
+                    .map_err(io(&path))?;
+                file.sync_data().map_err(io(&path))?;
             }
         }
         // The archiver never signs over what it cannot vouch for: every leaf, key and
@@ -418,8 +534,8 @@ impl Archive {
             leaf_hashes,
             offsets,
             log_len,
-            record_slots,
-            slot_of,
+            record_leaves,
+            key_at,
             references,
             disposed,
             checkpointed,
@@ -447,10 +563,6 @@ impl Archive {
         self.signer.verifier_key()
     }
 
-    fn keys_len(&self) -> u64 {
-        (self.record_slots.len() * SLOT_LEN) as u64
-    }
-
     /// Before a write: the truncation a failed rollback owes.
     fn ready_to_write(&mut self) -> Result<(), Error> {
         if self.untrimmed {
@@ -459,27 +571,21 @@ impl Archive {
         Ok(())
     }
 
-    /// Cuts log.bin and keys.bin back to their last good lengths after a failed append, so
-    /// that a retry appends once. Remembered if it fails itself (the disk may be that bad).
+    /// Cuts log.bin back to its last good length after a failed append, so that a retry
+    /// appends once. Remembered if it fails itself (the disk may be that bad).
     fn rollback(&mut self) -> Result<(), Error> {
-        let keys_len = self.keys_len();
         let log_path = self.dir.join("log.bin");
-        let keys_path = self.dir.join("keys.bin");
-        let done = self
-            .log
-            .set_len(self.log_len)
-            .map_err(io(&log_path))
-            .and_then(|_| self.keys.set_len(keys_len).map_err(io(&keys_path)));
+        let done = self.log.set_len(self.log_len).map_err(io(&log_path));
         self.untrimmed = done.is_err();
         done
     }
 
-    /// Writes `entry` after the last good one and fsyncs it. On failure the file is cut back.
+    /// Writes `entry` after the last good one and fsyncs it: one write, one fsync.
     fn write_entry_bytes(&mut self, entry: &[u8]) -> Result<(), Error> {
         let path = self.dir.join("log.bin");
         self.faults
             .write_at(&self.log, entry, self.log_len)
-            .and_then(|_| self.log.sync_data())
+            .and_then(|_| self.faults.sync(&self.log))
             .map_err(io(&path))
     }
 
@@ -492,19 +598,20 @@ impl Archive {
         index
     }
 
-    fn write_entry(&mut self, leaf: &Leaf) -> Result<u64, Error> {
-        let entry = encode_entry(leaf)?;
+    /// Appends `entry` durably; on failure log.bin is cut back to where it was.
+    fn write_entry(&mut self, entry: &[u8]) -> Result<u64, Error> {
         self.ready_to_write()?;
-        if let Err(e) = self.write_entry_bytes(&entry) {
+        if let Err(e) = self.write_entry_bytes(entry) {
             // A partial entry must not stay in front of the next one.
             let _ = self.rollback();
             return Err(e);
         }
-        Ok(self.push_leaf(&entry))
+        Ok(self.push_leaf(entry))
     }
 
-    /// Appends a sealed record once per `reference`; durable when this returns. On an error
-    /// nothing was appended: both files are as they were, and a retry appends it once.
+    /// Appends a sealed record once per `reference`, its sealed key in its entry; durable
+    /// (one fsync) when this returns. On an error nothing was appended: log.bin is as it
+    /// was, and a retry appends the record once.
     pub fn append_record(
         &mut self,
         reference: &str,
@@ -523,28 +630,12 @@ impl Archive {
             key_hash: hex::encode(Sha256::digest(&record.sealed_key)),
             body: STANDARD.encode(&record.body),
         };
-        let entry = encode_entry(&leaf)?;
-        self.ready_to_write()?;
-        let index = self.size();
-        let path = self.dir.join("keys.bin");
-        let mut slot = index.to_be_bytes().to_vec();
-        slot.extend_from_slice(&record.sealed_key);
-        // The key first: a crash between the two leaves an orphan slot, trimmed at open.
-        let written = self
-            .faults
-            .write_at(&self.keys, &slot, self.keys_len())
-            .and_then(|_| self.keys.sync_data())
-            .map_err(io(&path))
-            .and_then(|_| self.write_entry_bytes(&entry));
-        if let Err(e) = written {
-            // Leave both files as they were: a slot without its leaf would misalign every
-            // later record's key.
-            let _ = self.rollback();
-            return Err(e);
-        }
-        self.push_leaf(&entry);
-        self.slot_of.insert(index, self.record_slots.len() as u64);
-        self.record_slots.push(index);
+        let entry = encode_record_entry(&leaf, &record.sealed_key)?;
+        let offset = self.log_len;
+        let index = self.write_entry(&entry)?;
+        self.key_at
+            .insert(index, KeyAt::Log(offset + ENTRY_HEADER as u64));
+        self.record_leaves.push(index);
         self.references.insert(reference.to_owned(), index);
         Ok(Appended { index, new: true })
     }
@@ -555,7 +646,7 @@ impl Archive {
             Leaf::Record { .. } | Leaf::Disposition { .. } => Err(Error::Invalid(
                 "records and dispositions have their own calls".into(),
             )),
-            leaf => self.write_entry(&leaf),
+            leaf => self.write_entry(&encode_entry(&leaf)?),
         }
     }
 
@@ -565,16 +656,25 @@ impl Archive {
             .get(index as usize)
             .ok_or_else(|| Error::Invalid(format!("no leaf {index}")))?;
         let path = self.dir.join("log.bin");
-        let mut header = [0u8; ENTRY_HEADER];
+        let mut word = [0u8; 4];
         self.log
-            .read_exact_at(&mut header, offset)
+            .read_exact_at(&mut word, offset)
             .map_err(io(&path))?;
-        let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let (len, header) = layout(word);
         let mut bytes = vec![0u8; len];
         self.log
-            .read_exact_at(&mut bytes, offset + ENTRY_HEADER as u64)
+            .read_exact_at(&mut bytes, offset + header as u64)
             .map_err(io(&path))?;
         Leaf::from_bytes(&bytes).map_err(Error::Damaged)
+    }
+
+    /// The file, offset and path of record `index`'s sealed key.
+    fn key_file(&self, index: u64) -> Result<(&File, u64, PathBuf), Error> {
+        let at = *self
+            .key_at
+            .get(&index)
+            .ok_or_else(|| Error::Invalid(format!("leaf {index} is not a record")))?;
+        key_file(&self.dir, &self.log, self.keys.as_ref(), at)
     }
 
     /// The sealed record of leaf `index`, or `None` once disposed.
@@ -585,12 +685,9 @@ impl Archive {
         if self.disposed.contains(&index) {
             return Ok(None);
         }
-        let slot = self.slot_of[&index];
+        let (file, offset, path) = self.key_file(index)?;
         let mut key = vec![0u8; SEALED_KEY_LEN];
-        let path = self.dir.join("keys.bin");
-        self.keys
-            .read_exact_at(&mut key, slot * SLOT_LEN as u64 + 8)
-            .map_err(io(&path))?;
+        file.read_exact_at(&mut key, offset).map_err(io(&path))?;
         let body = STANDARD
             .decode(body)
             .map_err(|_| Error::Damaged(format!("leaf {index} body")))?;
@@ -602,7 +699,7 @@ impl Archive {
 
     /// Record leaves, oldest first, with whether each is disposed.
     pub fn records(&self) -> impl Iterator<Item = (u64, bool)> + '_ {
-        self.record_slots
+        self.record_leaves
             .iter()
             .map(|i| (*i, self.disposed.contains(i)))
     }
@@ -610,38 +707,32 @@ impl Archive {
     /// Logs the disposition of record `index`, then destroys its content key in place. A
     /// crash in between is finished at the next open (the leaf names the key to destroy).
     pub fn dispose(&mut self, index: u64, schedule: &str, time: i64) -> Result<u64, Error> {
-        let slot = *self
-            .slot_of
-            .get(&index)
-            .ok_or_else(|| Error::Invalid(format!("leaf {index} is not a record")))?;
+        self.key_file(index)?;
         if self.disposed.contains(&index) {
             // Its disposition leaf is written; if wiping its key failed then, wipe it now.
-            self.wipe_key(slot)?;
+            self.wipe_key(index)?;
             return Err(Error::Invalid(format!(
                 "record {index} is already disposed"
             )));
         }
-        let leaf = self.write_entry(&Leaf::Disposition {
+        let leaf = self.write_entry(&encode_entry(&Leaf::Disposition {
             time,
             record: index,
             schedule: schedule.to_owned(),
-        })?;
+        })?)?;
         self.disposed.insert(index);
-        self.wipe_key(slot)?;
+        self.wipe_key(index)?;
         Ok(leaf)
     }
 
-    /// Zeroes a record's sealed key in keys.bin and makes that durable (idempotent).
-    fn wipe_key(&mut self, slot: u64) -> Result<(), Error> {
-        let path = self.dir.join("keys.bin");
+    /// Overwrites record `index`'s sealed key with zeros where it lies (in its log.bin entry
+    /// or its keys.bin slot) and makes that durable (idempotent).
+    fn wipe_key(&self, index: u64) -> Result<(), Error> {
+        let (file, offset, path) = self.key_file(index)?;
         self.faults
-            .write_at(
-                &self.keys,
-                &[0u8; SEALED_KEY_LEN],
-                slot * SLOT_LEN as u64 + 8,
-            )
-            .map_err(io(&path))?;
-        self.keys.sync_data().map_err(io(&path))
+            .write_at(file, &[0u8; SEALED_KEY_LEN], offset)
+            .and_then(|_| self.faults.sync(file))
+            .map_err(io(&path))
     }
 
     /// Signs and stores a checkpoint of the current size (if it grew); returns the latest note.

@@ -2,7 +2,7 @@
 //! ordinary test runs each over the committed seed corpus (`fuzz/corpus/<target>`), so the
 //! targets build and hold without a nightly toolchain. None may panic on any input.
 
-use crate::files::{encode_entry, parse_log, Tail, ENTRY_HEADER};
+use crate::files::{encode, parse_log, Tail};
 use crate::Leaf;
 
 /// `archive_leaf`: the archiver and auditors decode leaves from log.bin.
@@ -15,19 +15,19 @@ pub fn archive_leaf(data: &[u8]) {
 /// `archive_log`: opening an archive (and `archive verify`) splits log.bin into entries.
 /// The split accounts for every byte: whole entries back to back from offset 0, then a
 /// clean end, a cut-short entry or a damaged length; an entry whose leaf decodes, with its
-/// stored hash right, re-encodes to exactly its bytes.
+/// stored hash right, re-encodes to exactly its bytes (with its key, if it carries one).
 pub fn archive_log(data: &[u8]) {
     let (entries, tail) = parse_log(data);
     let mut at = 0u64;
     for entry in &entries {
         assert_eq!(entry.offset, at, "entries are back to back");
-        at += (ENTRY_HEADER + entry.bytes.len()) as u64;
+        at += entry.len();
         if let Ok(leaf) = Leaf::from_bytes(&entry.bytes) {
             let canonical = leaf.to_bytes() == entry.bytes;
             let hash_right = vellum_tlog::leaf_hash(&entry.bytes) == entry.stored_hash;
             if canonical && hash_right {
                 let start = entry.offset as usize;
-                let encoded = encode_entry(&leaf).expect("a parsed leaf fits");
+                let encoded = encode(&leaf, entry.key.as_deref()).expect("a parsed leaf fits");
                 assert_eq!(&data[start..start + encoded.len()], &encoded[..]);
             }
         }

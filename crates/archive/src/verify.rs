@@ -71,7 +71,8 @@ pub fn verify(dir: &Path, trusted: Option<&str>) -> VerifyReport {
         )),
     }
     let mut hashes: Vec<Hash> = Vec::with_capacity(entries.len());
-    let mut records: BTreeMap<u64, String> = BTreeMap::new();
+    // Each record's key hash, and the key its entry carries (None: its key is in keys.bin).
+    let mut records: BTreeMap<u64, (String, Option<&[u8]>)> = BTreeMap::new();
     let mut disposed: HashSet<u64> = HashSet::new();
     for (index, entry) in entries.iter().enumerate() {
         let hash = leaf_hash(&entry.bytes);
@@ -83,8 +84,11 @@ pub fn verify(dir: &Path, trusted: Option<&str>) -> VerifyReport {
         }
         match Leaf::from_bytes(&entry.bytes) {
             Ok(Leaf::Record { key_hash, .. }) => {
-                records.insert(index as u64, key_hash);
+                records.insert(index as u64, (key_hash, entry.key.as_deref()));
             }
+            Ok(_) if entry.key.is_some() => problem(format!(
+                "log.bin: leaf {index} carries a key but is not a record"
+            )),
             Ok(Leaf::Disposition { record, .. }) => {
                 disposed.insert(record);
             }
@@ -104,9 +108,27 @@ pub fn verify(dir: &Path, trusted: Option<&str>) -> VerifyReport {
         }
     }
 
-    // keys.bin: one slot per record, in order; a destroyed key only with its disposition.
+    for (index, (key_hash, key)) in &records {
+        if let Some(key) = key {
+            if let Some(p) = key_problem(*index, key, key_hash, disposed.contains(index), "log.bin")
+            {
+                problem(p);
+            }
+        }
+    }
+    // keys.bin: one slot per record whose entry carries no key, in order. Archives begun
+    // with keys in the records' entries have none.
+    let slotted: Vec<(&u64, &String)> = records
+        .iter()
+        .filter(|(_, (_, key))| key.is_none())
+        .map(|(index, (key_hash, _))| (index, key_hash))
+        .collect();
     match fs::read(dir.join("keys.bin")) {
-        Err(e) => problem(format!("keys.bin: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && slotted.is_empty() => {}
+        Err(e) => problem(format!(
+            "keys.bin: {e} (it holds the keys of {} records)",
+            slotted.len()
+        )),
         Ok(keys) => {
             if keys.len() % SLOT_LEN != 0 {
                 problem(format!(
@@ -115,30 +137,24 @@ pub fn verify(dir: &Path, trusted: Option<&str>) -> VerifyReport {
                 ));
             }
             let slots: Vec<&[u8]> = keys.chunks_exact(SLOT_LEN).collect();
-            if slots.len() != records.len() {
+            if slots.len() != slotted.len() {
                 problem(format!(
-                    "keys.bin: {} keys for {} records in the log",
+                    "keys.bin: {} keys for {} records in the log that keep their key there",
                     slots.len(),
-                    records.len()
+                    slotted.len()
                 ));
             }
-            for (slot, ((index, key_hash), bytes)) in records.iter().zip(&slots).enumerate() {
+            for (slot, ((index, key_hash), bytes)) in slotted.iter().zip(&slots).enumerate() {
                 let owner = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
-                let key = &bytes[8..];
-                if owner != *index {
+                if owner != **index {
                     problem(format!("keys.bin: slot {slot} belongs to leaf {owner}, the log's record there is leaf {index} (a record was removed or reordered)"));
-                } else if key.iter().all(|b| *b == 0) {
-                    if !disposed.contains(index) {
-                        problem(format!("keys.bin: the key of record leaf {index} was destroyed without a disposition"));
+                } else {
+                    let disposed = disposed.contains(*index);
+                    if let Some(p) =
+                        key_problem(**index, &bytes[8..], key_hash, disposed, "keys.bin")
+                    {
+                        problem(p);
                     }
-                } else if disposed.contains(index) {
-                    problem(format!(
-                        "keys.bin: record leaf {index} was disposed but its key still exists"
-                    ));
-                } else if hex::encode(Sha256::digest(key)) != *key_hash {
-                    problem(format!(
-                        "keys.bin: the key of record leaf {index} (slot {slot}) was altered"
-                    ));
                 }
             }
         }
@@ -253,6 +269,33 @@ pub fn witnessed(dir: &Path, witnesses: &[CosignatureVerifier]) -> Vec<String> {
             )),
         })
         .collect()
+}
+
+/// What is wrong with record leaf `index`'s sealed `key`, kept in `file`: a destroyed key
+/// needs a disposition, and any other key must be the one the leaf's `key_hash` names.
+fn key_problem(
+    index: u64,
+    key: &[u8],
+    key_hash: &str,
+    disposed: bool,
+    file: &str,
+) -> Option<String> {
+    let destroyed = key.iter().all(|b| *b == 0);
+    if destroyed && !disposed {
+        Some(format!(
+            "{file}: the key of record leaf {index} was destroyed without a disposition"
+        ))
+    } else if !destroyed && disposed {
+        Some(format!(
+            "{file}: record leaf {index} was disposed but its key still exists"
+        ))
+    } else if !destroyed && hex::encode(Sha256::digest(key)) != key_hash {
+        Some(format!(
+            "{file}: the key of record leaf {index} was altered"
+        ))
+    } else {
+        None
+    }
 }
 
 fn report_problem(problems: &mut Vec<String>, problem: String) {

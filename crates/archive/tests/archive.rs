@@ -3,6 +3,9 @@
 use std::fs;
 use std::path::Path;
 
+mod support;
+
+use support::{copy_dir, flip_every_byte, log_entries};
 use vellum_archive::{verify, Archive, Leaf};
 use vellum_records::{generate, seal, RecordsSecret, UnsealProgress, Unsealer};
 use vellum_tlog::{
@@ -77,13 +80,15 @@ fn records_survive_reopening_open_after_unseal_and_prove_inclusion() {
         ),
         (8, 5, 1, 3)
     );
-    for file in ["log.bin", "keys.bin"] {
-        let bytes = fs::read(dir.path().join(file)).unwrap();
-        assert!(
-            !bytes.windows(6).any(|w| w == b"MARKER"),
-            "{file} holds plaintext"
-        );
-    }
+    let bytes = fs::read(dir.path().join("log.bin")).unwrap();
+    assert!(
+        !bytes.windows(6).any(|w| w == b"MARKER"),
+        "log.bin holds plaintext"
+    );
+    assert!(
+        !dir.path().join("keys.bin").exists(),
+        "a new archive keeps each record's key in the record's entry"
+    );
 
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     assert_eq!(archive.size(), 8);
@@ -139,59 +144,19 @@ fn records_survive_reopening_open_after_unseal_and_prove_inclusion() {
     );
 }
 
-fn log_entries(log: &[u8]) -> Vec<Vec<u8>> {
-    let mut entries = Vec::new();
-    let mut at = 0;
-    while at < log.len() {
-        let len = u32::from_be_bytes(log[at..at + 4].try_into().unwrap()) as usize;
-        entries.push(log[at..at + 36 + len].to_vec());
-        at += 36 + len;
-    }
-    entries
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to.join("checkpoints")).unwrap();
-    for sub in ["", "checkpoints"] {
-        for entry in fs::read_dir(from.join(sub)).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() {
-                fs::copy(&path, to.join(sub).join(path.file_name().unwrap())).unwrap();
-            }
-        }
-    }
-}
-
 #[test]
 fn flipping_any_byte_of_any_archive_file_is_caught() {
     let dir = tempfile::tempdir().unwrap();
     let g = generate(2, 2, "records.test/vellum").unwrap();
     populated(dir.path(), &g);
-    let mut files = vec![
-        "log.bin".to_string(),
-        "keys.bin".to_string(),
-        "log.vkey".to_string(),
-    ];
+    let mut files = vec!["log.bin".to_string(), "log.vkey".to_string()];
     for entry in fs::read_dir(dir.path().join("checkpoints")).unwrap() {
         files.push(format!(
             "checkpoints/{}",
             entry.unwrap().file_name().to_string_lossy()
         ));
     }
-    let mut flips = 0;
-    for file in &files {
-        let original = fs::read(dir.path().join(file)).unwrap();
-        for i in 0..original.len() {
-            let copy = tempfile::tempdir().unwrap();
-            copy_dir(dir.path(), copy.path());
-            let mut bytes = original.clone();
-            bytes[i] ^= 0x01;
-            fs::write(copy.path().join(file), &bytes).unwrap();
-            let report = verify(copy.path(), None);
-            assert!(!report.ok(), "flipping byte {i} of {file} went unnoticed");
-            flips += 1;
-        }
-    }
+    let flips = flip_every_byte(dir.path(), &files);
     assert!(flips > 1000, "checked {flips} flips");
 }
 
@@ -215,18 +180,12 @@ fn truncation_and_removed_records_are_named() {
         );
     }
 
-    // A record removed cleanly: its entry and its key slot, every stored hash consistent.
+    // A record removed cleanly: its entry, with its key, every stored hash consistent.
     let copy = tempfile::tempdir().unwrap();
     copy_dir(dir.path(), copy.path());
     let mut entries = log_entries(&log);
     entries.remove(2);
     fs::write(copy.path().join("log.bin"), entries.concat()).unwrap();
-    let keys = fs::read(dir.path().join("keys.bin")).unwrap();
-    fs::write(
-        copy.path().join("keys.bin"),
-        [&keys[..2 * 72], &keys[3 * 72..]].concat(),
-    )
-    .unwrap();
     let report = verify(copy.path(), None);
     assert!(!report.ok());
     assert!(
@@ -272,12 +231,13 @@ fn truncation_and_removed_records_are_named() {
     ));
     assert!(!verify(copy.path(), None).ok());
 
-    // Destroying a key without a disposition.
+    // Destroying a key without a disposition: record leaf 1's key, in its entry.
     let copy = tempfile::tempdir().unwrap();
     copy_dir(dir.path(), copy.path());
-    let mut keys = keys.clone();
-    keys[72 + 8..2 * 72].fill(0);
-    fs::write(copy.path().join("keys.bin"), keys).unwrap();
+    let first = log_entries(&log)[0].len();
+    let mut zeroed = log.clone();
+    zeroed[first + 36..first + 100].fill(0);
+    fs::write(copy.path().join("log.bin"), zeroed).unwrap();
     let report = verify(copy.path(), None);
     assert!(
         report
@@ -353,18 +313,15 @@ fn a_checkpoint_kept_by_an_auditor_stays_consistent_and_a_forged_one_fails() {
 }
 
 #[test]
-fn a_crash_between_key_and_leaf_or_mid_leaf_is_recovered() {
+fn a_crash_mid_record_is_recovered() {
     let dir = tempfile::tempdir().unwrap();
     let g = generate(2, 2, "records.test/vellum").unwrap();
     populated(dir.path(), &g);
     let log_len = fs::metadata(dir.path().join("log.bin")).unwrap().len();
-    // A key slot for leaf 8 with no leaf, and half an entry after the last leaf.
-    let mut keys = fs::read(dir.path().join("keys.bin")).unwrap();
-    keys.extend_from_slice(&8u64.to_be_bytes());
-    keys.extend_from_slice(&[5u8; 64]);
-    fs::write(dir.path().join("keys.bin"), &keys).unwrap();
+    // A record's entry cut short after its key: header, hash, key, a few bytes of leaf.
     let mut log = fs::read(dir.path().join("log.bin")).unwrap();
-    log.extend_from_slice(&[0, 0, 0, 50, 1, 2, 3]);
+    log.extend_from_slice(&(0x8000_0000u32 | 300).to_be_bytes());
+    log.extend_from_slice(&[5u8; 32 + 64 + 10]);
     fs::write(dir.path().join("log.bin"), &log).unwrap();
 
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
@@ -372,10 +329,7 @@ fn a_crash_between_key_and_leaf_or_mid_leaf_is_recovered() {
         fs::metadata(dir.path().join("log.bin")).unwrap().len(),
         log_len
     );
-    assert_eq!(
-        fs::metadata(dir.path().join("keys.bin")).unwrap().len(),
-        5 * 72
-    );
+    assert!(!dir.path().join("keys.bin").exists());
     let record = seal(
         &g.public.key_bytes().unwrap(),
         b"chat/10",

@@ -20,9 +20,8 @@ fn record(g: &vellum_records::Generated, reference: &str) -> SealedRecord {
     .unwrap()
 }
 
-fn lengths(dir: &Path) -> (u64, u64) {
-    let len = |f: &str| fs::metadata(dir.join(f)).unwrap().len();
-    (len("log.bin"), len("keys.bin"))
+fn log_len(dir: &Path) -> u64 {
+    fs::metadata(dir.join("log.bin")).unwrap().len()
 }
 
 fn is_disk_full(e: &Error) -> bool {
@@ -38,21 +37,18 @@ fn a_failed_append_rolls_back_and_its_retry_appends_once() {
         .append_record("chat/0", 0, &record(&g, "chat/0"))
         .unwrap();
     let faults = archive.faults();
-    let before = lengths(dir.path());
-    // Failing mid key slot (skip 0), and mid leaf after the key slot was written (skip 1).
-    for skip in [0, 1] {
-        faults.fail_after(skip, 1);
+    let before = log_len(dir.path());
+    // The record's one write fails half way, twice over.
+    for _ in 0..2 {
+        faults.fail_next(1);
         let e = archive
             .append_record("chat/1", 1, &record(&g, "chat/1"))
             .unwrap_err();
         assert!(is_disk_full(&e), "{e}");
-        assert_eq!(
-            lengths(dir.path()),
-            before,
-            "both files cut back (skip {skip})"
-        );
+        assert_eq!(log_len(dir.path()), before, "log.bin cut back");
         assert_eq!(archive.size(), 1);
     }
+    assert!(!dir.path().join("keys.bin").exists());
     let e = archive
         .append(Leaf::Access {
             time: 2,
@@ -142,38 +138,26 @@ fn a_crash_at_any_byte_of_an_append_reopens_with_the_record_or_without_it() {
         .append_record("chat/0", 0, &record(&g, "chat/0"))
         .unwrap();
     archive.checkpoint().unwrap();
-    let (log0, keys0) = lengths(dir.path());
+    let log0 = log_len(dir.path());
     archive
         .append_record("chat/1", 1, &record(&g, "chat/1"))
         .unwrap();
     drop(archive);
     let log = fs::read(dir.path().join("log.bin")).unwrap();
-    let keys = fs::read(dir.path().join("keys.bin")).unwrap();
-    // The key slot is written (and synced) before the leaf: every state a crash can leave
-    // is a prefix of the slot with no leaf, or the whole slot and a prefix of the leaf.
-    let mut states = Vec::new();
-    for k in keys0..=keys.len() as u64 {
-        states.push((log0, k));
-    }
+    // The record, key and leaf, is one entry written at once: every state a crash can
+    // leave is a prefix of it.
     for l in log0..=log.len() as u64 {
-        states.push((l, keys.len() as u64));
-    }
-    for (l, k) in states {
         let copy = tempfile::tempdir().unwrap();
         fs::create_dir_all(copy.path().join("checkpoints")).unwrap();
         for f in ["log.vkey", &format!("checkpoints/{:020}", 1)] {
             fs::copy(dir.path().join(f), copy.path().join(f)).unwrap();
         }
         fs::write(copy.path().join("log.bin"), &log[..l as usize]).unwrap();
-        fs::write(copy.path().join("keys.bin"), &keys[..k as usize]).unwrap();
-        let mut archive = Archive::open(copy.path(), signer())
-            .unwrap_or_else(|e| panic!("log {l} keys {k}: {e}"));
+        let mut archive =
+            Archive::open(copy.path(), signer()).unwrap_or_else(|e| panic!("log {l}: {e}"));
         let whole = l == log.len() as u64;
-        assert_eq!(
-            archive.size(),
-            if whole { 2 } else { 1 },
-            "log {l} keys {k}"
-        );
+        assert_eq!(archive.size(), if whole { 2 } else { 1 }, "log {l}");
+        assert_eq!(log_len(copy.path()), if whole { l } else { log0 });
         // Whatever survived, the sender's retry lands once and the archive verifies.
         let again = archive
             .append_record("chat/1", 1, &record(&g, "chat/1"))
@@ -181,9 +165,68 @@ fn a_crash_at_any_byte_of_an_append_reopens_with_the_record_or_without_it() {
         assert_eq!((again.index, again.new), (1, !whole));
         archive.checkpoint().unwrap();
         let report = verify(copy.path(), None);
-        assert!(report.ok(), "log {l} keys {k}: {:?}", report.problems);
+        assert!(report.ok(), "log {l}: {:?}", report.problems);
         assert_eq!(report.records, 2);
     }
+}
+
+/// What a record costs: one write and one fsync. The fault counter sees one write per
+/// record (a fault armed for the second write lets the record through and hits the next).
+#[test]
+fn issue8_a_record_is_one_write_and_one_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = generate(2, 2).unwrap();
+    let mut archive = Archive::open(dir.path(), signer()).unwrap();
+    let faults = archive.faults();
+    for i in 0..3 {
+        let reference = format!("chat/{i}");
+        let syncs = faults.syncs();
+        archive
+            .append_record(&reference, i, &record(&g, &reference))
+            .unwrap();
+        assert_eq!(faults.syncs() - syncs, 1, "record {i}");
+    }
+    faults.fail_after(1, 1);
+    archive
+        .append_record("chat/3", 3, &record(&g, "chat/3"))
+        .unwrap();
+    let e = archive
+        .append_record("chat/4", 4, &record(&g, "chat/4"))
+        .unwrap_err();
+    assert!(is_disk_full(&e), "{e}");
+    assert_eq!(archive.size(), 4);
+    archive.checkpoint().unwrap();
+    let report = verify(dir.path(), None);
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.records, 4);
+}
+
+/// A disposition whose key wipe failed, then a crash: the next open wipes the key in the
+/// record's entry before anything else.
+#[test]
+fn issue8_a_key_wipe_cut_short_is_finished_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = generate(2, 2).unwrap();
+    let mut archive = Archive::open(dir.path(), signer()).unwrap();
+    let sealed = record(&g, "chat/1");
+    let index = archive.append_record("chat/1", 1, &sealed).unwrap().index;
+    archive.faults().fail_after(1, 1);
+    assert!(is_disk_full(
+        &archive.dispose(index, "transitory", 2).unwrap_err()
+    ));
+    drop(archive);
+    // Half the key was overwritten (the fault writes half): the rest is still on disk.
+    let log = fs::read(dir.path().join("log.bin")).unwrap();
+    assert_eq!(&log[36 + 32..100], &sealed.sealed_key[32..]);
+    assert!(
+        !verify(dir.path(), None).ok(),
+        "a disposed record's key remains"
+    );
+    let archive = Archive::open(dir.path(), signer()).unwrap();
+    let log = fs::read(dir.path().join("log.bin")).unwrap();
+    assert!(log[36..100].iter().all(|b| *b == 0));
+    assert!(archive.record(index).unwrap().is_none());
+    assert!(verify(dir.path(), None).ok());
 }
 
 /// A disposition whose key wipe hit a full disk: the record's leaf says disposed, and the
@@ -197,8 +240,8 @@ fn a_key_wipe_that_failed_is_finished_by_the_next_try() {
         .append_record("chat/1", 1, &record(&g, "chat/1"))
         .unwrap()
         .index;
-    // The first slot's sealed key: keys.bin bytes 8..72 (after the slot's leaf index).
-    let key_bytes = || fs::read(dir.path().join("keys.bin")).unwrap()[8..72].to_vec();
+    // The first record's sealed key: log.bin bytes 36..100 (after its length and hash).
+    let key_bytes = || fs::read(dir.path().join("log.bin")).unwrap()[36..100].to_vec();
     assert!(key_bytes().iter().any(|b| *b != 0));
     // The disposition leaf is written; the wipe of the key after it fails.
     archive.faults().fail_after(1, 1);

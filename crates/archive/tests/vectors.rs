@@ -1,7 +1,9 @@
 //! Known-answer vectors for log.bin entries, written by an independent implementation
-//! (`tests/vectors/make.py`): `[u32 BE length][SHA-256(0x00 || leaf)][leaf JSON]`.
+//! (`tests/vectors/make.py`): `[u32 BE length][SHA-256(0x00 || leaf)][leaf JSON]`, and a
+//! record's, which carries its sealed key: `[u32 BE 0x80000000 | length][SHA-256(0x00 ||
+//! leaf)][64-byte sealed key][leaf JSON]`.
 
-use vellum_archive::{encode_entry, Leaf};
+use vellum_archive::{encode_entry, encode_record_entry, Leaf};
 
 #[test]
 fn log_entries_match_the_vectors() {
@@ -27,5 +29,36 @@ fn log_entries_match_the_vectors() {
         );
         let entry = encode_entry(&leaf).unwrap();
         assert_eq!(hex::encode(&entry), e["entry_hex"].as_str().unwrap());
+    }
+}
+
+#[test]
+fn issue8_record_entries_with_their_key_match_the_vectors() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/log_entries.json"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let entries = v["record_entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    for e in entries {
+        let json = e["leaf_json"].as_str().unwrap();
+        let leaf = Leaf::from_bytes(json.as_bytes()).unwrap();
+        let key = hex::decode(e["sealed_key_hex"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            hex::encode(vellum_tlog::leaf_hash(json.as_bytes())),
+            e["leaf_hash_hex"].as_str().unwrap()
+        );
+        let entry = encode_record_entry(&leaf, &key).unwrap();
+        assert_eq!(hex::encode(&entry), e["entry_hex"].as_str().unwrap());
+        // Only a record carries a key, and only a whole one.
+        assert!(encode_record_entry(&leaf, &key[..63]).is_err());
+        let access = Leaf::Access {
+            time: 1,
+            action: "a".into(),
+            detail: "b".into(),
+        };
+        assert!(encode_record_entry(&access, &key).is_err());
     }
 }

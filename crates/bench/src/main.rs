@@ -333,8 +333,13 @@ fn expiry_lag() -> Result<()> {
     Ok(())
 }
 
-/// Sealed ingest, full verification, and proofs on the archive directory.
-fn archive_figures() -> Result<()> {
+/// Sealed ingest next to the single-fsync limit of the same disk, then full verification
+/// and proofs. `count` records of 400 bytes go in `rounds` rounds; after each round the same
+/// directory gets as many bare appends of one record's size, each followed by the fsync the
+/// archive uses (`sync_data`). Short alternating rounds put any change in the disk's load
+/// (other processes' writes) on both alike.
+fn archive_figures(count: usize, rounds: usize) -> Result<()> {
+    use std::os::unix::fs::FileExt;
     use vellum_archive::{verify, Archive};
     use vellum_tlog::{verify_inclusion, Checkpoint, NoteSigner, NoteVerifier};
     let dir = tempfile::tempdir()?;
@@ -344,15 +349,46 @@ fn archive_figures() -> Result<()> {
         dir.path(),
         NoteSigner::new("bench.records/vellum", &[1; 32])?,
     )?;
-    let count = 2_000;
+    // What the archive holds on disk: the log and, in archives that have one, keys.bin.
+    let on_disk = || -> u64 {
+        ["log.bin", "keys.bin"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let probe = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(dir.path().join("fsync-probe"))?;
+    let per_round = count / rounds;
     let body = vec![b'x'; 400];
-    let start = Instant::now();
-    for i in 0..count {
-        let reference = format!("bench/{i}");
-        let sealed = vellum_records::seal(&public, reference.as_bytes(), &body)?;
-        archive.append_record(&reference, i as i64, &sealed)?;
+    let (mut ingest, mut sealing, mut limit) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut record_bytes, mut probe_len) = (0u64, 0u64);
+    for round in 0..rounds {
+        let before = on_disk();
+        let start = Instant::now();
+        for i in round * per_round..(round + 1) * per_round {
+            let reference = format!("bench/{i}");
+            let seal_start = Instant::now();
+            let sealed = vellum_records::seal(&public, reference.as_bytes(), &body)?;
+            sealing += seal_start.elapsed();
+            archive.append_record(&reference, i as i64, &sealed)?;
+        }
+        ingest += start.elapsed();
+        record_bytes = (on_disk() - before) / per_round as u64;
+        let buffer = vec![0x5a; record_bytes as usize];
+        let start = Instant::now();
+        for _ in 0..per_round {
+            probe.write_all_at(&buffer, probe_len)?;
+            probe.sync_data()?;
+            probe_len += record_bytes;
+        }
+        limit += start.elapsed();
     }
-    let ingest = start.elapsed();
+    let count = per_round * rounds;
+    let ingest_rate = count as f64 / ingest.as_secs_f64();
+    let limit_rate = count as f64 / limit.as_secs_f64();
     let note = archive.checkpoint()?;
     let start = Instant::now();
     let report = verify(dir.path(), None);
@@ -363,12 +399,12 @@ fn archive_figures() -> Result<()> {
     let checkpoint = Checkpoint::parse(NoteVerifier::open(&note, &[verifier])?)?;
     let start = Instant::now();
     let proofs: Vec<_> = (0..200)
-        .map(|i| archive.inclusion_proof(i * 10, checkpoint.size))
+        .map(|i| archive.inclusion_proof(i * 10 % count as u64, checkpoint.size))
         .collect::<Result<_, _>>()?;
     let proving = start.elapsed() / 200;
     let start = Instant::now();
     for (i, proof) in proofs.iter().enumerate() {
-        let index = i as u64 * 10;
+        let index = i as u64 * 10 % count as u64;
         verify_inclusion(
             &archive.leaf_hash(index).unwrap(),
             index,
@@ -378,9 +414,16 @@ fn archive_figures() -> Result<()> {
         )?;
     }
     let checking = start.elapsed() / 200;
+    println!("| sealed ingest, durable (records/s; {count} records, {record_bytes} bytes each on disk) | {ingest_rate:.0} |");
+    println!("| single-fsync limit, same run and directory (appends of {record_bytes} bytes + fdatasync per s) | {limit_rate:.0} |");
     println!(
-        "| sealed ingest, durable (records/s) | {:.0} |",
-        count as f64 / ingest.as_secs_f64()
+        "| sealed ingest / single-fsync limit | {:.0}% |",
+        100.0 * ingest_rate / limit_rate
+    );
+    println!(
+        "| of each record's time, sealing (HPKE + AES-GCM, µs) / the rest: encode, write, fsync (µs) | {:.0} / {:.0} |",
+        sealing.as_secs_f64() * 1e6 / count as f64,
+        (ingest - sealing).as_secs_f64() * 1e6 / count as f64
     );
     println!(
         "| full verification of {count} leaves (leaves/s) | {:.0} |",
@@ -393,6 +436,145 @@ fn archive_figures() -> Result<()> {
     println!(
         "| inclusion proof, verify (µs) | {:.1} |",
         checking.as_secs_f64() * 1e6
+    );
+    Ok(())
+}
+
+/// Proofs served by the archive itself at `leaves` leaves, as receipts and the witness task
+/// ask for them: log.bin written directly (access leaves), the archive opened (which reads
+/// and checks every leaf), then proofs through its lock and lazily built tile index.
+fn archive_tile_figures(leaves: u64) -> Result<()> {
+    use std::io::Write;
+    use vellum_archive::{encode_entry, Archive, Leaf};
+    use vellum_tlog::{verify_consistency, verify_inclusion, NoteSigner};
+    let dir = tempfile::tempdir()?;
+    let mut log = std::io::BufWriter::new(std::fs::File::create(dir.path().join("log.bin"))?);
+    for i in 0..leaves {
+        log.write_all(&encode_entry(&Leaf::Access {
+            time: i as i64,
+            action: "view".into(),
+            detail: format!("{i}"),
+        })?)?;
+    }
+    log.into_inner()?.sync_all()?;
+    let start = Instant::now();
+    let archive = Archive::open(
+        dir.path(),
+        NoteSigner::new("bench.records/vellum", &[3; 32])?,
+    )?;
+    let open = start.elapsed();
+    let start = Instant::now();
+    let root = archive.tree_root(leaves)?;
+    let first = start.elapsed();
+    let samples = 1_000u64;
+    let start = Instant::now();
+    let mut proofs = Vec::new();
+    for s in 0..samples {
+        let i = (s * 7_919 + 13) % leaves;
+        proofs.push((i, archive.inclusion_proof(i, leaves)?));
+    }
+    let inclusion = start.elapsed() / samples as u32;
+    for (i, proof) in &proofs {
+        verify_inclusion(&archive.leaf_hash(*i).unwrap(), *i, leaves, proof, &root)?;
+    }
+    let start = Instant::now();
+    let mut proofs = Vec::new();
+    for s in 0..samples {
+        let old = (s * 104_729 + 1) % leaves + 1;
+        proofs.push((old, archive.consistency_proof(old, leaves)?));
+    }
+    let consistency = start.elapsed() / samples as u32;
+    for (old, proof) in &proofs {
+        verify_consistency(*old, leaves, &archive.tree_root(*old)?, &root, proof)?;
+    }
+    let us = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e6);
+    println!(
+        "| archive of {leaves} leaves: open, reading and checking every leaf (ms) | {} |",
+        ms(open)
+    );
+    println!(
+        "| its first root after open, building the tile index (ms) | {} |",
+        ms(first)
+    );
+    println!(
+        "| inclusion proof through the archive (µs, {leaves} leaves) | {} |",
+        us(inclusion)
+    );
+    println!(
+        "| consistency proof through the archive (µs, {leaves} leaves) | {} |",
+        us(consistency)
+    );
+    Ok(())
+}
+
+/// Witness round trip per checkpoint: a `vellum-witness` serving HTTP on 127.0.0.1 (in this
+/// process, on its own tokio tasks) gets `checkpoints` successive checkpoints of a log that
+/// grows by `step` leaves between them, each with its consistency proof from the one before
+/// (from tiles), as the archiver sends them. Timed from the request until its cosignature is
+/// verified; the witness checks the log's signature and the proof, and writes its new state
+/// atomically (fsync, rename, directory fsync) before it answers.
+async fn witness_figures(checkpoints: usize, step: u64) -> Result<()> {
+    use std::sync::Arc;
+    use vellum_tlog::tiles::{self, TileIndex};
+    use vellum_tlog::{leaf_hash, Checkpoint, NoteSigner};
+    use vellum_witness::{AddCheckpoint, Submitted, Witness};
+    let warm_up = 5;
+    let dir = tempfile::tempdir()?;
+    let signer = NoteSigner::new("bench.records/vellum", &[2; 32])?;
+    let witness = Arc::new(Witness::open(dir.path(), &[signer.verifier_key()])?);
+    let verifier = witness.verifier();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(vellum_witness::serve(
+        listener,
+        witness,
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::new();
+    let (mut hashes, mut index) = (Vec::new(), TileIndex::new());
+    let mut old = 0u64;
+    let mut times = Vec::with_capacity(checkpoints);
+    for c in 0..warm_up + checkpoints {
+        let size = old + step;
+        hashes.extend((old..size).map(|i| leaf_hash(&i.to_be_bytes())));
+        index.extend(&hashes);
+        let reader = index.reader(&hashes);
+        let text = Checkpoint {
+            origin: signer.name().to_owned(),
+            size,
+            root: tiles::tree_root(&reader, size)?,
+            extensions: vec![],
+        }
+        .to_text();
+        let note = signer.sign(&text)?;
+        let proof = if old == 0 {
+            Vec::new()
+        } else {
+            tiles::consistency_proof(&reader, old, size)?
+        };
+        let request = AddCheckpoint {
+            old_size: old,
+            proof,
+            note: note.clone(),
+        };
+        let start = Instant::now();
+        let Submitted::Cosigned(lines) = vellum_witness::submit(&http, &url, &request).await?
+        else {
+            anyhow::bail!("the witness refused checkpoint {size}");
+        };
+        let (cosigned, _) = verifier.verify(&format!("{note}{lines}"))?;
+        let elapsed = start.elapsed();
+        ensure!(cosigned.size == size);
+        if c >= warm_up {
+            times.push(elapsed);
+        }
+        old = size;
+    }
+    times.sort();
+    println!(
+        "| witness round trip per checkpoint (ms, median / p99; {checkpoints} checkpoints, +{step} leaves each, to {old} leaves) | {} / {} |",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99))
     );
     Ok(())
 }
@@ -522,6 +704,8 @@ fn machine() -> String {
 
 const USAGE: &str = "usage: vellum-bench [quick|load|soak|all]
   quick  in-process figures: delivery, adding a member, shredding, archive (the default)
+  archive  the archive's figures alone: sealed ingest against the disk's single-fsync
+         limit, verification, proofs at 1,000,000 leaves, witness round trip
   load   a `vellum server` process: 50 chats of 10 members at 200, 500 and 1,000 msg/s for
          60 s each, idle WebSocket memory, adding a member next to raw mls-rs
   soak   the same server at 200 msg/s for 10 minutes, one row per minute
@@ -534,6 +718,7 @@ async fn main() -> Result<()> {
     println!("machine: {}", machine());
     match scenario.as_str() {
         "quick" => quick().await,
+        "archive" => archive().await,
         "load" => load_figures().await,
         "soak" => soak().await,
         "senders" => {
@@ -617,12 +802,19 @@ async fn quick() -> Result<()> {
     println!("| messages | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|");
     expiry_lag()?;
-    println!("\narchive (sealed records: HPKE + AES-128-GCM, two fsyncs each; RFC 6962 log)");
+    archive().await
+}
+
+/// The archive's figures: ingest against the fsync limit, verification, proofs from tiles at
+/// a million leaves, and the witness round trip.
+async fn archive() -> Result<()> {
+    println!("\narchive (sealed records: HPKE + AES-128-GCM; RFC 6962 log)");
     println!("| measure | value |");
     println!("|---|---|");
-    archive_figures()?;
+    archive_figures(2_000, 100)?;
     tile_figures(1_000_000, 65_536)?;
-    Ok(())
+    archive_tile_figures(1_000_000)?;
+    witness_figures(200, 1_000).await
 }
 
 #[cfg(test)]
@@ -630,5 +822,16 @@ mod tests {
     #[test]
     fn tile_figures_run_and_their_proofs_verify_at_a_small_size() {
         super::tile_figures(70_000, 600).unwrap();
+        super::archive_tile_figures(3_000).unwrap();
+    }
+
+    #[test]
+    fn archive_figures_run_at_a_small_size() {
+        super::archive_figures(20, 2).unwrap();
+    }
+
+    #[tokio::test]
+    async fn witness_figures_run_and_every_checkpoint_is_cosigned() {
+        super::witness_figures(3, 300).await.unwrap();
     }
 }
