@@ -175,7 +175,7 @@ fn a_crash_at_any_byte_of_an_append_reopens_with_the_record_or_without_it() {
 #[test]
 fn issue8_a_record_is_one_write_and_one_fsync() {
     let dir = tempfile::tempdir().unwrap();
-    let g = generate(2, 2).unwrap();
+    let g = generate(2, 2, "records.test/vellum").unwrap();
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     let faults = archive.faults();
     for i in 0..3 {
@@ -206,7 +206,7 @@ fn issue8_a_record_is_one_write_and_one_fsync() {
 #[test]
 fn issue8_a_key_wipe_cut_short_is_finished_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    let g = generate(2, 2).unwrap();
+    let g = generate(2, 2, "records.test/vellum").unwrap();
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     let sealed = record(&g, "chat/1");
     let index = archive.append_record("chat/1", 1, &sealed).unwrap().index;

@@ -1801,7 +1801,7 @@ async fn issue_7_one_winner_per_epoch_across_nodes_whatever_the_cache_holds() {
 
 /// Records configured: `records init` and the archiver's device enrolled.
 async fn records_configured(h: &Harness) -> TestDevice {
-    let public = vellum_records::generate(3, 2).unwrap().public.to_json();
+    let public = vellum_records::generate(3, 2, "records.test/vellum").unwrap().public.to_json();
     let (status, code) = send(
         &h.app,
         admin(
