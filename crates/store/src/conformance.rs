@@ -810,7 +810,10 @@ pub async fn issue8_a_user_named_records_before_records_init_never_becomes_the_a
     store: &impl Store,
 ) {
     // An older version let an admin create the user; its code enrolls nothing now.
-    store.create_user(vellum_wire::RECORDS_USER, 0).await.unwrap();
+    store
+        .create_user(vellum_wire::RECORDS_USER, 0)
+        .await
+        .unwrap();
     store
         .add_enrollment_code(vellum_wire::RECORDS_USER, [1; 32], 1_000)
         .await
@@ -884,8 +887,14 @@ pub async fn issue8_one_archiver_device_its_bindings_and_its_replacement(store: 
         store.set_records_binding(binding(1, "r1", "{}")).await,
         Err(Error::Refused(_))
     ));
-    store.set_records_binding(binding(1, "r1", public)).await.unwrap();
-    store.set_records_binding(binding(1, "r1", public)).await.unwrap();
+    store
+        .set_records_binding(binding(1, "r1", public))
+        .await
+        .unwrap();
+    store
+        .set_records_binding(binding(1, "r1", public))
+        .await
+        .unwrap();
     let mut changed = binding(1, "r1", public);
     changed.binding.push('!');
     assert!(matches!(
@@ -935,7 +944,10 @@ pub async fn issue8_one_archiver_device_its_bindings_and_its_replacement(store: 
         store.set_records_binding(binding(3, "r1", public)).await,
         Err(Error::Forbidden(_))
     ));
-    store.set_records_binding(binding(3, "r3", public)).await.unwrap();
+    store
+        .set_records_binding(binding(3, "r3", public))
+        .await
+        .unwrap();
     assert_eq!(
         store.records_config().await.unwrap().unwrap().binding,
         Some((3, "binding 3 of r3".into()))

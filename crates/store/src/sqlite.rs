@@ -1175,7 +1175,9 @@ impl Store for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
             let Some(config) = records_config_in(&tx)? else {
-                return Err(Error::NotFound("records configuration (run records init)".into()));
+                return Err(Error::NotFound(
+                    "records configuration (run records init)".into(),
+                ));
             };
             if let Some(old) = &config.archiver_device {
                 tx.execute(
