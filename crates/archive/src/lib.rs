@@ -5,7 +5,11 @@
 //! - `log.bin`: entries `[u32 length][32-byte leaf hash][leaf JSON]`, in log order.
 //! - `keys.bin`: one 72-byte slot per record leaf, `[u64 leaf index][64-byte sealed key]`;
 //!   disposition overwrites the key with zeros in place (and appends a disposition leaf).
-//! - `checkpoints/<size>`: C2SP signed-note checkpoints; `log.vkey`: their verifier key.
+//! - `checkpoints/<size>`: C2SP signed-note checkpoints; `log.vkey`: the verifier key of the
+//!   newest ones; `transitions.json`: the keys (and origins) the log moved on from, each with
+//!   the size it left them at.
+//! - `bindings/<serial>.json`: the custodians' bindings of the archiver (and of its log key)
+//!   to the records key: what an auditor trusts ([`audit`]), never `log.vkey`.
 //!
 //! Appends are durable (fsync) before they are acknowledged. The sealed key is written
 //! before its leaf, so a crash leaves at worst an orphan key slot, which is trimmed at open.
@@ -21,7 +25,7 @@ mod verify;
 
 pub use files::{encode_entry, remove_temporaries, write_atomic, Appended, Archive, Faults};
 pub use leaf::Leaf;
-pub use verify::{verify, witnessed, VerifyReport};
+pub use verify::{audit, own_keys, verify, witnessed, Audit, LogKey, Verdict, VerifyReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
