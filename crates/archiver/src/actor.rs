@@ -16,6 +16,8 @@ use crate::Error;
 /// What the actor owns.
 pub struct Vault {
     pub archive: Archive,
+    /// `records.pub` (version 2 once the custodians upgraded a version 1 at an unseal).
+    pub public: vellum_records::RecordsPublic,
     /// The records public key (HPKE), which every record is sealed to.
     pub public_key: Vec<u8>,
     pub unsealer: Unsealer,
@@ -30,6 +32,8 @@ pub struct Vault {
     pub paused: Option<String>,
     /// Why the last checkpoint could not be written, until one is.
     pub checkpoint_failure: Option<String>,
+    /// What this archiver asks the custodians to bind (absent in the actor's own tests).
+    pub binder: Option<crate::binding::Binder>,
 }
 
 impl Vault {
@@ -42,12 +46,14 @@ impl Vault {
         Ok(Self {
             archive,
             public_key: public.key_bytes()?,
-            unsealer: Unsealer::new(public),
+            unsealer: Unsealer::new(public.clone()),
+            public,
             secret: None,
             last_activity: Instant::now(),
             pending_receipts,
             paused: None,
             checkpoint_failure: None,
+            binder: None,
         })
     }
 }

@@ -166,6 +166,11 @@ impl CosignatureVerifier {
         self.id
     }
 
+    /// The verifier key string this verifier was parsed from (as a binding names it).
+    pub fn verifier_key(&self) -> String {
+        verifier_key(&self.name, COSIGNATURE_V1, &self.key.to_bytes())
+    }
+
     /// Checks this key's cosignature in a signed checkpoint `note` and returns the checkpoint
     /// and the cosignature's timestamp. Other signature lines are ignored (the log's own
     /// signature is the caller's to check); a line with this key's name and ID that does not
