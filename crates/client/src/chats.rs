@@ -117,7 +117,10 @@ impl Client {
         if title.is_empty() || title.len() > 200 {
             return Err(Error::Invalid("a chat title is 1 to 200 bytes".into()));
         }
-        let org = self.refresh_trust().await?;
+        let org = match self.refresh_trust_if_due().await? {
+            Some(org) => org,
+            None => self.org_policy().await?,
+        };
         let mut policy = timers;
         if policy.expire_secs.is_none() && !org.allow_no_expiry {
             policy.expire_secs = org.max_expire_secs;
@@ -411,24 +414,35 @@ impl Client {
         who: &str,
         text: &str,
     ) -> Result<(), Error> {
+        self.event_row(group_id, seq, who, text).map(|_| ())
+    }
+
+    /// [`Client::record_event`], returning the row (for `sync` to show it at once).
+    pub(crate) fn event_row(
+        &self,
+        group_id: &str,
+        seq: Option<u64>,
+        who: &str,
+        text: &str,
+    ) -> Result<MessageRow, Error> {
         let now = now_millis();
-        self.store
-            .add_message(&MessageRow {
-                group_id: group_id.to_owned(),
-                id: random_id(),
-                kind: MessageKind::Event,
-                sender_user: who.to_owned(),
-                sender_device: String::new(),
-                sent_at: now,
-                received_at: now,
-                seq,
-                text: text.to_owned(),
-                expires_at: None,
-                burn_secs: None,
-                read_at: Some(now),
-                burn_at: None,
-                archived_leaf: None,
-            })
-            .map(|_| ())
+        let row = MessageRow {
+            group_id: group_id.to_owned(),
+            id: random_id(),
+            kind: MessageKind::Event,
+            sender_user: who.to_owned(),
+            sender_device: String::new(),
+            sent_at: now,
+            received_at: now,
+            seq,
+            text: text.to_owned(),
+            expires_at: None,
+            burn_secs: None,
+            read_at: Some(now),
+            burn_at: None,
+            archived_leaf: None,
+        };
+        self.store.add_message(&row)?;
+        Ok(row)
     }
 }

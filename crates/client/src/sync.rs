@@ -423,7 +423,7 @@ impl Client {
                             .map(|c| c.user)
                             .unwrap_or_else(|| "someone".into());
                         tracing::error!(group = group_id, seq = entry.seq, %why, "REFUSED a commit adding a device of records that is not the bound archiver");
-                        self.record_event(
+                        let row = self.event_row(
                             group_id,
                             Some(entry.seq),
                             "",
@@ -431,7 +431,7 @@ impl Client {
                         )?;
                         discard_state = true;
                         self.store.set_last_seq(group_id, entry.seq)?;
-                        return Ok(processed);
+                        return Ok(Processed::Shown(Box::new(row)));
                     }
                     if matches!(commit.effect, CommitEffect::Removed { .. }) {
                         self.store.set_removed(group_id)?;

@@ -115,16 +115,16 @@ impl Client {
     }
 
     /// Refreshes unless done within [`TRUST_REFRESH`] (the archiver's own device never
-    /// does: it holds `records.pub` itself).
-    pub(crate) async fn refresh_trust_if_due(&mut self) -> Result<(), Error> {
+    /// does: it holds `records.pub` itself). Returns the policy when it fetched it.
+    pub(crate) async fn refresh_trust_if_due(&mut self) -> Result<Option<OrgPolicy>, Error> {
         if self.sink.is_some()
             || self
                 .trust_checked
                 .is_some_and(|t| t.elapsed() < TRUST_REFRESH)
         {
-            return Ok(());
+            return Ok(None);
         }
-        self.refresh_trust().await.map(|_| ())
+        self.refresh_trust().await.map(Some)
     }
 
     fn apply_trust(&self, policy: &OrgPolicy) -> Result<(), Error> {
