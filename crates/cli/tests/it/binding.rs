@@ -657,3 +657,230 @@ fn issue8_archive_verify_trusts_only_the_bound_log_key() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn issue8_replacing_a_dead_archiver_takes_the_custodians_and_shows_in_every_record_chat() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    let mut old = records_org(&server, root.path());
+    alice.ok(&["chat", "create", "kept", "--with", "bob"]);
+    bob.ok(&["sync"]);
+    let old_id = admin_status(&server)["archiver_device"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    old.kill(); // its host died
+
+    let out = run_ok(&mut admin(&server, &["records", "replace-archiver"]));
+    let code = last_line(&out);
+    assert_eq!(
+        admin_status(&server)["archiver_device"],
+        serde_json::Value::Null
+    );
+    // A new host, a new archive: its identity and log key are made there.
+    let new = Archiver::start_at(
+        &server,
+        &root.path().join("archiver-2"),
+        &root.path().join("keys/records.pub"),
+        &code,
+        &[],
+    );
+    let new_id = admin_status(&server)["archiver_device"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_id, old_id);
+    // The old device is gone for good: it can no longer sign in.
+    let line = run_fails(
+        vellum()
+            .arg("--home")
+            .arg(old.data.join("device"))
+            .args(["sync"]),
+    );
+    assert!(
+        line.contains("unauthenticated") || line.contains("unknown"),
+        "{line}"
+    );
+    // Until k custodians unseal the new archiver, no new record chat.
+    let line = alice.fails(&["chat", "create", "later", "--with", "bob"]);
+    assert!(
+        line.contains("replaced") && line.contains("unseal"),
+        "{line}"
+    );
+
+    bind(&new, root.path(), &["share-1", "share-3"]);
+    assert_eq!(admin_status(&server)["archiver_binding_serial"], 2);
+    // Every member sees the replacement in every record chat.
+    for device in [&alice, &bob] {
+        device.ok(&["sync"]);
+        let events = device.events("kept");
+        let replaced: Vec<&String> = events
+            .iter()
+            .filter(|e| e.starts_with("The records archiver was replaced"))
+            .collect();
+        assert_eq!(replaced.len(), 1, "{events:?}");
+        assert!(
+            replaced[0].contains(&new_id) && replaced[0].contains(&old_id),
+            "{replaced:?}"
+        );
+        assert!(replaced[0].contains("2 of 3 custodians"), "{replaced:?}");
+    }
+    alice.ok(&["chat", "create", "later", "--with", "bob"]);
+    let members = alice.json(&["chat", "members", "later", "--json"]);
+    let archive = members.iter().find(|m| m["user"] == "records").unwrap();
+    assert_eq!(archive["device"], new_id.as_str());
+    assert_eq!(
+        archive["role"],
+        "records archive (sealed, 2 of 3 custodians)"
+    );
+    // The old archiver, still named by the chat from before, is no longer the bound one.
+    let members = alice.json(&["chat", "members", "kept", "--json"]);
+    let stale = members.iter().find(|m| m["user"] == "records").unwrap();
+    assert_eq!(stale["device"], old_id.as_str());
+    assert_eq!(
+        stale["role"],
+        "NOT the archiver the records custodians bound"
+    );
+}
+
+/// The archive of a 0.1.0 archiver (tests/fixtures/v0.1.0: records.pub version 1, origin
+/// `vellum.records/<id>`, its log key left out) upgraded in place: the first unseal makes
+/// records.pub version 2 and binds the log's new key and origin with the transition from
+/// the old one, and `archive verify` checks the whole history across it.
+#[test]
+fn issue8_an_archive_from_0_1_0_migrates_and_verifies_across_the_transition() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/v0.1.0");
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let _bob = Device::new_user(&server, root.path(), "bob");
+    // The fixture keeps no custodian shares (see its README): the org's version 1
+    // records.pub here is of a key whose shares the test holds. The archive's log,
+    // checkpoints, old origin and old key are the fixture's, byte for byte.
+    let keys = root.path().join("keys");
+    fs::create_dir_all(&keys).unwrap();
+    let generated = vellum_records::generate(3, 2, "unused.example/x").unwrap();
+    let v1 = vellum_records::RecordsPublic {
+        version: 1,
+        origin: None,
+        binding_key: None,
+        ..generated.public.clone()
+    };
+    fs::write(keys.join("records.pub"), v1.to_json()).unwrap();
+    for (i, share) in generated.shares.iter().enumerate() {
+        fs::write(keys.join(format!("share-{}", i + 1)), share.as_bytes()).unwrap();
+    }
+    let token = fs::read_to_string(server.token_file()).unwrap();
+    let code: vellum_wire::EnrollmentCode = runtime()
+        .block_on(Api::new(&server.url).unwrap().call(
+            Method::POST,
+            "/v1/admin/records",
+            Some(&vellum_wire::RecordsInit {
+                records_public: v1.to_json(),
+            }),
+            None,
+            Some(token.trim()),
+        ))
+        .unwrap();
+    alice.ok(&["sync"]); // pins version 1
+    let data = root.path().join("archiver");
+    copy_archive(&fixture.join("archiver"), &data);
+    fs::copy(
+        fixture.join("archiver/schedules.json"),
+        data.join("schedules.json"),
+    )
+    .unwrap();
+    let old_vkey = fs::read_to_string(data.join("archive/log.vkey")).unwrap();
+    assert!(old_vkey.starts_with("vellum.records/bdbf2885+"));
+
+    // Version 1 needs the new origin, once; nothing is enrolled without it.
+    let line = run_fails(
+        vellum()
+            .args(["archiver", "--server", &server.url, "--data"])
+            .arg(&data)
+            .arg("--records-key")
+            .arg(keys.join("records.pub"))
+            .args(["--listen", "127.0.0.1:0", "--code", &code.code]),
+    );
+    assert!(line.contains("--origin"), "{line}");
+    let origin = "records.agency.example/vellum";
+    let archiver = Archiver::start_at(
+        &server,
+        &data,
+        &keys.join("records.pub"),
+        &code.code,
+        &["--origin", origin],
+    );
+    let transitions: Vec<vellum_records::PreviousLog> =
+        serde_json::from_slice(&fs::read(data.join("archive/transitions.json")).unwrap()).unwrap();
+    assert_eq!(transitions.len(), 1);
+    assert_eq!(
+        (transitions[0].origin.as_str(), transitions[0].size),
+        ("vellum.records/bdbf2885", 4)
+    );
+    assert_eq!(transitions[0].log_key, old_vkey.trim_end());
+    let line = alice.fails(&[
+        "chat", "create", "early", "--with", "bob", "--class", "record",
+    ]);
+    assert!(line.contains("unseal"), "{line}");
+
+    // The first unseal: records.pub version 2 next to the data, the binding with the
+    // transition, both on the server; devices take the upgrade of the key they pinned.
+    bind(&archiver, root.path(), &["share-2", "share-3"]);
+    let v2 = vellum_records::RecordsPublic::parse(
+        &fs::read_to_string(data.join("records.pub")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!((v2.version, v2.origin.as_deref()), (2, Some(origin)));
+    assert!(v2.same_key(&v1));
+    assert_eq!(v2.binding_key, generated.public.binding_key);
+    alice.ok(&[
+        "chat", "create", "kept", "--with", "bob", "--class", "record",
+    ]);
+    assert!(
+        alice
+            .events("kept")
+            .iter()
+            .all(|e| !e.starts_with("WARNING")),
+        "{:?}",
+        alice.events("kept")
+    );
+    crate::records::wait_for_records(&archiver, 2);
+    archiver.wait_for_checkpoint();
+    let checkpoint = run_ok(
+        vellum()
+            .args(["archive", "checkpoint", "--data"])
+            .arg(&data),
+    );
+    assert!(String::from_utf8_lossy(&checkpoint.stdout).starts_with(&format!("{origin}\n")));
+
+    // The auditor checks the whole history, the fixture's checkpoints included.
+    let verify = |records_pub: &Path| {
+        output(
+            vellum()
+                .args(["archive", "verify", "--data"])
+                .arg(&data)
+                .arg("--records-key")
+                .arg(records_pub)
+                .arg("--json"),
+        )
+    };
+    let out = verify(&data.join("records.pub"));
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{verdict}");
+    assert_eq!(verdict["verdict"], "intact");
+    let keys_bound = verdict["log_keys"].as_array().unwrap();
+    assert!(
+        keys_bound
+            .iter()
+            .any(|k| k["key"] == old_vkey.trim_end() && k["up_to"] == 4),
+        "{verdict}"
+    );
+    assert!(verdict["checkpoints"].as_u64().unwrap() >= 3, "{verdict}");
+    // The version 1 file binds no log key: it cannot vouch for anything.
+    let out = verify(&keys.join("records.pub"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("version 1"));
+}

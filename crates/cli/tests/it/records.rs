@@ -19,10 +19,21 @@ pub(crate) struct Archiver {
 
 impl Archiver {
     pub(crate) fn start(server: &Server, root: &Path, records_pub: &Path, code: &str) -> Self {
+        Self::start_at(server, &root.join("archiver"), records_pub, code, &[])
+    }
+
+    /// An archiver with its data in `data`, started with `extra_args` (every start).
+    pub(crate) fn start_at(
+        server: &Server,
+        data: &Path,
+        records_pub: &Path,
+        code: &str,
+        extra_args: &[&str],
+    ) -> Self {
         let mut archiver = Self {
             url: String::new(),
-            data: root.join("archiver"),
-            extra_args: Vec::new(),
+            data: data.to_owned(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             child: None,
             records_pub: records_pub.to_owned(),
             server_url: server.url.clone(),
