@@ -203,6 +203,7 @@ impl Client {
         let _held = self.lock.hold()?;
         let group_id = self.resolve_chat(chat)?;
         check_not_archiver(users)?;
+        self.switch_archiver_if_needed(&group_id).await?;
         let key_packages = self.claim(users.to_vec(), None).await?;
         self.add_key_packages(&group_id, key_packages).await?;
         if let Some(title) = self.store.chat(&group_id)?.and_then(|c| c.title) {
@@ -216,7 +217,7 @@ impl Client {
     /// One key package for every device of `users` (but this one), and one of `archiver`'s
     /// device. Each is checked to belong to the device the server says it does; a device of
     /// `records` other than the bound archiver is refused, whatever the server hands out.
-    async fn claim(
+    pub(crate) async fn claim(
         &self,
         mut users: Vec<String>,
         archiver: Option<&vellum_record::ArchiverBinding>,
@@ -298,6 +299,7 @@ impl Client {
     pub async fn remove_members(&mut self, chat: &str, users: &[String]) -> Result<(), Error> {
         let _held = self.lock.hold()?;
         let group_id = self.resolve_chat(chat)?;
+        self.switch_archiver_if_needed(&group_id).await?;
         let identity = self.identity.clone();
         let me = self.device_id.clone();
         let users = users.to_vec();
@@ -362,6 +364,7 @@ impl Client {
             ));
         }
         let group_id = self.resolve_chat(chat)?;
+        self.switch_archiver_if_needed(&group_id).await?;
         let org = self.org_policy().await?;
         let before = self.chat_policy(&group_id)?;
         let wanted = ChatPolicy {

@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 use vellum_record::{unbound_archiver, ArchiverBinding, RecordsPublic, SignedBinding};
 use vellum_wire::{OrgPolicy, RECORDS_USER};
 
+use vellum_mls::{roster, RecordChat};
+
 use crate::{Client, Error};
 
 const RECORDS_PUBLIC: &str = "records_public";
@@ -100,6 +102,52 @@ impl Client {
             }
             Some(b) => Ok(b),
         }
+    }
+
+    /// Switches a record chat that still names an archiver the custodians no longer bind (a
+    /// replaced one) to the bound archiver, before this device sends or commits in it: one
+    /// commit names the new archiver, adds it and removes every other device of `records`,
+    /// so that what is said from then on is archived. Nothing to do for any other chat.
+    pub(crate) async fn switch_archiver_if_needed(&mut self, group_id: &str) -> Result<(), Error> {
+        if self.sink.is_some() {
+            return Ok(());
+        }
+        let named = RecordChat::archiver(&self.load_group(group_id)?.context().extensions)?;
+        let (Some(named), Some(bound)) = (named, self.bound_archiver()?) else {
+            return Ok(());
+        };
+        if named == bound.archiver_device {
+            return Ok(());
+        }
+        // The server takes the switch only once the bound archiver is the enrolled one.
+        let org = self.org_policy().await?;
+        if org.archiver_device.as_deref() != Some(bound.archiver_device.as_str()) {
+            return Ok(());
+        }
+        let key_packages = self.claim(Vec::new(), Some(&bound)).await?;
+        let identity = self.identity.clone();
+        let device = bound.archiver_device.clone();
+        tracing::info!(chat = group_id, from = %named, to = %device, "switching the chat to the bound archiver");
+        self.commit_with_rebase(group_id, move |group| {
+            if RecordChat::archiver(&group.context().extensions)?.as_deref() == Some(&device) {
+                return Ok(None); // another member switched it first
+            }
+            let members = roster(group, &identity)?;
+            let named = RecordChat::new(&device).add_to(group.context().extensions.clone());
+            let mut builder = group.commit_builder().set_group_context_ext(named)?;
+            if !members.iter().any(|(_, c)| c.device_id == device) {
+                for (_, kp) in &key_packages {
+                    builder = builder.add_member(kp.clone())?;
+                }
+            }
+            for (index, cert) in &members {
+                if cert.user == RECORDS_USER && cert.device_id != device {
+                    builder = builder.remove_member(*index)?;
+                }
+            }
+            Ok(Some(builder.build()?))
+        })
+        .await
     }
 
     /// Fetches the org's policy and takes what it says about records: pins `records.pub` at

@@ -743,6 +743,28 @@ fn issue8_replacing_a_dead_archiver_takes_the_custodians_and_shows_in_every_reco
         stale["role"],
         "NOT the archiver the records custodians bound"
     );
+    // The next to speak there switches the chat to the bound archiver first (one commit),
+    // so what is said from then on is archived again.
+    let before = new.status()["records"].as_u64().unwrap();
+    alice.ok(&["send", "kept", "after the replacement"]);
+    for device in [&alice, &bob] {
+        device.ok(&["sync"]);
+        let members = device.json(&["chat", "members", "kept", "--json"]);
+        let archives: Vec<_> = members.iter().filter(|m| m["user"] == "records").collect();
+        assert_eq!(archives.len(), 1, "{members:?}");
+        assert_eq!(archives[0]["device"], new_id.as_str());
+        assert_eq!(
+            archives[0]["role"],
+            "records archive (sealed, 2 of 3 custodians)"
+        );
+        assert!(device
+            .events("kept")
+            .iter()
+            .all(|e| !e.starts_with("WARNING")));
+    }
+    assert_eq!(bob.texts("kept"), vec!["after the replacement".to_string()]);
+    // It joined (with the roster) and archived the message.
+    crate::records::wait_for_records(&new, before + 2);
 }
 
 /// The archive of a 0.1.0 archiver (tests/fixtures/v0.1.0: records.pub version 1, origin
