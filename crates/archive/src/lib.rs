@@ -25,7 +25,7 @@ mod verify;
 
 pub use files::{encode_entry, remove_temporaries, write_atomic, Appended, Archive, Faults};
 pub use leaf::Leaf;
-pub use verify::{audit, own_keys, verify, witnessed, Audit, LogKey, Verdict, VerifyReport};
+pub use verify::{audit, verify, witnessed, Audit, Verdict, VerifyReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -39,15 +39,15 @@ impl VerifyReport {
 /// A log key whose checkpoints count, and the largest tree size it may attest: a key the
 /// log moved on from (a transition) signs nothing after it.
 #[derive(Debug, Clone)]
-pub struct LogKey {
-    pub verifier: NoteVerifier,
-    pub up_to: Option<u64>,
+pub(crate) struct LogKey {
+    verifier: NoteVerifier,
+    up_to: Option<u64>,
 }
 
 /// The keys the archive itself names: `log.vkey` and the keys it moved on from
 /// (`transitions.json`). What the archiver checks its own directory against at open;
 /// an auditor trusts only [`audit`], which takes the keys from the custodians' bindings.
-pub fn own_keys(dir: &Path) -> Result<Vec<LogKey>, String> {
+fn own_keys(dir: &Path) -> Result<Vec<LogKey>, String> {
     let key = fs::read_to_string(dir.join("log.vkey"))
         .map_err(|e| e.to_string())
         .and_then(|k| {

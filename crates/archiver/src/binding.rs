@@ -228,3 +228,137 @@ pub fn bind(vault: &mut Vault) -> Result<Option<u64>, String> {
     );
     Ok(Some(statement.serial))
 }
+
+#[cfg(test)]
+mod tests {
+    use vellum_archive::Archive;
+    use vellum_records::{generate, Generated, UnsealProgress};
+
+    use super::*;
+    use crate::sink::OwedReceipts;
+
+    const ORIGIN: &str = "records.test/vellum";
+
+    fn binder(dir: &std::path::Path, witnesses: Vec<String>) -> Binder {
+        Binder {
+            device_id: "archiver-device".into(),
+            identity: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+            origin: ORIGIN.into(),
+            witnesses,
+            witness_quorum: 0,
+            public_path: dir.join("records.pub"),
+            on_server: None,
+            pending: None,
+            retry_at: Instant::now(),
+        }
+    }
+
+    /// A vault over `dir/archive` for `public`, unsealed with two shares of `g`.
+    fn unsealed(dir: &std::path::Path, public: RecordsPublic, g: &Generated) -> Vault {
+        let signer = vellum_tlog::NoteSigner::new(ORIGIN, &[5; 32]).unwrap();
+        let archive = Archive::open(&dir.join("archive"), signer).unwrap();
+        let mut vault = Vault::sealed(archive, public, OwedReceipts::in_memory()).unwrap();
+        vault.binder = Some(binder(dir, Vec::new()));
+        vault.unsealer.add(&g.shares[0]).unwrap();
+        let UnsealProgress::Unsealed(secret) = vault.unsealer.add(&g.shares[2]).unwrap() else {
+            panic!("two shares unseal")
+        };
+        vault.secret = Some(secret);
+        vault
+    }
+
+    #[test]
+    fn issue8_an_unseal_binds_once_and_again_only_when_the_statement_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = generate(3, 2, ORIGIN).unwrap();
+        let mut vault = unsealed(dir.path(), g.public.clone(), &g);
+        assert!(
+            current_key_on_server(&vault) == false,
+            "nothing on the server yet"
+        );
+        assert_eq!(bind(&mut vault).unwrap(), Some(1));
+        let pending = vault.binder.as_ref().unwrap().pending.clone().unwrap();
+        assert_eq!(pending.statement.archiver_device, "archiver-device");
+        assert_eq!(pending.statement.log_key, vault.archive.verifier_key());
+        assert_eq!(pending.request.records_public, Some(g.public.to_json()));
+        assert_eq!(
+            SignedBinding::parse(&pending.request.binding)
+                .unwrap()
+                .verify(&g.public)
+                .unwrap(),
+            pending.statement
+        );
+        // Nothing changed: the next unseal signs nothing.
+        assert_eq!(bind(&mut vault).unwrap(), None);
+        assert_eq!(newest_serial(&vault), Some(1));
+        // New witnesses: a new binding, the next serial.
+        let witness = vellum_tlog::cosignature::CosignatureSigner::new("w.example/w", &[1; 32])
+            .unwrap()
+            .verifier_key();
+        vault.binder.as_mut().unwrap().witnesses = vec![witness.clone()];
+        assert_eq!(bind(&mut vault).unwrap(), Some(2));
+        let newest = local_bindings(&vault).pop().unwrap().1;
+        assert_eq!((newest.serial, newest.witnesses), (2, vec![witness]));
+        // A server that holds a higher serial (another archiver was bound since) raises the
+        // next one above it.
+        let (signed, mut statement) = local_bindings(&vault).pop().unwrap();
+        statement.serial = 9;
+        vault.binder.as_mut().unwrap().on_server = Some((signed, statement));
+        vault.binder.as_mut().unwrap().device_id = "next-device".into();
+        assert_eq!(bind(&mut vault).unwrap(), Some(10));
+        // Sealed: nothing can be signed.
+        vault.secret = None;
+        vault.binder.as_mut().unwrap().device_id = "third-device".into();
+        assert_eq!(bind(&mut vault).unwrap(), None);
+    }
+
+    #[test]
+    fn issue8_a_version_1_records_pub_is_upgraded_before_the_first_binding() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = generate(3, 2, ORIGIN).unwrap();
+        let v1 = RecordsPublic {
+            version: 1,
+            origin: None,
+            binding_key: None,
+            ..g.public.clone()
+        };
+        let mut vault = unsealed(dir.path(), v1.clone(), &g);
+        assert_eq!(bind(&mut vault).unwrap(), Some(1));
+        let written =
+            RecordsPublic::parse(&std::fs::read_to_string(dir.path().join("records.pub")).unwrap())
+                .unwrap();
+        assert_eq!(
+            written, g.public,
+            "version 2 of the same key, from the seed"
+        );
+        assert!(written.same_key(&v1));
+        assert_eq!(vault.public, written);
+        let pending = vault.binder.as_ref().unwrap().pending.clone().unwrap();
+        assert_eq!(pending.request.records_public, Some(written.to_json()));
+    }
+
+    #[test]
+    fn issue8_a_binding_the_server_lacks_is_handed_to_it_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = generate(3, 2, ORIGIN).unwrap();
+        let mut vault = unsealed(dir.path(), g.public.clone(), &g);
+        bind(&mut vault).unwrap();
+        let (signed, statement) = local_bindings(&vault).pop().unwrap();
+        // A restart: nothing pending in memory; the server has nothing.
+        vault.binder = Some(binder(dir.path(), Vec::new()));
+        pending_at_start(&mut vault);
+        assert!(vault.binder.as_ref().unwrap().pending.is_some());
+        assert!(
+            !current_key_on_server(&vault),
+            "no receipts until it is there"
+        );
+        // The server has it: nothing to send, receipts may go.
+        vault.binder = Some(Binder {
+            on_server: Some((signed, statement)),
+            ..binder(dir.path(), Vec::new())
+        });
+        pending_at_start(&mut vault);
+        assert!(vault.binder.as_ref().unwrap().pending.is_none());
+        assert!(current_key_on_server(&vault));
+    }
+}

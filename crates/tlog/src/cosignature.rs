@@ -272,6 +272,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v.key_id(), 0xda77ade7);
+        // A binding names it as it was given: the key string round-trips.
+        assert_eq!(
+            v.verifier_key(),
+            "remora.n621.de+da77ade7+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2"
+        );
         assert!(CosignatureVerifier::parse(
             "remora.n621.de+da77ade8+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2"
         )
