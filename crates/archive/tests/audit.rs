@@ -172,7 +172,7 @@ fn issue8_a_rollback_to_a_shorter_prefix_fails_against_a_kept_checkpoint() {
     // The rolled-back copy is consistent with itself, and with the earlier checkpoints.
     let alone = audit(earlier.path(), &g.public, &[], &[]);
     assert_eq!(alone.verdict(), Verdict::Intact);
-    let found = audit(earlier.path(), &g.public, &[kept.clone()], &[]);
+    let found = audit(earlier.path(), &g.public, std::slice::from_ref(&kept), &[]);
     assert_eq!(found.verdict(), Verdict::Failed);
     assert!(
         found

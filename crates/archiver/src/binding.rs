@@ -272,10 +272,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let g = generate(3, 2, ORIGIN).unwrap();
         let mut vault = unsealed(dir.path(), g.public.clone(), &g);
-        assert!(
-            current_key_on_server(&vault) == false,
-            "nothing on the server yet"
-        );
+        assert!(!current_key_on_server(&vault), "nothing on the server yet");
         assert_eq!(bind(&mut vault).unwrap(), Some(1));
         let pending = vault.binder.as_ref().unwrap().pending.clone().unwrap();
         assert_eq!(pending.statement.archiver_device, "archiver-device");

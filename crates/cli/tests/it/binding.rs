@@ -402,7 +402,7 @@ fn issue8_a_user_named_records_from_before_records_init_never_becomes_the_archiv
     ]));
     assert!(line.contains("reserved"), "{line}");
     let line = run_fails(
-        &mut admin(
+        admin(
             &server,
             &[
                 "records",
@@ -431,7 +431,7 @@ fn issue8_a_record_chat_waits_for_the_custodians_binding() {
     let alice = Device::new_user(&server, root.path(), "alice");
     let _bob = Device::new_user(&server, root.path(), "bob");
     let out = run_ok(
-        &mut admin(
+        admin(
             &server,
             &[
                 "records",
@@ -554,7 +554,7 @@ fn issue8_archive_verify_trusts_only_the_bound_log_key() {
     );
     fs::write(&latest, &out.stdout).unwrap();
 
-    let out = run_ok(&mut verify_cmd(&archiver, root.path()).args([
+    let out = run_ok(verify_cmd(&archiver, root.path()).args([
         "--checkpoint",
         kept.to_str().unwrap(),
         "--json",
