@@ -281,25 +281,23 @@ async fn upload_binding(client: &Client, state: &ArchiverState) -> Result<(), Er
         )
         .await;
     let serial = pending.statement.serial;
-    let outcome = match &result {
-        Ok(()) => "stored",
-        // The server holds an equal or newer serial: another archiver was bound since.
-        Err(vellum_client::Error::Api { status: 409, .. }) => "superseded",
-        Err(_) => "retry",
-    };
+    // The server holding an equal or newer serial means another archiver was bound since:
+    // retrying would change nothing.
+    let superseded = matches!(&result, Err(vellum_client::Error::Api { status: 409, .. }));
+    let stored = result.is_ok();
     state
         .vault
         .call(move |v| {
             let Some(binder) = v.binder.as_mut() else {
                 return;
             };
-            match outcome {
-                "stored" => {
-                    binder.on_server = Some((pending.signed, pending.statement));
-                    binder.pending = None;
-                }
-                "superseded" => binder.pending = None,
-                _ => binder.retry_at = Instant::now() + binding::UPLOAD_RETRY,
+            if stored {
+                binder.on_server = Some((pending.signed, pending.statement));
+                binder.pending = None;
+            } else if superseded {
+                binder.pending = None;
+            } else {
+                binder.retry_at = Instant::now() + binding::UPLOAD_RETRY;
             }
         })
         .await?;
