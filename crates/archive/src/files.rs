@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use sha2::{Digest, Sha256};
-use vellum_records::{SealedRecord, SEALED_KEY_LEN};
+use vellum_records::{PreviousLog, SealedRecord, SignedBinding, SEALED_KEY_LEN};
 use vellum_tlog::{leaf_hash, Checkpoint, Hash, NoteSigner, NoteVerifier};
 
 use crate::{Error, Leaf};
@@ -290,6 +290,42 @@ pub(crate) fn checkpoint_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, Err
     Ok(out)
 }
 
+/// The keys the log moved on from (`transitions.json`), oldest first.
+pub(crate) fn transitions(dir: &Path) -> Result<Vec<PreviousLog>, Error> {
+    let path = dir.join(TRANSITIONS);
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Damaged(format!("{TRANSITIONS}: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+const TRANSITIONS: &str = "transitions.json";
+const BINDINGS: &str = "bindings";
+
+/// The files of `bindings/`: (file name, text), by name (so by serial).
+pub(crate) fn binding_files(dir: &Path) -> Result<Vec<(String, String)>, Error> {
+    let bindings = dir.join(BINDINGS);
+    let entries = match fs::read_dir(&bindings) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(&bindings)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io(&bindings))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue; // a temporary file of an interrupted write, removed at open
+        }
+        let text = fs::read_to_string(entry.path()).map_err(io(&entry.path()))?;
+        out.push((name, text));
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Removes empty checkpoint files: what a full disk left under the earlier, non-atomic
 /// writer. An empty file attests nothing (it carries no signature), so nothing is lost.
 fn remove_empty_checkpoints(dir: &Path) -> Result<(), Error> {
@@ -400,13 +436,79 @@ pub struct Appended {
 }
 
 impl Archive {
+    /// Opens the archive in `dir` to continue it under `signer`'s key when its checkpoints
+    /// so far were signed with another one (a new origin, or a restored archive whose log key
+    /// stayed on the dead host). The old key, its origin and the size its checkpoints reached
+    /// are recorded in `transitions.json` first, so the old checkpoints still verify, and no
+    /// checkpoint of the old key may attest more. Returns the transition made now, if any.
+    pub fn open_continuing(
+        dir: &Path,
+        signer: NoteSigner,
+    ) -> Result<(Self, Option<PreviousLog>), Error> {
+        let vkey_path = dir.join("log.vkey");
+        let new_key = format!("{}\n", signer.verifier_key());
+        let mut made = None;
+        match fs::read_to_string(&vkey_path) {
+            Ok(existing) if existing != new_key => {
+                let old = NoteVerifier::parse(existing.trim_end())
+                    .map_err(|e| Error::Damaged(format!("log.vkey: {e}")))?;
+                let size = latest_checkpoint(dir)?.map_or(0, |(size, _)| size);
+                let previous = PreviousLog {
+                    origin: old.name().to_owned(),
+                    log_key: existing.trim_end().to_owned(),
+                    size,
+                };
+                let mut all = transitions(dir)?;
+                // Written before log.vkey changes: a crash in between repeats this, once.
+                if all.last() != Some(&previous) {
+                    all.push(previous.clone());
+                    let json = serde_json::to_vec_pretty(&all).expect("transitions serialise");
+                    write_atomic(&dir.join(TRANSITIONS), &json, 0o644)?;
+                }
+                write_atomic(&vkey_path, new_key.as_bytes(), 0o644)?;
+                made = Some(previous);
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&vkey_path)(e)),
+        }
+        Ok((Self::open(dir, signer)?, made))
+    }
+
+    /// The keys this log moved on from, oldest first (see [`Archive::open_continuing`]).
+    pub fn transitions(&self) -> Result<Vec<PreviousLog>, Error> {
+        transitions(&self.dir)
+    }
+
+    /// Keeps a binding of the custodians with the archive (`bindings/<serial>.json`), where
+    /// auditors find the log keys they may trust.
+    pub fn save_binding(&self, serial: u64, binding: &SignedBinding) -> Result<(), Error> {
+        let dir = self.dir.join(BINDINGS);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = dir.join(format!("{serial:020}.json"));
+        if self.faults.fire() {
+            return Err(io(&path)(Faults::full()));
+        }
+        write_atomic(&path, binding.to_json().as_bytes(), 0o644)
+    }
+
+    /// The texts of the bindings kept with the archive, by serial.
+    pub fn binding_texts(&self) -> Result<Vec<String>, Error> {
+        Ok(binding_files(&self.dir)?
+            .into_iter()
+            .map(|(_, text)| text)
+            .collect())
+    }
+
     /// Opens (creating) the archive in `dir`, signing checkpoints with `signer`. Refuses a log
-    /// that an existing checkpoint contradicts; trims only an unacknowledged tail.
+    /// that an existing checkpoint contradicts, or whose checkpoints another key signed;
+    /// trims only an unacknowledged tail.
     pub fn open(dir: &Path, signer: NoteSigner) -> Result<Self, Error> {
         fs::create_dir_all(dir.join("checkpoints")).map_err(io(dir))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
         remove_temporaries(dir)?;
         remove_temporaries(&dir.join("checkpoints"))?;
+        remove_temporaries(&dir.join(BINDINGS))?;
         remove_empty_checkpoints(dir)?;
         let vkey_path = dir.join("log.vkey");
         let vkey = signer.verifier_key();

@@ -11,7 +11,11 @@
 //!   72-byte slot `[u64 leaf index][64-byte sealed key]` per record whose entry has no key,
 //!   in log order. Such archives are read as they are, never rewritten: their old records
 //!   keep their slots (wiped there on disposition) and new records carry their keys.
-//! - `checkpoints/<size>`: C2SP signed-note checkpoints; `log.vkey`: their verifier key.
+//! - `checkpoints/<size>`: C2SP signed-note checkpoints; `log.vkey`: the verifier key of the
+//!   newest ones; `transitions.json`: the keys (and origins) the log moved on from, each with
+//!   the size it left them at.
+//! - `bindings/<serial>.json`: the custodians' bindings of the archiver (and of its log key)
+//!   to the records key: what an auditor trusts ([`audit`]), never `log.vkey`.
 //!
 //! Appends are durable before they are acknowledged: one write and one fsync per leaf, a
 //! record included. A crash mid-append leaves a cut-short entry at the end of log.bin, which
@@ -30,7 +34,7 @@ pub use files::{
     encode_entry, encode_record_entry, remove_temporaries, write_atomic, Appended, Archive, Faults,
 };
 pub use leaf::Leaf;
-pub use verify::{verify, witnessed, VerifyReport};
+pub use verify::{audit, verify, witnessed, Audit, Verdict, VerifyReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -6,6 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
+use vellum_records::{ArchiverBinding, RecordsPublic, SignedBinding};
 use vellum_tlog::cosignature::CosignatureVerifier;
 use vellum_tlog::{leaf_hash, Checkpoint, Hash, NoteVerifier, RootBuilder};
 
@@ -35,22 +36,61 @@ impl VerifyReport {
     }
 }
 
-/// Verifies `dir`. `trusted` is a checkpoint the auditor kept from earlier (signed note); the
-/// log must still contain exactly what it attested.
-pub fn verify(dir: &Path, trusted: Option<&str>) -> VerifyReport {
-    let mut report = VerifyReport::default();
-    let mut problem = |p: String| report_problem(&mut report.problems, p);
-    let vkey = fs::read_to_string(dir.join("log.vkey"))
+/// A log key whose checkpoints count, and the largest tree size it may attest: a key the
+/// log moved on from (a transition) signs nothing after it.
+#[derive(Debug, Clone)]
+pub(crate) struct LogKey {
+    verifier: NoteVerifier,
+    up_to: Option<u64>,
+}
+
+/// The keys the archive itself names: `log.vkey` and the keys it moved on from
+/// (`transitions.json`). What the archiver checks its own directory against at open;
+/// an auditor trusts only [`audit`], which takes the keys from the custodians' bindings.
+fn own_keys(dir: &Path) -> Result<Vec<LogKey>, String> {
+    let key = fs::read_to_string(dir.join("log.vkey"))
         .map_err(|e| e.to_string())
         .and_then(|k| {
             // Exactly one key and one newline: every byte of the file is significant.
             let key = k.strip_suffix('\n').ok_or("must end with one newline")?;
             NoteVerifier::parse(key).map_err(|e| e.to_string())
+        })
+        .map_err(|e| format!("log.vkey: {e}"))?;
+    let mut keys = vec![LogKey {
+        verifier: key,
+        up_to: None,
+    }];
+    for previous in crate::files::transitions(dir).map_err(|e| e.to_string())? {
+        let verifier =
+            NoteVerifier::parse(&previous.log_key).map_err(|e| format!("transitions.json: {e}"))?;
+        keys.push(LogKey {
+            verifier,
+            up_to: Some(previous.size),
         });
-    let verifier = match vkey {
-        Ok(v) => Some(v),
+    }
+    Ok(keys)
+}
+
+/// Verifies `dir` against the keys it names itself ([`own_keys`]). `trusted` is a
+/// checkpoint kept from earlier (signed note); the log must still contain exactly what it
+/// attested.
+pub fn verify(dir: &Path, trusted: Option<&str>) -> VerifyReport {
+    let kept: Vec<(String, String)> = trusted
+        .map(|note| ("the trusted checkpoint".to_owned(), note.to_owned()))
+        .into_iter()
+        .collect();
+    check(dir, own_keys(dir), &kept)
+}
+
+/// Verifies every leaf, key slot and checkpoint of `dir`, and each of the `kept`
+/// checkpoints (name, note), against `keys`.
+fn check(dir: &Path, keys: Result<Vec<LogKey>, String>, kept: &[(String, String)]) -> VerifyReport {
+    let mut report = VerifyReport::default();
+    let mut problem = |p: String| report_problem(&mut report.problems, p);
+    let keys = match keys {
+        Ok(keys) => Some(keys),
         Err(e) => {
-            problem(format!("log.vkey: {e}"));
+            problem(e);
             None
         }
     };
@@ -179,26 +219,46 @@ pub fn verify(dir: &Path, trusted: Option<&str>) -> VerifyReport {
             Vec::new()
         }
     };
-    if let Some(note) = trusted {
-        notes.push(("the trusted checkpoint".into(), note.to_owned()));
-    }
+    notes.extend(kept.iter().cloned());
     let mut checked = Vec::new();
     for (name, note) in &notes {
-        let Some(verifier) = &verifier else { break };
-        let checkpoint = match NoteVerifier::open(note, std::slice::from_ref(verifier))
-            .map_err(|e| e.to_string())
-            .and_then(|text| Checkpoint::parse(text).map_err(|e| e.to_string()))
-        {
+        let Some(keys) = &keys else { break };
+        // The first key whose signature opens it: its name must be the checkpoint's origin.
+        let opened = keys.iter().find_map(|key| {
+            let text = NoteVerifier::open(note, std::slice::from_ref(&key.verifier)).ok()?;
+            Some((key, text))
+        });
+        let Some((key, text)) = opened else {
+            let why = match keys.as_slice() {
+                [only] => NoteVerifier::open(note, std::slice::from_ref(&only.verifier))
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
+                _ => "not signed by any of the log's keys".to_owned(),
+            };
+            problem(format!("{name}: {why}"));
+            continue;
+        };
+        let checkpoint = match Checkpoint::parse(text) {
             Ok(c) => c,
             Err(e) => {
                 problem(format!("{name}: {e}"));
                 continue;
             }
         };
-        if checkpoint.origin != verifier.name() {
+        if checkpoint.origin != key.verifier.name() {
             problem(format!(
                 "{name}: is a checkpoint of another log ({:?})",
                 checkpoint.origin
+            ));
+            continue;
+        }
+        if key.up_to.is_some_and(|limit| checkpoint.size > limit) {
+            problem(format!(
+                "{name}: signed with the key of {:?}, which the log left at size {}, yet attests {}",
+                key.verifier.name(),
+                key.up_to.unwrap_or_default(),
+                checkpoint.size
             ));
             continue;
         }
@@ -295,6 +355,172 @@ fn key_problem(
         ))
     } else {
         None
+    }
+}
+
+/// What an auditor concludes about an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every file verifies against the bound keys, and the newest checkpoint is witnessed as
+    /// the binding (and the auditor) require.
+    Intact,
+    /// Something is wrong: the problems say what.
+    Failed,
+    /// Nothing is wrong with the files, but no checkpoint vouches for them.
+    Unattested,
+    /// Intact and attested, but the newest checkpoint lacks the cosignatures required.
+    Unwitnessed,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Intact => "intact",
+            Verdict::Failed => "failed",
+            Verdict::Unattested => "unattested",
+            Verdict::Unwitnessed => "unwitnessed",
+        }
+    }
+}
+
+/// [`audit`]'s findings.
+#[derive(Debug)]
+pub struct Audit {
+    pub report: VerifyReport,
+    /// The bindings that verified against `records.pub`, oldest first.
+    pub bindings: Vec<ArchiverBinding>,
+    /// The log keys the bindings name: `(verifier key, largest size it attests)`.
+    pub log_keys: Vec<(String, Option<u64>)>,
+    /// The witnesses whose valid cosignature the newest checkpoint carries.
+    pub cosigned_by: Vec<String>,
+    /// Why the newest checkpoint does not count as witnessed (empty: it does).
+    pub unwitnessed: Vec<String>,
+}
+
+impl Audit {
+    pub fn verdict(&self) -> Verdict {
+        if !self.report.problems.is_empty() {
+            Verdict::Failed
+        } else if self.report.checkpoints == 0 {
+            Verdict::Unattested
+        } else if !self.unwitnessed.is_empty() {
+            Verdict::Unwitnessed
+        } else {
+            Verdict::Intact
+        }
+    }
+}
+
+/// The auditor's check of an archive directory, trusting nothing it holds but what the
+/// custodians signed: the log keys are those the bindings in `bindings/` name, each
+/// verified against `public` (the pinned `records.pub`), with the keys a binding says the
+/// log continues (`previous`) up to the size it left them at. Every `kept` checkpoint (notes
+/// an auditor or a witness kept from earlier) must still be contained in the log, which
+/// catches a rollback to a shorter prefix. The newest checkpoint must carry cosignatures of a
+/// quorum of the newest binding's witnesses, and of every witness in `required`.
+pub fn audit(
+    dir: &Path,
+    public: &RecordsPublic,
+    kept: &[String],
+    required: &[CosignatureVerifier],
+) -> Audit {
+    let mut problems = Vec::new();
+    let mut bindings: Vec<ArchiverBinding> = Vec::new();
+    match crate::files::binding_files(dir) {
+        Err(e) => problems.push(format!("bindings: {e}")),
+        Ok(files) => {
+            for (name, text) in files {
+                match SignedBinding::parse(&text).and_then(|b| b.verify(public)) {
+                    Ok(b) if format!("{:020}.json", b.serial) == name => bindings.push(b),
+                    Ok(b) => problems.push(format!(
+                        "bindings/{name}: holds the binding of serial {}",
+                        b.serial
+                    )),
+                    Err(e) => problems.push(format!("bindings/{name}: {e}")),
+                }
+            }
+        }
+    }
+    bindings.sort_by_key(|b| b.serial);
+    let mut log_keys: Vec<(String, Option<u64>)> = Vec::new();
+    let mut bound = |key: &str, up_to: Option<u64>| {
+        match log_keys.iter_mut().find(|(k, _)| k == key) {
+            // A key some binding says the log moved on from attests no more than that.
+            Some((_, limit)) => {
+                *limit = match (*limit, up_to) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+            None => log_keys.push((key.to_owned(), up_to)),
+        }
+    };
+    for b in &bindings {
+        bound(&b.log_key, None);
+        if let Some(p) = &b.previous {
+            bound(&p.log_key, Some(p.size));
+        }
+    }
+    let keys = if bindings.is_empty() {
+        Err(match public.version {
+            1 => "records.pub is version 1, which binds no log key: give the version 2 records.pub the archiver wrote (DATA/records.pub) at the first unseal after its upgrade".to_owned(),
+            _ => "no binding in bindings/ verifies against this records.pub: no log key is bound, so no checkpoint can be trusted".to_owned(),
+        })
+    } else {
+        log_keys
+            .iter()
+            .map(|(key, up_to)| {
+                NoteVerifier::parse(key)
+                    .map(|verifier| LogKey {
+                        verifier,
+                        up_to: *up_to,
+                    })
+                    .map_err(|e| format!("a bound log key: {e}"))
+            })
+            .collect()
+    };
+    let kept: Vec<(String, String)> = kept
+        .iter()
+        .enumerate()
+        .map(|(i, note)| (format!("kept checkpoint {}", i + 1), note.clone()))
+        .collect();
+    let mut report = check(dir, keys, &kept);
+    for p in problems {
+        report_problem(&mut report.problems, p);
+    }
+    let mut unwitnessed = witnessed(dir, required);
+    let mut cosigned_by: Vec<String> = Vec::new();
+    if let Ok(Some((size, note))) = crate::files::latest_checkpoint(dir) {
+        let bound_witnesses = bindings
+            .last()
+            .map(|b| b.witness_verifiers())
+            .unwrap_or_default();
+        for w in bound_witnesses.iter().chain(required) {
+            if w.verify(&note).is_ok() && !cosigned_by.iter().any(|c| c == w.name()) {
+                cosigned_by.push(w.name().to_owned());
+            }
+        }
+        if let Some(newest) = bindings.last() {
+            let quorum = bound_witnesses
+                .iter()
+                .filter(|w| cosigned_by.iter().any(|c| c == w.name()))
+                .count();
+            if (quorum as u32) < newest.witness_quorum {
+                let names: Vec<&str> = bound_witnesses.iter().map(|w| w.name()).collect();
+                unwitnessed.push(format!(
+                    "the newest checkpoint (size {size}) carries {quorum} of the {} cosignatures the binding requires of its witnesses ({})",
+                    newest.witness_quorum,
+                    names.join(", ")
+                ));
+            }
+        }
+    }
+    Audit {
+        report,
+        bindings,
+        log_keys,
+        cosigned_by,
+        unwitnessed,
     }
 }
 

@@ -16,6 +16,8 @@ use crate::Error;
 /// What the actor owns.
 pub struct Vault {
     pub archive: Archive,
+    /// `records.pub` (version 2 once the custodians upgraded a version 1 at an unseal).
+    pub public: vellum_records::RecordsPublic,
     /// The records public key (HPKE), which every record is sealed to.
     pub public_key: Vec<u8>,
     pub unsealer: Unsealer,
@@ -34,6 +36,8 @@ pub struct Vault {
     pub holds_version: u64,
     /// The `holds_version` whose held users the delivery server has (none at start).
     pub holds_published: Option<u64>,
+    /// What this archiver asks the custodians to bind (absent in the actor's own tests).
+    pub binder: Option<crate::binding::Binder>,
 }
 
 impl Vault {
@@ -46,7 +50,8 @@ impl Vault {
         Ok(Self {
             archive,
             public_key: public.key_bytes()?,
-            unsealer: Unsealer::new(public),
+            unsealer: Unsealer::new(public.clone()),
+            public,
             secret: None,
             last_activity: Instant::now(),
             pending_receipts,
@@ -54,6 +59,7 @@ impl Vault {
             checkpoint_failure: None,
             holds_version: 0,
             holds_published: None,
+            binder: None,
         })
     }
 }

@@ -22,7 +22,7 @@ type St = State<Arc<ArchiverState>>;
 
 use vellum_http::{codes, ApiError};
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -127,6 +127,8 @@ pub fn current_status(vault: &Vault) -> Status {
             .as_ref()
             .or(vault.checkpoint_failure.as_ref())
             .map(|why| format!("paused: {why}")),
+        binding_serial: crate::binding::newest_serial(vault),
+        binding_on_server: vault.binder.is_some() && crate::binding::current_key_on_server(vault),
     }
 }
 
@@ -145,12 +147,25 @@ async fn unseal(
     // Reassembling and checking the key is CPU work: the actor does it.
     on_vault(&state, move |v| {
         if v.secret.is_some() {
+            // Unsealed already; a binding that failed to be written then is retried.
+            if let Err(e) = crate::binding::bind(v) {
+                tracing::error!(error = %e, "the archiver could not be bound");
+            }
             return Ok(Json(current_status(v)));
         }
         match v.unsealer.add(&req.share) {
             Ok(UnsealProgress::Unsealed(secret)) => {
                 v.secret = Some(secret);
                 log_access(v, "unseal", "the records key was reassembled");
+                // The custodians' shares are assembled: the moment to bind this archiver.
+                if let Err(e) = crate::binding::bind(v) {
+                    tracing::error!(error = %e, "the archiver could not be bound");
+                    return Err(ApiError::new(
+                        StatusCode::INSUFFICIENT_STORAGE,
+                        codes::INSUFFICIENT_STORAGE,
+                        format!("unsealed, but the binding could not be written: {e}"),
+                    ));
+                }
             }
             Ok(UnsealProgress::NeedMore { .. }) => {}
             Err(e) => {

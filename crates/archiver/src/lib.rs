@@ -6,6 +6,7 @@
 
 mod actor;
 mod api;
+mod binding;
 mod retention;
 mod sink;
 mod witnesses;
@@ -57,6 +58,9 @@ pub struct ArchiverConfig {
     pub data: PathBuf,
     /// `records.pub` from `records init`.
     pub records_key: PathBuf,
+    /// The log's origin, needed only to upgrade an archive whose `records.pub` is version 1
+    /// (from before bindings); otherwise it must be `records.pub`'s.
+    pub origin: Option<String>,
     /// The archiver's enrollment code; needed on first start only.
     pub code: Option<String>,
     pub listen: SocketAddr,
@@ -98,13 +102,108 @@ fn secret_file(path: &Path, make: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>, E
     Ok(contents)
 }
 
+/// The `records.pub` the archiver works with: `DATA/records.pub` once the custodians upgraded
+/// the given version 1 file (the same key), else the given file.
+fn records_public(config: &ArchiverConfig) -> Result<RecordsPublic, Error> {
+    let read = |path: &Path| {
+        let text = fs::read_to_string(path)
+            .map_err(|e| Error::Setup(format!("{}: {e}", path.display())))?;
+        RecordsPublic::parse(&text).map_err(|e| Error::Setup(format!("{}: {e}", path.display())))
+    };
+    let given = read(&config.records_key)?;
+    let upgraded_path = config.data.join("records.pub");
+    if !upgraded_path.exists() || upgraded_path == config.records_key {
+        return Ok(given);
+    }
+    let upgraded = read(&upgraded_path)?;
+    if !upgraded.same_key(&given) || (given.version == 2 && upgraded != given) {
+        return Err(Error::Setup(format!(
+            "{} is not the records.pub of {}: another records key",
+            upgraded_path.display(),
+            config.records_key.display()
+        )));
+    }
+    Ok(upgraded)
+}
+
+/// The log's origin: `records.pub`'s (version 2), or `--origin` for the upgrade of a
+/// version 1 archive.
+fn origin(config: &ArchiverConfig, public: &RecordsPublic) -> Result<String, Error> {
+    match (&public.origin, &config.origin) {
+        (Some(origin), Some(given)) if origin != given => Err(Error::Setup(format!(
+            "--origin {given} is not records.pub's origin {origin}"
+        ))),
+        (Some(origin), _) => Ok(origin.clone()),
+        (None, Some(given)) => {
+            vellum_record::check_origin(given).map_err(Error::Setup)?;
+            Ok(given.clone())
+        }
+        (None, None) => Err(Error::Setup(
+            "records.pub is version 1 (from before Vellum 0.2): start the archiver once with --origin NAME, the log's stable name (for example records.agency.example/vellum); the next unseal by the custodians binds the archive to it".into(),
+        )),
+    }
+}
+
+/// Opens the archive under `signer`. It continues under a new key (recorded, for the
+/// custodians to bind) only where that is expected: a new origin (the upgrade of an archive
+/// from before bindings), or a restored archive whose log key stayed on its old host.
+fn open_archive(
+    dir: &Path,
+    signer: NoteSigner,
+    new_log_key: bool,
+) -> Result<vellum_archive::Archive, Error> {
+    let existing = fs::read_to_string(dir.join("log.vkey")).ok();
+    let moved = existing.as_deref().is_some_and(|k| {
+        let name = k.split('+').next().unwrap_or_default();
+        name != signer.name() || new_log_key
+    });
+    if !moved {
+        return Ok(Archive::open(dir, signer)?);
+    }
+    let (mut archive, made) = Archive::open_continuing(dir, signer)?;
+    if let Some(previous) = made {
+        // The transition is itself a leaf: the new key's first checkpoint covers it.
+        let detail = format!(
+            "the log continues under {} after {} leaves of {}",
+            archive.verifier_key(),
+            previous.size,
+            previous.log_key
+        );
+        archive.append(vellum_archive::Leaf::Access {
+            time: api::now_ms(),
+            action: "log key transition".into(),
+            detail,
+        })?;
+        tracing::warn!(
+            from = %previous.log_key,
+            to = %archive.verifier_key(),
+            "the log continues under a new key: k custodians must unseal to bind it"
+        );
+    }
+    Ok(archive)
+}
+
+/// The binding the delivery server holds, if it verifies against `public`.
+fn binding_on_server(
+    policy: &vellum_wire::OrgPolicy,
+    public: &RecordsPublic,
+) -> Option<(vellum_record::SignedBinding, vellum_record::ArchiverBinding)> {
+    let signed = vellum_record::SignedBinding::parse(policy.records_binding.as_deref()?).ok()?;
+    match signed.verify(public) {
+        Ok(statement) => Some((signed, statement)),
+        Err(e) => {
+            tracing::error!(error = %e, "the server's binding is not signed by this records.pub's custodians; ignored");
+            None
+        }
+    }
+}
+
 /// Opens (on first start: enrolls) the archiver in `config.data`.
 pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverState>), Error> {
     fs::create_dir_all(&config.data)?;
     vellum_archive::remove_temporaries(&config.data)?;
-    let public = fs::read_to_string(&config.records_key)
-        .map_err(|e| Error::Setup(format!("{}: {e}", config.records_key.display())))?;
-    let public = RecordsPublic::parse(&public).map_err(|e| Error::Setup(e.to_string()))?;
+    let public = records_public(config)?;
+    let origin = origin(config, &public)?;
     let home = config.data.join("device");
     let mut client = if home.join("vellum.db").exists() {
         Client::open(&home)?
@@ -114,45 +213,105 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
         })?;
         Client::enroll(&home, &config.server, vellum_wire::RECORDS_USER, code).await?
     };
-    let seed = secret_file(&config.data.join("log.key"), || random_hex(32).into_bytes())?;
+    // Generated here and never leaving this host. A restored archive without it continues
+    // under a new one, which the custodians bind at the next unseal.
+    let key_path = config.data.join("log.key");
+    let new_log_key = !key_path.exists();
+    let seed = secret_file(&key_path, || random_hex(32).into_bytes())?;
     let seed: [u8; 32] = hex::decode(String::from_utf8_lossy(&seed).trim())
         .ok()
         .and_then(|s| s.try_into().ok())
         .ok_or_else(|| Error::Setup("log.key is corrupt".into()))?;
-    // records.pub version 1 named no origin; its archives used this one.
-    let origin = public.origin.clone().unwrap_or_else(|| {
-        let key_id = hex::encode(&Sha256::digest(public.public_key.as_bytes())[..4]);
-        format!("vellum.records/{key_id}")
-    });
     let signer = NoteSigner::new(&origin, &seed).map_err(|e| Error::Setup(e.to_string()))?;
     let token = secret_file(&config.data.join("records-token"), || {
         format!("{}\n", random_hex(32)).into_bytes()
     })?;
     let token_hash: [u8; 32] =
         Sha256::digest(String::from_utf8_lossy(&token).trim().as_bytes()).into();
-    let archive = Archive::open(&config.data.join("archive"), signer)?;
+    let archive = open_archive(&config.data.join("archive"), signer, new_log_key)?;
     let schedules =
         retention::Schedules::load(&config.data.join("schedules.json")).map_err(Error::Setup)?;
-    // Senders' devices check receipts against this key.
-    let verifier_key = archive.verifier_key();
     let owed = sink::OwedReceipts::load(&config.data.join("owed-receipts.jsonl"))?;
-    let vault = ArchiveHandle::spawn(
-        Vault::sealed(archive, public, owed).map_err(|e| Error::Setup(e.to_string()))?,
-    )?;
+    let policy = client.org_policy().await?;
+    let mut vault =
+        Vault::sealed(archive, public.clone(), owed).map_err(|e| Error::Setup(e.to_string()))?;
+    use base64::Engine;
+    vault.binder = Some(binding::Binder {
+        device_id: client.device_id().to_owned(),
+        identity: base64::engine::general_purpose::STANDARD.encode(client.signature_key()),
+        origin,
+        witnesses: config
+            .witnesses
+            .iter()
+            .map(|w| w.verifier.verifier_key())
+            .collect(),
+        witness_quorum: config.witness_quorum as u32,
+        public_path: config.data.join("records.pub"),
+        on_server: binding_on_server(&policy, &public),
+        pending: None,
+        retry_at: Instant::now(),
+    });
+    binding::pending_at_start(&mut vault);
+    let vault = ArchiveHandle::spawn(vault)?;
     let state = Arc::new(ArchiverState {
         vault: vault.clone(),
         token_hash,
         schedules,
     });
     client.set_sink(Box::new(sink::ArchiveSink::new(vault)));
-    let _: () = client
+    Ok((client, state))
+}
+
+/// Hands a binding the server lacks to it; on failure, retried after a while.
+async fn upload_binding(client: &Client, state: &ArchiverState) -> Result<(), Error> {
+    let due = state
+        .vault
+        .call(|v| {
+            let binder = v.binder.as_mut()?;
+            let pending = binder.pending.clone()?;
+            (binder.retry_at <= Instant::now()).then_some(pending)
+        })
+        .await?;
+    let Some(pending) = due else { return Ok(()) };
+    let result: Result<(), vellum_client::Error> = client
         .request(
             vellum_client::Method::PUT,
-            "/v1/records/log-key",
-            Some(&vellum_wire::LogKey { verifier_key }),
+            "/v1/records/binding",
+            Some(&pending.request),
         )
+        .await;
+    let serial = pending.statement.serial;
+    // The server holding an equal or newer serial means another archiver was bound since:
+    // retrying would change nothing.
+    let superseded = matches!(&result, Err(vellum_client::Error::Api { status: 409, .. }));
+    let stored = result.is_ok();
+    state
+        .vault
+        .call(move |v| {
+            let Some(binder) = v.binder.as_mut() else {
+                return;
+            };
+            if stored {
+                binder.on_server = Some((pending.signed, pending.statement));
+                binder.pending = None;
+            } else if superseded {
+                binder.pending = None;
+            } else {
+                binder.retry_at = Instant::now() + binding::UPLOAD_RETRY;
+            }
+        })
         .await?;
-    Ok((client, state))
+    match result {
+        Ok(()) => {
+            tracing::info!(serial, "the binding is on the delivery server");
+            Ok(())
+        }
+        Err(e @ vellum_client::Error::Api { status: 409, .. }) => {
+            tracing::error!(serial, error = %e, "the server holds a newer binding: this archiver is not the bound one");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Runs the archiver until the process is stopped. The first line on standard output names
@@ -249,6 +408,9 @@ async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), E
                 Err(e) => return Err(e.into()),
             },
         }
+        if let Err(e) = upload_binding(client, state).await {
+            tracing::warn!(error = %e, "the binding is not on the delivery server yet; retrying");
+        }
         if let Err(e) = send_receipts(client, state).await {
             tracing::warn!(error = %e, "receipts not delivered yet; retrying");
         }
@@ -294,7 +456,9 @@ async fn publish_held_users(client: &Client, state: &ArchiverState) -> Result<()
 fn receipt_batch(v: &mut Vault) -> Result<(vellum_wire::PostReceipts, Vec<u64>), Error> {
     let mut batch = vellum_wire::PostReceipts::default();
     let mut sent = Vec::new();
-    if v.pending_receipts.pending.is_empty() {
+    // Devices verify receipts with the bound log key only: they wait (owed, durable) until
+    // the server holds the binding of the key that signs the checkpoints.
+    if v.pending_receipts.pending.is_empty() || !binding::current_key_on_server(v) {
         return Ok((batch, sent));
     }
     let Some((size, note)) = v.archive.latest_checkpoint()? else {

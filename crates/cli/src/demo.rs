@@ -272,7 +272,8 @@ fn files_holding(dir: &Path, text: &str) -> Result<Vec<String>> {
     Ok(found)
 }
 
-/// The records office: a sealed archive no single person can read, kept by an MLS member.
+/// The records office: a sealed archive no single person can read, kept by an MLS member
+/// that the custodians bound to the records key.
 async fn records(
     api: &Api,
     token: &str,
@@ -290,6 +291,7 @@ async fn records(
         server: url.to_owned(),
         data: dir.join("archiver"),
         records_key: keys.join("records.pub"),
+        origin: None,
         code: Some(code),
         // Any free port: `start` says which it bound.
         listen: ([127, 0, 0, 1], 0).into(),
@@ -327,16 +329,75 @@ async fn records(
         }
     };
     let officer = Some(officer.trim().to_owned());
-    // The archiver has enrolled once its log key is published.
-    while alice.org_policy().await?.records_log_key.is_none() {
+    println!(
+        "  the archiver made its identity and log keys on its own host; nobody else holds them"
+    );
+
+    heading("before the custodians bind the archiver, no record chat can be created");
+    let refused = alice
+        .create_chat("too-early", &["bob".into()], Default::default(), None)
+        .await;
+    ensure!(
+        refused.is_err(),
+        "a record chat was created before the binding"
+    );
+    println!(
+        "  alice: {}",
+        refused.err().map(|e| e.to_string()).unwrap_or_default()
+    );
+
+    heading("two custodians unseal: their assembled shares bind the archiver to the records key");
+    let unseal = |share: &'static str| {
+        let records_api = &records_api;
+        let officer = officer.clone();
+        let keys = keys.clone();
+        async move {
+            let body = serde_json::json!({ "share": std::fs::read_to_string(keys.join(share))? });
+            let status: vellum_archiver::api_types::Status = records_api
+                .call(
+                    Method::POST,
+                    "/v1/unseal",
+                    Some(&body),
+                    None,
+                    officer.as_deref(),
+                )
+                .await?;
+            anyhow::Ok(status)
+        }
+    };
+    unseal("share-1").await?;
+    let status = unseal("share-2").await?;
+    println!(
+        "  unsealed; binding {} signed with the key only the assembled seed yields: this archiver's device, identity key, log key and origin",
+        status.binding_serial.unwrap_or_default()
+    );
+    let _: vellum_archiver::api_types::Status = records_api
+        .call(
+            Method::POST,
+            "/v1/seal",
+            None::<&()>,
+            None,
+            officer.as_deref(),
+        )
+        .await?;
+    println!("  sealed again at once: the binding stays");
+    // The archiver hands the binding to the server; devices take it from there.
+    while alice.org_policy().await?.records_binding.is_none() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
-    heading("alice opens a record chat: the archiver is a member from the first commit");
+    heading("alice opens a record chat: only the bound archiver is added, from the first commit");
     let chat = alice
         .create_chat("case-1234", &["bob".into()], Default::default(), None)
         .await?;
     bob.sync().await?;
+    for (member, role) in alice.described_members(&chat)? {
+        println!(
+            "  member {}{}",
+            member.user,
+            role.map(|r| format!(": {r}")).unwrap_or_default()
+        );
+    }
     alice.send(&chat, "Permit 88 is approved.").await?;
     bob.sync().await?;
     bob.send(&chat, "Noted, filing it today.").await?;
@@ -384,19 +445,13 @@ async fn records(
             .unwrap_or_else(|| "answered?!".into())
     );
 
-    heading("two custodians unseal; the records office searches");
-    for share in ["share-1", "share-2"] {
-        let body = serde_json::json!({ "share": std::fs::read_to_string(keys.join(share))? });
-        let _: vellum_archiver::api_types::Status = records_api
-            .call(
-                Method::POST,
-                "/v1/unseal",
-                Some(&body),
-                None,
-                officer.as_deref(),
-            )
-            .await?;
-    }
+    heading("two custodians unseal again; the records office searches");
+    unseal("share-1").await?;
+    let status = unseal("share-3").await?;
+    println!(
+        "  (still binding {}: nothing about the archiver changed, so nothing new to sign)",
+        status.binding_serial.unwrap_or_default()
+    );
     let hits: Vec<vellum_archiver::api_types::Hit> = records_api
         .call(
             Method::GET,
@@ -471,13 +526,51 @@ async fn records(
         "the chat did not convert"
     );
 
-    heading("an auditor checks the archive offline, with no key");
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // the next checkpoint
-    let report = vellum_archive::verify(&archive_dir.join("archive"), None);
-    ensure!(report.ok(), "verification failed: {:?}", report.problems);
+    heading("an auditor checks a copy of the archive offline, trusting only records.pub");
+    let public =
+        vellum_records::RecordsPublic::parse(&std::fs::read_to_string(keys.join("records.pub"))?)?;
+    let audit = loop {
+        // Waits for the checkpoint over the last accesses (one a second).
+        let audit = vellum_archive::audit(&archive_dir.join("archive"), &public, &[], &[]);
+        if audit.verdict() == vellum_archive::Verdict::Intact && audit.report.unattested == 0 {
+            break audit;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    println!("  $ vellum archive verify --data archiver --records-key keys/records.pub");
     println!(
-        "  intact: {} leaves ({} records), {} signed checkpoints, every leaf hash, key and signature checked",
-        report.leaves, report.records, report.checkpoints
+        "  intact: {} leaves ({} records), {} checkpoints signed by the log key the custodians bound (binding {})",
+        audit.report.leaves,
+        audit.report.records,
+        audit.report.checkpoints,
+        audit.bindings.last().map_or(0, |b| b.serial)
     );
+    let copy = dir.join("audit-copy");
+    copy_tree(&archive_dir.join("archive"), &copy)?;
+    std::fs::remove_dir_all(copy.join("checkpoints"))?;
+    std::fs::create_dir_all(copy.join("checkpoints"))?;
+    let stripped = vellum_archive::audit(&copy, &public, &[], &[]);
+    println!(
+        "  a copy whose checkpoints were deleted: {}",
+        stripped.verdict().as_str()
+    );
+    ensure!(
+        stripped.verdict() == vellum_archive::Verdict::Unattested,
+        "deleted checkpoints went unnoticed"
+    );
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
     Ok(())
 }

@@ -107,6 +107,11 @@ enum Command {
         /// `records.pub` from `records init`.
         #[arg(long = "records-key")]
         records_key: PathBuf,
+        /// The log's stable origin, for an archive whose records.pub is version 1 (made
+        /// before Vellum 0.2): the custodians' next unseal upgrades records.pub (written to
+        /// DATA/records.pub) and binds the archive to this origin. Otherwise records.pub's.
+        #[arg(long)]
+        origin: Option<String>,
         /// The archiver's enrollment code (first start only).
         #[arg(long)]
         code: Option<String>,
@@ -191,6 +196,9 @@ enum RecordsAdminCommand {
         #[arg(long)]
         origin: Option<String>,
     },
+    /// Replace a dead archiver: revoke its device and print the enrollment code of the new
+    /// one (last line). It serves record chats once k custodians unseal it (binding it).
+    ReplaceArchiver,
 }
 
 #[derive(Subcommand)]
@@ -407,6 +415,7 @@ async fn run(cli: Cli) -> Result<()> {
             server,
             data,
             records_key,
+            origin,
             code,
             listen,
             idle_seal,
@@ -423,6 +432,7 @@ async fn run(cli: Cli) -> Result<()> {
                 server,
                 data,
                 records_key,
+                origin,
                 code,
                 listen,
                 idle_seal,
@@ -503,13 +513,17 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 println!("{}", serde_json::to_string(&status)?);
             } else {
                 println!(
-                    "records: {}; archiver: {}; backlog: {} entries{}",
+                    "records: {}; archiver: {}{}; backlog: {} entries{}",
                     if status.records_configured {
                         "configured"
                     } else {
                         "NOT configured"
                     },
                     status.archiver_device.as_deref().unwrap_or("none"),
+                    match status.archiver_binding_serial {
+                        Some(serial) => format!(" (bound by the custodians, binding {serial})"),
+                        None => " (not bound)".into(),
+                    },
                     status.archiver_backlog,
                     status
                         .archiver_lag_ms
@@ -549,6 +563,24 @@ async fn admin(args: AdminArgs) -> Result<()> {
             return records::init(&api, token, custodians, threshold, &out, &origin)
                 .await
                 .map(|_| ());
+        }
+        AdminCommand::Records(RecordsAdminCommand::ReplaceArchiver) => {
+            let code: EnrollmentCode = api
+                .call(
+                    Method::POST,
+                    "/v1/admin/records/replace-archiver",
+                    None::<&()>,
+                    None,
+                    token,
+                )
+                .await?;
+            println!("the old archiver device is revoked; start the new archiver with this code, then k custodians unseal it to bind it");
+            println!(
+                "archiver enrollment code (single use, expires at unix time {}):",
+                code.expires_at
+            );
+            println!("{}", code.code);
+            return Ok(());
         }
         AdminCommand::Policy(PolicyCommand::Set {
             max_expire,
@@ -664,7 +696,7 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
             Output::new(json).chats(&chats, &classes)?
         }
         ChatCommand::Members { chat, json } => {
-            Output::new(json).members(&client.members(&chat)?)?
+            Output::new(json).members(&client.described_members(&chat)?)?
         }
     }
     Ok(())

@@ -93,12 +93,19 @@ impl Output {
         Ok(())
     }
 
-    pub fn members(&self, members: &[Member]) -> Result<()> {
-        for m in members {
+    /// Each member, with what it is when it is not a person (the records archive).
+    pub fn members(&self, members: &[(Member, Option<String>)]) -> Result<()> {
+        for (m, role) in members {
             if self.json {
-                println!("{}", json!({ "user": m.user, "device": m.device_id }));
+                println!(
+                    "{}",
+                    json!({ "user": m.user, "device": m.device_id, "role": role })
+                );
             } else {
-                println!("{}  {}", m.user, m.device_id);
+                match role {
+                    Some(role) => println!("{}  {}  ({role})", m.user, m.device_id),
+                    None => println!("{}  {}", m.user, m.device_id),
+                }
             }
         }
         Ok(())

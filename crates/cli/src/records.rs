@@ -90,17 +90,26 @@ pub enum HoldCommand {
 
 #[derive(Subcommand)]
 pub enum ArchiveCommand {
-    /// Check an archive directory offline (no key needed): every leaf, key and checkpoint.
+    /// Check an archive directory offline: every leaf, key slot and checkpoint, against the
+    /// log keys the custodians bound to records.pub (never the key the archive carries).
     Verify {
         #[arg(long)]
         data: PathBuf,
-        /// A checkpoint kept from earlier: the archive must still contain what it attested.
-        #[arg(long)]
-        checkpoint: Option<PathBuf>,
+        /// records.pub (version 2), obtained apart from the archive: only the log keys its
+        /// custodians bound are trusted.
+        #[arg(long = "records-key", value_name = "FILE")]
+        records_key: Option<PathBuf>,
         /// A witness's cosignature verifier key: the newest checkpoint must carry its valid
-        /// cosignature. Repeatable.
+        /// cosignature (besides the quorum the binding names). Repeatable.
         #[arg(long = "witness", value_name = "VKEY")]
         witnesses: Vec<String>,
+        /// A checkpoint kept from earlier (an auditor's, or `witness latest`): the archive
+        /// must still contain what it attested. Repeatable.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
+        /// One JSON object with the result.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the latest signed checkpoint.
     Checkpoint {
@@ -214,6 +223,11 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
             );
             if let Some(paused) = &status.paused {
                 println!("{paused}");
+            }
+            match (status.binding_serial, status.binding_on_server) {
+                (None, _) => println!("the archiver is not bound yet: it is bound at an unseal by the custodians; record chats wait for it"),
+                (Some(serial), true) => println!("bound by the custodians (binding {serial}), on the delivery server"),
+                (Some(serial), false) => println!("bound by the custodians (binding {serial}); handing it to the delivery server"),
             }
         }
     };
@@ -391,6 +405,114 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
     Ok(())
 }
 
+/// `archive verify`: the verdict, on stdout as lines or one JSON object; an error (non-zero
+/// exit) unless the archive is intact, attested and witnessed as required.
+fn verify(
+    data: &Path,
+    records_key: Option<&Path>,
+    witnesses: &[String],
+    checkpoints: &[PathBuf],
+    json: bool,
+) -> Result<()> {
+    let Some(records_key) = records_key else {
+        bail!("archive verify needs --records-key FILE (records.pub, obtained apart from the archive): the key an archive carries proves nothing");
+    };
+    let public = fs::read_to_string(records_key)
+        .with_context(|| format!("cannot read {}", records_key.display()))?;
+    let public = vellum_records::RecordsPublic::parse(&public)
+        .with_context(|| format!("--records-key {}", records_key.display()))?;
+    let witnesses = witnesses
+        .iter()
+        .map(|w| {
+            vellum_tlog::cosignature::CosignatureVerifier::parse(w)
+                .map_err(|e| anyhow::anyhow!("--witness: not a witness key: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let kept = checkpoints
+        .iter()
+        .map(|p| fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
+        .collect::<Result<Vec<_>>>()?;
+    let dir = data.join("archive");
+    if !dir.join("log.bin").exists() {
+        bail!(
+            "no archive in {} (expected {})",
+            data.display(),
+            dir.display()
+        );
+    }
+    let audit = vellum_archive::audit(&dir, &public, &kept, &witnesses);
+    let verdict = audit.verdict();
+    let r = &audit.report;
+    let newest = audit.bindings.last();
+    if json {
+        println!(
+            "{}",
+            json!({
+                "ok": verdict == vellum_archive::Verdict::Intact,
+                "verdict": verdict.as_str(),
+                "origin": public.origin,
+                "leaves": r.leaves,
+                "records": r.records,
+                "disposed": r.disposed,
+                "checkpoints": r.checkpoints,
+                "attested": r.attested,
+                "unattested": r.unattested,
+                "bindings": audit.bindings.iter().map(|b| b.serial).collect::<Vec<_>>(),
+                "archiver_device": newest.map(|b| b.archiver_device.clone()),
+                "log_keys": audit.log_keys.iter().map(|(k, up_to)| json!({ "key": k, "up_to": up_to })).collect::<Vec<_>>(),
+                "witness_quorum": newest.map(|b| b.witness_quorum),
+                "cosigned_by": audit.cosigned_by,
+                "problems": r.problems,
+                "unwitnessed": audit.unwitnessed,
+            })
+        );
+    } else {
+        for problem in r.problems.iter().chain(&audit.unwitnessed) {
+            println!("PROBLEM: {problem}");
+        }
+    }
+    use vellum_archive::Verdict;
+    match verdict {
+        Verdict::Failed => bail!(
+            "the archive failed verification: {} problem(s)",
+            r.problems.len()
+        ),
+        Verdict::Unattested => bail!(
+            "the archive is unattested: no checkpoint signed by a bound log key vouches for its {} leaves (checkpoints deleted, or never made)",
+            r.leaves
+        ),
+        Verdict::Unwitnessed => bail!(
+            "the archive's newest checkpoint is unwitnessed: {}",
+            audit.unwitnessed.join("; ")
+        ),
+        Verdict::Intact => {}
+    }
+    if !json {
+        println!(
+            "archive intact: {} leaves ({} records, {} disposed), {} checkpoints, attested up to {}",
+            r.leaves, r.records, r.disposed, r.checkpoints, r.attested
+        );
+        if let Some(b) = newest {
+            println!(
+                "log {} bound by {} of {} custodians (binding {}, archiver device {}){}",
+                b.origin,
+                public.threshold,
+                public.custodians,
+                b.serial,
+                b.archiver_device,
+                b.previous
+                    .as_ref()
+                    .map(|p| format!("; continues {} up to leaf {}", p.origin, p.size))
+                    .unwrap_or_default()
+            );
+        }
+        for w in &audit.cosigned_by {
+            println!("cosigned by witness {w}");
+        }
+    }
+    Ok(())
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -406,49 +528,17 @@ pub fn archive(command: ArchiveCommand) -> Result<()> {
     match command {
         ArchiveCommand::Verify {
             data,
-            checkpoint,
+            records_key,
             witnesses,
-        } => {
-            let witnesses = witnesses
-                .iter()
-                .map(|w| {
-                    vellum_tlog::cosignature::CosignatureVerifier::parse(w)
-                        .map_err(|e| anyhow::anyhow!("--witness: not a witness key: {e}"))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let trusted = checkpoint
-                .map(|p| {
-                    fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
-                })
-                .transpose()?;
-            let report = vellum_archive::verify(&data.join("archive"), trusted.as_deref());
-            for problem in &report.problems {
-                println!("PROBLEM: {problem}");
-            }
-            if !report.ok() {
-                bail!(
-                    "the archive failed verification: {} problem(s)",
-                    report.problems.len()
-                );
-            }
-            let unwitnessed = vellum_archive::witnessed(&data.join("archive"), &witnesses);
-            for problem in &unwitnessed {
-                println!("PROBLEM: {problem}");
-            }
-            if !unwitnessed.is_empty() {
-                bail!(
-                    "the archive's newest checkpoint is not witnessed: {}",
-                    unwitnessed.join("; ")
-                );
-            }
-            println!(
-                "archive intact: {} leaves ({} records, {} disposed), {} checkpoints, attested up to {}",
-                report.leaves, report.records, report.disposed, report.checkpoints, report.attested
-            );
-            for w in &witnesses {
-                println!("cosigned by witness {}", w.name());
-            }
-        }
+            checkpoints,
+            json,
+        } => verify(
+            &data,
+            records_key.as_deref(),
+            &witnesses,
+            &checkpoints,
+            json,
+        )?,
         ArchiveCommand::Checkpoint { data } => {
             let checkpoints = data.join("archive").join("checkpoints");
             let latest = fs::read_dir(&checkpoints)

@@ -43,6 +43,16 @@ pub(crate) fn hold_notice(held: bool, record: bool) -> &'static str {
     }
 }
 
+/// `records` is not a person to invite: a record chat adds the bound archiver itself.
+fn check_not_archiver(users: &[String]) -> Result<(), Error> {
+    if users.iter().any(|u| u == RECORDS_USER) {
+        return Err(Error::Invalid(
+            "records is the organisation's archive, not a member to add: record chats add the archiver the custodians bound".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// What every member's history says about the chat's class.
 pub(crate) fn class_notice(record: bool) -> &'static str {
     if record {
@@ -77,6 +87,38 @@ impl Client {
         members(&self.load_group(&group_id)?, &self.identity)
     }
 
+    /// The chat's members, each with what it is when it is not a person: the archiver the
+    /// custodians bound is "records archive (sealed, k of n custodians)"; another device of
+    /// `records` is flagged as not bound.
+    pub fn described_members(&self, chat: &str) -> Result<Vec<(Member, Option<String>)>, Error> {
+        let group_id = self.resolve_chat(chat)?;
+        if self.store.chat(&group_id)?.is_some_and(|c| c.removed) {
+            return Err(Error::RemovedFromChat);
+        }
+        let trust = self.records_trust()?;
+        Ok(roster(&self.load_group(&group_id)?, &self.identity)?
+            .into_iter()
+            .map(|(_, cert)| {
+                let role = (cert.user == RECORDS_USER).then(|| {
+                    match (
+                        &trust.public,
+                        trust.is_bound_archiver(&cert.device_id, &cert.signature_key),
+                    ) {
+                        (Some(public), true) => crate::trust::archive_label(public),
+                        _ => "NOT the archiver the records custodians bound".to_owned(),
+                    }
+                });
+                (
+                    Member {
+                        user: cert.user,
+                        device_id: cert.device_id,
+                    },
+                    role,
+                )
+            })
+            .collect())
+    }
+
     /// Creates a chat titled `title` with every device of `with` (and this user's other
     /// devices), with default timers `timers`. Where the org requires an expiration timer and
     /// none is given, the org's maximum is the chat's default.
@@ -93,35 +135,42 @@ impl Client {
         if title.is_empty() || title.len() > 200 {
             return Err(Error::Invalid("a chat title is 1 to 200 bytes".into()));
         }
-        let org = self.org_policy().await?;
+        let org = match self.refresh_trust_if_due().await? {
+            Some(org) => org,
+            None => self.org_policy().await?,
+        };
         let mut policy = timers;
         if policy.expire_secs.is_none() && !org.allow_no_expiry {
             policy.expire_secs = org.max_expire_secs;
         }
         policy.check(&org).map_err(|e| Error::Invalid(e.0))?;
-        let record = match (class, &org.archiver_device) {
-            (Some(ChatClass::Transitory), Some(_)) if !org.allow_transitory => {
+        let configured = org.records_public.is_some();
+        let record = match class {
+            Some(ChatClass::Record) if !configured => return Err(Error::Invalid(
+                "records are not configured for this organisation (the admin runs `records init`)"
+                    .into(),
+            )),
+            Some(ChatClass::Transitory) if configured && !org.allow_transitory => {
                 return Err(Error::Invalid(
                     "this organisation keeps every chat as records".into(),
                 ))
             }
-            (Some(ChatClass::Record), _) => true,
-            (None, Some(_)) => org.default_record || !org.allow_transitory,
-            _ => false,
+            Some(class) => class == ChatClass::Record,
+            None => configured && (org.default_record || !org.allow_transitory),
         };
         let archiver = match record {
-            true => Some(self.archiver_for_new_record_chat(&org)?),
+            true => Some(self.archiver_for_new_chat(&org)?),
             false => None,
         };
+        check_not_archiver(with)?;
         // Claim first: an unknown user or a missing key package must leave no chat behind.
         let mut users = with.to_vec();
         users.push(self.user.clone());
         let mut extensions = policy.to_extensions(ExtensionList::new());
         if let Some(archiver) = &archiver {
-            users.push(RECORDS_USER.to_owned());
-            extensions = RecordChat::new(archiver).add_to(extensions);
+            extensions = RecordChat::new(&archiver.archiver_device).add_to(extensions);
         }
-        let key_packages = self.claim(users).await?;
+        let key_packages = self.claim(users, archiver.as_ref()).await?;
         let mut group = self
             .mls
             .create_group(extensions, Default::default(), None)?;
@@ -171,7 +220,9 @@ impl Client {
     pub async fn add_members(&mut self, chat: &str, users: &[String]) -> Result<(), Error> {
         let _held = self.lock.hold()?;
         let group_id = self.resolve_chat(chat)?;
-        let key_packages = self.claim(users.to_vec()).await?;
+        check_not_archiver(users)?;
+        self.switch_archiver_if_needed(&group_id).await?;
+        let key_packages = self.claim(users.to_vec(), None).await?;
         self.add_key_packages(&group_id, key_packages).await?;
         if let Some(title) = self.store.chat(&group_id)?.and_then(|c| c.title) {
             // Newcomers learn the title from the members, never from the server.
@@ -181,24 +232,60 @@ impl Client {
         Ok(())
     }
 
-    /// One key package for every device of `users` (but this one).
-    async fn claim(&self, mut users: Vec<String>) -> Result<Vec<(String, MlsMessage)>, Error> {
+    /// One key package for every device of `users` (but this one), and one of `archiver`'s
+    /// device. Each is checked to belong to the device the server says it does; a device of
+    /// `records` other than the bound archiver is refused, whatever the server hands out.
+    pub(crate) async fn claim(
+        &self,
+        mut users: Vec<String>,
+        archiver: Option<&vellum_record::ArchiverBinding>,
+    ) -> Result<Vec<(String, MlsMessage)>, Error> {
         users.sort();
         users.dedup();
-        let request = ClaimKeyPackages { users };
+        let request = ClaimKeyPackages {
+            users,
+            devices: archiver
+                .map(|a| a.archiver_device.clone())
+                .into_iter()
+                .collect(),
+        };
         let claimed: ClaimedKeyPackages = self
             .request(Method::POST, "/v1/key-packages/claim", Some(&request))
             .await?;
-        claimed
-            .key_packages
-            .into_iter()
-            .map(|kp| {
-                Ok((
-                    kp.device_id,
-                    vellum_mls::key_package_message(&kp.key_package)?,
-                ))
-            })
-            .collect()
+        let trust = self.records_trust()?;
+        let mut out = Vec::with_capacity(claimed.key_packages.len());
+        for kp in claimed.key_packages {
+            let message = vellum_mls::key_package_message(&kp.key_package)?;
+            let owner = message
+                .as_key_package()
+                .map(|k| self.identity.certificate(k.signing_identity()))
+                .transpose()?
+                .ok_or_else(|| Error::Invalid("not a key package".into()))?;
+            if owner.device_id != kp.device_id || owner.user != kp.user {
+                return Err(Error::Invalid(format!(
+                    "the server handed out a key package of device {} of {} as one of {}",
+                    owner.device_id, owner.user, kp.device_id
+                )));
+            }
+            if owner.user == RECORDS_USER
+                && !trust.is_bound_archiver(&owner.device_id, &owner.signature_key)
+            {
+                tracing::error!(device = %owner.device_id, "refusing a key package of a records device that is not the bound archiver");
+                return Err(Error::Invalid(format!(
+                    "the server handed out a key package of device {} of user records, which is not the archiver the custodians bound: refused",
+                    owner.device_id
+                )));
+            }
+            out.push((kp.device_id, message));
+        }
+        if let Some(archiver) = archiver {
+            if !out.iter().any(|(d, _)| *d == archiver.archiver_device) {
+                return Err(Error::Invalid(
+                    "the server handed out no key package of the bound archiver".into(),
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Adds the devices of `key_packages` that are not in the chat yet.
@@ -230,6 +317,7 @@ impl Client {
     pub async fn remove_members(&mut self, chat: &str, users: &[String]) -> Result<(), Error> {
         let _held = self.lock.hold()?;
         let group_id = self.resolve_chat(chat)?;
+        self.switch_archiver_if_needed(&group_id).await?;
         let identity = self.identity.clone();
         let me = self.device_id.clone();
         let users = users.to_vec();
@@ -259,17 +347,6 @@ impl Client {
         .await
     }
 
-    /// The device a record chat gets as its archiver, new or converted: the one place that
-    /// decides which device is the org's archiver.
-    fn archiver_for_new_record_chat(&self, org: &OrgPolicy) -> Result<String, Error> {
-        org.archiver_device.clone().ok_or_else(|| {
-            Error::Invalid(
-                "records are not configured for this organisation (the admin runs `records init`)"
-                    .into(),
-            )
-        })
-    }
-
     /// Makes a transitory chat a record chat, as the server demands (`record_required`)
     /// once the org keeps every chat as records: one commit sets the record-chat extension
     /// and adds the org's archiver. Every member sees it as an event before their next
@@ -295,13 +372,14 @@ impl Client {
     /// The conversion commit; false if the chat was a record chat already.
     async fn commit_conversion(&mut self, group_id: &str) -> Result<bool, Error> {
         let org = self.org_policy().await?;
-        let archiver = self.archiver_for_new_record_chat(&org)?;
+        let binding = self.archiver_for_new_chat(&org)?;
+        let archiver = binding.archiver_device.clone();
         self.sync().await?;
         if self.chat_class(group_id)? == ChatClass::Record {
             return Ok(false);
         }
         let key_package = self
-            .claim(vec![RECORDS_USER.to_owned()])
+            .claim(Vec::new(), Some(&binding))
             .await?
             .into_iter()
             .find(|(device, _)| *device == archiver)
@@ -366,6 +444,7 @@ impl Client {
             ));
         }
         let group_id = self.resolve_chat(chat)?;
+        self.switch_archiver_if_needed(&group_id).await?;
         let org = self.org_policy().await?;
         let before = self.chat_policy(&group_id)?;
         let wanted = ChatPolicy {
@@ -418,24 +497,35 @@ impl Client {
         who: &str,
         text: &str,
     ) -> Result<(), Error> {
+        self.event_row(group_id, seq, who, text).map(|_| ())
+    }
+
+    /// [`Client::record_event`], returning the row (for `sync` to show it at once).
+    pub(crate) fn event_row(
+        &self,
+        group_id: &str,
+        seq: Option<u64>,
+        who: &str,
+        text: &str,
+    ) -> Result<MessageRow, Error> {
         let now = now_millis();
-        self.store
-            .add_message(&MessageRow {
-                group_id: group_id.to_owned(),
-                id: random_id(),
-                kind: MessageKind::Event,
-                sender_user: who.to_owned(),
-                sender_device: String::new(),
-                sent_at: now,
-                received_at: now,
-                seq,
-                text: text.to_owned(),
-                expires_at: None,
-                burn_secs: None,
-                read_at: Some(now),
-                burn_at: None,
-                archived_leaf: None,
-            })
-            .map(|_| ())
+        let row = MessageRow {
+            group_id: group_id.to_owned(),
+            id: random_id(),
+            kind: MessageKind::Event,
+            sender_user: who.to_owned(),
+            sender_device: String::new(),
+            sent_at: now,
+            received_at: now,
+            seq,
+            text: text.to_owned(),
+            expires_at: None,
+            burn_secs: None,
+            read_at: Some(now),
+            burn_at: None,
+            archived_leaf: None,
+        };
+        self.store.add_message(&row)?;
+        Ok(row)
     }
 }

@@ -11,6 +11,7 @@ mod messages;
 mod rewind;
 mod store;
 mod sync;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,6 +31,7 @@ pub use reqwest::Method;
 pub use store::{ChatRow, LocalStore, LogPosition, MessageKind, MessageRow, ShredReason, Shredded};
 use store::{MlsGroupStorage, MlsKeyPackageStorage};
 pub use sync::{CANNOT_DISPLAY, SHRED_TICK};
+pub use trust::{archive_label, RecordsTrust};
 
 type Config = DeviceMlsConfig<MlsGroupStorage, MlsKeyPackageStorage>;
 pub(crate) type Group = vellum_mls::mls_rs::group::Group<Config>;
@@ -118,6 +120,11 @@ pub struct Client {
     /// Set while unconfirmed sends are being retried (or a send converts its chat), so that
     /// a catch-up sync meanwhile does not send them again from under it.
     flushing: bool,
+    /// When this process last fetched the org's records trust (see `trust.rs`).
+    trust_checked: Option<std::time::Instant>,
+    /// Whether the current sync fetched it: an entry that adds an unknown device of
+    /// `records` is refused only against a fresh look.
+    trust_fresh: bool,
 }
 
 /// Receives chat events instead of the local history. `record` must be durable when it
@@ -185,6 +192,8 @@ impl Client {
         }
         let mut client = Self::open_with(home, lock.clone())?;
         client.replenish_key_packages(true).await?;
+        // records.pub is pinned at enrollment (or, before records init, at first sight).
+        client.refresh_trust().await?;
         Ok(client)
     }
 
@@ -233,6 +242,8 @@ impl Client {
             mls,
             sink: None,
             flushing: false,
+            trust_checked: None,
+            trust_fresh: false,
         };
         // Whatever expired while the device was off goes before anything can show it.
         {
@@ -254,6 +265,12 @@ impl Client {
 
     pub fn device_id(&self) -> &str {
         &self.device_id
+    }
+
+    /// This device's signature (identity) public key: what its credential, key packages and
+    /// requests are signed with.
+    pub fn signature_key(&self) -> Vec<u8> {
+        self.key.public_key().to_vec()
     }
 
     pub fn store(&self) -> &LocalStore {

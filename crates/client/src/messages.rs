@@ -64,6 +64,9 @@ impl Client {
         if self.store.chat(&group_id)?.is_some_and(|c| c.removed) {
             return Err(Error::RemovedFromChat);
         }
+        // A record chat whose archiver was replaced gets the bound one before anything more
+        // is said in it.
+        self.switch_archiver_if_needed(&group_id).await?;
         let chat_policy = self.chat_policy(&group_id)?;
         let timers = chat_policy
             .message_timers(overrides.expire_secs, overrides.burn_secs)

@@ -31,6 +31,9 @@ enum Processed {
     Nothing,
     Shown(Box<MessageRow>),
     Shredded,
+    /// Not processed: it adds a device of `records` this device does not know as the bound
+    /// archiver. Processed again after a fresh look at the custodians' binding.
+    Retry,
 }
 
 /// Set once this device has key packages on the server.
@@ -47,20 +50,27 @@ impl Client {
         let mut new_messages = Vec::new();
         let mut joined_any = false;
         let mut shredded = false;
+        self.trust_fresh = false;
+        self.refresh_trust_if_due().await?;
         loop {
             let batch: SyncResponse = self.request(Method::GET, "/v1/sync", None::<&()>).await?;
             // Before any entry: a message arriving in a held chat is kept, expired or not.
             self.apply_holds(&batch.held_chats)?;
             let mut ack = AckRequest::default();
+            let mut retry = false;
             for welcome in &batch.welcomes {
-                self.join(welcome)?;
+                if self.join(welcome)? {
+                    retry = true;
+                    continue; // not acknowledged: it comes again after a fresh look
+                }
                 joined_any = true;
                 ack.welcomes.push(welcome.id);
             }
             if !batch.receipts.is_empty() {
-                let log_key = self.org_policy().await?.records_log_key;
+                let bound = self.bound_archiver()?;
+                let keys = bound.as_ref().map(|b| b.receipt_keys()).unwrap_or_default();
                 for receipt in &batch.receipts {
-                    self.apply_receipt(&receipt.receipt, log_key.as_deref())?;
+                    self.apply_receipt(&receipt.receipt, &keys)?;
                     ack.receipts.push(receipt.id);
                 }
             }
@@ -75,6 +85,10 @@ impl Client {
                         Processed::Shown(m) => new_messages.push(*m),
                         Processed::Shredded => shredded = true,
                         Processed::Nothing => {}
+                        Processed::Retry => {
+                            retry = true;
+                            break;
+                        }
                     }
                     last = Some(entry.seq);
                 }
@@ -88,6 +102,11 @@ impl Client {
             }
             if !ack.welcomes.is_empty() || !ack.cursors.is_empty() || !ack.receipts.is_empty() {
                 let _: () = self.post_with_retry("/v1/ack", &ack).await?;
+            }
+            if retry {
+                // Once per sync: against a fresh look the same entry is refused, not retried.
+                self.refresh_trust().await?;
+                continue;
             }
             if !batch.more {
                 break;
@@ -181,8 +200,17 @@ impl Client {
 
     /// Verifies an archive receipt against the org's log key and marks the message archived.
     /// A receipt that does not verify is reported and dropped: it proves nothing.
-    fn apply_receipt(&mut self, receipt: &str, log_key: Option<&str>) -> Result<(), Error> {
-        match verify_receipt(receipt, log_key) {
+    fn apply_receipt(&mut self, receipt: &str, log_keys: &[&str]) -> Result<(), Error> {
+        // Against the log keys the custodians bound, and no other.
+        let verified = match log_keys {
+            [] => verify_receipt(receipt, None),
+            keys => keys
+                .iter()
+                .map(|k| verify_receipt(receipt, Some(k)))
+                .find(Result::is_ok)
+                .unwrap_or_else(|| verify_receipt(receipt, Some(keys[0]))),
+        };
+        match verified {
             Ok(r) => {
                 if !self.store.set_archived(
                     &r.chat_id,
@@ -201,11 +229,12 @@ impl Client {
     }
 
     /// Joins the group of a Welcome. Whatever is wrong with a Welcome (someone else's
-    /// bytes) is reported and skipped: it never stops this device from syncing.
-    fn join(&mut self, welcome: &QueuedWelcome) -> Result<(), Error> {
+    /// bytes) is reported and skipped: it never stops this device from syncing. Returns
+    /// true when it is to be retried after a fresh look at the records trust.
+    fn join(&mut self, welcome: &QueuedWelcome) -> Result<bool, Error> {
         let skip = |why: &dyn std::fmt::Display| {
             tracing::warn!(group = %welcome.group_id, error = %why, "ignoring a Welcome this device cannot use");
-            Ok(())
+            Ok(false)
         };
         let message = match MlsMessage::from_bytes(&welcome.welcome) {
             Ok(m) => m,
@@ -228,7 +257,7 @@ impl Client {
                 .ok()
                 .map(|info| info.group_context().epoch);
             if !matches!((local, offered), (Some(l), Some(w)) if w > l) {
-                return Ok(());
+                return Ok(false);
             }
         }
         let (mut group, _) = match self.mls.join_group(None, &message, None) {
@@ -242,10 +271,26 @@ impl Client {
             Ok(p) => p,
             Err(e) => return skip(&e),
         };
-        let record = match vellum_mls::RecordChat::archiver(&group.context().extensions) {
-            Ok(archiver) => archiver.is_some(),
+        let named = match vellum_mls::RecordChat::archiver(&group.context().extensions) {
+            Ok(archiver) => archiver,
             Err(e) => return skip(&e),
         };
+        let record = named.is_some();
+        // No device of `records` but the bound archiver (or the one this record chat names
+        // already, which every member checked when it was added) may read along.
+        if self.sink.is_none() {
+            let roster: Vec<_> = vellum_mls::roster(&group, &self.identity)?
+                .into_iter()
+                .map(|(_, c)| c)
+                .collect();
+            if let Some(why) = self.stray_archiver(&roster, named.as_deref())? {
+                if !self.trust_fresh {
+                    return Ok(true);
+                }
+                tracing::error!(group = %welcome.group_id, %why, "REFUSED to join a chat with a device of records that is not the bound archiver");
+                return Ok(false);
+            }
+        }
         self.store.begin()?;
         let saved = group
             .write_to_storage()
@@ -296,7 +341,7 @@ impl Client {
                 }
                 None => Ok(()),
             });
-        self.finish_tx(saved)
+        self.finish_tx(saved).map(|_| false)
     }
 
     /// Processes one log entry in one local transaction (MLS state, history, cursor).
@@ -340,6 +385,15 @@ impl Client {
                 Some(_) => crate::chats::members(group, &self.identity).unwrap_or_default(),
                 None => Vec::new(),
             };
+            // A member checks who a commit adds: no device of `records` but the bound archiver.
+            let roster_before: Vec<String> = match (self.sink.is_none(), entry.kind) {
+                (true, EntryKind::Commit) => vellum_mls::roster(group, &self.identity)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(_, c)| c.device_id)
+                    .collect(),
+                _ => Vec::new(),
+            };
             let received = MlsMessage::from_bytes(&entry.payload)
                 .map_err(Error::from)
                 .and_then(|m| group.process_incoming_message(m).map_err(Error::from));
@@ -372,6 +426,39 @@ impl Client {
                     group.write_to_storage()?;
                 }
                 (EntryKind::Commit, Ok(ReceivedMessage::Commit(commit))) => {
+                    let stray = match (&commit.effect, self.sink.is_none()) {
+                        (CommitEffect::Removed { .. }, _) | (_, false) => None,
+                        _ => {
+                            let added: Vec<_> = vellum_mls::roster(group, &self.identity)?
+                                .into_iter()
+                                .map(|(_, c)| c)
+                                .filter(|c| !roster_before.contains(&c.device_id))
+                                .collect();
+                            self.stray_archiver(&added, None)?
+                        }
+                    };
+                    if let Some(why) = stray {
+                        if !self.trust_fresh {
+                            return Ok(Processed::Retry);
+                        }
+                        // Refused: this device does not follow the chat into an epoch where
+                        // that device reads along. It falls behind the chat, visibly.
+                        let committer = group
+                            .member_at_index(commit.committer)
+                            .and_then(|m| self.identity.certificate(&m.signing_identity).ok())
+                            .map(|c| c.user)
+                            .unwrap_or_else(|| "someone".into());
+                        tracing::error!(group = group_id, seq = entry.seq, %why, "REFUSED a commit adding a device of records that is not the bound archiver");
+                        let row = self.event_row(
+                            group_id,
+                            Some(entry.seq),
+                            "",
+                            &format!("WARNING: {committer} added a device this device refuses: {why}. This device no longer follows this chat"),
+                        )?;
+                        discard_state = true;
+                        self.store.set_last_seq(group_id, entry.seq)?;
+                        return Ok(Processed::Shown(Box::new(row)));
+                    }
                     if matches!(commit.effect, CommitEffect::Removed { .. }) {
                         self.store.set_removed(group_id)?;
                     } else {
@@ -433,9 +520,14 @@ impl Client {
             self.store.set_last_seq(group_id, entry.seq)?;
             Ok(processed)
         })();
-        if result.is_err() || discard_state {
+        if result.is_err() || discard_state || matches!(result, Ok(Processed::Retry)) {
             // The in-memory group may be ahead of what was stored: reload it from the store.
             groups.remove(group_id);
+        }
+        if matches!(result, Ok(Processed::Retry)) {
+            // Nothing of it is kept, not even its position: it is processed again.
+            self.store.rollback();
+            return result;
         }
         self.finish_tx(result)
     }

@@ -18,6 +18,14 @@ pub struct Status {
     /// while it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<String>,
+    /// The serial of the custodians' newest binding of this archiver (its device, identity,
+    /// log key, origin and witnesses) to the records key; absent until k custodians first
+    /// unseal it. Record chats cannot be created before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding_serial: Option<u64>,
+    /// Whether the delivery server holds that binding (devices learn it from there).
+    #[serde(default)]
+    pub binding_on_server: bool,
 }
 
 /// `POST /v1/unseal`: one custodian's share file.

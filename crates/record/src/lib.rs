@@ -16,8 +16,8 @@ pub use receipt::verify_receipt;
 pub use record::{Member, Record, RecordKind, FORMAT_VERSION};
 pub use reference::{parse_reference, reference};
 pub use trust::{
-    check_origin, ArchiverBinding, PreviousLog, RecordsPublic, SignedBinding, TrustError,
-    BINDING_CONTEXT, BINDING_VERSION, RECORDS_PUBLIC_VERSION,
+    check_origin, unbound_archiver, ArchiverBinding, PreviousLog, RecordsPublic, SignedBinding,
+    TrustError, BINDING_CONTEXT, BINDING_VERSION, RECORDS_PUBLIC_VERSION,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -121,6 +121,13 @@ impl RecordsPublic {
     }
 }
 
+/// What refuses a record chat until the custodians have bound the archiver: the step to take.
+pub fn unbound_archiver(threshold: u8) -> String {
+    format!(
+        "the custodians have not bound the archiver to the records key yet: {threshold} custodians must each run `vellum records --archiver URL --token-file FILE unseal --share FILE` (the first unseal binds it; `records seal` may follow at once)"
+    )
+}
+
 /// A C2SP checkpoint origin: non-empty, at most 255 bytes, no whitespace, `+` or controls
 /// (it is also the log key's name).
 pub fn check_origin(origin: &str) -> Result<(), String> {
@@ -191,6 +198,13 @@ impl SignedBinding {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("bindings serialise") + "\n"
+    }
+
+    /// The statement of a binding its holder verified when it stored it (the server's
+    /// database, a device's profile): parsed, not verified again.
+    pub fn stored_statement(&self) -> Result<ArchiverBinding, TrustError> {
+        serde_json::from_str(&self.statement)
+            .map_err(|e| TrustError::MalformedBinding(e.to_string()))
     }
 
     /// The bytes the binding key signs.
@@ -272,6 +286,32 @@ impl ArchiverBinding {
             }
         }
         Ok(())
+    }
+
+    /// Whether `other` binds the same archiver, log, origin and witnesses: a new binding is
+    /// needed only when it does not.
+    pub fn same_statement(&self, other: &ArchiverBinding) -> bool {
+        self.origin == other.origin
+            && self.archiver_device == other.archiver_device
+            && self.archiver_identity == other.archiver_identity
+            && self.log_key == other.log_key
+            && self.witnesses == other.witnesses
+            && self.witness_quorum == other.witness_quorum
+    }
+
+    /// The archiver's identity key's bytes.
+    pub fn identity_bytes(&self) -> Vec<u8> {
+        STANDARD
+            .decode(&self.archiver_identity)
+            .expect("checked when the binding was verified")
+    }
+
+    /// The log keys a device accepts receipts from: this binding's, and the one it
+    /// continues (checkpoints signed before the transition reach devices late).
+    pub fn receipt_keys(&self) -> Vec<&str> {
+        std::iter::once(self.log_key.as_str())
+            .chain(self.previous.as_ref().map(|p| p.log_key.as_str()))
+            .collect()
     }
 
     /// The log key's verifier.

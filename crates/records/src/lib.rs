@@ -14,7 +14,10 @@ mod seal;
 
 pub use keys::{generate, Generated, RecordsSecret, UnsealProgress, Unsealer};
 pub use seal::{open, seal, SealedRecord, SEALED_KEY_LEN};
-pub use vellum_record::{ArchiverBinding, RecordsPublic, SignedBinding};
+pub use vellum_record::{
+    unbound_archiver, ArchiverBinding, PreviousLog, RecordsPublic, SignedBinding, TrustError,
+    BINDING_VERSION,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {

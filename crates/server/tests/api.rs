@@ -371,7 +371,8 @@ async fn healthz_and_openapi_document_every_route() {
                 "#/components/schemas/ApiError",
                 "{method} {path} documents no error body"
             );
-            if ["post", "put"].contains(&method) && !path.ends_with("/devices") {
+            let bodiless = path.ends_with("/devices") || path.ends_with("/replace-archiver");
+            if ["post", "put"].contains(&method) && !bodiless {
                 assert!(
                     operation["requestBody"]["content"]["application/json"]["schema"].is_object(),
                     "{method} {path} documents no request body"
@@ -1431,16 +1432,14 @@ async fn issue_4_admin_status_and_metrics_report_records_configuration() {
 async fn issue_4_a_record_chat_always_keeps_the_archiver() {
     use vellum_mls::RecordChat;
     let h = harness();
-    let public = vellum_records::generate(3, 2, "records.test/vellum")
-        .unwrap()
-        .public
-        .to_json();
+    let generated = vellum_records::generate(3, 2, "records.test/vellum").unwrap();
+    let public = (generated.public.to_json(), generated);
     let (status, code) = send(
         &h.app,
         admin(
             "POST",
             "/v1/admin/records",
-            json!({ "records_public": public }),
+            json!({ "records_public": public.0 }),
         ),
     )
     .await;
@@ -1450,6 +1449,9 @@ async fn issue_4_a_record_chat_always_keeps_the_archiver() {
         .await;
     let alice = h.enroll("alice").await;
     let bob = h.enroll("bob").await;
+    let records = Records::with_public(public);
+    let (status, body) = records.bind(&h, &archiver, 1, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 
     // A record chat naming the archiver, which joins in the first commit.
     let extensions = RecordChat::new(&archiver.id).add_to(ExtensionList::new());
@@ -1799,21 +1801,559 @@ async fn issue_7_one_winner_per_epoch_across_nodes_whatever_the_cache_holds() {
     assert_eq!(h.store.group(&group_id).await.unwrap().unwrap().epoch, 4);
 }
 
-/// Records configured: `records init` and the archiver's device enrolled.
-async fn records_configured(h: &Harness) -> TestDevice {
-    let public = vellum_records::generate(3, 2, "records.test/vellum").unwrap().public.to_json();
-    let (status, code) = send(
+/// The custodians' side of issue 8 in these tests: a records key and its k shares
+/// assembled, so bindings can be signed as the first unseal signs them.
+struct Records {
+    public: vellum_records::RecordsPublic,
+    secret: vellum_records::RecordsSecret,
+}
+
+const ORIGIN: &str = "records.test/vellum";
+
+impl Records {
+    fn with_public((_, generated): (String, vellum_records::Generated)) -> Self {
+        let mut unsealer = vellum_records::Unsealer::new(generated.public.clone());
+        unsealer.add(&generated.shares[0]).unwrap();
+        let vellum_records::UnsealProgress::Unsealed(secret) =
+            unsealer.add(&generated.shares[1]).unwrap()
+        else {
+            panic!("two shares unseal")
+        };
+        Self {
+            public: generated.public,
+            secret,
+        }
+    }
+
+    fn new() -> Self {
+        let generated = vellum_records::generate(3, 2, ORIGIN).unwrap();
+        Self::with_public((generated.public.to_json(), generated))
+    }
+
+    /// `records init`: the archiver's enrollment code.
+    async fn init(&self, h: &Harness) -> String {
+        let (status, body) = send(
+            &h.app,
+            admin(
+                "POST",
+                "/v1/admin/records",
+                json!({ "records_public": self.public.to_json() }),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["code"].as_str().unwrap().to_owned()
+    }
+
+    fn statement(&self, device: &TestDevice, serial: u64) -> vellum_records::ArchiverBinding {
+        vellum_records::ArchiverBinding {
+            version: vellum_records::BINDING_VERSION,
+            serial,
+            origin: ORIGIN.into(),
+            archiver_device: device.id.clone(),
+            archiver_identity: b64(&device.key.public_key()),
+            log_key: vellum_tlog::NoteSigner::new(ORIGIN, &[serial as u8; 32])
+                .unwrap()
+                .verifier_key(),
+            witnesses: vec![],
+            witness_quorum: 0,
+            issued_at: 1,
+            previous: None,
+        }
+    }
+
+    fn sign(&self, statement: &vellum_records::ArchiverBinding) -> String {
+        self.secret.sign_binding(statement).to_json()
+    }
+
+    /// `device` uploads the binding of itself with `serial`.
+    async fn bind(
+        &self,
+        h: &Harness,
+        device: &TestDevice,
+        serial: u64,
+        records_public: Option<String>,
+    ) -> (StatusCode, Value) {
+        let binding = self.sign(&self.statement(device, serial));
+        put_binding(h, device, &binding, records_public).await
+    }
+}
+
+async fn put_binding(
+    h: &Harness,
+    device: &TestDevice,
+    binding: &str,
+    records_public: Option<String>,
+) -> (StatusCode, Value) {
+    let mut body = json!({ "binding": binding });
+    if let Some(public) = records_public {
+        body["records_public"] = json!(public);
+    }
+    h.call(device, "PUT", "/v1/records/binding", Some(body))
+        .await
+}
+
+async fn policy_of(h: &Harness, device: &TestDevice) -> Value {
+    let (status, body) = h.call(device, "GET", "/v1/policy", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// alice registers a record chat naming `archiver`.
+async fn create_record_chat(
+    h: &Harness,
+    alice: &TestDevice,
+    archiver: &str,
+) -> (StatusCode, Value) {
+    let extensions = vellum_mls::RecordChat::new(archiver).add_to(ExtensionList::new());
+    let group = alice
+        .mls
+        .create_group(extensions, Default::default(), None)
+        .unwrap();
+    let info = b64(&group.group_info_message(true).unwrap().to_bytes().unwrap());
+    h.call(
+        alice,
+        "POST",
+        "/v1/groups",
+        Some(json!({ "group_info": info })),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn issue8_the_binding_endpoint_keeps_only_the_custodians_binding_of_this_archiver() {
+    let h = harness();
+    let records = Records::new();
+    let code = records.init(&h).await;
+    let archiver = h.enroll_with(vellum_wire::RECORDS_USER, &code).await;
+    let alice = h.enroll("alice").await;
+
+    // No record chat before the binding: the error names the step.
+    let (status, body) = create_record_chat(&h, &alice, &archiver.id).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "policy_violation",
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("2 custodians")
+            && message.contains("vellum records")
+            && message.contains("unseal"),
+        "{message}"
+    );
+    let status_body = send(
         &h.app,
-        admin(
-            "POST",
-            "/v1/admin/records",
-            json!({ "records_public": public }),
-        ),
+        Request::get("/v1/admin/status")
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .1;
+    assert_eq!(status_body["archiver_binding_serial"], Value::Null);
+    assert!(
+        status_body["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("unseal"),
+        "{status_body}"
+    );
+    let good = records.sign(&records.statement(&archiver, 1));
+
+    // Unauthenticated, malformed, unknown fields, oversized: refused, nothing stored.
+    let (status, body) = send(
+        &h.app,
+        Request::put("/v1/records/binding")
+            .header("content-type", "application/json")
+            .body(Body::from(json!({ "binding": good }).to_string()))
+            .unwrap(),
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED, "{code}");
-    h.enroll_with(vellum_wire::RECORDS_USER, code["code"].as_str().unwrap())
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    for (body, want) in [
+        (json!({ "binding": "not json" }), StatusCode::BAD_REQUEST),
+        (json!({ "binding": 7 }), StatusCode::BAD_REQUEST),
+        (
+            json!({ "binding": good, "extra": 1 }),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({ "binding": "x".repeat(17 * 1024) }),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ] {
+        let (status, reply) = h
+            .call(&archiver, "PUT", "/v1/records/binding", Some(body))
+            .await;
+        assert_eq!(status, want, "{reply}");
+        assert!(reply["code"].is_string(), "{reply}");
+    }
+    // Another device, even with the custodians' binding of the archiver: refused.
+    let (status, body) = put_binding(&h, &alice, &good, None).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    // Forged: the same statement signed by another records key's custodians.
+    let impostor = Records::new();
+    let forged = impostor.sign(&records.statement(&archiver, 1));
+    let (status, body) = put_binding(&h, &archiver, &forged, None).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    assert!(
+        body["message"].as_str().unwrap().contains("custodians"),
+        "{body}"
+    );
+    // Nor may it swap records.pub for the impostor's.
+    let (status, body) = put_binding(&h, &archiver, &forged, Some(impostor.public.to_json())).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    // Signed by the custodians, but naming alice's device, or another identity key.
+    let naming_alice = records.sign(&records.statement(&alice, 1));
+    let (status, body) = put_binding(&h, &archiver, &naming_alice, None).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let mut other_key = records.statement(&archiver, 1);
+    other_key.archiver_identity = b64(&DeviceKey::generate().public_key());
+    let (status, body) = put_binding(&h, &archiver, &records.sign(&other_key), None).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let policy = policy_of(&h, &alice).await;
+    assert_eq!(policy["records_binding"], Value::Null, "nothing stored");
+    assert_eq!(
+        policy["records_public"].as_str(),
+        Some(records.public.to_json().as_str())
+    );
+
+    // The custodians' binding of this archiver: kept, and given to every device.
+    let body = json!({ "binding": good });
+    let bytes = body.to_string().into_bytes();
+    let headers = signed_headers(
+        &archiver,
+        "PUT",
+        "/v1/records/binding",
+        &bytes,
+        now(),
+        &fresh_nonce(),
+    );
+    let request = || {
+        let mut r = Request::put("/v1/records/binding").header("content-type", "application/json");
+        for (name, value) in &headers {
+            r = r.header(*name, value);
+        }
+        r.body(Body::from(bytes.clone())).unwrap()
+    };
+    let (status, reply) = send(&h.app, request()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{reply}");
+    // A replay of that very request is caught; sending the binding again changes nothing.
+    let (status, reply) = send(&h.app, request()).await;
+    assert_error(status, &reply, StatusCode::UNAUTHORIZED, "replayed_request");
+    let (status, reply) = put_binding(&h, &archiver, &good, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{reply}");
+    let policy = policy_of(&h, &alice).await;
+    let stored =
+        vellum_records::SignedBinding::parse(policy["records_binding"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        stored.verify(&records.public).unwrap().archiver_device,
+        archiver.id
+    );
+    assert!(policy.get("records_log_key").is_none());
+
+    // Serials only go up: another serial-1 statement, and after serial 2 serial 1 again.
+    let mut changed = records.statement(&archiver, 1);
+    changed.issued_at = 2;
+    let (status, body) = put_binding(&h, &archiver, &records.sign(&changed), None).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let (status, body) = records.bind(&h, &archiver, 2, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = put_binding(&h, &archiver, &good, None).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    assert!(
+        body["message"].as_str().unwrap().contains("serial 2"),
+        "{body}"
+    );
+
+    // Now record chats can be created, naming the bound archiver only.
+    let (status, body) = create_record_chat(&h, &alice, &alice.id).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "policy_violation",
+    );
+    let (status, body) = create_record_chat(&h, &alice, &archiver.id).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn issue8_the_user_records_is_reserved_and_has_one_device() {
+    let h = harness();
+    // Before records init, and after: the admin cannot create it or add a device to it.
+    for _ in 0..2 {
+        let (status, body) = send(
+            &h.app,
+            admin("POST", "/v1/admin/users", json!({ "name": "records" })),
+        )
+        .await;
+        assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+        assert!(
+            body["message"].as_str().unwrap().contains("reserved"),
+            "{body}"
+        );
+        let (status, body) = send(
+            &h.app,
+            admin("POST", "/v1/admin/users/records/devices", json!({})),
+        )
+        .await;
+        assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+        if h.store.records_public().await.unwrap().is_none() {
+            Records::new().init(&h).await;
+        }
+    }
+    let code = {
+        // The code records init printed was used up by the test above? No: records init ran
+        // once; replace-archiver gives the code of the one archiver device.
+        let (status, body) = send(
+            &h.app,
+            admin("POST", "/v1/admin/records/replace-archiver", json!({})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["code"].as_str().unwrap().to_owned()
+    };
+    let archiver = h.enroll_with(vellum_wire::RECORDS_USER, &code).await;
+    // A code for the records user issued any other way enrolls no second device.
+    h.store
+        .add_enrollment_code(
+            vellum_wire::RECORDS_USER,
+            Sha256::digest(b"second").into(),
+            now() + 60,
+        )
         .await
+        .unwrap();
+    let key = DeviceKey::generate();
+    let (status, body) = send(
+        &h.app,
+        Request::post("/v1/enroll")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({ "user": "records", "code": "second", "signature_key": b64(&key.public_key()) })
+                    .to_string(),
+            ))
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    assert_eq!(
+        h.store.user_devices("records").await.unwrap().len(),
+        1,
+        "one archiver device"
+    );
+    assert_eq!(
+        policy_of(&h, &archiver).await["archiver_device"].as_str(),
+        Some(archiver.id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn issue8_a_replaced_archiver_is_revoked_and_the_next_needs_the_custodians() {
+    use vellum_mls::RecordChat;
+    let h = harness();
+    let records = Records::new();
+    let code = records.init(&h).await;
+    let old = h.enroll_with(vellum_wire::RECORDS_USER, &code).await;
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    h.upload_key_packages(&old, 2).await;
+    assert_eq!(
+        records.bind(&h, &old, 1, None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    // A record chat with the archiver that will die.
+    let mut group = alice
+        .mls
+        .create_group(
+            RecordChat::new(&old.id).add_to(ExtensionList::new()),
+            Default::default(),
+            None,
+        )
+        .unwrap();
+    let info = b64(&group.group_info_message(true).unwrap().to_bytes().unwrap());
+    let (status, body) = h
+        .call(
+            &alice,
+            "POST",
+            "/v1/groups",
+            Some(json!({ "group_info": info })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let commits = format!("/v1/groups/{}/commits", body["group_id"].as_str().unwrap());
+    let kp = |d: &TestDevice| {
+        d.mls
+            .generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+            .unwrap()
+    };
+    let out = group
+        .commit_builder()
+        .add_member(kp(&old))
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h
+        .call(&alice, "POST", &commits, Some(commit_json(&out)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    group.apply_pending_commit().unwrap();
+
+    // Replaced: the old device can no longer sign in, nor be claimed.
+    let (status, body) = send(
+        &h.app,
+        admin("POST", "/v1/admin/records/replace-archiver", json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let new = h
+        .enroll_with(vellum_wire::RECORDS_USER, body["code"].as_str().unwrap())
+        .await;
+    h.upload_key_packages(&new, 2).await;
+    let (status, body) = h.call(&old, "GET", "/v1/policy", None).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (status, body) = h
+        .call(
+            &alice,
+            "POST",
+            "/v1/key-packages/claim",
+            Some(json!({ "users": ["records"], "devices": [] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let claimed: Vec<&str> = body["key_packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["device_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(claimed, vec![new.id.as_str()]);
+    let (status, body) = h
+        .call(
+            &alice,
+            "POST",
+            "/v1/key-packages/claim",
+            Some(json!({ "users": [], "devices": [old.id] })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+
+    // Until k custodians unseal the new archiver, no new record chat; the existing one
+    // keeps working (it names the old archiver until a member switches it).
+    let (status, body) = create_record_chat(&h, &alice, &new.id).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "policy_violation",
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("replaced"),
+        "{body}"
+    );
+    let out = group
+        .commit_builder()
+        .add_member(kp(&bob))
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h
+        .call(&alice, "POST", &commits, Some(commit_json(&out)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    group.apply_pending_commit().unwrap();
+
+    // The new archiver's binding must follow the old one's serial.
+    let (status, body) = records.bind(&h, &new, 1, None).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    assert_eq!(
+        records.bind(&h, &new, 2, None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let mut fresh = alice
+        .mls
+        .create_group(
+            RecordChat::new(&new.id).add_to(ExtensionList::new()),
+            Default::default(),
+            None,
+        )
+        .unwrap();
+    let info = b64(&fresh.group_info_message(true).unwrap().to_bytes().unwrap());
+    let (status, body) = h
+        .call(
+            &alice,
+            "POST",
+            "/v1/groups",
+            Some(json!({ "group_info": info })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let fresh_commits = format!("/v1/groups/{}/commits", body["group_id"].as_str().unwrap());
+    // No device of `records` but the archiver joins a chat: not the revoked one either.
+    let out = fresh
+        .commit_builder()
+        .add_member(kp(&new))
+        .unwrap()
+        .add_member(kp(&old))
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h
+        .call(&alice, "POST", &fresh_commits, Some(commit_json(&out)))
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "policy_violation",
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("archiver device"),
+        "{body}"
+    );
+
+    // The existing chat switches to the bound archiver in one commit.
+    let org_key = h.state.org.public_key();
+    let old_index = group
+        .roster()
+        .members_iter()
+        .find(|m| {
+            DeviceCertificate::from_signing_identity(&m.signing_identity, &org_key)
+                .is_ok_and(|c| c.device_id == old.id)
+        })
+        .unwrap()
+        .index;
+    let switched = RecordChat::new(&new.id).add_to(group.context().extensions.clone());
+    let out = group
+        .commit_builder()
+        .set_group_context_ext(switched)
+        .unwrap()
+        .add_member(kp(&new))
+        .unwrap()
+        .remove_member(old_index)
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h
+        .call(&alice, "POST", &commits, Some(commit_json(&out)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Records configured: `records init` and the archiver's device enrolled.
+async fn records_configured(h: &Harness) -> TestDevice {
+    // Configured and bound: k custodians have unsealed the archiver once.
+    let records = Records::new();
+    let code = records.init(h).await;
+    let archiver = h.enroll_with(vellum_wire::RECORDS_USER, &code).await;
+    let (status, body) = records.bind(h, &archiver, 1, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    archiver
 }
 
 async fn admin_status(h: &Harness) -> Value {

@@ -26,6 +26,8 @@ macro_rules! store_conformance_tests {
             receipts_are_queued_per_device,
             issue8_chat_classes_are_kept_and_transitory_chats_counted,
             issue8_holds_suspend_purging_in_transitory_chats_of_held_users,
+            issue8_a_user_named_records_before_records_init_never_becomes_the_archiver,
+            issue8_one_archiver_device_its_bindings_and_its_replacement,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -621,7 +623,8 @@ pub async fn org_policy_defaults_and_updates(store: &impl Store) {
         default_record: true,
         allow_transitory: false,
         archiver_device: None,
-        records_log_key: None,
+        records_public: None,
+        records_binding: None,
         on_hold: vellum_wire::HoldAction::Convert,
     };
     store.set_org_policy(strict.clone()).await.unwrap();
@@ -733,9 +736,21 @@ pub async fn delete_for_everyone_is_for_senders_only(store: &impl Store) {
     ));
 }
 
+/// `records init` and the enrollment of its archiver, `r1`.
+async fn records_with_archiver(store: &impl Store) {
+    store
+        .init_records("{\"v\":1}", [0xAA; 32], 1_000, 0)
+        .await
+        .unwrap();
+    store
+        .enroll_device([0xAA; 32], 10, device("r1", vellum_wire::RECORDS_USER))
+        .await
+        .unwrap();
+}
+
 pub async fn purge_waits_for_the_archiver(store: &impl Store) {
     enroll(store, "a1", "alice").await;
-    enroll(store, "r1", vellum_wire::RECORDS_USER).await;
+    records_with_archiver(store).await;
     assert_eq!(
         store.org_policy().await.unwrap().archiver_device.as_deref(),
         Some("r1")
@@ -773,28 +788,9 @@ pub async fn purge_waits_for_the_archiver(store: &impl Store) {
     store.ack("r1", &[], &[("g".into(), 3)]).await.unwrap();
     assert_eq!(store.purge_expired(100, 0).await.unwrap(), 1);
     assert!(store.pending("r1", 100).await.unwrap().groups.is_empty());
-    assert!(store.records_public().await.unwrap().is_none());
-    store.set_records_public("{\"v\":1}").await.unwrap();
-    assert_eq!(
-        store.records_public().await.unwrap().as_deref(),
-        Some("{\"v\":1}")
-    );
 }
 
 pub async fn receipts_are_queued_per_device(store: &impl Store) {
-    assert!(
-        matches!(
-            store.set_records_log_key("k").await,
-            Err(Error::NotFound(_))
-        ),
-        "no records configuration yet"
-    );
-    store.set_records_public("{}").await.unwrap();
-    store.set_records_log_key("log+key").await.unwrap();
-    assert_eq!(
-        store.org_policy().await.unwrap().records_log_key.as_deref(),
-        Some("log+key")
-    );
     store
         .queue_receipts(vec![
             ("a1".into(), "r1".into()),
@@ -818,7 +814,7 @@ pub async fn receipts_are_queued_per_device(store: &impl Store) {
 
 pub async fn issue8_chat_classes_are_kept_and_transitory_chats_counted(store: &impl Store) {
     enroll(store, "a1", "alice").await;
-    enroll(store, "r1", vellum_wire::RECORDS_USER).await;
+    records_with_archiver(store).await;
     group_of(store, "t1", "a1").await;
     group_of(store, "t2", "a1").await;
     store
@@ -935,4 +931,152 @@ pub async fn issue8_holds_suspend_purging_in_transitory_chats_of_held_users(stor
         .unwrap();
     assert!(store.held_chats("b1").await.unwrap().is_empty());
     assert!(!store.group("ab").await.unwrap().unwrap().held);
+}
+
+pub async fn issue8_a_user_named_records_before_records_init_never_becomes_the_archiver(
+    store: &impl Store,
+) {
+    // An older version let an admin create the user; its code enrolls nothing now.
+    store
+        .create_user(vellum_wire::RECORDS_USER, 0)
+        .await
+        .unwrap();
+    store
+        .add_enrollment_code(vellum_wire::RECORDS_USER, [1; 32], 1_000)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .enroll_device([1; 32], 10, device("imp", vellum_wire::RECORDS_USER))
+            .await,
+        Err(Error::Forbidden(_))
+    ));
+    // And records init refuses to adopt a user it did not create, changing nothing.
+    assert!(matches!(
+        store.init_records("{}", [2; 32], 1_000, 0).await,
+        Err(Error::Refused(_))
+    ));
+    assert!(store.records_config().await.unwrap().is_none());
+    assert!(matches!(
+        store.enrollment_code_user([2; 32], 10).await,
+        Err(Error::InvalidCode)
+    ));
+    let policy = store.org_policy().await.unwrap();
+    assert_eq!(
+        (policy.archiver_device, policy.records_public),
+        (None, None)
+    );
+    assert!(store.user_devices("records").await.unwrap().is_empty());
+}
+
+pub async fn issue8_one_archiver_device_its_bindings_and_its_replacement(store: &impl Store) {
+    let binding = |serial: u64, device: &str, public: &str| NewBinding {
+        serial,
+        binding: format!("binding {serial} of {device}"),
+        archiver_device: device.into(),
+        expected_public: public.into(),
+        new_public: None,
+    };
+    assert!(matches!(
+        store.set_records_binding(binding(1, "r1", "{}")).await,
+        Err(Error::NotFound(_))
+    ));
+    records_with_archiver(store).await;
+    let public = "{\"v\":1}";
+    assert!(matches!(
+        store.init_records(public, [3; 32], 1_000, 0).await,
+        Err(Error::Refused(_))
+    ));
+    // A second device of the archiver, whoever issued its code: refused.
+    store
+        .add_enrollment_code(vellum_wire::RECORDS_USER, [4; 32], 1_000)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .enroll_device([4; 32], 10, device("r2", vellum_wire::RECORDS_USER))
+            .await,
+        Err(Error::Refused(_))
+    ));
+    assert!(store.device("r2").await.unwrap().is_none());
+    let config = store.records_config().await.unwrap().unwrap();
+    assert_eq!(
+        (config.archiver_device.as_deref(), config.binding),
+        (Some("r1"), None)
+    );
+
+    // Bindings: another device, a changed records.pub, then the first; again is a no-op.
+    assert!(matches!(
+        store.set_records_binding(binding(1, "a1", public)).await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        store.set_records_binding(binding(1, "r1", "{}")).await,
+        Err(Error::Refused(_))
+    ));
+    store
+        .set_records_binding(binding(1, "r1", public))
+        .await
+        .unwrap();
+    store
+        .set_records_binding(binding(1, "r1", public))
+        .await
+        .unwrap();
+    let mut changed = binding(1, "r1", public);
+    changed.binding.push('!');
+    assert!(matches!(
+        store.set_records_binding(changed).await,
+        Err(Error::Refused(_))
+    ));
+    let upgraded = NewBinding {
+        new_public: Some("{\"v\":2}".into()),
+        ..binding(2, "r1", public)
+    };
+    store.set_records_binding(upgraded).await.unwrap();
+    let policy = store.org_policy().await.unwrap();
+    assert_eq!(policy.archiver_device.as_deref(), Some("r1"));
+    assert_eq!(policy.records_public.as_deref(), Some("{\"v\":2}"));
+    assert_eq!(policy.records_binding.as_deref(), Some("binding 2 of r1"));
+    let public = "{\"v\":2}";
+
+    // Replacing it: the old device is gone for good, its codes with it; the next enrolls.
+    store
+        .add_enrollment_code(vellum_wire::RECORDS_USER, [5; 32], 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.replace_archiver([6; 32], 1_000, 20).await.unwrap(),
+        Some("r1".into())
+    );
+    assert!(store.device("r1").await.unwrap().is_none());
+    assert!(store.user_devices("records").await.unwrap().is_empty());
+    assert_eq!(store.org_policy().await.unwrap().archiver_device, None);
+    assert!(matches!(
+        store.enrollment_code_user([5; 32], 30).await,
+        Err(Error::InvalidCode)
+    ));
+    store
+        .enroll_device([6; 32], 30, device("r3", vellum_wire::RECORDS_USER))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.org_policy().await.unwrap().archiver_device.as_deref(),
+        Some("r3")
+    );
+    assert!(matches!(
+        store.set_records_binding(binding(2, "r3", public)).await,
+        Err(Error::Refused(_))
+    ));
+    assert!(matches!(
+        store.set_records_binding(binding(3, "r1", public)).await,
+        Err(Error::Forbidden(_))
+    ));
+    store
+        .set_records_binding(binding(3, "r3", public))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.records_config().await.unwrap().unwrap().binding,
+        Some((3, "binding 3 of r3".into()))
+    );
 }

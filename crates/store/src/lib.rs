@@ -32,6 +32,10 @@ pub enum Error {
     NotMember,
     #[error("{0}")]
     Forbidden(String),
+    /// The request contradicts what is stored (a lower serial, a reserved name); the
+    /// message says what.
+    #[error("{0}")]
+    Refused(String),
     #[error("storage backend: {0}")]
     Backend(String),
     /// The database cannot be opened: damaged, written by a newer version, or a migration
@@ -44,6 +48,30 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What `records init`, the archiver's enrollment and the custodians' binding stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordsConfig {
+    /// The text of `records.pub`.
+    pub records_public: String,
+    /// The org's archiver device (not revoked), once it enrolled.
+    pub archiver_device: Option<String>,
+    /// The custodians' newest binding (a `SignedBinding` as JSON) and its serial.
+    pub binding: Option<(u64, String)>,
+}
+
+/// A binding to store: the caller verified it against `expected_public`.
+#[derive(Debug, Clone)]
+pub struct NewBinding {
+    pub serial: u64,
+    pub binding: String,
+    /// The device it names: the archiver on file, or (none on file) the one to adopt.
+    pub archiver_device: String,
+    /// The `records.pub` text the binding was verified against; refused if it changed since.
+    pub expected_public: String,
+    /// A `records.pub` replacing the stored one (version 1 to 2 of the same key).
+    pub new_public: Option<String>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -187,8 +215,12 @@ pub trait Store: Send + Sync + 'static {
     /// The user a live (unused, unexpired) code belongs to.
     async fn enrollment_code_user(&self, code_hash: [u8; 32], now: i64) -> Result<String>;
     /// Consumes the code and registers the device, atomically: a code enrolls one device.
+    /// A device of the `records` user becomes the org's archiver, and only while there is
+    /// none: no second archiver device is ever registered.
     async fn enroll_device(&self, code_hash: [u8; 32], now: i64, device: Device) -> Result<()>;
+    /// A registered device that is not revoked.
     async fn device(&self, device_id: &str) -> Result<Option<Device>>;
+    /// The user's devices that are not revoked.
     async fn user_devices(&self, user: &str) -> Result<Vec<Device>>;
     /// Remembers the nonce of a signed request made at `timestamp` (Unix seconds, signed
     /// with it, so a replay carries the same one). Timestamps before `forget_before` are
@@ -254,14 +286,36 @@ pub trait Store: Send + Sync + 'static {
     async fn set_org_policy(&self, policy: OrgPolicy) -> Result<()>;
     /// The records public key file registered by `records init`.
     async fn records_public(&self) -> Result<Option<String>>;
-    async fn set_records_public(&self, records_public: &str) -> Result<()>;
-    async fn set_records_log_key(&self, verifier_key: &str) -> Result<()>;
     /// Replaces the users under a legal hold (the archiver's list).
     async fn set_held_users(&self, users: Vec<String>) -> Result<()>;
     async fn held_users(&self) -> Result<Vec<String>>;
     /// The transitory chats `device_id` is a current member of that have a current member
     /// under a legal hold (this device's user included).
     async fn held_chats(&self, device_id: &str) -> Result<Vec<String>>;
+    async fn records_config(&self) -> Result<Option<RecordsConfig>>;
+    /// `records init`, atomically: registers `records.pub`, creates the user `records` and
+    /// stores the archiver's enrollment code. Refused once records are configured, and when
+    /// a user named `records` exists that records init did not create.
+    async fn init_records(
+        &self,
+        records_public: &str,
+        code_hash: [u8; 32],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<()>;
+    /// Replacing the archiver, atomically: revokes its device (it can no longer sign in or
+    /// be claimed) and stores the enrollment code of the next one. Returns the revoked
+    /// device, if there was one.
+    async fn replace_archiver(
+        &self,
+        code_hash: [u8; 32],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<Option<String>>;
+    /// Stores the custodians' binding if its serial is higher than the one on file (the
+    /// same binding again changes nothing), it names the archiver on file (or, none on
+    /// file, makes that device the archiver), and `records.pub` is still `expected_public`.
+    async fn set_records_binding(&self, binding: NewBinding) -> Result<()>;
     /// Queues archive receipts for devices (device id, receipt).
     async fn queue_receipts(&self, receipts: Vec<(String, String)>) -> Result<()>;
     async fn pending_receipts(&self, device_id: &str, limit: usize) -> Result<Vec<(u64, String)>>;

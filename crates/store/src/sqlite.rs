@@ -118,7 +118,7 @@ fn now_secs() -> i64 {
 /// True for a log entry the org's archiver (a member then) has not acknowledged yet.
 const ARCHIVER_PENDING: &str = "EXISTS (
     SELECT 1 FROM memberships m JOIN devices d USING (device_id)
-    WHERE m.group_id = group_log.group_id AND d.user = 'records'
+    WHERE m.group_id = group_log.group_id AND d.user = 'records' AND d.revoked_at IS NULL
       AND (m.removed_seq IS NULL OR group_log.seq <= m.removed_seq)
       AND m.acked_seq < group_log.seq AND m.joined_seq < group_log.seq)";
 
@@ -133,6 +133,29 @@ fn held_chat(group_id: &str) -> String {
     JOIN held_users h ON h.user = d.user
     WHERE g.group_id = {group_id} AND g.record = 0))"
     )
+}
+
+/// The archiver device on file, unless it was revoked since (a column expression over
+/// `records_config`).
+const LIVE_ARCHIVER: &str = "(SELECT device_id FROM devices
+    WHERE device_id = records_config.archiver_device AND revoked_at IS NULL)";
+
+fn records_config_in(c: &Connection) -> Result<Option<RecordsConfig>> {
+    c.query_row(
+        &format!("SELECT records_public, {LIVE_ARCHIVER}, binding_serial, binding FROM records_config WHERE id = 1"),
+        [],
+        |r| {
+            let serial: Option<i64> = r.get(2)?;
+            let binding: Option<String> = r.get(3)?;
+            Ok(RecordsConfig {
+                records_public: r.get(0)?,
+                archiver_device: r.get(1)?,
+                binding: serial.zip(binding).map(|(s, b)| (s as u64, b)),
+            })
+        },
+    )
+    .optional()
+    .map_err(backend)
 }
 
 fn opt_i64(v: Option<u64>) -> Option<i64> {
@@ -519,6 +542,32 @@ impl Store for SqliteStore {
             if user != device.user {
                 return Err(Error::InvalidCode);
             }
+            let archiver = user == vellum_wire::RECORDS_USER;
+            if archiver {
+                // Only records init and replace-archiver issue codes for `records`, and only
+                // while no archiver device is registered may one enroll.
+                let current: Option<Option<String>> = tx
+                    .query_row(
+                        &format!("SELECT {LIVE_ARCHIVER} FROM records_config WHERE id = 1"),
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                match current {
+                    None => {
+                        return Err(Error::Forbidden(
+                            "the user name records is reserved for the org's archiver, which records init sets up".into(),
+                        ))
+                    }
+                    Some(Some(_)) => {
+                        return Err(Error::Refused(
+                            "the org's archiver is enrolled already: a second device of it is never added (to replace it, run `admin records replace-archiver`)".into(),
+                        ))
+                    }
+                    Some(None) => {}
+                }
+            }
             tx.execute(
                 "UPDATE enrollment_codes SET used_at = ?2 WHERE code_hash = ?1",
                 params![&code_hash[..], now],
@@ -535,6 +584,13 @@ impl Store for SqliteStore {
                     backend(e)
                 }
             })?;
+            if archiver {
+                tx.execute(
+                    "UPDATE records_config SET archiver_device = ?1 WHERE id = 1",
+                    [&device.device_id],
+                )
+                .map_err(backend)?;
+            }
             tx.commit().map_err(backend)
         })
         .await
@@ -544,7 +600,7 @@ impl Store for SqliteStore {
         let device_id = device_id.to_owned();
         self.read(move |c| {
             c.query_row(
-                "SELECT device_id, user, signature_key FROM devices WHERE device_id = ?1",
+                "SELECT device_id, user, signature_key FROM devices WHERE device_id = ?1 AND revoked_at IS NULL",
                 [device_id],
                 |r| {
                     Ok(Device {
@@ -564,7 +620,7 @@ impl Store for SqliteStore {
         let user = user.to_owned();
         self.read(move |c| {
             let mut stmt = c
-                .prepare("SELECT device_id, user, signature_key FROM devices WHERE user = ?1 ORDER BY enrolled_at, device_id")
+                .prepare("SELECT device_id, user, signature_key FROM devices WHERE user = ?1 AND revoked_at IS NULL ORDER BY enrolled_at, device_id")
                 .map_err(backend)?;
             let rows = stmt
                 .query_map([user], |r| {
@@ -1083,7 +1139,8 @@ impl Store for SqliteStore {
                             default_record: r.get::<_, i64>(3)? == 1,
                             allow_transitory: r.get::<_, i64>(4)? == 1,
                             archiver_device: None,
-                            records_log_key: None,
+                            records_public: None,
+                            records_binding: None,
                             on_hold: if r.get::<_, i64>(5)? == 1 {
                                 HoldAction::Convert
                             } else {
@@ -1095,19 +1152,11 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(backend)?
                 .unwrap_or_default();
-            policy.records_log_key = c
-                .query_row("SELECT log_key FROM records_config WHERE id = 1", [], |r| r.get(0))
-                .optional()
-                .map_err(backend)?
-                .flatten();
-            policy.archiver_device = c
-                .query_row(
-                    "SELECT device_id FROM devices WHERE user = ?1 ORDER BY enrolled_at, device_id LIMIT 1",
-                    [vellum_wire::RECORDS_USER],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
+            if let Some(config) = records_config_in(c)? {
+                policy.archiver_device = config.archiver_device;
+                policy.records_public = Some(config.records_public);
+                policy.records_binding = config.binding.map(|(_, b)| b);
+            }
             Ok(policy)
         })
         .await
@@ -1145,29 +1194,138 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_records_public(&self, records_public: &str) -> Result<()> {
+    async fn records_config(&self) -> Result<Option<RecordsConfig>> {
+        self.read(|c| records_config_in(c)).await
+    }
+
+    async fn init_records(
+        &self,
+        records_public: &str,
+        code_hash: [u8; 32],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<()> {
         let records_public = records_public.to_owned();
         self.run(move |c| {
-            c.execute(
-                "INSERT OR REPLACE INTO records_config (id, records_public) VALUES (1, ?1)",
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            if records_config_in(&tx)?.is_some() {
+                return Err(Error::Refused("records are already initialised".into()));
+            }
+            let user_exists = tx
+                .query_row("SELECT 1 FROM users WHERE name = ?1", [vellum_wire::RECORDS_USER], |_| Ok(()))
+                .optional()
+                .map_err(backend)?
+                .is_some();
+            if user_exists {
+                return Err(Error::Refused(
+                    "a user named records exists that records init did not create; it can never become the archiver, and the name is needed for it".into(),
+                ));
+            }
+            tx.execute(
+                "INSERT INTO users (name, created_at) VALUES (?1, ?2)",
+                params![vellum_wire::RECORDS_USER, now],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO enrollment_codes (code_hash, user, expires_at) VALUES (?1, ?2, ?3)",
+                params![&code_hash[..], vellum_wire::RECORDS_USER, expires_at],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO records_config (id, records_public) VALUES (1, ?1)",
                 [records_public],
             )
-            .map(|_| ())
-            .map_err(backend)
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
         })
         .await
     }
 
-    async fn set_records_log_key(&self, verifier_key: &str) -> Result<()> {
-        let key = verifier_key.to_owned();
+    async fn replace_archiver(
+        &self,
+        code_hash: [u8; 32],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<Option<String>> {
         self.run(move |c| {
-            let changed = c
-                .execute("UPDATE records_config SET log_key = ?1 WHERE id = 1", [key])
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            if changed == 0 {
-                return Err(Error::NotFound("records configuration".into()));
+            let Some(config) = records_config_in(&tx)? else {
+                return Err(Error::NotFound(
+                    "records configuration (run records init)".into(),
+                ));
+            };
+            if let Some(old) = &config.archiver_device {
+                tx.execute(
+                    "UPDATE devices SET revoked_at = ?2 WHERE device_id = ?1",
+                    params![old, now],
+                )
+                .map_err(backend)?;
+                tx.execute("DELETE FROM key_packages WHERE device_id = ?1", [old])
+                    .map_err(backend)?;
             }
-            Ok(())
+            // Codes issued earlier for the archiver must not enroll a second one later.
+            tx.execute(
+                "UPDATE enrollment_codes SET used_at = ?2 WHERE user = ?1 AND used_at IS NULL",
+                params![vellum_wire::RECORDS_USER, now],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "UPDATE records_config SET archiver_device = NULL WHERE id = 1",
+                [],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO enrollment_codes (code_hash, user, expires_at) VALUES (?1, ?2, ?3)",
+                params![&code_hash[..], vellum_wire::RECORDS_USER, expires_at],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(config.archiver_device)
+        })
+        .await
+    }
+
+    async fn set_records_binding(&self, new: NewBinding) -> Result<()> {
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let Some(config) = records_config_in(&tx)? else {
+                return Err(Error::NotFound("records configuration (run records init)".into()));
+            };
+            if config.records_public != new.expected_public {
+                return Err(Error::Refused("records.pub changed while the binding was checked; send it again".into()));
+            }
+            match &config.binding {
+                Some((serial, stored)) if *serial == new.serial && *stored == new.binding => {
+                    return Ok(()); // sent again (a retry): nothing changes
+                }
+                Some((serial, _)) if *serial >= new.serial => {
+                    return Err(Error::Refused(format!(
+                        "the binding on file has serial {serial}; a new one must have a higher serial than that"
+                    )))
+                }
+                _ => {}
+            }
+            match &config.archiver_device {
+                Some(current) if *current != new.archiver_device => {
+                    return Err(Error::Forbidden(
+                        "the binding names another device than the org's archiver".into(),
+                    ))
+                }
+                _ => {}
+            }
+            tx.execute(
+                "UPDATE records_config SET binding = ?1, binding_serial = ?2, archiver_device = ?3,
+                 records_public = COALESCE(?4, records_public) WHERE id = 1",
+                params![new.binding, new.serial as i64, new.archiver_device, new.new_public],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
         })
         .await
     }
@@ -1267,7 +1425,7 @@ impl Store for SqliteStore {
                 "SELECT COUNT(*), MIN(l.received_at) FROM group_log l
                  JOIN memberships m ON m.group_id = l.group_id
                  JOIN devices d ON d.device_id = m.device_id
-                 WHERE d.user = ?1 AND m.removed_seq IS NULL
+                 WHERE d.user = ?1 AND d.revoked_at IS NULL AND m.removed_seq IS NULL
                    AND l.seq > m.acked_seq AND l.seq > m.joined_seq",
                 [vellum_wire::RECORDS_USER],
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),

@@ -114,10 +114,15 @@ pub struct KeyPackageCount {
     pub has_last_resort: bool,
 }
 
-/// `POST /v1/key-packages/claim`: one key package for every device of each user.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+/// `POST /v1/key-packages/claim`: one key package for every device of each user in
+/// `users`, and one for each device in `devices`. The user `records` stands for the org's
+/// archiver device alone.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClaimKeyPackages {
     pub users: Vec<String>,
+    /// Devices by id (a record chat's creator claims the bound archiver this way).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -180,11 +185,19 @@ pub struct OrgPolicy {
     pub allow_transitory: bool,
     /// The org's archiver device, once `records init` has run and the archiver enrolled.
     /// Before that every chat is transitory. Filled in by the server, never set directly.
+    /// Devices accept as the archiver only the device `records_binding` names.
     #[serde(default)]
     pub archiver_device: Option<String>,
-    /// The verifier key of the archive's checkpoints (C2SP signed note), for receipts.
+    /// The text of `records.pub` registered by `records init` (devices pin it). Filled in
+    /// by the server.
     #[serde(default)]
-    pub records_log_key: Option<String>,
+    pub records_public: Option<String>,
+    /// The custodians' binding of the archiver (a `vellum_record::SignedBinding` as JSON):
+    /// its device, identity key, log key, origin and witnesses, signed with the binding key
+    /// of `records_public`. Absent until k custodians first unseal the archiver. Filled in by
+    /// the server.
+    #[serde(default)]
+    pub records_binding: Option<String>,
     /// What a legal hold on a person does to that person's transitory chats.
     #[serde(default)]
     pub on_hold: HoldAction,
@@ -227,7 +240,8 @@ impl Default for OrgPolicy {
             default_record: false,
             allow_transitory: true,
             archiver_device: None,
-            records_log_key: None,
+            records_public: None,
+            records_binding: None,
             on_hold: HoldAction::default(),
         }
     }
@@ -261,6 +275,10 @@ pub struct RecordsInit {
 pub struct AdminStatus {
     pub records_configured: bool,
     pub archiver_device: Option<String>,
+    /// The serial of the custodians' binding on file; `None`: the archiver is not bound yet
+    /// (record chats cannot be created).
+    #[serde(default)]
+    pub archiver_binding_serial: Option<u64>,
     /// Record-chat entries the archiver has not acknowledged yet.
     pub archiver_backlog: u64,
     /// Age of the oldest of them, milliseconds.
@@ -407,10 +425,18 @@ pub struct ReceiptFor {
     pub receipt: String,
 }
 
-/// `PUT /v1/records/log-key`, by the org's archiver device: the verifier key of its log.
+/// `PUT /v1/records/binding`, by the org's archiver device: the custodians' binding it got
+/// at an unseal. The server keeps it if it verifies against the stored `records.pub`, names
+/// the calling device and its registered key, and has a higher serial than the one on file.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct LogKey {
-    pub verifier_key: String,
+#[serde(deny_unknown_fields)]
+pub struct PutBinding {
+    /// A `vellum_record::SignedBinding`, as JSON.
+    pub binding: String,
+    /// `records.pub` version 2 replacing a stored version 1 of the same key (the upgrade of
+    /// an archive from before bindings); only with the first binding that needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_public: Option<String>,
 }
 
 /// `PUT /v1/records/held-users`, by the org's archiver device: every user a legal hold in

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod binding;
 mod chat;
 mod crash;
 mod escape;

@@ -18,11 +18,22 @@ pub(crate) struct Archiver {
 }
 
 impl Archiver {
-    fn start(server: &Server, root: &Path, records_pub: &Path, code: &str) -> Self {
+    pub(crate) fn start(server: &Server, root: &Path, records_pub: &Path, code: &str) -> Self {
+        Self::start_at(server, &root.join("archiver"), records_pub, code, &[])
+    }
+
+    /// An archiver with its data in `data`, started with `extra_args` (every start).
+    pub(crate) fn start_at(
+        server: &Server,
+        data: &Path,
+        records_pub: &Path,
+        code: &str,
+        extra_args: &[&str],
+    ) -> Self {
         let mut archiver = Self {
             url: String::new(),
-            data: root.join("archiver"),
-            extra_args: Vec::new(),
+            data: data.to_owned(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             child: None,
             records_pub: records_pub.to_owned(),
             server_url: server.url.clone(),
@@ -78,7 +89,7 @@ impl Archiver {
     }
 
     /// Waits until a signed checkpoint covers every leaf logged so far.
-    fn wait_for_checkpoint(&self) {
+    pub(crate) fn wait_for_checkpoint(&self) {
         let size = self.status()["log_size"].as_u64().unwrap();
         wait_until("a checkpoint over the whole log", || {
             self.status()["checkpoint_size"]
@@ -94,7 +105,7 @@ impl Archiver {
         }
     }
 
-    fn records(&self, args: &[&str]) -> std::process::Command {
+    pub(crate) fn records(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = vellum();
         cmd.args(["records", "--archiver", &self.url, "--token-file"])
             .arg(self.data.join("records-token"))
@@ -143,7 +154,43 @@ pub(crate) fn records_org(server: &Server, root: &Path) -> Archiver {
             .arg(server.token_file())
             .args(["policy", "set", "--default-class", "record"]),
     );
+    bind(&archiver, root, &["share-1", "share-2"]);
     archiver
+}
+
+/// The custodians' first unseal binds the archiver; they seal it again once the delivery
+/// server holds the binding (record chats can be created from then on).
+pub(crate) fn bind(archiver: &Archiver, root: &Path, shares: &[&str]) {
+    for share in shares {
+        run_ok(
+            archiver
+                .records(&["unseal", "--share"])
+                .arg(root.join("keys").join(share)),
+        );
+    }
+    wait_until("the binding on the delivery server", || {
+        archiver.status()["binding_on_server"] == true
+    });
+    run_ok(&mut archiver.records(&["seal"]));
+}
+
+/// `archive verify` of the archiver's directory against the custodians' records.pub.
+pub(crate) fn verify_cmd(archiver: &Archiver, root: &Path) -> std::process::Command {
+    let mut cmd = vellum();
+    cmd.args(["archive", "verify", "--data"])
+        .arg(&archiver.data)
+        .arg("--records-key")
+        .arg(root.join("keys/records.pub"));
+    cmd
+}
+
+/// Copies the archive of the archiver in `data` (what an auditor receives) to `to/archive`.
+pub(crate) fn copy_archive(data: &Path, to: &Path) {
+    for file in files_under(&data.join("archive")) {
+        let target = to.join(file.strip_prefix(data).unwrap());
+        fs::create_dir_all(target.parent().unwrap()).unwrap();
+        fs::copy(&file, target).unwrap();
+    }
 }
 
 /// Polls `done` until it holds; fails the test after 20 seconds.
@@ -356,35 +403,29 @@ fn issue_4_record_chats_are_archived_sealed_and_readable_only_after_k_shares() {
     // The auditor's offline check passes, and catches a flipped byte, naming the leaf.
     run_ok(&mut archiver.records(&["status"]));
     archiver.wait_for_checkpoint(); // covering the accesses too
-    let out = run_ok(
-        vellum()
-            .args(["archive", "verify", "--data"])
-            .arg(&archiver.data),
-    );
+    let out = run_ok(&mut verify_cmd(&archiver, root.path()));
     assert!(String::from_utf8_lossy(&out.stdout).contains("archive intact"));
     let checkpoint = run_ok(
         vellum()
             .args(["archive", "checkpoint", "--data"])
             .arg(&archiver.data),
     );
-    // `records init` without --origin names the log after the server's host.
-    let records_pub: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(root.path().join("keys/records.pub")).unwrap())
-            .unwrap();
-    let origin = records_pub["origin"].as_str().unwrap();
-    assert!(origin.starts_with("127.0.0.1:") && origin.ends_with("/vellum-records"));
+    // The origin records init chose: the server's host, then /vellum-records.
+    let origin = format!("{}/vellum-records", server.listen);
     assert!(String::from_utf8_lossy(&checkpoint.stdout).starts_with(&format!("{origin}\n")));
     let copy = root.path().join("audit-copy");
-    fs::create_dir_all(copy.join("archive/checkpoints")).unwrap();
-    for file in files_under(&archiver.data.join("archive")) {
-        let relative = file.strip_prefix(&archiver.data).unwrap();
-        fs::copy(&file, copy.join(relative)).unwrap();
-    }
+    copy_archive(&archiver.data, &copy);
     let log = copy.join("archive/log.bin");
     let mut bytes = fs::read(&log).unwrap();
     bytes[60] ^= 0x20;
     fs::write(&log, bytes).unwrap();
-    let out = output(vellum().args(["archive", "verify", "--data"]).arg(&copy));
+    let out = output(
+        vellum()
+            .args(["archive", "verify", "--data"])
+            .arg(&copy)
+            .arg("--records-key")
+            .arg(root.path().join("keys/records.pub")),
+    );
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("leaf 0"),
@@ -537,11 +578,7 @@ fn issue_4_a_held_record_survives_disposition_and_every_step_is_logged() {
 
     // The log still holds every record leaf, plus the holds, dispositions and accesses.
     archiver.wait_for_checkpoint();
-    let out = run_ok(
-        vellum()
-            .args(["archive", "verify", "--data"])
-            .arg(&archiver.data),
-    );
+    let out = run_ok(&mut verify_cmd(&archiver, root.path()));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("4 disposed"), "{text}");
 }
@@ -749,11 +786,7 @@ fn issue_8_a_full_disk_pauses_the_archiver_and_it_resumes_without_loss() {
         status["paused"].is_null() && status["records"].as_u64().unwrap() == before + sent
     });
     archiver.wait_for_checkpoint();
-    let out = run_ok(
-        vellum()
-            .args(["archive", "verify", "--data"])
-            .arg(&archiver.data),
-    );
+    let out = run_ok(&mut verify_cmd(&archiver, root.path()));
     assert!(String::from_utf8_lossy(&out.stdout).contains("archive intact"));
     archiver.kill();
 }

@@ -14,7 +14,7 @@ use vellum_witness::{AddCheckpoint, Submitted};
 use crate::harness::{
     last_line, run_fails, run_ok, spawn_piped, vellum, wait_for_line, Device, Server,
 };
-use crate::records::{records_org, wait_for_records, wait_until};
+use crate::records::{records_org, verify_cmd, wait_for_records, wait_until};
 
 const ORIGIN: &str = "records.agency.example/vellum";
 
@@ -280,10 +280,8 @@ fn issue_8_the_archiver_keeps_its_witness_cosignatures_and_verify_requires_them(
     assert_eq!(verifier.verify(&note).unwrap().0.size, size);
 
     let verify = |witness: &str| {
-        let mut cmd = vellum();
-        cmd.args(["archive", "verify", "--data"])
-            .arg(&archiver.data)
-            .args(["--witness", witness]);
+        let mut cmd = verify_cmd(&archiver, root.path());
+        cmd.args(["--witness", witness]);
         cmd
     };
     let out = run_ok(&mut verify(&vkey));

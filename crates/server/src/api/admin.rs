@@ -31,18 +31,34 @@ pub(crate) fn valid_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// `records` is the org's archiver: one device, enrolled with the code of `records init` or
+/// `records replace-archiver`, bound by the custodians.
+fn reserved() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        codes::CONFLICT,
+        "the user name records is reserved for the org's archiver: records init creates it, and it has one device (to replace a dead archiver, run `admin records replace-archiver`)",
+    )
+}
+
 pub(crate) fn code_hash(code: &str) -> [u8; 32] {
     Sha256::digest(code.trim().as_bytes()).into()
 }
 
-async fn issue_code(state: &AppState, user: &str) -> Result<EnrollmentCode, ApiError> {
+/// A fresh enrollment code: (code, its hash, when it expires).
+fn new_code(state: &AppState) -> Result<(String, [u8; 32], i64), ApiError> {
     let mut raw = [0u8; 16];
     getrandom::fill(&mut raw).map_err(|_| ApiError::internal())?;
     let code = hex::encode(raw);
     let expires_at = state.now_secs() + state.config.enrollment_code_ttl.as_secs() as i64;
+    Ok((code.clone(), code_hash(&code), expires_at))
+}
+
+async fn issue_code(state: &AppState, user: &str) -> Result<EnrollmentCode, ApiError> {
+    let (code, hash, expires_at) = new_code(state)?;
     state
         .store
-        .add_enrollment_code(user, code_hash(&code), expires_at)
+        .add_enrollment_code(user, hash, expires_at)
         .await?;
     Ok(EnrollmentCode {
         user: user.to_owned(),
@@ -65,6 +81,9 @@ pub async fn create_user(
     Json(req): Json<CreateUserRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     valid_name(&req.name)?;
+    if req.name == RECORDS_USER {
+        return Err(reserved());
+    }
     state.store.create_user(&req.name, state.now_secs()).await?;
     Ok((
         StatusCode::CREATED,
@@ -85,6 +104,9 @@ pub async fn add_device(
     State(state): St,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
+    if name == RECORDS_USER {
+        return Err(reserved());
+    }
     if !state.store.user_exists(&name).await? {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -152,22 +174,47 @@ pub async fn records_init(
 ) -> Result<impl IntoResponse, ApiError> {
     vellum_records::RecordsPublic::parse(&req.records_public)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if state.store.records_public().await?.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            codes::CONFLICT,
-            "records are already initialised",
-        ));
-    }
-    if !state.store.user_exists(RECORDS_USER).await? {
-        state
-            .store
-            .create_user(RECORDS_USER, state.now_secs())
-            .await?;
-    }
-    let code = issue_code(&state, RECORDS_USER).await?;
-    state.store.set_records_public(&req.records_public).await?;
-    Ok((StatusCode::CREATED, Json(code)))
+    let (code, hash, expires_at) = new_code(&state)?;
+    state
+        .store
+        .init_records(&req.records_public, hash, expires_at, state.now_secs())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(EnrollmentCode {
+            user: RECORDS_USER.into(),
+            code,
+            expires_at,
+        }),
+    ))
+}
+
+/// Replaces a dead archiver: revokes its device (it can no longer sign in, be claimed or hold
+/// back purges) and issues the enrollment code of the new one. The new archiver serves
+/// record chats only once k custodians have unsealed it, which binds it (the next serial);
+/// devices then show the change in every record chat.
+#[utoipa::path(post, path = "/v1/admin/records/replace-archiver", tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "The new archiver's enrollment code", body = EnrollmentCode),
+        (status = "4XX", description = "Refused (see code; 404: records are not configured)", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn replace_archiver(State(state): St) -> Result<impl IntoResponse, ApiError> {
+    let (code, hash, expires_at) = new_code(&state)?;
+    let revoked = state
+        .store
+        .replace_archiver(hash, expires_at, state.now_secs())
+        .await?;
+    tracing::info!(revoked = ?revoked, "archiver device revoked; a new enrollment code issued");
+    Ok((
+        StatusCode::CREATED,
+        Json(EnrollmentCode {
+            user: RECORDS_USER.into(),
+            code,
+            expires_at,
+        }),
+    ))
 }
 
 /// What an administrator should know at a glance.
@@ -183,15 +230,21 @@ pub async fn status(State(state): St) -> Result<Json<AdminStatus>, ApiError> {
 }
 
 async fn status_of(state: &AppState) -> Result<AdminStatus, ApiError> {
-    let org = state.store.org_policy().await?;
-    let records_configured = state.store.records_public().await?.is_some();
+    let trust = super::records::trust(state).await?;
+    let records_configured = trust.is_some();
     let (archiver_backlog, oldest) = state.store.archiver_backlog().await?;
     let archiver_lag_ms = oldest.map(|t| (state.now_millis() - t).max(0));
     let mut warnings = Vec::new();
-    if !records_configured {
-        warnings.push("records are not configured: every chat is transitory and nothing is archived (run `records init`)".into());
-    } else if org.archiver_device.is_none() {
-        warnings.push("records are configured but the archiver has not enrolled yet".into());
+    match &trust {
+        None => warnings.push("records are not configured: every chat is transitory and nothing is archived (run `records init`)".into()),
+        Some(t) if t.archiver_device.is_none() => warnings.push(
+            "records are configured but the archiver has not enrolled yet (start it with the code records init or replace-archiver printed)".into(),
+        ),
+        Some(t) => {
+            if let Err(step) = t.bound_archiver() {
+                warnings.push(format!("record chats cannot be created: {step}"));
+            }
+        }
     }
     if archiver_lag_ms.is_some_and(|lag| lag > 60_000) {
         warnings.push(format!(
@@ -199,6 +252,7 @@ async fn status_of(state: &AppState) -> Result<AdminStatus, ApiError> {
         ));
     }
     // The store knows each chat's class from the public handshake.
+    let org = state.store.org_policy().await?;
     let (noncompliant_chat_count, noncompliant_chats) = if org.requires_records() {
         state.store.transitory_chats(MAX_LISTED_CHATS).await?
     } else {
@@ -210,9 +264,14 @@ async fn status_of(state: &AppState) -> Result<AdminStatus, ApiError> {
              each converts at its next commit, and takes no message until then"
         ));
     }
+    let (archiver_device, archiver_binding_serial) = match trust {
+        Some(t) => (t.archiver_device, t.binding.map(|b| b.serial)),
+        None => (None, None),
+    };
     Ok(AdminStatus {
         records_configured,
-        archiver_device: org.archiver_device,
+        archiver_device,
+        archiver_binding_serial,
         archiver_backlog,
         archiver_lag_ms,
         noncompliant_chats,

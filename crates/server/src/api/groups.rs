@@ -6,8 +6,10 @@ use vellum_http::{codes, ApiError, Json, Path};
 use vellum_store::{ChatTimers, CommitAppend, MessageAppend, NewGroup};
 use vellum_wire::{
     Accepted, CreateGroup, GroupCreated, HoldAction, OrgPolicy, PostCommit, PostMessage, B64,
+    RECORDS_USER,
 };
 
+use super::records::Trust;
 use super::{ErrorBody, St};
 use crate::auth::AuthedDevice;
 
@@ -37,7 +39,8 @@ pub async fn create(
         .await?;
     let org = state.store.org_policy().await?;
     policy.check(&org)?;
-    check_class(&org, None, archiver.as_deref(), false)?;
+    let trust = super::records::trust(&state).await?;
+    check_class(&org, trust.as_ref(), None, archiver.as_deref(), false)?;
     let group_id = vellum_mls::group_id_hex(tracked.group_id());
     let epoch = tracked.epoch();
     state
@@ -56,13 +59,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(GroupCreated { group_id, epoch })))
 }
 
-/// The rules on chat classes: a record chat names the org's archiver; a chat may be (or
-/// become) transitory only where the org allows it once records are configured; a
-/// transitory chat becomes a record chat, never the reverse. An existing transitory chat
-/// that `must_convert` (see [`must_convert`]) converts at its next commit: any other commit
-/// is refused with `record_required`.
+/// The rules on chat classes: a new record chat names the archiver the custodians bound; a
+/// record chat keeps naming its archiver (a replaced one too, until a member switches it to
+/// the bound one); a chat may be (or become) transitory only where the org allows it once
+/// records are configured; a transitory chat becomes a record chat, never the reverse. An
+/// existing transitory chat that `must_convert` (see [`must_convert`]) converts at its next
+/// commit: any other commit is refused with `record_required`.
 fn check_class(
     org: &OrgPolicy,
+    trust: Option<&Trust>,
     before: Option<Option<&str>>,
     after: Option<&str>,
     must_convert: bool,
@@ -72,11 +77,16 @@ fn check_class(
         // Otherwise the same commit could drop the archiver: a record chat stays one.
         return violation("a record chat cannot become transitory");
     }
-    match (after, org.archiver_device.as_deref()) {
+    match (after, trust) {
         (Some(_), None) => violation("records are not configured for this organisation"),
-        (Some(named), Some(archiver)) if named != archiver => {
-            violation("a record chat must name the org's archiver")
-        }
+        (Some(named), Some(_)) if before == Some(Some(named)) => Ok(()),
+        (Some(named), Some(trust)) => match trust.bound_archiver() {
+            Err(step) => violation(&step),
+            Ok(bound) if named != bound => {
+                violation("a record chat must name the archiver the custodians bound")
+            }
+            Ok(_) => Ok(()),
+        },
         (None, Some(_)) if before == Some(None) && must_convert => Err(record_required()),
         (None, Some(_)) if !org.allow_transitory && before != Some(None) => {
             violation("this organisation keeps every chat as records")
@@ -213,12 +223,27 @@ pub async fn post_commit(
     if applied.policy_changed {
         applied.policy.check(&org)?;
     }
+    let trust = super::records::trust(&state).await?;
     check_class(
         &org,
+        trust.as_ref(),
         Some(applied.archiver_before.as_deref()),
         applied.archiver.as_deref(),
         must_convert(&org, group.held),
     )?;
+    // The archiver's identity has one device: no commit adds another device of `records`.
+    for added in &applied.outcome.added {
+        let is_records = state
+            .store
+            .device(added)
+            .await?
+            .is_none_or(|d| d.user == RECORDS_USER);
+        if is_records && org.archiver_device.as_deref() != Some(added.as_str()) {
+            return Err(ApiError::from(vellum_mls::PolicyViolation(
+                "only the org's archiver device may join as the records archive".into(),
+            )));
+        }
+    }
     // A record chat always contains the archiver, from its first commit on.
     if let Some(archiver) = &applied.archiver {
         if !applied.members.contains(archiver) {

@@ -6,7 +6,7 @@ use axum::Extension;
 use vellum_http::{codes, ApiError, Json};
 use vellum_wire::{
     ClaimKeyPackages, ClaimedKeyPackage, ClaimedKeyPackages, KeyPackageCount, UploadKeyPackages,
-    B64,
+    B64, RECORDS_USER,
 };
 
 use super::{ErrorBody, St};
@@ -82,7 +82,23 @@ pub async fn count(
 
 const MAX_CLAIM_USERS: usize = 1000;
 
-/// Claims one key package for every device of each user (other than the caller).
+async fn check_has_key_package(
+    state: &crate::state::AppState,
+    device: &vellum_store::Device,
+) -> Result<(), ApiError> {
+    let (single, last_resort) = state.store.key_package_count(&device.device_id).await?;
+    if single == 0 && !last_resort {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            codes::NO_KEY_PACKAGE,
+            format!("a device of {:?} has no key package", device.user),
+        ));
+    }
+    Ok(())
+}
+
+/// Claims one key package for every device of each user (other than the caller), and one
+/// for each device named. For the user `records` only the org's archiver device is claimed.
 #[utoipa::path(post, path = "/v1/key-packages/claim", tag = "key-packages",
     request_body = ClaimKeyPackages,
     security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
@@ -96,15 +112,31 @@ pub async fn claim(
     Extension(me): Extension<AuthedDevice>,
     Json(req): Json<ClaimKeyPackages>,
 ) -> Result<Json<ClaimedKeyPackages>, ApiError> {
-    if req.users.len() > MAX_CLAIM_USERS {
+    if req.users.len() + req.devices.len() > MAX_CLAIM_USERS {
         return Err(ApiError::bad_request(format!(
-            "at most {MAX_CLAIM_USERS} users per claim"
+            "at most {MAX_CLAIM_USERS} users and devices per claim"
         )));
     }
+    let archiver = state.store.org_policy().await?.archiver_device;
     // Check everything first, so a failed claim consumes no key package.
     let mut targets = Vec::new();
+    for device_id in &req.devices {
+        let device = state.store.device(device_id).await?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                codes::NOT_FOUND,
+                format!("no enrolled device {device_id:?}"),
+            )
+        })?;
+        check_has_key_package(&state, &device).await?;
+        targets.push(device);
+    }
     for user in &req.users {
-        let devices = state.store.user_devices(user).await?;
+        let mut devices = state.store.user_devices(user).await?;
+        if user == RECORDS_USER {
+            // The archiver's identity has one device; any other is never handed out.
+            devices.retain(|d| archiver.as_deref() == Some(d.device_id.as_str()));
+        }
         if devices.is_empty() {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -113,17 +145,12 @@ pub async fn claim(
             ));
         }
         for device in devices.into_iter().filter(|d| d.device_id != me.device_id) {
-            let (single, last_resort) = state.store.key_package_count(&device.device_id).await?;
-            if single == 0 && !last_resort {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    codes::NO_KEY_PACKAGE,
-                    format!("a device of {user:?} has no key package"),
-                ));
-            }
+            check_has_key_package(&state, &device).await?;
             targets.push(device);
         }
     }
+    let mut seen = std::collections::HashSet::new();
+    targets.retain(|d| seen.insert(d.device_id.clone()));
     let mut key_packages = Vec::with_capacity(targets.len());
     for device in targets {
         let kp = state

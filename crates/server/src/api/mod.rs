@@ -101,6 +101,7 @@ pub fn router(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(admin::add_device))
         .routes(routes!(admin::set_policy))
         .routes(routes!(admin::records_init))
+        .routes(routes!(admin::replace_archiver))
         .routes(routes!(admin::status))
         .routes(routes!(admin::metrics))
         .route_layer(middleware::from_extractor_with_state::<Admin, _>(
@@ -116,8 +117,8 @@ pub fn router(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(groups::delete_message))
         .routes(routes!(policy::get_policy))
         .routes(routes!(records::post_receipts))
-        .routes(routes!(records::put_log_key))
         .routes(routes!(records::put_held_users))
+        .routes(routes!(records::put_binding))
         .routes(routes!(sync::sync))
         .routes(routes!(sync::ack))
         .routes(routes!(crate::ws::connect))
