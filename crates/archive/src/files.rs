@@ -503,13 +503,15 @@ impl Archive {
         Ok(self.push_leaf(&entry))
     }
 
-    /// Appends a sealed record once per `reference`; durable when this returns. On an error
-    /// nothing was appended: both files are as they were, and a retry appends it once.
+    /// Appends a sealed record once per `reference`, with its content commitments; durable
+    /// when this returns. On an error nothing was appended: both files are as they were, and
+    /// a retry appends it once.
     pub fn append_record(
         &mut self,
         reference: &str,
         time: i64,
         record: &SealedRecord,
+        commitments: Option<std::collections::BTreeMap<String, String>>,
     ) -> Result<Appended, Error> {
         if let Some(&index) = self.references.get(reference) {
             return Ok(Appended { index, new: false });
@@ -522,6 +524,7 @@ impl Archive {
             reference: reference.to_owned(),
             key_hash: hex::encode(Sha256::digest(&record.sealed_key)),
             body: STANDARD.encode(&record.body),
+            commitments,
         };
         let entry = encode_entry(&leaf)?;
         self.ready_to_write()?;

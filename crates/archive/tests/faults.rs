@@ -35,7 +35,7 @@ fn a_failed_append_rolls_back_and_its_retry_appends_once() {
     let g = generate(2, 2, "records.test/vellum").unwrap();
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     archive
-        .append_record("chat/0", 0, &record(&g, "chat/0"))
+        .append_record("chat/0", 0, &record(&g, "chat/0"), None)
         .unwrap();
     let faults = archive.faults();
     let before = lengths(dir.path());
@@ -43,7 +43,7 @@ fn a_failed_append_rolls_back_and_its_retry_appends_once() {
     for skip in [0, 1] {
         faults.fail_after(skip, 1);
         let e = archive
-            .append_record("chat/1", 1, &record(&g, "chat/1"))
+            .append_record("chat/1", 1, &record(&g, "chat/1"), None)
             .unwrap_err();
         assert!(is_disk_full(&e), "{e}");
         assert_eq!(
@@ -71,12 +71,12 @@ fn a_failed_append_rolls_back_and_its_retry_appends_once() {
         .is_err());
     // The disk has room again: the retry appends the record once.
     let appended = archive
-        .append_record("chat/1", 1, &record(&g, "chat/1"))
+        .append_record("chat/1", 1, &record(&g, "chat/1"), None)
         .unwrap();
     assert_eq!((appended.index, appended.new), (2, true));
     assert!(
         !archive
-            .append_record("chat/1", 1, &record(&g, "chat/1"))
+            .append_record("chat/1", 1, &record(&g, "chat/1"), None)
             .unwrap()
             .new
     );
@@ -95,7 +95,7 @@ fn a_failed_checkpoint_leaves_no_file_and_leftovers_are_cleaned_at_open() {
     let g = generate(2, 2, "records.test/vellum").unwrap();
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     archive
-        .append_record("chat/0", 0, &record(&g, "chat/0"))
+        .append_record("chat/0", 0, &record(&g, "chat/0"), None)
         .unwrap();
     archive.faults().fail_next(1);
     assert!(is_disk_full(&archive.checkpoint().unwrap_err()));
@@ -125,7 +125,7 @@ fn a_failed_checkpoint_leaves_no_file_and_leftovers_are_cleaned_at_open() {
     assert_eq!(names, vec![format!("{:020}", 1)]);
     assert!(!dir.path().join(".log.vkey.tmp").exists());
     archive
-        .append_record("chat/1", 1, &record(&g, "chat/1"))
+        .append_record("chat/1", 1, &record(&g, "chat/1"), None)
         .unwrap();
     archive.checkpoint().unwrap();
     let report = verify(dir.path(), None);
@@ -139,12 +139,12 @@ fn a_crash_at_any_byte_of_an_append_reopens_with_the_record_or_without_it() {
     let g = generate(2, 2, "records.test/vellum").unwrap();
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     archive
-        .append_record("chat/0", 0, &record(&g, "chat/0"))
+        .append_record("chat/0", 0, &record(&g, "chat/0"), None)
         .unwrap();
     archive.checkpoint().unwrap();
     let (log0, keys0) = lengths(dir.path());
     archive
-        .append_record("chat/1", 1, &record(&g, "chat/1"))
+        .append_record("chat/1", 1, &record(&g, "chat/1"), None)
         .unwrap();
     drop(archive);
     let log = fs::read(dir.path().join("log.bin")).unwrap();
@@ -176,7 +176,7 @@ fn a_crash_at_any_byte_of_an_append_reopens_with_the_record_or_without_it() {
         );
         // Whatever survived, the sender's retry lands once and the archive verifies.
         let again = archive
-            .append_record("chat/1", 1, &record(&g, "chat/1"))
+            .append_record("chat/1", 1, &record(&g, "chat/1"), None)
             .unwrap();
         assert_eq!((again.index, again.new), (1, !whole));
         archive.checkpoint().unwrap();
@@ -194,7 +194,7 @@ fn a_key_wipe_that_failed_is_finished_by_the_next_try() {
     let g = generate(3, 2, "records.test/vellum").unwrap();
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     let index = archive
-        .append_record("chat/1", 1, &record(&g, "chat/1"))
+        .append_record("chat/1", 1, &record(&g, "chat/1"), None)
         .unwrap()
         .index;
     // The first slot's sealed key: keys.bin bytes 8..72 (after the slot's leaf index).

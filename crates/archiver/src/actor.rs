@@ -30,6 +30,8 @@ pub struct Vault {
     pub paused: Option<String>,
     /// Why the last checkpoint could not be written, until one is.
     pub checkpoint_failure: Option<String>,
+    /// The custodians' binding of this archiver (see `publish`).
+    pub binding: crate::publish::BindingState,
 }
 
 impl Vault {
@@ -48,6 +50,7 @@ impl Vault {
             pending_receipts,
             paused: None,
             checkpoint_failure: None,
+            binding: Default::default(),
         })
     }
 }

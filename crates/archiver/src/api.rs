@@ -151,6 +151,7 @@ async fn unseal(
             Ok(UnsealProgress::Unsealed(secret)) => {
                 v.secret = Some(secret);
                 log_access(v, "unseal", "the records key was reassembled");
+                crate::publish::bind_on_unseal(v);
             }
             Ok(UnsealProgress::NeedMore { .. }) => {}
             Err(e) => {

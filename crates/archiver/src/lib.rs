@@ -6,6 +6,7 @@
 
 mod actor;
 mod api;
+mod publish;
 mod retention;
 mod sink;
 mod witnesses;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use sha2::{Digest, Sha256};
 use vellum_archive::Archive;
 use vellum_client::Client;
@@ -50,6 +52,8 @@ pub enum Error {
     Stopped,
     #[error("witness: {0}")]
     Witness(String),
+    #[error("{0}")]
+    Publish(String),
 }
 
 pub struct ArchiverConfig {
@@ -136,9 +140,33 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
     // Senders' devices check receipts against this key.
     let verifier_key = archive.verifier_key();
     let owed = sink::OwedReceipts::load(&config.data.join("owed-receipts.jsonl"))?;
-    let vault = ArchiveHandle::spawn(
-        Vault::sealed(archive, public, owed).map_err(|e| Error::Setup(e.to_string()))?,
-    )?;
+    // What the custodians bind at the first unseal: this device, its keys, its witnesses.
+    let template = match (&public.origin, &public.binding_key) {
+        (Some(origin), Some(_)) => Some(vellum_record::ArchiverBinding {
+            version: vellum_record::BINDING_VERSION,
+            serial: 0,
+            origin: origin.clone(),
+            archiver_device: client.device_id().to_owned(),
+            archiver_identity: base64::engine::general_purpose::STANDARD
+                .encode(client.identity_key()),
+            log_key: verifier_key.clone(),
+            witnesses: config
+                .witnesses
+                .iter()
+                .map(|w| w.verifier.verifier_key())
+                .collect(),
+            witness_quorum: config.witness_quorum as u32,
+            issued_at: 0,
+            previous: None,
+        }),
+        _ => None,
+    };
+    let binding =
+        publish::BindingState::load(&config.data.join("binding.json"), public.clone(), template);
+    let mut vault =
+        Vault::sealed(archive, public, owed).map_err(|e| Error::Setup(e.to_string()))?;
+    vault.binding = binding;
+    let vault = ArchiveHandle::spawn(vault)?;
     let state = Arc::new(ArchiverState {
         vault: vault.clone(),
         token_hash,
@@ -214,6 +242,7 @@ const MAX_PAUSE_BACKOFF: Duration = Duration::from_secs(5);
 /// once a checkpoint covers their messages.
 async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), Error> {
     let mut backoff = POLL;
+    let mut publisher = publish::Publisher::default();
     loop {
         match client.sync().await {
             Ok(_) => {
@@ -249,63 +278,11 @@ async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), E
                 Err(e) => return Err(e.into()),
             },
         }
-        if let Err(e) = send_receipts(client, state).await {
-            tracing::warn!(error = %e, "receipts not delivered yet; retrying");
+        if let Err(e) = publisher.step(client, state).await {
+            tracing::warn!(error = %e, "checkpoint or receipts not delivered yet; retrying");
         }
         tokio::time::sleep(backoff).await;
     }
-}
-
-/// Up to 100 receipts owed for messages the latest checkpoint covers, and their leaves.
-fn receipt_batch(v: &mut Vault) -> Result<(vellum_wire::PostReceipts, Vec<u64>), Error> {
-    let mut batch = vellum_wire::PostReceipts::default();
-    let mut sent = Vec::new();
-    if v.pending_receipts.pending.is_empty() {
-        return Ok((batch, sent));
-    }
-    let Some((size, note)) = v.archive.latest_checkpoint()? else {
-        return Ok((batch, sent));
-    };
-    for p in v
-        .pending_receipts
-        .pending
-        .iter()
-        .filter(|p| p.leaf < size)
-        .take(100)
-    {
-        let proof = v.archive.inclusion_proof(p.leaf, size)?;
-        let receipt = vellum_wire::Receipt {
-            chat_id: p.chat_id.clone(),
-            seq: p.seq,
-            message_id: p.message_id.clone(),
-            leaf_index: p.leaf,
-            leaf: v.archive.leaf(p.leaf)?.to_bytes().into(),
-            proof: proof.iter().map(hex::encode).collect(),
-            checkpoint: note.clone(),
-        };
-        batch.receipts.push(vellum_wire::ReceiptFor {
-            device_id: p.sender_device.clone(),
-            receipt: serde_json::to_string(&receipt).expect("receipts serialise"),
-        });
-        sent.push(p.leaf);
-    }
-    Ok((batch, sent))
-}
-
-/// Receipts for every archived message covered by the latest checkpoint.
-async fn send_receipts(client: &Client, state: &ArchiverState) -> Result<(), Error> {
-    let (batch, sent) = state.vault.call(receipt_batch).await??;
-    if batch.receipts.is_empty() {
-        return Ok(());
-    }
-    let _: () = client
-        .request(vellum_client::Method::POST, "/v1/receipts", Some(&batch))
-        .await?;
-    state
-        .vault
-        .call(move |v| v.pending_receipts.delivered(&sent))
-        .await?
-        .map_err(Error::Setup)
 }
 
 /// Checkpoints new leaves; a failure pauses the archiver until a later checkpoint succeeds.

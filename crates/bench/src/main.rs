@@ -256,6 +256,7 @@ fn stored_message(i: usize, expires_at: i64) -> MessageRow {
         read_at: None,
         burn_at: None,
         archived_leaf: None,
+        salt: None,
     }
 }
 
@@ -350,7 +351,7 @@ fn archive_figures() -> Result<()> {
     for i in 0..count {
         let reference = format!("bench/{i}");
         let sealed = vellum_records::seal(&public, reference.as_bytes(), &body)?;
-        archive.append_record(&reference, i as i64, &sealed)?;
+        archive.append_record(&reference, i as i64, &sealed, None)?;
     }
     let ingest = start.elapsed();
     let note = archive.checkpoint()?;

@@ -347,6 +347,7 @@ impl Client {
                 read_at: Some(now),
                 burn_at: None,
                 archived_leaf: None,
+                salt: None,
             })
             .map(|_| ())
     }

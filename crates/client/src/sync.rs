@@ -10,7 +10,7 @@ use vellum_mls::mls_rs::MlsMessage;
 use vellum_mls::ChatPolicy;
 use vellum_wire::*;
 
-use vellum_record::{verify_receipt, Record, RecordKind};
+use vellum_record::{Record, RecordKind};
 
 use crate::messages::expiry;
 use crate::{now_millis, random_id, Client, Error, Group, Member, MessageKind, MessageRow};
@@ -47,6 +47,13 @@ impl Client {
         let mut new_messages = Vec::new();
         let mut joined_any = false;
         let mut shredded = false;
+        // A member monitors the archive's log (the archiver does not watch itself).
+        let mut records = None;
+        if self.sink.is_none() {
+            let (bound, events) = self.follow_records_log().await?;
+            records = bound;
+            new_messages.extend(events);
+        }
         loop {
             let batch: SyncResponse = self.request(Method::GET, "/v1/sync", None::<&()>).await?;
             let mut ack = AckRequest::default();
@@ -55,10 +62,12 @@ impl Client {
                 joined_any = true;
                 ack.welcomes.push(welcome.id);
             }
-            if !batch.receipts.is_empty() {
-                let log_key = self.org_policy().await?.records_log_key;
+            // Until the custodians have bound an archiver, receipts stay queued: nothing can
+            // check them yet.
+            if let Some(records) = records.as_mut() {
                 for receipt in &batch.receipts {
-                    self.apply_receipt(&receipt.receipt, log_key.as_deref())?;
+                    let events = self.apply_receipt(&receipt.receipt, records).await?;
+                    new_messages.extend(events);
                     ack.receipts.push(receipt.id);
                 }
             }
@@ -136,6 +145,7 @@ impl Client {
                     .expires_at
                     .map(|e| ((e - row.sent_at).max(0) / 1000) as u64),
                 burn_secs: row.burn_secs,
+                salt: row.salt.map(hex::encode),
             };
             match self
                 .send_payload(&row.group_id, payload, Some(&row), row.expires_at)
@@ -152,27 +162,6 @@ impl Client {
         }
         self.flushing = false;
         result
-    }
-
-    /// Verifies an archive receipt against the org's log key and marks the message archived.
-    /// A receipt that does not verify is reported and dropped: it proves nothing.
-    fn apply_receipt(&mut self, receipt: &str, log_key: Option<&str>) -> Result<(), Error> {
-        match verify_receipt(receipt, log_key) {
-            Ok(r) => {
-                if !self.store.set_archived(
-                    &r.chat_id,
-                    r.seq,
-                    r.message_id.as_deref(),
-                    r.leaf_index,
-                )? {
-                    tracing::debug!(chat = %r.chat_id, seq = r.seq, "receipt for a message no longer here");
-                }
-            }
-            Err(why) => {
-                tracing::warn!(error = %why, "dropping an archive receipt that does not verify")
-            }
-        }
-        Ok(())
     }
 
     /// Joins the group of a Welcome. Whatever is wrong with a Welcome (someone else's
@@ -267,6 +256,8 @@ impl Client {
                         text: Some(format!("archiving began; members: {}", names.join(", "))),
                         expire_secs: policy.expire_secs,
                         burn_secs: policy.burn_secs,
+                        log_hash: None,
+                        salt: None,
                     })
                 }
                 None => Ok(()),
@@ -439,6 +430,9 @@ impl Client {
             text: None,
             expire_secs: None,
             burn_secs: None,
+            // Only a well-formed hash names the entry (an older server sends none).
+            log_hash: crate::rewind::parse_hash(entry.log_hash.as_deref()).map(hex::encode),
+            salt: None,
         })
     }
 
@@ -472,12 +466,14 @@ impl Client {
                 sent_at,
                 expire_secs,
                 burn_secs,
+                salt,
             } => Record {
                 message_id: Some(id),
                 text: Some(text),
                 sent_at,
                 expire_secs,
                 burn_secs,
+                salt,
                 ..base(RecordKind::Message)?
             },
             AppPayload::Delete { id } => Record {
@@ -585,6 +581,10 @@ impl Client {
                     read_at: None,
                     burn_at: None,
                     archived_leaf: None,
+                    salt: event
+                        .salt
+                        .as_deref()
+                        .and_then(vellum_record::content::parse_salt),
                 };
                 self.check_position(group_id, seq, &row.id, false)?;
                 Ok(if self.store.add_message(&row)? {
@@ -650,6 +650,7 @@ impl Client {
                     read_at: None,
                     burn_at: None,
                     archived_leaf: None,
+                    salt: None,
                 };
                 self.store.add_message(&row)?;
                 Ok(Processed::Shown(Box::new(row)))

@@ -24,6 +24,8 @@ macro_rules! store_conformance_tests {
             delete_for_everyone_is_for_senders_only,
             purge_waits_for_the_archiver,
             receipts_are_queued_per_device,
+            issue8_the_checkpoint_chain_only_grows_from_its_head,
+            issue8_record_messages_without_a_receipt_are_counted,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -617,6 +619,9 @@ pub async fn org_policy_defaults_and_updates(store: &impl Store) {
         allow_transitory: false,
         archiver_device: None,
         records_log_key: None,
+        records_public: None,
+        records_binding: None,
+        receipt_alarm_secs: 90,
     };
     store.set_org_policy(strict.clone()).await.unwrap();
     assert_eq!(store.org_policy().await.unwrap(), strict);
@@ -808,4 +813,137 @@ pub async fn receipts_are_queued_per_device(store: &impl Store) {
     store.ack_receipts("a1", &[a[0].0]).await.unwrap();
     assert_eq!(store.pending_receipts("a1", 10).await.unwrap().len(), 1);
     assert_eq!(store.pending_receipts("b1", 10).await.unwrap().len(), 1);
+}
+
+fn checkpoint(size: u64, previous_size: u64, at: i64) -> StoredCheckpoint {
+    StoredCheckpoint {
+        size,
+        note: format!("note {size}"),
+        previous_size,
+        proof: (0..size.min(2)).map(|i| format!("{i:064x}")).collect(),
+        received_at: at,
+        renewed_at: at,
+        witnessed_at: None,
+    }
+}
+
+pub async fn issue8_the_checkpoint_chain_only_grows_from_its_head(store: &impl Store) {
+    assert_eq!(store.records_checkpoint_head().await.unwrap(), None);
+    // The first needs an empty chain; each next one the head's size.
+    assert!(matches!(
+        store.append_records_checkpoint(checkpoint(5, 3, 1)).await,
+        Err(Error::Conflict(_))
+    ));
+    store
+        .append_records_checkpoint(checkpoint(5, 0, 1))
+        .await
+        .unwrap();
+    for stale in [
+        checkpoint(9, 0, 2),
+        checkpoint(9, 4, 2),
+        checkpoint(5, 5, 2),
+        checkpoint(4, 5, 2),
+    ] {
+        assert!(
+            matches!(
+                store.append_records_checkpoint(stale.clone()).await,
+                Err(Error::Conflict(_))
+            ),
+            "{stale:?}"
+        );
+    }
+    store
+        .append_records_checkpoint(checkpoint(9, 5, 2))
+        .await
+        .unwrap();
+    store
+        .append_records_checkpoint(checkpoint(12, 9, 3))
+        .await
+        .unwrap();
+    let chain = store.records_checkpoints(9, 10).await.unwrap();
+    assert_eq!(chain, vec![checkpoint(9, 5, 2), checkpoint(12, 9, 3)]);
+    assert_eq!(
+        store.records_checkpoints(0, 1).await.unwrap(),
+        vec![checkpoint(5, 0, 1)]
+    );
+    assert_eq!(store.records_checkpoints(6, 10).await.unwrap()[0].size, 9);
+    // Renewing: only the head; a new note and the first witnessed time stick.
+    assert!(matches!(
+        store.renew_records_checkpoint(9, None, false, 4).await,
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(store.records_checkpoint_witnessed().await.unwrap(), None);
+    store
+        .renew_records_checkpoint(12, Some("note 12 cosigned".into()), true, 5)
+        .await
+        .unwrap();
+    store
+        .renew_records_checkpoint(12, None, true, 6)
+        .await
+        .unwrap();
+    let head = store.records_checkpoint_head().await.unwrap().unwrap();
+    assert_eq!(
+        (
+            head.note.as_str(),
+            head.received_at,
+            head.renewed_at,
+            head.witnessed_at
+        ),
+        ("note 12 cosigned", 3, 6, Some(5))
+    );
+    assert_eq!(head.proof.len(), 2);
+    assert_eq!(
+        store.records_checkpoint_witnessed().await.unwrap(),
+        Some(head)
+    );
+    // The binding is kept with the records configuration, which must exist.
+    assert!(matches!(
+        store.set_records_binding("{}").await,
+        Err(Error::NotFound(_))
+    ));
+    store.set_records_public("{\"pub\":1}").await.unwrap();
+    store.set_records_binding("{\"b\":1}").await.unwrap();
+    let policy = store.org_policy().await.unwrap();
+    assert_eq!(
+        (
+            policy.records_public.as_deref(),
+            policy.records_binding.as_deref()
+        ),
+        (Some("{\"pub\":1}"), Some("{\"b\":1}"))
+    );
+}
+
+pub async fn issue8_record_messages_without_a_receipt_are_counted(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    enroll(store, "r1", vellum_wire::RECORDS_USER).await;
+    group_of(store, "g", "a1").await;
+    group_of(store, "t", "a1").await; // transitory: the archiver is not a member
+    store
+        .append_commit(commit("g", 0, "a1", b"add archiver", &["r1"], &[]))
+        .await
+        .unwrap(); // seq 1
+    for (group, id, at) in [("g", "m1", 100), ("g", "m2", 200), ("t", "m3", 50)] {
+        store
+            .append_message(MessageAppend {
+                received_at: at,
+                ..message(group, if group == "g" { 1 } else { 0 }, "a1", id)
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.unreceipted(150).await.unwrap(), (1, Some(100)));
+    assert_eq!(store.unreceipted(1_000).await.unwrap(), (2, Some(100)));
+    store
+        .mark_receipted(
+            vec![("g".into(), 2), ("g".into(), 99), ("t".into(), 1)],
+            300,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.unreceipted(1_000).await.unwrap(), (1, Some(200)));
+    store
+        .mark_receipted(vec![("g".into(), 3)], 300)
+        .await
+        .unwrap();
+    assert_eq!(store.unreceipted(1_000).await.unwrap(), (0, None));
 }

@@ -166,6 +166,11 @@ impl CosignatureVerifier {
         self.id
     }
 
+    /// The verifier key string this verifier was parsed from.
+    pub fn verifier_key(&self) -> String {
+        verifier_key(&self.name, COSIGNATURE_V1, self.key.as_bytes())
+    }
+
     /// Checks this key's cosignature in a signed checkpoint `note` and returns the checkpoint
     /// and the cosignature's timestamp. Other signature lines are ignored (the log's own
     /// signature is the caller's to check); a line with this key's name and ID that does not
@@ -267,6 +272,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v.key_id(), 0xda77ade7);
+        assert_eq!(
+            v.verifier_key(),
+            "remora.n621.de+da77ade7+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2",
+            "formats back to the key it was parsed from"
+        );
         assert!(CosignatureVerifier::parse(
             "remora.n621.de+da77ade8+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2"
         )
