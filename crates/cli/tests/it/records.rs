@@ -94,7 +94,7 @@ impl Archiver {
         }
     }
 
-    fn records(&self, args: &[&str]) -> std::process::Command {
+    pub(crate) fn records(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = vellum();
         cmd.args(["records", "--archiver", &self.url, "--token-file"])
             .arg(self.data.join("records-token"))
@@ -118,8 +118,32 @@ impl Drop for Archiver {
     }
 }
 
-/// The org with records configured: shares in `root/keys`, the archiver running.
+/// The org with records configured: shares in `root/keys`, the archiver running and bound
+/// by two custodians (who unseal once, then seal it again).
 pub(crate) fn records_org(server: &Server, root: &Path) -> Archiver {
+    let archiver = records_org_unbound(server, root);
+    bind(&archiver, root);
+    archiver
+}
+
+/// The custodians' first unseal, which binds the archiver, then the seal.
+pub(crate) fn bind(archiver: &Archiver, root: &Path) {
+    for share in ["share-1", "share-2"] {
+        run_ok(
+            archiver
+                .records(&["unseal", "--share"])
+                .arg(root.join("keys").join(share)),
+        );
+    }
+    run_ok(&mut archiver.records(&["seal"]));
+    assert!(
+        archiver.data.join("binding.json").exists(),
+        "the first unseal binds the archiver"
+    );
+}
+
+/// The org with records configured and the archiver running, not yet bound.
+pub(crate) fn records_org_unbound(server: &Server, root: &Path) -> Archiver {
     let out = run_ok(
         vellum()
             .args(["admin", "--server", &server.url, "--token-file"])
@@ -367,7 +391,9 @@ fn issue_4_record_chats_are_archived_sealed_and_readable_only_after_k_shares() {
             .args(["archive", "checkpoint", "--data"])
             .arg(&archiver.data),
     );
-    assert!(String::from_utf8_lossy(&checkpoint.stdout).starts_with("vellum.records/"));
+    // The origin `records init` chose by default: the server's host and port.
+    let origin = format!("{}/vellum-records\n", server.listen);
+    assert!(String::from_utf8_lossy(&checkpoint.stdout).starts_with(&origin));
     let copy = root.path().join("audit-copy");
     fs::create_dir_all(copy.join("archive/checkpoints")).unwrap();
     for file in files_under(&archiver.data.join("archive")) {
