@@ -5,6 +5,7 @@ mod harness;
 
 mod chat;
 mod crash;
+mod monitor;
 mod records;
 mod restore;
 mod secrets;
