@@ -107,8 +107,9 @@ pub enum ArchiveCommand {
     /// inclusion proof, and the leaf's commitments to each disclosed field.
     VerifyReceipt {
         file: PathBuf,
+        /// `records.pub`: the one input trusted.
         #[arg(long = "records-key")]
-        records_key: PathBuf,
+        records_key: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -458,7 +459,12 @@ pub fn archive(command: ArchiveCommand) -> Result<()> {
             file,
             records_key,
             json,
-        } => verify_receipt(&file, &records_key, json)?,
+        } => {
+            let records_key = records_key.context(
+                "give --records-key FILE (records.pub): a proof is checked against the custodians' key alone",
+            )?;
+            verify_receipt(&file, &records_key, json)?
+        }
         ArchiveCommand::Checkpoint { data } => {
             let checkpoints = data.join("archive").join("checkpoints");
             let latest = fs::read_dir(&checkpoints)

@@ -6,6 +6,7 @@ mod harness;
 mod chat;
 mod crash;
 mod monitor;
+mod receipts;
 mod records;
 mod restore;
 mod secrets;
