@@ -327,7 +327,7 @@ async fn records(
         .create_chat("case-1234", &["bob".into()], Default::default(), None)
         .await?;
     bob.sync().await?;
-    alice.send(&chat, "Permit 88 is approved.").await?;
+    let permit = alice.send(&chat, "Permit 88 is approved.").await?;
     bob.sync().await?;
     bob.send(&chat, "Noted, filing it today.").await?;
     show("bob", bob, &chat)?;
@@ -374,7 +374,7 @@ async fn records(
             .unwrap_or_else(|| "answered?!".into())
     );
 
-    heading("two custodians unseal; the records office searches");
+    heading("two custodians unseal: their key binds the archiver and its log; the records office searches");
     for share in ["share-1", "share-2"] {
         let body = serde_json::json!({ "share": std::fs::read_to_string(keys.join(share))? });
         let _: vellum_archiver::api_types::Status = records_api
@@ -426,6 +426,50 @@ async fn records(
     println!(
         "  intact: {} leaves ({} records), {} signed checkpoints, every leaf hash, key and signature checked",
         report.leaves, report.records, report.checkpoints
+    );
+
+    heading("alice exports her receipt; anyone holding records.pub checks what she sent");
+    // Receipts go out once the custodians' binding and a checkpoint are published.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !alice
+        .history(&chat)?
+        .iter()
+        .any(|m| m.id == permit.id && m.archived_leaf.is_some())
+    {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no verified receipt came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        alice.sync().await?;
+    }
+    let proof = alice.receipt_proof(&chat, &permit.id)?;
+    let public = vellum_records::RecordsPublic::parse(&std::fs::read_to_string(
+        keys.join("records.pub"),
+    )?)?;
+    let proven = proof.verify(&public)?;
+    println!(
+        "  `vellum receipts {chat:.8}… {}` > proof.json; `vellum archive verify-receipt proof.json --records-key records.pub`:",
+        permit.id
+    );
+    println!(
+        "  leaf {} of the log {}, bound by the custodians, in a checkpoint of {} leaves",
+        proven.receipt.leaf_index, proven.binding.origin, proven.checkpoint.checkpoint.size
+    );
+    for (field, value) in &proven.fields {
+        println!("    {field}: {value}");
+    }
+    let mut forged = proof.clone();
+    if let Some(text) = forged.disclosures.iter_mut().find(|d| d.field == "text") {
+        text.value = "Permit 88 is denied.".into();
+    }
+    println!(
+        "  the same proof with the text changed: {}",
+        forged
+            .verify(&public)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "accepted?!".into())
     );
     Ok(())
 }
