@@ -444,9 +444,8 @@ async fn records(
         alice.sync().await?;
     }
     let proof = alice.receipt_proof(&chat, &permit.id)?;
-    let public = vellum_records::RecordsPublic::parse(&std::fs::read_to_string(
-        keys.join("records.pub"),
-    )?)?;
+    let public =
+        vellum_records::RecordsPublic::parse(&std::fs::read_to_string(keys.join("records.pub"))?)?;
     let proven = proof.verify(&public)?;
     println!(
         "  `vellum receipts {chat:.8}… {}` > proof.json; `vellum archive verify-receipt proof.json --records-key records.pub`:",

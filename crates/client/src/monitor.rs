@@ -152,8 +152,20 @@ impl Client {
             .as_ref()
             .and_then(|(size, note)| open(note, &binding).map(|c| (*size, c.root, note.clone())));
         let mut first = true;
+        let mut from = match &held {
+            Some((size, _, _)) => *size,
+            // A device that never followed the log starts at its newest checkpoint, not at
+            // the beginning of a chain that may be years long.
+            None => {
+                let path = format!("/v1/records/checkpoints?from={}&limit=1", u64::MAX);
+                let probe: CheckpointChain = self.request(Method::GET, &path, None::<&()>).await?;
+                match probe.head_size {
+                    Some(head) => head,
+                    None => return Ok(None),
+                }
+            }
+        };
         loop {
-            let from = held.as_ref().map_or(0, |(size, _, _)| *size);
             let path = format!("/v1/records/checkpoints?from={from}");
             let chain: CheckpointChain = self.request(Method::GET, &path, None::<&()>).await?;
             let mut steps = chain.checkpoints.iter().peekable();
@@ -234,6 +246,7 @@ impl Client {
             if !chain.more {
                 return Ok(None);
             }
+            from = held.as_ref().map_or(from, |(size, _, _)| *size);
         }
     }
 

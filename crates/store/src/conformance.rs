@@ -867,6 +867,10 @@ pub async fn issue8_the_checkpoint_chain_only_grows_from_its_head(store: &impl S
         vec![checkpoint(5, 0, 1)]
     );
     assert_eq!(store.records_checkpoints(6, 10).await.unwrap()[0].size, 9);
+    assert_eq!(
+        store.records_checkpoints(u64::MAX, 10).await.unwrap(),
+        vec![]
+    );
     // Renewing: only the head; a new note and the first witnessed time stick.
     assert!(matches!(
         store.renew_records_checkpoint(9, None, false, 4).await,

@@ -1162,7 +1162,10 @@ impl Store for SqliteStore {
                 ))
                 .map_err(backend)?;
             let rows = stmt
-                .query_map(params![from as i64, limit as i64], read_checkpoint)
+                .query_map(
+                    params![from.min(i64::MAX as u64) as i64, limit as i64],
+                    read_checkpoint,
+                )
                 .map_err(backend)?;
             rows.collect::<rusqlite::Result<_>>().map_err(backend)
         })

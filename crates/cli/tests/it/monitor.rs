@@ -416,3 +416,124 @@ async fn issue8_a_forked_log_is_refused_by_the_server_and_shown_to_every_member(
         assert_eq!(member.records_log().unwrap().unwrap().size, head.size);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue8_a_receipt_whose_leaf_commits_to_other_words_is_refused_by_the_sender() {
+    let org = org().await;
+    let ingest = org.archiver(Vec::new()).await;
+    let mut alice = org.user("alice").await;
+    let mut bob = org.user("bob").await;
+    let chat = alice
+        .create_chat("ops", &["bob".into()], Default::default(), None)
+        .await
+        .unwrap();
+    bob.sync().await.unwrap();
+    let first = alice.send(&chat, "on the record").await.unwrap();
+    until_archived(&mut alice, &chat, &first.id).await;
+    ingest.abort();
+    let _ = ingest.await;
+    let sent = alice.send(&chat, "the real words").await.unwrap();
+
+    // An archiver (or whoever holds its log key) logs other words for alice's message: a
+    // leaf that extends the published log consistently, so the server takes the
+    // checkpoint and the receipt, and everything about it verifies but its content.
+    let signer = NoteSigner::new(ORIGIN, &LOG_SEED).unwrap();
+    let archive =
+        vellum_archive::Archive::open(&org.archiver_data().join("archive"), signer).unwrap();
+    let mut hashes: Vec<vellum_tlog::Hash> = (0..archive.size())
+        .map(|i| archive.leaf_hash(i).unwrap())
+        .collect();
+    let forged_content = vellum_record::content::Content {
+        kind: "message".into(),
+        chat_id: chat.clone(),
+        message_id: Some(sent.id.clone()),
+        sender_user: "alice".into(),
+        sender_device: alice.device_id().into(),
+        sent_at: sent.sent_at,
+        text: Some("other words".into()),
+    };
+    let leaf = serde_json::json!({
+        "kind": "record",
+        "time": sent.sent_at,
+        "reference": format!("{chat}/{}/{}", sent.seq.unwrap(), "0c".repeat(32)),
+        "key_hash": "ab".repeat(32),
+        "body": "c2VhbGVk",
+        "commitments": forged_content.commit(&[3; 32]),
+    })
+    .to_string()
+    .into_bytes();
+    hashes.push(vellum_tlog::leaf_hash(&leaf));
+    let size = hashes.len() as u64;
+    let note = NoteSigner::new(ORIGIN, &LOG_SEED)
+        .unwrap()
+        .sign(
+            &Checkpoint {
+                origin: ORIGIN.into(),
+                size,
+                root: vellum_tlog::root(&hashes),
+                extensions: vec![],
+            }
+            .to_text(),
+        )
+        .unwrap();
+    let held = org
+        .state
+        .store
+        .records_checkpoint_head()
+        .await
+        .unwrap()
+        .unwrap();
+    let hex_all = |h: Vec<vellum_tlog::Hash>| h.iter().map(hex::encode).collect::<Vec<_>>();
+    let archiver = Client::open(&org.archiver_data().join("device")).unwrap();
+    let push = vellum_wire::CheckpointPush {
+        old_size: held.size,
+        proof: hex_all(vellum_tlog::consistency_proof(&hashes, held.size, size).unwrap()),
+        note: note.clone(),
+    };
+    let _: () = archiver
+        .request(Method::PUT, "/v1/records/checkpoint", Some(&push))
+        .await
+        .unwrap();
+    let receipt = vellum_wire::Receipt {
+        chat_id: chat.clone(),
+        seq: sent.seq.unwrap(),
+        message_id: Some(sent.id.clone()),
+        leaf_index: size - 1,
+        leaf: leaf.into(),
+        proof: hex_all(vellum_tlog::inclusion_proof(&hashes, size - 1, size).unwrap()),
+        checkpoint: note,
+    };
+    let post = vellum_wire::PostReceipts {
+        receipts: vec![vellum_wire::ReceiptFor {
+            device_id: alice.device_id().into(),
+            receipt: serde_json::to_string(&receipt).unwrap(),
+        }],
+    };
+    let _: () = archiver
+        .request(Method::POST, "/v1/receipts", Some(&post))
+        .await
+        .unwrap();
+
+    let shown = alice.sync().await.unwrap();
+    assert!(
+        shown.iter().any(|m| m.text.contains(&format!(
+            "the archive's receipt for your message {} does not commit to what you sent",
+            sent.id
+        ))),
+        "{shown:?}"
+    );
+    assert!(!archived(&alice, &chat, &sent.id));
+    assert!(alice.receipts(&chat, Some(&sent.id)).is_err());
+    // The log itself is consistent: no fork alarm, only the missing receipt, in time.
+    let alarms = alice.records_alarms(vellum_client::now_millis()).unwrap();
+    assert_eq!(alarms, Vec::<String>::new());
+    let later = alice
+        .records_alarms(vellum_client::now_millis() + ELEVEN_MINUTES)
+        .unwrap();
+    assert!(
+        later
+            .iter()
+            .any(|a| a.contains("1 of your messages in ops")),
+        "{later:?}"
+    );
+}

@@ -127,11 +127,9 @@ fn issue8_a_receipt_proves_what_the_sender_sent_to_anyone_holding_records_pub() 
     let (checkpoint_text, _) = note.split_once("\n\n").unwrap();
     // Signed by another key of the same name, keeping the witness's line.
     let impostor = NoteSigner::new(&origin, &[9; 32]).unwrap();
+    let witness_lines = only_signatures_of(&note, &wname);
     let resigned = impostor.sign(&format!("{checkpoint_text}\n")).unwrap()
-        + &only_signatures_of(&note, &wname)
-            .split_once("\n\n")
-            .unwrap()
-            .1;
+        + witness_lines.split_once("\n\n").unwrap().1;
     let foreign_binding = {
         let generated = vellum_records::generate(3, 2, &origin).unwrap();
         let mut unsealer = vellum_records::Unsealer::new(generated.public);
