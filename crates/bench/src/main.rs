@@ -351,7 +351,18 @@ fn archive_figures() -> Result<()> {
     for i in 0..count {
         let reference = format!("bench/{i}");
         let sealed = vellum_records::seal(&public, reference.as_bytes(), &body)?;
-        archive.append_record(&reference, i as i64, &sealed, None)?;
+        // Each leaf commits to its record's fields, as the archiver's do.
+        let content = vellum_record::content::Content {
+            kind: "message".into(),
+            chat_id: "bench".into(),
+            message_id: Some(format!("m{i}")),
+            sender_user: "alice".into(),
+            sender_device: "d1".into(),
+            sent_at: i as i64,
+            text: Some("x".repeat(400)),
+        };
+        let commitments = content.commit(&[i as u8; 32]);
+        archive.append_record(&reference, i as i64, &sealed, Some(commitments))?;
     }
     let ingest = start.elapsed();
     let note = archive.checkpoint()?;
