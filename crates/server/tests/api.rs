@@ -1928,7 +1928,13 @@ async fn issue8_checkpoints_pushed_to_the_server_never_go_back_or_fork() {
         send(&h.app, request)
     };
 
-    // Nothing is accepted before the custodians bound the archiver.
+    // Nothing is accepted before the custodians bound the archiver, receipts included.
+    let receipts =
+        |receipt: &str| json!({ "receipts": [{ "device_id": alice.id, "receipt": receipt }] });
+    let (status, body) = h
+        .call(&archiver, "POST", "/v1/receipts", Some(receipts("{}")))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "records_not_bound");
     let (status, body) = put(
         &archiver,
         push(&hashes, 0, 3, note_of(&hashes, 3, &log_signer(), false)),
@@ -1981,6 +1987,29 @@ async fn issue8_checkpoints_pushed_to_the_server_never_go_back_or_fork() {
         2,
         "devices see the newer binding"
     );
+
+    // A receipt that does not verify against the bound log is dropped, not delivered.
+    let forged = vellum_wire::Receipt {
+        chat_id: "00ff".into(),
+        seq: 1,
+        message_id: Some("m1".into()),
+        leaf_index: 0,
+        leaf: b"{}".to_vec().into(),
+        proof: vec![],
+        checkpoint: note_of(&hashes, 1, &log_signer(), true),
+    };
+    for receipt in [serde_json::to_string(&forged).unwrap(), "not json".into()] {
+        let (status, body) = h
+            .call(&archiver, "POST", "/v1/receipts", Some(receipts(&receipt)))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+    let (_, synced) = h.call(&alice, "GET", "/v1/sync", None).await;
+    assert_eq!(synced["receipts"], json!([]), "{synced}");
+    let (status, body) = h
+        .call(&alice, "POST", "/v1/receipts", Some(receipts("{}")))
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
 
     // The first checkpoint, then the same one cosigned (the note is replaced), then a
     // consistent extension.
