@@ -219,7 +219,11 @@ async fn status_of(state: &std::sync::Arc<AppState>) -> Result<AdminStatus, ApiE
     }
     let head = state.store.records_checkpoint_head().await?;
     let mut checkpoint_cosigners = None;
-    if let (Some(head), Ok(binding)) = (&head, vellum_record::bound_log(&org)) {
+    let binding = match head {
+        Some(_) => super::records::bound(state).await.ok(),
+        None => None,
+    };
+    if let (Some(head), Some(binding)) = (&head, binding) {
         if now - head.renewed_at > alarm_ms {
             warnings.push(format!(
                 "the archiver's newest checkpoint ({} leaves) was last published {} ago: the archiver may have stopped",

@@ -1,6 +1,8 @@
 //! What the org's archiver does through the delivery server, and what devices read to
 //! monitor its log.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
@@ -25,16 +27,21 @@ async fn require_archiver(state: &AppState, me: &AuthedDevice) -> Result<(), Api
     Ok(())
 }
 
-/// The archiver and log the custodians bound; refused until they have.
-async fn bound(state: &AppState) -> Result<ArchiverBinding, ApiError> {
+/// The archiver and log the custodians bound (a signature check, off the executor); refused
+/// until they have.
+pub(crate) async fn bound(state: &Arc<AppState>) -> Result<ArchiverBinding, ApiError> {
     let policy = state.store.org_policy().await?;
-    vellum_record::bound_log(&policy).map_err(|e| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            codes::RECORDS_NOT_BOUND,
-            e.to_string(),
-        )
-    })
+    state
+        .blocking(move |_| {
+            vellum_record::bound_log(&policy).map_err(|e| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    codes::RECORDS_NOT_BOUND,
+                    e.to_string(),
+                )
+            })
+        })
+        .await
 }
 
 const MAX_RECEIPTS_PER_POST: usize = 1000;
