@@ -73,6 +73,30 @@ write("crates/mls/tests/vectors/device_certificate.json", {
     "certificate_hex": (body + opaque(signature)).hex(),
 })
 
+# Content commitments (crates/record content.rs): the record's salt s gives each field the
+# salt HMAC-SHA256(s, name); its commitment is SHA-256(field salt || UTF-8 value), integers
+# in decimal. The record is crates/record/tests/golden/v2/message.json.
+import hmac
+record_salt = bytes([0xA2] * 32)
+content = [
+    ("kind", "message"), ("chat_id", "8f14e45fceea167a5a36dedd4bea2543"),
+    ("message_id", "c4ca4238a0b923820dcc509a6f75849b"), ("sender_user", "alice"),
+    ("sender_device", "dev-alice-1"), ("sent_at", str(1764000000000)),
+    ("text", "the figures for Q3 are in"),
+]
+disclosures = []
+commitments = {}
+for field, value in content:
+    field_salt = hmac.new(record_salt, field.encode(), hashlib.sha256).digest()
+    commitments[field] = hashlib.sha256(field_salt + value.encode()).hexdigest()
+    disclosures.append({"field": field, "salt": field_salt.hex(), "value": value})
+commitment_leaf = {
+    "kind": "record", "time": 1764000000250,
+    "reference": "8f14e45fceea167a5a36dedd4bea2543/3/" + "03" * 32,
+    "key_hash": "ab" * 32, "body": "c2VhbGVk",
+    "commitments": dict(sorted(commitments.items())),
+}
+
 # log.bin entries (crates/archive): [u32 BE length][SHA-256(0x00 || leaf)][leaf JSON].
 entries = []
 for leaf in [
@@ -83,7 +107,11 @@ for leaf in [
     {"kind": "hold", "time": 1764000001000, "name": "litigation", "custodian": "bob",
      "chat": None, "from": 1763000000000, "to": None},
     {"kind": "disposition", "time": 1764000002000, "record": 1, "schedule": "transitory"},
+    None,  # the record leaf with content commitments, below
 ]:
+    if leaf is None:
+        leaf = commitment_leaf
+
     raw = json.dumps(leaf, separators=(",", ":"), ensure_ascii=False).encode()
     leaf_hash = hashlib.sha256(b"\x00" + raw).digest()
     entries.append({
@@ -105,8 +133,10 @@ record_entries.append({
     "leaf_hash_hex": leaf_hash.hex(),
     "entry_hex": ((0x80000000 | len(raw)).to_bytes(4, "big") + leaf_hash + sealed_key + raw).hex(),
 })
-write("crates/archive/tests/vectors/log_entries.json",
-      {"entries": entries, "record_entries": record_entries})
+write("crates/archive/tests/vectors/log_entries.json", {
+    "entries": entries, "record_entries": record_entries,
+    "record_salt_hex": record_salt.hex(), "disclosures": disclosures,
+})
 
 # records.pub (crates/records): the share hashes are SHA-256 of each share's bytes (the
 # base64 line of its share file) and the public key is 32 bytes of X25519, base64.

@@ -711,14 +711,15 @@ impl Archive {
         Ok(self.push_leaf(entry))
     }
 
-    /// Appends a sealed record once per `reference`, its sealed key in its entry; durable
-    /// (one fsync) when this returns. On an error nothing was appended: log.bin is as it
-    /// was, and a retry appends the record once.
+    /// Appends a sealed record once per `reference`, with its content commitments, its sealed
+    /// key in its entry; durable (one fsync) when this returns. On an error nothing was
+    /// appended: log.bin is as it was, and a retry appends the record once.
     pub fn append_record(
         &mut self,
         reference: &str,
         time: i64,
         record: &SealedRecord,
+        commitments: Option<std::collections::BTreeMap<String, String>>,
     ) -> Result<Appended, Error> {
         if let Some(&index) = self.references.get(reference) {
             return Ok(Appended { index, new: false });
@@ -731,6 +732,7 @@ impl Archive {
             reference: reference.to_owned(),
             key_hash: hex::encode(Sha256::digest(&record.sealed_key)),
             body: STANDARD.encode(&record.body),
+            commitments,
         };
         let entry = encode_record_entry(&leaf, &record.sealed_key)?;
         let offset = self.log_len;

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// One entry of the log. Records carry only ciphertext; the other kinds are the public
@@ -5,13 +7,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Leaf {
-    /// A sealed record. `reference` identifies its source (chat and log position) so that a
-    /// re-delivered event is archived once; `key_hash` commits to its sealed content key.
+    /// A sealed record. `reference` identifies its source (chat, log position and log hash)
+    /// so that a re-delivered event is archived once; `key_hash` commits to its sealed
+    /// content key; `commitments` (since 0.3) to each field of its content, by name, as hex
+    /// `SHA-256(field salt || value)` (`vellum_record::content`; the salt is sealed in the
+    /// body), so a receipt or a redacted production can prove fields one by one.
     Record {
         time: i64,
         reference: String,
         key_hash: String,
         body: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commitments: Option<BTreeMap<String, String>>,
     },
     Hold {
         time: i64,

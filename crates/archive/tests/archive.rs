@@ -37,7 +37,7 @@ fn populated(dir: &Path, g: &vellum_records::Generated) -> String {
             format!("MARKER-record-{i}").as_bytes(),
         )
         .unwrap();
-        archive.append_record(&reference, i, &record).unwrap();
+        archive.append_record(&reference, i, &record, None).unwrap();
     }
     let first = archive.checkpoint().unwrap();
     archive
@@ -51,7 +51,7 @@ fn populated(dir: &Path, g: &vellum_records::Generated) -> String {
         })
         .unwrap();
     let record = seal(&public, b"chat/9", b"MARKER-record-9").unwrap();
-    archive.append_record("chat/9", 6, &record).unwrap();
+    archive.append_record("chat/9", 6, &record, None).unwrap();
     archive.dispose(0, "transitory", 7).unwrap();
     archive
         .append(Leaf::Access {
@@ -107,7 +107,7 @@ fn records_survive_reopening_open_after_unseal_and_prove_inclusion() {
     // A re-delivered event is archived once.
     let again = seal(&g.public.key_bytes().unwrap(), b"chat/1", b"dup").unwrap();
     assert_eq!(
-        archive.append_record("chat/1", 9, &again).unwrap(),
+        archive.append_record("chat/1", 9, &again, None).unwrap(),
         vellum_archive::Appended {
             index: 1,
             new: false
@@ -336,7 +336,12 @@ fn a_crash_mid_record_is_recovered() {
         b"after the crash",
     )
     .unwrap();
-    assert!(archive.append_record("chat/10", 30, &record).unwrap().new);
+    assert!(
+        archive
+            .append_record("chat/10", 30, &record, None)
+            .unwrap()
+            .new
+    );
     archive.checkpoint().unwrap();
     let report = verify(dir.path(), None);
     assert!(report.ok(), "{:?}", report.problems);

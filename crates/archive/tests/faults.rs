@@ -34,7 +34,7 @@ fn a_failed_append_rolls_back_and_its_retry_appends_once() {
     let g = generate(2, 2, "records.test/vellum").unwrap();
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     archive
-        .append_record("chat/0", 0, &record(&g, "chat/0"))
+        .append_record("chat/0", 0, &record(&g, "chat/0"), None)
         .unwrap();
     let faults = archive.faults();
     let before = log_len(dir.path());
@@ -42,7 +42,7 @@ fn a_failed_append_rolls_back_and_its_retry_appends_once() {
     for _ in 0..2 {
         faults.fail_next(1);
         let e = archive
-            .append_record("chat/1", 1, &record(&g, "chat/1"))
+            .append_record("chat/1", 1, &record(&g, "chat/1"), None)
             .unwrap_err();
         assert!(is_disk_full(&e), "{e}");
         assert_eq!(log_len(dir.path()), before, "log.bin cut back");
@@ -67,12 +67,12 @@ fn a_failed_append_rolls_back_and_its_retry_appends_once() {
         .is_err());
     // The disk has room again: the retry appends the record once.
     let appended = archive
-        .append_record("chat/1", 1, &record(&g, "chat/1"))
+        .append_record("chat/1", 1, &record(&g, "chat/1"), None)
         .unwrap();
     assert_eq!((appended.index, appended.new), (2, true));
     assert!(
         !archive
-            .append_record("chat/1", 1, &record(&g, "chat/1"))
+            .append_record("chat/1", 1, &record(&g, "chat/1"), None)
             .unwrap()
             .new
     );
@@ -91,7 +91,7 @@ fn a_failed_checkpoint_leaves_no_file_and_leftovers_are_cleaned_at_open() {
     let g = generate(2, 2, "records.test/vellum").unwrap();
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     archive
-        .append_record("chat/0", 0, &record(&g, "chat/0"))
+        .append_record("chat/0", 0, &record(&g, "chat/0"), None)
         .unwrap();
     archive.faults().fail_next(1);
     assert!(is_disk_full(&archive.checkpoint().unwrap_err()));
@@ -121,7 +121,7 @@ fn a_failed_checkpoint_leaves_no_file_and_leftovers_are_cleaned_at_open() {
     assert_eq!(names, vec![format!("{:020}", 1)]);
     assert!(!dir.path().join(".log.vkey.tmp").exists());
     archive
-        .append_record("chat/1", 1, &record(&g, "chat/1"))
+        .append_record("chat/1", 1, &record(&g, "chat/1"), None)
         .unwrap();
     archive.checkpoint().unwrap();
     let report = verify(dir.path(), None);
@@ -135,12 +135,12 @@ fn a_crash_at_any_byte_of_an_append_reopens_with_the_record_or_without_it() {
     let g = generate(2, 2, "records.test/vellum").unwrap();
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     archive
-        .append_record("chat/0", 0, &record(&g, "chat/0"))
+        .append_record("chat/0", 0, &record(&g, "chat/0"), None)
         .unwrap();
     archive.checkpoint().unwrap();
     let log0 = log_len(dir.path());
     archive
-        .append_record("chat/1", 1, &record(&g, "chat/1"))
+        .append_record("chat/1", 1, &record(&g, "chat/1"), None)
         .unwrap();
     drop(archive);
     let log = fs::read(dir.path().join("log.bin")).unwrap();
@@ -160,7 +160,7 @@ fn a_crash_at_any_byte_of_an_append_reopens_with_the_record_or_without_it() {
         assert_eq!(log_len(copy.path()), if whole { l } else { log0 });
         // Whatever survived, the sender's retry lands once and the archive verifies.
         let again = archive
-            .append_record("chat/1", 1, &record(&g, "chat/1"))
+            .append_record("chat/1", 1, &record(&g, "chat/1"), None)
             .unwrap();
         assert_eq!((again.index, again.new), (1, !whole));
         archive.checkpoint().unwrap();
@@ -182,16 +182,16 @@ fn issue8_a_record_is_one_write_and_one_fsync() {
         let reference = format!("chat/{i}");
         let syncs = faults.syncs();
         archive
-            .append_record(&reference, i, &record(&g, &reference))
+            .append_record(&reference, i, &record(&g, &reference), None)
             .unwrap();
         assert_eq!(faults.syncs() - syncs, 1, "record {i}");
     }
     faults.fail_after(1, 1);
     archive
-        .append_record("chat/3", 3, &record(&g, "chat/3"))
+        .append_record("chat/3", 3, &record(&g, "chat/3"), None)
         .unwrap();
     let e = archive
-        .append_record("chat/4", 4, &record(&g, "chat/4"))
+        .append_record("chat/4", 4, &record(&g, "chat/4"), None)
         .unwrap_err();
     assert!(is_disk_full(&e), "{e}");
     assert_eq!(archive.size(), 4);
@@ -209,7 +209,10 @@ fn issue8_a_key_wipe_cut_short_is_finished_at_open() {
     let g = generate(2, 2, "records.test/vellum").unwrap();
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     let sealed = record(&g, "chat/1");
-    let index = archive.append_record("chat/1", 1, &sealed).unwrap().index;
+    let index = archive
+        .append_record("chat/1", 1, &sealed, None)
+        .unwrap()
+        .index;
     archive.faults().fail_after(1, 1);
     assert!(is_disk_full(
         &archive.dispose(index, "transitory", 2).unwrap_err()
@@ -237,7 +240,7 @@ fn a_key_wipe_that_failed_is_finished_by_the_next_try() {
     let g = generate(3, 2, "records.test/vellum").unwrap();
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     let index = archive
-        .append_record("chat/1", 1, &record(&g, "chat/1"))
+        .append_record("chat/1", 1, &record(&g, "chat/1"), None)
         .unwrap()
         .index;
     // The first record's sealed key: log.bin bytes 36..100 (after its length and hash).

@@ -107,7 +107,7 @@ fn issue8_a_two_file_archive_opens_as_it_is_and_takes_records_with_one_fsync_eac
     assert!(archive.record(0).unwrap().is_none(), "disposed before");
     assert!(
         !archive
-            .append_record("chat/2", 9, &sealed("chat/2"))
+            .append_record("chat/2", 9, &sealed("chat/2"), None)
             .unwrap()
             .new,
         "an old record re-delivered is not appended again"
@@ -117,7 +117,7 @@ fn issue8_a_two_file_archive_opens_as_it_is_and_takes_records_with_one_fsync_eac
     let faults = archive.faults();
     let record = sealed("chat/20");
     let syncs = faults.syncs();
-    let appended = archive.append_record("chat/20", 20, &record).unwrap();
+    let appended = archive.append_record("chat/20", 20, &record, None).unwrap();
     assert_eq!((appended.index, appended.new), (8, true));
     assert_eq!(faults.syncs() - syncs, 1);
     assert_eq!(bytes(dir.path(), "keys.bin"), keys);
@@ -156,7 +156,10 @@ fn issue8_disposition_overwrites_the_key_on_disk_in_either_layout() {
     let mut archive = Archive::open(dir.path(), signer()).unwrap();
     let old = archive.record(1).unwrap().unwrap().sealed_key;
     let new = sealed("chat/21");
-    let index = archive.append_record("chat/21", 21, &new).unwrap().index;
+    let index = archive
+        .append_record("chat/21", 21, &new, None)
+        .unwrap()
+        .index;
     for (leaf, key, file) in [(1, old, "keys.bin"), (index, new.sealed_key, "log.bin")] {
         assert_eq!(files_holding(dir.path(), &key), [file]);
         let syncs = archive.faults().syncs();
@@ -198,7 +201,7 @@ fn issue8_the_earlier_writers_crash_is_recovered_and_a_failed_append_changes_not
     assert_eq!(bytes(dir.path(), "log.bin"), log);
     archive.faults().fail_next(1);
     let e = archive
-        .append_record("chat/22", 22, &sealed("chat/22"))
+        .append_record("chat/22", 22, &sealed("chat/22"), None)
         .unwrap_err();
     assert!(
         matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull),
@@ -207,7 +210,7 @@ fn issue8_the_earlier_writers_crash_is_recovered_and_a_failed_append_changes_not
     assert_eq!(bytes(dir.path(), "keys.bin"), keys);
     assert_eq!(bytes(dir.path(), "log.bin"), log);
     let appended = archive
-        .append_record("chat/22", 22, &sealed("chat/22"))
+        .append_record("chat/22", 22, &sealed("chat/22"), None)
         .unwrap();
     assert_eq!((appended.index, appended.new), (8, true));
     archive.checkpoint().unwrap();
@@ -223,7 +226,7 @@ fn issue8_flipping_any_byte_of_a_two_file_archive_with_new_records_is_caught() {
     for i in 0..2 {
         let reference = format!("chat/3{i}");
         archive
-            .append_record(&reference, 31, &sealed(&reference))
+            .append_record(&reference, 31, &sealed(&reference), None)
             .unwrap();
     }
     archive.dispose(9, "transitory", 32).unwrap();

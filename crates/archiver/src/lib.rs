@@ -7,6 +7,7 @@
 mod actor;
 mod api;
 mod binding;
+mod publish;
 mod retention;
 mod sink;
 mod witnesses;
@@ -51,6 +52,8 @@ pub enum Error {
     Stopped,
     #[error("witness: {0}")]
     Witness(String),
+    #[error("{0}")]
+    Publish(String),
 }
 
 pub struct ArchiverConfig {
@@ -373,6 +376,7 @@ const MAX_PAUSE_BACKOFF: Duration = Duration::from_secs(5);
 /// once a checkpoint covers their messages.
 async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), Error> {
     let mut backoff = POLL;
+    let mut publisher = publish::Publisher::default();
     loop {
         match client.sync().await {
             Ok(_) => {
@@ -411,8 +415,8 @@ async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), E
         if let Err(e) = upload_binding(client, state).await {
             tracing::warn!(error = %e, "the binding is not on the delivery server yet; retrying");
         }
-        if let Err(e) = send_receipts(client, state).await {
-            tracing::warn!(error = %e, "receipts not delivered yet; retrying");
+        if let Err(e) = publisher.step(client, state).await {
+            tracing::warn!(error = %e, "checkpoint or receipts not delivered yet; retrying");
         }
         if let Err(e) = publish_held_users(client, state).await {
             tracing::warn!(error = %e, "the server has not heard of the latest holds yet; retrying");
@@ -450,60 +454,6 @@ async fn publish_held_users(client: &Client, state: &ArchiverState) -> Result<()
         .vault
         .call(move |v| v.holds_published = Some(version))
         .await
-}
-
-/// Up to 100 receipts owed for messages the latest checkpoint covers, and their leaves.
-fn receipt_batch(v: &mut Vault) -> Result<(vellum_wire::PostReceipts, Vec<u64>), Error> {
-    let mut batch = vellum_wire::PostReceipts::default();
-    let mut sent = Vec::new();
-    // Devices verify receipts with the bound log key only: they wait (owed, durable) until
-    // the server holds the binding of the key that signs the checkpoints.
-    if v.pending_receipts.pending.is_empty() || !binding::current_key_on_server(v) {
-        return Ok((batch, sent));
-    }
-    let Some((size, note)) = v.archive.latest_checkpoint()? else {
-        return Ok((batch, sent));
-    };
-    for p in v
-        .pending_receipts
-        .pending
-        .iter()
-        .filter(|p| p.leaf < size)
-        .take(100)
-    {
-        let proof = v.archive.inclusion_proof(p.leaf, size)?;
-        let receipt = vellum_wire::Receipt {
-            chat_id: p.chat_id.clone(),
-            seq: p.seq,
-            message_id: p.message_id.clone(),
-            leaf_index: p.leaf,
-            leaf: v.archive.leaf(p.leaf)?.to_bytes().into(),
-            proof: proof.iter().map(hex::encode).collect(),
-            checkpoint: note.clone(),
-        };
-        batch.receipts.push(vellum_wire::ReceiptFor {
-            device_id: p.sender_device.clone(),
-            receipt: serde_json::to_string(&receipt).expect("receipts serialise"),
-        });
-        sent.push(p.leaf);
-    }
-    Ok((batch, sent))
-}
-
-/// Receipts for every archived message covered by the latest checkpoint.
-async fn send_receipts(client: &Client, state: &ArchiverState) -> Result<(), Error> {
-    let (batch, sent) = state.vault.call(receipt_batch).await??;
-    if batch.receipts.is_empty() {
-        return Ok(());
-    }
-    let _: () = client
-        .request(vellum_client::Method::POST, "/v1/receipts", Some(&batch))
-        .await?;
-    state
-        .vault
-        .call(move |v| v.pending_receipts.delivered(&sent))
-        .await?
-        .map_err(Error::Setup)
 }
 
 /// Checkpoints new leaves; a failure pauses the archiver until a later checkpoint succeeds.

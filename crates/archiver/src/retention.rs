@@ -183,6 +183,8 @@ mod tests {
             text: None,
             expire_secs: None,
             burn_secs: None,
+            log_hash: None,
+            salt: None,
         }
     }
 

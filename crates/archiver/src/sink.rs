@@ -147,26 +147,49 @@ pub fn pause_reason(e: &vellum_archive::Error) -> String {
     }
 }
 
+/// Whether the archiver owes the sender a receipt for `event`: every event of an application
+/// message (a message, a delete, a title, a kind this version cannot read), so that `admin
+/// status` can tell any such entry without a receipt from one still on its way.
+fn receipted(event: &Record) -> bool {
+    event.seq > 0
+        && matches!(
+            event.kind,
+            RecordKind::Message
+                | RecordKind::Delete
+                | RecordKind::Title
+                | RecordKind::Unknown { .. }
+        )
+}
+
 /// Archives one event on the actor; sets or clears the pause reason.
-fn archive(v: &mut Vault, event: Record) -> Result<(), String> {
+fn archive(v: &mut Vault, mut event: Record) -> Result<(), String> {
+    // Every record commits to its content; one without the sender's salt (an event that is
+    // not a message, or an older sender's) gets the archiver's, sealed inside it, so that
+    // the archive can still prove its fields one by one.
+    if event.salt.is_none() {
+        let mut salt = [0u8; vellum_record::content::SALT_LEN];
+        getrandom::fill(&mut salt).map_err(|e| format!("operating system RNG: {e}"))?;
+        event.salt = Some(hex::encode(salt));
+    }
     let reference = event.reference();
     let sealed = vellum_records::seal(&v.public_key, reference.as_bytes(), &event.encode())
         .map_err(|e| e.to_string())?;
-    let appended = match v
-        .archive
-        .append_record(&reference, event.received_at, &sealed)
-    {
-        Ok(appended) => appended,
-        Err(e) => {
-            let reason = pause_reason(&e);
-            if v.paused.is_none() {
-                tracing::error!(reason, "archiver paused; events stay on the server");
+    let appended =
+        match v
+            .archive
+            .append_record(&reference, event.received_at, &sealed, event.commitments())
+        {
+            Ok(appended) => appended,
+            Err(e) => {
+                let reason = pause_reason(&e);
+                if v.paused.is_none() {
+                    tracing::error!(reason, "archiver paused; events stay on the server");
+                }
+                v.paused = Some(reason);
+                return Err(e.to_string());
             }
-            v.paused = Some(reason);
-            return Err(e.to_string());
-        }
-    };
-    if event.kind == RecordKind::Message {
+        };
+    if receipted(&event) {
         // Owed again when re-delivered: a crash may have come between the append and this.
         // A receipt sent twice is harmless; one never sent is not.
         let owed = v.pending_receipts.owe(PendingReceipt {
@@ -218,6 +241,22 @@ mod tests {
         ArchiveHandle::spawn(vault).unwrap()
     }
 
+    /// A binding of the test log, without witnesses.
+    fn binding() -> vellum_record::ArchiverBinding {
+        vellum_record::ArchiverBinding {
+            version: vellum_record::BINDING_VERSION,
+            serial: 1,
+            origin: "test.example/log".into(),
+            archiver_device: "records-1".into(),
+            archiver_identity: "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=".into(),
+            log_key: signer().verifier_key(),
+            witnesses: vec![],
+            witness_quorum: 0,
+            issued_at: 0,
+            previous: None,
+        }
+    }
+
     fn message(seq: u64) -> Record {
         Record {
             version: vellum_record::FORMAT_VERSION,
@@ -237,6 +276,8 @@ mod tests {
             text: Some(format!("hello {seq}")),
             expire_secs: None,
             burn_secs: None,
+            log_hash: Some(format!("{seq:064x}")),
+            salt: Some(format!("{:064x}", seq + 100)),
         }
     }
 
@@ -326,7 +367,7 @@ mod tests {
                 )
                 .unwrap();
                 v.archive
-                    .append_record(&third.reference(), 1, &sealed)
+                    .append_record(&third.reference(), 1, &sealed, third.commitments())
                     .unwrap()
             })
             .unwrap();
@@ -337,19 +378,21 @@ mod tests {
         sink.record(message(3)).unwrap();
         let (batch, sent) = handle
             .call_blocking(|v| {
-                v.archive.checkpoint().unwrap();
-                crate::receipt_batch(v).unwrap()
+                let note = v.archive.checkpoint().unwrap();
+                crate::publish::receipt_batch(v, &binding(), 3, &note).unwrap()
             })
             .unwrap();
         assert_eq!(sent, vec![0, 1, 2]);
-        let log_key = signer().verifier_key();
         for (item, seq) in batch.receipts.iter().zip(1..) {
             assert_eq!(item.device_id, "alice-1");
-            let receipt = vellum_record::verify_receipt(&item.receipt, Some(&log_key)).unwrap();
+            let verified = vellum_record::verify_receipt(&item.receipt, &binding()).unwrap();
+            let receipt = &verified.receipt;
             assert_eq!(
                 (receipt.seq, receipt.message_id.as_deref()),
                 (seq, Some(format!("m{seq}").as_str()))
             );
+            // The leaf commits to the message as its sender sent it.
+            assert_eq!(verified.commitments, message(seq).commitments());
         }
         // Delivered: forgotten on disk too, so a restart does not send them again.
         handle
@@ -362,5 +405,83 @@ mod tests {
             owed.pending.iter().map(|p| p.leaf).collect::<Vec<_>>(),
             vec![2]
         );
+    }
+
+    /// Issue 8: a server restored from a backup hands out a log position again; the new
+    /// entry there (another log hash) is a record of its own, while the same entry delivered
+    /// twice is archived once. Every record commits to its content, with the sender's salt
+    /// or, without one, a salt of the archiver's sealed inside it.
+    #[test]
+    fn issue8_a_reused_position_is_a_new_record_and_a_redelivery_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let generated = vellum_records::generate(3, 2, "records.test/vellum").unwrap();
+        let handle = start(dir.path(), &generated.public);
+        let mut sink = ArchiveSink::new(handle.clone());
+        sink.record(message(4)).unwrap();
+        sink.record(message(4)).unwrap();
+        let restored = Record {
+            text: Some("said after the restore".into()),
+            message_id: Some("m4-after".into()),
+            log_hash: Some("ee".repeat(32)),
+            ..message(4)
+        };
+        sink.record(restored.clone()).unwrap();
+        sink.record(restored.clone()).unwrap();
+        let title = Record {
+            kind: RecordKind::Title,
+            message_id: None,
+            salt: None,
+            ..message(5)
+        };
+        sink.record(title).unwrap();
+        let leaves = handle
+            .call_blocking(|v| {
+                (0..v.archive.size())
+                    .map(|i| v.archive.leaf(i).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap();
+        assert_eq!(leaves.len(), 3, "{leaves:?}");
+        let references: Vec<String> = leaves
+            .iter()
+            .map(|l| match l {
+                vellum_archive::Leaf::Record { reference, .. } => reference.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(references[0], message(4).reference());
+        assert_eq!(references[1], restored.reference());
+        assert_ne!(references[0], references[1]);
+        let vellum_archive::Leaf::Record {
+            commitments: Some(commitments),
+            ..
+        } = &leaves[1]
+        else {
+            panic!("the record leaf commits to its content")
+        };
+        assert_eq!(Some(commitments.clone()), restored.commitments());
+        // The title had no salt: the archiver's, sealed in the record, opens its commitments.
+        let mut unsealer = vellum_records::Unsealer::new(generated.public.clone());
+        unsealer.add(&generated.shares[0]).unwrap();
+        let vellum_records::UnsealProgress::Unsealed(secret) =
+            unsealer.add(&generated.shares[1]).unwrap()
+        else {
+            panic!("two shares unseal")
+        };
+        let sealed = handle
+            .call_blocking(|v| v.archive.record(2).unwrap().unwrap())
+            .unwrap();
+        let plain = vellum_records::open(&secret, references[2].as_bytes(), &sealed).unwrap();
+        let title = Record::decode(&plain).unwrap();
+        assert!(title.salt.is_some());
+        let vellum_archive::Leaf::Record { commitments, .. } = &leaves[2] else {
+            panic!()
+        };
+        assert_eq!(commitments, &title.commitments());
+        // Three receipts owed: both messages and the title (every application entry).
+        let owed = handle
+            .call_blocking(|v| v.pending_receipts.pending.len())
+            .unwrap();
+        assert_eq!(owed, 3);
     }
 }

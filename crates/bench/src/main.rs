@@ -256,6 +256,7 @@ fn stored_message(i: usize, expires_at: i64) -> MessageRow {
         read_at: None,
         burn_at: None,
         archived_leaf: None,
+        salt: None,
     }
 }
 
@@ -373,7 +374,18 @@ fn archive_figures(count: usize, rounds: usize) -> Result<()> {
             let seal_start = Instant::now();
             let sealed = vellum_records::seal(&public, reference.as_bytes(), &body)?;
             sealing += seal_start.elapsed();
-            archive.append_record(&reference, i as i64, &sealed)?;
+            // Each leaf commits to its record's fields, as the archiver's do.
+            let content = vellum_record::content::Content {
+                kind: "message".into(),
+                chat_id: "bench".into(),
+                message_id: Some(format!("m{i}")),
+                sender_user: "alice".into(),
+                sender_device: "d1".into(),
+                sent_at: i as i64,
+                text: Some("x".repeat(400)),
+            };
+            let commitments = content.commit(&[i as u8; 32]);
+            archive.append_record(&reference, i as i64, &sealed, Some(commitments))?;
         }
         ingest += start.elapsed();
         record_bytes = (on_disk() - before) / per_round as u64;

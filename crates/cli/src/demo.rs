@@ -398,7 +398,7 @@ async fn records(
             role.map(|r| format!(": {r}")).unwrap_or_default()
         );
     }
-    alice.send(&chat, "Permit 88 is approved.").await?;
+    let permit = alice.send(&chat, "Permit 88 is approved.").await?;
     bob.sync().await?;
     bob.send(&chat, "Noted, filing it today.").await?;
     show("bob", bob, &chat)?;
@@ -557,6 +557,49 @@ async fn records(
     ensure!(
         stripped.verdict() == vellum_archive::Verdict::Unattested,
         "deleted checkpoints went unnoticed"
+    );
+
+    heading("alice exports her receipt; anyone holding records.pub checks what she sent");
+    // Receipts go out once the custodians' binding and a checkpoint are published.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !alice
+        .history(&chat)?
+        .iter()
+        .any(|m| m.id == permit.id && m.archived_leaf.is_some())
+    {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no verified receipt came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        alice.sync().await?;
+    }
+    let proof = alice.receipt_proof(&chat, &permit.id)?;
+    let public =
+        vellum_records::RecordsPublic::parse(&std::fs::read_to_string(keys.join("records.pub"))?)?;
+    let proven = proof.verify(&public)?;
+    println!(
+        "  `vellum receipts {chat:.8}… {}` > proof.json; `vellum archive verify-receipt proof.json --records-key records.pub`:",
+        permit.id
+    );
+    println!(
+        "  leaf {} of the log {}, bound by the custodians, in a checkpoint of {} leaves",
+        proven.receipt.leaf_index, proven.binding.origin, proven.checkpoint.checkpoint.size
+    );
+    for (field, value) in &proven.fields {
+        println!("    {field}: {value}");
+    }
+    let mut forged = proof.clone();
+    if let Some(text) = forged.disclosures.iter_mut().find(|d| d.field == "text") {
+        text.value = "Permit 88 is denied.".into();
+    }
+    println!(
+        "  the same proof with the text changed: {}",
+        forged
+            .verify(&public)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "accepted?!".into())
     );
     Ok(())
 }

@@ -80,8 +80,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Fetch and process everything pending; print new messages.
+    /// Fetch and process everything pending; print new messages (alarms about the archive
+    /// go to standard error).
     Sync {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sync, then say how this device sees the org's archive: the newest checkpoint it
+    /// checked, and every alarm. Exits non-zero if the archive's log forked or went back.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a chat's archive receipts of your messages, or write one message's
+    /// self-contained proof (for `archive verify-receipt`) to standard output.
+    Receipts {
+        chat: String,
+        message_id: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -234,6 +249,10 @@ enum PolicyCommand {
         /// released) or `convert` (they become record chats at their next commit).
         #[arg(long = "on-hold", value_name = "suspend-timers|convert")]
         on_hold: Option<String>,
+        /// After how long a missing archive receipt, or a checkpoint not renewed or not
+        /// witnessed, is an alarm: seconds, or a duration (10m).
+        #[arg(long = "receipt-alarm", value_name = "SECS|DUR")]
+        receipt_alarm: Option<String>,
     },
 }
 
@@ -398,6 +417,34 @@ async fn run(cli: Cli) -> Result<()> {
             for m in client.sync().await? {
                 out.message(client.store(), &m)?;
             }
+            for alarm in client.records_alarms(vellum_client::now_millis())? {
+                eprintln!("WARNING: {alarm}");
+            }
+        }
+        Command::Status { json } => {
+            let mut client = Client::open(&home(&cli.home)?)?;
+            client.sync().await?;
+            let alarms = client.records_alarms(vellum_client::now_millis())?;
+            Output::new(json).device_status(&client, &alarms)?;
+            if alarms
+                .iter()
+                .any(|a| a.starts_with(vellum_client::RECORDS_LOG_CHANGED))
+            {
+                bail!(
+                    "the organisation's archive log forked or went back (see the warnings above)"
+                );
+            }
+        }
+        Command::Receipts {
+            chat,
+            message_id,
+            json,
+        } => {
+            let client = Client::open(&home(&cli.home)?)?;
+            match message_id {
+                Some(id) => print!("{}", client.receipt_proof(&chat, &id)?.to_json()),
+                None => Output::new(json).receipts(&client.receipts(&chat, None)?)?,
+            }
         }
         Command::History { chat, json } => {
             let client = Client::open(&home(&cli.home)?)?;
@@ -544,6 +591,14 @@ async fn admin(args: AdminArgs) -> Result<()> {
                         println!("  … and {unlisted} more");
                     }
                 }
+                if let Some(size) = status.checkpoint_size {
+                    println!(
+                        "newest checkpoint: {size} leaves, published {} s ago, {} witness cosignature(s); record messages without a receipt past the alarm time: {}",
+                        status.checkpoint_age_ms.unwrap_or(0) / 1000,
+                        status.checkpoint_cosigners.unwrap_or(0),
+                        status.unreceipted_messages
+                    );
+                }
                 for warning in &status.warnings {
                     println!("WARNING: {warning}");
                 }
@@ -589,6 +644,7 @@ async fn admin(args: AdminArgs) -> Result<()> {
             default_class,
             allow_transitory,
             on_hold,
+            receipt_alarm,
         }) => {
             // `off` clears a maximum, which the API spells 0.
             let update = OrgPolicyUpdate {
@@ -605,6 +661,14 @@ async fn admin(args: AdminArgs) -> Result<()> {
                         other => bail!("--on-hold is suspend-timers or convert, not {other:?}"),
                     })
                     .transpose()?,
+                receipt_alarm_secs: receipt_alarm
+                    .as_deref()
+                    .map(|v| match v.parse::<u64>() {
+                        Ok(0) => bail!("--receipt-alarm must be at least 1 second"),
+                        Ok(secs) => Ok(secs),
+                        Err(_) => Ok(timer::parse_duration(v)?),
+                    })
+                    .transpose()?,
             };
             if update.max_expire_secs.is_none()
                 && update.max_burn_secs.is_none()
@@ -612,22 +676,24 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 && update.default_record.is_none()
                 && update.allow_transitory.is_none()
                 && update.on_hold.is_none()
+                && update.receipt_alarm_secs.is_none()
             {
-                bail!("nothing to set: give --max-expire, --max-burn-on-read, --allow-no-expiry, --default-class, --allow-transitory or --on-hold");
+                bail!("nothing to set: give --max-expire, --max-burn-on-read, --allow-no-expiry, --default-class, --allow-transitory, --on-hold or --receipt-alarm");
             }
             let policy: OrgPolicy = api
                 .call(Method::PUT, "/v1/admin/policy", Some(&update), None, token)
                 .await?;
             let show = |v: Option<u64>| v.map_or("none".to_string(), timer::describe);
             println!(
-                "max expiration: {}; max burn-on-read: {}; chats without expiry: {}",
+                "max expiration: {}; max burn-on-read: {}; chats without expiry: {}; receipt alarm after {}",
                 show(policy.max_expire_secs),
                 show(policy.max_burn_secs),
                 if policy.allow_no_expiry {
                     "allowed"
                 } else {
                     "not allowed"
-                }
+                },
+                timer::describe(policy.receipt_alarm_secs)
             );
             return Ok(());
         }

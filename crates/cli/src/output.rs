@@ -4,7 +4,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Result;
 use serde_json::json;
-use vellum_client::{ChatRow, LocalStore, Member, MessageKind, MessageRow, Shredded};
+use vellum_client::{
+    ChatRow, Client, LocalStore, Member, MessageKind, MessageRow, Shredded, StoredReceipt,
+};
 
 pub struct Output {
     json: bool,
@@ -106,6 +108,73 @@ impl Output {
                     Some(role) => println!("{}  {}  ({role})", m.user, m.device_id),
                     None => println!("{}  {}", m.user, m.device_id),
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// `vellum status`: the archive log as this device checked it, and the alarms.
+    pub fn device_status(&self, client: &Client, alarms: &[String]) -> Result<()> {
+        let log = client.records_log()?;
+        if self.json {
+            let line = json!({
+                "user": client.user(),
+                "device": client.device_id(),
+                "checkpoint_size": log.as_ref().map(|l| l.size),
+                "cosigners": log.as_ref().map(|l| l.cosigners),
+                "witness_quorum": log.as_ref().map(|l| l.quorum),
+                "checkpoint_published_at": log.as_ref().and_then(|l| l.renewed_at).map(rfc3339_millis),
+                "warnings": alarms,
+            });
+            println!("{line}");
+            return Ok(());
+        }
+        println!("{} on device {}", client.user(), client.device_id());
+        match log {
+            Some(l) => println!(
+                "archive log: newest checkpoint {} leaves, {} of {} witness cosignature(s), published {}",
+                l.size,
+                l.cosigners,
+                l.quorum,
+                l.renewed_at.map_or("at an unknown time".into(), rfc3339_millis)
+            ),
+            None => println!("archive log: not followed (no archiver is bound, or none has published a checkpoint)"),
+        }
+        for alarm in alarms {
+            println!("WARNING: {alarm}");
+        }
+        Ok(())
+    }
+
+    /// `vellum receipts CHAT`: one line per kept receipt.
+    pub fn receipts(&self, receipts: &[(StoredReceipt, MessageRow)]) -> Result<()> {
+        for (r, m) in receipts {
+            let receipt: vellum_wire::Receipt = serde_json::from_str(&r.receipt)?;
+            let text = receipt.checkpoint.split("\n\n").next().unwrap_or_default();
+            let size = vellum_tlog::Checkpoint::parse(&format!("{text}\n"))
+                .map(|c| c.size)
+                .ok();
+            if self.json {
+                let line = json!({
+                    "id": m.id,
+                    "chat": m.group_id,
+                    "seq": m.seq,
+                    "sent_at": rfc3339_millis(m.sent_at),
+                    "text": m.text,
+                    "leaf": r.leaf_index,
+                    "checkpoint_size": size,
+                    "received_at": rfc3339_millis(r.received_at),
+                });
+                println!("{line}");
+            } else {
+                println!(
+                    "[{}] {}  leaf {} in the checkpoint of {} leaves: {}",
+                    rfc3339_millis(m.sent_at),
+                    m.id,
+                    r.leaf_index,
+                    size.map_or("?".into(), |s| s.to_string()),
+                    m.text
+                );
             }
         }
         Ok(())

@@ -116,6 +116,17 @@ pub enum ArchiveCommand {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Check a message's exported proof (`vellum receipts CHAT MSG_ID`) with nothing but
+    /// `records.pub`: the custodians' binding, the bound log's signature and witnesses, the
+    /// inclusion proof, and the leaf's commitments to each disclosed field.
+    VerifyReceipt {
+        file: PathBuf,
+        /// `records.pub`: the one input trusted.
+        #[arg(long = "records-key")]
+        records_key: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn write_new(path: &Path, contents: &str, mode: u32) -> Result<()> {
@@ -539,6 +550,16 @@ pub fn archive(command: ArchiveCommand) -> Result<()> {
             &checkpoints,
             json,
         )?,
+        ArchiveCommand::VerifyReceipt {
+            file,
+            records_key,
+            json,
+        } => {
+            let records_key = records_key.context(
+                "give --records-key FILE (records.pub): a proof is checked against the custodians' key alone",
+            )?;
+            verify_receipt(&file, &records_key, json)?
+        }
         ArchiveCommand::Checkpoint { data } => {
             let checkpoints = data.join("archive").join("checkpoints");
             let latest = fs::read_dir(&checkpoints)
@@ -548,6 +569,73 @@ pub fn archive(command: ArchiveCommand) -> Result<()> {
                 .context("the archive has no checkpoint yet")?;
             print!("{}", fs::read_to_string(latest)?);
         }
+    }
+    Ok(())
+}
+
+fn verify_receipt(file: &Path, records_key: &Path, as_json: bool) -> Result<()> {
+    let read =
+        |p: &Path| fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()));
+    let public = vellum_records::RecordsPublic::parse(&read(records_key)?)
+        .with_context(|| records_key.display().to_string())?;
+    let proof = vellum_record::ReceiptProof::parse(&read(file)?)
+        .with_context(|| file.display().to_string())?;
+    let proven = proof
+        .verify(&public)
+        .context("the receipt does not verify")?;
+    let r = &proven.receipt;
+    let checkpoint = &proven.checkpoint;
+    if as_json {
+        let fields: serde_json::Map<String, serde_json::Value> = proven
+            .fields
+            .iter()
+            .map(|(f, v)| (f.clone(), json!(v)))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "verified": true,
+                "origin": proven.binding.origin,
+                "archiver_device": proven.binding.archiver_device,
+                "binding_serial": proven.binding.serial,
+                "chat_id": r.chat_id,
+                "seq": r.seq,
+                "leaf": r.leaf_index,
+                "checkpoint_size": checkpoint.checkpoint.size,
+                "cosigners": checkpoint.cosigners,
+                "witness_quorum": proven.binding.witness_quorum,
+                "fields": fields,
+                "withheld": proven.withheld,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "receipt verified: leaf {} of the archive log {} holds this record of chat {} (position {})",
+        r.leaf_index, proven.binding.origin, r.chat_id, r.seq
+    );
+    println!(
+        "  the archiver ({}) and its log key are bound by records.pub's custodians (binding {})",
+        proven.binding.archiver_device, proven.binding.serial
+    );
+    println!(
+        "  checkpoint of {} leaves, signed by the bound log key; witnesses: {} (quorum {})",
+        checkpoint.checkpoint.size,
+        if checkpoint.cosigners.is_empty() {
+            "none".into()
+        } else {
+            checkpoint.cosigners.join(", ")
+        },
+        proven.binding.witness_quorum
+    );
+    for (field, value) in &proven.fields {
+        println!("  {field}: {value}");
+    }
+    if !proven.withheld.is_empty() {
+        println!(
+            "  withheld (committed, not disclosed): {}",
+            proven.withheld.join(", ")
+        );
     }
     Ok(())
 }

@@ -524,6 +524,7 @@ impl Client {
             read_at: Some(now),
             burn_at: None,
             archived_leaf: None,
+            salt: None,
         };
         self.store.add_message(&row)?;
         Ok(row)

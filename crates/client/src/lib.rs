@@ -8,6 +8,7 @@ mod api;
 mod chats;
 mod lock;
 mod messages;
+mod monitor;
 mod rewind;
 mod store;
 mod sync;
@@ -27,8 +28,11 @@ pub use api::{Api, Signer};
 pub use chats::ChatClass;
 use lock::ProfileLock;
 pub use messages::MessageTimers;
+pub use monitor::{RecordsLogView, RECORDS_LOG_CHANGED};
 pub use reqwest::Method;
-pub use store::{ChatRow, LocalStore, LogPosition, MessageKind, MessageRow, ShredReason, Shredded};
+pub use store::{
+    ChatRow, LocalStore, LogPosition, MessageKind, MessageRow, ShredReason, Shredded, StoredReceipt,
+};
 use store::{MlsGroupStorage, MlsKeyPackageStorage};
 pub use sync::{CANNOT_DISPLAY, SHRED_TICK};
 pub use trust::{archive_label, RecordsTrust};
@@ -89,7 +93,8 @@ impl From<vellum_mls::mls_rs::error::MlsError> for Error {
     }
 }
 
-fn now_millis() -> i64 {
+/// This device's clock, Unix ms.
+pub fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

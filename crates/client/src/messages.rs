@@ -88,6 +88,11 @@ impl Client {
         }
         let now = now_millis();
         let expires_at = expiry(now, now, timers.expire_secs);
+        // Salts the archive's commitments to this message, so this device can later prove
+        // what it sent; kept with the message so that a resend commits the same way.
+        let mut salt = [0u8; vellum_record::content::SALT_LEN];
+        getrandom::fill(&mut salt)
+            .map_err(|e| Error::Invalid(format!("operating system RNG: {e}")))?;
         let row = MessageRow {
             group_id: group_id.clone(),
             id: random_id(),
@@ -104,6 +109,7 @@ impl Client {
             read_at: Some(now),
             burn_at: burn_time(now, timers.burn_secs, expires_at),
             archived_leaf: None,
+            salt: Some(salt),
         };
         let payload = AppPayload::Text {
             id: row.id.clone(),
@@ -111,6 +117,7 @@ impl Client {
             sent_at: now,
             expire_secs: timers.expire_secs,
             burn_secs: timers.burn_secs,
+            salt: Some(hex::encode(salt)),
         };
         let seq = self
             .send_payload(&group_id, payload, Some(&row), expires_at)

@@ -11,7 +11,7 @@ use crate::{now_millis, random_id, Client, Error, LogPosition, MessageKind, Mess
 pub const HISTORY_CHANGED: &str = "Warning: the server's history of this chat changed: it was \
 restored from a backup or forked; messages may be missing";
 
-fn parse_hash(hex_hash: Option<&str>) -> Option<[u8; 32]> {
+pub(crate) fn parse_hash(hex_hash: Option<&str>) -> Option<[u8; 32]> {
     hex::decode(hex_hash?).ok()?.try_into().ok()
 }
 
@@ -168,6 +168,7 @@ fn history_changed(group_id: &str, why: &str) -> MessageRow {
         read_at: None,
         burn_at: None,
         archived_leaf: None,
+        salt: None,
     }
 }
 

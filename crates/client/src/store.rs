@@ -87,6 +87,22 @@ pub struct MessageRow {
     pub burn_at: Option<i64>,
     /// The archive leaf holding this message, once a verified receipt said so.
     pub archived_leaf: Option<u64>,
+    /// The salt of the archive's commitments to this message's content (a text message's
+    /// payload carries it since 0.3).
+    pub salt: Option<[u8; 32]>,
+}
+
+/// A verified archive receipt of one of this device's messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReceipt {
+    pub group_id: String,
+    pub message_id: String,
+    pub leaf_index: u64,
+    /// `vellum_wire::Receipt` JSON, as verified.
+    pub receipt: String,
+    /// The `SignedBinding` JSON it verified under.
+    pub binding: String,
+    pub received_at: i64,
 }
 
 /// What the shredder removed, and why.
@@ -123,7 +139,11 @@ fn aad(group_id: &str, id: &str) -> Vec<u8> {
     format!("vellum-message-v1/{group_id}/{id}").into_bytes()
 }
 
-const MESSAGE_COLUMNS: &str = "m.group_id, m.id, m.kind, m.sender_user, m.sender_device, m.sent_at, m.received_at, m.seq, m.body, m.expires_at, m.burn_secs, m.read_at, m.burn_at, k.key, m.archived_leaf";
+fn salt_aad(group_id: &str, id: &str) -> Vec<u8> {
+    format!("vellum-message-salt-v1/{group_id}/{id}").into_bytes()
+}
+
+const MESSAGE_COLUMNS: &str = "m.group_id, m.id, m.kind, m.sender_user, m.sender_device, m.sent_at, m.received_at, m.seq, m.body, m.expires_at, m.burn_secs, m.read_at, m.burn_at, k.key, m.archived_leaf, m.salt";
 
 /// Reads a row of MESSAGE_COLUMNS and opens its body; `None` if its key is gone.
 fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
@@ -139,6 +159,10 @@ fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
     let Ok(text) = vellum_mls::at_rest::open(&key, &aad(&group_id, &id), &body) else {
         return Ok(None);
     };
+    let salt = r
+        .get::<_, Option<Vec<u8>>>(15)?
+        .and_then(|sealed| vellum_mls::at_rest::open(&key, &salt_aad(&group_id, &id), &sealed).ok())
+        .and_then(|salt| <[u8; 32]>::try_from(&salt[..]).ok());
     let kind = if r.get::<_, String>(2)? == "event" {
         MessageKind::Event
     } else {
@@ -159,6 +183,7 @@ fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
         read_at: r.get(11)?,
         burn_at: r.get(12)?,
         archived_leaf: r.get::<_, Option<i64>>(14)?.map(|l| l as u64),
+        salt,
     }))
 }
 
@@ -377,12 +402,17 @@ impl LocalStore {
         let key = vellum_mls::at_rest::new_message_key();
         let body = vellum_mls::at_rest::seal(&key, &aad(&m.group_id, &m.id), m.text.as_bytes())
             .map_err(|e| Error::Store(e.to_string()))?;
+        let salt = m
+            .salt
+            .map(|salt| vellum_mls::at_rest::seal(&key, &salt_aad(&m.group_id, &m.id), &salt))
+            .transpose()
+            .map_err(|e| Error::Store(e.to_string()))?;
         let mut conn = self.lock();
         let sp = conn.savepoint().map_err(db)?;
         let inserted = sp
             .execute(
-                "INSERT OR IGNORE INTO messages (group_id, id, kind, sender_user, sender_device, sent_at, received_at, seq, body, expires_at, burn_secs, read_at, burn_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                "INSERT OR IGNORE INTO messages (group_id, id, kind, sender_user, sender_device, sent_at, received_at, seq, body, expires_at, burn_secs, read_at, burn_at, salt)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
                     m.group_id,
                     m.id,
@@ -396,7 +426,8 @@ impl LocalStore {
                     m.expires_at,
                     m.burn_secs.map(|s| s as i64),
                     m.read_at,
-                    m.burn_at
+                    m.burn_at,
+                    salt
                 ],
             )
             .map_err(db)?
@@ -567,23 +598,84 @@ impl LocalStore {
             .map_err(db)
     }
 
-    /// Marks this device's own message at `seq` of the chat as archived at `leaf`; false if
-    /// there is no such message (any more).
-    pub fn set_archived(
-        &self,
-        group_id: &str,
-        seq: u64,
-        message_id: Option<&str>,
-        leaf: u64,
-    ) -> Result<bool, Error> {
-        self.lock()
+    /// Keeps a verified receipt of message `r.message_id` and marks the message archived at
+    /// its leaf, in one savepoint; false if the message is not here (any more).
+    pub fn add_receipt(&self, r: &StoredReceipt) -> Result<bool, Error> {
+        let mut conn = self.lock();
+        let sp = conn.savepoint().map_err(db)?;
+        let marked = sp
             .execute(
-                "UPDATE messages SET archived_leaf = ?3 WHERE group_id = ?1 AND seq = ?2 AND kind = 'text'
-                 AND (?4 IS NULL OR id = ?4)",
-                params![group_id, seq as i64, leaf as i64, message_id],
+                "UPDATE messages SET archived_leaf = ?3 WHERE group_id = ?1 AND id = ?2 AND kind = 'text'",
+                params![r.group_id, r.message_id, r.leaf_index as i64],
             )
-            .map(|n| n == 1)
-            .map_err(db)
+            .map_err(db)?
+            == 1;
+        if marked {
+            sp.execute(
+                "INSERT OR REPLACE INTO receipts (group_id, id, leaf_index, receipt, binding, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    r.group_id,
+                    r.message_id,
+                    r.leaf_index as i64,
+                    r.receipt,
+                    r.binding,
+                    r.received_at
+                ],
+            )
+            .map_err(db)?;
+        }
+        sp.commit().map_err(db)?;
+        Ok(marked)
+    }
+
+    /// The chat's kept receipts, in log order (or the one of message `id`).
+    pub fn receipts(&self, group_id: &str, id: Option<&str>) -> Result<Vec<StoredReceipt>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT r.group_id, r.id, r.leaf_index, r.receipt, r.binding, r.received_at
+                 FROM receipts r JOIN messages m USING (group_id, id)
+                 WHERE r.group_id = ?1 AND (?2 IS NULL OR r.id = ?2) ORDER BY m.seq, r.leaf_index",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![group_id, id], |r| {
+                Ok(StoredReceipt {
+                    group_id: r.get(0)?,
+                    message_id: r.get(1)?,
+                    leaf_index: r.get::<_, i64>(2)? as u64,
+                    receipt: r.get(3)?,
+                    binding: r.get(4)?,
+                    received_at: r.get(5)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
+    }
+
+    /// This device's text messages the server accepted before `sent_before` whose receipt
+    /// has not come: (chat, count, oldest sent_at), per chat.
+    pub fn awaiting_receipts(
+        &self,
+        device_id: &str,
+        sent_before: i64,
+    ) -> Result<Vec<(String, u64, i64)>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT group_id, COUNT(*), MIN(sent_at) FROM messages
+                 WHERE kind = 'text' AND sender_device = ?1 AND seq IS NOT NULL
+                   AND archived_leaf IS NULL AND sent_at < ?2
+                 GROUP BY group_id ORDER BY group_id",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![device_id, sent_before], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?))
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
     }
 
     /// The next time the shredder has work, if any.
@@ -670,6 +762,12 @@ impl LocalStore {
         for r in rows {
             sp.execute(
                 "DELETE FROM message_keys WHERE group_id = ?1 AND id = ?2",
+                params![r.group_id, r.id],
+            )
+            .map_err(db)?;
+            // A receipt's leaf commits to the text: it goes with the message.
+            sp.execute(
+                "DELETE FROM receipts WHERE group_id = ?1 AND id = ?2",
                 params![r.group_id, r.id],
             )
             .map_err(db)?;
@@ -930,6 +1028,7 @@ mod tests {
             read_at: None,
             burn_at: None,
             archived_leaf: None,
+            salt: None,
         };
         assert!(store.add_message(&m).unwrap());
         assert!(
@@ -972,6 +1071,7 @@ mod shredding {
             read_at: None,
             burn_at: None,
             archived_leaf: None,
+            salt: None,
         }
     }
 

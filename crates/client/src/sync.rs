@@ -10,7 +10,7 @@ use vellum_mls::mls_rs::MlsMessage;
 use vellum_mls::ChatPolicy;
 use vellum_wire::*;
 
-use vellum_record::{verify_receipt, Record, RecordKind};
+use vellum_record::{Record, RecordKind};
 
 use crate::messages::expiry;
 use crate::{now_millis, random_id, Client, Error, Group, Member, MessageKind, MessageRow};
@@ -52,6 +52,13 @@ impl Client {
         let mut shredded = false;
         self.trust_fresh = false;
         self.refresh_trust_if_due().await?;
+        // A member monitors the archive's log (the archiver does not watch itself).
+        let mut records = None;
+        if self.sink.is_none() {
+            let (bound, events) = self.follow_records_log().await?;
+            records = bound;
+            new_messages.extend(events);
+        }
         loop {
             let batch: SyncResponse = self.request(Method::GET, "/v1/sync", None::<&()>).await?;
             // Before any entry: a message arriving in a held chat is kept, expired or not.
@@ -66,11 +73,12 @@ impl Client {
                 joined_any = true;
                 ack.welcomes.push(welcome.id);
             }
-            if !batch.receipts.is_empty() {
-                let bound = self.bound_archiver()?;
-                let keys = bound.as_ref().map(|b| b.receipt_keys()).unwrap_or_default();
+            // Until the custodians have bound an archiver, receipts stay queued: nothing can
+            // check them yet.
+            if let Some(records) = records.as_mut() {
                 for receipt in &batch.receipts {
-                    self.apply_receipt(&receipt.receipt, &keys)?;
+                    let events = self.apply_receipt(&receipt.receipt, records).await?;
+                    new_messages.extend(events);
                     ack.receipts.push(receipt.id);
                 }
             }
@@ -157,6 +165,7 @@ impl Client {
                     .expires_at
                     .map(|e| ((e - row.sent_at).max(0) / 1000) as u64),
                 burn_secs: row.burn_secs,
+                salt: row.salt.map(hex::encode),
             };
             match self
                 .send_payload(&row.group_id, payload, Some(&row), row.expires_at)
@@ -194,36 +203,6 @@ impl Client {
                 )
             });
             self.finish_tx(saved)?;
-        }
-        Ok(())
-    }
-
-    /// Verifies an archive receipt against the org's log key and marks the message archived.
-    /// A receipt that does not verify is reported and dropped: it proves nothing.
-    fn apply_receipt(&mut self, receipt: &str, log_keys: &[&str]) -> Result<(), Error> {
-        // Against the log keys the custodians bound, and no other.
-        let verified = match log_keys {
-            [] => verify_receipt(receipt, None),
-            keys => keys
-                .iter()
-                .map(|k| verify_receipt(receipt, Some(k)))
-                .find(Result::is_ok)
-                .unwrap_or_else(|| verify_receipt(receipt, Some(keys[0]))),
-        };
-        match verified {
-            Ok(r) => {
-                if !self.store.set_archived(
-                    &r.chat_id,
-                    r.seq,
-                    r.message_id.as_deref(),
-                    r.leaf_index,
-                )? {
-                    tracing::debug!(chat = %r.chat_id, seq = r.seq, "receipt for a message no longer here");
-                }
-            }
-            Err(why) => {
-                tracing::warn!(error = %why, "dropping an archive receipt that does not verify")
-            }
         }
         Ok(())
     }
@@ -337,6 +316,8 @@ impl Client {
                         text: Some(format!("archiving began; members: {}", names.join(", "))),
                         expire_secs: policy.expire_secs,
                         burn_secs: policy.burn_secs,
+                        log_hash: None,
+                        salt: None,
                     })
                 }
                 None => Ok(()),
@@ -565,6 +546,9 @@ impl Client {
             text: None,
             expire_secs: None,
             burn_secs: None,
+            // Only a well-formed hash names the entry (an older server sends none).
+            log_hash: crate::rewind::parse_hash(entry.log_hash.as_deref()).map(hex::encode),
+            salt: None,
         })
     }
 
@@ -598,12 +582,14 @@ impl Client {
                 sent_at,
                 expire_secs,
                 burn_secs,
+                salt,
             } => Record {
                 message_id: Some(id),
                 text: Some(text),
                 sent_at,
                 expire_secs,
                 burn_secs,
+                salt,
                 ..base(RecordKind::Message)?
             },
             AppPayload::Delete { id } => Record {
@@ -712,6 +698,10 @@ impl Client {
                     read_at: None,
                     burn_at: None,
                     archived_leaf: None,
+                    salt: event
+                        .salt
+                        .as_deref()
+                        .and_then(vellum_record::content::parse_salt),
                 };
                 self.check_position(group_id, seq, &row.id, false)?;
                 Ok(if self.store.add_message(&row)? {
@@ -777,6 +767,7 @@ impl Client {
                     read_at: None,
                     burn_at: None,
                     archived_leaf: None,
+                    salt: None,
                 };
                 self.store.add_message(&row)?;
                 Ok(Processed::Shown(Box::new(row)))

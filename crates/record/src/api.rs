@@ -152,6 +152,8 @@ mod tests {
             text: Some("the gate code".into()),
             expire_secs: None,
             burn_secs: None,
+            log_hash: None,
+            salt: None,
         }
     }
 

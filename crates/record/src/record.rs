@@ -1,9 +1,11 @@
 use serde::{Deserialize, Serialize};
 
+use crate::content::{Commitments, Content};
 use crate::Error;
 
 /// The format version this build writes. Decoding accepts it and every earlier one.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 adds the entry's log hash (in the reference) and the content salt.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A member device of a chat, from the verified MLS roster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +76,12 @@ pub struct Record {
     pub text: Option<String>,
     pub expire_secs: Option<u64>,
     pub burn_secs: Option<u64>,
+    /// Version 2: the chat log's running hash after this entry, hex (none for the archiver's
+    /// own join, or from servers older than 0.2).
+    pub log_hash: Option<String>,
+    /// Version 2: the salt of the leaf's content commitments (see [`crate::content`]), hex;
+    /// kept inside the sealed record so that the archive can later prove any field.
+    pub salt: Option<String>,
 }
 
 /// The encoding. Version 0 (0.1.0) had no `version`, `payload_kind` or `payload`, and wrote
@@ -106,6 +114,10 @@ struct Wire {
     expire_secs: Option<u64>,
     #[serde(default)]
     burn_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    salt: Option<String>,
 }
 
 impl TryFrom<Wire> for Record {
@@ -143,6 +155,8 @@ impl TryFrom<Wire> for Record {
             text: w.text,
             expire_secs: w.expire_secs,
             burn_secs: w.burn_secs,
+            log_hash: w.log_hash,
+            salt: w.salt,
         })
     }
 }
@@ -172,6 +186,8 @@ impl From<Record> for Wire {
             text: r.text,
             expire_secs: r.expire_secs,
             burn_secs: r.burn_secs,
+            log_hash: r.log_hash,
+            salt: r.salt,
         }
     }
 }
@@ -191,7 +207,26 @@ impl Record {
 
     /// The record's leaf reference (see [`crate::reference`]).
     pub fn reference(&self) -> String {
-        crate::reference(&self.chat_id, self.seq)
+        crate::reference(&self.chat_id, self.seq, self.log_hash.as_deref())
+    }
+
+    /// What its leaf commits to.
+    pub fn content(&self) -> Content {
+        Content {
+            kind: self.kind.as_str().to_owned(),
+            chat_id: self.chat_id.clone(),
+            message_id: self.message_id.clone(),
+            sender_user: self.sender_user.clone(),
+            sender_device: self.sender_device.clone(),
+            sent_at: self.sent_at,
+            text: self.text.clone(),
+        }
+    }
+
+    /// Its leaf's content commitments, if it has a salt.
+    pub fn commitments(&self) -> Option<Commitments> {
+        let salt = crate::content::parse_salt(self.salt.as_deref()?)?;
+        Some(self.content().commit(&salt))
     }
 }
 
@@ -220,6 +255,8 @@ mod tests {
             text: None,
             expire_secs: None,
             burn_secs: None,
+            log_hash: None,
+            salt: None,
         };
         let decoded = Record::decode(&record.encode()).unwrap();
         assert_eq!(decoded, record);
@@ -229,9 +266,9 @@ mod tests {
     #[test]
     fn newer_versions_and_inconsistent_kinds_are_refused_clearly() {
         let base = r#""chat_id":"c","seq":1,"sender_user":"a","sender_device":"d","sent_at":0,"received_at":0"#;
-        let newer = format!(r#"{{"version":2,"kind":"message",{base}}}"#);
+        let newer = format!(r#"{{"version":3,"kind":"message",{base}}}"#);
         let err = Record::decode(newer.as_bytes()).unwrap_err();
-        assert!(matches!(err, Error::TooNew { found: 2 }), "{err}");
+        assert!(matches!(err, Error::TooNew { found: 3 }), "{err}");
         for bad in [
             format!(r#"{{"version":1,"kind":"unknown",{base}}}"#),
             format!(r#"{{"version":1,"kind":"message","payload":"{{}}",{base}}}"#),

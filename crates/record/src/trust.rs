@@ -35,6 +35,33 @@ pub enum TrustError {
     Unbindable,
     #[error("the archiver binding is not signed by this records.pub's custodians")]
     BadSignature,
+    #[error("{0}")]
+    NotBound(String),
+}
+
+/// The archiver and log the org's custodians bound, from what the server publishes in the
+/// org policy (`records.pub` and the signed binding): the one place clients decide which log
+/// key, origin and witnesses to trust.
+pub fn bound_log(policy: &vellum_wire::OrgPolicy) -> Result<ArchiverBinding, TrustError> {
+    let public = policy.records_public.as_deref().ok_or_else(|| {
+        TrustError::NotBound("records are not configured for this organisation".into())
+    })?;
+    let public = RecordsPublic::parse(public)?;
+    let signed = policy.records_binding.as_deref().ok_or_else(|| {
+        TrustError::NotBound(
+            "the custodians have not bound an archiver yet (it happens at the first `records unseal`)"
+                .into(),
+        )
+    })?;
+    let binding = SignedBinding::parse(signed)?.verify(&public)?;
+    if policy.archiver_device.as_deref() != Some(binding.archiver_device.as_str()) {
+        return Err(TrustError::MalformedBinding(format!(
+            "it binds device {} but the server names {} as the archiver",
+            binding.archiver_device,
+            policy.archiver_device.as_deref().unwrap_or("no device")
+        )));
+    }
+    Ok(binding)
 }
 
 /// `records.pub`: the records key's public half, a commitment to every share, and (version 2)

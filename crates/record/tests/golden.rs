@@ -86,16 +86,19 @@ fn records_sealed_by_0_1_0_unseal_and_decode() {
     }
 }
 
-/// Known-answer vectors of the current format: each 0.1.0 record re-made as version 1, and
-/// a record of a payload this version cannot interpret. Encoding must give these exact
-/// bytes, and they must decode to the same record.
-#[test]
-fn the_current_format_matches_its_known_answer_vectors() {
+/// The records of each version's known-answer vectors: each 0.1.0 record re-made in
+/// `version`, and a record of a payload this version cannot interpret; version 2 adds the
+/// entry's log hash and the content salt.
+fn expected(version: u32) -> Vec<(String, Record)> {
     let mut expected = Vec::new();
-    for (name, _) in KINDS {
+    for (i, (name, _)) in KINDS.iter().enumerate() {
         let mut record = Record::decode(&read(&golden("v0").join(format!("{name}.json")))).unwrap();
-        record.version = FORMAT_VERSION;
-        expected.push((name.to_owned(), record));
+        record.version = version;
+        if version >= 2 {
+            record.log_hash = Some(format!("{:02x}", i + 1).repeat(32));
+            record.salt = Some(format!("{:02x}", 0xa0 + i).repeat(32));
+        }
+        expected.push((name.to_string(), record));
     }
     let mut unknown = expected[2].1.clone();
     unknown.seq = 6;
@@ -107,20 +110,40 @@ fn the_current_format_matches_its_known_answer_vectors() {
     unknown.message_id = None;
     unknown.text = None;
     expected.push(("unknown".into(), unknown));
-    let dir = golden("v1");
-    if std::env::var_os("VELLUM_BLESS_RECORD_VECTORS").is_some() {
-        std::fs::create_dir_all(&dir).unwrap();
-        for (name, record) in &expected {
-            std::fs::write(dir.join(format!("{name}.json")), record.encode()).unwrap();
+    expected
+}
+
+/// Known-answer vectors of every version since 1: encoding a record of that version must
+/// give these exact bytes, and they must decode to the same record. `v2/` is the current
+/// format (written once with `VELLUM_BLESS_RECORD_VECTORS=2`, never regenerated).
+#[test]
+fn every_format_matches_its_known_answer_vectors() {
+    assert_eq!(FORMAT_VERSION, 2);
+    for version in 1..=FORMAT_VERSION {
+        let dir = golden(&format!("v{version}"));
+        if std::env::var("VELLUM_BLESS_RECORD_VECTORS").ok() == Some(version.to_string()) {
+            std::fs::create_dir_all(&dir).unwrap();
+            for (name, record) in &expected(version) {
+                std::fs::write(dir.join(format!("{name}.json")), record.encode()).unwrap();
+            }
+        }
+        for (name, record) in expected(version) {
+            let bytes = read(&dir.join(format!("{name}.json")));
+            assert_eq!(
+                String::from_utf8_lossy(&record.encode()),
+                String::from_utf8_lossy(&bytes),
+                "v{version} {name}: the encoding changed; a new encoding needs a new FORMAT_VERSION"
+            );
+            assert_eq!(Record::decode(&bytes).unwrap(), record, "{name}");
         }
     }
-    for (name, record) in expected {
-        let bytes = read(&dir.join(format!("{name}.json")));
-        assert_eq!(
-            String::from_utf8_lossy(&record.encode()),
-            String::from_utf8_lossy(&bytes),
-            "{name}: the encoding changed; a new encoding needs a new FORMAT_VERSION"
-        );
-        assert_eq!(Record::decode(&bytes).unwrap(), record, "{name}");
-    }
+    // Version 2 names the entry by its log hash too, and commits to its content.
+    let message = &expected(2)[2].1;
+    assert_eq!(
+        message.reference(),
+        format!("8f14e45fceea167a5a36dedd4bea2543/3/{}", "03".repeat(32))
+    );
+    let commitments = message.commitments().unwrap();
+    assert_eq!(commitments.len(), 7, "{commitments:?}");
+    assert_eq!(expected(1)[2].1.commitments(), None);
 }

@@ -2669,3 +2669,503 @@ async fn issue8_chats_of_an_older_database_are_classified_at_start() {
         "once"
     );
 }
+
+/// The org on a manual clock with records configured (`records.pub` of a fresh key) and its
+/// archiver enrolled: the harness, the archiver, the records key's custodians' secret.
+async fn records_harness(
+    clock: Arc<vellum_server::ManualClock>,
+) -> (
+    Harness,
+    TestDevice,
+    vellum_records::Generated,
+    vellum_records::RecordsSecret,
+) {
+    let cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), std::env::temp_dir());
+    let token_hash: [u8; 32] = Sha256::digest(ADMIN_TOKEN.as_bytes()).into();
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let state = Arc::new(AppState::with_clock(
+        cfg,
+        store.clone(),
+        OrgSigner::generate(),
+        token_hash,
+        clock,
+    ));
+    let h = Harness {
+        app: app(state.clone()),
+        state,
+        store,
+    };
+    let generated = vellum_records::generate(3, 2, ORIGIN).unwrap();
+    let (status, code) = send(
+        &h.app,
+        admin(
+            "POST",
+            "/v1/admin/records",
+            json!({ "records_public": generated.public.to_json() }),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{code}");
+    let archiver = h
+        .enroll_with(vellum_wire::RECORDS_USER, code["code"].as_str().unwrap())
+        .await;
+    let secret = unseal(&generated);
+    (h, archiver, generated, secret)
+}
+
+fn unseal(generated: &vellum_records::Generated) -> vellum_records::RecordsSecret {
+    let mut unsealer = vellum_records::Unsealer::new(generated.public.clone());
+    unsealer.add(&generated.shares[0]).unwrap();
+    match unsealer.add(&generated.shares[1]).unwrap() {
+        vellum_records::UnsealProgress::Unsealed(secret) => secret,
+        _ => panic!("two shares unseal"),
+    }
+}
+
+fn log_signer() -> vellum_tlog::NoteSigner {
+    vellum_tlog::NoteSigner::new(ORIGIN, &[5; 32]).unwrap()
+}
+
+fn witness() -> vellum_tlog::cosignature::CosignatureSigner {
+    vellum_tlog::cosignature::CosignatureSigner::new("witness.test", &[6; 32]).unwrap()
+}
+
+/// The custodians' binding of `archiver`, its log and one witness (quorum 1).
+fn binding_of(
+    secret: &vellum_records::RecordsSecret,
+    archiver: &TestDevice,
+    serial: u64,
+) -> vellum_records::SignedBinding {
+    secret.sign_binding(&vellum_records::ArchiverBinding {
+        version: vellum_record::BINDING_VERSION,
+        serial,
+        origin: ORIGIN.into(),
+        archiver_device: archiver.id.clone(),
+        archiver_identity: b64(&archiver.key.public_key()),
+        log_key: log_signer().verifier_key(),
+        witnesses: vec![witness().verifier_key()],
+        witness_quorum: 1,
+        issued_at: 1,
+        previous: None,
+    })
+}
+
+/// A log of `n` leaves: their hashes.
+fn leaves(n: u64, tag: &str) -> Vec<vellum_tlog::Hash> {
+    (0..n)
+        .map(|i| vellum_tlog::leaf_hash(format!("{tag} leaf {i}").as_bytes()))
+        .collect()
+}
+
+/// The checkpoint of the first `size` of `hashes`, signed by `signer`, cosigned if asked.
+fn note_of(
+    hashes: &[vellum_tlog::Hash],
+    size: u64,
+    signer: &vellum_tlog::NoteSigner,
+    cosigned: bool,
+) -> String {
+    let checkpoint = vellum_tlog::Checkpoint {
+        origin: ORIGIN.into(),
+        size,
+        root: vellum_tlog::root(&hashes[..size as usize]),
+        extensions: vec![],
+    };
+    let mut note = signer.sign(&checkpoint.to_text()).unwrap();
+    if cosigned {
+        note += &witness().sign(&checkpoint, 1_764_000_000).unwrap();
+    }
+    note
+}
+
+fn push(hashes: &[vellum_tlog::Hash], old: u64, size: u64, note: String) -> Value {
+    let proof: Vec<String> = vellum_tlog::consistency_proof(hashes, old, size)
+        .unwrap()
+        .iter()
+        .map(hex::encode)
+        .collect();
+    json!({ "old_size": old, "proof": proof, "note": note })
+}
+
+#[tokio::test]
+async fn issue8_checkpoints_pushed_to_the_server_never_go_back_or_fork() {
+    let clock = Arc::new(vellum_server::ManualClock::at_system_time());
+    let (h, archiver, _generated, secret) = records_harness(clock.clone()).await;
+    let alice = h.enroll("alice").await;
+    let hashes = leaves(12, "a");
+    let put = |who: &TestDevice, body: Value| {
+        let request = signed(who, "PUT", "/v1/records/checkpoint", Some(body));
+        send(&h.app, request)
+    };
+
+    // Nothing is accepted before the custodians bound the archiver, receipts included.
+    let receipts =
+        |receipt: &str| json!({ "receipts": [{ "device_id": alice.id, "receipt": receipt }] });
+    let (status, body) = h
+        .call(&archiver, "POST", "/v1/receipts", Some(receipts("{}")))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "records_not_bound");
+    let (status, body) = put(
+        &archiver,
+        push(&hashes, 0, 3, note_of(&hashes, 3, &log_signer(), false)),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "records_not_bound");
+
+    // The binding: only the archiver publishes it, and only a binding of itself by these
+    // custodians; the same one again is fine, an older one never replaces a newer.
+    let binding = |serial| json!({ "binding": binding_of(&secret, &archiver, serial).to_json() });
+    let put_binding = |who: &TestDevice, body: Value| {
+        send(
+            &h.app,
+            signed(who, "PUT", "/v1/records/binding", Some(body)),
+        )
+    };
+    let (status, body) = put_binding(&alice, binding(1)).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let foreign = unseal(&vellum_records::generate(3, 2, ORIGIN).unwrap());
+    let (status, body) = put_binding(
+        &archiver,
+        json!({ "binding": binding_of(&foreign, &archiver, 1).to_json() }),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = put_binding(
+        &archiver,
+        json!({ "binding": binding_of(&secret, &alice, 1).to_json() }),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = put_binding(&archiver, json!({ "binding": "{" })).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert!(h
+        .store
+        .org_policy()
+        .await
+        .unwrap()
+        .records_binding
+        .is_none());
+    for _ in 0..2 {
+        let (status, body) = put_binding(&archiver, binding(2)).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+    let (status, body) = put_binding(&archiver, binding(1)).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let policy = h.store.org_policy().await.unwrap();
+    assert_eq!(
+        vellum_record::bound_log(&policy).unwrap().serial,
+        2,
+        "devices see the newer binding"
+    );
+
+    // A receipt that does not verify against the bound log is dropped, not delivered.
+    let forged = vellum_wire::Receipt {
+        chat_id: "00ff".into(),
+        seq: 1,
+        message_id: Some("m1".into()),
+        leaf_index: 0,
+        leaf: b"{}".to_vec().into(),
+        proof: vec![],
+        checkpoint: note_of(&hashes, 1, &log_signer(), true),
+    };
+    for receipt in [serde_json::to_string(&forged).unwrap(), "not json".into()] {
+        let (status, body) = h
+            .call(&archiver, "POST", "/v1/receipts", Some(receipts(&receipt)))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+    let (_, synced) = h.call(&alice, "GET", "/v1/sync", None).await;
+    assert_eq!(synced["receipts"], json!([]), "{synced}");
+    let (status, body) = h
+        .call(&alice, "POST", "/v1/receipts", Some(receipts("{}")))
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+
+    // The first checkpoint, then the same one cosigned (the note is replaced), then a
+    // consistent extension.
+    let first = push(&hashes, 0, 3, note_of(&hashes, 3, &log_signer(), false));
+    let (status, body) = put(&archiver, first.clone()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let cosigned = note_of(&hashes, 3, &log_signer(), true);
+    let (status, body) = put(&archiver, push(&hashes, 3, 3, cosigned.clone())).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // The same tree without the cosignature again: renewed, but never stripped.
+    let (status, _) = put(&archiver, first).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.store
+            .records_checkpoint_head()
+            .await
+            .unwrap()
+            .unwrap()
+            .note,
+        cosigned
+    );
+    let (status, body) = put(
+        &archiver,
+        push(&hashes, 3, 7, note_of(&hashes, 7, &log_signer(), true)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    // Refused, changing nothing: a rollback, a fork at the same size, a fork that does not
+    // extend, a proof from a size the server does not hold, another key's note, junk, and
+    // anyone but the archiver.
+    let other = leaves(12, "b");
+    let refusals = [
+        (
+            push(&hashes, 3, 5, note_of(&hashes, 5, &log_signer(), true)),
+            StatusCode::CONFLICT,
+            "checkpoint_rollback",
+        ),
+        (
+            push(&other, 7, 7, note_of(&other, 7, &log_signer(), true)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "checkpoint_fork",
+        ),
+        (
+            push(&other, 7, 9, note_of(&other, 9, &log_signer(), true)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "checkpoint_fork",
+        ),
+        (
+            push(&hashes, 3, 9, note_of(&hashes, 9, &log_signer(), true)),
+            StatusCode::CONFLICT,
+            "checkpoint_conflict",
+        ),
+        (
+            push(
+                &hashes,
+                7,
+                9,
+                note_of(
+                    &hashes,
+                    9,
+                    &vellum_tlog::NoteSigner::new(ORIGIN, &[9; 32]).unwrap(),
+                    true,
+                ),
+            ),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            json!({ "old_size": 7, "proof": ["zz"], "note": note_of(&hashes, 9, &log_signer(), true) }),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            json!({ "old_size": 7, "proof": [], "note": "not a note" }),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            json!({ "old_size": 7, "note": "missing proof" }),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+    ];
+    for (body, want_status, want_code) in refusals {
+        let (status, answer) = put(&archiver, body.clone()).await;
+        assert_error(status, &answer, want_status, want_code);
+    }
+    let good = push(&hashes, 7, 9, note_of(&hashes, 9, &log_signer(), true));
+    let (status, body) = put(&alice, good.clone()).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let unsigned = Request::builder()
+        .method("PUT")
+        .uri("/v1/records/checkpoint")
+        .header("content-type", "application/json")
+        .body(Body::from(good.to_string()))
+        .unwrap();
+    let (status, body) = send(&h.app, unsigned).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_eq!(
+        h.store
+            .records_checkpoint_head()
+            .await
+            .unwrap()
+            .unwrap()
+            .size,
+        7
+    );
+
+    // A replayed request is refused as such; the chain moved once.
+    let request = signed(
+        &archiver,
+        "PUT",
+        "/v1/records/checkpoint",
+        Some(good.clone()),
+    );
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let again = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
+    let (status, answer) = send(&h.app, Request::from_parts(parts, Body::from(bytes))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+    let (status, answer) = send(&h.app, again).await;
+    assert_error(
+        status,
+        &answer,
+        StatusCode::UNAUTHORIZED,
+        "replayed_request",
+    );
+
+    // Devices read the chain, each step with its consistency proof from the one before.
+    let (status, chain) = h
+        .call(&alice, "GET", "/v1/records/checkpoints?from=3", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{chain}");
+    let sizes: Vec<u64> = chain["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, vec![3, 7, 9]);
+    assert_eq!(
+        (chain["head_size"].as_u64(), chain["more"].as_bool()),
+        (Some(9), Some(false))
+    );
+    let step = &chain["checkpoints"][2];
+    assert_eq!(step["previous_size"], 7);
+    let proof: Vec<vellum_tlog::Hash> = step["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    vellum_tlog::verify_consistency(
+        7,
+        9,
+        &vellum_tlog::root(&hashes[..7]),
+        &vellum_tlog::root(&hashes[..9]),
+        &proof,
+    )
+    .unwrap();
+    let (_, page) = h
+        .call(
+            &alice,
+            "GET",
+            "/v1/records/checkpoints?from=0&limit=1",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            page["checkpoints"][0]["size"].as_u64(),
+            page["more"].as_bool()
+        ),
+        (Some(3), Some(true))
+    );
+    let (status, body) = h
+        .call(&alice, "GET", "/v1/records/checkpoints?form=1", None)
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn issue8_admin_status_raises_alarms_on_a_stale_or_unwitnessed_checkpoint() {
+    let clock = Arc::new(vellum_server::ManualClock::at_system_time());
+    let (h, archiver, _generated, secret) = records_harness(clock.clone()).await;
+    let body = json!({ "binding": binding_of(&secret, &archiver, 1).to_json() });
+    let (status, _) = h
+        .call(&archiver, "PUT", "/v1/records/binding", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let status_now = || async {
+        let request = Request::get("/v1/admin/status")
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = send(&h.app, request).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    };
+    // The alarm time is the policy's: 0 is refused; 60 s from now on.
+    let (status, body) = send(
+        &h.app,
+        admin(
+            "PUT",
+            "/v1/admin/policy",
+            json!({ "receipt_alarm_secs": 0 }),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = send(
+        &h.app,
+        admin(
+            "PUT",
+            "/v1/admin/policy",
+            json!({ "receipt_alarm_secs": 60 }),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["receipt_alarm_secs"].as_u64()),
+        (StatusCode::OK, Some(60))
+    );
+
+    let hashes = leaves(8, "a");
+    let put = |size: u64, old: u64, cosigned: bool| {
+        let body = push(
+            &hashes,
+            old,
+            size,
+            note_of(&hashes, size, &log_signer(), cosigned),
+        );
+        h.call(&archiver, "PUT", "/v1/records/checkpoint", Some(body))
+    };
+    assert_eq!(put(2, 0, true).await.0, StatusCode::NO_CONTENT);
+    let fresh = status_now().await;
+    assert_eq!(fresh["warnings"], json!([]), "{fresh}");
+    assert_eq!(
+        (
+            fresh["checkpoint_size"].as_u64(),
+            fresh["checkpoint_cosigners"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+
+    // The witness falls silent: new checkpoints lack its cosignature. Within the alarm time
+    // that is witnessing's normal lag; past it, an alarm.
+    clock.advance(30_000);
+    assert_eq!(put(5, 2, false).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(status_now().await["warnings"], json!([]));
+    clock.advance(31_000);
+    assert_eq!(put(8, 5, false).await.0, StatusCode::NO_CONTENT);
+    let unwitnessed = status_now().await;
+    let warnings = unwitnessed["warnings"].to_string();
+    assert!(
+        warnings.contains("0 of the 1 witness cosignatures"),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("last published"), "{warnings}");
+
+    // The archiver falls silent too: past the alarm time since it last published.
+    clock.advance(61_000);
+    let silent = status_now().await;
+    let warnings = silent["warnings"].to_string();
+    assert!(
+        warnings.contains("was last published 61 seconds ago"),
+        "{warnings}"
+    );
+    assert!(silent["checkpoint_age_ms"].as_i64().unwrap() >= 61_000);
+    let metrics = {
+        let request = Request::get("/v1/admin/metrics")
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        send(&h.app, request).await.1
+    };
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("vellum_records_checkpoint_age_seconds 61"),
+        "{metrics}"
+    );
+}

@@ -28,6 +28,8 @@ macro_rules! store_conformance_tests {
             issue8_holds_suspend_purging_in_transitory_chats_of_held_users,
             issue8_a_user_named_records_before_records_init_never_becomes_the_archiver,
             issue8_one_archiver_device_its_bindings_and_its_replacement,
+            issue8_the_checkpoint_chain_only_grows_from_its_head,
+            issue8_record_messages_without_a_receipt_are_counted,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -626,6 +628,7 @@ pub async fn org_policy_defaults_and_updates(store: &impl Store) {
         records_public: None,
         records_binding: None,
         on_hold: vellum_wire::HoldAction::Convert,
+        receipt_alarm_secs: 90,
     };
     store.set_org_policy(strict.clone()).await.unwrap();
     assert_eq!(store.org_policy().await.unwrap(), strict);
@@ -1079,4 +1082,126 @@ pub async fn issue8_one_archiver_device_its_bindings_and_its_replacement(store: 
         store.records_config().await.unwrap().unwrap().binding,
         Some((3, "binding 3 of r3".into()))
     );
+}
+
+fn checkpoint(size: u64, previous_size: u64, at: i64) -> StoredCheckpoint {
+    StoredCheckpoint {
+        size,
+        note: format!("note {size}"),
+        previous_size,
+        proof: (0..size.min(2)).map(|i| format!("{i:064x}")).collect(),
+        received_at: at,
+        renewed_at: at,
+        witnessed_at: None,
+    }
+}
+
+pub async fn issue8_the_checkpoint_chain_only_grows_from_its_head(store: &impl Store) {
+    assert_eq!(store.records_checkpoint_head().await.unwrap(), None);
+    // The first needs an empty chain; each next one the head's size.
+    assert!(matches!(
+        store.append_records_checkpoint(checkpoint(5, 3, 1)).await,
+        Err(Error::Conflict(_))
+    ));
+    store
+        .append_records_checkpoint(checkpoint(5, 0, 1))
+        .await
+        .unwrap();
+    for stale in [
+        checkpoint(9, 0, 2),
+        checkpoint(9, 4, 2),
+        checkpoint(5, 5, 2),
+        checkpoint(4, 5, 2),
+    ] {
+        assert!(
+            matches!(
+                store.append_records_checkpoint(stale.clone()).await,
+                Err(Error::Conflict(_))
+            ),
+            "{stale:?}"
+        );
+    }
+    store
+        .append_records_checkpoint(checkpoint(9, 5, 2))
+        .await
+        .unwrap();
+    store
+        .append_records_checkpoint(checkpoint(12, 9, 3))
+        .await
+        .unwrap();
+    let chain = store.records_checkpoints(9, 10).await.unwrap();
+    assert_eq!(chain, vec![checkpoint(9, 5, 2), checkpoint(12, 9, 3)]);
+    assert_eq!(
+        store.records_checkpoints(0, 1).await.unwrap(),
+        vec![checkpoint(5, 0, 1)]
+    );
+    assert_eq!(store.records_checkpoints(6, 10).await.unwrap()[0].size, 9);
+    assert_eq!(
+        store.records_checkpoints(u64::MAX, 10).await.unwrap(),
+        vec![]
+    );
+    // Renewing: only the head; a new note and the first witnessed time stick.
+    assert!(matches!(
+        store.renew_records_checkpoint(9, None, false, 4).await,
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(store.records_checkpoint_witnessed().await.unwrap(), None);
+    store
+        .renew_records_checkpoint(12, Some("note 12 cosigned".into()), true, 5)
+        .await
+        .unwrap();
+    store
+        .renew_records_checkpoint(12, None, true, 6)
+        .await
+        .unwrap();
+    let head = store.records_checkpoint_head().await.unwrap().unwrap();
+    assert_eq!(
+        (
+            head.note.as_str(),
+            head.received_at,
+            head.renewed_at,
+            head.witnessed_at
+        ),
+        ("note 12 cosigned", 3, 6, Some(5))
+    );
+    assert_eq!(head.proof.len(), 2);
+    assert_eq!(
+        store.records_checkpoint_witnessed().await.unwrap(),
+        Some(head)
+    );
+}
+
+pub async fn issue8_record_messages_without_a_receipt_are_counted(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    records_with_archiver(store).await;
+    group_of(store, "g", "a1").await;
+    group_of(store, "t", "a1").await; // transitory: the archiver is not a member
+    store
+        .append_commit(commit("g", 0, "a1", b"add archiver", &["r1"], &[]))
+        .await
+        .unwrap(); // seq 1
+    for (group, id, at) in [("g", "m1", 100), ("g", "m2", 200), ("t", "m3", 50)] {
+        store
+            .append_message(MessageAppend {
+                received_at: at,
+                ..message(group, if group == "g" { 1 } else { 0 }, "a1", id)
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.unreceipted(150).await.unwrap(), (1, Some(100)));
+    assert_eq!(store.unreceipted(1_000).await.unwrap(), (2, Some(100)));
+    store
+        .mark_receipted(
+            vec![("g".into(), 2), ("g".into(), 99), ("t".into(), 1)],
+            300,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.unreceipted(1_000).await.unwrap(), (1, Some(200)));
+    store
+        .mark_receipted(vec![("g".into(), 3)], 300)
+        .await
+        .unwrap();
+    assert_eq!(store.unreceipted(1_000).await.unwrap(), (0, None));
 }

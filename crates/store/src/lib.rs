@@ -185,6 +185,22 @@ pub enum NonceCheck {
     BeforeStart { started_at: i64 },
 }
 
+/// One checkpoint of the archiver's chain, as the server accepted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    /// The signed note, with the bound witnesses' cosignature lines.
+    pub note: String,
+    /// The chain's checkpoint before this one (0: none).
+    pub previous_size: u64,
+    /// Hex hashes: the consistency proof from `previous_size`.
+    pub proof: Vec<String>,
+    /// Server ms: first accepted, last published again, first carrying the witness quorum.
+    pub received_at: i64,
+    pub renewed_at: i64,
+    pub witnessed_at: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredWelcome {
     pub id: u64,
@@ -316,6 +332,30 @@ pub trait Store: Send + Sync + 'static {
     /// same binding again changes nothing), it names the archiver on file (or, none on
     /// file, makes that device the archiver), and `records.pub` is still `expected_public`.
     async fn set_records_binding(&self, binding: NewBinding) -> Result<()>;
+    /// The archiver's checkpoints of size `from` or more, oldest first, at most `limit`.
+    async fn records_checkpoints(&self, from: u64, limit: usize) -> Result<Vec<StoredCheckpoint>>;
+    /// The newest checkpoint of the chain.
+    async fn records_checkpoint_head(&self) -> Result<Option<StoredCheckpoint>>;
+    /// The newest checkpoint of the chain that carried the witness quorum.
+    async fn records_checkpoint_witnessed(&self) -> Result<Option<StoredCheckpoint>>;
+    /// Appends `checkpoint` to the chain if its newest is still of `previous_size` (0: the
+    /// chain is empty); otherwise `Conflict`, and nothing changes.
+    async fn append_records_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<()>;
+    /// The newest checkpoint, published again at `now`: its note replaced by `note` (the
+    /// same tree, with more cosignatures) if given, `witnessed_at` set at `now` if `witnessed`
+    /// and not set yet. `Conflict` if `size` is no longer the newest.
+    async fn renew_records_checkpoint(
+        &self,
+        size: u64,
+        note: Option<String>,
+        witnessed: bool,
+        now: i64,
+    ) -> Result<()>;
+    /// Notes that the archiver's verified receipts for these entries (group, seq) arrived.
+    async fn mark_receipted(&self, entries: Vec<(String, u64)>, now: i64) -> Result<()>;
+    /// Application messages of record chats (after the archiver joined them) with no
+    /// receipt, received before `received_before`: how many, and the oldest's receipt time.
+    async fn unreceipted(&self, received_before: i64) -> Result<(u64, Option<i64>)>;
     /// Queues archive receipts for devices (device id, receipt).
     async fn queue_receipts(&self, receipts: Vec<(String, String)>) -> Result<()>;
     async fn pending_receipts(&self, device_id: &str, limit: usize) -> Result<Vec<(u64, String)>>;

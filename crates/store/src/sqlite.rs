@@ -158,6 +158,37 @@ fn records_config_in(c: &Connection) -> Result<Option<RecordsConfig>> {
     .map_err(backend)
 }
 
+const CHECKPOINT_COLUMNS: &str =
+    "size, note, previous_size, proof, received_at, renewed_at, witnessed_at";
+
+/// Reads a row of CHECKPOINT_COLUMNS.
+fn read_checkpoint(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
+    let proof: String = r.get(3)?;
+    Ok(StoredCheckpoint {
+        size: r.get::<_, i64>(0)? as u64,
+        note: r.get(1)?,
+        previous_size: r.get::<_, i64>(2)? as u64,
+        proof: proof
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        received_at: r.get(4)?,
+        renewed_at: r.get(5)?,
+        witnessed_at: r.get(6)?,
+    })
+}
+
+fn head_checkpoint(c: &Connection) -> Result<Option<StoredCheckpoint>> {
+    c.query_row(
+        &format!("SELECT {CHECKPOINT_COLUMNS} FROM records_checkpoints ORDER BY size DESC LIMIT 1"),
+        [],
+        read_checkpoint,
+    )
+    .optional()
+    .map_err(backend)
+}
+
 fn opt_i64(v: Option<u64>) -> Option<i64> {
     v.map(|v| v as i64)
 }
@@ -1129,7 +1160,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut policy = c
                 .query_row(
-                    "SELECT max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts FROM org_policy WHERE id = 1",
+                    "SELECT max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts, receipt_alarm_secs FROM org_policy WHERE id = 1",
                     [],
                     |r| {
                         Ok(OrgPolicy {
@@ -1146,6 +1177,8 @@ impl Store for SqliteStore {
                             } else {
                                 HoldAction::SuspendTimers
                             },
+                            receipt_alarm_secs: opt_u64(r.get(6)?)
+                                .unwrap_or(vellum_wire::DEFAULT_RECEIPT_ALARM_SECS),
                         })
                     },
                 )
@@ -1165,14 +1198,15 @@ impl Store for SqliteStore {
     async fn set_org_policy(&self, policy: OrgPolicy) -> Result<()> {
         self.run(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO org_policy (id, max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR REPLACE INTO org_policy (id, max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts, receipt_alarm_secs) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     opt_i64(policy.max_expire_secs),
                     opt_i64(policy.max_burn_secs),
                     policy.allow_no_expiry as i64,
                     policy.default_record as i64,
                     policy.allow_transitory as i64,
-                    (policy.on_hold == HoldAction::Convert) as i64
+                    (policy.on_hold == HoldAction::Convert) as i64,
+                    policy.receipt_alarm_secs as i64
                 ],
             )
             .map(|_| ())
@@ -1370,6 +1404,140 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             let rows = stmt.query_map([device_id], |r| r.get(0)).map_err(backend)?;
             rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn records_checkpoints(&self, from: u64, limit: usize) -> Result<Vec<StoredCheckpoint>> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {CHECKPOINT_COLUMNS} FROM records_checkpoints WHERE size >= ?1 ORDER BY size LIMIT ?2"
+                ))
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![from.min(i64::MAX as u64) as i64, limit as i64],
+                    read_checkpoint,
+                )
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn records_checkpoint_head(&self) -> Result<Option<StoredCheckpoint>> {
+        self.read(|c| head_checkpoint(c)).await
+    }
+
+    async fn records_checkpoint_witnessed(&self) -> Result<Option<StoredCheckpoint>> {
+        self.read(|c| {
+            c.query_row(
+                &format!(
+                    "SELECT {CHECKPOINT_COLUMNS} FROM records_checkpoints
+                     WHERE witnessed_at IS NOT NULL ORDER BY size DESC LIMIT 1"
+                ),
+                [],
+                read_checkpoint,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn append_records_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<()> {
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let head = head_checkpoint(&tx)?.map(|h| h.size);
+            let extends = match head {
+                None => checkpoint.previous_size == 0,
+                Some(h) => checkpoint.previous_size == h && checkpoint.size > h,
+            };
+            if !extends {
+                return Err(Error::Conflict(format!(
+                    "the checkpoint chain (at {})",
+                    head.unwrap_or(0)
+                )));
+            }
+            tx.execute(
+                "INSERT INTO records_checkpoints (size, note, previous_size, proof, received_at, renewed_at, witnessed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    checkpoint.size as i64,
+                    checkpoint.note,
+                    checkpoint.previous_size as i64,
+                    checkpoint.proof.join(","),
+                    checkpoint.received_at,
+                    checkpoint.renewed_at,
+                    checkpoint.witnessed_at
+                ],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn renew_records_checkpoint(
+        &self,
+        size: u64,
+        note: Option<String>,
+        witnessed: bool,
+        now: i64,
+    ) -> Result<()> {
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            if head_checkpoint(&tx)?.map(|h| h.size) != Some(size) {
+                return Err(Error::Conflict(format!(
+                    "the checkpoint chain (not at {size})"
+                )));
+            }
+            tx.execute(
+                "UPDATE records_checkpoints SET renewed_at = ?2, note = COALESCE(?3, note),
+                 witnessed_at = CASE WHEN ?4 THEN COALESCE(witnessed_at, ?2) ELSE witnessed_at END
+                 WHERE size = ?1",
+                params![size as i64, now, note, witnessed],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn mark_receipted(&self, entries: Vec<(String, u64)>, now: i64) -> Result<()> {
+        self.run(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            for (group_id, seq) in entries {
+                tx.execute(
+                    "UPDATE group_log SET receipted_at = ?3
+                     WHERE group_id = ?1 AND seq = ?2 AND receipted_at IS NULL",
+                    params![group_id, seq as i64, now],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn unreceipted(&self, received_before: i64) -> Result<(u64, Option<i64>)> {
+        self.read(move |c| {
+            c.query_row(
+                "SELECT COUNT(*), MIN(l.received_at) FROM group_log l
+                 WHERE l.kind = 'application' AND l.receipted_at IS NULL AND l.received_at < ?1
+                   AND EXISTS (SELECT 1 FROM memberships m JOIN devices d USING (device_id)
+                       WHERE m.group_id = l.group_id AND d.user = ?2
+                         AND m.joined_seq < l.seq
+                         AND (m.removed_seq IS NULL OR l.seq <= m.removed_seq))",
+                params![received_before, vellum_wire::RECORDS_USER],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .map_err(backend)
         })
         .await
     }

@@ -78,6 +78,14 @@ async fn a_v0_1_0_server_database_migrates_with_everything_intact() {
         Some(records[0].device_id.clone())
     );
     assert!(store.records_public().await.unwrap().is_some());
+    // Issue 8: receipts were not tracked before; the record chats' old messages count as
+    // receipted rather than all raising the alarm at once, and no checkpoint is on file.
+    assert_eq!(store.unreceipted(i64::MAX).await.unwrap(), (0, None));
+    assert_eq!(store.records_checkpoint_head().await.unwrap(), None);
+    assert_eq!(
+        store.org_policy().await.unwrap().receipt_alarm_secs,
+        vellum_wire::DEFAULT_RECEIPT_ALARM_SECS
+    );
 
     let alice = expected["devices"]["alice"].as_str().unwrap();
     for (name, chat) in expected["chats"].as_object().unwrap() {

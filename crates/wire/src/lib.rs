@@ -64,6 +64,15 @@ pub mod codes {
     /// The archive is sealed: the records office must unseal it first.
     pub const SEALED: &str = "sealed";
     pub const BAD_SHARE: &str = "bad_share";
+    /// The checkpoint push's `old_size` is not the size of the newest checkpoint the server
+    /// holds (`GET /v1/records/checkpoints` says which); prove consistency from that one.
+    pub const CHECKPOINT_CONFLICT: &str = "checkpoint_conflict";
+    /// The pushed checkpoint is older than the newest one the server holds.
+    pub const CHECKPOINT_ROLLBACK: &str = "checkpoint_rollback";
+    /// The pushed checkpoint is not a consistent extension of the newest one the server holds.
+    pub const CHECKPOINT_FORK: &str = "checkpoint_fork";
+    /// No archiver is bound by the custodians yet.
+    pub const RECORDS_NOT_BOUND: &str = "records_not_bound";
 }
 
 /// `POST /v1/admin/users` and `POST /v1/admin/users/{name}/devices`.
@@ -201,6 +210,17 @@ pub struct OrgPolicy {
     /// What a legal hold on a person does to that person's transitory chats.
     #[serde(default)]
     pub on_hold: HoldAction,
+    /// After how long (seconds) a missing receipt or a checkpoint not renewed or not
+    /// witnessed is an alarm, on devices and in `admin status`.
+    #[serde(default = "default_receipt_alarm")]
+    pub receipt_alarm_secs: u64,
+}
+
+/// The default of [`OrgPolicy::receipt_alarm_secs`]: 10 minutes.
+pub const DEFAULT_RECEIPT_ALARM_SECS: u64 = 600;
+
+fn default_receipt_alarm() -> u64 {
+    DEFAULT_RECEIPT_ALARM_SECS
 }
 
 fn yes() -> bool {
@@ -243,6 +263,7 @@ impl Default for OrgPolicy {
             records_public: None,
             records_binding: None,
             on_hold: HoldAction::default(),
+            receipt_alarm_secs: DEFAULT_RECEIPT_ALARM_SECS,
         }
     }
 }
@@ -260,6 +281,9 @@ pub struct OrgPolicyUpdate {
     pub allow_transitory: Option<bool>,
     #[serde(default)]
     pub on_hold: Option<HoldAction>,
+    /// Seconds, at least 1.
+    #[serde(default)]
+    pub receipt_alarm_secs: Option<u64>,
 }
 
 /// `POST /v1/admin/records`: registers the records public key (from `records init`) and
@@ -290,6 +314,18 @@ pub struct AdminStatus {
     /// How many chats are not compliant in all.
     #[serde(default)]
     pub noncompliant_chat_count: u64,
+    /// The size of the newest checkpoint the archiver published to this server.
+    #[serde(default)]
+    pub checkpoint_size: Option<u64>,
+    /// Milliseconds since the archiver last published or renewed it.
+    #[serde(default)]
+    pub checkpoint_age_ms: Option<i64>,
+    /// How many of the bound witnesses cosigned it (the binding's quorum is in `warnings`).
+    #[serde(default)]
+    pub checkpoint_cosigners: Option<u64>,
+    /// Record-chat messages without a receipt for longer than the policy's alarm time.
+    #[serde(default)]
+    pub unreceipted_messages: u64,
     pub warnings: Vec<String>,
 }
 
@@ -445,6 +481,44 @@ pub struct PutBinding {
 #[serde(deny_unknown_fields)]
 pub struct HeldUsers {
     pub users: Vec<String>,
+}
+
+/// `PUT /v1/records/checkpoint`, by the org's archiver: its newest checkpoint (a C2SP signed
+/// note, with the cosignature lines of the witnesses that cosigned it) and the RFC 9162
+/// consistency proof from the newest one the server holds (`old_size`; 0 and no proof for
+/// the first). The same checkpoint again renews it and adds cosignatures.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointPush {
+    pub old_size: u64,
+    /// Hex hashes.
+    pub proof: Vec<String>,
+    pub note: String,
+}
+
+/// One checkpoint of the chain the server accepted from the archiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChainedCheckpoint {
+    pub size: u64,
+    /// The signed note, with the witnesses' cosignature lines the server has for it.
+    pub note: String,
+    /// The size of the chain's checkpoint before this one (0 for the first).
+    pub previous_size: u64,
+    /// Hex hashes: the consistency proof from `previous_size` to `size`.
+    pub proof: Vec<String>,
+}
+
+/// `GET /v1/records/checkpoints`: the archiver's checkpoints as the server accepted them,
+/// oldest first, each consistent with the one before.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CheckpointChain {
+    pub checkpoints: Vec<ChainedCheckpoint>,
+    /// The size of the newest checkpoint the server holds.
+    pub head_size: Option<u64>,
+    /// When the archiver last published or renewed that newest one (server clock, Unix ms).
+    pub renewed_at: Option<i64>,
+    /// True when the limit cut the answer short.
+    pub more: bool,
 }
 
 /// A WebSocket frame from the server: something new is waiting; call `/v1/sync`.

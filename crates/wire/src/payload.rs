@@ -26,6 +26,11 @@ pub enum AppPayload {
         /// Burn-on-read timer, seconds from when a device first displays it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         burn_secs: Option<u64>,
+        /// Since 0.3: 32 random bytes, hex, salting the archive's commitments to this
+        /// message's fields (`vellum_record::content`), so the sender can prove what it
+        /// sent. Older senders' payloads have none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        salt: Option<String>,
     },
     /// Delete for everyone: the sender withdraws its own message `id`.
     Delete { id: String },
@@ -49,6 +54,8 @@ pub enum PayloadError {
     TooLong(usize),
     #[error("a message timer of {0} seconds is beyond the 10-year maximum")]
     TimerTooLong(u64),
+    #[error("a message salt must be 32 bytes of lowercase hex")]
+    BadSalt,
 }
 
 impl AppPayload {
@@ -96,6 +103,15 @@ impl AppPayload {
                 Err(PayloadError::TooLong(title.len()))
             }
             AppPayload::Text {
+                salt: Some(salt), ..
+            } if salt.len() != 64
+                || !salt
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+            {
+                Err(PayloadError::BadSalt)
+            }
+            AppPayload::Text {
                 expire_secs,
                 burn_secs,
                 ..
@@ -126,6 +142,7 @@ mod tests {
             sent_at: 5,
             expire_secs: Some(60),
             burn_secs: None,
+            salt: Some("ab".repeat(32)),
         };
         // A payload from an older sender, without timers, still decodes.
         let old = br#"{"kind":"text","id":"m0","text":"hi","sent_at":1}"#;
@@ -133,6 +150,7 @@ mod tests {
             AppPayload::decode(old),
             Ok(AppPayload::Text {
                 expire_secs: None,
+                salt: None,
                 ..
             })
         ));
@@ -159,6 +177,8 @@ mod tests {
             br#"{"kind":7}"#,
             br#"{"kind":"text","id":"m1"}"#,
             br#"{"kind":"delete"}"#,
+            br#"{"kind":"text","id":"m","text":"x","sent_at":0,"salt":"abc"}"#,
+            br#"{"kind":"text","id":"m","text":"x","sent_at":0,"salt":7}"#,
             br#"{"kind":"reaction""#,
         ] {
             assert!(
@@ -181,6 +201,7 @@ mod tests {
             sent_at: 0,
             expire_secs: None,
             burn_secs: None,
+            salt: None,
         };
         assert!(matches!(
             AppPayload::decode(&long.encode()),

@@ -623,7 +623,7 @@ fn issue8_archive_verify_trusts_only_the_bound_log_key() {
                     reference, time, ..
                 } => {
                     let sealed = original.record(i).unwrap().unwrap();
-                    copy.append_record(&reference, time, &sealed).unwrap();
+                    copy.append_record(&reference, time, &sealed, None).unwrap();
                 }
                 vellum_archive::Leaf::Access { time, action, .. } if !altered => {
                     altered = true;

@@ -101,6 +101,7 @@ fn issue_2_unconfirmed_sends_are_retried_and_stored_once() {
             read_at: Some(1),
             burn_at: None,
             archived_leaf: None,
+            salt: None,
         })
         .unwrap();
     drop(store);

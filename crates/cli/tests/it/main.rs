@@ -7,6 +7,8 @@ mod binding;
 mod chat;
 mod crash;
 mod escape;
+mod monitor;
+mod receipts;
 mod records;
 mod restore;
 mod secrets;

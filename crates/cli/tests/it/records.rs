@@ -129,8 +129,16 @@ impl Drop for Archiver {
     }
 }
 
-/// The org with records configured: shares in `root/keys`, the archiver running.
+/// The org with records configured: shares in `root/keys`, the archiver running and bound
+/// by two custodians (who unseal once, then seal it again).
 pub(crate) fn records_org(server: &Server, root: &Path) -> Archiver {
+    let archiver = records_org_unbound(server, root);
+    bind(&archiver, root, &["share-1", "share-2"]);
+    archiver
+}
+
+/// The org with records configured and the archiver running, not yet bound.
+pub(crate) fn records_org_unbound(server: &Server, root: &Path) -> Archiver {
     let out = run_ok(
         vellum()
             .args(["admin", "--server", &server.url, "--token-file"])
@@ -154,7 +162,6 @@ pub(crate) fn records_org(server: &Server, root: &Path) -> Archiver {
             .arg(server.token_file())
             .args(["policy", "set", "--default-class", "record"]),
     );
-    bind(&archiver, root, &["share-1", "share-2"]);
     archiver
 }
 

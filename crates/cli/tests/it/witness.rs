@@ -19,9 +19,9 @@ use crate::records::{records_org, verify_cmd, wait_for_records, wait_until};
 const ORIGIN: &str = "records.agency.example/vellum";
 
 /// A running `vellum witness`, killed when dropped.
-struct Running {
+pub(crate) struct Running {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     /// Kept open: the witness prints more lines after the address.
     _stdout: BufReader<ChildStdout>,
 }
@@ -33,7 +33,7 @@ impl Drop for Running {
     }
 }
 
-fn start(data: &Path, logs: &[&str]) -> Running {
+pub(crate) fn start(data: &Path, logs: &[&str]) -> Running {
     let mut cmd = vellum();
     cmd.args(["witness", "--listen", "127.0.0.1:0", "--data"])
         .arg(data);

@@ -155,6 +155,14 @@ pub async fn set_policy(
     if let Some(action) = req.on_hold {
         policy.on_hold = action;
     }
+    if let Some(secs) = req.receipt_alarm_secs {
+        if secs == 0 || secs > vellum_wire::timer::MAX_TIMER_SECS {
+            return Err(ApiError::bad_request(
+                "the receipt alarm is 1 second to 10 years",
+            ));
+        }
+        policy.receipt_alarm_secs = secs;
+    }
     state.store.set_org_policy(policy.clone()).await?;
     Ok(Json(state.store.org_policy().await?))
 }
@@ -229,11 +237,12 @@ pub async fn status(State(state): St) -> Result<Json<AdminStatus>, ApiError> {
     Ok(Json(status_of(&state).await?))
 }
 
-async fn status_of(state: &AppState) -> Result<AdminStatus, ApiError> {
+async fn status_of(state: &std::sync::Arc<AppState>) -> Result<AdminStatus, ApiError> {
     let trust = super::records::trust(state).await?;
     let records_configured = trust.is_some();
     let (archiver_backlog, oldest) = state.store.archiver_backlog().await?;
-    let archiver_lag_ms = oldest.map(|t| (state.now_millis() - t).max(0));
+    let now = state.now_millis();
+    let archiver_lag_ms = oldest.map(|t| (now - t).max(0));
     let mut warnings = Vec::new();
     match &trust {
         None => warnings.push("records are not configured: every chat is transitory and nothing is archived (run `records init`)".into()),
@@ -264,6 +273,60 @@ async fn status_of(state: &AppState) -> Result<AdminStatus, ApiError> {
              each converts at its next commit, and takes no message until then"
         ));
     }
+    let alarm_ms = (org.receipt_alarm_secs as i64).saturating_mul(1000);
+    let (unreceipted_messages, oldest_unreceipted) = match org.archiver_device {
+        Some(_) => state.store.unreceipted(now - alarm_ms).await?,
+        None => (0, None),
+    };
+    let ago = |since: i64| vellum_wire::timer::describe(((now - since).max(0) / 1000) as u64);
+    if let Some(oldest) = oldest_unreceipted {
+        warnings.push(format!(
+            "{unreceipted_messages} record message(s) have had no archive receipt for more than {} (the oldest for {}): the archiver may have stopped archiving or publishing",
+            vellum_wire::timer::describe(org.receipt_alarm_secs),
+            ago(oldest)
+        ));
+    }
+    let head = state.store.records_checkpoint_head().await?;
+    let mut checkpoint_cosigners = None;
+    let binding = match head {
+        Some(_) => super::records::bound(state).await.ok(),
+        None => None,
+    };
+    if let (Some(head), Some(binding)) = (&head, binding) {
+        if now - head.renewed_at > alarm_ms {
+            warnings.push(format!(
+                "the archiver's newest checkpoint ({} leaves) was last published {} ago: the archiver may have stopped",
+                head.size,
+                ago(head.renewed_at)
+            ));
+        }
+        let quorum = binding.witness_quorum as usize;
+        let note = head.note.clone();
+        let cosigners = state
+            .blocking(move |_| Ok(vellum_record::cosigners(&note, &binding).len()))
+            .await?;
+        checkpoint_cosigners = Some(cosigners as u64);
+        // Witnessing lags a checkpoint by a round: an alarm only once the log has gone
+        // without a witnessed checkpoint for the alarm time.
+        if cosigners < quorum {
+            let since = match state.store.records_checkpoint_witnessed().await? {
+                Some(w) => w.witnessed_at.unwrap_or(w.received_at),
+                None => state
+                    .store
+                    .records_checkpoints(0, 1)
+                    .await?
+                    .first()
+                    .map_or(head.received_at, |c| c.received_at),
+            };
+            if now - since > alarm_ms {
+                warnings.push(format!(
+                    "the archiver's newest checkpoint ({} leaves) has {cosigners} of the {quorum} witness cosignatures the custodians require, and none has had them for {}",
+                    head.size,
+                    ago(since)
+                ));
+            }
+        }
+    }
     let (archiver_device, archiver_binding_serial) = match trust {
         Some(t) => (t.archiver_device, t.binding.map(|b| b.serial)),
         None => (None, None),
@@ -276,6 +339,10 @@ async fn status_of(state: &AppState) -> Result<AdminStatus, ApiError> {
         archiver_lag_ms,
         noncompliant_chats,
         noncompliant_chat_count,
+        checkpoint_size: head.as_ref().map(|h| h.size),
+        checkpoint_age_ms: head.as_ref().map(|h| (now - h.renewed_at).max(0)),
+        checkpoint_cosigners,
+        unreceipted_messages,
         warnings,
     })
 }
@@ -303,11 +370,19 @@ pub async fn metrics(State(state): St) -> Result<impl IntoResponse, ApiError> {
          vellum_records_configured {}\n\
          # HELP vellum_chats_not_compliant Transitory chats while the org keeps every chat as records.\n\
          # TYPE vellum_chats_not_compliant gauge\n\
-         vellum_chats_not_compliant {}\n",
+         vellum_chats_not_compliant {}\n\
+         # HELP vellum_records_unreceipted Record messages without a receipt past the alarm time.\n\
+         # TYPE vellum_records_unreceipted gauge\n\
+         vellum_records_unreceipted {}\n\
+         # HELP vellum_records_checkpoint_age_seconds Since the archiver last published its newest checkpoint.\n\
+         # TYPE vellum_records_checkpoint_age_seconds gauge\n\
+         vellum_records_checkpoint_age_seconds {}\n",
         status.archiver_backlog,
         status.archiver_lag_ms.unwrap_or(0) as f64 / 1000.0,
         status.records_configured as u8,
-        status.noncompliant_chat_count
+        status.noncompliant_chat_count,
+        status.unreceipted_messages,
+        status.checkpoint_age_ms.unwrap_or(0) as f64 / 1000.0
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }

@@ -119,6 +119,8 @@ pub fn router(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(records::post_receipts))
         .routes(routes!(records::put_held_users))
         .routes(routes!(records::put_binding))
+        .routes(routes!(records::put_checkpoint))
+        .routes(routes!(records::get_checkpoints))
         .routes(routes!(sync::sync))
         .routes(routes!(sync::ack))
         .routes(routes!(crate::ws::connect))
