@@ -154,22 +154,43 @@ pub async fn init(
     let generated = vellum_records::generate(custodians, threshold, origin)?;
     fs::create_dir_all(out)?;
     let public = generated.public.to_json();
-    write_new(&out.join("records.pub"), &public, 0o644)?;
-    for (i, share) in generated.shares.iter().enumerate() {
-        write_new(&out.join(format!("share-{}", i + 1)), share, 0o600)?;
-    }
-    let request = RecordsInit {
-        records_public: public,
-    };
-    let code: EnrollmentCode = api
-        .call(
+    // Written before the key is registered, so that a registered key always has its shares;
+    // removed again if it is not registered (refused, unreachable): they would be of no use.
+    let mut written = Vec::new();
+    let registered = async {
+        let path = out.join("records.pub");
+        write_new(&path, &public, 0o644)?;
+        written.push(path);
+        for (i, share) in generated.shares.iter().enumerate() {
+            let path = out.join(format!("share-{}", i + 1));
+            write_new(&path, share, 0o600)?;
+            written.push(path);
+        }
+        let request = RecordsInit {
+            records_public: public.clone(),
+        };
+        api.call::<EnrollmentCode>(
             Method::POST,
             "/v1/admin/records",
             Some(&request),
             None,
             token,
         )
-        .await?;
+        .await
+        .map_err(anyhow::Error::from)
+    }
+    .await;
+    let code = match registered {
+        Ok(code) => code,
+        Err(e) => {
+            for path in &written {
+                let _ = fs::remove_file(path);
+            }
+            return Err(
+                e.context("records init: nothing was registered, and no key files were left")
+            );
+        }
+    };
     println!("wrote {}/records.pub and share-1 … share-{custodians} (any {threshold} unseal the archive)", out.display());
     println!("give each share to a different custodian; no copy of the whole key exists");
     println!("log origin: {origin}");

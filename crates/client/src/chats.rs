@@ -135,10 +135,8 @@ impl Client {
         if title.is_empty() || title.len() > 200 {
             return Err(Error::Invalid("a chat title is 1 to 200 bytes".into()));
         }
-        let org = match self.refresh_trust_if_due().await? {
-            Some(org) => org,
-            None => self.org_policy().await?,
-        };
+        // Fresh, not cached: a records init or a first unseal moments ago must count here.
+        let org = self.refresh_trust().await?;
         let mut policy = timers;
         if policy.expire_secs.is_none() && !org.allow_no_expiry {
             policy.expire_secs = org.max_expire_secs;
@@ -371,7 +369,7 @@ impl Client {
 
     /// The conversion commit; false if the chat was a record chat already.
     async fn commit_conversion(&mut self, group_id: &str) -> Result<bool, Error> {
-        let org = self.org_policy().await?;
+        let org = self.refresh_trust().await?;
         let binding = self.archiver_for_new_chat(&org)?;
         let archiver = binding.archiver_device.clone();
         self.sync().await?;

@@ -521,6 +521,7 @@ impl Client {
         let client_msg_id = row.map(|r| r.id.clone()).unwrap_or_else(random_id);
         let path = format!("/v1/groups/{group_id}/messages");
         let mut converted = false;
+        let mut switched = false;
         for _ in 0..MAX_REBASES {
             let mut group = self.load_group(group_id)?;
             let ciphertext = group.encrypt_application_message(&payload.encode(), Vec::new())?;
@@ -564,6 +565,14 @@ impl Client {
                             return Err(e);
                         }
                     }
+                }
+                // The org's archiver was replaced: switch the chat to the bound one (once),
+                // if the custodians have bound it, and encrypt again after the switch.
+                Err(e) if e.is_code(codes::ARCHIVER_REPLACED) && !switched => {
+                    switched = true;
+                    self.refresh_trust().await?;
+                    Box::pin(self.switch_archiver_if_needed(group_id)).await?;
+                    self.sync().await?;
                 }
                 Err(e @ Error::Network(_)) => return Err(e),
                 Err(e) => {

@@ -61,8 +61,6 @@ impl Client {
         }
         loop {
             let batch: SyncResponse = self.request(Method::GET, "/v1/sync", None::<&()>).await?;
-            // Before any entry: a message arriving in a held chat is kept, expired or not.
-            self.apply_holds(&batch.held_chats)?;
             let mut ack = AckRequest::default();
             let mut retry = false;
             for welcome in &batch.welcomes {
@@ -73,6 +71,9 @@ impl Client {
                 joined_any = true;
                 ack.welcomes.push(welcome.id);
             }
+            // After the joins (a chat joined now may be held) and before any entry: a message
+            // arriving in a held chat is kept, expired or not.
+            self.apply_holds(&batch.held_chats)?;
             // Until the custodians have bound an archiver, receipts stay queued: nothing can
             // check them yet.
             if let Some(records) = records.as_mut() {

@@ -294,20 +294,27 @@ impl Client {
     /// A loud event in every chat (record chats above all, but a records key concerns every
     /// one), once per distinct `cause`.
     fn warn_everywhere(&self, text: &str, cause: &str) -> Result<(), Error> {
+        // Every cause warned of is remembered (a changed records.pub and the binding it
+        // comes with are two, offered at every sync): each is shown once.
         let digest = hex::encode(Sha256::digest(cause.as_bytes()));
-        if self
+        let mut warned = self
             .store
             .profile_get(RECORDS_REFUSED)?
-            .is_some_and(|d| d == digest.as_bytes())
-        {
+            .map(|d| String::from_utf8_lossy(&d).into_owned())
+            .unwrap_or_default();
+        if warned.split(',').any(|d| d == digest) {
             return Ok(());
         }
+        if !warned.is_empty() {
+            warned.push(',');
+        }
+        warned.push_str(&digest);
         self.store.begin()?;
         let saved = (|| {
             for chat in self.store.chats()?.into_iter().filter(|c| !c.removed) {
                 self.record_event(&chat.group_id, None, "", text)?;
             }
-            self.store.profile_set(RECORDS_REFUSED, digest.as_bytes())
+            self.store.profile_set(RECORDS_REFUSED, warned.as_bytes())
         })();
         self.finish_tx(saved)
     }

@@ -51,6 +51,9 @@ pub mod codes {
     /// The org keeps this chat as records but it is still transitory: a member commits its
     /// conversion (the record-chat extension and the org's archiver) before anything else.
     pub const RECORD_REQUIRED: &str = "record_required";
+    /// A record chat whose archiver is no longer the org's (it was replaced): a member
+    /// switches it to the archiver the custodians bound before anything more is said.
+    pub const ARCHIVER_REPLACED: &str = "archiver_replaced";
     pub const INTERNAL: &str = "internal";
     /// The request's timestamp is from before the server started: nonces seen before then
     /// are forgotten, so it cannot be checked for a replay. Sign it again with a timestamp

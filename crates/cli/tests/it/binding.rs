@@ -709,6 +709,13 @@ fn issue8_replacing_a_dead_archiver_takes_the_custodians_and_shows_in_every_reco
         line.contains("replaced") && line.contains("unseal"),
         "{line}"
     );
+    // Nor a message in an existing record chat: the old archiver hears nothing more, and the
+    // new one is not in the chat yet, so it would escape the archive (issue 8 review).
+    let line = alice.fails(&["send", "kept", "between the two archivers"]);
+    assert!(
+        line.contains("archiver_replaced") || line.contains("archiver was replaced"),
+        "{line}"
+    );
 
     bind(&new, root.path(), &["share-1", "share-3"]);
     assert_eq!(admin_status(&server)["archiver_binding_serial"], 2);

@@ -226,6 +226,20 @@ fn issue8_a_hold_on_a_person_suspends_timers_in_their_transitory_chats() {
 
     alice.ok(&["send", "banter", "kept by the hold"]);
     alice.ok(&["send", "aside", "not kept"]);
+    // A chat the held person joins in the same sync as its first message (review finding:
+    // the hold was applied before that sync's joins, so this message expired on bob's device).
+    alice.ok(&[
+        "chat",
+        "create",
+        "fresh",
+        "--with",
+        "bob",
+        "--class",
+        "transitory",
+        "--expire",
+        "2s",
+    ]);
+    alice.ok(&["send", "fresh", "kept for bob"]);
     bob.ok(&["sync"]);
     carol.ok(&["sync"]);
     let expires_at = bob
@@ -242,6 +256,7 @@ fn issue8_a_hold_on_a_person_suspends_timers_in_their_transitory_chats() {
         device.ok(&["sync"]);
     }
     assert_eq!(bob.texts("banter"), vec!["kept by the hold"]);
+    assert_eq!(bob.texts("fresh"), vec!["kept for bob"]);
     assert_eq!(alice.texts("banter"), vec!["kept by the hold"]);
     assert!(
         carol.texts("aside").is_empty(),

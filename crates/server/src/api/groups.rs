@@ -103,6 +103,16 @@ fn must_convert(org: &OrgPolicy, held: bool) -> bool {
         || (org.archiver_device.is_some() && held && org.on_hold == HoldAction::Convert)
 }
 
+fn archiver_replaced() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        codes::ARCHIVER_REPLACED,
+        "the org's archiver was replaced and is not a member of this record chat yet: once k \
+         custodians have unsealed (and so bound) the new archiver, a member's device switches \
+         the chat to it; nothing is taken here until then, so nothing escapes the archive",
+    )
+}
+
 fn record_required() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
@@ -359,6 +369,20 @@ pub async fn post_message(
             return Err(not_member());
         }
         return Err(record_required());
+    }
+    if group.record {
+        // A replaced archiver hears nothing more: until the chat names the new one, nothing
+        // said here would reach the archive.
+        let archived = match &org.archiver_device {
+            Some(archiver) => state.store.is_member(&group_id, archiver).await?,
+            None => false,
+        };
+        if !archived {
+            if !state.store.is_member(&group_id, &me.device_id).await? {
+                return Err(not_member());
+            }
+            return Err(archiver_replaced());
+        }
     }
     if req.expires_at.is_some_and(|t| t <= 0) {
         return Err(ApiError::bad_request(
