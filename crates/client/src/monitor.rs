@@ -102,7 +102,9 @@ impl Client {
     pub(crate) async fn follow_records_log(
         &mut self,
     ) -> Result<(Option<Records>, Vec<MessageRow>), Error> {
-        let policy = self.org_policy().await?;
+        // The records trust read fresh with the policy: a new binding (a replaced archiver,
+        // another log key) must be known before its checkpoints are judged.
+        let policy = self.refresh_trust().await?;
         let mut watch = self.log_watch()?;
         watch.alarm_secs = Some(policy.receipt_alarm_secs);
         // The archiver the custodians bound, verified against the records.pub this device

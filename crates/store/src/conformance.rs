@@ -979,6 +979,7 @@ pub async fn issue8_one_archiver_device_its_bindings_and_its_replacement(store: 
         archiver_device: device.into(),
         expected_public: public.into(),
         new_public: None,
+        new_log: false,
     };
     assert!(matches!(
         store.set_records_binding(binding(1, "r1", "{}")).await,
@@ -1074,10 +1075,19 @@ pub async fn issue8_one_archiver_device_its_bindings_and_its_replacement(store: 
         store.set_records_binding(binding(3, "r1", public)).await,
         Err(Error::Forbidden(_))
     ));
+    // The new archiver's binding names another log key: the old log's chain is closed.
     store
-        .set_records_binding(binding(3, "r3", public))
+        .append_records_checkpoint(checkpoint(4, 0, 1))
         .await
         .unwrap();
+    store
+        .set_records_binding(NewBinding {
+            new_log: true,
+            ..binding(3, "r3", public)
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.records_checkpoint_head().await.unwrap(), None);
     assert_eq!(
         store.records_config().await.unwrap().unwrap().binding,
         Some((3, "binding 3 of r3".into()))

@@ -71,6 +71,9 @@ pub struct NewBinding {
     pub expected_public: String,
     /// A `records.pub` replacing the stored one (version 1 to 2 of the same key).
     pub new_public: Option<String>,
+    /// The binding names another log key than the one before: the checkpoint chain of the
+    /// old key is closed, and the new key's starts empty (in the same transaction).
+    pub new_log: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1359,6 +1359,10 @@ impl Store for SqliteStore {
                 params![new.binding, new.serial as i64, new.archiver_device, new.new_public],
             )
             .map_err(backend)?;
+            if new.new_log {
+                tx.execute("DELETE FROM records_checkpoints", [])
+                    .map_err(backend)?;
+            }
             tx.commit().map_err(backend)
         })
         .await

@@ -772,6 +772,23 @@ fn issue8_replacing_a_dead_archiver_takes_the_custodians_and_shows_in_every_reco
     assert_eq!(bob.texts("kept"), vec!["after the replacement".to_string()]);
     // It joined (with the roster) and archived the message.
     crate::records::wait_for_records(&new, before + 2);
+    // Its log is a new chain on the delivery server: receipts resume, and no device takes
+    // the new log key's checkpoints for a fork of the old one (review finding).
+    crate::records::wait_until("alice's receipt from the new archiver", || {
+        alice.ok(&["sync"]);
+        alice
+            .json(&["history", "kept", "--json"])
+            .iter()
+            .any(|m| m["text"] == "after the replacement" && m["archived"] == true)
+    });
+    for device in [&alice, &bob] {
+        device.ok(&["status"]);
+        assert!(
+            device.events("kept").iter().all(|e| !e.contains("forked")),
+            "{:?}",
+            device.events("kept")
+        );
+    }
 }
 
 /// The archive of a 0.1.0 archiver (tests/fixtures/v0.1.0: records.pub version 1, origin

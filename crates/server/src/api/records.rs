@@ -201,6 +201,16 @@ pub async fn put_binding(
         )
     })?;
     let expected_public = config.records_public.clone();
+    // The log key of the binding on file (verified when it was stored).
+    let previous_log_key = config
+        .binding
+        .as_ref()
+        .and_then(|(_, b)| {
+            SignedBinding::parse(b)
+                .and_then(|b| b.stored_statement())
+                .ok()
+        })
+        .map(|b| b.log_key);
     let (binding, new_public) = state
         .blocking(move |_| {
             let bad = |e: vellum_records::TrustError| ApiError::bad_request(e.to_string());
@@ -254,6 +264,9 @@ pub async fn put_binding(
             archiver_device: device.device_id,
             expected_public: config.records_public,
             new_public,
+            // A replaced archiver's log (or a new origin) is another log: devices follow the
+            // new key's chain from its start, and never take the old one's as a fork.
+            new_log: previous_log_key.as_deref() != Some(statement.log_key.as_str()),
         })
         .await?;
     tracing::info!(
