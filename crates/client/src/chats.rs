@@ -43,6 +43,12 @@ pub(crate) fn hold_notice(held: bool, record: bool) -> &'static str {
     }
 }
 
+/// Whether a claim answer's key package of `device_id` of `user` was asked for: a user in the
+/// request, or a device the request names (the bound archiver).
+fn asked_for(request: &ClaimKeyPackages, user: &str, device_id: &str) -> bool {
+    request.users.iter().any(|u| u == user) || request.devices.iter().any(|d| d == device_id)
+}
+
 /// `records` is not a person to invite: a record chat adds the bound archiver itself.
 fn check_not_archiver(users: &[String]) -> Result<(), Error> {
     if users.iter().any(|u| u == RECORDS_USER) {
@@ -272,6 +278,16 @@ impl Client {
                 return Err(Error::Invalid(format!(
                     "the server handed out a key package of device {} of user records, which is not the archiver the custodians bound: refused",
                     owner.device_id
+                )));
+            }
+            // Only the users asked for (and the bound archiver, asked for by device), each
+            // device once: a key package slipped into the answer adds no reader (issue 9).
+            if !asked_for(&request, &owner.user, &owner.device_id)
+                || out.iter().any(|(d, _)| *d == owner.device_id)
+            {
+                return Err(Error::Invalid(format!(
+                    "the server handed out a key package of device {} of {} that this device did not ask for: refused, nothing was committed",
+                    owner.device_id, owner.user
                 )));
             }
             out.push((kp.device_id, message));
@@ -526,5 +542,36 @@ impl Client {
         };
         self.store.add_message(&row)?;
         Ok(row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 9 finding: a proxy appended a foreign key package to a claim answer and the
+    /// client added it. Only what was asked for is taken.
+    #[test]
+    fn issue9_a_key_package_nobody_asked_for_is_refused() {
+        let request = ClaimKeyPackages {
+            users: vec!["bob".into(), "carol".into()],
+            devices: vec!["archiver-1".into()],
+        };
+        assert!(asked_for(&request, "bob", "b2"));
+        assert!(asked_for(&request, "carol", "c1"));
+        assert!(asked_for(&request, RECORDS_USER, "archiver-1"));
+        assert!(
+            !asked_for(&request, "mallory", "m1"),
+            "a user not asked for"
+        );
+        assert!(
+            !asked_for(&request, RECORDS_USER, "archiver-2"),
+            "another device of records"
+        );
+        let none = ClaimKeyPackages {
+            users: vec![],
+            devices: vec![],
+        };
+        assert!(!asked_for(&none, "bob", "b1"));
     }
 }
