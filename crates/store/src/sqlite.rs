@@ -1,4 +1,5 @@
 use std::collections::{BTreeMap, HashSet};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -352,6 +353,16 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`: refuses a damaged file or one
     /// written by a newer version, and migrates an older one.
     pub fn open(path: &Path) -> Result<Self> {
+        // Owner-only before SQLite touches it (its WAL and shared-memory files take the
+        // database file's mode); an older file is tightened too. Contents are left as they are.
+        let io = |e: std::io::Error| Error::Backend(format!("{}: {e}", path.display()));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         schema::check_existing(path, &embedded::migrations::runner())?;
         let writer = Connection::open(path).map_err(backend)?;
         Self::init(writer, Some(path))

@@ -64,6 +64,8 @@ fn issue_2_secret_files_are_owner_only_and_listener_is_loopback() {
     for secret in [
         server.data.join("admin-token"),
         server.data.join("org.key"),
+        server.data.join("server.db"),
+        server.data.join("server.db-wal"),
         alice.home.join("vellum.db"),
     ] {
         let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
