@@ -16,6 +16,28 @@ fn member_names(client: &Client, chat: &str) -> Result<String> {
         .join(", "))
 }
 
+/// `PUT /v1/admin/policy` with the admin token.
+async fn set_policy(api: &Api, token: &str, update: vellum_wire::OrgPolicyUpdate) -> Result<()> {
+    let _: vellum_wire::OrgPolicy = api
+        .call(
+            Method::PUT,
+            "/v1/admin/policy",
+            Some(&update),
+            None,
+            Some(token),
+        )
+        .await?;
+    Ok(())
+}
+
+/// `records seal` with the records officer's credential.
+async fn seal(records_api: &Api, officer: Option<&str>) -> Result<()> {
+    let _: vellum_archiver::api_types::Status = records_api
+        .call(Method::POST, "/v1/seal", None::<&()>, None, officer)
+        .await?;
+    Ok(())
+}
+
 fn heading(text: &str) {
     println!("\n== {text}");
 }
@@ -307,19 +329,15 @@ async fn records(
             eprintln!("archiver: {e}");
         }
     });
-    let update = vellum_wire::OrgPolicyUpdate {
-        default_record: Some(true),
-        ..Default::default()
-    };
-    let _: vellum_wire::OrgPolicy = api
-        .call(
-            Method::PUT,
-            "/v1/admin/policy",
-            Some(&update),
-            None,
-            Some(token),
-        )
-        .await?;
+    set_policy(
+        api,
+        token,
+        vellum_wire::OrgPolicyUpdate {
+            default_record: Some(true),
+            ..Default::default()
+        },
+    )
+    .await?;
     let records_api = Api::new(&format!("http://{listen}"))?;
     // The archiver writes the records officer's credential on its first start.
     let officer = loop {
@@ -371,15 +389,7 @@ async fn records(
         "  unsealed; binding {} signed with the key only the assembled seed yields: this archiver's device, identity key, log key and origin",
         status.binding_serial.unwrap_or_default()
     );
-    let _: vellum_archiver::api_types::Status = records_api
-        .call(
-            Method::POST,
-            "/v1/seal",
-            None::<&()>,
-            None,
-            officer.as_deref(),
-        )
-        .await?;
+    seal(&records_api, officer.as_deref()).await?;
     println!("  sealed again at once: the binding stays");
     // The archiver hands the binding to the server; devices take it from there.
     while alice.org_policy().await?.records_binding.is_none() {
@@ -474,30 +484,18 @@ async fn records(
         );
     }
     ensure!(hits.len() == 1, "the record was not found");
-    let _: vellum_archiver::api_types::Status = records_api
-        .call(
-            Method::POST,
-            "/v1/seal",
-            None::<&()>,
-            None,
-            officer.as_deref(),
-        )
-        .await?;
+    seal(&records_api, officer.as_deref()).await?;
 
     heading("the org now keeps every chat as records: the old transitory chat converts");
-    let update = vellum_wire::OrgPolicyUpdate {
-        allow_transitory: Some(false),
-        ..Default::default()
-    };
-    let _: vellum_wire::OrgPolicy = api
-        .call(
-            Method::PUT,
-            "/v1/admin/policy",
-            Some(&update),
-            None,
-            Some(token),
-        )
-        .await?;
+    set_policy(
+        api,
+        token,
+        vellum_wire::OrgPolicyUpdate {
+            allow_transitory: Some(false),
+            ..Default::default()
+        },
+    )
+    .await?;
     let status: vellum_wire::AdminStatus = api
         .call(
             Method::GET,

@@ -40,8 +40,10 @@ pub enum TrustError {
 }
 
 /// The archiver and log the org's custodians bound, from what the server publishes in the
-/// org policy (`records.pub` and the signed binding): the one place clients decide which log
-/// key, origin and witnesses to trust.
+/// org policy (`records.pub` and the signed binding), for a holder who already trusts that
+/// `records.pub` (the server, which checked it when it was stored; tests). Devices never
+/// take the policy's `records.pub` on trust: they verify against the one they pinned
+/// (`vellum_client`'s `bound_archiver`).
 pub fn bound_log(policy: &vellum_wire::OrgPolicy) -> Result<ArchiverBinding, TrustError> {
     let public = policy.records_public.as_deref().ok_or_else(|| {
         TrustError::NotBound("records are not configured for this organisation".into())

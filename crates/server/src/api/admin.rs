@@ -187,14 +187,19 @@ pub async fn records_init(
         .store
         .init_records(&req.records_public, hash, expires_at, state.now_secs())
         .await?;
-    Ok((
+    Ok(archiver_code(code, expires_at))
+}
+
+/// `201` with the enrollment code of the org's (next) archiver.
+fn archiver_code(code: String, expires_at: i64) -> (StatusCode, Json<EnrollmentCode>) {
+    (
         StatusCode::CREATED,
         Json(EnrollmentCode {
             user: RECORDS_USER.into(),
             code,
             expires_at,
         }),
-    ))
+    )
 }
 
 /// Replaces a dead archiver: revokes its device (it can no longer sign in, be claimed or hold
@@ -215,14 +220,7 @@ pub async fn replace_archiver(State(state): St) -> Result<impl IntoResponse, Api
         .replace_archiver(hash, expires_at, state.now_secs())
         .await?;
     tracing::info!(revoked = ?revoked, "archiver device revoked; a new enrollment code issued");
-    Ok((
-        StatusCode::CREATED,
-        Json(EnrollmentCode {
-            user: RECORDS_USER.into(),
-            code,
-            expires_at,
-        }),
-    ))
+    Ok(archiver_code(code, expires_at))
 }
 
 /// What an administrator should know at a glance.
