@@ -6,6 +6,7 @@
 
 mod api;
 mod chats;
+mod directory;
 mod lock;
 mod messages;
 mod monitor;

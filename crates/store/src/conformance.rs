@@ -629,6 +629,7 @@ pub async fn org_policy_defaults_and_updates(store: &impl Store) {
         records_binding: None,
         on_hold: vellum_wire::HoldAction::Convert,
         receipt_alarm_secs: 90,
+        reset_wait_secs: vellum_wire::DEFAULT_RESET_WAIT_SECS,
     };
     store.set_org_policy(strict.clone()).await.unwrap();
     assert_eq!(store.org_policy().await.unwrap(), strict);

@@ -1190,6 +1190,7 @@ impl Store for SqliteStore {
                             },
                             receipt_alarm_secs: opt_u64(r.get(6)?)
                                 .unwrap_or(vellum_wire::DEFAULT_RECEIPT_ALARM_SECS),
+                            reset_wait_secs: vellum_wire::DEFAULT_RESET_WAIT_SECS,
                         })
                     },
                 )

@@ -247,6 +247,21 @@ impl RootBuilder {
         self.size += 1;
     }
 
+    /// The roots of the perfect subtrees of the leaves pushed so far, largest first: all a
+    /// verifier must keep to go on from here.
+    pub fn frontier(&self) -> &[Hash] {
+        &self.stack
+    }
+
+    /// Resumes from a [`RootBuilder::frontier`] of `size` leaves; `None` if the number of
+    /// roots is not the number of set bits of `size`.
+    pub fn from_frontier(size: u64, frontier: Vec<Hash>) -> Option<Self> {
+        (frontier.len() == size.count_ones() as usize).then_some(Self {
+            size,
+            stack: frontier,
+        })
+    }
+
     /// MTH of the leaves pushed so far.
     pub fn root(&self) -> Hash {
         let mut nodes = self.stack.iter().rev();

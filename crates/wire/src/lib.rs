@@ -76,6 +76,15 @@ pub mod codes {
     pub const CHECKPOINT_FORK: &str = "checkpoint_fork";
     /// No archiver is bound by the custodians yet.
     pub const RECORDS_NOT_BOUND: &str = "records_not_bound";
+    /// 403: the device was revoked (by its user or an administrator); it should wipe itself.
+    pub const DEVICE_REVOKED: &str = "device_revoked";
+    /// 403: the device is waiting for approval by a device of its user.
+    pub const DEVICE_PENDING: &str = "device_pending";
+    /// 422: a directory change that breaks the directory's rules (bad signature, unknown
+    /// device, out of order).
+    pub const DIRECTORY_REFUSED: &str = "directory_refused";
+    /// 409: an approval step out of order (no commitment yet, no hello yet, already done).
+    pub const APPROVAL_OUT_OF_ORDER: &str = "approval_out_of_order";
 }
 
 /// `POST /v1/admin/users` and `POST /v1/admin/users/{name}/devices`.
@@ -109,6 +118,14 @@ pub struct EnrollResponse {
     pub credential: B64,
     /// The org's Ed25519 public key, pinned by the client from now on.
     pub org_key: B64,
+    /// `approved` for a user's first device (which then publishes the user's identity),
+    /// `pending` when the user already has a device that must approve this one.
+    #[serde(default = "approved")]
+    pub state: DeviceState,
+}
+
+fn approved() -> DeviceState {
+    DeviceState::Approved
 }
 
 /// `POST /v1/key-packages`.
@@ -217,6 +234,17 @@ pub struct OrgPolicy {
     /// witnessed is an alarm, on devices and in `admin status`.
     #[serde(default = "default_receipt_alarm")]
     pub receipt_alarm_secs: u64,
+    /// How long (seconds) an administrator's reset of a user's identity waits, during which
+    /// any device of that user can veto it.
+    #[serde(default = "default_reset_wait")]
+    pub reset_wait_secs: u64,
+}
+
+/// The default of [`OrgPolicy::reset_wait_secs`]: 72 hours.
+pub const DEFAULT_RESET_WAIT_SECS: u64 = 72 * 3600;
+
+fn default_reset_wait() -> u64 {
+    DEFAULT_RESET_WAIT_SECS
 }
 
 /// The default of [`OrgPolicy::receipt_alarm_secs`]: 10 minutes.
@@ -267,6 +295,7 @@ impl Default for OrgPolicy {
             records_binding: None,
             on_hold: HoldAction::default(),
             receipt_alarm_secs: DEFAULT_RECEIPT_ALARM_SECS,
+            reset_wait_secs: DEFAULT_RESET_WAIT_SECS,
         }
     }
 }
@@ -287,6 +316,9 @@ pub struct OrgPolicyUpdate {
     /// Seconds, at least 1.
     #[serde(default)]
     pub receipt_alarm_secs: Option<u64>,
+    /// Seconds, at least 1.
+    #[serde(default)]
+    pub reset_wait_secs: Option<u64>,
 }
 
 /// `POST /v1/admin/records`: registers the records public key (from `records init`) and
@@ -410,6 +442,9 @@ pub struct SyncResponse {
     /// under hold is not said.
     #[serde(default)]
     pub held_chats: Vec<String>,
+    /// The key directory's size: a device holding fewer entries catches up.
+    #[serde(default)]
+    pub directory_size: u64,
     /// True when a limit cut the answer short; sync again after acking.
     pub more: bool,
 }
@@ -528,4 +563,144 @@ pub struct CheckpointChain {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Wake {
     pub pending: bool,
+}
+
+// ---- Issue 9: the key directory and device approval. ----
+//
+// Directory payloads (`vellum_directory::Change`, `DeviceOffer`, `ApproverHello`) travel as
+// JSON objects; vellum-directory defines and checks them (it sits above this crate).
+
+/// `GET /v1/directory/config` (no authentication): what a device pins at enrollment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DirectoryConfig {
+    /// The directory log's checkpoint origin.
+    pub origin: String,
+    /// The log's note verifier key (C2SP signed-note vkey, Ed25519).
+    pub log_key: String,
+    /// Witnesses' cosignature/v1 verifier keys; `quorum` of them must cosign a checkpoint.
+    pub witnesses: Vec<String>,
+    pub quorum: usize,
+}
+
+/// `GET /v1/directory/checkpoint`: the newest signed checkpoint with its cosignatures.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DirectoryCheckpoint {
+    /// A C2SP signed note: the checkpoint, the log's signature and witnesses' cosignatures.
+    pub note: String,
+}
+
+/// `GET /v1/directory/entries?start=N&limit=M` (at most 1000): leaves from `start`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DirectoryEntries {
+    pub start: u64,
+    /// Each leaf's exact bytes (a `vellum_directory::DirectoryEntry` as JSON text).
+    pub entries: Vec<B64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::IntoParams)]
+pub struct DirectoryRange {
+    pub start: u64,
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+/// `POST /v1/directory/changes`: a change signed by the calling device's user's identity key
+/// (`identity`, `revoked_by_user`, `reset_vetoed`). Answers the log index it was appended at.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PostDirectoryChange {
+    #[schema(value_type = Object)]
+    pub change: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DirectoryAppended {
+    pub index: u64,
+}
+
+/// A device's state as the server keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceState {
+    /// Chained to its user's identity in the directory.
+    Approved,
+    /// Enrolled, waiting for an approved device of its user: it receives nothing.
+    Pending,
+    /// Existed before the directory; listed at upgrade, to be confirmed or revoked.
+    Legacy,
+    Revoked,
+}
+
+/// One device, for `GET /v1/devices` (own user) and `GET /v1/admin/users/{name}/devices`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeviceInfo {
+    pub device_id: String,
+    pub user: String,
+    pub state: DeviceState,
+    pub signature_key: B64,
+    /// Unix seconds.
+    pub enrolled_at: i64,
+    /// Unix seconds of its latest sync, if any.
+    pub last_seen: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeviceList {
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// The approval exchange of one pending device, as the server relays it
+/// (`GET /v1/approvals/{device_id}` for an approved device of the same user,
+/// `GET /v1/approvals/me` for the pending device itself).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApprovalExchange {
+    pub device_id: String,
+    /// Step 1 (new device): hex SHA-256 commitment to its offer.
+    pub commitment: Option<String>,
+    /// Step 2 (approver): a `vellum_directory::ApproverHello`.
+    #[schema(value_type = Option<Object>)]
+    pub hello: Option<serde_json::Value>,
+    /// Step 3 (new device): its revealed `vellum_directory::DeviceOffer`.
+    #[schema(value_type = Option<Object>)]
+    pub offer: Option<serde_json::Value>,
+    /// After approval: the identity key sealed to the new device (80 bytes).
+    pub sealed_identity: Option<B64>,
+}
+
+/// `PUT /v1/approvals/me/commitment` (pending device): starts or restarts its exchange;
+/// clears any hello and offer of an earlier one.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PutCommitment {
+    pub commitment: String,
+}
+
+/// `PUT /v1/approvals/{device_id}/hello` (an approved device of the same user).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PutHello {
+    #[schema(value_type = Object)]
+    pub hello: serde_json::Value,
+}
+
+/// `PUT /v1/approvals/me/offer` (pending device, after a hello): reveals its offer.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PutOffer {
+    #[schema(value_type = Object)]
+    pub offer: serde_json::Value,
+}
+
+/// `POST /v1/approvals/{device_id}/complete` (the approver, after the codes matched): the
+/// identity-signed `approved` change and the identity key sealed to the new device.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CompleteApproval {
+    #[schema(value_type = Object)]
+    pub change: serde_json::Value,
+    pub sealed_identity: B64,
+}
+
+/// `POST /v1/admin/users/{name}/reset`: when the reset takes effect unless vetoed.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ResetScheduled {
+    pub user: String,
+    pub request_id: String,
+    /// Unix seconds.
+    pub effective_at: i64,
 }

@@ -50,5 +50,6 @@ pub async fn enroll(
         device_id,
         credential: certificate.to_bytes().into(),
         org_key: state.org.public_key().to_bytes().to_vec().into(),
+        state: vellum_wire::DeviceState::Approved,
     }))
 }

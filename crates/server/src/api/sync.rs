@@ -43,6 +43,8 @@ pub async fn sync(
     let heads: std::collections::HashMap<_, _> = pending.heads.into_iter().collect();
     Ok(Json(SyncResponse {
         held_chats,
+        // Filled in by the key directory (issue 9).
+        directory_size: 0,
         receipts: receipts
             .into_iter()
             .map(|(id, receipt)| QueuedReceipt { id, receipt })

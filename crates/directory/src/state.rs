@@ -1,0 +1,473 @@
+//! The directory's meaning: replaying its entries in order gives each user's identity and
+//! devices. The server applies an entry here before appending it; every device replays the
+//! whole log ([`Mirror`]) and refuses any entry that breaks a rule.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use vellum_tlog::{Checkpoint, Hash, RootBuilder};
+
+use crate::entry::{Change, DeviceRef, DirectoryEntry, Key32, Statement};
+use crate::Error;
+
+/// What the directory says of one device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    /// Chained to the user's identity (its first device, or approved by one of its devices).
+    Approved,
+    /// Existed before the directory; listed at upgrade, not yet confirmed by the identity.
+    Legacy,
+    Revoked,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Approved => "approved",
+            DeviceStatus::Legacy => "approved at upgrade",
+            DeviceStatus::Revoked => "revoked",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceState {
+    #[serde(with = "crate::entry::hex32")]
+    pub signature_key: Key32,
+    pub status: DeviceStatus,
+    /// The log index of the entry that last changed it.
+    pub changed_at: u64,
+    /// Which identity generation (resets so far) the device belongs to.
+    pub generation: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingReset {
+    pub request_id: String,
+    pub effective_at: i64,
+    /// The log index of the request.
+    pub requested_at: u64,
+}
+
+/// One user's entry chain and what it adds up to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserState {
+    #[serde(with = "crate::entry::hex32_opt")]
+    pub identity: Option<Key32>,
+    /// The log index of the entry that set the current identity.
+    pub identity_since: Option<u64>,
+    /// How many resets took effect: a new identity after a reset has a new generation.
+    pub generation: u32,
+    pub devices: BTreeMap<String, DeviceState>,
+    pub pending_reset: Option<PendingReset>,
+    /// Reset request ids ever used (a request id is never reused).
+    pub reset_ids: Vec<String>,
+    /// Next `user_seq`.
+    pub next_seq: u64,
+    /// Leaf hash of the user's newest entry.
+    #[serde(with = "crate::entry::hex32_opt")]
+    pub head: Option<Key32>,
+}
+
+impl UserState {
+    /// The devices the directory vouches for: approved, or approved at upgrade.
+    pub fn vouched_devices(&self) -> impl Iterator<Item = (&String, &DeviceState)> {
+        self.devices
+            .iter()
+            .filter(|(_, d)| d.status != DeviceStatus::Revoked)
+    }
+}
+
+/// How the directory answers "is this key this user's device?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vouch {
+    Approved,
+    /// Approved at upgrade: accepted, and shown as such.
+    Legacy,
+    Revoked,
+    /// The directory has no such device for this user.
+    Unknown,
+    /// The directory has the device under another key.
+    WrongKey,
+}
+
+impl Vouch {
+    pub fn is_vouched(self) -> bool {
+        matches!(self, Vouch::Approved | Vouch::Legacy)
+    }
+
+    /// Why a device is not vouched for, for the user to read.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Vouch::Approved => "approved",
+            Vouch::Legacy => "approved at upgrade",
+            Vouch::Revoked => "revoked",
+            Vouch::Unknown => "not in the key directory",
+            Vouch::WrongKey => "its key differs from the key directory's",
+        }
+    }
+}
+
+/// Every user's state after some prefix of the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryState {
+    pub users: BTreeMap<String, UserState>,
+    /// Which user each device id ever belonged to: ids are never reused.
+    pub device_owner: BTreeMap<String, String>,
+    pub upgrade_done: bool,
+    /// Entries applied.
+    pub size: u64,
+}
+
+fn broken(index: u64, why: impl Into<String>) -> Error {
+    Error::BrokenRule {
+        index,
+        why: why.into(),
+    }
+}
+
+impl DirectoryState {
+    pub fn user(&self, user: &str) -> Option<&UserState> {
+        self.users.get(user)
+    }
+
+    pub fn vouch(&self, user: &str, device_id: &str, signature_key: &[u8]) -> Vouch {
+        let Some(device) = self.users.get(user).and_then(|u| u.devices.get(device_id)) else {
+            return Vouch::Unknown;
+        };
+        if device.signature_key.as_slice() != signature_key {
+            return Vouch::WrongKey;
+        }
+        match device.status {
+            DeviceStatus::Approved => Vouch::Approved,
+            DeviceStatus::Legacy => Vouch::Legacy,
+            DeviceStatus::Revoked => Vouch::Revoked,
+        }
+    }
+
+    /// The entry the server would append next for `user`: the chain fields filled in.
+    pub fn next_entry(&self, user: &str, time: i64, change: Change) -> DirectoryEntry {
+        let state = self.users.get(user);
+        DirectoryEntry {
+            version: crate::ENTRY_VERSION,
+            user: user.to_owned(),
+            user_seq: state.map_or(0, |u| u.next_seq),
+            prev: state.and_then(|u| u.head),
+            time,
+            change,
+        }
+    }
+
+    /// Applies the leaf at the next index; on error nothing changes.
+    pub fn apply(&mut self, leaf: &[u8]) -> Result<DirectoryEntry, Error> {
+        let index = self.size;
+        let entry = DirectoryEntry::parse(leaf).map_err(|e| broken(index, e.to_string()))?;
+        let hash = vellum_tlog::leaf_hash(leaf);
+        let mut user = self.users.get(&entry.user).cloned().unwrap_or_default();
+        if entry.user_seq != user.next_seq || entry.prev != user.head {
+            return Err(broken(
+                index,
+                format!(
+                    "{}'s entry {} does not follow their entry chain",
+                    entry.user, entry.user_seq
+                ),
+            ));
+        }
+        let mut new_device: Option<&DeviceRef> = None;
+        match &entry.change {
+            Change::UpgradeDone => {
+                if self.upgrade_done || !entry.user.is_empty() {
+                    return Err(broken(index, "a second or misplaced end of the upgrade"));
+                }
+                self.upgrade_done = true;
+            }
+            _ if entry.user.is_empty()
+                || !self.upgrade_done && !matches!(entry.change, Change::Legacy { .. }) =>
+            {
+                return Err(broken(index, "an entry before the upgrade listing ended"));
+            }
+            Change::Legacy { device } => {
+                if self.upgrade_done {
+                    return Err(broken(
+                        index,
+                        "a device listed as existing after the upgrade",
+                    ));
+                }
+                new_device = Some(device);
+                user.devices.insert(
+                    device.device_id.clone(),
+                    DeviceState {
+                        signature_key: device.signature_key,
+                        status: DeviceStatus::Legacy,
+                        changed_at: index,
+                        generation: user.generation,
+                    },
+                );
+            }
+            Change::Identity {
+                identity_key,
+                device,
+                signature,
+            } => {
+                if user.identity.is_some() {
+                    return Err(broken(
+                        index,
+                        format!("{} already has an identity", entry.user),
+                    ));
+                }
+                Statement::Identity {
+                    user: &entry.user,
+                    identity_key,
+                    device,
+                }
+                .verify(signature)
+                .map_err(|e| broken(index, e.to_string()))?;
+                match user.devices.get(&device.device_id) {
+                    // The upgrade: an existing device becomes the identity holder.
+                    Some(d)
+                        if d.status == DeviceStatus::Legacy
+                            && d.signature_key == device.signature_key => {}
+                    Some(_) => {
+                        return Err(broken(index, "the identity names a device already used"))
+                    }
+                    None => new_device = Some(device),
+                }
+                user.identity = Some(*identity_key);
+                user.identity_since = Some(index);
+                user.devices.insert(
+                    device.device_id.clone(),
+                    DeviceState {
+                        signature_key: device.signature_key,
+                        status: DeviceStatus::Approved,
+                        changed_at: index,
+                        generation: user.generation,
+                    },
+                );
+            }
+            Change::Approved {
+                device,
+                by_device,
+                signature,
+            } => {
+                let identity_key = user
+                    .identity
+                    .ok_or_else(|| broken(index, format!("{} has no identity", entry.user)))?;
+                Statement::Approve {
+                    user: &entry.user,
+                    identity_key: &identity_key,
+                    device,
+                    by_device,
+                }
+                .verify(signature)
+                .map_err(|e| broken(index, e.to_string()))?;
+                if user.devices.get(by_device).map(|d| d.status) != Some(DeviceStatus::Approved) {
+                    return Err(broken(index, "approved by a device that is not approved"));
+                }
+                match user.devices.get(&device.device_id) {
+                    Some(d)
+                        if d.status == DeviceStatus::Legacy
+                            && d.signature_key == device.signature_key => {}
+                    Some(_) => return Err(broken(index, "approves a device already used")),
+                    None => new_device = Some(device),
+                }
+                user.devices.insert(
+                    device.device_id.clone(),
+                    DeviceState {
+                        signature_key: device.signature_key,
+                        status: DeviceStatus::Approved,
+                        changed_at: index,
+                        generation: user.generation,
+                    },
+                );
+            }
+            Change::RevokedByUser {
+                device_id,
+                by_device,
+                signature,
+            } => {
+                let identity_key = user
+                    .identity
+                    .ok_or_else(|| broken(index, format!("{} has no identity", entry.user)))?;
+                Statement::Revoke {
+                    user: &entry.user,
+                    identity_key: &identity_key,
+                    device_id,
+                    by_device,
+                }
+                .verify(signature)
+                .map_err(|e| broken(index, e.to_string()))?;
+                if user.devices.get(by_device).map(|d| d.status) != Some(DeviceStatus::Approved) {
+                    return Err(broken(index, "revoked by a device that is not approved"));
+                }
+                revoke(&mut user, device_id, index)?;
+            }
+            Change::RevokedByAdmin { device_id } => revoke(&mut user, device_id, index)?,
+            Change::ResetRequested {
+                request_id,
+                effective_at,
+            } => {
+                if user.pending_reset.is_some() {
+                    return Err(broken(index, "a second reset while one is pending"));
+                }
+                if user.reset_ids.contains(request_id) {
+                    return Err(broken(index, "a reset request id used before"));
+                }
+                user.reset_ids.push(request_id.clone());
+                user.pending_reset = Some(PendingReset {
+                    request_id: request_id.clone(),
+                    effective_at: *effective_at,
+                    requested_at: index,
+                });
+            }
+            Change::ResetVetoed {
+                request_id,
+                by_device,
+                signature,
+            } => {
+                let identity_key = user
+                    .identity
+                    .ok_or_else(|| broken(index, format!("{} has no identity", entry.user)))?;
+                if user.pending_reset.as_ref().map(|p| &p.request_id) != Some(request_id) {
+                    return Err(broken(index, "vetoes no pending reset"));
+                }
+                Statement::Veto {
+                    user: &entry.user,
+                    identity_key: &identity_key,
+                    request_id,
+                    by_device,
+                }
+                .verify(signature)
+                .map_err(|e| broken(index, e.to_string()))?;
+                if user.devices.get(by_device).map(|d| d.status) != Some(DeviceStatus::Approved) {
+                    return Err(broken(index, "vetoed by a device that is not approved"));
+                }
+                user.pending_reset = None;
+            }
+            Change::Reset { request_id } => {
+                let pending = user
+                    .pending_reset
+                    .take()
+                    .filter(|p| &p.request_id == request_id)
+                    .ok_or_else(|| broken(index, "a reset nobody requested"))?;
+                if entry.time < pending.effective_at {
+                    return Err(broken(index, "a reset before its waiting period ended"));
+                }
+                user.identity = None;
+                user.identity_since = None;
+                user.generation += 1;
+                for device in user.devices.values_mut() {
+                    if device.status != DeviceStatus::Revoked {
+                        device.status = DeviceStatus::Revoked;
+                        device.changed_at = index;
+                    }
+                }
+            }
+        }
+        if let Some(device) = new_device {
+            if let Some(owner) = self.device_owner.get(&device.device_id) {
+                return Err(broken(
+                    index,
+                    format!("device id {} was already {owner}'s", device.device_id),
+                ));
+            }
+        }
+        // Every check passed: commit.
+        if let Some(device) = new_device {
+            self.device_owner
+                .insert(device.device_id.clone(), entry.user.clone());
+        }
+        user.next_seq += 1;
+        user.head = Some(hash);
+        if !entry.user.is_empty() {
+            self.users.insert(entry.user.clone(), user);
+        }
+        self.size += 1;
+        Ok(entry)
+    }
+}
+
+fn revoke(user: &mut UserState, device_id: &str, index: u64) -> Result<(), Error> {
+    match user.devices.get_mut(device_id) {
+        Some(d) if d.status != DeviceStatus::Revoked => {
+            d.status = DeviceStatus::Revoked;
+            d.changed_at = index;
+            Ok(())
+        }
+        Some(_) => Err(broken(index, "revokes a device already revoked")),
+        None => Err(broken(index, "revokes a device the user does not have")),
+    }
+}
+
+/// A device's verified copy of the directory: the replayed state and the log's compact range,
+/// so the next checkpoint is checked from what this copy already holds (a rollback or a fork
+/// of anything it has seen cannot match).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Mirror {
+    pub state: DirectoryState,
+    /// Roots of the perfect subtrees of the prefix held, largest first.
+    frontier: Vec<Hash>,
+    /// The root of the prefix held, as the checkpoint that reached it said.
+    #[serde(with = "crate::entry::hex32_opt")]
+    root: Option<Hash>,
+}
+
+impl Mirror {
+    pub fn size(&self) -> u64 {
+        self.state.size
+    }
+
+    fn builder(&self) -> RootBuilder {
+        RootBuilder::from_frontier(self.state.size, self.frontier.clone())
+            .expect("a mirror keeps a frontier that matches its size")
+    }
+
+    /// Extends the copy by `leaves` (which must start at [`Mirror::size`]) to `checkpoint`,
+    /// whose signatures the caller has checked. All or nothing: the new root must be the
+    /// checkpoint's, and every entry must keep the rules. Returns the entries applied.
+    pub fn extend(
+        &mut self,
+        leaves: &[Vec<u8>],
+        checkpoint: &Checkpoint,
+    ) -> Result<Vec<DirectoryEntry>, Error> {
+        if checkpoint.size < self.size() {
+            return Err(Error::Rollback {
+                held: self.size(),
+                shown: checkpoint.size,
+            });
+        }
+        if self.size() + leaves.len() as u64 != checkpoint.size {
+            return Err(Error::Malformed(format!(
+                "{} entries from {} do not reach the checkpoint's size {}",
+                leaves.len(),
+                self.size(),
+                checkpoint.size
+            )));
+        }
+        if leaves.is_empty() {
+            let root = self.root.unwrap_or_else(vellum_tlog::empty_root);
+            return match root == checkpoint.root {
+                true => Ok(Vec::new()),
+                false => Err(Error::Fork {
+                    size: checkpoint.size,
+                }),
+            };
+        }
+        let mut state = self.state.clone();
+        let mut builder = self.builder();
+        let mut applied = Vec::with_capacity(leaves.len());
+        for leaf in leaves {
+            applied.push(state.apply(leaf)?);
+            builder.push(vellum_tlog::leaf_hash(leaf));
+        }
+        if builder.root() != checkpoint.root {
+            return Err(Error::Fork {
+                size: checkpoint.size,
+            });
+        }
+        self.state = state;
+        self.frontier = builder.frontier().to_vec();
+        self.root = Some(checkpoint.root);
+        Ok(applied)
+    }
+}
