@@ -5,17 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vellum_tlog::cosignature::CosignatureVerifier;
-use vellum_witness::{AddCheckpoint, Submitted};
+use vellum_witness::CosignError;
 
 use crate::{ArchiverState, Error};
 
-/// A witness the archiver submits to: its submission prefix and the key it cosigns with.
-#[derive(Debug, Clone)]
-pub struct WitnessTarget {
-    pub url: String,
-    pub verifier: CosignatureVerifier,
-}
+pub use vellum_witness::WitnessTarget;
 
 /// One request's limit: a hung witness must not hold back the next checkpoint's round.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -103,40 +97,31 @@ async fn submit(
     size: u64,
     note: &str,
 ) -> Result<(), Error> {
-    let mut old = w.cosigned.min(size);
-    for attempt in 0..2 {
-        let proof = state
+    let proof = async |old: u64| {
+        state
             .vault
             .call(move |v| v.archive.consistency_proof(old, size))
-            .await??;
-        let request = AddCheckpoint {
-            old_size: old,
-            proof,
-            note: note.to_owned(),
-        };
-        match vellum_witness::submit(http, &w.target.url, &request).await {
-            Ok(Submitted::Cosigned(lines)) => {
-                let verifier = w.target.verifier.clone();
-                state
-                    .vault
-                    .call(move |v| v.archive.add_cosignature(size, &lines, &verifier))
-                    .await??;
-                w.cosigned = size;
-                tracing::info!(witness = w.target.verifier.name(), size, "checkpoint cosigned");
-                return Ok(());
-            }
-            Ok(Submitted::Conflict(held)) if attempt == 0 && held <= size => old = held,
-            Ok(Submitted::Conflict(held)) => {
-                return Err(Error::Witness(format!(
-                    "the witness holds a checkpoint of size {held}, not consistent with ours of size {size}"
-                )))
-            }
-            Err(e) => return Err(Error::Witness(e.to_string())),
-        }
-    }
-    Err(Error::Witness(
-        "the witness refused the size it asked for".into(),
-    ))
+            .await?
+            .map_err(Error::from)
+    };
+    let lines = vellum_witness::cosign(http, &w.target, w.cosigned, size, note, proof)
+        .await
+        .map_err(|e| match e {
+            CosignError::Proof(e) => e,
+            CosignError::Witness(e) => Error::Witness(e.to_string()),
+        })?;
+    let verifier = w.target.verifier.clone();
+    state
+        .vault
+        .call(move |v| v.archive.add_cosignature(size, &lines, &verifier))
+        .await??;
+    w.cosigned = size;
+    tracing::info!(
+        witness = w.target.verifier.name(),
+        size,
+        "checkpoint cosigned"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -30,6 +30,10 @@ macro_rules! store_conformance_tests {
             issue8_one_archiver_device_its_bindings_and_its_replacement,
             issue8_the_checkpoint_chain_only_grows_from_its_head,
             issue8_record_messages_without_a_receipt_are_counted,
+            issue_9_enrollment_decides_approved_or_pending,
+            issue_9_directory_entries_append_with_their_device_changes,
+            issue_9_approval_steps_only_in_order,
+            issue_9_reset_wait_is_a_policy_and_last_seen_is_kept,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -62,7 +66,7 @@ async fn enroll(store: &impl Store, id: &str, user: &str) {
     };
     store.add_enrollment_code(user, hash, 1_000).await.unwrap();
     store
-        .enroll_device(hash, 10, device(id, user))
+        .enroll_device(hash, 10, device(id, user), false)
         .await
         .unwrap();
 }
@@ -152,16 +156,20 @@ pub async fn users_codes_and_devices(store: &impl Store) {
 
     // A code for alice cannot enroll a device for someone else.
     assert!(matches!(
-        store.enroll_device(code, 50, device("x", "mallory")).await,
+        store
+            .enroll_device(code, 50, device("x", "mallory"), false)
+            .await,
         Err(Error::InvalidCode)
     ));
     store
-        .enroll_device(code, 50, device("d1", "alice"))
+        .enroll_device(code, 50, device("d1", "alice"), false)
         .await
         .unwrap();
     // Used once, never again, and nothing changes on the second try.
     assert!(matches!(
-        store.enroll_device(code, 51, device("d2", "alice")).await,
+        store
+            .enroll_device(code, 51, device("d2", "alice"), false)
+            .await,
         Err(Error::InvalidCode)
     ));
     assert_eq!(
@@ -178,7 +186,9 @@ pub async fn users_codes_and_devices(store: &impl Store) {
     let late = [9u8; 32];
     store.add_enrollment_code("alice", late, 60).await.unwrap();
     assert!(matches!(
-        store.enroll_device(late, 60, device("d3", "alice")).await,
+        store
+            .enroll_device(late, 60, device("d3", "alice"), false)
+            .await,
         Err(Error::InvalidCode)
     ));
     assert_eq!(store.device("d3").await.unwrap(), None);
@@ -747,7 +757,12 @@ async fn records_with_archiver(store: &impl Store) {
         .await
         .unwrap();
     store
-        .enroll_device([0xAA; 32], 10, device("r1", vellum_wire::RECORDS_USER))
+        .enroll_device(
+            [0xAA; 32],
+            10,
+            device("r1", vellum_wire::RECORDS_USER),
+            false,
+        )
         .await
         .unwrap();
 }
@@ -951,7 +966,7 @@ pub async fn issue8_a_user_named_records_before_records_init_never_becomes_the_a
         .unwrap();
     assert!(matches!(
         store
-            .enroll_device([1; 32], 10, device("imp", vellum_wire::RECORDS_USER))
+            .enroll_device([1; 32], 10, device("imp", vellum_wire::RECORDS_USER), false)
             .await,
         Err(Error::Forbidden(_))
     ));
@@ -999,7 +1014,7 @@ pub async fn issue8_one_archiver_device_its_bindings_and_its_replacement(store: 
         .unwrap();
     assert!(matches!(
         store
-            .enroll_device([4; 32], 10, device("r2", vellum_wire::RECORDS_USER))
+            .enroll_device([4; 32], 10, device("r2", vellum_wire::RECORDS_USER), false)
             .await,
         Err(Error::Refused(_))
     ));
@@ -1061,7 +1076,7 @@ pub async fn issue8_one_archiver_device_its_bindings_and_its_replacement(store: 
         Err(Error::InvalidCode)
     ));
     store
-        .enroll_device([6; 32], 30, device("r3", vellum_wire::RECORDS_USER))
+        .enroll_device([6; 32], 30, device("r3", vellum_wire::RECORDS_USER), false)
         .await
         .unwrap();
     assert_eq!(
@@ -1215,4 +1230,352 @@ pub async fn issue8_record_messages_without_a_receipt_are_counted(store: &impl S
         .await
         .unwrap();
     assert_eq!(store.unreceipted(1_000).await.unwrap(), (0, None));
+}
+
+/// Enrolls `id` for `user` (created if needed) with a fresh code; returns its state.
+async fn enroll_as(store: &impl Store, id: &str, user: &str, has_identity: bool) -> DeviceState {
+    if !store.user_exists(user).await.unwrap() {
+        store.create_user(user, 0).await.unwrap();
+    }
+    let mut hash = [0x99u8; 32];
+    hash[..id.len()].copy_from_slice(id.as_bytes());
+    store.add_enrollment_code(user, hash, 1_000).await.unwrap();
+    store
+        .enroll_device(hash, 10, device(id, user), has_identity)
+        .await
+        .unwrap()
+}
+
+async fn state_of(store: &impl Store, id: &str) -> DeviceState {
+    store.device_record(id).await.unwrap().unwrap().state
+}
+
+pub async fn issue_9_enrollment_decides_approved_or_pending(store: &impl Store) {
+    use DeviceState::*;
+    // A user's first device is approved; any later one waits for approval.
+    assert_eq!(enroll_as(store, "a1", "alice", false).await, Approved);
+    assert_eq!(enroll_as(store, "a2", "alice", false).await, Pending);
+    // Without any live device but with an identity in the directory: pending too.
+    assert_eq!(enroll_as(store, "b1", "bob", true).await, Pending);
+    let record = store.device_record("a2").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            record.device,
+            record.state,
+            record.enrolled_at,
+            record.last_seen
+        ),
+        (device("a2", "alice"), Pending, 10, None)
+    );
+    // Pending devices are registered devices: they sign requests, and are listed.
+    assert_eq!(
+        store.device("a2").await.unwrap(),
+        Some(device("a2", "alice"))
+    );
+    let listed: Vec<_> = store
+        .user_device_records("alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.device.device_id, r.state))
+        .collect();
+    assert_eq!(listed, [("a1".into(), Approved), ("a2".into(), Pending)]);
+    assert!(store
+        .user_device_records("nobody")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.device_record("nope").await.unwrap(), None);
+    // Devices enrolled now are never legacy: only the migration makes those.
+    assert!(store.legacy_devices().await.unwrap().is_empty());
+    // The archiver is bound by the custodians, not the directory: approved.
+    records_with_archiver(store).await;
+    assert_eq!(state_of(store, "r1").await, Approved);
+}
+
+fn leaf(index: u64, user: &str, change: Option<DeviceChange>) -> NewDirectoryEntry {
+    NewDirectoryEntry {
+        index,
+        user: user.into(),
+        body: format!("leaf {index}").into_bytes(),
+        change,
+    }
+}
+
+pub async fn issue_9_directory_entries_append_with_their_device_changes(store: &impl Store) {
+    use DeviceState::*;
+    assert_eq!(store.directory_checkpoint().await.unwrap(), None);
+    assert!(store.directory_entries(0, 10).await.unwrap().is_empty());
+    enroll_as(store, "a1", "alice", false).await;
+    enroll_as(store, "a2", "alice", false).await;
+    enroll_as(store, "a3", "alice", false).await;
+    enroll_as(store, "b1", "bob", false).await;
+    store
+        .add_key_packages("a3", vec![b"kp-a3".to_vec()], None)
+        .await
+        .unwrap();
+    store
+        .append_directory_entries(
+            vec![leaf(0, "", None), leaf(1, "alice", None)],
+            "cp 2".into(),
+            20,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.directory_entries(0, 10).await.unwrap(),
+        vec![b"leaf 0".to_vec(), b"leaf 1".to_vec()]
+    );
+    assert_eq!(
+        store.directory_entries(1, 10).await.unwrap(),
+        vec![b"leaf 1".to_vec()]
+    );
+    assert_eq!(store.directory_entries(0, 1).await.unwrap().len(), 1);
+    assert!(store.directory_entries(5, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.directory_checkpoint().await.unwrap().as_deref(),
+        Some("cp 2")
+    );
+
+    // Out of order: nothing appended, the checkpoint unchanged.
+    for index in [1, 3] {
+        assert!(matches!(
+            store
+                .append_directory_entries(vec![leaf(index, "alice", None)], "bad".into(), 21)
+                .await,
+            Err(Error::Conflict(_))
+        ));
+    }
+    // A change that cannot be made takes its entry (and the whole batch) with it.
+    assert!(matches!(
+        store
+            .append_directory_entries(
+                vec![
+                    leaf(2, "alice", None),
+                    leaf(
+                        3,
+                        "alice",
+                        Some(DeviceChange::Revoke {
+                            device_id: "ghost".into()
+                        })
+                    ),
+                ],
+                "bad".into(),
+                21,
+            )
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    // Approving with a sealed identity needs the device's revealed offer.
+    assert!(matches!(
+        store
+            .append_directory_entries(
+                vec![leaf(
+                    2,
+                    "alice",
+                    Some(DeviceChange::Approve {
+                        device_id: "a2".into(),
+                        sealed_identity: Some(vec![7; 80]),
+                    }),
+                )],
+                "bad".into(),
+                21,
+            )
+            .await,
+        Err(Error::Refused(_))
+    ));
+    assert_eq!(store.directory_entries(0, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        store.directory_checkpoint().await.unwrap().as_deref(),
+        Some("cp 2")
+    );
+    assert_eq!(state_of(store, "a2").await, Pending);
+
+    // The exchange done, the approval seals the identity and approves, in one transaction.
+    store.set_approval_commitment("a2", "c0", 21).await.unwrap();
+    store.set_approval_hello("a2", "{}", 22).await.unwrap();
+    store.set_approval_offer("a2", "{}", 23).await.unwrap();
+    store
+        .append_directory_entries(
+            vec![leaf(
+                2,
+                "alice",
+                Some(DeviceChange::Approve {
+                    device_id: "a2".into(),
+                    sealed_identity: Some(vec![7; 80]),
+                }),
+            )],
+            "cp 3".into(),
+            24,
+        )
+        .await
+        .unwrap();
+    assert_eq!(state_of(store, "a2").await, Approved);
+    let approval = store.approval("a2").await.unwrap().unwrap();
+    assert_eq!(approval.sealed_identity, Some(vec![7; 80]));
+    assert_eq!(approval.updated_at, 24);
+
+    // A revocation: no more authentication, claims or key packages.
+    store
+        .append_directory_entries(
+            vec![leaf(
+                3,
+                "alice",
+                Some(DeviceChange::Revoke {
+                    device_id: "a3".into(),
+                }),
+            )],
+            "cp 4".into(),
+            25,
+        )
+        .await
+        .unwrap();
+    assert_eq!(state_of(store, "a3").await, Revoked);
+    assert_eq!(store.device("a3").await.unwrap(), None);
+    assert_eq!(store.key_package_count("a3").await.unwrap(), (0, false));
+    assert_eq!(store.user_devices("alice").await.unwrap().len(), 2);
+
+    // A reset revokes every device of the user, and nobody else's.
+    store
+        .append_directory_entries(
+            vec![leaf(
+                4,
+                "alice",
+                Some(DeviceChange::RevokeUser {
+                    user: "alice".into(),
+                }),
+            )],
+            "cp 5".into(),
+            26,
+        )
+        .await
+        .unwrap();
+    for id in ["a1", "a2", "a3"] {
+        assert_eq!(state_of(store, id).await, Revoked, "{id}");
+    }
+    assert_eq!(store.approval("a2").await.unwrap(), None);
+    assert_eq!(state_of(store, "b1").await, Approved);
+    assert_eq!(store.directory_entries(0, 100).await.unwrap().len(), 5);
+    // Cosignatures replace the note.
+    store
+        .set_directory_checkpoint("cp 5 cosigned".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.directory_checkpoint().await.unwrap().as_deref(),
+        Some("cp 5 cosigned")
+    );
+    // After a reset the user starts again with an approved first device.
+    assert_eq!(enroll_as(store, "a4", "alice", false).await, Approved);
+}
+
+pub async fn issue_9_approval_steps_only_in_order(store: &impl Store) {
+    enroll_as(store, "a1", "alice", false).await;
+    enroll_as(store, "a2", "alice", false).await;
+    assert_eq!(store.approval("a2").await.unwrap(), None);
+    // No hello before a commitment, no offer before a hello.
+    assert!(matches!(
+        store.set_approval_hello("a2", "h", 1).await,
+        Err(Error::Refused(_))
+    ));
+    assert!(matches!(
+        store.set_approval_offer("a2", "o", 1).await,
+        Err(Error::Refused(_))
+    ));
+    store.set_approval_commitment("a2", "c1", 2).await.unwrap();
+    assert!(matches!(
+        store.set_approval_offer("a2", "o", 3).await,
+        Err(Error::Refused(_))
+    ));
+    store.set_approval_hello("a2", "h1", 3).await.unwrap();
+    // Until the offer, the approver may answer again.
+    store.set_approval_hello("a2", "h2", 4).await.unwrap();
+    store.set_approval_offer("a2", "o1", 5).await.unwrap();
+    assert!(matches!(
+        store.set_approval_offer("a2", "o2", 6).await,
+        Err(Error::Refused(_))
+    ));
+    assert!(matches!(
+        store.set_approval_hello("a2", "h3", 6).await,
+        Err(Error::Refused(_))
+    ));
+    assert_eq!(
+        store.approval("a2").await.unwrap(),
+        Some(Approval {
+            device_id: "a2".into(),
+            commitment: Some("c1".into()),
+            hello: Some("h2".into()),
+            offer: Some("o1".into()),
+            sealed_identity: None,
+            updated_at: 5,
+        })
+    );
+    // A fresh commitment starts over.
+    store.set_approval_commitment("a2", "c2", 7).await.unwrap();
+    let restarted = store.approval("a2").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            restarted.commitment.as_deref(),
+            restarted.hello,
+            restarted.offer
+        ),
+        (Some("c2"), None, None)
+    );
+    // The approver's cancel ends an exchange that sealed nothing; deleting twice is fine.
+    store.delete_approval("a2", true).await.unwrap();
+    store.delete_approval("a2", true).await.unwrap();
+    assert_eq!(store.approval("a2").await.unwrap(), None);
+    // Once the identity is sealed, only the new device itself ends the exchange.
+    store.set_approval_commitment("a2", "c3", 8).await.unwrap();
+    store.set_approval_hello("a2", "h", 8).await.unwrap();
+    store.set_approval_offer("a2", "o", 8).await.unwrap();
+    store
+        .append_directory_entries(
+            vec![leaf(
+                0,
+                "alice",
+                Some(DeviceChange::Approve {
+                    device_id: "a2".into(),
+                    sealed_identity: Some(vec![1; 80]),
+                }),
+            )],
+            "cp".into(),
+            9,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete_approval("a2", true).await,
+        Err(Error::Refused(_))
+    ));
+    assert!(store.approval("a2").await.unwrap().is_some());
+    store.delete_approval("a2", false).await.unwrap();
+    assert_eq!(store.approval("a2").await.unwrap(), None);
+}
+
+pub async fn issue_9_reset_wait_is_a_policy_and_last_seen_is_kept(store: &impl Store) {
+    assert_eq!(
+        store.org_policy().await.unwrap().reset_wait_secs,
+        vellum_wire::DEFAULT_RESET_WAIT_SECS
+    );
+    let mut policy = store.org_policy().await.unwrap();
+    policy.reset_wait_secs = 60;
+    store.set_org_policy(policy).await.unwrap();
+    assert_eq!(store.org_policy().await.unwrap().reset_wait_secs, 60);
+
+    enroll_as(store, "a1", "alice", false).await;
+    store.touch_device("a1", 1_000).await.unwrap();
+    assert_eq!(store_last_seen(store, "a1").await, Some(1_000));
+    // Within the minute nothing is written; then it moves on, never back.
+    store.touch_device("a1", 1_030).await.unwrap();
+    assert_eq!(store_last_seen(store, "a1").await, Some(1_000));
+    store.touch_device("a1", 1_061).await.unwrap();
+    assert_eq!(store_last_seen(store, "a1").await, Some(1_061));
+    store.touch_device("a1", 500).await.unwrap();
+    assert_eq!(store_last_seen(store, "a1").await, Some(1_061));
+    store.touch_device("ghost", 2_000).await.unwrap();
+}
+
+async fn store_last_seen(store: &impl Store, id: &str) -> Option<i64> {
+    store.device_record(id).await.unwrap().unwrap().last_seen
 }

@@ -9,7 +9,7 @@
 //! one.
 
 use async_trait::async_trait;
-use vellum_wire::{EntryKind, OrgPolicy};
+use vellum_wire::{DeviceState, EntryKind, OrgPolicy};
 
 pub mod conformance;
 pub mod schema;
@@ -81,6 +81,60 @@ pub struct Device {
     pub device_id: String,
     pub user: String,
     pub signature_key: Vec<u8>,
+}
+
+/// A device as the server keeps it, revoked ones included (issue 9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub device: Device,
+    pub state: DeviceState,
+    /// Unix seconds.
+    pub enrolled_at: i64,
+    /// Unix seconds of its latest sync.
+    pub last_seen: Option<i64>,
+}
+
+/// What an appended directory entry changes on the devices, in the entry's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceChange {
+    /// The device becomes approved (its identity, or an approval by a device of its user).
+    /// With `sealed_identity`, the approval completes its exchange: refused (`Refused`)
+    /// unless the device revealed its offer and no identity was sealed to it yet.
+    Approve {
+        device_id: String,
+        sealed_identity: Option<Vec<u8>>,
+    },
+    /// The device is revoked: it can no longer authenticate or be claimed, and its key
+    /// packages and approval exchange are dropped.
+    Revoke { device_id: String },
+    /// Every device of the user, pending ones too, is revoked (a reset took effect).
+    RevokeUser { user: String },
+}
+
+/// One leaf to append to the directory log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDirectoryEntry {
+    /// Its index: the log's size before it (else `Conflict`, and nothing is appended).
+    pub index: u64,
+    /// The entry's user ('' for the end of the upgrade listing).
+    pub user: String,
+    /// The leaf's exact bytes.
+    pub body: Vec<u8>,
+    pub change: Option<DeviceChange>,
+}
+
+/// The approval exchange of one device, as relayed so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Approval {
+    pub device_id: String,
+    /// Hex SHA-256 commitment to the new device's offer.
+    pub commitment: Option<String>,
+    /// JSON of the approver's hello.
+    pub hello: Option<String>,
+    /// JSON of the new device's revealed offer.
+    pub offer: Option<String>,
+    pub sealed_identity: Option<Vec<u8>>,
+    pub updated_at: i64,
 }
 
 /// The timers of a chat's current policy, as far as the server enforces them.
@@ -236,11 +290,30 @@ pub trait Store: Send + Sync + 'static {
     /// Consumes the code and registers the device, atomically: a code enrolls one device.
     /// A device of the `records` user becomes the org's archiver, and only while there is
     /// none: no second archiver device is ever registered.
-    async fn enroll_device(&self, code_hash: [u8; 32], now: i64, device: Device) -> Result<()>;
+    /// Returns its state: `approved` for the archiver, and for a user's first device
+    /// (no other device that is not revoked, and no identity in the key directory: the
+    /// caller says whether the user `has_identity`); `pending` otherwise.
+    async fn enroll_device(
+        &self,
+        code_hash: [u8; 32],
+        now: i64,
+        device: Device,
+        has_identity: bool,
+    ) -> Result<DeviceState>;
     /// A registered device that is not revoked.
     async fn device(&self, device_id: &str) -> Result<Option<Device>>;
     /// The user's devices that are not revoked.
     async fn user_devices(&self, user: &str) -> Result<Vec<Device>>;
+    /// A registered device, revoked or not, with its state.
+    async fn device_record(&self, device_id: &str) -> Result<Option<DeviceRecord>>;
+    /// Every device the user ever enrolled, revoked ones too, oldest first.
+    async fn user_device_records(&self, user: &str) -> Result<Vec<DeviceRecord>>;
+    /// Devices in the `legacy` state of every user but `records`, oldest first: the
+    /// directory's upgrade listing.
+    async fn legacy_devices(&self) -> Result<Vec<DeviceRecord>>;
+    /// Notes the device's sync at `now` (Unix seconds). Only a minute's precision is kept,
+    /// so most syncs write nothing.
+    async fn touch_device(&self, device_id: &str, now: i64) -> Result<()>;
     /// Remembers the nonce of a signed request made at `timestamp` (Unix seconds, signed
     /// with it, so a replay carries the same one). Timestamps before `forget_before` are
     /// outside the window and refused, and their nonces may be dropped. Must not write to
@@ -375,4 +448,40 @@ pub trait Store: Send + Sync + 'static {
     /// Delete for everyone: drops the ciphertext at `seq` if a device of `requester`'s user
     /// sent it.
     async fn delete_message(&self, group_id: &str, seq: u64, requester_device: &str) -> Result<()>;
+
+    /// Appends leaves to the key directory, each with its change to the devices, and
+    /// replaces the stored checkpoint by `checkpoint` (signed over the log they make), in one
+    /// transaction. The first index must be the log's size (else `Conflict`); a change that
+    /// cannot be made (see [`DeviceChange::Approve`]) appends nothing.
+    async fn append_directory_entries(
+        &self,
+        entries: Vec<NewDirectoryEntry>,
+        checkpoint: String,
+        now: i64,
+    ) -> Result<()>;
+    /// Up to `limit` leaves of the directory from index `start`, in order.
+    async fn directory_entries(&self, start: u64, limit: u64) -> Result<Vec<Vec<u8>>>;
+    /// The directory's stored checkpoint note.
+    async fn directory_checkpoint(&self) -> Result<Option<String>>;
+    /// Replaces the stored checkpoint note (the same checkpoint with more cosignatures).
+    async fn set_directory_checkpoint(&self, note: String) -> Result<()>;
+    /// The device's approval exchange, if one was started.
+    async fn approval(&self, device_id: &str) -> Result<Option<Approval>>;
+    /// Step 1: (re)starts the device's exchange with its commitment; an earlier hello,
+    /// offer or sealed identity is dropped.
+    async fn set_approval_commitment(
+        &self,
+        device_id: &str,
+        commitment: &str,
+        now: i64,
+    ) -> Result<()>;
+    /// Step 2: the approver's hello, only after a commitment and before the offer (it may
+    /// replace an earlier hello until then); otherwise `Refused`.
+    async fn set_approval_hello(&self, device_id: &str, hello: &str, now: i64) -> Result<()>;
+    /// Step 3: the new device's offer, only after a hello and once; otherwise `Refused`.
+    async fn set_approval_offer(&self, device_id: &str, offer: &str, now: i64) -> Result<()>;
+    /// Ends the device's exchange. With `keep_sealed`, an exchange whose identity was
+    /// sealed already is kept and `Refused` (the approver's cancel comes too late); a
+    /// missing exchange is fine either way.
+    async fn delete_approval(&self, device_id: &str, keep_sealed: bool) -> Result<()>;
 }

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
-use vellum_wire::{log_hash_next, log_hash_start, EntryKind, HoldAction};
+use vellum_wire::{log_hash_next, log_hash_start, DeviceState, EntryKind, HoldAction};
 
 use crate::*;
 
@@ -523,6 +523,124 @@ fn is_current_member(conn: &Connection, group_id: &str, device_id: &str) -> Resu
     .map_err(backend)
 }
 
+const DEVICE_RECORD: &str = "device_id, user, signature_key,
+    CASE WHEN revoked_at IS NOT NULL THEN 'revoked' ELSE state END, enrolled_at, last_seen";
+
+/// Reads a row of DEVICE_RECORD.
+fn read_device_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
+    let state: String = r.get(3)?;
+    Ok(DeviceRecord {
+        device: Device {
+            device_id: r.get(0)?,
+            user: r.get(1)?,
+            signature_key: r.get(2)?,
+        },
+        state: match state.as_str() {
+            "approved" => DeviceState::Approved,
+            "pending" => DeviceState::Pending,
+            "legacy" => DeviceState::Legacy,
+            _ => DeviceState::Revoked,
+        },
+        enrolled_at: r.get(4)?,
+        last_seen: r.get(5)?,
+    })
+}
+
+fn state_str(state: DeviceState) -> &'static str {
+    match state {
+        DeviceState::Approved => "approved",
+        DeviceState::Pending => "pending",
+        DeviceState::Legacy => "legacy",
+        DeviceState::Revoked => "revoked",
+    }
+}
+
+/// Revokes a device (the first revocation's time is kept), drops its key packages and its
+/// approval exchange; false if it was never enrolled.
+fn revoke_in(tx: &Connection, device_id: &str, at: i64) -> Result<bool> {
+    let known = tx
+        .execute(
+            "UPDATE devices SET state = 'revoked', revoked_at = COALESCE(revoked_at, ?2) WHERE device_id = ?1",
+            params![device_id, at],
+        )
+        .map_err(backend)?;
+    tx.execute("DELETE FROM key_packages WHERE device_id = ?1", [device_id])
+        .map_err(backend)?;
+    tx.execute("DELETE FROM approvals WHERE device_id = ?1", [device_id])
+        .map_err(backend)?;
+    Ok(known == 1)
+}
+
+/// Makes one entry's change to the devices, inside the append's transaction.
+fn device_change_in(tx: &Connection, change: &DeviceChange, now: i64) -> Result<()> {
+    match change {
+        DeviceChange::Approve {
+            device_id,
+            sealed_identity,
+        } => {
+            if let Some(sealed) = sealed_identity {
+                let sealed_now = tx
+                    .execute(
+                        "UPDATE approvals SET sealed_identity = ?2, updated_at = ?3
+                         WHERE device_id = ?1 AND offer IS NOT NULL AND sealed_identity IS NULL",
+                        params![device_id, sealed, now],
+                    )
+                    .map_err(backend)?;
+                if sealed_now != 1 {
+                    return Err(Error::Refused(format!(
+                        "device {device_id} has not revealed its offer, or was approved already"
+                    )));
+                }
+            }
+            let approved = tx
+                .execute(
+                    "UPDATE devices SET state = 'approved' WHERE device_id = ?1 AND revoked_at IS NULL",
+                    [device_id],
+                )
+                .map_err(backend)?;
+            if approved != 1 {
+                return Err(Error::NotFound(format!("device {device_id}")));
+            }
+        }
+        DeviceChange::Revoke { device_id } => {
+            if !revoke_in(tx, device_id, now)? {
+                return Err(Error::NotFound(format!("device {device_id}")));
+            }
+        }
+        DeviceChange::RevokeUser { user } => {
+            let devices: Vec<String> = tx
+                .prepare("SELECT device_id FROM devices WHERE user = ?1")
+                .and_then(|mut s| s.query_map([user], |r| r.get(0))?.collect())
+                .map_err(backend)?;
+            for device_id in devices {
+                revoke_in(tx, &device_id, now)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_approval(r: &rusqlite::Row<'_>) -> rusqlite::Result<Approval> {
+    Ok(Approval {
+        device_id: r.get(0)?,
+        commitment: r.get(1)?,
+        hello: r.get(2)?,
+        offer: r.get(3)?,
+        sealed_identity: r.get(4)?,
+        updated_at: r.get(5)?,
+    })
+}
+
+fn approval_in(c: &Connection, device_id: &str) -> Result<Option<Approval>> {
+    c.query_row(
+        "SELECT device_id, commitment, hello, offer, sealed_identity, updated_at FROM approvals WHERE device_id = ?1",
+        [device_id],
+        read_approval,
+    )
+    .optional()
+    .map_err(backend)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_user(&self, name: &str, now: i64) -> Result<()> {
@@ -577,7 +695,13 @@ impl Store for SqliteStore {
         self.read(move |c| live_code_user(c, &code_hash, now)).await
     }
 
-    async fn enroll_device(&self, code_hash: [u8; 32], now: i64, device: Device) -> Result<()> {
+    async fn enroll_device(
+        &self,
+        code_hash: [u8; 32],
+        now: i64,
+        device: Device,
+        has_identity: bool,
+    ) -> Result<DeviceState> {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
             let user = live_code_user(&tx, &code_hash, now)?;
@@ -615,9 +739,27 @@ impl Store for SqliteStore {
                 params![&code_hash[..], now],
             )
             .map_err(backend)?;
+            // A user's first device starts its identity; any later one waits for approval
+            // by one of its devices. The archiver is bound by the custodians instead.
+            let state = if archiver {
+                DeviceState::Approved
+            } else {
+                let others: bool = tx
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM devices WHERE user = ?1 AND revoked_at IS NULL AND state != 'revoked')",
+                        [&device.user],
+                        |r| r.get(0),
+                    )
+                    .map_err(backend)?;
+                if others || has_identity {
+                    DeviceState::Pending
+                } else {
+                    DeviceState::Approved
+                }
+            };
             tx.execute(
-                "INSERT INTO devices (device_id, user, signature_key, enrolled_at) VALUES (?1, ?2, ?3, ?4)",
-                params![device.device_id, device.user, device.signature_key, now],
+                "INSERT INTO devices (device_id, user, signature_key, enrolled_at, state) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![device.device_id, device.user, device.signature_key, now, state_str(state)],
             )
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -633,7 +775,8 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             }
-            tx.commit().map_err(backend)
+            tx.commit().map_err(backend)?;
+            Ok(state)
         })
         .await
     }
@@ -670,6 +813,86 @@ impl Store for SqliteStore {
                 })
                 .map_err(backend)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn device_record(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
+        let device_id = device_id.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                &format!("SELECT {DEVICE_RECORD} FROM devices WHERE device_id = ?1"),
+                [device_id],
+                read_device_record,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn user_device_records(&self, user: &str) -> Result<Vec<DeviceRecord>> {
+        let user = user.to_owned();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {DEVICE_RECORD} FROM devices WHERE user = ?1 ORDER BY enrolled_at, device_id"
+                ))
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([user], read_device_record)
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn legacy_devices(&self) -> Result<Vec<DeviceRecord>> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {DEVICE_RECORD} FROM devices WHERE state = 'legacy' AND revoked_at IS NULL AND user != 'records' ORDER BY enrolled_at, device_id"
+                ))
+                .map_err(backend)?;
+            let rows = stmt.query_map([], read_device_record).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn touch_device(&self, device_id: &str, now: i64) -> Result<()> {
+        let device_id = device_id.to_owned();
+        let check = device_id.clone();
+        // Read first: most syncs are within the minute and take no write lock at all.
+        let stale = self
+            .read(move |c| {
+                c.query_row(
+                    "SELECT 1 FROM devices WHERE device_id = ?1 AND (last_seen IS NULL OR last_seen <= ?2 - 60)",
+                    params![check, now],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map(|r| r.is_some())
+                .map_err(backend)
+            })
+            .await?;
+        if !stale {
+            return Ok(());
+        }
+        self.run(move |c| {
+            // Not worth an fsync: the next durable commit carries it.
+            c.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(backend)?;
+            let updated = c
+                .execute(
+                    "UPDATE devices SET last_seen = ?2 WHERE device_id = ?1 AND (last_seen IS NULL OR last_seen < ?2)",
+                    params![device_id, now],
+                )
+                .map(|_| ())
+                .map_err(backend);
+            c.pragma_update(None, "synchronous", "FULL")
+                .map_err(backend)?;
+            updated
         })
         .await
     }
@@ -1171,7 +1394,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut policy = c
                 .query_row(
-                    "SELECT max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts, receipt_alarm_secs FROM org_policy WHERE id = 1",
+                    "SELECT max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts, receipt_alarm_secs, reset_wait_secs FROM org_policy WHERE id = 1",
                     [],
                     |r| {
                         Ok(OrgPolicy {
@@ -1190,7 +1413,8 @@ impl Store for SqliteStore {
                             },
                             receipt_alarm_secs: opt_u64(r.get(6)?)
                                 .unwrap_or(vellum_wire::DEFAULT_RECEIPT_ALARM_SECS),
-                            reset_wait_secs: vellum_wire::DEFAULT_RESET_WAIT_SECS,
+                            reset_wait_secs: opt_u64(r.get(7)?)
+                                .unwrap_or(vellum_wire::DEFAULT_RESET_WAIT_SECS),
                         })
                     },
                 )
@@ -1210,7 +1434,7 @@ impl Store for SqliteStore {
     async fn set_org_policy(&self, policy: OrgPolicy) -> Result<()> {
         self.run(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO org_policy (id, max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts, receipt_alarm_secs) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO org_policy (id, max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts, receipt_alarm_secs, reset_wait_secs) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     opt_i64(policy.max_expire_secs),
                     opt_i64(policy.max_burn_secs),
@@ -1218,7 +1442,8 @@ impl Store for SqliteStore {
                     policy.default_record as i64,
                     policy.allow_transitory as i64,
                     (policy.on_hold == HoldAction::Convert) as i64,
-                    policy.receipt_alarm_secs as i64
+                    policy.receipt_alarm_secs as i64,
+                    policy.reset_wait_secs as i64
                 ],
             )
             .map(|_| ())
@@ -1696,6 +1921,178 @@ impl Store for SqliteStore {
             // Its ciphertext may still sit in the WAL's older page images.
             c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
                 .map_err(backend)
+        })
+        .await
+    }
+
+    async fn append_directory_entries(
+        &self,
+        entries: Vec<NewDirectoryEntry>,
+        checkpoint: String,
+        now: i64,
+    ) -> Result<()> {
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let size: i64 = tx
+                .query_row("SELECT COUNT(*) FROM directory_entries", [], |r| r.get(0))
+                .map_err(backend)?;
+            for (offset, entry) in entries.iter().enumerate() {
+                if entry.index != (size as u64) + offset as u64 {
+                    return Err(Error::Conflict(format!("directory entry {}", entry.index)));
+                }
+                tx.execute(
+                    "INSERT INTO directory_entries (idx, user, body) VALUES (?1, ?2, ?3)",
+                    params![entry.index as i64, entry.user, entry.body],
+                )
+                .map_err(backend)?;
+                if let Some(change) = &entry.change {
+                    device_change_in(&tx, change, now)?;
+                }
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO directory_checkpoint (id, note) VALUES (1, ?1)",
+                [&checkpoint],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn directory_entries(&self, start: u64, limit: u64) -> Result<Vec<Vec<u8>>> {
+        let (start, limit) = (
+            start.min(i64::MAX as u64) as i64,
+            limit.min(i64::MAX as u64) as i64,
+        );
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare("SELECT body FROM directory_entries WHERE idx >= ?1 ORDER BY idx LIMIT ?2")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![start, limit], |r| r.get(0))
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn directory_checkpoint(&self) -> Result<Option<String>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT note FROM directory_checkpoint WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn set_directory_checkpoint(&self, note: String) -> Result<()> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO directory_checkpoint (id, note) VALUES (1, ?1)",
+                [note],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn approval(&self, device_id: &str) -> Result<Option<Approval>> {
+        let device_id = device_id.to_owned();
+        self.read(move |c| approval_in(c, &device_id)).await
+    }
+
+    async fn set_approval_commitment(
+        &self,
+        device_id: &str,
+        commitment: &str,
+        now: i64,
+    ) -> Result<()> {
+        let (device_id, commitment) = (device_id.to_owned(), commitment.to_owned());
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO approvals (device_id, commitment, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (device_id) DO UPDATE SET commitment = excluded.commitment,
+                     hello = NULL, offer = NULL, sealed_identity = NULL,
+                     updated_at = excluded.updated_at",
+                params![device_id, commitment, now],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn set_approval_hello(&self, device_id: &str, hello: &str, now: i64) -> Result<()> {
+        let (device_id, hello) = (device_id.to_owned(), hello.to_owned());
+        self.run(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE approvals SET hello = ?2, updated_at = ?3 WHERE device_id = ?1
+                     AND commitment IS NOT NULL AND offer IS NULL AND sealed_identity IS NULL",
+                    params![device_id, hello, now],
+                )
+                .map_err(backend)?;
+            match changed {
+                1 => Ok(()),
+                _ => Err(Error::Refused(match approval_in(c, &device_id)? {
+                    Some(a) if a.commitment.is_some() => {
+                        "the new device revealed its offer already: cancel and start again".into()
+                    }
+                    _ => "the new device has not committed to its offer yet".into(),
+                })),
+            }
+        })
+        .await
+    }
+
+    async fn set_approval_offer(&self, device_id: &str, offer: &str, now: i64) -> Result<()> {
+        let (device_id, offer) = (device_id.to_owned(), offer.to_owned());
+        self.run(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE approvals SET offer = ?2, updated_at = ?3 WHERE device_id = ?1
+                     AND hello IS NOT NULL AND offer IS NULL",
+                    params![device_id, offer, now],
+                )
+                .map_err(backend)?;
+            match changed {
+                1 => Ok(()),
+                _ => Err(Error::Refused(match approval_in(c, &device_id)? {
+                    Some(a) if a.offer.is_some() => "the offer was revealed already".into(),
+                    _ => "no approving device has answered yet".into(),
+                })),
+            }
+        })
+        .await
+    }
+
+    async fn delete_approval(&self, device_id: &str, keep_sealed: bool) -> Result<()> {
+        let device_id = device_id.to_owned();
+        self.run(move |c| {
+            let condition = if keep_sealed {
+                " AND sealed_identity IS NULL"
+            } else {
+                ""
+            };
+            let deleted = c
+                .execute(
+                    &format!("DELETE FROM approvals WHERE device_id = ?1{condition}"),
+                    [&device_id],
+                )
+                .map_err(backend)?;
+            if deleted == 0 && approval_in(c, &device_id)?.is_some() {
+                return Err(Error::Refused(
+                    "the device was approved already: its exchange is over".into(),
+                ));
+            }
+            Ok(())
         })
         .await
     }

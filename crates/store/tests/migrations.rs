@@ -77,6 +77,31 @@ async fn a_v0_1_0_server_database_migrates_with_everything_intact() {
         store.org_policy().await.unwrap().archiver_device,
         Some(records[0].device_id.clone())
     );
+    // Issue 9: the devices 0.1.0 enrolled are legacy, to be listed in the key directory
+    // (oldest first); the archiver is not (the custodians bind it) and is approved.
+    let legacy: Vec<String> = store
+        .legacy_devices()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.device.device_id)
+        .collect();
+    let mut expected_legacy: Vec<String> = expected["devices"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    expected_legacy.sort();
+    let mut sorted = legacy.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected_legacy);
+    let record = store.device_record(&records[0].device_id).await.unwrap();
+    assert_eq!(record.unwrap().state, vellum_wire::DeviceState::Approved);
+    assert_eq!(
+        store.org_policy().await.unwrap().reset_wait_secs,
+        vellum_wire::DEFAULT_RESET_WAIT_SECS
+    );
     assert!(store.records_public().await.unwrap().is_some());
     // Issue 8: receipts were not tracked before; the record chats' old messages count as
     // receipted rather than all raising the alarm at once, and no checkpoint is on file.

@@ -55,3 +55,60 @@ pub async fn submit(
         }),
     }
 }
+
+/// A witness a log submits its checkpoints to: its submission prefix and the key it
+/// cosigns with.
+#[derive(Debug, Clone)]
+pub struct WitnessTarget {
+    pub url: String,
+    pub verifier: vellum_tlog::cosignature::CosignatureVerifier,
+}
+
+/// Why [`cosign`] got no cosignature: the log could not make a proof, or the witness
+/// refused or could not be reached.
+#[derive(Debug)]
+pub enum CosignError<E> {
+    Proof(E),
+    Witness(Error),
+}
+
+/// Asks `target` to cosign `note`, the log's checkpoint of `size`, proving consistency from
+/// `cosigned` (the size it last cosigned for this log; 0 when not known, e.g. after a
+/// restart). A 409 names the size the witness holds: the request is made once more from
+/// there. `proof(old)` is the log's consistency proof from `old` to `size`. Returns the
+/// witness's cosignature lines; the caller checks them with `target.verifier` as it adds
+/// them to its note.
+pub async fn cosign<E>(
+    http: &reqwest::Client,
+    target: &WitnessTarget,
+    cosigned: u64,
+    size: u64,
+    note: &str,
+    proof: impl AsyncFn(u64) -> Result<Vec<vellum_tlog::Hash>, E>,
+) -> Result<String, CosignError<E>> {
+    let mut old = cosigned.min(size);
+    for attempt in 0..2 {
+        let request = AddCheckpoint {
+            old_size: old,
+            proof: proof(old).await.map_err(CosignError::Proof)?,
+            note: note.to_owned(),
+        };
+        match submit(http, &target.url, &request).await {
+            Ok(Submitted::Cosigned(lines)) => return Ok(lines),
+            Ok(Submitted::Conflict(held)) if attempt == 0 && held <= size => old = held,
+            Ok(Submitted::Conflict(held)) => {
+                return Err(CosignError::Witness(Error::Refused {
+                    status: 409,
+                    message: format!(
+                        "the witness holds a checkpoint of size {held}, not consistent with ours of size {size}"
+                    ),
+                }))
+            }
+            Err(e) => return Err(CosignError::Witness(e)),
+        }
+    }
+    Err(CosignError::Witness(Error::Refused {
+        status: 409,
+        message: "the witness refused the size it asked for".into(),
+    }))
+}

@@ -14,7 +14,7 @@ mod http;
 pub mod protocol;
 mod witness;
 
-pub use client::{submit, Submitted};
+pub use client::{cosign, submit, CosignError, Submitted, WitnessTarget};
 pub use http::{app, serve, MAX_BODY_BYTES};
 pub use protocol::{AddCheckpoint, Refusal};
 pub use witness::{latest, origin_hash, verifier_key, Witness};
