@@ -97,7 +97,7 @@ async fn submit(
     size: u64,
     note: &str,
 ) -> Result<(), Error> {
-    let proof = async |old: u64| {
+    let proof = |old: u64| async move {
         state
             .vault
             .call(move |v| v.archive.consistency_proof(old, size))

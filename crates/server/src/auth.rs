@@ -3,12 +3,12 @@ use std::sync::Arc;
 use axum::body::{to_bytes, Body};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use sha2::{Digest, Sha256};
-use vellum_wire::{codes, request_signing_bytes, AuthHeaders, MAX_CLOCK_SKEW_SECS};
+use vellum_wire::{codes, request_signing_bytes, AuthHeaders, DeviceState, MAX_CLOCK_SKEW_SECS};
 
 use vellum_store::NonceCheck;
 
@@ -19,6 +19,28 @@ use crate::ApiError;
 #[derive(Debug, Clone)]
 pub struct AuthedDevice {
     pub device_id: String,
+    pub user: String,
+    /// `approved` or `legacy`; `pending` only on the routes [`pending_may`] allows.
+    pub state: DeviceState,
+}
+
+/// What a device waiting for approval may do: read the key directory, its user's devices
+/// and the policy, run its approval exchange, keep its key packages on file (they are not
+/// handed out until it is approved) and sync (which answers nothing but the directory's
+/// size). Everything else is 403 `device_pending`.
+fn pending_may(method: &Method, path: &str) -> bool {
+    let get = method == Method::GET;
+    (get && (path.starts_with("/v1/directory/")
+        || [
+            "/v1/devices",
+            "/v1/policy",
+            "/v1/sync",
+            "/v1/key-packages/count",
+        ]
+        .contains(&path)))
+        || path == "/v1/approvals/me"
+        || path.starts_with("/v1/approvals/me/")
+        || (method == Method::POST && path == "/v1/key-packages")
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
@@ -87,11 +109,12 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
     }
     // The device is looked up before the body is read, so a stranger cannot make the
     // server buffer a body at all.
-    let device = state
+    let record = state
         .store
-        .device(&device_id)
+        .device_record(&device_id)
         .await?
         .ok_or_else(|| ApiError::unauthenticated("unknown device"))?;
+    let device = &record.device;
     let body = to_bytes(body, state.config.max_body_bytes)
         .await
         .map_err(body_error)?;
@@ -110,6 +133,27 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
     );
     if !vellum_mls::verify_device_signature(&device.signature_key, &signed, &signature) {
         return Err(ApiError::unauthenticated("bad request signature").into());
+    }
+    // Only under its own key's signature is a device told it is revoked (so it can wipe
+    // itself) or pending.
+    match record.state {
+        DeviceState::Revoked => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                codes::DEVICE_REVOKED,
+                "this device was revoked",
+            )
+            .into())
+        }
+        DeviceState::Pending if !pending_may(&parts.method, parts.uri.path()) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                codes::DEVICE_PENDING,
+                "this device is waiting for approval by another device of its user (`vellum devices approve` there)",
+            )
+            .into())
+        }
+        _ => {}
     }
     // The rate limit comes after the signature (a stranger cannot spend a device's tokens)
     // and before the nonce is remembered, so a device over its limit costs no state at all.
@@ -132,7 +176,11 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
         .await?;
     let (error, started_at) = match checked {
         NonceCheck::Fresh => {
-            parts.extensions.insert(AuthedDevice { device_id });
+            parts.extensions.insert(AuthedDevice {
+                device_id,
+                user: record.device.user,
+                state: record.state,
+            });
             return Ok(Request::from_parts(parts, Body::from(body)));
         }
         NonceCheck::Replayed => (

@@ -39,6 +39,15 @@ pub struct ServerConfig {
     pub ws_pong_timeout: Duration,
     /// Groups whose public state is kept in memory.
     pub cached_groups: usize,
+    /// The key directory's checkpoint origin; `None`: `vellum_directory::default_origin` of
+    /// the org key.
+    pub directory_origin: Option<String>,
+    /// Witnesses each new checkpoint of the key directory is submitted to.
+    pub directory_witnesses: Vec<vellum_witness::WitnessTarget>,
+    /// How many of them must cosign a checkpoint before devices are served it; `None`: all.
+    pub directory_witness_quorum: Option<usize>,
+    /// How often a checkpoint some witness has not cosigned is submitted again.
+    pub directory_witness_retry: Duration,
 }
 
 impl ServerConfig {
@@ -61,6 +70,10 @@ impl ServerConfig {
             ws_ping_interval: Duration::from_secs(30),
             ws_pong_timeout: Duration::from_secs(90),
             cached_groups: 1024,
+            directory_origin: None,
+            directory_witnesses: Vec::new(),
+            directory_witness_quorum: None,
+            directory_witness_retry: Duration::from_secs(30),
         }
     }
 }
@@ -102,11 +115,14 @@ fn write_secret(path: &Path, contents: &[u8]) -> Result<(), DataDirError> {
     file.sync_all().map_err(io(path))
 }
 
-/// What the data directory holds for the server: the org signing key and the hash of the
-/// admin token. Both are created on first start (`org.key`, `admin-token`, mode 0600).
+/// What the data directory holds for the server: the org signing key, the hash of the
+/// admin token and the key directory's log key. Each is created on first start (`org.key`,
+/// `admin-token`, `directory.key`, mode 0600).
 pub struct DataDir {
     pub org: OrgSigner,
     pub admin_token_hash: [u8; 32],
+    /// The seed of the key directory's checkpoint signing key.
+    pub directory_key: [u8; 32],
     /// An exclusive lock on `DIR/lock`, held while the server runs: two processes on one
     /// SQLite file would each keep their own replay nonces and group cache.
     pub lock: fs::File,
@@ -153,11 +169,36 @@ pub fn init_data_dir(dir: &Path) -> Result<DataDir, DataDirError> {
     if token.is_empty() {
         return Err(DataDirError::Corrupt(token_path));
     }
+    // A server from before the key directory gets its key now. (A directory key lost later
+    // is caught at start: the stored checkpoint no longer verifies.)
+    let directory_path = dir.join("directory.key");
+    let directory_key = if directory_path.exists() {
+        let seed = fs::read(&directory_path).map_err(io(&directory_path))?;
+        seed.try_into()
+            .map_err(|_| DataDirError::Corrupt(directory_path.clone()))?
+    } else {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).expect("operating system RNG");
+        write_secret(&directory_path, &seed)?;
+        seed
+    };
     Ok(DataDir {
         org,
         admin_token_hash: Sha256::digest(token.as_bytes()).into(),
+        directory_key,
         lock,
     })
+}
+
+/// Writes `DATA/directory.vkey`, the key directory's note verifier key, for witness
+/// operators (`vellum witness --log "$(cat DATA/directory.vkey)"`). Public; rewritten at
+/// every start, so it follows `--directory-origin`.
+pub fn write_directory_vkey(dir: &Path, vkey: &str) -> Result<(), DataDirError> {
+    let path = dir.join("directory.vkey");
+    let temporary = dir.join("directory.vkey.tmp");
+    fs::write(&temporary, format!("{vkey}\n")).map_err(io(&temporary))?;
+    fs::set_permissions(&temporary, fs::Permissions::from_mode(0o644)).map_err(io(&temporary))?;
+    fs::rename(&temporary, &path).map_err(io(&path))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod auth;
 mod clock;
 mod config;
 mod conn;
+mod directory;
 mod limits;
 mod notify;
 mod state;
@@ -28,6 +29,7 @@ use tower_http::trace::TraceLayer;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{init_data_dir, ServerConfig};
 pub use conn::connection_cap_from_rlimit;
+pub use directory::{apply_due_resets, Append, Directory, DirectoryError};
 pub use state::AppState;
 pub use vellum_http::ApiError;
 
@@ -92,7 +94,8 @@ async fn shutdown_signal() {
 }
 
 /// Serves the API on an already bound listener (the demo and tests bind port 0), with the
-/// background purge of expired ciphertext, until SIGINT or SIGTERM.
+/// background purge of expired ciphertext (and the key directory's due resets) and the
+/// witnessing of the key directory, until SIGINT or SIGTERM.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: impl Into<Arc<AppState>>,
@@ -101,6 +104,17 @@ pub async fn run(
     classify_groups(&state)
         .await
         .map_err(std::io::Error::other)?;
+    // Before anything is served: a directory that does not replay stops the start.
+    let directory = state
+        .open_directory()
+        .await
+        .map_err(std::io::Error::other)?
+        .clone();
+    let witnessing = tokio::spawn(directory::witness_loop(
+        directory,
+        state.store.clone(),
+        state.config.directory_witness_retry,
+    ));
     let purger = tokio::spawn(purge_loop(state.clone()));
     let served = conn::serve(
         listener,
@@ -110,6 +124,7 @@ pub async fn run(
     )
     .await;
     purger.abort();
+    witnessing.abort();
     served
 }
 
@@ -175,6 +190,11 @@ async fn purge_loop(state: Arc<AppState>) {
             Ok(purged) => tracing::debug!(purged, "purged expired ciphertext"),
             Err(e) => tracing::error!(error = %e, "purge failed"),
         }
+        match apply_due_resets(&state).await {
+            Ok(0) => {}
+            Ok(applied) => tracing::info!(applied, "identity resets took effect"),
+            Err(e) => tracing::error!(error = e.message, "applying due identity resets failed"),
+        }
     }
 }
 
@@ -189,6 +209,8 @@ pub enum ServeError {
         #[source]
         source: vellum_store::Error,
     },
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
     #[error("cannot listen: {0}")]
     Bind(std::io::Error),
     #[error("server failed: {0}")]

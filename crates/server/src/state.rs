@@ -7,7 +7,8 @@ use vellum_mls::{GroupTracker, OrgIdentityProvider, OrgSigner, TrackedGroup};
 use vellum_store::{SqliteStore, Store};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{init_data_dir, ServerConfig};
+use crate::config::{init_data_dir, write_directory_vkey, ServerConfig};
+use crate::directory::{Directory, DirectoryError};
 use crate::limits::RateLimiter;
 use crate::notify::Notifier;
 use crate::ApiError;
@@ -27,6 +28,11 @@ pub struct AppState {
     groups: Mutex<LruCache<String, (u64, TrackedGroup)>>,
     /// Serialises commits per group on this node; the store's epoch check guards across nodes.
     group_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The seed of the key directory's checkpoint signing key (`DATA/directory.key`).
+    directory_key: [u8; 32],
+    /// The key directory, opened (replayed from the store) on first use; `run` opens it
+    /// before serving, so a directory that does not replay stops the start.
+    directory: tokio::sync::OnceCell<Arc<Directory>>,
     /// The data directory's lock, held for as long as this state serves it.
     _data_dir_lock: Option<std::fs::File>,
 }
@@ -38,7 +44,10 @@ impl AppState {
         let path = config.data_dir.join("server.db");
         let store =
             SqliteStore::open(&path).map_err(|source| crate::ServeError::Store { path, source })?;
-        let mut state = Self::new(config, Arc::new(store), dir.org, dir.admin_token_hash);
+        let mut state = Self::new(config, Arc::new(store), dir.org, dir.admin_token_hash)
+            .with_directory_key(dir.directory_key);
+        let vkey = state.directory_signer()?.verifier_key();
+        write_directory_vkey(&state.config.data_dir, &vkey)?;
         state._data_dir_lock = Some(dir.lock);
         Ok(state)
     }
@@ -73,8 +82,54 @@ impl AppState {
             clock,
             groups: Mutex::new(LruCache::new(cached)),
             group_locks: Mutex::default(),
+            directory_key: random_seed(),
+            directory: tokio::sync::OnceCell::new(),
             _data_dir_lock: None,
         }
+    }
+
+    /// Signs the key directory's checkpoints with this seed (a state made with [`AppState::new`]
+    /// has a fresh one; [`AppState::open`] reads `DATA/directory.key`).
+    pub fn with_directory_key(mut self, seed: [u8; 32]) -> Self {
+        self.directory_key = seed;
+        self
+    }
+
+    /// The key directory's signer: named by its origin (`--directory-origin`, or one derived
+    /// from the org key).
+    pub fn directory_signer(&self) -> Result<vellum_tlog::NoteSigner, DirectoryError> {
+        let origin = match &self.config.directory_origin {
+            Some(origin) => origin.clone(),
+            None => vellum_directory::default_origin(&self.org.public_key().to_bytes()),
+        };
+        vellum_tlog::NoteSigner::new(&origin, &self.directory_key).map_err(|e| {
+            DirectoryError::Config(format!("the origin {origin:?} cannot name a log: {e}"))
+        })
+    }
+
+    /// Opens the key directory if it is not open yet (see [`Directory::open`]).
+    pub async fn open_directory(&self) -> Result<&Arc<Directory>, DirectoryError> {
+        self.directory
+            .get_or_try_init(|| async {
+                let directory = Directory::open(
+                    &self.store,
+                    self.directory_signer()?,
+                    self.config.directory_witnesses.clone(),
+                    self.config.directory_witness_quorum,
+                    self.now_secs(),
+                )
+                .await?;
+                Ok(Arc::new(directory))
+            })
+            .await
+    }
+
+    /// The key directory, for a request: one that cannot be opened is a 500 (and logged).
+    pub async fn directory(&self) -> Result<&Arc<Directory>, ApiError> {
+        self.open_directory().await.map_err(|e| {
+            tracing::error!(error = %e, "the key directory cannot be opened");
+            ApiError::internal()
+        })
     }
 
     pub fn now_secs(&self) -> i64 {
@@ -119,4 +174,10 @@ impl AppState {
                 ApiError::internal()
             })?
     }
+}
+
+fn random_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("operating system RNG");
+    seed
 }

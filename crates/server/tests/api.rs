@@ -119,12 +119,22 @@ fn fresh_nonce() -> String {
 }
 
 fn signed(device: &TestDevice, method: &str, path: &str, body: Option<Value>) -> Request<Body> {
+    signed_at(device, method, path, body, now())
+}
+
+fn signed_at(
+    device: &TestDevice,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    timestamp: i64,
+) -> Request<Body> {
     let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
     let mut builder = Request::builder()
         .method(method)
         .uri(path)
         .header("content-type", "application/json");
-    for (name, value) in signed_headers(device, method, path, &bytes, now(), &fresh_nonce()) {
+    for (name, value) in signed_headers(device, method, path, &bytes, timestamp, &fresh_nonce()) {
         builder = builder.header(name, value);
     }
     builder.body(Body::from(bytes)).unwrap()
@@ -139,7 +149,24 @@ impl Harness {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        send(&self.app, signed(device, method, path, body)).await
+        let request = signed(device, method, path, body.clone());
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        if let Some(start) = response.headers().get(AuthHeaders::SERVER_START) {
+            // As a device does: signed again from the second the server started (a store
+            // on disk opened this very second refuses the second itself).
+            let start: i64 = start.to_str().unwrap().parse().unwrap();
+            return send(&self.app, signed_at(device, method, path, body, start)).await;
+        }
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = match bytes.is_empty() {
+            true => Value::Null,
+            false => serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())),
+        };
+        (status, body)
     }
 
     async fn code_for(&self, user: &str) -> String {
@@ -158,6 +185,11 @@ impl Harness {
     }
 
     async fn enroll_with(&self, user: &str, code: &str) -> TestDevice {
+        self.enroll_answered(user, code).await.0
+    }
+
+    /// Enrolls with `code`: the device and the server's whole answer.
+    async fn enroll_answered(&self, user: &str, code: &str) -> (TestDevice, Value) {
         let key = DeviceKey::generate();
         let request =
             json!({ "user": user, "code": code, "signature_key": b64(&key.public_key()) });
@@ -186,11 +218,12 @@ impl Harness {
             InMemoryGroupStateStorage::default(),
             InMemoryKeyPackageStorage::default(),
         );
-        TestDevice {
+        let device = TestDevice {
             id: body["device_id"].as_str().unwrap().to_owned(),
             key,
             mls,
-        }
+        };
+        (device, body)
     }
 
     async fn upload_key_packages(&self, device: &TestDevice, n: usize) {
@@ -328,7 +361,8 @@ async fn healthz_and_openapi_document_every_route() {
         let concrete = path
             .replace("{group_id}", "00ff")
             .replace("{seq}", "1")
-            .replace("{name}", "alice");
+            .replace("{name}", "alice")
+            .replace("{device_id}", "00ff");
         for method in ["get", "post", "put", "delete", "patch"] {
             let request = Request::builder()
                 .method(method.to_uppercase().as_str())
@@ -371,7 +405,9 @@ async fn healthz_and_openapi_document_every_route() {
                 "#/components/schemas/ApiError",
                 "{method} {path} documents no error body"
             );
-            let bodiless = path.ends_with("/devices") || path.ends_with("/replace-archiver");
+            let bodiless = ["/devices", "/replace-archiver", "/revoke", "/reset"]
+                .iter()
+                .any(|end| path.ends_with(end));
             if ["post", "put"].contains(&method) && !bodiless {
                 assert!(
                     operation["requestBody"]["content"]["application/json"]["schema"].is_object(),
@@ -2212,8 +2248,9 @@ async fn issue8_a_replaced_archiver_is_revoked_and_the_next_needs_the_custodians
         .enroll_with(vellum_wire::RECORDS_USER, body["code"].as_str().unwrap())
         .await;
     h.upload_key_packages(&new, 2).await;
+    // Issue 9: a revoked device is told so (under its own signature), and wipes itself.
     let (status, body) = h.call(&old, "GET", "/v1/policy", None).await;
-    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_error(status, &body, StatusCode::FORBIDDEN, "device_revoked");
     let (status, body) = h
         .call(
             &alice,
@@ -3168,4 +3205,1417 @@ async fn issue8_admin_status_raises_alarms_on_a_stale_or_unwitnessed_checkpoint(
             .contains("vellum_records_checkpoint_age_seconds 61"),
         "{metrics}"
     );
+}
+
+// ---- Issue 9: the key directory and device approval. ----
+
+use vellum_directory::{
+    verification_code, ApproverHello, DeviceOffer, DeviceRef, DeviceStatus, HelloSecret,
+    IdentityKey, Mirror, OfferSecret, Vouch,
+};
+use vellum_server::{Clock, ManualClock};
+
+fn device_ref(device: &TestDevice) -> DeviceRef {
+    DeviceRef {
+        device_id: device.id.clone(),
+        signature_key: device.key.public_key(),
+    }
+}
+
+fn b64_decode(value: &Value) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(value.as_str().unwrap())
+        .unwrap()
+}
+
+/// A device list's states by device id.
+fn states_of(list: &Value) -> std::collections::BTreeMap<String, String> {
+    list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let field = |name: &str| d[name].as_str().unwrap().to_owned();
+            (field("device_id"), field("state"))
+        })
+        .collect()
+}
+
+/// A harness over `store` whose server reads `clock` and signs the directory with `key`.
+fn harness_over(
+    store: Arc<SqliteStore>,
+    clock: Arc<ManualClock>,
+    key: [u8; 32],
+    config: impl FnOnce(&mut ServerConfig),
+) -> Harness {
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), std::env::temp_dir());
+    config(&mut cfg);
+    let token_hash: [u8; 32] = Sha256::digest(ADMIN_TOKEN.as_bytes()).into();
+    let state = Arc::new(
+        AppState::with_clock(cfg, store.clone(), OrgSigner::generate(), token_hash, clock)
+            .with_directory_key(key),
+    );
+    Harness {
+        app: app(state.clone()),
+        state,
+        store,
+    }
+}
+
+impl Harness {
+    /// Another device of an existing user: (the device, the state enrollment answered).
+    async fn another_device(&self, user: &str) -> (TestDevice, String) {
+        let (status, body) = send(
+            &self.app,
+            admin(
+                "POST",
+                &format!("/v1/admin/users/{user}/devices"),
+                json!({}),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (device, answer) = self
+            .enroll_answered(user, body["code"].as_str().unwrap())
+            .await;
+        (device, answer["state"].as_str().unwrap().to_owned())
+    }
+
+    async fn state_of(&self, device: &TestDevice) -> vellum_wire::DeviceState {
+        self.store
+            .device_record(&device.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+    }
+
+    async fn post_change(&self, device: &TestDevice, change: Value) -> (StatusCode, Value) {
+        self.call(
+            device,
+            "POST",
+            "/v1/directory/changes",
+            Some(json!({ "change": change })),
+        )
+        .await
+    }
+
+    /// `device` starts its user's identity in the directory.
+    async fn post_identity(&self, device: &TestDevice, user: &str) -> IdentityKey {
+        let identity = IdentityKey::generate();
+        let change = identity.identity_change(user, device_ref(device));
+        let (status, body) = self
+            .call(
+                device,
+                "POST",
+                "/v1/directory/changes",
+                Some(json!({ "change": change })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        identity
+    }
+
+    /// The directory as a device sees it: the checkpoint verified by the log key of the
+    /// configuration, every entry replayed against it.
+    async fn mirror(&self, device: &TestDevice) -> Mirror {
+        let (status, config) = send(
+            &self.app,
+            Request::get("/v1/directory/config")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{config}");
+        let (status, checkpoint) = self
+            .call(device, "GET", "/v1/directory/checkpoint", None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{checkpoint}");
+        let note = checkpoint["note"].as_str().unwrap();
+        let verifier =
+            vellum_tlog::NoteVerifier::parse(config["log_key"].as_str().unwrap()).unwrap();
+        let text = vellum_tlog::NoteVerifier::open(note, &[verifier]).unwrap();
+        let checkpoint = vellum_tlog::Checkpoint::parse(text).unwrap();
+        assert_eq!(checkpoint.origin, config["origin"]);
+        let mut leaves = Vec::new();
+        while (leaves.len() as u64) < checkpoint.size {
+            let path = format!("/v1/directory/entries?start={}&limit=2", leaves.len());
+            let (status, page) = self.call(device, "GET", &path, None).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            let entries = page["entries"].as_array().unwrap();
+            assert!(!entries.is_empty(), "entries up to the checkpoint");
+            leaves.extend(entries.iter().map(b64_decode));
+        }
+        let mut mirror = Mirror::default();
+        mirror.extend(&leaves, &checkpoint).unwrap();
+        mirror
+    }
+
+    /// The whole approval exchange: `old` (approved, holding `identity`) approves `new`.
+    async fn approve(
+        &self,
+        user: &str,
+        old: &TestDevice,
+        identity: &IdentityKey,
+        new: &TestDevice,
+    ) -> IdentityKey {
+        let offer = OfferSecret::new(device_ref(new));
+        let commitment = hex::encode(offer.commitment(user));
+        let ok = |(status, body): (StatusCode, Value)| {
+            assert!(status.is_success(), "{status} {body}");
+            body
+        };
+        ok(self
+            .call(
+                new,
+                "PUT",
+                "/v1/approvals/me/commitment",
+                Some(json!({ "commitment": commitment })),
+            )
+            .await);
+        let exchange = format!("/v1/approvals/{}", new.id);
+        let seen = ok(self.call(old, "GET", &exchange, None).await);
+        assert_eq!(seen["commitment"], commitment);
+        let hello = HelloSecret::new(device_ref(old), identity.public());
+        ok(self
+            .call(
+                old,
+                "PUT",
+                &format!("{exchange}/hello"),
+                Some(json!({ "hello": hello.hello })),
+            )
+            .await);
+        let mine = ok(self.call(new, "GET", "/v1/approvals/me", None).await);
+        let relayed: ApproverHello = serde_json::from_value(mine["hello"].clone()).unwrap();
+        assert_eq!(relayed, hello.hello);
+        ok(self
+            .call(
+                new,
+                "PUT",
+                "/v1/approvals/me/offer",
+                Some(json!({ "offer": offer.offer })),
+            )
+            .await);
+        let shown = verification_code(user, &offer.offer, &relayed);
+        let seen = ok(self.call(old, "GET", &exchange, None).await);
+        let revealed: DeviceOffer = serde_json::from_value(seen["offer"].clone()).unwrap();
+        let committed: [u8; 32] = hex::decode(seen["commitment"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let sealed = hello
+            .complete(user, &committed, &revealed, &shown, identity)
+            .unwrap();
+        let change = identity.approve_change(user, revealed.device.clone(), &old.id);
+        ok(self
+            .call(
+                old,
+                "POST",
+                &format!("{exchange}/complete"),
+                Some(json!({ "change": change, "sealed_identity": b64(&sealed) })),
+            )
+            .await);
+        let mine = ok(self.call(new, "GET", "/v1/approvals/me", None).await);
+        let opened = offer
+            .open_identity(user, &relayed, &b64_decode(&mine["sealed_identity"]))
+            .unwrap();
+        assert_eq!(
+            self.call(new, "DELETE", "/v1/approvals/me", None).await.0,
+            StatusCode::NO_CONTENT
+        );
+        opened
+    }
+}
+
+#[tokio::test]
+async fn issue_9_pending_device_receives_nothing() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let identity = h.post_identity(&alice, "alice").await;
+    h.upload_key_packages(&alice, 2).await;
+    h.upload_key_packages(&bob, 2).await;
+    let (_group, group_id) = h.group(&bob, &[&alice]).await;
+    let (laptop, answered) = h.another_device("alice").await;
+    assert_eq!(answered, "pending");
+
+    // Allowed: its key packages go on file (not handed out), the directory, its user's
+    // devices, the policy, and a sync that answers nothing but the directory's size.
+    h.upload_key_packages(&laptop, 2).await;
+    for path in [
+        "/v1/key-packages/count",
+        "/v1/directory/checkpoint",
+        "/v1/directory/entries?start=0",
+        "/v1/devices",
+        "/v1/policy",
+        "/v1/approvals/me",
+    ] {
+        let (status, body) = h.call(&laptop, "GET", path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (status, synced) = h.call(&laptop, "GET", "/v1/sync", None).await;
+    assert_eq!(status, StatusCode::OK, "{synced}");
+    assert_eq!(synced["welcomes"], json!([]));
+    assert_eq!(synced["groups"], json!([]));
+    assert_eq!(
+        synced["directory_size"], 2,
+        "upgrade_done and alice's identity"
+    );
+    // Everything else: 403 device_pending, and nothing happens.
+    let group_path = format!("/v1/groups/{group_id}/messages");
+    for (method, path, body) in [
+        ("POST", "/v1/groups", Some(json!({ "group_info": "AA==" }))),
+        ("POST", group_path.as_str(), Some(json!({}))),
+        (
+            "POST",
+            "/v1/ack",
+            Some(json!({ "welcomes": [], "cursors": [] })),
+        ),
+        (
+            "POST",
+            "/v1/key-packages/claim",
+            Some(json!({ "users": ["bob"] })),
+        ),
+        (
+            "POST",
+            "/v1/directory/changes",
+            Some(json!({ "change": {} })),
+        ),
+        ("GET", "/v1/ws", None),
+        ("GET", &format!("/v1/approvals/{}", alice.id), None),
+        (
+            "PUT",
+            "/v1/records/held-users",
+            Some(json!({ "users": [] })),
+        ),
+    ] {
+        let (status, body) = h.call(&laptop, method, path, body).await;
+        assert_error(status, &body, StatusCode::FORBIDDEN, "device_pending");
+    }
+    assert_eq!(h.store.key_package_count(&bob.id).await.unwrap().0, 2);
+
+    // Its key packages are not handed out: not with its user's, not by its id.
+    let (status, claimed) = h
+        .call(
+            &bob,
+            "POST",
+            "/v1/key-packages/claim",
+            Some(json!({ "users": ["alice"] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    let claimed: Vec<&str> = claimed["key_packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["device_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(claimed, [alice.id.as_str()]);
+    let (status, body) = h
+        .call(
+            &bob,
+            "POST",
+            "/v1/key-packages/claim",
+            Some(json!({ "users": [], "devices": [laptop.id] })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(h.store.key_package_count(&laptop.id).await.unwrap().0, 2);
+
+    // A commit adding it (with a key package it made itself) is refused; the chat stays.
+    let (mut group, group_id) = h.group(&bob, &[]).await;
+    let kp = laptop
+        .mls
+        .generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+        .unwrap();
+    let out = group
+        .commit_builder()
+        .add_member(kp)
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h
+        .call(
+            &bob,
+            "POST",
+            &format!("/v1/groups/{group_id}/commits"),
+            Some(commit_json(&out)),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "policy_violation",
+    );
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("waiting for approval"));
+    assert_eq!(h.store.group(&group_id).await.unwrap().unwrap().epoch, 0);
+    assert!(!h.store.is_member(&group_id, &laptop.id).await.unwrap());
+
+    // Once approved, it is like any device: claimed, added, synced.
+    let opened = h.approve("alice", &alice, &identity, &laptop).await;
+    assert_eq!(opened.public(), identity.public());
+    let (status, body) = h
+        .call(
+            &bob,
+            "POST",
+            "/v1/key-packages/claim",
+            Some(json!({ "users": [], "devices": [laptop.id] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = h.call(&laptop, "POST", "/v1/groups", Some(json!({}))).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn issue_9_approval_exchange_through_the_server() {
+    let h = harness();
+    let (phone, answered) = {
+        let code = h.code_for("alice").await;
+        let (device, body) = h.enroll_answered("alice", &code).await;
+        (device, body["state"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(answered, "approved", "a user's first device");
+    let identity = h.post_identity(&phone, "alice").await;
+    let bob = h.enroll("bob").await;
+    h.post_identity(&bob, "bob").await;
+    let (laptop, answered) = h.another_device("alice").await;
+    assert_eq!(answered, "pending");
+    let exchange = format!("/v1/approvals/{}", laptop.id);
+    let offer = OfferSecret::new(device_ref(&laptop));
+    let commitment = hex::encode(offer.commitment("alice"));
+    let hello = HelloSecret::new(device_ref(&phone), identity.public());
+
+    // Out of order: no hello before the commitment, no offer before the hello.
+    let (status, body) = h
+        .call(
+            &phone,
+            "PUT",
+            &format!("{exchange}/hello"),
+            Some(json!({ "hello": hello.hello })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "approval_out_of_order");
+    let (status, body) = h
+        .call(
+            &laptop,
+            "PUT",
+            "/v1/approvals/me/offer",
+            Some(json!({ "offer": offer.offer })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "approval_out_of_order");
+    // Malformed commitments and bodies change nothing.
+    for bad in [
+        json!({ "commitment": "abc" }),
+        json!({ "commitment": commitment.to_uppercase() }),
+        json!({ "nope": 1 }),
+    ] {
+        let (status, body) = h
+            .call(&laptop, "PUT", "/v1/approvals/me/commitment", Some(bad))
+            .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let truncated = Request::put("/v1/approvals/me/commitment");
+    let mut request = truncated.header("content-type", "application/json");
+    for (name, value) in signed_headers(
+        &laptop,
+        "PUT",
+        "/v1/approvals/me/commitment",
+        b"{\"commitment\":",
+        now(),
+        &fresh_nonce(),
+    ) {
+        request = request.header(name, value);
+    }
+    let (status, body) = send(
+        &h.app,
+        request.body(Body::from("{\"commitment\":")).unwrap(),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(h.store.approval(&laptop.id).await.unwrap(), None);
+    let (status, body) = send(
+        &h.app,
+        Request::get("/v1/approvals/me")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+
+    // Step 0.
+    let (status, body) = h
+        .call(
+            &laptop,
+            "PUT",
+            "/v1/approvals/me/commitment",
+            Some(json!({ "commitment": commitment })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // Another user's device sees nothing of it and cannot answer; nor can the pending
+    // device answer for itself or an approved device approve itself.
+    let (status, body) = h.call(&bob, "GET", &exchange, None).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let bob_hello = HelloSecret::new(device_ref(&bob), identity.public());
+    let (status, body) = h
+        .call(
+            &bob,
+            "PUT",
+            &format!("{exchange}/hello"),
+            Some(json!({ "hello": bob_hello.hello })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = h
+        .call(
+            &phone,
+            "PUT",
+            &format!("/v1/approvals/{}/hello", phone.id),
+            Some(json!({ "hello": hello.hello })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "approval_out_of_order");
+    // A hello must name the calling device and its user's identity.
+    for wrong in [
+        HelloSecret::new(device_ref(&bob), identity.public()),
+        HelloSecret::new(device_ref(&phone), IdentityKey::generate().public()),
+    ] {
+        let (status, body) = h
+            .call(
+                &phone,
+                "PUT",
+                &format!("{exchange}/hello"),
+                Some(json!({ "hello": wrong.hello })),
+            )
+            .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let (status, body) = h
+        .call(
+            &phone,
+            "PUT",
+            &format!("{exchange}/hello"),
+            Some(json!({ "hello": "not a hello" })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    // Nothing to complete before the offer.
+    let early = identity.approve_change("alice", device_ref(&laptop), &phone.id);
+    let (status, body) = h
+        .call(
+            &phone,
+            "POST",
+            &format!("{exchange}/complete"),
+            Some(json!({ "change": early, "sealed_identity": b64(&[0; 80]) })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "approval_out_of_order");
+
+    // Step 1, 2: the hello, then the offer (which must be the one committed to).
+    let (status, body) = h
+        .call(
+            &phone,
+            "PUT",
+            &format!("{exchange}/hello"),
+            Some(json!({ "hello": hello.hello })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let other_offer = OfferSecret::new(device_ref(&laptop));
+    let (status, body) = h
+        .call(
+            &laptop,
+            "PUT",
+            "/v1/approvals/me/offer",
+            Some(json!({ "offer": other_offer.offer })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = h
+        .call(
+            &laptop,
+            "PUT",
+            "/v1/approvals/me/offer",
+            Some(json!({ "offer": offer.offer })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = h
+        .call(
+            &laptop,
+            "PUT",
+            "/v1/approvals/me/offer",
+            Some(json!({ "offer": offer.offer })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "approval_out_of_order");
+
+    // A wrong code approves nothing: the approver cancels, and the exchange is gone.
+    let (_, seen) = h.call(&phone, "GET", &exchange, None).await;
+    let revealed: DeviceOffer = serde_json::from_value(seen["offer"].clone()).unwrap();
+    let committed: [u8; 32] = hex::decode(&commitment).unwrap().try_into().unwrap();
+    assert!(hello
+        .complete("alice", &committed, &revealed, "0000-0000-0000", &identity)
+        .is_err());
+    let (status, _) = h.call(&phone, "DELETE", &exchange, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, mine) = h.call(&laptop, "GET", "/v1/approvals/me", None).await;
+    assert_eq!(mine["commitment"], Value::Null);
+    assert_eq!(mine["hello"], Value::Null);
+    assert_eq!(h.state_of(&laptop).await, vellum_wire::DeviceState::Pending);
+
+    // Again, from the start, with the right code (steps 0 to 4).
+    let opened = h.approve("alice", &phone, &identity, &laptop).await;
+    assert_eq!(
+        opened.public(),
+        identity.public(),
+        "the identity key arrived"
+    );
+    assert_eq!(
+        h.state_of(&laptop).await,
+        vellum_wire::DeviceState::Approved
+    );
+    let mirror = h.mirror(&laptop).await;
+    assert_eq!(
+        mirror
+            .state
+            .vouch("alice", &laptop.id, &laptop.key.public_key()),
+        Vouch::Approved
+    );
+    let (status, devices) = h.call(&laptop, "GET", "/v1/devices", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        states_of(&devices),
+        states_of(&json!({ "devices": [
+            { "device_id": &phone.id, "state": "approved" },
+            { "device_id": &laptop.id, "state": "approved" },
+        ]}))
+    );
+    // A replayed completion (and a late cancel) finds the exchange over; nothing appended.
+    let size = mirror.size();
+    let replay = identity.approve_change("alice", device_ref(&laptop), &phone.id);
+    let (status, body) = h
+        .call(
+            &phone,
+            "POST",
+            &format!("{exchange}/complete"),
+            Some(json!({ "change": replay, "sealed_identity": b64(&[0; 80]) })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "approval_out_of_order");
+    assert_eq!(h.mirror(&laptop).await.size(), size);
+}
+
+#[tokio::test]
+async fn issue_9_an_approval_must_be_signed_by_the_identity_and_name_the_device() {
+    let h = harness();
+    let phone = h.enroll("alice").await;
+    let identity = h.post_identity(&phone, "alice").await;
+    let (laptop, _) = h.another_device("alice").await;
+    let exchange = format!("/v1/approvals/{}", laptop.id);
+    let offer = OfferSecret::new(device_ref(&laptop));
+    let hello = HelloSecret::new(device_ref(&phone), identity.public());
+    h.call(
+        &laptop,
+        "PUT",
+        "/v1/approvals/me/commitment",
+        Some(json!({ "commitment": hex::encode(offer.commitment("alice")) })),
+    )
+    .await;
+    h.call(
+        &phone,
+        "PUT",
+        &format!("{exchange}/hello"),
+        Some(json!({ "hello": hello.hello })),
+    )
+    .await;
+    let (status, _) = h
+        .call(
+            &laptop,
+            "PUT",
+            "/v1/approvals/me/offer",
+            Some(json!({ "offer": offer.offer })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let complete_path = format!("{exchange}/complete");
+    let complete = |change: Value, sealed: Vec<u8>| {
+        h.call(
+            &phone,
+            "POST",
+            &complete_path,
+            Some(json!({ "change": change, "sealed_identity": b64(&sealed) })),
+        )
+    };
+    // Signed by another key (the server's own forgery would look like this): refused by
+    // the directory's rules.
+    let forged = IdentityKey::generate().approve_change("alice", device_ref(&laptop), &phone.id);
+    let (status, body) = complete(json!(forged), vec![0; 80]).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "directory_refused",
+    );
+    // Another device, another approver, another kind, a wrong length: bad requests.
+    let other_key = DeviceRef {
+        device_id: laptop.id.clone(),
+        signature_key: DeviceKey::generate().public_key(),
+    };
+    for change in [
+        identity.approve_change("alice", other_key, &phone.id),
+        identity.approve_change("alice", device_ref(&laptop), &laptop.id),
+        identity.revoke_change("alice", &laptop.id, &phone.id),
+    ] {
+        let (status, body) = complete(json!(change), vec![0; 80]).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let good = identity.approve_change("alice", device_ref(&laptop), &phone.id);
+    let (status, body) = complete(json!(good), vec![0; 79]).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = complete(json!({ "type": "approved" }), vec![0; 80]).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(h.state_of(&laptop).await, vellum_wire::DeviceState::Pending);
+    assert_eq!(h.mirror(&phone).await.size(), 2);
+    let (status, body) = complete(json!(good), vec![0; 80]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["index"], 2);
+}
+
+#[tokio::test]
+async fn issue_9_directory_changes_are_checked_before_they_are_appended() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let identity = IdentityKey::generate();
+    // An identity names the device posting it.
+    let (status, body) = h
+        .post_change(
+            &bob,
+            json!(identity.identity_change("alice", device_ref(&alice))),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let impostor = DeviceRef {
+        device_id: alice.id.clone(),
+        signature_key: DeviceKey::generate().public_key(),
+    };
+    let (status, body) = h
+        .post_change(&alice, json!(identity.identity_change("alice", impostor)))
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    // Signed for another user: the rules refuse it.
+    let (status, body) = h
+        .post_change(
+            &alice,
+            json!(identity.identity_change("bob", device_ref(&alice))),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "directory_refused",
+    );
+    // Kinds only the server writes, malformed changes, an unauthenticated post.
+    for change in [
+        json!({ "type": "upgrade_done" }),
+        json!({ "type": "revoked_by_admin", "device_id": bob.id }),
+        json!({ "type": "reset", "request_id": "x" }),
+    ] {
+        let (status, body) = h.post_change(&alice, change).await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "directory_refused",
+        );
+    }
+    for change in [json!({ "type": "nonsense" }), json!("identity"), json!({})] {
+        let (status, body) = h.post_change(&alice, change).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let (status, body) = send(
+        &h.app,
+        Request::post("/v1/directory/changes")
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_eq!(h.mirror(&alice).await.size(), 1, "nothing appended");
+
+    let (status, body) = h
+        .post_change(
+            &alice,
+            json!(identity.identity_change("alice", device_ref(&alice))),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["index"]),
+        (StatusCode::OK, &json!(1)),
+        "{body}"
+    );
+    // Replayed: the user has an identity already.
+    let (status, body) = h
+        .post_change(
+            &alice,
+            json!(identity.identity_change("alice", device_ref(&alice))),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "directory_refused",
+    );
+    // by_device is the caller; a revocation of a device the user does not have is refused;
+    // an oversized one too.
+    let (status, body) = h
+        .post_change(
+            &alice,
+            json!(identity.revoke_change("alice", &alice.id, &bob.id)),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = h
+        .post_change(
+            &alice,
+            json!(identity.revoke_change("alice", &bob.id, &alice.id)),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "directory_refused",
+    );
+    let long = "d".repeat(5000);
+    let (status, body) = h
+        .post_change(
+            &alice,
+            json!(identity.revoke_change("alice", &long, &alice.id)),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(h.mirror(&alice).await.size(), 2);
+
+    // Entries: pages of 1 to 1000, never past the checkpoint.
+    for query in ["?start=0&limit=0", "?start=0&limit=1001", "", "?start=x"] {
+        let (status, body) = h
+            .call(
+                &alice,
+                "GET",
+                &format!("/v1/directory/entries{query}"),
+                None,
+            )
+            .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let (status, body) = h
+        .call(&alice, "GET", "/v1/directory/entries?start=5", None)
+        .await;
+    assert_eq!((status, &body["entries"]), (StatusCode::OK, &json!([])));
+
+    // A user revokes its own device; the device is told so on its next request.
+    let (laptop, _) = h.another_device("alice").await;
+    let opened = h.approve("alice", &alice, &identity, &laptop).await;
+    let (status, body) = h
+        .post_change(
+            &laptop,
+            json!(opened.revoke_change("alice", &alice.id, &laptop.id)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = h.call(&alice, "GET", "/v1/policy", None).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "device_revoked");
+    let mirror = h.mirror(&laptop).await;
+    assert_eq!(
+        mirror
+            .state
+            .vouch("alice", &alice.id, &alice.key.public_key()),
+        Vouch::Revoked
+    );
+    assert_eq!(
+        h.store.key_package_count(&alice.id).await.unwrap(),
+        (0, false)
+    );
+}
+
+#[tokio::test]
+async fn issue_9_reset_waits_and_can_be_vetoed() {
+    let clock = Arc::new(ManualClock::at_system_time());
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let h = harness_over(store, clock.clone(), [3; 32], |_| {});
+    let phone = h.enroll("alice").await;
+    let identity = h.post_identity(&phone, "alice").await;
+    let reset = |name: &str| {
+        send(
+            &h.app,
+            admin("POST", &format!("/v1/admin/users/{name}/reset"), json!({})),
+        )
+    };
+
+    let (status, first) = reset("alice").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let request_id = first["request_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        first["effective_at"].as_i64().unwrap(),
+        clock.now_secs() + vellum_wire::DEFAULT_RESET_WAIT_SECS as i64
+    );
+    let (status, body) = reset("alice").await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let (status, body) = reset("records").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = reset("nobody").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_user");
+    let (status, body) = send(
+        &h.app,
+        Request::post("/v1/admin/users/alice/reset")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    // Public at once: every device of alice sees it in the directory.
+    let mirror = h.mirror(&phone).await;
+    assert!(mirror.state.user("alice").unwrap().pending_reset.is_some());
+
+    // The phone vetoes it: nothing happens when the wait is over.
+    let veto = identity.veto_change("alice", &request_id, &phone.id);
+    let (status, body) = h
+        .call(
+            &phone,
+            "POST",
+            "/v1/directory/changes",
+            Some(json!({ "change": veto })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = h
+        .call(
+            &phone,
+            "POST",
+            "/v1/directory/changes",
+            Some(json!({ "change": veto })),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "directory_refused",
+    );
+    clock.advance(vellum_wire::DEFAULT_RESET_WAIT_SECS as i64 * 1000 + 1000);
+    assert_eq!(vellum_server::apply_due_resets(&h.state).await.unwrap(), 0);
+    assert_eq!(h.state_of(&phone).await, vellum_wire::DeviceState::Approved);
+
+    // A second request, with a shorter wait, that nobody vetoes takes effect after it.
+    let (status, _) = send(&h.app, admin_put(r#"{"reset_wait_secs": 3600}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    for bad in [
+        r#"{"reset_wait_secs": 0}"#,
+        r#"{"reset_wait_secs": 999999999999}"#,
+    ] {
+        let (status, body) = send(&h.app, admin_put(bad)).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let (status, second) = reset("alice").await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(
+        second["effective_at"].as_i64().unwrap(),
+        clock.now_secs() + 3600
+    );
+    clock.advance(3_599_000);
+    assert_eq!(vellum_server::apply_due_resets(&h.state).await.unwrap(), 0);
+    assert_eq!(h.state_of(&phone).await, vellum_wire::DeviceState::Approved);
+    clock.advance(1_000);
+    assert_eq!(vellum_server::apply_due_resets(&h.state).await.unwrap(), 1);
+    assert_eq!(vellum_server::apply_due_resets(&h.state).await.unwrap(), 0);
+    assert_eq!(h.state_of(&phone).await, vellum_wire::DeviceState::Revoked);
+    // The phone is told, under its own signature, signed at the server's time.
+    let path = "/v1/policy";
+    let mut request = Request::get(path);
+    for (name, value) in signed_headers(&phone, "GET", path, b"", clock.now_secs(), &fresh_nonce())
+    {
+        request = request.header(name, value);
+    }
+    let (status, body) = send(&h.app, request.body(Body::empty()).unwrap()).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "device_revoked");
+    let directory = h.state.directory().await.unwrap();
+    let alice_state = directory.read(|d| d.user("alice").cloned()).await.unwrap();
+    assert_eq!(alice_state.identity, None);
+    assert!(alice_state
+        .devices
+        .values()
+        .all(|d| d.status == DeviceStatus::Revoked));
+    // The next device enrolled starts a new identity.
+    let code = {
+        let (status, body) = send(
+            &h.app,
+            admin("POST", "/v1/admin/users/alice/devices", json!({})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["code"].as_str().unwrap().to_owned()
+    };
+    let (_, answer) = h.enroll_answered("alice", &code).await;
+    assert_eq!(answer["state"], "approved");
+}
+
+#[tokio::test]
+async fn issue_9_admin_lists_and_revokes_devices() {
+    let h = harness();
+    let phone = h.enroll("alice").await;
+    let identity = h.post_identity(&phone, "alice").await;
+    let (laptop, _) = h.another_device("alice").await;
+    let (tablet, _) = h.another_device("alice").await;
+    h.approve("alice", &phone, &identity, &tablet).await;
+    let bob = h.enroll("bob").await;
+    let list = |name: &str| {
+        send(
+            &h.app,
+            admin("GET", &format!("/v1/admin/users/{name}/devices"), json!({})),
+        )
+    };
+
+    let (status, listed) = list("alice").await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let states = states_of(&listed);
+    assert_eq!(
+        states,
+        std::collections::BTreeMap::from([
+            (phone.id.clone(), "approved".to_owned()),
+            (laptop.id.clone(), "pending".to_owned()),
+            (tablet.id.clone(), "approved".to_owned()),
+        ])
+    );
+    let first = listed["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device_id"] == phone.id.as_str())
+        .unwrap();
+    assert_eq!(first["user"], "alice");
+    assert_eq!(b64_decode(&first["signature_key"]), phone.key.public_key());
+    let (status, body) = list("records").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = list("nobody").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_user");
+    let (status, body) = send(
+        &h.app,
+        Request::get("/v1/admin/users/alice/devices")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+
+    let revoke = |name: &str, id: &str| {
+        send(
+            &h.app,
+            admin(
+                "POST",
+                &format!("/v1/admin/users/{name}/devices/{id}/revoke"),
+                json!({}),
+            ),
+        )
+    };
+    // Not alice's, not a device, records: refused, nothing changes.
+    for (name, id, code, status_want) in [
+        ("alice", bob.id.as_str(), "not_found", StatusCode::NOT_FOUND),
+        ("alice", "ghost", "not_found", StatusCode::NOT_FOUND),
+        ("records", "ghost", "bad_request", StatusCode::BAD_REQUEST),
+        ("nobody", "ghost", "unknown_user", StatusCode::NOT_FOUND),
+    ] {
+        let (status, body) = revoke(name, id).await;
+        assert_error(status, &body, status_want, code);
+    }
+    let size = h.mirror(&phone).await.size();
+
+    // A pending device was never listed: revoked with no entry.
+    let (status, body) = revoke("alice", &laptop.id).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(h.mirror(&phone).await.size(), size);
+    let (status, body) = h.call(&laptop, "GET", "/v1/approvals/me", None).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "device_revoked");
+    // A listed one is revoked publicly; twice is fine.
+    let (status, body) = revoke("alice", &tablet.id).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, _) = revoke("alice", &tablet.id).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let mirror = h.mirror(&phone).await;
+    assert_eq!(mirror.size(), size + 1);
+    assert_eq!(
+        mirror
+            .state
+            .vouch("alice", &tablet.id, &tablet.key.public_key()),
+        Vouch::Revoked
+    );
+    let (status, body) = h.call(&tablet, "GET", "/v1/sync", None).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "device_revoked");
+    // Nor is a revoked device added to a chat.
+    let (mut group, group_id) = h.group(&phone, &[]).await;
+    let kp = tablet
+        .mls
+        .generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+        .unwrap();
+    let out = group
+        .commit_builder()
+        .add_member(kp)
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h
+        .call(
+            &phone,
+            "POST",
+            &format!("/v1/groups/{group_id}/commits"),
+            Some(commit_json(&out)),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "policy_violation",
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("was revoked"),
+        "{body}"
+    );
+    let (_, listed) = list("alice").await;
+    let states = states_of(&listed);
+    assert_eq!(states[&laptop.id], "revoked");
+    assert_eq!(states[&tablet.id], "revoked");
+    assert_eq!(states[&phone.id], "approved");
+}
+
+#[tokio::test]
+async fn issue_9_upgrade_lists_existing_devices_as_legacy() {
+    // The v0.1.0 fixture: alice's, bob's and the archiver's devices.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.db");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/v0.1.0/server/server.db"
+        ),
+        &path,
+    )
+    .unwrap();
+    let expected: Value =
+        serde_json::from_str(include_str!("../../../tests/fixtures/v0.1.0/expected.json")).unwrap();
+    let open = |key: [u8; 32]| {
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        harness_over(store, Arc::new(ManualClock::at_system_time()), key, |c| {
+            c.directory_origin = Some("directory.test.example/vellum".into());
+        })
+    };
+    let h = open([5; 32]);
+    let directory = h.state.open_directory().await.unwrap();
+    let leaves = h.store.directory_entries(0, 100).await.unwrap();
+    let entries: Vec<vellum_directory::DirectoryEntry> = leaves
+        .iter()
+        .map(|l| vellum_directory::DirectoryEntry::parse(l).unwrap())
+        .collect();
+    let listed: Vec<(&str, &str)> = entries
+        .iter()
+        .filter_map(|e| match &e.change {
+            vellum_directory::Change::Legacy { device } => {
+                Some((e.user.as_str(), device.device_id.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut want: Vec<(&str, &str)> = expected["devices"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(user, id)| (user.as_str(), id.as_str().unwrap()))
+        .collect();
+    want.sort();
+    let mut got = listed.clone();
+    got.sort();
+    assert_eq!(got, want, "every device but the archiver's, as legacy");
+    assert_eq!(entries.len(), listed.len() + 1);
+    assert_eq!(
+        entries.last().unwrap().change,
+        vellum_directory::Change::UpgradeDone
+    );
+    let state = directory.read(|d| d.clone()).await;
+    for (user, id) in &listed {
+        let device = h.store.device_record(id).await.unwrap().unwrap();
+        assert_eq!(device.state, vellum_wire::DeviceState::Legacy);
+        assert_eq!(
+            state.vouch(user, id, &device.device.signature_key),
+            Vouch::Legacy
+        );
+    }
+    assert!(state.user("records").is_none());
+    let size = directory.size();
+    drop(h);
+
+    // Restarted: replayed, not listed again. With another directory key: refused, clearly.
+    let h = open([5; 32]);
+    assert_eq!(h.state.open_directory().await.unwrap().size(), size);
+    assert_eq!(
+        h.store.directory_entries(0, 100).await.unwrap().len() as u64,
+        size
+    );
+    drop(h);
+    let h = open([6; 32]);
+    let err = h.state.open_directory().await.unwrap_err().to_string();
+    assert!(err.contains("directory.key"), "{err}");
+    drop(h);
+    // An entry altered in the database stops the start, naming it.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute(
+        "UPDATE directory_entries SET body = CAST(REPLACE(CAST(body AS TEXT), '\"user_seq\":0', '\"user_seq\":7') AS BLOB) WHERE idx = 1",
+        [],
+    )
+    .unwrap();
+    drop(raw);
+    let h = open([5; 32]);
+    let err = h.state.open_directory().await.unwrap_err().to_string();
+    assert!(err.contains("entry 1 "), "{err}");
+}
+
+#[tokio::test]
+async fn issue_9_legacy_devices_confirm_through_the_earliest() {
+    // Devices enrolled before the directory (made legacy as V8 makes them).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.db");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let h = harness_over(
+        store,
+        Arc::new(ManualClock::at_system_time()),
+        [7; 32],
+        |_| {},
+    );
+    let enroll_raw = |user: &'static str, seq: u8| {
+        let h = &h;
+        async move {
+            if !h.store.user_exists(user).await.unwrap() {
+                h.store.create_user(user, 0).await.unwrap();
+            }
+            let code = [seq; 32];
+            h.store
+                .add_enrollment_code(user, code, i64::MAX)
+                .await
+                .unwrap();
+            let key = DeviceKey::generate();
+            let id = format!("{user}{seq:02}");
+            h.store
+                .enroll_device(
+                    code,
+                    i64::from(seq),
+                    vellum_store::Device {
+                        device_id: id.clone(),
+                        user: user.into(),
+                        signature_key: key.public_key().to_vec(),
+                    },
+                    false,
+                )
+                .await
+                .unwrap();
+            let org = &h.state.org;
+            let cert = org.issue(user, &id, &key.public_key());
+            let identity = OrgIdentityProvider::new(org.public_key());
+            let mls = device_client(
+                &DeviceCertificate::verify(&cert.to_bytes(), identity.org_key()).unwrap(),
+                &key,
+                identity,
+                InMemoryGroupStateStorage::default(),
+                InMemoryKeyPackageStorage::default(),
+            );
+            TestDevice { id, key, mls }
+        }
+    };
+    let old = enroll_raw("alice", 1).await;
+    let newer = enroll_raw("alice", 2).await;
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE devices SET state = 'legacy'", [])
+        .unwrap();
+    assert_eq!(
+        h.mirror(&old).await.size(),
+        3,
+        "two legacy entries and upgrade_done"
+    );
+    // Only the earliest starts the identity.
+    let identity = IdentityKey::generate();
+    let (status, body) = h
+        .call(
+            &newer,
+            "POST",
+            "/v1/directory/changes",
+            Some(json!({ "change": identity.identity_change("alice", device_ref(&newer)) })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = h
+        .call(
+            &old,
+            "POST",
+            "/v1/directory/changes",
+            Some(json!({ "change": identity.identity_change("alice", device_ref(&old)) })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(h.state_of(&old).await, vellum_wire::DeviceState::Approved);
+    // The other confirms through an approval by it, as a new device would.
+    let opened = h.approve("alice", &old, &identity, &newer).await;
+    assert_eq!(opened.public(), identity.public());
+    let mirror = h.mirror(&newer).await;
+    assert_eq!(
+        mirror
+            .state
+            .vouch("alice", &newer.id, &newer.key.public_key()),
+        Vouch::Approved
+    );
+}
+
+#[tokio::test]
+async fn issue_9_directory_checkpoint_verifies_and_witness_cosigns() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().join("server"));
+    // The log key a witness operator is given: DATA/directory.vkey, from a first start.
+    let vkey = {
+        let state = AppState::open(config.clone()).unwrap();
+        let key = std::fs::metadata(data.path().join("server/directory.key")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(key.permissions().mode() & 0o777, 0o600);
+        let vkey = std::fs::read_to_string(data.path().join("server/directory.vkey")).unwrap();
+        assert_eq!(
+            vkey.trim(),
+            state.directory_signer().unwrap().verifier_key()
+        );
+        vkey.trim().to_owned()
+    };
+    let witness = Arc::new(
+        vellum_witness::Witness::open(&data.path().join("witness"), &[vkey.clone()]).unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(vellum_witness::serve(
+        listener,
+        witness.clone(),
+        std::future::pending(),
+    ));
+    config.directory_witnesses = vec![vellum_witness::WitnessTarget {
+        url,
+        verifier: witness.verifier(),
+    }];
+    let state = Arc::new(AppState::open(config.clone()).unwrap());
+    let h = Harness {
+        app: app(state.clone()),
+        store: Arc::new(SqliteStore::in_memory().unwrap()), // unused: the state has its own
+        state,
+    };
+    let (status, pinned) = send(
+        &h.app,
+        Request::get("/v1/directory/config")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(pinned["log_key"], vkey.as_str());
+    assert_eq!(pinned["witnesses"], json!([witness.verifier_key()]));
+    assert_eq!(pinned["quorum"], 1);
+    let token = std::fs::read_to_string(data.path().join("server/admin-token")).unwrap();
+    let (status, body) = send(
+        &h.app,
+        Request::post("/v1/admin/users")
+            .header("authorization", format!("Bearer {}", token.trim()))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"name":"alice"}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let alice = h.enroll_with("alice", body["code"].as_str().unwrap()).await;
+    let directory = h.state.directory().await.unwrap().clone();
+    let http = reqwest::Client::new();
+    let cosigned_note = |note: &str| witness.verifier().verify(note).map(|(c, _)| c.size);
+
+    assert_eq!(directory.cosign(&h.state.store, &http).await, 1);
+    let (_, checkpoint) = h
+        .call(&alice, "GET", "/v1/directory/checkpoint", None)
+        .await;
+    assert_eq!(cosigned_note(checkpoint["note"].as_str().unwrap()), Ok(1));
+    // A new checkpoint is served once it carries the quorum; until then the witnessed one,
+    // and no entry past it.
+    h.post_identity(&alice, "alice").await;
+    let (_, checkpoint) = h
+        .call(&alice, "GET", "/v1/directory/checkpoint", None)
+        .await;
+    assert_eq!(cosigned_note(checkpoint["note"].as_str().unwrap()), Ok(1));
+    let (_, synced) = h.call(&alice, "GET", "/v1/sync", None).await;
+    assert_eq!(synced["directory_size"], 1);
+    let (_, page) = h
+        .call(&alice, "GET", "/v1/directory/entries?start=0", None)
+        .await;
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(directory.cosign(&h.state.store, &http).await, 1);
+    let mirror = h.mirror(&alice).await;
+    assert_eq!(mirror.size(), 2);
+    let (_, checkpoint) = h
+        .call(&alice, "GET", "/v1/directory/checkpoint", None)
+        .await;
+    let note = checkpoint["note"].as_str().unwrap();
+    assert_eq!(cosigned_note(note), Ok(2));
+    assert_eq!(
+        vellum_witness::latest(
+            &data.path().join("witness"),
+            pinned["origin"].as_str().unwrap()
+        )
+        .unwrap()
+        .as_deref(),
+        Some(note),
+        "the witness keeps what it cosigned"
+    );
+    // The cosigned note is what the store keeps.
+    assert_eq!(
+        h.state
+            .store
+            .directory_checkpoint()
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(note)
+    );
+    drop(h);
+    drop(directory);
+
+    // Restarted: the witness's 409 tells the size it holds; the next checkpoint is proved
+    // consistent from there and cosigned.
+    let state = Arc::new(AppState::open(config).unwrap());
+    let directory = state.open_directory().await.unwrap().clone();
+    assert_eq!(directory.size(), 2);
+    let reset = directory
+        .append(&state.store, state.now_secs(), |_| {
+            Ok(vec![vellum_server::Append {
+                user: "alice".into(),
+                change: vellum_directory::Change::ResetRequested {
+                    request_id: "r1".into(),
+                    effective_at: i64::MAX,
+                },
+                devices: None,
+            }])
+        })
+        .await
+        .unwrap();
+    assert_eq!(reset, Some(2..3));
+    assert_eq!(directory.cosign(&state.store, &http).await, 1);
+    assert_eq!(directory.size(), 3);
 }

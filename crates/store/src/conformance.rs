@@ -1465,6 +1465,17 @@ pub async fn issue_9_directory_entries_append_with_their_device_changes(store: &
         store.directory_checkpoint().await.unwrap().as_deref(),
         Some("cp 5 cosigned")
     );
+    // A device the directory does not list is revoked without an entry; twice is fine.
+    enroll_as(store, "b2", "bob", false).await;
+    store.set_approval_commitment("b2", "c", 27).await.unwrap();
+    store.revoke_device("b2", 27).await.unwrap();
+    store.revoke_device("b2", 28).await.unwrap();
+    assert_eq!(state_of(store, "b2").await, Revoked);
+    assert_eq!(store.approval("b2").await.unwrap(), None);
+    assert!(matches!(
+        store.revoke_device("ghost", 28).await,
+        Err(Error::NotFound(_))
+    ));
     // After a reset the user starts again with an approved first device.
     assert_eq!(enroll_as(store, "a4", "alice", false).await, Approved);
 }

@@ -306,6 +306,11 @@ pub trait Store: Send + Sync + 'static {
     async fn user_devices(&self, user: &str) -> Result<Vec<Device>>;
     /// A registered device, revoked or not, with its state.
     async fn device_record(&self, device_id: &str) -> Result<Option<DeviceRecord>>;
+    /// Revokes a device at `at` (Unix seconds): it can no longer authenticate or be claimed,
+    /// and its key packages and approval exchange are dropped. Revoking it again keeps the
+    /// first time; a device never enrolled is `NotFound`. (A device the key directory lists
+    /// is revoked by a directory entry instead, see [`DeviceChange::Revoke`].)
+    async fn revoke_device(&self, device_id: &str, at: i64) -> Result<()>;
     /// Every device the user ever enrolled, revoked ones too, oldest first.
     async fn user_device_records(&self, user: &str) -> Result<Vec<DeviceRecord>>;
     /// Devices in the `legacy` state of every user but `records`, oldest first: the

@@ -831,6 +831,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn revoke_device(&self, device_id: &str, at: i64) -> Result<()> {
+        let device_id = device_id.to_owned();
+        self.run(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            if !revoke_in(&tx, &device_id, at)? {
+                return Err(Error::NotFound(format!("device {device_id:?}")));
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
     async fn user_device_records(&self, user: &str) -> Result<Vec<DeviceRecord>> {
         let user = user.to_owned();
         self.read(move |c| {

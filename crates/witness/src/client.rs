@@ -78,14 +78,18 @@ pub enum CosignError<E> {
 /// there. `proof(old)` is the log's consistency proof from `old` to `size`. Returns the
 /// witness's cosignature lines; the caller checks them with `target.verifier` as it adds
 /// them to its note.
-pub async fn cosign<E>(
+pub async fn cosign<E, F, P>(
     http: &reqwest::Client,
     target: &WitnessTarget,
     cosigned: u64,
     size: u64,
     note: &str,
-    proof: impl AsyncFn(u64) -> Result<Vec<vellum_tlog::Hash>, E>,
-) -> Result<String, CosignError<E>> {
+    proof: P,
+) -> Result<String, CosignError<E>>
+where
+    P: Fn(u64) -> F,
+    F: std::future::Future<Output = Result<Vec<vellum_tlog::Hash>, E>>,
+{
     let mut old = cosigned.min(size);
     for attempt in 0..2 {
         let request = AddCheckpoint {

@@ -4,13 +4,16 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use sha2::{Digest, Sha256};
+use vellum_directory::Change;
 use vellum_http::{codes, ApiError, Json, Path};
+use vellum_store::DeviceChange;
 use vellum_wire::{
-    AdminStatus, CreateUserRequest, EnrollmentCode, OrgPolicy, OrgPolicyUpdate, RecordsInit,
-    MAX_LISTED_CHATS, RECORDS_USER,
+    AdminStatus, CreateUserRequest, DeviceList, DeviceState, EnrollmentCode, OrgPolicy,
+    OrgPolicyUpdate, RecordsInit, ResetScheduled, MAX_LISTED_CHATS, RECORDS_USER,
 };
 
 use super::{ErrorBody, St};
+use crate::directory::Append;
 use crate::state::AppState;
 
 const MAX_NAME: usize = 64;
@@ -162,6 +165,14 @@ pub async fn set_policy(
             ));
         }
         policy.receipt_alarm_secs = secs;
+    }
+    if let Some(secs) = req.reset_wait_secs {
+        if secs == 0 || secs > vellum_wire::timer::MAX_TIMER_SECS {
+            return Err(ApiError::bad_request(
+                "the reset waiting period is 1 second to 10 years",
+            ));
+        }
+        policy.reset_wait_secs = secs;
     }
     state.store.set_org_policy(policy.clone()).await?;
     Ok(Json(state.store.org_policy().await?))
@@ -383,4 +394,182 @@ pub async fn metrics(State(state): St) -> Result<impl IntoResponse, ApiError> {
         status.checkpoint_age_ms.unwrap_or(0) as f64 / 1000.0
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
+}
+
+/// The key directory's operations refuse `records`: its archiver is bound by the custodians
+/// (replace it with `admin records replace-archiver`).
+fn ordinary_user(name: &str) -> Result<(), ApiError> {
+    if name == RECORDS_USER {
+        return Err(ApiError::bad_request(
+            "the user records is the org's archiver, bound by the custodians and not in the key directory: replace it with `admin records replace-archiver`",
+        ));
+    }
+    Ok(())
+}
+
+async fn existing_user(state: &AppState, name: &str) -> Result<(), ApiError> {
+    ordinary_user(name)?;
+    if !state.store.user_exists(name).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            codes::UNKNOWN_USER,
+            "no such user",
+        ));
+    }
+    Ok(())
+}
+
+/// Every device of a user, revoked ones too, oldest first, with its state.
+#[utoipa::path(get, path = "/v1/admin/users/{name}/devices", tag = "admin",
+    params(("name" = String, Path, description = "The user's name")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The user's devices", body = DeviceList),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
+pub async fn list_devices(
+    State(state): St,
+    Path(name): Path<String>,
+) -> Result<Json<DeviceList>, ApiError> {
+    existing_user(&state, &name).await?;
+    let devices = state.store.user_device_records(&name).await?;
+    Ok(Json(DeviceList {
+        devices: devices
+            .into_iter()
+            .map(super::approvals::device_info)
+            .collect(),
+    }))
+}
+
+/// Revokes a device: it can no longer sign in, be claimed or be added, and its next request
+/// tells it to wipe itself. A device the key directory lists is revoked there, publicly
+/// (`revoked_by_admin`); one waiting for approval was never listed.
+#[utoipa::path(post, path = "/v1/admin/users/{name}/devices/{device_id}/revoke", tag = "admin",
+    params(
+        ("name" = String, Path, description = "The user's name"),
+        ("device_id" = String, Path, description = "The device to revoke"),
+    ),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Revoked (or it was already)"),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn revoke_device(
+    State(state): St,
+    Path((name, device_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    existing_user(&state, &name).await?;
+    let record = state
+        .store
+        .device_record(&device_id)
+        .await?
+        .filter(|r| r.device.user == name)
+        .ok_or_else(|| ApiError::not_found(format!("{name} has no device {device_id:?}")))?;
+    if record.state == DeviceState::Revoked {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let directory = state.directory().await?;
+    let listed = |d: &vellum_directory::DirectoryState| {
+        d.user(&name)
+            .and_then(|u| u.devices.get(&device_id))
+            .is_some_and(|d| d.status != vellum_directory::DeviceStatus::Revoked)
+    };
+    let revoke = || {
+        Ok(vec![Append {
+            user: name.clone(),
+            change: Change::RevokedByAdmin {
+                device_id: device_id.clone(),
+            },
+            devices: Some(DeviceChange::Revoke {
+                device_id: device_id.clone(),
+            }),
+        }])
+    };
+    let now = state.now_secs();
+    let appended = directory
+        .append(&state.store, now, |d| match listed(d) {
+            true => revoke(),
+            false => Ok(Vec::new()),
+        })
+        .await?;
+    if appended.is_none() {
+        // Not listed (waiting for approval, or a first device that has not posted its
+        // identity): revoked under the directory's lock, so it cannot get listed meanwhile.
+        let (store, device_id) = (&state.store, &device_id);
+        directory
+            .exclusive(|d| {
+                let listed_now = listed(d);
+                async move {
+                    if listed_now {
+                        return Err(ApiError::new(
+                            StatusCode::CONFLICT,
+                            codes::CONFLICT,
+                            "the device was just approved; revoke it again",
+                        ));
+                    }
+                    Ok::<_, ApiError>(store.revoke_device(device_id, now).await?)
+                }
+            })
+            .await?;
+    }
+    tracing::info!(user = %name, device = %device_id, "device revoked by an administrator");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Resets a user's identity (a user who lost every device): public in the key directory at
+/// once, it takes effect after the policy's waiting period unless a device of the user
+/// vetoes it; then every device of the user is revoked, and the next enrolled one starts a
+/// new identity (its contacts are told).
+#[utoipa::path(post, path = "/v1/admin/users/{name}/reset", tag = "admin",
+    params(("name" = String, Path, description = "The user's name")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Scheduled", body = ResetScheduled),
+        (status = 409, description = "A reset of this user is pending already", body = ErrorBody),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn reset_user(
+    State(state): St,
+    Path(name): Path<String>,
+) -> Result<Json<ResetScheduled>, ApiError> {
+    existing_user(&state, &name).await?;
+    let wait = state.store.org_policy().await?.reset_wait_secs;
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).map_err(|_| ApiError::internal())?;
+    let request_id = hex::encode(raw);
+    let now = state.now_secs();
+    let effective_at = now.saturating_add(wait as i64);
+    state
+        .directory()
+        .await?
+        .append(&state.store, now, |d| {
+            if let Some(pending) = d.user(&name).and_then(|u| u.pending_reset.as_ref()) {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    codes::CONFLICT,
+                    format!(
+                        "a reset of {name} is pending already (it takes effect at unix time {})",
+                        pending.effective_at
+                    ),
+                ));
+            }
+            Ok(vec![Append {
+                user: name.clone(),
+                change: Change::ResetRequested {
+                    request_id: request_id.clone(),
+                    effective_at,
+                },
+                devices: None,
+            }])
+        })
+        .await?;
+    tracing::info!(user = %name, effective_at, "identity reset requested by an administrator");
+    Ok(Json(ResetScheduled {
+        user: name,
+        request_id,
+        effective_at,
+    }))
 }

@@ -1,13 +1,15 @@
 use axum::extract::State;
 use vellum_http::{ApiError, Json};
 use vellum_store::Device;
-use vellum_wire::{EnrollRequest, EnrollResponse};
+use vellum_wire::{EnrollRequest, EnrollResponse, RECORDS_USER};
 
 use super::{ErrorBody, St};
 use crate::api::admin::code_hash;
 
 /// A new device presents its enrollment code and its Ed25519 signature key; the org answers
-/// with a signed device certificate.
+/// with a signed device certificate, and the device's state: `approved` for its user's first
+/// device (which then posts the user's identity to the key directory), `pending` for any
+/// other, until a device of its user approves it.
 #[utoipa::path(post, path = "/v1/enroll", tag = "enroll",
     request_body = EnrollRequest,
     responses(
@@ -34,7 +36,15 @@ pub async fn enroll(
     getrandom::fill(&mut raw).map_err(|_| ApiError::internal())?;
     let device_id = hex::encode(raw);
     let certificate = state.org.issue(&user, &device_id, &req.signature_key);
-    state
+    // A user whose identity is in the key directory gets new devices only through an
+    // approval by one of its devices (the archiver is bound by the custodians instead).
+    let has_identity = user != RECORDS_USER
+        && state
+            .directory()
+            .await?
+            .read(|d| d.user(&user).is_some_and(|u| u.identity.is_some()))
+            .await;
+    let device_state = state
         .store
         .enroll_device(
             hash,
@@ -44,12 +54,13 @@ pub async fn enroll(
                 user,
                 signature_key: req.signature_key.0,
             },
+            has_identity,
         )
         .await?;
     Ok(Json(EnrollResponse {
         device_id,
         credential: certificate.to_bytes().into(),
         org_key: state.org.public_key().to_bytes().to_vec().into(),
-        state: vellum_wire::DeviceState::Approved,
+        state: device_state,
     }))
 }

@@ -5,8 +5,8 @@ use axum::Extension;
 use vellum_http::{codes, ApiError, Json, Path};
 use vellum_store::{ChatTimers, CommitAppend, MessageAppend, NewGroup};
 use vellum_wire::{
-    Accepted, CreateGroup, GroupCreated, HoldAction, OrgPolicy, PostCommit, PostMessage, B64,
-    RECORDS_USER,
+    Accepted, CreateGroup, DeviceState, GroupCreated, HoldAction, OrgPolicy, PostCommit,
+    PostMessage, B64, RECORDS_USER,
 };
 
 use super::records::Trust;
@@ -241,17 +241,28 @@ pub async fn post_commit(
         applied.archiver.as_deref(),
         must_convert(&org, group.held),
     )?;
-    // The archiver's identity has one device: no commit adds another device of `records`.
     for added in &applied.outcome.added {
-        let is_records = state
-            .store
-            .device(added)
-            .await?
-            .is_none_or(|d| d.user == RECORDS_USER);
+        let record = state.store.device_record(added).await?;
+        // The archiver's identity has one device: no commit adds another device of `records`.
+        let is_records = record
+            .as_ref()
+            .is_none_or(|r| r.device.user == RECORDS_USER);
         if is_records && org.archiver_device.as_deref() != Some(added.as_str()) {
             return Err(ApiError::from(vellum_mls::PolicyViolation(
                 "only the org's archiver device may join as the records archive".into(),
             )));
+        }
+        // Nobody joins a chat before a device of its user approved it (issue 9), or after
+        // its revocation.
+        let refused = match record.map(|r| r.state) {
+            Some(DeviceState::Pending) => Some("is waiting for approval by a device of its user"),
+            Some(DeviceState::Revoked) => Some("was revoked"),
+            _ => None,
+        };
+        if let Some(why) = refused {
+            return Err(ApiError::from(vellum_mls::PolicyViolation(format!(
+                "device {added} {why}: it cannot be added to a chat"
+            ))));
         }
     }
     // A record chat always contains the archiver, from its first commit on.

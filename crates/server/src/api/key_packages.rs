@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::Extension;
 use vellum_http::{codes, ApiError, Json};
 use vellum_wire::{
-    ClaimKeyPackages, ClaimedKeyPackage, ClaimedKeyPackages, KeyPackageCount, UploadKeyPackages,
-    B64, RECORDS_USER,
+    ClaimKeyPackages, ClaimedKeyPackage, ClaimedKeyPackages, DeviceState, KeyPackageCount,
+    UploadKeyPackages, B64, RECORDS_USER,
 };
 
 use super::{ErrorBody, St};
@@ -82,6 +82,12 @@ pub async fn count(
 
 const MAX_CLAIM_USERS: usize = 1000;
 
+/// Approved devices and those that existed before the key directory: never one waiting for
+/// approval or revoked.
+fn claimable(state: DeviceState) -> bool {
+    matches!(state, DeviceState::Approved | DeviceState::Legacy)
+}
+
 async fn check_has_key_package(
     state: &crate::state::AppState,
     device: &vellum_store::Device,
@@ -99,6 +105,7 @@ async fn check_has_key_package(
 
 /// Claims one key package for every device of each user (other than the caller), and one
 /// for each device named. For the user `records` only the org's archiver device is claimed.
+/// Devices waiting for approval are never claimed.
 #[utoipa::path(post, path = "/v1/key-packages/claim", tag = "key-packages",
     request_body = ClaimKeyPackages,
     security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
@@ -121,18 +128,33 @@ pub async fn claim(
     // Check everything first, so a failed claim consumes no key package.
     let mut targets = Vec::new();
     for device_id in &req.devices {
-        let device = state.store.device(device_id).await?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                codes::NOT_FOUND,
-                format!("no enrolled device {device_id:?}"),
-            )
-        })?;
+        // Only devices the key directory may vouch for are handed out: one waiting for
+        // approval (or revoked) is not.
+        let device = state
+            .store
+            .device_record(device_id)
+            .await?
+            .filter(|r| claimable(r.state))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    codes::NOT_FOUND,
+                    format!("no enrolled and approved device {device_id:?}"),
+                )
+            })?
+            .device;
         check_has_key_package(&state, &device).await?;
         targets.push(device);
     }
     for user in &req.users {
-        let mut devices = state.store.user_devices(user).await?;
+        let mut devices: Vec<_> = state
+            .store
+            .user_device_records(user)
+            .await?
+            .into_iter()
+            .filter(|r| claimable(r.state))
+            .map(|r| r.device)
+            .collect();
         if user == RECORDS_USER {
             // The archiver's identity has one device; any other is never handed out.
             devices.retain(|d| archiver.as_deref() == Some(d.device_id.as_str()));

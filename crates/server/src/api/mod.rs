@@ -14,6 +14,8 @@ use crate::auth::{device_auth, Admin};
 use crate::state::AppState;
 
 pub mod admin;
+pub mod approvals;
+pub mod directory;
 pub mod enroll;
 pub mod groups;
 pub mod key_packages;
@@ -40,7 +42,8 @@ pub type ErrorBody = vellum_wire::ApiError;
     components(schemas(ErrorBody)),
     tags(
         (name = "meta"), (name = "admin"), (name = "enroll"), (name = "key-packages"),
-        (name = "groups"), (name = "sync"), (name = "policy"), (name = "records")
+        (name = "groups"), (name = "sync"), (name = "policy"), (name = "records"),
+        (name = "directory"), (name = "approvals")
     )
 )]
 struct ApiDoc;
@@ -98,7 +101,9 @@ impl Modify for SecuritySchemes {
 pub fn router(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
     let admin = OpenApiRouter::new()
         .routes(routes!(admin::create_user))
-        .routes(routes!(admin::add_device))
+        .routes(routes!(admin::add_device, admin::list_devices))
+        .routes(routes!(admin::revoke_device))
+        .routes(routes!(admin::reset_user))
         .routes(routes!(admin::set_policy))
         .routes(routes!(admin::records_init))
         .routes(routes!(admin::replace_archiver))
@@ -124,11 +129,22 @@ pub fn router(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(sync::sync))
         .routes(routes!(sync::ack))
         .routes(routes!(crate::ws::connect))
+        .routes(routes!(directory::checkpoint))
+        .routes(routes!(directory::entries))
+        .routes(routes!(directory::post_change))
+        .routes(routes!(approvals::list_devices))
+        .routes(routes!(approvals::get_mine, approvals::delete_mine))
+        .routes(routes!(approvals::put_commitment))
+        .routes(routes!(approvals::put_offer))
+        .routes(routes!(approvals::get_exchange, approvals::cancel))
+        .routes(routes!(approvals::put_hello))
+        .routes(routes!(approvals::complete))
         .route_layer(middleware::from_fn_with_state(state.clone(), device_auth));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::openapi_json))
         .routes(routes!(enroll::enroll))
+        .routes(routes!(directory::config))
         .merge(admin)
         .merge(device)
 }

@@ -4,7 +4,8 @@ use axum::Extension;
 use serde::Deserialize;
 use vellum_http::{ApiError, Json, Query};
 use vellum_wire::{
-    AckRequest, GroupEntries, LogEntry, LogHead, QueuedReceipt, QueuedWelcome, SyncResponse,
+    AckRequest, DeviceState, GroupEntries, LogEntry, LogHead, QueuedReceipt, QueuedWelcome,
+    SyncResponse,
 };
 
 use super::{ErrorBody, St};
@@ -23,7 +24,7 @@ pub struct SyncQuery {
     params(SyncQuery),
     security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
     responses(
-        (status = 200, description = "Pending welcomes, log entries and receipts, and which of this device's chats a legal hold keeps", body = SyncResponse),
+        (status = 200, description = "Pending welcomes, log entries and receipts, which of this device's chats a legal hold keeps, and the key directory's size (a device waiting for approval gets only that)", body = SyncResponse),
         (status = "4XX", description = "Refused (see code)", body = ErrorBody),
         (status = "5XX", description = "Server error", body = ErrorBody),
     ))]
@@ -36,6 +37,22 @@ pub async fn sync(
         .limit
         .unwrap_or(state.config.sync_limit)
         .clamp(1, state.config.sync_limit);
+    state
+        .store
+        .touch_device(&me.device_id, state.now_secs())
+        .await?;
+    let directory_size = state.directory().await?.size();
+    if me.state == DeviceState::Pending {
+        // A device waiting for approval receives nothing but the directory's size.
+        return Ok(Json(SyncResponse {
+            welcomes: Vec::new(),
+            groups: Vec::new(),
+            receipts: Vec::new(),
+            held_chats: Vec::new(),
+            directory_size,
+            more: false,
+        }));
+    }
     let pending = state.store.pending(&me.device_id, limit).await?;
     let receipts = state.store.pending_receipts(&me.device_id, limit).await?;
     let instance_id = state.store.instance_id().await?;
@@ -43,8 +60,7 @@ pub async fn sync(
     let heads: std::collections::HashMap<_, _> = pending.heads.into_iter().collect();
     Ok(Json(SyncResponse {
         held_chats,
-        // Filled in by the key directory (issue 9).
-        directory_size: 0,
+        directory_size,
         receipts: receipts
             .into_iter()
             .map(|(id, receipt)| QueuedReceipt { id, receipt })
