@@ -4502,7 +4502,8 @@ async fn issue_9_directory_checkpoint_verifies_and_witness_cosigns() {
         vkey.trim().to_owned()
     };
     let witness = Arc::new(
-        vellum_witness::Witness::open(&data.path().join("witness"), &[vkey.clone()]).unwrap(),
+        vellum_witness::Witness::open(&data.path().join("witness"), std::slice::from_ref(&vkey))
+            .unwrap(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -139,14 +139,16 @@ pub async fn post_change(
             made_by_me(by_device, &me)?;
             None
         }
-        other => return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            codes::DIRECTORY_REFUSED,
-            format!(
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                codes::DIRECTORY_REFUSED,
+                format!(
                 "a device posts identity, revoked_by_user and reset_vetoed changes only, not {}",
                 other.kind()
             ),
-        )),
+            ))
+        }
     };
     let directory = state.directory().await?;
     let appended = directory
