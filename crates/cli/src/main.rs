@@ -41,6 +41,19 @@ enum Command {
         listen: SocketAddr,
         #[arg(long, default_value = "vellum-data")]
         data: PathBuf,
+        /// The key directory's log name (C2SP origin) in every checkpoint. Default: one
+        /// derived from the org key. Devices pin it: do not change it later.
+        #[arg(long = "directory-origin", value_name = "NAME")]
+        directory_origin: Option<String>,
+        /// A witness to submit each key directory checkpoint to: its URL and its
+        /// cosignature verifier key (`vellum witness key`), as URL=VKEY. Repeatable. Its
+        /// operator follows DATA/directory.vkey.
+        #[arg(long = "directory-witness", value_name = "URL=VKEY")]
+        directory_witnesses: Vec<String>,
+        /// How many witnesses must cosign a checkpoint before devices are served it
+        /// (default: all of them).
+        #[arg(long = "directory-witness-quorum", value_name = "K")]
+        directory_witness_quorum: Option<usize>,
     },
     /// Administer the org on a delivery server.
     Admin(AdminArgs),
@@ -253,6 +266,10 @@ enum PolicyCommand {
         /// witnessed, is an alarm: seconds, or a duration (10m).
         #[arg(long = "receipt-alarm", value_name = "SECS|DUR")]
         receipt_alarm: Option<String>,
+        /// How long an administrator's reset of a user's identity waits for a veto by one of
+        /// the user's devices: seconds, or a duration (72h).
+        #[arg(long = "reset-wait", value_name = "SECS|DUR")]
+        reset_wait: Option<String>,
     },
 }
 
@@ -260,12 +277,24 @@ enum PolicyCommand {
 enum UserCommand {
     /// Create a user; prints a single-use enrollment code on the last line.
     Add { name: String },
+    /// Reset a user's identity (every device lost): public in the key directory at once,
+    /// it takes effect after the policy's waiting period unless a device of the user vetoes
+    /// it, and then revokes every device of the user.
+    Reset { name: String },
 }
 
 #[derive(Subcommand)]
 enum DeviceCommand {
     /// Issue an enrollment code for another device of an existing user.
     Add { user: String },
+    /// A user's devices and their states (approved, pending, legacy, revoked).
+    List {
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a device: it can no longer sign in or be added, and wipes itself.
+    Revoke { user: String, device_id: String },
 }
 
 #[derive(Subcommand)]
@@ -363,8 +392,22 @@ fn home(cli_home: &Option<PathBuf>) -> Result<PathBuf> {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Server { listen, data } => {
-            vellum_server::serve(vellum_server::ServerConfig::new(listen, data)).await?;
+        Command::Server {
+            listen,
+            data,
+            directory_origin,
+            directory_witnesses,
+            directory_witness_quorum,
+        } => {
+            let mut config = vellum_server::ServerConfig::new(listen, data);
+            config.directory_witnesses = witness_targets(
+                "--directory-witness",
+                &directory_witnesses,
+                directory_witness_quorum,
+            )?;
+            config.directory_witness_quorum = directory_witness_quorum;
+            config.directory_origin = directory_origin;
+            vellum_server::serve(config).await?;
         }
         Command::Admin(args) => admin(args).await?,
         Command::Enroll { server, user, code } => {
@@ -485,7 +528,7 @@ async fn run(cli: Cli) -> Result<()> {
                 idle_seal,
                 checkpoint_interval,
                 witness_quorum: witness_quorum.unwrap_or(witnesses.len()),
-                witnesses: witness_targets(&witnesses, witness_quorum)?,
+                witnesses: witness_targets("--witness", &witnesses, witness_quorum)?,
             };
             vellum_archiver::run(config).await?;
         }
@@ -526,6 +569,17 @@ fn class(value: Option<&str>) -> Result<Option<ChatClass>> {
         .transpose()
 }
 
+/// A period given as seconds or a duration (10m, 72h), at least a second.
+fn seconds(flag: &str, value: Option<&str>) -> Result<Option<u64>> {
+    value
+        .map(|v| match v.parse::<u64>() {
+            Ok(0) => bail!("{flag} must be at least 1 second"),
+            Ok(secs) => Ok(secs),
+            Err(_) => Ok(timer::parse_duration(v)?),
+        })
+        .transpose()
+}
+
 fn boolean(value: Option<&str>) -> Result<Option<bool>> {
     value
         .map(|v| match v {
@@ -551,6 +605,46 @@ async fn admin(args: AdminArgs) -> Result<()> {
             let path = format!("/v1/admin/users/{user}/devices");
             api.call(Method::POST, &path, None::<&()>, None, token)
                 .await?
+        }
+        AdminCommand::Device(DeviceCommand::List { user, json }) => {
+            let path = format!("/v1/admin/users/{user}/devices");
+            let list: vellum_wire::DeviceList = api
+                .call(Method::GET, &path, None::<&()>, None, token)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                for d in &list.devices {
+                    let state = serde_json::to_value(d.state)?;
+                    println!(
+                        "{}  {:<8}  enrolled at unix time {}; last sync: {}",
+                        d.device_id,
+                        state.as_str().unwrap_or("?"),
+                        d.enrolled_at,
+                        d.last_seen
+                            .map_or("never".into(), |t| format!("unix time {t}"))
+                    );
+                }
+            }
+            return Ok(());
+        }
+        AdminCommand::Device(DeviceCommand::Revoke { user, device_id }) => {
+            let path = format!("/v1/admin/users/{user}/devices/{device_id}/revoke");
+            api.call::<()>(Method::POST, &path, None::<&()>, None, token)
+                .await?;
+            println!("device {device_id} of {user} is revoked");
+            return Ok(());
+        }
+        AdminCommand::User(UserCommand::Reset { name }) => {
+            let path = format!("/v1/admin/users/{name}/reset");
+            let scheduled: vellum_wire::ResetScheduled = api
+                .call(Method::POST, &path, None::<&()>, None, token)
+                .await?;
+            println!(
+                "{}'s identity is reset at unix time {} unless one of their devices vetoes it (request {})",
+                scheduled.user, scheduled.effective_at, scheduled.request_id
+            );
+            return Ok(());
         }
         AdminCommand::Status { json } => {
             let status: vellum_wire::AdminStatus = api
@@ -645,6 +739,7 @@ async fn admin(args: AdminArgs) -> Result<()> {
             allow_transitory,
             on_hold,
             receipt_alarm,
+            reset_wait,
         }) => {
             // `off` clears a maximum, which the API spells 0.
             let update = OrgPolicyUpdate {
@@ -661,14 +756,8 @@ async fn admin(args: AdminArgs) -> Result<()> {
                         other => bail!("--on-hold is suspend-timers or convert, not {other:?}"),
                     })
                     .transpose()?,
-                receipt_alarm_secs: receipt_alarm
-                    .as_deref()
-                    .map(|v| match v.parse::<u64>() {
-                        Ok(0) => bail!("--receipt-alarm must be at least 1 second"),
-                        Ok(secs) => Ok(secs),
-                        Err(_) => Ok(timer::parse_duration(v)?),
-                    })
-                    .transpose()?,
+                receipt_alarm_secs: seconds("--receipt-alarm", receipt_alarm.as_deref())?,
+                reset_wait_secs: seconds("--reset-wait", reset_wait.as_deref())?,
             };
             if update.max_expire_secs.is_none()
                 && update.max_burn_secs.is_none()
@@ -677,15 +766,16 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 && update.allow_transitory.is_none()
                 && update.on_hold.is_none()
                 && update.receipt_alarm_secs.is_none()
+                && update.reset_wait_secs.is_none()
             {
-                bail!("nothing to set: give --max-expire, --max-burn-on-read, --allow-no-expiry, --default-class, --allow-transitory, --on-hold or --receipt-alarm");
+                bail!("nothing to set: give --max-expire, --max-burn-on-read, --allow-no-expiry, --default-class, --allow-transitory, --on-hold, --receipt-alarm or --reset-wait");
             }
             let policy: OrgPolicy = api
                 .call(Method::PUT, "/v1/admin/policy", Some(&update), None, token)
                 .await?;
             let show = |v: Option<u64>| v.map_or("none".to_string(), timer::describe);
             println!(
-                "max expiration: {}; max burn-on-read: {}; chats without expiry: {}; receipt alarm after {}",
+                "max expiration: {}; max burn-on-read: {}; chats without expiry: {}; receipt alarm after {}; identity resets wait {}",
                 show(policy.max_expire_secs),
                 show(policy.max_burn_secs),
                 if policy.allow_no_expiry {
@@ -693,7 +783,8 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 } else {
                     "not allowed"
                 },
-                timer::describe(policy.receipt_alarm_secs)
+                timer::describe(policy.receipt_alarm_secs),
+                timer::describe(policy.reset_wait_secs)
             );
             return Ok(());
         }
@@ -798,31 +889,33 @@ async fn watch(client: &mut Client, out: Output) -> Result<()> {
     }
 }
 
-/// `--witness URL=VKEY`, checked before anything starts.
+/// `--witness URL=VKEY` (or `--directory-witness`, named by `flag`), checked before anything
+/// starts.
 fn witness_targets(
+    flag: &str,
     witnesses: &[String],
     quorum: Option<usize>,
-) -> Result<Vec<vellum_archiver::WitnessTarget>> {
+) -> Result<Vec<vellum_witness::WitnessTarget>> {
     let targets = witnesses
         .iter()
         .map(|w| {
             // A key's base64 (33 bytes) has no padding; a URL may hold '='.
             let (url, vkey) = w
                 .rsplit_once('=')
-                .with_context(|| format!("--witness {w:?}: expected URL=VKEY"))?;
+                .with_context(|| format!("{flag} {w:?}: expected URL=VKEY"))?;
             let parsed = reqwest::Url::parse(url)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
             let Some(parsed) = parsed else {
-                anyhow::bail!("--witness {w:?}: {url:?} is not an http(s) URL");
+                anyhow::bail!("{flag} {w:?}: {url:?} is not an http(s) URL");
             };
             // The URL shows up in logs and errors: it must not carry credentials.
             if !parsed.username().is_empty() || parsed.password().is_some() {
-                anyhow::bail!("--witness: the URL must not carry a user name or password");
+                anyhow::bail!("{flag}: the URL must not carry a user name or password");
             }
             let verifier = vellum_tlog::cosignature::CosignatureVerifier::parse(vkey)
-                .map_err(|e| anyhow::anyhow!("--witness {w:?}: not a witness key: {e}"))?;
-            Ok(vellum_archiver::WitnessTarget {
+                .map_err(|e| anyhow::anyhow!("{flag} {w:?}: not a witness key: {e}"))?;
+            Ok(vellum_witness::WitnessTarget {
                 url: url.to_owned(),
                 verifier,
             })
@@ -830,10 +923,10 @@ fn witness_targets(
         .collect::<Result<Vec<_>>>()?;
     match quorum {
         Some(k) if k > targets.len() => anyhow::bail!(
-            "--witness-quorum {k} exceeds the number of witnesses ({})",
+            "{flag}-quorum {k} exceeds the number of witnesses ({})",
             targets.len()
         ),
-        Some(0) if !targets.is_empty() => anyhow::bail!("--witness-quorum must be at least 1"),
+        Some(0) if !targets.is_empty() => anyhow::bail!("{flag}-quorum must be at least 1"),
         _ => Ok(targets),
     }
 }
