@@ -9,6 +9,7 @@
 //! serialised by one lock; the rules' signature checks, the copy and the signing run on the
 //! blocking pool.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{Notify, OwnedMutexGuard};
@@ -65,6 +66,8 @@ pub struct Directory {
     published: RwLock<Published>,
     /// The size each witness last cosigned (0: not known yet).
     cosigned: Mutex<Vec<u64>>,
+    /// The checkpoint size last reported as below the quorum (reported once per size).
+    below_quorum: AtomicU64,
     /// Signalled at each new checkpoint, for the witnesses' task.
     pub(crate) new_checkpoint: Notify,
 }
@@ -221,6 +224,7 @@ impl Directory {
         Ok(Self {
             signer,
             cosigned: Mutex::new(vec![0; witnesses.len()]),
+            below_quorum: AtomicU64::new(u64::MAX),
             config,
             witnesses,
             log: Arc::new(tokio::sync::Mutex::new(log)),
@@ -359,11 +363,10 @@ impl Directory {
     pub async fn cosign(&self, store: &Arc<dyn Store>, http: &reqwest::Client) -> usize {
         let (size, note, hashes) = {
             let log = self.log.lock().await;
-            (
-                log.state.size,
-                log.note.clone(),
-                Arc::new(log.hashes.clone()),
-            )
+            let missing = self.cosigners(&log.note) < self.witnesses.len();
+            // The leaf hashes only when a proof may be needed.
+            let hashes = missing.then(|| Arc::new(log.hashes.clone()));
+            (log.state.size, log.note.clone(), hashes.unwrap_or_default())
         };
         let mut cosigners = 0;
         for (i, target) in self.witnesses.iter().enumerate() {
@@ -400,11 +403,14 @@ impl Directory {
                         continue;
                     }
                 };
+            // The witness holds this size now, whatever becomes of its lines.
+            self.cosigned.lock().unwrap_or_else(|p| p.into_inner())[i] = size;
             match self.add_cosignature(store, size, &lines, target).await {
-                Ok(()) => {
-                    self.cosigned.lock().unwrap_or_else(|p| p.into_inner())[i] = size;
-                    cosigners += 1;
-                }
+                Ok(true) => cosigners += 1,
+                Ok(false) => tracing::debug!(
+                    size,
+                    "the key directory grew while a witness cosigned; the next round submits the newer checkpoint"
+                ),
                 Err(e) => tracing::warn!(
                     witness = target.verifier.name(),
                     size,
@@ -413,29 +419,30 @@ impl Directory {
                 ),
             }
         }
-        if cosigners < self.config.quorum {
+        let reported = self.below_quorum.swap(size, Ordering::Relaxed);
+        if cosigners < self.config.quorum && reported != size {
             tracing::warn!(
                 size,
                 cosigners,
                 quorum = self.config.quorum,
-                "the key directory's checkpoint is below the witness quorum: devices keep the last one that had it"
+                "the key directory's checkpoint is below the witness quorum: devices are served the last one that had it"
             );
         }
         cosigners
     }
 
     /// Adds a witness's cosignature lines to the newest checkpoint if it is still of `size`
-    /// (a newer one is witnessed in the next round).
+    /// (false: a newer one is witnessed in the next round).
     async fn add_cosignature(
         &self,
         store: &Arc<dyn Store>,
         size: u64,
         lines: &str,
         target: &WitnessTarget,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let mut log = self.log.lock().await;
         if log.state.size != size {
-            return Err("the log has grown since; the next round submits the newer one".into());
+            return Ok(false);
         }
         if lines.is_empty() || !lines.ends_with('\n') || lines.contains("\n\n") {
             return Err("malformed cosignature lines".into());
@@ -467,7 +474,7 @@ impl Directory {
             .map_err(|e| e.to_string())?;
         log.note = updated;
         self.publish(&log);
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -4206,6 +4206,19 @@ async fn issue_9_admin_lists_and_revokes_devices() {
         .unwrap();
     assert_eq!(first["user"], "alice");
     assert_eq!(b64_decode(&first["signature_key"]), phone.key.public_key());
+    assert_eq!(first["last_seen"], Value::Null, "never synced");
+    let (status, _) = h.call(&phone, "GET", "/v1/sync", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed) = list("alice").await;
+    let seen = listed["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device_id"] == phone.id.as_str())
+        .unwrap()["last_seen"]
+        .as_i64()
+        .unwrap();
+    assert!((seen - now()).abs() < 60, "last seen at its sync");
     let (status, body) = list("records").await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     let (status, body) = list("nobody").await;

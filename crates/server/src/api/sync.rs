@@ -37,10 +37,14 @@ pub async fn sync(
         .limit
         .unwrap_or(state.config.sync_limit)
         .clamp(1, state.config.sync_limit);
-    state
+    // Only for the device list: a full disk must not stop syncs.
+    if let Err(e) = state
         .store
         .touch_device(&me.device_id, state.now_secs())
-        .await?;
+        .await
+    {
+        tracing::warn!(error = %e, "cannot note a device's sync");
+    }
     let directory_size = state.directory().await?.size();
     if me.state == DeviceState::Pending {
         // A device waiting for approval receives nothing but the directory's size.
