@@ -6,6 +6,7 @@
 
 mod api;
 mod chats;
+mod events;
 mod lock;
 mod messages;
 mod monitor;
@@ -25,7 +26,8 @@ use vellum_mls::{
 use vellum_wire::*;
 
 pub use api::{Api, Signer};
-pub use chats::ChatClass;
+pub use chats::{device_fingerprint, ChatClass, DeviceState, MemberDevice};
+pub use events::ChatEvent;
 use lock::ProfileLock;
 pub use messages::MessageTimers;
 pub use monitor::{RecordsLogView, RECORDS_LOG_CHANGED};
