@@ -84,7 +84,7 @@ pub fn device_fingerprint(signature_key: &[u8]) -> String {
 
 /// What a device in a chat is, as `chat members --devices` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeviceState {
+pub enum MemberDeviceState {
     /// An ordinary member device.
     Member,
     /// The archiver the records custodians bound.
@@ -93,12 +93,12 @@ pub enum DeviceState {
     NotBoundArchiver,
 }
 
-impl DeviceState {
+impl MemberDeviceState {
     pub fn as_str(&self) -> &'static str {
         match self {
-            DeviceState::Member => "member",
-            DeviceState::RecordsArchive => "records archive",
-            DeviceState::NotBoundArchiver => "not the bound archiver",
+            MemberDeviceState::Member => "member",
+            MemberDeviceState::RecordsArchive => "records archive",
+            MemberDeviceState::NotBoundArchiver => "not the bound archiver",
         }
     }
 }
@@ -108,7 +108,7 @@ impl DeviceState {
 pub struct MemberDevice {
     pub user: String,
     pub device_id: String,
-    pub state: DeviceState,
+    pub state: MemberDeviceState,
     /// [`device_fingerprint`] of its signature key.
     pub fingerprint: String,
     /// What it is when it is not a person ("records archive (sealed, 2 of 3 custodians)").
@@ -171,13 +171,13 @@ impl Client {
             .map(|(_, cert)| {
                 let bound = trust.is_bound_archiver(&cert.device_id, &cert.signature_key);
                 let (state, role) = match (cert.user == RECORDS_USER, &trust.public, bound) {
-                    (false, _, _) => (DeviceState::Member, None),
+                    (false, _, _) => (MemberDeviceState::Member, None),
                     (true, Some(public), true) => (
-                        DeviceState::RecordsArchive,
+                        MemberDeviceState::RecordsArchive,
                         Some(crate::trust::archive_label(public)),
                     ),
                     (true, _, _) => (
-                        DeviceState::NotBoundArchiver,
+                        MemberDeviceState::NotBoundArchiver,
                         Some("NOT the archiver the records custodians bound".to_owned()),
                     ),
                 };

@@ -44,6 +44,18 @@ pub enum ChatEvent {
     },
     /// `by` deleted one of their messages for everyone.
     MessageDeleted { by: String },
+    /// The administrator reset `user`'s identity key (the key directory says so).
+    IdentityReset { user: String },
+    /// The key directory says `user`'s device `device_id` was revoked.
+    DeviceRevoked { user: String, device_id: String },
+    /// A device the key directory does not vouch for was taken out of the chat.
+    UnvouchedDeviceRemoved {
+        user: String,
+        device_id: String,
+        reason: String,
+    },
+    /// Something is wrong with the key directory (a fork, a rollback, a broken rule).
+    DirectoryAlarm { text: String },
     /// Anything else, as a sentence: the chat's class, a conversion, legal holds, records
     /// warnings, and every event of a version before typed events.
     Notice { text: String },
@@ -106,7 +118,21 @@ impl ChatEvent {
                 format!("{by} set {}", policy.describe())
             }
             ChatEvent::MessageDeleted { by } => format!("{by} deleted a message"),
-            ChatEvent::Notice { text } => text.clone(),
+            ChatEvent::IdentityReset { user } => {
+                format!("{user}'s identity was reset by the administrator")
+            }
+            ChatEvent::DeviceRevoked { user, device_id } => {
+                format!("{user}'s device {} was revoked", short_device(device_id))
+            }
+            ChatEvent::UnvouchedDeviceRemoved {
+                user,
+                device_id,
+                reason,
+            } => format!(
+                "{user}'s device {} was removed: {reason}",
+                short_device(device_id)
+            ),
+            ChatEvent::DirectoryAlarm { text } | ChatEvent::Notice { text } => text.clone(),
         }
     }
 }
@@ -349,6 +375,35 @@ mod tests {
                 ChatEvent::MessageDeleted { by: "bob".into() },
                 "bob deleted a message",
                 r#"{"type":"message_deleted","by":"bob"}"#,
+            ),
+            (
+                ChatEvent::IdentityReset { user: "bob".into() },
+                "bob's identity was reset by the administrator",
+                r#"{"type":"identity_reset","user":"bob"}"#,
+            ),
+            (
+                ChatEvent::DeviceRevoked {
+                    user: "bob".into(),
+                    device_id: "1a2b3c4d5e6f".into(),
+                },
+                "bob's device 1a2b3c4d… was revoked",
+                r#"{"type":"device_revoked","user":"bob","device_id":"1a2b3c4d5e6f"}"#,
+            ),
+            (
+                ChatEvent::UnvouchedDeviceRemoved {
+                    user: "bob".into(),
+                    device_id: "b9".into(),
+                    reason: "not in the key directory".into(),
+                },
+                "bob's device b9 was removed: not in the key directory",
+                r#"{"type":"unvouched_device_removed","user":"bob","device_id":"b9","reason":"not in the key directory"}"#,
+            ),
+            (
+                ChatEvent::DirectoryAlarm {
+                    text: "the key directory forked".into(),
+                },
+                "the key directory forked",
+                r#"{"type":"directory_alarm","text":"the key directory forked"}"#,
             ),
             (
                 ChatEvent::Notice {

@@ -26,7 +26,7 @@ use vellum_mls::{
 use vellum_wire::*;
 
 pub use api::{Api, Signer};
-pub use chats::{device_fingerprint, ChatClass, DeviceState, MemberDevice};
+pub use chats::{device_fingerprint, ChatClass, MemberDevice, MemberDeviceState};
 pub use events::ChatEvent;
 use lock::ProfileLock;
 pub use messages::MessageTimers;
