@@ -258,6 +258,7 @@ fn stored_message(i: usize, expires_at: i64) -> MessageRow {
         burn_at: None,
         archived_leaf: None,
         salt: None,
+        event: None,
     }
 }
 

@@ -314,8 +314,11 @@ enum ChatCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The chat's members (with --devices: each device, its state and fingerprint).
     Members {
         chat: String,
+        #[arg(long)]
+        devices: bool,
         #[arg(long)]
         json: bool,
     },
@@ -761,9 +764,16 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
                 .collect();
             Output::new(json).chats(&chats, &classes)?
         }
-        ChatCommand::Members { chat, json } => {
-            Output::new(json).members(&client.described_members(&chat)?)?
-        }
+        ChatCommand::Members {
+            chat,
+            devices: false,
+            json,
+        } => Output::new(json).members(&client.described_members(&chat)?)?,
+        ChatCommand::Members {
+            chat,
+            devices: true,
+            json,
+        } => Output::new(json).member_devices(&client.member_devices(&chat)?)?,
     }
     Ok(())
 }

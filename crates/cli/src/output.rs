@@ -5,7 +5,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Result;
 use serde_json::json;
 use vellum_client::{
-    ChatRow, Client, LocalStore, Member, MessageKind, MessageRow, Shredded, StoredReceipt,
+    ChatRow, Client, LocalStore, Member, MemberDevice, MessageKind, MessageRow, Shredded,
+    StoredReceipt,
 };
 
 pub struct Output {
@@ -25,7 +26,7 @@ impl Output {
     pub fn message(&self, store: &LocalStore, m: &MessageRow) -> Result<()> {
         let title = store.chat(&m.group_id)?.and_then(|c| c.title);
         if self.json {
-            let line = json!({
+            let mut line = json!({
                 "id": m.id,
                 "kind": m.kind.as_str(),
                 "chat": m.group_id,
@@ -41,6 +42,10 @@ impl Output {
                 "archived": m.archived_leaf.is_some(),
                 "archive_leaf": m.archived_leaf,
             });
+            // An event also says what it is, typed ({"type": "member_added", ...}).
+            if let Some(event) = &m.event {
+                line["event"] = serde_json::to_value(event)?;
+            }
             println!("{line}");
         } else {
             let chat = title.unwrap_or_else(|| m.group_id.clone());
@@ -108,6 +113,36 @@ impl Output {
                     Some(role) => println!("{}  {}  ({role})", m.user, m.device_id),
                     None => println!("{}  {}", m.user, m.device_id),
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// `chat members --devices`: each device with its state and fingerprint.
+    pub fn member_devices(&self, devices: &[MemberDevice]) -> Result<()> {
+        for d in devices {
+            if self.json {
+                let line = json!({
+                    "user": d.user,
+                    "device": d.device_id,
+                    "state": d.state.as_str(),
+                    "fingerprint": d.fingerprint,
+                    "role": d.role,
+                });
+                println!("{line}");
+            } else {
+                let role = d
+                    .role
+                    .as_ref()
+                    .map(|r| format!("  ({r})"))
+                    .unwrap_or_default();
+                println!(
+                    "{}  {}  {}  {}{role}",
+                    d.user,
+                    d.device_id,
+                    d.state.as_str(),
+                    d.fingerprint
+                );
             }
         }
         Ok(())

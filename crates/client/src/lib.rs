@@ -7,6 +7,7 @@
 mod api;
 mod chats;
 mod directory;
+mod events;
 mod lock;
 mod messages;
 mod monitor;
@@ -26,7 +27,8 @@ use vellum_mls::{
 use vellum_wire::*;
 
 pub use api::{Api, Signer};
-pub use chats::ChatClass;
+pub use chats::{device_fingerprint, ChatClass, MemberDevice, MemberDeviceState};
+pub use events::ChatEvent;
 use lock::ProfileLock;
 pub use messages::MessageTimers;
 pub use monitor::{RecordsLogView, RECORDS_LOG_CHANGED};

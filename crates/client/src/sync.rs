@@ -30,6 +30,8 @@ fn shorter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 enum Processed {
     Nothing,
     Shown(Box<MessageRow>),
+    /// A commit's membership events (issue 9: nobody joins or leaves unseen).
+    Events(Vec<MessageRow>),
     Shredded,
     /// Not processed: it adds a device of `records` this device does not know as the bound
     /// archiver. Processed again after a fresh look at the custodians' binding.
@@ -92,6 +94,7 @@ impl Client {
                 for entry in &entries.entries {
                     match self.process_entry(&entries.group_id, entry, &mut groups)? {
                         Processed::Shown(m) => new_messages.push(*m),
+                        Processed::Events(rows) => new_messages.extend(rows),
                         Processed::Shredded => shredded = true,
                         Processed::Nothing => {}
                         Processed::Retry => {
@@ -368,12 +371,11 @@ impl Client {
                 None => Vec::new(),
             };
             // A member checks who a commit adds: no device of `records` but the bound archiver.
-            let roster_before: Vec<String> = match (self.sink.is_none(), entry.kind) {
-                (true, EntryKind::Commit) => vellum_mls::roster(group, &self.identity)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(_, c)| c.device_id)
-                    .collect(),
+            // It also shows who came and went.
+            let roster_before = match (self.sink.is_none(), entry.kind) {
+                (true, EntryKind::Commit) => {
+                    vellum_mls::roster(group, &self.identity).unwrap_or_default()
+                }
                 _ => Vec::new(),
             };
             let received = MlsMessage::from_bytes(&entry.payload)
@@ -414,7 +416,11 @@ impl Client {
                             let added: Vec<_> = vellum_mls::roster(group, &self.identity)?
                                 .into_iter()
                                 .map(|(_, c)| c)
-                                .filter(|c| !roster_before.contains(&c.device_id))
+                                .filter(|c| {
+                                    !roster_before
+                                        .iter()
+                                        .any(|(_, b)| b.device_id == c.device_id)
+                                })
                                 .collect();
                             self.stray_archiver(&added, None)?
                         }
@@ -483,6 +489,13 @@ impl Client {
                                 (policy_before, policy),
                             )?;
                         }
+                    }
+                    if self.sink.is_none() {
+                        let after = vellum_mls::roster(group, &self.identity).unwrap_or_default();
+                        let events = crate::events::commit_events(&roster_before, &after, &commit);
+                        processed = Processed::Events(
+                            self.record_membership_events(group_id, entry.seq, events)?,
+                        );
                     }
                     group.write_to_storage()?;
                 }
@@ -703,6 +716,7 @@ impl Client {
                         .salt
                         .as_deref()
                         .and_then(vellum_record::content::parse_salt),
+                    event: None,
                 };
                 self.check_position(group_id, seq, &row.id, false)?;
                 Ok(if self.store.add_message(&row)? {
@@ -719,12 +733,8 @@ impl Client {
                         if original.kind == MessageKind::Text && original.sender_user == sender =>
                     {
                         self.store.shred(group_id, &id)?;
-                        self.record_event(
-                            group_id,
-                            Some(seq),
-                            &sender,
-                            &format!("{sender} deleted a message"),
-                        )?;
+                        let deleted = crate::ChatEvent::MessageDeleted { by: sender.clone() };
+                        self.typed_event_row(group_id, Some(seq), &sender, deleted)?;
                         Ok(Processed::Shredded)
                     }
                     Some(_) => {
@@ -752,11 +762,12 @@ impl Client {
                 // Shown once, with its sender and time, so that nobody mistakes silence for
                 // nothing said; its content stays with the archive (and newer clients).
                 tracing::info!(group = group_id, seq, kind = %kind, "a payload kind this version cannot display");
+                let text = format!("{} sent {CANNOT_DISPLAY}", event.sender_user);
                 let row = MessageRow {
                     group_id: group_id.to_owned(),
                     id: random_id(),
                     kind: MessageKind::Event,
-                    text: format!("{} sent {CANNOT_DISPLAY}", event.sender_user),
+                    text: text.clone(),
                     sender_user: event.sender_user,
                     sender_device: event.sender_device,
                     sent_at: event.sent_at,
@@ -769,6 +780,7 @@ impl Client {
                     burn_at: None,
                     archived_leaf: None,
                     salt: None,
+                    event: Some(crate::ChatEvent::Notice { text }),
                 };
                 self.store.add_message(&row)?;
                 Ok(Processed::Shown(Box::new(row)))

@@ -494,6 +494,18 @@ fn issue8_a_record_chat_waits_for_the_custodians_binding() {
         shown.contains("(records archive (sealed, 2 of 3 custodians))"),
         "{shown}"
     );
+    // Issue 9: per device, the bound archiver is the records archive, everyone else a member.
+    let devices = alice.json(&["chat", "members", "kept", "--devices", "--json"]);
+    let states: Vec<(&str, &str)> = devices
+        .iter()
+        .map(|d| (d["user"].as_str().unwrap(), d["state"].as_str().unwrap()))
+        .collect();
+    assert!(
+        states.contains(&("records", "records archive"))
+            && states.contains(&("alice", "member"))
+            && states.contains(&("bob", "member")),
+        "{devices:?}"
+    );
     // The binding is kept with the archive, beside records.pub's custodians' key.
     assert!(archiver
         .data

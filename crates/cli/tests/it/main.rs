@@ -7,6 +7,7 @@ mod binding;
 mod chat;
 mod crash;
 mod escape;
+mod membership;
 mod monitor;
 mod receipts;
 mod records;
