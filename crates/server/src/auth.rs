@@ -86,8 +86,8 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
             ApiError::unauthenticated("request timestamp is outside the allowed window").into(),
         );
     }
-    // The device is looked up before the body is read, so a stranger cannot make the
-    // server buffer a body at all.
+    // The device (revoked or not) is looked up before the body is read, so a request naming
+    // no enrolled device cannot make the server buffer a body at all.
     let (device, revoked_at) = state
         .store
         .device_status(&device_id)
