@@ -7,11 +7,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::{engine::general_purpose::STANDARD, Engine};
-use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use vellum_wire::{codes, request_signing_bytes, AuthHeaders, MAX_CLOCK_SKEW_SECS};
 
 use vellum_store::NonceCheck;
 
+use crate::config::admin_hash;
 use crate::state::AppState;
 use crate::ApiError;
 
@@ -85,11 +86,11 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
             ApiError::unauthenticated("request timestamp is outside the allowed window").into(),
         );
     }
-    // The device is looked up before the body is read, so a stranger cannot make the
-    // server buffer a body at all.
-    let device = state
+    // The device (revoked or not) is looked up before the body is read, so a request naming
+    // no enrolled device cannot make the server buffer a body at all.
+    let (device, revoked_at) = state
         .store
-        .device(&device_id)
+        .device_status(&device_id)
         .await?
         .ok_or_else(|| ApiError::unauthenticated("unknown device"))?;
     let body = to_bytes(body, state.config.max_body_bytes)
@@ -110,6 +111,19 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
     );
     if !vellum_mls::verify_device_signature(&device.signature_key, &signed, &signature) {
         return Err(ApiError::unauthenticated("bad request signature").into());
+    }
+    // Only now, under its own key's signature, is a revoked device told so (and it can wipe
+    // itself). Up to here it was treated as a live device is: a stranger's request with a
+    // bad signature gets the same answer either way and cannot tell which ids are revoked.
+    // (Answering "unknown device" instead would not hide it: the body must be read to check
+    // the signature, and an unknown device's body never is, which a stranger can time.)
+    if revoked_at.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::DEVICE_REVOKED,
+            "this device was revoked",
+        )
+        .into());
     }
     // The rate limit comes after the signature (a stranger cannot spend a device's tokens)
     // and before the nonce is remembered, so a device over its limit costs no state at all.
@@ -187,9 +201,10 @@ impl FromRequestParts<Arc<AppState>> for Admin {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::unauthenticated("admin token required"))?;
-        let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        // Comparing hashes keeps the comparison from leaking the token through timing.
-        if hash != state.admin_token_hash {
+        // Only the hash is kept; it is compared in constant time, so the time a refusal
+        // takes says nothing about how much of it matched.
+        let hash = admin_hash(token);
+        if !bool::from(hash.ct_eq(&state.admin_token_hash)) {
             return Err(ApiError::forbidden("invalid admin token"));
         }
         Ok(Admin)

@@ -239,6 +239,13 @@ pub trait Store: Send + Sync + 'static {
     async fn enroll_device(&self, code_hash: [u8; 32], now: i64, device: Device) -> Result<()>;
     /// A registered device that is not revoked.
     async fn device(&self, device_id: &str) -> Result<Option<Device>>;
+    /// A registered device, revoked or not, and when it was revoked (Unix seconds): a
+    /// request a revoked device signed is told so.
+    async fn device_status(&self, device_id: &str) -> Result<Option<(Device, Option<i64>)>>;
+    /// Revokes a device at `at` (Unix seconds): it can no longer authenticate or be claimed,
+    /// and its key packages are dropped. Revoking it again keeps the first time; a device
+    /// never enrolled is `NotFound`.
+    async fn revoke_device(&self, device_id: &str, at: i64) -> Result<()>;
     /// The user's devices that are not revoked.
     async fn user_devices(&self, user: &str) -> Result<Vec<Device>>;
     /// Remembers the nonce of a signed request made at `timestamp` (Unix seconds, signed

@@ -512,6 +512,20 @@ fn current_epoch(tx: &Connection, group_id: &str) -> Result<(u64, u64, [u8; 32])
     Ok((epoch, last_seq, hash_from(hash)?))
 }
 
+/// Revokes a device (the first revocation's time is kept) and drops its key packages;
+/// false if it was never enrolled.
+fn revoke_in(tx: &Connection, device_id: &str, at: i64) -> Result<bool> {
+    let known = tx
+        .execute(
+            "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?2) WHERE device_id = ?1",
+            params![device_id, at],
+        )
+        .map_err(backend)?;
+    tx.execute("DELETE FROM key_packages WHERE device_id = ?1", [device_id])
+        .map_err(backend)?;
+    Ok(known == 1)
+}
+
 fn is_current_member(conn: &Connection, group_id: &str, device_id: &str) -> Result<bool> {
     conn.query_row(
         "SELECT 1 FROM memberships WHERE group_id = ?1 AND device_id = ?2 AND removed_seq IS NULL",
@@ -654,6 +668,39 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(backend)
+        })
+        .await
+    }
+
+    async fn device_status(&self, device_id: &str) -> Result<Option<(Device, Option<i64>)>> {
+        let device_id = device_id.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT device_id, user, signature_key, revoked_at FROM devices WHERE device_id = ?1",
+                [device_id],
+                |r| {
+                    let device = Device {
+                        device_id: r.get(0)?,
+                        user: r.get(1)?,
+                        signature_key: r.get(2)?,
+                    };
+                    Ok((device, r.get(3)?))
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn revoke_device(&self, device_id: &str, at: i64) -> Result<()> {
+        let device_id = device_id.to_owned();
+        self.run(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            if !revoke_in(&tx, &device_id, at)? {
+                return Err(Error::NotFound(format!("device {device_id:?}")));
+            }
+            tx.commit().map_err(backend)
         })
         .await
     }
@@ -1305,13 +1352,7 @@ impl Store for SqliteStore {
                 ));
             };
             if let Some(old) = &config.archiver_device {
-                tx.execute(
-                    "UPDATE devices SET revoked_at = ?2 WHERE device_id = ?1",
-                    params![old, now],
-                )
-                .map_err(backend)?;
-                tx.execute("DELETE FROM key_packages WHERE device_id = ?1", [old])
-                    .map_err(backend)?;
+                revoke_in(&tx, old, now)?;
             }
             // Codes issued earlier for the archiver must not enroll a second one later.
             tx.execute(
