@@ -79,8 +79,6 @@ pub mod codes {
     pub const CHECKPOINT_FORK: &str = "checkpoint_fork";
     /// No archiver is bound by the custodians yet.
     pub const RECORDS_NOT_BOUND: &str = "records_not_bound";
-    /// 403: the device was revoked (by its user or an administrator); it should wipe itself.
-    pub const DEVICE_REVOKED: &str = "device_revoked";
     /// 403: the device is waiting for approval by a device of its user.
     pub const DEVICE_PENDING: &str = "device_pending";
     /// 422: a directory change that breaks the directory's rules (bad signature, unknown
