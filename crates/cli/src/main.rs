@@ -672,6 +672,7 @@ async fn admin(args: AdminArgs) -> Result<()> {
                         Err(_) => Ok(timer::parse_duration(v)?),
                     })
                     .transpose()?,
+                reset_wait_secs: None,
             };
             if update.max_expire_secs.is_none()
                 && update.max_burn_secs.is_none()
