@@ -92,6 +92,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the safety number of you and USER from the key directory, to compare with them
+    /// out of band (in person, or on a call). After the administrator reset USER's identity,
+    /// USER is added to no chat until you compare and confirm it.
+    Safety {
+        user: String,
+        /// Confirm USER's current identity (after comparing the number).
+        #[arg(long)]
+        confirm: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// List a chat's archive receipts of your messages, or write one message's
     /// self-contained proof (for `archive verify-receipt`) to standard output.
     Receipts {
@@ -420,12 +431,23 @@ async fn run(cli: Cli) -> Result<()> {
             for alarm in client.records_alarms(vellum_client::now_millis())? {
                 eprintln!("WARNING: {alarm}");
             }
+            for alarm in client.directory_alarms()? {
+                eprintln!("WARNING: {alarm}");
+            }
         }
         Command::Status { json } => {
             let mut client = Client::open(&home(&cli.home)?)?;
-            client.sync().await?;
-            let alarms = client.records_alarms(vellum_client::now_millis())?;
-            Output::new(json).device_status(&client, &alarms)?;
+            let out = Output::new(json);
+            // Each sync of a new process refreshes the key directory; what it found is shown.
+            for m in client.sync().await? {
+                if m.group_id.is_empty() {
+                    out.message(client.store(), &m)?;
+                }
+            }
+            let mut alarms = client.records_alarms(vellum_client::now_millis())?;
+            let directory = client.directory_alarms()?;
+            alarms.extend(directory.iter().cloned());
+            out.device_status(&client, &alarms)?;
             if alarms
                 .iter()
                 .any(|a| a.starts_with(vellum_client::RECORDS_LOG_CHANGED))
@@ -434,6 +456,22 @@ async fn run(cli: Cli) -> Result<()> {
                     "the organisation's archive log forked or went back (see the warnings above)"
                 );
             }
+            if !directory.is_empty() {
+                bail!("the server's key directory failed this device's checks (see the warnings above)");
+            }
+        }
+        Command::Safety {
+            user,
+            confirm,
+            json,
+        } => {
+            let mut client = Client::open(&home(&cli.home)?)?;
+            client.sync().await?;
+            let number = match confirm {
+                true => client.confirm_identity(&user)?,
+                false => client.safety(&user)?,
+            };
+            Output::new(json).safety(client.user(), &number)?;
         }
         Command::Receipts {
             chat,
@@ -669,6 +707,8 @@ async fn admin(args: AdminArgs) -> Result<()> {
                         Err(_) => Ok(timer::parse_duration(v)?),
                     })
                     .transpose()?,
+                // `policy set --reset-wait` comes with the devices CLI (issue 9, helper C2).
+                reset_wait_secs: None,
             };
             if update.max_expire_secs.is_none()
                 && update.max_burn_secs.is_none()

@@ -59,8 +59,18 @@ impl Client {
             records = bound;
             new_messages.extend(events);
         }
+        let mut directory_checked = self.sink.is_some();
         loop {
             let batch: SyncResponse = self.request(Method::GET, "/v1/sync", None::<&()>).await?;
+            // Before any entry: a commit's removals are explained from a current copy.
+            if !directory_checked {
+                directory_checked = true;
+                if self.directory_due(batch.directory_size)? {
+                    if let Err(e) = self.refresh_directory().await {
+                        tracing::warn!(error = %e, "the key directory could not be refreshed");
+                    }
+                }
+            }
             let mut ack = AckRequest::default();
             let mut retry = false;
             for welcome in &batch.welcomes {
@@ -125,8 +135,11 @@ impl Client {
         if joined_any || self.store.profile_get(KEY_PACKAGES_READY)?.is_none() {
             self.replenish_key_packages(false).await?;
         }
+        // Before anything is sent again: devices the directory does not vouch for leave.
+        Box::pin(self.remove_unvouched_everywhere()).await?;
         // Boxed: retrying a send may sync, which may retry sends (the `flushing` flag stops it).
         Box::pin(self.flush_outbox()).await?;
+        new_messages.extend(self.take_directory_shown());
         if !self.shred()?.is_empty() || shredded {
             // Deletes shred inside their entry's transaction: empty the WAL once it is done.
             self.store.truncate_wal()?;
@@ -367,15 +380,17 @@ impl Client {
                 Some(_) => crate::chats::members(group, &self.identity).unwrap_or_default(),
                 None => Vec::new(),
             };
-            // A member checks who a commit adds: no device of `records` but the bound archiver.
-            let roster_before: Vec<String> = match (self.sink.is_none(), entry.kind) {
-                (true, EntryKind::Commit) => vellum_mls::roster(group, &self.identity)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(_, c)| c.device_id)
-                    .collect(),
-                _ => Vec::new(),
-            };
+            // A member checks who a commit adds (no device of `records` but the bound
+            // archiver) and says why it removed a device the directory does not vouch for.
+            let roster_before: Vec<vellum_mls::DeviceCertificate> =
+                match (self.sink.is_none(), entry.kind) {
+                    (true, EntryKind::Commit) => vellum_mls::roster(group, &self.identity)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(_, c)| c)
+                        .collect(),
+                    _ => Vec::new(),
+                };
             let received = MlsMessage::from_bytes(&entry.payload)
                 .map_err(Error::from)
                 .and_then(|m| group.process_incoming_message(m).map_err(Error::from));
@@ -414,7 +429,9 @@ impl Client {
                             let added: Vec<_> = vellum_mls::roster(group, &self.identity)?
                                 .into_iter()
                                 .map(|(_, c)| c)
-                                .filter(|c| !roster_before.contains(&c.device_id))
+                                .filter(|c| {
+                                    !roster_before.iter().any(|b| b.device_id == c.device_id)
+                                })
                                 .collect();
                             self.stray_archiver(&added, None)?
                         }
@@ -458,6 +475,15 @@ impl Client {
                             policy,
                             policy_before,
                         )?;
+                        if self.sink.is_none() {
+                            self.record_removal_reasons(
+                                group_id,
+                                entry.seq,
+                                &committer,
+                                &roster_before,
+                                group,
+                            )?;
+                        }
                         if !record_before && is_record(group) {
                             self.record_event(
                                 group_id,
