@@ -866,6 +866,9 @@ impl Client {
     }
 }
 
+#[cfg(test)]
+mod tests;
+
 fn notice_row(notice: AccountNotice) -> MessageRow {
     MessageRow {
         group_id: String::new(),
