@@ -106,6 +106,10 @@ struct DirectoryWatch {
     short_of_quorum: Option<String>,
     /// Devices the server listed for this user without the directory, already reported.
     ghosts: Vec<String>,
+    /// Such devices not reported yet, with the checkpoint size when first seen: with
+    /// witnesses, the checkpoint served may lag the server's newest approvals.
+    #[serde(default)]
+    suspects: BTreeMap<String, u64>,
 }
 
 /// A failed check of what the server shows of the directory.
@@ -330,7 +334,10 @@ impl Client {
                 next += 1;
             }
         }
-        self.apply_directory(mirror, &leaves, &checkpoint, &devices.devices)
+        // Without witnesses the server serves each checkpoint as it appends: a device it
+        // listed before this checkpoint and that is not in it was never approved.
+        let lag_free = config.quorum == 0;
+        self.apply_directory(mirror, &leaves, &checkpoint, &devices.devices, lag_free)
     }
 
     /// The local half of a refresh: extends `mirror` by `leaves` to `checkpoint` (whose
@@ -341,6 +348,7 @@ impl Client {
         leaves: &[Vec<u8>],
         checkpoint: &Checkpoint,
         devices: &[DeviceInfo],
+        lag_free: bool,
     ) -> Result<Vec<DirectoryEntry>, Error> {
         let first = mirror.size() == 0;
         let applied = match mirror.extend(leaves, checkpoint) {
@@ -369,7 +377,7 @@ impl Client {
                 true => Vec::new(),
                 false => self.own_notices(&applied),
             };
-            notices.extend(self.ghost_notices(&mirror, devices, &mut watch));
+            notices.extend(self.ghost_notices(&mirror, devices, &mut watch, lag_free));
             shown.extend(self.add_notices(notices)?);
             self.store.profile_set(DIRECTORY_WATCH, &to_json(&watch))
         })();
@@ -635,14 +643,18 @@ impl Client {
     }
 
     /// A device the server lists for this user (neither pending nor revoked) that the
-    /// directory does not vouch for was put there without the user: reported once each.
+    /// directory does not vouch for was put there without the user: reported once each,
+    /// at once when the checkpoint cannot lag (`lag_free`), else once the directory grew
+    /// past the checkpoint it was first seen at and still does not vouch for it.
     fn ghost_notices(
         &self,
         mirror: &Mirror,
         devices: &[DeviceInfo],
         watch: &mut DirectoryWatch,
+        lag_free: bool,
     ) -> Vec<String> {
         let mut out = Vec::new();
+        let mut suspects = BTreeMap::new();
         for d in devices {
             let listed = matches!(
                 d.state,
@@ -659,6 +671,15 @@ impl Client {
             {
                 continue;
             }
+            let first_seen = watch
+                .suspects
+                .get(&d.device_id)
+                .copied()
+                .unwrap_or(mirror.size());
+            if !lag_free && first_seen >= mirror.size() {
+                suspects.insert(d.device_id.clone(), first_seen);
+                continue;
+            }
             tracing::error!(device = %d.device_id, "the server lists a device of this user that the key directory does not vouch for");
             watch.ghosts.push(d.device_id.clone());
             out.push(format!(
@@ -666,6 +687,7 @@ impl Client {
                 d.device_id
             ));
         }
+        watch.suspects = suspects;
         out
     }
 

@@ -761,3 +761,41 @@ async fn issue_9_a_removed_devices_reason_is_shown_from_the_members_own_copy() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn issue_9_with_witnesses_a_ghost_is_reported_once_the_directory_grew_past_it() {
+    // The checkpoint served carries the witness quorum, so it may lag the server's newest
+    // approval: a device listed but not in it is reported only once the directory grew
+    // past the checkpoint it was first seen at.
+    let mut w = world().await;
+    let witness = CosignatureSigner::new("witness.example", &seed()).unwrap();
+    w.served.lock().unwrap().config = Some(w.log.config(&[&witness], 1));
+    show(&w.served, &w.log, w.log.size(), Some(&witness));
+    let listed = |id: &str, key: &DeviceKey| DeviceInfo {
+        device_id: id.into(),
+        user: "alice".into(),
+        state: vellum_wire::DeviceState::Approved,
+        signature_key: key.public_key().to_vec().into(),
+        enrolled_at: 0,
+        last_seen: None,
+    };
+    let (a2, ghost) = (DeviceKey::generate(), DeviceKey::generate());
+    w.served.lock().unwrap().devices = vec![listed("a2", &a2), listed("ghost", &ghost)];
+    w.client.refresh_directory().await.unwrap();
+    w.client.refresh_directory().await.unwrap();
+    assert!(w.client.account_notices().unwrap().is_empty());
+    // a2's approval reaches a cosigned checkpoint; the ghost's never does.
+    w.log.append(
+        "alice",
+        w.alice.approve_change("alice", device("a2", &a2), "a1"),
+    );
+    show(&w.served, &w.log, w.log.size(), Some(&witness));
+    w.client.refresh_directory().await.unwrap();
+    assert_eq!(
+        texts(&w.client.account_notices().unwrap()),
+        vec![
+            "device a2 was approved by your device a1".to_owned(),
+            "a device you did not approve was added to your account: ghost".to_owned(),
+        ]
+    );
+}
