@@ -87,7 +87,8 @@ enum Command {
         json: bool,
     },
     /// Sync, then say how this device sees the org's archive: the newest checkpoint it
-    /// checked, and every alarm. Exits non-zero if the archive's log forked or went back.
+    /// checked, and every alarm. Exits non-zero if the archive's log forked or went back, or
+    /// the key directory failed a check.
     Status {
         #[arg(long)]
         json: bool,
@@ -438,12 +439,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Status { json } => {
             let mut client = Client::open(&home(&cli.home)?)?;
             let out = Output::new(json);
-            // Each sync of a new process refreshes the key directory; what it found is shown.
-            for m in client.sync().await? {
-                if m.group_id.is_empty() {
-                    out.message(client.store(), &m)?;
-                }
-            }
+            // Each sync of a new process refreshes the key directory too.
+            client.sync().await?;
             let mut alarms = client.records_alarms(vellum_client::now_millis())?;
             let directory = client.directory_alarms()?;
             alarms.extend(directory.iter().cloned());

@@ -383,6 +383,7 @@ impl Client {
         })();
         self.finish_tx(saved)?;
         self.directory_shown.extend(shown);
+        self.rosters_to_check |= !applied.is_empty();
         Ok(applied)
     }
 
@@ -825,13 +826,14 @@ impl Client {
     /// After a sync: removes the devices the directory does not vouch for from every chat.
     /// A chat where that fails refuses sends until it succeeds; the sync goes on.
     pub(crate) async fn remove_unvouched_everywhere(&mut self) -> Result<(), Error> {
-        if self.sink.is_some() || self.enforcing {
+        if self.sink.is_some() || self.enforcing || !self.rosters_to_check {
             return Ok(());
         }
         let mirror = self.directory()?;
         if !mirror.state.upgrade_done {
             return Ok(());
         }
+        self.rosters_to_check = false;
         for chat in self.store.chats()?.into_iter().filter(|c| !c.removed) {
             let group = self.load_group(&chat.group_id)?;
             if self
@@ -844,6 +846,8 @@ impl Client {
             match Box::pin(self.remove_unvouched(&chat.group_id)).await {
                 Ok(()) | Err(Error::RemovedFromChat) => {}
                 Err(e) => {
+                    // Tried again at the next sync; sends there are refused meanwhile.
+                    self.rosters_to_check = true;
                     tracing::warn!(chat = %chat.group_id, error = %e, "could not remove the devices the key directory does not vouch for")
                 }
             }

@@ -142,6 +142,9 @@ pub struct Client {
     enforcing: bool,
     /// Events and account notices a directory refresh produced, for the next sync to show.
     directory_shown: Vec<MessageRow>,
+    /// Whether a roster or the directory copy changed since every chat was last checked
+    /// for devices the directory does not vouch for (and at a process's first sync).
+    rosters_to_check: bool,
 }
 
 /// Receives chat events instead of the local history. `record` must be durable when it
@@ -266,6 +269,7 @@ impl Client {
             directory_checked: None,
             enforcing: false,
             directory_shown: Vec::new(),
+            rosters_to_check: true,
         };
         // Whatever expired while the device was off goes before anything can show it.
         {

@@ -136,6 +136,7 @@ impl Client {
             self.replenish_key_packages(false).await?;
         }
         // Before anything is sent again: devices the directory does not vouch for leave.
+        self.rosters_to_check |= joined_any;
         Box::pin(self.remove_unvouched_everywhere()).await?;
         // Boxed: retrying a send may sync, which may retry sends (the `flushing` flag stops it).
         Box::pin(self.flush_outbox()).await?;
@@ -423,6 +424,7 @@ impl Client {
                     group.write_to_storage()?;
                 }
                 (EntryKind::Commit, Ok(ReceivedMessage::Commit(commit))) => {
+                    self.rosters_to_check = true;
                     let stray = match (&commit.effect, self.sink.is_none()) {
                         (CommitEffect::Removed { .. }, _) | (_, false) => None,
                         _ => {
