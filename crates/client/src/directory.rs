@@ -775,7 +775,7 @@ impl Client {
         let found = self.unvouched_in(group_id)?;
         if let Some((_, _, vouch)) = found.iter().find(|(_, d, _)| *d == self.device_id) {
             return Err(Error::Directory(format!(
-                "this device is {} in the key directory: it sends nothing",
+                "the key directory does not vouch for this device ({}): it sends nothing",
                 vouch.reason()
             )));
         }

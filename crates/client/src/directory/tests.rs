@@ -799,3 +799,49 @@ async fn issue_9_with_witnesses_a_ghost_is_reported_once_the_directory_grew_past
         ]
     );
 }
+
+#[tokio::test]
+async fn issue_9_nothing_is_sent_while_a_device_the_directory_does_not_vouch_for_stays() {
+    let mut w = world().await;
+    let chat = w.chat_with_bob();
+    w.log.append(
+        "bob",
+        Change::RevokedByAdmin {
+            device_id: "b1".into(),
+        },
+    );
+    w.show_all();
+    w.client.refresh_directory().await.unwrap();
+    // This fake server takes no commit: the removal cannot be committed, so the send is
+    // refused, saying why, and nothing is kept or encrypted.
+    let err = w.client.send(&chat, "not for b1").await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("bob's device b1: revoked")
+            && text.contains("its removal could not be committed"),
+        "{text}"
+    );
+    assert!(w
+        .client
+        .store
+        .history(&chat)
+        .unwrap()
+        .iter()
+        .all(|m| m.kind != MessageKind::Text));
+
+    // Once this device itself is revoked, it sends nothing at all.
+    w.log.append(
+        "alice",
+        Change::RevokedByAdmin {
+            device_id: "a1".into(),
+        },
+    );
+    w.show_all();
+    w.client.refresh_directory().await.unwrap();
+    let err = w.client.send(&chat, "hello").await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the key directory does not vouch for this device (revoked)"),
+        "{err}"
+    );
+}
