@@ -786,7 +786,7 @@ impl Client {
             .iter()
             .map(|(user, device, vouch)| {
                 format!(
-                    "{user}'s device {}: {}",
+                    "{user}'s device {} ({})",
                     short_device(device),
                     vouch.reason()
                 )

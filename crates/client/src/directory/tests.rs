@@ -817,7 +817,7 @@ async fn issue_9_nothing_is_sent_while_a_device_the_directory_does_not_vouch_for
     let err = w.client.send(&chat, "not for b1").await.unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains("bob's device b1: revoked")
+        text.contains("bob's device b1 (revoked) must leave this chat")
             && text.contains("its removal could not be committed"),
         "{text}"
     );
