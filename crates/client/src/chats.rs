@@ -320,7 +320,6 @@ impl Client {
                     .state
                     .vouch(&owner.user, &owner.device_id, &owner.signature_key);
                 if !vouch.is_vouched() {
-                    tracing::error!(user = %owner.user, device = %owner.device_id, reason = vouch.reason(), "refusing a key package of a device the key directory does not vouch for");
                     return Err(Error::Directory(format!(
                         "the server handed out a key package of {}'s device {}, which the key directory does not vouch for ({}): refused, nothing was committed",
                         owner.user,
