@@ -187,17 +187,20 @@ async fn tampering_proxy(upstream: String, extra: ClaimedKeyPackage) -> String {
             }
             let answer = forwarded.body(body.to_vec()).send().await.unwrap();
             let status = answer.status();
+            let headers = answer.headers().clone();
             let mut bytes = answer.bytes().await.unwrap().to_vec();
             if parts.uri.path() == "/v1/key-packages/claim" && status.is_success() {
                 let mut claimed: ClaimedKeyPackages = serde_json::from_slice(&bytes).unwrap();
                 claimed.key_packages.push(extra);
                 bytes = serde_json::to_vec(&claimed).unwrap();
             }
-            Response::builder()
-                .status(status)
-                .header("content-type", "application/json")
-                .body(Body::from(bytes))
-                .unwrap()
+            let mut response = Response::builder().status(status);
+            for (name, value) in &headers {
+                if name != "content-length" && name != "transfer-encoding" {
+                    response = response.header(name, value);
+                }
+            }
+            response.body(Body::from(bytes)).unwrap()
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
