@@ -5,8 +5,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Result;
 use serde_json::json;
 use vellum_client::{
-    ChatRow, Client, LocalStore, Member, MemberDevice, MessageKind, MessageRow, Shredded,
-    StoredReceipt,
+    ChatRow, Client, LocalStore, Member, MemberDevice, MessageKind, MessageRow, SafetyNumber,
+    Shredded, StoredReceipt,
 };
 
 pub struct Output {
@@ -48,7 +48,11 @@ impl Output {
             }
             println!("{line}");
         } else {
-            let chat = title.unwrap_or_else(|| m.group_id.clone());
+            // Account notices (key directory news about this user) belong to no chat.
+            let chat = match m.group_id.is_empty() {
+                true => "account".to_owned(),
+                false => title.unwrap_or_else(|| m.group_id.clone()),
+            };
             let when = rfc3339_millis(m.sent_at);
             match m.kind {
                 MessageKind::Text => {
@@ -177,6 +181,49 @@ impl Output {
         }
         for alarm in alarms {
             println!("WARNING: {alarm}");
+        }
+        Ok(())
+    }
+
+    /// `vellum safety USER`: the number to compare, and whether it is confirmed.
+    pub fn safety(&self, me: &str, n: &SafetyNumber) -> Result<()> {
+        if self.json {
+            let line = json!({
+                "user": n.user,
+                "identity_key": n.identity_key,
+                "safety_number": n.number,
+                "confirmed": n.confirmed,
+                "reset_seen": n.reset_seen,
+            });
+            println!("{line}");
+            return Ok(());
+        }
+        if n.user == me {
+            println!("your own digits (identity key {}):", n.identity_key);
+            println!("{}", n.number);
+            return Ok(());
+        }
+        println!(
+            "safety number of {me} and {} ({}'s identity key {}):",
+            n.user, n.user, n.identity_key
+        );
+        // Twelve groups of five digits, as three lines of four.
+        let groups: Vec<&str> = n.number.split(' ').collect();
+        for line in groups.chunks(4) {
+            println!("  {}", line.join(" "));
+        }
+        if n.reset_seen {
+            println!(
+                "{}'s identity was reset by the administrator: compare this number with {} (in person or on a call), then run `vellum safety {} --confirm`",
+                n.user, n.user, n.user
+            );
+        } else if n.confirmed {
+            println!("confirmed");
+        } else {
+            println!(
+                "not confirmed: compare it with {}, then run `vellum safety {} --confirm`",
+                n.user, n.user
+            );
         }
         Ok(())
     }

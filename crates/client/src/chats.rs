@@ -234,6 +234,9 @@ impl Client {
             false => None,
         };
         check_not_archiver(with)?;
+        // Every device encrypted to is checked against a fresh cosigned checkpoint.
+        self.refresh_directory().await?;
+        self.check_identities(with)?;
         // Claim first: an unknown user or a missing key package must leave no chat behind.
         let mut users = with.to_vec();
         users.push(self.user.clone());
@@ -292,6 +295,8 @@ impl Client {
         let _held = self.lock.hold()?;
         let group_id = self.resolve_chat(chat)?;
         check_not_archiver(users)?;
+        self.refresh_directory().await?;
+        self.check_identities(users)?;
         self.switch_archiver_if_needed(&group_id).await?;
         let key_packages = self.claim(users.to_vec(), None).await?;
         self.add_key_packages(&group_id, key_packages).await?;
@@ -323,7 +328,21 @@ impl Client {
         let claimed: ClaimedKeyPackages = self
             .request(Method::POST, "/v1/key-packages/claim", Some(&request))
             .await?;
+        self.check_claimed(&request, claimed, archiver)
+    }
+
+    /// Takes a claim answer's key packages only if each is of a device asked for, once, that
+    /// is what the server says it is, and that the org's trust vouches for: the bound
+    /// archiver for `records`, the key directory copy for everyone else (refreshed by the
+    /// caller). Anything else refuses the whole answer.
+    pub(crate) fn check_claimed(
+        &self,
+        request: &ClaimKeyPackages,
+        claimed: ClaimedKeyPackages,
+        archiver: Option<&vellum_record::ArchiverBinding>,
+    ) -> Result<Vec<(String, MlsMessage)>, Error> {
         let trust = self.records_trust()?;
+        let mut directory = None;
         let mut out = Vec::with_capacity(claimed.key_packages.len());
         for kp in claimed.key_packages {
             let message = vellum_mls::key_package_message(&kp.key_package)?;
@@ -349,13 +368,32 @@ impl Client {
             }
             // Only the users asked for (and the bound archiver, asked for by device), each
             // device once: a key package slipped into the answer adds no reader (issue 9).
-            if !asked_for(&request, &owner.user, &owner.device_id)
+            if !asked_for(request, &owner.user, &owner.device_id)
                 || out.iter().any(|(d, _)| *d == owner.device_id)
             {
                 return Err(Error::Invalid(format!(
                     "the server handed out a key package of device {} of {} that this device did not ask for: refused, nothing was committed",
                     owner.device_id, owner.user
                 )));
+            }
+            // Only a device the user's identity approved (issue 9): a certificate from the
+            // org key alone vouches for nothing.
+            if owner.user != RECORDS_USER {
+                if directory.is_none() {
+                    directory = Some(self.directory()?);
+                }
+                let mirror = directory.as_ref().expect("loaded above");
+                let vouch = mirror
+                    .state
+                    .vouch(&owner.user, &owner.device_id, &owner.signature_key);
+                if !vouch.is_vouched() {
+                    return Err(Error::Directory(format!(
+                        "the server handed out a key package of {}'s device {}, which the key directory does not vouch for ({}): refused, nothing was committed",
+                        owner.user,
+                        owner.device_id,
+                        vouch.reason()
+                    )));
+                }
             }
             out.push((kp.device_id, message));
         }

@@ -62,7 +62,7 @@ pub enum ChatEvent {
 }
 
 /// A device id as events print it: enough to tell devices apart, short enough to read.
-fn short_device(device_id: &str) -> String {
+pub(crate) fn short_device(device_id: &str) -> String {
     match device_id.char_indices().nth(8) {
         Some((end, _)) => format!("{}…", &device_id[..end]),
         None => device_id.to_owned(),

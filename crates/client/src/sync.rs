@@ -61,8 +61,18 @@ impl Client {
             records = bound;
             new_messages.extend(events);
         }
+        let mut directory_checked = self.sink.is_some();
         loop {
             let batch: SyncResponse = self.request(Method::GET, "/v1/sync", None::<&()>).await?;
+            // Before any entry: a commit's removals are explained from a current copy.
+            if !directory_checked {
+                directory_checked = true;
+                if self.directory_due(batch.directory_size)? {
+                    if let Err(e) = self.refresh_directory().await {
+                        tracing::warn!(error = %e, "the key directory could not be refreshed");
+                    }
+                }
+            }
             let mut ack = AckRequest::default();
             let mut retry = false;
             for welcome in &batch.welcomes {
@@ -128,8 +138,12 @@ impl Client {
         if joined_any || self.store.profile_get(KEY_PACKAGES_READY)?.is_none() {
             self.replenish_key_packages(false).await?;
         }
+        // Before anything is sent again: devices the directory does not vouch for leave.
+        self.rosters_to_check |= joined_any;
+        Box::pin(self.remove_unvouched_everywhere()).await?;
         // Boxed: retrying a send may sync, which may retry sends (the `flushing` flag stops it).
         Box::pin(self.flush_outbox()).await?;
+        new_messages.extend(self.take_directory_shown());
         if !self.shred()?.is_empty() || shredded {
             // Deletes shred inside their entry's transaction: empty the WAL once it is done.
             self.store.truncate_wal()?;
@@ -410,6 +424,7 @@ impl Client {
                     group.write_to_storage()?;
                 }
                 (EntryKind::Commit, Ok(ReceivedMessage::Commit(commit))) => {
+                    self.rosters_to_check = true;
                     let stray = match (&commit.effect, self.sink.is_none()) {
                         (CommitEffect::Removed { .. }, _) | (_, false) => None,
                         _ => {
@@ -492,7 +507,11 @@ impl Client {
                     }
                     if self.sink.is_none() {
                         let after = vellum_mls::roster(group, &self.identity).unwrap_or_default();
-                        let events = crate::events::commit_events(&roster_before, &after, &commit);
+                        let mut events =
+                            crate::events::commit_events(&roster_before, &after, &commit);
+                        if !matches!(commit.effect, CommitEffect::Removed { .. }) {
+                            self.explain_removals(&roster_before, &after, &mut events)?;
+                        }
                         processed = Processed::Events(
                             self.record_membership_events(group_id, entry.seq, events)?,
                         );

@@ -6,6 +6,7 @@ mod harness;
 mod binding;
 mod chat;
 mod crash;
+mod directory;
 mod escape;
 mod membership;
 mod monitor;
