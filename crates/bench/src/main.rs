@@ -3,6 +3,7 @@
 //! Everything is real: an in-process delivery server on 127.0.0.1 with its SQLite file on
 //! disk (synchronous=FULL), clients with their own SQLite profiles, MLS via mls-rs.
 
+mod directory;
 mod load;
 
 use std::path::{Path, PathBuf};
@@ -257,6 +258,7 @@ fn stored_message(i: usize, expires_at: i64) -> MessageRow {
         burn_at: None,
         archived_leaf: None,
         salt: None,
+        event: None,
     }
 }
 
@@ -721,6 +723,7 @@ const USAGE: &str = "usage: vellum-bench [quick|load|soak|all]
   load   a `vellum server` process: 50 chats of 10 members at 200, 500 and 1,000 msg/s for
          60 s each, idle WebSocket memory, adding a member next to raw mls-rs
   soak   the same server at 200 msg/s for 10 minutes, one row per minute
+  directory  the key directory: verifying it at 1,000 and 10,000 users
   senders RATE SECS   one many-senders row at RATE msg/s for SECS seconds
   all    quick, then load (load and soak need `cargo build --release -p vellum`)";
 
@@ -731,6 +734,7 @@ async fn main() -> Result<()> {
     match scenario.as_str() {
         "quick" => quick().await,
         "archive" => archive().await,
+        "directory" => directory_bench(),
         "load" => load_figures().await,
         "soak" => soak().await,
         "senders" => {
@@ -817,6 +821,15 @@ async fn quick() -> Result<()> {
     archive().await
 }
 
+/// The key directory's figures (issue 9).
+fn directory_bench() -> Result<()> {
+    println!("\nkey directory (each user: identity entry + one approved device)");
+    println!("| measure | value |");
+    println!("|---|---|");
+    directory::directory_figures(1_000)?;
+    directory::directory_figures(10_000)
+}
+
 /// The archive's figures: ingest against the fsync limit, verification, proofs from tiles at
 /// a million leaves, and the witness round trip.
 async fn archive() -> Result<()> {
@@ -831,6 +844,11 @@ async fn archive() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn directory_figures_run_at_a_small_size() {
+        super::directory::directory_figures(50).unwrap();
+    }
+
     #[test]
     fn tile_figures_run_and_their_proofs_verify_at_a_small_size() {
         super::tile_figures(70_000, 600).unwrap();

@@ -100,8 +100,20 @@ enum Command {
         json: bool,
     },
     /// Sync, then say how this device sees the org's archive: the newest checkpoint it
-    /// checked, and every alarm. Exits non-zero if the archive's log forked or went back.
+    /// checked, and every alarm. Exits non-zero if the archive's log forked or went back, or
+    /// the key directory failed a check.
     Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the safety number of you and USER from the key directory, to compare with them
+    /// out of band (in person, or on a call). After the administrator reset USER's identity,
+    /// USER is added to no chat until you compare and confirm it.
+    Safety {
+        user: String,
+        /// Confirm USER's current identity (after comparing the number).
+        #[arg(long)]
+        confirm: bool,
         #[arg(long)]
         json: bool,
     },
@@ -343,8 +355,11 @@ enum ChatCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The chat's members (with --devices: each device, its state and fingerprint).
     Members {
         chat: String,
+        #[arg(long)]
+        devices: bool,
         #[arg(long)]
         json: bool,
     },
@@ -463,12 +478,19 @@ async fn run(cli: Cli) -> Result<()> {
             for alarm in client.records_alarms(vellum_client::now_millis())? {
                 eprintln!("WARNING: {alarm}");
             }
+            for alarm in client.directory_alarms()? {
+                eprintln!("WARNING: {alarm}");
+            }
         }
         Command::Status { json } => {
             let mut client = Client::open(&home(&cli.home)?)?;
+            let out = Output::new(json);
+            // Each sync of a new process refreshes the key directory too.
             client.sync().await?;
-            let alarms = client.records_alarms(vellum_client::now_millis())?;
-            Output::new(json).device_status(&client, &alarms)?;
+            let mut alarms = client.records_alarms(vellum_client::now_millis())?;
+            let directory = client.directory_alarms()?;
+            alarms.extend(directory.iter().cloned());
+            out.device_status(&client, &alarms)?;
             if alarms
                 .iter()
                 .any(|a| a.starts_with(vellum_client::RECORDS_LOG_CHANGED))
@@ -477,6 +499,22 @@ async fn run(cli: Cli) -> Result<()> {
                     "the organisation's archive log forked or went back (see the warnings above)"
                 );
             }
+            if !directory.is_empty() {
+                bail!("the server's key directory failed this device's checks (see the warnings above)");
+            }
+        }
+        Command::Safety {
+            user,
+            confirm,
+            json,
+        } => {
+            let mut client = Client::open(&home(&cli.home)?)?;
+            client.sync().await?;
+            let number = match confirm {
+                true => client.confirm_identity(&user)?,
+                false => client.safety(&user)?,
+            };
+            Output::new(json).safety(client.user(), &number)?;
         }
         Command::Receipts {
             chat,
@@ -852,9 +890,16 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
                 .collect();
             Output::new(json).chats(&chats, &classes)?
         }
-        ChatCommand::Members { chat, json } => {
-            Output::new(json).members(&client.described_members(&chat)?)?
-        }
+        ChatCommand::Members {
+            chat,
+            devices: false,
+            json,
+        } => Output::new(json).members(&client.described_members(&chat)?)?,
+        ChatCommand::Members {
+            chat,
+            devices: true,
+            json,
+        } => Output::new(json).member_devices(&client.member_devices(&chat)?)?,
     }
     Ok(())
 }

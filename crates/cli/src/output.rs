@@ -5,7 +5,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Result;
 use serde_json::json;
 use vellum_client::{
-    ChatRow, Client, LocalStore, Member, MessageKind, MessageRow, Shredded, StoredReceipt,
+    ChatRow, Client, LocalStore, Member, MemberDevice, MessageKind, MessageRow, SafetyNumber,
+    Shredded, StoredReceipt,
 };
 
 pub struct Output {
@@ -25,7 +26,7 @@ impl Output {
     pub fn message(&self, store: &LocalStore, m: &MessageRow) -> Result<()> {
         let title = store.chat(&m.group_id)?.and_then(|c| c.title);
         if self.json {
-            let line = json!({
+            let mut line = json!({
                 "id": m.id,
                 "kind": m.kind.as_str(),
                 "chat": m.group_id,
@@ -41,9 +42,17 @@ impl Output {
                 "archived": m.archived_leaf.is_some(),
                 "archive_leaf": m.archived_leaf,
             });
+            // An event also says what it is, typed ({"type": "member_added", ...}).
+            if let Some(event) = &m.event {
+                line["event"] = serde_json::to_value(event)?;
+            }
             println!("{line}");
         } else {
-            let chat = title.unwrap_or_else(|| m.group_id.clone());
+            // Account notices (key directory news about this user) belong to no chat.
+            let chat = match m.group_id.is_empty() {
+                true => "account".to_owned(),
+                false => title.unwrap_or_else(|| m.group_id.clone()),
+            };
             let when = rfc3339_millis(m.sent_at);
             match m.kind {
                 MessageKind::Text => {
@@ -113,6 +122,36 @@ impl Output {
         Ok(())
     }
 
+    /// `chat members --devices`: each device with its state and fingerprint.
+    pub fn member_devices(&self, devices: &[MemberDevice]) -> Result<()> {
+        for d in devices {
+            if self.json {
+                let line = json!({
+                    "user": d.user,
+                    "device": d.device_id,
+                    "state": d.state.as_str(),
+                    "fingerprint": d.fingerprint,
+                    "role": d.role,
+                });
+                println!("{line}");
+            } else {
+                let role = d
+                    .role
+                    .as_ref()
+                    .map(|r| format!("  ({r})"))
+                    .unwrap_or_default();
+                println!(
+                    "{}  {}  {}  {}{role}",
+                    d.user,
+                    d.device_id,
+                    d.state.as_str(),
+                    d.fingerprint
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// `vellum status`: the archive log as this device checked it, and the alarms.
     pub fn device_status(&self, client: &Client, alarms: &[String]) -> Result<()> {
         let log = client.records_log()?;
@@ -142,6 +181,49 @@ impl Output {
         }
         for alarm in alarms {
             println!("WARNING: {alarm}");
+        }
+        Ok(())
+    }
+
+    /// `vellum safety USER`: the number to compare, and whether it is confirmed.
+    pub fn safety(&self, me: &str, n: &SafetyNumber) -> Result<()> {
+        if self.json {
+            let line = json!({
+                "user": n.user,
+                "identity_key": n.identity_key,
+                "safety_number": n.number,
+                "confirmed": n.confirmed,
+                "reset_seen": n.reset_seen,
+            });
+            println!("{line}");
+            return Ok(());
+        }
+        if n.user == me {
+            println!("your own digits (identity key {}):", n.identity_key);
+            println!("{}", n.number);
+            return Ok(());
+        }
+        println!(
+            "safety number of {me} and {} ({}'s identity key {}):",
+            n.user, n.user, n.identity_key
+        );
+        // Twelve groups of five digits, as three lines of four.
+        let groups: Vec<&str> = n.number.split(' ').collect();
+        for line in groups.chunks(4) {
+            println!("  {}", line.join(" "));
+        }
+        if n.reset_seen {
+            println!(
+                "{}'s identity was reset by the administrator: compare this number with {} (in person or on a call), then run `vellum safety {} --confirm`",
+                n.user, n.user, n.user
+            );
+        } else if n.confirmed {
+            println!("confirmed");
+        } else {
+            println!(
+                "not confirmed: compare it with {}, then run `vellum safety {} --confirm`",
+                n.user, n.user
+            );
         }
         Ok(())
     }

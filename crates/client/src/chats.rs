@@ -6,7 +6,8 @@ use vellum_mls::{roster, ChatPolicy, OrgIdentityProvider, RecordChat};
 use vellum_wire::*;
 
 use crate::{
-    now_millis, random_id, ChatRow, Client, Error, Group, Member, MessageKind, MessageRow,
+    now_millis, random_id, ChatEvent, ChatRow, Client, Error, Group, Member, MessageKind,
+    MessageRow,
 };
 
 /// Whether a chat's messages are kept as records.
@@ -68,6 +69,52 @@ pub(crate) fn class_notice(record: bool) -> &'static str {
     }
 }
 
+/// A device's fingerprint, to compare out of band: the first 16 bytes of the SHA-256 of its
+/// signature key, in hex, in groups of four digits ("1a2b 3c4d …").
+pub fn device_fingerprint(signature_key: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(signature_key);
+    hex::encode(&digest[..16])
+        .as_bytes()
+        .chunks(4)
+        .map(|group| String::from_utf8_lossy(group).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What a device in a chat is, as `chat members --devices` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberDeviceState {
+    /// An ordinary member device.
+    Member,
+    /// The archiver the records custodians bound.
+    RecordsArchive,
+    /// A device of `records` that is not the bound archiver.
+    NotBoundArchiver,
+}
+
+impl MemberDeviceState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MemberDeviceState::Member => "member",
+            MemberDeviceState::RecordsArchive => "records archive",
+            MemberDeviceState::NotBoundArchiver => "not the bound archiver",
+        }
+    }
+}
+
+/// One device of a chat, from this device's verified MLS roster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDevice {
+    pub user: String,
+    pub device_id: String,
+    pub state: MemberDeviceState,
+    /// [`device_fingerprint`] of its signature key.
+    pub fingerprint: String,
+    /// What it is when it is not a person ("records archive (sealed, 2 of 3 custodians)").
+    pub role: Option<String>,
+}
+
 /// The members of a group, each credential verified against the pinned org key.
 pub(crate) fn members(group: &Group, identity: &OrgIdentityProvider) -> Result<Vec<Member>, Error> {
     Ok(roster(group, identity)?
@@ -97,6 +144,23 @@ impl Client {
     /// custodians bound is "records archive (sealed, k of n custodians)"; another device of
     /// `records` is flagged as not bound.
     pub fn described_members(&self, chat: &str) -> Result<Vec<(Member, Option<String>)>, Error> {
+        Ok(self
+            .member_devices(chat)?
+            .into_iter()
+            .map(|d| {
+                (
+                    Member {
+                        user: d.user,
+                        device_id: d.device_id,
+                    },
+                    d.role,
+                )
+            })
+            .collect())
+    }
+
+    /// Every device of the chat with its state and fingerprint, in leaf order.
+    pub fn member_devices(&self, chat: &str) -> Result<Vec<MemberDevice>, Error> {
         let group_id = self.resolve_chat(chat)?;
         if self.store.chat(&group_id)?.is_some_and(|c| c.removed) {
             return Err(Error::RemovedFromChat);
@@ -105,22 +169,25 @@ impl Client {
         Ok(roster(&self.load_group(&group_id)?, &self.identity)?
             .into_iter()
             .map(|(_, cert)| {
-                let role = (cert.user == RECORDS_USER).then(|| {
-                    match (
-                        &trust.public,
-                        trust.is_bound_archiver(&cert.device_id, &cert.signature_key),
-                    ) {
-                        (Some(public), true) => crate::trust::archive_label(public),
-                        _ => "NOT the archiver the records custodians bound".to_owned(),
-                    }
-                });
-                (
-                    Member {
-                        user: cert.user,
-                        device_id: cert.device_id,
-                    },
+                let bound = trust.is_bound_archiver(&cert.device_id, &cert.signature_key);
+                let (state, role) = match (cert.user == RECORDS_USER, &trust.public, bound) {
+                    (false, _, _) => (MemberDeviceState::Member, None),
+                    (true, Some(public), true) => (
+                        MemberDeviceState::RecordsArchive,
+                        Some(crate::trust::archive_label(public)),
+                    ),
+                    (true, _, _) => (
+                        MemberDeviceState::NotBoundArchiver,
+                        Some("NOT the archiver the records custodians bound".to_owned()),
+                    ),
+                };
+                MemberDevice {
+                    fingerprint: device_fingerprint(&cert.signature_key),
+                    user: cert.user,
+                    device_id: cert.device_id,
+                    state,
                     role,
-                )
+                }
             })
             .collect())
     }
@@ -167,6 +234,9 @@ impl Client {
             false => None,
         };
         check_not_archiver(with)?;
+        // Every device encrypted to is checked against a fresh cosigned checkpoint.
+        self.refresh_directory().await?;
+        self.check_identities(with)?;
         // Claim first: an unknown user or a missing key package must leave no chat behind.
         let mut users = with.to_vec();
         users.push(self.user.clone());
@@ -225,6 +295,8 @@ impl Client {
         let _held = self.lock.hold()?;
         let group_id = self.resolve_chat(chat)?;
         check_not_archiver(users)?;
+        self.refresh_directory().await?;
+        self.check_identities(users)?;
         self.switch_archiver_if_needed(&group_id).await?;
         let key_packages = self.claim(users.to_vec(), None).await?;
         self.add_key_packages(&group_id, key_packages).await?;
@@ -256,7 +328,21 @@ impl Client {
         let claimed: ClaimedKeyPackages = self
             .request(Method::POST, "/v1/key-packages/claim", Some(&request))
             .await?;
+        self.check_claimed(&request, claimed, archiver)
+    }
+
+    /// Takes a claim answer's key packages only if each is of a device asked for, once, that
+    /// is what the server says it is, and that the org's trust vouches for: the bound
+    /// archiver for `records`, the key directory copy for everyone else (refreshed by the
+    /// caller). Anything else refuses the whole answer.
+    pub(crate) fn check_claimed(
+        &self,
+        request: &ClaimKeyPackages,
+        claimed: ClaimedKeyPackages,
+        archiver: Option<&vellum_record::ArchiverBinding>,
+    ) -> Result<Vec<(String, MlsMessage)>, Error> {
         let trust = self.records_trust()?;
+        let mut directory = None;
         let mut out = Vec::with_capacity(claimed.key_packages.len());
         for kp in claimed.key_packages {
             let message = vellum_mls::key_package_message(&kp.key_package)?;
@@ -282,13 +368,32 @@ impl Client {
             }
             // Only the users asked for (and the bound archiver, asked for by device), each
             // device once: a key package slipped into the answer adds no reader (issue 9).
-            if !asked_for(&request, &owner.user, &owner.device_id)
+            if !asked_for(request, &owner.user, &owner.device_id)
                 || out.iter().any(|(d, _)| *d == owner.device_id)
             {
                 return Err(Error::Invalid(format!(
                     "the server handed out a key package of device {} of {} that this device did not ask for: refused, nothing was committed",
                     owner.device_id, owner.user
                 )));
+            }
+            // Only a device the user's identity approved (issue 9): a certificate from the
+            // org key alone vouches for nothing.
+            if owner.user != RECORDS_USER {
+                if directory.is_none() {
+                    directory = Some(self.directory()?);
+                }
+                let mirror = directory.as_ref().expect("loaded above");
+                let vouch = mirror
+                    .state
+                    .vouch(&owner.user, &owner.device_id, &owner.signature_key);
+                if !vouch.is_vouched() {
+                    return Err(Error::Directory(format!(
+                        "the server handed out a key package of {}'s device {}, which the key directory does not vouch for ({}): refused, nothing was committed",
+                        owner.user,
+                        owner.device_id,
+                        vouch.reason()
+                    )));
+                }
             }
             out.push((kp.device_id, message));
         }
@@ -495,12 +600,12 @@ impl Client {
         if policy == before {
             return Ok(());
         }
-        self.record_event(
-            group_id,
-            seq,
-            who,
-            &format!("{who} set {}", policy.describe()),
-        )
+        let event = ChatEvent::TimersChanged {
+            by: who.to_owned(),
+            expire_secs: policy.expire_secs,
+            burn_secs: policy.burn_secs,
+        };
+        self.typed_event_row(group_id, seq, who, event).map(|_| ())
     }
 
     /// An event at `seq`, the log position of what caused it, so history shows it in order.
@@ -522,6 +627,20 @@ impl Client {
         who: &str,
         text: &str,
     ) -> Result<MessageRow, Error> {
+        let notice = ChatEvent::Notice {
+            text: text.to_owned(),
+        };
+        self.typed_event_row(group_id, seq, who, notice)
+    }
+
+    /// Records `event` in the chat's history at `seq`, with its sentence as the row's text.
+    pub(crate) fn typed_event_row(
+        &self,
+        group_id: &str,
+        seq: Option<u64>,
+        who: &str,
+        event: ChatEvent,
+    ) -> Result<MessageRow, Error> {
         let now = now_millis();
         let row = MessageRow {
             group_id: group_id.to_owned(),
@@ -532,13 +651,14 @@ impl Client {
             sent_at: now,
             received_at: now,
             seq,
-            text: text.to_owned(),
+            text: event.text(),
             expires_at: None,
             burn_secs: None,
             read_at: Some(now),
             burn_at: None,
             archived_leaf: None,
             salt: None,
+            event: Some(event),
         };
         self.store.add_message(&row)?;
         Ok(row)
@@ -548,6 +668,19 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_9_a_fingerprint_is_16_bytes_of_the_keys_sha256_in_groups_of_four() {
+        // SHA-256 of 32 zero bytes: 66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925.
+        assert_eq!(
+            device_fingerprint(&[0u8; 32]),
+            "6668 7aad f862 bd77 6c8f c18b 8e9f 8e20"
+        );
+        assert_ne!(
+            device_fingerprint(&[1u8; 32]),
+            device_fingerprint(&[0u8; 32])
+        );
+    }
 
     /// Issue 9 finding: a proxy appended a foreign key package to a claim answer and the
     /// client added it. Only what was asked for is taken.

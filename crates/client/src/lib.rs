@@ -7,6 +7,7 @@
 mod api;
 mod chats;
 mod directory;
+mod events;
 mod lock;
 mod messages;
 mod monitor;
@@ -26,7 +27,9 @@ use vellum_mls::{
 use vellum_wire::*;
 
 pub use api::{Api, Signer};
-pub use chats::ChatClass;
+pub use chats::{device_fingerprint, ChatClass, MemberDevice, MemberDeviceState};
+pub use directory::{KnownIdentity, SafetyNumber, DIRECTORY_ALARM};
+pub use events::ChatEvent;
 use lock::ProfileLock;
 pub use messages::MessageTimers;
 pub use monitor::{RecordsLogView, RECORDS_LOG_CHANGED};
@@ -70,6 +73,9 @@ pub enum Error {
     RemovedFromChat,
     #[error("MLS: {0}")]
     Mls(String),
+    /// The key directory could not be checked or failed a check (issue 9).
+    #[error("key directory: {0}")]
+    Directory(String),
     #[error("local store: {0}")]
     Store(String),
     #[error("{0}")]
@@ -131,6 +137,16 @@ pub struct Client {
     /// Whether the current sync fetched it: an entry that adds an unknown device of
     /// `records` is refused only against a fresh look.
     trust_fresh: bool,
+    /// When this process last refreshed the key directory (see `directory.rs`).
+    directory_checked: Option<std::time::Instant>,
+    /// Set while this device commits the removal of devices the directory does not vouch
+    /// for: the syncs inside do not start another.
+    enforcing: bool,
+    /// Events and account notices a directory refresh produced, for the next sync to show.
+    directory_shown: Vec<MessageRow>,
+    /// Whether a roster or the directory copy changed since every chat was last checked
+    /// for devices the directory does not vouch for (and at a process's first sync).
+    rosters_to_check: bool,
 }
 
 /// Receives chat events instead of the local history. `record` must be durable when it
@@ -197,6 +213,8 @@ impl Client {
             }
         }
         let mut client = Self::open_with(home, lock.clone())?;
+        // The key directory's log key and witnesses are pinned now, as the org key is.
+        client.pin_directory().await?;
         client.replenish_key_packages(true).await?;
         // records.pub is pinned at enrollment (or, before records init, at first sight).
         client.refresh_trust().await?;
@@ -250,6 +268,10 @@ impl Client {
             flushing: false,
             trust_checked: None,
             trust_fresh: false,
+            directory_checked: None,
+            enforcing: false,
+            directory_shown: Vec::new(),
+            rosters_to_check: true,
         };
         // Whatever expired while the device was off goes before anything can show it.
         {
@@ -524,6 +546,18 @@ impl Client {
         let mut converted = false;
         let mut switched = false;
         for _ in 0..MAX_REBASES {
+            // Nothing is encrypted to a device the key directory does not vouch for: it is
+            // removed first, or nothing is sent.
+            match self.remove_unvouched(group_id).await {
+                Ok(()) => {}
+                Err(e @ Error::Network(_)) => return Err(e),
+                Err(e) => {
+                    if let Some(row) = row {
+                        self.store.shred(group_id, &row.id)?;
+                    }
+                    return Err(e);
+                }
+            }
             let mut group = self.load_group(group_id)?;
             let ciphertext = group.encrypt_application_message(&payload.encode(), Vec::new())?;
             self.store.begin()?;

@@ -110,6 +110,7 @@ impl Client {
             burn_at: burn_time(now, timers.burn_secs, expires_at),
             archived_leaf: None,
             salt: Some(salt),
+            event: None,
         };
         let payload = AppPayload::Text {
             id: row.id.clone(),
@@ -208,12 +209,10 @@ impl Client {
             .await?;
         self.store.shred(&group_id, message_id)?;
         self.store.truncate_wal()?;
-        self.record_event(
-            &group_id,
-            Some(seq),
-            &self.user.clone(),
-            &format!("{} deleted a message", self.user),
-        )?;
+        let deleted = crate::ChatEvent::MessageDeleted {
+            by: self.user.clone(),
+        };
+        self.typed_event_row(&group_id, Some(seq), &self.user.clone(), deleted)?;
         Ok(())
     }
 

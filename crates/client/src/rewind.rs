@@ -153,6 +153,7 @@ fn history_changed(group_id: &str, why: &str) -> MessageRow {
     // Shown in the chat itself (sync, watch, history); the log keeps the detail.
     tracing::info!(chat = %group_id, %why, "{HISTORY_CHANGED}");
     let now = now_millis();
+    let text = format!("{HISTORY_CHANGED} ({why}).");
     MessageRow {
         group_id: group_id.to_owned(),
         id: random_id(),
@@ -162,13 +163,14 @@ fn history_changed(group_id: &str, why: &str) -> MessageRow {
         sent_at: now,
         received_at: now,
         seq: None,
-        text: format!("{HISTORY_CHANGED} ({why})."),
+        text: text.clone(),
         expires_at: None,
         burn_secs: None,
         read_at: None,
         burn_at: None,
         archived_leaf: None,
         salt: None,
+        event: Some(crate::ChatEvent::Notice { text }),
     }
 }
 

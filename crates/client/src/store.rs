@@ -13,7 +13,7 @@ use vellum_mls::mls_rs::{self, GroupStateStorage, KeyPackageStorage};
 use vellum_mls::mls_rs_core::group::{EpochRecord, GroupState};
 use vellum_mls::mls_rs_core::key_package::KeyPackageData;
 
-use crate::Error;
+use crate::{ChatEvent, Error};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -52,7 +52,7 @@ pub struct LogPosition {
 pub enum MessageKind {
     /// Something a member wrote.
     Text,
-    /// Something that happened: a timer change, a deletion.
+    /// Something that happened: a membership change, a timer change, a deletion.
     Event,
 }
 
@@ -90,6 +90,8 @@ pub struct MessageRow {
     /// The salt of the archive's commitments to this message's content (a text message's
     /// payload carries it since 0.3).
     pub salt: Option<[u8; 32]>,
+    /// What an event row means (its `text` is this event's sentence); `None` for text.
+    pub event: Option<ChatEvent>,
 }
 
 /// A verified archive receipt of one of this device's messages.
@@ -143,7 +145,11 @@ fn salt_aad(group_id: &str, id: &str) -> Vec<u8> {
     format!("vellum-message-salt-v1/{group_id}/{id}").into_bytes()
 }
 
-const MESSAGE_COLUMNS: &str = "m.group_id, m.id, m.kind, m.sender_user, m.sender_device, m.sent_at, m.received_at, m.seq, m.body, m.expires_at, m.burn_secs, m.read_at, m.burn_at, k.key, m.archived_leaf, m.salt";
+fn event_aad(group_id: &str, id: &str) -> Vec<u8> {
+    format!("vellum-message-event-v1/{group_id}/{id}").into_bytes()
+}
+
+const MESSAGE_COLUMNS: &str = "m.group_id, m.id, m.kind, m.sender_user, m.sender_device, m.sent_at, m.received_at, m.seq, m.body, m.expires_at, m.burn_secs, m.read_at, m.burn_at, k.key, m.archived_leaf, m.salt, m.event_json";
 
 /// Reads a row of MESSAGE_COLUMNS and opens its body; `None` if its key is gone.
 fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
@@ -168,6 +174,20 @@ fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
     } else {
         MessageKind::Text
     };
+    let text = String::from_utf8_lossy(&text).into_owned();
+    // An event from before typed events (V6), or of a type a newer version wrote, is a notice
+    // of its sentence.
+    let event = match kind {
+        MessageKind::Text => None,
+        MessageKind::Event => Some(
+            r.get::<_, Option<Vec<u8>>>(16)?
+                .and_then(|sealed| {
+                    vellum_mls::at_rest::open(&key, &event_aad(&group_id, &id), &sealed).ok()
+                })
+                .and_then(|json| serde_json::from_slice(&json).ok())
+                .unwrap_or_else(|| ChatEvent::Notice { text: text.clone() }),
+        ),
+    };
     Ok(Some(MessageRow {
         group_id,
         id,
@@ -177,13 +197,14 @@ fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
         sent_at: r.get(5)?,
         received_at: r.get(6)?,
         seq: r.get::<_, Option<i64>>(7)?.map(|s| s as u64),
-        text: String::from_utf8_lossy(&text).into_owned(),
+        text,
         expires_at: r.get(9)?,
         burn_secs: r.get::<_, Option<i64>>(10)?.map(|s| s as u64),
         read_at: r.get(11)?,
         burn_at: r.get(12)?,
         archived_leaf: r.get::<_, Option<i64>>(14)?.map(|l| l as u64),
         salt,
+        event,
     }))
 }
 
@@ -407,12 +428,21 @@ impl LocalStore {
             .map(|salt| vellum_mls::at_rest::seal(&key, &salt_aad(&m.group_id, &m.id), &salt))
             .transpose()
             .map_err(|e| Error::Store(e.to_string()))?;
+        let event = m
+            .event
+            .as_ref()
+            .map(|event| {
+                let json = serde_json::to_vec(event).map_err(|e| Error::Store(e.to_string()))?;
+                vellum_mls::at_rest::seal(&key, &event_aad(&m.group_id, &m.id), &json)
+                    .map_err(|e| Error::Store(e.to_string()))
+            })
+            .transpose()?;
         let mut conn = self.lock();
         let sp = conn.savepoint().map_err(db)?;
         let inserted = sp
             .execute(
-                "INSERT OR IGNORE INTO messages (group_id, id, kind, sender_user, sender_device, sent_at, received_at, seq, body, expires_at, burn_secs, read_at, burn_at, salt)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                "INSERT OR IGNORE INTO messages (group_id, id, kind, sender_user, sender_device, sent_at, received_at, seq, body, expires_at, burn_secs, read_at, burn_at, salt, event_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 params![
                     m.group_id,
                     m.id,
@@ -427,7 +457,8 @@ impl LocalStore {
                     m.burn_secs.map(|s| s as i64),
                     m.read_at,
                     m.burn_at,
-                    salt
+                    salt,
+                    event
                 ],
             )
             .map_err(db)?
@@ -1029,6 +1060,7 @@ mod tests {
             burn_at: None,
             archived_leaf: None,
             salt: None,
+            event: None,
         };
         assert!(store.add_message(&m).unwrap());
         assert!(
@@ -1072,6 +1104,7 @@ mod shredding {
             burn_at: None,
             archived_leaf: None,
             salt: None,
+            event: None,
         }
     }
 
@@ -1129,6 +1162,49 @@ mod shredding {
             0,
             "the WAL was truncated"
         );
+    }
+
+    #[test]
+    fn issue_9_typed_events_are_sealed_at_rest_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store.add_chat("g", None, 0).unwrap();
+        let added = ChatEvent::MemberAdded {
+            by: "alice".into(),
+            user: "MARKER-carol".into(),
+        };
+        let typed = MessageRow {
+            kind: MessageKind::Event,
+            event: Some(added.clone()),
+            ..message("e1", &added.text(), None, None)
+        };
+        store.add_message(&typed).unwrap();
+        // A row without its typed event (as written before V6) reads as a notice.
+        let untyped = MessageRow {
+            kind: MessageKind::Event,
+            ..message(
+                "e2",
+                "alice set messages to disappear after 1 day",
+                Some(1_000),
+                None,
+            )
+        };
+        store.add_message(&untyped).unwrap();
+        assert!(
+            !file_contains(dir.path(), b"MARKER-carol"),
+            "neither the sentence nor the typed event is plaintext in any file"
+        );
+        let history = store.history("g").unwrap();
+        assert_eq!(history[0], typed);
+        assert_eq!(
+            history[1].event,
+            Some(ChatEvent::Notice {
+                text: "alice set messages to disappear after 1 day".into()
+            })
+        );
+        // Event rows expire as they did before (their own `expires_at`), typed or not.
+        assert_eq!(store.shred_due(1_000).unwrap().len(), 1);
+        assert_eq!(store.history("g").unwrap(), vec![typed]);
     }
 
     #[test]

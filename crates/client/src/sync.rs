@@ -30,6 +30,8 @@ fn shorter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 enum Processed {
     Nothing,
     Shown(Box<MessageRow>),
+    /// A commit's membership events (issue 9: nobody joins or leaves unseen).
+    Events(Vec<MessageRow>),
     Shredded,
     /// Not processed: it adds a device of `records` this device does not know as the bound
     /// archiver. Processed again after a fresh look at the custodians' binding.
@@ -59,8 +61,18 @@ impl Client {
             records = bound;
             new_messages.extend(events);
         }
+        let mut directory_checked = self.sink.is_some();
         loop {
             let batch: SyncResponse = self.request(Method::GET, "/v1/sync", None::<&()>).await?;
+            // Before any entry: a commit's removals are explained from a current copy.
+            if !directory_checked {
+                directory_checked = true;
+                if self.directory_due(batch.directory_size)? {
+                    if let Err(e) = self.refresh_directory().await {
+                        tracing::warn!(error = %e, "the key directory could not be refreshed");
+                    }
+                }
+            }
             let mut ack = AckRequest::default();
             let mut retry = false;
             for welcome in &batch.welcomes {
@@ -92,6 +104,7 @@ impl Client {
                 for entry in &entries.entries {
                     match self.process_entry(&entries.group_id, entry, &mut groups)? {
                         Processed::Shown(m) => new_messages.push(*m),
+                        Processed::Events(rows) => new_messages.extend(rows),
                         Processed::Shredded => shredded = true,
                         Processed::Nothing => {}
                         Processed::Retry => {
@@ -125,8 +138,12 @@ impl Client {
         if joined_any || self.store.profile_get(KEY_PACKAGES_READY)?.is_none() {
             self.replenish_key_packages(false).await?;
         }
+        // Before anything is sent again: devices the directory does not vouch for leave.
+        self.rosters_to_check |= joined_any;
+        Box::pin(self.remove_unvouched_everywhere()).await?;
         // Boxed: retrying a send may sync, which may retry sends (the `flushing` flag stops it).
         Box::pin(self.flush_outbox()).await?;
+        new_messages.extend(self.take_directory_shown());
         if !self.shred()?.is_empty() || shredded {
             // Deletes shred inside their entry's transaction: empty the WAL once it is done.
             self.store.truncate_wal()?;
@@ -368,12 +385,11 @@ impl Client {
                 None => Vec::new(),
             };
             // A member checks who a commit adds: no device of `records` but the bound archiver.
-            let roster_before: Vec<String> = match (self.sink.is_none(), entry.kind) {
-                (true, EntryKind::Commit) => vellum_mls::roster(group, &self.identity)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(_, c)| c.device_id)
-                    .collect(),
+            // It also shows who came and went.
+            let roster_before = match (self.sink.is_none(), entry.kind) {
+                (true, EntryKind::Commit) => {
+                    vellum_mls::roster(group, &self.identity).unwrap_or_default()
+                }
                 _ => Vec::new(),
             };
             let received = MlsMessage::from_bytes(&entry.payload)
@@ -408,13 +424,18 @@ impl Client {
                     group.write_to_storage()?;
                 }
                 (EntryKind::Commit, Ok(ReceivedMessage::Commit(commit))) => {
+                    self.rosters_to_check = true;
                     let stray = match (&commit.effect, self.sink.is_none()) {
                         (CommitEffect::Removed { .. }, _) | (_, false) => None,
                         _ => {
                             let added: Vec<_> = vellum_mls::roster(group, &self.identity)?
                                 .into_iter()
                                 .map(|(_, c)| c)
-                                .filter(|c| !roster_before.contains(&c.device_id))
+                                .filter(|c| {
+                                    !roster_before
+                                        .iter()
+                                        .any(|(_, b)| b.device_id == c.device_id)
+                                })
                                 .collect();
                             self.stray_archiver(&added, None)?
                         }
@@ -483,6 +504,17 @@ impl Client {
                                 (policy_before, policy),
                             )?;
                         }
+                    }
+                    if self.sink.is_none() {
+                        let after = vellum_mls::roster(group, &self.identity).unwrap_or_default();
+                        let mut events =
+                            crate::events::commit_events(&roster_before, &after, &commit);
+                        if !matches!(commit.effect, CommitEffect::Removed { .. }) {
+                            self.explain_removals(&roster_before, &after, &mut events)?;
+                        }
+                        processed = Processed::Events(
+                            self.record_membership_events(group_id, entry.seq, events)?,
+                        );
                     }
                     group.write_to_storage()?;
                 }
@@ -703,6 +735,7 @@ impl Client {
                         .salt
                         .as_deref()
                         .and_then(vellum_record::content::parse_salt),
+                    event: None,
                 };
                 self.check_position(group_id, seq, &row.id, false)?;
                 Ok(if self.store.add_message(&row)? {
@@ -719,12 +752,8 @@ impl Client {
                         if original.kind == MessageKind::Text && original.sender_user == sender =>
                     {
                         self.store.shred(group_id, &id)?;
-                        self.record_event(
-                            group_id,
-                            Some(seq),
-                            &sender,
-                            &format!("{sender} deleted a message"),
-                        )?;
+                        let deleted = crate::ChatEvent::MessageDeleted { by: sender.clone() };
+                        self.typed_event_row(group_id, Some(seq), &sender, deleted)?;
                         Ok(Processed::Shredded)
                     }
                     Some(_) => {
@@ -752,11 +781,12 @@ impl Client {
                 // Shown once, with its sender and time, so that nobody mistakes silence for
                 // nothing said; its content stays with the archive (and newer clients).
                 tracing::info!(group = group_id, seq, kind = %kind, "a payload kind this version cannot display");
+                let text = format!("{} sent {CANNOT_DISPLAY}", event.sender_user);
                 let row = MessageRow {
                     group_id: group_id.to_owned(),
                     id: random_id(),
                     kind: MessageKind::Event,
-                    text: format!("{} sent {CANNOT_DISPLAY}", event.sender_user),
+                    text: text.clone(),
                     sender_user: event.sender_user,
                     sender_device: event.sender_device,
                     sent_at: event.sent_at,
@@ -769,6 +799,7 @@ impl Client {
                     burn_at: None,
                     archived_leaf: None,
                     salt: None,
+                    event: Some(crate::ChatEvent::Notice { text }),
                 };
                 self.store.add_message(&row)?;
                 Ok(Processed::Shown(Box::new(row)))

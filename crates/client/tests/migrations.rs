@@ -187,3 +187,30 @@ fn a_damaged_profile_is_refused() {
     assert!(err.contains("damaged"), "{err}");
     assert_eq!(std::fs::read(&db).unwrap(), bytes, "nothing written");
 }
+
+/// Issue 9: the event rows 0.1.0 wrote (before typed events, V6) read back as notices of
+/// their sentence, and text messages carry no event.
+#[test]
+fn issue_9_events_from_before_typed_events_read_as_notices() {
+    let home = copy_of("alice");
+    let store = LocalStore::open(home.path()).unwrap();
+    let mut events = 0;
+    for chat in store.chats().unwrap() {
+        for m in store.history(&chat.group_id).unwrap() {
+            match m.kind {
+                MessageKind::Text => assert_eq!(m.event, None),
+                MessageKind::Event => {
+                    events += 1;
+                    assert!(!m.text.is_empty());
+                    assert_eq!(
+                        m.event,
+                        Some(vellum_client::ChatEvent::Notice {
+                            text: m.text.clone()
+                        })
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(events, 3, "every event row 0.1.0 wrote");
+}

@@ -453,11 +453,10 @@ impl Mirror {
                 }),
             };
         }
-        let mut state = self.state.clone();
+        // The root first: a fork costs no replay. Then the entries, undone if one breaks a
+        // rule (cloning only the users they touch: the whole state is megabytes).
         let mut builder = self.builder();
-        let mut applied = Vec::with_capacity(leaves.len());
         for leaf in leaves {
-            applied.push(state.apply(leaf)?);
             builder.push(vellum_tlog::leaf_hash(leaf));
         }
         if builder.root() != checkpoint.root {
@@ -465,9 +464,75 @@ impl Mirror {
                 size: checkpoint.size,
             });
         }
-        self.state = state;
+        let mut undo = Undo::new(&self.state);
+        let mut applied = Vec::with_capacity(leaves.len());
+        for leaf in leaves {
+            let user = DirectoryEntry::parse(leaf)
+                .map(|e| e.user)
+                .unwrap_or_default();
+            undo.touch(&self.state, &user);
+            match self.state.apply(leaf) {
+                Ok(entry) => {
+                    if let Change::Legacy { device }
+                    | Change::Identity { device, .. }
+                    | Change::Approved { device, .. } = &entry.change
+                    {
+                        undo.owned(&device.device_id);
+                    }
+                    applied.push(entry)
+                }
+                Err(e) => {
+                    undo.restore(&mut self.state);
+                    return Err(e);
+                }
+            }
+        }
         self.frontier = builder.frontier().to_vec();
         self.root = Some(checkpoint.root);
         Ok(applied)
+    }
+}
+
+/// What a batch of entries changed, to put back if a later one breaks a rule.
+struct Undo {
+    users: BTreeMap<String, Option<UserState>>,
+    owners: Vec<String>,
+    upgrade_done: bool,
+    size: u64,
+}
+
+impl Undo {
+    fn new(state: &DirectoryState) -> Self {
+        Self {
+            users: BTreeMap::new(),
+            owners: Vec::new(),
+            upgrade_done: state.upgrade_done,
+            size: state.size,
+        }
+    }
+
+    fn touch(&mut self, state: &DirectoryState, user: &str) {
+        if !self.users.contains_key(user) {
+            self.users
+                .insert(user.to_owned(), state.users.get(user).cloned());
+        }
+    }
+
+    fn owned(&mut self, device_id: &str) {
+        self.owners.push(device_id.to_owned());
+    }
+
+    fn restore(self, state: &mut DirectoryState) {
+        for (user, before) in self.users {
+            match before {
+                Some(before) => state.users.insert(user, before),
+                None => state.users.remove(&user),
+            };
+        }
+        for device_id in self.owners {
+            state.device_owner.remove(&device_id);
+        }
+        state.upgrade_done = self.upgrade_done;
+        state.size = self.size;
     }
 }

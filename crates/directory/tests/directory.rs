@@ -349,7 +349,8 @@ fn a_mirror_follows_the_log_and_catches_forks_and_rollbacks() {
         mirror.extend(&[], &forked.checkpoint(2)),
         Err(Error::Fork { size: 2 })
     ));
-    // Entries that break the rules are refused whatever the checkpoint says.
+    // Entries that break the rules are refused whatever the checkpoint says, even when the
+    // checkpoint covers them; the entries before the bad one are undone.
     let mut ghost = Log::new();
     ghost
         .append("alice", 1, other.identity_change("alice", device("a1", 1)))
@@ -361,10 +362,22 @@ fn a_mirror_follows_the_log_and_catches_forks_and_rollbacks() {
             other.approve_change("alice", device("ghost", 7), "a1"),
         )
         .unwrap();
+    let mut planted = Log::new();
+    planted.leaves = log.leaves[..2].to_vec();
+    planted.state = mirror.state.clone();
+    planted
+        .append(
+            "bob",
+            2,
+            IdentityKey::generate().identity_change("bob", device("b1", 3)),
+        )
+        .unwrap();
+    planted.leaves.push(ghost.leaves[2].clone());
     assert!(matches!(
-        mirror.extend(&ghost.leaves[2..], &ghost.checkpoint(3)),
-        Err(Error::BrokenRule { index: 2, .. })
+        mirror.extend(&planted.leaves[2..], &planted.checkpoint(4)),
+        Err(Error::BrokenRule { index: 3, .. })
     ));
+    assert_eq!(mirror.state, held.state);
     assert!(matches!(
         mirror.extend(&[], &log.checkpoint(1)),
         Err(Error::Rollback { held: 2, shown: 1 })

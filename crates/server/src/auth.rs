@@ -7,11 +7,12 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::{engine::general_purpose::STANDARD, Engine};
-use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use vellum_wire::{codes, request_signing_bytes, AuthHeaders, DeviceState, MAX_CLOCK_SKEW_SECS};
 
 use vellum_store::NonceCheck;
 
+use crate::config::admin_hash;
 use crate::state::AppState;
 use crate::ApiError;
 
@@ -107,8 +108,8 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
             ApiError::unauthenticated("request timestamp is outside the allowed window").into(),
         );
     }
-    // The device is looked up before the body is read, so a stranger cannot make the
-    // server buffer a body at all.
+    // The device (revoked or not) is looked up before the body is read, so a request naming
+    // no enrolled device cannot make the server buffer a body at all.
     let record = state
         .store
         .device_record(&device_id)
@@ -134,8 +135,12 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
     if !vellum_mls::verify_device_signature(&device.signature_key, &signed, &signature) {
         return Err(ApiError::unauthenticated("bad request signature").into());
     }
-    // Only under its own key's signature is a device told it is revoked (so it can wipe
-    // itself) or pending.
+    // Only now, under its own key's signature, is a revoked device told so (and it can wipe
+    // itself), or a pending one what it may not do. Up to here it was treated as a live
+    // device is: a stranger's request with a bad signature gets the same answer either way
+    // and cannot tell which ids are revoked. (Answering "unknown device" instead would not
+    // hide it: the body must be read to check the signature, and an unknown device's body
+    // never is, which a stranger can time.)
     match record.state {
         DeviceState::Revoked => {
             return Err(ApiError::new(
@@ -235,9 +240,10 @@ impl FromRequestParts<Arc<AppState>> for Admin {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::unauthenticated("admin token required"))?;
-        let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        // Comparing hashes keeps the comparison from leaking the token through timing.
-        if hash != state.admin_token_hash {
+        // Only the hash is kept; it is compared in constant time, so the time a refusal
+        // takes says nothing about how much of it matched.
+        let hash = admin_hash(token);
+        if !bool::from(hash.ct_eq(&state.admin_token_hash)) {
             return Err(ApiError::forbidden("invalid admin token"));
         }
         Ok(Admin)

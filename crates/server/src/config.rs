@@ -39,6 +39,10 @@ pub struct ServerConfig {
     pub ws_pong_timeout: Duration,
     /// Groups whose public state is kept in memory.
     pub cached_groups: usize,
+    /// Key packages one device may claim (of other devices) at once, and how many of them
+    /// come back per hour: claims consume other users' single-use key packages.
+    pub claim_burst: f64,
+    pub claims_per_hour: f64,
     /// The key directory's checkpoint origin; `None`: `vellum_directory::default_origin` of
     /// the org key.
     pub directory_origin: Option<String>,
@@ -70,6 +74,8 @@ impl ServerConfig {
             ws_ping_interval: Duration::from_secs(30),
             ws_pong_timeout: Duration::from_secs(90),
             cached_groups: 1024,
+            claim_burst: 1000.0,
+            claims_per_hour: 1000.0,
             directory_origin: None,
             directory_witnesses: Vec::new(),
             directory_witness_quorum: None,
@@ -92,6 +98,12 @@ pub enum DataDirError {
          was signed with it; restore it from a backup instead of starting a new org"
     )]
     MissingOrgKey(PathBuf),
+    #[error(
+        "{0} is missing but the directory holds a server database: restore it from a \
+         backup, or write a new admin token to admin-token beside it (the server then keeps \
+         the new token's hash)"
+    )]
+    MissingAdminToken(PathBuf),
     #[error("another vellum server is using {0}; one server process per data directory")]
     InUse(PathBuf),
 }
@@ -115,9 +127,14 @@ fn write_secret(path: &Path, contents: &[u8]) -> Result<(), DataDirError> {
     file.sync_all().map_err(io(path))
 }
 
+/// The admin token, written on first start for the admin to take; never read again.
+pub(crate) const ADMIN_TOKEN: &str = "admin-token";
+/// The admin token's SHA-256 (hex): all the server keeps of it.
+pub(crate) const ADMIN_TOKEN_HASH: &str = "admin-token.sha256";
+
 /// What the data directory holds for the server: the org signing key, the hash of the
 /// admin token and the key directory's log key. Each is created on first start (`org.key`,
-/// `admin-token`, `directory.key`, mode 0600).
+/// `admin-token` and `admin-token.sha256`, `directory.key`, mode 0600).
 pub struct DataDir {
     pub org: OrgSigner,
     pub admin_token_hash: [u8; 32],
@@ -155,39 +172,75 @@ pub fn init_data_dir(dir: &Path) -> Result<DataDir, DataDirError> {
         write_secret(&key_path, &org.seed())?;
         org
     };
-    let token_path = dir.join("admin-token");
-    let token = if token_path.exists() {
-        fs::read_to_string(&token_path).map_err(io(&token_path))?
+    Ok(DataDir {
+        org,
+        admin_token_hash: admin_token_hash(dir)?,
+        directory_key: directory_key(dir)?,
+        lock,
+    })
+}
+
+/// The seed of the key directory's signing key, `DIR/directory.key`; a server from before
+/// the key directory gets its key now. (A key lost later is caught at start: the stored
+/// checkpoint no longer verifies.)
+fn directory_key(dir: &Path) -> Result<[u8; 32], DataDirError> {
+    let path = dir.join("directory.key");
+    if path.exists() {
+        let seed = fs::read(&path).map_err(io(&path))?;
+        return seed.try_into().map_err(|_| DataDirError::Corrupt(path));
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("operating system RNG");
+    write_secret(&path, &seed)?;
+    Ok(seed)
+}
+
+/// The admin token's SHA-256 from `DIR/admin-token.sha256`: all the server keeps of it.
+/// A first start writes the token to `DIR/admin-token` for the admin to take (the server
+/// never reads it again, so it may be moved off the host), then the hash; a directory from
+/// before the hash was kept gets its hash file once, from `admin-token`.
+fn admin_token_hash(dir: &Path) -> Result<[u8; 32], DataDirError> {
+    let hash_path = dir.join(ADMIN_TOKEN_HASH);
+    let token_path = dir.join(ADMIN_TOKEN);
+    if hash_path.exists() {
+        let text = fs::read_to_string(&hash_path).map_err(io(&hash_path))?;
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut hash)
+            .map_err(|_| DataDirError::Corrupt(hash_path))?;
+        return Ok(hash);
+    }
+    let hash = if token_path.exists() {
+        let token = fs::read_to_string(&token_path).map_err(io(&token_path))?;
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(DataDirError::Corrupt(token_path));
+        }
+        tracing::warn!(
+            "{} now holds the admin token's hash, and the server no longer reads {}: \
+             move {} off the server host (to the admin's machine)",
+            hash_path.display(),
+            token_path.display(),
+            token_path.display(),
+        );
+        admin_hash(token)
+    } else if dir.join("server.db").exists() {
+        return Err(DataDirError::MissingAdminToken(hash_path));
     } else {
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).expect("operating system RNG");
         let token = hex::encode(raw);
+        // The token first: a start cut short between the two files finds the token and
+        // writes the hash; the other way round the token would be lost.
         write_secret(&token_path, format!("{token}\n").as_bytes())?;
-        token
+        admin_hash(&token)
     };
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(DataDirError::Corrupt(token_path));
-    }
-    // A server from before the key directory gets its key now. (A directory key lost later
-    // is caught at start: the stored checkpoint no longer verifies.)
-    let directory_path = dir.join("directory.key");
-    let directory_key = if directory_path.exists() {
-        let seed = fs::read(&directory_path).map_err(io(&directory_path))?;
-        seed.try_into()
-            .map_err(|_| DataDirError::Corrupt(directory_path.clone()))?
-    } else {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).expect("operating system RNG");
-        write_secret(&directory_path, &seed)?;
-        seed
-    };
-    Ok(DataDir {
-        org,
-        admin_token_hash: Sha256::digest(token.as_bytes()).into(),
-        directory_key,
-        lock,
-    })
+    write_secret(&hash_path, format!("{}\n", hex::encode(hash)).as_bytes())?;
+    Ok(hash)
+}
+
+/// The hash an admin token is known by; a presented token is compared by it.
+pub(crate) fn admin_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.trim().as_bytes()).into()
 }
 
 /// Writes `DATA/directory.vkey`, the key directory's note verifier key, for witness
@@ -229,5 +282,91 @@ mod tests {
         // A fresh directory still gets its key on first start.
         let fresh = tempfile::tempdir().unwrap();
         assert_ne!(init_data_dir(fresh.path()).unwrap().org.public_key(), org);
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn issue_9_the_server_keeps_only_the_admin_token_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = init_data_dir(dir.path()).unwrap();
+        let token_path = dir.path().join(ADMIN_TOKEN);
+        let hash_path = dir.path().join(ADMIN_TOKEN_HASH);
+        let token = fs::read_to_string(&token_path).unwrap();
+        assert_eq!(first.admin_token_hash, admin_hash(&token));
+        assert_eq!(
+            fs::read_to_string(&hash_path).unwrap().trim(),
+            hex::encode(admin_hash(&token))
+        );
+        assert_eq!((mode(&token_path), mode(&hash_path)), (0o600, 0o600));
+        drop(first);
+        // The admin took the token away: the server starts and knows it by its hash.
+        fs::remove_file(&token_path).unwrap();
+        let again = init_data_dir(dir.path()).unwrap();
+        assert_eq!(again.admin_token_hash, admin_hash(&token));
+        assert!(!token_path.exists(), "the token is not written again");
+        drop(again);
+        // A token file put back with other contents is not read either.
+        fs::write(&token_path, "another token\n").unwrap();
+        assert_eq!(
+            init_data_dir(dir.path()).unwrap().admin_token_hash,
+            admin_hash(&token)
+        );
+    }
+
+    #[test]
+    fn issue_9_an_older_data_directory_gets_the_hash_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(init_data_dir(dir.path()).unwrap());
+        let token_path = dir.path().join(ADMIN_TOKEN);
+        let hash_path = dir.path().join(ADMIN_TOKEN_HASH);
+        let token = fs::read_to_string(&token_path).unwrap();
+        // As 0.2.0 left it: a token file, no hash file, a database.
+        fs::remove_file(&hash_path).unwrap();
+        fs::write(dir.path().join("server.db"), b"").unwrap();
+        let upgraded = init_data_dir(dir.path()).unwrap();
+        assert_eq!(upgraded.admin_token_hash, admin_hash(&token));
+        assert_eq!(
+            fs::read_to_string(&hash_path).unwrap().trim(),
+            hex::encode(admin_hash(&token))
+        );
+        assert_eq!(mode(&hash_path), 0o600);
+        assert_eq!(
+            fs::read_to_string(&token_path).unwrap(),
+            token,
+            "the token file is left for the admin to move"
+        );
+        drop(upgraded);
+        fs::remove_file(&token_path).unwrap();
+        assert_eq!(
+            init_data_dir(dir.path()).unwrap().admin_token_hash,
+            admin_hash(&token)
+        );
+    }
+
+    #[test]
+    fn issue_9_a_lost_or_damaged_admin_token_hash_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(init_data_dir(dir.path()).unwrap());
+        let hash_path = dir.path().join(ADMIN_TOKEN_HASH);
+        for damaged in ["", "not hex\n", "abcd\n"] {
+            fs::write(&hash_path, damaged).unwrap();
+            let err = init_data_dir(dir.path()).err().expect("refused");
+            assert!(
+                matches!(&err, DataDirError::Corrupt(p) if *p == hash_path),
+                "{err}"
+            );
+        }
+        // Neither the hash nor the token, but a database: no new token is made up.
+        fs::remove_file(&hash_path).unwrap();
+        fs::remove_file(dir.path().join(ADMIN_TOKEN)).unwrap();
+        fs::write(dir.path().join("server.db"), b"").unwrap();
+        let err = init_data_dir(dir.path()).err().expect("refused");
+        assert!(matches!(err, DataDirError::MissingAdminToken(_)), "{err}");
+        assert!(err.to_string().contains("admin-token.sha256"), "{err}");
+        assert!(!dir.path().join(ADMIN_TOKEN).exists());
+        assert!(!hash_path.exists());
     }
 }

@@ -3,7 +3,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::clock::Clock;
 
-/// Per-device token buckets: `rate` requests per second sustained, `burst` at once.
+/// Per-device token buckets: `rate` tokens per second sustained, `burst` at once. A token
+/// is a request, or (the key-package claim budget) a key package handed out.
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
@@ -24,6 +25,12 @@ impl RateLimiter {
 
     /// Takes one token for `key`; false when the bucket is empty.
     pub fn allow(&self, key: &str) -> bool {
+        self.take(key, 1)
+    }
+
+    /// Takes `n` tokens for `key` at once, or none (false) when fewer are left.
+    pub fn take(&self, key: &str, n: usize) -> bool {
+        let n = n as f64;
         let now = self.clock.now_millis();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let (tokens, last) = buckets.entry(key.to_owned()).or_insert((self.burst, now));
@@ -31,8 +38,8 @@ impl RateLimiter {
         let elapsed = (now - *last).max(0) as f64 / 1000.0;
         *tokens = (*tokens + elapsed * self.rate).min(self.burst);
         *last = now.max(*last);
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        if *tokens >= n {
+            *tokens -= n;
             true
         } else {
             false
@@ -51,6 +58,19 @@ mod tests {
         assert!((0..3).all(|_| limiter.allow("a")));
         assert!(!limiter.allow("a"));
         assert!(limiter.allow("b"), "another device has its own bucket");
+    }
+
+    #[test]
+    fn takes_several_tokens_or_none() {
+        let clock = Arc::new(ManualClock::new(0));
+        let limiter = RateLimiter::new(1.0, 5.0, clock.clone());
+        assert!(limiter.take("a", 3));
+        assert!(!limiter.take("a", 3), "two left: three are refused whole");
+        assert!(limiter.take("a", 2), "and the refusal took none");
+        assert!(!limiter.take("a", 1));
+        clock.advance(2_000);
+        assert!(limiter.take("a", 2));
+        assert!(!limiter.take("a", 6), "never more than the burst");
     }
 
     #[test]

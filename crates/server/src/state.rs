@@ -20,6 +20,8 @@ pub struct AppState {
     pub admin_token_hash: [u8; 32],
     pub tracker: GroupTracker,
     pub limiter: RateLimiter,
+    /// Per claiming device, in key packages handed out.
+    pub claim_limiter: RateLimiter,
     pub notifier: Notifier,
     pub clock: Arc<dyn Clock>,
     /// Recently used groups' public state, so a commit need not reload the tree from its
@@ -70,6 +72,11 @@ impl AppState {
     ) -> Self {
         let tracker = GroupTracker::new(OrgIdentityProvider::new(org.public_key()));
         let limiter = RateLimiter::new(config.rate_per_sec, config.rate_burst, clock.clone());
+        let claim_limiter = RateLimiter::new(
+            config.claims_per_hour / 3600.0,
+            config.claim_burst,
+            clock.clone(),
+        );
         let cached = NonZeroUsize::new(config.cached_groups).unwrap_or(NonZeroUsize::MIN);
         Self {
             config,
@@ -78,6 +85,7 @@ impl AppState {
             admin_token_hash,
             tracker,
             limiter,
+            claim_limiter,
             notifier: Notifier::default(),
             clock,
             groups: Mutex::new(LruCache::new(cached)),

@@ -58,6 +58,29 @@ fn harness() -> Harness {
     harness_with(|_| {})
 }
 
+/// A harness whose server reads the time from `clock`.
+fn clocked_harness(
+    clock: Arc<vellum_server::ManualClock>,
+    config: impl FnOnce(&mut ServerConfig),
+) -> Harness {
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), std::env::temp_dir());
+    config(&mut cfg);
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let token_hash: [u8; 32] = Sha256::digest(ADMIN_TOKEN.as_bytes()).into();
+    let state = Arc::new(AppState::with_clock(
+        cfg,
+        store.clone(),
+        OrgSigner::generate(),
+        token_hash,
+        clock,
+    ));
+    Harness {
+        app: app(state.clone()),
+        state,
+        store,
+    }
+}
+
 fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -2248,7 +2271,6 @@ async fn issue8_a_replaced_archiver_is_revoked_and_the_next_needs_the_custodians
         .enroll_with(vellum_wire::RECORDS_USER, body["code"].as_str().unwrap())
         .await;
     h.upload_key_packages(&new, 2).await;
-    // Issue 9: a revoked device is told so (under its own signature), and wipes itself.
     let (status, body) = h.call(&old, "GET", "/v1/policy", None).await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "device_revoked");
     let (status, body) = h
@@ -3205,6 +3227,217 @@ async fn issue8_admin_status_raises_alarms_on_a_stale_or_unwitnessed_checkpoint(
             .contains("vellum_records_checkpoint_age_seconds 61"),
         "{metrics}"
     );
+}
+
+/// The server keeps only the admin token's hash: once the admin took `admin-token` off the
+/// host, the server still starts and the admin API still takes the token, and no file of
+/// the data directory holds it.
+#[tokio::test]
+async fn issue_9_the_admin_token_works_after_it_left_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
+    let create = |token: &str, name: &str| {
+        Request::post("/v1/admin/users")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(json!({ "name": name }).to_string()))
+            .unwrap()
+    };
+    let first = app(AppState::open(config.clone()).unwrap());
+    let token = std::fs::read_to_string(dir.path().join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (status, body) = send(&first, create(&token, "alice")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    drop(first);
+
+    std::fs::remove_file(dir.path().join("admin-token")).unwrap();
+    let restarted = app(AppState::open(config).unwrap());
+    let (status, body) = send(&restarted, create(&token, "bob")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = send(&restarted, create("not the token", "carol")).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let contents = std::fs::read(&path).unwrap();
+        assert!(
+            !contents.windows(token.len()).any(|w| w == token.as_bytes()),
+            "{} holds the admin token",
+            path.display()
+        );
+    }
+}
+
+/// Claims are budgeted per claiming device in key packages handed out: past the budget a
+/// claim is refused whole (nothing of the target consumed), other devices keep their own
+/// budget, and it comes back as the clock moves.
+#[tokio::test]
+async fn issue_9_key_package_claims_are_rate_limited() {
+    let clock = Arc::new(vellum_server::ManualClock::at_system_time());
+    let h = clocked_harness(clock.clone(), |c| {
+        c.claim_burst = 3.0;
+        c.claims_per_hour = 3600.0;
+    });
+    let alice = h.enroll("alice").await;
+    let carol = h.enroll("carol").await;
+    let bob1 = h.enroll("bob").await;
+    let code = {
+        let (status, body) = send(
+            &h.app,
+            admin("POST", "/v1/admin/users/bob/devices", json!({})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["code"].as_str().unwrap().to_owned()
+    };
+    let bob2 = h.enroll_with("bob", &code).await;
+    // Bob's second device is claimed once his first approved it.
+    let identity = h.post_identity(&bob1, "bob").await;
+    h.approve("bob", &bob1, &identity, &bob2).await;
+    h.upload_key_packages(&bob1, 5).await;
+    h.upload_key_packages(&bob2, 5).await;
+    let claim =
+        |who: &TestDevice, body: Value| signed(who, "POST", "/v1/key-packages/claim", Some(body));
+    let counts = || async {
+        (
+            h.store.key_package_count(&bob1.id).await.unwrap().0,
+            h.store.key_package_count(&bob2.id).await.unwrap().0,
+        )
+    };
+
+    let (status, body) = send(&h.app, claim(&alice, json!({ "users": ["bob"] }))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(counts().await, (4, 4));
+    // One key package left in alice's budget; bob's two devices need two.
+    let (status, body) = send(&h.app, claim(&alice, json!({ "users": ["bob"] }))).await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(counts().await, (4, 4), "the refused claim consumed nothing");
+    let one = json!({ "users": [], "devices": [bob1.id] });
+    let (status, body) = send(&h.app, claim(&alice, one.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = send(&h.app, claim(&alice, one.clone())).await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(counts().await, (3, 4));
+    let (status, body) = send(&h.app, claim(&carol, json!({ "users": ["bob"] }))).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "carol has a budget of her own: {body}"
+    );
+    assert_eq!(counts().await, (2, 3));
+
+    clock.advance(999);
+    let (status, body) = send(&h.app, claim(&alice, one.clone())).await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    clock.advance(1_001);
+    let (status, body) = send(&h.app, claim(&alice, json!({ "users": ["bob"] }))).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "two seconds at 1/s give two back: {body}"
+    );
+    assert_eq!(counts().await, (1, 2));
+}
+
+/// A key package is filed once ever: the same one twice in an upload, the upload again
+/// (signed anew), or again after it was claimed, is never handed out a second time.
+#[tokio::test]
+async fn issue_9_key_package_upload_twice_is_refused_or_ignored() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let kp = b64(&bob
+        .mls
+        .generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+        .unwrap()
+        .to_bytes()
+        .unwrap());
+    let upload = |body: Value| async {
+        let (status, response) = h.call(&bob, "POST", "/v1/key-packages", Some(body)).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{response}");
+    };
+    upload(json!({ "key_packages": [kp, kp] })).await;
+    upload(json!({ "key_packages": [kp] })).await;
+    assert_eq!(
+        h.store.key_package_count(&bob.id).await.unwrap(),
+        (1, false)
+    );
+    let claim = || {
+        h.call(
+            &alice,
+            "POST",
+            "/v1/key-packages/claim",
+            Some(json!({ "users": ["bob"] })),
+        )
+    };
+    let (status, body) = claim().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["key_packages"][0]["key_package"], kp.as_str());
+    // After the claim, neither as single-use nor as last-resort.
+    upload(json!({ "key_packages": [kp] })).await;
+    upload(json!({ "key_packages": [], "last_resort": kp })).await;
+    assert_eq!(
+        h.store.key_package_count(&bob.id).await.unwrap(),
+        (0, false)
+    );
+    let (status, body) = claim().await;
+    assert_error(status, &body, StatusCode::CONFLICT, "no_key_package");
+}
+
+/// A revoked device is told so, with a code of its own, but only under its own valid
+/// signature: a request with a bad signature for a revoked id is answered as one for a
+/// live device, so a stranger cannot find out which ids are revoked.
+#[tokio::test]
+async fn issue_9_a_revoked_device_is_told_so_under_its_own_signature() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let carol = h.enroll("carol").await;
+    h.store.revoke_device(&alice.id, now()).await.unwrap();
+
+    for (method, path, body) in [
+        ("GET", "/v1/policy", None),
+        (
+            "POST",
+            "/v1/ack",
+            Some(json!({ "welcomes": [], "cursors": [] })),
+        ),
+    ] {
+        let (status, body) = h.call(&alice, method, path, body).await;
+        assert_error(status, &body, StatusCode::FORBIDDEN, "device_revoked");
+        assert_eq!(body["message"], "this device was revoked");
+    }
+    // Signed by bob's key but naming alice (revoked) or carol (live): the same answer.
+    let forged = |id: &str| {
+        let mut request = signed(&bob, "GET", "/v1/policy", None);
+        request
+            .headers_mut()
+            .insert(AuthHeaders::DEVICE, id.parse().unwrap());
+        request
+    };
+    let revoked = send(&h.app, forged(&alice.id)).await;
+    assert_error(
+        revoked.0,
+        &revoked.1,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    assert_eq!(revoked, send(&h.app, forged(&carol.id)).await);
+    // An unknown device keeps its own answer.
+    let (status, body) = send(&h.app, forged("ghost")).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_eq!(body["message"], "unknown device");
+    // A revoked device is not claimed.
+    let (status, body) = h
+        .call(
+            &bob,
+            "POST",
+            "/v1/key-packages/claim",
+            Some(json!({ "users": [], "devices": [alice.id] })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
 }
 
 // ---- Issue 9: the key directory and device approval. ----

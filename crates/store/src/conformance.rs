@@ -15,6 +15,7 @@ macro_rules! store_conformance_tests {
             log_entries_carry_a_running_hash,
             key_packages_single_use_then_last_resort,
             issue_7_a_key_package_is_filed_once,
+            issue_9_a_revoked_device_is_known_as_revoked_and_never_claimed,
             commits_are_ordered_first_wins,
             messages_are_idempotent_and_members_only,
             delivery_respects_join_removal_and_acks,
@@ -390,6 +391,49 @@ pub async fn issue_7_a_key_package_is_filed_once(store: &impl Store) {
         store.claim_key_package("d1").await.unwrap(),
         Some(b"last".to_vec()),
         "the claimed one did not come back"
+    );
+}
+
+/// A revoked device is neither live nor claimable, but its key stays on file (a request it
+/// signs is told it was revoked); the first revocation's time is kept.
+pub async fn issue_9_a_revoked_device_is_known_as_revoked_and_never_claimed(store: &impl Store) {
+    enroll(store, "d1", "alice").await;
+    enroll(store, "d2", "alice").await;
+    store
+        .add_key_packages("d1", vec![b"kp1".to_vec()], Some(b"last".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.device_status("d1").await.unwrap(),
+        Some((device("d1", "alice"), None))
+    );
+    store.revoke_device("d1", 50).await.unwrap();
+    assert_eq!(store.device("d1").await.unwrap(), None);
+    assert_eq!(
+        store.user_devices("alice").await.unwrap(),
+        vec![device("d2", "alice")]
+    );
+    assert_eq!(
+        store.device_status("d1").await.unwrap(),
+        Some((device("d1", "alice"), Some(50)))
+    );
+    assert_eq!(store.key_package_count("d1").await.unwrap(), (0, false));
+    assert_eq!(store.claim_key_package("d1").await.unwrap(), None);
+    store.revoke_device("d1", 60).await.unwrap();
+    assert_eq!(
+        store.device_status("d1").await.unwrap().unwrap().1,
+        Some(50),
+        "revoking again keeps the first time"
+    );
+    assert!(matches!(
+        store.revoke_device("nobody", 60).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(store.device_status("nobody").await.unwrap(), None);
+    assert_eq!(
+        store.device_status("d2").await.unwrap(),
+        Some((device("d2", "alice"), None)),
+        "the user's other device is untouched"
     );
 }
 

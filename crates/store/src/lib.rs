@@ -302,6 +302,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<DeviceState>;
     /// A registered device that is not revoked.
     async fn device(&self, device_id: &str) -> Result<Option<Device>>;
+    /// A registered device, revoked or not, and when it was revoked (Unix seconds): a
+    /// request a revoked device signed is told so.
+    async fn device_status(&self, device_id: &str) -> Result<Option<(Device, Option<i64>)>>;
     /// The user's devices that are not revoked.
     async fn user_devices(&self, user: &str) -> Result<Vec<Device>>;
     /// A registered device, revoked or not, with its state.

@@ -801,6 +801,27 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn device_status(&self, device_id: &str) -> Result<Option<(Device, Option<i64>)>> {
+        let device_id = device_id.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT device_id, user, signature_key, revoked_at FROM devices WHERE device_id = ?1",
+                [device_id],
+                |r| {
+                    let device = Device {
+                        device_id: r.get(0)?,
+                        user: r.get(1)?,
+                        signature_key: r.get(2)?,
+                    };
+                    Ok((device, r.get(3)?))
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn user_devices(&self, user: &str) -> Result<Vec<Device>> {
         let user = user.to_owned();
         self.read(move |c| {
@@ -1542,13 +1563,7 @@ impl Store for SqliteStore {
                 ));
             };
             if let Some(old) = &config.archiver_device {
-                tx.execute(
-                    "UPDATE devices SET revoked_at = ?2 WHERE device_id = ?1",
-                    params![old, now],
-                )
-                .map_err(backend)?;
-                tx.execute("DELETE FROM key_packages WHERE device_id = ?1", [old])
-                    .map_err(backend)?;
+                revoke_in(&tx, old, now)?;
             }
             // Codes issued earlier for the archiver must not enroll a second one later.
             tx.execute(

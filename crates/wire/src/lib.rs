@@ -54,6 +54,9 @@ pub mod codes {
     /// A record chat whose archiver is no longer the org's (it was replaced): a member
     /// switches it to the archiver the custodians bound before anything more is said.
     pub const ARCHIVER_REPLACED: &str = "archiver_replaced";
+    /// The device that signed the request was revoked (answered only to a request with its
+    /// valid signature): it is no longer part of the org and should wipe itself.
+    pub const DEVICE_REVOKED: &str = "device_revoked";
     pub const INTERNAL: &str = "internal";
     /// The request's timestamp is from before the server started: nonces seen before then
     /// are forgotten, so it cannot be checked for a replay. Sign it again with a timestamp
@@ -76,8 +79,6 @@ pub mod codes {
     pub const CHECKPOINT_FORK: &str = "checkpoint_fork";
     /// No archiver is bound by the custodians yet.
     pub const RECORDS_NOT_BOUND: &str = "records_not_bound";
-    /// 403: the device was revoked (by its user or an administrator); it should wipe itself.
-    pub const DEVICE_REVOKED: &str = "device_revoked";
     /// 403: the device is waiting for approval by a device of its user.
     pub const DEVICE_PENDING: &str = "device_pending";
     /// 422: a directory change that breaks the directory's rules (bad signature, unknown

@@ -14,7 +14,8 @@ use vellum_mls::mls_rs::storage_provider::in_memory::{
 use vellum_mls::mls_rs::{ExtensionList, MlsMessage};
 use vellum_mls::{device_client, DeviceClient, DeviceKey, OrgIdentityProvider, OrgSigner};
 use vellum_wire::{
-    ClaimKeyPackages, ClaimedKeyPackages, CreateGroup, GroupCreated, PostCommit, B64,
+    ClaimKeyPackages, ClaimedKeyPackages, CreateGroup, GroupCreated, PostCommit,
+    PostDirectoryChange, B64,
 };
 
 use crate::harness::*;
@@ -166,6 +167,20 @@ fn issue8_a_second_archiver_device_is_refused_by_the_server_and_by_clients() {
     let mallory = evil.device(&mut server, "mallory", "mallory-device");
     let rt = runtime();
     let (mut group, commits) = rt.block_on(async {
+        // A new user may start an identity of their own (issue 9): mallory is a member the
+        // key directory vouches for, as any user the server makes can be.
+        let identity = vellum_directory::IdentityKey::generate();
+        let device = vellum_directory::DeviceRef {
+            device_id: mallory.id.clone(),
+            signature_key: mallory.key.public_key(),
+        };
+        let change = PostDirectoryChange {
+            change: serde_json::to_value(identity.identity_change("mallory", device)).unwrap(),
+        };
+        let _: vellum_wire::DirectoryAppended = mallory
+            .call(&server, Method::POST, "/v1/directory/changes", &change)
+            .await
+            .unwrap();
         let claimed: ClaimedKeyPackages = mallory
             .call(
                 &server,
@@ -493,6 +508,18 @@ fn issue8_a_record_chat_waits_for_the_custodians_binding() {
     assert!(
         shown.contains("(records archive (sealed, 2 of 3 custodians))"),
         "{shown}"
+    );
+    // Issue 9: per device, the bound archiver is the records archive, everyone else a member.
+    let devices = alice.json(&["chat", "members", "kept", "--devices", "--json"]);
+    let states: Vec<(&str, &str)> = devices
+        .iter()
+        .map(|d| (d["user"].as_str().unwrap(), d["state"].as_str().unwrap()))
+        .collect();
+    assert!(
+        states.contains(&("records", "records archive"))
+            && states.contains(&("alice", "member"))
+            && states.contains(&("bob", "member")),
+        "{devices:?}"
     );
     // The binding is kept with the archive, beside records.pub's custodians' key.
     assert!(archiver

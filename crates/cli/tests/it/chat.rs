@@ -61,7 +61,10 @@ fn issue_2_group_chat_end_to_end_over_the_cli() {
     alice.ok(&["chat", "remove", "field-ops", "carol"]);
     alice.ok(&["send", "field-ops", "after carol left"]);
     bob.ok(&["sync"]);
-    assert!(carol.json(&["sync", "--json"]).is_empty());
+    // Her last sync of the chat shows her removal (issue 9), and nothing after it.
+    let removal = carol.json(&["sync", "--json"]);
+    assert_eq!(removal.len(), 1, "{removal:?}");
+    assert_eq!(removal[0]["text"], "carol was removed by alice");
     assert_eq!(bob.texts("field-ops").last().unwrap(), "after carol left");
     assert!(!carol
         .texts("field-ops")

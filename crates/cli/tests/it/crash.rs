@@ -102,6 +102,7 @@ fn issue_2_unconfirmed_sends_are_retried_and_stored_once() {
             burn_at: None,
             archived_leaf: None,
             salt: None,
+            event: None,
         })
         .unwrap();
     drop(store);

@@ -8,6 +8,7 @@ mod chat;
 mod crash;
 mod directory;
 mod escape;
+mod membership;
 mod monitor;
 mod receipts;
 mod records;

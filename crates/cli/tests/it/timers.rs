@@ -209,7 +209,8 @@ fn issue_3_timer_rules_bounds_defaults_and_overrides() {
         alice.events("team"),
         vec![
             "This chat is transitory: its messages are not kept as records",
-            "alice set messages to disappear after 1 day"
+            "alice set messages to disappear after 1 day",
+            "alice added bob"
         ]
     );
     alice.ok(&["send", "team", "before the change"]);

@@ -105,13 +105,14 @@ async fn check_has_key_package(
 
 /// Claims one key package for every device of each user (other than the caller), and one
 /// for each device named. For the user `records` only the org's archiver device is claimed.
-/// Devices waiting for approval are never claimed.
+/// Devices waiting for approval are never claimed. Each device has a budget of key
+/// packages it may claim (429 `rate_limited` past it).
 #[utoipa::path(post, path = "/v1/key-packages/claim", tag = "key-packages",
     request_body = ClaimKeyPackages,
     security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
     responses(
         (status = 200, description = "Claimed", body = ClaimedKeyPackages),
-        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "4XX", description = "Refused (see code; 429: this device's claim budget is spent)", body = ErrorBody),
         (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
     ))]
 pub async fn claim(
@@ -173,6 +174,18 @@ pub async fn claim(
     }
     let mut seen = std::collections::HashSet::new();
     targets.retain(|d| seen.insert(d.device_id.clone()));
+    // Each key package handed out is one another device can no longer give anyone: a
+    // device's claims are budgeted in key packages, and a claim over budget takes none.
+    if !state.claim_limiter.take(&me.device_id, targets.len()) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            codes::RATE_LIMITED,
+            format!(
+                "this device has claimed too many key packages ({} asked); try again later",
+                targets.len()
+            ),
+        ));
+    }
     let mut key_packages = Vec::with_capacity(targets.len());
     for device in targets {
         let kp = state

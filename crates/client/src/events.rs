@@ -1,0 +1,422 @@
+//! Typed chat events: what a member's history says happened in a chat, above all who joined
+//! and left it (issue 9, "no silent readers"). Each event row of the history carries one,
+//! stored as JSON beside its sentence; rows written before there were typed events read back
+//! as [`ChatEvent::Notice`] of their text.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use vellum_mls::mls_rs::group::proposal::Proposal;
+use vellum_mls::mls_rs::group::{CommitEffect, CommitMessageDescription};
+use vellum_mls::{ChatPolicy, DeviceCertificate};
+
+use crate::{Client, Error, Member, MessageRow};
+
+/// One thing that happened in a chat, as `sync`, `watch` and `history` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChatEvent {
+    /// `user` had no device in the chat and now has some, added by `by`.
+    MemberAdded { by: String, user: String },
+    /// `user`'s last device left the chat, removed by `by`.
+    MemberRemoved { by: String, user: String },
+    /// `user` took their own last device out of the chat.
+    MemberLeft { user: String },
+    /// `user`, already in the chat, gained device `device_id`.
+    DeviceAdded {
+        by: String,
+        user: String,
+        device_id: String,
+    },
+    /// `user` lost device `device_id` and keeps others in the chat.
+    DeviceRemoved {
+        by: String,
+        user: String,
+        device_id: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// `by` changed the chat's default timers.
+    TimersChanged {
+        by: String,
+        expire_secs: Option<u64>,
+        burn_secs: Option<u64>,
+    },
+    /// `by` deleted one of their messages for everyone.
+    MessageDeleted { by: String },
+    /// The administrator reset `user`'s identity key (the key directory says so).
+    IdentityReset { user: String },
+    /// The key directory says `user`'s device `device_id` was revoked.
+    DeviceRevoked { user: String, device_id: String },
+    /// A device the key directory does not vouch for was taken out of the chat.
+    UnvouchedDeviceRemoved {
+        user: String,
+        device_id: String,
+        reason: String,
+    },
+    /// Something is wrong with the key directory (a fork, a rollback, a broken rule).
+    DirectoryAlarm { text: String },
+    /// Anything else, as a sentence: the chat's class, a conversion, legal holds, records
+    /// warnings, and every event of a version before typed events.
+    Notice { text: String },
+}
+
+/// A device id as events print it: enough to tell devices apart, short enough to read.
+pub(crate) fn short_device(device_id: &str) -> String {
+    match device_id.char_indices().nth(8) {
+        Some((end, _)) => format!("{}…", &device_id[..end]),
+        None => device_id.to_owned(),
+    }
+}
+
+impl ChatEvent {
+    /// The event as one sentence ("alice added carol").
+    pub fn text(&self) -> String {
+        match self {
+            ChatEvent::MemberAdded { by, user } => format!("{by} added {user}"),
+            ChatEvent::MemberRemoved { by, user } => format!("{user} was removed by {by}"),
+            ChatEvent::MemberLeft { user } => format!("{user} left"),
+            ChatEvent::DeviceAdded {
+                by,
+                user,
+                device_id,
+            } if by == user => format!("{user} added a device ({})", short_device(device_id)),
+            ChatEvent::DeviceAdded {
+                by,
+                user,
+                device_id,
+            } => format!(
+                "{by} added a device of {user} ({})",
+                short_device(device_id)
+            ),
+            ChatEvent::DeviceRemoved {
+                by,
+                user,
+                device_id,
+                reason,
+            } => {
+                let device = short_device(device_id);
+                let sentence = if by == user {
+                    format!("{user} removed their device {device}")
+                } else {
+                    format!("{user}'s device {device} was removed by {by}")
+                };
+                match reason {
+                    Some(reason) => format!("{sentence} ({reason})"),
+                    None => sentence,
+                }
+            }
+            ChatEvent::TimersChanged {
+                by,
+                expire_secs,
+                burn_secs,
+            } => {
+                let policy = ChatPolicy {
+                    expire_secs: *expire_secs,
+                    burn_secs: *burn_secs,
+                };
+                format!("{by} set {}", policy.describe())
+            }
+            ChatEvent::MessageDeleted { by } => format!("{by} deleted a message"),
+            ChatEvent::IdentityReset { user } => {
+                format!("{user}'s identity was reset by the administrator")
+            }
+            ChatEvent::DeviceRevoked { user, device_id } => {
+                format!("{user}'s device {} was revoked", short_device(device_id))
+            }
+            ChatEvent::UnvouchedDeviceRemoved {
+                user,
+                device_id,
+                reason,
+            } => format!(
+                "{user}'s device {} was removed: {reason}",
+                short_device(device_id)
+            ),
+            ChatEvent::DirectoryAlarm { text } | ChatEvent::Notice { text } => text.clone(),
+        }
+    }
+}
+
+/// The membership events of one commit by `by` (a user), from the chat's devices before and
+/// after it: per user, in user order, one event for a user who came or went as a whole, else
+/// one per device added or removed.
+pub(crate) fn membership_events(by: &str, before: &[Member], after: &[Member]) -> Vec<ChatEvent> {
+    let mut users: BTreeMap<&str, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
+    for m in before {
+        users.entry(&m.user).or_default().0.push(&m.device_id);
+    }
+    for m in after {
+        users.entry(&m.user).or_default().1.push(&m.device_id);
+    }
+    let mut events = Vec::new();
+    for (user, (had, has)) in users {
+        let (by, user) = (by.to_owned(), user.to_owned());
+        match (had.is_empty(), has.is_empty()) {
+            (true, false) => events.push(ChatEvent::MemberAdded { by, user }),
+            (false, true) if by == user => events.push(ChatEvent::MemberLeft { user }),
+            (false, true) => events.push(ChatEvent::MemberRemoved { by, user }),
+            _ => {
+                for device in has.iter().filter(|d| !had.contains(d)) {
+                    events.push(ChatEvent::DeviceAdded {
+                        by: by.clone(),
+                        user: user.clone(),
+                        device_id: (*device).to_owned(),
+                    });
+                }
+                for device in had.iter().filter(|d| !has.contains(d)) {
+                    events.push(ChatEvent::DeviceRemoved {
+                        by: by.clone(),
+                        user: user.clone(),
+                        device_id: (*device).to_owned(),
+                        reason: None,
+                    });
+                }
+            }
+        }
+    }
+    events
+}
+
+/// The membership events of a commit this device processed, from the verified rosters (leaf
+/// index, certificate) before and after it. The committer is named from `before`, where its
+/// leaf is. When the commit removes this device, its group stays at the old epoch and `after`
+/// is not looked at: the devices after are those before but the leaves the commit removed.
+pub(crate) fn commit_events(
+    before: &[(u32, DeviceCertificate)],
+    after: &[(u32, DeviceCertificate)],
+    commit: &CommitMessageDescription,
+) -> Vec<ChatEvent> {
+    let devices = |roster: &mut dyn Iterator<Item = &(u32, DeviceCertificate)>| -> Vec<Member> {
+        roster
+            .map(|(_, c)| Member {
+                user: c.user.clone(),
+                device_id: c.device_id.clone(),
+            })
+            .collect()
+    };
+    let by = before
+        .iter()
+        .find(|(index, _)| *index == commit.committer)
+        .map_or("someone", |(_, c)| c.user.as_str());
+    let after = match &commit.effect {
+        CommitEffect::Removed { new_epoch, .. } => {
+            let removed: Vec<u32> = new_epoch
+                .applied_proposals
+                .iter()
+                .filter_map(|p| match &p.proposal {
+                    Proposal::Remove(remove) => Some(remove.to_remove()),
+                    _ => None,
+                })
+                .collect();
+            devices(&mut before.iter().filter(|(i, _)| !removed.contains(i)))
+        }
+        _ => devices(&mut after.iter()),
+    };
+    membership_events(by, &devices(&mut before.iter()), &after)
+}
+
+impl Client {
+    /// Records each of a commit's membership `events` in the chat's history at the commit's
+    /// log position, by the committer; returns the rows for `sync` to show.
+    pub(crate) fn record_membership_events(
+        &self,
+        group_id: &str,
+        seq: u64,
+        events: Vec<ChatEvent>,
+    ) -> Result<Vec<MessageRow>, Error> {
+        events
+            .into_iter()
+            .map(|event| {
+                let who = match &event {
+                    ChatEvent::MemberAdded { by, .. }
+                    | ChatEvent::MemberRemoved { by, .. }
+                    | ChatEvent::DeviceAdded { by, .. }
+                    | ChatEvent::DeviceRemoved { by, .. } => by.clone(),
+                    ChatEvent::MemberLeft { user } => user.clone(),
+                    _ => String::new(),
+                };
+                self.typed_event_row(group_id, Some(seq), &who, event)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(user: &str, device: &str) -> Member {
+        Member {
+            user: user.into(),
+            device_id: device.into(),
+        }
+    }
+
+    #[test]
+    fn issue_9_every_membership_change_is_one_event() {
+        let before = [
+            member("alice", "a1"),
+            member("bob", "b1"),
+            member("dave", "d1"),
+            member("dave", "d2"),
+            member("erin", "e1"),
+            member("erin", "e2"),
+        ];
+        let after = [
+            member("alice", "a1"),
+            member("bob", "b1"),
+            member("bob", "b2"),
+            member("carol", "c1"),
+            member("carol", "c2"),
+            member("erin", "e1"),
+        ];
+        assert_eq!(
+            membership_events("alice", &before, &after),
+            vec![
+                ChatEvent::DeviceAdded {
+                    by: "alice".into(),
+                    user: "bob".into(),
+                    device_id: "b2".into()
+                },
+                // Two devices, one person: one event.
+                ChatEvent::MemberAdded {
+                    by: "alice".into(),
+                    user: "carol".into()
+                },
+                ChatEvent::MemberRemoved {
+                    by: "alice".into(),
+                    user: "dave".into()
+                },
+                ChatEvent::DeviceRemoved {
+                    by: "alice".into(),
+                    user: "erin".into(),
+                    device_id: "e2".into(),
+                    reason: None
+                },
+            ]
+        );
+        assert_eq!(
+            membership_events("dave", &before[..4], &before[..2]),
+            vec![ChatEvent::MemberLeft {
+                user: "dave".into()
+            }]
+        );
+        assert!(
+            membership_events("alice", &before, &before).is_empty(),
+            "a commit that changes no membership (timers, keys) is no membership event"
+        );
+    }
+
+    #[test]
+    fn issue_9_events_read_as_sentences_and_typed_json() {
+        let cases = [
+            (
+                ChatEvent::MemberAdded {
+                    by: "alice".into(),
+                    user: "carol".into(),
+                },
+                "alice added carol",
+                r#"{"type":"member_added","by":"alice","user":"carol"}"#,
+            ),
+            (
+                ChatEvent::MemberRemoved {
+                    by: "alice".into(),
+                    user: "dave".into(),
+                },
+                "dave was removed by alice",
+                r#"{"type":"member_removed","by":"alice","user":"dave"}"#,
+            ),
+            (
+                ChatEvent::MemberLeft {
+                    user: "carol".into(),
+                },
+                "carol left",
+                r#"{"type":"member_left","user":"carol"}"#,
+            ),
+            (
+                ChatEvent::DeviceAdded {
+                    by: "bob".into(),
+                    user: "bob".into(),
+                    device_id: "1a2b3c4d5e6f".into(),
+                },
+                "bob added a device (1a2b3c4d…)",
+                r#"{"type":"device_added","by":"bob","user":"bob","device_id":"1a2b3c4d5e6f"}"#,
+            ),
+            (
+                ChatEvent::DeviceRemoved {
+                    by: "alice".into(),
+                    user: "bob".into(),
+                    device_id: "1a2b3c4d5e6f".into(),
+                    reason: None,
+                },
+                "bob's device 1a2b3c4d… was removed by alice",
+                r#"{"type":"device_removed","by":"alice","user":"bob","device_id":"1a2b3c4d5e6f","reason":null}"#,
+            ),
+            (
+                ChatEvent::DeviceRemoved {
+                    by: "alice".into(),
+                    user: "bob".into(),
+                    device_id: "b1".into(),
+                    reason: Some("revoked".into()),
+                },
+                "bob's device b1 was removed by alice (revoked)",
+                r#"{"type":"device_removed","by":"alice","user":"bob","device_id":"b1","reason":"revoked"}"#,
+            ),
+            (
+                ChatEvent::TimersChanged {
+                    by: "alice".into(),
+                    expire_secs: Some(86_400),
+                    burn_secs: None,
+                },
+                "alice set messages to disappear after 1 day",
+                r#"{"type":"timers_changed","by":"alice","expire_secs":86400,"burn_secs":null}"#,
+            ),
+            (
+                ChatEvent::MessageDeleted { by: "bob".into() },
+                "bob deleted a message",
+                r#"{"type":"message_deleted","by":"bob"}"#,
+            ),
+            (
+                ChatEvent::IdentityReset { user: "bob".into() },
+                "bob's identity was reset by the administrator",
+                r#"{"type":"identity_reset","user":"bob"}"#,
+            ),
+            (
+                ChatEvent::DeviceRevoked {
+                    user: "bob".into(),
+                    device_id: "1a2b3c4d5e6f".into(),
+                },
+                "bob's device 1a2b3c4d… was revoked",
+                r#"{"type":"device_revoked","user":"bob","device_id":"1a2b3c4d5e6f"}"#,
+            ),
+            (
+                ChatEvent::UnvouchedDeviceRemoved {
+                    user: "bob".into(),
+                    device_id: "b9".into(),
+                    reason: "not in the key directory".into(),
+                },
+                "bob's device b9 was removed: not in the key directory",
+                r#"{"type":"unvouched_device_removed","user":"bob","device_id":"b9","reason":"not in the key directory"}"#,
+            ),
+            (
+                ChatEvent::DirectoryAlarm {
+                    text: "the key directory forked".into(),
+                },
+                "the key directory forked",
+                r#"{"type":"directory_alarm","text":"the key directory forked"}"#,
+            ),
+            (
+                ChatEvent::Notice {
+                    text: "The legal hold was released".into(),
+                },
+                "The legal hold was released",
+                r#"{"type":"notice","text":"The legal hold was released"}"#,
+            ),
+        ];
+        for (event, text, json) in cases {
+            assert_eq!(event.text(), text);
+            assert_eq!(serde_json::to_string(&event).unwrap(), json);
+            assert_eq!(serde_json::from_str::<ChatEvent>(json).unwrap(), event);
+        }
+    }
+}
