@@ -6,6 +6,7 @@ mod harness;
 mod binding;
 mod chat;
 mod crash;
+mod devices;
 mod escape;
 mod monitor;
 mod receipts;
