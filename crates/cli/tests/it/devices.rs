@@ -407,3 +407,46 @@ fn issue_9_admin_lists_and_revokes_a_users_devices() {
     );
     assert_eq!(own(&alice)["state"], "approved");
 }
+
+/// A deployment from before the key directory (tests/fixtures/v0.1.0: alice's and bob's
+/// devices, given a fresh org key file since the fixture keeps none): each user's earliest
+/// device makes the identity at its first `devices` and is approved from then on.
+#[test]
+fn issue_9_at_upgrade_the_earliest_device_makes_its_users_identity() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/v0.1.0");
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("expected.json")).unwrap()).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("server-data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(fixture.join("server/server.db"), data.join("server.db")).unwrap();
+    std::fs::write(data.join("org.key"), [7u8; 32]).unwrap();
+    let server = Server::start(root.path());
+    for user in ["alice", "bob"] {
+        let home = root.path().join(user);
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::copy(fixture.join(user).join("vellum.db"), home.join("vellum.db")).unwrap();
+        rusqlite::Connection::open(home.join("vellum.db"))
+            .unwrap()
+            .execute(
+                "UPDATE profile SET value = ?1 WHERE key = 'server'",
+                [server.url.as_bytes()],
+            )
+            .unwrap();
+        let device = Device { home };
+        let id = expected["devices"][user].as_str().unwrap();
+        let listed = String::from_utf8(
+            run_ok(admin(&server).args(["device", "list", user, "--json"])).stdout,
+        )
+        .unwrap();
+        assert!(listed.contains("\"legacy\""), "listed at upgrade: {listed}");
+        let me = own(&device);
+        assert_eq!(
+            (me["device_id"].as_str(), me["state"].as_str()),
+            (Some(id), Some("approved")),
+            "{me}"
+        );
+        assert!(me["warning"].is_null(), "{me}");
+        assert_eq!(state_of(&device, id), "approved", "and stays so");
+    }
+}
