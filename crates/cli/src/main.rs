@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use reqwest::Method;
-use vellum_client::{Api, ChatClass, Client, MessageTimers};
+use vellum_client::{Api, ApprovalStep, ChatClass, Client, MessageTimers, Revocation};
 use vellum_mls::ChatPolicy;
 use vellum_wire::{
-    timer, CreateUserRequest, EnrollmentCode, HoldAction, OrgPolicy, OrgPolicyUpdate,
+    timer, CreateUserRequest, DeviceList, EnrollmentCode, HoldAction, OrgPolicy, OrgPolicyUpdate,
+    ResetScheduled,
 };
 
 use output::Output;
@@ -56,6 +57,14 @@ enum Command {
     /// Create, change and inspect chats.
     #[command(subcommand)]
     Chat(ChatCommand),
+    /// List your devices (state, enrolled, last seen); on a device waiting for approval,
+    /// also its verification code. Subcommands approve, revoke, veto a reset.
+    Devices {
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        command: Option<DevicesCommand>,
+    },
     /// Send a text message.
     Send {
         chat: String,
@@ -178,6 +187,23 @@ enum Command {
     Witness(witness::WitnessArgs),
 }
 
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// Approve a new device of yours. Without --code: starts the exchange (step 1); then
+    /// run `vellum devices` on the new device (step 2) and type the code it shows here with
+    /// --code (step 3). A wrong code approves nothing.
+    Approve {
+        device_id: String,
+        #[arg(long)]
+        code: Option<String>,
+    },
+    /// Revoke one of your devices: published in the key directory, and removed from your
+    /// chats. Revoking this device wipes its profile.
+    Revoke { device_id: String },
+    /// Stop the administrator's pending reset of your identity.
+    VetoReset,
+}
+
 #[derive(Args)]
 struct AdminArgs {
     #[arg(long)]
@@ -265,6 +291,10 @@ enum PolicyCommand {
         /// witnessed, is an alarm: seconds, or a duration (10m).
         #[arg(long = "receipt-alarm", value_name = "SECS|DUR")]
         receipt_alarm: Option<String>,
+        /// How long `admin user reset` waits (any device of the user may veto it
+        /// meanwhile): seconds, or a duration (72h).
+        #[arg(long = "reset-wait", value_name = "SECS|DUR")]
+        reset_wait: Option<String>,
     },
 }
 
@@ -272,12 +302,24 @@ enum PolicyCommand {
 enum UserCommand {
     /// Create a user; prints a single-use enrollment code on the last line.
     Add { name: String },
+    /// Reset the identity of a user who lost every device: it takes effect after the org's
+    /// reset wait unless a device of the user vetoes it, and revokes all their devices.
+    Reset { name: String },
 }
 
 #[derive(Subcommand)]
 enum DeviceCommand {
     /// Issue an enrollment code for another device of an existing user.
     Add { user: String },
+    /// List a user's devices.
+    List {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a device of a user (published in the key directory; the device wipes itself
+    /// when it next reaches the server).
+    Revoke { name: String, device_id: String },
 }
 
 #[derive(Subcommand)]
@@ -384,11 +426,22 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Admin(args) => admin(args).await?,
         Command::Enroll { server, user, code } => {
             let client = Client::enroll(&home(&cli.home)?, &server, &user, &code).await?;
-            println!(
-                "enrolled {} as device {}",
-                client.user(),
-                client.device_id()
-            );
+            let (user, id) = (client.user(), client.device_id());
+            println!("enrolled {user} as device {id}");
+            if user != vellum_wire::RECORDS_USER && !client.holds_identity()? {
+                println!("pending approval by an approved device of {user}; it receives nothing until then:");
+                println!("  1. on the approved device: vellum devices approve {id}");
+                println!(
+                    "  2. on this device:         vellum devices    (shows the verification code)"
+                );
+                println!("  3. on the approved device: vellum devices approve {id} --code CODE");
+            }
+            // Scripts read the id from the last line.
+            println!("{id}");
+        }
+        Command::Devices { json, command } => {
+            let mut client = Client::open(&home(&cli.home)?)?;
+            devices(&mut client, json, command).await?;
         }
         Command::Chat(command) => {
             let mut client = Client::open(&home(&cli.home)?)?;
@@ -538,6 +591,55 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// A `SECS|DUR` option of at least a second: 600, 10m, 72h.
+fn seconds(flag: &str, value: Option<&str>) -> Result<Option<u64>> {
+    value
+        .map(|v| match v.parse::<u64>() {
+            Ok(0) => bail!("{flag} must be at least 1 second"),
+            Ok(secs) => Ok(secs),
+            Err(_) => Ok(timer::parse_duration(v)?),
+        })
+        .transpose()
+}
+
+/// `vellum devices …`.
+async fn devices(client: &mut Client, json: bool, command: Option<DevicesCommand>) -> Result<()> {
+    match command {
+        None => Output::new(json).devices(&client.devices().await?)?,
+        Some(DevicesCommand::Approve { device_id, code }) => {
+            match client.approve_device(&device_id, code.as_deref()).await? {
+                ApprovalStep::Started { device_id } => {
+                    println!("started approving device {device_id}");
+                    println!("now run `vellum devices` on device {device_id} and read the verification code it shows,");
+                    println!("then here: vellum devices approve {device_id} --code CODE");
+                }
+                ApprovalStep::Approved { device_id, chats } => {
+                    println!("approved device {device_id}; added it to {chats} chat(s)")
+                }
+            }
+        }
+        Some(DevicesCommand::Revoke { device_id }) => match client.revoke_device(&device_id).await?
+        {
+            Revocation::Other { device_id, chats } => {
+                println!("revoked device {device_id}; removed it from {chats} chat(s)")
+            }
+            Revocation::ThisDevice => {
+                println!("revoked this device: its profile has been wiped")
+            }
+        },
+        Some(DevicesCommand::VetoReset) => {
+            let vetoed = client.veto_reset().await?;
+            println!(
+                "vetoed the reset of {}'s identity (request {}, due at {})",
+                client.user(),
+                vetoed.request_id,
+                output::rfc3339_secs(vetoed.effective_at)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A `DUR` option: 30s, 10m, 12h, 7d, 2w.
 fn duration(value: Option<&str>) -> Result<Option<u64>> {
     value
@@ -589,6 +691,45 @@ async fn admin(args: AdminArgs) -> Result<()> {
             let path = format!("/v1/admin/users/{user}/devices");
             api.call(Method::POST, &path, None::<&()>, None, token)
                 .await?
+        }
+        AdminCommand::Device(DeviceCommand::List { name, json }) => {
+            let path = format!("/v1/admin/users/{name}/devices");
+            let list: DeviceList = api
+                .call(Method::GET, &path, None::<&()>, None, token)
+                .await?;
+            let out = Output::new(json);
+            for d in list.devices {
+                out.device(&vellum_client::DeviceEntry {
+                    device_id: d.device_id,
+                    state: d.state,
+                    enrolled_at: Some(d.enrolled_at),
+                    last_seen: d.last_seen,
+                    this_device: false,
+                    code: None,
+                    warning: None,
+                });
+            }
+            return Ok(());
+        }
+        AdminCommand::Device(DeviceCommand::Revoke { name, device_id }) => {
+            let path = format!("/v1/admin/users/{name}/devices/{device_id}/revoke");
+            let _: serde::de::IgnoredAny = api
+                .call(Method::POST, &path, None::<&()>, None, token)
+                .await?;
+            println!("revoked device {device_id} of {name}: it is published in the key directory, every chat drops it, and it wipes itself when it next reaches the server");
+            return Ok(());
+        }
+        AdminCommand::User(UserCommand::Reset { name }) => {
+            let path = format!("/v1/admin/users/{name}/reset");
+            let reset: ResetScheduled = api
+                .call(Method::POST, &path, None::<&()>, None, token)
+                .await?;
+            println!(
+                "{0}'s identity will be reset at {1} unless a device of {0} vetoes it",
+                reset.user,
+                output::rfc3339_secs(reset.effective_at)
+            );
+            return Ok(());
         }
         AdminCommand::Status { json } => {
             let status: vellum_wire::AdminStatus = api
@@ -683,6 +824,7 @@ async fn admin(args: AdminArgs) -> Result<()> {
             allow_transitory,
             on_hold,
             receipt_alarm,
+            reset_wait,
         }) => {
             // `off` clears a maximum, which the API spells 0.
             let update = OrgPolicyUpdate {
@@ -699,15 +841,8 @@ async fn admin(args: AdminArgs) -> Result<()> {
                         other => bail!("--on-hold is suspend-timers or convert, not {other:?}"),
                     })
                     .transpose()?,
-                receipt_alarm_secs: receipt_alarm
-                    .as_deref()
-                    .map(|v| match v.parse::<u64>() {
-                        Ok(0) => bail!("--receipt-alarm must be at least 1 second"),
-                        Ok(secs) => Ok(secs),
-                        Err(_) => Ok(timer::parse_duration(v)?),
-                    })
-                    .transpose()?,
-                reset_wait_secs: None,
+                receipt_alarm_secs: seconds("--receipt-alarm", receipt_alarm.as_deref())?,
+                reset_wait_secs: seconds("--reset-wait", reset_wait.as_deref())?,
             };
             if update.max_expire_secs.is_none()
                 && update.max_burn_secs.is_none()
@@ -716,15 +851,16 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 && update.allow_transitory.is_none()
                 && update.on_hold.is_none()
                 && update.receipt_alarm_secs.is_none()
+                && update.reset_wait_secs.is_none()
             {
-                bail!("nothing to set: give --max-expire, --max-burn-on-read, --allow-no-expiry, --default-class, --allow-transitory, --on-hold or --receipt-alarm");
+                bail!("nothing to set: give --max-expire, --max-burn-on-read, --allow-no-expiry, --default-class, --allow-transitory, --on-hold, --receipt-alarm or --reset-wait");
             }
             let policy: OrgPolicy = api
                 .call(Method::PUT, "/v1/admin/policy", Some(&update), None, token)
                 .await?;
             let show = |v: Option<u64>| v.map_or("none".to_string(), timer::describe);
             println!(
-                "max expiration: {}; max burn-on-read: {}; chats without expiry: {}; receipt alarm after {}",
+                "max expiration: {}; max burn-on-read: {}; chats without expiry: {}; receipt alarm after {}; identity resets wait {}",
                 show(policy.max_expire_secs),
                 show(policy.max_burn_secs),
                 if policy.allow_no_expiry {
@@ -732,7 +868,8 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 } else {
                     "not allowed"
                 },
-                timer::describe(policy.receipt_alarm_secs)
+                timer::describe(policy.receipt_alarm_secs),
+                timer::describe(policy.reset_wait_secs)
             );
             return Ok(());
         }
