@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use reqwest::Method;
-use vellum_client::{Api, ChatClass, Client, MessageTimers};
+use vellum_client::{Api, ApprovalStep, ChatClass, Client, MessageTimers, Revocation};
 use vellum_mls::ChatPolicy;
 use vellum_wire::{
-    timer, CreateUserRequest, EnrollmentCode, HoldAction, OrgPolicy, OrgPolicyUpdate,
+    timer, CreateUserRequest, DeviceList, EnrollmentCode, HoldAction, OrgPolicy, OrgPolicyUpdate,
+    ResetScheduled,
 };
 
 use output::Output;
@@ -69,6 +70,14 @@ enum Command {
     /// Create, change and inspect chats.
     #[command(subcommand)]
     Chat(ChatCommand),
+    /// List your devices (state, enrolled, last seen); on a device waiting for approval,
+    /// also its verification code. Subcommands approve, revoke, veto a reset.
+    Devices {
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        command: Option<DevicesCommand>,
+    },
     /// Send a text message.
     Send {
         chat: String,
@@ -191,6 +200,23 @@ enum Command {
     Witness(witness::WitnessArgs),
 }
 
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// Approve a new device of yours. Without --code: starts the exchange (step 1); then
+    /// run `vellum devices` on the new device (step 2) and type the code it shows here with
+    /// --code (step 3). A wrong code approves nothing.
+    Approve {
+        device_id: String,
+        #[arg(long)]
+        code: Option<String>,
+    },
+    /// Revoke one of your devices: published in the key directory, and removed from your
+    /// chats. Revoking this device wipes its profile.
+    Revoke { device_id: String },
+    /// Stop the administrator's pending reset of your identity.
+    VetoReset,
+}
+
 #[derive(Args)]
 struct AdminArgs {
     #[arg(long)]
@@ -278,8 +304,8 @@ enum PolicyCommand {
         /// witnessed, is an alarm: seconds, or a duration (10m).
         #[arg(long = "receipt-alarm", value_name = "SECS|DUR")]
         receipt_alarm: Option<String>,
-        /// How long an administrator's reset of a user's identity waits for a veto by one of
-        /// the user's devices: seconds, or a duration (72h).
+        /// How long `admin user reset` waits (any device of the user may veto it
+        /// meanwhile): seconds, or a duration (72h).
         #[arg(long = "reset-wait", value_name = "SECS|DUR")]
         reset_wait: Option<String>,
     },
@@ -289,9 +315,8 @@ enum PolicyCommand {
 enum UserCommand {
     /// Create a user; prints a single-use enrollment code on the last line.
     Add { name: String },
-    /// Reset a user's identity (every device lost): public in the key directory at once,
-    /// it takes effect after the policy's waiting period unless a device of the user vetoes
-    /// it, and then revokes every device of the user.
+    /// Reset the identity of a user who lost every device: it takes effect after the org's
+    /// reset wait unless a device of the user vetoes it, and revokes all their devices.
     Reset { name: String },
 }
 
@@ -299,14 +324,15 @@ enum UserCommand {
 enum DeviceCommand {
     /// Issue an enrollment code for another device of an existing user.
     Add { user: String },
-    /// A user's devices and their states (approved, pending, legacy, revoked).
+    /// List a user's devices.
     List {
-        user: String,
+        name: String,
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a device: it can no longer sign in or be added, and wipes itself.
-    Revoke { user: String, device_id: String },
+    /// Revoke a device of a user (published in the key directory; the device wipes itself
+    /// when it next reaches the server).
+    Revoke { name: String, device_id: String },
 }
 
 #[derive(Subcommand)]
@@ -427,11 +453,22 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Admin(args) => admin(args).await?,
         Command::Enroll { server, user, code } => {
             let client = Client::enroll(&home(&cli.home)?, &server, &user, &code).await?;
-            println!(
-                "enrolled {} as device {}",
-                client.user(),
-                client.device_id()
-            );
+            let (user, id) = (client.user(), client.device_id());
+            println!("enrolled {user} as device {id}");
+            if user != vellum_wire::RECORDS_USER && !client.holds_identity()? {
+                println!("pending approval by an approved device of {user}; it receives nothing until then:");
+                println!("  1. on the approved device: vellum devices approve {id}");
+                println!(
+                    "  2. on this device:         vellum devices    (shows the verification code)"
+                );
+                println!("  3. on the approved device: vellum devices approve {id} --code CODE");
+            }
+            // Scripts read the id from the last line.
+            println!("{id}");
+        }
+        Command::Devices { json, command } => {
+            let mut client = Client::open(&home(&cli.home)?)?;
+            devices(&mut client, json, command).await?;
         }
         Command::Chat(command) => {
             let mut client = Client::open(&home(&cli.home)?)?;
@@ -581,6 +618,55 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// A `SECS|DUR` option of at least a second: 600, 10m, 72h.
+fn seconds(flag: &str, value: Option<&str>) -> Result<Option<u64>> {
+    value
+        .map(|v| match v.parse::<u64>() {
+            Ok(0) => bail!("{flag} must be at least 1 second"),
+            Ok(secs) => Ok(secs),
+            Err(_) => Ok(timer::parse_duration(v)?),
+        })
+        .transpose()
+}
+
+/// `vellum devices …`.
+async fn devices(client: &mut Client, json: bool, command: Option<DevicesCommand>) -> Result<()> {
+    match command {
+        None => Output::new(json).devices(&client.devices().await?)?,
+        Some(DevicesCommand::Approve { device_id, code }) => {
+            match client.approve_device(&device_id, code.as_deref()).await? {
+                ApprovalStep::Started { device_id } => {
+                    println!("started approving device {device_id}");
+                    println!("now run `vellum devices` on device {device_id} and read the verification code it shows,");
+                    println!("then here: vellum devices approve {device_id} --code CODE");
+                }
+                ApprovalStep::Approved { device_id, chats } => {
+                    println!("approved device {device_id}; added it to {chats} chat(s)")
+                }
+            }
+        }
+        Some(DevicesCommand::Revoke { device_id }) => match client.revoke_device(&device_id).await?
+        {
+            Revocation::Other { device_id, chats } => {
+                println!("revoked device {device_id}; removed it from {chats} chat(s)")
+            }
+            Revocation::ThisDevice => {
+                println!("revoked this device: its profile has been wiped")
+            }
+        },
+        Some(DevicesCommand::VetoReset) => {
+            let vetoed = client.veto_reset().await?;
+            println!(
+                "vetoed the reset of {}'s identity (request {}, due at {})",
+                client.user(),
+                vetoed.request_id,
+                output::rfc3339_secs(vetoed.effective_at)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A `DUR` option: 30s, 10m, 12h, 7d, 2w.
 fn duration(value: Option<&str>) -> Result<Option<u64>> {
     value
@@ -603,17 +689,6 @@ fn class(value: Option<&str>) -> Result<Option<ChatClass>> {
             "record" => Ok(ChatClass::Record),
             "transitory" => Ok(ChatClass::Transitory),
             other => bail!("a chat class is record or transitory, not {other:?}"),
-        })
-        .transpose()
-}
-
-/// A period given as seconds or a duration (10m, 72h), at least a second.
-fn seconds(flag: &str, value: Option<&str>) -> Result<Option<u64>> {
-    value
-        .map(|v| match v.parse::<u64>() {
-            Ok(0) => bail!("{flag} must be at least 1 second"),
-            Ok(secs) => Ok(secs),
-            Err(_) => Ok(timer::parse_duration(v)?),
         })
         .transpose()
 }
@@ -644,43 +719,42 @@ async fn admin(args: AdminArgs) -> Result<()> {
             api.call(Method::POST, &path, None::<&()>, None, token)
                 .await?
         }
-        AdminCommand::Device(DeviceCommand::List { user, json }) => {
-            let path = format!("/v1/admin/users/{user}/devices");
-            let list: vellum_wire::DeviceList = api
+        AdminCommand::Device(DeviceCommand::List { name, json }) => {
+            let path = format!("/v1/admin/users/{name}/devices");
+            let list: DeviceList = api
                 .call(Method::GET, &path, None::<&()>, None, token)
                 .await?;
-            if json {
-                println!("{}", serde_json::to_string(&list)?);
-            } else {
-                for d in &list.devices {
-                    let state = serde_json::to_value(d.state)?;
-                    println!(
-                        "{}  {:<8}  enrolled at unix time {}; last sync: {}",
-                        d.device_id,
-                        state.as_str().unwrap_or("?"),
-                        d.enrolled_at,
-                        d.last_seen
-                            .map_or("never".into(), |t| format!("unix time {t}"))
-                    );
-                }
+            let out = Output::new(json);
+            for d in list.devices {
+                out.device(&vellum_client::DeviceEntry {
+                    device_id: d.device_id,
+                    state: d.state,
+                    enrolled_at: Some(d.enrolled_at),
+                    last_seen: d.last_seen,
+                    this_device: false,
+                    code: None,
+                    warning: None,
+                });
             }
             return Ok(());
         }
-        AdminCommand::Device(DeviceCommand::Revoke { user, device_id }) => {
-            let path = format!("/v1/admin/users/{user}/devices/{device_id}/revoke");
-            api.call::<()>(Method::POST, &path, None::<&()>, None, token)
+        AdminCommand::Device(DeviceCommand::Revoke { name, device_id }) => {
+            let path = format!("/v1/admin/users/{name}/devices/{device_id}/revoke");
+            let _: serde::de::IgnoredAny = api
+                .call(Method::POST, &path, None::<&()>, None, token)
                 .await?;
-            println!("device {device_id} of {user} is revoked");
+            println!("revoked device {device_id} of {name}: it is published in the key directory, every chat drops it, and it wipes itself when it next reaches the server");
             return Ok(());
         }
         AdminCommand::User(UserCommand::Reset { name }) => {
             let path = format!("/v1/admin/users/{name}/reset");
-            let scheduled: vellum_wire::ResetScheduled = api
+            let reset: ResetScheduled = api
                 .call(Method::POST, &path, None::<&()>, None, token)
                 .await?;
             println!(
-                "{}'s identity is reset at unix time {} unless one of their devices vetoes it (request {})",
-                scheduled.user, scheduled.effective_at, scheduled.request_id
+                "{0}'s identity will be reset at {1} unless a device of {0} vetoes it",
+                reset.user,
+                output::rfc3339_secs(reset.effective_at)
             );
             return Ok(());
         }

@@ -5,12 +5,19 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Result;
 use serde_json::json;
 use vellum_client::{
-    ChatRow, Client, LocalStore, Member, MemberDevice, MessageKind, MessageRow, SafetyNumber,
-    Shredded, StoredReceipt,
+    ChatRow, Client, DeviceEntry, DevicesView, LocalStore, Member, MemberDevice, MessageKind,
+    MessageRow, SafetyNumber, Shredded, StoredReceipt,
 };
+use vellum_wire::DeviceState;
 
 pub struct Output {
     json: bool,
+}
+
+/// Unix seconds as RFC 3339, to the second.
+pub fn rfc3339_secs(unix_secs: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_secs(unix_secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 pub fn rfc3339_millis(unix_millis: i64) -> String {
@@ -82,6 +89,59 @@ impl Output {
                     ""
                 };
                 println!("{}  {title}  [{class}]{held}{removed}", c.group_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// One device: `ID  STATE  enrolled T  last seen T`, or a JSON object; a device waiting
+    /// for approval shows its code on the next line (JSON: `code`).
+    pub fn device(&self, d: &DeviceEntry) {
+        let state = match d.state {
+            DeviceState::Approved => "approved",
+            DeviceState::Pending => "pending",
+            DeviceState::Legacy => "legacy",
+            DeviceState::Revoked => "revoked",
+        };
+        if self.json {
+            let line = json!({
+                "device_id": d.device_id,
+                "state": state,
+                "enrolled_at": d.enrolled_at.map(rfc3339_secs),
+                "last_seen": d.last_seen.map(rfc3339_secs),
+                "this_device": d.this_device,
+                "code": d.code,
+                "warning": d.warning,
+            });
+            println!("{line}");
+            return;
+        }
+        let state = match d.state {
+            DeviceState::Legacy => "approved at upgrade",
+            _ => state,
+        };
+        println!(
+            "{}  {state}  enrolled {}  last seen {}{}",
+            d.device_id,
+            d.enrolled_at.map_or("unknown".into(), rfc3339_secs),
+            d.last_seen.map_or("never".into(), rfc3339_secs),
+            if d.this_device { "  (this device)" } else { "" }
+        );
+        if let Some(code) = &d.code {
+            println!("verification code: {code}");
+        }
+    }
+
+    /// `vellum devices`: each device, then what to do next (on stderr with `--json`, so
+    /// every stdout line stays a JSON object).
+    pub fn devices(&self, view: &DevicesView) -> Result<()> {
+        for d in &view.devices {
+            self.device(d);
+        }
+        for notice in &view.notices {
+            match self.json {
+                true => eprintln!("{notice}"),
+                false => println!("{notice}"),
             }
         }
         Ok(())

@@ -408,7 +408,7 @@ impl Client {
     }
 
     /// Adds the devices of `key_packages` that are not in the chat yet.
-    async fn add_key_packages(
+    pub(crate) async fn add_key_packages(
         &mut self,
         group_id: &str,
         key_packages: Vec<(String, MlsMessage)>,

@@ -6,6 +6,7 @@
 
 mod api;
 mod chats;
+mod devices;
 mod directory;
 mod events;
 mod lock;
@@ -28,6 +29,7 @@ use vellum_wire::*;
 
 pub use api::{Api, Signer};
 pub use chats::{device_fingerprint, ChatClass, MemberDevice, MemberDeviceState};
+pub use devices::{ApprovalStep, DeviceEntry, DevicesView, Revocation, VetoedReset};
 pub use directory::{KnownIdentity, SafetyNumber, DIRECTORY_ALARM};
 pub use events::ChatEvent;
 use lock::ProfileLock;
@@ -80,6 +82,9 @@ pub enum Error {
     Store(String),
     #[error("{0}")]
     Io(String),
+    /// The server answered `device_revoked`: the profile was wiped (remote wipe).
+    #[error("this device was revoked: its profile has been wiped")]
+    Revoked,
 }
 
 impl Error {
@@ -119,6 +124,8 @@ pub use vellum_record::Member;
 
 /// An enrolled device with its profile directory open.
 pub struct Client {
+    /// The profile directory (remote wipe deletes the profile's files in it).
+    home: PathBuf,
     store: LocalStore,
     lock: ProfileLock,
     api: Api,
@@ -203,7 +210,8 @@ impl Client {
             store.profile_set(DEVICE_ID, response.device_id.as_bytes())?;
             store.profile_set(DEVICE_KEY, &key.seed())?;
             store.profile_set(CREDENTIAL, &response.credential)?;
-            store.profile_set(ORG_KEY, &response.org_key)
+            store.profile_set(ORG_KEY, &response.org_key)?;
+            devices::save_enrollment_secret(&store, user, response.state, &response.device_id, &key)
         })();
         match saved {
             Ok(()) => store.commit()?,
@@ -215,6 +223,9 @@ impl Client {
         let mut client = Self::open_with(home, lock.clone())?;
         // The key directory's log key and witnesses are pinned now, as the org key is.
         client.pin_directory().await?;
+        // The identity (or the commitment that starts the approval) first: others take a key
+        // package only of a device the directory vouches for.
+        client.publish_enrollment().await?;
         client.replenish_key_packages(true).await?;
         // records.pub is pinned at enrollment (or, before records init, at first sight).
         client.refresh_trust().await?;
@@ -256,6 +267,7 @@ impl Client {
             store.mls_key_packages(),
         );
         let client = Self {
+            home: home.to_owned(),
             store,
             lock,
             api,
@@ -320,9 +332,15 @@ impl Client {
         path: &str,
         body: Option<&impl serde::Serialize>,
     ) -> Result<T, Error> {
-        self.api
+        match self
+            .api
             .call(method, path, body, Some(&self.signer()), None)
             .await
+        {
+            // The one place every signed answer passes: a revoked device wipes itself.
+            Err(e) if e.is_code(codes::DEVICE_REVOKED) => Err(self.wipe_revoked(e)),
+            other => other,
+        }
     }
 
     /// Keeps enough single-use key packages (and a last-resort one) on the server.

@@ -824,6 +824,59 @@ impl LocalStore {
             .map_err(db)
     }
 
+    /// Remote wipe: every message through the shredder (keys first), then every other row
+    /// (MLS secrets, key packages, the device and identity keys), zeroed by secure_delete,
+    /// and the WAL emptied. The caller deletes the files afterwards; this makes sure that
+    /// what the files held is gone even where a deleted file's blocks linger.
+    pub fn wipe(&self) -> Result<(), Error> {
+        // A transaction a failed operation left open would keep the WAL: its work is moot.
+        if !self.lock().is_autocommit() {
+            self.rollback();
+        }
+        let all: Vec<Shredded> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare("SELECT group_id, id FROM messages")
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(Shredded {
+                        group_id: r.get(0)?,
+                        id: r.get(1)?,
+                        reason: ShredReason::Deleted,
+                        due_at: 0,
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db)?
+        };
+        self.shred_rows(&all)?;
+        let mut conn = self.lock();
+        // Rows of every table, in any order: references no longer matter.
+        conn.execute_batch("PRAGMA foreign_keys = OFF")
+            .map_err(db)?;
+        let tables: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+            )
+            .map_err(db)?
+            .query_map([], |r| r.get(0))
+            .map_err(db)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(db)?;
+        let tx = conn.transaction().map_err(db)?;
+        for table in &tables {
+            tx.execute(
+                &format!("DELETE FROM \"{}\"", table.replace('"', "\"\"")),
+                [],
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(db)
+    }
+
     /// mls-rs's group state storage on this database.
     pub fn mls_groups(&self) -> MlsGroupStorage {
         MlsGroupStorage(self.clone())

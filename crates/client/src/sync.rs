@@ -49,6 +49,9 @@ impl Client {
     /// Returns the new messages from others, oldest first.
     pub async fn sync(&mut self) -> Result<Vec<MessageRow>, Error> {
         let _held = self.lock.hold()?;
+        // A waiting device takes its identity once approved; a holder makes sure it is
+        // published (issue 9).
+        self.settle_identity().await?;
         let mut new_messages = Vec::new();
         let mut joined_any = false;
         let mut shredded = false;
@@ -830,9 +833,23 @@ impl Client {
                     .map_err(|_| Error::Invalid("bad header".into()))?,
             );
         }
-        let (mut socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .map_err(|e| Error::Network(e.to_string()))?;
+        let (mut socket, _) = match tokio_tungstenite::connect_async(request).await {
+            Ok(connected) => connected,
+            // A revoked device is refused here too, and wipes itself as on any request.
+            Err(tokio_tungstenite::tungstenite::Error::Http(response))
+                if crate::devices::is_revoked_answer(
+                    response.status().as_u16(),
+                    response.body().as_deref(),
+                ) =>
+            {
+                return Err(self.wipe_revoked(Error::Api {
+                    status: 403,
+                    code: codes::DEVICE_REVOKED.into(),
+                    message: "this device was revoked".into(),
+                }))
+            }
+            Err(e) => return Err(Error::Network(e.to_string())),
+        };
         let mut shredder = tokio::time::interval(SHRED_TICK);
         shredder.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

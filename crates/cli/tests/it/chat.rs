@@ -176,8 +176,7 @@ fn issue_2_every_device_of_a_user_is_a_member() {
     let server = Server::start(root.path());
     let alice = Device::new_user(&server, root.path(), "alice");
     let bob_phone = Device::new_user(&server, root.path(), "bob");
-    let code = server.add_device("bob");
-    let bob_laptop = Device::enroll(&server, root.path(), "bob-laptop", "bob", &code);
+    let bob_laptop = Device::approved(&server, root.path(), "bob-laptop", "bob", &bob_phone);
 
     alice.ok(&["chat", "create", "pair", "--with", "bob"]);
     alice.ok(&["send", "pair", "to both of bob's devices"]);

@@ -137,6 +137,33 @@ impl Device {
         Self { home }
     }
 
+    /// Another device of `user`, enrolled with a fresh code and approved by `by` in the
+    /// three steps of issue 9 (until then it is pending and receives nothing).
+    pub fn approved(server: &Server, root: &Path, dir: &str, user: &str, by: &Device) -> Self {
+        let home = root.join(dir);
+        let out = run_ok(vellum().arg("--home").arg(&home).args([
+            "enroll",
+            "--server",
+            &server.url,
+            "--user",
+            user,
+            "--code",
+            &server.add_device(user),
+        ]));
+        let (device, id) = (Self { home }, last_line(&out));
+        by.ok(&["devices", "approve", &id]);
+        let code = device
+            .json(&["devices", "--json"])
+            .into_iter()
+            .find(|d| d["this_device"] == true)
+            .and_then(|d| d["code"].as_str().map(str::to_owned))
+            .expect("the new device shows its code");
+        by.ok(&["devices", "approve", &id, "--code", &code]);
+        // Step 4: the new device takes its user's identity key.
+        device.ok(&["devices"]);
+        device
+    }
+
     pub fn new_user(server: &Server, root: &Path, user: &str) -> Self {
         let code = server.add_user(user);
         Self::enroll(server, root, user, user, &code)

@@ -6,6 +6,7 @@ mod harness;
 mod binding;
 mod chat;
 mod crash;
+mod devices;
 mod directory;
 mod escape;
 mod membership;

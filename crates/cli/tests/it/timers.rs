@@ -264,13 +264,7 @@ fn issue_3_burn_on_read_is_per_device_and_sync_does_not_start_it() {
     let server = Server::start(root.path());
     let alice = Device::new_user(&server, root.path(), "alice");
     let phone = Device::new_user(&server, root.path(), "bob");
-    let laptop = Device::enroll(
-        &server,
-        root.path(),
-        "bob-laptop",
-        "bob",
-        &server.add_device("bob"),
-    );
+    let laptop = Device::approved(&server, root.path(), "bob-laptop", "bob", &phone);
     alice.ok(&[
         "chat",
         "create",
