@@ -351,6 +351,9 @@ impl Client {
             self.store
                 .profile_set(DIRECTORY_MIRROR, &to_json(&mirror))?;
             shown.extend(self.take_in_identities(&mirror)?);
+            if !first {
+                shown.extend(self.revocations_in_chats(&applied)?);
+            }
             // The first copy replays the whole history: it is no news.
             let mut notices = match first {
                 true => Vec::new(),
@@ -483,6 +486,33 @@ impl Client {
             }
         }
         self.store.profile_set(KNOWN_IDENTITIES, &to_json(&known))?;
+        Ok(shown)
+    }
+
+    /// "bob's device … was revoked" in every chat of this device that holds it: the chats
+    /// learn it now, before the next commit removes it.
+    fn revocations_in_chats(&self, applied: &[DirectoryEntry]) -> Result<Vec<MessageRow>, Error> {
+        let mut shown = Vec::new();
+        for entry in applied.iter().filter(|e| e.user != self.user) {
+            let (Change::RevokedByUser { device_id, .. } | Change::RevokedByAdmin { device_id }) =
+                &entry.change
+            else {
+                continue;
+            };
+            for chat in self.store.chats()?.into_iter().filter(|c| !c.removed) {
+                let group = self.load_group(&chat.group_id)?;
+                if roster(&group, &self.identity)?
+                    .iter()
+                    .any(|(_, c)| c.user == entry.user && c.device_id == *device_id)
+                {
+                    let event = ChatEvent::DeviceRevoked {
+                        user: entry.user.clone(),
+                        device_id: device_id.clone(),
+                    };
+                    shown.push(self.typed_event_row(&chat.group_id, None, "", event)?);
+                }
+            }
+        }
         Ok(shown)
     }
 
@@ -863,6 +893,16 @@ impl Client {
         if !mirror.state.upgrade_done {
             return Ok(());
         }
+        // A removal commit always yields a removal event naming its committer.
+        let by = events
+            .iter()
+            .find_map(|e| match e {
+                ChatEvent::MemberRemoved { by, .. } | ChatEvent::DeviceRemoved { by, .. } => {
+                    Some(by.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| "someone".into());
         for c in removed {
             let vouch = mirror.state.vouch(&c.user, &c.device_id, &c.signature_key);
             if vouch.is_vouched() {
@@ -877,6 +917,7 @@ impl Client {
             match explained {
                 Some(reason) => *reason = Some(vouch.reason().to_owned()),
                 None => events.push(ChatEvent::UnvouchedDeviceRemoved {
+                    by: by.clone(),
                     user: c.user.clone(),
                     device_id: c.device_id.clone(),
                     reason: vouch.reason().to_owned(),

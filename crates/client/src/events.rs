@@ -50,6 +50,7 @@ pub enum ChatEvent {
     DeviceRevoked { user: String, device_id: String },
     /// A device the key directory does not vouch for was taken out of the chat.
     UnvouchedDeviceRemoved {
+        by: String,
         user: String,
         device_id: String,
         reason: String,
@@ -125,11 +126,12 @@ impl ChatEvent {
                 format!("{user}'s device {} was revoked", short_device(device_id))
             }
             ChatEvent::UnvouchedDeviceRemoved {
+                by,
                 user,
                 device_id,
                 reason,
             } => format!(
-                "{user}'s device {} was removed: {reason}",
+                "{by} removed {user}'s device {}: {reason}",
                 short_device(device_id)
             ),
             ChatEvent::DirectoryAlarm { text } | ChatEvent::Notice { text } => text.clone(),
@@ -391,12 +393,13 @@ mod tests {
             ),
             (
                 ChatEvent::UnvouchedDeviceRemoved {
+                    by: "alice".into(),
                     user: "bob".into(),
                     device_id: "b9".into(),
                     reason: "not in the key directory".into(),
                 },
-                "bob's device b9 was removed: not in the key directory",
-                r#"{"type":"unvouched_device_removed","user":"bob","device_id":"b9","reason":"not in the key directory"}"#,
+                "alice removed bob's device b9: not in the key directory",
+                r#"{"type":"unvouched_device_removed","by":"alice","user":"bob","device_id":"b9","reason":"not in the key directory"}"#,
             ),
             (
                 ChatEvent::DirectoryAlarm {

@@ -4637,7 +4637,7 @@ async fn issue_9_upgrade_lists_existing_devices_as_legacy() {
 
 #[tokio::test]
 async fn issue_9_legacy_devices_confirm_through_the_earliest() {
-    // Devices enrolled before the directory (made legacy as V8 makes them).
+    // Devices enrolled before the directory (made legacy as V7 makes them).
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("server.db");
     let store = Arc::new(SqliteStore::open(&path).unwrap());

@@ -744,17 +744,25 @@ async fn issue_9_a_removed_devices_reason_is_shown_from_the_members_own_copy() {
         .unwrap();
     group.apply_pending_commit().unwrap();
     let after = vellum_mls::roster(&group, &w.client.identity).unwrap();
-    let mut events = Vec::new();
+    let removed = ChatEvent::MemberRemoved {
+        by: "carol".into(),
+        user: "bob".into(),
+    };
+    let mut events = vec![removed.clone()];
     w.client
         .explain_removals(&before, &after, &mut events)
         .unwrap();
     assert_eq!(
         events,
-        vec![ChatEvent::UnvouchedDeviceRemoved {
-            user: "bob".into(),
-            device_id: "b1".into(),
-            reason: "revoked".into()
-        }]
+        vec![
+            removed,
+            ChatEvent::UnvouchedDeviceRemoved {
+                by: "carol".into(),
+                user: "bob".into(),
+                device_id: "b1".into(),
+                reason: "revoked".into()
+            }
+        ]
     );
     assert!(w
         .client
