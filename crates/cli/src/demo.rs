@@ -141,6 +141,17 @@ pub async fn run() -> Result<()> {
     );
     println!("  members now: {}", member_names(&alice, &chat)?);
 
+    no_silent_readers(
+        &api,
+        token.trim(),
+        &url,
+        dir.path(),
+        &mut alice,
+        &mut bob,
+        &chat,
+    )
+    .await?;
+
     heading(
         "what the server stored for this chat (its whole log: ciphertext and public handshake)",
     );
@@ -229,6 +240,93 @@ pub async fn run() -> Result<()> {
     .await?;
     foundations(&url).await?;
     println!("\ndemo complete");
+    Ok(())
+}
+
+/// Issue 9: a second device joins only by its user's approval (a code compared between the
+/// two devices), every member sees it join, and a device the server adds on its own is
+/// refused.
+async fn no_silent_readers(
+    api: &Api,
+    token: &str,
+    url: &str,
+    dir: &Path,
+    alice: &mut Client,
+    bob: &mut Client,
+    chat: &str,
+) -> Result<()> {
+    heading("bob enrolls a laptop: it waits for approval by his phone and receives nothing");
+    let code: EnrollmentCode = api
+        .call(
+            Method::POST,
+            "/v1/admin/users/bob/devices",
+            None::<&()>,
+            None,
+            Some(token),
+        )
+        .await?;
+    let mut laptop = Client::enroll(&dir.join("bob-laptop"), url, "bob", &code.code).await?;
+    let laptop_id = laptop.device_id().to_owned();
+    println!("  laptop enrolled as device {laptop_id}: pending approval");
+    ensure!(
+        laptop.chats()?.is_empty(),
+        "a pending device was given a chat"
+    );
+
+    heading("bob's phone starts the approval; the laptop shows a code; bob types it on the phone");
+    bob.approve_device(&laptop_id, None).await?;
+    let view = laptop.devices().await?;
+    let shown = view
+        .devices
+        .iter()
+        .find_map(|d| d.code.clone())
+        .ok_or_else(|| anyhow::anyhow!("the laptop shows no code"))?;
+    println!("  the laptop shows the code {shown}");
+    let wrong = bob.approve_device(&laptop_id, Some("0000-0000-0000")).await;
+    println!(
+        "  a wrong code: {}",
+        wrong.err().map_or("accepted!".into(), |e| e.to_string())
+    );
+    // A wrong code cancels the exchange: the laptop commits to fresh keys, and it starts again.
+    laptop.devices().await?;
+    bob.approve_device(&laptop_id, None).await?;
+    let shown = laptop
+        .devices()
+        .await?
+        .devices
+        .iter()
+        .find_map(|d| d.code.clone())
+        .ok_or_else(|| anyhow::anyhow!("the laptop shows no code"))?;
+    match bob.approve_device(&laptop_id, Some(&shown)).await? {
+        vellum_client::ApprovalStep::Approved { chats, .. } => {
+            println!("  the right code: approved, signed into the key directory by bob's identity, added to {chats} chat(s)")
+        }
+        other => anyhow::bail!("approval did not complete: {other:?}"),
+    }
+    laptop.devices().await?;
+    laptop.sync().await?;
+    alice.sync().await?;
+    let joined = alice
+        .history(chat)?
+        .into_iter()
+        .rfind(|m| matches!(m.event, Some(vellum_client::ChatEvent::DeviceAdded { .. })))
+        .map(|m| m.text)
+        .ok_or_else(|| anyhow::anyhow!("alice was not told of bob's new device"))?;
+    println!("  alice's history says: * {joined}");
+    alice.send(chat, "Welcome aboard, laptop.").await?;
+    laptop.sync().await?;
+    ensure!(
+        laptop
+            .history(chat)?
+            .iter()
+            .any(|m| m.text == "Welcome aboard, laptop."),
+        "the approved laptop did not receive the chat"
+    );
+    println!("  the laptop reads the chat from here on");
+    println!(
+        "  safety number of alice and bob (unchanged by bob's new device):\n    {}",
+        alice.safety("bob")?.number
+    );
     Ok(())
 }
 

@@ -160,7 +160,7 @@ pub(crate) fn approver_complete(
     let offer = exchange.offer.clone().ok_or_else(not_shown)?;
     let cancel = |why: &str| {
         Refusal::Cancel(format!(
-            "{why}: nothing was approved; start again with `vellum devices approve {device_id}`"
+            "{why}: nothing was approved; start again: run `vellum devices` on the new device (it commits to fresh keys), then `vellum devices approve {device_id}`"
         ))
     };
     let commitment: Key32 = hex::decode(commitment)

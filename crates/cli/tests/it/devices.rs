@@ -151,7 +151,7 @@ fn issue_9_device_approval_over_the_cli_in_three_script_steps() {
     );
     let line = alice.fails(&["devices", "approve", &phone_id, "--code", &wrong]);
     assert!(
-        line.contains(&format!("wrong code: nothing was approved; start again with `vellum devices approve {phone_id}`")),
+        line.contains(&format!("wrong code: nothing was approved; start again: run `vellum devices` on the new device (it commits to fresh keys), then `vellum devices approve {phone_id}`")),
         "{line}"
     );
     assert_eq!(state_of(&alice, &phone_id), "pending");
