@@ -207,6 +207,8 @@ enum DevicesCommand {
     /// --code (step 3). A wrong code approves nothing.
     Approve {
         device_id: String,
+        /// The verification code the new device shows (`1234-5678-9012`; spaces and dashes
+        /// are ignored).
         #[arg(long)]
         code: Option<String>,
     },
@@ -384,8 +386,10 @@ enum ChatCommand {
     /// The chat's members (with --devices: each device, its state and fingerprint).
     Members {
         chat: String,
+        /// Each device: its state in the key directory and its key's fingerprint.
         #[arg(long)]
         devices: bool,
+        /// One JSON object per line.
         #[arg(long)]
         json: bool,
     },
@@ -837,8 +841,8 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 .await?;
             println!("the old archiver device is revoked; start the new archiver with this code, then k custodians unseal it to bind it");
             println!(
-                "archiver enrollment code (single use, expires at unix time {}):",
-                code.expires_at
+                "archiver enrollment code (single use, expires at {}):",
+                output::rfc3339_millis(code.expires_at * 1000)
             );
             println!("{}", code.code);
             return Ok(());
@@ -902,8 +906,9 @@ async fn admin(args: AdminArgs) -> Result<()> {
         }
     };
     println!(
-        "enrollment code for {} (single use, expires at unix time {}):",
-        code.user, code.expires_at
+        "enrollment code for {} (single use, expires at {}):",
+        code.user,
+        output::rfc3339_millis(code.expires_at * 1000)
     );
     println!("{}", code.code);
     Ok(())
@@ -973,7 +978,13 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
             chat,
             devices: true,
             json,
-        } => Output::new(json).member_devices(&client.member_devices(&chat)?)?,
+        } => {
+            // Each device's state is the key directory's: read it fresh.
+            if let Err(e) = client.refresh_directory().await {
+                eprintln!("warning: the key directory could not be refreshed: {e}");
+            }
+            Output::new(json).member_devices(&client.member_devices(&chat)?)?
+        }
     }
     Ok(())
 }

@@ -85,8 +85,11 @@ pub fn device_fingerprint(signature_key: &[u8]) -> String {
 /// What a device in a chat is, as `chat members --devices` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemberDeviceState {
-    /// An ordinary member device.
-    Member,
+    /// A person's device, as this device's copy of the key directory vouches for it (or
+    /// not: such a device is removed before this device sends there again).
+    Directory(vellum_directory::Vouch),
+    /// This device has not read the key directory yet.
+    Unchecked,
     /// The archiver the records custodians bound.
     RecordsArchive,
     /// A device of `records` that is not the bound archiver.
@@ -96,7 +99,8 @@ pub enum MemberDeviceState {
 impl MemberDeviceState {
     pub fn as_str(&self) -> &'static str {
         match self {
-            MemberDeviceState::Member => "member",
+            MemberDeviceState::Directory(vouch) => vouch.reason(),
+            MemberDeviceState::Unchecked => "not checked yet",
             MemberDeviceState::RecordsArchive => "records archive",
             MemberDeviceState::NotBoundArchiver => "not the bound archiver",
         }
@@ -166,12 +170,23 @@ impl Client {
             return Err(Error::RemovedFromChat);
         }
         let trust = self.records_trust()?;
+        let mirror = self.directory()?;
         Ok(roster(&self.load_group(&group_id)?, &self.identity)?
             .into_iter()
             .map(|(_, cert)| {
                 let bound = trust.is_bound_archiver(&cert.device_id, &cert.signature_key);
                 let (state, role) = match (cert.user == RECORDS_USER, &trust.public, bound) {
-                    (false, _, _) => (MemberDeviceState::Member, None),
+                    (false, _, _) if !mirror.state.upgrade_done => {
+                        (MemberDeviceState::Unchecked, None)
+                    }
+                    (false, _, _) => (
+                        MemberDeviceState::Directory(mirror.state.vouch(
+                            &cert.user,
+                            &cert.device_id,
+                            &cert.signature_key,
+                        )),
+                        None,
+                    ),
                     (true, Some(public), true) => (
                         MemberDeviceState::RecordsArchive,
                         Some(crate::trust::archive_label(public)),
@@ -493,7 +508,7 @@ impl Client {
         let org = self.refresh_trust().await?;
         let binding = self.archiver_for_new_chat(&org)?;
         let archiver = binding.archiver_device.clone();
-        self.sync().await?;
+        self.sync_quiet().await?;
         if self.chat_class(group_id)? == ChatClass::Record {
             return Ok(false);
         }

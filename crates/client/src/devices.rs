@@ -595,8 +595,9 @@ impl Client {
         }
         if let Some(reset) = own.and_then(|u| u.pending_reset.as_ref()) {
             notices.push(format!(
-                "WARNING: the administrator asked to reset {}'s identity; it takes effect at unix time {} unless you run `vellum devices veto-reset`",
-                self.user, reset.effective_at
+                "WARNING: the administrator asked to reset {}'s identity; it takes effect at {} unless you run `vellum devices veto-reset`",
+                self.user,
+                crate::directory::rfc3339_secs(reset.effective_at)
             ));
         }
         Ok(DevicesView { devices, notices })
@@ -742,6 +743,27 @@ impl Client {
     pub async fn revoke_device(&mut self, device_id: &str) -> Result<Revocation, Error> {
         let _held = self.lock.hold()?;
         let identity = self.require_identity("revoke devices")?;
+        self.refresh_directory().await?;
+        let known = self
+            .directory()?
+            .state
+            .user(&self.user)
+            .and_then(|u| u.devices.get(device_id))
+            .map(|d| d.status);
+        match known {
+            None => {
+                return Err(Error::Invalid(format!(
+                    "{} has no device {device_id:?} (see `vellum devices`)",
+                    self.user
+                )))
+            }
+            Some(vellum_directory::DeviceStatus::Revoked) => {
+                return Err(Error::Invalid(format!(
+                    "device {device_id} is revoked already"
+                )))
+            }
+            Some(_) => {}
+        }
         let change = identity.revoke_change(&self.user, device_id, &self.device_id);
         self.post_change(&change).await?;
         if device_id == self.device_id {
@@ -836,7 +858,6 @@ impl Client {
                 _ => {}
             }
         }
-        tracing::warn!("this device was revoked: its profile has been wiped");
         Ok(())
     }
 }

@@ -215,7 +215,7 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("directory state serialises")
 }
 
-fn rfc3339_secs(unix_secs: i64) -> String {
+pub(crate) fn rfc3339_secs(unix_secs: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_secs(unix_secs.max(0) as u64);
     humantime::format_rfc3339_seconds(time).to_string()
 }

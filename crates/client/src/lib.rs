@@ -444,7 +444,7 @@ impl Client {
         let stored_request = format!("pending_commit:{group_id}");
         let path = format!("/v1/groups/{group_id}/commits");
         for _ in 0..MAX_REBASES {
-            self.sync().await?;
+            self.sync_quiet().await?;
             if self.store.chat(group_id)?.is_some_and(|c| c.removed) {
                 return Err(Error::RemovedFromChat);
             }
@@ -488,7 +488,7 @@ impl Client {
             self.finish_tx(saved)?;
             match self.post_with_retry::<_, Accepted>(&path, &request).await {
                 Ok(accepted) => {
-                    self.sync().await?;
+                    self.sync_quiet().await?;
                     if self
                         .store
                         .chat(group_id)?
@@ -602,7 +602,7 @@ impl Client {
                     return Ok(accepted.seq);
                 }
                 Err(e) if e.is_code(codes::STALE_EPOCH) => {
-                    self.sync().await?;
+                    self.sync_quiet().await?;
                 }
                 // The org keeps this chat as records now: convert it (once), then encrypt
                 // again at the epoch after the conversion, which every member sees first.
@@ -625,7 +625,7 @@ impl Client {
                     switched = true;
                     self.refresh_trust().await?;
                     Box::pin(self.switch_archiver_if_needed(group_id)).await?;
-                    self.sync().await?;
+                    self.sync_quiet().await?;
                 }
                 Err(e @ Error::Network(_)) => return Err(e),
                 Err(e) => {

@@ -441,8 +441,10 @@ impl LocalStore {
         let sp = conn.savepoint().map_err(db)?;
         let inserted = sp
             .execute(
-                "INSERT OR IGNORE INTO messages (group_id, id, kind, sender_user, sender_device, sent_at, received_at, seq, body, expires_at, burn_secs, read_at, burn_at, salt, event_json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                // Events and received messages wait to be shown by sync or watch; this
+                // device's own sends (no log position yet) are not news to it.
+                "INSERT OR IGNORE INTO messages (group_id, id, kind, sender_user, sender_device, sent_at, received_at, seq, body, expires_at, burn_secs, read_at, burn_at, salt, event_json, shown)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, CASE WHEN ?3 = 'event' OR ?8 IS NOT NULL THEN 0 ELSE 1 END)",
                 params![
                     m.group_id,
                     m.id,
@@ -559,6 +561,40 @@ impl LocalStore {
             }
         }
         Ok(out)
+    }
+
+    /// Events and received messages no sync or watch has shown yet, in the order they were
+    /// stored.
+    pub fn unshown(&self) -> Result<Vec<MessageRow>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN message_keys k USING (group_id, id)
+                 WHERE m.shown = 0 ORDER BY m.rowid"
+            ))
+            .map_err(db)?;
+        let rows = stmt.query_map([], read_message).map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(m) = row.map_err(db)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks rows as shown by sync or watch.
+    pub fn mark_shown(&self, rows: &[MessageRow]) -> Result<(), Error> {
+        let mut conn = self.lock();
+        let sp = conn.savepoint().map_err(db)?;
+        for m in rows {
+            sp.execute(
+                "UPDATE messages SET shown = 1 WHERE group_id = ?1 AND id = ?2 AND shown = 0",
+                params![m.group_id, m.id],
+            )
+            .map_err(db)?;
+        }
+        sp.commit().map_err(db)
     }
 
     /// Text messages of the chat not displayed on this device yet.

@@ -46,8 +46,28 @@ pub const SHRED_TICK: Duration = Duration::from_millis(200);
 
 impl Client {
     /// Fetches and processes everything pending, acknowledging only what is durably stored.
-    /// Returns the new messages from others, oldest first.
+    /// Returns what no sync or watch has shown yet, oldest first: messages from others and
+    /// every event, including those another command (a send, a chat change) processed.
     pub async fn sync(&mut self) -> Result<Vec<MessageRow>, Error> {
+        let processed = self.sync_quiet().await?;
+        // The directory is refreshed before any entry is processed: its news come first.
+        let mut rows = self.take_directory_shown();
+        rows.extend(processed);
+        let stored = self.store.unshown()?;
+        for m in stored {
+            if !rows
+                .iter()
+                .any(|r| r.group_id == m.group_id && r.id == m.id)
+            {
+                rows.push(m);
+            }
+        }
+        self.store.mark_shown(&rows)?;
+        Ok(rows)
+    }
+
+    /// [`Client::sync`] as a step of another command: what it finds waits for the next sync.
+    pub(crate) async fn sync_quiet(&mut self) -> Result<Vec<MessageRow>, Error> {
         let _held = self.lock.hold()?;
         // A waiting device takes its identity once approved; a holder makes sure it is
         // published (issue 9).
@@ -146,7 +166,6 @@ impl Client {
         Box::pin(self.remove_unvouched_everywhere()).await?;
         // Boxed: retrying a send may sync, which may retry sends (the `flushing` flag stops it).
         Box::pin(self.flush_outbox()).await?;
-        new_messages.extend(self.take_directory_shown());
         if !self.shred()?.is_empty() || shredded {
             // Deletes shred inside their entry's transaction: empty the WAL once it is done.
             self.store.truncate_wal()?;

@@ -197,6 +197,8 @@ impl Directory {
                 break;
             }
             let listing = upgrade_listing(store).await?;
+            // The listing ends with `upgrade_done`; anything before it is an existing device.
+            let log_had_devices = listing.len() > 1;
             let prepared = prepare(&log, &signer, now, listing).map_err(|e| {
                 DirectoryError::Checkpoint(format!("the upgrade listing: {}", e.message))
             })?;
@@ -204,9 +206,10 @@ impl Directory {
                 .append_directory_entries(prepared.entries, prepared.note, now)
                 .await
             {
-                Ok(()) => {
+                Ok(()) if log_had_devices => {
                     tracing::info!("key directory: listed the devices existing at the upgrade")
                 }
+                Ok(()) => tracing::info!("key directory: started"),
                 // Another node listed them first: read its listing.
                 Err(vellum_store::Error::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),

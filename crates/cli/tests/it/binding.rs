@@ -517,8 +517,8 @@ fn issue8_a_record_chat_waits_for_the_custodians_binding() {
         .collect();
     assert!(
         states.contains(&("records", "records archive"))
-            && states.contains(&("alice", "member"))
-            && states.contains(&("bob", "member")),
+            && states.contains(&("alice", "approved"))
+            && states.contains(&("bob", "approved")),
         "{devices:?}"
     );
     // The binding is kept with the archive, beside records.pub's custodians' key.

@@ -170,7 +170,7 @@ fn issue_9_membership_events_are_shown() {
         vellum_client::device_fingerprint(&alice_key)
     );
     for d in &devices {
-        assert_eq!(d["state"], "member", "{d}");
+        assert_eq!(d["state"], "approved", "{d}");
         let fingerprint = d["fingerprint"].as_str().unwrap();
         let groups: Vec<&str> = fingerprint.split(' ').collect();
         assert!(

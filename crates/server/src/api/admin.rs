@@ -551,8 +551,8 @@ pub async fn reset_user(
                     StatusCode::CONFLICT,
                     codes::CONFLICT,
                     format!(
-                        "a reset of {name} is pending already (it takes effect at unix time {})",
-                        pending.effective_at
+                        "a reset of {name} is pending already (it takes effect at {})",
+                        crate::api::rfc3339_secs(pending.effective_at)
                     ),
                 ));
             }

@@ -148,3 +148,9 @@ pub fn router(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .merge(admin)
         .merge(device)
 }
+
+/// Unix seconds as RFC 3339, for messages people read.
+pub(crate) fn rfc3339_secs(unix_secs: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
