@@ -950,7 +950,7 @@ mod tests {
         match approver_complete(USER, "new", &hello, &relay.0, &wrong, &identity) {
             Err(Refusal::Cancel(why)) => assert_eq!(
                 why,
-                "wrong code: nothing was approved; start again with `vellum devices approve new`"
+                "wrong code: nothing was approved; start again: run `vellum devices` on the new device (it commits to fresh keys), then `vellum devices approve new`"
             ),
             other => panic!("{other:?}"),
         }
@@ -1007,7 +1007,7 @@ mod tests {
             Err(Refusal::Cancel(why)) => {
                 assert!(why.contains("committed to"), "{why}");
                 assert!(why.ends_with(
-                    "nothing was approved; start again with `vellum devices approve new`"
+                    "nothing was approved; start again: run `vellum devices` on the new device (it commits to fresh keys), then `vellum devices approve new`"
                 ));
             }
             other => panic!("{other:?}"),
