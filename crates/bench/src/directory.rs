@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use vellum_directory::{Change, DeviceRef, DirectoryState, IdentityKey, Mirror};
+use vellum_mls::DeviceKey;
 use vellum_tlog::{Checkpoint, RootBuilder};
 
 use crate::ms;
@@ -23,17 +24,22 @@ fn build_log(users: usize) -> Result<Vec<Vec<u8>>> {
     for i in 0..users {
         let user = format!("user{i:05}");
         let identity = IdentityKey::generate();
-        let device = |n: u8| DeviceRef {
+        let (first_key, second_key) = (DeviceKey::generate(), DeviceKey::generate());
+        let device = |n: u8, key: &DeviceKey| DeviceRef {
             device_id: format!("{i:08x}{n:02x}"),
-            signature_key: IdentityKey::generate().public(),
+            signature_key: key.public_key(),
         };
-        let first = device(1);
+        let first = device(1, &first_key);
         let first_id = first.device_id.clone();
-        append(&mut state, &user, identity.identity_change(&user, first))?;
         append(
             &mut state,
             &user,
-            identity.approve_change(&user, device(2), &first_id),
+            identity.identity_change(&user, first, &first_key),
+        )?;
+        append(
+            &mut state,
+            &user,
+            identity.approve_change(&user, device(2, &second_key), &first_id, &first_key),
         )?;
     }
     Ok(leaves)
@@ -82,12 +88,13 @@ pub fn directory_figures(users: usize) -> Result<()> {
     let extra = {
         let identity = IdentityKey::generate();
         let user = "newcomer";
+        let key = DeviceKey::generate();
         let device = DeviceRef {
             device_id: "newcomer-1".into(),
-            signature_key: IdentityKey::generate().public(),
+            signature_key: key.public_key(),
         };
         let leaf = state
-            .next_entry(user, 2, identity.identity_change(user, device))
+            .next_entry(user, 2, identity.identity_change(user, device, &key))
             .to_bytes();
         state.apply(&leaf)?;
         leaf

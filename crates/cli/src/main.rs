@@ -55,6 +55,15 @@ enum Command {
         /// (default: all of them).
         #[arg(long = "directory-witness-quorum", value_name = "K")]
         directory_witness_quorum: Option<usize>,
+        /// The shortest wait an identity reset may have (`policy set --reset-wait` cannot
+        /// go below it). Devices pin it at enrollment, so lowering it later changes nothing
+        /// for them.
+        #[arg(
+            long = "min-reset-wait",
+            value_name = "DURATION",
+            default_value = "24h"
+        )]
+        min_reset_wait: String,
     },
     /// Administer the org on a delivery server.
     Admin(AdminArgs),
@@ -443,8 +452,10 @@ async fn run(cli: Cli) -> Result<()> {
             directory_origin,
             directory_witnesses,
             directory_witness_quorum,
+            min_reset_wait,
         } => {
             let mut config = vellum_server::ServerConfig::new(listen, data);
+            config.min_reset_wait_secs = timer::parse_duration(&min_reset_wait)?;
             config.directory_witnesses = witness_targets(
                 "--directory-witness",
                 &directory_witnesses,

@@ -403,7 +403,7 @@ impl Client {
     /// commits to its offer (step 0).
     pub(crate) async fn publish_enrollment(&mut self) -> Result<(), Error> {
         if let Some(identity) = self.identity_key()? {
-            self.post_change(&identity.identity_change(&self.user, self.device_ref()))
+            self.post_change(&identity.identity_change(&self.user, self.device_ref(), &self.key))
                 .await?;
         } else if let Some(offer) = self.offer_secret()? {
             self.put_commitment(&offer).await?;
@@ -441,8 +441,12 @@ impl Client {
                     // Kept before it is published: a lost answer is published again.
                     self.store
                         .profile_set(IDENTITY_KEY, identity.seed().as_slice())?;
-                    self.post_change(&identity.identity_change(&self.user, self.device_ref()))
-                        .await?;
+                    self.post_change(&identity.identity_change(
+                        &self.user,
+                        self.device_ref(),
+                        &self.key,
+                    ))
+                    .await?;
                     return Ok(Standing::Holder);
                 }
                 self.restart_offer().await?
@@ -546,7 +550,7 @@ impl Client {
                 self.user
             ))),
             None => self
-                .post_change(&identity.identity_change(&self.user, self.device_ref()))
+                .post_change(&identity.identity_change(&self.user, self.device_ref(), &self.key))
                 .await
                 .map(|_| ()),
         }
@@ -653,7 +657,8 @@ impl Client {
                     return Err(Error::Invalid(why));
                 }
             };
-        let change = identity.approve_change(&self.user, offer.device.clone(), &self.device_id);
+        let change =
+            identity.approve_change(&self.user, offer.device.clone(), &self.device_id, &self.key);
         let body = CompleteApproval {
             change: serde_json::to_value(&change).map_err(|e| Error::Invalid(e.to_string()))?,
             sealed_identity: sealed.into(),
@@ -764,7 +769,7 @@ impl Client {
             }
             Some(_) => {}
         }
-        let change = identity.revoke_change(&self.user, device_id, &self.device_id);
+        let change = identity.revoke_change(&self.user, device_id, &self.device_id, &self.key);
         self.post_change(&change).await?;
         if device_id == self.device_id {
             self.wipe()?;
@@ -824,7 +829,8 @@ impl Client {
             .ok_or_else(|| {
                 Error::Invalid(format!("no reset of {}'s identity is pending", self.user))
             })?;
-        let change = identity.veto_change(&self.user, &pending.request_id, &self.device_id);
+        let change =
+            identity.veto_change(&self.user, &pending.request_id, &self.device_id, &self.key);
         self.post_change(&change).await?;
         Ok(VetoedReset {
             request_id: pending.request_id,

@@ -316,6 +316,10 @@ impl Client {
         // Without witnesses the server serves each checkpoint as it appends: a device it
         // listed before this checkpoint and that is not in it was never approved.
         let lag_free = config.quorum == 0;
+        // The reset wait pinned at enrollment: a shorter reset breaks the rules here.
+        let mut mirror = mirror;
+        mirror.state.min_reset_wait_secs =
+            i64::try_from(config.min_reset_wait_secs).unwrap_or(i64::MAX);
         self.apply_directory(mirror, &leaves, &checkpoint, &devices.devices, lag_free)
     }
 

@@ -6,6 +6,7 @@
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use vellum_mls::DeviceKey;
 use zeroize::Zeroizing;
 
 use crate::Error;
@@ -98,6 +99,8 @@ pub enum Change {
         identity_key: Key32,
         device: DeviceRef,
         signature: Sig,
+        /// The same statement signed by `device`'s own key: the device consents.
+        device_signature: Sig,
     },
     /// A device that existed before the directory: "approved at upgrade". Valid only in the
     /// listing that opens the log, before [`Change::UpgradeDone`].
@@ -109,12 +112,16 @@ pub enum Change {
         device: DeviceRef,
         by_device: String,
         signature: Sig,
+        /// The same statement signed by `by_device`'s own key, so the identity key alone (a
+        /// revoked device kept it) approves nothing.
+        device_signature: Sig,
     },
     /// The user revoked one of their devices.
     RevokedByUser {
         device_id: String,
         by_device: String,
         signature: Sig,
+        device_signature: Sig,
     },
     /// An administrator revoked a device.
     RevokedByAdmin { device_id: String },
@@ -129,6 +136,7 @@ pub enum Change {
         request_id: String,
         by_device: String,
         signature: Sig,
+        device_signature: Sig,
     },
     /// The reset took effect: the identity and every device of the user are gone.
     Reset { request_id: String },
@@ -275,12 +283,26 @@ impl Statement<'_> {
         }
     }
 
-    /// Checks `signature` by the identity key the statement names.
-    pub fn verify(&self, signature: &Sig) -> Result<(), Error> {
+    /// Checks `signature` by the identity key the statement names, and `device_signature` by
+    /// the key of the device that made it (`device_key`).
+    pub fn verify(
+        &self,
+        signature: &Sig,
+        device_key: &Key32,
+        device_signature: &Sig,
+    ) -> Result<(), Error> {
+        let bytes = self.to_bytes();
         let key = VerifyingKey::from_bytes(self.identity_key())
             .map_err(|_| Error::BadSignature("the identity key is not an Ed25519 key".into()))?;
-        key.verify_strict(&self.to_bytes(), &Signature::from_bytes(&signature.0))
-            .map_err(|_| Error::BadSignature("not signed by the user's identity key".into()))
+        key.verify_strict(&bytes, &Signature::from_bytes(&signature.0))
+            .map_err(|_| Error::BadSignature("not signed by the user's identity key".into()))?;
+        let device = VerifyingKey::from_bytes(device_key)
+            .map_err(|_| Error::BadSignature("the device key is not an Ed25519 key".into()))?;
+        device
+            .verify_strict(&bytes, &Signature::from_bytes(&device_signature.0))
+            .map_err(|_| {
+                Error::BadSignature("not signed by the device that made the change".into())
+            })
     }
 }
 
@@ -320,60 +342,94 @@ impl IdentityKey {
         Sig(self.0.sign(&statement.to_bytes()).to_bytes())
     }
 
-    /// The change that starts this identity with `device`.
-    pub fn identity_change(&self, user: &str, device: DeviceRef) -> Change {
+    /// The change that starts this identity with `device`, whose key `device_key` is.
+    pub fn identity_change(&self, user: &str, device: DeviceRef, device_key: &DeviceKey) -> Change {
         let identity_key = self.public();
-        let signature = self.sign(&Statement::Identity {
+        let statement = Statement::Identity {
             user,
             identity_key: &identity_key,
             device: &device,
-        });
+        };
+        let (signature, device_signature) = self.sign_both(&statement, device_key);
         Change::Identity {
             identity_key,
             device,
             signature,
+            device_signature,
         }
     }
 
-    pub fn approve_change(&self, user: &str, device: DeviceRef, by_device: &str) -> Change {
-        let signature = self.sign(&Statement::Approve {
+    /// `by_key` is the key of `by_device`, the approving device.
+    pub fn approve_change(
+        &self,
+        user: &str,
+        device: DeviceRef,
+        by_device: &str,
+        by_key: &DeviceKey,
+    ) -> Change {
+        let statement = Statement::Approve {
             user,
             identity_key: &self.public(),
             device: &device,
             by_device,
-        });
+        };
+        let (signature, device_signature) = self.sign_both(&statement, by_key);
         Change::Approved {
             device,
             by_device: by_device.to_owned(),
             signature,
+            device_signature,
         }
     }
 
-    pub fn revoke_change(&self, user: &str, device_id: &str, by_device: &str) -> Change {
-        let signature = self.sign(&Statement::Revoke {
+    pub fn revoke_change(
+        &self,
+        user: &str,
+        device_id: &str,
+        by_device: &str,
+        by_key: &DeviceKey,
+    ) -> Change {
+        let statement = Statement::Revoke {
             user,
             identity_key: &self.public(),
             device_id,
             by_device,
-        });
+        };
+        let (signature, device_signature) = self.sign_both(&statement, by_key);
         Change::RevokedByUser {
             device_id: device_id.to_owned(),
             by_device: by_device.to_owned(),
             signature,
+            device_signature,
         }
     }
 
-    pub fn veto_change(&self, user: &str, request_id: &str, by_device: &str) -> Change {
-        let signature = self.sign(&Statement::Veto {
+    pub fn veto_change(
+        &self,
+        user: &str,
+        request_id: &str,
+        by_device: &str,
+        by_key: &DeviceKey,
+    ) -> Change {
+        let statement = Statement::Veto {
             user,
             identity_key: &self.public(),
             request_id,
             by_device,
-        });
+        };
+        let (signature, device_signature) = self.sign_both(&statement, by_key);
         Change::ResetVetoed {
             request_id: request_id.to_owned(),
             by_device: by_device.to_owned(),
             signature,
+            device_signature,
         }
+    }
+
+    fn sign_both(&self, statement: &Statement<'_>, device_key: &DeviceKey) -> (Sig, Sig) {
+        (
+            self.sign(statement),
+            Sig(device_key.sign(&statement.to_bytes())),
+        )
     }
 }

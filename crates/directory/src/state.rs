@@ -118,6 +118,10 @@ pub struct DirectoryState {
     pub upgrade_done: bool,
     /// Entries applied.
     pub size: u64,
+    /// The shortest wait a reset may have (seconds): pinned by each device at enrollment
+    /// from the directory's configuration, so an operator cannot shorten it later.
+    #[serde(default)]
+    pub min_reset_wait_secs: i64,
 }
 
 fn broken(index: u64, why: impl Into<String>) -> Error {
@@ -209,6 +213,7 @@ impl DirectoryState {
                 identity_key,
                 device,
                 signature,
+                device_signature,
             } => {
                 if user.identity.is_some() {
                     return Err(broken(
@@ -221,8 +226,21 @@ impl DirectoryState {
                     identity_key,
                     device,
                 }
-                .verify(signature)
+                .verify(signature, &device.signature_key, device_signature)
                 .map_err(|e| broken(index, e.to_string()))?;
+                // An upgraded user's identity is made by their earliest device still standing.
+                let earliest = user
+                    .devices
+                    .iter()
+                    .filter(|(_, d)| d.status == DeviceStatus::Legacy)
+                    .min_by_key(|(_, d)| d.changed_at)
+                    .map(|(id, _)| id.as_str());
+                if earliest.is_some_and(|id| id != device.device_id) {
+                    return Err(broken(
+                        index,
+                        "the identity of an upgraded user must name their earliest device",
+                    ));
+                }
                 match user.devices.get(&device.device_id) {
                     // The upgrade: an existing device becomes the identity holder.
                     Some(d)
@@ -249,21 +267,21 @@ impl DirectoryState {
                 device,
                 by_device,
                 signature,
+                device_signature,
             } => {
                 let identity_key = user
                     .identity
                     .ok_or_else(|| broken(index, format!("{} has no identity", entry.user)))?;
+                let by_key = approved_key(&user, by_device)
+                    .ok_or_else(|| broken(index, "approved by a device that is not approved"))?;
                 Statement::Approve {
                     user: &entry.user,
                     identity_key: &identity_key,
                     device,
                     by_device,
                 }
-                .verify(signature)
+                .verify(signature, &by_key, device_signature)
                 .map_err(|e| broken(index, e.to_string()))?;
-                if user.devices.get(by_device).map(|d| d.status) != Some(DeviceStatus::Approved) {
-                    return Err(broken(index, "approved by a device that is not approved"));
-                }
                 match user.devices.get(&device.device_id) {
                     Some(d)
                         if d.status == DeviceStatus::Legacy
@@ -285,21 +303,21 @@ impl DirectoryState {
                 device_id,
                 by_device,
                 signature,
+                device_signature,
             } => {
                 let identity_key = user
                     .identity
                     .ok_or_else(|| broken(index, format!("{} has no identity", entry.user)))?;
+                let by_key = approved_key(&user, by_device)
+                    .ok_or_else(|| broken(index, "revoked by a device that is not approved"))?;
                 Statement::Revoke {
                     user: &entry.user,
                     identity_key: &identity_key,
                     device_id,
                     by_device,
                 }
-                .verify(signature)
+                .verify(signature, &by_key, device_signature)
                 .map_err(|e| broken(index, e.to_string()))?;
-                if user.devices.get(by_device).map(|d| d.status) != Some(DeviceStatus::Approved) {
-                    return Err(broken(index, "revoked by a device that is not approved"));
-                }
                 revoke(&mut user, device_id, index)?;
             }
             Change::RevokedByAdmin { device_id } => revoke(&mut user, device_id, index)?,
@@ -313,6 +331,15 @@ impl DirectoryState {
                 if user.reset_ids.contains(request_id) {
                     return Err(broken(index, "a reset request id used before"));
                 }
+                if effective_at.saturating_sub(entry.time) < self.min_reset_wait_secs {
+                    return Err(broken(
+                        index,
+                        format!(
+                            "a reset that waits less than the {} s this device pinned",
+                            self.min_reset_wait_secs
+                        ),
+                    ));
+                }
                 user.reset_ids.push(request_id.clone());
                 user.pending_reset = Some(PendingReset {
                     request_id: request_id.clone(),
@@ -324,6 +351,7 @@ impl DirectoryState {
                 request_id,
                 by_device,
                 signature,
+                device_signature,
             } => {
                 let identity_key = user
                     .identity
@@ -331,17 +359,16 @@ impl DirectoryState {
                 if user.pending_reset.as_ref().map(|p| &p.request_id) != Some(request_id) {
                     return Err(broken(index, "vetoes no pending reset"));
                 }
+                let by_key = approved_key(&user, by_device)
+                    .ok_or_else(|| broken(index, "vetoed by a device that is not approved"))?;
                 Statement::Veto {
                     user: &entry.user,
                     identity_key: &identity_key,
                     request_id,
                     by_device,
                 }
-                .verify(signature)
+                .verify(signature, &by_key, device_signature)
                 .map_err(|e| broken(index, e.to_string()))?;
-                if user.devices.get(by_device).map(|d| d.status) != Some(DeviceStatus::Approved) {
-                    return Err(broken(index, "vetoed by a device that is not approved"));
-                }
                 user.pending_reset = None;
             }
             Change::Reset { request_id } => {
@@ -385,6 +412,14 @@ impl DirectoryState {
         self.size += 1;
         Ok(entry)
     }
+}
+
+/// The key of `device_id` if it is an approved device of `user` (only those sign changes).
+fn approved_key(user: &UserState, device_id: &str) -> Option<Key32> {
+    user.devices
+        .get(device_id)
+        .filter(|d| d.status == DeviceStatus::Approved)
+        .map(|d| d.signature_key)
 }
 
 fn revoke(user: &mut UserState, device_id: &str, index: u64) -> Result<(), Error> {

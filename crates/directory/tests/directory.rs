@@ -1,12 +1,25 @@
 //! The directory's rules, its verified copy, device approval codes and safety numbers.
 
 use vellum_directory::*;
+use vellum_mls::DeviceKey;
 use vellum_tlog::{Checkpoint, RootBuilder};
+
+/// Test devices' keys: device "a2" (or "b2") has key 2, "ghost" key 7.
+fn key(byte: u8) -> DeviceKey {
+    DeviceKey::from_seed(&[byte; 32]).unwrap()
+}
+
+fn key_of(device_id: &str) -> DeviceKey {
+    match device_id.strip_prefix(|c: char| c.is_ascii_alphabetic()) {
+        Some(digit) if digit.len() == 1 => key(digit.parse().unwrap()),
+        _ => key(7),
+    }
+}
 
 fn device(id: &str, byte: u8) -> DeviceRef {
     DeviceRef {
         device_id: id.into(),
-        signature_key: [byte; 32],
+        signature_key: key(byte).public_key(),
     }
 }
 
@@ -49,32 +62,55 @@ impl Log {
 fn a_user_starts_an_identity_and_approves_and_revokes_devices() {
     let mut log = Log::new();
     let alice = IdentityKey::generate();
-    log.append("alice", 1, alice.identity_change("alice", device("a1", 1)))
-        .unwrap();
+    log.append(
+        "alice",
+        1,
+        alice.identity_change("alice", device("a1", 1), &key(1)),
+    )
+    .unwrap();
     log.append(
         "alice",
         2,
-        alice.approve_change("alice", device("a2", 2), "a1"),
+        alice.approve_change("alice", device("a2", 2), "a1", &key_of("a1")),
     )
     .unwrap();
-    assert_eq!(log.state.vouch("alice", "a2", &[2; 32]), Vouch::Approved);
-    assert_eq!(log.state.vouch("alice", "a2", &[9; 32]), Vouch::WrongKey);
-    assert_eq!(log.state.vouch("alice", "a3", &[3; 32]), Vouch::Unknown);
-    assert_eq!(log.state.vouch("bob", "a2", &[2; 32]), Vouch::Unknown);
-    log.append("alice", 3, alice.revoke_change("alice", "a2", "a1"))
-        .unwrap();
-    assert_eq!(log.state.vouch("alice", "a2", &[2; 32]), Vouch::Revoked);
+    assert_eq!(
+        log.state.vouch("alice", "a2", &key(2).public_key()),
+        Vouch::Approved
+    );
+    assert_eq!(
+        log.state.vouch("alice", "a2", &key(9).public_key()),
+        Vouch::WrongKey
+    );
+    assert_eq!(
+        log.state.vouch("alice", "a3", &key(3).public_key()),
+        Vouch::Unknown
+    );
+    assert_eq!(
+        log.state.vouch("bob", "a2", &key(2).public_key()),
+        Vouch::Unknown
+    );
+    log.append(
+        "alice",
+        3,
+        alice.revoke_change("alice", "a2", "a1", &key_of("a1")),
+    )
+    .unwrap();
+    assert_eq!(
+        log.state.vouch("alice", "a2", &key(2).public_key()),
+        Vouch::Revoked
+    );
     // A revoked device approves nothing and cannot come back.
     let again = log.append(
         "alice",
         4,
-        alice.approve_change("alice", device("a2", 2), "a1"),
+        alice.approve_change("alice", device("a2", 2), "a1", &key_of("a1")),
     );
     assert!(matches!(again, Err(Error::BrokenRule { .. })), "{again:?}");
     let by_revoked = log.append(
         "alice",
         4,
-        alice.approve_change("alice", device("a3", 3), "a2"),
+        alice.approve_change("alice", device("a3", 3), "a2", &key_of("a2")),
     );
     assert!(matches!(by_revoked, Err(Error::BrokenRule { .. })));
 }
@@ -83,21 +119,29 @@ fn a_user_starts_an_identity_and_approves_and_revokes_devices() {
 fn issue_9_only_the_users_identity_key_can_add_a_device() {
     let mut log = Log::new();
     let bob = IdentityKey::generate();
-    log.append("bob", 1, bob.identity_change("bob", device("b1", 1)))
-        .unwrap();
+    log.append(
+        "bob",
+        1,
+        bob.identity_change("bob", device("b1", 1), &key(1)),
+    )
+    .unwrap();
     let before = log.state.clone();
     // The operator (or anyone without bob's identity key) signs with a key of its own.
     let operator = IdentityKey::generate();
     for change in [
-        operator.approve_change("bob", device("ghost", 7), "b1"),
-        operator.identity_change("bob", device("ghost", 7)),
-        operator.revoke_change("bob", "b1", "b1"),
-        operator.veto_change("bob", "r1", "b1"),
+        operator.approve_change("bob", device("ghost", 7), "b1", &key_of("b1")),
+        operator.identity_change("bob", device("ghost", 7), &key(7)),
+        operator.revoke_change("bob", "b1", "b1", &key_of("b1")),
+        operator.veto_change("bob", "r1", "b1", &key_of("b1")),
     ] {
         assert!(log.append("bob", 2, change).is_err());
     }
     // Bob's signature over another user, device or key does not transfer.
-    let Change::Approved { signature, .. } = bob.approve_change("bob", device("b2", 2), "b1")
+    let Change::Approved {
+        signature,
+        device_signature,
+        ..
+    } = bob.approve_change("bob", device("b2", 2), "b1", &key_of("b1"))
     else {
         unreachable!()
     };
@@ -106,11 +150,13 @@ fn issue_9_only_the_users_identity_key_can_add_a_device() {
             device: device("ghost", 2),
             by_device: "b1".into(),
             signature,
+            device_signature,
         },
         Change::Approved {
             device: device("b2", 7),
             by_device: "b1".into(),
             signature,
+            device_signature,
         },
     ] {
         assert!(log.append("bob", 2, forged).is_err());
@@ -119,35 +165,159 @@ fn issue_9_only_the_users_identity_key_can_add_a_device() {
 }
 
 #[test]
+fn issue_9_a_revoked_device_keeping_the_identity_key_approves_nothing() {
+    // A lost phone kept bob's identity key; bob revoked it. Whoever holds the phone (and
+    // the server) still cannot approve a ghost: every approval is also signed by the
+    // approving device's own key, and the phone's is revoked while bob's laptop's is his.
+    let mut log = Log::new();
+    let bob = IdentityKey::generate();
+    log.append(
+        "bob",
+        1,
+        bob.identity_change("bob", device("b1", 1), &key(1)),
+    )
+    .unwrap();
+    log.append(
+        "bob",
+        2,
+        bob.approve_change("bob", device("b2", 2), "b1", &key(1)),
+    )
+    .unwrap();
+    log.append("bob", 3, bob.revoke_change("bob", "b2", "b1", &key(1)))
+        .unwrap();
+    let stolen = IdentityKey::from_seed(bob.seed().as_slice()).unwrap();
+    for (by_device, by_key) in [("b2", key(2)), ("b1", key(2)), ("b1", key(7))] {
+        let ghost = stolen.approve_change("bob", device("ghost", 7), by_device, &by_key);
+        assert!(
+            log.append("bob", 4, ghost).is_err(),
+            "approved by {by_device}"
+        );
+        let revoke = stolen.revoke_change("bob", "b1", by_device, &by_key);
+        assert!(log.append("bob", 4, revoke).is_err());
+    }
+    assert_eq!(
+        log.state.vouch("bob", "ghost", &key(7).public_key()),
+        Vouch::Unknown
+    );
+}
+
+#[test]
+fn issue_9_a_reset_shorter_than_the_pinned_wait_is_refused() {
+    let mut log = Log::new();
+    log.state.min_reset_wait_secs = 3600;
+    let bob = IdentityKey::generate();
+    log.append(
+        "bob",
+        1,
+        bob.identity_change("bob", device("b1", 1), &key(1)),
+    )
+    .unwrap();
+    let short = Change::ResetRequested {
+        request_id: "r1".into(),
+        effective_at: 10 + 3599,
+    };
+    assert!(log.append("bob", 10, short).is_err());
+    let long = Change::ResetRequested {
+        request_id: "r1".into(),
+        effective_at: 10 + 3600,
+    };
+    log.append("bob", 10, long).unwrap();
+}
+
+#[test]
+fn issue_9_an_upgraded_users_identity_names_their_earliest_device() {
+    let mut log = Log::default();
+    log.append(
+        "bob",
+        0,
+        Change::Legacy {
+            device: device("b1", 1),
+        },
+    )
+    .unwrap();
+    log.append(
+        "bob",
+        0,
+        Change::Legacy {
+            device: device("b2", 2),
+        },
+    )
+    .unwrap();
+    log.append("", 0, Change::UpgradeDone).unwrap();
+    let bob = IdentityKey::generate();
+    // Neither a later legacy device nor a brand-new one takes the identity.
+    assert!(log
+        .append(
+            "bob",
+            1,
+            bob.identity_change("bob", device("b2", 2), &key(2))
+        )
+        .is_err());
+    assert!(log
+        .append(
+            "bob",
+            1,
+            bob.identity_change("bob", device("b9", 9), &key(9))
+        )
+        .is_err());
+    // A device must sign its own identity entry.
+    assert!(log
+        .append(
+            "bob",
+            1,
+            bob.identity_change("bob", device("b1", 1), &key(2))
+        )
+        .is_err());
+    log.append(
+        "bob",
+        1,
+        bob.identity_change("bob", device("b1", 1), &key(1)),
+    )
+    .unwrap();
+}
+
+#[test]
 fn entries_must_follow_the_users_chain_and_ids_are_never_reused() {
     let mut log = Log::new();
     let alice = IdentityKey::generate();
-    log.append("alice", 1, alice.identity_change("alice", device("a1", 1)))
-        .unwrap();
+    log.append(
+        "alice",
+        1,
+        alice.identity_change("alice", device("a1", 1), &key(1)),
+    )
+    .unwrap();
     // An entry that skips or repeats a position of alice's chain.
     let mut entry = log.state.next_entry(
         "alice",
         2,
-        alice.approve_change("alice", device("a2", 2), "a1"),
+        alice.approve_change("alice", device("a2", 2), "a1", &key_of("a1")),
     );
     entry.user_seq += 1;
     assert!(log.state.clone().apply(&entry.to_bytes()).is_err());
     let mut entry = log.state.next_entry(
         "alice",
         2,
-        alice.approve_change("alice", device("a2", 2), "a1"),
+        alice.approve_change("alice", device("a2", 2), "a1", &key_of("a1")),
     );
     entry.prev = None;
     assert!(log.state.clone().apply(&entry.to_bytes()).is_err());
     // Bob cannot take a device id alice holds.
     let bob = IdentityKey::generate();
     assert!(log
-        .append("bob", 2, bob.identity_change("bob", device("a1", 5)))
+        .append(
+            "bob",
+            2,
+            bob.identity_change("bob", device("a1", 5), &key(5))
+        )
         .is_err());
     // A second identity while one stands.
     let other = IdentityKey::generate();
     assert!(log
-        .append("alice", 2, other.identity_change("alice", device("a9", 9)))
+        .append(
+            "alice",
+            2,
+            other.identity_change("alice", device("a9", 9), &key(9))
+        )
         .is_err());
     // Unknown fields, versions and oversized entries are refused.
     let mut value: serde_json::Value = serde_json::from_slice(
@@ -203,10 +373,17 @@ fn legacy_devices_only_in_the_opening_listing() {
     // Nothing but listing before the listing ends.
     let bob = IdentityKey::generate();
     assert!(log
-        .append("bob", 0, bob.identity_change("bob", device("b1", 1)))
+        .append(
+            "bob",
+            0,
+            bob.identity_change("bob", device("b1", 1), &key(1))
+        )
         .is_err());
     log.append("", 0, Change::UpgradeDone).unwrap();
-    assert_eq!(log.state.vouch("bob", "b2", &[2; 32]), Vouch::Legacy);
+    assert_eq!(
+        log.state.vouch("bob", "b2", &key(2).public_key()),
+        Vouch::Legacy
+    );
     // A "device that existed before" cannot be planted later.
     assert!(log
         .append(
@@ -219,21 +396,42 @@ fn legacy_devices_only_in_the_opening_listing() {
         .is_err());
     assert!(log.append("", 5, Change::UpgradeDone).is_err());
     // The earliest device takes the identity; it then confirms the other.
-    log.append("bob", 5, bob.identity_change("bob", device("b1", 1)))
-        .unwrap();
-    assert_eq!(log.state.vouch("bob", "b1", &[1; 32]), Vouch::Approved);
-    assert_eq!(log.state.vouch("bob", "b2", &[2; 32]), Vouch::Legacy);
-    log.append("bob", 6, bob.approve_change("bob", device("b2", 2), "b1"))
-        .unwrap();
-    assert_eq!(log.state.vouch("bob", "b2", &[2; 32]), Vouch::Approved);
+    log.append(
+        "bob",
+        5,
+        bob.identity_change("bob", device("b1", 1), &key(1)),
+    )
+    .unwrap();
+    assert_eq!(
+        log.state.vouch("bob", "b1", &key(1).public_key()),
+        Vouch::Approved
+    );
+    assert_eq!(
+        log.state.vouch("bob", "b2", &key(2).public_key()),
+        Vouch::Legacy
+    );
+    log.append(
+        "bob",
+        6,
+        bob.approve_change("bob", device("b2", 2), "b1", &key_of("b1")),
+    )
+    .unwrap();
+    assert_eq!(
+        log.state.vouch("bob", "b2", &key(2).public_key()),
+        Vouch::Approved
+    );
 }
 
 #[test]
 fn issue_9_a_reset_waits_and_a_surviving_device_vetoes_it() {
     let mut log = Log::new();
     let bob = IdentityKey::generate();
-    log.append("bob", 1, bob.identity_change("bob", device("b1", 1)))
-        .unwrap();
+    log.append(
+        "bob",
+        1,
+        bob.identity_change("bob", device("b1", 1), &key(1)),
+    )
+    .unwrap();
     log.append(
         "bob",
         10,
@@ -256,9 +454,13 @@ fn issue_9_a_reset_waits_and_a_surviving_device_vetoes_it() {
     // A veto needs bob's identity.
     let operator = IdentityKey::generate();
     assert!(log
-        .append("bob", 50, operator.veto_change("bob", "r1", "b1"))
+        .append(
+            "bob",
+            50,
+            operator.veto_change("bob", "r1", "b1", &key_of("b1"))
+        )
         .is_err());
-    log.append("bob", 50, bob.veto_change("bob", "r1", "b1"))
+    log.append("bob", 50, bob.veto_change("bob", "r1", "b1", &key_of("b1")))
         .unwrap();
     assert!(log
         .append(
@@ -269,7 +471,10 @@ fn issue_9_a_reset_waits_and_a_surviving_device_vetoes_it() {
             }
         )
         .is_err());
-    assert_eq!(log.state.vouch("bob", "b1", &[1; 32]), Vouch::Approved);
+    assert_eq!(
+        log.state.vouch("bob", "b1", &key(1).public_key()),
+        Vouch::Approved
+    );
     // A request id is used once.
     assert!(log
         .append(
@@ -299,12 +504,19 @@ fn issue_9_a_reset_waits_and_a_surviving_device_vetoes_it() {
         },
     )
     .unwrap();
-    assert_eq!(log.state.vouch("bob", "b1", &[1; 32]), Vouch::Revoked);
+    assert_eq!(
+        log.state.vouch("bob", "b1", &key(1).public_key()),
+        Vouch::Revoked
+    );
     let user = log.state.user("bob").unwrap();
     assert_eq!((user.identity, user.generation), (None, 1));
     let new = IdentityKey::generate();
-    log.append("bob", 201, new.identity_change("bob", device("b3", 3)))
-        .unwrap();
+    log.append(
+        "bob",
+        201,
+        new.identity_change("bob", device("b3", 3), &key(3)),
+    )
+    .unwrap();
     assert_eq!(log.state.user("bob").unwrap().identity, Some(new.public()));
 }
 
@@ -312,22 +524,30 @@ fn issue_9_a_reset_waits_and_a_surviving_device_vetoes_it() {
 fn a_mirror_follows_the_log_and_catches_forks_and_rollbacks() {
     let mut log = Log::new();
     let alice = IdentityKey::generate();
-    log.append("alice", 1, alice.identity_change("alice", device("a1", 1)))
-        .unwrap();
+    log.append(
+        "alice",
+        1,
+        alice.identity_change("alice", device("a1", 1), &key(1)),
+    )
+    .unwrap();
     let mut mirror = Mirror::default();
     mirror.extend(&log.leaves[..2], &log.checkpoint(2)).unwrap();
     assert_eq!(mirror.size(), 2);
     log.append(
         "alice",
         2,
-        alice.approve_change("alice", device("a2", 2), "a1"),
+        alice.approve_change("alice", device("a2", 2), "a1", &key_of("a1")),
     )
     .unwrap();
     // A checkpoint over other leaves at the same sizes: a fork.
     let mut forked = Log::new();
     let other = IdentityKey::generate();
     forked
-        .append("alice", 1, other.identity_change("alice", device("a1", 1)))
+        .append(
+            "alice",
+            1,
+            other.identity_change("alice", device("a1", 1), &key(1)),
+        )
         .unwrap();
     // Entries that keep the rules but are not the ones the checkpoint covers.
     let mut split = Log::new();
@@ -337,7 +557,7 @@ fn a_mirror_follows_the_log_and_catches_forks_and_rollbacks() {
         .append(
             "alice",
             2,
-            alice.approve_change("alice", device("a9", 9), "a1"),
+            alice.approve_change("alice", device("a9", 9), "a1", &key_of("a1")),
         )
         .unwrap();
     let held = mirror.clone();
@@ -353,13 +573,17 @@ fn a_mirror_follows_the_log_and_catches_forks_and_rollbacks() {
     // checkpoint covers them; the entries before the bad one are undone.
     let mut ghost = Log::new();
     ghost
-        .append("alice", 1, other.identity_change("alice", device("a1", 1)))
+        .append(
+            "alice",
+            1,
+            other.identity_change("alice", device("a1", 1), &key(1)),
+        )
         .unwrap();
     ghost
         .append(
             "alice",
             2,
-            other.approve_change("alice", device("ghost", 7), "a1"),
+            other.approve_change("alice", device("ghost", 7), "a1", &key_of("a1")),
         )
         .unwrap();
     let mut planted = Log::new();
@@ -369,7 +593,7 @@ fn a_mirror_follows_the_log_and_catches_forks_and_rollbacks() {
         .append(
             "bob",
             2,
-            IdentityKey::generate().identity_change("bob", device("b1", 3)),
+            IdentityKey::generate().identity_change("bob", device("b1", 3), &key(3)),
         )
         .unwrap();
     planted.leaves.push(ghost.leaves[2].clone());
@@ -391,7 +615,10 @@ fn a_mirror_follows_the_log_and_catches_forks_and_rollbacks() {
         serde_json::from_str(&serde_json::to_string(&mirror).unwrap()).unwrap();
     let applied = mirror.extend(&log.leaves[2..], &log.checkpoint(3)).unwrap();
     assert_eq!(applied.len(), 1);
-    assert_eq!(mirror.state.vouch("alice", "a2", &[2; 32]), Vouch::Approved);
+    assert_eq!(
+        mirror.state.vouch("alice", "a2", &key(2).public_key()),
+        Vouch::Approved
+    );
     mirror.extend(&[], &log.checkpoint(3)).unwrap();
 }
 

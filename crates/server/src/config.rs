@@ -8,6 +8,9 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use vellum_mls::OrgSigner;
 
+/// The default floor of the identity-reset wait: a day.
+pub const DEFAULT_MIN_RESET_WAIT_SECS: u64 = 24 * 3600;
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -52,6 +55,8 @@ pub struct ServerConfig {
     pub directory_witness_quorum: Option<usize>,
     /// How often a checkpoint some witness has not cosigned is submitted again.
     pub directory_witness_retry: Duration,
+    /// The shortest identity-reset wait the org policy may set; devices pin it.
+    pub min_reset_wait_secs: u64,
 }
 
 impl ServerConfig {
@@ -80,6 +85,7 @@ impl ServerConfig {
             directory_witnesses: Vec::new(),
             directory_witness_quorum: None,
             directory_witness_retry: Duration::from_secs(30),
+            min_reset_wait_secs: DEFAULT_MIN_RESET_WAIT_SECS,
         }
     }
 }

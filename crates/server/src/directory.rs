@@ -166,6 +166,7 @@ impl Directory {
         signer: NoteSigner,
         witnesses: Vec<WitnessTarget>,
         quorum: Option<usize>,
+        min_reset_wait_secs: u64,
         now: i64,
     ) -> Result<Self, DirectoryError> {
         let quorum = quorum.unwrap_or(witnesses.len());
@@ -183,6 +184,7 @@ impl Directory {
                 .map(|w| w.verifier.verifier_key())
                 .collect(),
             quorum,
+            min_reset_wait_secs,
         };
         let signer = Arc::new(signer);
         let mut log = Log {
@@ -215,6 +217,8 @@ impl Directory {
                 Err(e) => return Err(e.into()),
             }
         }
+        // Entries from before the floor was raised stay valid; new ones must keep it.
+        log.state.min_reset_wait_secs = i64::try_from(min_reset_wait_secs).unwrap_or(i64::MAX);
         log.note = match store.directory_checkpoint().await? {
             Some(note) => check_stored(&signer, &log, note)?,
             None => sign(&signer, log.builder.size(), log.builder.root())

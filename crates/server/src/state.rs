@@ -124,6 +124,7 @@ impl AppState {
                     self.directory_signer()?,
                     self.config.directory_witnesses.clone(),
                     self.config.directory_witness_quorum,
+                    self.config.min_reset_wait_secs,
                     self.now_secs(),
                 )
                 .await?;

@@ -3537,7 +3537,7 @@ impl Harness {
     /// `device` starts its user's identity in the directory.
     async fn post_identity(&self, device: &TestDevice, user: &str) -> IdentityKey {
         let identity = IdentityKey::generate();
-        let change = identity.identity_change(user, device_ref(device));
+        let change = identity.identity_change(user, device_ref(device), &device.key);
         let (status, body) = self
             .call(
                 device,
@@ -3640,7 +3640,7 @@ impl Harness {
         let sealed = hello
             .complete(user, &committed, &revealed, &shown, identity)
             .unwrap();
-        let change = identity.approve_change(user, revealed.device.clone(), &old.id);
+        let change = identity.approve_change(user, revealed.device.clone(), &old.id, &old.key);
         ok(self
             .call(
                 old,
@@ -3940,7 +3940,7 @@ async fn issue_9_approval_exchange_through_the_server() {
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     // Nothing to complete before the offer.
-    let early = identity.approve_change("alice", device_ref(&laptop), &phone.id);
+    let early = identity.approve_change("alice", device_ref(&laptop), &phone.id, &phone.key);
     let (status, body) = h
         .call(
             &phone,
@@ -4033,7 +4033,7 @@ async fn issue_9_approval_exchange_through_the_server() {
     );
     // A replayed completion (and a late cancel) finds the exchange over; nothing appended.
     let size = mirror.size();
-    let replay = identity.approve_change("alice", device_ref(&laptop), &phone.id);
+    let replay = identity.approve_change("alice", device_ref(&laptop), &phone.id, &phone.key);
     let (status, body) = h
         .call(
             &phone,
@@ -4089,7 +4089,8 @@ async fn issue_9_an_approval_must_be_signed_by_the_identity_and_name_the_device(
     };
     // Signed by another key (the server's own forgery would look like this): refused by
     // the directory's rules.
-    let forged = IdentityKey::generate().approve_change("alice", device_ref(&laptop), &phone.id);
+    let forged =
+        IdentityKey::generate().approve_change("alice", device_ref(&laptop), &phone.id, &phone.key);
     let (status, body) = complete(json!(forged), vec![0; 80]).await;
     assert_error(
         status,
@@ -4103,14 +4104,14 @@ async fn issue_9_an_approval_must_be_signed_by_the_identity_and_name_the_device(
         signature_key: DeviceKey::generate().public_key(),
     };
     for change in [
-        identity.approve_change("alice", other_key, &phone.id),
-        identity.approve_change("alice", device_ref(&laptop), &laptop.id),
-        identity.revoke_change("alice", &laptop.id, &phone.id),
+        identity.approve_change("alice", other_key, &phone.id, &phone.key),
+        identity.approve_change("alice", device_ref(&laptop), &laptop.id, &laptop.key),
+        identity.revoke_change("alice", &laptop.id, &phone.id, &phone.key),
     ] {
         let (status, body) = complete(json!(change), vec![0; 80]).await;
         assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     }
-    let good = identity.approve_change("alice", device_ref(&laptop), &phone.id);
+    let good = identity.approve_change("alice", device_ref(&laptop), &phone.id, &phone.key);
     let (status, body) = complete(json!(good), vec![0; 79]).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     let (status, body) = complete(json!({ "type": "approved" }), vec![0; 80]).await;
@@ -4132,23 +4133,27 @@ async fn issue_9_directory_changes_are_checked_before_they_are_appended() {
     let (status, body) = h
         .post_change(
             &bob,
-            json!(identity.identity_change("alice", device_ref(&alice))),
+            json!(identity.identity_change("alice", device_ref(&alice), &alice.key)),
         )
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let impostor_key = DeviceKey::generate();
     let impostor = DeviceRef {
         device_id: alice.id.clone(),
-        signature_key: DeviceKey::generate().public_key(),
+        signature_key: impostor_key.public_key(),
     };
     let (status, body) = h
-        .post_change(&alice, json!(identity.identity_change("alice", impostor)))
+        .post_change(
+            &alice,
+            json!(identity.identity_change("alice", impostor, &impostor_key)),
+        )
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     // Signed for another user: the rules refuse it.
     let (status, body) = h
         .post_change(
             &alice,
-            json!(identity.identity_change("bob", device_ref(&alice))),
+            json!(identity.identity_change("bob", device_ref(&alice), &alice.key)),
         )
         .await;
     assert_error(
@@ -4189,7 +4194,7 @@ async fn issue_9_directory_changes_are_checked_before_they_are_appended() {
     let (status, body) = h
         .post_change(
             &alice,
-            json!(identity.identity_change("alice", device_ref(&alice))),
+            json!(identity.identity_change("alice", device_ref(&alice), &alice.key)),
         )
         .await;
     assert_eq!(
@@ -4201,7 +4206,7 @@ async fn issue_9_directory_changes_are_checked_before_they_are_appended() {
     let (status, body) = h
         .post_change(
             &alice,
-            json!(identity.identity_change("alice", device_ref(&alice))),
+            json!(identity.identity_change("alice", device_ref(&alice), &alice.key)),
         )
         .await;
     assert_error(
@@ -4215,14 +4220,14 @@ async fn issue_9_directory_changes_are_checked_before_they_are_appended() {
     let (status, body) = h
         .post_change(
             &alice,
-            json!(identity.revoke_change("alice", &alice.id, &bob.id)),
+            json!(identity.revoke_change("alice", &alice.id, &bob.id, &bob.key)),
         )
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     let (status, body) = h
         .post_change(
             &alice,
-            json!(identity.revoke_change("alice", &bob.id, &alice.id)),
+            json!(identity.revoke_change("alice", &bob.id, &alice.id, &alice.key)),
         )
         .await;
     assert_error(
@@ -4235,7 +4240,7 @@ async fn issue_9_directory_changes_are_checked_before_they_are_appended() {
     let (status, body) = h
         .post_change(
             &alice,
-            json!(identity.revoke_change("alice", &long, &alice.id)),
+            json!(identity.revoke_change("alice", &long, &alice.id, &alice.key)),
         )
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
@@ -4264,7 +4269,7 @@ async fn issue_9_directory_changes_are_checked_before_they_are_appended() {
     let (status, body) = h
         .post_change(
             &laptop,
-            json!(opened.revoke_change("alice", &alice.id, &laptop.id)),
+            json!(opened.revoke_change("alice", &alice.id, &laptop.id, &laptop.key)),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -4323,7 +4328,7 @@ async fn issue_9_reset_waits_and_can_be_vetoed() {
     assert!(mirror.state.user("alice").unwrap().pending_reset.is_some());
 
     // The phone vetoes it: nothing happens when the wait is over.
-    let veto = identity.veto_change("alice", &request_id, &phone.id);
+    let veto = identity.veto_change("alice", &request_id, &phone.id, &phone.key);
     let (status, body) = h
         .call(
             &phone,
@@ -4352,10 +4357,12 @@ async fn issue_9_reset_waits_and_can_be_vetoed() {
     assert_eq!(h.state_of(&phone).await, vellum_wire::DeviceState::Approved);
 
     // A second request, with a shorter wait, that nobody vetoes takes effect after it.
-    let (status, _) = send(&h.app, admin_put(r#"{"reset_wait_secs": 3600}"#)).await;
+    let (status, _) = send(&h.app, admin_put(r#"{"reset_wait_secs": 86400}"#)).await;
     assert_eq!(status, StatusCode::OK);
     for bad in [
         r#"{"reset_wait_secs": 0}"#,
+        // Below the server's floor (a day by default), which devices pinned.
+        r#"{"reset_wait_secs": 3600}"#,
         r#"{"reset_wait_secs": 999999999999}"#,
     ] {
         let (status, body) = send(&h.app, admin_put(bad)).await;
@@ -4365,9 +4372,9 @@ async fn issue_9_reset_waits_and_can_be_vetoed() {
     assert_eq!(status, StatusCode::OK, "{second}");
     assert_eq!(
         second["effective_at"].as_i64().unwrap(),
-        clock.now_secs() + 3600
+        clock.now_secs() + 86400
     );
-    clock.advance(3_599_000);
+    clock.advance(86_399_000);
     assert_eq!(vellum_server::apply_due_resets(&h.state).await.unwrap(), 0);
     assert_eq!(h.state_of(&phone).await, vellum_wire::DeviceState::Approved);
     clock.advance(1_000);
@@ -4704,7 +4711,7 @@ async fn issue_9_legacy_devices_confirm_through_the_earliest() {
             &newer,
             "POST",
             "/v1/directory/changes",
-            Some(json!({ "change": identity.identity_change("alice", device_ref(&newer)) })),
+            Some(json!({ "change": identity.identity_change("alice", device_ref(&newer), &newer.key) })),
         )
         .await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
@@ -4713,7 +4720,9 @@ async fn issue_9_legacy_devices_confirm_through_the_earliest() {
             &old,
             "POST",
             "/v1/directory/changes",
-            Some(json!({ "change": identity.identity_change("alice", device_ref(&old)) })),
+            Some(
+                json!({ "change": identity.identity_change("alice", device_ref(&old), &old.key) }),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");

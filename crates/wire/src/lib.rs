@@ -581,6 +581,10 @@ pub struct DirectoryConfig {
     /// Witnesses' cosignature/v1 verifier keys; `quorum` of them must cosign a checkpoint.
     pub witnesses: Vec<String>,
     pub quorum: usize,
+    /// The shortest waiting period (seconds) an identity reset may have. Pinned too: an
+    /// operator who lowers it later cannot rush a reset past devices enrolled before.
+    #[serde(default)]
+    pub min_reset_wait_secs: u64,
 }
 
 /// `GET /v1/directory/checkpoint`: the newest signed checkpoint with its cosignatures.

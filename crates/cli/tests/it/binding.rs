@@ -175,7 +175,8 @@ fn issue8_a_second_archiver_device_is_refused_by_the_server_and_by_clients() {
             signature_key: mallory.key.public_key(),
         };
         let change = PostDirectoryChange {
-            change: serde_json::to_value(identity.identity_change("mallory", device)).unwrap(),
+            change: serde_json::to_value(identity.identity_change("mallory", device, &mallory.key))
+                .unwrap(),
         };
         let _: vellum_wire::DirectoryAppended = mallory
             .call(&server, Method::POST, "/v1/directory/changes", &change)

@@ -45,7 +45,14 @@ impl Server {
         let stderr =
             std::fs::File::create(self.logs.join(format!("stderr-{}", self.starts))).unwrap();
         let child = vellum()
-            .args(["server", "--listen", &self.listen, "--data"])
+            .args([
+                "server",
+                "--min-reset-wait",
+                "1s",
+                "--listen",
+                &self.listen,
+                "--data",
+            ])
             .arg(&self.data)
             // The most verbose level: even debug logs must not carry plaintext.
             .env("RUST_LOG", "debug")

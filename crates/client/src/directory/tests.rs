@@ -95,6 +95,7 @@ impl Log {
             log_key: self.signer().verifier_key(),
             witnesses: witnesses.iter().map(|w| w.verifier_key()).collect(),
             quorum,
+            min_reset_wait_secs: 0,
         }
     }
 }
@@ -204,6 +205,7 @@ struct World {
     client: Client,
     alice: IdentityKey,
     bob: IdentityKey,
+    alice_key: DeviceKey,
     bob_key: DeviceKey,
 }
 
@@ -221,9 +223,12 @@ async fn world() -> World {
     );
     log.append(
         "alice",
-        alice.identity_change("alice", device("a1", &alice_key)),
+        alice.identity_change("alice", device("a1", &alice_key), &alice_key),
     );
-    log.append("bob", bob.identity_change("bob", device("b1", &bob_key)));
+    log.append(
+        "bob",
+        bob.identity_change("bob", device("b1", &bob_key), &bob_key),
+    );
     served.lock().unwrap().config = Some(log.config(&[], 0));
     show(&served, &log, log.size(), None);
     World {
@@ -234,6 +239,7 @@ async fn world() -> World {
         served,
         alice,
         bob,
+        alice_key,
         bob_key,
     }
 }
@@ -350,12 +356,13 @@ async fn issue_9_a_forked_directory_is_caught_and_the_copy_kept() {
     let ghost = DeviceKey::generate();
     forked.append(
         "bob",
-        operator.identity_change("bob", device("ghost", &ghost)),
+        operator.identity_change("bob", device("ghost", &ghost), &ghost),
     );
     // Then an entry this copy could apply on top of what it holds.
+    let c1 = DeviceKey::generate();
     forked.append(
         "carol",
-        operator.identity_change("carol", device("c1", &DeviceKey::generate())),
+        operator.identity_change("carol", device("c1", &c1), &c1),
     );
     show(&w.served, &forked, forked.size(), None);
     let err = client.refresh_directory().await.unwrap_err();
@@ -402,9 +409,10 @@ async fn issue_9_a_split_view_lacks_the_witness_quorum() {
     carol.pin_directory().await.unwrap();
     let mut forked = w.log.clone();
     let operator = IdentityKey::generate();
+    let c_ghost = DeviceKey::generate();
     forked.append(
         "carol",
-        operator.identity_change("carol", device("c-ghost", &DeviceKey::generate())),
+        operator.identity_change("carol", device("c-ghost", &c_ghost), &c_ghost),
     );
     show(&w.served, &forked, forked.size(), None);
     let err = carol.refresh_directory().await.unwrap_err();
@@ -455,7 +463,12 @@ async fn issue_9_a_rollback_a_foreign_signature_and_a_broken_rule_are_refused() 
         .next_entry(
             "bob",
             broken.time,
-            operator.approve_change("bob", device("ghost", &DeviceKey::generate()), "b1"),
+            operator.approve_change(
+                "bob",
+                device("ghost", &DeviceKey::generate()),
+                "b1",
+                &w.bob_key,
+            ),
         )
         .to_bytes();
     broken.leaves.push(leaf);
@@ -524,7 +537,8 @@ async fn issue_9_own_account_changes_and_ghost_devices_become_notices() {
     let a2 = DeviceKey::generate();
     w.log.append(
         "alice",
-        w.alice.approve_change("alice", device("a2", &a2), "a1"),
+        w.alice
+            .approve_change("alice", device("a2", &a2), "a1", &w.alice_key),
     );
     w.log.append(
         "alice",
@@ -539,8 +553,10 @@ async fn issue_9_own_account_changes_and_ghost_devices_become_notices() {
             effective_at: 1_700_000_000,
         },
     );
-    w.log
-        .append("alice", w.alice.veto_change("alice", "r1", "a1"));
+    w.log.append(
+        "alice",
+        w.alice.veto_change("alice", "r1", "a1", &w.alice_key),
+    );
     w.show_all();
     // A device the server lists as approved for alice that no device of hers approved.
     let ghost = DeviceKey::generate();
@@ -587,8 +603,11 @@ async fn issue_9_an_identity_reset_is_shown_and_confirmed_before_re_adding() {
 
     // A second device of bob's leaves the number as it was.
     let b2 = DeviceKey::generate();
-    w.log
-        .append("bob", w.bob.approve_change("bob", device("b2", &b2), "b1"));
+    w.log.append(
+        "bob",
+        w.bob
+            .approve_change("bob", device("b2", &b2), "b1", &w.bob_key),
+    );
     w.show_all();
     w.client.refresh_directory().await.unwrap();
     assert_eq!(w.client.safety("bob").unwrap().number, first.number);
@@ -625,8 +644,10 @@ async fn issue_9_an_identity_reset_is_shown_and_confirmed_before_re_adding() {
 
     let new_bob = IdentityKey::generate();
     let b3 = DeviceKey::generate();
-    w.log
-        .append("bob", new_bob.identity_change("bob", device("b3", &b3)));
+    w.log.append(
+        "bob",
+        new_bob.identity_change("bob", device("b3", &b3), &b3),
+    );
     w.show_all();
     w.client.refresh_directory().await.unwrap();
     let after = w.client.safety("bob").unwrap();
@@ -651,8 +672,11 @@ async fn issue_9_an_identity_reset_is_shown_and_confirmed_before_re_adding() {
 async fn issue_9_a_key_package_of_a_device_the_directory_does_not_vouch_for_is_refused() {
     let mut w = world().await;
     let b2 = DeviceKey::generate();
-    w.log
-        .append("bob", w.bob.approve_change("bob", device("b2", &b2), "b1"));
+    w.log.append(
+        "bob",
+        w.bob
+            .approve_change("bob", device("b2", &b2), "b1", &w.bob_key),
+    );
     w.log.append(
         "bob",
         Change::RevokedByAdmin {
@@ -796,7 +820,8 @@ async fn issue_9_with_witnesses_a_ghost_is_reported_once_the_directory_grew_past
     // a2's approval reaches a cosigned checkpoint; the ghost's never does.
     w.log.append(
         "alice",
-        w.alice.approve_change("alice", device("a2", &a2), "a1"),
+        w.alice
+            .approve_change("alice", device("a2", &a2), "a1", &w.alice_key),
     );
     show(&w.served, &w.log, w.log.size(), Some(&witness));
     w.client.refresh_directory().await.unwrap();

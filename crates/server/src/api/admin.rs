@@ -172,6 +172,12 @@ pub async fn set_policy(
                 "the reset waiting period is 1 second to 10 years",
             ));
         }
+        let floor = state.config.min_reset_wait_secs;
+        if secs < floor {
+            return Err(ApiError::bad_request(format!(
+                "the reset waiting period cannot be shorter than the server's --min-reset-wait ({floor} s), which devices pinned"
+            )));
+        }
         policy.reset_wait_secs = secs;
     }
     state.store.set_org_policy(policy.clone()).await?;
@@ -536,7 +542,12 @@ pub async fn reset_user(
     Path(name): Path<String>,
 ) -> Result<Json<ResetScheduled>, ApiError> {
     existing_user(&state, &name).await?;
-    let wait = state.store.org_policy().await?.reset_wait_secs;
+    let wait = state
+        .store
+        .org_policy()
+        .await?
+        .reset_wait_secs
+        .max(state.config.min_reset_wait_secs);
     let mut raw = [0u8; 16];
     getrandom::fill(&mut raw).map_err(|_| ApiError::internal())?;
     let request_id = hex::encode(raw);
