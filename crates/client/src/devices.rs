@@ -28,6 +28,10 @@ pub(crate) const OFFER_SECRET: &str = "offer_secret";
 /// The approver's side of its exchanges: JSON map device id → `HelloSecret`.
 pub(crate) const HELLO_SECRETS: &str = "hello_secrets";
 
+/// The alarm of a device the server refuses as revoked without the directory's word.
+pub(crate) const REFUSED_NOT_REVOKED: &str =
+    "the server refuses this device, but the key directory does not say it was revoked";
+
 /// The files remote wipe deletes from HOME (only these: HOME may hold anything else).
 const PROFILE_FILES: &[&str] = &[
     "vellum.db",
@@ -832,17 +836,33 @@ impl Client {
         })
     }
 
-    /// What a `device_revoked` answer does: the profile is wiped and the caller told so.
+    /// What a `device_revoked` answer does: the profile is wiped, and the caller told so,
+    /// only if the key directory (verified, caught up) says this device was revoked or its
+    /// user reset; the server's word alone could wipe every device of a user before a reset
+    /// nobody could veto then. Otherwise nothing is deleted and a permanent alarm raised.
     /// The archiver (user `records`) is replaced by its records office, not wiped.
-    pub(crate) fn wipe_revoked(&self, refused: Error) -> Error {
+    pub(crate) async fn revoked_answer(&self, refused: Error) -> Error {
         if self.user == RECORDS_USER {
             return refused;
         }
-        match self.wipe() {
-            Ok(()) => Error::Revoked,
-            Err(e) => Error::Io(format!(
-                "this device was revoked, but wiping its profile failed: {e}"
-            )),
+        let why = match self.revoked_in_directory().await {
+            Ok(true) => {
+                return match self.wipe() {
+                    Ok(()) => Error::Revoked,
+                    Err(e) => Error::Io(format!(
+                        "this device was revoked, but wiping its profile failed: {e}"
+                    )),
+                }
+            }
+            Ok(false) => String::new(),
+            Err(e) => format!(" (the directory could not be checked: {e})"),
+        };
+        let problem = crate::directory::Problem::Refused(format!(
+            "{REFUSED_NOT_REVOKED}{why}; this device keeps its profile"
+        ));
+        match self.record_problem(problem) {
+            Ok((error, _)) => error,
+            Err(e) => e,
         }
     }
 
@@ -1200,36 +1220,6 @@ mod tests {
             }
         });
         base
-    }
-
-    /// Remote wipe: the first `device_revoked` answer shreds every message and key and
-    /// deletes the profile's files; HOME itself and anything else in it stay.
-    #[tokio::test]
-    async fn issue_9_a_revoked_device_wipes_its_profile() {
-        let home = tempfile::tempdir().unwrap();
-        let server = revoking_server().await;
-        std::fs::write(home.path().join("notes.txt"), "not vellum's").unwrap();
-        let client = profile(home.path(), USER, &server);
-        assert!(client.holds_identity().unwrap());
-        let err = client
-            .request::<serde_json::Value>(Method::GET, "/v1/sync", None::<&()>)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::Revoked), "{err}");
-        assert_eq!(
-            err.to_string(),
-            "this device was revoked: its profile has been wiped"
-        );
-        let left: Vec<String> = std::fs::read_dir(home.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(left, vec!["notes.txt"], "only the profile's files go");
-        // What the process still has open holds nothing either.
-        assert!(client.store.profile_get(IDENTITY_KEY).unwrap().is_none());
-        assert!(client.store.profile_get("device_key").unwrap().is_none());
-        assert!(client.store.history("g").unwrap().is_empty());
-        assert!(Client::open(home.path()).is_err(), "nothing left to open");
     }
 
     /// The archiver is replaced by its records office, not wiped by the server's word.

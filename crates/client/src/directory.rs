@@ -122,6 +122,12 @@ pub(crate) enum Problem {
     Rollback(String),
     Fork(String),
     Rule(String),
+    /// The server refuses this device as revoked, but the directory does not say so.
+    Refused(String),
+    /// The directory does not hold the identity this device holds for its user.
+    Identity(String),
+    /// A veto of this device's was not published.
+    Veto(String),
 }
 
 impl Problem {
@@ -133,6 +139,9 @@ impl Problem {
             Problem::Rollback(_) => "rollback",
             Problem::Fork(_) => "fork",
             Problem::Rule(_) => "rule",
+            Problem::Refused(_) => "refused",
+            Problem::Identity(_) => "identity",
+            Problem::Veto(_) => "veto",
         }
     }
 
@@ -143,7 +152,10 @@ impl Problem {
             | Problem::Quorum(w)
             | Problem::Rollback(w)
             | Problem::Fork(w)
-            | Problem::Rule(w) => w,
+            | Problem::Rule(w)
+            | Problem::Refused(w)
+            | Problem::Identity(w)
+            | Problem::Veto(w) => w,
         }
     }
 }
@@ -209,6 +221,17 @@ pub(crate) fn verify_checkpoint(
         )));
     }
     Ok(checkpoint)
+}
+
+/// Which alarm a copy that does not extend is (an error that is none: the copy is kept).
+fn extend_problem(e: vellum_directory::Error) -> Result<Problem, Error> {
+    let why = e.to_string();
+    Ok(match e {
+        vellum_directory::Error::Rollback { .. } => Problem::Rollback(why),
+        vellum_directory::Error::Fork { .. } => Problem::Fork(why),
+        vellum_directory::Error::BrokenRule { .. } => Problem::Rule(why),
+        _ => return Err(Error::Directory(why)),
+    })
 }
 
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -296,16 +319,28 @@ impl Client {
             Err(problem) => return Err(self.directory_problem(problem)?),
         };
         let mirror = self.directory()?;
+        let leaves = self.fetch_leaves(mirror.size(), checkpoint.size).await?;
+        // Without witnesses the server serves each checkpoint as it appends: a device it
+        // listed before this checkpoint and that is not in it was never approved.
+        let lag_free = config.quorum == 0;
+        self.apply_directory(mirror, &leaves, &checkpoint, &devices.devices, lag_free)
+    }
+
+    /// The entries from `from` up to `to`, in pages. Signed requests not through
+    /// [`Client::request`]: a revoked device reads them too, to judge its revocation.
+    async fn fetch_leaves(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, Error> {
         let mut leaves = Vec::new();
-        let mut next = mirror.size();
-        while next < checkpoint.size {
-            let wanted = (checkpoint.size - next).min(ENTRIES_PAGE);
+        let mut next = from;
+        while next < to {
+            let wanted = (to - next).min(ENTRIES_PAGE);
             let path = format!("/v1/directory/entries?start={next}&limit={wanted}");
-            let page: DirectoryEntries = self.request(Method::GET, &path, None::<&()>).await?;
+            let page: DirectoryEntries = self
+                .api
+                .call(Method::GET, &path, None::<&()>, Some(&self.signer()), None)
+                .await?;
             if page.start != next || page.entries.is_empty() {
                 return Err(Error::Directory(format!(
-                    "the server did not hand out the directory's entries from {next} (its checkpoint has {})",
-                    checkpoint.size
+                    "the server did not hand out the directory's entries from {next} (its checkpoint has {to})"
                 )));
             }
             for leaf in page.entries.into_iter().take(wanted as usize) {
@@ -313,10 +348,46 @@ impl Client {
                 next += 1;
             }
         }
-        // Without witnesses the server serves each checkpoint as it appends: a device it
-        // listed before this checkpoint and that is not in it was never approved.
-        let lag_free = config.quorum == 0;
-        self.apply_directory(mirror, &leaves, &checkpoint, &devices.devices, lag_free)
+        Ok(leaves)
+    }
+
+    /// After the server refused this device as revoked: whether a verified copy of the
+    /// directory, caught up to the newest checkpoint, says so (this device revoked, or its
+    /// user's identity reset). The copy held is not replaced: the device is wiped, or it
+    /// goes on as before. A failed check is an alarm, as in a refresh.
+    pub(crate) async fn revoked_in_directory(&self) -> Result<bool, Error> {
+        let config = self
+            .pinned_directory()?
+            .ok_or_else(|| Error::Directory("this device never pinned the key directory".into()))?;
+        let note: DirectoryCheckpoint = self
+            .api
+            .call(
+                Method::GET,
+                "/v1/directory/checkpoint",
+                None::<&()>,
+                Some(&self.signer()),
+                None,
+            )
+            .await?;
+        let checkpoint = match verify_checkpoint(&config, &note.note) {
+            Ok(checkpoint) => checkpoint,
+            Err(problem) => return Err(self.record_problem(problem)?.0),
+        };
+        let held = self.directory()?;
+        let mut mirror = held.clone();
+        let leaves = self.fetch_leaves(mirror.size(), checkpoint.size).await?;
+        if let Err(e) = mirror.extend(&leaves, &checkpoint) {
+            return Err(self.record_problem(extend_problem(e)?)?.0);
+        }
+        let Some(own) = mirror.state.user(&self.user) else {
+            return Ok(false);
+        };
+        let generation = held.state.user(&self.user).map_or(0, |u| u.generation);
+        Ok(own.generation > generation
+            || own
+                .devices
+                .get(&self.device_id)
+                .is_some_and(|d| d.status == vellum_directory::DeviceStatus::Revoked))
     }
 
     /// The local half of a refresh: extends `mirror` by `leaves` to `checkpoint` (whose
@@ -333,13 +404,7 @@ impl Client {
         let applied = match mirror.extend(leaves, checkpoint) {
             Ok(applied) => applied,
             Err(e) => {
-                let why = e.to_string();
-                let problem = match e {
-                    vellum_directory::Error::Rollback { .. } => Problem::Rollback(why),
-                    vellum_directory::Error::Fork { .. } => Problem::Fork(why),
-                    vellum_directory::Error::BrokenRule { .. } => Problem::Rule(why),
-                    _ => return Err(Error::Directory(why)),
-                };
+                let problem = extend_problem(e)?;
                 return Err(self.directory_problem(problem)?);
             }
         };
@@ -372,6 +437,17 @@ impl Client {
     /// Keeps a failed check (see the module's doc), announces it in every chat when it is
     /// new, and returns the error to report.
     pub(crate) fn directory_problem(&mut self, problem: Problem) -> Result<Error, Error> {
+        let (error, shown) = self.record_problem(problem)?;
+        self.directory_shown.extend(shown);
+        Ok(error)
+    }
+
+    /// [`Client::directory_problem`] without `&mut self`: the events are kept in the chats'
+    /// histories (the next sync shows them) and returned.
+    pub(crate) fn record_problem(
+        &self,
+        problem: Problem,
+    ) -> Result<(Error, Vec<MessageRow>), Error> {
         let why = problem.why().to_owned();
         tracing::error!(%why, "{DIRECTORY_ALARM}");
         let mut watch: DirectoryWatch = self.profile_json(DIRECTORY_WATCH)?;
@@ -402,8 +478,7 @@ impl Client {
             self.store.profile_set(DIRECTORY_WATCH, &to_json(&watch))
         })();
         self.finish_tx(saved)?;
-        self.directory_shown.extend(shown);
-        Ok(Error::Directory(why))
+        Ok((Error::Directory(why), shown))
     }
 
     /// What is wrong with the server's key directory as this device saw it: each is also an

@@ -113,6 +113,21 @@ struct Served {
     note: String,
     leaves: Vec<Vec<u8>>,
     devices: Vec<DeviceInfo>,
+    /// The server refuses this device as revoked (but for the directory's reads).
+    refuse: bool,
+}
+
+/// The server's 403 `device_revoked`.
+fn revoked_answer() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::FORBIDDEN,
+        Json(serde_json::json!({
+            "code": vellum_wire::codes::DEVICE_REVOKED,
+            "message": "this device was revoked",
+        })),
+    )
+        .into_response()
 }
 
 type Shared = Arc<Mutex<Served>>;
@@ -155,11 +170,19 @@ async fn serve(served: Shared) -> String {
         .route(
             "/v1/devices",
             get(|State(s): State<Shared>| async move {
+                use axum::response::IntoResponse;
+                let s = s.lock().unwrap();
+                if s.refuse {
+                    return revoked_answer();
+                }
                 Json(DeviceList {
-                    devices: s.lock().unwrap().devices.clone(),
+                    devices: s.devices.clone(),
                 })
+                .into_response()
             }),
         )
+        // Every other endpoint: what a server that refuses the device answers.
+        .fallback(|| async { revoked_answer() })
         .with_state(served);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -853,4 +876,74 @@ async fn issue_9_nothing_is_sent_while_a_device_the_directory_does_not_vouch_for
             .contains("the key directory does not vouch for this device (revoked)"),
         "{err}"
     );
+}
+
+/// The server's word alone (`devices.state = 'revoked'` set by an operator) wipes nothing:
+/// the device reads the directory, keeps its profile, raises a permanent alarm and says so.
+/// Once the directory says the device was revoked, the same answer wipes the profile's
+/// files (HOME and anything else in it stay).
+#[tokio::test]
+async fn issue_9_only_the_directory_can_wipe_a_device() {
+    let mut w = world().await;
+    w.client.refresh_directory().await.unwrap();
+    let chat = w.chat_with_bob();
+    let home = w.client.home.clone();
+    std::fs::write(home.join("notes.txt"), "not vellum's").unwrap();
+    w.served.lock().unwrap().refuse = true;
+    let sync = || {
+        w.client
+            .request::<serde_json::Value>(Method::GET, "/v1/sync", None::<&()>)
+    };
+    let err = sync().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Directory(why) if why.starts_with(crate::devices::REFUSED_NOT_REVOKED)),
+        "{err}"
+    );
+    assert!(home.join("vellum.db").exists(), "nothing was wiped");
+    assert!(w.client.holds_identity().is_ok());
+    let alarms = w.client.directory_alarms().unwrap();
+    assert!(
+        alarms.len() == 1 && alarms[0].contains(crate::devices::REFUSED_NOT_REVOKED),
+        "{alarms:?}"
+    );
+    assert!(w
+        .events(&chat)
+        .iter()
+        .any(|e| e.contains(crate::devices::REFUSED_NOT_REVOKED)));
+    // A revocation signed into a log the device does not pin wipes nothing either.
+    let mut forged = w.log.clone();
+    forged.key = seed();
+    forged.append(
+        "alice",
+        Change::RevokedByAdmin {
+            device_id: "a1".into(),
+        },
+    );
+    show(&w.served, &forged, forged.size(), None);
+    assert!(matches!(sync().await.unwrap_err(), Error::Directory(_)));
+    assert!(home.join("vellum.db").exists(), "nothing was wiped");
+
+    // The revocation in the directory: wiped.
+    w.log.append(
+        "alice",
+        Change::RevokedByAdmin {
+            device_id: "a1".into(),
+        },
+    );
+    w.show_all();
+    let err = sync().await.unwrap_err();
+    assert!(matches!(err, Error::Revoked), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "this device was revoked: its profile has been wiped"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["notes.txt"], "only the profile's files go");
+    assert!(w.client.store.profile_get("device_key").unwrap().is_none());
+    assert!(w.client.store.history(&chat).unwrap().is_empty());
+    assert!(Client::open(&home).is_err(), "nothing left to open");
 }
