@@ -331,7 +331,7 @@ impl Client {
         device_ref(&self.device_id, &self.key)
     }
 
-    fn identity_key(&self) -> Result<Option<IdentityKey>, Error> {
+    pub(crate) fn identity_key(&self) -> Result<Option<IdentityKey>, Error> {
         self.store
             .profile_get(IDENTITY_KEY)?
             .map(|seed| IdentityKey::from_seed(&zeroize::Zeroizing::new(seed)))
@@ -407,7 +407,10 @@ impl Client {
     /// commits to its offer (step 0).
     pub(crate) async fn publish_enrollment(&mut self) -> Result<(), Error> {
         if let Some(identity) = self.identity_key()? {
-            self.post_change(&identity.identity_change(&self.user, self.device_ref()))
+            let appended = self
+                .post_change(&identity.identity_change(&self.user, self.device_ref()))
+                .await?;
+            self.confirm_identity_landed(&identity, appended.index)
                 .await?;
         } else if let Some(offer) = self.offer_secret()? {
             self.put_commitment(&offer).await?;
@@ -445,7 +448,10 @@ impl Client {
                     // Kept before it is published: a lost answer is published again.
                     self.store
                         .profile_set(IDENTITY_KEY, identity.seed().as_slice())?;
-                    self.post_change(&identity.identity_change(&self.user, self.device_ref()))
+                    let appended = self
+                        .post_change(&identity.identity_change(&self.user, self.device_ref()))
+                        .await?;
+                    self.confirm_identity_landed(&identity, appended.index)
                         .await?;
                     return Ok(Standing::Holder);
                 }
@@ -549,11 +555,37 @@ impl Client {
                 "the key directory holds another identity for {} than the one this device holds",
                 self.user
             ))),
-            None => self
-                .post_change(&identity.identity_change(&self.user, self.device_ref()))
-                .await
-                .map(|_| ()),
+            None => {
+                let appended = self
+                    .post_change(&identity.identity_change(&self.user, self.device_ref()))
+                    .await?;
+                self.confirm_identity_landed(identity, appended.index).await
+            }
         }
+    }
+
+    /// After the server took this device's `identity` change (appended at `index`): the
+    /// verified copy must show the identity this device holds, with this device approved.
+    /// If it does not, the server is withholding it: a permanent alarm, and an error.
+    async fn confirm_identity_landed(
+        &mut self,
+        identity: &IdentityKey,
+        index: u64,
+    ) -> Result<(), Error> {
+        self.refresh_past(index).await?;
+        let landed = self.directory()?.state.user(&self.user).is_some_and(|u| {
+            u.identity == Some(identity.public())
+                && u.devices
+                    .get(&self.device_id)
+                    .is_some_and(|d| d.status == DeviceStatus::Approved)
+        });
+        if landed {
+            return Ok(());
+        }
+        Err(self.directory_problem(crate::directory::Problem::Identity(format!(
+            "the identity this device published for {} is not in the key directory: the server may be withholding it (`vellum sync` publishes it again)",
+            self.user
+        )))?)
     }
 
     /// `vellum devices`: the user's devices, this one's code while it waits for approval,
@@ -829,7 +861,25 @@ impl Client {
                 Error::Invalid(format!("no reset of {}'s identity is pending", self.user))
             })?;
         let change = identity.veto_change(&self.user, &pending.request_id, &self.device_id);
-        self.post_change(&change).await?;
+        let appended = self.post_change(&change).await?;
+        // The server's answer is not the directory's: the reset passes unless the veto is
+        // in the log every device replays.
+        let applied = self.refresh_past(appended.index).await?;
+        let vetoed = applied.iter().any(|e| {
+            e.user == self.user
+                && matches!(&e.change, Change::ResetVetoed { request_id, by_device, .. }
+                    if *request_id == pending.request_id && *by_device == self.device_id)
+        });
+        let still_pending = self
+            .directory()?
+            .state
+            .user(&self.user)
+            .is_some_and(|u| u.pending_reset.is_some());
+        if !vetoed || still_pending {
+            return Err(self.directory_problem(crate::directory::Problem::Veto(
+                "the veto was not published: the server may be withholding it".into(),
+            ))?);
+        }
         Ok(VetoedReset {
             request_id: pending.request_id,
             effective_at: pending.effective_at,

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use vellum_directory::{safety_number, user_digits, Change, DirectoryEntry, Mirror, Vouch};
+use vellum_directory::{safety_number, user_digits, Change, DirectoryEntry, Key32, Mirror, Vouch};
 use vellum_mls::{roster, DeviceCertificate};
 use vellum_tlog::cosignature::CosignatureVerifier;
 use vellum_tlog::{Checkpoint, NoteVerifier};
@@ -59,6 +59,10 @@ const ENTRIES_PAGE: u64 = 1000;
 /// device the server lists for this user without the directory is noticed; each CLI
 /// command, a process of its own, refreshes at its first sync.
 const DIRECTORY_REFRESH: Duration = Duration::from_secs(30);
+
+/// How long a device waits for the checkpoint to cover an entry it posted (with witnesses,
+/// the checkpoint served lags the appends by their cosigning).
+const PUBLISH_WAIT: Duration = Duration::from_secs(10);
 
 /// What this device knows of another user's identity key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -326,6 +330,20 @@ impl Client {
         self.apply_directory(mirror, &leaves, &checkpoint, &devices.devices, lag_free)
     }
 
+    /// Refreshes until the verified copy covers the entry the server appended at `index`
+    /// (with witnesses, for up to [`PUBLISH_WAIT`]: their cosigning lags the appends);
+    /// returns the entries applied meanwhile.
+    pub(crate) async fn refresh_past(&mut self, index: u64) -> Result<Vec<DirectoryEntry>, Error> {
+        let mut applied = self.refresh_directory().await?;
+        let witnessed = self.pinned_directory()?.is_some_and(|c| c.quorum > 0);
+        let deadline = Instant::now() + PUBLISH_WAIT;
+        while witnessed && self.directory()?.size() <= index && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            applied.extend(self.refresh_directory().await?);
+        }
+        Ok(applied)
+    }
+
     /// The entries from `from` up to `to`, in pages. Signed requests not through
     /// [`Client::request`]: a revoked device reads them too, to judge its revocation.
     async fn fetch_leaves(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, Error> {
@@ -401,6 +419,8 @@ impl Client {
         lag_free: bool,
     ) -> Result<Vec<DirectoryEntry>, Error> {
         let first = mirror.size() == 0;
+        let own_identity = |m: &Mirror| m.state.user(&self.user).and_then(|u| u.identity);
+        let had = own_identity(&mirror);
         let applied = match mirror.extend(leaves, checkpoint) {
             Ok(applied) => applied,
             Err(e) => {
@@ -431,7 +451,45 @@ impl Client {
         self.finish_tx(saved)?;
         self.directory_shown.extend(shown);
         self.rosters_to_check |= !applied.is_empty();
+        if let Some(why) = self.identity_mismatch(&mirror, had)? {
+            // The copy is right (it is verified); what it says is the alarm.
+            self.directory_problem(Problem::Identity(why))?;
+        }
         Ok(applied)
+    }
+
+    /// On a device holding its user's identity key: the verified copy holding another
+    /// identity for the user, or none any more (`had` it before), while it does not say this
+    /// device was revoked, means the server put in an identity of its own choosing.
+    fn identity_mismatch(
+        &self,
+        mirror: &Mirror,
+        had: Option<Key32>,
+    ) -> Result<Option<String>, Error> {
+        let Some(identity) = self.identity_key()? else {
+            return Ok(None);
+        };
+        let Some(own) = mirror.state.user(&self.user) else {
+            return Ok(None);
+        };
+        let revoked = own
+            .devices
+            .get(&self.device_id)
+            .is_some_and(|d| d.status == vellum_directory::DeviceStatus::Revoked);
+        if revoked {
+            return Ok(None);
+        }
+        Ok(match own.identity {
+            Some(key) if key != identity.public() => Some(format!(
+                "the key directory holds another identity for {} than the one this device holds",
+                self.user
+            )),
+            None if had == Some(identity.public()) => Some(format!(
+                "the key directory no longer holds the identity this device holds for {}",
+                self.user
+            )),
+            _ => None,
+        })
     }
 
     /// Keeps a failed check (see the module's doc), announces it in every chat when it is
@@ -482,15 +540,29 @@ impl Client {
     }
 
     /// What is wrong with the server's key directory as this device saw it: each is also an
-    /// event in every chat. Reads only the profile.
+    /// event in every chat. Also, while the copy shows a pending reset of this device's
+    /// user's identity, that reset (it must not pass unseen). Reads only the profile.
     pub fn directory_alarms(&self) -> Result<Vec<String>, Error> {
         let watch: DirectoryWatch = self.profile_json(DIRECTORY_WATCH)?;
-        Ok(watch
+        let mut alarms: Vec<String> = watch
             .alarms
             .values()
             .chain(watch.short_of_quorum.iter())
             .map(|why| format!("{DIRECTORY_ALARM}: {why}"))
-            .collect())
+            .collect();
+        if let Some(reset) = self
+            .directory()?
+            .state
+            .user(&self.user)
+            .and_then(|u| u.pending_reset.as_ref())
+        {
+            alarms.push(format!(
+                "the administrator asked to reset {}'s identity; it takes effect at {} unless a device of yours vetoes it: `vellum devices veto-reset`",
+                self.user,
+                rfc3339_secs(reset.effective_at)
+            ));
+        }
+        Ok(alarms)
     }
 
     /// The verified copy as of the last refresh (empty before the first).
