@@ -371,7 +371,7 @@ impl Client {
 
     /// After the server refused this device as revoked: whether a verified copy of the
     /// directory, caught up to the newest checkpoint, says so (this device revoked, or its
-    /// user's identity reset). The copy held is not replaced: the device is wiped, or it
+    /// user's identity reset), or the device was never in it (pending, no identity key). The copy held is not replaced: the device is wiped, or it
     /// goes on as before. A failed check is an alarm, as in a refresh.
     pub(crate) async fn revoked_in_directory(&self) -> Result<bool, Error> {
         let config = self
@@ -397,15 +397,16 @@ impl Client {
         if let Err(e) = mirror.extend(&leaves, &checkpoint) {
             return Err(self.record_problem(extend_problem(e)?)?.0);
         }
-        let Some(own) = mirror.state.user(&self.user) else {
-            return Ok(false);
-        };
+        let own = mirror.state.user(&self.user);
+        let listed = own.and_then(|u| u.devices.get(&self.device_id));
+        if listed.is_none() && self.identity_key()?.is_none() {
+            // Never approved (pending): the directory cannot speak for it, and it holds
+            // nothing a wipe could take from its user.
+            return Ok(true);
+        }
         let generation = held.state.user(&self.user).map_or(0, |u| u.generation);
-        Ok(own.generation > generation
-            || own
-                .devices
-                .get(&self.device_id)
-                .is_some_and(|d| d.status == vellum_directory::DeviceStatus::Revoked))
+        Ok(own.is_some_and(|u| u.generation > generation)
+            || listed.is_some_and(|d| d.status == vellum_directory::DeviceStatus::Revoked))
     }
 
     /// The local half of a refresh: extends `mirror` by `leaves` to `checkpoint` (whose
