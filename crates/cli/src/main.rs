@@ -530,8 +530,13 @@ async fn run(cli: Cli) -> Result<()> {
             for alarm in client.records_alarms(vellum_client::now_millis())? {
                 eprintln!("WARNING: {alarm}");
             }
-            for alarm in client.directory_alarms()? {
+            let directory = client.directory_alarms()?;
+            for alarm in &directory {
                 eprintln!("WARNING: {alarm}");
+            }
+            // Like `status`: a script running `sync` must not miss them.
+            if !directory.is_empty() {
+                bail!("the server's key directory failed this device's checks, or a reset of your identity is pending (see the warnings above)");
             }
         }
         Command::Status { json } => {

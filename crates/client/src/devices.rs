@@ -28,6 +28,10 @@ pub(crate) const OFFER_SECRET: &str = "offer_secret";
 /// The approver's side of its exchanges: JSON map device id → `HelloSecret`.
 pub(crate) const HELLO_SECRETS: &str = "hello_secrets";
 
+/// The alarm of a device the server refuses as revoked without the directory's word.
+pub(crate) const REFUSED_NOT_REVOKED: &str =
+    "the server refuses this device, but the key directory does not say it was revoked";
+
 /// The files remote wipe deletes from HOME (only these: HOME may hold anything else).
 const PROFILE_FILES: &[&str] = &[
     "vellum.db",
@@ -327,7 +331,7 @@ impl Client {
         device_ref(&self.device_id, &self.key)
     }
 
-    fn identity_key(&self) -> Result<Option<IdentityKey>, Error> {
+    pub(crate) fn identity_key(&self) -> Result<Option<IdentityKey>, Error> {
         self.store
             .profile_get(IDENTITY_KEY)?
             .map(|seed| IdentityKey::from_seed(&zeroize::Zeroizing::new(seed)))
@@ -403,7 +407,10 @@ impl Client {
     /// commits to its offer (step 0).
     pub(crate) async fn publish_enrollment(&mut self) -> Result<(), Error> {
         if let Some(identity) = self.identity_key()? {
-            self.post_change(&identity.identity_change(&self.user, self.device_ref(), &self.key))
+            let appended = self
+                .post_change(&identity.identity_change(&self.user, self.device_ref(), &self.key))
+                .await?;
+            self.confirm_identity_landed(&identity, appended.index)
                 .await?;
         } else if let Some(offer) = self.offer_secret()? {
             self.put_commitment(&offer).await?;
@@ -441,12 +448,15 @@ impl Client {
                     // Kept before it is published: a lost answer is published again.
                     self.store
                         .profile_set(IDENTITY_KEY, identity.seed().as_slice())?;
-                    self.post_change(&identity.identity_change(
-                        &self.user,
-                        self.device_ref(),
-                        &self.key,
-                    ))
-                    .await?;
+                    let appended = self
+                        .post_change(&identity.identity_change(
+                            &self.user,
+                            self.device_ref(),
+                            &self.key,
+                        ))
+                        .await?;
+                    self.confirm_identity_landed(&identity, appended.index)
+                        .await?;
                     return Ok(Standing::Holder);
                 }
                 self.restart_offer().await?
@@ -549,11 +559,41 @@ impl Client {
                 "the key directory holds another identity for {} than the one this device holds",
                 self.user
             ))),
-            None => self
-                .post_change(&identity.identity_change(&self.user, self.device_ref(), &self.key))
-                .await
-                .map(|_| ()),
+            None => {
+                let appended = self
+                    .post_change(&identity.identity_change(
+                        &self.user,
+                        self.device_ref(),
+                        &self.key,
+                    ))
+                    .await?;
+                self.confirm_identity_landed(identity, appended.index).await
+            }
         }
+    }
+
+    /// After the server took this device's `identity` change (appended at `index`): the
+    /// verified copy must show the identity this device holds, with this device approved.
+    /// If it does not, the server is withholding it: a permanent alarm, and an error.
+    async fn confirm_identity_landed(
+        &mut self,
+        identity: &IdentityKey,
+        index: u64,
+    ) -> Result<(), Error> {
+        self.refresh_past(index).await?;
+        let landed = self.directory()?.state.user(&self.user).is_some_and(|u| {
+            u.identity == Some(identity.public())
+                && u.devices
+                    .get(&self.device_id)
+                    .is_some_and(|d| d.status == DeviceStatus::Approved)
+        });
+        if landed {
+            return Ok(());
+        }
+        Err(self.directory_problem(crate::directory::Problem::Identity(format!(
+            "the identity this device published for {} is not in the key directory: the server may be withholding it (`vellum sync` publishes it again)",
+            self.user
+        )))?)
     }
 
     /// `vellum devices`: the user's devices, this one's code while it waits for approval,
@@ -831,24 +871,58 @@ impl Client {
             })?;
         let change =
             identity.veto_change(&self.user, &pending.request_id, &self.device_id, &self.key);
-        self.post_change(&change).await?;
+        let appended = self.post_change(&change).await?;
+        // The server's answer is not the directory's: the reset passes unless the veto is
+        // in the log every device replays.
+        let applied = self.refresh_past(appended.index).await?;
+        let vetoed = applied.iter().any(|e| {
+            e.user == self.user
+                && matches!(&e.change, Change::ResetVetoed { request_id, by_device, .. }
+                    if *request_id == pending.request_id && *by_device == self.device_id)
+        });
+        let still_pending = self
+            .directory()?
+            .state
+            .user(&self.user)
+            .is_some_and(|u| u.pending_reset.is_some());
+        if !vetoed || still_pending {
+            return Err(self.directory_problem(crate::directory::Problem::Veto(
+                "the veto was not published: the server may be withholding it".into(),
+            ))?);
+        }
         Ok(VetoedReset {
             request_id: pending.request_id,
             effective_at: pending.effective_at,
         })
     }
 
-    /// What a `device_revoked` answer does: the profile is wiped and the caller told so.
+    /// What a `device_revoked` answer does: the profile is wiped, and the caller told so,
+    /// only if the key directory (verified, caught up) says this device was revoked or its
+    /// user reset; the server's word alone could wipe every device of a user before a reset
+    /// nobody could veto then. Otherwise nothing is deleted and a permanent alarm raised.
     /// The archiver (user `records`) is replaced by its records office, not wiped.
-    pub(crate) fn wipe_revoked(&self, refused: Error) -> Error {
+    pub(crate) async fn revoked_answer(&self, refused: Error) -> Error {
         if self.user == RECORDS_USER {
             return refused;
         }
-        match self.wipe() {
-            Ok(()) => Error::Revoked,
-            Err(e) => Error::Io(format!(
-                "this device was revoked, but wiping its profile failed: {e}"
-            )),
+        let why = match self.revoked_in_directory().await {
+            Ok(true) => {
+                return match self.wipe() {
+                    Ok(()) => Error::Revoked,
+                    Err(e) => Error::Io(format!(
+                        "this device was revoked, but wiping its profile failed: {e}"
+                    )),
+                }
+            }
+            Ok(false) => String::new(),
+            Err(e) => format!(" (the directory could not be checked: {e})"),
+        };
+        let problem = crate::directory::Problem::Refused(format!(
+            "{REFUSED_NOT_REVOKED}{why}; this device keeps its profile"
+        ));
+        match self.record_problem(problem) {
+            Ok((error, _)) => error,
+            Err(e) => e,
         }
     }
 
@@ -1206,36 +1280,6 @@ mod tests {
             }
         });
         base
-    }
-
-    /// Remote wipe: the first `device_revoked` answer shreds every message and key and
-    /// deletes the profile's files; HOME itself and anything else in it stay.
-    #[tokio::test]
-    async fn issue_9_a_revoked_device_wipes_its_profile() {
-        let home = tempfile::tempdir().unwrap();
-        let server = revoking_server().await;
-        std::fs::write(home.path().join("notes.txt"), "not vellum's").unwrap();
-        let client = profile(home.path(), USER, &server);
-        assert!(client.holds_identity().unwrap());
-        let err = client
-            .request::<serde_json::Value>(Method::GET, "/v1/sync", None::<&()>)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::Revoked), "{err}");
-        assert_eq!(
-            err.to_string(),
-            "this device was revoked: its profile has been wiped"
-        );
-        let left: Vec<String> = std::fs::read_dir(home.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(left, vec!["notes.txt"], "only the profile's files go");
-        // What the process still has open holds nothing either.
-        assert!(client.store.profile_get(IDENTITY_KEY).unwrap().is_none());
-        assert!(client.store.profile_get("device_key").unwrap().is_none());
-        assert!(client.store.history("g").unwrap().is_empty());
-        assert!(Client::open(home.path()).is_err(), "nothing left to open");
     }
 
     /// The archiver is replaced by its records office, not wiped by the server's word.

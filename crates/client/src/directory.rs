@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use vellum_directory::{safety_number, user_digits, Change, DirectoryEntry, Mirror, Vouch};
+use vellum_directory::{safety_number, user_digits, Change, DirectoryEntry, Key32, Mirror, Vouch};
 use vellum_mls::{roster, DeviceCertificate};
 use vellum_tlog::cosignature::CosignatureVerifier;
 use vellum_tlog::{Checkpoint, NoteVerifier};
@@ -59,6 +59,10 @@ const ENTRIES_PAGE: u64 = 1000;
 /// device the server lists for this user without the directory is noticed; each CLI
 /// command, a process of its own, refreshes at its first sync.
 const DIRECTORY_REFRESH: Duration = Duration::from_secs(30);
+
+/// How long a device waits for the checkpoint to cover an entry it posted (with witnesses,
+/// the checkpoint served lags the appends by their cosigning).
+const PUBLISH_WAIT: Duration = Duration::from_secs(10);
 
 /// What this device knows of another user's identity key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +126,12 @@ pub(crate) enum Problem {
     Rollback(String),
     Fork(String),
     Rule(String),
+    /// The server refuses this device as revoked, but the directory does not say so.
+    Refused(String),
+    /// The directory does not hold the identity this device holds for its user.
+    Identity(String),
+    /// A veto of this device's was not published.
+    Veto(String),
 }
 
 impl Problem {
@@ -133,6 +143,9 @@ impl Problem {
             Problem::Rollback(_) => "rollback",
             Problem::Fork(_) => "fork",
             Problem::Rule(_) => "rule",
+            Problem::Refused(_) => "refused",
+            Problem::Identity(_) => "identity",
+            Problem::Veto(_) => "veto",
         }
     }
 
@@ -143,9 +156,17 @@ impl Problem {
             | Problem::Quorum(w)
             | Problem::Rollback(w)
             | Problem::Fork(w)
-            | Problem::Rule(w) => w,
+            | Problem::Rule(w)
+            | Problem::Refused(w)
+            | Problem::Identity(w)
+            | Problem::Veto(w) => w,
         }
     }
+}
+
+/// The shortest reset wait the pinned configuration allows, as the rules count it.
+fn pinned_reset_wait(config: &DirectoryConfig) -> i64 {
+    i64::try_from(config.min_reset_wait_secs).unwrap_or(i64::MAX)
 }
 
 /// Checks a configuration before pinning it: every key must parse and the quorum be
@@ -209,6 +230,17 @@ pub(crate) fn verify_checkpoint(
         )));
     }
     Ok(checkpoint)
+}
+
+/// Which alarm a copy that does not extend is (an error that is none: the copy is kept).
+fn extend_problem(e: vellum_directory::Error) -> Result<Problem, Error> {
+    let why = e.to_string();
+    Ok(match e {
+        vellum_directory::Error::Rollback { .. } => Problem::Rollback(why),
+        vellum_directory::Error::Fork { .. } => Problem::Fork(why),
+        vellum_directory::Error::BrokenRule { .. } => Problem::Rule(why),
+        _ => return Err(Error::Directory(why)),
+    })
 }
 
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -295,17 +327,45 @@ impl Client {
             Ok(checkpoint) => checkpoint,
             Err(problem) => return Err(self.directory_problem(problem)?),
         };
-        let mirror = self.directory()?;
+        let mut mirror = self.directory()?;
+        let leaves = self.fetch_leaves(mirror.size(), checkpoint.size).await?;
+        // Without witnesses the server serves each checkpoint as it appends: a device it
+        // listed before this checkpoint and that is not in it was never approved.
+        let lag_free = config.quorum == 0;
+        // The reset wait pinned at enrollment: a shorter reset breaks the rules here.
+        mirror.state.min_reset_wait_secs = pinned_reset_wait(&config);
+        self.apply_directory(mirror, &leaves, &checkpoint, &devices.devices, lag_free)
+    }
+
+    /// Refreshes until the verified copy covers the entry the server appended at `index`
+    /// (with witnesses, for up to [`PUBLISH_WAIT`]: their cosigning lags the appends);
+    /// returns the entries applied meanwhile.
+    pub(crate) async fn refresh_past(&mut self, index: u64) -> Result<Vec<DirectoryEntry>, Error> {
+        let mut applied = self.refresh_directory().await?;
+        let witnessed = self.pinned_directory()?.is_some_and(|c| c.quorum > 0);
+        let deadline = Instant::now() + PUBLISH_WAIT;
+        while witnessed && self.directory()?.size() <= index && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            applied.extend(self.refresh_directory().await?);
+        }
+        Ok(applied)
+    }
+
+    /// The entries from `from` up to `to`, in pages. Signed requests not through
+    /// [`Client::request`]: a revoked device reads them too, to judge its revocation.
+    async fn fetch_leaves(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, Error> {
         let mut leaves = Vec::new();
-        let mut next = mirror.size();
-        while next < checkpoint.size {
-            let wanted = (checkpoint.size - next).min(ENTRIES_PAGE);
+        let mut next = from;
+        while next < to {
+            let wanted = (to - next).min(ENTRIES_PAGE);
             let path = format!("/v1/directory/entries?start={next}&limit={wanted}");
-            let page: DirectoryEntries = self.request(Method::GET, &path, None::<&()>).await?;
+            let page: DirectoryEntries = self
+                .api
+                .call(Method::GET, &path, None::<&()>, Some(&self.signer()), None)
+                .await?;
             if page.start != next || page.entries.is_empty() {
                 return Err(Error::Directory(format!(
-                    "the server did not hand out the directory's entries from {next} (its checkpoint has {})",
-                    checkpoint.size
+                    "the server did not hand out the directory's entries from {next} (its checkpoint has {to})"
                 )));
             }
             for leaf in page.entries.into_iter().take(wanted as usize) {
@@ -313,14 +373,48 @@ impl Client {
                 next += 1;
             }
         }
-        // Without witnesses the server serves each checkpoint as it appends: a device it
-        // listed before this checkpoint and that is not in it was never approved.
-        let lag_free = config.quorum == 0;
-        // The reset wait pinned at enrollment: a shorter reset breaks the rules here.
-        let mut mirror = mirror;
-        mirror.state.min_reset_wait_secs =
-            i64::try_from(config.min_reset_wait_secs).unwrap_or(i64::MAX);
-        self.apply_directory(mirror, &leaves, &checkpoint, &devices.devices, lag_free)
+        Ok(leaves)
+    }
+
+    /// After the server refused this device as revoked: whether a verified copy of the
+    /// directory, caught up to the newest checkpoint, says so (this device revoked, or its
+    /// user's identity reset), or the device was never in it (pending, no identity key). The copy held is not replaced: the device is wiped, or it
+    /// goes on as before. A failed check is an alarm, as in a refresh.
+    pub(crate) async fn revoked_in_directory(&self) -> Result<bool, Error> {
+        let config = self
+            .pinned_directory()?
+            .ok_or_else(|| Error::Directory("this device never pinned the key directory".into()))?;
+        let note: DirectoryCheckpoint = self
+            .api
+            .call(
+                Method::GET,
+                "/v1/directory/checkpoint",
+                None::<&()>,
+                Some(&self.signer()),
+                None,
+            )
+            .await?;
+        let checkpoint = match verify_checkpoint(&config, &note.note) {
+            Ok(checkpoint) => checkpoint,
+            Err(problem) => return Err(self.record_problem(problem)?.0),
+        };
+        let held = self.directory()?;
+        let mut mirror = held.clone();
+        mirror.state.min_reset_wait_secs = pinned_reset_wait(&config);
+        let leaves = self.fetch_leaves(mirror.size(), checkpoint.size).await?;
+        if let Err(e) = mirror.extend(&leaves, &checkpoint) {
+            return Err(self.record_problem(extend_problem(e)?)?.0);
+        }
+        let own = mirror.state.user(&self.user);
+        let listed = own.and_then(|u| u.devices.get(&self.device_id));
+        if listed.is_none() && self.identity_key()?.is_none() {
+            // Never approved (pending): the directory cannot speak for it, and it holds
+            // nothing a wipe could take from its user.
+            return Ok(true);
+        }
+        let generation = held.state.user(&self.user).map_or(0, |u| u.generation);
+        Ok(own.is_some_and(|u| u.generation > generation)
+            || listed.is_some_and(|d| d.status == vellum_directory::DeviceStatus::Revoked))
     }
 
     /// The local half of a refresh: extends `mirror` by `leaves` to `checkpoint` (whose
@@ -334,16 +428,12 @@ impl Client {
         lag_free: bool,
     ) -> Result<Vec<DirectoryEntry>, Error> {
         let first = mirror.size() == 0;
+        let own_identity = |m: &Mirror| m.state.user(&self.user).and_then(|u| u.identity);
+        let had = own_identity(&mirror);
         let applied = match mirror.extend(leaves, checkpoint) {
             Ok(applied) => applied,
             Err(e) => {
-                let why = e.to_string();
-                let problem = match e {
-                    vellum_directory::Error::Rollback { .. } => Problem::Rollback(why),
-                    vellum_directory::Error::Fork { .. } => Problem::Fork(why),
-                    vellum_directory::Error::BrokenRule { .. } => Problem::Rule(why),
-                    _ => return Err(Error::Directory(why)),
-                };
+                let problem = extend_problem(e)?;
                 return Err(self.directory_problem(problem)?);
             }
         };
@@ -370,12 +460,61 @@ impl Client {
         self.finish_tx(saved)?;
         self.directory_shown.extend(shown);
         self.rosters_to_check |= !applied.is_empty();
+        if let Some(why) = self.identity_mismatch(&mirror, had)? {
+            // The copy is right (it is verified); what it says is the alarm.
+            self.directory_problem(Problem::Identity(why))?;
+        }
         Ok(applied)
+    }
+
+    /// On a device holding its user's identity key: the verified copy holding another
+    /// identity for the user, or none any more (`had` it before), while it does not say this
+    /// device was revoked, means the server put in an identity of its own choosing.
+    fn identity_mismatch(
+        &self,
+        mirror: &Mirror,
+        had: Option<Key32>,
+    ) -> Result<Option<String>, Error> {
+        let Some(identity) = self.identity_key()? else {
+            return Ok(None);
+        };
+        let Some(own) = mirror.state.user(&self.user) else {
+            return Ok(None);
+        };
+        let revoked = own
+            .devices
+            .get(&self.device_id)
+            .is_some_and(|d| d.status == vellum_directory::DeviceStatus::Revoked);
+        if revoked {
+            return Ok(None);
+        }
+        Ok(match own.identity {
+            Some(key) if key != identity.public() => Some(format!(
+                "the key directory holds another identity for {} than the one this device holds",
+                self.user
+            )),
+            None if had == Some(identity.public()) => Some(format!(
+                "the key directory no longer holds the identity this device holds for {}",
+                self.user
+            )),
+            _ => None,
+        })
     }
 
     /// Keeps a failed check (see the module's doc), announces it in every chat when it is
     /// new, and returns the error to report.
     pub(crate) fn directory_problem(&mut self, problem: Problem) -> Result<Error, Error> {
+        let (error, shown) = self.record_problem(problem)?;
+        self.directory_shown.extend(shown);
+        Ok(error)
+    }
+
+    /// [`Client::directory_problem`] without `&mut self`: the events are kept in the chats'
+    /// histories (the next sync shows them) and returned.
+    pub(crate) fn record_problem(
+        &self,
+        problem: Problem,
+    ) -> Result<(Error, Vec<MessageRow>), Error> {
         let why = problem.why().to_owned();
         tracing::error!(%why, "{DIRECTORY_ALARM}");
         let mut watch: DirectoryWatch = self.profile_json(DIRECTORY_WATCH)?;
@@ -406,20 +545,33 @@ impl Client {
             self.store.profile_set(DIRECTORY_WATCH, &to_json(&watch))
         })();
         self.finish_tx(saved)?;
-        self.directory_shown.extend(shown);
-        Ok(Error::Directory(why))
+        Ok((Error::Directory(why), shown))
     }
 
     /// What is wrong with the server's key directory as this device saw it: each is also an
-    /// event in every chat. Reads only the profile.
+    /// event in every chat. Also, while the copy shows a pending reset of this device's
+    /// user's identity, that reset (it must not pass unseen). Reads only the profile.
     pub fn directory_alarms(&self) -> Result<Vec<String>, Error> {
         let watch: DirectoryWatch = self.profile_json(DIRECTORY_WATCH)?;
-        Ok(watch
+        let mut alarms: Vec<String> = watch
             .alarms
             .values()
             .chain(watch.short_of_quorum.iter())
             .map(|why| format!("{DIRECTORY_ALARM}: {why}"))
-            .collect())
+            .collect();
+        if let Some(reset) = self
+            .directory()?
+            .state
+            .user(&self.user)
+            .and_then(|u| u.pending_reset.as_ref())
+        {
+            alarms.push(format!(
+                "the administrator asked to reset {}'s identity; it takes effect at {} unless a device of yours vetoes it: `vellum devices veto-reset`",
+                self.user,
+                rfc3339_secs(reset.effective_at)
+            ));
+        }
+        Ok(alarms)
     }
 
     /// The verified copy as of the last refresh (empty before the first).

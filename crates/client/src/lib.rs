@@ -337,8 +337,9 @@ impl Client {
             .call(method, path, body, Some(&self.signer()), None)
             .await
         {
-            // The one place every signed answer passes: a revoked device wipes itself.
-            Err(e) if e.is_code(codes::DEVICE_REVOKED) => Err(self.wipe_revoked(e)),
+            // The one place every signed answer passes: a device the directory says was
+            // revoked wipes itself.
+            Err(e) if e.is_code(codes::DEVICE_REVOKED) => Err(self.revoked_answer(e).await),
             other => other,
         }
     }

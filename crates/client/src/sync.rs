@@ -854,18 +854,20 @@ impl Client {
         }
         let (mut socket, _) = match tokio_tungstenite::connect_async(request).await {
             Ok(connected) => connected,
-            // A revoked device is refused here too, and wipes itself as on any request.
+            // A revoked device is refused here too, and judged as on any request.
             Err(tokio_tungstenite::tungstenite::Error::Http(response))
                 if crate::devices::is_revoked_answer(
                     response.status().as_u16(),
                     response.body().as_deref(),
                 ) =>
             {
-                return Err(self.wipe_revoked(Error::Api {
-                    status: 403,
-                    code: codes::DEVICE_REVOKED.into(),
-                    message: "this device was revoked".into(),
-                }))
+                return Err(self
+                    .revoked_answer(Error::Api {
+                        status: 403,
+                        code: codes::DEVICE_REVOKED.into(),
+                        message: "this device was revoked".into(),
+                    })
+                    .await)
             }
             Err(e) => return Err(Error::Network(e.to_string())),
         };

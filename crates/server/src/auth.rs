@@ -21,7 +21,8 @@ use crate::ApiError;
 pub struct AuthedDevice {
     pub device_id: String,
     pub user: String,
-    /// `approved` or `legacy`; `pending` only on the routes [`pending_may`] allows.
+    /// `approved` or `legacy`; `pending` only on the routes [`pending_may`] allows,
+    /// `revoked` only on those [`revoked_may`] allows.
     pub state: DeviceState,
 }
 
@@ -42,6 +43,19 @@ fn pending_may(method: &Method, path: &str) -> bool {
         || path == "/v1/approvals/me"
         || path.starts_with("/v1/approvals/me/")
         || (method == Method::POST && path == "/v1/key-packages")
+}
+
+/// What a revoked device may do: read the key directory, so that it wipes itself only when
+/// the directory (which the server cannot forge) says it was revoked, not on the server's
+/// word alone. Everything else is 403 `device_revoked`.
+fn revoked_may(method: &Method, path: &str) -> bool {
+    method == Method::GET
+        && [
+            "/v1/directory/config",
+            "/v1/directory/checkpoint",
+            "/v1/directory/entries",
+        ]
+        .contains(&path)
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
@@ -142,7 +156,7 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
     // hide it: the body must be read to check the signature, and an unknown device's body
     // never is, which a stranger can time.)
     match record.state {
-        DeviceState::Revoked => {
+        DeviceState::Revoked if !revoked_may(&parts.method, parts.uri.path()) => {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 codes::DEVICE_REVOKED,

@@ -3385,6 +3385,30 @@ async fn issue_9_key_package_upload_twice_is_refused_or_ignored() {
     assert_error(status, &body, StatusCode::CONFLICT, "no_key_package");
 }
 
+/// A revoked device may still read the key directory (so it wipes itself only on the
+/// directory's word, not on the server's), and nothing else.
+#[tokio::test]
+async fn issue_9_a_revoked_device_may_read_the_directory_only() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    h.store.revoke_device(&alice.id, now()).await.unwrap();
+    // Checkpoint and entries, verified and replayed.
+    assert!(h.mirror(&alice).await.state.upgrade_done);
+    for (method, path, body) in [
+        ("GET", "/v1/devices", None),
+        ("GET", "/v1/sync", None),
+        ("GET", "/v1/policy", None),
+        (
+            "POST",
+            "/v1/directory/changes",
+            Some(json!({ "change": { "type": "upgrade_done" } })),
+        ),
+    ] {
+        let (status, body) = h.call(&alice, method, path, body).await;
+        assert_error(status, &body, StatusCode::FORBIDDEN, "device_revoked");
+    }
+}
+
 /// A revoked device is told so, with a code of its own, but only under its own valid
 /// signature: a request with a bad signature for a revoked id is answered as one for a
 /// live device, so a stranger cannot find out which ids are revoked.

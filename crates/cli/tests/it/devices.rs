@@ -284,7 +284,7 @@ fn issue_9_revoking_a_device_removes_it_from_chats_and_wipes_it() {
 }
 
 #[test]
-fn issue_9_an_identity_reset_is_vetoed_by_a_surviving_device() {
+fn issue_9_an_identity_reset_is_vetoed_by_a_surviving_device_and_fails_status_until() {
     let root = tempfile::tempdir().unwrap();
     let server = Server::start(root.path());
     let alice = Device::new_user(&server, root.path(), "alice");
@@ -297,6 +297,13 @@ fn issue_9_an_identity_reset_is_vetoed_by_a_surviving_device() {
     );
     let text = String::from_utf8(alice.ok(&["devices"]).stdout).unwrap();
     assert!(text.contains("vellum devices veto-reset"), "{text}");
+    // While it is pending, `status` and `sync` fail, saying how to veto it.
+    for command in ["status", "sync"] {
+        let out = output(alice.cmd().args([command]));
+        assert!(!out.status.success(), "{command}");
+        let said = String::from_utf8(out.stderr).unwrap() + &String::from_utf8(out.stdout).unwrap();
+        assert!(said.contains("`vellum devices veto-reset`"), "{said}");
+    }
     let out = alice.ok(&["devices", "veto-reset"]);
     assert!(String::from_utf8(out.stdout)
         .unwrap()
@@ -307,6 +314,7 @@ fn issue_9_an_identity_reset_is_vetoed_by_a_surviving_device() {
         "{line}"
     );
     assert_eq!(own(&alice)["state"], "approved");
+    alice.ok(&["status"]);
 }
 
 #[test]

@@ -394,7 +394,7 @@ fn issue_9_a_reset_identity_is_shown_and_added_again_only_once_confirmed() {
 }
 
 #[test]
-fn issue_9_a_directory_alarm_makes_status_fail() {
+fn issue_9_a_directory_alarm_makes_status_and_sync_fail() {
     // The server starts over with another directory key (as after losing DATA): every
     // device that pinned the old one refuses the new checkpoints, loudly, and keeps its copy.
     let root = tempfile::tempdir().unwrap();
@@ -420,6 +420,11 @@ fn issue_9_a_directory_alarm_makes_status_fail() {
         .events("pair")
         .iter()
         .any(|e| e.starts_with(vellum_client::DIRECTORY_ALARM)));
+    // `sync` too: a script running it must not go on as if nothing happened.
+    let out = output(alice.cmd().args(["sync"]));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains(vellum_client::DIRECTORY_ALARM), "{stderr}");
 }
 
 /// Forgets the stored checkpoint (signed with the old key) so the server signs a new one.

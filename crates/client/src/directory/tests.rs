@@ -114,6 +114,25 @@ struct Served {
     note: String,
     leaves: Vec<Vec<u8>>,
     devices: Vec<DeviceInfo>,
+    /// The server refuses this device as revoked (but for the directory's reads).
+    refuse: bool,
+    /// Posted changes: appended to this log as `poster`'s, or (none) answered 200 and
+    /// withheld.
+    log: Option<Log>,
+    poster: String,
+}
+
+/// The server's 403 `device_revoked`.
+fn revoked_answer() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::FORBIDDEN,
+        Json(serde_json::json!({
+            "code": vellum_wire::codes::DEVICE_REVOKED,
+            "message": "this device was revoked",
+        })),
+    )
+        .into_response()
 }
 
 type Shared = Arc<Mutex<Served>>;
@@ -121,47 +140,79 @@ type Shared = Arc<Mutex<Served>>;
 /// The directory endpoints, answering whatever `Served` holds (two entries a page, so that
 /// paging is exercised). Requests are not authenticated: only the client is under test.
 async fn serve(served: Shared) -> String {
-    let app = Router::new()
-        .route(
-            "/v1/directory/config",
-            get(|State(s): State<Shared>| async move {
-                Json(s.lock().unwrap().config.clone().unwrap())
-            }),
-        )
-        .route(
-            "/v1/directory/checkpoint",
-            get(|State(s): State<Shared>| async move {
-                Json(DirectoryCheckpoint {
-                    note: s.lock().unwrap().note.clone(),
-                })
-            }),
-        )
-        .route(
-            "/v1/directory/entries",
-            get(
-                |State(s): State<Shared>, Query(range): Query<DirectoryRange>| async move {
-                    let s = s.lock().unwrap();
-                    let start = (range.start as usize).min(s.leaves.len());
-                    let end = (start + 2).min(s.leaves.len());
-                    Json(DirectoryEntries {
-                        start: range.start,
-                        entries: s.leaves[start..end]
-                            .iter()
-                            .map(|l| B64::from(l.clone()))
-                            .collect(),
+    let app =
+        Router::new()
+            .route(
+                "/v1/directory/config",
+                get(|State(s): State<Shared>| async move {
+                    Json(s.lock().unwrap().config.clone().unwrap())
+                }),
+            )
+            .route(
+                "/v1/directory/checkpoint",
+                get(|State(s): State<Shared>| async move {
+                    Json(DirectoryCheckpoint {
+                        note: s.lock().unwrap().note.clone(),
                     })
-                },
-            ),
-        )
-        .route(
-            "/v1/devices",
-            get(|State(s): State<Shared>| async move {
-                Json(DeviceList {
-                    devices: s.lock().unwrap().devices.clone(),
-                })
-            }),
-        )
-        .with_state(served);
+                }),
+            )
+            .route(
+                "/v1/directory/entries",
+                get(
+                    |State(s): State<Shared>, Query(range): Query<DirectoryRange>| async move {
+                        let s = s.lock().unwrap();
+                        let start = (range.start as usize).min(s.leaves.len());
+                        let end = (start + 2).min(s.leaves.len());
+                        Json(DirectoryEntries {
+                            start: range.start,
+                            entries: s.leaves[start..end]
+                                .iter()
+                                .map(|l| B64::from(l.clone()))
+                                .collect(),
+                        })
+                    },
+                ),
+            )
+            .route(
+                "/v1/devices",
+                get(|State(s): State<Shared>| async move {
+                    use axum::response::IntoResponse;
+                    let s = s.lock().unwrap();
+                    if s.refuse {
+                        return revoked_answer();
+                    }
+                    Json(DeviceList {
+                        devices: s.devices.clone(),
+                    })
+                    .into_response()
+                }),
+            )
+            .route(
+                "/v1/directory/changes",
+                axum::routing::post(
+                    |State(s): State<Shared>,
+                     Json(body): Json<vellum_wire::PostDirectoryChange>| async move {
+                        let mut s = s.lock().unwrap();
+                        let poster = s.poster.clone();
+                        let index = match s.log.as_mut() {
+                            Some(log) => {
+                                log.append(&poster, serde_json::from_value(body.change).unwrap());
+                                let (note, leaves) = (log.note(log.size()), log.leaves.clone());
+                                s.note = note;
+                                s.leaves = leaves;
+                                s.leaves.len() - 1
+                            }
+                            None => s.leaves.len(),
+                        };
+                        Json(vellum_wire::DirectoryAppended {
+                            index: index as u64,
+                        })
+                    },
+                ),
+            )
+            // Every other endpoint: what a server that refuses the device answers.
+            .fallback(|| async { revoked_answer() })
+            .with_state(served);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -878,4 +929,216 @@ async fn issue_9_nothing_is_sent_while_a_device_the_directory_does_not_vouch_for
             .contains("the key directory does not vouch for this device (revoked)"),
         "{err}"
     );
+}
+
+/// The server's word alone (`devices.state = 'revoked'` set by an operator) wipes nothing:
+/// the device reads the directory, keeps its profile, raises a permanent alarm and says so.
+/// Once the directory says the device was revoked, the same answer wipes the profile's
+/// files (HOME and anything else in it stay).
+#[tokio::test]
+async fn issue_9_only_the_directory_can_wipe_a_device() {
+    let mut w = world().await;
+    w.client.refresh_directory().await.unwrap();
+    let chat = w.chat_with_bob();
+    let home = w.client.home.clone();
+    std::fs::write(home.join("notes.txt"), "not vellum's").unwrap();
+    w.served.lock().unwrap().refuse = true;
+    let sync = || {
+        w.client
+            .request::<serde_json::Value>(Method::GET, "/v1/sync", None::<&()>)
+    };
+    let err = sync().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Directory(why) if why.starts_with(crate::devices::REFUSED_NOT_REVOKED)),
+        "{err}"
+    );
+    assert!(home.join("vellum.db").exists(), "nothing was wiped");
+    assert!(w.client.holds_identity().is_ok());
+    let alarms = w.client.directory_alarms().unwrap();
+    assert!(
+        alarms.len() == 1 && alarms[0].contains(crate::devices::REFUSED_NOT_REVOKED),
+        "{alarms:?}"
+    );
+    assert!(w
+        .events(&chat)
+        .iter()
+        .any(|e| e.contains(crate::devices::REFUSED_NOT_REVOKED)));
+    // A revocation signed into a log the device does not pin wipes nothing either.
+    let mut forged = w.log.clone();
+    forged.key = seed();
+    forged.append(
+        "alice",
+        Change::RevokedByAdmin {
+            device_id: "a1".into(),
+        },
+    );
+    show(&w.served, &forged, forged.size(), None);
+    assert!(matches!(sync().await.unwrap_err(), Error::Directory(_)));
+    assert!(home.join("vellum.db").exists(), "nothing was wiped");
+
+    // The revocation in the directory: wiped.
+    w.log.append(
+        "alice",
+        Change::RevokedByAdmin {
+            device_id: "a1".into(),
+        },
+    );
+    w.show_all();
+    let err = sync().await.unwrap_err();
+    assert!(matches!(err, Error::Revoked), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "this device was revoked: its profile has been wiped"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["notes.txt"], "only the profile's files go");
+    assert!(w.client.store.profile_get("device_key").unwrap().is_none());
+    assert!(w.client.store.history(&chat).unwrap().is_empty());
+    assert!(Client::open(&home).is_err(), "nothing left to open");
+}
+
+/// A pending reset of one's own identity is an alarm (`status` fails) until it is vetoed.
+#[tokio::test]
+async fn issue_9_a_pending_reset_of_ones_identity_is_an_alarm() {
+    let mut w = world().await;
+    w.log.append(
+        "alice",
+        Change::ResetRequested {
+            request_id: "r1".into(),
+            effective_at: 1_700_000_000,
+        },
+    );
+    w.show_all();
+    w.client.refresh_directory().await.unwrap();
+    assert_eq!(
+        w.client.directory_alarms().unwrap(),
+        vec!["the administrator asked to reset alice's identity; it takes effect at 2023-11-14T22:13:20Z unless a device of yours vetoes it: `vellum devices veto-reset`"]
+    );
+    w.log.append(
+        "alice",
+        w.alice.veto_change("alice", "r1", "a1", &w.alice_key),
+    );
+    w.show_all();
+    w.client.refresh_directory().await.unwrap();
+    assert!(w.client.directory_alarms().unwrap().is_empty());
+}
+
+fn hold_identity(client: &Client, identity: &IdentityKey) {
+    client
+        .store
+        .profile_set(crate::devices::IDENTITY_KEY, identity.seed().as_slice())
+        .unwrap();
+}
+
+/// `devices veto-reset` checks the directory: a veto the server answers 200 to but does
+/// not publish is an error and an alarm; a published one ends the reset.
+#[tokio::test]
+async fn issue_9_a_veto_must_land_in_the_directory() {
+    for honest in [true, false] {
+        let mut w = world().await;
+        hold_identity(&w.client, &w.alice);
+        w.log.append(
+            "alice",
+            Change::ResetRequested {
+                request_id: "r1".into(),
+                effective_at: 1_700_000_000,
+            },
+        );
+        w.show_all();
+        {
+            let mut s = w.served.lock().unwrap();
+            s.poster = "alice".into();
+            s.log = honest.then(|| w.log.clone());
+        }
+        let vetoed = w.client.veto_reset().await;
+        let alarms = w.client.directory_alarms().unwrap();
+        if honest {
+            assert_eq!(vetoed.unwrap().request_id, "r1");
+            assert!(alarms.is_empty(), "{alarms:?}");
+        } else {
+            assert_eq!(
+                vetoed.unwrap_err().to_string(),
+                "key directory: the veto was not published: the server may be withholding it"
+            );
+            assert!(
+                alarms
+                    .iter()
+                    .any(|a| a
+                        .ends_with("the veto was not published: the server may be withholding it")),
+                "{alarms:?}"
+            );
+            assert!(
+                alarms.iter().any(|a| a.contains("veto-reset")),
+                "the reset is still pending"
+            );
+        }
+    }
+}
+
+/// A first device checks that the identity it published is in the directory; one withheld
+/// is an alarm and an error, and the profile stays to publish it again.
+#[tokio::test]
+async fn issue_9_enrollment_confirms_its_identity_landed() {
+    let w = world().await;
+    let url = w.client.api.base().to_owned();
+    for honest in [true, false] {
+        let home = tempfile::tempdir().unwrap();
+        profile(
+            home.path(),
+            &url,
+            &w.org,
+            "carol",
+            if honest { "c1" } else { "c2" },
+        );
+        let mut carol = Client::open(home.path()).unwrap();
+        hold_identity(&carol, &IdentityKey::generate());
+        carol.refresh_directory().await.unwrap();
+        {
+            let mut s = w.served.lock().unwrap();
+            s.poster = "carol".into();
+            s.log = honest.then(|| w.log.clone());
+        }
+        let published = carol.publish_enrollment().await;
+        let alarms = carol.directory_alarms().unwrap();
+        if honest {
+            published.unwrap();
+            assert!(alarms.is_empty(), "{alarms:?}");
+        } else {
+            let err = published.unwrap_err().to_string();
+            assert!(err.contains("the server may be withholding it"), "{err}");
+            assert!(
+                alarms.len() == 1 && alarms[0].contains("is not in the key directory"),
+                "{alarms:?}"
+            );
+            assert!(carol.holds_identity().unwrap(), "the profile stays");
+        }
+    }
+}
+
+/// A holder whose copy shows another identity for its user raises a permanent alarm, told
+/// once in every chat.
+#[tokio::test]
+async fn issue_9_another_identity_for_ones_user_is_an_alarm() {
+    let mut w = world().await;
+    hold_identity(&w.client, &IdentityKey::generate());
+    let chat = w.chat_with_bob();
+    w.client.refresh_directory().await.unwrap();
+    w.client.refresh_directory().await.unwrap();
+    let wanted =
+        "the key directory holds another identity for alice than the one this device holds";
+    let alarms = w.client.directory_alarms().unwrap();
+    assert!(
+        alarms.len() == 1 && alarms[0].ends_with(wanted),
+        "{alarms:?}"
+    );
+    let told: Vec<String> = w
+        .events(&chat)
+        .into_iter()
+        .filter(|e| e.contains(wanted))
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
 }
