@@ -1,5 +1,8 @@
 //! The directory's wire format, pinned: an entry written by this version must read the same
 //! forever (devices replay every entry ever appended), and its leaf hash must not move.
+//! When the golden entry was made, both its signatures were verified over the statement text
+//! (`vellum-directory-v1\nidentity alice <identity> <device id> <device key>\n`) with Python's
+//! `cryptography`, and the identity key checked as the Ed25519 key of the seed 0x01 × 32.
 
 use vellum_directory::{DeviceRef, DirectoryState, IdentityKey, Statement};
 use vellum_mls::DeviceKey;
