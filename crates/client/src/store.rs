@@ -442,9 +442,11 @@ impl LocalStore {
         let inserted = sp
             .execute(
                 // Events and received messages wait to be shown by sync or watch; this
-                // device's own sends (no log position yet) are not news to it.
+                // device's own sends (no log position yet) are not news to it, nor is the
+                // state a chat was created or joined in (position 0: class, timers).
                 "INSERT OR IGNORE INTO messages (group_id, id, kind, sender_user, sender_device, sent_at, received_at, seq, body, expires_at, burn_secs, read_at, burn_at, salt, event_json, shown)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, CASE WHEN ?3 = 'event' OR ?8 IS NOT NULL THEN 0 ELSE 1 END)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                         CASE WHEN ?8 = 0 THEN 1 WHEN ?3 = 'event' OR ?8 IS NOT NULL THEN 0 ELSE 1 END)",
                 params![
                     m.group_id,
                     m.id,

@@ -50,15 +50,12 @@ impl Client {
     /// every event, including those another command (a send, a chat change) processed.
     pub async fn sync(&mut self) -> Result<Vec<MessageRow>, Error> {
         let processed = self.sync_quiet().await?;
-        // The directory is refreshed before any entry is processed: its news come first.
-        let mut rows = self.take_directory_shown();
-        rows.extend(processed);
-        let stored = self.store.unshown()?;
-        for m in stored {
-            if !rows
-                .iter()
-                .any(|r| r.group_id == m.group_id && r.id == m.id)
-            {
+        // In the order they were stored (the directory is refreshed before any entry is
+        // processed), then what is shown but not kept (account notices, log warnings).
+        let same = |a: &MessageRow, b: &MessageRow| a.group_id == b.group_id && a.id == b.id;
+        let mut rows = self.store.unshown()?;
+        for m in self.take_directory_shown().into_iter().chain(processed) {
+            if !rows.iter().any(|r| same(r, &m)) {
                 rows.push(m);
             }
         }
