@@ -149,14 +149,21 @@ struct CreateRound {
     known: Duration,
     /// Looking up every member's device in the copy.
     lookups: Duration,
+    /// Reading the chat's roster (loading the group, every member's credential checked):
+    /// what a roster check does besides the lookups (median of 5).
+    roster: Duration,
     entries: usize,
 }
 
-/// How many times `create_chat` reads the copy from the profile and looks up every member's
-/// device, counted on its code path (vellum-client at this commit): the refresh; the claim
+/// How many times `create_chat` reads the copy from the profile, reads the chat's full
+/// roster for a roster check, and looks up every member's device, on its code path
+/// (vellum-client at this commit, counted by instrumenting it once): the refresh; the claim
 /// check; in each of the two syncs around the add commit, the creator's identity check, the
-/// refresh-due check and the roster check; the roster check before the title message.
+/// refresh-due check and the roster check (of the chat still without members in the first);
+/// the roster check before the title message. The known identities are read once besides
+/// the refresh's own read.
 const COPY_LOADS: u32 = 9;
+const FULL_ROSTERS: u32 = 2;
 const FULL_LOOKUPS: u32 = 3;
 
 async fn create_round(members: usize, behind_first: bool) -> Result<CreateRound> {
@@ -203,13 +210,19 @@ async fn create_round(members: usize, behind_first: bool) -> Result<CreateRound>
     }
     let lookups = started.elapsed();
 
-    let (behind, current) = if behind_first {
+    let ((behind, chat), (current, _)) = if behind_first {
         let behind = timed_create(&mut alice, &names).await?;
         (behind, timed_create(&mut carol, &names).await?)
     } else {
         let current = timed_create(&mut carol, &names).await?;
         (timed_create(&mut alice, &names).await?, current)
     };
+    let mut rosters = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        ensure!(alice.members(&chat)?.len() == members);
+        rosters.push(started.elapsed());
+    }
     Ok(CreateRound {
         behind,
         current,
@@ -218,19 +231,20 @@ async fn create_round(members: usize, behind_first: bool) -> Result<CreateRound>
         load: median(&mut loads),
         known: median(&mut known),
         lookups,
+        roster: median(&mut rosters),
         entries,
     })
 }
 
-/// `create_chat` with `names`, end to end.
-async fn timed_create(client: &mut Client, names: &[String]) -> Result<Duration> {
+/// `create_chat` with `names`, end to end; and the chat.
+async fn timed_create(client: &mut Client, names: &[String]) -> Result<(Duration, String)> {
     let started = Instant::now();
     let chat = client
         .create_chat("big", names, Default::default(), None)
         .await?;
     let took = started.elapsed();
     ensure!(client.members(&chat)?.len() == names.len() + 1);
-    Ok(took)
+    Ok((took, chat))
 }
 
 /// What the key directory adds to creating a chat of `members` (median of `rounds` orgs).
@@ -238,10 +252,10 @@ async fn timed_create(client: &mut Client, names: &[String]) -> Result<Duration>
 /// the directory. Measured in each org: `create_chat` by alice, whose copy is behind by every
 /// entry (her first refresh happens inside it), and by carol, enrolled with her but whose copy
 /// is current; and carol's refresh catching up the same entries, a refresh with nothing new,
-/// one read of the copy and of the known identities, and one lookup of every member's
-/// device. The directory work inside alice's create is that refresh plus the reads and
-/// lookups counted on its code path ([`COPY_LOADS`], [`FULL_LOOKUPS`]); the rest is what the
-/// same create costs without it.
+/// one read of the copy and of the known identities, one lookup of every member's device,
+/// and one read of the new chat's roster. The directory work inside alice's create is that
+/// refresh plus the reads and lookups counted on its code path ([`COPY_LOADS`],
+/// [`FULL_ROSTERS`], [`FULL_LOOKUPS`]); the rest is what the same create costs without it.
 pub async fn create_figures(members: usize, rounds: usize) -> Result<()> {
     let mut all = Vec::with_capacity(rounds);
     for round in 0..rounds {
@@ -255,10 +269,12 @@ pub async fn create_figures(members: usize, rounds: usize) -> Result<()> {
     let load = pick(|r| r.load);
     let known = pick(|r| r.known);
     let lookups = pick(|r| r.lookups);
-    let directory = catch_up + load * (COPY_LOADS - 1) + known + lookups * FULL_LOOKUPS;
+    let roster = pick(|r| r.roster);
+    let directory =
+        catch_up + load * (COPY_LOADS - 1) + known + roster * FULL_ROSTERS + lookups * FULL_LOOKUPS;
     let rest = behind.saturating_sub(directory);
     println!(
-        "| {members} | {} | {} | {:.1}% | {} | {} ({} entries) | {} | {} / {} | {} |",
+        "| {members} | {} | {} | {:.1}% | {} | {} ({} entries) | {} | {} / {} | {} | {} |",
         ms(behind),
         ms(directory),
         directory.as_secs_f64() * 100.0 / rest.as_secs_f64(),
@@ -268,6 +284,7 @@ pub async fn create_figures(members: usize, rounds: usize) -> Result<()> {
         ms(up_to_date),
         ms(load),
         ms(known),
+        ms(roster),
         ms(lookups),
     );
     Ok(())
