@@ -933,7 +933,7 @@ async fn directory_bench() -> Result<()> {
     directory::directory_figures(1_000)?;
     directory::directory_figures(10_000)?;
     println!("\ncreating a chat: what the key directory adds (alice full client, the others enrolled with identity and key packages; median of 3 orgs)");
-    println!("| members | create ms (copy behind by every entry) | directory work in it ms | directory / the rest | create ms (copy current) | catch-up refresh ms | refresh, nothing new ms | read copy / known identities ms | read the chat's roster ms | look up every member ms |");
+    println!("| members | create ms (copy behind by the members) | directory work in it ms | directory / the rest | create ms (copy current) | catch-up refresh ms | refresh, nothing new ms | read copy / known identities ms | read the chat's roster ms | look up every member ms |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     directory::create_figures(100, 3).await?;
     directory::create_figures(1_000, 3).await?;
