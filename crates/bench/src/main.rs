@@ -12,13 +12,16 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Result};
 use reqwest::Method;
 use vellum_client::{Api, Client, LocalStore, MessageKind, MessageRow, Signer};
+use vellum_directory::{DeviceRef, IdentityKey};
 use vellum_mls::mls_rs::storage_provider::in_memory::{
     InMemoryGroupStateStorage, InMemoryKeyPackageStorage,
 };
 use vellum_mls::mls_rs::ExtensionList;
 use vellum_mls::{device_client, DeviceCertificate, DeviceKey, OrgIdentityProvider};
+use vellum_tlog::cosignature::CosignatureVerifier;
 use vellum_wire::{
-    CreateUserRequest, EnrollRequest, EnrollResponse, EnrollmentCode, UploadKeyPackages,
+    CreateUserRequest, DirectoryAppended, EnrollRequest, EnrollResponse, EnrollmentCode,
+    PostDirectoryChange, UploadKeyPackages,
 };
 
 struct Org {
@@ -33,11 +36,57 @@ struct Org {
 impl Org {
     async fn start() -> Result<Self> {
         let root = tempfile::tempdir()?;
+        let (listener, config) = Self::config(root.path()).await?;
+        Self::serve(root, listener, config).await
+    }
+
+    /// A loopback listener and a server configuration for `root`/server, with no rate
+    /// limit in the way.
+    async fn config(root: &Path) -> Result<(tokio::net::TcpListener, vellum_server::ServerConfig)> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let mut config = vellum_server::ServerConfig::new(addr, root.path().join("server"));
+        let mut config =
+            vellum_server::ServerConfig::new(listener.local_addr()?, root.join("server"));
         config.rate_per_sec = 1e9;
         config.rate_burst = 1e9;
+        Ok((listener, config))
+    }
+
+    /// An org whose key directory is followed by a witness (`vellum-witness` on its own
+    /// loopback port, in this process): every checkpoint is served only once it carries the
+    /// witness's cosignature. Returns the witness's verifier too.
+    async fn start_witnessed() -> Result<(Self, CosignatureVerifier)> {
+        use std::sync::Arc;
+        let root = tempfile::tempdir()?;
+        let (server_listener, mut config) = Self::config(root.path()).await?;
+        // The log key a witness operator is given: DATA/directory.vkey, written at the
+        // first start.
+        drop(vellum_server::AppState::open(config.clone())?);
+        let vkey = std::fs::read_to_string(root.path().join("server/directory.vkey"))?;
+        let witness = Arc::new(vellum_witness::Witness::open(
+            &root.path().join("witness"),
+            &[vkey.trim().to_owned()],
+        )?);
+        let verifier = witness.verifier();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(vellum_witness::serve(
+            listener,
+            witness,
+            std::future::pending(),
+        ));
+        config.directory_witnesses = vec![vellum_witness::WitnessTarget {
+            url,
+            verifier: verifier.clone(),
+        }];
+        Ok((Self::serve(root, server_listener, config).await?, verifier))
+    }
+
+    async fn serve(
+        root: tempfile::TempDir,
+        listener: tokio::net::TcpListener,
+        config: vellum_server::ServerConfig,
+    ) -> Result<Self> {
+        let addr = listener.local_addr()?;
         let state = vellum_server::AppState::open(config)?;
         tokio::spawn(vellum_server::run(listener, state));
         let token = std::fs::read_to_string(root.path().join("server/admin-token"))?;
@@ -71,15 +120,40 @@ impl Org {
         Ok(code.code)
     }
 
+    /// An enrollment code for another device of `name`.
+    async fn device_code(&self, name: &str) -> Result<String> {
+        let code: EnrollmentCode = self
+            .api
+            .call(
+                Method::POST,
+                &format!("/v1/admin/users/{name}/devices"),
+                None::<&()>,
+                None,
+                Some(&self.token),
+            )
+            .await?;
+        Ok(code.code)
+    }
+
     /// A full client with its own SQLite profile.
     async fn client(&self, name: &str) -> Result<Client> {
         let code = self.code(name).await?;
         Ok(Client::enroll(&self.root.join(name), &self.url, name, &code).await?)
     }
 
-    /// A member that only needs to be addable: enrolled, with one key package on the server.
-    /// Returns its device id and key, to sign requests with.
+    /// A member that only needs to be addable: enrolled, its identity in the key directory
+    /// (since issue 9 a device is vouched for, so addable, only then), with one key package
+    /// on the server. Returns its device id and key, to sign requests with.
     async fn light_device(&self, name: &str) -> Result<(String, DeviceKey)> {
+        self.light_device_with(name, 1).await
+    }
+
+    /// [`Org::light_device`] with `key_packages` key packages on the server.
+    async fn light_device_with(
+        &self,
+        name: &str,
+        key_packages: usize,
+    ) -> Result<(String, DeviceKey)> {
         let code = self.code(name).await?;
         let key = DeviceKey::generate();
         let request = EnrollRequest {
@@ -91,24 +165,54 @@ impl Org {
             .api
             .call(Method::POST, "/v1/enroll", Some(&request), None, None)
             .await?;
-        let identity = OrgIdentityProvider::from_bytes(&enrolled.org_key)?;
-        let cert = DeviceCertificate::verify(&enrolled.credential, identity.org_key())?;
-        let mls = device_client(
-            &cert,
-            &key,
-            identity,
-            InMemoryGroupStateStorage::default(),
-            InMemoryKeyPackageStorage::default(),
-        );
-        let kp =
-            mls.generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)?;
-        let upload = UploadKeyPackages {
-            key_packages: vec![kp.to_bytes()?.into()],
-            last_resort: None,
-        };
         let signer = Signer {
             device_id: &enrolled.device_id,
             key: &key,
+        };
+        // The user's first device: approved at enrollment, it makes the user's identity.
+        let identity = IdentityKey::generate();
+        let change = identity.identity_change(
+            name,
+            DeviceRef {
+                device_id: enrolled.device_id.clone(),
+                signature_key: key.public_key(),
+            },
+            &key,
+        );
+        let _: DirectoryAppended = self
+            .api
+            .call(
+                Method::POST,
+                "/v1/directory/changes",
+                Some(&PostDirectoryChange {
+                    change: serde_json::to_value(change)?,
+                }),
+                Some(&signer),
+                None,
+            )
+            .await?;
+        let org = OrgIdentityProvider::from_bytes(&enrolled.org_key)?;
+        let cert = DeviceCertificate::verify(&enrolled.credential, org.org_key())?;
+        let mls = device_client(
+            &cert,
+            &key,
+            org,
+            InMemoryGroupStateStorage::default(),
+            InMemoryKeyPackageStorage::default(),
+        );
+        let key_packages = (0..key_packages)
+            .map(|_| {
+                let kp = mls.generate_key_package_message(
+                    ExtensionList::new(),
+                    ExtensionList::new(),
+                    None,
+                )?;
+                anyhow::Ok(kp.to_bytes()?.into())
+            })
+            .collect::<Result<_>>()?;
+        let upload = UploadKeyPackages {
+            key_packages,
+            last_resort: None,
         };
         let _: () = self
             .api
@@ -723,7 +827,8 @@ const USAGE: &str = "usage: vellum-bench [quick|load|soak|all]
   load   a `vellum server` process: 50 chats of 10 members at 200, 500 and 1,000 msg/s for
          60 s each, idle WebSocket memory, adding a member next to raw mls-rs
   soak   the same server at 200 msg/s for 10 minutes, one row per minute
-  directory  the key directory: verifying it at 1,000 and 10,000 users
+  directory  the key directory: verifying it at 1,000 and 10,000 users, what it adds to
+         creating a chat of 100 and 1,000, approval to a witness-cosigned checkpoint
   senders RATE SECS   one many-senders row at RATE msg/s for SECS seconds
   all    quick, then load (load and soak need `cargo build --release -p vellum`)";
 
@@ -734,7 +839,7 @@ async fn main() -> Result<()> {
     match scenario.as_str() {
         "quick" => quick().await,
         "archive" => archive().await,
-        "directory" => directory_bench(),
+        "directory" => directory_bench().await,
         "load" => load_figures().await,
         "soak" => soak().await,
         "senders" => {
@@ -822,12 +927,21 @@ async fn quick() -> Result<()> {
 }
 
 /// The key directory's figures (issue 9).
-fn directory_bench() -> Result<()> {
+async fn directory_bench() -> Result<()> {
     println!("\nkey directory (each user: identity entry + one approved device)");
     println!("| measure | value |");
     println!("|---|---|");
     directory::directory_figures(1_000)?;
-    directory::directory_figures(10_000)
+    directory::directory_figures(10_000)?;
+    println!("\ncreating a chat: what the key directory adds (alice full client, the others enrolled with identity and key packages; median of 3 orgs)");
+    println!("| members | create ms (copy behind by the members) | directory work in it ms | directory / the rest | create ms (copy current) | catch-up refresh ms | refresh, nothing new ms | read copy / known identities ms | read the chat's roster ms | look up every member ms |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    directory::create_figures(100, 3).await?;
+    directory::create_figures(1_000, 3).await?;
+    println!("\napproval to witnessed publication (in-process witness following the directory)");
+    println!("| measure | value |");
+    println!("|---|---|");
+    directory::approval_figures(20).await
 }
 
 /// The archive's figures: ingest against the fsync limit, verification, proofs from tiles at
@@ -847,6 +961,16 @@ mod tests {
     #[test]
     fn directory_figures_run_at_a_small_size() {
         super::directory::directory_figures(50).unwrap();
+    }
+
+    #[tokio::test]
+    async fn directory_create_figures_run_at_a_small_size() {
+        super::directory::create_figures(4, 2).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn approvals_reach_a_witnessed_checkpoint() {
+        super::directory::approval_figures(2).await.unwrap();
     }
 
     #[test]
