@@ -269,11 +269,8 @@ impl DirectoryState {
                 signature,
                 device_signature,
             } => {
-                let identity_key = user
-                    .identity
-                    .ok_or_else(|| broken(index, format!("{} has no identity", entry.user)))?;
-                let by_key = approved_key(&user, by_device)
-                    .ok_or_else(|| broken(index, "approved by a device that is not approved"))?;
+                let (identity_key, by_key) =
+                    signer_keys(&user, &entry.user, by_device, index, "approved")?;
                 Statement::Approve {
                     user: &entry.user,
                     identity_key: &identity_key,
@@ -305,11 +302,8 @@ impl DirectoryState {
                 signature,
                 device_signature,
             } => {
-                let identity_key = user
-                    .identity
-                    .ok_or_else(|| broken(index, format!("{} has no identity", entry.user)))?;
-                let by_key = approved_key(&user, by_device)
-                    .ok_or_else(|| broken(index, "revoked by a device that is not approved"))?;
+                let (identity_key, by_key) =
+                    signer_keys(&user, &entry.user, by_device, index, "revoked")?;
                 Statement::Revoke {
                     user: &entry.user,
                     identity_key: &identity_key,
@@ -353,14 +347,11 @@ impl DirectoryState {
                 signature,
                 device_signature,
             } => {
-                let identity_key = user
-                    .identity
-                    .ok_or_else(|| broken(index, format!("{} has no identity", entry.user)))?;
                 if user.pending_reset.as_ref().map(|p| &p.request_id) != Some(request_id) {
                     return Err(broken(index, "vetoes no pending reset"));
                 }
-                let by_key = approved_key(&user, by_device)
-                    .ok_or_else(|| broken(index, "vetoed by a device that is not approved"))?;
+                let (identity_key, by_key) =
+                    signer_keys(&user, &entry.user, by_device, index, "vetoed")?;
                 Statement::Veto {
                     user: &entry.user,
                     identity_key: &identity_key,
@@ -414,12 +405,25 @@ impl DirectoryState {
     }
 }
 
-/// The key of `device_id` if it is an approved device of `user` (only those sign changes).
-fn approved_key(user: &UserState, device_id: &str) -> Option<Key32> {
-    user.devices
-        .get(device_id)
+/// The keys that must sign a change `name` made from `by_device`: their identity key, and the
+/// key of `by_device`, which must be one of their approved devices.
+fn signer_keys(
+    user: &UserState,
+    name: &str,
+    by_device: &str,
+    index: u64,
+    verb: &str,
+) -> Result<(Key32, Key32), Error> {
+    let identity_key = user
+        .identity
+        .ok_or_else(|| broken(index, format!("{name} has no identity")))?;
+    let by_key = user
+        .devices
+        .get(by_device)
         .filter(|d| d.status == DeviceStatus::Approved)
         .map(|d| d.signature_key)
+        .ok_or_else(|| broken(index, format!("{verb} by a device that is not approved")))?;
+    Ok((identity_key, by_key))
 }
 
 fn revoke(user: &mut UserState, device_id: &str, index: u64) -> Result<(), Error> {
