@@ -962,7 +962,7 @@ impl Client {
                 )
             })
             .collect();
-        tracing::warn!(chat = group_id, devices = ?described, "removing devices the key directory does not vouch for");
+        tracing::info!(chat = group_id, devices = ?described, "removing devices the key directory does not vouch for");
         let targets: Vec<String> = found.into_iter().map(|(_, d, _)| d).collect();
         let identity = self.identity.clone();
         // No message goes out (and no other removal starts) from the syncs inside.
