@@ -163,7 +163,7 @@ pub async fn put_offer(
     new_device(&me)?;
     let offer: DeviceOffer = serde_json::from_value(req.offer)
         .map_err(|e| ApiError::bad_request(format!("not a device offer: {e}")))?;
-    own_device(&state, &me, &offer.device).await?;
+    own_device(&state, &me, &offer.device, EXCHANGE_DEVICE).await?;
     let approval = state.store.approval(&me.device_id).await?;
     let Some(Approval {
         commitment: Some(committed),
@@ -206,11 +206,15 @@ pub async fn delete_mine(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `device` must be the caller as registered (its id and signature key).
-async fn own_device(
+const EXCHANGE_DEVICE: &str =
+    "the exchange names the device taking part in it, with its registered key";
+
+/// `device` must be the caller as registered (its id and signature key); `why` says so.
+pub(crate) async fn own_device(
     state: &AppState,
     me: &AuthedDevice,
     device: &vellum_directory::DeviceRef,
+    why: &str,
 ) -> Result<(), ApiError> {
     let registered = state
         .store
@@ -220,9 +224,7 @@ async fn own_device(
     if device.device_id != me.device_id
         || device.signature_key.as_slice() != registered.signature_key
     {
-        return Err(ApiError::bad_request(
-            "the exchange names the device taking part in it, with its registered key",
-        ));
+        return Err(ApiError::bad_request(why));
     }
     Ok(())
 }
@@ -292,7 +294,7 @@ pub async fn put_hello(
     awaits_approval(target.state)?;
     let hello: ApproverHello = serde_json::from_value(req.hello)
         .map_err(|e| ApiError::bad_request(format!("not an approver's hello: {e}")))?;
-    own_device(&state, &me, &hello.device).await?;
+    own_device(&state, &me, &hello.device, EXCHANGE_DEVICE).await?;
     let identity = state
         .directory()
         .await?

@@ -105,18 +105,13 @@ pub async fn post_change(
         .map_err(|e| ApiError::bad_request(format!("not a directory change: {e}")))?;
     let devices = match &change {
         Change::Identity { device, .. } => {
-            let registered = state
-                .store
-                .device(&me.device_id)
-                .await?
-                .ok_or_else(ApiError::internal)?;
-            if device.device_id != me.device_id
-                || device.signature_key.as_slice() != registered.signature_key
-            {
-                return Err(ApiError::bad_request(
-                    "an identity names the device that posts it, with its registered key",
-                ));
-            }
+            super::approvals::own_device(
+                &state,
+                &me,
+                device,
+                "an identity names the device that posts it, with its registered key",
+            )
+            .await?;
             if me.state == DeviceState::Legacy {
                 earliest_legacy(&state, &me).await?;
             }
