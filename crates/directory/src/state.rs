@@ -21,16 +21,6 @@ pub enum DeviceStatus {
     Revoked,
 }
 
-impl DeviceStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceStatus::Approved => "approved",
-            DeviceStatus::Legacy => "approved at upgrade",
-            DeviceStatus::Revoked => "revoked",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceState {
     #[serde(with = "crate::entry::hex32")]
@@ -46,8 +36,6 @@ pub struct DeviceState {
 pub struct PendingReset {
     pub request_id: String,
     pub effective_at: i64,
-    /// The log index of the request.
-    pub requested_at: u64,
 }
 
 /// One user's entry chain and what it adds up to.
@@ -55,8 +43,6 @@ pub struct PendingReset {
 pub struct UserState {
     #[serde(with = "crate::entry::hex32_opt")]
     pub identity: Option<Key32>,
-    /// The log index of the entry that set the current identity.
-    pub identity_since: Option<u64>,
     /// How many resets took effect: a new identity after a reset has a new generation.
     pub generation: u32,
     pub devices: BTreeMap<String, DeviceState>,
@@ -68,15 +54,6 @@ pub struct UserState {
     /// Leaf hash of the user's newest entry.
     #[serde(with = "crate::entry::hex32_opt")]
     pub head: Option<Key32>,
-}
-
-impl UserState {
-    /// The devices the directory vouches for: approved, or approved at upgrade.
-    pub fn vouched_devices(&self) -> impl Iterator<Item = (&String, &DeviceState)> {
-        self.devices
-            .iter()
-            .filter(|(_, d)| d.status != DeviceStatus::Revoked)
-    }
 }
 
 /// How the directory answers "is this key this user's device?".
@@ -252,7 +229,6 @@ impl DirectoryState {
                     None => new_device = Some(device),
                 }
                 user.identity = Some(*identity_key);
-                user.identity_since = Some(index);
                 user.devices.insert(
                     device.device_id.clone(),
                     DeviceState {
@@ -338,7 +314,6 @@ impl DirectoryState {
                 user.pending_reset = Some(PendingReset {
                     request_id: request_id.clone(),
                     effective_at: *effective_at,
-                    requested_at: index,
                 });
             }
             Change::ResetVetoed {
@@ -372,7 +347,6 @@ impl DirectoryState {
                     return Err(broken(index, "a reset before its waiting period ended"));
                 }
                 user.identity = None;
-                user.identity_since = None;
                 user.generation += 1;
                 for device in user.devices.values_mut() {
                     if device.status != DeviceStatus::Revoked {
