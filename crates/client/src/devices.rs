@@ -717,6 +717,9 @@ impl Client {
     /// Adds a device of this user, just approved, to every chat of this device: one add
     /// commit per chat, each with a key package claimed by its device id.
     async fn add_device_to_chats(&mut self, device: &DeviceRef) -> Result<usize, Error> {
+        // Every chat this device belongs to, including those it was invited to since its
+        // last sync; what the sync finds waits for the next `sync` to show it.
+        self.sync_quiet().await?;
         // This device's own checks must find the new device vouched for.
         self.refresh_directory().await?;
         let mut added = 0;

@@ -460,3 +460,23 @@ fn issue_9_at_upgrade_the_earliest_device_makes_its_users_identity() {
         assert_eq!(state_of(&device, id), "approved", "and stays so");
     }
 }
+
+#[test]
+fn issue_9_an_approving_device_that_has_not_synced_still_adds_the_new_one_to_its_chats() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    // Bob is invited, but his device has not looked since.
+    alice.ok(&["chat", "create", "ops", "--with", "bob"]);
+    let laptop = Device::approved(&server, root.path(), "laptop", "bob", &bob);
+    alice.ok(&["send", "ops", "for both of bob's devices"]);
+    laptop.ok(&["sync"]);
+    assert!(
+        laptop
+            .texts("ops")
+            .contains(&"for both of bob's devices".to_owned()),
+        "{:?}",
+        laptop.texts("ops")
+    );
+}
