@@ -319,6 +319,21 @@ enum PolicyCommand {
         /// meanwhile): seconds, or a duration (72h).
         #[arg(long = "reset-wait", value_name = "SECS|DUR")]
         reset_wait: Option<String>,
+        /// Whether chats may turn on read receipts.
+        #[arg(long = "read-receipts", value_name = "true|false")]
+        read_receipts: Option<String>,
+        /// Largest attachment: bytes, or with a unit (500KiB, 100MiB, 1GiB).
+        #[arg(long = "max-file", value_name = "SIZE")]
+        max_file: Option<String>,
+        /// Most attachment bytes one user may keep on the server (e.g. 10GiB).
+        #[arg(long = "user-quota", value_name = "SIZE")]
+        user_quota: Option<String>,
+        /// Whether files may be sent in transitory chats.
+        #[arg(long = "files-in-transitory", value_name = "true|false")]
+        files_in_transitory: Option<String>,
+        /// Whether files may be sent in record chats.
+        #[arg(long = "files-in-record", value_name = "true|false")]
+        files_in_record: Option<String>,
     },
 }
 
@@ -872,6 +887,11 @@ async fn admin(args: AdminArgs) -> Result<()> {
             on_hold,
             receipt_alarm,
             reset_wait,
+            read_receipts,
+            max_file,
+            user_quota,
+            files_in_transitory,
+            files_in_record,
         }) => {
             // `off` clears a maximum, which the API spells 0.
             let update = OrgPolicyUpdate {
@@ -890,6 +910,11 @@ async fn admin(args: AdminArgs) -> Result<()> {
                     .transpose()?,
                 receipt_alarm_secs: seconds("--receipt-alarm", receipt_alarm.as_deref())?,
                 reset_wait_secs: seconds("--reset-wait", reset_wait.as_deref())?,
+                allow_read_receipts: boolean(read_receipts.as_deref())?,
+                max_file_bytes: max_file.as_deref().map(output::parse_size).transpose()?,
+                user_quota_bytes: user_quota.as_deref().map(output::parse_size).transpose()?,
+                files_in_transitory: boolean(files_in_transitory.as_deref())?,
+                files_in_record: boolean(files_in_record.as_deref())?,
             };
             if update.max_expire_secs.is_none()
                 && update.max_burn_secs.is_none()
@@ -899,8 +924,13 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 && update.on_hold.is_none()
                 && update.receipt_alarm_secs.is_none()
                 && update.reset_wait_secs.is_none()
+                && update.allow_read_receipts.is_none()
+                && update.max_file_bytes.is_none()
+                && update.user_quota_bytes.is_none()
+                && update.files_in_transitory.is_none()
+                && update.files_in_record.is_none()
             {
-                bail!("nothing to set: give --max-expire, --max-burn-on-read, --allow-no-expiry, --default-class, --allow-transitory, --on-hold, --receipt-alarm or --reset-wait");
+                bail!("nothing to set: give --max-expire, --max-burn-on-read, --allow-no-expiry, --default-class, --allow-transitory, --on-hold, --receipt-alarm, --reset-wait, --read-receipts, --max-file, --user-quota, --files-in-transitory or --files-in-record");
             }
             let policy: OrgPolicy = api
                 .call(Method::PUT, "/v1/admin/policy", Some(&update), None, token)
@@ -917,6 +947,15 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 },
                 timer::describe(policy.receipt_alarm_secs),
                 timer::describe(policy.reset_wait_secs)
+            );
+            let allowed = |yes: bool| if yes { "allowed" } else { "not allowed" };
+            println!(
+                "read receipts: {}; files up to {} each, {} per user; files in transitory chats: {}; in record chats: {}",
+                allowed(policy.allow_read_receipts),
+                output::format_size(policy.max_file_bytes),
+                output::format_size(policy.user_quota_bytes),
+                allowed(policy.files_in_transitory),
+                allowed(policy.files_in_record)
             );
             return Ok(());
         }

@@ -119,6 +119,9 @@ impl Client {
             expire_secs: timers.expire_secs,
             burn_secs: timers.burn_secs,
             salt: Some(hex::encode(salt)),
+            reply_to: None,
+            mentions: Vec::new(),
+            attachments: Vec::new(),
         };
         let seq = self
             .send_payload(&group_id, payload, Some(&row), expires_at)

@@ -203,6 +203,9 @@ impl Client {
                     .map(|e| ((e - row.sent_at).max(0) / 1000) as u64),
                 burn_secs: row.burn_secs,
                 salt: row.salt.map(hex::encode),
+                reply_to: None,
+                mentions: Vec::new(),
+                attachments: Vec::new(),
             };
             match self
                 .send_payload(&row.group_id, payload, Some(&row), row.expires_at)
@@ -635,6 +638,7 @@ impl Client {
                 expire_secs,
                 burn_secs,
                 salt,
+                ..
             } => Record {
                 message_id: Some(id),
                 text: Some(text),
@@ -653,6 +657,13 @@ impl Client {
                 ..base(RecordKind::Title)?
             },
             AppPayload::Unknown { kind, raw } => base(RecordKind::Unknown { kind, payload: raw })?,
+            // Interpreted from issue 10 on; until then kept verbatim like any newer kind.
+            known @ (AppPayload::Edit { .. }
+            | AppPayload::Reaction { .. }
+            | AppPayload::ReadUpTo { .. }) => base(RecordKind::Unknown {
+                kind: known.kind().to_owned(),
+                payload: String::from_utf8_lossy(&known.encode()).into_owned(),
+            })?,
         }))
     }
 

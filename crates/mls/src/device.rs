@@ -43,6 +43,7 @@ where
         .identity_provider(identity)
         .extension_type(crate::CHAT_POLICY_EXTENSION)
         .extension_type(crate::RECORD_CHAT_EXTENSION)
+        .extension_type(crate::CHAT_SETTINGS_EXTENSION)
         .signing_identity(
             certificate.signing_identity(),
             key.mls_secret(),

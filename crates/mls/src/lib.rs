@@ -22,7 +22,8 @@ pub use identity::{
     verify_device_signature, DeviceCertificate, DeviceKey, OrgIdentityProvider, OrgSigner,
 };
 pub use policy::{
-    ChatPolicy, PolicyViolation, RecordChat, CHAT_POLICY_EXTENSION, RECORD_CHAT_EXTENSION,
+    ChatPolicy, ChatSettings, PolicyViolation, RecordChat, CHAT_POLICY_EXTENSION,
+    CHAT_SETTINGS_EXTENSION, RECORD_CHAT_EXTENSION,
 };
 pub use tracker::{CommitOutcome, GroupTracker, TrackedGroup};
 

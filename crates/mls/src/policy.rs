@@ -70,6 +70,85 @@ impl RecordChat {
     }
 }
 
+/// Private-use extension type of a chat's settings (issue 10).
+pub const CHAT_SETTINGS_EXTENSION: ExtensionType = ExtensionType::new(0xF0A3);
+
+/// Who manages a chat, and whether its members send read receipts: a GroupContext extension,
+/// so every member and the server read the same roles from the public handshake. A chat
+/// created before 0.5 has none and reads as [`ChatSettings::legacy`]: everyone manages it.
+#[derive(Debug, Clone, PartialEq, Eq, MlsSize, MlsEncode, MlsDecode)]
+pub struct ChatSettings {
+    /// User names (UTF-8) of the chat's admins: they add and remove members, change the
+    /// timers, the title, the settings and the admins.
+    pub admins: Vec<Vec<u8>>,
+    /// Every member may do what admins do.
+    pub everyone_manages: bool,
+    /// Members send "read up to here" markers (if the org's policy allows them).
+    pub read_receipts: bool,
+}
+
+impl MlsCodecExtension for ChatSettings {
+    fn extension_type() -> ExtensionType {
+        CHAT_SETTINGS_EXTENSION
+    }
+}
+
+impl ChatSettings {
+    /// A new chat's settings: its creator is its only admin.
+    pub fn new(creator: &str) -> Self {
+        Self {
+            admins: vec![creator.as_bytes().to_vec()],
+            everyone_manages: false,
+            read_receipts: true,
+        }
+    }
+
+    /// What a chat without the extension has: every member manages it.
+    pub fn legacy() -> Self {
+        Self {
+            admins: Vec::new(),
+            everyone_manages: true,
+            read_receipts: true,
+        }
+    }
+
+    /// The settings in a GroupContext's extensions ([`ChatSettings::legacy`] when absent).
+    pub fn from_extensions(extensions: &ExtensionList) -> Result<Self, Error> {
+        let settings = extensions
+            .get_as::<ChatSettings>()
+            .map_err(|e| Error::Rejected(format!("undecodable chat settings: {e}")))?
+            .unwrap_or_else(Self::legacy);
+        if settings
+            .admins
+            .iter()
+            .any(|a| std::str::from_utf8(a).is_err())
+        {
+            return Err(Error::Rejected("chat admin name is not UTF-8".into()));
+        }
+        Ok(settings)
+    }
+
+    pub fn to_extensions(&self, mut extensions: ExtensionList) -> ExtensionList {
+        extensions
+            .set_from(self.clone())
+            .expect("chat settings encode");
+        extensions
+    }
+
+    /// Whether `user` may manage the chat.
+    pub fn may_manage(&self, user: &str) -> bool {
+        self.everyone_manages || self.admins.iter().any(|a| a == user.as_bytes())
+    }
+
+    /// The admins' user names.
+    pub fn admin_names(&self) -> Vec<String> {
+        self.admins
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    }
+}
+
 /// Timers outside the org's bounds, or a message timer longer than its chat's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -46,6 +46,7 @@ impl GroupTracker {
             .crypto_provider(RustCryptoProvider::default())
             .extension_type(crate::CHAT_POLICY_EXTENSION)
             .extension_type(crate::RECORD_CHAT_EXTENSION)
+            .extension_type(crate::CHAT_SETTINGS_EXTENSION)
             .build();
         Self { client, identity }
     }

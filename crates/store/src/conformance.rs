@@ -684,6 +684,11 @@ pub async fn org_policy_defaults_and_updates(store: &impl Store) {
         on_hold: vellum_wire::HoldAction::Convert,
         receipt_alarm_secs: 90,
         reset_wait_secs: vellum_wire::DEFAULT_RESET_WAIT_SECS,
+        allow_read_receipts: false,
+        max_file_bytes: 5 << 20,
+        user_quota_bytes: 50 << 20,
+        files_in_transitory: true,
+        files_in_record: false,
     };
     store.set_org_policy(strict.clone()).await.unwrap();
     assert_eq!(store.org_policy().await.unwrap(), strict);

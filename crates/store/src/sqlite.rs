@@ -1427,7 +1427,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut policy = c
                 .query_row(
-                    "SELECT max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts, receipt_alarm_secs, reset_wait_secs FROM org_policy WHERE id = 1",
+                    "SELECT max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts, receipt_alarm_secs, reset_wait_secs, allow_read_receipts, max_file_bytes, user_quota_bytes, files_in_transitory, files_in_record FROM org_policy WHERE id = 1",
                     [],
                     |r| {
                         Ok(OrgPolicy {
@@ -1448,6 +1448,13 @@ impl Store for SqliteStore {
                                 .unwrap_or(vellum_wire::DEFAULT_RECEIPT_ALARM_SECS),
                             reset_wait_secs: opt_u64(r.get(7)?)
                                 .unwrap_or(vellum_wire::DEFAULT_RESET_WAIT_SECS),
+                            allow_read_receipts: r.get::<_, Option<i64>>(8)? != Some(0),
+                            max_file_bytes: opt_u64(r.get(9)?)
+                                .unwrap_or(vellum_wire::DEFAULT_MAX_FILE_BYTES),
+                            user_quota_bytes: opt_u64(r.get(10)?)
+                                .unwrap_or(vellum_wire::DEFAULT_USER_QUOTA_BYTES),
+                            files_in_transitory: r.get::<_, Option<i64>>(11)? != Some(0),
+                            files_in_record: r.get::<_, Option<i64>>(12)? != Some(0),
                         })
                     },
                 )
@@ -1467,7 +1474,7 @@ impl Store for SqliteStore {
     async fn set_org_policy(&self, policy: OrgPolicy) -> Result<()> {
         self.run(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO org_policy (id, max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts, receipt_alarm_secs, reset_wait_secs) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT OR REPLACE INTO org_policy (id, max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts, receipt_alarm_secs, reset_wait_secs, allow_read_receipts, max_file_bytes, user_quota_bytes, files_in_transitory, files_in_record) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     opt_i64(policy.max_expire_secs),
                     opt_i64(policy.max_burn_secs),
@@ -1476,7 +1483,12 @@ impl Store for SqliteStore {
                     policy.allow_transitory as i64,
                     (policy.on_hold == HoldAction::Convert) as i64,
                     policy.receipt_alarm_secs as i64,
-                    policy.reset_wait_secs as i64
+                    policy.reset_wait_secs as i64,
+                    policy.allow_read_receipts as i64,
+                    policy.max_file_bytes as i64,
+                    policy.user_quota_bytes as i64,
+                    policy.files_in_transitory as i64,
+                    policy.files_in_record as i64
                 ],
             )
             .map(|_| ())

@@ -16,7 +16,10 @@ pub mod timer;
 pub use auth::{request_signing_bytes, AuthHeaders, MAX_CLOCK_SKEW_SECS};
 pub use b64::B64;
 pub use log_hash::{log_hash_next, log_hash_start};
-pub use payload::{AppPayload, PayloadError, MAX_TEXT_BYTES, MAX_UNKNOWN_BYTES};
+pub use payload::{
+    AppPayload, AttachmentRef, PayloadError, MAX_ATTACHMENTS, MAX_EMOJI_BYTES, MAX_FILE_NAME_BYTES,
+    MAX_MENTIONS, MAX_TEXT_BYTES, MAX_UNKNOWN_BYTES,
+};
 
 /// Prefix of every versioned API route.
 pub const API_V1: &str = "/v1";
@@ -239,6 +242,22 @@ pub struct OrgPolicy {
     /// any device of that user can veto it.
     #[serde(default = "default_reset_wait")]
     pub reset_wait_secs: u64,
+    /// Whether chats may turn on read receipts ("read up to here" markers). When false no
+    /// device sends them, whatever a chat's settings say.
+    #[serde(default = "yes")]
+    pub allow_read_receipts: bool,
+    /// Largest attachment, plaintext bytes.
+    #[serde(default = "default_max_file")]
+    pub max_file_bytes: u64,
+    /// Most bytes of attachments one user may keep on the server at once.
+    #[serde(default = "default_user_quota")]
+    pub user_quota_bytes: u64,
+    /// Whether files may be sent in transitory chats.
+    #[serde(default = "yes")]
+    pub files_in_transitory: bool,
+    /// Whether files may be sent in record chats.
+    #[serde(default = "yes")]
+    pub files_in_record: bool,
 }
 
 /// The default of [`OrgPolicy::reset_wait_secs`]: 72 hours.
@@ -246,6 +265,20 @@ pub const DEFAULT_RESET_WAIT_SECS: u64 = 72 * 3600;
 
 fn default_reset_wait() -> u64 {
     DEFAULT_RESET_WAIT_SECS
+}
+
+/// The default of [`OrgPolicy::max_file_bytes`]: 1 GiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
+
+fn default_max_file() -> u64 {
+    DEFAULT_MAX_FILE_BYTES
+}
+
+/// The default of [`OrgPolicy::user_quota_bytes`]: 10 GiB.
+pub const DEFAULT_USER_QUOTA_BYTES: u64 = 10 << 30;
+
+fn default_user_quota() -> u64 {
+    DEFAULT_USER_QUOTA_BYTES
 }
 
 /// The default of [`OrgPolicy::receipt_alarm_secs`]: 10 minutes.
@@ -297,6 +330,11 @@ impl Default for OrgPolicy {
             on_hold: HoldAction::default(),
             receipt_alarm_secs: DEFAULT_RECEIPT_ALARM_SECS,
             reset_wait_secs: DEFAULT_RESET_WAIT_SECS,
+            allow_read_receipts: true,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            user_quota_bytes: DEFAULT_USER_QUOTA_BYTES,
+            files_in_transitory: true,
+            files_in_record: true,
         }
     }
 }
@@ -320,6 +358,18 @@ pub struct OrgPolicyUpdate {
     /// Seconds, at least 1.
     #[serde(default)]
     pub reset_wait_secs: Option<u64>,
+    #[serde(default)]
+    pub allow_read_receipts: Option<bool>,
+    /// Bytes, at least 1.
+    #[serde(default)]
+    pub max_file_bytes: Option<u64>,
+    /// Bytes, at least 1.
+    #[serde(default)]
+    pub user_quota_bytes: Option<u64>,
+    #[serde(default)]
+    pub files_in_transitory: Option<bool>,
+    #[serde(default)]
+    pub files_in_record: Option<bool>,
 }
 
 /// `POST /v1/admin/records`: registers the records public key (from `records init`) and

@@ -607,8 +607,8 @@ fn issue_7_an_unknown_payload_kind_is_shown_as_a_placeholder_and_archived_verbat
     bob.ok(&["sync"]);
     wait_for_records(&archiver, 2); // joined, title
 
-    // What a later version might send: a reaction, with fields this one has never seen.
-    let raw = r#"{"kind":"reaction","to":"m-1","emoji":"\u2705","nested":{"a":[1,2.5,null]}}"#;
+    // What a later version might send: a poll, with fields this one has never seen.
+    let raw = r#"{"kind":"poll","to":"m-1","emoji":"\u2705","nested":{"a":[1,2.5,null]}}"#;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -681,7 +681,7 @@ fn issue_7_an_unknown_payload_kind_is_shown_as_a_placeholder_and_archived_verbat
     assert_eq!(
         record.kind,
         vellum_archiver::record::RecordKind::Unknown {
-            kind: "reaction".into(),
+            kind: "poll".into(),
             payload: raw.into()
         }
     );

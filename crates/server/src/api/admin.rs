@@ -180,6 +180,36 @@ pub async fn set_policy(
         }
         policy.reset_wait_secs = secs;
     }
+    if let Some(allow) = req.allow_read_receipts {
+        policy.allow_read_receipts = allow;
+    }
+    for (name, update, current) in [
+        (
+            "largest file",
+            req.max_file_bytes,
+            &mut policy.max_file_bytes,
+        ),
+        (
+            "user quota",
+            req.user_quota_bytes,
+            &mut policy.user_quota_bytes,
+        ),
+    ] {
+        if let Some(bytes) = update {
+            if bytes == 0 || bytes > i64::MAX as u64 {
+                return Err(ApiError::bad_request(format!(
+                    "the {name} is 1 byte to 2^63-1 bytes"
+                )));
+            }
+            *current = bytes;
+        }
+    }
+    if let Some(allow) = req.files_in_transitory {
+        policy.files_in_transitory = allow;
+    }
+    if let Some(allow) = req.files_in_record {
+        policy.files_in_record = allow;
+    }
     state.store.set_org_policy(policy.clone()).await?;
     Ok(Json(state.store.org_policy().await?))
 }
