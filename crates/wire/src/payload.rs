@@ -206,15 +206,14 @@ impl AppPayload {
                     return Err(PayloadError::BadSalt);
                 }
             }
-            AppPayload::Reaction { emoji, .. } => {
+            AppPayload::Reaction { emoji, .. }
                 if emoji.is_empty()
                     || emoji.len() > MAX_EMOJI_BYTES
-                    || emoji.chars().any(|c| c.is_control() || c.is_whitespace())
-                {
-                    return Err(PayloadError::Invalid(
-                        "a reaction is one emoji, without spaces or control characters",
-                    ));
-                }
+                    || emoji.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+            {
+                return Err(PayloadError::Invalid(
+                    "a reaction is one emoji, without spaces or control characters",
+                ));
             }
             _ => {}
         }
