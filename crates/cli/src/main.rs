@@ -246,7 +246,7 @@ enum AdminCommand {
     #[command(subcommand)]
     Device(DeviceCommand),
     #[command(subcommand)]
-    Policy(PolicyCommand),
+    Policy(Box<PolicyCommand>),
     #[command(subcommand)]
     Records(RecordsAdminCommand),
     /// Records configuration, archiver lag and warnings.
@@ -280,7 +280,7 @@ enum RecordsAdminCommand {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Set the org's bounds on message timers.
+    /// Set the org's bounds on message timers, read receipts and files.
     Set {
         /// Longest expiration timer a chat or message may have, or `off` for no limit.
         #[arg(
@@ -878,21 +878,22 @@ async fn admin(args: AdminArgs) -> Result<()> {
             println!("{}", code.code);
             return Ok(());
         }
-        AdminCommand::Policy(PolicyCommand::Set {
-            max_expire,
-            max_burn_on_read,
-            allow_no_expiry,
-            default_class,
-            allow_transitory,
-            on_hold,
-            receipt_alarm,
-            reset_wait,
-            read_receipts,
-            max_file,
-            user_quota,
-            files_in_transitory,
-            files_in_record,
-        }) => {
+        AdminCommand::Policy(policy) => {
+            let PolicyCommand::Set {
+                max_expire,
+                max_burn_on_read,
+                allow_no_expiry,
+                default_class,
+                allow_transitory,
+                on_hold,
+                receipt_alarm,
+                reset_wait,
+                read_receipts,
+                max_file,
+                user_quota,
+                files_in_transitory,
+                files_in_record,
+            } = *policy;
             // `off` clears a maximum, which the API spells 0.
             let update = OrgPolicyUpdate {
                 max_expire_secs: timer_setting(max_expire.as_deref())?.map(|v| v.unwrap_or(0)),
