@@ -24,22 +24,45 @@ use output::Output;
 #[command(
     name = "vellum",
     version,
-    about = "Records-compliant end-to-end-encrypted messaging"
+    about = "Records-compliant end-to-end-encrypted messaging",
+    after_help = AFTER_HELP
 )]
 struct Cli {
-    /// The device's profile directory.
-    #[arg(long, global = true, env = "VELLUM_HOME")]
+    /// The device's profile directory. Default: $XDG_DATA_HOME/vellum, else
+    /// ~/.local/share/vellum (on macOS ~/Library/Application Support/vellum).
+    #[arg(long, global = true, env = "VELLUM_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
+    /// Show times in UTC rather than the local time zone (JSON times are always UTC).
+    #[arg(long, global = true)]
+    utc: bool,
     #[command(subcommand)]
     command: Command,
 }
 
+const AFTER_HELP: &str = "\
+Examples:
+  vellum enroll --server https://vellum.example --user alice --code CODE
+  vellum chat create project --with \"bob, dave\" --expire 7d
+  vellum send project 'hello'
+  echo 'from a script' | vellum send project -
+  vellum sync --json
+
+Environment: VELLUM_HOME (profile directory), VELLUM_SERVER (--server of enroll and admin),
+VELLUM_ADMIN_TOKEN_FILE (--token-file of admin), NO_COLOR (no colour), TZ (time zone).
+
+Exit codes: 0 success, 1 error, 2 usage error, 3 an alarm (the archive's log or the key
+directory failed this device's checks; see the warnings).";
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the delivery server.
+    #[command(after_help = "Example: vellum server --listen 0.0.0.0:7480 --data /var/lib/vellum")]
     Server {
+        /// Address and port to listen on (port 0: any free port; the first line printed
+        /// names the bound address).
         #[arg(long, default_value = "127.0.0.1:7480")]
         listen: SocketAddr,
+        /// The server's data directory (database, keys, admin-token).
         #[arg(long, default_value = "vellum-data")]
         data: PathBuf,
         /// The key directory's log name (C2SP origin) in every checkpoint. Default: one
@@ -66,30 +89,54 @@ enum Command {
         min_reset_wait: String,
     },
     /// Administer the org on a delivery server.
+    #[command(
+        after_help = "Example: vellum admin --server https://vellum.example --token-file vellum-data/admin-token user add alice"
+    )]
     Admin(AdminArgs),
     /// Enroll this device with a single-use code from the admin.
+    #[command(
+        after_help = "Example: vellum enroll --server https://vellum.example --user alice --code 7Q2K-..."
+    )]
     Enroll {
-        #[arg(long)]
+        /// The delivery server's URL.
+        #[arg(long, env = "VELLUM_SERVER", value_name = "URL")]
         server: String,
+        /// Your user name, as the admin created it.
         #[arg(long)]
         user: String,
+        /// The single-use enrollment code from `admin user add` or `admin device add`.
         #[arg(long)]
         code: String,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Create, change and inspect chats.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example: vellum chat create project --with \"bob, dave\""
+    )]
     Chat(ChatCommand),
     /// List your devices (state, enrolled, last seen); on a device waiting for approval,
     /// also its verification code. Subcommands approve, revoke, veto a reset.
+    #[command(after_help = "Example: vellum devices --json")]
     Devices {
-        #[arg(long)]
+        /// Print a JSON array (one object per device), or the result of a subcommand as one
+        /// JSON object.
+        #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
         command: Option<DevicesCommand>,
     },
-    /// Send a text message.
+    /// Send a text message (at most 16 KiB of UTF-8).
+    #[command(
+        after_help = "Examples:\n  vellum send project 'see you at 10'\n  vellum send project --expire 1h 'gone in an hour'\n  git log -1 | vellum send project -"
+    )]
     Send {
+        /// The chat: its title or id.
         chat: String,
+        /// The message, or `-` to read it from standard input. At most 16 KiB (16384 bytes);
+        /// a message of only whitespace is refused.
         text: String,
         /// Expire this message sooner than the chat's default (30s, 10m, 12h, 7d).
         #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
@@ -97,69 +144,113 @@ enum Command {
         /// Burn this message sooner after reading than the chat's default.
         #[arg(long = "burn-on-read", value_name = "DUR", allow_hyphen_values = true)]
         burn_on_read: Option<String>,
+        /// Print the sent message's id as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Display unread messages of a chat; starts their burn-on-read timers.
+    #[command(after_help = "Example: vellum read project")]
     Read {
+        /// The chat: its title or id.
         chat: String,
+        /// One JSON object per message.
         #[arg(long)]
         json: bool,
     },
     /// Delete one of your own messages for everyone.
-    Delete { chat: String, message_id: String },
-    /// Run the shredder now and report what it removed.
-    Shred {
+    #[command(after_help = "Example: vellum delete project 3f9c0d...")]
+    Delete {
+        /// The chat: its title or id.
+        chat: String,
+        /// The message's id (shown in parentheses after it, or `id` in JSON).
+        message_id: String,
+        /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
     },
-    /// Fetch and process everything pending; print new messages (alarms about the archive
-    /// go to standard error).
+    /// Run the shredder now and report what it removed.
+    #[command(after_help = "Example: vellum shred --json")]
+    Shred {
+        /// Print a JSON array of what was removed.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch and process everything pending; print every message and event not shown yet
+    /// (whichever command fetched it), in the server's order across chats. Alarms about the
+    /// archive go to standard error.
+    #[command(after_help = "Example: vellum sync --json")]
     Sync {
+        /// One JSON object per message or event.
         #[arg(long)]
         json: bool,
     },
     /// Sync, then say how this device sees the org's archive: the newest checkpoint it
     /// checked, and every alarm. Exits non-zero if the archive's log forked or went back, or
     /// the key directory failed a check.
+    #[command(after_help = "Example: vellum status --json")]
     Status {
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Show the safety number of you and USER from the key directory, to compare with them
     /// out of band (in person, or on a call). After the administrator reset USER's identity,
     /// USER is added to no chat until you compare and confirm it.
+    #[command(
+        after_help = "Example: vellum safety bob   (then, once compared: vellum safety bob --confirm)"
+    )]
     Safety {
+        /// The other user.
         user: String,
         /// Confirm USER's current identity (after comparing the number).
         #[arg(long)]
         confirm: bool,
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// List a chat's archive receipts of your messages, or write one message's
     /// self-contained proof (for `archive verify-receipt`) to standard output.
+    #[command(
+        after_help = "Examples:\n  vellum receipts project --json\n  vellum receipts project 3f9c0d... > proof.json"
+    )]
     Receipts {
+        /// The chat: its title or id.
         chat: String,
+        /// One message's id: write its proof instead of the list.
         message_id: Option<String>,
+        /// Print a JSON array.
         #[arg(long)]
         json: bool,
     },
     /// Show a chat's local, decrypted history.
+    #[command(after_help = "Example: vellum history project --json")]
     History {
+        /// The chat: its title or id.
         chat: String,
+        /// One JSON object per message or event.
         #[arg(long)]
         json: bool,
     },
-    /// Stream new messages until interrupted.
+    /// Stream new messages and events until interrupted (Ctrl-C).
+    #[command(after_help = "Example: vellum watch --json")]
     Watch {
+        /// One JSON object per message or event.
         #[arg(long)]
         json: bool,
     },
     /// A self-contained walkthrough: server, three users, a group chat, a removal.
+    #[command(after_help = "Example: vellum demo")]
     Demo,
     /// Run the org's archiver: the records member of every record chat.
+    #[command(
+        after_help = "Example: vellum archiver --server https://vellum.example --data archive --records-key records.pub --code CODE"
+    )]
     Archiver {
-        #[arg(long)]
+        /// The delivery server's URL.
+        #[arg(long, env = "VELLUM_SERVER", value_name = "URL")]
         server: String,
+        /// The archive's directory (sealed records, log, keys).
         #[arg(long)]
         data: PathBuf,
         /// `records.pub` from `records init`.
@@ -193,9 +284,14 @@ enum Command {
         witness_quorum: Option<usize>,
     },
     /// The records office's API on the archiver.
+    #[command(
+        after_help = "Example: vellum records --archiver http://127.0.0.1:7481 --token-file archive/records-token status"
+    )]
     Records {
-        #[arg(long)]
+        /// The archiver's records API URL.
+        #[arg(long, value_name = "URL")]
         archiver: String,
+        /// File holding the records office's token.
         #[arg(long)]
         token_file: PathBuf,
         #[command(subcommand)]
@@ -207,6 +303,14 @@ enum Command {
     /// Run a C2SP tlog witness that cosigns a log's consistent checkpoints (or, with a
     /// subcommand, print its key or its newest cosigned checkpoint).
     Witness(witness::WitnessArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  vellum completions bash > ~/.local/share/bash-completion/completions/vellum\n  vellum completions zsh > ~/.zfunc/_vellum\n  vellum completions fish > ~/.config/fish/completions/vellum.fish"
+    )]
+    Completions {
+        /// The shell: bash, zsh or fish (also elvish, powershell).
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -214,7 +318,9 @@ enum DevicesCommand {
     /// Approve a new device of yours. Without --code: starts the exchange (step 1); then
     /// run `vellum devices` on the new device (step 2) and type the code it shows here with
     /// --code (step 3). A wrong code approves nothing.
+    #[command(after_help = "Example: vellum devices approve 5e1a... --code 1234-5678-9012")]
     Approve {
+        /// The new device's id (printed by its `enroll`).
         device_id: String,
         /// The verification code the new device shows (`1234-5678-9012`; spaces and dashes
         /// are ignored).
@@ -223,17 +329,23 @@ enum DevicesCommand {
     },
     /// Revoke one of your devices: published in the key directory, and removed from your
     /// chats. Revoking this device wipes its profile.
-    Revoke { device_id: String },
+    #[command(after_help = "Example: vellum devices revoke 5e1a...")]
+    Revoke {
+        /// The device's id (`vellum devices`).
+        device_id: String,
+    },
     /// Stop the administrator's pending reset of your identity.
+    #[command(after_help = "Example: vellum devices veto-reset")]
     VetoReset,
 }
 
 #[derive(Args)]
 struct AdminArgs {
-    #[arg(long)]
+    /// The delivery server's URL.
+    #[arg(long, env = "VELLUM_SERVER", value_name = "URL")]
     server: String,
     /// File holding the admin token (the server writes DATA/admin-token on first start).
-    #[arg(long)]
+    #[arg(long, env = "VELLUM_ADMIN_TOKEN_FILE", value_name = "FILE")]
     token_file: PathBuf,
     #[command(subcommand)]
     command: AdminCommand,
@@ -241,16 +353,31 @@ struct AdminArgs {
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    #[command(subcommand)]
+    /// Create users and reset their identity.
+    #[command(subcommand, after_help = "Example: vellum admin ... user add alice")]
     User(UserCommand),
-    #[command(subcommand)]
+    /// Issue enrollment codes for more devices, list and revoke devices.
+    #[command(
+        subcommand,
+        after_help = "Example: vellum admin ... device list alice --json"
+    )]
     Device(DeviceCommand),
-    #[command(subcommand)]
+    /// The org's policy on timers, chat classes, holds, read receipts and files.
+    #[command(
+        subcommand,
+        after_help = "Example: vellum admin ... policy set --max-expire 30d --read-receipts false"
+    )]
     Policy(Box<PolicyCommand>),
-    #[command(subcommand)]
+    /// Configure records: the records key and its custodians, the archiver.
+    #[command(
+        subcommand,
+        after_help = "Example: vellum admin ... records init --custodians 3 --threshold 2 --out shares"
+    )]
     Records(RecordsAdminCommand),
     /// Records configuration, archiver lag and warnings.
+    #[command(after_help = "Example: vellum admin ... status --json")]
     Status {
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -281,6 +408,9 @@ enum RecordsAdminCommand {
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Set the org's bounds on message timers, read receipts and files.
+    #[command(
+        after_help = "Example: vellum admin ... policy set --max-expire 30d --max-file 100MiB"
+    )]
     Set {
         /// Longest expiration timer a chat or message may have, or `off` for no limit.
         #[arg(
@@ -334,40 +464,80 @@ enum PolicyCommand {
         /// Whether files may be sent in record chats.
         #[arg(long = "files-in-record", value_name = "true|false")]
         files_in_record: Option<String>,
+        /// Print the org's policy as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 #[derive(Subcommand)]
 enum UserCommand {
     /// Create a user; prints a single-use enrollment code on the last line.
-    Add { name: String },
+    #[command(after_help = "Example: vellum admin ... user add alice")]
+    Add {
+        /// The new user's name.
+        name: String,
+        /// Print the enrollment code as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Reset the identity of a user who lost every device: it takes effect after the org's
     /// reset wait unless a device of the user vetoes it, and revokes all their devices.
-    Reset { name: String },
+    #[command(after_help = "Example: vellum admin ... user reset alice")]
+    Reset {
+        /// The user.
+        name: String,
+        /// Print the scheduled reset as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
 enum DeviceCommand {
     /// Issue an enrollment code for another device of an existing user.
-    Add { user: String },
+    #[command(after_help = "Example: vellum admin ... device add alice")]
+    Add {
+        /// The user.
+        user: String,
+        /// Print the enrollment code as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// List a user's devices.
+    #[command(after_help = "Example: vellum admin ... device list alice --json")]
     List {
+        /// The user.
         name: String,
+        /// Print a JSON array.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a device of a user (published in the key directory; the device wipes itself
     /// when it next reaches the server).
-    Revoke { name: String, device_id: String },
+    #[command(after_help = "Example: vellum admin ... device revoke alice 5e1a...")]
+    Revoke {
+        /// The user.
+        name: String,
+        /// The device's id (`device list`).
+        device_id: String,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
 enum ChatCommand {
     /// Create a chat; prints its id on the last line.
+    #[command(
+        after_help = "Example: vellum chat create project --with \"bob, dave\" --expire 7d --class record"
+    )]
     Create {
+        /// The chat's title.
         title: String,
-        /// Users to add, comma-separated.
-        #[arg(long, value_delimiter = ',')]
+        /// Users to add, comma-separated (spaces around names are ignored); repeatable.
+        #[arg(long, value_delimiter = ',', value_name = "USERS")]
         with: Vec<String>,
         /// Messages disappear this long after sending (30s, 10m, 12h, 7d).
         #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
@@ -378,62 +548,97 @@ enum ChatCommand {
         /// `record` (kept by the org's archiver) or `transitory`; default: the org's.
         #[arg(long, value_name = "record|transitory")]
         class: Option<String>,
+        /// Print the new chat as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Change the chat's default timers; they apply to messages sent afterwards.
+    #[command(
+        after_help = "Examples:\n  vellum chat set project --expire 1d\n  vellum chat set project --burn-on-read off"
+    )]
     Set {
+        /// The chat: its title or id.
         chat: String,
+        /// Messages disappear this long after sending (30s, 10m, 12h, 7d), or `off`.
         #[arg(long, value_name = "DUR|off", allow_hyphen_values = true)]
         expire: Option<String>,
+        /// Messages burn this long after each device first displays them, or `off`.
         #[arg(
             long = "burn-on-read",
             value_name = "DUR|off",
             allow_hyphen_values = true
         )]
         burn_on_read: Option<String>,
+        /// Print the chat's timers as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Add every device of the given users.
+    #[command(after_help = "Example: vellum chat add project carol dave")]
     Add {
+        /// The chat: its title or id.
         chat: String,
+        /// The users to add.
         #[arg(required = true)]
         users: Vec<String>,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove every device of the given users.
+    #[command(after_help = "Example: vellum chat remove project dave")]
     Remove {
+        /// The chat: its title or id.
         chat: String,
+        /// The users to remove.
         #[arg(required = true)]
         users: Vec<String>,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
+    /// Your chats: id, title, class.
+    #[command(after_help = "Example: vellum chat list --json")]
     List {
+        /// Print a JSON array (`[]` when there is none).
         #[arg(long)]
         json: bool,
     },
     /// The chat's members (with --devices: each device, its state and fingerprint).
+    #[command(after_help = "Example: vellum chat members project --devices")]
     Members {
+        /// The chat: its title or id.
         chat: String,
         /// Each device: its state in the key directory and its key's fingerprint.
         #[arg(long)]
         devices: bool,
-        /// One JSON object per line.
+        /// Print a JSON array.
         #[arg(long)]
         json: bool,
     },
 }
 
+/// Exit codes (README): 0 success, 1 error, 2 usage error (clap's), 3 an alarm.
+const EXIT_ALARM: i32 = 3;
+
+/// An error that is an alarm about this device's view of the org (the archive's log forked
+/// or went back, the key directory failed a check): exit code 3, so scripts can tell.
+#[derive(Debug)]
+struct Alarm(String);
+
+impl std::fmt::Display for Alarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Alarm {}
+
 fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
-        Err(e) => {
-            // Usage errors too are one line: the first line of clap's message.
-            let rendered = e.to_string();
-            let line = rendered
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("error: invalid arguments");
-            eprintln!("{line}");
-            std::process::exit(2);
-        }
-    };
+    // Usage errors are shown whole, with clap's suggestions and usage line (exit code 2); a
+    // bare `vellum chat` lists its subcommands.
+    let cli = Cli::try_parse().unwrap_or_else(|e| e.exit());
+    output::configure(cli.utc);
     let server_mode = matches!(cli.command, Command::Server { .. });
     let default_level = if server_mode { "info" } else { "warn" };
     // Migrations report each step at info; the server says what matters itself.
@@ -448,15 +653,86 @@ fn main() {
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     if let Err(e) = runtime.block_on(run(cli)) {
-        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-        std::process::exit(1);
+        // One line, its control characters escaped (an error may quote a server's words).
+        eprintln!(
+            "error: {}",
+            output::safe(&format!("{e:#}").replace('\n', " "))
+        );
+        let code = match e.downcast_ref::<Alarm>() {
+            Some(_) => EXIT_ALARM,
+            None => 1,
+        };
+        std::process::exit(code);
     }
 }
 
+/// The profile directory: `--home`, else `VELLUM_HOME`, else the platform's data directory.
 fn home(cli_home: &Option<PathBuf>) -> Result<PathBuf> {
-    cli_home
-        .clone()
-        .context("no profile directory: pass --home DIR or set VELLUM_HOME")
+    match cli_home {
+        Some(home) => Ok(home.clone()),
+        None => default_home().context(
+            "no profile directory: pass --home DIR, set VELLUM_HOME, or set HOME or XDG_DATA_HOME",
+        ),
+    }
+}
+
+/// `$XDG_DATA_HOME/vellum` (an absolute XDG_DATA_HOME only, as the spec says), else
+/// `~/.local/share/vellum`; on macOS `~/Library/Application Support/vellum`.
+fn default_home() -> Option<PathBuf> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME").and_then(absolute) {
+        return Some(data.join("vellum"));
+    }
+    let home = std::env::var_os("HOME").and_then(absolute)?;
+    match cfg!(target_os = "macos") {
+        true => Some(home.join("Library/Application Support/vellum")),
+        false => Some(home.join(".local/share/vellum")),
+    }
+}
+
+/// A message's text: the argument, or with `-` standard input (at most 16 KiB, one trailing
+/// newline dropped). Empty or whitespace-only text is refused.
+fn message_text(text: String) -> Result<String> {
+    use std::io::Read;
+    let limit = vellum_wire::MAX_TEXT_BYTES;
+    let text = match text.as_str() {
+        "-" => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .lock()
+                .take(limit as u64 + 2)
+                .read_to_end(&mut bytes)
+                .context("cannot read the message from standard input")?;
+            let mut text = String::from_utf8(bytes)
+                .map_err(|_| anyhow::anyhow!("the message on standard input is not UTF-8"))?;
+            if text.ends_with('\n') {
+                text.pop();
+                if text.ends_with('\r') {
+                    text.pop();
+                }
+            }
+            text
+        }
+        _ => text,
+    };
+    if text.len() > limit {
+        bail!("the message is longer than the limit of 16 KiB ({limit} bytes): nothing sent");
+    }
+    if text.trim().is_empty() {
+        bail!("the message is empty or only whitespace: nothing sent");
+    }
+    Ok(text)
+}
+
+/// User names from `--with` or arguments: `"bob, dave"` is bob and dave.
+fn user_names(users: &[String]) -> Vec<String> {
+    users
+        .iter()
+        .flat_map(|u| u.split(','))
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -481,9 +757,21 @@ async fn run(cli: Cli) -> Result<()> {
             vellum_server::serve(config).await?;
         }
         Command::Admin(args) => admin(args).await?,
-        Command::Enroll { server, user, code } => {
+        Command::Enroll {
+            server,
+            user,
+            code,
+            json,
+        } => {
             let client = Client::enroll(&home(&cli.home)?, &server, &user, &code).await?;
             let (user, id) = (client.user(), client.device_id());
+            if json {
+                let pending = user != vellum_wire::RECORDS_USER && !client.holds_identity()?;
+                let line =
+                    serde_json::json!({"user": user, "device_id": id, "pending_approval": pending});
+                println!("{line}");
+                return Ok(());
+            }
             println!("enrolled {user} as device {id}");
             if user != vellum_wire::RECORDS_USER && !client.holds_identity()? {
                 println!("pending approval by an approved device of {user}; it receives nothing until then:");
@@ -509,15 +797,23 @@ async fn run(cli: Cli) -> Result<()> {
             text,
             expire,
             burn_on_read,
+            json,
         } => {
             let overrides = MessageTimers {
                 expire_secs: duration(expire.as_deref())?,
                 burn_secs: duration(burn_on_read.as_deref())?,
             };
+            let text = message_text(text)?;
             let mut client = Client::open(&home(&cli.home)?)?;
-            client.sync().await?;
+            client.catch_up().await?;
             let sent = client.send_with(&chat, &text, overrides).await?;
-            println!("sent {}", sent.id);
+            match json {
+                true => println!(
+                    "{}",
+                    serde_json::json!({"id": sent.id, "chat": sent.group_id, "sent_at": output::rfc3339_millis(sent.sent_at)})
+                ),
+                false => println!("sent {}", sent.id),
+            }
         }
         Command::Read { chat, json } => {
             let client = Client::open(&home(&cli.home)?)?;
@@ -526,11 +822,18 @@ async fn run(cli: Cli) -> Result<()> {
                 out.message(client.store(), &m)?;
             }
         }
-        Command::Delete { chat, message_id } => {
+        Command::Delete {
+            chat,
+            message_id,
+            json,
+        } => {
             let mut client = Client::open(&home(&cli.home)?)?;
-            client.sync().await?;
+            client.catch_up().await?;
             client.delete(&chat, &message_id).await?;
-            println!("deleted {message_id} for everyone");
+            match json {
+                true => println!("{}", serde_json::json!({"deleted": message_id})),
+                false => println!("deleted {message_id} for everyone"),
+            }
         }
         Command::Shred { json } => {
             let client = Client::open(&home(&cli.home)?)?;
@@ -539,9 +842,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Sync { json } => {
             let mut client = Client::open(&home(&cli.home)?)?;
             let out = Output::new(json);
-            for m in client.sync().await? {
-                out.message(client.store(), &m)?;
+            // What was stored before a failure is printed before the error.
+            let (shown, result) = client.sync_partial().await;
+            for m in &shown {
+                out.message(client.store(), m)?;
             }
+            result?;
             for alarm in client.records_alarms(vellum_client::now_millis())? {
                 eprintln!("WARNING: {alarm}");
             }
@@ -551,14 +857,14 @@ async fn run(cli: Cli) -> Result<()> {
             }
             // Like `status`: a script running `sync` must not miss them.
             if !directory.is_empty() {
-                bail!("the server's key directory failed this device's checks, or a reset of your identity is pending (see the warnings above)");
+                return Err(Alarm("the server's key directory failed this device's checks, or a reset of your identity is pending (see the warnings above)".into()).into());
             }
         }
         Command::Status { json } => {
             let mut client = Client::open(&home(&cli.home)?)?;
             let out = Output::new(json);
             // Each sync of a new process refreshes the key directory too.
-            client.sync().await?;
+            client.catch_up().await?;
             let mut alarms = client.records_alarms(vellum_client::now_millis())?;
             let directory = client.directory_alarms()?;
             alarms.extend(directory.iter().cloned());
@@ -567,12 +873,14 @@ async fn run(cli: Cli) -> Result<()> {
                 .iter()
                 .any(|a| a.starts_with(vellum_client::RECORDS_LOG_CHANGED))
             {
-                bail!(
+                return Err(Alarm(
                     "the organisation's archive log forked or went back (see the warnings above)"
-                );
+                        .into(),
+                )
+                .into());
             }
             if !directory.is_empty() {
-                bail!("the server's key directory failed this device's checks (see the warnings above)");
+                return Err(Alarm("the server's key directory failed this device's checks (see the warnings above)".into()).into());
             }
         }
         Command::Safety {
@@ -581,7 +889,7 @@ async fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let mut client = Client::open(&home(&cli.home)?)?;
-            client.sync().await?;
+            client.catch_up().await?;
             let number = match confirm {
                 true => client.confirm_identity(&user)?,
                 false => client.safety(&user)?,
@@ -649,6 +957,14 @@ async fn run(cli: Cli) -> Result<()> {
         } => records::records(&archiver, &token_file, command).await?,
         Command::Archive(command) => records::archive(command)?,
         Command::Witness(args) => witness::witness(args).await?,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            // Into a buffer: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "vellum", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)
+                .context("cannot write the completion script")?;
+        }
     }
     Ok(())
 }
@@ -670,6 +986,14 @@ async fn devices(client: &mut Client, json: bool, command: Option<DevicesCommand
         None => Output::new(json).devices(&client.devices().await?)?,
         Some(DevicesCommand::Approve { device_id, code }) => {
             match client.approve_device(&device_id, code.as_deref()).await? {
+                ApprovalStep::Started { device_id } if json => println!(
+                    "{}",
+                    serde_json::json!({"device_id": device_id, "step": "started"})
+                ),
+                ApprovalStep::Approved { device_id, chats } if json => println!(
+                    "{}",
+                    serde_json::json!({"device_id": device_id, "step": "approved", "chats": chats})
+                ),
                 ApprovalStep::Started { device_id } => {
                     println!("started approving device {device_id}");
                     println!("now run `vellum devices` on device {device_id} and read the verification code it shows,");
@@ -682,6 +1006,14 @@ async fn devices(client: &mut Client, json: bool, command: Option<DevicesCommand
         }
         Some(DevicesCommand::Revoke { device_id }) => match client.revoke_device(&device_id).await?
         {
+            Revocation::Other { device_id, chats } if json => println!(
+                "{}",
+                serde_json::json!({"revoked": device_id, "this_device": false, "chats": chats})
+            ),
+            Revocation::ThisDevice if json => println!(
+                "{}",
+                serde_json::json!({"revoked": device_id, "this_device": true})
+            ),
             Revocation::Other { device_id, chats } => {
                 println!("revoked device {device_id}; removed it from {chats} chat(s)")
             }
@@ -691,11 +1023,19 @@ async fn devices(client: &mut Client, json: bool, command: Option<DevicesCommand
         },
         Some(DevicesCommand::VetoReset) => {
             let vetoed = client.veto_reset().await?;
+            if json {
+                let line = serde_json::json!({
+                    "vetoed": vetoed.request_id,
+                    "effective_at": output::rfc3339_secs(vetoed.effective_at),
+                });
+                println!("{line}");
+                return Ok(());
+            }
             println!(
-                "vetoed the reset of {}'s identity (request {}, due at {})",
+                "vetoed the reset of {}'s identity (request {}, due {})",
                 client.user(),
                 vetoed.request_id,
-                output::rfc3339_secs(vetoed.effective_at)
+                output::date(vetoed.effective_at * 1000)
             );
         }
     }
@@ -743,25 +1083,30 @@ async fn admin(args: AdminArgs) -> Result<()> {
         .with_context(|| format!("cannot read token file {}", args.token_file.display()))?;
     let token = Some(token.trim());
     let api = Api::new(&args.server)?;
-    let code: EnrollmentCode = match args.command {
-        AdminCommand::User(UserCommand::Add { name }) => {
+    let (code, json): (EnrollmentCode, bool) = match args.command {
+        AdminCommand::User(UserCommand::Add { name, json }) => {
             let request = CreateUserRequest { name };
-            api.call(Method::POST, "/v1/admin/users", Some(&request), None, token)
-                .await?
+            let code = api
+                .call(Method::POST, "/v1/admin/users", Some(&request), None, token)
+                .await?;
+            (code, json)
         }
-        AdminCommand::Device(DeviceCommand::Add { user }) => {
+        AdminCommand::Device(DeviceCommand::Add { user, json }) => {
             let path = format!("/v1/admin/users/{user}/devices");
-            api.call(Method::POST, &path, None::<&()>, None, token)
-                .await?
+            let code = api
+                .call(Method::POST, &path, None::<&()>, None, token)
+                .await?;
+            (code, json)
         }
         AdminCommand::Device(DeviceCommand::List { name, json }) => {
             let path = format!("/v1/admin/users/{name}/devices");
             let list: DeviceList = api
                 .call(Method::GET, &path, None::<&()>, None, token)
                 .await?;
-            let out = Output::new(json);
-            for d in list.devices {
-                out.device(&vellum_client::DeviceEntry {
+            let devices: Vec<_> = list
+                .devices
+                .into_iter()
+                .map(|d| vellum_client::DeviceEntry {
                     device_id: d.device_id,
                     state: d.state,
                     enrolled_at: Some(d.enrolled_at),
@@ -769,28 +1114,42 @@ async fn admin(args: AdminArgs) -> Result<()> {
                     this_device: false,
                     code: None,
                     warning: None,
-                });
-            }
+                })
+                .collect();
+            Output::new(json).device_list(&devices);
             return Ok(());
         }
-        AdminCommand::Device(DeviceCommand::Revoke { name, device_id }) => {
+        AdminCommand::Device(DeviceCommand::Revoke {
+            name,
+            device_id,
+            json,
+        }) => {
             let path = format!("/v1/admin/users/{name}/devices/{device_id}/revoke");
             let _: serde::de::IgnoredAny = api
                 .call(Method::POST, &path, None::<&()>, None, token)
                 .await?;
-            println!("revoked device {device_id} of {name}: it is published in the key directory, every chat drops it, and it wipes itself when it next reaches the server");
+            match json {
+                true => println!("{}", serde_json::json!({"user": name, "revoked": device_id})),
+                false => println!("revoked device {device_id} of {name}: it is published in the key directory, every chat drops it, and it wipes itself when it next reaches the server"),
+            }
             return Ok(());
         }
-        AdminCommand::User(UserCommand::Reset { name }) => {
+        AdminCommand::User(UserCommand::Reset { name, json }) => {
             let path = format!("/v1/admin/users/{name}/reset");
             let reset: ResetScheduled = api
                 .call(Method::POST, &path, None::<&()>, None, token)
                 .await?;
-            println!(
-                "{0}'s identity will be reset at {1} unless a device of {0} vetoes it",
-                reset.user,
-                output::rfc3339_secs(reset.effective_at)
-            );
+            match json {
+                true => println!(
+                    "{}",
+                    serde_json::json!({"user": reset.user, "effective_at": output::rfc3339_secs(reset.effective_at)})
+                ),
+                false => println!(
+                    "{0}'s identity will be reset {1} unless a device of {0} vetoes it",
+                    reset.user,
+                    output::date(reset.effective_at * 1000)
+                ),
+            }
             return Ok(());
         }
         AdminCommand::Status { json } => {
@@ -872,8 +1231,8 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 .await?;
             println!("the old archiver device is revoked; start the new archiver with this code, then k custodians unseal it to bind it");
             println!(
-                "archiver enrollment code (single use, expires at {}):",
-                output::rfc3339_millis(code.expires_at * 1000)
+                "archiver enrollment code (single use, expires {}):",
+                output::date(code.expires_at * 1000)
             );
             println!("{}", code.code);
             return Ok(());
@@ -893,6 +1252,7 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 user_quota,
                 files_in_transitory,
                 files_in_record,
+                json,
             } = *policy;
             // `off` clears a maximum, which the API spells 0.
             let update = OrgPolicyUpdate {
@@ -936,6 +1296,10 @@ async fn admin(args: AdminArgs) -> Result<()> {
             let policy: OrgPolicy = api
                 .call(Method::PUT, "/v1/admin/policy", Some(&update), None, token)
                 .await?;
+            if json {
+                println!("{}", serde_json::to_string(&policy)?);
+                return Ok(());
+            }
             let show = |v: Option<u64>| v.map_or("none".to_string(), timer::describe);
             println!(
                 "max expiration: {}; max burn-on-read: {}; chats without expiry: {}; receipt alarm after {}; identity resets wait {}",
@@ -961,10 +1325,19 @@ async fn admin(args: AdminArgs) -> Result<()> {
             return Ok(());
         }
     };
+    if json {
+        let line = serde_json::json!({
+            "user": code.user,
+            "code": code.code,
+            "expires_at": output::rfc3339_secs(code.expires_at),
+        });
+        println!("{line}");
+        return Ok(());
+    }
     println!(
-        "enrollment code for {} (single use, expires at {}):",
+        "enrollment code for {} (single use, expires {}):",
         code.user,
-        output::rfc3339_millis(code.expires_at * 1000)
+        output::date(code.expires_at * 1000)
     );
     println!("{}", code.code);
     Ok(())
@@ -978,39 +1351,63 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
             expire,
             burn_on_read,
             class: chat_class,
+            json,
         } => {
             let timers = ChatPolicy {
                 expire_secs: timer_setting(expire.as_deref())?.flatten(),
                 burn_secs: timer_setting(burn_on_read.as_deref())?.flatten(),
             };
             let chat_class = class(chat_class.as_deref())?;
-            client.sync().await?;
+            let with = user_names(&with);
+            client.catch_up().await?;
             let id = client
                 .create_chat(&title, &with, timers, chat_class)
                 .await?;
-            println!("created chat {title:?}");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": id, "title": title, "members": with})
+                );
+                return Ok(());
+            }
+            println!("created chat {}", output::safe(&format!("{title:?}")));
             println!("{id}");
         }
-        ChatCommand::Add { chat, users } => {
-            client.sync().await?;
+        ChatCommand::Add { chat, users, json } => {
+            let users = user_names(&users);
+            client.catch_up().await?;
             client.add_members(&chat, &users).await?;
-            println!("added {}", users.join(", "));
+            match json {
+                true => println!("{}", serde_json::json!({"added": users})),
+                false => println!("added {}", users.join(", ")),
+            }
         }
-        ChatCommand::Remove { chat, users } => {
-            client.sync().await?;
+        ChatCommand::Remove { chat, users, json } => {
+            let users = user_names(&users);
+            client.catch_up().await?;
             client.remove_members(&chat, &users).await?;
-            println!("removed {}", users.join(", "));
+            match json {
+                true => println!("{}", serde_json::json!({"removed": users})),
+                false => println!("removed {}", users.join(", ")),
+            }
         }
         ChatCommand::Set {
             chat,
             expire,
             burn_on_read,
+            json,
         } => {
             let expire = timer_setting(expire.as_deref())?;
             let burn = timer_setting(burn_on_read.as_deref())?;
-            client.sync().await?;
+            client.catch_up().await?;
             let policy = client.set_timers(&chat, expire, burn).await?;
-            println!("set {}", policy.describe());
+            match json {
+                true => println!(
+                    "{}",
+                    serde_json::json!({"expire_secs": policy.expire_secs, "burn_secs": policy.burn_secs})
+                ),
+                false => println!("{}", timers_changed(expire, burn, &policy)),
+            }
         }
         ChatCommand::List { json } => {
             let chats = client.chats()?;
@@ -1073,6 +1470,49 @@ async fn watch(client: &mut Client, out: Output) -> Result<()> {
             Ok(()) => return Ok(()),
         }
     }
+}
+
+/// What `chat set` changed, then what holds now: `--burn-on-read off` says burn-on-read is
+/// off, not only that messages disappear after 12 hours (issue 10).
+fn timers_changed(
+    expire: Option<Option<u64>>,
+    burn: Option<Option<u64>>,
+    now: &ChatPolicy,
+) -> String {
+    let mut changed = Vec::new();
+    match expire {
+        Some(Some(secs)) => changed.push(format!(
+            "messages now disappear {} after sending",
+            timer::describe(secs)
+        )),
+        Some(None) => changed.push("messages no longer disappear after a set time".into()),
+        None => {}
+    }
+    match burn {
+        Some(Some(secs)) => changed.push(format!(
+            "messages now burn {} after reading",
+            timer::describe(secs)
+        )),
+        Some(None) => changed.push("burn-on-read is off".into()),
+        None => {}
+    }
+    let still = match (
+        expire.is_none(),
+        now.expire_secs,
+        burn.is_none(),
+        now.burn_secs,
+    ) {
+        (true, Some(e), _, _) => format!(
+            " (messages still disappear {} after sending)",
+            timer::describe(e)
+        ),
+        (_, _, true, Some(b)) => format!(
+            " (messages still burn {} after reading)",
+            timer::describe(b)
+        ),
+        _ => String::new(),
+    };
+    format!("{}{still}", changed.join("; "))
 }
 
 /// `--witness URL=VKEY` (or `--directory-witness`, named by `flag`), checked before anything

@@ -1,5 +1,13 @@
-//! How the CLI prints: readable lines, or with `--json` one JSON object per line.
+//! How the CLI prints: readable lines, or with `--json` JSON (one object per line for
+//! streams; one array for lists).
+//!
+//! Everything a sender or another member controls (texts, titles, event texts) goes through
+//! [`safe`] before it reaches a terminal: control characters and bidi overrides are shown
+//! escaped, and a message's further lines are indented under its header, so no line of a
+//! message can pass for another message (issue 10).
 
+use std::io::IsTerminal;
+use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Result;
@@ -14,7 +22,7 @@ pub struct Output {
     json: bool,
 }
 
-/// Unix seconds as RFC 3339, to the second.
+/// Unix seconds as RFC 3339, to the second (JSON and machine-read lines: always UTC).
 pub fn rfc3339_secs(unix_secs: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_secs(unix_secs.max(0) as u64);
     humantime::format_rfc3339_seconds(time).to_string()
@@ -23,6 +31,156 @@ pub fn rfc3339_secs(unix_secs: i64) -> String {
 pub fn rfc3339_millis(unix_millis: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_millis(unix_millis.max(0) as u64);
     humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// How readable lines show times and whether they use colour: set once from the global
+/// options, before anything prints.
+struct Style {
+    zone: jiff::tz::TimeZone,
+    colour: bool,
+}
+
+static STYLE: OnceLock<Style> = OnceLock::new();
+
+/// `--utc` shows times in UTC; otherwise the system's time zone (`TZ`, /etc/localtime).
+/// Colour only when standard output is a terminal and `NO_COLOR` is not set.
+pub fn configure(utc: bool) {
+    let zone = match utc {
+        true => jiff::tz::TimeZone::UTC,
+        false => jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC),
+    };
+    let _ = STYLE.set(Style {
+        zone,
+        colour: colour_wanted(std::io::stdout().is_terminal()),
+    });
+}
+
+/// Colour on a terminal, unless `NO_COLOR` is set to anything non-empty (no-color.org).
+pub fn colour_wanted(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+fn style() -> &'static Style {
+    STYLE.get_or_init(|| Style {
+        zone: jiff::tz::TimeZone::UTC,
+        colour: false,
+    })
+}
+
+fn zoned(unix_millis: i64) -> jiff::ZonedDateTime {
+    jiff::Timestamp::from_millisecond(unix_millis)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_zoned_datetime(style().zone.clone())
+}
+
+/// A time for people, to the second: `2026-12-06 14:00:05` in the local zone (with `--utc`,
+/// `2026-12-06 14:00:05 UTC`).
+pub fn time(unix_millis: i64) -> String {
+    let z = zoned(unix_millis);
+    match style().zone == jiff::tz::TimeZone::UTC {
+        true => format!("{} UTC", z.strftime("%Y-%m-%d %H:%M:%S")),
+        false => z.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+    }
+}
+
+/// A date for people, to the minute, with how far it is: `2026-12-06 14:00 (in 7 days)`.
+pub fn date(unix_millis: i64) -> String {
+    date_at(unix_millis, vellum_client::now_millis())
+}
+
+fn date_at(unix_millis: i64, now_millis: i64) -> String {
+    let z = zoned(unix_millis);
+    let utc = if style().zone == jiff::tz::TimeZone::UTC {
+        " UTC"
+    } else {
+        ""
+    };
+    format!(
+        "{}{utc} ({})",
+        z.strftime("%Y-%m-%d %H:%M"),
+        relative(unix_millis - now_millis)
+    )
+}
+
+/// `in 7 days`, `3 hours ago`, `now`: the largest whole unit.
+fn relative(delta_millis: i64) -> String {
+    let secs = delta_millis.unsigned_abs() / 1000;
+    if secs < 60 {
+        return "now".into();
+    }
+    let (n, unit) = [(86_400, "day"), (3600, "hour"), (60, "minute")]
+        .into_iter()
+        .find(|(size, _)| secs >= *size)
+        .map(|(size, unit)| (secs / size, unit))
+        .unwrap_or((secs / 60, "minute"));
+    let plural = if n == 1 { "" } else { "s" };
+    match delta_millis > 0 {
+        true => format!("in {n} {unit}{plural}"),
+        false => format!("{n} {unit}{plural} ago"),
+    }
+}
+
+/// `text` for one line of a terminal: control characters (C0, DEL, C1), bidi overrides and
+/// isolates, and line or paragraph separators are written as escapes (`\x1b`, `\n`,
+/// `\u{202e}`), never raw, so a sender can neither drive the reader's terminal nor make
+/// text look like something else.
+pub fn safe(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            // C1 controls (CSI is U+009B), bidi marks, embeddings, overrides and isolates,
+            // line and paragraph separators, and the byte-order mark.
+            '\u{80}'..='\u{9f}'
+            | '\u{061c}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}' => {
+                let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A message text as lines for a terminal, each made [`safe`]: the first follows the
+/// header, the others are printed indented under it.
+pub fn safe_lines(text: &str) -> Vec<String> {
+    text.split('\n').map(safe).collect()
+}
+
+/// A message's further lines start with this, so none starts like a header (`[`).
+const CONTINUATION: &str = "    ";
+
+/// `[time] chat <sender> text  (id)`, a multi-line text's further lines indented under it.
+pub fn message_lines(when: &str, chat: &str, sender: &str, text: &str, id: &str) -> String {
+    let lines = safe_lines(text);
+    let sender = match style().colour {
+        true => format!("\x1b[1m<{}>\x1b[0m", safe(sender)),
+        false => format!("<{}>", safe(sender)),
+    };
+    let mut out = format!("[{when}] {} {sender} {}", safe(chat), lines[0]);
+    for line in &lines[1..] {
+        out.push('\n');
+        out.push_str(CONTINUATION);
+        out.push_str(line);
+    }
+    out.push_str(&format!("  ({})", safe(id)));
+    out
+}
+
+/// Prints a list as one JSON array (`[]` when empty), so a script always gets a value.
+fn json_array(items: Vec<serde_json::Value>) {
+    println!("{}", serde_json::Value::Array(items));
 }
 
 impl Output {
@@ -60,24 +218,33 @@ impl Output {
                 true => "account".to_owned(),
                 false => title.unwrap_or_else(|| m.group_id.clone()),
             };
-            let when = rfc3339_millis(m.sent_at);
+            let when = time(m.sent_at);
             match m.kind {
-                MessageKind::Text => {
-                    println!("[{when}] {chat} <{}> {}  ({})", m.sender_user, m.text, m.id)
-                }
-                MessageKind::Event => println!("[{when}] {chat} * {}", m.text),
+                MessageKind::Text => println!(
+                    "{}",
+                    message_lines(&when, &chat, &m.sender_user, &m.text, &m.id)
+                ),
+                // An event is one line: a newline in it (a title, say) is shown escaped.
+                MessageKind::Event => println!("[{when}] {} * {}", safe(&chat), safe(&m.text)),
             }
         }
         Ok(())
     }
 
     pub fn chats(&self, chats: &[ChatRow], classes: &[&str]) -> Result<()> {
+        if self.json {
+            let items = chats.iter().zip(classes).map(|(c, class)| {
+                json!({ "id": c.group_id, "title": c.title, "removed": c.removed, "class": class, "held": c.held })
+            });
+            json_array(items.collect());
+            return Ok(());
+        }
+        if chats.is_empty() {
+            eprintln!("no chats yet: create one with `vellum chat create TITLE --with USER`");
+        }
         for (c, class) in chats.iter().zip(classes) {
-            let title = c.title.as_deref().unwrap_or("(untitled)");
-            if self.json {
-                let line = json!({ "id": c.group_id, "title": c.title, "removed": c.removed, "class": class, "held": c.held });
-                println!("{line}");
-            } else {
+            let title = safe(c.title.as_deref().unwrap_or("(untitled)"));
+            {
                 let removed = if c.removed {
                     "  (you were removed)"
                 } else {
@@ -97,34 +264,20 @@ impl Output {
     /// One device: `ID  STATE  enrolled T  last seen T`, or a JSON object; a device waiting
     /// for approval shows its code on the next line (JSON: `code`).
     pub fn device(&self, d: &DeviceEntry) {
-        let state = match d.state {
-            DeviceState::Approved => "approved",
-            DeviceState::Pending => "pending",
-            DeviceState::Legacy => "legacy",
-            DeviceState::Revoked => "revoked",
-        };
         if self.json {
-            let line = json!({
-                "device_id": d.device_id,
-                "state": state,
-                "enrolled_at": d.enrolled_at.map(rfc3339_secs),
-                "last_seen": d.last_seen.map(rfc3339_secs),
-                "this_device": d.this_device,
-                "code": d.code,
-                "warning": d.warning,
-            });
-            println!("{line}");
+            println!("{}", device_json(d));
             return;
         }
         let state = match d.state {
             DeviceState::Legacy => "approved at upgrade",
-            _ => state,
+            _ => device_state(d.state),
         };
+        let at = |secs: i64| date(secs * 1000);
         println!(
             "{}  {state}  enrolled {}  last seen {}{}",
             d.device_id,
-            d.enrolled_at.map_or("unknown".into(), rfc3339_secs),
-            d.last_seen.map_or("never".into(), rfc3339_secs),
+            d.enrolled_at.map_or("unknown".into(), at),
+            d.last_seen.map_or("never".into(), at),
             if d.this_device { "  (this device)" } else { "" }
         );
         if let Some(code) = &d.code {
@@ -135,9 +288,7 @@ impl Output {
     /// `vellum devices`: each device, then what to do next (on stderr with `--json`, so
     /// every stdout line stays a JSON object).
     pub fn devices(&self, view: &DevicesView) -> Result<()> {
-        for d in &view.devices {
-            self.device(d);
-        }
+        self.device_list(&view.devices);
         for notice in &view.notices {
             match self.json {
                 true => eprintln!("{notice}"),
@@ -147,14 +298,22 @@ impl Output {
         Ok(())
     }
 
+    /// A list of devices: a JSON array, or one line each.
+    pub fn device_list(&self, devices: &[DeviceEntry]) {
+        match self.json {
+            true => json_array(devices.iter().map(device_json).collect()),
+            false => devices.iter().for_each(|d| self.device(d)),
+        }
+    }
+
     pub fn shredded(&self, removed: &[Shredded]) -> Result<()> {
         if self.json {
-            for s in removed {
-                println!(
-                    "{}",
-                    json!({ "chat": s.group_id, "id": s.id, "reason": s.reason.as_str() })
-                );
-            }
+            json_array(
+                removed
+                    .iter()
+                    .map(|s| json!({ "chat": s.group_id, "id": s.id, "reason": s.reason.as_str() }))
+                    .collect(),
+            );
         } else {
             println!("shredded {} message(s)", removed.len());
             for s in removed {
@@ -166,13 +325,17 @@ impl Output {
 
     /// Each member, with what it is when it is not a person (the records archive).
     pub fn members(&self, members: &[(Member, Option<String>)]) -> Result<()> {
+        if self.json {
+            json_array(
+                members
+                    .iter()
+                    .map(|(m, role)| json!({ "user": m.user, "device": m.device_id, "role": role }))
+                    .collect(),
+            );
+            return Ok(());
+        }
         for (m, role) in members {
-            if self.json {
-                println!(
-                    "{}",
-                    json!({ "user": m.user, "device": m.device_id, "role": role })
-                );
-            } else {
+            {
                 match role {
                     Some(role) => println!("{}  {}  ({role})", m.user, m.device_id),
                     None => println!("{}  {}", m.user, m.device_id),
@@ -184,17 +347,21 @@ impl Output {
 
     /// `chat members --devices`: each device with its state and fingerprint.
     pub fn member_devices(&self, devices: &[MemberDevice]) -> Result<()> {
-        for d in devices {
-            if self.json {
-                let line = json!({
+        if self.json {
+            let items = devices.iter().map(|d| {
+                json!({
                     "user": d.user,
                     "device": d.device_id,
                     "state": d.state.as_str(),
                     "fingerprint": d.fingerprint,
                     "role": d.role,
-                });
-                println!("{line}");
-            } else {
+                })
+            });
+            json_array(items.collect());
+            return Ok(());
+        }
+        for d in devices {
+            {
                 let role = d
                     .role
                     .as_ref()
@@ -235,7 +402,7 @@ impl Output {
                 l.size,
                 l.cosigners,
                 l.quorum,
-                l.renewed_at.map_or("at an unknown time".into(), rfc3339_millis)
+                l.renewed_at.map_or("at an unknown time".into(), date)
             ),
             None => println!("archive log: not followed (no archiver is bound, or none has published a checkpoint)"),
         }
@@ -290,6 +457,7 @@ impl Output {
 
     /// `vellum receipts CHAT`: one line per kept receipt.
     pub fn receipts(&self, receipts: &[(StoredReceipt, MessageRow)]) -> Result<()> {
+        let mut items = Vec::new();
         for (r, m) in receipts {
             let receipt: vellum_wire::Receipt = serde_json::from_str(&r.receipt)?;
             let text = receipt.checkpoint.split("\n\n").next().unwrap_or_default();
@@ -307,20 +475,44 @@ impl Output {
                     "checkpoint_size": size,
                     "received_at": rfc3339_millis(r.received_at),
                 });
-                println!("{line}");
+                items.push(line);
             } else {
                 println!(
                     "[{}] {}  leaf {} in the checkpoint of {} leaves: {}",
-                    rfc3339_millis(m.sent_at),
+                    time(m.sent_at),
                     m.id,
                     r.leaf_index,
                     size.map_or("?".into(), |s| s.to_string()),
-                    m.text
+                    safe(&m.text)
                 );
             }
         }
+        if self.json {
+            json_array(items);
+        }
         Ok(())
     }
+}
+
+fn device_state(state: DeviceState) -> &'static str {
+    match state {
+        DeviceState::Approved => "approved",
+        DeviceState::Pending => "pending",
+        DeviceState::Legacy => "legacy",
+        DeviceState::Revoked => "revoked",
+    }
+}
+
+fn device_json(d: &DeviceEntry) -> serde_json::Value {
+    json!({
+        "device_id": d.device_id,
+        "state": device_state(d.state),
+        "enrolled_at": d.enrolled_at.map(rfc3339_secs),
+        "last_seen": d.last_seen.map(rfc3339_secs),
+        "this_device": d.this_device,
+        "code": d.code,
+        "warning": d.warning,
+    })
 }
 
 /// Parses a size: bytes, or a number with a unit (`500KiB`, `100MiB`, `1GiB`, `2TiB`; `KB`,

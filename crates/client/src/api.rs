@@ -133,16 +133,11 @@ impl Api {
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(bytes.clone());
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| Error::Network(e.without_url().to_string()))?;
+            let url = format!("{}{}", self.base, path);
+            let response = request.send().await.map_err(|e| network(&url, e))?;
             let status = response.status();
             let headers = response.headers().clone();
-            let text = response
-                .bytes()
-                .await
-                .map_err(|e| Error::Network(e.without_url().to_string()))?;
+            let text = response.bytes().await.map_err(|e| network(&url, e))?;
             let started = headers
                 .get(AuthHeaders::SERVER_START)
                 .and_then(|v| v.to_str().ok())
@@ -169,7 +164,8 @@ impl Api {
         // callers treat it like a lost connection and retry (every write is idempotent).
         if status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
             return Err(Error::Network(format!(
-                "the server did not confirm the request (HTTP {status})"
+                "{}{path}: the server did not confirm the request (HTTP {status})",
+                self.base
             )));
         }
         if !status.is_success() {
@@ -189,6 +185,26 @@ impl Api {
         }
         serde_json::from_slice(&text)
             .map_err(|e| Error::Network(format!("unexpected response from the server: {e}")))
+    }
+}
+
+/// A failed request as an error that names the URL and the cause underneath reqwest's
+/// summary ("error sending request": connection refused, DNS, TLS), so a user can act on it.
+fn network(url: &str, e: reqwest::Error) -> Error {
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // hyper and std repeat one cause at several levels.
+        if !causes.contains(&text) {
+            causes.push(text);
+        }
+        source = cause.source();
+    }
+    let summary = e.without_url().to_string();
+    match causes.is_empty() {
+        true => Error::Network(format!("{url}: {summary}")),
+        false => Error::Network(format!("{url}: {summary}: {}", causes.join(": "))),
     }
 }
 
@@ -275,6 +291,23 @@ mod tests {
         let timestamps = server.await.unwrap();
         assert!(timestamps[0] < started);
         assert_eq!(&timestamps[1..], &[started, started]);
+    }
+
+    /// Issue 10: a network error names the URL and why (here: nothing listens there).
+    #[tokio::test]
+    async fn issue_10_network_errors_name_the_url_and_the_cause() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let api = Api::new(&base).unwrap();
+        let err = api
+            .call::<serde_json::Value>(Method::GET, "/v1/sync", None::<&()>, None, None)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Network(_)), "{text}");
+        assert!(text.contains(&format!("{base}/v1/sync")), "{text}");
+        assert!(text.to_lowercase().contains("refused"), "{text}");
     }
 
     #[tokio::test]

@@ -657,14 +657,16 @@ impl Client {
         event: ChatEvent,
     ) -> Result<MessageRow, Error> {
         let now = now_millis();
+        // An event of a log entry is as old as the entry, not as its processing.
+        let at = self.entry_time.unwrap_or(now);
         let row = MessageRow {
             group_id: group_id.to_owned(),
             id: random_id(),
             kind: MessageKind::Event,
             sender_user: who.to_owned(),
             sender_device: String::new(),
-            sent_at: now,
-            received_at: now,
+            sent_at: at,
+            received_at: at,
             seq,
             text: event.text(),
             expires_at: None,

@@ -151,6 +151,9 @@ pub struct Client {
     enforcing: bool,
     /// Events and account notices a directory refresh produced, for the next sync to show.
     directory_shown: Vec<MessageRow>,
+    /// The server's receive time of the log entry being processed: the events it causes
+    /// carry it, so they sort among messages in the server's order (issue 10).
+    entry_time: Option<i64>,
     /// Whether a roster or the directory copy changed since every chat was last checked
     /// for devices the directory does not vouch for (and at a process's first sync).
     rosters_to_check: bool,
@@ -283,6 +286,7 @@ impl Client {
             directory_checked: None,
             enforcing: false,
             directory_shown: Vec::new(),
+            entry_time: None,
             rosters_to_check: true,
         };
         // Whatever expired while the device was off goes before anything can show it.

@@ -48,12 +48,42 @@ impl Client {
     /// Fetches and processes everything pending, acknowledging only what is durably stored.
     /// Returns what no sync or watch has shown yet, oldest first: messages from others and
     /// every event, including those another command (a send, a chat change) processed.
+    ///
+    /// A command that does not print what this returns calls [`Client::catch_up`] instead,
+    /// or what it fetched would never be shown (issue 10).
     pub async fn sync(&mut self) -> Result<Vec<MessageRow>, Error> {
         let processed = self.sync_quiet().await?;
-        // In the order they were stored (the directory is refreshed before any entry is
-        // processed), then what is shown but not kept (account notices, log warnings).
+        self.take_news(processed)
+    }
+
+    /// [`Client::sync`] that, when it fails part-way, still returns what it stored before
+    /// the failure (marked shown), along with the error: a `sync` that stops on a lost
+    /// connection prints what it got first (issue 10).
+    pub async fn sync_partial(&mut self) -> (Vec<MessageRow>, Result<(), Error>) {
+        match self.sync_quiet().await {
+            Ok(processed) => match self.take_news(processed) {
+                Ok(rows) => (rows, Ok(())),
+                Err(e) => (Vec::new(), Err(e)),
+            },
+            Err(e) => (self.take_news(Vec::new()).unwrap_or_default(), Err(e)),
+        }
+    }
+
+    /// Fetches and processes everything pending as a step of another command (a send, a
+    /// chat change): nothing it finds counts as shown, so the next `sync` or `watch` shows
+    /// it (issue 10: `send` used to swallow what it fetched).
+    pub async fn catch_up(&mut self) -> Result<(), Error> {
+        self.sync_quiet().await.map(|_| ())
+    }
+
+    /// What no sync or watch has shown yet, now marked shown: stored rows in the server's
+    /// order across chats, then what is shown but not kept (account notices, log warnings).
+    fn take_news(&mut self, processed: Vec<MessageRow>) -> Result<Vec<MessageRow>, Error> {
         let same = |a: &MessageRow, b: &MessageRow| a.group_id == b.group_id && a.id == b.id;
         let mut rows = self.store.unshown()?;
+        // One chat's entries are processed before the next chat's: the server's receive
+        // time puts them back in the order they were said (stable: ties keep their order).
+        rows.sort_by_key(|m| m.received_at);
         for m in self.take_directory_shown().into_iter().chain(processed) {
             if !rows.iter().any(|r| same(r, &m)) {
                 rows.push(m);
@@ -122,7 +152,10 @@ impl Client {
                 }
                 let mut last = None;
                 for entry in &entries.entries {
-                    match self.process_entry(&entries.group_id, entry, &mut groups)? {
+                    self.entry_time = Some(entry.received_at);
+                    let processed = self.process_entry(&entries.group_id, entry, &mut groups);
+                    self.entry_time = None;
+                    match processed? {
                         Processed::Shown(m) => new_messages.push(*m),
                         Processed::Events(rows) => new_messages.extend(rows),
                         Processed::Shredded => shredded = true,

@@ -190,13 +190,18 @@ impl Device {
         run_fails(self.cmd().args(args))
     }
 
-    /// Runs a `--json` command and parses each stdout line.
+    /// Runs a `--json` command and parses each stdout line; a list command's array (issue
+    /// 10) gives its elements.
     pub fn json(&self, args: &[&str]) -> Vec<Value> {
         let out = self.ok(args);
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+            .flat_map(|v: Value| match v {
+                Value::Array(items) => items,
+                other => vec![other],
+            })
             .collect()
     }
 
