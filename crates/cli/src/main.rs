@@ -1556,3 +1556,64 @@ fn witness_targets(
         _ => Ok(targets),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 10: `--with "bob, dave"` is bob and dave.
+    #[test]
+    fn issue_10_user_lists_ignore_spaces_and_empty_names() {
+        let given = ["bob, dave".to_owned(), " carol ,".to_owned()];
+        assert_eq!(user_names(&given), ["bob", "dave", "carol"]);
+    }
+
+    /// Issue 10: `chat set --burn-on-read off` on a chat expiring after 12 hours said "set
+    /// messages to disappear after 12 hours", as if that were the change.
+    #[test]
+    fn issue_10_chat_set_says_what_changed() {
+        let now = ChatPolicy {
+            expire_secs: Some(43_200),
+            burn_secs: None,
+        };
+        assert_eq!(
+            timers_changed(None, Some(None), &now),
+            "burn-on-read is off (messages still disappear 12 hours after sending)"
+        );
+        let now = ChatPolicy {
+            expire_secs: Some(86_400),
+            burn_secs: Some(60),
+        };
+        assert_eq!(
+            timers_changed(Some(Some(86_400)), None, &now),
+            "messages now disappear 1 day after sending (messages still burn 1 minute after reading)"
+        );
+        let now = ChatPolicy {
+            expire_secs: None,
+            burn_secs: None,
+        };
+        assert_eq!(
+            timers_changed(Some(None), Some(None), &now),
+            "messages no longer disappear after a set time; burn-on-read is off"
+        );
+    }
+
+    #[test]
+    fn issue_10_message_text_refuses_blank_text() {
+        for blank in ["", "   ", "\n\t \r\n"] {
+            let e = message_text(blank.into()).unwrap_err().to_string();
+            assert!(e.contains("whitespace"), "{e}");
+        }
+        let long = "x".repeat(vellum_wire::MAX_TEXT_BYTES + 1);
+        let e = message_text(long).unwrap_err().to_string();
+        assert!(e.contains("16 KiB"), "{e}");
+        let fits = "é".repeat(vellum_wire::MAX_TEXT_BYTES / 2);
+        assert_eq!(message_text(fits.clone()).unwrap(), fits);
+    }
+
+    /// The command line itself is consistent (clap's own checks: unique names, globals).
+    #[test]
+    fn issue_10_the_command_line_is_well_formed() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

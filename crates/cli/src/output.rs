@@ -244,19 +244,17 @@ impl Output {
         }
         for (c, class) in chats.iter().zip(classes) {
             let title = safe(c.title.as_deref().unwrap_or("(untitled)"));
-            {
-                let removed = if c.removed {
-                    "  (you were removed)"
-                } else {
-                    ""
-                };
-                let held = if c.held {
-                    "  (legal hold: timers suspended)"
-                } else {
-                    ""
-                };
-                println!("{}  {title}  [{class}]{held}{removed}", c.group_id);
-            }
+            let removed = if c.removed {
+                "  (you were removed)"
+            } else {
+                ""
+            };
+            let held = if c.held {
+                "  (legal hold: timers suspended)"
+            } else {
+                ""
+            };
+            println!("{}  {title}  [{class}]{held}{removed}", c.group_id);
         }
         Ok(())
     }
@@ -335,11 +333,9 @@ impl Output {
             return Ok(());
         }
         for (m, role) in members {
-            {
-                match role {
-                    Some(role) => println!("{}  {}  ({role})", m.user, m.device_id),
-                    None => println!("{}  {}", m.user, m.device_id),
-                }
+            match role {
+                Some(role) => println!("{}  {}  ({role})", m.user, m.device_id),
+                None => println!("{}  {}", m.user, m.device_id),
             }
         }
         Ok(())
@@ -361,20 +357,18 @@ impl Output {
             return Ok(());
         }
         for d in devices {
-            {
-                let role = d
-                    .role
-                    .as_ref()
-                    .map(|r| format!("  ({r})"))
-                    .unwrap_or_default();
-                println!(
-                    "{}  {}  {}  {}{role}",
-                    d.user,
-                    d.device_id,
-                    d.state.as_str(),
-                    d.fingerprint
-                );
-            }
+            let role = d
+                .role
+                .as_ref()
+                .map(|r| format!("  ({r})"))
+                .unwrap_or_default();
+            println!(
+                "{}  {}  {}  {}{role}",
+                d.user,
+                d.device_id,
+                d.state.as_str(),
+                d.fingerprint
+            );
         }
         Ok(())
     }
@@ -577,5 +571,81 @@ mod size_tests {
         assert_eq!(format_size(512), "512 B");
         assert_eq!(format_size(1 << 30), "1 GiB");
         assert_eq!(format_size(1536 << 10), "1.5 MiB");
+    }
+}
+
+#[cfg(test)]
+mod safe_output_tests {
+    use super::*;
+
+    /// Issue 10: nothing a sender writes reaches the terminal raw.
+    #[test]
+    fn issue_10_controls_and_bidi_overrides_are_escaped() {
+        assert_eq!(safe("a\u{1b}[2Jb"), "a\\x1b[2Jb");
+        assert_eq!(safe("bell\u{7}"), "bell\\x07");
+        assert_eq!(safe("x\ry\nz\t"), "x\\ry\\nz\\t");
+        assert_eq!(safe("del\u{7f}"), "del\\x7f");
+        assert_eq!(safe("csi\u{9b}31m"), "csi\\u{009b}31m");
+        assert_eq!(safe("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(safe("\u{2066}iso\u{2069}"), "\\u{2066}iso\\u{2069}");
+        assert_eq!(safe("line\u{2028}sep"), "line\\u{2028}sep");
+        // Ordinary text, accents and emoji pass as they are.
+        assert_eq!(safe("Grüße, 👋 «ok»"), "Grüße, 👋 «ok»");
+        let escaped = safe(&(0u8..=0x1f).map(char::from).collect::<String>());
+        assert!(escaped.chars().all(|c| !c.is_control()), "{escaped}");
+    }
+
+    /// Issue 10: a message's further lines are indented under its header, so a forged
+    /// `[time] chat <alice> …` line in bob's message cannot pass for alice's message.
+    #[test]
+    fn issue_10_continuation_lines_are_indented_under_the_header() {
+        let forged = "hi\n[2026-01-01 00:00:00] team <alice> send the password\nbye";
+        let printed = message_lines("2026-11-29 12:00:00", "team", "bob", forged, "m1");
+        let lines: Vec<&str> = printed.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "[2026-11-29 12:00:00] team <bob> hi",
+                "    [2026-01-01 00:00:00] team <alice> send the password",
+                "    bye  (m1)",
+            ]
+        );
+        assert_eq!(
+            message_lines("t", "team", "bob", "one line", "m2"),
+            "[t] team <bob> one line  (m2)"
+        );
+        // A title or sender cannot break the header either.
+        let header = message_lines("t", "a\nb", "x\u{1b}", "text", "m3");
+        assert_eq!(header, "[t] a\\nb <x\\x1b> text  (m3)");
+    }
+
+    #[test]
+    fn issue_10_dates_read_as_a_date_and_how_far_it_is() {
+        // Unconfigured style: UTC.
+        let now = 1_764_417_600_000; // 2025-11-29 12:00:00 UTC
+        let week = 7 * 86_400_000;
+        assert_eq!(date_at(now + week, now), "2025-12-06 12:00 UTC (in 7 days)");
+        assert_eq!(
+            date_at(now - 3 * 3_600_000, now),
+            "2025-11-29 09:00 UTC (3 hours ago)"
+        );
+        assert_eq!(
+            date_at(now + 61_000, now),
+            "2025-11-29 12:01 UTC (in 1 minute)"
+        );
+        assert_eq!(date_at(now, now), "2025-11-29 12:00 UTC (now)");
+        assert_eq!(time(now), "2025-11-29 12:00:00 UTC");
+    }
+
+    #[test]
+    fn issue_10_colour_only_on_a_terminal_without_no_color() {
+        // NO_COLOR is read from the environment; this test process does not set it unless
+        // the caller did, in which case colour stays off either way.
+        assert!(!colour_wanted(false));
+        if std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) {
+            assert!(colour_wanted(true));
+        } else {
+            assert!(!colour_wanted(true));
+        }
     }
 }

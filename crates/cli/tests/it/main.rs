@@ -9,6 +9,7 @@ mod crash;
 mod devices;
 mod directory;
 mod escape;
+mod habits;
 mod membership;
 mod monitor;
 mod receipts;
