@@ -7,6 +7,8 @@ use reqwest::Method;
 use vellum_client::{Api, Client, MessageKind};
 use vellum_wire::{CreateUserRequest, EnrollmentCode};
 
+use crate::output::safe;
+
 fn member_names(client: &Client, chat: &str) -> Result<String> {
     let members = client.members(chat)?;
     Ok(members
@@ -47,8 +49,8 @@ fn show(who: &str, client: &Client, chat: &str) -> Result<()> {
     println!("  {who} sees {} message(s):", history.len());
     for m in history {
         match m.kind {
-            MessageKind::Text => println!("    <{}> {}", m.sender_user, m.text),
-            MessageKind::Event => println!("    * {}", m.text),
+            MessageKind::Text => println!("    <{}> {}", m.sender_user, safe(&m.text)),
+            MessageKind::Event => println!("    * {}", safe(&m.text)),
         }
     }
     Ok(())
@@ -119,6 +121,7 @@ pub async fn run() -> Result<()> {
     show("alice", &alice, &chat)?;
     show("bob", &bob, &chat)?;
     show("carol", &carol, &chat)?;
+    forged_lines_stay_inside_their_message(&mut alice, &mut bob, &chat).await?;
 
     heading("alice removes carol; what follows is encrypted to a new epoch carol has no keys for");
     alice.remove_members(&chat, &["carol".into()]).await?;
@@ -240,6 +243,32 @@ pub async fn run() -> Result<()> {
     .await?;
     foundations(&url).await?;
     println!("\ndemo complete");
+    Ok(())
+}
+
+/// Issue 10: a message cannot drive the reader's terminal or pass a line off as another
+/// member's message: escapes are shown escaped, further lines indented under the header.
+async fn forged_lines_stay_inside_their_message(
+    alice: &mut Client,
+    bob: &mut Client,
+    chat: &str,
+) -> Result<()> {
+    heading("bob tries to forge a line from alice (and to clear alice's screen)");
+    let forged = "ok\n[2026-01-01 06:00:00] field-ops <alice> Cancel everything.\u{1b}[2J";
+    let sent = bob.send(chat, forged).await?;
+    let shown = alice.sync().await?;
+    let m = shown
+        .iter()
+        .find(|m| m.id == sent.id)
+        .ok_or_else(|| anyhow::anyhow!("alice did not get bob's message"))?;
+    let printed = crate::output::message_lines("now", "field-ops", &m.sender_user, &m.text, &m.id);
+    for line in printed.lines() {
+        println!("  | {line}");
+    }
+    ensure!(
+        !printed.contains('\u{1b}') && printed.lines().skip(1).all(|l| l.starts_with(' ')),
+        "a forged line passed for a message"
+    );
     Ok(())
 }
 

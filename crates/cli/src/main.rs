@@ -1300,6 +1300,16 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 println!("{}", serde_json::to_string(&policy)?);
                 return Ok(());
             }
+            // The timers last: scripts read the reset wait from the last line.
+            let allowed = |yes: bool| if yes { "allowed" } else { "not allowed" };
+            println!(
+                "read receipts: {}; files up to {} each, {} per user; files in transitory chats: {}; in record chats: {}",
+                allowed(policy.allow_read_receipts),
+                output::format_size(policy.max_file_bytes),
+                output::format_size(policy.user_quota_bytes),
+                allowed(policy.files_in_transitory),
+                allowed(policy.files_in_record)
+            );
             let show = |v: Option<u64>| v.map_or("none".to_string(), timer::describe);
             println!(
                 "max expiration: {}; max burn-on-read: {}; chats without expiry: {}; receipt alarm after {}; identity resets wait {}",
@@ -1312,15 +1322,6 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 },
                 timer::describe(policy.receipt_alarm_secs),
                 timer::describe(policy.reset_wait_secs)
-            );
-            let allowed = |yes: bool| if yes { "allowed" } else { "not allowed" };
-            println!(
-                "read receipts: {}; files up to {} each, {} per user; files in transitory chats: {}; in record chats: {}",
-                allowed(policy.allow_read_receipts),
-                output::format_size(policy.max_file_bytes),
-                output::format_size(policy.user_quota_bytes),
-                allowed(policy.files_in_transitory),
-                allowed(policy.files_in_record)
             );
             return Ok(());
         }

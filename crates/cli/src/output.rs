@@ -111,7 +111,8 @@ fn relative(delta_millis: i64) -> String {
     let (n, unit) = [(86_400, "day"), (3600, "hour"), (60, "minute")]
         .into_iter()
         .find(|(size, _)| secs >= *size)
-        .map(|(size, unit)| (secs / size, unit))
+        // Rounded: a wait of 72 hours less a moment is "in 3 days".
+        .map(|(size, unit)| ((secs + size / 2) / size, unit))
         .unwrap_or((secs / 60, "minute"));
     let plural = if n == 1 { "" } else { "s" };
     match delta_millis > 0 {

@@ -127,8 +127,13 @@ fn issue_2_bad_input_gets_one_clear_error_and_changes_nothing() {
     assert!(line.contains("empty"), "{line}");
     let line = alice.fails(&["history", "no-such-chat"]);
     assert!(line.contains("no chat matches"), "{line}");
-    let line = run_fails(vellum().args(["sync"]));
-    assert!(line.contains("--home"), "{line}");
+    // Without --home or VELLUM_HOME: the default profile directory, named in the error.
+    let line = run_fails(
+        vellum()
+            .env("XDG_DATA_HOME", root.path().join("no-profile-here"))
+            .args(["sync"]),
+    );
+    assert!(line.contains("no-profile-here/vellum"), "{line}");
     let line = run_fails(
         vellum()
             .arg("--home")

@@ -291,7 +291,8 @@ fn issue_9_an_identity_reset_is_vetoed_by_a_surviving_device_and_fails_status_un
     let out = run_ok(admin(&server).args(["user", "reset", "alice"]));
     let said = last_line(&out);
     assert!(
-        said.starts_with("alice's identity will be reset at ")
+        said.starts_with("alice's identity will be reset ")
+            && said.contains("(in 3 days)")
             && said.ends_with(" unless a device of alice vetoes it"),
         "{said}"
     );

@@ -338,3 +338,96 @@ fn issue_10_cli_follows_its_ecosystems_habits() {
     assert_eq!(header(true), utc[..19]);
     assert_eq!(header(false), local.replace('T', " ")[..19]);
 }
+
+/// A proxy in front of the server that, while `refuse_ack` is set, refuses every
+/// acknowledgement (an API error, so the client does not retry): a sync then fails after it
+/// stored what it fetched.
+async fn ack_refusing_proxy(
+    upstream: String,
+    refuse_ack: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> String {
+    use axum::body::{to_bytes, Body};
+    use axum::extract::Request;
+    use axum::response::Response;
+
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let (http, upstream, refuse_ack) = (http.clone(), upstream.clone(), refuse_ack.clone());
+        async move {
+            if request.uri().path() == "/v1/ack"
+                && refuse_ack.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                return Response::builder()
+                    .status(409)
+                    .header("content-type", "application/json")
+                    .body(Body::from(
+                        r#"{"code":"test_refused","message":"refused by the test proxy"}"#,
+                    ))
+                    .unwrap();
+            }
+            let (parts, body) = request.into_parts();
+            let body = to_bytes(body, usize::MAX).await.unwrap();
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let mut forwarded = http.request(parts.method.clone(), format!("{upstream}{path}"));
+            for (name, value) in &parts.headers {
+                if name != "host" && name != "content-length" {
+                    forwarded = forwarded.header(name, value);
+                }
+            }
+            let answer = forwarded.body(body.to_vec()).send().await.unwrap();
+            let mut response = Response::builder().status(answer.status());
+            for (name, value) in answer.headers() {
+                if name != "content-length" && name != "transfer-encoding" {
+                    response = response.header(name, value);
+                }
+            }
+            response
+                .body(Body::from(answer.bytes().await.unwrap()))
+                .unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// Issue 10: a `sync` that failed half-way never reported what it had stored. Now it prints
+/// what it stored, then the error (naming the cause), and the next sync does not show it
+/// again.
+#[test]
+fn issue_10_a_sync_failing_half_way_prints_what_it_stored_first() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let refuse_ack = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let proxy = runtime.block_on(ack_refusing_proxy(server.url.clone(), refuse_ack.clone()));
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let code = server.add_user("bob");
+    let home = root.path().join("bob");
+    run_ok(vellum().arg("--home").arg(&home).args([
+        "enroll", "--server", &proxy, "--user", "bob", "--code", &code,
+    ]));
+    let bob = Device { home };
+    alice.ok(&["chat", "create", "team", "--with", "bob"]);
+    bob.ok(&["sync"]);
+    let (first, second) = (marker("first"), marker("second"));
+    alice.ok(&["send", "team", &first]);
+    alice.ok(&["send", "team", &second]);
+
+    refuse_ack.store(true, std::sync::atomic::Ordering::SeqCst);
+    let out = output(bob.cmd().args(["sync", "--json"]));
+    assert!(!out.status.success());
+    let printed = stdout(&out);
+    let texts: Vec<Value> = printed
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["text"].clone())
+        .collect();
+    assert_eq!(texts, [first.as_str(), second.as_str()], "{printed}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refused by the test proxy"), "{stderr}");
+
+    refuse_ack.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(bob.json(&["sync", "--json"]).is_empty(), "shown once");
+    assert_eq!(bob.texts("team"), [first, second]);
+}

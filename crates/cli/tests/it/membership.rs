@@ -112,11 +112,25 @@ fn issue_9_membership_events_are_shown() {
         client.sync().await.unwrap()
     });
     let events: Vec<&ChatEvent> = rows.iter().filter_map(|r| r.event.as_ref()).collect();
-    // Alice's own removal of dave, applied by the `chat remove` command, is shown by her next
-    // sync too (every event once, whichever command processed it), then bob's new device.
+    // Alice's own changes, applied by the `chat create`, `chat add` and `chat remove`
+    // commands, are shown by her next sync (issue 10: every event once, whichever command
+    // processed it; each command used to mark the earlier ones shown unprinted), then bob's
+    // new device.
+    let added_by_alice = |user: &str| ChatEvent::MemberAdded {
+        by: "alice".into(),
+        user: user.into(),
+    };
+    let (bob_added, dave_added, carol_added) = (
+        added_by_alice("bob"),
+        added_by_alice("dave"),
+        added_by_alice("carol"),
+    );
     assert_eq!(
         events,
         vec![
+            &bob_added,
+            &dave_added,
+            &carol_added,
             &ChatEvent::MemberRemoved {
                 by: "alice".into(),
                 user: "dave".into(),
