@@ -19,14 +19,23 @@ use crate::output::rfc3339_millis;
 #[derive(Subcommand)]
 pub enum RecordsCommand {
     /// Give one custodian's share; the archive unseals once the threshold is met.
+    #[command(
+        after_help = "Example: vellum records --archiver URL --token-file FILE unseal --share share-1"
+    )]
     Unseal {
+        /// The custodian's share file (from `admin records init`).
         #[arg(long)]
         share: PathBuf,
     },
     /// Forget the records key now (it also happens after an idle timeout).
+    #[command(after_help = "Example: vellum records --archiver URL --token-file FILE seal")]
     Seal,
     /// Sealed or not, shares received, log size.
+    #[command(
+        after_help = "Example: vellum records --archiver URL --token-file FILE status --json"
+    )]
     Status {
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -36,25 +45,38 @@ pub enum RecordsCommand {
         command: HoldCommand,
     },
     /// Shred the content keys of records past their retention, except those under hold.
+    #[command(
+        after_help = "Example: vellum records --archiver URL --token-file FILE dispose --dry-run"
+    )]
     Dispose {
+        /// Say what would be disposed of, and dispose of nothing.
         #[arg(long)]
         dry_run: bool,
+        /// One JSON object per record.
         #[arg(long)]
         json: bool,
     },
     /// Search the unsealed archive.
+    #[command(
+        after_help = "Example: vellum records --archiver URL --token-file FILE search 'north gate' --chat field-ops --json"
+    )]
     Search {
+        /// Words to find (empty: every record matching the other criteria).
         query: String,
+        /// Only this chat (its id or title).
         #[arg(long)]
         chat: Option<String>,
+        /// Only records this user sent or received.
         #[arg(long)]
         participant: Option<String>,
         /// RFC 3339 time, inclusive, of the delivery server's receipt (never the sender's
         /// clock, which the sender sets).
         #[arg(long)]
         from: Option<String>,
+        /// RFC 3339 time, inclusive (the end of the range).
         #[arg(long)]
         to: Option<String>,
+        /// One JSON object per record.
         #[arg(long)]
         json: bool,
     },
@@ -64,35 +86,51 @@ pub enum RecordsCommand {
 pub enum HoldCommand {
     /// Put a legal hold on every record matching all the criteria given. A record is in
     /// the range if its sender's clock, the server's receipt or the archive's ingest is.
+    #[command(
+        after_help = "Example: vellum records ... hold create case-42 --custodian bob --from 2026-01-01T00:00:00Z"
+    )]
     Create {
+        /// The hold's name (to release it by).
         name: String,
         /// The person whose communications are held. While the hold lasts, the disappearing
         /// timers of this person's transitory chats are suspended on every member's device
         /// (or the chats convert to record chats: `admin policy set --on-hold`).
         #[arg(long)]
         custodian: Option<String>,
+        /// Only this chat (its id).
         #[arg(long)]
         chat: Option<String>,
         /// RFC 3339 time, inclusive.
         #[arg(long)]
         from: Option<String>,
+        /// RFC 3339 time, inclusive (the end of the range).
         #[arg(long)]
         to: Option<String>,
     },
     /// The holds in force.
+    #[command(after_help = "Example: vellum records ... hold list --json")]
     List {
+        /// One JSON object per hold.
         #[arg(long)]
         json: bool,
     },
     /// Lift a hold; its records fall under their schedules again.
-    Release { name: String },
+    #[command(after_help = "Example: vellum records ... hold release case-42")]
+    Release {
+        /// The hold's name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum ArchiveCommand {
     /// Check an archive directory offline: every leaf, key slot and checkpoint, against the
     /// log keys the custodians bound to records.pub (never the key the archive carries).
+    #[command(
+        after_help = "Example: vellum archive verify --data archive --records-key records.pub"
+    )]
     Verify {
+        /// The archive directory.
         #[arg(long)]
         data: PathBuf,
         /// records.pub (version 2), obtained apart from the archive: only the log keys its
@@ -112,18 +150,25 @@ pub enum ArchiveCommand {
         json: bool,
     },
     /// Print the latest signed checkpoint.
+    #[command(after_help = "Example: vellum archive checkpoint --data archive > checkpoint.txt")]
     Checkpoint {
+        /// The archive directory.
         #[arg(long)]
         data: PathBuf,
     },
     /// Check a message's exported proof (`vellum receipts CHAT MSG_ID`) with nothing but
     /// `records.pub`: the custodians' binding, the bound log's signature and witnesses, the
     /// inclusion proof, and the leaf's commitments to each disclosed field.
+    #[command(
+        after_help = "Example: vellum archive verify-receipt proof.json --records-key records.pub"
+    )]
     VerifyReceipt {
+        /// The proof file (`vellum receipts CHAT MSG_ID > proof.json`).
         file: PathBuf,
         /// `records.pub`: the one input trusted.
         #[arg(long = "records-key")]
         records_key: Option<PathBuf>,
+        /// Print the verdict as one JSON object.
         #[arg(long)]
         json: bool,
     },

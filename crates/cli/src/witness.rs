@@ -29,15 +29,22 @@ pub struct WitnessArgs {
 #[derive(Subcommand)]
 enum WitnessCommand {
     /// Print the witness's cosignature verifier key (C2SP note key) on the last line.
+    #[command(after_help = "Example: vellum witness key --data witness-data")]
     Key {
+        /// The witness's data directory.
         #[arg(long)]
         data: PathBuf,
     },
     /// Print the newest checkpoint of a log that this witness cosigned, with its
     /// cosignature, as a file's text.
+    #[command(
+        after_help = "Example: vellum witness latest --data witness-data --origin records.agency.example/vellum"
+    )]
     Latest {
+        /// The witness's data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The log's origin (its name in every checkpoint).
         #[arg(long)]
         origin: String,
     },
