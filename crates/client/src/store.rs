@@ -585,6 +585,18 @@ impl LocalStore {
         Ok(out)
     }
 
+    /// Leaves a row for the next sync or watch to show, though its log position (0: the
+    /// state a chat was joined in) would not: a chat this device was added to (issue 10).
+    pub fn mark_unshown(&self, group_id: &str, id: &str) -> Result<(), Error> {
+        self.lock()
+            .execute(
+                "UPDATE messages SET shown = 0 WHERE group_id = ?1 AND id = ?2",
+                params![group_id, id],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
     /// Marks rows as shown by sync or watch.
     pub fn mark_shown(&self, rows: &[MessageRow]) -> Result<(), Error> {
         let mut conn = self.lock();

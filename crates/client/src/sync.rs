@@ -81,9 +81,7 @@ impl Client {
     fn take_news(&mut self, processed: Vec<MessageRow>) -> Result<Vec<MessageRow>, Error> {
         let same = |a: &MessageRow, b: &MessageRow| a.group_id == b.group_id && a.id == b.id;
         let mut rows = self.store.unshown()?;
-        // One chat's entries are processed before the next chat's: the server's receive
-        // time puts them back in the order they were said (stable: ties keep their order).
-        rows.sort_by_key(|m| m.received_at);
+        server_order(&mut rows);
         for m in self.take_directory_shown().into_iter().chain(processed) {
             if !rows.iter().any(|r| same(r, &m)) {
                 rows.push(m);
@@ -349,12 +347,14 @@ impl Client {
             .map_err(Error::from)
             .and_then(|_| self.store.add_chat(&welcome.group_id, None, now_millis()))
             .and_then(|_| {
-                self.record_event(
+                // The next sync shows it: a chat one was added to is news (issue 10).
+                let row = self.event_row(
                     &welcome.group_id,
                     Some(0),
                     "",
                     crate::chats::class_notice(record),
-                )
+                )?;
+                self.store.mark_unshown(&row.group_id, &row.id)
             })
             .and_then(|_| match policy == ChatPolicy::default() {
                 true => Ok(()),
@@ -955,6 +955,30 @@ impl Client {
     }
 }
 
+/// Puts rows stored chat after chat (one chat's entries are processed before the next
+/// chat's) back in the server's order across chats, keeping each chat's own order: each row
+/// sorts by the earliest server time of itself and what follows it in its chat, so a notice
+/// stamped when it was processed (joining a chat) still comes before that chat's messages.
+fn server_order(rows: &mut Vec<MessageRow>) {
+    order_by_server_time(rows, |m| (m.group_id.as_str(), m.received_at));
+}
+
+/// [`server_order`] over anything that has a chat and a server time.
+fn order_by_server_time<T>(rows: &mut Vec<T>, chat_and_time: impl Fn(&T) -> (&str, i64)) {
+    let mut keys = vec![0; rows.len()];
+    let mut earliest: HashMap<&str, i64> = HashMap::new();
+    for (i, row) in rows.iter().enumerate().rev() {
+        let (chat, at) = chat_and_time(row);
+        let key = earliest.get(chat).map_or(at, |&later| later.min(at));
+        earliest.insert(chat, key);
+        keys[i] = key;
+    }
+    let mut keyed: Vec<(i64, T)> = keys.into_iter().zip(rows.drain(..)).collect();
+    // Stable: ties keep the order they were stored in.
+    keyed.sort_by_key(|(key, _)| *key);
+    rows.extend(keyed.into_iter().map(|(_, row)| row));
+}
+
 /// Whether the group's context makes it a record chat (an undecodable extension does not).
 fn is_record(group: &Group) -> bool {
     vellum_mls::RecordChat::archiver(&group.context().extensions).is_ok_and(|a| a.is_some())
@@ -976,6 +1000,28 @@ fn undecodable(data: &[u8]) -> (String, String) {
             let encoded = base64::engine::general_purpose::STANDARD.encode(data);
             ("undecodable".to_owned(), format!("base64:{encoded}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    /// Issue 10: `sync` was not ordered across chats.
+    #[test]
+    fn issue_10_rows_are_put_in_server_order_across_chats_keeping_each_chats_order() {
+        let mut rows = vec![
+            ("a", "a1", 10),
+            ("a", "a3", 30),
+            // Joined during this sync: its notice is stamped later than its first message.
+            ("b", "joined b", 99),
+            ("b", "b2", 20),
+            ("b", "b4", 40),
+            ("c", "c-tie", 30),
+        ];
+        order_by_server_time(&mut rows, |&(chat, _, at)| (chat, at));
+        let order: Vec<&str> = rows.iter().map(|&(_, text, _)| text).collect();
+        assert_eq!(order, ["a1", "joined b", "b2", "a3", "c-tie", "b4"]);
     }
 }
 

@@ -21,8 +21,10 @@ fn issue_2_group_chat_end_to_end_over_the_cli() {
 
     alice.ok(&["send", "field-ops", "hello from alice"]);
     let got = bob.json(&["sync", "--json"]);
-    assert_eq!(got.len(), 1, "{got:?}");
-    let m = &got[0];
+    // The new chat's notice (issue 10: a new chat shows in sync), then the message.
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0]["kind"], "event", "{got:?}");
+    let m = &got[1];
     assert_eq!(m["text"], "hello from alice");
     assert_eq!(m["sender"], "alice");
     assert_eq!(m["chat"], chat.as_str());

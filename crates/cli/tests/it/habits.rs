@@ -159,8 +159,8 @@ fn issue_10_burn_on_read_off_says_so() {
     assert_eq!(set[0]["burn_secs"], Value::Null, "{set:?}");
 }
 
-/// Issue 10, "lost from view": `send` and chat changes fetched incoming messages and events
-/// and the next `sync` never showed them; a sync showed one chat after another, not in the
+/// Issue 10, "lost from view": new chats showed only in history; `send` and chat changes
+/// fetched incoming messages and events and the next `sync` never showed them; a sync showed one chat after another, not in the
 /// order they were said. Now `sync` shows each exactly once, in the server's order across
 /// chats, whichever command fetched it.
 #[test]
@@ -171,7 +171,17 @@ fn issue_10_sync_shows_every_event_once_in_server_order_whoever_fetched_it() {
     let bob = Device::new_user(&server, root.path(), "bob");
     let one = last_line(&alice.ok(&["chat", "create", "one", "--with", "bob"]));
     let two = last_line(&alice.ok(&["chat", "create", "two", "--with", "bob"]));
-    bob.ok(&["sync"]);
+    // New chats show in sync, not only in history: one notice each.
+    let joined: Vec<Value> = bob.json(&["sync", "--json"]);
+    let mut chats: Vec<&str> = joined
+        .iter()
+        .filter(|m| m["kind"] == "event")
+        .map(|m| m["chat"].as_str().unwrap())
+        .collect();
+    chats.sort();
+    let mut want = vec![one.as_str(), two.as_str()];
+    want.sort();
+    assert_eq!(chats, want, "{joined:?}");
     alice.ok(&["send", "two", "a1"]);
     alice.ok(&["send", "one", "a2"]);
     alice.ok(&["chat", "set", "two", "--expire", "1d"]);

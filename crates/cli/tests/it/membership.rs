@@ -44,8 +44,11 @@ fn issue_9_membership_events_are_shown() {
     let dave = Device::new_user(&server, root.path(), "dave");
 
     alice.ok(&["chat", "create", "team", "--with", "bob,dave"]);
-    // Joining by Welcome is no list of everyone already there.
-    assert_eq!(typed(&bob.json(&["sync", "--json"])), Vec::<Value>::new());
+    // Joining by Welcome is no list of everyone already there: one notice of the chat's
+    // class says bob is in a new chat (issue 10: a new chat shows in sync).
+    let joined = typed(&bob.json(&["sync", "--json"]));
+    assert_eq!(joined.len(), 1, "{joined:?}");
+    assert_eq!(joined[0]["type"], "notice", "{joined:?}");
     dave.ok(&["sync"]);
     let mut watching = spawn_piped(bob.cmd().args(["watch", "--json"]));
     let mut watched = BufReader::new(watching.stdout.take().unwrap());
