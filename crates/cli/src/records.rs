@@ -363,21 +363,22 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
             let holds: Vec<vellum_archiver::api_types::Hold> = api
                 .call(Method::GET, "/v1/holds", None::<&()>, None, token)
                 .await?;
+            // A list prints one JSON array, `[]` when empty (issue 10).
+            if json {
+                println!("{}", serde_json::to_string(&holds)?);
+                return Ok(());
+            }
             for h in holds {
-                if json {
-                    println!("{}", serde_json::to_string(&h)?);
-                } else {
-                    let when =
-                        |t: Option<i64>| t.map(rfc3339_millis).unwrap_or_else(|| "any time".into());
-                    println!(
-                        "{}: custodian {}, chat {}, from {} to {}",
-                        h.name,
-                        h.custodian.as_deref().unwrap_or("any"),
-                        h.chat.as_deref().unwrap_or("any"),
-                        when(h.from),
-                        when(h.to)
-                    );
-                }
+                let when =
+                    |t: Option<i64>| t.map(rfc3339_millis).unwrap_or_else(|| "any time".into());
+                println!(
+                    "{}: custodian {}, chat {}, from {} to {}",
+                    h.name,
+                    h.custodian.as_deref().unwrap_or("any"),
+                    h.chat.as_deref().unwrap_or("any"),
+                    when(h.from),
+                    when(h.to)
+                );
             }
         }
         RecordsCommand::Hold {
@@ -404,29 +405,25 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
                     token,
                 )
                 .await?;
+            if json {
+                let items: Vec<_> = disposals.iter().map(|d| json!({ "leaf": d.leaf, "chat": d.chat_id, "chat_title": d.chat_title, "schedule": d.schedule, "held_by": d.held_by, "disposed": d.disposed })).collect();
+                println!("{}", serde_json::Value::Array(items));
+                return Ok(());
+            }
             for d in &disposals {
-                if json {
-                    println!(
-                        "{}",
-                        json!({ "leaf": d.leaf, "chat": d.chat_id, "chat_title": d.chat_title, "schedule": d.schedule, "held_by": d.held_by, "disposed": d.disposed })
-                    );
-                } else {
-                    let what = match (&d.held_by, d.disposed) {
-                        (Some(h), _) => format!("kept by hold {h:?}"),
-                        (None, true) => "disposed".into(),
-                        (None, false) => "would be disposed".into(),
-                    };
-                    println!(
-                        "leaf {} ({}, schedule {}): {what}",
-                        d.leaf,
-                        d.chat_title.as_deref().unwrap_or(&d.chat_id),
-                        d.schedule
-                    );
-                }
+                let what = match (&d.held_by, d.disposed) {
+                    (Some(h), _) => format!("kept by hold {h:?}"),
+                    (None, true) => "disposed".into(),
+                    (None, false) => "would be disposed".into(),
+                };
+                println!(
+                    "leaf {} ({}, schedule {}): {what}",
+                    d.leaf,
+                    d.chat_title.as_deref().unwrap_or(&d.chat_id),
+                    d.schedule
+                );
             }
-            if !json {
-                println!("{} record(s) past retention", disposals.len());
-            }
+            println!("{} record(s) past retention", disposals.len());
         }
         RecordsCommand::Search {
             query,
@@ -459,23 +456,28 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
                     token,
                 )
                 .await?;
+            if json {
+                let items: Vec<_> = hits.iter().map(|hit| {
+                    let e = &hit.event;
+                    json!({ "leaf": hit.leaf, "chat": e.chat_id, "chat_title": e.chat_title, "seq": e.seq, "kind": e.kind, "id": e.message_id, "sender": e.sender_user, "sender_device": e.sender_device, "recipients": e.recipients, "sent_at": rfc3339_millis(e.sent_at), "received_at": rfc3339_millis(e.received_at), "text": e.text })
+                }).collect();
+                println!("{}", serde_json::Value::Array(items));
+                return Ok(());
+            }
             for hit in hits {
                 let e = &hit.event;
-                if json {
-                    println!(
-                        "{}",
-                        json!({ "leaf": hit.leaf, "chat": e.chat_id, "chat_title": e.chat_title, "seq": e.seq, "kind": e.kind, "id": e.message_id, "sender": e.sender_user, "sender_device": e.sender_device, "recipients": e.recipients, "sent_at": rfc3339_millis(e.sent_at), "received_at": rfc3339_millis(e.received_at), "text": e.text })
-                    );
-                } else {
-                    println!(
-                        "[{}] {} <{}> {} (leaf {})",
-                        rfc3339_millis(e.sent_at),
+                // What members wrote is shown safely here too: escaped, further lines indented.
+                let leaf = format!("leaf {}", hit.leaf);
+                println!(
+                    "{}",
+                    crate::output::message_lines(
+                        &crate::output::time(e.sent_at),
                         e.chat_title.as_deref().unwrap_or(&e.chat_id),
-                        e.sender_user,
+                        &e.sender_user,
                         e.text.as_deref().unwrap_or(e.kind.as_str()),
-                        hit.leaf
-                    );
-                }
+                        &leaf,
+                    )
+                );
             }
         }
     }

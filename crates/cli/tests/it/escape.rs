@@ -162,11 +162,7 @@ fn issue8_a_transitory_chat_converts_once_the_org_requires_records() {
                 .arg(archiver.data.join("records-token"))
                 .args(["search", what, "--json"]),
         );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
     };
     assert_eq!(search(&after)[0]["sender"], "bob");
     assert_eq!(search(&alices)[0]["sender"], "alice");

@@ -303,13 +303,10 @@ fn issue8_after_a_server_restore_a_reused_position_is_sealed_and_members_see_the
     }
     let search = || -> Vec<String> {
         let out = run_ok(&mut archiver.records(&["search", "", "--chat", "kept", "--json"]));
-        String::from_utf8(out.stdout)
+        serde_json::from_slice::<Vec<Value>>(&out.stdout)
             .unwrap()
-            .lines()
-            .filter_map(|l| {
-                let hit: Value = serde_json::from_str(l).unwrap();
-                hit["text"].as_str().map(str::to_owned)
-            })
+            .into_iter()
+            .filter_map(|hit| hit["text"].as_str().map(str::to_owned))
             .collect()
     };
     // (Without the log hash in its reference it would pass for the record already there,

@@ -115,11 +115,8 @@ impl Archiver {
 
     fn search(&self, query: &str) -> Vec<serde_json::Value> {
         let out = run_ok(&mut self.records(&["search", query, "--json"]));
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        // A list: one JSON array (issue 10).
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 }
 
@@ -544,11 +541,7 @@ fn issue_4_a_held_record_survives_disposition_and_every_step_is_logged() {
             args.push("--dry-run");
         }
         let out = run_ok(&mut archiver.records(&args));
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
     };
     // Once the one-second schedule has run out for all four records:
     wait_until("the schedule to run out", || dispose(true).len() >= 4);
