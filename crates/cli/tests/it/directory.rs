@@ -413,7 +413,8 @@ fn issue_9_a_directory_alarm_makes_status_and_sync_fail() {
     drop_checkpoint(&server.data);
     server.restart();
     let out = output(alice.cmd().args(["status"]));
-    assert!(!out.status.success());
+    // An alarm has its own exit code (issue 10: documented exit codes).
+    assert_eq!(out.status.code(), Some(3));
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains(vellum_client::DIRECTORY_ALARM), "{stdout}");
     assert!(alice
@@ -422,7 +423,7 @@ fn issue_9_a_directory_alarm_makes_status_and_sync_fail() {
         .any(|e| e.starts_with(vellum_client::DIRECTORY_ALARM)));
     // `sync` too: a script running it must not go on as if nothing happened.
     let out = output(alice.cmd().args(["sync"]));
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains(vellum_client::DIRECTORY_ALARM), "{stderr}");
 }

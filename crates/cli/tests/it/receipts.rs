@@ -283,6 +283,8 @@ fn issue8_after_a_server_restore_a_reused_position_is_sealed_and_members_see_the
     );
     let line = alice.fails(&["status"]);
     assert!(line.contains("forked or went back"), "{line}");
+    // An alarm has its own exit code (issue 10).
+    assert_eq!(output(alice.cmd().args(["status"])).status.code(), Some(3));
 
     // A new message at the position the restore handed out again is sealed as a record of
     // its own (its log hash differs), beside the one that was there before.
