@@ -409,7 +409,11 @@ enum RecordsAdminCommand {
     /// Replace a dead archiver: revoke its device and print the enrollment code of the new
     /// one (last line). It serves record chats once k custodians unseal it (binding it).
     #[command(after_help = "Example: vellum admin ... records replace-archiver")]
-    ReplaceArchiver,
+    ReplaceArchiver {
+        /// Print the enrollment code as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1228,7 +1232,7 @@ async fn admin(args: AdminArgs) -> Result<()> {
                 .await
                 .map(|_| ());
         }
-        AdminCommand::Records(RecordsAdminCommand::ReplaceArchiver) => {
+        AdminCommand::Records(RecordsAdminCommand::ReplaceArchiver { json }) => {
             let code: EnrollmentCode = api
                 .call(
                     Method::POST,
@@ -1238,6 +1242,14 @@ async fn admin(args: AdminArgs) -> Result<()> {
                     token,
                 )
                 .await?;
+            if json {
+                let line = serde_json::json!({
+                    "code": code.code,
+                    "expires_at": output::rfc3339_secs(code.expires_at),
+                });
+                println!("{line}");
+                return Ok(());
+            }
             println!("the old archiver device is revoked; start the new archiver with this code, then k custodians unseal it to bind it");
             println!(
                 "archiver enrollment code (single use, expires {}):",

@@ -26,10 +26,17 @@ pub enum RecordsCommand {
         /// The custodian's share file (from `admin records init`).
         #[arg(long)]
         share: PathBuf,
+        /// Print the archive's status as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Forget the records key now (it also happens after an idle timeout).
     #[command(after_help = "Example: vellum records --archiver URL --token-file FILE seal")]
-    Seal,
+    Seal {
+        /// Print the archive's status as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Sealed or not, shares received, log size.
     #[command(
         after_help = "Example: vellum records --archiver URL --token-file FILE status --json"
@@ -106,6 +113,9 @@ pub enum HoldCommand {
         /// RFC 3339 time, inclusive (the end of the range).
         #[arg(long)]
         to: Option<String>,
+        /// Print the hold as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// The holds in force.
     #[command(after_help = "Example: vellum records ... hold list --json")]
@@ -119,6 +129,9 @@ pub enum HoldCommand {
     Release {
         /// The hold's name.
         name: String,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -309,7 +322,7 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
         }
     };
     match command {
-        RecordsCommand::Unseal { share } => {
+        RecordsCommand::Unseal { share, json } => {
             let share = fs::read_to_string(&share)
                 .with_context(|| format!("cannot read share {}", share.display()))?;
             let status: vellum_archiver::api_types::Status = api
@@ -321,13 +334,13 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
                     token,
                 )
                 .await?;
-            show_status(&status, false);
+            show_status(&status, json);
         }
-        RecordsCommand::Seal => {
+        RecordsCommand::Seal { json } => {
             let status = api
                 .call(Method::POST, "/v1/seal", None::<&()>, None, token)
                 .await?;
-            show_status(&status, false);
+            show_status(&status, json);
         }
         RecordsCommand::Status { json } => {
             let status = api
@@ -343,6 +356,7 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
                     chat,
                     from,
                     to,
+                    json,
                 },
         } => {
             let hold = vellum_archiver::api_types::Hold {
@@ -355,7 +369,10 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
             let created: vellum_archiver::api_types::Hold = api
                 .call(Method::POST, "/v1/holds", Some(&hold), None, token)
                 .await?;
-            println!("hold {:?} in force", created.name);
+            match json {
+                true => println!("{}", serde_json::to_string(&created)?),
+                false => println!("hold {:?} in force", created.name),
+            }
         }
         RecordsCommand::Hold {
             command: HoldCommand::List { json },
@@ -382,7 +399,7 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
             }
         }
         RecordsCommand::Hold {
-            command: HoldCommand::Release { name },
+            command: HoldCommand::Release { name, json },
         } => {
             let _: () = api
                 .call(
@@ -393,7 +410,10 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
                     token,
                 )
                 .await?;
-            println!("hold {name:?} released");
+            match json {
+                true => println!("{}", json!({ "released": name })),
+                false => println!("hold {name:?} released"),
+            }
         }
         RecordsCommand::Dispose { dry_run, json } => {
             let disposals: Vec<vellum_archiver::api_types::Disposal> = api

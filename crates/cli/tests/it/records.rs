@@ -512,7 +512,7 @@ fn issue_4_a_held_record_survives_disposition_and_every_step_is_logged() {
     bob.ok(&["sync"]);
     bob.ok(&["send", "brief", "kept by hold"]);
     wait_for_records(&archiver, 4);
-    run_ok(&mut archiver.records(&[
+    let created = run_ok(&mut archiver.records(&[
         "hold",
         "create",
         "litigation",
@@ -520,7 +520,14 @@ fn issue_4_a_held_record_survives_disposition_and_every_step_is_logged() {
         "brief",
         "--from",
         &hold_from,
+        "--json",
     ]));
+    // Issue 10: --json on every command.
+    let created: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    assert_eq!(created["name"], "litigation", "{created}");
+    let holds = run_ok(&mut archiver.records(&["hold", "list", "--json"]));
+    let holds: Vec<serde_json::Value> = serde_json::from_slice(&holds.stdout).unwrap();
+    assert_eq!(holds.len(), 1, "{holds:?}");
     let line = run_fails(&mut archiver.records(&["hold", "create", "litigation"]));
     assert!(line.contains("already in force"), "{line}");
     let line = run_fails(&mut archiver.records(&["hold", "release", "no-such-hold"]));
@@ -570,7 +577,11 @@ fn issue_4_a_held_record_survives_disposition_and_every_step_is_logged() {
         "the held record survives"
     );
 
-    run_ok(&mut archiver.records(&["hold", "release", "litigation"]));
+    let released = run_ok(&mut archiver.records(&["hold", "release", "litigation", "--json"]));
+    let released: serde_json::Value = serde_json::from_slice(&released.stdout).unwrap();
+    assert_eq!(released["released"], "litigation");
+    let holds = run_ok(&mut archiver.records(&["hold", "list", "--json"]));
+    assert_eq!(String::from_utf8_lossy(&holds.stdout).trim(), "[]");
     let after = dispose(false);
     assert_eq!(after.len(), 1);
     assert_eq!(after[0]["disposed"], true);
