@@ -221,10 +221,20 @@ impl Output {
             };
             let when = time(m.sent_at);
             match m.kind {
-                MessageKind::Text => println!(
-                    "{}",
-                    message_lines(&when, &chat, &m.sender_user, &m.text, &m.id)
-                ),
+                MessageKind::Text => {
+                    // When it leaves this device: whichever timer runs out first.
+                    let gone = match (m.expires_at, m.burn_at) {
+                        (Some(e), Some(b)) => Some(e.min(b)),
+                        (e, b) => e.or(b),
+                    };
+                    let gone = gone
+                        .map(|at| format!("  disappears {}", date(at)))
+                        .unwrap_or_default();
+                    println!(
+                        "{}{gone}",
+                        message_lines(&when, &chat, &m.sender_user, &m.text, &m.id)
+                    )
+                }
                 // An event is one line: a newline in it (a title, say) is shown escaped.
                 MessageKind::Event => println!("[{when}] {} * {}", safe(&chat), safe(&m.text)),
             }

@@ -347,6 +347,18 @@ fn issue_10_cli_follows_its_ecosystems_habits() {
     let local = humantime::format_rfc3339_seconds(at + Duration::from_secs(9 * 3600)).to_string();
     assert_eq!(header(true), utc[..19]);
     assert_eq!(header(false), local.replace('T', " ")[..19]);
+    // Readable dates: when a message disappears, and how far off that is.
+    let mut send = vellum();
+    env(send.args(["send", "notes", "short-lived", "--expire", "2h"]));
+    run_ok(&mut send);
+    let mut history = vellum();
+    env(history.args(["history", "notes"]));
+    let shown = stdout(&run_ok(&mut history));
+    let line = shown.lines().find(|l| l.contains("short-lived")).unwrap();
+    assert!(
+        line.contains("  disappears 20") && line.ends_with(" (in 2 hours)"),
+        "{line}"
+    );
 }
 
 /// A proxy in front of the server that, while `refuse_ack` is set, refuses every
