@@ -993,8 +993,21 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
         }
         ChatCommand::Add { chat, users } => {
             client.sync().await?;
-            client.add_members(&chat, &users).await?;
-            println!("added {}", users.join(", "));
+            let already = client.add_members(&chat, &users).await?;
+            for user in &already {
+                println!("{user} is already a member");
+            }
+            let added: Vec<&String> = users.iter().filter(|u| !already.contains(u)).collect();
+            if !added.is_empty() {
+                println!(
+                    "added {}",
+                    added
+                        .iter()
+                        .map(|u| u.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
         }
         ChatCommand::Remove { chat, users } => {
             client.sync().await?;

@@ -220,9 +220,7 @@ impl Client {
         class: Option<ChatClass>,
     ) -> Result<String, Error> {
         let _held = self.lock.hold()?;
-        if title.is_empty() || title.len() > 200 {
-            return Err(Error::Invalid("a chat title is 1 to 200 bytes".into()));
-        }
+        crate::names::check_title(&self.store.chats()?, title, None)?;
         // Fresh, not cached: a records init or a first unseal moments ago must count here.
         let org = self.refresh_trust().await?;
         let mut policy = timers;
@@ -305,13 +303,27 @@ impl Client {
         Ok(group_id)
     }
 
-    /// Adds every device of `users` that is not in the chat yet.
-    pub async fn add_members(&mut self, chat: &str, users: &[String]) -> Result<(), Error> {
+    /// Adds every device of `users` who are not members yet; returns those who already were
+    /// (nothing is committed for them: their new devices join through approval).
+    pub async fn add_members(
+        &mut self,
+        chat: &str,
+        users: &[String],
+    ) -> Result<Vec<String>, Error> {
         let _held = self.lock.hold()?;
         let group_id = self.resolve_chat(chat)?;
         check_not_archiver(users)?;
+        let present: Vec<String> = members(&self.load_group(&group_id)?, &self.identity)?
+            .into_iter()
+            .map(|m| m.user)
+            .collect();
+        let (already, users): (Vec<String>, Vec<String>) =
+            users.iter().cloned().partition(|u| present.contains(u));
+        if users.is_empty() {
+            return Ok(already);
+        }
         self.refresh_directory().await?;
-        self.check_identities(users)?;
+        self.check_identities(&users)?;
         self.switch_archiver_if_needed(&group_id).await?;
         let key_packages = self.claim(users.to_vec(), None).await?;
         self.add_key_packages(&group_id, key_packages).await?;
@@ -320,7 +332,7 @@ impl Client {
             self.send_payload(&group_id, AppPayload::ChatInfo { title }, None, None)
                 .await?;
         }
-        Ok(())
+        Ok(already)
     }
 
     /// One key package for every device of `users` (but this one), and one of `archiver`'s

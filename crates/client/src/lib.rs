@@ -12,6 +12,7 @@ mod events;
 mod lock;
 mod messages;
 mod monitor;
+mod names;
 mod rewind;
 mod store;
 mod sync;
@@ -35,6 +36,7 @@ pub use events::ChatEvent;
 use lock::ProfileLock;
 pub use messages::MessageTimers;
 pub use monitor::{RecordsLogView, RECORDS_LOG_CHANGED};
+pub use names::MIN_PREFIX;
 pub use reqwest::Method;
 pub use store::{
     ChatRow, LocalStore, LogPosition, MessageKind, MessageRow, ShredReason, Shredded, StoredReceipt,
@@ -67,9 +69,11 @@ pub enum Error {
     NotEnrolled(PathBuf),
     #[error("{0} already holds an enrolled device")]
     AlreadyEnrolled(PathBuf),
-    #[error("no chat matches {0:?}")]
+    /// No chat has that id, id prefix or title; the message suggests close titles.
+    #[error("{0}")]
     UnknownChat(String),
-    #[error("{0:?} matches more than one chat; use the chat id")]
+    /// More than one chat matches; the message lists each (id and title).
+    #[error("{0}")]
     AmbiguousChat(String),
     #[error("you are no longer a member of this chat")]
     RemovedFromChat,
@@ -391,22 +395,9 @@ impl Client {
     }
 
     fn load_group(&self, group_id: &str) -> Result<Group, Error> {
-        let raw = hex::decode(group_id).map_err(|_| Error::UnknownChat(group_id.to_owned()))?;
+        let raw = hex::decode(group_id)
+            .map_err(|_| Error::UnknownChat(format!("no chat matches {group_id:?}")))?;
         Ok(self.mls.load_group(&raw)?)
-    }
-
-    /// Resolves CHAT: a chat id, or the unique title of a chat.
-    pub fn resolve_chat(&self, chat: &str) -> Result<String, Error> {
-        let chats = self.store.chats()?;
-        if let Some(c) = chats.iter().find(|c| c.group_id == chat) {
-            return Ok(c.group_id.clone());
-        }
-        let mut titled = chats.iter().filter(|c| c.title.as_deref() == Some(chat));
-        match (titled.next(), titled.next()) {
-            (Some(c), None) => Ok(c.group_id.clone()),
-            (Some(_), Some(_)) => Err(Error::AmbiguousChat(chat.to_owned())),
-            _ => Err(Error::UnknownChat(chat.to_owned())),
-        }
     }
 
     fn finish_tx<T>(&self, result: Result<T, Error>) -> Result<T, Error> {

@@ -162,11 +162,11 @@ fn issue_2_bad_input_gets_one_clear_error_and_changes_nothing() {
             .args(["user", "add", "Bad Name"]),
     );
     assert!(line.contains("user names"), "{line}");
-    // Two chats with one title: the title is ambiguous, the id is not.
+    // A second chat with a title one already has is refused (issue 10), whatever the case.
     let first = last_line(&alice.ok(&["chat", "create", "twin"]));
-    alice.ok(&["chat", "create", "twin"]);
-    let line = alice.fails(&["send", "twin", "hi"]);
-    assert!(line.contains("more than one chat"), "{line}");
+    let line = alice.fails(&["chat", "create", "TWIN"]);
+    assert!(line.contains("already have a chat titled"), "{line}");
+    alice.ok(&["send", "Twin", "hi"]);
     alice.ok(&["send", &first, "hi"]);
 }
 
