@@ -1,5 +1,6 @@
 //! `vellum`: the delivery server, the device CLI, the admin CLI and the demo in one binary.
 
+mod chat_admin;
 mod demo;
 mod output;
 mod records;
@@ -379,9 +380,14 @@ enum ChatCommand {
         #[arg(long, value_name = "record|transitory")]
         class: Option<String>,
     },
-    /// Change the chat's default timers; they apply to messages sent afterwards.
+    /// Change the chat's default timers (they apply to messages sent afterwards) or its read
+    /// receipts (admins only).
+    #[command(after_help = "Example: vellum chat set ops --expire 7d --read-receipts off")]
     Set {
         chat: String,
+        /// Whether members send "read up to here" markers (if the org allows them).
+        #[arg(long = "read-receipts", value_name = "on|off")]
+        read_receipts: Option<String>,
         #[arg(long, value_name = "DUR|off", allow_hyphen_values = true)]
         expire: Option<String>,
         #[arg(
@@ -404,6 +410,25 @@ enum ChatCommand {
         users: Vec<String>,
     },
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rename the chat for every member (admins only; unique in your chat list).
+    #[command(after_help = "Example: vellum chat rename ops \"Field Ops\"")]
+    Rename {
+        /// The chat: its title (any case), id, or a unique id prefix (4+ digits).
+        chat: String,
+        title: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Name a member an admin, or take the role away (admins only).
+    #[command(after_help = "Example: vellum chat admins ops add bob")]
+    Admins {
+        chat: String,
+        #[arg(value_enum)]
+        action: chat_admin::AdminAction,
+        user: String,
         #[arg(long)]
         json: bool,
     },
@@ -1014,11 +1039,30 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
             client.remove_members(&chat, &users).await?;
             println!("removed {}", users.join(", "));
         }
+        ChatCommand::Rename { chat, title, json } => {
+            chat_admin::rename(client, &chat, &title, json).await?
+        }
+        ChatCommand::Admins {
+            chat,
+            action,
+            user,
+            json,
+        } => chat_admin::admins(client, &chat, action, &user, json).await?,
         ChatCommand::Set {
             chat,
+            read_receipts: Some(on),
+            expire: None,
+            burn_on_read: None,
+        } => chat_admin::read_receipts(client, &chat, &on).await?,
+        ChatCommand::Set {
+            chat,
+            read_receipts,
             expire,
             burn_on_read,
         } => {
+            if let Some(on) = read_receipts {
+                chat_admin::read_receipts(client, &chat, &on).await?;
+            }
             let expire = timer_setting(expire.as_deref())?;
             let burn = timer_setting(burn_on_read.as_deref())?;
             client.sync().await?;

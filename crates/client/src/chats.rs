@@ -147,17 +147,24 @@ impl Client {
     /// The chat's members, each with what it is when it is not a person: the archiver the
     /// custodians bound is "records archive (sealed, k of n custodians)"; another device of
     /// `records` is flagged as not bound.
+    /// A chat's admins are "admin" (issue 10; not where every member manages).
     pub fn described_members(&self, chat: &str) -> Result<Vec<(Member, Option<String>)>, Error> {
+        let settings = self.chat_settings(chat)?;
+        let admin = |user: &str| {
+            (!settings.everyone_manages && settings.admins.iter().any(|a| a == user.as_bytes()))
+                .then(|| "admin".to_owned())
+        };
         Ok(self
             .member_devices(chat)?
             .into_iter()
             .map(|d| {
+                let role = d.role.or_else(|| admin(&d.user));
                 (
                     Member {
                         user: d.user,
                         device_id: d.device_id,
                     },
-                    d.role,
+                    role,
                 )
             })
             .collect())
@@ -253,7 +260,9 @@ impl Client {
         // Claim first: an unknown user or a missing key package must leave no chat behind.
         let mut users = with.to_vec();
         users.push(self.user.clone());
-        let mut extensions = policy.to_extensions(ExtensionList::new());
+        // Its creator is its admin (issue 10).
+        let mut extensions = vellum_mls::ChatSettings::new(&self.user)
+            .to_extensions(policy.to_extensions(ExtensionList::new()));
         if let Some(archiver) = &archiver {
             extensions = RecordChat::new(&archiver.archiver_device).add_to(extensions);
         }
@@ -313,6 +322,7 @@ impl Client {
         let _held = self.lock.hold()?;
         let group_id = self.resolve_chat(chat)?;
         check_not_archiver(users)?;
+        self.require_manager(&group_id, crate::Manage::Members)?;
         let present: Vec<String> = members(&self.load_group(&group_id)?, &self.identity)?
             .into_iter()
             .map(|m| m.user)
@@ -463,6 +473,10 @@ impl Client {
     pub async fn remove_members(&mut self, chat: &str, users: &[String]) -> Result<(), Error> {
         let _held = self.lock.hold()?;
         let group_id = self.resolve_chat(chat)?;
+        // Anyone may take their own other devices out; others only an admin.
+        if users.iter().any(|u| *u != self.user) {
+            self.require_manager(&group_id, crate::Manage::Members)?;
+        }
         self.switch_archiver_if_needed(&group_id).await?;
         let identity = self.identity.clone();
         let me = self.device_id.clone();
@@ -590,6 +604,7 @@ impl Client {
             ));
         }
         let group_id = self.resolve_chat(chat)?;
+        self.require_manager(&group_id, crate::Manage::Timers)?;
         self.switch_archiver_if_needed(&group_id).await?;
         let org = self.org_policy().await?;
         let before = self.chat_policy(&group_id)?;

@@ -14,6 +14,7 @@ mod messages;
 mod monitor;
 mod names;
 mod rewind;
+mod roles;
 mod store;
 mod sync;
 mod trust;
@@ -38,6 +39,7 @@ pub use messages::MessageTimers;
 pub use monitor::{RecordsLogView, RECORDS_LOG_CHANGED};
 pub use names::MIN_PREFIX;
 pub use reqwest::Method;
+pub use roles::Manage;
 pub use store::{
     ChatRow, LocalStore, LogPosition, MessageKind, MessageRow, ShredReason, Shredded, StoredReceipt,
 };

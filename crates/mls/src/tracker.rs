@@ -26,12 +26,14 @@ pub struct GroupTracker {
     identity: OrgIdentityProvider,
 }
 
-/// Who joined and who left in one accepted commit (device ids).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Who joined and who left in one accepted commit (device ids), and what it changed for
+/// [`crate::authorize_commit`] (which the caller runs: it knows which devices may go).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitOutcome {
     pub new_epoch: u64,
     pub added: Vec<String>,
     pub removed: Vec<String>,
+    pub change: crate::CommitChange,
 }
 
 pub struct TrackedGroup {
@@ -160,6 +162,7 @@ impl TrackedGroup {
         self.check_epoch(&commit)?;
         let before = self.member_devices()?;
         let roster_before: Vec<_> = self.group.roster().members_iter().collect();
+        let extensions_before = self.group.group_context().extensions.clone();
         let described = match self.group.process_incoming_message(commit)? {
             ExternalReceivedMessage::Commit(description) => description,
             _ => return Err(Error::UnexpectedMessage("a commit")),
@@ -178,11 +181,22 @@ impl TrackedGroup {
                 requester: requester.into(),
             });
         }
+        let certified = roster_before
+            .iter()
+            .map(|m| Ok((m.index, self.identity.certificate(&m.signing_identity)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let change = crate::CommitChange::describe(
+            &self.identity,
+            &certified,
+            extensions_before,
+            &described,
+        )?;
         let after = self.member_devices()?;
         Ok(CommitOutcome {
             new_epoch: self.epoch(),
             added: after.difference(&before).cloned().collect(),
             removed: before.difference(&after).cloned().collect(),
+            change,
         })
     }
 }

@@ -89,6 +89,8 @@ pub mod codes {
     pub const DIRECTORY_REFUSED: &str = "directory_refused";
     /// 409: an approval step out of order (no commitment yet, no hello yet, already done).
     pub const APPROVAL_OUT_OF_ORDER: &str = "approval_out_of_order";
+    /// 403: the commit makes a change only the chat's admins may make (issue 10 roles).
+    pub const NOT_CHAT_ADMIN: &str = "not_chat_admin";
 }
 
 /// `POST /v1/admin/users` and `POST /v1/admin/users/{name}/devices`.

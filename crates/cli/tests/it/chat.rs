@@ -209,6 +209,8 @@ fn issue_2_concurrent_commits_lose_the_race_and_rebase_by_themselves() {
         .map(|u| Device::new_user(&server, root.path(), u))
         .collect();
     alice.ok(&["chat", "create", "race", "--with", "bob"]);
+    // Both manage the chat (issue 10: members are added by admins).
+    alice.ok(&["chat", "admins", "race", "add", "bob"]);
     bob.ok(&["sync"]);
 
     // Four membership changes at once from two members: every one lands, in some order.

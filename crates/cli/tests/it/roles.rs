@@ -47,3 +47,79 @@ fn issue_10_chat_names_resolve_by_prefix_and_any_case_and_list_candidates() {
         "no commit, no event"
     );
 }
+
+#[test]
+fn issue_10_admins_manage_the_chat_and_members_cannot() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    let _carol = Device::new_user(&server, root.path(), "carol");
+    let _dave = Device::new_user(&server, root.path(), "dave");
+
+    alice.ok(&["chat", "create", "ops", "--with", "bob"]);
+    bob.ok(&["sync"]);
+    // The creator is the admin, and members show it.
+    let members = bob.json(&["chat", "members", "ops", "--json"]);
+    let role = |user: &str| {
+        members
+            .iter()
+            .find(|m| m["user"] == user)
+            .map(|m| m["role"].clone())
+            .unwrap()
+    };
+    assert_eq!(role("alice"), "admin");
+    assert!(role("bob").is_null());
+
+    // A member may not add, remove, change timers, rename or name admins: refused locally,
+    // nothing committed.
+    for args in [
+        &["chat", "add", "ops", "carol"][..],
+        &["chat", "remove", "ops", "alice"],
+        &["chat", "set", "ops", "--expire", "1d"],
+        &["chat", "rename", "ops", "mine"],
+        &["chat", "admins", "ops", "add", "bob"],
+    ] {
+        let line = bob.fails(args);
+        assert!(line.contains("only the chat's admins (alice)"), "{args:?}: {line}");
+    }
+    assert_eq!(bob.members("ops"), vec!["alice", "bob"]);
+
+    // The admin renames: every member sees the new title as a typed event.
+    alice.ok(&["chat", "rename", "ops", "Field Ops"]);
+    let shown = bob.json(&["sync", "--json"]);
+    assert!(
+        shown.iter().any(|m| m["event"]["type"] == "title_changed"
+            && m["event"]["title"] == "Field Ops"
+            && m["event"]["by"] == "alice"),
+        "{shown:?}"
+    );
+    bob.ok(&["send", "field ops", "renamed"]);
+
+    // The admin names bob an admin: now bob manages.
+    alice.ok(&["chat", "admins", "field ops", "add", "bob"]);
+    let shown = bob.json(&["sync", "--json"]);
+    assert!(
+        shown
+            .iter()
+            .any(|m| m["event"]["type"] == "admin_added" && m["event"]["user"] == "bob"),
+        "{shown:?}"
+    );
+    bob.ok(&["chat", "add", "field ops", "carol"]);
+    alice.ok(&["chat", "admins", "field ops", "remove", "bob"]);
+    let line = bob.fails(&["chat", "add", "field ops", "dave"]);
+    assert!(line.contains("only the chat's admins"), "{line}");
+    // The last admin stays.
+    let line = alice.fails(&["chat", "admins", "field ops", "remove", "alice"]);
+    assert!(line.contains("at least one admin"), "{line}");
+    // Read receipts are a setting of admins.
+    alice.ok(&["chat", "set", "field ops", "--read-receipts", "off"]);
+    let shown = bob.json(&["sync", "--json"]);
+    assert!(
+        shown.iter().any(|m| m["event"]["type"] == "settings_changed"
+            && m["event"]["read_receipts"] == false),
+        "{shown:?}"
+    );
+    let line = bob.fails(&["chat", "set", "field ops", "--read-receipts", "on"]);
+    assert!(line.contains("only the chat's admins"), "{line}");
+}

@@ -142,7 +142,8 @@ fn not_member() -> ApiError {
 }
 
 /// Posts a PublicMessage commit (with the Welcome for devices it adds). Exactly one commit
-/// wins each epoch; the others get `409 stale_epoch`.
+/// wins each epoch; the others get `409 stale_epoch`. A change only the chat's admins may make
+/// (issue 10: see `vellum_mls::authorize_commit`) by another member is `403 not_chat_admin`.
 #[utoipa::path(post, path = "/v1/groups/{group_id}/commits", tag = "groups",
     params(("group_id" = String, Path, description = "The group id, hex")),
     request_body = PostCommit,
@@ -229,6 +230,24 @@ pub async fn post_commit(
             })
         })
         .await?;
+    // Roles (issue 10): a device of another user goes without an admin only when the
+    // server's records say it may (revoked, pending, unknown, or under another key).
+    let mut may_go = std::collections::BTreeSet::new();
+    for removed in &applied.outcome.change.removed {
+        let cert = &removed.device;
+        let record = state.store.device_record(&cert.device_id).await?;
+        let gone = match record {
+            None => true,
+            Some(r) => {
+                matches!(r.state, DeviceState::Revoked | DeviceState::Pending)
+                    || r.device.signature_key != cert.signature_key
+            }
+        };
+        if gone {
+            may_go.insert(cert.device_id.clone());
+        }
+    }
+    vellum_mls::authorize_commit(&applied.outcome.change, &|c| may_go.contains(&c.device_id))?;
     let org = state.store.org_policy().await?;
     if applied.policy_changed {
         applied.policy.check(&org)?;
