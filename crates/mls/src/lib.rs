@@ -27,7 +27,7 @@ pub use policy::{
     CHAT_SETTINGS_EXTENSION, RECORD_CHAT_EXTENSION,
 };
 pub use roles::{authorize_commit, CommitChange, RemovedDevice};
-pub use tracker::{CommitOutcome, GroupTracker, TrackedGroup};
+pub use tracker::{CommitOutcome, GroupTracker, LeaveProposal, TrackedGroup};
 
 pub use mls_rs;
 pub use mls_rs_core;

@@ -81,7 +81,10 @@ fn issue_10_admins_manage_the_chat_and_members_cannot() {
         &["chat", "admins", "ops", "add", "bob"],
     ] {
         let line = bob.fails(args);
-        assert!(line.contains("only the chat's admins (alice)"), "{args:?}: {line}");
+        assert!(
+            line.contains("only the chat's admins (alice)"),
+            "{args:?}: {line}"
+        );
     }
     assert_eq!(bob.members("ops"), vec!["alice", "bob"]);
 
@@ -116,10 +119,48 @@ fn issue_10_admins_manage_the_chat_and_members_cannot() {
     alice.ok(&["chat", "set", "field ops", "--read-receipts", "off"]);
     let shown = bob.json(&["sync", "--json"]);
     assert!(
-        shown.iter().any(|m| m["event"]["type"] == "settings_changed"
-            && m["event"]["read_receipts"] == false),
+        shown
+            .iter()
+            .any(|m| m["event"]["type"] == "settings_changed"
+                && m["event"]["read_receipts"] == false),
         "{shown:?}"
     );
     let line = bob.fails(&["chat", "set", "field ops", "--read-receipts", "on"]);
     assert!(line.contains("only the chat's admins"), "{line}");
+}
+
+/// A member who is no admin approves a second device: the approval adds it to every chat the
+/// user is in (a member may add its own user's devices), and it reads what follows.
+#[test]
+fn issue_10_second_device_joins_existing_chats() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "one", "--with", "bob"]);
+    alice.ok(&["chat", "create", "two", "--with", "bob"]);
+    bob.ok(&["sync"]);
+
+    let laptop = Device::approved(&server, root.path(), "bob-laptop", "bob", &bob);
+    alice.ok(&["send", "one", "to the laptop too"]);
+    alice.ok(&["send", "two", "here as well"]);
+    laptop.ok(&["sync"]);
+    assert_eq!(laptop.texts("one"), vec!["to the laptop too"]);
+    assert_eq!(laptop.texts("two"), vec!["here as well"]);
+    let devices = alice.json(&["chat", "members", "one", "--json"]);
+    assert_eq!(
+        devices.iter().filter(|m| m["user"] == "bob").count(),
+        2,
+        "{devices:?}"
+    );
+    // Alice sees bob's new device come, as bob's own doing.
+    alice.ok(&["sync"]);
+    assert!(
+        alice
+            .events("one")
+            .iter()
+            .any(|e| e.starts_with("bob added a device")),
+        "{:?}",
+        alice.events("one")
+    );
 }
