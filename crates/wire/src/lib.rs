@@ -191,6 +191,13 @@ pub struct PostCommit {
     pub welcome: Option<B64>,
 }
 
+/// `POST /v1/groups/{id}/leave`: PublicMessage proposals, each removing one device of the
+/// requester's own user (all of them: the user leaves), at the group's current epoch.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LeaveChat {
+    pub proposals: Vec<B64>,
+}
+
 /// `POST /v1/groups/{id}/messages`: a PrivateMessage. `client_msg_id` makes retries idempotent.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PostMessage {
@@ -435,6 +442,9 @@ pub struct Accepted {
 pub enum EntryKind {
     Commit,
     Application,
+    /// A member's PublicMessage proposal to remove its own user's devices (leaving, issue
+    /// 10); the next commit by another member includes it by reference.
+    Proposal,
 }
 
 /// One entry of a group's ordered log.
