@@ -1,4 +1,4 @@
-//! `chat rename`, `chat admins`, `chat set --read-receipts` (issue 10 roles).
+//! `chat rename`, `chat admins`, `chat set --read-receipts`, `chat leave` (issue 10 roles).
 
 use anyhow::{bail, Result};
 use serde_json::json;
@@ -59,5 +59,17 @@ pub async fn read_receipts(client: &mut Client, chat: &str, on: &str) -> Result<
     client.sync().await?;
     client.set_read_receipts(chat, on).await?;
     println!("read receipts {}", if on { "on" } else { "off" });
+    Ok(())
+}
+
+pub async fn leave(client: &mut Client, chat: &str, json: bool) -> Result<()> {
+    client.sync().await?;
+    let id = client.resolve_chat(chat)?;
+    client.leave_chat(&id).await?;
+    if json {
+        println!("{}", json!({ "chat": id, "left": true }));
+    } else {
+        println!("left the chat; the other members' devices take you out at their next sync");
+    }
     Ok(())
 }

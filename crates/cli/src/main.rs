@@ -422,6 +422,14 @@ enum ChatCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Leave the chat with all your devices: another member's device commits it; this
+    /// device keeps no key of the chat (its history stays until its timers run out).
+    #[command(after_help = "Example: vellum chat leave ops")]
+    Leave {
+        chat: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Name a member an admin, or take the role away (admins only).
     #[command(after_help = "Example: vellum chat admins ops add bob")]
     Admins {
@@ -1042,6 +1050,7 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
         ChatCommand::Rename { chat, title, json } => {
             chat_admin::rename(client, &chat, &title, json).await?
         }
+        ChatCommand::Leave { chat, json } => chat_admin::leave(client, &chat, json).await?,
         ChatCommand::Admins {
             chat,
             action,

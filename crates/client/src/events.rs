@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use vellum_mls::mls_rs::group::proposal::Proposal;
-use vellum_mls::mls_rs::group::{CommitEffect, CommitMessageDescription};
+use vellum_mls::mls_rs::group::{CommitEffect, CommitMessageDescription, Sender};
 use vellum_mls::{ChatPolicy, DeviceCertificate};
 
 use crate::{Client, Error, Member, MessageRow};
@@ -238,6 +238,21 @@ pub(crate) fn commit_events(
         .iter()
         .find(|(index, _)| *index == commit.committer)
         .map_or("someone", |(_, c)| c.user.as_str());
+    // Devices removed by their own proposal: they left (issue 10).
+    let left: Vec<&str> = match &commit.effect {
+        CommitEffect::NewEpoch(e) | CommitEffect::Removed { new_epoch: e, .. } => e
+            .applied_proposals
+            .iter()
+            .filter_map(|p| match (&p.proposal, &p.sender) {
+                (Proposal::Remove(r), Sender::Member(s)) if r.to_remove() == *s => before
+                    .iter()
+                    .find(|(i, _)| *i == *s)
+                    .map(|(_, c)| c.device_id.as_str()),
+                _ => None,
+            })
+            .collect(),
+        CommitEffect::ReInit(_) => Vec::new(),
+    };
     let after = match &commit.effect {
         CommitEffect::Removed { new_epoch, .. } => {
             let removed: Vec<u32> = new_epoch
@@ -253,6 +268,19 @@ pub(crate) fn commit_events(
         _ => devices(&mut after.iter()),
     };
     membership_events(by, &devices(&mut before.iter()), &after)
+        .into_iter()
+        .map(|event| match event {
+            ChatEvent::MemberRemoved { user, .. }
+                if before
+                    .iter()
+                    .filter(|(_, c)| c.user == user)
+                    .all(|(_, c)| left.contains(&c.device_id.as_str())) =>
+            {
+                ChatEvent::MemberLeft { user }
+            }
+            other => other,
+        })
+        .collect()
 }
 
 impl Client {

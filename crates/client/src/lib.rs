@@ -9,6 +9,7 @@ mod chats;
 mod devices;
 mod directory;
 mod events;
+mod leave;
 mod lock;
 mod messages;
 mod monitor;
@@ -53,7 +54,7 @@ pub(crate) type Group = vellum_mls::mls_rs::group::Group<Config>;
 /// Single-use key packages kept on the server; replenished below half.
 const KEY_PACKAGE_TARGET: u64 = 20;
 /// How often a state-changing operation is rebased after losing an epoch race.
-const MAX_REBASES: usize = 8;
+pub(crate) const MAX_REBASES: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -94,7 +95,7 @@ pub enum Error {
 }
 
 impl Error {
-    fn is_code(&self, wanted: &str) -> bool {
+    pub(crate) fn is_code(&self, wanted: &str) -> bool {
         matches!(self, Error::Api { code, .. } if code == wanted)
     }
 }
@@ -157,6 +158,11 @@ pub struct Client {
     enforcing: bool,
     /// Events and account notices a directory refresh produced, for the next sync to show.
     directory_shown: Vec<MessageRow>,
+    /// Leave proposals received per chat (the devices leaving), for this device to commit
+    /// after its sync (issue 10).
+    leaves_to_commit: std::collections::BTreeMap<String, Vec<String>>,
+    /// Set while those are committed: the syncs inside do not start again.
+    committing_leaves: bool,
     /// Whether a roster or the directory copy changed since every chat was last checked
     /// for devices the directory does not vouch for (and at a process's first sync).
     rosters_to_check: bool,
@@ -290,6 +296,8 @@ impl Client {
             enforcing: false,
             directory_shown: Vec::new(),
             rosters_to_check: true,
+            leaves_to_commit: Default::default(),
+            committing_leaves: false,
         };
         // Whatever expired while the device was off goes before anything can show it.
         {

@@ -161,6 +161,8 @@ impl Client {
         // Before anything is sent again: devices the directory does not vouch for leave.
         self.rosters_to_check |= joined_any;
         Box::pin(self.remove_unvouched_everywhere()).await?;
+        // Members who left are taken out before anything more is said (issue 10).
+        Box::pin(self.commit_leaves()).await?;
         // Boxed: retrying a send may sync, which may retry sends (the `flushing` flag stops it).
         Box::pin(self.flush_outbox()).await?;
         if !self.shred()?.is_empty() || shredded {
@@ -564,6 +566,12 @@ impl Client {
                             )?);
                         }
                         processed = Processed::Events(rows);
+                    }
+                    group.write_to_storage()?;
+                }
+                (EntryKind::Proposal, Ok(ReceivedMessage::Proposal(proposal))) => {
+                    if let Some(row) = self.receive_leave(group_id, entry.seq, group, &proposal)? {
+                        processed = Processed::Shown(Box::new(row));
                     }
                     group.write_to_storage()?;
                 }

@@ -673,7 +673,10 @@ pub async fn issue_10_a_leave_proposal_stops_delivery_at_once(store: &impl Store
     ));
     let appended = store.append_proposals(leave(1, "c1")).await.unwrap(); // seq 2, 3
     assert_eq!((appended.seq, appended.epoch), (3, 1));
-    assert!(!store.is_member("g", "c1").await.unwrap(), "cut off at once");
+    assert!(
+        !store.is_member("g", "c1").await.unwrap(),
+        "cut off at once"
+    );
     assert!(matches!(
         store.append_proposals(leave(1, "c1")).await,
         Err(Error::NotMember)

@@ -164,3 +164,48 @@ fn issue_10_second_device_joins_existing_chats() {
         alice.events("one")
     );
 }
+
+/// A member (no admin) leaves: its proposal cuts it off at once, another member's device
+/// commits it at its next sync, and everyone sees "carol left".
+#[test]
+fn issue_10_a_member_leaves_and_another_member_commits_it() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    let carol = Device::new_user(&server, root.path(), "carol");
+    alice.ok(&["chat", "create", "ops", "--with", "bob,carol"]);
+    bob.ok(&["sync"]);
+    carol.ok(&["send", "ops", "bye all"]);
+
+    let out = carol.ok(&["chat", "leave", "ops"]);
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("left the chat"));
+    let line = carol.fails(&["send", "ops", "still here?"]);
+    assert!(line.contains("no longer a member"), "{line}");
+    assert!(carol.events("ops").contains(&"carol left".to_string()));
+
+    // Before anyone committed it, alice says something: carol gets none of it.
+    alice.ok(&["send", "ops", "after carol left"]);
+    // Bob's next sync commits her leaving (bob is no admin).
+    let shown = bob.json(&["sync", "--json"]);
+    assert!(shown.iter().any(|m| m["text"] == "bye all"), "{shown:?}");
+    assert!(
+        shown
+            .iter()
+            .any(|m| m["event"]["type"] == "member_left" && m["event"]["user"] == "carol"),
+        "{shown:?}"
+    );
+    alice.ok(&["sync"]);
+    assert!(alice.events("ops").contains(&"carol left".to_string()));
+    assert_eq!(alice.members("ops"), vec!["alice", "bob"]);
+    assert_eq!(bob.members("ops"), vec!["alice", "bob"]);
+    alice.ok(&["send", "ops", "after the commit"]);
+    carol.ok(&["sync"]);
+    let texts = carol.texts("ops");
+    assert!(!texts.iter().any(|t| t.starts_with("after")), "{texts:?}");
+    // Leaving twice: refused, nothing sent.
+    let line = carol.fails(&["chat", "leave", "ops"]);
+    assert!(line.contains("no longer a member"), "{line}");
+}
