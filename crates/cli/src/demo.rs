@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Result};
 use reqwest::Method;
 use vellum_client::{Api, Client, MessageKind};
 use vellum_wire::{CreateUserRequest, EnrollmentCode};
@@ -122,6 +122,8 @@ pub async fn run() -> Result<()> {
     show("bob", &bob, &chat)?;
     show("carol", &carol, &chat)?;
     forged_lines_stay_inside_their_message(&mut alice, &mut bob, &chat).await?;
+
+    roles(&mut alice, &mut bob, &chat).await?;
 
     heading("alice removes carol; what follows is encrypted to a new epoch carol has no keys for");
     alice.remove_members(&chat, &["carol".into()]).await?;
@@ -268,6 +270,27 @@ async fn forged_lines_stay_inside_their_message(
     ensure!(
         !printed.contains('\u{1b}') && printed.lines().skip(1).all(|l| l.starts_with(' ')),
         "a forged line passed for a message"
+    );
+    Ok(())
+}
+
+/// Issue 10: the chat's creator is its admin; a member cannot manage it, every member sees a
+/// rename.
+async fn roles(alice: &mut Client, bob: &mut Client, chat: &str) -> Result<()> {
+    heading("roles: alice created the chat, so she is its admin; bob is a member");
+    match bob.remove_members(chat, &["alice".into()]).await {
+        Ok(()) => bail!("a member removed the admin"),
+        Err(e) => println!("  bob removes alice: refused ({e})"),
+    }
+    alice.rename_chat(chat, "field-ops (north)").await?;
+    for m in bob.sync().await? {
+        println!("  bob sees: {}", m.text);
+    }
+    ensure!(
+        bob.chats()?
+            .iter()
+            .any(|c| c.title.as_deref() == Some("field-ops (north)")),
+        "bob did not see the rename"
     );
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `vellum`: the delivery server, the device CLI, the admin CLI and the demo in one binary.
 
+mod chat_admin;
 mod demo;
 mod output;
 mod records;
@@ -563,13 +564,17 @@ enum ChatCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change the chat's default timers; they apply to messages sent afterwards.
+    /// Change the chat's default timers (they apply to messages sent afterwards) or its read
+    /// receipts (admins only).
     #[command(
-        after_help = "Examples:\n  vellum chat set project --expire 1d\n  vellum chat set project --burn-on-read off"
+        after_help = "Examples:\n  vellum chat set project --expire 1d\n  vellum chat set project --burn-on-read off\n  vellum chat set project --read-receipts off"
     )]
     Set {
         /// The chat: its title or id.
         chat: String,
+        /// Whether members send "read up to here" markers (if the org allows them).
+        #[arg(long = "read-receipts", value_name = "on|off")]
+        read_receipts: Option<String>,
         /// Messages disappear this long after sending (30s, 10m, 12h, 7d), or `off`.
         #[arg(long, value_name = "DUR|off", allow_hyphen_values = true)]
         expire: Option<String>,
@@ -612,6 +617,33 @@ enum ChatCommand {
     #[command(after_help = "Example: vellum chat list --json")]
     List {
         /// Print a JSON array (`[]` when there is none).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rename the chat for every member (admins only; unique in your chat list).
+    #[command(after_help = "Example: vellum chat rename ops \"Field Ops\"")]
+    Rename {
+        /// The chat: its title (any case), id, or a unique id prefix (4+ digits).
+        chat: String,
+        title: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Leave the chat with all your devices: another member's device commits it; this
+    /// device keeps no key of the chat (its history stays until its timers run out).
+    #[command(after_help = "Example: vellum chat leave ops")]
+    Leave {
+        chat: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Name a member an admin, or take the role away (admins only).
+    #[command(after_help = "Example: vellum chat admins ops add bob")]
+    Admins {
+        chat: String,
+        #[arg(value_enum)]
+        action: chat_admin::AdminAction,
+        user: String,
         #[arg(long)]
         json: bool,
     },
@@ -1398,10 +1430,27 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
         ChatCommand::Add { chat, users, json } => {
             let users = user_names(&users);
             client.catch_up().await?;
-            client.add_members(&chat, &users).await?;
-            match json {
-                true => println!("{}", serde_json::json!({"added": users})),
-                false => println!("added {}", users.join(", ")),
+            let already = client.add_members(&chat, &users).await?;
+            let added: Vec<&String> = users.iter().filter(|u| !already.contains(u)).collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"added": added, "already_members": already})
+                );
+                return Ok(());
+            }
+            for user in &already {
+                println!("{} is already a member", output::safe(user));
+            }
+            if !added.is_empty() {
+                println!(
+                    "added {}",
+                    added
+                        .iter()
+                        .map(|u| output::safe(u))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
             }
         }
         ChatCommand::Remove { chat, users, json } => {
@@ -1413,12 +1462,33 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
                 false => println!("removed {}", users.join(", ")),
             }
         }
+        ChatCommand::Rename { chat, title, json } => {
+            chat_admin::rename(client, &chat, &title, json).await?
+        }
+        ChatCommand::Leave { chat, json } => chat_admin::leave(client, &chat, json).await?,
+        ChatCommand::Admins {
+            chat,
+            action,
+            user,
+            json,
+        } => chat_admin::admins(client, &chat, action, &user, json).await?,
         ChatCommand::Set {
             chat,
+            read_receipts: Some(on),
+            expire: None,
+            burn_on_read: None,
+            ..
+        } => chat_admin::read_receipts(client, &chat, &on).await?,
+        ChatCommand::Set {
+            chat,
+            read_receipts,
             expire,
             burn_on_read,
             json,
         } => {
+            if let Some(on) = read_receipts {
+                chat_admin::read_receipts(client, &chat, &on).await?;
+            }
             let expire = timer_setting(expire.as_deref())?;
             let burn = timer_setting(burn_on_read.as_deref())?;
             client.catch_up().await?;

@@ -147,17 +147,24 @@ impl Client {
     /// The chat's members, each with what it is when it is not a person: the archiver the
     /// custodians bound is "records archive (sealed, k of n custodians)"; another device of
     /// `records` is flagged as not bound.
+    /// A chat's admins are "admin" (issue 10; not where every member manages).
     pub fn described_members(&self, chat: &str) -> Result<Vec<(Member, Option<String>)>, Error> {
+        let settings = self.chat_settings(chat)?;
+        let admin = |user: &str| {
+            (!settings.everyone_manages && settings.admins.iter().any(|a| a == user.as_bytes()))
+                .then(|| "admin".to_owned())
+        };
         Ok(self
             .member_devices(chat)?
             .into_iter()
             .map(|d| {
+                let role = d.role.or_else(|| admin(&d.user));
                 (
                     Member {
                         user: d.user,
                         device_id: d.device_id,
                     },
-                    d.role,
+                    role,
                 )
             })
             .collect())
@@ -220,9 +227,7 @@ impl Client {
         class: Option<ChatClass>,
     ) -> Result<String, Error> {
         let _held = self.lock.hold()?;
-        if title.is_empty() || title.len() > 200 {
-            return Err(Error::Invalid("a chat title is 1 to 200 bytes".into()));
-        }
+        crate::names::check_title(&self.store.chats()?, title, None)?;
         // Fresh, not cached: a records init or a first unseal moments ago must count here.
         let org = self.refresh_trust().await?;
         let mut policy = timers;
@@ -255,7 +260,9 @@ impl Client {
         // Claim first: an unknown user or a missing key package must leave no chat behind.
         let mut users = with.to_vec();
         users.push(self.user.clone());
-        let mut extensions = policy.to_extensions(ExtensionList::new());
+        // Its creator is its admin (issue 10).
+        let mut extensions = vellum_mls::ChatSettings::new(&self.user)
+            .to_extensions(policy.to_extensions(ExtensionList::new()));
         if let Some(archiver) = &archiver {
             extensions = RecordChat::new(&archiver.archiver_device).add_to(extensions);
         }
@@ -305,13 +312,28 @@ impl Client {
         Ok(group_id)
     }
 
-    /// Adds every device of `users` that is not in the chat yet.
-    pub async fn add_members(&mut self, chat: &str, users: &[String]) -> Result<(), Error> {
+    /// Adds every device of `users` who are not members yet; returns those who already were
+    /// (nothing is committed for them: their new devices join through approval).
+    pub async fn add_members(
+        &mut self,
+        chat: &str,
+        users: &[String],
+    ) -> Result<Vec<String>, Error> {
         let _held = self.lock.hold()?;
         let group_id = self.resolve_chat(chat)?;
         check_not_archiver(users)?;
+        self.require_manager(&group_id, crate::Manage::Members)?;
+        let present: Vec<String> = members(&self.load_group(&group_id)?, &self.identity)?
+            .into_iter()
+            .map(|m| m.user)
+            .collect();
+        let (already, users): (Vec<String>, Vec<String>) =
+            users.iter().cloned().partition(|u| present.contains(u));
+        if users.is_empty() {
+            return Ok(already);
+        }
         self.refresh_directory().await?;
-        self.check_identities(users)?;
+        self.check_identities(&users)?;
         self.switch_archiver_if_needed(&group_id).await?;
         let key_packages = self.claim(users.to_vec(), None).await?;
         self.add_key_packages(&group_id, key_packages).await?;
@@ -320,7 +342,7 @@ impl Client {
             self.send_payload(&group_id, AppPayload::ChatInfo { title }, None, None)
                 .await?;
         }
-        Ok(())
+        Ok(already)
     }
 
     /// One key package for every device of `users` (but this one), and one of `archiver`'s
@@ -451,6 +473,10 @@ impl Client {
     pub async fn remove_members(&mut self, chat: &str, users: &[String]) -> Result<(), Error> {
         let _held = self.lock.hold()?;
         let group_id = self.resolve_chat(chat)?;
+        // Anyone may take their own other devices out; others only an admin.
+        if users.iter().any(|u| *u != self.user) {
+            self.require_manager(&group_id, crate::Manage::Members)?;
+        }
         self.switch_archiver_if_needed(&group_id).await?;
         let identity = self.identity.clone();
         let me = self.device_id.clone();
@@ -578,6 +604,7 @@ impl Client {
             ));
         }
         let group_id = self.resolve_chat(chat)?;
+        self.require_manager(&group_id, crate::Manage::Timers)?;
         self.switch_archiver_if_needed(&group_id).await?;
         let org = self.org_policy().await?;
         let before = self.chat_policy(&group_id)?;

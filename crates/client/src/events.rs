@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use vellum_mls::mls_rs::group::proposal::Proposal;
-use vellum_mls::mls_rs::group::{CommitEffect, CommitMessageDescription};
+use vellum_mls::mls_rs::group::{CommitEffect, CommitMessageDescription, Sender};
 use vellum_mls::{ChatPolicy, DeviceCertificate};
 
 use crate::{Client, Error, Member, MessageRow};
@@ -57,6 +57,21 @@ pub enum ChatEvent {
     },
     /// Something is wrong with the key directory (a fork, a rollback, a broken rule).
     DirectoryAlarm { text: String },
+    /// `by` renamed the chat to `title` (issue 10).
+    TitleChanged { by: String, title: String },
+    /// `by` named `user` an admin of the chat.
+    AdminAdded { by: String, user: String },
+    /// `by` took `user`'s admin role away.
+    AdminRemoved { by: String, user: String },
+    /// `by` changed the chat's settings.
+    SettingsChanged {
+        by: String,
+        everyone_manages: bool,
+        read_receipts: bool,
+    },
+    /// A commit made a change the chat's roles do not allow (the server should have refused
+    /// it).
+    RolesAlarm { text: String },
     /// Anything else, as a sentence: the chat's class, a conversion, legal holds, records
     /// warnings, and every event of a version before typed events.
     Notice { text: String },
@@ -134,7 +149,30 @@ impl ChatEvent {
                 "{by} removed {user}'s device {}: {reason}",
                 short_device(device_id)
             ),
-            ChatEvent::DirectoryAlarm { text } | ChatEvent::Notice { text } => text.clone(),
+            ChatEvent::TitleChanged { by, title } => format!("{by} renamed the chat to {title:?}"),
+            ChatEvent::AdminAdded { by, user } => format!("{by} made {user} an admin"),
+            ChatEvent::AdminRemoved { by, user } if by == user => {
+                format!("{user} is no longer an admin")
+            }
+            ChatEvent::AdminRemoved { by, user } => {
+                format!("{by} removed {user} from the admins")
+            }
+            ChatEvent::SettingsChanged {
+                by,
+                everyone_manages,
+                read_receipts,
+            } => format!(
+                "{by} set {} to manage the chat and read receipts {}",
+                if *everyone_manages {
+                    "every member"
+                } else {
+                    "only admins"
+                },
+                if *read_receipts { "on" } else { "off" }
+            ),
+            ChatEvent::DirectoryAlarm { text }
+            | ChatEvent::RolesAlarm { text }
+            | ChatEvent::Notice { text } => text.clone(),
         }
     }
 }
@@ -200,6 +238,21 @@ pub(crate) fn commit_events(
         .iter()
         .find(|(index, _)| *index == commit.committer)
         .map_or("someone", |(_, c)| c.user.as_str());
+    // Devices removed by their own proposal: they left (issue 10).
+    let left: Vec<&str> = match &commit.effect {
+        CommitEffect::NewEpoch(e) | CommitEffect::Removed { new_epoch: e, .. } => e
+            .applied_proposals
+            .iter()
+            .filter_map(|p| match (&p.proposal, &p.sender) {
+                (Proposal::Remove(r), Sender::Member(s)) if r.to_remove() == *s => before
+                    .iter()
+                    .find(|(i, _)| *i == *s)
+                    .map(|(_, c)| c.device_id.as_str()),
+                _ => None,
+            })
+            .collect(),
+        CommitEffect::ReInit(_) => Vec::new(),
+    };
     let after = match &commit.effect {
         CommitEffect::Removed { new_epoch, .. } => {
             let removed: Vec<u32> = new_epoch
@@ -215,6 +268,19 @@ pub(crate) fn commit_events(
         _ => devices(&mut after.iter()),
     };
     membership_events(by, &devices(&mut before.iter()), &after)
+        .into_iter()
+        .map(|event| match event {
+            ChatEvent::MemberRemoved { user, .. }
+                if before
+                    .iter()
+                    .filter(|(_, c)| c.user == user)
+                    .all(|(_, c)| left.contains(&c.device_id.as_str())) =>
+            {
+                ChatEvent::MemberLeft { user }
+            }
+            other => other,
+        })
+        .collect()
 }
 
 impl Client {
@@ -407,6 +473,39 @@ mod tests {
                 },
                 "the key directory forked",
                 r#"{"type":"directory_alarm","text":"the key directory forked"}"#,
+            ),
+            (
+                ChatEvent::TitleChanged {
+                    by: "alice".into(),
+                    title: "ops".into(),
+                },
+                "alice renamed the chat to \"ops\"",
+                r#"{"type":"title_changed","by":"alice","title":"ops"}"#,
+            ),
+            (
+                ChatEvent::AdminAdded {
+                    by: "alice".into(),
+                    user: "bob".into(),
+                },
+                "alice made bob an admin",
+                r#"{"type":"admin_added","by":"alice","user":"bob"}"#,
+            ),
+            (
+                ChatEvent::AdminRemoved {
+                    by: "alice".into(),
+                    user: "bob".into(),
+                },
+                "alice removed bob from the admins",
+                r#"{"type":"admin_removed","by":"alice","user":"bob"}"#,
+            ),
+            (
+                ChatEvent::SettingsChanged {
+                    by: "alice".into(),
+                    everyone_manages: false,
+                    read_receipts: false,
+                },
+                "alice set only admins to manage the chat and read receipts off",
+                r#"{"type":"settings_changed","by":"alice","everyone_manages":false,"read_receipts":false}"#,
             ),
             (
                 ChatEvent::Notice {

@@ -9,10 +9,13 @@ mod chats;
 mod devices;
 mod directory;
 mod events;
+mod leave;
 mod lock;
 mod messages;
 mod monitor;
+mod names;
 mod rewind;
+mod roles;
 mod store;
 mod sync;
 mod trust;
@@ -35,7 +38,9 @@ pub use events::ChatEvent;
 use lock::ProfileLock;
 pub use messages::MessageTimers;
 pub use monitor::{RecordsLogView, RECORDS_LOG_CHANGED};
+pub use names::MIN_PREFIX;
 pub use reqwest::Method;
+pub use roles::Manage;
 pub use store::{
     ChatRow, LocalStore, LogPosition, MessageKind, MessageRow, ShredReason, Shredded, StoredReceipt,
 };
@@ -49,7 +54,7 @@ pub(crate) type Group = vellum_mls::mls_rs::group::Group<Config>;
 /// Single-use key packages kept on the server; replenished below half.
 const KEY_PACKAGE_TARGET: u64 = 20;
 /// How often a state-changing operation is rebased after losing an epoch race.
-const MAX_REBASES: usize = 8;
+pub(crate) const MAX_REBASES: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -67,9 +72,11 @@ pub enum Error {
     NotEnrolled(PathBuf),
     #[error("{0} already holds an enrolled device")]
     AlreadyEnrolled(PathBuf),
-    #[error("no chat matches {0:?}")]
+    /// No chat has that id, id prefix or title; the message suggests close titles.
+    #[error("{0}")]
     UnknownChat(String),
-    #[error("{0:?} matches more than one chat; use the chat id")]
+    /// More than one chat matches; the message lists each (id and title).
+    #[error("{0}")]
     AmbiguousChat(String),
     #[error("you are no longer a member of this chat")]
     RemovedFromChat,
@@ -88,7 +95,7 @@ pub enum Error {
 }
 
 impl Error {
-    fn is_code(&self, wanted: &str) -> bool {
+    pub(crate) fn is_code(&self, wanted: &str) -> bool {
         matches!(self, Error::Api { code, .. } if code == wanted)
     }
 }
@@ -154,6 +161,11 @@ pub struct Client {
     /// The server's receive time of the log entry being processed: the events it causes
     /// carry it, so they sort among messages in the server's order (issue 10).
     entry_time: Option<i64>,
+    /// Leave proposals received per chat (the devices leaving), for this device to commit
+    /// after its sync (issue 10).
+    leaves_to_commit: std::collections::BTreeMap<String, Vec<String>>,
+    /// Set while those are committed: the syncs inside do not start again.
+    committing_leaves: bool,
     /// Whether a roster or the directory copy changed since every chat was last checked
     /// for devices the directory does not vouch for (and at a process's first sync).
     rosters_to_check: bool,
@@ -288,6 +300,8 @@ impl Client {
             directory_shown: Vec::new(),
             entry_time: None,
             rosters_to_check: true,
+            leaves_to_commit: Default::default(),
+            committing_leaves: false,
         };
         // Whatever expired while the device was off goes before anything can show it.
         {
@@ -395,22 +409,9 @@ impl Client {
     }
 
     fn load_group(&self, group_id: &str) -> Result<Group, Error> {
-        let raw = hex::decode(group_id).map_err(|_| Error::UnknownChat(group_id.to_owned()))?;
+        let raw = hex::decode(group_id)
+            .map_err(|_| Error::UnknownChat(format!("no chat matches {group_id:?}")))?;
         Ok(self.mls.load_group(&raw)?)
-    }
-
-    /// Resolves CHAT: a chat id, or the unique title of a chat.
-    pub fn resolve_chat(&self, chat: &str) -> Result<String, Error> {
-        let chats = self.store.chats()?;
-        if let Some(c) = chats.iter().find(|c| c.group_id == chat) {
-            return Ok(c.group_id.clone());
-        }
-        let mut titled = chats.iter().filter(|c| c.title.as_deref() == Some(chat));
-        match (titled.next(), titled.next()) {
-            (Some(c), None) => Ok(c.group_id.clone()),
-            (Some(_), Some(_)) => Err(Error::AmbiguousChat(chat.to_owned())),
-            _ => Err(Error::UnknownChat(chat.to_owned())),
-        }
     }
 
     fn finish_tx<T>(&self, result: Result<T, Error>) -> Result<T, Error> {

@@ -309,6 +309,17 @@ impl LocalStore {
             .map_err(db)
     }
 
+    /// Deletes a chat's MLS state (every epoch's secrets): after leaving, nothing of the
+    /// group's keys stays on the device. `group_id` is hex.
+    pub fn forget_group_state(&self, group_id: &str) -> Result<(), Error> {
+        let raw = hex::decode(group_id).map_err(|_| Error::Store("bad group id".into()))?;
+        let conn = self.lock();
+        conn.execute("DELETE FROM mls_epochs WHERE group_id = ?1", [&raw])
+            .and_then(|_| conn.execute("DELETE FROM mls_groups WHERE group_id = ?1", [&raw]))
+            .map(|_| ())
+            .map_err(db)
+    }
+
     pub fn set_removed(&self, group_id: &str) -> Result<(), Error> {
         self.lock()
             .execute(

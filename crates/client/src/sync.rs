@@ -192,6 +192,8 @@ impl Client {
         // Before anything is sent again: devices the directory does not vouch for leave.
         self.rosters_to_check |= joined_any;
         Box::pin(self.remove_unvouched_everywhere()).await?;
+        // Members who left are taken out before anything more is said (issue 10).
+        Box::pin(self.commit_leaves()).await?;
         // Boxed: retrying a send may sync, which may retry sends (the `flushing` flag stops it).
         Box::pin(self.flush_outbox()).await?;
         if !self.shred()?.is_empty() || shredded {
@@ -447,6 +449,7 @@ impl Client {
                 }
                 _ => Vec::new(),
             };
+            let extensions_before = group.context().extensions.clone();
             let received = MlsMessage::from_bytes(&entry.payload)
                 .map_err(Error::from)
                 .and_then(|m| group.process_incoming_message(m).map_err(Error::from));
@@ -472,6 +475,21 @@ impl Client {
                             )? {
                                 None => Processed::Nothing,
                                 Some(event) if self.sink.is_some() => self.archive_event(event)?,
+                                // A rename is taken from admins only (issue 10).
+                                Some(Record {
+                                    kind: RecordKind::Title,
+                                    text: Some(title),
+                                    ..
+                                }) => match self.receive_title(
+                                    group_id,
+                                    entry.seq,
+                                    &sender.user,
+                                    &title,
+                                    group,
+                                )? {
+                                    Some(row) => Processed::Shown(Box::new(row)),
+                                    None => Processed::Nothing,
+                                },
                                 Some(event) => self.apply_event(event, chat_policy)?,
                             }
                         }
@@ -564,12 +582,29 @@ impl Client {
                         let after = vellum_mls::roster(group, &self.identity).unwrap_or_default();
                         let mut events =
                             crate::events::commit_events(&roster_before, &after, &commit);
-                        if !matches!(commit.effect, CommitEffect::Removed { .. }) {
+                        let removed = matches!(commit.effect, CommitEffect::Removed { .. });
+                        if !removed {
                             self.explain_removals(&roster_before, &after, &mut events)?;
                         }
-                        processed = Processed::Events(
-                            self.record_membership_events(group_id, entry.seq, events)?,
-                        );
+                        let mut rows =
+                            self.record_membership_events(group_id, entry.seq, events)?;
+                        if !removed {
+                            rows.extend(self.roles_events(
+                                group_id,
+                                entry.seq,
+                                &roster_before,
+                                extensions_before,
+                                &commit,
+                                group,
+                            )?);
+                        }
+                        processed = Processed::Events(rows);
+                    }
+                    group.write_to_storage()?;
+                }
+                (EntryKind::Proposal, Ok(ReceivedMessage::Proposal(proposal))) => {
+                    if let Some(row) = self.receive_leave(group_id, entry.seq, group, &proposal)? {
+                        processed = Processed::Shown(Box::new(row));
                     }
                     group.write_to_storage()?;
                 }

@@ -285,6 +285,9 @@ impl From<vellum_mls::Error> for ApiError {
                 format!("the group has moved on to epoch {current}; sync and retry"),
             ),
             E::SenderMismatch { .. } => Self::forbidden(e.to_string()),
+            E::Unauthorized(_) => {
+                Self::new(StatusCode::FORBIDDEN, codes::NOT_CHAT_ADMIN, e.to_string())
+            }
             _ => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 codes::INVALID_MLS,

@@ -14,6 +14,9 @@ pub enum Error {
     SenderMismatch { signer: String, requester: String },
     #[error("invalid device credential: {0}")]
     Credential(String),
+    /// The committer may not make that change in this chat (issue 10 roles).
+    #[error("{0}")]
+    Unauthorized(String),
 }
 
 impl From<mls_rs::error::MlsError> for Error {

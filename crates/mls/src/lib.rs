@@ -11,6 +11,7 @@ mod error;
 pub mod fuzz_bodies;
 mod identity;
 mod policy;
+mod roles;
 mod tracker;
 
 pub use device::{
@@ -25,7 +26,8 @@ pub use policy::{
     ChatPolicy, ChatSettings, PolicyViolation, RecordChat, CHAT_POLICY_EXTENSION,
     CHAT_SETTINGS_EXTENSION, RECORD_CHAT_EXTENSION,
 };
-pub use tracker::{CommitOutcome, GroupTracker, TrackedGroup};
+pub use roles::{authorize_commit, CommitChange, RemovedDevice};
+pub use tracker::{CommitOutcome, GroupTracker, LeaveProposal, TrackedGroup};
 
 pub use mls_rs;
 pub use mls_rs_core;

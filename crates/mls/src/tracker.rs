@@ -26,12 +26,23 @@ pub struct GroupTracker {
     identity: OrgIdentityProvider,
 }
 
-/// Who joined and who left in one accepted commit (device ids).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Who joined and who left in one accepted commit (device ids), and what it changed for
+/// [`crate::authorize_commit`] (which the caller runs: it knows which devices may go).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitOutcome {
     pub new_epoch: u64,
     pub added: Vec<String>,
     pub removed: Vec<String>,
+    pub change: crate::CommitChange,
+}
+
+/// A member's proposal to remove one of its own user's devices (leaving), as the tracker
+/// accepted it: a later commit by another member may include it by reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaveProposal {
+    pub user: String,
+    /// The device the proposal removes.
+    pub device_id: String,
 }
 
 pub struct TrackedGroup {
@@ -160,6 +171,7 @@ impl TrackedGroup {
         self.check_epoch(&commit)?;
         let before = self.member_devices()?;
         let roster_before: Vec<_> = self.group.roster().members_iter().collect();
+        let extensions_before = self.group.group_context().extensions.clone();
         let described = match self.group.process_incoming_message(commit)? {
             ExternalReceivedMessage::Commit(description) => description,
             _ => return Err(Error::UnexpectedMessage("a commit")),
@@ -178,11 +190,76 @@ impl TrackedGroup {
                 requester: requester.into(),
             });
         }
+        let certified = roster_before
+            .iter()
+            .map(|m| Ok((m.index, self.identity.certificate(&m.signing_identity)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let change = crate::CommitChange::describe(
+            &self.identity,
+            &certified,
+            extensions_before,
+            &described,
+        )?;
         let after = self.member_devices()?;
         Ok(CommitOutcome {
             new_epoch: self.epoch(),
             added: after.difference(&before).cloned().collect(),
             removed: before.difference(&after).cloned().collect(),
+            change,
+        })
+    }
+
+    /// Validates and caches a PublicMessage proposal signed by `requester`'s leaf that removes
+    /// a device of `requester`'s own user (leaving, issue 10). Nothing else is taken by
+    /// reference. On error the tracked state is unchanged (the caller discards `self`).
+    pub fn observe_leave(
+        &mut self,
+        proposal: MlsMessage,
+        requester: &str,
+    ) -> Result<LeaveProposal, Error> {
+        use mls_rs::group::proposal::Proposal;
+        use mls_rs::group::ProposalSender;
+        if proposal.wire_format() != WireFormat::PublicMessage {
+            return Err(Error::UnexpectedMessage("a PublicMessage proposal"));
+        }
+        self.check_epoch(&proposal)?;
+        let roster: Vec<_> = self.group.roster().members_iter().collect();
+        let certificate = |index: u32| {
+            roster
+                .iter()
+                .find(|m| m.index == index)
+                .ok_or_else(|| Error::Rejected(format!("no member at leaf {index}")))
+                .and_then(|m| self.identity.certificate(&m.signing_identity))
+        };
+        let described = match self.group.process_incoming_message(proposal)? {
+            ExternalReceivedMessage::Proposal(description) => description,
+            _ => return Err(Error::UnexpectedMessage("a proposal")),
+        };
+        let ProposalSender::Member(sender) = described.sender else {
+            return Err(Error::Rejected("a proposal from outside the group".into()));
+        };
+        let signer = certificate(sender)?;
+        if signer.device_id != requester {
+            return Err(Error::SenderMismatch {
+                signer: signer.device_id,
+                requester: requester.into(),
+            });
+        }
+        let Proposal::Remove(remove) = &described.proposal else {
+            return Err(Error::Rejected(
+                "only proposals to remove one's own devices are taken".into(),
+            ));
+        };
+        let removed = certificate(remove.to_remove())?;
+        if removed.user != signer.user {
+            return Err(Error::Unauthorized(format!(
+                "{} may propose removing only their own devices, not {}'s",
+                signer.user, removed.user
+            )));
+        }
+        Ok(LeaveProposal {
+            user: removed.user,
+            device_id: removed.device_id,
         })
     }
 }

@@ -267,3 +267,130 @@ fn chat_policy_travels_in_the_group_context_and_the_server_sees_changes() {
         hour
     );
 }
+
+/// Issue 10: the one authorization rule, as the tracker's outcome feeds it. The creator is
+/// the admin; a member may not add others, but may commit another member's self-removal
+/// proposal (leaving) and add its own user's devices.
+#[test]
+fn issue_10_roles_allow_admins_own_devices_and_leaving_only() {
+    use vellum_mls::{authorize_commit, ChatSettings};
+    let org = OrgSigner::generate();
+    let tracker = GroupTracker::new(OrgIdentityProvider::new(org.public_key()));
+    let alice = device(&org, "alice", "a1");
+    let bob = device(&org, "bob", "b1");
+    let bob2 = device(&org, "bob", "b2");
+    let carol = device(&org, "carol", "c1");
+    let dave = device(&org, "dave", "d1");
+    let nobody = |_: &vellum_mls::DeviceCertificate| false;
+
+    let settings = ChatSettings::new("alice").to_extensions(ExtensionList::new());
+    let mut group = alice
+        .create_group(settings, Default::default(), None)
+        .unwrap();
+    let info = group.group_info_message(true).unwrap().to_bytes().unwrap();
+    let mut tracked = tracker.observe(&info, "a1").unwrap();
+    let add = group
+        .commit_builder()
+        .add_member(key_package(&bob))
+        .unwrap()
+        .add_member(key_package(&carol))
+        .unwrap()
+        .build()
+        .unwrap();
+    let outcome = tracked.apply_commit(add.commit_message, "a1").unwrap();
+    authorize_commit(&outcome.change, &nobody).expect("the admin adds members");
+    group.apply_pending_commit().unwrap();
+    let (mut bob_group, _) = bob
+        .join_group(None, &add.welcome_messages[0], None)
+        .unwrap();
+    let (mut carol_group, _) = carol
+        .join_group(None, &add.welcome_messages[0], None)
+        .unwrap();
+
+    // Bob (no admin) adding dave: the tracker follows it, the rule refuses it.
+    let state = tracked.state().unwrap();
+    let by_bob = bob_group
+        .commit_builder()
+        .add_member(key_package(&dave))
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut trial = tracker.load(&state).unwrap();
+    let outcome = trial.apply_commit(by_bob.commit_message, "b1").unwrap();
+    let refused = authorize_commit(&outcome.change, &nobody).unwrap_err();
+    assert!(matches!(refused, Error::Unauthorized(_)), "{refused}");
+    assert!(
+        refused.to_string().contains("bob may not add dave"),
+        "{refused}"
+    );
+    bob_group.clear_pending_commit();
+
+    // Bob removing carol: refused, unless the caller says her device may go (revoked).
+    let carol_index = carol_group.current_member_index();
+    let removal = bob_group
+        .commit_builder()
+        .remove_member(carol_index)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut trial = tracker.load(&state).unwrap();
+    let outcome = trial.apply_commit(removal.commit_message, "b1").unwrap();
+    assert!(authorize_commit(&outcome.change, &nobody).is_err());
+    authorize_commit(&outcome.change, &|c| c.device_id == "c1").expect("a revoked device");
+    bob_group.clear_pending_commit();
+
+    // Bob changing the admins: refused.
+    let mut grab = ChatSettings::new("alice");
+    grab.admins.push(b"bob".to_vec());
+    let grabbed = grab.to_extensions(bob_group.context().extensions.clone());
+    let coup = bob_group
+        .commit_builder()
+        .set_group_context_ext(grabbed)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut trial = tracker.load(&state).unwrap();
+    let outcome = trial.apply_commit(coup.commit_message, "b1").unwrap();
+    assert!(authorize_commit(&outcome.change, &nobody).is_err());
+    bob_group.clear_pending_commit();
+
+    // Bob adding his own second device: allowed.
+    let own = bob_group
+        .commit_builder()
+        .add_member(key_package(&bob2))
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut trial = tracker.load(&state).unwrap();
+    let outcome = trial.apply_commit(own.commit_message, "b1").unwrap();
+    authorize_commit(&outcome.change, &nobody).expect("a member adds its own device");
+    bob_group.clear_pending_commit();
+
+    // Carol leaves: she proposes her own removal; the tracker sees the proposal, and bob
+    // (no admin) commits it by reference.
+    let proposal = carol_group.propose_remove(carol_index, vec![]).unwrap();
+    assert!(
+        matches!(
+            tracker
+                .load(&tracked.state().unwrap())
+                .unwrap()
+                .observe_leave(proposal.clone(), "b1"),
+            Err(Error::SenderMismatch { .. })
+        ),
+        "a proposal is attributed to its signer only"
+    );
+    let leave = tracked.observe_leave(proposal.clone(), "c1").unwrap();
+    assert_eq!(
+        (leave.user.as_str(), leave.device_id.as_str()),
+        ("carol", "c1")
+    );
+    bob_group
+        .process_incoming_message(proposal.clone())
+        .unwrap();
+    group.process_incoming_message(proposal).unwrap();
+    let leave = bob_group.commit_builder().build().unwrap();
+    let outcome = tracked.apply_commit(leave.commit_message, "b1").unwrap();
+    assert_eq!(outcome.removed, vec!["c1".to_string()]);
+    assert!(outcome.change.removed[0].left);
+    authorize_commit(&outcome.change, &nobody).expect("committing a member's leaving");
+}

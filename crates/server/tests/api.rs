@@ -4899,3 +4899,196 @@ async fn issue_9_directory_checkpoint_verifies_and_witness_cosigns() {
     assert_eq!(directory.cosign(&state.store, &http).await, 1);
     assert_eq!(directory.size(), 3);
 }
+
+/// Issue 10: the server runs the roles on every commit (a member who is no admin may not add
+/// others: 403 `not_chat_admin`) and takes leave proposals: only signed by the leaving device,
+/// only removing its own user's devices, at the current epoch; delivery to the leaver stops at
+/// once, and a commit that leaves the leaver in is stale.
+#[tokio::test]
+async fn issue_10_roles_and_leaving_on_the_public_handshake() {
+    use vellum_mls::ChatSettings;
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let carol = h.enroll("carol").await;
+    let dave = h.enroll("dave").await;
+    let mut group = alice
+        .mls
+        .create_group(
+            ChatSettings::new("alice").to_extensions(ExtensionList::new()),
+            Default::default(),
+            None,
+        )
+        .unwrap();
+    let info = group.group_info_message(true).unwrap().to_bytes().unwrap();
+    let (status, body) = h
+        .call(
+            &alice,
+            "POST",
+            "/v1/groups",
+            Some(json!({ "group_info": b64(&info) })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let group_id = body["group_id"].as_str().unwrap().to_owned();
+    let commits = format!("/v1/groups/{group_id}/commits");
+    let leave = format!("/v1/groups/{group_id}/leave");
+    let kp = |d: &TestDevice| {
+        d.mls
+            .generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+            .unwrap()
+    };
+    let add = group
+        .commit_builder()
+        .add_member(kp(&bob))
+        .unwrap()
+        .add_member(kp(&carol))
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h
+        .call(&alice, "POST", &commits, Some(commit_json(&add)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    group.apply_pending_commit().unwrap();
+    let welcome = &add.welcome_messages[0];
+    let (mut bob_group, _) = bob.mls.join_group(None, welcome, None).unwrap();
+    let (mut carol_group, _) = carol.mls.join_group(None, welcome, None).unwrap();
+
+    // Bob is no admin: adding dave is refused, and nothing changes.
+    let by_bob = bob_group
+        .commit_builder()
+        .add_member(kp(&dave))
+        .unwrap()
+        .build()
+        .unwrap();
+    let (status, body) = h
+        .call(&bob, "POST", &commits, Some(commit_json(&by_bob)))
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "not_chat_admin");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("bob may not add dave"),
+        "{body}"
+    );
+    bob_group.clear_pending_commit();
+    assert_eq!(h.store.group(&group_id).await.unwrap().unwrap().epoch, 1);
+
+    // Leave: bad input first, each refused with nothing changed.
+    let carol_index = carol_group.current_member_index();
+    let proposal = b64(&carol_group
+        .propose_remove(carol_index, vec![])
+        .unwrap()
+        .to_bytes()
+        .unwrap());
+    let unsigned = Request::post(leave.as_str())
+        .header("content-type", "application/json")
+        .body(Body::from(json!({ "proposals": [proposal] }).to_string()))
+        .unwrap();
+    let (status, body) = send(&h.app, unsigned).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (status, body) = h
+        .call(&carol, "POST", &leave, Some(json!({ "proposals": [] })))
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let many: Vec<&String> = std::iter::repeat_n(&proposal, 65).collect();
+    let (status, body) = h
+        .call(&carol, "POST", &leave, Some(json!({ "proposals": many })))
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = h
+        .call(
+            &carol,
+            "POST",
+            &leave,
+            Some(json!({ "proposals": [b64(b"\x00\x01junk")] })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "malformed_mls");
+    // Posted by another member than its signer.
+    let (status, body) = h
+        .call(
+            &bob,
+            "POST",
+            &leave,
+            Some(json!({ "proposals": [proposal] })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    // Bob proposing carol's removal is no leave.
+    let pushed = b64(&bob_group
+        .propose_remove(carol_index, vec![])
+        .unwrap()
+        .to_bytes()
+        .unwrap());
+    let (status, body) = h
+        .call(&bob, "POST", &leave, Some(json!({ "proposals": [pushed] })))
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "not_chat_admin");
+    bob_group.clear_proposal_cache(); // refused: it is in no commit
+    assert!(h.store.is_member(&group_id, &carol.id).await.unwrap());
+
+    // Carol leaves (the signed request replayed is refused).
+    let bytes = json!({ "proposals": [proposal] }).to_string().into_bytes();
+    let headers = signed_headers(&carol, "POST", &leave, &bytes, now(), "leave-1");
+    let build = || {
+        let mut r = Request::post(leave.as_str()).header("content-type", "application/json");
+        for (name, value) in &headers {
+            r = r.header(*name, value);
+        }
+        r.body(Body::from(bytes.clone())).unwrap()
+    };
+    let (status, body) = send(&h.app, build()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = send(&h.app, build()).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "replayed_request");
+    assert!(
+        !h.store.is_member(&group_id, &carol.id).await.unwrap(),
+        "cut off at once"
+    );
+    let (status, body) = h
+        .call(
+            &carol,
+            "POST",
+            &leave,
+            Some(json!({ "proposals": [proposal] })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "not_member");
+
+    // Alice commits without having seen the proposal: stale, she syncs and commits again.
+    let blind = group.commit_builder().build().unwrap();
+    let (status, body) = h
+        .call(&alice, "POST", &commits, Some(commit_json(&blind)))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "stale_epoch");
+    group.clear_pending_commit();
+    // Bob (no admin) takes the proposal from the log and commits it.
+    let pending = h.store.pending(&bob.id, 100).await.unwrap();
+    let entries = &pending
+        .groups
+        .iter()
+        .find(|(g, _)| *g == group_id)
+        .unwrap()
+        .1;
+    let logged = entries
+        .iter()
+        .find(|e| e.kind == vellum_wire::EntryKind::Proposal)
+        .expect("the proposal is in the log");
+    bob_group
+        .process_incoming_message(MlsMessage::from_bytes(&logged.payload).unwrap())
+        .unwrap();
+    let commit = bob_group.commit_builder().build().unwrap();
+    let (status, body) = h
+        .call(&bob, "POST", &commits, Some(commit_json(&commit)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let members = h.store.group_members(&group_id).await.unwrap();
+    assert!(
+        !members.contains(&carol.id) && members.contains(&bob.id),
+        "{members:?}"
+    );
+    assert_eq!(h.store.group(&group_id).await.unwrap().unwrap().epoch, 2);
+}

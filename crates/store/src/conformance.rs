@@ -35,6 +35,7 @@ macro_rules! store_conformance_tests {
             issue_9_directory_entries_append_with_their_device_changes,
             issue_9_approval_steps_only_in_order,
             issue_9_reset_wait_is_a_policy_and_last_seen_is_kept,
+            issue_10_a_leave_proposal_stops_delivery_at_once,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -647,6 +648,67 @@ pub async fn delivery_respects_join_removal_and_acks(store: &impl Store) {
         .await
         .unwrap();
     assert_eq!(store.pending("c1", 100).await.unwrap().welcomes, a.welcomes);
+}
+
+pub async fn issue_10_a_leave_proposal_stops_delivery_at_once(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    enroll(store, "c1", "carol").await;
+    group_of(store, "g", "a1").await;
+    store
+        .append_commit(commit("g", 0, "a1", b"add", &["c1"], &[]))
+        .await
+        .unwrap(); // seq 1
+    let leave = |epoch: u64, sender: &str| ProposalAppend {
+        group_id: "g".into(),
+        epoch,
+        state: b"with-proposal".to_vec(),
+        sender_device: sender.into(),
+        payloads: vec![b"p1".to_vec(), b"p2".to_vec()],
+        received_at: 1,
+        leaving: vec!["c1".into()],
+    };
+    assert!(matches!(
+        store.append_proposals(leave(0, "c1")).await,
+        Err(Error::StaleEpoch { current: 1 })
+    ));
+    let appended = store.append_proposals(leave(1, "c1")).await.unwrap(); // seq 2, 3
+    assert_eq!((appended.seq, appended.epoch), (3, 1));
+    assert!(
+        !store.is_member("g", "c1").await.unwrap(),
+        "cut off at once"
+    );
+    assert!(matches!(
+        store.append_proposals(leave(1, "c1")).await,
+        Err(Error::NotMember)
+    ));
+    store
+        .append_message(message("g", 1, "a1", "after-leave"))
+        .await
+        .unwrap(); // seq 4
+    store
+        .append_commit(commit("g", 1, "a1", b"commit-leave", &[], &["c1"]))
+        .await
+        .unwrap(); // seq 5
+    let carol = store.pending("c1", 100).await.unwrap();
+    assert_eq!(
+        seqs(&carol, "g"),
+        vec![2, 3],
+        "the leaver gets its proposals and nothing after, not even the commit"
+    );
+    let alice = store.pending("a1", 100).await.unwrap();
+    let kinds: Vec<EntryKind> = alice.groups[0].1.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EntryKind::Commit,
+            EntryKind::Proposal,
+            EntryKind::Proposal,
+            EntryKind::Application,
+            EntryKind::Commit
+        ]
+    );
+    let group = store.group("g").await.unwrap().unwrap();
+    assert_eq!(group.epoch, 2);
 }
 
 pub async fn pending_is_paged(store: &impl Store) {

@@ -188,6 +188,20 @@ pub struct CommitAppend {
     pub welcome: Option<Vec<u8>>,
 }
 
+/// Leaving (issue 10): a member's proposals removing its own user's devices, appended at
+/// the current epoch with the tracker's state that caches them. Those devices get nothing
+/// after the last proposal.
+#[derive(Debug, Clone)]
+pub struct ProposalAppend {
+    pub group_id: String,
+    pub epoch: u64,
+    pub state: Vec<u8>,
+    pub sender_device: String,
+    pub payloads: Vec<Vec<u8>>,
+    pub received_at: i64,
+    pub leaving: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct MessageAppend {
     pub group_id: String,
@@ -371,6 +385,9 @@ pub trait Store: Send + Sync + 'static {
         sender_device: &str,
         payload: &[u8],
     ) -> Result<Option<u64>>;
+    /// Appends a member's leave proposals at the current epoch (`StaleEpoch` otherwise) and
+    /// stops delivering to the leaving devices after them. Returns the last one's position.
+    async fn append_proposals(&self, proposals: ProposalAppend) -> Result<Appended>;
     /// Appends an application message from a current member at the current epoch.
     async fn append_message(&self, message: MessageAppend) -> Result<Appended>;
     /// What the device has not acknowledged yet, oldest first, at most `limit` entries.

@@ -257,6 +257,7 @@ fn kind_from(s: &str) -> Result<EntryKind> {
     match s {
         "commit" => Ok(EntryKind::Commit),
         "application" => Ok(EntryKind::Application),
+        "proposal" => Ok(EntryKind::Proposal),
         other => Err(Error::Backend(format!("unknown log entry kind {other:?}"))),
     }
 }
@@ -1205,7 +1206,8 @@ impl Store for SqliteStore {
             .map_err(backend)?;
             for device in &commit.removed {
                 tx.execute(
-                    "UPDATE memberships SET removed_seq = ?3 WHERE group_id = ?1 AND device_id = ?2",
+                    // A device that left was cut off at its proposal: it stays cut off there.
+                    "UPDATE memberships SET removed_seq = ?3 WHERE group_id = ?1 AND device_id = ?2 AND removed_seq IS NULL",
                     params![commit.group_id, device, seq as i64],
                 )
                 .map_err(backend)?;
@@ -1228,6 +1230,43 @@ impl Store for SqliteStore {
             }
             tx.commit().map_err(backend)?;
             Ok(Appended { seq, epoch: commit.new_epoch, duplicate: false })
+        })
+        .await
+    }
+
+    async fn append_proposals(&self, p: ProposalAppend) -> Result<Appended> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            let (epoch, mut seq, mut hash) = current_epoch(&tx, &p.group_id)?;
+            if epoch != p.epoch {
+                return Err(Error::StaleEpoch { current: epoch });
+            }
+            if !is_current_member(&tx, &p.group_id, &p.sender_device)? {
+                return Err(Error::NotMember);
+            }
+            for payload in &p.payloads {
+                seq += 1;
+                hash = log_hash_next(&hash, seq, epoch, EntryKind::Proposal, &p.sender_device, payload);
+                tx.execute(
+                    "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, payload, received_at, log_hash) VALUES (?1, ?2, ?3, 'proposal', ?4, ?5, ?6, ?7)",
+                    params![p.group_id, seq as i64, epoch as i64, p.sender_device, payload, p.received_at, &hash[..]],
+                )
+                .map_err(backend)?;
+            }
+            tx.execute(
+                "UPDATE groups SET state = ?2, last_seq = ?3, log_hash = ?4 WHERE group_id = ?1",
+                params![p.group_id, p.state, seq as i64, &hash[..]],
+            )
+            .map_err(backend)?;
+            for device in &p.leaving {
+                tx.execute(
+                    "UPDATE memberships SET removed_seq = ?3 WHERE group_id = ?1 AND device_id = ?2 AND removed_seq IS NULL",
+                    params![p.group_id, device, seq as i64],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(Appended { seq, epoch, duplicate: false })
         })
         .await
     }

@@ -89,6 +89,8 @@ pub mod codes {
     pub const DIRECTORY_REFUSED: &str = "directory_refused";
     /// 409: an approval step out of order (no commitment yet, no hello yet, already done).
     pub const APPROVAL_OUT_OF_ORDER: &str = "approval_out_of_order";
+    /// 403: the commit makes a change only the chat's admins may make (issue 10 roles).
+    pub const NOT_CHAT_ADMIN: &str = "not_chat_admin";
 }
 
 /// `POST /v1/admin/users` and `POST /v1/admin/users/{name}/devices`.
@@ -187,6 +189,13 @@ pub struct GroupCreated {
 pub struct PostCommit {
     pub commit: B64,
     pub welcome: Option<B64>,
+}
+
+/// `POST /v1/groups/{id}/leave`: PublicMessage proposals, each removing one device of the
+/// requester's own user (all of them: the user leaves), at the group's current epoch.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LeaveChat {
+    pub proposals: Vec<B64>,
 }
 
 /// `POST /v1/groups/{id}/messages`: a PrivateMessage. `client_msg_id` makes retries idempotent.
@@ -433,6 +442,9 @@ pub struct Accepted {
 pub enum EntryKind {
     Commit,
     Application,
+    /// A member's PublicMessage proposal to remove its own user's devices (leaving, issue
+    /// 10); the next commit by another member includes it by reference.
+    Proposal,
 }
 
 /// One entry of a group's ordered log.

@@ -34,6 +34,7 @@ pub fn log_hash_next(
     h.update([match kind {
         EntryKind::Commit => 1u8,
         EntryKind::Application => 2,
+        EntryKind::Proposal => 3,
     }]);
     h.update((sender_device.len() as u64).to_be_bytes());
     h.update(sender_device.as_bytes());
@@ -56,6 +57,7 @@ mod tests {
             log_hash_next(&start, 2, 0, EntryKind::Application, "d", b"p"),
             log_hash_next(&start, 1, 1, EntryKind::Application, "d", b"p"),
             log_hash_next(&start, 1, 0, EntryKind::Commit, "d", b"p"),
+            log_hash_next(&start, 1, 0, EntryKind::Proposal, "d", b"p"),
             log_hash_next(&start, 1, 0, EntryKind::Application, "e", b"p"),
             log_hash_next(&start, 1, 0, EntryKind::Application, "d", b"q"),
             // lengths are framed: moving a byte between sender and payload changes it too

@@ -169,11 +169,11 @@ fn issue_2_bad_input_gets_one_clear_error_and_changes_nothing() {
             .args(["user", "add", "Bad Name"]),
     );
     assert!(line.contains("user names"), "{line}");
-    // Two chats with one title: the title is ambiguous, the id is not.
+    // A second chat with a title one already has is refused (issue 10), whatever the case.
     let first = last_line(&alice.ok(&["chat", "create", "twin"]));
-    alice.ok(&["chat", "create", "twin"]);
-    let line = alice.fails(&["send", "twin", "hi"]);
-    assert!(line.contains("more than one chat"), "{line}");
+    let line = alice.fails(&["chat", "create", "TWIN"]);
+    assert!(line.contains("already have a chat titled"), "{line}");
+    alice.ok(&["send", "Twin", "hi"]);
     alice.ok(&["send", &first, "hi"]);
 }
 
@@ -216,6 +216,8 @@ fn issue_2_concurrent_commits_lose_the_race_and_rebase_by_themselves() {
         .map(|u| Device::new_user(&server, root.path(), u))
         .collect();
     alice.ok(&["chat", "create", "race", "--with", "bob"]);
+    // Both manage the chat (issue 10: members are added by admins).
+    alice.ok(&["chat", "admins", "race", "add", "bob"]);
     bob.ok(&["sync"]);
 
     // Four membership changes at once from two members: every one lands, in some order.

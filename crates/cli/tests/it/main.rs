@@ -15,6 +15,7 @@ mod monitor;
 mod receipts;
 mod records;
 mod restore;
+mod roles;
 mod secrets;
 mod timers;
 mod witness;

@@ -3,9 +3,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Extension;
 use vellum_http::{codes, ApiError, Json, Path};
-use vellum_store::{ChatTimers, CommitAppend, MessageAppend, NewGroup};
+use vellum_store::{ChatTimers, CommitAppend, MessageAppend, NewGroup, ProposalAppend};
 use vellum_wire::{
-    Accepted, CreateGroup, DeviceState, GroupCreated, HoldAction, OrgPolicy, PostCommit,
+    Accepted, CreateGroup, DeviceState, GroupCreated, HoldAction, LeaveChat, OrgPolicy, PostCommit,
     PostMessage, B64, RECORDS_USER,
 };
 
@@ -142,7 +142,8 @@ fn not_member() -> ApiError {
 }
 
 /// Posts a PublicMessage commit (with the Welcome for devices it adds). Exactly one commit
-/// wins each epoch; the others get `409 stale_epoch`.
+/// wins each epoch; the others get `409 stale_epoch`. A change only the chat's admins may make
+/// (issue 10: see `vellum_mls::authorize_commit`) by another member is `403 not_chat_admin`.
 #[utoipa::path(post, path = "/v1/groups/{group_id}/commits", tag = "groups",
     params(("group_id" = String, Path, description = "The group id, hex")),
     request_body = PostCommit,
@@ -229,6 +230,38 @@ pub async fn post_commit(
             })
         })
         .await?;
+    // Roles (issue 10): a device of another user goes without an admin only when the
+    // server's records say it may (revoked, pending, unknown, or under another key).
+    let mut may_go = std::collections::BTreeSet::new();
+    for removed in &applied.outcome.change.removed {
+        let cert = &removed.device;
+        let record = state.store.device_record(&cert.device_id).await?;
+        let gone = match record {
+            None => true,
+            Some(r) => {
+                matches!(r.state, DeviceState::Revoked | DeviceState::Pending)
+                    || r.device.signature_key != cert.signature_key
+            }
+        };
+        if gone {
+            may_go.insert(cert.device_id.clone());
+        }
+    }
+    vellum_mls::authorize_commit(&applied.outcome.change, &|c| may_go.contains(&c.device_id))?;
+    // A device that left (its proposal was taken, its delivery stopped) must not stay in the
+    // tree: a commit built before the proposal arrived is stale, and rebuilt it includes it.
+    let delivered = state.store.group_members(&group_id).await?;
+    if applied
+        .members
+        .iter()
+        .any(|d| !delivered.contains(d) && !applied.outcome.added.contains(d))
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            codes::STALE_EPOCH,
+            "a member has left: sync, then commit including its removal proposal",
+        ));
+    }
     let org = state.store.org_policy().await?;
     if applied.policy_changed {
         applied.policy.check(&org)?;
@@ -300,6 +333,103 @@ pub async fn post_commit(
     state.cache_group(group_id.clone(), appended.epoch, applied.tracked);
     let mut wake = state.store.group_members(&group_id).await?;
     wake.extend(outcome.removed);
+    state.notifier.wake(&wake);
+    Ok(Json(Accepted {
+        seq: appended.seq,
+        epoch: appended.epoch,
+    }))
+}
+
+/// Most proposals one leave carries: one per device of the leaving user.
+const MAX_LEAVE_PROPOSALS: usize = 64;
+
+/// Leaving (issue 10): PublicMessage proposals, signed by the requesting device, each removing
+/// one device of its own user, at the current epoch. The server's tracker takes them (so the
+/// commit that includes them by reference verifies), logs them, and at once stops delivering to
+/// those devices; another member's device commits them.
+#[utoipa::path(post, path = "/v1/groups/{group_id}/leave", tag = "groups",
+    params(("group_id" = String, Path, description = "The group id, hex")),
+    request_body = LeaveChat,
+    security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
+    responses(
+        (status = 200, description = "Logged; the leaving devices get nothing more", body = Accepted),
+        (status = 409, description = "`stale_epoch`: sync and propose again at the new epoch", body = ErrorBody),
+        (status = "4XX", description = "Refused (see code): `not_chat_admin` for a proposal \
+            removing another user's device", body = ErrorBody),
+        (status = "5XX", description = "Server error (507: disk full)", body = ErrorBody),
+    ))]
+pub async fn leave(
+    State(state): St,
+    Extension(me): Extension<AuthedDevice>,
+    Path(group_id): Path<String>,
+    Json(req): Json<LeaveChat>,
+) -> Result<Json<Accepted>, ApiError> {
+    if req.proposals.is_empty() || req.proposals.len() > MAX_LEAVE_PROPOSALS {
+        return Err(ApiError::bad_request(format!(
+            "a leave carries 1 to {MAX_LEAVE_PROPOSALS} proposals"
+        )));
+    }
+    let proposals = req
+        .proposals
+        .iter()
+        .map(|p| vellum_mls::parse_message(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    state
+        .store
+        .group(&group_id)
+        .await?
+        .ok_or_else(unknown_chat)?;
+    let lock = state.group_lock(&group_id);
+    let _ordered = lock.lock().await;
+    let group = state
+        .store
+        .group(&group_id)
+        .await?
+        .ok_or_else(unknown_chat)?;
+    if !state.store.is_member(&group_id, &me.device_id).await? {
+        return Err(not_member());
+    }
+    let cached = state.take_cached_group(&group_id, group.epoch);
+    let device = me.device_id.clone();
+    let stored_state = group.state;
+    let (tracked, leaving, snapshot) = state
+        .blocking(move |state| {
+            let mut tracked = match cached {
+                Some(tracked) => tracked,
+                None => state.tracker.load(&stored_state)?,
+            };
+            let mut leaving = Vec::new();
+            for proposal in proposals {
+                let leave = tracked.observe_leave(proposal, &device)?;
+                if leaving.contains(&leave.device_id) {
+                    return Err(ApiError::bad_request("a device is proposed twice"));
+                }
+                leaving.push(leave.device_id);
+            }
+            if !leaving.contains(&device) {
+                return Err(ApiError::bad_request(
+                    "a leave removes the requesting device too",
+                ));
+            }
+            let snapshot = tracked.state()?;
+            Ok((tracked, leaving, snapshot))
+        })
+        .await?;
+    let appended = state
+        .store
+        .append_proposals(ProposalAppend {
+            group_id: group_id.clone(),
+            epoch: group.epoch,
+            state: snapshot,
+            sender_device: me.device_id.clone(),
+            payloads: req.proposals.into_iter().map(B64::into_inner).collect(),
+            received_at: state.now_millis(),
+            leaving: leaving.clone(),
+        })
+        .await?;
+    state.cache_group(group_id.clone(), appended.epoch, tracked);
+    let mut wake = state.store.group_members(&group_id).await?;
+    wake.extend(leaving);
     state.notifier.wake(&wake);
     Ok(Json(Accepted {
         seq: appended.seq,

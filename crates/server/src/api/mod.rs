@@ -118,6 +118,7 @@ pub fn router(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(key_packages::claim))
         .routes(routes!(groups::create))
         .routes(routes!(groups::post_commit))
+        .routes(routes!(groups::leave))
         .routes(routes!(groups::post_message))
         .routes(routes!(groups::delete_message))
         .routes(routes!(policy::get_policy))
