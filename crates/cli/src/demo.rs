@@ -48,7 +48,9 @@ fn show(who: &str, client: &Client, chat: &str) -> Result<()> {
     for m in history {
         match m.kind {
             MessageKind::Text => println!("    <{}> {}", m.sender_user, m.text),
-            MessageKind::Event => println!("    * {}", m.text),
+            MessageKind::Event | MessageKind::Reaction | MessageKind::Edit => {
+                println!("    * {}", m.text)
+            }
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 mod demo;
 mod output;
 mod records;
+mod rich;
 mod witness;
 
 use std::net::SocketAddr;
@@ -91,12 +92,49 @@ enum Command {
     Send {
         chat: String,
         text: String,
+        /// The id of the message this one replies to (shown quoted above it).
+        #[arg(long = "reply-to", value_name = "MSG_ID")]
+        reply_to: Option<String>,
         /// Expire this message sooner than the chat's default (30s, 10m, 12h, 7d).
         #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
         expire: Option<String>,
         /// Burn this message sooner after reading than the chat's default.
         #[arg(long = "burn-on-read", value_name = "DUR", allow_hyphen_values = true)]
         burn_on_read: Option<String>,
+    },
+    /// Replace the text of one of your messages for everyone (TEXT `-`: standard input,
+    /// at most 16 KiB). The archive keeps every version.
+    #[command(after_help = "Example: vellum edit field-ops 3f2a…c1 \"Crossing at 0700\"")]
+    Edit {
+        chat: String,
+        message_id: String,
+        text: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// React to a message with one emoji, or withdraw your reaction with --remove.
+    #[command(after_help = "Example: vellum react field-ops 3f2a…c1 👍")]
+    React {
+        chat: String,
+        message_id: String,
+        emoji: String,
+        /// Withdraw this reaction.
+        #[arg(long)]
+        remove: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search your unexpired local history: messages containing every word, in any case.
+    /// Nothing is indexed on disk.
+    #[command(after_help = "Example: vellum search north gate --chat field-ops")]
+    Search {
+        #[arg(required = true)]
+        words: Vec<String>,
+        /// Only this chat.
+        #[arg(long)]
+        chat: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Display unread messages of a chat; starts their burn-on-read timers.
     Read {
@@ -507,6 +545,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Send {
             chat,
             text,
+            reply_to,
             expire,
             burn_on_read,
         } => {
@@ -516,8 +555,37 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let mut client = Client::open(&home(&cli.home)?)?;
             client.sync().await?;
-            let sent = client.send_with(&chat, &text, overrides).await?;
+            let message = vellum_client::OutgoingMessage {
+                text,
+                reply_to,
+                timers: overrides,
+                ..Default::default()
+            };
+            let sent = client.send_message(&chat, message).await?;
             println!("sent {}", sent.id);
+        }
+        Command::Edit {
+            chat,
+            message_id,
+            text,
+            json,
+        } => {
+            let mut client = Client::open(&home(&cli.home)?)?;
+            rich::edit(&mut client, &chat, &message_id, &text, json).await?;
+        }
+        Command::React {
+            chat,
+            message_id,
+            emoji,
+            remove,
+            json,
+        } => {
+            let mut client = Client::open(&home(&cli.home)?)?;
+            rich::react(&mut client, &chat, &message_id, &emoji, remove, json).await?;
+        }
+        Command::Search { words, chat, json } => {
+            let client = Client::open(&home(&cli.home)?)?;
+            rich::search(&client, &words, chat.as_deref(), json)?;
         }
         Command::Read { chat, json } => {
             let client = Client::open(&home(&cli.home)?)?;
@@ -1023,7 +1091,7 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
                         .unwrap_or("unknown")
                 })
                 .collect();
-            Output::new(json).chats(&chats, &classes)?
+            Output::new(json).chats(&chats, &classes, &client.unread_counts()?)?
         }
         ChatCommand::Members {
             chat,

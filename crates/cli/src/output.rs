@@ -53,6 +53,7 @@ impl Output {
             if let Some(event) = &m.event {
                 line["event"] = serde_json::to_value(event)?;
             }
+            crate::rich::extend_json(store, m, &mut line)?;
             println!("{line}");
         } else {
             // Account notices (key directory news about this user) belong to no chat.
@@ -63,19 +64,34 @@ impl Output {
             let when = rfc3339_millis(m.sent_at);
             match m.kind {
                 MessageKind::Text => {
-                    println!("[{when}] {chat} <{}> {}  ({})", m.sender_user, m.text, m.id)
+                    println!("[{when}] {chat} <{}> {}  ({})", m.sender_user, m.text, m.id);
+                    for detail in crate::rich::detail_lines(store, m)? {
+                        println!("    {detail}");
+                    }
                 }
                 MessageKind::Event => println!("[{when}] {chat} * {}", m.text),
+                MessageKind::Reaction | MessageKind::Edit => {
+                    println!(
+                        "[{when}] {chat} * {}",
+                        crate::rich::about_sentence(store, m)?
+                    )
+                }
             }
         }
         Ok(())
     }
 
-    pub fn chats(&self, chats: &[ChatRow], classes: &[&str]) -> Result<()> {
+    pub fn chats(
+        &self,
+        chats: &[ChatRow],
+        classes: &[&str],
+        unread: &std::collections::HashMap<String, u64>,
+    ) -> Result<()> {
         for (c, class) in chats.iter().zip(classes) {
             let title = c.title.as_deref().unwrap_or("(untitled)");
+            let unread = unread.get(&c.group_id).copied().unwrap_or(0);
             if self.json {
-                let line = json!({ "id": c.group_id, "title": c.title, "removed": c.removed, "class": class, "held": c.held });
+                let line = json!({ "id": c.group_id, "title": c.title, "removed": c.removed, "class": class, "held": c.held, "unread": unread });
                 println!("{line}");
             } else {
                 let removed = if c.removed {
@@ -88,7 +104,11 @@ impl Output {
                 } else {
                     ""
                 };
-                println!("{}  {title}  [{class}]{held}{removed}", c.group_id);
+                let unread = match unread {
+                    0 => String::new(),
+                    n => format!("  ({n} unread)"),
+                };
+                println!("{}  {title}  [{class}]{unread}{held}{removed}", c.group_id);
             }
         }
         Ok(())

@@ -2,3 +2,8 @@
 -- (`vellum_client::MessageExtra` as JSON), sealed under the row's own key like its text, so
 -- it is shredded with it. NULL when there is nothing beyond the text, and for rows from before.
 ALTER TABLE messages ADD COLUMN extra_json BLOB;
+-- Reactions and edits are rows of their own (kinds 'reaction' and 'edit', their typed event
+-- in event_json) naming the message they are about: shredded with it, and shown once by sync
+-- or watch like any other row. A message keeps only its newest text (edits re-seal `body`).
+ALTER TABLE messages ADD COLUMN target TEXT;
+CREATE INDEX messages_by_target ON messages (group_id, target) WHERE target IS NOT NULL;

@@ -13,6 +13,7 @@ mod lock;
 mod messages;
 mod monitor;
 mod rewind;
+mod rich;
 mod store;
 mod sync;
 mod trust;
@@ -36,6 +37,7 @@ use lock::ProfileLock;
 pub use messages::{MessageTimers, OutgoingMessage};
 pub use monitor::{RecordsLogView, RECORDS_LOG_CHANGED};
 pub use reqwest::Method;
+pub use rich::{fold_reactions, parse_mentions, ReactionCount};
 pub use store::{
     ChatRow, LocalStore, LogPosition, MessageExtra, MessageKind, MessageRow, ShredReason, Shredded,
     StoredReceipt,

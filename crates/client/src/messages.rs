@@ -127,6 +127,18 @@ impl Client {
         // A record chat whose archiver was replaced gets the bound one before anything more
         // is said in it.
         self.switch_archiver_if_needed(&group_id).await?;
+        // Without a list, the `@name` words of the text that name members mention them.
+        let mentions = match mentions.is_empty() {
+            true => {
+                let users: Vec<String> =
+                    crate::chats::members(&self.load_group(&group_id)?, &self.identity)?
+                        .into_iter()
+                        .map(|m| m.user)
+                        .collect();
+                crate::rich::parse_mentions(&text, &users)
+            }
+            false => mentions,
+        };
         let chat_policy = self.chat_policy(&group_id)?;
         let timers = chat_policy
             .message_timers(overrides.expire_secs, overrides.burn_secs)

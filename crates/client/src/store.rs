@@ -54,6 +54,12 @@ pub enum MessageKind {
     Text,
     /// Something that happened: a membership change, a timer change, a deletion.
     Event,
+    /// Issue 10: a member's reaction to a message (its `event` says which and to what).
+    /// Folded into its message by `history`; shown on its own by `sync` and `watch`.
+    Reaction,
+    /// Issue 10: the sender edited a message (its `event` says which; the message itself
+    /// holds the newest text). Shown on its own by `sync` and `watch`.
+    Edit,
 }
 
 impl MessageKind {
@@ -61,6 +67,8 @@ impl MessageKind {
         match self {
             MessageKind::Text => "text",
             MessageKind::Event => "event",
+            MessageKind::Reaction => "reaction",
+            MessageKind::Edit => "edit",
         }
     }
 }
@@ -214,24 +222,31 @@ fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
         .get::<_, Option<Vec<u8>>>(15)?
         .and_then(|sealed| vellum_mls::at_rest::open(&key, &salt_aad(&group_id, &id), &sealed).ok())
         .and_then(|salt| <[u8; 32]>::try_from(&salt[..]).ok());
-    let kind = if r.get::<_, String>(2)? == "event" {
-        MessageKind::Event
-    } else {
-        MessageKind::Text
+    let kind = match r.get::<_, String>(2)?.as_str() {
+        "event" => MessageKind::Event,
+        "reaction" => MessageKind::Reaction,
+        "edit" => MessageKind::Edit,
+        _ => MessageKind::Text,
     };
     let text = String::from_utf8_lossy(&text).into_owned();
     // An event from before typed events (V6), or of a type a newer version wrote, is a notice
     // of its sentence.
+    let typed = r
+        .get::<_, Option<Vec<u8>>>(16)?
+        .and_then(|sealed| {
+            vellum_mls::at_rest::open(&key, &event_aad(&group_id, &id), &sealed).ok()
+        })
+        .and_then(|json| serde_json::from_slice::<ChatEvent>(&json).ok());
     let event = match kind {
         MessageKind::Text => None,
-        MessageKind::Event => Some(
-            r.get::<_, Option<Vec<u8>>>(16)?
-                .and_then(|sealed| {
-                    vellum_mls::at_rest::open(&key, &event_aad(&group_id, &id), &sealed).ok()
-                })
-                .and_then(|json| serde_json::from_slice(&json).ok())
-                .unwrap_or_else(|| ChatEvent::Notice { text: text.clone() }),
-        ),
+        MessageKind::Event => {
+            Some(typed.unwrap_or_else(|| ChatEvent::Notice { text: text.clone() }))
+        }
+        // Without its typed event a reaction or edit means nothing: not shown.
+        MessageKind::Reaction | MessageKind::Edit => match typed {
+            Some(event) if event.target().is_some() => Some(event),
+            _ => return Ok(None),
+        },
     };
     let extra = r
         .get::<_, Option<Vec<u8>>>(17)?
@@ -498,8 +513,8 @@ impl LocalStore {
                 // Events and received messages wait to be shown by sync or watch; this
                 // device's own sends (no log position yet) are not news to it, nor is the
                 // state a chat was created or joined in (position 0: class, timers).
-                "INSERT OR IGNORE INTO messages (group_id, id, kind, sender_user, sender_device, sent_at, received_at, seq, body, expires_at, burn_secs, read_at, burn_at, salt, event_json, extra_json, shown)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                "INSERT OR IGNORE INTO messages (group_id, id, kind, sender_user, sender_device, sent_at, received_at, seq, body, expires_at, burn_secs, read_at, burn_at, salt, event_json, extra_json, target, shown)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
                          CASE WHEN ?8 = 0 THEN 1 WHEN ?3 = 'event' OR ?8 IS NOT NULL THEN 0 ELSE 1 END)",
                 params![
                     m.group_id,
@@ -517,7 +532,8 @@ impl LocalStore {
                     m.burn_at,
                     salt,
                     event,
-                    extra
+                    extra,
+                    m.event.as_ref().and_then(ChatEvent::target)
                 ],
             )
             .map_err(db)?
@@ -595,9 +611,86 @@ impl LocalStore {
         Ok(row.flatten())
     }
 
-    /// The chat's history, oldest first, as far as it is not shredded.
+    /// The chat's history, oldest first, as far as it is not shredded: its messages and
+    /// events (reactions and edits are folded into their messages, see [`Self::about`]).
     pub fn history(&self, group_id: &str) -> Result<Vec<MessageRow>, Error> {
-        self.query_messages("m.group_id = ?1", group_id)
+        self.query_messages("m.group_id = ?1 AND m.kind IN ('text', 'event')", group_id)
+    }
+
+    /// The reaction and edit rows about message `target`, in log order.
+    pub fn about(&self, group_id: &str, target: &str) -> Result<Vec<MessageRow>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN message_keys k USING (group_id, id)
+                 WHERE m.group_id = ?1 AND m.target = ?2
+                 ORDER BY COALESCE(m.seq, 9223372036854775807), m.rowid"
+            ))
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![group_id, target], read_message)
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(m) = row.map_err(db)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces a text message's text with its newest version and records when it was
+    /// edited, re-sealed under the message's own key. False if the message is not here.
+    pub fn edit_message(
+        &self,
+        group_id: &str,
+        id: &str,
+        text: &str,
+        edited_at: i64,
+    ) -> Result<bool, Error> {
+        let Some(message) = self.message(group_id, id)? else {
+            return Ok(false);
+        };
+        let conn = self.lock();
+        let key: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT key FROM message_keys WHERE group_id = ?1 AND id = ?2",
+                params![group_id, id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)?;
+        let Some(key) = key.map(zeroize::Zeroizing::new) else {
+            return Ok(false);
+        };
+        let body = vellum_mls::at_rest::seal(&key, &aad(group_id, id), text.as_bytes())
+            .map_err(|e| Error::Store(e.to_string()))?;
+        let extra = MessageExtra {
+            edited_at: Some(edited_at),
+            ..message.extra
+        };
+        let extra = seal_extra(&key, group_id, id, &extra)?;
+        conn.execute(
+            "UPDATE messages SET body = ?3, extra_json = ?4 WHERE group_id = ?1 AND id = ?2",
+            params![group_id, id, body, extra],
+        )
+        .map_err(db)?;
+        Ok(true)
+    }
+
+    /// Unread text messages per chat (those not displayed on this device yet).
+    pub fn unread_counts(&self) -> Result<std::collections::HashMap<String, u64>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT m.group_id, COUNT(*) FROM messages m JOIN message_keys k USING (group_id, id)
+                 WHERE m.kind = 'text' AND m.read_at IS NULL GROUP BY m.group_id",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
     }
 
     /// This device's text messages the server has not acknowledged (a send cut off by a lost
@@ -692,6 +785,24 @@ impl LocalStore {
             )
             .map(|_| ())
             .map_err(db)
+    }
+
+    /// Marks some text messages displayed at `now` (a search showed them), starting their
+    /// burn timers as [`Self::mark_read`] does.
+    pub fn mark_read_ids(&self, group_id: &str, ids: &[String], now: i64) -> Result<(), Error> {
+        let mut conn = self.lock();
+        let sp = conn.savepoint().map_err(db)?;
+        for id in ids {
+            sp.execute(
+                "UPDATE messages SET read_at = ?3,
+                     burn_at = CASE WHEN burn_secs IS NULL THEN NULL
+                                    ELSE MIN(?3 + burn_secs * 1000, COALESCE(expires_at, 9223372036854775807)) END
+                 WHERE group_id = ?1 AND id = ?2 AND kind = 'text' AND read_at IS NULL",
+                params![group_id, id, now],
+            )
+            .map_err(db)?;
+        }
+        sp.commit().map_err(db)
     }
 
     /// Remembers that `sender_user` deleted message `id` before it arrived here.
@@ -855,6 +966,20 @@ impl LocalStore {
         Ok(due)
     }
 
+    /// Shreds rows that are not due (a reaction replaced by the same member's newer one).
+    pub fn shred_ids(&self, group_id: &str, ids: &[String]) -> Result<(), Error> {
+        let rows: Vec<Shredded> = ids
+            .iter()
+            .map(|id| Shredded {
+                group_id: group_id.to_owned(),
+                id: id.clone(),
+                reason: ShredReason::Deleted,
+                due_at: 0,
+            })
+            .collect();
+        self.shred_rows(&rows)
+    }
+
     /// Shreds one message now (delete for everyone). False if it was not here.
     pub fn shred(&self, group_id: &str, id: &str) -> Result<bool, Error> {
         let exists = self
@@ -897,6 +1022,18 @@ impl LocalStore {
             .map_err(db)?;
             sp.execute(
                 "DELETE FROM messages WHERE group_id = ?1 AND id = ?2",
+                params![r.group_id, r.id],
+            )
+            .map_err(db)?;
+            // Its reactions and edits go with it (issue 10).
+            sp.execute(
+                "DELETE FROM message_keys WHERE group_id = ?1 AND id IN
+                     (SELECT id FROM messages WHERE group_id = ?1 AND target = ?2)",
+                params![r.group_id, r.id],
+            )
+            .map_err(db)?;
+            sp.execute(
+                "DELETE FROM messages WHERE group_id = ?1 AND target = ?2",
                 params![r.group_id, r.id],
             )
             .map_err(db)?;

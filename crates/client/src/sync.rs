@@ -351,6 +351,10 @@ impl Client {
                         burn_secs: policy.burn_secs,
                         log_hash: None,
                         salt: None,
+                        reply_to: None,
+                        mentions: Vec::new(),
+                        target: None,
+                        remove: false,
                     })
                 }
                 None => Ok(()),
@@ -601,6 +605,10 @@ impl Client {
             // Only a well-formed hash names the entry (an older server sends none).
             log_hash: crate::rewind::parse_hash(entry.log_hash.as_deref()).map(hex::encode),
             salt: None,
+            reply_to: None,
+            mentions: Vec::new(),
+            target: None,
+            remove: false,
         })
     }
 
@@ -645,8 +653,8 @@ impl Client {
                 attachments,
             } => {
                 extra = MessageExtra {
-                    reply_to,
-                    mentions,
+                    reply_to: reply_to.clone(),
+                    mentions: mentions.clone(),
                     attachments,
                     edited_at: None,
                 };
@@ -657,6 +665,8 @@ impl Client {
                     expire_secs,
                     burn_secs,
                     salt,
+                    reply_to,
+                    mentions,
                     ..base(RecordKind::Message)?
                 }
             }
@@ -669,13 +679,36 @@ impl Client {
                 ..base(RecordKind::Title)?
             },
             AppPayload::Unknown { kind, raw } => base(RecordKind::Unknown { kind, payload: raw })?,
-            // Interpreted from issue 10 on; until then kept verbatim like any newer kind.
-            known @ (AppPayload::Edit { .. }
-            | AppPayload::Reaction { .. }
-            | AppPayload::ReadUpTo { .. }) => base(RecordKind::Unknown {
-                kind: known.kind().to_owned(),
-                payload: String::from_utf8_lossy(&known.encode()).into_owned(),
-            })?,
+            AppPayload::Edit {
+                id,
+                target,
+                text,
+                sent_at,
+                salt,
+            } => Record {
+                message_id: Some(id),
+                target: Some(target),
+                text: Some(text),
+                sent_at,
+                salt,
+                ..base(RecordKind::Edit)?
+            },
+            AppPayload::Reaction {
+                id,
+                target,
+                emoji,
+                remove,
+                sent_at,
+            } => Record {
+                message_id: Some(id),
+                target: Some(target),
+                text: Some(emoji),
+                remove,
+                sent_at,
+                ..base(RecordKind::Reaction)?
+            },
+            // A read marker is delivery state, not a record: neither archived nor shown.
+            AppPayload::ReadUpTo { .. } => return Ok(None),
         };
         Ok(Some((record, extra)))
     }
@@ -854,6 +887,14 @@ impl Client {
                 self.store.add_message(&row)?;
                 Ok(Processed::Shown(Box::new(row)))
             }
+            RecordKind::Edit => Ok(match self.apply_edit(event)? {
+                Some(row) => Processed::Shown(Box::new(row)),
+                None => Processed::Nothing,
+            }),
+            RecordKind::Reaction => Ok(match self.apply_reaction(event)? {
+                Some(row) => Processed::Shown(Box::new(row)),
+                None => Processed::Nothing,
+            }),
             // Payloads never mean these: they come from commits.
             RecordKind::Membership | RecordKind::Timers => Ok(Processed::Nothing),
         }

@@ -14,6 +14,7 @@ mod monitor;
 mod receipts;
 mod records;
 mod restore;
+mod rich;
 mod secrets;
 mod timers;
 mod witness;
