@@ -120,6 +120,7 @@ pub fn router(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(groups::post_commit))
         .routes(routes!(groups::post_message))
         .routes(routes!(groups::delete_message))
+        .routes(routes!(groups::cursors))
         .routes(routes!(policy::get_policy))
         .routes(routes!(records::post_receipts))
         .routes(routes!(records::put_held_users))
