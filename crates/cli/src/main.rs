@@ -588,11 +588,12 @@ async fn run(cli: Cli) -> Result<()> {
             rich::search(&client, &words, chat.as_deref(), json)?;
         }
         Command::Read { chat, json } => {
-            let client = Client::open(&home(&cli.home)?)?;
+            let mut client = Client::open(&home(&cli.home)?)?;
             let out = Output::new(json);
             for m in client.read(&chat)? {
                 out.message(client.store(), &m)?;
             }
+            rich::after_display(&mut client, &chat).await;
         }
         Command::Delete { chat, message_id } => {
             let mut client = Client::open(&home(&cli.home)?)?;
@@ -668,11 +669,13 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::History { chat, json } => {
-            let client = Client::open(&home(&cli.home)?)?;
+            let mut client = Client::open(&home(&cli.home)?)?;
             let out = Output::new(json);
+            rich::before_display(&mut client, &chat).await;
             for m in client.history(&chat)? {
                 out.message(client.store(), &m)?;
             }
+            rich::after_display(&mut client, &chat).await;
         }
         Command::Watch { json } => {
             let mut client = Client::open(&home(&cli.home)?)?;

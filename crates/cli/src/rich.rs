@@ -51,6 +51,10 @@ pub fn extend_json(store: &LocalStore, m: &MessageRow, line: &mut Value) -> Resu
             line["edited_at"] = json!(m.extra.edited_at.map(rfc3339_millis));
             line["attachments"] = json!(attachments);
             line["reactions"] = json!(reactions);
+            if let Some(seq) = m.seq {
+                let (delivered, read) = store.receipt_counts(&m.group_id, seq, &m.sender_user)?;
+                line["receipts"] = json!({"delivered": delivered, "read": read});
+            }
         }
         (
             MessageKind::Reaction,
@@ -74,6 +78,22 @@ pub fn extend_json(store: &LocalStore, m: &MessageRow, line: &mut Value) -> Resu
         _ => {}
     }
     Ok(())
+}
+
+/// Before a chat is displayed: its delivery state from the server, when reachable (history
+/// shows offline too, with what was last known).
+pub async fn before_display(client: &mut Client, chat: &str) {
+    if let Err(e) = client.refresh_delivery(chat).await {
+        tracing::debug!(error = %e, "delivery state not refreshed");
+    }
+}
+
+/// After a chat was displayed: a read receipt, where the chat and the org allow them. Not
+/// fatal: what was displayed stays displayed, and the next display sends it.
+pub async fn after_display(client: &mut Client, chat: &str) {
+    if let Err(e) = client.send_read_receipt(chat, None).await {
+        tracing::warn!(error = %e, "read receipt not sent");
+    }
 }
 
 /// A line of at most `max` characters of `text`, on one line.

@@ -57,6 +57,10 @@ pub fn parse_mentions(text: &str, members: &[String]) -> Vec<String> {
     out
 }
 
+/// Read receipts of one chat go out at most this often: a marker covers everything before
+/// it, so displaying more within the interval waits for the next display.
+pub const READ_RECEIPT_INTERVAL_MS: i64 = 5_000;
+
 /// Whether every word occurs in `text`, ignoring case.
 fn matches_all(text: &str, words: &[String]) -> bool {
     let text = text.to_lowercase();
@@ -235,6 +239,79 @@ impl Client {
         }
         found.sort_by_key(|m| (m.sent_at, m.seq));
         Ok(found)
+    }
+
+    /// After this device displayed a chat's messages (up to `seq`, or as far as it displayed
+    /// any), tells the other members with one `read_up_to` marker: never for a position not
+    /// past the last one sent, at most once per [`READ_RECEIPT_INTERVAL_MS`] per chat, and
+    /// only where the chat's settings and the org's policy allow read receipts. True if sent.
+    pub async fn send_read_receipt(&mut self, chat: &str, seq: Option<u64>) -> Result<bool, Error> {
+        let _held = self.lock.hold()?;
+        let group_id = self.resolve_chat(chat)?;
+        if self.store.chat(&group_id)?.is_none_or(|c| c.removed) || self.sink.is_some() {
+            return Ok(false);
+        }
+        let up_to = match seq {
+            Some(seq) => Some(seq),
+            None => self.store.displayed_up_to(&group_id, &self.user)?,
+        };
+        let Some(up_to) = up_to else {
+            return Ok(false);
+        };
+        let now = now_millis();
+        if let Some((sent, at)) = self.store.read_sent(&group_id)? {
+            if up_to <= sent || now.saturating_sub(at) < READ_RECEIPT_INTERVAL_MS {
+                return Ok(false);
+            }
+        }
+        let group = self.load_group(&group_id)?;
+        let settings = vellum_mls::ChatSettings::from_extensions(&group.context().extensions)?;
+        let expire_secs =
+            vellum_mls::ChatPolicy::from_extensions(&group.context().extensions)?.expire_secs;
+        drop(group);
+        if !settings.read_receipts || !self.org_policy().await?.allow_read_receipts {
+            return Ok(false);
+        }
+        let payload = AppPayload::ReadUpTo {
+            seq: up_to,
+            sent_at: now,
+        };
+        // Purged by the server with the chat's messages: it says nothing once they are gone.
+        let expires_at = crate::messages::expiry(now, now, expire_secs);
+        self.send_payload(&group_id, payload, None, expires_at)
+            .await?;
+        self.store.set_read_sent(&group_id, up_to, now)?;
+        Ok(true)
+    }
+
+    /// Read receipts for what a `watch` batch displayed: per chat, up to its newest text
+    /// message from another user.
+    pub(crate) async fn read_receipts_for(&mut self, shown: &[MessageRow]) -> Result<(), Error> {
+        let mut newest: HashMap<String, u64> = HashMap::new();
+        for m in shown {
+            if let (MessageKind::Text, Some(seq)) = (m.kind, m.seq) {
+                if m.sender_user != self.user {
+                    let at = newest.entry(m.group_id.clone()).or_default();
+                    *at = (*at).max(seq);
+                }
+            }
+        }
+        for (group_id, seq) in newest {
+            self.send_read_receipt(&group_id, Some(seq)).await?;
+        }
+        Ok(())
+    }
+
+    /// Fetches the chat's delivery state (each member device's acknowledged position) from
+    /// the server, for [`crate::LocalStore::receipt_counts`].
+    pub async fn refresh_delivery(&mut self, chat: &str) -> Result<(), Error> {
+        let _held = self.lock.hold()?;
+        let group_id = self.resolve_chat(chat)?;
+        let path = format!("/v1/groups/{group_id}/cursors");
+        let cursors: GroupCursors = self
+            .request(reqwest::Method::GET, &path, None::<&()>)
+            .await?;
+        self.store.set_delivery(&group_id, &cursors.cursors)
     }
 
     /// This user's own text message `id`, or why it cannot be `what`ed.

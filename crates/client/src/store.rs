@@ -805,6 +805,102 @@ impl LocalStore {
         sp.commit().map_err(db)
     }
 
+    /// Raises what `user` has read up to in the chat (a marker never goes back).
+    pub fn note_read_marker(&self, group_id: &str, user: &str, seq: u64) -> Result<(), Error> {
+        self.lock()
+            .execute(
+                "INSERT INTO read_markers (group_id, user, seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (group_id, user) DO UPDATE SET seq = MAX(seq, ?3)",
+                params![group_id, user, seq as i64],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    /// The read marker this device last sent in the chat: (seq, when).
+    pub fn read_sent(&self, group_id: &str) -> Result<Option<(u64, i64)>, Error> {
+        self.lock()
+            .query_row(
+                "SELECT seq, sent_at FROM read_sent WHERE group_id = ?1",
+                [group_id],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db)
+    }
+
+    pub fn set_read_sent(&self, group_id: &str, seq: u64, at: i64) -> Result<(), Error> {
+        self.lock()
+            .execute(
+                "INSERT OR REPLACE INTO read_sent (group_id, seq, sent_at) VALUES (?1, ?2, ?3)",
+                params![group_id, seq as i64, at],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    /// Replaces the chat's delivery state with the server's cursors.
+    pub fn set_delivery(
+        &self,
+        group_id: &str,
+        cursors: &[vellum_wire::DeviceCursor],
+    ) -> Result<(), Error> {
+        let mut conn = self.lock();
+        let sp = conn.savepoint().map_err(db)?;
+        sp.execute("DELETE FROM delivery WHERE group_id = ?1", [group_id])
+            .map_err(db)?;
+        for c in cursors {
+            sp.execute(
+                "INSERT OR REPLACE INTO delivery (group_id, user, device_id, acked_seq) VALUES (?1, ?2, ?3, ?4)",
+                params![group_id, c.user, c.device_id, c.acked_seq as i64],
+            )
+            .map_err(db)?;
+        }
+        sp.commit().map_err(db)
+    }
+
+    /// How many users other than `sender` (and the archive) have message `seq` on a device,
+    /// and how many said they read it: (delivered, read).
+    pub fn receipt_counts(
+        &self,
+        group_id: &str,
+        seq: u64,
+        sender: &str,
+    ) -> Result<(u64, u64), Error> {
+        let conn = self.lock();
+        let count = |sql: &str| -> Result<u64, Error> {
+            conn.query_row(
+                sql,
+                params![group_id, seq as i64, sender, vellum_wire::RECORDS_USER],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(db)
+        };
+        let delivered = count(
+            "SELECT COUNT(DISTINCT user) FROM delivery
+             WHERE group_id = ?1 AND acked_seq >= ?2 AND user != ?3 AND user != ?4",
+        )?;
+        let read = count(
+            "SELECT COUNT(*) FROM read_markers
+             WHERE group_id = ?1 AND seq >= ?2 AND user != ?3 AND user != ?4",
+        )?;
+        Ok((delivered, read))
+    }
+
+    /// The newest position of a text message from another user that this device displayed.
+    pub fn displayed_up_to(&self, group_id: &str, user: &str) -> Result<Option<u64>, Error> {
+        self.lock()
+            .query_row(
+                "SELECT MAX(seq) FROM messages WHERE group_id = ?1 AND kind = 'text'
+                 AND read_at IS NOT NULL AND sender_user != ?2",
+                params![group_id, user],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(|s| s.map(|s| s as u64))
+            .map_err(db)
+    }
+
     /// Remembers that `sender_user` deleted message `id` before it arrived here.
     pub fn add_tombstone(&self, group_id: &str, id: &str, sender_user: &str) -> Result<(), Error> {
         self.lock()

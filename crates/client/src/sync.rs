@@ -707,8 +707,15 @@ impl Client {
                 sent_at,
                 ..base(RecordKind::Reaction)?
             },
-            // A read marker is delivery state, not a record: neither archived nor shown.
-            AppPayload::ReadUpTo { .. } => return Ok(None),
+            // A read marker is delivery state, not a record: neither archived nor shown. Nobody
+            // reads past the entry that says so.
+            AppPayload::ReadUpTo { seq, .. } => {
+                if self.sink.is_none() {
+                    self.store
+                        .note_read_marker(group_id, &sender.user, seq.min(entry.seq))?;
+                }
+                return Ok(None);
+            }
         };
         Ok(Some((record, extra)))
     }
@@ -971,6 +978,7 @@ impl Client {
                 let batch = self.sync().await?;
                 if !batch.is_empty() {
                     on_messages(&batch);
+                    self.read_receipts_for(&batch).await?;
                 }
                 if closed {
                     break;

@@ -251,3 +251,73 @@ fn issue_10_the_archive_keeps_every_version_and_every_reaction() {
         vellum_archiver::record::FORMAT_VERSION
     );
 }
+
+fn receipts(device: &Device, chat: &str, id: &str) -> (u64, u64) {
+    let history = device.json(&["history", chat, "--json"]);
+    let r = &by_id(&history, id)["receipts"];
+    (
+        r["delivered"].as_u64().unwrap(),
+        r["read"].as_u64().unwrap(),
+    )
+}
+
+fn read_sent(device: &Device) -> Vec<(String, i64, i64)> {
+    let conn = rusqlite::Connection::open(device.home.join("vellum.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT group_id, seq, sent_at FROM read_sent")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Delivery counts come from the server's cursors; read counts from batched `read_up_to`
+/// markers, one per chat per display, never repeated, and none where the org forbids them.
+#[test]
+fn issue_10_read_receipts_are_batched_markers_and_delivery_comes_from_cursors() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    let carol = Device::new_user(&server, root.path(), "carol");
+    alice.ok(&["chat", "create", "ops", "--with", "bob,carol"]);
+    let first = sent_id(&alice.ok(&["send", "ops", "one"]));
+    let second = sent_id(&alice.ok(&["send", "ops", "two"]));
+    assert_eq!(receipts(&alice, "ops", &second), (0, 0));
+    bob.ok(&["sync"]);
+    assert_eq!(
+        receipts(&alice, "ops", &second),
+        (1, 0),
+        "bob's device has it"
+    );
+    assert!(
+        read_sent(&bob).is_empty(),
+        "sync displays nothing: no marker"
+    );
+
+    // bob displays the chat: one marker covers both messages.
+    bob.ok(&["history", "ops"]);
+    let sent = read_sent(&bob);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    alice.ok(&["sync"]);
+    assert_eq!(receipts(&alice, "ops", &first), (1, 1));
+    assert_eq!(receipts(&alice, "ops", &second), (1, 1));
+    // Displaying again sends nothing new: the position is not past the last marker.
+    bob.ok(&["history", "ops"]);
+    assert_eq!(read_sent(&bob), sent);
+
+    // carol's device gets them; then the org forbids read receipts: she sends none.
+    carol.ok(&["sync"]);
+    assert_eq!(receipts(&alice, "ops", &second), (2, 1));
+    run_ok(
+        vellum()
+            .args(["admin", "--server", &server.url, "--token-file"])
+            .arg(server.token_file())
+            .args(["policy", "set", "--read-receipts", "false"]),
+    );
+    carol.ok(&["history", "ops"]);
+    assert!(read_sent(&carol).is_empty());
+    alice.ok(&["sync"]);
+    assert_eq!(receipts(&alice, "ops", &second), (2, 1));
+}
