@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::harness::*;
-use crate::records::{records_org, wait_for_records};
+use crate::records::{records_org, wait_for_records, wait_until};
 
 fn sent_id(out: &std::process::Output) -> String {
     last_line(out)
@@ -184,7 +184,20 @@ fn issue_10_the_archive_keeps_every_version_and_every_reaction() {
     bob.ok(&["sync"]);
     bob.ok(&["send", "kept", "@alice agreed", "--reply-to", &first]);
     bob.ok(&["react", "kept", &first, "👍"]);
+    // bob displays the chat: his read marker goes out, and is no record.
+    bob.ok(&["history", "kept"]);
+    assert_eq!(read_sent(&bob).len(), 1);
     wait_for_records(&archiver, 7);
+    // Once the archiver consumed everything, the marker included, the count is still 7.
+    wait_until("no archiver backlog", || {
+        let out = run_ok(
+            vellum()
+                .args(["admin", "--server", &server.url, "--token-file"])
+                .arg(server.token_file())
+                .args(["status", "--json"]),
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["archiver_backlog"] == 0
+    });
     for share in ["share-1", "share-2"] {
         run_ok(
             archiver
@@ -249,6 +262,16 @@ fn issue_10_the_archive_keeps_every_version_and_every_reaction() {
     assert_eq!(
         reactions[0].version,
         vellum_archiver::record::FORMAT_VERSION
+    );
+    assert!(
+        hits.iter()
+            .all(|h| !matches!(h.event.kind, RecordKind::Unknown { .. })),
+        "every kind is known, and a read marker is not archived: {hits:?}"
+    );
+    assert_eq!(
+        hits.len(),
+        5,
+        "two messages, two edits, one reaction: {hits:?}"
     );
 }
 
