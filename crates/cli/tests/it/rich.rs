@@ -66,6 +66,26 @@ fn issue_10_replies_edits_reactions_and_mentions_end_to_end() {
     assert_eq!(edits[0]["sender"], "alice");
     let err = bob.fails(&["edit", "ops", &first, "forged"]);
     assert!(err.contains("only edit your own"), "{err}");
+    // `-` reads the new text from standard input, bounded.
+    let edit_from_stdin = |input: Vec<u8>| {
+        use std::io::Write;
+        let mut child = alice
+            .cmd()
+            .args(["edit", "ops", &first, "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let too_long = edit_from_stdin(vec![b'x'; 16 * 1024 + 1]);
+    assert!(!too_long.status.success());
+    assert!(String::from_utf8_lossy(&too_long.stderr).contains("16384"));
+    assert!(edit_from_stdin(b"the figures for Q4 are in\n".to_vec())
+        .status
+        .success());
 
     // Reactions: one per member per emoji; withdrawn with --remove.
     bob.ok(&["react", "ops", &first, "👍"]);
