@@ -278,6 +278,10 @@ mod tests {
             burn_secs: None,
             log_hash: Some(format!("{seq:064x}")),
             salt: Some(format!("{:064x}", seq + 100)),
+            reply_to: None,
+            mentions: Vec::new(),
+            target: None,
+            remove: false,
         }
     }
 

@@ -40,6 +40,55 @@ async fn seal(records_api: &Api, officer: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// Issue 10: a reply quoting its parent, an edit (the archive would keep both versions), a
+/// reaction; bob's view folds them into the messages.
+async fn rich_messages(alice: &mut Client, bob: &mut Client, chat: &str) -> Result<()> {
+    heading("replies, edits and reactions");
+    let parent = bob
+        .history(chat)?
+        .into_iter()
+        .find(|m| m.sender_user == "bob" && m.kind == MessageKind::Text)
+        .ok_or_else(|| anyhow::anyhow!("bob's message is missing"))?;
+    let reply = alice
+        .send_message(
+            chat,
+            vellum_client::OutgoingMessage {
+                text: "@bob Which vehicles?".into(),
+                reply_to: Some(parent.id.clone()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    alice
+        .edit(chat, &reply.id, "@bob Which two vehicles?")
+        .await?;
+    bob.sync().await?;
+    bob.react(chat, &reply.id, "👍", false).await?;
+    alice.sync().await?;
+    let shown = alice
+        .history(chat)?
+        .into_iter()
+        .find(|m| m.id == reply.id)
+        .ok_or_else(|| anyhow::anyhow!("the reply is missing"))?;
+    let reactions = alice.reactions(&shown.group_id, &shown.id)?;
+    println!("    <{}> {}", parent.sender_user, parent.text);
+    println!(
+        "    <alice> {}  (reply to bob's; edited; mentions {}; reactions: {})",
+        shown.text,
+        shown.extra.mentions.join(", "),
+        reactions
+            .iter()
+            .map(|r| format!("{} {}", r.emoji, r.users.join(", ")))
+            .collect::<Vec<_>>()
+            .join("  ")
+    );
+    ensure!(
+        shown.extra.edited_at.is_some() && reactions.len() == 1,
+        "the edit and the reaction reached alice's view"
+    );
+    Ok(())
+}
+
 fn heading(text: &str) {
     println!("\n== {text}");
 }
@@ -50,7 +99,9 @@ fn show(who: &str, client: &Client, chat: &str) -> Result<()> {
     for m in history {
         match m.kind {
             MessageKind::Text => println!("    <{}> {}", m.sender_user, safe(&m.text)),
-            MessageKind::Event => println!("    * {}", safe(&m.text)),
+            MessageKind::Event | MessageKind::Reaction | MessageKind::Edit => {
+                println!("    * {}", safe(&m.text))
+            }
         }
     }
     Ok(())
@@ -122,6 +173,8 @@ pub async fn run() -> Result<()> {
     show("bob", &bob, &chat)?;
     show("carol", &carol, &chat)?;
     forged_lines_stay_inside_their_message(&mut alice, &mut bob, &chat).await?;
+
+    rich_messages(&mut alice, &mut bob, &chat).await?;
 
     roles(&mut alice, &mut bob, &chat).await?;
 

@@ -4,6 +4,7 @@ mod chat_admin;
 mod demo;
 mod output;
 mod records;
+mod rich;
 mod witness;
 
 use std::net::SocketAddr;
@@ -139,6 +140,9 @@ enum Command {
         /// The message, or `-` to read it from standard input. At most 16 KiB (16384 bytes);
         /// a message of only whitespace is refused.
         text: String,
+        /// The id of the message this one replies to (shown quoted above it).
+        #[arg(long = "reply-to", value_name = "MSG_ID")]
+        reply_to: Option<String>,
         /// Expire this message sooner than the chat's default (30s, 10m, 12h, 7d).
         #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
         expire: Option<String>,
@@ -146,6 +150,50 @@ enum Command {
         #[arg(long = "burn-on-read", value_name = "DUR", allow_hyphen_values = true)]
         burn_on_read: Option<String>,
         /// Print the sent message's id as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the text of one of your messages for everyone (TEXT `-`: standard input,
+    /// at most 16 KiB). The archive keeps every version.
+    #[command(after_help = "Example: vellum edit field-ops 3f2a…c1 \"Crossing at 0700\"")]
+    Edit {
+        /// The chat: its title or id.
+        chat: String,
+        /// The id of your message to edit.
+        message_id: String,
+        /// The new text, or `-` to read it from standard input.
+        text: String,
+        /// Print the edit as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// React to a message with one emoji, or withdraw your reaction with --remove.
+    #[command(after_help = "Example: vellum react field-ops 3f2a…c1 👍")]
+    React {
+        /// The chat: its title or id.
+        chat: String,
+        /// The id of the message to react to.
+        message_id: String,
+        /// One emoji.
+        emoji: String,
+        /// Withdraw this reaction.
+        #[arg(long)]
+        remove: bool,
+        /// Print the reaction as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search your unexpired local history: messages containing every word, in any case.
+    /// Nothing is indexed on disk.
+    #[command(after_help = "Example: vellum search north gate --chat field-ops")]
+    Search {
+        /// Words that must all appear (any case).
+        #[arg(required = true)]
+        words: Vec<String>,
+        /// Only this chat.
+        #[arg(long)]
+        chat: Option<String>,
+        /// Print the matches as one JSON array.
         #[arg(long)]
         json: bool,
     },
@@ -840,6 +888,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Send {
             chat,
             text,
+            reply_to,
             expire,
             burn_on_read,
             json,
@@ -851,7 +900,13 @@ async fn run(cli: Cli) -> Result<()> {
             let text = message_text(text)?;
             let mut client = Client::open(&home(&cli.home)?)?;
             client.catch_up().await?;
-            let sent = client.send_with(&chat, &text, overrides).await?;
+            let message = vellum_client::OutgoingMessage {
+                text,
+                reply_to,
+                timers: overrides,
+                ..Default::default()
+            };
+            let sent = client.send_message(&chat, message).await?;
             match json {
                 true => println!(
                     "{}",
@@ -860,12 +915,36 @@ async fn run(cli: Cli) -> Result<()> {
                 false => println!("sent {}", sent.id),
             }
         }
-        Command::Read { chat, json } => {
+        Command::Edit {
+            chat,
+            message_id,
+            text,
+            json,
+        } => {
+            let mut client = Client::open(&home(&cli.home)?)?;
+            rich::edit(&mut client, &chat, &message_id, &text, json).await?;
+        }
+        Command::React {
+            chat,
+            message_id,
+            emoji,
+            remove,
+            json,
+        } => {
+            let mut client = Client::open(&home(&cli.home)?)?;
+            rich::react(&mut client, &chat, &message_id, &emoji, remove, json).await?;
+        }
+        Command::Search { words, chat, json } => {
             let client = Client::open(&home(&cli.home)?)?;
+            rich::search(&client, &words, chat.as_deref(), json)?;
+        }
+        Command::Read { chat, json } => {
+            let mut client = Client::open(&home(&cli.home)?)?;
             let out = Output::new(json);
             for m in client.read(&chat)? {
                 out.message(client.store(), &m)?;
             }
+            rich::after_display(&mut client, &chat).await;
         }
         Command::Delete {
             chat,
@@ -953,11 +1032,13 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::History { chat, json } => {
-            let client = Client::open(&home(&cli.home)?)?;
+            let mut client = Client::open(&home(&cli.home)?)?;
             let out = Output::new(json);
+            rich::before_display(&mut client, &chat).await;
             for m in client.history(&chat)? {
                 out.message(client.store(), &m)?;
             }
+            rich::after_display(&mut client, &chat).await;
         }
         Command::Watch { json } => {
             let mut client = Client::open(&home(&cli.home)?)?;
@@ -1512,7 +1593,7 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
                         .unwrap_or("unknown")
                 })
                 .collect();
-            Output::new(json).chats(&chats, &classes)?
+            Output::new(json).chats(&chats, &classes, &client.unread_counts()?)?
         }
         ChatCommand::Members {
             chat,

@@ -212,6 +212,7 @@ impl Output {
             if let Some(event) = &m.event {
                 line["event"] = serde_json::to_value(event)?;
             }
+            crate::rich::extend_json(store, m, &mut line)?;
             println!("{line}");
         } else {
             // Account notices (key directory news about this user) belong to no chat.
@@ -233,19 +234,35 @@ impl Output {
                     println!(
                         "{}{gone}",
                         message_lines(&when, &chat, &m.sender_user, &m.text, &m.id)
-                    )
+                    );
+                    for detail in crate::rich::detail_lines(store, m)? {
+                        println!("    {}", safe(&detail));
+                    }
                 }
                 // An event is one line: a newline in it (a title, say) is shown escaped.
                 MessageKind::Event => println!("[{when}] {} * {}", safe(&chat), safe(&m.text)),
+                MessageKind::Reaction | MessageKind::Edit => {
+                    println!(
+                        "[{when}] {} * {}",
+                        safe(&chat),
+                        safe(&crate::rich::about_sentence(store, m)?)
+                    )
+                }
             }
         }
         Ok(())
     }
 
-    pub fn chats(&self, chats: &[ChatRow], classes: &[&str]) -> Result<()> {
+    pub fn chats(
+        &self,
+        chats: &[ChatRow],
+        classes: &[&str],
+        unread: &std::collections::HashMap<String, u64>,
+    ) -> Result<()> {
         if self.json {
             let items = chats.iter().zip(classes).map(|(c, class)| {
-                json!({ "id": c.group_id, "title": c.title, "removed": c.removed, "class": class, "held": c.held })
+                let unread = unread.get(&c.group_id).copied().unwrap_or(0);
+                json!({ "id": c.group_id, "title": c.title, "removed": c.removed, "class": class, "held": c.held, "unread": unread })
             });
             json_array(items.collect());
             return Ok(());
@@ -265,7 +282,11 @@ impl Output {
             } else {
                 ""
             };
-            println!("{}  {title}  [{class}]{held}{removed}", c.group_id);
+            let unread = match unread.get(&c.group_id).copied().unwrap_or(0) {
+                0 => String::new(),
+                n => format!("  ({n} unread)"),
+            };
+            println!("{}  {title}  [{class}]{unread}{held}{removed}", c.group_id);
         }
         Ok(())
     }

@@ -75,6 +75,18 @@ pub enum ChatEvent {
     /// Anything else, as a sentence: the chat's class, a conversion, legal holds, records
     /// warnings, and every event of a version before typed events.
     Notice { text: String },
+    /// Issue 10: `by` reacted to message `target` with `emoji` (or, with `remove`, withdrew
+    /// it). The row of a [`crate::MessageKind::Reaction`].
+    Reacted {
+        by: String,
+        target: String,
+        emoji: String,
+        #[serde(default)]
+        remove: bool,
+    },
+    /// Issue 10: `by` edited their message `target` (which now holds the newest text). The
+    /// row of a [`crate::MessageKind::Edit`].
+    Edited { by: String, target: String },
 }
 
 /// A device id as events print it: enough to tell devices apart, short enough to read.
@@ -86,6 +98,14 @@ pub(crate) fn short_device(device_id: &str) -> String {
 }
 
 impl ChatEvent {
+    /// The message a reaction or an edit is about.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            ChatEvent::Reacted { target, .. } | ChatEvent::Edited { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+
     /// The event as one sentence ("alice added carol").
     pub fn text(&self) -> String {
         match self {
@@ -173,6 +193,14 @@ impl ChatEvent {
             ChatEvent::DirectoryAlarm { text }
             | ChatEvent::RolesAlarm { text }
             | ChatEvent::Notice { text } => text.clone(),
+            ChatEvent::Reacted {
+                by,
+                emoji,
+                remove: false,
+                ..
+            } => format!("{by} reacted {emoji}"),
+            ChatEvent::Reacted { by, emoji, .. } => format!("{by} withdrew their {emoji}"),
+            ChatEvent::Edited { by, .. } => format!("{by} edited a message"),
         }
     }
 }

@@ -16,6 +16,7 @@ mod monitor;
 mod names;
 mod rewind;
 mod roles;
+mod rich;
 mod store;
 mod sync;
 mod trust;
@@ -36,13 +37,15 @@ pub use devices::{ApprovalStep, DeviceEntry, DevicesView, Revocation, VetoedRese
 pub use directory::{KnownIdentity, SafetyNumber, DIRECTORY_ALARM};
 pub use events::ChatEvent;
 use lock::ProfileLock;
-pub use messages::MessageTimers;
+pub use messages::{MessageTimers, OutgoingMessage};
 pub use monitor::{RecordsLogView, RECORDS_LOG_CHANGED};
 pub use names::MIN_PREFIX;
 pub use reqwest::Method;
 pub use roles::Manage;
+pub use rich::{fold_reactions, parse_mentions, ReactionCount};
 pub use store::{
-    ChatRow, LocalStore, LogPosition, MessageKind, MessageRow, ShredReason, Shredded, StoredReceipt,
+    ChatRow, LocalStore, LogPosition, MessageExtra, MessageKind, MessageRow, ShredReason, Shredded,
+    StoredReceipt,
 };
 use store::{MlsGroupStorage, MlsKeyPackageStorage};
 pub use sync::{CANNOT_DISPLAY, SHRED_TICK};

@@ -54,6 +54,12 @@ pub enum MessageKind {
     Text,
     /// Something that happened: a membership change, a timer change, a deletion.
     Event,
+    /// Issue 10: a member's reaction to a message (its `event` says which and to what).
+    /// Folded into its message by `history`; shown on its own by `sync` and `watch`.
+    Reaction,
+    /// Issue 10: the sender edited a message (its `event` says which; the message itself
+    /// holds the newest text). Shown on its own by `sync` and `watch`.
+    Edit,
 }
 
 impl MessageKind {
@@ -61,6 +67,8 @@ impl MessageKind {
         match self {
             MessageKind::Text => "text",
             MessageKind::Event => "event",
+            MessageKind::Reaction => "reaction",
+            MessageKind::Edit => "edit",
         }
     }
 }
@@ -92,6 +100,31 @@ pub struct MessageRow {
     pub salt: Option<[u8; 32]>,
     /// What an event row means (its `text` is this event's sentence); `None` for text.
     pub event: Option<ChatEvent>,
+    /// A text message's reply, mentions, files and edit time (issue 10).
+    pub extra: MessageExtra,
+}
+
+/// What a text message carries beyond its text (issue 10). Stored sealed with the message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MessageExtra {
+    /// The id of the message this one replies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// User names the message mentions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
+    /// End-to-end encrypted files (their keys included: this is the device's own copy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<vellum_wire::AttachmentRef>,
+    /// When its sender last edited it (the sender's clock, Unix ms); `text` is the newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+}
+
+impl MessageExtra {
+    pub fn is_empty(&self) -> bool {
+        self == &MessageExtra::default()
+    }
 }
 
 /// A verified archive receipt of one of this device's messages.
@@ -149,7 +182,27 @@ fn event_aad(group_id: &str, id: &str) -> Vec<u8> {
     format!("vellum-message-event-v1/{group_id}/{id}").into_bytes()
 }
 
-const MESSAGE_COLUMNS: &str = "m.group_id, m.id, m.kind, m.sender_user, m.sender_device, m.sent_at, m.received_at, m.seq, m.body, m.expires_at, m.burn_secs, m.read_at, m.burn_at, k.key, m.archived_leaf, m.salt, m.event_json";
+fn extra_aad(group_id: &str, id: &str) -> Vec<u8> {
+    format!("vellum-message-extra-v1/{group_id}/{id}").into_bytes()
+}
+
+/// A message's extra, sealed under its key; `None` when there is nothing to keep.
+fn seal_extra(
+    key: &[u8],
+    group_id: &str,
+    id: &str,
+    extra: &MessageExtra,
+) -> Result<Option<Vec<u8>>, Error> {
+    if extra.is_empty() {
+        return Ok(None);
+    }
+    let json = serde_json::to_vec(extra).map_err(|e| Error::Store(e.to_string()))?;
+    vellum_mls::at_rest::seal(key, &extra_aad(group_id, id), &json)
+        .map(Some)
+        .map_err(|e| Error::Store(e.to_string()))
+}
+
+const MESSAGE_COLUMNS: &str = "m.group_id, m.id, m.kind, m.sender_user, m.sender_device, m.sent_at, m.received_at, m.seq, m.body, m.expires_at, m.burn_secs, m.read_at, m.burn_at, k.key, m.archived_leaf, m.salt, m.event_json, m.extra_json";
 
 /// Reads a row of MESSAGE_COLUMNS and opens its body; `None` if its key is gone.
 fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
@@ -169,25 +222,39 @@ fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
         .get::<_, Option<Vec<u8>>>(15)?
         .and_then(|sealed| vellum_mls::at_rest::open(&key, &salt_aad(&group_id, &id), &sealed).ok())
         .and_then(|salt| <[u8; 32]>::try_from(&salt[..]).ok());
-    let kind = if r.get::<_, String>(2)? == "event" {
-        MessageKind::Event
-    } else {
-        MessageKind::Text
+    let kind = match r.get::<_, String>(2)?.as_str() {
+        "event" => MessageKind::Event,
+        "reaction" => MessageKind::Reaction,
+        "edit" => MessageKind::Edit,
+        _ => MessageKind::Text,
     };
     let text = String::from_utf8_lossy(&text).into_owned();
     // An event from before typed events (V6), or of a type a newer version wrote, is a notice
     // of its sentence.
+    let typed = r
+        .get::<_, Option<Vec<u8>>>(16)?
+        .and_then(|sealed| {
+            vellum_mls::at_rest::open(&key, &event_aad(&group_id, &id), &sealed).ok()
+        })
+        .and_then(|json| serde_json::from_slice::<ChatEvent>(&json).ok());
     let event = match kind {
         MessageKind::Text => None,
-        MessageKind::Event => Some(
-            r.get::<_, Option<Vec<u8>>>(16)?
-                .and_then(|sealed| {
-                    vellum_mls::at_rest::open(&key, &event_aad(&group_id, &id), &sealed).ok()
-                })
-                .and_then(|json| serde_json::from_slice(&json).ok())
-                .unwrap_or_else(|| ChatEvent::Notice { text: text.clone() }),
-        ),
+        MessageKind::Event => {
+            Some(typed.unwrap_or_else(|| ChatEvent::Notice { text: text.clone() }))
+        }
+        // Without its typed event a reaction or edit means nothing: not shown.
+        MessageKind::Reaction | MessageKind::Edit => match typed {
+            Some(event) if event.target().is_some() => Some(event),
+            _ => return Ok(None),
+        },
     };
+    let extra = r
+        .get::<_, Option<Vec<u8>>>(17)?
+        .and_then(|sealed| {
+            vellum_mls::at_rest::open(&key, &extra_aad(&group_id, &id), &sealed).ok()
+        })
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .unwrap_or_default();
     Ok(Some(MessageRow {
         group_id,
         id,
@@ -205,6 +272,7 @@ fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
         archived_leaf: r.get::<_, Option<i64>>(14)?.map(|l| l as u64),
         salt,
         event,
+        extra,
     }))
 }
 
@@ -448,6 +516,7 @@ impl LocalStore {
                     .map_err(|e| Error::Store(e.to_string()))
             })
             .transpose()?;
+        let extra = seal_extra(&key, &m.group_id, &m.id, &m.extra)?;
         let mut conn = self.lock();
         let sp = conn.savepoint().map_err(db)?;
         let inserted = sp
@@ -455,8 +524,8 @@ impl LocalStore {
                 // Events and received messages wait to be shown by sync or watch; this
                 // device's own sends (no log position yet) are not news to it, nor is the
                 // state a chat was created or joined in (position 0: class, timers).
-                "INSERT OR IGNORE INTO messages (group_id, id, kind, sender_user, sender_device, sent_at, received_at, seq, body, expires_at, burn_secs, read_at, burn_at, salt, event_json, shown)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                "INSERT OR IGNORE INTO messages (group_id, id, kind, sender_user, sender_device, sent_at, received_at, seq, body, expires_at, burn_secs, read_at, burn_at, salt, event_json, extra_json, target, shown)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
                          CASE WHEN ?8 = 0 THEN 1 WHEN ?3 = 'event' OR ?8 IS NOT NULL THEN 0 ELSE 1 END)",
                 params![
                     m.group_id,
@@ -473,7 +542,9 @@ impl LocalStore {
                     m.read_at,
                     m.burn_at,
                     salt,
-                    event
+                    event,
+                    extra,
+                    m.event.as_ref().and_then(ChatEvent::target)
                 ],
             )
             .map_err(db)?
@@ -551,9 +622,86 @@ impl LocalStore {
         Ok(row.flatten())
     }
 
-    /// The chat's history, oldest first, as far as it is not shredded.
+    /// The chat's history, oldest first, as far as it is not shredded: its messages and
+    /// events (reactions and edits are folded into their messages, see [`Self::about`]).
     pub fn history(&self, group_id: &str) -> Result<Vec<MessageRow>, Error> {
-        self.query_messages("m.group_id = ?1", group_id)
+        self.query_messages("m.group_id = ?1 AND m.kind IN ('text', 'event')", group_id)
+    }
+
+    /// The reaction and edit rows about message `target`, in log order.
+    pub fn about(&self, group_id: &str, target: &str) -> Result<Vec<MessageRow>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN message_keys k USING (group_id, id)
+                 WHERE m.group_id = ?1 AND m.target = ?2
+                 ORDER BY COALESCE(m.seq, 9223372036854775807), m.rowid"
+            ))
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![group_id, target], read_message)
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(m) = row.map_err(db)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces a text message's text with its newest version and records when it was
+    /// edited, re-sealed under the message's own key. False if the message is not here.
+    pub fn edit_message(
+        &self,
+        group_id: &str,
+        id: &str,
+        text: &str,
+        edited_at: i64,
+    ) -> Result<bool, Error> {
+        let Some(message) = self.message(group_id, id)? else {
+            return Ok(false);
+        };
+        let conn = self.lock();
+        let key: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT key FROM message_keys WHERE group_id = ?1 AND id = ?2",
+                params![group_id, id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)?;
+        let Some(key) = key.map(zeroize::Zeroizing::new) else {
+            return Ok(false);
+        };
+        let body = vellum_mls::at_rest::seal(&key, &aad(group_id, id), text.as_bytes())
+            .map_err(|e| Error::Store(e.to_string()))?;
+        let extra = MessageExtra {
+            edited_at: Some(edited_at),
+            ..message.extra
+        };
+        let extra = seal_extra(&key, group_id, id, &extra)?;
+        conn.execute(
+            "UPDATE messages SET body = ?3, extra_json = ?4 WHERE group_id = ?1 AND id = ?2",
+            params![group_id, id, body, extra],
+        )
+        .map_err(db)?;
+        Ok(true)
+    }
+
+    /// Unread text messages per chat (those not displayed on this device yet).
+    pub fn unread_counts(&self) -> Result<std::collections::HashMap<String, u64>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT m.group_id, COUNT(*) FROM messages m JOIN message_keys k USING (group_id, id)
+                 WHERE m.kind = 'text' AND m.read_at IS NULL GROUP BY m.group_id",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
     }
 
     /// This device's text messages the server has not acknowledged (a send cut off by a lost
@@ -659,6 +807,120 @@ impl LocalStore {
                 params![group_id, now],
             )
             .map(|_| ())
+            .map_err(db)
+    }
+
+    /// Marks some text messages displayed at `now` (a search showed them), starting their
+    /// burn timers as [`Self::mark_read`] does.
+    pub fn mark_read_ids(&self, group_id: &str, ids: &[String], now: i64) -> Result<(), Error> {
+        let mut conn = self.lock();
+        let sp = conn.savepoint().map_err(db)?;
+        for id in ids {
+            sp.execute(
+                "UPDATE messages SET read_at = ?3,
+                     burn_at = CASE WHEN burn_secs IS NULL THEN NULL
+                                    ELSE MIN(?3 + burn_secs * 1000, COALESCE(expires_at, 9223372036854775807)) END
+                 WHERE group_id = ?1 AND id = ?2 AND kind = 'text' AND read_at IS NULL",
+                params![group_id, id, now],
+            )
+            .map_err(db)?;
+        }
+        sp.commit().map_err(db)
+    }
+
+    /// Raises what `user` has read up to in the chat (a marker never goes back).
+    pub fn note_read_marker(&self, group_id: &str, user: &str, seq: u64) -> Result<(), Error> {
+        self.lock()
+            .execute(
+                "INSERT INTO read_markers (group_id, user, seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (group_id, user) DO UPDATE SET seq = MAX(seq, ?3)",
+                params![group_id, user, seq as i64],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    /// The read marker this device last sent in the chat: (seq, when).
+    pub fn read_sent(&self, group_id: &str) -> Result<Option<(u64, i64)>, Error> {
+        self.lock()
+            .query_row(
+                "SELECT seq, sent_at FROM read_sent WHERE group_id = ?1",
+                [group_id],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db)
+    }
+
+    pub fn set_read_sent(&self, group_id: &str, seq: u64, at: i64) -> Result<(), Error> {
+        self.lock()
+            .execute(
+                "INSERT OR REPLACE INTO read_sent (group_id, seq, sent_at) VALUES (?1, ?2, ?3)",
+                params![group_id, seq as i64, at],
+            )
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    /// Replaces the chat's delivery state with the server's cursors.
+    pub fn set_delivery(
+        &self,
+        group_id: &str,
+        cursors: &[vellum_wire::DeviceCursor],
+    ) -> Result<(), Error> {
+        let mut conn = self.lock();
+        let sp = conn.savepoint().map_err(db)?;
+        sp.execute("DELETE FROM delivery WHERE group_id = ?1", [group_id])
+            .map_err(db)?;
+        for c in cursors {
+            sp.execute(
+                "INSERT OR REPLACE INTO delivery (group_id, user, device_id, acked_seq) VALUES (?1, ?2, ?3, ?4)",
+                params![group_id, c.user, c.device_id, c.acked_seq as i64],
+            )
+            .map_err(db)?;
+        }
+        sp.commit().map_err(db)
+    }
+
+    /// How many users other than `sender` (and the archive) have message `seq` on a device,
+    /// and how many said they read it: (delivered, read).
+    pub fn receipt_counts(
+        &self,
+        group_id: &str,
+        seq: u64,
+        sender: &str,
+    ) -> Result<(u64, u64), Error> {
+        let conn = self.lock();
+        let count = |sql: &str| -> Result<u64, Error> {
+            conn.query_row(
+                sql,
+                params![group_id, seq as i64, sender, vellum_wire::RECORDS_USER],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(db)
+        };
+        let delivered = count(
+            "SELECT COUNT(DISTINCT user) FROM delivery
+             WHERE group_id = ?1 AND acked_seq >= ?2 AND user != ?3 AND user != ?4",
+        )?;
+        let read = count(
+            "SELECT COUNT(*) FROM read_markers
+             WHERE group_id = ?1 AND seq >= ?2 AND user != ?3 AND user != ?4",
+        )?;
+        Ok((delivered, read))
+    }
+
+    /// The newest position of a text message from another user that this device displayed.
+    pub fn displayed_up_to(&self, group_id: &str, user: &str) -> Result<Option<u64>, Error> {
+        self.lock()
+            .query_row(
+                "SELECT MAX(seq) FROM messages WHERE group_id = ?1 AND kind = 'text'
+                 AND read_at IS NOT NULL AND sender_user != ?2",
+                params![group_id, user],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(|s| s.map(|s| s as u64))
             .map_err(db)
     }
 
@@ -823,6 +1085,20 @@ impl LocalStore {
         Ok(due)
     }
 
+    /// Shreds rows that are not due (a reaction replaced by the same member's newer one).
+    pub fn shred_ids(&self, group_id: &str, ids: &[String]) -> Result<(), Error> {
+        let rows: Vec<Shredded> = ids
+            .iter()
+            .map(|id| Shredded {
+                group_id: group_id.to_owned(),
+                id: id.clone(),
+                reason: ShredReason::Deleted,
+                due_at: 0,
+            })
+            .collect();
+        self.shred_rows(&rows)
+    }
+
     /// Shreds one message now (delete for everyone). False if it was not here.
     pub fn shred(&self, group_id: &str, id: &str) -> Result<bool, Error> {
         let exists = self
@@ -865,6 +1141,18 @@ impl LocalStore {
             .map_err(db)?;
             sp.execute(
                 "DELETE FROM messages WHERE group_id = ?1 AND id = ?2",
+                params![r.group_id, r.id],
+            )
+            .map_err(db)?;
+            // Its reactions and edits go with it (issue 10).
+            sp.execute(
+                "DELETE FROM message_keys WHERE group_id = ?1 AND id IN
+                     (SELECT id FROM messages WHERE group_id = ?1 AND target = ?2)",
+                params![r.group_id, r.id],
+            )
+            .map_err(db)?;
+            sp.execute(
+                "DELETE FROM messages WHERE group_id = ?1 AND target = ?2",
                 params![r.group_id, r.id],
             )
             .map_err(db)?;
@@ -1175,6 +1463,7 @@ mod tests {
             archived_leaf: None,
             salt: None,
             event: None,
+            extra: MessageExtra::default(),
         };
         assert!(store.add_message(&m).unwrap());
         assert!(
@@ -1219,6 +1508,7 @@ mod shredding {
             archived_leaf: None,
             salt: None,
             event: None,
+            extra: MessageExtra::default(),
         }
     }
 
@@ -1319,6 +1609,66 @@ mod shredding {
         // Event rows expire as they did before (their own `expires_at`), typed or not.
         assert_eq!(store.shred_due(1_000).unwrap().len(), 1);
         assert_eq!(store.history("g").unwrap(), vec![typed]);
+    }
+
+    #[test]
+    fn issue_10_message_extras_are_sealed_at_rest_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store.add_chat("g", None, 0).unwrap();
+        let extra = MessageExtra {
+            reply_to: Some("parent".into()),
+            mentions: vec!["MARKER-mentioned".into()],
+            attachments: vec![vellum_wire::AttachmentRef {
+                blob: "b1".into(),
+                name: "MARKER-file-name.pdf".into(),
+                size: 3,
+                sha256: "00".repeat(32),
+                mime: "application/pdf".into(),
+                key: "a2V5".into(),
+                nonce: "bm9uY2U=".into(),
+                chunk_size: 65536,
+            }],
+            edited_at: Some(7),
+        };
+        let rich = MessageRow {
+            extra: extra.clone(),
+            ..message("m1", "with extras", Some(1_000), None)
+        };
+        store.add_message(&rich).unwrap();
+        store
+            .add_message(&message("m2", "plain", None, None))
+            .unwrap();
+        for marker in [&b"MARKER-mentioned"[..], b"MARKER-file-name"] {
+            assert!(
+                !file_contains(dir.path(), marker),
+                "the extra is not plaintext in any file"
+            );
+        }
+        let history = store.history("g").unwrap();
+        assert_eq!(history[0].extra, extra);
+        assert!(history[1].extra.is_empty());
+        let stored: Option<Vec<u8>> = store
+            .lock()
+            .query_row("SELECT extra_json FROM messages WHERE id = 'm2'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(
+            stored, None,
+            "nothing is stored for a message without extras"
+        );
+        // Shredded with its message.
+        store.shred_due(1_000).unwrap();
+        let left: i64 = store
+            .lock()
+            .query_row(
+                "SELECT COUNT(*) FROM messages WHERE extra_json IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
     }
 
     #[test]

@@ -13,7 +13,9 @@ use vellum_wire::*;
 use vellum_record::{Record, RecordKind};
 
 use crate::messages::expiry;
-use crate::{now_millis, random_id, Client, Error, Group, Member, MessageKind, MessageRow};
+use crate::{
+    now_millis, random_id, Client, Error, Group, Member, MessageExtra, MessageKind, MessageRow,
+};
 
 /// What a member sees in place of a payload this version cannot interpret.
 pub const CANNOT_DISPLAY: &str = "a message this version cannot display";
@@ -227,19 +229,10 @@ impl Client {
                     break;
                 }
             }
-            let payload = AppPayload::Text {
-                id: row.id.clone(),
-                text: row.text.clone(),
-                sent_at: row.sent_at,
-                expire_secs: row
-                    .expires_at
-                    .map(|e| ((e - row.sent_at).max(0) / 1000) as u64),
-                burn_secs: row.burn_secs,
-                salt: row.salt.map(hex::encode),
-                reply_to: None,
-                mentions: Vec::new(),
-                attachments: Vec::new(),
-            };
+            let expire_secs = row
+                .expires_at
+                .map(|e| ((e - row.sent_at).max(0) / 1000) as u64);
+            let payload = crate::messages::text_payload(&row, expire_secs);
             match self
                 .send_payload(&row.group_id, payload, Some(&row), row.expires_at)
                 .await
@@ -393,6 +386,10 @@ impl Client {
                         burn_secs: policy.burn_secs,
                         log_hash: None,
                         salt: None,
+                        reply_to: None,
+                        mentions: Vec::new(),
+                        target: None,
+                        remove: false,
                     })
                 }
                 None => Ok(()),
@@ -474,13 +471,18 @@ impl Client {
                                 &members_before,
                             )? {
                                 None => Processed::Nothing,
-                                Some(event) if self.sink.is_some() => self.archive_event(event)?,
+                                Some((event, _)) if self.sink.is_some() => {
+                                    self.archive_event(event)?
+                                }
                                 // A rename is taken from admins only (issue 10).
-                                Some(Record {
-                                    kind: RecordKind::Title,
-                                    text: Some(title),
-                                    ..
-                                }) => match self.receive_title(
+                                Some((
+                                    Record {
+                                        kind: RecordKind::Title,
+                                        text: Some(title),
+                                        ..
+                                    },
+                                    _,
+                                )) => match self.receive_title(
                                     group_id,
                                     entry.seq,
                                     &sender.user,
@@ -490,7 +492,9 @@ impl Client {
                                     Some(row) => Processed::Shown(Box::new(row)),
                                     None => Processed::Nothing,
                                 },
-                                Some(event) => self.apply_event(event, chat_policy)?,
+                                Some((event, extra)) => {
+                                    self.apply_event(event, extra, chat_policy)?
+                                }
                             }
                         }
                     };
@@ -672,12 +676,17 @@ impl Client {
             // Only a well-formed hash names the entry (an older server sends none).
             log_hash: crate::rewind::parse_hash(entry.log_hash.as_deref()).map(hex::encode),
             salt: None,
+            reply_to: None,
+            mentions: Vec::new(),
+            target: None,
+            remove: false,
         })
     }
 
     /// The one interpretation of a decrypted application payload: the event it means, which
     /// the local history (`apply_event`) and the archive (`archive_event`) both consume.
-    /// `None` (reported) for a payload that is not even an object with a kind.
+    /// `None` (reported) for a payload that is not even an object with a kind. With it, what
+    /// a text message carries beyond the record (issue 10: reply, mentions, files).
     fn payload_event(
         &self,
         group_id: &str,
@@ -685,7 +694,7 @@ impl Client {
         data: &[u8],
         sender: &vellum_mls::DeviceCertificate,
         members: &[Member],
-    ) -> Result<Option<Record>, Error> {
+    ) -> Result<Option<(Record, MessageExtra)>, Error> {
         let who = (sender.user.as_str(), sender.device_id.as_str());
         let base = |kind| self.event(group_id, entry, kind, who, members);
         let payload = match AppPayload::decode(data) {
@@ -695,10 +704,14 @@ impl Client {
                 // shown as a message this version cannot display and archived verbatim.
                 tracing::warn!(group = group_id, seq = entry.seq, error = %e, "keeping an undecodable message as unknown");
                 let (kind, payload) = undecodable(data);
-                return Ok(Some(base(RecordKind::Unknown { kind, payload })?));
+                return Ok(Some((
+                    base(RecordKind::Unknown { kind, payload })?,
+                    MessageExtra::default(),
+                )));
             }
         };
-        Ok(Some(match payload {
+        let mut extra = MessageExtra::default();
+        let record = match payload {
             AppPayload::Text {
                 id,
                 text,
@@ -706,16 +719,28 @@ impl Client {
                 expire_secs,
                 burn_secs,
                 salt,
-                ..
-            } => Record {
-                message_id: Some(id),
-                text: Some(text),
-                sent_at,
-                expire_secs,
-                burn_secs,
-                salt,
-                ..base(RecordKind::Message)?
-            },
+                reply_to,
+                mentions,
+                attachments,
+            } => {
+                extra = MessageExtra {
+                    reply_to: reply_to.clone(),
+                    mentions: mentions.clone(),
+                    attachments,
+                    edited_at: None,
+                };
+                Record {
+                    message_id: Some(id),
+                    text: Some(text),
+                    sent_at,
+                    expire_secs,
+                    burn_secs,
+                    salt,
+                    reply_to,
+                    mentions,
+                    ..base(RecordKind::Message)?
+                }
+            }
             AppPayload::Delete { id } => Record {
                 message_id: Some(id),
                 ..base(RecordKind::Delete)?
@@ -725,14 +750,45 @@ impl Client {
                 ..base(RecordKind::Title)?
             },
             AppPayload::Unknown { kind, raw } => base(RecordKind::Unknown { kind, payload: raw })?,
-            // Interpreted from issue 10 on; until then kept verbatim like any newer kind.
-            known @ (AppPayload::Edit { .. }
-            | AppPayload::Reaction { .. }
-            | AppPayload::ReadUpTo { .. }) => base(RecordKind::Unknown {
-                kind: known.kind().to_owned(),
-                payload: String::from_utf8_lossy(&known.encode()).into_owned(),
-            })?,
-        }))
+            AppPayload::Edit {
+                id,
+                target,
+                text,
+                sent_at,
+                salt,
+            } => Record {
+                message_id: Some(id),
+                target: Some(target),
+                text: Some(text),
+                sent_at,
+                salt,
+                ..base(RecordKind::Edit)?
+            },
+            AppPayload::Reaction {
+                id,
+                target,
+                emoji,
+                remove,
+                sent_at,
+            } => Record {
+                message_id: Some(id),
+                target: Some(target),
+                text: Some(emoji),
+                remove,
+                sent_at,
+                ..base(RecordKind::Reaction)?
+            },
+            // A read marker is delivery state, not a record: neither archived nor shown. Nobody
+            // reads past the entry that says so.
+            AppPayload::ReadUpTo { seq, .. } => {
+                if self.sink.is_none() {
+                    self.store
+                        .note_read_marker(group_id, &sender.user, seq.min(entry.seq))?;
+                }
+                return Ok(None);
+            }
+        };
+        Ok(Some((record, extra)))
     }
 
     /// The archiver's path: every event goes to the sink, expired or not, and nothing into
@@ -794,7 +850,12 @@ impl Client {
     }
 
     /// A member's path: applies one payload's event to the local history.
-    fn apply_event(&mut self, event: Record, chat: ChatPolicy) -> Result<Processed, Error> {
+    fn apply_event(
+        &mut self,
+        event: Record,
+        extra: MessageExtra,
+        chat: ChatPolicy,
+    ) -> Result<Processed, Error> {
         let group_id = event.chat_id.as_str();
         let seq = event.seq;
         match event.kind {
@@ -834,6 +895,7 @@ impl Client {
                         .as_deref()
                         .and_then(vellum_record::content::parse_salt),
                     event: None,
+                    extra,
                 };
                 self.check_position(group_id, seq, &row.id, false)?;
                 Ok(if self.store.add_message(&row)? {
@@ -898,10 +960,19 @@ impl Client {
                     archived_leaf: None,
                     salt: None,
                     event: Some(crate::ChatEvent::Notice { text }),
+                    extra: MessageExtra::default(),
                 };
                 self.store.add_message(&row)?;
                 Ok(Processed::Shown(Box::new(row)))
             }
+            RecordKind::Edit => Ok(match self.apply_edit(event)? {
+                Some(row) => Processed::Shown(Box::new(row)),
+                None => Processed::Nothing,
+            }),
+            RecordKind::Reaction => Ok(match self.apply_reaction(event)? {
+                Some(row) => Processed::Shown(Box::new(row)),
+                None => Processed::Nothing,
+            }),
             // Payloads never mean these: they come from commits.
             RecordKind::Membership | RecordKind::Timers => Ok(Processed::Nothing),
         }
@@ -978,6 +1049,7 @@ impl Client {
                 let batch = self.sync().await?;
                 if !batch.is_empty() {
                     on_messages(&batch);
+                    self.read_receipts_for(&batch).await?;
                 }
                 if closed {
                     break;

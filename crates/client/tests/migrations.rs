@@ -209,6 +209,7 @@ fn issue_9_events_from_before_typed_events_read_as_notices() {
                         })
                     );
                 }
+                other => panic!("history holds only messages and events, not {other:?}"),
             }
         }
     }

@@ -154,6 +154,10 @@ mod tests {
             burn_secs: None,
             log_hash: None,
             salt: None,
+            reply_to: None,
+            mentions: Vec::new(),
+            target: None,
+            remove: false,
         }
     }
 

@@ -5,7 +5,9 @@
 //! and decoding accepts every shape ever sealed: version 0 is the 0.1.0 `ChatEvent` (no
 //! version field, `kind` a string); version 1 adds the version and a typed kind, including
 //! [`RecordKind::Unknown`] for a payload this version cannot interpret, kept verbatim;
-//! version 2 adds the entry's log hash and the salt of the leaf's content commitments.
+//! version 2 adds the entry's log hash and the salt of the leaf's content commitments;
+//! version 3 adds edits and reactions (naming their `target`) and a message's reply and
+//! mentions.
 
 pub mod api;
 pub mod content;

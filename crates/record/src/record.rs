@@ -4,8 +4,10 @@ use crate::content::{Commitments, Content};
 use crate::Error;
 
 /// The format version this build writes. Decoding accepts it and every earlier one.
-/// Version 2 adds the entry's log hash (in the reference) and the content salt.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 2 adds the entry's log hash (in the reference) and the content salt; version 3
+/// (issue 10) the kinds `edit` and `reaction`, a message's `reply_to` and `mentions`, and the
+/// `target` (and `remove`) of an edit or reaction.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// A member device of a chat, from the verified MLS roster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +29,12 @@ pub enum RecordKind {
     Membership,
     /// The chat's timers changed, or a member updated its keys.
     Timers,
+    /// Version 3: the sender replaced the text of its message `target` with `text`
+    /// (`message_id` is the edit's own id). Every version is kept, each in its own record.
+    Edit,
+    /// Version 3: a reaction `text` (one emoji) to message `target`, or with `remove` its
+    /// withdrawal (`message_id` is the reaction's own id).
+    Reaction,
     /// A payload this version cannot interpret (a newer client's kind: an edit, a reaction,
     /// an attachment...), sealed verbatim so that no record is lost. `kind` is the payload's
     /// own kind, `payload` its exact JSON text.
@@ -41,6 +49,8 @@ impl RecordKind {
             RecordKind::Title => "title",
             RecordKind::Membership => "membership",
             RecordKind::Timers => "timers",
+            RecordKind::Edit => "edit",
+            RecordKind::Reaction => "reaction",
             RecordKind::Unknown { .. } => "unknown",
         }
     }
@@ -82,6 +92,14 @@ pub struct Record {
     /// Version 2: the salt of the leaf's content commitments (see [`crate::content`]), hex;
     /// kept inside the sealed record so that the archive can later prove any field.
     pub salt: Option<String>,
+    /// Version 3: the message a message replies to.
+    pub reply_to: Option<String>,
+    /// Version 3: the users a message mentions.
+    pub mentions: Vec<String>,
+    /// Version 3: the message an edit or reaction is about.
+    pub target: Option<String>,
+    /// Version 3: the reaction is withdrawn.
+    pub remove: bool,
 }
 
 /// The encoding. Version 0 (0.1.0) had no `version`, `payload_kind` or `payload`, and wrote
@@ -118,6 +136,14 @@ struct Wire {
     log_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     salt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    mentions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    remove: bool,
 }
 
 impl TryFrom<Wire> for Record {
@@ -133,6 +159,9 @@ impl TryFrom<Wire> for Record {
             ("title", None, None) => RecordKind::Title,
             ("membership", None, None) => RecordKind::Membership,
             ("timers", None, None) => RecordKind::Timers,
+            // Kinds of version 3: a record claiming an older version cannot hold them.
+            ("edit", None, None) if w.version >= 3 => RecordKind::Edit,
+            ("reaction", None, None) if w.version >= 3 => RecordKind::Reaction,
             ("unknown", Some(kind), Some(payload)) => RecordKind::Unknown { kind, payload },
             (kind, _, _) => {
                 return Err(Error::Invalid(format!(
@@ -140,6 +169,11 @@ impl TryFrom<Wire> for Record {
                 )))
             }
         };
+        if matches!(kind, RecordKind::Edit | RecordKind::Reaction) != w.target.is_some() {
+            return Err(Error::Invalid(
+                "an edit or a reaction names its target, and only they do".into(),
+            ));
+        }
         Ok(Record {
             version: w.version,
             chat_id: w.chat_id,
@@ -157,6 +191,10 @@ impl TryFrom<Wire> for Record {
             burn_secs: w.burn_secs,
             log_hash: w.log_hash,
             salt: w.salt,
+            reply_to: w.reply_to,
+            mentions: w.mentions,
+            target: w.target,
+            remove: w.remove,
         })
     }
 }
@@ -188,6 +226,10 @@ impl From<Record> for Wire {
             burn_secs: r.burn_secs,
             log_hash: r.log_hash,
             salt: r.salt,
+            reply_to: r.reply_to,
+            mentions: r.mentions,
+            target: r.target,
+            remove: r.remove,
         }
     }
 }
@@ -257,6 +299,10 @@ mod tests {
             burn_secs: None,
             log_hash: None,
             salt: None,
+            reply_to: None,
+            mentions: vec![],
+            target: None,
+            remove: false,
         };
         let decoded = Record::decode(&record.encode()).unwrap();
         assert_eq!(decoded, record);
@@ -266,13 +312,17 @@ mod tests {
     #[test]
     fn newer_versions_and_inconsistent_kinds_are_refused_clearly() {
         let base = r#""chat_id":"c","seq":1,"sender_user":"a","sender_device":"d","sent_at":0,"received_at":0"#;
-        let newer = format!(r#"{{"version":3,"kind":"message",{base}}}"#);
+        let newer = format!(r#"{{"version":4,"kind":"message",{base}}}"#);
         let err = Record::decode(newer.as_bytes()).unwrap_err();
-        assert!(matches!(err, Error::TooNew { found: 3 }), "{err}");
+        assert!(matches!(err, Error::TooNew { found: 4 }), "{err}");
         for bad in [
             format!(r#"{{"version":1,"kind":"unknown",{base}}}"#),
             format!(r#"{{"version":1,"kind":"message","payload":"{{}}",{base}}}"#),
             format!(r#"{{"version":1,"kind":"reaction",{base}}}"#),
+            // Issue 10: version 3 kinds only from version 3, and only with their target.
+            format!(r#"{{"version":2,"kind":"edit","target":"m",{base}}}"#),
+            format!(r#"{{"version":3,"kind":"reaction",{base}}}"#),
+            format!(r#"{{"version":3,"kind":"message","target":"m",{base}}}"#),
             r#"{"kind":"message"}"#.to_owned(),
             "[]".to_owned(),
         ] {

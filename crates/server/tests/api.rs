@@ -5092,3 +5092,86 @@ async fn issue_10_roles_and_leaving_on_the_public_handshake() {
     );
     assert_eq!(h.store.group(&group_id).await.unwrap().unwrap().epoch, 2);
 }
+
+/// Issue 10, delivery state: a member reads every current member device's acknowledged
+/// position; nobody else does, and only by a fresh signed request.
+#[tokio::test]
+async fn issue_10_chat_cursors_are_for_members_and_follow_acks() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let carol = h.enroll("carol").await;
+    let (mut group, group_id) = h.group(&alice, &[&bob]).await;
+    let ct = b64(&group
+        .encrypt_application_message(b"hello", vec![])
+        .unwrap()
+        .to_bytes()
+        .unwrap());
+    let (status, accepted) = h
+        .call(
+            &alice,
+            "POST",
+            &format!("/v1/groups/{group_id}/messages"),
+            Some(json!({ "client_msg_id": "m1", "message": ct })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let seq = accepted["seq"].as_u64().unwrap();
+    let path = format!("/v1/groups/{group_id}/cursors");
+    let acked = |cursors: &Value, device: &str| -> u64 {
+        cursors["cursors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["device_id"] == device)
+            .and_then(|c| c["acked_seq"].as_u64())
+            .unwrap_or_else(|| panic!("no {device} in {cursors}"))
+    };
+    let (status, cursors) = h.call(&bob, "GET", &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{cursors}");
+    assert_eq!(cursors["cursors"].as_array().unwrap().len(), 2);
+    assert!(
+        acked(&cursors, &bob.id) < seq,
+        "not delivered yet: {cursors}"
+    );
+    let (status, _) = h
+        .call(
+            &bob,
+            "POST",
+            "/v1/ack",
+            Some(json!({ "welcomes": [], "cursors": [{ "group_id": group_id, "seq": seq }] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, cursors) = h.call(&alice, "GET", &path, None).await;
+    assert_eq!(acked(&cursors, &bob.id), seq);
+    assert!(cursors["cursors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["user"] == "bob"));
+
+    // Not a member; an unknown or malformed chat; unsigned; replayed.
+    let (status, body) = h.call(&carol, "GET", &path, None).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "not_member");
+    let (status, body) = h.call(&alice, "GET", "/v1/groups/00ff/cursors", None).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_chat");
+    let (status, body) = h
+        .call(&alice, "GET", "/v1/groups/%00%ff/cursors", None)
+        .await;
+    assert!(status.is_client_error(), "{status} {body}");
+    let (status, body) = send(&h.app, Request::get(&path).body(Body::empty()).unwrap()).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let headers = signed_headers(&alice, "GET", &path, b"", now(), "cursor-nonce");
+    let build = || {
+        let mut r = Request::get(&path);
+        for (name, value) in &headers {
+            r = r.header(*name, value);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let (status, _) = send(&h.app, build()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = send(&h.app, build()).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "replayed_request");
+}

@@ -36,6 +36,7 @@ macro_rules! store_conformance_tests {
             issue_9_approval_steps_only_in_order,
             issue_9_reset_wait_is_a_policy_and_last_seen_is_kept,
             issue_10_a_leave_proposal_stops_delivery_at_once,
+            issue_10_group_cursors_are_the_current_members_acks,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -566,6 +567,51 @@ pub async fn messages_are_idempotent_and_members_only(store: &impl Store) {
     ));
     let p = store.pending("a1", 100).await.unwrap();
     assert_eq!(seqs(&p, "g"), vec![1, 2]);
+}
+
+pub async fn issue_10_group_cursors_are_the_current_members_acks(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    enroll(store, "b1", "bob").await;
+    enroll(store, "c1", "carol").await;
+    group_of(store, "g", "a1").await;
+    store
+        .append_commit(commit("g", 0, "a1", b"add", &["b1", "c1"], &[]))
+        .await
+        .unwrap(); // seq 1
+    for id in ["m1", "m2"] {
+        store
+            .append_message(message("g", 1, "a1", id))
+            .await
+            .unwrap(); // seq 2, 3
+    }
+    let cursor = |cursors: &[vellum_wire::DeviceCursor], device: &str| {
+        cursors
+            .iter()
+            .find(|c| c.device_id == device)
+            .map(|c| (c.user.clone(), c.acked_seq))
+    };
+    let before = store.group_cursors("g").await.unwrap();
+    assert_eq!(before.len(), 3);
+    let (user, joined) = cursor(&before, "b1").unwrap();
+    assert_eq!(user, "bob");
+    assert!(
+        joined < 2,
+        "nothing of the messages delivered yet: {joined}"
+    );
+    store.ack("b1", &[], &[("g".into(), 3)]).await.unwrap();
+    store.ack("c1", &[], &[("g".into(), 2)]).await.unwrap();
+    let after = store.group_cursors("g").await.unwrap();
+    assert_eq!(cursor(&after, "b1"), Some(("bob".into(), 3)));
+    assert_eq!(cursor(&after, "c1"), Some(("carol".into(), 2)));
+    // A removed device is no longer a member with a cursor.
+    store
+        .append_commit(commit("g", 1, "a1", b"remove-c", &[], &["c1"]))
+        .await
+        .unwrap();
+    let removed = store.group_cursors("g").await.unwrap();
+    assert_eq!(cursor(&removed, "c1"), None);
+    assert_eq!(removed.len(), 2);
+    assert!(store.group_cursors("nope").await.unwrap().is_empty());
 }
 
 pub async fn delivery_respects_join_removal_and_acks(store: &impl Store) {

@@ -374,6 +374,8 @@ pub trait Store: Send + Sync + 'static {
     /// Current member devices.
     async fn group_members(&self, group_id: &str) -> Result<Vec<String>>;
     async fn is_member(&self, group_id: &str, device_id: &str) -> Result<bool>;
+    /// Issue 10: each current member device's acknowledged position, by device id.
+    async fn group_cursors(&self, group_id: &str) -> Result<Vec<vellum_wire::DeviceCursor>>;
     /// Appends a commit if the group is still at `expected_epoch` (first commit wins).
     async fn append_commit(&self, commit: CommitAppend) -> Result<Appended>;
     /// The seq of the commit `sender` made at `epoch`, if it is exactly `payload`: lets a

@@ -1167,6 +1167,30 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn group_cursors(&self, group_id: &str) -> Result<Vec<vellum_wire::DeviceCursor>> {
+        let group_id = group_id.to_owned();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT d.user, m.device_id, m.acked_seq FROM memberships m
+                     JOIN devices d USING (device_id)
+                     WHERE m.group_id = ?1 AND m.removed_seq IS NULL ORDER BY m.device_id",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([group_id], |r| {
+                    Ok(vellum_wire::DeviceCursor {
+                        user: r.get(0)?,
+                        device_id: r.get(1)?,
+                        acked_seq: r.get::<_, i64>(2)?.max(0) as u64,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
     async fn is_member(&self, group_id: &str, device_id: &str) -> Result<bool> {
         let (group_id, device_id) = (group_id.to_owned(), device_id.to_owned());
         self.read(move |c| is_current_member(c, &group_id, &device_id))

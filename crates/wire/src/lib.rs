@@ -492,6 +492,21 @@ pub struct QueuedWelcome {
     pub welcome: B64,
 }
 
+/// Issue 10: how far one member device of a chat has acknowledged its log (delivery state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeviceCursor {
+    pub user: String,
+    pub device_id: String,
+    /// The highest log position this device has acknowledged (0: nothing yet).
+    pub acked_seq: u64,
+}
+
+/// `GET /v1/groups/{group_id}/cursors`: every current member device's cursor, for members.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GroupCursors {
+    pub cursors: Vec<DeviceCursor>,
+}
+
 /// `GET /v1/sync`: everything pending for the calling device, oldest first.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SyncResponse {

@@ -16,6 +16,7 @@ mod receipts;
 mod records;
 mod restore;
 mod roles;
+mod rich;
 mod secrets;
 mod timers;
 mod witness;

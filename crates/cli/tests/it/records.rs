@@ -284,7 +284,10 @@ fn issue_4_record_chats_are_archived_sealed_and_readable_only_after_k_shares() {
         .contains(&"Messages in this chat are kept as records by the organisation".to_string()));
     // the archiver joining (with the roster), the title, two messages
     wait_for_records(&archiver, 4);
-    assert_eq!(admin_status()["archiver_backlog"], 0);
+    // Issue 10: bob's read marker (sent after `history`) is consumed without a record.
+    wait_until("no archiver backlog", || {
+        admin_status()["archiver_backlog"] == 0
+    });
 
     // The senders get receipts: leaf, inclusion proof and signed checkpoint, verified.
     alice.ok(&["chat", "create", "kept", "--with", "bob"]);

@@ -91,10 +91,18 @@ fn issue_3_seized_device_yields_nothing_once_messages_expire_or_burn() {
     let survivor = marker("survivor");
     alice.ok(&["send", "ops", &expiring]);
     alice.ok(&["send", "ops", &burning, "--burn-on-read", "1s"]);
+    // Issue 10: every version of an edited message, and its reactions, go with it.
+    let (original, edited) = (marker("original"), marker("edited"));
+    let sent = last_line(&alice.ok(&["send", "ops", &original]));
+    let edited_id = sent.trim_start_matches("sent ");
+    alice.ok(&["edit", "ops", edited_id, &edited]);
     bob.ok(&["sync"]);
+    bob.ok(&["react", "ops", edited_id, "🙂"]);
+    alice.ok(&["sync"]);
+    assert!(alice.texts("ops").contains(&edited));
     // Reading starts the burn timer on bob's device only.
     let read = bob.json(&["read", "ops", "--json"]);
-    assert_eq!(read.len(), 2);
+    assert_eq!(read.len(), 3);
     let burnt = read.iter().find(|m| m["text"] == burning.as_str()).unwrap();
     assert!(millis(&burnt["burn_at"]) <= millis(&burnt["expires_at"]));
 
@@ -130,7 +138,7 @@ fn issue_3_seized_device_yields_nothing_once_messages_expire_or_burn() {
         server.data.as_path(),
         server.logs.as_path(),
     ];
-    for m in [&expiring, &burning] {
+    for m in [&expiring, &burning, &original, &edited] {
         assert_eq!(
             files_holding(&dirs, m),
             Vec::<String>::new(),
@@ -144,8 +152,23 @@ fn issue_3_seized_device_yields_nothing_once_messages_expire_or_burn() {
         "the examiner's method works: {opened:?}"
     );
     assert!(
-        !opened.iter().any(|t| t == &expiring || t == &burning),
+        !opened
+            .iter()
+            .any(|t| [&expiring, &burning, &original, &edited].contains(&t)),
         "{opened:?}"
+    );
+    // Nor a reaction or an edit of them.
+    let conn = rusqlite::Connection::open(bob.home.join("vellum.db")).unwrap();
+    let about: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM messages WHERE target IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        about, 0,
+        "reactions and edits are shredded with their message"
     );
     // No past-epoch MLS secrets are kept.
     let conn = rusqlite::Connection::open(bob.home.join("vellum.db")).unwrap();

@@ -5,8 +5,8 @@ use axum::Extension;
 use vellum_http::{codes, ApiError, Json, Path};
 use vellum_store::{ChatTimers, CommitAppend, MessageAppend, NewGroup, ProposalAppend};
 use vellum_wire::{
-    Accepted, CreateGroup, DeviceState, GroupCreated, HoldAction, LeaveChat, OrgPolicy, PostCommit,
-    PostMessage, B64, RECORDS_USER,
+    Accepted, CreateGroup, DeviceState, GroupCreated, GroupCursors, HoldAction, LeaveChat,
+    OrgPolicy, PostCommit, PostMessage, B64, RECORDS_USER,
 };
 
 use super::records::Trust;
@@ -597,4 +597,32 @@ pub async fn delete_message(
         .delete_message(&group_id, seq, &me.device_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Issue 10, delivery state: how far each current member device has acknowledged the chat's
+/// log. Members only (the cursors say when each member was last online).
+#[utoipa::path(get, path = "/v1/groups/{group_id}/cursors", tag = "groups",
+    params(("group_id" = String, Path, description = "The group id, hex")),
+    security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
+    responses(
+        (status = 200, description = "Each current member device's acknowledged seq", body = GroupCursors),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
+pub async fn cursors(
+    State(state): St,
+    Extension(me): Extension<AuthedDevice>,
+    Path(group_id): Path<String>,
+) -> Result<Json<GroupCursors>, ApiError> {
+    state
+        .store
+        .group(&group_id)
+        .await?
+        .ok_or_else(unknown_chat)?;
+    if !state.store.is_member(&group_id, &me.device_id).await? {
+        return Err(not_member());
+    }
+    Ok(Json(GroupCursors {
+        cursors: state.store.group_cursors(&group_id).await?,
+    }))
 }

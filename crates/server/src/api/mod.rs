@@ -121,6 +121,7 @@ pub fn router(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(groups::leave))
         .routes(routes!(groups::post_message))
         .routes(routes!(groups::delete_message))
+        .routes(routes!(groups::cursors))
         .routes(routes!(policy::get_policy))
         .routes(routes!(records::post_receipts))
         .routes(routes!(records::put_held_users))

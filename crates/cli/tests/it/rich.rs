@@ -1,0 +1,366 @@
+//! Issue 10, rich messages: replies, edits, reactions, mentions, unread counts, search, and
+//! their records in the archive.
+
+use serde_json::Value;
+
+use crate::harness::*;
+use crate::records::{records_org, wait_for_records, wait_until};
+
+fn sent_id(out: &std::process::Output) -> String {
+    last_line(out)
+        .strip_prefix("sent ")
+        .expect("`send` prints `sent ID`")
+        .to_owned()
+}
+
+fn by_id<'a>(rows: &'a [Value], id: &str) -> &'a Value {
+    rows.iter()
+        .find(|m| m["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {rows:?}"))
+}
+
+fn unread(device: &Device, title: &str) -> u64 {
+    device
+        .json(&["chat", "list", "--json"])
+        .iter()
+        .find(|c| c["title"] == title)
+        .and_then(|c| c["unread"].as_u64())
+        .expect("chat list --json has `unread`")
+}
+
+#[test]
+fn issue_10_replies_edits_reactions_and_mentions_end_to_end() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "ops", "--with", "bob"]);
+    let first = sent_id(&alice.ok(&["send", "ops", "the figures for Q3 are in"]));
+    bob.ok(&["sync"]);
+    assert_eq!(unread(&bob, "ops"), 1);
+
+    // A reply with a mention: alice sees both, and what it quotes.
+    let reply = sent_id(&bob.ok(&[
+        "send",
+        "ops",
+        "@alice which figures? cc @mallory",
+        "--reply-to",
+        &first,
+    ]));
+    let synced = alice.json(&["sync", "--json"]);
+    let m = by_id(&synced, &reply);
+    assert_eq!(m["kind"], "text");
+    assert_eq!(m["reply_to"], first.as_str());
+    assert_eq!(m["mentions"], serde_json::json!(["alice"]), "members only");
+    assert_eq!(m["reactions"], serde_json::json!([]));
+    let err = bob.fails(&["send", "ops", "to nothing", "--reply-to", "no-such-id"]);
+    assert!(err.contains("no message no-such-id"), "{err}");
+
+    // An edit: sync streams it as its own object; the message holds the newest text.
+    alice.ok(&["edit", "ops", &first, "the figures for Q4 are in"]);
+    let synced = bob.json(&["sync", "--json"]);
+    let edits: Vec<&Value> = synced.iter().filter(|m| m["kind"] == "edit").collect();
+    assert_eq!(edits.len(), 1, "{synced:?}");
+    assert_eq!(edits[0]["target"], first.as_str());
+    assert_eq!(edits[0]["text"], "the figures for Q4 are in");
+    assert_eq!(edits[0]["sender"], "alice");
+    let err = bob.fails(&["edit", "ops", &first, "forged"]);
+    assert!(err.contains("only edit your own"), "{err}");
+    // `-` reads the new text from standard input, bounded.
+    let edit_from_stdin = |input: Vec<u8>| {
+        use std::io::Write;
+        let mut child = alice
+            .cmd()
+            .args(["edit", "ops", &first, "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let too_long = edit_from_stdin(vec![b'x'; 16 * 1024 + 1]);
+    assert!(!too_long.status.success());
+    assert!(String::from_utf8_lossy(&too_long.stderr).contains("16384"));
+    assert!(edit_from_stdin(b"the figures for Q4 are in\n".to_vec())
+        .status
+        .success());
+
+    // Reactions: one per member per emoji; withdrawn with --remove.
+    bob.ok(&["react", "ops", &first, "👍"]);
+    bob.ok(&["react", "ops", &first, "👍"]);
+    bob.ok(&["react", "ops", &first, "🎉"]);
+    let synced = alice.json(&["sync", "--json"]);
+    let reactions: Vec<&Value> = synced.iter().filter(|m| m["kind"] == "reaction").collect();
+    assert_eq!(
+        reactions.len(),
+        2,
+        "the repeated 👍 is not sent: {synced:?}"
+    );
+    assert_eq!(reactions[0]["target"], first.as_str());
+    assert_eq!(reactions[0]["emoji"], "👍");
+    assert!(
+        alice.json(&["sync", "--json"]).is_empty(),
+        "each shown once"
+    );
+    let err = bob.fails(&["react", "ops", &first, "two words"]);
+    assert!(err.contains("one emoji"), "{err}");
+
+    // History folds them into their message, and keeps no row of its own for them.
+    let history = alice.json(&["history", "ops", "--json"]);
+    assert!(history
+        .iter()
+        .all(|m| m["kind"] == "text" || m["kind"] == "event"));
+    let m = by_id(&history, &first);
+    assert_eq!(m["text"], "the figures for Q4 are in");
+    assert!(m["edited_at"].as_str().is_some(), "{m}");
+    assert_eq!(
+        m["reactions"],
+        serde_json::json!([
+            {"emoji": "👍", "count": 1, "users": ["bob"]},
+            {"emoji": "🎉", "count": 1, "users": ["bob"]},
+        ])
+    );
+    bob.ok(&["react", "ops", &first, "🎉", "--remove"]);
+    alice.ok(&["sync"]);
+    let history = alice.json(&["history", "ops", "--json"]);
+    assert_eq!(
+        by_id(&history, &first)["reactions"],
+        serde_json::json!([{"emoji": "👍", "count": 1, "users": ["bob"]}])
+    );
+    // The sender's other views agree: bob's copy was edited too.
+    let bobs = bob.json(&["history", "ops", "--json"]);
+    assert_eq!(by_id(&bobs, &first)["text"], "the figures for Q4 are in");
+
+    // Text output quotes the parent; once it is deleted, says so.
+    let shown = String::from_utf8(bob.ok(&["history", "ops"]).stdout).unwrap();
+    assert!(
+        shown.contains("↪ reply to <alice> the figures for Q4 are in"),
+        "{shown}"
+    );
+    assert!(shown.contains("reactions: 👍 1 (bob)"), "{shown}");
+    alice.ok(&["delete", "ops", &first]);
+    bob.ok(&["sync"]);
+    let shown = String::from_utf8(bob.ok(&["history", "ops"]).stdout).unwrap();
+    assert!(
+        shown.contains("↪ reply to (message no longer available)"),
+        "{shown}"
+    );
+    // An edit or a reaction of a deleted message changes nothing, anywhere.
+    let err = alice.fails(&["edit", "ops", &first, "too late"]);
+    assert!(err.contains("no message"), "{err}");
+}
+
+#[test]
+fn issue_10_unread_counts_and_search() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "ops", "--with", "bob"]);
+    alice.ok(&["chat", "create", "quiet", "--with", "bob"]);
+    alice.ok(&["send", "ops", "Crossing at 0600, North gate."]);
+    alice.ok(&["send", "ops", "Bring the permits"]);
+    alice.ok(&["send", "quiet", "the north gate is closed on Sundays"]);
+    alice.ok(&["send", "quiet", "and on holidays"]);
+    bob.ok(&["sync"]);
+    assert_eq!((unread(&bob, "ops"), unread(&bob, "quiet")), (2, 2));
+    assert_eq!(unread(&alice, "ops"), 0, "what one wrote is read");
+
+    // Every word, in any case, in any chat or in one.
+    let found = bob.json(&["search", "GATE", "north", "--json"]);
+    assert_eq!(found.len(), 1, "one JSON array");
+    let hits = found[0].as_array().unwrap();
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    let found = bob.json(&["search", "gate", "--chat", "quiet", "--json"]);
+    assert_eq!(found[0].as_array().unwrap().len(), 1);
+    assert_eq!(found[0][0]["chat_title"], "quiet");
+    assert_eq!(
+        bob.json(&["search", "gate", "tuesday", "--json"]),
+        vec![serde_json::json!([])]
+    );
+    // What a search displays is read: its burn-on-read timer starts like anywhere else.
+    assert_eq!((unread(&bob, "ops"), unread(&bob, "quiet")), (1, 1));
+    bob.ok(&["history", "ops"]);
+    assert_eq!(unread(&bob, "ops"), 0);
+}
+
+/// The archive keeps every version of an edited message and every reaction, as records of
+/// their own kinds; a reply's record names its parent and mentions.
+#[test]
+fn issue_10_the_archive_keeps_every_version_and_every_reaction() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    let archiver = records_org(&server, root.path());
+    alice.ok(&["chat", "create", "kept", "--with", "bob"]);
+    bob.ok(&["sync"]);
+    wait_for_records(&archiver, 2); // joined, title
+    let first = sent_id(&alice.ok(&["send", "kept", "version one"]));
+    alice.ok(&["edit", "kept", &first, "version two"]);
+    alice.ok(&["edit", "kept", &first, "version three"]);
+    bob.ok(&["sync"]);
+    bob.ok(&["send", "kept", "@alice agreed", "--reply-to", &first]);
+    bob.ok(&["react", "kept", &first, "👍"]);
+    // bob displays the chat: his read marker goes out, and is no record.
+    bob.ok(&["history", "kept"]);
+    assert_eq!(read_sent(&bob).len(), 1);
+    wait_for_records(&archiver, 7);
+    // Once the archiver consumed everything, the marker included, the count is still 7.
+    wait_until("no archiver backlog", || {
+        let out = run_ok(
+            vellum()
+                .args(["admin", "--server", &server.url, "--token-file"])
+                .arg(server.token_file())
+                .args(["status", "--json"]),
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["archiver_backlog"] == 0
+    });
+    for share in ["share-1", "share-2"] {
+        run_ok(
+            archiver
+                .records(&["unseal", "--share"])
+                .arg(root.path().join("keys").join(share)),
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let token = std::fs::read_to_string(archiver.data.join("records-token")).unwrap();
+    let hits: Vec<vellum_archiver::api_types::Hit> = runtime.block_on(async {
+        vellum_client::Api::new(&archiver.url)
+            .unwrap()
+            .call(
+                vellum_client::Method::GET,
+                "/v1/search?chat=kept",
+                None::<&()>,
+                None,
+                Some(token.trim()),
+            )
+            .await
+            .unwrap()
+    });
+    use vellum_archiver::record::RecordKind;
+    let of = |kind: RecordKind| -> Vec<&vellum_archiver::record::Record> {
+        hits.iter()
+            .map(|h| &h.event)
+            .filter(|e| e.kind == kind)
+            .collect()
+    };
+    let versions: Vec<Option<&str>> = of(RecordKind::Message)
+        .iter()
+        .filter(|e| e.message_id.as_deref() == Some(first.as_str()))
+        .chain(of(RecordKind::Edit).iter())
+        .map(|e| e.text.as_deref())
+        .collect();
+    assert_eq!(
+        versions,
+        vec![
+            Some("version one"),
+            Some("version two"),
+            Some("version three")
+        ]
+    );
+    assert!(of(RecordKind::Edit)
+        .iter()
+        .all(|e| e.target.as_deref() == Some(first.as_str()) && e.salt.is_some()));
+    let reply: Vec<_> = of(RecordKind::Message)
+        .into_iter()
+        .filter(|e| e.sender_user == "bob")
+        .collect();
+    assert_eq!(reply[0].reply_to.as_deref(), Some(first.as_str()));
+    assert_eq!(reply[0].mentions, vec!["alice".to_string()]);
+    let reactions = of(RecordKind::Reaction);
+    assert_eq!(reactions.len(), 1, "{hits:?}");
+    assert_eq!(
+        (reactions[0].text.as_deref(), reactions[0].target.as_deref()),
+        (Some("👍"), Some(first.as_str()))
+    );
+    assert_eq!(
+        reactions[0].version,
+        vellum_archiver::record::FORMAT_VERSION
+    );
+    assert!(
+        hits.iter()
+            .all(|h| !matches!(h.event.kind, RecordKind::Unknown { .. })),
+        "every kind is known, and a read marker is not archived: {hits:?}"
+    );
+    assert_eq!(
+        hits.len(),
+        5,
+        "two messages, two edits, one reaction: {hits:?}"
+    );
+}
+
+fn receipts(device: &Device, chat: &str, id: &str) -> (u64, u64) {
+    let history = device.json(&["history", chat, "--json"]);
+    let r = &by_id(&history, id)["receipts"];
+    (
+        r["delivered"].as_u64().unwrap(),
+        r["read"].as_u64().unwrap(),
+    )
+}
+
+fn read_sent(device: &Device) -> Vec<(String, i64, i64)> {
+    let conn = rusqlite::Connection::open(device.home.join("vellum.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT group_id, seq, sent_at FROM read_sent")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Delivery counts come from the server's cursors; read counts from batched `read_up_to`
+/// markers, one per chat per display, never repeated, and none where the org forbids them.
+#[test]
+fn issue_10_read_receipts_are_batched_markers_and_delivery_comes_from_cursors() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    let carol = Device::new_user(&server, root.path(), "carol");
+    alice.ok(&["chat", "create", "ops", "--with", "bob,carol"]);
+    let first = sent_id(&alice.ok(&["send", "ops", "one"]));
+    let second = sent_id(&alice.ok(&["send", "ops", "two"]));
+    assert_eq!(receipts(&alice, "ops", &second), (0, 0));
+    bob.ok(&["sync"]);
+    assert_eq!(
+        receipts(&alice, "ops", &second),
+        (1, 0),
+        "bob's device has it"
+    );
+    assert!(
+        read_sent(&bob).is_empty(),
+        "sync displays nothing: no marker"
+    );
+
+    // bob displays the chat: one marker covers both messages.
+    bob.ok(&["history", "ops"]);
+    let sent = read_sent(&bob);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    alice.ok(&["sync"]);
+    assert_eq!(receipts(&alice, "ops", &first), (1, 1));
+    assert_eq!(receipts(&alice, "ops", &second), (1, 1));
+    // Displaying again sends nothing new: the position is not past the last marker.
+    bob.ok(&["history", "ops"]);
+    assert_eq!(read_sent(&bob), sent);
+
+    // carol's device gets them; then the org forbids read receipts: she sends none.
+    carol.ok(&["sync"]);
+    assert_eq!(receipts(&alice, "ops", &second), (2, 1));
+    run_ok(
+        vellum()
+            .args(["admin", "--server", &server.url, "--token-file"])
+            .arg(server.token_file())
+            .args(["policy", "set", "--read-receipts", "false"]),
+    );
+    carol.ok(&["history", "ops"]);
+    assert!(read_sent(&carol).is_empty());
+    alice.ok(&["sync"]);
+    assert_eq!(receipts(&alice, "ops", &second), (2, 1));
+}
