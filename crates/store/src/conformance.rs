@@ -1665,13 +1665,21 @@ pub async fn issue_10_blobs_take_chunks_in_order_within_the_quota(store: &impl S
         .await
         .unwrap();
     assert!(matches!(
-        store.create_blob(new_blob("x", "b1", 10, false, None)).await,
+        store
+            .create_blob(new_blob("x", "b1", 10, false, None))
+            .await,
         Err(Error::Conflict(_))
     ));
     // The quota counts every blob of the user, whichever device uploaded it.
     assert!(matches!(
-        store.create_blob(new_blob("y", "a2", 5_001, false, None)).await,
-        Err(Error::QuotaExceeded { used: 5_000, size: 5_001, quota: 10_000 })
+        store
+            .create_blob(new_blob("y", "a2", 5_001, false, None))
+            .await,
+        Err(Error::QuotaExceeded {
+            used: 5_000,
+            size: 5_001,
+            quota: 10_000
+        })
     ));
     assert_eq!(store.blob("y").await.unwrap(), None);
     store
@@ -1689,7 +1697,10 @@ pub async fn issue_10_blobs_take_chunks_in_order_within_the_quota(store: &impl S
         store.put_blob_chunk("x", 1, vec![1; 920]).await,
         Err(Error::Refused(_))
     ));
-    assert!(matches!(store.finish_blob("x").await, Err(Error::Refused(_))));
+    assert!(matches!(
+        store.finish_blob("x").await,
+        Err(Error::Refused(_))
+    ));
     store.put_blob_chunk("x", 0, vec![0; 4112]).await.unwrap();
     assert!(matches!(
         store.put_blob_chunk("x", 0, vec![9; 4112]).await,

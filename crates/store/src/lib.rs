@@ -46,7 +46,9 @@ pub enum Error {
     #[error("the disk is full")]
     DiskFull,
     /// A new blob would take its uploader's user past the org's quota (issue 10).
-    #[error("{used} bytes of files stored, {quota} allowed: this file of {size} bytes does not fit")]
+    #[error(
+        "{used} bytes of files stored, {quota} allowed: this file of {size} bytes does not fit"
+    )]
     QuotaExceeded { used: u64, size: u64, quota: u64 },
 }
 
@@ -334,7 +336,12 @@ impl BlobInfo {
             return None;
         }
         let start = index * u64::from(self.chunk_size);
-        Some(self.size.saturating_sub(start).min(u64::from(self.chunk_size)) + BLOB_TAG_BYTES)
+        Some(
+            self.size
+                .saturating_sub(start)
+                .min(u64::from(self.chunk_size))
+                + BLOB_TAG_BYTES,
+        )
     }
 }
 

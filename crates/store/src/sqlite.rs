@@ -2276,8 +2276,8 @@ impl Store for SqliteStore {
     async fn finish_blob(&self, blob_id: &str) -> Result<()> {
         let blob_id = blob_id.to_owned();
         self.run(move |c| {
-            let blob = blob_in(c, &blob_id)?
-                .ok_or_else(|| Error::NotFound(format!("blob {blob_id}")))?;
+            let blob =
+                blob_in(c, &blob_id)?.ok_or_else(|| Error::NotFound(format!("blob {blob_id}")))?;
             if blob.present < blob.chunks {
                 return Err(Error::Refused(format!(
                     "blob {blob_id} has {} of its {} chunks",
@@ -2330,8 +2330,11 @@ impl Store for SqliteStore {
                 ));
             }
             if blob.record && blob.finished && !blob.archived {
-                tx.execute("UPDATE blobs SET deleted = 1 WHERE blob_id = ?1", [&blob_id])
-                    .map_err(backend)?;
+                tx.execute(
+                    "UPDATE blobs SET deleted = 1 WHERE blob_id = ?1",
+                    [&blob_id],
+                )
+                .map_err(backend)?;
                 return tx.commit().map_err(backend);
             }
             drop_blob(&tx, &blob_id)?;
@@ -2354,8 +2357,11 @@ impl Store for SqliteStore {
             if !blob.finished {
                 return Err(Error::Refused(format!("blob {blob_id} is not complete")));
             }
-            tx.execute("UPDATE blobs SET archived = 1 WHERE blob_id = ?1", [&blob_id])
-                .map_err(backend)?;
+            tx.execute(
+                "UPDATE blobs SET archived = 1 WHERE blob_id = ?1",
+                [&blob_id],
+            )
+            .map_err(backend)?;
             tx.commit().map_err(backend)
         })
         .await
