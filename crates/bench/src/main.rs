@@ -363,6 +363,7 @@ fn stored_message(i: usize, expires_at: i64) -> MessageRow {
         archived_leaf: None,
         salt: None,
         event: None,
+        extra: Default::default(),
     }
 }
 

@@ -674,6 +674,7 @@ impl Client {
             archived_leaf: None,
             salt: None,
             event: Some(event),
+            extra: Default::default(),
         };
         self.store.add_message(&row)?;
         Ok(row)

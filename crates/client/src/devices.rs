@@ -1243,6 +1243,7 @@ mod tests {
                 received_at: 2,
                 seq: Some(3),
                 event: None,
+                extra: Default::default(),
                 text: "the vault code is 4417".into(),
                 expires_at: None,
                 burn_secs: None,

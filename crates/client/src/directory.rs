@@ -1100,6 +1100,7 @@ fn notice_row(notice: AccountNotice) -> MessageRow {
         event: Some(ChatEvent::Notice {
             text: notice.text.clone(),
         }),
+        extra: Default::default(),
         text: notice.text,
         expires_at: None,
         burn_secs: None,

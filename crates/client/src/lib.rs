@@ -33,11 +33,12 @@ pub use devices::{ApprovalStep, DeviceEntry, DevicesView, Revocation, VetoedRese
 pub use directory::{KnownIdentity, SafetyNumber, DIRECTORY_ALARM};
 pub use events::ChatEvent;
 use lock::ProfileLock;
-pub use messages::MessageTimers;
+pub use messages::{MessageTimers, OutgoingMessage};
 pub use monitor::{RecordsLogView, RECORDS_LOG_CHANGED};
 pub use reqwest::Method;
 pub use store::{
-    ChatRow, LocalStore, LogPosition, MessageKind, MessageRow, ShredReason, Shredded, StoredReceipt,
+    ChatRow, LocalStore, LogPosition, MessageExtra, MessageKind, MessageRow, ShredReason, Shredded,
+    StoredReceipt,
 };
 use store::{MlsGroupStorage, MlsKeyPackageStorage};
 pub use sync::{CANNOT_DISPLAY, SHRED_TICK};

@@ -6,7 +6,7 @@ use vellum_mls::ChatPolicy;
 use vellum_wire::*;
 
 use crate::store::Shredded;
-use crate::{now_millis, random_id, Client, Error, MessageKind, MessageRow};
+use crate::{now_millis, random_id, Client, Error, MessageExtra, MessageKind, MessageRow};
 
 /// When a message expires: `expire_secs` after the earlier of the sender's clock and the
 /// server's receipt, so that a sender's clock cannot stretch a message's life.
@@ -30,11 +30,37 @@ pub(crate) fn burn_time(
     })
 }
 
+/// The payload of a text message this device sent (first sent, or sent again).
+pub(crate) fn text_payload(row: &MessageRow, expire_secs: Option<u64>) -> AppPayload {
+    AppPayload::Text {
+        id: row.id.clone(),
+        text: row.text.clone(),
+        sent_at: row.sent_at,
+        expire_secs,
+        burn_secs: row.burn_secs,
+        salt: row.salt.map(hex::encode),
+        reply_to: row.extra.reply_to.clone(),
+        mentions: row.extra.mentions.clone(),
+        attachments: row.extra.attachments.clone(),
+    }
+}
+
 /// Per-message timer overrides; each may only shorten the chat's.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MessageTimers {
     pub expire_secs: Option<u64>,
     pub burn_secs: Option<u64>,
+}
+
+/// A text message to send (issue 10): its text, what it replies to, whom it mentions, its
+/// files (uploaded already), and timers shorter than the chat's.
+#[derive(Debug, Clone, Default)]
+pub struct OutgoingMessage {
+    pub text: String,
+    pub reply_to: Option<String>,
+    pub mentions: Vec<String>,
+    pub attachments: Vec<AttachmentRef>,
+    pub timers: MessageTimers,
 }
 
 impl Client {
@@ -50,8 +76,31 @@ impl Client {
         text: &str,
         overrides: MessageTimers,
     ) -> Result<MessageRow, Error> {
+        let message = OutgoingMessage {
+            text: text.to_owned(),
+            timers: overrides,
+            ..OutgoingMessage::default()
+        };
+        self.send_message(chat, message).await
+    }
+
+    /// Sends a text message with its reply, mentions and files; returns it once the server
+    /// has durably accepted it.
+    pub async fn send_message(
+        &mut self,
+        chat: &str,
+        message: OutgoingMessage,
+    ) -> Result<MessageRow, Error> {
         let _held = self.lock.hold()?;
-        if text.is_empty() {
+        let OutgoingMessage {
+            text,
+            reply_to,
+            mentions,
+            attachments,
+            timers: overrides,
+        } = message;
+        // A message of files alone may have no text.
+        if text.is_empty() && attachments.is_empty() {
             return Err(Error::Invalid("message text is empty".into()));
         }
         if text.len() > MAX_TEXT_BYTES {
@@ -63,6 +112,17 @@ impl Client {
         let group_id = self.resolve_chat(chat)?;
         if self.store.chat(&group_id)?.is_some_and(|c| c.removed) {
             return Err(Error::RemovedFromChat);
+        }
+        if let Some(parent) = &reply_to {
+            if !self
+                .store
+                .message(&group_id, parent)?
+                .is_some_and(|m| m.kind == MessageKind::Text)
+            {
+                return Err(Error::Invalid(format!(
+                    "no message {parent} in this chat to reply to"
+                )));
+            }
         }
         // A record chat whose archiver was replaced gets the bound one before anything more
         // is said in it.
@@ -102,7 +162,7 @@ impl Client {
             sent_at: now,
             received_at: now,
             seq: None,
-            text: text.to_owned(),
+            text,
             expires_at,
             burn_secs: timers.burn_secs,
             // The sender has seen what it wrote: its own copy burns from now.
@@ -111,18 +171,17 @@ impl Client {
             archived_leaf: None,
             salt: Some(salt),
             event: None,
+            extra: MessageExtra {
+                reply_to,
+                mentions,
+                attachments,
+                edited_at: None,
+            },
         };
-        let payload = AppPayload::Text {
-            id: row.id.clone(),
-            text: text.to_owned(),
-            sent_at: now,
-            expire_secs: timers.expire_secs,
-            burn_secs: timers.burn_secs,
-            salt: Some(hex::encode(salt)),
-            reply_to: None,
-            mentions: Vec::new(),
-            attachments: Vec::new(),
-        };
+        let payload = text_payload(&row, timers.expire_secs);
+        // What members would refuse (too many mentions or files, a malformed file
+        // reference) is refused here, before anything is stored.
+        AppPayload::decode(&payload.encode()).map_err(|e| Error::Invalid(e.to_string()))?;
         let seq = self
             .send_payload(&group_id, payload, Some(&row), expires_at)
             .await?;

@@ -171,6 +171,7 @@ fn history_changed(group_id: &str, why: &str) -> MessageRow {
         archived_leaf: None,
         salt: None,
         event: Some(crate::ChatEvent::Notice { text }),
+        extra: Default::default(),
     }
 }
 

@@ -92,6 +92,31 @@ pub struct MessageRow {
     pub salt: Option<[u8; 32]>,
     /// What an event row means (its `text` is this event's sentence); `None` for text.
     pub event: Option<ChatEvent>,
+    /// A text message's reply, mentions, files and edit time (issue 10).
+    pub extra: MessageExtra,
+}
+
+/// What a text message carries beyond its text (issue 10). Stored sealed with the message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MessageExtra {
+    /// The id of the message this one replies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// User names the message mentions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
+    /// End-to-end encrypted files (their keys included: this is the device's own copy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<vellum_wire::AttachmentRef>,
+    /// When its sender last edited it (the sender's clock, Unix ms); `text` is the newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+}
+
+impl MessageExtra {
+    pub fn is_empty(&self) -> bool {
+        self == &MessageExtra::default()
+    }
 }
 
 /// A verified archive receipt of one of this device's messages.
@@ -149,7 +174,27 @@ fn event_aad(group_id: &str, id: &str) -> Vec<u8> {
     format!("vellum-message-event-v1/{group_id}/{id}").into_bytes()
 }
 
-const MESSAGE_COLUMNS: &str = "m.group_id, m.id, m.kind, m.sender_user, m.sender_device, m.sent_at, m.received_at, m.seq, m.body, m.expires_at, m.burn_secs, m.read_at, m.burn_at, k.key, m.archived_leaf, m.salt, m.event_json";
+fn extra_aad(group_id: &str, id: &str) -> Vec<u8> {
+    format!("vellum-message-extra-v1/{group_id}/{id}").into_bytes()
+}
+
+/// A message's extra, sealed under its key; `None` when there is nothing to keep.
+fn seal_extra(
+    key: &[u8],
+    group_id: &str,
+    id: &str,
+    extra: &MessageExtra,
+) -> Result<Option<Vec<u8>>, Error> {
+    if extra.is_empty() {
+        return Ok(None);
+    }
+    let json = serde_json::to_vec(extra).map_err(|e| Error::Store(e.to_string()))?;
+    vellum_mls::at_rest::seal(key, &extra_aad(group_id, id), &json)
+        .map(Some)
+        .map_err(|e| Error::Store(e.to_string()))
+}
+
+const MESSAGE_COLUMNS: &str = "m.group_id, m.id, m.kind, m.sender_user, m.sender_device, m.sent_at, m.received_at, m.seq, m.body, m.expires_at, m.burn_secs, m.read_at, m.burn_at, k.key, m.archived_leaf, m.salt, m.event_json, m.extra_json";
 
 /// Reads a row of MESSAGE_COLUMNS and opens its body; `None` if its key is gone.
 fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
@@ -188,6 +233,13 @@ fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
                 .unwrap_or_else(|| ChatEvent::Notice { text: text.clone() }),
         ),
     };
+    let extra = r
+        .get::<_, Option<Vec<u8>>>(17)?
+        .and_then(|sealed| {
+            vellum_mls::at_rest::open(&key, &extra_aad(&group_id, &id), &sealed).ok()
+        })
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .unwrap_or_default();
     Ok(Some(MessageRow {
         group_id,
         id,
@@ -205,6 +257,7 @@ fn read_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MessageRow>> {
         archived_leaf: r.get::<_, Option<i64>>(14)?.map(|l| l as u64),
         salt,
         event,
+        extra,
     }))
 }
 
@@ -437,6 +490,7 @@ impl LocalStore {
                     .map_err(|e| Error::Store(e.to_string()))
             })
             .transpose()?;
+        let extra = seal_extra(&key, &m.group_id, &m.id, &m.extra)?;
         let mut conn = self.lock();
         let sp = conn.savepoint().map_err(db)?;
         let inserted = sp
@@ -444,8 +498,8 @@ impl LocalStore {
                 // Events and received messages wait to be shown by sync or watch; this
                 // device's own sends (no log position yet) are not news to it, nor is the
                 // state a chat was created or joined in (position 0: class, timers).
-                "INSERT OR IGNORE INTO messages (group_id, id, kind, sender_user, sender_device, sent_at, received_at, seq, body, expires_at, burn_secs, read_at, burn_at, salt, event_json, shown)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                "INSERT OR IGNORE INTO messages (group_id, id, kind, sender_user, sender_device, sent_at, received_at, seq, body, expires_at, burn_secs, read_at, burn_at, salt, event_json, extra_json, shown)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                          CASE WHEN ?8 = 0 THEN 1 WHEN ?3 = 'event' OR ?8 IS NOT NULL THEN 0 ELSE 1 END)",
                 params![
                     m.group_id,
@@ -462,7 +516,8 @@ impl LocalStore {
                     m.read_at,
                     m.burn_at,
                     salt,
-                    event
+                    event,
+                    extra
                 ],
             )
             .map_err(db)?
@@ -1152,6 +1207,7 @@ mod tests {
             archived_leaf: None,
             salt: None,
             event: None,
+            extra: MessageExtra::default(),
         };
         assert!(store.add_message(&m).unwrap());
         assert!(
@@ -1196,6 +1252,7 @@ mod shredding {
             archived_leaf: None,
             salt: None,
             event: None,
+            extra: MessageExtra::default(),
         }
     }
 
@@ -1296,6 +1353,66 @@ mod shredding {
         // Event rows expire as they did before (their own `expires_at`), typed or not.
         assert_eq!(store.shred_due(1_000).unwrap().len(), 1);
         assert_eq!(store.history("g").unwrap(), vec![typed]);
+    }
+
+    #[test]
+    fn issue_10_message_extras_are_sealed_at_rest_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store.add_chat("g", None, 0).unwrap();
+        let extra = MessageExtra {
+            reply_to: Some("parent".into()),
+            mentions: vec!["MARKER-mentioned".into()],
+            attachments: vec![vellum_wire::AttachmentRef {
+                blob: "b1".into(),
+                name: "MARKER-file-name.pdf".into(),
+                size: 3,
+                sha256: "00".repeat(32),
+                mime: "application/pdf".into(),
+                key: "a2V5".into(),
+                nonce: "bm9uY2U=".into(),
+                chunk_size: 65536,
+            }],
+            edited_at: Some(7),
+        };
+        let rich = MessageRow {
+            extra: extra.clone(),
+            ..message("m1", "with extras", Some(1_000), None)
+        };
+        store.add_message(&rich).unwrap();
+        store
+            .add_message(&message("m2", "plain", None, None))
+            .unwrap();
+        for marker in [&b"MARKER-mentioned"[..], b"MARKER-file-name"] {
+            assert!(
+                !file_contains(dir.path(), marker),
+                "the extra is not plaintext in any file"
+            );
+        }
+        let history = store.history("g").unwrap();
+        assert_eq!(history[0].extra, extra);
+        assert!(history[1].extra.is_empty());
+        let stored: Option<Vec<u8>> = store
+            .lock()
+            .query_row("SELECT extra_json FROM messages WHERE id = 'm2'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(
+            stored, None,
+            "nothing is stored for a message without extras"
+        );
+        // Shredded with its message.
+        store.shred_due(1_000).unwrap();
+        let left: i64 = store
+            .lock()
+            .query_row(
+                "SELECT COUNT(*) FROM messages WHERE extra_json IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
     }
 
     #[test]

@@ -13,7 +13,9 @@ use vellum_wire::*;
 use vellum_record::{Record, RecordKind};
 
 use crate::messages::expiry;
-use crate::{now_millis, random_id, Client, Error, Group, Member, MessageKind, MessageRow};
+use crate::{
+    now_millis, random_id, Client, Error, Group, Member, MessageExtra, MessageKind, MessageRow,
+};
 
 /// What a member sees in place of a payload this version cannot interpret.
 pub const CANNOT_DISPLAY: &str = "a message this version cannot display";
@@ -194,19 +196,10 @@ impl Client {
                     break;
                 }
             }
-            let payload = AppPayload::Text {
-                id: row.id.clone(),
-                text: row.text.clone(),
-                sent_at: row.sent_at,
-                expire_secs: row
-                    .expires_at
-                    .map(|e| ((e - row.sent_at).max(0) / 1000) as u64),
-                burn_secs: row.burn_secs,
-                salt: row.salt.map(hex::encode),
-                reply_to: None,
-                mentions: Vec::new(),
-                attachments: Vec::new(),
-            };
+            let expire_secs = row
+                .expires_at
+                .map(|e| ((e - row.sent_at).max(0) / 1000) as u64);
+            let payload = crate::messages::text_payload(&row, expire_secs);
             match self
                 .send_payload(&row.group_id, payload, Some(&row), row.expires_at)
                 .await
@@ -438,8 +431,12 @@ impl Client {
                                 &members_before,
                             )? {
                                 None => Processed::Nothing,
-                                Some(event) if self.sink.is_some() => self.archive_event(event)?,
-                                Some(event) => self.apply_event(event, chat_policy)?,
+                                Some((event, _)) if self.sink.is_some() => {
+                                    self.archive_event(event)?
+                                }
+                                Some((event, extra)) => {
+                                    self.apply_event(event, extra, chat_policy)?
+                                }
                             }
                         }
                     };
@@ -609,7 +606,8 @@ impl Client {
 
     /// The one interpretation of a decrypted application payload: the event it means, which
     /// the local history (`apply_event`) and the archive (`archive_event`) both consume.
-    /// `None` (reported) for a payload that is not even an object with a kind.
+    /// `None` (reported) for a payload that is not even an object with a kind. With it, what
+    /// a text message carries beyond the record (issue 10: reply, mentions, files).
     fn payload_event(
         &self,
         group_id: &str,
@@ -617,7 +615,7 @@ impl Client {
         data: &[u8],
         sender: &vellum_mls::DeviceCertificate,
         members: &[Member],
-    ) -> Result<Option<Record>, Error> {
+    ) -> Result<Option<(Record, MessageExtra)>, Error> {
         let who = (sender.user.as_str(), sender.device_id.as_str());
         let base = |kind| self.event(group_id, entry, kind, who, members);
         let payload = match AppPayload::decode(data) {
@@ -627,10 +625,14 @@ impl Client {
                 // shown as a message this version cannot display and archived verbatim.
                 tracing::warn!(group = group_id, seq = entry.seq, error = %e, "keeping an undecodable message as unknown");
                 let (kind, payload) = undecodable(data);
-                return Ok(Some(base(RecordKind::Unknown { kind, payload })?));
+                return Ok(Some((
+                    base(RecordKind::Unknown { kind, payload })?,
+                    MessageExtra::default(),
+                )));
             }
         };
-        Ok(Some(match payload {
+        let mut extra = MessageExtra::default();
+        let record = match payload {
             AppPayload::Text {
                 id,
                 text,
@@ -638,16 +640,26 @@ impl Client {
                 expire_secs,
                 burn_secs,
                 salt,
-                ..
-            } => Record {
-                message_id: Some(id),
-                text: Some(text),
-                sent_at,
-                expire_secs,
-                burn_secs,
-                salt,
-                ..base(RecordKind::Message)?
-            },
+                reply_to,
+                mentions,
+                attachments,
+            } => {
+                extra = MessageExtra {
+                    reply_to,
+                    mentions,
+                    attachments,
+                    edited_at: None,
+                };
+                Record {
+                    message_id: Some(id),
+                    text: Some(text),
+                    sent_at,
+                    expire_secs,
+                    burn_secs,
+                    salt,
+                    ..base(RecordKind::Message)?
+                }
+            }
             AppPayload::Delete { id } => Record {
                 message_id: Some(id),
                 ..base(RecordKind::Delete)?
@@ -664,7 +676,8 @@ impl Client {
                 kind: known.kind().to_owned(),
                 payload: String::from_utf8_lossy(&known.encode()).into_owned(),
             })?,
-        }))
+        };
+        Ok(Some((record, extra)))
     }
 
     /// The archiver's path: every event goes to the sink, expired or not, and nothing into
@@ -726,7 +739,12 @@ impl Client {
     }
 
     /// A member's path: applies one payload's event to the local history.
-    fn apply_event(&mut self, event: Record, chat: ChatPolicy) -> Result<Processed, Error> {
+    fn apply_event(
+        &mut self,
+        event: Record,
+        extra: MessageExtra,
+        chat: ChatPolicy,
+    ) -> Result<Processed, Error> {
         let group_id = event.chat_id.as_str();
         let seq = event.seq;
         match event.kind {
@@ -766,6 +784,7 @@ impl Client {
                         .as_deref()
                         .and_then(vellum_record::content::parse_salt),
                     event: None,
+                    extra,
                 };
                 self.check_position(group_id, seq, &row.id, false)?;
                 Ok(if self.store.add_message(&row)? {
@@ -830,6 +849,7 @@ impl Client {
                     archived_leaf: None,
                     salt: None,
                     event: Some(crate::ChatEvent::Notice { text }),
+                    extra: MessageExtra::default(),
                 };
                 self.store.add_message(&row)?;
                 Ok(Processed::Shown(Box::new(row)))

@@ -103,6 +103,7 @@ fn issue_2_unconfirmed_sends_are_retried_and_stored_once() {
             archived_leaf: None,
             salt: None,
             event: None,
+            extra: Default::default(),
         })
         .unwrap();
     drop(store);
