@@ -1,6 +1,7 @@
 //! `vellum`: the delivery server, the device CLI, the admin CLI and the demo in one binary.
 
 mod demo;
+mod files;
 mod output;
 mod records;
 mod witness;
@@ -97,6 +98,22 @@ enum Command {
         /// Burn this message sooner after reading than the chat's default.
         #[arg(long = "burn-on-read", value_name = "DUR", allow_hyphen_values = true)]
         burn_on_read: Option<String>,
+        /// Attach a file (repeatable), end-to-end encrypted; an interrupted upload resumes
+        /// when the same command is run again. Example: --file report.pdf --file data.csv
+        #[arg(long = "file", value_name = "PATH")]
+        files: Vec<PathBuf>,
+    },
+    /// Download, decrypt and check the files of a message (default: into the profile,
+    /// where the shredder removes them with the message); an interrupted download resumes.
+    #[command(after_help = "Example: vellum download ops 3f2a… --out ~/Documents")]
+    Download {
+        chat: String,
+        message_id: String,
+        /// The directory to save into (a warning says so if the shredder cannot reach it).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
     /// Display unread messages of a chat; starts their burn-on-read timers.
     Read {
@@ -509,6 +526,7 @@ async fn run(cli: Cli) -> Result<()> {
             text,
             expire,
             burn_on_read,
+            files,
         } => {
             let overrides = MessageTimers {
                 expire_secs: duration(expire.as_deref())?,
@@ -516,8 +534,21 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let mut client = Client::open(&home(&cli.home)?)?;
             client.sync().await?;
+            if !files.is_empty() {
+                return files::send(&mut client, &chat, &text, &files, overrides).await;
+            }
             let sent = client.send_with(&chat, &text, overrides).await?;
             println!("sent {}", sent.id);
+        }
+        Command::Download {
+            chat,
+            message_id,
+            out,
+            json,
+        } => {
+            let mut client = Client::open(&home(&cli.home)?)?;
+            client.sync().await?;
+            files::download(&mut client, &chat, &message_id, out.as_deref(), json).await?;
         }
         Command::Read { chat, json } => {
             let client = Client::open(&home(&cli.home)?)?;

@@ -141,9 +141,10 @@ fn safe_name(name: &str) -> String {
     }
 }
 
-/// `dir/name`, or `dir/stem (n).ext` for the first n that is free (neither the file nor
-/// its `.part` exists, unless that `.part` is this very download's to resume).
-fn free_path(dir: &Path, name: &str, resumable: &dyn Fn(&Path) -> bool) -> PathBuf {
+/// `dir/name`, or `dir/stem (n).ext` for the first n that is free. A `.part` left there
+/// is resumed (as `curl -C -`, `wget -c`): the SHA-256 check at the end discards one that
+/// belonged to another file.
+fn free_path(dir: &Path, name: &str) -> PathBuf {
     let (stem, ext) = match name.rsplit_once('.') {
         Some((s, e)) if !s.is_empty() => (s.to_owned(), format!(".{e}")),
         _ => (name.to_owned(), String::new()),
@@ -154,8 +155,7 @@ fn free_path(dir: &Path, name: &str, resumable: &dyn Fn(&Path) -> bool) -> PathB
             0 => dir.join(name),
             n => dir.join(format!("{stem} ({n}){ext}")),
         };
-        let part = part_path(&candidate);
-        if !candidate.exists() && (!part.exists() || resumable(&candidate)) {
+        if !candidate.exists() {
             return candidate;
         }
         n += 1;
@@ -560,20 +560,7 @@ impl Client {
         let mut saved = Vec::new();
         for file in &message.extra.attachments {
             let name = safe_name(&file.name);
-            // A `.part` this profile tracks for this message is this download's to resume.
-            let tracked_parts = {
-                let conn = self.store.lock();
-                let mut stmt = conn
-                    .prepare("SELECT path FROM downloads WHERE group_id = ?1 AND message_id = ?2")
-                    .map_err(db)?;
-                let rows = stmt
-                    .query_map(params![group_id, message_id], |r| r.get::<_, String>(0))
-                    .map_err(db)?;
-                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?
-            };
-            let target = free_path(&dir, &name, &|p: &Path| {
-                tracked_parts.iter().any(|t| Path::new(t) == p)
-            });
+            let target = free_path(&dir, &name);
             let tracked = inside && expiring;
             if tracked {
                 // Listed before a byte is written, so a crash leaves nothing the shredder misses.
@@ -747,15 +734,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("r.pdf"), b"x").unwrap();
         std::fs::write(dir.path().join("r (1).pdf.part"), b"x").unwrap();
-        let never = |_: &Path| false;
-        assert_eq!(
-            free_path(dir.path(), "r.pdf", &never),
-            dir.path().join("r (2).pdf")
-        );
-        let mine = |p: &Path| p.ends_with("r (1).pdf");
-        assert_eq!(
-            free_path(dir.path(), "r.pdf", &mine),
-            dir.path().join("r (1).pdf")
-        );
+        // The name after the taken one, whose `.part` is resumed.
+        assert_eq!(free_path(dir.path(), "r.pdf"), dir.path().join("r (1).pdf"));
+        assert_eq!(free_path(dir.path(), "new"), dir.path().join("new"));
     }
 }

@@ -9,6 +9,7 @@ mod crash;
 mod devices;
 mod directory;
 mod escape;
+mod files;
 mod membership;
 mod monitor;
 mod receipts;
