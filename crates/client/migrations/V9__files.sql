@@ -19,3 +19,10 @@ CREATE TABLE downloads (
     message_id TEXT NOT NULL
 );
 CREATE INDEX downloads_by_message ON downloads (group_id, message_id);
+-- The archiver's files to fetch: queued in the transaction of their message's entry, so
+-- that none is missed across a crash; each goes once sealed into the archive.
+CREATE TABLE archive_files (
+    id INTEGER PRIMARY KEY,
+    record TEXT NOT NULL,
+    attachment TEXT NOT NULL
+);

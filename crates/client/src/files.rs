@@ -30,6 +30,7 @@ use zeroize::Zeroizing;
 use crate::messages::{MessageTimers, OutgoingMessage};
 use crate::store::db;
 use crate::{now_millis, Client, Error, LocalStore, MessageRow};
+use vellum_record::{AttachedFile, Record, RecordKind};
 
 /// Plaintext bytes per chunk.
 pub const CHUNK_SIZE: u32 = 64 * 1024;
@@ -585,21 +586,7 @@ impl Client {
         target: &Path,
         progress: Progress<'_>,
     ) -> Result<(), Error> {
-        let bad = |what: &str| Error::Invalid(format!("the message's file {what}"));
-        let key: [u8; 32] = STANDARD
-            .decode(&file.key)
-            .ok()
-            .and_then(|k| k.try_into().ok())
-            .ok_or_else(|| bad("key is malformed"))?;
-        let key = Zeroizing::new(key);
-        let nonce: [u8; 7] = STANDARD
-            .decode(&file.nonce)
-            .ok()
-            .and_then(|n| n.try_into().ok())
-            .ok_or_else(|| bad("nonce is malformed"))?;
-        if !(vellum_wire::MIN_CHUNK_SIZE..=vellum_wire::MAX_CHUNK_SIZE).contains(&file.chunk_size) {
-            return Err(bad("chunk size is out of bounds"));
-        }
+        let (key, nonce) = file_key(file)?;
         let cipher = std::sync::Arc::new(FileCipher::new(&key, nonce));
         let chunk_bytes = u64::from(file.chunk_size);
         let chunks = vellum_store::NewBlob::chunk_count(file.size, file.chunk_size);
@@ -647,6 +634,124 @@ impl Client {
         }
         std::fs::rename(&part2, &target2).map_err(|e| io("save", &target2, e))
     }
+}
+
+impl Client {
+    /// The archiver's path: a record-chat message's files are queued with its entry.
+    pub(crate) fn queue_archive_files(
+        &self,
+        message: &Record,
+        extra: &crate::MessageExtra,
+    ) -> Result<(), Error> {
+        for file in &extra.attachments {
+            let attachment = serde_json::to_string(file)
+                .map_err(|e| Error::Store(format!("cannot queue a file: {e}")))?;
+            let record = String::from_utf8(message.encode())
+                .map_err(|e| Error::Store(format!("cannot queue a file: {e}")))?;
+            self.store
+                .lock()
+                .execute(
+                    "INSERT INTO archive_files (record, attachment) VALUES (?1, ?2)",
+                    params![record, attachment],
+                )
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// The archiver fetches each queued file, decrypts it, checks its SHA-256, seals it as
+    /// an `attachment` record and tells the server, which may then purge it. A file that
+    /// cannot be had for good (refused, altered) is recorded as a failure in the log and
+    /// dropped from the queue; a network failure leaves it for the next sync.
+    pub(crate) async fn archive_files(&mut self) -> Result<(), Error> {
+        let queued: Vec<(i64, String, String)> = {
+            let conn = self.store.lock();
+            let mut stmt = conn
+                .prepare("SELECT id, record, attachment FROM archive_files ORDER BY id")
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db)?
+        };
+        for (id, record, attachment) in queued {
+            let message = Record::decode(record.as_bytes())
+                .map_err(|e| Error::Store(format!("a queued file's message: {e}")))?;
+            let file: AttachmentRef = serde_json::from_str(&attachment)
+                .map_err(|e| Error::Store(format!("a queued file: {e}")))?;
+            match self.fetch_whole(&file).await {
+                Ok(content) => {
+                    let record = Record {
+                        kind: RecordKind::Attachment(Box::new(AttachedFile {
+                            blob: file.blob.clone(),
+                            name: file.name.clone(),
+                            mime: file.mime.clone(),
+                            size: file.size,
+                            sha256: file.sha256.clone(),
+                            content: STANDARD.encode(&*content),
+                        })),
+                        text: None,
+                        // The archiver's own salt: the message's commits to the message.
+                        salt: None,
+                        ..message
+                    };
+                    self.emit(record)?;
+                    let path = format!("/v1/blobs/{}/archived", file.blob);
+                    self.request::<()>(Method::POST, &path, None::<&()>).await?;
+                }
+                Err(e @ Error::Network(_)) => return Err(e),
+                Err(e) => {
+                    tracing::error!(blob = %file.blob, error = %e, "a record's file cannot be archived");
+                }
+            }
+            self.store
+                .lock()
+                .execute("DELETE FROM archive_files WHERE id = ?1", [id])
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// A whole file in memory, decrypted and checked (the archiver seals it as one record).
+    async fn fetch_whole(&self, file: &AttachmentRef) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let (key, nonce) = file_key(file)?;
+        let cipher = FileCipher::new(&key, nonce);
+        let chunks = vellum_store::NewBlob::chunk_count(file.size, file.chunk_size);
+        let mut content = Zeroizing::new(Vec::new());
+        for index in 0..chunks {
+            let path = format!("/v1/blobs/{}/chunks/{index}", file.blob);
+            let sealed = self.raw_request(Method::GET, &path, Vec::new()).await?;
+            let plain = Zeroizing::new(cipher.open(index, index + 1 == chunks, sealed)?);
+            content.extend_from_slice(&plain);
+        }
+        let digest = hex::encode(Sha256::digest(&*content));
+        if !digest.eq_ignore_ascii_case(&file.sha256) {
+            return Err(Error::Invalid(format!(
+                "file {} does not match the SHA-256 its sender gave",
+                file.name
+            )));
+        }
+        Ok(content)
+    }
+}
+
+/// A file's key and nonce prefix from its reference, with its chunk size checked.
+fn file_key(file: &AttachmentRef) -> Result<(Zeroizing<[u8; 32]>, [u8; 7]), Error> {
+    let bad = |what: &str| Error::Invalid(format!("the message's file {what}"));
+    let key: [u8; 32] = STANDARD
+        .decode(&file.key)
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| bad("key is malformed"))?;
+    let nonce: [u8; 7] = STANDARD
+        .decode(&file.nonce)
+        .ok()
+        .and_then(|n| n.try_into().ok())
+        .ok_or_else(|| bad("nonce is malformed"))?;
+    if !(vellum_wire::MIN_CHUNK_SIZE..=vellum_wire::MAX_CHUNK_SIZE).contains(&file.chunk_size) {
+        return Err(bad("chunk size is out of bounds"));
+    }
+    Ok((Zeroizing::new(key), nonce))
 }
 
 /// SHA-256 of a file, lowercase hex, read a chunk at a time.

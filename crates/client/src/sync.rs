@@ -165,6 +165,9 @@ impl Client {
         Box::pin(self.remove_unvouched_everywhere()).await?;
         // Boxed: retrying a send may sync, which may retry sends (the `flushing` flag stops it).
         Box::pin(self.flush_outbox()).await?;
+        if self.sink.is_some() {
+            self.archive_files().await?;
+        }
         if !self.shred()?.is_empty() || shredded {
             // Deletes shred inside their entry's transaction: empty the WAL once it is done.
             self.store.truncate_wal()?;
@@ -431,7 +434,8 @@ impl Client {
                                 &members_before,
                             )? {
                                 None => Processed::Nothing,
-                                Some((event, _)) if self.sink.is_some() => {
+                                Some((event, extra)) if self.sink.is_some() => {
+                                    self.queue_archive_files(&event, &extra)?;
                                     self.archive_event(event)?
                                 }
                                 Some((event, extra)) => {
@@ -565,7 +569,7 @@ impl Client {
         self.finish_tx(result)
     }
 
-    fn emit(&mut self, event: Record) -> Result<(), Error> {
+    pub(crate) fn emit(&mut self, event: Record) -> Result<(), Error> {
         let sink = self.sink.as_mut().expect("archiving only with a sink");
         sink.record(event)
             .map_err(|e| Error::Store(format!("archiving failed: {e}")))
@@ -855,7 +859,9 @@ impl Client {
                 Ok(Processed::Shown(Box::new(row)))
             }
             // Payloads never mean these: they come from commits.
-            RecordKind::Membership | RecordKind::Timers => Ok(Processed::Nothing),
+            RecordKind::Membership | RecordKind::Timers | RecordKind::Attachment(_) => {
+                Ok(Processed::Nothing)
+            }
         }
     }
 
