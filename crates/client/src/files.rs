@@ -35,6 +35,10 @@ use vellum_record::{AttachedFile, Record, RecordKind};
 /// Plaintext bytes per chunk.
 pub const CHUNK_SIZE: u32 = 64 * 1024;
 
+/// Chunks sent or fetched per request: 1 MiB of plaintext, so a gigabyte is about a
+/// thousand requests (well within a device's rate limit).
+const CHUNKS_PER_REQUEST: u64 = 16;
+
 /// Called with (bytes done, bytes in all) as a transfer goes.
 pub type Progress<'a> = &'a mut (dyn FnMut(u64, u64) + Send);
 
@@ -433,31 +437,38 @@ impl Client {
             file.seek(SeekFrom::Start(present * chunk_bytes))
                 .map_err(|e| io("read", path, e))?;
             let mut file = Some(file);
-            for index in present..chunks {
-                let last = index + 1 == chunks;
-                let len = id.size.saturating_sub(index * chunk_bytes).min(chunk_bytes) as usize;
-                // Reading and sealing run off the executor; one chunk in memory at a time.
+            let mut batch_start = present;
+            while batch_start < chunks {
+                let batch_end = (batch_start + CHUNKS_PER_REQUEST).min(chunks);
+                let size = id.size;
+                // Reading and sealing run off the executor; one batch in memory at a time.
                 let (mut f, sealer) = (file.take(), cipher.clone());
-                let (back, sealed) = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; len];
+                let (back, body) = tokio::task::spawn_blocking(move || {
                     let f_ref = f.as_mut().ok_or_else(|| Error::Io("file closed".into()))?;
-                    f_ref
-                        .read_exact(&mut buf)
-                        .map_err(|e| Error::Io(format!("cannot read the file: {e}")))?;
-                    buf.reserve_exact(16);
-                    Ok::<_, Error>((f, sealer.seal(index, last, buf)?))
+                    let mut body = Vec::new();
+                    for index in batch_start..batch_end {
+                        let len = size.saturating_sub(index * chunk_bytes).min(chunk_bytes);
+                        let mut buf = vec![0u8; len as usize];
+                        f_ref
+                            .read_exact(&mut buf)
+                            .map_err(|e| Error::Io(format!("cannot read the file: {e}")))?;
+                        buf.reserve_exact(16);
+                        body.extend_from_slice(&sealer.seal(index, index + 1 == chunks, buf)?);
+                    }
+                    Ok::<_, Error>((f, body))
                 })
                 .await
                 .map_err(|e| Error::Io(e.to_string()))??;
                 file = back;
-                let chunk_path = format!("/v1/blobs/{}/chunks/{index}", upload.blob);
-                match self.raw_request(Method::PUT, &chunk_path, sealed).await {
+                let chunk_path = format!("/v1/blobs/{}/chunks/{batch_start}", upload.blob);
+                match self.raw_request(Method::PUT, &chunk_path, body).await {
                     Ok(_) => {}
                     // A retried request whose first attempt landed.
                     Err(e) if e.is_code(codes::CHUNK_EXISTS) => {}
                     Err(e) => return Err(e),
                 }
-                progress(((index + 1) * chunk_bytes).min(id.size), id.size);
+                progress((batch_end * chunk_bytes).min(id.size), id.size);
+                batch_start = batch_end;
             }
             let complete_path = format!("/v1/blobs/{}/complete", upload.blob);
             self.request::<()>(Method::POST, &complete_path, None::<&()>)
@@ -599,23 +610,45 @@ impl Client {
                 .map_err(|e| Error::Io(e.to_string()))??
         };
         progress((done * chunk_bytes).min(file.size), file.size);
-        for index in done..chunks {
-            let last = index + 1 == chunks;
-            let path = format!("/v1/blobs/{}/chunks/{index}", file.blob);
-            let sealed = self.raw_request(Method::GET, &path, Vec::new()).await?;
-            let opener = cipher.clone();
-            let (back_out, back_hasher) = tokio::task::spawn_blocking(move || {
-                let plain = Zeroizing::new(opener.open(index, last, sealed)?);
-                hasher.update(&*plain);
-                out.write_all(&plain)
-                    .map_err(|e| Error::Io(format!("cannot write the file: {e}")))?;
-                Ok::<_, Error>((out, hasher))
+        let mut batch_start = done;
+        while batch_start < chunks {
+            let path = format!(
+                "/v1/blobs/{}/chunks/{batch_start}?count={CHUNKS_PER_REQUEST}",
+                file.blob
+            );
+            let body = self.raw_request(Method::GET, &path, Vec::new()).await?;
+            let (opener, size) = (cipher.clone(), file.size);
+            let (back_out, back_hasher, batch_end) = tokio::task::spawn_blocking(move || {
+                let mut index = batch_start;
+                let mut rest = &body[..];
+                while !rest.is_empty() && index < chunks {
+                    let len =
+                        (size.saturating_sub(index * chunk_bytes).min(chunk_bytes) + 16) as usize;
+                    if rest.len() < len {
+                        break;
+                    }
+                    let (sealed, tail) = rest.split_at(len);
+                    rest = tail;
+                    let plain =
+                        Zeroizing::new(opener.open(index, index + 1 == chunks, sealed.to_vec())?);
+                    hasher.update(&*plain);
+                    out.write_all(&plain)
+                        .map_err(|e| Error::Io(format!("cannot write the file: {e}")))?;
+                    index += 1;
+                }
+                if !rest.is_empty() || index == batch_start {
+                    return Err(Error::Invalid(
+                        "the server sent chunks of the wrong length".into(),
+                    ));
+                }
+                Ok::<_, Error>((out, hasher, index))
             })
             .await
             .map_err(|e| Error::Io(e.to_string()))??;
             out = back_out;
             hasher = back_hasher;
-            progress(((index + 1) * chunk_bytes).min(file.size), file.size);
+            progress((batch_end * chunk_bytes).min(file.size), file.size);
+            batch_start = batch_end;
         }
         let digest = hex::encode(hasher.finalize());
         let (part2, target2) = (part.clone(), target.to_path_buf());
@@ -715,13 +748,20 @@ impl Client {
     /// A whole file in memory, decrypted and checked (the archiver seals it as one record).
     async fn fetch_whole(&self, file: &AttachmentRef) -> Result<Zeroizing<Vec<u8>>, Error> {
         let (key, nonce) = file_key(file)?;
-        let cipher = FileCipher::new(&key, nonce);
+        let cipher = std::sync::Arc::new(FileCipher::new(&key, nonce));
         let chunks = vellum_store::NewBlob::chunk_count(file.size, file.chunk_size);
         let mut content = Zeroizing::new(Vec::new());
         for index in 0..chunks {
             let path = format!("/v1/blobs/{}/chunks/{index}", file.blob);
             let sealed = self.raw_request(Method::GET, &path, Vec::new()).await?;
-            let plain = Zeroizing::new(cipher.open(index, index + 1 == chunks, sealed)?);
+            let opener = cipher.clone();
+            let plain = tokio::task::spawn_blocking(move || {
+                opener
+                    .open(index, index + 1 == chunks, sealed)
+                    .map(Zeroizing::new)
+            })
+            .await
+            .map_err(|e| Error::Io(e.to_string()))??;
             content.extend_from_slice(&plain);
         }
         let digest = hex::encode(Sha256::digest(&*content));

@@ -151,7 +151,11 @@ impl TryFrom<Wire> for Record {
         let kind = match (w.kind.as_str(), w.payload_kind, w.payload) {
             ("attachment", None, None) => match w.attachment {
                 Some(file) => RecordKind::Attachment(Box::new(file)),
-                None => return Err(Error::Invalid("an attachment record without its file".into())),
+                None => {
+                    return Err(Error::Invalid(
+                        "an attachment record without its file".into(),
+                    ))
+                }
             },
             _ if w.attachment.is_some() => {
                 return Err(Error::Invalid(format!(

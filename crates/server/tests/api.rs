@@ -5129,6 +5129,18 @@ async fn issue_10_blobs_upload_in_order_download_by_members_and_go_at_expiry() {
         .await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
 
+    // Several chunks in one answer; a count out of bounds is refused.
+    let (status, got) = raw_call(&h, &bob, "GET", &format!("{}?count=5", chunk(0)), b"").await;
+    assert_eq!(
+        (status, got),
+        (StatusCode::OK, [first.clone(), last.clone()].concat())
+    );
+    let (status, body) = raw_call(&h, &bob, "GET", &format!("{}?count=0", chunk(0)), b"").await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::BAD_REQUEST, "bad_request".into())
+    );
+
     // Delete for everyone: the uploader's user only.
     let (status, body) = h
         .call(&bob, "DELETE", &format!("/v1/blobs/{blob}"), None)
@@ -5144,6 +5156,40 @@ async fn issue_10_blobs_upload_in_order_download_by_members_and_go_at_expiry() {
         (StatusCode::NOT_FOUND, "not_found".into())
     );
     assert!(h.store.blob(&blob).await.unwrap().is_none());
+
+    // Consecutive chunks in one body: split by their lengths, or refused whole.
+    let (_, created) = h
+        .call(
+            &alice,
+            "POST",
+            &create,
+            Some(json!({ "size": 5_000, "chunk_size": 4096 })),
+        )
+        .await;
+    let batched = created["blob"].as_str().unwrap().to_owned();
+    let path = format!("/v1/blobs/{batched}/chunks/0");
+    let both = [first.clone(), last.clone()].concat();
+    let (status, body) = raw_call(&h, &alice, "PUT", &path, &both[..both.len() - 1]).await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::BAD_REQUEST, "chunk_size".into())
+    );
+    let (status, body) = raw_call(
+        &h,
+        &alice,
+        "PUT",
+        &path,
+        &[both.clone(), vec![0; 16]].concat(),
+    )
+    .await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::BAD_REQUEST, "chunk_size".into())
+    );
+    assert_eq!(h.store.blob(&batched).await.unwrap().unwrap().present, 0);
+    let (status, _) = raw_call(&h, &alice, "PUT", &path, &both).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(h.store.blob(&batched).await.unwrap().unwrap().present, 2);
 
     // A file whose message expires goes with it at the next sweep.
     let expired = std::time::SystemTime::now()

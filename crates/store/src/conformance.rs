@@ -1694,26 +1694,38 @@ pub async fn issue_10_blobs_take_chunks_in_order_within_the_quota(store: &impl S
     assert_eq!(info.chunk_len(1), Some(904 + BLOB_TAG_BYTES));
     assert_eq!(info.chunk_len(2), None);
     assert!(matches!(
-        store.put_blob_chunk("x", 1, vec![1; 920]).await,
+        store.put_blob_chunks("x", 1, vec![vec![1; 920]]).await,
         Err(Error::Refused(_))
     ));
     assert!(matches!(
         store.finish_blob("x").await,
         Err(Error::Refused(_))
     ));
-    store.put_blob_chunk("x", 0, vec![0; 4112]).await.unwrap();
     assert!(matches!(
-        store.put_blob_chunk("x", 0, vec![9; 4112]).await,
+        store
+            .put_blob_chunks("x", 0, vec![vec![0; 4112], vec![1; 920], vec![2; 16]])
+            .await,
+        Err(Error::Refused(_))
+    ));
+    store
+        .put_blob_chunks("x", 0, vec![vec![0; 4112]])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_blob_chunks("x", 0, vec![vec![9; 4112]]).await,
         Err(Error::Conflict(_))
     ));
-    store.put_blob_chunk("x", 1, vec![1; 920]).await.unwrap();
+    store
+        .put_blob_chunks("x", 1, vec![vec![1; 920]])
+        .await
+        .unwrap();
     assert!(matches!(
-        store.put_blob_chunk("x", 2, vec![2; 16]).await,
+        store.put_blob_chunks("x", 2, vec![vec![2; 16]]).await,
         Err(Error::Refused(_))
     ));
     store.finish_blob("x").await.unwrap();
     assert!(matches!(
-        store.put_blob_chunk("x", 2, vec![2; 16]).await,
+        store.put_blob_chunks("x", 2, vec![vec![2; 16]]).await,
         Err(Error::Refused(_))
     ));
     let info = store.blob("x").await.unwrap().unwrap();
@@ -1722,7 +1734,7 @@ pub async fn issue_10_blobs_take_chunks_in_order_within_the_quota(store: &impl S
     assert_eq!(store.blob_chunk("x", 1).await.unwrap(), Some(vec![1; 920]));
     assert_eq!(store.blob_chunk("x", 2).await.unwrap(), None);
     assert!(matches!(
-        store.put_blob_chunk("nope", 0, vec![]).await,
+        store.put_blob_chunks("nope", 0, vec![vec![]]).await,
         Err(Error::NotFound(_))
     ));
     // An empty file is one empty chunk.
@@ -1738,7 +1750,10 @@ pub async fn issue_10_blobs_go_at_expiry_and_deletion_but_wait_for_the_archiver(
     async fn complete(store: &impl Store, blob: NewBlob) {
         let id = blob.blob_id.clone();
         store.create_blob(blob).await.unwrap();
-        store.put_blob_chunk(&id, 0, vec![7; 116]).await.unwrap();
+        store
+            .put_blob_chunks(&id, 0, vec![vec![7; 116]])
+            .await
+            .unwrap();
         store.finish_blob(&id).await.unwrap();
     }
     complete(store, new_blob("expiring", "a1", 100, false, Some(5_000))).await;

@@ -532,10 +532,11 @@ pub trait Store: Send + Sync + 'static {
     /// [`Error::QuotaExceeded`] past the uploader's user's quota.
     async fn create_blob(&self, blob: NewBlob) -> Result<()>;
     async fn blob(&self, blob_id: &str) -> Result<Option<BlobInfo>>;
-    /// Stores chunk `index` of an unfinished blob. Chunks come in order: `index` must be the
-    /// number already stored (else `Refused`); a chunk already stored is `Conflict`. The
-    /// caller checked the uploader and the chunk's length.
-    async fn put_blob_chunk(&self, blob_id: &str, index: u64, data: Vec<u8>) -> Result<()>;
+    /// Stores chunks `first`, `first + 1`, … of an unfinished blob in one transaction.
+    /// Chunks come in order: `first` must be the number already stored (else `Refused`,
+    /// and `Refused` past the blob's last chunk); a chunk already stored is `Conflict`.
+    /// The caller checked the uploader and the chunks' lengths.
+    async fn put_blob_chunks(&self, blob_id: &str, first: u64, chunks: Vec<Vec<u8>>) -> Result<()>;
     /// Marks a blob complete once every chunk is stored (else `Refused`); again is fine.
     async fn finish_blob(&self, blob_id: &str) -> Result<()>;
     async fn blob_chunk(&self, blob_id: &str, index: u64) -> Result<Option<Vec<u8>>>;

@@ -2237,7 +2237,7 @@ impl Store for SqliteStore {
         self.read(move |c| blob_in(c, &blob_id)).await
     }
 
-    async fn put_blob_chunk(&self, blob_id: &str, index: u64, data: Vec<u8>) -> Result<()> {
+    async fn put_blob_chunks(&self, blob_id: &str, first: u64, chunks: Vec<Vec<u8>>) -> Result<()> {
         let blob_id = blob_id.to_owned();
         self.run(move |c| {
             let tx = c
@@ -2248,26 +2248,31 @@ impl Store for SqliteStore {
             if blob.finished {
                 return Err(Error::Refused(format!("blob {blob_id} is complete")));
             }
-            if index < blob.present {
-                return Err(Error::Conflict(format!("chunk {index} of blob {blob_id}")));
+            if first < blob.present {
+                return Err(Error::Conflict(format!("chunk {first} of blob {blob_id}")));
             }
-            if index != blob.present {
+            if first != blob.present {
                 return Err(Error::Refused(format!(
                     "chunks are taken in order: blob {blob_id} expects chunk {} next",
                     blob.present
                 )));
             }
-            if index >= blob.chunks {
+            if first + chunks.len() as u64 > blob.chunks {
                 return Err(Error::Refused(format!(
                     "blob {blob_id} has {} chunks",
                     blob.chunks
                 )));
             }
-            tx.execute(
-                "INSERT INTO blob_chunks (blob_id, idx, data) VALUES (?1, ?2, ?3)",
-                params![blob_id, index as i64, data],
-            )
-            .map_err(backend)?;
+            {
+                let mut insert = tx
+                    .prepare("INSERT INTO blob_chunks (blob_id, idx, data) VALUES (?1, ?2, ?3)")
+                    .map_err(backend)?;
+                for (i, data) in chunks.iter().enumerate() {
+                    insert
+                        .execute(params![blob_id, (first + i as u64) as i64, data])
+                        .map_err(backend)?;
+                }
+            }
             tx.commit().map_err(backend)
         })
         .await

@@ -220,3 +220,89 @@ fn issue_10_an_interrupted_upload_and_download_resume() {
         sha
     );
 }
+
+/// Issue 10: in a record chat the archiver fetches each file, checks it, seals it as an
+/// attachment record and tells the server, which keeps the blob until then.
+#[test]
+fn issue_10_the_archiver_seals_record_files_and_releases_their_blobs() {
+    use base64::Engine;
+
+    use crate::records::{records_org, wait_for_records, wait_until};
+
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    // A member besides the sender, whom the records name as a recipient.
+    let _bob = Device::new_user(&server, root.path(), "bob");
+    let archiver = records_org(&server, root.path());
+    alice.ok(&["chat", "create", "kept", "--with", "bob"]);
+    wait_for_records(&archiver, 2); // joined, title
+    let source = root.path().join("minutes.txt");
+    let sha = write_file(&source, &marker("minutes"), 70_000);
+    alice.ok(&[
+        "send",
+        "kept",
+        "minutes",
+        "--file",
+        source.to_str().unwrap(),
+    ]);
+    wait_for_records(&archiver, 4); // the message, then its file
+    wait_until("the server told the file is archived", || {
+        server_db(&server)
+            .query_row("SELECT archived FROM blobs", [], |r| r.get::<_, bool>(0))
+            .unwrap_or(false)
+    });
+
+    for share in ["share-1", "share-2"] {
+        run_ok(
+            archiver
+                .records(&["unseal", "--share"])
+                .arg(root.path().join("keys").join(share)),
+        );
+    }
+    let token = std::fs::read_to_string(archiver.data.join("records-token")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let hits: Vec<vellum_archiver::api_types::Hit> = runtime.block_on(async {
+        vellum_client::Api::new(&archiver.url)
+            .unwrap()
+            .call(
+                vellum_client::Method::GET,
+                "/v1/search?chat=kept",
+                None::<&()>,
+                None,
+                Some(token.trim()),
+            )
+            .await
+            .unwrap()
+    });
+    let files: Vec<_> = hits
+        .iter()
+        .filter_map(|h| match &h.event.kind {
+            vellum_archiver::record::RecordKind::Attachment(file) => Some((&h.event, file)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(files.len(), 1, "{hits:?}");
+    let (record, file) = files[0];
+    assert_eq!(
+        (record.sender_user.as_str(), file.name.as_str()),
+        ("alice", "minutes.txt")
+    );
+    assert!(record.recipients.iter().any(|r| r.user == "bob"));
+    assert_eq!(
+        (file.size, file.sha256.as_str(), file.mime.as_str()),
+        (70_000, sha.as_str(), "text/plain")
+    );
+    let content = base64::engine::general_purpose::STANDARD
+        .decode(&file.content)
+        .unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&content)), sha);
+    let message = hits
+        .iter()
+        .find(|h| h.event.kind == vellum_archiver::record::RecordKind::Message)
+        .unwrap();
+    assert_eq!(message.event.message_id, record.message_id);
+}

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Extension;
-use vellum_http::{codes, ApiError, Json, Path};
+use vellum_http::{codes, ApiError, Json, Path, Query};
 use vellum_store::{BlobInfo, NewBlob};
 use vellum_wire::{BlobCreated, BlobStatus, CreateBlob, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 
@@ -180,8 +180,9 @@ pub async fn status(
     }))
 }
 
-/// Stores chunk `index` (ciphertext, 16 bytes longer than its plaintext). Only the
-/// uploading device sends chunks, each once, in order.
+/// Stores chunk `index` (ciphertext, 16 bytes longer than its plaintext), or consecutive
+/// chunks from `index` in one body (fewer requests; the lengths say where each ends). Only
+/// the uploading device sends chunks, each once, in order.
 #[utoipa::path(put, path = "/v1/blobs/{blob_id}/chunks/{index}", tag = "blobs",
     params(
         ("blob_id" = String, Path, description = "The blob id"),
@@ -245,22 +246,45 @@ pub async fn put_chunk(
     if index > blob.present {
         return Err(out_of_order(blob.present));
     }
-    if body.len() as u64 != want {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            codes::CHUNK_SIZE,
-            format!(
-                "chunk {index} must have {want} bytes of ciphertext, not {}",
-                body.len()
-            ),
-        ));
+    // The body is one chunk or several consecutive ones: their lengths follow from the
+    // blob's size, so it splits exactly or is refused.
+    let mut chunks = Vec::new();
+    let mut rest = &body[..];
+    let mut next = index;
+    let mut want = want;
+    loop {
+        if (rest.len() as u64) < want {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                codes::CHUNK_SIZE,
+                format!(
+                    "{} bytes are not whole chunks from chunk {index}: chunk {next} must have \
+                     {want} bytes of ciphertext",
+                    body.len()
+                ),
+            ));
+        }
+        let (chunk, tail) = rest.split_at(want as usize);
+        chunks.push(chunk.to_vec());
+        rest = tail;
+        next += 1;
+        match (rest.is_empty(), blob.chunk_len(next)) {
+            (true, _) => break,
+            (false, Some(len)) => want = len,
+            (false, None) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    codes::CHUNK_SIZE,
+                    format!(
+                        "the body runs past the file's last chunk ({})",
+                        blob.chunks - 1
+                    ),
+                ))
+            }
+        }
     }
     // The store checks the order again inside its transaction (two racing requests).
-    match state
-        .store
-        .put_blob_chunk(&blob_id, index, body.to_vec())
-        .await
-    {
+    match state.store.put_blob_chunks(&blob_id, index, chunks).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(vellum_store::Error::Conflict(_)) => Err(exists()),
         Err(vellum_store::Error::Refused(_)) => {
@@ -307,15 +331,26 @@ pub async fn complete(
     }
 }
 
-/// One chunk of a complete file's ciphertext, for a current member of its chat.
+/// How many chunks one download request may ask for.
+pub const MAX_CHUNKS_PER_REQUEST: u64 = 64;
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct ChunkQuery {
+    /// Consecutive chunks from `index` to return in one body (1 to 64; default 1).
+    count: Option<u64>,
+}
+
+/// Chunks of a complete file's ciphertext from `index` (one, or `count` consecutive ones
+/// concatenated, fewer at the file's end), for a current member of its chat.
 #[utoipa::path(get, path = "/v1/blobs/{blob_id}/chunks/{index}", tag = "blobs",
     params(
         ("blob_id" = String, Path, description = "The blob id"),
         ("index" = u64, Path, description = "The chunk's number, from 0"),
+        ChunkQuery,
     ),
     security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
     responses(
-        (status = 200, description = "The chunk's ciphertext", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 200, description = "The chunks' ciphertext", body = Vec<u8>, content_type = "application/octet-stream"),
         (status = 409, description = "`blob_incomplete`: not uploaded completely yet", body = ErrorBody),
         (status = "4XX", description = "Refused (see code)", body = ErrorBody),
         (status = "5XX", description = "Server error", body = ErrorBody),
@@ -324,23 +359,35 @@ pub async fn get_chunk(
     state: St,
     Extension(me): Extension<AuthedDevice>,
     Path((blob_id, index)): Path<(String, u64)>,
+    Query(query): Query<ChunkQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let count = query.count.unwrap_or(1);
+    if !(1..=MAX_CHUNKS_PER_REQUEST).contains(&count) {
+        return Err(ApiError::bad_request(format!(
+            "count must be 1 to {MAX_CHUNKS_PER_REQUEST}"
+        )));
+    }
     let blob = visible(&state, &blob_id, &me).await?;
     if !blob.finished {
         return Err(incomplete());
     }
-    let data = state
-        .0
-        .store
-        .blob_chunk(&blob_id, index)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "this file has {} chunks, numbered from 0",
-                blob.chunks
-            ))
-        })?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data))
+    if index >= blob.chunks {
+        return Err(ApiError::not_found(format!(
+            "this file has {} chunks, numbered from 0",
+            blob.chunks
+        )));
+    }
+    let mut body = Vec::new();
+    for i in index..(index + count).min(blob.chunks) {
+        let data = state
+            .0
+            .store
+            .blob_chunk(&blob_id, i)
+            .await?
+            .ok_or_else(unknown_blob)?;
+        body.extend_from_slice(&data);
+    }
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body))
 }
 
 /// Deletes a file for everyone (a device of its uploader's user). In a record chat a file
