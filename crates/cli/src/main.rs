@@ -2,6 +2,7 @@
 
 mod chat_admin;
 mod demo;
+mod files;
 mod output;
 mod records;
 mod rich;
@@ -149,6 +150,10 @@ enum Command {
         /// Burn this message sooner after reading than the chat's default.
         #[arg(long = "burn-on-read", value_name = "DUR", allow_hyphen_values = true)]
         burn_on_read: Option<String>,
+        /// Attach a file (repeatable), end-to-end encrypted; an interrupted upload resumes
+        /// when the same command is run again. Example: --file report.pdf --file data.csv
+        #[arg(long = "file", value_name = "PATH")]
+        files: Vec<PathBuf>,
         /// Print the sent message's id as one JSON object.
         #[arg(long)]
         json: bool,
@@ -194,6 +199,21 @@ enum Command {
         #[arg(long)]
         chat: Option<String>,
         /// Print the matches as one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download, decrypt and check the files of a message (default: into the profile,
+    /// where the shredder removes them with the message); an interrupted download resumes.
+    #[command(after_help = "Example: vellum download ops 3f2a… --out ~/Documents")]
+    Download {
+        /// The chat: its title or id.
+        chat: String,
+        /// The id of the message whose files to save.
+        message_id: String,
+        /// The directory to save into (a warning says so if the shredder cannot reach it).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Print the saved files as one JSON array.
         #[arg(long)]
         json: bool,
     },
@@ -892,14 +912,22 @@ async fn run(cli: Cli) -> Result<()> {
             expire,
             burn_on_read,
             json,
+            files,
         } => {
             let overrides = MessageTimers {
                 expire_secs: duration(expire.as_deref())?,
                 burn_secs: duration(burn_on_read.as_deref())?,
             };
-            let text = message_text(text)?;
+            // A message of files alone needs no text.
+            let text = match files.is_empty() || !text.trim().is_empty() {
+                true => message_text(text)?,
+                false => String::new(),
+            };
             let mut client = Client::open(&home(&cli.home)?)?;
             client.catch_up().await?;
+            if !files.is_empty() {
+                return files::send(&mut client, &chat, &text, &files, overrides).await;
+            }
             let message = vellum_client::OutgoingMessage {
                 text,
                 reply_to,
@@ -937,6 +965,16 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Search { words, chat, json } => {
             let client = Client::open(&home(&cli.home)?)?;
             rich::search(&client, &words, chat.as_deref(), json)?;
+        }
+        Command::Download {
+            chat,
+            message_id,
+            out,
+            json,
+        } => {
+            let mut client = Client::open(&home(&cli.home)?)?;
+            client.catch_up().await?;
+            files::download(&mut client, &chat, &message_id, out.as_deref(), json).await?;
         }
         Command::Read { chat, json } => {
             let mut client = Client::open(&home(&cli.home)?)?;

@@ -90,6 +90,11 @@ impl Api {
         &self.base
     }
 
+    /// The HTTP client, for the raw (non-JSON) bodies of file chunks (`files.rs`).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The timestamp to sign a request with now: this device's clock, but never before the
     /// start of a server that refused an earlier one.
     pub fn timestamp(&self) -> i64 {

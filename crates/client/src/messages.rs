@@ -275,6 +275,7 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
+        self.delete_blobs(&message).await?;
         let payload = AppPayload::Delete {
             id: message_id.to_owned(),
         };

@@ -24,7 +24,7 @@ pub struct LocalStore {
     conn: Arc<Mutex<Connection>>,
 }
 
-fn db(e: rusqlite::Error) -> Error {
+pub(crate) fn db(e: rusqlite::Error) -> Error {
     Error::Store(e.to_string())
 }
 
@@ -312,7 +312,7 @@ impl LocalStore {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -1162,7 +1162,9 @@ impl LocalStore {
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
                 .map_err(db)?;
         }
-        Ok(())
+        drop(conn);
+        // Files `download` saved for these messages go with them (issue 10).
+        self.sweep_downloads()
     }
 
     /// Checkpoints and truncates the WAL: after a transaction that shredded, call this once

@@ -198,6 +198,9 @@ impl Client {
         Box::pin(self.commit_leaves()).await?;
         // Boxed: retrying a send may sync, which may retry sends (the `flushing` flag stops it).
         Box::pin(self.flush_outbox()).await?;
+        if self.sink.is_some() {
+            self.archive_files().await?;
+        }
         if !self.shred()?.is_empty() || shredded {
             // Deletes shred inside their entry's transaction: empty the WAL once it is done.
             self.store.truncate_wal()?;
@@ -471,7 +474,8 @@ impl Client {
                                 &members_before,
                             )? {
                                 None => Processed::Nothing,
-                                Some((event, _)) if self.sink.is_some() => {
+                                Some((event, extra)) if self.sink.is_some() => {
+                                    self.queue_archive_files(&event, &extra)?;
                                     self.archive_event(event)?
                                 }
                                 // A rename is taken from admins only (issue 10).
@@ -640,7 +644,7 @@ impl Client {
         self.finish_tx(result)
     }
 
-    fn emit(&mut self, event: Record) -> Result<(), Error> {
+    pub(crate) fn emit(&mut self, event: Record) -> Result<(), Error> {
         let sink = self.sink.as_mut().expect("archiving only with a sink");
         sink.record(event)
             .map_err(|e| Error::Store(format!("archiving failed: {e}")))
@@ -974,7 +978,9 @@ impl Client {
                 None => Processed::Nothing,
             }),
             // Payloads never mean these: they come from commits.
-            RecordKind::Membership | RecordKind::Timers => Ok(Processed::Nothing),
+            RecordKind::Membership | RecordKind::Timers | RecordKind::Attachment(_) => {
+                Ok(Processed::Nothing)
+            }
         }
     }
 

@@ -259,6 +259,11 @@ impl From<vellum_store::Error> for ApiError {
                     "the server's disk is full; reads still work, writes will after space is freed",
                 )
             }
+            E::QuotaExceeded { .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::QUOTA_EXCEEDED,
+                e.to_string(),
+            ),
             E::Backend(detail) => {
                 tracing::error!(%detail, "storage failure");
                 Self::internal()

@@ -39,6 +39,23 @@ pub enum RecordKind {
     /// an attachment...), sealed verbatim so that no record is lost. `kind` is the payload's
     /// own kind, `payload` its exact JSON text.
     Unknown { kind: String, payload: String },
+    /// A file of the message `message_id` (issue 10), fetched, decrypted and checked
+    /// against its sender's SHA-256 by the archiver, sealed whole.
+    Attachment(Box<AttachedFile>),
+}
+
+/// The content of an [`RecordKind::Attachment`] record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedFile {
+    /// The server's blob id: with the message's reference, what makes the record unique.
+    pub blob: String,
+    pub name: String,
+    pub mime: String,
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the content.
+    pub sha256: String,
+    /// The file's bytes, base64 (standard, padded).
+    pub content: String,
 }
 
 impl RecordKind {
@@ -52,6 +69,7 @@ impl RecordKind {
             RecordKind::Edit => "edit",
             RecordKind::Reaction => "reaction",
             RecordKind::Unknown { .. } => "unknown",
+            RecordKind::Attachment(_) => "attachment",
         }
     }
 }
@@ -118,6 +136,9 @@ struct Wire {
     payload_kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     payload: Option<String>,
+    /// For `attachment`: the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attachment: Option<AttachedFile>,
     #[serde(default)]
     message_id: Option<String>,
     sender_user: String,
@@ -154,6 +175,20 @@ impl TryFrom<Wire> for Record {
             return Err(Error::TooNew { found: w.version });
         }
         let kind = match (w.kind.as_str(), w.payload_kind, w.payload) {
+            ("attachment", None, None) => match w.attachment {
+                Some(file) => RecordKind::Attachment(Box::new(file)),
+                None => {
+                    return Err(Error::Invalid(
+                        "an attachment record without its file".into(),
+                    ))
+                }
+            },
+            _ if w.attachment.is_some() => {
+                return Err(Error::Invalid(format!(
+                    "a {} record carries a file",
+                    w.kind
+                )))
+            }
             ("message", None, None) => RecordKind::Message,
             ("delete", None, None) => RecordKind::Delete,
             ("title", None, None) => RecordKind::Title,
@@ -201,11 +236,12 @@ impl TryFrom<Wire> for Record {
 
 impl From<Record> for Wire {
     fn from(r: Record) -> Self {
-        let (kind, payload_kind, payload) = match r.kind {
+        let (kind, payload_kind, payload, attachment) = match r.kind {
             RecordKind::Unknown { kind, payload } => {
-                ("unknown".to_owned(), Some(kind), Some(payload))
+                ("unknown".to_owned(), Some(kind), Some(payload), None)
             }
-            known => (known.as_str().to_owned(), None, None),
+            RecordKind::Attachment(file) => ("attachment".to_owned(), None, None, Some(*file)),
+            known => (known.as_str().to_owned(), None, None, None),
         };
         Wire {
             version: r.version,
@@ -215,6 +251,7 @@ impl From<Record> for Wire {
             kind,
             payload_kind,
             payload,
+            attachment,
             message_id: r.message_id,
             sender_user: r.sender_user,
             sender_device: r.sender_device,
@@ -247,9 +284,14 @@ impl Record {
         Record::try_from(wire)
     }
 
-    /// The record's leaf reference (see [`crate::reference`]).
+    /// The record's leaf reference (see [`crate::reference`]); a message's file is
+    /// `…/file/{blob}` after its message's.
     pub fn reference(&self) -> String {
-        crate::reference(&self.chat_id, self.seq, self.log_hash.as_deref())
+        let message = crate::reference(&self.chat_id, self.seq, self.log_hash.as_deref());
+        match &self.kind {
+            RecordKind::Attachment(file) => format!("{message}/file/{}", file.blob),
+            _ => message,
+        }
     }
 
     /// What its leaf commits to.
@@ -307,6 +349,47 @@ mod tests {
         let decoded = Record::decode(&record.encode()).unwrap();
         assert_eq!(decoded, record);
         assert!(matches!(&decoded.kind, RecordKind::Unknown { payload: p, .. } if p == payload));
+    }
+
+    #[test]
+    fn issue_10_an_attachment_record_keeps_its_file() {
+        let file = AttachedFile {
+            blob: "b1".into(),
+            name: "r.pdf".into(),
+            mime: "application/pdf".into(),
+            size: 3,
+            sha256: "ab".into(),
+            content: "AQID".into(),
+        };
+        let record = Record {
+            version: FORMAT_VERSION,
+            chat_id: "c".into(),
+            chat_title: None,
+            seq: 9,
+            kind: RecordKind::Attachment(Box::new(file)),
+            message_id: Some("m1".into()),
+            sender_user: "alice".into(),
+            sender_device: "d1".into(),
+            recipients: vec![],
+            sent_at: 1,
+            received_at: 2,
+            text: None,
+            expire_secs: None,
+            burn_secs: None,
+            log_hash: None,
+            salt: None,
+        };
+        assert_eq!(Record::decode(&record.encode()).unwrap(), record);
+        assert_eq!(record.reference(), "c/9/file/b1");
+        let base = r#""chat_id":"c","seq":1,"sender_user":"a","sender_device":"d","sent_at":0,"received_at":0"#;
+        for bad in [
+            format!(r#"{{"version":2,"kind":"attachment",{base}}}"#),
+            format!(
+                r#"{{"version":2,"kind":"message","attachment":{{"blob":"b","name":"n","mime":"m","size":0,"sha256":"","content":""}},{base}}}"#
+            ),
+        ] {
+            assert!(Record::decode(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

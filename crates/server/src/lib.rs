@@ -173,11 +173,13 @@ pub async fn classify_groups(state: &Arc<AppState>) -> Result<usize, vellum_stor
     Ok(classified)
 }
 
-/// Purges ciphertext whose timer ran out or that waited undelivered too long, delivered or not.
+/// Purges ciphertext whose timer ran out or that waited undelivered too long, delivered or
+/// not, and files (blobs) that expired, were deleted or whose upload was abandoned as long.
 pub async fn purge_expired(state: &AppState) -> Result<u64, vellum_store::Error> {
     let now = state.now_millis();
     let oldest = now - state.config.max_undelivered.as_millis() as i64;
-    state.store.purge_expired(now, oldest).await
+    let messages = state.store.purge_expired(now, oldest).await?;
+    Ok(messages + state.store.purge_blobs(now, oldest).await?)
 }
 
 async fn purge_loop(state: Arc<AppState>) {

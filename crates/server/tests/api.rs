@@ -385,7 +385,9 @@ async fn healthz_and_openapi_document_every_route() {
             .replace("{group_id}", "00ff")
             .replace("{seq}", "1")
             .replace("{name}", "alice")
-            .replace("{device_id}", "00ff");
+            .replace("{device_id}", "00ff")
+            .replace("{blob_id}", "00ff")
+            .replace("{index}", "0");
         for method in ["get", "post", "put", "delete", "patch"] {
             let request = Request::builder()
                 .method(method.to_uppercase().as_str())
@@ -428,12 +430,21 @@ async fn healthz_and_openapi_document_every_route() {
                 "#/components/schemas/ApiError",
                 "{method} {path} documents no error body"
             );
-            let bodiless = ["/devices", "/replace-archiver", "/revoke", "/reset"]
-                .iter()
-                .any(|end| path.ends_with(end));
+            let bodiless = [
+                "/devices",
+                "/replace-archiver",
+                "/revoke",
+                "/reset",
+                "/complete",
+                "/archived",
+            ]
+            .iter()
+            .any(|end| path.ends_with(end));
             if ["post", "put"].contains(&method) && !bodiless {
+                let content = &operation["requestBody"]["content"];
                 assert!(
-                    operation["requestBody"]["content"]["application/json"]["schema"].is_object(),
+                    content["application/json"]["schema"].is_object()
+                        || content["application/octet-stream"]["schema"].is_object(),
                     "{method} {path} documents no request body"
                 );
             }
@@ -5174,4 +5185,317 @@ async fn issue_10_chat_cursors_are_for_members_and_follow_acks() {
     assert_eq!(status, StatusCode::OK);
     let (status, body) = send(&h.app, build()).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "replayed_request");
+}
+
+/// A signed request with a raw body (a file chunk), signed again from the server's start if
+/// it answers so (as `Harness::call` does); the status and the raw answer.
+async fn raw_call(
+    h: &Harness,
+    device: &TestDevice,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (StatusCode, Vec<u8>) {
+    let build = |timestamp: i64| {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/octet-stream");
+        for (name, value) in signed_headers(device, method, path, body, timestamp, &fresh_nonce()) {
+            builder = builder.header(name, value);
+        }
+        builder.body(Body::from(body.to_vec())).unwrap()
+    };
+    let mut response = h.app.clone().oneshot(build(now())).await.unwrap();
+    if let Some(start) = response.headers().get(AuthHeaders::SERVER_START) {
+        let start: i64 = start.to_str().unwrap().parse().unwrap();
+        response = h.app.clone().oneshot(build(start)).await.unwrap();
+    }
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, bytes.to_vec())
+}
+
+fn code_of(bytes: &[u8]) -> String {
+    serde_json::from_slice::<Value>(bytes).unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Issue 10: a file is uploaded in order, by its uploader, in chunks of exactly the length
+/// its declared size implies, within the org's limits; only members download it; its
+/// uploader deletes it for everyone; it is purged at its expiry.
+#[tokio::test]
+async fn issue_10_blobs_upload_in_order_download_by_members_and_go_at_expiry() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let carol = h.enroll("carol").await;
+    let (_group, group_id) = h.group(&alice, &[&bob]).await;
+    let create = format!("/v1/groups/{group_id}/blobs");
+
+    // Unauthenticated, malformed, outside the bounds, non-member: refused, nothing stored.
+    let (status, body) = send(
+        &h.app,
+        Request::post(&create)
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"size":1,"chunk_size":4096}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (status, body) = h
+        .call(&alice, "POST", &create, Some(json!({ "size": "big" })))
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = h
+        .call(
+            &alice,
+            "POST",
+            &create,
+            Some(json!({ "size": 1, "chunk_size": 1 })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = h
+        .call(
+            &carol,
+            "POST",
+            &create,
+            Some(json!({ "size": 1, "chunk_size": 4096 })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "not_member");
+    let mut policy = h.store.org_policy().await.unwrap();
+    policy.max_file_bytes = 10_000;
+    policy.user_quota_bytes = 14_999;
+    h.store.set_org_policy(policy.clone()).await.unwrap();
+    let (status, body) = h
+        .call(
+            &alice,
+            "POST",
+            &create,
+            Some(json!({ "size": 10_001, "chunk_size": 4096 })),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "file_too_large",
+    );
+
+    // 5,000 bytes in chunks of 4 KiB: 4,112 and 920 bytes of ciphertext.
+    let (status, created) = h
+        .call(
+            &alice,
+            "POST",
+            &create,
+            Some(json!({ "size": 5_000, "chunk_size": 4096 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["chunks"], 2);
+    let blob = created["blob"].as_str().unwrap().to_owned();
+    let chunk = |i: u64| format!("/v1/blobs/{blob}/chunks/{i}");
+    let (status, body) = h
+        .call(
+            &alice,
+            "POST",
+            &create,
+            Some(json!({ "size": 10_000, "chunk_size": 4096 })),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "quota_exceeded",
+    );
+
+    let first = vec![0xA5; 4112];
+    let last = vec![0x5A; 920];
+    let (status, body) = raw_call(&h, &alice, "PUT", &chunk(1), &last).await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::CONFLICT, "chunk_out_of_order".into())
+    );
+    let (status, body) = raw_call(&h, &alice, "PUT", &chunk(0), &first[..4000]).await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::BAD_REQUEST, "chunk_size".into())
+    );
+    let (status, body) = raw_call(&h, &bob, "PUT", &chunk(0), &first).await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::FORBIDDEN, "forbidden".into())
+    );
+    let (status, body) = raw_call(&h, &alice, "PUT", &chunk(7), &first).await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::BAD_REQUEST, "bad_request".into())
+    );
+    // Oversized: past the body limit.
+    let huge = vec![0u8; h.state.config.max_body_bytes + 1];
+    let (status, _) = raw_call(&h, &alice, "PUT", &chunk(0), &huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // A replayed chunk request is refused by the signature check.
+    let path = chunk(0);
+    let headers = signed_headers(&alice, "PUT", &path, &first, now(), &fresh_nonce());
+    let replayable = || {
+        let mut builder = Request::put(&path);
+        for (name, value) in &headers {
+            builder = builder.header(*name, value);
+        }
+        builder.body(Body::from(first.clone())).unwrap()
+    };
+    let (status, _) = send(&h.app, replayable()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = send(&h.app, replayable()).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "replayed_request");
+    let (status, body) = raw_call(&h, &alice, "PUT", &chunk(0), &first).await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::CONFLICT, "chunk_exists".into())
+    );
+
+    // Status says where to resume; nothing is downloadable before completion.
+    let (status, st) = h
+        .call(&bob, "GET", &format!("/v1/blobs/{blob}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{st}");
+    assert_eq!(
+        (st["present"].as_u64(), st["complete"].as_bool()),
+        (Some(1), Some(false))
+    );
+    let (status, body) = raw_call(&h, &bob, "GET", &chunk(0), b"").await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::CONFLICT, "blob_incomplete".into())
+    );
+    let complete = format!("/v1/blobs/{blob}/complete");
+    let (status, body) = h.call(&alice, "POST", &complete, None).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "blob_incomplete");
+    let (status, _) = raw_call(&h, &alice, "PUT", &chunk(1), &last).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = h.call(&alice, "POST", &complete, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = raw_call(&h, &alice, "PUT", &chunk(1), &last).await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::CONFLICT, "blob_complete".into())
+    );
+
+    // Members download the same bytes; others may not.
+    let (status, got) = raw_call(&h, &bob, "GET", &chunk(0), b"").await;
+    assert_eq!((status, got), (StatusCode::OK, first.clone()));
+    let (status, got) = raw_call(&h, &bob, "GET", &chunk(1), b"").await;
+    assert_eq!((status, got), (StatusCode::OK, last.clone()));
+    let (status, body) = raw_call(&h, &carol, "GET", &chunk(0), b"").await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::FORBIDDEN, "not_member".into())
+    );
+    let (status, body) = h
+        .call(&carol, "POST", &format!("/v1/blobs/{blob}/archived"), None)
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+
+    // Several chunks in one answer; a count out of bounds is refused.
+    let (status, got) = raw_call(&h, &bob, "GET", &format!("{}?count=5", chunk(0)), b"").await;
+    assert_eq!(
+        (status, got),
+        (StatusCode::OK, [first.clone(), last.clone()].concat())
+    );
+    let (status, body) = raw_call(&h, &bob, "GET", &format!("{}?count=0", chunk(0)), b"").await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::BAD_REQUEST, "bad_request".into())
+    );
+
+    // Delete for everyone: the uploader's user only.
+    let (status, body) = h
+        .call(&bob, "DELETE", &format!("/v1/blobs/{blob}"), None)
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, _) = h
+        .call(&alice, "DELETE", &format!("/v1/blobs/{blob}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = raw_call(&h, &bob, "GET", &chunk(0), b"").await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
+    assert!(h.store.blob(&blob).await.unwrap().is_none());
+
+    // Consecutive chunks in one body: split by their lengths, or refused whole.
+    let (_, created) = h
+        .call(
+            &alice,
+            "POST",
+            &create,
+            Some(json!({ "size": 5_000, "chunk_size": 4096 })),
+        )
+        .await;
+    let batched = created["blob"].as_str().unwrap().to_owned();
+    let path = format!("/v1/blobs/{batched}/chunks/0");
+    let both = [first.clone(), last.clone()].concat();
+    let (status, body) = raw_call(&h, &alice, "PUT", &path, &both[..both.len() - 1]).await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::BAD_REQUEST, "chunk_size".into())
+    );
+    let (status, body) = raw_call(
+        &h,
+        &alice,
+        "PUT",
+        &path,
+        &[both.clone(), vec![0; 16]].concat(),
+    )
+    .await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::BAD_REQUEST, "chunk_size".into())
+    );
+    assert_eq!(h.store.blob(&batched).await.unwrap().unwrap().present, 0);
+    let (status, _) = raw_call(&h, &alice, "PUT", &path, &both).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(h.store.blob(&batched).await.unwrap().unwrap().present, 2);
+
+    // A file whose message expires goes with it at the next sweep.
+    let expired = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 1;
+    let (status, created) = h
+        .call(
+            &alice,
+            "POST",
+            &create,
+            Some(json!({ "size": 10, "chunk_size": 4096, "expires_at": expired })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let short = created["blob"].as_str().unwrap().to_owned();
+    assert_eq!(vellum_server::purge_expired(&h.state).await.unwrap(), 1);
+    assert!(h.store.blob(&short).await.unwrap().is_none());
+
+    // An org that forbids files in transitory chats refuses the upload.
+    policy.files_in_transitory = false;
+    h.store.set_org_policy(policy).await.unwrap();
+    let (status, body) = h
+        .call(
+            &alice,
+            "POST",
+            &create,
+            Some(json!({ "size": 10, "chunk_size": 4096 })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "files_forbidden");
 }

@@ -37,6 +37,8 @@ macro_rules! store_conformance_tests {
             issue_9_reset_wait_is_a_policy_and_last_seen_is_kept,
             issue_10_a_leave_proposal_stops_delivery_at_once,
             issue_10_group_cursors_are_the_current_members_acks,
+            issue_10_blobs_take_chunks_in_order_within_the_quota,
+            issue_10_blobs_go_at_expiry_and_deletion_but_wait_for_the_archiver,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -1746,4 +1748,160 @@ pub async fn issue_9_reset_wait_is_a_policy_and_last_seen_is_kept(store: &impl S
 
 async fn store_last_seen(store: &impl Store, id: &str) -> Option<i64> {
     store.device_record(id).await.unwrap().unwrap().last_seen
+}
+
+fn new_blob(id: &str, device: &str, size: u64, record: bool, expires_at: Option<i64>) -> NewBlob {
+    NewBlob {
+        blob_id: id.into(),
+        group_id: "g1".into(),
+        uploader_device: device.into(),
+        size,
+        chunk_size: 4096,
+        record,
+        expires_at,
+        created_at: 1_000,
+        user_quota: 10_000,
+    }
+}
+
+pub async fn issue_10_blobs_take_chunks_in_order_within_the_quota(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    enroll(store, "a2", "alice").await;
+    enroll(store, "b1", "bob").await;
+    store
+        .create_blob(new_blob("x", "a1", 5_000, false, None))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_blob(new_blob("x", "b1", 10, false, None))
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    // The quota counts every blob of the user, whichever device uploaded it.
+    assert!(matches!(
+        store
+            .create_blob(new_blob("y", "a2", 5_001, false, None))
+            .await,
+        Err(Error::QuotaExceeded {
+            used: 5_000,
+            size: 5_001,
+            quota: 10_000
+        })
+    ));
+    assert_eq!(store.blob("y").await.unwrap(), None);
+    store
+        .create_blob(new_blob("z", "b1", 10_000, false, None))
+        .await
+        .unwrap();
+
+    let info = store.blob("x").await.unwrap().unwrap();
+    assert_eq!((info.chunks, info.present, info.finished), (2, 0, false));
+    assert_eq!(info.uploader_user, "alice");
+    assert_eq!(info.chunk_len(0), Some(4096 + BLOB_TAG_BYTES));
+    assert_eq!(info.chunk_len(1), Some(904 + BLOB_TAG_BYTES));
+    assert_eq!(info.chunk_len(2), None);
+    assert!(matches!(
+        store.put_blob_chunks("x", 1, vec![vec![1; 920]]).await,
+        Err(Error::Refused(_))
+    ));
+    assert!(matches!(
+        store.finish_blob("x").await,
+        Err(Error::Refused(_))
+    ));
+    assert!(matches!(
+        store
+            .put_blob_chunks("x", 0, vec![vec![0; 4112], vec![1; 920], vec![2; 16]])
+            .await,
+        Err(Error::Refused(_))
+    ));
+    store
+        .put_blob_chunks("x", 0, vec![vec![0; 4112]])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_blob_chunks("x", 0, vec![vec![9; 4112]]).await,
+        Err(Error::Conflict(_))
+    ));
+    store
+        .put_blob_chunks("x", 1, vec![vec![1; 920]])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_blob_chunks("x", 2, vec![vec![2; 16]]).await,
+        Err(Error::Refused(_))
+    ));
+    store.finish_blob("x").await.unwrap();
+    assert!(matches!(
+        store.put_blob_chunks("x", 2, vec![vec![2; 16]]).await,
+        Err(Error::Refused(_))
+    ));
+    let info = store.blob("x").await.unwrap().unwrap();
+    assert_eq!((info.present, info.finished), (2, true));
+    assert_eq!(store.blob_chunk("x", 0).await.unwrap(), Some(vec![0; 4112]));
+    assert_eq!(store.blob_chunk("x", 1).await.unwrap(), Some(vec![1; 920]));
+    assert_eq!(store.blob_chunk("x", 2).await.unwrap(), None);
+    assert!(matches!(
+        store.put_blob_chunks("nope", 0, vec![vec![]]).await,
+        Err(Error::NotFound(_))
+    ));
+    // An empty file is one empty chunk.
+    assert_eq!(NewBlob::chunk_count(0, 4096), 1);
+}
+
+pub async fn issue_10_blobs_go_at_expiry_and_deletion_but_wait_for_the_archiver(
+    store: &impl Store,
+) {
+    enroll(store, "a1", "alice").await;
+    enroll(store, "b1", "bob").await;
+    group_of(store, "g1", "a1").await;
+    async fn complete(store: &impl Store, blob: NewBlob) {
+        let id = blob.blob_id.clone();
+        store.create_blob(blob).await.unwrap();
+        store
+            .put_blob_chunks(&id, 0, vec![vec![7; 116]])
+            .await
+            .unwrap();
+        store.finish_blob(&id).await.unwrap();
+    }
+    complete(store, new_blob("expiring", "a1", 100, false, Some(5_000))).await;
+    complete(store, new_blob("record", "a1", 100, true, Some(5_000))).await;
+    complete(store, new_blob("kept", "a1", 100, false, None)).await;
+    store
+        .create_blob(new_blob("abandoned", "a1", 100, false, None))
+        .await
+        .unwrap();
+
+    // Before expiry, and for an upload younger than the limit, nothing goes.
+    assert_eq!(store.purge_blobs(4_999, 1_000).await.unwrap(), 0);
+    assert_eq!(store.purge_blobs(5_000, 1_001).await.unwrap(), 2);
+    assert_eq!(store.blob("expiring").await.unwrap(), None);
+    assert_eq!(store.blob_chunk("expiring", 0).await.unwrap(), None);
+    assert_eq!(store.blob("abandoned").await.unwrap(), None);
+    // The record blob waits for the archiver, then goes.
+    assert!(store.blob("record").await.unwrap().is_some());
+    store.mark_blob_archived("record").await.unwrap();
+    assert_eq!(store.purge_blobs(5_000, 0).await.unwrap(), 1);
+    assert_eq!(store.blob("record").await.unwrap(), None);
+
+    // Delete for everyone: the uploader's user only.
+    assert!(matches!(
+        store.delete_blob("kept", "b1").await,
+        Err(Error::Forbidden(_))
+    ));
+    store.delete_blob("kept", "a1").await.unwrap();
+    assert_eq!(store.blob("kept").await.unwrap(), None);
+    assert_eq!(store.blob_chunk("kept", 0).await.unwrap(), None);
+    // A record blob deleted before the archiver fetched it is hidden, then goes once it has.
+    complete(store, new_blob("said", "a1", 100, true, None)).await;
+    store.delete_blob("said", "a1").await.unwrap();
+    assert!(store.blob("said").await.unwrap().unwrap().deleted);
+    assert_eq!(store.purge_blobs(9_000, 0).await.unwrap(), 0);
+    store.mark_blob_archived("said").await.unwrap();
+    assert_eq!(store.purge_blobs(9_000, 0).await.unwrap(), 1);
+    assert_eq!(store.blob("said").await.unwrap(), None);
+    assert!(matches!(
+        store.delete_blob("said", "a1").await,
+        Err(Error::NotFound(_))
+    ));
 }

@@ -45,6 +45,11 @@ pub enum Error {
     /// The disk is full: writes fail until space is freed, reads keep working.
     #[error("the disk is full")]
     DiskFull,
+    /// A new blob would take its uploader's user past the org's quota (issue 10).
+    #[error(
+        "{used} bytes of files stored, {quota} allowed: this file of {size} bytes does not fit"
+    )]
+    QuotaExceeded { used: u64, size: u64, quota: u64 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -288,6 +293,72 @@ pub struct Pending {
     pub heads: Vec<(String, LogHead)>,
 }
 
+/// A new attachment blob (issue 10): `size` plaintext bytes sealed in chunks of
+/// `chunk_size` (the last may be shorter; an empty file is one empty chunk), each chunk's
+/// ciphertext [`BLOB_TAG_BYTES`] longer than its plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBlob {
+    pub blob_id: String,
+    pub group_id: String,
+    pub uploader_device: String,
+    pub size: u64,
+    pub chunk_size: u32,
+    /// Uploaded to a record chat: kept past expiry and deletion until the archiver fetched it.
+    pub record: bool,
+    /// Unix ms at which it is purged (its message's expiry).
+    pub expires_at: Option<i64>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Bytes the uploader's user may hold in blobs, this one included
+    /// ([`Error::QuotaExceeded`] past it; nothing is stored then).
+    pub user_quota: u64,
+}
+
+/// The authentication tag each chunk's ciphertext adds (AES-GCM).
+pub const BLOB_TAG_BYTES: u64 = 16;
+
+impl NewBlob {
+    /// How many chunks a file of `size` bytes takes.
+    pub fn chunk_count(size: u64, chunk_size: u32) -> u64 {
+        size.div_ceil(u64::from(chunk_size.max(1))).max(1)
+    }
+}
+
+/// A stored blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub blob_id: String,
+    pub group_id: String,
+    pub uploader_device: String,
+    pub uploader_user: String,
+    pub size: u64,
+    pub chunk_size: u32,
+    pub chunks: u64,
+    /// Chunks stored: always `0..present`, since they are taken in order.
+    pub present: u64,
+    pub finished: bool,
+    pub record: bool,
+    pub expires_at: Option<i64>,
+    pub archived: bool,
+    pub deleted: bool,
+}
+
+impl BlobInfo {
+    /// The exact ciphertext length of chunk `index`.
+    pub fn chunk_len(&self, index: u64) -> Option<u64> {
+        if index >= self.chunks {
+            return None;
+        }
+        let start = index * u64::from(self.chunk_size);
+        Some(
+            self.size
+                .saturating_sub(start)
+                .min(u64::from(self.chunk_size))
+                + BLOB_TAG_BYTES,
+        )
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, name: &str, now: i64) -> Result<()>;
@@ -475,6 +546,29 @@ pub trait Store: Send + Sync + 'static {
     /// Delete for everyone: drops the ciphertext at `seq` if a device of `requester`'s user
     /// sent it.
     async fn delete_message(&self, group_id: &str, seq: u64, requester_device: &str) -> Result<()>;
+
+    /// Registers a blob being uploaded (issue 10); `Conflict` if the id is taken,
+    /// [`Error::QuotaExceeded`] past the uploader's user's quota.
+    async fn create_blob(&self, blob: NewBlob) -> Result<()>;
+    async fn blob(&self, blob_id: &str) -> Result<Option<BlobInfo>>;
+    /// Stores chunks `first`, `first + 1`, … of an unfinished blob in one transaction.
+    /// Chunks come in order: `first` must be the number already stored (else `Refused`,
+    /// and `Refused` past the blob's last chunk); a chunk already stored is `Conflict`.
+    /// The caller checked the uploader and the chunks' lengths.
+    async fn put_blob_chunks(&self, blob_id: &str, first: u64, chunks: Vec<Vec<u8>>) -> Result<()>;
+    /// Marks a blob complete once every chunk is stored (else `Refused`); again is fine.
+    async fn finish_blob(&self, blob_id: &str) -> Result<()>;
+    async fn blob_chunk(&self, blob_id: &str, index: u64) -> Result<Option<Vec<u8>>>;
+    /// Delete for everyone by a device of the uploader's user (else `Forbidden`). A record
+    /// blob the archiver has not fetched is hidden (`deleted`) and dropped once it has.
+    async fn delete_blob(&self, blob_id: &str, requester_device: &str) -> Result<()>;
+    /// The archiver fetched and sealed the blob: from now on it goes at expiry or deletion.
+    async fn mark_blob_archived(&self, blob_id: &str) -> Result<()>;
+    /// Removes blobs expired at or before `now` (unless a legal hold suspends their
+    /// transitory chat's timers), deleted ones, and uploads never finished that were created
+    /// before `created_before`; never a finished record blob the archiver has not fetched.
+    /// Returns how many.
+    async fn purge_blobs(&self, now: i64, created_before: i64) -> Result<u64>;
 
     /// Appends leaves to the key directory, each with its change to the devices, and
     /// replaces the stored checkpoint by `checkpoint` (signed over the log they make), in one

@@ -205,6 +205,45 @@ fn backend(e: rusqlite::Error) -> Error {
     Error::Backend(e.to_string())
 }
 
+/// A blob as stored, with how many of its chunks are present.
+fn blob_in(c: &Connection, blob_id: &str) -> Result<Option<BlobInfo>> {
+    c.query_row(
+        "SELECT group_id, uploader_device, uploader_user, size, chunk_size, chunks, finished,
+                record, expires_at, archived, deleted,
+                (SELECT COUNT(*) FROM blob_chunks WHERE blob_chunks.blob_id = blobs.blob_id)
+         FROM blobs WHERE blob_id = ?1",
+        [blob_id],
+        |r| {
+            Ok(BlobInfo {
+                blob_id: blob_id.to_owned(),
+                group_id: r.get(0)?,
+                uploader_device: r.get(1)?,
+                uploader_user: r.get(2)?,
+                size: r.get::<_, i64>(3)? as u64,
+                chunk_size: r.get(4)?,
+                chunks: r.get::<_, i64>(5)? as u64,
+                finished: r.get(6)?,
+                record: r.get(7)?,
+                expires_at: r.get(8)?,
+                archived: r.get(9)?,
+                deleted: r.get(10)?,
+                present: r.get::<_, i64>(11)? as u64,
+            })
+        },
+    )
+    .optional()
+    .map_err(backend)
+}
+
+/// Removes a blob and its chunks (`secure_delete` overwrites their pages).
+fn drop_blob(c: &Connection, blob_id: &str) -> Result<()> {
+    c.execute("DELETE FROM blob_chunks WHERE blob_id = ?1", [blob_id])
+        .map_err(backend)?;
+    c.execute("DELETE FROM blobs WHERE blob_id = ?1", [blob_id])
+        .map_err(backend)?;
+    Ok(())
+}
+
 /// The ack transaction: cursors move forward only, Welcomes leave the queue.
 fn ack_in(
     c: &mut Connection,
@@ -2195,6 +2234,237 @@ impl Store for SqliteStore {
                 ));
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn create_blob(&self, blob: NewBlob) -> Result<()> {
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let user: String = tx
+                .query_row(
+                    "SELECT user FROM devices WHERE device_id = ?1",
+                    [&blob.uploader_device],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?
+                .ok_or_else(|| Error::NotFound(format!("device {}", blob.uploader_device)))?;
+            let used: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE uploader_user = ?1",
+                    [&user],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            let used = used.max(0) as u64;
+            if used.saturating_add(blob.size) > blob.user_quota {
+                return Err(Error::QuotaExceeded {
+                    used,
+                    size: blob.size,
+                    quota: blob.user_quota,
+                });
+            }
+            let chunks = NewBlob::chunk_count(blob.size, blob.chunk_size);
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO blobs (blob_id, group_id, uploader_device, uploader_user,
+                        size, chunk_size, chunks, record, expires_at, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        blob.blob_id,
+                        blob.group_id,
+                        blob.uploader_device,
+                        user,
+                        blob.size as i64,
+                        blob.chunk_size,
+                        chunks as i64,
+                        blob.record,
+                        blob.expires_at,
+                        blob.created_at
+                    ],
+                )
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(Error::Conflict(format!("blob {}", blob.blob_id)));
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn blob(&self, blob_id: &str) -> Result<Option<BlobInfo>> {
+        let blob_id = blob_id.to_owned();
+        self.read(move |c| blob_in(c, &blob_id)).await
+    }
+
+    async fn put_blob_chunks(&self, blob_id: &str, first: u64, chunks: Vec<Vec<u8>>) -> Result<()> {
+        let blob_id = blob_id.to_owned();
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let blob = blob_in(&tx, &blob_id)?
+                .ok_or_else(|| Error::NotFound(format!("blob {blob_id}")))?;
+            if blob.finished {
+                return Err(Error::Refused(format!("blob {blob_id} is complete")));
+            }
+            if first < blob.present {
+                return Err(Error::Conflict(format!("chunk {first} of blob {blob_id}")));
+            }
+            if first != blob.present {
+                return Err(Error::Refused(format!(
+                    "chunks are taken in order: blob {blob_id} expects chunk {} next",
+                    blob.present
+                )));
+            }
+            if first + chunks.len() as u64 > blob.chunks {
+                return Err(Error::Refused(format!(
+                    "blob {blob_id} has {} chunks",
+                    blob.chunks
+                )));
+            }
+            {
+                let mut insert = tx
+                    .prepare("INSERT INTO blob_chunks (blob_id, idx, data) VALUES (?1, ?2, ?3)")
+                    .map_err(backend)?;
+                for (i, data) in chunks.iter().enumerate() {
+                    insert
+                        .execute(params![blob_id, (first + i as u64) as i64, data])
+                        .map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn finish_blob(&self, blob_id: &str) -> Result<()> {
+        let blob_id = blob_id.to_owned();
+        self.run(move |c| {
+            let blob =
+                blob_in(c, &blob_id)?.ok_or_else(|| Error::NotFound(format!("blob {blob_id}")))?;
+            if blob.present < blob.chunks {
+                return Err(Error::Refused(format!(
+                    "blob {blob_id} has {} of its {} chunks",
+                    blob.present, blob.chunks
+                )));
+            }
+            c.execute(
+                "UPDATE blobs SET finished = 1 WHERE blob_id = ?1",
+                [&blob_id],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn blob_chunk(&self, blob_id: &str, index: u64) -> Result<Option<Vec<u8>>> {
+        let blob_id = blob_id.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT data FROM blob_chunks WHERE blob_id = ?1 AND idx = ?2",
+                params![blob_id, index as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_blob(&self, blob_id: &str, requester_device: &str) -> Result<()> {
+        let (blob_id, requester) = (blob_id.to_owned(), requester_device.to_owned());
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let blob = blob_in(&tx, &blob_id)?
+                .ok_or_else(|| Error::NotFound(format!("blob {blob_id}")))?;
+            let user: Option<String> = tx
+                .query_row(
+                    "SELECT user FROM devices WHERE device_id = ?1",
+                    [&requester],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if user.as_deref() != Some(blob.uploader_user.as_str()) {
+                return Err(Error::Forbidden(
+                    "only the uploader can delete a file for everyone".into(),
+                ));
+            }
+            if blob.record && blob.finished && !blob.archived {
+                tx.execute(
+                    "UPDATE blobs SET deleted = 1 WHERE blob_id = ?1",
+                    [&blob_id],
+                )
+                .map_err(backend)?;
+                return tx.commit().map_err(backend);
+            }
+            drop_blob(&tx, &blob_id)?;
+            tx.commit().map_err(backend)?;
+            // Its chunks may still sit in the WAL's older page images.
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn mark_blob_archived(&self, blob_id: &str) -> Result<()> {
+        let blob_id = blob_id.to_owned();
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let blob = blob_in(&tx, &blob_id)?
+                .ok_or_else(|| Error::NotFound(format!("blob {blob_id}")))?;
+            if !blob.finished {
+                return Err(Error::Refused(format!("blob {blob_id} is not complete")));
+            }
+            tx.execute(
+                "UPDATE blobs SET archived = 1 WHERE blob_id = ?1",
+                [&blob_id],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn purge_blobs(&self, now: i64, created_before: i64) -> Result<u64> {
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let doomed: Vec<String> = {
+                let mut stmt = tx
+                    .prepare(&format!(
+                        "SELECT blob_id FROM blobs
+                         WHERE ((expires_at IS NOT NULL AND expires_at <= ?1 AND NOT {held})
+                                OR deleted = 1
+                                OR (finished = 0 AND created_at < ?2))
+                           AND NOT (record = 1 AND finished = 1 AND archived = 0)",
+                        held = held_chat("blobs.group_id")
+                    ))
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![now, created_before], |r| r.get(0))
+                    .map_err(backend)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(backend)?
+            };
+            for blob_id in &doomed {
+                drop_blob(&tx, blob_id)?;
+            }
+            tx.commit().map_err(backend)?;
+            if !doomed.is_empty() {
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .map_err(backend)?;
+            }
+            Ok(doomed.len() as u64)
         })
         .await
     }

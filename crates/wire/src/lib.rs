@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 mod auth;
 mod b64;
+mod blobs;
 pub mod fuzz_bodies;
 mod log_hash;
 mod payload;
@@ -15,6 +16,7 @@ pub mod timer;
 
 pub use auth::{request_signing_bytes, AuthHeaders, MAX_CLOCK_SKEW_SECS};
 pub use b64::B64;
+pub use blobs::{BlobCreated, BlobStatus, CreateBlob, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 pub use log_hash::{log_hash_next, log_hash_start};
 pub use payload::{
     AppPayload, AttachmentRef, PayloadError, MAX_ATTACHMENTS, MAX_EMOJI_BYTES, MAX_FILE_NAME_BYTES,
@@ -91,6 +93,22 @@ pub mod codes {
     pub const APPROVAL_OUT_OF_ORDER: &str = "approval_out_of_order";
     /// 403: the commit makes a change only the chat's admins may make (issue 10 roles).
     pub const NOT_CHAT_ADMIN: &str = "not_chat_admin";
+    /// 413: the file is larger than the org's `max_file_bytes`.
+    pub const FILE_TOO_LARGE: &str = "file_too_large";
+    /// 413: the file would take the user past the org's `user_quota_bytes`.
+    pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
+    /// 403: the org's policy forbids files in this chat's class.
+    pub const FILES_FORBIDDEN: &str = "files_forbidden";
+    /// 409: a chunk other than the next one expected (`GET /v1/blobs/{id}` says which).
+    pub const CHUNK_OUT_OF_ORDER: &str = "chunk_out_of_order";
+    /// 409: this chunk is already stored.
+    pub const CHUNK_EXISTS: &str = "chunk_exists";
+    /// 400: the chunk's length is not the one its index and the blob's size imply.
+    pub const CHUNK_SIZE: &str = "chunk_size";
+    /// 409: the blob is not complete (finish it, or wait for its uploader to).
+    pub const BLOB_INCOMPLETE: &str = "blob_incomplete";
+    /// 409: the blob is complete: it takes no more chunks.
+    pub const BLOB_COMPLETE: &str = "blob_complete";
 }
 
 /// `POST /v1/admin/users` and `POST /v1/admin/users/{name}/devices`.

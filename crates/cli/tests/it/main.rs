@@ -10,6 +10,7 @@ mod devices;
 mod directory;
 mod escape;
 mod habits;
+mod files;
 mod membership;
 mod monitor;
 mod receipts;

@@ -15,6 +15,7 @@ use crate::state::AppState;
 
 pub mod admin;
 pub mod approvals;
+pub mod blobs;
 pub mod directory;
 pub mod enroll;
 pub mod groups;
@@ -43,7 +44,7 @@ pub type ErrorBody = vellum_wire::ApiError;
     tags(
         (name = "meta"), (name = "admin"), (name = "enroll"), (name = "key-packages"),
         (name = "groups"), (name = "sync"), (name = "policy"), (name = "records"),
-        (name = "directory"), (name = "approvals")
+        (name = "directory"), (name = "approvals"), (name = "blobs")
     )
 )]
 struct ApiDoc;
@@ -141,6 +142,11 @@ pub fn router(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(approvals::get_exchange, approvals::cancel))
         .routes(routes!(approvals::put_hello))
         .routes(routes!(approvals::complete))
+        .routes(routes!(blobs::create))
+        .routes(routes!(blobs::status, blobs::delete))
+        .routes(routes!(blobs::put_chunk, blobs::get_chunk))
+        .routes(routes!(blobs::complete))
+        .routes(routes!(blobs::archived))
         .route_layer(middleware::from_fn_with_state(state.clone(), device_auth));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(meta::healthz))
