@@ -378,6 +378,10 @@ mod tests {
             burn_secs: None,
             log_hash: None,
             salt: None,
+            reply_to: None,
+            mentions: vec![],
+            target: None,
+            remove: false,
         };
         assert_eq!(Record::decode(&record.encode()).unwrap(), record);
         assert_eq!(record.reference(), "c/9/file/b1");
