@@ -140,6 +140,7 @@ fn issue_10_replies_edits_reactions_and_mentions_end_to_end() {
         "{shown}"
     );
     assert!(shown.contains("reactions: 👍 1 (bob)"), "{shown}");
+    assert!(shown.contains("    mentions @alice\n"), "{shown}");
     alice.ok(&["delete", "ops", &first]);
     bob.ok(&["sync"]);
     let shown = String::from_utf8(bob.ok(&["history", "ops"]).stdout).unwrap();
