@@ -365,3 +365,65 @@ fn issue_10_read_receipts_are_batched_markers_and_delivery_comes_from_cursors() 
     alice.ok(&["sync"]);
     assert_eq!(receipts(&alice, "ops", &second), (2, 1));
 }
+
+/// What a modified client could send is judged by each receiver: an edit of someone else's
+/// message, a reaction to a message that is not there, a read marker past the log.
+#[test]
+fn issue_10_receivers_drop_forged_edits_and_reactions() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "ops", "--with", "bob"]);
+    let first = sent_id(&alice.ok(&["send", "ops", "the original"]));
+    bob.ok(&["sync"]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = vellum_client::Client::open(&bob.home).unwrap();
+        for payload in [
+            vellum_wire::AppPayload::Edit {
+                id: "forged-edit".into(),
+                target: first.clone(),
+                text: "FORGED by bob".into(),
+                sent_at: 1,
+                salt: None,
+            },
+            vellum_wire::AppPayload::Reaction {
+                id: "stray-reaction".into(),
+                target: "no-such-message".into(),
+                emoji: "👎".into(),
+                remove: false,
+                sent_at: 1,
+            },
+            vellum_wire::AppPayload::ReadUpTo {
+                seq: 1_000_000,
+                sent_at: 1,
+            },
+        ] {
+            client.send_raw("ops", payload).await.unwrap();
+        }
+    });
+    let synced = alice.json(&["sync", "--json"]);
+    assert!(synced.is_empty(), "nothing of it is shown: {synced:?}");
+    let history = alice.json(&["history", "ops", "--json"]);
+    let m = by_id(&history, &first);
+    assert_eq!(m["text"], "the original");
+    assert_eq!(m["edited_at"], Value::Null);
+    assert_eq!(m["reactions"], serde_json::json!([]));
+    // bob's marker counts as read up to the entry that carried it, never further.
+    let conn = rusqlite::Connection::open(alice.home.join("vellum.db")).unwrap();
+    let (marker, max_seq): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT seq FROM read_markers WHERE user = 'bob'), (SELECT last_seq FROM chats)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        marker <= max_seq && marker < 1_000_000,
+        "{marker} {max_seq}"
+    );
+}
