@@ -427,3 +427,48 @@ fn issue_10_receivers_drop_forged_edits_and_reactions() {
         "{marker} {max_seq}"
     );
 }
+
+/// `watch` streams edits and reactions as their own objects, and what it displays sends a
+/// read receipt.
+#[test]
+fn issue_10_watch_streams_edits_and_reactions_and_sends_read_receipts() {
+    use std::io::BufReader;
+    use std::time::Duration;
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "ops", "--with", "bob"]);
+    bob.ok(&["sync"]);
+    let mut watcher = spawn_piped(bob.cmd().args(["watch", "--json"]));
+    let mut lines = BufReader::new(watcher.stdout.take().unwrap());
+    let first = sent_id(&alice.ok(&["send", "ops", "watch this"]));
+    let shown = wait_for_line(&mut lines, |l| l.contains(&first), Duration::from_secs(20));
+    assert!(shown.is_some(), "watch shows the message");
+    crate::records::wait_until("bob's read marker", || !read_sent(&bob).is_empty());
+    alice.ok(&["edit", "ops", &first, "watch this, edited"]);
+    let edit = wait_for_line(
+        &mut lines,
+        |l| l.contains(r#""kind":"edit""#),
+        Duration::from_secs(20),
+    )
+    .expect("watch streams the edit");
+    let edit: Value = serde_json::from_str(&edit).unwrap();
+    assert_eq!(
+        (edit["target"].as_str(), edit["text"].as_str()),
+        (Some(first.as_str()), Some("watch this, edited"))
+    );
+    alice.ok(&["react", "ops", &first, "✅"]);
+    let reaction = wait_for_line(
+        &mut lines,
+        |l| l.contains(r#""kind":"reaction""#),
+        Duration::from_secs(20),
+    )
+    .expect("watch streams the reaction");
+    let reaction: Value = serde_json::from_str(&reaction).unwrap();
+    assert_eq!(reaction["emoji"], "✅");
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+    alice.ok(&["sync"]);
+    assert_eq!(receipts(&alice, "ops", &first), (1, 1));
+}
