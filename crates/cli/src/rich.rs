@@ -121,6 +121,10 @@ pub fn detail_lines(store: &LocalStore, m: &MessageRow) -> Result<Vec<String>> {
             None => "↪ reply to (message no longer available)".to_owned(),
         });
     }
+    if !m.extra.mentions.is_empty() {
+        let names: Vec<String> = m.extra.mentions.iter().map(|u| format!("@{u}")).collect();
+        lines.push(format!("mentions {}", names.join(" ")));
+    }
     if let Some(at) = m.extra.edited_at {
         lines.push(format!("(edited {})", rfc3339_millis(at)));
     }

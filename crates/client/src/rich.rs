@@ -183,6 +183,15 @@ impl Client {
         Ok(())
     }
 
+    /// Sends any payload as-is, without this client's checks: what a modified client could
+    /// send. For tests of what receivers accept, and for tools.
+    #[doc(hidden)]
+    pub async fn send_raw(&mut self, chat: &str, payload: AppPayload) -> Result<u64, Error> {
+        let _held = self.lock.hold()?;
+        let group_id = self.resolve_chat(chat)?;
+        self.send_payload(&group_id, payload, None, None).await
+    }
+
     /// The reactions standing on a message.
     pub fn reactions(&self, group_id: &str, message_id: &str) -> Result<Vec<ReactionCount>, Error> {
         Ok(fold_reactions(&self.store.about(group_id, message_id)?))

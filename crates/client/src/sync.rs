@@ -785,7 +785,13 @@ impl Client {
             // A read marker is delivery state, not a record: neither archived nor shown. Nobody
             // reads past the entry that says so.
             AppPayload::ReadUpTo { seq, .. } => {
-                if self.sink.is_none() {
+                // A marker sent where the chat's settings forbid read receipts is ignored.
+                let allowed = self.sink.is_none()
+                    && self.load_group(group_id).is_ok_and(|g| {
+                        vellum_mls::ChatSettings::from_extensions(&g.context().extensions)
+                            .is_ok_and(|s| s.read_receipts)
+                    });
+                if allowed {
                     self.store
                         .note_read_marker(group_id, &sender.user, seq.min(entry.seq))?;
                 }

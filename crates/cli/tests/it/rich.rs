@@ -140,6 +140,7 @@ fn issue_10_replies_edits_reactions_and_mentions_end_to_end() {
         "{shown}"
     );
     assert!(shown.contains("reactions: 👍 1 (bob)"), "{shown}");
+    assert!(shown.contains("    mentions @alice\n"), "{shown}");
     alice.ok(&["delete", "ops", &first]);
     bob.ok(&["sync"]);
     let shown = String::from_utf8(bob.ok(&["history", "ops"]).stdout).unwrap();
@@ -363,4 +364,111 @@ fn issue_10_read_receipts_are_batched_markers_and_delivery_comes_from_cursors() 
     assert!(read_sent(&carol).is_empty());
     alice.ok(&["sync"]);
     assert_eq!(receipts(&alice, "ops", &second), (2, 1));
+}
+
+/// What a modified client could send is judged by each receiver: an edit of someone else's
+/// message, a reaction to a message that is not there, a read marker past the log.
+#[test]
+fn issue_10_receivers_drop_forged_edits_and_reactions() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "ops", "--with", "bob"]);
+    let first = sent_id(&alice.ok(&["send", "ops", "the original"]));
+    bob.ok(&["sync"]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = vellum_client::Client::open(&bob.home).unwrap();
+        for payload in [
+            vellum_wire::AppPayload::Edit {
+                id: "forged-edit".into(),
+                target: first.clone(),
+                text: "FORGED by bob".into(),
+                sent_at: 1,
+                salt: None,
+            },
+            vellum_wire::AppPayload::Reaction {
+                id: "stray-reaction".into(),
+                target: "no-such-message".into(),
+                emoji: "👎".into(),
+                remove: false,
+                sent_at: 1,
+            },
+            vellum_wire::AppPayload::ReadUpTo {
+                seq: 1_000_000,
+                sent_at: 1,
+            },
+        ] {
+            client.send_raw("ops", payload).await.unwrap();
+        }
+    });
+    let synced = alice.json(&["sync", "--json"]);
+    assert!(synced.is_empty(), "nothing of it is shown: {synced:?}");
+    let history = alice.json(&["history", "ops", "--json"]);
+    let m = by_id(&history, &first);
+    assert_eq!(m["text"], "the original");
+    assert_eq!(m["edited_at"], Value::Null);
+    assert_eq!(m["reactions"], serde_json::json!([]));
+    // bob's marker counts as read up to the entry that carried it, never further.
+    let conn = rusqlite::Connection::open(alice.home.join("vellum.db")).unwrap();
+    let (marker, max_seq): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT seq FROM read_markers WHERE user = 'bob'), (SELECT last_seq FROM chats)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        marker <= max_seq && marker < 1_000_000,
+        "{marker} {max_seq}"
+    );
+}
+
+/// `watch` streams edits and reactions as their own objects, and what it displays sends a
+/// read receipt.
+#[test]
+fn issue_10_watch_streams_edits_and_reactions_and_sends_read_receipts() {
+    use std::io::BufReader;
+    use std::time::Duration;
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "ops", "--with", "bob"]);
+    bob.ok(&["sync"]);
+    let mut watcher = spawn_piped(bob.cmd().args(["watch", "--json"]));
+    let mut lines = BufReader::new(watcher.stdout.take().unwrap());
+    let first = sent_id(&alice.ok(&["send", "ops", "watch this"]));
+    let shown = wait_for_line(&mut lines, |l| l.contains(&first), Duration::from_secs(20));
+    assert!(shown.is_some(), "watch shows the message");
+    crate::records::wait_until("bob's read marker", || !read_sent(&bob).is_empty());
+    alice.ok(&["edit", "ops", &first, "watch this, edited"]);
+    let edit = wait_for_line(
+        &mut lines,
+        |l| l.contains(r#""kind":"edit""#),
+        Duration::from_secs(20),
+    )
+    .expect("watch streams the edit");
+    let edit: Value = serde_json::from_str(&edit).unwrap();
+    assert_eq!(
+        (edit["target"].as_str(), edit["text"].as_str()),
+        (Some(first.as_str()), Some("watch this, edited"))
+    );
+    alice.ok(&["react", "ops", &first, "✅"]);
+    let reaction = wait_for_line(
+        &mut lines,
+        |l| l.contains(r#""kind":"reaction""#),
+        Duration::from_secs(20),
+    )
+    .expect("watch streams the reaction");
+    let reaction: Value = serde_json::from_str(&reaction).unwrap();
+    assert_eq!(reaction["emoji"], "✅");
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+    alice.ok(&["sync"]);
+    assert_eq!(receipts(&alice, "ops", &first), (1, 1));
 }
