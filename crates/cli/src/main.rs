@@ -1009,6 +1009,7 @@ async fn run(cli: Cli) -> Result<()> {
             for m in &shown {
                 out.message(client.store(), m)?;
             }
+            output::mark_displayed(client.store(), &shown)?;
             result?;
             for alarm in client.records_alarms(vellum_client::now_millis())? {
                 eprintln!("WARNING: {alarm}");
@@ -1662,6 +1663,9 @@ async fn watch(client: &mut Client, out: Output) -> Result<()> {
                 if let Err(e) = out.message(&store, m) {
                     eprintln!("error: {e}");
                 }
+            }
+            if let Err(e) = output::mark_displayed(&store, batch) {
+                eprintln!("error: {e}");
             }
         };
         let result = tokio::select! {

@@ -144,11 +144,36 @@ pub fn safe(text: &str) -> String {
             | '\u{200f}'
             | '\u{2028}'..='\u{202e}'
             | '\u{2066}'..='\u{2069}'
-            | '\u{feff}' => {
+            | '\u{feff}'
+            // Invisible ones that hide or disguise text: soft hyphen, zero-width space, word
+            // joiner and its kin, interlinear annotations.
+            | '\u{ad}'
+            | '\u{180e}'
+            | '\u{200b}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{fff9}'..='\u{fffb}' => {
                 let _ = write!(out, "\\u{{{:04x}}}", c as u32);
             }
             c => out.push(c),
         }
+    }
+    out
+}
+
+/// A chat's title where it heads a line: [`safe`], with runs of spaces collapsed and angle
+/// brackets shown as ‹ › — a title such as `ops <alice> pay now` followed by padding must not
+/// read as alice's message.
+pub fn chat_label(title: &str) -> String {
+    let mut out = String::with_capacity(title.len());
+    for word in safe(title).split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().map(|c| match c {
+            '<' => '‹',
+            '>' => '›',
+            c => c,
+        }));
     }
     out
 }
@@ -169,7 +194,7 @@ pub fn message_lines(when: &str, chat: &str, sender: &str, text: &str, id: &str)
         true => format!("\x1b[1m<{}>\x1b[0m", safe(sender)),
         false => format!("<{}>", safe(sender)),
     };
-    let mut out = format!("[{when}] {} {sender} {}", safe(chat), lines[0]);
+    let mut out = format!("[{when}] {} {sender} {}", chat_label(chat), lines[0]);
     for line in &lines[1..] {
         out.push('\n');
         out.push_str(CONTINUATION);
@@ -235,16 +260,20 @@ impl Output {
                         "{}{gone}",
                         message_lines(&when, &chat, &m.sender_user, &m.text, &m.id)
                     );
+                    // Two spaces and a dash: a message's own further lines are indented four
+                    // spaces, so none can pass for a reply quote or the reactions.
                     for detail in crate::rich::detail_lines(store, m)? {
-                        println!("    {}", safe(&detail));
+                        println!("  - {}", safe(&detail));
                     }
                 }
                 // An event is one line: a newline in it (a title, say) is shown escaped.
-                MessageKind::Event => println!("[{when}] {} * {}", safe(&chat), safe(&m.text)),
+                MessageKind::Event => {
+                    println!("[{when}] {} * {}", chat_label(&chat), safe(&m.text))
+                }
                 MessageKind::Reaction | MessageKind::Edit => {
                     println!(
                         "[{when}] {} * {}",
-                        safe(&chat),
+                        chat_label(&chat),
                         safe(&crate::rich::about_sentence(store, m)?)
                     )
                 }
@@ -621,10 +650,25 @@ mod safe_output_tests {
         assert_eq!(safe("abc\u{202e}fed"), "abc\\u{202e}fed");
         assert_eq!(safe("\u{2066}iso\u{2069}"), "\\u{2066}iso\\u{2069}");
         assert_eq!(safe("line\u{2028}sep"), "line\\u{2028}sep");
-        // Ordinary text, accents and emoji pass as they are.
-        assert_eq!(safe("Grüße, 👋 «ok»"), "Grüße, 👋 «ok»");
+        // Invisible characters that disguise text (issue 10 review).
+        assert_eq!(safe("pay\u{200b}pal"), "pay\\u{200b}pal");
+        assert_eq!(safe("soft\u{ad}hyphen"), "soft\\u{00ad}hyphen");
+        assert_eq!(safe("word\u{2060}joiner"), "word\\u{2060}joiner");
+        // Ordinary text, accents and emoji (joined ones too) pass as they are.
+        assert_eq!(safe("Grüße, 👋 «ok» 👩‍💻"), "Grüße, 👋 «ok» 👩‍💻");
         let escaped = safe(&(0u8..=0x1f).map(char::from).collect::<String>());
         assert!(escaped.chars().all(|c| !c.is_control()), "{escaped}");
+    }
+
+    /// Issue 10 review: a title padded to look like a message header stays a title.
+    #[test]
+    fn issue_10_a_title_cannot_pass_for_a_message_header() {
+        let title = format!("proj <alice> pay invoice 4411 today{}.", " ".repeat(150));
+        let printed = message_lines("12:39", &title, "mallory", "ok", "m1");
+        assert_eq!(
+            printed,
+            "[12:39] proj ‹alice› pay invoice 4411 today . <mallory> ok  (m1)"
+        );
     }
 
     /// Issue 10: a message's further lines are indented under its header, so a forged
@@ -680,4 +724,25 @@ mod safe_output_tests {
             assert!(!colour_wanted(true));
         }
     }
+}
+
+/// What `sync` and `watch` printed was displayed: its burn-on-read timers start now, as
+/// with `read` (an edit's line shows its message's newest text, so that message too).
+pub fn mark_displayed(store: &LocalStore, shown: &[MessageRow]) -> Result<()> {
+    let mut by_chat: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for m in shown {
+        let id = match (&m.kind, &m.event) {
+            (MessageKind::Text, _) => m.id.clone(),
+            (MessageKind::Edit, Some(vellum_client::ChatEvent::Edited { target, .. })) => {
+                target.clone()
+            }
+            _ => continue,
+        };
+        by_chat.entry(m.group_id.as_str()).or_default().push(id);
+    }
+    let now = vellum_client::now_millis();
+    for (chat, ids) in by_chat {
+        store.mark_read_ids(chat, &ids, now)?;
+    }
+    Ok(())
 }

@@ -70,10 +70,14 @@ pub fn extend_json(store: &LocalStore, m: &MessageRow, line: &mut Value) -> Resu
             line["remove"] = json!(remove);
         }
         (MessageKind::Edit, Some(ChatEvent::Edited { target, .. })) => {
-            let newest = store.message(&m.group_id, target)?;
+            // A device keeps only the newest text: an earlier edit carries none, and says so.
+            let newest = store
+                .message(&m.group_id, target)?
+                .filter(|t| t.extra.edited_at == Some(m.sent_at));
             line["target"] = json!(target);
+            line["superseded"] = json!(newest.is_none());
             line["text"] = json!(newest.as_ref().map(|t| t.text.clone()));
-            line["edited_at"] = json!(newest.and_then(|t| t.extra.edited_at).map(rfc3339_millis));
+            line["edited_at"] = json!(rfc3339_millis(m.sent_at));
         }
         _ => {}
     }
@@ -126,7 +130,7 @@ pub fn detail_lines(store: &LocalStore, m: &MessageRow) -> Result<Vec<String>> {
         lines.push(format!("mentions {}", names.join(" ")));
     }
     if let Some(at) = m.extra.edited_at {
-        lines.push(format!("(edited {})", rfc3339_millis(at)));
+        lines.push(format!("(edited {})", crate::output::time(at)));
     }
     for a in &m.extra.attachments {
         lines.push(format!(
@@ -150,7 +154,12 @@ pub fn detail_lines(store: &LocalStore, m: &MessageRow) -> Result<Vec<String>> {
 pub fn about_sentence(store: &LocalStore, m: &MessageRow) -> Result<String> {
     Ok(match &m.event {
         Some(ChatEvent::Edited { target, .. }) => match store.message(&m.group_id, target)? {
-            Some(t) => format!("{} ({target}): {}", m.text, excerpt(&t.text, 200)),
+            // A device keeps only the newest text: an earlier edit says it was superseded
+            // rather than show a text it did not carry.
+            Some(t) if t.extra.edited_at == Some(m.sent_at) => {
+                format!("{} ({target}): {}", m.text, excerpt(&t.text, 200))
+            }
+            Some(_) => format!("{} ({target}), since edited again", m.text),
             None => format!("{} ({target})", m.text),
         },
         Some(ChatEvent::Reacted { target, .. }) => format!("{} to {target}", m.text),

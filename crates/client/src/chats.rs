@@ -646,6 +646,10 @@ impl Client {
             by: who.to_owned(),
             expire_secs: policy.expire_secs,
             burn_secs: policy.burn_secs,
+            before: Some(crate::events::TimerSettings {
+                expire_secs: before.expire_secs,
+                burn_secs: before.burn_secs,
+            }),
         };
         self.typed_event_row(group_id, seq, who, event).map(|_| ())
     }

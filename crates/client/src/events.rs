@@ -41,6 +41,10 @@ pub enum ChatEvent {
         by: String,
         expire_secs: Option<u64>,
         burn_secs: Option<u64>,
+        /// The timers before (issue 10: the sentence says what changed). Absent in events
+        /// stored before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<TimerSettings>,
     },
     /// `by` deleted one of their messages for everyone.
     MessageDeleted { by: String },
@@ -87,6 +91,13 @@ pub enum ChatEvent {
     /// Issue 10: `by` edited their message `target` (which now holds the newest text). The
     /// row of a [`crate::MessageKind::Edit`].
     Edited { by: String, target: String },
+}
+
+/// A chat's default timers, seconds (`None`: off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerSettings {
+    pub expire_secs: Option<u64>,
+    pub burn_secs: Option<u64>,
 }
 
 /// A device id as events print it: enough to tell devices apart, short enough to read.
@@ -146,12 +157,46 @@ impl ChatEvent {
                 by,
                 expire_secs,
                 burn_secs,
+                before,
             } => {
                 let policy = ChatPolicy {
                     expire_secs: *expire_secs,
                     burn_secs: *burn_secs,
                 };
-                format!("{by} set {}", policy.describe())
+                let Some(before) = before else {
+                    return format!("{by} set {}", policy.describe());
+                };
+                let describe = vellum_wire::timer::describe;
+                let mut changed = Vec::new();
+                if before.expire_secs != *expire_secs {
+                    changed.push(match expire_secs {
+                        Some(e) => format!("messages to disappear after {}", describe(*e)),
+                        None => "messages not to disappear after a set time".to_owned(),
+                    });
+                }
+                if before.burn_secs != *burn_secs {
+                    changed.push(match burn_secs {
+                        Some(b) => format!("messages to burn {} after reading", describe(*b)),
+                        None => "burn-on-read off".to_owned(),
+                    });
+                }
+                let mut sentence = format!("{by} set {}", changed.join(" and "));
+                match (before.expire_secs == *expire_secs, expire_secs) {
+                    (true, Some(e)) => sentence.push_str(&format!(
+                        " (messages still disappear after {})",
+                        describe(*e)
+                    )),
+                    _ if before.burn_secs == *burn_secs => {
+                        if let Some(b) = burn_secs {
+                            sentence.push_str(&format!(
+                                " (messages still burn {} after reading)",
+                                describe(*b)
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+                sentence
             }
             ChatEvent::MessageDeleted { by } => format!("{by} deleted a message"),
             ChatEvent::IdentityReset { user } => {
@@ -463,9 +508,24 @@ mod tests {
                     by: "alice".into(),
                     expire_secs: Some(86_400),
                     burn_secs: None,
+                    before: None,
                 },
                 "alice set messages to disappear after 1 day",
                 r#"{"type":"timers_changed","by":"alice","expire_secs":86400,"burn_secs":null}"#,
+            ),
+            // Issue 10: turning burn-on-read off says so, not the timer that stays.
+            (
+                ChatEvent::TimersChanged {
+                    by: "alice".into(),
+                    expire_secs: Some(86_400),
+                    burn_secs: None,
+                    before: Some(TimerSettings {
+                        expire_secs: Some(86_400),
+                        burn_secs: Some(600),
+                    }),
+                },
+                "alice set burn-on-read off (messages still disappear after 1 day)",
+                r#"{"type":"timers_changed","by":"alice","expire_secs":86400,"burn_secs":null,"before":{"expire_secs":86400,"burn_secs":600}}"#,
             ),
             (
                 ChatEvent::MessageDeleted { by: "bob".into() },

@@ -9,15 +9,15 @@ mod chats;
 mod devices;
 mod directory;
 mod events;
-mod leave;
 mod files;
+mod leave;
 mod lock;
 mod messages;
 mod monitor;
 mod names;
 mod rewind;
-mod roles;
 mod rich;
+mod roles;
 mod store;
 mod sync;
 mod trust;
@@ -43,8 +43,8 @@ pub use messages::{MessageTimers, OutgoingMessage};
 pub use monitor::{RecordsLogView, RECORDS_LOG_CHANGED};
 pub use names::MIN_PREFIX;
 pub use reqwest::Method;
-pub use roles::Manage;
 pub use rich::{fold_reactions, parse_mentions, ReactionCount};
+pub use roles::Manage;
 pub use store::{
     ChatRow, LocalStore, LogPosition, MessageExtra, MessageKind, MessageRow, ShredReason, Shredded,
     StoredReceipt,

@@ -154,9 +154,14 @@ impl Client {
         };
         // What members would refuse (more than one emoji's bytes, spaces) is refused here.
         AppPayload::decode(&payload.encode()).map_err(|e| Error::Invalid(e.to_string()))?;
-        let standing = fold_reactions(&self.store.about(&group_id, message_id)?)
-            .iter()
-            .any(|r| r.emoji == emoji && r.users.contains(&self.user));
+        let folded = fold_reactions(&self.store.about(&group_id, message_id)?);
+        let mine = |r: &&ReactionCount| r.users.contains(&self.user);
+        let standing = folded.iter().filter(mine).any(|r| r.emoji == emoji);
+        if !remove && !standing && folded.iter().filter(mine).count() >= MAX_REACTIONS_PER_MEMBER {
+            return Err(Error::Invalid(format!(
+                "you already have {MAX_REACTIONS_PER_MEMBER} reactions on this message: withdraw one first"
+            )));
+        }
         if remove && !standing {
             return Err(Error::Invalid(format!(
                 "you have not reacted {emoji} to message {message_id}"
@@ -453,6 +458,18 @@ impl Client {
             })
             .map(|r| r.id)
             .collect();
+        // A member keeps at most MAX_REACTIONS_PER_MEMBER different reactions on a message:
+        // more from a modified client are dropped, not shown.
+        let adding = matches!(&reaction, ChatEvent::Reacted { remove: false, .. });
+        if adding && earlier.is_empty() {
+            let theirs = fold_reactions(&self.store.about(group_id, &target.id)?)
+                .iter()
+                .filter(|r| r.users.iter().any(|u| u == user))
+                .count();
+            if theirs >= MAX_REACTIONS_PER_MEMBER {
+                return Ok(None);
+            }
+        }
         self.store.shred_ids(group_id, &earlier)?;
         let row = self.about_row(
             group_id,

@@ -19,8 +19,8 @@ pub use b64::B64;
 pub use blobs::{BlobCreated, BlobStatus, CreateBlob, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 pub use log_hash::{log_hash_next, log_hash_start};
 pub use payload::{
-    AppPayload, AttachmentRef, PayloadError, MAX_ATTACHMENTS, MAX_EMOJI_BYTES, MAX_FILE_NAME_BYTES,
-    MAX_MENTIONS, MAX_TEXT_BYTES, MAX_UNKNOWN_BYTES,
+    is_one_emoji, AppPayload, AttachmentRef, PayloadError, MAX_ATTACHMENTS, MAX_EMOJI_BYTES,
+    MAX_FILE_NAME_BYTES, MAX_MENTIONS, MAX_REACTIONS_PER_MEMBER, MAX_TEXT_BYTES, MAX_UNKNOWN_BYTES,
 };
 
 /// Prefix of every versioned API route.

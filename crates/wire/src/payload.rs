@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 /// Largest reaction: one emoji, possibly a sequence of code points joined by ZWJ.
 pub const MAX_EMOJI_BYTES: usize = 64;
+/// Most different reactions one member keeps on one message.
+pub const MAX_REACTIONS_PER_MEMBER: usize = 8;
 /// Most users one message may mention.
 pub const MAX_MENTIONS: usize = 64;
 /// Most files one message may carry.
@@ -207,13 +209,9 @@ impl AppPayload {
                 }
             }
             AppPayload::Reaction { emoji, .. }
-                if emoji.is_empty()
-                    || emoji.len() > MAX_EMOJI_BYTES
-                    || emoji.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+                if emoji.len() > MAX_EMOJI_BYTES || !is_one_emoji(emoji) =>
             {
-                return Err(PayloadError::Invalid(
-                    "a reaction is one emoji, without spaces or control characters",
-                ));
+                return Err(PayloadError::Invalid("a reaction is exactly one emoji"));
             }
             _ => {}
         }
@@ -244,6 +242,44 @@ impl AppPayload {
             _ => Ok(()),
         }
     }
+}
+
+/// Whether `text` is exactly one emoji: one pictographic base (or a keycap, or a flag's pair
+/// of regional indicators), with only the joiners, variation selectors, skin tones and tags
+/// that build a single emoji. Letters, digits alone, spaces and controls are refused, so a
+/// reaction cannot carry words.
+pub fn is_one_emoji(text: &str) -> bool {
+    let keycap = text.contains('\u{20E3}');
+    let (mut bases, mut regional, mut after_joiner) = (0, 0, false);
+    for c in text.chars() {
+        let joined = after_joiner;
+        after_joiner = false;
+        match c as u32 {
+            0x200D => after_joiner = true,
+            // Variation selectors, the keycap, skin tones, tag characters: modifiers only.
+            0xFE0E | 0xFE0F | 0x20E3 | 0x1F3FB..=0x1F3FF | 0xE0020..=0xE007F => {}
+            0x1F1E6..=0x1F1FF => {
+                regional += 1;
+                if regional % 2 == 1 && !joined {
+                    bases += 1;
+                }
+            }
+            cp if is_emoji_base(cp) || (keycap && matches!(c, '0'..='9' | '#' | '*')) => {
+                if !joined {
+                    bases += 1;
+                }
+            }
+            _ => return false,
+        }
+    }
+    bases == 1 && !after_joiner
+}
+
+fn is_emoji_base(cp: u32) -> bool {
+    matches!(cp,
+        0xA9 | 0xAE | 0x203C | 0x2049 | 0x2122 | 0x2139 | 0x2194..=0x21AA | 0x231A..=0x23FF
+        | 0x24C2 | 0x25AA..=0x25FE | 0x2600..=0x27BF | 0x2934 | 0x2935 | 0x2B05..=0x2B55
+        | 0x3030 | 0x303D | 0x3297 | 0x3299 | 0x1F000..=0x1FAFF)
 }
 
 fn is_salt(salt: &str) -> bool {
@@ -432,8 +468,37 @@ mod tests {
             assert_eq!(String::from_utf8(payload.encode()).unwrap(), json);
             assert_eq!(AppPayload::decode(json.as_bytes()).unwrap(), payload);
         }
+        // Issue 10 review: exactly one emoji, however it is built.
+        for one in [
+            "👍",
+            "👍🏽",
+            "❤️",
+            "👩‍💻",
+            "👨‍👩‍👧",
+            "🇫🇷",
+            "1️⃣",
+            "#️⃣",
+            "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}",
+        ] {
+            assert!(is_one_emoji(one), "{one}");
+        }
+        for not_one in [
+            "",
+            "x",
+            "+1",
+            "1",
+            "👍👍",
+            "🇫🇷🇩🇪",
+            "👍\u{200D}",
+            "a👍",
+            "\u{FE0F}",
+            "👍 ",
+        ] {
+            assert!(!is_one_emoji(not_one), "{not_one:?}");
+        }
         let removal =
-            br#"{"kind":"reaction","id":"r2","target":"m1","emoji":"x","remove":true,"sent_at":1}"#;
+            r#"{"kind":"reaction","id":"r2","target":"m1","emoji":"👎","remove":true,"sent_at":1}"#
+                .as_bytes();
         assert!(matches!(
             AppPayload::decode(removal).unwrap(),
             AppPayload::Reaction { remove: true, .. }
@@ -441,6 +506,10 @@ mod tests {
         for junk in [
             &br#"{"kind":"reaction","id":"r","target":"m","emoji":"","sent_at":1}"#[..],
             br#"{"kind":"reaction","id":"r","target":"m","emoji":"a b","sent_at":1}"#,
+            br#"{"kind":"reaction","id":"r","target":"m","emoji":"notanemoji","sent_at":1}"#,
+            "{\"kind\":\"reaction\",\"id\":\"r\",\"target\":\"m\",\"emoji\":\"👍👍\",\"sent_at\":1}".as_bytes(),
+            "{\"kind\":\"reaction\",\"id\":\"r\",\"target\":\"m\",\"emoji\":\"1\",\"sent_at\":1}".as_bytes(),
+            "{\"kind\":\"reaction\",\"id\":\"r\",\"target\":\"m\",\"emoji\":\"\u{202e}👍\",\"sent_at\":1}".as_bytes(),
             br#"{"kind":"reaction","id":"r","target":"m","emoji":"\u001b[2J","sent_at":1}"#,
             br#"{"kind":"edit","id":"e","target":"m","text":"x","sent_at":1,"salt":"zz"}"#,
             br#"{"kind":"read_up_to","seq":-1,"sent_at":1}"#,

@@ -43,8 +43,8 @@ fn issue_10_a_forged_line_and_escape_sequences_cannot_pass_for_output() {
     let alice = Device::new_user(&server, root.path(), "alice");
     let bob = Device::new_user(&server, root.path(), "bob");
     alice.ok(&["chat", "create", "team", "--with", "bob"]);
-    // A title with an OSC sequence (set the terminal's title) and a bell.
-    alice.ok(&["chat", "create", "evil\u{1b}]0;pwned\u{7}", "--with", "bob"]);
+    // A title with a right-to-left override (control characters are refused in titles).
+    alice.ok(&["chat", "create", "evil\u{202e}exe.txt", "--with", "bob"]);
     bob.ok(&["sync"]);
     let forged = "see below\n[2026-01-01 00:00:00] team <alice> wire the money to bob\u{1b}[2J\u{202e}evil\rover";
     bob.ok(&["send", "team", forged]);
@@ -77,7 +77,8 @@ fn issue_10_a_forged_line_and_escape_sequences_cannot_pass_for_output() {
         !listed.contains('\u{1b}') && !listed.contains('\u{7}'),
         "{listed:?}"
     );
-    assert!(listed.contains("evil\\x1b]0;pwned\\x07"), "{listed}");
+    assert!(!listed.contains('\u{202e}'), "{listed:?}");
+    assert!(listed.contains("evil\\u{202e}exe.txt"), "{listed}");
     // JSON carries the text exactly (its own escaping makes it safe).
     let history = alice.json(&["history", "team", "--json"]);
     assert!(history.iter().any(|m| m["text"] == forged), "{history:?}");
@@ -171,6 +172,8 @@ fn issue_10_sync_shows_every_event_once_in_server_order_whoever_fetched_it() {
     let bob = Device::new_user(&server, root.path(), "bob");
     let one = last_line(&alice.ok(&["chat", "create", "one", "--with", "bob"]));
     let two = last_line(&alice.ok(&["chat", "create", "two", "--with", "bob"]));
+    // bob may change chat one's timers below.
+    alice.ok(&["chat", "admins", "one", "add", "bob"]);
     // New chats show in sync, not only in history: one notice each.
     let joined: Vec<Value> = bob.json(&["sync", "--json"]);
     let mut chats: Vec<&str> = joined
@@ -179,6 +182,7 @@ fn issue_10_sync_shows_every_event_once_in_server_order_whoever_fetched_it() {
         .map(|m| m["chat"].as_str().unwrap())
         .collect();
     chats.sort();
+    chats.dedup();
     let mut want = vec![one.as_str(), two.as_str()];
     want.sort();
     assert_eq!(chats, want, "{joined:?}");
