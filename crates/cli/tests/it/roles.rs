@@ -185,6 +185,8 @@ fn issue_10_a_member_leaves_and_another_member_commits_it() {
     let line = carol.fails(&["send", "ops", "still here?"]);
     assert!(line.contains("no longer a member"), "{line}");
     assert!(carol.events("ops").contains(&"carol left".to_string()));
+    let line = carol.fails(&["chat", "members", "ops"]);
+    assert!(line.contains("no longer a member"), "{line}");
 
     // Before anyone committed it, alice says something: carol gets none of it.
     alice.ok(&["send", "ops", "after carol left"]);
@@ -208,4 +210,28 @@ fn issue_10_a_member_leaves_and_another_member_commits_it() {
     // Leaving twice: refused, nothing sent.
     let line = carol.fails(&["chat", "leave", "ops"]);
     assert!(line.contains("no longer a member"), "{line}");
+}
+
+/// In a record chat the archiver commits a member's leaving too: here before the only other
+/// member syncs again.
+#[test]
+fn issue_10_in_a_record_chat_the_archiver_commits_a_leave() {
+    use crate::records::{records_org, wait_for_records};
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    let archiver = records_org(&server, root.path());
+    alice.ok(&["chat", "create", "kept", "--with", "bob"]);
+    bob.ok(&["sync"]);
+    wait_for_records(&archiver, 2); // joined, title
+    let before = archiver.status()["records"].as_u64().unwrap();
+
+    bob.ok(&["chat", "leave", "kept"]);
+    // The archiver's commit of the leave is archived as a membership record.
+    wait_for_records(&archiver, before + 1);
+    alice.ok(&["sync"]);
+    assert!(alice.events("kept").contains(&"bob left".to_string()));
+    let members = alice.members("kept");
+    assert_eq!(members, vec!["alice", "records"], "{members:?}");
 }
