@@ -174,8 +174,10 @@ fn issue_10_a_member_leaves_and_another_member_commits_it() {
     let alice = Device::new_user(&server, root.path(), "alice");
     let bob = Device::new_user(&server, root.path(), "bob");
     let carol = Device::new_user(&server, root.path(), "carol");
+    let laptop = Device::approved(&server, root.path(), "carol-laptop", "carol", &carol);
     alice.ok(&["chat", "create", "ops", "--with", "bob,carol"]);
     bob.ok(&["sync"]);
+    laptop.ok(&["sync"]);
     carol.ok(&["send", "ops", "bye all"]);
 
     let out = carol.ok(&["chat", "leave", "ops"]);
@@ -188,9 +190,7 @@ fn issue_10_a_member_leaves_and_another_member_commits_it() {
     let line = carol.fails(&["chat", "members", "ops"]);
     assert!(line.contains("no longer a member"), "{line}");
 
-    // Before anyone committed it, alice says something: carol gets none of it.
-    alice.ok(&["send", "ops", "after carol left"]);
-    // Bob's next sync commits her leaving (bob is no admin).
+    // Bob's next sync commits her leaving, both her devices (bob is no admin).
     let shown = bob.json(&["sync", "--json"]);
     assert!(shown.iter().any(|m| m["text"] == "bye all"), "{shown:?}");
     assert!(
@@ -199,10 +199,16 @@ fn issue_10_a_member_leaves_and_another_member_commits_it() {
             .any(|m| m["event"]["type"] == "member_left" && m["event"]["user"] == "carol"),
         "{shown:?}"
     );
-    alice.ok(&["sync"]);
+    alice.ok(&["send", "ops", "after carol left"]);
     assert!(alice.events("ops").contains(&"carol left".to_string()));
     assert_eq!(alice.members("ops"), vec!["alice", "bob"]);
     assert_eq!(bob.members("ops"), vec!["alice", "bob"]);
+    let devices = alice.json(&["chat", "members", "ops", "--json"]);
+    assert_eq!(
+        devices.len(),
+        2,
+        "both of carol's devices are out: {devices:?}"
+    );
     alice.ok(&["send", "ops", "after the commit"]);
     carol.ok(&["sync"]);
     let texts = carol.texts("ops");
@@ -210,6 +216,12 @@ fn issue_10_a_member_leaves_and_another_member_commits_it() {
     // Leaving twice: refused, nothing sent.
     let line = carol.fails(&["chat", "leave", "ops"]);
     assert!(line.contains("no longer a member"), "{line}");
+    // Her laptop left with her: it learns so from her proposals, and reads nothing after.
+    laptop.ok(&["sync"]);
+    assert!(laptop.events("ops").contains(&"carol left".to_string()));
+    let line = laptop.fails(&["send", "ops", "from the laptop"]);
+    assert!(line.contains("no longer a member"), "{line}");
+    assert!(!laptop.texts("ops").iter().any(|t| t.starts_with("after")));
 }
 
 /// In a record chat the archiver commits a member's leaving too: here before the only other
