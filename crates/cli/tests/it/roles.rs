@@ -237,6 +237,9 @@ fn issue_10_in_a_record_chat_the_archiver_commits_a_leave() {
     alice.ok(&["chat", "create", "kept", "--with", "bob"]);
     bob.ok(&["sync"]);
     wait_for_records(&archiver, 2); // joined, title
+                                    // A role change is a record too.
+    alice.ok(&["chat", "admins", "kept", "add", "bob"]);
+    wait_for_records(&archiver, 3);
     let before = archiver.status()["records"].as_u64().unwrap();
 
     bob.ok(&["chat", "leave", "kept"]);
@@ -246,4 +249,18 @@ fn issue_10_in_a_record_chat_the_archiver_commits_a_leave() {
     assert!(alice.events("kept").contains(&"bob left".to_string()));
     let members = alice.members("kept");
     assert_eq!(members, vec!["alice", "records"], "{members:?}");
+    for share in ["share-1", "share-2"] {
+        run_ok(
+            archiver
+                .records(&["unseal", "--share"])
+                .arg(root.path().join("keys").join(share)),
+        );
+    }
+    let hits = archiver.search("made bob an admin");
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert!(
+        hits[0].to_string().contains("alice made bob an admin"),
+        "{:?}",
+        hits[0]
+    );
 }
