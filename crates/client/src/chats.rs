@@ -149,13 +149,14 @@ impl Client {
     /// `records` is flagged as not bound.
     /// A chat's admins are "admin" (issue 10; not where every member manages).
     pub fn described_members(&self, chat: &str) -> Result<Vec<(Member, Option<String>)>, Error> {
+        // Devices first: a chat one left has no group state to read settings from.
+        let devices = self.member_devices(chat)?;
         let settings = self.chat_settings(chat)?;
         let admin = |user: &str| {
             (!settings.everyone_manages && settings.admins.iter().any(|a| a == user.as_bytes()))
                 .then(|| "admin".to_owned())
         };
-        Ok(self
-            .member_devices(chat)?
+        Ok(devices
             .into_iter()
             .map(|d| {
                 let role = d.role.or_else(|| admin(&d.user));

@@ -311,16 +311,17 @@ pub(crate) fn commit_events(
         .iter()
         .find(|(index, _)| *index == commit.committer)
         .map_or("someone", |(_, c)| c.user.as_str());
-    // Devices removed by their own proposal: they left (issue 10).
+    // Devices removed on a proposal of their own user: they left (issue 10).
+    let cert = |index: u32| before.iter().find(|(i, _)| *i == index).map(|(_, c)| c);
     let left: Vec<&str> = match &commit.effect {
         CommitEffect::NewEpoch(e) | CommitEffect::Removed { new_epoch: e, .. } => e
             .applied_proposals
             .iter()
             .filter_map(|p| match (&p.proposal, &p.sender) {
-                (Proposal::Remove(r), Sender::Member(s)) if r.to_remove() == *s => before
-                    .iter()
-                    .find(|(i, _)| *i == *s)
-                    .map(|(_, c)| c.device_id.as_str()),
+                (Proposal::Remove(r), Sender::Member(s)) => match (cert(*s), cert(r.to_remove())) {
+                    (Some(by), Some(gone)) if by.user == gone.user => Some(gone.device_id.as_str()),
+                    _ => None,
+                },
                 _ => None,
             })
             .collect(),

@@ -576,13 +576,23 @@ impl Client {
                                 .and_then(|m| self.identity.certificate(&m.signing_identity).ok())
                                 .map(|c| c.device_id)
                                 .unwrap_or_default();
+                            // Role changes are records too (issue 10): who named whom.
+                            let settings = crate::roles::settings_events(
+                                &committer,
+                                &vellum_mls::ChatSettings::from_extensions(&extensions_before)
+                                    .unwrap_or_else(|_| vellum_mls::ChatSettings::legacy()),
+                                &vellum_mls::ChatSettings::from_extensions(
+                                    &group.context().extensions,
+                                )
+                                .unwrap_or_else(|_| vellum_mls::ChatSettings::legacy()),
+                            );
                             self.archive_commit(
                                 group_id,
                                 entry,
                                 (&committer, &committer_device),
-                                &members_before,
-                                &after,
+                                (&members_before, &after),
                                 (policy_before, policy),
+                                &settings,
                             )?;
                         }
                     }
@@ -816,9 +826,9 @@ impl Client {
         group_id: &str,
         entry: &LogEntry,
         committer: (&str, &str),
-        before: &[Member],
-        after: &[Member],
+        (before, after): (&[Member], &[Member]),
         (policy_before, policy): (ChatPolicy, ChatPolicy),
+        settings: &[crate::ChatEvent],
     ) -> Result<(), Error> {
         let name = |m: &Member| format!("{} ({})", m.user, m.device_id);
         let added: Vec<String> = after
@@ -846,10 +856,19 @@ impl Client {
         if policy != policy_before {
             parts.push(format!("set {}", policy.describe()));
         }
-        if parts.is_empty() {
-            parts.push("updated its keys".into());
+        let mut text = if parts.is_empty() && settings.is_empty() {
+            format!("{} updated its keys", committer.0)
+        } else if parts.is_empty() {
+            String::new()
+        } else {
+            format!("{} {}", committer.0, parts.join("; "))
+        };
+        for event in settings {
+            if !text.is_empty() {
+                text.push_str("; ");
+            }
+            text.push_str(&event.text());
         }
-        let text = format!("{} {}", committer.0, parts.join("; "));
         let event = Record {
             text: Some(text),
             expire_secs: policy.expire_secs,

@@ -15,7 +15,8 @@ use vellum_wire::RECORDS_USER;
 
 use crate::{ChatPolicy, ChatSettings, DeviceCertificate, Error, OrgIdentityProvider, RecordChat};
 
-/// A device a commit removes, and whether it proposed its own removal (it left).
+/// A device a commit removes, and whether a device of its own user proposed its removal (the
+/// user is leaving).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemovedDevice {
     pub device: DeviceCertificate,
@@ -71,11 +72,13 @@ impl CommitChange {
                     .added
                     .push(identity.certificate(add.signing_identity())?),
                 Proposal::Remove(remove) => {
-                    let index = remove.to_remove();
-                    change.removed.push(RemovedDevice {
-                        device: at(index)?,
-                        left: info.sender == Sender::Member(index),
-                    });
+                    let device = at(remove.to_remove())?;
+                    // Proposed by a device of the same user: the user is leaving.
+                    let left = match info.sender {
+                        Sender::Member(sender) => at(sender)?.user == device.user,
+                        _ => false,
+                    };
+                    change.removed.push(RemovedDevice { device, left });
                 }
                 Proposal::GroupContextExtensions(list) => {
                     change.extensions_after = Some(list.clone())

@@ -325,7 +325,7 @@ fn issue_9_an_unvetoed_reset_revokes_every_device_after_the_wait() {
     let alice = Device::new_user(&server, root.path(), "alice");
     let out = run_ok(admin(&server).args(["policy", "set", "--reset-wait", "1s"]));
     assert!(
-        last_line(&out).contains("identity resets wait 1 second"),
+        String::from_utf8_lossy(&out.stdout).contains("identity resets wait 1 second"),
         "{:?}",
         last_line(&out)
     );
@@ -409,7 +409,7 @@ fn issue_9_admin_lists_and_revokes_a_users_devices() {
     );
     let out = run_ok(admin(&server).args(["policy", "set", "--reset-wait", "72h"]));
     assert!(
-        last_line(&out).contains("identity resets wait 3 days"),
+        String::from_utf8_lossy(&out.stdout).contains("identity resets wait 3 days"),
         "{:?}",
         last_line(&out)
     );

@@ -515,7 +515,7 @@ fn issue_9_admin_lists_revokes_and_resets_devices_from_the_cli() {
         &server,
         &["policy", "set", "--reset-wait", "1h"],
     ));
-    assert!(last_line(&out).contains("identity resets wait 1 hour"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("identity resets wait 1 hour"));
     let out = run_ok(&mut admin_cmd(&server, &["user", "reset", "alice"]));
     assert!(last_line(&out).contains("unless a device of alice vetoes it"));
     let line = run_fails(&mut admin_cmd(&server, &["user", "reset", "alice"]));

@@ -113,7 +113,7 @@ impl Archiver {
         cmd
     }
 
-    fn search(&self, query: &str) -> Vec<serde_json::Value> {
+    pub(crate) fn search(&self, query: &str) -> Vec<serde_json::Value> {
         let out = run_ok(&mut self.records(&["search", query, "--json"]));
         // A list: one JSON array (issue 10).
         serde_json::from_slice(&out.stdout).unwrap()

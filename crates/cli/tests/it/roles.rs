@@ -174,8 +174,10 @@ fn issue_10_a_member_leaves_and_another_member_commits_it() {
     let alice = Device::new_user(&server, root.path(), "alice");
     let bob = Device::new_user(&server, root.path(), "bob");
     let carol = Device::new_user(&server, root.path(), "carol");
+    let laptop = Device::approved(&server, root.path(), "carol-laptop", "carol", &carol);
     alice.ok(&["chat", "create", "ops", "--with", "bob,carol"]);
     bob.ok(&["sync"]);
+    laptop.ok(&["sync"]);
     carol.ok(&["send", "ops", "bye all"]);
 
     let out = carol.ok(&["chat", "leave", "ops"]);
@@ -185,10 +187,10 @@ fn issue_10_a_member_leaves_and_another_member_commits_it() {
     let line = carol.fails(&["send", "ops", "still here?"]);
     assert!(line.contains("no longer a member"), "{line}");
     assert!(carol.events("ops").contains(&"carol left".to_string()));
+    let line = carol.fails(&["chat", "members", "ops"]);
+    assert!(line.contains("no longer a member"), "{line}");
 
-    // Before anyone committed it, alice says something: carol gets none of it.
-    alice.ok(&["send", "ops", "after carol left"]);
-    // Bob's next sync commits her leaving (bob is no admin).
+    // Bob's next sync commits her leaving, both her devices (bob is no admin).
     let shown = bob.json(&["sync", "--json"]);
     assert!(shown.iter().any(|m| m["text"] == "bye all"), "{shown:?}");
     assert!(
@@ -197,10 +199,16 @@ fn issue_10_a_member_leaves_and_another_member_commits_it() {
             .any(|m| m["event"]["type"] == "member_left" && m["event"]["user"] == "carol"),
         "{shown:?}"
     );
-    alice.ok(&["sync"]);
+    alice.ok(&["send", "ops", "after carol left"]);
     assert!(alice.events("ops").contains(&"carol left".to_string()));
     assert_eq!(alice.members("ops"), vec!["alice", "bob"]);
     assert_eq!(bob.members("ops"), vec!["alice", "bob"]);
+    let devices = alice.json(&["chat", "members", "ops", "--json"]);
+    assert_eq!(
+        devices.len(),
+        2,
+        "both of carol's devices are out: {devices:?}"
+    );
     alice.ok(&["send", "ops", "after the commit"]);
     carol.ok(&["sync"]);
     let texts = carol.texts("ops");
@@ -208,4 +216,51 @@ fn issue_10_a_member_leaves_and_another_member_commits_it() {
     // Leaving twice: refused, nothing sent.
     let line = carol.fails(&["chat", "leave", "ops"]);
     assert!(line.contains("no longer a member"), "{line}");
+    // Her laptop left with her: it learns so from her proposals, and reads nothing after.
+    laptop.ok(&["sync"]);
+    assert!(laptop.events("ops").contains(&"carol left".to_string()));
+    let line = laptop.fails(&["send", "ops", "from the laptop"]);
+    assert!(line.contains("no longer a member"), "{line}");
+    assert!(!laptop.texts("ops").iter().any(|t| t.starts_with("after")));
+}
+
+/// In a record chat the archiver commits a member's leaving too: here before the only other
+/// member syncs again.
+#[test]
+fn issue_10_in_a_record_chat_the_archiver_commits_a_leave() {
+    use crate::records::{records_org, wait_for_records};
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    let archiver = records_org(&server, root.path());
+    alice.ok(&["chat", "create", "kept", "--with", "bob"]);
+    bob.ok(&["sync"]);
+    wait_for_records(&archiver, 2); // joined, title
+                                    // A role change is a record too.
+    alice.ok(&["chat", "admins", "kept", "add", "bob"]);
+    wait_for_records(&archiver, 3);
+    let before = archiver.status()["records"].as_u64().unwrap();
+
+    bob.ok(&["chat", "leave", "kept"]);
+    // The archiver's commit of the leave is archived as a membership record.
+    wait_for_records(&archiver, before + 1);
+    alice.ok(&["sync"]);
+    assert!(alice.events("kept").contains(&"bob left".to_string()));
+    let members = alice.members("kept");
+    assert_eq!(members, vec!["alice", "records"], "{members:?}");
+    for share in ["share-1", "share-2"] {
+        run_ok(
+            archiver
+                .records(&["unseal", "--share"])
+                .arg(root.path().join("keys").join(share)),
+        );
+    }
+    let hits = archiver.search("made bob an admin");
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert!(
+        hits[0].to_string().contains("alice made bob an admin"),
+        "{:?}",
+        hits[0]
+    );
 }
