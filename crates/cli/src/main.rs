@@ -693,7 +693,9 @@ enum ChatCommand {
     Rename {
         /// The chat: its title (any case), id, or a unique id prefix (4+ digits).
         chat: String,
+        /// The new title (no control characters; unique in your chat list, any case).
         title: String,
+        /// Print the chat's id and new title as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -701,17 +703,23 @@ enum ChatCommand {
     /// device keeps no key of the chat (its history stays until its timers run out).
     #[command(after_help = "Example: vellum chat leave ops")]
     Leave {
+        /// The chat: its title or id.
         chat: String,
+        /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Name a member an admin, or take the role away (admins only).
     #[command(after_help = "Example: vellum chat admins ops add bob")]
     Admins {
+        /// The chat: its title or id.
         chat: String,
+        /// `add` names the user an admin; `remove` takes the role away.
         #[arg(value_enum)]
         action: chat_admin::AdminAction,
+        /// A member of the chat.
         user: String,
+        /// Print the chat's admins as one JSON object.
         #[arg(long)]
         json: bool,
     },

@@ -2,7 +2,7 @@
 
 use reqwest::Method;
 use vellum_mls::mls_rs::{ExtensionList, MlsMessage};
-use vellum_mls::{roster, ChatPolicy, OrgIdentityProvider, RecordChat};
+use vellum_mls::{roster, ChatPolicy, ChatSettings, OrgIdentityProvider, RecordChat};
 use vellum_wire::*;
 
 use crate::{
@@ -481,6 +481,7 @@ impl Client {
         self.switch_archiver_if_needed(&group_id).await?;
         let identity = self.identity.clone();
         let me = self.device_id.clone();
+        let me_user = self.user.clone();
         let users = users.to_vec();
         {
             let group = self.load_group(&group_id)?;
@@ -495,6 +496,16 @@ impl Client {
         }
         self.commit_with_rebase(&group_id, true, move |group| {
             let members = roster(group, &identity)?;
+            // A removed admin is no admin any more: re-added later, they come back as a
+            // member (issue 10 review). The committer stays, so an admin remains.
+            let context_before = group.context().extensions.clone();
+            let mut settings = ChatSettings::from_extensions(&context_before)?;
+            let admins_before = settings.admins.len();
+            settings.admins.retain(|a| {
+                !users
+                    .iter()
+                    .any(|u| u.as_bytes() == a.as_slice() && *u != me_user)
+            });
             let mut builder = group.commit_builder();
             let mut any = false;
             for (index, cert) in members {
@@ -502,6 +513,9 @@ impl Client {
                     builder = builder.remove_member(index)?;
                     any = true;
                 }
+            }
+            if any && settings.admins.len() != admins_before {
+                builder = builder.set_group_context_ext(settings.to_extensions(context_before))?;
             }
             Ok(if any { Some(builder.build()?) } else { None })
         })

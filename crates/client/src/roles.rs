@@ -72,9 +72,10 @@ impl Client {
 
     /// Refuses, before anything is built, a change this user may not make in the chat.
     pub(crate) fn require_manager(&self, group_id: &str, what: Manage) -> Result<(), Error> {
-        let settings =
-            ChatSettings::from_extensions(&self.load_group(group_id)?.context().extensions)?;
-        if settings.may_manage(&self.user) {
+        let group = self.load_group(group_id)?;
+        let settings = ChatSettings::from_extensions(&group.context().extensions)?;
+        let members = crate::chats::members(&group, &self.identity)?;
+        if settings.may_manage_among(&self.user, members.iter().map(|m| m.user.as_str())) {
             return Ok(());
         }
         Err(Error::Invalid(format!(
@@ -203,7 +204,8 @@ impl Client {
             self.store.set_title(group_id, title)?;
             return Ok(None);
         };
-        if !settings.may_manage(sender) {
+        let members = crate::chats::members(group, &self.identity)?;
+        if !settings.may_manage_among(sender, members.iter().map(|m| m.user.as_str())) {
             let text = format!(
                 "{sender} tried to rename this chat, but only its admins may; the title stays"
             );

@@ -83,12 +83,14 @@ impl Client {
     fn take_news(&mut self, processed: Vec<MessageRow>) -> Result<Vec<MessageRow>, Error> {
         let same = |a: &MessageRow, b: &MessageRow| a.group_id == b.group_id && a.id == b.id;
         let mut rows = self.store.unshown()?;
-        server_order(&mut rows);
+        // What this sync processed but no longer stores (a reaction withdrawn within the
+        // same sync) is shown too, in its place.
         for m in self.take_directory_shown().into_iter().chain(processed) {
             if !rows.iter().any(|r| same(r, &m)) {
                 rows.push(m);
             }
         }
+        server_order(&mut rows);
         self.store.mark_shown(&rows)?;
         Ok(rows)
     }

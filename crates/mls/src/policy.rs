@@ -140,6 +140,24 @@ impl ChatSettings {
         self.everyone_manages || self.admins.iter().any(|a| a == user.as_bytes())
     }
 
+    /// Whether `user` may manage the chat whose members are `members` (user names): an admin
+    /// may, and when no admin is a member any longer (the last one left) every member may, so
+    /// that a chat is never left without anyone to manage it.
+    pub fn may_manage_among<'a>(
+        &self,
+        user: &str,
+        members: impl IntoIterator<Item = &'a str>,
+    ) -> bool {
+        if self.may_manage(user) {
+            return true;
+        }
+        let members: Vec<&str> = members.into_iter().collect();
+        !self
+            .admins
+            .iter()
+            .any(|a| members.iter().any(|m| m.as_bytes() == a.as_slice()))
+    }
+
     /// The admins' user names.
     pub fn admin_names(&self) -> Vec<String> {
         self.admins

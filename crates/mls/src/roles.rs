@@ -27,6 +27,8 @@ pub struct RemovedDevice {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitChange {
     pub committer: DeviceCertificate,
+    /// The users with a device in the chat before the commit.
+    pub members_before: Vec<String>,
     pub added: Vec<DeviceCertificate>,
     pub removed: Vec<RemovedDevice>,
     /// The GroupContext extensions before the commit.
@@ -61,6 +63,7 @@ impl CommitChange {
         };
         let mut change = CommitChange {
             committer: at(commit.committer)?,
+            members_before: roster_before.iter().map(|(_, c)| c.user.clone()).collect(),
             added: Vec::new(),
             removed: Vec::new(),
             extensions_before,
@@ -115,7 +118,7 @@ pub fn authorize_commit(
         ));
     }
     let user = change.committer.user.as_str();
-    if settings.may_manage(user) {
+    if settings.may_manage_among(user, change.members_before.iter().map(String::as_str)) {
         return Ok(());
     }
     let archiver_before = RecordChat::archiver(before)?;

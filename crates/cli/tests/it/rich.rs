@@ -473,3 +473,67 @@ fn issue_10_watch_streams_edits_and_reactions_and_sends_read_receipts() {
     alice.ok(&["sync"]);
     assert_eq!(receipts(&alice, "ops", &first), (1, 1));
 }
+
+/// Issue 10 review: sync showed a withdrawn reaction before the reaction, every edit with the
+/// newest text, "disappear after 1 day" for burn-on-read turned off, accepted any word as a
+/// reaction, and never started the burn timer of what it printed.
+#[test]
+fn issue_10_review_sync_keeps_log_order_and_says_what_each_event_did() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&[
+        "chat",
+        "create",
+        "ops",
+        "--with",
+        "bob",
+        "--expire",
+        "1d",
+        "--burn-on-read",
+        "1h",
+    ]);
+    bob.ok(&["sync"]);
+    let first = last_line(&alice.ok(&["send", "ops", "order test"]));
+    let first = first.trim_start_matches("sent ").to_owned();
+    alice.ok(&["react", "ops", &first, "👍"]);
+    alice.ok(&["react", "ops", &first, "👍", "--remove"]);
+    alice.ok(&["edit", "ops", &first, "second version"]);
+    alice.ok(&["edit", "ops", &first, "third version"]);
+    alice.ok(&["send", "ops", "after"]);
+    alice.ok(&["chat", "set", "ops", "--burn-on-read", "off"]);
+    let refused = alice.fails(&["react", "ops", &first, "notanemoji"]);
+    assert!(refused.contains("exactly one emoji"), "{refused}");
+
+    let shown = bob.json(&["sync", "--json"]);
+    let seqs: Vec<u64> = shown.iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "log order: {shown:?}");
+    let reactions: Vec<bool> = shown
+        .iter()
+        .filter(|m| m["kind"] == "reaction")
+        .map(|m| m["remove"].as_bool().unwrap())
+        .collect();
+    assert_eq!(reactions, [false, true], "{shown:?}");
+    let edits: Vec<&Value> = shown.iter().filter(|m| m["kind"] == "edit").collect();
+    assert_eq!(edits.len(), 2, "{shown:?}");
+    assert_eq!(edits[0]["superseded"], true, "{:?}", edits[0]);
+    assert!(
+        edits[0]["text"].is_null(),
+        "an earlier edit carries no newer text"
+    );
+    assert_eq!(edits[1]["text"], "third version");
+    let timers = shown
+        .iter()
+        .find(|m| m["event"]["type"] == "timers_changed")
+        .expect("the timer change is shown");
+    assert_eq!(
+        timers["text"],
+        "alice set burn-on-read off (messages still disappear after 1 day)"
+    );
+    // What sync printed was displayed: `read` finds nothing unread, the burn timer runs.
+    assert!(bob.json(&["read", "ops", "--json"]).is_empty());
+    let history = bob.json(&["history", "ops", "--json"]);
+    let m = history.iter().find(|m| m["id"] == first.as_str()).unwrap();
+    assert!(m["burn_at"].is_string(), "{m:?}");
+}

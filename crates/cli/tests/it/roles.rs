@@ -264,3 +264,36 @@ fn issue_10_in_a_record_chat_the_archiver_commits_a_leave() {
         hits[0]
     );
 }
+
+/// Issue 10 review: a removed admin kept the role and had it back, unannounced, when re-added;
+/// a chat whose only admin left could never be managed again.
+#[test]
+fn issue_10_review_removal_ends_the_admin_role_and_a_chat_without_admins_is_managed_by_all() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    let carol = Device::new_user(&server, root.path(), "carol");
+    alice.ok(&["chat", "create", "adm", "--with", "bob,carol"]);
+    alice.ok(&["chat", "admins", "adm", "add", "carol"]);
+    alice.ok(&["chat", "remove", "adm", "carol"]);
+    alice.ok(&["chat", "add", "adm", "carol"]);
+    carol.ok(&["sync"]);
+    let refused = carol.fails(&["chat", "rename", "adm", "carol-owned"]);
+    assert!(
+        refused.contains("only the chat's admins (alice)"),
+        "{refused}"
+    );
+
+    // The only admin leaves: every member may manage the chat from then on.
+    alice.ok(&["chat", "leave", "adm"]);
+    bob.ok(&["sync"]);
+    assert!(!bob.members("adm").contains(&"alice".to_owned()));
+    bob.ok(&["chat", "rename", "adm", "still managed"]);
+    carol.ok(&["sync"]);
+    let chats = carol.json(&["chat", "list", "--json"]);
+    assert!(
+        chats.iter().any(|c| c["title"] == "still managed"),
+        "{chats:?}"
+    );
+}
