@@ -1017,7 +1017,6 @@ async fn run(cli: Cli) -> Result<()> {
             for m in &shown {
                 out.message(client.store(), m)?;
             }
-            output::mark_displayed(client.store(), &shown)?;
             result?;
             for alarm in client.records_alarms(vellum_client::now_millis())? {
                 eprintln!("WARNING: {alarm}");
@@ -1671,9 +1670,6 @@ async fn watch(client: &mut Client, out: Output) -> Result<()> {
                 if let Err(e) = out.message(&store, m) {
                     eprintln!("error: {e}");
                 }
-            }
-            if let Err(e) = output::mark_displayed(&store, batch) {
-                eprintln!("error: {e}");
             }
         };
         let result = tokio::select! {

@@ -725,24 +725,3 @@ mod safe_output_tests {
         }
     }
 }
-
-/// What `sync` and `watch` printed was displayed: its burn-on-read timers start now, as
-/// with `read` (an edit's line shows its message's newest text, so that message too).
-pub fn mark_displayed(store: &LocalStore, shown: &[MessageRow]) -> Result<()> {
-    let mut by_chat: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-    for m in shown {
-        let id = match (&m.kind, &m.event) {
-            (MessageKind::Text, _) => m.id.clone(),
-            (MessageKind::Edit, Some(vellum_client::ChatEvent::Edited { target, .. })) => {
-                target.clone()
-            }
-            _ => continue,
-        };
-        by_chat.entry(m.group_id.as_str()).or_default().push(id);
-    }
-    let now = vellum_client::now_millis();
-    for (chat, ids) in by_chat {
-        store.mark_read_ids(chat, &ids, now)?;
-    }
-    Ok(())
-}
