@@ -24,7 +24,9 @@ fn make_file(path: &Path, mib: u64) -> Result<String> {
     let mut block = vec![0u8; 1 << 20];
     for i in 0..mib {
         for (j, b) in block.iter_mut().enumerate() {
-            *b = (i as usize).wrapping_mul(31).wrapping_add(j.wrapping_mul(7)) as u8;
+            *b = (i as usize)
+                .wrapping_mul(31)
+                .wrapping_add(j.wrapping_mul(7)) as u8;
         }
         hasher.update(&block);
         file.write_all(&block)?;
@@ -147,9 +149,16 @@ pub async fn attachment_figures(mib: u64) -> Result<()> {
         ("plain file copy (read, write, fsync)", copy_took),
         ("raw AES-256-GCM, one core, in memory", seal_took),
         ("upload: read, hash, seal, send, server stores", upload_took),
-        ("download: fetch, open, write, verify SHA-256", download_took),
+        (
+            "download: fetch, open, write, verify SHA-256",
+            download_took,
+        ),
     ] {
-        println!("| {what} | {} | {:.2} |", mb_per_s(bytes, took), took.as_secs_f64());
+        println!(
+            "| {what} | {} | {:.2} |",
+            mb_per_s(bytes, took),
+            took.as_secs_f64()
+        );
     }
     println!(
         "\npeak memory of the sending process (VmHWM): {:.1} MiB (target < 64 MiB)",

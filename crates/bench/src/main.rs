@@ -822,7 +822,8 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}")
 }
 
-const USAGE: &str = "usage: vellum-bench [quick|archive|load|soak|directory|senders|attachments|all]
+const USAGE: &str =
+    "usage: vellum-bench [quick|archive|load|soak|directory|senders|attachments|all]
   quick  in-process figures: delivery, adding a member, shredding, archive (the default)
   archive  the archive's figures alone: sealed ingest against the disk's single-fsync
          limit, verification, proofs at 1,000,000 leaves, witness round trip

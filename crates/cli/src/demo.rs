@@ -275,7 +275,10 @@ async fn files(
             file.size,
             &file.sha256[..16]
         );
-        ensure!(std::fs::read_to_string(&file.path)? == secret, "the file differs");
+        ensure!(
+            std::fs::read_to_string(&file.path)? == secret,
+            "the file differs"
+        );
     }
     ensure!(
         files_holding(data, secret)?.is_empty(),
