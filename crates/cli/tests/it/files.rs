@@ -128,6 +128,25 @@ fn issue_10_attachments_round_trip_and_leave_no_byte_after_expiry() {
     let refused = carol.fails(&["download", "ops", &id]);
     assert!(refused.contains("no chat"), "{refused}");
 
+    // Delete for everyone takes its file off the server at once.
+    let draft_file = source_dir.join("draft.txt");
+    write_file(&draft_file, &marker("draft"), 1000);
+    let draft = sent_id(&alice.ok(&[
+        "send",
+        "ops",
+        "draft",
+        "--file",
+        draft_file.to_str().unwrap(),
+    ]));
+    let stored = || -> i64 {
+        server_db(&server)
+            .query_row("SELECT COUNT(*) FROM blobs", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(stored(), 2);
+    alice.ok(&["delete", "ops", &draft]);
+    assert_eq!(stored(), 1);
+
     // Past the expiry: the shredders and the server's purge leave no byte of the file,
     // plaintext or ciphertext, anywhere but the copy saved outside on purpose.
     if let Some(left) =
@@ -158,10 +177,7 @@ fn issue_10_attachments_round_trip_and_leave_no_byte_after_expiry() {
         Vec::<String>::new(),
         "plaintext survives"
     );
-    let blobs: i64 = server_db(&server)
-        .query_row("SELECT COUNT(*) FROM blobs", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(blobs, 0);
+    assert_eq!(stored(), 0);
 }
 
 #[test]
