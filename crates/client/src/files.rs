@@ -11,9 +11,8 @@
 //! profile (`uploads`, client V9) under the file's path, size and modification time, so
 //! sending the same file again continues where the server's status says; the row goes once
 //! the message is sent. Downloads resume from their `.part` file and are checked against
-//! the sender's SHA-256 before taking their name. A file saved inside the profile for a
-//! message with a timer is listed in `downloads` and deleted by the shredder with its
-//! message.
+//! the sender's SHA-256 before taking their name. A file saved inside the profile is listed
+//! in `downloads` and deleted by the shredder with its message.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -95,8 +94,8 @@ pub struct Downloaded {
     pub name: String,
     pub size: u64,
     pub sha256: String,
-    /// Saved inside the profile for a message with a timer: the shredder deletes it with
-    /// the message.
+    /// Saved inside the profile: the shredder deletes it with the message (at its expiry,
+    /// its burn, a delete for everyone or a remote wipe).
     pub tracked: bool,
     /// Saved outside the profile for a message with a timer: nothing will delete it.
     pub untracked_expiring: bool,
@@ -573,7 +572,8 @@ impl Client {
         for file in &message.extra.attachments {
             let name = safe_name(&file.name);
             let target = free_path(&dir, &name);
-            let tracked = inside && expiring;
+            // Everything saved inside the profile is the profile's: it goes with its message.
+            let tracked = inside;
             if tracked {
                 // Listed before a byte is written, so a crash leaves nothing the shredder misses.
                 self.store.track_download(&target, &group_id, message_id)?;

@@ -144,8 +144,18 @@ fn issue_10_attachments_round_trip_and_leave_no_byte_after_expiry() {
             .unwrap()
     };
     assert_eq!(stored(), 2);
+    bob.ok(&["sync"]);
+    let saved_draft = bob.json(&["download", "ops", &draft, "--json"]);
+    let saved_draft = std::path::PathBuf::from(saved_draft[0][0]["path"].as_str().unwrap());
+    assert!(saved_draft.exists());
     alice.ok(&["delete", "ops", &draft]);
     assert_eq!(stored(), 1);
+    // Saved inside bob's profile, it goes with the message there too.
+    bob.ok(&["sync"]);
+    assert!(
+        !saved_draft.exists(),
+        "the saved file went with its deleted message"
+    );
 
     // Past the expiry: the shredders and the server's purge leave no byte of the file,
     // plaintext or ciphertext, anywhere but the copy saved outside on purpose.
