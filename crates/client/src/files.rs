@@ -732,7 +732,9 @@ impl Client {
                     let path = format!("/v1/blobs/{}/archived", file.blob);
                     self.request::<()>(Method::POST, &path, None::<&()>).await?;
                 }
+                // Passing troubles: the file stays queued for the next sync.
                 Err(e @ Error::Network(_)) => return Err(e),
+                Err(e) if e.is_code(codes::RATE_LIMITED) => return Err(e),
                 Err(e) => {
                     tracing::error!(blob = %file.blob, error = %e, "a record's file cannot be archived");
                 }
@@ -750,19 +752,44 @@ impl Client {
         let (key, nonce) = file_key(file)?;
         let cipher = std::sync::Arc::new(FileCipher::new(&key, nonce));
         let chunks = vellum_store::NewBlob::chunk_count(file.size, file.chunk_size);
+        let chunk_bytes = u64::from(file.chunk_size);
         let mut content = Zeroizing::new(Vec::new());
-        for index in 0..chunks {
-            let path = format!("/v1/blobs/{}/chunks/{index}", file.blob);
-            let sealed = self.raw_request(Method::GET, &path, Vec::new()).await?;
-            let opener = cipher.clone();
-            let plain = tokio::task::spawn_blocking(move || {
-                opener
-                    .open(index, index + 1 == chunks, sealed)
-                    .map(Zeroizing::new)
+        let mut index = 0;
+        while index < chunks {
+            let path = format!(
+                "/v1/blobs/{}/chunks/{index}?count={CHUNKS_PER_REQUEST}",
+                file.blob
+            );
+            let body = self.raw_request(Method::GET, &path, Vec::new()).await?;
+            let (opener, size, first) = (cipher.clone(), file.size, index);
+            let (plain, next) = tokio::task::spawn_blocking(move || {
+                let mut plain = Zeroizing::new(Vec::new());
+                let mut index = first;
+                let mut rest = &body[..];
+                while !rest.is_empty() && index < chunks {
+                    let len =
+                        (size.saturating_sub(index * chunk_bytes).min(chunk_bytes) + 16) as usize;
+                    if rest.len() < len {
+                        break;
+                    }
+                    let (sealed, tail) = rest.split_at(len);
+                    rest = tail;
+                    let chunk =
+                        Zeroizing::new(opener.open(index, index + 1 == chunks, sealed.to_vec())?);
+                    plain.extend_from_slice(&chunk);
+                    index += 1;
+                }
+                if !rest.is_empty() || index == first {
+                    return Err(Error::Invalid(
+                        "the server sent chunks of the wrong length".into(),
+                    ));
+                }
+                Ok::<_, Error>((plain, index))
             })
             .await
             .map_err(|e| Error::Io(e.to_string()))??;
             content.extend_from_slice(&plain);
+            index = next;
         }
         let digest = hex::encode(Sha256::digest(&*content));
         if !digest.eq_ignore_ascii_case(&file.sha256) {
