@@ -20,7 +20,7 @@ pub struct ServerProcess {
 }
 
 /// The `vellum` binary: `VELLUM_BIN`, or the one built next to this benchmark.
-fn vellum_binary() -> Result<PathBuf> {
+pub(crate) fn vellum_binary() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("VELLUM_BIN") {
         return Ok(path.into());
     }

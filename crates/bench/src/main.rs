@@ -3,6 +3,7 @@
 //! Everything is real: an in-process delivery server on 127.0.0.1 with its SQLite file on
 //! disk (synchronous=FULL), clients with their own SQLite profiles, MLS via mls-rs.
 
+mod attachments;
 mod directory;
 mod load;
 
@@ -821,7 +822,8 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}")
 }
 
-const USAGE: &str = "usage: vellum-bench [quick|load|soak|all]
+const USAGE: &str =
+    "usage: vellum-bench [quick|archive|load|soak|directory|senders|attachments|all]
   quick  in-process figures: delivery, adding a member, shredding, archive (the default)
   archive  the archive's figures alone: sealed ingest against the disk's single-fsync
          limit, verification, proofs at 1,000,000 leaves, witness round trip
@@ -831,6 +833,9 @@ const USAGE: &str = "usage: vellum-bench [quick|load|soak|all]
   directory  the key directory: verifying it at 1,000 and 10,000 users, what it adds to
          creating a chat of 100 and 1,000, approval to a witness-cosigned checkpoint
   senders RATE SECS   one many-senders row at RATE msg/s for SECS seconds
+  attachments [MIB]   a file of MIB MiB (default 1024) sent and downloaded through a
+         `vellum server` process and the CLI, next to raw AES-GCM and a file copy; the
+         sender's peak memory (needs `cargo build --release -p vellum`)
   all    quick, then load (load and soak need `cargo build --release -p vellum`)";
 
 #[tokio::main]
@@ -843,6 +848,16 @@ async fn main() -> Result<()> {
         "directory" => directory_bench().await,
         "load" => load_figures().await,
         "soak" => soak().await,
+        "attachments" => {
+            let mib = std::env::args()
+                .nth(2)
+                .map_or(Ok(1024), |a| a.parse::<u64>());
+            let Ok(mib) = mib else {
+                eprintln!("{USAGE}");
+                std::process::exit(2);
+            };
+            attachments::attachment_figures(mib).await
+        }
         "senders" => {
             let arg = |n: usize, default: f64| {
                 std::env::args()

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 use reqwest::Method;
 use vellum_client::{Api, Client, MessageKind};
 use vellum_wire::{CreateUserRequest, EnrollmentCode};
@@ -242,6 +242,8 @@ pub async fn run() -> Result<()> {
         println!("  {seq:>4} {epoch:>6} {kind:<12} {len:>8}");
     }
 
+    files(&data, dir.path(), &mut alice, &mut bob, &chat).await?;
+
     heading("alice makes messages disappear after 2 seconds; every member agreed through MLS");
     alice.set_timers(&chat, Some(Some(2)), None).await?;
     let fleeting = "Burn this: the gate code is 4417.";
@@ -345,6 +347,49 @@ async fn roles(alice: &mut Client, bob: &mut Client, chat: &str) -> Result<()> {
             .any(|c| c.title.as_deref() == Some("field-ops (north)")),
         "bob did not see the rename"
     );
+    Ok(())
+}
+
+/// Issue 10: a file travels end to end encrypted; the server holds only ciphertext chunks.
+async fn files(
+    data: &Path,
+    dir: &Path,
+    alice: &mut Client,
+    bob: &mut Client,
+    chat: &str,
+) -> Result<()> {
+    heading("alice sends a file: a fresh key, sealed in 64 KiB chunks; the server sees ciphertext");
+    let plan = dir.join("route-plan.txt");
+    let secret = "Route plan: north gate, then the river road.";
+    std::fs::write(&plan, secret)?;
+    let mut quiet = |_: u64, _: u64| {};
+    alice
+        .send_files(chat, "the route", &[plan], Default::default(), &mut quiet)
+        .await?;
+    let message = bob
+        .sync()
+        .await?
+        .into_iter()
+        .find(|m| !m.extra.attachments.is_empty())
+        .context("bob received no file")?;
+    let saved = bob.download(chat, &message.id, None, &mut quiet).await?;
+    for file in &saved {
+        println!(
+            "  bob saved {} ({} bytes, sha256 {}…)",
+            file.name,
+            file.size,
+            &file.sha256[..16]
+        );
+        ensure!(
+            std::fs::read_to_string(&file.path)? == secret,
+            "the file differs"
+        );
+    }
+    ensure!(
+        files_holding(data, secret)?.is_empty(),
+        "the file's plaintext is on the server"
+    );
+    println!("  the server's files hold no byte of its plaintext");
     Ok(())
 }
 

@@ -24,7 +24,7 @@ fn progress_bar(label: &str) -> impl FnMut(u64, u64) + Send + '_ {
             return;
         }
         drawn = Some(Instant::now());
-        let percent = if total == 0 { 100 } else { done * 100 / total };
+        let percent = (done * 100).checked_div(total).unwrap_or(100);
         let width = 30;
         let filled = (percent as usize * width) / 100;
         let secs = started.elapsed().as_secs_f64().max(0.001);

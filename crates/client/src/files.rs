@@ -11,9 +11,8 @@
 //! profile (`uploads`, client V9) under the file's path, size and modification time, so
 //! sending the same file again continues where the server's status says; the row goes once
 //! the message is sent. Downloads resume from their `.part` file and are checked against
-//! the sender's SHA-256 before taking their name. A file saved inside the profile for a
-//! message with a timer is listed in `downloads` and deleted by the shredder with its
-//! message.
+//! the sender's SHA-256 before taking their name. A file saved inside the profile is listed
+//! in `downloads` and deleted by the shredder with its message.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -95,8 +94,8 @@ pub struct Downloaded {
     pub name: String,
     pub size: u64,
     pub sha256: String,
-    /// Saved inside the profile for a message with a timer: the shredder deletes it with
-    /// the message.
+    /// Saved inside the profile: the shredder deletes it with the message (at its expiry,
+    /// its burn, a delete for everyone or a remote wipe).
     pub tracked: bool,
     /// Saved outside the profile for a message with a timer: nothing will delete it.
     pub untracked_expiring: bool,
@@ -573,7 +572,8 @@ impl Client {
         for file in &message.extra.attachments {
             let name = safe_name(&file.name);
             let target = free_path(&dir, &name);
-            let tracked = inside && expiring;
+            // Everything saved inside the profile is the profile's: it goes with its message.
+            let tracked = inside;
             if tracked {
                 // Listed before a byte is written, so a crash leaves nothing the shredder misses.
                 self.store.track_download(&target, &group_id, message_id)?;
@@ -732,7 +732,9 @@ impl Client {
                     let path = format!("/v1/blobs/{}/archived", file.blob);
                     self.request::<()>(Method::POST, &path, None::<&()>).await?;
                 }
+                // Passing troubles: the file stays queued for the next sync.
                 Err(e @ Error::Network(_)) => return Err(e),
+                Err(e) if e.is_code(codes::RATE_LIMITED) => return Err(e),
                 Err(e) => {
                     tracing::error!(blob = %file.blob, error = %e, "a record's file cannot be archived");
                 }
@@ -750,19 +752,44 @@ impl Client {
         let (key, nonce) = file_key(file)?;
         let cipher = std::sync::Arc::new(FileCipher::new(&key, nonce));
         let chunks = vellum_store::NewBlob::chunk_count(file.size, file.chunk_size);
+        let chunk_bytes = u64::from(file.chunk_size);
         let mut content = Zeroizing::new(Vec::new());
-        for index in 0..chunks {
-            let path = format!("/v1/blobs/{}/chunks/{index}", file.blob);
-            let sealed = self.raw_request(Method::GET, &path, Vec::new()).await?;
-            let opener = cipher.clone();
-            let plain = tokio::task::spawn_blocking(move || {
-                opener
-                    .open(index, index + 1 == chunks, sealed)
-                    .map(Zeroizing::new)
+        let mut index = 0;
+        while index < chunks {
+            let path = format!(
+                "/v1/blobs/{}/chunks/{index}?count={CHUNKS_PER_REQUEST}",
+                file.blob
+            );
+            let body = self.raw_request(Method::GET, &path, Vec::new()).await?;
+            let (opener, size, first) = (cipher.clone(), file.size, index);
+            let (plain, next) = tokio::task::spawn_blocking(move || {
+                let mut plain = Zeroizing::new(Vec::new());
+                let mut index = first;
+                let mut rest = &body[..];
+                while !rest.is_empty() && index < chunks {
+                    let len =
+                        (size.saturating_sub(index * chunk_bytes).min(chunk_bytes) + 16) as usize;
+                    if rest.len() < len {
+                        break;
+                    }
+                    let (sealed, tail) = rest.split_at(len);
+                    rest = tail;
+                    let chunk =
+                        Zeroizing::new(opener.open(index, index + 1 == chunks, sealed.to_vec())?);
+                    plain.extend_from_slice(&chunk);
+                    index += 1;
+                }
+                if !rest.is_empty() || index == first {
+                    return Err(Error::Invalid(
+                        "the server sent chunks of the wrong length".into(),
+                    ));
+                }
+                Ok::<_, Error>((plain, index))
             })
             .await
             .map_err(|e| Error::Io(e.to_string()))??;
             content.extend_from_slice(&plain);
+            index = next;
         }
         let digest = hex::encode(Sha256::digest(&*content));
         if !digest.eq_ignore_ascii_case(&file.sha256) {
