@@ -364,7 +364,15 @@ async fn files(
     std::fs::write(&plan, secret)?;
     let mut quiet = |_: u64, _: u64| {};
     alice
-        .send_files(chat, "the route", &[plan], Default::default(), &mut quiet)
+        .send_files(
+            chat,
+            vellum_client::OutgoingMessage {
+                text: "the route".into(),
+                ..Default::default()
+            },
+            &[plan],
+            &mut quiet,
+        )
         .await?;
     let message = bob
         .sync()

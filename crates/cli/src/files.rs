@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Result;
-use vellum_client::{Client, MessageTimers};
+use vellum_client::{Client, MessageRow, OutgoingMessage};
 
 use crate::output::format_size;
 
@@ -47,16 +47,11 @@ fn progress_bar(label: &str) -> impl FnMut(u64, u64) + Send + '_ {
 pub async fn send(
     client: &mut Client,
     chat: &str,
-    text: &str,
+    message: OutgoingMessage,
     files: &[PathBuf],
-    timers: MessageTimers,
-) -> Result<()> {
+) -> Result<MessageRow> {
     let mut bar = progress_bar("uploading");
-    let sent = client
-        .send_files(chat, text, files, timers, &mut bar)
-        .await?;
-    println!("sent {}", sent.id);
-    Ok(())
+    Ok(client.send_files(chat, message, files, &mut bar).await?)
 }
 
 pub async fn download(
@@ -74,7 +69,7 @@ pub async fn download(
             eprintln!(
                 "warning: {} is outside the profile: the shredder will not remove it when \
                  the message expires",
-                file.path.display()
+                crate::output::safe(&file.path.display().to_string())
             );
         }
         if json {
@@ -88,7 +83,7 @@ pub async fn download(
         } else {
             println!(
                 "saved {} ({}, sha256 {})",
-                file.path.display(),
+                crate::output::safe(&file.path.display().to_string()),
                 format_size(file.size),
                 file.sha256
             );

@@ -933,16 +933,16 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let mut client = Client::open(&home(&cli.home)?)?;
             client.catch_up().await?;
-            if !files.is_empty() {
-                return files::send(&mut client, &chat, &text, &files, overrides).await;
-            }
             let message = vellum_client::OutgoingMessage {
                 text,
                 reply_to,
                 timers: overrides,
                 ..Default::default()
             };
-            let sent = client.send_message(&chat, message).await?;
+            let sent = match files.is_empty() {
+                true => client.send_message(&chat, message).await?,
+                false => files::send(&mut client, &chat, message, &files).await?,
+            };
             match json {
                 true => println!(
                     "{}",

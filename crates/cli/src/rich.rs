@@ -194,7 +194,11 @@ pub async fn react(
             "{}",
             json!({"target": id, "emoji": emoji, "remove": remove})
         ),
-        false => println!("{done} {emoji} on {id}"),
+        false => println!(
+            "{done} {} on {}",
+            crate::output::safe(emoji),
+            crate::output::safe(id)
+        ),
     }
     Ok(())
 }

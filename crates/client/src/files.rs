@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use vellum_wire::{codes, ApiError, AttachmentRef, BlobCreated, BlobStatus, CreateBlob};
 use zeroize::Zeroizing;
 
-use crate::messages::{MessageTimers, OutgoingMessage};
+use crate::messages::OutgoingMessage;
 use crate::store::db;
 use crate::{now_millis, Client, Error, LocalStore, MessageRow};
 use vellum_record::{AttachedFile, Record, RecordKind};
@@ -135,7 +135,13 @@ fn safe_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let cleaned: String = base
         .chars()
-        .map(|c| if c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c.is_control() || is_disguising(c) {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
     if cleaned.is_empty() {
@@ -143,6 +149,14 @@ fn safe_name(name: &str) -> String {
     } else {
         cleaned
     }
+}
+
+/// Invisible and direction-changing characters: in a file name they disguise its extension
+/// (`invoice\u{202e}fdp.exe` shows as `invoiceexe.pdf`).
+fn is_disguising(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+        | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }
 
 /// `dir/name`, or `dir/stem (n).ext` for the first n that is free. A `.part` left there
@@ -491,11 +505,11 @@ impl Client {
     pub async fn send_files(
         &mut self,
         chat: &str,
-        text: &str,
+        message: OutgoingMessage,
         files: &[PathBuf],
-        timers: MessageTimers,
         progress: Progress<'_>,
     ) -> Result<MessageRow, Error> {
+        let timers = message.timers;
         let group_id = self.resolve_chat(chat)?;
         let policy = self.chat_policy(&group_id)?;
         let expire = policy
@@ -516,10 +530,8 @@ impl Client {
             .send_message(
                 &group_id,
                 OutgoingMessage {
-                    text: text.to_owned(),
                     attachments,
-                    timers,
-                    ..OutgoingMessage::default()
+                    ..message
                 },
             )
             .await?;
@@ -899,6 +911,8 @@ mod tests {
         assert_eq!(safe_name(".bashrc"), "bashrc");
         assert_eq!(safe_name("a\u{1b}[2Jb.txt"), "a_[2Jb.txt");
         assert_eq!(safe_name(""), "file");
+        // Issue 10 review: a right-to-left override cannot disguise the extension.
+        assert_eq!(safe_name("invoice\u{202e}fdp.exe"), "invoice_fdp.exe");
     }
 
     #[test]
