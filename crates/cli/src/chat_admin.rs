@@ -59,6 +59,11 @@ pub async fn read_receipts(client: &mut Client, chat: &str, on: &str) -> Result<
     client.catch_up().await?;
     client.set_read_receipts(chat, on).await?;
     println!("read receipts {}", if on { "on" } else { "off" });
+    if on && !client.org_policy().await?.allow_read_receipts {
+        eprintln!(
+            "note: the organisation's policy forbids read receipts: none are sent while it does"
+        );
+    }
     Ok(())
 }
 

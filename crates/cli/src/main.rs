@@ -625,7 +625,8 @@ enum ChatCommand {
         /// Messages burn this long after each device first displays them.
         #[arg(long = "burn-on-read", value_name = "DUR", allow_hyphen_values = true)]
         burn_on_read: Option<String>,
-        /// `record` (kept by the org's archiver) or `transitory`; default: the org's.
+        /// `record` (kept by the org's archiver) or `transitory`; default: the org's default
+        /// class (`admin policy set --default-class`).
         #[arg(long, value_name = "record|transitory")]
         class: Option<String>,
         /// Print the new chat as one JSON object.

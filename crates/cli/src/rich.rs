@@ -217,10 +217,13 @@ pub fn search(client: &Client, words: &[String], chat: Option<&str>, json: bool)
                 "chat": m.group_id,
                 "chat_title": title,
                 "sender": m.sender_user,
+                "sender_device": m.sender_device,
                 "sent_at": rfc3339_millis(m.sent_at),
+                "received_at": rfc3339_millis(m.received_at),
                 "seq": m.seq,
                 "text": m.text,
                 "expires_at": m.expires_at.map(rfc3339_millis),
+                "burn_at": m.burn_at.map(rfc3339_millis),
             });
             extend_json(store, m, &mut line)?;
             all.push(line);

@@ -149,23 +149,16 @@ impl Client {
     /// `records` is flagged as not bound.
     /// A chat's admins are "admin" (issue 10; not where every member manages).
     pub fn described_members(&self, chat: &str) -> Result<Vec<(Member, Option<String>)>, Error> {
-        // Devices first: a chat one left has no group state to read settings from.
-        let devices = self.member_devices(chat)?;
-        let settings = self.chat_settings(chat)?;
-        let admin = |user: &str| {
-            (!settings.everyone_manages && settings.admins.iter().any(|a| a == user.as_bytes()))
-                .then(|| "admin".to_owned())
-        };
-        Ok(devices
+        Ok(self
+            .member_devices(chat)?
             .into_iter()
             .map(|d| {
-                let role = d.role.or_else(|| admin(&d.user));
                 (
                     Member {
                         user: d.user,
                         device_id: d.device_id,
                     },
-                    role,
+                    d.role,
                 )
             })
             .collect())
@@ -179,7 +172,13 @@ impl Client {
         }
         let trust = self.records_trust()?;
         let mirror = self.directory()?;
-        Ok(roster(&self.load_group(&group_id)?, &self.identity)?
+        let group = self.load_group(&group_id)?;
+        let settings = ChatSettings::from_extensions(&group.context().extensions)?;
+        let admin = |user: &str| {
+            (!settings.everyone_manages && settings.admins.iter().any(|a| a == user.as_bytes()))
+                .then(|| "admin".to_owned())
+        };
+        Ok(roster(&group, &self.identity)?
             .into_iter()
             .map(|(_, cert)| {
                 let bound = trust.is_bound_archiver(&cert.device_id, &cert.signature_key);
@@ -206,10 +205,10 @@ impl Client {
                 };
                 MemberDevice {
                     fingerprint: device_fingerprint(&cert.signature_key),
+                    role: role.or_else(|| admin(&cert.user)),
                     user: cert.user,
                     device_id: cert.device_id,
                     state,
-                    role,
                 }
             })
             .collect())
@@ -492,6 +491,17 @@ impl Client {
                         "{user} is not a member of this chat"
                     )));
                 }
+            }
+            let my_other_devices = members
+                .iter()
+                .filter(|(_, c)| c.user == me_user && c.device_id != me)
+                .count();
+            if users.iter().all(|u| *u == me_user) && my_other_devices == 0 {
+                return Err(Error::Invalid(
+                    "removing yourself takes out only your other devices, and this chat has none: \
+                     to leave it, run `vellum chat leave CHAT`"
+                        .into(),
+                ));
             }
         }
         self.commit_with_rebase(&group_id, true, move |group| {

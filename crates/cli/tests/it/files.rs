@@ -146,7 +146,7 @@ fn issue_10_attachments_round_trip_and_leave_no_byte_after_expiry() {
     assert_eq!(stored(), 2);
     bob.ok(&["sync"]);
     let saved_draft = bob.json(&["download", "ops", &draft, "--json"]);
-    let saved_draft = std::path::PathBuf::from(saved_draft[0][0]["path"].as_str().unwrap());
+    let saved_draft = std::path::PathBuf::from(saved_draft[0]["path"].as_str().unwrap());
     assert!(saved_draft.exists());
     alice.ok(&["delete", "ops", &draft]);
     assert_eq!(stored(), 1);

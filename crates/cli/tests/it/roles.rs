@@ -285,6 +285,24 @@ fn issue_10_review_removal_ends_the_admin_role_and_a_chat_without_admins_is_mana
         "{refused}"
     );
 
+    // Removing oneself without another device is no way to leave; the devices list names
+    // the admin like the members list does.
+    let refused = bob.fails(&["chat", "remove", "adm", "bob"]);
+    assert!(refused.contains("vellum chat leave"), "{refused}");
+    let devices = bob.json(&["chat", "members", "adm", "--devices", "--json"]);
+    let role = |user: &str| {
+        devices
+            .iter()
+            .find(|d| d["user"] == user)
+            .map(|d| d["role"].clone())
+    };
+    assert_eq!(
+        role("alice"),
+        Some(serde_json::json!("admin")),
+        "{devices:?}"
+    );
+    assert_eq!(role("carol"), Some(serde_json::Value::Null), "{devices:?}");
+
     // The only admin leaves: every member may manage the chat from then on.
     alice.ok(&["chat", "leave", "adm"]);
     bob.ok(&["sync"]);
