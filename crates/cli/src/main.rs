@@ -755,6 +755,7 @@ impl std::fmt::Display for Alarm {
 impl std::error::Error for Alarm {}
 
 fn main() {
+    quiet_on_closed_stdout();
     // Usage errors are shown whole, with clap's suggestions and usage line (exit code 2); a
     // bare `vellum chat` lists its subcommands.
     let cli = Cli::try_parse().unwrap_or_else(|e| e.exit());
@@ -927,11 +928,8 @@ async fn run(cli: Cli) -> Result<()> {
                 expire_secs: duration(expire.as_deref())?,
                 burn_secs: duration(burn_on_read.as_deref())?,
             };
-            // A message of files alone needs no text.
-            let text = match files.is_empty() || !text.trim().is_empty() {
-                true => message_text(text)?,
-                false => String::new(),
-            };
+            // Files travel with a text too (their caption): refused before any upload.
+            let text = message_text(text)?;
             let mut client = Client::open(&home(&cli.home)?)?;
             client.catch_up().await?;
             let message = vellum_client::OutgoingMessage {
@@ -1691,6 +1689,28 @@ async fn watch(client: &mut Client, out: Output) -> Result<()> {
         }
     }
 }
+
+/// `vellum history CHAT | head -1`: when the reader of stdout goes away, `println!` panics
+/// ("failed printing to stdout"). That is no error of ours: exit at once and quietly, as
+/// Unix tools do on SIGPIPE (Rust ignores the signal, and resetting it needs `unsafe`).
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(EXIT_CLOSED_STDOUT);
+        }
+        default(info);
+    }));
+}
+
+/// The shell's exit status for a process ended by SIGPIPE (128 + 13).
+const EXIT_CLOSED_STDOUT: i32 = 141;
 
 /// What `chat set` changed, then what holds now: `--burn-on-read off` says burn-on-read is
 /// off, not only that messages disappear after 12 hours (issue 10).

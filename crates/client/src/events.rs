@@ -67,11 +67,14 @@ pub enum ChatEvent {
     AdminAdded { by: String, user: String },
     /// `by` took `user`'s admin role away.
     AdminRemoved { by: String, user: String },
-    /// `by` changed the chat's settings.
+    /// `by` changed the chat's settings: each field is the new value of what changed, absent
+    /// when it did not.
     SettingsChanged {
         by: String,
-        everyone_manages: bool,
-        read_receipts: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        everyone_manages: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        read_receipts: Option<bool>,
     },
     /// A commit made a change the chat's roles do not allow (the server should have refused
     /// it).
@@ -226,15 +229,20 @@ impl ChatEvent {
                 by,
                 everyone_manages,
                 read_receipts,
-            } => format!(
-                "{by} set {} to manage the chat and read receipts {}",
-                if *everyone_manages {
-                    "every member"
-                } else {
-                    "only admins"
-                },
-                if *read_receipts { "on" } else { "off" }
-            ),
+            } => {
+                let mut changed = Vec::new();
+                match everyone_manages {
+                    Some(true) => changed.push("every member to manage the chat"),
+                    Some(false) => changed.push("only admins to manage the chat"),
+                    None => {}
+                }
+                match read_receipts {
+                    Some(true) => changed.push("read receipts on"),
+                    Some(false) => changed.push("read receipts off"),
+                    None => {}
+                }
+                format!("{by} set {}", changed.join(" and "))
+            }
             ChatEvent::DirectoryAlarm { text }
             | ChatEvent::RolesAlarm { text }
             | ChatEvent::Notice { text } => text.clone(),
@@ -590,11 +598,20 @@ mod tests {
             (
                 ChatEvent::SettingsChanged {
                     by: "alice".into(),
-                    everyone_manages: false,
-                    read_receipts: false,
+                    everyone_manages: None,
+                    read_receipts: Some(false),
                 },
-                "alice set only admins to manage the chat and read receipts off",
-                r#"{"type":"settings_changed","by":"alice","everyone_manages":false,"read_receipts":false}"#,
+                "alice set read receipts off",
+                r#"{"type":"settings_changed","by":"alice","read_receipts":false}"#,
+            ),
+            (
+                ChatEvent::SettingsChanged {
+                    by: "alice".into(),
+                    everyone_manages: Some(true),
+                    read_receipts: None,
+                },
+                "alice set every member to manage the chat",
+                r#"{"type":"settings_changed","by":"alice","everyone_manages":true}"#,
             ),
             (
                 ChatEvent::Notice {

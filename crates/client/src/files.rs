@@ -510,6 +510,12 @@ impl Client {
         progress: Progress<'_>,
     ) -> Result<MessageRow, Error> {
         let timers = message.timers;
+        // Checked before anything is uploaded: a refused send must leave no file behind.
+        if message.text.trim().is_empty() {
+            return Err(Error::Invalid(
+                "a message with files needs a text (its caption)".into(),
+            ));
+        }
         let group_id = self.resolve_chat(chat)?;
         let policy = self.chat_policy(&group_id)?;
         let expire = policy
@@ -726,21 +732,33 @@ impl Client {
                 .map_err(|e| Error::Store(format!("a queued file: {e}")))?;
             match self.fetch_whole(&file).await {
                 Ok(content) => {
-                    let record = Record {
-                        kind: RecordKind::Attachment(Box::new(AttachedFile {
-                            blob: file.blob.clone(),
-                            name: file.name.clone(),
-                            mime: file.mime.clone(),
-                            size: file.size,
-                            sha256: file.sha256.clone(),
-                            content: STANDARD.encode(&*content),
-                        })),
-                        text: None,
-                        // The archiver's own salt: the message's commits to the message.
-                        salt: None,
-                        ..message
+                    // In parts, so that no record exceeds the archive's leaf limit.
+                    let parts: Vec<&[u8]> = match content.is_empty() {
+                        true => vec![&[][..]],
+                        false => content
+                            .chunks(vellum_record::ATTACHMENT_PART_BYTES)
+                            .collect(),
                     };
-                    self.emit(record)?;
+                    let count = parts.len() as u32;
+                    for (part, bytes) in parts.into_iter().enumerate() {
+                        let record = Record {
+                            kind: RecordKind::Attachment(Box::new(AttachedFile {
+                                blob: file.blob.clone(),
+                                name: file.name.clone(),
+                                mime: file.mime.clone(),
+                                size: file.size,
+                                sha256: file.sha256.clone(),
+                                content: STANDARD.encode(bytes),
+                                part: part as u32,
+                                parts: count,
+                            })),
+                            text: None,
+                            // The archiver's own salt: the message's commits to the message.
+                            salt: None,
+                            ..message.clone()
+                        };
+                        self.emit(record)?;
+                    }
                     let path = format!("/v1/blobs/{}/archived", file.blob);
                     self.request::<()>(Method::POST, &path, None::<&()>).await?;
                 }

@@ -5,7 +5,7 @@
 
 use vellum_mls::mls_rs::group::proposal::Proposal;
 use vellum_mls::mls_rs::group::{ProposalMessageDescription, ProposalSender};
-use vellum_mls::roster;
+use vellum_mls::{roster, ChatSettings};
 use vellum_wire::{codes, Accepted, LeaveChat, B64};
 
 use crate::{ChatEvent, Client, Error, Group, MessageRow, MAX_REBASES};
@@ -16,6 +16,7 @@ impl Client {
     pub async fn leave_chat(&mut self, chat: &str) -> Result<(), Error> {
         let _held = self.lock.hold()?;
         let group_id = self.resolve_chat(chat)?;
+        self.hand_over_admin_role(&group_id).await?;
         let path = format!("/v1/groups/{group_id}/leave");
         for _ in 0..MAX_REBASES {
             self.sync_quiet().await?;
@@ -136,5 +137,33 @@ impl Client {
         }
         self.committing_leaves = false;
         Ok(())
+    }
+
+    /// An admin who leaves gives up the role first, in a commit every member sees: the other
+    /// admins keep the chat, and when no other admin is a member every member may manage it
+    /// from then on (issue 10 review: a departed admin kept the role, and had it back
+    /// unannounced when re-added).
+    async fn hand_over_admin_role(&mut self, group_id: &str) -> Result<(), Error> {
+        self.sync_quiet().await?;
+        let group = self.load_group(group_id)?;
+        let mut settings = ChatSettings::from_extensions(&group.context().extensions)?;
+        if !settings.admins.iter().any(|a| a == self.user.as_bytes()) {
+            return Ok(());
+        }
+        let members: Vec<String> = roster(&group, &self.identity)?
+            .into_iter()
+            .map(|(_, c)| c.user)
+            .filter(|u| *u != self.user)
+            .collect();
+        settings.admins.retain(|a| a != self.user.as_bytes());
+        if !settings
+            .admins
+            .iter()
+            .any(|a| members.iter().any(|m| m.as_bytes() == a.as_slice()))
+        {
+            settings.admins.clear();
+            settings.everyone_manages = true;
+        }
+        self.commit_settings(group_id, settings).await.map(|_| ())
     }
 }

@@ -54,10 +54,11 @@ pub(crate) fn settings_events(
     if (before.everyone_manages, before.read_receipts)
         != (after.everyone_manages, after.read_receipts)
     {
+        let changed = |was: bool, is: bool| (was != is).then_some(is);
         events.push(ChatEvent::SettingsChanged {
             by: by.to_owned(),
-            everyone_manages: after.everyone_manages,
-            read_receipts: after.read_receipts,
+            everyone_manages: changed(before.everyone_manages, after.everyone_manages),
+            read_receipts: changed(before.read_receipts, after.read_receipts),
         });
     }
     events
@@ -133,7 +134,7 @@ impl Client {
     }
 
     /// Commits `wanted` as the chat's settings; the change shows as events once it is synced.
-    async fn commit_settings(
+    pub(crate) async fn commit_settings(
         &mut self,
         group_id: &str,
         wanted: ChatSettings,

@@ -20,7 +20,7 @@ pub use receipt::{
     check_checkpoint, cosigners, verify_receipt, BoundCheckpoint, ProvenReceipt, ReceiptError,
     ReceiptProof, VerifiedReceipt, RECEIPT_PROOF_VERSION,
 };
-pub use record::{AttachedFile, Member, Record, RecordKind, FORMAT_VERSION};
+pub use record::{AttachedFile, Member, Record, RecordKind, ATTACHMENT_PART_BYTES, FORMAT_VERSION};
 pub use reference::{parse_reference, reference};
 pub use trust::{
     bound_log, check_origin, unbound_archiver, ArchiverBinding, PreviousLog, RecordsPublic,

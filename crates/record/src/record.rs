@@ -54,9 +54,25 @@ pub struct AttachedFile {
     pub size: u64,
     /// Lowercase hex SHA-256 of the content.
     pub sha256: String,
-    /// The file's bytes, base64 (standard, padded).
+    /// This part's bytes of the file, base64 (standard, padded): bytes from
+    /// `part * ATTACHMENT_PART_BYTES`, at most that many. A file larger than one part is
+    /// sealed as `parts` records, so that no leaf exceeds the archive's limit.
     pub content: String,
+    /// Which part of the file this record holds, from 0.
+    #[serde(default)]
+    pub part: u32,
+    /// How many parts the file was sealed in.
+    #[serde(default = "one_part")]
+    pub parts: u32,
 }
+
+fn one_part() -> u32 {
+    1
+}
+
+/// The most bytes of a file one attachment record holds: base64 in the record, and the record
+/// sealed, stays well under the archive's 1 MiB leaf limit.
+pub const ATTACHMENT_PART_BYTES: usize = 384 * 1024;
 
 impl RecordKind {
     pub fn as_str(&self) -> &str {
@@ -285,10 +301,13 @@ impl Record {
     }
 
     /// The record's leaf reference (see [`crate::reference`]); a message's file is
-    /// `…/file/{blob}` after its message's.
+    /// `…/file/{blob}` after its message's (`…/file/{blob}/{part}` for a file in parts).
     pub fn reference(&self) -> String {
         let message = crate::reference(&self.chat_id, self.seq, self.log_hash.as_deref());
         match &self.kind {
+            RecordKind::Attachment(file) if file.parts > 1 => {
+                format!("{message}/file/{}/{}", file.blob, file.part)
+            }
             RecordKind::Attachment(file) => format!("{message}/file/{}", file.blob),
             _ => message,
         }
@@ -360,6 +379,8 @@ mod tests {
             size: 3,
             sha256: "ab".into(),
             content: "AQID".into(),
+            part: 0,
+            parts: 1,
         };
         let record = Record {
             version: FORMAT_VERSION,
@@ -385,6 +406,14 @@ mod tests {
         };
         assert_eq!(Record::decode(&record.encode()).unwrap(), record);
         assert_eq!(record.reference(), "c/9/file/b1");
+        // A file in parts: each part its own leaf.
+        let mut second = record.clone();
+        if let RecordKind::Attachment(file) = &mut second.kind {
+            file.part = 1;
+            file.parts = 3;
+        }
+        assert_eq!(Record::decode(&second.encode()).unwrap(), second);
+        assert_eq!(second.reference(), "c/9/file/b1/1");
         let base = r#""chat_id":"c","seq":1,"sender_user":"a","sender_device":"d","sent_at":0,"received_at":0"#;
         for bad in [
             format!(r#"{{"version":2,"kind":"attachment",{base}}}"#),

@@ -457,3 +457,27 @@ fn issue_10_a_sync_failing_half_way_prints_what_it_stored_first() {
     assert!(bob.json(&["sync", "--json"]).is_empty(), "shown once");
     assert_eq!(bob.texts("team"), [first, second]);
 }
+
+/// Issue 10 review: `vellum … | head -1` panicked with a backtrace when head closed the pipe.
+#[test]
+fn issue_10_a_closed_stdout_ends_the_command_quietly() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let _bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "team", "--with", "bob"]);
+    let mut child = alice
+        .cmd()
+        .args(["chat", "list"])
+        .env("RUST_BACKTRACE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the writer is done.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}

@@ -211,7 +211,9 @@ fn issue_9_membership_events_are_shown() {
     assert!(
         text.lines().any(|l| l.starts_with("alice  ")
             && l.contains("  approved  ")
-            && l.ends_with(alices["fingerprint"].as_str().unwrap())),
+            && l.contains(alices["fingerprint"].as_str().unwrap())
+            // The creator is the chat's admin (issue 10).
+            && l.ends_with("(admin)")),
         "{text}"
     );
 }

@@ -307,6 +307,14 @@ fn issue_10_review_removal_ends_the_admin_role_and_a_chat_without_admins_is_mana
     alice.ok(&["chat", "leave", "adm"]);
     bob.ok(&["sync"]);
     assert!(!bob.members("adm").contains(&"alice".to_owned()));
+    // She gave the role up in a commit everyone sees, before her leave.
+    let events = bob.events("adm");
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "alice set every member to manage the chat"),
+        "{events:?}"
+    );
     bob.ok(&["chat", "rename", "adm", "still managed"]);
     carol.ok(&["sync"]);
     let chats = carol.json(&["chat", "list", "--json"]);

@@ -377,6 +377,10 @@ pub async fn get_chunk(
             blob.chunks
         )));
     }
+    // A response holds at most what a request may (`max_body_bytes`), whatever `count`
+    // asks: one member's parallel downloads must not hold the server's memory hostage. The
+    // client takes the chunks it got and asks again from the next one.
+    let limit = state.0.config.max_body_bytes;
     let mut body = Vec::new();
     for i in index..(index + count).min(blob.chunks) {
         let data = state
@@ -385,6 +389,9 @@ pub async fn get_chunk(
             .blob_chunk(&blob_id, i)
             .await?
             .ok_or_else(unknown_blob)?;
+        if !body.is_empty() && body.len() + data.len() > limit {
+            break;
+        }
         body.extend_from_slice(&data);
     }
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body))

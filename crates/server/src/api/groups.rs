@@ -133,6 +133,31 @@ fn unknown_chat() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, codes::UNKNOWN_CHAT, "no such chat")
 }
 
+/// Takes the group's lock (commits and leaves are applied one at a time, in log order) and
+/// reads it under the lock, for a device that must be a member. Only existing groups get a
+/// lock, so unknown ids cannot grow the lock table.
+async fn lock_member_group(
+    state: &crate::state::AppState,
+    group_id: &str,
+    device_id: &str,
+) -> Result<(tokio::sync::OwnedMutexGuard<()>, vellum_store::GroupState), ApiError> {
+    state
+        .store
+        .group(group_id)
+        .await?
+        .ok_or_else(unknown_chat)?;
+    let ordered = state.group_lock(group_id).lock_owned().await;
+    let group = state
+        .store
+        .group(group_id)
+        .await?
+        .ok_or_else(unknown_chat)?;
+    if !state.store.is_member(group_id, device_id).await? {
+        return Err(not_member());
+    }
+    Ok((ordered, group))
+}
+
 fn not_member() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
@@ -168,22 +193,7 @@ pub async fn post_commit(
             return Err(ApiError::bad_request("welcome is not an MLS Welcome"));
         }
     }
-    // Only existing groups get a lock: unknown ids must not grow the lock table.
-    state
-        .store
-        .group(&group_id)
-        .await?
-        .ok_or_else(unknown_chat)?;
-    let lock = state.group_lock(&group_id);
-    let _ordered = lock.lock().await;
-    let group = state
-        .store
-        .group(&group_id)
-        .await?
-        .ok_or_else(unknown_chat)?;
-    if !state.store.is_member(&group_id, &me.device_id).await? {
-        return Err(not_member());
-    }
+    let (_ordered, group) = lock_member_group(&state, &group_id, &me.device_id).await?;
     let received_at = state.now_millis();
     let commit_epoch = commit
         .epoch()
@@ -374,21 +384,7 @@ pub async fn leave(
         .iter()
         .map(|p| vellum_mls::parse_message(p))
         .collect::<Result<Vec<_>, _>>()?;
-    state
-        .store
-        .group(&group_id)
-        .await?
-        .ok_or_else(unknown_chat)?;
-    let lock = state.group_lock(&group_id);
-    let _ordered = lock.lock().await;
-    let group = state
-        .store
-        .group(&group_id)
-        .await?
-        .ok_or_else(unknown_chat)?;
-    if !state.store.is_member(&group_id, &me.device_id).await? {
-        return Err(not_member());
-    }
+    let (_ordered, group) = lock_member_group(&state, &group_id, &me.device_id).await?;
     let cached = state.take_cached_group(&group_id, group.epoch);
     let device = me.device_id.clone();
     let stored_state = group.state;
