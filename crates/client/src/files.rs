@@ -636,7 +636,7 @@ impl Client {
             );
             let body = self.raw_request(Method::GET, &path, Vec::new()).await?;
             let (opener, size) = (cipher.clone(), file.size);
-            let (back_out, back_hasher, batch_end) = tokio::task::spawn_blocking(move || {
+            let (back_out, back_hasher, batch_end) = match tokio::task::spawn_blocking(move || {
                 let mut index = batch_start;
                 let mut rest = &body[..];
                 while !rest.is_empty() && index < chunks {
@@ -662,7 +662,17 @@ impl Client {
                 Ok::<_, Error>((out, hasher, index))
             })
             .await
-            .map_err(|e| Error::Io(e.to_string()))??;
+            .map_err(|e| Error::Io(e.to_string()))?
+            {
+                Ok(opened) => opened,
+                // A chunk that does not open (altered, cut short): what was already decrypted
+                // goes too, wherever it was being saved, rather than stay as a plaintext
+                // `.part` (issue 10 review). A network error keeps it for the next resume.
+                Err(e) => {
+                    shred_file(&part);
+                    return Err(e);
+                }
+            };
             out = back_out;
             hasher = back_hasher;
             progress((batch_end * chunk_bytes).min(file.size), file.size);

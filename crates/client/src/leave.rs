@@ -145,6 +145,9 @@ impl Client {
     /// unannounced when re-added).
     async fn hand_over_admin_role(&mut self, group_id: &str) -> Result<(), Error> {
         self.sync_quiet().await?;
+        if self.store.chat(group_id)?.is_some_and(|c| c.removed) {
+            return Err(Error::RemovedFromChat);
+        }
         let group = self.load_group(group_id)?;
         let mut settings = ChatSettings::from_extensions(&group.context().extensions)?;
         if !settings.admins.iter().any(|a| a == self.user.as_bytes()) {

@@ -5499,3 +5499,54 @@ async fn issue_10_blobs_upload_in_order_download_by_members_and_go_at_expiry() {
         .await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "files_forbidden");
 }
+
+/// Issue 10 review: an upload begun before the org forbade files in the chat's class could
+/// still be finished, and a download could hold any number of 1 MiB chunks in one response.
+#[tokio::test]
+async fn issue_10_review_an_upload_follows_the_current_policy_and_downloads_stay_bounded() {
+    let h = harness();
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    let (_group, group_id) = h.group(&alice, &[&bob]).await;
+    let chunk: u64 = 1 << 20;
+    let size = 12 * chunk;
+    let (status, created) = h
+        .call(
+            &alice,
+            "POST",
+            &format!("/v1/groups/{group_id}/blobs"),
+            Some(json!({ "size": size, "chunk_size": chunk })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let blob = created["blob"].as_str().unwrap().to_owned();
+    let sealed = vec![7u8; chunk as usize + 16];
+
+    let mut policy = h.store.org_policy().await.unwrap();
+    policy.files_in_transitory = false;
+    h.store.set_org_policy(policy.clone()).await.unwrap();
+    let path = format!("/v1/blobs/{blob}/chunks/0");
+    let (status, body) = raw_call(&h, &alice, "PUT", &path, &sealed).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(code_of(&body), "files_forbidden");
+    assert_eq!(h.store.blob(&blob).await.unwrap().unwrap().present, 0);
+
+    policy.files_in_transitory = true;
+    h.store.set_org_policy(policy).await.unwrap();
+    for index in 0..12 {
+        let path = format!("/v1/blobs/{blob}/chunks/{index}");
+        let (status, body) = raw_call(&h, &alice, "PUT", &path, &sealed).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{}", code_of(&body));
+    }
+    let (status, _) = h
+        .call(&alice, "POST", &format!("/v1/blobs/{blob}/complete"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // 64 chunks asked, 12 MiB stored: one response carries at most the request size limit.
+    let path = format!("/v1/blobs/{blob}/chunks/0?count=64");
+    let (status, body) = raw_call(&h, &bob, "GET", &path, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.len() <= 8 << 20, "{} bytes", body.len());
+    assert_eq!(body.len() % sealed.len(), 0, "whole chunks only");
+    assert!(!body.is_empty());
+}

@@ -72,19 +72,7 @@ pub async fn create(
         ));
     }
     let org = state.store.org_policy().await?;
-    let allowed = if group.record {
-        org.files_in_record
-    } else {
-        org.files_in_transitory
-    };
-    if !allowed {
-        let class = if group.record { "record" } else { "transitory" };
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            codes::FILES_FORBIDDEN,
-            format!("this organisation allows no files in {class} chats"),
-        ));
-    }
+    files_allowed(&org, group.record)?;
     if req.size > org.max_file_bytes {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -136,6 +124,46 @@ pub async fn create(
 
 /// The blob, if the device may see it: a current member of its chat (or its uploader), and
 /// not deleted for everyone (the org's archiver still sees a record it has to fetch).
+/// The org's rule on files in a chat's class.
+fn files_allowed(org: &vellum_wire::OrgPolicy, record: bool) -> Result<(), ApiError> {
+    let allowed = if record {
+        org.files_in_record
+    } else {
+        org.files_in_transitory
+    };
+    if allowed {
+        return Ok(());
+    }
+    let class = if record { "record" } else { "transitory" };
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        codes::FILES_FORBIDDEN,
+        format!("this organisation allows no files in {class} chats"),
+    ))
+}
+
+/// A blob its uploading device is still sending: the device must still be a member of the
+/// chat and the org must still allow files there (issue 10 review: a removed member, or a
+/// policy changed mid-upload, could finish an upload begun before).
+async fn own_upload(
+    state: &crate::state::AppState,
+    blob_id: &str,
+    me: &AuthedDevice,
+    what: &str,
+) -> Result<BlobInfo, ApiError> {
+    let blob = state.store.blob(blob_id).await?.ok_or_else(unknown_blob)?;
+    if blob.uploader_device != me.device_id {
+        return Err(ApiError::forbidden(format!(
+            "only the device that started the upload {what}"
+        )));
+    }
+    if !state.store.is_member(&blob.group_id, &me.device_id).await? {
+        return Err(not_member());
+    }
+    files_allowed(&state.store.org_policy().await?, blob.record)?;
+    Ok(blob)
+}
+
 async fn visible(state: &St, blob_id: &str, me: &AuthedDevice) -> Result<BlobInfo, ApiError> {
     let State(state) = state;
     let blob = state.store.blob(blob_id).await?.ok_or_else(unknown_blob)?;
@@ -204,12 +232,7 @@ pub async fn put_chunk(
     Path((blob_id, index)): Path<(String, u64)>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let blob = state.store.blob(&blob_id).await?.ok_or_else(unknown_blob)?;
-    if blob.uploader_device != me.device_id {
-        return Err(ApiError::forbidden(
-            "only the device that started the upload sends its chunks",
-        ));
-    }
+    let blob = own_upload(&state, &blob_id, &me, "sends its chunks").await?;
     let complete = || {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -314,12 +337,7 @@ pub async fn complete(
     Extension(me): Extension<AuthedDevice>,
     Path(blob_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let blob = state.store.blob(&blob_id).await?.ok_or_else(unknown_blob)?;
-    if blob.uploader_device != me.device_id {
-        return Err(ApiError::forbidden(
-            "only the device that started the upload completes it",
-        ));
-    }
+    own_upload(&state, &blob_id, &me, "completes it").await?;
     match state.store.finish_blob(&blob_id).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(vellum_store::Error::Refused(message)) => Err(ApiError::new(
