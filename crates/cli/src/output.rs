@@ -204,6 +204,37 @@ pub fn message_lines(when: &str, chat: &str, sender: &str, text: &str, id: &str)
     out
 }
 
+/// A message (or event, reaction, edit) as one JSON object: what `sync`, `watch`, `history`
+/// and `search` print.
+pub fn message_json(
+    store: &LocalStore,
+    m: &MessageRow,
+    title: Option<&str>,
+) -> Result<serde_json::Value> {
+    let mut line = json!({
+        "id": m.id,
+        "kind": m.kind.as_str(),
+        "chat": m.group_id,
+        "chat_title": title,
+        "sender": m.sender_user,
+        "sender_device": m.sender_device,
+        "sent_at": rfc3339_millis(m.sent_at),
+        "received_at": rfc3339_millis(m.received_at),
+        "seq": m.seq,
+        "text": m.text,
+        "expires_at": m.expires_at.map(rfc3339_millis),
+        "burn_at": m.burn_at.map(rfc3339_millis),
+        "archived": m.archived_leaf.is_some(),
+        "archive_leaf": m.archived_leaf,
+    });
+    // An event also says what it is, typed ({"type": "member_added", ...}).
+    if let Some(event) = &m.event {
+        line["event"] = serde_json::to_value(event)?;
+    }
+    crate::rich::extend_json(store, m, &mut line)?;
+    Ok(line)
+}
+
 /// Prints a list as one JSON array (`[]` when empty), so a script always gets a value.
 fn json_array(items: Vec<serde_json::Value>) {
     println!("{}", serde_json::Value::Array(items));
@@ -217,27 +248,7 @@ impl Output {
     pub fn message(&self, store: &LocalStore, m: &MessageRow) -> Result<()> {
         let title = store.chat(&m.group_id)?.and_then(|c| c.title);
         if self.json {
-            let mut line = json!({
-                "id": m.id,
-                "kind": m.kind.as_str(),
-                "chat": m.group_id,
-                "chat_title": title,
-                "sender": m.sender_user,
-                "sender_device": m.sender_device,
-                "sent_at": rfc3339_millis(m.sent_at),
-                "received_at": rfc3339_millis(m.received_at),
-                "seq": m.seq,
-                "text": m.text,
-                "expires_at": m.expires_at.map(rfc3339_millis),
-                "burn_at": m.burn_at.map(rfc3339_millis),
-                "archived": m.archived_leaf.is_some(),
-                "archive_leaf": m.archived_leaf,
-            });
-            // An event also says what it is, typed ({"type": "member_added", ...}).
-            if let Some(event) = &m.event {
-                line["event"] = serde_json::to_value(event)?;
-            }
-            crate::rich::extend_json(store, m, &mut line)?;
+            let line = message_json(store, m, title.as_deref())?;
             println!("{line}");
         } else {
             // Account notices (key directory news about this user) belong to no chat.

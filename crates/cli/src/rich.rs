@@ -211,21 +211,7 @@ pub fn search(client: &Client, words: &[String], chat: Option<&str>, json: bool)
         let mut all = Vec::new();
         for m in &found {
             let title = store.chat(&m.group_id)?.and_then(|c| c.title);
-            let mut line = json!({
-                "id": m.id,
-                "kind": m.kind.as_str(),
-                "chat": m.group_id,
-                "chat_title": title,
-                "sender": m.sender_user,
-                "sender_device": m.sender_device,
-                "sent_at": rfc3339_millis(m.sent_at),
-                "received_at": rfc3339_millis(m.received_at),
-                "seq": m.seq,
-                "text": m.text,
-                "expires_at": m.expires_at.map(rfc3339_millis),
-                "burn_at": m.burn_at.map(rfc3339_millis),
-            });
-            extend_json(store, m, &mut line)?;
+            let line = crate::output::message_json(store, m, title.as_deref())?;
             all.push(line);
         }
         println!("{}", Value::Array(all));
