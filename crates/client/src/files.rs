@@ -586,6 +586,24 @@ impl Client {
         let home = std::fs::canonicalize(&self.home).map_err(|e| io("open", &self.home, e))?;
         let expiring = message.expires_at.is_some() || message.burn_secs.is_some();
         let inside = dir.starts_with(&home);
+        // Every file must be one of this chat's: a sender could otherwise point at a file of
+        // another chat the reader shares with it, around that chat's rules (files forbidden
+        // in its class, or its archiver). Checked before anything is saved.
+        for file in &message.extra.attachments {
+            let status: BlobStatus = self
+                .request(
+                    Method::GET,
+                    &format!("/v1/blobs/{}", file.blob),
+                    None::<&()>,
+                )
+                .await?;
+            if status.group_id != group_id {
+                return Err(Error::Invalid(format!(
+                    "file {} of message {message_id} belongs to another chat: not downloaded",
+                    safe_name(&file.name)
+                )));
+            }
+        }
         let mut saved = Vec::new();
         for file in &message.extra.attachments {
             let name = safe_name(&file.name);

@@ -343,3 +343,61 @@ fn issue_10_the_archiver_seals_record_files_and_releases_their_blobs() {
         .unwrap();
     assert_eq!(message.event.message_id, record.message_id);
 }
+
+/// Issue 10 review: a message could name a file of another chat its reader shares with the
+/// sender, around that chat's rules; the reader now refuses it before saving anything.
+#[test]
+fn issue_10_review_a_message_cannot_carry_another_chats_file() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "one", "--with", "bob"]);
+    alice.ok(&["chat", "create", "two", "--with", "bob"]);
+    let source = root.path().join("plan.txt");
+    write_file(&source, &marker("plan"), 5_000);
+    let sent = alice.json(&[
+        "send",
+        "one",
+        "the plan",
+        "--file",
+        source.to_str().unwrap(),
+        "--json",
+    ]);
+    let id = sent[0]["id"].as_str().unwrap().to_owned();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let forged = runtime.block_on(async {
+        let mut client = vellum_client::Client::open(&alice.home).unwrap();
+        let original = client.history("one").unwrap();
+        let file = original
+            .iter()
+            .find(|m| m.id == id)
+            .unwrap()
+            .extra
+            .attachments[0]
+            .clone();
+        let payload = vellum_wire::AppPayload::Text {
+            id: "forged-file".into(),
+            text: "same plan".into(),
+            sent_at: vellum_client::now_millis(),
+            expire_secs: None,
+            burn_secs: None,
+            salt: None,
+            reply_to: None,
+            mentions: Vec::new(),
+            attachments: vec![file],
+        };
+        client.send_raw("two", payload).await.unwrap();
+        "forged-file"
+    });
+    bob.ok(&["sync"]);
+    let refused = bob.fails(&["download", "two", forged]);
+    assert!(refused.contains("belongs to another chat"), "{refused}");
+    assert!(files_under(&bob.home.join("downloads")).is_empty());
+    // The file in its own chat downloads as before.
+    bob.ok(&["download", "one", &id]);
+}
