@@ -90,7 +90,7 @@ pub async fn download(
         }
     }
     if json {
-        println!("{}", serde_json::Value::Array(listed));
+        crate::output::json_array(listed);
     }
     Ok(())
 }

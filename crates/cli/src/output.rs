@@ -236,8 +236,26 @@ pub fn message_json(
 }
 
 /// Prints a list as one JSON array (`[]` when empty), so a script always gets a value.
-fn json_array(items: Vec<serde_json::Value>) {
-    println!("{}", serde_json::Value::Array(items));
+pub fn json_array(items: Vec<serde_json::Value>) {
+    println!("{}", json_text(&serde_json::Value::Array(items)));
+}
+
+/// A JSON value as one line that is safe on a terminal too: serde escapes only characters
+/// below U+0020, so C1 controls (U+0080–U+009F, the one-byte CSI among them) and the line
+/// and paragraph separators are written as `\u` escapes here. Still the same JSON.
+pub fn json_text(value: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let raw = value.to_string();
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        match c {
+            '\u{80}'..='\u{9f}' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl Output {
@@ -249,7 +267,7 @@ impl Output {
         let title = store.chat(&m.group_id)?.and_then(|c| c.title);
         if self.json {
             let line = message_json(store, m, title.as_deref())?;
-            println!("{line}");
+            println!("{}", json_text(&line));
         } else {
             // Account notices (key directory news about this user) belong to no chat.
             let chat = match m.group_id.is_empty() {
@@ -643,6 +661,25 @@ mod size_tests {
         assert_eq!(format_size(512), "512 B");
         assert_eq!(format_size(1 << 30), "1 GiB");
         assert_eq!(format_size(1536 << 10), "1.5 MiB");
+    }
+
+    /// Issue 10 review: JSON lines carried C1 controls raw (a terminal may obey U+009B).
+    #[test]
+    fn issue_10_json_lines_escape_c1_controls_and_stay_the_same_json() {
+        let value = json!({ "text": "csi\u{9b}31m nel\u{85} sep\u{2028} ok é" });
+        let line = json_text(&value);
+        assert!(
+            !line.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c)),
+            "{line}"
+        );
+        assert!(
+            line.contains("\\u009b") && line.contains("\\u2028"),
+            "{line}"
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+            value
+        );
     }
 }
 

@@ -214,7 +214,7 @@ pub fn search(client: &Client, words: &[String], chat: Option<&str>, json: bool)
             let line = crate::output::message_json(store, m, title.as_deref())?;
             all.push(line);
         }
-        println!("{}", Value::Array(all));
+        crate::output::json_array(all);
         return Ok(());
     }
     let out = Output::new(false);
