@@ -1130,11 +1130,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Witness(args) => witness::witness(args).await?,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            // Into a buffer: clap_complete panics on a write error (a closed pipe).
+            // Into a buffer (clap_complete panics with its own message on a write error), then
+            // printed like everything else: a closed pipe ends quietly (`quiet_on_closed_stdout`).
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut command, "vellum", &mut script);
-            std::io::Write::write_all(&mut std::io::stdout(), &script)
-                .context("cannot write the completion script")?;
+            print!("{}", String::from_utf8_lossy(&script));
         }
     }
     Ok(())
