@@ -34,13 +34,6 @@ fn admin_status(server: &Server) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// What a compromised delivery server can do: mint credentials with its org key and write
 /// its own database (between runs: the server is stopped for each change).
 struct Compromised {

@@ -282,31 +282,7 @@ fn issue_10_the_archiver_seals_record_files_and_releases_their_blobs() {
             .unwrap_or(false)
     });
 
-    for share in ["share-1", "share-2"] {
-        run_ok(
-            archiver
-                .records(&["unseal", "--share"])
-                .arg(root.path().join("keys").join(share)),
-        );
-    }
-    let token = std::fs::read_to_string(archiver.data.join("records-token")).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let hits: Vec<vellum_archiver::api_types::Hit> = runtime.block_on(async {
-        vellum_client::Api::new(&archiver.url)
-            .unwrap()
-            .call(
-                vellum_client::Method::GET,
-                "/v1/search?chat=kept",
-                None::<&()>,
-                None,
-                Some(token.trim()),
-            )
-            .await
-            .unwrap()
-    });
+    let hits = archiver.unsealed_records(root.path(), &["share-1", "share-2"], "kept");
     let mut files: Vec<_> = hits
         .iter()
         .filter_map(|h| match &h.event.kind {
@@ -366,10 +342,7 @@ fn issue_10_review_a_message_cannot_carry_another_chats_file() {
     ]);
     let id = sent[0]["id"].as_str().unwrap().to_owned();
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let forged = runtime.block_on(async {
         let mut client = vellum_client::Client::open(&alice.home).unwrap();
         let original = client.history("one").unwrap();

@@ -360,3 +360,11 @@ pub fn marker(tag: &str) -> String {
         .as_nanos();
     format!("MARKER-{tag}-{nanos:x}-{}", std::process::id())
 }
+
+/// A runtime for the few steps a test takes through the client library itself.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}

@@ -106,10 +106,7 @@ fn issue_9_membership_events_are_shown() {
     let device_added =
         json!({"type": "device_added", "by": "bob", "user": "bob", "device_id": bob2_id});
     // The library hands the typed event to its caller as well.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let rows = runtime.block_on(async {
         let mut client = Client::open(&alice.home).unwrap();
         client.sync().await.unwrap()

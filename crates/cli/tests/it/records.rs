@@ -113,6 +113,36 @@ impl Archiver {
         cmd
     }
 
+    /// Unseals with custodians' shares from `root/keys` and returns the chat's records, typed,
+    /// from the records API (what `records search --json` prints, before it is flattened).
+    pub(crate) fn unsealed_records(
+        &self,
+        root: &Path,
+        shares: &[&str],
+        chat: &str,
+    ) -> Vec<vellum_archiver::api_types::Hit> {
+        for share in shares {
+            run_ok(
+                self.records(&["unseal", "--share"])
+                    .arg(root.join("keys").join(share)),
+            );
+        }
+        let token = std::fs::read_to_string(self.data.join("records-token")).unwrap();
+        runtime().block_on(async {
+            vellum_client::Api::new(&self.url)
+                .unwrap()
+                .call(
+                    vellum_client::Method::GET,
+                    &format!("/v1/search?chat={chat}"),
+                    None::<&()>,
+                    None,
+                    Some(token.trim()),
+                )
+                .await
+                .unwrap()
+        })
+    }
+
     pub(crate) fn search(&self, query: &str) -> Vec<serde_json::Value> {
         let out = run_ok(&mut self.records(&["search", query, "--json"]));
         // A list: one JSON array (issue 10).
@@ -616,10 +646,7 @@ fn issue_7_an_unknown_payload_kind_is_shown_as_a_placeholder_and_archived_verbat
 
     // What a later version might send: a poll, with fields this one has never seen.
     let raw = r#"{"kind":"poll","to":"m-1","emoji":"\u2705","nested":{"a":[1,2.5,null]}}"#;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let payload = vellum_wire::AppPayload::decode(raw.as_bytes()).unwrap();
     let seq = runtime.block_on(async {
         let mut client = vellum_client::Client::open(&alice.home).unwrap();
@@ -653,27 +680,7 @@ fn issue_7_an_unknown_payload_kind_is_shown_as_a_placeholder_and_archived_verbat
 
     // The archive holds it sealed; unsealed, it is the payload byte for byte.
     wait_for_records(&archiver, 3);
-    for share in ["share-1", "share-2"] {
-        run_ok(
-            archiver
-                .records(&["unseal", "--share"])
-                .arg(root.path().join("keys").join(share)),
-        );
-    }
-    let token = fs::read_to_string(archiver.data.join("records-token")).unwrap();
-    let hits: Vec<vellum_archiver::api_types::Hit> = runtime.block_on(async {
-        vellum_client::Api::new(&archiver.url)
-            .unwrap()
-            .call(
-                vellum_client::Method::GET,
-                "/v1/search?chat=future",
-                None::<&()>,
-                None,
-                Some(token.trim()),
-            )
-            .await
-            .unwrap()
-    });
+    let hits = archiver.unsealed_records(root.path(), &["share-1", "share-2"], "future");
     let unknown: Vec<_> = hits
         .iter()
         .filter(|h| {

@@ -216,31 +216,7 @@ fn issue_10_the_archive_keeps_every_version_and_every_reaction() {
         );
         serde_json::from_slice::<Value>(&out.stdout).unwrap()["archiver_backlog"] == 0
     });
-    for share in ["share-1", "share-2"] {
-        run_ok(
-            archiver
-                .records(&["unseal", "--share"])
-                .arg(root.path().join("keys").join(share)),
-        );
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let token = std::fs::read_to_string(archiver.data.join("records-token")).unwrap();
-    let hits: Vec<vellum_archiver::api_types::Hit> = runtime.block_on(async {
-        vellum_client::Api::new(&archiver.url)
-            .unwrap()
-            .call(
-                vellum_client::Method::GET,
-                "/v1/search?chat=kept",
-                None::<&()>,
-                None,
-                Some(token.trim()),
-            )
-            .await
-            .unwrap()
-    });
+    let hits = archiver.unsealed_records(root.path(), &["share-1", "share-2"], "kept");
     use vellum_archiver::record::RecordKind;
     let of = |kind: RecordKind| -> Vec<&vellum_archiver::record::Record> {
         hits.iter()
@@ -374,10 +350,7 @@ fn issue_10_receivers_drop_forged_edits_and_reactions() {
     alice.ok(&["chat", "create", "ops", "--with", "bob"]);
     let first = sent_id(&alice.ok(&["send", "ops", "the original"]));
     bob.ok(&["sync"]);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let mut client = vellum_client::Client::open(&bob.home).unwrap();
         for payload in [
