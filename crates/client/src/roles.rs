@@ -76,7 +76,7 @@ impl Client {
         let group = self.load_group(group_id)?;
         let settings = ChatSettings::from_extensions(&group.context().extensions)?;
         let members = crate::chats::members(&group, &self.identity)?;
-        if settings.may_manage_among(&self.user, members.iter().map(|m| m.user.as_str())) {
+        if settings.may_manage(&self.user, members.iter().map(|m| m.user.as_str())) {
             return Ok(());
         }
         Err(Error::Invalid(format!(
@@ -206,7 +206,7 @@ impl Client {
             return Ok(None);
         };
         let members = crate::chats::members(group, &self.identity)?;
-        if !settings.may_manage_among(sender, members.iter().map(|m| m.user.as_str())) {
+        if !settings.may_manage(sender, members.iter().map(|m| m.user.as_str())) {
             let text = format!(
                 "{sender} tried to rename this chat, but only its admins may; the title stays"
             );

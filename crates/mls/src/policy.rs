@@ -135,27 +135,16 @@ impl ChatSettings {
         extensions
     }
 
-    /// Whether `user` may manage the chat.
-    pub fn may_manage(&self, user: &str) -> bool {
-        self.everyone_manages || self.admins.iter().any(|a| a == user.as_bytes())
-    }
-
     /// Whether `user` may manage the chat whose members are `members` (user names): an admin
     /// may, and when no admin is a member any longer (the last one left) every member may, so
     /// that a chat is never left without anyone to manage it.
-    pub fn may_manage_among<'a>(
-        &self,
-        user: &str,
-        members: impl IntoIterator<Item = &'a str>,
-    ) -> bool {
-        if self.may_manage(user) {
+    pub fn may_manage<'a>(&self, user: &str, members: impl IntoIterator<Item = &'a str>) -> bool {
+        if self.everyone_manages || self.admins.iter().any(|a| a == user.as_bytes()) {
             return true;
         }
-        let members: Vec<&str> = members.into_iter().collect();
-        !self
-            .admins
-            .iter()
-            .any(|a| members.iter().any(|m| m.as_bytes() == a.as_slice()))
+        !members
+            .into_iter()
+            .any(|m| self.admins.iter().any(|a| a == m.as_bytes()))
     }
 
     /// The admins' user names.
@@ -267,6 +256,16 @@ mod tests {
     use super::*;
 
     const DAY: u64 = 86_400;
+
+    /// Issue 10: admins manage; when no admin is a member any more, every member does.
+    #[test]
+    fn issue_10_a_chat_without_an_admin_among_its_members_is_managed_by_all() {
+        let settings = ChatSettings::new("alice");
+        assert!(settings.may_manage("alice", ["alice", "bob"]));
+        assert!(!settings.may_manage("bob", ["alice", "bob"]));
+        assert!(settings.may_manage("bob", ["bob", "carol"]));
+        assert!(ChatSettings::legacy().may_manage("bob", ["alice", "bob"]));
+    }
 
     #[test]
     fn round_trips_through_group_context_extensions() {

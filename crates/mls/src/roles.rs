@@ -118,7 +118,7 @@ pub fn authorize_commit(
         ));
     }
     let user = change.committer.user.as_str();
-    if settings.may_manage_among(user, change.members_before.iter().map(String::as_str)) {
+    if settings.may_manage(user, change.members_before.iter().map(String::as_str)) {
         return Ok(());
     }
     let archiver_before = RecordChat::archiver(before)?;
