@@ -1101,23 +1101,8 @@ impl Client {
 /// stamped when it was processed (joining a chat) still comes before that chat's messages.
 fn server_order(rows: &mut Vec<MessageRow>) {
     // A chat's own order is its log's: a row rewritten after it was first stored (a
-    // reaction withdrawn, say) must not move behind later entries. Each chat's rows are put
-    // in seq order within the slots that chat already holds.
-    let mut slots: HashMap<String, Vec<usize>> = HashMap::new();
-    for (i, row) in rows.iter().enumerate() {
-        slots.entry(row.group_id.clone()).or_default().push(i);
-    }
-    let mut taken: Vec<Option<MessageRow>> = rows.drain(..).map(Some).collect();
-    let mut placed: Vec<Option<MessageRow>> = (0..taken.len()).map(|_| None).collect();
-    for positions in slots.values() {
-        let mut chat_rows: Vec<MessageRow> =
-            positions.iter().filter_map(|&i| taken[i].take()).collect();
-        chat_rows.sort_by_key(|m| m.seq.unwrap_or(0));
-        for (&slot, row) in positions.iter().zip(chat_rows) {
-            placed[slot] = Some(row);
-        }
-    }
-    rows.extend(placed.into_iter().flatten());
+    // reaction withdrawn, say) must not move behind later entries.
+    rows.sort_by(|a, b| (&a.group_id, a.seq).cmp(&(&b.group_id, b.seq)));
     order_by_server_time(rows, |m| (m.group_id.as_str(), m.received_at));
 }
 
