@@ -38,6 +38,11 @@ pub struct Vault {
     pub holds_published: Option<u64>,
     /// What this archiver asks the custodians to bind (absent in the actor's own tests).
     pub binder: Option<crate::binding::Binder>,
+    /// The records office's accounts (`DATA/office.db`; in memory in tests).
+    pub office: crate::office::Office,
+    /// The keyholder accounts that handed in a share since the archive was last unsealed:
+    /// one share per keyholder.
+    pub unseal_contributors: Vec<String>,
 }
 
 impl Vault {
@@ -60,6 +65,8 @@ impl Vault {
             holds_version: 0,
             holds_published: None,
             binder: None,
+            office: crate::office::Office::in_memory(),
+            unseal_contributors: Vec::new(),
         })
     }
 }

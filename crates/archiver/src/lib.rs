@@ -7,8 +7,10 @@
 mod actor;
 mod api;
 mod binding;
+pub mod office;
 mod publish;
 mod retention;
+pub mod search;
 mod sink;
 mod witnesses;
 
@@ -84,7 +86,6 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// owns the archive, the records key and the pending receipts) and what never changes.
 pub struct ArchiverState {
     pub vault: ArchiveHandle,
-    pub token_hash: [u8; 32],
     pub schedules: retention::Schedules,
 }
 
@@ -255,10 +256,15 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
         retry_at: Instant::now(),
     });
     binding::pending_at_start(&mut vault);
+    vault.office = office::Office::open(&config.data.join("office.db"))
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    vault
+        .office
+        .ensure_first_officer(&token_hash, api::now_ms())
+        .map_err(|e| Error::Setup(e.to_string()))?;
     let vault = ArchiveHandle::spawn(vault)?;
     let state = Arc::new(ArchiverState {
         vault: vault.clone(),
-        token_hash,
         schedules,
     });
     client.set_sink(Box::new(sink::ArchiveSink::new(vault)));

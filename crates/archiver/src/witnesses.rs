@@ -149,7 +149,6 @@ mod tests {
         .unwrap();
         Arc::new(ArchiverState {
             vault,
-            token_hash: [0; 32],
             schedules: Default::default(),
         })
     }

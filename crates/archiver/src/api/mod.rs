@@ -6,19 +6,26 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use sha2::{Digest, Sha256};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vellum_archive::Leaf;
+use vellum_record::api::office::{Permission, Role};
 use vellum_record::api::{Disposal, DisposeRequest, Hit, Hold, SearchQuery, Status, UnsealRequest};
 use vellum_record::Record;
 use vellum_records::UnsealProgress;
+
+use crate::office::Caller;
+
+mod accounts;
 
 use crate::actor::Vault;
 use crate::retention::{active_holds, retention_start};
 use crate::ArchiverState;
 
-type St = State<Arc<ArchiverState>>;
+pub(crate) type St = State<Arc<ArchiverState>>;
 
 use vellum_http::{codes, ApiError};
 
@@ -51,57 +58,150 @@ fn stopped(e: crate::Error) -> ApiError {
 }
 
 /// Runs `f` on the archive's actor.
-async fn on_vault<R: Send + 'static>(
+pub(crate) async fn on_vault<R: Send + 'static>(
     state: &ArchiverState,
     f: impl FnOnce(&mut Vault) -> Result<R, ApiError> + Send + 'static,
 ) -> Result<R, ApiError> {
     state.vault.call(f).await.map_err(stopped)?
 }
 
-async fn authorize(state: &ArchiverState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Who is calling, if their role allows `permission`: the account whose API token is the
+/// request's bearer token. Every route asks this first; the console asks the same of its
+/// session.
+pub(crate) async fn caller(
+    state: &ArchiverState,
+    headers: &HeaderMap,
+    permission: Permission,
+) -> Result<Caller, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 codes::UNAUTHENTICATED,
-                "records-officer token required",
+                "an account's API token is required (the first officer's is DATA/records-token)",
             )
         })?;
-    let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-    if token.trim().is_empty() || hash != state.token_hash {
-        return Err(ApiError::new(
+    let hash = crate::office::sha256(token);
+    let caller = on_vault(state, move |v| {
+        let caller = v.office.caller_by_token(&hash).map_err(internal)?;
+        if caller.is_some() {
+            v.last_activity = Instant::now();
+        }
+        Ok(caller)
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
             StatusCode::FORBIDDEN,
             codes::FORBIDDEN,
-            "invalid records-officer token",
-        ));
+            "invalid or disabled API token",
+        )
+    })?;
+    permitted(&caller, permission)?;
+    Ok(caller)
+}
+
+/// 403 unless `caller`'s role allows `permission`.
+pub(crate) fn permitted(caller: &Caller, permission: Permission) -> Result<(), ApiError> {
+    if caller.role.allows(permission) {
+        return Ok(());
     }
-    on_vault(state, |v| {
-        v.last_activity = Instant::now();
-        Ok(())
-    })
-    .await
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        codes::FORBIDDEN,
+        format!(
+            "{} has the role {}, which may not do this",
+            caller.name, caller.role
+        ),
+    ))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Vellum records API",
+        description = "Served by the archiver. Requests carry `Authorization: Bearer <API token>` \
+            of a records-office account (the first officer's is `DATA/records-token`); what a \
+            request may do follows the account's role. Every access is a leaf of the \
+            tamper-evident log. Every error is a JSON `{code, message}`."
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(ErrorBody)),
+    tags((name = "archive"), (name = "accounts"), (name = "search"), (name = "holds"),
+        (name = "retention"), (name = "foia"), (name = "audit"), (name = "public"))
+)]
+struct ApiDoc;
+
+/// The `{code, message}` body of every error.
+pub type ErrorBody = vellum_wire::ApiError;
+
+/// The security scheme name the operations' `security(...)` use.
+pub const API_TOKEN: &str = "api_token";
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                API_TOKEN,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("a records-office account's API token"))
+                        .build(),
+                ),
+            );
+    }
+}
+
+/// Every route with its documentation, before state is attached.
+pub fn router() -> OpenApiRouter<Arc<ArchiverState>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(status))
+        .routes(routes!(unseal))
+        .routes(routes!(seal))
+        .routes(routes!(search))
+        .routes(routes!(checkpoint))
+        .routes(routes!(list_holds, create_hold))
+        .routes(routes!(release_hold))
+        .routes(routes!(dispose))
+        .routes(routes!(accounts::create, accounts::list))
+        .routes(routes!(accounts::disable))
+        .routes(routes!(accounts::whoami))
+        .routes(routes!(public_checkpoint))
+        .routes(routes!(public_tile))
+        .routes(routes!(openapi_json))
+}
+
+/// The records API's OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    router().split_for_parts().1
 }
 
 pub fn app(state: Arc<ArchiverState>) -> Router {
-    Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/unseal", post(unseal))
-        .route("/v1/seal", post(seal))
-        .route("/v1/search", get(search))
-        .route("/v1/checkpoint", get(checkpoint))
-        .route("/v1/holds", get(list_holds).post(create_hold))
-        .route("/v1/holds/{name}", axum::routing::delete(release_hold))
-        .route("/v1/dispose", post(dispose))
-        .route("/checkpoint", get(public_checkpoint))
-        .route("/tile/{*path}", get(public_tile))
+    let (router, _) = router().split_for_parts();
+    router
         .fallback(vellum_http::not_found)
         .method_not_allowed_fallback(vellum_http::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn(vellum_http::json_errors))
         .with_state(state)
+}
+
+/// The OpenAPI 3.1 document of this API, generated from the routes it serves.
+#[utoipa::path(get, path = "/openapi.json", tag = "public",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
 }
 
 pub fn current_status(vault: &Vault) -> Status {
@@ -132,17 +232,32 @@ pub fn current_status(vault: &Vault) -> Status {
     }
 }
 
+#[utoipa::path(get, path = "/v1/status", tag = "archive",
+    security(("api_token" = [])),
+    responses(
+        (status = 200, description = "Sealed or not, sizes", body = Status),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
 async fn status(State(state): St, headers: HeaderMap) -> Result<Json<Status>, ApiError> {
-    authorize(&state, &headers).await?;
+    caller(&state, &headers, Permission::Status).await?;
     on_vault(&state, |v| Ok(Json(current_status(v)))).await
 }
 
+#[utoipa::path(post, path = "/v1/unseal", tag = "archive",
+    request_body = UnsealRequest,
+    security(("api_token" = [])),
+    responses(
+        (status = 200, description = "Progress of the unseal", body = Status),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
 async fn unseal(
     State(state): St,
     headers: HeaderMap,
     req: Result<Json<UnsealRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Status>, ApiError> {
-    authorize(&state, &headers).await?;
+    let caller = caller(&state, &headers, Permission::Unseal).await?;
     let Json(req) = req?;
     // Reassembling and checking the key is CPU work: the actor does it.
     on_vault(&state, move |v| {
@@ -153,10 +268,28 @@ async fn unseal(
             }
             return Ok(Json(current_status(v)));
         }
+        if caller.role == Role::Keyholder && v.unseal_contributors.contains(&caller.name) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                codes::CONFLICT,
+                format!(
+                    "{} has handed in a share already: another keyholder must hand in the next",
+                    caller.name
+                ),
+            ));
+        }
         match v.unsealer.add(&req.share) {
             Ok(UnsealProgress::Unsealed(secret)) => {
                 v.secret = Some(secret);
-                log_access(v, "unseal", "the records key was reassembled");
+                v.unseal_contributors.clear();
+                log_access(
+                    v,
+                    "unseal",
+                    &format!(
+                        "{} handed in the last share: the records key was reassembled",
+                        caller.name
+                    ),
+                );
                 // The custodians' shares are assembled: the moment to bind this archiver.
                 if let Err(e) = crate::binding::bind(v) {
                     tracing::error!(error = %e, "the archiver could not be bound");
@@ -167,7 +300,12 @@ async fn unseal(
                     ));
                 }
             }
-            Ok(UnsealProgress::NeedMore { .. }) => {}
+            Ok(UnsealProgress::NeedMore { .. }) => {
+                if caller.role == Role::Keyholder {
+                    v.unseal_contributors.push(caller.name.clone());
+                }
+                log_access(v, "unseal", &format!("{} handed in a share", caller.name));
+            }
             Err(e) => {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -181,31 +319,39 @@ async fn unseal(
     .await
 }
 
+#[utoipa::path(post, path = "/v1/seal", tag = "archive",
+    security(("api_token" = [])),
+    responses(
+        (status = 200, description = "Sealed", body = Status),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
 async fn seal(State(state): St, headers: HeaderMap) -> Result<Json<Status>, ApiError> {
-    authorize(&state, &headers).await?;
-    on_vault(&state, |v| {
+    let caller = caller(&state, &headers, Permission::Seal).await?;
+    on_vault(&state, move |v| {
         if v.secret.take().is_some() {
-            log_access(v, "seal", "sealed by the records office");
+            v.unseal_contributors.clear();
+            log_access(v, "seal", &format!("sealed by {}", caller.name));
         }
         Ok(Json(current_status(v)))
     })
     .await
 }
 
-fn sealed_error(message: &str) -> ApiError {
+pub(crate) fn sealed_error(message: &str) -> ApiError {
     ApiError::new(StatusCode::LOCKED, codes::SEALED, message)
 }
 
 /// A record opened in memory: its leaf, when the archive took it in (the leaf's time, Unix
 /// ms), and the record.
-struct Opened {
-    leaf: u64,
-    archived_at: i64,
-    event: Record,
+pub(crate) struct Opened {
+    pub leaf: u64,
+    pub archived_at: i64,
+    pub event: Record,
 }
 
 /// Every record not disposed, decrypted in memory. `None` while sealed.
-fn open_records(vault: &Vault) -> Option<Vec<Opened>> {
+pub(crate) fn open_records(vault: &Vault) -> Option<Vec<Opened>> {
     let secret = vault.secret.as_ref()?;
     let archive = &vault.archive;
     let mut out = Vec::new();
@@ -242,12 +388,20 @@ fn open_records(vault: &Vault) -> Option<Vec<Opened>> {
     Some(out)
 }
 
+#[utoipa::path(get, path = "/v1/search", tag = "search",
+    params(SearchQuery),
+    security(("api_token" = [])),
+    responses(
+        (status = 200, description = "Matching records", body = Vec<Hit>),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
 async fn search(
     State(state): St,
     headers: HeaderMap,
     Query(query): Query<SearchQuery>,
 ) -> Result<Json<Vec<Hit>>, ApiError> {
-    authorize(&state, &headers).await?;
+    let caller = caller(&state, &headers, Permission::ReadContent).await?;
     on_vault(&state, move |v| {
         let Some(records) = open_records(v) else {
             return Err(sealed_error(
@@ -267,15 +421,26 @@ async fn search(
         // themselves be sensitive. The records office keeps its own case file of queries.
         let terms = serde_json::to_vec(&query).unwrap_or_default();
         let digest = hex::encode(&Sha256::digest(&terms)[..16]);
-        let detail = format!("query sha256:{digest} -> {} records", hits.len());
+        let detail = format!(
+            "{} ran query sha256:{digest} -> {} records",
+            caller.name,
+            hits.len()
+        );
         log_access(v, "search", &detail);
         Ok(Json(hits))
     })
     .await
 }
 
+#[utoipa::path(get, path = "/v1/checkpoint", tag = "archive",
+    security(("api_token" = [])),
+    responses(
+        (status = 200, description = "A newly signed checkpoint note", body = String, content_type = "text/plain"),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
 async fn checkpoint(State(state): St, headers: HeaderMap) -> Result<String, ApiError> {
-    authorize(&state, &headers).await?;
+    caller(&state, &headers, Permission::Status).await?;
     on_vault(&state, |v| {
         crate::checkpoint(v).map_err(|why| {
             ApiError::new(
@@ -288,7 +453,7 @@ async fn checkpoint(State(state): St, headers: HeaderMap) -> Result<String, ApiE
     .await
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         codes::INTERNAL,
@@ -296,24 +461,39 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-fn bad_request(message: impl Into<String>) -> ApiError {
+pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message)
 }
 
+#[utoipa::path(get, path = "/v1/holds", tag = "holds",
+    security(("api_token" = [])),
+    responses(
+        (status = 200, description = "Holds in force", body = Vec<Hold>),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
 async fn list_holds(State(state): St, headers: HeaderMap) -> Result<Json<Vec<Hold>>, ApiError> {
-    authorize(&state, &headers).await?;
+    caller(&state, &headers, Permission::ViewPolicy).await?;
     on_vault(&state, |v| {
         Ok(Json(active_holds(&v.archive).map_err(internal)?))
     })
     .await
 }
 
+#[utoipa::path(post, path = "/v1/holds", tag = "holds",
+    request_body = Hold,
+    security(("api_token" = [])),
+    responses(
+        (status = 201, description = "Placed", body = Hold),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
 async fn create_hold(
     State(state): St,
     headers: HeaderMap,
     req: Result<Json<Hold>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Hold>), ApiError> {
-    authorize(&state, &headers).await?;
+    caller(&state, &headers, Permission::ManageHolds).await?;
     let Json(hold) = req?;
     if hold.name.is_empty() || hold.name.len() > 100 || hold.name.contains('/') {
         return Err(bad_request(
@@ -357,12 +537,20 @@ async fn create_hold(
     .await
 }
 
+#[utoipa::path(delete, path = "/v1/holds/{name}", tag = "holds",
+    params(("name" = String, Path, description = "The hold's name")),
+    security(("api_token" = [])),
+    responses(
+        (status = 204, description = "Released"),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
 async fn release_hold(
     State(state): St,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&state, &headers).await?;
+    caller(&state, &headers, Permission::ManageHolds).await?;
     on_vault(&state, move |v| {
         if !active_holds(&v.archive)
             .map_err(internal)?
@@ -393,12 +581,20 @@ async fn release_hold(
     .await
 }
 
+#[utoipa::path(post, path = "/v1/dispose", tag = "retention",
+    request_body = DisposeRequest,
+    security(("api_token" = [])),
+    responses(
+        (status = 200, description = "Records past retention: disposed or held", body = Vec<Disposal>),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
 async fn dispose(
     State(state): St,
     headers: HeaderMap,
     req: Result<Json<DisposeRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Vec<Disposal>>, ApiError> {
-    authorize(&state, &headers).await?;
+    let caller = caller(&state, &headers, Permission::ManageRetention).await?;
     let Json(req) = req?;
     let schedules = state.clone();
     on_vault(&state, move |v| {
@@ -462,7 +658,14 @@ async fn dispose(
         } else {
             "dispose"
         };
-        log_access(v, action, &format!("{done} disposed, {held} kept by holds"));
+        log_access(
+            v,
+            action,
+            &format!(
+                "{} ran it: {done} disposed, {held} kept by holds",
+                caller.name
+            ),
+        );
         Ok(Json(out))
     })
     .await
@@ -471,6 +674,12 @@ async fn dispose(
 /// C2SP tlog-tiles `<prefix>/checkpoint`: the latest signed checkpoint, for anyone. No token,
 /// and a public read does not count as records-office activity (it never delays the idle
 /// seal). It only reads: signing stays with the checkpoint interval.
+#[utoipa::path(get, path = "/checkpoint", tag = "public",
+    responses(
+        (status = 200, description = "The latest signed checkpoint (C2SP tlog-tiles)", body = String, content_type = "text/plain"),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
 async fn public_checkpoint(State(state): St) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let latest = on_vault(&state, |v| v.archive.latest_checkpoint().map_err(internal)).await?;
@@ -492,6 +701,13 @@ async fn public_checkpoint(State(state): St) -> Result<axum::response::Response,
 /// latest checkpoint reaches. Entry bundles (`tile/entries/…`) are never served: record
 /// leaves hold sealed bodies, hold leaves name people and chats, access leaves hold search
 /// digests.
+#[utoipa::path(get, path = "/tile/{path}", tag = "public",
+    params(("path" = String, Path, description = "L/N[.p/W]")),
+    responses(
+        (status = 200, description = "A hash tile (C2SP tlog-tiles)", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
 async fn public_tile(
     State(state): St,
     Path(path): Path<String>,

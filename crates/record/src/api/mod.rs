@@ -5,8 +5,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::Record;
 
+pub mod foia;
+pub mod office;
+pub mod search;
+
 /// `GET /v1/status` (also the answer to unseal and seal).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Status {
     pub sealed: bool,
     pub shares_received: usize,
@@ -29,13 +33,13 @@ pub struct Status {
 }
 
 /// `POST /v1/unseal`: one custodian's share file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UnsealRequest {
     pub share: String,
 }
 
 /// `GET /v1/search` query.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)] // a misspelt filter must not silently match everything
 pub struct SearchQuery {
     #[serde(default)]
@@ -72,21 +76,23 @@ impl SearchQuery {
 }
 
 /// One search result: the record and its leaf.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Hit {
     pub leaf: u64,
+    /// The record (see the record format).
+    #[schema(value_type = Object)]
     pub event: Record,
 }
 
 /// `POST /v1/dispose`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DisposeRequest {
     #[serde(default)]
     pub dry_run: bool,
 }
 
 /// A record past its retention period: disposed, or kept by a hold.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Disposal {
     pub leaf: u64,
     pub chat_id: String,
@@ -97,7 +103,7 @@ pub struct Disposal {
 }
 
 /// A legal hold: every record matching all of its criteria is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Hold {
     pub name: String,
     pub custodian: Option<String>,
