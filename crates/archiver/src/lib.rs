@@ -11,6 +11,7 @@ pub mod office;
 mod publish;
 mod retention;
 pub mod search;
+pub mod settings;
 mod sink;
 mod witnesses;
 
@@ -87,6 +88,8 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 pub struct ArchiverState {
     pub vault: ArchiveHandle,
     pub schedules: retention::Schedules,
+    /// `DATA/office.json`.
+    pub settings: settings::OfficeSettings,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -266,6 +269,8 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
     let state = Arc::new(ArchiverState {
         vault: vault.clone(),
         schedules,
+        settings: settings::OfficeSettings::load(&config.data.join("office.json"))
+            .map_err(Error::Setup)?,
     });
     client.set_sink(Box::new(sink::ArchiveSink::new(vault)));
     Ok((client, state))

@@ -150,6 +150,7 @@ mod tests {
         Arc::new(ArchiverState {
             vault,
             schedules: Default::default(),
+            settings: Default::default(),
         })
     }
 
