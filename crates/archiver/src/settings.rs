@@ -38,7 +38,9 @@ impl OfficeSettings {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let settings: Self =
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        settings.tz().map_err(|e| format!("{}: {e}", path.display()))?;
+        settings
+            .tz()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(settings)
     }
 

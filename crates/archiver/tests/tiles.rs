@@ -54,7 +54,7 @@ fn log() -> Log {
     let state = Arc::new(ArchiverState {
         vault,
         schedules: Default::default(),
-            settings: Default::default(),
+        settings: Default::default(),
     });
     Log {
         app: app(state),
@@ -220,7 +220,7 @@ async fn before_any_checkpoint_there_is_nothing_to_serve() {
     let state = Arc::new(ArchiverState {
         vault: sealed_vault(archive),
         schedules: Default::default(),
-            settings: Default::default(),
+        settings: Default::default(),
     });
     let app = app(state);
     for path in ["/checkpoint", "/tile/0/000.p/1"] {
