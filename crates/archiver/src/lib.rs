@@ -8,6 +8,7 @@ mod actor;
 mod api;
 mod binding;
 pub mod office;
+pub mod production;
 mod publish;
 mod retention;
 pub mod search;
