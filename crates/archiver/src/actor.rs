@@ -48,6 +48,9 @@ pub struct Vault {
     pub org_users: std::collections::BTreeSet<String>,
     /// The record chats the archiver is or was a member of: (id, title).
     pub known_chats: Vec<(String, Option<String>)>,
+    /// The chats the archive does not hold (transitory), as the delivery server last listed
+    /// them, and when (Unix ms).
+    pub transitory: Option<(i64, vellum_wire::TransitoryChats)>,
     /// Retention schedules, and the file they are saved to (none in tests).
     pub schedules: crate::retention::Schedules,
     pub schedules_path: Option<std::path::PathBuf>,
@@ -77,6 +80,7 @@ impl Vault {
             unseal_contributors: Vec::new(),
             org_users: Default::default(),
             known_chats: Vec::new(),
+            transitory: None,
             schedules: Default::default(),
             schedules_path: None,
         })

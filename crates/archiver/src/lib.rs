@@ -40,8 +40,8 @@ pub use witnesses::WitnessTarget;
 pub mod api_types {
     pub use crate::retention::Schedules;
     pub use vellum_record::api::{
-        AssignSchedule, AuditEntry, DefineSchedule, Disposal, Hit, Hold, HoldRequest, SearchQuery,
-        Status,
+        AssignSchedule, AuditEntry, ChatClasses, DefineSchedule, Disposal, Hit, Hold, HoldRequest,
+        SearchQuery, Status,
     };
 }
 
@@ -451,14 +451,24 @@ async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), E
     }
 }
 
-/// How often the users and chats a hold may name are re-read.
-const KNOWN_REFRESH: Duration = Duration::from_secs(2);
+/// How often the users and chats a hold may name, and the transitory chats, are re-read.
+const KNOWN_REFRESH: Duration = Duration::from_secs(3);
 
 /// Gives the actor the org's users (the verified key directory) and the record chats this
 /// archiver is in, against which holds are checked.
 async fn refresh_known(client: &mut Client, state: &ArchiverState) -> Result<(), Error> {
     // With a record sink, sync leaves the key directory alone: read it here.
     client.refresh_directory().await?;
+    // Only shown to the records office: a failure here must not stop holds being checked.
+    let transitory: Option<vellum_wire::TransitoryChats> = client
+        .request(
+            vellum_client::Method::GET,
+            "/v1/records/transitory-chats",
+            None::<&()>,
+        )
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot list the transitory chats"))
+        .ok();
     let users: std::collections::BTreeSet<String> = client
         .directory()?
         .state
@@ -476,6 +486,9 @@ async fn refresh_known(client: &mut Client, state: &ArchiverState) -> Result<(),
         .vault
         .call(move |v| {
             v.org_users = users;
+            if let Some(transitory) = transitory {
+                v.transitory = Some((api::now_ms(), transitory));
+            }
             for (id, title) in chats {
                 v.note_chat(&id, title.as_deref());
             }

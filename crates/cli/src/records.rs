@@ -58,6 +58,16 @@ pub enum RecordsCommand {
         #[command(subcommand)]
         command: ScheduleCommand,
     },
+    /// Which chats the archive holds (record chats) and which it does not (transitory
+    /// chats: the delivery server's metadata only, members and timers).
+    #[command(
+        after_help = "Example: vellum records --archiver URL --token-file FILE chats --json"
+    )]
+    Chats {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// The audit trail, newest first: every unseal, search, export, hold, schedule change
     /// and disposition, each a leaf of the tamper-evident log.
     #[command(
@@ -583,6 +593,50 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
             }
         }
         RecordsCommand::Schedule { command } => schedule(&api, token, command).await?,
+        RecordsCommand::Chats { json } => {
+            let classes: vellum_archiver::api_types::ChatClasses = api
+                .call(Method::GET, "/v1/chats", None::<&()>, None, token)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string(&classes)?);
+                return Ok(());
+            }
+            println!("record chats (archived): {}", classes.record.len());
+            for chat in &classes.record {
+                println!(
+                    "  - {} {}",
+                    chat.id,
+                    output::safe(chat.title.as_deref().unwrap_or("(untitled)"))
+                );
+            }
+            match &classes.transitory {
+                None => println!("transitory chats: not listed by the delivery server yet"),
+                Some(t) => {
+                    println!("transitory chats (not archived): {}", t.total);
+                    let timer = |s: Option<u64>| {
+                        s.map(|s| {
+                            humantime::format_duration(std::time::Duration::from_secs(s))
+                                .to_string()
+                        })
+                        .unwrap_or_else(|| "off".into())
+                    };
+                    for chat in &t.chats {
+                        println!(
+                            "  - {} members {}; expire {}, burn {}{}",
+                            chat.id,
+                            output::safe(&chat.members.join(", ")),
+                            timer(chat.expire_secs),
+                            timer(chat.burn_secs),
+                            if chat.held {
+                                " (held: timers suspended)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                }
+            }
+        }
         RecordsCommand::Audit { from, limit, json } => {
             let mut query = Vec::new();
             query.extend(from.map(|f| format!("from={}", urlencode(&f))));

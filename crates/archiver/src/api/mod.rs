@@ -179,6 +179,7 @@ pub fn router() -> OpenApiRouter<Arc<ArchiverState>> {
         .routes(routes!(retention::list, retention::define))
         .routes(routes!(retention::assign))
         .routes(routes!(retention::audit))
+        .routes(routes!(retention::chats))
         .routes(routes!(accounts::create, accounts::list))
         .routes(routes!(accounts::disable))
         .routes(routes!(accounts::whoami))

@@ -7,7 +7,9 @@ use axum::Json;
 use vellum_archive::Leaf;
 use vellum_http::ApiError;
 use vellum_record::api::office::Permission;
-use vellum_record::api::{AssignSchedule, AuditEntry, AuditQuery, DefineSchedule};
+use vellum_record::api::{
+    AssignSchedule, AuditEntry, AuditQuery, ChatClasses, DefineSchedule, RecordChat,
+};
 
 use super::{bad_request, caller, internal, log_access, on_vault, ErrorBody, St};
 use crate::retention::{Schedules, Subject};
@@ -131,6 +133,33 @@ pub async fn assign(
             ),
         );
         Ok(Json(schedules))
+    })
+    .await
+}
+
+/// Which chats are archived (record) and which are not (transitory, metadata only).
+#[utoipa::path(get, path = "/v1/chats", tag = "retention",
+    security(("api_token" = [])),
+    responses(
+        (status = 200, description = "Record and transitory chats", body = ChatClasses),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+    ))]
+pub async fn chats(State(state): St, headers: HeaderMap) -> Result<Json<ChatClasses>, ApiError> {
+    caller(&state, &headers, Permission::ViewPolicy).await?;
+    on_vault(&state, |v| {
+        let record = v
+            .known_chats
+            .iter()
+            .map(|(id, title)| RecordChat {
+                id: id.clone(),
+                title: title.clone(),
+            })
+            .collect();
+        Ok(Json(ChatClasses {
+            record,
+            transitory: v.transitory.as_ref().map(|(_, t)| t.clone()),
+            transitory_as_of: v.transitory.as_ref().map(|(at, _)| *at),
+        }))
     })
     .await
 }

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::harness::*;
-use crate::records::{records_org, wait_for_records};
+use crate::records::{records_org, wait_for_records, wait_until};
 
 fn json(out: std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
@@ -148,6 +148,54 @@ fn issue_11_holds_name_real_people_and_chats_and_say_why_and_who() {
     let again: Vec<Value> =
         serde_json::from_value(json(run_ok(&mut archiver.records(&["audit", "--json"])))).unwrap();
     assert_eq!(again[0]["action"], "audit", "{:?}", again[0]);
+}
+
+#[test]
+fn issue_11_the_office_sees_which_chats_are_transitory_and_not_archived() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let _bob = Device::new_user(&server, root.path(), "bob");
+    let archiver = records_org(&server, root.path());
+    alice.ok(&["chat", "create", "kept", "--with", "bob"]);
+    alice.ok(&[
+        "chat",
+        "create",
+        "lunch",
+        "--with",
+        "bob",
+        "--class",
+        "transitory",
+        "--expire",
+        "1h",
+    ]);
+    alice.ok(&["send", "lunch", "the transitory words"]);
+    wait_until("the transitory chat listed", || {
+        let classes = json(run_ok(&mut archiver.records(&["chats", "--json"])));
+        classes["transitory"]["total"] == 1
+    });
+    let classes = json(run_ok(&mut archiver.records(&["chats", "--json"])));
+    let chat = &classes["transitory"]["chats"][0];
+    assert_eq!(
+        chat["members"],
+        serde_json::json!(["alice", "bob"]),
+        "{classes}"
+    );
+    assert_eq!(chat["expire_secs"], 3600);
+    assert!(
+        classes["record"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["title"] == "kept"),
+        "{classes}"
+    );
+    // Metadata only: no title, no text of the transitory chat.
+    let text = classes.to_string();
+    assert!(
+        !text.contains("lunch") && !text.contains("transitory words"),
+        "{text}"
+    );
 }
 
 #[test]

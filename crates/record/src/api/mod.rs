@@ -194,6 +194,25 @@ pub struct AssignSchedule {
     pub schedule: String,
 }
 
+/// `GET /v1/chats`: which chats the archive holds and which it does not.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChatClasses {
+    /// Record chats the archiver is or was in: archived in full.
+    pub record: Vec<RecordChat>,
+    /// Transitory chats: not archived; the delivery server's metadata only (members and
+    /// timers, no title). Absent until the archiver has asked the server.
+    pub transitory: Option<vellum_wire::TransitoryChats>,
+    /// When the server was last asked (Unix ms).
+    pub transitory_as_of: Option<i64>,
+}
+
+/// A record chat by id, with its title as the archive last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RecordChat {
+    pub id: String,
+    pub title: Option<String>,
+}
+
 /// `GET /v1/audit` query.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
