@@ -43,6 +43,8 @@ pub struct Vault {
     /// The keyholder accounts that handed in a share since the archive was last unsealed:
     /// one share per keyholder.
     pub unseal_contributors: Vec<String>,
+    /// FOIA production jobs and their zips, until downloaded or the archive seals.
+    pub productions: crate::foia::jobs::Productions,
 }
 
 impl Vault {
@@ -67,6 +69,7 @@ impl Vault {
             binder: None,
             office: crate::office::Office::in_memory(),
             unseal_contributors: Vec::new(),
+            productions: Default::default(),
         })
     }
 }

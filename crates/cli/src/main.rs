@@ -4,6 +4,7 @@ mod chat_admin;
 mod demo;
 mod files;
 mod output;
+mod foia;
 mod records;
 mod rich;
 mod witness;
