@@ -67,7 +67,12 @@ pub enum FoiaCommand {
         query: String,
         /// A user who must have taken part; repeat (or separate with commas) for all of
         /// them: "between alice and bob".
-        #[arg(long = "participant", visible_alias = "participants", value_name = "USER", value_delimiter = ',')]
+        #[arg(
+            long = "participant",
+            visible_alias = "participants",
+            value_name = "USER",
+            value_delimiter = ','
+        )]
         participants: Vec<String>,
         /// A chat (id or title); repeat for any of several.
         #[arg(long = "chat", value_name = "CHAT")]
@@ -276,7 +281,8 @@ pub async fn run(api: &Api, token: Option<&str>, command: FoiaCommand) -> Result
             received,
             json,
         } => {
-            let body = json!({ "requester": requester, "description": description, "received": received });
+            let body =
+                json!({ "requester": requester, "description": description, "received": received });
             let case: Case = serde_json::from_value(
                 call(Method::POST, "/v1/foia/cases".into(), Some(body)).await?,
             )?;
@@ -291,9 +297,8 @@ pub async fn run(api: &Api, token: Option<&str>, command: FoiaCommand) -> Result
             }
         }
         FoiaCommand::List { json } => {
-            let cases: Vec<CaseSummary> = serde_json::from_value(
-                call(Method::GET, "/v1/foia/cases".into(), None).await?,
-            )?;
+            let cases: Vec<CaseSummary> =
+                serde_json::from_value(call(Method::GET, "/v1/foia/cases".into(), None).await?)?;
             if json {
                 json_array(
                     cases
@@ -309,7 +314,10 @@ pub async fn run(api: &Api, token: Option<&str>, command: FoiaCommand) -> Result
                     c.id,
                     c.status.as_str(),
                     c.due,
-                    c.analyst.as_deref().map(safe).unwrap_or_else(|| "unassigned".into()),
+                    c.analyst
+                        .as_deref()
+                        .map(safe)
+                        .unwrap_or_else(|| "unassigned".into()),
                     c.items,
                     c.responsive,
                     c.unreviewed,
@@ -515,8 +523,15 @@ fn show(detail: &CaseDetail) {
         "received {}, due {}{}; analyst: {}",
         c.received,
         c.due,
-        if c.due_overridden { " (set by hand)" } else { "" },
-        c.analyst.as_deref().map(safe).unwrap_or_else(|| "unassigned".into())
+        if c.due_overridden {
+            " (set by hand)"
+        } else {
+            ""
+        },
+        c.analyst
+            .as_deref()
+            .map(safe)
+            .unwrap_or_else(|| "unassigned".into())
     );
     for note in &c.notes {
         println!(
@@ -558,7 +573,13 @@ fn show(detail: &CaseDetail) {
                     let excerpt = match (&red.target, &e.text) {
                         (RedactionTarget::Span { start, end }, Some(text)) => format!(
                             " «{}»",
-                            safe(&text.chars().skip(*start).take(end - start).collect::<String>())
+                            safe(
+                                &text
+                                    .chars()
+                                    .skip(*start)
+                                    .take(end - start)
+                                    .collect::<String>()
+                            )
                         ),
                         _ => String::new(),
                     };

@@ -3,8 +3,8 @@
 mod chat_admin;
 mod demo;
 mod files;
-mod output;
 mod foia;
+mod output;
 mod records;
 mod rich;
 mod witness;

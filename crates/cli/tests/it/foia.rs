@@ -107,10 +107,18 @@ fn issue_11_a_foia_case_is_built_reviewed_and_redacted_on_the_cli() {
     let org = org();
     let l = &org.leaves;
     let secret_word = marker("request");
-    let case = org.create(&format!("every message about the {secret_word} and the gate"));
-    assert!(case.starts_with("FOIA-") && case.ends_with("-0001"), "{case}");
+    let case = org.create(&format!(
+        "every message about the {secret_word} and the gate"
+    ));
+    assert!(
+        case.starts_with("FOIA-") && case.ends_with("-0001"),
+        "{case}"
+    );
     let shown = org.show(&case);
-    assert_eq!(shown["case"]["due"], "2026-12-21", "20 working days past Thanksgiving");
+    assert_eq!(
+        shown["case"]["due"], "2026-12-21",
+        "20 working days past Thanksgiving"
+    );
     assert_eq!(shown["case"]["status"], "open");
 
     // Added by search: both spellings of the participant filter, and a comma list.
@@ -143,7 +151,10 @@ fn issue_11_a_foia_case_is_built_reviewed_and_redacted_on_the_cli() {
     run_ok(&mut org.foia(&["review", &case, &l[1].to_string(), "--responsive"]));
     run_ok(&mut org.foia(&["review", &case, &l[2].to_string(), "--not-responsive"]));
     // "bob, the north gate code is QZ4412X …": the code (characters 28 to 35), bob's name.
-    assert_eq!(org.texts[0].chars().skip(28).take(7).collect::<String>(), "QZ4412X");
+    assert_eq!(
+        org.texts[0].chars().skip(28).take(7).collect::<String>(),
+        "QZ4412X"
+    );
     run_ok(&mut org.foia(&[
         "redact",
         &case,
@@ -179,7 +190,10 @@ fn issue_11_a_foia_case_is_built_reviewed_and_redacted_on_the_cli() {
     let leaf0 = l[0].to_string();
     for (args, says) in [
         (vec!["review", &case, &leaf0], "--responsive"),
-        (vec!["review", &case, "first", "--responsive"], "invalid value"),
+        (
+            vec!["review", &case, "first", "--responsive"],
+            "invalid value",
+        ),
         (vec!["redact", &case, &leaf0, "--exemption", "b6"], "--span"),
     ] {
         // Usage errors: clap's message with the usage line, exit code 2.
@@ -189,14 +203,78 @@ fn issue_11_a_foia_case_is_built_reviewed_and_redacted_on_the_cli() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
     for (args, says) in [
-        (vec!["review", "FOIA-1999-0001", &leaf0, "--responsive"], "no case"),
-        (vec!["review", &case, "999999", "--responsive"], "not in the review set"),
-        (vec!["redact", &case, &leaf0, "--exemption", "b10", "--whole"], "unknown exemption"),
-        (vec!["redact", &case, &leaf0, "--exemption", "b6", "--span", "9:3"], "before END"),
-        (vec!["redact", &case, &leaf0, "--exemption", "b6", "--span", "0:100000"], "not within the text"),
-        (vec!["redact", &case, &leaf0, "--exemption", "b6", "--span", "29:31"], "overlaps"),
-        (vec!["redact", &case, &leaf0, "--exemption", "b6", "--field", "colour"], "chat-title"),
-        (vec!["redact", &case, &leaf0, "--exemption", "b6", "--participant", "mallory"], "does not take part"),
+        (
+            vec!["review", "FOIA-1999-0001", &leaf0, "--responsive"],
+            "no case",
+        ),
+        (
+            vec!["review", &case, "999999", "--responsive"],
+            "not in the review set",
+        ),
+        (
+            vec!["redact", &case, &leaf0, "--exemption", "b10", "--whole"],
+            "unknown exemption",
+        ),
+        (
+            vec![
+                "redact",
+                &case,
+                &leaf0,
+                "--exemption",
+                "b6",
+                "--span",
+                "9:3",
+            ],
+            "before END",
+        ),
+        (
+            vec![
+                "redact",
+                &case,
+                &leaf0,
+                "--exemption",
+                "b6",
+                "--span",
+                "0:100000",
+            ],
+            "not within the text",
+        ),
+        (
+            vec![
+                "redact",
+                &case,
+                &leaf0,
+                "--exemption",
+                "b6",
+                "--span",
+                "29:31",
+            ],
+            "overlaps",
+        ),
+        (
+            vec![
+                "redact",
+                &case,
+                &leaf0,
+                "--exemption",
+                "b6",
+                "--field",
+                "colour",
+            ],
+            "chat-title",
+        ),
+        (
+            vec![
+                "redact",
+                &case,
+                &leaf0,
+                "--exemption",
+                "b6",
+                "--participant",
+                "mallory",
+            ],
+            "does not take part",
+        ),
         (vec!["assign", &case, "nobody"], "no account"),
     ] {
         let line = run_fails(&mut org.foia(&args));
@@ -235,7 +313,10 @@ fn issue_11_a_foia_case_is_built_reviewed_and_redacted_on_the_cli() {
     let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(
-        (listed[0]["responsive"].as_u64(), listed[0]["status"].as_str()),
+        (
+            listed[0]["responsive"].as_u64(),
+            listed[0]["status"].as_str()
+        ),
         (Some(2), Some("in_review"))
     );
 
@@ -293,7 +374,14 @@ fn issue_11_a_foia_production_is_written_into_an_empty_directory() {
         "--span",
         "28:35",
     ]));
-    run_ok(&mut org.foia(&["redact", &case, &l[2].to_string(), "--exemption", "b5", "--whole"]));
+    run_ok(&mut org.foia(&[
+        "redact",
+        &case,
+        &l[2].to_string(),
+        "--exemption",
+        "b5",
+        "--whole",
+    ]));
     let full = org.root.path().join("full");
     std::fs::create_dir(&full).unwrap();
     std::fs::write(full.join("old.txt"), "x").unwrap();
@@ -323,7 +411,11 @@ fn issue_11_a_foia_production_is_written_into_an_empty_directory() {
     // The redacted code is in no produced file; nothing was left in the temporary directory.
     for file in files_under(&out_dir) {
         let bytes = std::fs::read(&file).unwrap();
-        assert!(!bytes.windows(7).any(|w| w == b"QZ4412X"), "{}", file.display());
+        assert!(
+            !bytes.windows(7).any(|w| w == b"QZ4412X"),
+            "{}",
+            file.display()
+        );
     }
     no_production_left_in(&std::env::temp_dir());
 }
