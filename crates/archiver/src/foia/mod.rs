@@ -197,7 +197,7 @@ fn today(settings: &OfficeSettings) -> Result<jiff::civil::Date, FoiaError> {
 }
 
 /// The case's items, by leaf.
-fn item_mut<'a>(case: &'a mut Case, leaf: u64) -> Result<&'a mut CaseItem, FoiaError> {
+fn item_mut(case: &mut Case, leaf: u64) -> Result<&mut CaseItem, FoiaError> {
     let id = case.id.clone();
     case.items
         .iter_mut()
