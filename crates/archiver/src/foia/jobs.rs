@@ -176,6 +176,23 @@ pub fn run(handle: ArchiveHandle, plan: Plan) {
             let zip = zip_dir(dir.path())?;
             Ok((zip, serde_json::to_value(&summary).unwrap_or_default()))
         })();
+        if result.is_ok() {
+            let (case, id, records) = {
+                let view = &job.lock().expect("job lock").view;
+                (view.case_id.clone(), view.job.clone(), view.total)
+            };
+            // Sealed in the meantime, the case cannot be marked: the production stands, and
+            // its status waits for a hand.
+            match handle.call_blocking(move |v| super::produced(v, &case, &id, records)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "a finished production left its case as it was")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a finished production left its case as it was")
+                }
+            }
+        }
         let mut job = job.lock().expect("job lock");
         match result {
             Ok((zip, summary)) => {

@@ -135,13 +135,16 @@ fn load(vault: &Vault, id: &str) -> Result<Case, FoiaError> {
     open_case(&key, id, &sealed)
 }
 
+/// Writes back a case that exists.
 fn store(vault: &Vault, case: &Case) -> Result<(), FoiaError> {
     let key = case_key(vault)?;
-    vault.office.conn().execute(
-        "INSERT INTO cases (id, created_at, updated_at, sealed) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, sealed = excluded.sealed",
-        params![case.id, case.created_at, now_ms(), seal_case(&key, case)],
+    let changed = vault.office.conn().execute(
+        "UPDATE cases SET updated_at = ?2, sealed = ?3 WHERE id = ?1",
+        params![case.id, now_ms(), seal_case(&key, case)],
     )?;
+    if changed == 0 {
+        return Err(FoiaError::NoSuchCase(case.id.clone()));
+    }
     Ok(())
 }
 
@@ -246,18 +249,15 @@ pub fn create(
     }
     let calendar = settings.calendar().map_err(FoiaError::Invalid)?;
     let due = calendar.due(received).map_err(FoiaError::Invalid)?;
+    // Numbered within the year; compared as numbers, since "…-10000" sorts before "…-9999".
     let prefix = format!("FOIA-{}-", today.year());
-    let last: Option<String> = vault
+    let number = vault
         .office
         .conn()
-        .query_row(
-            "SELECT id FROM cases WHERE id LIKE ?1 ORDER BY id DESC LIMIT 1",
-            [format!("{prefix}%")],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let number = last
-        .and_then(|id| id[prefix.len()..].parse::<u64>().ok())
+        .prepare("SELECT id FROM cases WHERE id LIKE ?1")?
+        .query_map([format!("{prefix}%")], |r| r.get::<_, String>(0))?
+        .filter_map(|id| id.ok()?.strip_prefix(&prefix)?.parse::<u64>().ok())
+        .max()
         .unwrap_or(0)
         + 1;
     let case = Case {
@@ -276,7 +276,12 @@ pub fn create(
         names: Vec::new(),
         last_redaction: 0,
     };
-    store(vault, &case)?;
+    let key = case_key(vault)?;
+    // A plain insert: a new case never replaces one.
+    vault.office.conn().execute(
+        "INSERT INTO cases (id, created_at, updated_at, sealed) VALUES (?1, ?2, ?2, ?3)",
+        params![case.id, case.created_at, seal_case(&key, &case)],
+    )?;
     log_access(
         vault,
         "foia",
@@ -921,6 +926,22 @@ pub fn selection(
         .map(|(_, leaf, treatment)| Selection { leaf, treatment })
         .collect();
     Ok((case, selection))
+}
+
+/// A production of case `id` finished (its job's thread reports it on the actor): an open
+/// case or one in review becomes produced.
+pub fn produced(vault: &mut Vault, id: &str, job: &str, records: u64) -> Result<(), FoiaError> {
+    let mut case = load(vault, id)?;
+    if matches!(case.status, CaseStatus::Open | CaseStatus::InReview) {
+        case.status = CaseStatus::Produced;
+        store(vault, &case)?;
+    }
+    log_access(
+        vault,
+        "foia",
+        &format!("production {job} of case {id} finished ({records} records)"),
+    );
+    Ok(())
 }
 
 /// The record leaves of every case not closed, with the case holding each: disposition

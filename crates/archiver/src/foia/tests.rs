@@ -257,6 +257,24 @@ fn issue_11_a_case_is_created_counted_on_the_calendar_assigned_and_noted() {
         ));
     }
     assert_eq!(list(v, &analyst()).unwrap().len(), 2);
+
+    // Numbers past 9999 keep counting (they sort before it as text), never reuse an id.
+    let mut last = new_case(v, None);
+    last.id = format!("FOIA-{year}-9999");
+    let key = case_key(v).unwrap();
+    v.office
+        .conn()
+        .execute(
+            "INSERT INTO cases (id, created_at, updated_at, sealed) VALUES (?1, 0, 0, ?2)",
+            params![last.id, seal_case(&key, &last)],
+        )
+        .unwrap();
+    assert_eq!(new_case(v, None).id, format!("FOIA-{year}-10000"));
+    assert_eq!(new_case(v, None).id, format!("FOIA-{year}-10001"));
+
+    // A finished production marks the case produced (a closed one stays closed).
+    produced(v, &case.id, "job", 1).unwrap();
+    assert_eq!(load(v, &case.id).unwrap().status, CaseStatus::Produced);
 }
 
 #[test]

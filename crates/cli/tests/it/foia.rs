@@ -418,6 +418,10 @@ fn issue_11_a_foia_production_is_written_into_an_empty_directory() {
         );
     }
     no_production_left_in(&std::env::temp_dir());
+    assert_eq!(org.show(&case)["case"]["status"], "produced");
+    // Downloaded once: a second run makes a new production.
+    let line = run_fails(&mut org.foia(&["produce", &case, "--out", out_dir.to_str().unwrap()]));
+    assert!(line.contains("not empty"), "{line}");
 }
 
 fn no_production_left_in(dir: &Path) {
