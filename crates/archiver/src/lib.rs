@@ -7,6 +7,7 @@
 mod actor;
 mod api;
 mod binding;
+pub mod foia;
 pub mod office;
 pub mod production;
 mod publish;
@@ -575,6 +576,7 @@ async fn housekeeping(state: Arc<ArchiverState>, idle_seal: Duration, interval: 
                     let _ = checkpoint(v);
                 }
                 if v.last_activity.elapsed() > idle_seal && v.secret.take().is_some() {
+                    v.productions.clear();
                     api::log_access(v, "seal", "idle timeout");
                 }
             })
