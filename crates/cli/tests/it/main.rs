@@ -13,6 +13,7 @@ mod files;
 mod habits;
 mod membership;
 mod monitor;
+mod production;
 mod receipts;
 mod records;
 mod restore;
