@@ -3,7 +3,7 @@
 //! input (records, proofs, treatments) and calls [`produce`].
 //!
 //! Every format is made from one view of each record with review's redactions applied
-//! ([`view`]): withheld text is never handed to a writer, so it cannot reach a file. The
+//! (`view.rs`): withheld text is never handed to a writer, so it cannot reach a file. The
 //! manifest proves what was produced unredacted: for each record its leaf, its inclusion
 //! proof against a cosigned checkpoint, and the openings of the leaf's content commitments
 //! for exactly the fields produced as sealed; [`verify_production`] checks all of it offline.
