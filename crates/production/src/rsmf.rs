@@ -26,7 +26,6 @@ pub const LEAVES_PROPERTY: &str = "vellum_leaves";
 
 /// Builds the RSMF manifest and the attachment files it names.
 pub(crate) fn manifest(
-    input: &ProductionInput,
     views: &[View<'_>],
     zone: &jiff::tz::TimeZone,
 ) -> (Value, Vec<(String, Vec<u8>)>) {
@@ -244,7 +243,6 @@ pub(crate) fn manifest(
         "conversations": conversations,
         "events": events,
     });
-    let _ = input;
     (manifest, files)
 }
 
@@ -332,7 +330,7 @@ pub(crate) fn write(
     out: &Path,
     tick: &mut dyn FnMut(u64),
 ) -> Result<String, Error> {
-    let (manifest, files) = manifest(input, views, zone);
+    let (manifest, files) = manifest(views, zone);
     tick(views.len() as u64);
     let events = manifest["events"].as_array().map_or(0, Vec::len);
     let zip = zip_container(&manifest, &files)?;
