@@ -1,8 +1,10 @@
 //! The offline check of a production, for a court or a requester: with nothing but the
 //! production directory and `records.pub` (or the log's verifier key), every file's SHA-256,
 //! the checkpoint's signature (and witness quorum, with `records.pub`), every inclusion proof,
-//! every opening against its leaf's commitments, and that the load file's hash of each record
-//! fully produced matches its opened text. Every failure is named; none stops the others.
+//! every opening against its leaf's commitments, and that the text of each record produced in
+//! full is the opened text, both where the load file hashes it and where the RSMF shows a
+//! message (so a file altered and re-hashed in the manifest is still caught). Every failure
+//! is named; none stops the others.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -109,8 +111,9 @@ pub fn verify_production(dir: &Path, trust: &Trust) -> Result<Verified, Error> {
         }
     }
 
-    // The load file's hashes of texts, by record.
+    // The load file's hashes of texts, and the RSMF's message texts, by record.
     let loaded = read_loadfile(dir, &manifest);
+    let messages = read_rsmf_messages(dir, &manifest);
 
     let mut released = 0;
     let mut withheld = 0;
@@ -178,6 +181,7 @@ pub fn verify_production(dir: &Path, trust: &Trust) -> Result<Verified, Error> {
         };
         let mut seen = BTreeSet::new();
         let mut text = None;
+        let mut kind = None;
         for d in &r.openings {
             if !FIELDS.contains(&d.field.as_str()) || !seen.insert(d.field.clone()) {
                 fail(format!(
@@ -193,8 +197,17 @@ pub fn verify_production(dir: &Path, trust: &Trust) -> Result<Verified, Error> {
                     "{name}: the leaf has no content commitments to open"
                 )),
             }
-            if d.field == "text" {
-                text = Some(d.value.clone());
+            match d.field.as_str() {
+                "text" => text = Some(d.value.clone()),
+                "kind" => kind = Some(d.value.clone()),
+                _ => {}
+            }
+        }
+        if let (Some(text), Some("message"), Some(messages)) = (&text, kind.as_deref(), &messages) {
+            if messages.get(&r.leaf) != Some(text) {
+                fail(format!(
+                    "{name}: the RSMF's text of this message is not the text the leaf commits to: the produced text was altered"
+                ));
             }
         }
         if let (Some(text), Some(loaded)) = (text, &loaded) {
@@ -256,6 +269,31 @@ fn leaf_commitments(data: &[u8]) -> Result<Option<Commitments>, String> {
             .map(Some)
             .map_err(|e| format!("its commitments: {e}")),
     }
+}
+
+/// Message record leaf to its text as the RSMF produced it (before any edit), if the
+/// production has an RSMF file listed in the manifest.
+fn read_rsmf_messages(dir: &Path, manifest: &Manifest) -> Option<BTreeMap<u64, String>> {
+    let file = manifest.files.iter().find(|f| f.name.ends_with(".rsmf"))?;
+    let rsmf = crate::rsmf::read_manifest(&std::fs::read(dir.join(&file.name)).ok()?).ok()?;
+    let mut out = BTreeMap::new();
+    for event in rsmf["events"].as_array()? {
+        if event["type"] != "message" {
+            continue;
+        }
+        let leaf = event["custom"]
+            .as_array()
+            .and_then(|c| c.iter().find(|p| p["name"] == crate::rsmf::LEAVES_PROPERTY))
+            .and_then(|p| p["value"].as_str()?.split(',').next()?.parse::<u64>().ok());
+        let original = match event["edits"].as_array().and_then(|e| e.first()) {
+            Some(first) => first["previous"].as_str(),
+            None => event["body"].as_str(),
+        };
+        if let (Some(leaf), Some(text)) = (leaf, original) {
+            out.insert(leaf, text.to_owned());
+        }
+    }
+    Some(out)
 }
 
 /// Record leaf to the load file's SHA-256 of its text, if the production has a load file

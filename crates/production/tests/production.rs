@@ -740,6 +740,59 @@ fn issue_11_the_verifier_catches_an_altered_file_a_swapped_leaf_and_a_tampered_t
         "{f:?}"
     );
 
+    // In the RSMF, its file hash in the manifest made to match.
+    let rewritten = copy(&dir, out.path());
+    let rsmf_path = rewritten.join("FOIA-2026-0042.rsmf");
+    let rsmf = std::fs::read_to_string(&rsmf_path).unwrap();
+    let mut json = vellum_production::read_rsmf_manifest(rsmf.as_bytes()).unwrap();
+    let event = json["events"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["id"] == "c2/m1")
+        .unwrap();
+    let forged = event["body"].as_str().unwrap().replace("second", "third");
+    event["body"] = serde_json::json!(forged);
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file(
+        "rsmf_manifest.json",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    std::io::Write::write_all(&mut zip, json.to_string().as_bytes()).unwrap();
+    let zip = zip.finish().unwrap().into_inner();
+    let at =
+        rsmf.find("filename=\"rsmf.zip\"\r\n\r\n").unwrap() + "filename=\"rsmf.zip\"\r\n\r\n".len();
+    let end = at + rsmf[at..].find("--").unwrap();
+    let forged_rsmf = format!(
+        "{}{}\r\n{}",
+        &rsmf[..at],
+        STANDARD.encode(&zip),
+        &rsmf[end..]
+    );
+    std::fs::write(&rsmf_path, &forged_rsmf).unwrap();
+    let new_hash = hex::encode(Sha256::digest(forged_rsmf.as_bytes()));
+    rewrite_manifest(&rewritten, |m| {
+        m.files
+            .iter_mut()
+            .find(|f| f.name.ends_with(".rsmf"))
+            .unwrap()
+            .sha256 = new_hash;
+    });
+    let second_chat = s
+        .input
+        .items
+        .iter()
+        .find(|i| i.record.chat_id == "c2")
+        .unwrap()
+        .leaf;
+    let f = failures(&rewritten);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].starts_with(&format!("record {second_chat}: the RSMF's text")),
+        "{f:?}"
+    );
+
     // Another records.pub does not vouch for the checkpoint.
     let other = vellum_records::generate(3, 2, ORIGIN).unwrap().public;
     let f = verify_production(&dir, &Trust::RecordsPublic(other))
