@@ -43,6 +43,8 @@ pub struct Vault {
     /// The keyholder accounts that handed in a share since the archive was last unsealed:
     /// one share per keyholder.
     pub unseal_contributors: Vec<String>,
+    /// The full-text index (in memory, while unsealed only) and the office's time zone.
+    pub search: crate::search::SearchState,
 }
 
 impl Vault {
@@ -67,6 +69,7 @@ impl Vault {
             binder: None,
             office: crate::office::Office::in_memory(),
             unseal_contributors: Vec::new(),
+            search: crate::search::SearchState::default(),
         })
     }
 }
@@ -85,10 +88,23 @@ impl ArchiveHandle {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("archive".into())
-            .spawn(move || {
-                while let Ok(job) = queue.recv() {
-                    job(&mut vault);
-                }
+            .spawn(move || loop {
+                // Idle: the search index catches up one batch at a time, so that a job
+                // waits at most one batch.
+                let job = match queue.try_recv() {
+                    Ok(job) => job,
+                    Err(mpsc::TryRecvError::Empty) if crate::search::catch_up(&mut vault) => {
+                        continue
+                    }
+                    Err(mpsc::TryRecvError::Empty) => match queue.recv() {
+                        Ok(job) => job,
+                        Err(_) => return,
+                    },
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                };
+                job(&mut vault);
+                // Sealed: the index goes at once; unsealed: it starts.
+                crate::search::follow_seal(&mut vault);
             })?;
         Ok(Self { jobs })
     }

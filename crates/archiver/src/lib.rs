@@ -39,7 +39,8 @@ pub use witnesses::WitnessTarget;
 /// `vellum-record`, with the record itself).
 pub mod api_types {
     pub use crate::retention::Schedules;
-    pub use vellum_record::api::{Disposal, Hit, Hold, SearchQuery, Status};
+    pub use vellum_record::api::search::{ContextRecord, SearchHit, SearchRequest, SearchResults};
+    pub use vellum_record::api::{Disposal, Hold, IndexProgress, Status};
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -266,12 +267,14 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
         .office
         .ensure_first_officer(&token_hash, api::now_ms())
         .map_err(|e| Error::Setup(e.to_string()))?;
+    let settings =
+        settings::OfficeSettings::load(&config.data.join("office.json")).map_err(Error::Setup)?;
+    vault.search.time_zone = settings.tz().map_err(Error::Setup)?;
     let vault = ArchiveHandle::spawn(vault)?;
     let state = Arc::new(ArchiverState {
         vault: vault.clone(),
         schedules,
-        settings: settings::OfficeSettings::load(&config.data.join("office.json"))
-            .map_err(Error::Setup)?,
+        settings,
     });
     client.set_sink(Box::new(sink::ArchiveSink::new(vault)));
     Ok((client, state))

@@ -162,7 +162,7 @@ fn receipted(event: &Record) -> bool {
 }
 
 /// Archives one event on the actor; sets or clears the pause reason.
-fn archive(v: &mut Vault, mut event: Record) -> Result<(), String> {
+pub(crate) fn archive(v: &mut Vault, mut event: Record) -> Result<(), String> {
     // Every record commits to its content; one without the sender's salt (an event that is
     // not a message, or an older sender's) gets the archiver's, sealed inside it, so that
     // the archive can still prove its fields one by one.
@@ -189,6 +189,9 @@ fn archive(v: &mut Vault, mut event: Record) -> Result<(), String> {
                 return Err(e.to_string());
             }
         };
+    if appended.new {
+        crate::search::archived(v, appended.index, &event);
+    }
     if receipted(&event) {
         // Owed again when re-delivered: a crash may have come between the append and this.
         // A receipt sent twice is harmless; one never sent is not.
