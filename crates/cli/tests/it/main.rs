@@ -18,6 +18,7 @@ mod records;
 mod restore;
 mod rich;
 mod roles;
+mod search;
 mod secrets;
 mod timers;
 mod witness;
