@@ -75,7 +75,7 @@ pub enum RecordsCommand {
     ///   +gate -north         must have gate, must not have north
     ///   gat*                 a word beginning with "gat" (gate, gates, gatekeeper)
     ///   (gate OR door) code  parentheses group
-    ///   ""  or  *            every record the filters let through
+    ///   '' (empty) or *      every record the filters let through
     ///
     /// Filters all hold at once: every --participant took part (sent or received it:
     /// "between alice and bob" is --participant alice --participant bob); a record is in
