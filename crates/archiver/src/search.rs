@@ -260,6 +260,15 @@ fn instant(text: &str, tz: &TimeZone, end: bool, name: &str) -> Result<i64, Sear
 /// Runs `req` over every record not disposed: the total, the page asked for in log order,
 /// each hit with up to `context` records of its chat before and after it.
 pub fn run(v: &mut Vault, req: &SearchRequest) -> Result<SearchResults, SearchError> {
+    run_waiting(v, req, SEARCH_WAITS)
+}
+
+/// [`run`], finishing catch-up for at most `wait` before answering with the progress.
+fn run_waiting(
+    v: &mut Vault,
+    req: &SearchRequest,
+    wait: Duration,
+) -> Result<SearchResults, SearchError> {
     let limit = req.limit.unwrap_or(DEFAULT_LIMIT);
     if limit > MAX_LIMIT {
         return Err(SearchError::BadQuery(format!(
@@ -278,7 +287,7 @@ pub fn run(v: &mut Vault, req: &SearchRequest) -> Result<SearchResults, SearchEr
     }
     let started = Instant::now();
     while catch_up(v) {
-        if started.elapsed() > SEARCH_WAITS {
+        if started.elapsed() >= wait {
             if let Some(progress) = progress(v).filter(|p| p.indexed < p.total) {
                 return Err(SearchError::Indexing {
                     indexed: progress.indexed,

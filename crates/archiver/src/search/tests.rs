@@ -454,3 +454,31 @@ fn issue_11_the_actor_catches_up_in_batches_between_jobs_and_drops_the_index_at_
     handle.call_blocking(|v| v.secret = None).unwrap();
     assert!(!handle.call_blocking(|v| v.search.has_index()).unwrap());
 }
+
+#[test]
+fn issue_11_a_search_during_a_long_catch_up_answers_with_the_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys();
+    let mut v = vault(dir.path(), &keys);
+    let t = ms("2026-11-05T15:00:00Z");
+    let backlog = BATCH as u64 + 44;
+    for seq in 1..=backlog {
+        archive(&mut v, record("ops", seq, "alice", &["bob"], t, "gate"));
+    }
+    unseal(&mut v, &keys);
+    // No time to wait: one batch is done, and the answer says how far the index is.
+    match run_waiting(&mut v, &query("gate"), Duration::ZERO) {
+        Err(e @ SearchError::Indexing { .. }) => {
+            assert!(
+                matches!(e, SearchError::Indexing { indexed, total } if indexed == BATCH as u64 && total == backlog),
+                "{e:?}"
+            );
+            let api: ApiError = e.into();
+            assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Time enough: it finishes the catch-up and answers.
+    let found = run_waiting(&mut v, &query("gate"), SEARCH_WAITS).unwrap();
+    assert_eq!(found.total, backlog);
+}
