@@ -380,7 +380,7 @@ const LITERAL: &[char] = &['\\', ':', '\'', '^', '`', '{', '}', '[', ']', '!', '
 /// `NOT`, `+must`, `-mustnot` and parentheses as they are; `word*` (letters and digits before
 /// the star) a prefix, as a regex over the index's lowercased terms; every other special
 /// character escaped, so no field, range, boost, slop or regex can be written.
-pub fn rewrite(query: &str) -> String {
+fn rewrite(query: &str) -> String {
     let mut out = String::with_capacity(query.len() + 8);
     let mut chars = query.chars().peekable();
     while let Some(c) = chars.next() {
