@@ -225,7 +225,7 @@ impl SearchIndex {
         Ok(())
     }
 
-    /// The records matching `query` (see [`rewrite`] for the language) and every filter:
+    /// The records matching `query` (the language is `rewrite`'s) and every filter:
     /// `total` counts them all, `leaves` is the page from `offset`, at most `limit`, in log
     /// order.
     pub fn search(
