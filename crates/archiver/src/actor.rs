@@ -56,6 +56,8 @@ pub struct Vault {
     pub schedules_path: Option<std::path::PathBuf>,
     /// FOIA production jobs and their zips, until downloaded or the archive seals.
     pub productions: crate::foia::jobs::Productions,
+    /// The full-text index (in memory, while unsealed only) and the office's time zone.
+    pub search: crate::search::SearchState,
 }
 
 impl Vault {
@@ -86,6 +88,7 @@ impl Vault {
             schedules: Default::default(),
             schedules_path: None,
             productions: Default::default(),
+            search: crate::search::SearchState::default(),
         })
     }
 }
@@ -121,10 +124,23 @@ impl ArchiveHandle {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("archive".into())
-            .spawn(move || {
-                while let Ok(job) = queue.recv() {
-                    job(&mut vault);
-                }
+            .spawn(move || loop {
+                // Idle: the search index catches up one batch at a time, so that a job
+                // waits at most one batch.
+                let job = match queue.try_recv() {
+                    Ok(job) => job,
+                    Err(mpsc::TryRecvError::Empty) if crate::search::catch_up(&mut vault) => {
+                        continue
+                    }
+                    Err(mpsc::TryRecvError::Empty) => match queue.recv() {
+                        Ok(job) => job,
+                        Err(_) => return,
+                    },
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                };
+                job(&mut vault);
+                // Sealed: the index goes at once; unsealed: it starts.
+                crate::search::follow_seal(&mut vault);
             })?;
         Ok(Self { jobs })
     }

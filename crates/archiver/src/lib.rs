@@ -40,9 +40,10 @@ pub use witnesses::WitnessTarget;
 /// `vellum-record`, with the record itself).
 pub mod api_types {
     pub use crate::retention::Schedules;
+    pub use vellum_record::api::search::{ContextRecord, SearchHit, SearchRequest, SearchResults};
     pub use vellum_record::api::{
-        AssignSchedule, AuditEntry, ChatClasses, DefineSchedule, Disposal, Hit, Hold, HoldRequest,
-        SearchQuery, Status,
+        AssignSchedule, AuditEntry, ChatClasses, DefineSchedule, Disposal, Hold, HoldRequest,
+        IndexProgress, Status,
     };
 }
 
@@ -271,11 +272,13 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
         .office
         .ensure_first_officer(&token_hash, api::now_ms())
         .map_err(|e| Error::Setup(e.to_string()))?;
+    let settings =
+        settings::OfficeSettings::load(&config.data.join("office.json")).map_err(Error::Setup)?;
+    vault.search.time_zone = settings.tz().map_err(Error::Setup)?;
     let vault = ArchiveHandle::spawn(vault)?;
     let state = Arc::new(ArchiverState {
         vault: vault.clone(),
-        settings: settings::OfficeSettings::load(&config.data.join("office.json"))
-            .map_err(Error::Setup)?,
+        settings,
     });
     client.set_sink(Box::new(sink::ArchiveSink::new(vault)));
     Ok((client, state))

@@ -194,6 +194,9 @@ pub(crate) fn archive(v: &mut Vault, mut event: Record) -> Result<(), String> {
                 return Err(e.to_string());
             }
         };
+    if appended.new {
+        crate::search::archived(v, appended.index, &event);
+    }
     if receipted(&event) {
         // Owed again when re-delivered: a crash may have come between the append and this.
         // A receipt sent twice is harmless; one never sent is not.

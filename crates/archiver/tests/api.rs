@@ -150,7 +150,7 @@ async fn issue_11_each_role_reaches_only_its_own_work() {
         }
     };
     // A keyholder unseals, and sees no content, policy or trail.
-    forbidden("keyholder", Method::GET, "/v1/search").await;
+    forbidden("keyholder", Method::POST, "/v1/search").await;
     forbidden("keyholder", Method::GET, "/v1/holds").await;
     forbidden("keyholder", Method::GET, "/v1/audit").await;
     forbidden("keyholder", Method::GET, "/v1/accounts").await;
@@ -160,7 +160,7 @@ async fn issue_11_each_role_reaches_only_its_own_work() {
     forbidden("analyst", Method::POST, "/v1/holds").await;
     forbidden("analyst", Method::GET, "/v1/audit").await;
     // An auditor reads the trail and the policy, no content.
-    forbidden("auditor", Method::GET, "/v1/search").await;
+    forbidden("auditor", Method::POST, "/v1/search").await;
     forbidden("auditor", Method::POST, "/v1/unseal").await;
     forbidden("auditor", Method::POST, "/v1/schedules").await;
     for (role, method, path) in [
@@ -173,6 +173,6 @@ async fn issue_11_each_role_reaches_only_its_own_work() {
         assert_eq!(status, StatusCode::OK, "{role}: {method} {path}");
     }
     // Sealed: content routes say so to the roles that may use them.
-    let status = call(&api.app, &Method::GET, "/v1/search", Some("analyst")).await;
+    let status = call(&api.app, &Method::POST, "/v1/search", Some("analyst")).await;
     assert_ne!(status, StatusCode::OK);
 }

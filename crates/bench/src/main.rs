@@ -7,6 +7,7 @@ mod attachments;
 mod directory;
 mod load;
 mod production;
+mod search;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -824,7 +825,7 @@ fn machine() -> String {
 }
 
 const USAGE: &str =
-    "usage: vellum-bench [quick|archive|load|soak|directory|senders|attachments|production|all]
+    "usage: vellum-bench [quick|archive|load|soak|directory|senders|attachments|search|production|all]
   quick  in-process figures: delivery, adding a member, shredding, archive (the default)
   archive  the archive's figures alone: sealed ingest against the disk's single-fsync
          limit, verification, proofs at 1,000,000 leaves, witness round trip
@@ -833,6 +834,8 @@ const USAGE: &str =
   soak   the same server at 200 msg/s for 10 minutes, one row per minute
   directory  the key directory: verifying it at 1,000 and 10,000 users, what it adds to
          creating a chat of 100 and 1,000, approval to a witness-cosigned checkpoint
+  search [N]  the records search index over N synthetic records (default 1,000,000):
+         build rate, query latency, ripgrep over a plaintext dump side by side
   senders RATE SECS   one many-senders row at RATE msg/s for SECS seconds
   attachments [MIB]   a file of MIB MiB (default 1024) sent and downloaded through a
          `vellum server` process and the CLI, next to raw AES-GCM and a file copy; the
@@ -870,6 +873,16 @@ async fn main() -> Result<()> {
                 std::process::exit(2);
             };
             attachments::attachment_figures(mib).await
+        }
+        "search" => {
+            let records = std::env::args()
+                .nth(2)
+                .map_or(Ok(1_000_000), |a| a.parse::<u64>());
+            let Ok(records) = records else {
+                eprintln!("{USAGE}");
+                std::process::exit(2);
+            };
+            search::search_figures(records)
         }
         "senders" => {
             let arg = |n: usize, default: f64| {

@@ -692,11 +692,15 @@ async fn records(
     .concat();
     ensure!(leaked.is_empty(), "plaintext in {leaked:?}");
     println!("  no archive or server file holds the text");
+    let permit_search = vellum_archiver::api_types::SearchRequest {
+        q: "permit".into(),
+        ..Default::default()
+    };
     let sealed = records_api
-        .call::<Vec<vellum_archiver::api_types::Hit>>(
-            Method::GET,
-            "/v1/search?q=permit",
-            None::<&()>,
+        .call::<vellum_archiver::api_types::SearchResults>(
+            Method::POST,
+            "/v1/search",
+            Some(&permit_search),
             None,
             officer.as_deref(),
         )
@@ -716,17 +720,18 @@ async fn records(
         "  (still binding {}: nothing about the archiver changed, so nothing new to sign)",
         status.binding_serial.unwrap_or_default()
     );
-    let hits: Vec<vellum_archiver::api_types::Hit> = records_api
-        .call(
-            Method::GET,
-            "/v1/search?q=permit",
-            None::<&()>,
+    let hits = records_api
+        .call::<vellum_archiver::api_types::SearchResults>(
+            Method::POST,
+            "/v1/search",
+            Some(&permit_search),
             None,
             officer.as_deref(),
         )
-        .await?;
+        .await?
+        .hits;
     for hit in &hits {
-        let e = &hit.event;
+        let e = &hit.record;
         let to: Vec<&str> = e.recipients.iter().map(|r| r.user.as_str()).collect();
         println!(
             "  leaf {}: <{}> to {} in {:?}: {}",

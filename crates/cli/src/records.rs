@@ -5,7 +5,6 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
@@ -101,27 +100,66 @@ pub enum RecordsCommand {
         #[command(subcommand)]
         command: crate::foia::FoiaCommand,
     },
-    /// Search the unsealed archive.
+    /// Search the unsealed archive's full-text index.
+    ///
+    /// The query finds words in message and edit text, titles, membership notes and
+    /// attachment names, case-insensitively; every word must occur (in any order):
+    ///
+    ///   north gate           both words
+    ///   "north gate"         the phrase, in that order
+    ///   gate OR door         either word (AND is the default; AND binds tighter than OR)
+    ///   gate NOT north       gate, without north (also: gate -north)
+    ///   +gate -north         must have gate, must not have north
+    ///   gat*                 a word beginning with "gat" (gate, gates, gatekeeper)
+    ///   (gate OR door) code  parentheses group
+    ///   '' (empty) or *      every record the filters let through
+    ///
+    /// Filters all hold at once: every --participant took part (sent or received it:
+    /// "between alice and bob" is --participant alice --participant bob); a record is in
+    /// any --chat and of any --kind given. --from and --to bound the delivery server's
+    /// receipt time, inclusively: an RFC 3339 time with any offset
+    /// (2026-11-03T09:00:00-05:00) or a plain date (2026-11-03), a day of the records
+    /// office's time zone (--from its first instant, --to its last). A user or chat the
+    /// archive has no record of is refused, never silently matched by nothing.
+    ///
+    /// Hits come in log order, each with --context records of its chat before and after
+    /// it, indented under it. --json prints one JSON array of hits (each with a "context"
+    /// array), the same page; the total count goes to standard error when more matched.
+    /// Right after an unseal the index catches up on the archive: the command waits and
+    /// shows how far it is.
     #[command(
-        after_help = "Example: vellum records --archiver URL --token-file FILE search 'north gate' --chat field-ops --json"
+        verbatim_doc_comment,
+        after_help = "Examples:\n  vellum records --archiver URL --token-file FILE search gate --participant alice --participant bob --from 2026-11-01 --to 2026-11-30\n  vellum records --archiver URL --token-file FILE search '\"north gate\" OR gat*' --chat field-ops --context 2 --json"
     )]
     Search {
-        /// Words to find (empty: every record matching the other criteria).
+        /// The query (see above); empty: every record the filters let through.
         query: String,
-        /// Only this chat (its id or title).
-        #[arg(long)]
-        chat: Option<String>,
-        /// Only records this user sent or received.
-        #[arg(long)]
-        participant: Option<String>,
-        /// RFC 3339 time, inclusive, of the delivery server's receipt (never the sender's
-        /// clock, which the sender sets).
+        /// A user who took part (sender or recipient); repeated: all of them did.
+        #[arg(long = "participant", value_name = "USER")]
+        participants: Vec<String>,
+        /// A chat (its id or title); repeated: any of them.
+        #[arg(long = "chat", value_name = "CHAT")]
+        chats: Vec<String>,
+        /// A record kind (message, edit, delete, attachment, membership, title, timers,
+        /// reaction, unknown); repeated: any of them.
+        #[arg(long = "kind", value_name = "KIND")]
+        kinds: Vec<String>,
+        /// Received at or after: RFC 3339 with an offset, or a date in the office's zone.
         #[arg(long)]
         from: Option<String>,
-        /// RFC 3339 time, inclusive (the end of the range).
+        /// Received at or before: RFC 3339 with an offset, or a date (all of that day).
         #[arg(long)]
         to: Option<String>,
-        /// One JSON object per record.
+        /// Records of the same chat to show before and after each hit (at most 50).
+        #[arg(long, default_value_t = 0)]
+        context: u32,
+        /// At most this many hits (at most 10,000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Skip this many hits first (the next page).
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        /// Print one JSON array of hits.
         #[arg(long)]
         json: bool,
     },
@@ -372,20 +410,6 @@ pub fn default_origin(server: &str) -> Result<String> {
     })
 }
 
-fn unix_ms(rfc3339: Option<&str>) -> Result<Option<i64>> {
-    rfc3339
-        .map(|t| {
-            let time = humantime::parse_rfc3339_weak(t).with_context(|| {
-                format!("invalid time {t:?}: use RFC 3339, like 2026-11-26T10:00:00Z")
-            })?;
-            Ok(time
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0))
-        })
-        .transpose()
-}
-
 async fn schedule(api: &Api, token: Option<&str>, command: ScheduleCommand) -> Result<()> {
     use vellum_archiver::api_types::{AssignSchedule, DefineSchedule, Schedules};
     let schedules: Schedules = match command {
@@ -514,6 +538,15 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
             );
             if let Some(paused) = &status.paused {
                 println!("{paused}");
+            }
+            if let Some(index) = &status.index {
+                match index.indexed < index.total {
+                    true => println!(
+                        "search index catching up: {} of {} records",
+                        index.indexed, index.total
+                    ),
+                    false => println!("search index: {} records (in memory)", index.total),
+                }
             }
             match (status.binding_serial, status.binding_on_server) {
                 (None, _) => println!("the archiver is not bound yet: it is bound at an unseal by the custodians; record chats wait for it"),
@@ -725,61 +758,133 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
         }
         RecordsCommand::Search {
             query,
-            chat,
-            participant,
+            participants,
+            chats,
+            kinds,
             from,
             to,
+            context,
+            limit,
+            offset,
             json,
         } => {
-            let mut params = vec![("q", query)];
-            params.extend(chat.map(|c| ("chat", c)));
-            params.extend(participant.map(|p| ("participant", p)));
-            if let Some(from) = unix_ms(from.as_deref())? {
-                params.push(("from", from.to_string()));
-            }
-            if let Some(to) = unix_ms(to.as_deref())? {
-                params.push(("to", to.to_string()));
-            }
-            let query: String = params
-                .iter()
-                .map(|(k, v)| format!("{k}={}", urlencode(v)))
-                .collect::<Vec<_>>()
-                .join("&");
-            let hits: Vec<vellum_archiver::api_types::Hit> = api
-                .call(
-                    Method::GET,
-                    &format!("/v1/search?{query}"),
-                    None::<&()>,
-                    None,
-                    token,
-                )
-                .await?;
+            let request = vellum_archiver::api_types::SearchRequest {
+                q: query,
+                participants,
+                chats,
+                kinds,
+                from,
+                to,
+                context,
+                limit: Some(limit),
+                offset,
+            };
+            let results = search(&api, token, &request).await?;
+            let shown = results.hits.len() as u64;
             if json {
-                let items: Vec<_> = hits.iter().map(|hit| {
-                    let e = &hit.event;
-                    json!({ "leaf": hit.leaf, "chat": e.chat_id, "chat_title": e.chat_title, "seq": e.seq, "kind": e.kind, "id": e.message_id, "sender": e.sender_user, "sender_device": e.sender_device, "recipients": e.recipients, "sent_at": rfc3339_millis(e.sent_at), "received_at": rfc3339_millis(e.received_at), "text": e.text })
-                }).collect();
-                println!("{}", serde_json::Value::Array(items));
+                let items = results.hits.iter().map(|hit| {
+                    let mut item = record_json(hit.leaf, &hit.record);
+                    item["context"] = serde_json::Value::Array(
+                        hit.context
+                            .iter()
+                            .map(|c| record_json(c.leaf, &c.record))
+                            .collect(),
+                    );
+                    item
+                });
+                crate::output::json_array(items.collect());
+                if results.total > u64::from(offset) + shown {
+                    eprintln!(
+                        "{shown} of {} matches shown (--offset for more)",
+                        results.total
+                    );
+                }
                 return Ok(());
             }
-            for hit in hits {
-                let e = &hit.event;
-                // What members wrote is shown safely here too: escaped, further lines indented.
-                let leaf = format!("leaf {}", hit.leaf);
-                println!(
-                    "{}",
-                    crate::output::message_lines(
-                        &crate::output::time(e.sent_at),
-                        e.chat_title.as_deref().unwrap_or(&e.chat_id),
-                        &e.sender_user,
-                        e.text.as_deref().unwrap_or(e.kind.as_str()),
-                        &leaf,
-                    )
-                );
+            for hit in &results.hits {
+                let (before, after): (Vec<_>, Vec<_>) =
+                    hit.context.iter().partition(|c| c.leaf < hit.leaf);
+                let indented = |c: &vellum_archiver::api_types::ContextRecord| {
+                    record_lines(c.leaf, &c.record)
+                        .lines()
+                        .map(|line| format!("    {line}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                for c in before {
+                    println!("{}", indented(c));
+                }
+                println!("{}", record_lines(hit.leaf, &hit.record));
+                for c in after {
+                    println!("{}", indented(c));
+                }
+            }
+            match results.total {
+                0 => println!("no matches"),
+                total if total > u64::from(offset) + shown => println!(
+                    "{shown} of {total} matches shown (from match {}; --offset for more)",
+                    u64::from(offset) + 1
+                ),
+                total => println!("{total} match(es)"),
             }
         }
     }
     Ok(())
+}
+
+/// Runs a search; while the index catches up after an unseal, says how far it is (on
+/// standard error) and asks again.
+async fn search(
+    api: &Api,
+    token: Option<&str>,
+    request: &vellum_archiver::api_types::SearchRequest,
+) -> Result<vellum_archiver::api_types::SearchResults> {
+    loop {
+        match api
+            .call(Method::POST, "/v1/search", Some(request), None, token)
+            .await
+        {
+            Err(vellum_client::Error::Api { code, message, .. })
+                if code == vellum_wire::codes::INDEXING =>
+            {
+                eprintln!("{message}");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            result => return Ok(result?),
+        }
+    }
+}
+
+/// What a record says, for a line: its text, a file's name, or its kind.
+fn record_text(record: &vellum_record::Record) -> String {
+    match &record.kind {
+        vellum_record::RecordKind::Attachment(file) => format!("[file {}]", file.name),
+        kind => record
+            .text
+            .clone()
+            .unwrap_or_else(|| kind.as_str().to_owned()),
+    }
+}
+
+/// A record as lines: its receipt time (local), chat, sender and text, escaped.
+fn record_lines(leaf: u64, record: &vellum_record::Record) -> String {
+    crate::output::message_lines(
+        &crate::output::time(record.received_at),
+        record.chat_title.as_deref().unwrap_or(&record.chat_id),
+        &record.sender_user,
+        &record_text(record),
+        &format!("leaf {leaf}"),
+    )
+}
+
+fn record_json(leaf: u64, e: &vellum_record::Record) -> serde_json::Value {
+    let file = match &e.kind {
+        vellum_record::RecordKind::Attachment(f) => Some(
+            json!({ "name": f.name, "mime": f.mime, "size": f.size, "sha256": f.sha256, "part": f.part, "parts": f.parts }),
+        ),
+        _ => None,
+    };
+    json!({ "leaf": leaf, "chat": e.chat_id, "chat_title": e.chat_title, "seq": e.seq, "kind": e.kind.as_str(), "id": e.message_id, "sender": e.sender_user, "sender_device": e.sender_device, "recipients": e.recipients, "sent_at": rfc3339_millis(e.sent_at), "received_at": rfc3339_millis(e.received_at), "text": e.text, "file": file })
 }
 
 /// `archive verify`: the verdict, on stdout as lines or one JSON object; an error (non-zero

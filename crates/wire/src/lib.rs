@@ -74,6 +74,9 @@ pub mod codes {
     pub const UNAVAILABLE: &str = "unavailable";
     /// The archive is sealed: the records office must unseal it first.
     pub const SEALED: &str = "sealed";
+    /// 503: the records search index is still catching up after an unseal (the message and
+    /// the status say how far); retry shortly.
+    pub const INDEXING: &str = "indexing";
     pub const BAD_SHARE: &str = "bad_share";
     /// The checkpoint push's `old_size` is not the size of the newest checkpoint the server
     /// holds (`GET /v1/records/checkpoints` says which); prove consistency from that one.

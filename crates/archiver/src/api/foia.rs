@@ -32,6 +32,7 @@ pub(crate) fn foia_error(e: FoiaError) -> ApiError {
         FoiaError::Closed(_) | FoiaError::Conflict(_) => {
             ApiError::new(StatusCode::CONFLICT, codes::CONFLICT, message)
         }
+        FoiaError::Search(e) => e.into(),
         FoiaError::Db(_) | FoiaError::Corrupt(_) => internal(message),
     }
 }

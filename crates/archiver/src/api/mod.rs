@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::{Json, Router};
 use sha2::{Digest, Sha256};
@@ -13,7 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vellum_archive::Leaf;
 use vellum_record::api::office::{Permission, Role};
-use vellum_record::api::{Disposal, DisposeRequest, Hit, SearchQuery, Status, UnsealRequest};
+use vellum_record::api::search::{SearchRequest, SearchResults};
+use vellum_record::api::{Disposal, DisposeRequest, Status, UnsealRequest};
 use vellum_record::Record;
 use vellum_records::UnsealProgress;
 
@@ -250,6 +251,7 @@ pub fn current_status(vault: &Vault) -> Status {
             .map(|why| format!("paused: {why}")),
         binding_serial: crate::binding::newest_serial(vault),
         binding_on_server: vault.binder.is_some() && crate::binding::current_key_on_server(vault),
+        index: crate::search::progress(vault),
     }
 }
 
@@ -375,33 +377,14 @@ pub(crate) struct Opened {
 /// Every record not disposed, decrypted in memory. `None` while sealed.
 pub(crate) fn open_records(vault: &Vault) -> Option<Vec<Opened>> {
     let secret = vault.secret.as_ref()?;
-    let archive = &vault.archive;
     let mut out = Vec::new();
-    for (leaf, disposed) in archive.records() {
+    for (leaf, disposed) in vault.archive.records() {
         if disposed {
             continue;
         }
-        let (
-            Ok(Some(record)),
-            Ok(Leaf::Record {
-                reference, time, ..
-            }),
-        ) = (archive.record(leaf), archive.leaf(leaf))
-        else {
-            continue;
-        };
-        match vellum_records::open(secret, reference.as_bytes(), &record)
-            .map_err(|e| e.to_string())
-            .and_then(|p| Record::decode(&p).map_err(|e| e.to_string()))
-        {
-            Ok(event) => {
-                debug_assert_eq!(event.reference(), reference);
-                out.push(Opened {
-                    leaf,
-                    archived_at: time,
-                    event,
-                })
-            }
+        match open_record(&vault.archive, secret, leaf) {
+            Ok(Some(opened)) => out.push(opened),
+            Ok(None) => {}
             Err(e) => {
                 tracing::error!(leaf, error = %e, "a record does not open under the records key")
             }
@@ -410,46 +393,66 @@ pub(crate) fn open_records(vault: &Vault) -> Option<Vec<Opened>> {
     Some(out)
 }
 
-#[utoipa::path(get, path = "/v1/search", tag = "search",
-    params(SearchQuery),
+/// Record `leaf`, decrypted in memory; `None` once disposed.
+pub(crate) fn open_record(
+    archive: &vellum_archive::Archive,
+    secret: &vellum_records::RecordsSecret,
+    leaf: u64,
+) -> Result<Option<Opened>, String> {
+    let Some(sealed) = archive.record(leaf).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let Leaf::Record {
+        reference, time, ..
+    } = archive.leaf(leaf).map_err(|e| e.to_string())?
+    else {
+        return Err(format!("leaf {leaf} is not a record"));
+    };
+    let event = vellum_records::open(secret, reference.as_bytes(), &sealed)
+        .map_err(|e| e.to_string())
+        .and_then(|p| Record::decode(&p).map_err(|e| e.to_string()))?;
+    debug_assert_eq!(event.reference(), reference);
+    Ok(Some(Opened {
+        leaf,
+        archived_at: time,
+        event,
+    }))
+}
+
+/// A full-text search of the unsealed archive (see `crate::search` for the query language,
+/// the filters and catch-up after an unseal).
+#[utoipa::path(post, path = "/v1/search", tag = "search",
+    request_body = SearchRequest,
     security(("api_token" = [])),
     responses(
-        (status = 200, description = "Matching records", body = Vec<Hit>),
+        (status = 200, description = "Every match counted; the page asked for, in log order, with context", body = SearchResults),
+        (status = 400, description = "Malformed query, filter, date or page; the range ends before it begins", body = ErrorBody),
+        (status = 404, description = "A participant or chat the archive has no record of (unknown_user, unknown_chat)", body = ErrorBody),
+        (status = 423, description = "Sealed", body = ErrorBody),
+        (status = 503, description = "The index is catching up after the unseal (indexing); the message and GET /v1/status say how far", body = ErrorBody),
         (status = "4XX", description = "Refused (see code)", body = ErrorBody),
         (status = "5XX", description = "Server error", body = ErrorBody),
     ))]
 async fn search(
     State(state): St,
     headers: HeaderMap,
-    Query(query): Query<SearchQuery>,
-) -> Result<Json<Vec<Hit>>, ApiError> {
+    req: Result<Json<SearchRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<SearchResults>, ApiError> {
     let caller = caller(&state, &headers, Permission::ReadContent).await?;
+    let Json(req) = req?;
     on_vault(&state, move |v| {
-        let Some(records) = open_records(v) else {
-            return Err(sealed_error(
-                "the archive is sealed: k custodians must unseal it first",
-            ));
-        };
-        let hits: Vec<Hit> = records
-            .into_iter()
-            .filter(|r| query.matches(&r.event))
-            .map(|r| Hit {
-                leaf: r.leaf,
-                event: r.event,
-            })
-            .collect();
-        // The log is public to auditors: it shows that a search ran, when, and how much it
-        // found, and only a digest of its terms (words, chat, custodian, dates), which may
-        // themselves be sensitive. The records office keeps its own case file of queries.
-        let terms = serde_json::to_vec(&query).unwrap_or_default();
+        let results = crate::search::run(v, &req)?;
+        // The log is public to auditors: it shows that a search ran, who ran it, when, and
+        // how much it found, and only a digest of its terms (words, participants, chats,
+        // dates), which may themselves be sensitive.
+        let terms = serde_json::to_vec(&req).unwrap_or_default();
         let digest = hex::encode(&Sha256::digest(&terms)[..16]);
         let detail = format!(
             "{} ran query sha256:{digest} -> {} records",
-            caller.name,
-            hits.len()
+            caller.name, results.total
         );
         log_access(v, "search", &detail);
-        Ok(Json(hits))
+        Ok(Json(results))
     })
     .await
 }
@@ -549,6 +552,7 @@ async fn dispose(
                         e.to_string(),
                     )
                 })?;
+                crate::search::disposed(v, leaf, &event.chat_id);
             }
             out.push(Disposal {
                 leaf,

@@ -68,6 +68,9 @@ pub enum FoiaError {
     Closed(String),
     #[error("{0}")]
     Conflict(String),
+    /// The search that adds records refused (a bad query, an unknown user, still indexing).
+    #[error(transparent)]
+    Search(#[from] crate::search::SearchError),
     #[error("case store: {0}")]
     Db(#[from] rusqlite::Error),
     #[error(
@@ -475,10 +478,7 @@ pub fn add_search(
     // A case takes every match, not the search's first page.
     req.limit = Some(req.limit.unwrap_or(MAX_ADD as u32).min(MAX_ADD as u32));
     req.context = 0;
-    let results = crate::search::run(vault, &req).map_err(|e| match e {
-        crate::search::SearchError::Sealed => FoiaError::Sealed,
-        crate::search::SearchError::BadQuery(why) => FoiaError::Invalid(why),
-    })?;
+    let results = crate::search::run(vault, &req)?;
     if results.total > MAX_ADD as u64 {
         return Err(FoiaError::Invalid(format!(
             "the search finds {} records; a case takes at most {MAX_ADD} at a time: narrow it",

@@ -285,8 +285,8 @@ fn issue_10_the_archiver_seals_record_files_and_releases_their_blobs() {
     let hits = archiver.unsealed_records(root.path(), &["share-1", "share-2"], "kept");
     let mut files: Vec<_> = hits
         .iter()
-        .filter_map(|h| match &h.event.kind {
-            vellum_archiver::record::RecordKind::Attachment(file) => Some((&h.event, file)),
+        .filter_map(|h| match &h.record.kind {
+            vellum_archiver::record::RecordKind::Attachment(file) => Some((&h.record, file)),
             _ => None,
         })
         .collect();
@@ -315,9 +315,9 @@ fn issue_10_the_archiver_seals_record_files_and_releases_their_blobs() {
     let record = files[0].0;
     let message = hits
         .iter()
-        .find(|h| h.event.kind == vellum_archiver::record::RecordKind::Message)
+        .find(|h| h.record.kind == vellum_archiver::record::RecordKind::Message)
         .unwrap();
-    assert_eq!(message.event.message_id, record.message_id);
+    assert_eq!(message.record.message_id, record.message_id);
 }
 
 /// Issue 10 review: a message could name a file of another chat its reader shares with the

@@ -21,6 +21,7 @@ mod records;
 mod restore;
 mod rich;
 mod roles;
+mod search;
 mod secrets;
 mod timers;
 mod witness;

@@ -120,7 +120,7 @@ impl Archiver {
         root: &Path,
         shares: &[&str],
         chat: &str,
-    ) -> Vec<vellum_archiver::api_types::Hit> {
+    ) -> Vec<vellum_archiver::api_types::SearchHit> {
         for share in shares {
             run_ok(
                 self.records(&["unseal", "--share"])
@@ -128,18 +128,24 @@ impl Archiver {
             );
         }
         let token = std::fs::read_to_string(self.data.join("records-token")).unwrap();
+        let request = vellum_archiver::api_types::SearchRequest {
+            chats: vec![chat.to_owned()],
+            limit: Some(10_000),
+            ..Default::default()
+        };
         runtime().block_on(async {
             vellum_client::Api::new(&self.url)
                 .unwrap()
-                .call(
-                    vellum_client::Method::GET,
-                    &format!("/v1/search?chat={chat}"),
-                    None::<&()>,
+                .call::<vellum_archiver::api_types::SearchResults>(
+                    vellum_client::Method::POST,
+                    "/v1/search",
+                    Some(&request),
                     None,
                     Some(token.trim()),
                 )
                 .await
                 .unwrap()
+                .hits
         })
     }
 
@@ -685,13 +691,13 @@ fn issue_7_an_unknown_payload_kind_is_shown_as_a_placeholder_and_archived_verbat
         .iter()
         .filter(|h| {
             matches!(
-                h.event.kind,
+                h.record.kind,
                 vellum_archiver::record::RecordKind::Unknown { .. }
             )
         })
         .collect();
     assert_eq!(unknown.len(), 1, "{hits:?}");
-    let record = &unknown[0].event;
+    let record = &unknown[0].record;
     assert_eq!(
         record.kind,
         vellum_archiver::record::RecordKind::Unknown {
