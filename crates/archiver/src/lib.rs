@@ -7,6 +7,7 @@
 mod actor;
 mod api;
 mod binding;
+pub mod console;
 pub mod office;
 pub mod production;
 mod publish;
@@ -14,6 +15,7 @@ mod retention;
 pub mod search;
 pub mod settings;
 mod sink;
+mod tls;
 mod witnesses;
 
 use std::fs;
@@ -31,6 +33,7 @@ use vellum_tlog::NoteSigner;
 pub use actor::{ArchiveHandle, Vault};
 pub use api::app;
 pub use sink::OwedReceipts;
+pub use tls::TlsFiles;
 /// The record format the archive holds.
 pub use vellum_record as record;
 pub use witnesses::WitnessTarget;
@@ -79,6 +82,8 @@ pub struct ArchiverConfig {
     pub witnesses: Vec<WitnessTarget>,
     /// How many of them must cosign a checkpoint; fewer is logged as a warning.
     pub witness_quorum: usize,
+    /// Serve the records API and the console over TLS; required beyond loopback.
+    pub tls: Option<TlsFiles>,
 }
 
 /// The default of `checkpoint_interval`.
@@ -91,6 +96,8 @@ pub struct ArchiverState {
     pub schedules: retention::Schedules,
     /// `DATA/office.json`.
     pub settings: settings::OfficeSettings,
+    /// The records console's own state (TLS or not, failed sign-ins).
+    pub console: console::ConsoleState,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -272,6 +279,7 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
         schedules,
         settings: settings::OfficeSettings::load(&config.data.join("office.json"))
             .map_err(Error::Setup)?,
+        console: console::ConsoleState::new(config.tls.is_some()),
     });
     client.set_sink(Box::new(sink::ArchiveSink::new(vault)));
     Ok((client, state))
@@ -333,8 +341,14 @@ async fn upload_binding(client: &Client, state: &ArchiverState) -> Result<(), Er
 /// the address the records API listens on (tests start it on port 0 and read it).
 pub async fn run(config: ArchiverConfig) -> Result<(), Error> {
     let data = config.data.clone();
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let (addr, ingest) = start(config).await?;
-    println!("vellum archiver listening on http://{addr}");
+    println!("vellum archiver listening on {scheme}://{addr}");
+    println!("records console: {scheme}://{addr}/console/");
     println!(
         "records officer credential: {}",
         data.join("records-token").display()
@@ -353,6 +367,8 @@ pub async fn start(
     ),
     Error,
 > {
+    tls::check_listen(config.listen, config.tls.as_ref())?;
+    let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     let (mut client, state) = prepare(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
@@ -372,8 +388,13 @@ pub async fn start(
     let api_state = state.clone();
     tokio::spawn(async move {
         let app = app(api_state);
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "records API stopped");
+        match tls {
+            Some(tls) => tls::serve(listener, tls, app).await,
+            None => {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "records API stopped");
+                }
+            }
         }
     });
     Ok((addr, async move { ingest(&mut client, &state).await }))

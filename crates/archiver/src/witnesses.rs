@@ -151,6 +151,7 @@ mod tests {
             vault,
             schedules: Default::default(),
             settings: Default::default(),
+            console: Default::default(),
         })
     }
 

@@ -55,6 +55,7 @@ fn log() -> Log {
         vault,
         schedules: Default::default(),
         settings: Default::default(),
+        console: Default::default(),
     });
     Log {
         app: app(state),
@@ -221,6 +222,7 @@ async fn before_any_checkpoint_there_is_nothing_to_serve() {
         vault: sealed_vault(archive),
         schedules: Default::default(),
         settings: Default::default(),
+        console: Default::default(),
     });
     let app = app(state);
     for path in ["/checkpoint", "/tile/0/000.p/1"] {

@@ -188,6 +188,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn app(state: Arc<ArchiverState>) -> Router {
     let (router, _) = router().split_for_parts();
+    let console = crate::console::router(state.clone())
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024));
     router
         // C2SP tlog-tiles paths (a wildcard, which OpenAPI cannot express; the spec is C2SP's).
         .route("/tile/{*path}", axum::routing::get(public_tile))
@@ -195,6 +197,8 @@ pub fn app(state: Arc<ArchiverState>) -> Router {
         .method_not_allowed_fallback(vellum_http::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn(vellum_http::json_errors))
+        // The console answers in HTML, its errors included: merged outside the JSON layer.
+        .merge(console)
         .with_state(state)
 }
 
@@ -260,14 +264,23 @@ async fn unseal(
 ) -> Result<Json<Status>, ApiError> {
     let caller = caller(&state, &headers, Permission::Unseal).await?;
     let Json(req) = req?;
+    Ok(Json(unseal_as(&state, caller, req).await?))
+}
+
+/// Hands in `caller`'s share (the API's and the console's unseal).
+pub(crate) async fn unseal_as(
+    state: &ArchiverState,
+    caller: Caller,
+    req: UnsealRequest,
+) -> Result<Status, ApiError> {
     // Reassembling and checking the key is CPU work: the actor does it.
-    on_vault(&state, move |v| {
+    on_vault(state, move |v| {
         if v.secret.is_some() {
             // Unsealed already; a binding that failed to be written then is retried.
             if let Err(e) = crate::binding::bind(v) {
                 tracing::error!(error = %e, "the archiver could not be bound");
             }
-            return Ok(Json(current_status(v)));
+            return Ok(current_status(v));
         }
         if caller.role == Role::Keyholder && v.unseal_contributors.contains(&caller.name) {
             return Err(ApiError::new(
@@ -315,7 +328,7 @@ async fn unseal(
                 ))
             }
         }
-        Ok(Json(current_status(v)))
+        Ok(current_status(v))
     })
     .await
 }
@@ -329,12 +342,17 @@ async fn unseal(
     ))]
 async fn seal(State(state): St, headers: HeaderMap) -> Result<Json<Status>, ApiError> {
     let caller = caller(&state, &headers, Permission::Seal).await?;
-    on_vault(&state, move |v| {
+    Ok(Json(seal_as(&state, caller).await?))
+}
+
+/// Forgets the records key (the API's and the console's seal).
+pub(crate) async fn seal_as(state: &ArchiverState, caller: Caller) -> Result<Status, ApiError> {
+    on_vault(state, move |v| {
         if v.secret.take().is_some() {
             v.unseal_contributors.clear();
             log_access(v, "seal", &format!("sealed by {}", caller.name));
         }
-        Ok(Json(current_status(v)))
+        Ok(current_status(v))
     })
     .await
 }
@@ -494,8 +512,20 @@ async fn create_hold(
     headers: HeaderMap,
     req: Result<Json<Hold>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Hold>), ApiError> {
-    caller(&state, &headers, Permission::ManageHolds).await?;
+    let caller = caller(&state, &headers, Permission::ManageHolds).await?;
     let Json(hold) = req?;
+    Ok((
+        StatusCode::CREATED,
+        Json(place_hold(&state, caller, hold).await?),
+    ))
+}
+
+/// Places `hold` (the API's and the console's).
+pub(crate) async fn place_hold(
+    state: &ArchiverState,
+    _caller: Caller,
+    hold: Hold,
+) -> Result<Hold, ApiError> {
     if hold.name.is_empty() || hold.name.len() > 100 || hold.name.contains('/') {
         return Err(bad_request(
             "a hold name is 1 to 100 characters, without '/'",
@@ -504,7 +534,7 @@ async fn create_hold(
     if hold.from.zip(hold.to).is_some_and(|(f, t)| f > t) {
         return Err(bad_request("the hold's range ends before it begins"));
     }
-    on_vault(&state, move |v| {
+    on_vault(state, move |v| {
         if active_holds(&v.archive)
             .map_err(internal)?
             .iter()
@@ -533,7 +563,7 @@ async fn create_hold(
         })?;
         // The delivery server hears of it from the ingest loop.
         v.holds_version += 1;
-        Ok((StatusCode::CREATED, Json(hold)))
+        Ok(hold)
     })
     .await
 }
@@ -551,8 +581,18 @@ async fn release_hold(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller(&state, &headers, Permission::ManageHolds).await?;
-    on_vault(&state, move |v| {
+    let caller = caller(&state, &headers, Permission::ManageHolds).await?;
+    release_hold_as(&state, caller, name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Releases the hold named `name` (the API's and the console's).
+pub(crate) async fn release_hold_as(
+    state: &ArchiverState,
+    _caller: Caller,
+    name: String,
+) -> Result<(), ApiError> {
+    on_vault(state, move |v| {
         if !active_holds(&v.archive)
             .map_err(internal)?
             .iter()
@@ -577,7 +617,7 @@ async fn release_hold(
                 )
             })?;
         v.holds_version += 1;
-        Ok(StatusCode::NO_CONTENT)
+        Ok(())
     })
     .await
 }
