@@ -15,7 +15,7 @@ mod retention;
 pub mod search;
 pub mod settings;
 mod sink;
-mod tls;
+pub mod tls;
 mod witnesses;
 
 use std::fs;

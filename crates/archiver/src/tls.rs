@@ -112,3 +112,37 @@ pub async fn serve(listener: TcpListener, config: Arc<rustls::ServerConfig>, app
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_11_no_tls_is_refused_beyond_loopback() {
+        let files = TlsFiles {
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+        };
+        for loopback in ["127.0.0.1:7481", "[::1]:7481"] {
+            assert!(check_listen(loopback.parse().unwrap(), None).is_ok());
+        }
+        for open in ["0.0.0.0:7481", "192.0.2.7:443", "[::]:7481"] {
+            let refused = check_listen(open.parse().unwrap(), None).unwrap_err();
+            assert!(refused.to_string().contains("without TLS"), "{refused}");
+            assert!(check_listen(open.parse().unwrap(), Some(&files)).is_ok());
+        }
+    }
+
+    #[test]
+    fn issue_11_unusable_pem_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(&cert, "not a certificate").unwrap();
+        let files = TlsFiles {
+            cert: cert.clone(),
+            key: dir.path().join("missing.pem"),
+        };
+        let e = server_config(&files).unwrap_err().to_string();
+        assert!(e.contains("cert.pem"), "{e}");
+    }
+}

@@ -245,16 +245,31 @@ pub(crate) async fn require(
     Ok(signed)
 }
 
-/// Like `require`, for a form: the form's CSRF token must be the session's.
-pub(crate) async fn require_form(
+/// A form that carries the session's CSRF token.
+pub(crate) trait WithCsrf {
+    fn csrf(&self) -> &str;
+}
+
+/// Like `require`, for a form: the session and role first (a signed-out browser learns
+/// nothing from a form's errors), then the form, whose CSRF token must be the session's.
+pub(crate) async fn require_form<T: WithCsrf>(
     state: &ArchiverState,
     headers: &HeaderMap,
     permission: Permission,
-    csrf: &str,
-) -> Result<Signed, Response> {
+    form: Result<axum::Form<T>, axum::extract::rejection::FormRejection>,
+) -> Result<(Signed, T), Response> {
     let signed = require(state, headers, permission).await?;
+    let axum::Form(form) = form.map_err(|e| {
+        html::page(
+            &signed,
+            StatusCode::BAD_REQUEST,
+            "",
+            "Bad form",
+            &html::notice("error", &e.body_text()),
+        )
+    })?;
     use subtle::ConstantTimeEq;
-    if !bool::from(signed.csrf.as_bytes().ct_eq(csrf.as_bytes())) {
+    if !bool::from(signed.csrf.as_bytes().ct_eq(form.csrf().as_bytes())) {
         return Err(html::page(
             &signed,
             StatusCode::FORBIDDEN,
@@ -263,7 +278,7 @@ pub(crate) async fn require_form(
             "<p class=\"notice error\">This form is no longer valid (it came from an earlier session or another site). Reload the page and try again.</p>",
         ));
     }
-    Ok(signed)
+    Ok((signed, form))
 }
 
 pub(crate) fn redirect(to: &str) -> Response {

@@ -18,7 +18,7 @@ use vellum_record::api::{Hold, UnsealRequest};
 use vellum_record::Record;
 
 use super::html::{bare, csrf_field, esc, notice, page, time};
-use super::{auth, redirect, require, require_form, signed_in, Signed};
+use super::{auth, redirect, require, require_form, signed_in, Signed, WithCsrf};
 use crate::api::{internal, log_access, now_ms, on_vault};
 use crate::retention::active_holds;
 use crate::ArchiverState;
@@ -176,8 +176,7 @@ pub async fn sign_out(
     headers: HeaderMap,
     form: Result<Form<CsrfOnly>, FormRejection>,
 ) -> Answer {
-    let Form(form) = form.map_err(bad_form)?;
-    let signed = require_form(&state, &headers, Permission::Status, &form.csrf).await?;
+    let (signed, _form) = require_form(&state, &headers, Permission::Status, form).await?;
     let token = signed.token.clone();
     on_vault(&state, move |v| {
         v.office.end_session(&token).map_err(internal)
@@ -453,8 +452,7 @@ pub async fn unseal(
     headers: HeaderMap,
     form: Result<Form<ShareForm>, FormRejection>,
 ) -> Answer {
-    let Form(form) = form.map_err(bad_form)?;
-    let mut signed = require_form(&state, &headers, Permission::Unseal, &form.csrf).await?;
+    let (mut signed, form) = require_form(&state, &headers, Permission::Unseal, form).await?;
     let me = signed.caller.name.clone();
     let result = crate::api::unseal_as(
         &state,
@@ -494,8 +492,7 @@ pub async fn seal(
     headers: HeaderMap,
     form: Result<Form<CsrfOnly>, FormRejection>,
 ) -> Answer {
-    let Form(form) = form.map_err(bad_form)?;
-    let signed = require_form(&state, &headers, Permission::Seal, &form.csrf).await?;
+    let (signed, _form) = require_form(&state, &headers, Permission::Seal, form).await?;
     crate::api::seal_as(&state, signed.caller)
         .await
         .map_err(|e| super::html::error_page(e.status, "Error", &e.message))?;
@@ -577,8 +574,7 @@ pub async fn search(
     headers: HeaderMap,
     form: Result<Form<SearchForm>, FormRejection>,
 ) -> Answer {
-    let Form(form) = form.map_err(bad_form)?;
-    let signed = require_form(&state, &headers, Permission::ReadContent, &form.csrf).await?;
+    let (signed, form) = require_form(&state, &headers, Permission::ReadContent, form).await?;
     let split = |s: &str| -> Vec<String> {
         s.split([',', ' '])
             .map(str::trim)
@@ -764,8 +760,7 @@ pub async fn place_hold(
     headers: HeaderMap,
     form: Result<Form<HoldForm>, FormRejection>,
 ) -> Answer {
-    let Form(form) = form.map_err(bad_form)?;
-    let signed = require_form(&state, &headers, Permission::ManageHolds, &form.csrf).await?;
+    let (signed, form) = require_form(&state, &headers, Permission::ManageHolds, form).await?;
     let tz = tz(&state);
     let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
     let range =
@@ -809,8 +804,7 @@ pub async fn release_hold(
     headers: HeaderMap,
     form: Result<Form<ReleaseForm>, FormRejection>,
 ) -> Answer {
-    let Form(form) = form.map_err(bad_form)?;
-    let signed = require_form(&state, &headers, Permission::ManageHolds, &form.csrf).await?;
+    let (signed, form) = require_form(&state, &headers, Permission::ManageHolds, form).await?;
     let name = form.name;
     match crate::api::release_hold_as(&state, signed.caller.clone(), name.clone()).await {
         Ok(()) => {
@@ -1037,8 +1031,7 @@ pub async fn create_account(
     headers: HeaderMap,
     form: Result<Form<NewAccount>, FormRejection>,
 ) -> Answer {
-    let Form(form) = form.map_err(bad_form)?;
-    let signed = require_form(&state, &headers, Permission::ManageAccounts, &form.csrf).await?;
+    let (signed, form) = require_form(&state, &headers, Permission::ManageAccounts, form).await?;
     let Some(role) = Role::parse(&form.role) else {
         return accounts_page(
             &state,
@@ -1099,8 +1092,7 @@ pub async fn disable_account(
     headers: HeaderMap,
     form: Result<Form<DisableForm>, FormRejection>,
 ) -> Answer {
-    let Form(form) = form.map_err(bad_form)?;
-    let signed = require_form(&state, &headers, Permission::ManageAccounts, &form.csrf).await?;
+    let (signed, form) = require_form(&state, &headers, Permission::ManageAccounts, form).await?;
     if form.name == signed.caller.name {
         return accounts_page(
             &state,
@@ -1174,8 +1166,7 @@ pub async fn new_token(
     headers: HeaderMap,
     form: Result<Form<CsrfOnly>, FormRejection>,
 ) -> Answer {
-    let Form(form) = form.map_err(bad_form)?;
-    let signed = require_form(&state, &headers, Permission::Status, &form.csrf).await?;
+    let (signed, _form) = require_form(&state, &headers, Permission::Status, form).await?;
     let me = signed.caller.name.clone();
     let token = on_vault(&state, move |v| {
         let token = v.office.new_api_token(&me).map_err(internal)?;
@@ -1191,4 +1182,46 @@ pub async fn new_token(
         "API token",
         &token_html(&signed, Some(&token)),
     ))
+}
+
+impl WithCsrf for CsrfOnly {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl WithCsrf for ShareForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl WithCsrf for SearchForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl WithCsrf for HoldForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl WithCsrf for ReleaseForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl WithCsrf for NewAccount {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl WithCsrf for DisableForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
