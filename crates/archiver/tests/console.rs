@@ -123,6 +123,24 @@ impl Console {
             .await
     }
 
+    /// A POST as a browser sends it from a page of `site` under `no-referrer`.
+    async fn post_null_origin(
+        &self,
+        site: &str,
+        path: &str,
+        cookie: &str,
+        fields: &[(&str, &str)],
+    ) -> Answer {
+        let request = Request::post(path)
+            .header(header::HOST, HOST)
+            .header(header::ORIGIN, "null")
+            .header("sec-fetch-site", site)
+            .header(header::COOKIE, cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        self.send(request.body(Body::from(form_body(fields))).unwrap())
+            .await
+    }
+
     async fn post(&self, path: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Answer {
         self.post_from(&self.origin, path, cookie, fields).await
     }
@@ -399,6 +417,10 @@ async fn issue_11_forms_without_the_session_csrf_token_or_from_another_origin_ar
         )
         .await;
     assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    let hidden = c
+        .post_null_origin("cross-site", "/console/holds", &cookie, &as_refs(&right))
+        .await;
+    assert_eq!(hidden.status, StatusCode::FORBIDDEN);
     // Nothing was placed by the refused forms.
     let holds = c.api("GET", "/v1/holds", None).await;
     assert_eq!(holds.body, "[]");

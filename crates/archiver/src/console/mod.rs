@@ -162,14 +162,15 @@ fn from_this_origin(console: &ConsoleState, req: &Request) -> bool {
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
         .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        Some(origin) => host.is_some_and(|host| origin == format!("{}://{host}", console.scheme())),
-        // Browsers send Origin with every POST; without it, a browser's fetch metadata (if
-        // any) must not say cross-site. Non-browser clients still need the CSRF token.
-        None => headers
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|site| matches!(site, "same-origin" | "none")),
+        // Under `Referrer-Policy: no-referrer` a browser sends `Origin: null` with its own
+        // forms: then its fetch metadata must say same-origin.
+        Some("null") | None => fetch_site.is_none_or(|site| matches!(site, "same-origin" | "none")),
+        Some(origin) => {
+            host.is_some_and(|host| origin == format!("{}://{host}", console.scheme()))
+                && fetch_site.is_none_or(|site| site != "cross-site")
+        }
     }
 }
 

@@ -5,6 +5,7 @@ mod harness;
 
 mod binding;
 mod chat;
+mod console;
 mod crash;
 mod devices;
 mod directory;
@@ -20,4 +21,5 @@ mod rich;
 mod roles;
 mod secrets;
 mod timers;
+mod webdriver;
 mod witness;
