@@ -403,7 +403,7 @@ fn unseal_body(signed: &Signed, contributed: bool, message: Option<String>) -> S
     let mut body = message.unwrap_or_default();
     body.push_str(&format!(
         "<div class=\"progress\" id=\"unseal-progress\"><div class=\"bar\"><span class=\"w{}\"></span></div><p><strong>{} of {}</strong> shares handed in</p></div>",
-        if s.shares_needed == 0 { 0 } else { (s.shares_received * 10 / s.shares_needed).min(10) },
+        (s.shares_received * 10).checked_div(s.shares_needed).unwrap_or(0).min(10),
         s.shares_received,
         s.shares_needed
     ));
@@ -627,8 +627,9 @@ pub async fn search(
         }
         Ok(found) => {
             body.push_str(&format!(
-                "<p class=\"count\" id=\"result-count\">{} matching records{}</p>",
+                "<p class=\"count\" id=\"result-count\">{} matching record{}{}</p>",
                 found.total,
+                if found.total == 1 { "" } else { "s" },
                 if (found.hits.len() as u64) < found.total {
                     format!(", the first {} shown", found.hits.len())
                 } else {
