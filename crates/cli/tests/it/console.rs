@@ -242,3 +242,76 @@ fn issue_11_records_user_commands_set_up_accounts_from_the_command_line() {
     let missing = run_fails(&mut archiver.records(&["user", "disable", "nobody"]));
     assert!(missing.contains("no account named"), "{missing}");
 }
+
+#[test]
+fn issue_11_the_archiver_serves_tls_and_refuses_plain_http_beyond_loopback() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let server = Server::start(root);
+    let refused = run_fails(
+        vellum()
+            .args(["archiver", "--server", &server.url, "--data"])
+            .arg(root.join("refused"))
+            .arg("--records-key")
+            .arg(root.join("records.pub"))
+            .args(["--listen", "0.0.0.0:0"]),
+    );
+    assert!(refused.contains("without TLS"), "{refused}");
+    assert!(!root.join("refused").exists(), "nothing was set up");
+
+    let write_cert = |name: &str| {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert = root.join(format!("{name}-cert.pem"));
+        let key = root.join(format!("{name}-key.pem"));
+        std::fs::write(&cert, certified.cert.pem()).unwrap();
+        std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+        (cert, key)
+    };
+    let (cert, key) = write_cert("archiver");
+    let (other_cert, _) = write_cert("other");
+    let init = run_ok(
+        vellum()
+            .args(["admin", "--server", &server.url, "--token-file"])
+            .arg(server.token_file())
+            .args([
+                "records",
+                "init",
+                "--custodians",
+                "3",
+                "--threshold",
+                "2",
+                "--out",
+            ])
+            .arg(root.join("keys")),
+    );
+    let archiver = Archiver::start_at(
+        &server,
+        &root.join("archiver"),
+        &root.join("keys/records.pub"),
+        &last_line(&init),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        archiver.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        archiver.url
+    );
+    // The CLI trusts the archiver's certificate through the system's trust store (here
+    // SSL_CERT_FILE), and nothing else.
+    let trusted = run_ok(archiver.records(&["whoami"]).env("SSL_CERT_FILE", &cert));
+    assert_eq!(last_line(&trusted), "officer (officer)");
+    let untrusted = run_fails(
+        archiver
+            .records(&["whoami"])
+            .env("SSL_CERT_FILE", &other_cert),
+    );
+    assert!(
+        untrusted.contains("invalid peer certificate"),
+        "{untrusted}"
+    );
+}
