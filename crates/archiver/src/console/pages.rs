@@ -223,7 +223,7 @@ fn setup_html(
          <label>Password (at least {min} characters) <input type=\"password\" name=\"password\" id=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required></label>\
          <label>Password again <input type=\"password\" name=\"again\" id=\"again\" autocomplete=\"new-password\" required></label>\
          <fieldset><legend>Second factor (TOTP)</legend>\
-         <p>In your authenticator app, add an account with this key (time-based, 6 digits, 30 seconds):</p>\
+         <p>Scan this code with your authenticator app, or add an account with the key below (time-based, 6 digits, 30 seconds):</p>{qr}\
          <p><code id=\"totp-secret\">{secret}</code></p>\
          <p class=\"hint\">Or open this link on the device with the app: <a href=\"{uri}\" id=\"otpauth\">{uri_text}</a></p>\
          <label>The code the app shows now <input name=\"totp\" id=\"totp\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"6\" required></label></fieldset>\
@@ -236,6 +236,9 @@ fn setup_html(
         min = auth::MIN_PASSWORD_CHARS,
         uri = esc(&uri),
         uri_text = esc(&uri),
+        qr = auth::qr_svg_data_uri(&uri)
+            .map(|src| format!("<img class=\"qr\" id=\"totp-qr\" alt=\"QR code of the key\" src=\"{src}\">"))
+            .unwrap_or_default(),
     )
 }
 

@@ -46,6 +46,14 @@ fn person<'d>(driver: &'d Driver, root: &Path, link: &str, name: &str) -> Browse
     assert_eq!(browser.text("#setup-name"), name);
     let secret = browser.text("#totp-secret");
     assert!(browser.text("#otpauth").starts_with("otpauth://totp/"));
+    // The QR code renders (a data: image, which the policy allows).
+    assert!(
+        browser
+            .property("#totp-qr", "naturalWidth")
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     browser.fill("#password", PASSWORD);
     browser.fill("#again", PASSWORD);
     browser.fill("#totp", &totp(&secret, 0));
@@ -135,7 +143,11 @@ fn issue_11_the_console_in_a_browser_signs_in_unseals_searches_holds_by_role() {
     let share = |n: u32| std::fs::read_to_string(root.join(format!("keys/share-{n}"))).unwrap();
     kim.go(&format!("{console}unseal"));
     kim.wait_text("#unseal-progress", "0 of 2");
-    kim.fill("#share", &share(1));
+    // Kim chooses her share file; the console's script reads it into the form.
+    kim.upload("#share-file", &root.join("keys/share-1"));
+    crate::records::wait_until("the share read from its file", || {
+        kim.property("#share", "value").as_str() == Some(share(1).trim())
+    });
     kim.click("#hand-in");
     kim.wait_text("#unseal-progress", "1 of 2");
     kim.wait_text("main", "Another keyholder must hand in the next one");

@@ -154,6 +154,26 @@ impl Browser<'_> {
         );
     }
 
+    /// Chooses `file` in the file input `css`.
+    pub fn upload(&self, css: &str, file: &Path) {
+        let id = self.element(css);
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": file.display().to_string() })),
+        );
+    }
+
+    /// The DOM property `name` of `css` (an input's `value`, an image's `naturalWidth`).
+    pub fn property(&self, css: &str, name: &str) -> Value {
+        let id = self.element(css);
+        self.call(
+            reqwest::Method::GET,
+            &format!("/element/{id}/property/{name}"),
+            None,
+        )
+    }
+
     pub fn click(&self, css: &str) {
         let id = self.element(css);
         self.call(
