@@ -71,6 +71,10 @@ async fn issue_11_the_records_api_and_console_are_served_over_tls() {
         .to_str()
         .unwrap()
         .contains("default-src 'none'"));
+    assert_eq!(
+        sign_in.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
 
     // A client that does not trust the certificate gets no answer, and neither does one
     // speaking plain HTTP to the TLS port.

@@ -98,8 +98,14 @@ pub fn router(state: Arc<ArchiverState>) -> Router<Arc<ArchiverState>> {
             "/console/{*rest}",
             get(pages::not_found).post(pages::not_found),
         )
-        .layer(axum::middleware::from_fn_with_state(state, same_origin))
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            same_origin,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            security_headers,
+        ))
 }
 
 async fn stylesheet() -> Response {
@@ -119,8 +125,20 @@ async fn script() -> Response {
 }
 
 /// The headers every console response carries, error pages included.
-async fn security_headers(mut response: Response) -> Response {
+async fn security_headers(
+    State(state): State<Arc<ArchiverState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(req).await;
     let h = response.headers_mut();
+    if state.console.secure {
+        // Once seen over TLS, a browser never tries the console over plain HTTP.
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
