@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs schemathesis against a real `vellum server`: no response of 500 or above, and every
-# response matches /openapi.json. Usage: .ci/schemathesis.sh PATH/TO/vellum
+# Runs schemathesis against a real `vellum server`, then against a real archiver's records
+# API (as the first officer): no response of 500 or above, and every response matches each
+# service's /openapi.json. Usage: .ci/schemathesis.sh PATH/TO/vellum
 set -euo pipefail
 cd "$(dirname "$0")/.."
 vellum="$1"
@@ -15,7 +16,8 @@ data="$(mktemp -d)"
 out="$data/server.out"
 "$vellum" server --listen 127.0.0.1:0 --data "$data/server" >"$out" 2>"$data/server.err" &
 server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
+archiver=""
+trap 'kill $server $archiver 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"' EXIT
 
 # The first line of standard output names the bound address.
 for _ in $(seq 100); do
@@ -40,3 +42,33 @@ timeout 300 "$venv/bin/schemathesis" run "$url/openapi.json" \
     --experimental=openapi-3.1 \
     --no-color
 echo "schemathesis took $((SECONDS - start)) s"
+
+# The records API: an archiver enrolled with the server above, sealed, driven with the first
+# officer's token (every role's routes are open to it).
+admin_token="$data/server/admin-token"
+code="$("$vellum" admin --server "$url" --token-file "$admin_token" records init \
+    --custodians 3 --threshold 2 --out "$data/keys" | tail -n1)"
+archiver_out="$data/archiver.out"
+"$vellum" archiver --server "$url" --data "$data/archiver" --records-key "$data/keys/records.pub" \
+    --code "$code" --listen 127.0.0.1:0 >"$archiver_out" 2>"$data/archiver.err" &
+archiver=$!
+for _ in $(seq 200); do
+    [ -s "$archiver_out" ] && break
+    kill -0 "$archiver" 2>/dev/null || { cat "$data/archiver.err" >&2; exit 1; }
+    sleep 0.1
+done
+records_url="$(head -n1 "$archiver_out" | grep -o 'http://[0-9.:]*')"
+[ -n "$records_url" ] || { echo "no address on the archiver's first line" >&2; exit 1; }
+
+start=$SECONDS
+timeout 300 "$venv/bin/schemathesis" run "$records_url/openapi.json" \
+    --header "Authorization: Bearer $(cat "$data/archiver/records-token")" \
+    --checks not_a_server_error,response_schema_conformance \
+    --hypothesis-max-examples 30 \
+    --hypothesis-deadline None \
+    --hypothesis-suppress-health-check all \
+    --hypothesis-seed 7 \
+    --show-trace \
+    --experimental=openapi-3.1 \
+    --no-color
+echo "schemathesis (records API) took $((SECONDS - start)) s"

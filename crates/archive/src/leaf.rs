@@ -20,6 +20,9 @@ pub enum Leaf {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         commitments: Option<BTreeMap<String, String>>,
     },
+    /// A legal hold. Before issue 11 a hold named at most one `custodian` and one `chat`;
+    /// since, `custodians` and `chats` list them (the single fields stay `None`), with the
+    /// hold's `reason` and the account that placed it (`author`).
     Hold {
         time: i64,
         name: String,
@@ -27,10 +30,21 @@ pub enum Leaf {
         chat: Option<String>,
         from: Option<i64>,
         to: Option<i64>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        custodians: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        chats: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        author: Option<String>,
     },
+    /// A hold lifted (`author`, since issue 11, the account that lifted it).
     Release {
         time: i64,
         name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        author: Option<String>,
     },
     /// The content key of record leaf `record` was destroyed at the end of `schedule`.
     Disposition {

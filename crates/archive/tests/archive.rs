@@ -48,6 +48,10 @@ fn populated(dir: &Path, g: &vellum_records::Generated) -> String {
             chat: None,
             from: None,
             to: None,
+            custodians: Vec::new(),
+            chats: Vec::new(),
+            reason: None,
+            author: None,
         })
         .unwrap();
     let record = seal(&public, b"chat/9", b"MARKER-record-9").unwrap();
@@ -215,6 +219,10 @@ fn truncation_and_removed_records_are_named() {
                 chat: None,
                 from: None,
                 to: None,
+                custodians: Vec::new(),
+                chats: Vec::new(),
+                reason: None,
+                author: None,
             }
             .to_bytes();
             edited.extend_from_slice(&(leaf.len() as u32).to_be_bytes());

@@ -43,6 +43,17 @@ pub struct Vault {
     /// The keyholder accounts that handed in a share since the archive was last unsealed:
     /// one share per keyholder.
     pub unseal_contributors: Vec<String>,
+    /// The org's users, from the archiver's verified copy of the key directory (refreshed
+    /// by the ingest loop): a hold on anyone else is refused.
+    pub org_users: std::collections::BTreeSet<String>,
+    /// The record chats the archiver is or was a member of: (id, title).
+    pub known_chats: Vec<(String, Option<String>)>,
+    /// The chats the archive does not hold (transitory), as the delivery server last listed
+    /// them, and when (Unix ms).
+    pub transitory: Option<(i64, vellum_wire::TransitoryChats)>,
+    /// Retention schedules, and the file they are saved to (none in tests).
+    pub schedules: crate::retention::Schedules,
+    pub schedules_path: Option<std::path::PathBuf>,
 }
 
 impl Vault {
@@ -67,7 +78,29 @@ impl Vault {
             binder: None,
             office: crate::office::Office::in_memory(),
             unseal_contributors: Vec::new(),
+            org_users: Default::default(),
+            known_chats: Vec::new(),
+            transitory: None,
+            schedules: Default::default(),
+            schedules_path: None,
         })
+    }
+}
+
+impl Vault {
+    /// A record of chat `id` (titled `title`) arrived: holds and schedules may name it from
+    /// now on, without waiting for the ingest loop's next look at the chat list.
+    pub fn note_chat(&mut self, id: &str, title: Option<&str>) {
+        match self.known_chats.iter_mut().find(|(known, _)| known == id) {
+            Some((_, known_title)) => {
+                if let Some(title) = title {
+                    *known_title = Some(title.to_owned());
+                }
+            }
+            None => self
+                .known_chats
+                .push((id.to_owned(), title.map(str::to_owned))),
+        }
     }
 }
 

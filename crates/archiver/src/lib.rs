@@ -42,7 +42,10 @@ pub use witnesses::WitnessTarget;
 /// `vellum-record`, with the record itself).
 pub mod api_types {
     pub use crate::retention::Schedules;
-    pub use vellum_record::api::{Disposal, Hit, Hold, SearchQuery, Status};
+    pub use vellum_record::api::{
+        AssignSchedule, AuditEntry, ChatClasses, DefineSchedule, Disposal, Hit, Hold, HoldRequest,
+        SearchQuery, Status,
+    };
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +96,6 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// owns the archive, the records key and the pending receipts) and what never changes.
 pub struct ArchiverState {
     pub vault: ArchiveHandle,
-    pub schedules: retention::Schedules,
     /// `DATA/office.json`.
     pub settings: settings::OfficeSettings,
     /// The records console's own state (TLS or not, failed sign-ins).
@@ -267,6 +269,8 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
         retry_at: Instant::now(),
     });
     binding::pending_at_start(&mut vault);
+    vault.schedules = schedules;
+    vault.schedules_path = Some(config.data.join("schedules.json"));
     vault.office = office::Office::open(&config.data.join("office.db"))
         .map_err(|e| Error::Setup(e.to_string()))?;
     vault
@@ -276,7 +280,6 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
     let vault = ArchiveHandle::spawn(vault)?;
     let state = Arc::new(ArchiverState {
         vault: vault.clone(),
-        schedules,
         settings: settings::OfficeSettings::load(&config.data.join("office.json"))
             .map_err(Error::Setup)?,
         console: console::ConsoleState::new(config.tls.is_some()),
@@ -385,6 +388,10 @@ pub async fn start(
             config.checkpoint_interval,
         ));
     }
+    // Before the API answers: a hold placed at once is checked against the org's users.
+    if let Err(e) = refresh_known(&mut client, &state).await {
+        tracing::warn!(error = %e, "cannot read the directory or chat list yet");
+    }
     let api_state = state.clone();
     tokio::spawn(async move {
         let app = app(api_state);
@@ -410,6 +417,7 @@ const MAX_PAUSE_BACKOFF: Duration = Duration::from_secs(5);
 async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), Error> {
     let mut backoff = POLL;
     let mut publisher = publish::Publisher::default();
+    let mut known_at: Option<Instant> = None;
     loop {
         match client.sync().await {
             Ok(_) => {
@@ -451,11 +459,62 @@ async fn ingest(client: &mut Client, state: &Arc<ArchiverState>) -> Result<(), E
         if let Err(e) = publisher.step(client, state).await {
             tracing::warn!(error = %e, "checkpoint or receipts not delivered yet; retrying");
         }
+        if known_at.is_none_or(|t| t.elapsed() >= KNOWN_REFRESH) {
+            match refresh_known(client, state).await {
+                Ok(()) => known_at = Some(Instant::now()),
+                Err(e) => tracing::warn!(error = %e, "cannot read the directory or chat list"),
+            }
+        }
         if let Err(e) = publish_held_users(client, state).await {
             tracing::warn!(error = %e, "the server has not heard of the latest holds yet; retrying");
         }
         tokio::time::sleep(backoff).await;
     }
+}
+
+/// How often the users and chats a hold may name, and the transitory chats, are re-read.
+const KNOWN_REFRESH: Duration = Duration::from_secs(3);
+
+/// Gives the actor the org's users (the verified key directory) and the record chats this
+/// archiver is in, against which holds are checked.
+async fn refresh_known(client: &mut Client, state: &ArchiverState) -> Result<(), Error> {
+    // With a record sink, sync leaves the key directory alone: read it here.
+    client.refresh_directory().await?;
+    // Only shown to the records office: a failure here must not stop holds being checked.
+    let transitory: Option<vellum_wire::TransitoryChats> = client
+        .request(
+            vellum_client::Method::GET,
+            "/v1/records/transitory-chats",
+            None::<&()>,
+        )
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot list the transitory chats"))
+        .ok();
+    let users: std::collections::BTreeSet<String> = client
+        .directory()?
+        .state
+        .users
+        .into_keys()
+        .filter(|u| u != vellum_wire::RECORDS_USER)
+        .collect();
+    // Chats the archiver left still have records: they stay known.
+    let chats: Vec<(String, Option<String>)> = client
+        .chats()?
+        .into_iter()
+        .map(|c| (c.group_id, c.title))
+        .collect();
+    state
+        .vault
+        .call(move |v| {
+            v.org_users = users;
+            if let Some(transitory) = transitory {
+                v.transitory = Some((api::now_ms(), transitory));
+            }
+            for (id, title) in chats {
+                v.note_chat(&id, title.as_deref());
+            }
+        })
+        .await
 }
 
 /// Tells the delivery server who is under a legal hold, once at start and whenever a hold

@@ -13,7 +13,7 @@ use vellum_archive::{Archive, Leaf};
 use vellum_record::api::Hold;
 use vellum_record::Record;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Schedules {
     /// Name → retention (30d, 7w; `null`: permanent).
     pub schedules: BTreeMap<String, Option<String>>,
@@ -67,8 +67,7 @@ impl Schedules {
     fn validate(&self) -> Result<(), String> {
         for (name, retention) in &self.schedules {
             if let Some(r) = retention {
-                vellum_wire::timer::parse_duration(r)
-                    .map_err(|e| format!("schedule {name}: {e}"))?;
+                parse_keep(r).map_err(|e| format!("schedule {name}: {e}"))?;
             }
         }
         for name in [&self.default_schedule]
@@ -98,10 +97,85 @@ impl Schedules {
             .get(&name)
             .cloned()
             .flatten()
-            .and_then(|r| vellum_wire::timer::parse_duration(&r).ok())
-            .map(|secs| secs as i64 * 1000);
+            .and_then(|r| parse_keep(&r).ok());
         (name, retention)
     }
+
+    /// Defines (or redefines) schedule `name`: keep records `keep` (`7y`, `180d`, `26w`), or
+    /// `permanent` (transfer to the National Archives, never disposed here).
+    pub fn define(&mut self, name: &str, keep: &str) -> Result<(), String> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
+            return Err("a schedule name is 1 to 64 characters, without control characters".into());
+        }
+        let keep = keep.trim();
+        let retention = if keep == "permanent" {
+            None
+        } else {
+            parse_keep(keep)?;
+            Some(keep.to_owned())
+        };
+        self.schedules.insert(name.to_owned(), retention);
+        Ok(())
+    }
+
+    /// Puts chat (id or title) or user `subject` under schedule `name`.
+    pub fn assign(&mut self, subject: Subject, name: &str) -> Result<(), String> {
+        if !self.schedules.contains_key(name) {
+            return Err(format!(
+                "no schedule named {name:?} (define it first: schedule define {name} --keep 7y)"
+            ));
+        }
+        match subject {
+            Subject::Chat(chat) => self.chats.insert(chat, name.to_owned()),
+            Subject::User(user) => self.users.insert(user, name.to_owned()),
+        };
+        Ok(())
+    }
+
+    /// Writes the schedules to `path` atomically.
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(self).expect("schedules serialise");
+        vellum_archive::write_atomic(path, (text + "\n").as_bytes(), 0o644)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// What a schedule is assigned to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    Chat(String),
+    User(String),
+}
+
+/// A retention period in ms: `N` and one unit of `d`, `w` or `y` (365 days), or the shorter
+/// units of timers (`s`, `m`, `h`) for tests and transitory material.
+pub fn parse_keep(text: &str) -> Result<i64, String> {
+    let bad =
+        || format!("invalid retention {text:?}: a number and a unit (180d, 26w, 7y), or permanent");
+    if let Some(years) = text.strip_suffix('y') {
+        if years.is_empty() || years.len() > 4 || !years.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let years: i64 = years.parse().map_err(|_| bad())?;
+        if years == 0 {
+            return Err(bad());
+        }
+        return Ok(years * 365 * 86_400_000);
+    }
+    let days = text
+        .strip_suffix('d')
+        .filter(|d| !d.is_empty() && d.len() <= 6 && d.bytes().all(|b| b.is_ascii_digit()));
+    if let Some(days) = days {
+        let days: i64 = days.parse().map_err(|_| bad())?;
+        if days == 0 {
+            return Err(bad());
+        }
+        return Ok(days * 86_400_000);
+    }
+    vellum_wire::timer::parse_duration(text)
+        .map(|secs| secs as i64 * 1000)
+        .map_err(|_| bad())
 }
 
 /// When a record's retention starts counting: the latest of the sender's clock, the
@@ -114,8 +188,10 @@ pub fn retention_start(e: &Record, archived_at: i64) -> i64 {
 /// The users that holds in force name as their custodian, sorted, once each: the delivery
 /// server suspends the timers of (or converts) their transitory chats.
 pub fn held_users(holds: &[Hold]) -> Vec<String> {
-    let users: std::collections::BTreeSet<String> =
-        holds.iter().filter_map(|h| h.custodian.clone()).collect();
+    let users: std::collections::BTreeSet<String> = holds
+        .iter()
+        .flat_map(|h| h.custodians.iter().cloned())
+        .collect();
     users.into_iter().collect()
 }
 
@@ -126,21 +202,32 @@ pub fn active_holds(archive: &Archive) -> Result<Vec<Hold>, vellum_archive::Erro
     for index in 0..archive.size() {
         match archive.leaf(index)? {
             Leaf::Hold {
+                time,
                 name,
                 custodian,
                 chat,
                 from,
                 to,
-                ..
+                custodians,
+                chats,
+                reason,
+                author,
             } => {
+                // A hold from before issue 11 named at most one of each.
+                let custodians = custodian.into_iter().chain(custodians).collect();
+                let chats = chat.into_iter().chain(chats).collect();
                 holds.insert(
                     name.clone(),
                     Hold {
                         name,
-                        custodian,
-                        chat,
+                        custodians,
+                        chats,
                         from,
                         to,
+                        reason,
+                        author,
+                        placed_at: Some(time),
+                        records: None,
                     },
                 );
             }
@@ -239,6 +326,45 @@ mod tests {
     }
 
     #[test]
+    fn issue_11_schedules_are_defined_assigned_and_checked() {
+        assert_eq!(parse_keep("7y").unwrap(), 7 * 365 * 86_400_000);
+        assert_eq!(parse_keep("2555d").unwrap(), 2555 * 86_400_000);
+        assert_eq!(parse_keep("26w").unwrap(), 26 * 7 * 86_400_000);
+        assert_eq!(parse_keep("90s").unwrap(), 90_000);
+        for bad in [
+            "",
+            "y",
+            "0y",
+            "-1d",
+            "7 y",
+            "7years",
+            "1.5y",
+            "permanent",
+            "99999y",
+        ] {
+            assert!(parse_keep(bad).is_err(), "{bad}");
+        }
+        let mut s = Schedules::default();
+        s.define("litigation", "permanent").unwrap();
+        s.define("short", "30d").unwrap();
+        assert!(s.define("bad", "forever").is_err());
+        assert!(s.define("", "1d").is_err());
+        s.assign(Subject::Chat("ops".into()), "short").unwrap();
+        s.assign(Subject::User("alice".into()), "litigation")
+            .unwrap();
+        assert!(s.assign(Subject::User("bob".into()), "nope").is_err());
+        s.validate().unwrap();
+        let e = event("id", Some("ops"), "alice", 1, 1);
+        assert_eq!(s.for_event(&e), ("short".into(), Some(30 * 86_400_000)));
+        let elsewhere = event("id", Some("other"), "alice", 1, 1);
+        assert_eq!(s.for_event(&elsewhere), ("litigation".into(), None));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schedules.json");
+        s.save(&path).unwrap();
+        assert_eq!(Schedules::load(&path).unwrap(), s);
+    }
+
+    #[test]
     fn issue8_retention_counts_from_the_latest_clock() {
         // A sender who backdates, or an archiver that took a message in late, never
         // shortens how long it is kept.
@@ -251,10 +377,14 @@ mod tests {
     fn issue8_held_users_are_the_custodians_of_holds_in_force() {
         let hold = |name: &str, custodian: Option<&str>| Hold {
             name: name.into(),
-            custodian: custodian.map(Into::into),
-            chat: None,
+            custodians: custodian.into_iter().map(Into::into).collect(),
+            chats: Vec::new(),
             from: None,
             to: None,
+            reason: None,
+            author: None,
+            placed_at: None,
+            records: None,
         };
         assert_eq!(
             held_users(&[
@@ -272,10 +402,14 @@ mod tests {
     fn holds_match_custodian_chat_and_either_clock() {
         let hold = Hold {
             name: "h".into(),
-            custodian: Some("bob".into()),
-            chat: Some("ops".into()),
+            custodians: vec!["bob".into()],
+            chats: vec!["ops".into()],
             from: Some(100),
             to: Some(200),
+            reason: None,
+            author: None,
+            placed_at: None,
+            records: None,
         };
         assert!(
             hold.covers(&event("id", Some("ops"), "alice", 150, 150), 150),

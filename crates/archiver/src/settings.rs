@@ -50,3 +50,127 @@ impl OfficeSettings {
             .map_err(|e| format!("time_zone {:?}: {e}", self.time_zone))
     }
 }
+
+/// Which end of a range a date bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// A plain date means its first instant.
+    Start,
+    /// A plain date means its last millisecond.
+    End,
+}
+
+impl OfficeSettings {
+    /// Unix ms of `text`: an RFC 3339 time with any offset (`2026-11-03T09:00:00-05:00`,
+    /// `…Z`), or a plain date (`2026-11-03`) in the office's time zone.
+    pub fn parse_time(&self, text: &str, bound: Bound) -> Result<i64, String> {
+        let text = text.trim();
+        if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+            return Ok(ts.as_millisecond());
+        }
+        let tz = self.tz()?;
+        // A time without an offset is the office's wall-clock time.
+        if text.len() > 10 {
+            let civil: jiff::civil::DateTime = text.parse().map_err(|_| {
+                format!(
+                    "invalid date {text:?}: use a date (2026-11-03, the office's day in {}) or \
+                     an RFC 3339 time with its offset (2026-11-03T09:00:00-05:00)",
+                    self.time_zone
+                )
+            })?;
+            return civil
+                .to_zoned_datetime(tz)
+                .map(|z| z.timestamp().as_millisecond())
+                .map_err(|e| format!("{text}: {e}"));
+        }
+        let date: jiff::civil::Date = text.parse().map_err(|_| {
+            format!(
+                "invalid date {text:?}: use a date (2026-11-03, the office's day in {}) or \
+                 an RFC 3339 time with its offset (2026-11-03T09:00:00-05:00)",
+                self.time_zone
+            )
+        })?;
+        let day_start = |d: jiff::civil::Date| {
+            d.to_zoned_datetime(tz.clone())
+                .map(|z| z.timestamp().as_millisecond())
+                .map_err(|e| format!("{text}: {e}"))
+        };
+        match bound {
+            Bound::Start => day_start(date),
+            Bound::End => {
+                let next = date.tomorrow().map_err(|e| format!("{text}: {e}"))?;
+                Ok(day_start(next)? - 1)
+            }
+        }
+    }
+
+    /// Both ends of a range, checked to be in order.
+    pub fn parse_range(
+        &self,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<(Option<i64>, Option<i64>), String> {
+        let from = from.map(|f| self.parse_time(f, Bound::Start)).transpose()?;
+        let to = to.map(|t| self.parse_time(t, Bound::End)).transpose()?;
+        if let (Some(f), Some(t)) = (from, to) {
+            if f > t {
+                return Err("the range ends before it begins".into());
+            }
+        }
+        Ok((from, to))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_york() -> OfficeSettings {
+        OfficeSettings {
+            time_zone: "America/New_York".into(),
+        }
+    }
+
+    #[test]
+    fn issue_11_dates_take_any_offset_or_a_plain_day_of_the_office() {
+        let office = new_york();
+        let z = office
+            .parse_time("2026-11-03T14:00:00Z", Bound::Start)
+            .unwrap();
+        let offset = office
+            .parse_time("2026-11-03T09:00:00-05:00", Bound::Start)
+            .unwrap();
+        assert_eq!(z, offset);
+        // 3 November 2026 in New York is UTC-5 (after the DST change on 1 November).
+        let start = office.parse_time("2026-11-03", Bound::Start).unwrap();
+        let end = office.parse_time("2026-11-03", Bound::End).unwrap();
+        assert_eq!(
+            start,
+            office
+                .parse_time("2026-11-03T05:00:00Z", Bound::Start)
+                .unwrap()
+        );
+        assert_eq!(end - start, 24 * 3600 * 1000 - 1);
+        // The day of the change is 25 hours long.
+        let long_day = office.parse_time("2026-11-01", Bound::End).unwrap()
+            - office.parse_time("2026-11-01", Bound::Start).unwrap();
+        assert_eq!(long_day, 25 * 3600 * 1000 - 1);
+        // Without an offset, the office's wall clock.
+        assert_eq!(
+            office.parse_time("2026-11-03T09:00", Bound::Start).unwrap(),
+            offset
+        );
+        for bad in [
+            "yesterday",
+            "2026-13-01",
+            "03/11/2026",
+            "",
+            "2026-11-03Tnine",
+        ] {
+            assert!(office.parse_time(bad, Bound::Start).is_err(), "{bad}");
+        }
+        assert!(office
+            .parse_range(Some("2026-11-04"), Some("2026-11-03"))
+            .is_err());
+    }
+}

@@ -171,6 +171,11 @@ fn archive(v: &mut Vault, mut event: Record) -> Result<(), String> {
         getrandom::fill(&mut salt).map_err(|e| format!("operating system RNG: {e}"))?;
         event.salt = Some(hex::encode(salt));
     }
+    let title = match event.kind {
+        RecordKind::Title => event.text.as_deref(),
+        _ => event.chat_title.as_deref(),
+    };
+    v.note_chat(&event.chat_id, title);
     let reference = event.reference();
     let sealed = vellum_records::seal(&v.public_key, reference.as_bytes(), &event.encode())
         .map_err(|e| e.to_string())?;

@@ -149,7 +149,6 @@ mod tests {
         .unwrap();
         Arc::new(ArchiverState {
             vault,
-            schedules: Default::default(),
             settings: Default::default(),
             console: Default::default(),
         })

@@ -38,7 +38,6 @@ fn console(secure: bool) -> Console {
     let vault = ArchiveHandle::spawn(vault).unwrap();
     let state = Arc::new(ArchiverState {
         vault: vault.clone(),
-        schedules: Default::default(),
         settings: Default::default(),
         console: ConsoleState::new(secure),
     });
@@ -394,7 +393,7 @@ async fn issue_11_forms_without_the_session_csrf_token_or_from_another_origin_ar
         vec![
             ("csrf".to_owned(), token.to_owned()),
             ("name".to_owned(), "case-1".to_owned()),
-            ("custodian".to_owned(), "bob".to_owned()),
+            ("reason".to_owned(), "CREW v. Agency".to_owned()),
         ]
     };
     let wrong = fields("0000");
@@ -431,7 +430,8 @@ async fn issue_11_forms_without_the_session_csrf_token_or_from_another_origin_ar
     let holds: serde_json::Value =
         serde_json::from_str(&c.api("GET", "/v1/holds", None).await.body).unwrap();
     assert_eq!(holds[0]["name"], "case-1");
-    assert_eq!(holds[0]["custodian"], "bob");
+    assert_eq!(holds[0]["reason"], "CREW v. Agency");
+    assert_eq!(holds[0]["author"], "olive");
 }
 
 #[tokio::test]

@@ -53,7 +53,6 @@ fn log() -> Log {
     let vault = sealed_vault(archive);
     let state = Arc::new(ArchiverState {
         vault,
-        schedules: Default::default(),
         settings: Default::default(),
         console: Default::default(),
     });
@@ -220,7 +219,6 @@ async fn before_any_checkpoint_there_is_nothing_to_serve() {
     access(&mut archive, 0);
     let state = Arc::new(ArchiverState {
         vault: sealed_vault(archive),
-        schedules: Default::default(),
         settings: Default::default(),
         console: Default::default(),
     });

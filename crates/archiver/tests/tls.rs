@@ -35,7 +35,6 @@ async fn issue_11_the_records_api_and_console_are_served_over_tls() {
         .unwrap();
     let state = Arc::new(ArchiverState {
         vault: ArchiveHandle::spawn(vault).unwrap(),
-        schedules: Default::default(),
         settings: Default::default(),
         console: ConsoleState::new(true),
     });

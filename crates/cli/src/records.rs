@@ -12,11 +12,10 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::json;
 use vellum_client::Api;
+use vellum_record::api::office::{AccountInfo, CreatedAccount, WhoAmI};
 use vellum_wire::{EnrollmentCode, RecordsInit};
 
-use vellum_record::api::office::{AccountInfo, CreatedAccount, WhoAmI};
-
-use crate::output::{rfc3339_millis, safe};
+use crate::output::{self, rfc3339_millis, safe};
 
 #[derive(Subcommand)]
 pub enum RecordsCommand {
@@ -67,6 +66,37 @@ pub enum RecordsCommand {
     )]
     Whoami {
         /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retention schedules: how long records are kept, by chat and by user.
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
+    /// Which chats the archive holds (record chats) and which it does not (transitory
+    /// chats: the delivery server's metadata only, members and timers).
+    #[command(
+        after_help = "Example: vellum records --archiver URL --token-file FILE chats --json"
+    )]
+    Chats {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit trail, newest first: every unseal, search, export, hold, schedule change
+    /// and disposition, each a leaf of the tamper-evident log.
+    #[command(
+        after_help = "Example: vellum records --archiver URL --token-file FILE audit --from 2026-11-01 --json"
+    )]
+    Audit {
+        /// From this date (the office's day) or RFC 3339 time.
+        #[arg(long)]
+        from: Option<String>,
+        /// At most this many entries (default 1000).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// One JSON array.
         #[arg(long)]
         json: bool,
     },
@@ -147,27 +177,67 @@ pub enum UserCommand {
 }
 
 #[derive(Subcommand)]
+pub enum ScheduleCommand {
+    /// The schedules, the default, and which chats and users fall under which.
+    #[command(after_help = "Example: vellum records ... schedule list --json")]
+    List {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a chat or a user under a schedule (a chat's wins over its sender's).
+    #[command(after_help = "Example: vellum records ... schedule set --chat field-ops capstone")]
+    Set {
+        /// The chat (id or title).
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        chat: Option<String>,
+        /// The user (their role decides, e.g. a capstone official).
+        #[arg(long)]
+        user: Option<String>,
+        /// The schedule's name.
+        schedule: String,
+    },
+    /// Define or redefine a schedule.
+    #[command(after_help = "Example: vellum records ... schedule define litigation --keep 10y")]
+    Define {
+        /// The schedule's name.
+        name: String,
+        /// How long records are kept: 180d, 26w, 7y, or permanent.
+        #[arg(long)]
+        keep: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum HoldCommand {
     /// Put a legal hold on every record matching all the criteria given. A record is in
     /// the range if its sender's clock, the server's receipt or the archive's ingest is.
+    /// Custodians must be users of the org and chats record chats the archive knows;
+    /// anything else is refused.
     #[command(
-        after_help = "Example: vellum records ... hold create case-42 --custodian bob --from 2026-01-01T00:00:00Z"
+        after_help = "Example: vellum records ... hold create crew-v-dhs --reason \"CREW v. DHS, 26-cv-1234\" --custodian alice --custodian bob --from 2026-11-01"
     )]
     Create {
         /// The hold's name (to release it by).
         name: String,
-        /// The person whose communications are held. While the hold lasts, the disappearing
-        /// timers of this person's transitory chats are suspended on every member's device
-        /// (or the chats convert to record chats: `admin policy set --on-hold`).
+        /// Why: the matter, case or request it preserves for (shown to auditors). Without
+        /// one, a warning.
         #[arg(long)]
-        custodian: Option<String>,
-        /// Only this chat (its id).
+        reason: Option<String>,
+        /// A person whose communications are held (their e-discovery custodian); repeat for
+        /// several. While the hold lasts, the disappearing timers of their transitory chats
+        /// are suspended on every member's device (or the chats convert to record chats:
+        /// `admin policy set --on-hold`).
         #[arg(long)]
-        chat: Option<String>,
-        /// RFC 3339 time, inclusive.
+        custodian: Vec<String>,
+        /// Only this chat (its id or title); repeat for several.
+        #[arg(long)]
+        chat: Vec<String>,
+        /// From this date (2026-11-01, the office's day) or RFC 3339 time with its offset,
+        /// inclusive.
         #[arg(long)]
         from: Option<String>,
-        /// RFC 3339 time, inclusive (the end of the range).
+        /// Until this date or RFC 3339 time, inclusive (a date: to its end).
         #[arg(long)]
         to: Option<String>,
         /// Print the hold as one JSON object.
@@ -340,6 +410,104 @@ fn unix_ms(rfc3339: Option<&str>) -> Result<Option<i64>> {
         .transpose()
 }
 
+async fn schedule(api: &Api, token: Option<&str>, command: ScheduleCommand) -> Result<()> {
+    use vellum_archiver::api_types::{AssignSchedule, DefineSchedule, Schedules};
+    let schedules: Schedules = match command {
+        ScheduleCommand::List { json } => {
+            let schedules: Schedules = api
+                .call(Method::GET, "/v1/schedules", None::<&()>, None, token)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string(&schedules)?);
+                return Ok(());
+            }
+            schedules
+        }
+        ScheduleCommand::Set {
+            chat,
+            user,
+            schedule,
+        } => {
+            let request = AssignSchedule {
+                chat,
+                user,
+                schedule,
+            };
+            api.call(
+                Method::POST,
+                "/v1/schedules/assign",
+                Some(&request),
+                None,
+                token,
+            )
+            .await?
+        }
+        ScheduleCommand::Define { name, keep } => {
+            api.call(
+                Method::POST,
+                "/v1/schedules",
+                Some(&DefineSchedule { name, keep }),
+                None,
+                token,
+            )
+            .await?
+        }
+    };
+    println!("schedules:");
+    for (name, keep) in &schedules.schedules {
+        let default = if *name == schedules.default_schedule {
+            " (default)"
+        } else {
+            ""
+        };
+        println!(
+            "  - {}: {}{default}",
+            output::safe(name),
+            keep.as_deref().unwrap_or("permanent")
+        );
+    }
+    for (chat, name) in &schedules.chats {
+        println!("chat {}: {}", output::safe(chat), output::safe(name));
+    }
+    for (user, name) in &schedules.users {
+        println!("user {}: {}", output::safe(user), output::safe(name));
+    }
+    Ok(())
+}
+
+/// A hold's details, one "  - " line each.
+fn print_hold_details(h: &vellum_archiver::api_types::Hold) {
+    let list = |names: &[String], all: &str| {
+        if names.is_empty() {
+            all.to_owned()
+        } else {
+            output::safe(&names.join(", "))
+        }
+    };
+    let when = |t: Option<i64>| t.map(rfc3339_millis).unwrap_or_else(|| "any time".into());
+    println!(
+        "  - reason: {}",
+        h.reason
+            .as_deref()
+            .map(output::safe)
+            .unwrap_or_else(|| "(none given)".into())
+    );
+    if let (Some(author), Some(at)) = (&h.author, h.placed_at) {
+        println!(
+            "  - placed by {} at {}",
+            output::safe(author),
+            rfc3339_millis(at)
+        );
+    }
+    println!("  - custodians: {}", list(&h.custodians, "everyone"));
+    println!("  - chats: {}", list(&h.chats, "every chat"));
+    println!("  - from {} to {}", when(h.from), when(h.to));
+    match h.records {
+        Some(n) => println!("  - keeps {n} records"),
+        None => println!("  - records kept: counted once the archive is unsealed"),
+    }
+}
+
 pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand) -> Result<()> {
     let token = fs::read_to_string(token_file)
         .with_context(|| format!("cannot read token file {}", token_file.display()))?;
@@ -420,6 +588,7 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
             command:
                 HoldCommand::Create {
                     name,
+                    reason,
                     custodian,
                     chat,
                     from,
@@ -427,19 +596,29 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
                     json,
                 },
         } => {
-            let hold = vellum_archiver::api_types::Hold {
+            let request = vellum_archiver::api_types::HoldRequest {
                 name,
-                custodian,
-                chat,
-                from: unix_ms(from.as_deref())?,
-                to: unix_ms(to.as_deref())?,
+                custodians: custodian,
+                chats: chat,
+                from,
+                to,
+                reason,
             };
             let created: vellum_archiver::api_types::Hold = api
-                .call(Method::POST, "/v1/holds", Some(&hold), None, token)
+                .call(Method::POST, "/v1/holds", Some(&request), None, token)
                 .await?;
+            if created.reason.is_none() {
+                eprintln!(
+                    "warning: the hold has no reason (--reason): auditors will not see what \
+                     it preserves for"
+                );
+            }
             match json {
                 true => println!("{}", serde_json::to_string(&created)?),
-                false => println!("hold {:?} in force", created.name),
+                false => {
+                    println!("hold {:?} in force", output::safe(&created.name));
+                    print_hold_details(&created);
+                }
             }
         }
         RecordsCommand::Hold {
@@ -453,17 +632,12 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
                 println!("{}", serde_json::to_string(&holds)?);
                 return Ok(());
             }
+            if holds.is_empty() {
+                println!("no holds in force");
+            }
             for h in holds {
-                let when =
-                    |t: Option<i64>| t.map(rfc3339_millis).unwrap_or_else(|| "any time".into());
-                println!(
-                    "{}: custodian {}, chat {}, from {} to {}",
-                    h.name,
-                    h.custodian.as_deref().unwrap_or("any"),
-                    h.chat.as_deref().unwrap_or("any"),
-                    when(h.from),
-                    when(h.to)
-                );
+                println!("{}", output::safe(&h.name));
+                print_hold_details(&h);
             }
         }
         RecordsCommand::Hold {
@@ -481,6 +655,76 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
             match json {
                 true => println!("{}", json!({ "released": name })),
                 false => println!("hold {name:?} released"),
+            }
+        }
+        RecordsCommand::Schedule { command } => schedule(&api, token, command).await?,
+        RecordsCommand::Chats { json } => {
+            let classes: vellum_archiver::api_types::ChatClasses = api
+                .call(Method::GET, "/v1/chats", None::<&()>, None, token)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string(&classes)?);
+                return Ok(());
+            }
+            println!("record chats (archived): {}", classes.record.len());
+            for chat in &classes.record {
+                println!(
+                    "  - {} {}",
+                    chat.id,
+                    output::safe(chat.title.as_deref().unwrap_or("(untitled)"))
+                );
+            }
+            match &classes.transitory {
+                None => println!("transitory chats: not listed by the delivery server yet"),
+                Some(t) => {
+                    println!("transitory chats (not archived): {}", t.total);
+                    let timer = |s: Option<u64>| {
+                        s.map(|s| {
+                            humantime::format_duration(std::time::Duration::from_secs(s))
+                                .to_string()
+                        })
+                        .unwrap_or_else(|| "off".into())
+                    };
+                    for chat in &t.chats {
+                        println!(
+                            "  - {} members {}; expire {}, burn {}{}",
+                            chat.id,
+                            output::safe(&chat.members.join(", ")),
+                            timer(chat.expire_secs),
+                            timer(chat.burn_secs),
+                            if chat.held {
+                                " (held: timers suspended)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                }
+            }
+        }
+        RecordsCommand::Audit { from, limit, json } => {
+            let mut query = Vec::new();
+            query.extend(from.map(|f| format!("from={}", urlencode(&f))));
+            query.extend(limit.map(|l| format!("limit={l}")));
+            let path = format!("/v1/audit?{}", query.join("&"));
+            let entries: Vec<vellum_archiver::api_types::AuditEntry> = api
+                .call(Method::GET, &path, None::<&()>, None, token)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string(&entries)?);
+                return Ok(());
+            }
+            for e in &entries {
+                println!(
+                    "{} leaf {} {}: {}",
+                    rfc3339_millis(e.time),
+                    e.leaf,
+                    output::safe(&e.action),
+                    output::safe(&e.detail)
+                );
+            }
+            if entries.is_empty() {
+                println!("no audit entries");
             }
         }
         RecordsCommand::Dispose { dry_run, json } => {

@@ -617,6 +617,28 @@ pub struct HeldUsers {
     pub users: Vec<String>,
 }
 
+/// `GET /v1/records/transitory-chats`, for the org's archiver: the chats it is not in, and so
+/// does not archive, as metadata only (the server knows no title or content).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TransitoryChats {
+    /// How many transitory chats have a member.
+    pub total: u64,
+    /// The oldest `chats.len()` of them.
+    pub chats: Vec<TransitoryChat>,
+}
+
+/// One transitory chat, as the delivery server knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TransitoryChat {
+    pub id: String,
+    /// The users with a device in it, sorted.
+    pub members: Vec<String>,
+    pub expire_secs: Option<u64>,
+    pub burn_secs: Option<u64>,
+    /// A member is under a legal hold: its timers are suspended.
+    pub held: bool,
+}
+
 /// `PUT /v1/records/checkpoint`, by the org's archiver: its newest checkpoint (a C2SP signed
 /// note, with the cosignature lines of the witnesses that cosigned it) and the RFC 9162
 /// consistency proof from the newest one the server holds (`old_size`; 0 and no proof for

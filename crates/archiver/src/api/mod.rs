@@ -13,13 +13,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vellum_archive::Leaf;
 use vellum_record::api::office::{Permission, Role};
-use vellum_record::api::{Disposal, DisposeRequest, Hit, Hold, SearchQuery, Status, UnsealRequest};
+use vellum_record::api::{Disposal, DisposeRequest, Hit, SearchQuery, Status, UnsealRequest};
 use vellum_record::Record;
 use vellum_records::UnsealProgress;
 
 use crate::office::Caller;
 
 mod accounts;
+pub(crate) mod holds;
+pub(crate) mod retention;
 
 use crate::actor::Vault;
 use crate::retention::{active_holds, retention_start};
@@ -171,9 +173,13 @@ pub fn router() -> OpenApiRouter<Arc<ArchiverState>> {
         .routes(routes!(seal))
         .routes(routes!(search))
         .routes(routes!(checkpoint))
-        .routes(routes!(list_holds, create_hold))
-        .routes(routes!(release_hold))
+        .routes(routes!(holds::list, holds::create))
+        .routes(routes!(holds::release))
         .routes(routes!(dispose))
+        .routes(routes!(retention::list, retention::define))
+        .routes(routes!(retention::assign))
+        .routes(routes!(retention::audit))
+        .routes(routes!(retention::chats))
         .routes(routes!(accounts::create, accounts::list))
         .routes(routes!(accounts::disable))
         .routes(routes!(accounts::whoami))
@@ -484,144 +490,6 @@ pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message)
 }
 
-#[utoipa::path(get, path = "/v1/holds", tag = "holds",
-    security(("api_token" = [])),
-    responses(
-        (status = 200, description = "Holds in force", body = Vec<Hold>),
-        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
-        (status = "5XX", description = "Server error", body = ErrorBody),
-    ))]
-async fn list_holds(State(state): St, headers: HeaderMap) -> Result<Json<Vec<Hold>>, ApiError> {
-    caller(&state, &headers, Permission::ViewPolicy).await?;
-    on_vault(&state, |v| {
-        Ok(Json(active_holds(&v.archive).map_err(internal)?))
-    })
-    .await
-}
-
-#[utoipa::path(post, path = "/v1/holds", tag = "holds",
-    request_body = Hold,
-    security(("api_token" = [])),
-    responses(
-        (status = 201, description = "Placed", body = Hold),
-        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
-        (status = "5XX", description = "Server error", body = ErrorBody),
-    ))]
-async fn create_hold(
-    State(state): St,
-    headers: HeaderMap,
-    req: Result<Json<Hold>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<Hold>), ApiError> {
-    let caller = caller(&state, &headers, Permission::ManageHolds).await?;
-    let Json(hold) = req?;
-    Ok((
-        StatusCode::CREATED,
-        Json(place_hold(&state, caller, hold).await?),
-    ))
-}
-
-/// Places `hold` (the API's and the console's).
-pub(crate) async fn place_hold(
-    state: &ArchiverState,
-    _caller: Caller,
-    hold: Hold,
-) -> Result<Hold, ApiError> {
-    if hold.name.is_empty() || hold.name.len() > 100 || hold.name.contains('/') {
-        return Err(bad_request(
-            "a hold name is 1 to 100 characters, without '/'",
-        ));
-    }
-    if hold.from.zip(hold.to).is_some_and(|(f, t)| f > t) {
-        return Err(bad_request("the hold's range ends before it begins"));
-    }
-    on_vault(state, move |v| {
-        if active_holds(&v.archive)
-            .map_err(internal)?
-            .iter()
-            .any(|h| h.name == hold.name)
-        {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                codes::CONFLICT,
-                format!("a hold named {:?} is already in force", hold.name),
-            ));
-        }
-        let leaf = Leaf::Hold {
-            time: now_ms(),
-            name: hold.name.clone(),
-            custodian: hold.custodian.clone(),
-            chat: hold.chat.clone(),
-            from: hold.from,
-            to: hold.to,
-        };
-        v.archive.append(leaf).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                codes::INTERNAL,
-                e.to_string(),
-            )
-        })?;
-        // The delivery server hears of it from the ingest loop.
-        v.holds_version += 1;
-        Ok(hold)
-    })
-    .await
-}
-
-#[utoipa::path(delete, path = "/v1/holds/{name}", tag = "holds",
-    params(("name" = String, Path, description = "The hold's name")),
-    security(("api_token" = [])),
-    responses(
-        (status = 204, description = "Released"),
-        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
-        (status = "5XX", description = "Server error", body = ErrorBody),
-    ))]
-async fn release_hold(
-    State(state): St,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let caller = caller(&state, &headers, Permission::ManageHolds).await?;
-    release_hold_as(&state, caller, name).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Releases the hold named `name` (the API's and the console's).
-pub(crate) async fn release_hold_as(
-    state: &ArchiverState,
-    _caller: Caller,
-    name: String,
-) -> Result<(), ApiError> {
-    on_vault(state, move |v| {
-        if !active_holds(&v.archive)
-            .map_err(internal)?
-            .iter()
-            .any(|h| h.name == name)
-        {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                codes::NOT_FOUND,
-                format!("no hold named {name:?} is in force"),
-            ));
-        }
-        v.archive
-            .append(Leaf::Release {
-                time: now_ms(),
-                name,
-            })
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    codes::INTERNAL,
-                    e.to_string(),
-                )
-            })?;
-        v.holds_version += 1;
-        Ok(())
-    })
-    .await
-}
-
 #[utoipa::path(post, path = "/v1/dispose", tag = "retention",
     request_body = DisposeRequest,
     security(("api_token" = [])),
@@ -637,7 +505,6 @@ async fn dispose(
 ) -> Result<Json<Vec<Disposal>>, ApiError> {
     let caller = caller(&state, &headers, Permission::ManageRetention).await?;
     let Json(req) = req?;
-    let schedules = state.clone();
     on_vault(&state, move |v| {
         let now = now_ms();
         let Some(events) = open_records(v) else {
@@ -664,7 +531,7 @@ async fn dispose(
             if event.chat_title.is_none() {
                 event.chat_title = titles.get(&event.chat_id).cloned();
             }
-            let (schedule, retention) = schedules.schedules.for_event(&event);
+            let (schedule, retention) = v.schedules.for_event(&event);
             let Some(retention) = retention else { continue };
             if retention_start(&event, archived_at).saturating_add(retention) > now {
                 continue;

@@ -11,16 +11,17 @@ use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use vellum_archive::Leaf;
 use vellum_record::api::office::{Permission, Role};
 use vellum_record::api::search::SearchRequest;
-use vellum_record::api::{Hold, UnsealRequest};
+use vellum_record::api::{HoldRequest, UnsealRequest};
 use vellum_record::Record;
 
 use super::html::{bare, csrf_field, esc, notice, page, time};
 use super::{auth, redirect, require, require_form, signed_in, Signed, WithCsrf};
+use crate::api::holds::{holds_in_force, lift, place};
+use crate::api::retention::audit_trail;
 use crate::api::{internal, log_access, now_ms, on_vault};
-use crate::retention::active_holds;
+use crate::settings::Bound;
 use crate::ArchiverState;
 
 type St = State<Arc<ArchiverState>>;
@@ -662,26 +663,12 @@ pub async fn search(
 
 // ---- Legal holds ----
 
-fn day_bound(s: &str, end: bool, tz: &jiff::tz::TimeZone) -> Result<Option<i64>, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Ok(None);
-    }
-    if let Ok(t) = s.parse::<jiff::Timestamp>() {
-        return Ok(Some(t.as_millisecond()));
-    }
-    let date: jiff::civil::Date = s
-        .parse()
-        .map_err(|_| format!("{s:?} is neither a date (2026-11-03) nor an RFC 3339 time"))?;
-    let zoned = if end {
-        date.tomorrow()
-            .and_then(|d| d.to_zoned_datetime(tz.clone()))
-            .map(|z| z.timestamp().as_millisecond() - 1)
+fn names(list: &[String], none: &str) -> String {
+    if list.is_empty() {
+        none.to_owned()
     } else {
-        date.to_zoned_datetime(tz.clone())
-            .map(|z| z.timestamp().as_millisecond())
-    };
-    zoned.map(Some).map_err(|e| e.to_string())
+        list.join(", ")
+    }
 }
 
 async fn holds_page(
@@ -690,7 +677,7 @@ async fn holds_page(
     status: StatusCode,
     message: String,
 ) -> Answer {
-    let holds = on_vault(state, |v| active_holds(&v.archive).map_err(internal))
+    let holds = on_vault(state, |v| holds_in_force(v))
         .await
         .map_err(|e| super::html::error_page(e.status, "Error", &e.message))?;
     let tz = tz(state);
@@ -699,20 +686,29 @@ async fn holds_page(
     if holds.is_empty() {
         body.push_str("<p id=\"no-holds\">No hold is in force.</p>");
     } else {
-        body.push_str("<table id=\"holds\"><thead><tr><th>Name</th><th>Custodian</th><th>Chat</th><th>From</th><th>To</th>");
+        body.push_str("<table id=\"holds\"><thead><tr><th>Name</th><th>Reason</th><th>Custodians</th><th>Chats</th><th>From</th><th>To</th><th>Placed</th><th>Records</th>");
         if manage {
             body.push_str("<th></th>");
         }
         body.push_str("</tr></thead><tbody>");
         let when = |t: Option<i64>| t.map(|t| time(t, &tz)).unwrap_or_else(|| "any time".into());
         for h in &holds {
+            let placed = match (&h.author, h.placed_at) {
+                (Some(a), Some(t)) => format!("{} by {a}", time(t, &tz)),
+                (Some(a), None) => a.clone(),
+                (None, Some(t)) => time(t, &tz),
+                (None, None) => String::new(),
+            };
             body.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>",
                 esc(&h.name),
-                esc(h.custodian.as_deref().unwrap_or("anyone")),
-                esc(h.chat.as_deref().unwrap_or("any chat")),
+                esc(h.reason.as_deref().unwrap_or("")),
+                esc(&names(&h.custodians, "everyone")),
+                esc(&names(&h.chats, "every chat")),
                 esc(&when(h.from)),
                 esc(&when(h.to)),
+                esc(&placed),
+                h.records.map_or("sealed".into(), |n| n.to_string()),
             ));
             if manage {
                 body.push_str(&format!(
@@ -729,11 +725,13 @@ async fn holds_page(
         body.push_str(&format!(
             "<h2>Place a hold</h2><form method=\"post\" action=\"/console/holds\" class=\"grid\">{}\
              <label>Name <input name=\"name\" id=\"hold-name\" required maxlength=\"100\"></label>\
-             <label>Custodian (whose records) <input name=\"custodian\" id=\"hold-custodian\"></label>\
-             <label>Chat (id or title) <input name=\"chat\" id=\"hold-chat\"></label>\
+             <label class=\"wide\">Reason (the matter or request) <input name=\"reason\" id=\"hold-reason\" maxlength=\"2000\"></label>\
+             <label>Custodians (whose records) <input name=\"custodians\" id=\"hold-custodians\" placeholder=\"alice, bob\"></label>\
+             <label>Chats (id or title) <input name=\"chats\" id=\"hold-chats\"></label>\
              <label>From <input name=\"from\" id=\"hold-from\" placeholder=\"2026-11-01\"></label>\
              <label>To <input name=\"to\" id=\"hold-to\" placeholder=\"2026-11-30\"></label>\
-             <button id=\"place-hold\">Place hold</button></form>",
+             <button id=\"place-hold\">Place hold</button></form>\
+             <p class=\"hint\">Custodians and chats must exist. Dates are the office's days or RFC 3339 times.</p>",
             csrf_field(&signed.csrf)
         ));
     }
@@ -750,13 +748,28 @@ pub struct HoldForm {
     csrf: String,
     name: String,
     #[serde(default)]
-    custodian: String,
+    reason: String,
     #[serde(default)]
-    chat: String,
+    custodians: String,
+    #[serde(default)]
+    chats: String,
     #[serde(default)]
     from: String,
     #[serde(default)]
     to: String,
+}
+
+/// A comma-separated field as a list.
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn optional(s: &str) -> Option<String> {
+    Some(s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
 pub async fn place_hold(
@@ -765,30 +778,20 @@ pub async fn place_hold(
     form: Result<Form<HoldForm>, FormRejection>,
 ) -> Answer {
     let (signed, form) = require_form(&state, &headers, Permission::ManageHolds, form).await?;
-    let tz = tz(&state);
-    let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-    let range =
-        day_bound(&form.from, false, &tz).and_then(|f| Ok((f, day_bound(&form.to, true, &tz)?)));
-    let (from, to) = match range {
-        Ok(r) => r,
-        Err(why) => {
-            return holds_page(
-                &state,
-                &signed,
-                StatusCode::BAD_REQUEST,
-                notice("error", &why),
-            )
-            .await
-        }
-    };
-    let hold = Hold {
+    let request = HoldRequest {
         name: form.name.trim().to_owned(),
-        custodian: opt(&form.custodian),
-        chat: opt(&form.chat),
-        from,
-        to,
+        custodians: list(&form.custodians),
+        chats: list(&form.chats),
+        from: optional(&form.from),
+        to: optional(&form.to),
+        reason: optional(&form.reason),
     };
-    match crate::api::place_hold(&state, signed.caller.clone(), hold).await {
+    let author = signed.caller.name.clone();
+    let settings = state.settings.clone();
+    let placed = on_vault(&state, move |v| Ok(place(v, &author, request, &settings)))
+        .await
+        .map_err(|e| super::html::error_page(e.status, "Error", &e.message))?;
+    match placed {
         Ok(hold) => {
             let message = notice("ok", &format!("Hold {:?} is in force.", hold.name));
             holds_page(&state, &signed, StatusCode::OK, message).await
@@ -810,7 +813,12 @@ pub async fn release_hold(
 ) -> Answer {
     let (signed, form) = require_form(&state, &headers, Permission::ManageHolds, form).await?;
     let name = form.name;
-    match crate::api::release_hold_as(&state, signed.caller.clone(), name.clone()).await {
+    let author = signed.caller.name.clone();
+    let hold = name.clone();
+    let lifted = on_vault(&state, move |v| Ok(lift(v, &author, hold)))
+        .await
+        .map_err(|e| super::html::error_page(e.status, "Error", &e.message))?;
+    match lifted {
         Ok(()) => {
             let message = notice("ok", &format!("Hold {name:?} released."));
             holds_page(&state, &signed, StatusCode::OK, message).await
@@ -823,7 +831,12 @@ pub async fn release_hold(
 
 pub async fn schedules(State(state): St, headers: HeaderMap) -> Answer {
     let signed = require(&state, &headers, Permission::ViewPolicy).await?;
-    let s = &state.schedules;
+    let (s, chats) = on_vault(&state, |v| {
+        let transitory = v.transitory.as_ref().map(|(at, t)| (*at, t.clone()));
+        Ok((v.schedules.clone(), (v.known_chats.clone(), transitory)))
+    })
+    .await
+    .map_err(|e| super::html::error_page(e.status, "Error", &e.message))?;
     let mut body = String::from("<h2>Schedules</h2><table id=\"schedules\"><thead><tr><th>Schedule</th><th>Kept for</th></tr></thead><tbody>");
     for (name, keep) in &s.schedules {
         let default = if *name == s.default_schedule {
@@ -854,14 +867,73 @@ pub async fn schedules(State(state): St, headers: HeaderMap) -> Answer {
             out.push_str("</tbody></table>");
             out
         };
-    body.push_str(&assignments("Chats", "Chat (id or title)", &s.chats));
-    body.push_str(&assignments("People", "User", &s.users));
-    body.push_str("<p class=\"hint\">A chat's schedule wins over its people's. Records under a legal hold are never disposed.</p>");
+    body.push_str(&assignments(
+        "Chats under a schedule",
+        "Chat (id or title)",
+        &s.chats,
+    ));
+    body.push_str(&assignments("People under a schedule", "User", &s.users));
+    body.push_str("<p class=\"hint\">A chat's schedule wins over its people's. Records under a legal hold are never disposed. Officers change schedules with <code>vellum records … schedule</code>.</p>");
+    let (record, transitory) = chats;
+    body.push_str("<h2>Record chats (archived)</h2>");
+    if record.is_empty() {
+        body.push_str("<p class=\"muted\">None yet.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"record-chats\"><thead><tr><th>Chat</th><th>Id</th></tr></thead><tbody>",
+        );
+        for (id, title) in &record {
+            body.push_str(&format!(
+                "<tr><td>{}</td><td class=\"muted\">{}</td></tr>",
+                esc(title.as_deref().unwrap_or("(untitled)")),
+                esc(id)
+            ));
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str("<h2>Transitory chats (not archived: metadata only)</h2>");
+    match transitory {
+        None => body.push_str("<p class=\"muted\">Not heard from the delivery server yet.</p>"),
+        Some((at, list)) => {
+            body.push_str(&format!(
+                "<p class=\"hint\">{} transitory chats, as the delivery server listed them at {}{}.</p>",
+                list.total,
+                esc(&time(at, &tz(&state))),
+                if (list.chats.len() as u64) < list.total {
+                    format!("; the oldest {} shown", list.chats.len())
+                } else {
+                    String::new()
+                }
+            ));
+            if !list.chats.is_empty() {
+                body.push_str("<table id=\"transitory\"><thead><tr><th>Chat id</th><th>Members</th><th>Timers</th><th>Hold</th></tr></thead><tbody>");
+                for c in &list.chats {
+                    let timers = [("expire", c.expire_secs), ("burn", c.burn_secs)]
+                        .iter()
+                        .filter_map(|(what, secs)| secs.map(|s| format!("{what} after {s} s")))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    body.push_str(&format!(
+                        "<tr><td class=\"muted\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        esc(&c.id),
+                        esc(&c.members.join(", ")),
+                        esc(&timers),
+                        if c.held {
+                            "a member is held: timers suspended"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                body.push_str("</tbody></table>");
+            }
+        }
+    }
     Ok(page(
         &signed,
         StatusCode::OK,
         "/console/schedules",
-        "Retention schedules",
+        "Retention",
         &body,
     ))
 }
@@ -869,83 +941,65 @@ pub async fn schedules(State(state): St, headers: HeaderMap) -> Answer {
 // ---- Audit trail ----
 
 #[derive(Deserialize)]
-pub struct AuditQuery {
-    before: Option<u64>,
+pub struct AuditForm {
+    #[serde(default)]
+    from: String,
 }
 
-/// Leaves looked at per page of the audit trail, records included (which it skips).
-const AUDIT_SCAN: u64 = 5000;
-const AUDIT_PAGE: usize = 200;
+/// Entries shown at most.
+const AUDIT_PAGE: u32 = 500;
 
-pub async fn audit(State(state): St, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Answer {
+pub async fn audit(
+    State(state): St,
+    headers: HeaderMap,
+    query: Result<Query<AuditForm>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
     let signed = require(&state, &headers, Permission::ReadAudit).await?;
-    let (rows, next) = on_vault(&state, move |v| {
-        let size = v.archive.size();
-        let mut i = q.before.unwrap_or(size).min(size);
-        let stop = i.saturating_sub(AUDIT_SCAN);
-        let mut rows = Vec::new();
-        while i > stop && rows.len() < AUDIT_PAGE {
-            i -= 1;
-            match v.archive.leaf(i) {
-                Ok(Leaf::Record { .. }) => {}
-                Ok(leaf) => rows.push((i, leaf)),
-                Err(e) => return Err(internal(e)),
-            }
+    let from_text = query.map(|Query(q)| q.from).unwrap_or_default();
+    let from = match optional(&from_text)
+        .map(|f| state.settings.parse_time(&f, Bound::Start))
+        .transpose()
+    {
+        Ok(from) => from,
+        Err(why) => {
+            return Ok(page(
+                &signed,
+                StatusCode::BAD_REQUEST,
+                "/console/audit",
+                "Audit trail",
+                &notice("error", &why),
+            ))
         }
-        Ok((rows, (i > 0).then_some(i)))
+    };
+    let who = signed.caller.name.clone();
+    let entries = on_vault(&state, move |v| {
+        let entries = audit_trail(v, from, AUDIT_PAGE)?;
+        log_access(
+            v,
+            "audit",
+            &format!("{who} read {} audit entries in the console", entries.len()),
+        );
+        Ok(entries)
     })
     .await
     .map_err(|e| super::html::error_page(e.status, "Error", &e.message))?;
     let tz = tz(&state);
-    let mut body = String::from("<p class=\"hint\">Every access, hold, release and disposition is a leaf of the tamper-evident log, newest first. Searches show a digest of their terms, not the terms.</p>");
+    let mut body = format!(
+        "<form method=\"get\" action=\"/console/audit\" class=\"grid\"><label>From <input name=\"from\" id=\"audit-from\" value=\"{}\" placeholder=\"2026-11-01\"></label><button>Show</button></form>\
+         <p class=\"hint\">Every access, hold, release and disposition is a leaf of the tamper-evident log, newest first (at most {AUDIT_PAGE}). Searches show a digest of their terms, not the terms.</p>",
+        esc(&from_text)
+    );
     body.push_str("<table id=\"audit\"><thead><tr><th>Leaf</th><th>Time</th><th>Event</th><th>Detail</th></tr></thead><tbody>");
-    for (i, leaf) in &rows {
-        let (when, what, detail) = match leaf {
-            Leaf::Access {
-                time,
-                action,
-                detail,
-            } => (*time, action.clone(), detail.clone()),
-            Leaf::Hold {
-                time,
-                name,
-                custodian,
-                chat,
-                ..
-            } => (
-                *time,
-                "hold".into(),
-                format!(
-                    "{name}: custodian {}, chat {}",
-                    custodian.as_deref().unwrap_or("anyone"),
-                    chat.as_deref().unwrap_or("any")
-                ),
-            ),
-            Leaf::Release { time, name } => (*time, "release".into(), name.clone()),
-            Leaf::Disposition {
-                time,
-                record,
-                schedule,
-            } => (
-                *time,
-                "disposition".into(),
-                format!("record leaf {record} at the end of schedule {schedule}"),
-            ),
-            Leaf::Record { .. } => continue,
-        };
+    for e in &entries {
         body.push_str(&format!(
-            "<tr><td class=\"num\">{i}</td><td class=\"time\">{}</td><td><span class=\"tag\">{}</span></td><td>{}</td></tr>",
-            esc(&time(when, &tz)),
-            esc(&what),
-            esc(&detail)
+            "<tr><td class=\"num\">{}</td><td class=\"time\">{}</td><td><span class=\"tag\">{}</span></td><td>{}</td></tr>",
+            e.leaf,
+            esc(&time(e.time, &tz)),
+            esc(&e.action),
+            esc(&e.detail)
         ));
     }
     body.push_str("</tbody></table>");
-    if let Some(next) = next {
-        body.push_str(&format!(
-            "<p><a href=\"/console/audit?before={next}\">Older entries</a></p>"
-        ));
-    }
     Ok(page(
         &signed,
         StatusCode::OK,

@@ -178,19 +178,22 @@ fn issue_11_the_console_in_a_browser_signs_in_unseals_searches_holds_by_role() {
     // The officer places a legal hold; the records API has it.
     olive.go(&format!("{console}holds"));
     olive.fill("#hold-name", "crew-request-7");
-    olive.fill("#hold-custodian", "bob");
+    olive.fill("#hold-reason", "CREW FOIA request 7");
+    olive.fill("#hold-custodians", "bob");
     olive.fill("#hold-from", "2026-01-01");
     olive.click("#place-hold");
     olive.wait_text("#holds", "crew-request-7");
     let holds = run_ok(&mut archiver.records(&["hold", "list", "--json"]));
     let holds: serde_json::Value = serde_json::from_slice(&holds.stdout).unwrap();
     assert_eq!(holds[0]["name"], "crew-request-7");
-    assert_eq!(holds[0]["custodian"], "bob");
+    assert_eq!(holds[0]["custodians"][0], "bob");
+    assert_eq!(holds[0]["author"], "olive");
 
     // The auditor reads the audit trail, which names who did what, but no content.
     aud.go(&format!("{console}audit"));
     let trail = aud.wait_text("#audit", "crew-request-7");
     for entry in [
+        "olive placed hold \"crew-request-7\": CREW FOIA request 7",
         "kim handed in a share",
         "lee handed in the last share",
         "ann ran query sha256:",

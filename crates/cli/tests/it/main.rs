@@ -14,6 +14,7 @@ mod files;
 mod habits;
 mod membership;
 mod monitor;
+mod office;
 mod receipts;
 mod records;
 mod restore;

@@ -354,7 +354,7 @@ fn issue_4_record_chats_are_archived_sealed_and_readable_only_after_k_shares() {
             .arg(&wrong)
             .args(["status"]),
     );
-    assert!(line.contains("records-officer token"), "{line}");
+    assert!(line.contains("invalid or disabled API token"), "{line}");
     let line = run_fails(&mut archiver.records(&[
         "hold",
         "create",

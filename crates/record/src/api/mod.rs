@@ -102,14 +102,32 @@ pub struct Disposal {
     pub disposed: bool,
 }
 
-/// A legal hold: every record matching all of its criteria is kept.
+/// A legal hold in force: every record matching all of its criteria is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Hold {
     pub name: String,
-    pub custodian: Option<String>,
-    pub chat: Option<String>,
+    /// The people whose records are held (their e-discovery custodians): a record any of
+    /// them sent or received. Empty: everyone's.
+    #[serde(default)]
+    pub custodians: Vec<String>,
+    /// The chats held (id or title): a record of any of them. Empty: every chat.
+    #[serde(default)]
+    pub chats: Vec<String>,
+    /// Unix ms, inclusive.
     pub from: Option<i64>,
     pub to: Option<i64>,
+    /// Why (the matter, the request); absent on holds placed before it was asked.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The account that placed it.
+    #[serde(default)]
+    pub author: Option<String>,
+    /// When it was placed, Unix ms.
+    #[serde(default)]
+    pub placed_at: Option<i64>,
+    /// How many records it keeps; known only while the archive is unsealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
 }
 
 impl Hold {
@@ -121,17 +139,101 @@ impl Hold {
         // keeping.
         let in_range =
             |when: i64| self.from.is_none_or(|f| when >= f) && self.to.is_none_or(|t| when <= t);
-        self.custodian
-            .as_deref()
-            .is_none_or(|u| e.sender_user == u || e.recipients.iter().any(|r| r.user == u))
-            && self
-                .chat
-                .as_deref()
-                .is_none_or(|c| c == e.chat_id || e.chat_title.as_deref() == Some(c))
+        (self.custodians.is_empty()
+            || self
+                .custodians
+                .iter()
+                .any(|u| e.sender_user == *u || e.recipients.iter().any(|r| r.user == *u)))
+            && (self.chats.is_empty()
+                || self
+                    .chats
+                    .iter()
+                    .any(|c| *c == e.chat_id || e.chat_title.as_deref() == Some(c.as_str())))
             && [e.sent_at, e.received_at, archived_at]
                 .into_iter()
                 .any(in_range)
     }
+}
+
+/// `POST /v1/holds`: place a hold. Dates are RFC 3339 with any offset or plain dates in the
+/// office's time zone (`from` a day's first instant, `to` its last).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    pub name: String,
+    #[serde(default)]
+    pub custodians: Vec<String>,
+    #[serde(default)]
+    pub chats: Vec<String>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/schedules`: define or redefine a retention schedule.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefineSchedule {
+    pub name: String,
+    /// `7y`, `180d`, `26w`, or `permanent`.
+    pub keep: String,
+}
+
+/// `POST /v1/schedules/assign`: put a chat (id or title) or a user under a schedule; exactly
+/// one of `chat` and `user`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignSchedule {
+    #[serde(default)]
+    pub chat: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    pub schedule: String,
+}
+
+/// `GET /v1/chats`: which chats the archive holds and which it does not.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChatClasses {
+    /// Record chats the archiver is or was in: archived in full.
+    pub record: Vec<RecordChat>,
+    /// Transitory chats: not archived; the delivery server's metadata only (members and
+    /// timers, no title). Absent until the archiver has asked the server.
+    pub transitory: Option<vellum_wire::TransitoryChats>,
+    /// When the server was last asked (Unix ms).
+    pub transitory_as_of: Option<i64>,
+}
+
+/// A record chat by id, with its title as the archive last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RecordChat {
+    pub id: String,
+    pub title: Option<String>,
+}
+
+/// `GET /v1/audit` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// From this date (the office's day) or RFC 3339 time.
+    pub from: Option<String>,
+    /// At most this many entries, newest first (default 1,000, at most 10,000).
+    pub limit: Option<u32>,
+}
+
+/// One entry of the audit trail: a leaf of the log that is not a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub leaf: u64,
+    /// Unix ms.
+    pub time: i64,
+    /// `access`, `hold`, `release` or `disposition`.
+    pub kind: String,
+    /// For an access: what was done (`search`, `unseal`, `account`…).
+    pub action: String,
+    pub detail: String,
 }
 
 #[cfg(test)]
@@ -198,10 +300,14 @@ mod tests {
     fn issue8_a_hold_matches_any_of_the_three_clocks() {
         let hold = Hold {
             name: "h".into(),
-            custodian: Some("bob".into()),
-            chat: None,
+            custodians: vec!["carol".into(), "bob".into()],
+            chats: Vec::new(),
             from: Some(100),
             to: Some(200),
+            reason: None,
+            author: None,
+            placed_at: None,
+            records: None,
         };
         assert!(hold.covers(&message(150, 900), 900), "the sender's clock");
         assert!(hold.covers(&message(0, 150), 900), "the server's receipt");

@@ -126,6 +126,7 @@ pub fn router(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(policy::get_policy))
         .routes(routes!(records::post_receipts))
         .routes(routes!(records::put_held_users))
+        .routes(routes!(records::get_transitory_chats))
         .routes(routes!(records::put_binding))
         .routes(routes!(records::put_checkpoint))
         .routes(routes!(records::get_checkpoints))

@@ -14,7 +14,7 @@ use vellum_store::{NewBinding, StoredCheckpoint};
 use vellum_tlog::{verify_consistency, Checkpoint, Hash, NoteVerifier};
 use vellum_wire::{
     ChainedCheckpoint, CheckpointChain, CheckpointPush, HeldUsers, PostReceipts, PutBinding,
-    RECORDS_USER,
+    TransitoryChat, TransitoryChats, RECORDS_USER,
 };
 
 use super::{ErrorBody, St};
@@ -315,6 +315,49 @@ pub async fn put_held_users(
         state.notifier.wake_all();
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The most transitory chats one listing names.
+const MAX_LISTED_TRANSITORY: usize = 1_000;
+
+/// The archiver asks which chats it does not archive: transitory chats with a member, by id,
+/// with their members' names and timers (the records office shows them; no title or
+/// content exists here to show).
+#[utoipa::path(get, path = "/v1/records/transitory-chats", tag = "records",
+    security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
+    responses(
+        (status = 200, description = "The oldest transitory chats, at most 1,000", body = TransitoryChats),
+        (status = "4XX", description = "Refused (see code)", body = ErrorBody),
+        (status = "5XX", description = "Server error", body = ErrorBody),
+    ))]
+pub async fn get_transitory_chats(
+    State(state): St,
+    Extension(me): Extension<AuthedDevice>,
+) -> Result<Json<TransitoryChats>, ApiError> {
+    require_archiver(&state, &me).await?;
+    let (total, ids) = state.store.transitory_chats(MAX_LISTED_TRANSITORY).await?;
+    let mut chats = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(group) = state.store.group(&id).await? else {
+            continue;
+        };
+        let mut members = Vec::new();
+        for device in state.store.group_members(&id).await? {
+            if let Some(device) = state.store.device(&device).await? {
+                members.push(device.user);
+            }
+        }
+        members.sort();
+        members.dedup();
+        chats.push(TransitoryChat {
+            id,
+            members,
+            expire_secs: group.timers.expire_secs,
+            burn_secs: group.timers.burn_secs,
+            held: group.held,
+        });
+    }
+    Ok(Json(TransitoryChats { total, chats }))
 }
 
 /// Longest consistency proof accepted (a tree of 2^64 leaves needs fewer).
