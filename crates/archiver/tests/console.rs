@@ -786,3 +786,53 @@ async fn issue_11_an_api_token_made_in_the_console_works_on_the_api() {
         .unwrap();
     assert_eq!(stored, vellum_archiver::office::sha256(&token).to_vec());
 }
+
+#[tokio::test]
+async fn issue_11_officers_edit_retention_in_the_console_and_auditors_only_read_it() {
+    let c = console(false);
+    let (officer, csrf) = c.signed_in("olive", "officer").await;
+    let (auditor, auditor_csrf) = c.signed_in("aud", "auditor").await;
+    let define = |cookie: &str, csrf: &str, keep: &str| {
+        let fields = vec![
+            ("csrf".to_owned(), csrf.to_owned()),
+            ("name".to_owned(), "litigation".to_owned()),
+            ("keep".to_owned(), keep.to_owned()),
+        ];
+        let cookie = cookie.to_owned();
+        let c = &c;
+        async move {
+            c.post(
+                "/console/schedules/define",
+                Some(&cookie),
+                &as_refs(&fields),
+            )
+            .await
+        }
+    };
+    let refused = define(&auditor, &auditor_csrf, "10y").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let page = c.get("/console/schedules", Some(&auditor)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("litigation") && !page.body.contains("define-schedule"));
+    let bad = define(&officer, &csrf, "ten years").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let done = define(&officer, &csrf, "10y").await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let listed: serde_json::Value =
+        serde_json::from_str(&c.api("GET", "/v1/schedules", None).await.body).unwrap();
+    assert_eq!(listed["schedules"]["litigation"], "10y");
+    // An unknown person is refused, not silently assigned.
+    let unknown = c
+        .post(
+            "/console/schedules/assign",
+            Some(&officer),
+            &[
+                ("csrf", &csrf),
+                ("user", "nobody"),
+                ("schedule", "litigation"),
+            ],
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(unknown.body.contains("no user named"));
+}

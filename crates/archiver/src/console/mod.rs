@@ -85,6 +85,8 @@ pub fn router(state: Arc<ArchiverState>) -> Router<Arc<ArchiverState>> {
         .route("/console/holds", get(pages::holds).post(pages::place_hold))
         .route("/console/holds/release", post(pages::release_hold))
         .route("/console/schedules", get(pages::schedules))
+        .route("/console/schedules/define", post(pages::define_schedule))
+        .route("/console/schedules/assign", post(pages::assign_schedule))
         .route("/console/audit", get(pages::audit))
         .route(
             "/console/accounts",

@@ -13,13 +13,13 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use vellum_record::api::office::{Permission, Role};
 use vellum_record::api::search::SearchRequest;
-use vellum_record::api::{HoldRequest, UnsealRequest};
+use vellum_record::api::{AssignSchedule, DefineSchedule, HoldRequest, UnsealRequest};
 use vellum_record::Record;
 
 use super::html::{bare, csrf_field, esc, notice, page, time};
 use super::{auth, redirect, require, require_form, signed_in, Signed, WithCsrf};
 use crate::api::holds::{holds_in_force, lift, place};
-use crate::api::retention::audit_trail;
+use crate::api::retention::{self, audit_trail};
 use crate::api::{internal, log_access, now_ms, on_vault};
 use crate::settings::Bound;
 use crate::ArchiverState;
@@ -831,13 +831,23 @@ pub async fn release_hold(
 
 pub async fn schedules(State(state): St, headers: HeaderMap) -> Answer {
     let signed = require(&state, &headers, Permission::ViewPolicy).await?;
+    schedules_page(&state, &signed, StatusCode::OK, String::new()).await
+}
+
+async fn schedules_page(
+    state: &ArchiverState,
+    signed: &Signed,
+    status: StatusCode,
+    message: String,
+) -> Answer {
     let (s, chats) = on_vault(&state, |v| {
         let transitory = v.transitory.as_ref().map(|(at, t)| (*at, t.clone()));
         Ok((v.schedules.clone(), (v.known_chats.clone(), transitory)))
     })
     .await
     .map_err(|e| super::html::error_page(e.status, "Error", &e.message))?;
-    let mut body = String::from("<h2>Schedules</h2><table id=\"schedules\"><thead><tr><th>Schedule</th><th>Kept for</th></tr></thead><tbody>");
+    let mut body = message;
+    body.push_str("<h2>Schedules</h2><table id=\"schedules\"><thead><tr><th>Schedule</th><th>Kept for</th></tr></thead><tbody>");
     for (name, keep) in &s.schedules {
         let default = if *name == s.default_schedule {
             " <span class=\"tag\">default</span>"
@@ -873,7 +883,26 @@ pub async fn schedules(State(state): St, headers: HeaderMap) -> Answer {
         &s.chats,
     ));
     body.push_str(&assignments("People under a schedule", "User", &s.users));
-    body.push_str("<p class=\"hint\">A chat's schedule wins over its people's. Records under a legal hold are never disposed. Officers change schedules with <code>vellum records … schedule</code>.</p>");
+    body.push_str("<p class=\"hint\">A chat's schedule wins over its people's. Records under a legal hold are never disposed.</p>");
+    if signed.caller.role.allows(Permission::ManageRetention) {
+        let options: String = s
+            .schedules
+            .keys()
+            .map(|n| format!("<option>{}</option>", esc(n)))
+            .collect();
+        body.push_str(&format!(
+            "<h2>Define a schedule</h2><form method=\"post\" action=\"/console/schedules/define\" class=\"grid\">{csrf}\
+             <label>Name <input name=\"name\" id=\"schedule-name\" required></label>\
+             <label>Keep for <input name=\"keep\" id=\"schedule-keep\" required placeholder=\"7y, 180d, 26w or permanent\"></label>\
+             <button id=\"define-schedule\">Define</button></form>\
+             <h2>Put a chat or a person under a schedule</h2><form method=\"post\" action=\"/console/schedules/assign\" class=\"grid\">{csrf}\
+             <label>Chat (id or title) <input name=\"chat\" id=\"assign-chat\"></label>\
+             <label>or person <input name=\"user\" id=\"assign-user\"></label>\
+             <label>Schedule <select name=\"schedule\" id=\"assign-schedule\">{options}</select></label>\
+             <button id=\"assign\">Assign</button></form>",
+            csrf = csrf_field(&signed.csrf),
+        ));
+    }
     let (record, transitory) = chats;
     body.push_str("<h2>Record chats (archived)</h2>");
     if record.is_empty() {
@@ -930,12 +959,81 @@ pub async fn schedules(State(state): St, headers: HeaderMap) -> Answer {
         }
     }
     Ok(page(
-        &signed,
-        StatusCode::OK,
+        signed,
+        status,
         "/console/schedules",
         "Retention",
         &body,
     ))
+}
+
+#[derive(Deserialize)]
+pub struct DefineForm {
+    csrf: String,
+    name: String,
+    keep: String,
+}
+
+pub async fn define_schedule(
+    State(state): St,
+    headers: HeaderMap,
+    form: Result<Form<DefineForm>, FormRejection>,
+) -> Answer {
+    let (signed, form) = require_form(&state, &headers, Permission::ManageRetention, form).await?;
+    let author = signed.caller.name.clone();
+    let name = form.name.trim().to_owned();
+    let request = DefineSchedule {
+        name: name.clone(),
+        keep: form.keep,
+    };
+    let done = on_vault(&state, move |v| {
+        Ok(retention::define_schedule(v, &author, request))
+    })
+    .await
+    .map_err(|e| super::html::error_page(e.status, "Error", &e.message))?;
+    match done {
+        Ok(_) => {
+            let message = notice("ok", &format!("Schedule {name:?} defined."));
+            schedules_page(&state, &signed, StatusCode::OK, message).await
+        }
+        Err(e) => schedules_page(&state, &signed, e.status, notice("error", &e.message)).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AssignForm {
+    csrf: String,
+    #[serde(default)]
+    chat: String,
+    #[serde(default)]
+    user: String,
+    schedule: String,
+}
+
+pub async fn assign_schedule(
+    State(state): St,
+    headers: HeaderMap,
+    form: Result<Form<AssignForm>, FormRejection>,
+) -> Answer {
+    let (signed, form) = require_form(&state, &headers, Permission::ManageRetention, form).await?;
+    let author = signed.caller.name.clone();
+    let request = AssignSchedule {
+        chat: optional(&form.chat),
+        user: optional(&form.user),
+        schedule: form.schedule.clone(),
+    };
+    let done = on_vault(&state, move |v| {
+        Ok(retention::assign_schedule(v, &author, request))
+    })
+    .await
+    .map_err(|e| super::html::error_page(e.status, "Error", &e.message))?;
+    match done {
+        Ok(_) => {
+            let message = notice("ok", &format!("Now under schedule {:?}.", form.schedule));
+            schedules_page(&state, &signed, StatusCode::OK, message).await
+        }
+        Err(e) => schedules_page(&state, &signed, e.status, notice("error", &e.message)).await,
+    }
 }
 
 // ---- Audit trail ----
@@ -1279,6 +1377,18 @@ impl WithCsrf for NewAccount {
 }
 
 impl WithCsrf for DisableForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl WithCsrf for DefineForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl WithCsrf for AssignForm {
     fn csrf(&self) -> &str {
         &self.csrf
     }
