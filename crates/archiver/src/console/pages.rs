@@ -840,7 +840,7 @@ async fn schedules_page(
     status: StatusCode,
     message: String,
 ) -> Answer {
-    let (s, chats) = on_vault(&state, |v| {
+    let (s, chats) = on_vault(state, |v| {
         let transitory = v.transitory.as_ref().map(|(at, t)| (*at, t.clone()));
         Ok((v.schedules.clone(), (v.known_chats.clone(), transitory)))
     })
@@ -927,7 +927,7 @@ async fn schedules_page(
             body.push_str(&format!(
                 "<p class=\"hint\">{} transitory chats, as the delivery server listed them at {}{}.</p>",
                 list.total,
-                esc(&time(at, &tz(&state))),
+                esc(&time(at, &tz(state))),
                 if (list.chats.len() as u64) < list.total {
                     format!("; the oldest {} shown", list.chats.len())
                 } else {
