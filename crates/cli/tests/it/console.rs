@@ -80,7 +80,13 @@ fn issue_11_the_console_in_a_browser_signs_in_unseals_searches_holds_by_role() {
     let archiver = records_org(&server, root);
     alice.ok(&["chat", "create", "ops", "--with", "bob"]);
     let word = marker("gate");
-    alice.ok(&["send", "ops", &format!("meet at the north {word} at noon")]);
+    // Markup in a message is shown as text, never run or rendered.
+    let markup = "<b>bold</b><script>document.title='owned'</script>";
+    alice.ok(&[
+        "send",
+        "ops",
+        &format!("meet at the north {word} at noon {markup}"),
+    ]);
     // the archiver joining, the title, the message
     wait_for_records(&archiver, 3);
     let base = &archiver.url;
@@ -171,6 +177,7 @@ fn issue_11_the_console_in_a_browser_signs_in_unseals_searches_holds_by_role() {
         results.contains(&word) && results.contains("alice") && results.contains("ops"),
         "{results}"
     );
+    assert!(results.contains(markup), "{results}");
     if let Ok(path) = std::env::var("VELLUM_CONSOLE_SCREENSHOT") {
         std::fs::write(path, ann.screenshot()).unwrap();
     }
