@@ -343,7 +343,7 @@ pub async fn setup(State(state): St, form: Result<Form<Setup>, FormRejection>) -
     Ok(bare(
         StatusCode::OK,
         "Account ready",
-        "<p class=\"notice ok\" id=\"setup-done\">Your password and second factor are set. The setup link no longer works.</p><p><a href=\"/console/sign-in\" class=\"button\">Sign in</a></p>",
+        "<p class=\"notice ok\" id=\"setup-done\">Your password and second factor are set. The setup link no longer works.</p><p>Sign in with the <em>next</em> code your app shows: each code works once, and the one you just typed is used.</p><p><a href=\"/console/sign-in\" class=\"button\">Sign in</a></p>",
     ))
 }
 
