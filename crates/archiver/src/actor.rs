@@ -54,6 +54,8 @@ pub struct Vault {
     /// Retention schedules, and the file they are saved to (none in tests).
     pub schedules: crate::retention::Schedules,
     pub schedules_path: Option<std::path::PathBuf>,
+    /// FOIA production jobs and their zips, until downloaded or the archive seals.
+    pub productions: crate::foia::jobs::Productions,
 }
 
 impl Vault {
@@ -83,6 +85,7 @@ impl Vault {
             transitory: None,
             schedules: Default::default(),
             schedules_path: None,
+            productions: Default::default(),
         })
     }
 }

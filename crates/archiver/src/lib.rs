@@ -8,6 +8,7 @@ mod actor;
 mod api;
 mod binding;
 pub mod console;
+pub mod foia;
 pub mod office;
 pub mod production;
 mod publish;
@@ -596,6 +597,7 @@ async fn housekeeping(state: Arc<ArchiverState>, idle_seal: Duration, interval: 
                     let _ = checkpoint(v);
                 }
                 if v.last_activity.elapsed() > idle_seal && v.secret.take().is_some() {
+                    v.productions.clear();
                     api::log_access(v, "seal", "idle timeout");
                 }
             })

@@ -1,6 +1,7 @@
 //! The records office's settings, `DATA/office.json` (written with the defaults on first
 //! start, edited by the office): its time zone, in which plain dates are read and dates are
-//! shown. The FOIA work adds its calendar (working days, holidays, response time) here.
+//! shown; and its FOIA calendar (response time, working days, holidays), since state
+//! open-records laws differ from the federal one.
 
 use std::path::Path;
 
@@ -12,6 +13,33 @@ pub struct OfficeSettings {
     /// IANA name (`America/New_York`): plain dates in searches, holds and cases are this
     /// zone's days.
     pub time_zone: String,
+    /// Working days a request must be answered in (5 U.S.C. 552(a)(6)(A)(i): 20).
+    #[serde(default = "default_response_days")]
+    pub response_days: u32,
+    /// The days of the week that are working days (`monday` … `sunday`).
+    #[serde(default = "default_working_days")]
+    pub working_days: Vec<String>,
+    /// `us-federal` (the holidays of 5 U.S.C. 6103, observed on the Friday before or the
+    /// Monday after when they fall on a weekend) or `none`.
+    #[serde(default = "default_holidays")]
+    pub holidays: String,
+    /// More days off (`2026-12-24`): a state's holidays, a closure.
+    #[serde(default)]
+    pub extra_holidays: Vec<String>,
+}
+
+fn default_response_days() -> u32 {
+    20
+}
+
+fn default_working_days() -> Vec<String> {
+    ["monday", "tuesday", "wednesday", "thursday", "friday"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn default_holidays() -> String {
+    crate::foia::calendar::US_FEDERAL.into()
 }
 
 impl Default for OfficeSettings {
@@ -21,6 +49,10 @@ impl Default for OfficeSettings {
                 .iana_name()
                 .unwrap_or("UTC")
                 .to_owned(),
+            response_days: default_response_days(),
+            working_days: default_working_days(),
+            holidays: default_holidays(),
+            extra_holidays: Vec::new(),
         }
     }
 }
@@ -41,7 +73,20 @@ impl OfficeSettings {
         settings
             .tz()
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        settings
+            .calendar()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(settings)
+    }
+
+    /// The office's FOIA calendar.
+    pub fn calendar(&self) -> Result<crate::foia::calendar::Calendar, String> {
+        crate::foia::calendar::Calendar::new(
+            self.response_days,
+            &self.working_days,
+            &self.holidays,
+            &self.extra_holidays,
+        )
     }
 
     /// The office's time zone.
@@ -128,6 +173,7 @@ mod tests {
     fn new_york() -> OfficeSettings {
         OfficeSettings {
             time_zone: "America/New_York".into(),
+            ..OfficeSettings::default()
         }
     }
 

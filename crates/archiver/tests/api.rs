@@ -108,7 +108,7 @@ async fn operations(app: &Router) -> Vec<(Method, String, bool)> {
             };
             let filled: String = path
                 .split('/')
-                .map(|seg| if seg.starts_with('{') { "x" } else { seg })
+                .map(|seg| if seg.starts_with('{') { "1" } else { seg })
                 .collect::<Vec<_>>()
                 .join("/");
             let secured = op.get("security").is_some();

@@ -3,6 +3,7 @@
 mod chat_admin;
 mod demo;
 mod files;
+mod foia;
 mod output;
 mod records;
 mod rich;

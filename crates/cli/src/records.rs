@@ -112,6 +112,11 @@ pub enum RecordsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// FOIA cases: create, add records by search, review, redact, produce.
+    Foia {
+        #[command(subcommand)]
+        command: crate::foia::FoiaCommand,
+    },
     /// Search the unsealed archive.
     #[command(
         after_help = "Example: vellum records --archiver URL --token-file FILE search 'north gate' --chat field-ops --json"
@@ -547,6 +552,7 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
         }
     };
     match command {
+        RecordsCommand::Foia { command } => crate::foia::run(&api, token, command).await?,
         RecordsCommand::Unseal { share, json } => {
             let share = fs::read_to_string(&share)
                 .with_context(|| format!("cannot read share {}", share.display()))?;
@@ -1003,7 +1009,7 @@ async fn user(api: &Api, archiver: &str, token: Option<&str>, command: UserComma
     Ok(())
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

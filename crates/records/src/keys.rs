@@ -101,9 +101,29 @@ pub struct RecordsSecret {
     pub(crate) public: HpkePublicKey,
     /// Boxed: a signing key is large beside the rest of an unseal's progress.
     binding: Box<ed25519_dalek::SigningKey>,
+    /// The reassembled seed, for keys derived from it ([`RecordsSecret::derive_key`]).
+    seed: Zeroizing<Vec<u8>>,
 }
 
 impl RecordsSecret {
+    /// A 32-byte key for `label`'s purpose (e.g. sealing FOIA case files at rest), derived
+    /// from the records seed by HKDF-SHA256 with a salt of its own: it exists only while
+    /// the archive is unsealed, and says nothing of the records key or of another label's.
+    pub fn derive_key(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        let provider = provider();
+        let prk = provider
+            .kdf_extract(b"vellum-records-derived-key", &self.seed)
+            .expect("HKDF-SHA256 extract");
+        let okm = Zeroizing::new(
+            provider
+                .kdf_expand(&prk, label.as_bytes(), 32)
+                .expect("HKDF-SHA256 expand to 32 bytes"),
+        );
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&okm);
+        key
+    }
+
     /// Signs `statement` with the binding key: the custodians' act, possible only while
     /// their shares are assembled.
     pub fn sign_binding(&self, statement: &ArchiverBinding) -> SignedBinding {
@@ -216,6 +236,7 @@ impl Unsealer {
             secret,
             public,
             binding: Box::new(binding),
+            seed: Zeroizing::new(seed.to_vec()),
         }))
     }
 }

@@ -126,3 +126,20 @@ fn sealed_records_hide_their_content() {
     tampered.body[20] ^= 1;
     assert!(open(&secret, b"id", &tampered).is_err());
 }
+
+/// Issue 11: keys derived from the records seed (FOIA case files) are the same from any k
+/// shares, differ by label and by records key, and never equal the seed-derived HPKE key.
+#[test]
+fn issue_11_derived_keys_follow_the_seed_and_the_label() {
+    let g = generate(3, 2, "records.test/vellum").unwrap();
+    let s: Vec<&str> = g.shares.iter().map(|s| s.as_str()).collect();
+    let a = unseal(&g.public, &[s[0], s[1]]).unwrap();
+    let b = unseal(&g.public, &[s[2], s[0]]).unwrap();
+    assert_eq!(*a.derive_key("cases v1"), *b.derive_key("cases v1"));
+    assert_ne!(*a.derive_key("cases v1"), *a.derive_key("cases v2"));
+    let other = generate(3, 2, "records.test/vellum").unwrap();
+    let o: Vec<&str> = other.shares.iter().map(|s| s.as_str()).collect();
+    let c = unseal(&other.public, &[o[0], o[1]]).unwrap();
+    assert_ne!(*a.derive_key("cases v1"), *c.derive_key("cases v1"));
+    assert_ne!(*a.derive_key("cases v1"), [0u8; 32]);
+}

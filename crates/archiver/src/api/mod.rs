@@ -20,6 +20,7 @@ use vellum_records::UnsealProgress;
 use crate::office::Caller;
 
 mod accounts;
+pub(crate) mod foia;
 pub(crate) mod holds;
 pub(crate) mod retention;
 
@@ -183,6 +184,19 @@ pub fn router() -> OpenApiRouter<Arc<ArchiverState>> {
         .routes(routes!(accounts::create, accounts::list))
         .routes(routes!(accounts::disable))
         .routes(routes!(accounts::whoami))
+        .routes(routes!(foia::list_cases, foia::create_case))
+        .routes(routes!(foia::show_case, foia::update_case))
+        .routes(routes!(foia::add_note))
+        .routes(routes!(foia::add_items))
+        .routes(routes!(foia::add_leaves))
+        .routes(routes!(foia::remove_item))
+        .routes(routes!(foia::review))
+        .routes(routes!(foia::redact))
+        .routes(routes!(foia::redact_name))
+        .routes(routes!(foia::remove_redaction))
+        .routes(routes!(foia::start_production))
+        .routes(routes!(foia::production_status))
+        .routes(routes!(foia::download_production))
         .routes(routes!(public_checkpoint))
         .routes(routes!(openapi_json))
 }
@@ -356,6 +370,7 @@ pub(crate) async fn seal_as(state: &ArchiverState, caller: Caller) -> Result<Sta
     on_vault(state, move |v| {
         if v.secret.take().is_some() {
             v.unseal_contributors.clear();
+            v.productions.clear();
             log_access(v, "seal", &format!("sealed by {}", caller.name));
         }
         Ok(current_status(v))
@@ -513,6 +528,8 @@ async fn dispose(
             ));
         };
         let holds = active_holds(&v.archive).map_err(internal)?;
+        // A record in the review set of a case not closed is kept like a held one.
+        let in_cases = crate::foia::leaves_in_open_cases(v).map_err(internal)?;
         let mut out = Vec::new();
         // A chat's schedule follows its title, which its first records (joining) may predate.
         let titles: std::collections::HashMap<String, String> = events
@@ -539,7 +556,8 @@ async fn dispose(
             let held_by = holds
                 .iter()
                 .find(|h| h.covers(&event, archived_at))
-                .map(|h| h.name.clone());
+                .map(|h| h.name.clone())
+                .or_else(|| in_cases.get(&leaf).cloned());
             let disposed = held_by.is_none() && !req.dry_run;
             if disposed {
                 v.archive.dispose(leaf, &schedule, now).map_err(|e| {
@@ -570,7 +588,7 @@ async fn dispose(
             v,
             action,
             &format!(
-                "{} ran it: {done} disposed, {held} kept by holds",
+                "{} ran it: {done} disposed, {held} kept by holds or open cases",
                 caller.name
             ),
         );

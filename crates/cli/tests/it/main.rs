@@ -11,6 +11,7 @@ mod devices;
 mod directory;
 mod escape;
 mod files;
+mod foia;
 mod habits;
 mod membership;
 mod monitor;
