@@ -50,6 +50,7 @@ const NAV: &[(&str, &str, Permission)] = &[
     ("/console/", "Overview", Permission::Status),
     ("/console/unseal", "Unseal", Permission::Unseal),
     ("/console/search", "Search", Permission::ReadContent),
+    ("/console/cases", "FOIA cases", Permission::Cases),
     ("/console/holds", "Legal holds", Permission::ViewPolicy),
     ("/console/schedules", "Retention", Permission::ViewPolicy),
     ("/console/audit", "Audit trail", Permission::ReadAudit),

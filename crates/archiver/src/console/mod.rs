@@ -5,6 +5,7 @@
 //! any script, style or image from elsewhere.
 
 pub mod auth;
+mod cases;
 mod html;
 mod pages;
 
@@ -94,6 +95,30 @@ pub fn router(state: Arc<ArchiverState>) -> Router<Arc<ArchiverState>> {
         )
         .route("/console/accounts/disable", post(pages::disable_account))
         .route("/console/token", get(pages::token).post(pages::new_token))
+        .route("/console/cases", get(cases::list).post(cases::create))
+        .route("/console/cases/{id}", get(cases::show))
+        .route("/console/cases/{id}/add", post(cases::add))
+        .route("/console/cases/{id}/review", post(cases::review))
+        .route("/console/cases/{id}/notes", post(cases::note))
+        .route("/console/cases/{id}/names", post(cases::redact_name))
+        .route("/console/cases/{id}/records/{leaf}", get(cases::record))
+        .route(
+            "/console/cases/{id}/records/{leaf}/redact",
+            post(cases::redact),
+        )
+        .route(
+            "/console/cases/{id}/redactions/remove",
+            post(cases::remove_redaction),
+        )
+        .route("/console/cases/{id}/produce", post(cases::produce))
+        .route(
+            "/console/cases/{id}/productions/{job}",
+            get(cases::production),
+        )
+        .route(
+            "/console/cases/{id}/productions/{job}/download",
+            get(cases::download),
+        )
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/static/console.js", get(script))
         .route(

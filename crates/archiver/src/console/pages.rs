@@ -544,7 +544,7 @@ pub async fn search_form(State(state): St, headers: HeaderMap) -> Answer {
     let signed = require(&state, &headers, Permission::ReadContent).await?;
     let mut body = String::new();
     if signed.status.sealed {
-        body.push_str(&sealed_notice());
+        body.push_str(&sealed_notice("sealed-now"));
     }
     body.push_str(&search_form_html(&signed, &SearchForm::default()));
     Ok(page(
@@ -556,8 +556,10 @@ pub async fn search_form(State(state): St, headers: HeaderMap) -> Answer {
     ))
 }
 
-fn sealed_notice() -> String {
-    "<p class=\"notice error\" id=\"sealed\">The archive is sealed: keyholders must unseal it before anyone can read records.</p>".into()
+/// The sealed notice; `id` tells the page before a search (`sealed-now`) from a search's
+/// refusal (`sealed`).
+fn sealed_notice(id: &str) -> String {
+    format!("<p class=\"notice error\" id=\"{id}\">The archive is sealed: keyholders must unseal it before anyone can read records.</p>")
 }
 
 fn record_row(leaf: u64, r: &Record, tz: &jiff::tz::TimeZone, class: &str) -> String {
@@ -622,7 +624,7 @@ pub async fn search(
     let mut body = search_form_html(&signed, &form);
     let status = match result {
         Err(crate::search::SearchError::Sealed) => {
-            body.insert_str(0, &sealed_notice());
+            body.insert_str(0, &sealed_notice("sealed"));
             StatusCode::LOCKED
         }
         Err(e) => {

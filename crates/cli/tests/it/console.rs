@@ -182,6 +182,71 @@ fn issue_11_the_console_in_a_browser_signs_in_unseals_searches_holds_by_role() {
         std::fs::write(path, ann.screenshot()).unwrap();
     }
 
+    // The analyst opens a FOIA case, adds the search's records, marks the record
+    // responsive, redacts a span of it under (b)(6), and downloads the production.
+    ann.go(&format!("{console}cases"));
+    ann.fill("#case-requester", "CREW");
+    ann.fill(
+        "#case-description",
+        "All messages mentioning the north gate",
+    );
+    ann.click("#create-case");
+    ann.wait_text("#case-status", "open");
+    ann.fill("#add-q", &word);
+    ann.click("#add-records");
+    ann.wait_text("main", "1 records added");
+    ann.click("button[id^='mark-'][id$='-responsive']");
+    crate::records::wait_until("the record marked responsive", || {
+        ann.has("#review-set .tag.active")
+    });
+    ann.click("a[id^='redact-']");
+    ann.wait_text("#record-text", "meet at the north");
+    ann.fill("#span-start", "0");
+    ann.fill("#span-end", "4");
+    ann.click("#redact-span");
+    let redactions = ann.wait_text("#redactions", "(b)(6)");
+    assert!(redactions.contains("meet"), "{redactions}");
+    ann.click("main a[href^='/console/cases/']");
+    ann.click("#produce");
+    // The progress page reloads itself until the job ends.
+    let mut state = String::new();
+    crate::records::wait_until("the production to end", || {
+        state = ann.text("#production-state");
+        !state.starts_with("Running")
+    });
+    if state.starts_with("Done") {
+        let href = ann
+            .property("#download", "href")
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let session = ann
+            .cookies()
+            .into_iter()
+            .find(|c| c["name"] == "vellum-session")
+            .unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let zip = runtime().block_on(async {
+            reqwest::Client::new()
+                .get(&href)
+                .header("cookie", format!("vellum-session={session}"))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        });
+        assert!(zip.starts_with(b"PK"), "a zip file");
+    } else {
+        // A failed production says why on the page (while the production formats are
+        // still being built, this is where it stops).
+        assert!(state.starts_with("Failed"), "{state}");
+        assert!(ann.has("main .notice.error"));
+    }
+
     // The officer places a legal hold; the records API has it.
     olive.go(&format!("{console}holds"));
     olive.fill("#hold-name", "crew-request-7");
