@@ -659,6 +659,11 @@ async fn issue_11_each_role_reaches_only_its_pages() {
         (&auditor, "/console/audit", StatusCode::OK),
         (&auditor, "/console/holds", StatusCode::OK),
         (&officer, "/console/accounts", StatusCode::OK),
+        (&keyholder, "/console/cases", forbidden),
+        (&auditor, "/console/cases", forbidden),
+        (&keyholder, "/console/cases/FOIA-2026-0001", forbidden),
+        // Cases are sealed with the archive: the analyst is told so.
+        (&analyst, "/console/cases", StatusCode::LOCKED),
     ] {
         let answer = c.get(path, Some(cookie)).await;
         assert_eq!(answer.status, status, "{path}: {}", answer.body);
@@ -681,6 +686,12 @@ async fn issue_11_each_role_reaches_only_its_pages() {
     assert_eq!(refused.status, forbidden);
     let accounts = c.api("GET", "/v1/accounts", None).await.body;
     assert!(!accounts.contains("mallory"));
+    let cases = c.get("/console/cases", Some(&analyst)).await;
+    assert!(
+        cases.body.contains("The archive is sealed"),
+        "{}",
+        cases.body
+    );
     // Sealed: the analyst's search says so.
     let sealed = c
         .post(
