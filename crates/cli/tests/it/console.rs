@@ -201,8 +201,11 @@ fn issue_11_the_console_in_a_browser_signs_in_unseals_searches_holds_by_role() {
     });
     ann.click("a[id^='redact-']");
     ann.wait_text("#record-text", "meet at the north");
-    ann.fill("#span-start", "0");
-    ann.fill("#span-end", "4");
+    // Selecting "meet" fills the span (the console's script counts the characters).
+    ann.select_text("#record-text", 0, 4);
+    crate::records::wait_until("the span filled from the selection", || {
+        ann.property("#span-start", "value") == "0" && ann.property("#span-end", "value") == "4"
+    });
     ann.click("#redact-span");
     let redactions = ann.wait_text("#redactions", "(b)(6)");
     assert!(redactions.contains("meet"), "{redactions}");

@@ -174,6 +174,19 @@ impl Browser<'_> {
         )
     }
 
+    /// Selects characters `start..end` (UTF-16 units) of the first text node of `css`, as a
+    /// person dragging the mouse over them would.
+    pub fn select_text(&self, css: &str, start: u32, end: u32) {
+        let script = "var n = document.querySelector(arguments[0]).firstChild; \
+            var r = document.createRange(); r.setStart(n, arguments[1]); r.setEnd(n, arguments[2]); \
+            var s = document.getSelection(); s.removeAllRanges(); s.addRange(r);";
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [css, start, end] })),
+        );
+    }
+
     pub fn click(&self, css: &str) {
         let id = self.element(css);
         self.call(
