@@ -162,7 +162,7 @@ fn receipted(event: &Record) -> bool {
 }
 
 /// Archives one event on the actor; sets or clears the pause reason.
-fn archive(v: &mut Vault, mut event: Record) -> Result<(), String> {
+pub(crate) fn archive(v: &mut Vault, mut event: Record) -> Result<(), String> {
     // Every record commits to its content; one without the sender's salt (an event that is
     // not a message, or an older sender's) gets the archiver's, sealed inside it, so that
     // the archive can still prove its fields one by one.

@@ -6,6 +6,7 @@
 mod attachments;
 mod directory;
 mod load;
+mod production;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -823,7 +824,7 @@ fn machine() -> String {
 }
 
 const USAGE: &str =
-    "usage: vellum-bench [quick|archive|load|soak|directory|senders|attachments|all]
+    "usage: vellum-bench [quick|archive|load|soak|directory|senders|attachments|production|all]
   quick  in-process figures: delivery, adding a member, shredding, archive (the default)
   archive  the archive's figures alone: sealed ingest against the disk's single-fsync
          limit, verification, proofs at 1,000,000 leaves, witness round trip
@@ -836,6 +837,8 @@ const USAGE: &str =
   attachments [MIB]   a file of MIB MiB (default 1024) sent and downloaded through a
          `vellum server` process and the CLI, next to raw AES-GCM and a file copy; the
          sender's peak memory (needs `cargo build --release -p vellum`)
+  production [N]      N synthetic records (default 10000) produced to RSMF, to PDF and to
+         every format: records per second (issue 11)
   all    quick, then load (load and soak need `cargo build --release -p vellum`)";
 
 #[tokio::main]
@@ -847,6 +850,16 @@ async fn main() -> Result<()> {
         "archive" => archive().await,
         "directory" => directory_bench().await,
         "load" => load_figures().await,
+        "production" => {
+            let records = std::env::args()
+                .nth(2)
+                .map_or(Ok(10_000), |a| a.parse::<u64>());
+            let Ok(records) = records else {
+                eprintln!("{USAGE}");
+                std::process::exit(2);
+            };
+            production::production_figures(records).await
+        }
         "soak" => soak().await,
         "attachments" => {
             let mib = std::env::args()

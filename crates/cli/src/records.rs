@@ -317,6 +317,31 @@ pub enum ArchiveCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Check a FOIA or discovery production offline, as a court would: every file's SHA-256
+    /// against manifest.json, the checkpoint (signed by the log the custodians bound in
+    /// records.pub, with its witness quorum), every record's inclusion proof, every opened
+    /// field against its leaf's commitments, and the load file's text hashes. Names every
+    /// failure; exits non-zero if there is any.
+    #[command(
+        after_help = "Example: vellum archive verify-production ./FOIA-2026-0042 --records-key records.pub"
+    )]
+    VerifyProduction {
+        /// The production directory (with manifest.json).
+        dir: PathBuf,
+        /// `records.pub`: the one input trusted.
+        #[arg(
+            long = "records-key",
+            value_name = "FILE",
+            required_unless_present = "log_key"
+        )]
+        records_key: Option<PathBuf>,
+        /// Instead of records.pub: the log's C2SP note verifier key, trusted as given.
+        #[arg(long = "log-key", value_name = "VKEY", conflicts_with = "records_key")]
+        log_key: Option<String>,
+        /// Print the verdict as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn write_new(path: &Path, contents: &str, mode: u32) -> Result<()> {
@@ -1045,6 +1070,12 @@ pub fn archive(command: ArchiveCommand) -> Result<()> {
             )?;
             verify_receipt(&file, &records_key, json)?
         }
+        ArchiveCommand::VerifyProduction {
+            dir,
+            records_key,
+            log_key,
+            json,
+        } => verify_production(&dir, records_key.as_deref(), log_key, json)?,
         ArchiveCommand::Checkpoint { data } => {
             let checkpoints = data.join("archive").join("checkpoints");
             let latest = fs::read_dir(&checkpoints)
@@ -1120,6 +1151,66 @@ fn verify_receipt(file: &Path, records_key: &Path, as_json: bool) -> Result<()> 
         println!(
             "  withheld (committed, not disclosed): {}",
             proven.withheld.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn verify_production(
+    dir: &Path,
+    records_key: Option<&Path>,
+    log_key: Option<String>,
+    as_json: bool,
+) -> Result<()> {
+    use vellum_production::Trust;
+    let trust = match (records_key, log_key) {
+        (Some(path), _) => {
+            let text = fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Trust::RecordsPublic(
+                vellum_records::RecordsPublic::parse(&text)
+                    .with_context(|| path.display().to_string())?,
+            )
+        }
+        (None, Some(key)) => Trust::LogKey(key),
+        (None, None) => bail!("give --records-key FILE (records.pub) or --log-key VKEY"),
+    };
+    let verified = vellum_production::verify_production(dir, &trust)
+        .with_context(|| format!("cannot check the production in {}", dir.display()))?;
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "verified": verified.ok(),
+                "case_id": verified.case_id,
+                "checkpoint_size": verified.checkpoint_size,
+                "files": verified.files,
+                "records_released": verified.records_released,
+                "records_withheld": verified.records_withheld,
+                "openings": verified.openings,
+                "cosigners": verified.cosigners,
+                "failures": verified.failures,
+            })
+        );
+    } else if verified.ok() {
+        println!(
+            "production {} verified: {} files unaltered; {} records released ({} fields proven) and {} withheld, all in the checkpoint of {} leaves",
+            crate::output::safe(&verified.case_id),
+            verified.files,
+            verified.records_released,
+            verified.openings,
+            verified.records_withheld,
+            verified.checkpoint_size
+        );
+    } else {
+        for failure in &verified.failures {
+            println!("FAILED: {}", crate::output::safe(failure));
+        }
+    }
+    if !verified.ok() {
+        bail!(
+            "the production does not verify: {} failure(s)",
+            verified.failures.len()
         );
     }
     Ok(())

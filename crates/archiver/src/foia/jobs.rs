@@ -135,6 +135,7 @@ pub fn start(
         verifier_key: String::new(),
         checkpoint: String::new(),
         checkpoint_size: 0,
+        binding: None,
         items: Vec::new(),
     };
     Ok((
@@ -159,13 +160,14 @@ pub fn run(handle: ArchiveHandle, plan: Plan) {
         let progress_job = job.clone();
         let result = (|| -> Result<(Vec<u8>, serde_json::Value), String> {
             let gathered = handle
-                .call_blocking(move |v| crate::production::gather(v, &selection))
+                .call_blocking(move |v| crate::production::checkpoint_and_gather(v, &selection))
                 .map_err(|e| e.to_string())??;
             input.items = gathered.items;
             input.checkpoint = gathered.checkpoint;
             input.checkpoint_size = gathered.checkpoint_size;
             input.origin = gathered.origin;
             input.verifier_key = gathered.verifier_key;
+            input.binding = gathered.binding;
             let dir = PrivateDir::new()?;
             let summary = vellum_production::produce(&input, dir.path(), &mut |p| {
                 let mut job = progress_job.lock().expect("job lock");

@@ -16,6 +16,7 @@ mod habits;
 mod membership;
 mod monitor;
 mod office;
+mod production;
 mod receipts;
 mod records;
 mod restore;
