@@ -7,6 +7,7 @@
 mod actor;
 mod api;
 mod binding;
+pub mod console;
 pub mod foia;
 pub mod office;
 pub mod production;
@@ -15,6 +16,7 @@ mod retention;
 pub mod search;
 pub mod settings;
 mod sink;
+pub mod tls;
 mod witnesses;
 
 use std::fs;
@@ -32,6 +34,7 @@ use vellum_tlog::NoteSigner;
 pub use actor::{ArchiveHandle, Vault};
 pub use api::app;
 pub use sink::OwedReceipts;
+pub use tls::TlsFiles;
 /// The record format the archive holds.
 pub use vellum_record as record;
 pub use witnesses::WitnessTarget;
@@ -84,6 +87,8 @@ pub struct ArchiverConfig {
     pub witnesses: Vec<WitnessTarget>,
     /// How many of them must cosign a checkpoint; fewer is logged as a warning.
     pub witness_quorum: usize,
+    /// Serve the records API and the console over TLS; required beyond loopback.
+    pub tls: Option<TlsFiles>,
 }
 
 /// The default of `checkpoint_interval`.
@@ -95,6 +100,8 @@ pub struct ArchiverState {
     pub vault: ArchiveHandle,
     /// `DATA/office.json`.
     pub settings: settings::OfficeSettings,
+    /// The records console's own state (TLS or not, failed sign-ins).
+    pub console: console::ConsoleState,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -279,6 +286,7 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
     let state = Arc::new(ArchiverState {
         vault: vault.clone(),
         settings,
+        console: console::ConsoleState::new(config.tls.is_some()),
     });
     client.set_sink(Box::new(sink::ArchiveSink::new(vault)));
     Ok((client, state))
@@ -340,8 +348,14 @@ async fn upload_binding(client: &Client, state: &ArchiverState) -> Result<(), Er
 /// the address the records API listens on (tests start it on port 0 and read it).
 pub async fn run(config: ArchiverConfig) -> Result<(), Error> {
     let data = config.data.clone();
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let (addr, ingest) = start(config).await?;
-    println!("vellum archiver listening on http://{addr}");
+    println!("vellum archiver listening on {scheme}://{addr}");
+    println!("records console: {scheme}://{addr}/console/");
     println!(
         "records officer credential: {}",
         data.join("records-token").display()
@@ -360,6 +374,8 @@ pub async fn start(
     ),
     Error,
 > {
+    tls::check_listen(config.listen, config.tls.as_ref())?;
+    let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     let (mut client, state) = prepare(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
@@ -383,8 +399,13 @@ pub async fn start(
     let api_state = state.clone();
     tokio::spawn(async move {
         let app = app(api_state);
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "records API stopped");
+        match tls {
+            Some(tls) => tls::serve(listener, tls, app).await,
+            None => {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "records API stopped");
+                }
+            }
         }
     });
     Ok((addr, async move { ingest(&mut client, &state).await }))

@@ -225,6 +225,173 @@ impl Office {
     }
 }
 
+/// How long a console session lasts without a request.
+pub const SESSION_IDLE_MS: i64 = 30 * 60 * 1000;
+/// How long a console session lasts at most, however busy.
+pub const SESSION_ABSOLUTE_MS: i64 = 12 * 3600 * 1000;
+
+/// What signing in checks, for an account whose setup is complete and which is not disabled.
+pub struct Credentials {
+    pub role: Role,
+    pub password_hash: String,
+    pub totp_secret: String,
+}
+
+/// A console session: whose it is and the token its forms carry.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub caller: Caller,
+    pub csrf: String,
+}
+
+impl Office {
+    /// The account a setup code belongs to, if the code is unused, unexpired and its account
+    /// not disabled.
+    pub fn setup_account(&self, code: &str, now: i64) -> Result<Option<Caller>, OfficeError> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT name, role FROM accounts
+                 WHERE setup_hash = ?1 AND setup_expires_at > ?2 AND disabled = 0",
+                params![&sha256(code)[..], now],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(name, role)| Role::parse(&role).map(|role| Caller { name, role })))
+    }
+
+    /// Sets the password and second factor of the account whose setup code `code` is, and
+    /// uses the code up, in one statement: a code works once.
+    pub fn complete_setup(
+        &self,
+        code: &str,
+        password_hash: &str,
+        totp_secret: &str,
+        totp_step: u64,
+        now: i64,
+    ) -> Result<Option<String>, OfficeError> {
+        Ok(self
+            .conn
+            .query_row(
+                "UPDATE accounts SET password_hash = ?1, totp_secret = ?2, totp_last_step = ?3,
+                    setup_hash = NULL, setup_expires_at = NULL
+                 WHERE setup_hash = ?4 AND setup_expires_at > ?5 AND disabled = 0
+                 RETURNING name",
+                params![
+                    password_hash,
+                    totp_secret,
+                    totp_step as i64,
+                    &sha256(code)[..],
+                    now
+                ],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The credentials of `name`, if it may sign in.
+    pub fn credentials(&self, name: &str) -> Result<Option<Credentials>, OfficeError> {
+        let row: Option<(String, String, String)> = self
+            .conn
+            .query_row(
+                "SELECT role, password_hash, totp_secret FROM accounts
+                 WHERE name = ?1 AND disabled = 0
+                   AND password_hash IS NOT NULL AND totp_secret IS NOT NULL",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(role, password_hash, totp_secret)| {
+            Role::parse(&role).map(|role| Credentials {
+                role,
+                password_hash,
+                totp_secret,
+            })
+        }))
+    }
+
+    /// Records that `name` used the TOTP code of `step`, if no code of that step or a later
+    /// one was accepted before: false means a replay.
+    pub fn accept_totp_step(&self, name: &str, step: u64) -> Result<bool, OfficeError> {
+        let changed = self.conn.execute(
+            "UPDATE accounts SET totp_last_step = ?1 WHERE name = ?2 AND totp_last_step < ?1",
+            params![step as i64, name],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// A new console session for `name`: the cookie's token (only its hash is kept) and the
+    /// session's CSRF token.
+    pub fn create_session(&self, name: &str, now: i64) -> Result<(String, String), OfficeError> {
+        self.conn.execute(
+            "DELETE FROM sessions WHERE expires_at <= ?1 OR created_at <= ?2",
+            params![now, now - SESSION_ABSOLUTE_MS],
+        )?;
+        let token = random_code();
+        let csrf = random_code();
+        self.conn.execute(
+            "INSERT INTO sessions (token_hash, account, csrf_token, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![&sha256(&token)[..], name, csrf, now, now + SESSION_IDLE_MS],
+        )?;
+        Ok((token, csrf))
+    }
+
+    /// The live session whose cookie holds `token`; each use moves its idle expiry on, never
+    /// past its absolute one. A session of a disabled account is never live.
+    pub fn session(&self, token: &str, now: i64) -> Result<Option<Session>, OfficeError> {
+        let hash = sha256(token);
+        let row: Option<(String, String, String)> = self
+            .conn
+            .query_row(
+                "SELECT a.name, a.role, s.csrf_token FROM sessions s
+                 JOIN accounts a ON a.name = s.account
+                 WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND s.created_at > ?3
+                   AND a.disabled = 0",
+                params![&hash[..], now, now - SESSION_ABSOLUTE_MS],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((name, role, csrf)) = row else {
+            return Ok(None);
+        };
+        let Some(role) = Role::parse(&role) else {
+            return Ok(None);
+        };
+        self.conn.execute(
+            "UPDATE sessions SET expires_at = ?1 WHERE token_hash = ?2",
+            params![now + SESSION_IDLE_MS, &hash[..]],
+        )?;
+        Ok(Some(Session {
+            caller: Caller { name, role },
+            csrf,
+        }))
+    }
+
+    /// Ends the session whose cookie holds `token`.
+    pub fn end_session(&self, token: &str) -> Result<(), OfficeError> {
+        self.conn.execute(
+            "DELETE FROM sessions WHERE token_hash = ?1",
+            [&sha256(token)[..]],
+        )?;
+        Ok(())
+    }
+
+    /// A new API token for `name` (for the CLI), replacing any earlier one; shown once, only
+    /// its hash is kept.
+    pub fn new_api_token(&self, name: &str) -> Result<String, OfficeError> {
+        let token = format!("{}{}", random_code(), random_code());
+        let changed = self.conn.execute(
+            "UPDATE accounts SET api_token_hash = ?1 WHERE name = ?2 AND disabled = 0",
+            params![&sha256(&token)[..], name],
+        )?;
+        if changed == 0 {
+            return Err(OfficeError::NoSuchAccount(name.into()));
+        }
+        Ok(token)
+    }
+}
+
 /// 128 random bits as lowercase hex: setup codes, API tokens and session tokens.
 pub fn random_code() -> String {
     let mut raw = [0u8; 16];

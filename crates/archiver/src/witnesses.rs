@@ -150,6 +150,7 @@ mod tests {
         Arc::new(ArchiverState {
             vault,
             settings: Default::default(),
+            console: Default::default(),
         })
     }
 

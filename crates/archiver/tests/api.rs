@@ -59,6 +59,7 @@ fn api() -> Api {
     let state = Arc::new(ArchiverState {
         vault: ArchiveHandle::spawn(vault).unwrap(),
         settings: Default::default(),
+        console: Default::default(),
     });
     Api {
         app: app(state),

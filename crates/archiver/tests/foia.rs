@@ -104,6 +104,7 @@ fn office() -> Office {
     let state = Arc::new(ArchiverState {
         vault: ArchiveHandle::spawn(vault).unwrap(),
         settings: Default::default(),
+        console: Default::default(),
     });
     Office {
         app: app(state),

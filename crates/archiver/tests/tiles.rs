@@ -54,6 +54,7 @@ fn log() -> Log {
     let state = Arc::new(ArchiverState {
         vault,
         settings: Default::default(),
+        console: Default::default(),
     });
     Log {
         app: app(state),
@@ -219,6 +220,7 @@ async fn before_any_checkpoint_there_is_nothing_to_serve() {
     let state = Arc::new(ArchiverState {
         vault: sealed_vault(archive),
         settings: Default::default(),
+        console: Default::default(),
     });
     let app = app(state);
     for path in ["/checkpoint", "/tile/0/000.p/1"] {

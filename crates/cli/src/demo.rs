@@ -575,6 +575,7 @@ async fn records(
         checkpoint_interval: vellum_archiver::DEFAULT_CHECKPOINT_INTERVAL,
         witnesses: Vec::new(),
         witness_quorum: 0,
+        tls: None,
     };
     let archive_dir = config.data.clone();
     let (listen, ingest) = vellum_archiver::start(config).await?;

@@ -314,7 +314,7 @@ enum Command {
     Demo,
     /// Run the org's archiver: the records member of every record chat.
     #[command(
-        after_help = "Example: vellum archiver --server https://vellum.example --data archive --records-key records.pub --code CODE"
+        after_help = "Example: vellum archiver --server https://vellum.example --data archive --records-key records.pub --code CODE --listen 0.0.0.0:7481 --tls-cert cert.pem --tls-key key.pem"
     )]
     Archiver {
         /// The delivery server's URL.
@@ -352,6 +352,13 @@ enum Command {
         /// How many witnesses must cosign each checkpoint (default: all of them).
         #[arg(long = "witness-quorum", value_name = "K")]
         witness_quorum: Option<usize>,
+        /// PEM certificate chain: serve the records API and console over TLS. Required to
+        /// listen beyond loopback (keyholders connect from their own machines).
+        #[arg(long = "tls-cert", value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long = "tls-key", value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// The records office's API on the archiver.
     #[command(
@@ -361,7 +368,8 @@ enum Command {
         /// The archiver's records API URL.
         #[arg(long, value_name = "URL")]
         archiver: String,
-        /// File holding the records office's token.
+        /// File holding your account's API token (the first officer's is DATA/records-token;
+        /// others make theirs in the console).
         #[arg(long)]
         token_file: PathBuf,
         #[command(subcommand)]
@@ -1102,6 +1110,8 @@ async fn run(cli: Cli) -> Result<()> {
             checkpoint_interval,
             witnesses,
             witness_quorum,
+            tls_cert,
+            tls_key,
         } => {
             let idle_seal = std::time::Duration::from_secs(timer::parse_duration(&idle_seal)?);
             let checkpoint_interval = *checkpoint_interval;
@@ -1119,6 +1129,9 @@ async fn run(cli: Cli) -> Result<()> {
                 checkpoint_interval,
                 witness_quorum: witness_quorum.unwrap_or(witnesses.len()),
                 witnesses: witness_targets("--witness", &witnesses, witness_quorum)?,
+                tls: tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| vellum_archiver::TlsFiles { cert, key }),
             };
             vellum_archiver::run(config).await?;
         }

@@ -11,11 +11,10 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::json;
 use vellum_client::Api;
-
-use crate::output;
+use vellum_record::api::office::{AccountInfo, CreatedAccount, WhoAmI};
 use vellum_wire::{EnrollmentCode, RecordsInit};
 
-use crate::output::rfc3339_millis;
+use crate::output::{self, rfc3339_millis, safe};
 
 #[derive(Subcommand)]
 pub enum RecordsCommand {
@@ -51,6 +50,23 @@ pub enum RecordsCommand {
     Hold {
         #[command(subcommand)]
         command: HoldCommand,
+    },
+    /// The records office's accounts (officers): add, list, disable.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Print the records console's URL (sign in there with a password and a TOTP code).
+    #[command(after_help = "Example: vellum records --archiver URL --token-file FILE console")]
+    Console,
+    /// The account the token file belongs to, and its role.
+    #[command(
+        after_help = "Example: vellum records --archiver URL --token-file FILE whoami --json"
+    )]
+    Whoami {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Retention schedules: how long records are kept, by chat and by user.
     Schedule {
@@ -162,6 +178,44 @@ pub enum RecordsCommand {
         /// Print one JSON array of hits.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create an account; prints its one-time setup link (valid 72 hours), with which the
+    /// person chooses a password and enrols an authenticator app in the console.
+    #[command(
+        after_help = "Example: vellum records --archiver URL --token-file FILE user add kim --role keyholder"
+    )]
+    Add {
+        /// The account's name: lowercase letters, digits, '.', '_' and '-'.
+        name: String,
+        /// What the account may do: keyholder (hands in a share, sees no content), officer
+        /// (everything), analyst (search, cases, productions), auditor (audit trail, holds,
+        /// schedules; no content).
+        #[arg(long, value_parser = ["keyholder", "officer", "analyst", "auditor"])]
+        role: String,
+        /// Print the account and its setup code as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every account with its role and state.
+    #[command(
+        after_help = "Example: vellum records --archiver URL --token-file FILE user list --json"
+    )]
+    List {
+        /// One JSON array of accounts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable an account for good and end its console sessions (its name stays taken).
+    #[command(
+        after_help = "Example: vellum records --archiver URL --token-file FILE user disable kim"
+    )]
+    Disable {
+        /// The account's name.
+        name: String,
     },
 }
 
@@ -583,6 +637,17 @@ pub async fn records(archiver: &str, token_file: &Path, command: RecordsCommand)
                 .await?;
             show_status(&status, json);
         }
+        RecordsCommand::User { command } => user(&api, archiver, token, command).await?,
+        RecordsCommand::Console => println!("{}", console_url(archiver)),
+        RecordsCommand::Whoami { json } => {
+            let me: WhoAmI = api
+                .call(Method::GET, "/v1/whoami", None::<&()>, None, token)
+                .await?;
+            match json {
+                true => println!("{}", serde_json::to_string(&me)?),
+                false => println!("{} ({})", safe(&me.name), me.role),
+            }
+        }
         RecordsCommand::Hold {
             command:
                 HoldCommand::Create {
@@ -990,6 +1055,85 @@ fn verify(
         }
         for w in &audit.cosigned_by {
             println!("cosigned by witness {w}");
+        }
+    }
+    Ok(())
+}
+
+/// The records console's address on the archiver `archiver`.
+fn console_url(archiver: &str) -> String {
+    format!("{}/console/", archiver.trim_end_matches('/'))
+}
+
+async fn user(api: &Api, archiver: &str, token: Option<&str>, command: UserCommand) -> Result<()> {
+    match command {
+        UserCommand::Add { name, role, json } => {
+            let created: CreatedAccount = api
+                .call(
+                    Method::POST,
+                    "/v1/accounts",
+                    Some(&json!({ "name": name, "role": role })),
+                    None,
+                    token,
+                )
+                .await?;
+            let link = format!("{}{}", archiver.trim_end_matches('/'), created.setup_path);
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "name": created.name,
+                        "role": created.role,
+                        "setup_link": link,
+                        "setup_code": created.setup_code,
+                        "setup_expires_at": rfc3339_millis(created.setup_expires_at),
+                    })
+                );
+                return Ok(());
+            }
+            println!("account {} ({}) created", safe(&created.name), created.role);
+            println!(
+                "give this one-time setup link to {} only; it works once, until {}:",
+                safe(&created.name),
+                rfc3339_millis(created.setup_expires_at)
+            );
+            println!("{}", safe(&link));
+            println!("setup code: {}", safe(&created.setup_code));
+        }
+        UserCommand::List { json } => {
+            let accounts: Vec<AccountInfo> = api
+                .call(Method::GET, "/v1/accounts", None::<&()>, None, token)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string(&accounts)?);
+                return Ok(());
+            }
+            for a in accounts {
+                let state = match (a.disabled, a.active) {
+                    (true, _) => "disabled",
+                    (false, true) => "active",
+                    (false, false) => "awaiting setup",
+                };
+                println!(
+                    "{} ({}): {state}, created {} by {}",
+                    safe(&a.name),
+                    a.role,
+                    rfc3339_millis(a.created_at),
+                    safe(&a.created_by)
+                );
+            }
+        }
+        UserCommand::Disable { name } => {
+            let _: () = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/accounts/{}/disable", urlencode(&name)),
+                    None::<&()>,
+                    None,
+                    token,
+                )
+                .await?;
+            println!("{} disabled; their console sessions ended", safe(&name));
         }
     }
     Ok(())

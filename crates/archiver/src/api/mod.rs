@@ -21,9 +21,9 @@ use vellum_records::UnsealProgress;
 use crate::office::Caller;
 
 mod accounts;
-mod foia;
-mod holds;
-mod retention;
+pub(crate) mod foia;
+pub(crate) mod holds;
+pub(crate) mod retention;
 
 use crate::actor::Vault;
 use crate::retention::{active_holds, retention_start};
@@ -209,6 +209,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn app(state: Arc<ArchiverState>) -> Router {
     let (router, _) = router().split_for_parts();
+    let console = crate::console::router(state.clone())
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024));
     router
         // C2SP tlog-tiles paths (a wildcard, which OpenAPI cannot express; the spec is C2SP's).
         .route("/tile/{*path}", axum::routing::get(public_tile))
@@ -216,6 +218,8 @@ pub fn app(state: Arc<ArchiverState>) -> Router {
         .method_not_allowed_fallback(vellum_http::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn(vellum_http::json_errors))
+        // The console answers in HTML, its errors included: merged outside the JSON layer.
+        .merge(console)
         .with_state(state)
 }
 
@@ -282,14 +286,23 @@ async fn unseal(
 ) -> Result<Json<Status>, ApiError> {
     let caller = caller(&state, &headers, Permission::Unseal).await?;
     let Json(req) = req?;
+    Ok(Json(unseal_as(&state, caller, req).await?))
+}
+
+/// Hands in `caller`'s share (the API's and the console's unseal).
+pub(crate) async fn unseal_as(
+    state: &ArchiverState,
+    caller: Caller,
+    req: UnsealRequest,
+) -> Result<Status, ApiError> {
     // Reassembling and checking the key is CPU work: the actor does it.
-    on_vault(&state, move |v| {
+    on_vault(state, move |v| {
         if v.secret.is_some() {
             // Unsealed already; a binding that failed to be written then is retried.
             if let Err(e) = crate::binding::bind(v) {
                 tracing::error!(error = %e, "the archiver could not be bound");
             }
-            return Ok(Json(current_status(v)));
+            return Ok(current_status(v));
         }
         if caller.role == Role::Keyholder && v.unseal_contributors.contains(&caller.name) {
             return Err(ApiError::new(
@@ -337,7 +350,7 @@ async fn unseal(
                 ))
             }
         }
-        Ok(Json(current_status(v)))
+        Ok(current_status(v))
     })
     .await
 }
@@ -351,13 +364,18 @@ async fn unseal(
     ))]
 async fn seal(State(state): St, headers: HeaderMap) -> Result<Json<Status>, ApiError> {
     let caller = caller(&state, &headers, Permission::Seal).await?;
-    on_vault(&state, move |v| {
+    Ok(Json(seal_as(&state, caller).await?))
+}
+
+/// Forgets the records key (the API's and the console's seal).
+pub(crate) async fn seal_as(state: &ArchiverState, caller: Caller) -> Result<Status, ApiError> {
+    on_vault(state, move |v| {
         if v.secret.take().is_some() {
             v.unseal_contributors.clear();
             v.productions.clear();
             log_access(v, "seal", &format!("sealed by {}", caller.name));
         }
-        Ok(Json(current_status(v)))
+        Ok(current_status(v))
     })
     .await
 }

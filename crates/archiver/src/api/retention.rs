@@ -63,20 +63,28 @@ pub async fn define(
     let caller = caller(&state, &headers, Permission::ManageRetention).await?;
     let Json(req) = req?;
     on_vault(&state, move |v| {
-        let schedules = change_schedules(v, |s| s.define(&req.name, &req.keep))?;
-        log_access(
-            v,
-            "schedule",
-            &format!(
-                "{} defined schedule {:?}: keep {}",
-                caller.name,
-                req.name.trim(),
-                req.keep.trim()
-            ),
-        );
-        Ok(Json(schedules))
+        Ok(Json(define_schedule(v, &caller.name, req)?))
     })
     .await
+}
+
+/// Defines or redefines a schedule for `author` (the API's and the console's).
+pub(crate) fn define_schedule(
+    v: &mut Vault,
+    author: &str,
+    req: DefineSchedule,
+) -> Result<Schedules, ApiError> {
+    let schedules = change_schedules(v, |s| s.define(&req.name, &req.keep))?;
+    log_access(
+        v,
+        "schedule",
+        &format!(
+            "{author} defined schedule {:?}: keep {}",
+            req.name.trim(),
+            req.keep.trim()
+        ),
+    );
+    Ok(schedules)
 }
 
 /// Puts a chat or a user under a schedule. Unknown chats and users are refused.
@@ -95,46 +103,52 @@ pub async fn assign(
 ) -> Result<Json<Schedules>, ApiError> {
     let caller = caller(&state, &headers, Permission::ManageRetention).await?;
     let Json(req) = req?;
+    on_vault(&state, move |v| {
+        Ok(Json(assign_schedule(v, &caller.name, req)?))
+    })
+    .await
+}
+
+/// Puts a chat or a user under a schedule for `author` (the API's and the console's).
+pub(crate) fn assign_schedule(
+    v: &mut Vault,
+    author: &str,
+    req: AssignSchedule,
+) -> Result<Schedules, ApiError> {
     let subject = match (req.chat, req.user) {
         (Some(chat), None) => Subject::Chat(chat),
         (None, Some(user)) => Subject::User(user),
         _ => return Err(bad_request("give exactly one of chat and user")),
     };
-    on_vault(&state, move |v| {
-        match &subject {
-            Subject::User(user) if !v.org_users.contains(user) => {
-                return Err(ApiError::not_found(format!(
-                    "no user named {user:?} in the org's directory"
-                )))
-            }
-            Subject::Chat(chat)
-                if !v
-                    .known_chats
-                    .iter()
-                    .any(|(id, title)| id == chat || title.as_deref() == Some(chat.as_str())) =>
-            {
-                return Err(ApiError::not_found(format!(
-                    "no record chat {chat:?} (give its id or title)"
-                )))
-            }
-            _ => {}
+    match &subject {
+        Subject::User(user) if !v.org_users.contains(user) => {
+            return Err(ApiError::not_found(format!(
+                "no user named {user:?} in the org's directory"
+            )))
         }
-        let what = match &subject {
-            Subject::Chat(c) => format!("chat {c:?}"),
-            Subject::User(u) => format!("user {u:?}"),
-        };
-        let schedules = change_schedules(v, |s| s.assign(subject, &req.schedule))?;
-        log_access(
-            v,
-            "schedule",
-            &format!(
-                "{} put {what} under schedule {:?}",
-                caller.name, req.schedule
-            ),
-        );
-        Ok(Json(schedules))
-    })
-    .await
+        Subject::Chat(chat)
+            if !v
+                .known_chats
+                .iter()
+                .any(|(id, title)| id == chat || title.as_deref() == Some(chat.as_str())) =>
+        {
+            return Err(ApiError::not_found(format!(
+                "no record chat {chat:?} (give its id or title)"
+            )))
+        }
+        _ => {}
+    }
+    let what = match &subject {
+        Subject::Chat(c) => format!("chat {c:?}"),
+        Subject::User(u) => format!("user {u:?}"),
+    };
+    let schedules = change_schedules(v, |s| s.assign(subject, &req.schedule))?;
+    log_access(
+        v,
+        "schedule",
+        &format!("{author} put {what} under schedule {:?}", req.schedule),
+    );
+    Ok(schedules)
 }
 
 /// Which chats are archived (record) and which are not (transitory, metadata only).

@@ -5,6 +5,7 @@ mod harness;
 
 mod binding;
 mod chat;
+mod console;
 mod crash;
 mod devices;
 mod directory;
@@ -24,4 +25,5 @@ mod roles;
 mod search;
 mod secrets;
 mod timers;
+mod webdriver;
 mod witness;

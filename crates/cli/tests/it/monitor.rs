@@ -153,6 +153,7 @@ impl Org {
             idle_seal: Duration::from_secs(900),
             checkpoint_interval: Duration::from_millis(100),
             witness_quorum: witnesses.len(),
+            tls: None,
             witnesses,
             origin: None,
         };
