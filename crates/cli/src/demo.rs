@@ -550,6 +550,169 @@ fn files_holding(dir: &Path, text: &str) -> Result<Vec<String>> {
 
 /// The records office: a sealed archive no single person can read, kept by an MLS member
 /// that the custodians bound to the records key.
+/// Issue 11: the records office answers a FOIA request: a keyholder's account, a hold with
+/// its reason, a case, review, a redaction by exemption, and a production a court checks
+/// with records.pub alone.
+async fn foia(
+    records_api: &Api,
+    officer: Option<&str>,
+    dir: &Path,
+    keys: &Path,
+    leaf: u64,
+) -> Result<()> {
+    use vellum_record::api::foia::{
+        Case, Exemption, JobState, Mark, ProductionJob, RedactRequest, RedactionTarget,
+        ReviewRequest,
+    };
+    heading("the records office: named accounts, each with one role");
+    let kim: vellum_record::api::office::CreatedAccount = records_api
+        .call(
+            Method::POST,
+            "/v1/accounts",
+            Some(&serde_json::json!({ "name": "kim", "role": "keyholder" })),
+            None,
+            officer,
+        )
+        .await?;
+    println!(
+        "  kim ({}) gets a one-time setup link ({}/console/setup?code=…): a password and an \
+         authenticator code",
+        kim.role,
+        records_api.base().trim_end_matches('/')
+    );
+    println!("  a keyholder hands in one share per unseal and never sees content");
+    let hold: vellum_archiver::api_types::Hold = records_api
+        .call(
+            Method::POST,
+            "/v1/holds",
+            Some(&serde_json::json!({
+                "name": "crew-request",
+                "custodians": ["alice"],
+                "reason": "FOIA request from CREW: permits, November",
+            })),
+            None,
+            officer,
+        )
+        .await?;
+    println!(
+        "  hold {:?} on alice's records, by {}: {} (keeps {} records)",
+        hold.name,
+        hold.author.as_deref().unwrap_or("?"),
+        hold.reason.as_deref().unwrap_or(""),
+        hold.records.unwrap_or_default()
+    );
+
+    heading("a FOIA request: a case, review, a redaction by exemption, a production");
+    let case: Case = records_api
+        .call(
+            Method::POST,
+            "/v1/foia/cases",
+            Some(&serde_json::json!({
+                "requester": "CREW",
+                "description": "messages about permits",
+            })),
+            None,
+            officer,
+        )
+        .await?;
+    println!(
+        "  case {} opened, due {} (20 working days)",
+        case.id, case.due
+    );
+    let path = format!("/v1/foia/cases/{}", case.id);
+    let _: serde_json::Value = records_api
+        .call(
+            Method::POST,
+            &format!("{path}/items"),
+            Some(&serde_json::json!({ "q": "permit" })),
+            None,
+            officer,
+        )
+        .await?;
+    let _: serde_json::Value = records_api
+        .call(
+            Method::PUT,
+            &format!("{path}/items/{leaf}/review"),
+            Some(&ReviewRequest {
+                mark: Mark::Responsive,
+            }),
+            None,
+            officer,
+        )
+        .await?;
+    // "Permit 88 is approved.": the permit's number is withheld under (b)(4).
+    let _: serde_json::Value = records_api
+        .call(
+            Method::POST,
+            &format!("{path}/items/{leaf}/redactions"),
+            Some(&RedactRequest {
+                exemption: Exemption::B4,
+                target: RedactionTarget::Span { start: 7, end: 9 },
+            }),
+            None,
+            officer,
+        )
+        .await?;
+    println!("  leaf {leaf} marked responsive; \"88\" redacted under (b)(4)");
+    let mut job: ProductionJob = records_api
+        .call(
+            Method::POST,
+            &format!("{path}/productions"),
+            Some(&serde_json::json!({ "bates_prefix": "CREW" })),
+            None,
+            officer,
+        )
+        .await?;
+    let job_path = format!("{path}/productions/{}", job.job);
+    while job.state == JobState::Running {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        job = records_api
+            .call(Method::GET, &job_path, None::<&()>, None, officer)
+            .await?;
+    }
+    ensure!(
+        job.state == JobState::Done,
+        "the production failed: {:?}",
+        job.error
+    );
+    let mut request =
+        reqwest::Client::new().get(format!("{}{job_path}/download", records_api.base()));
+    if let Some(token) = officer {
+        request = request.bearer_auth(token.trim());
+    }
+    let zip = request.send().await?.error_for_status()?.bytes().await?;
+    let out = dir.join("production");
+    zip::ZipArchive::new(std::io::Cursor::new(zip.to_vec()))?.extract(&out)?;
+    let mut files: Vec<String> = std::fs::read_dir(&out)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    println!("  production: {}", files.join(", "));
+    let leaked = files_holding(&out, "Permit 88")?;
+    ensure!(leaked.is_empty(), "the redacted text is in {leaked:?}");
+    println!("  no file of the production holds the redacted \"Permit 88\"");
+
+    heading("a court checks the production with records.pub alone");
+    let public =
+        vellum_record::RecordsPublic::parse(&std::fs::read_to_string(keys.join("records.pub"))?)?;
+    let verified = vellum_production::verify_production(
+        &out,
+        &vellum_production::Trust::RecordsPublic(public),
+    )?;
+    ensure!(
+        verified.failures.is_empty(),
+        "the production does not verify: {:?}",
+        verified.failures
+    );
+    println!(
+        "  {} files hashed, {} record(s) proven in the log of {} leaves, {} field(s) opened; \
+         the redacted text's commitment stays closed",
+        verified.files, verified.records_released, verified.checkpoint_size, verified.openings
+    );
+    Ok(())
+}
+
 async fn records(
     api: &Api,
     token: &str,
@@ -744,6 +907,7 @@ async fn records(
         );
     }
     ensure!(hits.len() == 1, "the record was not found");
+    foia(&records_api, officer.as_deref(), dir, &keys, hits[0].leaf).await?;
     seal(&records_api, officer.as_deref()).await?;
 
     heading("the org now keeps every chat as records: the old transitory chat converts");

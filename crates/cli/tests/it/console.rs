@@ -214,8 +214,9 @@ fn issue_11_the_console_in_a_browser_signs_in_unseals_searches_holds_by_role() {
     // The progress page reloads itself until the job ends.
     let mut state = String::new();
     crate::records::wait_until("the production to end", || {
+        // Empty until the progress page has replaced the case page.
         state = ann.text("#production-state");
-        !state.starts_with("Running")
+        !state.is_empty() && !state.starts_with("Running")
     });
     assert!(state.starts_with("Done"), "{state}");
     let href = ann
