@@ -20,7 +20,7 @@ use vellum_record::api::search::SearchRequest;
 use vellum_record::Record;
 
 use super::html::{csrf_field, esc, notice, page, time};
-use super::{redirect, require, require_form, Signed, WithCsrf};
+use super::{redirect, require, require_form, with_csrf, Signed};
 use crate::api::foia::foia_error;
 use crate::api::on_vault;
 use crate::foia::{self, jobs, FoiaError};
@@ -52,16 +52,6 @@ async fn work<R: Send + 'static>(
         };
         page(signed, e.status, ACTIVE, "FOIA cases", &body)
     })
-}
-
-macro_rules! with_csrf {
-    ($($form:ident),*) => {
-        $(impl WithCsrf for $form {
-            fn csrf(&self) -> &str {
-                &self.csrf
-            }
-        })*
-    };
 }
 
 with_csrf!(

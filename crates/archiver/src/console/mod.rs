@@ -296,6 +296,18 @@ pub(crate) trait WithCsrf {
     fn csrf(&self) -> &str;
 }
 
+/// Forms whose CSRF token is their `csrf` field.
+macro_rules! with_csrf {
+    ($($form:ty),+ $(,)?) => {
+        $(impl crate::console::WithCsrf for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })+
+    };
+}
+pub(crate) use with_csrf;
+
 /// Like `require`, for a form: the session and role first (a signed-out browser learns
 /// nothing from a form's errors), then the form, whose CSRF token must be the session's.
 pub(crate) async fn require_form<T: WithCsrf>(

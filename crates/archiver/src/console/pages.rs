@@ -17,7 +17,7 @@ use vellum_record::api::{AssignSchedule, DefineSchedule, HoldRequest, UnsealRequ
 use vellum_record::Record;
 
 use super::html::{bare, csrf_field, esc, notice, page, time};
-use super::{auth, redirect, require, require_form, signed_in, Signed, WithCsrf};
+use super::{auth, redirect, require, require_form, signed_in, with_csrf, Signed};
 use crate::api::holds::{holds_in_force, lift, place};
 use crate::api::retention::{self, audit_trail};
 use crate::api::{internal, log_access, now_ms, on_vault};
@@ -1342,56 +1342,14 @@ pub async fn new_token(
     ))
 }
 
-impl WithCsrf for CsrfOnly {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl WithCsrf for ShareForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl WithCsrf for SearchForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl WithCsrf for HoldForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl WithCsrf for ReleaseForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl WithCsrf for NewAccount {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl WithCsrf for DisableForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl WithCsrf for DefineForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl WithCsrf for AssignForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+with_csrf!(
+    CsrfOnly,
+    ShareForm,
+    SearchForm,
+    HoldForm,
+    ReleaseForm,
+    NewAccount,
+    DisableForm,
+    DefineForm,
+    AssignForm
+);
