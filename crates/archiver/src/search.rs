@@ -72,6 +72,9 @@ pub const SEARCH_WAITS: Duration = Duration::from_secs(1);
 /// Hits per page unless the request says, and at most.
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 10_000;
+/// How deep paging reaches (offset + limit): the index reserves a slot for every hit up to
+/// it, so an unbounded offset is an allocation an analyst could make the archiver die of.
+pub const MAX_DEPTH: u64 = 100_000;
 /// Records of context before and after a hit, at most.
 pub const MAX_CONTEXT: u32 = 50;
 
@@ -257,6 +260,21 @@ fn instant(text: &str, tz: &TimeZone, end: bool, name: &str) -> Result<i64, Sear
     }
 }
 
+/// What the audit trail says of a search's terms: an HMAC-SHA256 (first 16 bytes, hex)
+/// under a key derived from the records key. Equal searches log equal digests, so the
+/// office can show which searches were the same; an unsalted hash would let anyone who reads
+/// the public log try a dictionary of words against it. `None` while sealed (no search runs).
+pub fn query_digest(vault: &Vault, req: &SearchRequest) -> Option<String> {
+    use hmac::{KeyInit, Mac};
+    let key = vault
+        .secret
+        .as_ref()?
+        .derive_key("vellum search audit digest v1");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key[..]).expect("any key length");
+    mac.update(&serde_json::to_vec(req).unwrap_or_default());
+    Some(hex::encode(&mac.finalize().into_bytes()[..16]))
+}
+
 /// Runs `req` over every record not disposed: the total, the page asked for in log order,
 /// each hit with up to `context` records of its chat before and after it.
 pub fn run(v: &mut Vault, req: &SearchRequest) -> Result<SearchResults, SearchError> {
@@ -273,6 +291,11 @@ fn run_waiting(
     if limit > MAX_LIMIT {
         return Err(SearchError::BadQuery(format!(
             "limit is at most {MAX_LIMIT} (page with offset)"
+        )));
+    }
+    if u64::from(req.offset) + u64::from(limit) > MAX_DEPTH {
+        return Err(SearchError::BadQuery(format!(
+            "offset + limit is at most {MAX_DEPTH}: narrow the search (dates, chats, participants)"
         )));
     }
     if req.context > MAX_CONTEXT {

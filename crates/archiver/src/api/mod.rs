@@ -7,7 +7,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::{Json, Router};
-use sha2::{Digest, Sha256};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -463,10 +462,9 @@ async fn search(
         // The log is public to auditors: it shows that a search ran, who ran it, when, and
         // how much it found, and only a digest of its terms (words, participants, chats,
         // dates), which may themselves be sensitive.
-        let terms = serde_json::to_vec(&req).unwrap_or_default();
-        let digest = hex::encode(&Sha256::digest(&terms)[..16]);
+        let digest = crate::search::query_digest(v, &req).unwrap_or_default();
         let detail = format!(
-            "{} ran query sha256:{digest} -> {} records",
+            "{} ran query hmac:{digest} -> {} records",
             caller.name, results.total
         );
         log_access(v, "search", &detail);

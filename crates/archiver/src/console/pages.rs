@@ -10,7 +10,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use vellum_record::api::office::{Permission, Role};
 use vellum_record::api::search::SearchRequest;
 use vellum_record::api::{AssignSchedule, DefineSchedule, HoldRequest, UnsealRequest};
@@ -605,13 +604,12 @@ pub async fn search(
         if let Ok(found) = &result {
             // As the API logs it: that a search ran, by whom, how much it found, and only a
             // digest of its terms.
-            let terms = serde_json::to_vec(&request).unwrap_or_default();
-            let digest = hex::encode(&Sha256::digest(&terms)[..16]);
+            let digest = crate::search::query_digest(v, &request).unwrap_or_default();
             log_access(
                 v,
                 "search",
                 &format!(
-                    "{who} ran query sha256:{digest} in the console -> {} records",
+                    "{who} ran query hmac:{digest} in the console -> {} records",
                     found.total
                 ),
             );

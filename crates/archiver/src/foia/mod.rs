@@ -16,7 +16,6 @@ use std::collections::{BTreeSet, HashMap};
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use rusqlite::{params, OptionalExtension};
-use sha2::{Digest, Sha256};
 use vellum_production::{FieldRedaction, RedactableField, TextRedaction, Treatment};
 use vellum_record::api::foia::{
     Added, Case, CaseDetail, CaseItem, CaseStatus, CaseSummary, CreateCase, Exemption, Mark,
@@ -489,12 +488,12 @@ pub fn add_search(
     let added = add_to(&mut case, caller, &leaves)?;
     store(vault, &case)?;
     // The log holds a digest of the query, never its words.
-    let digest = hex::encode(&Sha256::digest(serde_json::to_vec(&req).unwrap_or_default())[..16]);
+    let digest = crate::search::query_digest(vault, &req).unwrap_or_default();
     log_access(
         vault,
         "foia",
         &format!(
-            "{} added {} records to case {} by query sha256:{digest}",
+            "{} added {} records to case {} by query hmac:{digest}",
             caller.name,
             added.added.len(),
             case.id
@@ -794,17 +793,25 @@ pub fn remove_redaction(
     Ok(())
 }
 
-/// Where `name` occurs in `text` as a word (case-insensitive), in Unicode scalar values.
+/// Where `name` occurs in `text` as a word (case-insensitive), in Unicode scalar values of
+/// `text`. Characters are compared one by one, each lowercased on its own: lowercasing the
+/// whole text would shift every later offset after a character whose lowercase is longer
+/// ('İ' becomes two), and the box would land beside the name. `_` separates words, so
+/// `carol_notes` holds carol.
 fn name_spans(text: &str, name: &str) -> Vec<(usize, usize)> {
-    let text: Vec<char> = text.chars().flat_map(char::to_lowercase).collect();
-    let name: Vec<char> = name.chars().flat_map(char::to_lowercase).collect();
-    let word = |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric() || *c == '_');
+    let text: Vec<char> = text.chars().collect();
+    let name: Vec<char> = name.chars().collect();
+    let word = |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric());
+    let same = |a: char, b: char| a == b || a.to_lowercase().eq(b.to_lowercase());
     let mut out = Vec::new();
     if name.is_empty() || text.len() < name.len() {
         return out;
     }
     for at in 0..=text.len() - name.len() {
-        if text[at..at + name.len()] == name[..]
+        if text[at..at + name.len()]
+            .iter()
+            .zip(&name)
+            .all(|(a, b)| same(*a, *b))
             && !word(at.checked_sub(1).and_then(|b| text.get(b)))
             && !word(text.get(at + name.len()))
         {

@@ -548,7 +548,14 @@ fn issue_11_name_spans_are_whole_words_in_scalar_values() {
         vec![(0, 3), (16, 19)]
     );
     assert_eq!(name_spans("☕bob☕", "bob"), vec![(1, 4)]);
-    assert_eq!(name_spans("bob_smith", "bob"), Vec::<(usize, usize)>::new());
+    // `_` separates words: a file or handle named after the person holds the name.
+    assert_eq!(name_spans("bob_smith", "bob"), vec![(0, 3)]);
+    // A character whose lowercase is longer ('İ' is two) must not move the box off the name.
+    assert_eq!(
+        name_spans("İİİİİİİ carol knows the code", "carol"),
+        vec![(8, 13)]
+    );
+    assert_eq!(name_spans("İstanbul CAROL", "carol"), vec![(9, 14)]);
     assert_eq!(name_spans("", "bob"), Vec::<(usize, usize)>::new());
 }
 

@@ -311,6 +311,13 @@ fn issue_11_between_two_people_context_pages_and_unknown_names() {
             context: MAX_CONTEXT + 1,
             ..query("gate")
         },
+        // An offset the index would reserve a slot for each hit up to: refused, not an
+        // allocation the archiver dies of (the attack review's 4,000,000,000).
+        SearchRequest {
+            offset: 4_000_000_000,
+            limit: Some(MAX_LIMIT),
+            ..query("gate")
+        },
         query("\"gate"),
         SearchRequest {
             kinds: vec!["mail".into()],
@@ -481,4 +488,36 @@ fn issue_11_a_search_during_a_long_catch_up_answers_with_the_progress() {
     // Time enough: it finishes the catch-up and answers.
     let found = run_waiting(&mut v, &query("gate"), SEARCH_WAITS).unwrap();
     assert_eq!(found.total, backlog);
+}
+
+#[test]
+fn issue_11_the_audit_digest_of_a_search_needs_the_records_key() {
+    // The attack review recovered every query from unsalted SHA-256 digests in the public
+    // log by trying a dictionary; the digest is now keyed by the records key.
+    let dir = tempfile::tempdir().unwrap();
+    let generated = keys();
+    let mut v = vault(dir.path(), &generated);
+    assert_eq!(
+        query_digest(&v, &query("gate")),
+        None,
+        "no search runs sealed"
+    );
+    unseal(&mut v, &generated);
+    let gate = query_digest(&v, &query("gate")).unwrap();
+    assert_eq!(gate.len(), 32);
+    assert_eq!(
+        query_digest(&v, &query("gate")).unwrap(),
+        gate,
+        "equal searches match"
+    );
+    assert_ne!(query_digest(&v, &query("zulu")).unwrap(), gate);
+    let unkeyed = hex::encode(
+        &<sha2::Sha256 as sha2::Digest>::digest(serde_json::to_vec(&query("gate")).unwrap())[..16],
+    );
+    assert_ne!(gate, unkeyed, "a dictionary of words does not find it");
+    let other = keys();
+    let other_dir = tempfile::tempdir().unwrap();
+    let mut w = vault(other_dir.path(), &other);
+    unseal(&mut w, &other);
+    assert_ne!(query_digest(&w, &query("gate")).unwrap(), gate);
 }

@@ -271,7 +271,7 @@ fn issue_11_the_console_in_a_browser_signs_in_unseals_searches_holds_by_role() {
         "olive placed hold \"crew-request-7\": CREW FOIA request 7",
         "kim handed in a share",
         "lee handed in the last share",
-        "ann ran query sha256:",
+        "ann ran query hmac:",
     ] {
         assert!(trail.contains(entry), "{entry} in {trail}");
     }
