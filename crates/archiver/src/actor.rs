@@ -54,6 +54,8 @@ pub struct Vault {
     /// Retention schedules, and the file they are saved to (none in tests).
     pub schedules: crate::retention::Schedules,
     pub schedules_path: Option<std::path::PathBuf>,
+    /// `DATA/lock`, held while the archiver runs (none in tests).
+    pub data_lock: Option<std::fs::File>,
     /// FOIA production jobs and their zips, until downloaded or the archive seals.
     pub productions: crate::foia::jobs::Productions,
     /// The full-text index (in memory, while unsealed only) and the office's time zone.
@@ -87,6 +89,7 @@ impl Vault {
             transitory: None,
             schedules: Default::default(),
             schedules_path: None,
+            data_lock: None,
             productions: Default::default(),
             search: crate::search::SearchState::default(),
         })

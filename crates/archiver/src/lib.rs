@@ -217,9 +217,29 @@ fn binding_on_server(
     }
 }
 
+/// Takes `DATA/lock` for as long as the process runs: two archivers appending to one log
+/// would fork it (each signing checkpoints over leaves the other never saw).
+fn lock_data(data: &Path) -> Result<fs::File, Error> {
+    let path = data.join("lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Setup(format!(
+            "another archiver is running on {}: one archiver per data directory",
+            data.display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(Error::Setup(format!("{}: {e}", path.display()))),
+    }
+}
+
 /// Opens (on first start: enrolls) the archiver in `config.data`.
 pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverState>), Error> {
     fs::create_dir_all(&config.data)?;
+    let data_lock = lock_data(&config.data)?;
     vellum_archive::remove_temporaries(&config.data)?;
     let public = records_public(config)?;
     let origin = origin(config, &public)?;
@@ -273,6 +293,8 @@ pub async fn prepare(config: &ArchiverConfig) -> Result<(Client, Arc<ArchiverSta
     binding::pending_at_start(&mut vault);
     vault.schedules = schedules;
     vault.schedules_path = Some(config.data.join("schedules.json"));
+    vault.data_lock = Some(data_lock);
+    foia::jobs::remove_stale_staging(&std::env::temp_dir());
     vault.office = office::Office::open(&config.data.join("office.db"))
         .map_err(|e| Error::Setup(e.to_string()))?;
     vault

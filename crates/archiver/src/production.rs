@@ -54,7 +54,7 @@ pub fn gather(vault: &Vault, selection: &[Selection]) -> Result<Gathered, String
     let secret = vault
         .secret
         .as_ref()
-        .ok_or("the archive is sealed: k custodians must unseal it first")?;
+        .ok_or("the archive is sealed: keyholders must hand in enough shares to unseal it first")?;
     let archive = &vault.archive;
     let mut opened = Vec::with_capacity(selection.len());
     for s in selection {

@@ -24,7 +24,7 @@ use crate::Vault;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
-    #[error("the archive is sealed: k keyholders must unseal it first")]
+    #[error("the archive is sealed: keyholders must hand in enough shares to unseal it first")]
     Sealed,
     /// The query, a filter, a date or the page is malformed.
     #[error("{0}")]

@@ -254,7 +254,12 @@ pub fn current_status(vault: &Vault) -> Status {
             .map(|why| format!("paused: {why}")),
         binding_serial: crate::binding::newest_serial(vault),
         binding_on_server: vault.binder.is_some() && crate::binding::current_key_on_server(vault),
-        index: crate::search::progress(vault),
+        // The index goes with the key; the actor drops its memory after the job that sealed.
+        index: if sealed {
+            None
+        } else {
+            crate::search::progress(vault)
+        },
     }
 }
 

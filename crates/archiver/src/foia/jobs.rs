@@ -288,6 +288,35 @@ pub fn download(
     Ok(zip)
 }
 
+/// The name every production's staging directory starts with.
+pub const STAGING_PREFIX: &str = "vellum-production-";
+
+/// Removes the staging directories of archivers that no longer run: a production killed
+/// mid-way (SIGKILL, power loss) leaves released text there, which nothing else would ever
+/// delete. Run at start (on the system's temporary directory), before any production of this
+/// process.
+pub fn remove_stale_staging(temp_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(temp_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(STAGING_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists();
+        if !alive {
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a stale production");
+            }
+        }
+    }
+}
+
 /// A directory only this process's user can enter, under the system's temporary directory
 /// (never DATA), removed with everything in it when dropped.
 struct PrivateDir(PathBuf);
@@ -295,8 +324,10 @@ struct PrivateDir(PathBuf);
 impl PrivateDir {
     fn new() -> Result<Self, String> {
         use std::os::unix::fs::DirBuilderExt;
+        // The process id in the name lets a restarted archiver find what a killed one left.
         let path = std::env::temp_dir().join(format!(
-            "vellum-production-{}",
+            "{STAGING_PREFIX}{}-{}",
+            std::process::id(),
             crate::office::random_code()
         ));
         std::fs::DirBuilder::new()
@@ -350,4 +381,28 @@ pub fn zip_dir(dir: &Path) -> Result<Vec<u8>, String> {
         zip.write_all(&bytes).map_err(|e| e.to_string())?;
     }
     Ok(zip.finish().map_err(|e| e.to_string())?.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_11_a_killed_archivers_staging_is_removed_at_start_and_a_live_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dead = tmp.path().join(format!("{STAGING_PREFIX}4000000000-abc"));
+        let live = tmp.path().join(format!(
+            "{STAGING_PREFIX}{}-def",
+            std::os::unix::process::parent_id()
+        ));
+        let other = tmp.path().join("vellum-something-else");
+        for dir in [&dead, &live, &other] {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::write(dir.join("transcript.pdf"), b"released text").unwrap();
+        }
+        remove_stale_staging(tmp.path());
+        assert!(!dead.exists(), "a dead archiver's production is removed");
+        assert!(live.exists(), "a running archiver's is left alone");
+        assert!(other.exists());
+    }
 }

@@ -45,7 +45,7 @@ pub const MAX_ITEMS: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FoiaError {
-    #[error("the archive is sealed: k keyholders must unseal it first")]
+    #[error("the archive is sealed: keyholders must hand in enough shares to unseal it first")]
     Sealed,
     #[error("{0} has the role {1}, which may not do this")]
     Forbidden(String, Role),

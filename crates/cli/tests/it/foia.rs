@@ -417,22 +417,21 @@ fn issue_11_a_foia_production_is_written_into_an_empty_directory() {
             file.display()
         );
     }
-    no_production_left_in(&std::env::temp_dir());
+    no_production_left_in(&std::env::temp_dir(), org.archiver.pid());
     assert_eq!(org.show(&case)["case"]["status"], "produced");
     // Downloaded once: a second run makes a new production.
     let line = run_fails(&mut org.foia(&["produce", &case, "--out", out_dir.to_str().unwrap()]));
     assert!(line.contains("not empty"), "{line}");
 }
 
-fn no_production_left_in(dir: &Path) {
+/// No staging directory of the archiver `pid` is left (other archivers, of other tests, may
+/// be producing at the same moment).
+fn no_production_left_in(dir: &Path, pid: u32) {
+    let prefix = format!("vellum-production-{pid}-");
     let left: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("vellum-production-")
-        })
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }

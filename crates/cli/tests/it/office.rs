@@ -258,3 +258,23 @@ fn issue_11_retention_schedules_are_edited_checked_and_kept() {
     let changes = audit.iter().filter(|e| e["action"] == "schedule").count();
     assert_eq!(changes, 4, "{audit:?}");
 }
+
+#[test]
+fn issue_11_a_second_archiver_on_the_same_data_directory_is_refused() {
+    // The attack review started two archivers on one DATA by accident: both appended, and the
+    // log forked (checkpoints over leaves the other never saw).
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let archiver = records_org(&server, root.path());
+    let line = run_fails(
+        vellum()
+            .args(["archiver", "--server", &server.url, "--data"])
+            .arg(&archiver.data)
+            .arg("--records-key")
+            .arg(root.path().join("keys/records.pub"))
+            .args(["--listen", "127.0.0.1:0"]),
+    );
+    assert!(line.contains("another archiver is running"), "{line}");
+    // The first one is unharmed.
+    assert_eq!(archiver.status()["sealed"], true);
+}

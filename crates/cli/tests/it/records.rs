@@ -98,6 +98,11 @@ impl Archiver {
         });
     }
 
+    /// The running archiver's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the archiver runs").id()
+    }
+
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
