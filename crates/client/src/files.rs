@@ -722,6 +722,13 @@ impl Client {
         message: &Record,
         extra: &crate::MessageExtra,
     ) -> Result<(), Error> {
+        // The message's text is sealed in its own record already, and an attachment record
+        // carries none: the queue, which outlives the sync on disk, does not keep it.
+        let message = Record {
+            text: None,
+            mentions: Vec::new(),
+            ..message.clone()
+        };
         for file in &extra.attachments {
             let attachment = serde_json::to_string(file)
                 .map_err(|e| Error::Store(format!("cannot queue a file: {e}")))?;
@@ -797,9 +804,12 @@ impl Client {
                     tracing::error!(blob = %file.blob, error = %e, "a record's file cannot be archived");
                 }
             }
-            self.store
-                .lock()
-                .execute("DELETE FROM archive_files WHERE id = ?1", [id])
+            let conn = self.store.lock();
+            conn.execute("DELETE FROM archive_files WHERE id = ?1", [id])
+                .map_err(db)?;
+            // The row held the file's key: secure_delete zeroed its page in the database, and
+            // the WAL, which still holds the page as it was, is checkpointed and emptied.
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
                 .map_err(db)?;
         }
         Ok(())
