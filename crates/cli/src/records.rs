@@ -150,8 +150,9 @@ pub enum RecordsCommand {
     Search {
         /// The query (see above); empty: every record the filters let through.
         query: String,
-        /// A user who took part (sender or recipient); repeated: all of them did.
-        #[arg(long = "participant", value_name = "USER")]
+        /// A user who took part (sender or recipient); repeated (or comma-separated): all of
+        /// them did.
+        #[arg(long = "participant", value_name = "USER", value_delimiter = ',')]
         participants: Vec<String>,
         /// A chat (its id or title); repeated: any of them.
         #[arg(long = "chat", value_name = "CHAT")]

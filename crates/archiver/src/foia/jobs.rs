@@ -129,7 +129,7 @@ pub fn start(
         produced_at: now_ms(),
         time_zone: settings.time_zone.clone(),
         bates_prefix,
-        bates_start: 1,
+        bates_start: case.bates_next.unwrap_or(1),
         formats,
         origin: String::new(),
         verifier_key: String::new(),
@@ -178,14 +178,16 @@ pub fn run(handle: ArchiveHandle, plan: Plan) {
             let zip = zip_dir(dir.path())?;
             Ok((zip, serde_json::to_value(&summary).unwrap_or_default()))
         })();
-        if result.is_ok() {
+        if let Ok((_, summary)) = &result {
             let (case, id, records) = {
                 let view = &job.lock().expect("job lock").view;
                 (view.case_id.clone(), view.job.clone(), view.total)
             };
+            let bates_last = summary["bates_last"].as_str().and_then(bates_counter);
             // Sealed in the meantime, the case cannot be marked: the production stands, and
             // its status waits for a hand.
-            match handle.call_blocking(move |v| super::produced(v, &case, &id, records)) {
+            match handle.call_blocking(move |v| super::produced(v, &case, &id, records, bates_last))
+            {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "a finished production left its case as it was")
@@ -286,6 +288,13 @@ pub fn download(
         ),
     );
     Ok(zip)
+}
+
+/// The counter of a formatted Bates number (`CREW-000042` is 42): its trailing digits, which
+/// a separator always parts from a prefix ending in a digit.
+fn bates_counter(bates: &str) -> Option<u64> {
+    let digits = bates.len() - bates.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    bates[bates.len() - digits..].parse().ok()
 }
 
 /// The name every production's staging directory starts with.
@@ -404,5 +413,13 @@ mod tests {
         assert!(!dead.exists(), "a dead archiver's production is removed");
         assert!(live.exists(), "a running archiver's is left alone");
         assert!(other.exists());
+    }
+
+    #[test]
+    fn issue_11_the_next_production_continues_the_bates_numbers() {
+        assert_eq!(bates_counter("CREW-000042"), Some(42));
+        assert_eq!(bates_counter("FOIA-2026-0001-000007"), Some(7));
+        assert_eq!(bates_counter("AGY2-1234567"), Some(1_234_567));
+        assert_eq!(bates_counter("CREW-"), None);
     }
 }

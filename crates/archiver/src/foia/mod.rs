@@ -277,6 +277,7 @@ pub fn create(
         items: Vec::new(),
         names: Vec::new(),
         last_redaction: 0,
+        bates_next: None,
     };
     let key = case_key(vault)?;
     // A plain insert: a new case never replaces one.
@@ -937,12 +938,23 @@ pub fn selection(
 
 /// A production of case `id` finished (its job's thread reports it on the actor): an open
 /// case or one in review becomes produced.
-pub fn produced(vault: &mut Vault, id: &str, job: &str, records: u64) -> Result<(), FoiaError> {
+/// `bates_last` is the production's last Bates counter: the next production continues after
+/// it.
+pub fn produced(
+    vault: &mut Vault,
+    id: &str,
+    job: &str,
+    records: u64,
+    bates_last: Option<u64>,
+) -> Result<(), FoiaError> {
     let mut case = load(vault, id)?;
     if matches!(case.status, CaseStatus::Open | CaseStatus::InReview) {
         case.status = CaseStatus::Produced;
-        store(vault, &case)?;
     }
+    if let Some(last) = bates_last {
+        case.bates_next = Some(case.bates_next.unwrap_or(1).max(last + 1));
+    }
+    store(vault, &case)?;
     log_access(
         vault,
         "foia",

@@ -273,8 +273,16 @@ fn issue_11_a_case_is_created_counted_on_the_calendar_assigned_and_noted() {
     assert_eq!(new_case(v, None).id, format!("FOIA-{year}-10001"));
 
     // A finished production marks the case produced (a closed one stays closed).
-    produced(v, &case.id, "job", 1).unwrap();
+    produced(v, &case.id, "job", 1, Some(7)).unwrap();
     assert_eq!(load(v, &case.id).unwrap().status, CaseStatus::Produced);
+    // The next production of the case continues the Bates numbers after page 7.
+    assert_eq!(load(v, &case.id).unwrap().bates_next, Some(8));
+    produced(v, &case.id, "job2", 1, Some(3)).unwrap();
+    assert_eq!(
+        load(v, &case.id).unwrap().bates_next,
+        Some(8),
+        "never goes back"
+    );
 }
 
 #[test]

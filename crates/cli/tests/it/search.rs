@@ -165,10 +165,18 @@ fn issue_11_between_alice_and_bob_mentioning_gate_with_filters_context_and_no_wo
     )
     .is_empty());
 
-    // Refused, never silently empty: a user or chat the archive has never seen, "alice,bob"
-    // as one user, a range that ends before it begins, a malformed query or date.
+    // "alice,bob" is both of them, as `foia add` reads it (never one user nobody is).
+    assert_eq!(
+        search(&archiver, &["gate", "--participant", "alice,bob"]),
+        search(
+            &archiver,
+            &["gate", "--participant", "alice", "--participant", "bob"]
+        )
+    );
+    // Refused, never silently empty: a user or chat the archive has never seen, a range
+    // that ends before it begins, a malformed query or date.
     for (args, says) in [
-        (vec!["gate", "--participant", "alice,bob"], "alice,bob"),
+        (vec!["gate", "--participant", "alice,mallory"], "mallory"),
         (vec!["gate", "--participant", "mallory"], "mallory"),
         (vec!["gate", "--chat", "nowhere"], "nowhere"),
         (

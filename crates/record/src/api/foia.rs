@@ -372,6 +372,10 @@ pub struct Case {
     /// The last redaction number given.
     #[serde(default)]
     pub last_redaction: u64,
+    /// The Bates number the case's next production starts at: numbers never repeat across
+    /// the productions of one case (absent: 1).
+    #[serde(default)]
+    pub bates_next: Option<u64>,
 }
 
 /// A case as listed.
