@@ -20,6 +20,7 @@ use vellum_record::api::IndexProgress;
 use vellum_record::Record;
 use vellum_search::{Filters, SearchIndex};
 
+use crate::settings::Bound;
 use crate::Vault;
 
 #[derive(Debug, thiserror::Error)]
@@ -230,34 +231,15 @@ pub fn time_bounds(
     Ok((from, to))
 }
 
-/// An RFC 3339 time with any offset, a date-time without one (in `tz`), or a plain date in
-/// `tz`: its first instant, or with `end` its last millisecond.
+/// [`crate::settings::parse_instant`], its error naming the filter.
 fn instant(text: &str, tz: &TimeZone, end: bool, name: &str) -> Result<i64, SearchError> {
-    let text = text.trim();
-    let bad = |why: String| {
+    let bound = if end { Bound::End } else { Bound::Start };
+    crate::settings::parse_instant(text, tz, bound).map_err(|why| {
         SearchError::BadQuery(format!(
-            "{name} {text:?}: {why}; give an RFC 3339 time with an offset (2026-11-03T09:00:00-05:00) or a date (2026-11-03, a day of the office's time zone)"
+            "{name} {:?}: {why}; give an RFC 3339 time with an offset (2026-11-03T09:00:00-05:00) or a date (2026-11-03, a day of the office's time zone)",
+            text.trim()
         ))
-    };
-    if let Ok(at) = text.parse::<jiff::Timestamp>() {
-        return Ok(at.as_millisecond());
-    }
-    let is_date = text.len() == 10 && text.as_bytes().get(4) == Some(&b'-');
-    if is_date {
-        let date: jiff::civil::Date = text.parse().map_err(|e| bad(format!("{e}")))?;
-        let day = if end { date.tomorrow() } else { Ok(date) };
-        let start = day
-            .and_then(|d| d.to_zoned_datetime(tz.clone()))
-            .map_err(|e| bad(e.to_string()))?;
-        return Ok(start.timestamp().as_millisecond() - i64::from(end));
-    }
-    match text.parse::<jiff::civil::DateTime>() {
-        Ok(local) => local
-            .to_zoned_datetime(tz.clone())
-            .map(|z| z.timestamp().as_millisecond())
-            .map_err(|e| bad(e.to_string())),
-        Err(_) => Err(bad("not a time or a date".into())),
-    }
+    })
 }
 
 /// What the audit trail says of a search's terms: an HMAC-SHA256 (first 16 bytes, hex)

@@ -106,47 +106,16 @@ pub enum Bound {
 }
 
 impl OfficeSettings {
-    /// Unix ms of `text`: an RFC 3339 time with any offset (`2026-11-03T09:00:00-05:00`,
-    /// `…Z`), or a plain date (`2026-11-03`) in the office's time zone.
+    /// Unix ms of `text` in the office's time zone: see [`parse_instant`].
     pub fn parse_time(&self, text: &str, bound: Bound) -> Result<i64, String> {
-        let text = text.trim();
-        if let Ok(ts) = text.parse::<jiff::Timestamp>() {
-            return Ok(ts.as_millisecond());
-        }
-        let tz = self.tz()?;
-        // A time without an offset is the office's wall-clock time.
-        if text.len() > 10 {
-            let civil: jiff::civil::DateTime = text.parse().map_err(|_| {
-                format!(
-                    "invalid date {text:?}: use a date (2026-11-03, the office's day in {}) or \
-                     an RFC 3339 time with its offset (2026-11-03T09:00:00-05:00)",
-                    self.time_zone
-                )
-            })?;
-            return civil
-                .to_zoned_datetime(tz)
-                .map(|z| z.timestamp().as_millisecond())
-                .map_err(|e| format!("{text}: {e}"));
-        }
-        let date: jiff::civil::Date = text.parse().map_err(|_| {
+        parse_instant(text, &self.tz()?, bound).map_err(|why| {
             format!(
-                "invalid date {text:?}: use a date (2026-11-03, the office's day in {}) or \
-                 an RFC 3339 time with its offset (2026-11-03T09:00:00-05:00)",
+                "invalid date {:?}: {why}; use a date (2026-11-03, the office's day in {}) or an \
+                 RFC 3339 time with its offset (2026-11-03T09:00:00-05:00)",
+                text.trim(),
                 self.time_zone
             )
-        })?;
-        let day_start = |d: jiff::civil::Date| {
-            d.to_zoned_datetime(tz.clone())
-                .map(|z| z.timestamp().as_millisecond())
-                .map_err(|e| format!("{text}: {e}"))
-        };
-        match bound {
-            Bound::Start => day_start(date),
-            Bound::End => {
-                let next = date.tomorrow().map_err(|e| format!("{text}: {e}"))?;
-                Ok(day_start(next)? - 1)
-            }
-        }
+        })
     }
 
     /// Both ends of a range, checked to be in order.
@@ -163,6 +132,36 @@ impl OfficeSettings {
             }
         }
         Ok((from, to))
+    }
+}
+
+/// Unix ms of `text`: an RFC 3339 time with any offset (`2026-11-03T09:00:00-05:00`, `…Z`),
+/// a wall-clock time without one (`2026-11-03T09:00`, in `tz`), or a plain date
+/// (`2026-11-03`, a day of `tz`: its first instant, or with [`Bound::End`] its last
+/// millisecond). The one reading of dates for searches, holds, the audit trail and cases.
+pub fn parse_instant(text: &str, tz: &jiff::tz::TimeZone, bound: Bound) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(at) = text.parse::<jiff::Timestamp>() {
+        return Ok(at.as_millisecond());
+    }
+    let is_date = text.len() == 10 && text.as_bytes().get(4) == Some(&b'-');
+    if is_date {
+        let date: jiff::civil::Date = text.parse().map_err(|e| format!("{e}"))?;
+        let day = match bound {
+            Bound::Start => Ok(date),
+            Bound::End => date.tomorrow(),
+        };
+        let start = day
+            .and_then(|d| d.to_zoned_datetime(tz.clone()))
+            .map_err(|e| e.to_string())?;
+        return Ok(start.timestamp().as_millisecond() - i64::from(bound == Bound::End));
+    }
+    match text.parse::<jiff::civil::DateTime>() {
+        Ok(local) => local
+            .to_zoned_datetime(tz.clone())
+            .map(|z| z.timestamp().as_millisecond())
+            .map_err(|e| e.to_string()),
+        Err(_) => Err("not a time or a date".into()),
     }
 }
 
