@@ -833,3 +833,184 @@ fn issue_11_bad_input_is_refused_and_writes_nothing() {
     let err = produce(&input, &out.path().join("tz"), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("Mars/Olympus"), "{err}");
 }
+
+fn rsmf_json(dir: &Path) -> serde_json::Value {
+    let rsmf = std::fs::read(dir.join("FOIA-2026-0042.rsmf")).unwrap();
+    vellum_production::read_rsmf_manifest(&rsmf).unwrap()
+}
+
+/// The body of the RSMF event made from `leaf`.
+fn body_of(rsmf: &serde_json::Value, leaf: u64) -> String {
+    let leaf = leaf.to_string();
+    rsmf["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["custom"][0]["value"].as_str() == Some(leaf.as_str()))
+        .unwrap_or_else(|| panic!("no event of leaf {leaf}"))["body"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Every PDF's text layer, after checking that no raw or expanded PDF holds any `secret`.
+fn pdf_text_without(dir: &Path, secrets: &[&str]) -> String {
+    let mut text = String::new();
+    for pdf in pdfs(dir) {
+        let path = pdf.to_str().unwrap();
+        text.push_str(&String::from_utf8(run("pdftotext", &[path, "-"])).unwrap());
+        let qdf = dir.parent().unwrap().join("qdf.pdf");
+        run(
+            "qpdf",
+            &[
+                "--qdf",
+                "--object-streams=disable",
+                path,
+                qdf.to_str().unwrap(),
+            ],
+        );
+        for bytes in [std::fs::read(&pdf).unwrap(), std::fs::read(&qdf).unwrap()] {
+            for secret in secrets {
+                assert!(!contains(&bytes, secret.as_bytes()), "{secret} in {path}");
+                assert!(!contains(&bytes, &utf16be(secret)), "{secret} in {path}");
+            }
+        }
+    }
+    text
+}
+
+/// The scenario with "carol" withheld as a participant of the first message, and texts, a
+/// title and a file name that name carol or the withheld sender or their devices.
+fn naming_scenario() -> (Scenario, String) {
+    let mut s = scenario(1);
+    let secret = s.markers.redacted[4].clone();
+    let items = &mut s.input.items;
+    let Treatment::Release { fields, .. } = &mut items[0].treatment else {
+        unreachable!()
+    };
+    fields.push(FieldRedaction {
+        field: RedactableField::Participant("carol".into()),
+        exemption: Exemption::B6,
+    });
+    // The withheld sender's devices: one they received on, one they sent from.
+    items[0].record.recipients[0].device_id = "97b3aa01".into();
+    items[1].record.sender_device = "d00dfeed".into();
+    items[7].record.chat_title = Some("carol_notes".into());
+    items[8].record.text = Some(format!(
+        "members: alice (alice-phone), {secret} (97b3aa01), {secret} (D00DFEED)"
+    ));
+    items[9].record.text = Some("İİİİ carol knows zqsecret".into());
+    items[9].treatment = Treatment::Release {
+        text: vec![TextRedaction {
+            start: 17,
+            end: 25,
+            exemption: Exemption::B5,
+        }],
+        fields: vec![],
+    };
+    items[10].record.text = Some(format!(
+        "ask Carol and {} about carol_zulu",
+        secret.to_uppercase()
+    ));
+    let RecordKind::Attachment(file) = &mut items[5].record.kind else {
+        unreachable!()
+    };
+    file.name = "notes for Carol.pdf".into();
+    items[5].treatment = release();
+    (s, secret)
+}
+
+#[test]
+fn issue_11_a_withheld_participant_is_withheld_in_every_released_text() {
+    let (s, secret) = naming_scenario();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("production");
+    produce(&s.input, &dir, &mut |_| {}).unwrap();
+    let leaf = |i: usize| s.input.items[i].leaf;
+    let rsmf = rsmf_json(&dir);
+    // carol is withheld first (#1), the secret sender next (#2).
+    assert_eq!(
+        body_of(&rsmf, leaf(9)),
+        "İİİİ [REDACTED (b)(6) #1] knows [REDACTED (b)(5)]"
+    );
+    assert_eq!(
+        body_of(&rsmf, leaf(10)),
+        "ask [REDACTED (b)(6) #1] and [REDACTED (b)(6) #2] about [REDACTED (b)(6) #1]_zulu"
+    );
+    let json = rsmf.to_string();
+    assert!(!json.to_lowercase().contains("carol"), "{json}");
+    assert!(!json.to_lowercase().contains(&secret), "{json}");
+    let text = pdf_text_without(&dir, &["carol", "Carol", &secret]);
+    assert!(!text.to_lowercase().contains("carol"), "{text}");
+    assert!(text.contains("knows"), "{text}");
+    // Text that names a withheld person is not opened in the manifest as sealed.
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let opened = manifest
+        .records
+        .iter()
+        .find(|r| r.leaf == leaf(10))
+        .unwrap();
+    assert!(opened.openings.iter().all(|o| o.field != "text"));
+}
+
+#[test]
+fn issue_11_titles_and_file_names_naming_a_withheld_participant_are_scrubbed() {
+    let (s, _) = naming_scenario();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("production");
+    produce(&s.input, &dir, &mut |_| {}).unwrap();
+    let rsmf = rsmf_json(&dir);
+    let second = rsmf["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "c2")
+        .unwrap();
+    assert_eq!(second["display"], "[REDACTED (b)(6) #1]_notes");
+    let first = rsmf["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "c1/m1")
+        .unwrap();
+    assert_eq!(
+        first["attachments"][0]["display"],
+        "notes for [REDACTED (b)(6) #1].pdf"
+    );
+    let mut load = csv::Reader::from_path(dir.join("loadfile.csv")).unwrap();
+    let chats: BTreeSet<String> = load.records().map(|r| r.unwrap()[4].to_owned()).collect();
+    assert!(chats.contains("[REDACTED (b)(6) #1]_notes"), "{chats:?}");
+    let log = std::fs::read_to_string(dir.join("withholding_log.csv")).unwrap();
+    assert!(
+        log.contains("attachment_name") && log.contains("chat_title"),
+        "{log}"
+    );
+    let text = pdf_text_without(&dir, &["carol", "Carol"]);
+    assert!(text.contains("_notes"), "{text}");
+    for file in ["loadfile.csv", "withholding_log.csv", "manifest.json"] {
+        let content = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(!content.to_lowercase().contains("carol"), "carol in {file}");
+    }
+}
+
+#[test]
+fn issue_11_a_withheld_users_device_ids_are_withheld_with_them() {
+    let (s, secret) = naming_scenario();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("production");
+    produce(&s.input, &dir, &mut |_| {}).unwrap();
+    let rsmf = rsmf_json(&dir);
+    assert_eq!(
+        body_of(&rsmf, s.input.items[8].leaf),
+        "members: alice (alice-phone), [REDACTED (b)(6) #2] ([REDACTED (b)(6) #2]), \
+         [REDACTED (b)(6) #2] ([REDACTED (b)(6) #2])"
+    );
+    pdf_text_without(&dir, &["97b3aa01", "d00dfeed", "D00DFEED", &secret]);
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let content = std::fs::read(file.unwrap().path()).unwrap();
+        for device in ["97b3aa01", "d00dfeed", "D00DFEED"] {
+            assert!(!contains(&content, device.as_bytes()), "{device}");
+        }
+    }
+}
