@@ -1014,3 +1014,73 @@ fn issue_11_a_withheld_users_device_ids_are_withheld_with_them() {
         }
     }
 }
+
+#[test]
+fn issue_11_the_withholding_log_and_manifest_are_written_whatever_the_formats() {
+    let mut s = scenario(1);
+    s.input.formats = Formats {
+        rsmf: false,
+        pdf: true,
+        csv: false,
+    };
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("production");
+    let summary = produce(&s.input, &dir, &mut |_| {}).unwrap();
+    assert!(
+        summary.files.contains(&"withholding_log.csv".to_owned()),
+        "{:?}",
+        summary.files
+    );
+    assert!(summary.files.contains(&"manifest.json".to_owned()));
+    assert!(!dir.join("loadfile.csv").exists());
+    assert!(!dir.join("FOIA-2026-0042.rsmf").exists());
+    let mut log = csv::Reader::from_path(dir.join("withholding_log.csv")).unwrap();
+    assert!(log.records().map(Result::unwrap).any(|r| &r[2] == "record"));
+    // The manifest lists the log with its hash, and the production verifies.
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert!(manifest
+        .files
+        .iter()
+        .any(|f| f.name == "withholding_log.csv"));
+    let verified = verify_production(&dir, &Trust::RecordsPublic(s.public.clone())).unwrap();
+    assert!(verified.ok(), "{:?}", verified.failures);
+}
+
+#[test]
+fn issue_11_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_quoted() {
+    let mut s = scenario(1);
+    let formula = r#"=HYPERLINK("http://evil.example","x")"#;
+    for item in s
+        .input
+        .items
+        .iter_mut()
+        .filter(|i| i.record.chat_id == "c2")
+    {
+        item.record.chat_title = Some(formula.into());
+        item.record.sender_user = "+alice".into();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("production");
+    produce(&s.input, &dir, &mut |_| {}).unwrap();
+    let mut load = csv::Reader::from_path(dir.join("loadfile.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = load.records().map(Result::unwrap).collect();
+    let second: Vec<_> = rows.iter().filter(|r| &r[3] == "c2").collect();
+    assert!(!second.is_empty());
+    for row in second {
+        assert_eq!(&row[4], format!("'{formula}"), "{row:?}");
+        assert_eq!(&row[6], "'+alice", "{row:?}");
+        assert!(row[7].starts_with("'+alice"), "{row:?}");
+    }
+    for file in ["loadfile.csv", "withholding_log.csv"] {
+        let mut reader = csv::Reader::from_path(dir.join(file)).unwrap();
+        for row in reader.records() {
+            for cell in row.unwrap().iter() {
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "{cell:?} in {file}"
+                );
+            }
+        }
+    }
+}
