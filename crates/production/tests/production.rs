@@ -760,6 +760,10 @@ fn issue_11_the_verifier_catches_an_altered_file_a_swapped_leaf_and_a_tampered_t
     )
     .unwrap();
     std::io::Write::write_all(&mut zip, json.to_string().as_bytes()).unwrap();
+    // The attachment kept, so that only the text is wrong.
+    zip.start_file("blob1", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    std::io::Write::write_all(&mut zip, b"%PDF-1.4 not really").unwrap();
     let zip = zip.finish().unwrap().into_inner();
     let at =
         rsmf.find("filename=\"rsmf.zip\"\r\n\r\n").unwrap() + "filename=\"rsmf.zip\"\r\n\r\n".len();
@@ -1083,4 +1087,101 @@ fn issue_11_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_quoted() {
             }
         }
     }
+}
+
+/// Makes the manifest's SHA-256 of `name` match the file again (a forger would).
+fn rehash(dir: &Path, name: &str) {
+    let hash = hex::encode(Sha256::digest(std::fs::read(dir.join(name)).unwrap()));
+    rewrite_manifest(dir, |m| {
+        m.files.iter_mut().find(|f| f.name == name).unwrap().sha256 = hash;
+    });
+}
+
+/// Replaces the RSMF's rsmf.zip with the same manifest and `files`, re-hashed.
+fn rewrite_rsmf_files(dir: &Path, files: &[(&str, &[u8])]) {
+    let name = "FOIA-2026-0042.rsmf";
+    let rsmf = std::fs::read_to_string(dir.join(name)).unwrap();
+    let json = vellum_production::read_rsmf_manifest(rsmf.as_bytes()).unwrap();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    zip.start_file("rsmf_manifest.json", options).unwrap();
+    std::io::Write::write_all(&mut zip, json.to_string().as_bytes()).unwrap();
+    for (file, bytes) in files {
+        zip.start_file(*file, options).unwrap();
+        std::io::Write::write_all(&mut zip, bytes).unwrap();
+    }
+    let zip = zip.finish().unwrap().into_inner();
+    let marker = "filename=\"rsmf.zip\"\r\n\r\n";
+    let at = rsmf.find(marker).unwrap() + marker.len();
+    let end = at + rsmf[at..].find("--").unwrap();
+    let forged = format!(
+        "{}{}\r\n{}",
+        &rsmf[..at],
+        STANDARD.encode(&zip),
+        &rsmf[end..]
+    );
+    std::fs::write(dir.join(name), forged).unwrap();
+    rehash(dir, name);
+}
+
+#[test]
+fn issue_11_the_verifier_catches_a_missing_or_resized_rsmf_attachment() {
+    let (s, out, dir) = produced(1);
+    let trust = Trust::RecordsPublic(s.public.clone());
+    let failures = |d: &Path| verify_production(d, &trust).unwrap().failures;
+    // Rewritten with the file as it was: still verifies (the rewrite itself is sound).
+    let same = copy(&dir, out.path());
+    rewrite_rsmf_files(&same, &[("blob1", b"%PDF-1.4 not really")]);
+    assert_eq!(failures(&same), Vec::<String>::new());
+
+    let missing = copy(&dir, out.path());
+    rewrite_rsmf_files(&missing, &[]);
+    let f = failures(&missing);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].contains("\"blob1\" is not in rsmf.zip"), "{f:?}");
+
+    let resized = copy(&dir, out.path());
+    rewrite_rsmf_files(&resized, &[("blob1", b"%PDF-1.4 not")]);
+    let f = failures(&resized);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].contains("\"blob1\" is 12 bytes"), "{f:?}");
+}
+
+#[test]
+fn issue_11_the_verifier_catches_a_load_file_sender_or_time_that_is_not_the_leafs() {
+    let (s, out, dir) = produced(1);
+    let trust = Trust::RecordsPublic(s.public.clone());
+    let failures = |d: &Path| verify_production(d, &trust).unwrap().failures;
+    let edit = s.input.items[2].leaf;
+    let forge = |column: usize, value: &str| {
+        let forged = copy(&dir, out.path());
+        let path = forged.join("loadfile.csv");
+        let mut reader = csv::Reader::from_path(&path).unwrap();
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(reader.headers().unwrap()).unwrap();
+        for row in reader.records() {
+            let mut row: Vec<String> = row.unwrap().iter().map(str::to_owned).collect();
+            if row[2] == edit.to_string() {
+                row[column] = value.to_owned();
+            }
+            writer.write_record(row).unwrap();
+        }
+        std::fs::write(&path, writer.into_inner().unwrap()).unwrap();
+        rehash(&forged, "loadfile.csv");
+        forged
+    };
+    let f = failures(&forge(6, "mallory"));
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].starts_with(&format!(
+            "record {edit}: loadfile.csv names its sender \"mallory\""
+        )),
+        "{f:?}"
+    );
+    let f = failures(&forge(8, "2020-01-01T00:00:00-05:00"));
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].starts_with(&format!("record {edit}: loadfile.csv says it was sent")),
+        "{f:?}"
+    );
 }
