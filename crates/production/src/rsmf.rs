@@ -224,6 +224,16 @@ pub(crate) fn manifest(
             files.push((blob, bytes.concat()));
         }
     }
+    // A file not all of whose parts were produced is not in rsmf.zip: listing it would
+    // promise a file a reader cannot open (its records' events keep their leaves).
+    for e in &mut events {
+        if let Some(list) = e.get_mut("attachments").and_then(Value::as_array_mut) {
+            list.retain(|a| files.iter().any(|(blob, _)| a["id"] == json!(blob)));
+            if list.is_empty() {
+                e.remove("attachments");
+            }
+        }
+    }
     let conversations: Vec<Value> = conversations
         .into_iter()
         .map(|(id, mut c)| {

@@ -1185,3 +1185,26 @@ fn issue_11_the_verifier_catches_a_load_file_sender_or_time_that_is_not_the_leaf
         "{f:?}"
     );
 }
+
+#[test]
+fn issue_11_a_file_not_all_of_whose_parts_are_produced_is_not_listed_in_the_rsmf() {
+    let mut s = scenario(1);
+    let RecordKind::Attachment(file) = &mut s.input.items[5].record.kind else {
+        unreachable!()
+    };
+    // Part 1 of 2 produced; part 2 is not among the records.
+    file.parts = 2;
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("production");
+    produce(&s.input, &dir, &mut |_| {}).unwrap();
+    let rsmf = rsmf_json(&dir);
+    let listed = rsmf["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.get("attachments").is_some())
+        .count();
+    assert_eq!(listed, 0, "a file missing a part is listed");
+    let verified = verify_production(&dir, &Trust::RecordsPublic(s.public.clone())).unwrap();
+    assert!(verified.ok(), "{:?}", verified.failures);
+}
