@@ -32,6 +32,11 @@ pub(crate) fn placeholder(exemptions: &[Exemption]) -> String {
     format!("[REDACTED {}]", label(exemptions))
 }
 
+/// What stands in for the `n`th withheld person.
+fn numbered(exemption: Exemption, n: usize) -> String {
+    format!("[REDACTED {} #{n}]", exemption.label())
+}
+
 /// `(b)(6)` or `(b)(6), (b)(7)(C)`.
 pub(crate) fn label(exemptions: &[Exemption]) -> String {
     exemptions
@@ -118,7 +123,8 @@ impl Withheld {
     }
 
     /// Device ids are known from every record (sent from or delivered to them): the archive's
-    /// membership text prints them next to names, so they would identify a withheld user.
+    /// membership text prints them next to names, so they would identify a withheld user. They
+    /// are also sought as chat events shorten them (eight characters and `…`).
     fn find_needles(&mut self, items: &[ProducedItem]) {
         let mut found: BTreeMap<String, &str> = BTreeMap::new();
         for user in self.users.keys() {
@@ -131,6 +137,9 @@ impl Withheld {
             for (user, device) in devices {
                 if let Some((known, _)) = self.users.get_key_value(user.as_str()) {
                     found.entry(device.clone()).or_insert(known);
+                    if let Some((end, _)) = device.char_indices().nth(8) {
+                        found.entry(format!("{}…", &device[..end])).or_insert(known);
+                    }
                 }
             }
         }
@@ -138,14 +147,12 @@ impl Withheld {
             .into_iter()
             .filter(|(needle, _)| !needle.is_empty())
             .map(|(needle, user)| {
-                let Shown::Redacted {
+                let (exemption, n) = self.users[user];
+                (
+                    needle.chars().collect::<Vec<_>>(),
                     exemption,
-                    placeholder,
-                } = self.person(user)
-                else {
-                    unreachable!("a withheld user")
-                };
-                (needle.chars().collect::<Vec<_>>(), exemption, placeholder)
+                    numbered(exemption, n),
+                )
             })
             .collect();
         needles.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
@@ -181,7 +188,7 @@ impl Withheld {
             None => Shown::Plain(user.to_owned()),
             Some((exemption, n)) => Shown::Redacted {
                 exemption: *exemption,
-                placeholder: format!("[REDACTED {} #{n}]", exemption.label()),
+                placeholder: numbered(*exemption, *n),
             },
         }
     }

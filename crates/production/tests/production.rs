@@ -897,11 +897,12 @@ fn naming_scenario() -> (Scenario, String) {
         exemption: Exemption::B6,
     });
     // The withheld sender's devices: one they received on, one they sent from.
-    items[0].record.recipients[0].device_id = "97b3aa01".into();
+    items[0].record.recipients[0].device_id = "97b3aa01ff22".into();
     items[1].record.sender_device = "d00dfeed".into();
     items[7].record.chat_title = Some("carol_notes".into());
     items[8].record.text = Some(format!(
-        "members: alice (alice-phone), {secret} (97b3aa01), {secret} (D00DFEED)"
+        "members: alice (alice-phone), {secret} (97b3aa01ff22), {secret} (D00DFEED); \
+         {secret} added a device (97b3aa01…)"
     ));
     items[9].record.text = Some("İİİİ carol knows zqsecret".into());
     items[9].treatment = Treatment::Release {
@@ -1008,7 +1009,8 @@ fn issue_11_a_withheld_users_device_ids_are_withheld_with_them() {
     assert_eq!(
         body_of(&rsmf, s.input.items[8].leaf),
         "members: alice (alice-phone), [REDACTED (b)(6) #2] ([REDACTED (b)(6) #2]), \
-         [REDACTED (b)(6) #2] ([REDACTED (b)(6) #2])"
+         [REDACTED (b)(6) #2] ([REDACTED (b)(6) #2]); [REDACTED (b)(6) #2] added a device \
+         ([REDACTED (b)(6) #2])"
     );
     pdf_text_without(&dir, &["97b3aa01", "d00dfeed", "D00DFEED", &secret]);
     for file in std::fs::read_dir(&dir).unwrap() {
