@@ -218,7 +218,8 @@ pub enum FoiaCommand {
         /// The Bates number prefix (default: the case id).
         #[arg(long, value_name = "PFX")]
         bates_prefix: Option<String>,
-        /// Which formats: rsmf, pdf, csv (default all).
+        /// Which formats: rsmf, pdf, csv (the load file) (default all); the withholding log
+        /// and manifest are written whatever is chosen.
         #[arg(long = "format", value_name = "FORMATS", value_delimiter = ',')]
         formats: Vec<String>,
         /// Print the production's summary as one JSON object.

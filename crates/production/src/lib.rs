@@ -35,11 +35,16 @@ pub use manifest::{Manifest, ManifestFile, ManifestRecord, MANIFEST_VERSION};
 pub use rsmf::read_manifest as read_rsmf_manifest;
 pub use verify::{verify_production, Trust, Verified};
 
-/// Which files to write.
+/// Which formats of the records to write. Every production also has `withholding_log.csv`
+/// and `manifest.json`, whatever is chosen here: what was withheld, and the proof of what
+/// was produced, go with the records in any format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Formats {
+    /// `<case>.rsmf`.
     pub rsmf: bool,
+    /// One PDF transcript per chat, Bates-numbered.
     pub pdf: bool,
+    /// `loadfile.csv`.
     pub csv: bool,
 }
 
@@ -187,10 +192,13 @@ pub fn produce(
         files.push(rsmf::write(input, &views, &zone, out, &mut tick)?);
     }
     if input.formats.csv {
-        files.extend(tables::write(
-            input, &views, &withheld, &bates, &zone, out, &mut tick,
+        files.push(tables::write_loadfile(
+            input, &views, &bates, &zone, out, &mut tick,
         )?);
     }
+    files.push(tables::write_withholding_log(
+        input, &views, &withheld, &zone, out,
+    )?);
     let produced = views.len() as u64;
     let withheld_whole = input.items.len() as u64 - produced;
     manifest::write(input, &views, &bates, &files, out, &mut tick)?;

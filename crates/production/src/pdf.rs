@@ -324,6 +324,10 @@ fn push_pieces(tokens: &mut Vec<Token>, pieces: &[Piece], missing: &mut usize) {
         match p {
             Piece::Text(t) => push_text(tokens, t, BODY_SIZE, false, missing),
             Piece::Redacted(e) => tokens.push(redaction_box(e)),
+            // Numbered, as in the withholding log, so a reader can tell people apart.
+            Piece::Name { placeholder, .. } => {
+                tokens.push(labelled_box(placeholder.trim_matches(['[', ']'])))
+            }
         }
     }
 }
@@ -332,13 +336,17 @@ fn push_shown(tokens: &mut Vec<Token>, shown: &Shown, size: f32, bold: bool, mis
     match shown {
         Shown::Plain(t) => push_text(tokens, t, size, bold, missing),
         Shown::Redacted { exemption, .. } => tokens.push(redaction_box(&[*exemption])),
+        Shown::Scrubbed { text, .. } => push_text(tokens, text, size, bold, missing),
     }
 }
 
 fn redaction_box(exemptions: &[Exemption]) -> Token {
-    let label = crate::view::label(exemptions);
-    let width = text_width(&encode(&label).0, BOX_LABEL_SIZE, true) + 8.0;
-    Token::Box(label, width)
+    labelled_box(&crate::view::label(exemptions))
+}
+
+fn labelled_box(label: &str) -> Token {
+    let width = text_width(&encode(label).0, BOX_LABEL_SIZE, true) + 8.0;
+    Token::Box(label.to_owned(), width)
 }
 
 /// Splits text into words and spaces (line breaks become spaces: a transcript line wraps).

@@ -224,6 +224,16 @@ pub(crate) fn manifest(
             files.push((blob, bytes.concat()));
         }
     }
+    // A file not all of whose parts were produced is not in rsmf.zip: listing it would
+    // promise a file a reader cannot open (its records' events keep their leaves).
+    for e in &mut events {
+        if let Some(list) = e.get_mut("attachments").and_then(Value::as_array_mut) {
+            list.retain(|a| files.iter().any(|(blob, _)| a["id"] == json!(blob)));
+            if list.is_empty() {
+                e.remove("attachments");
+            }
+        }
+    }
     let conversations: Vec<Value> = conversations
         .into_iter()
         .map(|(id, mut c)| {
@@ -437,6 +447,15 @@ fn encode_word(value: &str) -> String {
 
 /// The RSMF manifest inside an `.rsmf` file (for the verifier and tests).
 pub fn read_manifest(rsmf: &[u8]) -> Result<Value, String> {
+    let mut archive = read_zip(rsmf)?;
+    let file = archive
+        .by_name(RSMF_MANIFEST)
+        .map_err(|e| format!("rsmf.zip: {e}"))?;
+    serde_json::from_reader(file).map_err(|e| format!("{RSMF_MANIFEST}: {e}"))
+}
+
+/// The `rsmf.zip` attachment of an `.rsmf` file.
+pub(crate) fn read_zip(rsmf: &[u8]) -> Result<zip::ZipArchive<std::io::Cursor<Vec<u8>>>, String> {
     let text = std::str::from_utf8(rsmf).map_err(|_| "the .rsmf is not UTF-8".to_owned())?;
     let start = text
         .find("filename=\"rsmf.zip\"")
@@ -450,10 +469,5 @@ pub fn read_manifest(rsmf: &[u8]) -> Result<Value, String> {
     let zip = STANDARD
         .decode(b64)
         .map_err(|e| format!("rsmf.zip is not base64: {e}"))?;
-    let mut archive =
-        zip::ZipArchive::new(std::io::Cursor::new(zip)).map_err(|e| format!("rsmf.zip: {e}"))?;
-    let file = archive
-        .by_name(RSMF_MANIFEST)
-        .map_err(|e| format!("rsmf.zip: {e}"))?;
-    serde_json::from_reader(file).map_err(|e| format!("{RSMF_MANIFEST}: {e}"))
+    zip::ZipArchive::new(std::io::Cursor::new(zip)).map_err(|e| format!("rsmf.zip: {e}"))
 }

@@ -1,7 +1,8 @@
 //! The CSV files: `loadfile.csv`, one row per produced record for e-discovery tools, and
 //! `withholding_log.csv` (the Vaughn index), one row per record withheld whole and per
 //! redaction, each with its exemption and a description that says what kind of thing was
-//! withheld, never what it said.
+//! withheld, never what it said. The withholding log is written for every production; the
+//! load file only when [`crate::Formats::csv`] asks for it.
 
 use std::path::Path;
 
@@ -54,18 +55,40 @@ pub(crate) fn produced_hash(v: &View<'_>) -> (&'static str, String) {
     }
 }
 
-pub(crate) fn write(
+/// A cell as written: one that a spreadsheet would run as a formula (OWASP's CSV injection
+/// list) is prefixed with `'`, since chat titles, names and file names come from users.
+pub(crate) fn cell(value: String) -> String {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value
+    }
+}
+
+fn write_row<const N: usize>(
+    w: &mut csv::Writer<Vec<u8>>,
+    cells: [String; N],
+) -> Result<(), Error> {
+    w.write_record(cells.map(cell))
+        .map_err(|e| Error::Invalid(format!("CSV: {e}")))
+}
+
+fn finish(w: csv::Writer<Vec<u8>>) -> Result<Vec<u8>, Error> {
+    w.into_inner()
+        .map_err(|e| Error::Invalid(format!("CSV: {e}")))
+}
+
+/// Writes `loadfile.csv`; returns its name.
+pub(crate) fn write_loadfile(
     input: &ProductionInput,
     views: &[View<'_>],
-    withheld: &Withheld,
     bates: &Bates,
     zone: &jiff::tz::TimeZone,
     out: &Path,
     tick: &mut dyn FnMut(u64),
-) -> Result<Vec<String>, Error> {
-    let bad = |e: csv::Error| Error::Invalid(format!("CSV: {e}"));
+) -> Result<String, Error> {
     let mut load = csv::Writer::from_writer(Vec::new());
-    load.write_record(LOADFILE_COLUMNS).map_err(bad)?;
+    write_row(&mut load, LOADFILE_COLUMNS.map(String::from))?;
     for v in views {
         let r = v.record();
         let (begin, end) = bates
@@ -82,36 +105,48 @@ pub(crate) fn write(
         people.extend(v.recipients.iter().map(|p| p.text().to_owned()));
         let redactions = v.redactions();
         let (of, hash) = produced_hash(v);
-        load.write_record([
-            begin,
-            end,
-            v.item.leaf.to_string(),
-            r.chat_id.clone(),
-            v.chat_title
-                .as_ref()
-                .map(|t| t.text().to_owned())
-                .unwrap_or_default(),
-            r.kind.as_str().to_owned(),
-            v.sender.text().to_owned(),
-            people.join("; "),
-            crate::rfc3339(r.sent_at, zone),
-            crate::rfc3339(r.received_at, zone),
-            r.message_id.clone().unwrap_or_default(),
-            if redactions.is_empty() { "no" } else { "yes" }.to_owned(),
-            of.to_owned(),
-            hash,
-        ])
-        .map_err(bad)?;
+        write_row(
+            &mut load,
+            [
+                begin,
+                end,
+                v.item.leaf.to_string(),
+                r.chat_id.clone(),
+                v.chat_title
+                    .as_ref()
+                    .map(|t| t.text().to_owned())
+                    .unwrap_or_default(),
+                r.kind.as_str().to_owned(),
+                v.sender.text().to_owned(),
+                people.join("; "),
+                crate::rfc3339(r.sent_at, zone),
+                crate::rfc3339(r.received_at, zone),
+                r.message_id.clone().unwrap_or_default(),
+                if redactions.is_empty() { "no" } else { "yes" }.to_owned(),
+                of.to_owned(),
+                hash,
+            ],
+        )?;
         tick(1);
     }
+    crate::write_file(out, LOADFILE, &finish(load)?)?;
+    Ok(LOADFILE.into())
+}
+
+/// Writes `withholding_log.csv`; returns its name.
+pub(crate) fn write_withholding_log(
+    input: &ProductionInput,
+    views: &[View<'_>],
+    withheld: &Withheld,
+    zone: &jiff::tz::TimeZone,
+    out: &Path,
+) -> Result<String, Error> {
     let mut log = csv::Writer::from_writer(Vec::new());
-    log.write_record(WITHHOLDING_COLUMNS).map_err(bad)?;
+    write_row(&mut log, WITHHOLDING_COLUMNS.map(String::from))?;
     let mut entry = 0u64;
-    let mut row = |log: &mut csv::Writer<Vec<u8>>, cells: [String; 6]| {
+    let mut row = |log: &mut csv::Writer<Vec<u8>>, [a, b, c, d, e, f]: [String; 6]| {
         entry += 1;
-        let mut all = vec![entry.to_string()];
-        all.extend(cells);
-        log.write_record(all).map_err(bad)
+        write_row(log, [entry.to_string(), a, b, c, d, e, f])
     };
     for item in &input.items {
         if let Treatment::Withhold { exemption } = &item.treatment {
@@ -173,11 +208,6 @@ pub(crate) fn write(
             ],
         )?;
     }
-    let finish = |w: csv::Writer<Vec<u8>>| {
-        w.into_inner()
-            .map_err(|e| Error::Invalid(format!("CSV: {e}")))
-    };
-    crate::write_file(out, LOADFILE, &finish(load)?)?;
     crate::write_file(out, WITHHOLDING_LOG, &finish(log)?)?;
-    Ok(vec![LOADFILE.into(), WITHHOLDING_LOG.into()])
+    Ok(WITHHOLDING_LOG.into())
 }

@@ -3,8 +3,10 @@
 //! the checkpoint's signature (and witness quorum, with `records.pub`), every inclusion proof,
 //! every opening against its leaf's commitments, and that the text of each record produced in
 //! full is the opened text, both where the load file hashes it and where the RSMF shows a
-//! message (so a file altered and re-hashed in the manifest is still caught). Every failure
-//! is named; none stops the others.
+//! message (so a file altered and re-hashed in the manifest is still caught); that each
+//! released record's opened sender and time are the load file's; and that every file the
+//! RSMF lists is in its `rsmf.zip` with its size. Every failure is named; none stops the
+//! others.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -111,9 +113,12 @@ pub fn verify_production(dir: &Path, trust: &Trust) -> Result<Verified, Error> {
         }
     }
 
-    // The load file's hashes of texts, and the RSMF's message texts, by record.
+    // The load file's rows, and the RSMF's message texts, by record.
     let loaded = read_loadfile(dir, &manifest);
     let messages = read_rsmf_messages(dir, &manifest);
+    for m in check_rsmf_files(dir, &manifest) {
+        fail(m);
+    }
 
     let mut released = 0;
     let mut withheld = 0;
@@ -182,6 +187,8 @@ pub fn verify_production(dir: &Path, trust: &Trust) -> Result<Verified, Error> {
         let mut seen = BTreeSet::new();
         let mut text = None;
         let mut kind = None;
+        let mut sender = None;
+        let mut sent_at = None;
         for d in &r.openings {
             if !FIELDS.contains(&d.field.as_str()) || !seen.insert(d.field.clone()) {
                 fail(format!(
@@ -200,7 +207,31 @@ pub fn verify_production(dir: &Path, trust: &Trust) -> Result<Verified, Error> {
             match d.field.as_str() {
                 "text" => text = Some(d.value.clone()),
                 "kind" => kind = Some(d.value.clone()),
+                "sender_user" => sender = Some(d.value.clone()),
+                "sent_at" => sent_at = d.value.parse::<i64>().ok(),
                 _ => {}
+            }
+        }
+        let row = loaded.as_ref().map(|l| l.get(&r.leaf));
+        if let Some(None) = row {
+            fail(format!("{name}: released, yet not in {LOADFILE}"));
+        }
+        if let Some(Some(row)) = row {
+            // The load file writes a name as a CSV cell (a formula quoted), times to the second.
+            if let Some(sender) = sender.filter(|s| crate::tables::cell(s.clone()) != row.sender) {
+                fail(format!(
+                    "{name}: {LOADFILE} names its sender {:?}, the leaf commits to {sender:?}",
+                    row.sender
+                ));
+            }
+            let sent = row.sent.parse::<jiff::Timestamp>().ok();
+            if let Some(at) =
+                sent_at.filter(|ms| sent.map(|t| t.as_second()) != Some(ms.div_euclid(1000)))
+            {
+                fail(format!(
+                    "{name}: {LOADFILE} says it was sent {:?}, the leaf commits to {at} (Unix ms)",
+                    row.sent
+                ));
             }
         }
         if let (Some(text), Some("message"), Some(messages)) = (&text, kind.as_deref(), &messages) {
@@ -211,7 +242,7 @@ pub fn verify_production(dir: &Path, trust: &Trust) -> Result<Verified, Error> {
             }
         }
         if let (Some(text), Some(loaded)) = (text, &loaded) {
-            let produced = loaded.get(&r.leaf);
+            let produced = loaded.get(&r.leaf).and_then(|row| row.text_hash.as_ref());
             if produced != Some(&sha256_hex(text.as_bytes())) {
                 fail(format!(
                     "{name}: the text {LOADFILE} hashes is not the text the leaf commits to: the produced text was altered"
@@ -296,23 +327,77 @@ fn read_rsmf_messages(dir: &Path, manifest: &Manifest) -> Option<BTreeMap<u64, S
     Some(out)
 }
 
-/// Record leaf to the load file's SHA-256 of its text, if the production has a load file
-/// listed in the manifest.
-fn read_loadfile(dir: &Path, manifest: &Manifest) -> Option<BTreeMap<u64, String>> {
+/// What the verifier reads of a load file row.
+struct LoadRow {
+    /// The SHA-256 of its produced text, if the row hashes a text.
+    text_hash: Option<String>,
+    sender: String,
+    sent: String,
+}
+
+/// Record leaf to its load file row, if the production has a load file listed in the
+/// manifest.
+fn read_loadfile(dir: &Path, manifest: &Manifest) -> Option<BTreeMap<u64, LoadRow>> {
     manifest.files.iter().find(|f| f.name == LOADFILE)?;
     let mut reader = csv::Reader::from_path(dir.join(LOADFILE)).ok()?;
     let headers = reader.headers().ok()?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let (id, of, sha) = (col("RECORD_ID")?, col("HASH_OF")?, col("SHA256")?);
+    let (sender, sent) = (col("SENDER")?, col("SENT")?);
     let mut out = BTreeMap::new();
     for row in reader.records().flatten() {
-        if row.get(of) == Some("text") {
-            if let (Some(leaf), Some(hash)) =
-                (row.get(id).and_then(|l| l.parse().ok()), row.get(sha))
-            {
-                out.insert(leaf, hash.to_owned());
-            }
-        }
+        let Some(leaf) = row.get(id).and_then(|l| l.parse().ok()) else {
+            continue;
+        };
+        let cell = |i: usize| row.get(i).unwrap_or_default().to_owned();
+        out.insert(
+            leaf,
+            LoadRow {
+                text_hash: (row.get(of) == Some("text")).then(|| cell(sha)),
+                sender: cell(sender),
+                sent: cell(sent),
+            },
+        );
     }
     Some(out)
+}
+
+/// Every file an RSMF event lists must be in `rsmf.zip` with the size it declares: a
+/// requester's tool would otherwise show an attachment that is not there.
+fn check_rsmf_files(dir: &Path, manifest: &Manifest) -> Vec<String> {
+    let Some(file) = manifest.files.iter().find(|f| f.name.ends_with(".rsmf")) else {
+        return Vec::new();
+    };
+    let name = &file.name;
+    let read = std::fs::read(dir.join(name))
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            Ok((
+                crate::rsmf::read_manifest(&bytes)?,
+                crate::rsmf::read_zip(&bytes)?,
+            ))
+        });
+    let (rsmf, mut zip) = match read {
+        Ok(r) => r,
+        Err(e) => return vec![format!("{name}: {e}")],
+    };
+    let mut failures = Vec::new();
+    let listed = rsmf["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| e["attachments"].as_array().into_iter().flatten());
+    for a in listed {
+        let id = a["id"].as_str().unwrap_or_default();
+        let declared = a["size"].as_u64();
+        match zip.by_name(id) {
+            Ok(f) if Some(f.size()) == declared => {}
+            Ok(f) => failures.push(format!(
+                "{name}: attachment {id:?} is {} bytes in rsmf.zip, the RSMF declares {declared:?}",
+                f.size()
+            )),
+            Err(_) => failures.push(format!("{name}: attachment {id:?} is not in rsmf.zip")),
+        }
+    }
+    failures
 }

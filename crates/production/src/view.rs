@@ -4,7 +4,9 @@
 //!
 //! Metadata redactions are made consistent across the production: a participant whose name is
 //! withheld in any record is withheld in every record (one record naming them would unmask the
-//! others), as is a chat's title and an attachment's name.
+//! others), as is a chat's title and an attachment's name. A withheld participant's name (and
+//! their device ids) is also withheld wherever it appears in released text, chat titles and
+//! file names, shown as the same numbered placeholder as in the metadata.
 
 use std::collections::BTreeMap;
 
@@ -18,11 +20,21 @@ use crate::{Error, ProducedItem, ProductionInput, RedactableField, Treatment};
 pub(crate) enum Piece {
     Text(String),
     Redacted(Vec<Exemption>),
+    /// A withheld participant's name or device id, shown as their numbered placeholder.
+    Name {
+        exemption: Exemption,
+        placeholder: String,
+    },
 }
 
 /// What stands in for withheld text everywhere the production writes text.
 pub(crate) fn placeholder(exemptions: &[Exemption]) -> String {
     format!("[REDACTED {}]", label(exemptions))
+}
+
+/// What stands in for the `n`th withheld person.
+fn numbered(exemption: Exemption, n: usize) -> String {
+    format!("[REDACTED {} #{n}]", exemption.label())
 }
 
 /// `(b)(6)` or `(b)(6), (b)(7)(C)`.
@@ -43,6 +55,11 @@ pub(crate) enum Shown {
         /// What stands in for it (the same for the same value across the production).
         placeholder: String,
     },
+    /// Shown, but with withheld participants' names inside it replaced by their placeholders.
+    Scrubbed {
+        exemption: Exemption,
+        text: String,
+    },
 }
 
 impl Shown {
@@ -50,13 +67,16 @@ impl Shown {
         match self {
             Shown::Plain(s) => s,
             Shown::Redacted { placeholder, .. } => placeholder,
+            Shown::Scrubbed { text, .. } => text,
         }
     }
 
     pub(crate) fn exemption(&self) -> Option<Exemption> {
         match self {
             Shown::Plain(_) => None,
-            Shown::Redacted { exemption, .. } => Some(*exemption),
+            Shown::Redacted { exemption, .. } | Shown::Scrubbed { exemption, .. } => {
+                Some(*exemption)
+            }
         }
     }
 }
@@ -70,6 +90,9 @@ pub(crate) struct Withheld {
     titles: BTreeMap<String, Exemption>,
     /// Attachment blob to the exemption of its name.
     names: BTreeMap<String, Exemption>,
+    /// What is searched for in produced text: each withheld user's name and device ids,
+    /// longest first (so a longer name is not cut short by a shorter one inside it).
+    needles: Vec<(Vec<char>, Exemption, String)>,
 }
 
 impl Withheld {
@@ -95,7 +118,61 @@ impl Withheld {
                 }
             }
         }
+        w.find_needles(items);
         w
+    }
+
+    /// Device ids are known from every record (sent from or delivered to them): the archive's
+    /// membership text prints them next to names, so they would identify a withheld user. They
+    /// are also sought as chat events shorten them (eight characters and `…`).
+    fn find_needles(&mut self, items: &[ProducedItem]) {
+        let mut found: BTreeMap<String, &str> = BTreeMap::new();
+        for user in self.users.keys() {
+            found.insert(user.clone(), user);
+        }
+        for item in items {
+            let r = &item.record;
+            let devices = std::iter::once((&r.sender_user, &r.sender_device))
+                .chain(r.recipients.iter().map(|m| (&m.user, &m.device_id)));
+            for (user, device) in devices {
+                if let Some((known, _)) = self.users.get_key_value(user.as_str()) {
+                    found.entry(device.clone()).or_insert(known);
+                    if let Some((end, _)) = device.char_indices().nth(8) {
+                        found.entry(format!("{}…", &device[..end])).or_insert(known);
+                    }
+                }
+            }
+        }
+        let mut needles: Vec<_> = found
+            .into_iter()
+            .filter(|(needle, _)| !needle.is_empty())
+            .map(|(needle, user)| {
+                let (exemption, n) = self.users[user];
+                (
+                    needle.chars().collect::<Vec<_>>(),
+                    exemption,
+                    numbered(exemption, n),
+                )
+            })
+            .collect();
+        needles.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        self.needles = needles;
+    }
+
+    /// Free text (a title, a file name) as produced: withheld users' names replaced.
+    fn scrubbed(&self, text: &str) -> Shown {
+        let pieces = scrub_users(vec![Piece::Text(text.to_owned())], self);
+        let exemption = pieces.iter().find_map(|p| match p {
+            Piece::Name { exemption, .. } => Some(*exemption),
+            _ => None,
+        });
+        match exemption {
+            None => Shown::Plain(text.to_owned()),
+            Some(exemption) => Shown::Scrubbed {
+                exemption,
+                text: pieces_string(&pieces),
+            },
+        }
     }
 
     fn user(&mut self, user: &str, exemption: Exemption) {
@@ -111,7 +188,7 @@ impl Withheld {
             None => Shown::Plain(user.to_owned()),
             Some((exemption, n)) => Shown::Redacted {
                 exemption: *exemption,
-                placeholder: format!("[REDACTED {} #{n}]", exemption.label()),
+                placeholder: numbered(*exemption, *n),
             },
         }
     }
@@ -119,7 +196,7 @@ impl Withheld {
     /// A chat's title as produced.
     pub(crate) fn title(&self, chat_id: &str, title: &str) -> Shown {
         match self.titles.get(chat_id) {
-            None => Shown::Plain(title.to_owned()),
+            None => self.scrubbed(title),
             Some(e) => Shown::Redacted {
                 exemption: *e,
                 placeholder: placeholder(&[*e]),
@@ -158,29 +235,23 @@ impl View<'_> {
 
     /// The produced text, placeholders in place of what is withheld.
     pub(crate) fn text_string(&self) -> Option<String> {
-        self.text.as_ref().map(|pieces| {
-            pieces
-                .iter()
-                .map(|p| match p {
-                    Piece::Text(t) => t.clone(),
-                    Piece::Redacted(e) => placeholder(e),
-                })
-                .collect()
-        })
+        self.text.as_deref().map(pieces_string)
     }
 
     pub(crate) fn text_redacted(&self) -> bool {
         self.text
             .as_ref()
-            .is_some_and(|p| p.iter().any(|p| matches!(p, Piece::Redacted(_))))
+            .is_some_and(|p| p.iter().any(|p| !matches!(p, Piece::Text(_))))
     }
 
     /// The exemptions of the record's withheld parts, for the withholding log: (what, label).
     pub(crate) fn redactions(&self) -> Vec<(&'static str, Vec<Exemption>)> {
         let mut out = Vec::new();
         for p in self.text.iter().flatten() {
-            if let Piece::Redacted(e) = p {
-                out.push(("text", e.clone()));
+            match p {
+                Piece::Redacted(e) => out.push(("text", e.clone())),
+                Piece::Name { exemption, .. } => out.push(("text", vec![*exemption])),
+                Piece::Text(_) => {}
             }
         }
         out.extend(self.sender.exemption().map(|e| ("sender", vec![e])));
@@ -229,6 +300,7 @@ impl View<'_> {
                     .flatten()
                     .filter_map(|p| match p {
                         Piece::Redacted(e) => Some(e.clone()),
+                        Piece::Name { exemption, .. } => Some(vec![*exemption]),
                         Piece::Text(_) => None,
                     })
                     .flatten()
@@ -261,16 +333,14 @@ pub(crate) fn views(input: &ProductionInput) -> Result<(Vec<View<'_>>, Withheld)
             None => None,
             Some(t) => Some(apply_spans(t, text).map_err(|m| invalid(&m))?),
         };
-        // What the archive generated about people or the title is withheld with them.
+        // A withheld title is withheld with the record that set it; a withheld person is
+        // withheld in every text (one released message naming them would unmask the rest).
         match r.kind {
             RecordKind::Title if withheld.titles.contains_key(&r.chat_id) => {
                 let e = withheld.titles[&r.chat_id];
                 pieces = pieces.map(|_| vec![Piece::Redacted(vec![e])]);
             }
-            RecordKind::Membership => {
-                pieces = pieces.map(|p| scrub_users(p, &withheld));
-            }
-            _ => {}
+            _ => pieces = pieces.map(|p| scrub_users(p, &withheld)),
         }
         let attachment_name = match &r.kind {
             RecordKind::Attachment(file) => Some(match withheld.names.get(&file.blob) {
@@ -278,7 +348,7 @@ pub(crate) fn views(input: &ProductionInput) -> Result<(Vec<View<'_>>, Withheld)
                     exemption: *e,
                     placeholder: placeholder(&[*e]),
                 },
-                None => Shown::Plain(file.name.clone()),
+                None => withheld.scrubbed(&file.name),
             }),
             _ => None,
         };
@@ -342,30 +412,74 @@ fn apply_spans(text: &str, spans: &[crate::TextRedaction]) -> Result<Vec<Piece>,
     Ok(pieces)
 }
 
-/// Withholds the names of withheld users inside archive-generated text (who joined or left).
+/// The produced text of pieces, placeholders in place of what is withheld.
+fn pieces_string(pieces: &[Piece]) -> String {
+    pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Text(t) => t.clone(),
+            Piece::Redacted(e) => placeholder(e),
+            Piece::Name { placeholder, .. } => placeholder.clone(),
+        })
+        .collect()
+}
+
+/// Withholds withheld users' names and device ids inside text: matched case-insensitively
+/// as whole words (anything not alphanumeric, `_` included, bounds a word). Matching is char
+/// by char on the original text, since lowercasing a whole string can change its length.
 fn scrub_users(pieces: Vec<Piece>, withheld: &Withheld) -> Vec<Piece> {
-    let mut out = pieces;
-    for (user, (exemption, _)) in &withheld.users {
-        out = out
-            .into_iter()
-            .flat_map(|p| match p {
-                Piece::Text(t) if !user.is_empty() && t.contains(user.as_str()) => {
-                    let mut split = Vec::new();
-                    for (i, part) in t.split(user.as_str()).enumerate() {
-                        if i > 0 {
-                            split.push(Piece::Redacted(vec![*exemption]));
-                        }
-                        if !part.is_empty() {
-                            split.push(Piece::Text(part.to_owned()));
-                        }
+    let mut out = Vec::new();
+    for p in pieces {
+        let Piece::Text(t) = p else {
+            out.push(p);
+            continue;
+        };
+        if t.is_empty() {
+            out.push(Piece::Text(t));
+            continue;
+        }
+        let chars: Vec<char> = t.chars().collect();
+        let mut plain = String::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let starts_word = i == 0 || !chars[i - 1].is_alphanumeric();
+            let found = starts_word
+                .then(|| {
+                    withheld.needles.iter().find(|(needle, _, _)| {
+                        let end = i + needle.len();
+                        end <= chars.len()
+                            && chars[i..end].iter().zip(needle).all(|(a, b)| same(*a, *b))
+                            && chars.get(end).is_none_or(|c| !c.is_alphanumeric())
+                    })
+                })
+                .flatten();
+            match found {
+                Some((needle, exemption, placeholder)) => {
+                    if !plain.is_empty() {
+                        out.push(Piece::Text(std::mem::take(&mut plain)));
                     }
-                    split
+                    out.push(Piece::Name {
+                        exemption: *exemption,
+                        placeholder: placeholder.clone(),
+                    });
+                    i += needle.len();
                 }
-                p => vec![p],
-            })
-            .collect();
+                None => {
+                    plain.push(chars[i]);
+                    i += 1;
+                }
+            }
+        }
+        if !plain.is_empty() {
+            out.push(Piece::Text(plain));
+        }
     }
     out
+}
+
+/// Two characters equal ignoring case (each lowercased on its own, so no offset shifts).
+fn same(a: char, b: char) -> bool {
+    a == b || a.to_lowercase().eq(b.to_lowercase())
 }
 
 #[cfg(test)]
@@ -404,5 +518,61 @@ mod tests {
             };
             assert!(apply_spans("héllo!", &[span]).is_err(), "{bad:?}");
         }
+    }
+
+    fn withheld(users: &[&str], devices: &[(&str, &str)]) -> Withheld {
+        let mut w = Withheld::default();
+        for u in users {
+            w.user(u, Exemption::B6);
+        }
+        let mut found = Vec::new();
+        for (user, device) in users
+            .iter()
+            .map(|u| (*u, *u))
+            .chain(devices.iter().copied())
+        {
+            let Shown::Redacted { placeholder, .. } = w.person(user) else {
+                unreachable!()
+            };
+            found.push((device.chars().collect(), Exemption::B6, placeholder));
+        }
+        found.sort_by_key(|n: &(Vec<char>, _, _)| std::cmp::Reverse(n.0.len()));
+        w.needles = found;
+        w
+    }
+
+    fn scrubbed(text: &str, w: &Withheld) -> String {
+        pieces_string(&scrub_users(vec![Piece::Text(text.into())], w))
+    }
+
+    #[test]
+    fn issue_11_names_in_text_match_whole_words_ignoring_case_without_shifting_offsets() {
+        let w = withheld(&["carol", "bob", "bob smith"], &[("carol", "97b3-aa")]);
+        // 'İ' lowercases to two chars: matching char by char keeps everything after it.
+        assert_eq!(
+            scrubbed("İİİİ carol knows", &w),
+            "İİİİ [REDACTED (b)(6) #1] knows"
+        );
+        assert_eq!(
+            scrubbed("carol_zulu, CAROL and Carol's; caroline, xcarol", &w),
+            "[REDACTED (b)(6) #1]_zulu, [REDACTED (b)(6) #1] and [REDACTED (b)(6) #1]'s; \
+             caroline, xcarol"
+        );
+        assert_eq!(
+            scrubbed("ask Bob Smith or bob (97B3-AA)", &w),
+            "ask [REDACTED (b)(6) #3] or [REDACTED (b)(6) #2] ([REDACTED (b)(6) #1])"
+        );
+        assert_eq!(scrubbed("nothing here", &w), "nothing here");
+        // A span redacted before the scrub keeps its place.
+        let spans = [crate::TextRedaction {
+            start: 17,
+            end: 23,
+            exemption: Exemption::B5,
+        }];
+        let pieces = scrub_users(apply_spans("İİİİ carol knows secret!", &spans).unwrap(), &w);
+        assert_eq!(
+            pieces_string(&pieces),
+            "İİİİ [REDACTED (b)(6) #1] knows [REDACTED (b)(5)]!"
+        );
     }
 }

@@ -760,6 +760,10 @@ fn issue_11_the_verifier_catches_an_altered_file_a_swapped_leaf_and_a_tampered_t
     )
     .unwrap();
     std::io::Write::write_all(&mut zip, json.to_string().as_bytes()).unwrap();
+    // The attachment kept, so that only the text is wrong.
+    zip.start_file("blob1", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    std::io::Write::write_all(&mut zip, b"%PDF-1.4 not really").unwrap();
     let zip = zip.finish().unwrap().into_inner();
     let at =
         rsmf.find("filename=\"rsmf.zip\"\r\n\r\n").unwrap() + "filename=\"rsmf.zip\"\r\n\r\n".len();
@@ -832,4 +836,377 @@ fn issue_11_bad_input_is_refused_and_writes_nothing() {
     input.time_zone = "Mars/Olympus".into();
     let err = produce(&input, &out.path().join("tz"), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("Mars/Olympus"), "{err}");
+}
+
+fn rsmf_json(dir: &Path) -> serde_json::Value {
+    let rsmf = std::fs::read(dir.join("FOIA-2026-0042.rsmf")).unwrap();
+    vellum_production::read_rsmf_manifest(&rsmf).unwrap()
+}
+
+/// The body of the RSMF event made from `leaf`.
+fn body_of(rsmf: &serde_json::Value, leaf: u64) -> String {
+    let leaf = leaf.to_string();
+    rsmf["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["custom"][0]["value"].as_str() == Some(leaf.as_str()))
+        .unwrap_or_else(|| panic!("no event of leaf {leaf}"))["body"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Every PDF's text layer, after checking that no raw or expanded PDF holds any `secret`.
+fn pdf_text_without(dir: &Path, secrets: &[&str]) -> String {
+    let mut text = String::new();
+    for pdf in pdfs(dir) {
+        let path = pdf.to_str().unwrap();
+        text.push_str(&String::from_utf8(run("pdftotext", &[path, "-"])).unwrap());
+        let qdf = dir.parent().unwrap().join("qdf.pdf");
+        run(
+            "qpdf",
+            &[
+                "--qdf",
+                "--object-streams=disable",
+                path,
+                qdf.to_str().unwrap(),
+            ],
+        );
+        for bytes in [std::fs::read(&pdf).unwrap(), std::fs::read(&qdf).unwrap()] {
+            for secret in secrets {
+                assert!(!contains(&bytes, secret.as_bytes()), "{secret} in {path}");
+                assert!(!contains(&bytes, &utf16be(secret)), "{secret} in {path}");
+            }
+        }
+    }
+    text
+}
+
+/// The scenario with "carol" withheld as a participant of the first message, and texts, a
+/// title and a file name that name carol or the withheld sender or their devices.
+fn naming_scenario() -> (Scenario, String) {
+    let mut s = scenario(1);
+    let secret = s.markers.redacted[4].clone();
+    let items = &mut s.input.items;
+    let Treatment::Release { fields, .. } = &mut items[0].treatment else {
+        unreachable!()
+    };
+    fields.push(FieldRedaction {
+        field: RedactableField::Participant("carol".into()),
+        exemption: Exemption::B6,
+    });
+    // The withheld sender's devices: one they received on, one they sent from.
+    items[0].record.recipients[0].device_id = "97b3aa01ff22".into();
+    items[1].record.sender_device = "d00dfeed".into();
+    items[7].record.chat_title = Some("carol_notes".into());
+    items[8].record.text = Some(format!(
+        "members: alice (alice-phone), {secret} (97b3aa01ff22), {secret} (D00DFEED); \
+         {secret} added a device (97b3aa01…)"
+    ));
+    items[9].record.text = Some("İİİİ carol knows zqsecret".into());
+    items[9].treatment = Treatment::Release {
+        text: vec![TextRedaction {
+            start: 17,
+            end: 25,
+            exemption: Exemption::B5,
+        }],
+        fields: vec![],
+    };
+    items[10].record.text = Some(format!(
+        "ask Carol and {} about carol_zulu",
+        secret.to_uppercase()
+    ));
+    let RecordKind::Attachment(file) = &mut items[5].record.kind else {
+        unreachable!()
+    };
+    file.name = "notes for Carol.pdf".into();
+    items[5].treatment = release();
+    (s, secret)
+}
+
+#[test]
+fn issue_11_a_withheld_participant_is_withheld_in_every_released_text() {
+    let (s, secret) = naming_scenario();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("production");
+    produce(&s.input, &dir, &mut |_| {}).unwrap();
+    let leaf = |i: usize| s.input.items[i].leaf;
+    let rsmf = rsmf_json(&dir);
+    // carol is withheld first (#1), the secret sender next (#2).
+    assert_eq!(
+        body_of(&rsmf, leaf(9)),
+        "İİİİ [REDACTED (b)(6) #1] knows [REDACTED (b)(5)]"
+    );
+    assert_eq!(
+        body_of(&rsmf, leaf(10)),
+        "ask [REDACTED (b)(6) #1] and [REDACTED (b)(6) #2] about [REDACTED (b)(6) #1]_zulu"
+    );
+    let json = rsmf.to_string();
+    assert!(!json.to_lowercase().contains("carol"), "{json}");
+    assert!(!json.to_lowercase().contains(&secret), "{json}");
+    let text = pdf_text_without(&dir, &["carol", "Carol", &secret]);
+    assert!(!text.to_lowercase().contains("carol"), "{text}");
+    assert!(text.contains("knows"), "{text}");
+    // Text that names a withheld person is not opened in the manifest as sealed.
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let opened = manifest
+        .records
+        .iter()
+        .find(|r| r.leaf == leaf(10))
+        .unwrap();
+    assert!(opened.openings.iter().all(|o| o.field != "text"));
+}
+
+#[test]
+fn issue_11_titles_and_file_names_naming_a_withheld_participant_are_scrubbed() {
+    let (s, _) = naming_scenario();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("production");
+    produce(&s.input, &dir, &mut |_| {}).unwrap();
+    let rsmf = rsmf_json(&dir);
+    let second = rsmf["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "c2")
+        .unwrap();
+    assert_eq!(second["display"], "[REDACTED (b)(6) #1]_notes");
+    let first = rsmf["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "c1/m1")
+        .unwrap();
+    assert_eq!(
+        first["attachments"][0]["display"],
+        "notes for [REDACTED (b)(6) #1].pdf"
+    );
+    let mut load = csv::Reader::from_path(dir.join("loadfile.csv")).unwrap();
+    let chats: BTreeSet<String> = load.records().map(|r| r.unwrap()[4].to_owned()).collect();
+    assert!(chats.contains("[REDACTED (b)(6) #1]_notes"), "{chats:?}");
+    let log = std::fs::read_to_string(dir.join("withholding_log.csv")).unwrap();
+    assert!(
+        log.contains("attachment_name") && log.contains("chat_title"),
+        "{log}"
+    );
+    let text = pdf_text_without(&dir, &["carol", "Carol"]);
+    assert!(text.contains("_notes"), "{text}");
+    for file in ["loadfile.csv", "withholding_log.csv", "manifest.json"] {
+        let content = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(!content.to_lowercase().contains("carol"), "carol in {file}");
+    }
+}
+
+#[test]
+fn issue_11_a_withheld_users_device_ids_are_withheld_with_them() {
+    let (s, secret) = naming_scenario();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("production");
+    produce(&s.input, &dir, &mut |_| {}).unwrap();
+    let rsmf = rsmf_json(&dir);
+    assert_eq!(
+        body_of(&rsmf, s.input.items[8].leaf),
+        "members: alice (alice-phone), [REDACTED (b)(6) #2] ([REDACTED (b)(6) #2]), \
+         [REDACTED (b)(6) #2] ([REDACTED (b)(6) #2]); [REDACTED (b)(6) #2] added a device \
+         ([REDACTED (b)(6) #2])"
+    );
+    pdf_text_without(&dir, &["97b3aa01", "d00dfeed", "D00DFEED", &secret]);
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let content = std::fs::read(file.unwrap().path()).unwrap();
+        for device in ["97b3aa01", "d00dfeed", "D00DFEED"] {
+            assert!(!contains(&content, device.as_bytes()), "{device}");
+        }
+    }
+}
+
+#[test]
+fn issue_11_the_withholding_log_and_manifest_are_written_whatever_the_formats() {
+    let mut s = scenario(1);
+    s.input.formats = Formats {
+        rsmf: false,
+        pdf: true,
+        csv: false,
+    };
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("production");
+    let summary = produce(&s.input, &dir, &mut |_| {}).unwrap();
+    assert!(
+        summary.files.contains(&"withholding_log.csv".to_owned()),
+        "{:?}",
+        summary.files
+    );
+    assert!(summary.files.contains(&"manifest.json".to_owned()));
+    assert!(!dir.join("loadfile.csv").exists());
+    assert!(!dir.join("FOIA-2026-0042.rsmf").exists());
+    let mut log = csv::Reader::from_path(dir.join("withholding_log.csv")).unwrap();
+    assert!(log.records().map(Result::unwrap).any(|r| &r[2] == "record"));
+    // The manifest lists the log with its hash, and the production verifies.
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert!(manifest
+        .files
+        .iter()
+        .any(|f| f.name == "withholding_log.csv"));
+    let verified = verify_production(&dir, &Trust::RecordsPublic(s.public.clone())).unwrap();
+    assert!(verified.ok(), "{:?}", verified.failures);
+}
+
+#[test]
+fn issue_11_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_quoted() {
+    let mut s = scenario(1);
+    let formula = r#"=HYPERLINK("http://evil.example","x")"#;
+    for item in s
+        .input
+        .items
+        .iter_mut()
+        .filter(|i| i.record.chat_id == "c2")
+    {
+        item.record.chat_title = Some(formula.into());
+        item.record.sender_user = "+alice".into();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("production");
+    produce(&s.input, &dir, &mut |_| {}).unwrap();
+    let mut load = csv::Reader::from_path(dir.join("loadfile.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = load.records().map(Result::unwrap).collect();
+    let second: Vec<_> = rows.iter().filter(|r| &r[3] == "c2").collect();
+    assert!(!second.is_empty());
+    for row in second {
+        assert_eq!(&row[4], format!("'{formula}"), "{row:?}");
+        assert_eq!(&row[6], "'+alice", "{row:?}");
+        assert!(row[7].starts_with("'+alice"), "{row:?}");
+    }
+    for file in ["loadfile.csv", "withholding_log.csv"] {
+        let mut reader = csv::Reader::from_path(dir.join(file)).unwrap();
+        for row in reader.records() {
+            for cell in row.unwrap().iter() {
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "{cell:?} in {file}"
+                );
+            }
+        }
+    }
+}
+
+/// Makes the manifest's SHA-256 of `name` match the file again (a forger would).
+fn rehash(dir: &Path, name: &str) {
+    let hash = hex::encode(Sha256::digest(std::fs::read(dir.join(name)).unwrap()));
+    rewrite_manifest(dir, |m| {
+        m.files.iter_mut().find(|f| f.name == name).unwrap().sha256 = hash;
+    });
+}
+
+/// Replaces the RSMF's rsmf.zip with the same manifest and `files`, re-hashed.
+fn rewrite_rsmf_files(dir: &Path, files: &[(&str, &[u8])]) {
+    let name = "FOIA-2026-0042.rsmf";
+    let rsmf = std::fs::read_to_string(dir.join(name)).unwrap();
+    let json = vellum_production::read_rsmf_manifest(rsmf.as_bytes()).unwrap();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    zip.start_file("rsmf_manifest.json", options).unwrap();
+    std::io::Write::write_all(&mut zip, json.to_string().as_bytes()).unwrap();
+    for (file, bytes) in files {
+        zip.start_file(*file, options).unwrap();
+        std::io::Write::write_all(&mut zip, bytes).unwrap();
+    }
+    let zip = zip.finish().unwrap().into_inner();
+    let marker = "filename=\"rsmf.zip\"\r\n\r\n";
+    let at = rsmf.find(marker).unwrap() + marker.len();
+    let end = at + rsmf[at..].find("--").unwrap();
+    let forged = format!(
+        "{}{}\r\n{}",
+        &rsmf[..at],
+        STANDARD.encode(&zip),
+        &rsmf[end..]
+    );
+    std::fs::write(dir.join(name), forged).unwrap();
+    rehash(dir, name);
+}
+
+#[test]
+fn issue_11_the_verifier_catches_a_missing_or_resized_rsmf_attachment() {
+    let (s, out, dir) = produced(1);
+    let trust = Trust::RecordsPublic(s.public.clone());
+    let failures = |d: &Path| verify_production(d, &trust).unwrap().failures;
+    // Rewritten with the file as it was: still verifies (the rewrite itself is sound).
+    let same = copy(&dir, out.path());
+    rewrite_rsmf_files(&same, &[("blob1", b"%PDF-1.4 not really")]);
+    assert_eq!(failures(&same), Vec::<String>::new());
+
+    let missing = copy(&dir, out.path());
+    rewrite_rsmf_files(&missing, &[]);
+    let f = failures(&missing);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].contains("\"blob1\" is not in rsmf.zip"), "{f:?}");
+
+    let resized = copy(&dir, out.path());
+    rewrite_rsmf_files(&resized, &[("blob1", b"%PDF-1.4 not")]);
+    let f = failures(&resized);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].contains("\"blob1\" is 12 bytes"), "{f:?}");
+}
+
+#[test]
+fn issue_11_the_verifier_catches_a_load_file_sender_or_time_that_is_not_the_leafs() {
+    let (s, out, dir) = produced(1);
+    let trust = Trust::RecordsPublic(s.public.clone());
+    let failures = |d: &Path| verify_production(d, &trust).unwrap().failures;
+    let edit = s.input.items[2].leaf;
+    let forge = |column: usize, value: &str| {
+        let forged = copy(&dir, out.path());
+        let path = forged.join("loadfile.csv");
+        let mut reader = csv::Reader::from_path(&path).unwrap();
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(reader.headers().unwrap()).unwrap();
+        for row in reader.records() {
+            let mut row: Vec<String> = row.unwrap().iter().map(str::to_owned).collect();
+            if row[2] == edit.to_string() {
+                row[column] = value.to_owned();
+            }
+            writer.write_record(row).unwrap();
+        }
+        std::fs::write(&path, writer.into_inner().unwrap()).unwrap();
+        rehash(&forged, "loadfile.csv");
+        forged
+    };
+    let f = failures(&forge(6, "mallory"));
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].starts_with(&format!(
+            "record {edit}: loadfile.csv names its sender \"mallory\""
+        )),
+        "{f:?}"
+    );
+    let f = failures(&forge(8, "2020-01-01T00:00:00-05:00"));
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].starts_with(&format!("record {edit}: loadfile.csv says it was sent")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn issue_11_a_file_not_all_of_whose_parts_are_produced_is_not_listed_in_the_rsmf() {
+    let mut s = scenario(1);
+    let RecordKind::Attachment(file) = &mut s.input.items[5].record.kind else {
+        unreachable!()
+    };
+    // Part 1 of 2 produced; part 2 is not among the records.
+    file.parts = 2;
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("production");
+    produce(&s.input, &dir, &mut |_| {}).unwrap();
+    let rsmf = rsmf_json(&dir);
+    let listed = rsmf["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.get("attachments").is_some())
+        .count();
+    assert_eq!(listed, 0, "a file missing a part is listed");
+    let verified = verify_production(&dir, &Trust::RecordsPublic(s.public.clone())).unwrap();
+    assert!(verified.ok(), "{:?}", verified.failures);
 }
