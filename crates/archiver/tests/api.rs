@@ -16,6 +16,7 @@ use vellum_tlog::NoteSigner;
 
 struct Api {
     app: Router,
+    shares: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -34,10 +35,8 @@ fn api() -> Api {
         })
         .unwrap();
     archive.checkpoint().unwrap();
-    let public = vellum_records::generate(3, 2, "records.test/vellum")
-        .unwrap()
-        .public;
-    let vault = Vault::sealed(archive, public, OwedReceipts::in_memory()).unwrap();
+    let generated = vellum_records::generate(3, 2, "records.test/vellum").unwrap();
+    let vault = Vault::sealed(archive, generated.public, OwedReceipts::in_memory()).unwrap();
     vault
         .office
         .ensure_first_officer(&sha256("officer"), 1)
@@ -63,6 +62,7 @@ fn api() -> Api {
     });
     Api {
         app: app(state),
+        shares: generated.shares.iter().map(|s| s.to_string()).collect(),
         _dir: dir,
     }
 }
@@ -176,4 +176,75 @@ async fn issue_11_each_role_reaches_only_its_own_work() {
     // Sealed: content routes say so to the roles that may use them.
     let status = call(&api.app, &Method::POST, "/v1/search", Some("analyst")).await;
     assert_ne!(status, StatusCode::OK);
+}
+
+async fn json_call(
+    app: &Router,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn issue_11_a_disabled_keyholders_share_no_longer_counts() {
+    // The attack review: a keyholder handed in a share, was disabled, and the next share
+    // still unsealed the archive.
+    let api = api();
+    let (status, body) = json_call(
+        &api.app,
+        Method::POST,
+        "/v1/unseal",
+        "keyholder",
+        serde_json::json!({ "share": api.shares[0] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["shares_received"], 1);
+    let (status, _) = json_call(
+        &api.app,
+        Method::POST,
+        "/v1/accounts/keyholder/disable",
+        "officer",
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = json_call(
+        &api.app,
+        Method::GET,
+        "/v1/status",
+        "officer",
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(body["shares_received"], 0, "{body}");
+    assert_eq!(body["sealed"], true);
+    // The disabled keyholder's token no longer works at all.
+    let (status, _) = json_call(
+        &api.app,
+        Method::GET,
+        "/v1/status",
+        "keyholder",
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

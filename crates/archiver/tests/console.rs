@@ -19,6 +19,7 @@ const HOST: &str = "127.0.0.1:7481";
 
 struct Console {
     app: Router,
+    state: Arc<ArchiverState>,
     origin: String,
     vault: ArchiveHandle,
     shares: Vec<String>,
@@ -42,7 +43,8 @@ fn console(secure: bool) -> Console {
         console: ConsoleState::new(secure),
     });
     Console {
-        app: app(state),
+        app: app(state.clone()),
+        state,
         origin: format!("{}://{HOST}", if secure { "https" } else { "http" }),
         vault,
         shares: generated.shares.iter().map(|s| s.to_string()).collect(),
@@ -636,6 +638,26 @@ async fn issue_11_failed_sign_ins_lock_the_account_for_a_while() {
     let locked = c.sign_in("kim", &secret, 1).await.unwrap_err();
     assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(locked.body.contains("locked"));
+}
+
+#[tokio::test]
+async fn issue_11_password_hashing_is_bounded_so_a_sign_in_flood_cannot_exhaust_memory() {
+    // The attack review held 4.7 GB with 200 parallel sign-ins of random names (each an
+    // Argon2id of 19 MiB): hashes now run a few at a time, and the rest are told to retry.
+    let c = console(false);
+    let secret = c.account("kim", "keyholder").await;
+    let busy = c
+        .state
+        .console
+        .hashing
+        .clone()
+        .try_acquire_many_owned(vellum_archiver::console::CONCURRENT_HASHES as u32)
+        .unwrap();
+    let refused = c.sign_in("kim", &secret, 1).await.unwrap_err();
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.body.contains("try again"), "{}", refused.body);
+    drop(busy);
+    c.sign_in("kim", &secret, 1).await.unwrap();
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use vellum_record::api::office::{AccountInfo, CreateAccount, CreatedAccount, Per
 
 use super::{caller, internal, log_access, now_ms, on_vault, ErrorBody, St};
 use crate::office::OfficeError;
+use crate::Vault;
 
 fn office_error(e: OfficeError) -> ApiError {
     match e {
@@ -95,11 +96,27 @@ pub async fn disable(
         ));
     }
     on_vault(&state, move |v| {
-        v.office.disable(&name).map_err(office_error)?;
-        log_access(v, "account", &format!("{} disabled {name}", caller.name));
+        disable_account(v, &caller.name, &name).map_err(office_error)?;
         Ok(StatusCode::NO_CONTENT)
     })
     .await
+}
+
+/// Disables `name` for good (the API's and the console's one way): its sessions end, and a
+/// share it handed in towards an unseal not yet complete no longer counts.
+pub(crate) fn disable_account(v: &mut Vault, by: &str, name: &str) -> Result<(), OfficeError> {
+    v.office.disable(name)?;
+    if v.secret.is_none() && v.unseal_contributors.iter().any(|c| c == name) {
+        v.unsealer = vellum_records::Unsealer::new(v.public.clone());
+        v.unseal_contributors.clear();
+        log_access(
+            v,
+            "unseal",
+            &format!("the partial unseal was reset: {name}, who handed in a share, was disabled"),
+        );
+    }
+    log_access(v, "account", &format!("{by} disabled {name}"));
+    Ok(())
 }
 
 /// The caller's account and role.

@@ -19,7 +19,7 @@ use vellum_records::UnsealProgress;
 
 use crate::office::Caller;
 
-mod accounts;
+pub(crate) mod accounts;
 pub(crate) mod foia;
 pub(crate) mod holds;
 pub(crate) mod retention;

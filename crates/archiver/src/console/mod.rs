@@ -26,11 +26,23 @@ use crate::office::Caller;
 use crate::ArchiverState;
 
 /// What the console keeps beyond the office database.
-#[derive(Default)]
 pub struct ConsoleState {
     /// Served over TLS: cookies are `Secure` and `__Host-` prefixed, origins `https`.
     pub secure: bool,
     pub throttle: auth::Throttle,
+    /// Argon2id runs (19 MiB each) at once: sign-in hashes even for an unknown name, so
+    /// without a bound anyone who reaches the page could make the archiver hold gigabytes.
+    pub hashing: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// How many password hashes may run at once; more sign-ins meanwhile are told to retry.
+pub const CONCURRENT_HASHES: usize = 4;
+
+/// Plain HTTP (loopback, for development).
+impl Default for ConsoleState {
+    fn default() -> Self {
+        Self::new(false)
+    }
 }
 
 impl ConsoleState {
@@ -38,7 +50,22 @@ impl ConsoleState {
         Self {
             secure,
             throttle: auth::Throttle::default(),
+            hashing: std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_HASHES)),
         }
+    }
+
+    /// A permit to hash a password, if fewer than [`CONCURRENT_HASHES`] run.
+    pub(crate) fn hash_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.hashing.clone().try_acquire_owned().ok()
+    }
+
+    /// The page a sign-in or setup gets while every hashing permit is taken.
+    pub(crate) fn busy_page() -> axum::response::Response {
+        html::error_page(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "Busy",
+            "Too many sign-ins are being checked at this moment: try again in a few seconds.",
+        )
     }
 
     /// The session cookie's name: with `__Host-` over TLS, so that no other host or path

@@ -108,9 +108,16 @@ pub async fn sign_in(State(state): St, form: Result<Form<SignIn>, FormRejection>
         .as_ref()
         .map(|c| c.password_hash.clone())
         .unwrap_or_else(|| dummy_hash().to_owned());
-    let password_ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &phc))
-        .await
-        .unwrap_or(false);
+    let permit = state
+        .console
+        .hash_permit()
+        .ok_or_else(super::ConsoleState::busy_page)?;
+    let password_ok = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        auth::verify_password(&password, &phc)
+    })
+    .await
+    .unwrap_or(false);
     let step = credentials
         .as_ref()
         .filter(|_| password_ok)
@@ -314,12 +321,19 @@ pub async fn setup(State(state): St, form: Result<Form<Setup>, FormRejection>) -
         return Err(again("That code does not match: check the app's clock and that the key was typed right, and try the newest code."));
     };
     let password = form.password;
-    let phc = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|e| {
-            super::html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Error", &e.to_string())
-        })?
-        .map_err(|e| super::html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Error", &e))?;
+    let permit = state
+        .console
+        .hash_permit()
+        .ok_or_else(super::ConsoleState::busy_page)?;
+    let phc = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        auth::hash_password(&password)
+    })
+    .await
+    .map_err(|e| {
+        super::html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Error", &e.to_string())
+    })?
+    .map_err(|e| super::html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Error", &e))?;
     let done = on_vault(&state, move |v| {
         let name = v
             .office
@@ -1261,11 +1275,7 @@ pub async fn disable_account(
     let by = signed.caller.name.clone();
     let name = form.name.clone();
     let done = on_vault(&state, move |v| {
-        let done = v.office.disable(&name);
-        if done.is_ok() {
-            log_access(v, "account", &format!("{by} disabled {name}"));
-        }
-        Ok(done)
+        Ok(crate::api::accounts::disable_account(v, &by, &name))
     })
     .await
     .map_err(|e| super::html::error_page(e.status, "Error", &e.message))?;
