@@ -168,7 +168,6 @@ impl Console {
                 None,
                 &[
                     ("code", &code),
-                    ("secret", &secret),
                     ("password", PASSWORD),
                     ("again", PASSWORD),
                     ("totp", &totp(&secret, 0)),
@@ -638,6 +637,50 @@ async fn issue_11_failed_sign_ins_lock_the_account_for_a_while() {
     let locked = c.sign_in("kim", &secret, 1).await.unwrap_err();
     assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(locked.body.contains("locked"));
+}
+
+#[tokio::test]
+async fn issue_11_setup_takes_the_second_factor_the_page_offered_never_the_browsers() {
+    // The attack review: setup took whatever secret the form brought back, all 'A's
+    // included. The secret is the one the page derived from the code.
+    let c = console(false);
+    let code = c.setup_code("kim", "keyholder").await;
+    let page = c.get(&format!("/console/setup?code={code}"), None).await;
+    let offered = between(&page.body, "id=\"totp-secret\">", "<");
+    let chosen = "A".repeat(32);
+    assert_ne!(offered, chosen);
+    let forged = c
+        .post(
+            "/console/setup",
+            None,
+            &[
+                ("code", &code),
+                ("secret", &chosen),
+                ("password", PASSWORD),
+                ("again", PASSWORD),
+                ("totp", &totp(&chosen, 0)),
+            ],
+        )
+        .await;
+    assert_eq!(
+        forged.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        forged.body
+    );
+    let done = c
+        .post(
+            "/console/setup",
+            None,
+            &[
+                ("code", &code),
+                ("password", PASSWORD),
+                ("again", PASSWORD),
+                ("totp", &totp(&offered, 0)),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
 }
 
 #[tokio::test]

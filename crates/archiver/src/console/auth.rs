@@ -63,11 +63,16 @@ pub fn password_problem(password: &str, again: &str) -> Option<String> {
     None
 }
 
-/// A new TOTP shared secret: 160 random bits (RFC 4226's recommendation), base32.
-pub fn new_totp_secret() -> String {
-    let mut raw = [0u8; 20];
-    getrandom::fill(&mut raw).expect("operating system RNG");
-    data_encoding::BASE32_NOPAD.encode(&raw)
+/// The TOTP secret the setup page offers the holder of `setup_code`: derived from the code
+/// (HMAC-SHA256, 160 bits), so the page and the form's answer agree without the server
+/// keeping it, and without the browser choosing it (a form could otherwise bring back any
+/// secret, all 'A's included). The code is 128 random bits only its holder knows.
+pub fn offered_totp_secret(setup_code: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"vellum console totp offer v1")
+        .expect("any key length");
+    mac.update(setup_code.trim().as_bytes());
+    data_encoding::BASE32_NOPAD.encode(&mac.finalize().into_bytes()[..20])
 }
 
 /// The otpauth:// URI an authenticator app reads (from a QR code or pasted).

@@ -226,7 +226,7 @@ fn setup_html(
     format!(
         "{error}<p>Account <strong id=\"setup-name\">{name}</strong>, role <strong>{role}</strong>. Choose a password and add this account to an authenticator app.</p>\
          <form method=\"post\" action=\"/console/setup\" class=\"stack\">\
-         <input type=\"hidden\" name=\"code\" value=\"{code}\"><input type=\"hidden\" name=\"secret\" value=\"{secret}\">\
+         <input type=\"hidden\" name=\"code\" value=\"{code}\">\
          <label>Password (at least {min} characters) <input type=\"password\" name=\"password\" id=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required></label>\
          <label>Password again <input type=\"password\" name=\"again\" id=\"again\" autocomplete=\"new-password\" required></label>\
          <fieldset><legend>Second factor (TOTP)</legend>\
@@ -267,7 +267,7 @@ pub async fn setup_form(State(state): St, Query(q): Query<SetupQuery>) -> Answer
     .await
     .map_err(|e| super::html::error_page(e.status, "Error", &e.message))?
     .ok_or_else(invalid_setup)?;
-    let secret = auth::new_totp_secret();
+    let secret = auth::offered_totp_secret(&code);
     Ok(bare(
         StatusCode::OK,
         "Set up your account",
@@ -278,7 +278,6 @@ pub async fn setup_form(State(state): St, Query(q): Query<SetupQuery>) -> Answer
 #[derive(Deserialize)]
 pub struct Setup {
     code: String,
-    secret: String,
     password: String,
     again: String,
     totp: String,
@@ -294,19 +293,8 @@ pub async fn setup(State(state): St, form: Result<Form<Setup>, FormRejection>) -
     .await
     .map_err(|e| super::html::error_page(e.status, "Error", &e.message))?
     .ok_or_else(invalid_setup)?;
-    // The secret comes back from the page this code's holder was shown: it must be one.
-    let secret = form.secret.trim().to_owned();
-    let secret_ok = secret.len() == 32
-        && data_encoding::BASE32_NOPAD
-            .decode(secret.as_bytes())
-            .is_ok();
-    if !secret_ok {
-        return Err(super::html::error_page(
-            StatusCode::BAD_REQUEST,
-            "Bad form",
-            "The form's key was altered.",
-        ));
-    }
+    // The secret the page showed, derived again from the code: never the browser's word.
+    let secret = auth::offered_totp_secret(&code);
     let again = |why: &str| {
         bare(
             StatusCode::UNPROCESSABLE_ENTITY,
