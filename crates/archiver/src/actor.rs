@@ -97,6 +97,24 @@ impl Vault {
 }
 
 impl Vault {
+    /// The ids of the record chats `chat` names (an id, or a title any of them had).
+    pub fn chat_ids_named(&self, chat: &str) -> Vec<String> {
+        self.known_chats
+            .iter()
+            .filter(|(id, title)| id == chat || title.as_deref() == Some(chat))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// `Err` naming `user` unless the org's key directory has them: holds and schedules
+    /// refuse a misspelt name rather than apply to nobody.
+    pub fn known_user(&self, user: &str) -> Result<(), String> {
+        match self.org_users.contains(user) {
+            true => Ok(()),
+            false => Err(format!("no user named {user:?} in the org's directory")),
+        }
+    }
+
     /// A record of chat `id` (titled `title`) arrived: holds and schedules may name it from
     /// now on, without waiting for the ingest loop's next look at the chat list.
     pub fn note_chat(&mut self, id: &str, title: Option<&str>) {

@@ -5,6 +5,7 @@
 //! The records token of earlier versions becomes the API token of the first officer,
 //! `officer`, so existing scripts keep working.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -69,7 +70,7 @@ impl Office {
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode_0600()
+                .mode(0o600)
                 .open(path)
                 .map_err(|e| OfficeError::Refused(format!("{}: {e}", path.display())))?;
         }
@@ -397,17 +398,6 @@ pub fn random_code() -> String {
     let mut raw = [0u8; 16];
     getrandom::fill(&mut raw).expect("operating system RNG");
     hex::encode(raw)
-}
-
-trait Mode0600 {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl Mode0600 for std::fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.mode(0o600)
-    }
 }
 
 #[cfg(test)]

@@ -74,22 +74,13 @@ pub(crate) fn place(
     chats.sort();
     chats.dedup();
     for user in &custodians {
-        if !v.org_users.contains(user) {
-            return Err(ApiError::not_found(format!(
-                "no user named {user:?} in the org's directory"
-            )));
-        }
+        v.known_user(user).map_err(ApiError::not_found)?;
     }
     // Chats are held by id: a title is whatever a member last set, and the chat's first
     // records predate it.
     let mut chat_ids = Vec::new();
     for chat in &chats {
-        let ids: Vec<String> = v
-            .known_chats
-            .iter()
-            .filter(|(id, title)| id == chat || title.as_deref() == Some(chat.as_str()))
-            .map(|(id, _)| id.clone())
-            .collect();
+        let ids = v.chat_ids_named(chat);
         if ids.is_empty() {
             return Err(ApiError::not_found(format!(
                 "no record chat {chat:?} (give its id or title): transitory chats are held \

@@ -121,22 +121,13 @@ pub(crate) fn assign_schedule(
         _ => return Err(bad_request("give exactly one of chat and user")),
     };
     match &subject {
-        Subject::User(user) if !v.org_users.contains(user) => {
-            return Err(ApiError::not_found(format!(
-                "no user named {user:?} in the org's directory"
-            )))
-        }
-        Subject::Chat(chat)
-            if !v
-                .known_chats
-                .iter()
-                .any(|(id, title)| id == chat || title.as_deref() == Some(chat.as_str())) =>
-        {
+        Subject::User(user) => v.known_user(user).map_err(ApiError::not_found)?,
+        Subject::Chat(chat) if v.chat_ids_named(chat).is_empty() => {
             return Err(ApiError::not_found(format!(
                 "no record chat {chat:?} (give its id or title)"
             )))
         }
-        _ => {}
+        Subject::Chat(_) => {}
     }
     let what = match &subject {
         Subject::Chat(c) => format!("chat {c:?}"),

@@ -20,10 +20,11 @@ use vellum_record::api::search::SearchRequest;
 use vellum_record::Record;
 
 use super::html::{csrf_field, esc, notice, page, time};
-use super::{redirect, require, require_form, with_csrf, Signed};
+use super::{redirect, require, require_form, with_csrf, Signed, WithCsrf};
 use crate::api::foia::foia_error;
 use crate::api::on_vault;
 use crate::foia::{self, jobs, FoiaError};
+use crate::office::Caller;
 use crate::ArchiverState;
 
 type St = State<Arc<ArchiverState>>;
@@ -52,6 +53,22 @@ async fn work<R: Send + 'static>(
         };
         page(signed, e.status, ACTIVE, "FOIA cases", &body)
     })
+}
+
+/// A form posted on a case's page: session, role and CSRF token checked, `act` done on the
+/// actor as the caller, then back to the case.
+async fn case_form<T: WithCsrf + Send + 'static>(
+    state: &ArchiverState,
+    headers: &HeaderMap,
+    id: String,
+    form: Result<Form<T>, FormRejection>,
+    act: impl FnOnce(&mut crate::Vault, &Caller, &str, T) -> Result<(), FoiaError> + Send + 'static,
+) -> Answer {
+    let (signed, form) = require_form(state, headers, Permission::Cases, form).await?;
+    let caller = signed.caller.clone();
+    let case = id.clone();
+    work(state, &signed, move |v| act(v, &caller, &case, form)).await?;
+    Ok(redirect(&format!("/console/cases/{id}")))
 }
 
 with_csrf!(
@@ -386,14 +403,10 @@ pub async fn review(
     Path(id): Path<String>,
     form: Result<Form<ReviewForm>, FormRejection>,
 ) -> Answer {
-    let (signed, form) = require_form(&state, &headers, Permission::Cases, form).await?;
-    let caller = signed.caller.clone();
-    let case = id.clone();
-    work(&state, &signed, move |v| {
-        foia::review(v, &caller, &case, form.leaf, form.mark)
+    case_form(&state, &headers, id, form, |v, caller, case, form| {
+        foia::review(v, caller, case, form.leaf, form.mark).map(drop)
     })
-    .await?;
-    Ok(redirect(&format!("/console/cases/{id}")))
+    .await
 }
 
 #[derive(Deserialize)]
@@ -408,14 +421,10 @@ pub async fn note(
     Path(id): Path<String>,
     form: Result<Form<NoteForm>, FormRejection>,
 ) -> Answer {
-    let (signed, form) = require_form(&state, &headers, Permission::Cases, form).await?;
-    let caller = signed.caller.clone();
-    let case = id.clone();
-    work(&state, &signed, move |v| {
-        foia::add_note(v, &caller, &case, &form.text)
+    case_form(&state, &headers, id, form, |v, caller, case, form| {
+        foia::add_note(v, caller, case, &form.text).map(drop)
     })
-    .await?;
-    Ok(redirect(&format!("/console/cases/{id}")))
+    .await
 }
 
 #[derive(Deserialize)]
@@ -431,14 +440,10 @@ pub async fn redact_name(
     Path(id): Path<String>,
     form: Result<Form<NameForm>, FormRejection>,
 ) -> Answer {
-    let (signed, form) = require_form(&state, &headers, Permission::Cases, form).await?;
-    let caller = signed.caller.clone();
-    let case = id.clone();
-    work(&state, &signed, move |v| {
-        foia::redact_name(v, &caller, &case, form.user.trim(), form.exemption)
+    case_form(&state, &headers, id, form, |v, caller, case, form| {
+        foia::redact_name(v, caller, case, form.user.trim(), form.exemption).map(drop)
     })
-    .await?;
-    Ok(redirect(&format!("/console/cases/{id}")))
+    .await
 }
 
 // ---- The redaction screen ----
