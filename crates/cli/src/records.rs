@@ -925,6 +925,9 @@ async fn search(
 fn record_text(record: &vellum_record::Record) -> String {
     match &record.kind {
         vellum_record::RecordKind::Attachment(file) => format!("[file {}]", file.name),
+        vellum_record::RecordKind::Title => {
+            format!("set the title to {}", record.text.as_deref().unwrap_or(""))
+        }
         kind => record
             .text
             .clone()
@@ -936,7 +939,15 @@ fn record_text(record: &vellum_record::Record) -> String {
 fn record_lines(leaf: u64, record: &vellum_record::Record) -> String {
     crate::output::message_lines(
         &crate::output::time(record.received_at),
-        record.chat_title.as_deref().unwrap_or(&record.chat_id),
+        // A chat's first records (joining, its title) predate the title they would carry.
+        record
+            .chat_title
+            .as_deref()
+            .or(match record.kind {
+                vellum_record::RecordKind::Title => record.text.as_deref(),
+                _ => None,
+            })
+            .unwrap_or(&record.chat_id),
         &record.sender_user,
         &record_text(record),
         &format!("leaf {leaf}"),

@@ -20,16 +20,22 @@ const MAX_REASON: usize = 2000;
 /// The holds in force, with how many records each keeps (counted only while unsealed).
 pub(crate) fn holds_in_force(v: &Vault) -> Result<Vec<Hold>, ApiError> {
     let mut holds = active_holds(&v.archive).map_err(internal)?;
-    if let Some(records) = open_records(v) {
-        for hold in &mut holds {
-            let covered = records
-                .iter()
-                .filter(|r| hold.covers(&r.event, r.archived_at))
-                .count();
-            hold.records = Some(covered as u64);
-        }
-    }
+    count_kept(v, &mut holds);
     Ok(holds)
+}
+
+/// Sets how many records each hold keeps, when the archive is unsealed (else leaves `None`).
+fn count_kept(v: &Vault, holds: &mut [Hold]) {
+    let Some(records) = open_records(v) else {
+        return;
+    };
+    for hold in holds {
+        let kept = records
+            .iter()
+            .filter(|r| hold.covers(&r.event, r.archived_at))
+            .count();
+        hold.records = Some(kept as u64);
+    }
 }
 
 /// Places a hold for `author`: checks every name against what the archiver knows, so that a
@@ -131,14 +137,7 @@ pub(crate) fn place(
         placed_at: Some(time),
         records: None,
     };
-    if let Some(records) = open_records(v) {
-        hold.records = Some(
-            records
-                .iter()
-                .filter(|r| hold.covers(&r.event, r.archived_at))
-                .count() as u64,
-        );
-    }
+    count_kept(v, std::slice::from_mut(&mut hold));
     Ok(hold)
 }
 

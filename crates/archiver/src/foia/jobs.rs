@@ -156,6 +156,8 @@ pub fn run(handle: ArchiveHandle, plan: Plan) {
         selection,
         mut input,
     } = plan;
+    // What the case selected: the progress's own total counts the production's steps.
+    let records = selection.len() as u64;
     std::thread::spawn(move || {
         let progress_job = job.clone();
         let result = (|| -> Result<(Vec<u8>, serde_json::Value), String> {
@@ -179,9 +181,9 @@ pub fn run(handle: ArchiveHandle, plan: Plan) {
             Ok((zip, serde_json::to_value(&summary).unwrap_or_default()))
         })();
         if let Ok((_, summary)) = &result {
-            let (case, id, records) = {
+            let (case, id) = {
                 let view = &job.lock().expect("job lock").view;
-                (view.case_id.clone(), view.job.clone(), view.total)
+                (view.case_id.clone(), view.job.clone())
             };
             let bates_last = summary["bates_last"].as_str().and_then(bates_counter);
             // Sealed in the meantime, the case cannot be marked: the production stands, and

@@ -419,6 +419,22 @@ fn issue_11_a_foia_production_is_written_into_an_empty_directory() {
     }
     no_production_left_in(&std::env::temp_dir(), org.archiver.pid());
     assert_eq!(org.show(&case)["case"]["status"], "produced");
+    // The audit trail counts the same records at the start and the end of the production
+    // (the review: "started (5 records)" then "finished (17 records)").
+    let audit = run_ok(&mut org.archiver.records(&["audit", "--json"]));
+    let audit: Vec<Value> = serde_json::from_slice(&audit.stdout).unwrap();
+    let said = |what: &str| {
+        audit
+            .iter()
+            .map(|e| e["detail"].as_str().unwrap().to_owned())
+            .find(|d| d.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} in {audit:?}"))
+    };
+    assert!(
+        said("started production").ends_with("(3 records)"),
+        "{audit:?}"
+    );
+    assert!(said("finished").ends_with("(3 records)"), "{audit:?}");
     // Downloaded once: a second run makes a new production.
     let line = run_fails(&mut org.foia(&["produce", &case, "--out", out_dir.to_str().unwrap()]));
     assert!(line.contains("not empty"), "{line}");
