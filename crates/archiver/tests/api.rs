@@ -175,7 +175,7 @@ async fn issue_11_each_role_reaches_only_its_own_work() {
     }
     // Sealed: content routes say so to the roles that may use them.
     let status = call(&api.app, &Method::POST, "/v1/search", Some("analyst")).await;
-    assert_ne!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::LOCKED);
 }
 
 async fn json_call(
