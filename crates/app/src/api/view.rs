@@ -1,0 +1,184 @@
+//! What the page is shown: chats and messages as JSON (the contract's `ChatSummary` and
+//! `Message`). Built on the device thread from the profile; nothing here is kept.
+
+use serde::Serialize;
+use vellum_client::{Client, Error, MessageKind, MessageRow};
+
+/// A chat in the chat list.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatSummary {
+    pub id: String,
+    pub title: String,
+    /// `record` (archived for the org) or `transitory`.
+    pub class: &'static str,
+    pub unread: u64,
+    pub last: Option<LastMessage>,
+    pub expire_secs: Option<u64>,
+    pub burn_secs: Option<u64>,
+    pub held: bool,
+    pub removed: bool,
+    pub members: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastMessage {
+    pub sender: String,
+    /// The start of its text; `None` for a burn-on-read message (the list says "Tap to read").
+    pub preview: Option<String>,
+    pub at: i64,
+    /// `text` or `event`.
+    pub kind: &'static str,
+}
+
+/// One message or event of a conversation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub id: String,
+    pub chat: String,
+    /// `text` or `event`.
+    pub kind: &'static str,
+    pub sender: String,
+    pub sender_device: String,
+    pub mine: bool,
+    pub sent_at: i64,
+    pub received_at: i64,
+    /// `None` until the server accepted it.
+    pub seq: Option<u64>,
+    /// `None` while sealed behind "tap to read".
+    pub text: Option<String>,
+    pub sealed: bool,
+    pub expires_at: Option<i64>,
+    pub burn_secs: Option<u64>,
+    pub burn_at: Option<i64>,
+    pub reply_to: Option<ReplyQuote>,
+    pub mentions: Vec<String>,
+    pub attachments: Vec<AttachmentView>,
+    pub edited_at: Option<i64>,
+    pub reactions: Vec<ReactionView>,
+    pub event: Option<EventView>,
+    /// The archive returned a verified receipt for it.
+    pub archived: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplyQuote {
+    pub id: String,
+    pub sender: String,
+    /// `None` if the quoted message is gone or sealed.
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachmentView {
+    pub index: usize,
+    pub name: String,
+    pub size: u64,
+    pub mime: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReactionView {
+    pub emoji: String,
+    pub count: usize,
+    pub mine: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventView {
+    /// The event's type (`member_added`, `timers_changed`, …; `notice` for old rows).
+    pub kind: String,
+    pub text: String,
+}
+
+/// A message row as the page shows it.
+pub fn message(client: &Client, row: &MessageRow) -> Result<Message, Error> {
+    let mine = row.sender_user == client.user();
+    let sealed =
+        row.kind == MessageKind::Text && row.burn_secs.is_some() && row.read_at.is_none() && !mine;
+    let reactions = if row.kind == MessageKind::Text {
+        client
+            .reactions(&row.group_id, &row.id)?
+            .into_iter()
+            .map(|r| ReactionView {
+                mine: r.users.iter().any(|u| u == client.user()),
+                count: r.users.len(),
+                emoji: r.emoji,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let reply_to = match &row.extra.reply_to {
+        Some(id) => Some(reply_quote(client, &row.group_id, id)?),
+        None => None,
+    };
+    let event = row.event.as_ref().map(|e| EventView {
+        kind: event_kind(e),
+        text: e.text(),
+    });
+    Ok(Message {
+        id: row.id.clone(),
+        chat: row.group_id.clone(),
+        kind: match row.kind {
+            MessageKind::Event => "event",
+            _ => "text",
+        },
+        sender: row.sender_user.clone(),
+        sender_device: row.sender_device.clone(),
+        mine,
+        sent_at: row.sent_at,
+        received_at: row.received_at,
+        seq: row.seq,
+        text: (!sealed).then(|| row.text.clone()),
+        sealed,
+        expires_at: row.expires_at,
+        burn_secs: row.burn_secs,
+        burn_at: row.burn_at,
+        reply_to,
+        mentions: row.extra.mentions.clone(),
+        attachments: row
+            .extra
+            .attachments
+            .iter()
+            .enumerate()
+            .map(|(index, a)| AttachmentView {
+                index,
+                name: a.name.clone(),
+                size: a.size,
+                mime: a.mime.clone(),
+            })
+            .collect(),
+        edited_at: row.extra.edited_at,
+        reactions,
+        event,
+        archived: row.archived_leaf.is_some(),
+    })
+}
+
+fn reply_quote(client: &Client, group_id: &str, id: &str) -> Result<ReplyQuote, Error> {
+    Ok(match client.store().message(group_id, id)? {
+        Some(quoted) => {
+            let sealed = quoted.burn_secs.is_some()
+                && quoted.read_at.is_none()
+                && quoted.sender_user != client.user();
+            ReplyQuote {
+                id: id.to_owned(),
+                text: (!sealed).then(|| quoted.text.chars().take(200).collect()),
+                sender: quoted.sender_user,
+            }
+        }
+        None => ReplyQuote {
+            id: id.to_owned(),
+            sender: String::new(),
+            text: None,
+        },
+    })
+}
+
+/// The event's `type` tag as serde writes it.
+fn event_kind(event: &vellum_client::ChatEvent) -> String {
+    serde_json::to_value(event)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "notice".to_owned())
+}
