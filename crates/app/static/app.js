@@ -1229,9 +1229,12 @@
         anchor.focus();
       }
     });
+    // Opens above the message, or below it near the top of the list (where above is clipped).
+    const room = anchor.getBoundingClientRect().top - els.messages.getBoundingClientRect().top;
+    if (room < 60) picker.classList.add('below');
     anchor.closest('.actions').append(picker);
     anchor.closest('.msg').classList.add('picking');
-    picker.querySelector('button').focus();
+    picker.querySelector('button').focus({ preventScroll: true });
   }
 
   function closePopovers() {
