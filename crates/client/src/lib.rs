@@ -46,8 +46,8 @@ pub use reqwest::Method;
 pub use rich::{fold_reactions, parse_mentions, ReactionCount};
 pub use roles::Manage;
 pub use store::{
-    ChatRow, LocalStore, LogPosition, MessageExtra, MessageKind, MessageRow, ShredReason, Shredded,
-    StoredReceipt,
+    ChatRow, HistoryCursor, LocalStore, LogPosition, MessageExtra, MessageKind, MessageRow,
+    ShredReason, Shredded, StoredReceipt,
 };
 use store::{MlsGroupStorage, MlsKeyPackageStorage};
 pub use sync::{CANNOT_DISPLAY, SHRED_TICK};
@@ -174,6 +174,9 @@ pub struct Client {
     /// Whether a roster or the directory copy changed since every chat was last checked
     /// for devices the directory does not vouch for (and at a process's first sync).
     rosters_to_check: bool,
+    /// Messages a member deleted for everyone that this process's syncs shredded (chat, id),
+    /// for a window to take off its screen (issue 12). Drained by [`Client::take_deleted`].
+    deleted: Vec<(String, String)>,
 }
 
 /// Receives chat events instead of the local history. `record` must be durable when it
@@ -307,6 +310,7 @@ impl Client {
             rosters_to_check: true,
             leaves_to_commit: Default::default(),
             committing_leaves: false,
+            deleted: Vec::new(),
         };
         // Whatever expired while the device was off goes before anything can show it.
         {
