@@ -37,7 +37,7 @@ pub use chats::{device_fingerprint, ChatClass, MemberDevice, MemberDeviceState};
 pub use devices::{ApprovalStep, DeviceEntry, DevicesView, Revocation, VetoedReset};
 pub use directory::{KnownIdentity, SafetyNumber, DIRECTORY_ALARM};
 pub use events::ChatEvent;
-pub use files::{Downloaded, FileCipher, Progress, CHUNK_SIZE};
+pub use files::{Downloaded, FileCipher, Progress, SavedCopy, CHUNK_SIZE, SAVED_COPY_GRACE_MS};
 use lock::ProfileLock;
 pub use messages::{MessageTimers, OutgoingMessage};
 pub use monitor::{RecordsLogView, RECORDS_LOG_CHANGED};
@@ -328,6 +328,16 @@ impl Client {
 
     pub fn device_id(&self) -> &str {
         &self.device_id
+    }
+
+    /// The delivery server's address this device enrolled with.
+    pub fn server(&self) -> &str {
+        self.api.base()
+    }
+
+    /// The profile directory.
+    pub fn home(&self) -> &Path {
+        &self.home
     }
 
     /// This device's signature (identity) public key: what its credential, key packages and

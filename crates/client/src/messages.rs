@@ -293,6 +293,11 @@ impl Client {
 
     /// Runs the shredder now: removes every message whose expiration or burn time has come.
     pub fn shred(&self) -> Result<Vec<Shredded>, Error> {
-        self.store.shred_due(now_millis())
+        let now = now_millis();
+        let due = self.store.shred_due(now)?;
+        // Saved copies of files of messages gone a moment ago are looked for again: a
+        // browser may have finished writing one since (issue 12).
+        self.store.sweep_saved_copies(now)?;
+        Ok(due)
     }
 }
