@@ -589,3 +589,93 @@ pub async fn download(
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(served.size));
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(raw: &str) -> Result<String, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(FILE_NAME_HEADER, HeaderValue::from_str(raw).unwrap());
+        file_name(&headers)
+    }
+
+    #[test]
+    fn issue_12_upload_names_are_percent_decoded_and_plain() {
+        assert_eq!(named("r%C3%A9sum%C3%A9%20v2.pdf").unwrap(), "résumé v2.pdf");
+        assert_eq!(named("plain.txt").unwrap(), "plain.txt");
+        for bad in [
+            "a%2Fb",
+            "..%5Cb",
+            "..",
+            ".env",
+            "a%0Ab",
+            "%E2%80%AEexe.pdf",
+            "%C3",
+            "%4",
+        ] {
+            assert!(named(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn issue_12_an_upload_over_the_limit_is_413_and_its_bytes_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.bin");
+        let err = write_staged(&path, Body::from(vec![7u8; 101]), 100)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let ok = dir.path().join("ok.bin");
+        assert_eq!(
+            write_staged(&ok, Body::from(vec![7u8; 100]), 100)
+                .await
+                .unwrap(),
+            100
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&ok).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn issue_12_served_files_never_render_as_pages() {
+        for mime in [
+            "text/html",
+            "image/svg+xml",
+            "application/xhtml+xml",
+            "text/xml",
+            "TEXT/HTML; charset=utf-8",
+            "application/javascript",
+        ] {
+            assert_eq!(served_type(mime), "application/octet-stream", "{mime}");
+        }
+        assert_eq!(served_type("image/png"), "image/png");
+        assert_eq!(served_type("application/pdf"), "application/pdf");
+    }
+
+    #[test]
+    fn issue_12_content_disposition_is_an_attachment_with_the_utf8_name() {
+        let d = disposition("r\u{e9}sum\u{e9} \"1\".pdf");
+        assert!(d.starts_with("attachment; "), "{d}");
+        assert!(
+            d.contains("filename*=UTF-8''r%C3%A9sum%C3%A9%20%221%22.pdf"),
+            "{d}"
+        );
+        assert!(!d.contains("\"1\""), "{d}");
+    }
+
+    #[test]
+    fn issue_12_leftover_staged_uploads_are_removed_at_start() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = staging(home.path()).join("0".repeat(32));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("left.txt"), b"plaintext left over").unwrap();
+        clear_staging(home.path(), Some(STAGED_TTL));
+        assert!(dir.join("left.txt").exists(), "a fresh upload stays");
+        clear_staging(home.path(), None);
+        assert!(!dir.exists());
+    }
+}
