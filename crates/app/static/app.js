@@ -559,6 +559,32 @@
     if (S.current && !S.chats.some((c) => c.id === S.current)) {
       // The chat left the list (we left it or were removed): close it.
       closeChat();
+      return;
+    }
+    catchUp();
+  }
+
+  /** The list says the open chat has something newer than the page shows (a message whose
+   * event this page missed): fetch the newest page and add what is missing. */
+  let catchingUp = false;
+  async function catchUp() {
+    const chat = S.current;
+    const summary = S.chats.find((c) => c.id === chat);
+    if (!chat || !summary?.last || catchingUp || !els.messages || !S.pages.length) return;
+    let newest = 0;
+    for (const m of S.msgs.values()) newest = Math.max(newest, m.sent_at || 0);
+    if (summary.last.at <= newest) return;
+    catchingUp = true;
+    try {
+      const page = await api('GET', `/api/chats/${enc(chat)}/messages?limit=${PAGE}`);
+      if (chat !== S.current) return;
+      for (const m of page.messages || []) {
+        if (!S.msgs.has(m.id) && m.sent_at > newest) upsertMessage(m, { live: true });
+      }
+    } catch {
+      // The next event tries again.
+    } finally {
+      catchingUp = false;
     }
   }
 
