@@ -742,12 +742,29 @@
     els.headChips = h('div', { class: 'conv-chips' });
     els.headAvatar = h('span', { class: 'avatar-slot' }, avatar(S.chats.find((c) => c.id === id)?.title || '?'));
     els.settingsBtn = iconButton('settings', 'Chat settings', { test: 'chat-settings', onclick: settingsDialog });
-    const back = iconButton('back', 'Back to chats', { class: 'icon-btn back-btn', onclick: () => { closeChat(); focusChatList(); } });
+    const back = iconButton('back', 'Back to chats', {
+      class: 'icon-btn back-btn',
+      onclick: () => {
+        closeChat();
+        // Back where the person was in the list.
+        const item = els.chatList.querySelector(`.chat-item[data-chat-id="${CSS.escape(id)}"]`);
+        if (item) {
+          els.chatList.querySelectorAll('.chat-item').forEach((it) => { it.tabIndex = -1; });
+          item.tabIndex = 0;
+          item.focus();
+        } else focusChatList();
+      },
+    });
     els.banners = h('div', { class: 'banners' });
     els.messages = h('div', { class: 'messages', test: 'messages', tabindex: '0', 'aria-label': 'Messages' });
     els.olderMarker = h('div', { class: 'older', 'aria-hidden': 'true' });
     els.messages.append(els.olderMarker);
     els.messages.addEventListener('scroll', onMessagesScroll, { passive: true });
+    // When the composer grows (a reply, an upload, more lines) the newest message stays in view.
+    S.stick = true;
+    new ResizeObserver(() => {
+      if (S.stick && els.messages) els.messages.scrollTop = els.messages.scrollHeight;
+    }).observe(els.messages);
     els.jump = h('button', { type: 'button', class: 'jump', hidden: true, 'aria-label': 'Jump to newest messages', onclick: () => scrollToBottom(true) }, icon('down'), h('span', { class: 'jump-count' }));
     els.dropHint = h('div', { class: 'drop-hint', 'aria-hidden': 'true' }, icon('attach', 'icon lg'), h('span', { text: 'Drop files to attach' }));
     els.conv = h('section', { class: 'conv', test: 'conversation', 'data-chat-id': id, 'aria-labelledby': 'conv-title-id' },
@@ -1069,7 +1086,8 @@
     els.jump.querySelector('.jump-count').textContent = S.unseenBelow ? String(S.unseenBelow) : '';
   }
   function onMessagesScroll() {
-    if (atBottom()) {
+    S.stick = atBottom();
+    if (S.stick) {
       S.unseenBelow = 0;
       markRead();
     }
