@@ -2031,9 +2031,13 @@
     if (els.devicesDot) els.devicesDot.hidden = !waiting;
   }
 
+  const approveNotes = new Map(); // device id -> the last approval step's message
   function renderDevices(data) {
     const box = els.devicesBox;
     const kids = [];
+    // A re-render (a `devices` event) keeps what was typed and where the focus was.
+    const typed = new Map([...box.querySelectorAll('[data-test="approve-code"]')].map((i) => [i.id, i.value]));
+    const focusedId = document.activeElement?.id;
     const me = (data.devices || []).find((d) => d.this);
     const approvedHere = me?.state === 'approved';
     if (data.pending_code) {
@@ -2052,7 +2056,8 @@
       const actions = [];
       if (approvedHere && d.state === 'pending' && !d.this) {
         const codeInput = h('input', { test: 'approve-code', id: `code-${d.id}`, autocomplete: 'off', spellcheck: 'false', inputmode: 'numeric', placeholder: 'Code shown on the new device', 'aria-label': `Verification code of device ${d.id}` });
-        const msg = h('p', { class: 'muted small', role: 'status' });
+        if (typed.has(codeInput.id)) codeInput.value = typed.get(codeInput.id);
+        const msg = h('p', { class: 'muted small', role: 'status', text: approveNotes.get(d.id) || '' });
         const approve = h('button', { type: 'button', class: 'btn primary', test: 'approve', text: 'Approve' });
         approve.addEventListener('click', async () => {
           approve.disabled = true;
@@ -2060,10 +2065,12 @@
             const code = codeInput.value.trim();
             const r = await api('POST', `/api/devices/${enc(d.id)}/approve`, code ? { code } : {});
             msg.textContent = r?.message || (r?.step === 'started' ? 'Approval started: type the code the new device shows.' : 'Approved.');
+            approveNotes.set(d.id, msg.textContent);
             if (r?.step === 'started') codeInput.focus();
             if (r?.step === 'approved') loadDevices();
           } catch (err) {
             msg.textContent = err.message;
+            approveNotes.set(d.id, err.message);
           } finally {
             approve.disabled = false;
           }
@@ -2096,6 +2103,7 @@
     }
     kids.push(list);
     box.replaceChildren(...kids);
+    if (focusedId) document.getElementById(focusedId)?.focus();
   }
 
   // ---------------------------------------------------------------- go
