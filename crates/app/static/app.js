@@ -2095,9 +2095,9 @@
       list.append(h('li', { class: `device state-${d.state}`, test: 'device', 'data-device-id': d.id, 'data-state': d.state },
         h('span', { class: 'device-icon' }, icon('devices')),
         h('div', { class: 'device-main' },
-          h('div', { class: 'device-top' }, h('span', { class: 'device-name', text: d.this ? 'This device' : `Device ${d.id}` }),
+          h('div', { class: 'device-top' }, h('span', { class: 'device-name', title: d.id, text: d.this ? 'This device' : `Device ${d.id.length > 12 ? `${d.id.slice(0, 8)}…` : d.id}` }),
             h('span', { class: `state-badge ${d.state}`, text: d.state })),
-          h('span', { class: 'device-sub', text: [d.this ? d.id : null, ...sub].filter(Boolean).join(' · ') }),
+          h('span', { class: 'device-sub', text: [d.id, ...sub].join(' · ') }),
           d.warning ? h('span', { class: 'device-warning' }, icon('alert', 'icon xs'), h('span', { text: d.warning })) : null,
           actions)));
     }
