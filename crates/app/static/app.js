@@ -1090,6 +1090,7 @@
     if (S.stick) {
       S.unseenBelow = 0;
       markRead();
+      trimIfLong();
     }
     showJump();
     if (els.messages.scrollTop < 400) loadOlder();
@@ -1141,6 +1142,7 @@
     }
     relayout();
     updateOlderMarker();
+    scrollToBottom();
   }
 
   async function scrollToMessage(id) {
