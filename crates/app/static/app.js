@@ -253,7 +253,7 @@
 
   // ---------------------------------------------------------------- toasts, announcements, dialogs
   function toast(message, kind = 'error') {
-    const el = h('div', { class: `toast ${kind}`, test: 'toast', role: kind === 'error' ? 'alert' : 'status' },
+    const el = h('div', { class: `toast ${kind}`, test: 'toast', role: 'alert' },
       icon(kind === 'error' ? 'alert' : 'check'), h('span', { text: message }),
       iconButton('close', 'Dismiss', { onclick: () => el.remove() }));
     document.getElementById('toasts').append(el);
@@ -1840,6 +1840,8 @@
   }
 
   function timerOptions(current, choices, allowOff, offLabel = 'Off') {
+    // Where the org requires a timer, "off" is no choice: the longest allowed is the default.
+    if (!allowOff && current == null && choices.length) current = choices[choices.length - 1];
     const opts = [];
     if (allowOff || current == null) opts.push(h('option', { value: '', text: offLabel, selected: current == null }));
     const all = [...new Set([...choices, ...(current ? [current] : [])])].sort((a, b) => a - b);
