@@ -140,6 +140,9 @@ async fn wakeups(state: AppState) {
                 set_online(&mut online, false);
             }
             Err(e) => {
+                // Said again on every attempt, not only on the change: a page opened while
+                // offline learns it within one backoff.
+                online = None;
                 set_online(&mut online, false);
                 tracing::warn!(error = %e, "delivery server unreachable; retrying");
                 // A refused socket (a revoked device, say) is judged by a plain sync.

@@ -483,3 +483,73 @@ fn issue_12_history_pages_and_burn_on_read_and_expiry() {
         }
     });
 }
+
+#[test]
+fn issue_12_app_refuses_other_than_loopback_and_serves_an_unenrolled_home() {
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path().join("fresh");
+    let line = run_fails(vellum().arg("--home").arg(&home).args([
+        "app",
+        "--no-open",
+        "--listen",
+        "0.0.0.0:0",
+    ]));
+    assert!(line.contains("loopback"), "{line}");
+    assert!(!home.exists(), "nothing is created for a refused address");
+
+    let mut child = KillOnDrop(spawn_piped(
+        vellum().arg("--home").arg(&home).args(["app", "--no-open"]),
+    ));
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut url = String::new();
+    stdout.read_line(&mut url).unwrap();
+    let url = url.trim().to_owned();
+    runtime().block_on(async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let base = url.split("/open").next().unwrap();
+        // Without the secret: nothing.
+        let page = http.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!(page.status(), 401);
+        assert!(!page.text().await.unwrap().contains("<script"));
+        let opened = http.get(&url).send().await.unwrap();
+        assert_eq!(opened.status(), 303);
+        let cookie = opened.headers()["set-cookie"].to_str().unwrap();
+        let cookie = cookie.split(';').next().unwrap().to_owned();
+        let session: Value = serde_json::from_slice(
+            &http
+                .get(format!("{base}/api/session"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(session["state"], "unenrolled");
+        let chats = http
+            .get(format!("{base}/api/chats"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(chats.status(), 409);
+    });
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&home).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+/// A child process that does not outlive a failed assertion.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
