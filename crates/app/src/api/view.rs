@@ -196,19 +196,26 @@ pub fn chat_summary(
     let id = &chat.group_id;
     // A chat this device was removed from has no group state left: no class, timers or
     // roster to read, only its history.
-    let (class, policy, members) = if chat.removed {
-        ("transitory", vellum_mls::ChatPolicy::default(), 0)
+    let state = if chat.removed {
+        None
     } else {
-        let class = client.chat_class(id)?.as_str();
-        let mut users: Vec<String> = client.members(id)?.into_iter().map(|m| m.user).collect();
-        users.sort();
-        users.dedup();
-        (class, client.chat_policy(id)?, users.len())
+        group_facts(client, id)
+            .inspect_err(|e| tracing::warn!(error = %e, "a chat's state could not be read"))
+            .ok()
     };
-    let last = client.store().last_message(id)?.map(|m| last_message(client, &m));
+    // One chat the device cannot read must not take the whole list away.
+    let (class, policy, members) =
+        state.unwrap_or(("transitory", vellum_mls::ChatPolicy::default(), 0));
+    let last = client
+        .store()
+        .last_message(id)?
+        .map(|m| last_message(client, &m));
     Ok(ChatSummary {
         id: id.clone(),
-        title: chat.title.clone().unwrap_or_else(|| id.chars().take(12).collect()),
+        title: chat
+            .title
+            .clone()
+            .unwrap_or_else(|| id.chars().take(12).collect()),
         class,
         unread: unread.get(id).copied().unwrap_or(0),
         last,
@@ -220,6 +227,18 @@ pub fn chat_summary(
     })
 }
 
+/// A chat's class, timers and number of members, from its MLS group.
+fn group_facts(
+    client: &Client,
+    id: &str,
+) -> Result<(&'static str, vellum_mls::ChatPolicy, usize), Error> {
+    let class = client.chat_class(id)?.as_str();
+    let mut users: Vec<String> = client.members(id)?.into_iter().map(|m| m.user).collect();
+    users.sort();
+    users.dedup();
+    Ok((class, client.chat_policy(id)?, users.len()))
+}
+
 /// A chat's newest row as the list shows it: never the text of a sealed message.
 fn last_message(client: &Client, row: &MessageRow) -> LastMessage {
     let sealed = row.kind == MessageKind::Text
@@ -229,7 +248,10 @@ fn last_message(client: &Client, row: &MessageRow) -> LastMessage {
     let (kind, preview) = match (&row.kind, &row.event) {
         (MessageKind::Event, Some(event)) => ("event", Some(event.text())),
         (MessageKind::Event, None) => ("event", None),
-        _ => ("text", (!sealed).then(|| row.text.chars().take(PREVIEW_CHARS).collect())),
+        _ => (
+            "text",
+            (!sealed).then(|| row.text.chars().take(PREVIEW_CHARS).collect()),
+        ),
     };
     LastMessage {
         sender: row.sender_user.clone(),

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod app;
 mod binding;
 mod chat;
 mod console;
