@@ -13,7 +13,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use vellum_app::{app, AppState, Device as AppDevice, DeviceHandle, Security};
+use vellum_app::{app, AppEvent, AppState, Device as AppDevice, DeviceHandle, Security};
 
 use crate::harness::*;
 
@@ -23,6 +23,7 @@ struct Window {
     router: Router,
     cookie: String,
     csrf: String,
+    events: tokio::sync::broadcast::Receiver<AppEvent>,
 }
 
 struct Answer {
@@ -40,7 +41,7 @@ impl Answer {
 impl Window {
     async fn open(home: &Path) -> Self {
         let (security, secret) = Security::new(HOST, Duration::from_secs(60));
-        let (events, _) = tokio::sync::broadcast::channel(256);
+        let (events, receiver) = tokio::sync::broadcast::channel(256);
         let state = AppState {
             device: DeviceHandle::spawn(AppDevice::open(home).unwrap()).unwrap(),
             security,
@@ -69,6 +70,7 @@ impl Window {
             router,
             cookie,
             csrf: String::new(),
+            events: receiver,
         };
         w.csrf = w.get("/api/session").await.json()["csrf"]
             .as_str()
@@ -175,7 +177,7 @@ fn issue_12_enroll_chat_settings_and_a_file_shredded_from_the_browsers_downloads
     let alice = Device { home: home.clone() };
     let rt = runtime();
     rt.block_on(async {
-        let w = Window::open(&home).await;
+        let mut w = Window::open(&home).await;
 
         // Enrollment through the window: a wrong code is refused with the server's word.
         let refused = w
@@ -325,6 +327,21 @@ fn issue_12_enroll_chat_settings_and_a_file_shredded_from_the_browsers_downloads
             "a used upload is gone"
         );
 
+        // Its upload to the delivery server was reported, to the end.
+        let mut reported = false;
+        while let Ok(event) = w.events.try_recv() {
+            if let AppEvent::Progress {
+                upload_id,
+                done,
+                total,
+            } = event
+            {
+                assert_eq!(upload_id, upload);
+                reported |= done == total && total == content.len() as u64;
+            }
+        }
+        assert!(reported, "no progress event reached the end of the upload");
+
         let served = w
             .get(&format!("/api/chats/{chat}/messages/{mid}/files/0"))
             .await;
@@ -380,5 +397,70 @@ fn issue_12_enroll_chat_settings_and_a_file_shredded_from_the_browsers_downloads
             .get(&format!("/api/chats/{chat}/messages/{mid}/files/0"))
             .await;
         assert_eq!(gone.status, StatusCode::NOT_FOUND);
+
+        // Devices and safety numbers.
+        let devices = w.get("/api/devices").await.json();
+        let mine: Vec<&Value> = devices["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["this"] == true)
+            .collect();
+        assert_eq!(mine.len(), 1, "{devices}");
+        assert_eq!(mine[0]["state"], "approved");
+        assert!(devices["pending_code"].is_null());
+        let safety = w.get("/api/safety/bob").await.json();
+        assert_eq!(
+            safety["number"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .count(),
+            60,
+            "{safety}"
+        );
+        assert_eq!(safety["confirmed"], false);
+        let confirmed = w.post("/api/safety/bob/confirm", json!({})).await;
+        assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.json());
+        assert_eq!(confirmed.json()["confirmed"], true);
+
+        // Members and admins: bob out and back, made an admin; then alice leaves.
+        let members_of = |detail: &Value| -> Vec<(String, bool)> {
+            detail["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| (m["user"].as_str().unwrap().to_owned(), m["admin"] == true))
+                .collect()
+        };
+        let out = w
+            .post(
+                &format!("/api/chats/{chat}/members"),
+                json!({"remove": ["bob"]}),
+            )
+            .await;
+        assert_eq!(out.status, StatusCode::OK, "{}", out.json());
+        assert_eq!(members_of(&out.json()), [("alice".to_owned(), true)]);
+        let back = w
+            .post(
+                &format!("/api/chats/{chat}/members"),
+                json!({"add": ["bob"]}),
+            )
+            .await;
+        assert_eq!(back.status, StatusCode::OK, "{}", back.json());
+        let admin = w
+            .post(
+                &format!("/api/chats/{chat}/admins"),
+                json!({"user": "bob", "admin": true}),
+            )
+            .await;
+        assert_eq!(admin.status, StatusCode::OK, "{}", admin.json());
+        assert_eq!(
+            members_of(&admin.json()),
+            [("alice".to_owned(), true), ("bob".to_owned(), true)]
+        );
+        let left = w.post(&format!("/api/chats/{chat}/leave"), json!({})).await;
+        assert_eq!(left.status, StatusCode::NO_CONTENT, "{}", left.json());
     });
 }
