@@ -255,3 +255,51 @@ async fn issue_12_a_write_without_the_csrf_header_is_refused_before_any_handler(
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn issue_12_uploads_left_by_an_earlier_run_go_when_the_window_starts() {
+    let home = tempfile::tempdir().unwrap();
+    let left = home.path().join("app-uploads").join("ab".repeat(16));
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("draft.txt"), b"staged plaintext").unwrap();
+    let (security, secret) = Security::new(HOST, Duration::from_secs(60));
+    let (events, _) = tokio::sync::broadcast::channel(4);
+    let router = app(AppState {
+        device: DeviceHandle::spawn(Device::open(home.path()).unwrap()).unwrap(),
+        security,
+        events,
+        home: Arc::new(home.path().to_owned()),
+    });
+    let opened = router
+        .clone()
+        .oneshot(
+            Request::get(format!("/open?secret={secret}"))
+                .header(header::HOST, HOST)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let cookie = opened.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let session = router
+        .oneshot(
+            Request::get("/api/session")
+                .header(header::HOST, HOST)
+                .header(header::COOKIE, cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(session.status(), StatusCode::OK);
+    assert!(
+        !left.exists(),
+        "a staged file of an earlier run is still there"
+    );
+}

@@ -91,12 +91,3 @@ pub(crate) async fn org_policy(client: &Client) -> Option<OrgPolicy> {
 pub(crate) async fn view(client: &Client) -> Option<OrgPolicyView> {
     org_policy(client).await.as_ref().map(OrgPolicyView::from)
 }
-
-/// Forgets the kept policy (after a change the page must see at once).
-#[allow(dead_code)]
-pub(crate) fn forget(device: &str) {
-    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(cache) = cache.as_mut() {
-        cache.remove(device);
-    }
-}

@@ -4,6 +4,7 @@
 mod harness;
 
 mod app;
+mod app_rest;
 mod binding;
 mod chat;
 mod console;
