@@ -778,15 +778,10 @@
     els.pane.replaceChildren(els.conv);
   }
 
-  function orgName() {
-    const s = S.session;
-    if (s.org) return s.org;
-    if (s.policy?.org) return s.policy.org;
-    try {
-      return new URL(s.server).hostname;
-    } catch {
-      return 'your organisation’s';
-    }
+  /** "the Example County archive" where the org is named, else "your organisation’s archive". */
+  function archiveName() {
+    const org = S.session.org || S.session.policy?.org || S.session.policy?.org_name;
+    return org ? `the ${org} archive` : 'your organisation’s archive';
   }
 
   function renderHeader() {
@@ -809,7 +804,7 @@
     if (d.class === 'record') {
       const archiver = (d.members || []).find((m) => m.role);
       banners.push(h('div', { class: 'banner records', test: 'records-banner', title: archiver?.role || '' }, icon('archive'),
-        h('span', { text: `Messages in this chat are kept as records by the ${orgName()} archive` })));
+        h('span', { text: `Messages in this chat are kept as records by ${archiveName()}` })));
     }
     for (const notice of d.notices || []) banners.push(h('div', { class: 'banner notice', role: 'status' }, icon('shield'), h('span', { text: notice })));
     if (d.removed) banners.push(h('div', { class: 'banner notice' }, icon('alert'), h('span', { text: 'You are no longer a member of this chat.' })));
