@@ -730,6 +730,7 @@
     S.before = page.before ?? null;
     for (const m of page.messages || []) upsertMessage(m, { batch: true });
     relayout();
+    if (switching) markUnread(S.chats.find((c) => c.id === id)?.unread || 0);
     scrollToBottom();
     updateOlderMarker();
     markRead();
@@ -951,12 +952,24 @@
         prev = null;
       }
       const isMsg = n.classList.contains('msg');
-      const cont = isMsg && prev && prev.classList.contains('msg') && prev.dataset.sender === n.dataset.sender && at - Number(prev.dataset.at) < 5 * 60000;
+      const afterDivider = n.previousElementSibling?.classList.contains('unread-sep');
+      const cont = isMsg && !afterDivider && prev && prev.classList.contains('msg') && prev.dataset.sender === n.dataset.sender && at - Number(prev.dataset.at) < 5 * 60000;
       n.classList.toggle('cont', !!cont);
       n.classList.toggle('group', group);
       prev = n;
     }
     list.classList.toggle('is-group', group);
+  }
+
+  /** A divider above the first of the `count` unread messages (as the list counted them). */
+  function markUnread(count) {
+    els.messages.querySelector('.unread-sep')?.remove();
+    if (!count) return;
+    const others = [...els.messages.querySelectorAll('.msg[data-mine="false"]')];
+    const first = others[Math.max(0, others.length - count)];
+    if (!first) return;
+    const label = `${count} unread message${count === 1 ? '' : 's'}`;
+    first.before(h('div', { class: 'unread-sep', role: 'separator', 'aria-label': label }, h('span', { text: label })));
   }
 
   function renderText(text, mentions) {
