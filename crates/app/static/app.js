@@ -1564,12 +1564,20 @@
       return;
     }
     if (S.uploads.some((u) => !u.id)) {
-      toast('Wait for the files to finish uploading.', 'info');
-      return;
+      // Enter during an upload sends once the files are staged (or dropped on failure).
+      sending = true;
+      els.sendBtn.disabled = true;
+      els.sendBtn.classList.add('waiting');
+      await Promise.all(S.uploads.filter((u) => !u.id).map((u) => u.done));
+      sending = false;
+      els.sendBtn.disabled = false;
+      els.sendBtn.classList.remove('waiting');
+      if (chat !== S.current || S.edit) return;
     }
-    const uploads = S.uploads.map((u) => u.id);
-    if (!text.trim() && !uploads.length) return;
-    const body = { text: text.trim() ? text : S.uploads.map((u) => u.name).join(', ') };
+    const uploads = S.uploads.filter((u) => u.id).map((u) => u.id);
+    const typed = els.compose.value;
+    if (!typed.trim() && !uploads.length) return;
+    const body = { text: typed.trim() ? typed : S.uploads.map((u) => u.name).join(', ') };
     if (S.reply) body.reply_to = S.reply.id;
     if (els.timer.value) body.expire_secs = Number(els.timer.value);
     if (els.burn.checked && !els.burnWrap.hidden) {
@@ -1638,12 +1646,16 @@
     xhr.setRequestHeader('X-Vellum-CSRF', S.csrf);
     xhr.setRequestHeader('X-File-Name', encodeURIComponent(file.name));
     xhr.setRequestHeader('Content-Type', file.type || 'application/octet-stream');
+    let settle;
+    u.done = new Promise((resolve) => { settle = resolve; });
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable) {
-        u.progress = e.loaded / e.total;
+        // Full only once the device answered with the staged upload's id.
+        u.progress = Math.min(0.99, e.loaded / e.total);
         updateUploadNode(u);
       }
     };
+    xhr.onloadend = () => settle();
     xhr.onload = () => {
       u.xhr = null;
       let data = null;
