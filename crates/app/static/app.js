@@ -1426,7 +1426,10 @@
     const keep = els.timer.value;
     const chatDefault = S.detail?.expire_secs;
     const opts = [h('option', { value: '', text: chatDefault ? `Chat default (${shortDuration(chatDefault)})` : 'Timer off' })];
-    for (const s of expireChoices()) opts.push(h('option', { value: String(s), text: shortDuration(s) === '30s' ? '30 seconds' : duration(s) }));
+    const choices = expireChoices();
+    // A chosen timer survives a re-render (a `chat` event) even if it is not a preset.
+    if (keep && !choices.includes(Number(keep)) && Number(keep) > 0) choices.push(Number(keep));
+    for (const s of choices.sort((a, b) => a - b)) opts.push(h('option', { value: String(s), text: duration(s) }));
     els.timer.replaceChildren(...opts);
     els.timer.value = [...els.timer.options].some((o) => o.value === keep) ? keep : '';
     els.timerWrap.classList.toggle('on', !!els.timer.value);
