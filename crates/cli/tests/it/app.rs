@@ -623,3 +623,37 @@ fn issue_12_a_ten_thousand_message_chat_opens_fast() {
         );
     });
 }
+
+/// The window follows its link to the delivery server: offline when it goes, online and
+/// caught up when it comes back (a message sent around the restart arrives).
+#[test]
+fn issue_12_the_window_reconnects_and_catches_up() {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "link", "--with", "bob"]);
+    let rt = runtime();
+    let b = rt.block_on(Window::open(&bob));
+    let mut events = rt.block_on(async {
+        b.chat_id("link").await;
+        b.events().await
+    });
+    server.kill();
+    rt.block_on(events.wait("offline", |e| {
+        e["type"] == "connection" && e["online"] == false
+    }));
+    server.restart();
+    let text = marker("while away");
+    alice.ok(&["send", "link", &text]);
+    rt.block_on(async {
+        events
+            .wait("online again", |e| {
+                e["type"] == "connection" && e["online"] == true
+            })
+            .await;
+        events
+            .wait("the message sent meanwhile", |e| is_message(e, &text))
+            .await;
+    });
+}
