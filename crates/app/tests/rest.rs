@@ -303,3 +303,79 @@ async fn issue_12_uploads_left_by_an_earlier_run_go_when_the_window_starts() {
         "a staged file of an earlier run is still there"
     );
 }
+
+/// Input the window refuses before it asks the device anything (so even unenrolled).
+#[tokio::test]
+async fn issue_12_bad_chat_and_message_input_is_refused_up_front() {
+    let w = window().await;
+    let long = "x".repeat(16 * 1024 + 1);
+    let upload = "0".repeat(32);
+    let cases = [
+        (
+            "/api/chats",
+            r#"{"title":"   ","members":["bob"]}"#.to_owned(),
+            400,
+        ),
+        (
+            "/api/chats",
+            r#"{"title":"ops","members":["b ob"]}"#.to_owned(),
+            400,
+        ),
+        (
+            "/api/chats",
+            r#"{"title":"ops","expire_secs":0}"#.to_owned(),
+            400,
+        ),
+        (
+            "/api/chats",
+            r#"{"title":"ops","class":"secret"}"#.to_owned(),
+            400,
+        ),
+        (
+            "/api/chats/c1/settings",
+            r#"{"burn_secs":0}"#.to_owned(),
+            400,
+        ),
+        ("/api/chats/c1/members", r#"{}"#.to_owned(), 400),
+        (
+            "/api/chats/c1/admins",
+            r#"{"user":"","admin":true}"#.to_owned(),
+            400,
+        ),
+        (
+            "/api/chats/c1/files-message",
+            format!(r#"{{"text":" ","uploads":["{upload}"]}}"#),
+            400,
+        ),
+        (
+            "/api/chats/c1/files-message",
+            r#"{"text":"hi","uploads":["../../etc/passwd"]}"#.to_owned(),
+            400,
+        ),
+        (
+            "/api/chats/c1/files-message",
+            r#"{"text":"hi","uploads":[]}"#.to_owned(),
+            400,
+        ),
+        (
+            "/api/chats/c1/files-message",
+            format!(r#"{{"text":"{long}","uploads":["{upload}"]}}"#),
+            413,
+        ),
+        ("/api/devices/..%2Fx/approve", "{}".to_owned(), 400),
+    ];
+    for (path, body, want) in cases {
+        let (status, error) = w.post(path, &body).await;
+        assert_eq!(
+            status.as_u16(),
+            want,
+            "{path} {}: {error}",
+            &body[..body.len().min(60)]
+        );
+        assert!(error["code"].is_string(), "{error}");
+    }
+    let (status, _) = w.get("/api/chats/c1/messages/m1/files/first").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = w.get("/api/safety/a%20b").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

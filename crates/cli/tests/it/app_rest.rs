@@ -464,3 +464,82 @@ fn issue_12_enroll_chat_settings_and_a_file_shredded_from_the_browsers_downloads
         assert_eq!(left.status, StatusCode::NO_CONTENT, "{}", left.json());
     });
 }
+
+#[test]
+fn issue_12_a_second_device_enrolled_in_a_window_is_approved_from_another_window() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let first = Device::new_user(&server, root.path(), "alice");
+    let second = root.path().join("alice-laptop");
+    std::fs::create_dir_all(&second).unwrap();
+    let code = server.add_device("alice");
+    let rt = runtime();
+    rt.block_on(async {
+        let old = Window::open(&first.home).await;
+        let new = Window::open(&second).await;
+        let enrolled = new
+            .post(
+                "/api/enroll",
+                json!({"server": server.url, "user": "alice", "code": code}),
+            )
+            .await;
+        assert_eq!(enrolled.status, StatusCode::OK, "{}", enrolled.json());
+        assert_eq!(enrolled.json()["pending"], true, "it waits for approval");
+        let id = enrolled.json()["device_id"].as_str().unwrap().to_owned();
+
+        // Step 1 on the approved device; the new one then shows its code.
+        let started = old
+            .post(&format!("/api/devices/{id}/approve"), json!({}))
+            .await;
+        assert_eq!(started.status, StatusCode::OK, "{}", started.json());
+        assert_eq!(started.json()["step"], "started");
+        let pending = new.get("/api/devices").await.json();
+        assert!(
+            pending["pending_code"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty()),
+            "no code on the pending device: {pending}"
+        );
+        let listed = old.get("/api/devices").await.json();
+        assert!(
+            listed["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["id"] == id.as_str() && d["state"] == "pending"),
+            "{listed}"
+        );
+
+        // A wrong code approves nothing; the shown one does.
+        let wrong = old
+            .post(
+                &format!("/api/devices/{id}/approve"),
+                json!({"code": "000000"}),
+            )
+            .await;
+        assert!(wrong.status.is_client_error(), "{}", wrong.json());
+        // A wrong code ends that approval: the new device starts it again (as it does when
+        // its devices screen is shown), then the approved one, with a fresh code.
+        new.get("/api/devices").await;
+        let restarted = old
+            .post(&format!("/api/devices/{id}/approve"), json!({}))
+            .await;
+        assert_eq!(restarted.json()["step"], "started", "{}", restarted.json());
+        let shown = new.get("/api/devices").await.json()["pending_code"]
+            .as_str()
+            .expect("the pending device shows its code again")
+            .to_owned();
+        let approved = old
+            .post(
+                &format!("/api/devices/{id}/approve"),
+                json!({"code": shown}),
+            )
+            .await;
+        assert_eq!(approved.status, StatusCode::OK, "{}", approved.json());
+        assert_eq!(approved.json()["step"], "approved");
+        // Step 4: the new device takes its user's identity when it next looks.
+        let now = new.get("/api/devices").await.json();
+        assert!(now["pending_code"].is_null(), "{now}");
+        assert_eq!(new.get("/api/session").await.json()["pending"], false);
+    });
+}
