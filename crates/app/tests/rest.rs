@@ -343,22 +343,17 @@ async fn issue_12_bad_chat_and_message_input_is_refused_up_front() {
             400,
         ),
         (
-            "/api/chats/c1/files-message",
+            "/api/chats/c1/messages",
             format!(r#"{{"text":" ","uploads":["{upload}"]}}"#),
             400,
         ),
         (
-            "/api/chats/c1/files-message",
+            "/api/chats/c1/messages",
             r#"{"text":"hi","uploads":["../../etc/passwd"]}"#.to_owned(),
             400,
         ),
         (
-            "/api/chats/c1/files-message",
-            r#"{"text":"hi","uploads":[]}"#.to_owned(),
-            400,
-        ),
-        (
-            "/api/chats/c1/files-message",
+            "/api/chats/c1/messages",
             format!(r#"{{"text":"{long}","uploads":["{upload}"]}}"#),
             413,
         ),

@@ -1572,7 +1572,7 @@ mod tests {
 
     /// Issue 12: a page of a 10,000-message chat is read without reading the chat.
     #[test]
-    fn issue_12_a_page_of_ten_thousand_messages_is_fast() {
+    fn issue_12_a_page_of_ten_thousand_messages_uses_the_page_index() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
         store.add_chat("g", Some("t"), 0).unwrap();
@@ -1583,14 +1583,10 @@ mod tests {
                 .unwrap();
         }
         store.commit().unwrap();
-        let started = std::time::Instant::now();
         let (page, older) = store.history_page("g", None, 50).unwrap();
         let (second, _) = store.history_page("g", older.as_ref(), 50).unwrap();
-        let took = started.elapsed();
         assert_eq!(page.last().map(|m| m.id.as_str()), Some("m9999"));
         assert_eq!(second.last().map(|m| m.id.as_str()), Some("m9949"));
-        // Generous for a loaded test machine; the whole history takes far longer.
-        assert!(took < std::time::Duration::from_millis(150), "{took:?}");
         let plan: Vec<String> = {
             let conn = store.lock();
             let mut stmt = conn

@@ -1,5 +1,5 @@
 //! Files: staging an upload from the page (`POST /api/uploads`), sending a message with
-//! staged files (`send_with_uploads`, and `POST /api/chats/{id}/files-message`), and
+//! staged files (`send_with_uploads`, called by `POST /api/chats/{id}/messages`), and
 //! serving a file of a message (`GET /api/chats/{id}/messages/{mid}/files/{index}`).
 //!
 //! A staged file is plaintext: it lives in the profile (`HOME/app-uploads/<id>/<name>`,
@@ -22,15 +22,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::broadcast;
-use vellum_client::{
-    parse_mentions, Client, MessageRow, MessageTimers, OutgoingMessage, SavedCopy,
-};
+use vellum_client::{Client, MessageRow, OutgoingMessage, SavedCopy};
 use vellum_http::ApiError;
 
 use super::input;
-use super::view::{self, Message};
 use crate::device::Device;
 use crate::error::client_error;
 use crate::events::AppEvent;
@@ -42,8 +39,6 @@ pub const HARD_CAP: u64 = 1 << 30;
 pub const STAGED_TTL: Duration = Duration::from_secs(3600);
 /// Where uploads are staged, inside the profile.
 pub const STAGING_DIR: &str = "app-uploads";
-/// The longest message text (bytes), as for every message.
-const MAX_TEXT: usize = 16 * 1024;
 /// Most files one message carries.
 const MAX_FILES: usize = 20;
 
@@ -188,7 +183,7 @@ fn random_id() -> String {
     hex::encode(raw)
 }
 
-fn upload_id(id: &str) -> Result<&str, ApiError> {
+pub(crate) fn upload_id(id: &str) -> Result<&str, ApiError> {
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::bad_request("malformed upload id"));
     }
@@ -358,83 +353,6 @@ pub(crate) async fn send_with_uploads(
         }
     }
     Ok(sent)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FilesMessageBody {
-    text: String,
-    #[serde(default)]
-    reply_to: Option<String>,
-    #[serde(default)]
-    expire_secs: Option<u64>,
-    #[serde(default)]
-    burn_secs: Option<u64>,
-    uploads: Vec<String>,
-}
-
-/// `POST /api/chats/{id}/files-message {text, reply_to?, expire_secs?, burn_secs?, uploads}`
-/// → 201 Message.
-pub async fn files_message(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<(StatusCode, Json<Message>), ApiError> {
-    let body: FilesMessageBody = input::json(&body)?;
-    if body.text.trim().is_empty() {
-        return Err(ApiError::bad_request("a message needs a text"));
-    }
-    if body.text.len() > MAX_TEXT {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("a message is at most {MAX_TEXT} bytes"),
-        ));
-    }
-    if body.uploads.is_empty() {
-        return Err(ApiError::bad_request("name the uploads to send"));
-    }
-    for upload in &body.uploads {
-        upload_id(upload)?;
-    }
-    let timers = MessageTimers {
-        expire_secs: input::timer("expire_secs", body.expire_secs)?,
-        burn_secs: input::timer("burn_secs", body.burn_secs)?,
-    };
-    let events = state.events.clone();
-    let message = state
-        .device
-        .run(async move |device: &mut Device| {
-            let client = device.client()?;
-            let group_id = input::chat_id(client, &id)?;
-            if let Some(reply) = &body.reply_to {
-                let found = client
-                    .store()
-                    .message(&group_id, reply)
-                    .map_err(client_error)?;
-                if found.is_none() {
-                    return Err(ApiError::bad_request("the message replied to is gone"));
-                }
-            }
-            let members: Vec<String> = client
-                .members(&group_id)
-                .map_err(client_error)?
-                .into_iter()
-                .map(|m| m.user)
-                .collect();
-            let outgoing = OutgoingMessage {
-                mentions: parse_mentions(&body.text, &members),
-                text: body.text,
-                reply_to: body.reply_to,
-                attachments: Vec::new(),
-                timers,
-            };
-            let row = send_with_uploads(client, &group_id, outgoing, &body.uploads, events).await?;
-            view::message(client, &row).map_err(client_error)
-        })
-        .await?;
-    let _ = state.events.send(AppEvent::Chats);
-    Ok((StatusCode::CREATED, Json(message)))
 }
 
 /// A content type the browser will not render as a page: the common document and image

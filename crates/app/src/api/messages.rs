@@ -91,22 +91,9 @@ pub struct SendBody {
     expire_secs: Option<u64>,
     #[serde(default)]
     burn_secs: Option<u64>,
-    /// Staged uploads to attach (see [`attachments_for`]).
+    /// Staged uploads (`POST /api/uploads`) to send with the message.
     #[serde(default)]
     uploads: Vec<String>,
-}
-
-/// The files a message carries, from the uploads the page staged.
-///
-/// HOOK for the files part (`api/files.rs`, another helper): it replaces this with the
-/// staged uploads taken for the send. Until then a message with uploads is refused rather
-/// than sent without its files.
-fn attachments_for(uploads: &[String]) -> Result<Vec<vellum_wire::AttachmentRef>, ApiError> {
-    if uploads.is_empty() {
-        Ok(Vec::new())
-    } else {
-        Err(ApiError::bad_request("attachments are not available yet"))
-    }
 }
 
 /// `POST /api/chats/{id}/messages`: sends a text message (its `@user` words mention members).
@@ -115,8 +102,12 @@ pub async fn send(
     Path(chat): Path<String>,
     Json(body): Json<SendBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let attachments = attachments_for(&body.uploads)?;
-    if body.text.trim().is_empty() && attachments.is_empty() {
+    let uploads = body.uploads;
+    for upload in &uploads {
+        super::files::upload_id(upload)?;
+    }
+    // A message with files needs a text too: its caption.
+    if body.text.trim().is_empty() {
         return Err(ApiError::bad_request("the message is empty"));
     }
     if body.text.len() > vellum_wire::MAX_TEXT_BYTES {
@@ -135,21 +126,27 @@ pub async fn send(
         reply_to: body.reply_to.filter(|r| !r.is_empty()),
         // Empty: the client finds the `@user` words that name members.
         mentions: Vec::new(),
-        attachments,
+        attachments: Vec::new(),
         timers: MessageTimers {
             expire_secs: body.expire_secs,
             burn_secs: body.burn_secs,
         },
     };
+    let events = state.events.clone();
     let message = state
         .device
         .run(async move |device: &mut Device| {
-            device
-                .with_client(async |client: &mut Client| {
-                    let row = client.send_message(&chat, outgoing).await?;
-                    view::message(client, &row)
-                })
-                .await
+            let client = device.client()?;
+            let row = if uploads.is_empty() {
+                client
+                    .send_message(&chat, outgoing)
+                    .await
+                    .map_err(crate::error::client_error)?
+            } else {
+                // Staged files (api/files.rs): uploaded with progress events, then sent.
+                super::files::send_with_uploads(client, &chat, outgoing, &uploads, events).await?
+            };
+            view::message(client, &row).map_err(crate::error::client_error)
         })
         .await?;
     announce(&state, &message);

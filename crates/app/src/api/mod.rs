@@ -27,7 +27,6 @@ pub fn router() -> Router<AppState> {
         .route("/chats/{id}/members", post(chats::members))
         .route("/chats/{id}/admins", post(chats::admins))
         .route("/chats/{id}/leave", post(chats::leave))
-        .route("/chats/{id}/files-message", post(files::files_message))
         .route(
             "/chats/{id}/messages/{mid}/files/{index}",
             get(files::download),

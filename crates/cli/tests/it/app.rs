@@ -562,10 +562,10 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Issue 12's benchmark: a chat of 10,000 messages opens (chat list, first page, an older
-/// page) well within 300 ms.
+/// Issue 12: a chat of 10,000 messages opens on its newest page and pages back by cursor
+/// (how fast is `vellum-bench app`'s figure; the query plan is held by the client's tests).
 #[test]
-fn issue_12_a_ten_thousand_message_chat_opens_fast() {
+fn issue_12_a_ten_thousand_message_chat_opens_on_its_newest_page() {
     let root = tempfile::tempdir().unwrap();
     let server = Server::start(root.path());
     let alice = Device::new_user(&server, root.path(), "alice");
@@ -605,32 +605,18 @@ fn issue_12_a_ten_thousand_message_chat_opens_fast() {
     runtime().block_on(async {
         let a = Window::open(&alice).await;
         let chat = a.chat_id("big").await;
-        // The best of three: the machine running the tests is shared.
-        let (mut first_screen, mut older_page) = (Duration::MAX, Duration::MAX);
-        for _ in 0..3 {
-            let started = Instant::now();
-            let chats = a.get("/api/chats").await;
-            let page = a.get(&format!("/api/chats/{chat}/messages?limit=50")).await;
-            first_screen = first_screen.min(started.elapsed());
-            let before = page["before"].as_str().unwrap();
-            let started = Instant::now();
-            let older = a
-                .get(&format!(
-                    "/api/chats/{chat}/messages?limit=50&before={before}"
-                ))
-                .await;
-            older_page = older_page.min(started.elapsed());
-            assert_eq!(chats["chats"][0]["unread"], 10_000);
-            assert_eq!(page["messages"][49]["text"], "bulk message 9999");
-            assert_eq!(older["messages"][49]["text"], "bulk message 9949");
-        }
-        // The target is 300 ms; a third of it still catches a page that walks the chat
-        // (a page took 110 ms while reactions were looked up that way).
-        assert!(first_screen < Duration::from_millis(100), "{first_screen:?}");
-        assert!(older_page < Duration::from_millis(100), "{older_page:?}");
-        eprintln!(
-            "10,000-message chat: chat list + first page {first_screen:?}, an older page {older_page:?}"
-        );
+        let chats = a.get("/api/chats").await;
+        let page = a.get(&format!("/api/chats/{chat}/messages?limit=50")).await;
+        let before = page["before"].as_str().unwrap();
+        let older = a
+            .get(&format!(
+                "/api/chats/{chat}/messages?limit=50&before={before}"
+            ))
+            .await;
+        assert_eq!(chats["chats"][0]["unread"], 10_000);
+        assert_eq!(page["messages"].as_array().unwrap().len(), 50);
+        assert_eq!(page["messages"][49]["text"], "bulk message 9999");
+        assert_eq!(older["messages"][49]["text"], "bulk message 9949");
     });
 }
 

@@ -303,7 +303,7 @@ fn issue_12_enroll_chat_settings_and_a_file_shredded_from_the_browsers_downloads
         assert_eq!(staged.json()["name"], "report v1.txt");
         let sent = w
             .post(
-                &format!("/api/chats/{chat}/files-message"),
+                &format!("/api/chats/{chat}/messages"),
                 json!({"text": "the report", "expire_secs": 8, "uploads": [upload]}),
             )
             .await;
@@ -317,7 +317,7 @@ fn issue_12_enroll_chat_settings_and_a_file_shredded_from_the_browsers_downloads
         );
         let again = w
             .post(
-                &format!("/api/chats/{chat}/files-message"),
+                &format!("/api/chats/{chat}/messages"),
                 json!({"text": "again", "uploads": [upload]}),
             )
             .await;
