@@ -244,6 +244,8 @@ pub async fn run() -> Result<()> {
 
     files(&data, dir.path(), &mut alice, &mut bob, &chat).await?;
 
+    window(&dir.path().join("bob"), &mut alice, &chat).await?;
+
     heading("alice makes messages disappear after 2 seconds; every member agreed through MLS");
     alice.set_timers(&chat, Some(Some(2)), None).await?;
     let fleeting = "Burn this: the gate code is 4417.";
@@ -1037,5 +1039,114 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
             std::fs::copy(entry.path(), target)?;
         }
     }
+    Ok(())
+}
+
+/// Issue 12: the messenger window. Bob's device process serves it on loopback; the demo is
+/// its browser: the single-use launch link, the chat list, a message arriving live, and
+/// what a page without the link, or another site, gets.
+async fn window(bob_home: &Path, alice: &mut Client, chat: &str) -> Result<()> {
+    heading(
+        "bob opens the messenger window (`vellum app`): his device process serves it on loopback",
+    );
+    let running = vellum_app::start(&vellum_app::AppConfig {
+        home: bob_home.to_owned(),
+        listen: "127.0.0.1:0".parse()?,
+        open: false,
+    })
+    .await?;
+    let base = running
+        .url
+        .split("/open")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    println!("  window at {base} (the launch link carries a secret that works once)");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let opened = http.get(&running.url).send().await?;
+    let cookie = opened
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_default()
+        .to_owned();
+    ensure!(
+        opened.status() == reqwest::StatusCode::SEE_OTHER && !cookie.is_empty(),
+        "the launch link did not open the window"
+    );
+    println!("  the link gives the browser an HttpOnly, SameSite=Strict session cookie");
+    let again = http.get(&running.url).send().await?.status();
+    println!("  the same link again: {again}");
+    ensure!(
+        again == reqwest::StatusCode::FORBIDDEN,
+        "the launch link worked twice"
+    );
+    let nobody = http.get(format!("{base}/api/chats")).send().await?.status();
+    println!("  a page without the session: {nobody}");
+    ensure!(
+        nobody == reqwest::StatusCode::UNAUTHORIZED,
+        "the window answered a stranger"
+    );
+
+    let get = |path: &str| {
+        http.get(format!("{base}{path}"))
+            .header(reqwest::header::COOKIE, &cookie)
+            .send()
+    };
+    let session: serde_json::Value = get("/api/session").await?.json().await?;
+    let csrf = session["csrf"].as_str().unwrap_or_default().to_owned();
+    let chats: serde_json::Value = get("/api/chats").await?.json().await?;
+    println!("  bob's chat list in the window:");
+    for c in chats["chats"].as_array().into_iter().flatten() {
+        println!(
+            "    {} ({}, {} unread, {} members)",
+            c["title"].as_str().unwrap_or_default(),
+            c["class"].as_str().unwrap_or_default(),
+            c["unread"],
+            c["members"]
+        );
+    }
+
+    // The page's live stream: alice's next message arrives as an event.
+    let mut events = get("/api/events").await?;
+    let live = "The window shows this as it arrives.";
+    alice.send(chat, live).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut stream = String::new();
+    while !stream.contains(live) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        ensure!(!left.is_zero(), "the window never received alice's message");
+        if let Ok(Some(chunk)) = tokio::time::timeout(left, events.chunk()).await? {
+            stream.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    println!("  the page's event stream delivered alice's message: {live:?}");
+
+    let forged = http
+        .post(format!("{base}/api/chats/{chat}/messages"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .header("x-vellum-csrf", &csrf)
+        .header(reqwest::header::ORIGIN, "http://evil.example")
+        .json(&serde_json::json!({ "text": "sent by another site" }))
+        .send()
+        .await?
+        .status();
+    println!("  the same request from another site: {forged}");
+    ensure!(
+        forged == reqwest::StatusCode::FORBIDDEN,
+        "another site sent a message"
+    );
+    println!(
+        "  headers on every answer: a strict Content-Security-Policy, Cache-Control: no-store; \
+         the browser stores no message"
+    );
+    println!(
+        "  (run `vellum --home {} app` to open it in a Chromium window of its own)",
+        bob_home.display()
+    );
+    running.stop();
     Ok(())
 }

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use vellum_client::{ChatClass, Client, Error, MessageKind};
+use vellum_client::{ChatClass, Client, Error};
 use vellum_http::ApiError;
 use vellum_mls::ChatPolicy;
 
@@ -33,65 +33,8 @@ pub(crate) fn summary(client: &Client, group_id: &str) -> Result<ChatSummary, Er
         .store()
         .chat(group_id)?
         .ok_or_else(|| Error::UnknownChat("no such chat".into()))?;
-    let class = if row.removed {
-        ChatClass::Transitory
-    } else {
-        client.chat_class(group_id)?
-    };
-    let policy = if row.removed {
-        ChatPolicy::default()
-    } else {
-        client.chat_policy(group_id)?
-    };
-    let unread = client
-        .store()
-        .unread_counts()?
-        .get(group_id)
-        .copied()
-        .unwrap_or(0);
-    let last = client
-        .store()
-        .history(group_id)?
-        .into_iter()
-        .next_back()
-        .map(|m| {
-            let sealed = m.burn_secs.is_some() && m.sender_user != client.user();
-            LastMessage {
-                preview: (m.kind == MessageKind::Text && !sealed)
-                    .then(|| m.text.chars().take(80).collect()),
-                at: m.sent_at,
-                kind: if m.kind == MessageKind::Event {
-                    "event"
-                } else {
-                    "text"
-                },
-                sender: m.sender_user,
-            }
-        });
-    let members = if row.removed {
-        0
-    } else {
-        let mut users: Vec<String> = client
-            .members(group_id)?
-            .into_iter()
-            .map(|m| m.user)
-            .collect();
-        users.sort();
-        users.dedup();
-        users.len()
-    };
-    Ok(ChatSummary {
-        id: row.group_id,
-        title: row.title.unwrap_or_default(),
-        class: class.as_str(),
-        unread,
-        last,
-        expire_secs: policy.expire_secs,
-        burn_secs: policy.burn_secs,
-        held: row.held,
-        removed: row.removed,
-        members,
-    })
+    let unread = client.store().unread_counts()?;
+    super::view::chat_summary(client, &row, &unread)
 }
 
 /// A member of a chat, for the settings panel.
