@@ -25,5 +25,4 @@ mod roles;
 mod search;
 mod secrets;
 mod timers;
-mod webdriver;
 mod witness;
