@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
+pub use reqwest::Method;
 use serde_json::{json, Value};
 
 /// The W3C key of an element reference in WebDriver's JSON.
@@ -299,7 +299,11 @@ impl Browser<'_> {
 
     pub fn fill(&self, css: &str, text: &str) {
         let id = self.element(css);
-        self.call(Method::POST, &format!("/element/{id}/clear"), Some(json!({})));
+        self.call(
+            Method::POST,
+            &format!("/element/{id}/clear"),
+            Some(json!({})),
+        );
         self.call(
             Method::POST,
             &format!("/element/{id}/value"),
@@ -331,11 +335,7 @@ impl Browser<'_> {
     /// The DOM property `name` of `css` (an input's `value`, an image's `naturalWidth`).
     pub fn property(&self, css: &str, name: &str) -> Value {
         let id = self.element(css);
-        self.call(
-            Method::GET,
-            &format!("/element/{id}/property/{name}"),
-            None,
-        )
+        self.call(Method::GET, &format!("/element/{id}/property/{name}"), None)
     }
 
     /// The attribute `name` of `css`.
@@ -362,14 +362,21 @@ impl Browser<'_> {
     /// A real click (the element must be visible and not covered).
     pub fn click(&self, css: &str) {
         let id = self.element(css);
-        self.call(Method::POST, &format!("/element/{id}/click"), Some(json!({})));
+        self.call(
+            Method::POST,
+            &format!("/element/{id}/click"),
+            Some(json!({})),
+        );
     }
 
     /// A click dispatched by script: for controls shown only on hover or focus (a
     /// message's actions), which WebDriver's real click refuses while they are hidden.
     pub fn js_click(&self, css: &str) {
         self.element(css);
-        self.execute("document.querySelector(arguments[0]).click();", json!([css]));
+        self.execute(
+            "document.querySelector(arguments[0]).click();",
+            json!([css]),
+        );
     }
 
     /// The visible text of `css`, once it appears.
@@ -413,8 +420,7 @@ impl Browser<'_> {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(id) = self.find(css) {
-                if let Ok(text) = self.try_call(Method::GET, &format!("/element/{id}/text"), None)
-                {
+                if let Ok(text) = self.try_call(Method::GET, &format!("/element/{id}/text"), None) {
                     last = text.as_str().unwrap_or_default().to_owned();
                     if last.contains(want) {
                         return last;
@@ -468,6 +474,12 @@ impl Browser<'_> {
         )
     }
 
+    /// Accepts the page's `alert`/`confirm` dialog if one is open; whether one was.
+    pub fn accept_dialog(&self) -> bool {
+        self.try_call(Method::POST, "/alert/accept", Some(json!({})))
+            .is_ok()
+    }
+
     pub fn cookies(&self) -> Vec<Value> {
         self.call(Method::GET, "/cookie", None)
             .as_array()
@@ -519,7 +531,13 @@ pub fn renderer_pids(profile: &Path) -> Vec<u32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let parent = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            let parent = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             let args = cmd.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
             Some((pid, parent, args))
@@ -543,9 +561,7 @@ pub fn renderer_pids(profile: &Path) -> Vec<u32> {
         ours.extend(more);
     }
     all.iter()
-        .filter(|(pid, _, args)| {
-            ours.contains(pid) && args.iter().any(|a| a == b"--type=renderer")
-        })
+        .filter(|(pid, _, args)| ours.contains(pid) && args.iter().any(|a| a == b"--type=renderer"))
         .map(|(pid, _, _)| *pid)
         .collect()
 }
