@@ -9,4 +9,14 @@ use serde::Serialize;
 pub enum AppEvent {
     /// The chat list changed (a new chat, a title, unread counts): the page reloads it.
     Chats,
+    /// This chat's settings or members changed: the page reloads `/api/chats/{id}`.
+    Chat { chat: String },
+    /// The user's devices changed: the page reloads `/api/devices`.
+    Devices,
+    /// An upload to the delivery server advanced (`done` of `total` bytes).
+    Progress {
+        upload_id: String,
+        done: u64,
+        total: u64,
+    },
 }

@@ -206,6 +206,67 @@ fn shred_file(path: &Path) {
     let _ = std::fs::remove_file(path);
 }
 
+/// How long the shredder keeps looking for a saved copy after its message went (a browser
+/// may still be writing it out when the message expires).
+pub const SAVED_COPY_GRACE_MS: i64 = 10 * 60 * 1000;
+
+/// A copy of a downloaded file that another program saves into `dir` under a name it may
+/// change (`name`, `name (1).ext`, `name.crdownload`): see [`Client::watch_saved_copy`].
+#[derive(Debug, Clone)]
+pub struct SavedCopy<'a> {
+    pub dir: &'a Path,
+    pub name: &'a str,
+    pub sha256: &'a str,
+    pub size: u64,
+    pub group_id: &'a str,
+    pub message_id: &'a str,
+}
+
+/// Whether `candidate` is `name` as a browser saves it: the name itself, with a number the
+/// browser adds when it is taken (`stem (n).ext`), or either unfinished (`.crdownload`).
+pub(crate) fn is_saved_variant(candidate: &str, name: &str) -> bool {
+    let candidate = candidate.strip_suffix(".crdownload").unwrap_or(candidate);
+    if candidate == name {
+        return true;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
+        _ => (name, String::new()),
+    };
+    candidate
+        .strip_prefix(stem)
+        .and_then(|rest| rest.strip_prefix(" ("))
+        .and_then(|rest| rest.strip_suffix(ext.as_str()))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Shreds every regular file in `dir` that is a copy of the file: by its name (or a browser's
+/// variant of it), by its SHA-256, or an unfinished download the browser has not named yet.
+fn shred_saved_copies(dir: &Path, name: &str, sha256: &str, size: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        // Never through a link: only what is in the folder itself.
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let unnamed = file_name.starts_with("Unconfirmed ") && file_name.ends_with(".crdownload");
+        let copy = unnamed
+            || is_saved_variant(&file_name, name)
+            || (meta.len() == size
+                && hash_file(&entry.path()).is_ok_and(|h| h.eq_ignore_ascii_case(sha256)));
+        if copy {
+            shred_file(&entry.path());
+        }
+    }
+}
+
 struct Upload {
     blob: String,
     key: Zeroizing<[u8; 32]>,
@@ -311,6 +372,81 @@ impl LocalStore {
         Ok(())
     }
 
+    fn watch_saved_copy(&self, copy: &SavedCopy<'_>) -> Result<(), Error> {
+        self.lock()
+            .execute(
+                "INSERT INTO saved_copies (dir, name, sha256, size, group_id, message_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    copy.dir.to_string_lossy(),
+                    copy.name,
+                    copy.sha256.to_ascii_lowercase(),
+                    copy.size as i64,
+                    copy.group_id,
+                    copy.message_id
+                ],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn downloads_of(&self, group_id: &str, message_id: &str) -> Result<Vec<PathBuf>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT path FROM downloads WHERE group_id = ?1 AND message_id = ?2")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![group_id, message_id], |r| r.get::<_, String>(0))
+            .map_err(db)?;
+        let paths: Vec<String> = rows.collect::<rusqlite::Result<_>>().map_err(db)?;
+        Ok(paths.into_iter().map(PathBuf::from).collect())
+    }
+
+    /// Shreds the copies another program saved of files of messages that are gone, and keeps
+    /// looking for [`SAVED_COPY_GRACE_MS`] after: a browser may finish writing one late.
+    pub(crate) fn sweep_saved_copies(&self, now: i64) -> Result<(), Error> {
+        type Row = (i64, String, String, String, i64, Option<i64>);
+        let gone: Vec<Row> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT id, dir, name, sha256, size, gone_at FROM saved_copies s
+                     WHERE NOT EXISTS (SELECT 1 FROM messages m
+                                       WHERE m.group_id = s.group_id AND m.id = s.message_id)",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db)?
+        };
+        for (id, dir, name, sha256, size, gone_at) in gone {
+            shred_saved_copies(Path::new(&dir), &name, &sha256, size as u64);
+            let conn = self.lock();
+            match gone_at {
+                None => conn.execute(
+                    "UPDATE saved_copies SET gone_at = ?2 WHERE id = ?1",
+                    params![id, now],
+                ),
+                Some(at) if now.saturating_sub(at) >= SAVED_COPY_GRACE_MS => {
+                    conn.execute("DELETE FROM saved_copies WHERE id = ?1", [id])
+                }
+                Some(_) => Ok(0),
+            }
+            .map_err(db)?;
+        }
+        Ok(())
+    }
+
     /// Deletes the saved files (and unfinished `.part` files) of messages that are gone.
     pub(crate) fn sweep_downloads(&self) -> Result<(), Error> {
         let gone: Vec<String> = {
@@ -335,7 +471,7 @@ impl LocalStore {
                 )
                 .map_err(db)?;
         }
-        Ok(())
+        self.sweep_saved_copies(now_millis())
     }
 }
 
@@ -625,6 +761,88 @@ impl Client {
             });
         }
         Ok(saved)
+    }
+
+    /// Downloads, decrypts and checks file `index` of a message into the profile's
+    /// `downloads` directory (tracked: the shredder deletes it with the message), or finds
+    /// the copy already there.
+    pub async fn download_file(
+        &mut self,
+        chat: &str,
+        message_id: &str,
+        index: usize,
+        progress: Progress<'_>,
+    ) -> Result<Downloaded, Error> {
+        let group_id = self.resolve_chat(chat)?;
+        let message = self
+            .store
+            .message(&group_id, message_id)?
+            .ok_or_else(|| Error::Invalid(format!("no message {message_id} in this chat")))?;
+        let file = message
+            .extra
+            .attachments
+            .get(index)
+            .cloned()
+            .ok_or_else(|| Error::Invalid(format!("message {message_id} has no file {index}")))?;
+        let name = safe_name(&file.name);
+        for path in self.store.downloads_of(&group_id, message_id)? {
+            let same = std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == file.size)
+                && hash_file(&path).is_ok_and(|h| h.eq_ignore_ascii_case(&file.sha256));
+            if same {
+                return Ok(Downloaded {
+                    path,
+                    name,
+                    size: file.size,
+                    sha256: file.sha256.clone(),
+                    tracked: true,
+                    untracked_expiring: false,
+                });
+            }
+        }
+        // The file must be one of this chat's (see `download`).
+        let status: BlobStatus = self
+            .request(
+                Method::GET,
+                &format!("/v1/blobs/{}", file.blob),
+                None::<&()>,
+            )
+            .await?;
+        if status.group_id != group_id {
+            return Err(Error::Invalid(format!(
+                "file {name} of message {message_id} belongs to another chat: not downloaded"
+            )));
+        }
+        let dir = self.home.join("downloads");
+        std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
+        let target = free_path(&dir, &name);
+        // Listed before a byte is written, so a crash leaves nothing the shredder misses.
+        self.store.track_download(&target, &group_id, message_id)?;
+        self.fetch_file(&file, &target, &mut *progress).await?;
+        Ok(Downloaded {
+            path: target,
+            name,
+            size: file.size,
+            sha256: file.sha256.clone(),
+            tracked: true,
+            untracked_expiring: false,
+        })
+    }
+
+    /// Tracks a copy of a downloaded file that another program saves where this device
+    /// cannot name it in advance (the app's browser, into its download folder): when the
+    /// message goes (expiry, burn, delete), the shredder overwrites and deletes every file
+    /// of `copy.dir` that is that copy, as it does the profile's own downloads.
+    pub fn watch_saved_copy(&self, copy: &SavedCopy<'_>) -> Result<(), Error> {
+        let exists = self
+            .store
+            .message(copy.group_id, copy.message_id)?
+            .is_some();
+        self.store.watch_saved_copy(copy)?;
+        if !exists {
+            // Already gone: nothing may keep it.
+            self.store.sweep_saved_copies(now_millis())?;
+        }
+        Ok(())
     }
 
     async fn fetch_file(
@@ -969,6 +1187,40 @@ mod tests {
         assert_eq!(safe_name(""), "file");
         // Issue 10 review: a right-to-left override cannot disguise the extension.
         assert_eq!(safe_name("invoice\u{202e}fdp.exe"), "invoice_fdp.exe");
+    }
+
+    #[test]
+    fn issue_12_a_browsers_names_for_a_saved_copy_are_recognised() {
+        assert!(is_saved_variant("r.pdf", "r.pdf"));
+        assert!(is_saved_variant("r (1).pdf", "r.pdf"));
+        assert!(is_saved_variant("r (12).pdf.crdownload", "r.pdf"));
+        assert!(is_saved_variant("r.pdf.crdownload", "r.pdf"));
+        assert!(is_saved_variant("notes (2)", "notes"));
+        assert!(!is_saved_variant("r (x).pdf", "r.pdf"));
+        assert!(!is_saved_variant("r ().pdf", "r.pdf"));
+        assert!(!is_saved_variant("rr.pdf", "r.pdf"));
+        assert!(!is_saved_variant("r.pdf.txt", "r.pdf"));
+    }
+
+    #[test]
+    fn issue_12_saved_copies_go_by_name_variant_or_content_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = b"the attachment";
+        let sha = hex::encode(Sha256::digest(content));
+        let write = |n: &str, b: &[u8]| std::fs::write(dir.path().join(n), b).unwrap();
+        write("a.txt", content);
+        write("a (1).txt", b"other bytes, same name");
+        write("renamed.bin", content);
+        write("Unconfirmed 123.crdownload", b"part");
+        write("unrelated.txt", b"keep me");
+        write("same size!!!!!", b"not the file!!");
+        shred_saved_copies(dir.path(), "a.txt", &sha, content.len() as u64);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["same size!!!!!", "unrelated.txt"]);
     }
 
     #[test]

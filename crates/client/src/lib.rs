@@ -37,7 +37,7 @@ pub use chats::{device_fingerprint, ChatClass, MemberDevice, MemberDeviceState};
 pub use devices::{ApprovalStep, DeviceEntry, DevicesView, Revocation, VetoedReset};
 pub use directory::{KnownIdentity, SafetyNumber, DIRECTORY_ALARM};
 pub use events::ChatEvent;
-pub use files::{Downloaded, FileCipher, Progress, CHUNK_SIZE};
+pub use files::{Downloaded, FileCipher, Progress, SavedCopy, CHUNK_SIZE, SAVED_COPY_GRACE_MS};
 use lock::ProfileLock;
 pub use messages::{MessageTimers, OutgoingMessage};
 pub use monitor::{RecordsLogView, RECORDS_LOG_CHANGED};
@@ -46,8 +46,8 @@ pub use reqwest::Method;
 pub use rich::{fold_reactions, parse_mentions, ReactionCount};
 pub use roles::Manage;
 pub use store::{
-    ChatRow, LocalStore, LogPosition, MessageExtra, MessageKind, MessageRow, ShredReason, Shredded,
-    StoredReceipt,
+    ChatRow, HistoryCursor, LocalStore, LogPosition, MessageExtra, MessageKind, MessageRow,
+    ShredReason, Shredded, StoredReceipt,
 };
 use store::{MlsGroupStorage, MlsKeyPackageStorage};
 pub use sync::{CANNOT_DISPLAY, SHRED_TICK};
@@ -174,6 +174,9 @@ pub struct Client {
     /// Whether a roster or the directory copy changed since every chat was last checked
     /// for devices the directory does not vouch for (and at a process's first sync).
     rosters_to_check: bool,
+    /// Messages a member deleted for everyone that this process's syncs shredded (chat, id),
+    /// for a window to take off its screen (issue 12). Drained by [`Client::take_deleted`].
+    deleted: Vec<(String, String)>,
 }
 
 /// Receives chat events instead of the local history. `record` must be durable when it
@@ -307,6 +310,7 @@ impl Client {
             rosters_to_check: true,
             leaves_to_commit: Default::default(),
             committing_leaves: false,
+            deleted: Vec::new(),
         };
         // Whatever expired while the device was off goes before anything can show it.
         {
@@ -328,6 +332,16 @@ impl Client {
 
     pub fn device_id(&self) -> &str {
         &self.device_id
+    }
+
+    /// The delivery server's address this device enrolled with.
+    pub fn server(&self) -> &str {
+        self.api.base()
+    }
+
+    /// The profile directory.
+    pub fn home(&self) -> &Path {
+        &self.home
     }
 
     /// This device's signature (identity) public key: what its credential, key packages and

@@ -252,6 +252,60 @@ impl Client {
             .collect())
     }
 
+    /// A page of the chat's history (see [`LocalStore::history_page`]) for a window that
+    /// says itself what it displayed: unlike [`Client::history`] it starts no burn timer
+    /// (issue 12: a sealed message burns only once revealed).
+    pub fn history_page(
+        &self,
+        chat: &str,
+        before: Option<&crate::HistoryCursor>,
+        limit: usize,
+    ) -> Result<(Vec<MessageRow>, Option<crate::HistoryCursor>), Error> {
+        let _held = self.lock.hold()?;
+        let group_id = self.resolve_chat(chat)?;
+        // Nothing due is shown, even between two shredder ticks.
+        self.shred()?;
+        self.store.history_page(&group_id, before, limit)
+    }
+
+    /// Displays one message on this device: a burn-on-read message's timer starts now.
+    /// Returns it as it now is (`None` if it is gone).
+    pub fn reveal(&self, chat: &str, message_id: &str) -> Result<Option<MessageRow>, Error> {
+        let _held = self.lock.hold()?;
+        let group_id = self.resolve_chat(chat)?;
+        self.shred()?;
+        self.store
+            .mark_read_ids(&group_id, &[message_id.to_owned()], now_millis())?;
+        self.store.message(&group_id, message_id)
+    }
+
+    /// A window displayed these messages: they are read on this device. A burn-on-read
+    /// message from another member is left sealed (only [`Client::reveal`] opens it); the
+    /// rest are returned, for read receipts.
+    pub fn mark_displayed(&self, chat: &str, ids: &[String]) -> Result<Vec<MessageRow>, Error> {
+        let _held = self.lock.hold()?;
+        let group_id = self.resolve_chat(chat)?;
+        let mut shown = Vec::new();
+        for id in ids {
+            if let Some(m) = self.store.message(&group_id, id)? {
+                let sealed =
+                    m.burn_secs.is_some() && m.read_at.is_none() && m.sender_user != self.user;
+                if m.kind == MessageKind::Text && !sealed {
+                    shown.push(m);
+                }
+            }
+        }
+        let unread: Vec<String> = shown
+            .iter()
+            .filter(|m| m.read_at.is_none())
+            .map(|m| m.id.clone())
+            .collect();
+        if !unread.is_empty() {
+            self.store.mark_read_ids(&group_id, &unread, now_millis())?;
+        }
+        Ok(shown)
+    }
+
     /// Deletes one of this user's own messages from every member's device and the server.
     pub async fn delete(&mut self, chat: &str, message_id: &str) -> Result<(), Error> {
         let _held = self.lock.hold()?;
@@ -293,6 +347,11 @@ impl Client {
 
     /// Runs the shredder now: removes every message whose expiration or burn time has come.
     pub fn shred(&self) -> Result<Vec<Shredded>, Error> {
-        self.store.shred_due(now_millis())
+        let now = now_millis();
+        let due = self.store.shred_due(now)?;
+        // Saved copies of files of messages gone a moment ago are looked for again: a
+        // browser may have finished writing one since (issue 12).
+        self.store.sweep_saved_copies(now)?;
+        Ok(due)
     }
 }

@@ -300,7 +300,7 @@ impl Client {
 
     /// Read receipts for what a `watch` batch displayed: per chat, up to its newest text
     /// message from another user.
-    pub(crate) async fn read_receipts_for(&mut self, shown: &[MessageRow]) -> Result<(), Error> {
+    pub async fn read_receipts_for(&mut self, shown: &[MessageRow]) -> Result<(), Error> {
         let mut newest: HashMap<String, u64> = HashMap::new();
         for m in shown {
             if let (MessageKind::Text, Some(seq)) = (m.kind, m.seq) {

@@ -140,6 +140,39 @@ pub struct StoredReceipt {
     pub received_at: i64,
 }
 
+/// Where a page of a chat's history starts (see [`LocalStore::history_page`]). Written for
+/// a window as an opaque string: `seq.sent_at.rowid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryCursor {
+    seq: i64,
+    sent_at: i64,
+    rowid: i64,
+}
+
+impl std::fmt::Display for HistoryCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.seq, self.sent_at, self.rowid)
+    }
+}
+
+impl std::str::FromStr for HistoryCursor {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = || Error::Invalid("not a history cursor".into());
+        let mut parts = s.split('.').map(|p| p.parse::<i64>().map_err(|_| bad()));
+        let cursor = HistoryCursor {
+            seq: parts.next().ok_or_else(bad)??,
+            sent_at: parts.next().ok_or_else(bad)??,
+            rowid: parts.next().ok_or_else(bad)??,
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(cursor)
+    }
+}
+
 /// What the shredder removed, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shredded {
@@ -626,6 +659,82 @@ impl LocalStore {
     /// events (reactions and edits are folded into their messages, see [`Self::about`]).
     pub fn history(&self, group_id: &str) -> Result<Vec<MessageRow>, Error> {
         self.query_messages("m.group_id = ?1 AND m.kind IN ('text', 'event')", group_id)
+    }
+
+    /// Up to `limit` messages and events of the chat just before `before` (from the newest
+    /// when `None`), oldest first, in [`Self::history`]'s order; and the cursor of the page
+    /// before this one, `None` when nothing older is left. Paged in SQL: a page of a long
+    /// chat reads and opens only its own rows (issue 12).
+    pub fn history_page(
+        &self,
+        group_id: &str,
+        before: Option<&HistoryCursor>,
+        limit: usize,
+    ) -> Result<(Vec<MessageRow>, Option<HistoryCursor>), Error> {
+        let limit = limit.max(1);
+        let conn = self.lock();
+        // Row values compare lexicographically, the index's order (rowid breaks ties).
+        // Two statements, so that a later page starts at its cursor in the index instead of
+        // walking down from the newest row.
+        let after = match before {
+            Some(_) => {
+                "AND (COALESCE(m.seq, 9223372036854775807), m.sent_at, m.rowid) < (?2, ?3, ?4)"
+            }
+            None => "AND ?2 IS NULL AND ?3 IS NULL AND ?4 IS NULL",
+        };
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS}, COALESCE(m.seq, 9223372036854775807), m.rowid
+                 FROM messages m LEFT JOIN message_keys k USING (group_id, id)
+                 WHERE m.group_id = ?1 AND m.kind IN ('text', 'event') {after}
+                 ORDER BY COALESCE(m.seq, 9223372036854775807) DESC, m.sent_at DESC, m.rowid DESC
+                 LIMIT ?5"
+            ))
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    group_id,
+                    before.map(|c| c.seq),
+                    before.map(|c| c.sent_at),
+                    before.map(|c| c.rowid),
+                    (limit + 1) as i64
+                ],
+                |r| {
+                    let cursor = HistoryCursor {
+                        seq: r.get(18)?,
+                        sent_at: r.get(5)?,
+                        rowid: r.get(19)?,
+                    };
+                    Ok((read_message(r)?, cursor))
+                },
+            )
+            .map_err(db)?;
+        let mut raw = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?;
+        // One row more than asked says whether anything older is left; the cursor is the
+        // oldest row of this page, whether or not its key is still here.
+        let more = raw.len() > limit;
+        raw.truncate(limit);
+        let cursor = more.then(|| raw.last().map(|(_, c)| c.clone())).flatten();
+        let mut page: Vec<MessageRow> = raw.into_iter().filter_map(|(m, _)| m).collect();
+        page.reverse();
+        Ok((page, cursor))
+    }
+
+    /// The chat's newest message or event, if any (the chat list's last line).
+    pub fn last_message(&self, group_id: &str) -> Result<Option<MessageRow>, Error> {
+        let mut before = None;
+        // A row whose key is gone (shredded meanwhile) is skipped, a few at a time.
+        loop {
+            let (mut page, older) = self.history_page(group_id, before.as_ref(), 4)?;
+            if let Some(m) = page.pop() {
+                return Ok(Some(m));
+            }
+            match older {
+                Some(c) => before = Some(c),
+                None => return Ok(None),
+            }
+        }
     }
 
     /// The reaction and edit rows about message `target`, in log order.
@@ -1377,6 +1486,120 @@ mod tests {
             id: id.to_vec(),
             data: zeroize::Zeroizing::new(data.to_vec()),
         }
+    }
+
+    fn text_row(group_id: &str, id: &str, seq: Option<u64>, sent_at: i64) -> MessageRow {
+        MessageRow {
+            group_id: group_id.into(),
+            id: id.into(),
+            kind: MessageKind::Text,
+            sender_user: "alice".into(),
+            sender_device: "d".into(),
+            sent_at,
+            received_at: sent_at,
+            seq,
+            text: format!("text of {id}"),
+            expires_at: None,
+            burn_secs: None,
+            read_at: None,
+            burn_at: None,
+            archived_leaf: None,
+            salt: None,
+            event: None,
+            extra: MessageExtra::default(),
+        }
+    }
+
+    /// Issue 12: the window pages a long chat in SQL, in `history`'s order, and the pages
+    /// put together are the whole history once.
+    #[test]
+    fn issue_12_history_pages_cover_the_history_in_order_and_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store.add_chat("g", Some("t"), 0).unwrap();
+        store.add_chat("other", Some("o"), 0).unwrap();
+        for i in 0..25u64 {
+            store
+                .add_message(&text_row("g", &format!("m{i:02}"), Some(i + 1), i as i64))
+                .unwrap();
+            store
+                .add_message(&text_row("other", &format!("o{i}"), Some(i + 1), 0))
+                .unwrap();
+        }
+        // Not accepted by the server yet: sorts last, as in `history`.
+        store
+            .add_message(&text_row("g", "pending", None, 1))
+            .unwrap();
+        let whole: Vec<String> = store
+            .history("g")
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(whole.len(), 26);
+        assert_eq!(whole.last().map(String::as_str), Some("pending"));
+
+        let mut pages = Vec::new();
+        let mut before: Option<HistoryCursor> = None;
+        loop {
+            let (page, older) = store.history_page("g", before.as_ref(), 10).unwrap();
+            assert!(page.len() <= 10);
+            pages.push(page.into_iter().map(|m| m.id).collect::<Vec<_>>());
+            match older {
+                // The cursor survives its trip through the page as a string.
+                Some(c) => before = Some(c.to_string().parse().unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(pages.len(), 3);
+        let joined: Vec<String> = pages.into_iter().rev().flatten().collect();
+        assert_eq!(joined, whole);
+        assert_eq!(
+            store.last_message("g").unwrap().map(|m| m.id).as_deref(),
+            Some("pending")
+        );
+        assert!(store.last_message("none").unwrap().is_none());
+        assert!("1.2".parse::<HistoryCursor>().is_err());
+        assert!("1.2.x".parse::<HistoryCursor>().is_err());
+    }
+
+    /// Issue 12: a page of a 10,000-message chat is read without reading the chat.
+    #[test]
+    fn issue_12_a_page_of_ten_thousand_messages_is_fast() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store.add_chat("g", Some("t"), 0).unwrap();
+        store.begin().unwrap();
+        for i in 0..10_000u64 {
+            store
+                .add_message(&text_row("g", &format!("m{i}"), Some(i + 1), i as i64))
+                .unwrap();
+        }
+        store.commit().unwrap();
+        let started = std::time::Instant::now();
+        let (page, older) = store.history_page("g", None, 50).unwrap();
+        let (second, _) = store.history_page("g", older.as_ref(), 50).unwrap();
+        let took = started.elapsed();
+        assert_eq!(page.last().map(|m| m.id.as_str()), Some("m9999"));
+        assert_eq!(second.last().map(|m| m.id.as_str()), Some("m9949"));
+        // Generous for a loaded test machine; the whole history takes far longer.
+        assert!(took < std::time::Duration::from_millis(150), "{took:?}");
+        let plan: Vec<String> = {
+            let conn = store.lock();
+            let mut stmt = conn
+                .prepare(
+                    "EXPLAIN QUERY PLAN SELECT m.id FROM messages m WHERE m.group_id = 'g' AND m.kind IN ('text', 'event')
+                     AND (COALESCE(m.seq, 9223372036854775807), m.sent_at, m.rowid) < (50, 0, 0)
+                     ORDER BY COALESCE(m.seq, 9223372036854775807) DESC, m.sent_at DESC, m.rowid DESC LIMIT 51",
+                )
+                .unwrap();
+            stmt.query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert!(plan.iter().any(|p| p.contains("messages_page")), "{plan:?}");
+        assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
     }
 
     #[test]

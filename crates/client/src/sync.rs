@@ -943,6 +943,7 @@ impl Client {
                         if original.kind == MessageKind::Text && original.sender_user == sender =>
                     {
                         self.store.shred(group_id, &id)?;
+                        self.deleted.push((group_id.to_owned(), id.clone()));
                         let deleted = crate::ChatEvent::MessageDeleted { by: sender.clone() };
                         self.typed_event_row(group_id, Some(seq), &sender, deleted)?;
                         Ok(Processed::Shredded)
@@ -1011,13 +1012,13 @@ impl Client {
         }
     }
 
-    /// Opens the server's WebSocket and calls `on_messages` with each batch of new messages
-    /// until the connection fails (the caller reconnects).
-    pub async fn watch_once<F: FnMut(&[MessageRow])>(
-        &mut self,
-        on_messages: &mut F,
-    ) -> Result<(), Error> {
-        use futures_util::StreamExt;
+    /// The signed request that opens the server's wake-up WebSocket (`/v1/ws`): a process
+    /// that keeps the socket on another runtime than the device's (the window, issue 12)
+    /// connects with it and runs [`Client::sync`] on each text frame. Its signature is
+    /// timestamped: build a fresh one for each connection.
+    pub fn wakeup_request(
+        &self,
+    ) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, Error> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = format!("{}/v1/ws", self.api.base().replacen("http", "ws", 1));
         let mut request = url
@@ -1032,6 +1033,23 @@ impl Client {
                     .map_err(|_| Error::Invalid("bad header".into()))?,
             );
         }
+        Ok(request)
+    }
+
+    /// Messages other members deleted for everyone that syncs since the last call shredded
+    /// here, as (chat, message id): the window takes them off the screen (issue 12).
+    pub fn take_deleted(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.deleted)
+    }
+
+    /// Opens the server's WebSocket and calls `on_messages` with each batch of new messages
+    /// until the connection fails (the caller reconnects).
+    pub async fn watch_once<F: FnMut(&[MessageRow])>(
+        &mut self,
+        on_messages: &mut F,
+    ) -> Result<(), Error> {
+        use futures_util::StreamExt;
+        let request = self.wakeup_request()?;
         let (mut socket, _) = match tokio_tungstenite::connect_async(request).await {
             Ok(connected) => connected,
             // A revoked device is refused here too, and judged as on any request.

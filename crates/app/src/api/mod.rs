@@ -1,13 +1,41 @@
 //! The JSON API the page calls. Every route is behind `security::guard`.
 
+mod chats;
+mod devices;
+mod directory;
+mod enroll;
+pub mod files;
+mod input;
+mod policy;
+mod safety;
 mod session;
 pub mod view;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/session", get(session::show))
+    Router::new()
+        .route("/session", get(session::show))
+        .route("/enroll", post(enroll::enroll))
+        .route("/chats", post(chats::create))
+        .route("/chats/{id}", get(chats::show))
+        .route("/chats/{id}/settings", post(chats::settings))
+        .route("/chats/{id}/members", post(chats::members))
+        .route("/chats/{id}/admins", post(chats::admins))
+        .route("/chats/{id}/leave", post(chats::leave))
+        .route("/chats/{id}/files-message", post(files::files_message))
+        .route(
+            "/chats/{id}/messages/{mid}/files/{index}",
+            get(files::download),
+        )
+        .route("/uploads", post(files::upload))
+        .route("/directory", get(directory::list))
+        .route("/devices", get(devices::list))
+        .route("/devices/{id}/approve", post(devices::approve))
+        .route("/devices/{id}/revoke", post(devices::revoke))
+        .route("/safety/{user}", get(safety::show))
+        .route("/safety/{user}/confirm", post(safety::confirm))
 }

@@ -5,6 +5,7 @@ use axum::{Extension, Json};
 use serde::Serialize;
 use vellum_http::ApiError;
 
+use super::policy::{self, OrgPolicyView};
 use crate::device::Device;
 use crate::security::Session;
 use crate::AppState;
@@ -16,31 +17,70 @@ pub struct SessionView {
     pub user: Option<String>,
     pub device_id: Option<String>,
     pub csrf: String,
+    /// The delivery server this device enrolled with.
+    pub server: Option<String>,
+    /// This device waits for approval by an approved device of its user.
+    pub pending: bool,
+    /// The org's bounds; `None` before enrollment or while the server cannot be reached.
+    pub policy: Option<OrgPolicyView>,
+}
+
+struct Who {
+    user: String,
+    device_id: String,
+    server: String,
+    pending: bool,
+    policy: Option<OrgPolicyView>,
 }
 
 pub async fn show(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
 ) -> Result<Json<SessionView>, ApiError> {
+    view(&state, session.csrf).await.map(Json)
+}
+
+/// The session as the page sees it (also the answer to an enrollment).
+pub(crate) async fn view(state: &AppState, csrf: String) -> Result<SessionView, ApiError> {
     let who = state
         .device
         .run(async |device: &mut Device| {
             Ok(match device {
                 Device::Enrolled(client) => {
-                    Some((client.user().to_owned(), client.device_id().to_owned()))
+                    let pending = client.user() != vellum_wire::RECORDS_USER
+                        && !client
+                            .holds_identity()
+                            .map_err(crate::error::client_error)?;
+                    Some(Who {
+                        user: client.user().to_owned(),
+                        device_id: client.device_id().to_owned(),
+                        server: client.server().to_owned(),
+                        pending,
+                        policy: policy::view(client).await,
+                    })
                 }
                 Device::Unenrolled { .. } => None,
             })
         })
         .await?;
-    Ok(Json(SessionView {
-        state: if who.is_some() {
-            "enrolled"
-        } else {
-            "unenrolled"
+    Ok(match who {
+        Some(who) => SessionView {
+            state: "enrolled",
+            user: Some(who.user),
+            device_id: Some(who.device_id),
+            csrf,
+            server: Some(who.server),
+            pending: who.pending,
+            policy: who.policy,
         },
-        user: who.as_ref().map(|w| w.0.clone()),
-        device_id: who.map(|w| w.1),
-        csrf: session.csrf,
-    }))
+        None => SessionView {
+            state: "unenrolled",
+            user: None,
+            device_id: None,
+            csrf,
+            server: None,
+            pending: false,
+            policy: None,
+        },
+    })
 }
