@@ -450,8 +450,8 @@ fn issue_12_the_app_in_two_browsers_chats_and_leaves_nothing_once_timers_run_out
         "bob may not delete alice's message"
     );
     action(&a, &regret_id, "action-delete");
-    // If the page asks "delete for everyone?", alice says yes.
-    a.accept_dialog();
+    // The page asks "delete for everyone?"; alice says yes.
+    a.click(&sel("confirm-ok"));
     a.wait_gone(&message_sel(&regret_id), WAIT);
     b.wait_gone(&message_sel(&regret_id), WAIT);
     assert!(!b.page_text().contains(&regret) && !a.page_text().contains(&regret));
@@ -465,6 +465,14 @@ fn issue_12_the_app_in_two_browsers_chats_and_leaves_nothing_once_timers_run_out
     std::fs::write(&source, &content).unwrap();
     message_timer(&a, TIMER_SECS);
     a.upload(&sel("attach"), &source);
+    // Staged on the device once its progress bar is full (Enter before that only warns).
+    wait_until_within("the upload staged", WAIT, || {
+        a.execute(
+            "var bars = document.querySelectorAll('[data-test=upload-progress]'); \
+             return bars.length > 0 && Array.from(bars).every(function (b) { return b.value >= 1; });",
+            json!([]),
+        ) == json!(true)
+    });
     let caption = marker("caption");
     send(&a, &caption);
     let file_id = message_id(&b, &caption);
