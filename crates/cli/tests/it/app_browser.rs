@@ -18,6 +18,23 @@ use vellum_webdriver::{wait_until, wait_until_within, Browser, Driver, Profile};
 
 use crate::harness::*;
 
+/// `phrase` made unique to this run (a short tag after it): text a person might write,
+/// for the screenshot's sake, that appears nowhere by chance.
+fn said(phrase: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    // Mixed so that the run (time, process) and the call (n) all move the short tag.
+    let tag = (nanos ^ u64::from(std::process::id()).rotate_left(32))
+        .wrapping_add(u64::from(n))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    format!("{phrase} ({:06x})", tag >> 40)
+}
+
 /// The per-message timer of what must vanish: long enough for bob to download the file on a
 /// loaded two-core machine first, short enough to keep the test quick.
 const TIMER_SECS: u64 = 12;
@@ -354,7 +371,7 @@ fn issue_12_the_app_in_two_browsers_chats_and_leaves_nothing_once_timers_run_out
     assert_eq!(cookie["sameSite"], "Strict", "{cookie}");
 
     // Alice makes a chat with bob through the member picker.
-    let title = format!("plans {}", &marker("t")[7..]);
+    let title = said("Site visit");
     a.click(&sel("nav-new-chat"));
     a.fill(&sel("new-chat-title"), &title);
     a.fill(&sel("member-filter"), "bo");
@@ -379,7 +396,7 @@ fn issue_12_the_app_in_two_browsers_chats_and_leaves_nothing_once_timers_run_out
     b.wait_text(&sel("chat-header-title"), &title);
 
     // Messages both ways, live.
-    let hello = marker("hello");
+    let hello = said("Can we move the site visit to Thursday?");
     send(&a, &hello);
     let hello_id = message_id(&b, &hello);
     assert_eq!(
@@ -400,7 +417,7 @@ fn issue_12_the_app_in_two_browsers_chats_and_leaves_nothing_once_timers_run_out
     // Bob replies to it.
     action(&b, &hello_id, "action-reply");
     b.wait_for(&sel("reply-preview"));
-    let answer = marker("answer");
+    let answer = said("Thursday works, 10:00 at the depot.");
     send(&b, &answer);
     let answer_id = message_id(&a, &answer);
     let quote = a.text(&format!(
@@ -427,7 +444,7 @@ fn issue_12_the_app_in_two_browsers_chats_and_leaves_nothing_once_timers_run_out
     action(&a, &hello_id, "action-edit");
     a.wait_text(&sel("compose-mode"), "Editing");
     assert_eq!(a.property(&sel("compose"), "value"), json!(hello));
-    let edited = marker("edited");
+    let edited = said("Can we move the site visit to Thursday morning?");
     a.fill(&sel("compose"), &edited);
     a.type_keys(&sel("compose"), "\u{E007}");
     b.wait_text(
@@ -437,7 +454,7 @@ fn issue_12_the_app_in_two_browsers_chats_and_leaves_nothing_once_timers_run_out
     b.wait_for(&format!("{} {}", message_sel(&hello_id), sel("edited")));
 
     // Delete for everyone: gone from both screens.
-    let regret = marker("regret");
+    let regret = said("Sent to the wrong chat, sorry");
     send(&a, &regret);
     let regret_id = message_id(&b, &regret);
     message_id(&a, &regret);
@@ -457,11 +474,15 @@ fn issue_12_the_app_in_two_browsers_chats_and_leaves_nothing_once_timers_run_out
     assert!(!b.page_text().contains(&regret) && !a.page_text().contains(&regret));
 
     // What must vanish: a file and a text, each on a short per-message timer.
-    let fleeting = marker("fleeting");
-    let content = format!("{}\n{}\n", marker("file-content"), marker("file-more"));
+    let fleeting = said("Gate code for Thursday: 4471");
+    let content = format!(
+        "{}\n{}\n",
+        said("Visit plan: depot, north gate"),
+        said("Contacts: R. Okafor, site lead")
+    );
     let upload_dir = root.join("outside");
     std::fs::create_dir_all(&upload_dir).unwrap();
-    let source = upload_dir.join("minutes.txt");
+    let source = upload_dir.join("visit-plan.txt");
     std::fs::write(&source, &content).unwrap();
     message_timer(&a, TIMER_SECS);
     a.upload(&sel("attach"), &source);
@@ -473,7 +494,7 @@ fn issue_12_the_app_in_two_browsers_chats_and_leaves_nothing_once_timers_run_out
             json!([]),
         ) == json!(true)
     });
-    let caption = marker("caption");
+    let caption = said("The plan for the visit");
     send(&a, &caption);
     let file_id = message_id(&b, &caption);
     a.wait_for(&format!("{} {}", message_sel(&file_id), sel("attachment")));
@@ -488,7 +509,7 @@ fn issue_12_the_app_in_two_browsers_chats_and_leaves_nothing_once_timers_run_out
         }
     }
     // A survivor with no timer: still on both screens after the others go.
-    let survivor = marker("survivor");
+    let survivor = said("See you there.");
     send(&b, &survivor);
     message_id(&a, &survivor);
 
@@ -496,7 +517,7 @@ fn issue_12_the_app_in_two_browsers_chats_and_leaves_nothing_once_timers_run_out
     let attachment = format!("{} {}", message_sel(&file_id), sel("attachment"));
     b.wait_for(&attachment);
     b.click(&attachment);
-    let saved = bob_app.downloads().join("minutes.txt");
+    let saved = bob_app.downloads().join("visit-plan.txt");
     wait_until_within("the download in bob's Downloads", WAIT, || {
         std::fs::read_to_string(&saved).is_ok_and(|s| s == content)
     });
@@ -644,7 +665,7 @@ fn doors(
     // changes nothing, neither by fetch nor by a form.
     let elsewhere = other_site();
     alice.go(&format!("{elsewhere}/"));
-    let intruder = format!("intruder {}", &marker("x")[7..]);
+    let intruder = said("intruder");
     let read = alice.execute_async(
         "var done = arguments[arguments.length - 1]; \
          fetch(arguments[0] + '/api/chats', {credentials: 'include'}) \
