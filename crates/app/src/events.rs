@@ -1,22 +1,126 @@
 //! The live stream the page listens to (`GET /api/events`, server-sent events).
 //! See /work/notes/app-contract.md for every event's shape.
 
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
 use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::api::view::Message;
+use crate::AppState;
+
+/// How often an idle stream sends a comment, so that nothing between closes it.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// One event on the stream; `type` names it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AppEvent {
+    /// A message is new or changed (edit, reaction, delivered, archived): the page inserts
+    /// or replaces it by id.
+    Message {
+        chat: String,
+        message: Box<Message>,
+    },
+    /// A message left this device (expired, burned, deleted): the page drops it at once.
+    Gone {
+        chat: String,
+        id: String,
+        /// `expired`, `burned` or `deleted`.
+        reason: &'static str,
+    },
     /// The chat list changed (a new chat, a title, unread counts): the page reloads it.
     Chats,
-    /// This chat's settings or members changed: the page reloads `/api/chats/{id}`.
+    /// This chat's settings or members changed: the page reloads it.
     Chat { chat: String },
-    /// The user's devices changed: the page reloads `/api/devices`.
+    /// The user's devices changed: the page reloads them.
     Devices,
-    /// An upload to the delivery server advanced (`done` of `total` bytes).
+    /// An upload to the delivery server went on.
     Progress {
         upload_id: String,
         done: u64,
         total: u64,
     },
+    /// The link to the delivery server, and the archive's and directory's alarms.
+    Connection { online: bool, alarms: Vec<String> },
+}
+
+impl AppEvent {
+    /// The event as one `data:` frame.
+    fn frame(&self) -> Event {
+        Event::default().data(serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned()))
+    }
+}
+
+/// The next frame for a receiver: an event, or — when this receiver fell behind and
+/// missed some — `chats`, so that the page reloads what it shows. `None` when the sender
+/// is gone.
+async fn next_frame(events: &mut broadcast::Receiver<AppEvent>) -> Option<AppEvent> {
+    match events.recv().await {
+        Ok(event) => Some(event),
+        Err(broadcast::error::RecvError::Lagged(_)) => Some(AppEvent::Chats),
+        Err(broadcast::error::RecvError::Closed) => None,
+    }
+}
+
+fn stream(
+    events: broadcast::Receiver<AppEvent>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold(events, |mut events| async move {
+        let event = next_frame(&mut events).await?;
+        Some((Ok(event.frame()), events))
+    })
+}
+
+/// `GET /api/events`: the live stream.
+pub async fn serve(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    Sse::new(stream(state.events.subscribe())).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_tagged_by_type() {
+        let gone = AppEvent::Gone {
+            chat: "c".into(),
+            id: "m".into(),
+            reason: "burned",
+        };
+        assert_eq!(
+            serde_json::to_value(&gone).unwrap(),
+            serde_json::json!({"type": "gone", "chat": "c", "id": "m", "reason": "burned"})
+        );
+        let online = AppEvent::Connection {
+            online: false,
+            alarms: vec![],
+        };
+        assert_eq!(
+            serde_json::to_value(&online).unwrap(),
+            serde_json::json!({"type": "connection", "online": false, "alarms": []})
+        );
+    }
+
+    /// A page that fell behind reloads rather than missing a message silently.
+    #[tokio::test]
+    async fn issue_12_a_lagged_receiver_gets_chats() {
+        let (sender, mut receiver) = broadcast::channel(2);
+        for i in 0..5 {
+            sender
+                .send(AppEvent::Chat {
+                    chat: format!("c{i}"),
+                })
+                .unwrap();
+        }
+        assert!(matches!(next_frame(&mut receiver).await, Some(AppEvent::Chats)));
+        assert!(matches!(next_frame(&mut receiver).await, Some(AppEvent::Chat { .. })));
+        drop(sender);
+        receiver.recv().await.ok();
+        assert!(next_frame(&mut receiver).await.is_none());
+    }
 }

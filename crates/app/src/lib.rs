@@ -6,12 +6,14 @@
 //! - [`security`]: launch secret, session cookie, Host/Origin/CSRF checks, response headers.
 //! - [`api`]: the JSON API the page calls; [`events`]: the live stream (server-sent events).
 //! - [`launch`]: opening Chromium in app mode over a profile of its own.
+//! - [`live`]: the delivery server's wake-ups and the shredder, turned into events.
 
 pub mod api;
 pub mod device;
 mod error;
 pub mod events;
 pub mod launch;
+pub mod live;
 pub mod security;
 
 use std::net::SocketAddr;
@@ -92,4 +94,126 @@ pub struct AppConfig {
     pub listen: SocketAddr,
     /// Open a browser window (false: print the URL only).
     pub open: bool,
+}
+
+/// Why `vellum app` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("refusing to listen on {0}: the window is served on loopback only (e.g. 127.0.0.1:0)")]
+    NotLoopback(SocketAddr),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("cannot open the profile: {0}")]
+    Device(#[from] vellum_client::Error),
+    #[error(transparent)]
+    Launch(#[from] launch::LaunchError),
+}
+
+/// How many events a slow page may fall behind before it is told to reload.
+const EVENT_BUFFER: usize = 1024;
+
+/// A window being served: its launch URL and state.
+pub struct Running {
+    /// Opens the window once (it carries the launch secret).
+    pub url: String,
+    pub state: AppState,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    live: (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>),
+}
+
+impl Running {
+    /// Stops serving (the device thread ends with the last handle).
+    pub fn stop(self) {
+        self.server.abort();
+        self.live.0.abort();
+        self.live.1.abort();
+    }
+}
+
+/// Opens the profile, binds the loopback listener and starts serving and the live loop.
+pub async fn start(config: &AppConfig) -> Result<Running, AppError> {
+    if !config.listen.ip().is_loopback() {
+        return Err(AppError::NotLoopback(config.listen));
+    }
+    create_home(&config.home)?;
+    let device = Device::open(&config.home)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| AppError::Bind(config.listen, e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| AppError::Bind(config.listen, e))?;
+    // The Host the page uses is the URL's: `127.0.0.1:PORT` (or `[::1]:PORT`).
+    let (security, secret) = Security::new(&local.to_string(), security::LAUNCH_TTL);
+    let url = security.launch_url(&secret);
+    let device = DeviceHandle::spawn(device)
+        .map_err(|e| AppError::Io("the device thread".into(), e))?;
+    let (events, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
+    let state = AppState {
+        device,
+        security,
+        events,
+        home: Arc::new(config.home.clone()),
+    };
+    let router = app(state.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let live = live::spawn(state.clone());
+    Ok(Running {
+        url,
+        state,
+        server,
+        live,
+    })
+}
+
+/// `vellum app`: serves the window until Ctrl-C or SIGTERM. The launch URL is the first
+/// line of stdout.
+pub async fn run(config: AppConfig) -> Result<(), AppError> {
+    let running = start(&config).await?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", running.url).map_err(|e| AppError::Io("stdout".into(), e))?;
+        out.flush().map_err(|e| AppError::Io("stdout".into(), e))?;
+    }
+    if config.open {
+        if let Err(e) = launch::open_window(&config.home, &running.url) {
+            eprintln!("warning: {e}; open the URL above in a browser");
+        }
+    }
+    shutdown_signal().await;
+    running.stop();
+    Ok(())
+}
+
+/// The profile directory, created owner-only if missing (an unenrolled window enrolls
+/// into it).
+fn create_home(home: &std::path::Path) -> Result<(), AppError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !home.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(home)
+            .map_err(|e| AppError::Io(home.display().to_string(), e))?;
+    }
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

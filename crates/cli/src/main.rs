@@ -309,6 +309,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Open the messenger in a window of its own, served by this device on loopback.
+    #[command(after_help = "Example: vellum app\n         vellum app --no-open --listen 127.0.0.1:8470")]
+    App {
+        /// Where to serve the window: a loopback address only.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Do not open a browser; print the window's URL only (its first line on stdout).
+        #[arg(long)]
+        no_open: bool,
+    },
     /// A self-contained walkthrough: server, three users, a group chat, a removal.
     #[command(after_help = "Example: vellum demo")]
     Demo,
@@ -1097,6 +1107,14 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Watch { json } => {
             let mut client = Client::open(&home(&cli.home)?)?;
             watch(&mut client, Output::new(json)).await?;
+        }
+        Command::App { listen, no_open } => {
+            vellum_app::run(vellum_app::AppConfig {
+                home: home(&cli.home)?,
+                listen,
+                open: !no_open,
+            })
+            .await?;
         }
         Command::Demo => demo::run().await?,
         Command::Archiver {

@@ -1,11 +1,13 @@
 //! The JSON API the page calls. Every route is behind `security::guard`.
 
+mod chat_list;
 mod chats;
 mod devices;
 mod directory;
 mod enroll;
 pub mod files;
 mod input;
+mod messages;
 mod policy;
 mod safety;
 mod session;
@@ -19,8 +21,19 @@ use crate::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/session", get(session::show))
+        // The chat list and a conversation's messages (issue 12, core).
+        .route("/events", get(crate::events::serve))
+        .route("/chats", get(chat_list::list).post(chats::create))
+        .route(
+            "/chats/{id}/messages",
+            get(messages::page).post(messages::send),
+        )
+        .route("/chats/{id}/messages/{mid}/edit", post(messages::edit))
+        .route("/chats/{id}/messages/{mid}/react", post(messages::react))
+        .route("/chats/{id}/messages/{mid}/delete", post(messages::delete))
+        .route("/chats/{id}/messages/{mid}/reveal", post(messages::reveal))
+        .route("/chats/{id}/read", post(messages::read))
         .route("/enroll", post(enroll::enroll))
-        .route("/chats", post(chats::create))
         .route("/chats/{id}", get(chats::show))
         .route("/chats/{id}/settings", post(chats::settings))
         .route("/chats/{id}/members", post(chats::members))

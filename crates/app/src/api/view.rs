@@ -182,3 +182,71 @@ fn event_kind(event: &vellum_client::ChatEvent) -> String {
         .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
         .unwrap_or_else(|| "notice".to_owned())
 }
+
+/// How long a chat list preview is, in characters.
+pub const PREVIEW_CHARS: usize = 80;
+
+/// The chat list's line for one chat. `unread` is the device's unread counts by chat
+/// (one query for the whole list).
+pub fn chat_summary(
+    client: &Client,
+    chat: &vellum_client::ChatRow,
+    unread: &std::collections::HashMap<String, u64>,
+) -> Result<ChatSummary, Error> {
+    let id = &chat.group_id;
+    // A chat this device was removed from has no group state left: no class, timers or
+    // roster to read, only its history.
+    let (class, policy, members) = if chat.removed {
+        ("transitory", vellum_mls::ChatPolicy::default(), 0)
+    } else {
+        let class = client.chat_class(id)?.as_str();
+        let mut users: Vec<String> = client.members(id)?.into_iter().map(|m| m.user).collect();
+        users.sort();
+        users.dedup();
+        (class, client.chat_policy(id)?, users.len())
+    };
+    let last = client.store().last_message(id)?.map(|m| last_message(client, &m));
+    Ok(ChatSummary {
+        id: id.clone(),
+        title: chat.title.clone().unwrap_or_else(|| id.chars().take(12).collect()),
+        class,
+        unread: unread.get(id).copied().unwrap_or(0),
+        last,
+        expire_secs: policy.expire_secs,
+        burn_secs: policy.burn_secs,
+        held: chat.held,
+        removed: chat.removed,
+        members,
+    })
+}
+
+/// A chat's newest row as the list shows it: never the text of a sealed message.
+fn last_message(client: &Client, row: &MessageRow) -> LastMessage {
+    let sealed = row.kind == MessageKind::Text
+        && row.burn_secs.is_some()
+        && row.read_at.is_none()
+        && row.sender_user != client.user();
+    let (kind, preview) = match (&row.kind, &row.event) {
+        (MessageKind::Event, Some(event)) => ("event", Some(event.text())),
+        (MessageKind::Event, None) => ("event", None),
+        _ => ("text", (!sealed).then(|| row.text.chars().take(PREVIEW_CHARS).collect())),
+    };
+    LastMessage {
+        sender: row.sender_user.clone(),
+        preview,
+        at: row.received_at.max(row.sent_at),
+        kind,
+    }
+}
+
+/// Every chat, latest activity first (a chat with no message yet last).
+pub fn chat_list(client: &Client) -> Result<Vec<ChatSummary>, Error> {
+    let unread = client.unread_counts()?;
+    let mut chats = client
+        .chats()?
+        .iter()
+        .map(|chat| chat_summary(client, chat, &unread))
+        .collect::<Result<Vec<_>, _>>()?;
+    chats.sort_by_key(|c| std::cmp::Reverse(c.last.as_ref().map_or(i64::MIN, |l| l.at)));
+    Ok(chats)
+}

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod app;
 mod app_browser;
 mod binding;
 mod chat;

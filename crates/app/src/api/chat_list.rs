@@ -1,0 +1,27 @@
+//! `GET /api/chats`: the chat list, latest activity first.
+
+use axum::extract::State;
+use serde::Serialize;
+use vellum_client::Client;
+use vellum_http::{ApiError, Json};
+
+use crate::api::view::{self, ChatSummary};
+use crate::device::Device;
+use crate::AppState;
+
+#[derive(Debug, Serialize)]
+pub struct ChatList {
+    pub chats: Vec<ChatSummary>,
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<ChatList>, ApiError> {
+    let chats = state
+        .device
+        .run(async |device: &mut Device| {
+            device
+                .with_client(async |client: &mut Client| view::chat_list(client))
+                .await
+        })
+        .await?;
+    Ok(Json(ChatList { chats }))
+}

@@ -1,0 +1,462 @@
+//! Issue 12: `vellum app`, two windows (alice's and bob's) over a real server, driven
+//! through their HTTP API and event streams as the page drives them.
+
+use std::io::{BufRead, BufReader};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+/// A running `vellum app --no-open` with the session its launch URL opened.
+struct Window {
+    child: Child,
+    base: String,
+    cookie: String,
+    csrf: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The event stream of a window, read as the page reads it.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Window {
+    async fn open(device: &Device) -> Window {
+        let mut child = spawn_piped(device.cmd().args(["app", "--no-open"]));
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut url = String::new();
+        stdout.read_line(&mut url).unwrap();
+        let url = url.trim().to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "first line: {url:?}");
+        let base = url.split("/open").next().unwrap().to_owned();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let opened = http.get(&url).send().await.unwrap();
+        assert_eq!(opened.status(), 303);
+        let cookie = opened.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        // The URL in the process listing is worthless once used.
+        assert_eq!(http.get(&url).send().await.unwrap().status(), 403);
+        let mut window = Window {
+            child,
+            base,
+            cookie,
+            csrf: String::new(),
+            http,
+        };
+        let session = window.get("/api/session").await;
+        assert_eq!(session["state"], "enrolled");
+        window.csrf = session["csrf"].as_str().unwrap().to_owned();
+        window
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("x-vellum-csrf", &self.csrf);
+        if let Some(body) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = req.send().await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, value) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {value}");
+        value
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn events(&self) -> Events {
+        let response = self
+            .http
+            .get(format!("{}/api/events", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        Events {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The chat's id in this window's chat list, waiting for it to arrive.
+    async fn chat_id(&self, title: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let chats = self.get("/api/chats").await;
+            if let Some(chat) = chats["chats"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["title"] == title)
+            {
+                return chat["id"].as_str().unwrap().to_owned();
+            }
+            assert!(Instant::now() < deadline, "no chat {title}: {chats}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn summary(&self, chat: &str) -> Value {
+        let chats = self.get("/api/chats").await;
+        chats["chats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == chat)
+            .cloned()
+            .unwrap()
+    }
+
+    /// Every message of the chat, page by page.
+    async fn all_messages(&self, chat: &str, limit: usize) -> (Vec<Value>, usize) {
+        let mut pages = Vec::new();
+        let mut before = String::new();
+        loop {
+            let page = self
+                .get(&format!(
+                    "/api/chats/{chat}/messages?limit={limit}&before={before}"
+                ))
+                .await;
+            let messages = page["messages"].as_array().unwrap().clone();
+            assert!(messages.len() <= limit);
+            pages.push(messages);
+            match page["before"].as_str() {
+                Some(cursor) => before = cursor.to_owned(),
+                None => break,
+            }
+        }
+        let count = pages.len();
+        (pages.into_iter().rev().flatten().collect(), count)
+    }
+}
+
+impl Events {
+    /// The next event `want` accepts, within the deadline.
+    async fn wait(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                for line in frame.lines() {
+                    if let Some(data) = line.strip_prefix("data: ") {
+                        let event: Value = serde_json::from_str(data).unwrap();
+                        if want(&event) {
+                            return event;
+                        }
+                    }
+                }
+            }
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_else(|| panic!("no event: {what}"));
+            match tokio::time::timeout(left, self.response.chunk()).await {
+                Ok(Ok(Some(chunk))) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                Ok(other) => panic!("the event stream ended waiting for {what}: {other:?}"),
+                Err(_) => panic!("no event: {what}"),
+            }
+        }
+    }
+}
+
+fn is_message(event: &Value, text: &str) -> bool {
+    event["type"] == "message" && event["message"]["text"] == text
+}
+
+#[test]
+fn issue_12_a_message_round_trip_through_two_windows() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "ops", "--with", "bob"]);
+    runtime().block_on(async {
+        let a = Window::open(&alice).await;
+        let b = Window::open(&bob).await;
+        let chat = a.chat_id("ops").await;
+        assert_eq!(b.chat_id("ops").await, chat);
+        let mut a_events = a.events().await;
+        let mut b_events = b.events().await;
+
+        // Empty and oversized messages are refused before anything is sent.
+        let (status, _) = a
+            .post(&format!("/api/chats/{chat}/messages"), json!({"text": "  "}))
+            .await;
+        assert_eq!(status, 400);
+        let (status, _) = a
+            .post(
+                &format!("/api/chats/{chat}/messages"),
+                json!({"text": "x".repeat(16 * 1024 + 1)}),
+            )
+            .await;
+        assert_eq!(status, 413);
+
+        let text = marker("hello bob");
+        let (status, sent) = a
+            .post(
+                &format!("/api/chats/{chat}/messages"),
+                json!({"text": format!("{text} @bob")}),
+            )
+            .await;
+        assert_eq!(status, 201, "{sent}");
+        assert_eq!(sent["mine"], true);
+        assert_eq!(sent["mentions"], json!(["bob"]));
+        assert!(sent["seq"].is_u64(), "accepted by the server: {sent}");
+        let id = sent["id"].as_str().unwrap().to_owned();
+
+        // Bob's window hears of it by itself (wake-up → sync → event).
+        let event = b_events
+            .wait("bob gets the message", |e| {
+                e["type"] == "message" && e["message"]["id"] == id.as_str()
+            })
+            .await;
+        assert_eq!(event["chat"], chat.as_str());
+        assert_eq!(event["message"]["text"], format!("{text} @bob"));
+        assert_eq!(event["message"]["mine"], false);
+        assert_eq!(event["message"]["sender"], "alice");
+
+        let summary = b.summary(&chat).await;
+        assert_eq!(summary["unread"], 1, "{summary}");
+        assert_eq!(summary["last"]["sender"], "alice");
+        assert_eq!(summary["last"]["kind"], "text");
+        assert!(summary["last"]["preview"]
+            .as_str()
+            .unwrap()
+            .starts_with(&text));
+        assert_eq!(summary["class"], "transitory");
+        assert_eq!(summary["members"], 2);
+
+        let (messages, _) = b.all_messages(&chat, 50).await;
+        let shown = messages.iter().find(|m| m["id"] == id.as_str()).unwrap();
+        assert_eq!(shown["text"], format!("{text} @bob"));
+        let (status, _) = b
+            .post(&format!("/api/chats/{chat}/read"), json!({"ids": [id]}))
+            .await;
+        assert_eq!(status, 204);
+        assert_eq!(b.summary(&chat).await["unread"], 0);
+
+        // A reply and a reaction from bob reach alice as changes of her message.
+        let reply = marker("reply");
+        let (status, replied) = b
+            .post(
+                &format!("/api/chats/{chat}/messages"),
+                json!({"text": reply, "reply_to": id}),
+            )
+            .await;
+        assert_eq!(status, 201, "{replied}");
+        assert_eq!(replied["reply_to"]["id"], id.as_str());
+        a_events
+            .wait("alice gets the reply", |e| is_message(e, &reply))
+            .await;
+        let (status, reacted) = b
+            .post(
+                &format!("/api/chats/{chat}/messages/{id}/react"),
+                json!({"emoji": "👍"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{reacted}");
+        assert_eq!(reacted["reactions"], json!([{"emoji": "👍", "count": 1, "mine": true}]));
+        a_events
+            .wait("alice sees the reaction", |e| {
+                e["type"] == "message"
+                    && e["message"]["id"] == id.as_str()
+                    && e["message"]["reactions"] == json!([{"emoji": "👍", "count": 1, "mine": false}])
+            })
+            .await;
+
+        // Alice edits; bob's page replaces the text.
+        let edited = marker("edited");
+        let (status, answer) = a
+            .post(
+                &format!("/api/chats/{chat}/messages/{id}/edit"),
+                json!({"text": edited}),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer["edited_at"].is_i64());
+        b_events
+            .wait("bob sees the edit", |e| {
+                e["type"] == "message" && e["message"]["id"] == id.as_str() && e["message"]["text"] == edited.as_str()
+            })
+            .await;
+
+        // Bob may not delete alice's message; alice may, and it leaves bob's page.
+        let (status, _) = b
+            .post(&format!("/api/chats/{chat}/messages/{id}/delete"), json!({}))
+            .await;
+        assert_eq!(status, 403);
+        let (status, _) = a
+            .post(&format!("/api/chats/{chat}/messages/{id}/delete"), json!({}))
+            .await;
+        assert_eq!(status, 204);
+        let gone = b_events
+            .wait("bob's page drops the deleted message", |e| {
+                e["type"] == "gone" && e["id"] == id.as_str()
+            })
+            .await;
+        assert_eq!(gone["reason"], "deleted");
+        let (messages, _) = b.all_messages(&chat, 50).await;
+        assert!(messages.iter().all(|m| m["id"] != id.as_str()));
+    });
+}
+
+#[test]
+fn issue_12_history_pages_and_burn_on_read_and_expiry() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "long", "--with", "bob"]);
+    runtime().block_on(async {
+        let a = Window::open(&alice).await;
+        let b = Window::open(&bob).await;
+        let chat = a.chat_id("long").await;
+        b.chat_id("long").await;
+        let mut b_events = b.events().await;
+
+        // Paging: every message once, in order, the newest page first.
+        let mut sent = Vec::new();
+        for i in 0..60 {
+            let (status, m) = a
+                .post(
+                    &format!("/api/chats/{chat}/messages"),
+                    json!({"text": format!("message {i}")}),
+                )
+                .await;
+            assert_eq!(status, 201, "{m}");
+            sent.push(m["id"].as_str().unwrap().to_owned());
+        }
+        b_events
+            .wait("the last one arrives", |e| is_message(e, "message 59"))
+            .await;
+        for window in [&a, &b] {
+            let (messages, pages) = window.all_messages(&chat, 25).await;
+            let ids: Vec<&str> = messages
+                .iter()
+                .filter(|m| m["kind"] == "text")
+                .map(|m| m["id"].as_str().unwrap())
+                .collect();
+            assert_eq!(ids, sent.iter().map(String::as_str).collect::<Vec<_>>());
+            assert!(pages >= 3, "{pages}");
+        }
+        let first = b.get(&format!("/api/chats/{chat}/messages?limit=10")).await;
+        assert_eq!(first["messages"].as_array().unwrap().len(), 10);
+        assert_eq!(first["messages"][9]["text"], "message 59");
+        for bad in ["limit=0", "limit=201", "before=nonsense"] {
+            let (status, _) = b
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/chats/{chat}/messages?{bad}"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 400, "{bad}");
+        }
+
+        // Burn-on-read: sealed on bob's page (and in his chat list) until revealed; being
+        // displayed does not open it; revealing starts its timer.
+        let secret = marker("burn");
+        let (status, m) = a
+            .post(
+                &format!("/api/chats/{chat}/messages"),
+                json!({"text": secret, "burn_secs": 30}),
+            )
+            .await;
+        assert_eq!(status, 201, "{m}");
+        let burn_id = m["id"].as_str().unwrap().to_owned();
+        let event = b_events
+            .wait("the sealed message arrives", |e| {
+                e["type"] == "message" && e["message"]["id"] == burn_id.as_str()
+            })
+            .await;
+        assert_eq!(event["message"]["sealed"], true);
+        assert_eq!(event["message"]["text"], Value::Null);
+        assert_eq!(b.summary(&chat).await["last"]["preview"], Value::Null);
+        let (status, _) = b
+            .post(&format!("/api/chats/{chat}/read"), json!({"ids": [burn_id]}))
+            .await;
+        assert_eq!(status, 204);
+        let page = b.get(&format!("/api/chats/{chat}/messages?limit=1")).await;
+        assert_eq!(page["messages"][0]["id"], burn_id.as_str());
+        assert_eq!(page["messages"][0]["sealed"], true);
+        assert_eq!(page["messages"][0]["text"], Value::Null);
+        assert_eq!(page["messages"][0]["burn_at"], Value::Null);
+        let (status, revealed) = b
+            .post(
+                &format!("/api/chats/{chat}/messages/{burn_id}/reveal"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{revealed}");
+        assert_eq!(revealed["text"], secret.as_str());
+        assert_eq!(revealed["sealed"], false);
+        let burn_at = revealed["burn_at"].as_i64().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!((now + 20_000..=now + 31_000).contains(&burn_at), "{burn_at} vs {now}");
+
+        // Expiry: both pages are told the moment the shredder takes it.
+        let mut a_events = a.events().await;
+        let short = marker("expiring");
+        let (status, m) = a
+            .post(
+                &format!("/api/chats/{chat}/messages"),
+                json!({"text": short, "expire_secs": 2}),
+            )
+            .await;
+        assert_eq!(status, 201, "{m}");
+        let id = m["id"].as_str().unwrap().to_owned();
+        assert!(m["expires_at"].is_i64());
+        for events in [&mut a_events, &mut b_events] {
+            let gone = events
+                .wait("the expired message leaves the page", |e| {
+                    e["type"] == "gone" && e["id"] == id.as_str()
+                })
+                .await;
+            assert_eq!(gone["reason"], "expired");
+            assert_eq!(gone["chat"], chat.as_str());
+        }
+        for window in [&a, &b] {
+            let page = window.get(&format!("/api/chats/{chat}/messages?limit=5")).await;
+            assert!(page["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["id"] != id.as_str()));
+        }
+    });
+}
