@@ -5,6 +5,7 @@ mod harness;
 
 mod app;
 mod app_browser;
+mod app_rest;
 mod binding;
 mod chat;
 mod console;
