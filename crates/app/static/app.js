@@ -1526,7 +1526,18 @@
     sending = true;
     els.sendBtn.disabled = true;
     try {
-      const m = await api('POST', `/api/chats/${enc(chat)}/messages`, body);
+      let m;
+      if (uploads.length) {
+        // The files' own endpoint; the general one where a backend has only that.
+        try {
+          m = await api('POST', `/api/chats/${enc(chat)}/files-message`, body);
+        } catch (err) {
+          if (err.status !== 404 && err.status !== 405) throw err;
+          m = await api('POST', `/api/chats/${enc(chat)}/messages`, body);
+        }
+      } else {
+        m = await api('POST', `/api/chats/${enc(chat)}/messages`, body);
+      }
       if (chat === S.current) {
         els.compose.value = '';
         S.reply = null;
