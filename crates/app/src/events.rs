@@ -22,10 +22,7 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub enum AppEvent {
     /// A message is new or changed (edit, reaction, delivered, archived): the page inserts
     /// or replaces it by id.
-    Message {
-        chat: String,
-        message: Box<Message>,
-    },
+    Message { chat: String, message: Box<Message> },
     /// A message left this device (expired, burned, deleted): the page drops it at once.
     Gone {
         chat: String,
@@ -67,9 +64,7 @@ async fn next_frame(events: &mut broadcast::Receiver<AppEvent>) -> Option<AppEve
     }
 }
 
-fn stream(
-    events: broadcast::Receiver<AppEvent>,
-) -> impl Stream<Item = Result<Event, Infallible>> {
+fn stream(events: broadcast::Receiver<AppEvent>) -> impl Stream<Item = Result<Event, Infallible>> {
     futures_util::stream::unfold(events, |mut events| async move {
         let event = next_frame(&mut events).await?;
         Some((Ok(event.frame()), events))
@@ -77,7 +72,9 @@ fn stream(
 }
 
 /// `GET /api/events`: the live stream.
-pub async fn serve(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn serve(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     Sse::new(stream(state.events.subscribe())).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
@@ -117,8 +114,14 @@ mod tests {
                 })
                 .unwrap();
         }
-        assert!(matches!(next_frame(&mut receiver).await, Some(AppEvent::Chats)));
-        assert!(matches!(next_frame(&mut receiver).await, Some(AppEvent::Chat { .. })));
+        assert!(matches!(
+            next_frame(&mut receiver).await,
+            Some(AppEvent::Chats)
+        ));
+        assert!(matches!(
+            next_frame(&mut receiver).await,
+            Some(AppEvent::Chat { .. })
+        ));
         drop(sender);
         receiver.recv().await.ok();
         assert!(next_frame(&mut receiver).await.is_none());

@@ -189,7 +189,11 @@ mod tests {
             .iter()
             .find(|a| a.starts_with("--disable-features="))
             .unwrap();
-        for feature in ["Translate", "SpellcheckService", "AutofillServerCommunication"] {
+        for feature in [
+            "Translate",
+            "SpellcheckService",
+            "AutofillServerCommunication",
+        ] {
             assert!(features.contains(feature), "{feature}");
         }
     }

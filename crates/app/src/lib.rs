@@ -148,8 +148,8 @@ pub async fn start(config: &AppConfig) -> Result<Running, AppError> {
     // The Host the page uses is the URL's: `127.0.0.1:PORT` (or `[::1]:PORT`).
     let (security, secret) = Security::new(&local.to_string(), security::LAUNCH_TTL);
     let url = security.launch_url(&secret);
-    let device = DeviceHandle::spawn(device)
-        .map_err(|e| AppError::Io("the device thread".into(), e))?;
+    let device =
+        DeviceHandle::spawn(device).map_err(|e| AppError::Io("the device thread".into(), e))?;
     let (events, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
     let state = AppState {
         device,

@@ -120,8 +120,7 @@ async fn wakeups(state: AppState) {
                     }
                     // Wake-ups that queued up meanwhile are all answered by one sync.
                     let mut closed = false;
-                    while let Some(queued) = futures_util::FutureExt::now_or_never(socket.next())
-                    {
+                    while let Some(queued) = futures_util::FutureExt::now_or_never(socket.next()) {
                         match queued {
                             Some(Ok(f)) if !f.is_close() => {}
                             _ => {
@@ -217,7 +216,11 @@ async fn sync_events(client: &mut Client) -> Result<Vec<AppEvent>, ApiError> {
             changed_chats.push(row.group_id.clone());
         }
     }
-    events.extend(changed_chats.into_iter().map(|chat| AppEvent::Chat { chat }));
+    events.extend(
+        changed_chats
+            .into_iter()
+            .map(|chat| AppEvent::Chat { chat }),
+    );
     if !rows.is_empty() || !deleted.is_empty() {
         events.push(AppEvent::Chats);
     }

@@ -40,19 +40,36 @@ async fn send(state: &AppState, req: Request<Body>) -> Response<Body> {
 }
 
 async fn body(response: Response<Body>) -> String {
-    String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
 }
 
 /// Opens the window with the launch secret: the session cookie header and the CSRF token.
 async fn session(state: &AppState, secret: &str) -> (String, String) {
     let opened = send(
         state,
-        get(&format!("/open?secret={secret}")).body(Body::empty()).unwrap(),
+        get(&format!("/open?secret={secret}"))
+            .body(Body::empty())
+            .unwrap(),
     )
     .await;
     assert_eq!(opened.status(), StatusCode::SEE_OTHER);
-    let set = opened.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    let set = opened.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
     let cookie = set.split(';').next().unwrap().to_owned();
     let answer = send(
         state,
@@ -86,7 +103,10 @@ async fn issue_12_without_the_cookie_the_api_is_401_and_the_page_has_no_content(
     let forged = send(
         &state,
         get("/api/session")
-            .header(header::COOKIE, format!("vellum_app_4711={}", "a".repeat(64)))
+            .header(
+                header::COOKIE,
+                format!("vellum_app_4711={}", "a".repeat(64)),
+            )
             .body(Body::empty())
             .unwrap(),
     )
@@ -177,7 +197,10 @@ async fn issue_12_changes_need_the_sessions_csrf_token() {
         }
         req.body(Body::from("{\"text\":\"hello\"}")).unwrap()
     };
-    assert_eq!(send(&state, post(None)).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&state, post(None)).await.status(),
+        StatusCode::FORBIDDEN
+    );
     let wrong = "0".repeat(csrf.len());
     assert_eq!(
         send(&state, post(Some(&wrong))).await.status(),
@@ -203,7 +226,9 @@ async fn issue_12_the_launch_secret_works_once() {
     session(&state, &secret).await;
     let again = send(
         &state,
-        get(&format!("/open?secret={secret}")).body(Body::empty()).unwrap(),
+        get(&format!("/open?secret={secret}"))
+            .body(Body::empty())
+            .unwrap(),
     )
     .await;
     assert_eq!(again.status(), StatusCode::FORBIDDEN);
@@ -220,7 +245,9 @@ async fn issue_12_the_launch_secret_expires() {
     }
     let late = send(
         &state,
-        get(&format!("/open?secret={secret}")).body(Body::empty()).unwrap(),
+        get(&format!("/open?secret={secret}"))
+            .body(Body::empty())
+            .unwrap(),
     )
     .await;
     assert_eq!(late.status(), StatusCode::FORBIDDEN);
@@ -233,7 +260,10 @@ async fn issue_12_the_session_gets_the_page_and_the_event_stream() {
     let (cookie, _) = session(&state, &secret).await;
     let page = send(
         &state,
-        get("/").header(header::COOKIE, &cookie).body(Body::empty()).unwrap(),
+        get("/")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap(),
     )
     .await;
     assert_eq!(page.status(), StatusCode::OK);

@@ -310,7 +310,9 @@ enum Command {
         json: bool,
     },
     /// Open the messenger in a window of its own, served by this device on loopback.
-    #[command(after_help = "Example: vellum app\n         vellum app --no-open --listen 127.0.0.1:8470")]
+    #[command(
+        after_help = "Example: vellum app\n         vellum app --no-open --listen 127.0.0.1:8470"
+    )]
     App {
         /// Where to serve the window: a loopback address only.
         #[arg(long, default_value = "127.0.0.1:0")]

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 pub const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// How long the `wait_*` helpers wait before failing.
-pub const WAIT: Duration = Duration::from_secs(20);
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// Polls `done` until it holds; panics naming `what` after `within`.
 pub fn wait_until_within(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
@@ -273,12 +273,20 @@ impl Browser<'_> {
 
     /// The element `css`, waiting for it to appear (a page loading after a click).
     pub fn element(&self, css: &str) -> String {
-        let mut found = None;
-        wait_until(&format!("element {css}"), || {
-            found = self.find(css);
-            found.is_some()
-        });
-        found.unwrap_or_default()
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(found) = self.find(css) {
+                return found;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for element {css} at {}; the page: {:?}",
+                    self.url(),
+                    self.page_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 
     pub fn has(&self, css: &str) -> bool {

@@ -269,10 +269,12 @@ pub async fn reveal(
         .device
         .run(async move |device: &mut Device| {
             device
-                .with_client(async |client: &mut Client| match client.reveal(&chat, &id)? {
-                    Some(row) => view::message(client, &row).map(Some),
-                    None => Ok(None),
-                })
+                .with_client(
+                    async |client: &mut Client| match client.reveal(&chat, &id)? {
+                        Some(row) => view::message(client, &row).map(Some),
+                        None => Ok(None),
+                    },
+                )
                 .await
         })
         .await?

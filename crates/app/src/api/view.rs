@@ -205,10 +205,16 @@ pub fn chat_summary(
         users.dedup();
         (class, client.chat_policy(id)?, users.len())
     };
-    let last = client.store().last_message(id)?.map(|m| last_message(client, &m));
+    let last = client
+        .store()
+        .last_message(id)?
+        .map(|m| last_message(client, &m));
     Ok(ChatSummary {
         id: id.clone(),
-        title: chat.title.clone().unwrap_or_else(|| id.chars().take(12).collect()),
+        title: chat
+            .title
+            .clone()
+            .unwrap_or_else(|| id.chars().take(12).collect()),
         class,
         unread: unread.get(id).copied().unwrap_or(0),
         last,
@@ -229,7 +235,10 @@ fn last_message(client: &Client, row: &MessageRow) -> LastMessage {
     let (kind, preview) = match (&row.kind, &row.event) {
         (MessageKind::Event, Some(event)) => ("event", Some(event.text())),
         (MessageKind::Event, None) => ("event", None),
-        _ => ("text", (!sealed).then(|| row.text.chars().take(PREVIEW_CHARS).collect())),
+        _ => (
+            "text",
+            (!sealed).then(|| row.text.chars().take(PREVIEW_CHARS).collect()),
+        ),
     };
     LastMessage {
         sender: row.sender_user.clone(),

@@ -212,7 +212,10 @@ fn issue_12_a_message_round_trip_through_two_windows() {
 
         // Empty and oversized messages are refused before anything is sent.
         let (status, _) = a
-            .post(&format!("/api/chats/{chat}/messages"), json!({"text": "  "}))
+            .post(
+                &format!("/api/chats/{chat}/messages"),
+                json!({"text": "  "}),
+            )
             .await;
         assert_eq!(status, 400);
         let (status, _) = a
@@ -287,12 +290,16 @@ fn issue_12_a_message_round_trip_through_two_windows() {
             )
             .await;
         assert_eq!(status, 200, "{reacted}");
-        assert_eq!(reacted["reactions"], json!([{"emoji": "👍", "count": 1, "mine": true}]));
+        assert_eq!(
+            reacted["reactions"],
+            json!([{"emoji": "👍", "count": 1, "mine": true}])
+        );
         a_events
             .wait("alice sees the reaction", |e| {
                 e["type"] == "message"
                     && e["message"]["id"] == id.as_str()
-                    && e["message"]["reactions"] == json!([{"emoji": "👍", "count": 1, "mine": false}])
+                    && e["message"]["reactions"]
+                        == json!([{"emoji": "👍", "count": 1, "mine": false}])
             })
             .await;
 
@@ -308,17 +315,25 @@ fn issue_12_a_message_round_trip_through_two_windows() {
         assert!(answer["edited_at"].is_i64());
         b_events
             .wait("bob sees the edit", |e| {
-                e["type"] == "message" && e["message"]["id"] == id.as_str() && e["message"]["text"] == edited.as_str()
+                e["type"] == "message"
+                    && e["message"]["id"] == id.as_str()
+                    && e["message"]["text"] == edited.as_str()
             })
             .await;
 
         // Bob may not delete alice's message; alice may, and it leaves bob's page.
         let (status, _) = b
-            .post(&format!("/api/chats/{chat}/messages/{id}/delete"), json!({}))
+            .post(
+                &format!("/api/chats/{chat}/messages/{id}/delete"),
+                json!({}),
+            )
             .await;
         assert_eq!(status, 403);
         let (status, _) = a
-            .post(&format!("/api/chats/{chat}/messages/{id}/delete"), json!({}))
+            .post(
+                &format!("/api/chats/{chat}/messages/{id}/delete"),
+                json!({}),
+            )
             .await;
         assert_eq!(status, 204);
         let gone = b_events
@@ -405,7 +420,10 @@ fn issue_12_history_pages_and_burn_on_read_and_expiry() {
         assert_eq!(event["message"]["text"], Value::Null);
         assert_eq!(b.summary(&chat).await["last"]["preview"], Value::Null);
         let (status, _) = b
-            .post(&format!("/api/chats/{chat}/read"), json!({"ids": [burn_id]}))
+            .post(
+                &format!("/api/chats/{chat}/read"),
+                json!({"ids": [burn_id]}),
+            )
             .await;
         assert_eq!(status, 204);
         let page = b.get(&format!("/api/chats/{chat}/messages?limit=1")).await;
@@ -427,7 +445,10 @@ fn issue_12_history_pages_and_burn_on_read_and_expiry() {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as i64;
-        assert!((now + 20_000..=now + 31_000).contains(&burn_at), "{burn_at} vs {now}");
+        assert!(
+            (now + 20_000..=now + 31_000).contains(&burn_at),
+            "{burn_at} vs {now}"
+        );
 
         // Expiry: both pages are told the moment the shredder takes it.
         let mut a_events = a.events().await;
@@ -451,7 +472,9 @@ fn issue_12_history_pages_and_burn_on_read_and_expiry() {
             assert_eq!(gone["chat"], chat.as_str());
         }
         for window in [&a, &b] {
-            let page = window.get(&format!("/api/chats/{chat}/messages?limit=5")).await;
+            let page = window
+                .get(&format!("/api/chats/{chat}/messages?limit=5"))
+                .await;
             assert!(page["messages"]
                 .as_array()
                 .unwrap()
