@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
-use vellum_client::{Client, MessageKind, SHRED_TICK};
+use vellum_client::{ChatEvent, Client, MessageKind, Shredded, SHRED_TICK};
 use vellum_http::ApiError;
 
 use crate::api::view;
@@ -46,22 +46,25 @@ async fn shredder(state: AppState) {
             })
             .await;
         match shredded {
-            Ok(shredded) => {
-                for s in &shredded {
-                    let _ = state.events.send(AppEvent::Gone {
-                        chat: s.group_id.clone(),
-                        id: s.id.clone(),
-                        reason: s.reason.as_str(),
-                    });
-                }
-                if !shredded.is_empty() {
-                    let _ = state.events.send(AppEvent::Chats);
-                }
-            }
+            Ok(shredded) => announce_shredded(&state, &shredded),
             // The device thread stopped: the window is closing.
             Err(e) if e.code == "stopped" => return,
             Err(e) => tracing::warn!(code = e.code, "shredder run failed"),
         }
+    }
+}
+
+/// Tells every view that these messages left the device.
+pub fn announce_shredded(state: &AppState, shredded: &[Shredded]) {
+    for s in shredded {
+        let _ = state.events.send(AppEvent::Gone {
+            chat: s.group_id.clone(),
+            id: s.id.clone(),
+            reason: s.reason.as_str(),
+        });
+    }
+    if !shredded.is_empty() {
+        let _ = state.events.send(AppEvent::Chats);
     }
 }
 
@@ -137,6 +140,9 @@ async fn wakeups(state: AppState) {
                 set_online(&mut online, false);
             }
             Err(e) => {
+                // Said again on every attempt, not only on the change: a page opened while
+                // offline learns it within one backoff.
+                online = None;
                 set_online(&mut online, false);
                 tracing::warn!(error = %e, "delivery server unreachable; retrying");
                 // A refused socket (a revoked device, say) is judged by a plain sync.
@@ -221,6 +227,22 @@ async fn sync_events(client: &mut Client) -> Result<Vec<AppEvent>, ApiError> {
             .into_iter()
             .map(|chat| AppEvent::Chat { chat }),
     );
+    // A device came, went or was revoked: the devices screen reloads.
+    let devices_changed = rows.iter().any(|row| {
+        matches!(
+            row.event,
+            Some(
+                ChatEvent::DeviceAdded { .. }
+                    | ChatEvent::DeviceRemoved { .. }
+                    | ChatEvent::DeviceRevoked { .. }
+                    | ChatEvent::IdentityReset { .. }
+                    | ChatEvent::UnvouchedDeviceRemoved { .. }
+            )
+        )
+    });
+    if devices_changed {
+        events.push(AppEvent::Devices);
+    }
     if !rows.is_empty() || !deleted.is_empty() {
         events.push(AppEvent::Chats);
     }

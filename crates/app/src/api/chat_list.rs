@@ -19,9 +19,16 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ChatList>, ApiEr
         .device
         .run(async |device: &mut Device| {
             device
-                .with_client(async |client: &mut Client| view::chat_list(client))
+                .with_client(async |client: &mut Client| {
+                    // What is due goes first, and as `gone` (the unread count would shred
+                    // it silently).
+                    let shredded = client.shred()?;
+                    Ok((view::chat_list(client)?, shredded))
+                })
                 .await
         })
         .await?;
+    let (chats, shredded) = chats;
+    crate::live::announce_shredded(&state, &shredded);
     Ok(Json(ChatList { chats }))
 }

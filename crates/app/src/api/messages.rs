@@ -60,19 +60,25 @@ pub async fn page(
         .run(async move |device: &mut Device| {
             device
                 .with_client(async |client: &mut Client| {
+                    // What is due goes first, and as `gone` to every view (the page's own
+                    // read would shred it silently).
+                    let shredded = client.shred()?;
                     let (rows, older) = client.history_page(&chat, before.as_ref(), limit)?;
                     let messages = rows
                         .iter()
                         .map(|row| view::message(client, row))
                         .collect::<Result<Vec<_>, _>>()?;
-                    Ok(Page {
+                    let page = Page {
                         messages,
                         before: older.map(|c| c.to_string()),
-                    })
+                    };
+                    Ok((page, shredded))
                 })
                 .await
         })
         .await?;
+    let (page, shredded) = page;
+    crate::live::announce_shredded(&state, &shredded);
     Ok(Json(page))
 }
 
@@ -269,16 +275,20 @@ pub async fn reveal(
         .device
         .run(async move |device: &mut Device| {
             device
-                .with_client(
-                    async |client: &mut Client| match client.reveal(&chat, &id)? {
-                        Some(row) => view::message(client, &row).map(Some),
-                        None => Ok(None),
-                    },
-                )
+                .with_client(async |client: &mut Client| {
+                    let shredded = client.shred()?;
+                    let message = match client.reveal(&chat, &id)? {
+                        Some(row) => Some(view::message(client, &row)?),
+                        None => None,
+                    };
+                    Ok((message, shredded))
+                })
                 .await
         })
-        .await?
-        .ok_or_else(|| ApiError::not_found("this message is gone"))?;
+        .await?;
+    let (message, shredded) = message;
+    crate::live::announce_shredded(&state, &shredded);
+    let message = message.ok_or_else(|| ApiError::not_found("this message is gone"))?;
     announce(&state, &message);
     Ok(Json(message))
 }

@@ -196,15 +196,16 @@ pub fn chat_summary(
     let id = &chat.group_id;
     // A chat this device was removed from has no group state left: no class, timers or
     // roster to read, only its history.
-    let (class, policy, members) = if chat.removed {
-        ("transitory", vellum_mls::ChatPolicy::default(), 0)
+    let state = if chat.removed {
+        None
     } else {
-        let class = client.chat_class(id)?.as_str();
-        let mut users: Vec<String> = client.members(id)?.into_iter().map(|m| m.user).collect();
-        users.sort();
-        users.dedup();
-        (class, client.chat_policy(id)?, users.len())
+        group_facts(client, id)
+            .inspect_err(|e| tracing::warn!(error = %e, "a chat's state could not be read"))
+            .ok()
     };
+    // One chat the device cannot read must not take the whole list away.
+    let (class, policy, members) =
+        state.unwrap_or(("transitory", vellum_mls::ChatPolicy::default(), 0));
     let last = client
         .store()
         .last_message(id)?
@@ -224,6 +225,18 @@ pub fn chat_summary(
         removed: chat.removed,
         members,
     })
+}
+
+/// A chat's class, timers and number of members, from its MLS group.
+fn group_facts(
+    client: &Client,
+    id: &str,
+) -> Result<(&'static str, vellum_mls::ChatPolicy, usize), Error> {
+    let class = client.chat_class(id)?.as_str();
+    let mut users: Vec<String> = client.members(id)?.into_iter().map(|m| m.user).collect();
+    users.sort();
+    users.dedup();
+    Ok((class, client.chat_policy(id)?, users.len()))
 }
 
 /// A chat's newest row as the list shows it: never the text of a sealed message.

@@ -483,3 +483,177 @@ fn issue_12_history_pages_and_burn_on_read_and_expiry() {
         }
     });
 }
+
+#[test]
+fn issue_12_app_refuses_other_than_loopback_and_serves_an_unenrolled_home() {
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path().join("fresh");
+    let line = run_fails(vellum().arg("--home").arg(&home).args([
+        "app",
+        "--no-open",
+        "--listen",
+        "0.0.0.0:0",
+    ]));
+    assert!(line.contains("loopback"), "{line}");
+    assert!(!home.exists(), "nothing is created for a refused address");
+
+    let mut child = KillOnDrop(spawn_piped(
+        vellum().arg("--home").arg(&home).args(["app", "--no-open"]),
+    ));
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut url = String::new();
+    stdout.read_line(&mut url).unwrap();
+    let url = url.trim().to_owned();
+    runtime().block_on(async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let base = url.split("/open").next().unwrap();
+        // Without the secret: nothing.
+        let page = http.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!(page.status(), 401);
+        assert!(!page.text().await.unwrap().contains("<script"));
+        let opened = http.get(&url).send().await.unwrap();
+        assert_eq!(opened.status(), 303);
+        let cookie = opened.headers()["set-cookie"].to_str().unwrap();
+        let cookie = cookie.split(';').next().unwrap().to_owned();
+        let session: Value = serde_json::from_slice(
+            &http
+                .get(format!("{base}/api/session"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(session["state"], "unenrolled");
+        let chats = http
+            .get(format!("{base}/api/chats"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(chats.status(), 409);
+    });
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&home).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+/// A child process that does not outlive a failed assertion.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Issue 12's benchmark: a chat of 10,000 messages opens (chat list, first page, an older
+/// page) well within 300 ms.
+#[test]
+fn issue_12_a_ten_thousand_message_chat_opens_fast() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let _bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "big", "--with", "bob"]);
+    {
+        // Stored as sync would store them, without 10,000 round trips.
+        let client = vellum_client::Client::open(&alice.home).unwrap();
+        let chat = client.chats().unwrap()[0].group_id.clone();
+        let store = client.store();
+        store.begin().unwrap();
+        for i in 0..10_000i64 {
+            store
+                .add_message(&vellum_client::MessageRow {
+                    group_id: chat.clone(),
+                    id: format!("bulk-{i}"),
+                    kind: vellum_client::MessageKind::Text,
+                    sender_user: "bob".into(),
+                    sender_device: "d".into(),
+                    sent_at: 1_000_000 + i,
+                    received_at: 1_000_000 + i,
+                    seq: Some(1_000 + i as u64),
+                    text: format!("bulk message {i}"),
+                    expires_at: None,
+                    burn_secs: None,
+                    read_at: None,
+                    burn_at: None,
+                    archived_leaf: None,
+                    salt: None,
+                    event: None,
+                    extra: Default::default(),
+                })
+                .unwrap();
+        }
+        store.commit().unwrap();
+    }
+    runtime().block_on(async {
+        let a = Window::open(&alice).await;
+        let chat = a.chat_id("big").await;
+        // The best of three: the machine running the tests is shared.
+        let (mut first_screen, mut older_page) = (Duration::MAX, Duration::MAX);
+        for _ in 0..3 {
+            let started = Instant::now();
+            let chats = a.get("/api/chats").await;
+            let page = a.get(&format!("/api/chats/{chat}/messages?limit=50")).await;
+            first_screen = first_screen.min(started.elapsed());
+            let before = page["before"].as_str().unwrap();
+            let started = Instant::now();
+            let older = a
+                .get(&format!(
+                    "/api/chats/{chat}/messages?limit=50&before={before}"
+                ))
+                .await;
+            older_page = older_page.min(started.elapsed());
+            assert_eq!(chats["chats"][0]["unread"], 10_000);
+            assert_eq!(page["messages"][49]["text"], "bulk message 9999");
+            assert_eq!(older["messages"][49]["text"], "bulk message 9949");
+        }
+        assert!(first_screen < Duration::from_millis(300), "{first_screen:?}");
+        assert!(older_page < Duration::from_millis(300), "{older_page:?}");
+        eprintln!(
+            "10,000-message chat: chat list + first page {first_screen:?}, an older page {older_page:?}"
+        );
+    });
+}
+
+/// The window follows its link to the delivery server: offline when it goes, online and
+/// caught up when it comes back (a message sent around the restart arrives).
+#[test]
+fn issue_12_the_window_reconnects_and_catches_up() {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "link", "--with", "bob"]);
+    let rt = runtime();
+    let b = rt.block_on(Window::open(&bob));
+    let mut events = rt.block_on(async {
+        b.chat_id("link").await;
+        b.events().await
+    });
+    server.kill();
+    rt.block_on(events.wait("offline", |e| {
+        e["type"] == "connection" && e["online"] == false
+    }));
+    server.restart();
+    let text = marker("while away");
+    alice.ok(&["send", "link", &text]);
+    rt.block_on(async {
+        events
+            .wait("online again", |e| {
+                e["type"] == "connection" && e["online"] == true
+            })
+            .await;
+        events
+            .wait("the message sent meanwhile", |e| is_message(e, &text))
+            .await;
+    });
+}
