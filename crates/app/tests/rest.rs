@@ -255,3 +255,127 @@ async fn issue_12_a_write_without_the_csrf_header_is_refused_before_any_handler(
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn issue_12_uploads_left_by_an_earlier_run_go_when_the_window_starts() {
+    let home = tempfile::tempdir().unwrap();
+    let left = home.path().join("app-uploads").join("ab".repeat(16));
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("draft.txt"), b"staged plaintext").unwrap();
+    let (security, secret) = Security::new(HOST, Duration::from_secs(60));
+    let (events, _) = tokio::sync::broadcast::channel(4);
+    let router = app(AppState {
+        device: DeviceHandle::spawn(Device::open(home.path()).unwrap()).unwrap(),
+        security,
+        events,
+        home: Arc::new(home.path().to_owned()),
+    });
+    let opened = router
+        .clone()
+        .oneshot(
+            Request::get(format!("/open?secret={secret}"))
+                .header(header::HOST, HOST)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let cookie = opened.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let session = router
+        .oneshot(
+            Request::get("/api/session")
+                .header(header::HOST, HOST)
+                .header(header::COOKIE, cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(session.status(), StatusCode::OK);
+    assert!(
+        !left.exists(),
+        "a staged file of an earlier run is still there"
+    );
+}
+
+/// Input the window refuses before it asks the device anything (so even unenrolled).
+#[tokio::test]
+async fn issue_12_bad_chat_and_message_input_is_refused_up_front() {
+    let w = window().await;
+    let long = "x".repeat(16 * 1024 + 1);
+    let upload = "0".repeat(32);
+    let cases = [
+        (
+            "/api/chats",
+            r#"{"title":"   ","members":["bob"]}"#.to_owned(),
+            400,
+        ),
+        (
+            "/api/chats",
+            r#"{"title":"ops","members":["b ob"]}"#.to_owned(),
+            400,
+        ),
+        (
+            "/api/chats",
+            r#"{"title":"ops","expire_secs":0}"#.to_owned(),
+            400,
+        ),
+        (
+            "/api/chats",
+            r#"{"title":"ops","class":"secret"}"#.to_owned(),
+            400,
+        ),
+        (
+            "/api/chats/c1/settings",
+            r#"{"burn_secs":0}"#.to_owned(),
+            400,
+        ),
+        ("/api/chats/c1/members", r#"{}"#.to_owned(), 400),
+        (
+            "/api/chats/c1/admins",
+            r#"{"user":"","admin":true}"#.to_owned(),
+            400,
+        ),
+        (
+            "/api/chats/c1/files-message",
+            format!(r#"{{"text":" ","uploads":["{upload}"]}}"#),
+            400,
+        ),
+        (
+            "/api/chats/c1/files-message",
+            r#"{"text":"hi","uploads":["../../etc/passwd"]}"#.to_owned(),
+            400,
+        ),
+        (
+            "/api/chats/c1/files-message",
+            r#"{"text":"hi","uploads":[]}"#.to_owned(),
+            400,
+        ),
+        (
+            "/api/chats/c1/files-message",
+            format!(r#"{{"text":"{long}","uploads":["{upload}"]}}"#),
+            413,
+        ),
+        ("/api/devices/..%2Fx/approve", "{}".to_owned(), 400),
+    ];
+    for (path, body, want) in cases {
+        let (status, error) = w.post(path, &body).await;
+        assert_eq!(
+            status.as_u16(),
+            want,
+            "{path} {}: {error}",
+            &body[..body.len().min(60)]
+        );
+        assert!(error["code"].is_string(), "{error}");
+    }
+    let (status, _) = w.get("/api/chats/c1/messages/m1/files/first").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = w.get("/api/safety/a%20b").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -155,7 +155,11 @@ pub async fn revoke(
             let home = client.home().to_owned();
             match client.revoke_device(&id).await.map_err(client_error)? {
                 Revocation::Other { .. } => {}
-                Revocation::ThisDevice => *device = Device::Unenrolled { home },
+                Revocation::ThisDevice => {
+                    // The wipe took the profile; files staged for sending go too.
+                    super::files::clear_staging(&home, None);
+                    *device = Device::Unenrolled { home };
+                }
             }
             Ok(())
         })

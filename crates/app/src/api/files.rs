@@ -118,9 +118,9 @@ pub fn clear_staging(home: &FsPath, older_than: Option<Duration>) {
 /// The profiles whose leftovers this process removed already.
 static CLEARED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
 
-/// Leftovers of an earlier run go once per process, before the first new upload; older
-/// than [`STAGED_TTL`] at every upload.
-fn tidy_staging(home: &FsPath) {
+/// Leftovers of an earlier run go once per process, at the window's first look at its
+/// session (or first upload); those older than [`STAGED_TTL`] at every later one.
+pub(crate) fn tidy_staging(home: &FsPath) {
     let first = {
         let mut cleared = CLEARED.lock().unwrap_or_else(|p| p.into_inner());
         cleared

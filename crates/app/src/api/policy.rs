@@ -13,6 +13,9 @@ use vellum_wire::OrgPolicy;
 
 /// How long a fetched policy is used before it is asked for again.
 const POLICY_TTL: Duration = Duration::from_secs(60);
+/// How long the device thread waits for the policy: a server that does not answer must not
+/// hold up every other request of the window (the client's own timeout is a minute).
+const POLICY_WAIT: Duration = Duration::from_secs(5);
 
 /// The policy the page needs: `null` is "no bound".
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -72,16 +75,20 @@ pub(crate) async fn org_policy(client: &Client) -> Option<OrgPolicy> {
             return Some(policy.clone());
         }
     }
-    match client.org_policy().await {
-        Ok(policy) => {
+    match tokio::time::timeout(POLICY_WAIT, client.org_policy()).await {
+        Ok(Ok(policy)) => {
             let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
             cache
                 .get_or_insert_with(HashMap::new)
                 .insert(device, (Instant::now(), policy.clone()));
             Some(policy)
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, "the org's policy could not be fetched");
+            kept.map(|(_, p)| p)
+        }
+        Err(_) => {
+            tracing::debug!("the org's policy did not come in time");
             kept.map(|(_, p)| p)
         }
     }
@@ -90,13 +97,4 @@ pub(crate) async fn org_policy(client: &Client) -> Option<OrgPolicy> {
 /// [`org_policy`] as the page sees it.
 pub(crate) async fn view(client: &Client) -> Option<OrgPolicyView> {
     org_policy(client).await.as_ref().map(OrgPolicyView::from)
-}
-
-/// Forgets the kept policy (after a change the page must see at once).
-#[allow(dead_code)]
-pub(crate) fn forget(device: &str) {
-    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(cache) = cache.as_mut() {
-        cache.remove(device);
-    }
 }

@@ -42,6 +42,9 @@ pub async fn show(
 
 /// The session as the page sees it (also the answer to an enrollment).
 pub(crate) async fn view(state: &AppState, csrf: String) -> Result<SessionView, ApiError> {
+    // The page asks for its session first thing: uploads staged by an earlier run (or
+    // waiting longer than an hour) go now.
+    super::files::tidy_staging(&state.home);
     let who = state
         .device
         .run(async |device: &mut Device| {

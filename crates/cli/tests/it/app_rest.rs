@@ -13,7 +13,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use vellum_app::{app, AppState, Device as AppDevice, DeviceHandle, Security};
+use vellum_app::{app, AppEvent, AppState, Device as AppDevice, DeviceHandle, Security};
 
 use crate::harness::*;
 
@@ -23,6 +23,7 @@ struct Window {
     router: Router,
     cookie: String,
     csrf: String,
+    events: tokio::sync::broadcast::Receiver<AppEvent>,
 }
 
 struct Answer {
@@ -40,7 +41,7 @@ impl Answer {
 impl Window {
     async fn open(home: &Path) -> Self {
         let (security, secret) = Security::new(HOST, Duration::from_secs(60));
-        let (events, _) = tokio::sync::broadcast::channel(256);
+        let (events, receiver) = tokio::sync::broadcast::channel(256);
         let state = AppState {
             device: DeviceHandle::spawn(AppDevice::open(home).unwrap()).unwrap(),
             security,
@@ -69,6 +70,7 @@ impl Window {
             router,
             cookie,
             csrf: String::new(),
+            events: receiver,
         };
         w.csrf = w.get("/api/session").await.json()["csrf"]
             .as_str()
@@ -175,7 +177,7 @@ fn issue_12_enroll_chat_settings_and_a_file_shredded_from_the_browsers_downloads
     let alice = Device { home: home.clone() };
     let rt = runtime();
     rt.block_on(async {
-        let w = Window::open(&home).await;
+        let mut w = Window::open(&home).await;
 
         // Enrollment through the window: a wrong code is refused with the server's word.
         let refused = w
@@ -325,6 +327,21 @@ fn issue_12_enroll_chat_settings_and_a_file_shredded_from_the_browsers_downloads
             "a used upload is gone"
         );
 
+        // Its upload to the delivery server was reported, to the end.
+        let mut reported = false;
+        while let Ok(event) = w.events.try_recv() {
+            if let AppEvent::Progress {
+                upload_id,
+                done,
+                total,
+            } = event
+            {
+                assert_eq!(upload_id, upload);
+                reported |= done == total && total == content.len() as u64;
+            }
+        }
+        assert!(reported, "no progress event reached the end of the upload");
+
         let served = w
             .get(&format!("/api/chats/{chat}/messages/{mid}/files/0"))
             .await;
@@ -380,5 +397,149 @@ fn issue_12_enroll_chat_settings_and_a_file_shredded_from_the_browsers_downloads
             .get(&format!("/api/chats/{chat}/messages/{mid}/files/0"))
             .await;
         assert_eq!(gone.status, StatusCode::NOT_FOUND);
+
+        // Devices and safety numbers.
+        let devices = w.get("/api/devices").await.json();
+        let mine: Vec<&Value> = devices["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["this"] == true)
+            .collect();
+        assert_eq!(mine.len(), 1, "{devices}");
+        assert_eq!(mine[0]["state"], "approved");
+        assert!(devices["pending_code"].is_null());
+        let safety = w.get("/api/safety/bob").await.json();
+        assert_eq!(
+            safety["number"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .count(),
+            60,
+            "{safety}"
+        );
+        assert_eq!(safety["confirmed"], false);
+        let confirmed = w.post("/api/safety/bob/confirm", json!({})).await;
+        assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.json());
+        assert_eq!(confirmed.json()["confirmed"], true);
+
+        // Members and admins: bob out and back, made an admin; then alice leaves.
+        let members_of = |detail: &Value| -> Vec<(String, bool)> {
+            detail["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| (m["user"].as_str().unwrap().to_owned(), m["admin"] == true))
+                .collect()
+        };
+        let out = w
+            .post(
+                &format!("/api/chats/{chat}/members"),
+                json!({"remove": ["bob"]}),
+            )
+            .await;
+        assert_eq!(out.status, StatusCode::OK, "{}", out.json());
+        assert_eq!(members_of(&out.json()), [("alice".to_owned(), true)]);
+        let back = w
+            .post(
+                &format!("/api/chats/{chat}/members"),
+                json!({"add": ["bob"]}),
+            )
+            .await;
+        assert_eq!(back.status, StatusCode::OK, "{}", back.json());
+        let admin = w
+            .post(
+                &format!("/api/chats/{chat}/admins"),
+                json!({"user": "bob", "admin": true}),
+            )
+            .await;
+        assert_eq!(admin.status, StatusCode::OK, "{}", admin.json());
+        assert_eq!(
+            members_of(&admin.json()),
+            [("alice".to_owned(), true), ("bob".to_owned(), true)]
+        );
+        let left = w.post(&format!("/api/chats/{chat}/leave"), json!({})).await;
+        assert_eq!(left.status, StatusCode::NO_CONTENT, "{}", left.json());
+    });
+}
+
+#[test]
+fn issue_12_a_second_device_enrolled_in_a_window_is_approved_from_another_window() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let first = Device::new_user(&server, root.path(), "alice");
+    let second = root.path().join("alice-laptop");
+    std::fs::create_dir_all(&second).unwrap();
+    let code = server.add_device("alice");
+    let rt = runtime();
+    rt.block_on(async {
+        let old = Window::open(&first.home).await;
+        let new = Window::open(&second).await;
+        let enrolled = new
+            .post(
+                "/api/enroll",
+                json!({"server": server.url, "user": "alice", "code": code}),
+            )
+            .await;
+        assert_eq!(enrolled.status, StatusCode::OK, "{}", enrolled.json());
+        assert_eq!(enrolled.json()["pending"], true, "it waits for approval");
+        let id = enrolled.json()["device_id"].as_str().unwrap().to_owned();
+
+        // Step 1 on the approved device; the new one then shows its code.
+        let started = old
+            .post(&format!("/api/devices/{id}/approve"), json!({}))
+            .await;
+        assert_eq!(started.status, StatusCode::OK, "{}", started.json());
+        assert_eq!(started.json()["step"], "started");
+        let pending = new.get("/api/devices").await.json();
+        assert!(
+            pending["pending_code"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty()),
+            "no code on the pending device: {pending}"
+        );
+        let listed = old.get("/api/devices").await.json();
+        assert!(
+            listed["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["id"] == id.as_str() && d["state"] == "pending"),
+            "{listed}"
+        );
+
+        // A wrong code approves nothing; the shown one does.
+        let wrong = old
+            .post(
+                &format!("/api/devices/{id}/approve"),
+                json!({"code": "000000"}),
+            )
+            .await;
+        assert!(wrong.status.is_client_error(), "{}", wrong.json());
+        // A wrong code ends that approval: the new device starts it again (as it does when
+        // its devices screen is shown), then the approved one, with a fresh code.
+        new.get("/api/devices").await;
+        let restarted = old
+            .post(&format!("/api/devices/{id}/approve"), json!({}))
+            .await;
+        assert_eq!(restarted.json()["step"], "started", "{}", restarted.json());
+        let shown = new.get("/api/devices").await.json()["pending_code"]
+            .as_str()
+            .expect("the pending device shows its code again")
+            .to_owned();
+        let approved = old
+            .post(
+                &format!("/api/devices/{id}/approve"),
+                json!({"code": shown}),
+            )
+            .await;
+        assert_eq!(approved.status, StatusCode::OK, "{}", approved.json());
+        assert_eq!(approved.json()["step"], "approved");
+        // Step 4: the new device takes its user's identity when it next looks.
+        let now = new.get("/api/devices").await.json();
+        assert!(now["pending_code"].is_null(), "{now}");
+        assert_eq!(new.get("/api/session").await.json()["pending"], false);
     });
 }
