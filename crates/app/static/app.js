@@ -253,7 +253,7 @@
 
   // ---------------------------------------------------------------- toasts, announcements, dialogs
   function toast(message, kind = 'error') {
-    const el = h('div', { class: `toast ${kind}`, test: 'toast', role: kind === 'error' ? 'alert' : 'status' },
+    const el = h('div', { class: `toast ${kind}`, test: 'toast', role: 'alert' },
       icon(kind === 'error' ? 'alert' : 'check'), h('span', { text: message }),
       iconButton('close', 'Dismiss', { onclick: () => el.remove() }));
     document.getElementById('toasts').append(el);
@@ -559,6 +559,32 @@
     if (S.current && !S.chats.some((c) => c.id === S.current)) {
       // The chat left the list (we left it or were removed): close it.
       closeChat();
+      return;
+    }
+    catchUp();
+  }
+
+  /** The list says the open chat has something newer than the page shows (a message whose
+   * event this page missed): fetch the newest page and add what is missing. */
+  let catchingUp = false;
+  async function catchUp() {
+    const chat = S.current;
+    const summary = S.chats.find((c) => c.id === chat);
+    if (!chat || !summary?.last || catchingUp || !els.messages || !S.pages.length) return;
+    let newest = 0;
+    for (const m of S.msgs.values()) newest = Math.max(newest, m.sent_at || 0);
+    if (summary.last.at <= newest) return;
+    catchingUp = true;
+    try {
+      const page = await api('GET', `/api/chats/${enc(chat)}/messages?limit=${PAGE}`);
+      if (chat !== S.current) return;
+      for (const m of page.messages || []) {
+        if (!S.msgs.has(m.id) && m.sent_at > newest) upsertMessage(m, { live: true });
+      }
+    } catch {
+      // The next event tries again.
+    } finally {
+      catchingUp = false;
     }
   }
 
@@ -704,6 +730,7 @@
     S.before = page.before ?? null;
     for (const m of page.messages || []) upsertMessage(m, { batch: true });
     relayout();
+    if (switching) markUnread(S.chats.find((c) => c.id === id)?.unread || 0);
     scrollToBottom();
     updateOlderMarker();
     markRead();
@@ -716,12 +743,29 @@
     els.headChips = h('div', { class: 'conv-chips' });
     els.headAvatar = h('span', { class: 'avatar-slot' }, avatar(S.chats.find((c) => c.id === id)?.title || '?'));
     els.settingsBtn = iconButton('settings', 'Chat settings', { test: 'chat-settings', onclick: settingsDialog });
-    const back = iconButton('back', 'Back to chats', { class: 'icon-btn back-btn', onclick: () => { closeChat(); focusChatList(); } });
+    const back = iconButton('back', 'Back to chats', {
+      class: 'icon-btn back-btn',
+      onclick: () => {
+        closeChat();
+        // Back where the person was in the list.
+        const item = els.chatList.querySelector(`.chat-item[data-chat-id="${CSS.escape(id)}"]`);
+        if (item) {
+          els.chatList.querySelectorAll('.chat-item').forEach((it) => { it.tabIndex = -1; });
+          item.tabIndex = 0;
+          item.focus();
+        } else focusChatList();
+      },
+    });
     els.banners = h('div', { class: 'banners' });
     els.messages = h('div', { class: 'messages', test: 'messages', tabindex: '0', 'aria-label': 'Messages' });
     els.olderMarker = h('div', { class: 'older', 'aria-hidden': 'true' });
     els.messages.append(els.olderMarker);
     els.messages.addEventListener('scroll', onMessagesScroll, { passive: true });
+    // When the composer grows (a reply, an upload, more lines) the newest message stays in view.
+    S.stick = true;
+    new ResizeObserver(() => {
+      if (S.stick && els.messages) els.messages.scrollTop = els.messages.scrollHeight;
+    }).observe(els.messages);
     els.jump = h('button', { type: 'button', class: 'jump', hidden: true, 'aria-label': 'Jump to newest messages', onclick: () => scrollToBottom(true) }, icon('down'), h('span', { class: 'jump-count' }));
     els.dropHint = h('div', { class: 'drop-hint', 'aria-hidden': 'true' }, icon('attach', 'icon lg'), h('span', { text: 'Drop files to attach' }));
     els.conv = h('section', { class: 'conv', test: 'conversation', 'data-chat-id': id, 'aria-labelledby': 'conv-title-id' },
@@ -735,15 +779,10 @@
     els.pane.replaceChildren(els.conv);
   }
 
-  function orgName() {
-    const s = S.session;
-    if (s.org) return s.org;
-    if (s.policy?.org) return s.policy.org;
-    try {
-      return new URL(s.server).hostname;
-    } catch {
-      return 'your organisation’s';
-    }
+  /** "the Example County archive" where the org is named, else "your organisation’s archive". */
+  function archiveName() {
+    const org = S.session.org || S.session.policy?.org || S.session.policy?.org_name;
+    return org ? `the ${org} archive` : 'your organisation’s archive';
   }
 
   function renderHeader() {
@@ -766,7 +805,7 @@
     if (d.class === 'record') {
       const archiver = (d.members || []).find((m) => m.role);
       banners.push(h('div', { class: 'banner records', test: 'records-banner', title: archiver?.role || '' }, icon('archive'),
-        h('span', { text: `Messages in this chat are kept as records by the ${orgName()} archive` })));
+        h('span', { text: `Messages in this chat are kept as records by ${archiveName()}` })));
     }
     for (const notice of d.notices || []) banners.push(h('div', { class: 'banner notice', role: 'status' }, icon('shield'), h('span', { text: notice })));
     if (d.removed) banners.push(h('div', { class: 'banner notice' }, icon('alert'), h('span', { text: 'You are no longer a member of this chat.' })));
@@ -913,12 +952,24 @@
         prev = null;
       }
       const isMsg = n.classList.contains('msg');
-      const cont = isMsg && prev && prev.classList.contains('msg') && prev.dataset.sender === n.dataset.sender && at - Number(prev.dataset.at) < 5 * 60000;
+      const afterDivider = n.previousElementSibling?.classList.contains('unread-sep');
+      const cont = isMsg && !afterDivider && prev && prev.classList.contains('msg') && prev.dataset.sender === n.dataset.sender && at - Number(prev.dataset.at) < 5 * 60000;
       n.classList.toggle('cont', !!cont);
       n.classList.toggle('group', group);
       prev = n;
     }
     list.classList.toggle('is-group', group);
+  }
+
+  /** A divider above the first of the `count` unread messages (as the list counted them). */
+  function markUnread(count) {
+    els.messages.querySelector('.unread-sep')?.remove();
+    if (!count) return;
+    const others = [...els.messages.querySelectorAll('.msg[data-mine="false"]')];
+    const first = others[Math.max(0, others.length - count)];
+    if (!first) return;
+    const label = `${count} unread message${count === 1 ? '' : 's'}`;
+    first.before(h('div', { class: 'unread-sep', role: 'separator', 'aria-label': label }, h('span', { text: label })));
   }
 
   function renderText(text, mentions) {
@@ -1043,9 +1094,11 @@
     els.jump.querySelector('.jump-count').textContent = S.unseenBelow ? String(S.unseenBelow) : '';
   }
   function onMessagesScroll() {
-    if (atBottom()) {
+    S.stick = atBottom();
+    if (S.stick) {
       S.unseenBelow = 0;
       markRead();
+      trimIfLong();
     }
     showJump();
     if (els.messages.scrollTop < 400) loadOlder();
@@ -1097,6 +1150,7 @@
     }
     relayout();
     updateOlderMarker();
+    scrollToBottom();
   }
 
   async function scrollToMessage(id) {
@@ -1372,7 +1426,10 @@
     const keep = els.timer.value;
     const chatDefault = S.detail?.expire_secs;
     const opts = [h('option', { value: '', text: chatDefault ? `Chat default (${shortDuration(chatDefault)})` : 'Timer off' })];
-    for (const s of expireChoices()) opts.push(h('option', { value: String(s), text: shortDuration(s) === '30s' ? '30 seconds' : duration(s) }));
+    const choices = expireChoices();
+    // A chosen timer survives a re-render (a `chat` event) even if it is not a preset.
+    if (keep && !choices.includes(Number(keep)) && Number(keep) > 0) choices.push(Number(keep));
+    for (const s of choices.sort((a, b) => a - b)) opts.push(h('option', { value: String(s), text: duration(s) }));
     els.timer.replaceChildren(...opts);
     els.timer.value = [...els.timer.options].some((o) => o.value === keep) ? keep : '';
     els.timerWrap.classList.toggle('on', !!els.timer.value);
@@ -1510,12 +1567,20 @@
       return;
     }
     if (S.uploads.some((u) => !u.id)) {
-      toast('Wait for the files to finish uploading.', 'info');
-      return;
+      // Enter during an upload sends once the files are staged (or dropped on failure).
+      sending = true;
+      els.sendBtn.disabled = true;
+      els.sendBtn.classList.add('waiting');
+      await Promise.all(S.uploads.filter((u) => !u.id).map((u) => u.done));
+      sending = false;
+      els.sendBtn.disabled = false;
+      els.sendBtn.classList.remove('waiting');
+      if (chat !== S.current || S.edit) return;
     }
-    const uploads = S.uploads.map((u) => u.id);
-    if (!text.trim() && !uploads.length) return;
-    const body = { text: text.trim() ? text : S.uploads.map((u) => u.name).join(', ') };
+    const uploads = S.uploads.filter((u) => u.id).map((u) => u.id);
+    const typed = els.compose.value;
+    if (!typed.trim() && !uploads.length) return;
+    const body = { text: typed.trim() ? typed : S.uploads.map((u) => u.name).join(', ') };
     if (S.reply) body.reply_to = S.reply.id;
     if (els.timer.value) body.expire_secs = Number(els.timer.value);
     if (els.burn.checked && !els.burnWrap.hidden) {
@@ -1584,12 +1649,16 @@
     xhr.setRequestHeader('X-Vellum-CSRF', S.csrf);
     xhr.setRequestHeader('X-File-Name', encodeURIComponent(file.name));
     xhr.setRequestHeader('Content-Type', file.type || 'application/octet-stream');
+    let settle;
+    u.done = new Promise((resolve) => { settle = resolve; });
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable) {
-        u.progress = e.loaded / e.total;
+        // Full only once the device answered with the staged upload's id.
+        u.progress = Math.min(0.99, e.loaded / e.total);
         updateUploadNode(u);
       }
     };
+    xhr.onloadend = () => settle();
     xhr.onload = () => {
       u.xhr = null;
       let data = null;
@@ -1794,6 +1863,8 @@
   }
 
   function timerOptions(current, choices, allowOff, offLabel = 'Off') {
+    // Where the org requires a timer, "off" is no choice: the longest allowed is the default.
+    if (!allowOff && current == null && choices.length) current = choices[choices.length - 1];
     const opts = [];
     if (allowOff || current == null) opts.push(h('option', { value: '', text: offLabel, selected: current == null }));
     const all = [...new Set([...choices, ...(current ? [current] : [])])].sort((a, b) => a - b);
@@ -1987,9 +2058,13 @@
     if (els.devicesDot) els.devicesDot.hidden = !waiting;
   }
 
+  const approveNotes = new Map(); // device id -> the last approval step's message
   function renderDevices(data) {
     const box = els.devicesBox;
     const kids = [];
+    // A re-render (a `devices` event) keeps what was typed and where the focus was.
+    const typed = new Map([...box.querySelectorAll('[data-test="approve-code"]')].map((i) => [i.id, i.value]));
+    const focusedId = document.activeElement?.id;
     const me = (data.devices || []).find((d) => d.this);
     const approvedHere = me?.state === 'approved';
     if (data.pending_code) {
@@ -2008,7 +2083,8 @@
       const actions = [];
       if (approvedHere && d.state === 'pending' && !d.this) {
         const codeInput = h('input', { test: 'approve-code', id: `code-${d.id}`, autocomplete: 'off', spellcheck: 'false', inputmode: 'numeric', placeholder: 'Code shown on the new device', 'aria-label': `Verification code of device ${d.id}` });
-        const msg = h('p', { class: 'muted small', role: 'status' });
+        if (typed.has(codeInput.id)) codeInput.value = typed.get(codeInput.id);
+        const msg = h('p', { class: 'muted small', role: 'status', text: approveNotes.get(d.id) || '' });
         const approve = h('button', { type: 'button', class: 'btn primary', test: 'approve', text: 'Approve' });
         approve.addEventListener('click', async () => {
           approve.disabled = true;
@@ -2016,10 +2092,12 @@
             const code = codeInput.value.trim();
             const r = await api('POST', `/api/devices/${enc(d.id)}/approve`, code ? { code } : {});
             msg.textContent = r?.message || (r?.step === 'started' ? 'Approval started: type the code the new device shows.' : 'Approved.');
+            approveNotes.set(d.id, msg.textContent);
             if (r?.step === 'started') codeInput.focus();
             if (r?.step === 'approved') loadDevices();
           } catch (err) {
             msg.textContent = err.message;
+            approveNotes.set(d.id, err.message);
           } finally {
             approve.disabled = false;
           }
@@ -2044,14 +2122,15 @@
       list.append(h('li', { class: `device state-${d.state}`, test: 'device', 'data-device-id': d.id, 'data-state': d.state },
         h('span', { class: 'device-icon' }, icon('devices')),
         h('div', { class: 'device-main' },
-          h('div', { class: 'device-top' }, h('span', { class: 'device-name', text: d.this ? 'This device' : `Device ${d.id}` }),
+          h('div', { class: 'device-top' }, h('span', { class: 'device-name', title: d.id, text: d.this ? 'This device' : `Device ${d.id.length > 12 ? `${d.id.slice(0, 8)}…` : d.id}` }),
             h('span', { class: `state-badge ${d.state}`, text: d.state })),
-          h('span', { class: 'device-sub', text: [d.this ? d.id : null, ...sub].filter(Boolean).join(' · ') }),
+          h('span', { class: 'device-sub', text: [d.id, ...sub].join(' · ') }),
           d.warning ? h('span', { class: 'device-warning' }, icon('alert', 'icon xs'), h('span', { text: d.warning })) : null,
           actions)));
     }
     kids.push(list);
     box.replaceChildren(...kids);
+    if (focusedId) document.getElementById(focusedId)?.focus();
   }
 
   // ---------------------------------------------------------------- go
