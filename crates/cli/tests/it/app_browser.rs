@@ -5,7 +5,7 @@
 //! profiles (their Downloads included) and both device directories for every byte of what
 //! expired. And the window's doors: no launch secret, a used one, another origin.
 //!
-//! `VELLUM_SCREENSHOT=path.png` also saves alice's conversation screen (docs/app.png).
+//! `VELLUM_SCREENSHOT=path.png` also saves alice's conversation screen (e.g. to retake docs/app.png).
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpListener;
@@ -46,11 +46,14 @@ struct App {
     /// `http://127.0.0.1:PORT`
     origin: String,
     home: PathBuf,
+    /// Its stderr (RUST_LOG=debug), scanned with the rest.
+    stderr: PathBuf,
 }
 
 impl App {
     fn start(device: &Device, logs: &Path, name: &str) -> Self {
-        let stderr = std::fs::File::create(logs.join(format!("app-{name}.stderr"))).unwrap();
+        let stderr_path = logs.join(format!("app-{name}.stderr"));
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut child = device
             .cmd()
             .args(["app", "--no-open", "--listen", "127.0.0.1:0"])
@@ -85,6 +88,7 @@ impl App {
             launch,
             origin,
             home: device.home.clone(),
+            stderr: stderr_path,
         }
     }
 
@@ -345,7 +349,25 @@ fn wait_text_leaves(browser: &Browser, text: &str) {
 /// Opens the app's launch URL in `browser` and waits for the signed-in window.
 fn open(browser: &Browser, app: &App) {
     browser.go(&app.launch);
-    browser.wait_for(&sel("nav-new-chat"));
+    let deadline = Instant::now() + WAIT;
+    while !browser.has(&sel("nav-new-chat")) {
+        assert!(
+            Instant::now() < deadline,
+            "the window did not come up at {}: {}; the app said: {}",
+            browser.url(),
+            browser.execute(
+                "return [document.readyState, document.documentElement.outerHTML.slice(0, 400)];",
+                json!([])
+            ),
+            std::fs::read_to_string(&app.stderr)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
     // Every toast the page shows, kept for a failure's message (they fade).
     browser.execute(
         "window.__toasts = []; new MutationObserver(function (rs) { rs.forEach(function (r) { \
