@@ -2,7 +2,8 @@
 //! `vellum server` process and a real `vellum app` process (bob), with alice sending through
 //! the client library in this process.
 //!
-//! - Receive to screen: for each of N messages, the page's own clock (`Date.now()`) when a
+//! - Receive to screen: for each of N messages, the page's own clock (`performance.timeOrigin
+//!   + performance.now()`, Unix ms with a fraction) when a
 //!   MutationObserver sees the message's node, against (1) when the page got the app's
 //!   `message` event (the app has stored the row by then: the window's own part), (2) the
 //!   row's `received_at` (the delivery server's append: adds the WebSocket wake and sync), and
@@ -33,7 +34,7 @@ const EVENT_CLOCK: &str = r#"(function () {
     source.addEventListener('message', function (e) {
       try {
         var d = JSON.parse(e.data);
-        if (d.type === 'message' && d.message && !(d.message.id in window.__sse)) window.__sse[d.message.id] = Date.now();
+        if (d.type === 'message' && d.message && !(d.message.id in window.__sse)) window.__sse[d.message.id] = performance.timeOrigin + performance.now();
       } catch (_) {}
     });
     return source;
@@ -47,7 +48,7 @@ const DOM_CLOCK: &str = r#"
   window.__dom = window.__dom || {};
   if (!window.__observer) {
     window.__observer = new MutationObserver(function (records) {
-      var now = Date.now();
+      var now = performance.timeOrigin + performance.now();
       records.forEach(function (r) {
         r.addedNodes.forEach(function (n) {
           if (n.nodeType !== 1) return;
@@ -102,10 +103,10 @@ impl Drop for AppProcess {
     }
 }
 
-fn now_ms() -> i64 {
+fn now_ms() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -295,14 +296,14 @@ pub fn app_figures(handle: Handle, samples: usize, fill: usize) -> Result<()> {
         .collect();
     let (mut render, mut from_server, mut end_to_end) = (Vec::new(), Vec::new(), Vec::new());
     for (id, at, seen) in &sent {
-        let dom = seen["dom"].as_i64().context("no DOM time")?;
-        if let Some(sse) = seen["sse"].as_i64() {
-            render.push((dom - sse) as f64);
+        let dom = seen["dom"].as_f64().context("no DOM time")?;
+        if let Some(sse) = seen["sse"].as_f64() {
+            render.push(dom - sse);
         }
         if let Some(r) = received.get(id) {
-            from_server.push((dom - r) as f64);
+            from_server.push(dom - *r as f64);
         }
-        end_to_end.push((dom - at) as f64);
+        end_to_end.push(dom - at);
     }
     println!("\n`vellum app` in headless Chromium (bob's window; alice sends one message at a time through the client library): {samples} messages");
     println!("| measure | p50 ms | p99 ms | max ms | samples |");

@@ -534,8 +534,10 @@ pub fn renderer_pids(profile: &Path) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    // (pid, parent, arguments) of every process.
-    let all: Vec<(u32, u32, Vec<Vec<u8>>)> = entries
+    // (pid, parent, command line) of every process. Chromium's children rewrite their
+    // command line into one space-separated string (setproctitle), so it is read as text,
+    // NULs made spaces.
+    let all: Vec<(u32, u32, String)> = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -547,16 +549,16 @@ pub fn renderer_pids(profile: &Path) -> Vec<u32> {
                 .parse()
                 .ok()?;
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let args = cmd.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
-            Some((pid, parent, args))
+            let line = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            Some((pid, parent, format!("{} ", line.trim_end())))
         })
         .collect();
     let mut ours: Vec<u32> = all
         .iter()
-        .filter(|(_, _, args)| args.iter().any(|a| a == flag.as_bytes()))
+        .filter(|(_, _, line)| line.contains(&format!("{flag} ")))
         .map(|(pid, _, _)| *pid)
         .collect();
-    // Renderers may be forked by a zygote without the flag: follow the process tree.
+    // Renderers are forked by a zygote: follow the process tree down from the browser.
     loop {
         let more: Vec<u32> = all
             .iter()
@@ -569,7 +571,7 @@ pub fn renderer_pids(profile: &Path) -> Vec<u32> {
         ours.extend(more);
     }
     all.iter()
-        .filter(|(pid, _, args)| ours.contains(pid) && args.iter().any(|a| a == b"--type=renderer"))
+        .filter(|(pid, _, line)| ours.contains(pid) && line.contains(" --type=renderer "))
         .map(|(pid, _, _)| *pid)
         .collect()
 }
