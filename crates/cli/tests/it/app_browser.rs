@@ -386,12 +386,10 @@ fn open(browser: &Browser, app: &App) {
 #[test]
 fn issue_12_the_app_in_two_browsers_chats_and_leaves_nothing_once_timers_run_out() {
     let started = Instant::now();
-    let root = tempfile::tempdir().unwrap();
-    // VELLUM_KEEP=1 keeps the directories (profiles, logs) of a failed run for a look.
-    let root = match std::env::var_os("VELLUM_KEEP") {
-        Some(_) => Box::leak(Box::new(root.keep())).as_path(),
-        None => Box::leak(Box::new(root)).path(),
-    };
+    let mut dir = tempfile::tempdir().unwrap();
+    // VELLUM_KEEP=1 keeps the directories (profiles, logs) of a run for a look.
+    dir.disable_cleanup(std::env::var_os("VELLUM_KEEP").is_some());
+    let root = dir.path();
     eprintln!("issue_12 browser test in {}", root.display());
     let server = Server::start(root);
     let alice = Device::new_user(&server, root, "alice");
