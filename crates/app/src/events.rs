@@ -64,18 +64,30 @@ async fn next_frame(events: &mut broadcast::Receiver<AppEvent>) -> Option<AppEve
     }
 }
 
-fn stream(events: broadcast::Receiver<AppEvent>) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold(events, |mut events| async move {
+fn stream(
+    first: Option<AppEvent>,
+    events: broadcast::Receiver<AppEvent>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let first = futures_util::stream::iter(first.map(|e| Ok(e.frame())));
+    let rest = futures_util::stream::unfold(events, |mut events| async move {
         let event = next_frame(&mut events).await?;
         Some((Ok(event.frame()), events))
-    })
+    });
+    futures_util::StreamExt::chain(first, rest)
 }
 
 /// `GET /api/events`: the live stream.
 pub async fn serve(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    Sse::new(stream(state.events.subscribe())).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    // Subscribed first, then the state read: a change in between is on the stream too.
+    let events = state.events.subscribe();
+    let first =
+        crate::live::connection(state.security.authority()).map(|online| AppEvent::Connection {
+            online,
+            alarms: Vec::new(),
+        });
+    Sse::new(stream(first, events)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
 #[cfg(test)]

@@ -54,6 +54,24 @@ async fn shredder(state: AppState) {
     }
 }
 
+/// The link to the delivery server of each window this process serves (by its listener's
+/// authority), for a page that subscribes after the last change: its stream starts with it.
+/// A map, not a field of `AppState`, so that the state's other users are left as they are.
+static CONNECTIONS: std::sync::Mutex<Option<std::collections::HashMap<String, bool>>> =
+    std::sync::Mutex::new(None);
+
+fn set_connection(authority: &str, online: bool) {
+    let mut map = CONNECTIONS.lock().unwrap_or_else(|p| p.into_inner());
+    map.get_or_insert_with(Default::default)
+        .insert(authority.to_owned(), online);
+}
+
+/// The window's link to the delivery server as last seen; `None` before the first attempt.
+pub fn connection(authority: &str) -> Option<bool> {
+    let map = CONNECTIONS.lock().unwrap_or_else(|p| p.into_inner());
+    map.as_ref().and_then(|m| m.get(authority).copied())
+}
+
 /// Tells every view that these messages left the device.
 pub fn announce_shredded(state: &AppState, shredded: &[Shredded]) {
     for s in shredded {
@@ -83,7 +101,9 @@ async fn wakeup_request(state: &AppState) -> Result<Option<Request>, ApiError> {
 async fn wakeups(state: AppState) {
     let mut backoff = Duration::from_millis(250);
     let mut online: Option<bool> = None;
+    let mut refused_before = false;
     let set_online = |online: &mut Option<bool>, now: bool| {
+        set_connection(state.security.authority(), now);
         if *online != Some(now) {
             *online = Some(now);
             let _ = state.events.send(AppEvent::Connection {
@@ -145,10 +165,21 @@ async fn wakeups(state: AppState) {
                 online = None;
                 set_online(&mut online, false);
                 tracing::warn!(error = %e, "delivery server unreachable; retrying");
-                // A refused socket (a revoked device, say) is judged by a plain sync.
+                // A refused socket is judged by a plain sync: a revoked device is told so,
+                // and a server that started after the request's timestamp tells its start
+                // (the client signs from it on), so the next attempt goes at once.
                 sync(&state).await;
+                let refused = matches!(
+                    &e,
+                    tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401
+                );
+                if refused && !refused_before {
+                    refused_before = true;
+                    continue;
+                }
             }
         }
+        refused_before = false;
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }

@@ -29,6 +29,9 @@ impl Drop for Window {
 struct Events {
     response: reqwest::Response,
     buffer: String,
+    /// Events read while waiting for others: a later wait may want them (two events of one
+    /// change may come in either order).
+    skipped: Vec<Value>,
 }
 
 impl Window {
@@ -108,6 +111,7 @@ impl Window {
         Events {
             response,
             buffer: String::new(),
+            skipped: Vec::new(),
         }
     }
 
@@ -166,6 +170,9 @@ impl Window {
 impl Events {
     /// The next event `want` accepts, within the deadline.
     async fn wait(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+        if let Some(at) = self.skipped.iter().position(&want) {
+            return self.skipped.remove(at);
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             while let Some(end) = self.buffer.find("\n\n") {
@@ -176,6 +183,7 @@ impl Events {
                         if want(&event) {
                             return event;
                         }
+                        self.skipped.push(event);
                     }
                 }
             }
@@ -616,8 +624,10 @@ fn issue_12_a_ten_thousand_message_chat_opens_fast() {
             assert_eq!(page["messages"][49]["text"], "bulk message 9999");
             assert_eq!(older["messages"][49]["text"], "bulk message 9949");
         }
-        assert!(first_screen < Duration::from_millis(300), "{first_screen:?}");
-        assert!(older_page < Duration::from_millis(300), "{older_page:?}");
+        // The target is 300 ms; a third of it still catches a page that walks the chat
+        // (a page took 110 ms while reactions were looked up that way).
+        assert!(first_screen < Duration::from_millis(100), "{first_screen:?}");
+        assert!(older_page < Duration::from_millis(100), "{older_page:?}");
         eprintln!(
             "10,000-message chat: chat list + first page {first_screen:?}, an older page {older_page:?}"
         );
@@ -637,7 +647,16 @@ fn issue_12_the_window_reconnects_and_catches_up() {
     let b = rt.block_on(Window::open(&bob));
     let mut events = rt.block_on(async {
         b.chat_id("link").await;
-        b.events().await
+        let mut events = b.events().await;
+        // Connected first (the first attempt may be refused as signed before the server's
+        // start second; what came before is no evidence about the kill below).
+        events
+            .wait("online", |e| {
+                e["type"] == "connection" && e["online"] == true
+            })
+            .await;
+        events.skipped.clear();
+        events
     });
     server.kill();
     rt.block_on(events.wait("offline", |e| {
