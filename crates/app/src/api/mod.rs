@@ -21,18 +21,6 @@ use crate::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/session", get(session::show))
-        // The chat list and a conversation's messages (issue 12, core).
-        .route("/events", get(crate::events::serve))
-        .route("/chats", get(chat_list::list).post(chats::create))
-        .route(
-            "/chats/{id}/messages",
-            get(messages::page).post(messages::send),
-        )
-        .route("/chats/{id}/messages/{mid}/edit", post(messages::edit))
-        .route("/chats/{id}/messages/{mid}/react", post(messages::react))
-        .route("/chats/{id}/messages/{mid}/delete", post(messages::delete))
-        .route("/chats/{id}/messages/{mid}/reveal", post(messages::reveal))
-        .route("/chats/{id}/read", post(messages::read))
         .route("/enroll", post(enroll::enroll))
         .route("/chats/{id}", get(chats::show))
         .route("/chats/{id}/settings", post(chats::settings))
@@ -51,4 +39,16 @@ pub fn router() -> Router<AppState> {
         .route("/devices/{id}/revoke", post(devices::revoke))
         .route("/safety/{user}", get(safety::show))
         .route("/safety/{user}/confirm", post(safety::confirm))
+        // The chat list and a conversation's messages (issue 12, core).
+        .route("/events", get(crate::events::serve))
+        .route("/chats", get(chat_list::list).post(chats::create))
+        .route(
+            "/chats/{id}/messages",
+            get(messages::page).post(messages::send),
+        )
+        .route("/chats/{id}/messages/{mid}/edit", post(messages::edit))
+        .route("/chats/{id}/messages/{mid}/react", post(messages::react))
+        .route("/chats/{id}/messages/{mid}/delete", post(messages::delete))
+        .route("/chats/{id}/messages/{mid}/reveal", post(messages::reveal))
+        .route("/chats/{id}/read", post(messages::read))
 }
