@@ -3,6 +3,7 @@
 //! Everything is real: an in-process delivery server on 127.0.0.1 with its SQLite file on
 //! disk (synchronous=FULL), clients with their own SQLite profiles, MLS via mls-rs.
 
+mod app;
 mod attachments;
 mod directory;
 mod load;
@@ -825,7 +826,7 @@ fn machine() -> String {
 }
 
 const USAGE: &str =
-    "usage: vellum-bench [quick|archive|load|soak|directory|senders|attachments|search|production|all]
+    "usage: vellum-bench [quick|archive|load|soak|directory|senders|attachments|search|production|app|all]
   quick  in-process figures: delivery, adding a member, shredding, archive (the default)
   archive  the archive's figures alone: sealed ingest against the disk's single-fsync
          limit, verification, proofs at 1,000,000 leaves, witness round trip
@@ -842,6 +843,9 @@ const USAGE: &str =
          sender's peak memory (needs `cargo build --release -p vellum`)
   production [N]      N synthetic records (default 10000) produced to RSMF, to PDF and to
          every format: records per second (issue 11)
+  app [N] [M]  `vellum app` in headless Chromium: N live messages received to screen
+         (default 200), a chat of M messages opened (default 10000), the tab's memory
+         (needs `cargo build --release -p vellum`, chromium and chromedriver)
   all    quick, then load (load and soak need `cargo build --release -p vellum`)";
 
 #[tokio::main]
@@ -864,6 +868,20 @@ async fn main() -> Result<()> {
             production::production_figures(records).await
         }
         "soak" => soak().await,
+        "app" => {
+            let arg = |n: usize, default: usize| {
+                std::env::args()
+                    .nth(n)
+                    .map_or(Ok(default), |a| a.parse::<usize>())
+            };
+            let (Ok(samples), Ok(fill)) = (arg(2, 200), arg(3, 10_000)) else {
+                eprintln!("{USAGE}");
+                std::process::exit(2);
+            };
+            // The browser is driven by blocking calls: off the async workers.
+            let handle = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || app::app_figures(handle, samples, fill)).await?
+        }
         "attachments" => {
             let mib = std::env::args()
                 .nth(2)

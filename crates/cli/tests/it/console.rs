@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::harness::*;
 use crate::records::{records_org, wait_for_records, Archiver};
-use crate::webdriver::{Browser, Driver};
+use vellum_webdriver::{Browser, Driver};
 
 const PASSWORD: &str = "correct horse battery staple";
 

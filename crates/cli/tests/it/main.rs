@@ -4,6 +4,7 @@
 mod harness;
 
 mod app;
+mod app_browser;
 mod app_rest;
 mod binding;
 mod chat;
@@ -27,5 +28,4 @@ mod roles;
 mod search;
 mod secrets;
 mod timers;
-mod webdriver;
 mod witness;
