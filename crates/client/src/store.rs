@@ -1032,6 +1032,29 @@ impl LocalStore {
         Ok((delivered, read))
     }
 
+    /// The newest `limit` text messages `user` sent in the chat that the server accepted:
+    /// (id, seq), newest first. What a window watches for receipts.
+    pub fn own_sent(
+        &self,
+        group_id: &str,
+        user: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, seq FROM messages WHERE group_id = ?1 AND kind = 'text'
+                 AND sender_user = ?2 AND seq IS NOT NULL ORDER BY seq DESC LIMIT ?3",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![group_id, user, limit as i64], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
+    }
+
     /// The newest position of a text message from another user that this device displayed.
     pub fn displayed_up_to(&self, group_id: &str, user: &str) -> Result<Option<u64>, Error> {
         self.lock()
