@@ -317,7 +317,10 @@ async fn await_approval(state: &AppState, link: &mut Option<Link>) -> bool {
                 announce_link(state, link, Link { online: true, pending: true });
                 let now = (code, device_state);
                 if seen.as_ref() != Some(&now) {
-                    let _ = state.events.send(AppEvent::Devices);
+                    // Not on the first look: the page loads its devices when it starts.
+                    if seen.is_some() {
+                        let _ = state.events.send(AppEvent::Devices);
+                    }
                     seen = Some(now);
                 }
             }
