@@ -97,7 +97,9 @@ pub async fn ask_running(home: &Path, dedicated_browser: bool) -> Result<String,
     match line.trim_end().split_once(' ') {
         Some(("url", url)) if url.starts_with("http://") => Ok(url.to_owned()),
         Some(("error", message)) => Err(io(std::io::Error::other(message.to_owned()))),
-        _ => Err(io(std::io::Error::other("an answer this version does not know"))),
+        _ => Err(io(std::io::Error::other(
+            "an answer this version does not know",
+        ))),
     }
 }
 

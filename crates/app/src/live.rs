@@ -97,8 +97,7 @@ struct OpenChat {
     shown: HashMap<String, Receipts>,
 }
 
-static WINDOWS: std::sync::Mutex<Option<HashMap<String, WindowLive>>> =
-    std::sync::Mutex::new(None);
+static WINDOWS: std::sync::Mutex<Option<HashMap<String, WindowLive>>> = std::sync::Mutex::new(None);
 
 fn with_window<T>(authority: &str, f: impl FnOnce(&mut WindowLive) -> T) -> T {
     let mut map = WINDOWS.lock().unwrap_or_else(|p| p.into_inner());
@@ -314,7 +313,14 @@ async fn await_approval(state: &AppState, link: &mut Option<Link>) -> bool {
                 return true;
             }
             Ok((code, device_state, false)) => {
-                announce_link(state, link, Link { online: true, pending: true });
+                announce_link(
+                    state,
+                    link,
+                    Link {
+                        online: true,
+                        pending: true,
+                    },
+                );
                 let now = (code, device_state);
                 if seen.as_ref() != Some(&now) {
                     // Not on the first look: the page loads its devices when it starts.
@@ -327,7 +333,14 @@ async fn await_approval(state: &AppState, link: &mut Option<Link>) -> bool {
             Err(e) if e.code == "stopped" => return false,
             Err(e) => {
                 tracing::warn!(code = e.code, "cannot look at this device's approval");
-                announce_link(state, link, Link { online: false, pending: true });
+                announce_link(
+                    state,
+                    link,
+                    Link {
+                        online: false,
+                        pending: true,
+                    },
+                );
                 // Not approved after all (revoked, wiped): the caller judges by a sync.
                 if !matches!(is_pending(state).await, Ok(true)) {
                     return true;

@@ -798,7 +798,10 @@ fn issue_12_own_messages_show_delivery_and_read_receipts_live() {
         let mut a_events = a.events().await;
         let text = marker("did you get it");
         let (status, sent) = a
-            .post(&format!("/api/chats/{chat}/messages"), json!({"text": text}))
+            .post(
+                &format!("/api/chats/{chat}/messages"),
+                json!({"text": text}),
+            )
             .await;
         assert_eq!(status, 201, "{sent}");
         let id = sent["id"].as_str().unwrap().to_owned();
@@ -848,7 +851,10 @@ fn issue_12_own_messages_show_delivery_and_read_receipts_live() {
         assert_eq!(event["message"]["text"], text.as_str());
         // Others' messages carry none.
         let (status, from_bob) = b
-            .post(&format!("/api/chats/{chat}/messages"), json!({"text": "yes"}))
+            .post(
+                &format!("/api/chats/{chat}/messages"),
+                json!({"text": "yes"}),
+            )
             .await;
         assert_eq!(status, 201, "{from_bob}");
         let event = a_events
@@ -877,7 +883,10 @@ fn issue_12_a_second_app_on_the_same_home_opens_a_new_window_of_the_first() {
         assert!(second.status.success(), "{second:?}");
         let stdout = String::from_utf8(second.stdout).unwrap();
         let url = stdout.lines().next().unwrap().trim().to_owned();
-        assert!(url.starts_with(&format!("{}/open?secret=", first.base)), "{url}");
+        assert!(
+            url.starts_with(&format!("{}/open?secret=", first.base)),
+            "{url}"
+        );
         let stderr = String::from_utf8(second.stderr).unwrap();
         assert!(stderr.contains("not shredded"), "{stderr}");
         // The new URL opens a session on the first process, which keeps serving.
@@ -923,6 +932,9 @@ fn issue_12_a_second_app_on_the_same_home_opens_a_new_window_of_the_first() {
         let again = output(alice.cmd().args(["app", "--no-open"]));
         assert!(again.status.success(), "{again:?}");
         let url = String::from_utf8(again.stdout).unwrap();
-        assert!(url.starts_with(&format!("{}/open?secret=", next.base)), "{url}");
+        assert!(
+            url.starts_with(&format!("{}/open?secret=", next.base)),
+            "{url}"
+        );
     });
 }
