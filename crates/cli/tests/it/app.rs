@@ -662,3 +662,279 @@ fn issue_12_the_window_reconnects_and_catches_up() {
             .await;
     });
 }
+
+/// What the user sent from another of their devices is never unread on this one: not in
+/// the window's chat list, not in `chat list --json` (they share the count).
+#[test]
+fn issue_12_own_messages_from_another_device_are_not_unread() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let phone = Device::new_user(&server, root.path(), "alice");
+    let laptop = Device::approved(&server, root.path(), "alice-laptop", "alice", &phone);
+    let _bob = Device::new_user(&server, root.path(), "bob");
+    phone.ok(&["chat", "create", "mine", "--with", "bob"]);
+    laptop.ok(&["sync"]);
+    let text = marker("from the laptop");
+    laptop.ok(&["send", "mine", &text]);
+    runtime().block_on(async {
+        let w = Window::open(&phone).await;
+        let chat = w.chat_id("mine").await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let summary = w.summary(&chat).await;
+            if summary["last"]["preview"] == text.as_str() {
+                assert_eq!(summary["unread"], 0, "{summary}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "never arrived: {summary}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let listed = phone.json(&["chat", "list", "--json"]);
+    let mine = listed.iter().find(|c| c["title"] == "mine").unwrap();
+    assert_eq!(mine["unread"], 0, "{listed:?}");
+}
+
+/// A new device waiting for approval: its window is online but pending (not offline),
+/// learns by itself that the approving device started (its code can be shown), and
+/// switches to approved by itself.
+#[test]
+fn issue_12_a_pending_device_follows_its_approval_by_itself() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let laptop = Device {
+        home: root.path().join("alice-laptop"),
+    };
+    let out = run_ok(laptop.cmd().args([
+        "enroll",
+        "--server",
+        &server.url,
+        "--user",
+        "alice",
+        "--code",
+        &server.add_device("alice"),
+    ]));
+    let id = last_line(&out);
+    runtime().block_on(async {
+        let old = Window::open(&alice).await;
+        let new = Window::open(&laptop).await;
+        assert_eq!(new.get("/api/session").await["pending"], true);
+        let mut events = new.events().await;
+        events
+            .wait("online but pending", |e| {
+                e["type"] == "connection" && e["online"] == true && e["pending"] == true
+            })
+            .await;
+        assert!(
+            !events
+                .skipped
+                .iter()
+                .any(|e| e["type"] == "connection" && e["online"] == false),
+            "never offline: {:?}",
+            events.skipped
+        );
+        events.skipped.clear();
+
+        // Step 1 on the approved device: the new window is told without asking.
+        let (status, started) = old
+            .post(&format!("/api/devices/{id}/approve"), json!({}))
+            .await;
+        assert_eq!(status, 200, "{started}");
+        assert_eq!(started["step"], "started");
+        events
+            .wait("the new device's code is there", |e| e["type"] == "devices")
+            .await;
+        let code = new.get("/api/devices").await["pending_code"]
+            .as_str()
+            .expect("the pending device shows its code")
+            .to_owned();
+
+        // Step 3: approved; the new window switches by itself.
+        let mut old_events = old.events().await;
+        let (status, approved) = old
+            .post(&format!("/api/devices/{id}/approve"), json!({"code": code}))
+            .await;
+        assert_eq!(status, 200, "{approved}");
+        assert_eq!(approved["step"], "approved");
+        old_events
+            .wait("the approving window reloads its devices", |e| {
+                e["type"] == "devices"
+            })
+            .await;
+        events
+            .wait("online and approved", |e| {
+                e["type"] == "connection" && e["online"] == true && e["pending"] == false
+            })
+            .await;
+        events.wait("devices", |e| e["type"] == "devices").await;
+        events.wait("chats", |e| e["type"] == "chats").await;
+        assert_eq!(new.get("/api/session").await["pending"], false);
+        let devices = new.get("/api/devices").await;
+        let me = devices["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["this"] == true)
+            .cloned()
+            .unwrap();
+        assert_eq!(me["state"], "approved", "{devices}");
+        assert!(devices["pending_code"].is_null(), "{devices}");
+    });
+}
+
+/// The sender's window shows how many have its message and how many read it, and is told
+/// when that changes.
+#[test]
+fn issue_12_own_messages_show_delivery_and_read_receipts_live() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "seen", "--with", "bob"]);
+    runtime().block_on(async {
+        let a = Window::open(&alice).await;
+        let chat = a.chat_id("seen").await;
+        let mut a_events = a.events().await;
+        let text = marker("did you get it");
+        let (status, sent) = a
+            .post(
+                &format!("/api/chats/{chat}/messages"),
+                json!({"text": text}),
+            )
+            .await;
+        assert_eq!(status, 201, "{sent}");
+        let id = sent["id"].as_str().unwrap().to_owned();
+        assert_eq!(sent["receipts"], json!({"delivered": 0, "read": 0}));
+        // The page shows the chat (and so watches it).
+        let page = a.get(&format!("/api/chats/{chat}/messages")).await;
+        let shown = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id.as_str())
+            .cloned()
+            .unwrap();
+        assert!(shown["receipts"]["read"] == 0, "{shown}");
+
+        // Bob's window fetches it: delivered.
+        let b = Window::open(&bob).await;
+        b.chat_id("seen").await;
+        a_events
+            .wait("delivered to bob", |e| {
+                e["type"] == "message"
+                    && e["message"]["id"] == id.as_str()
+                    && e["message"]["receipts"]["delivered"] == 1
+            })
+            .await;
+        // Bob displays it: read.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (messages, _) = b.all_messages(&chat, 50).await;
+            if messages.iter().any(|m| m["id"] == id.as_str()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never arrived at bob's");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (status, _) = b
+            .post(&format!("/api/chats/{chat}/read"), json!({"ids": [id]}))
+            .await;
+        assert_eq!(status, 204);
+        let event = a_events
+            .wait("read by bob", |e| {
+                e["type"] == "message"
+                    && e["message"]["id"] == id.as_str()
+                    && e["message"]["receipts"]["read"] == 1
+            })
+            .await;
+        assert_eq!(event["message"]["text"], text.as_str());
+        // Others' messages carry none.
+        let (status, from_bob) = b
+            .post(
+                &format!("/api/chats/{chat}/messages"),
+                json!({"text": "yes"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{from_bob}");
+        let event = a_events
+            .wait("bob's answer", |e| is_message(e, "yes"))
+            .await;
+        assert!(event["message"]["receipts"].is_null(), "{event}");
+    });
+}
+
+/// One app per profile: a second `vellum app` on the same home gets a fresh launch URL from
+/// the running one over `HOME/app.sock` and exits; the socket is the user's only, goes at
+/// exit, and a stale one left by a killed process is replaced.
+#[test]
+fn issue_12_a_second_app_on_the_same_home_opens_a_new_window_of_the_first() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let socket = alice.home.join("app.sock");
+    runtime().block_on(async {
+        let mut first = Window::open(&alice).await;
+        let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let second = output(alice.cmd().args(["app", "--no-open"]));
+        assert!(second.status.success(), "{second:?}");
+        let stdout = String::from_utf8(second.stdout).unwrap();
+        let url = stdout.lines().next().unwrap().trim().to_owned();
+        assert!(
+            url.starts_with(&format!("{}/open?secret=", first.base)),
+            "{url}"
+        );
+        let stderr = String::from_utf8(second.stderr).unwrap();
+        assert!(stderr.contains("not shredded"), "{stderr}");
+        // The new URL opens a session on the first process, which keeps serving.
+        let opened = first.http.get(&url).send().await.unwrap();
+        assert_eq!(opened.status(), 303);
+        let cookie = opened.headers()["set-cookie"].to_str().unwrap();
+        let cookie = cookie.split(';').next().unwrap().to_owned();
+        let session = first
+            .http
+            .get(format!("{}/api/session", first.base))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(session.status(), 200);
+        let session: Value = serde_json::from_slice(&session.bytes().await.unwrap()).unwrap();
+        assert_eq!(session["dedicated_browser"], false);
+        assert!(first.child.try_wait().unwrap().is_none(), "still serving");
+        let used = first.http.get(&url).send().await.unwrap();
+        assert_eq!(used.status(), 403);
+        assert!(used
+            .text()
+            .await
+            .unwrap()
+            .contains("Run `vellum app` again to open a new window."));
+
+        // Stopped by a signal: the socket goes.
+        let pid = first.child.id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        first.child.wait().unwrap();
+        assert!(!socket.exists(), "removed at exit");
+
+        // Killed: the stale socket is replaced by the next app.
+        let mut killed = Window::open(&alice).await;
+        killed.child.kill().unwrap();
+        killed.child.wait().unwrap();
+        assert!(socket.exists(), "left by the killed process");
+        let next = Window::open(&alice).await;
+        let again = output(alice.cmd().args(["app", "--no-open"]));
+        assert!(again.status.success(), "{again:?}");
+        let url = String::from_utf8(again.stdout).unwrap();
+        assert!(
+            url.starts_with(&format!("{}/open?secret=", next.base)),
+            "{url}"
+        );
+    });
+}
