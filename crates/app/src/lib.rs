@@ -138,6 +138,8 @@ pub async fn start(config: &AppConfig) -> Result<Running, AppError> {
         return Err(AppError::NotLoopback(config.listen));
     }
     create_home(&config.home)?;
+    // Uploads staged by an earlier run and never sent go before anything is served.
+    api::files::tidy_staging(&config.home);
     let device = Device::open(&config.home)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
