@@ -13,6 +13,7 @@ pub mod device;
 mod error;
 pub mod events;
 pub mod launch;
+pub mod listener;
 pub mod live;
 pub mod security;
 
@@ -90,8 +91,9 @@ async fn icon() -> impl IntoResponse {
 #[derive(Debug, Clone)]
 pub struct AppConfig {
     pub home: PathBuf,
-    /// Loopback only: anything else is refused.
-    pub listen: SocketAddr,
+    /// Loopback only: anything else is refused. `None`: a random address of 127.0.0.0/8,
+    /// so that the window's cookie is sent to no other local server (see [`listener`]).
+    pub listen: Option<SocketAddr>,
     /// Open a browser window (false: print the URL only).
     pub open: bool,
 }
@@ -134,20 +136,25 @@ impl Running {
 
 /// Opens the profile, binds the loopback listener and starts serving and the live loop.
 pub async fn start(config: &AppConfig) -> Result<Running, AppError> {
-    if !config.listen.ip().is_loopback() {
-        return Err(AppError::NotLoopback(config.listen));
+    let wanted = config
+        .listen
+        .unwrap_or(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)));
+    if !wanted.ip().is_loopback() {
+        return Err(AppError::NotLoopback(wanted));
     }
     create_home(&config.home)?;
     // Uploads staged by an earlier run and never sent go before anything is served.
     api::files::tidy_staging(&config.home);
     let device = Device::open(&config.home)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listener = listener::bind(config.listen)
         .await
-        .map_err(|e| AppError::Bind(config.listen, e))?;
+        .map_err(|e| AppError::Bind(wanted, e))?;
     let local = listener
         .local_addr()
-        .map_err(|e| AppError::Bind(config.listen, e))?;
-    // The Host the page uses is the URL's: `127.0.0.1:PORT` (or `[::1]:PORT`).
+        .map_err(|e| AppError::Bind(wanted, e))?;
+    // Only this OS user's connections reach the router.
+    let listener = listener::OwnerOnly::new(listener);
+    // The Host the page uses is the URL's: `127.x.y.z:PORT` (or `[::1]:PORT`).
     let (security, secret) = Security::new(&local.to_string(), security::LAUNCH_TTL);
     let url = security.launch_url(&secret);
     let device =

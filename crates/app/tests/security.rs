@@ -287,3 +287,35 @@ async fn issue_12_the_session_gets_the_page_and_the_event_stream() {
     let data = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
     assert_eq!(data, "data: {\"type\":\"chats\"}\n\n");
 }
+
+/// Cookies ignore ports: another local page may set a cookie of our name. Ours still
+/// counts, whichever comes first and however the browser splits them.
+#[tokio::test]
+async fn issue_12_a_tossed_cookie_of_our_name_does_not_hide_the_session() {
+    let (state, secret, _home) = state(Duration::from_secs(60));
+    let (cookie, _) = session(&state, &secret).await;
+    let tossed = format!("vellum_app_4711={}", "b".repeat(64));
+    for headers in [
+        vec![format!("{tossed}; {cookie}")],
+        vec![format!(
+            "vellum_app_4711=short; {tossed}; other=1; {cookie}"
+        )],
+        vec![tossed.clone(), cookie.clone()],
+    ] {
+        let mut req = get("/api/session");
+        for h in &headers {
+            req = req.header(header::COOKIE, h);
+        }
+        let answer = send(&state, req.body(Body::empty()).unwrap()).await;
+        assert_eq!(answer.status(), StatusCode::OK, "{headers:?}");
+    }
+    let only_tossed = send(
+        &state,
+        get("/api/session")
+            .header(header::COOKIE, &tossed)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(only_tossed.status(), StatusCode::UNAUTHORIZED);
+}
