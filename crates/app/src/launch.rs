@@ -133,12 +133,23 @@ pub fn prepare_profile(home: &Path) -> Result<(), LaunchError> {
     Ok(())
 }
 
+/// `program` started with a umask of 077 (through `sh`, without `unsafe`), so that what it
+/// creates — the browser's downloads among it — is the owner's only (0600).
+pub fn owner_only_command(program: &Path) -> Command {
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg("umask 077 && exec \"$0\" \"$@\"")
+        .arg(program);
+    command
+}
+
 /// Opens `url` in the app's window; falls back to the default browser with a warning.
 pub fn open_window(home: &Path, url: &str) -> Result<(), LaunchError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     if let Some(browser) = find_browser(&path) {
         prepare_profile(home)?;
-        Command::new(&browser)
+        owner_only_command(&browser)
             .args(browser_args(home, url))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -230,6 +241,31 @@ mod tests {
         fs::write(&prefs, b"{\"kept\":true}").unwrap();
         prepare_profile(dir.path()).unwrap();
         assert_eq!(fs::read(&prefs).unwrap(), b"{\"kept\":true}");
+    }
+
+    /// The browser starts with umask 077: a file it writes (a download) is 0600.
+    #[test]
+    fn issue_12_the_browser_runs_with_an_owner_only_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("saved.txt");
+        let status = owner_only_command(Path::new("/usr/bin/touch"))
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // Arguments pass through unquoted and unsplit.
+        let out = owner_only_command(Path::new("/bin/echo"))
+            .args(["a b", "--app=http://127.0.0.2:5/open?secret=s&x=$HOME"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "a b --app=http://127.0.0.2:5/open?secret=s&x=$HOME\n"
+        );
     }
 
     #[test]

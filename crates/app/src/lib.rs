@@ -198,15 +198,21 @@ pub async fn run(config: AppConfig) -> Result<(), AppError> {
 }
 
 /// The profile directory, created owner-only if missing (an unenrolled window enrolls
-/// into it).
+/// into it); an existing one that the group or others may enter is tightened to 0700
+/// (the keys, the database and decrypted files live there).
 fn create_home(home: &std::path::Path) -> Result<(), AppError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io = |e| AppError::Io(home.display().to_string(), e);
     if !home.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(home)
-            .map_err(|e| AppError::Io(home.display().to_string(), e))?;
+            .map_err(io)?;
+    }
+    let mode = std::fs::metadata(home).map_err(io)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     }
     Ok(())
 }
