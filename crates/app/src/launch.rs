@@ -50,6 +50,11 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// The browser's arguments: an app window on `url` over the profile in `home`.
+///
+/// Not `--incognito` (issue 12 review, tried with Chromium 156 under Xvfb): an incognito
+/// window ignores `download.prompt_for_download: false` and asks where to save every file
+/// (a Save As dialog, preset to `HOME/browser/Downloads`), so a file could be saved where
+/// the shredder does not look; the regular profile saves there without asking.
 pub fn browser_args(home: &Path, url: &str) -> Vec<String> {
     vec![
         format!("--app={url}"),
