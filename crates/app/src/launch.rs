@@ -108,6 +108,90 @@ pub fn preferences(home: &Path) -> serde_json::Value {
     })
 }
 
+/// What Chromium keeps of past sessions in its profile: visits, the downloads table and
+/// download service (file names), session restore, caches. Removed before each start.
+pub const HISTORY_STORES: [&str; 20] = [
+    "History",
+    "History-journal",
+    "shared_proto_db",
+    "Download Service",
+    "Sessions",
+    "Session Storage",
+    "Visited Links",
+    "Top Sites",
+    "Top Sites-journal",
+    "Favicons",
+    "Favicons-journal",
+    "Shortcuts",
+    "Shortcuts-journal",
+    "Network Action Predictor",
+    "Network Action Predictor-journal",
+    "Cache",
+    "Code Cache",
+    "DIPS",
+    "DIPS-journal",
+    "Current Session",
+];
+
+/// Overwrites a file with zeros and unlinks it; a directory's files likewise, then the
+/// directory (symbolic links are unlinked, never followed).
+fn shred_tree(path: &Path) {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
+    if meta.is_dir() {
+        if let Ok(entries) = fs::read_dir(path) {
+            for entry in entries.flatten() {
+                shred_tree(&entry.path());
+            }
+        }
+        let _ = fs::remove_dir(path);
+        return;
+    }
+    if meta.is_file() {
+        if let Ok(mut file) = fs::OpenOptions::new().write(true).open(path) {
+            let zeros = vec![0u8; 64 * 1024];
+            let mut left = meta.len();
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                if std::io::Write::write_all(&mut file, &zeros[..n]).is_err() {
+                    break;
+                }
+                left -= n as u64;
+            }
+            let _ = file.sync_all();
+        }
+    }
+    let _ = fs::remove_file(path);
+}
+
+/// Whether a Chromium holds the profile (its `SingletonLock` names a live process of this
+/// host): its files are then in use and stay.
+fn profile_in_use(profile: &Path) -> bool {
+    let Ok(target) = fs::read_link(profile.join("SingletonLock")) else {
+        return false;
+    };
+    let pid = target
+        .to_string_lossy()
+        .rsplit('-')
+        .next()
+        .and_then(|p| p.parse::<u32>().ok());
+    pid.is_none_or(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Removes what an earlier Chromium session kept (see [`HISTORY_STORES`]): an incognito
+/// window would keep none of it but asks where to save every download.
+pub fn scrub_history(home: &Path) {
+    let profile = browser_profile(home);
+    if profile_in_use(&profile) {
+        return;
+    }
+    let default = profile.join("Default");
+    for store in HISTORY_STORES {
+        shred_tree(&default.join(store));
+    }
+}
+
 /// Creates the profile (0700) and, before its first start, its preferences (0600).
 pub fn prepare_profile(home: &Path) -> Result<(), LaunchError> {
     let io = |path: &Path| {
@@ -154,6 +238,7 @@ pub fn open_window(home: &Path, url: &str) -> Result<(), LaunchError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     if let Some(browser) = find_browser(&path) {
         prepare_profile(home)?;
+        scrub_history(home);
         owner_only_command(&browser)
             .args(browser_args(home, url))
             .stdin(Stdio::null())
@@ -246,6 +331,45 @@ mod tests {
         fs::write(&prefs, b"{\"kept\":true}").unwrap();
         prepare_profile(dir.path()).unwrap();
         assert_eq!(fs::read(&prefs).unwrap(), b"{\"kept\":true}");
+    }
+
+    /// The attachment names an earlier session left in Chromium's history stores go before
+    /// the next start; the preferences and downloads stay, and a running browser's files
+    /// are left alone.
+    #[test]
+    fn issue_12_chromium_history_is_scrubbed_before_a_start() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare_profile(dir.path()).unwrap();
+        let default = browser_profile(dir.path()).join("Default");
+        fs::write(default.join("History"), b"attached-name.pdf").unwrap();
+        let witness = dir.path().join("witness");
+        fs::hard_link(default.join("History"), &witness).unwrap();
+        fs::create_dir_all(default.join("shared_proto_db/metadata")).unwrap();
+        fs::write(
+            default.join("shared_proto_db/000003.log"),
+            b"attached-name.pdf",
+        )
+        .unwrap();
+        fs::write(browser_downloads(dir.path()).join("kept.txt"), b"tracked").unwrap();
+        // A live browser holds the profile: nothing is touched.
+        std::os::unix::fs::symlink(
+            format!("host-{}", std::process::id()),
+            browser_profile(dir.path()).join("SingletonLock"),
+        )
+        .unwrap();
+        scrub_history(dir.path());
+        assert!(default.join("History").exists());
+        fs::remove_file(browser_profile(dir.path()).join("SingletonLock")).unwrap();
+        scrub_history(dir.path());
+        assert!(!default.join("History").exists());
+        assert_eq!(
+            fs::read(&witness).unwrap(),
+            vec![0u8; 17],
+            "zeroed, not only unlinked"
+        );
+        assert!(!default.join("shared_proto_db").exists());
+        assert!(default.join("Preferences").exists());
+        assert!(browser_downloads(dir.path()).join("kept.txt").exists());
     }
 
     /// The browser starts with umask 077: a file it writes (a download) is 0600.
