@@ -49,6 +49,9 @@ pub enum AppEvent {
         pending: bool,
         alarms: Vec<String>,
     },
+    /// This stream fell behind and missed events (a `gone` among them, perhaps): the page
+    /// reloads the chat list and the open chat rather than keep what may be gone.
+    Resync,
 }
 
 impl AppEvent {
@@ -59,12 +62,12 @@ impl AppEvent {
 }
 
 /// The next frame for a receiver: an event, or — when this receiver fell behind and
-/// missed some — `chats`, so that the page reloads what it shows. `None` when the sender
-/// is gone.
+/// missed some — `resync`, so that the page reloads the list and the open chat (a missed
+/// `gone` must not leave a message on screen). `None` when the sender is gone.
 async fn next_frame(events: &mut broadcast::Receiver<AppEvent>) -> Option<AppEvent> {
     match events.recv().await {
         Ok(event) => Some(event),
-        Err(broadcast::error::RecvError::Lagged(_)) => Some(AppEvent::Chats),
+        Err(broadcast::error::RecvError::Lagged(_)) => Some(AppEvent::Resync),
         Err(broadcast::error::RecvError::Closed) => None,
     }
 }
@@ -117,9 +120,10 @@ mod tests {
         );
     }
 
-    /// A page that fell behind reloads rather than missing a message silently.
+    /// A page that fell behind reloads everything it shows (not only the list), so that a
+    /// missed `gone` cannot leave a deleted message on screen.
     #[tokio::test]
-    async fn issue_12_a_lagged_receiver_gets_chats() {
+    async fn issue_12_a_lagged_receiver_gets_resync() {
         let (sender, mut receiver) = broadcast::channel(2);
         for i in 0..5 {
             sender
@@ -128,10 +132,11 @@ mod tests {
                 })
                 .unwrap();
         }
-        assert!(matches!(
-            next_frame(&mut receiver).await,
-            Some(AppEvent::Chats)
-        ));
+        let lagged = next_frame(&mut receiver).await.unwrap();
+        assert_eq!(
+            serde_json::to_value(&lagged).unwrap(),
+            serde_json::json!({"type": "resync"})
+        );
         assert!(matches!(
             next_frame(&mut receiver).await,
             Some(AppEvent::Chat { .. })

@@ -50,6 +50,11 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// The browser's arguments: an app window on `url` over the profile in `home`.
+///
+/// Not `--incognito` (issue 12 review, tried with Chromium 156 under Xvfb): an incognito
+/// window ignores `download.prompt_for_download: false` and asks where to save every file
+/// (a Save As dialog, preset to `HOME/browser/Downloads`), so a file could be saved where
+/// the shredder does not look; the regular profile saves there without asking.
 pub fn browser_args(home: &Path, url: &str) -> Vec<String> {
     vec![
         format!("--app={url}"),
@@ -103,6 +108,90 @@ pub fn preferences(home: &Path) -> serde_json::Value {
     })
 }
 
+/// What Chromium keeps of past sessions in its profile: visits, the downloads table and
+/// download service (file names), session restore, caches. Removed before each start.
+pub const HISTORY_STORES: [&str; 20] = [
+    "History",
+    "History-journal",
+    "shared_proto_db",
+    "Download Service",
+    "Sessions",
+    "Session Storage",
+    "Visited Links",
+    "Top Sites",
+    "Top Sites-journal",
+    "Favicons",
+    "Favicons-journal",
+    "Shortcuts",
+    "Shortcuts-journal",
+    "Network Action Predictor",
+    "Network Action Predictor-journal",
+    "Cache",
+    "Code Cache",
+    "DIPS",
+    "DIPS-journal",
+    "Current Session",
+];
+
+/// Overwrites a file with zeros and unlinks it; a directory's files likewise, then the
+/// directory (symbolic links are unlinked, never followed).
+fn shred_tree(path: &Path) {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
+    if meta.is_dir() {
+        if let Ok(entries) = fs::read_dir(path) {
+            for entry in entries.flatten() {
+                shred_tree(&entry.path());
+            }
+        }
+        let _ = fs::remove_dir(path);
+        return;
+    }
+    if meta.is_file() {
+        if let Ok(mut file) = fs::OpenOptions::new().write(true).open(path) {
+            let zeros = vec![0u8; 64 * 1024];
+            let mut left = meta.len();
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                if std::io::Write::write_all(&mut file, &zeros[..n]).is_err() {
+                    break;
+                }
+                left -= n as u64;
+            }
+            let _ = file.sync_all();
+        }
+    }
+    let _ = fs::remove_file(path);
+}
+
+/// Whether a Chromium holds the profile (its `SingletonLock` names a live process of this
+/// host): its files are then in use and stay.
+fn profile_in_use(profile: &Path) -> bool {
+    let Ok(target) = fs::read_link(profile.join("SingletonLock")) else {
+        return false;
+    };
+    let pid = target
+        .to_string_lossy()
+        .rsplit('-')
+        .next()
+        .and_then(|p| p.parse::<u32>().ok());
+    pid.is_none_or(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Removes what an earlier Chromium session kept (see [`HISTORY_STORES`]): an incognito
+/// window would keep none of it but asks where to save every download.
+pub fn scrub_history(home: &Path) {
+    let profile = browser_profile(home);
+    if profile_in_use(&profile) {
+        return;
+    }
+    let default = profile.join("Default");
+    for store in HISTORY_STORES {
+        shred_tree(&default.join(store));
+    }
+}
+
 /// Creates the profile (0700) and, before its first start, its preferences (0600).
 pub fn prepare_profile(home: &Path) -> Result<(), LaunchError> {
     let io = |path: &Path| {
@@ -151,12 +240,24 @@ pub fn has_dedicated_browser() -> bool {
 /// The note for a window not in the app's own browser profile.
 pub const NOT_SHREDDED_NOTE: &str = "note: files saved by a browser other than the app's own Chromium window are not shredded with their messages";
 
+/// `program` started with a umask of 077 (through `sh`, without `unsafe`), so that what it
+/// creates — the browser's downloads among it — is the owner's only (0600).
+pub fn owner_only_command(program: &Path) -> Command {
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg("umask 077 && exec \"$0\" \"$@\"")
+        .arg(program);
+    command
+}
+
 /// Opens `url` in the app's window; falls back to the default browser with a warning.
 pub fn open_window(home: &Path, url: &str) -> Result<Opened, LaunchError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     if let Some(browser) = find_browser(&path) {
         prepare_profile(home)?;
-        Command::new(&browser)
+        scrub_history(home);
+        owner_only_command(&browser)
             .args(browser_args(home, url))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -248,6 +349,70 @@ mod tests {
         fs::write(&prefs, b"{\"kept\":true}").unwrap();
         prepare_profile(dir.path()).unwrap();
         assert_eq!(fs::read(&prefs).unwrap(), b"{\"kept\":true}");
+    }
+
+    /// The attachment names an earlier session left in Chromium's history stores go before
+    /// the next start; the preferences and downloads stay, and a running browser's files
+    /// are left alone.
+    #[test]
+    fn issue_12_chromium_history_is_scrubbed_before_a_start() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare_profile(dir.path()).unwrap();
+        let default = browser_profile(dir.path()).join("Default");
+        fs::write(default.join("History"), b"attached-name.pdf").unwrap();
+        let witness = dir.path().join("witness");
+        fs::hard_link(default.join("History"), &witness).unwrap();
+        fs::create_dir_all(default.join("shared_proto_db/metadata")).unwrap();
+        fs::write(
+            default.join("shared_proto_db/000003.log"),
+            b"attached-name.pdf",
+        )
+        .unwrap();
+        fs::write(browser_downloads(dir.path()).join("kept.txt"), b"tracked").unwrap();
+        // A live browser holds the profile: nothing is touched.
+        std::os::unix::fs::symlink(
+            format!("host-{}", std::process::id()),
+            browser_profile(dir.path()).join("SingletonLock"),
+        )
+        .unwrap();
+        scrub_history(dir.path());
+        assert!(default.join("History").exists());
+        fs::remove_file(browser_profile(dir.path()).join("SingletonLock")).unwrap();
+        scrub_history(dir.path());
+        assert!(!default.join("History").exists());
+        assert_eq!(
+            fs::read(&witness).unwrap(),
+            vec![0u8; 17],
+            "zeroed, not only unlinked"
+        );
+        assert!(!default.join("shared_proto_db").exists());
+        assert!(default.join("Preferences").exists());
+        assert!(browser_downloads(dir.path()).join("kept.txt").exists());
+    }
+
+    /// The browser starts with umask 077: a file it writes (a download) is 0600.
+    #[test]
+    fn issue_12_the_browser_runs_with_an_owner_only_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("saved.txt");
+        let status = owner_only_command(Path::new("/usr/bin/touch"))
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // Arguments pass through unquoted and unsplit.
+        let out = owner_only_command(Path::new("/bin/echo"))
+            .args(["a b", "--app=http://127.0.0.2:5/open?secret=s&x=$HOME"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "a b --app=http://127.0.0.2:5/open?secret=s&x=$HOME\n"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod error;
 pub mod events;
 pub mod instance;
 pub mod launch;
+pub mod listener;
 pub mod live;
 pub mod security;
 
@@ -92,8 +93,9 @@ async fn icon() -> impl IntoResponse {
 #[derive(Debug, Clone)]
 pub struct AppConfig {
     pub home: PathBuf,
-    /// Loopback only: anything else is refused.
-    pub listen: SocketAddr,
+    /// Loopback only: anything else is refused. `None`: a random address of 127.0.0.0/8,
+    /// so that the window's cookie is sent to no other local server (see [`listener`]).
+    pub listen: Option<SocketAddr>,
     /// Open a browser window (false: print the URL only).
     pub open: bool,
 }
@@ -137,18 +139,25 @@ impl Running {
 
 /// Opens the profile, binds the loopback listener and starts serving and the live loop.
 pub async fn start(config: &AppConfig) -> Result<Running, AppError> {
-    if !config.listen.ip().is_loopback() {
-        return Err(AppError::NotLoopback(config.listen));
+    let wanted = config
+        .listen
+        .unwrap_or(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)));
+    if !wanted.ip().is_loopback() {
+        return Err(AppError::NotLoopback(wanted));
     }
     create_home(&config.home)?;
+    // Uploads staged by an earlier run and never sent go before anything is served.
+    api::files::tidy_staging(&config.home);
     let device = Device::open(&config.home)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listener = listener::bind(config.listen)
         .await
-        .map_err(|e| AppError::Bind(config.listen, e))?;
+        .map_err(|e| AppError::Bind(wanted, e))?;
     let local = listener
         .local_addr()
-        .map_err(|e| AppError::Bind(config.listen, e))?;
-    // The Host the page uses is the URL's: `127.0.0.1:PORT` (or `[::1]:PORT`).
+        .map_err(|e| AppError::Bind(wanted, e))?;
+    // Only this OS user's connections reach the router.
+    let listener = listener::OwnerOnly::new(listener);
+    // The Host the page uses is the URL's: `127.x.y.z:PORT` (or `[::1]:PORT`).
     let (security, secret) = Security::new(&local.to_string(), security::LAUNCH_TTL);
     let url = security.launch_url(&secret);
     let device =
@@ -175,8 +184,8 @@ pub async fn start(config: &AppConfig) -> Result<Running, AppError> {
 /// line of stdout. When an app already serves this profile, asks it for a fresh launch URL
 /// instead, prints and opens that, and returns (the one app keeps serving).
 pub async fn run(config: AppConfig) -> Result<(), AppError> {
-    if !config.listen.ip().is_loopback() {
-        return Err(AppError::NotLoopback(config.listen));
+    if let Some(wanted) = config.listen.filter(|a| !a.ip().is_loopback()) {
+        return Err(AppError::NotLoopback(wanted));
     }
     create_home(&config.home)?;
     // Decided before the URL exists: the session it opens says which browser holds it.
@@ -229,15 +238,21 @@ fn show(config: &AppConfig, url: &str, security: Option<&Security>) {
 }
 
 /// The profile directory, created owner-only if missing (an unenrolled window enrolls
-/// into it).
+/// into it); an existing one that the group or others may enter is tightened to 0700
+/// (the keys, the database and decrypted files live there).
 fn create_home(home: &std::path::Path) -> Result<(), AppError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io = |e| AppError::Io(home.display().to_string(), e);
     if !home.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(home)
-            .map_err(|e| AppError::Io(home.display().to_string(), e))?;
+            .map_err(io)?;
+    }
+    let mode = std::fs::metadata(home).map_err(io)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     }
     Ok(())
 }

@@ -41,8 +41,16 @@ pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
 async fn shredder(state: AppState) {
     let mut tick = tokio::time::interval(SHRED_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut swept = None;
     loop {
         tick.tick().await;
+        // Staged uploads the page never sent (older than their TTL) go too, once a minute.
+        if crate::api::files::sweep_due(&mut swept) {
+            let home = state.home.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::api::files::clear_staging(&home, Some(crate::api::files::STAGED_TTL))
+            });
+        }
         let shredded = state
             .device
             .run(async |device: &mut Device| match device {

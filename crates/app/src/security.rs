@@ -166,19 +166,18 @@ impl Security {
         Some(cookie)
     }
 
+    /// The session of the first cookie of our name that is one: another local page may
+    /// have set a cookie of the same name (cookies ignore ports), which must not hide ours.
     fn session(&self, headers: &HeaderMap) -> Option<Session> {
-        let cookie = headers
+        let inner = self.lock();
+        headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == &*self.cookie_name)
-            .map(|(_, value)| value)?;
-        if cookie.len() != 64 {
-            return None;
-        }
-        self.lock().sessions.get(&digest(cookie)).cloned()
+            .filter(|(name, value)| *name == &*self.cookie_name && value.len() == 64)
+            .find_map(|(_, value)| inner.sessions.get(&digest(value)).cloned())
     }
 
     fn host_is_ours(&self, headers: &HeaderMap) -> bool {

@@ -374,3 +374,63 @@ async fn issue_12_bad_chat_and_message_input_is_refused_up_front() {
     let (status, _) = w.get("/api/safety/a%20b").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// A zero timer on one message is no timer: refused before the device is asked, as the
+/// chat settings refuse it.
+#[tokio::test]
+async fn issue_12_a_message_with_a_zero_timer_is_400() {
+    let w = window().await;
+    for body in [
+        r#"{"text":"hi","expire_secs":0}"#,
+        r#"{"text":"hi","burn_secs":0}"#,
+        r#"{"text":"hi","expire_secs":99999999999}"#,
+    ] {
+        let (status, error) = w.post("/api/chats/c1/messages", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {error}");
+        assert_eq!(error["code"], "bad_request", "{body}: {error}");
+    }
+    // A valid timer gets past the check (and meets the unenrolled device).
+    let (status, error) = w
+        .post(
+            "/api/chats/c1/messages",
+            r#"{"text":"hi","expire_secs":60}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+}
+
+/// A file the page dropped before sending is zeroed and unlinked at once; an unknown id is
+/// 404, a malformed one 400, and without the CSRF token nothing is removed.
+#[tokio::test]
+async fn issue_12_a_staged_upload_can_be_discarded() {
+    let w = window().await;
+    let id = "ab".repeat(16);
+    let dir = w.home.join("app-uploads").join(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("draft.txt"), b"staged plaintext").unwrap();
+    // A second name for the same bytes shows they were overwritten, not only unlinked.
+    let witness = w.home.join("witness");
+    std::fs::hard_link(dir.join("draft.txt"), &witness).unwrap();
+    let delete = |path: String, csrf: bool| {
+        let mut req = Request::delete(path)
+            .header(header::HOST, HOST)
+            .header(header::COOKIE, &w.cookie);
+        if csrf {
+            req = req.header("x-vellum-csrf", &w.csrf);
+        }
+        req.body(Body::empty()).unwrap()
+    };
+    let (status, _) = w.send(delete(format!("/api/uploads/{id}"), false)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(dir.join("draft.txt").exists());
+    let (status, error) = w.send(delete(format!("/api/uploads/{id}"), true)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{error}");
+    assert!(!dir.exists());
+    assert_eq!(std::fs::read(&witness).unwrap(), vec![0u8; 16]);
+    let (status, _) = w.send(delete(format!("/api/uploads/{id}"), true)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for bad in ["..%2F..%2Fetc", "xyz", &"g".repeat(32)] {
+        let (status, _) = w.send(delete(format!("/api/uploads/{bad}"), true)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+}

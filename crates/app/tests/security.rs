@@ -333,3 +333,35 @@ async fn issue_12_a_session_knows_whether_it_is_the_apps_own_browser() {
     let (cookie, _) = session(&state, &fresh).await;
     assert_eq!(session_json(cookie).await["dedicated_browser"], false);
 }
+
+/// Cookies ignore ports: another local page may set a cookie of our name. Ours still
+/// counts, whichever comes first and however the browser splits them.
+#[tokio::test]
+async fn issue_12_a_tossed_cookie_of_our_name_does_not_hide_the_session() {
+    let (state, secret, _home) = state(Duration::from_secs(60));
+    let (cookie, _) = session(&state, &secret).await;
+    let tossed = format!("vellum_app_4711={}", "b".repeat(64));
+    for headers in [
+        vec![format!("{tossed}; {cookie}")],
+        vec![format!(
+            "vellum_app_4711=short; {tossed}; other=1; {cookie}"
+        )],
+        vec![tossed.clone(), cookie.clone()],
+    ] {
+        let mut req = get("/api/session");
+        for h in &headers {
+            req = req.header(header::COOKIE, h);
+        }
+        let answer = send(&state, req.body(Body::empty()).unwrap()).await;
+        assert_eq!(answer.status(), StatusCode::OK, "{headers:?}");
+    }
+    let only_tossed = send(
+        &state,
+        get("/api/session")
+            .header(header::COOKIE, &tossed)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(only_tossed.status(), StatusCode::UNAUTHORIZED);
+}

@@ -1051,7 +1051,7 @@ async fn window(bob_home: &Path, alice: &mut Client, chat: &str) -> Result<()> {
     );
     let running = vellum_app::start(&vellum_app::AppConfig {
         home: bob_home.to_owned(),
-        listen: "127.0.0.1:0".parse()?,
+        listen: None,
         open: false,
     })
     .await?;

@@ -314,9 +314,11 @@ enum Command {
         after_help = "Example: vellum app\n         vellum app --no-open --listen 127.0.0.1:8470"
     )]
     App {
-        /// Where to serve the window: a loopback address only.
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: std::net::SocketAddr,
+        /// Where to serve the window: a loopback address only. Without it, a random
+        /// address of 127.0.0.0/8 and any free port, so that no other local server shares
+        /// the window's cookie (cookies ignore ports).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
         /// Do not open a browser; print the window's URL only (its first line on stdout).
         #[arg(long)]
         no_open: bool,

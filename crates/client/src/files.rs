@@ -111,6 +111,21 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::Io(format!("cannot {what} {}: {e}", path.display()))
 }
 
+/// The profile's `downloads` directory, owner-only (0700, tightened if it was created
+/// looser): decrypted files wait there for their message's shredder.
+fn private_downloads(home: &Path) -> Result<PathBuf, Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = home.join("downloads");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| io("create", &dir, e))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| io("protect", &dir, e))?;
+    Ok(dir)
+}
+
 /// A MIME type from the file name's extension (the common ones; the rest is opaque bytes).
 fn mime_of(name: &str) -> &'static str {
     let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
@@ -714,10 +729,12 @@ impl Client {
             return Err(Error::Invalid(format!("message {message_id} has no files")));
         }
         let dir = match out {
-            Some(dir) => dir.to_path_buf(),
-            None => self.home.join("downloads"),
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+                dir.to_path_buf()
+            }
+            None => private_downloads(&self.home)?,
         };
-        std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
         let dir = std::fs::canonicalize(&dir).map_err(|e| io("open", &dir, e))?;
         let home = std::fs::canonicalize(&self.home).map_err(|e| io("open", &self.home, e))?;
         let expiring = message.expires_at.is_some() || message.burn_secs.is_some();
@@ -812,8 +829,7 @@ impl Client {
                 "file {name} of message {message_id} belongs to another chat: not downloaded"
             )));
         }
-        let dir = self.home.join("downloads");
-        std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
+        let dir = private_downloads(&self.home)?;
         let target = free_path(&dir, &name);
         // Listed before a byte is written, so a crash leaves nothing the shredder misses.
         self.store.track_download(&target, &group_id, message_id)?;
@@ -1125,13 +1141,18 @@ fn hash_file(path: &Path) -> Result<String, Error> {
 /// Opens (or creates) a `.part` file, keeps its whole chunks, hashes them again and
 /// returns it positioned at their end, with how many there were.
 fn resume_part(part: &Path, chunk_bytes: u64) -> Result<(std::fs::File, Sha256, u64), Error> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    // Decrypted bytes: owner-only (0600), also a `.part` left by an older version.
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(part)
         .map_err(|e| io("write", part, e))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io("protect", part, e))?;
     let len = file.metadata().map_err(|e| io("read", part, e))?.len();
     let done = len / chunk_bytes;
     file.set_len(done * chunk_bytes)
@@ -1150,6 +1171,28 @@ fn resume_part(part: &Path, chunk_bytes: u64) -> Result<(std::fs::File, Sha256, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decrypted files are the owner's only: the profile's `downloads` is 0700 (tightened
+    /// if it was looser) and every file written there 0600.
+    #[test]
+    fn issue_12_downloads_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let loose = home.path().join("downloads");
+        std::fs::create_dir(&loose).unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = private_downloads(home.path()).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        let part = dir.join("a.txt.part");
+        std::fs::write(&part, b"").unwrap();
+        std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o644)).unwrap();
+        resume_part(&part, 16).unwrap();
+        assert_eq!(mode(&part), 0o600);
+        let fresh = dir.join("b.txt.part");
+        resume_part(&fresh, 16).unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+    }
 
     #[test]
     fn issue_10_stream_chunks_open_only_in_place_and_as_sealed() {

@@ -125,6 +125,20 @@ pub(crate) fn tidy_staging(home: &FsPath) {
     clear_staging(home, (!first).then_some(STAGED_TTL));
 }
 
+/// How often the live loop looks for staged uploads older than [`STAGED_TTL`].
+pub const STAGED_SWEEP: Duration = Duration::from_secs(60);
+
+/// Whether the live loop's shredder tick sweeps staged uploads now (`clear_staging` with
+/// [`STAGED_TTL`]): at most once per [`STAGED_SWEEP`]; `last` is when it last did.
+pub(crate) fn sweep_due(last: &mut Option<std::time::Instant>) -> bool {
+    let now = std::time::Instant::now();
+    if last.is_some_and(|at| now.duration_since(at) < STAGED_SWEEP) {
+        return false;
+    }
+    *last = Some(now);
+    true
+}
+
 fn percent_decode(raw: &str) -> Option<Vec<u8>> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -271,6 +285,24 @@ pub async fn upload(
             Err(e)
         }
     }
+}
+
+/// `DELETE /api/uploads/{id}`: the page dropped a staged file before sending it; it is
+/// overwritten and unlinked now rather than at the end of [`STAGED_TTL`].
+pub async fn discard(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let dir = staging(&state.home).join(upload_id(&id)?);
+    if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+        return Err(ApiError::not_found(
+            "no such upload: it was sent already or has expired",
+        ));
+    }
+    tokio::task::spawn_blocking(move || remove_staged(&dir))
+        .await
+        .map_err(|_| ApiError::internal())?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn write_staged(path: &FsPath, body: Body, limit: u64) -> Result<u64, ApiError> {
@@ -595,5 +627,34 @@ mod tests {
         assert!(dir.join("left.txt").exists(), "a fresh upload stays");
         clear_staging(home.path(), None);
         assert!(!dir.exists());
+    }
+
+    /// The live loop's sweep takes uploads older than the TTL, and runs at most once a
+    /// minute however often its tick comes.
+    #[test]
+    fn issue_12_the_live_sweep_removes_old_staged_uploads_once_a_minute() {
+        let home = tempfile::tempdir().unwrap();
+        let stage = |name: &str| {
+            let dir = staging(home.path()).join(name.repeat(32));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("f.txt"), b"staged").unwrap();
+            let old = SystemTime::now() - STAGED_TTL - Duration::from_secs(60);
+            std::fs::File::open(&dir)
+                .unwrap()
+                .set_times(std::fs::FileTimes::new().set_modified(old))
+                .unwrap();
+            dir
+        };
+        let fresh = staging(home.path()).join("f".repeat(32));
+        std::fs::create_dir_all(&fresh).unwrap();
+        let old = stage("a");
+        let mut last = None;
+        assert!(sweep_due(&mut last));
+        clear_staging(home.path(), Some(STAGED_TTL));
+        assert!(!old.exists(), "older than the TTL: gone");
+        assert!(fresh.exists(), "a fresh upload stays");
+        assert!(!sweep_due(&mut last), "not twice a minute");
+        last = Some(std::time::Instant::now() - STAGED_SWEEP);
+        assert!(sweep_due(&mut last));
     }
 }

@@ -129,6 +129,10 @@ pub async fn send(
             ),
         ));
     }
+    // Zero is no timer at all (the client would refuse it late, or take it as "off"):
+    // refused here, as the settings refuse it.
+    let expire_secs = super::input::timer("expire_secs", body.expire_secs)?;
+    let burn_secs = super::input::timer("burn_secs", body.burn_secs)?;
     let outgoing = OutgoingMessage {
         text: body.text,
         reply_to: body.reply_to.filter(|r| !r.is_empty()),
@@ -136,8 +140,8 @@ pub async fn send(
         mentions: Vec::new(),
         attachments: Vec::new(),
         timers: MessageTimers {
-            expire_secs: body.expire_secs,
-            burn_secs: body.burn_secs,
+            expire_secs,
+            burn_secs,
         },
     };
     let events = state.events.clone();

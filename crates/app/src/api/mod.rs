@@ -32,6 +32,7 @@ pub fn router() -> Router<AppState> {
             get(files::download),
         )
         .route("/uploads", post(files::upload))
+        .route("/uploads/{id}", axum::routing::delete(files::discard))
         .route("/directory", get(directory::list))
         .route("/devices", get(devices::list))
         .route("/devices/{id}/approve", post(devices::approve))

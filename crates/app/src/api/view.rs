@@ -51,8 +51,12 @@ pub struct Message {
     pub burn_secs: Option<u64>,
     pub burn_at: Option<i64>,
     pub reply_to: Option<ReplyQuote>,
+    /// Empty while sealed (a mention is a word of the text).
     pub mentions: Vec<String>,
+    /// Empty while sealed: a file's name says as much as the text.
     pub attachments: Vec<AttachmentView>,
+    /// How many files the message carries, sealed or not ("Tap to read" can say "1 file").
+    pub attachment_count: usize,
     pub edited_at: Option<i64>,
     pub reactions: Vec<ReactionView>,
     pub event: Option<EventView>,
@@ -114,11 +118,19 @@ pub struct EventView {
     pub text: String,
 }
 
+/// A burn-on-read message another member sent that this device has not revealed: nothing
+/// of its content (text, mentions, file names) is shown.
+fn is_sealed(client: &Client, row: &MessageRow) -> bool {
+    row.kind != MessageKind::Event
+        && row.burn_secs.is_some()
+        && row.read_at.is_none()
+        && row.sender_user != client.user()
+}
+
 /// A message row as the page shows it.
 pub fn message(client: &Client, row: &MessageRow) -> Result<Message, Error> {
     let mine = row.sender_user == client.user();
-    let sealed =
-        row.kind == MessageKind::Text && row.burn_secs.is_some() && row.read_at.is_none() && !mine;
+    let sealed = is_sealed(client, row);
     let reactions = if row.kind == MessageKind::Text {
         client
             .reactions(&row.group_id, &row.id)?
@@ -159,19 +171,13 @@ pub fn message(client: &Client, row: &MessageRow) -> Result<Message, Error> {
         burn_secs: row.burn_secs,
         burn_at: row.burn_at,
         reply_to,
-        mentions: row.extra.mentions.clone(),
-        attachments: row
-            .extra
-            .attachments
-            .iter()
-            .enumerate()
-            .map(|(index, a)| AttachmentView {
-                index,
-                name: a.name.clone(),
-                size: a.size,
-                mime: a.mime.clone(),
-            })
-            .collect(),
+        mentions: if sealed {
+            Vec::new()
+        } else {
+            row.extra.mentions.clone()
+        },
+        attachments: if sealed { Vec::new() } else { attachments(row) },
+        attachment_count: row.extra.attachments.len(),
         edited_at: row.extra.edited_at,
         reactions,
         event,
@@ -180,12 +186,26 @@ pub fn message(client: &Client, row: &MessageRow) -> Result<Message, Error> {
     })
 }
 
+fn attachments(row: &MessageRow) -> Vec<AttachmentView> {
+    row.extra
+        .attachments
+        .iter()
+        .enumerate()
+        .map(|(index, a)| AttachmentView {
+            index,
+            name: a.name.clone(),
+            size: a.size,
+            mime: a.mime.clone(),
+        })
+        .collect()
+}
+
+/// The quoted message's sender and start of text: no text (a quote carries no file names
+/// either) while the quoted message is sealed on this device, or gone.
 fn reply_quote(client: &Client, group_id: &str, id: &str) -> Result<ReplyQuote, Error> {
     Ok(match client.store().message(group_id, id)? {
         Some(quoted) => {
-            let sealed = quoted.burn_secs.is_some()
-                && quoted.read_at.is_none()
-                && quoted.sender_user != client.user();
+            let sealed = is_sealed(client, &quoted);
             ReplyQuote {
                 id: id.to_owned(),
                 text: (!sealed).then(|| quoted.text.chars().take(200).collect()),
@@ -266,10 +286,7 @@ fn group_facts(
 
 /// A chat's newest row as the list shows it: never the text of a sealed message.
 fn last_message(client: &Client, row: &MessageRow) -> LastMessage {
-    let sealed = row.kind == MessageKind::Text
-        && row.burn_secs.is_some()
-        && row.read_at.is_none()
-        && row.sender_user != client.user();
+    let sealed = is_sealed(client, row);
     let (kind, preview) = match (&row.kind, &row.event) {
         (MessageKind::Event, Some(event)) => ("event", Some(event.text())),
         (MessageKind::Event, None) => ("event", None),

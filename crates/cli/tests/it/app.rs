@@ -41,7 +41,8 @@ impl Window {
         let mut url = String::new();
         stdout.read_line(&mut url).unwrap();
         let url = url.trim().to_owned();
-        assert!(url.starts_with("http://127.0.0.1:"), "first line: {url:?}");
+        // An address of its own in 127.0.0.0/8 (its cookie goes to no other local server).
+        assert!(url.starts_with("http://127."), "first line: {url:?}");
         let base = url.split("/open").next().unwrap().to_owned();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -97,6 +98,23 @@ impl Window {
 
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Stages a file as the page does (`POST /api/uploads`); its upload id.
+    async fn upload(&self, name: &str, bytes: Vec<u8>) -> String {
+        let response = self
+            .http
+            .post(format!("{}/api/uploads", self.base))
+            .header("cookie", &self.cookie)
+            .header("x-vellum-csrf", &self.csrf)
+            .header("x-file-name", name)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let staged: Value = response.json().await.unwrap();
+        staged["upload_id"].as_str().unwrap().to_owned()
     }
 
     async fn events(&self) -> Events {
@@ -936,5 +954,90 @@ fn issue_12_a_second_app_on_the_same_home_opens_a_new_window_of_the_first() {
             url.starts_with(&format!("{}/open?secret=", next.base)),
             "{url}"
         );
+    });
+}
+
+/// A sealed (burn-on-read) message shows nothing of its content until revealed: no text,
+/// no file names, no mentions, and a reply quoting it carries no text either.
+#[test]
+fn issue_12_a_sealed_message_hides_its_file_names_and_its_quotes() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let alice = Device::new_user(&server, root.path(), "alice");
+    let bob = Device::new_user(&server, root.path(), "bob");
+    alice.ok(&["chat", "create", "sealed", "--with", "bob"]);
+    runtime().block_on(async {
+        let a = Window::open(&alice).await;
+        let b = Window::open(&bob).await;
+        let chat = a.chat_id("sealed").await;
+        b.chat_id("sealed").await;
+        let mut b_events = b.events().await;
+        let upload = a
+            .upload("merger-plan.txt", marker("plan").into_bytes())
+            .await;
+        let secret = marker("sealed caption");
+        let (status, sent) = a
+            .post(
+                &format!("/api/chats/{chat}/messages"),
+                json!({"text": format!("@bob {secret}"), "burn_secs": 60, "uploads": [upload]}),
+            )
+            .await;
+        assert_eq!(status, 201, "{sent}");
+        // The sender sees her own message whole.
+        assert_eq!(sent["attachments"][0]["name"], "merger-plan.txt");
+        let id = sent["id"].as_str().unwrap().to_owned();
+        let (status, reply) = a
+            .post(
+                &format!("/api/chats/{chat}/messages"),
+                json!({"text": marker("a reply"), "reply_to": id}),
+            )
+            .await;
+        assert_eq!(status, 201, "{reply}");
+        let reply_id = reply["id"].as_str().unwrap().to_owned();
+        let event = b_events
+            .wait("the sealed message arrives", |e| {
+                e["type"] == "message" && e["message"]["id"] == id.as_str()
+            })
+            .await;
+        b_events
+            .wait("the reply arrives", |e| {
+                e["type"] == "message" && e["message"]["id"] == reply_id.as_str()
+            })
+            .await;
+        let page = b.get(&format!("/api/chats/{chat}/messages?limit=10")).await;
+        let shown = |mid: &str| {
+            page["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["id"] == mid)
+                .cloned()
+                .unwrap()
+        };
+        for sealed in [event["message"].clone(), shown(&id)] {
+            assert_eq!(sealed["sealed"], true, "{sealed}");
+            assert_eq!(sealed["text"], Value::Null);
+            assert_eq!(sealed["attachments"], json!([]), "{sealed}");
+            assert_eq!(sealed["attachment_count"], 1);
+            assert_eq!(sealed["mentions"], json!([]));
+            assert!(!sealed.to_string().contains("merger-plan"), "{sealed}");
+        }
+        let quoted = shown(&reply_id);
+        assert_eq!(quoted["reply_to"]["id"], id.as_str());
+        assert_eq!(quoted["reply_to"]["text"], Value::Null, "{quoted}");
+        assert!(!page.to_string().contains(&secret));
+        assert!(!page.to_string().contains("merger-plan"));
+        // Revealed: everything is there.
+        let (status, revealed) = b
+            .post(
+                &format!("/api/chats/{chat}/messages/{id}/reveal"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{revealed}");
+        assert_eq!(revealed["attachments"][0]["name"], "merger-plan.txt");
+        assert_eq!(revealed["mentions"], json!(["bob"]));
+        let page = b.get(&format!("/api/chats/{chat}/messages?limit=10")).await;
+        assert!(page.to_string().contains(&secret));
     });
 }
