@@ -1797,33 +1797,32 @@
       return;
     }
     const title = h('input', { id: 'nc-title', test: 'new-chat-title', autocomplete: 'off', spellcheck: 'false', translate: 'no', placeholder: 'e.g. Permits team', maxlength: '120' });
-    const filter = h('input', { id: 'nc-filter', type: 'search', test: 'member-filter', autocomplete: 'off', spellcheck: 'false', placeholder: 'Filter people' });
-    const picked = new Set();
-    const count = h('span', { class: 'muted', text: '' });
-    const list = h('ul', { class: 'member-picker', 'aria-label': 'People' },
-      users.filter((u) => !u.you).map((u) => {
-        const box = h('input', { type: 'checkbox', test: 'member-option', 'data-user': u.user, id: `mo-${u.user}` });
-        box.addEventListener('change', () => {
-          if (box.checked) picked.add(u.user);
-          else picked.delete(u.user);
-          count.textContent = picked.size ? `${picked.size} selected` : '';
-        });
-        return h('li', { 'data-user': u.user }, h('label', { for: `mo-${u.user}` }, box, avatar(u.user, 'xs'), h('span', { text: u.user })));
-      }));
-    if (!list.childElementCount) list.append(h('li', { class: 'muted', text: 'Nobody else is in the directory yet.' }));
-    filter.addEventListener('input', () => {
-      const q = filter.value.trim().toLowerCase();
-      for (const li of list.querySelectorAll('li[data-user]')) li.hidden = !!q && !li.dataset.user.toLowerCase().includes(q);
-    });
-    const expire = h('select', { id: 'nc-expire', test: 'new-chat-expire' }, timerOptions(null, expireChoices(), bounds().max_expire_secs == null));
     const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
-    const create = h('button', { type: 'submit', class: 'btn primary', test: 'new-chat-create', text: 'Create chat' });
+    const picker = memberPicker(users.filter((u) => !u.you), { id: 'nc', filterTest: 'member-filter', onChange: () => { if (picker.picked.size) error.hidden = true; } });
+    const expire = h('select', { id: 'nc-expire', test: 'new-chat-expire' }, timerOptions(null, expireChoices(), bounds().max_expire_secs == null));
+    const create = h('button', { type: 'submit', class: 'btn primary', test: 'new-chat-create', text: 'Create chat', title: 'Create chat (Ctrl+Enter)' });
     const form = h('form', { class: 'dlg-body form' },
       h('label', { for: 'nc-title', text: 'Title' }), title,
-      h('div', { class: 'label-row' }, h('label', { for: 'nc-filter', text: 'Members' }), count), filter, list,
+      h('div', { class: 'label-row' }, h('label', { for: 'nc-filter', text: 'Members' }), picker.count), picker.filter, picker.hint, picker.list,
       h('label', { for: 'nc-expire', text: 'Disappearing messages' }), expire,
       error,
       h('div', { class: 'dlg-actions' }, h('button', { type: 'button', class: 'btn', text: 'Cancel', onclick: () => dialog.close() }), create));
+    // Enter never creates the chat by accident (with nobody or one person picked): only the
+    // Create button or Ctrl/Cmd+Enter submits. Enter in the title moves on to the members.
+    form.addEventListener('keydown', (e) => {
+      if (e.key !== 'Enter' || e.isComposing) return;
+      if (e.ctrlKey || e.metaKey) {
+        e.preventDefault();
+        form.requestSubmit(create);
+        return;
+      }
+      if (e.target === title) {
+        e.preventDefault();
+        picker.filter.focus();
+      } else if (e.target.tagName === 'INPUT' || e.target.tagName === 'SELECT') {
+        e.preventDefault(); // the picker's own keys (filter, checkboxes) handle it
+      }
+    });
     const dialog = openDialog('New chat', form, { cls: 'new-chat' });
     title.focus();
     form.addEventListener('submit', async (e) => {
@@ -1835,8 +1834,14 @@
         title.focus();
         return;
       }
+      if (!picker.picked.size) {
+        error.textContent = 'Choose at least one other person for the chat.';
+        error.hidden = false;
+        picker.filter.focus();
+        return;
+      }
       create.disabled = true;
-      const body = { title: title.value.trim(), members: [...picked] };
+      const body = { title: title.value.trim(), members: [...picker.picked] };
       if (expire.value) body.expire_secs = Number(expire.value);
       try {
         const chat = await api('POST', '/api/chats', body);
@@ -1849,6 +1854,67 @@
         create.disabled = false;
       }
     });
+  }
+
+  /** A filterable list of people with checkboxes (new chat, add a member). Enter in the filter
+   * toggles the first match and clears the filter; Enter or Space on a checkbox toggles it. */
+  function memberPicker(users, { id, filterTest, onChange }) {
+    const picked = new Set();
+    const count = h('span', { class: 'muted', 'aria-live': 'polite', text: '' });
+    const filter = h('input', { id: `${id}-filter`, type: 'search', test: filterTest, autocomplete: 'off', spellcheck: 'false', placeholder: 'Filter people', 'aria-describedby': `${id}-hint` });
+    const hint = h('p', { class: 'muted small picker-hint', id: `${id}-hint`, text: 'Enter picks the first match.' });
+    const changed = () => {
+      count.textContent = picked.size ? `${picked.size} selected` : '';
+      onChange?.();
+    };
+    const list = h('ul', { class: 'member-picker', 'aria-label': 'People' },
+      users.map((u) => {
+        const box = h('input', { type: 'checkbox', test: 'member-option', 'data-user': u.user, id: `${id}-mo-${u.user}` });
+        box.addEventListener('change', () => {
+          if (box.checked) picked.add(u.user);
+          else picked.delete(u.user);
+          changed();
+        });
+        box.addEventListener('keydown', (e) => {
+          if (e.key === 'Enter' && !e.ctrlKey && !e.metaKey) {
+            e.preventDefault();
+            box.click();
+          }
+        });
+        return h('li', { 'data-user': u.user }, h('label', { for: `${id}-mo-${u.user}` }, box, avatar(u.user, 'xs'), h('span', { text: u.user })));
+      }));
+    if (!list.childElementCount) list.append(h('li', { class: 'muted', text: 'Nobody else is in the directory yet.' }));
+    const applyFilter = () => {
+      const q = filter.value.trim().toLowerCase();
+      for (const li of list.querySelectorAll('li[data-user]')) li.hidden = !!q && !li.dataset.user.toLowerCase().includes(q);
+    };
+    filter.addEventListener('input', applyFilter);
+    filter.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.ctrlKey && !e.metaKey && !e.isComposing) {
+        e.preventDefault();
+        if (!filter.value.trim()) return;
+        const first = list.querySelector('li[data-user]:not([hidden]) input');
+        if (first) {
+          first.click();
+          filter.value = '';
+          applyFilter();
+        }
+      } else if (e.key === 'ArrowDown') {
+        const first = list.querySelector('li[data-user]:not([hidden]) input');
+        if (first) {
+          e.preventDefault();
+          first.focus();
+        }
+      }
+    });
+    const reset = () => {
+      picked.clear();
+      list.querySelectorAll('input').forEach((b) => { b.checked = false; });
+      filter.value = '';
+      applyFilter();
+      changed();
+    };
+    return { picked, count, filter, list, hint, reset };
   }
 
   function timerOptions(current, choices, allowOff, offLabel = 'Off') {
