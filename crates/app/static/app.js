@@ -405,10 +405,14 @@
     renderConnection();
   }
 
+  function emptyPaneTitle() {
+    return S.chats.length ? 'Choose a chat' : 'No chats yet';
+  }
+
   function renderEmptyPane() {
     els.pane.replaceChildren(h('div', { class: 'empty-pane' },
       h('img', { src: '/static/icon.svg', alt: '', width: 72, height: 72 }),
-      h('h2', { text: S.chats.length ? 'Choose a chat' : 'No chats yet' }),
+      h('h2', { class: 'empty-title', text: emptyPaneTitle() }),
       h('p', { class: 'muted', text: 'Messages are end-to-end encrypted. Record chats are kept by your organisation’s archive.' }),
       h('button', { type: 'button', class: 'btn primary', text: 'Start a new chat', onclick: newChatDialog })));
     els.shell.classList.remove('show-pane');
@@ -556,6 +560,10 @@
     }
     renderChatList();
     updateTitle();
+    // The empty pane follows the list (the first chat arriving live turns "No chats yet" into
+    // "Choose a chat"); updated in place so the focus stays where it is.
+    const emptyTitle = els.pane?.querySelector('.empty-pane .empty-title');
+    if (emptyTitle && emptyTitle.textContent !== emptyPaneTitle()) emptyTitle.textContent = emptyPaneTitle();
     if (S.current && !S.chats.some((c) => c.id === S.current)) {
       // The chat left the list (we left it or were removed): close it.
       closeChat();
