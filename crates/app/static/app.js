@@ -1443,10 +1443,31 @@
     els.timerWrap.classList.toggle('on', !!els.timer.value);
     const burnable = burnChoices().length > 0;
     els.burnWrap.hidden = !burnable;
+    renderBurnDefault();
+  }
+
+  /** Where the chat burns every message, the toggle shows it on (and cannot turn it off). */
+  function renderBurnDefault() {
+    const chatBurn = S.detail?.burn_secs;
+    els.burn.disabled = !!chatBurn;
+    if (chatBurn) els.burn.checked = true;
+    const label = chatBurn ? `Burn after reading: every message in this chat burns ${duration(chatBurn)} after reading` : 'Burn after reading (this message only)';
+    els.burnWrap.title = label;
+    els.burnWrap.querySelector('.sr-only').textContent = label;
+  }
+
+  /** After a send the per-message timer and burn go back to the chat's default. */
+  function resetMessageOptions() {
+    if (!els.timer) return;
+    els.timer.value = '';
+    renderTimerOptions(); // drops a one-off (non-preset) choice too
+    els.burn.checked = !!S.detail?.burn_secs;
+    renderBurnDefault();
   }
 
   function resetComposer() {
     if (!els.compose) return;
+    resetMessageOptions();
     els.compose.value = '';
     S.reply = null;
     S.edit = null;
@@ -1604,6 +1625,7 @@
         els.compose.value = '';
         S.reply = null;
         S.uploads = [];
+        resetMessageOptions();
         renderUploads();
         renderMode();
         autosize();
