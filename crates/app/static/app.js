@@ -443,8 +443,14 @@
   // ---------------------------------------------------------------- connection
   function renderConnection() {
     if (!els.conn) return;
-    const offline = !S.online || !S.streamUp;
+    // A device waiting for approval is online but not yet let in: a calm state, no "offline".
+    const pending = !!(S.pending || S.session?.pending) && S.streamUp;
+    const offline = !pending && (!S.online || !S.streamUp);
     const kids = [];
+    if (pending) {
+      kids.push(h('div', { class: 'banner pending', role: 'status' }, icon('clock'),
+        h('span', { text: 'Waiting for approval from one of your other devices.' })));
+    }
     if (offline) {
       kids.push(h('div', { class: 'banner offline', test: 'connection', role: 'status' }, icon('offline'),
         h('span', { text: S.streamUp ? 'Offline: not connected to the delivery server. Messages will send when it is back.' : 'Reconnecting to Vellum on this computer…' })));
@@ -539,11 +545,16 @@
       case 'progress':
         uploadServerProgress(ev);
         break;
-      case 'connection':
+      case 'connection': {
+        const wasPending = !!(S.pending || S.session?.pending);
+        S.pending = !!ev.pending;
+        // No longer pending: the devices list says whether this device was approved.
+        if (wasPending && ev.pending === false) loadDevices();
         S.online = !!ev.online;
         S.alarms = Array.isArray(ev.alarms) ? ev.alarms : [];
         renderConnection();
         break;
+      }
       default:
         break;
     }
@@ -2113,28 +2124,42 @@
     els.pane.querySelector('h2')?.focus?.();
   }
 
+  let devicesSeq = 0;
   async function loadDevices() {
-    if (S.view !== 'devices' || !els.devicesBox) {
-      // Keep the nav's attention dot fresh even off-screen.
-      try {
-        const data = await api('GET', '/api/devices');
-        markDevicesDot(data);
-      } catch {
-        // Shown when the screen opens.
-      }
-      return;
-    }
+    const seq = ++devicesSeq;
+    const onScreen = S.view === 'devices' && !!els.devicesBox;
     let data;
     try {
       data = await api('GET', '/api/devices');
     } catch (err) {
-      fail(err);
+      if (onScreen && err.status !== 401) fail(err);
       return;
     }
+    if (seq !== devicesSeq) return; // a newer answer is on its way
     S.devices = data;
     markDevicesDot(data);
-    renderDevices(data);
-    if (S.session.pending && !data.pending_code && data.devices?.some((d) => d.this && d.state === 'approved')) location.reload();
+    // Every `devices` event re-renders the screen (a new code, a state change) without a click.
+    if (S.view === 'devices' && els.devicesBox) renderDevices(data);
+    if (S.session.pending && data.devices?.some((d) => d.this && d.state === 'approved')) becameApproved();
+  }
+
+  /** The device waiting for approval was approved: on to the chat list by itself. */
+  async function becameApproved() {
+    if (!S.session.pending) return;
+    S.session.pending = false;
+    S.pending = false;
+    try {
+      S.session = await api('GET', '/api/session');
+      S.session.pending = false;
+    } catch {
+      // The list below still loads.
+    }
+    renderConnection();
+    setNav('chats');
+    renderEmptyPane();
+    await loadChats();
+    toast('This device is approved. Your chats will appear here.', 'info');
+    focusChatList();
   }
 
   function markDevicesDot(data) {
@@ -2143,7 +2168,22 @@
     if (els.devicesDot) els.devicesDot.hidden = !waiting;
   }
 
+  /** The device's notices speak the command line's language; the window says it in its own
+   * terms (a pending device's row already offers "Approve…"). */
+  function windowNotice(n, me) {
+    let m = /^device (\S+) is pending:/.exec(n);
+    if (m) return null;
+    m = /^device (\S+) was approved at upgrade/.exec(n);
+    if (m) return `Device ${m[1]} was approved when Vellum was upgraded. Confirm it with Approve… below (open Devices in Vellum on that device first), or revoke it.`;
+    if (me && me.state === 'pending' && !/^WARNING/.test(n)) return null; // the waiting card says it
+    let text = n.replace(/^WARNING: /, '');
+    text = text.replace(/,? unless you run `vellum devices veto-reset`/, '. If you did not ask for this, contact your administrator at once');
+    if (text.includes('`vellum')) text = text.slice(0, text.search(/[:;(]?[^:;(]*`vellum/)).trim() || 'Your devices need attention.';
+    return text;
+  }
+
   const approveNotes = new Map(); // device id -> the last approval step's message
+  const approveStarted = new Set(); // pending devices whose approval was started here (step 1 done)
   function renderDevices(data) {
     const box = els.devicesBox;
     const kids = [];
@@ -2153,42 +2193,26 @@
     const me = (data.devices || []).find((d) => d.this);
     const approvedHere = me?.state === 'approved';
     if (data.pending_code) {
-      kids.push(h('div', { class: 'pending-card' },
-        h('h3', { text: 'This device is waiting for approval' }),
-        h('p', { class: 'muted', text: 'On one of your approved devices, open Devices, choose this device and type this code:' }),
-        h('p', { class: 'pending-code', test: 'pending-code', text: data.pending_code }),
-        h('p', { class: 'muted small', text: 'Until then, this device receives no messages.' })));
+      kids.push(h('div', { class: 'pending-card', role: 'status' },
+        h('h3', { text: 'Waiting for approval' }),
+        h('p', { class: 'muted', text: 'On a device of yours that is already approved, open Vellum, go to Devices, press “Approve…” next to this device and type this code:' }),
+        h('p', { class: 'pending-code', test: 'pending-code', 'aria-label': `Code: ${[...data.pending_code].join(' ')}`, text: data.pending_code }),
+        h('p', { class: 'muted small', text: 'This screen moves on by itself once the device is approved. Until then it receives no messages.' })));
     } else if (me && me.state === 'pending') {
-      kids.push(h('div', { class: 'pending-card' }, h('h3', { text: 'This device is waiting for approval' }),
-        h('p', { class: 'muted', text: 'On one of your approved devices, open Devices and start the approval of this one. Its code will appear here.' })));
+      kids.push(h('div', { class: 'pending-card', role: 'status' }, h('h3', { text: 'Waiting for approval' }),
+        h('p', { class: 'muted', text: 'On a device of yours that is already approved, open Vellum, go to Devices and press “Approve…” next to this device. A code will then appear here.' })));
     }
-    for (const n of data.notices || []) kids.push(h('div', { class: 'banner notice' }, icon('shield'), h('span', { text: n })));
+    for (const n of data.notices || []) {
+      const text = windowNotice(n, me);
+      if (text) kids.push(h('div', { class: 'banner notice' }, icon('shield'), h('span', { text })));
+    }
     const list = h('ul', { class: 'device-list' });
+    const pendingIds = new Set();
     for (const d of data.devices || []) {
       const actions = [];
       if (approvedHere && d.state === 'pending' && !d.this) {
-        const codeInput = h('input', { test: 'approve-code', id: `code-${d.id}`, autocomplete: 'off', spellcheck: 'false', inputmode: 'numeric', placeholder: 'Code shown on the new device', 'aria-label': `Verification code of device ${d.id}` });
-        if (typed.has(codeInput.id)) codeInput.value = typed.get(codeInput.id);
-        const msg = h('p', { class: 'muted small', role: 'status', text: approveNotes.get(d.id) || '' });
-        const approve = h('button', { type: 'button', class: 'btn primary', test: 'approve', text: 'Approve' });
-        approve.addEventListener('click', async () => {
-          approve.disabled = true;
-          try {
-            const code = codeInput.value.trim();
-            const r = await api('POST', `/api/devices/${enc(d.id)}/approve`, code ? { code } : {});
-            msg.textContent = r?.message || (r?.step === 'started' ? 'Approval started: type the code the new device shows.' : 'Approved.');
-            approveNotes.set(d.id, msg.textContent);
-            if (r?.step === 'started') codeInput.focus();
-            if (r?.step === 'approved') loadDevices();
-          } catch (err) {
-            msg.textContent = err.message;
-            approveNotes.set(d.id, err.message);
-          } finally {
-            approve.disabled = false;
-          }
-        });
-        codeInput.addEventListener('keydown', (e) => { if (e.key === 'Enter') approve.click(); });
-        actions.push(h('div', { class: 'approve-box' }, h('p', { class: 'small', text: 'Press Approve to start, then type the code the new device shows.' }), h('div', { class: 'add-row' }, codeInput, approve), msg));
+        pendingIds.add(d.id);
+        actions.push(approveBox(d, typed));
       }
       if (approvedHere && !d.this && d.state !== 'revoked') {
         actions.push(h('button', { type: 'button', class: 'btn danger-outline small', test: 'revoke', text: 'Revoke', onclick: async () => {
@@ -2208,14 +2232,100 @@
         h('span', { class: 'device-icon' }, icon('devices')),
         h('div', { class: 'device-main' },
           h('div', { class: 'device-top' }, h('span', { class: 'device-name', title: d.id, text: d.this ? 'This device' : `Device ${d.id.length > 12 ? `${d.id.slice(0, 8)}…` : d.id}` }),
-            h('span', { class: `state-badge ${d.state}`, text: d.state })),
+            h('span', { class: `state-badge ${d.state}`, text: d.state === 'pending' ? 'waiting for approval' : d.state })),
           h('span', { class: 'device-sub', text: [d.id, ...sub].join(' · ') }),
           d.warning ? h('span', { class: 'device-warning' }, icon('alert', 'icon xs'), h('span', { text: d.warning })) : null,
           actions)));
     }
+    // A device no longer pending forgets its half-done approval.
+    for (const id of [...approveStarted]) if (!pendingIds.has(id)) approveStarted.delete(id);
     kids.push(list);
     box.replaceChildren(...kids);
     if (focusedId) document.getElementById(focusedId)?.focus();
+  }
+
+  /** Approving a new device, in two steps: "Approve…" starts the exchange (the new device then
+   * shows a code), then the code typed here and "Confirm" finish it. */
+  function approveBox(d, typed) {
+    const started = approveStarted.has(d.id);
+    const msg = h('p', { class: 'muted small approve-msg', role: 'status', text: approveNotes.get(d.id) || '' });
+    const codeInput = h('input', { test: 'approve-code', id: `code-${d.id}`, autocomplete: 'off', spellcheck: 'false', inputmode: 'numeric', placeholder: 'Code', 'aria-label': `Code shown on device ${d.id}` });
+    if (typed.has(codeInput.id)) codeInput.value = typed.get(codeInput.id);
+    const approve = h('button', { type: 'button', class: 'btn primary', test: 'approve', id: `approve-${d.id}`, text: 'Approve…', hidden: started });
+    const confirm = h('button', { type: 'button', class: 'btn primary', test: 'approve-confirm', id: `confirm-${d.id}`, text: 'Confirm' });
+    const cancel = h('button', { type: 'button', class: 'btn', id: `cancel-${d.id}`, text: 'Cancel' });
+    const step2 = h('div', { class: 'approve-step2', hidden: !started },
+      h('label', { for: codeInput.id, class: 'small', text: 'Type the code shown on the new device' }),
+      h('div', { class: 'add-row' }, codeInput, confirm, cancel));
+    const finish = async () => {
+      const code = codeInput.value.trim();
+      if (!code) {
+        msg.textContent = 'Type the code the new device shows first.';
+        codeInput.focus();
+        return;
+      }
+      confirm.disabled = true;
+      try {
+        const r = await api('POST', `/api/devices/${enc(d.id)}/approve`, { code });
+        if (r?.step === 'approved') {
+          approveStarted.delete(d.id);
+          approveNotes.delete(d.id);
+          toast('Device approved', 'info');
+          loadDevices();
+        } else {
+          msg.textContent = 'The approval did not finish: press Approve… again.';
+          approveNotes.set(d.id, msg.textContent);
+        }
+      } catch (err) {
+        msg.textContent = err.message;
+        approveNotes.set(d.id, err.message);
+      } finally {
+        confirm.disabled = false;
+      }
+    };
+    approve.addEventListener('click', async () => {
+      // Kept for the browser tests' hooks: with the code already typed after step 1, it confirms.
+      if (approveStarted.has(d.id) && codeInput.value.trim()) {
+        finish();
+        return;
+      }
+      approve.disabled = true;
+      try {
+        const r = await api('POST', `/api/devices/${enc(d.id)}/approve`, {});
+        if (r?.step === 'approved') {
+          loadDevices();
+          return;
+        }
+        approveStarted.add(d.id);
+        msg.textContent = 'The new device now shows a code.';
+        approveNotes.set(d.id, msg.textContent);
+        approve.hidden = true;
+        step2.hidden = false;
+        codeInput.focus();
+      } catch (err) {
+        msg.textContent = err.message;
+        approveNotes.set(d.id, err.message);
+      } finally {
+        approve.disabled = false;
+      }
+    });
+    confirm.addEventListener('click', finish);
+    cancel.addEventListener('click', () => {
+      approveStarted.delete(d.id);
+      approveNotes.delete(d.id);
+      codeInput.value = '';
+      msg.textContent = '';
+      step2.hidden = true;
+      approve.hidden = false;
+      approve.focus();
+    });
+    codeInput.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') {
+        e.preventDefault();
+        finish();
+      }
+    });
+    return h('div', { class: 'approve-box' }, approve, step2, msg);
   }
 
   // ---------------------------------------------------------------- go
