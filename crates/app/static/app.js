@@ -203,6 +203,7 @@
     alarms: [],
     devices: null,
     directory: null,
+    left: new Set(), // chats this window left (their banner says "You left")
     unseenBelow: 0,
   };
 
@@ -810,7 +811,8 @@
     els.headTitle.textContent = d.title;
     els.headAvatar.replaceChildren(avatar(d.title));
     const count = Array.isArray(d.members) ? d.members.length : d.members;
-    const sub = [`${count} member${count === 1 ? '' : 's'}`];
+    const left = S.left.has(d.id);
+    const sub = [d.removed ? (left ? 'You left' : 'You are no longer a member') : `${count} member${count === 1 ? '' : 's'}`];
     if (d.expire_secs) sub.push(`messages disappear after ${duration(d.expire_secs)}`);
     if (d.burn_secs) sub.push(`burn ${duration(d.burn_secs)} after reading`);
     els.headSub.textContent = sub.join(' · ');
@@ -821,19 +823,30 @@
     if (d.held) chips.push(h('span', { class: 'chip held', title: 'Under legal hold: nothing in this chat is deleted' }, icon('lock', 'icon xs'), 'Legal hold'));
     els.headChips.replaceChildren(...chips);
     const banners = [];
-    if (d.class === 'record') {
+    if (d.removed) {
+      // One banner only: why nothing can be sent or downloaded here any more.
+      banners.push(h('div', { class: 'banner notice', role: 'status' }, icon(left ? 'leave' : 'alert'),
+        h('span', { text: left ? 'You left this chat.' : 'You are no longer a member of this chat.' })));
+    } else if (d.class === 'record') {
       const archiver = (d.members || []).find((m) => m.role);
       banners.push(h('div', { class: 'banner records', test: 'records-banner', title: archiver?.role || '' }, icon('archive'),
         h('span', { text: `Messages in this chat are kept as records by ${archiveName()}` })));
     }
-    for (const notice of d.notices || []) banners.push(h('div', { class: 'banner notice', role: 'status' }, icon('shield'), h('span', { text: notice })));
-    if (d.removed) banners.push(h('div', { class: 'banner notice' }, icon('alert'), h('span', { text: 'You are no longer a member of this chat.' })));
+    if (!d.removed) for (const notice of d.notices || []) banners.push(h('div', { class: 'banner notice', role: 'status' }, icon('shield'), h('span', { text: notice })));
     els.banners.replaceChildren(...banners);
     const canWrite = !d.removed;
     els.compose.disabled = !canWrite;
     els.sendBtn.disabled = !canWrite;
+    // Out of the chat: no composer, no attach/timer/burn controls.
+    els.composer.hidden = !canWrite;
     els.compose.placeholder = canWrite ? 'Message' : 'You can no longer send messages here';
     renderTimerOptions();
+    if (els.messages && els.messages.classList.contains('removed') !== !!d.removed) {
+      els.messages.classList.toggle('removed', !!d.removed);
+      // Attachments turn into "not available" notes (or back): re-render what is loaded.
+      for (const m of [...S.msgs.values()]) upsertMessage(m, { batch: true });
+      relayout();
+    }
   }
 
   async function loadDetail(id) {
@@ -852,7 +865,7 @@
   // ---------------------------------------------------------------- messages
   function isGroup() {
     const d = S.detail;
-    if (!d) return true;
+    if (!d || d.removed) return true; // out of the chat the member list is gone, the names stay
     const n = Array.isArray(d.members) ? d.members.filter((m) => !m.role).length : d.members;
     return n > 2;
   }
@@ -1777,6 +1790,12 @@
   }
 
   function renderAttachment(m, a) {
+    if (S.detail?.removed) {
+      // The device no longer fetches this chat's files: say so instead of a failed download.
+      return h('div', { class: 'att-wrap' }, h('span', { class: 'attachment unavailable', test: 'attachment', 'data-index': a.index, 'aria-disabled': 'true', title: 'Files are not available after you leave a chat' },
+        h('span', { class: 'att-icon' }, icon('file')),
+        h('span', { class: 'att-main' }, h('span', { class: 'att-name', text: a.name }), h('span', { class: 'att-size', text: `${fileSize(a.size)} · not available: you are no longer in this chat` }))));
+    }
     const isImage = /^image\/(png|jpeg|gif|webp)$/.test(a.mime || '');
     const bar = h('progress', { class: 'progress', max: '1', hidden: true, 'aria-label': `Downloading ${a.name}` });
     const btn = h('button', { type: 'button', class: 'attachment', test: 'attachment', 'data-index': a.index, 'aria-label': `Download ${a.name}, ${fileSize(a.size)}` },
@@ -2063,8 +2082,9 @@
       if (!(await confirmDialog({ title: 'Leave this chat?', body: 'You will stop receiving its messages. Someone must add you back to return.', ok: 'Leave' }))) return;
       try {
         await api('POST', `/api/chats/${enc(d.id)}/leave`);
+        S.left.add(d.id);
         dialog.close();
-        closeChat();
+        loadDetail(d.id);
         loadChats();
       } catch (err) {
         fail(err);
