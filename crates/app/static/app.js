@@ -194,6 +194,7 @@
     loadingOlder: false,
     openSeq: 0, // guards against answers for a chat no longer open
     reply: null, // {id, sender}
+    roving: null, // id of the message row that is the list's Tab stop
     edit: null, // message id
     uploads: [], // {key, name, size, id|null, progress, xhr, el}
     blobs: new Map(), // message id -> [blob url]
@@ -390,6 +391,20 @@
     els.chatList.addEventListener('keydown', chatListKeys);
     const filter = h('input', { type: 'search', class: 'chat-filter', placeholder: 'Search chats', 'aria-label': 'Search chats', autocomplete: 'off', spellcheck: 'false' });
     filter.addEventListener('input', () => { S.chatFilter = filter.value.trim().toLowerCase(); renderChatList(); });
+    filter.addEventListener('keydown', (e) => {
+      const first = els.chatList.querySelector('.chat-item');
+      if (!first) return;
+      if (e.key === 'ArrowDown') {
+        // Into the results: the first one takes the list's one Tab stop.
+        e.preventDefault();
+        els.chatList.querySelectorAll('.chat-item').forEach((it) => { it.tabIndex = -1; });
+        first.tabIndex = 0;
+        first.focus();
+      } else if (e.key === 'Enter' && !e.isComposing) {
+        e.preventDefault();
+        openChat(first.dataset.chatId, { focusComposer: true });
+      }
+    });
     els.sidebar = h('nav', { class: 'sidebar', 'aria-label': 'Chats and devices' },
       h('header', { class: 'side-head' },
         avatar(me, 'sm'),
@@ -712,6 +727,7 @@
     S.pages = [];
     S.before = null;
     S.unseenBelow = 0;
+    S.roving = null;
   }
 
   async function openChat(id, { keepComposer = false, focusComposer = false } = {}) {
@@ -777,7 +793,17 @@
       },
     });
     els.banners = h('div', { class: 'banners' });
-    els.messages = h('div', { class: 'messages', test: 'messages', tabindex: '0', 'aria-label': 'Messages' });
+    // One Tab stop (roving tabindex over the rows): ↑/↓/Home/End move, Enter/Space opens the
+    // focused message's actions, Tab goes on to the composer.
+    els.messages = h('div', { class: 'messages', test: 'messages', role: 'list', 'aria-label': 'Messages' });
+    els.messages.addEventListener('keydown', messageKeys);
+    els.messages.addEventListener('focusin', (e) => {
+      const row = e.target.closest?.('.msg, .event-row');
+      if (row && S.roving !== row.dataset.id) {
+        S.roving = row.dataset.id;
+        applyRoving();
+      }
+    });
     els.olderMarker = h('div', { class: 'older', 'aria-hidden': 'true' });
     els.messages.append(els.olderMarker);
     els.messages.addEventListener('scroll', onMessagesScroll, { passive: true });
@@ -887,8 +913,13 @@
     const old = msgNode(m.id);
     if (old) {
       if (had) revokeIfAttachmentsChanged(had, m);
-      // Keep an open reaction picker's place.
+      const hadFocus = old.contains(document.activeElement);
+      const wasRow = document.activeElement === old;
       old.replaceWith(node);
+      if (hadFocus) {
+        applyRoving();
+        (wasRow ? node : node.querySelector('.actions button') || node).focus({ preventScroll: true });
+      }
     } else {
       const wasAtBottom = atBottom();
       insertInOrder(node, m, prepend);
@@ -991,6 +1022,68 @@
       prev = n;
     }
     list.classList.toggle('is-group', group);
+    applyRoving();
+  }
+
+  const FOCUSABLE = 'button, a[href], input, select, textarea, [tabindex]';
+  /** Exactly one row of the list is a Tab stop (the one last focused, else the newest); only its
+   * own controls (actions, reactions, files) are in the Tab order. */
+  function applyRoving() {
+    const list = els.messages;
+    if (!list) return;
+    const rows = list.querySelectorAll('.msg, .event-row');
+    let stop = S.roving ? list.querySelector(`.msg[data-id="${CSS.escape(S.roving)}"], .event-row[data-id="${CSS.escape(S.roving)}"]`) : null;
+    if (!stop) stop = rows[rows.length - 1] || null;
+    for (const row of rows) {
+      const on = row === stop;
+      row.tabIndex = on ? 0 : -1;
+      for (const c of row.querySelectorAll(FOCUSABLE)) {
+        if (c.classList.contains('bubble')) continue; // a quote's jump target, focused by script
+        c.tabIndex = on ? 0 : -1;
+      }
+    }
+  }
+
+  function messageKeys(e) {
+    const list = els.messages;
+    const row = e.target.closest?.('.msg, .event-row');
+    if (!row || e.defaultPrevented) return;
+    const rows = [...list.querySelectorAll('.msg, .event-row')];
+    const i = rows.indexOf(row);
+    if (e.target === row) {
+      let next = -1;
+      if (e.key === 'ArrowDown') next = Math.min(rows.length - 1, i + 1);
+      else if (e.key === 'ArrowUp') {
+        next = Math.max(0, i - 1);
+        if (i === 0) loadOlder();
+      } else if (e.key === 'Home') next = 0;
+      else if (e.key === 'End') next = rows.length - 1;
+      else if ((e.key === 'Enter' || e.key === ' ') && row.classList.contains('msg')) {
+        e.preventDefault();
+        row.querySelector('.actions button')?.focus();
+        return;
+      } else if (e.key === 'Tab' && !e.shiftKey && els.compose && !els.composer.hidden) {
+        e.preventDefault();
+        els.compose.focus();
+        return;
+      }
+      if (next >= 0) {
+        e.preventDefault();
+        S.roving = rows[next].dataset.id;
+        applyRoving();
+        rows[next].focus();
+      }
+    } else if (e.key === 'Escape' && !row.querySelector('.picker')) {
+      e.preventDefault();
+      row.focus();
+    } else if ((e.key === 'ArrowRight' || e.key === 'ArrowLeft') && e.target.closest('.actions') && !e.target.closest('.picker')) {
+      const buttons = [...row.querySelectorAll('.actions > button')];
+      const j = buttons.indexOf(e.target);
+      if (j >= 0) {
+        e.preventDefault();
+        buttons[(j + (e.key === 'ArrowRight' ? 1 : buttons.length - 1)) % buttons.length].focus();
+      }
+    }
   }
 
   /** A divider above the first of the `count` unread messages (as the list counted them). */
@@ -1026,11 +1119,11 @@
 
   function renderMessage(m) {
     if (m.kind === 'event') {
-      return h('div', { class: 'event-row', test: 'event', 'data-kind': m.event?.kind || 'notice', 'data-id': m.id, 'data-at': m.sent_at, 'data-sender': m.sender },
+      return h('div', { class: 'event-row', test: 'event', 'data-kind': m.event?.kind || 'notice', 'data-id': m.id, 'data-at': m.sent_at, 'data-sender': m.sender, role: 'listitem', tabindex: '-1' },
         h('span', { class: 'event-pill' }, icon(eventIcon(m.event?.kind), 'icon xs'), h('span', { class: 'event-text', text: m.event?.text || 'Chat updated' }),
           h('time', { class: 'event-time', datetime: new Date(m.sent_at).toISOString(), title: fmtFull.format(m.sent_at), text: fmtTime.format(m.sent_at) })));
     }
-    const bubble = h('div', { class: 'bubble' });
+    const bubble = h('div', { class: 'bubble', id: `bubble-${m.id}` });
     if (!m.mine) bubble.append(h('span', { class: `sender c${hue(m.sender)}`, test: 'message-sender', text: m.sender }));
     if (m.reply_to) {
       const q = m.reply_to;
@@ -1052,7 +1145,7 @@
     if (m.edited_at) meta.append(h('span', { class: 'edited', test: 'edited', title: `Edited ${fmtFull.format(m.edited_at)}`, text: 'edited' }));
     const deadline = m.burn_at ?? m.expires_at;
     if (deadline != null) {
-      meta.append(h('span', { class: 'countdown', test: 'countdown', 'data-deadline': deadline, 'aria-label': 'Disappears in', title: m.burn_at != null ? 'Burns after reading' : 'Disappearing message' },
+      meta.append(h('span', { class: 'countdown', test: 'countdown', 'data-deadline': deadline, 'data-burns': m.burn_at != null ? '1' : null, role: 'timer', 'aria-live': 'off', 'aria-label': countdownLabel(deadline - Date.now(), m.burn_at != null), title: m.burn_at != null ? 'Burns after reading' : 'Disappearing message' },
         icon(m.burn_at != null ? 'flame' : 'timer', 'icon xs'), h('span', { class: 'cd-text', text: remaining(deadline - Date.now()) })));
     } else if (m.sealed && m.burn_secs) {
       meta.append(h('span', { class: 'countdown-idle', title: 'Burns after reading' }, icon('flame', 'icon xs')));
@@ -1080,8 +1173,9 @@
       m.mine ? iconButton('trash', 'Delete for everyone', { test: 'action-delete', onclick: () => deleteMessage(m.id) }) : null);
 
     return h('article', {
-      class: `msg${m.mine ? ' mine' : ''}`, test: 'message', 'data-id': m.id, 'data-sender': m.sender,
+      class: `msg${m.mine ? ' mine' : ''}`, test: 'message', 'data-id': m.id, 'data-sender': m.sender, role: 'listitem', tabindex: '-1',
       'data-mine': String(!!m.mine), 'data-at': m.sent_at, 'aria-label': `${m.mine ? 'You' : m.sender}, ${fmtTime.format(m.sent_at)}`,
+      'aria-describedby': `bubble-${m.id}`, 'aria-keyshortcuts': 'Enter',
     },
     m.mine ? null : h('span', { class: 'msg-avatar' }, avatar(m.sender, 'xs')),
     h('div', { class: 'msg-body' }, bubble, reactions.childElementCount ? reactions : null),
@@ -1257,6 +1351,11 @@
       const txt = remaining(left);
       const span = cd.querySelector('.cd-text');
       if (span.textContent !== txt) span.textContent = txt;
+      // The accessible label follows, at most every 5 s (no chatter for screen readers).
+      if (now - (Number(cd.dataset.labelled) || 0) >= 5000) {
+        cd.dataset.labelled = String(now);
+        cd.setAttribute('aria-label', countdownLabel(left, cd.dataset.burns === '1'));
+      }
       cd.classList.toggle('soon', left < 10000);
     }
     // Event rows and messages without a countdown node but with a deadline.
@@ -1267,6 +1366,10 @@
       }
     }
     if (dropped) reloadChatsSoon();
+  }
+
+  function countdownLabel(left, burns) {
+    return `${burns ? 'Burns' : 'Disappears'} in ${remaining(Math.ceil(left / 5000) * 5000)}`;
   }
 
   async function reveal(m, btn) {
