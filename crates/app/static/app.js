@@ -88,10 +88,15 @@
   }
 
   // A colour per name, stable across screens.
+  // FNV-1a with a final mix, over 16 colours: short names like alice and bob differ.
+  const PALETTE = 16;
   function hue(name) {
-    let x = 0;
-    for (const ch of String(name)) x = (x * 31 + ch.codePointAt(0)) >>> 0;
-    return x % 8;
+    let x = 0x811c9dc5;
+    for (const ch of String(name)) x = Math.imul(x ^ ch.codePointAt(0), 0x01000193) >>> 0;
+    x = (x ^ (x >>> 16)) >>> 0;
+    x = Math.imul(x, 0x45d9f3b) >>> 0;
+    x = (x ^ (x >>> 16)) >>> 0;
+    return x % PALETTE;
   }
   function initials(name) {
     const parts = String(name || '?').replace(/[@._-]+/g, ' ').trim().split(/\s+/);
@@ -363,7 +368,8 @@
         await api('POST', '/api/enroll', { server: server.value.trim(), user: user.value.trim(), code: code.value.trim() });
         location.reload();
       } catch (err) {
-        error.textContent = err.message;
+        // The server's sentence, without its machine code ("… (invalid_enrollment_code)").
+        error.textContent = String(err.message).replace(/\s*\([a-z0-9_]+\)\s*$/, '') || 'Enrollment failed.';
         error.hidden = false;
         submit.disabled = false;
         submit.textContent = 'Enroll this device';
@@ -932,6 +938,10 @@
         trimIfLong();
       }
     }
+    if (had && had.text !== m.text && m.text != null) {
+      // An edit: quotes of it follow.
+      for (const q of els.messages.querySelectorAll(`.quote[data-ref="${CSS.escape(m.id)}"] .quote-text`)) q.textContent = m.text;
+    }
     if (!batch) relayout();
     if (live && !m.mine) markRead();
   }
@@ -1117,10 +1127,17 @@
     return el;
   }
 
+  /** A quote shows its original's current (edited) text when the original is on the page. */
+  function quoteText(q) {
+    const original = S.msgs.get(q.id);
+    if (original && original.text != null) return original.text;
+    return q.text ?? 'Message no longer available';
+  }
+
   function renderMessage(m) {
     if (m.kind === 'event') {
       return h('div', { class: 'event-row', test: 'event', 'data-kind': m.event?.kind || 'notice', 'data-id': m.id, 'data-at': m.sent_at, 'data-sender': m.sender, role: 'listitem', tabindex: '-1' },
-        h('span', { class: 'event-pill' }, icon(eventIcon(m.event?.kind), 'icon xs'), h('span', { class: 'event-text', text: m.event?.text || 'Chat updated' }),
+        h('span', { class: 'event-pill' }, icon(eventIcon(m.event?.kind), 'icon xs'), h('span', { class: 'event-text', text: youInEvent(m.event) || 'Chat updated' }),
           h('time', { class: 'event-time', datetime: new Date(m.sent_at).toISOString(), title: fmtFull.format(m.sent_at), text: fmtTime.format(m.sent_at) })));
     }
     const bubble = h('div', { class: 'bubble', id: `bubble-${m.id}` });
@@ -1129,7 +1146,7 @@
       const q = m.reply_to;
       bubble.append(h('button', { type: 'button', class: `quote${q.text == null ? ' gone' : ''}`, test: 'reply-quote', 'data-ref': q.id, 'aria-label': `Reply to ${q.sender || 'a message'}: go to the original`, onclick: () => scrollToMessage(q.id) },
         h('span', { class: 'quote-sender', text: q.sender === S.session.user ? 'You' : (q.sender || 'Message') }),
-        h('span', { class: 'quote-text', text: q.text ?? 'Message no longer available' })));
+        h('span', { class: 'quote-text', text: quoteText(q) })));
     }
     if (m.sealed || m.text == null) {
       bubble.append(h('button', { type: 'button', class: 'reveal', test: 'reveal', onclick: (e) => reveal(m, e.currentTarget) },
@@ -1182,9 +1199,36 @@
     actions);
   }
 
+  /** "alice deleted a message" on alice's screen reads "You deleted a message"; "alice made bob
+   * an admin" on bob's reads "alice made you an admin". Only whole-word matches of the user's
+   * name in the sentence shapes the device writes; free text (notices, alarms, a new title)
+   * is left as it is. */
+  function youInEvent(ev) {
+    const text = ev?.text;
+    const me = S.session.user;
+    if (!text || !me || /notice|alarm/.test(ev.kind || '')) return text;
+    const esc = me.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const word = (re) => new RegExp(re.replace(/ME/g, `(?<![\\p{L}\\p{N}_.-])${esc}(?![\\p{L}\\p{N}_-]|\\.[\\p{L}\\p{N}])`), 'u');
+    // The sentence starts with the one who did it.
+    let out = text
+      .replace(word("^ME's "), 'Your ')
+      .replace(word('^ME is '), 'You are ')
+      .replace(word('^ME (?=[a-z])'), 'You ');
+    if (out.startsWith('You ')) out = out.replace(/ their /, ' your ');
+    // A new title is the chat's own words: names inside it stay as they are.
+    const cut = out.indexOf(' renamed the chat to ');
+    if (cut >= 0) return out;
+    return out
+      .replace(word(" ME's "), ' your ')
+      .replace(word('( (?:made|added|removed|by|invited) )ME(?= |$|[:.(])'), '$1you');
+  }
+
   function eventIcon(kind) {
     if (!kind) return 'alert';
-    if (kind.startsWith('member')) return 'users';
+    if (kind.startsWith('admin') || kind.startsWith('member')) return 'users';
+    if (kind.startsWith('react')) return 'smile';
+    if (kind.startsWith('edit')) return 'edit';
+    if (kind.startsWith('settings')) return 'settings';
     if (kind.startsWith('device')) return 'devices';
     if (kind.includes('safety') || kind.includes('key')) return 'shield';
     if (kind.includes('timer')) return 'timer';
@@ -2151,14 +2195,25 @@
           !m.you && !m.role ? iconButton('shield', `Safety number with ${m.user}`, { onclick: () => safetyDialog(m.user) }) : null,
           det.you_admin && !m.you && !m.role ? iconButton('close', `Remove ${m.user}`, { test: 'settings-remove', 'data-user': m.user, class: 'icon-btn danger', onclick: () => removeMember(m.user) }) : null);
       });
-      const add = h('input', { id: 'st-add', test: 'settings-add-member', autocomplete: 'off', spellcheck: 'false', placeholder: 'User name', list: 'st-add-list' });
-      const datalist = h('datalist', { id: 'st-add-list' }, (S.directory || []).filter((u) => !(det.members || []).some((m) => m.user === u.user)).map((u) => h('option', { value: u.user })));
-      const addBtn = h('button', { type: 'button', class: 'btn', test: 'settings-add', text: 'Add', onclick: () => { if (add.value.trim()) memberAction('members', { add: [add.value.trim()] }); } });
-      add.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); addBtn.click(); } });
+      // The same picker as a new chat, over the directory (people not in the chat yet).
+      const candidates = (S.directory || []).filter((u) => !u.you && !(det.members || []).some((m) => m.user === u.user));
+      const addBtn = h('button', { type: 'button', class: 'btn', test: 'settings-add', text: 'Add', disabled: true });
+      const picker = memberPicker(candidates, { id: 'st-add', filterTest: 'settings-add-member', onChange: () => {
+        addBtn.disabled = !picker.picked.size;
+        addBtn.textContent = picker.picked.size > 1 ? `Add ${picker.picked.size}` : 'Add';
+      } });
+      // Typing a name the picker does not list still works (the device checks the directory).
+      picker.filter.addEventListener('input', () => { addBtn.disabled = !picker.picked.size && !picker.filter.value.trim(); });
+      addBtn.addEventListener('click', () => {
+        const add = picker.picked.size ? [...picker.picked] : [picker.filter.value.trim()].filter(Boolean);
+        if (add.length) memberAction('members', { add });
+      });
       membersBox.replaceChildren(
         h('h3', { text: `${(det.members || []).length} members` }),
         h('ul', { class: 'member-list' }, rows),
-        det.you_admin ? h('div', { class: 'add-row' }, h('label', { class: 'sr-only', for: 'st-add', text: 'Add a member' }), add, datalist, addBtn) : null);
+        det.you_admin ? h('div', { class: 'add-box' },
+          h('div', { class: 'label-row' }, h('label', { for: 'st-add-filter', text: 'Add a member' }), picker.count),
+          h('div', { class: 'add-row' }, picker.filter, addBtn), picker.hint, candidates.length || S.directory ? picker.list : null) : null);
     };
     const memberAction = async (what, body) => {
       try {
@@ -2205,6 +2260,14 @@
     return h('p', { class: 'muted small', text: `${parts.length ? `Your organisation’s policy: timers ${parts.join(' and ')}.` : ''}${burn}`.trim() });
   }
 
+  /** 60 digits as 12 blocks of 5, in 3 rows of 4 (as Signal shows it). */
+  function safetyNumber(number) {
+    const digits = String(number).replace(/\D/g, '');
+    const blocks = digits.match(/.{1,5}/g) || [String(number)];
+    return h('p', { class: 'safety-number', 'aria-label': `Safety number: ${blocks.join(', ')}` },
+      blocks.map((b) => h('span', { class: 'sn-block', 'aria-hidden': 'true', text: b })));
+  }
+
   async function safetyDialog(user) {
     let s;
     try {
@@ -2224,7 +2287,7 @@
         fail(err);
       }
     });
-    openDialog(`Safety number with ${user}`, h('div', { class: 'dlg-body' }, h('p', { class: 'safety-number', text: s.number }), status, h('div', { class: 'dlg-actions' }, confirm)));
+    openDialog(`Safety number with ${user}`, h('div', { class: 'dlg-body' }, safetyNumber(s.number), status, h('div', { class: 'dlg-actions' }, confirm)));
   }
 
   // ---------------------------------------------------------------- devices
