@@ -40,6 +40,7 @@
     timer: [['c', 12, 13, 8], ['p', 'M12 9v4l2.5 2.5M9.5 2.5h5']],
     flame: [['p', 'M12 21.5c3.9 0 6.8-2.7 6.8-6.6 0-3.9-2.8-5.9-3.9-8.6-1.3 1.8-2 2.7-3.3 2.7-1.3 0-1.4-3.6-.5-6.5C7.4 4.4 5.2 9.3 5.2 14.9c0 3.9 2.9 6.6 6.8 6.6z']],
     check: [['p', 'M5 12.5l4.5 4.5L19 7.5']],
+    checks: [['p', 'M2 12.5l4.5 4.5L16 7.5M11.5 16l1 1L22 7.5']],
     clock: [['c', 12, 12, 8.5], ['p', 'M12 7.5V12l3 2']],
     reply: [['p', 'M9.5 14.5L4.5 9.5l5-5M4.5 9.5H14a6 6 0 0 1 6 6V19']],
     smile: [['c', 12, 12, 8.5], ['p', 'M8.5 14.2a4.6 4.6 0 0 0 7 0M9 9.6h.01M15 9.6h.01']],
@@ -1127,6 +1128,26 @@
     return el;
   }
 
+  /** Own messages: sending (clock), sent (one check), delivered (two), read (two, accent). */
+  function statusMark(m) {
+    if (m.seq == null) return h('span', { class: 'status pending', role: 'img', 'aria-label': 'Sending', title: 'Sending' }, icon('clock', 'icon xs'));
+    const r = m.receipts;
+    const count = (v) => (typeof v === 'number' ? v : v ? 1 : 0);
+    const others = Array.isArray(S.detail?.members) ? S.detail.members.filter((x) => !x.you && !x.role).length : 0;
+    const total = r?.total ?? (others || null);
+    const of = (n) => (total && total > 1 ? ` by ${n} of ${total}` : '');
+    let cls = 'sent';
+    let label = 'Sent';
+    if (r && count(r.read) > 0) {
+      cls = 'read';
+      label = `Read${of(count(r.read))}`;
+    } else if (r && count(r.delivered) > 0) {
+      cls = 'delivered';
+      label = `Delivered${of(count(r.delivered))}`;
+    }
+    return h('span', { class: `status ${cls}`, test: 'receipt', role: 'img', 'aria-label': label, title: label }, icon(cls === 'sent' ? 'check' : 'checks', 'icon xs'));
+  }
+
   /** A quote shows its original's current (edited) text when the original is on the page. */
   function quoteText(q) {
     const original = S.msgs.get(q.id);
@@ -1169,10 +1190,7 @@
     }
     if (m.archived) meta.append(h('span', { class: 'archived', title: 'Kept in the records archive (verified receipt)', 'aria-label': 'Archived' }, icon('archive', 'icon xs')));
     meta.append(h('time', { class: 'time', test: 'message-time', datetime: new Date(m.sent_at).toISOString(), title: fmtFull.format(m.sent_at), text: fmtTime.format(m.sent_at) }));
-    if (m.mine) {
-      const sent = m.seq != null;
-      meta.append(h('span', { class: `status ${sent ? 'sent' : 'pending'}`, 'aria-label': sent ? 'Sent' : 'Sending', title: sent ? 'Sent' : 'Sending' }, icon(sent ? 'check' : 'clock', 'icon xs')));
-    }
+    if (m.mine) meta.append(statusMark(m));
     bubble.append(meta);
 
     const reactions = h('div', { class: 'reactions' });
