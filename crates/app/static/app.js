@@ -1967,8 +1967,27 @@
       h('span', { class: 'att-icon' }, icon('file')),
       h('span', { class: 'att-main' }, h('span', { class: 'att-name', text: a.name }), h('span', { class: 'att-size', text: fileSize(a.size) }), bar),
       h('span', { class: 'att-dl' }, icon('download')));
-    btn.addEventListener('click', () => download(m, a, btn, bar, isImage));
+    btn.addEventListener('click', async () => {
+      if (!(await outsideCopyOk(S.msgs.get(m.id) || m))) return;
+      download(S.msgs.get(m.id) || m, a, btn, bar, isImage);
+    });
     return h('div', { class: 'att-wrap' }, btn);
+  }
+
+  /** In a browser that is not Vellum's own (its downloads are not tracked), a file of a message
+   * that expires or burns leaves Vellum's reach once saved: say so, once per session. */
+  let outsideCopyAgreed = false;
+  async function outsideCopyOk(m) {
+    if (S.session.dedicated_browser !== false || outsideCopyAgreed) return true;
+    if (m.expires_at == null && m.burn_at == null && !m.burn_secs) return true;
+    const ok = await confirmDialog({
+      title: 'This copy will not disappear',
+      body: 'The message this file belongs to disappears, but this window is not Vellum’s own browser: a copy it saves in your downloads is outside Vellum and will not be shredded with the message. Delete it yourself when you are done.',
+      ok: 'Download anyway',
+      danger: false,
+    });
+    if (ok) outsideCopyAgreed = true;
+    return ok;
   }
 
   function download(m, a, btn, bar, isImage) {
