@@ -806,10 +806,16 @@
     els.messages.addEventListener('keydown', messageKeys);
     els.messages.addEventListener('focusin', (e) => {
       const row = e.target.closest?.('.msg, .event-row');
-      if (row && S.roving !== row.dataset.id) {
+      if (!row) return;
+      if (S.roving !== row.dataset.id) {
         S.roving = row.dataset.id;
         applyRoving();
       }
+      setControlsTabbable(row, true);
+    });
+    els.messages.addEventListener('focusout', (e) => {
+      const row = e.target.closest?.('.msg, .event-row');
+      if (row && !row.contains(e.relatedTarget)) setControlsTabbable(row, false);
     });
     els.olderMarker = h('div', { class: 'older', 'aria-hidden': 'true' });
     els.messages.append(els.olderMarker);
@@ -1037,8 +1043,9 @@
   }
 
   const FOCUSABLE = 'button, a[href], input, select, textarea, [tabindex]';
-  /** Exactly one row of the list is a Tab stop (the one last focused, else the newest); only its
-   * own controls (actions, reactions, files) are in the Tab order. */
+  /** Exactly one row of the list is a Tab stop (the one last focused, else the newest). Its own
+   * controls (actions, reactions, files) join the Tab order only while the focus is in that
+   * row, so Shift+Tab from the composer lands on the row itself. */
   function applyRoving() {
     const list = els.messages;
     if (!list) return;
@@ -1048,10 +1055,14 @@
     for (const row of rows) {
       const on = row === stop;
       row.tabIndex = on ? 0 : -1;
-      for (const c of row.querySelectorAll(FOCUSABLE)) {
-        if (c.classList.contains('bubble')) continue; // a quote's jump target, focused by script
-        c.tabIndex = on ? 0 : -1;
-      }
+      setControlsTabbable(row, on && row.contains(document.activeElement));
+    }
+  }
+
+  function setControlsTabbable(row, on) {
+    for (const c of row.querySelectorAll(FOCUSABLE)) {
+      if (c.classList.contains('bubble')) continue; // a quote's jump target, focused by script
+      c.tabIndex = on ? 0 : -1;
     }
   }
 
