@@ -43,7 +43,12 @@ pub enum AppEvent {
         total: u64,
     },
     /// The link to the delivery server, and the archive's and directory's alarms.
-    Connection { online: bool, alarms: Vec<String> },
+    /// `pending`: online, but this device waits for approval (it receives nothing yet).
+    Connection {
+        online: bool,
+        pending: bool,
+        alarms: Vec<String>,
+    },
 }
 
 impl AppEvent {
@@ -82,11 +87,7 @@ pub async fn serve(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     // Subscribed first, then the state read: a change in between is on the stream too.
     let events = state.events.subscribe();
-    let first =
-        crate::live::connection(state.security.authority()).map(|online| AppEvent::Connection {
-            online,
-            alarms: Vec::new(),
-        });
+    let first = crate::live::connection(state.security.authority()).map(|link| link.event());
     Sse::new(stream(first, events)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
@@ -107,11 +108,12 @@ mod tests {
         );
         let online = AppEvent::Connection {
             online: false,
+            pending: false,
             alarms: vec![],
         };
         assert_eq!(
             serde_json::to_value(&online).unwrap(),
-            serde_json::json!({"type": "connection", "online": false, "alarms": []})
+            serde_json::json!({"type": "connection", "online": false, "pending": false, "alarms": []})
         );
     }
 

@@ -133,8 +133,26 @@ pub fn prepare_profile(home: &Path) -> Result<(), LaunchError> {
     Ok(())
 }
 
+/// Which browser got the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// Chromium or Chrome in app mode over `HOME/browser`: its downloads are shredded.
+    Dedicated,
+    /// The default browser: it keeps what it saves where it likes.
+    Default,
+}
+
+/// Whether [`open_window`] would use the app's own browser (one of [`BROWSERS`] is on
+/// `PATH`).
+pub fn has_dedicated_browser() -> bool {
+    find_browser(&std::env::var_os("PATH").unwrap_or_default()).is_some()
+}
+
+/// The note for a window not in the app's own browser profile.
+pub const NOT_SHREDDED_NOTE: &str = "note: files saved by a browser other than the app's own Chromium window are not shredded with their messages";
+
 /// Opens `url` in the app's window; falls back to the default browser with a warning.
-pub fn open_window(home: &Path, url: &str) -> Result<(), LaunchError> {
+pub fn open_window(home: &Path, url: &str) -> Result<Opened, LaunchError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     if let Some(browser) = find_browser(&path) {
         prepare_profile(home)?;
@@ -145,7 +163,7 @@ pub fn open_window(home: &Path, url: &str) -> Result<(), LaunchError> {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| LaunchError::Io(browser.display().to_string(), e))?;
-        return Ok(());
+        return Ok(Opened::Dedicated);
     }
     eprintln!(
         "warning: no Chromium or Chrome found (tried {}); opening the default browser, \
@@ -163,7 +181,7 @@ pub fn open_window(home: &Path, url: &str) -> Result<(), LaunchError> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map(|_| ())
+        .map(|_| Opened::Default)
         .map_err(|e| LaunchError::NoBrowser(format!("{opener}: {e}")))
 }
 

@@ -6,12 +6,14 @@
 //! - [`security`]: launch secret, session cookie, Host/Origin/CSRF checks, response headers.
 //! - [`api`]: the JSON API the page calls; [`events`]: the live stream (server-sent events).
 //! - [`launch`]: opening Chromium in app mode over a profile of its own.
+//! - [`instance`]: one app per profile; a second `vellum app` asks it for a new window.
 //! - [`live`]: the delivery server's wake-ups and the shredder, turned into events.
 
 pub mod api;
 pub mod device;
 mod error;
 pub mod events;
+pub mod instance;
 pub mod launch;
 pub mod live;
 pub mod security;
@@ -120,15 +122,16 @@ pub struct Running {
     pub url: String,
     pub state: AppState,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    live: (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>),
+    live: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops serving (the device thread ends with the last handle).
     pub fn stop(self) {
         self.server.abort();
-        self.live.0.abort();
-        self.live.1.abort();
+        for task in &self.live {
+            task.abort();
+        }
     }
 }
 
@@ -169,23 +172,60 @@ pub async fn start(config: &AppConfig) -> Result<Running, AppError> {
 }
 
 /// `vellum app`: serves the window until Ctrl-C or SIGTERM. The launch URL is the first
-/// line of stdout.
+/// line of stdout. When an app already serves this profile, asks it for a fresh launch URL
+/// instead, prints and opens that, and returns (the one app keeps serving).
 pub async fn run(config: AppConfig) -> Result<(), AppError> {
+    if !config.listen.ip().is_loopback() {
+        return Err(AppError::NotLoopback(config.listen));
+    }
+    create_home(&config.home)?;
+    // Decided before the URL exists: the session it opens says which browser holds it.
+    let dedicated = config.open && launch::has_dedicated_browser();
+    let Some(lock) = instance::claim(&config.home)? else {
+        let url = instance::ask_running(&config.home, dedicated).await?;
+        print_url(&url)?;
+        show(&config, &url, None);
+        return Ok(());
+    };
     let running = start(&config).await?;
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", running.url).map_err(|e| AppError::Io("stdout".into(), e))?;
-        out.flush().map_err(|e| AppError::Io("stdout".into(), e))?;
-    }
-    if config.open {
-        if let Err(e) = launch::open_window(&config.home, &running.url) {
-            eprintln!("warning: {e}; open the URL above in a browser");
-        }
-    }
+    running.state.security.set_launch_dedicated(dedicated);
+    let listening = instance::listen(&config.home, running.state.security.clone())?;
+    print_url(&running.url)?;
+    show(&config, &running.url, Some(&running.state.security));
     shutdown_signal().await;
     running.stop();
+    drop(listening);
+    drop(lock);
     Ok(())
+}
+
+fn print_url(url: &str) -> Result<(), AppError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{url}").map_err(|e| AppError::Io("stdout".into(), e))?;
+    out.flush().map_err(|e| AppError::Io("stdout".into(), e))
+}
+
+/// Opens the window (unless `--no-open`); a window outside the app's own browser profile
+/// is told about on stderr, and its launch no longer counts as dedicated.
+fn show(config: &AppConfig, url: &str, security: Option<&Security>) {
+    let opened = if config.open {
+        match launch::open_window(&config.home, url) {
+            Ok(opened) => Some(opened),
+            Err(e) => {
+                eprintln!("warning: {e}; open the URL above in a browser");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if opened != Some(launch::Opened::Dedicated) {
+        if let Some(security) = security {
+            security.set_launch_dedicated(false);
+        }
+        eprintln!("{}", launch::NOT_SHREDDED_NOTE);
+    }
 }
 
 /// The profile directory, created owner-only if missing (an unenrolled window enrolls

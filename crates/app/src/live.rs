@@ -5,15 +5,18 @@
 //! The socket lives on the serving runtime; only the device work (sync, shred) runs on the
 //! device thread, between requests.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use vellum_client::{ChatEvent, Client, MessageKind, Shredded, SHRED_TICK};
 use vellum_http::ApiError;
 
-use crate::api::view;
+use crate::api::view::{self, Receipts};
 use crate::device::Device;
 use crate::error::client_error;
 use crate::events::AppEvent;
@@ -24,12 +27,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How often an unenrolled window looks whether enrollment happened.
 const ENROLL_POLL: Duration = Duration::from_millis(500);
 
-/// Starts the wake-up loop and the shredder; they run until the runtime stops.
-pub fn spawn(state: AppState) -> (JoinHandle<()>, JoinHandle<()>) {
-    (
+/// Starts the wake-up loop, the shredder and the receipt watch; they run until the
+/// runtime stops.
+pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
+    vec![
         tokio::spawn(wakeups(state.clone())),
-        tokio::spawn(shredder(state)),
-    )
+        tokio::spawn(shredder(state.clone())),
+        tokio::spawn(receipts(state)),
+    ]
 }
 
 /// Every [`SHRED_TICK`]: shreds what is due and tells the page.
@@ -54,22 +59,184 @@ async fn shredder(state: AppState) {
     }
 }
 
-/// The link to the delivery server of each window this process serves (by its listener's
-/// authority), for a page that subscribes after the last change: its stream starts with it.
-/// A map, not a field of `AppState`, so that the state's other users are left as they are.
-static CONNECTIONS: std::sync::Mutex<Option<std::collections::HashMap<String, bool>>> =
+/// The link to the delivery server as the page is told it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub online: bool,
+    /// Online, but this device waits for approval: it receives nothing yet.
+    pub pending: bool,
+}
+
+impl Link {
+    pub fn event(self) -> AppEvent {
+        AppEvent::Connection {
+            online: self.online,
+            pending: self.pending,
+            alarms: Vec::new(),
+        }
+    }
+}
+
+/// What the live loop keeps of each window this process serves (by its listener's
+/// authority): the link as last seen, for a page that subscribes after the last change (its
+/// stream starts with it), and the chats pages opened, whose receipts it watches. A map, not
+/// a field of `AppState`, so that the state's other users are left as they are.
+#[derive(Default)]
+struct WindowLive {
+    link: Option<Link>,
+    open: HashMap<String, OpenChat>,
+    /// Wakes the receipt watch (after a sync).
+    nudge: Arc<Notify>,
+}
+
+/// A chat a page opened: the receipts of its own messages as last shown, from `from_seq`
+/// (the oldest message a page of it showed; older ones are not on any page).
+struct OpenChat {
+    asked: Instant,
+    from_seq: u64,
+    shown: HashMap<String, Receipts>,
+}
+
+static WINDOWS: std::sync::Mutex<Option<HashMap<String, WindowLive>>> =
     std::sync::Mutex::new(None);
 
-fn set_connection(authority: &str, online: bool) {
-    let mut map = CONNECTIONS.lock().unwrap_or_else(|p| p.into_inner());
-    map.get_or_insert_with(Default::default)
-        .insert(authority.to_owned(), online);
+fn with_window<T>(authority: &str, f: impl FnOnce(&mut WindowLive) -> T) -> T {
+    let mut map = WINDOWS.lock().unwrap_or_else(|p| p.into_inner());
+    f(map
+        .get_or_insert_with(Default::default)
+        .entry(authority.to_owned())
+        .or_default())
+}
+
+fn set_connection(authority: &str, link: Link) {
+    with_window(authority, |w| w.link = Some(link));
 }
 
 /// The window's link to the delivery server as last seen; `None` before the first attempt.
-pub fn connection(authority: &str) -> Option<bool> {
-    let map = CONNECTIONS.lock().unwrap_or_else(|p| p.into_inner());
-    map.as_ref().and_then(|m| m.get(authority).copied())
+pub fn connection(authority: &str) -> Option<Link> {
+    with_window(authority, |w| w.link)
+}
+
+/// How long a chat a page opened stays watched for receipts without being asked again.
+const OPEN_FOR: Duration = Duration::from_secs(30 * 60);
+/// How often the receipts of the open chats are looked at (delivery is the server's: it
+/// tells no one when a member's device fetched a message).
+pub const RECEIPT_POLL: Duration = Duration::from_secs(3);
+/// How many of the newest own messages of an open chat are watched.
+const WATCHED: usize = 200;
+
+/// A page was served messages of `chat` (oldest `from_seq`) with these receipts on the
+/// user's own ones: from now on a change of them is announced.
+pub fn chat_opened(
+    authority: &str,
+    chat: &str,
+    from_seq: Option<u64>,
+    shown: impl IntoIterator<Item = (String, Receipts)>,
+) {
+    with_window(authority, |w| {
+        let open = w.open.entry(chat.to_owned()).or_insert_with(|| OpenChat {
+            asked: Instant::now(),
+            from_seq: u64::MAX,
+            shown: HashMap::new(),
+        });
+        open.asked = Instant::now();
+        // An empty page: anything later is new to the page.
+        open.from_seq = open.from_seq.min(from_seq.unwrap_or(0));
+        open.shown.extend(shown);
+        w.nudge.notify_one();
+    });
+}
+
+/// Every [`RECEIPT_POLL`], and after each sync: refreshes the delivery state of the chats
+/// pages have open and announces each own message whose counts changed.
+async fn receipts(state: AppState) {
+    let authority = state.security.authority().to_owned();
+    let nudge = with_window(&authority, |w| w.nudge.clone());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RECEIPT_POLL) => {}
+            _ = nudge.notified() => {}
+        }
+        // Nobody listens: nothing to tell (a closed tab's stream is gone).
+        if state.events.receiver_count() == 0 {
+            continue;
+        }
+        let open: Vec<(String, u64, HashMap<String, Receipts>)> = with_window(&authority, |w| {
+            w.open.retain(|_, o| o.asked.elapsed() < OPEN_FOR);
+            w.open
+                .iter()
+                .map(|(chat, o)| (chat.clone(), o.from_seq, o.shown.clone()))
+                .collect()
+        });
+        for (chat, from_seq, shown) in open {
+            let group = chat.clone();
+            let changed = state
+                .device
+                .run(async move |device: &mut Device| match device {
+                    Device::Enrolled(client) => {
+                        receipt_changes(client, &group, from_seq, &shown).await
+                    }
+                    Device::Unenrolled { .. } => Ok((Vec::new(), Vec::new())),
+                })
+                .await;
+            match changed {
+                Ok((counts, messages)) => {
+                    with_window(&authority, |w| {
+                        if let Some(open) = w.open.get_mut(&chat) {
+                            open.shown.extend(counts);
+                        }
+                    });
+                    for message in messages {
+                        let _ = state.events.send(AppEvent::Message {
+                            chat: chat.clone(),
+                            message: Box::new(message),
+                        });
+                    }
+                }
+                Err(e) if e.code == "stopped" => return,
+                Err(e) => tracing::debug!(code = e.code, "receipts not refreshed"),
+            }
+        }
+    }
+}
+
+/// The counts of the chat's watched own messages that differ from those `shown`, and the
+/// messages to announce for them.
+async fn receipt_changes(
+    client: &mut Client,
+    chat: &str,
+    from_seq: u64,
+    shown: &HashMap<String, Receipts>,
+) -> Result<(Vec<(String, Receipts)>, Vec<view::Message>), ApiError> {
+    // Offline, the stored state still counts read markers a sync brought.
+    if let Err(e) = client.refresh_delivery(chat).await {
+        tracing::debug!(error = %e, "delivery state not refreshed");
+    }
+    let own = client
+        .store()
+        .own_sent(chat, client.user(), WATCHED)
+        .map_err(client_error)?;
+    let mut counts = Vec::new();
+    let mut messages = Vec::new();
+    for (id, seq) in own.into_iter().filter(|(_, seq)| *seq >= from_seq) {
+        let (delivered, read) = client
+            .store()
+            .receipt_counts(chat, seq, client.user())
+            .map_err(client_error)?;
+        let now = Receipts { delivered, read };
+        // A message newer than the page was announced when it came, with none yet.
+        let before = shown.get(&id).copied().unwrap_or(Receipts {
+            delivered: 0,
+            read: 0,
+        });
+        if before != now {
+            if let Some(row) = client.store().message(chat, &id).map_err(client_error)? {
+                messages.push(view::message(client, &row).map_err(client_error)?);
+                counts.push((id, now));
+            }
+        }
+    }
+    Ok((counts, messages))
 }
 
 /// Tells every view that these messages left the device.
@@ -97,20 +264,96 @@ async fn wakeup_request(state: &AppState) -> Result<Option<Request>, ApiError> {
         .await
 }
 
-/// Keeps the wake-up socket open, reconnecting with backoff; syncs on each wake-up.
+/// How often a device waiting for approval looks at its standing (it shows its code as
+/// soon as the approving device started, and takes its identity once approved).
+pub const PENDING_POLL: Duration = Duration::from_secs(2);
+
+/// Whether this device waits for approval (it holds no identity key yet), as the session
+/// says it.
+async fn is_pending(state: &AppState) -> Result<bool, ApiError> {
+    state
+        .device
+        .run(async |device: &mut Device| match device {
+            Device::Enrolled(client) => Ok(client.user() != vellum_wire::RECORDS_USER
+                && !client.holds_identity().map_err(client_error)?),
+            Device::Unenrolled { .. } => Ok(false),
+        })
+        .await
+}
+
+/// This device's row in its user's device list: its code (once the approving device
+/// started) and state. Runs the waiting device's steps (`Client::devices`).
+async fn standing(state: &AppState) -> Result<(Option<String>, String, bool), ApiError> {
+    state
+        .device
+        .run(async |device: &mut Device| {
+            let view = device.with_client(async |c| c.devices().await).await?;
+            let client = device.client()?;
+            let holds = client.holds_identity().map_err(client_error)?;
+            let me = view.devices.iter().find(|d| d.this_device);
+            Ok((
+                me.and_then(|d| d.code.clone()),
+                me.map(|d| format!("{:?}", d.state)).unwrap_or_default(),
+                holds,
+            ))
+        })
+        .await
+}
+
+/// A device waiting for approval: online but pending. Looks every [`PENDING_POLL`] and
+/// tells the page when its code or state changes; returns once approved (false: the device
+/// thread stopped).
+async fn await_approval(state: &AppState, link: &mut Option<Link>) -> bool {
+    let mut seen: Option<(Option<String>, String)> = None;
+    loop {
+        match standing(state).await {
+            Ok((_, _, true)) => {
+                // Approved: it holds its identity now. Everything the page shows changes.
+                let _ = state.events.send(AppEvent::Devices);
+                let _ = state.events.send(AppEvent::Chats);
+                return true;
+            }
+            Ok((code, device_state, false)) => {
+                announce_link(state, link, Link { online: true, pending: true });
+                let now = (code, device_state);
+                if seen.as_ref() != Some(&now) {
+                    let _ = state.events.send(AppEvent::Devices);
+                    seen = Some(now);
+                }
+            }
+            Err(e) if e.code == "stopped" => return false,
+            Err(e) => {
+                tracing::warn!(code = e.code, "cannot look at this device's approval");
+                announce_link(state, link, Link { online: false, pending: true });
+                // Not approved after all (revoked, wiped): the caller judges by a sync.
+                if !matches!(is_pending(state).await, Ok(true)) {
+                    return true;
+                }
+            }
+        }
+        tokio::time::sleep(PENDING_POLL).await;
+    }
+}
+
+/// Records the link and tells the page when it changed.
+fn announce_link(state: &AppState, link: &mut Option<Link>, now: Link) {
+    set_connection(state.security.authority(), now);
+    if *link != Some(now) {
+        *link = Some(now);
+        let _ = state.events.send(now.event());
+    }
+}
+
+/// Keeps the wake-up socket open, reconnecting with backoff; syncs on each wake-up. A
+/// device waiting for approval is refused the socket: it is online but pending until
+/// approved, then goes on here.
 async fn wakeups(state: AppState) {
     let mut backoff = Duration::from_millis(250);
-    let mut online: Option<bool> = None;
+    let mut link: Option<Link> = None;
     let mut refused_before = false;
-    let set_online = |online: &mut Option<bool>, now: bool| {
-        set_connection(state.security.authority(), now);
-        if *online != Some(now) {
-            *online = Some(now);
-            let _ = state.events.send(AppEvent::Connection {
-                online: now,
-                alarms: Vec::new(),
-            });
-        }
+    let online = |now: bool| Link {
+        online: now,
+        pending: false,
     };
     loop {
         let request = match wakeup_request(&state).await {
@@ -129,7 +372,7 @@ async fn wakeups(state: AppState) {
         };
         match tokio_tungstenite::connect_async(request).await {
             Ok((mut socket, _)) => {
-                set_online(&mut online, true);
+                announce_link(&state, &mut link, online(true));
                 backoff = Duration::from_millis(250);
                 // Connected first, then synced: nothing sent in between is missed.
                 sync(&state).await;
@@ -157,13 +400,26 @@ async fn wakeups(state: AppState) {
                         break;
                     }
                 }
-                set_online(&mut online, false);
+                announce_link(&state, &mut link, online(false));
             }
             Err(e) => {
+                let forbidden = matches!(
+                    &e,
+                    tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 403
+                );
+                // Refused because this device waits for approval: not offline.
+                if forbidden && matches!(is_pending(&state).await, Ok(true)) {
+                    if !await_approval(&state, &mut link).await {
+                        return;
+                    }
+                    announce_link(&state, &mut link, online(true));
+                    backoff = Duration::from_millis(250);
+                    continue;
+                }
                 // Said again on every attempt, not only on the change: a page opened while
                 // offline learns it within one backoff.
-                online = None;
-                set_online(&mut online, false);
+                link = None;
+                announce_link(&state, &mut link, online(false));
                 tracing::warn!(error = %e, "delivery server unreachable; retrying");
                 // A refused socket is judged by a plain sync: a revoked device is told so,
                 // and a server that started after the request's timestamp tells its start
@@ -202,6 +458,8 @@ pub async fn sync(state: &AppState) {
         }
         Err(e) => tracing::warn!(code = e.code, "sync failed"),
     }
+    // A sync may have brought read markers; delivery may have moved meanwhile.
+    with_window(state.security.authority(), |w| w.nudge.notify_one());
 }
 
 /// A sync's findings as the page's events: each new or changed message (a reaction or an

@@ -48,16 +48,29 @@ pub struct Security {
 }
 
 struct Inner {
-    /// SHA-256 of the launch secret, until it is used or expires.
-    launch: Option<([u8; 32], Instant)>,
-    /// Sessions by SHA-256 of their cookie: the CSRF token of each.
-    sessions: HashMap<[u8; 32], String>,
+    /// The launch secret, until it is used or expires.
+    launch: Option<Launch>,
+    /// Sessions by SHA-256 of their cookie.
+    sessions: HashMap<[u8; 32], Session>,
+}
+
+struct Launch {
+    /// SHA-256 of the secret.
+    digest: [u8; 32],
+    deadline: Instant,
+    /// The URL is opened in the app's own browser profile (see [`Session::dedicated_browser`]).
+    dedicated_browser: bool,
 }
 
 /// A session the request proved it holds.
 #[derive(Clone, Debug)]
 pub struct Session {
     pub csrf: String,
+    /// The launch that opened it was handed to Chromium in app mode over `HOME/browser` by
+    /// `vellum app` itself: files it saves land where the shredder looks. False for a URL
+    /// printed (`--no-open`) or given to the default browser. A hint for the page's
+    /// warning, not a security boundary.
+    pub dedicated_browser: bool,
 }
 
 fn random_hex() -> String {
@@ -78,7 +91,11 @@ impl Security {
         let port = authority.rsplit(':').next().unwrap_or_default();
         let security = Self {
             inner: Arc::new(Mutex::new(Inner {
-                launch: Some((digest(&secret), Instant::now() + ttl)),
+                launch: Some(Launch {
+                    digest: digest(&secret),
+                    deadline: Instant::now() + ttl,
+                    dedicated_browser: false,
+                }),
                 sessions: HashMap::new(),
             })),
             authority: authority.into(),
@@ -99,9 +116,27 @@ impl Security {
 
     /// A fresh launch secret, replacing any unused one (e.g. to open a second window).
     pub fn renew_launch(&self) -> String {
+        self.renew_launch_for(false)
+    }
+
+    /// [`Self::renew_launch`] for a URL that will be opened in the app's own browser
+    /// profile (`dedicated_browser`) or not.
+    pub fn renew_launch_for(&self, dedicated_browser: bool) -> String {
         let secret = random_hex();
-        self.lock().launch = Some((digest(&secret), Instant::now() + self.ttl));
+        self.lock().launch = Some(Launch {
+            digest: digest(&secret),
+            deadline: Instant::now() + self.ttl,
+            dedicated_browser,
+        });
         secret
+    }
+
+    /// Says whether the unused launch URL goes to the app's own browser profile (set before
+    /// the browser starts; unset again if it could not).
+    pub fn set_launch_dedicated(&self, dedicated_browser: bool) {
+        if let Some(launch) = self.lock().launch.as_mut() {
+            launch.dedicated_browser = dedicated_browser;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -112,17 +147,22 @@ impl Security {
     /// wrong, used or expired.
     fn exchange(&self, secret: &str) -> Option<String> {
         let mut inner = self.lock();
-        let (expected, deadline) = inner.launch?;
-        if Instant::now() > deadline {
+        let launch = inner.launch.as_ref()?;
+        if Instant::now() > launch.deadline {
             inner.launch = None;
             return None;
         }
-        if !bool::from(digest(secret).ct_eq(&expected)) {
+        if !bool::from(digest(secret).ct_eq(&launch.digest)) {
             return None;
         }
+        let dedicated_browser = launch.dedicated_browser;
         inner.launch = None;
         let cookie = random_hex();
-        inner.sessions.insert(digest(&cookie), random_hex());
+        let session = Session {
+            csrf: random_hex(),
+            dedicated_browser,
+        };
+        inner.sessions.insert(digest(&cookie), session);
         Some(cookie)
     }
 
@@ -138,8 +178,7 @@ impl Security {
         if cookie.len() != 64 {
             return None;
         }
-        let csrf = self.lock().sessions.get(&digest(cookie))?.clone();
-        Some(Session { csrf })
+        self.lock().sessions.get(&digest(cookie)).cloned()
     }
 
     fn host_is_ours(&self, headers: &HeaderMap) -> bool {
@@ -185,7 +224,7 @@ pub async fn open(
             .into_response(),
         None => refused_page(
             StatusCode::FORBIDDEN,
-            "This link has been used or has expired. Run `vellum app` to open the window again.",
+            "This link has been used or has expired. Run `vellum app` again to open a new window.",
         ),
     }
 }

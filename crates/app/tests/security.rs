@@ -287,3 +287,49 @@ async fn issue_12_the_session_gets_the_page_and_the_event_stream() {
     let data = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
     assert_eq!(data, "data: {\"type\":\"chats\"}\n\n");
 }
+
+/// Issue 12: a used link says how to get a new window; the session says whether the
+/// window is the app's own browser (only a launch handed to it is), so that the page can
+/// warn that what another browser saves is not shredded.
+#[tokio::test]
+async fn issue_12_a_session_knows_whether_it_is_the_apps_own_browser() {
+    let (state, secret, _home) = state(Duration::from_secs(60));
+    let (cookie, _) = session(&state, &secret).await;
+    let used = send(
+        &state,
+        get(&format!("/open?secret={secret}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(used.status(), StatusCode::FORBIDDEN);
+    assert!(body(used)
+        .await
+        .contains("Run `vellum app` again to open a new window."));
+    let session_json = |cookie: String| {
+        let state = state.clone();
+        async move {
+            let answer = send(
+                &state,
+                get("/api/session")
+                    .header(header::COOKIE, cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+            serde_json::from_str::<serde_json::Value>(&body(answer).await).unwrap()
+        }
+    };
+    assert_eq!(session_json(cookie).await["dedicated_browser"], false);
+
+    // A launch handed to the app's own Chromium: its session says so.
+    let dedicated = state.security.renew_launch_for(true);
+    let (cookie, _) = session(&state, &dedicated).await;
+    assert_eq!(session_json(cookie).await["dedicated_browser"], true);
+    // Marked, then unmarked (the browser could not start): not dedicated.
+    let fresh = state.security.renew_launch();
+    state.security.set_launch_dedicated(true);
+    state.security.set_launch_dedicated(false);
+    let (cookie, _) = session(&state, &fresh).await;
+    assert_eq!(session_json(cookie).await["dedicated_browser"], false);
+}

@@ -202,11 +202,12 @@ impl Client {
         Ok(fold_reactions(&self.store.about(group_id, message_id)?))
     }
 
-    /// Unread text messages per chat id.
+    /// Unread text messages per chat id. This user's own messages, sent from another of
+    /// their devices, are not unread here.
     pub fn unread_counts(&self) -> Result<HashMap<String, u64>, Error> {
         let _held = self.lock.hold()?;
         self.shred()?;
-        self.store.unread_counts()
+        self.store.unread_counts(&self.user)
     }
 
     /// Text messages of this device's unexpired history (of one chat, or of all) containing

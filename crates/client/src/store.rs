@@ -805,17 +805,22 @@ impl LocalStore {
         Ok(true)
     }
 
-    /// Unread text messages per chat (those not displayed on this device yet).
-    pub fn unread_counts(&self) -> Result<std::collections::HashMap<String, u64>, Error> {
+    /// Unread text messages per chat (those not displayed on this device yet). What `user`
+    /// wrote (from this device or another of theirs) is never unread to them (issue 12).
+    pub fn unread_counts(
+        &self,
+        user: &str,
+    ) -> Result<std::collections::HashMap<String, u64>, Error> {
         let conn = self.lock();
         let mut stmt = conn
             .prepare(
                 "SELECT m.group_id, COUNT(*) FROM messages m JOIN message_keys k USING (group_id, id)
-                 WHERE m.kind = 'text' AND m.read_at IS NULL GROUP BY m.group_id",
+                 WHERE m.kind = 'text' AND m.read_at IS NULL AND m.sender_user != ?1
+                 GROUP BY m.group_id",
             )
             .map_err(db)?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .query_map([user], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
             .map_err(db)?;
         rows.collect::<rusqlite::Result<_>>().map_err(db)
     }
@@ -1025,6 +1030,29 @@ impl LocalStore {
              WHERE group_id = ?1 AND seq >= ?2 AND user != ?3 AND user != ?4",
         )?;
         Ok((delivered, read))
+    }
+
+    /// The newest `limit` text messages `user` sent in the chat that the server accepted:
+    /// (id, seq), newest first. What a window watches for receipts.
+    pub fn own_sent(
+        &self,
+        group_id: &str,
+        user: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, seq FROM messages WHERE group_id = ?1 AND kind = 'text'
+                 AND sender_user = ?2 AND seq IS NOT NULL ORDER BY seq DESC LIMIT ?3",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![group_id, user, limit as i64], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
     }
 
     /// The newest position of a text message from another user that this device displayed.
@@ -1515,6 +1543,25 @@ mod tests {
             event: None,
             extra: MessageExtra::default(),
         }
+    }
+
+    /// Issue 12: a message the user wrote (on this device or another of theirs) is never
+    /// unread to them; others' messages are until displayed.
+    #[test]
+    fn issue_12_own_messages_never_count_as_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store.add_chat("g", None, 0).unwrap();
+        store.add_message(&text_row("g", "a1", Some(1), 1)).unwrap();
+        let from_bob = MessageRow {
+            sender_user: "bob".into(),
+            ..text_row("g", "b1", Some(2), 2)
+        };
+        store.add_message(&from_bob).unwrap();
+        assert_eq!(store.unread_counts("alice").unwrap()["g"], 1);
+        assert_eq!(store.unread_counts("bob").unwrap()["g"], 1);
+        store.mark_read_ids("g", &["b1".into()], 3).unwrap();
+        assert_eq!(store.unread_counts("alice").unwrap().get("g"), None);
     }
 
     /// Issue 12: the window pages a long chat in SQL, in `history`'s order, and the pages

@@ -906,6 +906,11 @@ impl Client {
                 {
                     return Ok(Processed::Nothing); // its sender deleted it for everyone
                 }
+                // What this user sent from another of their devices is read here already
+                // (never unread), and its copy burns as the sending device's does: from when
+                // it was written.
+                let read_at = (event.sender_user == self.user)
+                    .then(|| event.sent_at.min(event.received_at).min(now_millis()));
                 let row = MessageRow {
                     group_id: group_id.to_owned(),
                     id,
@@ -918,8 +923,9 @@ impl Client {
                     text: event.text.unwrap_or_default(),
                     expires_at,
                     burn_secs,
-                    read_at: None,
-                    burn_at: None,
+                    read_at,
+                    burn_at: read_at
+                        .and_then(|at| crate::messages::burn_time(at, burn_secs, expires_at)),
                     archived_leaf: None,
                     salt: event
                         .salt

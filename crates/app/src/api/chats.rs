@@ -33,7 +33,7 @@ pub(crate) fn summary(client: &Client, group_id: &str) -> Result<ChatSummary, Er
         .store()
         .chat(group_id)?
         .ok_or_else(|| Error::UnknownChat("no such chat".into()))?;
-    let unread = client.store().unread_counts()?;
+    let unread = client.store().unread_counts(client.user())?;
     super::view::chat_summary(client, &row, &unread)
 }
 

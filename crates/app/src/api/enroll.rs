@@ -85,7 +85,7 @@ pub async fn enroll(
         })
         .await?;
     let _ = state.events.send(AppEvent::Chats);
-    session::view(&state, session.csrf).await.map(Json)
+    session::view(&state, &session).await.map(Json)
 }
 
 /// A refused enrollment leaves no profile behind: the next launch must see an unenrolled

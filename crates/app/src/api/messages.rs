@@ -63,6 +63,7 @@ pub async fn page(
                     // What is due goes first, and as `gone` to every view (the page's own
                     // read would shred it silently).
                     let shredded = client.shred()?;
+                    let group_id = client.resolve_chat(&chat)?;
                     let (rows, older) = client.history_page(&chat, before.as_ref(), limit)?;
                     let messages = rows
                         .iter()
@@ -72,13 +73,20 @@ pub async fn page(
                         messages,
                         before: older.map(|c| c.to_string()),
                     };
-                    Ok((page, shredded))
+                    let from_seq = rows.iter().filter_map(|r| r.seq).min();
+                    Ok((page, shredded, group_id, from_seq))
                 })
                 .await
         })
         .await?;
-    let (page, shredded) = page;
+    let (page, shredded, group_id, from_seq) = page;
     crate::live::announce_shredded(&state, &shredded);
+    // The page shows this chat: changes of its own messages' receipts are announced.
+    let shown = page
+        .messages
+        .iter()
+        .filter_map(|m| m.receipts.map(|r| (m.id.clone(), r)));
+    crate::live::chat_opened(state.security.authority(), &group_id, from_seq, shown);
     Ok(Json(page))
 }
 

@@ -23,6 +23,10 @@ pub struct SessionView {
     pub pending: bool,
     /// The org's bounds; `None` before enrollment or while the server cannot be reached.
     pub policy: Option<OrgPolicyView>,
+    /// This window is the app's own browser (Chromium in app mode over `HOME/browser`,
+    /// started by `vellum app`): what it saves is shredded with its message. False: files
+    /// saved by this browser are not (the page warns).
+    pub dedicated_browser: bool,
 }
 
 struct Who {
@@ -37,11 +41,13 @@ pub async fn show(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
 ) -> Result<Json<SessionView>, ApiError> {
-    view(&state, session.csrf).await.map(Json)
+    view(&state, &session).await.map(Json)
 }
 
 /// The session as the page sees it (also the answer to an enrollment).
-pub(crate) async fn view(state: &AppState, csrf: String) -> Result<SessionView, ApiError> {
+pub(crate) async fn view(state: &AppState, session: &Session) -> Result<SessionView, ApiError> {
+    let csrf = session.csrf.clone();
+    let dedicated_browser = session.dedicated_browser;
     // The page asks for its session first thing: uploads staged by an earlier run (or
     // waiting longer than an hour) go now.
     super::files::tidy_staging(&state.home);
@@ -75,6 +81,7 @@ pub(crate) async fn view(state: &AppState, csrf: String) -> Result<SessionView, 
             server: Some(who.server),
             pending: who.pending,
             policy: who.policy,
+            dedicated_browser,
         },
         None => SessionView {
             state: "unenrolled",
@@ -84,6 +91,7 @@ pub(crate) async fn view(state: &AppState, csrf: String) -> Result<SessionView, 
             server: None,
             pending: false,
             policy: None,
+            dedicated_browser,
         },
     })
 }

@@ -58,6 +58,30 @@ pub struct Message {
     pub event: Option<EventView>,
     /// The archive returned a verified receipt for it.
     pub archived: bool,
+    /// On the user's own messages the server accepted: how many other users have it on a
+    /// device and how many said they read it (as `vellum history --json` shows them).
+    pub receipts: Option<Receipts>,
+}
+
+/// An own message's delivery and read counts (other users; the archive is not counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Receipts {
+    pub delivered: u64,
+    pub read: u64,
+}
+
+/// The receipts of one's own accepted text message; `None` for anything else.
+pub fn receipts(client: &Client, row: &MessageRow) -> Result<Option<Receipts>, Error> {
+    match (row.kind, row.seq) {
+        (MessageKind::Text, Some(seq)) if row.sender_user == client.user() => {
+            let (delivered, read) =
+                client
+                    .store()
+                    .receipt_counts(&row.group_id, seq, &row.sender_user)?;
+            Ok(Some(Receipts { delivered, read }))
+        }
+        _ => Ok(None),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -152,6 +176,7 @@ pub fn message(client: &Client, row: &MessageRow) -> Result<Message, Error> {
         reactions,
         event,
         archived: row.archived_leaf.is_some(),
+        receipts: receipts(client, row)?,
     })
 }
 

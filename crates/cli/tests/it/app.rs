@@ -662,3 +662,35 @@ fn issue_12_the_window_reconnects_and_catches_up() {
             .await;
     });
 }
+
+/// What the user sent from another of their devices is never unread on this one: not in
+/// the window's chat list, not in `chat list --json` (they share the count).
+#[test]
+fn issue_12_own_messages_from_another_device_are_not_unread() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let phone = Device::new_user(&server, root.path(), "alice");
+    let laptop = Device::approved(&server, root.path(), "alice-laptop", "alice", &phone);
+    let _bob = Device::new_user(&server, root.path(), "bob");
+    phone.ok(&["chat", "create", "mine", "--with", "bob"]);
+    laptop.ok(&["sync"]);
+    let text = marker("from the laptop");
+    laptop.ok(&["send", "mine", &text]);
+    runtime().block_on(async {
+        let w = Window::open(&phone).await;
+        let chat = w.chat_id("mine").await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let summary = w.summary(&chat).await;
+            if summary["last"]["preview"] == text.as_str() {
+                assert_eq!(summary["unread"], 0, "{summary}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "never arrived: {summary}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let listed = phone.json(&["chat", "list", "--json"]);
+    let mine = listed.iter().find(|c| c["title"] == "mine").unwrap();
+    assert_eq!(mine["unread"], 0, "{listed:?}");
+}
