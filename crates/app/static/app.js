@@ -1150,7 +1150,8 @@
     let cls = 'sent';
     let label = 'Sent';
     if (r && count(r.read) > 0) {
-      cls = 'read';
+      // The accent only once everyone read it; before that two plain checks say how many did.
+      cls = !total || count(r.read) >= total ? 'read' : 'delivered';
       label = `Read${of(count(r.read))}`;
     } else if (r && count(r.delivered) > 0) {
       cls = 'delivered';
