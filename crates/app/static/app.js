@@ -645,7 +645,7 @@
   function lastLine(c) {
     const last = c.last;
     if (!last) return { text: 'No messages yet', cls: 'muted' };
-    if (last.kind === 'event') return { text: last.preview || 'Chat updated', cls: 'muted' };
+    if (last.kind === 'event') return { text: youInEvent({ kind: 'event', text: last.preview }) || 'Chat updated', cls: 'muted' };
     const who = last.sender === S.session.user ? 'You: ' : (c.members > 2 ? `${last.sender}: ` : '');
     if (last.preview == null) return { text: `${who}Tap to read`, cls: 'sealed' };
     return { text: who + last.preview, cls: '' };
