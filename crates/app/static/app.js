@@ -1208,12 +1208,13 @@
     const reactions = h('div', { class: 'reactions' });
     for (const r of m.reactions || []) {
       reactions.append(h('button', { type: 'button', class: `reaction${r.mine ? ' mine' : ''}`, test: 'reaction', 'data-emoji': r.emoji,
-        'aria-label': `${r.emoji} ${r.count}${r.mine ? ', yours: remove' : ': add yours'}`, 'aria-pressed': String(!!r.mine), text: String(r.count),
+        'aria-label': `${r.emoji} ${r.count}${r.mine ? ', yours: remove' : ': add yours'}`, 'aria-pressed': String(!!r.mine), text: String(r.count), disabled: !!S.detail?.removed,
         onclick: () => react(m.id, r.emoji, r.mine) }));
     }
 
     const canEdit = m.mine && m.text != null;
-    const actions = h('div', { class: 'actions', role: 'toolbar', 'aria-label': 'Message actions' },
+    // Out of the chat nothing can be replied to, reacted to, edited or deleted.
+    const actions = S.detail?.removed ? null : h('div', { class: 'actions', role: 'toolbar', 'aria-label': 'Message actions' },
       iconButton('reply', 'Reply', { test: 'action-reply', onclick: () => startReply(m.id) }),
       iconButton('smile', 'React', { test: 'action-react', 'aria-haspopup': 'true', onclick: (e) => openPicker(m.id, e.currentTarget) }),
       canEdit ? iconButton('edit', 'Edit', { test: 'action-edit', onclick: () => startEdit(m.id) }) : null,
