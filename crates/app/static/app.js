@@ -773,6 +773,7 @@
     S.before = page.before ?? null;
     for (const m of page.messages || []) upsertMessage(m, { batch: true });
     relayout();
+    if (detail.removed) renderHeader(); // its events say whether you left or were removed
     if (switching) markUnread(S.chats.find((c) => c.id === id)?.unread || 0);
     scrollToBottom();
     updateOlderMarker();
@@ -850,7 +851,7 @@
     els.headTitle.textContent = d.title;
     els.headAvatar.replaceChildren(avatar(d.title));
     const count = Array.isArray(d.members) ? d.members.length : d.members;
-    const left = S.left.has(d.id);
+    const left = d.removed && leftByChoice(d.id);
     const sub = [d.removed ? (left ? 'You left' : 'You are no longer a member') : `${count} member${count === 1 ? '' : 's'}`];
     if (d.expire_secs) sub.push(`messages disappear after ${duration(d.expire_secs)}`);
     if (d.burn_secs) sub.push(`burn ${duration(d.burn_secs)} after reading`);
@@ -886,6 +887,15 @@
       for (const m of [...S.msgs.values()]) upsertMessage(m, { batch: true });
       relayout();
     }
+  }
+
+  /** Left (rather than removed): this window did it, or the chat's own event says so. */
+  function leftByChoice(id) {
+    if (S.left.has(id)) return true;
+    const said = (ev) => /^You left\b/.test(youInEvent(ev) || '');
+    const last = S.chats.find((c) => c.id === id)?.last;
+    if (last?.kind === 'event' && said({ kind: 'event', text: last.preview })) return true;
+    return [...S.msgs.values()].some((m) => m.kind === 'event' && said(m.event));
   }
 
   async function loadDetail(id) {
