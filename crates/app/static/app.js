@@ -40,6 +40,7 @@
     timer: [['c', 12, 13, 8], ['p', 'M12 9v4l2.5 2.5M9.5 2.5h5']],
     flame: [['p', 'M12 21.5c3.9 0 6.8-2.7 6.8-6.6 0-3.9-2.8-5.9-3.9-8.6-1.3 1.8-2 2.7-3.3 2.7-1.3 0-1.4-3.6-.5-6.5C7.4 4.4 5.2 9.3 5.2 14.9c0 3.9 2.9 6.6 6.8 6.6z']],
     check: [['p', 'M5 12.5l4.5 4.5L19 7.5']],
+    checks: [['p', 'M2 12.5l4.5 4.5L16 7.5M11.5 16l1 1L22 7.5']],
     clock: [['c', 12, 12, 8.5], ['p', 'M12 7.5V12l3 2']],
     reply: [['p', 'M9.5 14.5L4.5 9.5l5-5M4.5 9.5H14a6 6 0 0 1 6 6V19']],
     smile: [['c', 12, 12, 8.5], ['p', 'M8.5 14.2a4.6 4.6 0 0 0 7 0M9 9.6h.01M15 9.6h.01']],
@@ -88,10 +89,15 @@
   }
 
   // A colour per name, stable across screens.
+  // FNV-1a with a final mix, over 16 colours: short names like alice and bob differ.
+  const PALETTE = 16;
   function hue(name) {
-    let x = 0;
-    for (const ch of String(name)) x = (x * 31 + ch.codePointAt(0)) >>> 0;
-    return x % 8;
+    let x = 0x811c9dc5;
+    for (const ch of String(name)) x = Math.imul(x ^ ch.codePointAt(0), 0x01000193) >>> 0;
+    x = (x ^ (x >>> 16)) >>> 0;
+    x = Math.imul(x, 0x45d9f3b) >>> 0;
+    x = (x ^ (x >>> 16)) >>> 0;
+    return x % PALETTE;
   }
   function initials(name) {
     const parts = String(name || '?').replace(/[@._-]+/g, ' ').trim().split(/\s+/);
@@ -194,6 +200,7 @@
     loadingOlder: false,
     openSeq: 0, // guards against answers for a chat no longer open
     reply: null, // {id, sender}
+    roving: null, // id of the message row that is the list's Tab stop
     edit: null, // message id
     uploads: [], // {key, name, size, id|null, progress, xhr, el}
     blobs: new Map(), // message id -> [blob url]
@@ -203,6 +210,7 @@
     alarms: [],
     devices: null,
     directory: null,
+    left: new Set(), // chats this window left (their banner says "You left")
     unseenBelow: 0,
   };
 
@@ -361,7 +369,8 @@
         await api('POST', '/api/enroll', { server: server.value.trim(), user: user.value.trim(), code: code.value.trim() });
         location.reload();
       } catch (err) {
-        error.textContent = err.message;
+        // The server's sentence, without its machine code ("… (invalid_enrollment_code)").
+        error.textContent = String(err.message).replace(/\s*\([a-z0-9_]+\)\s*$/, '') || 'Enrollment failed.';
         error.hidden = false;
         submit.disabled = false;
         submit.textContent = 'Enroll this device';
@@ -389,6 +398,20 @@
     els.chatList.addEventListener('keydown', chatListKeys);
     const filter = h('input', { type: 'search', class: 'chat-filter', placeholder: 'Search chats', 'aria-label': 'Search chats', autocomplete: 'off', spellcheck: 'false' });
     filter.addEventListener('input', () => { S.chatFilter = filter.value.trim().toLowerCase(); renderChatList(); });
+    filter.addEventListener('keydown', (e) => {
+      const first = els.chatList.querySelector('.chat-item');
+      if (!first) return;
+      if (e.key === 'ArrowDown') {
+        // Into the results: the first one takes the list's one Tab stop.
+        e.preventDefault();
+        els.chatList.querySelectorAll('.chat-item').forEach((it) => { it.tabIndex = -1; });
+        first.tabIndex = 0;
+        first.focus();
+      } else if (e.key === 'Enter' && !e.isComposing) {
+        e.preventDefault();
+        openChat(first.dataset.chatId, { focusComposer: true });
+      }
+    });
     els.sidebar = h('nav', { class: 'sidebar', 'aria-label': 'Chats and devices' },
       h('header', { class: 'side-head' },
         avatar(me, 'sm'),
@@ -405,10 +428,14 @@
     renderConnection();
   }
 
+  function emptyPaneTitle() {
+    return S.chats.length ? 'Choose a chat' : 'No chats yet';
+  }
+
   function renderEmptyPane() {
     els.pane.replaceChildren(h('div', { class: 'empty-pane' },
       h('img', { src: '/static/icon.svg', alt: '', width: 72, height: 72 }),
-      h('h2', { text: S.chats.length ? 'Choose a chat' : 'No chats yet' }),
+      h('h2', { class: 'empty-title', text: emptyPaneTitle() }),
       h('p', { class: 'muted', text: 'Messages are end-to-end encrypted. Record chats are kept by your organisation’s archive.' }),
       h('button', { type: 'button', class: 'btn primary', text: 'Start a new chat', onclick: newChatDialog })));
     els.shell.classList.remove('show-pane');
@@ -439,8 +466,14 @@
   // ---------------------------------------------------------------- connection
   function renderConnection() {
     if (!els.conn) return;
-    const offline = !S.online || !S.streamUp;
+    // A device waiting for approval is online but not yet let in: a calm state, no "offline".
+    const pending = !!(S.pending || S.session?.pending) && S.streamUp;
+    const offline = !pending && (!S.online || !S.streamUp);
     const kids = [];
+    if (pending) {
+      kids.push(h('div', { class: 'banner pending', role: 'status' }, icon('clock'),
+        h('span', { text: 'Waiting for approval from one of your other devices.' })));
+    }
     if (offline) {
       kids.push(h('div', { class: 'banner offline', test: 'connection', role: 'status' }, icon('offline'),
         h('span', { text: S.streamUp ? 'Offline: not connected to the delivery server. Messages will send when it is back.' : 'Reconnecting to Vellum on this computer…' })));
@@ -535,11 +568,16 @@
       case 'progress':
         uploadServerProgress(ev);
         break;
-      case 'connection':
+      case 'connection': {
+        const wasPending = !!(S.pending || S.session?.pending);
+        S.pending = !!ev.pending;
+        // No longer pending: the devices list says whether this device was approved.
+        if (wasPending && ev.pending === false) loadDevices();
         S.online = !!ev.online;
         S.alarms = Array.isArray(ev.alarms) ? ev.alarms : [];
         renderConnection();
         break;
+      }
       default:
         break;
     }
@@ -556,6 +594,10 @@
     }
     renderChatList();
     updateTitle();
+    // The empty pane follows the list (the first chat arriving live turns "No chats yet" into
+    // "Choose a chat"); updated in place so the focus stays where it is.
+    const emptyTitle = els.pane?.querySelector('.empty-pane .empty-title');
+    if (emptyTitle && emptyTitle.textContent !== emptyPaneTitle()) emptyTitle.textContent = emptyPaneTitle();
     if (S.current && !S.chats.some((c) => c.id === S.current)) {
       // The chat left the list (we left it or were removed): close it.
       closeChat();
@@ -603,7 +645,7 @@
   function lastLine(c) {
     const last = c.last;
     if (!last) return { text: 'No messages yet', cls: 'muted' };
-    if (last.kind === 'event') return { text: last.preview || 'Chat updated', cls: 'muted' };
+    if (last.kind === 'event') return { text: youInEvent({ kind: 'event', text: last.preview }) || 'Chat updated', cls: 'muted' };
     const who = last.sender === S.session.user ? 'You: ' : (c.members > 2 ? `${last.sender}: ` : '');
     if (last.preview == null) return { text: `${who}Tap to read`, cls: 'sealed' };
     return { text: who + last.preview, cls: '' };
@@ -692,6 +734,7 @@
     S.pages = [];
     S.before = null;
     S.unseenBelow = 0;
+    S.roving = null;
   }
 
   async function openChat(id, { keepComposer = false, focusComposer = false } = {}) {
@@ -730,6 +773,7 @@
     S.before = page.before ?? null;
     for (const m of page.messages || []) upsertMessage(m, { batch: true });
     relayout();
+    if (detail.removed) renderHeader(); // its events say whether you left or were removed
     if (switching) markUnread(S.chats.find((c) => c.id === id)?.unread || 0);
     scrollToBottom();
     updateOlderMarker();
@@ -757,7 +801,23 @@
       },
     });
     els.banners = h('div', { class: 'banners' });
-    els.messages = h('div', { class: 'messages', test: 'messages', tabindex: '0', 'aria-label': 'Messages' });
+    // One Tab stop (roving tabindex over the rows): ↑/↓/Home/End move, Enter/Space opens the
+    // focused message's actions, Tab goes on to the composer.
+    els.messages = h('div', { class: 'messages', test: 'messages', role: 'list', 'aria-label': 'Messages' });
+    els.messages.addEventListener('keydown', messageKeys);
+    els.messages.addEventListener('focusin', (e) => {
+      const row = e.target.closest?.('.msg, .event-row');
+      if (!row) return;
+      if (S.roving !== row.dataset.id) {
+        S.roving = row.dataset.id;
+        applyRoving();
+      }
+      setControlsTabbable(row, true);
+    });
+    els.messages.addEventListener('focusout', (e) => {
+      const row = e.target.closest?.('.msg, .event-row');
+      if (row && !row.contains(e.relatedTarget)) setControlsTabbable(row, false);
+    });
     els.olderMarker = h('div', { class: 'older', 'aria-hidden': 'true' });
     els.messages.append(els.olderMarker);
     els.messages.addEventListener('scroll', onMessagesScroll, { passive: true });
@@ -791,7 +851,8 @@
     els.headTitle.textContent = d.title;
     els.headAvatar.replaceChildren(avatar(d.title));
     const count = Array.isArray(d.members) ? d.members.length : d.members;
-    const sub = [`${count} member${count === 1 ? '' : 's'}`];
+    const left = d.removed && leftByChoice(d.id);
+    const sub = [d.removed ? (left ? 'You left' : 'You are no longer a member') : `${count} member${count === 1 ? '' : 's'}`];
     if (d.expire_secs) sub.push(`messages disappear after ${duration(d.expire_secs)}`);
     if (d.burn_secs) sub.push(`burn ${duration(d.burn_secs)} after reading`);
     els.headSub.textContent = sub.join(' · ');
@@ -802,19 +863,39 @@
     if (d.held) chips.push(h('span', { class: 'chip held', title: 'Under legal hold: nothing in this chat is deleted' }, icon('lock', 'icon xs'), 'Legal hold'));
     els.headChips.replaceChildren(...chips);
     const banners = [];
-    if (d.class === 'record') {
+    if (d.removed) {
+      // One banner only: why nothing can be sent or downloaded here any more.
+      banners.push(h('div', { class: 'banner notice', role: 'status' }, icon(left ? 'leave' : 'alert'),
+        h('span', { text: left ? 'You left this chat.' : 'You are no longer a member of this chat.' })));
+    } else if (d.class === 'record') {
       const archiver = (d.members || []).find((m) => m.role);
       banners.push(h('div', { class: 'banner records', test: 'records-banner', title: archiver?.role || '' }, icon('archive'),
         h('span', { text: `Messages in this chat are kept as records by ${archiveName()}` })));
     }
-    for (const notice of d.notices || []) banners.push(h('div', { class: 'banner notice', role: 'status' }, icon('shield'), h('span', { text: notice })));
-    if (d.removed) banners.push(h('div', { class: 'banner notice' }, icon('alert'), h('span', { text: 'You are no longer a member of this chat.' })));
+    if (!d.removed) for (const notice of d.notices || []) banners.push(h('div', { class: 'banner notice', role: 'status' }, icon('shield'), h('span', { text: notice })));
     els.banners.replaceChildren(...banners);
     const canWrite = !d.removed;
     els.compose.disabled = !canWrite;
     els.sendBtn.disabled = !canWrite;
+    // Out of the chat: no composer, no attach/timer/burn controls.
+    els.composer.hidden = !canWrite;
     els.compose.placeholder = canWrite ? 'Message' : 'You can no longer send messages here';
     renderTimerOptions();
+    if (els.messages && els.messages.classList.contains('removed') !== !!d.removed) {
+      els.messages.classList.toggle('removed', !!d.removed);
+      // Attachments turn into "not available" notes (or back): re-render what is loaded.
+      for (const m of [...S.msgs.values()]) upsertMessage(m, { batch: true });
+      relayout();
+    }
+  }
+
+  /** Left (rather than removed): this window did it, or the chat's own event says so. */
+  function leftByChoice(id) {
+    if (S.left.has(id)) return true;
+    const said = (ev) => /^You left\b/.test(youInEvent(ev) || '');
+    const last = S.chats.find((c) => c.id === id)?.last;
+    if (last?.kind === 'event' && said({ kind: 'event', text: last.preview })) return true;
+    return [...S.msgs.values()].some((m) => m.kind === 'event' && said(m.event));
   }
 
   async function loadDetail(id) {
@@ -833,7 +914,7 @@
   // ---------------------------------------------------------------- messages
   function isGroup() {
     const d = S.detail;
-    if (!d) return true;
+    if (!d || d.removed) return true; // out of the chat the member list is gone, the names stay
     const n = Array.isArray(d.members) ? d.members.filter((m) => !m.role).length : d.members;
     return n > 2;
   }
@@ -855,8 +936,13 @@
     const old = msgNode(m.id);
     if (old) {
       if (had) revokeIfAttachmentsChanged(had, m);
-      // Keep an open reaction picker's place.
+      const hadFocus = old.contains(document.activeElement);
+      const wasRow = document.activeElement === old;
       old.replaceWith(node);
+      if (hadFocus) {
+        applyRoving();
+        (wasRow ? node : node.querySelector('.actions button') || node).focus({ preventScroll: true });
+      }
     } else {
       const wasAtBottom = atBottom();
       insertInOrder(node, m, prepend);
@@ -868,6 +954,10 @@
         }
         trimIfLong();
       }
+    }
+    if (had && had.text !== m.text && m.text != null) {
+      // An edit: quotes of it follow.
+      for (const q of els.messages.querySelectorAll(`.quote[data-ref="${CSS.escape(m.id)}"] .quote-text`)) q.textContent = m.text;
     }
     if (!batch) relayout();
     if (live && !m.mine) markRead();
@@ -959,6 +1049,73 @@
       prev = n;
     }
     list.classList.toggle('is-group', group);
+    applyRoving();
+  }
+
+  const FOCUSABLE = 'button, a[href], input, select, textarea, [tabindex]';
+  /** Exactly one row of the list is a Tab stop (the one last focused, else the newest). Its own
+   * controls (actions, reactions, files) join the Tab order only while the focus is in that
+   * row, so Shift+Tab from the composer lands on the row itself. */
+  function applyRoving() {
+    const list = els.messages;
+    if (!list) return;
+    const rows = list.querySelectorAll('.msg, .event-row');
+    let stop = S.roving ? list.querySelector(`.msg[data-id="${CSS.escape(S.roving)}"], .event-row[data-id="${CSS.escape(S.roving)}"]`) : null;
+    if (!stop) stop = rows[rows.length - 1] || null;
+    for (const row of rows) {
+      const on = row === stop;
+      row.tabIndex = on ? 0 : -1;
+      setControlsTabbable(row, on && row.contains(document.activeElement));
+    }
+  }
+
+  function setControlsTabbable(row, on) {
+    for (const c of row.querySelectorAll(FOCUSABLE)) {
+      if (c.classList.contains('bubble')) continue; // a quote's jump target, focused by script
+      c.tabIndex = on ? 0 : -1;
+    }
+  }
+
+  function messageKeys(e) {
+    const list = els.messages;
+    const row = e.target.closest?.('.msg, .event-row');
+    if (!row || e.defaultPrevented) return;
+    const rows = [...list.querySelectorAll('.msg, .event-row')];
+    const i = rows.indexOf(row);
+    if (e.target === row) {
+      let next = -1;
+      if (e.key === 'ArrowDown') next = Math.min(rows.length - 1, i + 1);
+      else if (e.key === 'ArrowUp') {
+        next = Math.max(0, i - 1);
+        if (i === 0) loadOlder();
+      } else if (e.key === 'Home') next = 0;
+      else if (e.key === 'End') next = rows.length - 1;
+      else if ((e.key === 'Enter' || e.key === ' ') && row.classList.contains('msg')) {
+        e.preventDefault();
+        row.querySelector('.actions button')?.focus();
+        return;
+      } else if (e.key === 'Tab' && !e.shiftKey && els.compose && !els.composer.hidden) {
+        e.preventDefault();
+        els.compose.focus();
+        return;
+      }
+      if (next >= 0) {
+        e.preventDefault();
+        S.roving = rows[next].dataset.id;
+        applyRoving();
+        rows[next].focus();
+      }
+    } else if (e.key === 'Escape' && !row.querySelector('.picker')) {
+      e.preventDefault();
+      row.focus();
+    } else if ((e.key === 'ArrowRight' || e.key === 'ArrowLeft') && e.target.closest('.actions') && !e.target.closest('.picker')) {
+      const buttons = [...row.querySelectorAll('.actions > button')];
+      const j = buttons.indexOf(e.target);
+      if (j >= 0) {
+        e.preventDefault();
+        buttons[(j + (e.key === 'ArrowRight' ? 1 : buttons.length - 1)) % buttons.length].focus();
+      }
+    }
   }
 
   /** A divider above the first of the `count` unread messages (as the list counted them). */
@@ -992,19 +1149,47 @@
     return el;
   }
 
+  /** Own messages: sending (clock), sent (one check), delivered (two), read (two, accent). */
+  function statusMark(m) {
+    if (m.seq == null) return h('span', { class: 'status pending', role: 'img', 'aria-label': 'Sending', title: 'Sending' }, icon('clock', 'icon xs'));
+    const r = m.receipts;
+    const count = (v) => (typeof v === 'number' ? v : v ? 1 : 0);
+    const others = Array.isArray(S.detail?.members) ? S.detail.members.filter((x) => !x.you && !x.role).length : 0;
+    const total = r?.total ?? (others || null);
+    const of = (n) => (total && total > 1 ? ` by ${n} of ${total}` : '');
+    let cls = 'sent';
+    let label = 'Sent';
+    if (r && count(r.read) > 0) {
+      // The accent only once everyone read it; before that two plain checks say how many did.
+      cls = !total || count(r.read) >= total ? 'read' : 'delivered';
+      label = `Read${of(count(r.read))}`;
+    } else if (r && count(r.delivered) > 0) {
+      cls = 'delivered';
+      label = `Delivered${of(count(r.delivered))}`;
+    }
+    return h('span', { class: `status ${cls}`, test: 'receipt', role: 'img', 'aria-label': label, title: label }, icon(cls === 'sent' ? 'check' : 'checks', 'icon xs'));
+  }
+
+  /** A quote shows its original's current (edited) text when the original is on the page. */
+  function quoteText(q) {
+    const original = S.msgs.get(q.id);
+    if (original && original.text != null) return original.text;
+    return q.text ?? 'Message no longer available';
+  }
+
   function renderMessage(m) {
     if (m.kind === 'event') {
-      return h('div', { class: 'event-row', test: 'event', 'data-kind': m.event?.kind || 'notice', 'data-id': m.id, 'data-at': m.sent_at, 'data-sender': m.sender },
-        h('span', { class: 'event-pill' }, icon(eventIcon(m.event?.kind), 'icon xs'), h('span', { class: 'event-text', text: m.event?.text || 'Chat updated' }),
+      return h('div', { class: 'event-row', test: 'event', 'data-kind': m.event?.kind || 'notice', 'data-id': m.id, 'data-at': m.sent_at, 'data-sender': m.sender, role: 'listitem', tabindex: '-1' },
+        h('span', { class: 'event-pill' }, icon(eventIcon(m.event?.kind), 'icon xs'), h('span', { class: 'event-text', text: youInEvent(m.event) || 'Chat updated' }),
           h('time', { class: 'event-time', datetime: new Date(m.sent_at).toISOString(), title: fmtFull.format(m.sent_at), text: fmtTime.format(m.sent_at) })));
     }
-    const bubble = h('div', { class: 'bubble' });
+    const bubble = h('div', { class: 'bubble', id: `bubble-${m.id}` });
     if (!m.mine) bubble.append(h('span', { class: `sender c${hue(m.sender)}`, test: 'message-sender', text: m.sender }));
     if (m.reply_to) {
       const q = m.reply_to;
       bubble.append(h('button', { type: 'button', class: `quote${q.text == null ? ' gone' : ''}`, test: 'reply-quote', 'data-ref': q.id, 'aria-label': `Reply to ${q.sender || 'a message'}: go to the original`, onclick: () => scrollToMessage(q.id) },
         h('span', { class: 'quote-sender', text: q.sender === S.session.user ? 'You' : (q.sender || 'Message') }),
-        h('span', { class: 'quote-text', text: q.text ?? 'Message no longer available' })));
+        h('span', { class: 'quote-text', text: quoteText(q) })));
     }
     if (m.sealed || m.text == null) {
       bubble.append(h('button', { type: 'button', class: 'reveal', test: 'reveal', onclick: (e) => reveal(m, e.currentTarget) },
@@ -1020,45 +1205,71 @@
     if (m.edited_at) meta.append(h('span', { class: 'edited', test: 'edited', title: `Edited ${fmtFull.format(m.edited_at)}`, text: 'edited' }));
     const deadline = m.burn_at ?? m.expires_at;
     if (deadline != null) {
-      meta.append(h('span', { class: 'countdown', test: 'countdown', 'data-deadline': deadline, 'aria-label': 'Disappears in', title: m.burn_at != null ? 'Burns after reading' : 'Disappearing message' },
+      meta.append(h('span', { class: 'countdown', test: 'countdown', 'data-deadline': deadline, 'data-burns': m.burn_at != null ? '1' : null, role: 'timer', 'aria-live': 'off', 'aria-label': countdownLabel(deadline - Date.now(), m.burn_at != null), title: m.burn_at != null ? 'Burns after reading' : 'Disappearing message' },
         icon(m.burn_at != null ? 'flame' : 'timer', 'icon xs'), h('span', { class: 'cd-text', text: remaining(deadline - Date.now()) })));
     } else if (m.sealed && m.burn_secs) {
       meta.append(h('span', { class: 'countdown-idle', title: 'Burns after reading' }, icon('flame', 'icon xs')));
     }
     if (m.archived) meta.append(h('span', { class: 'archived', title: 'Kept in the records archive (verified receipt)', 'aria-label': 'Archived' }, icon('archive', 'icon xs')));
     meta.append(h('time', { class: 'time', test: 'message-time', datetime: new Date(m.sent_at).toISOString(), title: fmtFull.format(m.sent_at), text: fmtTime.format(m.sent_at) }));
-    if (m.mine) {
-      const sent = m.seq != null;
-      meta.append(h('span', { class: `status ${sent ? 'sent' : 'pending'}`, 'aria-label': sent ? 'Sent' : 'Sending', title: sent ? 'Sent' : 'Sending' }, icon(sent ? 'check' : 'clock', 'icon xs')));
-    }
+    if (m.mine) meta.append(statusMark(m));
     bubble.append(meta);
 
     const reactions = h('div', { class: 'reactions' });
     for (const r of m.reactions || []) {
       reactions.append(h('button', { type: 'button', class: `reaction${r.mine ? ' mine' : ''}`, test: 'reaction', 'data-emoji': r.emoji,
-        'aria-label': `${r.emoji} ${r.count}${r.mine ? ', yours: remove' : ': add yours'}`, 'aria-pressed': String(!!r.mine), text: String(r.count),
+        'aria-label': `${r.emoji} ${r.count}${r.mine ? ', yours: remove' : ': add yours'}`, 'aria-pressed': String(!!r.mine), text: String(r.count), disabled: !!S.detail?.removed,
         onclick: () => react(m.id, r.emoji, r.mine) }));
     }
 
     const canEdit = m.mine && m.text != null;
-    const actions = h('div', { class: 'actions', role: 'toolbar', 'aria-label': 'Message actions' },
+    // Out of the chat nothing can be replied to, reacted to, edited or deleted.
+    const actions = S.detail?.removed ? null : h('div', { class: 'actions', role: 'toolbar', 'aria-label': 'Message actions' },
       iconButton('reply', 'Reply', { test: 'action-reply', onclick: () => startReply(m.id) }),
       iconButton('smile', 'React', { test: 'action-react', 'aria-haspopup': 'true', onclick: (e) => openPicker(m.id, e.currentTarget) }),
       canEdit ? iconButton('edit', 'Edit', { test: 'action-edit', onclick: () => startEdit(m.id) }) : null,
       m.mine ? iconButton('trash', 'Delete for everyone', { test: 'action-delete', onclick: () => deleteMessage(m.id) }) : null);
 
     return h('article', {
-      class: `msg${m.mine ? ' mine' : ''}`, test: 'message', 'data-id': m.id, 'data-sender': m.sender,
+      class: `msg${m.mine ? ' mine' : ''}`, test: 'message', 'data-id': m.id, 'data-sender': m.sender, role: 'listitem', tabindex: '-1',
       'data-mine': String(!!m.mine), 'data-at': m.sent_at, 'aria-label': `${m.mine ? 'You' : m.sender}, ${fmtTime.format(m.sent_at)}`,
+      'aria-describedby': `bubble-${m.id}`, 'aria-keyshortcuts': 'Enter',
     },
     m.mine ? null : h('span', { class: 'msg-avatar' }, avatar(m.sender, 'xs')),
     h('div', { class: 'msg-body' }, bubble, reactions.childElementCount ? reactions : null),
     actions);
   }
 
+  /** "alice deleted a message" on alice's screen reads "You deleted a message"; "alice made bob
+   * an admin" on bob's reads "alice made you an admin". Only whole-word matches of the user's
+   * name in the sentence shapes the device writes; free text (notices, alarms, a new title)
+   * is left as it is. */
+  function youInEvent(ev) {
+    const text = ev?.text;
+    const me = S.session.user;
+    if (!text || !me || /notice|alarm/.test(ev.kind || '')) return text;
+    const esc = me.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const word = (re) => new RegExp(re.replace(/ME/g, `(?<![\\p{L}\\p{N}_.-])${esc}(?![\\p{L}\\p{N}_-]|\\.[\\p{L}\\p{N}])`), 'u');
+    // The sentence starts with the one who did it.
+    let out = text
+      .replace(word("^ME's "), 'Your ')
+      .replace(word('^ME is '), 'You are ')
+      .replace(word('^ME (?=[a-z])'), 'You ');
+    if (out.startsWith('You ')) out = out.replace(/ their /, ' your ');
+    // A new title is the chat's own words: names inside it stay as they are.
+    const cut = out.indexOf(' renamed the chat to ');
+    if (cut >= 0) return out;
+    return out
+      .replace(word(" ME's "), ' your ')
+      .replace(word('( (?:made|added|removed|by|invited) )ME(?= |$|[:.(])'), '$1you');
+  }
+
   function eventIcon(kind) {
     if (!kind) return 'alert';
-    if (kind.startsWith('member')) return 'users';
+    if (kind.startsWith('admin') || kind.startsWith('member')) return 'users';
+    if (kind.startsWith('react')) return 'smile';
+    if (kind.startsWith('edit')) return 'edit';
+    if (kind.startsWith('settings')) return 'settings';
     if (kind.startsWith('device')) return 'devices';
     if (kind.includes('safety') || kind.includes('key')) return 'shield';
     if (kind.includes('timer')) return 'timer';
@@ -1225,6 +1436,11 @@
       const txt = remaining(left);
       const span = cd.querySelector('.cd-text');
       if (span.textContent !== txt) span.textContent = txt;
+      // The accessible label follows, at most every 5 s (no chatter for screen readers).
+      if (now - (Number(cd.dataset.labelled) || 0) >= 5000) {
+        cd.dataset.labelled = String(now);
+        cd.setAttribute('aria-label', countdownLabel(left, cd.dataset.burns === '1'));
+      }
       cd.classList.toggle('soon', left < 10000);
     }
     // Event rows and messages without a countdown node but with a deadline.
@@ -1235,6 +1451,10 @@
       }
     }
     if (dropped) reloadChatsSoon();
+  }
+
+  function countdownLabel(left, burns) {
+    return `${burns ? 'Burns' : 'Disappears'} in ${remaining(Math.ceil(left / 5000) * 5000)}`;
   }
 
   async function reveal(m, btn) {
@@ -1435,10 +1655,31 @@
     els.timerWrap.classList.toggle('on', !!els.timer.value);
     const burnable = burnChoices().length > 0;
     els.burnWrap.hidden = !burnable;
+    renderBurnDefault();
+  }
+
+  /** Where the chat burns every message, the toggle shows it on (and cannot turn it off). */
+  function renderBurnDefault() {
+    const chatBurn = S.detail?.burn_secs;
+    els.burn.disabled = !!chatBurn;
+    if (chatBurn) els.burn.checked = true;
+    const label = chatBurn ? `Burn after reading: every message in this chat burns ${duration(chatBurn)} after reading` : 'Burn after reading (this message only)';
+    els.burnWrap.title = label;
+    els.burnWrap.querySelector('.sr-only').textContent = label;
+  }
+
+  /** After a send the per-message timer and burn go back to the chat's default. */
+  function resetMessageOptions() {
+    if (!els.timer) return;
+    els.timer.value = '';
+    renderTimerOptions(); // drops a one-off (non-preset) choice too
+    els.burn.checked = !!S.detail?.burn_secs;
+    renderBurnDefault();
   }
 
   function resetComposer() {
     if (!els.compose) return;
+    resetMessageOptions();
     els.compose.value = '';
     S.reply = null;
     S.edit = null;
@@ -1596,6 +1837,7 @@
         els.compose.value = '';
         S.reply = null;
         S.uploads = [];
+        resetMessageOptions();
         renderUploads();
         renderMode();
         autosize();
@@ -1736,14 +1978,39 @@
   }
 
   function renderAttachment(m, a) {
+    if (S.detail?.removed) {
+      // The device no longer fetches this chat's files: say so instead of a failed download.
+      return h('div', { class: 'att-wrap' }, h('span', { class: 'attachment unavailable', test: 'attachment', 'data-index': a.index, 'aria-disabled': 'true', title: 'Files are not available after you leave a chat' },
+        h('span', { class: 'att-icon' }, icon('file')),
+        h('span', { class: 'att-main' }, h('span', { class: 'att-name', text: a.name }), h('span', { class: 'att-size', text: `${fileSize(a.size)} · not available: you are no longer in this chat` }))));
+    }
     const isImage = /^image\/(png|jpeg|gif|webp)$/.test(a.mime || '');
     const bar = h('progress', { class: 'progress', max: '1', hidden: true, 'aria-label': `Downloading ${a.name}` });
     const btn = h('button', { type: 'button', class: 'attachment', test: 'attachment', 'data-index': a.index, 'aria-label': `Download ${a.name}, ${fileSize(a.size)}` },
       h('span', { class: 'att-icon' }, icon('file')),
       h('span', { class: 'att-main' }, h('span', { class: 'att-name', text: a.name }), h('span', { class: 'att-size', text: fileSize(a.size) }), bar),
       h('span', { class: 'att-dl' }, icon('download')));
-    btn.addEventListener('click', () => download(m, a, btn, bar, isImage));
+    btn.addEventListener('click', async () => {
+      if (!(await outsideCopyOk(S.msgs.get(m.id) || m))) return;
+      download(S.msgs.get(m.id) || m, a, btn, bar, isImage);
+    });
     return h('div', { class: 'att-wrap' }, btn);
+  }
+
+  /** In a browser that is not Vellum's own (its downloads are not tracked), a file of a message
+   * that expires or burns leaves Vellum's reach once saved: say so, once per session. */
+  let outsideCopyAgreed = false;
+  async function outsideCopyOk(m) {
+    if (S.session.dedicated_browser !== false || outsideCopyAgreed) return true;
+    if (m.expires_at == null && m.burn_at == null && !m.burn_secs) return true;
+    const ok = await confirmDialog({
+      title: 'This copy will not disappear',
+      body: 'The message this file belongs to disappears, but this window is not Vellum’s own browser: a copy it saves in your downloads is outside Vellum and will not be shredded with the message. Delete it yourself when you are done.',
+      ok: 'Download anyway',
+      danger: false,
+    });
+    if (ok) outsideCopyAgreed = true;
+    return ok;
   }
 
   function download(m, a, btn, bar, isImage) {
@@ -1797,33 +2064,32 @@
       return;
     }
     const title = h('input', { id: 'nc-title', test: 'new-chat-title', autocomplete: 'off', spellcheck: 'false', translate: 'no', placeholder: 'e.g. Permits team', maxlength: '120' });
-    const filter = h('input', { id: 'nc-filter', type: 'search', test: 'member-filter', autocomplete: 'off', spellcheck: 'false', placeholder: 'Filter people' });
-    const picked = new Set();
-    const count = h('span', { class: 'muted', text: '' });
-    const list = h('ul', { class: 'member-picker', 'aria-label': 'People' },
-      users.filter((u) => !u.you).map((u) => {
-        const box = h('input', { type: 'checkbox', test: 'member-option', 'data-user': u.user, id: `mo-${u.user}` });
-        box.addEventListener('change', () => {
-          if (box.checked) picked.add(u.user);
-          else picked.delete(u.user);
-          count.textContent = picked.size ? `${picked.size} selected` : '';
-        });
-        return h('li', { 'data-user': u.user }, h('label', { for: `mo-${u.user}` }, box, avatar(u.user, 'xs'), h('span', { text: u.user })));
-      }));
-    if (!list.childElementCount) list.append(h('li', { class: 'muted', text: 'Nobody else is in the directory yet.' }));
-    filter.addEventListener('input', () => {
-      const q = filter.value.trim().toLowerCase();
-      for (const li of list.querySelectorAll('li[data-user]')) li.hidden = !!q && !li.dataset.user.toLowerCase().includes(q);
-    });
-    const expire = h('select', { id: 'nc-expire', test: 'new-chat-expire' }, timerOptions(null, expireChoices(), bounds().max_expire_secs == null));
     const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
-    const create = h('button', { type: 'submit', class: 'btn primary', test: 'new-chat-create', text: 'Create chat' });
+    const picker = memberPicker(users.filter((u) => !u.you), { id: 'nc', filterTest: 'member-filter', onChange: () => { if (picker.picked.size) error.hidden = true; } });
+    const expire = h('select', { id: 'nc-expire', test: 'new-chat-expire' }, timerOptions(null, expireChoices(), bounds().max_expire_secs == null));
+    const create = h('button', { type: 'submit', class: 'btn primary', test: 'new-chat-create', text: 'Create chat', title: 'Create chat (Ctrl+Enter)' });
     const form = h('form', { class: 'dlg-body form' },
       h('label', { for: 'nc-title', text: 'Title' }), title,
-      h('div', { class: 'label-row' }, h('label', { for: 'nc-filter', text: 'Members' }), count), filter, list,
+      h('div', { class: 'label-row' }, h('label', { for: 'nc-filter', text: 'Members' }), picker.count), picker.filter, picker.hint, picker.list,
       h('label', { for: 'nc-expire', text: 'Disappearing messages' }), expire,
       error,
       h('div', { class: 'dlg-actions' }, h('button', { type: 'button', class: 'btn', text: 'Cancel', onclick: () => dialog.close() }), create));
+    // Enter never creates the chat by accident (with nobody or one person picked): only the
+    // Create button or Ctrl/Cmd+Enter submits. Enter in the title moves on to the members.
+    form.addEventListener('keydown', (e) => {
+      if (e.key !== 'Enter' || e.isComposing) return;
+      if (e.ctrlKey || e.metaKey) {
+        e.preventDefault();
+        form.requestSubmit(create);
+        return;
+      }
+      if (e.target === title) {
+        e.preventDefault();
+        picker.filter.focus();
+      } else if (e.target.tagName === 'INPUT' || e.target.tagName === 'SELECT') {
+        e.preventDefault(); // the picker's own keys (filter, checkboxes) handle it
+      }
+    });
     const dialog = openDialog('New chat', form, { cls: 'new-chat' });
     title.focus();
     form.addEventListener('submit', async (e) => {
@@ -1835,8 +2101,14 @@
         title.focus();
         return;
       }
+      if (!picker.picked.size) {
+        error.textContent = 'Choose at least one other person for the chat.';
+        error.hidden = false;
+        picker.filter.focus();
+        return;
+      }
       create.disabled = true;
-      const body = { title: title.value.trim(), members: [...picked] };
+      const body = { title: title.value.trim(), members: [...picker.picked] };
       if (expire.value) body.expire_secs = Number(expire.value);
       try {
         const chat = await api('POST', '/api/chats', body);
@@ -1849,6 +2121,67 @@
         create.disabled = false;
       }
     });
+  }
+
+  /** A filterable list of people with checkboxes (new chat, add a member). Enter in the filter
+   * toggles the first match and clears the filter; Enter or Space on a checkbox toggles it. */
+  function memberPicker(users, { id, filterTest, onChange }) {
+    const picked = new Set();
+    const count = h('span', { class: 'muted', 'aria-live': 'polite', text: '' });
+    const filter = h('input', { id: `${id}-filter`, type: 'search', test: filterTest, autocomplete: 'off', spellcheck: 'false', placeholder: 'Filter people', 'aria-describedby': `${id}-hint` });
+    const hint = h('p', { class: 'muted small picker-hint', id: `${id}-hint`, text: 'Enter picks the first match.' });
+    const changed = () => {
+      count.textContent = picked.size ? `${picked.size} selected` : '';
+      onChange?.();
+    };
+    const list = h('ul', { class: 'member-picker', 'aria-label': 'People' },
+      users.map((u) => {
+        const box = h('input', { type: 'checkbox', test: 'member-option', 'data-user': u.user, id: `${id}-mo-${u.user}` });
+        box.addEventListener('change', () => {
+          if (box.checked) picked.add(u.user);
+          else picked.delete(u.user);
+          changed();
+        });
+        box.addEventListener('keydown', (e) => {
+          if (e.key === 'Enter' && !e.ctrlKey && !e.metaKey) {
+            e.preventDefault();
+            box.click();
+          }
+        });
+        return h('li', { 'data-user': u.user }, h('label', { for: `${id}-mo-${u.user}` }, box, avatar(u.user, 'xs'), h('span', { text: u.user })));
+      }));
+    if (!list.childElementCount) list.append(h('li', { class: 'muted', text: 'Nobody else is in the directory yet.' }));
+    const applyFilter = () => {
+      const q = filter.value.trim().toLowerCase();
+      for (const li of list.querySelectorAll('li[data-user]')) li.hidden = !!q && !li.dataset.user.toLowerCase().includes(q);
+    };
+    filter.addEventListener('input', applyFilter);
+    filter.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.ctrlKey && !e.metaKey && !e.isComposing) {
+        e.preventDefault();
+        if (!filter.value.trim()) return;
+        const first = list.querySelector('li[data-user]:not([hidden]) input');
+        if (first) {
+          first.click();
+          filter.value = '';
+          applyFilter();
+        }
+      } else if (e.key === 'ArrowDown') {
+        const first = list.querySelector('li[data-user]:not([hidden]) input');
+        if (first) {
+          e.preventDefault();
+          first.focus();
+        }
+      }
+    });
+    const reset = () => {
+      picked.clear();
+      list.querySelectorAll('input').forEach((b) => { b.checked = false; });
+      filter.value = '';
+      applyFilter();
+      changed();
+    };
+    return { picked, count, filter, list, hint, reset };
   }
 
   function timerOptions(current, choices, allowOff, offLabel = 'Off') {
@@ -1922,14 +2255,25 @@
           !m.you && !m.role ? iconButton('shield', `Safety number with ${m.user}`, { onclick: () => safetyDialog(m.user) }) : null,
           det.you_admin && !m.you && !m.role ? iconButton('close', `Remove ${m.user}`, { test: 'settings-remove', 'data-user': m.user, class: 'icon-btn danger', onclick: () => removeMember(m.user) }) : null);
       });
-      const add = h('input', { id: 'st-add', test: 'settings-add-member', autocomplete: 'off', spellcheck: 'false', placeholder: 'User name', list: 'st-add-list' });
-      const datalist = h('datalist', { id: 'st-add-list' }, (S.directory || []).filter((u) => !(det.members || []).some((m) => m.user === u.user)).map((u) => h('option', { value: u.user })));
-      const addBtn = h('button', { type: 'button', class: 'btn', test: 'settings-add', text: 'Add', onclick: () => { if (add.value.trim()) memberAction('members', { add: [add.value.trim()] }); } });
-      add.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); addBtn.click(); } });
+      // The same picker as a new chat, over the directory (people not in the chat yet).
+      const candidates = (S.directory || []).filter((u) => !u.you && !(det.members || []).some((m) => m.user === u.user));
+      const addBtn = h('button', { type: 'button', class: 'btn', test: 'settings-add', text: 'Add', disabled: true });
+      const picker = memberPicker(candidates, { id: 'st-add', filterTest: 'settings-add-member', onChange: () => {
+        addBtn.disabled = !picker.picked.size;
+        addBtn.textContent = picker.picked.size > 1 ? `Add ${picker.picked.size}` : 'Add';
+      } });
+      // Typing a name the picker does not list still works (the device checks the directory).
+      picker.filter.addEventListener('input', () => { addBtn.disabled = !picker.picked.size && !picker.filter.value.trim(); });
+      addBtn.addEventListener('click', () => {
+        const add = picker.picked.size ? [...picker.picked] : [picker.filter.value.trim()].filter(Boolean);
+        if (add.length) memberAction('members', { add });
+      });
       membersBox.replaceChildren(
         h('h3', { text: `${(det.members || []).length} members` }),
         h('ul', { class: 'member-list' }, rows),
-        det.you_admin ? h('div', { class: 'add-row' }, h('label', { class: 'sr-only', for: 'st-add', text: 'Add a member' }), add, datalist, addBtn) : null);
+        det.you_admin ? h('div', { class: 'add-box' },
+          h('div', { class: 'label-row' }, h('label', { for: 'st-add-filter', text: 'Add a member' }), picker.count),
+          h('div', { class: 'add-row' }, picker.filter, addBtn), picker.hint, candidates.length || S.directory ? picker.list : null) : null);
     };
     const memberAction = async (what, body) => {
       try {
@@ -1956,8 +2300,9 @@
       if (!(await confirmDialog({ title: 'Leave this chat?', body: 'You will stop receiving its messages. Someone must add you back to return.', ok: 'Leave' }))) return;
       try {
         await api('POST', `/api/chats/${enc(d.id)}/leave`);
+        S.left.add(d.id);
         dialog.close();
-        closeChat();
+        loadDetail(d.id);
         loadChats();
       } catch (err) {
         fail(err);
@@ -1973,6 +2318,14 @@
     if (!parts.length && b.max_burn_secs == null) return null;
     const burn = b.max_burn_secs != null ? ` Burn after reading: at most ${duration(b.max_burn_secs)}.` : '';
     return h('p', { class: 'muted small', text: `${parts.length ? `Your organisation’s policy: timers ${parts.join(' and ')}.` : ''}${burn}`.trim() });
+  }
+
+  /** 60 digits as 12 blocks of 5, in 3 rows of 4 (as Signal shows it). */
+  function safetyNumber(number) {
+    const digits = String(number).replace(/\D/g, '');
+    const blocks = digits.match(/.{1,5}/g) || [String(number)];
+    return h('p', { class: 'safety-number', 'aria-label': `Safety number: ${blocks.join(', ')}` },
+      blocks.map((b) => h('span', { class: 'sn-block', 'aria-hidden': 'true', text: b })));
   }
 
   async function safetyDialog(user) {
@@ -1994,7 +2347,7 @@
         fail(err);
       }
     });
-    openDialog(`Safety number with ${user}`, h('div', { class: 'dlg-body' }, h('p', { class: 'safety-number', text: s.number }), status, h('div', { class: 'dlg-actions' }, confirm)));
+    openDialog(`Safety number with ${user}`, h('div', { class: 'dlg-body' }, safetyNumber(s.number), status, h('div', { class: 'dlg-actions' }, confirm)));
   }
 
   // ---------------------------------------------------------------- devices
@@ -2017,28 +2370,42 @@
     els.pane.querySelector('h2')?.focus?.();
   }
 
+  let devicesSeq = 0;
   async function loadDevices() {
-    if (S.view !== 'devices' || !els.devicesBox) {
-      // Keep the nav's attention dot fresh even off-screen.
-      try {
-        const data = await api('GET', '/api/devices');
-        markDevicesDot(data);
-      } catch {
-        // Shown when the screen opens.
-      }
-      return;
-    }
+    const seq = ++devicesSeq;
+    const onScreen = S.view === 'devices' && !!els.devicesBox;
     let data;
     try {
       data = await api('GET', '/api/devices');
     } catch (err) {
-      fail(err);
+      if (onScreen && err.status !== 401) fail(err);
       return;
     }
+    if (seq !== devicesSeq) return; // a newer answer is on its way
     S.devices = data;
     markDevicesDot(data);
-    renderDevices(data);
-    if (S.session.pending && !data.pending_code && data.devices?.some((d) => d.this && d.state === 'approved')) location.reload();
+    // Every `devices` event re-renders the screen (a new code, a state change) without a click.
+    if (S.view === 'devices' && els.devicesBox) renderDevices(data);
+    if (S.session.pending && data.devices?.some((d) => d.this && d.state === 'approved')) becameApproved();
+  }
+
+  /** The device waiting for approval was approved: on to the chat list by itself. */
+  async function becameApproved() {
+    if (!S.session.pending) return;
+    S.session.pending = false;
+    S.pending = false;
+    try {
+      S.session = await api('GET', '/api/session');
+      S.session.pending = false;
+    } catch {
+      // The list below still loads.
+    }
+    renderConnection();
+    setNav('chats');
+    renderEmptyPane();
+    await loadChats();
+    toast('This device is approved. Your chats will appear here.', 'info');
+    focusChatList();
   }
 
   function markDevicesDot(data) {
@@ -2047,7 +2414,22 @@
     if (els.devicesDot) els.devicesDot.hidden = !waiting;
   }
 
+  /** The device's notices speak the command line's language; the window says it in its own
+   * terms (a pending device's row already offers "Approve…"). */
+  function windowNotice(n, me) {
+    let m = /^device (\S+) is pending:/.exec(n);
+    if (m) return null;
+    m = /^device (\S+) was approved at upgrade/.exec(n);
+    if (m) return `Device ${m[1]} was approved when Vellum was upgraded. Confirm it with Approve… below (open Devices in Vellum on that device first), or revoke it.`;
+    if (me && me.state === 'pending' && !/^WARNING/.test(n)) return null; // the waiting card says it
+    let text = n.replace(/^WARNING: /, '');
+    text = text.replace(/,? unless you run `vellum devices veto-reset`/, '. If you did not ask for this, contact your administrator at once');
+    if (text.includes('`vellum')) text = text.slice(0, text.search(/[:;(]?[^:;(]*`vellum/)).trim() || 'Your devices need attention.';
+    return text;
+  }
+
   const approveNotes = new Map(); // device id -> the last approval step's message
+  const approveStarted = new Set(); // pending devices whose approval was started here (step 1 done)
   function renderDevices(data) {
     const box = els.devicesBox;
     const kids = [];
@@ -2057,42 +2439,26 @@
     const me = (data.devices || []).find((d) => d.this);
     const approvedHere = me?.state === 'approved';
     if (data.pending_code) {
-      kids.push(h('div', { class: 'pending-card' },
-        h('h3', { text: 'This device is waiting for approval' }),
-        h('p', { class: 'muted', text: 'On one of your approved devices, open Devices, choose this device and type this code:' }),
-        h('p', { class: 'pending-code', test: 'pending-code', text: data.pending_code }),
-        h('p', { class: 'muted small', text: 'Until then, this device receives no messages.' })));
+      kids.push(h('div', { class: 'pending-card', role: 'status' },
+        h('h3', { text: 'Waiting for approval' }),
+        h('p', { class: 'muted', text: 'On a device of yours that is already approved, open Vellum, go to Devices, press “Approve…” next to this device and type this code:' }),
+        h('p', { class: 'pending-code', test: 'pending-code', 'aria-label': `Code: ${[...data.pending_code].join(' ')}`, text: data.pending_code }),
+        h('p', { class: 'muted small', text: 'This screen moves on by itself once the device is approved. Until then it receives no messages.' })));
     } else if (me && me.state === 'pending') {
-      kids.push(h('div', { class: 'pending-card' }, h('h3', { text: 'This device is waiting for approval' }),
-        h('p', { class: 'muted', text: 'On one of your approved devices, open Devices and start the approval of this one. Its code will appear here.' })));
+      kids.push(h('div', { class: 'pending-card', role: 'status' }, h('h3', { text: 'Waiting for approval' }),
+        h('p', { class: 'muted', text: 'On a device of yours that is already approved, open Vellum, go to Devices and press “Approve…” next to this device. A code will then appear here.' })));
     }
-    for (const n of data.notices || []) kids.push(h('div', { class: 'banner notice' }, icon('shield'), h('span', { text: n })));
+    for (const n of data.notices || []) {
+      const text = windowNotice(n, me);
+      if (text) kids.push(h('div', { class: 'banner notice' }, icon('shield'), h('span', { text })));
+    }
     const list = h('ul', { class: 'device-list' });
+    const pendingIds = new Set();
     for (const d of data.devices || []) {
       const actions = [];
       if (approvedHere && d.state === 'pending' && !d.this) {
-        const codeInput = h('input', { test: 'approve-code', id: `code-${d.id}`, autocomplete: 'off', spellcheck: 'false', inputmode: 'numeric', placeholder: 'Code shown on the new device', 'aria-label': `Verification code of device ${d.id}` });
-        if (typed.has(codeInput.id)) codeInput.value = typed.get(codeInput.id);
-        const msg = h('p', { class: 'muted small', role: 'status', text: approveNotes.get(d.id) || '' });
-        const approve = h('button', { type: 'button', class: 'btn primary', test: 'approve', text: 'Approve' });
-        approve.addEventListener('click', async () => {
-          approve.disabled = true;
-          try {
-            const code = codeInput.value.trim();
-            const r = await api('POST', `/api/devices/${enc(d.id)}/approve`, code ? { code } : {});
-            msg.textContent = r?.message || (r?.step === 'started' ? 'Approval started: type the code the new device shows.' : 'Approved.');
-            approveNotes.set(d.id, msg.textContent);
-            if (r?.step === 'started') codeInput.focus();
-            if (r?.step === 'approved') loadDevices();
-          } catch (err) {
-            msg.textContent = err.message;
-            approveNotes.set(d.id, err.message);
-          } finally {
-            approve.disabled = false;
-          }
-        });
-        codeInput.addEventListener('keydown', (e) => { if (e.key === 'Enter') approve.click(); });
-        actions.push(h('div', { class: 'approve-box' }, h('p', { class: 'small', text: 'Press Approve to start, then type the code the new device shows.' }), h('div', { class: 'add-row' }, codeInput, approve), msg));
+        pendingIds.add(d.id);
+        actions.push(approveBox(d, typed));
       }
       if (approvedHere && !d.this && d.state !== 'revoked') {
         actions.push(h('button', { type: 'button', class: 'btn danger-outline small', test: 'revoke', text: 'Revoke', onclick: async () => {
@@ -2112,14 +2478,100 @@
         h('span', { class: 'device-icon' }, icon('devices')),
         h('div', { class: 'device-main' },
           h('div', { class: 'device-top' }, h('span', { class: 'device-name', title: d.id, text: d.this ? 'This device' : `Device ${d.id.length > 12 ? `${d.id.slice(0, 8)}…` : d.id}` }),
-            h('span', { class: `state-badge ${d.state}`, text: d.state })),
+            h('span', { class: `state-badge ${d.state}`, text: d.state === 'pending' ? 'waiting for approval' : d.state })),
           h('span', { class: 'device-sub', text: [d.id, ...sub].join(' · ') }),
           d.warning ? h('span', { class: 'device-warning' }, icon('alert', 'icon xs'), h('span', { text: d.warning })) : null,
           actions)));
     }
+    // A device no longer pending forgets its half-done approval.
+    for (const id of [...approveStarted]) if (!pendingIds.has(id)) approveStarted.delete(id);
     kids.push(list);
     box.replaceChildren(...kids);
     if (focusedId) document.getElementById(focusedId)?.focus();
+  }
+
+  /** Approving a new device, in two steps: "Approve…" starts the exchange (the new device then
+   * shows a code), then the code typed here and "Confirm" finish it. */
+  function approveBox(d, typed) {
+    const started = approveStarted.has(d.id);
+    const msg = h('p', { class: 'muted small approve-msg', role: 'status', text: approveNotes.get(d.id) || '' });
+    const codeInput = h('input', { test: 'approve-code', id: `code-${d.id}`, autocomplete: 'off', spellcheck: 'false', inputmode: 'numeric', placeholder: 'Code', 'aria-label': `Code shown on device ${d.id}` });
+    if (typed.has(codeInput.id)) codeInput.value = typed.get(codeInput.id);
+    const approve = h('button', { type: 'button', class: 'btn primary', test: 'approve', id: `approve-${d.id}`, text: 'Approve…', hidden: started });
+    const confirm = h('button', { type: 'button', class: 'btn primary', test: 'approve-confirm', id: `confirm-${d.id}`, text: 'Confirm' });
+    const cancel = h('button', { type: 'button', class: 'btn', id: `cancel-${d.id}`, text: 'Cancel' });
+    const step2 = h('div', { class: 'approve-step2', hidden: !started },
+      h('label', { for: codeInput.id, class: 'small', text: 'Type the code shown on the new device' }),
+      h('div', { class: 'add-row' }, codeInput, confirm, cancel));
+    const finish = async () => {
+      const code = codeInput.value.trim();
+      if (!code) {
+        msg.textContent = 'Type the code the new device shows first.';
+        codeInput.focus();
+        return;
+      }
+      confirm.disabled = true;
+      try {
+        const r = await api('POST', `/api/devices/${enc(d.id)}/approve`, { code });
+        if (r?.step === 'approved') {
+          approveStarted.delete(d.id);
+          approveNotes.delete(d.id);
+          toast('Device approved', 'info');
+          loadDevices();
+        } else {
+          msg.textContent = 'The approval did not finish: press Approve… again.';
+          approveNotes.set(d.id, msg.textContent);
+        }
+      } catch (err) {
+        msg.textContent = err.message;
+        approveNotes.set(d.id, err.message);
+      } finally {
+        confirm.disabled = false;
+      }
+    };
+    approve.addEventListener('click', async () => {
+      // Kept for the browser tests' hooks: with the code already typed after step 1, it confirms.
+      if (approveStarted.has(d.id) && codeInput.value.trim()) {
+        finish();
+        return;
+      }
+      approve.disabled = true;
+      try {
+        const r = await api('POST', `/api/devices/${enc(d.id)}/approve`, {});
+        if (r?.step === 'approved') {
+          loadDevices();
+          return;
+        }
+        approveStarted.add(d.id);
+        msg.textContent = 'The new device now shows a code.';
+        approveNotes.set(d.id, msg.textContent);
+        approve.hidden = true;
+        step2.hidden = false;
+        codeInput.focus();
+      } catch (err) {
+        msg.textContent = err.message;
+        approveNotes.set(d.id, err.message);
+      } finally {
+        approve.disabled = false;
+      }
+    });
+    confirm.addEventListener('click', finish);
+    cancel.addEventListener('click', () => {
+      approveStarted.delete(d.id);
+      approveNotes.delete(d.id);
+      codeInput.value = '';
+      msg.textContent = '';
+      step2.hidden = true;
+      approve.hidden = false;
+      approve.focus();
+    });
+    codeInput.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') {
+        e.preventDefault();
+        finish();
+      }
+    });
+    return h('div', { class: 'approve-box' }, approve, step2, msg);
   }
 
   // ---------------------------------------------------------------- go
