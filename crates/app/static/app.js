@@ -558,6 +558,10 @@
       case 'chats':
         reloadChatsSoon();
         break;
+      case 'resync':
+        // This stream missed events (a `gone` may be among them): reload what is shown.
+        resync();
+        break;
       case 'chat':
         if (ev.chat === S.current) loadDetail(S.current);
         reloadChatsSoon();
@@ -1538,6 +1542,8 @@
     } catch (err) {
       fail(err);
     }
+    // The button that opened the dialog went with its message: typing goes to the composer.
+    els.compose?.focus();
   }
 
   function startReply(id) {
@@ -1683,7 +1689,7 @@
     els.compose.value = '';
     S.reply = null;
     S.edit = null;
-    for (const u of S.uploads) u.xhr?.abort();
+    for (const u of S.uploads) discardUpload(u);
     S.uploads = [];
     renderUploads();
     renderMode();
@@ -1917,6 +1923,12 @@
     xhr.send(file);
   }
 
+  /** Stops an upload and has the device remove the file it staged (plaintext on its disk). */
+  function discardUpload(u) {
+    u.xhr?.abort();
+    if (u.id) api('DELETE', `/api/uploads/${enc(u.id)}`).catch(() => {});
+  }
+
   function renderUploads() {
     if (!els.uploadList) return;
     els.uploadList.replaceChildren(...S.uploads.map((u) => {
@@ -1924,7 +1936,7 @@
       const node = h('div', { class: 'upload', 'data-key': u.key },
         icon('file', 'icon sm'),
         h('div', { class: 'upload-main' }, h('span', { class: 'upload-name', text: u.name }), h('span', { class: 'upload-size', text: fileSize(u.size) }), bar),
-        iconButton('close', `Remove ${u.name}`, { onclick: () => { u.xhr?.abort(); S.uploads = S.uploads.filter((x) => x !== u); renderUploads(); } }));
+        iconButton('close', `Remove ${u.name}`, { onclick: () => { discardUpload(u); S.uploads = S.uploads.filter((x) => x !== u); renderUploads(); } }));
       return node;
     }));
     els.uploadList.hidden = !S.uploads.length;
