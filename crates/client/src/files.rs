@@ -203,7 +203,7 @@ fn part_path(path: &Path) -> PathBuf {
 
 /// Overwrites a file with zeros before unlinking it, so its bytes are gone from the
 /// blocks the file system reuses in place; a missing file is fine.
-fn shred_file(path: &Path) {
+pub fn shred_file(path: &Path) {
     if let Ok(mut file) = std::fs::OpenOptions::new().write(true).open(path) {
         if let Ok(meta) = file.metadata() {
             let zeros = vec![0u8; 64 * 1024];

@@ -37,7 +37,9 @@ pub use chats::{device_fingerprint, ChatClass, MemberDevice, MemberDeviceState};
 pub use devices::{ApprovalStep, DeviceEntry, DevicesView, Revocation, VetoedReset};
 pub use directory::{KnownIdentity, SafetyNumber, DIRECTORY_ALARM};
 pub use events::ChatEvent;
-pub use files::{Downloaded, FileCipher, Progress, SavedCopy, CHUNK_SIZE, SAVED_COPY_GRACE_MS};
+pub use files::{
+    shred_file, Downloaded, FileCipher, Progress, SavedCopy, CHUNK_SIZE, SAVED_COPY_GRACE_MS,
+};
 use lock::ProfileLock;
 pub use messages::{MessageTimers, OutgoingMessage};
 pub use monitor::{RecordsLogView, RECORDS_LOG_CHANGED};

@@ -54,32 +54,13 @@ fn staging(home: &FsPath) -> PathBuf {
     home.join(STAGING_DIR)
 }
 
-/// Overwrites a file with zeros before unlinking it (as the client's shredder does).
-fn shred(path: &FsPath) {
-    if let Ok(mut file) = std::fs::OpenOptions::new().write(true).open(path) {
-        if let Ok(meta) = file.metadata() {
-            let zeros = vec![0u8; 64 * 1024];
-            let mut left = meta.len();
-            while left > 0 {
-                let n = left.min(zeros.len() as u64) as usize;
-                if file.write_all(&zeros[..n]).is_err() {
-                    break;
-                }
-                left -= n as u64;
-            }
-            let _ = file.sync_all();
-        }
-    }
-    let _ = std::fs::remove_file(path);
-}
-
 /// Shreds one staged upload's directory and what is in it.
 fn remove_staged(dir: &FsPath) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let path = entry.path();
             if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
-                shred(&path);
+                vellum_client::shred_file(&path);
             } else {
                 let _ = std::fs::remove_file(&path);
             }
