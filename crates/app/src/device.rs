@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use vellum_client::Client;
 use vellum_http::ApiError;
 
-use crate::error::client_error;
+use crate::error::{client_error, REVOKED};
 
 /// The profile as the window sees it: enrolled, or waiting for its first enrollment.
 pub enum Device {
@@ -39,6 +39,16 @@ impl Device {
                 "not_enrolled",
                 "this device is not enrolled yet",
             )),
+        }
+    }
+
+    /// After the server said this device is revoked (the client wiped the profile): the
+    /// window has no device any more, and plaintext staged for sending goes too.
+    fn forget_revoked(&mut self) {
+        if let Device::Enrolled(client) = self {
+            let home = client.home().to_owned();
+            crate::api::files::clear_staging(&home, None);
+            *self = Device::Unenrolled { home };
         }
     }
 
@@ -89,7 +99,11 @@ impl DeviceHandle {
         let (answer, answered) = oneshot::channel();
         let job: Job = Box::new(move |device: &mut Device| {
             Box::pin(async move {
-                let _ = answer.send(op(device).await);
+                let result = op(device).await;
+                if matches!(&result, Err(e) if e.code == REVOKED) {
+                    device.forget_revoked();
+                }
+                let _ = answer.send(result);
             })
         });
         self.jobs.send(job).map_err(|_| {

@@ -4,6 +4,9 @@ use axum::http::StatusCode;
 use vellum_client::Error;
 use vellum_http::ApiError;
 
+/// The code of every answer after this device was revoked (its profile is wiped).
+pub const REVOKED: &str = "revoked";
+
 /// What the window says when a client operation fails. Messages name what went wrong,
 /// never a message's content (the client's errors never carry it).
 pub fn client_error(error: Error) -> ApiError {
@@ -26,7 +29,7 @@ pub fn client_error(error: Error) -> ApiError {
         Error::AmbiguousChat(_) => ApiError::bad_request(message),
         Error::RemovedFromChat => ApiError::new(StatusCode::GONE, "removed", message),
         Error::Directory(_) => ApiError::new(StatusCode::BAD_GATEWAY, "directory", message),
-        Error::Revoked => ApiError::new(StatusCode::GONE, "revoked", message),
+        Error::Revoked => ApiError::new(StatusCode::GONE, REVOKED, message),
         Error::Mls(_) | Error::Store(_) | Error::Io(_) => {
             tracing::warn!(error = %message, "device operation failed");
             ApiError::internal()

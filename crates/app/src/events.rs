@@ -52,6 +52,8 @@ pub enum AppEvent {
     /// This stream fell behind and missed events (a `gone` among them, perhaps): the page
     /// reloads the chat list and the open chat rather than keep what may be gone.
     Resync,
+    /// This device was revoked and its profile wiped: the page drops everything it shows.
+    Revoked,
 }
 
 impl AppEvent {

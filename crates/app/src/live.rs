@@ -480,6 +480,9 @@ pub async fn sync(state: &AppState) {
                 let _ = state.events.send(event);
             }
         }
+        Err(e) if e.code == crate::error::REVOKED => {
+            let _ = state.events.send(AppEvent::Revoked);
+        }
         Err(e) => tracing::warn!(code = e.code, "sync failed"),
     }
     // A sync may have brought read markers; delivery may have moved meanwhile.
@@ -503,7 +506,7 @@ async fn sync_events(client: &mut Client) -> Result<Vec<AppEvent>, ApiError> {
     }
     let rows = match rows {
         Ok(rows) => rows,
-        Err(e) if events.is_empty() => return Err(e),
+        Err(e) if events.is_empty() || e.code == crate::error::REVOKED => return Err(e),
         Err(e) => {
             tracing::warn!(code = e.code, "sync stopped part-way");
             events.push(AppEvent::Chats);

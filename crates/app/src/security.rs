@@ -99,7 +99,9 @@ impl Security {
                 sessions: HashMap::new(),
             })),
             authority: authority.into(),
-            cookie_name: format!("vellum_app_{port}").into(),
+            // Random per window as well: the cookie reaches every port of this address, and a
+            // page there must not be able to replace it blind.
+            cookie_name: format!("vellum_app_{port}_{}", &random_hex()[..16]).into(),
             ttl,
         };
         (security, secret)

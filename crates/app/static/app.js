@@ -243,6 +243,7 @@
     const data = type.includes('json') ? await res.json().catch(() => null) : null;
     if (!res.ok) {
       if (res.status === 401) sessionEnded();
+      if (res.status === 410 && data?.code === 'revoked') deviceRevoked();
       throw new ApiFailure(res.status, data?.code || 'error', data?.message || `Request failed (${res.status})`);
     }
     return data;
@@ -257,6 +258,18 @@
         h('img', { src: '/static/icon.svg', alt: '', width: 56, height: 56 }),
         h('h1', { text: 'This window has closed its session' }),
         h('p', { text: 'Run `vellum app` again to open a new window.' })));
+  }
+
+  /** This device was revoked and wiped: nothing it showed may stay on the page. Starting over
+   * loads the page afresh, which finds an unenrolled device (the enrollment screen). */
+  function deviceRevoked() {
+    S.msgs?.clear();
+    document.getElementById('app').replaceChildren(
+      h('div', { class: 'ended center-card' },
+        h('img', { src: '/static/icon.svg', alt: '', width: 56, height: 56 }),
+        h('h1', { text: 'This device was removed' }),
+        h('p', { text: 'It was revoked, and everything it held has been erased.' })));
+    setTimeout(() => location.reload(), 3000);
   }
 
   // ---------------------------------------------------------------- toasts, announcements, dialogs
@@ -409,7 +422,12 @@
         first.focus();
       } else if (e.key === 'Enter' && !e.isComposing) {
         e.preventDefault();
-        openChat(first.dataset.chatId, { focusComposer: true });
+        // The search has done its job: a filter left behind would hide chats that arrive later.
+        const chat = first.dataset.chatId;
+        filter.value = '';
+        S.chatFilter = '';
+        renderChatList();
+        openChat(chat, { focusComposer: true });
       }
     });
     els.sidebar = h('nav', { class: 'sidebar', 'aria-label': 'Chats and devices' },
@@ -557,6 +575,9 @@
         break;
       case 'chats':
         reloadChatsSoon();
+        break;
+      case 'revoked':
+        deviceRevoked();
         break;
       case 'resync':
         // This stream missed events (a `gone` may be among them): reload what is shown.
@@ -1259,7 +1280,7 @@
       .replace(word("^ME's "), 'Your ')
       .replace(word('^ME is '), 'You are ')
       .replace(word('^ME (?=[a-z])'), 'You ');
-    if (out.startsWith('You ')) out = out.replace(/ their /, ' your ');
+    if (out.startsWith('You ')) out = out.replace(/^You was /, 'You were ').replace(/ their /, ' your ');
     // A new title is the chat's own words: names inside it stay as they are.
     const cut = out.indexOf(' renamed the chat to ');
     if (cut >= 0) return out;
@@ -1734,7 +1755,7 @@
       cancelMode();
     } else if (e.key === 'ArrowUp' && !els.compose.value && !S.edit) {
       // As in Signal: the up arrow in an empty composer edits your last message.
-      const mine = [...S.msgs.values()].filter((m) => m.mine && m.text != null).pop();
+      const mine = [...S.msgs.values()].filter((m) => m.mine && m.kind === 'text' && m.text != null).pop();
       if (mine) {
         e.preventDefault();
         startEdit(mine.id);
@@ -2171,8 +2192,12 @@
     filter.addEventListener('keydown', (e) => {
       if (e.key === 'Enter' && !e.ctrlKey && !e.metaKey && !e.isComposing) {
         e.preventDefault();
-        if (!filter.value.trim()) return;
-        const first = list.querySelector('li[data-user]:not([hidden]) input');
+        const q = filter.value.trim().toLowerCase();
+        if (!q) return;
+        // A name that starts with what was typed comes before one that merely contains it.
+        const shown = [...list.querySelectorAll('li[data-user]:not([hidden])')];
+        const li = shown.find((x) => x.dataset.user.toLowerCase().startsWith(q)) || shown[0];
+        const first = li?.querySelector('input');
         if (first) {
           first.click();
           filter.value = '';

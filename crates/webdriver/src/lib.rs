@@ -389,11 +389,20 @@ impl Browser<'_> {
 
     /// The visible text of `css`, once it appears.
     pub fn text(&self, css: &str) -> String {
-        let id = self.element(css);
-        self.call(Method::GET, &format!("/element/{id}/text"), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        // A page that re-renders between the find and the read leaves a stale reference:
+        // find it again (a few times) rather than fail on the page's timing.
+        let mut attempts = 0;
+        loop {
+            let id = self.element(css);
+            match self.try_call(Method::GET, &format!("/element/{id}/text"), None) {
+                Ok(value) => return value.as_str().unwrap_or_default().to_owned(),
+                Err(e) if e.error == "stale element reference" && attempts < 5 => attempts += 1,
+                Err(e) => panic!(
+                    "WebDriver GET /element/{id}/text: {}: {}",
+                    e.error, e.message
+                ),
+            }
+        }
     }
 
     /// The `textContent` of every element matching `css`, now (hidden ones included).

@@ -144,9 +144,10 @@ pub fn message(client: &Client, row: &MessageRow) -> Result<Message, Error> {
     } else {
         Vec::new()
     };
+    // A sealed message says nothing of its content, and whom it answers is part of it.
     let reply_to = match &row.extra.reply_to {
-        Some(id) => Some(reply_quote(client, &row.group_id, id)?),
-        None => None,
+        Some(id) if !sealed => Some(reply_quote(client, &row.group_id, id)?),
+        _ => None,
     };
     let event = row.event.as_ref().map(|e| EventView {
         kind: event_kind(e),

@@ -976,10 +976,20 @@ fn issue_12_a_sealed_message_hides_its_file_names_and_its_quotes() {
             .upload("merger-plan.txt", marker("plan").into_bytes())
             .await;
         let secret = marker("sealed caption");
+        // What it answers is part of its content too.
+        let answered = marker("answered in the open");
+        let (status, open) = a
+            .post(
+                &format!("/api/chats/{chat}/messages"),
+                json!({"text": answered}),
+            )
+            .await;
+        assert_eq!(status, 201, "{open}");
         let (status, sent) = a
             .post(
                 &format!("/api/chats/{chat}/messages"),
-                json!({"text": format!("@bob {secret}"), "burn_secs": 60, "uploads": [upload]}),
+                json!({"text": format!("@bob {secret}"), "burn_secs": 60, "uploads": [upload],
+                       "reply_to": open["id"]}),
             )
             .await;
         assert_eq!(status, 201, "{sent}");
@@ -1020,6 +1030,7 @@ fn issue_12_a_sealed_message_hides_its_file_names_and_its_quotes() {
             assert_eq!(sealed["attachments"], json!([]), "{sealed}");
             assert_eq!(sealed["attachment_count"], 1);
             assert_eq!(sealed["mentions"], json!([]));
+            assert_eq!(sealed["reply_to"], Value::Null, "{sealed}");
             assert!(!sealed.to_string().contains("merger-plan"), "{sealed}");
         }
         let quoted = shown(&reply_id);
@@ -1037,7 +1048,36 @@ fn issue_12_a_sealed_message_hides_its_file_names_and_its_quotes() {
         assert_eq!(status, 200, "{revealed}");
         assert_eq!(revealed["attachments"][0]["name"], "merger-plan.txt");
         assert_eq!(revealed["mentions"], json!(["bob"]));
+        assert_eq!(revealed["reply_to"]["text"], answered.as_str());
         let page = b.get(&format!("/api/chats/{chat}/messages?limit=10")).await;
         assert!(page.to_string().contains(&secret));
+    });
+}
+
+/// A device revoked from another of its user's devices learns it at its next sync: its
+/// window is told at once (the page drops all it shows) and has no device any more.
+#[test]
+fn issue_12_a_revoked_device_window_is_told_and_keeps_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let phone = Device::new_user(&server, root.path(), "alice");
+    let laptop = Device::approved(&server, root.path(), "alice-laptop", "alice", &phone);
+    let _bob = Device::new_user(&server, root.path(), "bob");
+    phone.ok(&["chat", "create", "gone", "--with", "bob"]);
+    runtime().block_on(async {
+        let w = Window::open(&laptop).await;
+        w.chat_id("gone").await;
+        let laptop_id = w.get("/api/session").await["device_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut events = w.events().await;
+        phone.ok(&["devices", "revoke", &laptop_id]);
+        // Something for the laptop to fetch: its sync is refused as revoked.
+        phone.ok(&["send", "gone", "after the revocation"]);
+        events.wait("revoked", |e| e["type"] == "revoked").await;
+        assert_eq!(w.get("/api/session").await["state"], "unenrolled");
+        let (status, answer) = w.call(reqwest::Method::GET, "/api/chats", None).await;
+        assert_eq!(status, 409, "{answer}");
     });
 }

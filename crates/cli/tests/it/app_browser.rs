@@ -584,6 +584,11 @@ fn issue_12_the_app_in_two_browsers_chats_and_leaves_nothing_once_timers_run_out
     let attachment = format!("{} {}", message_sel(&file_id), sel("attachment"));
     b.wait_for(&attachment);
     b.click(&attachment);
+    // A `--no-open` window is not the app's own browser: the page first says that a copy of
+    // an expiring message's file leaves Vellum's reach (this test's browser does save into
+    // the tracked folder, as the app's own would).
+    b.wait_for(&sel("confirm-ok"));
+    b.click(&sel("confirm-ok"));
     let saved = bob_app.downloads().join("visit-plan.txt");
     wait_until_within("the download in bob's Downloads", WAIT, || {
         std::fs::read_to_string(&saved).is_ok_and(|s| s == content)
