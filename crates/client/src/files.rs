@@ -256,8 +256,12 @@ pub(crate) fn is_saved_variant(candidate: &str, name: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Shreds every regular file in `dir` that is a copy of the file: by its name (or a browser's
-/// variant of it), by its SHA-256, or an unfinished download the browser has not named yet.
+/// Shreds every regular file in `dir` that is a copy of the file: a finished one by its
+/// content (SHA-256, whatever its name), an unfinished one (`.crdownload`) by its name or a
+/// browser's variant of it. A finished file that only shares the name (another message's
+/// file, or the user's own) is not ours to remove; an unnamed partial ("Unconfirmed
+/// N.crdownload") may be another download, and once finished it is caught by its content
+/// within [`SAVED_COPY_GRACE_MS`].
 fn shred_saved_copies(dir: &Path, name: &str, sha256: &str, size: u64) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -271,11 +275,12 @@ fn shred_saved_copies(dir: &Path, name: &str, sha256: &str, size: u64) {
             continue;
         }
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        let unnamed = file_name.starts_with("Unconfirmed ") && file_name.ends_with(".crdownload");
-        let copy = unnamed
-            || is_saved_variant(&file_name, name)
-            || (meta.len() == size
-                && hash_file(&entry.path()).is_ok_and(|h| h.eq_ignore_ascii_case(sha256)));
+        let copy = if file_name.ends_with(".crdownload") {
+            is_saved_variant(&file_name, name)
+        } else {
+            meta.len() == size
+                && hash_file(&entry.path()).is_ok_and(|h| h.eq_ignore_ascii_case(sha256))
+        };
         if copy {
             shred_file(&entry.path());
         }
@@ -1246,14 +1251,18 @@ mod tests {
     }
 
     #[test]
-    fn issue_12_saved_copies_go_by_name_variant_or_content_and_nothing_else() {
+    fn issue_12_saved_copies_go_by_content_or_as_named_partials_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let content = b"the attachment";
         let sha = hex::encode(Sha256::digest(content));
         let write = |n: &str, b: &[u8]| std::fs::write(dir.path().join(n), b).unwrap();
         write("a.txt", content);
-        write("a (1).txt", b"other bytes, same name");
+        write("a (2).txt", content);
+        write("a (1).txt.crdownload", b"the attach");
         write("renamed.bin", content);
+        // Review: a finished file that only shares the name is another's; so may an unnamed
+        // partial be.
+        write("a (1).txt", b"other bytes, same name");
         write("Unconfirmed 123.crdownload", b"part");
         write("unrelated.txt", b"keep me");
         write("same size!!!!!", b"not the file!!");
@@ -1263,7 +1272,15 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        assert_eq!(left, ["same size!!!!!", "unrelated.txt"]);
+        assert_eq!(
+            left,
+            [
+                "Unconfirmed 123.crdownload",
+                "a (1).txt",
+                "same size!!!!!",
+                "unrelated.txt"
+            ]
+        );
     }
 
     #[test]
