@@ -1,0 +1,2346 @@
+//! The PostgreSQL backend of [`vellum_store::Store`] (issue 13, first step): the same
+//! semantics as `SqliteStore`, method by method, checked by the same conformance suite.
+//!
+//! Writes run in transactions that first lock the single `server_instance` row, so they are
+//! serialised as SQLite's single writer serialises them (several nodes sharing one database
+//! included); reads run on any pooled connection. Schemas change only through the numbered
+//! SQL files in `migrations/`, applied in order in one transaction and recorded in
+//! `vellum_schema_history`; a database at a newer version than this binary knows is refused.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use sha2::{Digest, Sha256};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row, Transaction};
+use vellum_store::*;
+use vellum_wire::{log_hash_next, log_hash_start, DeviceState, EntryKind, HoldAction, OrgPolicy};
+
+pub use tokio_postgres;
+
+/// The numbered migrations, oldest first: (version, name, SQL).
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "initial", include_str!("../migrations/V1__initial.sql"))];
+
+/// Connections in the pool.
+const POOL_SIZE: usize = 8;
+
+/// Nonces are kept in buckets of this many seconds of request timestamps.
+const NONCE_BUCKET_SECS: i64 = 10;
+
+type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// The PostgreSQL backend. Request nonces live in memory, as SqliteStore's do.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    nonces: Mutex<NonceWindow>,
+    started_at: i64,
+    instance_id: String,
+}
+
+/// Nonces seen in the replay window, by request timestamp bucket (as in SqliteStore).
+#[derive(Default)]
+struct NonceWindow {
+    buckets: BTreeMap<i64, HashSet<[u8; 16]>>,
+    kept_from: i64,
+}
+
+impl NonceWindow {
+    fn remember(
+        &mut self,
+        device_id: &str,
+        nonce: &str,
+        timestamp: i64,
+        forget_before: i64,
+    ) -> NonceCheck {
+        let keep_from = forget_before
+            .div_euclid(NONCE_BUCKET_SECS)
+            .max(self.kept_from);
+        self.kept_from = keep_from;
+        self.buckets = self.buckets.split_off(&keep_from);
+        if timestamp.div_euclid(NONCE_BUCKET_SECS) < keep_from {
+            return NonceCheck::Expired;
+        }
+        let mut h = Sha256::new();
+        for part in [
+            device_id.as_bytes(),
+            &timestamp.to_be_bytes(),
+            nonce.as_bytes(),
+        ] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        let digest = h.finalize();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        let fresh = self
+            .buckets
+            .entry(timestamp.div_euclid(NONCE_BUCKET_SECS))
+            .or_default()
+            .insert(key);
+        if fresh {
+            NonceCheck::Fresh
+        } else {
+            NonceCheck::Replayed
+        }
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn pg(e: tokio_postgres::Error) -> Error {
+    if e.code() == Some(&SqlState::DISK_FULL) {
+        return Error::DiskFull;
+    }
+    Error::Backend(e.to_string())
+}
+
+fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+async fn opt(tx: &Transaction<'_>, sql: &str, p: &[Param<'_>]) -> Result<Option<Row>> {
+    tx.query_opt(sql, p).await.map_err(pg)
+}
+
+async fn one(tx: &Transaction<'_>, sql: &str, p: &[Param<'_>]) -> Result<Row> {
+    tx.query_one(sql, p).await.map_err(pg)
+}
+
+async fn all(tx: &Transaction<'_>, sql: &str, p: &[Param<'_>]) -> Result<Vec<Row>> {
+    tx.query(sql, p).await.map_err(pg)
+}
+
+async fn exec(tx: &Transaction<'_>, sql: &str, p: &[Param<'_>]) -> Result<u64> {
+    tx.execute(sql, p).await.map_err(pg)
+}
+
+/// True for a log entry the org's archiver (a member then) has not acknowledged yet.
+const ARCHIVER_PENDING: &str = "EXISTS (
+    SELECT 1 FROM memberships m JOIN devices d USING (device_id)
+    WHERE m.group_id = group_log.group_id AND d.user = 'records' AND d.revoked_at IS NULL
+      AND (m.removed_seq IS NULL OR group_log.seq <= m.removed_seq)
+      AND m.acked_seq < group_log.seq AND m.joined_seq < group_log.seq)";
+
+/// True when the group named by the SQL expression `group_id` is a transitory chat with a
+/// current member under a legal hold.
+fn held_chat(group_id: &str) -> String {
+    format!(
+        "(EXISTS (SELECT 1 FROM held_users) AND EXISTS (
+    SELECT 1 FROM groups g
+    JOIN memberships m ON m.group_id = g.group_id AND m.removed_seq IS NULL
+    JOIN devices d ON d.device_id = m.device_id
+    JOIN held_users h ON h.user = d.user
+    WHERE g.group_id = {group_id} AND g.record = 0))"
+    )
+}
+
+const LIVE_ARCHIVER: &str = "(SELECT device_id FROM devices
+    WHERE device_id = records_config.archiver_device AND revoked_at IS NULL)";
+
+async fn records_config_in(tx: &Transaction<'_>) -> Result<Option<RecordsConfig>> {
+    let row = opt(
+        tx,
+        &format!("SELECT records_public, {LIVE_ARCHIVER}, binding_serial, binding FROM records_config WHERE id = 1"),
+        &[],
+    )
+    .await?;
+    Ok(row.map(|r| {
+        let serial: Option<i64> = r.get(2);
+        let binding: Option<String> = r.get(3);
+        RecordsConfig {
+            records_public: r.get(0),
+            archiver_device: r.get(1),
+            binding: serial.zip(binding).map(|(s, b)| (s as u64, b)),
+        }
+    }))
+}
+
+const CHECKPOINT_COLUMNS: &str =
+    "size, note, previous_size, proof, received_at, renewed_at, witnessed_at";
+
+fn read_checkpoint(r: &Row) -> StoredCheckpoint {
+    let proof: String = r.get(3);
+    StoredCheckpoint {
+        size: r.get::<_, i64>(0) as u64,
+        note: r.get(1),
+        previous_size: r.get::<_, i64>(2) as u64,
+        proof: proof
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        received_at: r.get(4),
+        renewed_at: r.get(5),
+        witnessed_at: r.get(6),
+    }
+}
+
+async fn head_checkpoint(tx: &Transaction<'_>) -> Result<Option<StoredCheckpoint>> {
+    Ok(opt(
+        tx,
+        &format!("SELECT {CHECKPOINT_COLUMNS} FROM records_checkpoints ORDER BY size DESC LIMIT 1"),
+        &[],
+    )
+    .await?
+    .as_ref()
+    .map(read_checkpoint))
+}
+
+fn opt_i64(v: Option<u64>) -> Option<i64> {
+    v.map(|v| v as i64)
+}
+
+fn opt_u64(v: Option<i64>) -> Option<u64> {
+    v.map(|v| v as u64)
+}
+
+async fn blob_in(tx: &Transaction<'_>, blob_id: &str) -> Result<Option<BlobInfo>> {
+    let row = opt(
+        tx,
+        "SELECT group_id, uploader_device, uploader_user, size, chunk_size, chunks, finished,
+                record, expires_at, archived, deleted,
+                (SELECT COUNT(*) FROM blob_chunks WHERE blob_chunks.blob_id = blobs.blob_id)
+         FROM blobs WHERE blob_id = $1",
+        &[&blob_id],
+    )
+    .await?;
+    Ok(row.map(|r| BlobInfo {
+        blob_id: blob_id.to_owned(),
+        group_id: r.get(0),
+        uploader_device: r.get(1),
+        uploader_user: r.get(2),
+        size: r.get::<_, i64>(3) as u64,
+        chunk_size: r.get::<_, i64>(4) as u32,
+        chunks: r.get::<_, i64>(5) as u64,
+        finished: r.get::<_, i64>(6) != 0,
+        record: r.get::<_, i64>(7) != 0,
+        expires_at: r.get(8),
+        archived: r.get::<_, i64>(9) != 0,
+        deleted: r.get::<_, i64>(10) != 0,
+        present: r.get::<_, i64>(11) as u64,
+    }))
+}
+
+async fn drop_blob(tx: &Transaction<'_>, blob_id: &str) -> Result<()> {
+    exec(
+        tx,
+        "DELETE FROM blob_chunks WHERE blob_id = $1",
+        &[&blob_id],
+    )
+    .await?;
+    exec(tx, "DELETE FROM blobs WHERE blob_id = $1", &[&blob_id]).await?;
+    Ok(())
+}
+
+fn kind_from(s: &str) -> Result<EntryKind> {
+    match s {
+        "commit" => Ok(EntryKind::Commit),
+        "application" => Ok(EntryKind::Application),
+        "proposal" => Ok(EntryKind::Proposal),
+        other => Err(Error::Backend(format!("unknown log entry kind {other:?}"))),
+    }
+}
+
+fn hash_from(bytes: Option<Vec<u8>>) -> Result<[u8; 32]> {
+    bytes
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| Error::Backend("a log entry without its log hash".into()))
+}
+
+async fn live_code_user(tx: &Transaction<'_>, code_hash: &[u8; 32], now: i64) -> Result<String> {
+    opt(
+        tx,
+        "SELECT \"user\" FROM enrollment_codes WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2",
+        &[&&code_hash[..], &now],
+    )
+    .await?
+    .map(|r| r.get(0))
+    .ok_or(Error::InvalidCode)
+}
+
+/// The group's epoch, last seq and log hash.
+async fn current_epoch(tx: &Transaction<'_>, group_id: &str) -> Result<(u64, u64, [u8; 32])> {
+    let r = opt(
+        tx,
+        "SELECT epoch, last_seq, log_hash FROM groups WHERE group_id = $1",
+        &[&group_id],
+    )
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("group {group_id}")))?;
+    Ok((
+        r.get::<_, i64>(0) as u64,
+        r.get::<_, i64>(1) as u64,
+        hash_from(r.get(2))?,
+    ))
+}
+
+async fn is_current_member(tx: &Transaction<'_>, group_id: &str, device_id: &str) -> Result<bool> {
+    Ok(opt(
+        tx,
+        "SELECT 1 FROM memberships WHERE group_id = $1 AND device_id = $2 AND removed_seq IS NULL",
+        &[&group_id, &device_id],
+    )
+    .await?
+    .is_some())
+}
+
+const DEVICE_RECORD: &str = "device_id, \"user\", signature_key,
+    CASE WHEN revoked_at IS NOT NULL THEN 'revoked' ELSE state END, enrolled_at, last_seen";
+
+fn read_device_record(r: &Row) -> DeviceRecord {
+    let state: String = r.get(3);
+    DeviceRecord {
+        device: Device {
+            device_id: r.get(0),
+            user: r.get(1),
+            signature_key: r.get(2),
+        },
+        state: match state.as_str() {
+            "approved" => DeviceState::Approved,
+            "pending" => DeviceState::Pending,
+            "legacy" => DeviceState::Legacy,
+            _ => DeviceState::Revoked,
+        },
+        enrolled_at: r.get(4),
+        last_seen: r.get(5),
+    }
+}
+
+fn read_device(r: &Row) -> Device {
+    Device {
+        device_id: r.get(0),
+        user: r.get(1),
+        signature_key: r.get(2),
+    }
+}
+
+fn state_str(state: DeviceState) -> &'static str {
+    match state {
+        DeviceState::Approved => "approved",
+        DeviceState::Pending => "pending",
+        DeviceState::Legacy => "legacy",
+        DeviceState::Revoked => "revoked",
+    }
+}
+
+async fn revoke_in(tx: &Transaction<'_>, device_id: &str, at: i64) -> Result<bool> {
+    let known = exec(
+        tx,
+        "UPDATE devices SET state = 'revoked', revoked_at = COALESCE(revoked_at, $2) WHERE device_id = $1",
+        &[&device_id, &at],
+    )
+    .await?;
+    exec(
+        tx,
+        "DELETE FROM key_packages WHERE device_id = $1",
+        &[&device_id],
+    )
+    .await?;
+    exec(
+        tx,
+        "DELETE FROM approvals WHERE device_id = $1",
+        &[&device_id],
+    )
+    .await?;
+    Ok(known == 1)
+}
+
+async fn device_change_in(tx: &Transaction<'_>, change: &DeviceChange, now: i64) -> Result<()> {
+    match change {
+        DeviceChange::Approve {
+            device_id,
+            sealed_identity,
+        } => {
+            if let Some(sealed) = sealed_identity {
+                let sealed_now = exec(
+                    tx,
+                    "UPDATE approvals SET sealed_identity = $2, updated_at = $3
+                     WHERE device_id = $1 AND offer IS NOT NULL AND sealed_identity IS NULL",
+                    &[device_id, sealed, &now],
+                )
+                .await?;
+                if sealed_now != 1 {
+                    return Err(Error::Refused(format!(
+                        "device {device_id} has not revealed its offer, or was approved already"
+                    )));
+                }
+            }
+            let approved = exec(
+                tx,
+                "UPDATE devices SET state = 'approved' WHERE device_id = $1 AND revoked_at IS NULL",
+                &[device_id],
+            )
+            .await?;
+            if approved != 1 {
+                return Err(Error::NotFound(format!("device {device_id}")));
+            }
+        }
+        DeviceChange::Revoke { device_id } => {
+            if !revoke_in(tx, device_id, now).await? {
+                return Err(Error::NotFound(format!("device {device_id}")));
+            }
+        }
+        DeviceChange::RevokeUser { user } => {
+            let devices: Vec<String> = all(
+                tx,
+                "SELECT device_id FROM devices WHERE \"user\" = $1 ORDER BY device_id",
+                &[user],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+            for device_id in devices {
+                revoke_in(tx, &device_id, now).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn approval_in(tx: &Transaction<'_>, device_id: &str) -> Result<Option<Approval>> {
+    Ok(opt(
+        tx,
+        "SELECT device_id, commitment, hello, offer, sealed_identity, updated_at FROM approvals WHERE device_id = $1",
+        &[&device_id],
+    )
+    .await?
+    .map(|r| Approval {
+        device_id: r.get(0),
+        commitment: r.get(1),
+        hello: r.get(2),
+        offer: r.get(3),
+        sealed_identity: r.get(4),
+        updated_at: r.get(5),
+    }))
+}
+
+/// Applies the migrations this binary has and the database lacks, in one transaction;
+/// refuses a database at a newer version.
+async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
+    let tx = client.transaction().await.map_err(pg)?;
+    // Two nodes starting at once migrate one after the other.
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7665010013);
+         CREATE TABLE IF NOT EXISTS vellum_schema_history (
+             version BIGINT PRIMARY KEY,
+             name TEXT NOT NULL,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         );",
+    )
+    .await
+    .map_err(pg)?;
+    let found: Option<i64> = tx
+        .query_one("SELECT MAX(version) FROM vellum_schema_history", &[])
+        .await
+        .map_err(pg)?
+        .get(0);
+    let found = found.unwrap_or(0);
+    let supported = PgStore::schema_version();
+    if found > supported {
+        return Err(SchemaError::TooNew { found, supported }.into());
+    }
+    for (version, name, sql) in MIGRATIONS {
+        if *version <= found {
+            continue;
+        }
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| SchemaError::Migration(format!("V{version}__{name}: {e}")))?;
+        tx.execute(
+            "INSERT INTO vellum_schema_history (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    tx.commit().await.map_err(pg)
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/db`), applies the
+    /// migrations it lacks and refuses one at a newer schema version.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::Backend(format!("the database URL is not valid: {e}")))?;
+        Self::connect_config(config).await
+    }
+
+    /// As [`PgStore::connect`], with a parsed configuration (a `search_path` in its
+    /// options selects the schema).
+    pub async fn connect_config(mut config: tokio_postgres::Config) -> Result<Self> {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let target = describe(&config);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| Error::Backend(format!("PostgreSQL connection pool: {e}")))?;
+        let mut client = pool.get().await.map_err(|e| {
+            Error::Backend(format!(
+                "cannot connect to the PostgreSQL database {target}: {e}"
+            ))
+        })?;
+        migrate(&mut client).await?;
+        let instance_id: String = client
+            .query_one("SELECT instance_id FROM server_instance WHERE id = 1", &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        drop(client);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                nonces: Mutex::default(),
+                // Another process may have accepted requests in this very second.
+                started_at: now_secs() + 1,
+                instance_id,
+            }),
+        })
+    }
+
+    /// The schema version of this binary's newest migration.
+    pub fn schema_version() -> i64 {
+        MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.inner
+            .pool
+            .get()
+            .await
+            .map_err(|e| Error::Backend(format!("PostgreSQL connection: {e}")))
+    }
+}
+
+/// host:port/dbname of a configuration, without its user or password.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or(""))
+}
+
+/// Starts a write transaction: locks the instance row, so writers are serialised as with
+/// SQLite's single writer.
+async fn write_tx(c: &mut deadpool_postgres::Object) -> Result<Transaction<'_>> {
+    let client: &mut tokio_postgres::Client = c;
+    let tx = client.transaction().await.map_err(pg)?;
+    tx.execute("SELECT 1 FROM server_instance WHERE id = 1 FOR UPDATE", &[])
+        .await
+        .map_err(pg)?;
+    Ok(tx)
+}
+
+/// Starts a read-only transaction over one snapshot.
+async fn read_tx(c: &mut deadpool_postgres::Object) -> Result<Transaction<'_>> {
+    let client: &mut tokio_postgres::Client = c;
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(pg)
+}
+
+async fn done(tx: Transaction<'_>) -> Result<()> {
+    tx.commit().await.map_err(pg)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create_user(&self, name: &str, now: i64) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        tx.execute(
+            "INSERT INTO users (name, created_at) VALUES ($1, $2)",
+            &[&name, &now],
+        )
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::Conflict(format!("user {name}"))
+            } else {
+                pg(e)
+            }
+        })?;
+        done(tx).await
+    }
+
+    async fn user_exists(&self, name: &str) -> Result<bool> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let r = opt(&tx, "SELECT 1 FROM users WHERE name = $1", &[&name]).await?;
+        done(tx).await?;
+        Ok(r.is_some())
+    }
+
+    async fn add_enrollment_code(
+        &self,
+        user: &str,
+        code_hash: [u8; 32],
+        expires_at: i64,
+    ) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        exec(
+            &tx,
+            "INSERT INTO enrollment_codes (code_hash, \"user\", expires_at) VALUES ($1, $2, $3)",
+            &[&&code_hash[..], &user, &expires_at],
+        )
+        .await?;
+        done(tx).await
+    }
+
+    async fn enrollment_code_user(&self, code_hash: [u8; 32], now: i64) -> Result<String> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let user = live_code_user(&tx, &code_hash, now).await?;
+        done(tx).await?;
+        Ok(user)
+    }
+
+    async fn enroll_device(
+        &self,
+        code_hash: [u8; 32],
+        now: i64,
+        device: Device,
+        has_identity: bool,
+    ) -> Result<DeviceState> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let user = live_code_user(&tx, &code_hash, now).await?;
+        if user != device.user {
+            return Err(Error::InvalidCode);
+        }
+        let archiver = user == vellum_wire::RECORDS_USER;
+        if archiver {
+            let current: Option<Option<String>> = opt(
+                &tx,
+                &format!("SELECT {LIVE_ARCHIVER} FROM records_config WHERE id = 1"),
+                &[],
+            )
+            .await?
+            .map(|r| r.get(0));
+            match current {
+                None => {
+                    return Err(Error::Forbidden(
+                        "the user name records is reserved for the org's archiver, which records init sets up".into(),
+                    ))
+                }
+                Some(Some(_)) => {
+                    return Err(Error::Refused(
+                        "the org's archiver is enrolled already: a second device of it is never added (to replace it, run `admin records replace-archiver`)".into(),
+                    ))
+                }
+                Some(None) => {}
+            }
+        }
+        exec(
+            &tx,
+            "UPDATE enrollment_codes SET used_at = $2 WHERE code_hash = $1",
+            &[&&code_hash[..], &now],
+        )
+        .await?;
+        let state = if archiver {
+            DeviceState::Approved
+        } else {
+            let others: bool = one(
+                &tx,
+                "SELECT EXISTS (SELECT 1 FROM devices WHERE \"user\" = $1 AND revoked_at IS NULL AND state != 'revoked')",
+                &[&device.user],
+            )
+            .await?
+            .get(0);
+            if others || has_identity {
+                DeviceState::Pending
+            } else {
+                DeviceState::Approved
+            }
+        };
+        tx.execute(
+            "INSERT INTO devices (device_id, \"user\", signature_key, enrolled_at, state) VALUES ($1, $2, $3, $4, $5)",
+            &[&device.device_id, &device.user, &device.signature_key, &now, &state_str(state)],
+        )
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::Conflict("device or signature key".into())
+            } else {
+                pg(e)
+            }
+        })?;
+        if archiver {
+            exec(
+                &tx,
+                "UPDATE records_config SET archiver_device = $1 WHERE id = 1",
+                &[&device.device_id],
+            )
+            .await?;
+        }
+        done(tx).await?;
+        Ok(state)
+    }
+
+    async fn device(&self, device_id: &str) -> Result<Option<Device>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let r = opt(
+            &tx,
+            "SELECT device_id, \"user\", signature_key FROM devices WHERE device_id = $1 AND revoked_at IS NULL",
+            &[&device_id],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(r.as_ref().map(read_device))
+    }
+
+    async fn device_status(&self, device_id: &str) -> Result<Option<(Device, Option<i64>)>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let r = opt(
+            &tx,
+            "SELECT device_id, \"user\", signature_key, revoked_at FROM devices WHERE device_id = $1",
+            &[&device_id],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(r.map(|r| (read_device(&r), r.get(3))))
+    }
+
+    async fn user_devices(&self, user: &str) -> Result<Vec<Device>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let rows = all(
+            &tx,
+            "SELECT device_id, \"user\", signature_key FROM devices WHERE \"user\" = $1 AND revoked_at IS NULL ORDER BY enrolled_at, device_id",
+            &[&user],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(rows.iter().map(read_device).collect())
+    }
+
+    async fn device_record(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let r = opt(
+            &tx,
+            &format!("SELECT {DEVICE_RECORD} FROM devices WHERE device_id = $1"),
+            &[&device_id],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(r.as_ref().map(read_device_record))
+    }
+
+    async fn revoke_device(&self, device_id: &str, at: i64) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        if !revoke_in(&tx, device_id, at).await? {
+            return Err(Error::NotFound(format!("device {device_id:?}")));
+        }
+        done(tx).await
+    }
+
+    async fn user_device_records(&self, user: &str) -> Result<Vec<DeviceRecord>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let rows = all(
+            &tx,
+            &format!("SELECT {DEVICE_RECORD} FROM devices WHERE \"user\" = $1 ORDER BY enrolled_at, device_id"),
+            &[&user],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(rows.iter().map(read_device_record).collect())
+    }
+
+    async fn legacy_devices(&self) -> Result<Vec<DeviceRecord>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let rows = all(
+            &tx,
+            &format!("SELECT {DEVICE_RECORD} FROM devices WHERE state = 'legacy' AND revoked_at IS NULL AND \"user\" != 'records' ORDER BY enrolled_at, device_id"),
+            &[],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(rows.iter().map(read_device_record).collect())
+    }
+
+    async fn touch_device(&self, device_id: &str, now: i64) -> Result<()> {
+        let c = self.client().await?;
+        // Only a minute's precision: most syncs write nothing. Not worth a synchronous commit.
+        c.batch_execute("SET synchronous_commit = off")
+            .await
+            .map_err(pg)?;
+        let updated = c
+            .execute(
+                "UPDATE devices SET last_seen = $2 WHERE device_id = $1 AND (last_seen IS NULL OR last_seen <= $2::BIGINT - 60)",
+                &[&device_id, &now],
+            )
+            .await
+            .map_err(pg);
+        c.batch_execute("SET synchronous_commit = on")
+            .await
+            .map_err(pg)?;
+        updated.map(|_| ())
+    }
+
+    async fn remember_nonce(
+        &self,
+        device_id: &str,
+        nonce: &str,
+        timestamp: i64,
+        forget_before: i64,
+    ) -> Result<NonceCheck> {
+        if timestamp < self.inner.started_at {
+            return Ok(NonceCheck::BeforeStart {
+                started_at: self.inner.started_at,
+            });
+        }
+        if timestamp < forget_before {
+            return Ok(NonceCheck::Expired);
+        }
+        let mut window = self.inner.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(window.remember(device_id, nonce, timestamp, forget_before))
+    }
+
+    async fn instance_id(&self) -> Result<String> {
+        Ok(self.inner.instance_id.clone())
+    }
+
+    async fn add_key_packages(
+        &self,
+        device_id: &str,
+        single_use: Vec<Vec<u8>>,
+        last_resort: Option<Vec<u8>>,
+    ) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        async fn first_time(tx: &Transaction<'_>, kp: &[u8]) -> Result<bool> {
+            let hash: [u8; 32] = Sha256::digest(kp).into();
+            Ok(exec(
+                tx,
+                "INSERT INTO key_package_hashes (hash) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&&hash[..]],
+            )
+            .await?
+                == 1)
+        }
+        for kp in single_use {
+            if !first_time(&tx, &kp).await? {
+                continue;
+            }
+            exec(
+                &tx,
+                "INSERT INTO key_packages (device_id, data, last_resort) VALUES ($1, $2, 0)",
+                &[&device_id, &kp],
+            )
+            .await?;
+        }
+        if let Some(kp) = last_resort {
+            if first_time(&tx, &kp).await? {
+                exec(
+                    &tx,
+                    "DELETE FROM key_packages WHERE device_id = $1 AND last_resort = 1",
+                    &[&device_id],
+                )
+                .await?;
+                exec(
+                    &tx,
+                    "INSERT INTO key_packages (device_id, data, last_resort) VALUES ($1, $2, 1)",
+                    &[&device_id, &kp],
+                )
+                .await?;
+            }
+        }
+        done(tx).await
+    }
+
+    async fn key_package_count(&self, device_id: &str) -> Result<(u64, bool)> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let r = one(
+            &tx,
+            "SELECT COUNT(*) FILTER (WHERE last_resort = 0), COALESCE(MAX(last_resort), 0) FROM key_packages WHERE device_id = $1",
+            &[&device_id],
+        )
+        .await?;
+        done(tx).await?;
+        Ok((r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) == 1))
+    }
+
+    async fn claim_key_package(&self, device_id: &str) -> Result<Option<Vec<u8>>> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let row = opt(
+            &tx,
+            "SELECT id, data, last_resort FROM key_packages WHERE device_id = $1 ORDER BY last_resort, id LIMIT 1",
+            &[&device_id],
+        )
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (id, data, last_resort): (i64, Vec<u8>, bool) =
+            (row.get(0), row.get(1), row.get::<_, i64>(2) == 1);
+        if !last_resort {
+            exec(&tx, "DELETE FROM key_packages WHERE id = $1", &[&id]).await?;
+        }
+        done(tx).await?;
+        Ok(Some(data))
+    }
+
+    async fn create_group(&self, group: NewGroup) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        tx.execute(
+            "INSERT INTO groups (group_id, epoch, state, last_seq, created_at, expire_secs, burn_secs, log_hash, record) VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8)",
+            &[
+                &group.group_id,
+                &(group.epoch as i64),
+                &group.state,
+                &group.created_at,
+                &opt_i64(group.timers.expire_secs),
+                &opt_i64(group.timers.burn_secs),
+                &&log_hash_start(&group.group_id)[..],
+                &(group.record as i64),
+            ],
+        )
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::Conflict(format!("group {}", group.group_id))
+            } else {
+                pg(e)
+            }
+        })?;
+        exec(
+            &tx,
+            "INSERT INTO memberships (group_id, device_id, joined_seq, acked_seq) VALUES ($1, $2, 0, 0)",
+            &[&group.group_id, &group.creator_device],
+        )
+        .await?;
+        done(tx).await
+    }
+
+    async fn group(&self, group_id: &str) -> Result<Option<GroupState>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let r = opt(
+            &tx,
+            &format!(
+                "SELECT group_id, epoch, state, expire_secs, burn_secs, COALESCE(record, 0), {}
+                 FROM groups WHERE group_id = $1",
+                held_chat("groups.group_id")
+            ),
+            &[&group_id],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(r.map(|r| GroupState {
+            group_id: r.get(0),
+            epoch: r.get::<_, i64>(1) as u64,
+            state: r.get(2),
+            timers: ChatTimers {
+                expire_secs: opt_u64(r.get(3)),
+                burn_secs: opt_u64(r.get(4)),
+            },
+            record: r.get::<_, i64>(5) == 1,
+            held: r.get(6),
+        }))
+    }
+
+    async fn unclassified_groups(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let rows = all(
+            &tx,
+            "SELECT group_id, state FROM groups WHERE record IS NULL ORDER BY group_id",
+            &[],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn set_group_class(&self, group_id: &str, record: bool) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let changed = exec(
+            &tx,
+            "UPDATE groups SET record = $2 WHERE group_id = $1",
+            &[&group_id, &(record as i64)],
+        )
+        .await?;
+        if changed == 0 {
+            return Err(Error::NotFound(format!("group {group_id}")));
+        }
+        done(tx).await
+    }
+
+    async fn transitory_chats(&self, limit: usize) -> Result<(u64, Vec<String>)> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let live = "record = 0 AND EXISTS (SELECT 1 FROM memberships m
+                    WHERE m.group_id = groups.group_id AND m.removed_seq IS NULL)";
+        let count: i64 = one(
+            &tx,
+            &format!("SELECT COUNT(*) FROM groups WHERE {live}"),
+            &[],
+        )
+        .await?
+        .get(0);
+        let ids = all(
+            &tx,
+            &format!(
+                "SELECT group_id FROM groups WHERE {live} ORDER BY created_at, group_id LIMIT $1"
+            ),
+            &[&(limit as i64)],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        done(tx).await?;
+        Ok((count as u64, ids))
+    }
+
+    async fn group_members(&self, group_id: &str) -> Result<Vec<String>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let rows = all(
+            &tx,
+            "SELECT device_id FROM memberships WHERE group_id = $1 AND removed_seq IS NULL ORDER BY device_id",
+            &[&group_id],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn is_member(&self, group_id: &str, device_id: &str) -> Result<bool> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let member = is_current_member(&tx, group_id, device_id).await?;
+        done(tx).await?;
+        Ok(member)
+    }
+
+    async fn group_cursors(&self, group_id: &str) -> Result<Vec<vellum_wire::DeviceCursor>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let rows = all(
+            &tx,
+            "SELECT d.user, m.device_id, m.acked_seq FROM memberships m
+             JOIN devices d USING (device_id)
+             WHERE m.group_id = $1 AND m.removed_seq IS NULL ORDER BY m.device_id",
+            &[&group_id],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(rows
+            .iter()
+            .map(|r| vellum_wire::DeviceCursor {
+                user: r.get(0),
+                device_id: r.get(1),
+                acked_seq: r.get::<_, i64>(2).max(0) as u64,
+            })
+            .collect())
+    }
+
+    async fn append_commit(&self, commit: CommitAppend) -> Result<Appended> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let (epoch, last_seq, prev_hash) = current_epoch(&tx, &commit.group_id).await?;
+        if epoch != commit.expected_epoch {
+            return Err(Error::StaleEpoch { current: epoch });
+        }
+        if !is_current_member(&tx, &commit.group_id, &commit.sender_device).await? {
+            return Err(Error::NotMember);
+        }
+        let seq = last_seq + 1;
+        let hash = log_hash_next(
+            &prev_hash,
+            seq,
+            epoch,
+            EntryKind::Commit,
+            &commit.sender_device,
+            &commit.payload,
+        );
+        let seq_i = seq as i64;
+        exec(
+            &tx,
+            "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, payload, received_at, log_hash) VALUES ($1, $2, $3, 'commit', $4, $5, $6, $7)",
+            &[
+                &commit.group_id,
+                &seq_i,
+                &(commit.expected_epoch as i64),
+                &commit.sender_device,
+                &commit.payload,
+                &commit.received_at,
+                &&hash[..],
+            ],
+        )
+        .await?;
+        exec(
+            &tx,
+            "UPDATE groups SET epoch = $2, state = $3, last_seq = $4, expire_secs = $5, burn_secs = $6, log_hash = $7, record = $8 WHERE group_id = $1",
+            &[
+                &commit.group_id,
+                &(commit.new_epoch as i64),
+                &commit.state,
+                &seq_i,
+                &opt_i64(commit.timers.expire_secs),
+                &opt_i64(commit.timers.burn_secs),
+                &&hash[..],
+                &(commit.record as i64),
+            ],
+        )
+        .await?;
+        for device in &commit.removed {
+            exec(
+                &tx,
+                "UPDATE memberships SET removed_seq = $3 WHERE group_id = $1 AND device_id = $2 AND removed_seq IS NULL",
+                &[&commit.group_id, device, &seq_i],
+            )
+            .await?;
+        }
+        for device in &commit.added {
+            exec(
+                &tx,
+                "INSERT INTO memberships (group_id, device_id, joined_seq, acked_seq) VALUES ($1, $2, $3, $3)
+                 ON CONFLICT (group_id, device_id) DO UPDATE SET joined_seq = $3, acked_seq = $3, removed_seq = NULL",
+                &[&commit.group_id, device, &seq_i],
+            )
+            .await?;
+            if let Some(welcome) = &commit.welcome {
+                exec(
+                    &tx,
+                    "INSERT INTO welcome_queue (device_id, group_id, payload) VALUES ($1, $2, $3)",
+                    &[device, &commit.group_id, welcome],
+                )
+                .await?;
+            }
+        }
+        done(tx).await?;
+        Ok(Appended {
+            seq,
+            epoch: commit.new_epoch,
+            duplicate: false,
+        })
+    }
+
+    async fn find_commit(
+        &self,
+        group_id: &str,
+        epoch: u64,
+        sender_device: &str,
+        payload: &[u8],
+    ) -> Result<Option<u64>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let r = opt(
+            &tx,
+            "SELECT seq FROM group_log WHERE group_id = $1 AND kind = 'commit' AND epoch = $2 AND sender_device = $3 AND payload = $4",
+            &[&group_id, &(epoch as i64), &sender_device, &payload],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(r.map(|r| r.get::<_, i64>(0) as u64))
+    }
+
+    async fn append_proposals(&self, p: ProposalAppend) -> Result<Appended> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let (epoch, mut seq, mut hash) = current_epoch(&tx, &p.group_id).await?;
+        if epoch != p.epoch {
+            return Err(Error::StaleEpoch { current: epoch });
+        }
+        if !is_current_member(&tx, &p.group_id, &p.sender_device).await? {
+            return Err(Error::NotMember);
+        }
+        for payload in &p.payloads {
+            seq += 1;
+            hash = log_hash_next(
+                &hash,
+                seq,
+                epoch,
+                EntryKind::Proposal,
+                &p.sender_device,
+                payload,
+            );
+            exec(
+                &tx,
+                "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, payload, received_at, log_hash) VALUES ($1, $2, $3, 'proposal', $4, $5, $6, $7)",
+                &[
+                    &p.group_id,
+                    &(seq as i64),
+                    &(epoch as i64),
+                    &p.sender_device,
+                    payload,
+                    &p.received_at,
+                    &&hash[..],
+                ],
+            )
+            .await?;
+        }
+        exec(
+            &tx,
+            "UPDATE groups SET state = $2, last_seq = $3, log_hash = $4 WHERE group_id = $1",
+            &[&p.group_id, &p.state, &(seq as i64), &&hash[..]],
+        )
+        .await?;
+        for device in &p.leaving {
+            exec(
+                &tx,
+                "UPDATE memberships SET removed_seq = $3 WHERE group_id = $1 AND device_id = $2 AND removed_seq IS NULL",
+                &[&p.group_id, device, &(seq as i64)],
+            )
+            .await?;
+        }
+        done(tx).await?;
+        Ok(Appended {
+            seq,
+            epoch,
+            duplicate: false,
+        })
+    }
+
+    async fn append_message(&self, m: MessageAppend) -> Result<Appended> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let (epoch, last_seq, prev_hash) = current_epoch(&tx, &m.group_id).await?;
+        let earlier = opt(
+            &tx,
+            "SELECT seq, epoch FROM group_log WHERE group_id = $1 AND sender_device = $2 AND client_msg_id = $3",
+            &[&m.group_id, &m.sender_device, &m.client_msg_id],
+        )
+        .await?;
+        if let Some(r) = earlier {
+            return Ok(Appended {
+                seq: r.get::<_, i64>(0) as u64,
+                epoch: r.get::<_, i64>(1) as u64,
+                duplicate: true,
+            });
+        }
+        if !is_current_member(&tx, &m.group_id, &m.sender_device).await? {
+            return Err(Error::NotMember);
+        }
+        if m.epoch != epoch {
+            return Err(Error::StaleEpoch { current: epoch });
+        }
+        let seq = last_seq + 1;
+        let hash = log_hash_next(
+            &prev_hash,
+            seq,
+            epoch,
+            EntryKind::Application,
+            &m.sender_device,
+            &m.payload,
+        );
+        exec(
+            &tx,
+            "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, client_msg_id, payload, received_at, expires_at, log_hash) VALUES ($1, $2, $3, 'application', $4, $5, $6, $7, $8, $9)",
+            &[
+                &m.group_id,
+                &(seq as i64),
+                &(epoch as i64),
+                &m.sender_device,
+                &m.client_msg_id,
+                &m.payload,
+                &m.received_at,
+                &m.expires_at,
+                &&hash[..],
+            ],
+        )
+        .await?;
+        exec(
+            &tx,
+            "UPDATE groups SET last_seq = $2, log_hash = $3 WHERE group_id = $1",
+            &[&m.group_id, &(seq as i64), &&hash[..]],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(Appended {
+            seq,
+            epoch,
+            duplicate: false,
+        })
+    }
+
+    async fn pending(&self, device_id: &str, limit: usize) -> Result<Pending> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let welcomes = all(
+            &tx,
+            "SELECT id, group_id, payload FROM welcome_queue WHERE device_id = $1 ORDER BY id LIMIT $2",
+            &[&device_id, &(limit as i64 + 1)],
+        )
+        .await?
+        .iter()
+        .map(|r| StoredWelcome {
+            id: r.get::<_, i64>(0) as u64,
+            group_id: r.get(1),
+            payload: r.get(2),
+        })
+        .collect();
+        let mut pending = Pending {
+            welcomes,
+            ..Pending::default()
+        };
+        if pending.welcomes.len() > limit {
+            pending.welcomes.truncate(limit);
+            pending.more = true;
+            done(tx).await?;
+            return Ok(pending);
+        }
+        let mut budget = limit - pending.welcomes.len();
+        let memberships: Vec<(String, i64, Option<i64>)> = all(
+            &tx,
+            "SELECT group_id, GREATEST(joined_seq, acked_seq), removed_seq FROM memberships
+             WHERE device_id = $1 AND (removed_seq IS NULL OR acked_seq < removed_seq)
+             ORDER BY group_id",
+            &[&device_id],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+        let is_archiver = opt(
+            &tx,
+            "SELECT \"user\" FROM devices WHERE device_id = $1",
+            &[&device_id],
+        )
+        .await?
+        .is_some_and(|r| r.get::<_, String>(0) == vellum_wire::RECORDS_USER);
+        for (group_id, after, removed) in memberships {
+            let upto = removed.unwrap_or(i64::MAX);
+            let rows = all(
+                &tx,
+                "SELECT seq, epoch, kind, sender_device, received_at, payload, log_hash FROM group_log
+                 WHERE group_id = $1 AND seq > $2 AND seq <= $3 AND (deleted = 0 OR $5::BOOLEAN)
+                 ORDER BY seq LIMIT $4",
+                &[&group_id, &after, &upto, &(budget as i64 + 1), &is_archiver],
+            )
+            .await?;
+            let mut entries = Vec::new();
+            for r in rows {
+                let kind: String = r.get(2);
+                entries.push(StoredEntry {
+                    seq: r.get::<_, i64>(0) as u64,
+                    epoch: r.get::<_, i64>(1) as u64,
+                    kind: kind_from(&kind)?,
+                    sender_device: r.get(3),
+                    received_at: r.get(4),
+                    payload: r.get(5),
+                    log_hash: hash_from(r.get(6))?,
+                });
+            }
+            if entries.len() > budget {
+                entries.truncate(budget);
+                pending.more = true;
+            }
+            budget -= entries.len();
+            if !entries.is_empty() {
+                let h = one(
+                    &tx,
+                    "SELECT last_seq, log_hash FROM groups WHERE group_id = $1",
+                    &[&group_id],
+                )
+                .await?;
+                pending.heads.push((
+                    group_id.clone(),
+                    LogHead {
+                        seq: h.get::<_, i64>(0) as u64,
+                        log_hash: hash_from(h.get(1))?,
+                    },
+                ));
+                pending.groups.push((group_id, entries));
+            }
+            if pending.more || budget == 0 {
+                pending.more = true;
+                break;
+            }
+        }
+        done(tx).await?;
+        Ok(pending)
+    }
+
+    async fn ack(
+        &self,
+        device_id: &str,
+        welcome_ids: &[u64],
+        cursors: &[(String, u64)],
+    ) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        if welcome_ids.is_empty() {
+            // A cursor-only ack need not wait for its WAL flush: at worst a crash
+            // redelivers entries the device skips by seq.
+            exec(&tx, "SET LOCAL synchronous_commit = off", &[]).await?;
+        }
+        for (group_id, seq) in cursors {
+            let known = opt(
+                &tx,
+                "SELECT g.last_seq FROM memberships m JOIN groups g USING (group_id) WHERE m.group_id = $1 AND m.device_id = $2",
+                &[group_id, &device_id],
+            )
+            .await?;
+            let Some(known) = known else {
+                return Err(Error::NotMember);
+            };
+            let last_seq: i64 = known.get(0);
+            if *seq as i64 > last_seq {
+                return Err(Error::NotFound(format!("entry {seq} of group {group_id}")));
+            }
+            exec(
+                &tx,
+                "UPDATE memberships SET acked_seq = GREATEST(acked_seq, $3) WHERE group_id = $1 AND device_id = $2",
+                &[group_id, &device_id, &(*seq as i64)],
+            )
+            .await?;
+        }
+        for id in welcome_ids {
+            exec(
+                &tx,
+                "DELETE FROM welcome_queue WHERE id = $1 AND device_id = $2",
+                &[&(*id as i64), &device_id],
+            )
+            .await?;
+        }
+        done(tx).await
+    }
+
+    async fn org_policy(&self) -> Result<OrgPolicy> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let mut policy = opt(
+            &tx,
+            "SELECT max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts, receipt_alarm_secs, reset_wait_secs, allow_read_receipts, max_file_bytes, user_quota_bytes, files_in_transitory, files_in_record FROM org_policy WHERE id = 1",
+            &[],
+        )
+        .await?
+        .map(|r| OrgPolicy {
+            max_expire_secs: opt_u64(r.get(0)),
+            max_burn_secs: opt_u64(r.get(1)),
+            allow_no_expiry: r.get::<_, i64>(2) == 1,
+            default_record: r.get::<_, i64>(3) == 1,
+            allow_transitory: r.get::<_, i64>(4) == 1,
+            archiver_device: None,
+            records_public: None,
+            records_binding: None,
+            on_hold: if r.get::<_, i64>(5) == 1 {
+                HoldAction::Convert
+            } else {
+                HoldAction::SuspendTimers
+            },
+            receipt_alarm_secs: opt_u64(r.get(6))
+                .unwrap_or(vellum_wire::DEFAULT_RECEIPT_ALARM_SECS),
+            reset_wait_secs: opt_u64(r.get(7)).unwrap_or(vellum_wire::DEFAULT_RESET_WAIT_SECS),
+            allow_read_receipts: r.get::<_, Option<i64>>(8) != Some(0),
+            max_file_bytes: opt_u64(r.get(9)).unwrap_or(vellum_wire::DEFAULT_MAX_FILE_BYTES),
+            user_quota_bytes: opt_u64(r.get(10))
+                .unwrap_or(vellum_wire::DEFAULT_USER_QUOTA_BYTES),
+            files_in_transitory: r.get::<_, Option<i64>>(11) != Some(0),
+            files_in_record: r.get::<_, Option<i64>>(12) != Some(0),
+        })
+        .unwrap_or_default();
+        if let Some(config) = records_config_in(&tx).await? {
+            policy.archiver_device = config.archiver_device;
+            policy.records_public = Some(config.records_public);
+            policy.records_binding = config.binding.map(|(_, b)| b);
+        }
+        done(tx).await?;
+        Ok(policy)
+    }
+
+    async fn set_org_policy(&self, policy: OrgPolicy) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        exec(
+            &tx,
+            "INSERT INTO org_policy (id, max_expire_secs, max_burn_secs, allow_no_expiry, default_record, allow_transitory, hold_converts, receipt_alarm_secs, reset_wait_secs, allow_read_receipts, max_file_bytes, user_quota_bytes, files_in_transitory, files_in_record) VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (id) DO UPDATE SET max_expire_secs = EXCLUDED.max_expire_secs, max_burn_secs = EXCLUDED.max_burn_secs,
+                allow_no_expiry = EXCLUDED.allow_no_expiry, default_record = EXCLUDED.default_record,
+                allow_transitory = EXCLUDED.allow_transitory, hold_converts = EXCLUDED.hold_converts,
+                receipt_alarm_secs = EXCLUDED.receipt_alarm_secs, reset_wait_secs = EXCLUDED.reset_wait_secs,
+                allow_read_receipts = EXCLUDED.allow_read_receipts, max_file_bytes = EXCLUDED.max_file_bytes,
+                user_quota_bytes = EXCLUDED.user_quota_bytes, files_in_transitory = EXCLUDED.files_in_transitory,
+                files_in_record = EXCLUDED.files_in_record",
+            &[
+                &opt_i64(policy.max_expire_secs),
+                &opt_i64(policy.max_burn_secs),
+                &(policy.allow_no_expiry as i64),
+                &(policy.default_record as i64),
+                &(policy.allow_transitory as i64),
+                &((policy.on_hold == HoldAction::Convert) as i64),
+                &(policy.receipt_alarm_secs as i64),
+                &(policy.reset_wait_secs as i64),
+                &(policy.allow_read_receipts as i64),
+                &(policy.max_file_bytes as i64),
+                &(policy.user_quota_bytes as i64),
+                &(policy.files_in_transitory as i64),
+                &(policy.files_in_record as i64),
+            ],
+        )
+        .await?;
+        done(tx).await
+    }
+
+    async fn records_public(&self) -> Result<Option<String>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let r = opt(
+            &tx,
+            "SELECT records_public FROM records_config WHERE id = 1",
+            &[],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(r.map(|r| r.get(0)))
+    }
+
+    async fn set_held_users(&self, users: Vec<String>) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        exec(&tx, "DELETE FROM held_users", &[]).await?;
+        for user in users {
+            exec(
+                &tx,
+                "INSERT INTO held_users (\"user\") VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&user],
+            )
+            .await?;
+        }
+        done(tx).await
+    }
+
+    async fn held_users(&self) -> Result<Vec<String>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let rows = all(
+            &tx,
+            "SELECT \"user\" FROM held_users ORDER BY \"user\"",
+            &[],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn held_chats(&self, device_id: &str) -> Result<Vec<String>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let rows = all(
+            &tx,
+            &format!(
+                "SELECT mine.group_id FROM memberships mine
+                 WHERE mine.device_id = $1 AND mine.removed_seq IS NULL AND {}
+                 ORDER BY mine.group_id",
+                held_chat("mine.group_id")
+            ),
+            &[&device_id],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn records_config(&self) -> Result<Option<RecordsConfig>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let config = records_config_in(&tx).await?;
+        done(tx).await?;
+        Ok(config)
+    }
+
+    async fn init_records(
+        &self,
+        records_public: &str,
+        code_hash: [u8; 32],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        if records_config_in(&tx).await?.is_some() {
+            return Err(Error::Refused("records are already initialised".into()));
+        }
+        let user_exists = opt(
+            &tx,
+            "SELECT 1 FROM users WHERE name = $1",
+            &[&vellum_wire::RECORDS_USER],
+        )
+        .await?
+        .is_some();
+        if user_exists {
+            return Err(Error::Refused(
+                "a user named records exists that records init did not create; it can never become the archiver, and the name is needed for it".into(),
+            ));
+        }
+        exec(
+            &tx,
+            "INSERT INTO users (name, created_at) VALUES ($1, $2)",
+            &[&vellum_wire::RECORDS_USER, &now],
+        )
+        .await?;
+        exec(
+            &tx,
+            "INSERT INTO enrollment_codes (code_hash, \"user\", expires_at) VALUES ($1, $2, $3)",
+            &[&&code_hash[..], &vellum_wire::RECORDS_USER, &expires_at],
+        )
+        .await?;
+        exec(
+            &tx,
+            "INSERT INTO records_config (id, records_public) VALUES (1, $1)",
+            &[&records_public],
+        )
+        .await?;
+        done(tx).await
+    }
+
+    async fn replace_archiver(
+        &self,
+        code_hash: [u8; 32],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<Option<String>> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let Some(config) = records_config_in(&tx).await? else {
+            return Err(Error::NotFound(
+                "records configuration (run records init)".into(),
+            ));
+        };
+        if let Some(old) = &config.archiver_device {
+            revoke_in(&tx, old, now).await?;
+        }
+        exec(
+            &tx,
+            "UPDATE enrollment_codes SET used_at = $2 WHERE \"user\" = $1 AND used_at IS NULL",
+            &[&vellum_wire::RECORDS_USER, &now],
+        )
+        .await?;
+        exec(
+            &tx,
+            "UPDATE records_config SET archiver_device = NULL WHERE id = 1",
+            &[],
+        )
+        .await?;
+        exec(
+            &tx,
+            "INSERT INTO enrollment_codes (code_hash, \"user\", expires_at) VALUES ($1, $2, $3)",
+            &[&&code_hash[..], &vellum_wire::RECORDS_USER, &expires_at],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(config.archiver_device)
+    }
+
+    async fn set_records_binding(&self, new: NewBinding) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let Some(config) = records_config_in(&tx).await? else {
+            return Err(Error::NotFound(
+                "records configuration (run records init)".into(),
+            ));
+        };
+        if config.records_public != new.expected_public {
+            return Err(Error::Refused(
+                "records.pub changed while the binding was checked; send it again".into(),
+            ));
+        }
+        match &config.binding {
+            Some((serial, stored)) if *serial == new.serial && *stored == new.binding => {
+                return Ok(());
+            }
+            Some((serial, _)) if *serial >= new.serial => {
+                return Err(Error::Refused(format!(
+                    "the binding on file has serial {serial}; a new one must have a higher serial than that"
+                )))
+            }
+            _ => {}
+        }
+        match &config.archiver_device {
+            Some(current) if *current != new.archiver_device => {
+                return Err(Error::Forbidden(
+                    "the binding names another device than the org's archiver".into(),
+                ))
+            }
+            _ => {}
+        }
+        exec(
+            &tx,
+            "UPDATE records_config SET binding = $1, binding_serial = $2, archiver_device = $3,
+             records_public = COALESCE($4, records_public) WHERE id = 1",
+            &[
+                &new.binding,
+                &(new.serial as i64),
+                &new.archiver_device,
+                &new.new_public,
+            ],
+        )
+        .await?;
+        if new.new_log {
+            exec(&tx, "DELETE FROM records_checkpoints", &[]).await?;
+        }
+        done(tx).await
+    }
+
+    async fn records_checkpoints(&self, from: u64, limit: usize) -> Result<Vec<StoredCheckpoint>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let rows = all(
+            &tx,
+            &format!("SELECT {CHECKPOINT_COLUMNS} FROM records_checkpoints WHERE size >= $1 ORDER BY size LIMIT $2"),
+            &[&(from.min(i64::MAX as u64) as i64), &(limit as i64)],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(rows.iter().map(read_checkpoint).collect())
+    }
+
+    async fn records_checkpoint_head(&self) -> Result<Option<StoredCheckpoint>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let head = head_checkpoint(&tx).await?;
+        done(tx).await?;
+        Ok(head)
+    }
+
+    async fn records_checkpoint_witnessed(&self) -> Result<Option<StoredCheckpoint>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let r = opt(
+            &tx,
+            &format!(
+                "SELECT {CHECKPOINT_COLUMNS} FROM records_checkpoints
+                 WHERE witnessed_at IS NOT NULL ORDER BY size DESC LIMIT 1"
+            ),
+            &[],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(r.as_ref().map(read_checkpoint))
+    }
+
+    async fn append_records_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let head = head_checkpoint(&tx).await?.map(|h| h.size);
+        let extends = match head {
+            None => checkpoint.previous_size == 0,
+            Some(h) => checkpoint.previous_size == h && checkpoint.size > h,
+        };
+        if !extends {
+            return Err(Error::Conflict(format!(
+                "the checkpoint chain (at {})",
+                head.unwrap_or(0)
+            )));
+        }
+        exec(
+            &tx,
+            "INSERT INTO records_checkpoints (size, note, previous_size, proof, received_at, renewed_at, witnessed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &(checkpoint.size as i64),
+                &checkpoint.note,
+                &(checkpoint.previous_size as i64),
+                &checkpoint.proof.join(","),
+                &checkpoint.received_at,
+                &checkpoint.renewed_at,
+                &checkpoint.witnessed_at,
+            ],
+        )
+        .await?;
+        done(tx).await
+    }
+
+    async fn renew_records_checkpoint(
+        &self,
+        size: u64,
+        note: Option<String>,
+        witnessed: bool,
+        now: i64,
+    ) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        if head_checkpoint(&tx).await?.map(|h| h.size) != Some(size) {
+            return Err(Error::Conflict(format!(
+                "the checkpoint chain (not at {size})"
+            )));
+        }
+        exec(
+            &tx,
+            "UPDATE records_checkpoints SET renewed_at = $2, note = COALESCE($3, note),
+             witnessed_at = CASE WHEN $4::BOOLEAN THEN COALESCE(witnessed_at, $2) ELSE witnessed_at END
+             WHERE size = $1",
+            &[&(size as i64), &now, &note, &witnessed],
+        )
+        .await?;
+        done(tx).await
+    }
+
+    async fn mark_receipted(&self, entries: Vec<(String, u64)>, now: i64) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        for (group_id, seq) in entries {
+            exec(
+                &tx,
+                "UPDATE group_log SET receipted_at = $3
+                 WHERE group_id = $1 AND seq = $2 AND receipted_at IS NULL",
+                &[&group_id, &(seq as i64), &now],
+            )
+            .await?;
+        }
+        done(tx).await
+    }
+
+    async fn unreceipted(&self, received_before: i64) -> Result<(u64, Option<i64>)> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let r = one(
+            &tx,
+            "SELECT COUNT(*), MIN(l.received_at) FROM group_log l
+             WHERE l.kind = 'application' AND l.receipted_at IS NULL AND l.received_at < $1
+               AND EXISTS (SELECT 1 FROM memberships m JOIN devices d USING (device_id)
+                   WHERE m.group_id = l.group_id AND d.user = $2
+                     AND m.joined_seq < l.seq
+                     AND (m.removed_seq IS NULL OR l.seq <= m.removed_seq))",
+            &[&received_before, &vellum_wire::RECORDS_USER],
+        )
+        .await?;
+        done(tx).await?;
+        Ok((r.get::<_, i64>(0) as u64, r.get(1)))
+    }
+
+    async fn queue_receipts(&self, receipts: Vec<(String, String)>) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        for (device, receipt) in receipts {
+            exec(
+                &tx,
+                "INSERT INTO receipt_queue (device_id, receipt) VALUES ($1, $2)",
+                &[&device, &receipt],
+            )
+            .await?;
+        }
+        done(tx).await
+    }
+
+    async fn pending_receipts(&self, device_id: &str, limit: usize) -> Result<Vec<(u64, String)>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let rows = all(
+            &tx,
+            "SELECT id, receipt FROM receipt_queue WHERE device_id = $1 ORDER BY id LIMIT $2",
+            &[&device_id, &(limit as i64)],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get(1)))
+            .collect())
+    }
+
+    async fn ack_receipts(&self, device_id: &str, ids: &[u64]) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        for id in ids {
+            exec(
+                &tx,
+                "DELETE FROM receipt_queue WHERE id = $1 AND device_id = $2",
+                &[&(*id as i64), &device_id],
+            )
+            .await?;
+        }
+        done(tx).await
+    }
+
+    async fn archiver_backlog(&self) -> Result<(u64, Option<i64>)> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let r = one(
+            &tx,
+            "SELECT COUNT(*), MIN(l.received_at) FROM group_log l
+             JOIN memberships m ON m.group_id = l.group_id
+             JOIN devices d ON d.device_id = m.device_id
+             WHERE d.user = $1 AND d.revoked_at IS NULL AND m.removed_seq IS NULL
+               AND l.seq > m.acked_seq AND l.seq > m.joined_seq",
+            &[&vellum_wire::RECORDS_USER],
+        )
+        .await?;
+        done(tx).await?;
+        Ok((r.get::<_, i64>(0) as u64, r.get(1)))
+    }
+
+    async fn purge_expired(&self, now: i64, received_before: i64) -> Result<u64> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let purged = exec(
+            &tx,
+            &format!(
+                "DELETE FROM group_log WHERE kind = 'application'
+                 AND ((expires_at IS NOT NULL AND expires_at <= $1 AND NOT {held})
+                      OR received_at < $2 OR deleted = 1)
+                 AND NOT {ARCHIVER_PENDING}",
+                held = held_chat("group_log.group_id")
+            ),
+            &[&now, &received_before],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(purged)
+    }
+
+    async fn delete_message(&self, group_id: &str, seq: u64, requester_device: &str) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let seq_i = seq as i64;
+        let owner: Option<(String, String, String)> = opt(
+            &tx,
+            "SELECT l.kind, d.user, r.user FROM group_log l
+             JOIN devices d ON d.device_id = l.sender_device
+             JOIN devices r ON r.device_id = $3
+             WHERE l.group_id = $1 AND l.seq = $2",
+            &[&group_id, &seq_i, &requester_device],
+        )
+        .await?
+        .map(|r| (r.get(0), r.get(1), r.get(2)));
+        match owner {
+            None => {
+                return Err(Error::NotFound(format!(
+                    "message {seq} of group {group_id}"
+                )))
+            }
+            Some((kind, _, _)) if kind != "application" => {
+                return Err(Error::Forbidden(
+                    "only messages can be deleted, not membership changes".into(),
+                ))
+            }
+            Some((_, sender, requester)) if sender != requester => {
+                return Err(Error::Forbidden(
+                    "only the sender can delete a message for everyone".into(),
+                ))
+            }
+            Some(_) => {}
+        }
+        exec(
+            &tx,
+            &format!(
+                "UPDATE group_log SET deleted = 1 WHERE group_id = $1 AND seq = $2 AND {ARCHIVER_PENDING}"
+            ),
+            &[&group_id, &seq_i],
+        )
+        .await?;
+        exec(
+            &tx,
+            "DELETE FROM group_log WHERE group_id = $1 AND seq = $2 AND deleted = 0",
+            &[&group_id, &seq_i],
+        )
+        .await?;
+        done(tx).await
+    }
+
+    async fn create_blob(&self, blob: NewBlob) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let user: String = opt(
+            &tx,
+            "SELECT \"user\" FROM devices WHERE device_id = $1",
+            &[&blob.uploader_device],
+        )
+        .await?
+        .map(|r| r.get(0))
+        .ok_or_else(|| Error::NotFound(format!("device {}", blob.uploader_device)))?;
+        let used: i64 = one(
+            &tx,
+            "SELECT COALESCE(SUM(size), 0)::BIGINT FROM blobs WHERE uploader_user = $1",
+            &[&user],
+        )
+        .await?
+        .get(0);
+        let used = used.max(0) as u64;
+        if used.saturating_add(blob.size) > blob.user_quota {
+            return Err(Error::QuotaExceeded {
+                used,
+                size: blob.size,
+                quota: blob.user_quota,
+            });
+        }
+        let chunks = NewBlob::chunk_count(blob.size, blob.chunk_size);
+        let inserted = exec(
+            &tx,
+            "INSERT INTO blobs (blob_id, group_id, uploader_device, uploader_user,
+                size, chunk_size, chunks, record, expires_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+            &[
+                &blob.blob_id,
+                &blob.group_id,
+                &blob.uploader_device,
+                &user,
+                &(blob.size as i64),
+                &i64::from(blob.chunk_size),
+                &(chunks as i64),
+                &(blob.record as i64),
+                &blob.expires_at,
+                &blob.created_at,
+            ],
+        )
+        .await?;
+        if inserted == 0 {
+            return Err(Error::Conflict(format!("blob {}", blob.blob_id)));
+        }
+        done(tx).await
+    }
+
+    async fn blob(&self, blob_id: &str) -> Result<Option<BlobInfo>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let blob = blob_in(&tx, blob_id).await?;
+        done(tx).await?;
+        Ok(blob)
+    }
+
+    async fn put_blob_chunks(&self, blob_id: &str, first: u64, chunks: Vec<Vec<u8>>) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let blob = blob_in(&tx, blob_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("blob {blob_id}")))?;
+        if blob.finished {
+            return Err(Error::Refused(format!("blob {blob_id} is complete")));
+        }
+        if first < blob.present {
+            return Err(Error::Conflict(format!("chunk {first} of blob {blob_id}")));
+        }
+        if first != blob.present {
+            return Err(Error::Refused(format!(
+                "chunks are taken in order: blob {blob_id} expects chunk {} next",
+                blob.present
+            )));
+        }
+        if first + chunks.len() as u64 > blob.chunks {
+            return Err(Error::Refused(format!(
+                "blob {blob_id} has {} chunks",
+                blob.chunks
+            )));
+        }
+        for (i, data) in chunks.iter().enumerate() {
+            exec(
+                &tx,
+                "INSERT INTO blob_chunks (blob_id, idx, data) VALUES ($1, $2, $3)",
+                &[&blob_id, &((first + i as u64) as i64), data],
+            )
+            .await?;
+        }
+        done(tx).await
+    }
+
+    async fn finish_blob(&self, blob_id: &str) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let blob = blob_in(&tx, blob_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("blob {blob_id}")))?;
+        if blob.present < blob.chunks {
+            return Err(Error::Refused(format!(
+                "blob {blob_id} has {} of its {} chunks",
+                blob.present, blob.chunks
+            )));
+        }
+        exec(
+            &tx,
+            "UPDATE blobs SET finished = 1 WHERE blob_id = $1",
+            &[&blob_id],
+        )
+        .await?;
+        done(tx).await
+    }
+
+    async fn blob_chunk(&self, blob_id: &str, index: u64) -> Result<Option<Vec<u8>>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let r = opt(
+            &tx,
+            "SELECT data FROM blob_chunks WHERE blob_id = $1 AND idx = $2",
+            &[&blob_id, &(index as i64)],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(r.map(|r| r.get(0)))
+    }
+
+    async fn delete_blob(&self, blob_id: &str, requester_device: &str) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let blob = blob_in(&tx, blob_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("blob {blob_id}")))?;
+        let user: Option<String> = opt(
+            &tx,
+            "SELECT \"user\" FROM devices WHERE device_id = $1",
+            &[&requester_device],
+        )
+        .await?
+        .map(|r| r.get(0));
+        if user.as_deref() != Some(blob.uploader_user.as_str()) {
+            return Err(Error::Forbidden(
+                "only the uploader can delete a file for everyone".into(),
+            ));
+        }
+        if blob.record && blob.finished && !blob.archived {
+            exec(
+                &tx,
+                "UPDATE blobs SET deleted = 1 WHERE blob_id = $1",
+                &[&blob_id],
+            )
+            .await?;
+            return done(tx).await;
+        }
+        drop_blob(&tx, blob_id).await?;
+        done(tx).await
+    }
+
+    async fn mark_blob_archived(&self, blob_id: &str) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let blob = blob_in(&tx, blob_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("blob {blob_id}")))?;
+        if !blob.finished {
+            return Err(Error::Refused(format!("blob {blob_id} is not complete")));
+        }
+        exec(
+            &tx,
+            "UPDATE blobs SET archived = 1 WHERE blob_id = $1",
+            &[&blob_id],
+        )
+        .await?;
+        done(tx).await
+    }
+
+    async fn purge_blobs(&self, now: i64, created_before: i64) -> Result<u64> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let doomed: Vec<String> = all(
+            &tx,
+            &format!(
+                "SELECT blob_id FROM blobs
+                 WHERE ((expires_at IS NOT NULL AND expires_at <= $1 AND NOT {held})
+                        OR deleted = 1
+                        OR (finished = 0 AND created_at < $2))
+                   AND NOT (record = 1 AND finished = 1 AND archived = 0)",
+                held = held_chat("blobs.group_id")
+            ),
+            &[&now, &created_before],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        for blob_id in &doomed {
+            drop_blob(&tx, blob_id).await?;
+        }
+        done(tx).await?;
+        Ok(doomed.len() as u64)
+    }
+
+    async fn append_directory_entries(
+        &self,
+        entries: Vec<NewDirectoryEntry>,
+        checkpoint: String,
+        now: i64,
+    ) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let size: i64 = one(&tx, "SELECT COUNT(*) FROM directory_entries", &[])
+            .await?
+            .get(0);
+        for (offset, entry) in entries.iter().enumerate() {
+            if entry.index != (size as u64) + offset as u64 {
+                return Err(Error::Conflict(format!("directory entry {}", entry.index)));
+            }
+            exec(
+                &tx,
+                "INSERT INTO directory_entries (idx, \"user\", body) VALUES ($1, $2, $3)",
+                &[&(entry.index as i64), &entry.user, &entry.body],
+            )
+            .await?;
+            if let Some(change) = &entry.change {
+                device_change_in(&tx, change, now).await?;
+            }
+        }
+        exec(
+            &tx,
+            "INSERT INTO directory_checkpoint (id, note) VALUES (1, $1)
+             ON CONFLICT (id) DO UPDATE SET note = EXCLUDED.note",
+            &[&checkpoint],
+        )
+        .await?;
+        done(tx).await
+    }
+
+    async fn directory_entries(&self, start: u64, limit: u64) -> Result<Vec<Vec<u8>>> {
+        let (start, limit) = (
+            start.min(i64::MAX as u64) as i64,
+            limit.min(i64::MAX as u64) as i64,
+        );
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let rows = all(
+            &tx,
+            "SELECT body FROM directory_entries WHERE idx >= $1 ORDER BY idx LIMIT $2",
+            &[&start, &limit],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn directory_checkpoint(&self) -> Result<Option<String>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let r = opt(
+            &tx,
+            "SELECT note FROM directory_checkpoint WHERE id = 1",
+            &[],
+        )
+        .await?;
+        done(tx).await?;
+        Ok(r.map(|r| r.get(0)))
+    }
+
+    async fn set_directory_checkpoint(&self, note: String) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        exec(
+            &tx,
+            "INSERT INTO directory_checkpoint (id, note) VALUES (1, $1)
+             ON CONFLICT (id) DO UPDATE SET note = EXCLUDED.note",
+            &[&note],
+        )
+        .await?;
+        done(tx).await
+    }
+
+    async fn approval(&self, device_id: &str) -> Result<Option<Approval>> {
+        let mut c = self.client().await?;
+        let tx = read_tx(&mut c).await?;
+        let a = approval_in(&tx, device_id).await?;
+        done(tx).await?;
+        Ok(a)
+    }
+
+    async fn set_approval_commitment(
+        &self,
+        device_id: &str,
+        commitment: &str,
+        now: i64,
+    ) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        exec(
+            &tx,
+            "INSERT INTO approvals (device_id, commitment, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (device_id) DO UPDATE SET commitment = EXCLUDED.commitment,
+                 hello = NULL, offer = NULL, sealed_identity = NULL,
+                 updated_at = EXCLUDED.updated_at",
+            &[&device_id, &commitment, &now],
+        )
+        .await?;
+        done(tx).await
+    }
+
+    async fn set_approval_hello(&self, device_id: &str, hello: &str, now: i64) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let changed = exec(
+            &tx,
+            "UPDATE approvals SET hello = $2, updated_at = $3 WHERE device_id = $1
+             AND commitment IS NOT NULL AND offer IS NULL AND sealed_identity IS NULL",
+            &[&device_id, &hello, &now],
+        )
+        .await?;
+        if changed == 1 {
+            return done(tx).await;
+        }
+        Err(Error::Refused(match approval_in(&tx, device_id).await? {
+            Some(a) if a.commitment.is_some() => {
+                "the new device revealed its offer already: cancel and start again".into()
+            }
+            _ => "the new device has not committed to its offer yet".into(),
+        }))
+    }
+
+    async fn set_approval_offer(&self, device_id: &str, offer: &str, now: i64) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let changed = exec(
+            &tx,
+            "UPDATE approvals SET offer = $2, updated_at = $3 WHERE device_id = $1
+             AND hello IS NOT NULL AND offer IS NULL",
+            &[&device_id, &offer, &now],
+        )
+        .await?;
+        if changed == 1 {
+            return done(tx).await;
+        }
+        Err(Error::Refused(match approval_in(&tx, device_id).await? {
+            Some(a) if a.offer.is_some() => "the offer was revealed already".into(),
+            _ => "no approving device has answered yet".into(),
+        }))
+    }
+
+    async fn delete_approval(&self, device_id: &str, keep_sealed: bool) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = write_tx(&mut c).await?;
+        let condition = if keep_sealed {
+            " AND sealed_identity IS NULL"
+        } else {
+            ""
+        };
+        let deleted = exec(
+            &tx,
+            &format!("DELETE FROM approvals WHERE device_id = $1{condition}"),
+            &[&device_id],
+        )
+        .await?;
+        if deleted == 0 && approval_in(&tx, device_id).await?.is_some() {
+            return Err(Error::Refused(
+                "the device was approved already: its exchange is over".into(),
+            ));
+        }
+        done(tx).await
+    }
+}
