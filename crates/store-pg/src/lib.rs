@@ -7,9 +7,8 @@
 //! SQL files in `migrations/`, applied in order in one transaction and recorded in
 //! `vellum_schema_history`; a database at a newer version than this binary knows is refused.
 
-use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -17,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Transaction};
+use vellum_store::backend::*;
 use vellum_store::*;
 use vellum_wire::{log_hash_next, log_hash_start, DeviceState, EntryKind, HoldAction, OrgPolicy};
 
@@ -28,9 +28,6 @@ const MIGRATIONS: &[(i64, &str, &str)] =
 
 /// Connections in the pool.
 const POOL_SIZE: usize = 8;
-
-/// Nonces are kept in buckets of this many seconds of request timestamps.
-const NONCE_BUCKET_SECS: i64 = 10;
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
@@ -45,61 +42,6 @@ struct Inner {
     nonces: Mutex<NonceWindow>,
     started_at: i64,
     instance_id: String,
-}
-
-/// Nonces seen in the replay window, by request timestamp bucket (as in SqliteStore).
-#[derive(Default)]
-struct NonceWindow {
-    buckets: BTreeMap<i64, HashSet<[u8; 16]>>,
-    kept_from: i64,
-}
-
-impl NonceWindow {
-    fn remember(
-        &mut self,
-        device_id: &str,
-        nonce: &str,
-        timestamp: i64,
-        forget_before: i64,
-    ) -> NonceCheck {
-        let keep_from = forget_before
-            .div_euclid(NONCE_BUCKET_SECS)
-            .max(self.kept_from);
-        self.kept_from = keep_from;
-        self.buckets = self.buckets.split_off(&keep_from);
-        if timestamp.div_euclid(NONCE_BUCKET_SECS) < keep_from {
-            return NonceCheck::Expired;
-        }
-        let mut h = Sha256::new();
-        for part in [
-            device_id.as_bytes(),
-            &timestamp.to_be_bytes(),
-            nonce.as_bytes(),
-        ] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part);
-        }
-        let digest = h.finalize();
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&digest[..16]);
-        let fresh = self
-            .buckets
-            .entry(timestamp.div_euclid(NONCE_BUCKET_SECS))
-            .or_default()
-            .insert(key);
-        if fresh {
-            NonceCheck::Fresh
-        } else {
-            NonceCheck::Replayed
-        }
-    }
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn pg(e: tokio_postgres::Error) -> Error {
@@ -135,22 +77,6 @@ const ARCHIVER_PENDING: &str = "EXISTS (
     WHERE m.group_id = group_log.group_id AND d.user = 'records' AND d.revoked_at IS NULL
       AND (m.removed_seq IS NULL OR group_log.seq <= m.removed_seq)
       AND m.acked_seq < group_log.seq AND m.joined_seq < group_log.seq)";
-
-/// True when the group named by the SQL expression `group_id` is a transitory chat with a
-/// current member under a legal hold.
-fn held_chat(group_id: &str) -> String {
-    format!(
-        "(EXISTS (SELECT 1 FROM held_users) AND EXISTS (
-    SELECT 1 FROM groups g
-    JOIN memberships m ON m.group_id = g.group_id AND m.removed_seq IS NULL
-    JOIN devices d ON d.device_id = m.device_id
-    JOIN held_users h ON h.user = d.user
-    WHERE g.group_id = {group_id} AND g.record = 0))"
-    )
-}
-
-const LIVE_ARCHIVER: &str = "(SELECT device_id FROM devices
-    WHERE device_id = records_config.archiver_device AND revoked_at IS NULL)";
 
 async fn records_config_in(tx: &Transaction<'_>) -> Result<Option<RecordsConfig>> {
     let row = opt(
@@ -201,14 +127,6 @@ async fn head_checkpoint(tx: &Transaction<'_>) -> Result<Option<StoredCheckpoint
     .map(read_checkpoint))
 }
 
-fn opt_i64(v: Option<u64>) -> Option<i64> {
-    v.map(|v| v as i64)
-}
-
-fn opt_u64(v: Option<i64>) -> Option<u64> {
-    v.map(|v| v as u64)
-}
-
 async fn blob_in(tx: &Transaction<'_>, blob_id: &str) -> Result<Option<BlobInfo>> {
     let row = opt(
         tx,
@@ -245,21 +163,6 @@ async fn drop_blob(tx: &Transaction<'_>, blob_id: &str) -> Result<()> {
     .await?;
     exec(tx, "DELETE FROM blobs WHERE blob_id = $1", &[&blob_id]).await?;
     Ok(())
-}
-
-fn kind_from(s: &str) -> Result<EntryKind> {
-    match s {
-        "commit" => Ok(EntryKind::Commit),
-        "application" => Ok(EntryKind::Application),
-        "proposal" => Ok(EntryKind::Proposal),
-        other => Err(Error::Backend(format!("unknown log entry kind {other:?}"))),
-    }
-}
-
-fn hash_from(bytes: Option<Vec<u8>>) -> Result<[u8; 32]> {
-    bytes
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| Error::Backend("a log entry without its log hash".into()))
 }
 
 async fn live_code_user(tx: &Transaction<'_>, code_hash: &[u8; 32], now: i64) -> Result<String> {
@@ -326,15 +229,6 @@ fn read_device(r: &Row) -> Device {
         device_id: r.get(0),
         user: r.get(1),
         signature_key: r.get(2),
-    }
-}
-
-fn state_str(state: DeviceState) -> &'static str {
-    match state {
-        DeviceState::Approved => "approved",
-        DeviceState::Pending => "pending",
-        DeviceState::Legacy => "legacy",
-        DeviceState::Revoked => "revoked",
     }
 }
 

@@ -11,6 +11,7 @@
 use async_trait::async_trait;
 use vellum_wire::{DeviceState, EntryKind, OrgPolicy};
 
+pub mod backend;
 pub mod conformance;
 pub mod schema;
 mod sqlite;

@@ -1,14 +1,13 @@
-use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 use vellum_wire::{log_hash_next, log_hash_start, DeviceState, EntryKind, HoldAction};
 
+use crate::backend::*;
 use crate::*;
 
 mod embedded {
@@ -18,10 +17,6 @@ mod embedded {
 /// Read-only connections beside the writer: reads (sync, device lookups, group reads,
 /// counts) never queue behind a write's fsync, and keep working on a full disk.
 const READERS: usize = 4;
-
-/// Nonces are kept in buckets of this many seconds of request timestamps, so forgetting
-/// the ones outside the window drops whole buckets.
-const NONCE_BUCKET_SECS: i64 = 10;
 
 /// The embedded SQLite backend. One writer connection (WAL, `synchronous=FULL` so that an
 /// acknowledged write survives a crash, `secure_delete` so purged ciphertext is overwritten)
@@ -49,97 +44,12 @@ struct Readers {
     slots: tokio::sync::Semaphore,
 }
 
-/// Nonces seen in the replay window, by request timestamp bucket. Each key is 128 bits of
-/// SHA-256 over (device, timestamp, nonce): a replay repeats all three, since the
-/// signature covers them.
-#[derive(Default)]
-struct NonceWindow {
-    buckets: BTreeMap<i64, HashSet<[u8; 16]>>,
-    /// The oldest bucket still kept: a timestamp before it may have been seen and forgotten,
-    /// whatever `forget_before` a slow request computed earlier.
-    kept_from: i64,
-}
-
-impl NonceWindow {
-    fn remember(
-        &mut self,
-        device_id: &str,
-        nonce: &str,
-        timestamp: i64,
-        forget_before: i64,
-    ) -> NonceCheck {
-        // Drop every bucket whose newest timestamp is before the window; never keep from
-        // earlier than before, so a request judged against an older clock reading cannot
-        // slip into a bucket that was already forgotten.
-        let keep_from = forget_before
-            .div_euclid(NONCE_BUCKET_SECS)
-            .max(self.kept_from);
-        self.kept_from = keep_from;
-        self.buckets = self.buckets.split_off(&keep_from);
-        if timestamp.div_euclid(NONCE_BUCKET_SECS) < keep_from {
-            return NonceCheck::Expired;
-        }
-        let mut h = Sha256::new();
-        for part in [
-            device_id.as_bytes(),
-            &timestamp.to_be_bytes(),
-            nonce.as_bytes(),
-        ] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part);
-        }
-        let digest = h.finalize();
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&digest[..16]);
-        let fresh = self
-            .buckets
-            .entry(timestamp.div_euclid(NONCE_BUCKET_SECS))
-            .or_default()
-            .insert(key);
-        if fresh {
-            NonceCheck::Fresh
-        } else {
-            NonceCheck::Replayed
-        }
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.buckets.values().map(HashSet::len).sum()
-    }
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// True for a log entry the org's archiver (a member then) has not acknowledged yet.
 const ARCHIVER_PENDING: &str = "EXISTS (
     SELECT 1 FROM memberships m JOIN devices d USING (device_id)
     WHERE m.group_id = group_log.group_id AND d.user = 'records' AND d.revoked_at IS NULL
       AND (m.removed_seq IS NULL OR group_log.seq <= m.removed_seq)
       AND m.acked_seq < group_log.seq AND m.joined_seq < group_log.seq)";
-
-/// True when the group named by the SQL expression `group_id` is a transitory chat with a
-/// current member under a legal hold. Without any hold (the usual case) it costs one lookup.
-fn held_chat(group_id: &str) -> String {
-    format!(
-        "(EXISTS (SELECT 1 FROM held_users) AND EXISTS (
-    SELECT 1 FROM groups g
-    JOIN memberships m ON m.group_id = g.group_id AND m.removed_seq IS NULL
-    JOIN devices d ON d.device_id = m.device_id
-    JOIN held_users h ON h.user = d.user
-    WHERE g.group_id = {group_id} AND g.record = 0))"
-    )
-}
-
-/// The archiver device on file, unless it was revoked since (a column expression over
-/// `records_config`).
-const LIVE_ARCHIVER: &str = "(SELECT device_id FROM devices
-    WHERE device_id = records_config.archiver_device AND revoked_at IS NULL)";
 
 fn records_config_in(c: &Connection) -> Result<Option<RecordsConfig>> {
     c.query_row(
@@ -188,14 +98,6 @@ fn head_checkpoint(c: &Connection) -> Result<Option<StoredCheckpoint>> {
     )
     .optional()
     .map_err(backend)
-}
-
-fn opt_i64(v: Option<u64>) -> Option<i64> {
-    v.map(|v| v as i64)
-}
-
-fn opt_u64(v: Option<i64>) -> Option<u64> {
-    v.map(|v| v as u64)
 }
 
 fn backend(e: rusqlite::Error) -> Error {
@@ -290,21 +192,6 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
         e,
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation
     )
-}
-
-fn kind_from(s: &str) -> Result<EntryKind> {
-    match s {
-        "commit" => Ok(EntryKind::Commit),
-        "application" => Ok(EntryKind::Application),
-        "proposal" => Ok(EntryKind::Proposal),
-        other => Err(Error::Backend(format!("unknown log entry kind {other:?}"))),
-    }
-}
-
-fn hash_from(bytes: Option<Vec<u8>>) -> Result<[u8; 32]> {
-    bytes
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| Error::Backend("a log entry without its log hash".into()))
 }
 
 fn open_reader(path: &Path) -> Result<Connection> {
@@ -584,15 +471,6 @@ fn read_device_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         enrolled_at: r.get(4)?,
         last_seen: r.get(5)?,
     })
-}
-
-fn state_str(state: DeviceState) -> &'static str {
-    match state {
-        DeviceState::Approved => "approved",
-        DeviceState::Pending => "pending",
-        DeviceState::Legacy => "legacy",
-        DeviceState::Revoked => "revoked",
-    }
 }
 
 /// Revokes a device (the first revocation's time is kept), drops its key packages and its
