@@ -201,7 +201,7 @@ pub async fn run(config: AppConfig) -> Result<(), AppError> {
     let listening = instance::listen(&config.home, running.state.security.clone())?;
     print_url(&running.url)?;
     show(&config, &running.url, Some(&running.state.security));
-    shutdown_signal().await;
+    vellum_http::shutdown_signal().await;
     running.stop();
     drop(listening);
     drop(lock);
@@ -255,20 +255,4 @@ fn create_home(home: &std::path::Path) -> Result<(), AppError> {
         std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     }
     Ok(())
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = terminate => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

@@ -313,6 +313,23 @@ impl From<vellum_mls::PolicyViolation> for ApiError {
     }
 }
 
+/// SIGINT or SIGTERM: when a service (the delivery server, the messenger window) stops
+/// accepting and finishes what is in flight.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,18 +78,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
 /// SIGINT or SIGTERM: stop accepting, finish requests in flight. (Durability never depends
 /// on this: every acknowledged write is already committed.)
 async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
+    vellum_http::shutdown_signal().await;
     tracing::info!("shutting down");
 }
 
