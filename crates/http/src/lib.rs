@@ -313,6 +313,27 @@ impl From<vellum_mls::PolicyViolation> for ApiError {
     }
 }
 
+/// The headers every answer of a page served to a browser carries (the records console, the
+/// messenger window): its Content-Security-Policy, nothing kept in a cache, no sniffing, no
+/// referrer, no framing.
+pub fn page_security_headers(headers: &mut axum::http::HeaderMap, csp: &'static str) {
+    use axum::http::{header, HeaderValue};
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
 /// SIGINT or SIGTERM: when a service (the delivery server, the messenger window) stops
 /// accepting and finishes what is in flight.
 pub async fn shutdown_signal() {
