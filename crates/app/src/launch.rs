@@ -257,13 +257,24 @@ pub fn open_window(home: &Path, url: &str) -> Result<Opened, LaunchError> {
     if let Some(browser) = find_browser(&path) {
         prepare_profile(home)?;
         scrub_history(home);
-        owner_only_command(&browser)
+        let mut child = owner_only_command(&browser)
             .args(browser_args(home, url))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| LaunchError::Io(browser.display().to_string(), e))?;
+        // Reaped when it closes; one that fails (no display, say) would otherwise leave the
+        // user looking at nothing.
+        let name = browser.display().to_string();
+        std::thread::spawn(move || {
+            match child.wait() {
+            Ok(status) if !status.success() => eprintln!(
+                "warning: {name} exited ({status}) without a window; open the URL above in a browser"
+            ),
+            _ => {}
+        }
+        });
         return Ok(Opened::Dedicated);
     }
     eprintln!(
