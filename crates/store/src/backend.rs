@@ -131,3 +131,12 @@ pub fn state_str(state: DeviceState) -> &'static str {
         DeviceState::Revoked => "revoked",
     }
 }
+
+/// The lease of a backend that only one process can open: always held.
+pub struct SoleNode;
+
+impl crate::JobLease for SoleNode {
+    fn is_held(&self) -> bool {
+        true
+    }
+}

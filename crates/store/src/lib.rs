@@ -360,8 +360,38 @@ impl BlobInfo {
     }
 }
 
+/// Jobs that exactly one node of a deployment may run at a time (issue 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Job {
+    /// Purging expired ciphertext and blobs, and applying due identity resets.
+    Purge,
+    /// Submitting the key directory's checkpoints to its witnesses.
+    DirectoryWitness,
+}
+
+impl Job {
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::Purge => "purge",
+            Job::DirectoryWitness => "directory-witness",
+        }
+    }
+}
+
+/// A node's hold on a [`Job`]: while it is held, no other node holds the same job's. It is
+/// given up when dropped, and lost when the node's connection to the shared database is
+/// (the node then stops the job until it gets the lease again).
+pub trait JobLease: Send + Sync {
+    /// False once the lease was lost: the job must stop and ask again.
+    fn is_held(&self) -> bool;
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// The lease on `job` if no other node holds it, `None` if one does. A backend that
+    /// only one process can open (SQLite: `DATA/lock`) always grants it.
+    async fn try_job_lease(&self, job: Job) -> Result<Option<Box<dyn JobLease>>>;
+
     async fn create_user(&self, name: &str, now: i64) -> Result<()>;
     async fn user_exists(&self, name: &str) -> Result<bool>;
     /// Stores the hash of a single-use enrollment code for `user`.

@@ -561,6 +561,11 @@ fn approval_in(c: &Connection, device_id: &str) -> Result<Option<Approval>> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn try_job_lease(&self, _job: Job) -> Result<Option<Box<dyn JobLease>>> {
+        // One process per data directory (`DATA/lock`): this one is the only node.
+        Ok(Some(Box::new(crate::backend::SoleNode)))
+    }
+
     async fn create_user(&self, name: &str, now: i64) -> Result<()> {
         let name = name.to_owned();
         self.run(move |c| {
