@@ -22,9 +22,13 @@ use vellum_wire::{log_hash_next, log_hash_start, DeviceState, EntryKind, HoldAct
 
 pub use tokio_postgres;
 
+mod deployment;
+
 /// The numbered migrations, oldest first: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/V1__initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/V1__initial.sql")),
+    (2, "org_key", include_str!("../migrations/V2__org_key.sql")),
+];
 
 /// Connections in the pool.
 const POOL_SIZE: usize = 8;

@@ -18,6 +18,7 @@ mod foia;
 mod habits;
 mod membership;
 mod monitor;
+mod multinode;
 mod office;
 mod production;
 mod receipts;
