@@ -39,9 +39,54 @@ pub struct PgStore {
 
 struct Inner {
     pool: Pool,
+    /// For the connections job leases hold outside the pool.
+    config: tokio_postgres::Config,
     nonces: Mutex<NonceWindow>,
     started_at: i64,
     instance_id: String,
+}
+
+/// What a PostgreSQL advisory lock of this crate guards. Its keys are the two-`int4` form
+/// (namespace, lock), a key space apart from the migration lock's single `bigint`; the
+/// namespace is the schema's, so deployments in different schemas of one database (and
+/// tests run in parallel) do not exclude each other.
+#[derive(Clone, Copy)]
+enum AdvisoryLock {
+    /// Held by a job's lease, for the lease's whole session.
+    Job(Job),
+    /// Held by one `purge_expired` transaction.
+    PurgeMessages,
+    /// Held by one `purge_blobs` transaction.
+    PurgeBlobs,
+}
+
+impl AdvisoryLock {
+    fn key(self) -> i32 {
+        match self {
+            AdvisoryLock::Job(Job::Purge) => 1,
+            AdvisoryLock::Job(Job::DirectoryWitness) => 2,
+            AdvisoryLock::PurgeMessages => 101,
+            AdvisoryLock::PurgeBlobs => 102,
+        }
+    }
+}
+
+/// The namespace key of this schema's advisory locks, as an SQL expression.
+const LOCK_NAMESPACE: &str = "hashtext('vellum/' || current_schema())";
+
+/// A job's lease: a session-level advisory lock held by a connection of its own, outside
+/// the pool. Dropping it closes the connection, which ends the session and so the lock.
+struct PgJobLease {
+    _client: tokio_postgres::Client,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl JobLease for PgJobLease {
+    fn is_held(&self) -> bool {
+        // The connection task ends when the session does (terminated, network lost, the
+        // server restarted): the lock went with it.
+        !self.connection.is_finished()
+    }
 }
 
 fn pg(e: tokio_postgres::Error) -> Error {
@@ -384,7 +429,7 @@ impl PgStore {
         }
         let target = describe(&config);
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -409,6 +454,7 @@ impl PgStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
+                config,
                 nonces: Mutex::default(),
                 // Another process may have accepted requests in this very second.
                 started_at: now_secs() + 1,
@@ -447,10 +493,42 @@ fn describe(config: &tokio_postgres::Config) -> String {
 async fn write_tx(c: &mut deadpool_postgres::Object) -> Result<Transaction<'_>> {
     let client: &mut tokio_postgres::Client = c;
     let tx = client.transaction().await.map_err(pg)?;
-    tx.execute("SELECT 1 FROM server_instance WHERE id = 1 FOR UPDATE", &[])
-        .await
-        .map_err(pg)?;
+    lock_writers(&tx).await?;
     Ok(tx)
+}
+
+async fn lock_writers(tx: &Transaction<'_>) -> Result<()> {
+    exec(
+        tx,
+        "SELECT 1 FROM server_instance WHERE id = 1 FOR UPDATE",
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// As [`write_tx`], for work that several nodes may start at once and one suffices for
+/// (purges): `None` while another transaction holds `lock`, instead of waiting for it and
+/// then redoing what it just did.
+async fn exclusive_write_tx(
+    c: &mut deadpool_postgres::Object,
+    lock: AdvisoryLock,
+) -> Result<Option<Transaction<'_>>> {
+    let client: &mut tokio_postgres::Client = c;
+    let tx = client.transaction().await.map_err(pg)?;
+    let granted: bool = one(
+        &tx,
+        &format!("SELECT pg_try_advisory_xact_lock({LOCK_NAMESPACE}, $1)"),
+        &[&lock.key()],
+    )
+    .await?
+    .get(0);
+    if !granted {
+        tx.rollback().await.map_err(pg)?;
+        return Ok(None);
+    }
+    lock_writers(&tx).await?;
+    Ok(Some(tx))
 }
 
 /// Starts a read-only transaction over one snapshot.
@@ -471,9 +549,32 @@ async fn done(tx: Transaction<'_>) -> Result<()> {
 
 #[async_trait]
 impl Store for PgStore {
-    async fn try_job_lease(&self, _job: Job) -> Result<Option<Box<dyn JobLease>>> {
-        // Issue 13: a session advisory lock on a connection of its own comes next.
-        Ok(Some(Box::new(SoleNode)))
+    async fn try_job_lease(&self, job: Job) -> Result<Option<Box<dyn JobLease>>> {
+        let (client, connection) = self.inner.config.connect(NoTls).await.map_err(|e| {
+            Error::Backend(format!(
+                "cannot connect to the PostgreSQL database {}: {e}",
+                describe(&self.inner.config)
+            ))
+        })?;
+        let connection = tokio::spawn(async move {
+            // Its end is what `is_held` watches; the error itself says nothing more.
+            let _ = connection.await;
+        });
+        let granted: bool = client
+            .query_one(
+                &format!("SELECT pg_try_advisory_lock({LOCK_NAMESPACE}, $1)"),
+                &[&AdvisoryLock::Job(job).key()],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        // Refused: the connection closes as `client` is dropped.
+        Ok(granted.then(|| {
+            Box::new(PgJobLease {
+                _client: client,
+                connection,
+            }) as Box<dyn JobLease>
+        }))
     }
 
     async fn create_user(&self, name: &str, now: i64) -> Result<()> {
@@ -1805,7 +1906,10 @@ impl Store for PgStore {
 
     async fn purge_expired(&self, now: i64, received_before: i64) -> Result<u64> {
         let mut c = self.client().await?;
-        let tx = write_tx(&mut c).await?;
+        let Some(tx) = exclusive_write_tx(&mut c, AdvisoryLock::PurgeMessages).await? else {
+            // Another node is purging these very messages.
+            return Ok(0);
+        };
         let purged = exec(
             &tx,
             &format!(
@@ -2051,7 +2155,10 @@ impl Store for PgStore {
 
     async fn purge_blobs(&self, now: i64, created_before: i64) -> Result<u64> {
         let mut c = self.client().await?;
-        let tx = write_tx(&mut c).await?;
+        let Some(tx) = exclusive_write_tx(&mut c, AdvisoryLock::PurgeBlobs).await? else {
+            // Another node is purging these very blobs.
+            return Ok(0);
+        };
         let doomed: Vec<String> = all(
             &tx,
             &format!(

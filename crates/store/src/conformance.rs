@@ -39,6 +39,7 @@ macro_rules! store_conformance_tests {
             issue_10_group_cursors_are_the_current_members_acks,
             issue_10_blobs_take_chunks_in_order_within_the_quota,
             issue_10_blobs_go_at_expiry_and_deletion_but_wait_for_the_archiver,
+            issue_13_a_job_lease_is_taken_again_once_dropped,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -50,6 +51,23 @@ macro_rules! store_conformance_tests {
             }
         )*
     };
+}
+
+/// Polls `attempt` until it gives a value, for at most ten seconds (then fails, saying
+/// `what` did not happen): for what another session or node does in its own time.
+pub async fn eventually<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 fn device(id: &str, user: &str) -> Device {
@@ -1904,4 +1922,29 @@ pub async fn issue_10_blobs_go_at_expiry_and_deletion_but_wait_for_the_archiver(
         store.delete_blob("said", "a1").await,
         Err(Error::NotFound(_))
     ));
+}
+
+/// Issue 13: a job's lease is granted while no other node holds it, and again once the
+/// holder dropped it; leases of different jobs are independent.
+pub async fn issue_13_a_job_lease_is_taken_again_once_dropped(store: &impl Store) {
+    let purge = store
+        .try_job_lease(Job::Purge)
+        .await
+        .unwrap()
+        .expect("no node holds the purge lease");
+    assert!(purge.is_held());
+    let witness = store
+        .try_job_lease(Job::DirectoryWitness)
+        .await
+        .unwrap()
+        .expect("another job's lease is independent");
+    assert!(witness.is_held());
+    drop(purge);
+    // The database may take a moment to see the dropped lease's session end.
+    let again = eventually("the dropped purge lease is granted again", || async {
+        store.try_job_lease(Job::Purge).await.unwrap()
+    })
+    .await;
+    assert!(again.is_held());
+    assert!(witness.is_held());
 }

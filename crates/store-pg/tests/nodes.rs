@@ -1,0 +1,151 @@
+//! Issue 13: several nodes sharing one database. Each test opens two `PgStore`s on one
+//! schema, as two `vellum server` processes would.
+
+mod common;
+
+use common::{admin, fresh, Schema};
+use vellum_store::conformance::eventually;
+use vellum_store::*;
+use vellum_store_pg::PgStore;
+
+async fn two_nodes() -> (PgStore, PgStore, Schema) {
+    let (first, schema) = fresh().await;
+    let second = PgStore::connect_config(schema.config()).await.unwrap();
+    (first, second, schema)
+}
+
+#[tokio::test]
+async fn issue_13_one_node_at_a_time_holds_a_job_lease() {
+    let (first, second, _schema) = two_nodes().await;
+    let lease = first.try_job_lease(Job::Purge).await.unwrap().unwrap();
+    assert!(second.try_job_lease(Job::Purge).await.unwrap().is_none());
+    assert!(
+        first.try_job_lease(Job::Purge).await.unwrap().is_none(),
+        "a node's second request is refused too"
+    );
+    assert!(lease.is_held());
+    drop(lease);
+    let taken = eventually(
+        "the second node gets the lease the first dropped",
+        || async { second.try_job_lease(Job::Purge).await.unwrap() },
+    )
+    .await;
+    assert!(taken.is_held());
+    assert!(first.try_job_lease(Job::Purge).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn issue_13_a_lease_whose_session_ends_is_lost_and_taken_over() {
+    let (first, second, schema) = two_nodes().await;
+    let lease = first
+        .try_job_lease(Job::DirectoryWitness)
+        .await
+        .unwrap()
+        .unwrap();
+    let admin = admin().await;
+    let pid: i32 = admin
+        .query_one(
+            "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+             WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1",
+            &[&schema.name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let terminated: bool = admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(terminated);
+    eventually(
+        "the lease of a terminated session reports it is lost",
+        || async { (!lease.is_held()).then_some(()) },
+    )
+    .await;
+    let taken = eventually("the second node takes the lost lease over", || async {
+        second.try_job_lease(Job::DirectoryWitness).await.unwrap()
+    })
+    .await;
+    assert!(taken.is_held());
+}
+
+async fn member_with_group(store: &PgStore) {
+    store.create_user("alice", 0).await.unwrap();
+    store
+        .add_enrollment_code("alice", [1; 32], 1_000)
+        .await
+        .unwrap();
+    store
+        .enroll_device(
+            [1; 32],
+            10,
+            Device {
+                device_id: "a1".into(),
+                user: "alice".into(),
+                signature_key: b"key-a1".to_vec(),
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    store
+        .create_group(NewGroup {
+            group_id: "g".into(),
+            epoch: 0,
+            state: b"state-0".to_vec(),
+            timers: ChatTimers::default(),
+            record: false,
+            creator_device: "a1".into(),
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn issue_13_purges_on_several_nodes_at_once_remove_each_row_once() {
+    let (first, second, _schema) = two_nodes().await;
+    member_with_group(&first).await;
+    const MESSAGES: u64 = 40;
+    for i in 0..MESSAGES {
+        first
+            .append_message(MessageAppend {
+                group_id: "g".into(),
+                epoch: 0,
+                sender_device: "a1".into(),
+                client_msg_id: format!("m{i}"),
+                payload: vec![7; 32],
+                received_at: 100,
+                expires_at: Some(1_000),
+            })
+            .await
+            .unwrap();
+        first
+            .create_blob(NewBlob {
+                blob_id: format!("b{i}"),
+                group_id: "g".into(),
+                uploader_device: "a1".into(),
+                size: 4,
+                chunk_size: 4,
+                record: false,
+                expires_at: Some(1_000),
+                created_at: 100,
+                user_quota: 1 << 20,
+            })
+            .await
+            .unwrap();
+    }
+    // Whichever node runs first takes them all, the other none: no error, no double count.
+    for expected in [MESSAGES, 0] {
+        let (a, b) = tokio::join!(
+            first.purge_expired(2_000, 0),
+            second.purge_expired(2_000, 0)
+        );
+        let (c, d) = tokio::join!(first.purge_blobs(2_000, 0), second.purge_blobs(2_000, 0));
+        let purged = [a.unwrap(), b.unwrap(), c.unwrap(), d.unwrap()];
+        assert_eq!(purged[0] + purged[1], expected, "{purged:?}");
+        assert_eq!(purged[2] + purged[3], expected, "{purged:?}");
+    }
+    assert_eq!(first.blob("b0").await.unwrap(), None);
+}
