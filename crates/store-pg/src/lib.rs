@@ -7,7 +7,8 @@
 //! SQL files in `migrations/`, applied in order in one transaction and recorded in
 //! `vellum_schema_history`; a database at a newer version than this binary knows is refused.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,15 +24,26 @@ use vellum_wire::{log_hash_next, log_hash_start, DeviceState, EntryKind, HoldAct
 pub use tokio_postgres;
 
 /// The numbered migrations, oldest first: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/V1__initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/V1__initial.sql")),
+    (
+        2,
+        "request_nonces",
+        include_str!("../migrations/V2__request_nonces.sql"),
+    ),
+];
+
+/// One `remember_nonce` call in this many also drops the nonces the window has passed:
+/// the table stays about the window's size, and no call pays for more than a few
+/// hundred calls' rows.
+const NONCE_SWEEP_EVERY: u64 = 256;
 
 /// Connections in the pool.
 const POOL_SIZE: usize = 8;
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
-/// The PostgreSQL backend. Request nonces live in memory, as SqliteStore's do.
+/// The PostgreSQL backend. Request nonces are shared by every node, in unlogged tables.
 #[derive(Clone)]
 pub struct PgStore {
     inner: Arc<Inner>,
@@ -41,8 +53,8 @@ struct Inner {
     pool: Pool,
     /// For the connections job leases hold outside the pool.
     config: tokio_postgres::Config,
-    nonces: Mutex<NonceWindow>,
-    started_at: i64,
+    /// `remember_nonce` calls so far, to sweep every [`NONCE_SWEEP_EVERY`]th.
+    nonce_calls: AtomicU64,
     instance_id: String,
 }
 
@@ -455,9 +467,7 @@ impl PgStore {
             inner: Arc::new(Inner {
                 pool,
                 config,
-                nonces: Mutex::default(),
-                // Another process may have accepted requests in this very second.
-                started_at: now_secs() + 1,
+                nonce_calls: AtomicU64::new(0),
                 instance_id,
             }),
         })
@@ -475,6 +485,58 @@ impl PgStore {
             .await
             .map_err(|e| Error::Backend(format!("PostgreSQL connection: {e}")))
     }
+}
+
+/// The shared window of remembered nonces (the `request_nonce_window` row).
+struct NonceWindowRow {
+    forgotten_before: i64,
+    started_at: i64,
+}
+
+impl NonceWindowRow {
+    /// Why a request signed at `timestamp` is refused whatever its nonce, if it is.
+    fn refusal(&self, timestamp: i64) -> Option<NonceCheck> {
+        if timestamp < self.started_at {
+            Some(NonceCheck::BeforeStart {
+                started_at: self.started_at,
+            })
+        } else if timestamp < self.forgotten_before {
+            Some(NonceCheck::Expired)
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads the window; if its row is missing, the unlogged tables were emptied (crash
+/// recovery, a promoted standby) and every nonce remembered before now is lost: the row is
+/// written again, remembering from the next second on (another node may be accepting
+/// requests in this one).
+async fn nonce_window(c: &deadpool_postgres::Object, forget_before: i64) -> Result<NonceWindowRow> {
+    let read = c
+        .prepare_cached(
+            "SELECT forgotten_before, started_at FROM request_nonce_window WHERE id = 1",
+        )
+        .await
+        .map_err(pg)?;
+    let row = match c.query_opt(&read, &[]).await.map_err(pg)? {
+        Some(row) => row,
+        None => {
+            c.execute(
+                "INSERT INTO request_nonce_window (id, forgotten_before, started_at)
+                 VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
+                &[&forget_before, &(now_secs() + 1)],
+            )
+            .await
+            .map_err(pg)?;
+            // Another node may have written it first: its row is the one.
+            c.query_one(&read, &[]).await.map_err(pg)?
+        }
+    };
+    Ok(NonceWindowRow {
+        forgotten_before: row.get(0),
+        started_at: row.get(1),
+    })
 }
 
 /// host:port/dbname of a configuration, without its user or password.
@@ -823,16 +885,51 @@ impl Store for PgStore {
         timestamp: i64,
         forget_before: i64,
     ) -> Result<NonceCheck> {
-        if timestamp < self.inner.started_at {
-            return Ok(NonceCheck::BeforeStart {
-                started_at: self.inner.started_at,
-            });
-        }
+        let c = self.client().await?;
         if timestamp < forget_before {
-            return Ok(NonceCheck::Expired);
+            // Nothing to remember; the window says which refusal it is.
+            let window = nonce_window(&c, forget_before).await?;
+            return Ok(window.refusal(timestamp).unwrap_or(NonceCheck::Expired));
         }
-        let mut window = self.inner.nonces.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(window.remember(device_id, nonce, timestamp, forget_before))
+        if self
+            .inner
+            .nonce_calls
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(NONCE_SWEEP_EVERY)
+        {
+            // The window moves and the rows it passed go in one statement, so whoever
+            // finds a dropped row's key free (below) also sees the window that dropped it.
+            let sweep = c
+                .prepare_cached(
+                    "WITH w AS (
+                         UPDATE request_nonce_window
+                         SET forgotten_before = GREATEST(forgotten_before, $1)
+                         WHERE id = 1 RETURNING forgotten_before)
+                     DELETE FROM request_nonces WHERE signed_at < (SELECT forgotten_before FROM w)",
+                )
+                .await
+                .map_err(pg)?;
+            c.execute(&sweep, &[&forget_before]).await.map_err(pg)?;
+        }
+        let insert = c
+            .prepare_cached(
+                "INSERT INTO request_nonces (key, signed_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(pg)?;
+        let key = nonce_key(device_id, nonce, timestamp);
+        let inserted = c
+            .execute(&insert, &[&&key[..], &timestamp])
+            .await
+            .map_err(pg)?;
+        // Read after the insert, in a statement (and so a snapshot) of its own: if the key
+        // was free because a sweep had just dropped it, the window the sweep moved is seen.
+        let window = nonce_window(&c, forget_before).await?;
+        Ok(match window.refusal(timestamp) {
+            Some(refused) => refused,
+            None if inserted == 1 => NonceCheck::Fresh,
+            None => NonceCheck::Replayed,
+        })
     }
 
     async fn instance_id(&self) -> Result<String> {

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{admin, fresh, Schema};
+use vellum_store::backend::now_secs;
 use vellum_store::conformance::eventually;
 use vellum_store::*;
 use vellum_store_pg::PgStore;
@@ -148,4 +149,86 @@ async fn issue_13_purges_on_several_nodes_at_once_remove_each_row_once() {
         assert_eq!(purged[2] + purged[3], expected, "{purged:?}");
     }
     assert_eq!(first.blob("b0").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn issue_13_a_request_seen_by_one_node_is_a_replay_on_another() {
+    let (first, second, _schema) = two_nodes().await;
+    let t = now_secs() + 5;
+    assert_eq!(
+        first.remember_nonce("d1", "n1", t, t - 300).await.unwrap(),
+        NonceCheck::Fresh
+    );
+    assert_eq!(
+        second.remember_nonce("d1", "n1", t, t - 300).await.unwrap(),
+        NonceCheck::Replayed
+    );
+    assert_eq!(
+        second.remember_nonce("d1", "n2", t, t - 300).await.unwrap(),
+        NonceCheck::Fresh
+    );
+    // Once one node's window passed a timestamp (and may have dropped its nonces), every
+    // node refuses it, whatever window its own clock gives.
+    for _ in 0..256 {
+        first
+            .remember_nonce("d2", "sweep", t + 400, t + 1)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        second.remember_nonce("d1", "n1", t, t - 300).await.unwrap(),
+        NonceCheck::Expired
+    );
+    assert_eq!(
+        second.remember_nonce("d1", "n3", t, t - 300).await.unwrap(),
+        NonceCheck::Expired
+    );
+}
+
+#[tokio::test]
+async fn issue_13_nonces_lost_with_the_unlogged_tables_refuse_earlier_timestamps() {
+    let (first, second, schema) = two_nodes().await;
+    let admin = admin().await;
+    // A deployment remembering nonces for long: a request of a second ago is fresh.
+    admin
+        .batch_execute(&format!(
+            "UPDATE {}.request_nonce_window SET started_at = 0",
+            schema.name
+        ))
+        .await
+        .unwrap();
+    let t = now_secs() - 1;
+    assert_eq!(
+        first.remember_nonce("d1", "n1", t, t - 300).await.unwrap(),
+        NonceCheck::Fresh
+    );
+    // What crash recovery, or a standby's promotion, does to unlogged tables.
+    admin
+        .batch_execute(&format!(
+            "TRUNCATE {0}.request_nonces, {0}.request_nonce_window",
+            schema.name
+        ))
+        .await
+        .unwrap();
+    let NonceCheck::BeforeStart { started_at } =
+        second.remember_nonce("d1", "n1", t, t - 300).await.unwrap()
+    else {
+        panic!("a replay after the nonces were lost is refused");
+    };
+    assert!(
+        started_at > t - 5,
+        "remembering starts again now: {started_at}"
+    );
+    assert_eq!(
+        first.remember_nonce("d1", "n1", t, t - 300).await.unwrap(),
+        NonceCheck::BeforeStart { started_at },
+        "every node sees the same new start"
+    );
+    assert_eq!(
+        first
+            .remember_nonce("d1", "n1", started_at, started_at - 300)
+            .await
+            .unwrap(),
+        NonceCheck::Fresh
+    );
 }

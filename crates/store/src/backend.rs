@@ -14,9 +14,8 @@ use crate::{Error, NonceCheck, Result};
 /// the ones outside the window drops whole buckets.
 pub const NONCE_BUCKET_SECS: i64 = 10;
 
-/// Nonces seen in the replay window, by request timestamp bucket. Each key is 128 bits of
-/// SHA-256 over (device, timestamp, nonce): a replay repeats all three, since the
-/// signature covers them.
+/// Nonces seen in the replay window, by request timestamp bucket, each as its
+/// [`nonce_key`].
 #[derive(Default)]
 pub struct NonceWindow {
     pub(crate) buckets: BTreeMap<i64, HashSet<[u8; 16]>>,
@@ -44,23 +43,11 @@ impl NonceWindow {
         if timestamp.div_euclid(NONCE_BUCKET_SECS) < keep_from {
             return NonceCheck::Expired;
         }
-        let mut h = Sha256::new();
-        for part in [
-            device_id.as_bytes(),
-            &timestamp.to_be_bytes(),
-            nonce.as_bytes(),
-        ] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part);
-        }
-        let digest = h.finalize();
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&digest[..16]);
         let fresh = self
             .buckets
             .entry(timestamp.div_euclid(NONCE_BUCKET_SECS))
             .or_default()
-            .insert(key);
+            .insert(nonce_key(device_id, nonce, timestamp));
         if fresh {
             NonceCheck::Fresh
         } else {
@@ -72,6 +59,24 @@ impl NonceWindow {
     pub(crate) fn len(&self) -> usize {
         self.buckets.values().map(HashSet::len).sum()
     }
+}
+
+/// What identifies a signed request among those remembered: 128 bits of SHA-256 over
+/// (device, timestamp, nonce). A replay repeats all three, since the signature covers them.
+pub fn nonce_key(device_id: &str, nonce: &str, timestamp: i64) -> [u8; 16] {
+    let mut h = Sha256::new();
+    for part in [
+        device_id.as_bytes(),
+        &timestamp.to_be_bytes(),
+        nonce.as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    let digest = h.finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
 }
 
 /// Now, in Unix seconds.

@@ -861,8 +861,8 @@ impl Store for SqliteStore {
         forget_before: i64,
     ) -> Result<NonceCheck> {
         // In memory, no disk write: a restart forgets them, which is why timestamps from
-        // before the start are refused. Several nodes sharing one database will need this
-        // state shared too (a table with an expiry index, or the nodes' own bus).
+        // before the start are refused. (One process per file, so nothing to share; nodes
+        // sharing a PostgreSQL database share them there.)
         if timestamp < self.inner.started_at {
             return Ok(NonceCheck::BeforeStart {
                 started_at: self.inner.started_at,
