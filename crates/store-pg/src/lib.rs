@@ -55,6 +55,8 @@ struct Inner {
     config: tokio_postgres::Config,
     /// `remember_nonce` calls so far, to sweep every [`NONCE_SWEEP_EVERY`]th.
     nonce_calls: AtomicU64,
+    /// Transactions that appended application messages.
+    log_commits: AtomicU64,
     instance_id: String,
 }
 
@@ -468,9 +470,16 @@ impl PgStore {
                 pool,
                 config,
                 nonce_calls: AtomicU64::new(0),
+                log_commits: AtomicU64::new(0),
                 instance_id,
             }),
         })
+    }
+
+    /// Transactions (each one commit) that appended application messages since the store
+    /// was opened, by this node.
+    pub fn log_commits(&self) -> u64 {
+        self.inner.log_commits.load(Ordering::Relaxed)
     }
 
     /// The schema version of this binary's newest migration.
@@ -1387,6 +1396,7 @@ impl Store for PgStore {
         )
         .await?;
         done(tx).await?;
+        self.inner.log_commits.fetch_add(1, Ordering::Relaxed);
         Ok(Appended {
             seq,
             epoch,

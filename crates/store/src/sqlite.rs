@@ -1,5 +1,6 @@
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -33,6 +34,8 @@ struct Inner {
     /// the writer.
     readers: Option<Readers>,
     nonces: Mutex<NonceWindow>,
+    /// Transactions that appended application messages.
+    log_commits: AtomicU64,
     /// Unix second this store was opened: earlier request timestamps are refused.
     started_at: i64,
     instance_id: String,
@@ -338,6 +341,7 @@ impl SqliteStore {
                 writer: Mutex::new(conn),
                 readers,
                 nonces: Mutex::default(),
+                log_commits: AtomicU64::new(0),
                 // A file may have had a predecessor process that accepted requests in this
                 // very second before it died: only the next second on is surely unseen.
                 // Nothing can replay into a fresh in-memory store.
@@ -345,6 +349,12 @@ impl SqliteStore {
                 instance_id,
             }),
         })
+    }
+
+    /// Transactions (each one commit, one fsync) that appended application messages since
+    /// the store was opened.
+    pub fn log_commits(&self) -> u64 {
+        self.inner.log_commits.load(Ordering::Relaxed)
     }
 
     /// The schema version of this binary's newest migration.
@@ -1243,6 +1253,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_message(&self, m: MessageAppend) -> Result<Appended> {
+        let inner = self.inner.clone();
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
             let (epoch, last_seq, prev_hash) = current_epoch(&tx, &m.group_id)?;
@@ -1273,6 +1284,7 @@ impl Store for SqliteStore {
             tx.execute("UPDATE groups SET last_seq = ?2, log_hash = ?3 WHERE group_id = ?1", params![m.group_id, seq as i64, &hash[..]])
                 .map_err(backend)?;
             tx.commit().map_err(backend)?;
+            inner.log_commits.fetch_add(1, Ordering::Relaxed);
             Ok(Appended { seq, epoch, duplicate: false })
         })
         .await
