@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// Most application messages one log transaction takes. Each takes a savepoint, and so a
+/// subtransaction id; past 64 in one transaction, PostgreSQL's per-backend cache of them
+/// overflows and every other session's visibility checks get slower while it runs.
+const APPEND_BATCH: usize = 64;
+
 /// One `remember_nonce` call in this many also drops the nonces the window has passed:
 /// the table stays about the window's size, and no call pays for more than a few
 /// hundred calls' rows.
@@ -55,8 +60,8 @@ struct Inner {
     config: tokio_postgres::Config,
     /// `remember_nonce` calls so far, to sweep every [`NONCE_SWEEP_EVERY`]th.
     nonce_calls: AtomicU64,
-    /// Transactions that appended application messages.
-    log_commits: AtomicU64,
+    /// Group commit of `append_message`.
+    appends: AppendBatcher,
     instance_id: String,
 }
 
@@ -470,7 +475,7 @@ impl PgStore {
                 pool,
                 config,
                 nonce_calls: AtomicU64::new(0),
-                log_commits: AtomicU64::new(0),
+                appends: AppendBatcher::new(APPEND_BATCH),
                 instance_id,
             }),
         })
@@ -479,7 +484,7 @@ impl PgStore {
     /// Transactions (each one commit) that appended application messages since the store
     /// was opened, by this node.
     pub fn log_commits(&self) -> u64 {
-        self.inner.log_commits.load(Ordering::Relaxed)
+        self.inner.appends.commits()
     }
 
     /// The schema version of this binary's newest migration.
@@ -616,6 +621,94 @@ async fn read_tx(c: &mut deadpool_postgres::Object) -> Result<Transaction<'_>> {
 
 async fn done(tx: Transaction<'_>) -> Result<()> {
     tx.commit().await.map_err(pg)
+}
+
+/// One application message, inside the batch's transaction (see [`AppendLog`]).
+async fn append_message_in(tx: &Transaction<'_>, m: &MessageAppend) -> Result<Appended> {
+    let (epoch, last_seq, prev_hash) = current_epoch(tx, &m.group_id).await?;
+    let earlier = opt(
+        tx,
+        "SELECT seq, epoch FROM group_log WHERE group_id = $1 AND sender_device = $2 AND client_msg_id = $3",
+        &[&m.group_id, &m.sender_device, &m.client_msg_id],
+    )
+    .await?;
+    if let Some(r) = earlier {
+        return Ok(Appended {
+            seq: r.get::<_, i64>(0) as u64,
+            epoch: r.get::<_, i64>(1) as u64,
+            duplicate: true,
+        });
+    }
+    if !is_current_member(tx, &m.group_id, &m.sender_device).await? {
+        return Err(Error::NotMember);
+    }
+    if m.epoch != epoch {
+        return Err(Error::StaleEpoch { current: epoch });
+    }
+    let seq = last_seq + 1;
+    let hash = log_hash_next(
+        &prev_hash,
+        seq,
+        epoch,
+        EntryKind::Application,
+        &m.sender_device,
+        &m.payload,
+    );
+    exec(
+        tx,
+        "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, client_msg_id, payload, received_at, expires_at, log_hash) VALUES ($1, $2, $3, 'application', $4, $5, $6, $7, $8, $9)",
+        &[
+            &m.group_id,
+            &(seq as i64),
+            &(epoch as i64),
+            &m.sender_device,
+            &m.client_msg_id,
+            &m.payload,
+            &m.received_at,
+            &m.expires_at,
+            &&hash[..],
+        ],
+    )
+    .await?;
+    exec(
+        tx,
+        "UPDATE groups SET last_seq = $2, log_hash = $3 WHERE group_id = $1",
+        &[&m.group_id, &(seq as i64), &&hash[..]],
+    )
+    .await?;
+    Ok(Appended {
+        seq,
+        epoch,
+        duplicate: false,
+    })
+}
+
+#[async_trait]
+impl AppendLog for PgStore {
+    async fn append_batch(&self, batch: Vec<MessageAppend>) -> Result<Vec<Result<Appended>>> {
+        let mut c = self.client().await?;
+        let mut tx = write_tx(&mut c).await?;
+        let mut results = Vec::with_capacity(batch.len());
+        for m in &batch {
+            let savepoint = tx.transaction().await.map_err(pg)?;
+            match append_message_in(&savepoint, m).await {
+                Ok(appended) => {
+                    savepoint.commit().await.map_err(pg)?;
+                    results.push(Ok(appended));
+                }
+                Err(refused) => {
+                    // Rolled back to before this message; if even that fails (the
+                    // connection is gone), the batch fails with the cause.
+                    if savepoint.rollback().await.is_err() {
+                        return Err(refused);
+                    }
+                    results.push(Err(refused));
+                }
+            }
+        }
+        done(tx).await?;
+        Ok(results)
+    }
 }
 
 #[async_trait]
@@ -1342,66 +1435,7 @@ impl Store for PgStore {
     }
 
     async fn append_message(&self, m: MessageAppend) -> Result<Appended> {
-        let mut c = self.client().await?;
-        let tx = write_tx(&mut c).await?;
-        let (epoch, last_seq, prev_hash) = current_epoch(&tx, &m.group_id).await?;
-        let earlier = opt(
-            &tx,
-            "SELECT seq, epoch FROM group_log WHERE group_id = $1 AND sender_device = $2 AND client_msg_id = $3",
-            &[&m.group_id, &m.sender_device, &m.client_msg_id],
-        )
-        .await?;
-        if let Some(r) = earlier {
-            return Ok(Appended {
-                seq: r.get::<_, i64>(0) as u64,
-                epoch: r.get::<_, i64>(1) as u64,
-                duplicate: true,
-            });
-        }
-        if !is_current_member(&tx, &m.group_id, &m.sender_device).await? {
-            return Err(Error::NotMember);
-        }
-        if m.epoch != epoch {
-            return Err(Error::StaleEpoch { current: epoch });
-        }
-        let seq = last_seq + 1;
-        let hash = log_hash_next(
-            &prev_hash,
-            seq,
-            epoch,
-            EntryKind::Application,
-            &m.sender_device,
-            &m.payload,
-        );
-        exec(
-            &tx,
-            "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, client_msg_id, payload, received_at, expires_at, log_hash) VALUES ($1, $2, $3, 'application', $4, $5, $6, $7, $8, $9)",
-            &[
-                &m.group_id,
-                &(seq as i64),
-                &(epoch as i64),
-                &m.sender_device,
-                &m.client_msg_id,
-                &m.payload,
-                &m.received_at,
-                &m.expires_at,
-                &&hash[..],
-            ],
-        )
-        .await?;
-        exec(
-            &tx,
-            "UPDATE groups SET last_seq = $2, log_hash = $3 WHERE group_id = $1",
-            &[&m.group_id, &(seq as i64), &&hash[..]],
-        )
-        .await?;
-        done(tx).await?;
-        self.inner.log_commits.fetch_add(1, Ordering::Relaxed);
-        Ok(Appended {
-            seq,
-            epoch,
-            duplicate: false,
-        })
+        self.inner.appends.append(self, m).await
     }
 
     async fn pending(&self, device_id: &str, limit: usize) -> Result<Pending> {

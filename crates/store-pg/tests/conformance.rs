@@ -73,3 +73,16 @@ async fn an_unreachable_database_is_a_clear_error() {
         .expect("not a URL");
     assert!(err.to_string().contains("database URL"), "{err}");
 }
+
+/// Issue 13: appends made at once share commits. Here the first caller's batch is itself
+/// alone, and everything queued while it commits goes in the next (up to 64 a batch).
+#[tokio::test]
+async fn issue_13_a_burst_of_appends_shares_commits() {
+    let (store, _schema) = fresh().await;
+    vellum_store::conformance::issue_13_concurrent_appends_commit_together_gapless_and_chained(
+        &store,
+    )
+    .await;
+    let commits = store.log_commits();
+    assert!(commits < 8, "64 appends took {commits} commits");
+}

@@ -1,14 +1,19 @@
-//! What every `Store` backend shares: the replay window of request nonces, the SQL
-//! expressions both dialects accept, and how values are encoded in columns. A backend
-//! imports these rather than keeping its own copy, so the backends cannot drift apart.
+//! What every `Store` backend shares: the replay window of request nonces, the group
+//! commit of the log, the SQL expressions both dialects accept, and how values are encoded
+//! in columns. A backend imports these rather than keeping its own copy, so the backends
+//! cannot drift apart.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::oneshot;
 
 use sha2::{Digest, Sha256};
 use vellum_wire::{DeviceState, EntryKind};
 
-use crate::{Error, NonceCheck, Result};
+use crate::{Appended, Error, MessageAppend, NonceCheck, Result};
 
 /// Nonces are kept in buckets of this many seconds of request timestamps, so forgetting
 /// the ones outside the window drops whole buckets.
@@ -143,5 +148,107 @@ pub struct SoleNode;
 impl crate::JobLease for SoleNode {
     fn is_held(&self) -> bool {
         true
+    }
+}
+
+/// A backend's log, appended to in batches: see [`AppendBatcher`].
+#[async_trait::async_trait]
+pub trait AppendLog: Clone + Send + Sync + 'static {
+    /// Appends `batch` in order, in one transaction with one commit: each message as
+    /// `append_message` would, under a savepoint of its own, so that a refused one
+    /// (`NotMember`, `StaleEpoch`, …) changes nothing and fails alone. `Err` when the
+    /// transaction itself failed: then nothing was committed.
+    async fn append_batch(&self, batch: Vec<MessageAppend>) -> Result<Vec<Result<Appended>>>;
+}
+
+struct QueuedAppend {
+    message: MessageAppend,
+    answer: oneshot::Sender<Result<Appended>>,
+}
+
+/// Group commit of application messages, the server's hot path: concurrent
+/// `append_message` calls share one transaction and one commit (one fsync) instead of
+/// paying one each. A caller queues its message, then waits for the writer; whoever gets
+/// it takes everything queued (up to `max_batch`) as one batch, and every caller of the
+/// batch is answered only once it committed (or failed). A caller whose message an earlier
+/// batch took finds its answer when its turn at the writer comes.
+pub struct AppendBatcher {
+    queue: Mutex<VecDeque<QueuedAppend>>,
+    /// Held by the batch being written, until each of its callers is answered.
+    writer: Arc<tokio::sync::Mutex<()>>,
+    max_batch: usize,
+    commits: Arc<AtomicU64>,
+}
+
+impl AppendBatcher {
+    pub fn new(max_batch: usize) -> Self {
+        Self {
+            queue: Mutex::default(),
+            writer: Arc::default(),
+            max_batch: max_batch.max(1),
+            commits: Arc::default(),
+        }
+    }
+
+    /// Batches committed so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Appends `message` to `log` in the next batch, and its result once that committed.
+    pub async fn append<L: AppendLog>(&self, log: &L, message: MessageAppend) -> Result<Appended> {
+        let (answer, mut answered) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(QueuedAppend { message, answer });
+        loop {
+            let writer = self.writer.clone().lock_owned().await;
+            // The writer is only released once its batch was answered: no answer now means
+            // this message is still queued.
+            match answered.try_recv() {
+                Ok(result) => return result,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(Error::Backend("the batch of this append failed".into()))
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let batch: Vec<QueuedAppend> = {
+                let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                let n = queue.len().min(self.max_batch);
+                queue.drain(..n).collect()
+            };
+            let log = log.clone();
+            let commits = self.commits.clone();
+            // A task of its own, so that a caller that stops waiting (a dropped request)
+            // leaves the others' batch to finish, still holding the writer.
+            tokio::spawn(async move {
+                let _writer = writer;
+                let (messages, answers): (Vec<_>, Vec<_>) =
+                    batch.into_iter().map(|q| (q.message, q.answer)).unzip();
+                match log.append_batch(messages).await {
+                    Ok(results) => {
+                        commits.fetch_add(1, Ordering::Relaxed);
+                        for (answer, result) in answers.into_iter().zip(results) {
+                            let _ = answer.send(result);
+                        }
+                    }
+                    Err(e) => {
+                        for answer in answers {
+                            let _ = answer.send(Err(shared_error(&e)));
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// The error of a failed batch, for each of its callers.
+fn shared_error(e: &Error) -> Error {
+    match e {
+        Error::DiskFull => Error::DiskFull,
+        Error::Backend(message) => Error::Backend(message.clone()),
+        other => Error::Backend(other.to_string()),
     }
 }
