@@ -16,7 +16,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use sha2::{Digest, Sha256};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row, Transaction};
+use tokio_postgres::{NoTls, Row, Statement, Transaction};
 use vellum_store::backend::*;
 use vellum_store::*;
 use vellum_wire::{log_hash_next, log_hash_start, DeviceState, EntryKind, HoldAction, OrgPolicy};
@@ -623,15 +623,49 @@ async fn done(tx: Transaction<'_>) -> Result<()> {
     tx.commit().await.map_err(pg)
 }
 
+/// The statements of [`append_message_in`], prepared once per pooled connection: the hot
+/// path does not pay a round trip to parse each.
+struct AppendStatements {
+    group: Statement,
+    earlier: Statement,
+    member: Statement,
+    insert: Statement,
+    advance: Statement,
+}
+
+impl AppendStatements {
+    async fn prepare(c: &deadpool_postgres::Object) -> Result<Self> {
+        let prepare = |sql| async move { c.prepare_cached(sql).await.map_err(pg) };
+        Ok(Self {
+            group: prepare("SELECT epoch, last_seq, log_hash FROM groups WHERE group_id = $1").await?,
+            earlier: prepare("SELECT seq, epoch FROM group_log WHERE group_id = $1 AND sender_device = $2 AND client_msg_id = $3").await?,
+            member: prepare("SELECT 1 FROM memberships WHERE group_id = $1 AND device_id = $2 AND removed_seq IS NULL").await?,
+            insert: prepare("INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, client_msg_id, payload, received_at, expires_at, log_hash) VALUES ($1, $2, $3, 'application', $4, $5, $6, $7, $8, $9)").await?,
+            advance: prepare("UPDATE groups SET last_seq = $2, log_hash = $3 WHERE group_id = $1").await?,
+        })
+    }
+}
+
 /// One application message, inside the batch's transaction (see [`AppendLog`]).
-async fn append_message_in(tx: &Transaction<'_>, m: &MessageAppend) -> Result<Appended> {
-    let (epoch, last_seq, prev_hash) = current_epoch(tx, &m.group_id).await?;
-    let earlier = opt(
-        tx,
-        "SELECT seq, epoch FROM group_log WHERE group_id = $1 AND sender_device = $2 AND client_msg_id = $3",
-        &[&m.group_id, &m.sender_device, &m.client_msg_id],
-    )
-    .await?;
+async fn append_message_in(
+    tx: &Transaction<'_>,
+    sql: &AppendStatements,
+    m: &MessageAppend,
+) -> Result<Appended> {
+    let group = tx
+        .query_opt(&sql.group, &[&m.group_id])
+        .await
+        .map_err(pg)?
+        .ok_or_else(|| Error::NotFound(format!("group {}", m.group_id)))?;
+    let (epoch, last_seq) = (group.get::<_, i64>(0) as u64, group.get::<_, i64>(1) as u64);
+    let prev_hash = hash_from(group.get(2))?;
+    let earlier = tx
+        .query_opt(
+            &sql.earlier,
+            &[&m.group_id, &m.sender_device, &m.client_msg_id],
+        )
+        .await
+        .map_err(pg)?;
     if let Some(r) = earlier {
         return Ok(Appended {
             seq: r.get::<_, i64>(0) as u64,
@@ -639,7 +673,11 @@ async fn append_message_in(tx: &Transaction<'_>, m: &MessageAppend) -> Result<Ap
             duplicate: true,
         });
     }
-    if !is_current_member(tx, &m.group_id, &m.sender_device).await? {
+    let member = tx
+        .query_opt(&sql.member, &[&m.group_id, &m.sender_device])
+        .await
+        .map_err(pg)?;
+    if member.is_none() {
         return Err(Error::NotMember);
     }
     if m.epoch != epoch {
@@ -654,9 +692,8 @@ async fn append_message_in(tx: &Transaction<'_>, m: &MessageAppend) -> Result<Ap
         &m.sender_device,
         &m.payload,
     );
-    exec(
-        tx,
-        "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, client_msg_id, payload, received_at, expires_at, log_hash) VALUES ($1, $2, $3, 'application', $4, $5, $6, $7, $8, $9)",
+    tx.execute(
+        &sql.insert,
         &[
             &m.group_id,
             &(seq as i64),
@@ -669,13 +706,11 @@ async fn append_message_in(tx: &Transaction<'_>, m: &MessageAppend) -> Result<Ap
             &&hash[..],
         ],
     )
-    .await?;
-    exec(
-        tx,
-        "UPDATE groups SET last_seq = $2, log_hash = $3 WHERE group_id = $1",
-        &[&m.group_id, &(seq as i64), &&hash[..]],
-    )
-    .await?;
+    .await
+    .map_err(pg)?;
+    tx.execute(&sql.advance, &[&m.group_id, &(seq as i64), &&hash[..]])
+        .await
+        .map_err(pg)?;
     Ok(Appended {
         seq,
         epoch,
@@ -687,11 +722,12 @@ async fn append_message_in(tx: &Transaction<'_>, m: &MessageAppend) -> Result<Ap
 impl AppendLog for PgStore {
     async fn append_batch(&self, batch: Vec<MessageAppend>) -> Result<Vec<Result<Appended>>> {
         let mut c = self.client().await?;
+        let statements = AppendStatements::prepare(&c).await?;
         let mut tx = write_tx(&mut c).await?;
         let mut results = Vec::with_capacity(batch.len());
         for m in &batch {
             let savepoint = tx.transaction().await.map_err(pg)?;
-            match append_message_in(&savepoint, m).await {
+            match append_message_in(&savepoint, &statements, m).await {
                 Ok(appended) => {
                     savepoint.commit().await.map_err(pg)?;
                     results.push(Ok(appended));

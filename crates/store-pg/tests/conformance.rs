@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{admin, fresh, Schema};
-use vellum_store::{Error, SchemaError};
+use common::{admin, fresh, member_with_group, Schema};
+use vellum_store::{Error, MessageAppend, SchemaError, Store};
 use vellum_store_pg::PgStore;
 
 mod conformance {
@@ -85,4 +85,71 @@ async fn issue_13_a_burst_of_appends_shares_commits() {
     .await;
     let commits = store.log_commits();
     assert!(commits < 8, "64 appends took {commits} commits");
+}
+
+/// Issue 13: when a batch's commit fails, every caller of that batch gets the error and
+/// none of its messages is in the log; the store goes on appending.
+#[tokio::test]
+async fn issue_13_a_failed_commit_fails_every_append_of_its_batch() {
+    let (store, schema) = fresh().await;
+    member_with_group(&store).await;
+    // A check PostgreSQL runs only at commit: a message whose payload is "poison" makes
+    // its transaction's commit fail.
+    admin()
+        .await
+        .batch_execute(&format!(
+            "CREATE FUNCTION {s}.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.payload = 'poison'::bytea THEN RAISE EXCEPTION 'poisoned'; END IF;
+                 RETURN NULL;
+             END $$;
+             CREATE CONSTRAINT TRIGGER poison AFTER INSERT ON {s}.group_log
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {s}.refuse_poison();",
+            s = schema.name
+        ))
+        .await
+        .unwrap();
+    let message = |i: usize| MessageAppend {
+        group_id: "g".into(),
+        epoch: 0,
+        sender_device: "a1".into(),
+        client_msg_id: format!("m{i}"),
+        payload: if i == 5 {
+            b"poison".to_vec()
+        } else {
+            format!("ct-m{i}").into_bytes()
+        },
+        received_at: 0,
+        expires_at: None,
+    };
+    let appended =
+        futures_util::future::join_all((0..8).map(|i| store.append_message(message(i)))).await;
+    assert!(
+        matches!(appended[5], Err(Error::Backend(_))),
+        "{:?}",
+        appended[5]
+    );
+    let failed = appended.iter().filter(|a| a.is_err()).count();
+    assert!(
+        failed > 1,
+        "the poisoned batch had others in it: {appended:?}"
+    );
+    let logged: Vec<Vec<u8>> = store
+        .pending("a1", 100)
+        .await
+        .unwrap()
+        .groups
+        .into_iter()
+        .flat_map(|(_, entries)| entries.into_iter().map(|e| e.payload))
+        .collect();
+    for (i, a) in appended.iter().enumerate() {
+        let payload = message(i).payload;
+        assert_eq!(
+            logged.contains(&payload),
+            a.is_ok(),
+            "message {i}: acknowledged if and only if committed ({a:?})"
+        );
+    }
+    let after = store.append_message(message(8)).await.unwrap();
+    assert_eq!(after.seq, logged.len() as u64 + 1);
 }

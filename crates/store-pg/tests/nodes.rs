@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{admin, fresh, Schema};
+use common::{admin, fresh, member_with_group, Schema};
 use vellum_store::backend::now_secs;
 use vellum_store::conformance::eventually;
 use vellum_store::*;
@@ -69,39 +69,6 @@ async fn issue_13_a_lease_whose_session_ends_is_lost_and_taken_over() {
     })
     .await;
     assert!(taken.is_held());
-}
-
-async fn member_with_group(store: &PgStore) {
-    store.create_user("alice", 0).await.unwrap();
-    store
-        .add_enrollment_code("alice", [1; 32], 1_000)
-        .await
-        .unwrap();
-    store
-        .enroll_device(
-            [1; 32],
-            10,
-            Device {
-                device_id: "a1".into(),
-                user: "alice".into(),
-                signature_key: b"key-a1".to_vec(),
-            },
-            false,
-        )
-        .await
-        .unwrap();
-    store
-        .create_group(NewGroup {
-            group_id: "g".into(),
-            epoch: 0,
-            state: b"state-0".to_vec(),
-            timers: ChatTimers::default(),
-            record: false,
-            creator_device: "a1".into(),
-            created_at: 0,
-        })
-        .await
-        .unwrap();
 }
 
 #[tokio::test]

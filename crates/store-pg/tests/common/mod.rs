@@ -1,5 +1,6 @@
 //! What the PostgreSQL tests share: a schema of their own in the test database.
 
+use vellum_store::{ChatTimers, Device, NewGroup, Store};
 use vellum_store_pg::{tokio_postgres, PgStore};
 
 pub fn database_url() -> String {
@@ -77,4 +78,38 @@ pub async fn fresh() -> (PgStore, Schema) {
     let schema = Schema::new().await;
     let store = PgStore::connect_config(schema.config()).await.unwrap();
     (store, schema)
+}
+
+/// Device `a1` of user alice, the creator (and only member) of group `g` at epoch 0.
+pub async fn member_with_group(store: &PgStore) {
+    store.create_user("alice", 0).await.unwrap();
+    store
+        .add_enrollment_code("alice", [1; 32], 1_000)
+        .await
+        .unwrap();
+    store
+        .enroll_device(
+            [1; 32],
+            10,
+            Device {
+                device_id: "a1".into(),
+                user: "alice".into(),
+                signature_key: b"key-a1".to_vec(),
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    store
+        .create_group(NewGroup {
+            group_id: "g".into(),
+            epoch: 0,
+            state: b"state-0".to_vec(),
+            timers: ChatTimers::default(),
+            record: false,
+            creator_device: "a1".into(),
+            created_at: 0,
+        })
+        .await
+        .unwrap();
 }
