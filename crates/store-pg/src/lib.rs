@@ -8,12 +8,13 @@
 //! `vellum_schema_history`; a database at a newer version than this binary knows is refused.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use sha2::{Digest, Sha256};
+use tokio::task::AbortHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement, Transaction};
@@ -93,18 +94,39 @@ impl AdvisoryLock {
 /// The namespace key of this schema's advisory locks, as an SQL expression.
 const LOCK_NAMESPACE: &str = "hashtext('vellum/' || current_schema())";
 
+/// How often a lease's connection proves it is alive, and how long an answer may take: a
+/// session the network lost silently (no close ever arrives) is given up within about
+/// twice this, rather than trusted while another node may be taking the lock over.
+const LEASE_HEARTBEAT: Duration = Duration::from_secs(5);
+
 /// A job's lease: a session-level advisory lock held by a connection of its own, outside
 /// the pool. Dropping it closes the connection, which ends the session and so the lock.
 struct PgJobLease {
-    _client: tokio_postgres::Client,
+    _client: Arc<tokio_postgres::Client>,
     connection: tokio::task::JoinHandle<()>,
 }
 
 impl JobLease for PgJobLease {
     fn is_held(&self) -> bool {
-        // The connection task ends when the session does (terminated, network lost, the
-        // server restarted): the lock went with it.
+        // The connection task ends when the session does (terminated, the server
+        // restarted, the heartbeat unanswered): the lock went with it.
         !self.connection.is_finished()
+    }
+}
+
+/// Pings the lease's session every [`LEASE_HEARTBEAT`] while the lease exists (it holds
+/// the only strong reference to the client); one unanswered ping ends the connection.
+async fn lease_heartbeat(client: Weak<tokio_postgres::Client>, connection: AbortHandle) {
+    loop {
+        tokio::time::sleep(LEASE_HEARTBEAT).await;
+        let Some(client) = client.upgrade() else {
+            return;
+        };
+        let ping = tokio::time::timeout(LEASE_HEARTBEAT, client.simple_query("SELECT 1")).await;
+        if !matches!(ping, Ok(Ok(_))) {
+            connection.abort();
+            return;
+        }
     }
 }
 
@@ -768,13 +790,19 @@ impl Store for PgStore {
             .await
             .map_err(pg)?
             .get(0);
-        // Refused: the connection closes as `client` is dropped.
-        Ok(granted.then(|| {
-            Box::new(PgJobLease {
-                _client: client,
-                connection,
-            }) as Box<dyn JobLease>
-        }))
+        if !granted {
+            // The connection closes as `client` is dropped.
+            return Ok(None);
+        }
+        let client = Arc::new(client);
+        tokio::spawn(lease_heartbeat(
+            Arc::downgrade(&client),
+            connection.abort_handle(),
+        ));
+        Ok(Some(Box::new(PgJobLease {
+            _client: client,
+            connection,
+        })))
     }
 
     async fn create_user(&self, name: &str, now: i64) -> Result<()> {
