@@ -3,7 +3,9 @@
 //!
 //! Writes run in transactions that first lock the single `server_instance` row, so they are
 //! serialised as SQLite's single writer serialises them (several nodes sharing one database
-//! included); reads run on any pooled connection. Schemas change only through the numbered
+//! included); reads run on any pooled connection. Application messages appended at once
+//! share a transaction ([`AppendBatcher`]). Request nonces are shared by every node in
+//! unlogged tables; single-writer jobs hold a session advisory lock. Schemas change only through the numbered
 //! SQL files in `migrations/`, applied in order in one transaction and recorded in
 //! `vellum_schema_history`; a database at a newer version than this binary knows is refused.
 

@@ -24,6 +24,7 @@ const READERS: usize = 4;
 /// The embedded SQLite backend. One writer connection (WAL, `synchronous=FULL` so that an
 /// acknowledged write survives a crash, `secure_delete` so purged ciphertext is overwritten)
 /// and a small pool of read-only connections. Every call runs on tokio's blocking pool.
+/// Application messages appended at once share a transaction (see [`AppendBatcher`]).
 /// Request nonces live in memory (see [`Store::remember_nonce`]).
 #[derive(Clone)]
 pub struct SqliteStore {
