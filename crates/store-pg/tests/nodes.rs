@@ -4,10 +4,13 @@
 mod common;
 
 use common::{admin, fresh, member_with_group, Schema};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use vellum_store::backend::now_secs;
 use vellum_store::conformance::eventually;
 use vellum_store::*;
-use vellum_store_pg::PgStore;
+
+use vellum_store_pg::{tokio_postgres, PgStore};
 
 async fn two_nodes() -> (PgStore, PgStore, Schema) {
     let (first, schema) = fresh().await;
@@ -198,4 +201,91 @@ async fn issue_13_nonces_lost_with_the_unlogged_tables_refuse_earlier_timestamps
             .unwrap(),
         NonceCheck::Fresh
     );
+}
+
+/// Forwards TCP to the database until told to stall: then bytes are taken and never passed
+/// on, both ways, as on a network that fails silently (no close ever arrives).
+struct StallingProxy {
+    port: u16,
+    stalled: Arc<AtomicBool>,
+}
+
+impl StallingProxy {
+    async fn start(upstream: (String, u16)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let flag = stalled.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(upstream.clone())
+                    .await
+                    .unwrap();
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pump(client_read, server_write, flag.clone()));
+                tokio::spawn(pump(server_read, client_write, flag.clone()));
+            }
+        });
+        Self { port, stalled }
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stalled.load(Ordering::SeqCst) {
+            // Hold both ends open, forwarding nothing.
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn issue_13_a_lease_whose_network_goes_silent_is_given_up() {
+    // A store on the schema first, so that it is migrated.
+    let (_migrated, schema) = fresh().await;
+    let direct = schema.config();
+    let upstream = match &direct.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => (host.clone(), direct.get_ports()[0]),
+        other => panic!("the test database is reached over TCP, not {other:?}"),
+    };
+    let proxy = StallingProxy::start(upstream).await;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(proxy.port)
+        .user(direct.get_user().unwrap())
+        .dbname(direct.get_dbname().unwrap())
+        .options(direct.get_options().unwrap())
+        .application_name(&schema.name);
+    if let Some(password) = direct.get_password() {
+        config.password(password);
+    }
+    let store = PgStore::connect_config(config).await.unwrap();
+    let lease = store.try_job_lease(Job::Purge).await.unwrap().unwrap();
+    assert!(lease.is_held());
+    proxy.stalled.store(true, Ordering::SeqCst);
+    // The database still holds the lock for the silent session (no other node can take
+    // it); the node stops trusting it once a heartbeat goes unanswered.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while lease.is_held() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a lease whose pings go unanswered is given up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
