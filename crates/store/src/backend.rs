@@ -216,7 +216,9 @@ impl AppendBatcher {
             let batch: Vec<QueuedAppend> = {
                 let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
                 let n = queue.len().min(self.max_batch);
-                queue.drain(..n).collect()
+                // A message whose caller stopped waiting (a dropped request) before any
+                // batch took it is not appended: nobody acknowledged it, the client retries.
+                queue.drain(..n).filter(|q| !q.answer.is_closed()).collect()
             };
             let log = log.clone();
             let commits = self.commits.clone();

@@ -43,6 +43,7 @@ macro_rules! store_conformance_tests {
             issue_13_concurrent_appends_commit_together_gapless_and_chained,
             issue_13_a_refused_append_in_a_burst_fails_alone,
             issue_13_a_retry_in_the_same_burst_is_the_first_append,
+            issue_13_an_append_whose_caller_left_before_its_batch_is_not_made,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -2098,4 +2099,33 @@ pub async fn issue_13_a_retry_in_the_same_burst_is_the_first_append(store: &impl
     let pending = store.pending("d00", 1_000).await.unwrap();
     let entries = &pending.groups.iter().find(|(id, _)| id == "g0").unwrap().1;
     assert_eq!(check_chain("g0", entries).len(), 11);
+}
+
+/// Issue 13 (group commit): a caller that stops waiting (a dropped request) before any
+/// batch took its message leaves nothing in the log: it was never acknowledged.
+pub async fn issue_13_an_append_whose_caller_left_before_its_batch_is_not_made(store: &impl Store) {
+    use futures_util::FutureExt;
+    two_groups_of_four(store).await;
+    // The first call takes the writer for its batch (polled once, it has not run yet)...
+    let mut first = Box::pin(store.append_message(message("g0", 1, "d01", "first")));
+    assert!((&mut first).now_or_never().is_none());
+    // ... so the next one queues behind it, and its caller leaves.
+    assert!(store
+        .append_message(message("g0", 1, "d01", "left"))
+        .now_or_never()
+        .is_none());
+    assert_eq!(first.await.unwrap().seq, 2);
+    assert_eq!(
+        store
+            .append_message(message("g0", 1, "d01", "next"))
+            .await
+            .unwrap()
+            .seq,
+        3
+    );
+    let pending = store.pending("d00", 1_000).await.unwrap();
+    let entries = &pending.groups.iter().find(|(id, _)| id == "g0").unwrap().1;
+    check_chain("g0", entries);
+    let payloads: Vec<&[u8]> = entries.iter().map(|e| e.payload.as_slice()).collect();
+    assert_eq!(payloads, [&b"add"[..], b"ct-first", b"ct-next"]);
 }
