@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::oneshot;
-
 use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
 use vellum_wire::{DeviceState, EntryKind};
 
 use crate::{Appended, Error, MessageAppend, NonceCheck, Result};
