@@ -397,6 +397,31 @@ impl LocalStore {
             .map_err(db)
     }
 
+    /// The delivery server's nodes, in the order this device tries them.
+    pub fn servers(&self) -> Result<Vec<String>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT url FROM servers ORDER BY position")
+            .map_err(db)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
+    }
+
+    /// Replaces the list of nodes (inside the caller's transaction, or as one of its own).
+    pub fn set_servers(&self, servers: &[String]) -> Result<(), Error> {
+        let mut conn = self.lock();
+        let sp = conn.savepoint().map_err(db)?;
+        sp.execute("DELETE FROM servers", []).map_err(db)?;
+        for (position, url) in servers.iter().enumerate() {
+            sp.execute(
+                "INSERT INTO servers (position, url) VALUES (?1, ?2)",
+                params![position as i64, url],
+            )
+            .map_err(db)?;
+        }
+        sp.commit().map_err(db)
+    }
+
     pub fn add_chat(&self, group_id: &str, title: Option<&str>, now: i64) -> Result<(), Error> {
         self.lock()
             .execute(
