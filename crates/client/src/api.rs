@@ -70,7 +70,10 @@ pub fn normalize_server_url(url: &str) -> Result<String, Error> {
         return Err(invalid("it names no host"));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(invalid("it must not carry a user name or password"));
+        // Not echoed: the password would end up in an error message.
+        return Err(Error::Invalid(
+            "a server URL must not carry a user name or password: it is not a server URL".into(),
+        ));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err(invalid("it must not have a query or fragment"));
@@ -510,5 +513,145 @@ mod tests {
             .unwrap_err();
         assert!(err.is_code(codes::BEFORE_SERVER_START), "{err}");
         assert_eq!(server.await.unwrap().len(), 2);
+    }
+
+    /// A loopback address nothing listens on: connections to it are refused.
+    fn dead_base() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        base
+    }
+
+    /// Issue 13: a node that refuses connections is skipped; the one that answered is
+    /// tried first from then on.
+    #[tokio::test]
+    async fn issue_13_a_dead_node_is_skipped_and_the_live_one_kept() {
+        let ok = (200, vec![], "{}".to_string());
+        let (live, server) = serve(vec![ok.clone(), ok]).await;
+        let dead = dead_base();
+        let api = Api::with_servers(&[dead.clone(), live.clone()]).unwrap();
+        assert_eq!(api.base(), dead);
+        let key = DeviceKey::generate();
+        let signer = Signer {
+            device_id: "d",
+            key: &key,
+        };
+        for _ in 0..2 {
+            let _: serde_json::Value = api
+                .call(Method::GET, "/v1/sync", None::<&()>, Some(&signer), None)
+                .await
+                .unwrap();
+            assert_eq!(api.base(), live);
+        }
+        assert_eq!(
+            server.await.unwrap().len(),
+            2,
+            "both calls reached the live node"
+        );
+        assert_eq!(api.servers(), vec![dead, live], "the order is kept");
+    }
+
+    /// Issue 13: a write whose answer was lost (here a proxy's 502) goes on to the next node
+    /// only if sending it twice is harmless: a message send is, a key package claim is not.
+    #[tokio::test]
+    async fn issue_13_an_unconfirmed_write_goes_to_the_next_node_only_if_idempotent() {
+        let gateway = (502, vec![], "bad gateway".to_string());
+        let ok = (200, vec![], r#"{"seq":1}"#.to_string());
+        let (first, first_served) = serve(vec![gateway.clone(), gateway]).await;
+        let (second, second_served) = serve(vec![ok]).await;
+        let api = Api::with_servers(&[first.clone(), second.clone()]).unwrap();
+        let key = DeviceKey::generate();
+        let signer = Signer {
+            device_id: "d",
+            key: &key,
+        };
+        let body = serde_json::json!({});
+        let err = api
+            .call::<serde_json::Value>(
+                Method::POST,
+                "/v1/key-packages/claim",
+                Some(&body),
+                Some(&signer),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Network(_)), "{err}");
+        assert!(err.to_string().contains("502"), "{err}");
+        assert_eq!(api.base(), first, "a claim is not sent again elsewhere");
+        let sent: serde_json::Value = api
+            .call(
+                Method::POST,
+                "/v1/groups/ab/messages",
+                Some(&body),
+                Some(&signer),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(sent["seq"], 1);
+        assert_eq!(api.base(), second);
+        assert_eq!(first_served.await.unwrap().len(), 2);
+        assert_eq!(
+            second_served.await.unwrap().len(),
+            1,
+            "only the send went on"
+        );
+    }
+
+    /// Issue 13: each node has its own start; a request to another node is not signed from
+    /// the start of the one that refused.
+    #[tokio::test]
+    async fn issue_13_each_node_has_its_own_start() {
+        let started = now_secs() + 100;
+        let ok = (200, vec![], "{}".to_string());
+        let (restarted, restarted_served) = serve(vec![early(started), ok.clone()]).await;
+        let (other, other_served) = serve(vec![ok]).await;
+        let api = Api::with_servers(&[restarted.clone(), other.clone()]).unwrap();
+        let key = DeviceKey::generate();
+        let signer = Signer {
+            device_id: "d",
+            key: &key,
+        };
+        let _: serde_json::Value = api
+            .call(Method::GET, "/v1/sync", None::<&()>, Some(&signer), None)
+            .await
+            .unwrap();
+        api.failed(&restarted);
+        assert_eq!(api.base(), other);
+        let _: serde_json::Value = api
+            .call(Method::GET, "/v1/sync", None::<&()>, Some(&signer), None)
+            .await
+            .unwrap();
+        assert_eq!(restarted_served.await.unwrap()[1], started);
+        assert!(other_served.await.unwrap()[0] < started);
+    }
+
+    /// Issue 13: what a server URL may be.
+    #[test]
+    fn issue_13_server_urls_are_checked_and_normalized() {
+        assert_eq!(
+            normalize_server_url(" https://Node.Example:8443/ ").unwrap(),
+            "https://node.example:8443"
+        );
+        for bad in [
+            "",
+            "node.example",
+            "ftp://node.example",
+            "http://",
+            "https://user:secret@node.example",
+            "https://node.example/?x=1",
+            "https://node.example/#top",
+        ] {
+            let err = normalize_server_url(bad).unwrap_err().to_string();
+            assert!(err.contains("is not a server URL"), "{bad:?}: {err}");
+            assert!(!err.contains("secret"), "{err}");
+        }
+        let err = Api::with_servers(&["http://a.example", "http://a.example/"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("given twice"), "{err}");
     }
 }
