@@ -1,11 +1,11 @@
 //! Issue 13: a device given several nodes of one server (one database) uses the first that
 //! answers and moves on when one dies.
 
-use std::io::BufReader;
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vellum_mls::OrgSigner;
@@ -104,6 +104,49 @@ impl Cluster {
     }
 }
 
+/// `vellum watch --json` of a device, its lines read on a thread of their own so that a
+/// watch that prints nothing fails the test at the deadline instead of blocking it; killed
+/// when dropped, also when the test fails.
+struct Watcher {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watcher {
+    fn start(device: &Device) -> Self {
+        let mut child = spawn_piped(device.cmd().args(["watch", "--json"]));
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The first line holding `text`, as JSON, or `None` once `timeout` passed.
+    fn wait_for(&self, text: &str, timeout: Duration) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let line = self.lines.recv_timeout(left).ok()?;
+            if line.contains(text) {
+                return Some(serde_json::from_str(&line).expect("a JSON line"));
+            }
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn enroll(root: &Path, user: &str, code: &str, servers: &str) -> Device {
     let home = root.join(user);
     run_ok(vellum().arg("--home").arg(&home).args([
@@ -188,36 +231,45 @@ fn issue_13_a_client_whose_server_dies_moves_to_the_next_node_with_the_same_data
     bob.ok(&["sync"]);
     alice.ok(&["send", "ops", "before the node died"]);
 
-    let mut watcher = spawn_piped(bob.cmd().args(["watch", "--json"]));
-    let mut reader = BufReader::new(watcher.stdout.take().unwrap());
-    let before = wait_for_line(
-        &mut reader,
-        |l| l.contains("before the node died"),
-        Duration::from_secs(30),
+    let watcher = Watcher::start(&bob);
+    assert!(
+        watcher
+            .wait_for("before the node died", Duration::from_secs(30))
+            .is_some(),
+        "watch showed the first message"
     );
-    assert!(before.is_some(), "watch showed the first message");
 
     first.kill();
     let _second = cluster.start(second_listener);
     alice.ok(&["send", "ops", "after the node died"]);
-    let after = wait_for_line(
-        &mut reader,
-        |l| l.contains("after the node died"),
-        Duration::from_secs(60),
-    );
-    watcher.kill().unwrap();
-    watcher.wait().unwrap();
-    let after: Value =
-        serde_json::from_str(&after.expect("watch moved to the second node")).expect("a JSON line");
+    let after = watcher
+        .wait_for("after the node died", Duration::from_secs(60))
+        .expect("the watch moved to the second node");
     assert_eq!(after["sender"], "alice");
+    drop(watcher);
+    // A watch started now opens the dead node's socket first, with no request before it
+    // that could have found the second node for it.
+    let late_watcher = Watcher::start(&bob);
+    alice.ok(&["send", "ops", "to a watch started late"]);
+    assert!(
+        late_watcher
+            .wait_for("to a watch started late", Duration::from_secs(60))
+            .is_some(),
+        "a new watch found the second node"
+    );
+    drop(late_watcher);
 
     // The second node serves the same log: every message once, in order, on both devices.
-    let expected = vec!["before the node died", "after the node died"];
+    let expected = vec![
+        "before the node died",
+        "after the node died",
+        "to a watch started late",
+    ];
     assert_eq!(bob.texts("ops"), expected);
     assert_eq!(alice.texts("ops"), expected);
     bob.ok(&["send", "ops", "bob through the second node"]);
     alice.ok(&["sync"]);
-    assert_eq!(alice.texts("ops").len(), 3);
+    assert_eq!(alice.texts("ops").len(), 4);
     // The list stays as given: the first node is tried first again by the next process.
     assert_eq!(servers_of(&alice), vec![first.url.clone(), second_url]);
 }
