@@ -118,12 +118,19 @@ enum Command {
     Admin(AdminArgs),
     /// Enroll this device with a single-use code from the admin.
     #[command(
-        after_help = "Example: vellum enroll --server https://vellum.example --user alice --code 7Q2K-..."
+        after_help = "Examples:\n  vellum enroll --server https://vellum.example --user alice --code 7Q2K-...\n  vellum enroll --server https://a.vellum.example,https://b.vellum.example --user alice --code 7Q2K-..."
     )]
     Enroll {
-        /// The delivery server's URL.
-        #[arg(long, env = "VELLUM_SERVER", value_name = "URL")]
-        server: String,
+        /// The delivery server's URL. A server of several nodes: each node's URL, comma
+        /// separated or --server repeated, in the order to try them.
+        #[arg(
+            long,
+            env = "VELLUM_SERVER",
+            value_name = "URL",
+            value_delimiter = ',',
+            required = true
+        )]
+        server: Vec<String>,
         /// Your user name, as the admin created it.
         #[arg(long)]
         user: String,
@@ -321,6 +328,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the delivery server's nodes this device uses, in the order it tries them
+    /// (each request goes to the first that answers). Subcommands add and remove one.
+    #[command(
+        after_help = "Examples:\n  vellum servers\n  vellum servers add https://b.vellum.example\n  vellum servers remove https://a.vellum.example"
+    )]
+    Servers {
+        /// Print a JSON array of the URLs.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: Option<ServersCommand>,
+    },
     /// Stream new messages and events until interrupted (Ctrl-C).
     #[command(after_help = "Example: vellum watch --json")]
     Watch {
@@ -421,6 +440,23 @@ enum Command {
     Completions {
         /// The shell: bash, zsh or fish (also elvish, powershell).
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServersCommand {
+    /// Add a node of the server this device enrolled with, tried after the others. It must
+    /// answer this device now: a mistyped URL is refused, not found out in an outage.
+    #[command(after_help = "Example: vellum servers add https://b.vellum.example")]
+    Add {
+        /// The node's URL (http:// or https://).
+        url: String,
+    },
+    /// Remove a node from the list (the last one stays).
+    #[command(after_help = "Example: vellum servers remove https://a.vellum.example")]
+    Remove {
+        /// The node's URL, as `vellum servers` lists it.
+        url: String,
     },
 }
 
@@ -937,7 +973,7 @@ async fn run(cli: Cli) -> Result<()> {
             code,
             json,
         } => {
-            let client = Client::enroll(&home(&cli.home)?, &server, &user, &code).await?;
+            let client = Client::enroll_at(&home(&cli.home)?, &server, &user, &code).await?;
             let (user, id) = (client.user(), client.device_id());
             if json {
                 let pending = user != vellum_wire::RECORDS_USER && !client.holds_identity()?;
@@ -1135,6 +1171,33 @@ async fn run(cli: Cli) -> Result<()> {
                 out.message(client.store(), &m)?;
             }
             rich::after_display(&mut client, &chat).await;
+        }
+        Command::Servers { json, command } => {
+            let mut client = Client::open(&home(&cli.home)?)?;
+            let changed = match command {
+                None => None,
+                Some(ServersCommand::Add { url }) => {
+                    Some(("added", client.add_server(&url).await?))
+                }
+                Some(ServersCommand::Remove { url }) => {
+                    Some(("removed", client.remove_server(&url)?))
+                }
+            };
+            let servers = client.servers();
+            match (json, changed) {
+                (true, None) => println!("{}", serde_json::json!(servers)),
+                (true, Some((done, url))) => {
+                    println!("{}", serde_json::json!({ done: url, "servers": servers }))
+                }
+                (false, changed) => {
+                    if let Some((done, url)) = changed {
+                        println!("{done} {url}; the server's nodes, in the order tried:");
+                    }
+                    for url in servers {
+                        println!("{url}");
+                    }
+                }
+            }
         }
         Command::Watch { json } => {
             let mut client = Client::open(&home(&cli.home)?)?;

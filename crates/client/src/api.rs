@@ -1,7 +1,8 @@
-//! Signed HTTP calls to the delivery server.
+//! Signed HTTP calls to the delivery server: one node of it, or several that share its
+//! database, tried in order until one answers.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use reqwest::{Method, StatusCode};
@@ -12,12 +13,72 @@ use vellum_wire::{codes, request_signing_bytes, ApiError, AuthHeaders, MAX_CLOCK
 
 use crate::Error;
 
-pub struct Api {
+/// How long a connection attempt to one node may take before the next is tried: a host
+/// that is down answers nothing, where a dead process's port is refused at once.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One node of the delivery server.
+struct Node {
     base: String,
-    http: reqwest::Client,
-    /// The server's start (Unix seconds) once it refused a timestamp from before it:
-    /// requests are signed no earlier, whatever this device's clock says.
+    /// The node's start (Unix seconds) once it refused a timestamp from before it: requests
+    /// to it are signed no earlier, whatever this device's clock says. Each node has its own.
     not_before: AtomicI64,
+}
+
+pub struct Api {
+    nodes: Vec<Node>,
+    /// The node that answered last: every call starts there (for this process).
+    current: AtomicUsize,
+    http: reqwest::Client,
+}
+
+/// Why one attempt at one node got no usable answer.
+enum Failure {
+    /// The request never reached the node (no connection): any request may go elsewhere.
+    NotSent(Error),
+    /// The request may have taken effect there (answer lost, or a proxy's 502/503/504):
+    /// only an idempotent one may be sent to another node.
+    Unconfirmed(Error),
+}
+
+/// Whether sending `method path` twice, to any nodes, changes nothing more than once. Reads,
+/// PUTs and DELETEs are by HTTP's rules; of the POSTs, those ARCHITECTURE.md "Idempotent
+/// writes" names: sends (by client message id), commits (by content), acks (forward only)
+/// and key package uploads (each filed once ever). A key package claim is not: a lost
+/// answer consumed packages, and claiming again would consume more.
+fn idempotent(method: &Method, path: &str) -> bool {
+    if *method != Method::POST {
+        return true;
+    }
+    let path = path.split('?').next().unwrap_or_default();
+    path == "/v1/ack"
+        || path == "/v1/key-packages"
+        || path
+            .strip_prefix("/v1/groups/")
+            .is_some_and(|rest| rest.ends_with("/messages") || rest.ends_with("/commits"))
+}
+
+/// A delivery server URL as stored: http(s), a host, no credentials, query or fragment, no
+/// trailing slash.
+pub fn normalize_server_url(url: &str) -> Result<String, Error> {
+    let invalid = |why: &str| Error::Invalid(format!("{url:?} is not a server URL: {why}"));
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid("it must start with http:// or https://"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("it names no host"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        // Not echoed: the password would end up in an error message.
+        return Err(Error::Invalid(
+            "a server URL must not carry a user name or password: it is not a server URL".into(),
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(invalid("it must not have a query or fragment"));
+    }
+    Ok(parsed.as_str().trim_end_matches('/').to_owned())
 }
 
 fn now_secs() -> i64 {
@@ -45,7 +106,8 @@ impl Signer<'_> {
         self.headers_at(method, path, body, now_secs())
     }
 
-    /// The authentication headers for one request signed at `timestamp`.
+    /// The authentication headers for one request signed at `timestamp`. The signature
+    /// covers the path, not the host: it is valid at whichever node the request goes to.
     pub fn headers_at(
         &self,
         method: &str,
@@ -67,27 +129,73 @@ impl Signer<'_> {
     }
 }
 
+/// What one request carries, whichever node it goes to.
+struct Outgoing<'a> {
+    method: &'a Method,
+    path: &'a str,
+    body: Option<&'a [u8]>,
+    signer: Option<&'a Signer<'a>>,
+    bearer: Option<&'a str>,
+}
+
 impl Api {
+    /// A server with one node.
     pub fn new(base: &str) -> Result<Self, Error> {
-        let base = base.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::Invalid(format!(
-                "server URL must start with http:// or https://, got {base:?}"
-            )));
+        Self::with_servers(&[base])
+    }
+
+    /// A server whose nodes share one database, in the order they are tried.
+    pub fn with_servers<S: AsRef<str>>(bases: &[S]) -> Result<Self, Error> {
+        if bases.is_empty() {
+            return Err(Error::Invalid("no server URL given".into()));
+        }
+        let mut nodes: Vec<Node> = Vec::with_capacity(bases.len());
+        for base in bases {
+            let base = normalize_server_url(base.as_ref())?;
+            if nodes.iter().any(|n| n.base == base) {
+                return Err(Error::Invalid(format!("{base} is given twice")));
+            }
+            nodes.push(Node {
+                base,
+                not_before: AtomicI64::new(0),
+            });
         }
         let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(60))
+            .timeout(Duration::from_secs(60))
+            .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|e| Error::Network(e.to_string()))?;
         Ok(Self {
-            base,
+            nodes,
+            current: AtomicUsize::new(0),
             http,
-            not_before: AtomicI64::new(0),
         })
     }
 
+    fn current(&self) -> usize {
+        self.current.load(Ordering::Relaxed) % self.nodes.len()
+    }
+
+    /// The node requests go to now.
     pub fn base(&self) -> &str {
-        &self.base
+        &self.nodes[self.current()].base
+    }
+
+    /// Every node, in the order they are tried.
+    pub fn servers(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.base.clone()).collect()
+    }
+
+    /// Moves on to the next node if `base` is still the current one: a connection to it
+    /// failed outside [`Api::call`] (the wake-up WebSocket, a file chunk).
+    pub fn failed(&self, base: &str) {
+        let current = self.current();
+        if self.nodes[current].base == base {
+            let next = (current + 1) % self.nodes.len();
+            let _ =
+                self.current
+                    .compare_exchange(current, next, Ordering::Relaxed, Ordering::Relaxed);
+        }
     }
 
     /// The HTTP client, for the raw (non-JSON) bodies of file chunks (`files.rs`).
@@ -95,13 +203,20 @@ impl Api {
         &self.http
     }
 
-    /// The timestamp to sign a request with now: this device's clock, but never before the
-    /// start of a server that refused an earlier one.
+    /// The timestamp to sign a request to the current node with now: this device's clock,
+    /// but never before the start of that node if it refused an earlier one.
     pub fn timestamp(&self) -> i64 {
-        now_secs().max(self.not_before.load(Ordering::Relaxed))
+        self.timestamp_at(self.current())
+    }
+
+    fn timestamp_at(&self, node: usize) -> i64 {
+        now_secs().max(self.nodes[node].not_before.load(Ordering::Relaxed))
     }
 
     /// One request. `signer` adds device authentication; `bearer` admin authentication.
+    /// It goes to the current node; when that one cannot be reached (or a proxy before it
+    /// answers 502, 503 or 504) to the next, in order, and the one that answers becomes the
+    /// current one. A request that may have taken effect goes on only if it is idempotent.
     pub async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -111,66 +226,49 @@ impl Api {
         bearer: Option<&str>,
     ) -> Result<T, Error> {
         let bytes = match body {
-            Some(b) => serde_json::to_vec(b).map_err(|e| Error::Invalid(e.to_string()))?,
-            None => Vec::new(),
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| Error::Invalid(e.to_string()))?),
+            None => None,
         };
-        // A server that restarted forgot the nonces it saw and refuses timestamps from before
-        // its start: such a request is signed again (fresh nonce) from the start it reports.
-        // Signing at that second needs no wait: it is no later than the server's clock and no
-        // earlier than this device's timestamp, which the server found inside its window.
-        let mut retried = false;
-        let (status, text) = loop {
-            let mut request = self
-                .http
-                .request(method.clone(), format!("{}{}", self.base, path));
-            if let Some(signer) = signer {
-                for (name, value) in
-                    signer.headers_at(method.as_str(), path, &bytes, self.timestamp())
-                {
-                    request = request.header(name, value);
+        let request = Outgoing {
+            method: &method,
+            path,
+            body: bytes.as_deref(),
+            signer,
+            bearer,
+        };
+        let first = self.current();
+        let count = self.nodes.len();
+        let mut failed = None;
+        let mut answer = None;
+        for step in 0..count {
+            let node = (first + step) % count;
+            match self.attempt(node, &request).await {
+                Ok(answered) => {
+                    self.current.store(node, Ordering::Relaxed);
+                    answer = Some((node, answered));
+                    break;
                 }
+                Err(Failure::NotSent(e)) => failed = Some(e),
+                Err(Failure::Unconfirmed(e)) if idempotent(&method, path) => failed = Some(e),
+                Err(Failure::Unconfirmed(e)) => return Err(e),
             }
-            if let Some(token) = bearer {
-                request = request.bearer_auth(token);
+            if step + 1 < count {
+                tracing::debug!(
+                    from = %self.nodes[node].base,
+                    to = %self.nodes[(node + 1) % count].base,
+                    "server unreachable; trying the next"
+                );
             }
-            if body.is_some() {
-                request = request
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(bytes.clone());
-            }
-            let url = format!("{}{}", self.base, path);
-            let response = request.send().await.map_err(|e| network(&url, e))?;
-            let status = response.status();
-            let headers = response.headers().clone();
-            let text = response.bytes().await.map_err(|e| network(&url, e))?;
-            let started = headers
-                .get(AuthHeaders::SERVER_START)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<i64>().ok());
-            let refused_as_early = status == StatusCode::UNAUTHORIZED
-                && serde_json::from_slice::<ApiError>(&text)
-                    .is_ok_and(|e| e.code == codes::BEFORE_SERVER_START);
-            match started {
-                // The header is not authenticated: a start further ahead than the window
-                // the server itself accepts is not believed.
-                Some(started)
-                    if refused_as_early
-                        && signer.is_some()
-                        && !retried
-                        && started <= now_secs() + MAX_CLOCK_SKEW_SECS =>
-                {
-                    self.not_before.fetch_max(started, Ordering::Relaxed);
-                    retried = true;
-                }
-                _ => break (status, text),
-            }
+        }
+        let Some((node, (status, text))) = answer else {
+            return Err(failed.unwrap_or_else(|| Error::Network("no server".into())));
         };
         // A timeout or server error says nothing about whether the request took effect:
         // callers treat it like a lost connection and retry (every write is idempotent).
         if status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
             return Err(Error::Network(format!(
                 "{}{path}: the server did not confirm the request (HTTP {status})",
-                self.base
+                self.nodes[node].base
             )));
         }
         if !status.is_success() {
@@ -190,6 +288,90 @@ impl Api {
         }
         serde_json::from_slice(&text)
             .map_err(|e| Error::Network(format!("unexpected response from the server: {e}")))
+    }
+
+    /// Sends `request` to one node: its status and body, unless no usable answer came.
+    async fn attempt(
+        &self,
+        node: usize,
+        request: &Outgoing<'_>,
+    ) -> Result<(StatusCode, Vec<u8>), Failure> {
+        let Outgoing {
+            method,
+            path,
+            body,
+            signer,
+            bearer,
+        } = *request;
+        let base = &self.nodes[node].base;
+        let url = format!("{base}{path}");
+        // A node that restarted forgot the nonces it saw and refuses timestamps from before
+        // its start: such a request is signed again (fresh nonce) from the start it reports.
+        // Signing at that second needs no wait: it is no later than the node's clock and no
+        // earlier than this device's timestamp, which the node found inside its window.
+        let mut retried = false;
+        loop {
+            let mut outgoing = self.http.request(method.clone(), &url);
+            if let Some(signer) = signer {
+                let timestamp = self.timestamp_at(node);
+                for (name, value) in
+                    signer.headers_at(method.as_str(), path, body.unwrap_or_default(), timestamp)
+                {
+                    outgoing = outgoing.header(name, value);
+                }
+            }
+            if let Some(token) = bearer {
+                outgoing = outgoing.bearer_auth(token);
+            }
+            if let Some(body) = body {
+                outgoing = outgoing
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_vec());
+            }
+            let response = outgoing.send().await.map_err(|e| match e.is_connect() {
+                true => Failure::NotSent(network(&url, e)),
+                false => Failure::Unconfirmed(network(&url, e)),
+            })?;
+            let status = response.status();
+            let started = response
+                .headers()
+                .get(AuthHeaders::SERVER_START)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i64>().ok());
+            let text = response
+                .bytes()
+                .await
+                .map_err(|e| Failure::Unconfirmed(network(&url, e)))?;
+            if matches!(
+                status,
+                StatusCode::BAD_GATEWAY
+                    | StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::GATEWAY_TIMEOUT
+            ) {
+                return Err(Failure::Unconfirmed(Error::Network(format!(
+                    "{url}: the server did not confirm the request (HTTP {status})"
+                ))));
+            }
+            let refused_as_early = status == StatusCode::UNAUTHORIZED
+                && serde_json::from_slice::<ApiError>(&text)
+                    .is_ok_and(|e| e.code == codes::BEFORE_SERVER_START);
+            match started {
+                // The header is not authenticated: a start further ahead than the window
+                // the node itself accepts is not believed.
+                Some(started)
+                    if refused_as_early
+                        && signer.is_some()
+                        && !retried
+                        && started <= now_secs() + MAX_CLOCK_SKEW_SECS =>
+                {
+                    self.nodes[node]
+                        .not_before
+                        .fetch_max(started, Ordering::Relaxed);
+                    retried = true;
+                }
+                _ => return Ok((status, text.to_vec())),
+            }
+        }
     }
 }
 
@@ -331,5 +513,145 @@ mod tests {
             .unwrap_err();
         assert!(err.is_code(codes::BEFORE_SERVER_START), "{err}");
         assert_eq!(server.await.unwrap().len(), 2);
+    }
+
+    /// A loopback address nothing listens on: connections to it are refused.
+    fn dead_base() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        base
+    }
+
+    /// Issue 13: a node that refuses connections is skipped; the one that answered is
+    /// tried first from then on.
+    #[tokio::test]
+    async fn issue_13_a_dead_node_is_skipped_and_the_live_one_kept() {
+        let ok = (200, vec![], "{}".to_string());
+        let (live, server) = serve(vec![ok.clone(), ok]).await;
+        let dead = dead_base();
+        let api = Api::with_servers(&[dead.clone(), live.clone()]).unwrap();
+        assert_eq!(api.base(), dead);
+        let key = DeviceKey::generate();
+        let signer = Signer {
+            device_id: "d",
+            key: &key,
+        };
+        for _ in 0..2 {
+            let _: serde_json::Value = api
+                .call(Method::GET, "/v1/sync", None::<&()>, Some(&signer), None)
+                .await
+                .unwrap();
+            assert_eq!(api.base(), live);
+        }
+        assert_eq!(
+            server.await.unwrap().len(),
+            2,
+            "both calls reached the live node"
+        );
+        assert_eq!(api.servers(), vec![dead, live], "the order is kept");
+    }
+
+    /// Issue 13: a write whose answer was lost (here a proxy's 502) goes on to the next node
+    /// only if sending it twice is harmless: a message send is, a key package claim is not.
+    #[tokio::test]
+    async fn issue_13_an_unconfirmed_write_goes_to_the_next_node_only_if_idempotent() {
+        let gateway = (502, vec![], "bad gateway".to_string());
+        let ok = (200, vec![], r#"{"seq":1}"#.to_string());
+        let (first, first_served) = serve(vec![gateway.clone(), gateway]).await;
+        let (second, second_served) = serve(vec![ok]).await;
+        let api = Api::with_servers(&[first.clone(), second.clone()]).unwrap();
+        let key = DeviceKey::generate();
+        let signer = Signer {
+            device_id: "d",
+            key: &key,
+        };
+        let body = serde_json::json!({});
+        let err = api
+            .call::<serde_json::Value>(
+                Method::POST,
+                "/v1/key-packages/claim",
+                Some(&body),
+                Some(&signer),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Network(_)), "{err}");
+        assert!(err.to_string().contains("502"), "{err}");
+        assert_eq!(api.base(), first, "a claim is not sent again elsewhere");
+        let sent: serde_json::Value = api
+            .call(
+                Method::POST,
+                "/v1/groups/ab/messages",
+                Some(&body),
+                Some(&signer),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(sent["seq"], 1);
+        assert_eq!(api.base(), second);
+        assert_eq!(first_served.await.unwrap().len(), 2);
+        assert_eq!(
+            second_served.await.unwrap().len(),
+            1,
+            "only the send went on"
+        );
+    }
+
+    /// Issue 13: each node has its own start; a request to another node is not signed from
+    /// the start of the one that refused.
+    #[tokio::test]
+    async fn issue_13_each_node_has_its_own_start() {
+        let started = now_secs() + 100;
+        let ok = (200, vec![], "{}".to_string());
+        let (restarted, restarted_served) = serve(vec![early(started), ok.clone()]).await;
+        let (other, other_served) = serve(vec![ok]).await;
+        let api = Api::with_servers(&[restarted.clone(), other.clone()]).unwrap();
+        let key = DeviceKey::generate();
+        let signer = Signer {
+            device_id: "d",
+            key: &key,
+        };
+        let _: serde_json::Value = api
+            .call(Method::GET, "/v1/sync", None::<&()>, Some(&signer), None)
+            .await
+            .unwrap();
+        api.failed(&restarted);
+        assert_eq!(api.base(), other);
+        let _: serde_json::Value = api
+            .call(Method::GET, "/v1/sync", None::<&()>, Some(&signer), None)
+            .await
+            .unwrap();
+        assert_eq!(restarted_served.await.unwrap()[1], started);
+        assert!(other_served.await.unwrap()[0] < started);
+    }
+
+    /// Issue 13: what a server URL may be.
+    #[test]
+    fn issue_13_server_urls_are_checked_and_normalized() {
+        assert_eq!(
+            normalize_server_url(" https://Node.Example:8443/ ").unwrap(),
+            "https://node.example:8443"
+        );
+        for bad in [
+            "",
+            "node.example",
+            "ftp://node.example",
+            "http://",
+            "https://user:secret@node.example",
+            "https://node.example/?x=1",
+            "https://node.example/#top",
+        ] {
+            let err = normalize_server_url(bad).unwrap_err().to_string();
+            assert!(err.contains("is not a server URL"), "{bad:?}: {err}");
+            assert!(!err.contains("secret"), "{err}");
+        }
+        let err = Api::with_servers(&["http://a.example", "http://a.example/"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("given twice"), "{err}");
     }
 }

@@ -1220,8 +1220,8 @@ mod tests {
         let key = DeviceKey::generate();
         let cert = org.issue(user, "d1", &key.public_key());
         let store = LocalStore::open(home).unwrap();
+        store.set_servers(&[server.to_owned()]).unwrap();
         for (k, v) in [
-            ("server", server.as_bytes().to_vec()),
             ("user", user.as_bytes().to_vec()),
             ("device_id", b"d1".to_vec()),
             ("device_key", key.seed().to_vec()),

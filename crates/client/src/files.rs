@@ -496,35 +496,51 @@ impl LocalStore {
 }
 
 impl Client {
-    /// A signed request with a raw body (file chunks); the answer's bytes.
+    /// A signed request with a raw body (file chunks); the answer's bytes. Chunks are put
+    /// and fetched idempotently, so a node that does not answer is left for the next one.
     async fn raw_request(
         &self,
         method: Method,
         path: &str,
         body: Vec<u8>,
     ) -> Result<Vec<u8>, Error> {
-        let url = format!("{}{}", self.api.base(), path);
-        let mut request = self
-            .api
-            .http()
-            .request(method.clone(), url)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
-        for (name, value) in
-            self.signer()
-                .headers_at(method.as_str(), path, &body, self.api.timestamp())
-        {
-            request = request.header(name, value);
-        }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| Error::Network(e.without_url().to_string()))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| Error::Network(e.without_url().to_string()))?;
+        let mut nodes_left = self.api.servers().len();
+        let (status, bytes) = loop {
+            nodes_left -= 1;
+            let base = self.api.base().to_owned();
+            let mut request = self
+                .api
+                .http()
+                .request(method.clone(), format!("{base}{path}"))
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
+            for (name, value) in
+                self.signer()
+                    .headers_at(method.as_str(), path, &body, self.api.timestamp())
+            {
+                request = request.header(name, value);
+            }
+            let answer = match request.body(body.clone()).send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    response.bytes().await.map(|bytes| (status, bytes))
+                }
+                Err(e) => Err(e),
+            };
+            let unreachable = match &answer {
+                Ok((status, _)) => matches!(
+                    *status,
+                    StatusCode::BAD_GATEWAY
+                        | StatusCode::SERVICE_UNAVAILABLE
+                        | StatusCode::GATEWAY_TIMEOUT
+                ),
+                Err(_) => true,
+            };
+            if unreachable && nodes_left > 0 {
+                self.api.failed(&base);
+                continue;
+            }
+            break answer.map_err(|e| Error::Network(format!("{base}: {}", e.without_url())))?;
+        };
         if status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
             return Err(Error::Network(format!(
                 "the server did not confirm the request (HTTP {status})"

@@ -18,6 +18,7 @@ mod names;
 mod rewind;
 mod rich;
 mod roles;
+mod servers;
 mod store;
 mod sync;
 mod trust;
@@ -32,7 +33,7 @@ use vellum_mls::{
 };
 use vellum_wire::*;
 
-pub use api::{Api, Signer};
+pub use api::{normalize_server_url, Api, Signer};
 pub use chats::{device_fingerprint, ChatClass, MemberDevice, MemberDeviceState};
 pub use devices::{ApprovalStep, DeviceEntry, DevicesView, Revocation, VetoedReset};
 pub use directory::{KnownIdentity, SafetyNumber, DIRECTORY_ALARM};
@@ -190,7 +191,6 @@ pub trait RecordSink: Send + Sync {
 }
 
 mod profile_keys {
-    pub const SERVER: &str = "server";
     pub const USER: &str = "user";
     pub const DEVICE_ID: &str = "device_id";
     pub const DEVICE_KEY: &str = "device_key";
@@ -201,7 +201,18 @@ mod profile_keys {
 impl Client {
     /// Enrolls a new device for `user` with a single-use code, pinning the org key.
     pub async fn enroll(home: &Path, server: &str, user: &str, code: &str) -> Result<Self, Error> {
-        let api = Api::new(server)?;
+        Self::enroll_at(home, &[server], user, code).await
+    }
+
+    /// Enrolls with a server of several nodes sharing one database (issue 13), kept in this
+    /// order: each request goes to the first that answers.
+    pub async fn enroll_at<S: AsRef<str>>(
+        home: &Path,
+        servers: &[S],
+        user: &str,
+        code: &str,
+    ) -> Result<Self, Error> {
+        let api = Api::with_servers(servers)?;
         let store = LocalStore::open(home)?;
         let lock = ProfileLock::open(home)?;
         let _held = lock.hold()?;
@@ -230,7 +241,7 @@ impl Client {
         use profile_keys::*;
         store.begin()?;
         let saved = (|| {
-            store.profile_set(SERVER, api.base().as_bytes())?;
+            store.set_servers(&api.servers())?;
             store.profile_set(USER, user.as_bytes())?;
             store.profile_set(DEVICE_ID, response.device_id.as_bytes())?;
             store.profile_set(DEVICE_KEY, &key.seed())?;
@@ -246,6 +257,8 @@ impl Client {
             }
         }
         let mut client = Self::open_with(home, lock.clone())?;
+        // The node that answered stays the current one.
+        client.api = api;
         // The key directory's log key and witnesses are pinned now, as the org key is.
         client.pin_directory().await?;
         // The identity (or the commitment that starts the approval) first: others take a key
@@ -278,7 +291,11 @@ impl Client {
         let text = |k: &str| -> Result<String, Error> {
             String::from_utf8(get(k)?).map_err(|_| Error::Store(format!("profile {k} is corrupt")))
         };
-        let api = Api::new(&text(SERVER)?)?;
+        let servers = store.servers()?;
+        if servers.is_empty() {
+            return Err(Error::NotEnrolled(home.to_owned()));
+        }
+        let api = Api::with_servers(&servers)?;
         let user = text(USER)?;
         let device_id = text(DEVICE_ID)?;
         let key = DeviceKey::from_seed(&get(DEVICE_KEY)?)?;
@@ -336,7 +353,7 @@ impl Client {
         &self.device_id
     }
 
-    /// The delivery server's address this device enrolled with.
+    /// The delivery server's node this process talks to now.
     pub fn server(&self) -> &str {
         self.api.base()
     }

@@ -93,6 +93,10 @@ impl Client {
 
     fn save_log_watch(&self, watch: &LogWatch) -> Result<(), Error> {
         let raw = serde_json::to_vec(watch).expect("the watch serialises");
+        // Every sync saves it, mostly unchanged: no commit (and fsync) for nothing.
+        if self.store.profile_get(WATCH)?.as_deref() == Some(raw.as_slice()) {
+            return Ok(());
+        }
         self.store.profile_set(WATCH, &raw)
     }
 

@@ -397,6 +397,31 @@ impl LocalStore {
             .map_err(db)
     }
 
+    /// The delivery server's nodes, in the order this device tries them.
+    pub fn servers(&self) -> Result<Vec<String>, Error> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT url FROM servers ORDER BY position")
+            .map_err(db)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)
+    }
+
+    /// Replaces the list of nodes (inside the caller's transaction, or as one of its own).
+    pub fn set_servers(&self, servers: &[String]) -> Result<(), Error> {
+        let mut conn = self.lock();
+        let sp = conn.savepoint().map_err(db)?;
+        sp.execute("DELETE FROM servers", []).map_err(db)?;
+        for (position, url) in servers.iter().enumerate() {
+            sp.execute(
+                "INSERT INTO servers (position, url) VALUES (?1, ?2)",
+                params![position as i64, url],
+            )
+            .map_err(db)?;
+        }
+        sp.commit().map_err(db)
+    }
+
     pub fn add_chat(&self, group_id: &str, title: Option<&str>, now: i64) -> Result<(), Error> {
         self.lock()
             .execute(
@@ -601,14 +626,31 @@ impl LocalStore {
         Ok(inserted)
     }
 
+    /// Records the position the server gave a message this device sent. Not worth an
+    /// fsync of its own (issue 13: a send's one durable commit is its ratchet step, history
+    /// row and outbox entry): the next durable commit carries it, a process crash loses
+    /// nothing in WAL mode, and if an OS crash does, the message is sent again under its id
+    /// and the server answers with the same position.
     pub fn set_message_seq(&self, group_id: &str, id: &str, seq: u64) -> Result<(), Error> {
-        self.lock()
+        let conn = self.lock();
+        // Inside a caller's transaction its commit decides.
+        let lazy = conn.is_autocommit();
+        if lazy {
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(db)?;
+        }
+        let updated = conn
             .execute(
                 "UPDATE messages SET seq = ?3 WHERE group_id = ?1 AND id = ?2",
                 params![group_id, id, seq as i64],
             )
             .map(|_| ())
-            .map_err(db)
+            .map_err(db);
+        if lazy {
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(db)?;
+        }
+        updated
     }
 
     /// Ids of `device`'s text messages the server accepted at `seq` (or, with `and_later`,

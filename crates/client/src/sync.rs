@@ -1042,6 +1042,12 @@ impl Client {
         Ok(request)
     }
 
+    /// The wake-up socket of `server` (a node's URL, [`Client::server`] when the request was
+    /// built) could not be opened: the next request goes to the node after it (issue 13).
+    pub fn server_unreachable(&self, server: &str) {
+        self.api.failed(server);
+    }
+
     /// Messages other members deleted for everyone that syncs since the last call shredded
     /// here, as (chat, message id): the window takes them off the screen (issue 12).
     pub fn take_deleted(&mut self) -> Vec<(String, String)> {
@@ -1055,6 +1061,7 @@ impl Client {
         on_messages: &mut F,
     ) -> Result<(), Error> {
         use futures_util::StreamExt;
+        let server = self.server().to_owned();
         let request = self.wakeup_request()?;
         let (mut socket, _) = match tokio_tungstenite::connect_async(request).await {
             Ok(connected) => connected,
@@ -1073,7 +1080,13 @@ impl Client {
                     })
                     .await)
             }
-            Err(e) => return Err(Error::Network(e.to_string())),
+            Err(e) => {
+                // A node that answered (any HTTP status) is up; one that did not is left.
+                if !matches!(e, tokio_tungstenite::tungstenite::Error::Http(_)) {
+                    self.server_unreachable(&server);
+                }
+                return Err(Error::Network(format!("{server}: {e}")));
+            }
         };
         let mut shredder = tokio::time::interval(SHRED_TICK);
         shredder.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

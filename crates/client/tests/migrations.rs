@@ -215,3 +215,24 @@ fn issue_9_events_from_before_typed_events_read_as_notices() {
     }
     assert_eq!(events, 3, "every event row 0.1.0 wrote");
 }
+
+/// Issue 13: a profile from before server lists holds the one URL it enrolled with; it
+/// reads as a list of one, and the row as it was written stays.
+#[test]
+fn issue_13_a_profile_with_one_server_url_reads_it_as_a_list_of_one() {
+    let home = copy_of("alice");
+    let written: Vec<u8> = Connection::open(home.path().join("vellum.db"))
+        .unwrap()
+        .query_row("SELECT value FROM profile WHERE key = 'server'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let written = String::from_utf8(written).unwrap();
+    assert!(written.starts_with("http://"), "{written}");
+    let store = LocalStore::open(home.path()).unwrap();
+    assert_eq!(store.servers().unwrap(), vec![written.clone()]);
+    drop(store);
+    let client = Client::open(home.path()).unwrap();
+    assert_eq!(client.servers(), vec![written.clone()]);
+    assert_eq!(client.server(), written);
+}

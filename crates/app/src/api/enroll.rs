@@ -36,8 +36,19 @@ pub async fn enroll(
     body: Bytes,
 ) -> Result<Json<SessionView>, ApiError> {
     let body: EnrollBody = input::json(&body)?;
-    let server = body.server.trim().to_owned();
-    if !(server.starts_with("http://") || server.starts_with("https://")) {
+    // A server of several nodes (issue 13): their addresses, comma separated, in order.
+    let servers: Vec<String> = body
+        .server
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if servers.is_empty()
+        || !servers
+            .iter()
+            .all(|s| s.starts_with("http://") || s.starts_with("https://"))
+    {
         return Err(ApiError::bad_request(
             "the server's address starts with https:// (or http://)",
         ));
@@ -63,7 +74,7 @@ pub async fn enroll(
                 Device::Unenrolled { home } => home.clone(),
             };
             let fresh = !home.join("vellum.db").exists();
-            match Client::enroll(&home, &server, &user, &code).await {
+            match Client::enroll_at(&home, &servers, &user, &code).await {
                 Ok(client) => {
                     *device = Device::Enrolled(Box::new(client));
                     Ok(())

@@ -13,6 +13,7 @@ mod crash;
 mod devices;
 mod directory;
 mod escape;
+mod failover;
 mod files;
 mod foia;
 mod habits;

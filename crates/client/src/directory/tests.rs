@@ -236,7 +236,7 @@ fn profile(home: &Path, server: &str, org: &OrgSigner, user: &str, id: &str) -> 
     let cert = org.issue(user, id, &key.public_key());
     let store = LocalStore::open(home).unwrap();
     use profile_keys::*;
-    store.profile_set(SERVER, server.as_bytes()).unwrap();
+    store.set_servers(&[server.to_owned()]).unwrap();
     store.profile_set(USER, user.as_bytes()).unwrap();
     store.profile_set(DEVICE_ID, id.as_bytes()).unwrap();
     store.profile_set(DEVICE_KEY, &key.seed()).unwrap();
