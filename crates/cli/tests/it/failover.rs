@@ -29,7 +29,7 @@ struct Cluster {
     org_seed: [u8; 32],
     admin_token_hash: [u8; 32],
     directory_key: [u8; 32],
-    _lock: std::fs::File,
+    _lock: Option<std::fs::File>,
 }
 
 /// One node on a runtime of its own: dropping the runtime ends every task and connection

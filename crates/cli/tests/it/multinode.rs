@@ -220,7 +220,10 @@ fn issue_13_a_node_killed_mid_stream_loses_and_duplicates_nothing() {
     let nats = Nats::start(root.path());
     let mut a = node(root.path(), "a", &database, Some(&nats));
     let b = node(root.path(), "b", &database, Some(&nats));
-    let alice = Device::new_user(&a, root.path(), "alice");
+    // Alice knows both nodes (a first): when a dies her sends move to b.
+    let code = a.add_user("alice");
+    let alice = Device::enroll(&a, root.path(), "alice", "alice", &code);
+    alice.ok(&["servers", "add", &b.url]);
     let bob = Device::new_user(&b, root.path(), "bob");
     alice.ok(&["chat", "create", "stream", "--with", "bob"]);
     bob.ok(&["sync"]);
