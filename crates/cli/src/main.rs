@@ -95,13 +95,19 @@ enum Command {
         /// that several nodes serve it (postgres://USER@HOST:PORT/DB). Every node needs a
         /// copy of the first node's data directory (org.key, directory.key,
         /// admin-token.sha256); nodes on one host may share it.
-        #[arg(long = "database-url", env = "VELLUM_DATABASE_URL", value_name = "URL")]
+        #[arg(
+            long = "database-url",
+            env = "VELLUM_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
         database_url: Option<String>,
         /// The NATS server through which nodes on the shared database wake each other's
         /// devices (nats://HOST:PORT). Without it, or while it is down, nodes poll.
         #[arg(
             long = "nats-url",
             env = "VELLUM_NATS_URL",
+            hide_env_values = true,
             value_name = "URL",
             requires = "database_url"
         )]
