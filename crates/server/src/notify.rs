@@ -250,6 +250,11 @@ async fn publish_hints(
         while let Ok(hint) = hints.try_recv() {
             take(hint);
         }
+        // While NATS is down the hints are dropped, not queued: the polling and the wake at
+        // reconnect stand in for them, and memory stays bounded however long the outage.
+        if client.connection_state() != async_nats::connection::State::Connected {
+            continue;
+        }
         let mut events = Vec::new();
         if wake_all {
             events.push(NodeHint::WakeAll);
