@@ -783,7 +783,8 @@ pub async fn sweep(options: &LoadOptions) -> Result<SweepSummary> {
     let mut by_size = Vec::new();
     let deliveries = options.rate * (options.members - 1) as f64;
     for members in [10usize, 100, 1_000] {
-        if members > options.devices - 1 {
+        // One chat of `members` needs that many devices: its sender and the receivers.
+        if members > options.devices {
             break;
         }
         let chats = options
