@@ -9,6 +9,7 @@ mod directory;
 mod load;
 mod production;
 mod search;
+mod store;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -684,6 +685,10 @@ const USAGE: &str =
   app [N] [M]  `vellum app` in headless Chromium: N live messages received to screen
          (default 200), a chat of M messages opened (default 10000), the tab's memory
          (needs `cargo build --release -p vellum`, chromium and chromedriver)
+  store [SECS]  issue 13: the server's log alone, SQLite and PostgreSQL
+         (VELLUM_BENCH_DATABASE_URL, default the local test database): 1, 8 and 64
+         concurrent senders appending for SECS seconds each (default 5), appends and commits
+         per second; and the raw durable insert rate of each
   all    quick, then load (load and soak need `cargo build --release -p vellum`)";
 
 #[tokio::main]
@@ -739,6 +744,16 @@ async fn main() -> Result<()> {
                 std::process::exit(2);
             };
             search::search_figures(records)
+        }
+        "store" => {
+            let secs = std::env::args()
+                .nth(2)
+                .map_or(Ok(5.0), |a| a.parse::<f64>());
+            let Ok(secs) = secs else {
+                eprintln!("{USAGE}");
+                std::process::exit(2);
+            };
+            store::store_figures(secs).await
         }
         "senders" => {
             let arg = |n: usize, default: f64| {

@@ -301,6 +301,7 @@ pub async fn run() -> Result<()> {
     )
     .await?;
     foundations(&url).await?;
+    scale_out(dir.path()).await?;
     println!("\ndemo complete");
     Ok(())
 }
@@ -528,6 +529,73 @@ async fn foundations(url: &str) -> Result<()> {
         answer.status().as_u16(),
         answer.text().await?
     );
+    Ok(())
+}
+
+/// Issue 13: with a PostgreSQL named by `VELLUM_DATABASE_URL` (and NATS by
+/// `VELLUM_NATS_URL`), two nodes of one deployment in a schema of their own, dropped after;
+/// without, the commands that run them.
+async fn scale_out(dir: &Path) -> Result<()> {
+    heading("several nodes: one PostgreSQL as the source of truth, NATS only to wake devices");
+    let Ok(database) = std::env::var("VELLUM_DATABASE_URL") else {
+        println!("  on each node: vellum server --data KEYS --database-url postgres://… --nats-url nats://…");
+        println!("  (run the demo with VELLUM_DATABASE_URL=postgres://… [VELLUM_NATS_URL=nats://…] to see two nodes here)");
+        return Ok(());
+    };
+    let nats = std::env::var("VELLUM_NATS_URL").ok();
+    let (admin, connection) =
+        vellum_store_pg::tokio_postgres::connect(&database, vellum_store_pg::tokio_postgres::NoTls)
+            .await
+            .context("VELLUM_DATABASE_URL")?;
+    tokio::spawn(connection);
+    let mut raw = [0u8; 6];
+    getrandom::fill(&mut raw)?;
+    let schema = format!("vellum_demo_{}", hex::encode(raw));
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await?;
+    let joiner = if database.contains('?') { '&' } else { '?' };
+    let shared = format!("{database}{joiner}options=-c%20search_path%3D{schema}");
+    let outcome = two_nodes(dir, &shared, nats).await;
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await?;
+    outcome
+}
+
+async fn two_nodes(dir: &Path, database: &str, nats: Option<String>) -> Result<()> {
+    let keys = dir.join("node-keys");
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let mut config = vellum_server::ServerConfig::new(listener.local_addr()?, keys.clone());
+        config.database_url = Some(database.to_owned());
+        config.nats_url = nats.clone();
+        let state = vellum_server::AppState::open_configured(config).await?;
+        urls.push(format!("http://{}", listener.local_addr()?));
+        tokio::spawn(vellum_server::run(listener, state));
+    }
+    println!(
+        "  node 1 on {}, node 2 on {}: one database schema, one copy of the keys, {}",
+        urls[0],
+        urls[1],
+        if nats.is_some() {
+            "NATS between them"
+        } else {
+            "no NATS (they poll)"
+        }
+    );
+    let token = std::fs::read_to_string(keys.join("admin-token"))?;
+    let api = Api::new(&urls[0])?;
+    let mut dave = enroll(&api, token.trim(), &urls[0], dir, "dave").await?;
+    let mut erin = enroll(&api, token.trim(), &urls[1], dir, "erin").await?;
+    let chat = dave
+        .create_chat("two-nodes", &["erin".into()], Default::default(), None)
+        .await?;
+    dave.send(&chat, "Sent through node 1.").await?;
+    erin.sync().await?;
+    show("erin", &erin, &chat)?;
+    println!("  dave wrote through node 1; erin read through node 2, from the same committed log");
     Ok(())
 }
 

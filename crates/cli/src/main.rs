@@ -92,6 +92,25 @@ enum Command {
             default_value = "24h"
         )]
         min_reset_wait: String,
+        /// Keep the deployment in this PostgreSQL database instead of DATA/server.db, so
+        /// that several nodes serve it (postgres://USER@HOST:PORT/DB). Every node needs a
+        /// copy of the first node's data directory (org.key, directory.key,
+        /// admin-token.sha256); nodes on one host may share it.
+        #[arg(long = "database-url", env = "VELLUM_DATABASE_URL", value_name = "URL")]
+        database_url: Option<String>,
+        /// The NATS server through which nodes on the shared database wake each other's
+        /// devices (nats://HOST:PORT). Without it, or while it is down, nodes poll.
+        #[arg(
+            long = "nats-url",
+            env = "VELLUM_NATS_URL",
+            value_name = "URL",
+            requires = "database_url"
+        )]
+        nats_url: Option<String>,
+        /// How often a node on the shared database wakes its devices while it has no NATS
+        /// connection.
+        #[arg(long = "poll-interval", value_name = "DURATION", default_value = "1s")]
+        poll_interval: humantime::Duration,
     },
     /// Administer the org on a delivery server.
     #[command(
@@ -894,8 +913,17 @@ async fn run(cli: Cli) -> Result<()> {
             directory_witnesses,
             directory_witness_quorum,
             min_reset_wait,
+            database_url,
+            nats_url,
+            poll_interval,
         } => {
             let mut config = vellum_server::ServerConfig::new(listen, data);
+            config.database_url = database_url;
+            config.nats_url = nats_url;
+            if poll_interval.is_zero() {
+                bail!("--poll-interval must be longer than zero");
+            }
+            config.poll_interval = poll_interval.into();
             config.min_reset_wait_secs = timer::parse_duration(&min_reset_wait)?;
             config.directory_witnesses = witness_targets(
                 "--directory-witness",

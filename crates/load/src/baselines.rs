@@ -57,7 +57,6 @@ pub struct NatsFigures {
 pub struct InsertFigures {
     /// How each row is committed.
     pub settings: &'static str,
-    pub rows: u64,
     pub rows_per_s: f64,
 }
 
@@ -80,13 +79,23 @@ pub async fn measure(options: &BaselineOptions) -> Result<Baselines> {
         .await
         .map_err(|e| failed("mls")(e.to_string()))??;
     eprintln!("baseline: SQLite inserts");
-    let sqlite_insert = tokio::task::spawn_blocking(move || sqlite_inserts(payload))
+    let rows_per_s = tokio::task::spawn_blocking(move || sqlite_insert_rate(payload, INSERT_TIME))
         .await
         .map_err(|e| failed("sqlite")(e.to_string()))??;
+    let sqlite_insert = InsertFigures {
+        settings: "WAL, synchronous=FULL, one row per commit",
+        rows_per_s,
+    };
     let postgres_insert = match &options.database_url {
         Some(url) => {
             eprintln!("baseline: PostgreSQL inserts");
-            Some(postgres_inserts(url, payload).await?)
+            let config: tokio_postgres::Config = url
+                .parse()
+                .map_err(|e: tokio_postgres::Error| failed("postgres")(e.to_string()))?;
+            Some(InsertFigures {
+                settings: "synchronous_commit=on (default), one row per commit",
+                rows_per_s: postgres_insert_rate(&config, payload, INSERT_TIME).await?,
+            })
         }
         None => None,
     };
@@ -165,46 +174,60 @@ fn raw_mls(plaintext_bytes: usize) -> Result<MlsFigures> {
     })
 }
 
-/// SQLite as the server's store opens it (WAL, synchronous=FULL), one row per commit.
-fn sqlite_inserts(payload: usize) -> Result<InsertFigures> {
+/// SQLite as the server's store opens it (WAL, synchronous=FULL, its journal size limit),
+/// one row of `payload` bytes per commit for `run`: commits per second.
+pub fn sqlite_insert_rate(payload: usize, run: Duration) -> Result<f64> {
     let fail = |e: rusqlite::Error| failed("sqlite")(e.to_string());
     let dir = tempfile::tempdir()?;
-    let db = rusqlite::Connection::open(dir.path().join("insert.sqlite")).map_err(fail)?;
-    db.pragma_update(None, "journal_mode", "WAL")
-        .map_err(fail)?;
-    db.pragma_update(None, "synchronous", "FULL")
-        .map_err(fail)?;
-    db.execute(
-        "CREATE TABLE entries (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)",
-        [],
+    let db = rusqlite::Connection::open(dir.path().join("raw.db")).map_err(fail)?;
+    db.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA journal_size_limit = 1048576;
+         CREATE TABLE t (id INTEGER PRIMARY KEY, payload BLOB NOT NULL);",
     )
     .map_err(fail)?;
-    let row = vec![0x5a; payload];
-    let mut insert = db
-        .prepare("INSERT INTO entries (payload) VALUES (?1)")
+    let mode: String = db
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .map_err(fail)?;
+    let synchronous: i64 = db
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .map_err(fail)?;
+    if (mode.as_str(), synchronous) != ("wal", 2) {
+        return Err(failed("sqlite")(format!(
+            "journal mode {mode}, synchronous {synchronous}"
+        )));
+    }
+    let row = vec![0x5a_u8; payload];
+    let mut insert = db
+        .prepare("INSERT INTO t (payload) VALUES (?1)")
+        .map_err(fail)?;
+    // Past the first WAL checkpoint (1000 pages), as a store that has run for a while is:
+    // until then every commit also grows the WAL file, a costlier flush.
+    for _ in 0..1_100 {
+        insert.execute([&row]).map_err(fail)?;
+    }
     let start = Instant::now();
     let mut rows = 0u64;
-    while start.elapsed() < INSERT_TIME {
+    while start.elapsed() < run {
         insert.execute([&row]).map_err(fail)?;
         rows += 1;
     }
-    Ok(InsertFigures {
-        settings: "WAL, synchronous=FULL, one row per commit",
-        rows,
-        rows_per_s: rows as f64 / start.elapsed().as_secs_f64(),
-    })
+    Ok(rows as f64 / start.elapsed().as_secs_f64())
 }
 
-/// PostgreSQL with its default commit settings (synchronous_commit on), one row per commit,
-/// in a table of this process's own that is dropped afterwards.
-async fn postgres_inserts(url: &str, payload: usize) -> Result<InsertFigures> {
+/// PostgreSQL with the commit settings of `config` (default: synchronous_commit on), one
+/// row of `payload` bytes per commit for `run`, in a table of this process's own that is
+/// dropped afterwards: commits per second.
+pub async fn postgres_insert_rate(
+    config: &tokio_postgres::Config,
+    payload: usize,
+    run: Duration,
+) -> Result<f64> {
     let fail = |e: tokio_postgres::Error| failed("postgres")(e.to_string());
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .map_err(fail)?;
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(fail)?;
     tokio::spawn(connection);
-    let table = format!("vellum_bench_inserts_{}", std::process::id());
+    let table = format!("vellum_raw_inserts_{}", std::process::id());
     client
         .batch_execute(&format!(
             "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id BIGSERIAL PRIMARY KEY, payload BYTEA NOT NULL)"
@@ -218,20 +241,16 @@ async fn postgres_inserts(url: &str, payload: usize) -> Result<InsertFigures> {
     let row = vec![0x5a_u8; payload];
     let start = Instant::now();
     let mut rows = 0u64;
-    while start.elapsed() < INSERT_TIME {
+    while start.elapsed() < run {
         client.execute(&insert, &[&row]).await.map_err(fail)?;
         rows += 1;
     }
-    let elapsed = start.elapsed();
+    let rate = rows as f64 / start.elapsed().as_secs_f64();
     client
         .batch_execute(&format!("DROP TABLE {table}"))
         .await
         .map_err(fail)?;
-    Ok(InsertFigures {
-        settings: "synchronous_commit=on (default), one row per commit",
-        rows,
-        rows_per_s: rows as f64 / elapsed.as_secs_f64(),
-    })
+    Ok(rate)
 }
 
 /// A nats-server of this run's own on a free loopback port, stopped when dropped.

@@ -11,7 +11,7 @@ mod run;
 mod server;
 mod stats;
 
-pub use baselines::{BaselineOptions, Baselines};
+pub use baselines::{postgres_insert_rate, sqlite_insert_rate, BaselineOptions, Baselines};
 pub use idle::{idle_connections, IdleOptions, IdleSummary};
 pub use org::{LightDevice, Org};
 pub use plot::write_plot;

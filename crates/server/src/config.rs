@@ -57,6 +57,15 @@ pub struct ServerConfig {
     pub directory_witness_retry: Duration,
     /// The shortest identity-reset wait the org policy may set; devices pin it.
     pub min_reset_wait_secs: u64,
+    /// A shared PostgreSQL database instead of `DATA/server.db` (issue 13): several nodes
+    /// serve one deployment from it.
+    pub database_url: Option<String>,
+    /// The NATS server through which the nodes on the shared database wake each other's
+    /// devices. Only with `database_url`.
+    pub nats_url: Option<String>,
+    /// How often every WebSocket of a node on the shared database is woken while it has no
+    /// NATS connection.
+    pub poll_interval: Duration,
 }
 
 impl ServerConfig {
@@ -86,6 +95,9 @@ impl ServerConfig {
             directory_witness_quorum: None,
             directory_witness_retry: Duration::from_secs(30),
             min_reset_wait_secs: DEFAULT_MIN_RESET_WAIT_SECS,
+            database_url: None,
+            nats_url: None,
+            poll_interval: Duration::from_secs(1),
         }
     }
 }
@@ -100,12 +112,12 @@ pub enum DataDirError {
     #[error("{0} is corrupt")]
     Corrupt(PathBuf),
     #[error(
-        "{0} is missing but the directory holds a server database: every device certificate \
+        "{0} is missing but the server database (DATA/server.db or the shared database) serves an org: every device certificate \
          was signed with it; restore it from a backup instead of starting a new org"
     )]
     MissingOrgKey(PathBuf),
     #[error(
-        "{0} is missing but the directory holds a server database: restore it from a \
+        "{0} is missing but the server database serves an org already: restore it from a \
          backup, or write a new admin token to admin-token beside it (the server then keeps \
          the new token's hash)"
     )]
@@ -146,11 +158,13 @@ pub struct DataDir {
     pub admin_token_hash: [u8; 32],
     /// The seed of the key directory's checkpoint signing key.
     pub directory_key: [u8; 32],
-    /// An exclusive lock on `DIR/lock`, held while the server runs: two processes on one
-    /// SQLite file would each keep their own replay nonces and group cache.
-    pub lock: fs::File,
+    /// An exclusive lock on `DIR/lock`, held while a SQLite server runs: two processes on
+    /// one SQLite file would each keep their own replay nonces and group cache. Nodes on a
+    /// shared database take none: they may share one directory of keys.
+    pub lock: Option<fs::File>,
 }
 
+/// The data directory of a server on `DIR/server.db`: one process at a time.
 pub fn init_data_dir(dir: &Path) -> Result<DataDir, DataDirError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
@@ -167,11 +181,28 @@ pub fn init_data_dir(dir: &Path) -> Result<DataDir, DataDirError> {
         Err(fs::TryLockError::WouldBlock) => return Err(DataDirError::InUse(dir.to_owned())),
         Err(fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
     }
+    let mut data = read_keys(dir, dir.join("server.db").exists())?;
+    data.lock = Some(lock);
+    Ok(data)
+}
+
+/// The keys of a node on a shared database (issue 13), which several nodes may share (each
+/// node of a deployment holds a copy of the first node's). `deployed`: the database already
+/// serves an org, so missing keys are restored, never made up.
+pub fn init_node_dir(dir: &Path, deployed: bool) -> Result<DataDir, DataDirError> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    read_keys(dir, deployed)
+}
+
+/// Reads (or, for a new org, creates) the keys; `existing`: a database already serves an
+/// org with them.
+fn read_keys(dir: &Path, existing: bool) -> Result<DataDir, DataDirError> {
     let key_path = dir.join("org.key");
     let org = if key_path.exists() {
         let seed = fs::read(&key_path).map_err(io(&key_path))?;
         OrgSigner::from_seed(&seed).map_err(|_| DataDirError::Corrupt(key_path.clone()))?
-    } else if dir.join("server.db").exists() {
+    } else if existing {
         return Err(DataDirError::MissingOrgKey(key_path));
     } else {
         let org = OrgSigner::generate();
@@ -180,9 +211,9 @@ pub fn init_data_dir(dir: &Path) -> Result<DataDir, DataDirError> {
     };
     Ok(DataDir {
         org,
-        admin_token_hash: admin_token_hash(dir)?,
+        admin_token_hash: admin_token_hash(dir, existing)?,
         directory_key: directory_key(dir)?,
-        lock,
+        lock: None,
     })
 }
 
@@ -205,7 +236,7 @@ fn directory_key(dir: &Path) -> Result<[u8; 32], DataDirError> {
 /// A first start writes the token to `DIR/admin-token` for the admin to take (the server
 /// never reads it again, so it may be moved off the host), then the hash; a directory from
 /// before the hash was kept gets its hash file once, from `admin-token`.
-fn admin_token_hash(dir: &Path) -> Result<[u8; 32], DataDirError> {
+fn admin_token_hash(dir: &Path, existing: bool) -> Result<[u8; 32], DataDirError> {
     let hash_path = dir.join(ADMIN_TOKEN_HASH);
     let token_path = dir.join(ADMIN_TOKEN);
     if hash_path.exists() {
@@ -229,7 +260,7 @@ fn admin_token_hash(dir: &Path) -> Result<[u8; 32], DataDirError> {
             token_path.display(),
         );
         admin_hash(token)
-    } else if dir.join("server.db").exists() {
+    } else if existing {
         return Err(DataDirError::MissingAdminToken(hash_path));
     } else {
         let mut raw = [0u8; 32];

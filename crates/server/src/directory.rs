@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{Notify, OwnedMutexGuard};
 use vellum_directory::{Change, DeviceRef, DirectoryState, MAX_ENTRY_BYTES};
 use vellum_http::{codes, ApiError};
-use vellum_store::{DeviceChange, NewDirectoryEntry, Store};
+use vellum_store::{DeviceChange, Job, NewDirectoryEntry, Store};
 use vellum_tlog::{Checkpoint, Hash, NoteSigner, NoteVerifier, RootBuilder};
 use vellum_wire::{DirectoryConfig, RECORDS_USER};
 use vellum_witness::WitnessTarget;
@@ -70,6 +70,9 @@ pub struct Directory {
     below_quorum: AtomicU64,
     /// Signalled at each new checkpoint, for the witnesses' task.
     pub(crate) new_checkpoint: Notify,
+    /// The log's size after each change this node made to it (an append, a cosignature):
+    /// other nodes of the deployment are told to look again.
+    pub(crate) changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -237,6 +240,7 @@ impl Directory {
             log: Arc::new(tokio::sync::Mutex::new(log)),
             published: RwLock::new(published),
             new_checkpoint: Notify::new(),
+            changed: tokio::sync::watch::channel(0).0,
         })
     }
 
@@ -362,6 +366,30 @@ impl Directory {
         log.note = prepared.note;
         self.publish(log);
         self.new_checkpoint.notify_one();
+        self.changed.send_replace(log.state.size);
+    }
+
+    /// Catches up with what other nodes of the deployment appended (and cosigned) since
+    /// this node last looked: the entries, then the stored checkpoint if it covers exactly
+    /// the log read (a later one is taken at the next look).
+    pub async fn refresh(&self, store: &Arc<dyn Store>) -> Result<(), DirectoryError> {
+        let mut log = self.log.lock().await;
+        catch_up(&mut log, store).await?;
+        let Some(note) = store.directory_checkpoint().await? else {
+            return Ok(());
+        };
+        if note != log.note {
+            match check_stored(&self.signer, &log, note) {
+                Ok(note) => {
+                    log.note = note;
+                    self.publish(&log);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "the key directory moved on while read; looking again later")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One round of witnessing: the newest checkpoint goes to each witness that has not
@@ -481,6 +509,7 @@ impl Directory {
             .map_err(|e| e.to_string())?;
         log.note = updated;
         self.publish(&log);
+        self.changed.send_replace(log.state.size);
         Ok(true)
     }
 }
@@ -584,7 +613,8 @@ pub async fn apply_due_resets(state: &crate::AppState) -> Result<usize, ApiError
 }
 
 /// Submits each new checkpoint to the witnesses (and any not cosigned yet every `retry`),
-/// in a task of its own: appends never wait on a witness.
+/// in a task of its own: appends never wait on a witness. On a shared database only the
+/// node holding the [`Job::DirectoryWitness`] lease submits; the others wait for it.
 pub(crate) async fn witness_loop(
     directory: Arc<Directory>,
     store: Arc<dyn Store>,
@@ -603,8 +633,15 @@ pub(crate) async fn witness_loop(
             return;
         }
     };
+    let mut lease = None;
     loop {
-        directory.cosign(&store, &http).await;
+        if crate::jobs::hold(&store, Job::DirectoryWitness, &mut lease).await {
+            // Appended through another node meanwhile: submit the newest checkpoint.
+            if let Err(e) = directory.refresh(&store).await {
+                tracing::warn!(error = %e, "cannot catch up with the key directory");
+            }
+            directory.cosign(&store, &http).await;
+        }
         tokio::select! {
             _ = directory.new_checkpoint.notified() => {}
             _ = tokio::time::sleep(retry) => {}

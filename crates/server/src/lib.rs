@@ -11,6 +11,7 @@ mod clock;
 mod config;
 mod conn;
 mod directory;
+mod jobs;
 mod limits;
 mod notify;
 mod state;
@@ -64,14 +65,19 @@ pub fn app(state: impl Into<Arc<AppState>>) -> Router {
 
 /// Binds `config.listen` and serves until the process is stopped.
 pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
-    let state = AppState::open(config.clone())?;
+    // Each device's idle WebSocket is an open file: take all the hard limit allows, so the
+    // connection cap (derived from it) is the host's, not a login shell's default.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the open-files limit");
+    }
+    let state = AppState::open_configured(config.clone()).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(ServeError::Bind)?;
     let local = listener.local_addr().map_err(ServeError::Bind)?;
     // First line of standard output: scripts and tests read the bound address from it.
     println!("vellum server listening on http://{local}");
-    tracing::info!(%local, data = %config.data_dir.display(), "vellum server listening");
+    tracing::info!(%local, data = %config.data_dir.display(), shared = config.database_url.is_some(), "vellum server listening");
     run(listener, state).await.map_err(ServeError::Serve)
 }
 
@@ -100,10 +106,11 @@ pub async fn run(
         .map_err(std::io::Error::other)?
         .clone();
     let witnessing = tokio::spawn(directory::witness_loop(
-        directory,
+        directory.clone(),
         state.store.clone(),
         state.config.directory_witness_retry,
     ));
+    let following = tokio::spawn(follow_other_nodes(state.clone(), directory));
     let purger = tokio::spawn(purge_loop(state.clone()));
     let served = conn::serve(
         listener,
@@ -114,6 +121,7 @@ pub async fn run(
     .await;
     purger.abort();
     witnessing.abort();
+    following.abort();
     served
 }
 
@@ -171,11 +179,44 @@ pub async fn purge_expired(state: &AppState) -> Result<u64, vellum_store::Error>
     Ok(messages + state.store.purge_blobs(now, oldest).await?)
 }
 
+/// Keeps this node's key directory in step with the deployment's other nodes: tells them of
+/// its own changes and catches up with theirs (a single node has nobody to hear).
+async fn follow_other_nodes(state: Arc<AppState>, directory: Arc<Directory>) {
+    let mut own = directory.changed.subscribe();
+    let mut theirs = state.notifier.directory_changes();
+    loop {
+        tokio::select! {
+            changed = own.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let size = *own.borrow_and_update();
+                state.notifier.directory_grew(size);
+            }
+            changed = theirs.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                theirs.mark_unchanged();
+                if let Err(e) = directory.refresh(&state.store).await {
+                    tracing::warn!(error = %e, "cannot catch up with the key directory");
+                }
+            }
+        }
+    }
+}
+
+/// Runs the purge while this node holds the [`vellum_store::Job::Purge`] lease (always on
+/// SQLite; on a shared database one node at a time).
 async fn purge_loop(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(state.config.purge_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lease = None;
     loop {
         tick.tick().await;
+        if !jobs::hold(&state.store, vellum_store::Job::Purge, &mut lease).await {
+            continue;
+        }
         match purge_expired(&state).await {
             Ok(0) => {}
             Ok(purged) => tracing::debug!(purged, "purged expired ciphertext"),
@@ -202,6 +243,13 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Directory(#[from] DirectoryError),
+    /// The shared database (issue 13) cannot be used: its own message says why.
+    #[error("the shared database: {0}")]
+    Database(#[source] vellum_store::Error),
+    #[error(transparent)]
+    Bus(#[from] notify::BusError),
+    #[error("{0}")]
+    Config(String),
     #[error("cannot listen: {0}")]
     Bind(std::io::Error),
     #[error("server failed: {0}")]

@@ -1,16 +1,30 @@
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! Waking devices' WebSockets: on this node directly, on the deployment's other nodes
+//! through NATS core pub/sub (issue 13).
+//!
+//! A wake is only a hint to call `/v1/sync`: the entries are committed to the database before
+//! anyone is woken, so a hint that never arrives costs latency, not a message. While the bus
+//! is down (or when a node runs on the shared database without one) every socket of this node
+//! is woken each poll interval instead, and once more when the bus comes back, for the hints
+//! published meanwhile.
 
-use tokio::sync::watch;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// Wakes a device's open WebSocket when something is appended for it.
+use tokio::sync::{mpsc, watch};
+use vellum_wire::nodes::{node_subject, NodeEvent, NodeHint};
+
+/// Device ids per published event, so no event comes near the size a node decodes.
+const DEVICES_PER_EVENT: usize = 10_000;
+
+/// The sockets of this node, by device.
 #[derive(Default)]
-pub struct Notifier {
+struct LocalSockets {
     channels: Mutex<HashMap<String, watch::Sender<u64>>>,
 }
 
-impl Notifier {
-    pub fn subscribe(&self, device_id: &str) -> watch::Receiver<u64> {
+impl LocalSockets {
+    fn subscribe(&self, device_id: &str) -> watch::Receiver<u64> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         channels
             .entry(device_id.to_owned())
@@ -18,7 +32,7 @@ impl Notifier {
             .subscribe()
     }
 
-    pub fn wake<'a>(&self, devices: impl IntoIterator<Item = &'a String>) {
+    fn wake<'a>(&self, devices: impl IntoIterator<Item = &'a String>) {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         for device in devices {
             if let Some(sender) = channels.get(device) {
@@ -28,13 +42,332 @@ impl Notifier {
         channels.retain(|_, sender| sender.receiver_count() > 0);
     }
 
-    /// Wakes every open WebSocket: for rare org-wide changes (a legal hold placed or
-    /// released), which any chat may show.
-    pub fn wake_all(&self) {
+    fn wake_all(&self) {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         channels.retain(|_, sender| sender.receiver_count() > 0);
         for sender in channels.values() {
             sender.send_modify(|n| *n += 1);
         }
+    }
+
+    fn connected(&self) -> usize {
+        let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.values().map(|s| s.receiver_count()).sum()
+    }
+}
+
+/// Wakes a device's open WebSocket when something is appended for it, wherever it is
+/// connected.
+pub struct Notifier {
+    local: Arc<LocalSockets>,
+    /// Hints for the other nodes, published by [`Bus`]'s task.
+    outbox: Option<mpsc::UnboundedSender<NodeHint>>,
+    /// The directory size another node last announced (`u64::MAX`: unknown, look again).
+    directory: watch::Sender<u64>,
+}
+
+impl Default for Notifier {
+    /// One node alone (SQLite): nobody else to tell.
+    fn default() -> Self {
+        Self {
+            local: Arc::default(),
+            outbox: None,
+            directory: watch::channel(0).0,
+        }
+    }
+}
+
+impl Notifier {
+    pub fn subscribe(&self, device_id: &str) -> watch::Receiver<u64> {
+        self.local.subscribe(device_id)
+    }
+
+    pub fn wake<'a>(&self, devices: impl IntoIterator<Item = &'a String> + Clone) {
+        self.local.wake(devices.clone());
+        if let Some(outbox) = &self.outbox {
+            let devices: Vec<String> = devices.into_iter().cloned().collect();
+            if !devices.is_empty() {
+                let _ = outbox.send(NodeHint::Wake { devices });
+            }
+        }
+    }
+
+    /// Wakes every open WebSocket of every node: for rare org-wide changes (a legal hold
+    /// placed or released), which any chat may show.
+    pub fn wake_all(&self) {
+        self.local.wake_all();
+        if let Some(outbox) = &self.outbox {
+            let _ = outbox.send(NodeHint::WakeAll);
+        }
+    }
+
+    /// Tells the other nodes that the key directory grew to `size` entries.
+    pub fn directory_grew(&self, size: u64) {
+        if let Some(outbox) = &self.outbox {
+            let _ = outbox.send(NodeHint::Directory { size });
+        }
+    }
+
+    /// Changes each time another node says the key directory grew (or the bus came back
+    /// after hints may have been lost).
+    pub fn directory_changes(&self) -> watch::Receiver<u64> {
+        self.directory.subscribe()
+    }
+
+    /// WebSockets open on this node.
+    pub fn connected(&self) -> usize {
+        self.local.connected()
+    }
+}
+
+/// How a node on the shared database hears the others.
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// `None`: no NATS; this node polls all the time.
+    pub nats_url: Option<String>,
+    /// The database's instance id: the deployment's subject.
+    pub instance_id: String,
+    /// How often every local socket is woken while there is no bus.
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect to NATS at {address}: {reason}")]
+    Connect { address: String, reason: String },
+    #[error("cannot subscribe to NATS at {address}: {reason}")]
+    Subscribe { address: String, reason: String },
+}
+
+/// `nats://user:password@host:port` as `host:port`: errors and logs never carry a password.
+pub(crate) fn redacted_address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    host.split(['/', '?']).next().unwrap_or(host).to_owned()
+}
+
+impl Notifier {
+    /// A notifier for a node of a deployment on the shared database: connects to NATS (a
+    /// clear error if it cannot, at start) and starts the tasks that publish this node's
+    /// hints, apply the others', and poll while the bus is down.
+    pub async fn with_bus(config: BusConfig) -> Result<Self, BusError> {
+        let node = random_node_id();
+        let local = Arc::new(LocalSockets::default());
+        let directory = watch::channel(0).0;
+        let Some(url) = config.nats_url.clone() else {
+            tracing::warn!(
+                poll_ms = config.poll_interval.as_millis() as u64,
+                "no --nats-url: this node wakes its devices by polling, so messages sent \
+                 through other nodes arrive up to a poll interval late"
+            );
+            tokio::spawn(poll_without_bus(
+                local.clone(),
+                None,
+                directory.clone(),
+                config.poll_interval,
+            ));
+            return Ok(Self {
+                local,
+                outbox: None,
+                directory,
+            });
+        };
+        let address = redacted_address(&url);
+        let client = async_nats::ConnectOptions::new()
+            .name("vellum-server")
+            .connection_timeout(Duration::from_secs(5))
+            .max_reconnects(None)
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis(100u64.saturating_mul(1 << attempts.min(5)).min(2_000))
+            })
+            .connect(url.as_str())
+            .await
+            .map_err(|e| BusError::Connect {
+                address: address.clone(),
+                reason: e.to_string(),
+            })?;
+        let subject = node_subject(&config.instance_id);
+        let subscription =
+            client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| BusError::Subscribe {
+                    address: address.clone(),
+                    reason: e.to_string(),
+                })?;
+        // A subscription is live once the server has it: flush, so that a node that says it
+        // is listening hears every hint published from now on.
+        client.flush().await.map_err(|e| BusError::Subscribe {
+            address: address.clone(),
+            reason: e.to_string(),
+        })?;
+        let (outbox, hints) = mpsc::unbounded_channel();
+        tokio::spawn(publish_hints(client.clone(), subject, node.clone(), hints));
+        tokio::spawn(apply_hints(
+            subscription,
+            node,
+            local.clone(),
+            directory.clone(),
+        ));
+        tokio::spawn(poll_without_bus(
+            local.clone(),
+            Some(client),
+            directory.clone(),
+            config.poll_interval,
+        ));
+        tracing::info!(nats = %address, "wakeups between nodes through NATS");
+        Ok(Self {
+            local,
+            outbox: Some(outbox),
+            directory,
+        })
+    }
+}
+
+fn random_node_id() -> String {
+    let mut raw = [0u8; 8];
+    getrandom::fill(&mut raw).expect("operating system RNG");
+    hex::encode(raw)
+}
+
+/// Publishes this node's hints, many wakes as one event where they queued up meanwhile.
+async fn publish_hints(
+    client: async_nats::Client,
+    subject: String,
+    node: String,
+    mut hints: mpsc::UnboundedReceiver<NodeHint>,
+) {
+    while let Some(first) = hints.recv().await {
+        let mut devices = HashSet::new();
+        let mut wake_all = false;
+        let mut directory = None;
+        let mut take = |hint: NodeHint| match hint {
+            NodeHint::Wake { devices: more } => devices.extend(more),
+            NodeHint::WakeAll => wake_all = true,
+            NodeHint::Directory { size } => directory = directory.max(Some(size)),
+        };
+        take(first);
+        while let Ok(hint) = hints.try_recv() {
+            take(hint);
+        }
+        let mut events = Vec::new();
+        if wake_all {
+            events.push(NodeHint::WakeAll);
+        } else {
+            let devices: Vec<String> = devices.into_iter().collect();
+            for chunk in devices.chunks(DEVICES_PER_EVENT) {
+                events.push(NodeHint::Wake {
+                    devices: chunk.to_vec(),
+                });
+            }
+        }
+        events.extend(directory.map(|size| NodeHint::Directory { size }));
+        for hint in events {
+            let event = NodeEvent::new(&node, hint).to_bytes();
+            // While disconnected the client queues and sends at reconnect; a hint that is
+            // dropped anyway is covered by the polling and the wake at reconnect.
+            if let Err(e) = client.publish(subject.clone(), event.into()).await {
+                tracing::debug!(error = %e, "a wake hint was not published");
+            }
+        }
+    }
+}
+
+/// Wakes this node's sockets for the other nodes' hints.
+async fn apply_hints(
+    mut subscription: async_nats::Subscriber,
+    node: String,
+    local: Arc<LocalSockets>,
+    directory: watch::Sender<u64>,
+) {
+    use futures_util::StreamExt;
+    while let Some(message) = subscription.next().await {
+        let event = match NodeEvent::decode(&message.payload) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring an event on the nodes' subject");
+                continue;
+            }
+        };
+        if event.node == node {
+            continue;
+        }
+        match event.hint {
+            NodeHint::Wake { devices } => local.wake(&devices),
+            NodeHint::WakeAll => local.wake_all(),
+            NodeHint::Directory { size } => {
+                directory.send_modify(|heard| *heard = size);
+            }
+        }
+    }
+}
+
+/// While the bus is down (always, without one), wakes every local socket each interval;
+/// when it comes back, wakes them once more and has the directory looked at again, for the
+/// hints published while it was away.
+async fn poll_without_bus(
+    local: Arc<LocalSockets>,
+    bus: Option<async_nats::Client>,
+    directory: watch::Sender<u64>,
+    interval: Duration,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_down = false;
+    loop {
+        tick.tick().await;
+        let down = match &bus {
+            None => true,
+            Some(client) => client.connection_state() != async_nats::connection::State::Connected,
+        };
+        if down {
+            if !was_down && bus.is_some() {
+                tracing::warn!("the NATS connection is down: polling until it is back");
+            }
+            local.wake_all();
+        } else if was_down {
+            tracing::info!("the NATS connection is back");
+            local.wake_all();
+        }
+        if down || was_down {
+            directory.send_modify(|heard| *heard = u64::MAX);
+        }
+        was_down = down;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_13_addresses_in_errors_carry_no_password() {
+        assert_eq!(
+            redacted_address("nats://alice:s3cret@nats.example:4222"),
+            "nats.example:4222"
+        );
+        assert_eq!(redacted_address("nats://127.0.0.1:4222"), "127.0.0.1:4222");
+        assert_eq!(redacted_address("127.0.0.1:4222"), "127.0.0.1:4222");
+        assert_eq!(
+            redacted_address("postgres://u:p@db:5432/vellum?sslmode=disable"),
+            "db:5432"
+        );
+    }
+
+    #[tokio::test]
+    async fn issue_13_a_wake_reaches_only_the_devices_named() {
+        let notifier = Notifier::default();
+        let mut alice = notifier.subscribe("alice-1");
+        let bob = notifier.subscribe("bob-1");
+        notifier.wake(&["alice-1".to_owned()]);
+        assert!(alice.has_changed().unwrap());
+        assert!(!bob.has_changed().unwrap());
+        alice.mark_unchanged();
+        notifier.wake_all();
+        assert!(alice.has_changed().unwrap() && bob.has_changed().unwrap());
+        assert_eq!(notifier.connected(), 2);
+        drop(bob);
+        notifier.wake_all();
+        assert_eq!(notifier.connected(), 1);
     }
 }

@@ -7,10 +7,10 @@ use vellum_mls::{GroupTracker, OrgIdentityProvider, OrgSigner, TrackedGroup};
 use vellum_store::{SqliteStore, Store};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{init_data_dir, write_directory_vkey, ServerConfig};
+use crate::config::{init_data_dir, init_node_dir, write_directory_vkey, ServerConfig};
 use crate::directory::{Directory, DirectoryError};
 use crate::limits::RateLimiter;
-use crate::notify::Notifier;
+use crate::notify::{BusConfig, Notifier};
 use crate::ApiError;
 
 pub struct AppState {
@@ -50,7 +50,54 @@ impl AppState {
             .with_directory_key(dir.directory_key);
         let vkey = state.directory_signer()?.verifier_key();
         write_directory_vkey(&state.config.data_dir, &vkey)?;
-        state._data_dir_lock = Some(dir.lock);
+        state._data_dir_lock = dir.lock;
+        Ok(state)
+    }
+
+    /// Opens what the configuration names: `DATA/server.db`, or (issue 13) a node of a
+    /// deployment on the shared PostgreSQL database, hearing the other nodes through NATS.
+    /// Refuses at once what cannot work: an unreachable database or NATS, a database of a
+    /// newer schema, a data directory whose org key is not the deployment's.
+    pub async fn open_configured(config: ServerConfig) -> Result<Self, crate::ServeError> {
+        let Some(url) = config.database_url.clone() else {
+            if config.nats_url.is_some() {
+                return Err(crate::ServeError::Config(
+                    "--nats-url needs --database-url: a server on DATA/server.db is the only \
+                     node of its deployment"
+                        .into(),
+                ));
+            }
+            return Self::open(config);
+        };
+        let store = vellum_store_pg::PgStore::connect(&url)
+            .await
+            .map_err(crate::ServeError::Database)?;
+        let instance_id = store
+            .instance_id()
+            .await
+            .map_err(crate::ServeError::Database)?;
+        // NATS before anything is written: a start that fails leaves nothing behind.
+        let notifier = Notifier::with_bus(BusConfig {
+            nats_url: config.nats_url.clone(),
+            instance_id,
+            poll_interval: config.poll_interval,
+        })
+        .await?;
+        let deployed = store
+            .org_key()
+            .await
+            .map_err(crate::ServeError::Database)?
+            .is_some();
+        let dir = init_node_dir(&config.data_dir, deployed)?;
+        store
+            .bind_org_key(dir.org.public_key().as_bytes())
+            .await
+            .map_err(crate::ServeError::Database)?;
+        let mut state = Self::new(config, Arc::new(store), dir.org, dir.admin_token_hash)
+            .with_directory_key(dir.directory_key);
+        state.notifier = notifier;
+        let vkey = state.directory_signer()?.verifier_key();
+        write_directory_vkey(&state.config.data_dir, &vkey)?;
         Ok(state)
     }
 

@@ -3,35 +3,58 @@
 //!
 //! Writes run in transactions that first lock the single `server_instance` row, so they are
 //! serialised as SQLite's single writer serialises them (several nodes sharing one database
-//! included); reads run on any pooled connection. Schemas change only through the numbered
+//! included); reads run on any pooled connection. Application messages appended at once
+//! share a transaction ([`AppendBatcher`]). Request nonces are shared by every node in
+//! unlogged tables; single-writer jobs hold a session advisory lock. Schemas change only through the numbered
 //! SQL files in `migrations/`, applied in order in one transaction and recorded in
 //! `vellum_schema_history`; a database at a newer version than this binary knows is refused.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use sha2::{Digest, Sha256};
+use tokio::task::AbortHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row, Transaction};
+use tokio_postgres::{NoTls, Row, Statement, Transaction};
 use vellum_store::backend::*;
 use vellum_store::*;
 use vellum_wire::{log_hash_next, log_hash_start, DeviceState, EntryKind, HoldAction, OrgPolicy};
 
 pub use tokio_postgres;
 
+mod deployment;
+
 /// The numbered migrations, oldest first: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/V1__initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/V1__initial.sql")),
+    (
+        2,
+        "request_nonces",
+        include_str!("../migrations/V2__request_nonces.sql"),
+    ),
+    (3, "org_key", include_str!("../migrations/V3__org_key.sql")),
+];
+
+/// Most application messages one log transaction takes. Each takes a savepoint, and so a
+/// subtransaction id; past 64 in one transaction, PostgreSQL's per-backend cache of them
+/// overflows and every other session's visibility checks get slower while it runs.
+const APPEND_BATCH: usize = 64;
+
+/// One `remember_nonce` call in this many also drops the nonces the window has passed:
+/// the table stays about the window's size, and no call pays for more than a few
+/// hundred calls' rows.
+const NONCE_SWEEP_EVERY: u64 = 256;
 
 /// Connections in the pool.
 const POOL_SIZE: usize = 8;
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
-/// The PostgreSQL backend. Request nonces live in memory, as SqliteStore's do.
+/// The PostgreSQL backend. Request nonces are shared by every node, in unlogged tables.
 #[derive(Clone)]
 pub struct PgStore {
     inner: Arc<Inner>,
@@ -39,9 +62,77 @@ pub struct PgStore {
 
 struct Inner {
     pool: Pool,
-    nonces: Mutex<NonceWindow>,
-    started_at: i64,
+    /// For the connections job leases hold outside the pool.
+    config: tokio_postgres::Config,
+    /// `remember_nonce` calls so far, to sweep every [`NONCE_SWEEP_EVERY`]th.
+    nonce_calls: AtomicU64,
+    /// Group commit of `append_message`.
+    appends: AppendBatcher,
     instance_id: String,
+}
+
+/// What a PostgreSQL advisory lock of this crate guards. Its keys are the two-`int4` form
+/// (namespace, lock), a key space apart from the migration lock's single `bigint`; the
+/// namespace is the schema's, so deployments in different schemas of one database (and
+/// tests run in parallel) do not exclude each other.
+#[derive(Clone, Copy)]
+enum AdvisoryLock {
+    /// Held by a job's lease, for the lease's whole session.
+    Job(Job),
+    /// Held by one `purge_expired` transaction.
+    PurgeMessages,
+    /// Held by one `purge_blobs` transaction.
+    PurgeBlobs,
+}
+
+impl AdvisoryLock {
+    fn key(self) -> i32 {
+        match self {
+            AdvisoryLock::Job(Job::Purge) => 1,
+            AdvisoryLock::Job(Job::DirectoryWitness) => 2,
+            AdvisoryLock::PurgeMessages => 101,
+            AdvisoryLock::PurgeBlobs => 102,
+        }
+    }
+}
+
+/// The namespace key of this schema's advisory locks, as an SQL expression.
+const LOCK_NAMESPACE: &str = "hashtext('vellum/' || current_schema())";
+
+/// How often a lease's connection proves it is alive, and how long an answer may take: a
+/// session the network lost silently (no close ever arrives) is given up within about
+/// twice this, rather than trusted while another node may be taking the lock over.
+const LEASE_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// A job's lease: a session-level advisory lock held by a connection of its own, outside
+/// the pool. Dropping it closes the connection, which ends the session and so the lock.
+struct PgJobLease {
+    _client: Arc<tokio_postgres::Client>,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl JobLease for PgJobLease {
+    fn is_held(&self) -> bool {
+        // The connection task ends when the session does (terminated, the server
+        // restarted, the heartbeat unanswered): the lock went with it.
+        !self.connection.is_finished()
+    }
+}
+
+/// Pings the lease's session every [`LEASE_HEARTBEAT`] while the lease exists (it holds
+/// the only strong reference to the client); one unanswered ping ends the connection.
+async fn lease_heartbeat(client: Weak<tokio_postgres::Client>, connection: AbortHandle) {
+    loop {
+        tokio::time::sleep(LEASE_HEARTBEAT).await;
+        let Some(client) = client.upgrade() else {
+            return;
+        };
+        let ping = tokio::time::timeout(LEASE_HEARTBEAT, client.simple_query("SELECT 1")).await;
+        if !matches!(ping, Ok(Ok(_))) {
+            connection.abort();
+            return;
+        }
+    }
 }
 
 fn pg(e: tokio_postgres::Error) -> Error {
@@ -384,7 +475,7 @@ impl PgStore {
         }
         let target = describe(&config);
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -409,12 +500,18 @@ impl PgStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
-                nonces: Mutex::default(),
-                // Another process may have accepted requests in this very second.
-                started_at: now_secs() + 1,
+                config,
+                nonce_calls: AtomicU64::new(0),
+                appends: AppendBatcher::new(APPEND_BATCH),
                 instance_id,
             }),
         })
+    }
+
+    /// Transactions (each one commit) that appended application messages since the store
+    /// was opened, by this node.
+    pub fn log_commits(&self) -> u64 {
+        self.inner.appends.commits()
     }
 
     /// The schema version of this binary's newest migration.
@@ -429,6 +526,58 @@ impl PgStore {
             .await
             .map_err(|e| Error::Backend(format!("PostgreSQL connection: {e}")))
     }
+}
+
+/// The shared window of remembered nonces (the `request_nonce_window` row).
+struct NonceWindowRow {
+    forgotten_before: i64,
+    started_at: i64,
+}
+
+impl NonceWindowRow {
+    /// Why a request signed at `timestamp` is refused whatever its nonce, if it is.
+    fn refusal(&self, timestamp: i64) -> Option<NonceCheck> {
+        if timestamp < self.started_at {
+            Some(NonceCheck::BeforeStart {
+                started_at: self.started_at,
+            })
+        } else if timestamp < self.forgotten_before {
+            Some(NonceCheck::Expired)
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads the window; if its row is missing, the unlogged tables were emptied (crash
+/// recovery, a promoted standby) and every nonce remembered before now is lost: the row is
+/// written again, remembering from the next second on (another node may be accepting
+/// requests in this one).
+async fn nonce_window(c: &deadpool_postgres::Object, forget_before: i64) -> Result<NonceWindowRow> {
+    let read = c
+        .prepare_cached(
+            "SELECT forgotten_before, started_at FROM request_nonce_window WHERE id = 1",
+        )
+        .await
+        .map_err(pg)?;
+    let row = match c.query_opt(&read, &[]).await.map_err(pg)? {
+        Some(row) => row,
+        None => {
+            c.execute(
+                "INSERT INTO request_nonce_window (id, forgotten_before, started_at)
+                 VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
+                &[&forget_before, &(now_secs() + 1)],
+            )
+            .await
+            .map_err(pg)?;
+            // Another node may have written it first: its row is the one.
+            c.query_one(&read, &[]).await.map_err(pg)?
+        }
+    };
+    Ok(NonceWindowRow {
+        forgotten_before: row.get(0),
+        started_at: row.get(1),
+    })
 }
 
 /// host:port/dbname of a configuration, without its user or password.
@@ -447,10 +596,42 @@ fn describe(config: &tokio_postgres::Config) -> String {
 async fn write_tx(c: &mut deadpool_postgres::Object) -> Result<Transaction<'_>> {
     let client: &mut tokio_postgres::Client = c;
     let tx = client.transaction().await.map_err(pg)?;
-    tx.execute("SELECT 1 FROM server_instance WHERE id = 1 FOR UPDATE", &[])
-        .await
-        .map_err(pg)?;
+    lock_writers(&tx).await?;
     Ok(tx)
+}
+
+async fn lock_writers(tx: &Transaction<'_>) -> Result<()> {
+    exec(
+        tx,
+        "SELECT 1 FROM server_instance WHERE id = 1 FOR UPDATE",
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// As [`write_tx`], for work that several nodes may start at once and one suffices for
+/// (purges): `None` while another transaction holds `lock`, instead of waiting for it and
+/// then redoing what it just did.
+async fn exclusive_write_tx(
+    c: &mut deadpool_postgres::Object,
+    lock: AdvisoryLock,
+) -> Result<Option<Transaction<'_>>> {
+    let client: &mut tokio_postgres::Client = c;
+    let tx = client.transaction().await.map_err(pg)?;
+    let granted: bool = one(
+        &tx,
+        &format!("SELECT pg_try_advisory_xact_lock({LOCK_NAMESPACE}, $1)"),
+        &[&lock.key()],
+    )
+    .await?
+    .get(0);
+    if !granted {
+        tx.rollback().await.map_err(pg)?;
+        return Ok(None);
+    }
+    lock_writers(&tx).await?;
+    Ok(Some(tx))
 }
 
 /// Starts a read-only transaction over one snapshot.
@@ -469,11 +650,164 @@ async fn done(tx: Transaction<'_>) -> Result<()> {
     tx.commit().await.map_err(pg)
 }
 
+/// The statements of [`append_message_in`], prepared once per pooled connection: the hot
+/// path does not pay a round trip to parse each.
+struct AppendStatements {
+    group: Statement,
+    earlier: Statement,
+    member: Statement,
+    insert: Statement,
+    advance: Statement,
+}
+
+impl AppendStatements {
+    async fn prepare(c: &deadpool_postgres::Object) -> Result<Self> {
+        let prepare = |sql| async move { c.prepare_cached(sql).await.map_err(pg) };
+        Ok(Self {
+            group: prepare("SELECT epoch, last_seq, log_hash FROM groups WHERE group_id = $1").await?,
+            earlier: prepare("SELECT seq, epoch FROM group_log WHERE group_id = $1 AND sender_device = $2 AND client_msg_id = $3").await?,
+            member: prepare("SELECT 1 FROM memberships WHERE group_id = $1 AND device_id = $2 AND removed_seq IS NULL").await?,
+            insert: prepare("INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, client_msg_id, payload, received_at, expires_at, log_hash) VALUES ($1, $2, $3, 'application', $4, $5, $6, $7, $8, $9)").await?,
+            advance: prepare("UPDATE groups SET last_seq = $2, log_hash = $3 WHERE group_id = $1").await?,
+        })
+    }
+}
+
+/// One application message, inside the batch's transaction (see [`AppendLog`]).
+async fn append_message_in(
+    tx: &Transaction<'_>,
+    sql: &AppendStatements,
+    m: &MessageAppend,
+) -> Result<Appended> {
+    let group = tx
+        .query_opt(&sql.group, &[&m.group_id])
+        .await
+        .map_err(pg)?
+        .ok_or_else(|| Error::NotFound(format!("group {}", m.group_id)))?;
+    let (epoch, last_seq) = (group.get::<_, i64>(0) as u64, group.get::<_, i64>(1) as u64);
+    let prev_hash = hash_from(group.get(2))?;
+    let earlier = tx
+        .query_opt(
+            &sql.earlier,
+            &[&m.group_id, &m.sender_device, &m.client_msg_id],
+        )
+        .await
+        .map_err(pg)?;
+    if let Some(r) = earlier {
+        return Ok(Appended {
+            seq: r.get::<_, i64>(0) as u64,
+            epoch: r.get::<_, i64>(1) as u64,
+            duplicate: true,
+        });
+    }
+    let member = tx
+        .query_opt(&sql.member, &[&m.group_id, &m.sender_device])
+        .await
+        .map_err(pg)?;
+    if member.is_none() {
+        return Err(Error::NotMember);
+    }
+    if m.epoch != epoch {
+        return Err(Error::StaleEpoch { current: epoch });
+    }
+    let seq = last_seq + 1;
+    let hash = log_hash_next(
+        &prev_hash,
+        seq,
+        epoch,
+        EntryKind::Application,
+        &m.sender_device,
+        &m.payload,
+    );
+    tx.execute(
+        &sql.insert,
+        &[
+            &m.group_id,
+            &(seq as i64),
+            &(epoch as i64),
+            &m.sender_device,
+            &m.client_msg_id,
+            &m.payload,
+            &m.received_at,
+            &m.expires_at,
+            &&hash[..],
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    tx.execute(&sql.advance, &[&m.group_id, &(seq as i64), &&hash[..]])
+        .await
+        .map_err(pg)?;
+    Ok(Appended {
+        seq,
+        epoch,
+        duplicate: false,
+    })
+}
+
+#[async_trait]
+impl AppendLog for PgStore {
+    async fn append_batch(&self, batch: Vec<MessageAppend>) -> Result<Vec<Result<Appended>>> {
+        let mut c = self.client().await?;
+        let statements = AppendStatements::prepare(&c).await?;
+        let mut tx = write_tx(&mut c).await?;
+        let mut results = Vec::with_capacity(batch.len());
+        for m in &batch {
+            let savepoint = tx.transaction().await.map_err(pg)?;
+            match append_message_in(&savepoint, &statements, m).await {
+                Ok(appended) => {
+                    savepoint.commit().await.map_err(pg)?;
+                    results.push(Ok(appended));
+                }
+                Err(refused) => {
+                    // Rolled back to before this message; if even that fails (the
+                    // connection is gone), the batch fails with the cause.
+                    if savepoint.rollback().await.is_err() {
+                        return Err(refused);
+                    }
+                    results.push(Err(refused));
+                }
+            }
+        }
+        done(tx).await?;
+        Ok(results)
+    }
+}
+
 #[async_trait]
 impl Store for PgStore {
-    async fn try_job_lease(&self, _job: Job) -> Result<Option<Box<dyn JobLease>>> {
-        // Issue 13: a session advisory lock on a connection of its own comes next.
-        Ok(Some(Box::new(SoleNode)))
+    async fn try_job_lease(&self, job: Job) -> Result<Option<Box<dyn JobLease>>> {
+        let (client, connection) = self.inner.config.connect(NoTls).await.map_err(|e| {
+            Error::Backend(format!(
+                "cannot connect to the PostgreSQL database {}: {e}",
+                describe(&self.inner.config)
+            ))
+        })?;
+        let connection = tokio::spawn(async move {
+            // Its end is what `is_held` watches; the error itself says nothing more.
+            let _ = connection.await;
+        });
+        let granted: bool = client
+            .query_one(
+                &format!("SELECT pg_try_advisory_lock({LOCK_NAMESPACE}, $1)"),
+                &[&AdvisoryLock::Job(job).key()],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        if !granted {
+            // The connection closes as `client` is dropped.
+            return Ok(None);
+        }
+        let client = Arc::new(client);
+        tokio::spawn(lease_heartbeat(
+            Arc::downgrade(&client),
+            connection.abort_handle(),
+        ));
+        Ok(Some(Box::new(PgJobLease {
+            _client: client,
+            connection,
+        })))
     }
 
     async fn create_user(&self, name: &str, now: i64) -> Result<()> {
@@ -722,16 +1056,51 @@ impl Store for PgStore {
         timestamp: i64,
         forget_before: i64,
     ) -> Result<NonceCheck> {
-        if timestamp < self.inner.started_at {
-            return Ok(NonceCheck::BeforeStart {
-                started_at: self.inner.started_at,
-            });
-        }
+        let c = self.client().await?;
         if timestamp < forget_before {
-            return Ok(NonceCheck::Expired);
+            // Nothing to remember; the window says which refusal it is.
+            let window = nonce_window(&c, forget_before).await?;
+            return Ok(window.refusal(timestamp).unwrap_or(NonceCheck::Expired));
         }
-        let mut window = self.inner.nonces.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(window.remember(device_id, nonce, timestamp, forget_before))
+        if self
+            .inner
+            .nonce_calls
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(NONCE_SWEEP_EVERY)
+        {
+            // The window moves and the rows it passed go in one statement, so whoever
+            // finds a dropped row's key free (below) also sees the window that dropped it.
+            let sweep = c
+                .prepare_cached(
+                    "WITH w AS (
+                         UPDATE request_nonce_window
+                         SET forgotten_before = GREATEST(forgotten_before, $1)
+                         WHERE id = 1 RETURNING forgotten_before)
+                     DELETE FROM request_nonces WHERE signed_at < (SELECT forgotten_before FROM w)",
+                )
+                .await
+                .map_err(pg)?;
+            c.execute(&sweep, &[&forget_before]).await.map_err(pg)?;
+        }
+        let insert = c
+            .prepare_cached(
+                "INSERT INTO request_nonces (key, signed_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(pg)?;
+        let key = nonce_key(device_id, nonce, timestamp);
+        let inserted = c
+            .execute(&insert, &[&&key[..], &timestamp])
+            .await
+            .map_err(pg)?;
+        // Read after the insert, in a statement (and so a snapshot) of its own: if the key
+        // was free because a sweep had just dropped it, the window the sweep moved is seen.
+        let window = nonce_window(&c, forget_before).await?;
+        Ok(match window.refusal(timestamp) {
+            Some(refused) => refused,
+            None if inserted == 1 => NonceCheck::Fresh,
+            None => NonceCheck::Replayed,
+        })
     }
 
     async fn instance_id(&self) -> Result<String> {
@@ -1135,65 +1504,7 @@ impl Store for PgStore {
     }
 
     async fn append_message(&self, m: MessageAppend) -> Result<Appended> {
-        let mut c = self.client().await?;
-        let tx = write_tx(&mut c).await?;
-        let (epoch, last_seq, prev_hash) = current_epoch(&tx, &m.group_id).await?;
-        let earlier = opt(
-            &tx,
-            "SELECT seq, epoch FROM group_log WHERE group_id = $1 AND sender_device = $2 AND client_msg_id = $3",
-            &[&m.group_id, &m.sender_device, &m.client_msg_id],
-        )
-        .await?;
-        if let Some(r) = earlier {
-            return Ok(Appended {
-                seq: r.get::<_, i64>(0) as u64,
-                epoch: r.get::<_, i64>(1) as u64,
-                duplicate: true,
-            });
-        }
-        if !is_current_member(&tx, &m.group_id, &m.sender_device).await? {
-            return Err(Error::NotMember);
-        }
-        if m.epoch != epoch {
-            return Err(Error::StaleEpoch { current: epoch });
-        }
-        let seq = last_seq + 1;
-        let hash = log_hash_next(
-            &prev_hash,
-            seq,
-            epoch,
-            EntryKind::Application,
-            &m.sender_device,
-            &m.payload,
-        );
-        exec(
-            &tx,
-            "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, client_msg_id, payload, received_at, expires_at, log_hash) VALUES ($1, $2, $3, 'application', $4, $5, $6, $7, $8, $9)",
-            &[
-                &m.group_id,
-                &(seq as i64),
-                &(epoch as i64),
-                &m.sender_device,
-                &m.client_msg_id,
-                &m.payload,
-                &m.received_at,
-                &m.expires_at,
-                &&hash[..],
-            ],
-        )
-        .await?;
-        exec(
-            &tx,
-            "UPDATE groups SET last_seq = $2, log_hash = $3 WHERE group_id = $1",
-            &[&m.group_id, &(seq as i64), &&hash[..]],
-        )
-        .await?;
-        done(tx).await?;
-        Ok(Appended {
-            seq,
-            epoch,
-            duplicate: false,
-        })
+        self.inner.appends.append(self, m).await
     }
 
     async fn pending(&self, device_id: &str, limit: usize) -> Result<Pending> {
@@ -1805,7 +2116,10 @@ impl Store for PgStore {
 
     async fn purge_expired(&self, now: i64, received_before: i64) -> Result<u64> {
         let mut c = self.client().await?;
-        let tx = write_tx(&mut c).await?;
+        let Some(tx) = exclusive_write_tx(&mut c, AdvisoryLock::PurgeMessages).await? else {
+            // Another node is purging these very messages.
+            return Ok(0);
+        };
         let purged = exec(
             &tx,
             &format!(
@@ -2051,7 +2365,10 @@ impl Store for PgStore {
 
     async fn purge_blobs(&self, now: i64, created_before: i64) -> Result<u64> {
         let mut c = self.client().await?;
-        let tx = write_tx(&mut c).await?;
+        let Some(tx) = exclusive_write_tx(&mut c, AdvisoryLock::PurgeBlobs).await? else {
+            // Another node is purging these very blobs.
+            return Ok(0);
+        };
         let doomed: Vec<String> = all(
             &tx,
             &format!(

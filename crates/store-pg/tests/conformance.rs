@@ -1,85 +1,11 @@
 //! The shared conformance suite against PostgreSQL: each test in a fresh schema of the
 //! database at `VELLUM_TEST_DATABASE_URL` (default: the local test database), dropped after.
 
-use vellum_store::{Error, SchemaError};
-use vellum_store_pg::{tokio_postgres, PgStore};
+mod common;
 
-fn database_url() -> String {
-    std::env::var("VELLUM_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-async fn admin() -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
-        .await
-        .expect("the test database (VELLUM_TEST_DATABASE_URL) is reachable");
-    tokio::spawn(connection);
-    client
-}
-
-/// A schema of its own, dropped when this is.
-struct Schema {
-    name: String,
-}
-
-impl Schema {
-    async fn new() -> Self {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).unwrap();
-        let name = format!(
-            "t_{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
-        admin()
-            .await
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .await
-            .unwrap();
-        Self { name }
-    }
-
-    fn config(&self) -> tokio_postgres::Config {
-        let mut config: tokio_postgres::Config = database_url().parse().unwrap();
-        config.options(format!("-c search_path={}", self.name));
-        // Named after the schema, so that dropping it can end the store's sessions first.
-        config.application_name(&self.name);
-        config
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime: a thread of its own may block.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let admin = admin().await;
-                // The test's runtime is blocked here, so its store cannot finish a
-                // transaction it left open (an early error return): end its sessions.
-                let _ = admin
-                    .execute(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-                        &[&name],
-                    )
-                    .await;
-                let _ = admin
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                    .await;
-            });
-        })
-        .join();
-    }
-}
-
-async fn fresh() -> (PgStore, Schema) {
-    let schema = Schema::new().await;
-    let store = PgStore::connect_config(schema.config()).await.unwrap();
-    (store, schema)
-}
+use common::{admin, fresh, member_with_group, Schema};
+use vellum_store::{Error, MessageAppend, SchemaError, Store};
+use vellum_store_pg::PgStore;
 
 mod conformance {
     vellum_store::store_conformance_tests!(super::fresh());
@@ -146,4 +72,84 @@ async fn an_unreachable_database_is_a_clear_error() {
         .err()
         .expect("not a URL");
     assert!(err.to_string().contains("database URL"), "{err}");
+}
+
+/// Issue 13: appends made at once share commits. Here the first caller's batch is itself
+/// alone, and everything queued while it commits goes in the next (up to 64 a batch).
+#[tokio::test]
+async fn issue_13_a_burst_of_appends_shares_commits() {
+    let (store, _schema) = fresh().await;
+    vellum_store::conformance::issue_13_concurrent_appends_commit_together_gapless_and_chained(
+        &store,
+    )
+    .await;
+    let commits = store.log_commits();
+    assert!(commits < 8, "64 appends took {commits} commits");
+}
+
+/// Issue 13: when a batch's commit fails, every caller of that batch gets the error and
+/// none of its messages is in the log; the store goes on appending.
+#[tokio::test]
+async fn issue_13_a_failed_commit_fails_every_append_of_its_batch() {
+    let (store, schema) = fresh().await;
+    member_with_group(&store).await;
+    // A check PostgreSQL runs only at commit: a message whose payload is "poison" makes
+    // its transaction's commit fail.
+    admin()
+        .await
+        .batch_execute(&format!(
+            "CREATE FUNCTION {s}.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.payload = 'poison'::bytea THEN RAISE EXCEPTION 'poisoned'; END IF;
+                 RETURN NULL;
+             END $$;
+             CREATE CONSTRAINT TRIGGER poison AFTER INSERT ON {s}.group_log
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {s}.refuse_poison();",
+            s = schema.name
+        ))
+        .await
+        .unwrap();
+    let message = |i: usize| MessageAppend {
+        group_id: "g".into(),
+        epoch: 0,
+        sender_device: "a1".into(),
+        client_msg_id: format!("m{i}"),
+        payload: if i == 5 {
+            b"poison".to_vec()
+        } else {
+            format!("ct-m{i}").into_bytes()
+        },
+        received_at: 0,
+        expires_at: None,
+    };
+    let appended =
+        futures_util::future::join_all((0..8).map(|i| store.append_message(message(i)))).await;
+    assert!(
+        matches!(appended[5], Err(Error::Backend(_))),
+        "{:?}",
+        appended[5]
+    );
+    let failed = appended.iter().filter(|a| a.is_err()).count();
+    assert!(
+        failed > 1,
+        "the poisoned batch had others in it: {appended:?}"
+    );
+    let logged: Vec<Vec<u8>> = store
+        .pending("a1", 100)
+        .await
+        .unwrap()
+        .groups
+        .into_iter()
+        .flat_map(|(_, entries)| entries.into_iter().map(|e| e.payload))
+        .collect();
+    for (i, a) in appended.iter().enumerate() {
+        let payload = message(i).payload;
+        assert_eq!(
+            logged.contains(&payload),
+            a.is_ok(),
+            "message {i}: acknowledged if and only if committed ({a:?})"
+        );
+    }
+    let after = store.append_message(message(8)).await.unwrap();
+    assert_eq!(after.seq, logged.len() as u64 + 1);
 }

@@ -39,6 +39,11 @@ macro_rules! store_conformance_tests {
             issue_10_group_cursors_are_the_current_members_acks,
             issue_10_blobs_take_chunks_in_order_within_the_quota,
             issue_10_blobs_go_at_expiry_and_deletion_but_wait_for_the_archiver,
+            issue_13_a_job_lease_is_taken_again_once_dropped,
+            issue_13_concurrent_appends_commit_together_gapless_and_chained,
+            issue_13_a_refused_append_in_a_burst_fails_alone,
+            issue_13_a_retry_in_the_same_burst_is_the_first_append,
+            issue_13_an_append_whose_caller_left_before_its_batch_is_not_made,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -50,6 +55,23 @@ macro_rules! store_conformance_tests {
             }
         )*
     };
+}
+
+/// Polls `attempt` until it gives a value, for at most ten seconds (then fails, saying
+/// `what` did not happen): for what another session or node does in its own time.
+pub async fn eventually<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 fn device(id: &str, user: &str) -> Device {
@@ -1904,4 +1926,206 @@ pub async fn issue_10_blobs_go_at_expiry_and_deletion_but_wait_for_the_archiver(
         store.delete_blob("said", "a1").await,
         Err(Error::NotFound(_))
     ));
+}
+
+/// Issue 13: a job's lease is granted while no other node holds it, and again once the
+/// holder dropped it; leases of different jobs are independent.
+pub async fn issue_13_a_job_lease_is_taken_again_once_dropped(store: &impl Store) {
+    let purge = store
+        .try_job_lease(Job::Purge)
+        .await
+        .unwrap()
+        .expect("no node holds the purge lease");
+    assert!(purge.is_held());
+    let witness = store
+        .try_job_lease(Job::DirectoryWitness)
+        .await
+        .unwrap()
+        .expect("another job's lease is independent");
+    assert!(witness.is_held());
+    drop(purge);
+    // The database may take a moment to see the dropped lease's session end.
+    let again = eventually("the dropped purge lease is granted again", || async {
+        store.try_job_lease(Job::Purge).await.unwrap()
+    })
+    .await;
+    assert!(again.is_held());
+    assert!(witness.is_held());
+}
+
+/// Checks every entry's running hash from the group's start, and that seqs run from 1
+/// without a gap; returns the application messages' (seq, sender).
+fn check_chain(group: &str, entries: &[StoredEntry]) -> Vec<(u64, String)> {
+    use vellum_wire::{log_hash_next, log_hash_start};
+    let mut hash = log_hash_start(group);
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1, "{group}: seqs without a gap");
+        hash = log_hash_next(&hash, e.seq, e.epoch, e.kind, &e.sender_device, &e.payload);
+        assert_eq!(e.log_hash, hash, "{group}: the hash of entry {}", e.seq);
+    }
+    entries
+        .iter()
+        .filter(|e| e.kind == vellum_wire::EntryKind::Application)
+        .map(|e| (e.seq, e.sender_device.clone()))
+        .collect()
+}
+
+/// Two groups of four members at epoch 1; each group's creator (`d00`, `d10`) receives its
+/// whole log.
+async fn two_groups_of_four(store: &impl Store) {
+    for g in 0..2 {
+        let members: Vec<String> = (0..4).map(|i| format!("d{g}{i}")).collect();
+        for device in &members {
+            enroll(store, device, &format!("user-{device}")).await;
+        }
+        let group = format!("g{g}");
+        group_of(store, &group, &members[0]).await;
+        let added: Vec<&str> = members[1..].iter().map(String::as_str).collect();
+        store
+            .append_commit(commit(&group, 0, &members[0], b"add", &added, &[]))
+            .await
+            .unwrap();
+    }
+}
+
+/// Issue 13 (group commit): 64 appends at once from 8 senders in 2 groups all succeed, with
+/// distinct seqs, each group's log gapless and its hash chain right.
+pub async fn issue_13_concurrent_appends_commit_together_gapless_and_chained(store: &impl Store) {
+    two_groups_of_four(store).await;
+    let burst = (0..64).map(|i| {
+        let (g, d) = (i % 2, (i / 2) % 4);
+        store.append_message(message(
+            &format!("g{g}"),
+            1,
+            &format!("d{g}{d}"),
+            &format!("m{i}"),
+        ))
+    });
+    let appended = futures_util::future::join_all(burst).await;
+    for g in 0..2 {
+        let mut seqs: Vec<u64> = appended
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == g)
+            .map(|(_, a)| {
+                let a = a.as_ref().expect("every member's append succeeds");
+                assert!(!a.duplicate);
+                assert_eq!(a.epoch, 1);
+                a.seq
+            })
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (2..=33).collect::<Vec<u64>>(), "group g{g}");
+        let group = format!("g{g}");
+        let pending = store.pending(&format!("d{g}0"), 1_000).await.unwrap();
+        let entries = &pending
+            .groups
+            .iter()
+            .find(|(id, _)| *id == group)
+            .unwrap()
+            .1;
+        let messages = check_chain(&group, entries);
+        assert_eq!(messages.len(), 32);
+        // What each caller was told is where its message is.
+        for (i, a) in appended.iter().enumerate().filter(|(i, _)| i % 2 == g) {
+            let seq = a.as_ref().unwrap().seq;
+            let entry = &entries[seq as usize - 1];
+            assert_eq!(entry.payload, format!("ct-m{i}").into_bytes());
+        }
+    }
+}
+
+/// Issue 13 (group commit): in one burst, a non-member's append and one at a stale epoch are
+/// refused, alone: the others commit, and the log has no hole where they were.
+pub async fn issue_13_a_refused_append_in_a_burst_fails_alone(store: &impl Store) {
+    two_groups_of_four(store).await;
+    let burst = (0..16).map(|i| {
+        let m = match i {
+            // d10 is a member of g1, not g0.
+            5 => message("g0", 1, "d10", "intruder"),
+            9 => message("g0", 0, "d01", "stale"),
+            _ => message("g0", 1, &format!("d0{}", i % 4), &format!("m{i}")),
+        };
+        store.append_message(m)
+    });
+    let appended = futures_util::future::join_all(burst).await;
+    assert!(
+        matches!(appended[5], Err(Error::NotMember)),
+        "{:?}",
+        appended[5]
+    );
+    assert!(
+        matches!(appended[9], Err(Error::StaleEpoch { current: 1 })),
+        "{:?}",
+        appended[9]
+    );
+    let mut seqs: Vec<u64> = appended
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 5 && *i != 9)
+        .map(|(_, a)| a.as_ref().expect("the others commit").seq)
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (2..=15).collect::<Vec<u64>>());
+    let pending = store.pending("d00", 1_000).await.unwrap();
+    let entries = &pending.groups.iter().find(|(id, _)| id == "g0").unwrap().1;
+    let messages = check_chain("g0", entries);
+    assert_eq!(messages.len(), 14);
+    assert!(messages.iter().all(|(_, sender)| sender != "d10"));
+}
+
+/// Issue 13 (group commit): a message retried within the same burst (same sender and
+/// client_msg_id) is appended once; the retry is told the first append's seq.
+pub async fn issue_13_a_retry_in_the_same_burst_is_the_first_append(store: &impl Store) {
+    two_groups_of_four(store).await;
+    let burst = (0..12).map(|i| {
+        let id = if i == 3 || i == 7 {
+            "again".to_string()
+        } else {
+            format!("m{i}")
+        };
+        store.append_message(message("g0", 1, "d02", &id))
+    });
+    let appended: Vec<Appended> = futures_util::future::join_all(burst)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let (first, retry) = (appended[3], appended[7]);
+    assert_eq!(first.seq, retry.seq);
+    assert_eq!(first.epoch, retry.epoch);
+    assert!(!first.duplicate);
+    assert!(retry.duplicate);
+    let pending = store.pending("d00", 1_000).await.unwrap();
+    let entries = &pending.groups.iter().find(|(id, _)| id == "g0").unwrap().1;
+    assert_eq!(check_chain("g0", entries).len(), 11);
+}
+
+/// Issue 13 (group commit): a caller that stops waiting (a dropped request) before any
+/// batch took its message leaves nothing in the log: it was never acknowledged.
+pub async fn issue_13_an_append_whose_caller_left_before_its_batch_is_not_made(store: &impl Store) {
+    use futures_util::FutureExt;
+    two_groups_of_four(store).await;
+    // The first call takes the writer for its batch (polled once, it has not run yet)...
+    let mut first = Box::pin(store.append_message(message("g0", 1, "d01", "first")));
+    assert!((&mut first).now_or_never().is_none());
+    // ... so the next one queues behind it, and its caller leaves.
+    assert!(store
+        .append_message(message("g0", 1, "d01", "left"))
+        .now_or_never()
+        .is_none());
+    assert_eq!(first.await.unwrap().seq, 2);
+    assert_eq!(
+        store
+            .append_message(message("g0", 1, "d01", "next"))
+            .await
+            .unwrap()
+            .seq,
+        3
+    );
+    let pending = store.pending("d00", 1_000).await.unwrap();
+    let entries = &pending.groups.iter().find(|(id, _)| id == "g0").unwrap().1;
+    check_chain("g0", entries);
+    let payloads: Vec<&[u8]> = entries.iter().map(|e| e.payload.as_slice()).collect();
+    assert_eq!(payloads, [&b"add"[..], b"ct-first", b"ct-next"]);
 }

@@ -14,6 +14,9 @@ mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
+/// Most application messages one log transaction takes.
+const APPEND_BATCH: usize = 256;
+
 /// Read-only connections beside the writer: reads (sync, device lookups, group reads,
 /// counts) never queue behind a write's fsync, and keep working on a full disk.
 const READERS: usize = 4;
@@ -21,6 +24,7 @@ const READERS: usize = 4;
 /// The embedded SQLite backend. One writer connection (WAL, `synchronous=FULL` so that an
 /// acknowledged write survives a crash, `secure_delete` so purged ciphertext is overwritten)
 /// and a small pool of read-only connections. Every call runs on tokio's blocking pool.
+/// Application messages appended at once share a transaction (see [`AppendBatcher`]).
 /// Request nonces live in memory (see [`Store::remember_nonce`]).
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -33,6 +37,8 @@ struct Inner {
     /// the writer.
     readers: Option<Readers>,
     nonces: Mutex<NonceWindow>,
+    /// Group commit of `append_message`.
+    appends: AppendBatcher,
     /// Unix second this store was opened: earlier request timestamps are refused.
     started_at: i64,
     instance_id: String,
@@ -338,6 +344,7 @@ impl SqliteStore {
                 writer: Mutex::new(conn),
                 readers,
                 nonces: Mutex::default(),
+                appends: AppendBatcher::new(APPEND_BATCH),
                 // A file may have had a predecessor process that accepted requests in this
                 // very second before it died: only the next second on is surely unseen.
                 // Nothing can replay into a fresh in-memory store.
@@ -345,6 +352,12 @@ impl SqliteStore {
                 instance_id,
             }),
         })
+    }
+
+    /// Transactions (each one commit, one fsync) that appended application messages since
+    /// the store was opened.
+    pub fn log_commits(&self) -> u64 {
+        self.inner.appends.commits()
     }
 
     /// The schema version of this binary's newest migration.
@@ -557,6 +570,89 @@ fn approval_in(c: &Connection, device_id: &str) -> Result<Option<Approval>> {
     )
     .optional()
     .map_err(backend)
+}
+
+/// One application message, inside the batch's transaction (see [`AppendLog`]).
+fn append_message_in(tx: &Connection, m: &MessageAppend) -> Result<Appended> {
+    let (epoch, last_seq, prev_hash) = current_epoch(tx, &m.group_id)?;
+    let earlier: Option<(i64, i64)> = tx
+        .query_row(
+            "SELECT seq, epoch FROM group_log WHERE group_id = ?1 AND sender_device = ?2 AND client_msg_id = ?3",
+            params![m.group_id, m.sender_device, m.client_msg_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    if let Some((seq, epoch)) = earlier {
+        return Ok(Appended {
+            seq: seq as u64,
+            epoch: epoch as u64,
+            duplicate: true,
+        });
+    }
+    if !is_current_member(tx, &m.group_id, &m.sender_device)? {
+        return Err(Error::NotMember);
+    }
+    if m.epoch != epoch {
+        return Err(Error::StaleEpoch { current: epoch });
+    }
+    let seq = last_seq + 1;
+    let hash = log_hash_next(
+        &prev_hash,
+        seq,
+        epoch,
+        EntryKind::Application,
+        &m.sender_device,
+        &m.payload,
+    );
+    tx.execute(
+        "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, client_msg_id, payload, received_at, expires_at, log_hash) VALUES (?1, ?2, ?3, 'application', ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![m.group_id, seq as i64, epoch as i64, m.sender_device, m.client_msg_id, m.payload, m.received_at, m.expires_at, &hash[..]],
+    )
+    .map_err(backend)?;
+    tx.execute(
+        "UPDATE groups SET last_seq = ?2, log_hash = ?3 WHERE group_id = ?1",
+        params![m.group_id, seq as i64, &hash[..]],
+    )
+    .map_err(backend)?;
+    Ok(Appended {
+        seq,
+        epoch,
+        duplicate: false,
+    })
+}
+
+#[async_trait]
+impl AppendLog for SqliteStore {
+    async fn append_batch(&self, batch: Vec<MessageAppend>) -> Result<Vec<Result<Appended>>> {
+        self.run(move |c| {
+            let mut tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let mut results = Vec::with_capacity(batch.len());
+            for m in &batch {
+                let savepoint = tx.savepoint().map_err(backend)?;
+                match append_message_in(&savepoint, m) {
+                    Ok(appended) => {
+                        savepoint.commit().map_err(backend)?;
+                        results.push(Ok(appended));
+                    }
+                    Err(refused) => {
+                        // Rolled back to before this message. If even that fails (SQLite
+                        // ended the transaction itself: a full disk), the batch fails with
+                        // the cause.
+                        if savepoint.finish().is_err() {
+                            return Err(refused);
+                        }
+                        results.push(Err(refused));
+                    }
+                }
+            }
+            tx.commit().map_err(backend)?;
+            Ok(results)
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -861,8 +957,8 @@ impl Store for SqliteStore {
         forget_before: i64,
     ) -> Result<NonceCheck> {
         // In memory, no disk write: a restart forgets them, which is why timestamps from
-        // before the start are refused. Several nodes sharing one database will need this
-        // state shared too (a table with an expiry index, or the nodes' own bus).
+        // before the start are refused. (One process per file, so nothing to share; nodes
+        // sharing a PostgreSQL database share them there.)
         if timestamp < self.inner.started_at {
             return Ok(NonceCheck::BeforeStart {
                 started_at: self.inner.started_at,
@@ -1243,39 +1339,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_message(&self, m: MessageAppend) -> Result<Appended> {
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-            let (epoch, last_seq, prev_hash) = current_epoch(&tx, &m.group_id)?;
-            let earlier: Option<(i64, i64)> = tx
-                .query_row(
-                    "SELECT seq, epoch FROM group_log WHERE group_id = ?1 AND sender_device = ?2 AND client_msg_id = ?3",
-                    params![m.group_id, m.sender_device, m.client_msg_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(backend)?;
-            if let Some((seq, epoch)) = earlier {
-                return Ok(Appended { seq: seq as u64, epoch: epoch as u64, duplicate: true });
-            }
-            if !is_current_member(&tx, &m.group_id, &m.sender_device)? {
-                return Err(Error::NotMember);
-            }
-            if m.epoch != epoch {
-                return Err(Error::StaleEpoch { current: epoch });
-            }
-            let seq = last_seq + 1;
-            let hash = log_hash_next(&prev_hash, seq, epoch, EntryKind::Application, &m.sender_device, &m.payload);
-            tx.execute(
-                "INSERT INTO group_log (group_id, seq, epoch, kind, sender_device, client_msg_id, payload, received_at, expires_at, log_hash) VALUES (?1, ?2, ?3, 'application', ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![m.group_id, seq as i64, epoch as i64, m.sender_device, m.client_msg_id, m.payload, m.received_at, m.expires_at, &hash[..]],
-            )
-            .map_err(backend)?;
-            tx.execute("UPDATE groups SET last_seq = ?2, log_hash = ?3 WHERE group_id = ?1", params![m.group_id, seq as i64, &hash[..]])
-                .map_err(backend)?;
-            tx.commit().map_err(backend)?;
-            Ok(Appended { seq, epoch, duplicate: false })
-        })
-        .await
+        self.inner.appends.append(self, m).await
     }
 
     async fn pending(&self, device_id: &str, limit: usize) -> Result<Pending> {
@@ -2409,5 +2473,17 @@ mod tests {
         writing.await.unwrap().unwrap();
         assert!(store.user_exists("bob").await.unwrap());
         assert!(store.user_exists("x").await.unwrap());
+    }
+
+    /// Issue 13: appends made at once share commits. Here the first caller's batch is
+    /// itself alone, and everything queued while it commits goes in the next.
+    #[tokio::test]
+    async fn issue_13_a_burst_of_appends_shares_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("server.db")).unwrap();
+        crate::conformance::issue_13_concurrent_appends_commit_together_gapless_and_chained(&store)
+            .await;
+        let commits = store.log_commits();
+        assert!(commits < 8, "64 appends took {commits} commits");
     }
 }

@@ -11,6 +11,7 @@ mod b64;
 mod blobs;
 pub mod fuzz_bodies;
 mod log_hash;
+pub mod nodes;
 mod payload;
 pub mod timer;
 

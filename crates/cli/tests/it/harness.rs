@@ -18,6 +18,8 @@ pub struct Server {
     pub listen: String,
     pub data: PathBuf,
     pub logs: PathBuf,
+    /// Added to `vellum server`'s arguments (a node's `--database-url`, `--nats-url`).
+    pub extra: Vec<String>,
     child: Option<Child>,
     starts: u32,
 }
@@ -25,17 +27,37 @@ pub struct Server {
 impl Server {
     /// Starts on a port the server picks itself (`--listen 127.0.0.1:0`); restarts reuse it.
     pub fn start(root: &Path) -> Self {
+        Self::start_with(
+            root.join("server-data"),
+            root.join("server-logs"),
+            Vec::new(),
+        )
+    }
+
+    /// A node of a deployment (issue 13): `data` may be shared with other nodes, `extra`
+    /// names the shared database and NATS.
+    pub fn start_with(data: PathBuf, logs: PathBuf, extra: Vec<String>) -> Self {
         let mut server = Self {
             url: String::new(),
             listen: "127.0.0.1:0".into(),
-            data: root.join("server-data"),
-            logs: root.join("server-logs"),
+            data,
+            logs,
+            extra,
             child: None,
             starts: 0,
         };
         std::fs::create_dir_all(&server.logs).unwrap();
         server.spawn();
         server
+    }
+
+    /// Every line the server wrote to stderr, all starts.
+    pub fn stderr(&self) -> String {
+        (1..=self.starts)
+            .map(|n| {
+                std::fs::read_to_string(self.logs.join(format!("stderr-{n}"))).unwrap_or_default()
+            })
+            .collect()
     }
 
     fn spawn(&mut self) {
@@ -54,6 +76,7 @@ impl Server {
                 "--data",
             ])
             .arg(&self.data)
+            .args(&self.extra)
             // The most verbose level: even debug logs must not carry plaintext.
             .env("RUST_LOG", "debug")
             .stdout(stdout)
@@ -64,6 +87,14 @@ impl Server {
         // The first line of stdout names the bound address once the listener is up.
         let deadline = Instant::now() + Duration::from_secs(20);
         let url = loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                let stderr =
+                    std::fs::read_to_string(self.logs.join(format!("stderr-{}", self.starts)));
+                panic!(
+                    "the server exited ({status}): {}",
+                    stderr.unwrap_or_default()
+                );
+            }
             let printed = std::fs::read_to_string(&stdout_path).unwrap_or_default();
             if let Some(line) = printed.lines().next().filter(|_| printed.contains('\n')) {
                 let url = line

@@ -19,6 +19,7 @@ mod foia;
 mod habits;
 mod membership;
 mod monitor;
+mod multinode;
 mod office;
 mod production;
 mod receipts;

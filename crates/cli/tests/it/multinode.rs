@@ -1,0 +1,463 @@
+//! Issue 13: several `vellum server` nodes on one PostgreSQL database and one NATS server.
+//! The database is the test's own schema of `VELLUM_TEST_DATABASE_URL`; NATS is a private
+//! `nats-server` process of the test (`VELLUM_TEST_NATS_SERVER`, default Debian's), so a
+//! test can stop it.
+
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vellum_store_pg::tokio_postgres;
+
+use crate::harness::*;
+use crate::records::{records_org, wait_for_records};
+
+fn database_url() -> String {
+    std::env::var("VELLUM_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn blocking<T>(work: impl std::future::Future<Output = T>) -> T {
+    runtime().block_on(work)
+}
+
+async fn admin() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+        .await
+        .expect("the test database (VELLUM_TEST_DATABASE_URL) is reachable");
+    tokio::spawn(connection);
+    client
+}
+
+/// A schema of the test database of its own, dropped at the end.
+struct SharedDatabase {
+    schema: String,
+}
+
+impl SharedDatabase {
+    fn new() -> Self {
+        let mut raw = [0u8; 8];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut raw))
+            .unwrap();
+        let schema = format!(
+            "t_{}",
+            raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        blocking(async {
+            admin()
+                .await
+                .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                .await
+                .unwrap()
+        });
+        Self { schema }
+    }
+
+    /// The URL a node is given: the schema through the connection's options.
+    fn url(&self) -> String {
+        let base = database_url();
+        let joiner = if base.contains('?') { '&' } else { '?' };
+        format!(
+            "{base}{joiner}options=-c%20search_path%3D{0}&application_name={0}",
+            self.schema
+        )
+    }
+
+    fn execute(&self, sql: &str) {
+        let sql = format!("SET search_path = {}; {sql}", self.schema);
+        blocking(async { admin().await.batch_execute(&sql).await.unwrap() });
+    }
+}
+
+impl Drop for SharedDatabase {
+    fn drop(&mut self) {
+        let schema = self.schema.clone();
+        blocking(async {
+            let admin = admin().await;
+            let _ = admin
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                    &[&schema],
+                )
+                .await;
+            let _ = admin
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .await;
+        });
+    }
+}
+
+/// A private NATS server on a port it picks itself.
+struct Nats {
+    child: Option<Child>,
+    url: String,
+    log: PathBuf,
+}
+
+impl Nats {
+    fn start(root: &Path) -> Self {
+        let log = root.join("nats.log");
+        let mut nats = Self {
+            child: None,
+            url: String::new(),
+            log,
+        };
+        nats.spawn("-1");
+        nats
+    }
+
+    fn spawn(&mut self, port: &str) {
+        let binary = std::env::var("VELLUM_TEST_NATS_SERVER")
+            .unwrap_or_else(|_| "/usr/sbin/nats-server".into());
+        let _ = std::fs::remove_file(&self.log);
+        let child = Command::new(&binary)
+            .args(["-a", "127.0.0.1", "-p", port, "-l"])
+            .arg(&self.log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{binary} (VELLUM_TEST_NATS_SERVER): {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        self.url = loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(address) = text
+                .lines()
+                .find_map(|l| l.split("Listening for client connections on ").nth(1))
+            {
+                break format!("nats://{}", address.trim());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts again on the same port.
+    fn restart(&mut self) {
+        self.stop();
+        let port = self.url.rsplit(':').next().unwrap().to_owned();
+        self.spawn(&port);
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn node(root: &Path, name: &str, database: &SharedDatabase, nats: Option<&Nats>) -> Server {
+    let mut extra = vec!["--database-url".to_owned(), database.url()];
+    if let Some(nats) = nats {
+        extra.extend(["--nats-url".to_owned(), nats.url.clone()]);
+    }
+    extra.extend(["--poll-interval".to_owned(), "200ms".to_owned()]);
+    // Nodes on one host share one directory of keys.
+    Server::start_with(
+        root.join("node-keys"),
+        root.join(format!("{name}-logs")),
+        extra,
+    )
+}
+
+/// Messages sent through one node reach a device of another, in order, exactly once, live
+/// over the WebSocket (NATS wakes the other node); the archiver-free chat stays on the
+/// shared database only.
+#[test]
+fn issue_13_two_nodes_deliver_across_each_other_live_in_order() {
+    let root = tempfile::tempdir().unwrap();
+    let database = SharedDatabase::new();
+    let nats = Nats::start(root.path());
+    let a = node(root.path(), "a", &database, Some(&nats));
+    let b = node(root.path(), "b", &database, Some(&nats));
+    let alice = Device::new_user(&a, root.path(), "alice");
+    let bob = Device::new_user(&b, root.path(), "bob");
+    alice.ok(&["chat", "create", "across", "--with", "bob"]);
+    bob.ok(&["sync"]);
+
+    let mut watcher = spawn_piped(bob.cmd().args(["watch", "--json"]));
+    let mut reader = BufReader::new(watcher.stdout.take().unwrap());
+    let sent: Vec<String> = (0..5).map(|i| marker(&format!("across-{i}"))).collect();
+    for (i, text) in sent.iter().enumerate() {
+        alice.ok(&["send", "across", text]);
+        // Each arrives while bob's watch is connected to the other node: woken through NATS.
+        let line = wait_for_line(&mut reader, |l| l.contains(text), Duration::from_secs(20));
+        assert!(line.is_some(), "message {i} reached bob's watch on node b");
+    }
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+    assert_eq!(bob.texts("across"), sent, "in order, once each");
+    // Bob answers through his node; alice reads it through hers.
+    bob.ok(&["send", "across", "reply through b"]);
+    alice.ok(&["sync"]);
+    assert_eq!(alice.texts("across").last().unwrap(), "reply through b");
+    // Both nodes served; the admin token works on either.
+    assert!(b.stderr().contains("wakeups between nodes through NATS"));
+    b.add_user("carol");
+}
+
+/// A node SIGKILLed while a sender streams through it: every send it acknowledged reaches a
+/// reader on the other node exactly once and in order; a send cut off is sent again from
+/// the outbox, and still appears once.
+#[test]
+fn issue_13_a_node_killed_mid_stream_loses_and_duplicates_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let database = SharedDatabase::new();
+    let nats = Nats::start(root.path());
+    let mut a = node(root.path(), "a", &database, Some(&nats));
+    let b = node(root.path(), "b", &database, Some(&nats));
+    let alice = Device::new_user(&a, root.path(), "alice");
+    let bob = Device::new_user(&b, root.path(), "bob");
+    alice.ok(&["chat", "create", "stream", "--with", "bob"]);
+    bob.ok(&["sync"]);
+
+    // A sender streaming through node a; node a is killed while it sends.
+    let count = 60;
+    let (acked_tx, acked_rx) = std::sync::mpsc::channel();
+    let sender = {
+        let home = alice.home.clone();
+        std::thread::spawn(move || {
+            for i in 0..count {
+                let text = format!("stream {i:04}");
+                let out = output(
+                    vellum()
+                        .arg("--home")
+                        .arg(&home)
+                        .args(["send", "stream", &text]),
+                );
+                if out.status.success() {
+                    acked_tx.send(text).unwrap();
+                }
+            }
+        })
+    };
+    let mut acknowledged = Vec::new();
+    while acknowledged.len() < 20 {
+        acknowledged.push(
+            acked_rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("sends acknowledged"),
+        );
+    }
+    a.kill();
+    sender.join().unwrap();
+    acknowledged.extend(acked_rx.try_iter());
+    // The sends that failed stay in alice's outbox; once a node is back they go, once.
+    a.restart();
+    alice.ok(&["sync"]);
+
+    bob.ok(&["sync"]);
+    let texts = bob.texts("stream");
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for t in &texts {
+        *counts.entry(t.as_str()).or_default() += 1;
+    }
+    assert!(counts.values().all(|&n| n == 1), "nothing twice: {texts:?}");
+    for text in &acknowledged {
+        assert_eq!(
+            counts.get(text.as_str()),
+            Some(&1),
+            "{text} acknowledged, so delivered"
+        );
+    }
+    let mut sorted = texts.clone();
+    sorted.sort();
+    assert_eq!(texts, sorted, "in the order sent");
+    assert!(texts.len() >= acknowledged.len());
+    // Node a serves what was appended through it before it died.
+    alice.ok(&["send", "stream", "after the restart"]);
+    bob.ok(&["sync"]);
+    assert_eq!(bob.texts("stream").last().unwrap(), "after the restart");
+}
+
+/// NATS going down degrades to polling, never to loss: a message sent through one node
+/// still reaches the other node's WebSocket, and live wakeups resume when NATS is back.
+#[test]
+fn issue_13_nats_down_degrades_to_polling() {
+    let root = tempfile::tempdir().unwrap();
+    let database = SharedDatabase::new();
+    let mut nats = Nats::start(root.path());
+    let a = node(root.path(), "a", &database, Some(&nats));
+    let b = node(root.path(), "b", &database, Some(&nats));
+    let alice = Device::new_user(&a, root.path(), "alice");
+    let bob = Device::new_user(&b, root.path(), "bob");
+    alice.ok(&["chat", "create", "degraded", "--with", "bob"]);
+    bob.ok(&["sync"]);
+    let mut watcher = spawn_piped(bob.cmd().args(["watch", "--json"]));
+    let mut reader = BufReader::new(watcher.stdout.take().unwrap());
+
+    nats.stop();
+    let down = marker("nats-down");
+    alice.ok(&["send", "degraded", &down]);
+    let line = wait_for_line(&mut reader, |l| l.contains(&down), Duration::from_secs(30));
+    assert!(line.is_some(), "delivered by polling while NATS is down");
+
+    nats.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !b.stderr().contains("the NATS connection is back") {
+        assert!(Instant::now() < deadline, "node b reconnected to NATS");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let back = marker("nats-back");
+    alice.ok(&["send", "degraded", &back]);
+    let line = wait_for_line(&mut reader, |l| l.contains(&back), Duration::from_secs(30));
+    assert!(line.is_some(), "delivered once NATS is back");
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+    assert_eq!(bob.texts("degraded"), vec![down, back]);
+}
+
+fn copy_keys(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for name in ["org.key", "directory.key", "admin-token.sha256"] {
+        std::fs::copy(from.join(name), to.join(name)).unwrap();
+    }
+}
+
+fn start_fails(args: &[&str], data: &Path) -> String {
+    let out = output(
+        vellum()
+            .args(["server", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(args),
+    );
+    assert!(!out.status.success(), "refused: {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Bad configuration is a clear error at start-up, and says nothing secret.
+#[test]
+fn issue_13_bad_configuration_is_refused_at_start() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("node-keys");
+
+    let err = start_fails(
+        &[
+            "--database-url",
+            "postgres://vellum:hunter2@127.0.0.1:1/nowhere",
+        ],
+        &data,
+    );
+    assert!(
+        err.contains("cannot connect to the PostgreSQL database 127.0.0.1:1/nowhere"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "no password in errors: {err}");
+    assert!(
+        !data.join("org.key").exists(),
+        "nothing made for an unreachable database"
+    );
+
+    let database = SharedDatabase::new();
+    let err = start_fails(
+        &[
+            "--database-url",
+            &database.url(),
+            "--nats-url",
+            "nats://ops:hunter2@127.0.0.1:1",
+        ],
+        &data,
+    );
+    assert!(
+        err.contains("cannot connect to NATS at 127.0.0.1:1"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "no password in errors: {err}");
+
+    let err = start_fails(&["--nats-url", "nats://127.0.0.1:4222"], &data);
+    assert!(err.contains("--database-url"), "{err}");
+
+    let err = start_fails(&["--database-url", "not a url"], &data);
+    assert!(err.contains("database URL is not valid"), "{err}");
+
+    // A node with another org's keys cannot join the deployment.
+    let first = node(root.path(), "first", &database, None);
+    drop(first);
+    let stranger = root.path().join("stranger-keys");
+    copy_keys(&data, &stranger);
+    std::fs::write(stranger.join("org.key"), [7u8; 32]).unwrap();
+    let err = start_fails(&["--database-url", &database.url()], &stranger);
+    assert!(err.contains("belongs to another org key"), "{err}");
+    // Nor one that lost the keys of a deployment that exists.
+    let empty = root.path().join("empty-keys");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = start_fails(&["--database-url", &database.url()], &empty);
+    assert!(err.contains("org.key is missing"), "{err}");
+    assert!(!empty.join("org.key").exists(), "no new org made up");
+
+    // A database migrated by a newer vellum.
+    database.execute("INSERT INTO vellum_schema_history (version, name) VALUES (999, 'future')");
+    let err = start_fails(&["--database-url", &database.url()], &data);
+    assert!(err.contains("newer than this vellum supports"), "{err}");
+}
+
+/// The archiver works unchanged against a multi-node deployment: it follows one node while
+/// the members of a record chat send through the other, and every message is archived once.
+#[test]
+fn issue_13_the_archiver_archives_what_any_node_took() {
+    let root = tempfile::tempdir().unwrap();
+    let database = SharedDatabase::new();
+    let nats = Nats::start(root.path());
+    let a = node(root.path(), "a", &database, Some(&nats));
+    let b = node(root.path(), "b", &database, Some(&nats));
+    let alice = Device::new_user(&a, root.path(), "alice");
+    let bob = Device::new_user(&a, root.path(), "bob");
+    let archiver = records_org(&b, root.path());
+    alice.ok(&["chat", "create", "minutes", "--with", "bob"]);
+    bob.ok(&["sync"]);
+    for i in 0..3 {
+        alice.ok(&["send", "minutes", &format!("decision {i} through node a")]);
+    }
+    // joined, title, three messages
+    wait_for_records(&archiver, 5);
+    for share in ["share-1", "share-2"] {
+        run_ok(
+            archiver
+                .records(&["unseal", "--share"])
+                .arg(root.path().join("keys").join(share)),
+        );
+    }
+    let mut texts: Vec<String> = archiver
+        .search("decision")
+        .iter()
+        .map(|h| h["text"].as_str().unwrap().to_owned())
+        .collect();
+    texts.sort();
+    let want: Vec<String> = (0..3)
+        .map(|i| format!("decision {i} through node a"))
+        .collect();
+    assert_eq!(texts, want, "every message archived exactly once");
+    // Receipts reach the sender through her node.
+    wait_until_receipted(&alice, "minutes");
+}
+
+fn wait_until_receipted(device: &Device, chat: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        device.ok(&["sync"]);
+        let archived = device
+            .json(&["history", chat, "--json"])
+            .iter()
+            .filter(|m| m["archived"] == true)
+            .count();
+        if archived > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "a receipt reached the sender");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
