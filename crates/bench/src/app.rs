@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tokio::runtime::Handle;
 use vellum_webdriver::{renderer_pids, rss_kib, wait_until_within, Browser, Driver, Profile};
 
-use crate::load::{vellum_binary, ServerProcess};
+use crate::load::{start_server, vellum_binary};
 
 /// Runs before the page's own script: notes when each `message` event reaches the page.
 const EVENT_CLOCK: &str = r#"(function () {
@@ -239,8 +239,7 @@ fn load_all(browser: &Browser, want: u64) -> (u64, f64) {
 pub fn app_figures(handle: Handle, samples: usize, fill: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let root = dir.path();
-    let server = ServerProcess::start(root)?;
-    let org = handle.block_on(server.org(root))?;
+    let (_server, org) = start_server(root)?;
     let mut alice = handle.block_on(org.client("alice"))?;
     drop(handle.block_on(org.client("bob"))?);
     let bob_home = root.join("bob");

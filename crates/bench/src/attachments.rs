@@ -11,7 +11,7 @@ use anyhow::{ensure, Context, Result};
 use sha2::{Digest, Sha256};
 use vellum_client::{Client, FileCipher, CHUNK_SIZE};
 
-use crate::load::{vellum_binary, ServerProcess};
+use crate::load::{start_server, vellum_binary};
 
 fn mb_per_s(bytes: u64, took: Duration) -> String {
     format!("{:.1}", bytes as f64 / 1e6 / took.as_secs_f64())
@@ -89,8 +89,7 @@ pub async fn attachment_figures(mib: u64) -> Result<()> {
     ensure!(sealed_total == bytes + 16 * chunks);
 
     // Through a server process, with the CLI a user runs.
-    let server = ServerProcess::start(root)?;
-    let org = server.org(root).await?;
+    let (server, org) = start_server(root)?;
     let mut alice = org.client("alice").await?;
     let mut bob = org.client("bob").await?;
     let chat = alice

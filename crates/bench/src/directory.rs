@@ -12,7 +12,7 @@ use vellum_tlog::cosignature::CosignatureVerifier;
 use vellum_tlog::{Checkpoint, RootBuilder};
 use vellum_wire::{DirectoryCheckpoint, DirectoryEntries};
 
-use crate::{ms, Org};
+use vellum_load::ms;
 
 /// A directory of `users` users, each with an identity (first device) and a second approved
 /// device: 2 entries per user after `upgrade_done`. Returns the leaves.
@@ -137,7 +137,7 @@ pub fn directory_figures(users: usize) -> Result<()> {
 /// The median of `times` (sorted here).
 fn median(times: &mut [Duration]) -> Duration {
     times.sort();
-    crate::percentile(times, 0.5)
+    vellum_load::percentile(times, 0.5)
 }
 
 /// One org's measures of creating a chat of `members` (see [`create_figures`]).
@@ -173,7 +173,7 @@ const FULL_ROSTERS: u32 = 2;
 const FULL_LOOKUPS: u32 = 3;
 
 async fn create_round(members: usize, behind_first: bool) -> Result<CreateRound> {
-    let org = Org::start().await?;
+    let org = crate::start_org().await?;
     // Both enrolled before everyone else and current then, never refreshed since: their
     // copies are behind by the members' identities.
     let mut alice = org.client("alice").await?;
@@ -184,7 +184,8 @@ async fn create_round(members: usize, behind_first: bool) -> Result<CreateRound>
     for i in 1..members {
         let name = format!("m{i}");
         // Two key packages: one for each creator.
-        let (id, key) = org.light_device_with(&name, 2).await?;
+        let vellum_load::LightDevice { device_id: id, key } =
+            org.light_device_with(&name, 2).await?;
         devices.push((name, id, key.public_key()));
     }
     let names: Vec<String> = devices.iter().map(|(n, _, _)| n.clone()).collect();
@@ -304,8 +305,11 @@ pub async fn create_figures(members: usize, rounds: usize) -> Result<()> {
 /// separate task polls `GET /v1/directory/checkpoint` (signed by another device) every
 /// [`POLL`] until the checkpoint covers the approval and carries the witness's cosignature.
 pub async fn approval_figures(runs: usize) -> Result<()> {
-    let (org, witness) = Org::start_witnessed().await?;
-    let (watcher, watcher_key) = org.light_device("watcher").await?;
+    let (org, witness) = crate::start_witnessed_org().await?;
+    let vellum_load::LightDevice {
+        device_id: watcher,
+        key: watcher_key,
+    } = org.light_device("watcher").await?;
     let seed = watcher_key.seed();
     let api = Api::new(&org.url)?;
     // The log so far: upgrade_done and the watcher's identity.

@@ -11,239 +11,77 @@ mod production;
 mod search;
 mod store;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use reqwest::Method;
-use vellum_client::{Api, Client, LocalStore, MessageKind, MessageRow, Signer};
-use vellum_directory::{DeviceRef, IdentityKey};
-use vellum_mls::mls_rs::storage_provider::in_memory::{
-    InMemoryGroupStateStorage, InMemoryKeyPackageStorage,
-};
-use vellum_mls::mls_rs::ExtensionList;
-use vellum_mls::{device_client, DeviceCertificate, DeviceKey, OrgIdentityProvider};
+use vellum_client::{LocalStore, MessageKind, MessageRow};
+use vellum_load::{ms, percentile, Org};
 use vellum_tlog::cosignature::CosignatureVerifier;
-use vellum_wire::{
-    CreateUserRequest, DirectoryAppended, EnrollRequest, EnrollResponse, EnrollmentCode,
-    PostDirectoryChange, UploadKeyPackages,
-};
 
-struct Org {
-    url: String,
-    api: Api,
-    token: String,
-    /// Where client profiles go.
-    root: PathBuf,
-    _owned: Option<tempfile::TempDir>,
+/// An org on an in-process server on loopback, with no rate limit in the way.
+async fn start_org() -> Result<Org> {
+    let root = tempfile::tempdir()?;
+    let (listener, config) = server_config(root.path()).await?;
+    serve(root, listener, config).await
 }
 
-impl Org {
-    async fn start() -> Result<Self> {
-        let root = tempfile::tempdir()?;
-        let (listener, config) = Self::config(root.path()).await?;
-        Self::serve(root, listener, config).await
-    }
-
-    /// A loopback listener and a server configuration for `root`/server, with no rate
-    /// limit in the way.
-    async fn config(root: &Path) -> Result<(tokio::net::TcpListener, vellum_server::ServerConfig)> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let mut config =
-            vellum_server::ServerConfig::new(listener.local_addr()?, root.join("server"));
-        config.rate_per_sec = 1e9;
-        config.rate_burst = 1e9;
-        Ok((listener, config))
-    }
-
-    /// An org whose key directory is followed by a witness (`vellum-witness` on its own
-    /// loopback port, in this process): every checkpoint is served only once it carries the
-    /// witness's cosignature. Returns the witness's verifier too.
-    async fn start_witnessed() -> Result<(Self, CosignatureVerifier)> {
-        use std::sync::Arc;
-        let root = tempfile::tempdir()?;
-        let (server_listener, mut config) = Self::config(root.path()).await?;
-        // The log key a witness operator is given: DATA/directory.vkey, written at the
-        // first start.
-        drop(vellum_server::AppState::open(config.clone())?);
-        let vkey = std::fs::read_to_string(root.path().join("server/directory.vkey"))?;
-        let witness = Arc::new(vellum_witness::Witness::open(
-            &root.path().join("witness"),
-            &[vkey.trim().to_owned()],
-        )?);
-        let verifier = witness.verifier();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        tokio::spawn(vellum_witness::serve(
-            listener,
-            witness,
-            std::future::pending(),
-        ));
-        config.directory_witnesses = vec![vellum_witness::WitnessTarget {
-            url,
-            verifier: verifier.clone(),
-        }];
-        Ok((Self::serve(root, server_listener, config).await?, verifier))
-    }
-
-    async fn serve(
-        root: tempfile::TempDir,
-        listener: tokio::net::TcpListener,
-        config: vellum_server::ServerConfig,
-    ) -> Result<Self> {
-        let addr = listener.local_addr()?;
-        let state = vellum_server::AppState::open(config)?;
-        tokio::spawn(vellum_server::run(listener, state));
-        let token = std::fs::read_to_string(root.path().join("server/admin-token"))?;
-        let mut org = Self::connect(&format!("http://{addr}"), token.trim(), root.path()).await?;
-        org._owned = Some(root);
-        Ok(org)
-    }
-
-    /// An org on a server someone else started; client profiles go under `root`.
-    async fn connect(url: &str, token: &str, root: &Path) -> Result<Self> {
-        Ok(Self {
-            api: Api::new(url)?,
-            url: url.to_owned(),
-            token: token.to_owned(),
-            root: root.to_owned(),
-            _owned: None,
-        })
-    }
-
-    async fn code(&self, name: &str) -> Result<String> {
-        let code: EnrollmentCode = self
-            .api
-            .call(
-                Method::POST,
-                "/v1/admin/users",
-                Some(&CreateUserRequest { name: name.into() }),
-                None,
-                Some(&self.token),
-            )
-            .await?;
-        Ok(code.code)
-    }
-
-    /// An enrollment code for another device of `name`.
-    async fn device_code(&self, name: &str) -> Result<String> {
-        let code: EnrollmentCode = self
-            .api
-            .call(
-                Method::POST,
-                &format!("/v1/admin/users/{name}/devices"),
-                None::<&()>,
-                None,
-                Some(&self.token),
-            )
-            .await?;
-        Ok(code.code)
-    }
-
-    /// A full client with its own SQLite profile.
-    async fn client(&self, name: &str) -> Result<Client> {
-        let code = self.code(name).await?;
-        Ok(Client::enroll(&self.root.join(name), &self.url, name, &code).await?)
-    }
-
-    /// A member that only needs to be addable: enrolled, its identity in the key directory
-    /// (since issue 9 a device is vouched for, so addable, only then), with one key package
-    /// on the server. Returns its device id and key, to sign requests with.
-    async fn light_device(&self, name: &str) -> Result<(String, DeviceKey)> {
-        self.light_device_with(name, 1).await
-    }
-
-    /// [`Org::light_device`] with `key_packages` key packages on the server.
-    async fn light_device_with(
-        &self,
-        name: &str,
-        key_packages: usize,
-    ) -> Result<(String, DeviceKey)> {
-        let code = self.code(name).await?;
-        let key = DeviceKey::generate();
-        let request = EnrollRequest {
-            user: name.into(),
-            code,
-            signature_key: key.public_key().to_vec().into(),
-        };
-        let enrolled: EnrollResponse = self
-            .api
-            .call(Method::POST, "/v1/enroll", Some(&request), None, None)
-            .await?;
-        let signer = Signer {
-            device_id: &enrolled.device_id,
-            key: &key,
-        };
-        // The user's first device: approved at enrollment, it makes the user's identity.
-        let identity = IdentityKey::generate();
-        let change = identity.identity_change(
-            name,
-            DeviceRef {
-                device_id: enrolled.device_id.clone(),
-                signature_key: key.public_key(),
-            },
-            &key,
-        );
-        let _: DirectoryAppended = self
-            .api
-            .call(
-                Method::POST,
-                "/v1/directory/changes",
-                Some(&PostDirectoryChange {
-                    change: serde_json::to_value(change)?,
-                }),
-                Some(&signer),
-                None,
-            )
-            .await?;
-        let org = OrgIdentityProvider::from_bytes(&enrolled.org_key)?;
-        let cert = DeviceCertificate::verify(&enrolled.credential, org.org_key())?;
-        let mls = device_client(
-            &cert,
-            &key,
-            org,
-            InMemoryGroupStateStorage::default(),
-            InMemoryKeyPackageStorage::default(),
-        );
-        let key_packages = (0..key_packages)
-            .map(|_| {
-                let kp = mls.generate_key_package_message(
-                    ExtensionList::new(),
-                    ExtensionList::new(),
-                    None,
-                )?;
-                anyhow::Ok(kp.to_bytes()?.into())
-            })
-            .collect::<Result<_>>()?;
-        let upload = UploadKeyPackages {
-            key_packages,
-            last_resort: None,
-        };
-        let _: () = self
-            .api
-            .call(
-                Method::POST,
-                "/v1/key-packages",
-                Some(&upload),
-                Some(&signer),
-                None,
-            )
-            .await?;
-        Ok((enrolled.device_id, key))
-    }
+/// A loopback listener and a server configuration for `root`/server, with no rate limit in
+/// the way.
+async fn server_config(
+    root: &Path,
+) -> Result<(tokio::net::TcpListener, vellum_server::ServerConfig)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let mut config = vellum_server::ServerConfig::new(listener.local_addr()?, root.join("server"));
+    config.rate_per_sec = 1e9;
+    config.rate_burst = 1e9;
+    Ok((listener, config))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
+/// An org whose key directory is followed by a witness (`vellum-witness` on its own
+/// loopback port, in this process): every checkpoint is served only once it carries the
+/// witness's cosignature. Returns the witness's verifier too.
+async fn start_witnessed_org() -> Result<(Org, CosignatureVerifier)> {
+    use std::sync::Arc;
+    let root = tempfile::tempdir()?;
+    let (server_listener, mut config) = server_config(root.path()).await?;
+    // The log key a witness operator is given: DATA/directory.vkey, written at the first
+    // start.
+    drop(vellum_server::AppState::open(config.clone())?);
+    let vkey = std::fs::read_to_string(root.path().join("server/directory.vkey"))?;
+    let witness = Arc::new(vellum_witness::Witness::open(
+        &root.path().join("witness"),
+        &[vkey.trim().to_owned()],
+    )?);
+    let verifier = witness.verifier();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(vellum_witness::serve(
+        listener,
+        witness,
+        std::future::pending(),
+    ));
+    config.directory_witnesses = vec![vellum_witness::WitnessTarget {
+        url,
+        verifier: verifier.clone(),
+    }];
+    Ok((serve(root, server_listener, config).await?, verifier))
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1e3)
+async fn serve(
+    root: tempfile::TempDir,
+    listener: tokio::net::TcpListener,
+    config: vellum_server::ServerConfig,
+) -> Result<Org> {
+    let addr = listener.local_addr()?;
+    let state = vellum_server::AppState::open(config)?;
+    tokio::spawn(vellum_server::run(listener, state));
+    let token = std::fs::read_to_string(root.path().join("server/admin-token"))?;
+    Ok(Org::connect(&format!("http://{addr}"), token.trim(), root.path())?.keeping(root))
 }
 
 async fn chat_figures(members: usize, samples: usize, burst: usize) -> Result<()> {
-    let org = Org::start().await?;
+    let org = start_org().await?;
     let mut alice = org.client("alice").await?;
     let mut others = Vec::new();
     for i in 1..members {
@@ -316,7 +154,7 @@ async fn chat_figures(members: usize, samples: usize, burst: usize) -> Result<()
 }
 
 async fn add_member_figures(members: usize) -> Result<()> {
-    let org = Org::start().await?;
+    let org = start_org().await?;
     let mut alice = org.client("alice").await?;
     let mut bob = org.client("bob").await?;
     let mut names = vec!["bob".to_string()];

@@ -191,58 +191,12 @@ async fn appends<S: LogCommits>(name: &str, store: S, senders: usize, run: Durat
 }
 
 async fn raw_sqlite(run: Duration) -> Result<f64> {
-    tokio::task::spawn_blocking(move || {
-        let dir = tempfile::tempdir()?;
-        let conn = rusqlite::Connection::open(dir.path().join("raw.db"))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             PRAGMA journal_size_limit = 1048576;
-             CREATE TABLE t (id INTEGER PRIMARY KEY, payload BLOB NOT NULL);",
-        )?;
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-        let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
-        ensure!(
-            (mode.as_str(), synchronous) == ("wal", 2),
-            "SQLite in journal mode {mode}, synchronous {synchronous}"
-        );
-        let mut insert = conn.prepare("INSERT INTO t (payload) VALUES (?1)")?;
-        // Past the first WAL checkpoint (1000 pages), as a store that has run for a while
-        // is: until then every commit also grows the WAL file, a costlier flush. (The
-        // store's pragmas, journal_size_limit included: it changes the flush's cost too.)
-        for _ in 0..1_100 {
-            insert.execute([vec![7u8; 100]])?;
-        }
-        let start = Instant::now();
-        let mut rows = 0u64;
-        while start.elapsed() < run {
-            insert.execute([vec![7u8; 100]])?;
-            rows += 1;
-        }
-        Ok(rows as f64 / start.elapsed().as_secs_f64())
-    })
-    .await?
+    Ok(tokio::task::spawn_blocking(move || vellum_load::sqlite_insert_rate(100, run)).await??)
 }
 
 async fn raw_postgres(run: Duration) -> Result<f64> {
     let schema = PgSchema::new().await?;
-    let (client, connection) = schema.config()?.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    client
-        .batch_execute("CREATE TABLE t (id BIGSERIAL PRIMARY KEY, payload BYTEA NOT NULL)")
-        .await?;
-    let insert = client
-        .prepare("INSERT INTO t (payload) VALUES ($1)")
-        .await?;
-    let payload = vec![7u8; 100];
-    let start = Instant::now();
-    let mut rows = 0u64;
-    while start.elapsed() < run {
-        client.execute(&insert, &[&payload]).await?;
-        rows += 1;
-    }
-    let rate = rows as f64 / start.elapsed().as_secs_f64();
-    drop(client);
+    let rate = vellum_load::postgres_insert_rate(&schema.config()?, 100, run).await?;
     schema.drop_schema().await?;
     Ok(rate)
 }

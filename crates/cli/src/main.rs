@@ -1,5 +1,6 @@
 //! `vellum`: the delivery server, the device CLI, the admin CLI and the demo in one binary.
 
+mod bench;
 mod chat_admin;
 mod demo;
 mod files;
@@ -439,6 +440,9 @@ enum Command {
     /// Run a C2SP tlog witness that cosigns a log's consistent checkpoints (or, with a
     /// subcommand, print its key or its newest cosigned checkpoint).
     Witness(witness::WitnessArgs),
+    /// Load benchmarks against `vellum server` processes: one JSON summary on stdout.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  vellum completions bash > ~/.local/share/bash-completion/completions/vellum\n  vellum completions zsh > ~/.zfunc/_vellum\n  vellum completions fish > ~/.config/fish/completions/vellum.fish"
@@ -1261,6 +1265,7 @@ async fn run(cli: Cli) -> Result<()> {
         } => records::records(&archiver, &token_file, command).await?,
         Command::Archive(command) => records::archive(command)?,
         Command::Witness(args) => witness::witness(args).await?,
+        Command::Bench(command) => bench::bench(command).await?,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             // Into a buffer (clap_complete panics with its own message on a write error), then

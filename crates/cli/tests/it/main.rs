@@ -6,6 +6,7 @@ mod harness;
 mod app;
 mod app_browser;
 mod app_rest;
+mod bench;
 mod binding;
 mod chat;
 mod console;
