@@ -123,6 +123,16 @@ async fn enroll(api: &Api, token: &str, server: &str, dir: &Path, name: &str) ->
 }
 
 pub async fn run() -> Result<()> {
+    // The last part's database, checked before the rest runs for a minute.
+    if let Ok(database) = std::env::var("VELLUM_DATABASE_URL") {
+        let (_, connection) = vellum_store_pg::tokio_postgres::connect(
+            &database,
+            vellum_store_pg::tokio_postgres::NoTls,
+        )
+        .await
+        .context("VELLUM_DATABASE_URL (the demo's last part runs two nodes on it)")?;
+        drop(connection);
+    }
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("server");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

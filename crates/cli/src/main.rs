@@ -115,7 +115,12 @@ enum Command {
         nats_url: Option<String>,
         /// How often a node on the shared database wakes its devices while it has no NATS
         /// connection.
-        #[arg(long = "poll-interval", value_name = "DURATION", default_value = "1s")]
+        #[arg(
+            long = "poll-interval",
+            value_name = "DURATION",
+            default_value = "1s",
+            requires = "database_url"
+        )]
         poll_interval: humantime::Duration,
     },
     /// Administer the org on a delivery server.
@@ -852,11 +857,13 @@ fn main() {
     let default_level = if server_mode { "info" } else { "warn" };
     // Migrations report each step at info; the server says what matters itself.
     let default_filter = format!("{default_level},refinery_core=warn");
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter))
+        // The NATS client logs its connect options, password included, at debug: never
+        // below info, whatever RUST_LOG asks for.
+        .add_directive("async_nats=info".parse().expect("a valid directive"));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
+        .with_env_filter(filter)
         .with_ansi(output::colour_wanted(std::io::IsTerminal::is_terminal(
             &std::io::stderr(),
         )))

@@ -122,6 +122,11 @@ pub enum DataDirError {
          the new token's hash)"
     )]
     MissingAdminToken(PathBuf),
+    #[error(
+        "{0} is missing, and the shared database serves an org already: every node needs a \
+         copy of the first node's org.key, directory.key and admin-token.sha256"
+    )]
+    MissingNodeKey(PathBuf),
     #[error("another vellum server is using {0}; one server process per data directory")]
     InUse(PathBuf),
 }
@@ -190,6 +195,16 @@ pub fn init_data_dir(dir: &Path) -> Result<DataDir, DataDirError> {
 /// node of a deployment holds a copy of the first node's). `deployed`: the database already
 /// serves an org, so missing keys are restored, never made up.
 pub fn init_node_dir(dir: &Path, deployed: bool) -> Result<DataDir, DataDirError> {
+    if deployed {
+        // A copy of the first node's keys, complete, or nothing is made: a new key here
+        // would only be refused later, and stay behind.
+        for name in ["org.key", "directory.key", ADMIN_TOKEN_HASH] {
+            let path = dir.join(name);
+            if !path.exists() {
+                return Err(DataDirError::MissingNodeKey(path));
+            }
+        }
+    }
     fs::create_dir_all(dir).map_err(io(dir))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
     read_keys(dir, deployed)

@@ -244,7 +244,7 @@ pub enum ServeError {
     #[error(transparent)]
     Directory(#[from] DirectoryError),
     /// The shared database (issue 13) cannot be used: its own message says why.
-    #[error("the shared database: {0}")]
+    #[error("the shared database")]
     Database(#[source] vellum_store::Error),
     #[error(transparent)]
     Bus(#[from] notify::BusError),

@@ -60,6 +60,8 @@ impl LocalSockets {
 /// connected.
 pub struct Notifier {
     local: Arc<LocalSockets>,
+    /// On a bus, devices are named by [`WakeTags`], so NATS never carries a device id.
+    tags: Option<WakeTags>,
     /// Hints for the other nodes, published by [`Bus`]'s task.
     outbox: Option<mpsc::UnboundedSender<NodeHint>>,
     /// The directory size another node last announced (`u64::MAX`: unknown, look again).
@@ -71,23 +73,60 @@ impl Default for Notifier {
     fn default() -> Self {
         Self {
             local: Arc::default(),
+            tags: None,
             outbox: None,
             directory: watch::channel(0).0,
         }
     }
 }
 
-impl Notifier {
-    pub fn subscribe(&self, device_id: &str) -> watch::Receiver<u64> {
-        self.local.subscribe(device_id)
+/// What NATS carries instead of device ids: HMAC-SHA256 of the id under a key every node
+/// derives from the deployment's `directory.key`, cut to 128 bits. Someone reading the
+/// subject learns when chats are busy, not which devices are in them.
+#[derive(Clone)]
+pub struct WakeTags {
+    key: [u8; 32],
+}
+
+impl WakeTags {
+    pub fn new(directory_key: &[u8; 32]) -> Self {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(directory_key)
+            .expect("HMAC takes any key length");
+        mac.update(b"vellum/nats-wake-tags/v1");
+        Self {
+            key: mac.finalize().into_bytes().into(),
+        }
     }
 
-    pub fn wake<'a>(&self, devices: impl IntoIterator<Item = &'a String> + Clone) {
-        self.local.wake(devices.clone());
+    fn tag(&self, device_id: &str) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key)
+            .expect("HMAC takes any key length");
+        mac.update(device_id.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+}
+
+impl Notifier {
+    /// The key a device's socket is known by on this node (and on the bus).
+    fn wake_key(&self, device_id: &str) -> String {
+        match &self.tags {
+            Some(tags) => tags.tag(device_id),
+            None => device_id.to_owned(),
+        }
+    }
+
+    pub fn subscribe(&self, device_id: &str) -> watch::Receiver<u64> {
+        self.local.subscribe(&self.wake_key(device_id))
+    }
+
+    pub fn wake<'a>(&self, devices: impl IntoIterator<Item = &'a String>) {
+        let keys: Vec<String> = devices.into_iter().map(|d| self.wake_key(d)).collect();
+        self.local.wake(&keys);
         if let Some(outbox) = &self.outbox {
-            let devices: Vec<String> = devices.into_iter().cloned().collect();
-            if !devices.is_empty() {
-                let _ = outbox.send(NodeHint::Wake { devices });
+            if !keys.is_empty() {
+                let _ = outbox.send(NodeHint::Wake { tags: keys });
             }
         }
     }
@@ -121,10 +160,10 @@ impl Notifier {
 }
 
 /// How a node on the shared database hears the others.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BusConfig {
-    /// `None`: no NATS; this node polls all the time.
-    pub nats_url: Option<String>,
+    /// Names devices on the bus.
+    pub tags: WakeTags,
     /// The database's instance id: the deployment's subject.
     pub instance_id: String,
     /// How often every local socket is woken while there is no bus.
@@ -146,19 +185,69 @@ pub(crate) fn redacted_address(url: &str) -> String {
     host.split(['/', '?']).next().unwrap_or(host).to_owned()
 }
 
+/// A connection to the NATS server, made first at start: a node that cannot reach it
+/// stops before it writes anything.
+pub struct NatsConnection {
+    client: async_nats::Client,
+    events: mpsc::UnboundedReceiver<async_nats::Event>,
+    address: String,
+}
+
+impl NatsConnection {
+    pub async fn connect(url: &str) -> Result<Self, BusError> {
+        let address = redacted_address(url);
+        // Connection changes as they happen: a drop shorter than a poll interval still loses
+        // the hints published meanwhile, so every reconnect wakes every socket.
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let client = async_nats::ConnectOptions::new()
+            .event_callback(move |event| {
+                let events_tx = events_tx.clone();
+                async move {
+                    let _ = events_tx.send(event);
+                }
+            })
+            .name("vellum-server")
+            .connection_timeout(Duration::from_secs(5))
+            .max_reconnects(None)
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis(100u64.saturating_mul(1 << attempts.min(5)).min(2_000))
+            })
+            .connect(url)
+            .await
+            .map_err(|e| BusError::Connect {
+                address: address.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            client,
+            events,
+            address,
+        })
+    }
+}
+
 impl Notifier {
-    /// A notifier for a node of a deployment on the shared database: connects to NATS (a
-    /// clear error if it cannot, at start) and starts the tasks that publish this node's
-    /// hints, apply the others', and poll while the bus is down.
-    pub async fn with_bus(config: BusConfig) -> Result<Self, BusError> {
+    /// A notifier for a node of a deployment on the shared database: subscribes to the
+    /// deployment's subject on `nats` and starts the tasks that publish this node's hints,
+    /// apply the others', and poll while the bus is down (always, without `nats`).
+    pub async fn with_bus(
+        nats: Option<NatsConnection>,
+        config: BusConfig,
+    ) -> Result<Self, BusError> {
         let node = random_node_id();
         let local = Arc::new(LocalSockets::default());
         let directory = watch::channel(0).0;
-        let Some(url) = config.nats_url.clone() else {
+        let Some(NatsConnection {
+            client,
+            events,
+            address,
+        }) = nats
+        else {
             tracing::warn!(
                 poll_ms = config.poll_interval.as_millis() as u64,
                 "no --nats-url: this node wakes its devices by polling, so messages sent \
-                 through other nodes arrive up to a poll interval late"
+                 through other nodes arrive up to a poll interval late; every node of a \
+                 deployment needs the same NATS, or none"
             );
             tokio::spawn(poll_without_bus(
                 local.clone(),
@@ -168,24 +257,11 @@ impl Notifier {
             ));
             return Ok(Self {
                 local,
+                tags: Some(config.tags),
                 outbox: None,
                 directory,
             });
         };
-        let address = redacted_address(&url);
-        let client = async_nats::ConnectOptions::new()
-            .name("vellum-server")
-            .connection_timeout(Duration::from_secs(5))
-            .max_reconnects(None)
-            .reconnect_delay_callback(|attempts| {
-                Duration::from_millis(100u64.saturating_mul(1 << attempts.min(5)).min(2_000))
-            })
-            .connect(url.as_str())
-            .await
-            .map_err(|e| BusError::Connect {
-                address: address.clone(),
-                reason: e.to_string(),
-            })?;
         let subject = node_subject(&config.instance_id);
         let subscription =
             client
@@ -211,13 +287,14 @@ impl Notifier {
         ));
         tokio::spawn(poll_without_bus(
             local.clone(),
-            Some(client),
+            Some((client, events)),
             directory.clone(),
             config.poll_interval,
         ));
         tracing::info!(nats = %address, "wakeups between nodes through NATS");
         Ok(Self {
             local,
+            tags: Some(config.tags),
             outbox: Some(outbox),
             directory,
         })
@@ -242,7 +319,7 @@ async fn publish_hints(
         let mut wake_all = false;
         let mut directory = None;
         let mut take = |hint: NodeHint| match hint {
-            NodeHint::Wake { devices: more } => devices.extend(more),
+            NodeHint::Wake { tags } => devices.extend(tags),
             NodeHint::WakeAll => wake_all = true,
             NodeHint::Directory { size } => directory = directory.max(Some(size)),
         };
@@ -262,7 +339,7 @@ async fn publish_hints(
             let devices: Vec<String> = devices.into_iter().collect();
             for chunk in devices.chunks(DEVICES_PER_EVENT) {
                 events.push(NodeHint::Wake {
-                    devices: chunk.to_vec(),
+                    tags: chunk.to_vec(),
                 });
             }
         }
@@ -289,8 +366,12 @@ async fn apply_hints(
     while let Some(message) = subscription.next().await {
         let event = match NodeEvent::decode(&message.payload) {
             Ok(event) => event,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring an event on the nodes' subject");
+            Err(_) => {
+                // Not the error's text: it would quote whatever someone published.
+                tracing::warn!(
+                    bytes = message.payload.len(),
+                    "ignoring a malformed event on the nodes' subject"
+                );
                 continue;
             }
         };
@@ -298,7 +379,7 @@ async fn apply_hints(
             continue;
         }
         match event.hint {
-            NodeHint::Wake { devices } => local.wake(&devices),
+            NodeHint::Wake { tags } => local.wake(&tags),
             NodeHint::WakeAll => local.wake_all(),
             NodeHint::Directory { size } => {
                 directory.send_modify(|heard| *heard = size);
@@ -308,36 +389,64 @@ async fn apply_hints(
 }
 
 /// While the bus is down (always, without one), wakes every local socket each interval;
-/// when it comes back, wakes them once more and has the directory looked at again, for the
-/// hints published while it was away.
+/// after every reconnect, wakes them once more and has the directory looked at again, for
+/// the hints published while it was away.
 async fn poll_without_bus(
     local: Arc<LocalSockets>,
-    bus: Option<async_nats::Client>,
+    mut bus: Option<(
+        async_nats::Client,
+        mpsc::UnboundedReceiver<async_nats::Event>,
+    )>,
     directory: watch::Sender<u64>,
     interval: Duration,
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut was_down = false;
+    let look_again = |local: &LocalSockets| {
+        local.wake_all();
+        directory.send_modify(|heard| *heard = u64::MAX);
+    };
+    let mut down = false;
     loop {
-        tick.tick().await;
-        let down = match &bus {
-            None => true,
-            Some(client) => client.connection_state() != async_nats::connection::State::Connected,
-        };
-        if down {
-            if !was_down && bus.is_some() {
-                tracing::warn!("the NATS connection is down: polling until it is back");
+        let event = match &mut bus {
+            None => {
+                tick.tick().await;
+                look_again(&local);
+                continue;
             }
-            local.wake_all();
-        } else if was_down {
-            tracing::info!("the NATS connection is back");
-            local.wake_all();
+            Some((_, events)) => tokio::select! {
+                _ = tick.tick() => None,
+                event = events.recv() => event,
+            },
+        };
+        let connected = bus.as_ref().is_some_and(|(client, _)| {
+            client.connection_state() == async_nats::connection::State::Connected
+        });
+        match event {
+            Some(async_nats::Event::Disconnected) => {
+                if !down {
+                    tracing::warn!("the NATS connection is down: polling until it is back");
+                }
+                down = true;
+                look_again(&local);
+            }
+            Some(async_nats::Event::Connected) => {
+                if down {
+                    tracing::info!("the NATS connection is back");
+                }
+                down = false;
+                look_again(&local);
+            }
+            Some(_) => {}
+            None if down || !connected => {
+                if !down {
+                    tracing::warn!("the NATS connection is down: polling until it is back");
+                }
+                down = !connected;
+                look_again(&local);
+            }
+            None => {}
         }
-        if down || was_down {
-            directory.send_modify(|heard| *heard = u64::MAX);
-        }
-        was_down = down;
     }
 }
 
@@ -357,6 +466,29 @@ mod tests {
             redacted_address("postgres://u:p@db:5432/vellum?sslmode=disable"),
             "db:5432"
         );
+    }
+
+    #[test]
+    fn issue_13_nats_names_devices_by_keyed_tags_only() {
+        let tags = WakeTags::new(&[1; 32]);
+        let tag = tags.tag("alice-1");
+        assert_eq!(tag.len(), 32);
+        assert!(!tag.contains("alice"));
+        assert_eq!(tag, tags.tag("alice-1"), "every node derives the same tag");
+        assert_ne!(tag, tags.tag("alice-2"));
+        assert_ne!(
+            tag,
+            WakeTags::new(&[2; 32]).tag("alice-1"),
+            "another deployment's key"
+        );
+        // A notifier on a bus keys its sockets by tag, so a wake heard from NATS finds them.
+        let notifier = Notifier {
+            tags: Some(tags.clone()),
+            ..Notifier::default()
+        };
+        let alice = notifier.subscribe("alice-1");
+        notifier.local.wake(&[tag]);
+        assert!(alice.has_changed().unwrap());
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{init_data_dir, init_node_dir, write_directory_vkey, ServerConfig};
 use crate::directory::{Directory, DirectoryError};
 use crate::limits::RateLimiter;
-use crate::notify::{BusConfig, Notifier};
+use crate::notify::{BusConfig, NatsConnection, Notifier, WakeTags};
 use crate::ApiError;
 
 pub struct AppState {
@@ -69,20 +69,14 @@ impl AppState {
             }
             return Self::open(config);
         };
+        // NATS first: a node that cannot reach it stops before anything is written.
+        let nats = match &config.nats_url {
+            Some(url) => Some(NatsConnection::connect(url).await?),
+            None => None,
+        };
         let store = vellum_store_pg::PgStore::connect(&url)
             .await
             .map_err(crate::ServeError::Database)?;
-        let instance_id = store
-            .instance_id()
-            .await
-            .map_err(crate::ServeError::Database)?;
-        // NATS before anything is written: a start that fails leaves nothing behind.
-        let notifier = Notifier::with_bus(BusConfig {
-            nats_url: config.nats_url.clone(),
-            instance_id,
-            poll_interval: config.poll_interval,
-        })
-        .await?;
         let deployed = store
             .org_key()
             .await
@@ -93,6 +87,19 @@ impl AppState {
             .bind_org_key(dir.org.public_key().as_bytes())
             .await
             .map_err(crate::ServeError::Database)?;
+        let instance_id = store
+            .instance_id()
+            .await
+            .map_err(crate::ServeError::Database)?;
+        let notifier = Notifier::with_bus(
+            nats,
+            BusConfig {
+                tags: WakeTags::new(&dir.directory_key),
+                instance_id,
+                poll_interval: config.poll_interval,
+            },
+        )
+        .await?;
         let mut state = Self::new(config, Arc::new(store), dir.org, dir.admin_token_hash)
             .with_directory_key(dir.directory_key);
         state.notifier = notifier;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// The version of [`NodeEvent`] this build speaks; a node ignores events of other versions.
 pub const NODE_EVENT_VERSION: u32 = 1;
 
-/// Largest event a node decodes (a wake of every device of a 1,000-member chat is ~40 KiB).
+/// Largest event a node decodes (a wake of every device of a 1,000-member chat is ~35 KiB).
 pub const MAX_NODE_EVENT_BYTES: usize = 1 << 20;
 
 /// The subject a deployment's nodes publish on: one per database (its random instance id),
@@ -30,8 +30,9 @@ pub struct NodeEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "hint", rename_all = "snake_case")]
 pub enum NodeHint {
-    /// Something was appended for these devices: wake their sockets.
-    Wake { devices: Vec<String> },
+    /// Something was appended for these devices: wake their sockets. Devices are named by
+    /// tags the deployment's nodes derive from a key they share, never by their ids.
+    Wake { tags: Vec<String> },
     /// An org-wide change (a legal hold): wake every socket.
     WakeAll,
     /// The key directory grew to `size` entries: catch up before serving it.
@@ -90,10 +91,10 @@ mod tests {
                 NodeEvent::new(
                     "n1",
                     NodeHint::Wake {
-                        devices: vec!["d1".into(), "d2".into()],
+                        tags: vec!["t1".into(), "t2".into()],
                     },
                 ),
-                r#"{"v":1,"node":"n1","hint":"wake","devices":["d1","d2"]}"#,
+                r#"{"v":1,"node":"n1","hint":"wake","tags":["t1","t2"]}"#,
             ),
             (
                 NodeEvent::new("n1", NodeHint::WakeAll),
@@ -118,7 +119,7 @@ mod tests {
             b"null",
             b"{\"v\":1}",
             b"{\"v\":1,\"node\":\"n\",\"hint\":\"reboot\"}",
-            b"{\"v\":1,\"node\":\"n\",\"hint\":\"wake\",\"devices\":7}",
+            b"{\"v\":1,\"node\":\"n\",\"hint\":\"wake\",\"tags\":7}",
             b"\xff\xfe",
         ] {
             assert!(NodeEvent::decode(bad).is_err(), "{bad:?}");

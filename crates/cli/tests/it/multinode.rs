@@ -319,9 +319,17 @@ fn issue_13_nats_down_degrades_to_polling() {
     alice.ok(&["send", "degraded", &back]);
     let line = wait_for_line(&mut reader, |l| l.contains(&back), Duration::from_secs(30));
     assert!(line.is_some(), "delivered once NATS is back");
+
+    // A blip shorter than a poll interval: the hint published while the nodes reconnect is
+    // lost, and the wake at reconnect makes up for it.
+    nats.restart();
+    let blip = marker("nats-blip");
+    alice.ok(&["send", "degraded", &blip]);
+    let line = wait_for_line(&mut reader, |l| l.contains(&blip), Duration::from_secs(30));
+    assert!(line.is_some(), "delivered across a short NATS drop");
     watcher.kill().unwrap();
     watcher.wait().unwrap();
-    assert_eq!(bob.texts("degraded"), vec![down, back]);
+    assert_eq!(bob.texts("degraded"), vec![down, back, blip]);
 }
 
 fn copy_keys(from: &Path, to: &Path) {
@@ -401,6 +409,22 @@ fn issue_13_bad_configuration_is_refused_at_start() {
     let err = start_fails(&["--database-url", &database.url()], &empty);
     assert!(err.contains("org.key is missing"), "{err}");
     assert!(!empty.join("org.key").exists(), "no new org made up");
+
+    // A copy without directory.key: refused before it listens or makes a key.
+    let partial = root.path().join("partial-keys");
+    std::fs::create_dir_all(&partial).unwrap();
+    for name in ["org.key", "admin-token.sha256"] {
+        std::fs::copy(data.join(name), partial.join(name)).unwrap();
+    }
+    let err = start_fails(&["--database-url", &database.url()], &partial);
+    assert!(err.contains("directory.key is missing"), "{err}");
+    assert!(
+        !partial.join("directory.key").exists(),
+        "no new key made up"
+    );
+
+    let err = start_fails(&["--poll-interval", "2s"], &data);
+    assert!(err.contains("--database-url"), "{err}");
 
     // A database migrated by a newer vellum.
     database.execute("INSERT INTO vellum_schema_history (version, name) VALUES (999, 'future')");
