@@ -1031,22 +1031,20 @@ impl Store for PgStore {
     }
 
     async fn touch_device(&self, device_id: &str, now: i64) -> Result<()> {
-        let c = self.client().await?;
-        // Only a minute's precision: most syncs write nothing. Not worth a synchronous commit.
-        c.batch_execute("SET synchronous_commit = off")
-            .await
-            .map_err(pg)?;
-        let updated = c
-            .execute(
-                "UPDATE devices SET last_seen = $2 WHERE device_id = $1 AND (last_seen IS NULL OR last_seen <= $2::BIGINT - 60)",
-                &[&device_id, &now],
-            )
-            .await
-            .map_err(pg);
-        c.batch_execute("SET synchronous_commit = on")
-            .await
-            .map_err(pg)?;
-        updated.map(|_| ())
+        let mut c = self.client().await?;
+        let client: &mut tokio_postgres::Client = &mut c;
+        let tx = client.transaction().await.map_err(pg)?;
+        // Only a minute's precision: most syncs write nothing. Not worth a synchronous
+        // commit. LOCAL: the setting ends with the transaction, even one cancelled midway,
+        // so the pooled connection never carries it into another request's commit.
+        exec(&tx, "SET LOCAL synchronous_commit = off", &[]).await?;
+        exec(
+            &tx,
+            "UPDATE devices SET last_seen = $2 WHERE device_id = $1 AND (last_seen IS NULL OR last_seen <= $2::BIGINT - 60)",
+            &[&device_id, &now],
+        )
+        .await?;
+        done(tx).await
     }
 
     async fn remember_nonce(

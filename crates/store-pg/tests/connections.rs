@@ -1,0 +1,78 @@
+//! Issue 13: what a node's connections to the shared database carry: session settings,
+//! errors, notices and TLS.
+
+mod common;
+
+use common::{admin, fresh, member_with_group};
+use futures_util::future::join_all;
+use vellum_store::backend::now_secs;
+use vellum_store::conformance::eventually;
+use vellum_store::*;
+
+#[tokio::test]
+async fn issue_13_a_cancelled_touch_or_ack_leaves_no_connection_committing_asynchronously() {
+    let (store, schema) = fresh().await;
+    member_with_group(&store).await;
+    let s = &schema.name;
+    let admin = admin().await;
+    // Every user row inserted from now on records the commit mode of the session it came from.
+    admin
+        .batch_execute(&format!(
+            "ALTER TABLE {s}.users ADD COLUMN commit_mode TEXT DEFAULT current_setting('synchronous_commit')"
+        ))
+        .await
+        .unwrap();
+    // Hold the rows a touch and a cursor-only ack update: both wait there, past any
+    // setting they made, and are cancelled (as a timed-out request is).
+    let mut holder = common::admin().await;
+    let held = holder.transaction().await.unwrap();
+    held.batch_execute(&format!(
+        "SELECT 1 FROM {s}.devices WHERE device_id = 'a1' FOR UPDATE;
+         SELECT 1 FROM {s}.memberships WHERE device_id = 'a1' FOR UPDATE;"
+    ))
+    .await
+    .unwrap();
+    let touch = tokio::spawn({
+        let store = store.clone();
+        async move { store.touch_device("a1", now_secs()).await }
+    });
+    let ack = tokio::spawn({
+        let store = store.clone();
+        async move { store.ack("a1", &[], &[("g".into(), 0)]).await }
+    });
+    eventually("the touch and the ack wait for the held rows", || async {
+        let waiting: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                &[s],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (waiting == 2).then_some(())
+    })
+    .await;
+    touch.abort();
+    ack.abort();
+    assert!(touch.await.unwrap_err().is_cancelled());
+    assert!(ack.await.unwrap_err().is_cancelled());
+    held.rollback().await.unwrap();
+    // More writes at once than the pool has connections: every connection takes one.
+    let created = join_all((0..32).map(|i| {
+        let store = store.clone();
+        async move { store.create_user(&format!("u{i}"), 0).await }
+    }))
+    .await;
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let modes: Vec<String> = admin
+        .query(
+            &format!("SELECT DISTINCT commit_mode FROM {s}.users WHERE commit_mode IS NOT NULL"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(modes, ["on"], "every pooled connection commits synchronously");
+}
