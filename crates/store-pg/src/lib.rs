@@ -473,7 +473,6 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let target = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -485,11 +484,7 @@ impl PgStore {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| Error::Backend(format!("PostgreSQL connection pool: {e}")))?;
-        let mut client = pool.get().await.map_err(|e| {
-            Error::Backend(format!(
-                "cannot connect to the PostgreSQL database {target}: {e}"
-            ))
-        })?;
+        let mut client = pool.get().await.map_err(|e| pool_error(&config, e))?;
         migrate(&mut client).await?;
         let instance_id: String = client
             .query_one("SELECT instance_id FROM server_instance WHERE id = 1", &[])
@@ -524,7 +519,7 @@ impl PgStore {
             .pool
             .get()
             .await
-            .map_err(|e| Error::Backend(format!("PostgreSQL connection: {e}")))
+            .map_err(|e| pool_error(&self.inner.config, e))
     }
 }
 
@@ -589,6 +584,37 @@ fn describe(config: &tokio_postgres::Config) -> String {
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     format!("{host}:{port}/{}", config.get_dbname().unwrap_or(""))
+}
+
+/// "cannot connect to the PostgreSQL database host:port/db: why", in one line: why is
+/// PostgreSQL's own reason (`database "x" does not exist`) or the network's (`connection
+/// refused`), never the layers it passed through, nor the user or password.
+fn connect_error(config: &tokio_postgres::Config, e: &tokio_postgres::Error) -> Error {
+    let refused = std::error::Error::source(e)
+        .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+    let why = match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None if refused => "connection refused".into(),
+        // Its own words say the rest in one line ("error performing TLS handshake: server
+        // does not support TLS", "timeout waiting for server").
+        None => e.to_string(),
+    };
+    Error::Backend(format!(
+        "cannot connect to the PostgreSQL database {}: {why}",
+        describe(config)
+    ))
+}
+
+/// As [`connect_error`], for a connection the pool could not give.
+fn pool_error(config: &tokio_postgres::Config, e: deadpool_postgres::PoolError) -> Error {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => connect_error(config, &e),
+        other => Error::Backend(format!(
+            "cannot connect to the PostgreSQL database {}: {other}",
+            describe(config)
+        )),
+    }
 }
 
 /// Starts a write transaction: locks the instance row, so writers are serialised as with
@@ -777,12 +803,12 @@ impl AppendLog for PgStore {
 #[async_trait]
 impl Store for PgStore {
     async fn try_job_lease(&self, job: Job) -> Result<Option<Box<dyn JobLease>>> {
-        let (client, connection) = self.inner.config.connect(NoTls).await.map_err(|e| {
-            Error::Backend(format!(
-                "cannot connect to the PostgreSQL database {}: {e}",
-                describe(&self.inner.config)
-            ))
-        })?;
+        let (client, connection) = self
+            .inner
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| connect_error(&self.inner.config, &e))?;
         let connection = tokio::spawn(async move {
             // Its end is what `is_held` watches; the error itself says nothing more.
             let _ = connection.await;

@@ -8,6 +8,7 @@ use futures_util::future::join_all;
 use vellum_store::backend::now_secs;
 use vellum_store::conformance::eventually;
 use vellum_store::*;
+use vellum_store_pg::{tokio_postgres, PgStore};
 
 #[tokio::test]
 async fn issue_13_a_cancelled_touch_or_ack_leaves_no_connection_committing_asynchronously() {
@@ -75,4 +76,69 @@ async fn issue_13_a_cancelled_touch_or_ack_leaves_no_connection_committing_async
         .map(|r| r.get(0))
         .collect();
     assert_eq!(modes, ["on"], "every pooled connection commits synchronously");
+}
+
+/// host:port of the test database's URL.
+fn test_server() -> String {
+    let config: tokio_postgres::Config = common::database_url().parse().unwrap();
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        other => panic!("the test database is reached over TCP, not {other:?}"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
+#[tokio::test]
+async fn issue_13_a_missing_database_is_named_as_postgresql_says_it() {
+    let mut config: tokio_postgres::Config = common::database_url().parse().unwrap();
+    config
+        .dbname("nonexistent_db_xyz")
+        .password("secret-password-xyz");
+    let message = PgStore::connect_config(config)
+        .await
+        .err()
+        .expect("a database that does not exist is refused")
+        .to_string();
+    let server = test_server();
+    assert!(
+        message.ends_with(&format!(
+            "cannot connect to the PostgreSQL database {server}/nonexistent_db_xyz: \
+             database \"nonexistent_db_xyz\" does not exist"
+        )),
+        "{message}"
+    );
+    assert_eq!(message.matches("cannot connect").count(), 1, "{message}");
+    assert!(!message.contains("secret-password-xyz"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+}
+
+#[tokio::test]
+async fn issue_13_a_refused_connection_is_named_without_the_user_or_password() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user("someone_xyz")
+        .password("secret-password-xyz")
+        .dbname("test");
+    let message = PgStore::connect_config(config)
+        .await
+        .err()
+        .expect("nothing listens on the port")
+        .to_string();
+    assert!(
+        message.ends_with(&format!(
+            "cannot connect to the PostgreSQL database 127.0.0.1:{port}/test: connection refused"
+        )),
+        "{message}"
+    );
+    assert!(!message.contains("someone_xyz"), "{message}");
+    assert!(!message.contains("secret-password-xyz"), "{message}");
 }
