@@ -419,9 +419,12 @@ async fn approval_in(tx: &Transaction<'_>, device_id: &str) -> Result<Option<App
 /// refuses a database at a newer version.
 async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
     let tx = client.transaction().await.map_err(pg)?;
-    // Two nodes starting at once migrate one after the other.
+    // Two nodes starting at once migrate one after the other. Every start after the first
+    // finds the history table: PostgreSQL's notice saying so would only be noise in the
+    // node's log (LOCAL: the setting ends with this transaction).
     tx.batch_execute(
-        "SELECT pg_advisory_xact_lock(7665010013);
+        "SET LOCAL client_min_messages = warning;
+         SELECT pg_advisory_xact_lock(7665010013);
          CREATE TABLE IF NOT EXISTS vellum_schema_history (
              version BIGINT PRIMARY KEY,
              name TEXT NOT NULL,

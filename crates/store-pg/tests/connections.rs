@@ -5,6 +5,7 @@ mod common;
 
 use common::{admin, fresh, member_with_group};
 use futures_util::future::join_all;
+use std::sync::Mutex;
 use vellum_store::backend::now_secs;
 use vellum_store::conformance::eventually;
 use vellum_store::*;
@@ -141,4 +142,36 @@ async fn issue_13_a_refused_connection_is_named_without_the_user_or_password() {
     );
     assert!(!message.contains("someone_xyz"), "{message}");
     assert!(!message.contains("secret-password-xyz"), "{message}");
+}
+
+/// What tokio-postgres logs (it logs a session's notices), kept for the test to read.
+struct Notices(Mutex<Vec<String>>);
+
+impl log::Log for Notices {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        self.0.lock().unwrap().push(record.args().to_string());
+    }
+    fn flush(&self) {}
+}
+
+static NOTICES: Notices = Notices(Mutex::new(Vec::new()));
+
+#[tokio::test]
+async fn issue_13_a_node_starting_on_a_migrated_database_logs_no_notice() {
+    log::set_logger(&NOTICES).expect("only this test logs");
+    log::set_max_level(log::LevelFilter::Info);
+    let (_first, schema) = fresh().await;
+    let _second = PgStore::connect_config(schema.config()).await.unwrap();
+    let _third = PgStore::connect_config(schema.config()).await.unwrap();
+    // Other tests of this binary run meanwhile: no node of any may log it.
+    let notices = NOTICES.0.lock().unwrap();
+    assert!(
+        !notices
+            .iter()
+            .any(|notice| notice.contains("vellum_schema_history")),
+        "{notices:?}"
+    );
 }
