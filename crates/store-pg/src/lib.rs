@@ -22,7 +22,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement, Transaction};
 use vellum_store::backend::*;
 use vellum_store::*;
-use vellum_wire::{log_hash_next, log_hash_start, DeviceState, EntryKind, HoldAction, OrgPolicy};
+use vellum_wire::{
+    log_hash_next, log_hash_start, DeviceState, EntryKind, HoldAction, OrgPolicy,
+    MAX_CLOCK_SKEW_SECS,
+};
 
 pub use tokio_postgres;
 
@@ -48,6 +51,10 @@ const APPEND_BATCH: usize = 64;
 /// the table stays about the window's size, and no call pays for more than a few
 /// hundred calls' rows.
 const NONCE_SWEEP_EVERY: u64 = 256;
+
+/// The database's clock in Unix seconds, as an SQL expression: the one clock every node
+/// sharing the nonce window agrees on.
+const DATABASE_NOW: &str = "CAST(FLOOR(EXTRACT(EPOCH FROM now())) AS BIGINT)";
 
 /// Connections in the pool.
 const POOL_SIZE: usize = 8;
@@ -561,10 +568,14 @@ async fn nonce_window(c: &deadpool_postgres::Object, forget_before: i64) -> Resu
     let row = match c.query_opt(&read, &[]).await.map_err(pg)? {
         Some(row) => row,
         None => {
+            // The database's clock, as the sweep's: not the node's, which may run ahead.
             c.execute(
-                "INSERT INTO request_nonce_window (id, forgotten_before, started_at)
-                 VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
-                &[&forget_before, &(now_secs() + 1)],
+                &format!(
+                    "INSERT INTO request_nonce_window (id, forgotten_before, started_at)
+                     VALUES (1, LEAST($1, {DATABASE_NOW} - $2), {DATABASE_NOW} + 1)
+                     ON CONFLICT (id) DO NOTHING"
+                ),
+                &[&forget_before, &MAX_CLOCK_SKEW_SECS],
             )
             .await
             .map_err(pg)?;
@@ -1097,17 +1108,22 @@ impl Store for PgStore {
         {
             // The window moves and the rows it passed go in one statement, so whoever
             // finds a dropped row's key free (below) also sees the window that dropped it.
+            // Never past the database's clock minus the window: every node refuses what
+            // the shared window passed, so one node's clock running ahead would otherwise
+            // lock out the clients of every other.
             let sweep = c
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "WITH w AS (
                          UPDATE request_nonce_window
-                         SET forgotten_before = GREATEST(forgotten_before, $1)
+                         SET forgotten_before = GREATEST(forgotten_before, LEAST($1, {DATABASE_NOW} - $2))
                          WHERE id = 1 RETURNING forgotten_before)
-                     DELETE FROM request_nonces WHERE signed_at < (SELECT forgotten_before FROM w)",
-                )
+                     DELETE FROM request_nonces WHERE signed_at < (SELECT forgotten_before FROM w)"
+                ))
                 .await
                 .map_err(pg)?;
-            c.execute(&sweep, &[&forget_before]).await.map_err(pg)?;
+            c.execute(&sweep, &[&forget_before, &MAX_CLOCK_SKEW_SECS])
+                .await
+                .map_err(pg)?;
         }
         let insert = c
             .prepare_cached(
