@@ -19,7 +19,8 @@ use sha2::{Digest, Sha256};
 use tokio::task::AbortHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row, Statement, Transaction};
+use tokio_postgres::{Row, Statement, Transaction};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use vellum_store::backend::*;
 use vellum_store::*;
 use vellum_wire::{
@@ -30,6 +31,7 @@ use vellum_wire::{
 pub use tokio_postgres;
 
 mod deployment;
+mod tls;
 
 /// The numbered migrations, oldest first: (version, name, SQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -71,6 +73,7 @@ struct Inner {
     pool: Pool,
     /// For the connections job leases hold outside the pool.
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     /// `remember_nonce` calls so far, to sweep every [`NONCE_SWEEP_EVERY`]th.
     nonce_calls: AtomicU64,
     /// Group commit of `append_message`.
@@ -483,9 +486,10 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
+        let tls = tls::connector(config.get_ssl_mode())?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -506,6 +510,7 @@ impl PgStore {
             inner: Arc::new(Inner {
                 pool,
                 config,
+                tls,
                 nonce_calls: AtomicU64::new(0),
                 appends: AppendBatcher::new(APPEND_BATCH),
                 instance_id,
@@ -610,9 +615,17 @@ fn connect_error(config: &tokio_postgres::Config, e: &tokio_postgres::Error) -> 
     let why = match e.as_db_error() {
         Some(db) => db.message().to_string(),
         None if refused => "connection refused".into(),
-        // Its own words say the rest in one line ("error performing TLS handshake: server
-        // does not support TLS", "timeout waiting for server").
-        None => e.to_string(),
+        // What failed, then why, in one line ("error performing TLS handshake: server does
+        // not support TLS").
+        None => {
+            let mut why = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(reason) = cause {
+                why = format!("{why}: {reason}");
+                cause = reason.source();
+            }
+            why
+        }
     };
     Error::Backend(format!(
         "cannot connect to the PostgreSQL database {}: {why}",
@@ -820,7 +833,7 @@ impl Store for PgStore {
         let (client, connection) = self
             .inner
             .config
-            .connect(NoTls)
+            .connect(self.inner.tls.clone())
             .await
             .map_err(|e| connect_error(&self.inner.config, &e))?;
         let connection = tokio::spawn(async move {

@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::{admin, fresh, member_with_group};
+use common::{admin, fresh, member_with_group, Schema};
 use futures_util::future::join_all;
 use std::sync::Mutex;
+use tokio_postgres::config::SslMode;
 use vellum_store::backend::now_secs;
 use vellum_store::conformance::eventually;
 use vellum_store::*;
@@ -76,7 +77,11 @@ async fn issue_13_a_cancelled_touch_or_ack_leaves_no_connection_committing_async
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(modes, ["on"], "every pooled connection commits synchronously");
+    assert_eq!(
+        modes,
+        ["on"],
+        "every pooled connection commits synchronously"
+    );
 }
 
 /// host:port of the test database's URL.
@@ -174,4 +179,113 @@ async fn issue_13_a_node_starting_on_a_migrated_database_logs_no_notice() {
             .any(|notice| notice.contains("vellum_schema_history")),
         "{notices:?}"
     );
+}
+
+/// Whether every session of the schema's store is encrypted, as PostgreSQL sees them.
+async fn sessions_encrypted(schema: &Schema) -> Vec<bool> {
+    admin()
+        .await
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1",
+            &[&schema.name],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn server_offers_tls() -> bool {
+    let ssl: String = admin()
+        .await
+        .query_one("SHOW ssl", &[])
+        .await
+        .unwrap()
+        .get(0);
+    ssl == "on"
+}
+
+#[tokio::test]
+async fn issue_13_sslmode_disable_connects_in_plain_and_prefer_encrypts_when_offered() {
+    let schema = Schema::new().await;
+    let mut config = schema.config();
+    config.ssl_mode(SslMode::Disable);
+    let store = PgStore::connect_config(config).await.unwrap();
+    store.create_user("alice", 0).await.unwrap();
+    assert_eq!(sessions_encrypted(&schema).await, [false]);
+    drop(store);
+
+    let schema = Schema::new().await;
+    // The URL's default, prefer.
+    assert_eq!(schema.config().get_ssl_mode(), SslMode::Prefer);
+    let store = PgStore::connect_config(schema.config()).await.unwrap();
+    store.create_user("alice", 0).await.unwrap();
+    let offered = server_offers_tls().await;
+    assert_eq!(sessions_encrypted(&schema).await, [offered]);
+}
+
+#[tokio::test]
+async fn issue_13_sslmode_require_verifies_the_certificate_against_the_system_roots() {
+    let schema = Schema::new().await;
+    let mut config = schema.config();
+    config
+        .ssl_mode(SslMode::Require)
+        .password("secret-password-xyz");
+    match PgStore::connect_config(config).await {
+        // A server whose certificate this system trusts.
+        Ok(store) => {
+            store.create_user("alice", 0).await.unwrap();
+            assert_eq!(sessions_encrypted(&schema).await, [true]);
+        }
+        Err(e) => {
+            let message = e.to_string();
+            let expected = if server_offers_tls().await {
+                // As a packaged PostgreSQL's self-signed certificate is.
+                "error performing TLS handshake: invalid peer certificate"
+            } else {
+                "error performing TLS handshake: server does not support TLS"
+            };
+            assert!(
+                message.contains(&format!(
+                    "cannot connect to the PostgreSQL database {}/test: {expected}",
+                    test_server()
+                )),
+                "{message}"
+            );
+            assert!(!message.contains("secret-password-xyz"), "{message}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn issue_13_sslmode_require_on_a_server_without_tls_says_so() {
+    // A server that answers every TLS request "no", as one without ssl = on does.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut ssl_request = [0u8; 8];
+            if socket.read_exact(&mut ssl_request).await.is_ok() {
+                let _ = socket.write_all(b"N").await;
+            }
+        }
+    });
+    let message = PgStore::connect(&format!(
+        "postgres://someone_xyz:secret-password-xyz@127.0.0.1:{port}/test?sslmode=require"
+    ))
+    .await
+    .err()
+    .expect("no TLS, no connection")
+    .to_string();
+    assert!(
+        message.ends_with(&format!(
+            "cannot connect to the PostgreSQL database 127.0.0.1:{port}/test: \
+             error performing TLS handshake: server does not support TLS"
+        )),
+        "{message}"
+    );
+    assert!(!message.contains("someone_xyz"), "{message}");
+    assert!(!message.contains("secret-password-xyz"), "{message}");
 }
