@@ -172,7 +172,7 @@ async fn issue_13_a_node_starting_on_a_migrated_database_logs_no_notice() {
     let _second = PgStore::connect_config(schema.config()).await.unwrap();
     let _third = PgStore::connect_config(schema.config()).await.unwrap();
     // Other tests of this binary run meanwhile: no node of any may log it.
-    let notices = NOTICES.0.lock().unwrap();
+    let notices = NOTICES.0.lock().unwrap().clone();
     assert!(
         !notices
             .iter()
