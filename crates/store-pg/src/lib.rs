@@ -19,14 +19,19 @@ use sha2::{Digest, Sha256};
 use tokio::task::AbortHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row, Statement, Transaction};
+use tokio_postgres::{Row, Statement, Transaction};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use vellum_store::backend::*;
 use vellum_store::*;
-use vellum_wire::{log_hash_next, log_hash_start, DeviceState, EntryKind, HoldAction, OrgPolicy};
+use vellum_wire::{
+    log_hash_next, log_hash_start, DeviceState, EntryKind, HoldAction, OrgPolicy,
+    MAX_CLOCK_SKEW_SECS,
+};
 
 pub use tokio_postgres;
 
 mod deployment;
+mod tls;
 
 /// The numbered migrations, oldest first: (version, name, SQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -49,6 +54,10 @@ const APPEND_BATCH: usize = 64;
 /// hundred calls' rows.
 const NONCE_SWEEP_EVERY: u64 = 256;
 
+/// The database's clock in Unix seconds, as an SQL expression: the one clock every node
+/// sharing the nonce window agrees on.
+const DATABASE_NOW: &str = "CAST(FLOOR(EXTRACT(EPOCH FROM now())) AS BIGINT)";
+
 /// Connections in the pool.
 const POOL_SIZE: usize = 8;
 
@@ -64,6 +73,7 @@ struct Inner {
     pool: Pool,
     /// For the connections job leases hold outside the pool.
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     /// `remember_nonce` calls so far, to sweep every [`NONCE_SWEEP_EVERY`]th.
     nonce_calls: AtomicU64,
     /// Group commit of `append_message`.
@@ -419,9 +429,12 @@ async fn approval_in(tx: &Transaction<'_>, device_id: &str) -> Result<Option<App
 /// refuses a database at a newer version.
 async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
     let tx = client.transaction().await.map_err(pg)?;
-    // Two nodes starting at once migrate one after the other.
+    // Two nodes starting at once migrate one after the other. Every start after the first
+    // finds the history table: PostgreSQL's notice saying so would only be noise in the
+    // node's log (LOCAL: the setting ends with this transaction).
     tx.batch_execute(
-        "SELECT pg_advisory_xact_lock(7665010013);
+        "SET LOCAL client_min_messages = warning;
+         SELECT pg_advisory_xact_lock(7665010013);
          CREATE TABLE IF NOT EXISTS vellum_schema_history (
              version BIGINT PRIMARY KEY,
              name TEXT NOT NULL,
@@ -473,10 +486,10 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let target = describe(&config);
+        let tls = tls::connector(config.get_ssl_mode())?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -485,11 +498,7 @@ impl PgStore {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| Error::Backend(format!("PostgreSQL connection pool: {e}")))?;
-        let mut client = pool.get().await.map_err(|e| {
-            Error::Backend(format!(
-                "cannot connect to the PostgreSQL database {target}: {e}"
-            ))
-        })?;
+        let mut client = pool.get().await.map_err(|e| pool_error(&config, e))?;
         migrate(&mut client).await?;
         let instance_id: String = client
             .query_one("SELECT instance_id FROM server_instance WHERE id = 1", &[])
@@ -501,6 +510,7 @@ impl PgStore {
             inner: Arc::new(Inner {
                 pool,
                 config,
+                tls,
                 nonce_calls: AtomicU64::new(0),
                 appends: AppendBatcher::new(APPEND_BATCH),
                 instance_id,
@@ -524,7 +534,7 @@ impl PgStore {
             .pool
             .get()
             .await
-            .map_err(|e| Error::Backend(format!("PostgreSQL connection: {e}")))
+            .map_err(|e| pool_error(&self.inner.config, e))
     }
 }
 
@@ -563,10 +573,14 @@ async fn nonce_window(c: &deadpool_postgres::Object, forget_before: i64) -> Resu
     let row = match c.query_opt(&read, &[]).await.map_err(pg)? {
         Some(row) => row,
         None => {
+            // The database's clock, as the sweep's: not the node's, which may run ahead.
             c.execute(
-                "INSERT INTO request_nonce_window (id, forgotten_before, started_at)
-                 VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
-                &[&forget_before, &(now_secs() + 1)],
+                &format!(
+                    "INSERT INTO request_nonce_window (id, forgotten_before, started_at)
+                     VALUES (1, LEAST($1, {DATABASE_NOW} - $2), {DATABASE_NOW} + 1)
+                     ON CONFLICT (id) DO NOTHING"
+                ),
+                &[&forget_before, &MAX_CLOCK_SKEW_SECS],
             )
             .await
             .map_err(pg)?;
@@ -589,6 +603,45 @@ fn describe(config: &tokio_postgres::Config) -> String {
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     format!("{host}:{port}/{}", config.get_dbname().unwrap_or(""))
+}
+
+/// "cannot connect to the PostgreSQL database host:port/db: why", in one line: why is
+/// PostgreSQL's own reason (`database "x" does not exist`) or the network's (`connection
+/// refused`), never the layers it passed through, nor the user or password.
+fn connect_error(config: &tokio_postgres::Config, e: &tokio_postgres::Error) -> Error {
+    let refused = std::error::Error::source(e)
+        .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+    let why = match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None if refused => "connection refused".into(),
+        // What failed, then why, in one line ("error performing TLS handshake: server does
+        // not support TLS").
+        None => {
+            let mut why = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(reason) = cause {
+                why = format!("{why}: {reason}");
+                cause = reason.source();
+            }
+            why
+        }
+    };
+    Error::Backend(format!(
+        "cannot connect to the PostgreSQL database {}: {why}",
+        describe(config)
+    ))
+}
+
+/// As [`connect_error`], for a connection the pool could not give.
+fn pool_error(config: &tokio_postgres::Config, e: deadpool_postgres::PoolError) -> Error {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => connect_error(config, &e),
+        other => Error::Backend(format!(
+            "cannot connect to the PostgreSQL database {}: {other}",
+            describe(config)
+        )),
+    }
 }
 
 /// Starts a write transaction: locks the instance row, so writers are serialised as with
@@ -777,12 +830,12 @@ impl AppendLog for PgStore {
 #[async_trait]
 impl Store for PgStore {
     async fn try_job_lease(&self, job: Job) -> Result<Option<Box<dyn JobLease>>> {
-        let (client, connection) = self.inner.config.connect(NoTls).await.map_err(|e| {
-            Error::Backend(format!(
-                "cannot connect to the PostgreSQL database {}: {e}",
-                describe(&self.inner.config)
-            ))
-        })?;
+        let (client, connection) = self
+            .inner
+            .config
+            .connect(self.inner.tls.clone())
+            .await
+            .map_err(|e| connect_error(&self.inner.config, &e))?;
         let connection = tokio::spawn(async move {
             // Its end is what `is_held` watches; the error itself says nothing more.
             let _ = connection.await;
@@ -1031,22 +1084,20 @@ impl Store for PgStore {
     }
 
     async fn touch_device(&self, device_id: &str, now: i64) -> Result<()> {
-        let c = self.client().await?;
-        // Only a minute's precision: most syncs write nothing. Not worth a synchronous commit.
-        c.batch_execute("SET synchronous_commit = off")
-            .await
-            .map_err(pg)?;
-        let updated = c
-            .execute(
-                "UPDATE devices SET last_seen = $2 WHERE device_id = $1 AND (last_seen IS NULL OR last_seen <= $2::BIGINT - 60)",
-                &[&device_id, &now],
-            )
-            .await
-            .map_err(pg);
-        c.batch_execute("SET synchronous_commit = on")
-            .await
-            .map_err(pg)?;
-        updated.map(|_| ())
+        let mut c = self.client().await?;
+        let client: &mut tokio_postgres::Client = &mut c;
+        let tx = client.transaction().await.map_err(pg)?;
+        // Only a minute's precision: most syncs write nothing. Not worth a synchronous
+        // commit. LOCAL: the setting ends with the transaction, even one cancelled midway,
+        // so the pooled connection never carries it into another request's commit.
+        exec(&tx, "SET LOCAL synchronous_commit = off", &[]).await?;
+        exec(
+            &tx,
+            "UPDATE devices SET last_seen = $2 WHERE device_id = $1 AND (last_seen IS NULL OR last_seen <= $2::BIGINT - 60)",
+            &[&device_id, &now],
+        )
+        .await?;
+        done(tx).await
     }
 
     async fn remember_nonce(
@@ -1070,17 +1121,22 @@ impl Store for PgStore {
         {
             // The window moves and the rows it passed go in one statement, so whoever
             // finds a dropped row's key free (below) also sees the window that dropped it.
+            // Never past the database's clock minus the window: every node refuses what
+            // the shared window passed, so one node's clock running ahead would otherwise
+            // lock out the clients of every other.
             let sweep = c
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "WITH w AS (
                          UPDATE request_nonce_window
-                         SET forgotten_before = GREATEST(forgotten_before, $1)
+                         SET forgotten_before = GREATEST(forgotten_before, LEAST($1, {DATABASE_NOW} - $2))
                          WHERE id = 1 RETURNING forgotten_before)
-                     DELETE FROM request_nonces WHERE signed_at < (SELECT forgotten_before FROM w)",
-                )
+                     DELETE FROM request_nonces WHERE signed_at < (SELECT forgotten_before FROM w)"
+                ))
                 .await
                 .map_err(pg)?;
-            c.execute(&sweep, &[&forget_before]).await.map_err(pg)?;
+            c.execute(&sweep, &[&forget_before, &MAX_CLOCK_SKEW_SECS])
+                .await
+                .map_err(pg)?;
         }
         let insert = c
             .prepare_cached(

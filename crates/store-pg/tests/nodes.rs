@@ -9,6 +9,7 @@ use std::sync::Arc;
 use vellum_store::backend::now_secs;
 use vellum_store::conformance::eventually;
 use vellum_store::*;
+use vellum_wire::MAX_CLOCK_SKEW_SECS;
 
 use vellum_store_pg::{tokio_postgres, PgStore};
 
@@ -121,37 +122,118 @@ async fn issue_13_purges_on_several_nodes_at_once_remove_each_row_once() {
     assert_eq!(first.blob("b0").await.unwrap(), None);
 }
 
+/// Lets the nonce window take timestamps from before the schema was created.
+async fn remember_since_1970(schema: &Schema) {
+    admin()
+        .await
+        .batch_execute(&format!(
+            "UPDATE {}.request_nonce_window SET started_at = 0",
+            schema.name
+        ))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn issue_13_a_request_seen_by_one_node_is_a_replay_on_another() {
-    let (first, second, _schema) = two_nodes().await;
-    let t = now_secs() + 5;
+    let (first, second, schema) = two_nodes().await;
+    remember_since_1970(&schema).await;
+    // Signed just outside the window of the database's clock, judged by nodes whose
+    // clocks run 20 s behind it.
+    let t = now_secs() - 310;
     assert_eq!(
-        first.remember_nonce("d1", "n1", t, t - 300).await.unwrap(),
+        first.remember_nonce("d1", "n1", t, t - 280).await.unwrap(),
         NonceCheck::Fresh
     );
     assert_eq!(
-        second.remember_nonce("d1", "n1", t, t - 300).await.unwrap(),
+        second.remember_nonce("d1", "n1", t, t - 280).await.unwrap(),
         NonceCheck::Replayed
     );
     assert_eq!(
-        second.remember_nonce("d1", "n2", t, t - 300).await.unwrap(),
+        second.remember_nonce("d1", "n2", t, t - 280).await.unwrap(),
         NonceCheck::Fresh
     );
     // Once one node's window passed a timestamp (and may have dropped its nonces), every
     // node refuses it, whatever window its own clock gives.
+    let now = now_secs();
     for _ in 0..256 {
         first
-            .remember_nonce("d2", "sweep", t + 400, t + 1)
+            .remember_nonce("d2", "sweep", now, now - MAX_CLOCK_SKEW_SECS)
             .await
             .unwrap();
     }
     assert_eq!(
-        second.remember_nonce("d1", "n1", t, t - 300).await.unwrap(),
+        second.remember_nonce("d1", "n1", t, t - 280).await.unwrap(),
         NonceCheck::Expired
     );
     assert_eq!(
-        second.remember_nonce("d1", "n3", t, t - 300).await.unwrap(),
+        second.remember_nonce("d1", "n3", t, t - 280).await.unwrap(),
         NonceCheck::Expired
+    );
+}
+
+#[tokio::test]
+async fn issue_13_a_node_whose_clock_runs_ahead_locks_no_client_out() {
+    let (fast, correct, schema) = two_nodes().await;
+    remember_since_1970(&schema).await;
+    // The fast node's clock is 15 minutes ahead: its window starts 600 s in the future.
+    let fast_now = now_secs() + 900;
+    for i in 0..=256 {
+        assert_eq!(
+            fast.remember_nonce("d2", &format!("n{i}"), fast_now, fast_now - 300)
+                .await
+                .unwrap(),
+            NonceCheck::Fresh
+        );
+    }
+    let now = now_secs();
+    assert_eq!(
+        correct
+            .remember_nonce("d1", "n1", now, now - MAX_CLOCK_SKEW_SECS)
+            .await
+            .unwrap(),
+        NonceCheck::Fresh,
+        "a correct node's fresh request stays fresh"
+    );
+    assert_eq!(
+        correct
+            .remember_nonce("d1", "n1", now, now - MAX_CLOCK_SKEW_SECS)
+            .await
+            .unwrap(),
+        NonceCheck::Replayed
+    );
+    // The shared window still moved, up to the database's clock minus the window.
+    let old = now - MAX_CLOCK_SKEW_SECS - 30;
+    assert_eq!(
+        correct
+            .remember_nonce("d1", "old", old, old - 300)
+            .await
+            .unwrap(),
+        NonceCheck::Expired
+    );
+    // A window lost with the unlogged tables is written again on the database's clock too.
+    admin()
+        .await
+        .batch_execute(&format!(
+            "TRUNCATE {0}.request_nonces, {0}.request_nonce_window",
+            schema.name
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        fast.remember_nonce("d2", "again", fast_now, fast_now - 300)
+            .await
+            .unwrap(),
+        NonceCheck::Fresh
+    );
+    let next = now_secs() + 2;
+    assert_eq!(
+        correct
+            .remember_nonce("d1", "n2", next, next - MAX_CLOCK_SKEW_SECS)
+            .await
+            .unwrap(),
+        NonceCheck::Fresh,
+        "a correct node's request after the loss is fresh"
     );
 }
 
