@@ -125,13 +125,9 @@ async fn enroll(api: &Api, token: &str, server: &str, dir: &Path, name: &str) ->
 pub async fn run() -> Result<()> {
     // The last part's database, checked before the rest runs for a minute.
     if let Ok(database) = std::env::var("VELLUM_DATABASE_URL") {
-        let (_, connection) = vellum_store_pg::tokio_postgres::connect(
-            &database,
-            vellum_store_pg::tokio_postgres::NoTls,
-        )
-        .await
-        .context("VELLUM_DATABASE_URL (the demo's last part runs two nodes on it)")?;
-        drop(connection);
+        vellum_store_pg::PgStore::admin_client(&database)
+            .await
+            .context("VELLUM_DATABASE_URL (the demo's last part runs two nodes on it)")?;
     }
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("server");
@@ -553,11 +549,9 @@ async fn scale_out(dir: &Path) -> Result<()> {
         return Ok(());
     };
     let nats = std::env::var("VELLUM_NATS_URL").ok();
-    let (admin, connection) =
-        vellum_store_pg::tokio_postgres::connect(&database, vellum_store_pg::tokio_postgres::NoTls)
-            .await
-            .context("VELLUM_DATABASE_URL")?;
-    tokio::spawn(connection);
+    let admin = vellum_store_pg::PgStore::admin_client(&database)
+        .await
+        .context("VELLUM_DATABASE_URL")?;
     let mut raw = [0u8; 6];
     getrandom::fill(&mut raw)?;
     let schema = format!("vellum_demo_{}", hex::encode(raw));

@@ -518,6 +518,21 @@ impl PgStore {
         })
     }
 
+    /// A plain client of the database at `url` on the store's TLS terms, for tools that
+    /// prepare a database (the demo makes and drops a schema of its own with it).
+    pub async fn admin_client(url: &str) -> Result<tokio_postgres::Client> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::Backend(format!("the database URL is not valid: {e}")))?;
+        let tls = tls::connector(config.get_ssl_mode())?;
+        let (client, connection) = config
+            .connect(tls)
+            .await
+            .map_err(|e| connect_error(&config, &e))?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
     /// Transactions (each one commit) that appended application messages since the store
     /// was opened, by this node.
     pub fn log_commits(&self) -> u64 {
