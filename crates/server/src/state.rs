@@ -201,19 +201,21 @@ impl AppState {
         locks.entry(group_id.to_owned()).or_default().clone()
     }
 
-    /// Takes a group's cached public state out of the cache if it is at `epoch`. The caller
-    /// owns it while applying a commit and puts it back only once the store accepted it.
-    pub fn take_cached_group(&self, group_id: &str, epoch: u64) -> Option<TrackedGroup> {
+    /// Takes a group's cached public state out of the cache if it is at `state_version`
+    /// ([`vellum_store::GroupState::state_version`]: every commit and leave, through any
+    /// node, bumps it). The caller owns it while applying a change and puts it back only
+    /// once the store accepted it.
+    pub fn take_cached_group(&self, group_id: &str, state_version: u64) -> Option<TrackedGroup> {
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
         match groups.pop(group_id) {
-            Some((cached_epoch, tracked)) if cached_epoch == epoch => Some(tracked),
+            Some((cached_version, tracked)) if cached_version == state_version => Some(tracked),
             _ => None,
         }
     }
 
-    pub fn cache_group(&self, group_id: String, epoch: u64, tracked: TrackedGroup) {
+    pub fn cache_group(&self, group_id: String, state_version: u64, tracked: TrackedGroup) {
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        groups.put(group_id, (epoch, tracked));
+        groups.put(group_id, (state_version, tracked));
     }
 
     /// Runs MLS work (signature checks, tree hashing) on the blocking pool, off the executor.

@@ -464,3 +464,60 @@ fn wait_until_receipted(device: &Device, chat: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Leaves in one epoch through two nodes (issue 13): each node's cached group state and lock
+/// are its own, so the second leave used to overwrite the first's proposal in the stored
+/// state (every later commit then failed), or a node's stale cache refused the commit of a
+/// leave taken through the other. Now both leaves are kept and one commit removes both.
+#[test]
+fn issue_13_leaves_through_two_nodes_in_one_epoch_are_both_committed() {
+    let root = tempfile::tempdir().unwrap();
+    let database = SharedDatabase::new();
+    let nats = Nats::start(root.path());
+    let a = node(root.path(), "a", &database, Some(&nats));
+    let b = node(root.path(), "b", &database, Some(&nats));
+    let dave = Device::new_user(&a, root.path(), "dave");
+    let dx7 = Device::new_user(&b, root.path(), "dx7");
+    let dx8 = Device::new_user(&a, root.path(), "dx8");
+    let erin = Device::new_user(&b, root.path(), "erin");
+    let finn = Device::new_user(&b, root.path(), "finn");
+    // Created through node a: a caches the group at its new state.
+    dave.ok(&["chat", "create", "leavers", "--with", "dx7,dx8,erin,finn"]);
+    for member in [&dx7, &dx8, &erin, &finn] {
+        member.ok(&["sync"]);
+    }
+    // dx7 leaves through b; dave's sync through a commits it from a's stale cache.
+    dx7.ok(&["chat", "leave", "leavers"]);
+    let synced = String::from_utf8(dave.ok(&["sync"]).stderr).unwrap();
+    assert!(
+        !synced.contains("could not commit"),
+        "dave committed dx7's leave through node a: {synced}"
+    );
+    let first = marker("after-one-leave");
+    dave.ok(&["send", "leavers", &first]);
+
+    // Two leaves in the next epoch, through two nodes, one after the other: the second is
+    // computed from node a's cache, which does not know of the first.
+    erin.ok(&["sync"]);
+    dx8.ok(&["sync"]);
+    erin.ok(&["chat", "leave", "leavers"]);
+    dx8.ok(&["chat", "leave", "leavers"]);
+    let synced = String::from_utf8(dave.ok(&["sync"]).stderr).unwrap();
+    assert!(
+        !synced.contains("could not commit"),
+        "dave committed both leaves: {synced}"
+    );
+    let second = marker("after-two-leaves");
+    dave.ok(&["send", "leavers", &second]);
+    finn.ok(&["sync"]);
+    assert_eq!(
+        finn.texts("leavers"),
+        vec![first, second],
+        "the chat goes on through both nodes"
+    );
+    let members = String::from_utf8(dave.ok(&["chat", "members", "leavers"]).stdout).unwrap();
+    assert!(members.contains("finn"), "{members}");
+    for gone in ["dx7", "dx8", "erin"] {
+        assert!(!members.contains(gone), "{gone} removed: {members}");
+    }
+}
