@@ -392,6 +392,17 @@ impl Directory {
         Ok(())
     }
 
+    /// Catches up first if another node appended since this one last looked (issue 13: a
+    /// NATS hint or the next poll may not have come yet), so nothing served from memory is
+    /// older than the store. Costs one indexed lookup of a single entry when current.
+    pub async fn catch_up_with(&self, store: &Arc<dyn Store>) -> Result<(), DirectoryError> {
+        let size = self.log.lock().await.state.size;
+        if store.directory_entries(size, 1).await?.is_empty() {
+            return Ok(());
+        }
+        self.refresh(store).await
+    }
+
     /// One round of witnessing: the newest checkpoint goes to each witness that has not
     /// cosigned it; verified cosignatures are added to it (and stored). Returns how many
     /// witnesses cosigned it.

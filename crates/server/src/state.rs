@@ -188,6 +188,23 @@ impl AppState {
         })
     }
 
+    /// The key directory, at least as new as the store: for what is served from its memory
+    /// (its size, its checkpoint), since other nodes append to it too.
+    pub async fn current_directory(&self) -> Result<&Arc<Directory>, ApiError> {
+        let directory = self.directory().await?;
+        directory
+            .catch_up_with(&self.store)
+            .await
+            .map_err(|e| match e {
+                DirectoryError::Store(e) => ApiError::from(e),
+                e => {
+                    tracing::error!(error = %e, "the key directory cannot catch up with the store");
+                    ApiError::internal()
+                }
+            })?;
+        Ok(directory)
+    }
+
     pub fn now_secs(&self) -> i64 {
         self.clock.now_secs()
     }

@@ -161,11 +161,21 @@ impl Drop for Nats {
 }
 
 fn node(root: &Path, name: &str, database: &SharedDatabase, nats: Option<&Nats>) -> Server {
+    node_polling(root, name, database, nats, "200ms")
+}
+
+fn node_polling(
+    root: &Path,
+    name: &str,
+    database: &SharedDatabase,
+    nats: Option<&Nats>,
+    poll_interval: &str,
+) -> Server {
     let mut extra = vec!["--database-url".to_owned(), database.url()];
     if let Some(nats) = nats {
         extra.extend(["--nats-url".to_owned(), nats.url.clone()]);
     }
-    extra.extend(["--poll-interval".to_owned(), "200ms".to_owned()]);
+    extra.extend(["--poll-interval".to_owned(), poll_interval.to_owned()]);
     // Nodes on one host share one directory of keys.
     Server::start_with(
         root.join("node-keys"),
@@ -520,4 +530,23 @@ fn issue_13_leaves_through_two_nodes_in_one_epoch_are_both_committed() {
     for gone in ["dx7", "dx8", "erin"] {
         assert!(!members.contains(gone), "{gone} removed: {members}");
     }
+}
+
+/// A device enrolled through one node is vouched for by the other at once (issue 13): a
+/// node's in-memory key directory catches up with the store before it serves from it, not
+/// only on a NATS hint or its next poll (here: no NATS, and an hour between polls).
+#[test]
+fn issue_13_a_device_enrolled_through_another_node_is_vouched_for_at_once() {
+    let root = tempfile::tempdir().unwrap();
+    let database = SharedDatabase::new();
+    let a = node_polling(root.path(), "a", &database, None, "1h");
+    let b = node_polling(root.path(), "b", &database, None, "1h");
+    let alice = Device::new_user(&a, root.path(), "alice");
+    alice.ok(&["sync"]);
+    let up1 = Device::new_user(&b, root.path(), "up1");
+    alice.ok(&["chat", "create", "fresh", "--with", "up1"]);
+    let text = marker("vouched");
+    alice.ok(&["send", "fresh", &text]);
+    up1.ok(&["sync"]);
+    assert_eq!(up1.texts("fresh"), vec![text]);
 }
