@@ -550,3 +550,55 @@ fn issue_13_a_device_enrolled_through_another_node_is_vouched_for_at_once() {
     up1.ok(&["sync"]);
     assert_eq!(up1.texts("fresh"), vec![text]);
 }
+
+/// Enrollments in a burst through two nodes (issue 13): each first device posts its user's
+/// identity to the key directory, and the nodes' appends race for the same index. Every
+/// enrollment succeeds whole (the loser catches up and appends again), and every new device
+/// is vouched for.
+#[test]
+fn issue_13_parallel_enrollments_through_two_nodes_all_succeed() {
+    let root = tempfile::tempdir().unwrap();
+    let database = SharedDatabase::new();
+    let nats = Nats::start(root.path());
+    let a = node(root.path(), "a", &database, Some(&nats));
+    let b = node(root.path(), "b", &database, Some(&nats));
+    let users: Vec<String> = (0..16).map(|i| format!("burst{i}")).collect();
+    let enrollments: Vec<_> = users
+        .iter()
+        .enumerate()
+        .map(|(i, user)| {
+            let server = if i % 2 == 0 { &a } else { &b };
+            let code = server.add_user(user);
+            let mut cmd = vellum();
+            cmd.arg("--home").arg(root.path().join(user)).args([
+                "enroll",
+                "--server",
+                &server.url,
+                "--user",
+                user,
+                "--code",
+                &code,
+            ]);
+            std::thread::spawn(move || output(&mut cmd))
+        })
+        .collect();
+    for (user, enrollment) in users.iter().zip(enrollments) {
+        let out = enrollment.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{user} enrolled: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let alice = Device::new_user(&a, root.path(), "alice");
+    alice.ok(&["chat", "create", "burst", "--with", &users.join(",")]);
+    let text = marker("burst");
+    alice.ok(&["send", "burst", &text]);
+    for user in &users {
+        let device = Device {
+            home: root.path().join(user),
+        };
+        device.ok(&["sync"]);
+        assert_eq!(device.texts("burst"), vec![text.clone()], "{user}");
+    }
+}
