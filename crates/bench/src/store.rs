@@ -135,6 +135,7 @@ async fn appends<S: LogCommits>(name: &str, store: S, senders: usize, run: Durat
             .append_commit(CommitAppend {
                 group_id,
                 expected_epoch: 0,
+                expected_state_version: 0,
                 new_epoch: 1,
                 state: vec![1; 64],
                 timers: ChatTimers::default(),

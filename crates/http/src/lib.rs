@@ -248,6 +248,13 @@ impl From<vellum_store::Error> for ApiError {
                 codes::STALE_EPOCH,
                 format!("the group has moved on to epoch {current}; sync and retry"),
             ),
+            E::StaleState { epoch } => Self::new(
+                StatusCode::CONFLICT,
+                codes::STALE_EPOCH,
+                format!(
+                    "the group's state changed at epoch {epoch} (a member left); sync and retry"
+                ),
+            ),
             E::NotMember => Self::new(StatusCode::FORBIDDEN, codes::NOT_MEMBER, e.to_string()),
             E::Forbidden(message) => Self::forbidden(message),
             E::Refused(message) => Self::new(StatusCode::CONFLICT, codes::CONFLICT, message),

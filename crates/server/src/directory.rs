@@ -83,6 +83,9 @@ impl std::fmt::Debug for Directory {
     }
 }
 
+/// How often an append is prepared again after losing the race to another node's.
+const APPEND_ATTEMPTS: u32 = 16;
+
 fn refused(e: vellum_directory::Error) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::UNPROCESSABLE_ENTITY,
@@ -315,8 +318,10 @@ impl Directory {
         build: impl Fn(&DirectoryState) -> Result<Vec<Append>, ApiError>,
     ) -> Result<Option<std::ops::Range<u64>>, ApiError> {
         let mut log = self.log.clone().lock_owned().await;
-        // A second try only after another node appended (the store's index check).
-        for attempt in 0..2 {
+        // Another try only after another node appended (the store's index check): each
+        // conflict means another append succeeded, so under a burst of enrollments through
+        // several nodes every one gets through within a few catch-ups.
+        for attempt in 1..=APPEND_ATTEMPTS {
             let appends = build(&log.state)?;
             if appends.is_empty() {
                 return Ok(None);
@@ -343,12 +348,13 @@ impl Directory {
                     self.commit(&mut log, prepared);
                     return Ok(Some(first..log.state.size));
                 }
-                Err(vellum_store::Error::Conflict(_)) if attempt == 0 => {
+                Err(vellum_store::Error::Conflict(_)) if attempt < APPEND_ATTEMPTS => {
                     catch_up(&mut log, store).await.map_err(|e| {
                         tracing::error!(error = %e, "cannot catch up with the key directory");
                         ApiError::internal()
                     })?;
                 }
+                Err(vellum_store::Error::Conflict(_)) => break,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -390,6 +396,17 @@ impl Directory {
             }
         }
         Ok(())
+    }
+
+    /// Catches up first if another node appended since this one last looked (issue 13: a
+    /// NATS hint or the next poll may not have come yet), so nothing served from memory is
+    /// older than the store. Costs one indexed lookup of a single entry when current.
+    pub async fn catch_up_with(&self, store: &Arc<dyn Store>) -> Result<(), DirectoryError> {
+        let size = self.log.lock().await.state.size;
+        if store.directory_entries(size, 1).await?.is_empty() {
+            return Ok(());
+        }
+        self.refresh(store).await
     }
 
     /// One round of witnessing: the newest checkpoint goes to each witness that has not

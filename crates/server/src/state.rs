@@ -195,6 +195,23 @@ impl AppState {
         })
     }
 
+    /// The key directory, at least as new as the store: for what is served from its memory
+    /// (its size, its checkpoint), since other nodes append to it too.
+    pub async fn current_directory(&self) -> Result<&Arc<Directory>, ApiError> {
+        let directory = self.directory().await?;
+        directory
+            .catch_up_with(&self.store)
+            .await
+            .map_err(|e| match e {
+                DirectoryError::Store(e) => ApiError::from(e),
+                e => {
+                    tracing::error!(error = %e, "the key directory cannot catch up with the store");
+                    ApiError::internal()
+                }
+            })?;
+        Ok(directory)
+    }
+
     pub fn now_secs(&self) -> i64 {
         self.clock.now_secs()
     }
@@ -208,19 +225,21 @@ impl AppState {
         locks.entry(group_id.to_owned()).or_default().clone()
     }
 
-    /// Takes a group's cached public state out of the cache if it is at `epoch`. The caller
-    /// owns it while applying a commit and puts it back only once the store accepted it.
-    pub fn take_cached_group(&self, group_id: &str, epoch: u64) -> Option<TrackedGroup> {
+    /// Takes a group's cached public state out of the cache if it is at `state_version`
+    /// ([`vellum_store::GroupState::state_version`]: every commit and leave, through any
+    /// node, bumps it). The caller owns it while applying a change and puts it back only
+    /// once the store accepted it.
+    pub fn take_cached_group(&self, group_id: &str, state_version: u64) -> Option<TrackedGroup> {
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
         match groups.pop(group_id) {
-            Some((cached_epoch, tracked)) if cached_epoch == epoch => Some(tracked),
+            Some((cached_version, tracked)) if cached_version == state_version => Some(tracked),
             _ => None,
         }
     }
 
-    pub fn cache_group(&self, group_id: String, epoch: u64, tracked: TrackedGroup) {
+    pub fn cache_group(&self, group_id: String, state_version: u64, tracked: TrackedGroup) {
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        groups.put(group_id, (epoch, tracked));
+        groups.put(group_id, (state_version, tracked));
     }
 
     /// Runs MLS work (signature checks, tree hashing) on the blocking pool, off the executor.

@@ -42,6 +42,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/V2__request_nonces.sql"),
     ),
     (3, "org_key", include_str!("../migrations/V3__org_key.sql")),
+    (
+        4,
+        "group_state_version",
+        include_str!("../migrations/V4__group_state_version.sql"),
+    ),
 ];
 
 /// Most application messages one log transaction takes. Each takes a savepoint, and so a
@@ -275,6 +280,28 @@ async fn live_code_user(tx: &Transaction<'_>, code_hash: &[u8; 32], now: i64) ->
     .await?
     .map(|r| r.get(0))
     .ok_or(Error::InvalidCode)
+}
+
+/// The compare-and-set of a state write: `StaleState` when another write came between
+/// (the caller's transaction holds the instance lock, so none can come after).
+async fn check_state_version(
+    tx: &Transaction<'_>,
+    group_id: &str,
+    epoch: u64,
+    expected: u64,
+) -> Result<()> {
+    let version: i64 = opt(
+        tx,
+        "SELECT state_version FROM groups WHERE group_id = $1",
+        &[&group_id],
+    )
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("group {group_id}")))?
+    .get(0);
+    if version as u64 != expected {
+        return Err(Error::StaleState { epoch });
+    }
+    Ok(())
 }
 
 /// The group's epoch, last seq and log hash.
@@ -1297,7 +1324,7 @@ impl Store for PgStore {
         let r = opt(
             &tx,
             &format!(
-                "SELECT group_id, epoch, state, expire_secs, burn_secs, COALESCE(record, 0), {}
+                "SELECT group_id, epoch, state, expire_secs, burn_secs, COALESCE(record, 0), {}, state_version
                  FROM groups WHERE group_id = $1",
                 held_chat("groups.group_id")
             ),
@@ -1315,6 +1342,7 @@ impl Store for PgStore {
             },
             record: r.get::<_, i64>(5) == 1,
             held: r.get(6),
+            state_version: r.get::<_, i64>(7) as u64,
         }))
     }
 
@@ -1426,6 +1454,7 @@ impl Store for PgStore {
         if !is_current_member(&tx, &commit.group_id, &commit.sender_device).await? {
             return Err(Error::NotMember);
         }
+        check_state_version(&tx, &commit.group_id, epoch, commit.expected_state_version).await?;
         let seq = last_seq + 1;
         let hash = log_hash_next(
             &prev_hash,
@@ -1452,7 +1481,7 @@ impl Store for PgStore {
         .await?;
         exec(
             &tx,
-            "UPDATE groups SET epoch = $2, state = $3, last_seq = $4, expire_secs = $5, burn_secs = $6, log_hash = $7, record = $8 WHERE group_id = $1",
+            "UPDATE groups SET epoch = $2, state = $3, last_seq = $4, expire_secs = $5, burn_secs = $6, log_hash = $7, record = $8, state_version = state_version + 1 WHERE group_id = $1",
             &[
                 &commit.group_id,
                 &(commit.new_epoch as i64),
@@ -1527,6 +1556,7 @@ impl Store for PgStore {
         if !is_current_member(&tx, &p.group_id, &p.sender_device).await? {
             return Err(Error::NotMember);
         }
+        check_state_version(&tx, &p.group_id, epoch, p.expected_state_version).await?;
         for payload in &p.payloads {
             seq += 1;
             hash = log_hash_next(
@@ -1554,7 +1584,7 @@ impl Store for PgStore {
         }
         exec(
             &tx,
-            "UPDATE groups SET state = $2, last_seq = $3, log_hash = $4 WHERE group_id = $1",
+            "UPDATE groups SET state = $2, last_seq = $3, log_hash = $4, state_version = state_version + 1 WHERE group_id = $1",
             &[&p.group_id, &p.state, &(seq as i64), &&hash[..]],
         )
         .await?;

@@ -36,6 +36,7 @@ macro_rules! store_conformance_tests {
             issue_9_approval_steps_only_in_order,
             issue_9_reset_wait_is_a_policy_and_last_seen_is_kept,
             issue_10_a_leave_proposal_stops_delivery_at_once,
+            issue_13_a_state_write_from_a_stale_state_is_refused,
             issue_10_group_cursors_are_the_current_members_acks,
             issue_10_blobs_take_chunks_in_order_within_the_quota,
             issue_10_blobs_go_at_expiry_and_deletion_but_wait_for_the_archiver,
@@ -124,6 +125,8 @@ fn commit(
     CommitAppend {
         group_id: group.into(),
         expected_epoch: epoch,
+        // One state write per epoch, unless a test appends proposals too.
+        expected_state_version: epoch,
         new_epoch: epoch + 1,
         state: format!("state-{}", epoch + 1).into_bytes(),
         timers: ChatTimers {
@@ -720,6 +723,73 @@ pub async fn delivery_respects_join_removal_and_acks(store: &impl Store) {
     assert_eq!(store.pending("c1", 100).await.unwrap().welcomes, a.welcomes);
 }
 
+/// Issue 13: two leaves in one epoch through two nodes. Each node computed the new tracked
+/// state from the version it read; the second must not overwrite the first's proposals.
+pub async fn issue_13_a_state_write_from_a_stale_state_is_refused(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    enroll(store, "b1", "bob").await;
+    enroll(store, "c1", "carol").await;
+    group_of(store, "g", "a1").await;
+    assert_eq!(store.group("g").await.unwrap().unwrap().state_version, 0);
+    store
+        .append_commit(commit("g", 0, "a1", b"add", &["b1", "c1"], &[]))
+        .await
+        .unwrap(); // seq 1, version 1
+    let leave = |sender: &str, version: u64, state: &[u8]| ProposalAppend {
+        group_id: "g".into(),
+        epoch: 1,
+        expected_state_version: version,
+        state: state.to_vec(),
+        sender_device: sender.into(),
+        payloads: vec![format!("leave-{sender}").into_bytes()],
+        received_at: 1,
+        leaving: vec![sender.into()],
+    };
+    store
+        .append_proposals(leave("b1", 1, b"with-b"))
+        .await
+        .unwrap(); // seq 2, version 2
+    assert!(matches!(
+        store.append_proposals(leave("c1", 1, b"with-c-only")).await,
+        Err(Error::StaleState { epoch: 1 })
+    ));
+    let group = store.group("g").await.unwrap().unwrap();
+    assert_eq!((group.state_version, &group.state[..]), (2, &b"with-b"[..]));
+    assert!(
+        store.is_member("g", "c1").await.unwrap(),
+        "the refused leave changed nothing"
+    );
+    assert_eq!(
+        seqs(&store.pending("a1", 100).await.unwrap(), "g"),
+        vec![1, 2]
+    );
+    let appended = store
+        .append_proposals(leave("c1", 2, b"with-b-and-c"))
+        .await
+        .unwrap();
+    assert_eq!((appended.seq, appended.epoch), (3, 1));
+    // A commit computed before the second leave is refused as well.
+    assert!(matches!(
+        store
+            .append_commit(CommitAppend {
+                expected_state_version: 2,
+                ..commit("g", 1, "a1", b"commit-b", &[], &["b1"])
+            })
+            .await,
+        Err(Error::StaleState { epoch: 1 })
+    ));
+    assert_eq!(store.group("g").await.unwrap().unwrap().epoch, 1);
+    store
+        .append_commit(CommitAppend {
+            expected_state_version: 3,
+            ..commit("g", 1, "a1", b"commit-b-c", &[], &["b1", "c1"])
+        })
+        .await
+        .unwrap();
+    let group = store.group("g").await.unwrap().unwrap();
+    assert_eq!((group.epoch, group.state_version), (2, 4));
+}
+
 pub async fn issue_10_a_leave_proposal_stops_delivery_at_once(store: &impl Store) {
     enroll(store, "a1", "alice").await;
     enroll(store, "c1", "carol").await;
@@ -731,6 +801,7 @@ pub async fn issue_10_a_leave_proposal_stops_delivery_at_once(store: &impl Store
     let leave = |epoch: u64, sender: &str| ProposalAppend {
         group_id: "g".into(),
         epoch,
+        expected_state_version: 1,
         state: b"with-proposal".to_vec(),
         sender_device: sender.into(),
         payloads: vec![b"p1".to_vec(), b"p2".to_vec()],
@@ -756,7 +827,10 @@ pub async fn issue_10_a_leave_proposal_stops_delivery_at_once(store: &impl Store
         .await
         .unwrap(); // seq 4
     store
-        .append_commit(commit("g", 1, "a1", b"commit-leave", &[], &["c1"]))
+        .append_commit(CommitAppend {
+            expected_state_version: 2,
+            ..commit("g", 1, "a1", b"commit-leave", &[], &["c1"])
+        })
         .await
         .unwrap(); // seq 5
     let carol = store.pending("c1", 100).await.unwrap();

@@ -29,6 +29,10 @@ pub enum Error {
     InvalidCode,
     #[error("group is at epoch {current}")]
     StaleEpoch { current: u64 },
+    /// The group is still at `epoch`, but its tracked state changed since the append's was
+    /// computed from it (another member's leave through another node, issue 13).
+    #[error("group state changed at epoch {epoch}")]
+    StaleState { epoch: u64 },
     #[error("device is not a member of this group")]
     NotMember,
     #[error("{0}")]
@@ -174,6 +178,9 @@ pub struct GroupState {
     pub held: bool,
     /// The tracker's serialised public state.
     pub state: Vec<u8>,
+    /// Bumped with every write of `state` (commits and leave proposals): what an append
+    /// computed from this state names, and what a node's cached copy is keyed on.
+    pub state_version: u64,
 }
 
 /// An accepted commit, appended atomically with its membership changes and Welcomes.
@@ -181,6 +188,8 @@ pub struct GroupState {
 pub struct CommitAppend {
     pub group_id: String,
     pub expected_epoch: u64,
+    /// The [`GroupState::state_version`] `state` was computed from (`StaleState` otherwise).
+    pub expected_state_version: u64,
     pub new_epoch: u64,
     pub state: Vec<u8>,
     pub timers: ChatTimers,
@@ -201,6 +210,8 @@ pub struct CommitAppend {
 pub struct ProposalAppend {
     pub group_id: String,
     pub epoch: u64,
+    /// The [`GroupState::state_version`] `state` was computed from (`StaleState` otherwise).
+    pub expected_state_version: u64,
     pub state: Vec<u8>,
     pub sender_device: String,
     pub payloads: Vec<Vec<u8>>,
@@ -478,7 +489,8 @@ pub trait Store: Send + Sync + 'static {
     async fn is_member(&self, group_id: &str, device_id: &str) -> Result<bool>;
     /// Issue 10: each current member device's acknowledged position, by device id.
     async fn group_cursors(&self, group_id: &str) -> Result<Vec<vellum_wire::DeviceCursor>>;
-    /// Appends a commit if the group is still at `expected_epoch` (first commit wins).
+    /// Appends a commit if the group is still at `expected_epoch` (first commit wins) and its
+    /// state at `expected_state_version` (`StaleState` otherwise).
     async fn append_commit(&self, commit: CommitAppend) -> Result<Appended>;
     /// The seq of the commit `sender` made at `epoch`, if it is exactly `payload`: lets a
     /// retried commit be acknowledged again instead of failing as stale.
@@ -490,6 +502,7 @@ pub trait Store: Send + Sync + 'static {
         payload: &[u8],
     ) -> Result<Option<u64>>;
     /// Appends a member's leave proposals at the current epoch (`StaleEpoch` otherwise) and
+    /// state version (`StaleState` otherwise), and
     /// stops delivering to the leaving devices after them. Returns the last one's position.
     async fn append_proposals(&self, proposals: ProposalAppend) -> Result<Appended>;
     /// Appends an application message from a current member at the current epoch.

@@ -432,6 +432,21 @@ fn live_code_user(conn: &Connection, code_hash: &[u8; 32], now: i64) -> Result<S
     .ok_or(Error::InvalidCode)
 }
 
+/// The compare-and-set of a state write: `StaleState` when another write came between.
+fn check_state_version(tx: &Connection, group_id: &str, epoch: u64, expected: u64) -> Result<()> {
+    let version: i64 = tx
+        .query_row(
+            "SELECT state_version FROM groups WHERE group_id = ?1",
+            [group_id],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    if version as u64 != expected {
+        return Err(Error::StaleState { epoch });
+    }
+    Ok(())
+}
+
 /// The group's epoch, last seq and log hash.
 fn current_epoch(tx: &Connection, group_id: &str) -> Result<(u64, u64, [u8; 32])> {
     let (epoch, last_seq, hash) = tx
@@ -1096,7 +1111,7 @@ impl Store for SqliteStore {
         self.read(move |c| {
             c.query_row(
                 &format!(
-                    "SELECT group_id, epoch, state, expire_secs, burn_secs, COALESCE(record, 0), {}
+                    "SELECT group_id, epoch, state, expire_secs, burn_secs, COALESCE(record, 0), {}, state_version
                      FROM groups WHERE group_id = ?1",
                     held_chat("groups.group_id")
                 ),
@@ -1112,6 +1127,7 @@ impl Store for SqliteStore {
                         },
                         record: r.get::<_, i64>(5)? == 1,
                         held: r.get(6)?,
+                        state_version: r.get::<_, i64>(7)? as u64,
                     })
                 },
             )
@@ -1225,6 +1241,7 @@ impl Store for SqliteStore {
             if !is_current_member(&tx, &commit.group_id, &commit.sender_device)? {
                 return Err(Error::NotMember);
             }
+            check_state_version(&tx, &commit.group_id, epoch, commit.expected_state_version)?;
             let seq = last_seq + 1;
             let hash = log_hash_next(&prev_hash, seq, epoch, EntryKind::Commit, &commit.sender_device, &commit.payload);
             tx.execute(
@@ -1233,7 +1250,7 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
             tx.execute(
-                "UPDATE groups SET epoch = ?2, state = ?3, last_seq = ?4, expire_secs = ?5, burn_secs = ?6, log_hash = ?7, record = ?8 WHERE group_id = ?1",
+                "UPDATE groups SET epoch = ?2, state = ?3, last_seq = ?4, expire_secs = ?5, burn_secs = ?6, log_hash = ?7, record = ?8, state_version = state_version + 1 WHERE group_id = ?1",
                 params![
                     commit.group_id,
                     commit.new_epoch as i64,
@@ -1286,6 +1303,7 @@ impl Store for SqliteStore {
             if !is_current_member(&tx, &p.group_id, &p.sender_device)? {
                 return Err(Error::NotMember);
             }
+            check_state_version(&tx, &p.group_id, epoch, p.expected_state_version)?;
             for payload in &p.payloads {
                 seq += 1;
                 hash = log_hash_next(&hash, seq, epoch, EntryKind::Proposal, &p.sender_device, payload);
@@ -1296,7 +1314,7 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             }
             tx.execute(
-                "UPDATE groups SET state = ?2, last_seq = ?3, log_hash = ?4 WHERE group_id = ?1",
+                "UPDATE groups SET state = ?2, last_seq = ?3, log_hash = ?4, state_version = state_version + 1 WHERE group_id = ?1",
                 params![p.group_id, p.state, seq as i64, &hash[..]],
             )
             .map_err(backend)?;

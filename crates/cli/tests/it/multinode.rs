@@ -161,11 +161,21 @@ impl Drop for Nats {
 }
 
 fn node(root: &Path, name: &str, database: &SharedDatabase, nats: Option<&Nats>) -> Server {
+    node_polling(root, name, database, nats, "200ms")
+}
+
+fn node_polling(
+    root: &Path,
+    name: &str,
+    database: &SharedDatabase,
+    nats: Option<&Nats>,
+    poll_interval: &str,
+) -> Server {
     let mut extra = vec!["--database-url".to_owned(), database.url()];
     if let Some(nats) = nats {
         extra.extend(["--nats-url".to_owned(), nats.url.clone()]);
     }
-    extra.extend(["--poll-interval".to_owned(), "200ms".to_owned()]);
+    extra.extend(["--poll-interval".to_owned(), poll_interval.to_owned()]);
     // Nodes on one host share one directory of keys.
     Server::start_with(
         root.join("node-keys"),
@@ -486,5 +496,133 @@ fn wait_until_receipted(device: &Device, chat: &str) {
         }
         assert!(Instant::now() < deadline, "a receipt reached the sender");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Leaves in one epoch through two nodes (issue 13): each node's cached group state and lock
+/// are its own, so the second leave used to overwrite the first's proposal in the stored
+/// state (every later commit then failed), or a node's stale cache refused the commit of a
+/// leave taken through the other. Now both leaves are kept and one commit removes both.
+#[test]
+fn issue_13_leaves_through_two_nodes_in_one_epoch_are_both_committed() {
+    let root = tempfile::tempdir().unwrap();
+    let database = SharedDatabase::new();
+    let nats = Nats::start(root.path());
+    let a = node(root.path(), "a", &database, Some(&nats));
+    let b = node(root.path(), "b", &database, Some(&nats));
+    let dave = Device::new_user(&a, root.path(), "dave");
+    let dx7 = Device::new_user(&b, root.path(), "dx7");
+    let dx8 = Device::new_user(&a, root.path(), "dx8");
+    let erin = Device::new_user(&b, root.path(), "erin");
+    let finn = Device::new_user(&b, root.path(), "finn");
+    // Created through node a: a caches the group at its new state.
+    dave.ok(&["chat", "create", "leavers", "--with", "dx7,dx8,erin,finn"]);
+    for member in [&dx7, &dx8, &erin, &finn] {
+        member.ok(&["sync"]);
+    }
+    // dx7 leaves through b; dave's sync through a commits it from a's stale cache.
+    dx7.ok(&["chat", "leave", "leavers"]);
+    let synced = String::from_utf8(dave.ok(&["sync"]).stderr).unwrap();
+    assert!(
+        !synced.contains("could not commit"),
+        "dave committed dx7's leave through node a: {synced}"
+    );
+    let first = marker("after-one-leave");
+    dave.ok(&["send", "leavers", &first]);
+
+    // Two leaves in the next epoch, through two nodes, one after the other: the second is
+    // computed from node a's cache, which does not know of the first.
+    erin.ok(&["sync"]);
+    dx8.ok(&["sync"]);
+    erin.ok(&["chat", "leave", "leavers"]);
+    dx8.ok(&["chat", "leave", "leavers"]);
+    let synced = String::from_utf8(dave.ok(&["sync"]).stderr).unwrap();
+    assert!(
+        !synced.contains("could not commit"),
+        "dave committed both leaves: {synced}"
+    );
+    let second = marker("after-two-leaves");
+    dave.ok(&["send", "leavers", &second]);
+    finn.ok(&["sync"]);
+    assert_eq!(
+        finn.texts("leavers"),
+        vec![first, second],
+        "the chat goes on through both nodes"
+    );
+    let members = String::from_utf8(dave.ok(&["chat", "members", "leavers"]).stdout).unwrap();
+    assert!(members.contains("finn"), "{members}");
+    for gone in ["dx7", "dx8", "erin"] {
+        assert!(!members.contains(gone), "{gone} removed: {members}");
+    }
+}
+
+/// A device enrolled through one node is vouched for by the other at once (issue 13): a
+/// node's in-memory key directory catches up with the store before it serves from it, not
+/// only on a NATS hint or its next poll (here: no NATS, and an hour between polls).
+#[test]
+fn issue_13_a_device_enrolled_through_another_node_is_vouched_for_at_once() {
+    let root = tempfile::tempdir().unwrap();
+    let database = SharedDatabase::new();
+    let a = node_polling(root.path(), "a", &database, None, "1h");
+    let b = node_polling(root.path(), "b", &database, None, "1h");
+    let alice = Device::new_user(&a, root.path(), "alice");
+    alice.ok(&["sync"]);
+    let up1 = Device::new_user(&b, root.path(), "up1");
+    alice.ok(&["chat", "create", "fresh", "--with", "up1"]);
+    let text = marker("vouched");
+    alice.ok(&["send", "fresh", &text]);
+    up1.ok(&["sync"]);
+    assert_eq!(up1.texts("fresh"), vec![text]);
+}
+
+/// Enrollments in a burst through two nodes (issue 13): each first device posts its user's
+/// identity to the key directory, and the nodes' appends race for the same index. Every
+/// enrollment succeeds whole (the loser catches up and appends again), and every new device
+/// is vouched for.
+#[test]
+fn issue_13_parallel_enrollments_through_two_nodes_all_succeed() {
+    let root = tempfile::tempdir().unwrap();
+    let database = SharedDatabase::new();
+    let nats = Nats::start(root.path());
+    let a = node(root.path(), "a", &database, Some(&nats));
+    let b = node(root.path(), "b", &database, Some(&nats));
+    let users: Vec<String> = (0..16).map(|i| format!("burst{i}")).collect();
+    let enrollments: Vec<_> = users
+        .iter()
+        .enumerate()
+        .map(|(i, user)| {
+            let server = if i % 2 == 0 { &a } else { &b };
+            let code = server.add_user(user);
+            let mut cmd = vellum();
+            cmd.arg("--home").arg(root.path().join(user)).args([
+                "enroll",
+                "--server",
+                &server.url,
+                "--user",
+                user,
+                "--code",
+                &code,
+            ]);
+            std::thread::spawn(move || output(&mut cmd))
+        })
+        .collect();
+    for (user, enrollment) in users.iter().zip(enrollments) {
+        let out = enrollment.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{user} enrolled: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let alice = Device::new_user(&a, root.path(), "alice");
+    alice.ok(&["chat", "create", "burst", "--with", &users.join(",")]);
+    let text = marker("burst");
+    alice.ok(&["send", "burst", &text]);
+    for user in &users {
+        let device = Device {
+            home: root.path().join(user),
+        };
+        device.ok(&["sync"]);
+        assert_eq!(device.texts("burst"), vec![text.clone()], "{user}");
     }
 }

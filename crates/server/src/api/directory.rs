@@ -39,7 +39,7 @@ pub async fn config(State(state): St) -> Result<Json<DirectoryConfig>, ApiError>
         (status = "5XX", description = "Server error", body = ErrorBody),
     ))]
 pub async fn checkpoint(State(state): St) -> Result<Json<DirectoryCheckpoint>, ApiError> {
-    let (_, note) = state.directory().await?.checkpoint();
+    let (_, note) = state.current_directory().await?.checkpoint();
     Ok(Json(DirectoryCheckpoint {
         note: note.to_string(),
     }))
@@ -68,7 +68,7 @@ pub async fn entries(
         )));
     }
     // Never past the checkpoint devices are served: they check every leaf against one.
-    let size = state.directory().await?.size();
+    let size = state.current_directory().await?.size();
     let limit = limit.min(size.saturating_sub(range.start));
     let entries = match limit {
         0 => Vec::new(),

@@ -38,9 +38,10 @@ pub async fn enroll(
     let certificate = state.org.issue(&user, &device_id, &req.signature_key);
     // A user whose identity is in the key directory gets new devices only through an
     // approval by one of its devices (the archiver is bound by the custodians instead).
+    // Current with the store: the identity may have been posted through another node.
     let has_identity = user != RECORDS_USER
         && state
-            .directory()
+            .current_directory()
             .await?
             .read(|d| d.user(&user).is_some_and(|u| u.identity.is_some()))
             .await;

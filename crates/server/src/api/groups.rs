@@ -55,7 +55,8 @@ pub async fn create(
             created_at: state.now_secs(),
         })
         .await?;
-    state.cache_group(group_id.clone(), epoch, tracked);
+    // A new group's state is at version 0 (no commit or leave yet).
+    state.cache_group(group_id.clone(), 0, tracked);
     Ok((StatusCode::CREATED, Json(GroupCreated { group_id, epoch })))
 }
 
@@ -211,8 +212,9 @@ pub async fn post_commit(
             }));
         }
     }
-    // The cached state is used only at the epoch the store holds; anything else reloads.
-    let cached = state.take_cached_group(&group_id, group.epoch);
+    // The cached state is used only at the state version the store holds (another node's
+    // commit or leave bumps it); anything else reloads.
+    let cached = state.take_cached_group(&group_id, group.state_version);
     let device = me.device_id.clone();
     let stored_state = group.state;
     let applied = state
@@ -328,6 +330,8 @@ pub async fn post_commit(
         .append_commit(CommitAppend {
             group_id: group_id.clone(),
             expected_epoch: group.epoch,
+            // A leave through another node since `group` was read: 409, the client syncs.
+            expected_state_version: group.state_version,
             new_epoch: outcome.new_epoch,
             state: applied.snapshot,
             timers: timers(applied.policy),
@@ -340,7 +344,7 @@ pub async fn post_commit(
             welcome: req.welcome.map(B64::into_inner),
         })
         .await?;
-    state.cache_group(group_id.clone(), appended.epoch, applied.tracked);
+    state.cache_group(group_id.clone(), group.state_version + 1, applied.tracked);
     let mut wake = state.store.group_members(&group_id).await?;
     wake.extend(outcome.removed);
     state.notifier.wake(&wake);
@@ -352,6 +356,10 @@ pub async fn post_commit(
 
 /// Most proposals one leave carries: one per device of the leaving user.
 const MAX_LEAVE_PROPOSALS: usize = 64;
+
+/// How often a leave is applied again after other members' leaves changed the group's state
+/// through other nodes; past that the client gets `409 stale_epoch` and retries.
+const MAX_LEAVE_ATTEMPTS: u32 = 8;
 
 /// Leaving (issue 10): PublicMessage proposals, signed by the requesting device, each removing
 /// one device of its own user, at the current epoch. The server's tracker takes them (so the
@@ -384,46 +392,72 @@ pub async fn leave(
         .iter()
         .map(|p| vellum_mls::parse_message(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let (_ordered, group) = lock_member_group(&state, &group_id, &me.device_id).await?;
-    let cached = state.take_cached_group(&group_id, group.epoch);
-    let device = me.device_id.clone();
-    let stored_state = group.state;
-    let (tracked, leaving, snapshot) = state
-        .blocking(move |state| {
-            let mut tracked = match cached {
-                Some(tracked) => tracked,
-                None => state.tracker.load(&stored_state)?,
-            };
-            let mut leaving = Vec::new();
-            for proposal in proposals {
-                let leave = tracked.observe_leave(proposal, &device)?;
-                if leaving.contains(&leave.device_id) {
-                    return Err(ApiError::bad_request("a device is proposed twice"));
+    let (_ordered, mut group) = lock_member_group(&state, &group_id, &me.device_id).await?;
+    let payloads: Vec<Vec<u8>> = req.proposals.into_iter().map(B64::into_inner).collect();
+    // The group lock orders leaves within this node only: a leave through another node in
+    // the same epoch changes the stored state under us, and the store's compare-and-set on
+    // the state version refuses ours. The proposals stay valid at that epoch, so they are
+    // applied again on the fresh state (a bounded number of times: each retry means another
+    // leave succeeded).
+    let mut attempts = 0;
+    let (appended, tracked, leaving, version) = loop {
+        attempts += 1;
+        let cached = state.take_cached_group(&group_id, group.state_version);
+        let device = me.device_id.clone();
+        let stored_state = std::mem::take(&mut group.state);
+        let proposals = proposals.clone();
+        let (tracked, leaving, snapshot) = state
+            .blocking(move |state| {
+                let mut tracked = match cached {
+                    Some(tracked) => tracked,
+                    None => state.tracker.load(&stored_state)?,
+                };
+                let mut leaving = Vec::new();
+                for proposal in proposals {
+                    let leave = tracked.observe_leave(proposal, &device)?;
+                    if leaving.contains(&leave.device_id) {
+                        return Err(ApiError::bad_request("a device is proposed twice"));
+                    }
+                    leaving.push(leave.device_id);
                 }
-                leaving.push(leave.device_id);
+                if !leaving.contains(&device) {
+                    return Err(ApiError::bad_request(
+                        "a leave removes the requesting device too",
+                    ));
+                }
+                let snapshot = tracked.state()?;
+                Ok((tracked, leaving, snapshot))
+            })
+            .await?;
+        let appending = state
+            .store
+            .append_proposals(ProposalAppend {
+                group_id: group_id.clone(),
+                epoch: group.epoch,
+                expected_state_version: group.state_version,
+                state: snapshot,
+                sender_device: me.device_id.clone(),
+                payloads: payloads.clone(),
+                received_at: state.now_millis(),
+                leaving: leaving.clone(),
+            })
+            .await;
+        match appending {
+            Ok(appended) => break (appended, tracked, leaving, group.state_version + 1),
+            Err(vellum_store::Error::StaleState { .. }) if attempts < MAX_LEAVE_ATTEMPTS => {
+                group = state
+                    .store
+                    .group(&group_id)
+                    .await?
+                    .ok_or_else(unknown_chat)?;
+                if !state.store.is_member(&group_id, &me.device_id).await? {
+                    return Err(not_member());
+                }
             }
-            if !leaving.contains(&device) {
-                return Err(ApiError::bad_request(
-                    "a leave removes the requesting device too",
-                ));
-            }
-            let snapshot = tracked.state()?;
-            Ok((tracked, leaving, snapshot))
-        })
-        .await?;
-    let appended = state
-        .store
-        .append_proposals(ProposalAppend {
-            group_id: group_id.clone(),
-            epoch: group.epoch,
-            state: snapshot,
-            sender_device: me.device_id.clone(),
-            payloads: req.proposals.into_iter().map(B64::into_inner).collect(),
-            received_at: state.now_millis(),
-            leaving: leaving.clone(),
-        })
-        .await?;
-    state.cache_group(group_id.clone(), appended.epoch, tracked);
+            Err(e) => return Err(e.into()),
+        }
+    };
+    state.cache_group(group_id.clone(), version, tracked);
     let mut wake = state.store.group_members(&group_id).await?;
     wake.extend(leaving);
     state.notifier.wake(&wake);

@@ -45,7 +45,7 @@ pub async fn sync(
     {
         tracing::warn!(error = %e, "cannot note a device's sync");
     }
-    let directory_size = state.directory().await?.size();
+    let directory_size = state.current_directory().await?.size();
     if me.state == DeviceState::Pending {
         // A device waiting for approval receives nothing but the directory's size.
         return Ok(Json(SyncResponse {
