@@ -33,7 +33,7 @@ use vellum_mls::{
 };
 use vellum_wire::*;
 
-pub use api::{normalize_server_url, Api, Signer};
+pub use api::{normalize_server_url, Api, Signer, Timeouts};
 pub use chats::{device_fingerprint, ChatClass, MemberDevice, MemberDeviceState};
 pub use devices::{ApprovalStep, DeviceEntry, DevicesView, Revocation, VetoedReset};
 pub use directory::{KnownIdentity, SafetyNumber, DIRECTORY_ALARM};
