@@ -313,10 +313,12 @@ impl Api {
                 code: "http_error".into(),
                 message: format!("HTTP {status}"),
             });
+            // Named: with several nodes "unknown device" alone would not say whose answer
+            // it was (a node of another server in the list, issue 13).
             return Err(Error::Api {
                 status: status.as_u16(),
                 code: body.code,
-                message: body.message,
+                message: format!("{}: {}", self.nodes[node].base, body.message),
             });
         }
         if status == StatusCode::NO_CONTENT || text.is_empty() {

@@ -1060,14 +1060,14 @@ impl Client {
         &mut self,
         on_messages: &mut F,
     ) -> Result<(), Error> {
-        self.watch_once_from(&mut |_| {}, on_messages).await
+        self.watch_once_from(&mut |_: &str| {}, on_messages).await
     }
 
     /// [`Client::watch_once`], calling `on_open` with the node's URL once its socket is open
     /// (issue 13: `vellum watch` says which node it watches after a failover).
-    pub async fn watch_once_from<F: FnMut(&[MessageRow])>(
+    pub async fn watch_once_from<O: FnMut(&str), F: FnMut(&[MessageRow])>(
         &mut self,
-        on_open: &mut dyn FnMut(&str),
+        on_open: &mut O,
         on_messages: &mut F,
     ) -> Result<(), Error> {
         use futures_util::StreamExt;
