@@ -477,3 +477,37 @@ fn issue_13_a_failed_enroll_leaves_no_half_made_profile() {
         "no lock or vellum.db left"
     );
 }
+
+/// Issue 13: a watch whose node goes away and comes back at the same URL says once, on
+/// stderr, that it reconnected there (and not that it moved).
+#[test]
+fn issue_13_watch_says_when_it_reconnected() {
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new(root.path());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut node = cluster.start(listener);
+    let url = node.url.clone();
+    let bob = enroll(root.path(), "bob", &cluster.add_user(&url, "bob"), &url);
+    let watcher = Watcher::start(&bob);
+    node.kill();
+    // The dead node's socket may linger for a moment: bind again until the port is free.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listener = loop {
+        match TcpListener::bind(address) {
+            Ok(listener) => break listener,
+            Err(_) if Instant::now() < deadline => std::thread::yield_now(),
+            Err(e) => panic!("{address} stayed taken: {e}"),
+        }
+    };
+    let _back = cluster.start(listener);
+    let reconnected = format!("reconnected to {url}");
+    assert!(
+        watcher
+            .notice(&reconnected, Duration::from_secs(60))
+            .is_some(),
+        "watch said it reconnected"
+    );
+    let rest = watcher.notices_so_far();
+    assert!(!rest.iter().any(|l| l.contains("moved to")), "{rest:?}");
+}
