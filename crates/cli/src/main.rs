@@ -991,6 +991,12 @@ async fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let client = Client::enroll_at(&home(&cli.home)?, &server, &user, &code).await?;
+            for url in client.unanswered_at_enrollment() {
+                eprintln!(
+                    "warning: {url} did not answer; kept after the nodes that did \
+                     (`vellum servers remove {url}` if it is not a node of this server)"
+                );
+            }
             let (user, id) = (client.user(), client.device_id());
             if json {
                 let pending = user != vellum_wire::RECORDS_USER && !client.holds_identity()?;
@@ -1806,8 +1812,13 @@ async fn chat(client: &mut Client, command: ChatCommand) -> Result<()> {
 }
 
 async fn watch(client: &mut Client, out: Output) -> Result<()> {
-    let mut backoff = std::time::Duration::from_millis(250);
+    const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(250);
+    let mut backoff = FIRST_BACKOFF;
     let store = client.store().clone();
+    // The node watched last and whether its connection was lost since: a failover is said
+    // once on stderr (which node, never message content), not at every retry.
+    let mut watched: Option<String> = None;
+    let mut lost = false;
     loop {
         let mut printer = |batch: &[vellum_client::MessageRow]| {
             for m in batch {
@@ -1816,13 +1827,34 @@ async fn watch(client: &mut Client, out: Output) -> Result<()> {
                 }
             }
         };
+        let mut on_open = |server: &str| {
+            match watched.as_deref() {
+                Some(last) if last != server => eprintln!("moved to {server}"),
+                Some(_) if lost => eprintln!("reconnected to {server}"),
+                _ => {}
+            }
+            watched = Some(server.to_owned());
+            lost = false;
+            backoff = FIRST_BACKOFF;
+        };
+        let dialled = client.server().to_owned();
         let result = tokio::select! {
-            r = client.watch_once(&mut printer) => r,
+            r = client.watch_once_from(&mut on_open, &mut printer) => r,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         match result {
             Err(vellum_client::Error::Network(e)) => {
-                tracing::warn!(%e, "connection lost; reconnecting");
+                if lost {
+                    tracing::debug!(%e, "still no connection; retrying");
+                } else {
+                    match watched {
+                        Some(_) => eprintln!("connection lost ({e}); reconnecting"),
+                        None => eprintln!("cannot connect ({e}); retrying"),
+                    }
+                    // A first node that never answered counts as the one moved away from.
+                    watched.get_or_insert(dialled);
+                    lost = true;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = tokio::signal::ctrl_c() => return Ok(()),

@@ -17,6 +17,32 @@ use crate::Error;
 /// that is down answers nothing, where a dead process's port is refused at once.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the client waits on a node that accepted a connection but may have hung
+/// (SIGSTOP, a frozen VM): past these it counts the node as gone and moves to the next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// One API call, connection to last byte of the answer. File chunks keep the HTTP
+    /// client's own longer limit ([`CHUNK_TIMEOUT`]).
+    pub request: Duration,
+    /// How often the wake-up WebSocket pings the node (the server pings every 30 s).
+    pub ws_ping_every: Duration,
+    /// A wake-up WebSocket that received no frame (pong or other) for this long is dead.
+    pub ws_silent_for: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            request: Duration::from_secs(15),
+            ws_ping_every: Duration::from_secs(10),
+            ws_silent_for: Duration::from_secs(25),
+        }
+    }
+}
+
+/// A file chunk (up to a few MiB) may take longer than an API call on a slow link.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One node of the delivery server.
 struct Node {
     base: String,
@@ -30,6 +56,7 @@ pub struct Api {
     /// The node that answered last: every call starts there (for this process).
     current: AtomicUsize,
     http: reqwest::Client,
+    timeouts: Timeouts,
 }
 
 /// Why one attempt at one node got no usable answer.
@@ -161,7 +188,7 @@ impl Api {
             });
         }
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
+            .timeout(CHUNK_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|e| Error::Network(e.to_string()))?;
@@ -169,7 +196,17 @@ impl Api {
             nodes,
             current: AtomicUsize::new(0),
             http,
+            timeouts: Timeouts::default(),
         })
+    }
+
+    /// The limits this client waits on a node before moving on.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timeouts = timeouts;
     }
 
     fn current(&self) -> usize {
@@ -276,10 +313,12 @@ impl Api {
                 code: "http_error".into(),
                 message: format!("HTTP {status}"),
             });
+            // Named: with several nodes "unknown device" alone would not say whose answer
+            // it was (a node of another server in the list, issue 13).
             return Err(Error::Api {
                 status: status.as_u16(),
                 code: body.code,
-                message: body.message,
+                message: format!("{}: {}", self.nodes[node].base, body.message),
             });
         }
         if status == StatusCode::NO_CONTENT || text.is_empty() {
@@ -311,7 +350,10 @@ impl Api {
         // earlier than this device's timestamp, which the node found inside its window.
         let mut retried = false;
         loop {
-            let mut outgoing = self.http.request(method.clone(), &url);
+            let mut outgoing = self
+                .http
+                .request(method.clone(), &url)
+                .timeout(self.timeouts.request);
             if let Some(signer) = signer {
                 let timestamp = self.timestamp_at(node);
                 for (name, value) in
@@ -626,6 +668,62 @@ mod tests {
             .unwrap();
         assert_eq!(restarted_served.await.unwrap()[1], started);
         assert!(other_served.await.unwrap()[0] < started);
+    }
+
+    /// A node that accepts connections and never answers, as a hung (SIGSTOPped) process's
+    /// does: the kernel completes the handshake from the listen backlog.
+    fn hung_node() -> (String, std::net::TcpListener) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        (
+            format!("http://{}", listener.local_addr().unwrap()),
+            listener,
+        )
+    }
+
+    fn short_timeouts() -> Timeouts {
+        Timeouts {
+            request: Duration::from_millis(300),
+            ..Timeouts::default()
+        }
+    }
+
+    /// Issue 13: a hung node is given up after the request timeout, not the HTTP client's
+    /// long one: a read goes on to the next node, which stays the current one; a claim
+    /// (not idempotent) fails with an error naming the hung node.
+    #[tokio::test]
+    async fn issue_13_a_hung_node_is_given_up_after_the_request_timeout() {
+        let (hung, _listener) = hung_node();
+        let ok = (200, vec![], "{}".to_string());
+        let (live, served) = serve(vec![ok]).await;
+        let mut api = Api::with_servers(&[hung.clone(), live.clone()]).unwrap();
+        assert_eq!(api.timeouts().request, Duration::from_secs(15));
+        api.set_timeouts(short_timeouts());
+        let key = DeviceKey::generate();
+        let signer = Signer {
+            device_id: "d",
+            key: &key,
+        };
+        let _: serde_json::Value = api
+            .call(Method::GET, "/v1/sync", None::<&()>, Some(&signer), None)
+            .await
+            .unwrap();
+        assert_eq!(api.base(), live);
+        assert_eq!(served.await.unwrap().len(), 1);
+
+        let mut api = Api::with_servers(&[hung.clone(), live]).unwrap();
+        api.set_timeouts(short_timeouts());
+        let err = api
+            .call::<serde_json::Value>(
+                Method::POST,
+                "/v1/key-packages/claim",
+                Some(&serde_json::json!({})),
+                Some(&signer),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Network(_)), "{err}");
+        assert!(err.to_string().contains(&hung), "{err}");
     }
 
     /// Issue 13: what a server URL may be.

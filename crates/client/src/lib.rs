@@ -33,7 +33,7 @@ use vellum_mls::{
 };
 use vellum_wire::*;
 
-pub use api::{normalize_server_url, Api, Signer};
+pub use api::{normalize_server_url, Api, Signer, Timeouts};
 pub use chats::{device_fingerprint, ChatClass, MemberDevice, MemberDeviceState};
 pub use devices::{ApprovalStep, DeviceEntry, DevicesView, Revocation, VetoedReset};
 pub use directory::{KnownIdentity, SafetyNumber, DIRECTORY_ALARM};
@@ -180,6 +180,44 @@ pub struct Client {
     /// Messages a member deleted for everyone that this process's syncs shredded (chat, id),
     /// for a window to take off its screen (issue 12). Drained by [`Client::take_deleted`].
     deleted: Vec<(String, String)>,
+    /// See [`Client::unanswered_at_enrollment`].
+    unanswered_at_enrollment: Vec<String>,
+}
+
+/// The files an enrollment creates in a home that holds no profile yet: removed again when
+/// it fails before the device is saved, so that a retry starts from a clean home.
+struct NewProfileFiles(Vec<PathBuf>);
+
+impl NewProfileFiles {
+    fn before(home: &Path) -> Self {
+        let mut new = Vec::new();
+        if !home.join("vellum.db").exists() {
+            // SQLite's WAL files come and go with the database.
+            new.extend(["vellum.db", "vellum.db-wal", "vellum.db-shm"].map(|f| home.join(f)));
+        }
+        if !home.join("lock").exists() {
+            new.push(home.join("lock"));
+        }
+        if !home.exists() {
+            new.push(home.to_owned());
+        }
+        Self(new)
+    }
+
+    fn remove(&self) {
+        for path in &self.0 {
+            // The home itself last, and only if nothing else came into it meanwhile.
+            let removed = match path.is_dir() {
+                true => std::fs::remove_dir(path),
+                false => std::fs::remove_file(path),
+            };
+            if let Err(e) = removed {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), %e, "could not remove after a failed enrollment");
+                }
+            }
+        }
+    }
 }
 
 /// Receives chat events instead of the local history. `record` must be durable when it
@@ -204,18 +242,70 @@ impl Client {
         Self::enroll_at(home, &[server], user, code).await
     }
 
-    /// Enrolls with a server of several nodes sharing one database (issue 13), kept in this
-    /// order: each request goes to the first that answers.
+    /// Enrolls with a server of several nodes sharing one database (issue 13). Every URL is
+    /// checked first (a malformed one, or a node of another server, refuses the enrollment
+    /// before the code is spent); the code is redeemed at the first node that answers. The
+    /// profile keeps the nodes that answered, in the order given, then those that did not
+    /// ([`Client::unanswered_at_enrollment`]). An enrollment that fails before the device
+    /// is saved leaves the home as it was.
     pub async fn enroll_at<S: AsRef<str>>(
         home: &Path,
         servers: &[S],
         user: &str,
         code: &str,
     ) -> Result<Self, Error> {
-        let api = Api::with_servers(servers)?;
+        let given = Api::with_servers(servers)?.servers();
+        let surveyed = servers::survey(&given).await?;
+        let ordered: Vec<&String> = surveyed
+            .answering
+            .iter()
+            .chain(&surveyed.unanswered)
+            .collect();
+        let api = Api::with_servers(&ordered)?;
+        let created = NewProfileFiles::before(home);
+        let mut client = Self::enroll_with(home, api, user, code, &created).await?;
+        client.unanswered_at_enrollment = surveyed.unanswered;
+        Ok(client)
+    }
+
+    /// The servers that could not be reached when this device enrolled (kept, after the
+    /// others); empty for a profile opened later.
+    pub fn unanswered_at_enrollment(&self) -> &[String] {
+        &self.unanswered_at_enrollment
+    }
+
+    async fn enroll_with(
+        home: &Path,
+        api: Api,
+        user: &str,
+        code: &str,
+        created: &NewProfileFiles,
+    ) -> Result<Self, Error> {
+        let redeemed = Self::redeem(home, &api, user, code).await;
+        if redeemed.is_err() {
+            created.remove();
+        }
+        let lock = redeemed?;
+        let mut client = Self::open_with(home, lock)?;
+        // The node that answered stays the current one.
+        client.api = api;
+        // The key directory's log key and witnesses are pinned now, as the org key is.
+        client.pin_directory().await?;
+        // The identity (or the commitment that starts the approval) first: others take a key
+        // package only of a device the directory vouches for.
+        client.publish_enrollment().await?;
+        client.replenish_key_packages(true).await?;
+        // records.pub is pinned at enrollment (or, before records init, at first sight).
+        client.refresh_trust().await?;
+        Ok(client)
+    }
+
+    /// Redeems the code and saves the device in the profile (one transaction); returns the
+    /// profile's lock.
+    async fn redeem(home: &Path, api: &Api, user: &str, code: &str) -> Result<ProfileLock, Error> {
         let store = LocalStore::open(home)?;
         let lock = ProfileLock::open(home)?;
-        let _held = lock.hold()?;
+        let held = lock.hold()?;
         if store.profile_get(profile_keys::DEVICE_ID)?.is_some() {
             return Err(Error::AlreadyEnrolled(home.to_owned()));
         }
@@ -256,18 +346,8 @@ impl Client {
                 return Err(e);
             }
         }
-        let mut client = Self::open_with(home, lock.clone())?;
-        // The node that answered stays the current one.
-        client.api = api;
-        // The key directory's log key and witnesses are pinned now, as the org key is.
-        client.pin_directory().await?;
-        // The identity (or the commitment that starts the approval) first: others take a key
-        // package only of a device the directory vouches for.
-        client.publish_enrollment().await?;
-        client.replenish_key_packages(true).await?;
-        // records.pub is pinned at enrollment (or, before records init, at first sight).
-        client.refresh_trust().await?;
-        Ok(client)
+        drop(held);
+        Ok(lock)
     }
 
     /// Opens an enrolled device's profile.
@@ -328,6 +408,7 @@ impl Client {
             entry_time: None,
             rosters_to_check: true,
             leaves_to_commit: Default::default(),
+            unanswered_at_enrollment: Vec::new(),
             committing_leaves: false,
             deleted: Vec::new(),
         };

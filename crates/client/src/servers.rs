@@ -2,7 +2,7 @@
 //! processes sharing one database, tried in order.
 
 use reqwest::Method;
-use vellum_wire::KeyPackageCount;
+use vellum_wire::{DirectoryConfig, KeyPackageCount};
 
 use crate::{normalize_server_url, Api, Client, Error};
 
@@ -81,4 +81,62 @@ impl Client {
         self.api = api;
         Ok(())
     }
+}
+
+/// The nodes given at enrollment, checked before the code is redeemed (issue 13).
+pub(crate) struct Surveyed {
+    /// The nodes that answered as one server, in the order given: the code is redeemed at
+    /// the first.
+    pub answering: Vec<String>,
+    /// The nodes that could not be reached: kept after the others, in the order given.
+    pub unanswered: Vec<String>,
+}
+
+/// Asks every node for its key directory configuration (public, and the same at every
+/// node of one server, as its log key is the deployment's): nodes that answer with another
+/// one belong to another server and are refused, as is a URL that answers but not as a
+/// Vellum node, before any enrollment code is spent. A node that cannot be reached is
+/// kept (it may be down for maintenance), unless none answers.
+pub(crate) async fn survey(servers: &[String]) -> Result<Surveyed, Error> {
+    let asked = servers.iter().map(|url| async move {
+        let node = Api::new(url)?;
+        node.call::<DirectoryConfig>(Method::GET, "/v1/directory/config", None::<&()>, None, None)
+            .await
+    });
+    let answers = futures_util::future::join_all(asked).await;
+    let mut answering: Vec<(&String, DirectoryConfig)> = Vec::new();
+    let mut unanswered = Vec::new();
+    let mut unreachable = Vec::new();
+    for (url, answer) in servers.iter().zip(answers) {
+        match answer {
+            Ok(config) => {
+                if let Some((first, seen)) = answering.first() {
+                    if *seen != config {
+                        return Err(Error::Invalid(format!(
+                            "{url} and {first} are nodes of different servers (they serve different key \
+                             directories): give only the nodes of the server this enrollment \
+                             code is from"
+                        )));
+                    }
+                }
+                answering.push((url, config));
+            }
+            Err(Error::Network(e)) => {
+                unanswered.push(url.clone());
+                unreachable.push(e);
+            }
+            Err(e) => {
+                return Err(Error::Invalid(format!(
+                    "{url} does not answer as a Vellum server node ({e})"
+                )))
+            }
+        }
+    }
+    if answering.is_empty() {
+        return Err(Error::Network(unreachable.join("; ")));
+    }
+    Ok(Surveyed {
+        answering: answering.into_iter().map(|(url, _)| url.clone()).collect(),
+        unanswered,
+    })
 }

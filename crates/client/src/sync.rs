@@ -1060,10 +1060,28 @@ impl Client {
         &mut self,
         on_messages: &mut F,
     ) -> Result<(), Error> {
+        self.watch_once_from(&mut |_: &str| {}, on_messages).await
+    }
+
+    /// [`Client::watch_once`], calling `on_open` with the node's URL once its socket is open
+    /// (issue 13: `vellum watch` says which node it watches after a failover).
+    pub async fn watch_once_from<O: FnMut(&str), F: FnMut(&[MessageRow])>(
+        &mut self,
+        on_open: &mut O,
+        on_messages: &mut F,
+    ) -> Result<(), Error> {
         use futures_util::StreamExt;
         let server = self.server().to_owned();
         let request = self.wakeup_request()?;
-        let (mut socket, _) = match tokio_tungstenite::connect_async(request).await {
+        let timeouts = self.api.timeouts();
+        // A hung node accepts the connection and never answers the upgrade.
+        let opened =
+            tokio::time::timeout(timeouts.request, tokio_tungstenite::connect_async(request))
+                .await
+                .unwrap_or(Err(tokio_tungstenite::tungstenite::Error::Io(
+                    std::io::ErrorKind::TimedOut.into(),
+                )));
+        let (mut socket, _) = match opened {
             Ok(connected) => connected,
             // A revoked device is refused here too, and judged as on any request.
             Err(tokio_tungstenite::tungstenite::Error::Http(response))
@@ -1088,8 +1106,10 @@ impl Client {
                 return Err(Error::Network(format!("{server}: {e}")));
             }
         };
+        on_open(&server);
         let mut shredder = tokio::time::interval(SHRED_TICK);
         shredder.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut liveness = Liveness::new(timeouts);
         loop {
             let frame = tokio::select! {
                 frame = socket.next() => frame,
@@ -1098,9 +1118,18 @@ impl Client {
                     self.shred()?;
                     continue;
                 }
+                _ = liveness.pinger.tick() => {
+                    if let Err(e) = liveness.ping(&mut socket).await {
+                        // Hung, not closed: the next connection goes to the next node.
+                        self.server_unreachable(&server);
+                        return Err(Error::Network(format!("{server}: {e}")));
+                    }
+                    continue;
+                }
             };
+            liveness.heard();
             let Some(frame) = frame else { break };
-            let frame = frame.map_err(|e| Error::Network(e.to_string()))?;
+            let frame = frame.map_err(|e| Error::Network(format!("{server}: {e}")))?;
             if frame.is_text() {
                 // Wake-ups that queued up while the last sync ran are all answered by the
                 // next one: one sync, not one per frame.
@@ -1109,7 +1138,7 @@ impl Client {
                     match queued {
                         Some(Ok(f)) if f.is_close() => closed = true,
                         Some(Ok(_)) => {}
-                        Some(Err(e)) => return Err(Error::Network(e.to_string())),
+                        Some(Err(e)) => return Err(Error::Network(format!("{server}: {e}"))),
                         None => closed = true,
                     }
                     if closed {
@@ -1128,7 +1157,56 @@ impl Client {
                 break;
             }
         }
-        Err(Error::Network("the server closed the connection".into()))
+        Err(Error::Network(format!("{server} closed the connection")))
+    }
+}
+
+/// Whether the node at the other end of a wake-up socket still answers: the client pings it
+/// every [`Timeouts::ws_ping_every`] (a live node's WebSocket layer answers with a pong)
+/// and gives it up after [`Timeouts::ws_silent_for`] without any frame.
+struct Liveness {
+    pinger: tokio::time::Interval,
+    last_heard: tokio::time::Instant,
+    silent_for: Duration,
+}
+
+impl Liveness {
+    fn new(timeouts: crate::Timeouts) -> Self {
+        let start = tokio::time::Instant::now() + timeouts.ws_ping_every;
+        let mut pinger = tokio::time::interval_at(start, timeouts.ws_ping_every);
+        pinger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            pinger,
+            last_heard: tokio::time::Instant::now(),
+            silent_for: timeouts.ws_silent_for,
+        }
+    }
+
+    fn heard(&mut self) {
+        self.last_heard = tokio::time::Instant::now();
+    }
+
+    /// Pings, unless the node has been silent too long: then the reason it counts as dead.
+    async fn ping<S>(&mut self, socket: &mut S) -> Result<(), String>
+    where
+        S: futures_util::Sink<tokio_tungstenite::tungstenite::Message> + Unpin,
+        S::Error: std::fmt::Display,
+    {
+        use futures_util::SinkExt;
+        let silent = self.last_heard.elapsed();
+        if silent >= self.silent_for {
+            return Err(format!(
+                "no answer on the WebSocket for {} s",
+                silent.as_secs()
+            ));
+        }
+        // A send can block on a hung peer's full buffer: bounded by the silence allowed.
+        let ping = tokio_tungstenite::tungstenite::Message::Ping(Vec::new().into());
+        match tokio::time::timeout(self.silent_for - silent, socket.send(ping)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the WebSocket takes no more data".into()),
+        }
     }
 }
 
@@ -1227,5 +1305,81 @@ mod undecodable_tests {
             undecodable(&[0xff, 0x00]),
             ("undecodable".to_owned(), "base64:/wA=".to_owned())
         );
+    }
+}
+
+#[cfg(test)]
+mod liveness_tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::Timeouts;
+
+    fn quick() -> Timeouts {
+        Timeouts {
+            request: Duration::from_millis(300),
+            ws_ping_every: Duration::from_millis(40),
+            ws_silent_for: Duration::from_millis(150),
+        }
+    }
+
+    /// A WebSocket server on loopback that accepts one client; `answering` says whether it
+    /// goes on reading (its WebSocket layer answers pings) or hangs after the handshake.
+    async fn ws_node(answering: bool) -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/v1/ws", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut socket = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            if answering {
+                while let Some(Ok(_)) = socket.next().await {}
+            } else {
+                std::future::pending::<()>().await;
+            }
+        });
+        (url, task)
+    }
+
+    /// Runs the client side as `watch_once` does until `pings` pings went out or the node
+    /// was given up; returns the reason it was given up, if it was.
+    async fn watch(url: &str, pings: usize) -> Option<String> {
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut liveness = Liveness::new(quick());
+        let mut sent = 0;
+        while sent < pings {
+            tokio::select! {
+                frame = socket.next() => {
+                    liveness.heard();
+                    assert!(frame.is_some(), "the node closed the socket");
+                }
+                _ = liveness.pinger.tick() => {
+                    if let Err(e) = liveness.ping(&mut socket).await {
+                        return Some(e);
+                    }
+                    sent += 1;
+                }
+            }
+        }
+        None
+    }
+
+    /// Issue 13: a node that hangs after opening the wake-up socket (SIGSTOP: the kernel
+    /// keeps the connection) is given up once it answered no ping for the silence allowed,
+    /// instead of being watched for ever.
+    #[tokio::test]
+    async fn issue_13_a_hung_node_s_websocket_is_given_up() {
+        let (url, node) = ws_node(false).await;
+        let reason = watch(&url, 1000).await.expect("the hung node was given up");
+        assert!(reason.contains("no answer"), "{reason}");
+        node.abort();
+    }
+
+    /// Issue 13: a node that answers pings is kept, well past the silence allowed.
+    #[tokio::test]
+    async fn issue_13_a_node_answering_pings_is_kept() {
+        let (url, node) = ws_node(true).await;
+        // 12 pings at 40 ms span more than three times the 150 ms of silence allowed.
+        assert_eq!(watch(&url, 12).await, None);
+        node.abort();
     }
 }

@@ -104,39 +104,76 @@ impl Cluster {
     }
 }
 
-/// `vellum watch --json` of a device, its lines read on a thread of their own so that a
-/// watch that prints nothing fails the test at the deadline instead of blocking it; killed
-/// when dropped, also when the test fails.
+/// `vellum watch --json` of a device, its stdout and stderr lines read on threads of their
+/// own so that a watch that prints nothing fails the test at the deadline instead of
+/// blocking it; killed when dropped, also when the test fails.
 struct Watcher {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
+    notices: std::sync::mpsc::Receiver<String>,
+}
+
+/// Sends each line of `from` to the returned receiver, from a thread.
+fn lines_of(from: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (send, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
+/// The first line of `lines` holding `text`, or `None` once `timeout` passed.
+fn first_line_with(
+    lines: &std::sync::mpsc::Receiver<String>,
+    text: &str,
+    timeout: Duration,
+) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let line = lines.recv_timeout(left).ok()?;
+        if line.contains(text) {
+            return Some(line);
+        }
+    }
 }
 
 impl Watcher {
     fn start(device: &Device) -> Self {
-        let mut child = spawn_piped(device.cmd().args(["watch", "--json"]));
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (send, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
+        let mut child = device
+            .cmd()
+            .args(["watch", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = lines_of(child.stdout.take().unwrap());
+        let notices = lines_of(child.stderr.take().unwrap());
+        Self {
+            child,
+            lines,
+            notices,
+        }
     }
 
     /// The first line holding `text`, as JSON, or `None` once `timeout` passed.
     fn wait_for(&self, text: &str, timeout: Duration) -> Option<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let line = self.lines.recv_timeout(left).ok()?;
-            if line.contains(text) {
-                return Some(serde_json::from_str(&line).expect("a JSON line"));
-            }
-        }
+        first_line_with(&self.lines, text, timeout)
+            .map(|line| serde_json::from_str(&line).expect("a JSON line"))
+    }
+
+    /// The first stderr line holding `text`, or `None` once `timeout` passed.
+    fn notice(&self, text: &str, timeout: Duration) -> Option<String> {
+        first_line_with(&self.notices, text, timeout)
+    }
+
+    /// Every stderr line printed so far.
+    fn notices_so_far(&self) -> Vec<String> {
+        self.notices.try_iter().collect()
     }
 }
 
@@ -170,7 +207,7 @@ fn issue_13_a_client_given_a_dead_and_a_live_url_works_through_the_live_one() {
     let dead = dead_url();
     // --server repeated...
     let alice_home = root.path().join("alice");
-    run_ok(vellum().arg("--home").arg(&alice_home).args([
+    let enrolled = run_ok(vellum().arg("--home").arg(&alice_home).args([
         "enroll",
         "--server",
         &dead,
@@ -181,6 +218,11 @@ fn issue_13_a_client_given_a_dead_and_a_live_url_works_through_the_live_one() {
         "--code",
         &server.add_user("alice"),
     ]));
+    let warned = String::from_utf8(enrolled.stderr).unwrap();
+    assert!(
+        warned.contains(&format!("warning: {dead} did not answer")),
+        "{warned}"
+    );
     let alice = Device { home: alice_home };
     // ...or a comma-separated list, here from VELLUM_SERVER.
     let bob_home = root.path().join("bob");
@@ -192,8 +234,9 @@ fn issue_13_a_client_given_a_dead_and_a_live_url_works_through_the_live_one() {
             .args(["enroll", "--user", "bob", "--code", &server.add_user("bob")]),
     );
     let bob = Device { home: bob_home };
+    // The node that answered first, so that no process waits on the dead one first.
     for device in [&alice, &bob] {
-        assert_eq!(servers_of(device), vec![dead.clone(), server.url.clone()]);
+        assert_eq!(servers_of(device), vec![server.url.clone(), dead.clone()]);
     }
     alice.ok(&["chat", "create", "ops", "--with", "bob"]);
     alice.ok(&["send", "ops", "through the live node"]);
@@ -246,6 +289,14 @@ fn issue_13_a_client_whose_server_dies_moves_to_the_next_node_with_the_same_data
         .wait_for("after the node died", Duration::from_secs(60))
         .expect("the watch moved to the second node");
     assert_eq!(after["sender"], "alice");
+    // It said so, once, naming the node and no message content.
+    let moved = format!("moved to {second_url}");
+    assert!(
+        watcher.notice(&moved, Duration::from_secs(10)).is_some(),
+        "watch said where it moved"
+    );
+    let rest = watcher.notices_so_far();
+    assert!(!rest.iter().any(|l| l.contains("moved to")), "{rest:?}");
     drop(watcher);
     // A watch started now opens the dead node's socket first, with no request before it
     // that could have found the second node for it.
@@ -256,6 +307,12 @@ fn issue_13_a_client_whose_server_dies_moves_to_the_next_node_with_the_same_data
             .wait_for("to a watch started late", Duration::from_secs(60))
             .is_some(),
         "a new watch found the second node"
+    );
+    assert!(
+        late_watcher
+            .notice(&moved, Duration::from_secs(10))
+            .is_some(),
+        "the late watch said where it moved"
     );
     drop(late_watcher);
 
@@ -352,4 +409,105 @@ fn issue_13_a_profile_with_one_server_url_still_works() {
     alice.ok(&["devices"]);
     alice.ok(&["send", "ops", "after the upgrade"]);
     assert!(alice.texts("ops").contains(&"after the upgrade".to_owned()));
+}
+
+/// Issue 13: `enroll` checks every URL before it spends the code: a malformed one, or a
+/// node of another server (first or not), refuses the enrollment with an error naming it,
+/// leaves the home as it was, and the code still works afterwards.
+#[test]
+fn issue_13_enroll_refuses_a_bad_or_foreign_node_before_spending_the_code() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let foreign = Server::start(&root.path().join("other-org"));
+    let code = server.add_user("alice");
+    let home = root.path().join("alice");
+    let attempts = [
+        (
+            vec![server.url.clone(), "ftp://node.example".into()],
+            "ftp://node.example".to_owned(),
+        ),
+        (
+            vec![server.url.clone(), foreign.url.clone()],
+            foreign.url.clone(),
+        ),
+        (
+            vec![foreign.url.clone(), server.url.clone()],
+            foreign.url.clone(),
+        ),
+    ];
+    for (servers, named) in attempts {
+        let err = run_fails(vellum().arg("--home").arg(&home).args([
+            "enroll",
+            "--server",
+            &servers.join(","),
+            "--user",
+            "alice",
+            "--code",
+            &code,
+        ]));
+        assert!(err.contains(&named), "{servers:?}: {err}");
+        assert!(!err.contains("unknown, expired"), "{servers:?}: {err}");
+        assert!(!home.exists(), "{servers:?}: the home was left as it was");
+    }
+    let alice = enroll(root.path(), "alice", &code, &server.url);
+    assert_eq!(servers_of(&alice), vec![server.url.clone()]);
+}
+
+/// Issue 13: a failed enrollment (here a spent code) leaves no profile behind in a home
+/// that had none, and an error from a node names it.
+#[test]
+fn issue_13_a_failed_enroll_leaves_no_half_made_profile() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path());
+    let home = root.path().join("alice");
+    std::fs::create_dir(&home).unwrap();
+    let err = run_fails(vellum().arg("--home").arg(&home).args([
+        "enroll",
+        "--server",
+        &server.url,
+        "--user",
+        "alice",
+        "--code",
+        "spent-code",
+    ]));
+    assert!(err.contains(&server.url), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&home).unwrap().count(),
+        0,
+        "no lock or vellum.db left"
+    );
+}
+
+/// Issue 13: a watch whose node goes away and comes back at the same URL says once, on
+/// stderr, that it reconnected there (and not that it moved).
+#[test]
+fn issue_13_watch_says_when_it_reconnected() {
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new(root.path());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut node = cluster.start(listener);
+    let url = node.url.clone();
+    let bob = enroll(root.path(), "bob", &cluster.add_user(&url, "bob"), &url);
+    let watcher = Watcher::start(&bob);
+    node.kill();
+    // The dead node's socket may linger for a moment: bind again until the port is free.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listener = loop {
+        match TcpListener::bind(address) {
+            Ok(listener) => break listener,
+            Err(_) if Instant::now() < deadline => std::thread::yield_now(),
+            Err(e) => panic!("{address} stayed taken: {e}"),
+        }
+    };
+    let _back = cluster.start(listener);
+    let reconnected = format!("reconnected to {url}");
+    assert!(
+        watcher
+            .notice(&reconnected, Duration::from_secs(60))
+            .is_some(),
+        "watch said it reconnected"
+    );
+    let rest = watcher.notices_so_far();
+    assert!(!rest.iter().any(|l| l.contains("moved to")), "{rest:?}");
 }
