@@ -1150,6 +1150,8 @@ impl Client {
                     on_messages(&batch);
                     self.read_receipts_for(&batch).await?;
                 }
+                // A long catch-up is time the socket was not read, not silence of the node.
+                liveness.heard();
                 if closed {
                     break;
                 }
