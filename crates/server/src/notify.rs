@@ -178,6 +178,34 @@ pub enum BusError {
     Subscribe { address: String, reason: String },
 }
 
+enum NatsCredentials {
+    UserPassword(String, String),
+    /// `nats://TOKEN@host`: a user part alone is NATS's token.
+    Token(String),
+}
+
+/// The URL without its user part, and the credentials it carried (the NATS client does not
+/// take them from the URL itself).
+fn split_credentials(raw: &str) -> Result<(String, Option<NatsCredentials>), String> {
+    let mut url = url::Url::parse(raw).map_err(|e| format!("not a NATS URL: {e}"))?;
+    let decode = |part: &str| {
+        percent_encoding::percent_decode_str(part)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| "the URL's credentials are not UTF-8".to_owned())
+    };
+    let user = decode(url.username())?;
+    let password = url.password().map(decode).transpose()?;
+    let credentials = match (user.is_empty(), password) {
+        (true, None) => None,
+        (_, Some(password)) => Some(NatsCredentials::UserPassword(user, password)),
+        (false, None) => Some(NatsCredentials::Token(user)),
+    };
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Ok((url.to_string(), credentials))
+}
+
 /// `nats://user:password@host:port` as `host:port`: errors and logs never carry a password.
 pub(crate) fn redacted_address(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -199,7 +227,18 @@ impl NatsConnection {
         // Connection changes as they happen: a drop shorter than a poll interval still loses
         // the hints published meanwhile, so every reconnect wakes every socket.
         let (events_tx, events) = mpsc::unbounded_channel();
-        let client = async_nats::ConnectOptions::new()
+        let (url, credentials) = split_credentials(url).map_err(|reason| BusError::Connect {
+            address: address.clone(),
+            reason,
+        })?;
+        let options = match credentials {
+            Some(NatsCredentials::UserPassword(user, password)) => {
+                async_nats::ConnectOptions::new().user_and_password(user, password)
+            }
+            Some(NatsCredentials::Token(token)) => async_nats::ConnectOptions::new().token(token),
+            None => async_nats::ConnectOptions::new(),
+        };
+        let client = options
             .event_callback(move |event| {
                 let events_tx = events_tx.clone();
                 async move {
@@ -212,7 +251,7 @@ impl NatsConnection {
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis(100u64.saturating_mul(1 << attempts.min(5)).min(2_000))
             })
-            .connect(url)
+            .connect(url.as_str())
             .await
             .map_err(|e| BusError::Connect {
                 address: address.clone(),
@@ -453,6 +492,23 @@ async fn poll_without_bus(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_13_nats_credentials_are_taken_from_the_url() {
+        let (url, credentials) = split_credentials("nats://ops:p%40ss@127.0.0.1:4222").unwrap();
+        assert_eq!(url, "nats://127.0.0.1:4222");
+        assert!(
+            matches!(credentials, Some(NatsCredentials::UserPassword(u, p)) if u == "ops" && p == "p@ss")
+        );
+        let (url, credentials) = split_credentials("nats://s3cr3t@nats.example:4222").unwrap();
+        assert_eq!(url, "nats://nats.example:4222");
+        assert!(matches!(credentials, Some(NatsCredentials::Token(t)) if t == "s3cr3t"));
+        let (url, credentials) = split_credentials("nats://127.0.0.1:4222").unwrap();
+        assert_eq!(url, "nats://127.0.0.1:4222");
+        assert!(credentials.is_none());
+        let err = split_credentials("not a url").err().unwrap();
+        assert!(err.contains("not a NATS URL"), "{err}");
+    }
 
     #[test]
     fn issue_13_addresses_in_errors_carry_no_password() {

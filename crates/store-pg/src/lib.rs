@@ -111,7 +111,8 @@ impl AdvisoryLock {
     }
 }
 
-/// The namespace key of this schema's advisory locks, as an SQL expression.
+/// The namespace key of this schema's advisory locks, as an SQL expression. (NULL once the
+/// schema is dropped under a running node: the lock queries then answer "not granted".)
 const LOCK_NAMESPACE: &str = "hashtext('vellum/' || current_schema())";
 
 /// How often a lease's connection proves it is alive, and how long an answer may take: a
@@ -716,7 +717,7 @@ async fn exclusive_write_tx(
     let tx = client.transaction().await.map_err(pg)?;
     let granted: bool = one(
         &tx,
-        &format!("SELECT pg_try_advisory_xact_lock({LOCK_NAMESPACE}, $1)"),
+        &format!("SELECT COALESCE(pg_try_advisory_xact_lock({LOCK_NAMESPACE}, $1), false)"),
         &[&lock.key()],
     )
     .await?
@@ -884,7 +885,7 @@ impl Store for PgStore {
         });
         let granted: bool = client
             .query_one(
-                &format!("SELECT pg_try_advisory_lock({LOCK_NAMESPACE}, $1)"),
+                &format!("SELECT COALESCE(pg_try_advisory_lock({LOCK_NAMESPACE}, $1), false)"),
                 &[&AdvisoryLock::Job(job).key()],
             )
             .await

@@ -371,3 +371,22 @@ async fn issue_13_a_lease_whose_network_goes_silent_is_given_up() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A schema dropped under running nodes (the demo's end): leases and purges answer "not
+/// granted" or an error, never a panic in the node's background jobs.
+#[tokio::test]
+async fn issue_13_a_schema_dropped_under_a_node_does_not_panic_its_jobs() {
+    let (store, schema) = fresh().await;
+    admin()
+        .await
+        .batch_execute(&format!("DROP SCHEMA {} CASCADE", schema.name))
+        .await
+        .unwrap();
+    let lease = store.try_job_lease(Job::Purge).await;
+    assert!(
+        !matches!(lease, Ok(Some(_))),
+        "no lease on a schema that is gone"
+    );
+    let purged = store.purge_expired(now_secs() * 1000, 0).await;
+    assert!(matches!(purged, Ok(0) | Err(_)));
+}

@@ -95,15 +95,21 @@ struct Nats {
     child: Option<Child>,
     url: String,
     log: PathBuf,
+    extra: Vec<String>,
 }
 
 impl Nats {
     fn start(root: &Path) -> Self {
+        Self::start_with(root, &[])
+    }
+
+    fn start_with(root: &Path, extra: &[&str]) -> Self {
         let log = root.join("nats.log");
         let mut nats = Self {
             child: None,
             url: String::new(),
             log,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         nats.spawn("-1");
         nats
@@ -116,6 +122,7 @@ impl Nats {
         let child = Command::new(&binary)
             .args(["-a", "127.0.0.1", "-p", port, "-l"])
             .arg(&self.log)
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -625,4 +632,37 @@ fn issue_13_parallel_enrollments_through_two_nodes_all_succeed() {
         device.ok(&["sync"]);
         assert_eq!(device.texts("burst"), vec![text.clone()], "{user}");
     }
+}
+
+/// A NATS server that wants a password gets it from the URL; a wrong one is a clear start-up
+/// error that does not print it.
+#[test]
+fn issue_13_nats_credentials_come_from_the_url() {
+    let root = tempfile::tempdir().unwrap();
+    let database = SharedDatabase::new();
+    let nats = Nats::start_with(root.path(), &["--user", "ops", "--pass", "n4ts-pw"]);
+    let address = nats.url.trim_start_matches("nats://").to_owned();
+    let wrong = format!("nats://ops:wrong-pw@{address}");
+    let err = start_fails(
+        &["--database-url", &database.url(), "--nats-url", &wrong],
+        &root.path().join("node-keys"),
+    );
+    assert!(err.contains("authorization violation"), "{err}");
+    assert!(!err.contains("wrong-pw"), "no password in errors: {err}");
+    let with_password = format!("nats://ops:n4ts-pw@{address}");
+    let a = Server::start_with(
+        root.path().join("node-keys"),
+        root.path().join("a-logs"),
+        vec![
+            "--database-url".into(),
+            database.url(),
+            "--nats-url".into(),
+            with_password,
+        ],
+    );
+    assert!(a.stderr().contains("wakeups between nodes through NATS"));
+    assert!(
+        !a.stderr().contains("n4ts-pw"),
+        "the password is never logged"
+    );
 }
