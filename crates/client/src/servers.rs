@@ -75,7 +75,9 @@ impl Client {
 
     /// Stores the list and talks to its nodes from now on.
     fn set_servers(&mut self, servers: Vec<String>) -> Result<(), Error> {
-        let api = Api::with_servers(&servers)?;
+        let mut api = Api::with_servers(&servers)?;
+        // The timeouts a caller chose outlive a change of the list.
+        api.set_timeouts(self.api.timeouts());
         let _held = self.lock.hold()?;
         self.store.set_servers(&servers)?;
         self.api = api;

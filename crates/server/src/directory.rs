@@ -520,10 +520,15 @@ impl Directory {
             .verify(&updated)
             .map_err(|e| e.to_string())?;
         NoteVerifier::open(&updated, &[self.signer.verifier()]).map_err(|e| e.to_string())?;
-        store
-            .set_directory_checkpoint(updated.clone())
+        let stored = store
+            .set_directory_checkpoint(log.note.clone(), updated.clone())
             .await
             .map_err(|e| e.to_string())?;
+        if !stored {
+            // Another node appended meanwhile: its checkpoint stays, and the next round
+            // submits the newer one.
+            return Ok(false);
+        }
         log.note = updated;
         self.publish(&log);
         self.changed.send_replace(log.state.size);

@@ -326,7 +326,7 @@ impl Notifier {
         ));
         tokio::spawn(poll_without_bus(
             local.clone(),
-            Some((client, events)),
+            Some((client, events, outbox.clone())),
             directory.clone(),
             config.poll_interval,
         ));
@@ -435,6 +435,7 @@ async fn poll_without_bus(
     mut bus: Option<(
         async_nats::Client,
         mpsc::UnboundedReceiver<async_nats::Event>,
+        mpsc::UnboundedSender<NodeHint>,
     )>,
     directory: watch::Sender<u64>,
     interval: Duration,
@@ -453,12 +454,12 @@ async fn poll_without_bus(
                 look_again(&local);
                 continue;
             }
-            Some((_, events)) => tokio::select! {
+            Some((_, events, _)) => tokio::select! {
                 _ = tick.tick() => None,
                 event = events.recv() => event,
             },
         };
-        let connected = bus.as_ref().is_some_and(|(client, _)| {
+        let connected = bus.as_ref().is_some_and(|(client, _, _)| {
             client.connection_state() == async_nats::connection::State::Connected
         });
         match event {
@@ -472,10 +473,18 @@ async fn poll_without_bus(
             Some(async_nats::Event::Connected) => {
                 if down {
                     tracing::info!("the NATS connection is back");
+                    // The hints this node dropped while away were for the other nodes'
+                    // devices too: they look again as well.
+                    if let Some((_, _, outbox)) = &bus {
+                        let _ = outbox.send(NodeHint::WakeAll);
+                        let _ = outbox.send(NodeHint::Directory { size: u64::MAX });
+                    }
                 }
                 down = false;
                 look_again(&local);
             }
+            // NATS dropped messages this node did not read in time: some were hints.
+            Some(async_nats::Event::SlowConsumer(_)) => look_again(&local),
             Some(_) => {}
             None if down || !connected => {
                 if !down {

@@ -2559,17 +2559,17 @@ impl Store for PgStore {
         Ok(r.map(|r| r.get(0)))
     }
 
-    async fn set_directory_checkpoint(&self, note: String) -> Result<()> {
+    async fn set_directory_checkpoint(&self, previous: String, note: String) -> Result<bool> {
         let mut c = self.client().await?;
         let tx = write_tx(&mut c).await?;
-        exec(
+        let changed = exec(
             &tx,
-            "INSERT INTO directory_checkpoint (id, note) VALUES (1, $1)
-             ON CONFLICT (id) DO UPDATE SET note = EXCLUDED.note",
-            &[&note],
+            "UPDATE directory_checkpoint SET note = $2 WHERE id = 1 AND note = $1",
+            &[&previous, &note],
         )
         .await?;
-        done(tx).await
+        done(tx).await?;
+        Ok(changed == 1)
     }
 
     async fn approval(&self, device_id: &str) -> Result<Option<Approval>> {

@@ -1711,11 +1711,20 @@ pub async fn issue_9_directory_entries_append_with_their_device_changes(store: &
     assert_eq!(store.approval("a2").await.unwrap(), None);
     assert_eq!(state_of(store, "b1").await, Approved);
     assert_eq!(store.directory_entries(0, 100).await.unwrap().len(), 5);
-    // Cosignatures replace the note.
-    store
-        .set_directory_checkpoint("cp 5 cosigned".into())
+    // Cosignatures replace the note, only the one they were added to (issue 13: another
+    // node may have stored a newer checkpoint meanwhile).
+    assert!(store
+        .set_directory_checkpoint("cp 5".into(), "cp 5 cosigned".into())
         .await
-        .unwrap();
+        .unwrap());
+    assert_eq!(
+        store.directory_checkpoint().await.unwrap().as_deref(),
+        Some("cp 5 cosigned")
+    );
+    assert!(!store
+        .set_directory_checkpoint("cp 4".into(), "cp 4 cosigned".into())
+        .await
+        .unwrap());
     assert_eq!(
         store.directory_checkpoint().await.unwrap().as_deref(),
         Some("cp 5 cosigned")

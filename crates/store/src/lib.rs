@@ -628,8 +628,10 @@ pub trait Store: Send + Sync + 'static {
     async fn directory_entries(&self, start: u64, limit: u64) -> Result<Vec<Vec<u8>>>;
     /// The directory's stored checkpoint note.
     async fn directory_checkpoint(&self) -> Result<Option<String>>;
-    /// Replaces the stored checkpoint note (the same checkpoint with more cosignatures).
-    async fn set_directory_checkpoint(&self, note: String) -> Result<()>;
+    /// Replaces the stored checkpoint note by `note` (the same checkpoint with more
+    /// cosignatures) if it is still `previous`; false, and nothing changes, if another node
+    /// stored a newer checkpoint meanwhile.
+    async fn set_directory_checkpoint(&self, previous: String, note: String) -> Result<bool>;
     /// The device's approval exchange, if one was started.
     async fn approval(&self, device_id: &str) -> Result<Option<Approval>>;
     /// Step 1: (re)starts the device's exchange with its commitment; an earlier hello,

@@ -2097,13 +2097,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_directory_checkpoint(&self, note: String) -> Result<()> {
+    async fn set_directory_checkpoint(&self, previous: String, note: String) -> Result<bool> {
         self.run(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO directory_checkpoint (id, note) VALUES (1, ?1)",
-                [note],
+                "UPDATE directory_checkpoint SET note = ?2 WHERE id = 1 AND note = ?1",
+                [previous, note],
             )
-            .map(|_| ())
+            .map(|changed| changed == 1)
             .map_err(backend)
         })
         .await
