@@ -34,12 +34,19 @@ impl LocalSockets {
 
     fn wake<'a>(&self, devices: impl IntoIterator<Item = &'a String>) {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the entries woken are looked at: a wake costs its devices, not every socket
+        // of the node. Entries of closed sockets that are never woken stay until the next
+        // wake_all: at most one per device of the org.
         for device in devices {
-            if let Some(sender) = channels.get(device) {
+            let Some(sender) = channels.get(device) else {
+                continue;
+            };
+            if sender.receiver_count() == 0 {
+                channels.remove(device);
+            } else {
                 sender.send_modify(|n| *n += 1);
             }
         }
-        channels.retain(|_, sender| sender.receiver_count() > 0);
     }
 
     fn wake_all(&self) {
