@@ -145,24 +145,11 @@ pub async fn add_member_against_raw(members: usize) -> Result<()> {
 
 /// The raw mls-rs cost of one add (median of three), with the same ciphersuite and config.
 fn raw_add_member(members: usize) -> Result<Duration> {
-    use vellum_mls::mls_rs::storage_provider::in_memory::{
-        InMemoryGroupStateStorage, InMemoryKeyPackageStorage,
-    };
     use vellum_mls::mls_rs::ExtensionList;
-    use vellum_mls::{device_client, DeviceKey, GroupTracker, OrgIdentityProvider, OrgSigner};
+    use vellum_mls::{GroupTracker, InMemoryDevice, OrgIdentityProvider, OrgSigner};
     let org = OrgSigner::generate();
-    let device = |user: &str| {
-        let key = DeviceKey::generate();
-        let cert = org.issue(user, user, &key.public_key());
-        device_client(
-            &cert,
-            &key,
-            OrgIdentityProvider::new(org.public_key()),
-            InMemoryGroupStateStorage::default(),
-            InMemoryKeyPackageStorage::default(),
-        )
-    };
-    let key_package = |d: &vellum_mls::DeviceClient<_, _>| {
+    let device = |user: &str| vellum_mls::in_memory_device(&org, user, user);
+    let key_package = |d: &InMemoryDevice| {
         d.generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
     };
     let alice = device("alice");

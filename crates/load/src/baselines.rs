@@ -113,23 +113,9 @@ pub async fn measure(options: &BaselineOptions) -> Result<Baselines> {
 
 /// One sender and one receiver in memory, same ciphersuite and configuration as devices.
 fn raw_mls(plaintext_bytes: usize) -> Result<MlsFigures> {
-    use vellum_mls::mls_rs::storage_provider::in_memory::{
-        InMemoryGroupStateStorage, InMemoryKeyPackageStorage,
-    };
     use vellum_mls::mls_rs::ExtensionList;
-    use vellum_mls::{device_client, DeviceKey, OrgIdentityProvider, OrgSigner};
-    let org = OrgSigner::generate();
-    let device = |user: &str| {
-        let key = DeviceKey::generate();
-        let cert = org.issue(user, user, &key.public_key());
-        device_client(
-            &cert,
-            &key,
-            OrgIdentityProvider::new(org.public_key()),
-            InMemoryGroupStateStorage::default(),
-            InMemoryKeyPackageStorage::default(),
-        )
-    };
+    let org = vellum_mls::OrgSigner::generate();
+    let device = |user: &str| vellum_mls::in_memory_device(&org, user, user);
     let (alice, bob) = (device("alice"), device("bob"));
     let mut group = alice
         .create_group(ExtensionList::new(), Default::default(), None)

@@ -22,6 +22,27 @@ pub type DeviceMlsConfig<G, K> = WithIdentityProvider<
 
 pub type DeviceClient<G, K> = Client<DeviceMlsConfig<G, K>>;
 
+/// A device that keeps its MLS state in memory: for tests and for measuring raw mls-rs
+/// beside Vellum (benchmarks), never for a device a user holds.
+pub type InMemoryDevice = DeviceClient<
+    mls_rs::storage_provider::in_memory::InMemoryGroupStateStorage,
+    mls_rs::storage_provider::in_memory::InMemoryKeyPackageStorage,
+>;
+
+/// A fresh device of `org`, certified as `user`'s device `device_id`, with its state in
+/// memory.
+pub fn in_memory_device(org: &crate::OrgSigner, user: &str, device_id: &str) -> InMemoryDevice {
+    let key = DeviceKey::generate();
+    let certificate = org.issue(user, device_id, &key.public_key());
+    device_client(
+        &certificate,
+        &key,
+        OrgIdentityProvider::new(org.public_key()),
+        Default::default(),
+        Default::default(),
+    )
+}
+
 /// Builds a device's MLS client. Commits go out as PublicMessage and carry the ratchet tree
 /// in Welcome (mls-rs defaults), so the server can follow the handshake and joiners need
 /// nothing out of band.

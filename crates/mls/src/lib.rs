@@ -15,8 +15,8 @@ mod roles;
 mod tracker;
 
 pub use device::{
-    device_client, key_package_message, last_resort_extensions, roster, DeviceClient,
-    DeviceMlsConfig,
+    device_client, in_memory_device, key_package_message, last_resort_extensions, roster,
+    DeviceClient, DeviceMlsConfig, InMemoryDevice,
 };
 pub use error::Error;
 pub use identity::{

@@ -1,25 +1,12 @@
 //! End-to-end MLS flows between devices and the server's tracker, all in memory.
 
-use mls_rs::storage_provider::in_memory::{InMemoryGroupStateStorage, InMemoryKeyPackageStorage};
 use mls_rs::{ExtensionList, MlsMessage};
 use vellum_mls::{
-    device_client, last_resort_extensions, DeviceClient, DeviceKey, Error, GroupTracker,
+    in_memory_device as device, last_resort_extensions, Error, GroupTracker, InMemoryDevice,
     OrgIdentityProvider, OrgSigner,
 };
 
-type Device = DeviceClient<InMemoryGroupStateStorage, InMemoryKeyPackageStorage>;
-
-fn device(org: &OrgSigner, user: &str, device_id: &str) -> Device {
-    let key = DeviceKey::generate();
-    let cert = org.issue(user, device_id, &key.public_key());
-    device_client(
-        &cert,
-        &key,
-        OrgIdentityProvider::new(org.public_key()),
-        InMemoryGroupStateStorage::default(),
-        InMemoryKeyPackageStorage::default(),
-    )
-}
+type Device = InMemoryDevice;
 
 fn key_package(d: &Device) -> MlsMessage {
     d.generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
