@@ -25,7 +25,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts on a port the server picks itself (`--listen 127.0.0.1:0`); restarts reuse it.
+    /// Starts on a free loopback port below the ephemeral range; restarts reuse it.
     pub fn start(root: &Path) -> Self {
         Self::start_with(
             root.join("server-data"),
@@ -39,7 +39,7 @@ impl Server {
     pub fn start_with(data: PathBuf, logs: PathBuf, extra: Vec<String>) -> Self {
         let mut server = Self {
             url: String::new(),
-            listen: "127.0.0.1:0".into(),
+            listen: String::new(),
             data,
             logs,
             extra,
@@ -47,8 +47,17 @@ impl Server {
             starts: 0,
         };
         std::fs::create_dir_all(&server.logs).unwrap();
-        server.spawn();
-        server
+        // Another test may have probed the same port in the moment between our probe and
+        // the server's bind: then the next port.
+        for _ in 0..20 {
+            server.listen = format!("127.0.0.1:{}", unused_fixed_port());
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) if e.contains(ADDRESS_IN_USE) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("no free port for the server");
     }
 
     /// Every line the server wrote to stderr, all starts.
@@ -60,7 +69,7 @@ impl Server {
             .collect()
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self) -> Result<(), String> {
         self.starts += 1;
         let stdout_path = self.logs.join(format!("stdout-{}", self.starts));
         let stdout = std::fs::File::create(&stdout_path).unwrap();
@@ -90,10 +99,10 @@ impl Server {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
                 let stderr =
                     std::fs::read_to_string(self.logs.join(format!("stderr-{}", self.starts)));
-                panic!(
+                return Err(format!(
                     "the server exited ({status}): {}",
                     stderr.unwrap_or_default()
-                );
+                ));
             }
             let printed = std::fs::read_to_string(&stdout_path).unwrap_or_default();
             if let Some(line) = printed.lines().next().filter(|_| printed.contains('\n')) {
@@ -108,6 +117,7 @@ impl Server {
         };
         self.listen = url.trim_start_matches("http://").to_owned();
         self.url = url;
+        Ok(())
     }
 
     /// SIGKILL: no shutdown handler runs.
@@ -118,9 +128,10 @@ impl Server {
         }
     }
 
+    /// SIGKILL, then a start on the same address (clients hold its URL).
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        self.spawn().unwrap_or_else(|e| panic!("{e}"));
     }
 
     pub fn token_file(&self) -> PathBuf {
@@ -147,6 +158,42 @@ impl Server {
         );
         last_line(&out)
     }
+}
+
+const ADDRESS_IN_USE: &str = "Address already in use";
+
+/// A loopback port that is free now, below the kernel's ephemeral range: a server killed
+/// and restarted on it must find it free again, and an ephemeral port could meanwhile be
+/// taken by any outgoing connection of the tests running beside it (PostgreSQL, NATS, CLI
+/// requests), which once failed a restart in CI.
+pub fn unused_fixed_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Linux's default ephemeral range starts at 32768; read it where the kernel says.
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (
+        ephemeral_start.saturating_sub(12_000).max(1024),
+        ephemeral_start,
+    );
+    // One walk per test process, starting where its process id points, so that test
+    // binaries running side by side start apart.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = high - low;
+    let _ = NEXT.compare_exchange(
+        0,
+        (std::process::id() % u32::from(span)) as u16 + 1,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let port = low + NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{high}");
 }
 
 impl Drop for Server {

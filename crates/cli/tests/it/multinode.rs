@@ -90,7 +90,7 @@ impl Drop for SharedDatabase {
     }
 }
 
-/// A private NATS server on a port it picks itself.
+/// A private NATS server on a port below the ephemeral range (it is restarted on it).
 struct Nats {
     child: Option<Child>,
     url: String,
@@ -111,7 +111,7 @@ impl Nats {
             log,
             extra: extra.iter().map(|a| a.to_string()).collect(),
         };
-        nats.spawn("-1");
+        nats.spawn(&unused_fixed_port().to_string());
         nats
     }
 
