@@ -484,7 +484,8 @@ fn issue_13_a_failed_enroll_leaves_no_half_made_profile() {
 fn issue_13_watch_says_when_it_reconnected() {
     let root = tempfile::tempdir().unwrap();
     let cluster = Cluster::new(root.path());
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // Below the ephemeral range, so no outgoing connection takes the port while it is down.
+    let listener = TcpListener::bind(("127.0.0.1", unused_fixed_port())).unwrap();
     let address = listener.local_addr().unwrap();
     let mut node = cluster.start(listener);
     let url = node.url.clone();
