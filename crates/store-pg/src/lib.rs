@@ -870,6 +870,102 @@ impl AppendLog for PgStore {
     }
 }
 
+/// What the device has not acknowledged yet (see [`Store::pending`]), inside a read
+/// transaction.
+async fn pending_in(tx: &Transaction<'_>, device_id: &str, limit: usize) -> Result<Pending> {
+    let welcomes = all(
+        tx,
+        "SELECT id, group_id, payload FROM welcome_queue WHERE device_id = $1 ORDER BY id LIMIT $2",
+        &[&device_id, &(limit as i64 + 1)],
+    )
+    .await?
+    .iter()
+    .map(|r| StoredWelcome {
+        id: r.get::<_, i64>(0) as u64,
+        group_id: r.get(1),
+        payload: r.get(2),
+    })
+    .collect();
+    let mut pending = Pending {
+        welcomes,
+        ..Pending::default()
+    };
+    if pending.welcomes.len() > limit {
+        pending.welcomes.truncate(limit);
+        pending.more = true;
+        return Ok(pending);
+    }
+    let mut budget = limit - pending.welcomes.len();
+    let memberships: Vec<(String, i64, Option<i64>)> = all(
+        tx,
+        "SELECT group_id, GREATEST(joined_seq, acked_seq), removed_seq FROM memberships
+         WHERE device_id = $1 AND (removed_seq IS NULL OR acked_seq < removed_seq)
+         ORDER BY group_id",
+        &[&device_id],
+    )
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect();
+    let is_archiver = opt(
+        tx,
+        "SELECT \"user\" FROM devices WHERE device_id = $1",
+        &[&device_id],
+    )
+    .await?
+    .is_some_and(|r| r.get::<_, String>(0) == vellum_wire::RECORDS_USER);
+    for (group_id, after, removed) in memberships {
+        let upto = removed.unwrap_or(i64::MAX);
+        let rows = all(
+            tx,
+            "SELECT seq, epoch, kind, sender_device, received_at, payload, log_hash FROM group_log
+             WHERE group_id = $1 AND seq > $2 AND seq <= $3 AND (deleted = 0 OR $5::BOOLEAN)
+             ORDER BY seq LIMIT $4",
+            &[&group_id, &after, &upto, &(budget as i64 + 1), &is_archiver],
+        )
+        .await?;
+        let mut entries = Vec::new();
+        for r in rows {
+            let kind: String = r.get(2);
+            entries.push(StoredEntry {
+                seq: r.get::<_, i64>(0) as u64,
+                epoch: r.get::<_, i64>(1) as u64,
+                kind: kind_from(&kind)?,
+                sender_device: r.get(3),
+                received_at: r.get(4),
+                payload: r.get(5),
+                log_hash: hash_from(r.get(6))?,
+            });
+        }
+        if entries.len() > budget {
+            entries.truncate(budget);
+            pending.more = true;
+        }
+        budget -= entries.len();
+        if !entries.is_empty() {
+            let h = one(
+                tx,
+                "SELECT last_seq, log_hash FROM groups WHERE group_id = $1",
+                &[&group_id],
+            )
+            .await?;
+            pending.heads.push((
+                group_id.clone(),
+                LogHead {
+                    seq: h.get::<_, i64>(0) as u64,
+                    log_hash: hash_from(h.get(1))?,
+                },
+            ));
+            pending.groups.push((group_id, entries));
+        }
+        if pending.more || budget == 0 {
+            pending.more = true;
+            break;
+        }
+    }
+    Ok(pending)
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn try_job_lease(&self, job: Job) -> Result<Option<Box<dyn JobLease>>> {
@@ -1136,8 +1232,8 @@ impl Store for PgStore {
         exec(&tx, "SET LOCAL synchronous_commit = off", &[]).await?;
         exec(
             &tx,
-            "UPDATE devices SET last_seen = $2 WHERE device_id = $1 AND (last_seen IS NULL OR last_seen <= $2::BIGINT - 60)",
-            &[&device_id, &now],
+            "UPDATE devices SET last_seen = $2 WHERE device_id = $1 AND (last_seen IS NULL OR last_seen <= $2::BIGINT - $3::BIGINT)",
+            &[&device_id, &now, &LAST_SEEN_PRECISION_SECS],
         )
         .await?;
         done(tx).await
@@ -1609,102 +1705,47 @@ impl Store for PgStore {
         self.inner.appends.append(self, m).await
     }
 
-    async fn pending(&self, device_id: &str, limit: usize) -> Result<Pending> {
+    async fn sync_view(&self, device_id: &str, limit: usize) -> Result<SyncView> {
         let mut c = self.client().await?;
         let tx = read_tx(&mut c).await?;
-        let welcomes = all(
+        let pending = pending_in(&tx, device_id, limit).await?;
+        let receipts = all(
             &tx,
-            "SELECT id, group_id, payload FROM welcome_queue WHERE device_id = $1 ORDER BY id LIMIT $2",
-            &[&device_id, &(limit as i64 + 1)],
+            "SELECT id, receipt FROM receipt_queue WHERE device_id = $1 ORDER BY id LIMIT $2",
+            &[&device_id, &(limit as i64)],
         )
         .await?
         .iter()
-        .map(|r| StoredWelcome {
-            id: r.get::<_, i64>(0) as u64,
-            group_id: r.get(1),
-            payload: r.get(2),
-        })
+        .map(|r| (r.get::<_, i64>(0) as u64, r.get(1)))
         .collect();
-        let mut pending = Pending {
-            welcomes,
-            ..Pending::default()
-        };
-        if pending.welcomes.len() > limit {
-            pending.welcomes.truncate(limit);
-            pending.more = true;
-            done(tx).await?;
-            return Ok(pending);
-        }
-        let mut budget = limit - pending.welcomes.len();
-        let memberships: Vec<(String, i64, Option<i64>)> = all(
+        let held_chats = all(
             &tx,
-            "SELECT group_id, GREATEST(joined_seq, acked_seq), removed_seq FROM memberships
-             WHERE device_id = $1 AND (removed_seq IS NULL OR acked_seq < removed_seq)
-             ORDER BY group_id",
+            &format!(
+                "SELECT mine.group_id FROM memberships mine
+                 WHERE mine.device_id = $1 AND mine.removed_seq IS NULL AND {}
+                 ORDER BY mine.group_id",
+                held_chat("mine.group_id")
+            ),
             &[&device_id],
         )
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| r.get(0))
         .collect();
-        let is_archiver = opt(
+        let last_seen = opt(
             &tx,
-            "SELECT \"user\" FROM devices WHERE device_id = $1",
+            "SELECT last_seen FROM devices WHERE device_id = $1",
             &[&device_id],
         )
         .await?
-        .is_some_and(|r| r.get::<_, String>(0) == vellum_wire::RECORDS_USER);
-        for (group_id, after, removed) in memberships {
-            let upto = removed.unwrap_or(i64::MAX);
-            let rows = all(
-                &tx,
-                "SELECT seq, epoch, kind, sender_device, received_at, payload, log_hash FROM group_log
-                 WHERE group_id = $1 AND seq > $2 AND seq <= $3 AND (deleted = 0 OR $5::BOOLEAN)
-                 ORDER BY seq LIMIT $4",
-                &[&group_id, &after, &upto, &(budget as i64 + 1), &is_archiver],
-            )
-            .await?;
-            let mut entries = Vec::new();
-            for r in rows {
-                let kind: String = r.get(2);
-                entries.push(StoredEntry {
-                    seq: r.get::<_, i64>(0) as u64,
-                    epoch: r.get::<_, i64>(1) as u64,
-                    kind: kind_from(&kind)?,
-                    sender_device: r.get(3),
-                    received_at: r.get(4),
-                    payload: r.get(5),
-                    log_hash: hash_from(r.get(6))?,
-                });
-            }
-            if entries.len() > budget {
-                entries.truncate(budget);
-                pending.more = true;
-            }
-            budget -= entries.len();
-            if !entries.is_empty() {
-                let h = one(
-                    &tx,
-                    "SELECT last_seq, log_hash FROM groups WHERE group_id = $1",
-                    &[&group_id],
-                )
-                .await?;
-                pending.heads.push((
-                    group_id.clone(),
-                    LogHead {
-                        seq: h.get::<_, i64>(0) as u64,
-                        log_hash: hash_from(h.get(1))?,
-                    },
-                ));
-                pending.groups.push((group_id, entries));
-            }
-            if pending.more || budget == 0 {
-                pending.more = true;
-                break;
-            }
-        }
+        .and_then(|r| r.get(0));
         done(tx).await?;
-        Ok(pending)
+        Ok(SyncView {
+            pending,
+            receipts,
+            held_chats,
+            last_seen,
+        })
     }
 
     async fn ack(
@@ -1712,10 +1753,11 @@ impl Store for PgStore {
         device_id: &str,
         welcome_ids: &[u64],
         cursors: &[(String, u64)],
+        receipt_ids: &[u64],
     ) -> Result<()> {
         let mut c = self.client().await?;
         let tx = write_tx(&mut c).await?;
-        if welcome_ids.is_empty() {
+        if welcome_ids.is_empty() && receipt_ids.is_empty() {
             // A cursor-only ack need not wait for its WAL flush: at worst a crash
             // redelivers entries the device skips by seq.
             exec(&tx, "SET LOCAL synchronous_commit = off", &[]).await?;
@@ -1745,6 +1787,14 @@ impl Store for PgStore {
             exec(
                 &tx,
                 "DELETE FROM welcome_queue WHERE id = $1 AND device_id = $2",
+                &[&(*id as i64), &device_id],
+            )
+            .await?;
+        }
+        for id in receipt_ids {
+            exec(
+                &tx,
+                "DELETE FROM receipt_queue WHERE id = $1 AND device_id = $2",
                 &[&(*id as i64), &device_id],
             )
             .await?;
@@ -1863,24 +1913,6 @@ impl Store for PgStore {
             &tx,
             "SELECT \"user\" FROM held_users ORDER BY \"user\"",
             &[],
-        )
-        .await?;
-        done(tx).await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-
-    async fn held_chats(&self, device_id: &str) -> Result<Vec<String>> {
-        let mut c = self.client().await?;
-        let tx = read_tx(&mut c).await?;
-        let rows = all(
-            &tx,
-            &format!(
-                "SELECT mine.group_id FROM memberships mine
-                 WHERE mine.device_id = $1 AND mine.removed_seq IS NULL AND {}
-                 ORDER BY mine.group_id",
-                held_chat("mine.group_id")
-            ),
-            &[&device_id],
         )
         .await?;
         done(tx).await?;
@@ -2163,36 +2195,6 @@ impl Store for PgStore {
                 &tx,
                 "INSERT INTO receipt_queue (device_id, receipt) VALUES ($1, $2)",
                 &[&device, &receipt],
-            )
-            .await?;
-        }
-        done(tx).await
-    }
-
-    async fn pending_receipts(&self, device_id: &str, limit: usize) -> Result<Vec<(u64, String)>> {
-        let mut c = self.client().await?;
-        let tx = read_tx(&mut c).await?;
-        let rows = all(
-            &tx,
-            "SELECT id, receipt FROM receipt_queue WHERE device_id = $1 ORDER BY id LIMIT $2",
-            &[&device_id, &(limit as i64)],
-        )
-        .await?;
-        done(tx).await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get::<_, i64>(0) as u64, r.get(1)))
-            .collect())
-    }
-
-    async fn ack_receipts(&self, device_id: &str, ids: &[u64]) -> Result<()> {
-        let mut c = self.client().await?;
-        let tx = write_tx(&mut c).await?;
-        for id in ids {
-            exec(
-                &tx,
-                "DELETE FROM receipt_queue WHERE id = $1 AND device_id = $2",
-                &[&(*id as i64), &device_id],
             )
             .await?;
         }

@@ -41,7 +41,7 @@ async fn issue_13_a_cancelled_touch_or_ack_leaves_no_connection_committing_async
     });
     let ack = tokio::spawn({
         let store = store.clone();
-        async move { store.ack("a1", &[], &[("g".into(), 0)]).await }
+        async move { store.ack("a1", &[], &[("g".into(), 0)], &[]).await }
     });
     eventually("the touch and the ack wait for the held rows", || async {
         let waiting: i64 = admin

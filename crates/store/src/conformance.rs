@@ -25,6 +25,7 @@ macro_rules! store_conformance_tests {
             delete_for_everyone_is_for_senders_only,
             purge_waits_for_the_archiver,
             receipts_are_queued_per_device,
+            issue_13_a_sync_is_one_view_and_an_ack_one_transaction,
             issue8_chat_classes_are_kept_and_transitory_chats_counted,
             issue8_holds_suspend_purging_in_transitory_chats_of_held_users,
             issue8_a_user_named_records_before_records_init_never_becomes_the_archiver,
@@ -345,7 +346,7 @@ pub async fn log_entries_carry_a_running_hash(store: &impl Store) {
         .await
         .unwrap(); // seq 5
     assert_eq!(store.purge_expired(100, 0).await.unwrap(), 1);
-    store.ack("a1", &[], &[("g".into(), 3)]).await.unwrap();
+    store.ack("a1", &[], &[("g".into(), 3)], &[]).await.unwrap();
     let p = store.pending("a1", 100).await.unwrap();
     assert_eq!(seqs(&p, "g"), vec![5]);
     let head = p.heads.iter().find(|(g, _)| g == "g").unwrap().1;
@@ -625,8 +626,8 @@ pub async fn issue_10_group_cursors_are_the_current_members_acks(store: &impl St
         joined < 2,
         "nothing of the messages delivered yet: {joined}"
     );
-    store.ack("b1", &[], &[("g".into(), 3)]).await.unwrap();
-    store.ack("c1", &[], &[("g".into(), 2)]).await.unwrap();
+    store.ack("b1", &[], &[("g".into(), 3)], &[]).await.unwrap();
+    store.ack("c1", &[], &[("g".into(), 2)], &[]).await.unwrap();
     let after = store.group_cursors("g").await.unwrap();
     assert_eq!(cursor(&after, "b1"), Some(("bob".into(), 3)));
     assert_eq!(cursor(&after, "c1"), Some(("carol".into(), 2)));
@@ -689,25 +690,25 @@ pub async fn delivery_respects_join_removal_and_acks(store: &impl Store) {
 
     // Acks move the cursor forward only, and only within the log.
     store
-        .ack("b1", &[bob.welcomes[0].id], &[("g".into(), 4)])
+        .ack("b1", &[bob.welcomes[0].id], &[("g".into(), 4)], &[])
         .await
         .unwrap();
-    store.ack("b1", &[], &[("g".into(), 3)]).await.unwrap();
+    store.ack("b1", &[], &[("g".into(), 3)], &[]).await.unwrap();
     let bob = store.pending("b1", 100).await.unwrap();
     assert!(bob.welcomes.is_empty());
     assert_eq!(seqs(&bob, "g"), vec![5]);
     assert!(matches!(
-        store.ack("b1", &[], &[("g".into(), 99)]).await,
+        store.ack("b1", &[], &[("g".into(), 99)], &[]).await,
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
-        store.ack("b1", &[], &[("other".into(), 1)]).await,
+        store.ack("b1", &[], &[("other".into(), 1)], &[]).await,
         Err(Error::NotMember)
     ));
     assert_eq!(seqs(&store.pending("b1", 100).await.unwrap(), "g"), vec![5]);
 
     // Once carol acks her removal, nothing more is pending for her.
-    store.ack("c1", &[], &[("g".into(), 4)]).await.unwrap();
+    store.ack("c1", &[], &[("g".into(), 4)], &[]).await.unwrap();
     let carol = store.pending("c1", 100).await.unwrap();
     assert!(carol.groups.is_empty());
     // Someone else's welcome id cannot be acked away.
@@ -716,6 +717,7 @@ pub async fn delivery_respects_join_removal_and_acks(store: &impl Store) {
         .ack(
             "a1",
             &a.welcomes.iter().map(|w| w.id).collect::<Vec<_>>(),
+            &[],
             &[],
         )
         .await
@@ -867,7 +869,7 @@ pub async fn pending_is_paged(store: &impl Store) {
     let page = store.pending("a1", 5).await.unwrap();
     assert!(page.more);
     assert_eq!(seqs(&page, "g"), vec![1, 2, 3, 4, 5]);
-    store.ack("a1", &[], &[("g".into(), 5)]).await.unwrap();
+    store.ack("a1", &[], &[("g".into(), 5)], &[]).await.unwrap();
     let rest = store.pending("a1", 5).await.unwrap();
     assert!(!rest.more);
     assert_eq!(seqs(&rest, "g"), vec![6, 7]);
@@ -1044,7 +1046,7 @@ pub async fn purge_waits_for_the_archiver(store: &impl Store) {
         0,
         "kept until the archiver has it"
     );
-    store.ack("r1", &[], &[("g".into(), 2)]).await.unwrap();
+    store.ack("r1", &[], &[("g".into(), 2)], &[]).await.unwrap();
     assert_eq!(store.purge_expired(100, 0).await.unwrap(), 1);
 
     // Deleted for everyone before the archiver has it: hidden from members, kept for the
@@ -1059,7 +1061,7 @@ pub async fn purge_waits_for_the_archiver(store: &impl Store) {
         .all(|s| *s != 3));
     assert_eq!(seqs(&store.pending("r1", 100).await.unwrap(), "g"), vec![3]);
     assert_eq!(store.purge_expired(100, 0).await.unwrap(), 0);
-    store.ack("r1", &[], &[("g".into(), 3)]).await.unwrap();
+    store.ack("r1", &[], &[("g".into(), 3)], &[]).await.unwrap();
     assert_eq!(store.purge_expired(100, 0).await.unwrap(), 1);
     assert!(store.pending("r1", 100).await.unwrap().groups.is_empty());
 }
@@ -1073,17 +1075,83 @@ pub async fn receipts_are_queued_per_device(store: &impl Store) {
         ])
         .await
         .unwrap();
-    let a = store.pending_receipts("a1", 10).await.unwrap();
+    let receipts = |device: &'static str, limit| async move {
+        store.sync_view(device, limit).await.unwrap().receipts
+    };
+    let a = receipts("a1", 10).await;
     assert_eq!(
         a.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>(),
         vec!["r1", "r3"]
     );
+    assert_eq!(
+        receipts("a1", 1).await,
+        a[..1],
+        "at most `limit`, oldest first"
+    );
     // Another device cannot ack them away.
-    store.ack_receipts("b1", &[a[0].0]).await.unwrap();
-    assert_eq!(store.pending_receipts("a1", 10).await.unwrap().len(), 2);
-    store.ack_receipts("a1", &[a[0].0]).await.unwrap();
-    assert_eq!(store.pending_receipts("a1", 10).await.unwrap().len(), 1);
-    assert_eq!(store.pending_receipts("b1", 10).await.unwrap().len(), 1);
+    store.ack("b1", &[], &[], &[a[0].0]).await.unwrap();
+    assert_eq!(receipts("a1", 10).await.len(), 2);
+    store.ack("a1", &[], &[], &[a[0].0]).await.unwrap();
+    assert_eq!(receipts("a1", 10).await.len(), 1);
+    assert_eq!(receipts("b1", 10).await.len(), 1);
+}
+
+/// Issue 13: a sync reads everything in one view, and an ack is one transaction: a bad
+/// cursor leaves the Welcomes and receipts it named queued.
+pub async fn issue_13_a_sync_is_one_view_and_an_ack_one_transaction(store: &impl Store) {
+    enroll(store, "a1", "alice").await;
+    enroll(store, "b1", "bob").await;
+    group_of(store, "g", "a1").await;
+    store
+        .append_commit(commit("g", 0, "a1", b"add-b", &["b1"], &[]))
+        .await
+        .unwrap();
+    store
+        .append_message(message("g", 1, "a1", "m"))
+        .await
+        .unwrap();
+    store
+        .queue_receipts(vec![("b1".into(), "receipt".into())])
+        .await
+        .unwrap();
+    let view = store.sync_view("b1", 100).await.unwrap();
+    assert_eq!(view.pending.welcomes.len(), 1);
+    assert_eq!(seqs(&view.pending, "g"), vec![2]);
+    assert_eq!(view.receipts.len(), 1);
+    assert!(view.held_chats.is_empty());
+    assert_eq!(view.last_seen, None, "never synced");
+    assert!(view.stale_at(0));
+
+    let (welcome, receipt) = (view.pending.welcomes[0].id, view.receipts[0].0);
+    assert!(matches!(
+        store
+            .ack("b1", &[welcome], &[("g".into(), 99)], &[receipt])
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        store.sync_view("b1", 100).await.unwrap(),
+        view,
+        "a refused ack changes nothing"
+    );
+    store
+        .ack("b1", &[welcome], &[("g".into(), 2)], &[receipt])
+        .await
+        .unwrap();
+    let after = store.sync_view("b1", 100).await.unwrap();
+    assert!(after.pending.welcomes.is_empty() && after.pending.groups.is_empty());
+    assert!(after.receipts.is_empty());
+
+    store.touch_device("b1", 5_000).await.unwrap();
+    let seen = store.sync_view("b1", 100).await.unwrap();
+    assert_eq!(seen.last_seen, Some(5_000));
+    assert!(!seen.stale_at(5_000 + LAST_SEEN_PRECISION_SECS - 1));
+    assert!(seen.stale_at(5_000 + LAST_SEEN_PRECISION_SECS));
+    // A device the store does not know has an empty view.
+    assert_eq!(
+        store.sync_view("ghost", 100).await.unwrap(),
+        SyncView::default()
+    );
 }
 
 pub async fn issue8_chat_classes_are_kept_and_transitory_chats_counted(store: &impl Store) {
@@ -1170,12 +1238,17 @@ pub async fn issue8_holds_suspend_purging_in_transitory_chats_of_held_users(stor
     // bob is in "ab": both its members see it held; "ac" is not.
     for device in ["a1", "b1"] {
         assert_eq!(
-            store.held_chats(device).await.unwrap(),
+            store.sync_view(device, 100).await.unwrap().held_chats,
             vec!["ab".to_string()],
             "{device}"
         );
     }
-    assert!(store.held_chats("c1").await.unwrap().is_empty());
+    assert!(store
+        .sync_view("c1", 100)
+        .await
+        .unwrap()
+        .held_chats
+        .is_empty());
     assert!(store.group("ab").await.unwrap().unwrap().held);
     assert!(!store.group("ac").await.unwrap().unwrap().held);
     assert_eq!(
@@ -1190,7 +1263,12 @@ pub async fn issue8_holds_suspend_purging_in_transitory_chats_of_held_users(stor
 
     // Released (the archiver's list replaced): the timer runs out at once.
     store.set_held_users(vec![]).await.unwrap();
-    assert!(store.held_chats("a1").await.unwrap().is_empty());
+    assert!(store
+        .sync_view("a1", 100)
+        .await
+        .unwrap()
+        .held_chats
+        .is_empty());
     assert_eq!(store.purge_expired(100, 0).await.unwrap(), 1);
     assert!(seqs(&store.pending("b1", 100).await.unwrap(), "ab").is_empty());
 
@@ -1203,7 +1281,12 @@ pub async fn issue8_holds_suspend_purging_in_transitory_chats_of_held_users(stor
         })
         .await
         .unwrap();
-    assert!(store.held_chats("b1").await.unwrap().is_empty());
+    assert!(store
+        .sync_view("b1", 100)
+        .await
+        .unwrap()
+        .held_chats
+        .is_empty());
     assert!(!store.group("ab").await.unwrap().unwrap().held);
 }
 

@@ -305,6 +305,31 @@ pub struct Pending {
     pub heads: Vec<(String, LogHead)>,
 }
 
+/// The device list shows when a device last synced to this precision: a sync within it
+/// writes nothing.
+pub const LAST_SEEN_PRECISION_SECS: i64 = 60;
+
+/// What one sync hands a device (see [`Store::sync_view`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncView {
+    pub pending: Pending,
+    /// Archive receipts queued for the device: (queue id, receipt).
+    pub receipts: Vec<(u64, String)>,
+    /// The transitory chats the device is a current member of that have a current member
+    /// under a legal hold (its own user included).
+    pub held_chats: Vec<String>,
+    /// When the device's sync was last noted (Unix seconds), if ever.
+    pub last_seen: Option<i64>,
+}
+
+impl SyncView {
+    /// Whether a sync at `now` should be noted ([`Store::touch_device`]).
+    pub fn stale_at(&self, now: i64) -> bool {
+        self.last_seen
+            .is_none_or(|seen| seen <= now - LAST_SEEN_PRECISION_SECS)
+    }
+}
+
 /// A new attachment blob (issue 10): `size` plaintext bytes sealed in chunks of
 /// `chunk_size` (the last may be shorter; an empty file is one empty chunk), each chunk's
 /// ciphertext [`BLOB_TAG_BYTES`] longer than its plaintext.
@@ -446,8 +471,9 @@ pub trait Store: Send + Sync + 'static {
     /// Devices in the `legacy` state of every user but `records`, oldest first: the
     /// directory's upgrade listing.
     async fn legacy_devices(&self) -> Result<Vec<DeviceRecord>>;
-    /// Notes the device's sync at `now` (Unix seconds). Only a minute's precision is kept,
-    /// so most syncs write nothing.
+    /// Notes the device's sync at `now` (Unix seconds) unless the last one noted is less than
+    /// [`LAST_SEEN_PRECISION_SECS`] old. Callers skip it when [`SyncView::last_seen`] is
+    /// that recent, so most syncs write nothing.
     async fn touch_device(&self, device_id: &str, now: i64) -> Result<()>;
     /// Remembers the nonce of a signed request made at `timestamp` (Unix seconds, signed
     /// with it, so a replay carries the same one). Timestamps before `forget_before` are
@@ -507,13 +533,23 @@ pub trait Store: Send + Sync + 'static {
     async fn append_proposals(&self, proposals: ProposalAppend) -> Result<Appended>;
     /// Appends an application message from a current member at the current epoch.
     async fn append_message(&self, message: MessageAppend) -> Result<Appended>;
+    /// Everything a sync hands the device, read in one transaction: what it has not
+    /// acknowledged yet (oldest first, at most `limit` entries and `limit` receipts), which
+    /// of its chats are held, and when it last synced.
+    async fn sync_view(&self, device_id: &str, limit: usize) -> Result<SyncView>;
     /// What the device has not acknowledged yet, oldest first, at most `limit` entries.
-    async fn pending(&self, device_id: &str, limit: usize) -> Result<Pending>;
+    async fn pending(&self, device_id: &str, limit: usize) -> Result<Pending> {
+        Ok(self.sync_view(device_id, limit).await?.pending)
+    }
+    /// One transaction: cursors move forward only (`NotMember`, or `NotFound` past a
+    /// group's end, and nothing changes), the device's Welcomes and receipts leave their
+    /// queues.
     async fn ack(
         &self,
         device_id: &str,
         welcome_ids: &[u64],
         cursors: &[(String, u64)],
+        receipt_ids: &[u64],
     ) -> Result<()>;
 
     async fn org_policy(&self) -> Result<OrgPolicy>;
@@ -523,9 +559,6 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the users under a legal hold (the archiver's list).
     async fn set_held_users(&self, users: Vec<String>) -> Result<()>;
     async fn held_users(&self) -> Result<Vec<String>>;
-    /// The transitory chats `device_id` is a current member of that have a current member
-    /// under a legal hold (this device's user included).
-    async fn held_chats(&self, device_id: &str) -> Result<Vec<String>>;
     async fn records_config(&self) -> Result<Option<RecordsConfig>>;
     /// `records init`, atomically: registers `records.pub`, creates the user `records` and
     /// stores the archiver's enrollment code. Refused once records are configured, and when
@@ -576,8 +609,6 @@ pub trait Store: Send + Sync + 'static {
     async fn unreceipted(&self, received_before: i64) -> Result<(u64, Option<i64>)>;
     /// Queues archive receipts for devices (device id, receipt).
     async fn queue_receipts(&self, receipts: Vec<(String, String)>) -> Result<()>;
-    async fn pending_receipts(&self, device_id: &str, limit: usize) -> Result<Vec<(u64, String)>>;
-    async fn ack_receipts(&self, device_id: &str, ids: &[u64]) -> Result<()>;
     /// Entries of record chats the archiver has not acknowledged, and the oldest one's
     /// receipt time (Unix ms): the archiver's lag.
     async fn archiver_backlog(&self) -> Result<(u64, Option<i64>)>;

@@ -152,12 +152,13 @@ fn drop_blob(c: &Connection, blob_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The ack transaction: cursors move forward only, Welcomes leave the queue.
+/// The ack transaction: cursors move forward only, Welcomes and receipts leave their queues.
 fn ack_in(
     c: &mut Connection,
     device_id: &str,
     welcome_ids: &[u64],
     cursors: &[(String, u64)],
+    receipt_ids: &[u64],
 ) -> Result<()> {
     let tx = c
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -190,7 +191,132 @@ fn ack_in(
         )
         .map_err(backend)?;
     }
+    for id in receipt_ids {
+        tx.execute(
+            "DELETE FROM receipt_queue WHERE id = ?1 AND device_id = ?2",
+            params![*id as i64, device_id],
+        )
+        .map_err(backend)?;
+    }
     tx.commit().map_err(backend)
+}
+
+/// What the device has not acknowledged yet (see [`Store::pending`]), inside a read
+/// transaction.
+fn pending_in(tx: &Connection, device_id: &str, limit: usize) -> Result<Pending> {
+    let mut pending = Pending::default();
+    {
+        let mut stmt = tx
+            .prepare_cached("SELECT id, group_id, payload FROM welcome_queue WHERE device_id = ?1 ORDER BY id LIMIT ?2")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![device_id, limit as i64 + 1], |r| {
+                Ok(StoredWelcome {
+                    id: r.get::<_, i64>(0)? as u64,
+                    group_id: r.get(1)?,
+                    payload: r.get(2)?,
+                })
+            })
+            .map_err(backend)?;
+        pending.welcomes = rows.collect::<rusqlite::Result<_>>().map_err(backend)?;
+    }
+    if pending.welcomes.len() > limit {
+        pending.welcomes.truncate(limit);
+        pending.more = true;
+        return Ok(pending);
+    }
+    let mut budget = limit - pending.welcomes.len();
+    let memberships: Vec<(String, i64, Option<i64>)> = {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT group_id, MAX(joined_seq, acked_seq), removed_seq FROM memberships
+                 WHERE device_id = ?1 AND (removed_seq IS NULL OR acked_seq < removed_seq)
+                 ORDER BY group_id",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([&device_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)?
+    };
+    // Messages deleted for everyone still reach the archiver, and only the archiver.
+    let is_archiver = tx
+        .query_row(
+            "SELECT user FROM devices WHERE device_id = ?1",
+            [&device_id],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()
+        .map_err(backend)?
+        .is_some_and(|user| user == vellum_wire::RECORDS_USER);
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT seq, epoch, kind, sender_device, received_at, payload, log_hash FROM group_log
+             WHERE group_id = ?1 AND seq > ?2 AND seq <= ?3 AND (deleted = 0 OR ?5)
+             ORDER BY seq LIMIT ?4",
+        )
+        .map_err(backend)?;
+    let mut head = tx
+        .prepare_cached("SELECT last_seq, log_hash FROM groups WHERE group_id = ?1")
+        .map_err(backend)?;
+    for (group_id, after, removed) in memberships {
+        let upto = removed.unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(
+                params![group_id, after, upto, budget as i64 + 1, is_archiver],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        r.get::<_, i64>(1)? as u64,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, Vec<u8>>(5)?,
+                        r.get::<_, Option<Vec<u8>>>(6)?,
+                    ))
+                },
+            )
+            .map_err(backend)?;
+        let mut entries = Vec::new();
+        for row in rows {
+            let (seq, epoch, kind, sender_device, received_at, payload, hash) =
+                row.map_err(backend)?;
+            entries.push(StoredEntry {
+                seq,
+                epoch,
+                kind: kind_from(&kind)?,
+                sender_device,
+                received_at,
+                payload,
+                log_hash: hash_from(hash)?,
+            });
+        }
+        if entries.len() > budget {
+            entries.truncate(budget);
+            pending.more = true;
+        }
+        budget -= entries.len();
+        if !entries.is_empty() {
+            let (seq, hash) = head
+                .query_row([&group_id], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<Vec<u8>>>(1)?))
+                })
+                .map_err(backend)?;
+            pending.heads.push((
+                group_id.clone(),
+                LogHead {
+                    seq,
+                    log_hash: hash_from(hash)?,
+                },
+            ));
+            pending.groups.push((group_id, entries));
+        }
+        if pending.more || budget == 0 {
+            pending.more = true;
+            break;
+        }
+    }
+    Ok(pending)
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -929,31 +1055,14 @@ impl Store for SqliteStore {
 
     async fn touch_device(&self, device_id: &str, now: i64) -> Result<()> {
         let device_id = device_id.to_owned();
-        let check = device_id.clone();
-        // Read first: most syncs are within the minute and take no write lock at all.
-        let stale = self
-            .read(move |c| {
-                c.query_row(
-                    "SELECT 1 FROM devices WHERE device_id = ?1 AND (last_seen IS NULL OR last_seen <= ?2 - 60)",
-                    params![check, now],
-                    |_| Ok(()),
-                )
-                .optional()
-                .map(|r| r.is_some())
-                .map_err(backend)
-            })
-            .await?;
-        if !stale {
-            return Ok(());
-        }
         self.run(move |c| {
             // Not worth an fsync: the next durable commit carries it.
             c.pragma_update(None, "synchronous", "NORMAL")
                 .map_err(backend)?;
             let updated = c
                 .execute(
-                    "UPDATE devices SET last_seen = ?2 WHERE device_id = ?1 AND (last_seen IS NULL OR last_seen < ?2)",
-                    params![device_id, now],
+                    "UPDATE devices SET last_seen = ?2 WHERE device_id = ?1 AND (last_seen IS NULL OR last_seen <= ?2 - ?3)",
+                    params![device_id, now, LAST_SEEN_PRECISION_SECS],
                 )
                 .map(|_| ())
                 .map_err(backend);
@@ -1360,103 +1469,40 @@ impl Store for SqliteStore {
         self.inner.appends.append(self, m).await
     }
 
-    async fn pending(&self, device_id: &str, limit: usize) -> Result<Pending> {
+    async fn sync_view(&self, device_id: &str, limit: usize) -> Result<SyncView> {
         let device_id = device_id.to_owned();
         self.read(move |c| {
             let tx = c.transaction().map_err(backend)?;
-            let mut pending = Pending::default();
-            {
+            let pending = pending_in(&tx, &device_id, limit)?;
+            let receipts = {
                 let mut stmt = tx
-                    .prepare("SELECT id, group_id, payload FROM welcome_queue WHERE device_id = ?1 ORDER BY id LIMIT ?2")
+                    .prepare_cached("SELECT id, receipt FROM receipt_queue WHERE device_id = ?1 ORDER BY id LIMIT ?2")
                     .map_err(backend)?;
                 let rows = stmt
-                    .query_map(params![device_id, limit as i64 + 1], |r| {
-                        Ok(StoredWelcome { id: r.get::<_, i64>(0)? as u64, group_id: r.get(1)?, payload: r.get(2)? })
-                    })
-                    .map_err(backend)?;
-                pending.welcomes = rows.collect::<rusqlite::Result<_>>().map_err(backend)?;
-            }
-            if pending.welcomes.len() > limit {
-                pending.welcomes.truncate(limit);
-                pending.more = true;
-                return Ok(pending);
-            }
-            let mut budget = limit - pending.welcomes.len();
-            let memberships: Vec<(String, i64, Option<i64>)> = {
-                let mut stmt = tx
-                    .prepare(
-                        "SELECT group_id, MAX(joined_seq, acked_seq), removed_seq FROM memberships
-                         WHERE device_id = ?1 AND (removed_seq IS NULL OR acked_seq < removed_seq)
-                         ORDER BY group_id",
-                    )
-                    .map_err(backend)?;
-                let rows = stmt
-                    .query_map([&device_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .query_map(params![device_id, limit as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
                     .map_err(backend)?;
                 rows.collect::<rusqlite::Result<_>>().map_err(backend)?
             };
-            // Messages deleted for everyone still reach the archiver, and only the archiver.
-            let is_archiver = tx
-                .query_row("SELECT user FROM devices WHERE device_id = ?1", [&device_id], |r| r.get::<_, String>(0))
+            let held_chats = {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "SELECT mine.group_id FROM memberships mine
+                         WHERE mine.device_id = ?1 AND mine.removed_seq IS NULL AND {}
+                         ORDER BY mine.group_id",
+                        held_chat("mine.group_id")
+                    ))
+                    .map_err(backend)?;
+                let rows = stmt.query_map([&device_id], |r| r.get(0)).map_err(backend)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(backend)?
+            };
+            let last_seen = tx
+                .prepare_cached("SELECT last_seen FROM devices WHERE device_id = ?1")
+                .map_err(backend)?
+                .query_row([&device_id], |r| r.get(0))
                 .optional()
                 .map_err(backend)?
-                .is_some_and(|user| user == vellum_wire::RECORDS_USER);
-            let mut stmt = tx
-                .prepare(
-                    "SELECT seq, epoch, kind, sender_device, received_at, payload, log_hash FROM group_log
-                     WHERE group_id = ?1 AND seq > ?2 AND seq <= ?3 AND (deleted = 0 OR ?5)
-                     ORDER BY seq LIMIT ?4",
-                )
-                .map_err(backend)?;
-            let mut head = tx
-                .prepare("SELECT last_seq, log_hash FROM groups WHERE group_id = ?1")
-                .map_err(backend)?;
-            for (group_id, after, removed) in memberships {
-                let upto = removed.unwrap_or(i64::MAX);
-                let rows = stmt
-                    .query_map(params![group_id, after, upto, budget as i64 + 1, is_archiver], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)? as u64,
-                            r.get::<_, i64>(1)? as u64,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, i64>(4)?,
-                            r.get::<_, Vec<u8>>(5)?,
-                            r.get::<_, Option<Vec<u8>>>(6)?,
-                        ))
-                    })
-                    .map_err(backend)?;
-                let mut entries = Vec::new();
-                for row in rows {
-                    let (seq, epoch, kind, sender_device, received_at, payload, hash) = row.map_err(backend)?;
-                    entries.push(StoredEntry {
-                        seq,
-                        epoch,
-                        kind: kind_from(&kind)?,
-                        sender_device,
-                        received_at,
-                        payload,
-                        log_hash: hash_from(hash)?,
-                    });
-                }
-                if entries.len() > budget {
-                    entries.truncate(budget);
-                    pending.more = true;
-                }
-                budget -= entries.len();
-                if !entries.is_empty() {
-                    let (seq, hash) = head
-                        .query_row([&group_id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<Vec<u8>>>(1)?)))
-                        .map_err(backend)?;
-                    pending.heads.push((group_id.clone(), LogHead { seq, log_hash: hash_from(hash)? }));
-                    pending.groups.push((group_id, entries));
-                }
-                if pending.more || budget == 0 {
-                    pending.more = true;
-                    break;
-                }
-            }
-            Ok(pending)
+                .flatten();
+            Ok(SyncView { pending, receipts, held_chats, last_seen })
         })
         .await
     }
@@ -1466,21 +1512,24 @@ impl Store for SqliteStore {
         device_id: &str,
         welcome_ids: &[u64],
         cursors: &[(String, u64)],
+        receipt_ids: &[u64],
     ) -> Result<()> {
         let device_id = device_id.to_owned();
         let welcome_ids = welcome_ids.to_vec();
         let cursors = cursors.to_vec();
+        let receipt_ids = receipt_ids.to_vec();
         self.run(move |c| {
             // A cursor-only ack need not wait for an fsync: SIGKILL loses nothing in WAL mode
             // (the frames are in the OS), and the next `synchronous=FULL` commit makes it
             // durable with everything before it. At worst an OS crash redelivers entries the
-            // device already processed, which it skips by seq. Welcome deletions stay FULL.
-            let relaxed = welcome_ids.is_empty();
+            // device already processed, which it skips by seq. Welcome and receipt deletions
+            // stay FULL.
+            let relaxed = welcome_ids.is_empty() && receipt_ids.is_empty();
             if relaxed {
                 c.pragma_update(None, "synchronous", "NORMAL")
                     .map_err(backend)?;
             }
-            let acked = ack_in(c, &device_id, &welcome_ids, &cursors);
+            let acked = ack_in(c, &device_id, &welcome_ids, &cursors, &receipt_ids);
             if relaxed {
                 c.pragma_update(None, "synchronous", "FULL")
                     .map_err(backend)?;
@@ -1738,23 +1787,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn held_chats(&self, device_id: &str) -> Result<Vec<String>> {
-        let device_id = device_id.to_owned();
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare(&format!(
-                    "SELECT mine.group_id FROM memberships mine
-                     WHERE mine.device_id = ?1 AND mine.removed_seq IS NULL AND {}
-                     ORDER BY mine.group_id",
-                    held_chat("mine.group_id")
-                ))
-                .map_err(backend)?;
-            let rows = stmt.query_map([device_id], |r| r.get(0)).map_err(backend)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(backend)
-        })
-        .await
-    }
-
     async fn records_checkpoints(&self, from: u64, limit: usize) -> Result<Vec<StoredCheckpoint>> {
         self.read(move |c| {
             let mut stmt = c
@@ -1896,36 +1928,6 @@ impl Store for SqliteStore {
                 tx.execute(
                     "INSERT INTO receipt_queue (device_id, receipt) VALUES (?1, ?2)",
                     params![device, receipt],
-                )
-                .map_err(backend)?;
-            }
-            tx.commit().map_err(backend)
-        })
-        .await
-    }
-
-    async fn pending_receipts(&self, device_id: &str, limit: usize) -> Result<Vec<(u64, String)>> {
-        let device_id = device_id.to_owned();
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare("SELECT id, receipt FROM receipt_queue WHERE device_id = ?1 ORDER BY id LIMIT ?2")
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(params![device_id, limit as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
-                .map_err(backend)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(backend)
-        })
-        .await
-    }
-
-    async fn ack_receipts(&self, device_id: &str, ids: &[u64]) -> Result<()> {
-        let (device_id, ids) = (device_id.to_owned(), ids.to_vec());
-        self.run(move |c| {
-            let tx = c.transaction().map_err(backend)?;
-            for id in ids {
-                tx.execute(
-                    "DELETE FROM receipt_queue WHERE id = ?1 AND device_id = ?2",
-                    params![id as i64, device_id],
                 )
                 .map_err(backend)?;
             }

@@ -8,6 +8,8 @@ use vellum_wire::{
     SyncResponse,
 };
 
+use vellum_store::SyncView;
+
 use super::{ErrorBody, St};
 use crate::auth::AuthedDevice;
 
@@ -37,16 +39,16 @@ pub async fn sync(
         .limit
         .unwrap_or(state.config.sync_limit)
         .clamp(1, state.config.sync_limit);
-    // Only for the device list: a full disk must not stop syncs.
-    if let Err(e) = state
-        .store
-        .touch_device(&me.device_id, state.now_secs())
-        .await
-    {
-        tracing::warn!(error = %e, "cannot note a device's sync");
-    }
     let directory_size = state.current_directory().await?.size();
     if me.state == DeviceState::Pending {
+        // Rare, so without the view: the write itself keeps a minute's precision.
+        if let Err(e) = state
+            .store
+            .touch_device(&me.device_id, state.now_secs())
+            .await
+        {
+            tracing::warn!(error = %e, "cannot note a device's sync");
+        }
         // A device waiting for approval receives nothing but the directory's size.
         return Ok(Json(SyncResponse {
             welcomes: Vec::new(),
@@ -57,10 +59,22 @@ pub async fn sync(
             more: false,
         }));
     }
-    let pending = state.store.pending(&me.device_id, limit).await?;
-    let receipts = state.store.pending_receipts(&me.device_id, limit).await?;
+    // One read transaction for everything the device is handed.
+    let view = state.store.sync_view(&me.device_id, limit).await?;
+    let now = state.now_secs();
+    if view.stale_at(now) {
+        // Only for the device list: a full disk must not stop syncs.
+        if let Err(e) = state.store.touch_device(&me.device_id, now).await {
+            tracing::warn!(error = %e, "cannot note a device's sync");
+        }
+    }
+    let SyncView {
+        pending,
+        receipts,
+        held_chats,
+        ..
+    } = view;
     let instance_id = state.store.instance_id().await?;
-    let held_chats = state.store.held_chats(&me.device_id).await?;
     let heads: std::collections::HashMap<_, _> = pending.heads.into_iter().collect();
     Ok(Json(SyncResponse {
         held_chats,
@@ -127,11 +141,7 @@ pub async fn ack(
         .collect();
     state
         .store
-        .ack(&me.device_id, &req.welcomes, &cursors)
-        .await?;
-    state
-        .store
-        .ack_receipts(&me.device_id, &req.receipts)
+        .ack(&me.device_id, &req.welcomes, &cursors, &req.receipts)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
