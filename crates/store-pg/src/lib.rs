@@ -14,12 +14,13 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use deadpool_postgres::Transaction;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use sha2::{Digest, Sha256};
 use tokio::task::AbortHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, Statement, Transaction};
+use tokio_postgres::{Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use vellum_store::backend::*;
 use vellum_store::*;
@@ -162,20 +163,27 @@ fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
+// Statements are prepared once per pooled connection (deadpool's statement cache; every
+// query text here is fixed), so a query is one round trip instead of parse, then execute.
+
 async fn opt(tx: &Transaction<'_>, sql: &str, p: &[Param<'_>]) -> Result<Option<Row>> {
-    tx.query_opt(sql, p).await.map_err(pg)
+    let statement = tx.prepare_cached(sql).await.map_err(pg)?;
+    tx.query_opt(&statement, p).await.map_err(pg)
 }
 
 async fn one(tx: &Transaction<'_>, sql: &str, p: &[Param<'_>]) -> Result<Row> {
-    tx.query_one(sql, p).await.map_err(pg)
+    let statement = tx.prepare_cached(sql).await.map_err(pg)?;
+    tx.query_one(&statement, p).await.map_err(pg)
 }
 
 async fn all(tx: &Transaction<'_>, sql: &str, p: &[Param<'_>]) -> Result<Vec<Row>> {
-    tx.query(sql, p).await.map_err(pg)
+    let statement = tx.prepare_cached(sql).await.map_err(pg)?;
+    tx.query(&statement, p).await.map_err(pg)
 }
 
 async fn exec(tx: &Transaction<'_>, sql: &str, p: &[Param<'_>]) -> Result<u64> {
-    tx.execute(sql, p).await.map_err(pg)
+    let statement = tx.prepare_cached(sql).await.map_err(pg)?;
+    tx.execute(&statement, p).await.map_err(pg)
 }
 
 /// True for a log entry the org's archiver (a member then) has not acknowledged yet.
@@ -690,8 +698,7 @@ fn pool_error(config: &tokio_postgres::Config, e: deadpool_postgres::PoolError) 
 /// Starts a write transaction: locks the instance row, so writers are serialised as with
 /// SQLite's single writer.
 async fn write_tx(c: &mut deadpool_postgres::Object) -> Result<Transaction<'_>> {
-    let client: &mut tokio_postgres::Client = c;
-    let tx = client.transaction().await.map_err(pg)?;
+    let tx = c.transaction().await.map_err(pg)?;
     lock_writers(&tx).await?;
     Ok(tx)
 }
@@ -713,8 +720,7 @@ async fn exclusive_write_tx(
     c: &mut deadpool_postgres::Object,
     lock: AdvisoryLock,
 ) -> Result<Option<Transaction<'_>>> {
-    let client: &mut tokio_postgres::Client = c;
-    let tx = client.transaction().await.map_err(pg)?;
+    let tx = c.transaction().await.map_err(pg)?;
     let granted: bool = one(
         &tx,
         &format!("SELECT COALESCE(pg_try_advisory_xact_lock({LOCK_NAMESPACE}, $1), false)"),
@@ -732,9 +738,7 @@ async fn exclusive_write_tx(
 
 /// Starts a read-only transaction over one snapshot.
 async fn read_tx(c: &mut deadpool_postgres::Object) -> Result<Transaction<'_>> {
-    let client: &mut tokio_postgres::Client = c;
-    client
-        .build_transaction()
+    c.build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
@@ -1224,8 +1228,7 @@ impl Store for PgStore {
 
     async fn touch_device(&self, device_id: &str, now: i64) -> Result<()> {
         let mut c = self.client().await?;
-        let client: &mut tokio_postgres::Client = &mut c;
-        let tx = client.transaction().await.map_err(pg)?;
+        let tx = c.transaction().await.map_err(pg)?;
         // Only a minute's precision: most syncs write nothing. Not worth a synchronous
         // commit. LOCAL: the setting ends with the transaction, even one cancelled midway,
         // so the pooled connection never carries it into another request's commit.
