@@ -24,6 +24,8 @@ pub struct AuthedDevice {
     /// `approved` or `legacy`; `pending` only on the routes [`pending_may`] allows,
     /// `revoked` only on those [`revoked_may`] allows.
     pub state: DeviceState,
+    /// When its sync was last noted (Unix seconds), as its record said at this request.
+    pub last_seen: Option<i64>,
 }
 
 /// What a device waiting for approval may do: read the key directory, its user's devices
@@ -199,6 +201,7 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Ref
                 device_id,
                 user: record.device.user,
                 state: record.state,
+                last_seen: record.last_seen,
             });
             return Ok(Request::from_parts(parts, Body::from(body)));
         }

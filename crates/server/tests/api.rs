@@ -1108,6 +1108,22 @@ async fn sync_and_ack_deliver_in_order_and_reject_bad_cursors() {
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
 
     let welcome_id = sync["welcomes"][0]["id"].clone();
+    // An ack is all or nothing (issue 13): a bad cursor after a good one keeps the Welcome
+    // and the good cursor's entries pending.
+    let (status, body) = h
+        .call(
+            &bob,
+            "POST",
+            "/v1/ack",
+            Some(json!({ "welcomes": [welcome_id], "cursors": [
+                { "group_id": group_id, "seq": 3 },
+                { "group_id": group_id, "seq": 99 },
+            ] })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (_, unchanged) = h.call(&bob, "GET", "/v1/sync?limit=2", None).await;
+    assert_eq!(unchanged, sync, "a refused ack changes nothing");
     let (status, _) = h.call(&bob, "POST", "/v1/ack", Some(json!({ "welcomes": [welcome_id], "cursors": [{ "group_id": group_id, "seq": 3 }] }))).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, sync) = h.call(&bob, "GET", "/v1/sync", None).await;
@@ -4494,6 +4510,21 @@ async fn issue_9_admin_lists_and_revokes_devices() {
         .as_i64()
         .unwrap();
     assert!((seen - now()).abs() < 60, "last seen at its sync");
+    // A device waiting for approval is seen when it syncs too.
+    let (status, _) = h.call(&laptop, "GET", "/v1/sync", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed) = list("alice").await;
+    let laptop_seen = listed["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device_id"] == laptop.id.as_str())
+        .unwrap()["last_seen"]
+        .as_i64();
+    assert!(
+        laptop_seen.is_some_and(|seen| (seen - now()).abs() < 60),
+        "a pending device's sync is noted: {laptop_seen:?}"
+    );
     let (status, body) = list("records").await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     let (status, body) = list("nobody").await;

@@ -168,22 +168,40 @@ fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
 
 async fn opt(tx: &Transaction<'_>, sql: &str, p: &[Param<'_>]) -> Result<Option<Row>> {
     let statement = tx.prepare_cached(sql).await.map_err(pg)?;
-    tx.query_opt(&statement, p).await.map_err(pg)
+    tx.query_opt(&statement, p)
+        .await
+        .map_err(|e| statement_failed(tx, sql, e))
 }
 
 async fn one(tx: &Transaction<'_>, sql: &str, p: &[Param<'_>]) -> Result<Row> {
     let statement = tx.prepare_cached(sql).await.map_err(pg)?;
-    tx.query_one(&statement, p).await.map_err(pg)
+    tx.query_one(&statement, p)
+        .await
+        .map_err(|e| statement_failed(tx, sql, e))
 }
 
 async fn all(tx: &Transaction<'_>, sql: &str, p: &[Param<'_>]) -> Result<Vec<Row>> {
     let statement = tx.prepare_cached(sql).await.map_err(pg)?;
-    tx.query(&statement, p).await.map_err(pg)
+    tx.query(&statement, p)
+        .await
+        .map_err(|e| statement_failed(tx, sql, e))
 }
 
 async fn exec(tx: &Transaction<'_>, sql: &str, p: &[Param<'_>]) -> Result<u64> {
     let statement = tx.prepare_cached(sql).await.map_err(pg)?;
-    tx.execute(&statement, p).await.map_err(pg)
+    tx.execute(&statement, p)
+        .await
+        .map_err(|e| statement_failed(tx, sql, e))
+}
+
+/// A prepared statement PostgreSQL refuses to run as prepared ("cached plan must not change
+/// result type": a newer node's migration changed a table under it) is forgotten, so the
+/// request fails once and the next one prepares it afresh.
+fn statement_failed(tx: &Transaction<'_>, sql: &str, e: tokio_postgres::Error) -> Error {
+    if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) {
+        tx.statement_cache.remove(sql, &[]);
+    }
+    pg(e)
 }
 
 /// True for a log entry the org's archiver (a member then) has not acknowledged yet.
@@ -1735,19 +1753,11 @@ impl Store for PgStore {
         .iter()
         .map(|r| r.get(0))
         .collect();
-        let last_seen = opt(
-            &tx,
-            "SELECT last_seen FROM devices WHERE device_id = $1",
-            &[&device_id],
-        )
-        .await?
-        .and_then(|r| r.get(0));
         done(tx).await?;
         Ok(SyncView {
             pending,
             receipts,
             held_chats,
-            last_seen,
         })
     }
 

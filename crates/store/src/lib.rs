@@ -318,16 +318,12 @@ pub struct SyncView {
     /// The transitory chats the device is a current member of that have a current member
     /// under a legal hold (its own user included).
     pub held_chats: Vec<String>,
-    /// When the device's sync was last noted (Unix seconds), if ever.
-    pub last_seen: Option<i64>,
 }
 
-impl SyncView {
-    /// Whether a sync at `now` should be noted ([`Store::touch_device`]).
-    pub fn stale_at(&self, now: i64) -> bool {
-        self.last_seen
-            .is_none_or(|seen| seen <= now - LAST_SEEN_PRECISION_SECS)
-    }
+/// Whether a sync at `now` should be noted ([`Store::touch_device`]) for a device whose
+/// record says it was last seen at `last_seen`.
+pub fn last_seen_is_stale(last_seen: Option<i64>, now: i64) -> bool {
+    last_seen.is_none_or(|seen| seen <= now - LAST_SEEN_PRECISION_SECS)
 }
 
 /// A new attachment blob (issue 10): `size` plaintext bytes sealed in chunks of
@@ -472,8 +468,8 @@ pub trait Store: Send + Sync + 'static {
     /// directory's upgrade listing.
     async fn legacy_devices(&self) -> Result<Vec<DeviceRecord>>;
     /// Notes the device's sync at `now` (Unix seconds) unless the last one noted is less than
-    /// [`LAST_SEEN_PRECISION_SECS`] old. Callers skip it when [`SyncView::last_seen`] is
-    /// that recent, so most syncs write nothing.
+    /// [`LAST_SEEN_PRECISION_SECS`] old. Callers skip it when [`last_seen_is_stale`] says
+    /// no for the device's record, so most syncs write nothing.
     async fn touch_device(&self, device_id: &str, now: i64) -> Result<()>;
     /// Remembers the nonce of a signed request made at `timestamp` (Unix seconds, signed
     /// with it, so a replay carries the same one). Timestamps before `forget_before` are
@@ -534,8 +530,8 @@ pub trait Store: Send + Sync + 'static {
     /// Appends an application message from a current member at the current epoch.
     async fn append_message(&self, message: MessageAppend) -> Result<Appended>;
     /// Everything a sync hands the device, read in one transaction: what it has not
-    /// acknowledged yet (oldest first, at most `limit` entries and `limit` receipts), which
-    /// of its chats are held, and when it last synced.
+    /// acknowledged yet (oldest first, at most `limit` entries and `limit` receipts) and
+    /// which of its chats are held.
     async fn sync_view(&self, device_id: &str, limit: usize) -> Result<SyncView>;
     /// What the device has not acknowledged yet, oldest first, at most `limit` entries.
     async fn pending(&self, device_id: &str, limit: usize) -> Result<Pending> {

@@ -1495,14 +1495,7 @@ impl Store for SqliteStore {
                 let rows = stmt.query_map([&device_id], |r| r.get(0)).map_err(backend)?;
                 rows.collect::<rusqlite::Result<_>>().map_err(backend)?
             };
-            let last_seen = tx
-                .prepare_cached("SELECT last_seen FROM devices WHERE device_id = ?1")
-                .map_err(backend)?
-                .query_row([&device_id], |r| r.get(0))
-                .optional()
-                .map_err(backend)?
-                .flatten();
-            Ok(SyncView { pending, receipts, held_chats, last_seen })
+            Ok(SyncView { pending, receipts, held_chats })
         })
         .await
     }

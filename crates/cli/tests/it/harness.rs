@@ -167,28 +167,35 @@ const ADDRESS_IN_USE: &str = "Address already in use";
 /// taken by any outgoing connection of the tests running beside it (PostgreSQL, NATS, CLI
 /// requests), which once failed a restart in CI.
 pub fn unused_fixed_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    // Linux's default ephemeral range starts at 32768; read it where the kernel says.
-    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Linux's default ephemeral range is 32768-60999; read it where the kernel says.
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let (low, high) = (
-        ephemeral_start.saturating_sub(12_000).max(1024),
-        ephemeral_start,
-    );
-    // One walk per test process, starting where its process id points, so that test
-    // binaries running side by side start apart.
-    static NEXT: AtomicU16 = AtomicU16::new(0);
+        .and_then(|range| {
+            let mut bounds = range.split_whitespace().map(|b| b.parse::<u32>().ok());
+            Some((bounds.next()??, bounds.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    // Below the range if there is room there, else above it.
+    let (low, high) = if ephemeral.0 >= 1024 + 2000 {
+        (ephemeral.0.saturating_sub(12_000).max(1024), ephemeral.0)
+    } else if ephemeral.1 + 2000 <= 65_535 {
+        (ephemeral.1 + 1, 65_536)
+    } else {
+        panic!("no loopback ports outside the ephemeral range {ephemeral:?}")
+    };
     let span = high - low;
+    // One walk per test process, starting where its process id points (spread, so that
+    // processes started together start apart).
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
     let _ = NEXT.compare_exchange(
-        0,
-        (std::process::id() % u32::from(span)) as u16 + 1,
+        u32::MAX,
+        std::process::id().wrapping_mul(2_654_435_761) % span,
         Ordering::Relaxed,
         Ordering::Relaxed,
     );
     for _ in 0..span {
-        let port = low + NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = (low + NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }

@@ -8,7 +8,7 @@ use vellum_wire::{
     SyncResponse,
 };
 
-use vellum_store::SyncView;
+use vellum_store::{last_seen_is_stale, SyncView};
 
 use super::{ErrorBody, St};
 use crate::auth::AuthedDevice;
@@ -39,16 +39,16 @@ pub async fn sync(
         .limit
         .unwrap_or(state.config.sync_limit)
         .clamp(1, state.config.sync_limit);
-    let directory_size = state.current_directory().await?.size();
-    if me.state == DeviceState::Pending {
-        // Rare, so without the view: the write itself keeps a minute's precision.
-        if let Err(e) = state
-            .store
-            .touch_device(&me.device_id, state.now_secs())
-            .await
-        {
+    // Only for the device list, to a minute's precision, so most syncs write nothing; and
+    // a full disk must not stop syncs.
+    let now = state.now_secs();
+    if last_seen_is_stale(me.last_seen, now) {
+        if let Err(e) = state.store.touch_device(&me.device_id, now).await {
             tracing::warn!(error = %e, "cannot note a device's sync");
         }
+    }
+    let directory_size = state.current_directory().await?.size();
+    if me.state == DeviceState::Pending {
         // A device waiting for approval receives nothing but the directory's size.
         return Ok(Json(SyncResponse {
             welcomes: Vec::new(),
@@ -59,21 +59,12 @@ pub async fn sync(
             more: false,
         }));
     }
-    // One read transaction for everything the device is handed.
-    let view = state.store.sync_view(&me.device_id, limit).await?;
-    let now = state.now_secs();
-    if view.stale_at(now) {
-        // Only for the device list: a full disk must not stop syncs.
-        if let Err(e) = state.store.touch_device(&me.device_id, now).await {
-            tracing::warn!(error = %e, "cannot note a device's sync");
-        }
-    }
+    // Everything the device is handed, in one read transaction.
     let SyncView {
         pending,
         receipts,
         held_chats,
-        ..
-    } = view;
+    } = state.store.sync_view(&me.device_id, limit).await?;
     let instance_id = state.store.instance_id().await?;
     let heads: std::collections::HashMap<_, _> = pending.heads.into_iter().collect();
     Ok(Json(SyncResponse {
