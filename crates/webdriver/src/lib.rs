@@ -389,14 +389,19 @@ impl Browser<'_> {
 
     /// The visible text of `css`, once it appears.
     pub fn text(&self, css: &str) -> String {
-        // A page that re-renders between the find and the read leaves a stale reference:
-        // find it again (a few times) rather than fail on the page's timing.
+        // A page that re-renders or navigates between the find and the read leaves a stale
+        // reference (or, mid-navigation, no context to read it in): find it again (a few
+        // times) rather than fail on the page's timing.
         let mut attempts = 0;
         loop {
             let id = self.element(css);
             match self.try_call(Method::GET, &format!("/element/{id}/text"), None) {
                 Ok(value) => return value.as_str().unwrap_or_default().to_owned(),
-                Err(e) if e.error == "stale element reference" && attempts < 5 => attempts += 1,
+                Err(e) if attempts < 5 => {
+                    attempts += 1;
+                    eprintln!("reading {css} again after: {}: {}", e.error, e.message);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 Err(e) => panic!(
                     "WebDriver GET /element/{id}/text: {}: {}",
                     e.error, e.message
