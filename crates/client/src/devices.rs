@@ -800,10 +800,14 @@ impl Client {
             .map(|d| d.status);
         match known {
             None => {
+                // A device waiting for approval is listed but not in the key directory yet,
+                // so there is nothing of it to revoke there.
                 return Err(Error::Invalid(format!(
-                    "{} has no device {device_id:?} (see `vellum devices`)",
+                    "{} has no device {device_id:?} in the key directory (see `vellum devices`); \
+                     one waiting for approval is not there until approved: leave it unapproved, \
+                     or have an administrator remove it (`vellum admin device revoke`)",
                     self.user
-                )))
+                )));
             }
             Some(vellum_directory::DeviceStatus::Revoked) => {
                 return Err(Error::Invalid(format!(

@@ -258,6 +258,7 @@ impl From<vellum_store::Error> for ApiError {
             E::NotMember => Self::new(StatusCode::FORBIDDEN, codes::NOT_MEMBER, e.to_string()),
             E::Forbidden(message) => Self::forbidden(message),
             E::Refused(message) => Self::new(StatusCode::CONFLICT, codes::CONFLICT, message),
+            E::InvalidText(message) => Self::bad_request(message),
             E::DiskFull => {
                 tracing::error!("the disk is full: refusing writes");
                 Self::new(

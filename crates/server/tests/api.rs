@@ -1122,6 +1122,20 @@ async fn sync_and_ack_deliver_in_order_and_reject_bad_cursors() {
         )
         .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    // Longer than one sync hands out, or ids past i64: refused before the store is touched
+    // (a long ack would hold the write lock of every node sharing the database).
+    let too_many: Vec<u64> = (0..=500).collect();
+    for body in [
+        json!({ "welcomes": too_many, "cursors": [] }),
+        json!({ "welcomes": [], "cursors": [], "receipts": too_many }),
+        json!({ "welcomes": [], "cursors": too_many.iter().map(|_| json!({ "group_id": group_id, "seq": 1 })).collect::<Vec<_>>() }),
+        json!({ "welcomes": [welcome_id], "cursors": [{ "group_id": group_id, "seq": u64::MAX }] }),
+        json!({ "welcomes": [1u64 << 63], "cursors": [] }),
+        json!({ "welcomes": [], "cursors": [], "receipts": [u64::MAX] }),
+    ] {
+        let (status, answer) = h.call(&bob, "POST", "/v1/ack", Some(body)).await;
+        assert_error(status, &answer, StatusCode::BAD_REQUEST, "bad_request");
+    }
     let (_, unchanged) = h.call(&bob, "GET", "/v1/sync?limit=2", None).await;
     assert_eq!(unchanged, sync, "a refused ack changes nothing");
     let (status, _) = h.call(&bob, "POST", "/v1/ack", Some(json!({ "welcomes": [welcome_id], "cursors": [{ "group_id": group_id, "seq": 3 }] }))).await;

@@ -156,6 +156,11 @@ fn pg(e: tokio_postgres::Error) -> Error {
     if e.code() == Some(&SqlState::DISK_FULL) {
         return Error::DiskFull;
     }
+    // A request's text with a NUL in it (a group id, say): a client's mistake or probe,
+    // not a storage failure.
+    if e.code() == Some(&SqlState::CHARACTER_NOT_IN_REPERTOIRE) {
+        return Error::InvalidText("text with a NUL character is not a valid name or id".into());
+    }
     Error::Backend(e.to_string())
 }
 

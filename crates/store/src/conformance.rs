@@ -1122,6 +1122,19 @@ pub async fn issue_13_a_sync_is_one_view_and_an_ack_one_transaction(store: &impl
 
     // The good cursor is written before the bad one is found: all of it rolls back.
     let (welcome, receipt) = (view.pending.welcomes[0].id, view.receipts[0].0);
+    // A NUL in a group id is a refused request on every backend, never a storage failure.
+    let nul = store
+        .ack(
+            "b1",
+            &[welcome],
+            &[("g".into(), 2), ("g\0".into(), 1)],
+            &[receipt],
+        )
+        .await;
+    assert!(
+        matches!(nul, Err(Error::NotMember | Error::InvalidText(_))),
+        "{nul:?}"
+    );
     assert!(matches!(
         store
             .ack(

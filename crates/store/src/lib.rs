@@ -41,6 +41,10 @@ pub enum Error {
     /// message says what.
     #[error("{0}")]
     Refused(String),
+    /// Text the backend cannot hold (PostgreSQL's text cannot contain NUL): no stored row
+    /// can match it, and nothing was written.
+    #[error("{0}")]
+    InvalidText(String),
     #[error("storage backend: {0}")]
     Backend(String),
     /// The database cannot be opened: damaged, written by a newer version, or a migration

@@ -111,7 +111,8 @@ pub async fn sync(
     }))
 }
 
-/// The device has durably processed these welcomes, log entries and receipts.
+/// The device has durably processed these welcomes, log entries and receipts: all of it or,
+/// on any error, none. At most what one sync hands out of each.
 #[utoipa::path(post, path = "/v1/ack", tag = "sync",
     request_body = AckRequest,
     security(("device_id" = [], "device_timestamp" = [], "device_nonce" = [], "device_signature" = [])),
@@ -125,6 +126,23 @@ pub async fn ack(
     Extension(me): Extension<AuthedDevice>,
     Json(req): Json<AckRequest>,
 ) -> Result<StatusCode, ApiError> {
+    // An ack names what one sync handed out. A longer one would hold the store's write lock
+    // (on PostgreSQL every node's) for as long as it takes to go through.
+    let most = state.config.sync_limit;
+    if req.welcomes.len() > most || req.cursors.len() > most || req.receipts.len() > most {
+        return Err(ApiError::bad_request(format!(
+            "an ack names at most {most} welcomes, {most} cursors and {most} receipts: what one sync hands out"
+        )));
+    }
+    let too_large = |n: &u64| i64::try_from(*n).is_err();
+    if req.welcomes.iter().any(too_large)
+        || req.receipts.iter().any(too_large)
+        || req.cursors.iter().any(|c| too_large(&c.seq))
+    {
+        return Err(ApiError::bad_request(
+            "ids and seqs in an ack are at most 2^63 - 1",
+        ));
+    }
     let cursors: Vec<(String, u64)> = req
         .cursors
         .into_iter()
