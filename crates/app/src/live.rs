@@ -444,7 +444,7 @@ async fn wakeups(state: AppState) {
                 // offline learns it within one backoff.
                 link = None;
                 announce_link(&state, &mut link, online(false));
-                tracing::warn!(error = %e, "delivery server unreachable; retrying");
+                tracing::warn!(error = %e, "no live connection to the delivery server; retrying");
                 // A refused socket is judged by a plain sync: a revoked device is told so,
                 // and a server that started after the request's timestamp tells its start
                 // (the client signs from it on), so the next attempt goes at once.

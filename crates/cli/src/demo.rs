@@ -549,21 +549,11 @@ async fn scale_out(dir: &Path) -> Result<()> {
         return Ok(());
     };
     let nats = std::env::var("VELLUM_NATS_URL").ok();
-    let admin = vellum_store_pg::PgStore::admin_client(&database)
+    let schema = vellum_store_pg::PgStore::scratch_schema(&database, "vellum_demo")
         .await
         .context("VELLUM_DATABASE_URL")?;
-    let mut raw = [0u8; 6];
-    getrandom::fill(&mut raw)?;
-    let schema = format!("vellum_demo_{}", hex::encode(raw));
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await?;
-    let joiner = if database.contains('?') { '&' } else { '?' };
-    let shared = format!("{database}{joiner}options=-c%20search_path%3D{schema}");
-    let outcome = two_nodes(dir, &shared, nats).await;
-    admin
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .await?;
+    let outcome = two_nodes(dir, &schema.url, nats).await;
+    schema.drop_all().await?;
     outcome
 }
 

@@ -860,8 +860,13 @@ fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter))
         // The NATS client logs its connect options, password included, at debug: never
-        // below info, whatever RUST_LOG asks for.
-        .add_directive("async_nats=info".parse().expect("a valid directive"));
+        // below info, whatever RUST_LOG asks for (and its connects only where a server runs,
+        // not between the demo's lines).
+        .add_directive(
+            format!("async_nats={default_level}")
+                .parse()
+                .expect("a valid directive"),
+        );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(output::colour_wanted(std::io::IsTerminal::is_terminal(

@@ -89,6 +89,10 @@ fn idempotent(method: &Method, path: &str) -> bool {
 /// trailing slash.
 pub fn normalize_server_url(url: &str) -> Result<String, Error> {
     let invalid = |why: &str| Error::Invalid(format!("{url:?} is not a server URL: {why}"));
+    if !url.contains("://") {
+        // "127.0.0.1:7480" would parse as a URL of scheme "127.0.0.1", or not at all.
+        return Err(invalid("it must start with http:// or https://"));
+    }
     let parsed = reqwest::Url::parse(url.trim()).map_err(|e| invalid(&e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(invalid("it must start with http:// or https://"));

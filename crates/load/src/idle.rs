@@ -9,7 +9,9 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::run::Machine;
-use crate::server::{available_memory_kib, raise_open_files_limit, ServerOptions, ServerProcess};
+use crate::server::{
+    available_memory_kib, raise_open_files_limit, with_scratch_schema, ServerOptions, ServerProcess,
+};
 use crate::{Error, Org, Result};
 
 /// Connections per device: well under the per-device request burst, so no upgrade is refused
@@ -54,8 +56,20 @@ pub async fn idle_connections(options: &IdleOptions) -> Result<IdleSummary> {
     // This process holds one end of each connection and the server (inheriting the limit)
     // the other.
     let open_files_limit = raise_open_files_limit(options.connections as u64 + 1024)?;
+    with_scratch_schema(&options.server, |server| async move {
+        idle_on(options, open_files_limit, &server).await
+    })
+    .await
+}
+
+/// [`idle_connections`] on a node started as `server` says.
+async fn idle_on(
+    options: &IdleOptions,
+    open_files_limit: u64,
+    server: &ServerOptions,
+) -> Result<IdleSummary> {
     let root = tempfile::tempdir()?;
-    let server = ServerProcess::start(&options.server, &root.path().join("server"))?;
+    let server = ServerProcess::start(server, &root.path().join("server"))?;
     let org = Org::connect(&server.url, &server.admin_token()?, root.path())?;
     let device_count = options.connections.div_ceil(CONNECTIONS_PER_DEVICE);
     eprintln!("enrolling {device_count} devices");

@@ -16,7 +16,7 @@ use vellum_client::{Api, Client};
 use vellum_wire::{AckRequest, EntryKind, GroupCursor, SyncResponse};
 
 use crate::baselines::{self, BaselineOptions, Baselines};
-use crate::server::{raise_open_files_limit, ServerOptions, ServerProcess};
+use crate::server::{raise_open_files_limit, with_scratch_schema, ServerOptions, ServerProcess};
 use crate::stats::percentile;
 use crate::{Error, LightDevice, Org, Result};
 
@@ -212,6 +212,17 @@ struct Node {
 /// Runs one load scenario and returns its summary; progress goes to stderr.
 pub async fn load(options: &LoadOptions) -> Result<LoadSummary> {
     options.check()?;
+    if !options.servers.is_empty() {
+        return load_on(options, &options.server).await;
+    }
+    with_scratch_schema(&options.server, |server| async move {
+        load_on(options, &server).await
+    })
+    .await
+}
+
+/// [`load`] with local nodes started as `server` says.
+async fn load_on(options: &LoadOptions, server: &ServerOptions) -> Result<LoadSummary> {
     // A WebSocket and an HTTP connection per device, on both sides of loopback.
     raise_open_files_limit(4 * options.devices as u64 + 1024)?;
     let root = tempfile::tempdir()?;
@@ -220,7 +231,7 @@ pub async fn load(options: &LoadOptions) -> Result<LoadSummary> {
         let data = root.path().join("server");
         for n in 0..options.nodes {
             eprintln!("starting node {} of {}", n + 1, options.nodes);
-            processes.push(ServerProcess::start(&options.server, &data)?);
+            processes.push(ServerProcess::start(server, &data)?);
         }
         let token = processes[0].admin_token()?;
         (processes.iter().map(|p| p.url.clone()).collect(), token)

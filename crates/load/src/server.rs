@@ -16,6 +16,34 @@ pub struct ServerOptions {
     pub nats_url: Option<String>,
 }
 
+/// Runs `work` with `options` whose nodes, on PostgreSQL, use a schema of their own in the
+/// named database, dropped afterwards (when `work` fails too): a database that already
+/// holds a deployment, or an earlier run's nodes, is left as it was.
+pub async fn with_scratch_schema<T, F, Fut>(options: &ServerOptions, work: F) -> Result<T>
+where
+    F: FnOnce(ServerOptions) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let Some(url) = &options.database_url else {
+        return work(options.clone()).await;
+    };
+    let schema = vellum_store_pg::PgStore::scratch_schema(url, "vellum_bench")
+        .await
+        .map_err(|e| Error::Server(e.to_string()))?;
+    let scoped = ServerOptions {
+        database_url: Some(schema.url.clone()),
+        ..options.clone()
+    };
+    let outcome = work(scoped).await;
+    let dropped = schema
+        .drop_all()
+        .await
+        .map_err(|e| Error::Server(format!("dropping the benchmark's schema: {e}")));
+    let value = outcome?;
+    dropped?;
+    Ok(value)
+}
+
 /// A `vellum server` process on a loopback port it chose itself (`--listen 127.0.0.1:0`).
 pub struct ServerProcess {
     child: Child,

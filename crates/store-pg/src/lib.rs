@@ -535,7 +535,7 @@ impl PgStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let config: tokio_postgres::Config = url
             .parse()
-            .map_err(|e| Error::Backend(format!("the database URL is not valid: {e}")))?;
+            .map_err(|e| Error::Backend(format!("the database URL is not valid ({e}): expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")))?;
         Self::connect_config(config).await
     }
 
@@ -582,7 +582,7 @@ impl PgStore {
     pub async fn admin_client(url: &str) -> Result<tokio_postgres::Client> {
         let config: tokio_postgres::Config = url
             .parse()
-            .map_err(|e| Error::Backend(format!("the database URL is not valid: {e}")))?;
+            .map_err(|e| Error::Backend(format!("the database URL is not valid ({e}): expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")))?;
         let tls = tls::connector(config.get_ssl_mode())?;
         let (client, connection) = config
             .connect(tls)
@@ -590,6 +590,29 @@ impl PgStore {
             .map_err(|e| connect_error(&config, &e))?;
         tokio::spawn(connection);
         Ok(client)
+    }
+
+    /// A schema of its own in the database at `url`, named `{prefix}_<random>`, for tools
+    /// that start nodes on a database that may already hold a deployment (the demo, the
+    /// load benchmarks). [`ScratchSchema::url`] points nodes at it.
+    pub async fn scratch_schema(url: &str, prefix: &str) -> Result<ScratchSchema> {
+        let admin = Self::admin_client(url).await?;
+        let mut raw = [0u8; 6];
+        getrandom::fill(&mut raw).map_err(|e| Error::Backend(format!("no randomness: {e}")))?;
+        let name = format!(
+            "{prefix}_{}",
+            raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await
+            .map_err(pg)?;
+        let joiner = if url.contains('?') { '&' } else { '?' };
+        Ok(ScratchSchema {
+            url: format!("{url}{joiner}options=-c%20search_path%3D{name}"),
+            admin,
+            name,
+        })
     }
 
     /// Transactions (each one commit) that appended application messages since the store
@@ -991,6 +1014,24 @@ async fn pending_in(tx: &Transaction<'_>, device_id: &str, limit: usize) -> Resu
         }
     }
     Ok(pending)
+}
+
+/// A schema made by [`PgStore::scratch_schema`]; [`ScratchSchema::drop_all`] drops it
+/// and everything in it.
+pub struct ScratchSchema {
+    /// The database URL with the schema as its search path.
+    pub url: String,
+    admin: tokio_postgres::Client,
+    name: String,
+}
+
+impl ScratchSchema {
+    pub async fn drop_all(self) -> Result<()> {
+        self.admin
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .await
+            .map_err(pg)
+    }
 }
 
 #[async_trait]

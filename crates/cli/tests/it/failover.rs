@@ -341,6 +341,7 @@ fn issue_13_servers_add_and_remove_refuse_bad_input_and_change_nothing() {
     for (bad, said) in [
         ("not a url", "is not a server URL"),
         ("ftp://node.example", "must start with http:// or https://"),
+        ("127.0.0.1:7480", "must start with http:// or https://"),
         ("http://", "is not a server URL"),
         (
             "https://u:hunter2@node.example",

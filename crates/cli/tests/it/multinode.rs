@@ -666,3 +666,65 @@ fn issue_13_nats_credentials_come_from_the_url() {
         "the password is never logged"
     );
 }
+
+/// `vellum bench load --nodes 2 --database-url` on a database that already holds a
+/// deployment (and again, on the same database): its nodes run in a schema of their own,
+/// dropped afterwards, and the deployment is left as it was.
+#[test]
+fn issue_13_bench_nodes_run_in_a_schema_of_their_own_and_leave_the_database_as_it_was() {
+    let root = tempfile::tempdir().unwrap();
+    let database = SharedDatabase::new();
+    let deployment = node(root.path(), "a", &database, None);
+    deployment.add_user("alice");
+    for run in 1..=2 {
+        let out = run_ok(vellum().args([
+            "bench",
+            "load",
+            "--devices",
+            "6",
+            "--chats",
+            "2",
+            "--members",
+            "3",
+            "--rate",
+            "10",
+            "--duration",
+            "1",
+            "--nodes",
+            "2",
+            "--database-url",
+            &database.url(),
+        ]));
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["store"], "postgres", "run {run}: {summary}");
+        assert!(
+            summary["sent"].as_u64().unwrap() > 0,
+            "run {run}: {summary}"
+        );
+        assert_eq!(
+            summary["deliveries"], summary["expected_deliveries"],
+            "run {run}: {summary}"
+        );
+    }
+    let left: i64 = blocking(async {
+        admin()
+            .await
+            .query_one(
+                "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'vellum\\_bench\\_%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(left, 0, "the benchmark's schemas are dropped");
+    // The deployment still serves its org, alice included.
+    let out = output(
+        vellum()
+            .args(["admin", "--server", &deployment.url, "--token-file"])
+            .arg(deployment.token_file())
+            .args(["user", "add", "alice"]),
+    );
+    assert!(!out.status.success(), "alice is still there");
+    deployment.add_user("bob");
+}
