@@ -883,11 +883,23 @@ async fn records(
         .create_chat("case-1234", &["bob".into()], Default::default(), None)
         .await?;
     bob.sync().await?;
+    // One line per user: bob's phone and laptop are both members.
+    let mut members: Vec<(String, Option<String>, usize)> = Vec::new();
     for (member, role) in alice.described_members(&chat)? {
+        match members.iter_mut().find(|(user, ..)| *user == member.user) {
+            Some((.., devices)) => *devices += 1,
+            None => members.push((member.user, role, 1)),
+        }
+    }
+    for (user, role, devices) in members {
         println!(
-            "  member {}{}",
-            member.user,
-            role.map(|r| format!(": {r}")).unwrap_or_default()
+            "  member {user}{}{}",
+            role.map(|r| format!(": {r}")).unwrap_or_default(),
+            if devices > 1 {
+                format!(" ({devices} devices)")
+            } else {
+                String::new()
+            }
         );
     }
     let permit = alice.send(&chat, "Permit 88 is approved.").await?;
@@ -960,7 +972,10 @@ async fn records(
         .hits;
     for hit in &hits {
         let e = &hit.record;
-        let to: Vec<&str> = e.recipients.iter().map(|r| r.user.as_str()).collect();
+        // The record names every device; people read users.
+        let mut to: Vec<&str> = e.recipients.iter().map(|r| r.user.as_str()).collect();
+        to.sort_unstable();
+        to.dedup();
         println!(
             "  leaf {}: <{}> to {} in {:?}: {}",
             hit.leaf,
@@ -1073,7 +1088,10 @@ async fn records(
         proven.receipt.leaf_index, proven.binding.origin, proven.checkpoint.checkpoint.size
     );
     for (field, value) in &proven.fields {
-        println!("    {field}: {value}");
+        println!(
+            "    {field}: {}",
+            crate::output::disclosed_field(field, value)
+        );
     }
     let mut forged = proof.clone();
     if let Some(text) = forged.disclosures.iter_mut().find(|d| d.field == "text") {

@@ -83,6 +83,15 @@ pub fn time(unix_millis: i64) -> String {
     }
 }
 
+/// A receipt's disclosed field for people: times (`sent_at`, Unix milliseconds in the leaf)
+/// readable, with the committed value after them; everything else as disclosed.
+pub fn disclosed_field(field: &str, value: &str) -> String {
+    match value.parse::<i64>() {
+        Ok(millis) if field.ends_with("_at") => format!("{} ({value})", time(millis)),
+        _ => value.to_owned(),
+    }
+}
+
 /// A date for people, to the minute, with how far it is: `2026-12-06 14:00 (in 7 days)`.
 pub fn date(unix_millis: i64) -> String {
     date_at(unix_millis, vellum_client::now_millis())

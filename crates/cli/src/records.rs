@@ -1262,7 +1262,10 @@ fn verify_receipt(file: &Path, records_key: &Path, as_json: bool) -> Result<()> 
         proven.binding.witness_quorum
     );
     for (field, value) in &proven.fields {
-        println!("  {field}: {value}");
+        println!(
+            "  {field}: {}",
+            crate::output::disclosed_field(field, value)
+        );
     }
     if !proven.withheld.is_empty() {
         println!(
