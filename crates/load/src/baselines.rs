@@ -345,9 +345,7 @@ async fn nats_fan_out(options: &BaselineOptions, payload: usize) -> Result<NatsF
         let client = connect(server.url.clone()).await?;
         let published = published.clone();
         publishers.push(tokio::spawn(async move {
-            let first = tokio::time::Instant::now() + per_chat.mul_f64(c as f64 / chats as f64);
-            let mut tick = tokio::time::interval_at(first, per_chat);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut tick = crate::run::staggered_ticks(per_chat, c, chats);
             loop {
                 tick.tick().await;
                 if Instant::now() >= stop_at {

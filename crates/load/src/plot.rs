@@ -25,6 +25,8 @@ pub fn write_plot(path: &Path, sweep: &SweepSummary) -> Result<()> {
 }
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+/// A legend name, a colour and its points.
+type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
 type DrawResult = std::result::Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
 fn latency_against_load(area: &Area<'_>, runs: &[LoadSummary]) -> DrawResult {
@@ -64,22 +66,7 @@ fn latency_against_load(area: &Area<'_>, runs: &[LoadSummary]) -> DrawResult {
                 .collect(),
         ),
     ];
-    for (name, colour, points) in series {
-        chart
-            .draw_series(LineSeries::new(points.clone(), colour))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
-        chart.draw_series(
-            points
-                .into_iter()
-                .map(|p| Circle::new(p, 3, colour.filled())),
-        )?;
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()
+    lines_with_points(&mut chart, series)
 }
 
 fn throughput_against_size(area: &Area<'_>, runs: &[LoadSummary]) -> DrawResult {
@@ -115,6 +102,18 @@ fn throughput_against_size(area: &Area<'_>, runs: &[LoadSummary]) -> DrawResult 
                 .collect(),
         ),
     ];
+    lines_with_points(&mut chart, series)
+}
+
+/// Each series as a line through circled points, with a legend.
+fn lines_with_points<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    series: [Series<'_>; 2],
+) -> DrawResult
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     for (name, colour, points) in series {
         chart
             .draw_series(LineSeries::new(points.clone(), colour))?

@@ -263,16 +263,11 @@ async fn load_on(options: &LoadOptions, server: &ServerOptions) -> Result<LoadSu
             measured.payload_bytes
         );
         Some(
-            baselines::measure(&BaselineOptions {
-                chats: options.chats,
-                members: options.members,
-                devices: options.devices,
-                rate: options.rate,
-                duration: options.duration,
-                payload_bytes: measured.payload_bytes as usize,
-                database_url: options.server.database_url.clone(),
-                vellum_cpu_us_per_delivery: measured.cpu_us_per_delivery,
-            })
+            baselines::measure(&baseline_options(
+                options,
+                measured.payload_bytes,
+                measured.cpu_us_per_delivery,
+            ))
             .await?,
         )
     } else {
@@ -464,10 +459,7 @@ impl Run {
         for (i, (mut sender, chat)) in self.senders.into_iter().enumerate() {
             let (sends, sent, errors) = (sends.clone(), sent.clone(), send_errors.clone());
             sending.push(tokio::spawn(async move {
-                // Senders start spread over one period, not all at once.
-                let first = tokio::time::Instant::now() + per_chat.mul_f64(i as f64 / chats as f64);
-                let mut tick = tokio::time::interval_at(first, per_chat);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut tick = staggered_ticks(per_chat, i, chats);
                 loop {
                     tick.tick().await;
                     if Instant::now() >= stop_at {
@@ -672,6 +664,37 @@ async fn light_receiver(
     }
 }
 
+/// The baselines in the shape of `options`, with Vellum's measured payload and cost.
+fn baseline_options(
+    options: &LoadOptions,
+    payload_bytes: u64,
+    vellum_cpu_us_per_delivery: f64,
+) -> BaselineOptions {
+    BaselineOptions {
+        chats: options.chats,
+        members: options.members,
+        devices: options.devices,
+        rate: options.rate,
+        duration: options.duration,
+        payload_bytes: payload_bytes as usize,
+        database_url: options.server.database_url.clone(),
+        vellum_cpu_us_per_delivery,
+    }
+}
+
+/// Sender `index` of `count`'s ticks, one every `period`: senders start spread over one
+/// period, not all at once, and a late tick delays the next rather than bunching up.
+pub(crate) fn staggered_ticks(
+    period: Duration,
+    index: usize,
+    count: usize,
+) -> tokio::time::Interval {
+    let first = tokio::time::Instant::now() + period.mul_f64(index as f64 / count as f64);
+    let mut tick = tokio::time::interval_at(first, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
 /// Counts a receiver's failure; the first one is said on stderr.
 fn count_error(errors: &AtomicU64, error: &dyn std::fmt::Display) {
     if errors.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -815,19 +838,7 @@ pub async fn sweep(options: &LoadOptions) -> Result<SweepSummary> {
     let baselines = if options.baselines {
         let last = by_rate.last().map_or(0, |s| s.payload_bytes);
         let vellum = by_rate.last().map_or(0.0, |s| s.server_cpu_us_per_delivery);
-        Some(
-            baselines::measure(&BaselineOptions {
-                chats: options.chats,
-                members: options.members,
-                devices: options.devices,
-                rate: options.rate,
-                duration: options.duration,
-                payload_bytes: last as usize,
-                database_url: options.server.database_url.clone(),
-                vellum_cpu_us_per_delivery: vellum,
-            })
-            .await?,
-        )
+        Some(baselines::measure(&baseline_options(options, last, vellum)).await?)
     } else {
         None
     };

@@ -214,18 +214,19 @@ pub struct Device {
     pub home: PathBuf,
 }
 
+/// `vellum --home HOME enroll --server URL --user USER --code CODE`, not yet run.
+pub fn enroll_command(home: &Path, server_url: &str, user: &str, code: &str) -> Command {
+    let mut cmd = vellum();
+    cmd.arg("--home").arg(home).args([
+        "enroll", "--server", server_url, "--user", user, "--code", code,
+    ]);
+    cmd
+}
+
 impl Device {
     pub fn enroll(server: &Server, root: &Path, dir: &str, user: &str, code: &str) -> Self {
         let home = root.join(dir);
-        run_ok(vellum().arg("--home").arg(&home).args([
-            "enroll",
-            "--server",
-            &server.url,
-            "--user",
-            user,
-            "--code",
-            code,
-        ]));
+        run_ok(&mut enroll_command(&home, &server.url, user, code));
         Self { home }
     }
 
